@@ -1,0 +1,175 @@
+/* SPDX-License-Identifier: GPL-2.0 OR Apache-2.0 */
+
+/*
+ * gadget/types.h - typedefs and structs that give event fields a meaning.
+ *
+ * The loader turns every typedef name found on a struct member's type chain
+ * into a `type:<name>` tag on the field (for `gadget_comm comm[16]` the tag
+ * is `type:gadget_comm`). Those tags select display templates and drive
+ * enrichment: a `gadget_mntns_id` field gets container metadata, a
+ * `gadget_uid` field gets a user name, a `gadget_errno` field gets the errno
+ * name, a `gadget_timestamp` gets a wall-clock rendering, and so on. Using
+ * the plain C type instead still works but loses all of that.
+ *
+ * The names, member names, member types and member order below are part of
+ * the gadget ABI shared with upstream Inspektor Gadget: gadgets written for
+ * upstream must compile against this file and produce the same layouts.
+ * The loader side of these names lives in src/bpf/contract.rs.
+ */
+
+#ifndef __GADGET_TYPES_H
+#define __GADGET_TYPES_H
+
+/*
+ * Gadgets normally include <vmlinux.h> first, which provides the __u8..__u64
+ * types, bool and TASK_COMM_LEN (as an enum constant). Programs built on the
+ * UAPI headers instead get the same things from here.
+ */
+#ifndef __VMLINUX_H__
+#include <linux/types.h>
+#include <stdbool.h>
+#ifndef TASK_COMM_LEN
+#define TASK_COMM_LEN 16
+#endif
+#endif
+
+/* --- Network addresses ------------------------------------------------- */
+
+/* An IPv4 or IPv6 address in network byte order; `version` says which. */
+union gadget_ip_addr_t {
+	__u8 v6[16];
+	unsigned __int128 v6_raw;
+	__u32 v4;
+};
+
+/* An L3 endpoint. Shown as an IP address. */
+struct gadget_l3endpoint_t {
+	union gadget_ip_addr_t addr_raw;
+	__u8 version; /* 4 or 6 */
+};
+
+/* An L4 endpoint. Shown as address:port. */
+struct gadget_l4endpoint_t {
+	union gadget_ip_addr_t addr_raw;
+	__u16 port; /* host byte order */
+	__u16 proto_raw; /* IP protocol number (IPPROTO_*) */
+	__u8 version; /* 4 or 6 */
+};
+
+/* --- Scalar types with a meaning ---------------------------------------- */
+
+/* Inode number of a mount namespace; the key used to find the container. */
+typedef __u64 gadget_mntns_id;
+
+/*
+ * Inode number of a network namespace. 32 bits wide because the kernel's
+ * ns_common.inum is an unsigned int; upstream uses the same width.
+ */
+typedef __u32 gadget_netns_id;
+
+/*
+ * Nanoseconds since boot, including suspend: the value of
+ * bpf_ktime_get_boot_ns(). ig converts it to a wall-clock time.
+ */
+typedef __u64 gadget_timestamp;
+
+/* A signal number; a field with the signal name is added. */
+typedef __u32 gadget_signal;
+
+/* A positive errno value (0 = success); a field with its name is added. */
+typedef __u32 gadget_errno;
+
+/* User and group ids; fields with the host's user and group names are added. */
+typedef __u32 gadget_uid;
+typedef __u32 gadget_gid;
+
+/*
+ * Process ids in user-space terms: `pid` is the thread group id (the
+ * kernel's tgid) and `tid` is the thread id (the kernel's pid).
+ */
+typedef __u32 gadget_pid;
+typedef __u32 gadget_ppid;
+typedef __u32 gadget_tid;
+typedef __u32 gadget_ptid;
+
+/* A syscall number; a field with the syscall name is added. */
+typedef __u64 gadget_syscall;
+
+/* open(2) mode bits and flags; rendered symbolically. */
+typedef __u32 gadget_file_mode;
+typedef __u32 gadget_file_flags;
+
+/* A stack id from bpf_get_stackid() on the kernel_stack_map.h map. */
+typedef __u32 gadget_kernel_stack;
+
+/* Process names (comm) of the task and of its parent. Use as char arrays. */
+typedef char gadget_comm;
+typedef char gadget_pcomm;
+
+/* A byte count and a duration in nanoseconds; rendered human-readably. */
+typedef __u64 gadget_bytes;
+typedef __u64 gadget_duration;
+
+/*
+ * Metric kinds for map iterators: counters only grow, gauges go up and
+ * down, histogram slots hold one bucket of a log2 histogram.
+ */
+typedef __u32 gadget_counter__u32;
+typedef __u64 gadget_counter__u64;
+typedef __u32 gadget_gauge__u32;
+typedef __u64 gadget_gauge__u64;
+typedef __u32 gadget_histogram_slot__u32;
+typedef __u64 gadget_histogram_slot__u64;
+
+/* --- Process description ------------------------------------------------ */
+
+struct gadget_creds {
+	gadget_uid uid;
+	gadget_gid gid;
+};
+
+struct gadget_parent {
+	gadget_pcomm comm[TASK_COMM_LEN];
+	gadget_ppid pid;
+	gadget_ptid tid;
+};
+
+/*
+ * Who caused an event. Fill it with gadget_process_populate() (common.h).
+ * The struct itself is hidden in the output; its members are shown under
+ * short aliases (comm, pid, tid, uid, gid, pcomm, ppid, ...).
+ */
+struct gadget_process {
+	gadget_comm comm[TASK_COMM_LEN];
+	gadget_pid pid;
+	gadget_tid tid;
+	gadget_mntns_id mntns_id;
+
+	struct gadget_creds creds;
+	struct gadget_parent parent;
+};
+
+/*
+ * A user-space stack, resolved to symbols in user space. Layout shared with
+ * upstream; a gadget fills it through a user stack map helper.
+ */
+struct gadget_user_stack {
+	/* Identity of the executable; exe_inode 0 means "no stack". */
+	__u64 exe_inode;
+	__u64 mtime_sec;
+	__u32 mtime_nsec;
+
+	/* Id returned by bpf_get_stackid(). */
+	__u32 stack_id;
+
+	/*
+	 * The pid as seen from the first two pid namespace levels, so that
+	 * user space can pick the one matching the /proc it reads.
+	 */
+	__u32 pid_level0;
+	__u32 pidns_level0;
+	__u32 pid_level1;
+	__u32 pidns_level1;
+};
+
+#endif /* __GADGET_TYPES_H */

@@ -1,0 +1,145 @@
+//! What we need from a gadget's ELF object before the kernel sees it: the
+//! raw `.BTF` section, every program with its section name, and `.rodata`
+//! symbols with their initial bytes.
+//!
+//! Pure parsing over the `object` crate; needs no privileges. aya parses the
+//! object again to load it; it does not tell us a program's section name,
+//! which we need to attach by section, hence this module.
+
+use object::{Object as _, ObjectSection as _, ObjectSymbol as _, SectionKind, SymbolKind};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ObjectError {
+    #[error("not a valid ELF object")]
+    Elf(#[source] object::Error),
+    #[error("the object has no .BTF section (compile with clang -g and keep .BTF when stripping)")]
+    MissingBtf,
+    #[error("reading section {section}")]
+    Section {
+        section: String,
+        #[source]
+        source: object::Error,
+    },
+}
+
+/// One BPF program of the object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProgramInfo {
+    /// The function name; aya names programs by it.
+    pub name: String,
+    /// The ELF section, e.g. `tracepoint/syscalls/sys_enter_execve`.
+    pub section: String,
+}
+
+/// A global in `.rodata` (a `const volatile` variable).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RodataSymbol {
+    pub name: String,
+    pub offset: u64,
+    pub size: u64,
+}
+
+/// The parsed parts of a gadget object.
+#[derive(Clone, Debug)]
+pub struct ObjectInfo {
+    pub btf: Vec<u8>,
+    pub programs: Vec<ProgramInfo>,
+    pub rodata: Vec<u8>,
+    pub rodata_symbols: Vec<RodataSymbol>,
+    pub license: Option<String>,
+}
+
+impl ObjectInfo {
+    pub fn parse(data: &[u8]) -> Result<Self, ObjectError> {
+        let file = object::File::parse(data).map_err(ObjectError::Elf)?;
+        let section_data = |name: &str| -> Result<Option<Vec<u8>>, ObjectError> {
+            match file.section_by_name(name) {
+                None => Ok(None),
+                Some(s) => {
+                    s.data()
+                        .map(|d| Some(d.to_vec()))
+                        .map_err(|source| ObjectError::Section {
+                            section: name.to_owned(),
+                            source,
+                        })
+                }
+            }
+        };
+        let btf = section_data(".BTF")?.ok_or(ObjectError::MissingBtf)?;
+        let rodata = section_data(".rodata")?.unwrap_or_default();
+        let license = section_data("license")?.map(|d| {
+            String::from_utf8_lossy(d.split(|&b| b == 0).next().unwrap_or_default()).into_owned()
+        });
+
+        let rodata_index = file.section_by_name(".rodata").map(|s| s.index());
+        let mut programs = Vec::new();
+        let mut rodata_symbols = Vec::new();
+        for sym in file.symbols() {
+            let (Some(idx), Ok(name)) = (sym.section_index(), sym.name()) else {
+                continue;
+            };
+            if name.is_empty() {
+                continue;
+            }
+            if Some(idx) == rodata_index && sym.kind() == SymbolKind::Data {
+                rodata_symbols.push(RodataSymbol {
+                    name: name.to_owned(),
+                    offset: sym.address(),
+                    size: sym.size(),
+                });
+                continue;
+            }
+            if sym.kind() != SymbolKind::Text || !sym.is_global() {
+                continue;
+            }
+            let Ok(section) = file.section_by_index(idx) else {
+                continue;
+            };
+            // `.text` holds subprograms called by the real programs.
+            if section.kind() != SectionKind::Text || section.name() == Ok(".text") {
+                continue;
+            }
+            let Ok(section_name) = section.name() else {
+                continue;
+            };
+            programs.push(ProgramInfo {
+                name: name.to_owned(),
+                section: section_name.to_owned(),
+            });
+        }
+        programs.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(Self {
+            btf,
+            programs,
+            rodata,
+            rodata_symbols,
+            license,
+        })
+    }
+
+    /// Initial bytes of a `.rodata` variable, if it exists and lies inside
+    /// the section.
+    pub fn rodata_value(&self, name: &str) -> Option<&[u8]> {
+        let s = self.rodata_symbols.iter().find(|s| s.name == name)?;
+        let start = usize::try_from(s.offset).ok()?;
+        let end = start.checked_add(usize::try_from(s.size).ok()?)?;
+        self.rodata.get(start..end)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_garbage_without_panicking() {
+        assert!(matches!(
+            ObjectInfo::parse(b"not an elf"),
+            Err(ObjectError::Elf(_))
+        ));
+        assert!(matches!(ObjectInfo::parse(&[]), Err(ObjectError::Elf(_))));
+        let mut elf = b"\x7fELF\x02\x01\x01".to_vec();
+        elf.resize(64, 0xff);
+        assert!(ObjectInfo::parse(&elf).is_err());
+    }
+}

@@ -1,0 +1,368 @@
+//! `ig image build`: compile a gadget directory into the parts of an image.
+//!
+//! Owns: reading `build.yaml`, writing the author headers (embedded in the
+//! binary, see [`headers`]) and a `vmlinux.h` generated from the running
+//! kernel's BTF into a private temporary directory, running clang and
+//! llvm-strip, and checking the result is a gadget we can run (BTF present,
+//! markers well formed) before anything is written to the store.
+//! Does not own: the store (`image::Store` writes the image) or the
+//! metadata model (`metadata`).
+//!
+//! clang's diagnostics go straight to our stderr, unchanged: they are the
+//! most useful thing a gadget author can see.
+
+pub mod headers;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde::Deserialize;
+
+use crate::bpf::contract::Contract;
+use crate::bpf::object::ObjectInfo;
+use crate::btf::Btf;
+use crate::metadata::GadgetMetadata;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("{path} is not a directory")]
+    NotADirectory { path: PathBuf },
+    #[error("reading {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("writing {path}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    BuildFile { path: PathBuf, message: String },
+    #[error("{path} is missing: every gadget needs a gadget.yaml with at least `name:`")]
+    MissingMetadata { path: PathBuf },
+    #[error(transparent)]
+    Metadata(#[from] crate::metadata::MetadataError),
+    #[error("{path}: WASM modules are not supported by this version of ig yet")]
+    WasmUnsupported { path: PathBuf },
+    #[error("cannot run {program} (set {env} to use another binary)")]
+    ToolMissing {
+        program: String,
+        env: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{tool} failed with {status} (its messages are above)")]
+    ToolFailed {
+        tool: String,
+        status: std::process::ExitStatus,
+    },
+    #[error("generating vmlinux.h from /sys/kernel/btf/vmlinux with bpftool failed: {message}")]
+    Vmlinux { message: String },
+    #[error("the compiled object is not a usable gadget")]
+    Object(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// Keys of `build.yaml` (upstream's names). All optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BuildFile {
+    #[serde(default)]
+    ebpfsource: Option<String>,
+    #[serde(default)]
+    wasm: Option<String>,
+    #[serde(default)]
+    metadata: Option<String>,
+    #[serde(default)]
+    cflags: Option<String>,
+}
+
+/// What to build and with which tools.
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    pub dir: PathBuf,
+    /// `build.yaml` path; defaults to `DIR/build.yaml` if it exists.
+    pub build_file: Option<PathBuf>,
+    pub clang: String,
+    pub strip: String,
+    pub bpftool: String,
+}
+
+impl BuildOptions {
+    /// Tools from `IG_CLANG`, `IG_LLVM_STRIP`, `IG_BPFTOOL`, else from `PATH`.
+    pub fn new(dir: PathBuf) -> Self {
+        let env = |k: &str, d: &str| std::env::var(k).unwrap_or_else(|_| d.to_owned());
+        Self {
+            dir,
+            build_file: None,
+            clang: env("IG_CLANG", "clang"),
+            strip: env("IG_LLVM_STRIP", "llvm-strip"),
+            bpftool: env("IG_BPFTOOL", "bpftool"),
+        }
+    }
+}
+
+/// A compiled gadget, ready for the store.
+#[derive(Debug)]
+pub struct Built {
+    pub metadata_yaml: Vec<u8>,
+    pub metadata: GadgetMetadata,
+    pub object: Vec<u8>,
+    pub contract: Contract,
+}
+
+/// Compile `opts.dir` into a [`Built`] gadget. Writes nothing outside a
+/// private temporary directory, which is removed afterwards.
+pub fn build(opts: &BuildOptions) -> Result<Built, BuildError> {
+    let dir = &opts.dir;
+    if !dir.is_dir() {
+        return Err(BuildError::NotADirectory { path: dir.clone() });
+    }
+    let bf_path = opts
+        .build_file
+        .clone()
+        .unwrap_or_else(|| dir.join("build.yaml"));
+    let bf: BuildFile = match std::fs::read_to_string(&bf_path) {
+        Ok(text) if text.trim().is_empty() => BuildFile::default(),
+        Ok(text) => yaml_serde::from_str(&text).map_err(|e| BuildError::BuildFile {
+            path: bf_path.clone(),
+            message: e.to_string(),
+        })?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && opts.build_file.is_none() => {
+            BuildFile::default()
+        }
+        Err(source) => {
+            return Err(BuildError::Read {
+                path: bf_path,
+                source,
+            });
+        }
+    };
+    if let Some(w) = &bf.wasm {
+        return Err(BuildError::WasmUnsupported { path: dir.join(w) });
+    }
+    let meta_path = dir.join(bf.metadata.as_deref().unwrap_or("gadget.yaml"));
+    let metadata_yaml = match std::fs::read(&meta_path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(BuildError::MissingMetadata { path: meta_path });
+        }
+        Err(source) => {
+            return Err(BuildError::Read {
+                path: meta_path,
+                source,
+            });
+        }
+    };
+    let meta_name = meta_path.display().to_string();
+    let metadata = GadgetMetadata::parse(&metadata_yaml, &meta_name)?;
+    metadata.validate_for_build(&meta_name)?;
+    for k in metadata.unknown.keys() {
+        log::warn!("{meta_name}: unknown key {k} (ignored)");
+    }
+    let source = dir.join(bf.ebpfsource.as_deref().unwrap_or("program.bpf.c"));
+    if !source.is_file() {
+        return Err(BuildError::Read {
+            path: source,
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "eBPF source not found"),
+        });
+    }
+
+    let work = TempDir::new()?;
+    let include = work.path().join("include");
+    headers::write_all(&include)?;
+    let arch_dir = include.join("gadget").join(headers::ARCH_DIR);
+    make_vmlinux_h(&opts.bpftool, &arch_dir.join("vmlinux.h"))?;
+
+    let obj = work.path().join("program.o");
+    let stripped = work.path().join("program.stripped.o");
+    let mut clang = Command::new(&opts.clang);
+    clang
+        .args(["-target", "bpf", "-Wall", "-g", "-O2"])
+        .arg(format!("-D__TARGET_ARCH_{}", headers::TARGET_ARCH))
+        .arg("-I")
+        .arg(&include)
+        .arg("-I")
+        .arg(&arch_dir)
+        .arg(format!(
+            "-I/usr/include/{}-linux-gnu",
+            std::env::consts::ARCH
+        ));
+    if let Some(flags) = &bf.cflags {
+        clang.args(flags.split_whitespace());
+    }
+    clang.arg("-c").arg(&source).arg("-o").arg(&obj);
+    run_tool(clang, &opts.clang, "IG_CLANG")?;
+    let mut strip = Command::new(&opts.strip);
+    strip.arg("-g").arg(&obj).arg("-o").arg(&stripped);
+    run_tool(strip, &opts.strip, "IG_LLVM_STRIP")?;
+    let object = std::fs::read(&stripped).map_err(|source| BuildError::Read {
+        path: stripped.clone(),
+        source,
+    })?;
+
+    let contract = check_object(&object)?;
+    Ok(Built {
+        metadata_yaml,
+        metadata,
+        object,
+        contract,
+    })
+}
+
+/// The image annotations upstream sets, from the metadata.
+pub fn annotations(meta: &GadgetMetadata, created: String) -> BTreeMap<String, String> {
+    let mut a = BTreeMap::new();
+    let mut put = |k: &str, v: &str| {
+        if !v.is_empty() {
+            a.insert(format!("org.opencontainers.image.{k}"), v.to_owned());
+        }
+    };
+    put("title", &meta.name);
+    put("description", &meta.description);
+    put("url", &meta.homepage_url);
+    put("documentation", &meta.documentation_url);
+    put("source", &meta.source_url);
+    put("created", &created);
+    a.insert(
+        "io.inspektor-gadget.builder.version".to_owned(),
+        format!("v{}", env!("CARGO_PKG_VERSION")),
+    );
+    a.extend(meta.annotations.iter().map(|(k, v)| (k.clone(), v.clone())));
+    a
+}
+
+/// The checks `ig run` would make on the object, done now so a broken
+/// gadget never reaches the store.
+fn check_object(object: &[u8]) -> Result<Contract, BuildError> {
+    let boxed = |e: Box<dyn std::error::Error + Send + Sync>| BuildError::Object(e);
+    let info = ObjectInfo::parse(object).map_err(|e| boxed(e.into()))?;
+    let btf = Btf::parse(&info.btf).map_err(|e| boxed(e.into()))?;
+    Contract::discover(&btf).map_err(|e| boxed(e.into()))
+}
+
+fn run_tool(mut cmd: Command, program: &str, env: &'static str) -> Result<(), BuildError> {
+    log::debug!("running {cmd:?}");
+    let status = cmd
+        .stdin(Stdio::null())
+        .status()
+        .map_err(|source| BuildError::ToolMissing {
+            program: program.to_owned(),
+            env,
+            source,
+        })?;
+    if !status.success() {
+        return Err(BuildError::ToolFailed {
+            tool: program.to_owned(),
+            status,
+        });
+    }
+    Ok(())
+}
+
+/// `vmlinux.h` for the running kernel. Generated, never committed: it must
+/// match the kernel the gadget is compiled for (CO-RE relocates the rest).
+fn make_vmlinux_h(bpftool: &str, dest: &Path) -> Result<(), BuildError> {
+    let out = Command::new(bpftool)
+        .args([
+            "btf",
+            "dump",
+            "file",
+            "/sys/kernel/btf/vmlinux",
+            "format",
+            "c",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| BuildError::Vmlinux {
+            message: format!("running {bpftool}: {e}"),
+        })?;
+    if !out.status.success() {
+        return Err(BuildError::Vmlinux {
+            message: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        });
+    }
+    std::fs::write(dest, &out.stdout).map_err(|source| BuildError::Write {
+        path: dest.to_owned(),
+        source,
+    })
+}
+
+/// A private temporary directory, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> Result<Self, BuildError> {
+        use std::os::unix::fs::DirBuilderExt as _;
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let path = std::env::temp_dir().join(format!("ig-build-{}-{nanos}", std::process::id()));
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&path)
+            .map_err(|source| BuildError::Write {
+                path: path.clone(),
+                source,
+            })?;
+        Ok(Self(path))
+    }
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn annotations_follow_upstream_keys() {
+        let meta = GadgetMetadata {
+            name: "trace_exec".into(),
+            description: "Trace exec".into(),
+            source_url: "https://example.invalid/src".into(),
+            ..GadgetMetadata::default()
+        };
+        let a = annotations(&meta, "2026-01-01T00:00:00Z".into());
+        assert_eq!(a["org.opencontainers.image.title"], "trace_exec");
+        assert_eq!(a["org.opencontainers.image.description"], "Trace exec");
+        assert_eq!(
+            a["org.opencontainers.image.source"],
+            "https://example.invalid/src"
+        );
+        assert_eq!(
+            a["org.opencontainers.image.created"],
+            "2026-01-01T00:00:00Z"
+        );
+        assert!(!a.contains_key("org.opencontainers.image.url"));
+        assert!(a["io.inspektor-gadget.builder.version"].starts_with('v'));
+    }
+
+    #[test]
+    fn missing_dir_and_metadata_are_clear_errors() {
+        let e = build(&BuildOptions::new("/nonexistent/gadget".into())).unwrap_err();
+        assert!(matches!(e, BuildError::NotADirectory { .. }));
+        let d = tempfile::tempdir().unwrap();
+        let e = build(&BuildOptions::new(d.path().to_owned())).unwrap_err();
+        assert!(matches!(e, BuildError::MissingMetadata { .. }), "{e}");
+        std::fs::write(d.path().join("gadget.yaml"), "name: [\n").unwrap();
+        let e = build(&BuildOptions::new(d.path().to_owned())).unwrap_err();
+        assert!(e.to_string().contains("gadget.yaml:"), "{e}");
+        std::fs::write(d.path().join("gadget.yaml"), "name: x\n").unwrap();
+        std::fs::write(d.path().join("build.yaml"), "wasm: x.wasm\n").unwrap();
+        assert!(matches!(
+            build(&BuildOptions::new(d.path().to_owned())),
+            Err(BuildError::WasmUnsupported { .. })
+        ));
+    }
+}

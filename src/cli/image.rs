@@ -1,0 +1,113 @@
+//! `ig image ...`: build, list, remove, tag.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::Context as _;
+
+use super::args::ImageCommand;
+use super::logger;
+use crate::build::{self, BuildOptions};
+use crate::image::{GadgetImage, Reference, Store, created_timestamp};
+
+pub fn image(store: &Path, cmd: ImageCommand) -> anyhow::Result<()> {
+    match cmd {
+        ImageCommand::Build { dir, tag, file } => {
+            let mut opts = BuildOptions::new(dir.clone());
+            opts.build_file = file;
+            let built = build::build(&opts)
+                .with_context(|| format!("building gadget {}", dir.display()))?;
+            let tag = tag.unwrap_or_else(|| built.metadata.name.clone());
+            let reference = Reference::parse(&tag)?;
+            let created = created_timestamp(std::env::var("SOURCE_DATE_EPOCH").ok().as_deref())?;
+            let image = GadgetImage {
+                config_yaml: built.metadata_yaml,
+                ebpf_object: built.object,
+                wasm: None,
+                annotations: build::annotations(&built.metadata, created),
+            };
+            let store = Store::open(store)?;
+            let desc = store.add_gadget_image(&reference, image).with_context(|| {
+                format!("writing image {reference} into {}", store.root().display())
+            })?;
+            if built.contract.tracers.is_empty() {
+                log::warn!(
+                    "the gadget declares no GADGET_TRACER: `ig run` will have nothing to show"
+                );
+            }
+            logger::stdout_line(&format!("Successfully built {reference}@{}", desc.digest));
+            Ok(())
+        }
+        ImageCommand::List { no_trunc } => {
+            let store = Store::open_read_only(store)?;
+            let images = store.list()?;
+            let rows: Vec<[String; 4]> = images
+                .iter()
+                .map(|i| {
+                    let repo = if no_trunc {
+                        i.repository.clone()
+                    } else {
+                        i.reference.short_repository()
+                    };
+                    let digest = if no_trunc {
+                        i.digest.to_string()
+                    } else {
+                        i.digest.short().to_owned()
+                    };
+                    [
+                        repo,
+                        i.tag.clone().unwrap_or_else(|| "<none>".into()),
+                        digest,
+                        i.created.clone().unwrap_or_default(),
+                    ]
+                })
+                .collect();
+            logger::stdout_line(
+                table(["REPOSITORY", "TAG", "DIGEST", "CREATED"], &rows).trim_end(),
+            );
+            Ok(())
+        }
+        ImageCommand::Remove { images } => {
+            let store = Store::open(store)?;
+            for i in images {
+                let r = Reference::parse(&i)?;
+                store.remove(&r).with_context(|| format!("removing {r}"))?;
+                logger::stdout_line(&format!("Removed {r}"));
+            }
+            Ok(())
+        }
+        ImageCommand::Tag { source, target } => {
+            let store = Store::open(store)?;
+            let (s, t) = (Reference::parse(&source)?, Reference::parse(&target)?);
+            store
+                .tag(&s, &t)
+                .with_context(|| format!("tagging {s} as {t}"))?;
+            logger::stdout_line(&format!("Tagged {s} as {t}"));
+            Ok(())
+        }
+    }
+}
+
+/// Left-aligned columns separated by two spaces.
+fn table<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> String {
+    let mut w: [usize; N] = header.map(str::len);
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            w[i] = w[i].max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: &mut dyn Iterator<Item = &str>| {
+        let mut l = String::new();
+        for (i, c) in cells.enumerate() {
+            let _ = write!(l, "{c:<width$}  ", width = w[i]);
+        }
+        out.push_str(l.trim_end());
+        out.push('\n');
+    };
+    line(&mut header.iter().copied());
+    for r in rows {
+        line(&mut r.iter().map(String::as_str));
+    }
+    out
+}

@@ -1,0 +1,366 @@
+//! Field definitions and the schema of one data source.
+
+use std::collections::BTreeMap;
+
+/// Index of a field in its [`Schema`]. Stable for the life of the schema:
+/// fields are only ever appended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FieldId(pub u16);
+
+impl FieldId {
+    pub fn index(self) -> usize {
+        usize::from(self.0)
+    }
+}
+
+/// What a field holds. Integers are stored in the host's byte order, as the
+/// kernel wrote them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FieldKind {
+    Bool,
+    U8,
+    U16,
+    U32,
+    U64,
+    I8,
+    I16,
+    I32,
+    I64,
+    F32,
+    F64,
+    /// A NUL-terminated string in a fixed-size buffer (`char comm[16]`).
+    CString,
+    /// A string owned by the event (added by an operator).
+    String,
+    /// Opaque bytes (arrays of non-char elements, unions).
+    Bytes,
+    /// A nested struct: a parent of dotted children, with no value of its own
+    /// in the printers.
+    Struct,
+}
+
+impl FieldKind {
+    /// Size in bytes of a fixed-size scalar kind.
+    pub fn scalar_size(self) -> Option<u32> {
+        match self {
+            Self::Bool | Self::U8 | Self::I8 => Some(1),
+            Self::U16 | Self::I16 => Some(2),
+            Self::U32 | Self::I32 | Self::F32 => Some(4),
+            Self::U64 | Self::I64 | Self::F64 => Some(8),
+            Self::CString | Self::String | Self::Bytes | Self::Struct => None,
+        }
+    }
+
+    pub fn is_numeric(self) -> bool {
+        matches!(
+            self,
+            Self::U8
+                | Self::U16
+                | Self::U32
+                | Self::U64
+                | Self::I8
+                | Self::I16
+                | Self::I32
+                | Self::I64
+                | Self::F32
+                | Self::F64
+        )
+    }
+
+    /// The name used in `--help` and `image inspect` output.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Bool => "bool",
+            Self::U8 => "uint8",
+            Self::U16 => "uint16",
+            Self::U32 => "uint32",
+            Self::U64 => "uint64",
+            Self::I8 => "int8",
+            Self::I16 => "int16",
+            Self::I32 => "int32",
+            Self::I64 => "int64",
+            Self::F32 => "float32",
+            Self::F64 => "float64",
+            Self::CString | Self::String => "string",
+            Self::Bytes => "bytes",
+            Self::Struct => "struct",
+        }
+    }
+}
+
+/// Where a field's value lives in an [`Event`](super::Event).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Location {
+    /// Inside the raw sample the kernel wrote, at a fixed offset.
+    Raw { offset: u32, size: u32 },
+    /// In the event's owned slots, for values added in user space.
+    Owned { slot: u16 },
+}
+
+/// One field of a data source.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FieldDef {
+    /// Full dotted name: `proc.parent.comm`.
+    pub name: String,
+    pub kind: FieldKind,
+    pub loc: Location,
+    pub parent: Option<FieldId>,
+    /// `type:<typedef>` and `name:<member>` tags, as upstream derives them.
+    pub tags: Vec<String>,
+    /// `gadget.yaml` annotations and defaults derived from tags.
+    pub annotations: BTreeMap<String, String>,
+    /// Hidden from every output (members whose names start with `__`).
+    pub hidden: bool,
+}
+
+impl FieldDef {
+    /// The last component of the dotted name.
+    pub fn short_name(&self) -> &str {
+        self.name.rsplit('.').next().unwrap_or(&self.name)
+    }
+
+    pub fn has_tag(&self, tag: &str) -> bool {
+        self.tags.iter().any(|t| t == tag)
+    }
+
+    pub fn annotation(&self, key: &str) -> Option<&str> {
+        self.annotations.get(key).map(String::as_str)
+    }
+}
+
+/// Whether a data source emits single events or arrays of them (snapshots,
+/// toppers).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SourceKind {
+    Single,
+    Array,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SchemaError {
+    #[error("data source {source_name}: field {field} is defined twice")]
+    DuplicateField { source_name: String, field: String },
+    #[error("data source {source_name}: too many fields (at most {max})")]
+    TooManyFields { source_name: String, max: usize },
+    #[error(
+        "data source {source_name}: field {field} at offset {offset} with size {size} ends past the event size {event_size}"
+    )]
+    OutOfBounds {
+        source_name: String,
+        field: String,
+        offset: u32,
+        size: u32,
+        event_size: u32,
+    },
+}
+
+/// The frozen description of one data source. Built by [`SchemaBuilder`]
+/// during set-up and shared read-only (`Arc<Schema>`) while running.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Schema {
+    pub name: String,
+    pub kind: SourceKind,
+    /// Size of the raw sample the kernel writes (the BTF struct size).
+    pub raw_size: u32,
+    pub annotations: BTreeMap<String, String>,
+    fields: Vec<FieldDef>,
+    owned_slots: u16,
+}
+
+impl Schema {
+    pub fn fields(&self) -> &[FieldDef] {
+        &self.fields
+    }
+
+    pub fn field(&self, id: FieldId) -> &FieldDef {
+        &self.fields[id.index()]
+    }
+
+    pub fn field_by_name(&self, name: &str) -> Option<FieldId> {
+        self.fields
+            .iter()
+            .position(|f| f.name == name)
+            .and_then(|i| u16::try_from(i).ok())
+            .map(FieldId)
+    }
+
+    /// Fields carrying `tag`, in schema order.
+    pub fn fields_with_tag<'a>(&'a self, tag: &'a str) -> impl Iterator<Item = FieldId> + 'a {
+        self.ids().filter(move |id| self.field(*id).has_tag(tag))
+    }
+
+    pub fn ids(&self) -> impl Iterator<Item = FieldId> + use<> {
+        // Fewer than u16::MAX fields is an invariant of the builder.
+        (0..self.fields.len()).map(|i| FieldId(i as u16))
+    }
+
+    /// Direct children of `parent` (`None`: the top-level fields).
+    pub fn children(&self, parent: Option<FieldId>) -> impl Iterator<Item = FieldId> + '_ {
+        self.ids()
+            .filter(move |id| self.field(*id).parent == parent)
+    }
+
+    pub fn owned_slots(&self) -> usize {
+        usize::from(self.owned_slots)
+    }
+}
+
+/// Mutable form of a [`Schema`], alive only during set-up. Operators append
+/// fields; nothing is ever removed or reordered, so a [`FieldId`] taken early
+/// stays valid.
+#[derive(Debug)]
+pub struct SchemaBuilder {
+    schema: Schema,
+}
+
+impl SchemaBuilder {
+    pub fn new(name: impl Into<String>, kind: SourceKind, raw_size: u32) -> Self {
+        Self {
+            schema: Schema {
+                name: name.into(),
+                kind,
+                raw_size,
+                annotations: BTreeMap::new(),
+                fields: Vec::new(),
+                owned_slots: 0,
+            },
+        }
+    }
+
+    pub fn schema(&self) -> &Schema {
+        &self.schema
+    }
+
+    pub fn name(&self) -> &str {
+        &self.schema.name
+    }
+
+    pub fn annotations_mut(&mut self) -> &mut BTreeMap<String, String> {
+        &mut self.schema.annotations
+    }
+
+    pub fn field_mut(&mut self, id: FieldId) -> &mut FieldDef {
+        &mut self.schema.fields[id.index()]
+    }
+
+    /// Add a field backed by bytes of the raw sample.
+    pub fn add_raw(
+        &mut self,
+        name: String,
+        kind: FieldKind,
+        offset: u32,
+        size: u32,
+        parent: Option<FieldId>,
+    ) -> Result<FieldId, SchemaError> {
+        let end = offset.checked_add(size);
+        if end.is_none_or(|end| end > self.schema.raw_size) {
+            return Err(SchemaError::OutOfBounds {
+                source_name: self.schema.name.clone(),
+                field: name,
+                offset,
+                size,
+                event_size: self.schema.raw_size,
+            });
+        }
+        self.push(name, kind, Location::Raw { offset, size }, parent)
+    }
+
+    /// Add a field whose value an operator sets in user space.
+    pub fn add_owned(
+        &mut self,
+        name: String,
+        kind: FieldKind,
+        parent: Option<FieldId>,
+    ) -> Result<FieldId, SchemaError> {
+        let slot = self.schema.owned_slots;
+        let id = self.push(name, kind, Location::Owned { slot }, parent)?;
+        self.schema.owned_slots += 1;
+        Ok(id)
+    }
+
+    fn push(
+        &mut self,
+        name: String,
+        kind: FieldKind,
+        loc: Location,
+        parent: Option<FieldId>,
+    ) -> Result<FieldId, SchemaError> {
+        if self.schema.field_by_name(&name).is_some() {
+            return Err(SchemaError::DuplicateField {
+                source_name: self.schema.name.clone(),
+                field: name,
+            });
+        }
+        let max = usize::from(u16::MAX - 1);
+        if self.schema.fields.len() >= max {
+            return Err(SchemaError::TooManyFields {
+                source_name: self.schema.name.clone(),
+                max,
+            });
+        }
+        let hidden = name.rsplit('.').next().is_some_and(|n| n.starts_with("__"));
+        self.schema.fields.push(FieldDef {
+            name,
+            kind,
+            loc,
+            parent,
+            tags: Vec::new(),
+            annotations: BTreeMap::new(),
+            hidden,
+        });
+        Ok(FieldId((self.schema.fields.len() - 1) as u16))
+    }
+
+    pub fn build(self) -> Schema {
+        self.schema
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_are_appended_and_found_by_name() {
+        let mut b = SchemaBuilder::new("exec", SourceKind::Single, 16);
+        let proc = b
+            .add_raw("proc".into(), FieldKind::Struct, 0, 8, None)
+            .unwrap();
+        let pid = b
+            .add_raw("proc.pid".into(), FieldKind::U32, 0, 4, Some(proc))
+            .unwrap();
+        let hidden = b
+            .add_raw("__pad".into(), FieldKind::Bytes, 8, 8, None)
+            .unwrap();
+        let user = b.add_owned("user".into(), FieldKind::String, None).unwrap();
+        let s = b.build();
+        assert_eq!(s.field_by_name("proc.pid"), Some(pid));
+        assert_eq!(s.field(pid).short_name(), "pid");
+        assert!(s.field(hidden).hidden);
+        assert_eq!(s.field(user).loc, Location::Owned { slot: 0 });
+        assert_eq!(s.owned_slots(), 1);
+        assert_eq!(
+            s.children(None).collect::<Vec<_>>(),
+            vec![proc, hidden, user]
+        );
+        assert_eq!(s.children(Some(proc)).collect::<Vec<_>>(), vec![pid]);
+    }
+
+    #[test]
+    fn rejects_duplicates_and_out_of_bounds() {
+        let mut b = SchemaBuilder::new("x", SourceKind::Single, 8);
+        b.add_raw("a".into(), FieldKind::U64, 0, 8, None).unwrap();
+        assert!(matches!(
+            b.add_raw("a".into(), FieldKind::U8, 0, 1, None),
+            Err(SchemaError::DuplicateField { .. })
+        ));
+        assert!(matches!(
+            b.add_raw("b".into(), FieldKind::U32, 6, 4, None),
+            Err(SchemaError::OutOfBounds { .. })
+        ));
+        assert!(matches!(
+            b.add_raw("c".into(), FieldKind::U32, u32::MAX, 4, None),
+            Err(SchemaError::OutOfBounds { .. })
+        ));
+    }
+}

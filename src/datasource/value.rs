@@ -1,0 +1,193 @@
+//! One event and zero-copy reads of its field values.
+
+use super::{FieldDef, FieldKind, Location, Schema};
+
+/// A value set by an operator in user space.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub enum Value {
+    #[default]
+    None,
+    Bool(bool),
+    U64(u64),
+    I64(i64),
+    F64(f64),
+    Str(String),
+    Bytes(Vec<u8>),
+}
+
+/// A borrowed view of one field's value. Reading never allocates.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ValueRef<'a> {
+    /// No value: an owned field nobody set, or a struct parent.
+    None,
+    Bool(bool),
+    U64(u64),
+    I64(i64),
+    F64(f64),
+    /// String bytes, not guaranteed UTF-8 (kernel strings are bytes).
+    Str(&'a [u8]),
+    Bytes(&'a [u8]),
+}
+
+/// One record of a data source. Events are reused from sample to sample:
+/// [`Event::set_raw`] overwrites the raw bytes and clears the owned values
+/// while keeping their allocations.
+#[derive(Clone, Debug, Default)]
+pub struct Event {
+    raw: Vec<u8>,
+    owned: Vec<Value>,
+}
+
+impl Event {
+    /// An empty event shaped for `schema`.
+    pub fn new(schema: &Schema) -> Self {
+        Self {
+            raw: vec![0; schema.raw_size as usize],
+            owned: vec![Value::None; schema.owned_slots()],
+        }
+    }
+
+    /// Load a kernel sample. A short sample (variable-size events written
+    /// with `gadget_output_buf`) is zero-padded; a longer one is truncated to
+    /// the schema's size. Returns whether the sample was truncated.
+    pub fn set_raw(&mut self, sample: &[u8]) -> bool {
+        let n = sample.len().min(self.raw.len());
+        self.raw[..n].copy_from_slice(&sample[..n]);
+        self.raw[n..].fill(0);
+        for v in &mut self.owned {
+            match v {
+                // Keep the buffers: the next event most likely sets them again.
+                Value::Str(s) => s.clear(),
+                Value::Bytes(b) => b.clear(),
+                other => *other = Value::None,
+            }
+        }
+        sample.len() > self.raw.len()
+    }
+
+    pub fn raw(&self) -> &[u8] {
+        &self.raw
+    }
+
+    /// Read a field. Out-of-range locations (impossible for a schema built by
+    /// `SchemaBuilder`) read as [`ValueRef::None`] rather than panicking.
+    pub fn get<'a>(&'a self, field: &FieldDef) -> ValueRef<'a> {
+        match field.loc {
+            Location::Raw { offset, size } => {
+                let start = offset as usize;
+                let Some(bytes) = self.raw.get(start..start + size as usize) else {
+                    return ValueRef::None;
+                };
+                decode_raw(field.kind, bytes)
+            }
+            Location::Owned { slot } => match self.owned.get(usize::from(slot)) {
+                None | Some(Value::None) => ValueRef::None,
+                Some(Value::Bool(b)) => ValueRef::Bool(*b),
+                Some(Value::U64(v)) => ValueRef::U64(*v),
+                Some(Value::I64(v)) => ValueRef::I64(*v),
+                Some(Value::F64(v)) => ValueRef::F64(*v),
+                Some(Value::Str(s)) => ValueRef::Str(s.as_bytes()),
+                Some(Value::Bytes(b)) => ValueRef::Bytes(b),
+            },
+        }
+    }
+
+    /// Mutable access to an owned slot, to set a value in place (reusing a
+    /// `String`'s capacity avoids an allocation per event).
+    pub fn owned_mut(&mut self, field: &FieldDef) -> Option<&mut Value> {
+        match field.loc {
+            Location::Owned { slot } => self.owned.get_mut(usize::from(slot)),
+            Location::Raw { .. } => None,
+        }
+    }
+
+    /// Set an owned string field, reusing the previous buffer.
+    pub fn set_str(&mut self, field: &FieldDef, s: &str) {
+        if let Some(v) = self.owned_mut(field) {
+            match v {
+                Value::Str(buf) => {
+                    buf.clear();
+                    buf.push_str(s);
+                }
+                other => *other = Value::Str(s.to_owned()),
+            }
+        }
+    }
+}
+
+fn decode_raw(kind: FieldKind, b: &[u8]) -> ValueRef<'_> {
+    fn arr<const N: usize>(b: &[u8]) -> [u8; N] {
+        let mut a = [0; N];
+        let n = b.len().min(N);
+        a[..n].copy_from_slice(&b[..n]);
+        a
+    }
+    match kind {
+        FieldKind::Bool => ValueRef::Bool(b.iter().any(|&x| x != 0)),
+        FieldKind::U8 => ValueRef::U64(u64::from(arr::<1>(b)[0])),
+        FieldKind::U16 => ValueRef::U64(u64::from(u16::from_ne_bytes(arr(b)))),
+        FieldKind::U32 => ValueRef::U64(u64::from(u32::from_ne_bytes(arr(b)))),
+        FieldKind::U64 => ValueRef::U64(u64::from_ne_bytes(arr(b))),
+        FieldKind::I8 => ValueRef::I64(i64::from(i8::from_ne_bytes(arr(b)))),
+        FieldKind::I16 => ValueRef::I64(i64::from(i16::from_ne_bytes(arr(b)))),
+        FieldKind::I32 => ValueRef::I64(i64::from(i32::from_ne_bytes(arr(b)))),
+        FieldKind::I64 => ValueRef::I64(i64::from_ne_bytes(arr(b))),
+        FieldKind::F32 => ValueRef::F64(f64::from(f32::from_ne_bytes(arr(b)))),
+        FieldKind::F64 => ValueRef::F64(f64::from_ne_bytes(arr(b))),
+        FieldKind::CString | FieldKind::String => {
+            let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
+            ValueRef::Str(&b[..end])
+        }
+        FieldKind::Bytes => ValueRef::Bytes(b),
+        FieldKind::Struct => ValueRef::None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::datasource::{SchemaBuilder, SourceKind};
+
+    #[test]
+    fn reads_scalars_strings_and_owned_values() {
+        let mut b = SchemaBuilder::new("t", SourceKind::Single, 16);
+        let pid = b.add_raw("pid".into(), FieldKind::U32, 0, 4, None).unwrap();
+        let err = b.add_raw("err".into(), FieldKind::I32, 4, 4, None).unwrap();
+        let comm = b
+            .add_raw("comm".into(), FieldKind::CString, 8, 8, None)
+            .unwrap();
+        let user = b.add_owned("user".into(), FieldKind::String, None).unwrap();
+        let s = b.build();
+        let mut ev = Event::new(&s);
+        let mut sample = Vec::new();
+        sample.extend_from_slice(&42u32.to_ne_bytes());
+        sample.extend_from_slice(&(-2i32).to_ne_bytes());
+        sample.extend_from_slice(b"cat\0junk");
+        assert!(!ev.set_raw(&sample));
+        assert_eq!(ev.get(s.field(pid)), ValueRef::U64(42));
+        assert_eq!(ev.get(s.field(err)), ValueRef::I64(-2));
+        assert_eq!(ev.get(s.field(comm)), ValueRef::Str(b"cat"));
+        assert_eq!(ev.get(s.field(user)), ValueRef::None);
+        ev.set_str(s.field(user), "root");
+        assert_eq!(ev.get(s.field(user)), ValueRef::Str(b"root"));
+        // A short sample is zero-padded and clears owned values.
+        ev.set_raw(&7u32.to_ne_bytes());
+        assert_eq!(ev.get(s.field(pid)), ValueRef::U64(7));
+        assert_eq!(ev.get(s.field(comm)), ValueRef::Str(b""));
+        assert_eq!(ev.get(s.field(user)), ValueRef::Str(b""));
+        // A long one is truncated and says so.
+        assert!(ev.set_raw(&[1; 40]));
+    }
+
+    #[test]
+    fn unterminated_cstring_reads_whole_buffer() {
+        let mut b = SchemaBuilder::new("t", SourceKind::Single, 4);
+        let c = b
+            .add_raw("c".into(), FieldKind::CString, 0, 4, None)
+            .unwrap();
+        let s = b.build();
+        let mut ev = Event::new(&s);
+        ev.set_raw(b"abcd");
+        assert_eq!(ev.get(s.field(c)), ValueRef::Str(b"abcd"));
+    }
+}

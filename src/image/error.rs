@@ -1,0 +1,136 @@
+//! `ImageError`: everything that can go wrong in `image/`, with the path,
+//! reference or digest involved so the CLI can print a useful message.
+
+use std::io;
+use std::path::PathBuf;
+
+use super::digest::Digest;
+use super::reference::ReferenceError;
+
+/// How a blob failed verification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mismatch {
+    /// The file's length differs from the descriptor's `size`.
+    Size { expected: u64, actual: u64 },
+    /// The content hashes to something else.
+    Hash { actual: Digest },
+}
+
+impl std::fmt::Display for Mismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Mismatch::Size { expected, actual } => {
+                write!(f, "size is {actual} bytes, descriptor says {expected}")
+            }
+            Mismatch::Hash { actual } => write!(f, "content hashes to {actual}"),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error(transparent)]
+    Reference(#[from] ReferenceError),
+
+    /// No `index.json` entry carries this reference. `reference` is the full
+    /// normalized form, so the CLI can suggest `ig image pull <reference>`.
+    #[error("image {reference} not found in the local store {}", store.display())]
+    NotFound { reference: String, store: PathBuf },
+
+    /// A digest prefix given by the user matches several images.
+    #[error("digest prefix {prefix:?} is ambiguous: it matches {}", matches.join(", "))]
+    AmbiguousDigest {
+        prefix: String,
+        matches: Vec<String>,
+    },
+
+    #[error("{op} {}: {source}", path.display())]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+
+    #[error("malformed {what} {}: {source}", path.display())]
+    Json {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+
+    /// A blob on disk does not match its descriptor: the store is corrupt.
+    #[error("blob {digest} at {} is corrupt: {mismatch}", path.display())]
+    DigestMismatch {
+        digest: Digest,
+        path: PathBuf,
+        mismatch: Mismatch,
+    },
+
+    #[error("blob {digest} of image {reference} is missing (expected at {})", path.display())]
+    MissingBlob {
+        reference: String,
+        digest: Digest,
+        path: PathBuf,
+    },
+
+    #[error("blob {digest} is {size} bytes, more than the {limit} bytes allowed for a {what}")]
+    BlobTooLarge {
+        what: &'static str,
+        digest: Digest,
+        size: u64,
+        limit: u64,
+    },
+
+    #[error(
+        "image {reference} has no manifest for architecture {architecture} (available: {})",
+        if available.is_empty() { "none".to_owned() } else { available.join(", ") }
+    )]
+    NoMatchingPlatform {
+        reference: String,
+        architecture: String,
+        available: Vec<String>,
+    },
+
+    #[error("image {reference}: unsupported {what} media type {media_type:?}")]
+    UnsupportedMediaType {
+        reference: String,
+        what: &'static str,
+        media_type: String,
+    },
+
+    #[error("image {reference} has more than one layer of type {media_type}")]
+    DuplicateLayer {
+        reference: String,
+        media_type: String,
+    },
+
+    #[error("an image may have only one manifest per architecture")]
+    DuplicatePlatform,
+
+    #[error("{}: unsupported OCI image layout version {version:?}", path.display())]
+    UnsupportedLayout { path: PathBuf, version: String },
+
+    #[error("the image store {} was opened read-only", path.display())]
+    ReadOnly { path: PathBuf },
+
+    #[error("cannot tag with a digest reference {reference}: give a tag instead")]
+    TagWithDigest { reference: String },
+
+    #[error("an image needs at least one platform")]
+    NoPlatforms,
+
+    #[error("invalid SOURCE_DATE_EPOCH {value:?}: expected seconds since 1970 as an integer")]
+    InvalidSourceDateEpoch { value: String },
+}
+
+impl ImageError {
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        ImageError::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,29 @@
+//! Gadget images: OCI references and the local OCI image-layout store.
+//!
+//! - [`reference`](mod@reference): parse and normalize `trace_exec`, `myorg/foo:v1`,
+//!   `localhost:5000/x@sha256:…` the way upstream `ig` does.
+//! - [`digest`]: validated content digests.
+//! - [`oci`]: serde types and media types of the OCI JSON documents.
+//! - [`store`]: the image-layout directory (`/var/lib/ig/oci-store`):
+//!   writing gadget images, resolving them to verified bytes, list, tag,
+//!   remove with garbage collection, safe under concurrent processes.
+//! - [`created`]: the `created` annotation (honours `SOURCE_DATE_EPOCH`).
+//!
+//! Nothing here touches the network, runs a compiler or interprets
+//! `gadget.yaml`: config bytes are opaque to this module.
+
+pub mod created;
+pub mod digest;
+mod error;
+pub mod oci;
+pub mod reference;
+pub mod store;
+
+pub use created::{created_timestamp, format_rfc3339_utc};
+pub use digest::{Digest, DigestError};
+pub use error::{ImageError, Mismatch};
+pub use oci::{Annotations, Descriptor, Index, Manifest, Platform};
+pub use reference::{Reference, ReferenceError, ReferenceErrorKind};
+pub use store::{
+    DEFAULT_STORE, GadgetImage, ImageSummary, PlatformObjects, ResolvedImage, Store, StoredBlob,
+};

@@ -1,0 +1,1029 @@
+//! The local image store: an OCI image layout directory.
+//!
+//! ```text
+//! <root>/                  mode 0700
+//!   oci-layout             {"imageLayoutVersion":"1.0.0"}
+//!   index.json             one descriptor per tag; the tag is the annotation
+//!                          org.opencontainers.image.ref.name = full normalized ref
+//!   index.json.lock        flock target (shared with upstream ig)
+//!   blobs/sha256/<hex>     content-addressed blobs
+//!   ingest/ig-tmp-*        temp files of writes in progress
+//! ```
+//!
+//! Owns: writing gadget images in upstream's format (image index → one
+//! manifest per platform → config + layers), resolving a reference to
+//! verified bytes, listing, tagging, removing with garbage collection, and
+//! the locking and crash-safety that make all of this safe with several
+//! `ig` processes at once. Does not own: the network (pull/push), compiling
+//! (clang), or what the config means (`gadget.yaml` bytes are opaque here).
+//! The store path comes from the caller; nothing here reads the environment.
+//!
+//! Concurrency: every mutation takes an exclusive `flock` on
+//! `index.json.lock` for its whole duration — blob writes included, so a
+//! garbage collection in another process can never delete blobs of an
+//! image that is being added but not yet named in `index.json`. Readers
+//! take a shared lock while they read, so blobs do not vanish under them.
+//!
+//! Crash safety: blobs and `index.json` are written to a temp file under
+//! `ingest/`, fsynced and renamed into place, so a crash leaves either the
+//! old or the new file, plus at most a temp file that a later write removes
+//! once it is ten minutes old.
+
+mod fsutil;
+mod index_file;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use index_file::IndexFile;
+
+use super::digest::Digest;
+use super::error::{ImageError, Mismatch};
+use super::oci::{
+    self, ANNOTATION_CREATED, ANNOTATION_REF_NAME, ARTIFACT_TYPE_GADGET, Annotations, Descriptor,
+    EMPTY_JSON, IMAGE_LAYOUT_VERSION, ImageLayout, Index, MEDIA_TYPE_DOCKER_MANIFEST,
+    MEDIA_TYPE_DOCKER_MANIFEST_LIST, MEDIA_TYPE_GADGET_BTFGEN, MEDIA_TYPE_GADGET_CONFIG,
+    MEDIA_TYPE_GADGET_EBPF, MEDIA_TYPE_GADGET_WASM, MEDIA_TYPE_IMAGE_INDEX,
+    MEDIA_TYPE_IMAGE_MANIFEST, Manifest, Platform, TopLevel,
+};
+use super::reference::Reference;
+
+/// Where root's store lives (upstream's path). The CLI decides which path
+/// to use (`IG_STORE`, per-user stores) and passes it to [`Store::open`].
+pub const DEFAULT_STORE: &str = "/var/lib/ig/oci-store";
+
+const LAYOUT_FILE: &str = "oci-layout";
+const INDEX_FILE: &str = "index.json";
+const LOCK_FILE: &str = "index.json.lock";
+const BLOBS_DIR: &str = "blobs";
+const INGEST_DIR: &str = "ingest";
+
+/// Largest index or manifest we read (what registries accept): a bigger
+/// one is not a gadget image, and reading it whole could exhaust memory.
+const MAX_MANIFEST_SIZE: u64 = 4 << 20;
+
+/// The parts of a single-platform gadget image, for [`Store::add_gadget_image`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GadgetImage {
+    /// Raw `gadget.yaml`; empty means "no metadata" (the config becomes
+    /// the OCI empty descriptor, as upstream does).
+    pub config_yaml: Vec<u8>,
+    pub ebpf_object: Vec<u8>,
+    pub wasm: Option<Vec<u8>>,
+    /// Set on the config descriptor, the manifest, its index entry, the
+    /// index and the `index.json` entry. The caller supplies title,
+    /// description, url, documentation, source, created and builder
+    /// version; nothing is added here.
+    pub annotations: Annotations,
+}
+
+/// The objects of one platform of a multi-platform image.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PlatformObjects {
+    /// OCI architecture name (`amd64`, `arm64`), see [`oci::oci_architecture`].
+    pub architecture: String,
+    pub ebpf_object: Vec<u8>,
+    pub wasm: Option<Vec<u8>>,
+    /// tar.gz of minimized BTFs, if the builder ran btfgen.
+    pub btfgen: Option<Vec<u8>>,
+}
+
+/// An image read back from the store, every blob verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedImage {
+    /// The reference that was asked for (full normalized form).
+    pub reference: Reference,
+    /// Digest of the `index.json` entry: the image index, or the manifest
+    /// itself when the entry is a plain manifest. This is what signatures
+    /// cover and what `ig image list` shows.
+    pub index_digest: Digest,
+    /// Digest of the manifest picked for the platform.
+    pub manifest_digest: Digest,
+    pub manifest: Manifest,
+    /// `gadget.yaml` bytes; empty when the config is the empty descriptor.
+    pub config_yaml: Vec<u8>,
+    pub ebpf_object: Option<Vec<u8>>,
+    pub wasm: Option<Vec<u8>>,
+    pub btfgen: Option<Vec<u8>>,
+    /// The manifest's annotations (the index entry's when it has none).
+    pub annotations: Annotations,
+    /// `org.opencontainers.image.created`, if present.
+    pub created: Option<String>,
+    /// Layers with media types we do not know; the CLI should warn.
+    pub skipped: Vec<Descriptor>,
+}
+
+/// One row of `ig image list`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ImageSummary {
+    /// Full repository (`ghcr.io/inspektor-gadget/gadget/trace_exec`); see
+    /// [`super::reference::short_repository`] for the display form.
+    pub repository: String,
+    pub tag: Option<String>,
+    /// Digest of the `index.json` entry (the image index).
+    pub digest: Digest,
+    pub created: Option<String>,
+    pub reference: Reference,
+}
+
+/// A blob and the descriptor it was verified against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredBlob {
+    pub descriptor: Descriptor,
+    pub bytes: Vec<u8>,
+}
+
+/// Handle on a store directory. Cheap; holds no open files or locks, so
+/// several handles (threads, processes) can use one directory at once.
+#[derive(Debug, Clone)]
+pub struct Store {
+    root: PathBuf,
+    read_only: bool,
+}
+
+impl Store {
+    /// Opens the store at `root`, creating the directory (mode 0700, parents
+    /// included), `oci-layout` and an empty `index.json` as needed.
+    pub fn open(root: impl Into<PathBuf>) -> Result<Self, ImageError> {
+        let store = Store {
+            root: root.into(),
+            read_only: false,
+        };
+        for dir in [
+            store.root.clone(),
+            store.root.join(BLOBS_DIR).join("sha256"),
+            store.ingest_dir(),
+        ] {
+            fsutil::create_dir_all(&dir).map_err(|e| ImageError::io("creating", &dir, e))?;
+        }
+        store.check_layout(true)?;
+        if !store.index_path().exists() {
+            let _lock = store.lock()?;
+            if !store.index_path().exists() {
+                store.write_index(&IndexFile::default())?;
+            }
+        }
+        Ok(store)
+    }
+
+    /// Opens an existing store without ever writing to it (for example
+    /// another user's store under sudo). A missing directory reads as an
+    /// empty store; every mutation fails with [`ImageError::ReadOnly`].
+    pub fn open_read_only(root: impl Into<PathBuf>) -> Result<Self, ImageError> {
+        let store = Store {
+            root: root.into(),
+            read_only: true,
+        };
+        store.check_layout(false)?;
+        Ok(store)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Path of a blob inside this store (it may not exist).
+    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
+        self.root.join(digest.blob_rel_path())
+    }
+
+    // ---------------------------------------------------------------- writing
+
+    /// Writes a gadget image for the host's architecture and tags it
+    /// `reference`. Returns the descriptor now in `index.json`.
+    pub fn add_gadget_image(
+        &self,
+        reference: &Reference,
+        parts: GadgetImage,
+    ) -> Result<Descriptor, ImageError> {
+        let platform = PlatformObjects {
+            architecture: oci::host_architecture().to_owned(),
+            ebpf_object: parts.ebpf_object,
+            wasm: parts.wasm,
+            btfgen: None,
+        };
+        self.add_multi_platform_image(
+            reference,
+            &parts.config_yaml,
+            &parts.annotations,
+            &[platform],
+        )
+    }
+
+    /// Writes a gadget image with one manifest per platform (sorted by
+    /// architecture, as upstream does) sharing one config, and tags it.
+    pub fn add_multi_platform_image(
+        &self,
+        reference: &Reference,
+        config_yaml: &[u8],
+        annotations: &Annotations,
+        platforms: &[PlatformObjects],
+    ) -> Result<Descriptor, ImageError> {
+        let (top, blobs) = build_gadget_image(config_yaml, annotations, platforms)?;
+        self.commit(reference, &top, blobs, false)
+    }
+
+    /// Adds an arbitrary image (from a pull or an archive import): writes
+    /// `blobs` (stored under their sha256), checks that everything `top`
+    /// references is now present and intact, and tags `top` as
+    /// `reference`. On a missing or corrupt blob `index.json` is left as
+    /// it was.
+    pub fn import(
+        &self,
+        reference: &Reference,
+        top: &Descriptor,
+        blobs: impl IntoIterator<Item = Vec<u8>>,
+    ) -> Result<Descriptor, ImageError> {
+        self.commit(reference, top, blobs.into_iter().collect(), true)
+    }
+
+    fn commit(
+        &self,
+        reference: &Reference,
+        top: &Descriptor,
+        blobs: Vec<Vec<u8>>,
+        verify_closure: bool,
+    ) -> Result<Descriptor, ImageError> {
+        self.writable()?;
+        if reference.digest().is_some() {
+            return Err(ImageError::TagWithDigest {
+                reference: reference.to_string(),
+            });
+        }
+        let _lock = self.write_lock()?;
+
+        let mut written = BTreeSet::new();
+        for blob in &blobs {
+            let digest = Digest::sha256_of(blob);
+            if written.insert(digest.clone()) {
+                self.write_blob(&digest, blob)?;
+            }
+        }
+        if verify_closure {
+            self.closure(top, &reference.to_string())?;
+        }
+
+        let mut index = self.read_index()?;
+        let mut entry = top.clone();
+        entry.annotations.remove(ANNOTATION_REF_NAME);
+        index.set(&reference.to_string(), entry);
+        self.write_index(&index)?;
+        Ok(index
+            .find_by_name(&reference.to_string())
+            .cloned()
+            .unwrap_or_else(|| top.clone()))
+    }
+
+    /// Writes one blob (always rewriting it, which also repairs a corrupt
+    /// copy). Caller holds the exclusive lock.
+    fn write_blob(&self, digest: &Digest, bytes: &[u8]) -> Result<(), ImageError> {
+        let path = self.blob_path(digest);
+        if let Some(dir) = path.parent() {
+            fsutil::create_dir_all(dir).map_err(|e| ImageError::io("creating", dir, e))?;
+        }
+        fsutil::write_atomic(&self.ingest_dir(), &path, bytes)
+            .map_err(|e| ImageError::io("writing blob", &path, e))
+    }
+
+    /// Points the tag `dst` at the image `src` names.
+    pub fn tag(&self, src: &Reference, dst: &Reference) -> Result<Descriptor, ImageError> {
+        self.writable()?;
+        if dst.digest().is_some() {
+            return Err(ImageError::TagWithDigest {
+                reference: dst.to_string(),
+            });
+        }
+        let _lock = self.write_lock()?;
+        let mut index = self.read_index()?;
+        let mut desc = self.find_top(&index, src)?;
+        desc.annotations.remove(ANNOTATION_REF_NAME);
+        index.set(&dst.to_string(), desc);
+        self.write_index(&index)?;
+        self.find_top(&index, dst)
+    }
+
+    /// Removes the tag `reference` (or, for `name@digest`, every tag of
+    /// that repository pointing at the digest) and deletes the blobs no
+    /// other entry of `index.json` still reaches. Returns the descriptor
+    /// that was removed.
+    pub fn remove(&self, reference: &Reference) -> Result<Descriptor, ImageError> {
+        let _lock = self.write_lock()?;
+        let mut index = self.read_index()?;
+        let name = reference.to_string();
+
+        let mut names = Vec::new();
+        if index.find_by_name(&name).is_some() {
+            names.push(name);
+        } else if let Some(digest) = reference.digest() {
+            for d in index.descriptors() {
+                let same_repo = d
+                    .ref_name()
+                    .and_then(|n| Reference::parse(n).ok())
+                    .is_some_and(|r| r.repository() == reference.repository());
+                if same_repo && d.digest == *digest {
+                    names.extend(d.ref_name().map(str::to_owned));
+                }
+            }
+        }
+        let mut removed = None;
+        for n in &names {
+            removed = index.remove_name(n).or(removed);
+        }
+        let Some(removed) = removed else {
+            return Err(self.not_found(reference));
+        };
+        if !index.descriptors().any(|d| d.digest == removed.digest) {
+            index.remove_unnamed_with_digest(&removed.digest);
+        }
+        self.write_index(&index)?;
+        self.collect_garbage(&index);
+        Ok(removed)
+    }
+
+    /// Deletes blobs that no `index.json` entry reaches any more (left
+    /// behind when a tag is moved to a new image; `remove` collects on its
+    /// own). Returns how many were deleted.
+    pub fn prune(&self) -> Result<usize, ImageError> {
+        let _lock = self.write_lock()?;
+        let index = self.read_index()?;
+        Ok(self.collect_garbage(&index))
+    }
+
+    // ---------------------------------------------------------------- reading
+
+    /// Resolves `reference` for the host's architecture.
+    pub fn resolve(&self, reference: &Reference) -> Result<ResolvedImage, ImageError> {
+        self.resolve_for_arch(reference, oci::host_architecture())
+    }
+
+    /// Resolves `reference` and reads the manifest for `architecture`
+    /// (exact match, as upstream; a plain manifest is taken as is).
+    pub fn resolve_for_arch(
+        &self,
+        reference: &Reference,
+        architecture: &str,
+    ) -> Result<ResolvedImage, ImageError> {
+        let _lock = self.lock_shared();
+        let index = self.read_index()?;
+        let top = self.find_top(&index, reference)?;
+        let name = reference.to_string();
+
+        let top_bytes = self.read_blob(&top, &name, Some(MAX_MANIFEST_SIZE), "manifest")?;
+        let top_parsed = oci::parse_top_level(&top.media_type, &top_bytes)
+            .map_err(|e| self.json_err("image index or manifest", &top.digest, e))?;
+        let (manifest_desc, manifest) = match top_parsed {
+            TopLevel::Manifest(m) => (top.clone(), *m),
+            TopLevel::Index(idx) => {
+                let Some(desc) = pick_platform(&idx, architecture) else {
+                    return Err(ImageError::NoMatchingPlatform {
+                        reference: name,
+                        architecture: architecture.to_owned(),
+                        available: idx
+                            .manifests
+                            .iter()
+                            .filter_map(|d| d.platform.as_ref())
+                            .map(|p| p.architecture.clone())
+                            .collect(),
+                    });
+                };
+                let bytes = self.read_blob(desc, &name, Some(MAX_MANIFEST_SIZE), "manifest")?;
+                match oci::parse_top_level(&desc.media_type, &bytes)
+                    .map_err(|e| self.json_err("manifest", &desc.digest, e))?
+                {
+                    TopLevel::Manifest(m) => (desc.clone(), *m),
+                    TopLevel::Index(_) => {
+                        return Err(ImageError::UnsupportedMediaType {
+                            reference: name,
+                            what: "manifest (nested index)",
+                            media_type: desc.media_type.clone(),
+                        });
+                    }
+                }
+            }
+        };
+
+        let config_yaml = if manifest.config.is_empty_json() {
+            Vec::new()
+        } else if manifest.config.media_type == MEDIA_TYPE_GADGET_CONFIG {
+            self.read_blob(&manifest.config, &name, None, "config")?
+        } else {
+            return Err(ImageError::UnsupportedMediaType {
+                reference: name,
+                what: "config",
+                media_type: manifest.config.media_type.clone(),
+            });
+        };
+
+        let mut layers: BTreeMap<&str, Vec<u8>> = BTreeMap::new();
+        let mut skipped = Vec::new();
+        for layer in &manifest.layers {
+            let kind = match layer.media_type.as_str() {
+                t
+                @ (MEDIA_TYPE_GADGET_EBPF | MEDIA_TYPE_GADGET_WASM | MEDIA_TYPE_GADGET_BTFGEN) => t,
+                _ => {
+                    skipped.push(layer.clone());
+                    continue;
+                }
+            };
+            if layers.contains_key(kind) {
+                return Err(ImageError::DuplicateLayer {
+                    reference: name,
+                    media_type: kind.to_owned(),
+                });
+            }
+            let bytes = self.read_blob(layer, &name, None, "layer")?;
+            layers.insert(kind, bytes);
+        }
+
+        let mut annotations = manifest.annotations.clone();
+        if annotations.is_empty() {
+            annotations = top.annotations.clone();
+            annotations.remove(ANNOTATION_REF_NAME);
+        }
+        let created = annotations.get(ANNOTATION_CREATED).cloned();
+        Ok(ResolvedImage {
+            reference: reference.clone(),
+            index_digest: top.digest.clone(),
+            manifest_digest: manifest_desc.digest.clone(),
+            ebpf_object: layers.remove(MEDIA_TYPE_GADGET_EBPF),
+            wasm: layers.remove(MEDIA_TYPE_GADGET_WASM),
+            btfgen: layers.remove(MEDIA_TYPE_GADGET_BTFGEN),
+            manifest,
+            config_yaml,
+            annotations,
+            created,
+            skipped,
+        })
+    }
+
+    /// Whether `reference` names an image in the store (by tag, or by
+    /// digest for `name@digest`).
+    pub fn contains(&self, reference: &Reference) -> Result<bool, ImageError> {
+        let _lock = self.lock_shared();
+        let index = self.read_index()?;
+        match self.find_top(&index, reference) {
+            Ok(_) => Ok(true),
+            Err(ImageError::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Turns user input into a stored reference: a reference naming an
+    /// image in the store, or else a digest prefix (`3f2a`, `sha256:3f2a…`)
+    /// of exactly one listed image.
+    pub fn find(&self, input: &str) -> Result<Reference, ImageError> {
+        let parsed = Reference::parse(input);
+        if let Ok(r) = &parsed
+            && self.contains(r)?
+        {
+            return Ok(r.clone());
+        }
+        let prefix = input.strip_prefix("sha256:").unwrap_or(input);
+        let is_hex = !prefix.is_empty()
+            && prefix.len() <= 64
+            && prefix
+                .bytes()
+                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        if is_hex {
+            let hits: Vec<ImageSummary> = self
+                .list()?
+                .into_iter()
+                .filter(|s| s.digest.hex().starts_with(prefix))
+                .collect();
+            let digests: BTreeSet<&Digest> = hits.iter().map(|s| &s.digest).collect();
+            match digests.len() {
+                0 => {}
+                1 => return Ok(hits[0].reference.clone()),
+                _ => {
+                    return Err(ImageError::AmbiguousDigest {
+                        prefix: input.to_owned(),
+                        matches: hits.iter().map(|s| s.reference.to_string()).collect(),
+                    });
+                }
+            }
+        }
+        match parsed {
+            Ok(r) => Err(self.not_found(&r)),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Every tagged image, sorted by repository, tag and digest. Entries
+    /// that are not ours to show are skipped, not errors: unnamed entries,
+    /// names that are not normalized references (tags written by other
+    /// tools) and cosign signature/attestation tags.
+    pub fn list(&self) -> Result<Vec<ImageSummary>, ImageError> {
+        let _lock = self.lock_shared();
+        let index = self.read_index()?;
+        let mut out = Vec::new();
+        for desc in index.descriptors() {
+            let Some(name) = desc.ref_name() else {
+                continue;
+            };
+            let Ok(reference) = Reference::parse(name) else {
+                continue;
+            };
+            if reference.to_string() != name || reference.tag().is_some_and(is_cosign_tag) {
+                continue;
+            }
+            out.push(ImageSummary {
+                repository: reference.repository(),
+                tag: reference.tag().map(str::to_owned),
+                digest: desc.digest.clone(),
+                created: self.created_of(desc),
+                reference,
+            });
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Every blob of the image `reference` names, top descriptor first,
+    /// each verified: what an export or a push sends.
+    pub fn image_blobs(
+        &self,
+        reference: &Reference,
+    ) -> Result<(Descriptor, Vec<StoredBlob>), ImageError> {
+        let _lock = self.lock_shared();
+        let index = self.read_index()?;
+        let top = self.find_top(&index, reference)?;
+        let blobs = self.closure(&top, &reference.to_string())?;
+        Ok((top, blobs))
+    }
+
+    /// Reads a blob and checks it against its descriptor.
+    pub fn read_verified(&self, desc: &Descriptor) -> Result<Vec<u8>, ImageError> {
+        let _lock = self.lock_shared();
+        self.read_blob(desc, &desc.digest.to_string(), None, "blob")
+    }
+
+    // ---------------------------------------------------------------- internals
+
+    fn index_path(&self) -> PathBuf {
+        self.root.join(INDEX_FILE)
+    }
+
+    fn ingest_dir(&self) -> PathBuf {
+        self.root.join(INGEST_DIR)
+    }
+
+    fn writable(&self) -> Result<(), ImageError> {
+        if self.read_only {
+            return Err(ImageError::ReadOnly {
+                path: self.root.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    fn lock(&self) -> Result<fsutil::FileLock, ImageError> {
+        let path = self.root.join(LOCK_FILE);
+        fsutil::lock_exclusive(&path).map_err(|e| ImageError::io("locking", path, e))
+    }
+
+    /// What every mutation starts with: refuse on a read-only handle, take
+    /// the exclusive lock, and clear temp files of writers that died (safe
+    /// now: no live writer of ours can be mid-write while we hold the lock,
+    /// and the age limit spares other tools' writes).
+    fn write_lock(&self) -> Result<fsutil::FileLock, ImageError> {
+        self.writable()?;
+        let lock = self.lock()?;
+        fsutil::remove_stale_temps(&self.ingest_dir(), fsutil::STALE_TEMP_AGE);
+        Ok(lock)
+    }
+
+    fn lock_shared(&self) -> Option<fsutil::FileLock> {
+        fsutil::lock_shared(&self.root.join(LOCK_FILE))
+    }
+
+    fn not_found(&self, reference: &Reference) -> ImageError {
+        ImageError::NotFound {
+            reference: reference.to_string(),
+            store: self.root.clone(),
+        }
+    }
+
+    fn json_err(&self, what: &'static str, digest: &Digest, e: serde_json::Error) -> ImageError {
+        ImageError::Json {
+            what,
+            path: self.blob_path(digest),
+            source: e,
+        }
+    }
+
+    /// Checks `oci-layout`, writing it when missing if `create`.
+    fn check_layout(&self, create: bool) -> Result<(), ImageError> {
+        let path = self.root.join(LAYOUT_FILE);
+        match fs::read(&path) {
+            Ok(bytes) => {
+                let layout: ImageLayout =
+                    serde_json::from_slice(&bytes).map_err(|e| ImageError::Json {
+                        what: "oci-layout",
+                        path: path.clone(),
+                        source: e,
+                    })?;
+                if layout.image_layout_version != IMAGE_LAYOUT_VERSION {
+                    return Err(ImageError::UnsupportedLayout {
+                        path,
+                        version: layout.image_layout_version,
+                    });
+                }
+                Ok(())
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound && create => {
+                let bytes = serde_json::to_vec(&ImageLayout {
+                    image_layout_version: IMAGE_LAYOUT_VERSION.to_owned(),
+                })
+                .unwrap_or_default();
+                fsutil::write_atomic(&self.ingest_dir(), &path, &bytes)
+                    .map_err(|e| ImageError::io("writing", &path, e))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(ImageError::io("reading", path, e)),
+        }
+    }
+
+    /// Reads `index.json`; a missing file is an empty store.
+    fn read_index(&self) -> Result<IndexFile, ImageError> {
+        let path = self.index_path();
+        match fs::read(&path) {
+            Ok(bytes) => IndexFile::parse(&bytes).map_err(|e| ImageError::Json {
+                what: "index",
+                path,
+                source: e,
+            }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(IndexFile::default()),
+            Err(e) => Err(ImageError::io("reading", path, e)),
+        }
+    }
+
+    /// Replaces `index.json` atomically. Caller holds the exclusive lock.
+    fn write_index(&self, index: &IndexFile) -> Result<(), ImageError> {
+        let path = self.index_path();
+        fsutil::write_atomic(&self.ingest_dir(), &path, &index.to_bytes())
+            .map_err(|e| ImageError::io("writing", path, e))
+    }
+
+    /// The `index.json` descriptor `reference` designates: the entry with
+    /// its name (unless a digest in the reference says otherwise), else an
+    /// entry with the reference's digest (same repository preferred), else
+    /// a blob with that digest on disk.
+    fn find_top(&self, index: &IndexFile, reference: &Reference) -> Result<Descriptor, ImageError> {
+        let name = reference.to_string();
+        if let Some(d) = index.find_by_name(&name)
+            && reference.digest().is_none_or(|want| *want == d.digest)
+        {
+            return Ok(d.clone());
+        }
+        let Some(digest) = reference.digest() else {
+            return Err(self.not_found(reference));
+        };
+        let same_repo = |d: &&Descriptor| {
+            d.ref_name()
+                .and_then(|n| Reference::parse(n).ok())
+                .is_some_and(|r| r.repository() == reference.repository())
+        };
+        let candidates: Vec<&Descriptor> = index
+            .descriptors()
+            .filter(|d| d.digest == *digest)
+            .collect();
+        if let Some(d) = candidates
+            .iter()
+            .copied()
+            .find(same_repo)
+            .or(candidates.first().copied())
+        {
+            return Ok(d.clone());
+        }
+        // Not in index.json but maybe stored (a manifest digest, say).
+        let path = self.blob_path(digest);
+        let Ok(meta) = fs::metadata(&path) else {
+            return Err(self.not_found(reference));
+        };
+        if meta.len() > MAX_MANIFEST_SIZE {
+            return Err(self.not_found(reference));
+        }
+        let bytes = fs::read(&path).map_err(|e| ImageError::io("reading", &path, e))?;
+        let media_type = match oci::parse_top_level("", &bytes) {
+            Ok(TopLevel::Index(_)) => MEDIA_TYPE_IMAGE_INDEX,
+            Ok(TopLevel::Manifest(_)) => MEDIA_TYPE_IMAGE_MANIFEST,
+            Err(_) => return Err(self.not_found(reference)),
+        };
+        Ok(Descriptor {
+            size: meta.len(),
+            digest: digest.clone(),
+            ..Descriptor::for_bytes(media_type, &[])
+        })
+    }
+
+    /// Reads the blob `desc` names and verifies size and digest. `limit`
+    /// caps the size for blobs that are parsed in memory.
+    fn read_blob(
+        &self,
+        desc: &Descriptor,
+        reference: &str,
+        limit: Option<u64>,
+        what: &'static str,
+    ) -> Result<Vec<u8>, ImageError> {
+        let path = self.blob_path(&desc.digest);
+        let corrupt = |mismatch| ImageError::DigestMismatch {
+            digest: desc.digest.clone(),
+            path: path.clone(),
+            mismatch,
+        };
+        if let Some(limit) = limit
+            && desc.size > limit
+        {
+            return Err(ImageError::BlobTooLarge {
+                what,
+                digest: desc.digest.clone(),
+                size: desc.size,
+                limit,
+            });
+        }
+        let meta = match fs::metadata(&path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(ImageError::MissingBlob {
+                    reference: reference.to_owned(),
+                    digest: desc.digest.clone(),
+                    path,
+                });
+            }
+            Err(e) => return Err(ImageError::io("reading", path, e)),
+        };
+        // Checked before reading so a huge stray file is never loaded.
+        if meta.len() != desc.size {
+            return Err(corrupt(Mismatch::Size {
+                expected: desc.size,
+                actual: meta.len(),
+            }));
+        }
+        let bytes = fs::read(&path).map_err(|e| ImageError::io("reading", &path, e))?;
+        if bytes.len() as u64 != desc.size {
+            return Err(corrupt(Mismatch::Size {
+                expected: desc.size,
+                actual: bytes.len() as u64,
+            }));
+        }
+        let actual = desc.digest.compute_like(&bytes);
+        if actual != desc.digest {
+            return Err(corrupt(Mismatch::Hash { actual }));
+        }
+        Ok(bytes)
+    }
+
+    /// All blobs reachable from `top` (itself included), verified. Errors on
+    /// the first missing or corrupt one.
+    fn closure(&self, top: &Descriptor, reference: &str) -> Result<Vec<StoredBlob>, ImageError> {
+        let mut out = Vec::new();
+        let mut seen = BTreeSet::new();
+        let mut stack = vec![top.clone()];
+        while let Some(desc) = stack.pop() {
+            if !seen.insert(desc.digest.clone()) {
+                continue;
+            }
+            let json = is_index_or_manifest(&desc.media_type);
+            let read = self.read_blob(
+                &desc,
+                reference,
+                json.then_some(MAX_MANIFEST_SIZE),
+                "manifest",
+            );
+            let bytes = match read {
+                // The empty config may live only inline in its descriptor.
+                Err(ImageError::MissingBlob { .. })
+                    if desc.is_empty_json() && desc.digest.matches(EMPTY_JSON) =>
+                {
+                    EMPTY_JSON.to_vec()
+                }
+                other => other?,
+            };
+            if json {
+                match oci::parse_top_level(&desc.media_type, &bytes)
+                    .map_err(|e| self.json_err("manifest", &desc.digest, e))?
+                {
+                    TopLevel::Index(i) => stack.extend(i.manifests.into_iter().rev()),
+                    TopLevel::Manifest(m) => {
+                        stack.extend(m.layers.into_iter().rev());
+                        stack.push(m.config);
+                    }
+                }
+            }
+            out.push(StoredBlob {
+                descriptor: desc,
+                bytes,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Deletes blobs no `index.json` entry reaches. Caller holds the
+    /// exclusive lock. Lenient on purpose: an unreadable manifest just
+    /// stops the walk there (its children may be deleted, which only
+    /// removes an already broken image), and a failed deletion is left
+    /// for the next collection. Returns how many blobs were deleted.
+    fn collect_garbage(&self, index: &IndexFile) -> usize {
+        let mut reachable: BTreeSet<Digest> = BTreeSet::new();
+        let mut stack: Vec<(Digest, String)> = Vec::new();
+        for entry in &index.entries {
+            match &entry.desc {
+                Some(d) => stack.push((d.digest.clone(), d.media_type.clone())),
+                // An entry we cannot parse still protects what it names.
+                None => {
+                    if let Some(d) = entry.raw_digest().and_then(|s| Digest::parse(s).ok()) {
+                        stack.push((d, String::new()));
+                    }
+                }
+            }
+        }
+        while let Some((digest, media_type)) = stack.pop() {
+            if !reachable.insert(digest.clone()) {
+                continue;
+            }
+            // Roots have unknown media types at worst; children are only
+            // opened when they say they are manifests or indexes.
+            if !media_type.is_empty() && !is_index_or_manifest(&media_type) {
+                continue;
+            }
+            let path = self.blob_path(&digest);
+            let small = fs::metadata(&path).is_ok_and(|m| m.len() <= MAX_MANIFEST_SIZE);
+            let Some(bytes) = small.then(|| fs::read(&path).ok()).flatten() else {
+                continue;
+            };
+            match oci::parse_top_level(&media_type, &bytes) {
+                Ok(TopLevel::Index(i)) => {
+                    stack.extend(i.manifests.into_iter().map(|d| (d.digest, d.media_type)));
+                }
+                Ok(TopLevel::Manifest(m)) => {
+                    stack.push((m.config.digest, m.config.media_type));
+                    stack.extend(m.layers.into_iter().map(|d| (d.digest, d.media_type)));
+                }
+                Err(_) => {}
+            }
+        }
+
+        let mut deleted = 0;
+        let Ok(algorithms) = fs::read_dir(self.root.join(BLOBS_DIR)) else {
+            return 0;
+        };
+        for alg in algorithms.flatten() {
+            let Ok(files) = fs::read_dir(alg.path()) else {
+                continue;
+            };
+            let alg_name = alg.file_name().to_string_lossy().into_owned();
+            for file in files.flatten() {
+                let name = file.file_name().to_string_lossy().into_owned();
+                // Files that are not digests (another tool's temp files)
+                // are not ours to delete.
+                let Ok(digest) = Digest::parse(&format!("{alg_name}:{name}")) else {
+                    continue;
+                };
+                if !reachable.contains(&digest) && fs::remove_file(file.path()).is_ok() {
+                    deleted += 1;
+                }
+            }
+        }
+        deleted
+    }
+
+    /// The creation time of a listed image: from its `index.json` entry,
+    /// else from the host manifest (or the first one) of the image.
+    fn created_of(&self, top: &Descriptor) -> Option<String> {
+        if let Some(c) = top.annotations.get(ANNOTATION_CREATED) {
+            return Some(c.clone());
+        }
+        let bytes = self
+            .read_blob(top, "", Some(MAX_MANIFEST_SIZE), "manifest")
+            .ok()?;
+        match oci::parse_top_level(&top.media_type, &bytes).ok()? {
+            TopLevel::Manifest(m) => m.annotations.get(ANNOTATION_CREATED).cloned(),
+            TopLevel::Index(i) => {
+                if let Some(c) = i.annotations.get(ANNOTATION_CREATED) {
+                    return Some(c.clone());
+                }
+                let desc = pick_platform(&i, oci::host_architecture()).or(i.manifests.first())?;
+                if let Some(c) = desc.annotations.get(ANNOTATION_CREATED) {
+                    return Some(c.clone());
+                }
+                let bytes = self
+                    .read_blob(desc, "", Some(MAX_MANIFEST_SIZE), "manifest")
+                    .ok()?;
+                let m: Manifest = serde_json::from_slice(&bytes).ok()?;
+                m.annotations.get(ANNOTATION_CREATED).cloned()
+            }
+        }
+    }
+}
+
+fn is_index_or_manifest(media_type: &str) -> bool {
+    matches!(
+        media_type,
+        MEDIA_TYPE_IMAGE_INDEX
+            | MEDIA_TYPE_IMAGE_MANIFEST
+            | MEDIA_TYPE_DOCKER_MANIFEST_LIST
+            | MEDIA_TYPE_DOCKER_MANIFEST
+    )
+}
+
+/// The first manifest whose platform architecture is `architecture`.
+fn pick_platform<'a>(index: &'a Index, architecture: &str) -> Option<&'a Descriptor> {
+    index.manifests.iter().find(|d| {
+        d.platform
+            .as_ref()
+            .is_some_and(|p| p.architecture == architecture)
+    })
+}
+
+/// Tags cosign stores next to images: `sha256-<hex>.sig|.att|.sbom`.
+fn is_cosign_tag(tag: &str) -> bool {
+    let Some(rest) = tag.strip_prefix("sha256-") else {
+        return false;
+    };
+    let hex = rest.split('.').next().unwrap_or_default();
+    hex.len() == 64 && rest.len() > 64
+}
+
+/// Serializes one of our JSON documents. Our types hold only strings,
+/// numbers and maps with string keys, so this cannot fail.
+fn to_json<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+/// Builds the documents of a gadget image in upstream's layout. Returns
+/// the descriptor of the image index and every blob to store.
+fn build_gadget_image(
+    config_yaml: &[u8],
+    annotations: &Annotations,
+    platforms: &[PlatformObjects],
+) -> Result<(Descriptor, Vec<Vec<u8>>), ImageError> {
+    if platforms.is_empty() {
+        return Err(ImageError::NoPlatforms);
+    }
+    let mut sorted: Vec<&PlatformObjects> = platforms.iter().collect();
+    sorted.sort_by(|a, b| a.architecture.cmp(&b.architecture));
+    sorted.dedup_by(|a, b| a.architecture == b.architecture);
+    if sorted.len() != platforms.len() {
+        return Err(ImageError::DuplicatePlatform);
+    }
+
+    let mut blobs = Vec::new();
+    let mut config = if config_yaml.is_empty() {
+        blobs.push(EMPTY_JSON.to_vec());
+        Descriptor::empty_json()
+    } else {
+        blobs.push(config_yaml.to_vec());
+        Descriptor::for_bytes(MEDIA_TYPE_GADGET_CONFIG, config_yaml)
+    };
+    config.annotations = annotations.clone();
+
+    let mut manifests = Vec::new();
+    for p in sorted {
+        let mut layers = Vec::new();
+        let objects = [
+            (MEDIA_TYPE_GADGET_EBPF, Some(&p.ebpf_object)),
+            (MEDIA_TYPE_GADGET_WASM, p.wasm.as_ref()),
+            (MEDIA_TYPE_GADGET_BTFGEN, p.btfgen.as_ref()),
+        ];
+        for (media_type, bytes) in objects {
+            if let Some(bytes) = bytes {
+                layers.push(Descriptor::for_bytes(media_type, bytes));
+                blobs.push(bytes.clone());
+            }
+        }
+        let manifest = Manifest {
+            schema_version: 2,
+            media_type: Some(MEDIA_TYPE_IMAGE_MANIFEST.to_owned()),
+            artifact_type: Some(ARTIFACT_TYPE_GADGET.to_owned()),
+            config: config.clone(),
+            layers,
+            subject: None,
+            annotations: annotations.clone(),
+        };
+        let bytes = to_json(&manifest);
+        let mut desc = Descriptor::for_bytes(MEDIA_TYPE_IMAGE_MANIFEST, &bytes);
+        desc.platform = Some(Platform::linux(&p.architecture));
+        desc.annotations = annotations.clone();
+        manifests.push(desc);
+        blobs.push(bytes);
+    }
+
+    let index = Index {
+        schema_version: 2,
+        media_type: Some(MEDIA_TYPE_IMAGE_INDEX.to_owned()),
+        artifact_type: None,
+        manifests,
+        subject: None,
+        annotations: annotations.clone(),
+    };
+    let bytes = to_json(&index);
+    let mut top = Descriptor::for_bytes(MEDIA_TYPE_IMAGE_INDEX, &bytes);
+    top.annotations = annotations.clone();
+    blobs.push(bytes);
+    Ok((top, blobs))
+}
+
+#[cfg(test)]
+mod tests;

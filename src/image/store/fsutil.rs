@@ -1,0 +1,202 @@
+//! File-system primitives for the store: `flock`-based locking, atomic
+//! writes (temp file + fsync + rename + directory fsync) and cleanup of
+//! temp files left by interrupted writers.
+//!
+//! Kept apart from the store logic so that the crash-safety rules live in one
+//! place: nothing in the store writes a final path except through
+//! [`write_atomic`].
+
+use std::ffi::OsStr;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Prefix of every temp file we create, so cleanup never touches files that
+/// another tool (oras, upstream `ig`) keeps in the same directory.
+pub(crate) const TEMP_PREFIX: &str = "ig-tmp-";
+
+/// Temp files older than this belong to a writer that died: every writer of
+/// ours holds the store lock for its whole write, which takes seconds.
+pub(crate) const STALE_TEMP_AGE: Duration = Duration::from_secs(10 * 60);
+
+/// Mode of directories we create: the store may hold private images.
+pub(crate) const DIR_MODE: u32 = 0o700;
+/// Mode of files we create: never group- or world-writable.
+pub(crate) const FILE_MODE: u32 = 0o644;
+
+/// Creates `path` and its missing parents with [`DIR_MODE`].
+pub(crate) fn create_dir_all(path: &Path) -> io::Result<()> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(DIR_MODE)
+        .create(path)
+}
+
+/// A held `flock`; released when dropped (the descriptor is closed).
+#[derive(Debug)]
+pub(crate) struct FileLock {
+    _file: File,
+}
+
+/// Takes an exclusive lock on `path`, creating the file if needed.
+pub(crate) fn lock_exclusive(path: &Path) -> io::Result<FileLock> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(FILE_MODE)
+        .open(path)?;
+    flock(&file, libc::LOCK_EX)?;
+    Ok(FileLock { _file: file })
+}
+
+/// Takes a shared lock on `path` if the file can be opened. Readers only
+/// need it to keep a concurrent garbage collection from deleting blobs
+/// under them; a store we cannot lock (read-only mount, someone else's
+/// store) is still readable, so this returns `None` instead of failing.
+pub(crate) fn lock_shared(path: &Path) -> Option<FileLock> {
+    let file = File::open(path).ok()?;
+    flock(&file, libc::LOCK_SH).ok()?;
+    Some(FileLock { _file: file })
+}
+
+fn flock(file: &File, op: libc::c_int) -> io::Result<()> {
+    loop {
+        // SAFETY: flock only reads the descriptor, which `file` keeps open
+        // for the duration of the call.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), op) };
+        if rc == 0 {
+            return Ok(());
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+}
+
+/// A fresh temp file name in `dir`: unique across processes (pid), threads
+/// and calls (counter), and restarts (time).
+fn temp_path(dir: &Path) -> PathBuf {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    dir.join(format!("{TEMP_PREFIX}{}-{nanos:x}-{n}", std::process::id()))
+}
+
+/// Writes `bytes` to `dest` so that `dest` is either its old content or the
+/// complete new one, even across a crash: the data goes to a temp file in
+/// `temp_dir` (same file system as `dest`), is fsynced, renamed over
+/// `dest`, and the directory entry is fsynced too.
+pub(crate) fn write_atomic(temp_dir: &Path, dest: &Path, bytes: &[u8]) -> io::Result<()> {
+    let tmp = temp_path(temp_dir);
+    let result = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(FILE_MODE)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        drop(f);
+        fs::rename(&tmp, dest)?;
+        if let Some(parent) = dest.parent() {
+            sync_dir(parent)?;
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// fsyncs a directory so a rename into it survives a crash.
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Removes our temp files in `dir` older than `max_age`. Best effort: a
+/// failure here must not fail the write that triggered it.
+pub(crate) fn remove_stale_temps(dir: &Path, max_age: Duration) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    let now = SystemTime::now();
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if !is_temp_name(&name) {
+            continue;
+        }
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|m| now.duration_since(m).ok())
+            .is_some_and(|age| age >= max_age);
+        if old {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+}
+
+pub(crate) fn is_temp_name(name: &OsStr) -> bool {
+    name.to_str().is_some_and(|n| n.starts_with(TEMP_PREFIX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_replaces_and_leaves_no_temp() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("f");
+        write_atomic(dir.path(), &dest, b"one").unwrap();
+        write_atomic(dir.path(), &dest, b"two").unwrap();
+        assert_eq!(fs::read(&dest).unwrap(), b"two");
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("f")]);
+    }
+
+    #[test]
+    fn stale_temps_are_removed_fresh_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let tmp = dir.path().join(format!("{TEMP_PREFIX}x"));
+        let other = dir.path().join("not-ours");
+        fs::write(&tmp, b"x").unwrap();
+        fs::write(&other, b"x").unwrap();
+        remove_stale_temps(dir.path(), STALE_TEMP_AGE);
+        assert!(tmp.exists(), "a fresh temp file belongs to a live writer");
+        remove_stale_temps(dir.path(), Duration::ZERO);
+        assert!(!tmp.exists());
+        assert!(other.exists(), "foreign files are never touched");
+    }
+
+    #[test]
+    fn exclusive_lock_excludes_across_descriptors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lock");
+        let held = lock_exclusive(&path).unwrap();
+        let f = File::open(&path).unwrap();
+        // SAFETY: plain syscall on an open descriptor.
+        let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) };
+        assert_eq!(
+            rc, -1,
+            "a second open file description must not get the lock"
+        );
+        drop(held);
+        assert!(lock_shared(&path).is_some());
+    }
+}

@@ -1,0 +1,305 @@
+//! JSON output: one object per event, nested by struct parents
+//! (`{"proc":{"pid":1}}`), so `jq '.proc.pid'` works.
+
+use std::io::Write as _;
+
+use super::sink::{SharedWriter, Sink};
+use crate::datasource::{Event, FieldId, FieldKind, Schema, ValueRef};
+use crate::pipeline::{Flow, Handler, HandlerError};
+
+/// The shape of one object, computed once from the schema.
+enum Node {
+    Leaf { id: FieldId, key: Vec<u8> },
+    Object { key: Vec<u8>, children: Vec<Node> },
+}
+
+pub struct JsonPrinter {
+    nodes: Vec<Node>,
+    pretty: bool,
+    sink: Sink,
+}
+
+impl JsonPrinter {
+    pub fn new(schema: &Schema, pretty: bool, out: SharedWriter) -> Self {
+        Self {
+            nodes: plan(schema, None),
+            pretty,
+            sink: Sink::new(out),
+        }
+    }
+}
+
+fn plan(schema: &Schema, parent: Option<FieldId>) -> Vec<Node> {
+    schema
+        .children(parent)
+        .filter(|&id| {
+            let f = schema.field(id);
+            !f.hidden && f.annotation("json.skip") != Some("true")
+        })
+        .map(|id| {
+            let f = schema.field(id);
+            let mut key = Vec::new();
+            write_str(&mut key, f.short_name().as_bytes());
+            if f.kind == FieldKind::Struct {
+                Node::Object {
+                    key,
+                    children: plan(schema, Some(id)),
+                }
+            } else {
+                Node::Leaf { id, key }
+            }
+        })
+        .collect()
+}
+
+impl Handler for JsonPrinter {
+    fn on_event(&mut self, schema: &Schema, event: &mut Event) -> Flow {
+        let pretty = self.pretty;
+        let Some(buf) = self.sink.buf() else {
+            return Flow::Continue;
+        };
+        write_object(buf, &self.nodes, schema, event, pretty.then_some(0));
+        buf.push(b'\n');
+        self.sink.record_done();
+        Flow::Continue
+    }
+
+    fn on_array(&mut self, schema: &Schema, events: &mut Vec<Event>) -> Flow {
+        let pretty = self.pretty;
+        let Some(buf) = self.sink.buf() else {
+            return Flow::Continue;
+        };
+        buf.push(b'[');
+        for (i, e) in events.iter().enumerate() {
+            if i > 0 {
+                buf.push(b',');
+            }
+            newline(buf, pretty.then_some(1));
+            write_object(buf, &self.nodes, schema, e, pretty.then_some(1));
+        }
+        if !events.is_empty() {
+            newline(buf, pretty.then_some(0));
+        }
+        buf.extend_from_slice(b"]\n");
+        self.sink.record_done();
+        Flow::Continue
+    }
+
+    fn flush(&mut self) -> Result<(), HandlerError> {
+        self.sink.flush()
+    }
+}
+
+fn newline(buf: &mut Vec<u8>, indent: Option<usize>) {
+    if let Some(n) = indent {
+        buf.push(b'\n');
+        buf.resize(buf.len() + 2 * n, b' ');
+    }
+}
+
+fn write_object(
+    buf: &mut Vec<u8>,
+    nodes: &[Node],
+    schema: &Schema,
+    ev: &Event,
+    indent: Option<usize>,
+) {
+    buf.push(b'{');
+    let inner = indent.map(|n| n + 1);
+    for (i, node) in nodes.iter().enumerate() {
+        if i > 0 {
+            buf.push(b',');
+        }
+        newline(buf, inner);
+        match node {
+            Node::Leaf { id, key } => {
+                buf.extend_from_slice(key);
+                buf.push(b':');
+                if indent.is_some() {
+                    buf.push(b' ');
+                }
+                write_value(buf, ev.get(schema.field(*id)));
+            }
+            Node::Object { key, children } => {
+                buf.extend_from_slice(key);
+                buf.push(b':');
+                if indent.is_some() {
+                    buf.push(b' ');
+                }
+                write_object(buf, children, schema, ev, inner);
+            }
+        }
+    }
+    if !nodes.is_empty() {
+        newline(buf, indent);
+    }
+    buf.push(b'}');
+}
+
+/// Append one value. Writing into a `Vec` cannot fail.
+pub(crate) fn write_value(buf: &mut Vec<u8>, v: ValueRef<'_>) {
+    match v {
+        ValueRef::None => buf.extend_from_slice(b"null"),
+        ValueRef::Bool(b) => buf.extend_from_slice(if b { b"true" } else { b"false" }),
+        ValueRef::U64(n) => {
+            let _ = write!(buf, "{n}");
+        }
+        ValueRef::I64(n) => {
+            let _ = write!(buf, "{n}");
+        }
+        ValueRef::F64(f) if f.is_finite() => {
+            let _ = write!(buf, "{f}");
+        }
+        ValueRef::F64(_) => buf.extend_from_slice(b"null"),
+        ValueRef::Str(s) => write_str(buf, s),
+        ValueRef::Bytes(b) => {
+            // Raw bytes have no JSON type; a hex string keeps them readable
+            // and round-trippable.
+            buf.push(b'"');
+            for x in b {
+                let _ = write!(buf, "{x:02x}");
+            }
+            buf.push(b'"');
+        }
+    }
+}
+
+/// Append `s` as a JSON string. Kernel strings are bytes: invalid UTF-8 is
+/// replaced by U+FFFD so the output always parses.
+pub(crate) fn write_str(buf: &mut Vec<u8>, s: &[u8]) {
+    buf.push(b'"');
+    for chunk in s.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '"' => buf.extend_from_slice(b"\\\""),
+                '\\' => buf.extend_from_slice(b"\\\\"),
+                '\n' => buf.extend_from_slice(b"\\n"),
+                '\r' => buf.extend_from_slice(b"\\r"),
+                '\t' => buf.extend_from_slice(b"\\t"),
+                c if (c as u32) < 0x20 || c == '\u{7f}' => {
+                    let _ = write!(buf, "\\u{:04x}", c as u32);
+                }
+                c => {
+                    let mut tmp = [0; 4];
+                    buf.extend_from_slice(c.encode_utf8(&mut tmp).as_bytes());
+                }
+            }
+        }
+        if !chunk.invalid().is_empty() {
+            buf.extend_from_slice("\u{fffd}".as_bytes());
+        }
+    }
+    buf.push(b'"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::datasource::{SchemaBuilder, SourceKind};
+    use crate::output::shared;
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    /// A `Write` whose bytes the test can read after the printer is done.
+    #[derive(Clone, Default)]
+    struct Capture(Rc<RefCell<Vec<u8>>>);
+    impl std::io::Write for Capture {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.borrow_mut().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn schema() -> Schema {
+        let mut b = SchemaBuilder::new("exec", SourceKind::Single, 24);
+        let proc = b
+            .add_raw("proc".into(), FieldKind::Struct, 0, 12, None)
+            .unwrap();
+        b.add_raw("proc.comm".into(), FieldKind::CString, 0, 8, Some(proc))
+            .unwrap();
+        b.add_raw("proc.pid".into(), FieldKind::U32, 8, 4, Some(proc))
+            .unwrap();
+        b.add_raw("error".into(), FieldKind::I32, 12, 4, None)
+            .unwrap();
+        b.add_raw("__hidden".into(), FieldKind::U64, 16, 8, None)
+            .unwrap();
+        b.build()
+    }
+
+    fn sample(comm: &[u8], pid: u32, err: i32) -> Vec<u8> {
+        let mut s = vec![0u8; 24];
+        s[..comm.len()].copy_from_slice(comm);
+        s[8..12].copy_from_slice(&pid.to_ne_bytes());
+        s[12..16].copy_from_slice(&err.to_ne_bytes());
+        s
+    }
+
+    fn print(pretty: bool, samples: &[Vec<u8>]) -> String {
+        let s = schema();
+        let cap = Capture::default();
+        let mut p = JsonPrinter::new(&s, pretty, shared(cap.clone()));
+        let mut ev = Event::new(&s);
+        for x in samples {
+            ev.set_raw(x);
+            p.on_event(&s, &mut ev);
+        }
+        p.flush().unwrap();
+        String::from_utf8(cap.0.borrow().clone()).unwrap()
+    }
+
+    #[test]
+    fn one_nested_object_per_line() {
+        let out = print(
+            false,
+            &[sample(b"cat", 42, -2), sample(b"a\"b\\\n\xff", 1, 0)],
+        );
+        assert_eq!(
+            out,
+            "{\"proc\":{\"comm\":\"cat\",\"pid\":42},\"error\":-2}\n\
+             {\"proc\":{\"comm\":\"a\\\"b\\\\\\n\u{fffd}\",\"pid\":1},\"error\":0}\n"
+        );
+        for line in out.lines() {
+            serde_json::from_str::<serde_json::Value>(line).unwrap();
+        }
+    }
+
+    #[test]
+    fn pretty_is_valid_json() {
+        let out = print(true, &[sample(b"cat", 42, 0)]);
+        assert!(
+            out.contains("\n  \"proc\": {\n    \"comm\": \"cat\""),
+            "{out}"
+        );
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["proc"]["pid"], 42);
+    }
+
+    #[test]
+    fn arrays_print_as_one_json_array() {
+        let s = schema();
+        let cap = Capture::default();
+        let mut p = JsonPrinter::new(&s, false, shared(cap.clone()));
+        let mut evs: Vec<Event> = (0..2)
+            .map(|i| {
+                let mut e = Event::new(&s);
+                e.set_raw(&sample(b"x", i, 0));
+                e
+            })
+            .collect();
+        p.on_array(&s, &mut evs);
+        p.flush().unwrap();
+        let out = String::from_utf8(cap.0.borrow().clone()).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v[1]["proc"]["pid"], 1);
+    }
+
+    #[test]
+    fn strings_escape_control_characters() {
+        let mut b = Vec::new();
+        write_str(&mut b, b"\x01\t\x7f");
+        assert_eq!(b, b"\"\\u0001\\t\\u007f\"");
+    }
+}

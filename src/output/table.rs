@@ -1,0 +1,267 @@
+//! Table output: a header, then one row per event, columns sized from the
+//! fields' `columns.*` annotations.
+//!
+//! Rules: a column is `columns.width` wide (default from its kind, never
+//! narrower than its header); `columns.alignment` is `left` or `right`
+//! (numbers default to right); text longer than its column is cut with `…`,
+//! numbers are never cut; the last column is neither padded nor cut, so long
+//! values such as command lines stay whole.
+
+use std::io::Write as _;
+
+use super::sink::{SharedWriter, Sink};
+use crate::datasource::{Event, FieldId, FieldKind, Schema, ValueRef};
+use crate::pipeline::{Flow, Handler, HandlerError};
+
+const DEFAULT_TEXT_WIDTH: usize = 16;
+const DEFAULT_NUMBER_WIDTH: usize = 8;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Column {
+    id: FieldId,
+    header: String,
+    width: usize,
+    right: bool,
+    numeric: bool,
+}
+
+pub struct TablePrinter {
+    columns: Vec<Column>,
+    header_done: bool,
+    scratch: Vec<u8>,
+    sink: Sink,
+}
+
+impl TablePrinter {
+    pub fn new(schema: &Schema, out: SharedWriter) -> Self {
+        Self {
+            columns: columns(schema),
+            header_done: false,
+            scratch: Vec::new(),
+            sink: Sink::new(out),
+        }
+    }
+
+    fn header(&mut self) {
+        if self.header_done {
+            return;
+        }
+        self.header_done = true;
+        let Some(buf) = self.sink.buf() else { return };
+        let last = self.columns.len().saturating_sub(1);
+        for (i, c) in self.columns.iter().enumerate() {
+            cell(buf, c.header.as_bytes(), c, i == last);
+        }
+        buf.push(b'\n');
+    }
+}
+
+fn columns(schema: &Schema) -> Vec<Column> {
+    schema
+        .fields()
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| {
+            !f.hidden
+                && f.kind != FieldKind::Struct
+                && f.annotation("columns.hidden") != Some("true")
+        })
+        .map(|(i, f)| {
+            let numeric = f.kind.is_numeric();
+            let header = f
+                .annotation("columns.alias")
+                .unwrap_or(&f.name)
+                .to_uppercase();
+            let parse = |k: &str| f.annotation(k).and_then(|v| v.trim().parse::<usize>().ok());
+            let default = if numeric {
+                DEFAULT_NUMBER_WIDTH
+            } else {
+                DEFAULT_TEXT_WIDTH
+            };
+            let mut width = parse("columns.width").unwrap_or(default);
+            if let Some(min) = parse("columns.minwidth") {
+                width = width.max(min);
+            }
+            if let Some(max) = parse("columns.maxwidth") {
+                width = width.min(max);
+            }
+            let width = width.max(header.chars().count()).max(1);
+            let right = match f.annotation("columns.alignment") {
+                Some("right") => true,
+                Some("left") => false,
+                _ => numeric,
+            };
+            #[expect(
+                clippy::cast_possible_truncation,
+                reason = "schemas hold fewer than u16::MAX fields"
+            )]
+            let id = FieldId(i as u16);
+            Column {
+                id,
+                header,
+                width,
+                right,
+                numeric,
+            }
+        })
+        .collect()
+}
+
+/// Append one cell: padded (and cut) to the column, then a separator.
+fn cell(buf: &mut Vec<u8>, text: &[u8], c: &Column, last: bool) {
+    let text = String::from_utf8_lossy(text);
+    let len = text.chars().count();
+    if last {
+        if c.right && len < c.width {
+            buf.resize(buf.len() + c.width - len, b' ');
+        }
+        buf.extend_from_slice(text.as_bytes());
+        return;
+    }
+    if len > c.width && !c.numeric {
+        buf.extend(
+            text.chars()
+                .take(c.width - 1)
+                .collect::<String>()
+                .as_bytes(),
+        );
+        buf.extend_from_slice("…".as_bytes());
+    } else {
+        let pad = c.width.saturating_sub(len);
+        if c.right {
+            buf.resize(buf.len() + pad, b' ');
+        }
+        buf.extend_from_slice(text.as_bytes());
+        if !c.right {
+            buf.resize(buf.len() + pad, b' ');
+        }
+    }
+    buf.push(b' ');
+}
+
+/// Plain text of a value: strings unquoted, bytes in hex.
+fn text(scratch: &mut Vec<u8>, v: ValueRef<'_>) {
+    scratch.clear();
+    let _ = match v {
+        ValueRef::None => Ok(()),
+        ValueRef::Bool(b) => write!(scratch, "{b}"),
+        ValueRef::U64(n) => write!(scratch, "{n}"),
+        ValueRef::I64(n) => write!(scratch, "{n}"),
+        ValueRef::F64(f) => write!(scratch, "{f}"),
+        ValueRef::Str(s) => {
+            // Control characters would break the row; show them as spaces.
+            scratch.extend(
+                s.iter()
+                    .map(|&b| if b < 0x20 || b == 0x7f { b' ' } else { b }),
+            );
+            Ok(())
+        }
+        ValueRef::Bytes(b) => b.iter().try_for_each(|x| write!(scratch, "{x:02x}")),
+    };
+}
+
+impl Handler for TablePrinter {
+    fn on_event(&mut self, schema: &Schema, event: &mut Event) -> Flow {
+        self.header();
+        let Some(buf) = self.sink.buf() else {
+            return Flow::Continue;
+        };
+        let last = self.columns.len().saturating_sub(1);
+        for (i, c) in self.columns.iter().enumerate() {
+            text(&mut self.scratch, event.get(schema.field(c.id)));
+            cell(buf, &self.scratch, c, i == last);
+        }
+        buf.push(b'\n');
+        self.sink.record_done();
+        Flow::Continue
+    }
+
+    fn flush(&mut self) -> Result<(), HandlerError> {
+        self.header();
+        self.sink.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::datasource::{SchemaBuilder, SourceKind};
+    use crate::output::shared;
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    #[derive(Clone, Default)]
+    struct Capture(Rc<RefCell<Vec<u8>>>);
+    impl std::io::Write for Capture {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.borrow_mut().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn header_widths_alignment_truncation() {
+        let mut b = SchemaBuilder::new("exec", SourceKind::Single, 48);
+        let proc = b
+            .add_raw("proc".into(), FieldKind::Struct, 0, 20, None)
+            .unwrap();
+        let comm = b
+            .add_raw("proc.comm".into(), FieldKind::CString, 0, 16, Some(proc))
+            .unwrap();
+        b.field_mut(comm)
+            .annotations
+            .insert("columns.alias".into(), "comm".into());
+        b.field_mut(comm)
+            .annotations
+            .insert("columns.width".into(), "6".into());
+        let pid = b
+            .add_raw("proc.pid".into(), FieldKind::U32, 16, 4, Some(proc))
+            .unwrap();
+        b.field_mut(pid)
+            .annotations
+            .insert("columns.alias".into(), "pid".into());
+        b.field_mut(pid)
+            .annotations
+            .insert("columns.width".into(), "3".into());
+        let hid = b
+            .add_raw("mntns".into(), FieldKind::U64, 24, 8, None)
+            .unwrap();
+        b.field_mut(hid)
+            .annotations
+            .insert("columns.hidden".into(), "true".into());
+        b.add_raw("args".into(), FieldKind::CString, 32, 16, None)
+            .unwrap();
+        let s = b.build();
+
+        let cap = Capture::default();
+        let mut p = TablePrinter::new(&s, shared(cap.clone()));
+        let mut ev = Event::new(&s);
+        let mut raw = vec![0u8; 48];
+        raw[..11].copy_from_slice(b"longcommand");
+        raw[16..20].copy_from_slice(&123_456u32.to_ne_bytes());
+        raw[32..44].copy_from_slice(b"a b c d e f ");
+        ev.set_raw(&raw);
+        p.on_event(&s, &mut ev);
+        p.flush().unwrap();
+        let out = String::from_utf8(cap.0.borrow().clone()).unwrap();
+        assert_eq!(out, "COMM   PID ARGS\nlongc… 123456 a b c d e f \n");
+    }
+
+    #[test]
+    fn header_appears_on_flush_without_events() {
+        let mut b = SchemaBuilder::new("x", SourceKind::Single, 4);
+        b.add_raw("n".into(), FieldKind::U32, 0, 4, None).unwrap();
+        let s = b.build();
+        let cap = Capture::default();
+        let mut p = TablePrinter::new(&s, shared(cap.clone()));
+        p.flush().unwrap();
+        p.flush().unwrap();
+        assert_eq!(
+            String::from_utf8(cap.0.borrow().clone()).unwrap(),
+            "       N\n"
+        );
+    }
+}

@@ -1,0 +1,349 @@
+//! The operator chain: how a gadget run is assembled from operators and how
+//! every event flows through them.
+//!
+//! This module owns the contracts ([`Operator`], [`Instance`], [`Handler`],
+//! [`Source`]), the ordering rule (priority, then name) and the lifecycle
+//! (instantiate, start in order, stop in reverse, unwind on a failed start).
+//! It does not own the event loop that waits on file descriptors and signals:
+//! that is effectful and lives in `crate::runner`. Nothing here does I/O, so
+//! every operator can be tested with a hand-made [`Source`] before it and a
+//! collecting [`Handler`] after it (see [`testing`]).
+
+use std::sync::Arc;
+
+use crate::datasource::{Event, Schema, SchemaBuilder, SchemaError};
+
+pub mod testing;
+
+/// Lower runs first. Values follow upstream so that the priorities WASM
+/// guests subscribe with keep their meaning.
+pub type Priority = i32;
+
+/// Well-known priorities, from upstream's operators.
+pub mod priority {
+    use super::Priority;
+    pub const IMAGE: Priority = -1000;
+    pub const LOCAL_MANAGER: Priority = -1;
+    pub const EBPF: Priority = 0;
+    pub const FORMATTERS: Priority = 0;
+    pub const UID_GID_RESOLVER: Priority = 5;
+    pub const FILTER: Priority = 9000;
+    pub const SORT: Priority = 9500;
+    pub const LIMIT: Priority = 9600;
+    pub const OUTPUT: Priority = 10000;
+}
+
+/// What a handler wants done with the event it just saw.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    /// Stop here: later handlers do not see this event.
+    Drop,
+}
+
+/// Identifies a data source within one run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SourceId(pub usize);
+
+/// Receives the events of one data source.
+///
+/// Handlers run on the hot path: they are synchronous, must not block on
+/// anything but their own output, and cannot fail an event. A problem is
+/// counted and logged by the handler itself (Architecture Invariant 4).
+pub trait Handler {
+    fn on_event(&mut self, schema: &Schema, event: &mut Event) -> Flow;
+
+    /// A whole snapshot (iterators, map drains). The default hands each
+    /// element to [`Handler::on_event`] and removes the dropped ones.
+    fn on_array(&mut self, schema: &Schema, events: &mut Vec<Event>) -> Flow {
+        events.retain_mut(|e| self.on_event(schema, e) == Flow::Continue);
+        Flow::Continue
+    }
+
+    /// Called on the runner's timer and before stop, so buffered output
+    /// reaches its reader with bounded latency. An error here (the reader went
+    /// away) ends the run.
+    fn flush(&mut self) -> Result<(), HandlerError> {
+        Ok(())
+    }
+}
+
+/// Why a handler cannot go on.
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    /// The consumer of our output went away (`ig run | head -1`): a normal end.
+    #[error("output closed by its reader")]
+    Closed,
+    #[error("writing output")]
+    Io(#[source] std::io::Error),
+}
+
+/// Produces events. An operator instance that reads the kernel (or a test
+/// fixture) exposes one.
+pub trait Source {
+    /// File descriptors to wait on for readability. Empty means "call
+    /// [`Source::drain`] on every tick".
+    fn fds(&self) -> Vec<std::os::fd::RawFd>;
+
+    /// Read everything pending without blocking and hand it to `out`.
+    fn drain(&mut self, out: &mut Dispatch) -> Result<(), OperatorError>;
+
+    /// Periodic housekeeping (loss counters, map drains). Returns what the
+    /// user should be told.
+    fn tick(&mut self, _out: &mut Dispatch) -> Result<Vec<Notice>, OperatorError> {
+        Ok(Vec::new())
+    }
+
+    /// A finite source (a snapshot) says when it is done.
+    fn finished(&self) -> bool {
+        false
+    }
+}
+
+/// Something for the user's stderr, produced while running.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Notice {
+    /// The kernel dropped events (ring buffer full or reservation failed).
+    Lost { source: String, count: u64 },
+}
+
+/// An operator that has agreed to take part in a run.
+pub trait Instance {
+    fn start(&mut self) -> Result<(), OperatorError> {
+        Ok(())
+    }
+    fn stop(&mut self) -> Result<(), OperatorError> {
+        Ok(())
+    }
+    fn source(&mut self) -> Option<&mut dyn Source> {
+        None
+    }
+}
+
+/// A stage of the chain. Operators are values: the CLI constructs them with
+/// their configuration, and [`Pipeline::build`] orders them.
+pub trait Operator {
+    fn name(&self) -> &'static str;
+    fn priority(&self) -> Priority;
+    /// Declare or extend data sources and subscribe handlers. `Ok(None)`
+    /// means "not applicable to this gadget".
+    fn instantiate(
+        self: Box<Self>,
+        setup: &mut Setup,
+    ) -> Result<Option<Box<dyn Instance>>, OperatorError>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OperatorError {
+    #[error("operator {operator}")]
+    Failed {
+        operator: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error(transparent)]
+    Schema(#[from] SchemaError),
+    #[error(transparent)]
+    Handler(#[from] HandlerError),
+}
+
+impl OperatorError {
+    pub fn failed(
+        operator: &'static str,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        Self::Failed {
+            operator,
+            source: source.into(),
+        }
+    }
+}
+
+struct Subscriber {
+    priority: Priority,
+    name: &'static str,
+    handler: Box<dyn Handler>,
+}
+
+struct SourceSetup {
+    schema: SchemaBuilder,
+    subscribers: Vec<Subscriber>,
+}
+
+/// What operators see while the run is being assembled. Schemas are mutable
+/// only here (Architecture Invariant 3).
+#[derive(Default)]
+pub struct Setup {
+    sources: Vec<SourceSetup>,
+}
+
+impl Setup {
+    pub fn add_source(&mut self, schema: SchemaBuilder) -> SourceId {
+        self.sources.push(SourceSetup {
+            schema,
+            subscribers: Vec::new(),
+        });
+        SourceId(self.sources.len() - 1)
+    }
+
+    pub fn source_ids(&self) -> impl Iterator<Item = SourceId> + use<> {
+        (0..self.sources.len()).map(SourceId)
+    }
+
+    pub fn schema(&self, id: SourceId) -> &SchemaBuilder {
+        &self.sources[id.0].schema
+    }
+
+    pub fn schema_mut(&mut self, id: SourceId) -> &mut SchemaBuilder {
+        &mut self.sources[id.0].schema
+    }
+
+    pub fn subscribe(
+        &mut self,
+        id: SourceId,
+        priority: Priority,
+        name: &'static str,
+        handler: Box<dyn Handler>,
+    ) {
+        self.sources[id.0].subscribers.push(Subscriber {
+            priority,
+            name,
+            handler,
+        });
+    }
+}
+
+/// The frozen handler chains, one per data source, in priority order.
+pub struct Dispatch {
+    sources: Vec<(Arc<Schema>, Vec<Subscriber>)>,
+}
+
+impl Dispatch {
+    pub fn schema(&self, id: SourceId) -> &Arc<Schema> {
+        &self.sources[id.0].0
+    }
+
+    pub fn schemas(&self) -> impl Iterator<Item = (SourceId, &Arc<Schema>)> {
+        self.sources
+            .iter()
+            .enumerate()
+            .map(|(i, (s, _))| (SourceId(i), s))
+    }
+
+    /// Run one event through its source's chain, stopping at the first
+    /// [`Flow::Drop`].
+    pub fn event(&mut self, id: SourceId, event: &mut Event) {
+        let (schema, subs) = &mut self.sources[id.0];
+        for s in subs {
+            if s.handler.on_event(schema, event) == Flow::Drop {
+                return;
+            }
+        }
+    }
+
+    /// Run one array (a snapshot) through its source's chain.
+    pub fn array(&mut self, id: SourceId, events: &mut Vec<Event>) {
+        let (schema, subs) = &mut self.sources[id.0];
+        for s in subs {
+            if s.handler.on_array(schema, events) == Flow::Drop {
+                return;
+            }
+        }
+    }
+
+    /// Flush every handler; the first error is returned after all were tried.
+    pub fn flush(&mut self) -> Result<(), HandlerError> {
+        let mut first = None;
+        for (_, subs) in &mut self.sources {
+            for s in subs {
+                if let Err(e) = s.handler.flush() {
+                    first.get_or_insert(e);
+                }
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+}
+
+/// An assembled run: the instances in start order and the frozen chains.
+pub struct Pipeline {
+    instances: Vec<(&'static str, Box<dyn Instance>)>,
+    started: usize,
+    pub dispatch: Dispatch,
+}
+
+impl Pipeline {
+    /// Order the operators by (priority, name), instantiate each, then freeze
+    /// the schemas and handler chains.
+    pub fn build(mut operators: Vec<Box<dyn Operator>>) -> Result<Self, OperatorError> {
+        operators.sort_by(|a, b| (a.priority(), a.name()).cmp(&(b.priority(), b.name())));
+        let mut setup = Setup::default();
+        let mut instances = Vec::new();
+        for op in operators {
+            let name = op.name();
+            if let Some(inst) = op.instantiate(&mut setup)? {
+                instances.push((name, inst));
+            }
+        }
+        let sources = setup
+            .sources
+            .into_iter()
+            .map(|mut s| {
+                s.subscribers
+                    .sort_by(|a, b| (a.priority, a.name).cmp(&(b.priority, b.name)));
+                (Arc::new(s.schema.build()), s.subscribers)
+            })
+            .collect();
+        Ok(Self {
+            instances,
+            started: 0,
+            dispatch: Dispatch { sources },
+        })
+    }
+
+    /// Names of the operators taking part, in start order.
+    pub fn operator_names(&self) -> Vec<&'static str> {
+        self.instances.iter().map(|(n, _)| *n).collect()
+    }
+
+    /// Start every instance in order. If one fails, the ones already started
+    /// are stopped in reverse and the start error is returned.
+    pub fn start(&mut self) -> Result<(), OperatorError> {
+        while self.started < self.instances.len() {
+            if let Err(e) = self.instances[self.started].1.start() {
+                // Their own stop errors are secondary to the start failure.
+                let _ = self.stop();
+                return Err(e);
+            }
+            self.started += 1;
+        }
+        Ok(())
+    }
+
+    /// Stop the started instances in reverse order; every one is stopped even
+    /// if an earlier stop failed, and the first error is returned.
+    pub fn stop(&mut self) -> Result<(), OperatorError> {
+        let mut first = None;
+        while self.started > 0 {
+            self.started -= 1;
+            if let Err(e) = self.instances[self.started].1.stop() {
+                first.get_or_insert(e);
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+
+    /// The instances and the dispatch, borrowed together so a source can
+    /// feed the chains.
+    pub fn parts(&mut self) -> (impl Iterator<Item = &mut dyn Source>, &mut Dispatch) {
+        let sources = self.instances.iter_mut().filter_map(|(_, i)| i.source());
+        (sources, &mut self.dispatch)
+    }
+}
+
+impl Drop for Pipeline {
+    fn drop(&mut self) {
+        // A pipeline dropped on an error path still stops what it started.
+        let _ = self.stop();
+    }
+}

@@ -1,0 +1,77 @@
+//! Helpers shared by the test binaries: run the real `ig`, make stores,
+//! build the repository's gadgets once.
+
+#![allow(dead_code, reason = "each test binary uses a different subset")]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+pub fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn ig_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_ig")
+}
+
+/// A temporary store; removed when dropped.
+pub struct TestStore {
+    pub dir: tempfile::TempDir,
+}
+
+impl TestStore {
+    pub fn new() -> Self {
+        Self { dir: tempfile::Builder::new().prefix("ig-test-store-").tempdir().unwrap() }
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.dir.path().join("store")
+    }
+
+    /// `ig ARGS` against this store.
+    pub fn ig(&self) -> Command {
+        let mut c = Command::new(ig_bin());
+        c.env("IG_STORE", self.path()).env_remove("IG_CLANG").env_remove("NO_COLOR");
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.ig().args(args).output().unwrap()
+    }
+
+    /// `ig image build DIR -t TAG`, asserting success.
+    pub fn build(&self, dir: &Path, tag: &str) {
+        let out = self.run(&["image", "build", dir.to_str().unwrap(), "-t", tag]);
+        assert!(out.status.success(), "building {}:\n{}", dir.display(), text(&out.stderr));
+    }
+}
+
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// A store with every gadget of `gadgets/` built into it, shared by all
+/// tests of one binary (building takes a second per gadget).
+pub fn gadget_store() -> &'static TestStore {
+    static STORE: OnceLock<TestStore> = OnceLock::new();
+    STORE.get_or_init(|| {
+        let s = TestStore::new();
+        for name in ["trace_exec", "trace_open"] {
+            s.build(&repo().join("gadgets").join(name), name);
+        }
+        s
+    })
+}
+
+/// Copy a fixture gadget directory to a temporary place (so a test can
+/// modify it) and return the copy.
+pub fn fixture_copy(name: &str) -> tempfile::TempDir {
+    let dst = tempfile::tempdir().unwrap();
+    let src = repo().join("tests/fixtures").join(name);
+    for e in std::fs::read_dir(&src).unwrap_or_else(|e| panic!("{}: {e}", src.display())) {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), dst.path().join(e.file_name())).unwrap();
+    }
+    dst
+}

@@ -1,0 +1,1 @@
+//! Kernel tests: run the real `ig` binary against the running kernel.
