@@ -15,19 +15,22 @@
 //   entry is still found. The event is sent from here.
 // - syscalls/sys_exit_execve(at): fires for every exec. An entry still in
 //   the map at this point belongs to a failed exec (a successful one was
-//   consumed above). The return value cannot tell success on its own:
-//   seccomp may rewrite it.
+//   consumed above). The return value alone cannot tell: seccomp and
+//   ptrace can rewrite it.
 //
 // Reading the caller's memory at syscall entry fails when a page is not
-// mapped yet: BPF cannot take page faults. That is common right after
-// fork(), whose child has no mappings yet for, say, the C library's string
-// literals. For a successful exec the arguments are then taken from the new
-// program's argument area instead, which the kernel has just written.
+// mapped yet, because BPF programs cannot take page faults. That is common
+// right after fork(): the child has no mappings yet for, say, the string
+// literals of the C library. For a successful exec the arguments are then
+// taken from the new program's argument area instead, which the kernel has
+// just written.
 
 #include <vmlinux.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
 
+// Events are sent with gadget_output_buf() only: no reserve scratch map.
+#define GADGET_NO_BUF_RESERVE
 #include <gadget/buffer.h>
 #include <gadget/common.h>
 #include <gadget/filter.h>
@@ -36,9 +39,9 @@
 
 // Size of the argument string in the event.
 #define ARGS_LEN 2560
-// Longest single argument copied; a longer one is cut (there is no marker).
+// Longest single argument copied; longer ones are cut.
 #define ARG_MAX_LEN 512
-// Arguments read at most; a command with more gets args_count = 21.
+// Most arguments read from the caller (the loop bound for the verifier).
 #define MAX_ARGS 20
 
 struct event {
@@ -46,19 +49,21 @@ struct event {
 	struct gadget_process proc;
 
 	gadget_errno error_raw;
-	// Arguments seen, including the program path (MAX_ARGS + 1 when some
-	// were left out).
+	// Number of arguments in args, the program path included.
 	__u32 args_count;
-	// Bytes used in args, including the final NUL.
+	// Bytes used in args, the final NUL included.
 	__u32 args_size;
+	// Some arguments were left out or cut short.
+	bool args_truncated;
 	// The executed path followed by argv[1], argv[2], ... separated by
 	// single spaces. Only args_size bytes of it are sent.
 	char args[ARGS_LEN];
 };
 
-// The map value: the event plus room for the last argument copy to run
-// past args[]. The verifier needs every copy of up to ARG_MAX_LEN bytes to
-// fit in the value wherever it starts; the overflow is cut off afterwards.
+// The map value: the event plus room for an argument copy that starts near
+// the end of args[] to run past it. The verifier checks that every copy of
+// up to ARG_MAX_LEN bytes fits in the value, wherever it starts; what lands
+// in `overflow` is cut off afterwards.
 struct exec_state {
 	struct event event;
 	char overflow[ARG_MAX_LEN];
@@ -66,15 +71,15 @@ struct exec_state {
 	bool faulted;
 };
 
-// Initial value of map entries (the map copies a full value on insert).
+// Initial value of map entries (an insert copies a whole value).
 static const struct exec_state empty_state;
 
 const volatile bool ignore_failed = true;
 GADGET_PARAM(ignore_failed);
 
-// Exec in progress, by thread id. Entries exist only between syscall entry
-// and exit, so the map is allocated on demand instead of up front
-// (1024 * ~3 KiB would otherwise stay reserved for nothing).
+// Execs in progress, by thread id. Entries live only from syscall entry to
+// exit, so they are allocated on demand: preallocating 1024 values of
+// about 3 KiB each would pin 3 MiB for nothing.
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 1024);
@@ -86,9 +91,10 @@ struct {
 GADGET_TRACER_MAP(events, 1024 * 256);
 GADGET_TRACER(exec, events, event);
 
-// Filters that cannot change across an exec, checked at entry so that
-// filtered-out processes never touch the map. comm does change (and tid may,
-// see above); those are checked on the final event.
+// The filters whose answer an exec cannot change (container, pid, uid,
+// gid), checked at entry so that filtered-out processes never touch the
+// map. comm changes, and so may tid (see above): those are checked on the
+// final event, with all the others.
 static __always_inline bool discard_at_entry(void)
 {
 	if (gadget_filter_by_mntns &&
@@ -112,11 +118,15 @@ static __always_inline bool discard_at_entry(void)
 static __always_inline int enter_exec(const char *filename,
 				      const char *const *argv)
 {
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
 	struct exec_state *st;
 	struct event *e;
-	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	// 64-bit on purpose: with a 32-bit offset clang works on a
+	// zero-extended copy, and the bounds checks below no longer reach the
+	// register the verifier tracks.
 	__u64 off = 0;
 	__u32 count = 0;
+	int first = 0;
 	long n;
 
 	if (discard_at_entry())
@@ -132,18 +142,20 @@ static __always_inline int enter_exec(const char *filename,
 	e->timestamp_raw = bpf_ktime_get_boot_ns();
 
 	// The path actually executed comes first, in place of argv[0] (which
-	// is whatever the caller chose). If it is empty (execveat with
-	// AT_EMPTY_PATH) argv[0] is used instead.
+	// is whatever the caller chose). When the path is empty (execveat
+	// with AT_EMPTY_PATH, as fexecve() does) argv[0] is shown instead.
 	n = bpf_probe_read_user_str(e->args, ARG_MAX_LEN, filename);
 	if (n > 1 && n <= ARG_MAX_LEN) {
+		// n counts the NUL, which becomes the separator.
 		off = n;
 		e->args[off - 1] = ' ';
 		count = 1;
+		first = 1;
 	} else if (n < 0) {
 		st->faulted = true;
 	}
 
-	for (int i = count; i < MAX_ARGS; i++) {
+	for (int i = first; i < MAX_ARGS; i++) {
 		const char *arg = NULL;
 
 		if (bpf_probe_read_user(&arg, sizeof(arg), &argv[i])) {
@@ -153,8 +165,7 @@ static __always_inline int enter_exec(const char *filename,
 		if (!arg)
 			break;
 		if (off >= ARGS_LEN) {
-			// Out of room: report one more than the maximum.
-			count = MAX_ARGS + 1;
+			e->args_truncated = true;
 			break;
 		}
 		n = bpf_probe_read_user_str(&e->args[off], ARG_MAX_LEN, arg);
@@ -162,23 +173,26 @@ static __always_inline int enter_exec(const char *filename,
 			st->faulted = true;
 			break;
 		}
-		// n counts the NUL; it becomes the separator.
+		if (n == ARG_MAX_LEN)
+			e->args_truncated = true;
 		off += n;
 		e->args[off - 1] = ' ';
 		count++;
-	}
-	if (count == MAX_ARGS) {
-		const char *arg = NULL;
 
-		// Tell the user when argv[MAX_ARGS] exists but was not read.
-		if (!bpf_probe_read_user(&arg, sizeof(arg), &argv[MAX_ARGS]) &&
-		    arg)
-			count = MAX_ARGS + 1;
+		if (i == MAX_ARGS - 1) {
+			// Is there an argument beyond the last one read?
+			if (!bpf_probe_read_user(&arg, sizeof(arg),
+						 &argv[MAX_ARGS]) &&
+			    arg)
+				e->args_truncated = true;
+		}
 	}
 
-	if (off > ARGS_LEN)
+	if (off > ARGS_LEN) {
 		off = ARGS_LEN;
-	// Terminate the string on the last separator (or the cut-off point).
+		e->args_truncated = true;
+	}
+	// The last separator (or the cut-off point) ends the string.
 	if (off > 0)
 		e->args[off - 1] = '\0';
 	e->args_size = off;
@@ -186,9 +200,9 @@ static __always_inline int enter_exec(const char *filename,
 	return 0;
 }
 
-// Rebuilds args from the argument area of the program that was just
-// loaded: argv as the new program sees it (argv[0] as the caller gave it,
-// not the path), NUL-separated, placed there by the kernel during exec.
+// Rebuilds args from the argument area of the program just loaded: argv
+// as the new program received it (argv[0] as the caller gave it, not the
+// path), NUL-separated, written there by the kernel during the exec.
 static __always_inline void args_from_new_program(struct event *e)
 {
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
@@ -200,6 +214,7 @@ static __always_inline void args_from_new_program(struct event *e)
 
 	if (end <= start)
 		return;
+	e->args_truncated = len > ARGS_LEN;
 	if (len > ARGS_LEN)
 		len = ARGS_LEN;
 	if (bpf_probe_read_user(e->args, len, (const void *)start))
@@ -213,22 +228,21 @@ static __always_inline void args_from_new_program(struct event *e)
 			count++;
 		}
 	}
-	// Always terminated, also when the area was cut at ARGS_LEN.
+	// Terminated also when the area was cut at ARGS_LEN.
 	e->args[len - 1] = '\0';
 	e->args_size = len;
 	e->args_count = count;
 }
 
-// Completes the event saved under key and sends it, unless filtered.
+// Fills in the process, applies the filters and sends the event.
 static __always_inline void emit(void *ctx, struct event *e)
 {
-	__u64 uid_gid = bpf_get_current_uid_gid();
 	__u32 size;
 
 	gadget_process_populate(&e->proc);
 	if (gadget_should_discard_data(e->proc.mntns_id, e->proc.pid,
 				       e->proc.tid, e->proc.comm,
-				       (__u32)uid_gid, uid_gid >> 32))
+				       e->proc.creds.uid, e->proc.creds.gid))
 		return;
 
 	// Only the used part of args is sent; ig zero-fills the rest.
@@ -239,16 +253,23 @@ static __always_inline void emit(void *ctx, struct event *e)
 			  __builtin_offsetof(struct event, args) + size);
 }
 
+// The syscalls/sys_enter_* records hold the syscall number and then the
+// arguments in 8-byte slots from offset 16. struct trace_event_raw_sys_enter
+// (of raw_syscalls/sys_enter) has that layout with a fixed args[6], unlike
+// struct syscall_trace_enter whose flexible args[] some CO-RE loaders refuse
+// to index.
 SEC("tracepoint/syscalls/sys_enter_execve")
-int ig_execve_e(struct syscall_trace_enter *ctx)
+int ig_execve_e(struct trace_event_raw_sys_enter *ctx)
 {
+	// execve(path, argv, envp)
 	return enter_exec((const char *)ctx->args[0],
 			  (const char *const *)ctx->args[1]);
 }
 
 SEC("tracepoint/syscalls/sys_enter_execveat")
-int ig_execveat_e(struct syscall_trace_enter *ctx)
+int ig_execveat_e(struct trace_event_raw_sys_enter *ctx)
 {
+	// execveat(dirfd, path, argv, envp, flags)
 	return enter_exec((const char *)ctx->args[1],
 			  (const char *const *)ctx->args[2]);
 }

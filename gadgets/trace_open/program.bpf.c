@@ -45,8 +45,10 @@ GADGET_PARAM(targ_failed);
 GADGET_TRACER_MAP(events, 1024 * 256);
 GADGET_TRACER(open, events, event);
 
-// Sends the event for a finished open. `regs` are the caller's registers;
-// the argument getters pick the path, flags and mode out of them.
+// Sends the event for a finished open. path_arg, flags_arg and mode_arg are
+// the 1-based positions of those syscall arguments; flags_arg 0 means they
+// are in a struct open_how (openat2). All three are constants after
+// inlining, so each program keeps only the reads it needs.
 static __always_inline int trace_exit(struct syscall_trace_exit *ctx,
 				      int path_arg, int flags_arg, int mode_arg)
 {
@@ -70,11 +72,12 @@ static __always_inline int trace_exit(struct syscall_trace_exit *ctx,
 	task = bpf_get_current_task_btf();
 	regs = (struct pt_regs *)bpf_task_pt_regs(task);
 
-	// Syscall argument n, as the syscall entry code saved it.
-#define SYSCALL_ARG(n)                                          \
-	((n) == 1 ? PT_REGS_PARM1_SYSCALL(regs) :          \
-	 (n) == 2 ? PT_REGS_PARM2_SYSCALL(regs) :          \
-	 (n) == 3 ? PT_REGS_PARM3_SYSCALL(regs) :          \
+	// Syscall argument n, as the kernel saved it on entry. regs comes from
+	// bpf_task_pt_regs(), a BTF pointer, so these are plain loads.
+#define SYSCALL_ARG(n)                            \
+	((n) == 1 ? PT_REGS_PARM1_SYSCALL(regs) : \
+	 (n) == 2 ? PT_REGS_PARM2_SYSCALL(regs) : \
+	 (n) == 3 ? PT_REGS_PARM3_SYSCALL(regs) : \
 		    PT_REGS_PARM4_SYSCALL(regs))
 
 	fname = (const char *)SYSCALL_ARG(path_arg);

@@ -19,6 +19,9 @@ use crate::runner::{self, RunOptions, Signals, StopReason};
 const DEFAULT_RINGBUF: u32 = 256 * 1024;
 
 pub fn run(store: &Path, args: RunArgs) -> anyhow::Result<()> {
+    // First, so that an unprivileged user learns what is missing rather
+    // than that the root-owned store is unreadable.
+    crate::bpf::privileges::check()?;
     let reference = Reference::parse(&args.image)?;
     let store = Store::open_read_only(store)?;
     let image = match store.resolve(&reference) {
@@ -40,7 +43,6 @@ pub fn run(store: &Path, args: RunArgs) -> anyhow::Result<()> {
     let metadata =
         GadgetMetadata::parse(&image.config_yaml, &format!("gadget.yaml of {reference}"))?;
 
-    crate::bpf::privileges::check()?;
     let signals = Signals::block()?;
 
     let wakeup_threshold = if args.flush_interval.is_zero() {

@@ -1,1 +1,290 @@
-//! CLI tests: run the real `ig` binary.
+//! CLI tests: run the real `ig` binary on temporary stores. They need clang,
+//! llvm-strip and bpftool for builds (installed by `.ci/run`), but no BPF
+//! privileges: nothing here loads a program.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+use std::path::Path;
+
+use common::{TestStore, fixture_copy, repo, text};
+
+fn minimal() -> std::path::PathBuf {
+    repo().join("tests/fixtures/minimal_tracer")
+}
+
+#[test]
+fn help_teaches_and_version_names_the_author_api() {
+    let s = TestStore::new();
+    let out = s.run(&["--help"]);
+    assert!(out.status.success());
+    let help = text(&out.stdout);
+    for word in ["run", "image", "version", "--store"] {
+        assert!(help.contains(word), "{word} missing from:\n{help}");
+    }
+    let out = s.run(&["run", "--help"]);
+    let help = text(&out.stdout);
+    assert!(
+        help.contains("--output") && help.contains("Examples:") && help.contains("jq"),
+        "{help}"
+    );
+    let out = s.run(&["version"]);
+    assert!(out.status.success());
+    let v = text(&out.stdout);
+    assert!(
+        v.contains(env!("CARGO_PKG_VERSION")) && v.contains("gadget author API"),
+        "{v}"
+    );
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let s = TestStore::new();
+    let out = s.run(&["run"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = s.run(&["run", "x", "--flush-interval", "soon"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("invalid duration"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn build_list_tag_remove_round_trip() {
+    let s = TestStore::new();
+    s.build(&minimal(), "mygadget:v1");
+    let out = s.run(&["image", "list"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let list = text(&out.stdout);
+    let lines: Vec<&str> = list.lines().collect();
+    assert_eq!(
+        lines[0].split_whitespace().collect::<Vec<_>>(),
+        ["REPOSITORY", "TAG", "DIGEST", "CREATED"]
+    );
+    let row: Vec<&str> = lines[1].split_whitespace().collect();
+    assert_eq!(row[..2], ["mygadget", "v1"], "{list}");
+    assert_eq!(row[2].len(), 12, "short digest: {list}");
+
+    let out = s.run(&["image", "tag", "mygadget:v1", "localhost:5000/other:v2"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let list = text(&s.run(&["image", "list", "--no-trunc"]).stdout);
+    assert!(
+        list.contains("localhost:5000/other")
+            && list.contains("ghcr.io/inspektor-gadget/gadget/mygadget"),
+        "{list}"
+    );
+    assert!(list.contains("sha256:"), "{list}");
+
+    let out = s.run(&["image", "remove", "mygadget:v1"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let list = text(&s.run(&["image", "list"]).stdout);
+    assert!(!list.contains("mygadget"), "{list}");
+    let out = s.run(&["image", "remove", "mygadget:v1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("not found"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn bare_name_and_full_reference_are_the_same_image() {
+    let s = TestStore::new();
+    s.build(&minimal(), "minimal_tracer");
+    let list = text(&s.run(&["image", "list", "--no-trunc"]).stdout);
+    assert!(
+        list.contains("ghcr.io/inspektor-gadget/gadget/minimal_tracer"),
+        "{list}"
+    );
+    // Default tag is the gadget.yaml name.
+    let s2 = TestStore::new();
+    let out = s2.run(&["image", "build", minimal().to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("ghcr.io/inspektor-gadget/gadget/minimal_tracer:latest@sha256:")
+    );
+}
+
+/// The image is a standard OCI layout that skopeo reads, in upstream's
+/// format: index → manifest with the gadget artifact type, config = the
+/// gadget.yaml bytes, layer = the eBPF object.
+#[test]
+fn skopeo_reads_the_store_and_media_types_match_upstream() {
+    let s = TestStore::new();
+    s.build(&minimal(), "minimal_tracer");
+    let reference = "ghcr.io/inspektor-gadget/gadget/minimal_tracer:latest";
+    let out = std::process::Command::new("skopeo")
+        .args(["inspect", "--raw"])
+        .arg(format!("oci:{}:{reference}", s.path().display()))
+        .output()
+        .expect("skopeo is installed (apt-get install skopeo)");
+    assert!(out.status.success(), "skopeo: {}", text(&out.stderr));
+    let index: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        index["mediaType"],
+        "application/vnd.oci.image.index.v1+json"
+    );
+    assert_eq!(
+        index["annotations"]["org.opencontainers.image.title"],
+        "minimal_tracer"
+    );
+    let m = &index["manifests"][0];
+    assert_eq!(m["platform"]["os"], "linux");
+    assert_eq!(m["platform"]["architecture"], "amd64");
+    let blob = |digest: &str| {
+        let hex = digest.strip_prefix("sha256:").unwrap();
+        std::fs::read(s.path().join("blobs/sha256").join(hex)).unwrap()
+    };
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&blob(m["digest"].as_str().unwrap())).unwrap();
+    assert_eq!(manifest["artifactType"], "application/vnd.gadget.v1+binary");
+    assert_eq!(
+        manifest["config"]["mediaType"],
+        "application/vnd.gadget.config.v1+yaml"
+    );
+    assert_eq!(
+        manifest["layers"][0]["mediaType"],
+        "application/vnd.gadget.ebpf.program.v1+binary"
+    );
+    assert!(manifest["annotations"]["org.opencontainers.image.created"].is_string());
+    let config = blob(manifest["config"]["digest"].as_str().unwrap());
+    assert_eq!(
+        config,
+        std::fs::read(minimal().join("gadget.yaml")).unwrap()
+    );
+    let object = blob(manifest["layers"][0]["digest"].as_str().unwrap());
+    assert_eq!(&object[..4], b"\x7fELF");
+    let info = ig::bpf::object::ObjectInfo::parse(&object).unwrap();
+    assert!(!info.btf.is_empty(), "the layer keeps .BTF");
+}
+
+fn index_json(store: &Path) -> Vec<u8> {
+    std::fs::read(store.join("index.json")).unwrap()
+}
+
+#[test]
+fn compile_error_shows_clang_diagnostics_and_leaves_the_store_alone() {
+    let s = TestStore::new();
+    s.build(&minimal(), "existing");
+    let before = index_json(&s.path());
+    let dir = fixture_copy("minimal_tracer");
+    let src = dir.path().join("program.bpf.c");
+    let mut code = std::fs::read_to_string(&src).unwrap();
+    code.push_str("\nint broken(void) { return undeclared_identifier; }\n");
+    std::fs::write(&src, code).unwrap();
+    let out = s.run(&[
+        "image",
+        "build",
+        dir.path().to_str().unwrap(),
+        "-t",
+        "broken",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("program.bpf.c:") && err.contains("undeclared_identifier"),
+        "clang's diagnostics: {err}"
+    );
+    assert!(err.contains("error: building gadget"), "{err}");
+    assert_eq!(index_json(&s.path()), before, "the store is untouched");
+}
+
+#[test]
+fn malformed_gadget_yaml_names_file_and_line() {
+    let s = TestStore::new();
+    let dir = fixture_copy("minimal_tracer");
+    std::fs::write(
+        dir.path().join("gadget.yaml"),
+        "name: x\ndatasources:\n  minimal:\n    fields: [oops\n",
+    )
+    .unwrap();
+    let out = s.run(&["image", "build", dir.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("gadget.yaml:5:") || err.contains("gadget.yaml:4:"),
+        "{err}"
+    );
+    assert!(
+        !s.path().join("index.json").exists() || !text(&index_json(&s.path())).contains("\"x"),
+        "{err}"
+    );
+
+    std::fs::write(dir.path().join("gadget.yaml"), "description: no name\n").unwrap();
+    let out = s.run(&["image", "build", dir.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("`name` is required"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn missing_tool_gets_a_hint() {
+    let s = TestStore::new();
+    let out = s
+        .ig()
+        .env("IG_CLANG", "/nonexistent/clang")
+        .args(["image", "build", minimal().to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("cannot run /nonexistent/clang") && err.contains("hint: "),
+        "{err}"
+    );
+}
+
+#[test]
+fn unknown_image_fails_with_a_hint() {
+    let s = TestStore::new();
+    s.build(&minimal(), "present");
+    let out = s.run(&["run", "absent"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("ghcr.io/inspektor-gadget/gadget/absent:latest not found"),
+        "{err}"
+    );
+    assert!(err.contains("hint: build it with `ig image build"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn concurrent_builds_into_one_store_both_land() {
+    let s = TestStore::new();
+    let dir = minimal();
+    let mut children: Vec<_> = ["one", "two", "three"]
+        .iter()
+        .map(|tag| {
+            s.ig()
+                .args(["image", "build", dir.to_str().unwrap(), "-t", tag])
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in &mut children {
+        assert!(c.wait().unwrap().success());
+    }
+    let list = text(&s.run(&["image", "list"]).stdout);
+    for tag in ["one", "two", "three"] {
+        assert!(
+            list.lines().any(|l| l.starts_with(tag)),
+            "{tag} missing:\n{list}"
+        );
+    }
+}
+
+#[test]
+fn image_list_on_a_missing_store_is_empty_not_an_error() {
+    let s = TestStore::new();
+    let out = s.run(&["image", "list"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "REPOSITORY  TAG  DIGEST  CREATED");
+    assert!(!s.path().exists(), "listing does not create the store");
+}

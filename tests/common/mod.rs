@@ -22,7 +22,12 @@ pub struct TestStore {
 
 impl TestStore {
     pub fn new() -> Self {
-        Self { dir: tempfile::Builder::new().prefix("ig-test-store-").tempdir().unwrap() }
+        Self {
+            dir: tempfile::Builder::new()
+                .prefix("ig-test-store-")
+                .tempdir()
+                .unwrap(),
+        }
     }
 
     pub fn path(&self) -> PathBuf {
@@ -32,7 +37,9 @@ impl TestStore {
     /// `ig ARGS` against this store.
     pub fn ig(&self) -> Command {
         let mut c = Command::new(ig_bin());
-        c.env("IG_STORE", self.path()).env_remove("IG_CLANG").env_remove("NO_COLOR");
+        c.env("IG_STORE", self.path())
+            .env_remove("IG_CLANG")
+            .env_remove("NO_COLOR");
         c
     }
 
@@ -43,7 +50,12 @@ impl TestStore {
     /// `ig image build DIR -t TAG`, asserting success.
     pub fn build(&self, dir: &Path, tag: &str) {
         let out = self.run(&["image", "build", dir.to_str().unwrap(), "-t", tag]);
-        assert!(out.status.success(), "building {}:\n{}", dir.display(), text(&out.stderr));
+        assert!(
+            out.status.success(),
+            "building {}:\n{}",
+            dir.display(),
+            text(&out.stderr)
+        );
     }
 }
 

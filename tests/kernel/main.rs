@@ -1,1 +1,584 @@
-//! Kernel tests: run the real `ig` binary against the running kernel.
+//! Kernel tests: run the real `ig` binary, which loads real eBPF into the
+//! running kernel. They need root (or CAP_BPF + CAP_PERFMON), BTF, tracefs
+//! and bpftool; `.ci/run` provides all of it. They never skip: a missing
+//! capability fails the test with the reason.
+//!
+//! Each test looks only at events of processes it started itself (by pid),
+//! so other activity on the host cannot make it flaky.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+use std::io::{BufRead as _, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::{TestStore, gadget_store, repo, text};
+use serde_json::Value;
+
+/// Fail loudly, never skip: these tests exist to prove the kernel path.
+fn require_kernel() {
+    assert!(
+        ig::bpf::privileges::check().is_ok(),
+        "kernel tests need root or CAP_BPF+CAP_PERFMON (run them as root, as .ci/run does)"
+    );
+    assert!(
+        Path::new("/sys/kernel/btf/vmlinux").exists(),
+        "kernel tests need a kernel with BTF (/sys/kernel/btf/vmlinux)"
+    );
+    assert!(
+        Path::new("/sys/kernel/tracing/events").exists(),
+        "kernel tests need tracefs at /sys/kernel/tracing (mount -t tracefs tracefs /sys/kernel/tracing)"
+    );
+}
+
+use std::path::Path;
+
+/// A running `ig run`, its stdout read line by line on a thread.
+struct Running {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Running {
+    fn start(store: &TestStore, args: &[&str]) -> Self {
+        let mut child = store
+            .ig()
+            .arg("run")
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Self {
+            child,
+            lines: rx,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Wait until a line satisfies `pred`, calling `poke` every 200 ms to
+    /// cause the event (the first pokes may come before the programs are
+    /// attached). Panics with everything seen after `limit`.
+    fn wait_for(
+        &mut self,
+        limit: Duration,
+        mut poke: impl FnMut(),
+        pred: impl Fn(&str) -> bool,
+    ) -> String {
+        let end = Instant::now() + limit;
+        let mut next_poke = Instant::now();
+        loop {
+            let now = Instant::now();
+            if now >= end {
+                let _ = self.child.kill();
+                let stderr = self.child.stderr.take().map(|mut e| {
+                    let mut s = String::new();
+                    let _ = std::io::Read::read_to_string(&mut e, &mut s);
+                    s
+                });
+                panic!(
+                    "no matching line within {limit:?}; {} lines seen, last ones:\n{}\nstderr:\n{}",
+                    self.seen.len(),
+                    self.seen
+                        .iter()
+                        .rev()
+                        .take(10)
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join("\n"),
+                    stderr.unwrap_or_default()
+                );
+            }
+            if now >= next_poke {
+                assert!(
+                    self.child.try_wait().unwrap().is_none(),
+                    "ig exited early: {:?}",
+                    self.child.wait()
+                );
+                poke();
+                next_poke = now + Duration::from_millis(200);
+            }
+            if let Ok(line) = self.lines.recv_timeout(Duration::from_millis(50)) {
+                if pred(&line) {
+                    return line;
+                }
+                self.seen.push(line);
+            }
+        }
+    }
+
+    /// SIGINT, then wait: returns the exit status and stderr.
+    fn interrupt(mut self) -> (std::process::ExitStatus, String) {
+        let pid = i32::try_from(self.child.id()).unwrap();
+        // SAFETY: sending a signal to our own child.
+        unsafe { libc::kill(pid, libc::SIGINT) };
+        let end = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                let mut err = String::new();
+                let _ =
+                    std::io::Read::read_to_string(&mut self.child.stderr.take().unwrap(), &mut err);
+                return (status, err);
+            }
+            assert!(
+                Instant::now() < end,
+                "ig did not stop within 10 s of SIGINT"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// Ids of the BPF objects of one kind held open by process `pid`, read from
+/// `/proc/PID/fdinfo` (`prog_id:`, `link_id:` or `map_id:` lines). This
+/// needs no bpftool feature: Debian's bpftool does not report owner pids.
+fn bpf_ids_of(kind: &str, pid: u32) -> Vec<u64> {
+    let key = format!("{kind}_id:");
+    let mut ids = Vec::new();
+    for e in std::fs::read_dir(format!("/proc/{pid}/fdinfo")).unwrap() {
+        let Ok(info) = std::fs::read_to_string(e.unwrap().path()) else {
+            continue;
+        };
+        ids.extend(
+            info.lines()
+                .filter_map(|l| l.strip_prefix(key.as_str()))
+                .filter_map(|v| v.trim().parse::<u64>().ok()),
+        );
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
+/// Whether the kernel still knows BPF object `id`, asked through bpftool.
+fn bpf_id_exists(kind: &str, id: u64) -> bool {
+    Command::new("bpftool")
+        .args([kind, "show", "id", &id.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap()
+        .success()
+}
+
+/// A copy of /bin/true under a name no other process has.
+fn unique_program(dir: &Path, stem: &str) -> std::path::PathBuf {
+    let p = dir.join(format!("{stem}{}", std::process::id() % 10000));
+    std::fs::copy("/bin/true", &p).unwrap();
+    p
+}
+
+#[test]
+fn trace_exec_reports_our_exec_as_json_and_leaves_nothing_loaded() {
+    require_kernel();
+    let store = gadget_store();
+    let tmp = tempfile::tempdir().unwrap();
+    let prog = unique_program(tmp.path(), "igexec");
+    let comm = prog.file_name().unwrap().to_str().unwrap().to_owned();
+    let mut ig = Running::start(store, &["trace_exec", "-o", "json"]);
+    let ig_pid = ig.child.id();
+    let mut pids = Vec::new();
+    let line = ig.wait_for(
+        Duration::from_secs(20),
+        || {
+            let c = Command::new(&prog)
+                .args(["alpha", "beta gamma"])
+                .spawn()
+                .unwrap();
+            pids.push(c.id());
+            let _ = { c }.wait();
+        },
+        |l| l.contains(&comm),
+    );
+    let ev: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    let pid = ev["proc"]["pid"].as_u64().unwrap();
+    assert!(
+        pids.iter().any(|p| u64::from(*p) == pid),
+        "event pid {pid} is one of ours {pids:?}: {line}"
+    );
+    assert_eq!(ev["proc"]["comm"], comm.as_str(), "{line}");
+    assert_eq!(ev["proc"]["parent"]["pid"], std::process::id(), "{line}");
+    assert_eq!(ev["proc"]["creds"]["uid"], 0, "{line}");
+    assert_eq!(
+        ev["args"],
+        format!("{} alpha beta gamma", prog.display()),
+        "{line}"
+    );
+    assert_eq!(ev["error_raw"], 0, "{line}");
+    assert!(ev["timestamp_raw"].as_u64().unwrap() > 0, "{line}");
+    assert!(ev["proc"]["mntns_id"].as_u64().unwrap() > 0, "{line}");
+
+    // While running, ig holds programs and links...
+    let progs = bpf_ids_of("prog", ig_pid);
+    let links = bpf_ids_of("link", ig_pid);
+    let maps = bpf_ids_of("map", ig_pid);
+    assert!(
+        !progs.is_empty() && !maps.is_empty(),
+        "ig {ig_pid} holds BPF programs and maps"
+    );
+    // ...and after SIGINT it exits 0 and none of them is left.
+    let (status, stderr) = ig.interrupt();
+    assert!(status.success(), "exit {status}: {stderr}");
+    let end = Instant::now() + Duration::from_secs(5);
+    loop {
+        let left: Vec<_> = progs
+            .iter()
+            .filter(|id| bpf_id_exists("prog", **id))
+            .collect();
+        let left_links: Vec<_> = links
+            .iter()
+            .filter(|id| bpf_id_exists("link", **id))
+            .collect();
+        let left_maps: Vec<_> = maps
+            .iter()
+            .filter(|id| bpf_id_exists("map", **id))
+            .collect();
+        if left.is_empty() && left_links.is_empty() && left_maps.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < end,
+            "still loaded after ig exited: programs {left:?}, links {left_links:?}, maps {left_maps:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn trace_exec_table_has_a_header_and_our_row() {
+    require_kernel();
+    let store = gadget_store();
+    let tmp = tempfile::tempdir().unwrap();
+    let prog = unique_program(tmp.path(), "igtable");
+    let comm = prog.file_name().unwrap().to_str().unwrap().to_owned();
+    let mut ig = Running::start(store, &["trace_exec"]);
+    let header = ig.wait_for(Duration::from_secs(20), || {}, |l| l.contains("PID"));
+    for col in ["COMM", "PID", "PPID", "UID", "ARGS"] {
+        assert!(
+            header.split_whitespace().any(|c| c == col),
+            "{col} in {header}"
+        );
+    }
+    let row = ig.wait_for(
+        Duration::from_secs(20),
+        || {
+            let _ = Command::new(&prog).arg("tabletest").status();
+        },
+        |l| l.starts_with(&comm),
+    );
+    assert!(row.contains("tabletest"), "{row}");
+    assert!(
+        row.split_whitespace()
+            .any(|c| c == std::process::id().to_string()),
+        "our pid as ppid: {row}"
+    );
+    let (status, stderr) = ig.interrupt();
+    assert!(status.success(), "{stderr}");
+}
+
+#[test]
+fn trace_open_reports_our_open_with_flags_and_fd() {
+    require_kernel();
+    let store = gadget_store();
+    let tmp = tempfile::tempdir().unwrap();
+    let name = tmp
+        .path()
+        .join(format!("igopen-{}-target", std::process::id()));
+    std::fs::write(&name, "x").unwrap();
+    let missing = tmp
+        .path()
+        .join(format!("igopen-{}-missing", std::process::id()));
+    let mut ig = Running::start(store, &["trace_open", "-o", "json"]);
+    let needle = name.display().to_string();
+    let line = ig.wait_for(
+        Duration::from_secs(20),
+        || {
+            let _ = std::fs::File::open(&name).unwrap();
+        },
+        |l| l.contains(&needle),
+    );
+    let ev: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(ev["proc"]["pid"], std::process::id(), "{line}");
+    assert_eq!(ev["fname"], needle.as_str(), "{line}");
+    assert!(ev["fd"].as_u64().unwrap() > 2, "a real fd: {line}");
+    assert_eq!(ev["error_raw"], 0, "{line}");
+    // O_RDONLY|O_CLOEXEC, as std opens files.
+    assert_eq!(ev["flags_raw"].as_u64().unwrap() & 0o3, 0, "{line}");
+    assert_ne!(
+        ev["flags_raw"].as_u64().unwrap() & libc::O_CLOEXEC as u64,
+        0,
+        "{line}"
+    );
+
+    let needle = missing.display().to_string();
+    let line = ig.wait_for(
+        Duration::from_secs(20),
+        || {
+            let _ = std::fs::File::open(&missing);
+        },
+        |l| l.contains(&needle),
+    );
+    let ev: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(ev["error_raw"], libc::ENOENT, "{line}");
+    let (status, stderr) = ig.interrupt();
+    assert!(status.success(), "{stderr}");
+}
+
+#[test]
+fn timeout_stops_the_run_with_exit_0() {
+    require_kernel();
+    let store = gadget_store();
+    let start = Instant::now();
+    let out = store.run(&["run", "trace_open", "-o", "json", "--timeout", "1"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        start.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        start.elapsed()
+    );
+    for line in text(&out.stdout).lines() {
+        serde_json::from_str::<Value>(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    }
+}
+
+#[test]
+fn a_full_ring_buffer_is_reported_as_lost_events() {
+    require_kernel();
+    let store = gadget_store();
+    // 4 KiB holds a handful of events, and a 2 s flush interval lets it fill.
+    let mut ig = Running::start(
+        store,
+        &[
+            "trace_open",
+            "-o",
+            "json",
+            "--ringbuf-size",
+            "4096",
+            "--flush-interval",
+            "2s",
+        ],
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let name = tmp.path().join(format!("igflood-{}", std::process::id()));
+    std::fs::write(&name, "x").unwrap();
+    let needle = name.display().to_string();
+    ig.wait_for(
+        Duration::from_secs(20),
+        || {
+            for _ in 0..2000 {
+                let _ = std::fs::File::open(&name);
+            }
+        },
+        |l| l.contains(&needle),
+    );
+    for _ in 0..5000 {
+        let _ = std::fs::File::open(&name);
+    }
+    std::thread::sleep(Duration::from_millis(2500));
+    let (status, stderr) = ig.interrupt();
+    assert!(status.success(), "{stderr}");
+    assert!(
+        stderr.contains("were lost"),
+        "loss is reported on stderr: {stderr}"
+    );
+}
+
+#[test]
+fn output_closed_by_reader_ends_quietly() {
+    require_kernel();
+    let store = gadget_store();
+    // `ig run | head -1`: the pipe closes after the header line; the next
+    // events (our own opens, below) make ig's write fail with EPIPE.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let opener = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = std::fs::File::open("/etc/hostname");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        })
+    };
+    let start = Instant::now();
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "'{}' run trace_open --timeout 20 | head -1; echo \"status=${{PIPESTATUS[0]}}\"",
+            common::ig_bin()
+        ))
+        .env("IG_STORE", store.path())
+        .output()
+        .unwrap();
+    let stdout = text(&out.stdout);
+    assert!(stdout.starts_with("COMM"), "{stdout}");
+    assert!(
+        stdout.contains("status=0"),
+        "ig exits 0 on a closed pipe: {stdout}"
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(15),
+        "ig noticed the closed pipe before its timeout"
+    );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    opener.join().unwrap();
+    assert!(
+        !text(&out.stderr).contains("error"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn verifier_rejection_prints_the_verifier_log() {
+    require_kernel();
+    let s = TestStore::new();
+    s.build(
+        &repo().join("tests/fixtures/verifier_reject"),
+        "verifier_reject",
+    );
+    let out = s.run(&["run", "verifier_reject", "--timeout", "1"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("verifier rejected program bad_getpid"),
+        "{err}"
+    );
+    assert!(
+        err.contains("invalid mem access 'map_value_or_null'"),
+        "the kernel's own log: {err}"
+    );
+    assert!(
+        err.contains("program.bpf.c:"),
+        "source lines from BTF line info: {err}"
+    );
+}
+
+#[test]
+fn kprobe_and_fentry_gadgets_fail_clearly_where_the_kernel_forbids_them() {
+    require_kernel();
+    let s = TestStore::new();
+    for f in ["kprobe_tracer", "fentry_tracer"] {
+        s.build(&repo().join("tests/fixtures").join(f), f);
+    }
+    let kprobes = Path::new("/sys/bus/event_source/devices/kprobe").exists();
+    let out = s.run(&["run", "kprobe_tracer", "--timeout", "1"]);
+    let err = text(&out.stderr);
+    if kprobes {
+        assert!(out.status.success(), "{err}");
+    } else {
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(
+            err.contains("kprobe_nanosleep") && err.contains("CONFIG_KPROBES"),
+            "{err}"
+        );
+    }
+    let out = s.run(&["run", "fentry_tracer", "--timeout", "1"]);
+    let err = text(&out.stderr);
+    if !out.status.success() {
+        assert!(
+            err.contains("fentry_nanosleep") && err.contains("fentry"),
+            "{err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
+
+#[test]
+fn object_without_btf_is_refused_with_a_reason() {
+    require_kernel();
+    let tmp = tempfile::tempdir().unwrap();
+    let obj = tmp.path().join("nobtf.o");
+    let out = Command::new("clang")
+        .args(["-target", "bpf", "-O2", "-c", "-x", "c", "-", "-o"])
+        .arg(&obj)
+        .stdin(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write as _;
+            c.stdin.take().unwrap().write_all(
+                b"__attribute__((section(\"tracepoint/syscalls/sys_enter_getpid\"), used)) int f(void *c) { return 0; }\n\
+                  char LICENSE[] __attribute__((section(\"license\"), used)) = \"GPL\";\n",
+            )?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    assert!(out.status.success(), "clang: {}", text(&out.stderr));
+    let s = TestStore::new();
+    let store = ig::image::Store::open(s.path()).unwrap();
+    let image = ig::image::GadgetImage {
+        config_yaml: b"name: nobtf\n".to_vec(),
+        ebpf_object: std::fs::read(&obj).unwrap(),
+        ..Default::default()
+    };
+    store
+        .add_gadget_image(&ig::image::Reference::parse("nobtf").unwrap(), image)
+        .unwrap();
+    let out = s.run(&["run", "nobtf", "--timeout", "1"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("no .BTF section"), "{err}");
+}
+
+#[test]
+fn without_privileges_ig_run_names_what_is_missing() {
+    require_kernel();
+    let store = gadget_store();
+    // setpriv drops to nobody with no capabilities.
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+        ])
+        .arg(common::ig_bin())
+        .args(["run", "trace_exec"])
+        .env("IG_STORE", store.path())
+        .output()
+        .expect("setpriv (util-linux)");
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("CAP_BPF") && err.contains("CAP_PERFMON"),
+        "{err}"
+    );
+    assert!(err.contains("hint: run ig as root"), "{err}");
+}
+
+#[test]
+fn corrupt_object_layer_is_a_digest_error_not_a_crash() {
+    require_kernel();
+    let s = TestStore::new();
+    s.build(
+        &repo().join("tests/fixtures/minimal_tracer"),
+        "minimal_tracer",
+    );
+    // Flip one byte of the biggest blob (the eBPF object).
+    let blobs = s.path().join("blobs/sha256");
+    let biggest = std::fs::read_dir(&blobs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+        .unwrap();
+    let mut bytes = std::fs::read(&biggest).unwrap();
+    bytes[100] ^= 0xff;
+    std::fs::write(&biggest, bytes).unwrap();
+    let out = s.run(&["run", "minimal_tracer", "--timeout", "1"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("digest") || err.contains("sha256"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}

@@ -11,13 +11,17 @@
  *    the per-CPU counter map `<name>_lost_samples`, which ig reads, reports
  *    and resets once a second. The map name is loader ABI.
  *
- * 2. Wakeups are batched on request. Waking the reader for every event costs
- *    more than writing the event when events are small and frequent. ig sets
- *    gadget_ringbuf_wakeup_threshold (in .rodata) to a byte count; the reader
- *    is then woken only once that much data is waiting, and otherwise finds
- *    the data on its own short poll timer. With the default of 0 the kernel's
- *    normal policy applies (wake when the reader has caught up), and because
- *    the value is a load-time constant the verifier removes the extra code.
+ * 2. Wakeups are batched on request. Each wakeup of the reader is an
+ *    interrupt plus a context switch, which costs far more than writing a
+ *    small event; waking per event would dominate the cost of a busy tracer.
+ *    ig sets gadget_ringbuf_wakeup_threshold (in .rodata) to a byte count,
+ *    and the reader is then woken only when the unread data reaches a
+ *    multiple of it. The reader must therefore (a) read until the ring is
+ *    empty before it sleeps and (b) also read when its own short timer
+ *    fires, whether or not poll/epoll reported data: records below the
+ *    threshold never wake it. With the default of 0 the kernel's normal
+ *    policy applies (wake when the reader has caught up), and since the
+ *    value is a load-time constant the verifier removes the extra code.
  *
  * 3. Kernels without ring buffers (before 5.8) still work. ig then turns the
  *    map into a perf event array, and these functions switch to
@@ -60,23 +64,24 @@
 #endif
 
 /*
- * Wake the reader only when at least this many bytes are waiting (0: let
- * the kernel decide). Written by ig before the program is loaded. A plain
- * global so it is emitted into .rodata even by a gadget that never sends.
+ * Wake the reader each time the unread data reaches a multiple of this many
+ * bytes (0: let the kernel decide). Written into .rodata by ig before the
+ * program is loaded. A plain global, so it is emitted even by a gadget that
+ * never sends anything.
  */
 const volatile __u64 gadget_ringbuf_wakeup_threshold = 0;
 
-#define GADGET_TRACER_MAP(name, bytes)                                 \
-	struct {                                                       \
-		__uint(type, BPF_MAP_TYPE_RINGBUF);                    \
-		__uint(max_entries, bytes);                            \
-	} name SEC(".maps");                                           \
+#define GADGET_TRACER_MAP(name, bytes)                                \
+	struct {                                                      \
+		__uint(type, BPF_MAP_TYPE_RINGBUF);                   \
+		__uint(max_entries, bytes);                           \
+	} name SEC(".maps");                                          \
 	const void *gadget_map_tracer_##name __attribute__((unused)); \
-	struct {                                                       \
-		__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);               \
-		__uint(max_entries, 1);                                \
-		__type(key, __u32);                                    \
-		__type(value, __u64);                                  \
+	struct {                                                      \
+		__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);              \
+		__uint(max_entries, 1);                               \
+		__type(key, __u32);                                   \
+		__type(value, __u64);                                 \
 	} name##_lost_samples SEC(".maps");
 
 /* True when the running kernel has BPF ring buffers (see point 3 above). */
@@ -93,16 +98,31 @@ static __always_inline void __gadget_count_lost(void *lost_samples)
 		*cnt += 1;
 }
 
-/* Ring buffer flags for a submit/output into map (see point 2 above). */
-static __always_inline __u64 __gadget_wakeup_flags(void *map)
+/*
+ * Ring buffer flags for a record of size bytes whose commit moves the
+ * backlog from `before` to `after` bytes (see point 2 above).
+ *
+ * The reader is woken each time the backlog reaches another multiple of the
+ * threshold: once when it first gets there, and again for every further
+ * threshold's worth if the reader has still not caught up (it may have
+ * been busy, or slow to be scheduled). Waking on every record above the
+ * threshold instead would send one interrupt per record while the reader
+ * is on its way, which costs microseconds each.
+ */
+static __always_inline __u64 __gadget_wakeup_flags(__u64 before, __u64 after)
 {
-	if (gadget_ringbuf_wakeup_threshold == 0)
+	__u64 t = gadget_ringbuf_wakeup_threshold;
+
+	if (t == 0)
 		return 0;
-	if (bpf_ringbuf_query(map, BPF_RB_AVAIL_DATA) >=
-	    gadget_ringbuf_wakeup_threshold)
+	if (after / t != before / t)
 		return BPF_RB_FORCE_WAKEUP;
 	return BPF_RB_NO_WAKEUP;
 }
+
+/* Bytes a record of size bytes takes in the ring: 8-byte header, 8-byte
+ * alignment. */
+#define __GADGET_RB_RECORD_SIZE(size) ((((__u64)(size)) + 8 + 7) & ~7ULL)
 
 #ifndef GADGET_NO_BUF_RESERVE
 
@@ -123,8 +143,7 @@ struct {
 #define gadget_reserve_buf(map, size) \
 	__gadget_reserve_buf(map, map##_lost_samples, size)
 
-static __always_inline void *__gadget_reserve_buf(void *map,
-						  void *lost_samples,
+static __always_inline void *__gadget_reserve_buf(void *map, void *lost_samples,
 						  __u64 size)
 {
 	__u32 zero = 0;
@@ -154,7 +173,17 @@ static __always_inline long __gadget_submit_buf(void *ctx, void *map,
 	long ret;
 
 	if (__gadget_has_ringbuf()) {
-		bpf_ringbuf_submit(buf, __gadget_wakeup_flags(map));
+		__u64 flags = 0;
+
+		if (gadget_ringbuf_wakeup_threshold) {
+			/* The backlog already includes this reserved record. */
+			__u64 after = bpf_ringbuf_query(map, BPF_RB_AVAIL_DATA);
+			__u64 rec = __GADGET_RB_RECORD_SIZE(size);
+
+			flags = __gadget_wakeup_flags(
+				after > rec ? after - rec : 0, after);
+		}
+		bpf_ringbuf_submit(buf, flags);
 		return 0;
 	}
 
@@ -200,12 +229,22 @@ static __always_inline long __gadget_output_buf(void *ctx, void *map,
 {
 	long ret;
 
-	if (__gadget_has_ringbuf())
-		ret = bpf_ringbuf_output(map, buf, size,
-					 __gadget_wakeup_flags(map));
-	else
+	if (__gadget_has_ringbuf()) {
+		__u64 flags = 0;
+
+		if (gadget_ringbuf_wakeup_threshold) {
+			/* The record is not in the ring yet. */
+			__u64 before =
+				bpf_ringbuf_query(map, BPF_RB_AVAIL_DATA);
+
+			flags = __gadget_wakeup_flags(
+				before, before + __GADGET_RB_RECORD_SIZE(size));
+		}
+		ret = bpf_ringbuf_output(map, buf, size, flags);
+	} else {
 		ret = bpf_perf_event_output(ctx, map, BPF_F_CURRENT_CPU, buf,
 					    size);
+	}
 	if (ret < 0)
 		__gadget_count_lost(lost_samples);
 	return ret;

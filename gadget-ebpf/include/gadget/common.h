@@ -24,8 +24,8 @@
  * it, not a ptracer). Zeroed when there is no parent, because p often lives
  * in ring buffer memory, which is not cleared between events.
  */
-static __always_inline void
-__gadget_parent_populate(struct gadget_process *p, struct task_struct *task)
+static __always_inline void __gadget_parent_populate(struct gadget_process *p,
+						     struct task_struct *task)
 {
 	struct task_struct *parent = BPF_CORE_READ(task, real_parent);
 

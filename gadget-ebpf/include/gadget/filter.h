@@ -93,10 +93,9 @@ gadget_should_discard_comm(const gadget_comm comm[TASK_COMM_LEN])
  * pid/tid/uid/gid/comm filters. Use it when the attributes are already at
  * hand (e.g. a filled struct gadget_process, or data saved earlier).
  */
-static __always_inline bool
-gadget_should_discard_data(gadget_mntns_id mntns_id, gadget_pid pid,
-			   gadget_tid tid, const gadget_comm comm[TASK_COMM_LEN],
-			   gadget_uid uid, gadget_gid gid)
+static __always_inline bool gadget_should_discard_data(
+	gadget_mntns_id mntns_id, gadget_pid pid, gadget_tid tid,
+	const gadget_comm comm[TASK_COMM_LEN], gadget_uid uid, gadget_gid gid)
 {
 	return gadget_should_discard_mntns_id(mntns_id) ||
 	       gadget_should_discard_pid(pid) ||

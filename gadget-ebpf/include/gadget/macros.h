@@ -48,10 +48,10 @@
  * may otherwise be used only through casts or sizeof(); this reference keeps
  * its layout available to the loader.
  */
-#define GADGET_TRACER(name, map, event_struct)                         \
-	const void *gadget_tracer_##name##___##map##___##event_struct  \
-		__attribute__((unused));                               \
-	const struct event_struct *__gadget_tracer_type_##name         \
+#define GADGET_TRACER(name, map, event_struct)                        \
+	const void *gadget_tracer_##name##___##map##___##event_struct \
+		__attribute__((unused));                              \
+	const struct event_struct *__gadget_tracer_type_##name        \
 		__attribute__((unused));
 
 /*
@@ -60,18 +60,20 @@
  * BTF and .rodata, and writes the user's value into .rodata before loading,
  * so the verifier sees it as a constant and prunes code that depends on it.
  */
-#define GADGET_PARAM(var) const void *gadget_param_##var __attribute__((unused));
+#define GADGET_PARAM(var) \
+	const void *gadget_param_##var __attribute__((unused));
 
 /* One marker per program count, 1 to 3. Internal. */
-#define __GADGET_ITER_MARK_1(name, type, p1) \
-	const void *gadget_iter_##name##___##type##___##p1 __attribute__((unused));
-#define __GADGET_ITER_MARK_2(name, type, p1, p2)                      \
+#define __GADGET_ITER_MARK_1(name, type, p1)               \
+	const void *gadget_iter_##name##___##type##___##p1 \
+		__attribute__((unused));
+#define __GADGET_ITER_MARK_2(name, type, p1, p2)                    \
 	const void *gadget_iter_##name##___##type##___##p1##___##p2 \
 		__attribute__((unused));
-#define __GADGET_ITER_MARK_3(name, type, p1, p2, p3)                          \
+#define __GADGET_ITER_MARK_3(name, type, p1, p2, p3)                         \
 	const void *gadget_iter_##name##___##type##___##p1##___##p2##___##p3 \
 		__attribute__((unused));
-#define __GADGET_ITER_MARK(name, type, ...)                                 \
+#define __GADGET_ITER_MARK(name, type, ...)                              \
 	__GADGET_PASTE(__GADGET_ITER_MARK_, __GADGET_NARGS(__VA_ARGS__)) \
 	(name, type, __VA_ARGS__)
 
@@ -81,9 +83,8 @@
  * is cut into records of sizeof(struct <struct>) and delivered as one array.
  * As with GADGET_TRACER, a typed pointer keeps the struct in BTF.
  */
-#define GADGET_ITER(name, type, ...)                               \
-	const struct type *__gadget_iter_type_##name                \
-		__attribute__((unused));                           \
+#define GADGET_ITER(name, type, ...)                                          \
+	const struct type *__gadget_iter_type_##name __attribute__((unused)); \
 	__GADGET_ITER_MARK(name, type, __VA_ARGS__)
 
 /* Former name of GADGET_ITER, kept so that older gadgets still compile. */
@@ -102,16 +103,16 @@
  * SEC("iter/bpf_map_elem") program walks: the map's fd has to be given to
  * the kernel when the iterator is attached.
  */
-#define GADGET_ITER_TARGET_MAP(prog, map)                          \
-	const void *gadget_mapelem_iter_target_##prog##___##map   \
+#define GADGET_ITER_TARGET_MAP(prog, map)                       \
+	const void *gadget_mapelem_iter_target_##prog##___##map \
 		__attribute__((unused));
 
 /*
  * GADGET_SK_TARGET_MAP(prog, map) attaches an sk_skb or sk_msg program to the
  * sockmap or sockhash `map`.
  */
-#define GADGET_SK_TARGET_MAP(prog, map)                       \
-	const void *gadget_sk_prog_target_##prog##___##map   \
+#define GADGET_SK_TARGET_MAP(prog, map)                    \
+	const void *gadget_sk_prog_target_##prog##___##map \
 		__attribute__((unused));
 
 #endif /* __GADGET_MACROS_H */

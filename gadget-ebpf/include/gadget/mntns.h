@@ -29,7 +29,9 @@ static __always_inline gadget_mntns_id gadget_get_current_mntns_id(void)
 }
 
 /* Older name of gadget_get_current_mntns_id(), kept for existing gadgets. */
-__attribute__((deprecated("use gadget_get_current_mntns_id()")))
+static __always_inline gadget_mntns_id gadget_get_mntns_id(void)
+	__attribute__((deprecated("use gadget_get_current_mntns_id()")));
+
 static __always_inline gadget_mntns_id gadget_get_mntns_id(void)
 {
 	return gadget_get_current_mntns_id();

@@ -51,9 +51,9 @@ struct gadget_l3endpoint_t {
 /* An L4 endpoint. Shown as address:port. */
 struct gadget_l4endpoint_t {
 	union gadget_ip_addr_t addr_raw;
-	__u16 port; /* host byte order */
+	__u16 port;	 /* host byte order */
 	__u16 proto_raw; /* IP protocol number (IPPROTO_*) */
-	__u8 version; /* 4 or 6 */
+	__u8 version;	 /* 4 or 6 */
 };
 
 /* --- Scalar types with a meaning ---------------------------------------- */

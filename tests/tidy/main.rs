@@ -1,0 +1,102 @@
+//! Tidy checks: the layering rules of ARCHITECTURE.md, enforced by scanning
+//! the sources for `crate::<module>` paths outside comments.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+/// Which top-level modules each module may use. Modules not listed may use
+/// anything (`cli`, `operators`, `runner`, `build`).
+const ALLOWED: &[(&str, &[&str])] = &[
+    ("datasource", &[]),
+    ("btf", &[]),
+    ("metadata", &[]),
+    ("image", &[]),
+    ("pipeline", &["datasource"]),
+    ("output", &["pipeline", "datasource"]),
+    ("bpf", &["btf", "datasource", "metadata"]),
+];
+
+fn uses(dir: &Path, out: &mut BTreeSet<String>, files: &mut Vec<String>) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            uses(&p, out, files);
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            files.push(p.display().to_string());
+            for line in std::fs::read_to_string(&p).unwrap().lines() {
+                let code = line.split("//").next().unwrap_or("");
+                let mut rest = code;
+                while let Some(i) = rest.find("crate::") {
+                    rest = &rest[i + 7..];
+                    let m: String = rest
+                        .chars()
+                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                        .collect();
+                    out.insert(m);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn modules_respect_the_layering() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut problems = Vec::new();
+    for (module, allowed) in ALLOWED {
+        let mut used = BTreeSet::new();
+        let mut files = Vec::new();
+        let dir = src.join(module);
+        if dir.is_dir() {
+            uses(&dir, &mut used, &mut files);
+        }
+        assert!(!files.is_empty(), "module {module} not found");
+        for u in used {
+            if u != *module && !allowed.contains(&u.as_str()) {
+                problems.push(format!("{module} uses crate::{u} (allowed: {allowed:?})"));
+            }
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "layering violations:\n{}",
+        problems.join("\n")
+    );
+}
+
+#[test]
+fn only_the_loader_uses_aya() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    uses(&src, &mut BTreeSet::new(), &mut files);
+    let offenders: Vec<_> = files
+        .iter()
+        .filter(|f| !f.ends_with("bpf/loader.rs"))
+        .filter(|f| {
+            std::fs::read_to_string(f)
+                .unwrap()
+                .lines()
+                .any(|l| l.split("//").next().unwrap_or("").contains("aya::"))
+        })
+        .collect();
+    assert!(
+        offenders.is_empty(),
+        "aya used outside src/bpf/loader.rs: {offenders:?}"
+    );
+}
+
+#[test]
+fn anyhow_only_at_the_edge() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    uses(&src, &mut BTreeSet::new(), &mut files);
+    let offenders: Vec<_> = files
+        .iter()
+        .filter(|f| !f.contains("/src/cli/") && !f.ends_with("src/main.rs"))
+        .filter(|f| std::fs::read_to_string(f).unwrap().contains("anyhow"))
+        .collect();
+    assert!(
+        offenders.is_empty(),
+        "anyhow outside src/cli: {offenders:?}"
+    );
+}
