@@ -582,3 +582,39 @@ fn corrupt_object_layer_is_a_digest_error_not_a_crash() {
     assert!(err.contains("digest") || err.contains("sha256"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }
+
+/// The JSON lines go through the real `jq`, as the README's recipes do.
+#[test]
+fn json_output_pipes_into_jq() {
+    require_kernel();
+    let store = gadget_store();
+    let tmp = tempfile::tempdir().unwrap();
+    let name = tmp.path().join(format!("igjq-{}", std::process::id()));
+    std::fs::write(&name, "x").unwrap();
+    let filter = format!("select(.proc.pid == {}) | .fname", std::process::id());
+    let mut child = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "'{}' run trace_open -o json --timeout 4 | jq -r --unbuffered '{filter}'",
+            common::ig_bin()
+        ))
+        .env("IG_STORE", store.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Open the file a few times while ig runs (the first opens may come
+    // before it is attached).
+    for _ in 0..20 {
+        std::thread::sleep(Duration::from_millis(100));
+        let _ = std::fs::File::open(&name).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "jq failed: {}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.lines().any(|l| l == name.display().to_string()),
+        "jq printed our file name: {stdout}"
+    );
+    assert!(stdout.lines().all(|l| !l.is_empty()), "{stdout}");
+}
