@@ -592,7 +592,7 @@ fn json_output_pipes_into_jq() {
     let name = tmp.path().join(format!("igjq-{}", std::process::id()));
     std::fs::write(&name, "x").unwrap();
     let filter = format!("select(.proc.pid == {}) | .fname", std::process::id());
-    let mut child = Command::new("bash")
+    let child = Command::new("bash")
         .arg("-c")
         .arg(format!(
             "'{}' run trace_open -o json --timeout 4 | jq -r --unbuffered '{filter}'",
@@ -617,4 +617,19 @@ fn json_output_pipes_into_jq() {
         "jq printed our file name: {stdout}"
     );
     assert!(stdout.lines().all(|l| !l.is_empty()), "{stdout}");
+}
+
+#[test]
+fn sigterm_stops_cleanly_with_exit_0() {
+    require_kernel();
+    let store = gadget_store();
+    let mut ig = Running::start(store, &["trace_open"]);
+    ig.wait_for(Duration::from_secs(20), || {}, |l| l.starts_with("COMM"));
+    let pid = i32::try_from(ig.child.id()).unwrap();
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let start = Instant::now();
+    let status = ig.child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    assert!(start.elapsed() < Duration::from_secs(2), "stopped within 2 s: {:?}", start.elapsed());
 }
