@@ -631,5 +631,9 @@ fn sigterm_stops_cleanly_with_exit_0() {
     let start = Instant::now();
     let status = ig.child.wait().unwrap();
     assert!(status.success(), "{status}");
-    assert!(start.elapsed() < Duration::from_secs(2), "stopped within 2 s: {:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "stopped within 2 s: {:?}",
+        start.elapsed()
+    );
 }
