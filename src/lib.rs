@@ -13,5 +13,6 @@ pub mod image;
 pub mod metadata;
 pub mod operators;
 pub mod output;
+pub mod params;
 pub mod pipeline;
 pub mod runner;

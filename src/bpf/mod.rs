@@ -13,5 +13,6 @@
 pub mod contract;
 pub mod loader;
 pub mod object;
+pub mod params;
 pub mod privileges;
 pub mod schema;

@@ -5,30 +5,95 @@
 //! needs ("running gadget trace_exec: ...") and `hint:` lines.
 
 pub mod args;
+mod gadget_args;
 mod image;
 mod logger;
 mod run;
 
 use std::process::ExitCode;
 
-use clap::Parser as _;
+use std::ffi::OsString;
+
+use clap::{CommandFactory as _, FromArgMatches as _};
 
 use args::{Cli, Command};
 
 /// Entry point of the `ig` binary.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
-    logger::init(cli.verbose);
-    match dispatch(cli) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            logger::error(&format!("{e:#}"));
-            if let Some(h) = hint(&e) {
-                logger::hint(&h);
-            }
-            ExitCode::FAILURE
+    let argv: Vec<OsString> = std::env::args_os().collect();
+    let mut cmd = Cli::command();
+    // Phase one: for `ig run IMAGE`, read the image so that its parameters
+    // become flags (and show up in `--help`).
+    let scan = gadget_args::prescan(&argv, &cmd);
+    let verbose = argv
+        .iter()
+        .any(|a| a == "-v" || a == "--verbose" || a == "-vv");
+    logger::init(u8::from(verbose));
+    let prepared = scan.as_ref().map(|s| run::prepare(&s.store, &s.image));
+    match &prepared {
+        Some(Ok(p)) => cmd = cmd.mut_subcommand("run", |c| gadget_args::augment(c, &p.specs)),
+        Some(Err(e)) => {
+            let note = format!("The gadget's own parameters are not listed: {e:#}");
+            cmd = cmd.mut_subcommand("run", |c| c.after_long_help(note.clone()));
         }
+        None => {}
     }
+    // Phase two: parse everything.
+    let matches = match cmd.try_get_matches_from(&argv) {
+        Ok(m) => m,
+        Err(e) => {
+            // `--pid 1` is unknown because the image could not be read: say
+            // why the image could not be read instead.
+            if e.kind() == clap::error::ErrorKind::UnknownArgument
+                && let Some(Err(why)) = &prepared
+            {
+                return fail(why);
+            }
+            e.exit()
+        }
+    };
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
+    logger::init(cli.verbose);
+    let result = match cli.command {
+        Command::Run(args) => {
+            let specs = prepared
+                .as_ref()
+                .and_then(|p| p.as_ref().ok())
+                .map(|p| p.specs.clone())
+                .unwrap_or_default();
+            let given = matches
+                .subcommand_matches("run")
+                .map(|m| gadget_args::given(m, &specs))
+                .unwrap_or_default();
+            match prepared {
+                Some(Ok(p)) => run::run(args, p, &given),
+                // Not being root is the likelier cause of an unreadable
+                // store, and the one worth saying first.
+                Some(Err(e)) => crate::bpf::privileges::check()
+                    .map_err(anyhow::Error::from)
+                    .and(Err(e)),
+                None => {
+                    run::prepare(&cli.store, &args.image).and_then(|p| run::run(args, p, &given))
+                }
+            }
+        }
+        other => dispatch(&cli.store, other),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e),
+    }
+}
+
+fn fail(e: &anyhow::Error) -> ExitCode {
+    logger::error(&format!("{e:#}"));
+    if let Some(h) = hint(e) {
+        logger::hint(&h);
+    }
+    ExitCode::FAILURE
 }
 
 /// What the user can do about an error, for the errors that have a usual
@@ -65,10 +130,10 @@ fn hint(e: &anyhow::Error) -> Option<String> {
     None
 }
 
-fn dispatch(cli: Cli) -> anyhow::Result<()> {
-    match cli.command {
-        Command::Run(args) => run::run(&cli.store, args),
-        Command::Image(cmd) => image::image(&cli.store, cmd),
+fn dispatch(store: &std::path::Path, command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Run(_) => unreachable!("handled in main"),
+        Command::Image(cmd) => image::image(store, cmd),
         Command::Version => {
             logger::stdout_line(&format!(
                 "ig version v{}\ngadget author API: {}",

@@ -1,48 +1,81 @@
 //! `ig run IMAGE`: resolve the image, assemble the operator chain, run it.
+//!
+//! Split in two because the command line depends on the image:
+//! [`prepare`] reads the image and builds the operators (so their
+//! parameters are known before clap parses the arguments), [`run`] applies
+//! the parsed values, loads the gadget and runs the event loop.
 
 use std::path::Path;
 
 use anyhow::{Context as _, anyhow};
 
 use super::args::RunArgs;
-use crate::bpf::contract::map_max_entries;
-use crate::bpf::object::ObjectInfo;
-use crate::btf::Btf;
 use crate::image::{ImageError, Reference, Store};
 use crate::metadata::GadgetMetadata;
 use crate::operators::ebpf::{EbpfOperator, EbpfOptions};
 use crate::output::{OutputOperator, shared};
+use crate::params::{ParamSpec, ParamValues};
 use crate::pipeline::{Notice, Operator, Pipeline};
 use crate::runner::{self, RunOptions, Signals, StopReason};
 
 /// Ring buffer size assumed when neither the flag nor the object says.
 const DEFAULT_RINGBUF: u32 = 256 * 1024;
 
-pub fn run(store: &Path, args: RunArgs) -> anyhow::Result<()> {
-    // First, so that an unprivileged user learns what is missing rather
-    // than that the root-owned store is unreadable.
-    crate::bpf::privileges::check()?;
-    let reference = Reference::parse(&args.image)?;
+/// A resolved image with its operators, before the command line is parsed.
+pub struct Prepared {
+    pub reference: Reference,
+    ebpf: EbpfOperator,
+    /// Every parameter of every operator of the run.
+    pub specs: Vec<ParamSpec>,
+}
+
+/// Read `image` from the store and build its operators. No privileges
+/// needed beyond reading the store.
+pub fn prepare(store: &Path, image: &str) -> anyhow::Result<Prepared> {
+    let reference = Reference::parse(image)?;
     let store = Store::open_read_only(store)?;
-    let image = match store.resolve(&reference) {
+    let resolved = match store.resolve(&reference) {
         Ok(i) => i,
         Err(e @ ImageError::NotFound { .. }) => {
-            return Err(anyhow!(e).context(format!("cannot run {}", args.image)));
+            return Err(anyhow!(e).context(format!("cannot run {image}")));
         }
         Err(e) => return Err(anyhow!(e).context(format!("reading image {reference}"))),
     };
-    for s in &image.skipped {
+    for s in &resolved.skipped {
         log::warn!(
             "image {reference}: ignoring layer of unknown media type {}",
             s.media_type
         );
     }
-    let object = image
+    let object = resolved
         .ebpf_object
         .ok_or_else(|| anyhow!("image {reference} has no eBPF program layer"))?;
-    let metadata =
-        GadgetMetadata::parse(&image.config_yaml, &format!("gadget.yaml of {reference}"))?;
+    let metadata = GadgetMetadata::parse(
+        &resolved.config_yaml,
+        &format!("gadget.yaml of {reference}"),
+    )?;
+    let ebpf = EbpfOperator::new(object, metadata, EbpfOptions::default())
+        .with_context(|| format!("reading gadget {reference}"))?;
+    let specs = ebpf.params();
+    Ok(Prepared {
+        reference,
+        ebpf,
+        specs,
+    })
+}
 
+/// Run a prepared gadget with the parsed arguments; `given` are the
+/// parameters set on the command line, `(full name, raw value)`.
+pub fn run(args: RunArgs, prepared: Prepared, given: &[(String, String)]) -> anyhow::Result<()> {
+    let Prepared {
+        reference,
+        mut ebpf,
+        specs,
+    } = prepared;
+    let values = ParamValues::resolve(&specs, given)
+        .map_err(|(name, e)| anyhow!(e).context(format!("parameter {name}")))?;
+
+    crate::bpf::privileges::check()?;
     let signals = Signals::block()?;
 
     let wakeup_threshold = if args.flush_interval.is_zero() {
@@ -52,25 +85,23 @@ pub fn run(store: &Path, args: RunArgs) -> anyhow::Result<()> {
         // quarters stay free for the bursts that arrive until it drains.
         let size = args
             .ringbuf_size
-            .or_else(|| declared_ringbuf_size(&object))
+            .or_else(|| ebpf.declared_ringbuf_size())
             .unwrap_or(DEFAULT_RINGBUF);
         Some(u64::from(size / 4))
     };
+    ebpf.set_options(EbpfOptions {
+        wakeup_threshold,
+        ringbuf_size: args.ringbuf_size,
+    });
     let ops: Vec<Box<dyn Operator>> = vec![
-        Box::new(EbpfOperator::new(
-            object,
-            metadata,
-            EbpfOptions {
-                wakeup_threshold,
-                ringbuf_size: args.ringbuf_size,
-            },
-        )),
+        Box::new(ebpf),
         Box::new(OutputOperator::new(args.output, shared(std::io::stdout()))),
     ];
     let context = || format!("running gadget {}", args.image);
-    let mut pipeline = Pipeline::build(ops).with_context(context)?;
+    let mut pipeline = Pipeline::build(ops, &values).with_context(context)?;
     log::debug!("operators: {}", pipeline.operator_names().join(", "));
     pipeline.start().with_context(context)?;
+    log::debug!("{reference} started");
 
     let mut lost_total = 0u64;
     let opts = RunOptions {
@@ -80,7 +111,9 @@ pub fn run(store: &Path, args: RunArgs) -> anyhow::Result<()> {
     let reason = runner::run(&mut pipeline, &signals, &opts, |n| match n {
         Notice::Lost { source, count } => {
             lost_total += count;
-            log::warn!("{count} events of data source {source} were lost (ring buffer full; try --ringbuf-size)");
+            log::warn!(
+                "{count} events of data source {source} were lost (ring buffer full; try --ringbuf-size)"
+            );
         }
     })
     .with_context(context)?;
@@ -92,17 +125,4 @@ pub fn run(store: &Path, args: RunArgs) -> anyhow::Result<()> {
         log::debug!("output closed by its reader");
     }
     Ok(())
-}
-
-/// The smallest ring buffer size the object declares (`max_entries` of its
-/// tracer maps), read from BTF.
-fn declared_ringbuf_size(object: &[u8]) -> Option<u32> {
-    let info = ObjectInfo::parse(object).ok()?;
-    let btf = Btf::parse(&info.btf).ok()?;
-    let contract = crate::bpf::contract::Contract::discover(&btf).ok()?;
-    contract
-        .tracer_maps
-        .iter()
-        .filter_map(|m| map_max_entries(&btf, m))
-        .min()
 }

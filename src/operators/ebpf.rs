@@ -13,13 +13,15 @@
 
 use std::os::fd::RawFd;
 
-use crate::bpf::contract::{Contract, Tracer};
+use crate::bpf::contract::{Contract, Tracer, map_max_entries};
 use crate::bpf::loader::{LoadSpec, LoadedGadget, LostCounter, RingBuffer};
 use crate::bpf::object::ObjectInfo;
+use crate::bpf::params::EbpfParam;
 use crate::bpf::schema::schema_from_btf;
 use crate::btf::Btf;
 use crate::datasource::{Event, SourceKind};
 use crate::metadata::GadgetMetadata;
+use crate::params::{ParamSpec, ParamValues};
 use crate::pipeline::{
     Dispatch, Instance, Notice, Operator, OperatorError, Priority, Setup, Source, SourceId,
     priority,
@@ -32,7 +34,7 @@ const NAME: &str = "ebpf";
 pub const WAKEUP_THRESHOLD_VAR: &str = "gadget_ringbuf_wakeup_threshold";
 
 /// Settings of the eBPF operator.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct EbpfOptions {
     /// Bytes pending in a ring buffer before the kernel wakes the reader;
     /// `None` for the kernel's default (wake when the reader caught up).
@@ -44,17 +46,55 @@ pub struct EbpfOptions {
 
 pub struct EbpfOperator {
     object: Vec<u8>,
+    info: ObjectInfo,
+    btf: Btf,
+    contract: Contract,
     metadata: GadgetMetadata,
     options: EbpfOptions,
+    params: Vec<EbpfParam>,
+    /// `.rodata` values chosen by the user, from `apply_params`.
+    globals: Vec<(String, Vec<u8>)>,
 }
 
 impl EbpfOperator {
-    pub fn new(object: Vec<u8>, metadata: GadgetMetadata, options: EbpfOptions) -> Self {
-        Self {
+    /// Parse the object (no kernel involved) so that its parameters are
+    /// known before the command line is parsed.
+    pub fn new(
+        object: Vec<u8>,
+        metadata: GadgetMetadata,
+        options: EbpfOptions,
+    ) -> Result<Self, OperatorError> {
+        let fail = |e: Box<dyn std::error::Error + Send + Sync>| OperatorError::failed(NAME, e);
+        let info = ObjectInfo::parse(&object).map_err(|e| fail(e.into()))?;
+        let btf = Btf::parse(&info.btf).map_err(|e| fail(e.into()))?;
+        let contract = Contract::discover(&btf).map_err(|e| fail(e.into()))?;
+        let params = EbpfParam::discover(&contract.params, &btf, &info, &metadata)
+            .map_err(|e| fail(e.into()))?;
+        Ok(Self {
             object,
+            info,
+            btf,
+            contract,
             metadata,
             options,
-        }
+            params,
+            globals: Vec::new(),
+        })
+    }
+
+    /// Settings that depend on the parsed command line.
+    pub fn set_options(&mut self, options: EbpfOptions) {
+        self.options = options;
+    }
+
+    /// The smallest ring buffer the object declares (`max_entries` of its
+    /// tracer maps, read from BTF).
+    pub fn declared_ringbuf_size(&self) -> Option<u32> {
+        self.contract
+            .tracer_maps
+            .iter()
+            .filter_map(|m| map_max_entries(&self.btf, m))
+            .min()
     }
 }
 
@@ -75,14 +115,39 @@ impl Operator for EbpfOperator {
     fn priority(&self) -> Priority {
         priority::EBPF
     }
+    fn params(&self) -> Vec<ParamSpec> {
+        self.params.iter().map(|p| p.spec.clone()).collect()
+    }
+
+    fn apply_params(&mut self, values: &ParamValues) -> Result<(), OperatorError> {
+        self.globals = self
+            .params
+            .iter()
+            .filter_map(|p| {
+                values
+                    .get(&p.spec.full_name)
+                    .map(|v| (p.var.clone(), p.encode(v)))
+            })
+            .filter(|(_, bytes)| !bytes.is_empty())
+            .collect();
+        Ok(())
+    }
+
     fn instantiate(
         self: Box<Self>,
         setup: &mut Setup,
     ) -> Result<Option<Box<dyn Instance>>, OperatorError> {
         let fail = |e: Box<dyn std::error::Error + Send + Sync>| OperatorError::failed(NAME, e);
-        let info = ObjectInfo::parse(&self.object).map_err(|e| fail(e.into()))?;
-        let btf = Btf::parse(&info.btf).map_err(|e| fail(e.into()))?;
-        let contract = Contract::discover(&btf).map_err(|e| fail(e.into()))?;
+        let Self {
+            object,
+            info,
+            btf,
+            contract,
+            metadata,
+            options,
+            globals,
+            ..
+        } = *self;
         if let Some(i) = contract.iters.first() {
             return Err(fail(
                 EbpfError::UnsupportedKind {
@@ -115,7 +180,7 @@ impl Operator for EbpfOperator {
                     .into(),
                 ));
             }
-            let meta = self.metadata.datasources.get(&t.name);
+            let meta = metadata.datasources.get(&t.name);
             let (schema, warnings) =
                 schema_from_btf(&btf, &t.name, &t.struct_name, SourceKind::Single, meta)
                     .map_err(|e| fail(e.into()))?;
@@ -125,11 +190,12 @@ impl Operator for EbpfOperator {
             tracers.push((t.clone(), setup.add_source(schema)));
         }
         Ok(Some(Box::new(EbpfInstance {
-            object: self.object,
+            object,
             info,
             contract,
             tracers,
-            options: self.options,
+            options,
+            globals,
             loaded: None,
             readers: Vec::new(),
         })))
@@ -150,6 +216,7 @@ struct EbpfInstance {
     contract: Contract,
     tracers: Vec<(Tracer, SourceId)>,
     options: EbpfOptions,
+    globals: Vec<(String, Vec<u8>)>,
     loaded: Option<LoadedGadget>,
     readers: Vec<Reader>,
 }
@@ -157,7 +224,7 @@ struct EbpfInstance {
 impl Instance for EbpfInstance {
     fn start(&mut self) -> Result<(), OperatorError> {
         let fail = |e: crate::bpf::loader::LoadError| OperatorError::failed(NAME, e);
-        let mut globals = Vec::new();
+        let mut globals = self.globals.clone();
         if let Some(t) = self.options.wakeup_threshold {
             globals.push((WAKEUP_THRESHOLD_VAR.to_owned(), t.to_ne_bytes().to_vec()));
         }

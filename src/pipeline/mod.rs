@@ -12,6 +12,7 @@
 use std::sync::Arc;
 
 use crate::datasource::{Event, Schema, SchemaBuilder, SchemaError};
+use crate::params::{ParamSpec, ParamValues};
 
 pub mod testing;
 
@@ -125,6 +126,16 @@ pub trait Instance {
 pub trait Operator {
     fn name(&self) -> &'static str;
     fn priority(&self) -> Priority;
+    /// The parameters this operator takes, for the command line and
+    /// `--help`. Known before [`Operator::instantiate`].
+    fn params(&self) -> Vec<ParamSpec> {
+        Vec::new()
+    }
+    /// Receive the checked values of all parameters of the run (look up
+    /// your own by full name). Called once, before `instantiate`.
+    fn apply_params(&mut self, _values: &ParamValues) -> Result<(), OperatorError> {
+        Ok(())
+    }
     /// Declare or extend data sources and subscribe handlers. `Ok(None)`
     /// means "not applicable to this gadget".
     fn instantiate(
@@ -273,10 +284,16 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// Order the operators by (priority, name), instantiate each, then freeze
-    /// the schemas and handler chains.
-    pub fn build(mut operators: Vec<Box<dyn Operator>>) -> Result<Self, OperatorError> {
+    /// Order the operators by (priority, name), hand them the parameter
+    /// values, instantiate each, then freeze the schemas and handler chains.
+    pub fn build(
+        mut operators: Vec<Box<dyn Operator>>,
+        params: &ParamValues,
+    ) -> Result<Self, OperatorError> {
         operators.sort_by(|a, b| (a.priority(), a.name()).cmp(&(b.priority(), b.name())));
+        for op in &mut operators {
+            op.apply_params(params)?;
+        }
         let mut setup = Setup::default();
         let mut instances = Vec::new();
         for op in operators {

@@ -150,6 +150,7 @@ pub fn drain_all(p: &mut super::Pipeline) -> Result<(), OperatorError> {
 mod tests {
     use super::*;
     use crate::datasource::{FieldKind, SourceKind};
+    use crate::params::ParamValues;
     use crate::pipeline::{HandlerError, Pipeline};
 
     fn producer(samples: Vec<Vec<u8>>) -> Box<Producer> {
@@ -191,7 +192,7 @@ mod tests {
             }),
             producer((0u32..4).map(|n| n.to_ne_bytes().to_vec()).collect()),
         ];
-        let mut p = Pipeline::build(ops).unwrap();
+        let mut p = Pipeline::build(ops, &ParamValues::default()).unwrap();
         assert_eq!(p.operator_names(), ["producer", "filter", "collect"]);
         p.start().unwrap();
         drain_all(&mut p).unwrap();
@@ -264,7 +265,7 @@ mod tests {
     #[test]
     fn start_in_order_stop_in_reverse_ties_broken_by_name() {
         let (ops, log) = journal(&[("b", 0, false), ("a", 0, false), ("z", -5, false)]);
-        let mut p = Pipeline::build(ops).unwrap();
+        let mut p = Pipeline::build(ops, &ParamValues::default()).unwrap();
         p.start().unwrap();
         p.stop().unwrap();
         assert_eq!(
@@ -278,7 +279,7 @@ mod tests {
     #[test]
     fn failed_start_stops_the_started_ones() {
         let (ops, log) = journal(&[("one", 1, false), ("two", 2, true), ("three", 3, false)]);
-        let mut p = Pipeline::build(ops).unwrap();
+        let mut p = Pipeline::build(ops, &ParamValues::default()).unwrap();
         let err = p.start().unwrap_err();
         assert_eq!(err.to_string(), "operator two");
         assert_eq!(*log.borrow(), ["start one", "start two", "stop one"]);
@@ -293,7 +294,7 @@ mod tests {
     #[test]
     fn dropping_a_started_pipeline_stops_it() {
         let (ops, log) = journal(&[("one", 1, false)]);
-        let mut p = Pipeline::build(ops).unwrap();
+        let mut p = Pipeline::build(ops, &ParamValues::default()).unwrap();
         p.start().unwrap();
         drop(p);
         assert_eq!(*log.borrow(), ["start one", "stop one"]);
@@ -320,7 +321,7 @@ mod tests {
                 handler: FailFlush,
             }),
         ];
-        let mut p = Pipeline::build(ops).unwrap();
+        let mut p = Pipeline::build(ops, &ParamValues::default()).unwrap();
         assert!(matches!(p.dispatch.flush(), Err(HandlerError::Closed)));
     }
 }

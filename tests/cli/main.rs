@@ -288,3 +288,67 @@ fn image_list_on_a_missing_store_is_empty_not_an_error() {
     assert_eq!(text(&out.stdout).trim(), "REPOSITORY  TAG  DIGEST  CREATED");
     assert!(!s.path().exists(), "listing does not create the store");
 }
+
+/// Two-phase parsing: the gadget's `GADGET_PARAM`s become flags of
+/// `ig run IMAGE`, with types and defaults from the object.
+#[test]
+fn run_help_lists_the_gadget_parameters() {
+    let s = TestStore::new();
+    s.build(&minimal(), "minimal_tracer");
+    let out = s.run(&["run", "minimal_tracer", "--help"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let help = text(&out.stdout);
+    assert!(help.contains("Gadget parameters:"), "{help}");
+    assert!(
+        help.contains("--value <UINT32>")
+            && help.contains("Number copied into every event [default: 42]"),
+        "{help}"
+    );
+    for flag in ["--pid <UINT32>", "--uid <UINT32>", "--comm <STRING>"] {
+        assert!(help.contains(flag), "{flag} in {help}");
+    }
+    // Without an image there are no gadget flags, and the help says why.
+    let out = s.run(&["run", "absent", "--help"]);
+    assert!(out.status.success());
+    assert!(
+        text(&out.stdout).contains("not listed"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[test]
+fn bad_gadget_parameter_values_name_the_flag() {
+    let s = TestStore::new();
+    s.build(&minimal(), "minimal_tracer");
+    for (args, want) in [
+        (
+            &["--pid", "abc"][..],
+            "'--pid <UINT32>': \"abc\" is not a number",
+        ),
+        (&["--value", "4294967296"][..], "out of range for uint32"),
+        (
+            &["--comm", "a-very-long-command-name"][..],
+            "longer than 15 bytes",
+        ),
+        (&["--nope", "1"][..], "unexpected argument '--nope'"),
+    ] {
+        let out = s
+            .ig()
+            .args(["run", "minimal_tracer"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = text(&out.stderr);
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+    // A gadget flag on a missing image: the real problem is the image.
+    let out = s.run(&["run", "absent", "--pid", "1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("not found"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -112,12 +112,29 @@ impl Running {
                 next_poke = now + Duration::from_millis(200);
             }
             if let Ok(line) = self.lines.recv_timeout(Duration::from_millis(50)) {
+                self.seen.push(line.clone());
                 if pred(&line) {
                     return line;
                 }
-                self.seen.push(line);
             }
         }
+    }
+
+    /// SIGINT, then wait: the exit status, stderr and every stdout line.
+    fn interrupt_all(self) -> (std::process::ExitStatus, String, Vec<String>) {
+        let lines = self.lines;
+        let mut seen = self.seen;
+        let (status, stderr) = Running {
+            child: self.child,
+            lines: mpsc::channel().1,
+            seen: Vec::new(),
+        }
+        .interrupt();
+        // The reader thread ends at EOF, after the last line.
+        while let Ok(l) = lines.recv_timeout(Duration::from_secs(5)) {
+            seen.push(l);
+        }
+        (status, stderr, seen)
     }
 
     /// SIGINT, then wait: returns the exit status and stderr.
@@ -254,6 +271,73 @@ fn trace_exec_reports_our_exec_as_json_and_leaves_nothing_loaded() {
             "still loaded after ig exited: programs {left:?}, links {left_links:?}, maps {left_maps:?}"
         );
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn trace_exec_reports_failed_execs_when_asked() {
+    require_kernel();
+    let store = gadget_store();
+    let tmp = tempfile::tempdir().unwrap();
+    // Not executable: execve fails with EACCES.
+    let path = tmp
+        .path()
+        .join(format!("igfail{}", std::process::id() % 10000));
+    std::fs::write(&path, "not a program").unwrap();
+    let mut ig = Running::start(
+        store,
+        &["trace_exec", "-o", "json", "--ignore-failed=false"],
+    );
+    let needle = path.display().to_string();
+    let line = ig.wait_for(
+        Duration::from_secs(20),
+        || {
+            let _ = Command::new(&path).status();
+        },
+        |l| l.contains(&needle),
+    );
+    let ev: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(ev["error_raw"], libc::EACCES, "{line}");
+    // std forks a child that calls execve; the child's parent is us.
+    assert_eq!(
+        ev["proc"]["parent"]["pid"],
+        std::process::id(),
+        "the failed exec is ours: {line}"
+    );
+    let (status, stderr) = ig.interrupt();
+    assert!(status.success(), "{stderr}");
+}
+
+/// `--pid` is written into the program's `.rodata`: the kernel side drops
+/// every other process's events.
+#[test]
+fn pid_parameter_filters_in_the_kernel() {
+    require_kernel();
+    let store = gadget_store();
+    let me = std::process::id();
+    let tmp = tempfile::tempdir().unwrap();
+    let name = tmp.path().join(format!("igpid-{me}"));
+    std::fs::write(&name, "x").unwrap();
+    let mut ig = Running::start(
+        store,
+        &["trace_open", "-o", "json", "--pid", &me.to_string()],
+    );
+    let needle = name.display().to_string();
+    ig.wait_for(
+        Duration::from_secs(20),
+        || {
+            let _ = std::fs::File::open(&name).unwrap();
+            // Someone else's opens, which must not show.
+            let _ = Command::new("cat").arg("/etc/hostname").output();
+        },
+        |l| l.contains(&needle),
+    );
+    let (status, stderr, lines) = ig.interrupt_all();
+    assert!(status.success(), "{stderr}");
+    assert!(lines.iter().any(|l| l.contains(&needle)));
+    for line in &lines {
+        let ev: Value = serde_json::from_str(line).unwrap();
+        assert_eq!(ev["proc"]["pid"], me, "only our events: {line}");
     }
 }
 

@@ -11,9 +11,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("btf", &[]),
     ("metadata", &[]),
     ("image", &[]),
-    ("pipeline", &["datasource"]),
+    ("params", &[]),
+    ("pipeline", &["datasource", "params"]),
     ("output", &["pipeline", "datasource"]),
-    ("bpf", &["btf", "datasource", "metadata"]),
+    ("bpf", &["btf", "datasource", "metadata", "params"]),
 ];
 
 fn uses(dir: &Path, out: &mut BTreeSet<String>, files: &mut Vec<String>) {

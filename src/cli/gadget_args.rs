@@ -1,0 +1,225 @@
+//! Two-phase command line of `ig run`: a gadget's own flags exist only once
+//! its image is known.
+//!
+//! Phase one ([`prescan`]) finds the image and the store in the raw
+//! arguments without clap, so that [`super::run::prepare`] can read the
+//! image and list its parameters. Phase two adds one clap argument per
+//! parameter to the `run` subcommand ([`augment`]) and parses everything at
+//! once: unknown flags, bad values and `--help` (which then lists the
+//! gadget's parameters with their defaults) are all clap's job, with clap's
+//! messages naming the flag.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Arg, ArgAction, ArgMatches, Command, parser::ValueSource};
+
+use crate::params::{ParamSpec, ParamType};
+
+/// What phase one found: the store and the image of an `ig run`.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Scan {
+    pub store: PathBuf,
+    pub image: String,
+}
+
+/// Find `run IMAGE` in `argv` (argv[0] is the program). `cmd` is the static
+/// clap command, used to know which flags take a value. `None` when the
+/// command is not `run` or has no image.
+pub fn prescan(argv: &[OsString], cmd: &Command) -> Option<Scan> {
+    let args: Vec<String> = argv
+        .iter()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let takes_value = |c: &Command, flag: &str| -> bool {
+        c.get_arguments().any(|a| {
+            a.get_action().takes_values()
+                && (a.get_long().is_some_and(|l| flag == format!("--{l}"))
+                    || a.get_short().is_some_and(|s| flag == format!("-{s}")))
+        })
+    };
+    let run_cmd = cmd.find_subcommand("run")?;
+    let mut store = std::env::var_os("IG_STORE").map(PathBuf::from);
+    let mut in_run = false;
+    let mut i = 0;
+    while i < args.len() {
+        let a = &args[i];
+        if a == "--" {
+            return None;
+        }
+        if let Some(v) = a.strip_prefix("--store=") {
+            store = Some(PathBuf::from(v));
+        } else if a == "--store" {
+            store = args.get(i + 1).map(PathBuf::from);
+            i += 1;
+        } else if a.starts_with('-') {
+            let c = if in_run { run_cmd } else { cmd };
+            if !a.contains('=') && takes_value(c, a) {
+                i += 1;
+            }
+        } else if !in_run {
+            if a != "run" {
+                return None;
+            }
+            in_run = true;
+        } else {
+            return Some(Scan {
+                store: store.unwrap_or_else(|| PathBuf::from(crate::image::DEFAULT_STORE)),
+                image: a.clone(),
+            });
+        }
+        i += 1;
+    }
+    None
+}
+
+/// Add one argument per parameter to the `run` subcommand. Parameters
+/// whose key clashes with a flag of `ig run` itself are left out (and
+/// logged): the built-in flag wins.
+pub fn augment(run: Command, specs: &[ParamSpec]) -> Command {
+    let mut run = run;
+    for s in specs {
+        let taken = run
+            .get_arguments()
+            .any(|a| a.get_long() == Some(s.key.as_str()) || a.get_id() == s.full_name.as_str());
+        if taken {
+            log::warn!(
+                "gadget parameter --{} clashes with a flag of ig run and cannot be set",
+                s.key
+            );
+            continue;
+        }
+        let spec = s.clone();
+        let mut help = s.description.clone();
+        if !s.default.is_empty() {
+            help.push_str(&format!(" [default: {}]", s.default));
+        }
+        let mut arg = Arg::new(s.full_name.clone())
+            .long(s.key.clone())
+            .help(help)
+            .help_heading(s.group.clone())
+            .value_name(s.ty.name().to_uppercase())
+            .action(ArgAction::Set)
+            .value_parser(move |v: &str| spec.parse(v).map(|_| v.to_owned()));
+        if s.ty == ParamType::Bool {
+            // `--ignore-failed` alone means true; `--ignore-failed=false` too.
+            arg = arg
+                .num_args(0..=1)
+                .require_equals(true)
+                .default_missing_value("true");
+        }
+        run = run.arg(arg);
+    }
+    run
+}
+
+/// The parameters the user actually gave: `(full name, raw value)`.
+pub fn given(run: &ArgMatches, specs: &[ParamSpec]) -> Vec<(String, String)> {
+    specs
+        .iter()
+        .filter(|s| run.try_contains_id(&s.full_name).unwrap_or(false))
+        .filter(|s| run.value_source(&s.full_name) == Some(ValueSource::CommandLine))
+        .filter_map(|s| {
+            run.get_one::<String>(&s.full_name)
+                .map(|v| (s.full_name.clone(), v.clone()))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory as _;
+
+    fn argv(s: &str) -> Vec<OsString> {
+        s.split_whitespace().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn prescan_finds_image_and_store() {
+        let cmd = crate::cli::args::Cli::command();
+        let scan =
+            |s: &str| prescan(&argv(s), &cmd).map(|x| (x.store.display().to_string(), x.image));
+        assert_eq!(
+            scan("ig run trace_exec").map(|x| x.1),
+            Some("trace_exec".into())
+        );
+        assert_eq!(
+            scan("ig --store /s run -o json trace_exec --pid 1"),
+            Some(("/s".into(), "trace_exec".into()))
+        );
+        assert_eq!(
+            scan("ig run --timeout 5 --store=/t x"),
+            Some(("/t".into(), "x".into()))
+        );
+        assert_eq!(
+            scan("ig -v run --output=json y").map(|x| x.1),
+            Some("y".into())
+        );
+        assert_eq!(scan("ig image list"), None);
+        assert_eq!(scan("ig run"), None);
+        assert_eq!(scan("ig run --help"), None);
+    }
+
+    fn specs() -> Vec<ParamSpec> {
+        let p = |key: &str, ty| ParamSpec {
+            key: key.into(),
+            full_name: format!("operator.oci.ebpf.{key}"),
+            description: format!("about {key}"),
+            default: String::new(),
+            ty,
+            group: "Gadget parameters".into(),
+        };
+        vec![
+            p(
+                "pid",
+                ParamType::Int {
+                    bits: 32,
+                    signed: false,
+                },
+            ),
+            p("ignore-failed", ParamType::Bool),
+            p("comm", ParamType::String { max_len: Some(15) }),
+            p("output", ParamType::Bool),
+        ]
+    }
+
+    fn parse(s: &str) -> Result<Vec<(String, String)>, clap::Error> {
+        let specs = specs();
+        let cmd = crate::cli::args::Cli::command().mut_subcommand("run", |c| augment(c, &specs));
+        let m = cmd.try_get_matches_from(argv(s))?;
+        Ok(given(m.subcommand_matches("run").unwrap(), &specs))
+    }
+
+    #[test]
+    fn gadget_flags_parse_and_bad_values_name_the_flag() {
+        assert_eq!(
+            parse("ig run x --pid 42 --ignore-failed --comm cat").unwrap(),
+            [
+                ("operator.oci.ebpf.pid".to_string(), "42".to_string()),
+                ("operator.oci.ebpf.ignore-failed".into(), "true".into()),
+                ("operator.oci.ebpf.comm".into(), "cat".into()),
+            ]
+        );
+        assert_eq!(
+            parse("ig run x --ignore-failed=false").unwrap(),
+            [(
+                "operator.oci.ebpf.ignore-failed".to_string(),
+                "false".to_string()
+            )]
+        );
+        assert_eq!(parse("ig run x").unwrap(), []);
+        let e = parse("ig run x --pid abc").unwrap_err();
+        assert!(
+            e.to_string().contains("--pid") && e.to_string().contains("not a number"),
+            "{e}"
+        );
+        let e = parse("ig run x --pid 99999999999").unwrap_err();
+        assert!(e.to_string().contains("out of range"), "{e}");
+        let e = parse("ig run x --nope 1").unwrap_err();
+        assert_eq!(e.kind(), clap::error::ErrorKind::UnknownArgument);
+        // The clashing gadget parameter was left out; -o still means output.
+        assert!(parse("ig run x --output json").unwrap().is_empty());
+    }
+}

@@ -1,0 +1,387 @@
+//! Parameters: what an operator or a gadget lets the user set, and the
+//! checking of the values given.
+//!
+//! Owns the description of a parameter ([`ParamSpec`]: key, type, default,
+//! help) and the parsing of a raw string into a typed [`ParamValue`], with
+//! errors that say what was expected. Does not own the command line (the CLI
+//! turns specs into flags) nor what a value does (each operator applies its
+//! own). Pure: no I/O.
+//!
+//! Names follow upstream: the user types the short `key` (`--pid`), the
+//! full name (`operator.oci.ebpf.pid`) is what config files and manifests
+//! use.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// The type of a parameter, which decides how its value is parsed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ParamType {
+    Bool,
+    /// An integer of `bits` bits.
+    Int {
+        bits: u8,
+        signed: bool,
+    },
+    /// A string of at most `max_len` bytes (a C `char[N]` holds N-1).
+    String {
+        max_len: Option<usize>,
+    },
+    /// `50ms`, `1s`, `2m`; a bare number is milliseconds.
+    Duration,
+    /// One of a fixed set of words.
+    Choice(Vec<String>),
+}
+
+impl ParamType {
+    /// A word for `--help` (`uint32`, `string`, ...).
+    pub fn name(&self) -> String {
+        match self {
+            Self::Bool => "bool".into(),
+            Self::Int { bits, signed: true } => format!("int{bits}"),
+            Self::Int {
+                bits,
+                signed: false,
+            } => format!("uint{bits}"),
+            Self::String { .. } => "string".into(),
+            Self::Duration => "duration".into(),
+            Self::Choice(c) => c.join("|"),
+        }
+    }
+}
+
+/// One parameter.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParamSpec {
+    /// The flag name, without dashes: `pid`, `ignore-failed`.
+    pub key: String,
+    /// `operator.<op>.<key>`, upstream's fully qualified name.
+    pub full_name: String,
+    pub description: String,
+    /// The default as the user would type it; empty for "unset".
+    pub default: String,
+    pub ty: ParamType,
+    /// Heading under which `--help` lists it.
+    pub group: String,
+}
+
+/// A checked value.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ParamValue {
+    Bool(bool),
+    Int(i128),
+    Str(String),
+    Duration(Duration),
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ParamError {
+    #[error("{value:?} is not a {expected}")]
+    Invalid { value: String, expected: String },
+    #[error("{value} is out of range for {ty} ({min}..={max})")]
+    OutOfRange {
+        value: String,
+        ty: String,
+        min: i128,
+        max: i128,
+    },
+    #[error("{value:?} is longer than {max} bytes")]
+    TooLong { value: String, max: usize },
+    #[error("unknown parameter {name}")]
+    Unknown { name: String },
+}
+
+impl ParamSpec {
+    /// Parse and check `raw` against the parameter's type.
+    pub fn parse(&self, raw: &str) -> Result<ParamValue, ParamError> {
+        let invalid = |expected: &str| ParamError::Invalid {
+            value: raw.to_owned(),
+            expected: expected.to_owned(),
+        };
+        match &self.ty {
+            ParamType::Bool => match raw.trim().to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" | "on" => Ok(ParamValue::Bool(true)),
+                "false" | "0" | "no" | "off" => Ok(ParamValue::Bool(false)),
+                _ => Err(invalid("boolean (true or false)")),
+            },
+            ParamType::Int { bits, signed } => {
+                let t = raw.trim();
+                let v: i128 = if let Some(hex) = t.strip_prefix("0x") {
+                    i128::from_str_radix(hex, 16).map_err(|_| invalid("number"))?
+                } else {
+                    t.parse().map_err(|_| invalid("number"))?
+                };
+                let (min, max) = int_range(*bits, *signed);
+                if v < min || v > max {
+                    return Err(ParamError::OutOfRange {
+                        value: t.to_owned(),
+                        ty: self.ty.name(),
+                        min,
+                        max,
+                    });
+                }
+                Ok(ParamValue::Int(v))
+            }
+            ParamType::String { max_len } => {
+                if let Some(max) = max_len
+                    && raw.len() > *max
+                {
+                    return Err(ParamError::TooLong {
+                        value: raw.to_owned(),
+                        max: *max,
+                    });
+                }
+                Ok(ParamValue::Str(raw.to_owned()))
+            }
+            ParamType::Duration => parse_duration(raw)
+                .map(ParamValue::Duration)
+                .map_err(|_| invalid("duration (examples: 50ms, 1s, 2m)")),
+            ParamType::Choice(choices) => {
+                if choices.iter().any(|c| c == raw) {
+                    Ok(ParamValue::Str(raw.to_owned()))
+                } else {
+                    Err(invalid(&format!("one of {}", choices.join(", "))))
+                }
+            }
+        }
+    }
+}
+
+fn int_range(bits: u8, signed: bool) -> (i128, i128) {
+    let bits = u32::from(bits.clamp(1, 64));
+    if signed {
+        (-(1i128 << (bits - 1)), (1i128 << (bits - 1)) - 1)
+    } else {
+        (0, (1i128 << bits) - 1)
+    }
+}
+
+/// `50ms`, `1s`, `2m`, `500us`, `10ns`, or a bare number of milliseconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?} (examples: 50ms, 1s, 0)"))?;
+    let secs = match unit {
+        "" | "ms" => n / 1e3,
+        "us" | "µs" => n / 1e6,
+        "ns" => n / 1e9,
+        "s" => n,
+        "m" => n * 60.0,
+        _ => {
+            return Err(format!(
+                "invalid duration unit in {s:?} (use ns, us, ms, s or m)"
+            ));
+        }
+    };
+    Duration::try_from_secs_f64(secs).map_err(|e| format!("invalid duration {s:?}: {e}"))
+}
+
+/// Checked values by full name. Parameters the user did not set hold
+/// their defaults (when they have one).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ParamValues {
+    values: BTreeMap<String, ParamValue>,
+}
+
+impl ParamValues {
+    /// Defaults of `specs`, then `given` (`(full name or key, raw value)`)
+    /// on top. Unknown names and bad values are errors.
+    pub fn resolve(
+        specs: &[ParamSpec],
+        given: &[(String, String)],
+    ) -> Result<Self, (String, ParamError)> {
+        let mut values = BTreeMap::new();
+        for s in specs {
+            if !s.default.is_empty() {
+                let v = s.parse(&s.default).map_err(|e| (s.full_name.clone(), e))?;
+                values.insert(s.full_name.clone(), v);
+            }
+        }
+        for (name, raw) in given {
+            let spec = specs
+                .iter()
+                .find(|s| s.full_name == *name || s.key == *name)
+                .ok_or_else(|| (name.clone(), ParamError::Unknown { name: name.clone() }))?;
+            let v = spec.parse(raw).map_err(|e| (spec.key.clone(), e))?;
+            values.insert(spec.full_name.clone(), v);
+        }
+        Ok(Self { values })
+    }
+
+    pub fn get(&self, full_name: &str) -> Option<&ParamValue> {
+        self.values.get(full_name)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &ParamValue)> {
+        self.values.iter().map(|(k, v)| (k.as_str(), v))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(ty: ParamType, default: &str) -> ParamSpec {
+        ParamSpec {
+            key: "k".into(),
+            full_name: "operator.x.k".into(),
+            description: String::new(),
+            default: default.into(),
+            ty,
+            group: "g".into(),
+        }
+    }
+
+    #[test]
+    fn parses_each_type_and_reports_why_not() {
+        let cases: &[(ParamType, &str, Result<ParamValue, &str>)] = &[
+            (ParamType::Bool, "true", Ok(ParamValue::Bool(true))),
+            (ParamType::Bool, "OFF", Ok(ParamValue::Bool(false))),
+            (
+                ParamType::Bool,
+                "maybe",
+                Err("\"maybe\" is not a boolean (true or false)"),
+            ),
+            (
+                ParamType::Int {
+                    bits: 32,
+                    signed: false,
+                },
+                "4294967295",
+                Ok(ParamValue::Int(4_294_967_295)),
+            ),
+            (
+                ParamType::Int {
+                    bits: 32,
+                    signed: false,
+                },
+                "0x10",
+                Ok(ParamValue::Int(16)),
+            ),
+            (
+                ParamType::Int {
+                    bits: 32,
+                    signed: false,
+                },
+                "4294967296",
+                Err("4294967296 is out of range for uint32 (0..=4294967295)"),
+            ),
+            (
+                ParamType::Int {
+                    bits: 32,
+                    signed: false,
+                },
+                "-1",
+                Err("-1 is out of range for uint32 (0..=4294967295)"),
+            ),
+            (
+                ParamType::Int {
+                    bits: 8,
+                    signed: true,
+                },
+                "-128",
+                Ok(ParamValue::Int(-128)),
+            ),
+            (
+                ParamType::Int {
+                    bits: 16,
+                    signed: true,
+                },
+                "abc",
+                Err("\"abc\" is not a number"),
+            ),
+            (
+                ParamType::String { max_len: Some(3) },
+                "abc",
+                Ok(ParamValue::Str("abc".into())),
+            ),
+            (
+                ParamType::String { max_len: Some(3) },
+                "abcd",
+                Err("\"abcd\" is longer than 3 bytes"),
+            ),
+            (
+                ParamType::Duration,
+                "2s",
+                Ok(ParamValue::Duration(Duration::from_secs(2))),
+            ),
+            (
+                ParamType::Duration,
+                "soon",
+                Err("\"soon\" is not a duration (examples: 50ms, 1s, 2m)"),
+            ),
+            (
+                ParamType::Choice(vec!["a".into(), "b".into()]),
+                "b",
+                Ok(ParamValue::Str("b".into())),
+            ),
+            (
+                ParamType::Choice(vec!["a".into(), "b".into()]),
+                "c",
+                Err("\"c\" is not a one of a, b"),
+            ),
+        ];
+        for (ty, raw, want) in cases {
+            let got = spec(ty.clone(), "").parse(raw).map_err(|e| e.to_string());
+            assert_eq!(got, want.clone().map_err(str::to_owned), "{ty:?} {raw}");
+        }
+    }
+
+    #[test]
+    fn values_start_from_defaults_and_accept_keys_or_full_names() {
+        let specs = vec![
+            spec(
+                ParamType::Int {
+                    bits: 32,
+                    signed: false,
+                },
+                "7",
+            ),
+            ParamSpec {
+                key: "comm".into(),
+                full_name: "operator.x.comm".into(),
+                ..spec(ParamType::String { max_len: None }, "")
+            },
+        ];
+        let v = ParamValues::resolve(&specs, &[]).unwrap();
+        assert_eq!(v.get("operator.x.k"), Some(&ParamValue::Int(7)));
+        assert_eq!(v.get("operator.x.comm"), None);
+        let v = ParamValues::resolve(
+            &specs,
+            &[
+                ("comm".into(), "cat".into()),
+                ("operator.x.k".into(), "9".into()),
+            ],
+        )
+        .unwrap();
+        assert_eq!(v.get("operator.x.k"), Some(&ParamValue::Int(9)));
+        assert_eq!(
+            v.get("operator.x.comm"),
+            Some(&ParamValue::Str("cat".into()))
+        );
+        let e = ParamValues::resolve(&specs, &[("nope".into(), "1".into())]).unwrap_err();
+        assert_eq!(
+            e.1,
+            ParamError::Unknown {
+                name: "nope".into()
+            }
+        );
+        let e = ParamValues::resolve(&specs, &[("k".into(), "x".into())]).unwrap_err();
+        assert_eq!(e.0, "k");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("50ms"), Ok(Duration::from_millis(50)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("250"), Ok(Duration::from_millis(250)));
+        assert!(parse_duration("5h").is_err());
+        assert!(parse_duration("-1s").is_err());
+    }
+}
