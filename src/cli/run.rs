@@ -25,6 +25,8 @@ const DEFAULT_RINGBUF: u32 = 256 * 1024;
 pub struct Prepared {
     pub reference: Reference,
     ebpf: EbpfOperator,
+    /// The gadget-independent operators (`operators::catalog`).
+    others: Vec<Box<dyn Operator>>,
     /// Every parameter of every operator of the run.
     pub specs: Vec<ParamSpec>,
 }
@@ -93,10 +95,9 @@ pub fn run(args: RunArgs, prepared: Prepared, given: &[(String, String)]) -> any
         wakeup_threshold,
         ringbuf_size: args.ringbuf_size,
     });
-    let ops: Vec<Box<dyn Operator>> = vec![
-        Box::new(ebpf),
-        Box::new(OutputOperator::new(args.output, shared(std::io::stdout()))),
-    ];
+    let mut ops: Vec<Box<dyn Operator>> = vec![Box::new(ebpf)];
+    ops.extend(others);
+    ops.push(Box::new(OutputOperator::new(args.output, shared(std::io::stdout()))));
     let context = || format!("running gadget {}", args.image);
     let mut pipeline = Pipeline::build(ops, &values).with_context(context)?;
     log::debug!("operators: {}", pipeline.operator_names().join(", "));
