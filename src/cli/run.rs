@@ -58,10 +58,13 @@ pub fn prepare(store: &Path, image: &str) -> anyhow::Result<Prepared> {
     )?;
     let ebpf = EbpfOperator::new(object, metadata, EbpfOptions::default())
         .with_context(|| format!("reading gadget {reference}"))?;
-    let specs = ebpf.params();
+    let others = crate::operators::catalog();
+    let mut specs = ebpf.params();
+    specs.extend(others.iter().flat_map(|o| o.params()));
     Ok(Prepared {
         reference,
         ebpf,
+        others,
         specs,
     })
 }
@@ -72,6 +75,7 @@ pub fn run(args: RunArgs, prepared: Prepared, given: &[(String, String)]) -> any
     let Prepared {
         reference,
         mut ebpf,
+        others,
         specs,
     } = prepared;
     let values = ParamValues::resolve(&specs, given)
@@ -97,7 +101,10 @@ pub fn run(args: RunArgs, prepared: Prepared, given: &[(String, String)]) -> any
     });
     let mut ops: Vec<Box<dyn Operator>> = vec![Box::new(ebpf)];
     ops.extend(others);
-    ops.push(Box::new(OutputOperator::new(args.output, shared(std::io::stdout()))));
+    ops.push(Box::new(OutputOperator::new(
+        args.output,
+        shared(std::io::stdout()),
+    )));
     let context = || format!("running gadget {}", args.image);
     let mut pipeline = Pipeline::build(ops, &values).with_context(context)?;
     log::debug!("operators: {}", pipeline.operator_names().join(", "));
