@@ -63,6 +63,8 @@ pub struct ParamSpec {
     pub ty: ParamType,
     /// Heading under which `--help` lists it.
     pub group: String,
+    /// A one-letter flag besides `--key` (upstream's alias): `F` for `-F`.
+    pub alias: Option<char>,
 }
 
 /// A checked value.
@@ -234,6 +236,7 @@ mod tests {
             default: default.into(),
             ty,
             group: "g".into(),
+            alias: None,
         }
     }
 

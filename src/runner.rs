@@ -159,6 +159,10 @@ pub fn run(
     // Whatever is pending in the kernel still belongs to the run.
     if reason != StopReason::OutputClosed {
         drain(p)?;
+        let (sources, dispatch) = p.parts();
+        for s in sources {
+            s.finish(dispatch)?;
+        }
         if let Some(StopReason::OutputClosed) = tick(p, &mut notice)? {
             p.stop()?;
             return Ok(StopReason::OutputClosed);

@@ -14,6 +14,7 @@
 //! | `gadget_iter_<ds>___<struct>___<prog>[___<prog>...]` | snapshotter (iterator programs) |
 //! | `gadget_snapshotter_...` | deprecated spelling of the above |
 //! | `gadget_mapiter_<ds>___<map>` | topper: a hash map drained periodically |
+//! | `gadget_program_fallback_<prog>___<other>` | load `<other>` if the kernel refuses `<prog>` |
 //!
 //! Markers of another type are ignored, as upstream does. Pure: reads BTF.
 
@@ -50,6 +51,8 @@ pub struct Contract {
     pub params: Vec<String>,
     pub iters: Vec<Iter>,
     pub map_iters: Vec<MapIter>,
+    /// `(primary, fallback)` program pairs.
+    pub fallbacks: Vec<(String, String)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -109,6 +112,10 @@ impl Contract {
                     struct_name: v[1].into(),
                     programs: v[2..].iter().map(|s| (*s).to_owned()).collect(),
                 });
+            } else if let Some(rest) = name.strip_prefix("gadget_program_fallback_") {
+                let [p, f] = parts::<2>(rest)
+                    .ok_or_else(|| malformed("gadget_program_fallback_<program>___<fallback>"))?;
+                c.fallbacks.push((p.into(), f.into()));
             } else if let Some(rest) = name.strip_prefix("gadget_mapiter_") {
                 let [ds, map] =
                     parts::<2>(rest).ok_or_else(|| malformed("gadget_mapiter_<name>___<map>"))?;
@@ -154,6 +161,24 @@ pub fn map_max_entries(btf: &Btf, map: &str) -> Option<u32> {
         crate::btf::Kind::Array(a) => Some(a.len),
         _ => None,
     }
+}
+
+/// The BTF key and value types of a BTF-defined map (`__type(key, K)`,
+/// `__type(value, V)` encode them as pointers to K and V), if declared.
+pub fn map_key_value(btf: &Btf, map: &str) -> Option<(crate::btf::TypeId, crate::btf::TypeId)> {
+    let var = btf.find_var(map)?;
+    let crate::btf::Kind::Var(v) = btf.kind(var).ok()? else {
+        return None;
+    };
+    let members = btf.members(v.ty).ok()?;
+    let target = |name: &str| {
+        let m = members.iter().find(|m| btf.str(m.name) == name)?;
+        match btf.kind(btf.skip_modifiers(m.ty).ok()?).ok()? {
+            crate::btf::Kind::Ptr(t) => btf.skip_modifiers(*t).ok(),
+            _ => None,
+        }
+    };
+    Some((target("key")?, target("value")?))
 }
 
 /// Split `s` on `___` into exactly `N` non-empty parts.

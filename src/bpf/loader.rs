@@ -1,19 +1,30 @@
 //! Loading a gadget object into the kernel and attaching its programs.
 //!
 //! The only file that calls aya to create kernel objects. Everything it
-//! creates (maps, programs, links) is owned by the returned
-//! [`LoadedGadget`] through file descriptors: dropping it (or the process
-//! dying, even by SIGKILL) releases all of it. We never pin, so nothing can
-//! outlive `ig`.
+//! creates (maps, programs, links, perf events, packet sockets) is owned by
+//! the returned [`LoadedGadget`] through file descriptors: dropping it (or
+//! the process dying, even by SIGKILL) releases all of it. We never pin, so
+//! nothing can outlive `ig`.
+//!
+//! What to attach where comes from a [`ProgramPlan`] (pure, `programs.rs`);
+//! this file carries it out, including the fallback from a program the
+//! kernel refuses to the alternative the gadget declared.
 
-use std::os::fd::{AsRawFd, RawFd};
+use std::collections::BTreeMap;
+use std::io::Read as _;
+use std::os::fd::{AsFd as _, AsRawFd, FromRawFd as _, OwnedFd, RawFd};
 use std::path::Path;
 
 use aya::maps::{MapData, PerCpuArray, RingBuf};
+use aya::programs::perf_event::{
+    HardwareEvent, PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent,
+};
+use aya::programs::uprobe::UProbeScope;
 use aya::programs::{Program, ProgramError};
 use aya::{Ebpf, EbpfLoader};
 
-use super::object::{ObjectInfo, ProgramInfo};
+use super::object::ObjectInfo;
+use super::programs::{Attach, PerfEventKind, ProgramPlan};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -44,12 +55,24 @@ pub enum LoadError {
         section: String,
         hint: String,
         #[source]
-        source: Box<ProgramError>,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     #[error(
-        "program {program}: section {section} is not supported (supported: {SUPPORTED_SECTIONS})"
+        "program {program} and its fallback {fallback} were both refused; the fallback's error follows ({primary_error})"
     )]
-    UnsupportedSection { program: String, section: String },
+    NoAlternative {
+        program: String,
+        fallback: String,
+        primary_error: String,
+        #[source]
+        source: Box<LoadError>,
+    },
+    #[error("program {program} (section {section}) is of a different kind in aya ({found})")]
+    KindMismatch {
+        program: String,
+        section: String,
+        found: String,
+    },
     #[error("program {program} is in the object's symbol table but aya did not load it")]
     MissingProgram { program: String },
     #[error("reading the kernel's BTF from /sys/kernel/btf/vmlinux (needed for {section})")]
@@ -65,6 +88,20 @@ pub enum LoadError {
         map: String,
         #[source]
         source: aya::maps::MapError,
+    },
+    #[error("map {map}: {message}")]
+    MapSize { map: String, message: String },
+    #[error("running iterator {program}")]
+    Iterator {
+        program: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("draining map {map}")]
+    Drain {
+        map: String,
+        #[source]
+        source: std::io::Error,
     },
 }
 
@@ -85,13 +122,11 @@ fn log_tail(log: &str, max: usize) -> String {
     )
 }
 
-/// Program sections we attach, for error messages.
-pub const SUPPORTED_SECTIONS: &str = "tracepoint/, tp/, raw_tracepoint/, raw_tp/, tp_btf/, kprobe/, kretprobe/, fentry/, fexit/, lsm/";
-
 /// How to load: the object plus the `.rodata` values to write before load.
 pub struct LoadSpec<'a> {
     pub object: &'a [u8],
     pub info: &'a ObjectInfo,
+    pub plan: &'a [ProgramPlan],
     /// `(variable, bytes)`: written into `.rodata`; variables the object does
     /// not have are ignored (headers differ between gadgets).
     pub globals: &'a [(String, Vec<u8>)],
@@ -102,10 +137,14 @@ pub struct LoadSpec<'a> {
 /// A loaded and attached gadget. Dropping it detaches and frees everything.
 pub struct LoadedGadget {
     ebpf: Ebpf,
+    /// Packet sockets socket filters are attached to (closing detaches).
+    sockets: Vec<OwnedFd>,
+    /// Plan entry of every program in use, by name.
+    in_use: BTreeMap<String, ProgramPlan>,
 }
 
 impl LoadedGadget {
-    /// Create the maps, load every program and attach each by its section.
+    /// Create the maps, load every program and attach each by its plan.
     /// On error, whatever was created is released before returning.
     pub fn load(spec: &LoadSpec<'_>) -> Result<Self, LoadError> {
         let mut loader = EbpfLoader::new();
@@ -115,23 +154,251 @@ impl LoadedGadget {
         for (name, n) in spec.max_entries {
             loader.map_max_entries(name, *n);
         }
-        let mut ebpf = loader.load(spec.object).map_err(|e| {
+        let ebpf = loader.load(spec.object).map_err(|e| {
             if is_eperm(&e) {
                 LoadError::Permission(e)
             } else {
                 LoadError::Prepare(e)
             }
         })?;
+        let mut g = Self {
+            ebpf,
+            sockets: Vec::new(),
+            in_use: BTreeMap::new(),
+        };
         let mut kernel_btf = None;
-        for p in &spec.info.programs {
-            let prog = ebpf
-                .program_mut(&p.name)
-                .ok_or_else(|| LoadError::MissingProgram {
-                    program: p.name.clone(),
-                })?;
-            load_and_attach(prog, p, &mut kernel_btf)?;
+        for p in spec.plan {
+            if p.is_fallback {
+                continue;
+            }
+            if p.attach == Attach::Disabled {
+                log::debug!(
+                    "program {} is disabled by its section ({})",
+                    p.name,
+                    p.section
+                );
+                continue;
+            }
+            match g.load_and_attach(p, &mut kernel_btf) {
+                Ok(()) => {
+                    log::debug!("attached {} ({})", p.name, p.section);
+                    g.in_use.insert(p.name.clone(), p.clone());
+                }
+                Err(first) => {
+                    let Some(fb) = p
+                        .fallback
+                        .as_ref()
+                        .and_then(|f| spec.plan.iter().find(|x| &x.name == f))
+                    else {
+                        return Err(first);
+                    };
+                    log::debug!(
+                        "program {} refused ({first}); using its fallback {} ({})",
+                        p.name,
+                        fb.name,
+                        fb.section
+                    );
+                    g.load_and_attach(fb, &mut kernel_btf).map_err(|e| {
+                        LoadError::NoAlternative {
+                            program: p.name.clone(),
+                            fallback: fb.name.clone(),
+                            primary_error: first.to_string(),
+                            source: Box::new(e),
+                        }
+                    })?;
+                    log::debug!(
+                        "attached {} ({}) instead of {}",
+                        fb.name,
+                        fb.section,
+                        p.name
+                    );
+                    g.in_use.insert(fb.name.clone(), fb.clone());
+                }
+            }
         }
-        Ok(Self { ebpf })
+        Ok(g)
+    }
+
+    /// Names of the programs loaded (after fallbacks), with their sections.
+    pub fn programs_in_use(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.in_use
+            .values()
+            .map(|p| (p.name.as_str(), p.section.as_str()))
+    }
+
+    fn load_and_attach(
+        &mut self,
+        p: &ProgramPlan,
+        kernel_btf: &mut Option<aya::Btf>,
+    ) -> Result<(), LoadError> {
+        let prog = self
+            .ebpf
+            .program_mut(&p.name)
+            .ok_or_else(|| LoadError::MissingProgram {
+                program: p.name.clone(),
+            })?;
+        let kind = p.section.split('/').next().unwrap_or_default();
+        let load_err = |source: ProgramError| load_error(p, kind, source);
+        let attach_err = |source: Box<dyn std::error::Error + Send + Sync>| LoadError::Attach {
+            program: p.name.clone(),
+            section: p.section.clone(),
+            hint: attach_hint(kind),
+            source,
+        };
+        let boxed = |e: ProgramError| -> Box<dyn std::error::Error + Send + Sync> { Box::new(e) };
+        let mismatch = |prog: &Program| LoadError::KindMismatch {
+            program: p.name.clone(),
+            section: p.section.clone(),
+            found: format!("{:?}", prog.prog_type()),
+        };
+        match (&p.attach, prog) {
+            (Attach::TracePoint { category, name }, Program::TracePoint(tp)) => {
+                tp.load().map_err(load_err)?;
+                tp.attach(category, name)
+                    .map_err(|e| attach_err(boxed(e)))?;
+            }
+            (Attach::RawTracePoint { name }, Program::RawTracePoint(tp)) => {
+                tp.load().map_err(load_err)?;
+                tp.attach(name).map_err(|e| attach_err(boxed(e)))?;
+            }
+            (Attach::BtfTracePoint { name }, Program::BtfTracePoint(tp)) => {
+                tp.load(name, kernel_btf_cached(kernel_btf, &p.section)?)
+                    .map_err(load_err)?;
+                tp.attach().map_err(|e| attach_err(boxed(e)))?;
+            }
+            (Attach::KProbe { function, .. }, Program::KProbe(kp)) => {
+                kp.load().map_err(load_err)?;
+                kp.attach(function, 0).map_err(|e| attach_err(boxed(e)))?;
+            }
+            (Attach::FEntry { function }, Program::FEntry(f)) => {
+                f.load(function, kernel_btf_cached(kernel_btf, &p.section)?)
+                    .map_err(load_err)?;
+                f.attach().map_err(|e| attach_err(boxed(e)))?;
+            }
+            (Attach::FExit { function }, Program::FExit(f)) => {
+                f.load(function, kernel_btf_cached(kernel_btf, &p.section)?)
+                    .map_err(load_err)?;
+                f.attach().map_err(|e| attach_err(boxed(e)))?;
+            }
+            (Attach::Lsm { hook }, Program::Lsm(l)) => {
+                l.load(hook, kernel_btf_cached(kernel_btf, &p.section)?)
+                    .map_err(load_err)?;
+                l.attach().map_err(|e| attach_err(boxed(e)))?;
+            }
+            (Attach::UProbe { target, symbol, .. }, Program::UProbe(u)) => {
+                u.load().map_err(load_err)?;
+                u.attach(symbol.as_str(), target, UProbeScope::AllProcesses)
+                    .map_err(|e| attach_err(boxed(e)))?;
+            }
+            (Attach::Iter { target }, Program::Iter(it)) => {
+                // Loaded now so the verifier speaks at start; attached and
+                // run on demand, once per snapshot (`run_iterator`).
+                it.load(target, kernel_btf_cached(kernel_btf, &p.section)?)
+                    .map_err(load_err)?;
+            }
+            (Attach::Socket, Program::SocketFilter(sf)) => {
+                sf.load().map_err(load_err)?;
+                let sock = packet_socket().map_err(|e| attach_err(Box::new(e)))?;
+                sf.attach(sock.as_fd()).map_err(|e| attach_err(boxed(e)))?;
+                self.sockets.push(sock);
+            }
+            (Attach::PerfEvent(cfg), Program::PerfEvent(pe)) => {
+                pe.load().map_err(load_err)?;
+                let config = match cfg.event {
+                    PerfEventKind::SoftwareCpuClock => {
+                        PerfEventConfig::Software(SoftwareEvent::CpuClock)
+                    }
+                    PerfEventKind::SoftwareTaskClock => {
+                        PerfEventConfig::Software(SoftwareEvent::TaskClock)
+                    }
+                    PerfEventKind::HardwareCpuCycles => {
+                        PerfEventConfig::Hardware(HardwareEvent::CpuCycles)
+                    }
+                    PerfEventKind::HardwareInstructions => {
+                        PerfEventConfig::Hardware(HardwareEvent::Instructions)
+                    }
+                };
+                for cpu in online_cpus() {
+                    pe.attach(
+                        config,
+                        PerfEventScope::AllProcessesOneCpu { cpu },
+                        SamplePolicy::Frequency(cfg.frequency),
+                        false,
+                    )
+                    .map_err(|e| attach_err(boxed(e)))?;
+                }
+            }
+            (Attach::Disabled, _) => {}
+            (_, prog) => return Err(mismatch(prog)),
+        }
+        Ok(())
+    }
+
+    /// Run iterator program `program` once and return everything it wrote.
+    pub fn run_iterator(&mut self, program: &str) -> Result<Vec<u8>, LoadError> {
+        let fail = |source: Box<dyn std::error::Error + Send + Sync>| LoadError::Iterator {
+            program: program.to_owned(),
+            source,
+        };
+        let Some(Program::Iter(it)) = self.ebpf.program_mut(program) else {
+            return Err(LoadError::MissingProgram {
+                program: program.to_owned(),
+            });
+        };
+        let id = it.attach().map_err(|e| fail(Box::new(e)))?;
+        let link = it.take_link(id).map_err(|e| fail(Box::new(e)))?;
+        let mut file = link.into_file().map_err(|e| fail(Box::new(e)))?;
+        let mut out = Vec::new();
+        file.read_to_end(&mut out).map_err(|e| fail(Box::new(e)))?;
+        Ok(out)
+    }
+
+    /// Take a hash map out of the object for periodic draining.
+    pub fn hash_map(
+        &mut self,
+        map: &str,
+        key_size: u32,
+        value_size: u32,
+    ) -> Result<HashDrain, LoadError> {
+        let m = self
+            .ebpf
+            .take_map(map)
+            .ok_or_else(|| LoadError::MissingMap {
+                map: map.to_owned(),
+            })?;
+        let data = match m {
+            aya::maps::Map::HashMap(d) | aya::maps::Map::LruHashMap(d) => d,
+            other => {
+                return Err(LoadError::MapSize {
+                    map: map.to_owned(),
+                    message: format!(
+                        "a map iterator needs a HASH or LRU_HASH map, not {}",
+                        map_kind(&other)
+                    ),
+                });
+            }
+        };
+        let info = data.info().map_err(|source| LoadError::Map {
+            map: map.to_owned(),
+            source,
+        })?;
+        if info.key_size() != key_size || info.value_size() != value_size {
+            return Err(LoadError::MapSize {
+                map: map.to_owned(),
+                message: format!(
+                    "key/value sizes in the kernel are {}/{} bytes, the BTF key and value structs are {key_size}/{value_size}",
+                    info.key_size(),
+                    info.value_size()
+                ),
+            });
+        }
+        Ok(HashDrain {
+            map: map.to_owned(),
+            data,
+            key_size: key_size as usize,
+            value_size: value_size as usize,
+            batch: true,
+        })
     }
 
     /// Take a ring buffer out of the object for reading.
@@ -162,6 +429,241 @@ impl LoadedGadget {
         })?;
         Ok(Some(LostCounter { arr, seen: 0, name }))
     }
+}
+
+/// A hash map drained at every interval: each call returns and removes
+/// every entry, as `key || value` records.
+pub struct HashDrain {
+    map: String,
+    data: MapData,
+    key_size: usize,
+    value_size: usize,
+    /// Whether `BPF_MAP_LOOKUP_AND_DELETE_BATCH` works here; cleared at the
+    /// first EINVAL/ENOTSUPP and the element-wise fallback is used instead.
+    batch: bool,
+}
+
+/// `bpf(2)` commands (`include/uapi/linux/bpf.h`).
+const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
+const BPF_MAP_GET_NEXT_KEY: libc::c_long = 4;
+const BPF_MAP_LOOKUP_AND_DELETE_ELEM: libc::c_long = 21;
+const BPF_MAP_LOOKUP_AND_DELETE_BATCH: libc::c_long = 25;
+const BPF_MAP_DELETE_ELEM: libc::c_long = 3;
+
+/// Entries asked for per batch call (upstream uses 100 too).
+const BATCH: u32 = 100;
+
+#[repr(C)]
+#[derive(Default)]
+struct BatchAttr {
+    in_batch: u64,
+    out_batch: u64,
+    keys: u64,
+    values: u64,
+    count: u32,
+    map_fd: u32,
+    elem_flags: u64,
+    flags: u64,
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct ElemAttr {
+    map_fd: u32,
+    _pad: u32,
+    key: u64,
+    value_or_next_key: u64,
+    flags: u64,
+}
+
+fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> std::io::Result<()> {
+    // SAFETY: `attr` is a properly laid out bpf_attr prefix for `cmd`, and
+    // every pointer in it refers to a live buffer of the size the kernel
+    // expects for this map.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd,
+            std::ptr::from_mut(attr),
+            std::mem::size_of::<T>(),
+        )
+    };
+    if rc < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+impl HashDrain {
+    /// Move every entry into `out` (appended as `key || value` records).
+    /// Returns the number of entries.
+    pub fn drain(&mut self, out: &mut Vec<u8>) -> Result<usize, LoadError> {
+        let map = self.map.clone();
+        let err = |source| LoadError::Drain { map, source };
+        if self.batch {
+            match self.drain_batch(out) {
+                Ok(n) => return Ok(n),
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOTSUP | 524)) => {
+                    // 524 is the kernel's ENOTSUPP: no batch ops for this map.
+                    log::debug!(
+                        "map {}: batch operations unavailable ({e}); draining element by element",
+                        self.map
+                    );
+                    self.batch = false;
+                }
+                Err(e) => return Err(err(e)),
+            }
+        }
+        self.drain_elements(out).map_err(err)
+    }
+
+    fn drain_batch(&mut self, out: &mut Vec<u8>) -> std::io::Result<usize> {
+        let fd = self.data.fd().as_fd().as_raw_fd();
+        let (ks, vs) = (self.key_size, self.value_size);
+        let mut keys = vec![0u8; ks * BATCH as usize];
+        let mut values = vec![0u8; vs * BATCH as usize];
+        // Hash maps use a bucket index as the batch token; 8 bytes cover it.
+        let mut token_in = [0u8; 8];
+        let mut token_out = [0u8; 8];
+        let mut total = 0;
+        let mut first = true;
+        loop {
+            let mut attr = BatchAttr {
+                in_batch: if first { 0 } else { token_in.as_ptr() as u64 },
+                out_batch: token_out.as_mut_ptr() as u64,
+                keys: keys.as_mut_ptr() as u64,
+                values: values.as_mut_ptr() as u64,
+                count: BATCH,
+                map_fd: fd as u32,
+                ..BatchAttr::default()
+            };
+            let res = bpf(BPF_MAP_LOOKUP_AND_DELETE_BATCH, &mut attr);
+            let n = attr.count as usize;
+            for i in 0..n {
+                out.extend_from_slice(&keys[i * ks..(i + 1) * ks]);
+                out.extend_from_slice(&values[i * vs..(i + 1) * vs]);
+            }
+            total += n;
+            match res {
+                Ok(()) => {}
+                // ENOENT: no more entries; the count above was the last batch.
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(total),
+                Err(e) => return Err(e),
+            }
+            token_in = token_out;
+            first = false;
+        }
+    }
+
+    fn drain_elements(&mut self, out: &mut Vec<u8>) -> std::io::Result<usize> {
+        let fd = self.data.fd().as_fd().as_raw_fd() as u32;
+        let (ks, vs) = (self.key_size, self.value_size);
+        // Collect the keys first: deleting while walking restarts the walk.
+        let mut keys: Vec<Vec<u8>> = Vec::new();
+        let mut next = vec![0u8; ks];
+        let mut prev: Option<Vec<u8>> = None;
+        loop {
+            let mut attr = ElemAttr {
+                map_fd: fd,
+                key: prev.as_ref().map_or(0, |k| k.as_ptr() as u64),
+                value_or_next_key: next.as_mut_ptr() as u64,
+                ..ElemAttr::default()
+            };
+            match bpf(BPF_MAP_GET_NEXT_KEY, &mut attr) {
+                Ok(()) => {
+                    keys.push(next.clone());
+                    prev = Some(next.clone());
+                }
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => break,
+                Err(e) => return Err(e),
+            }
+        }
+        let mut value = vec![0u8; vs];
+        let mut n = 0;
+        for k in &keys {
+            let mut attr = ElemAttr {
+                map_fd: fd,
+                key: k.as_ptr() as u64,
+                value_or_next_key: value.as_mut_ptr() as u64,
+                ..ElemAttr::default()
+            };
+            let res = match bpf(BPF_MAP_LOOKUP_AND_DELETE_ELEM, &mut attr) {
+                // Older kernels: look up, then delete.
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                    bpf(BPF_MAP_LOOKUP_ELEM, &mut attr).and_then(|()| {
+                        let mut del = ElemAttr {
+                            map_fd: fd,
+                            key: k.as_ptr() as u64,
+                            ..ElemAttr::default()
+                        };
+                        bpf(BPF_MAP_DELETE_ELEM, &mut del)
+                    })
+                }
+                r => r,
+            };
+            match res {
+                Ok(()) => {
+                    out.extend_from_slice(k);
+                    out.extend_from_slice(&value);
+                    n += 1;
+                }
+                // Deleted by the program in the meantime.
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// The name of a map's kind, for messages (`Debug` of the variant).
+fn map_kind(m: &aya::maps::Map) -> String {
+    let d = format!("{m:?}");
+    d.split('(').next().unwrap_or(&d).to_owned()
+}
+
+/// A raw packet socket on every interface of the host network namespace,
+/// for socket filters. Non-blocking, and never read: the filters return 0,
+/// so nothing queues on it.
+fn packet_socket() -> std::io::Result<OwnedFd> {
+    let proto = (libc::ETH_P_ALL as u16).to_be();
+    // SAFETY: plain socket(2); the fd is owned right away.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_PACKET,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+            i32::from(proto),
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh descriptor nobody else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// CPUs to open per-CPU perf events on (`/sys/devices/system/cpu/online`,
+/// e.g. `0-3,6`).
+fn online_cpus() -> Vec<u32> {
+    let text =
+        std::fs::read_to_string("/sys/devices/system/cpu/online").unwrap_or_else(|_| "0".into());
+    parse_cpu_list(&text)
+}
+
+fn parse_cpu_list(text: &str) -> Vec<u32> {
+    let mut cpus = Vec::new();
+    for part in text.trim().split(',').filter(|p| !p.is_empty()) {
+        match part.split_once('-') {
+            Some((a, b)) => {
+                if let (Ok(a), Ok(b)) = (a.parse::<u32>(), b.parse::<u32>()) {
+                    cpus.extend(a..=b.min(a.saturating_add(4096)));
+                }
+            }
+            None => cpus.extend(part.parse::<u32>().ok()),
+        }
+    }
+    cpus
 }
 
 /// A ring buffer we read samples from.
@@ -219,18 +721,10 @@ fn is_eperm(e: &aya::EbpfError) -> bool {
     false
 }
 
-/// `kind/rest` split of a section name.
-fn split_section(section: &str) -> (&str, &str) {
-    section.split_once('/').unwrap_or((section, ""))
-}
-
-fn load_and_attach(
-    prog: &mut Program,
-    p: &ProgramInfo,
-    kernel_btf: &mut Option<aya::Btf>,
-) -> Result<(), LoadError> {
-    let (kind, target) = split_section(&p.section);
-    let load_err = |source: ProgramError| match source {
+/// The error for a program the kernel would not load: the verifier's log
+/// when there is one, else the errno with a hint on the usual cause.
+fn load_error(p: &ProgramPlan, kind: &str, source: ProgramError) -> LoadError {
+    match source {
         ProgramError::LoadError {
             io_error,
             verifier_log,
@@ -250,54 +744,7 @@ fn load_and_attach(
                 other => Box::new(other),
             },
         },
-    };
-    let attach_err = |source: ProgramError| LoadError::Attach {
-        program: p.name.clone(),
-        section: p.section.clone(),
-        hint: attach_hint(kind),
-        source: Box::new(source),
-    };
-    let unsupported = || LoadError::UnsupportedSection {
-        program: p.name.clone(),
-        section: p.section.clone(),
-    };
-    match (kind, prog) {
-        ("tracepoint" | "tp", Program::TracePoint(tp)) => {
-            let (category, name) = target.split_once('/').ok_or_else(unsupported)?;
-            tp.load().map_err(load_err)?;
-            tp.attach(category, name).map_err(attach_err)?;
-        }
-        ("raw_tracepoint" | "raw_tp", Program::RawTracePoint(tp)) => {
-            tp.load().map_err(load_err)?;
-            tp.attach(target).map_err(attach_err)?;
-        }
-        ("tp_btf", Program::BtfTracePoint(tp)) => {
-            tp.load(target, kernel_btf_cached(kernel_btf, &p.section)?)
-                .map_err(load_err)?;
-            tp.attach().map_err(attach_err)?;
-        }
-        ("kprobe" | "kretprobe", Program::KProbe(kp)) => {
-            kp.load().map_err(load_err)?;
-            kp.attach(target, 0).map_err(attach_err)?;
-        }
-        ("fentry", Program::FEntry(f)) => {
-            f.load(target, kernel_btf_cached(kernel_btf, &p.section)?)
-                .map_err(load_err)?;
-            f.attach().map_err(attach_err)?;
-        }
-        ("fexit", Program::FExit(f)) => {
-            f.load(target, kernel_btf_cached(kernel_btf, &p.section)?)
-                .map_err(load_err)?;
-            f.attach().map_err(attach_err)?;
-        }
-        ("lsm", Program::Lsm(l)) => {
-            l.load(target, kernel_btf_cached(kernel_btf, &p.section)?)
-                .map_err(load_err)?;
-            l.attach().map_err(attach_err)?;
-        }
-        _ => return Err(unsupported()),
     }
-    Ok(())
 }
 
 /// The kernel's BTF, read once per load and only when a program needs it.
@@ -345,16 +792,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sections_split_into_kind_and_target() {
-        assert_eq!(
-            split_section("tracepoint/syscalls/sys_enter_execve"),
-            ("tracepoint", "syscalls/sys_enter_execve")
-        );
-        assert_eq!(
-            split_section("raw_tp/sched_switch"),
-            ("raw_tp", "sched_switch")
-        );
-        assert_eq!(split_section("socket"), ("socket", ""));
+    fn cpu_lists() {
+        assert_eq!(parse_cpu_list("0-3,6\n"), [0, 1, 2, 3, 6]);
+        assert_eq!(parse_cpu_list("0"), [0]);
+        assert_eq!(parse_cpu_list("x,1-"), Vec::<u32>::new());
     }
 
     #[test]

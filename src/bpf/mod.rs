@@ -15,4 +15,5 @@ pub mod loader;
 pub mod object;
 pub mod params;
 pub mod privileges;
+pub mod programs;
 pub mod schema;

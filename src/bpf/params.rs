@@ -167,6 +167,7 @@ impl EbpfParam {
                     default: String::new(),
                     ty,
                     group: GROUP.to_owned(),
+                    alias: None,
                 },
                 encoding,
             };

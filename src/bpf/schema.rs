@@ -59,35 +59,67 @@ pub fn schema_from_btf(
     kind: SourceKind,
     meta: Option<&DataSourceMeta>,
 ) -> Result<(SchemaBuilder, Warnings), SchemaFromBtfError> {
-    let btf_err = |source| SchemaFromBtfError::Btf {
-        source_name: source_name.to_owned(),
-        struct_name: struct_name.to_owned(),
-        source,
-    };
     let id = btf
         .find_struct(struct_name)
         .ok_or_else(|| SchemaFromBtfError::StructNotFound {
             source_name: source_name.to_owned(),
             struct_name: struct_name.to_owned(),
         })?;
-    let size = btf.size_of(id).map_err(btf_err)?;
+    schema_from_structs(btf, source_name, &[id], kind, meta)
+}
+
+/// Like [`schema_from_btf`] for a record made of several structs laid end to
+/// end (a map iterator's `key || value`): the members of all of them become
+/// top-level fields.
+pub fn schema_from_structs(
+    btf: &Btf,
+    source_name: &str,
+    structs: &[TypeId],
+    kind: SourceKind,
+    meta: Option<&DataSourceMeta>,
+) -> Result<(SchemaBuilder, Warnings), SchemaFromBtfError> {
+    let names: Vec<&str> = structs
+        .iter()
+        .map(|id| btf.name_of(*id).unwrap_or("?"))
+        .collect();
+    let struct_name = names.join(" + ");
+    let btf_err = |source| SchemaFromBtfError::Btf {
+        source_name: source_name.to_owned(),
+        struct_name: struct_name.clone(),
+        source,
+    };
+    let sizes = structs
+        .iter()
+        .map(|id| btf.size_of(*id))
+        .collect::<Result<Vec<u32>, _>>()
+        .map_err(btf_err)?;
+    let total = sizes
+        .iter()
+        .try_fold(0u32, |a, s| a.checked_add(*s))
+        .ok_or_else(|| {
+            btf_err(BtfError::SizeOverflow {
+                id: structs.first().copied().unwrap_or(0),
+            })
+        })?;
     let mut w = Walk {
         btf,
-        b: SchemaBuilder::new(source_name, kind, size),
+        b: SchemaBuilder::new(source_name, kind, total),
         warnings: Warnings::default(),
     };
-    w.members(id, 0, "", None, 0).map_err(|e| match e {
-        WalkError::Btf(e) => btf_err(e),
-        WalkError::TooDeep => SchemaFromBtfError::TooDeep {
-            source_name: source_name.to_owned(),
-            struct_name: struct_name.to_owned(),
-        },
-        WalkError::Schema(e) => SchemaFromBtfError::Schema(e),
-    })?;
+    let mut base = 0;
+    for (id, size) in structs.iter().zip(&sizes) {
+        w.members(*id, base, "", None, 0).map_err(|e| match e {
+            WalkError::Btf(e) => btf_err(e),
+            WalkError::TooDeep => SchemaFromBtfError::TooDeep {
+                source_name: source_name.to_owned(),
+                struct_name: struct_name.clone(),
+            },
+            WalkError::Schema(e) => SchemaFromBtfError::Schema(e),
+        })?;
+        base += size;
+    }
     let Walk {
-        mut b,
-        mut warnings,
-        ..
+        mut b, warnings, ..
     } = w;
     templates::apply(&mut b);
     if let Some(meta) = meta {
@@ -100,15 +132,9 @@ pub fn schema_from_btf(
                         .annotations
                         .extend(fm.annotations.iter().map(|(k, v)| (k.clone(), v.clone())));
                 }
-                None => warnings.0.push(format!(
-                    "gadget.yaml: data source {source_name} has no field {field} (its fields: {})",
-                    b.schema()
-                        .fields()
-                        .iter()
-                        .map(|f| f.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )),
+                // Perhaps a field an operator adds later (`error` next to
+                // `error_raw`); the pipeline warns if none does.
+                None => b.annotate_later(field.clone(), fm.annotations.clone()),
             }
         }
     }
@@ -386,7 +412,7 @@ mod tests {
     }
 
     #[test]
-    fn gadget_yaml_annotations_win_and_unknown_fields_warn() {
+    fn gadget_yaml_annotations_win_and_unknown_fields_wait() {
         let mut meta = DataSourceMeta::default();
         meta.annotations
             .insert("cli.clear-screen-before".into(), "true".into());
@@ -395,7 +421,7 @@ mod tests {
             .insert("columns.alias".into(), "command".into());
         meta.fields.insert("proc.comm".into(), fm);
         meta.fields.insert("nope".into(), FieldMeta::default());
-        let (b, warnings) = schema_from_btf(
+        let (b, _) = schema_from_btf(
             &event_btf(),
             "exec",
             "event",
@@ -403,6 +429,8 @@ mod tests {
             Some(&meta),
         )
         .unwrap();
+        // Kept for a field an operator may add; the pipeline warns otherwise.
+        assert_eq!(b.unclaimed_annotations().collect::<Vec<_>>(), ["nope"]);
         let s = b.build();
         assert_eq!(
             s.field(s.field_by_name("proc.comm").unwrap())
@@ -410,10 +438,6 @@ mod tests {
             Some("command")
         );
         assert_eq!(s.annotations["cli.clear-screen-before"], "true");
-        assert!(
-            warnings.0.iter().any(|w| w.contains("no field nope")),
-            "{warnings:?}"
-        );
     }
 
     #[test]

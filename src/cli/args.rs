@@ -56,6 +56,12 @@ pub struct RunArgs {
     #[arg(short, long, value_enum, default_value = "columns")]
     pub output: OutputMode,
 
+    /// Fields to print: `a,b` exactly these (full names like proc.comm, or
+    /// column names); `+a,-b` added to or removed from the defaults; per
+    /// data source `ds:a,b;ds2:+c`.
+    #[arg(long, value_name = "FIELDS", value_parser = |s: &str| crate::output::FieldsSpec::parse(s).map_err(|e| e.to_string()))]
+    pub fields: Option<crate::output::FieldsSpec>,
+
     /// Stop after this many seconds (default: run until Ctrl-C).
     #[arg(short, long, value_name = "SECONDS")]
     pub timeout: Option<u64>,

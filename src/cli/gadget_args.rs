@@ -83,6 +83,8 @@ pub fn augment(run: Command, specs: &[ParamSpec]) -> Command {
         let taken = run
             .get_arguments()
             .any(|a| a.get_long() == Some(s.key.as_str()) || a.get_id() == s.full_name.as_str());
+        let short_taken = |c: char| run.get_arguments().any(|a| a.get_short() == Some(c));
+        let short = s.alias.filter(|c| !short_taken(*c));
         if taken {
             log::warn!(
                 "gadget parameter --{} clashes with a flag of ig run and cannot be set",
@@ -102,6 +104,9 @@ pub fn augment(run: Command, specs: &[ParamSpec]) -> Command {
             .value_name(s.ty.name().to_uppercase())
             .action(ArgAction::Set)
             .value_parser(move |v: &str| spec.parse(v).map(|_| v.to_owned()));
+        if let Some(c) = short {
+            arg = arg.short(c);
+        }
         if s.ty == ParamType::Bool {
             // `--ignore-failed` alone means true; `--ignore-failed=false` too.
             arg = arg
@@ -170,6 +175,7 @@ mod tests {
             default: String::new(),
             ty,
             group: "Gadget parameters".into(),
+            alias: (key == "comm").then_some('C'),
         };
         vec![
             p(
@@ -195,7 +201,7 @@ mod tests {
     #[test]
     fn gadget_flags_parse_and_bad_values_name_the_flag() {
         assert_eq!(
-            parse("ig run x --pid 42 --ignore-failed --comm cat").unwrap(),
+            parse("ig run x --pid 42 --ignore-failed -C cat").unwrap(),
             [
                 ("operator.oci.ebpf.pid".to_string(), "42".to_string()),
                 ("operator.oci.ebpf.ignore-failed".into(), "true".into()),

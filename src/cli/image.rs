@@ -30,9 +30,12 @@ pub fn image(store: &Path, cmd: ImageCommand) -> anyhow::Result<()> {
             let desc = store.add_gadget_image(&reference, image).with_context(|| {
                 format!("writing image {reference} into {}", store.root().display())
             })?;
-            if built.contract.tracers.is_empty() {
+            if built.contract.tracers.is_empty()
+                && built.contract.iters.is_empty()
+                && built.contract.map_iters.is_empty()
+            {
                 log::warn!(
-                    "the gadget declares no GADGET_TRACER: `ig run` will have nothing to show"
+                    "the gadget declares no data source (GADGET_TRACER, GADGET_ITER, GADGET_MAPITER): `ig run` will have nothing to show"
                 );
             }
             logger::stdout_line(&format!("Successfully built {reference}@{}", desc.digest));

@@ -7,7 +7,13 @@ struct Stderr;
 
 impl log::Log for Stderr {
     fn enabled(&self, m: &log::Metadata<'_>) -> bool {
+        // `-v` is about ig; libraries' debug chatter (aya's feature probes)
+        // only shows with `-vv`.
+        let ours = m.target() == "ig" || m.target().starts_with("ig::");
         m.level() <= log::max_level()
+            && (ours
+                || m.level() <= log::Level::Info
+                || log::max_level() == log::LevelFilter::Trace)
     }
     fn log(&self, r: &log::Record<'_>) {
         if !self.enabled(r.metadata()) {

@@ -101,13 +101,18 @@ pub fn run(args: RunArgs, prepared: Prepared, given: &[(String, String)]) -> any
     });
     let mut ops: Vec<Box<dyn Operator>> = vec![Box::new(ebpf)];
     ops.extend(others);
-    ops.push(Box::new(OutputOperator::new(
-        args.output,
-        shared(std::io::stdout()),
-    )));
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    ops.push(Box::new(
+        OutputOperator::new(args.output, shared(std::io::stdout()))
+            .on_terminal(terminal)
+            .with_fields(args.fields.clone()),
+    ));
     let context = || format!("running gadget {}", args.image);
     let mut pipeline = Pipeline::build(ops, &values).with_context(context)?;
     log::debug!("operators: {}", pipeline.operator_names().join(", "));
+    for w in pipeline.warnings() {
+        log::warn!("{w}");
+    }
     pipeline.start().with_context(context)?;
     log::debug!("{reference} started");
 
@@ -120,14 +125,16 @@ pub fn run(args: RunArgs, prepared: Prepared, given: &[(String, String)]) -> any
         Notice::Lost { source, count } => {
             lost_total += count;
             log::warn!(
-                "{count} events of data source {source} were lost (ring buffer full; try --ringbuf-size)"
+                "data source {source}: {count} events lost (the ring buffer was full; a larger --ringbuf-size helps)"
             );
         }
     })
     .with_context(context)?;
     log::debug!("stopped: {reason:?}");
     if lost_total > 0 {
-        log::warn!("{lost_total} events were lost in total");
+        // Worded without "N lost" so that tools summing the lines above do
+        // not count these events twice.
+        log::warn!("events lost during this run: {lost_total} in total");
     }
     if reason == StopReason::OutputClosed {
         log::debug!("output closed by its reader");

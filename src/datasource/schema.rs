@@ -111,6 +111,10 @@ pub struct FieldDef {
     pub annotations: BTreeMap<String, String>,
     /// Hidden from every output (members whose names start with `__`).
     pub hidden: bool,
+    /// Display position: printers show fields sorted by `(order, id)`. It is
+    /// the field's index unless an operator placed a derived field next to
+    /// its source ([`SchemaBuilder::add_owned_sibling`]).
+    pub order: u32,
 }
 
 impl FieldDef {
@@ -125,6 +129,20 @@ impl FieldDef {
 
     pub fn annotation(&self, key: &str) -> Option<&str> {
         self.annotations.get(key).map(String::as_str)
+    }
+
+    /// Set `key` unless it is already set (by `gadget.yaml`, which wins).
+    pub fn default_annotation(&mut self, key: &str, value: &str) {
+        if !self.annotations.contains_key(key) {
+            self.annotations.insert(key.to_owned(), value.to_owned());
+        }
+    }
+
+    /// Whether tables leave this field out by default.
+    pub fn hidden_in_tables(&self) -> bool {
+        self.hidden
+            || self.kind == FieldKind::Struct
+            || self.annotation("columns.hidden") == Some("true")
     }
 }
 
@@ -203,6 +221,20 @@ impl Schema {
     pub fn owned_slots(&self) -> usize {
         usize::from(self.owned_slots)
     }
+
+    /// Every field in display order: by `order`, ties in schema order.
+    pub fn display_order(&self) -> Vec<FieldId> {
+        let mut ids: Vec<FieldId> = self.ids().collect();
+        ids.sort_by_key(|id| (self.field(*id).order, *id));
+        ids
+    }
+
+    /// Direct children of `parent` in display order.
+    pub fn children_in_display_order(&self, parent: Option<FieldId>) -> Vec<FieldId> {
+        let mut ids: Vec<FieldId> = self.children(parent).collect();
+        ids.sort_by_key(|id| (self.field(*id).order, *id));
+        ids
+    }
 }
 
 /// Mutable form of a [`Schema`], alive only during set-up. Operators append
@@ -211,6 +243,10 @@ impl Schema {
 #[derive(Debug)]
 pub struct SchemaBuilder {
     schema: Schema,
+    /// `gadget.yaml` annotations of fields that do not exist yet: an
+    /// operator may add them later (`error` next to `error_raw`). They are
+    /// applied when the field is added, before the operator's defaults.
+    pending: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 impl SchemaBuilder {
@@ -224,7 +260,20 @@ impl SchemaBuilder {
                 fields: Vec::new(),
                 owned_slots: 0,
             },
+            pending: BTreeMap::new(),
         }
+    }
+
+    /// Keep `annotations` for field `name`, which does not exist yet; they
+    /// are applied if an operator adds it (upstream applies gadget.yaml to
+    /// fields added later in the same way).
+    pub fn annotate_later(&mut self, name: String, annotations: BTreeMap<String, String>) {
+        self.pending.entry(name).or_default().extend(annotations);
+    }
+
+    /// Names of fields annotated in advance that no one added.
+    pub fn unclaimed_annotations(&self) -> impl Iterator<Item = &str> {
+        self.pending.keys().map(String::as_str)
     }
 
     pub fn schema(&self) -> &Schema {
@@ -278,6 +327,28 @@ impl SchemaBuilder {
         Ok(id)
     }
 
+    /// Add an owned field next to `of`: under the same parent (`short` is
+    /// the last component of its name) and shown at the same place. Set
+    /// default annotations on the result with [`FieldDef::default_annotation`]
+    /// so that `gadget.yaml` still wins.
+    pub fn add_owned_sibling(
+        &mut self,
+        short: &str,
+        kind: FieldKind,
+        of: FieldId,
+    ) -> Result<FieldId, SchemaError> {
+        let src = self.schema.field(of);
+        let parent = src.parent;
+        let order = src.order;
+        let name = match parent {
+            Some(p) => format!("{}.{short}", self.schema.field(p).name),
+            None => short.to_owned(),
+        };
+        let id = self.add_owned(name, kind, parent)?;
+        self.schema.fields[id.index()].order = order;
+        Ok(id)
+    }
+
     fn push(
         &mut self,
         name: String,
@@ -299,14 +370,17 @@ impl SchemaBuilder {
             });
         }
         let hidden = name.rsplit('.').next().is_some_and(|n| n.starts_with("__"));
+        let annotations = self.pending.remove(&name).unwrap_or_default();
+        let order = u32::try_from(self.schema.fields.len()).unwrap_or(u32::MAX);
         self.schema.fields.push(FieldDef {
             name,
             kind,
             loc,
             parent,
             tags: Vec::new(),
-            annotations: BTreeMap::new(),
+            annotations,
             hidden,
+            order,
         });
         Ok(FieldId((self.schema.fields.len() - 1) as u16))
     }
@@ -344,6 +418,42 @@ mod tests {
             vec![proc, hidden, user]
         );
         assert_eq!(s.children(Some(proc)).collect::<Vec<_>>(), vec![pid]);
+    }
+
+    #[test]
+    fn siblings_take_their_source_place_and_early_annotations() {
+        let mut b = SchemaBuilder::new("open", SourceKind::Single, 12);
+        let proc = b
+            .add_raw("proc".into(), FieldKind::Struct, 0, 4, None)
+            .unwrap();
+        let uid = b
+            .add_raw("proc.uid".into(), FieldKind::U32, 0, 4, Some(proc))
+            .unwrap();
+        let err = b
+            .add_raw("error_raw".into(), FieldKind::U32, 4, 4, None)
+            .unwrap();
+        let fd = b.add_raw("fd".into(), FieldKind::U32, 8, 4, None).unwrap();
+        let mut yaml = BTreeMap::new();
+        yaml.insert("columns.width".to_owned(), "9".to_owned());
+        b.annotate_later("error".into(), yaml.clone());
+        b.annotate_later("never".into(), yaml);
+        let error = b
+            .add_owned_sibling("error", FieldKind::String, err)
+            .unwrap();
+        b.field_mut(error).default_annotation("columns.width", "12");
+        b.field_mut(error)
+            .default_annotation("description", "errno name");
+        let user = b.add_owned_sibling("user", FieldKind::String, uid).unwrap();
+        assert_eq!(b.unclaimed_annotations().collect::<Vec<_>>(), ["never"]);
+        let s = b.build();
+        assert_eq!(s.field(user).name, "proc.user");
+        assert_eq!(s.field(user).parent, Some(proc));
+        assert_eq!(s.field(error).annotation("columns.width"), Some("9"));
+        assert_eq!(s.field(error).annotation("description"), Some("errno name"));
+        assert_eq!(s.display_order(), [proc, uid, user, err, error, fd]);
+        assert_eq!(s.children_in_display_order(None), [proc, err, error, fd]);
+        assert!(s.field(proc).hidden_in_tables());
+        assert!(!s.field(fd).hidden_in_tables());
     }
 
     #[test]

@@ -101,6 +101,23 @@ impl Event {
         }
     }
 
+    /// The owned string of `field`, emptied, to format a value into in
+    /// place: after the first event its capacity is reused, so formatting
+    /// does not allocate. `None` for a field that is not owned.
+    pub fn str_buf(&mut self, field: &FieldDef) -> Option<&mut String> {
+        let v = self.owned_mut(field)?;
+        if !matches!(v, Value::Str(_)) {
+            *v = Value::Str(String::new());
+        }
+        match v {
+            Value::Str(buf) => {
+                buf.clear();
+                Some(buf)
+            }
+            _ => None,
+        }
+    }
+
     /// Set an owned string field, reusing the previous buffer.
     pub fn set_str(&mut self, field: &FieldDef, s: &str) {
         if let Some(v) = self.owned_mut(field) {
@@ -177,6 +194,23 @@ mod tests {
         assert_eq!(ev.get(s.field(user)), ValueRef::Str(b""));
         // A long one is truncated and says so.
         assert!(ev.set_raw(&[1; 40]));
+    }
+
+    #[test]
+    fn str_buf_formats_in_place_and_keeps_capacity() {
+        use std::fmt::Write as _;
+        let mut b = SchemaBuilder::new("t", SourceKind::Single, 4);
+        let raw = b.add_raw("n".into(), FieldKind::U32, 0, 4, None).unwrap();
+        let f = b.add_owned("f".into(), FieldKind::String, None).unwrap();
+        let s = b.build();
+        let mut ev = Event::new(&s);
+        assert!(ev.str_buf(s.field(raw)).is_none());
+        write!(ev.str_buf(s.field(f)).unwrap(), "x{}", 42).unwrap();
+        assert_eq!(ev.get(s.field(f)), ValueRef::Str(b"x42"));
+        let cap = ev.str_buf(s.field(f)).unwrap().capacity();
+        ev.set_raw(&[0; 4]);
+        let buf = ev.str_buf(s.field(f)).unwrap();
+        assert!(buf.is_empty() && buf.capacity() == cap);
     }
 
     #[test]

@@ -1,27 +1,39 @@
 //! The eBPF image operator (priority 0): turns a gadget object into data
 //! sources and feeds their events into the chain.
 //!
-//! Instantiate (no kernel): parse the object, find the contract markers,
-//! build one schema per tracer from BTF plus `gadget.yaml`. Start (kernel):
-//! load and attach through `bpf::loader`, take the ring buffers. While
-//! running it is the chain's [`Source`]: each drain copies every pending
-//! sample into a reused [`Event`] and dispatches it; each tick reads the
-//! `<map>_lost_samples` counters. Stop drops every kernel object.
+//! New (no kernel): parse the object, find the contract markers, plan how
+//! every program attaches, list the gadget's parameters. Instantiate (no
+//! kernel): one schema per data source from BTF plus `gadget.yaml`. Start
+//! (kernel): load and attach through `bpf::loader`. While running it is the
+//! chain's [`Source`]:
 //!
-//! Reads: the object's BTF and `.rodata`, `gadget.yaml` `datasources`.
-//! Writes: one data source per `GADGET_TRACER`.
+//! - tracers (`GADGET_TRACER`): each drain copies every pending ring-buffer
+//!   sample into a reused [`Event`] and dispatches it; each tick reads the
+//!   `<map>_lost_samples` counters;
+//! - snapshotters (`GADGET_ITER`): the first drain runs the iterator
+//!   programs once and dispatches their records as one array;
+//! - toppers (`GADGET_MAPITER`): every `--map-fetch-interval` the hash map is
+//!   drained (lookup-and-delete in batches) into one array, up to
+//!   `--map-fetch-count` times.
+//!
+//! Stop drops every kernel object.
+//!
+//! Reads: the object's BTF and `.rodata`, `gadget.yaml` `datasources` and
+//! `programs`. Writes: one data source per tracer, snapshotter and topper.
 
 use std::os::fd::RawFd;
+use std::time::{Duration, Instant};
 
-use crate::bpf::contract::{Contract, Tracer, map_max_entries};
-use crate::bpf::loader::{LoadSpec, LoadedGadget, LostCounter, RingBuffer};
-use crate::bpf::object::ObjectInfo;
+use crate::bpf::contract::{Contract, map_key_value, map_max_entries};
+use crate::bpf::loader::{HashDrain, LoadError, LoadSpec, LoadedGadget, LostCounter, RingBuffer};
+use crate::bpf::object::{ObjectInfo, normalize_sections};
 use crate::bpf::params::EbpfParam;
-use crate::bpf::schema::schema_from_btf;
+use crate::bpf::programs::{ProgramPlan, plan};
+use crate::bpf::schema::{schema_from_btf, schema_from_structs};
 use crate::btf::Btf;
-use crate::datasource::{Event, SourceKind};
+use crate::datasource::{Event, SchemaBuilder, SourceKind};
 use crate::metadata::GadgetMetadata;
-use crate::params::{ParamSpec, ParamValues};
+use crate::params::{ParamSpec, ParamType, ParamValue, ParamValues};
 use crate::pipeline::{
     Dispatch, Instance, Notice, Operator, OperatorError, Priority, Setup, Source, SourceId,
     priority,
@@ -32,6 +44,9 @@ const NAME: &str = "ebpf";
 /// The `.rodata` variable of `buffer.h` that sets how many pending bytes make
 /// the kernel wake the reader (0: every event may wake it).
 pub const WAKEUP_THRESHOLD_VAR: &str = "gadget_ringbuf_wakeup_threshold";
+
+const FETCH_INTERVAL: &str = "operator.oci.ebpf.map-fetch-interval";
+const FETCH_COUNT: &str = "operator.oci.ebpf.map-fetch-count";
 
 /// Settings of the eBPF operator.
 #[derive(Clone, Debug, Default)]
@@ -49,25 +64,63 @@ pub struct EbpfOperator {
     info: ObjectInfo,
     btf: Btf,
     contract: Contract,
+    plan: Vec<ProgramPlan>,
     metadata: GadgetMetadata,
     options: EbpfOptions,
     params: Vec<EbpfParam>,
     /// `.rodata` values chosen by the user, from `apply_params`.
     globals: Vec<(String, Vec<u8>)>,
+    fetch_interval: Duration,
+    fetch_count: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EbpfError {
+    #[error(
+        "the gadget declares no data source (no GADGET_TRACER, GADGET_ITER or GADGET_MAPITER in its BTF)"
+    )]
+    NoDataSource,
+    #[error("data source {source_name}: map {map} is not declared with GADGET_TRACER_MAP")]
+    NotATracerMap { source_name: String, map: String },
+    #[error("data sources {first} and {second} both read map {map}; each tracer needs its own map")]
+    SharedMap {
+        first: String,
+        second: String,
+        map: String,
+    },
+    #[error("data source {source_name}: {what} {name} is not in the object")]
+    Missing {
+        source_name: String,
+        what: &'static str,
+        name: String,
+    },
+    #[error(
+        "data source {source_name}: map {map} has no BTF key and value types (declare it with __type(key, ...) and __type(value, ...))"
+    )]
+    UntypedMap { source_name: String, map: String },
+    #[error("data source {source_name}: program {program} is not an iterator (section {section})")]
+    NotAnIterator {
+        source_name: String,
+        program: String,
+        section: String,
+    },
 }
 
 impl EbpfOperator {
     /// Parse the object (no kernel involved) so that its parameters are
-    /// known before the command line is parsed.
+    /// known before the command line is parsed, and so that an unsupported
+    /// section or a malformed marker is reported before anything is loaded.
     pub fn new(
         object: Vec<u8>,
         metadata: GadgetMetadata,
         options: EbpfOptions,
     ) -> Result<Self, OperatorError> {
         let fail = |e: Box<dyn std::error::Error + Send + Sync>| OperatorError::failed(NAME, e);
+        let object = normalize_sections(&object);
         let info = ObjectInfo::parse(&object).map_err(|e| fail(e.into()))?;
         let btf = Btf::parse(&info.btf).map_err(|e| fail(e.into()))?;
         let contract = Contract::discover(&btf).map_err(|e| fail(e.into()))?;
+        let plan = plan(&info.programs, &contract, &metadata).map_err(|e| fail(e.into()))?;
         let params = EbpfParam::discover(&contract.params, &btf, &info, &metadata)
             .map_err(|e| fail(e.into()))?;
         Ok(Self {
@@ -75,10 +128,13 @@ impl EbpfOperator {
             info,
             btf,
             contract,
+            plan,
             metadata,
             options,
             params,
             globals: Vec::new(),
+            fetch_interval: Duration::from_secs(1),
+            fetch_count: 0,
         })
     }
 
@@ -96,16 +152,186 @@ impl EbpfOperator {
             .filter_map(|m| map_max_entries(&self.btf, m))
             .min()
     }
+
+    fn topper_params() -> Vec<ParamSpec> {
+        vec![
+            ParamSpec {
+                key: "map-fetch-interval".into(),
+                alias: None,
+                full_name: FETCH_INTERVAL.into(),
+                description: "How often map-iterator data sources (toppers) are read and emptied"
+                    .into(),
+                default: "1s".into(),
+                ty: ParamType::Duration,
+                group: "eBPF".into(),
+            },
+            ParamSpec {
+                key: "map-fetch-count".into(),
+                alias: None,
+                full_name: FETCH_COUNT.into(),
+                description: "How many times toppers are read before ig stops (0: until Ctrl-C)"
+                    .into(),
+                default: "0".into(),
+                ty: ParamType::Int {
+                    bits: 32,
+                    signed: false,
+                },
+                group: "eBPF".into(),
+            },
+        ]
+    }
+
+    /// Check the data sources against the object and build their schemas.
+    fn schemas(&self) -> Result<Vec<(DataSource, SchemaBuilder)>, EbpfError> {
+        let c = &self.contract;
+        let meta = |name: &str| self.metadata.datasources.get(name);
+        let schema_err = |e: crate::bpf::schema::SchemaFromBtfError| e;
+        let mut out: Vec<(DataSource, SchemaBuilder)> = Vec::new();
+        for (i, t) in c.tracers.iter().enumerate() {
+            if !c.tracer_maps.contains(&t.map) {
+                return Err(EbpfError::NotATracerMap {
+                    source_name: t.name.clone(),
+                    map: t.map.clone(),
+                });
+            }
+            if let Some(other) = c.tracers[..i].iter().find(|o| o.map == t.map) {
+                return Err(EbpfError::SharedMap {
+                    first: other.name.clone(),
+                    second: t.name.clone(),
+                    map: t.map.clone(),
+                });
+            }
+            let (schema, w) = schema_from_btf(
+                &self.btf,
+                &t.name,
+                &t.struct_name,
+                SourceKind::Single,
+                meta(&t.name),
+            )
+            .map_err(|e| EbpfError::Missing {
+                source_name: t.name.clone(),
+                what: "struct",
+                name: schema_err(e).to_string(),
+            })?;
+            w.0.iter().for_each(|w| log::warn!("{w}"));
+            out.push((
+                DataSource::Tracer {
+                    name: t.name.clone(),
+                    map: t.map.clone(),
+                },
+                schema,
+            ));
+        }
+        for it in &c.iters {
+            for p in &it.programs {
+                let plan =
+                    self.plan
+                        .iter()
+                        .find(|x| &x.name == p)
+                        .ok_or_else(|| EbpfError::Missing {
+                            source_name: it.name.clone(),
+                            what: "program",
+                            name: p.clone(),
+                        })?;
+                if !plan.section.starts_with("iter/") {
+                    return Err(EbpfError::NotAnIterator {
+                        source_name: it.name.clone(),
+                        program: p.clone(),
+                        section: plan.section.clone(),
+                    });
+                }
+            }
+            let (schema, w) = schema_from_btf(
+                &self.btf,
+                &it.name,
+                &it.struct_name,
+                SourceKind::Array,
+                meta(&it.name),
+            )
+            .map_err(|e| EbpfError::Missing {
+                source_name: it.name.clone(),
+                what: "struct",
+                name: e.to_string(),
+            })?;
+            w.0.iter().for_each(|w| log::warn!("{w}"));
+            let record = schema.schema().raw_size as usize;
+            out.push((
+                DataSource::Snapshot {
+                    name: it.name.clone(),
+                    programs: it.programs.clone(),
+                    record,
+                },
+                schema,
+            ));
+        }
+        for m in &c.map_iters {
+            let (k, v) = map_key_value(&self.btf, &m.map).ok_or_else(|| {
+                if self.btf.find_var(&m.map).is_none() {
+                    EbpfError::Missing {
+                        source_name: m.name.clone(),
+                        what: "map",
+                        name: m.map.clone(),
+                    }
+                } else {
+                    EbpfError::UntypedMap {
+                        source_name: m.name.clone(),
+                        map: m.map.clone(),
+                    }
+                }
+            })?;
+            let (mut schema, w) = schema_from_structs(
+                &self.btf,
+                &m.name,
+                &[k, v],
+                SourceKind::Array,
+                meta(&m.name),
+            )
+            .map_err(|e| EbpfError::Missing {
+                source_name: m.name.clone(),
+                what: "key/value struct",
+                name: e.to_string(),
+            })?;
+            w.0.iter().for_each(|w| log::warn!("{w}"));
+            // Toppers redraw their table at every interval, as upstream's.
+            schema
+                .annotations_mut()
+                .entry("cli.clear-screen-before".into())
+                .or_insert_with(|| "true".into());
+            let key_size = self.btf.size_of(k).unwrap_or(0);
+            let value_size = self.btf.size_of(v).unwrap_or(0);
+            out.push((
+                DataSource::Topper {
+                    map: m.map.clone(),
+                    key_size,
+                    value_size,
+                },
+                schema,
+            ));
+        }
+        if out.is_empty() {
+            return Err(EbpfError::NoDataSource);
+        }
+        Ok(out)
+    }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum EbpfError {
-    #[error("the gadget has {kind} data source {name}, which this version of ig cannot run yet")]
-    UnsupportedKind { kind: &'static str, name: String },
-    #[error("the gadget declares no data source (no GADGET_TRACER in its BTF)")]
-    NoDataSource,
-    #[error("data source {source_name}: map {map} is not declared with GADGET_TRACER_MAP")]
-    NotATracerMap { source_name: String, map: String },
+/// A data source and where its data comes from.
+#[derive(Clone, Debug)]
+enum DataSource {
+    Tracer {
+        name: String,
+        map: String,
+    },
+    Snapshot {
+        name: String,
+        programs: Vec<String>,
+        record: usize,
+    },
+    Topper {
+        map: String,
+        key_size: u32,
+        value_size: u32,
+    },
 }
 
 impl Operator for EbpfOperator {
@@ -116,7 +342,11 @@ impl Operator for EbpfOperator {
         priority::EBPF
     }
     fn params(&self) -> Vec<ParamSpec> {
-        self.params.iter().map(|p| p.spec.clone()).collect()
+        let mut specs: Vec<ParamSpec> = self.params.iter().map(|p| p.spec.clone()).collect();
+        if !self.contract.map_iters.is_empty() {
+            specs.extend(Self::topper_params());
+        }
+        specs
     }
 
     fn apply_params(&mut self, values: &ParamValues) -> Result<(), OperatorError> {
@@ -130,6 +360,12 @@ impl Operator for EbpfOperator {
             })
             .filter(|(_, bytes)| !bytes.is_empty())
             .collect();
+        if let Some(ParamValue::Duration(d)) = values.get(FETCH_INTERVAL) {
+            self.fetch_interval = *d;
+        }
+        if let Some(ParamValue::Int(n)) = values.get(FETCH_COUNT) {
+            self.fetch_count = u64::try_from(*n).unwrap_or(0);
+        }
         Ok(())
     }
 
@@ -137,67 +373,36 @@ impl Operator for EbpfOperator {
         self: Box<Self>,
         setup: &mut Setup,
     ) -> Result<Option<Box<dyn Instance>>, OperatorError> {
-        let fail = |e: Box<dyn std::error::Error + Send + Sync>| OperatorError::failed(NAME, e);
+        let schemas = self.schemas().map_err(|e| OperatorError::failed(NAME, e))?;
+        let sources = schemas
+            .into_iter()
+            .map(|(ds, schema)| (ds, setup.add_source(schema)))
+            .collect();
         let Self {
             object,
             info,
-            btf,
             contract,
-            metadata,
+            plan,
             options,
             globals,
+            fetch_interval,
+            fetch_count,
             ..
         } = *self;
-        if let Some(i) = contract.iters.first() {
-            return Err(fail(
-                EbpfError::UnsupportedKind {
-                    kind: "snapshotter",
-                    name: i.name.clone(),
-                }
-                .into(),
-            ));
-        }
-        if let Some(m) = contract.map_iters.first() {
-            return Err(fail(
-                EbpfError::UnsupportedKind {
-                    kind: "topper",
-                    name: m.name.clone(),
-                }
-                .into(),
-            ));
-        }
-        if contract.tracers.is_empty() {
-            return Err(fail(EbpfError::NoDataSource.into()));
-        }
-        let mut tracers = Vec::new();
-        for t in &contract.tracers {
-            if !contract.tracer_maps.contains(&t.map) {
-                return Err(fail(
-                    EbpfError::NotATracerMap {
-                        source_name: t.name.clone(),
-                        map: t.map.clone(),
-                    }
-                    .into(),
-                ));
-            }
-            let meta = metadata.datasources.get(&t.name);
-            let (schema, warnings) =
-                schema_from_btf(&btf, &t.name, &t.struct_name, SourceKind::Single, meta)
-                    .map_err(|e| fail(e.into()))?;
-            for w in warnings.0 {
-                log::warn!("{w}");
-            }
-            tracers.push((t.clone(), setup.add_source(schema)));
-        }
         Ok(Some(Box::new(EbpfInstance {
             object,
             info,
             contract,
-            tracers,
+            plan,
+            sources,
             options,
             globals,
+            fetch_interval,
+            fetch_count,
             loaded: None,
             readers: Vec::new(),
+            snapshots: Vec::new(),
+            toppers: Vec::new(),
         })))
     }
 }
@@ -210,20 +415,42 @@ struct Reader {
     event: Option<Event>,
 }
 
+struct Snapshot {
+    source: SourceId,
+    name: String,
+    programs: Vec<String>,
+    record: usize,
+    done: bool,
+}
+
+struct Topper {
+    source: SourceId,
+    drain: HashDrain,
+    record: usize,
+    next: Instant,
+    fetched: u64,
+    buf: Vec<u8>,
+}
+
 struct EbpfInstance {
     object: Vec<u8>,
     info: ObjectInfo,
     contract: Contract,
-    tracers: Vec<(Tracer, SourceId)>,
+    plan: Vec<ProgramPlan>,
+    sources: Vec<(DataSource, SourceId)>,
     options: EbpfOptions,
     globals: Vec<(String, Vec<u8>)>,
+    fetch_interval: Duration,
+    fetch_count: u64,
     loaded: Option<LoadedGadget>,
     readers: Vec<Reader>,
+    snapshots: Vec<Snapshot>,
+    toppers: Vec<Topper>,
 }
 
 impl Instance for EbpfInstance {
     fn start(&mut self) -> Result<(), OperatorError> {
-        let fail = |e: crate::bpf::loader::LoadError| OperatorError::failed(NAME, e);
+        let fail = |e: LoadError| OperatorError::failed(NAME, e);
         let mut globals = self.globals.clone();
         if let Some(t) = self.options.wakeup_threshold {
             globals.push((WAKEUP_THRESHOLD_VAR.to_owned(), t.to_ne_bytes().to_vec()));
@@ -240,20 +467,53 @@ impl Instance for EbpfInstance {
         let spec = LoadSpec {
             object: &self.object,
             info: &self.info,
+            plan: &self.plan,
             globals: &globals,
             max_entries: &max_entries,
         };
         let mut loaded = LoadedGadget::load(&spec).map_err(fail)?;
-        for (t, id) in &self.tracers {
-            let rb = loaded.ring_buffer(&t.map).map_err(fail)?;
-            let lost = loaded.lost_counter(&t.map).map_err(fail)?;
-            self.readers.push(Reader {
-                source: *id,
-                name: t.name.clone(),
-                rb,
-                lost,
-                event: None,
-            });
+        let now = Instant::now();
+        for (ds, id) in &self.sources {
+            match ds {
+                DataSource::Tracer { name, map } => {
+                    let rb = loaded.ring_buffer(map).map_err(fail)?;
+                    let lost = loaded.lost_counter(map).map_err(fail)?;
+                    self.readers.push(Reader {
+                        source: *id,
+                        name: name.clone(),
+                        rb,
+                        lost,
+                        event: None,
+                    });
+                }
+                DataSource::Snapshot {
+                    name,
+                    programs,
+                    record,
+                } => self.snapshots.push(Snapshot {
+                    source: *id,
+                    name: name.clone(),
+                    programs: programs.clone(),
+                    record: *record,
+                    done: false,
+                }),
+                DataSource::Topper {
+                    map,
+                    key_size,
+                    value_size,
+                    ..
+                } => {
+                    let drain = loaded.hash_map(map, *key_size, *value_size).map_err(fail)?;
+                    self.toppers.push(Topper {
+                        source: *id,
+                        drain,
+                        record: (*key_size + *value_size) as usize,
+                        next: now + self.fetch_interval,
+                        fetched: 0,
+                        buf: Vec::new(),
+                    });
+                }
+            }
         }
         self.loaded = Some(loaded);
         Ok(())
@@ -261,8 +521,9 @@ impl Instance for EbpfInstance {
 
     fn stop(&mut self) -> Result<(), OperatorError> {
         // Dropping the readers and the object closes every fd: programs
-        // detach and maps are freed.
+        // detach, maps, perf events and sockets are freed.
         self.readers.clear();
+        self.toppers.clear();
         self.loaded = None;
         Ok(())
     }
@@ -270,6 +531,21 @@ impl Instance for EbpfInstance {
     fn source(&mut self) -> Option<&mut dyn Source> {
         Some(self)
     }
+}
+
+/// Cut `bytes` into `record`-sized events of `schema`.
+fn records(bytes: &[u8], record: usize, out: &Dispatch, id: SourceId) -> Vec<Event> {
+    if record == 0 {
+        return Vec::new();
+    }
+    bytes
+        .chunks_exact(record)
+        .map(|r| {
+            let mut e = Event::new(out.schema(id));
+            e.set_raw(r);
+            e
+        })
+        .collect()
 }
 
 impl Source for EbpfInstance {
@@ -288,7 +564,57 @@ impl Source for EbpfInstance {
                 out.event(id, ev);
             });
         }
+        if let Some(loaded) = self.loaded.as_mut() {
+            for s in self.snapshots.iter_mut().filter(|s| !s.done) {
+                let mut bytes = Vec::new();
+                for p in &s.programs {
+                    let b = loaded
+                        .run_iterator(p)
+                        .map_err(|e| OperatorError::failed(NAME, e))?;
+                    if b.len() % s.record != 0 {
+                        log::warn!(
+                            "snapshot {}: iterator {p} wrote {} bytes, not a multiple of the {}-byte record; the rest is ignored",
+                            s.name,
+                            b.len(),
+                            s.record
+                        );
+                    }
+                    bytes.extend_from_slice(&b[..b.len() - b.len() % s.record]);
+                }
+                let mut events = records(&bytes, s.record, out, s.source);
+                out.array(s.source, &mut events);
+                s.done = true;
+            }
+        }
+        let now = Instant::now();
+        for t in &mut self.toppers {
+            let due = now >= t.next && (self.fetch_count == 0 || t.fetched < self.fetch_count);
+            if !due {
+                continue;
+            }
+            t.buf.clear();
+            t.drain
+                .drain(&mut t.buf)
+                .map_err(|e| OperatorError::failed(NAME, e))?;
+            let mut events = records(&t.buf, t.record, out, t.source);
+            out.array(t.source, &mut events);
+            t.fetched += 1;
+            t.next = now + self.fetch_interval.max(Duration::from_millis(10));
+        }
         Ok(())
+    }
+
+    /// The last, partial interval of a topper is data too.
+    fn finish(&mut self, out: &mut Dispatch) -> Result<(), OperatorError> {
+        for t in &mut self.toppers {
+            if self.fetch_count == 0 || t.fetched < self.fetch_count {
+                t.next = Instant::now();
+            }
+        }
+        let readers = std::mem::take(&mut self.readers);
+        let result = self.drain(out);
+        self.readers = readers;
+        result
     }
 
     fn tick(&mut self, _out: &mut Dispatch) -> Result<Vec<Notice>, OperatorError> {
@@ -305,5 +631,15 @@ impl Source for EbpfInstance {
             }
         }
         Ok(notices)
+    }
+
+    /// Tracers never finish; a gadget with only snapshots finishes after
+    /// them, and toppers after `--map-fetch-count` fetches.
+    fn finished(&self) -> bool {
+        self.readers.is_empty()
+            && self.snapshots.iter().all(|s| s.done)
+            && (self.toppers.is_empty()
+                || (self.fetch_count > 0
+                    && self.toppers.iter().all(|t| t.fetched >= self.fetch_count)))
     }
 }

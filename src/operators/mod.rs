@@ -4,6 +4,12 @@
 //! | operator | priority | job |
 //! |---|---|---|
 //! | [`ebpf`] | 0 | load the gadget object, emit its events |
+//! | [`formatters`] | 0 | readable siblings of typed fields (`error_raw` → `error`) |
+//! | [`uidgid`] | 5 | uid → user name, gid → group name |
+//! | [`processinfo`] | 6 | command line and executable of a pid (opt-in) |
+//! | [`filter`] | 9000 | `--filter`: drop events that do not match |
+//! | [`sort`] | 9500 | `--sort`: order array snapshots |
+//! | [`limit`] | 9600 | `--max-entries`: cut array snapshots |
 //! | `output::OutputOperator` | 10000 | print (lives in `output/`) |
 //!
 //! The CLI builds the list for a run explicitly (no registration magic):
@@ -12,10 +18,23 @@
 use crate::pipeline::Operator;
 
 pub mod ebpf;
+pub mod filter;
+pub mod formatters;
+pub mod limit;
+pub mod processinfo;
+pub mod sort;
+pub mod uidgid;
 
 /// The operators that every run offers, whatever the gadget: each decides
 /// in `instantiate` whether it has something to do (opting out costs
 /// nothing per event). Their parameters appear in `ig run IMAGE --help`.
 pub fn catalog() -> Vec<Box<dyn Operator>> {
-    Vec::new()
+    vec![
+        Box::new(formatters::Formatters::new()),
+        Box::new(uidgid::UidGidResolver::new()),
+        Box::new(processinfo::ProcessInfo::new()),
+        Box::new(filter::Filter::default()),
+        Box::new(sort::Sort::default()),
+        Box::new(limit::Limit::default()),
+    ]
 }

@@ -7,10 +7,19 @@ use super::sink::{SharedWriter, Sink};
 use crate::datasource::{Event, FieldId, FieldKind, Schema, ValueRef};
 use crate::pipeline::{Flow, Handler, HandlerError};
 
-/// The shape of one object, computed once from the schema.
-enum Node {
-    Leaf { id: FieldId, key: Vec<u8> },
-    Object { key: Vec<u8>, children: Vec<Node> },
+/// The shape of one object, computed once from the schema. `key` is the
+/// JSON-encoded name, `name` the name itself (for YAML).
+pub(super) enum Node {
+    Leaf {
+        id: FieldId,
+        key: Vec<u8>,
+        name: String,
+    },
+    Object {
+        key: Vec<u8>,
+        name: String,
+        children: Vec<Node>,
+    },
 }
 
 pub struct JsonPrinter {
@@ -20,33 +29,56 @@ pub struct JsonPrinter {
 }
 
 impl JsonPrinter {
+    /// Print the default fields (`--fields` not given).
     pub fn new(schema: &Schema, pretty: bool, out: SharedWriter) -> Self {
+        let fields = super::fields::defaults(schema, super::fields::Flavor::Json);
+        Self::with_fields(schema, &fields, pretty, out)
+    }
+
+    /// Print `fields` (leaves), nested under their structs, in display
+    /// order.
+    pub fn with_fields(
+        schema: &Schema,
+        fields: &[FieldId],
+        pretty: bool,
+        out: SharedWriter,
+    ) -> Self {
         Self {
-            nodes: plan(schema, None),
+            nodes: plan(schema, fields),
             pretty,
             sink: Sink::new(out),
         }
     }
 }
 
-fn plan(schema: &Schema, parent: Option<FieldId>) -> Vec<Node> {
+/// The object tree of the selected leaves: a struct appears when one of
+/// its fields is selected.
+pub(super) fn plan(schema: &Schema, fields: &[FieldId]) -> Vec<Node> {
+    let mut selected = vec![false; schema.fields().len()];
+    for id in fields {
+        selected[id.index()] = true;
+    }
+    plan_under(schema, None, &selected)
+}
+
+fn plan_under(schema: &Schema, parent: Option<FieldId>, selected: &[bool]) -> Vec<Node> {
     schema
-        .children(parent)
-        .filter(|&id| {
-            let f = schema.field(id);
-            !f.hidden && f.annotation("json.skip") != Some("true")
-        })
-        .map(|id| {
+        .children_in_display_order(parent)
+        .into_iter()
+        .filter_map(|id| {
             let f = schema.field(id);
             let mut key = Vec::new();
             write_str(&mut key, f.short_name().as_bytes());
+            let name = f.short_name().to_owned();
             if f.kind == FieldKind::Struct {
-                Node::Object {
+                let children = plan_under(schema, Some(id), selected);
+                (!children.is_empty()).then_some(Node::Object {
                     key,
-                    children: plan(schema, Some(id)),
-                }
+                    name,
+                    children,
+                })
             } else {
-                Node::Leaf { id, key }
+                selected[id.index()].then_some(Node::Leaf { id, key, name })
             }
         })
         .collect()
@@ -112,7 +144,7 @@ fn write_object(
         }
         newline(buf, inner);
         match node {
-            Node::Leaf { id, key } => {
+            Node::Leaf { id, key, .. } => {
                 buf.extend_from_slice(key);
                 buf.push(b':');
                 if indent.is_some() {
@@ -120,7 +152,7 @@ fn write_object(
                 }
                 write_value(buf, ev.get(schema.field(*id)));
             }
-            Node::Object { key, children } => {
+            Node::Object { key, children, .. } => {
                 buf.extend_from_slice(key);
                 buf.push(b':');
                 if indent.is_some() {

@@ -6,15 +6,20 @@
 //! in big chunks, when the buffer fills and when the runner's timer calls
 //! [`Handler::flush`](crate::pipeline::Handler::flush): no syscall per event.
 //! It does not decide which events exist or how values are enriched; it
-//! prints the fields it is given, in schema order.
+//! prints the fields it is given (`--fields`, see [`fields`]), in display
+//! order (a field an operator derived from another sits next to it).
 
+pub mod fields;
 mod json;
 mod sink;
 mod table;
+mod yaml;
 
+pub use fields::FieldsSpec;
 pub use json::JsonPrinter;
 pub use sink::{SharedWriter, shared};
 pub use table::TablePrinter;
+pub use yaml::YamlPrinter;
 
 use crate::pipeline::{Instance, Operator, OperatorError, Priority, Setup, priority};
 
@@ -27,17 +32,40 @@ pub enum OutputMode {
     Json,
     /// Indented JSON, one object per event.
     Jsonpretty,
+    /// YAML, each event a document preceded by `---`.
+    Yaml,
 }
 
 /// The last operator of every run: prints each data source.
 pub struct OutputOperator {
     mode: OutputMode,
     out: SharedWriter,
+    terminal: bool,
+    fields: Option<FieldsSpec>,
 }
 
 impl OutputOperator {
     pub fn new(mode: OutputMode, out: SharedWriter) -> Self {
-        Self { mode, out }
+        Self {
+            mode,
+            out,
+            terminal: false,
+            fields: None,
+        }
+    }
+
+    /// Print the fields `--fields` selects instead of the defaults.
+    #[must_use]
+    pub fn with_fields(mut self, fields: Option<FieldsSpec>) -> Self {
+        self.fields = fields;
+        self
+    }
+
+    /// The output is a terminal: toppers may redraw the screen.
+    #[must_use]
+    pub fn on_terminal(mut self, terminal: bool) -> Self {
+        self.terminal = terminal;
+        self
     }
 }
 
@@ -56,14 +84,46 @@ impl Operator for OutputOperator {
         setup: &mut Setup,
     ) -> Result<Option<Box<dyn Instance>>, OperatorError> {
         let ids: Vec<_> = setup.source_ids().collect();
+        let fail = |e: fields::FieldsError| OperatorError::failed("cli", e);
+        if let Some(spec) = &self.fields {
+            let names: Vec<&str> = ids.iter().map(|&id| setup.schema(id).name()).collect();
+            if let Some(ds) = spec.sources().find(|ds| !names.contains(ds)) {
+                return Err(fail(fields::FieldsError::Syntax {
+                    spec: ds.to_owned(),
+                    reason: format!("no data source {ds} (the gadget has: {})", names.join(", ")),
+                }));
+            }
+        }
         for id in ids {
             let schema = setup.schema(id).schema();
+            let flavor = match self.mode {
+                OutputMode::Columns => fields::Flavor::Table,
+                _ => fields::Flavor::Json,
+            };
+            let selected = fields::select(schema, self.fields.as_ref(), flavor).map_err(fail)?;
             let handler: Box<dyn crate::pipeline::Handler> = match self.mode {
-                OutputMode::Columns => Box::new(TablePrinter::new(schema, self.out.clone())),
-                OutputMode::Json => Box::new(JsonPrinter::new(schema, false, self.out.clone())),
-                OutputMode::Jsonpretty => {
-                    Box::new(JsonPrinter::new(schema, true, self.out.clone()))
-                }
+                OutputMode::Columns => Box::new(
+                    TablePrinter::new(schema, self.out.clone())
+                        .with_fields(schema, &selected)
+                        .on_terminal(schema, self.terminal),
+                ),
+                OutputMode::Json => Box::new(JsonPrinter::with_fields(
+                    schema,
+                    &selected,
+                    false,
+                    self.out.clone(),
+                )),
+                OutputMode::Jsonpretty => Box::new(JsonPrinter::with_fields(
+                    schema,
+                    &selected,
+                    true,
+                    self.out.clone(),
+                )),
+                OutputMode::Yaml => Box::new(YamlPrinter::with_fields(
+                    schema,
+                    &selected,
+                    self.out.clone(),
+                )),
             };
             setup.subscribe(id, priority::OUTPUT, "cli", handler);
         }

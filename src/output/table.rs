@@ -10,7 +10,7 @@
 use std::io::Write as _;
 
 use super::sink::{SharedWriter, Sink};
-use crate::datasource::{Event, FieldId, FieldKind, Schema, ValueRef};
+use crate::datasource::{Event, FieldId, Schema, ValueRef};
 use crate::pipeline::{Flow, Handler, HandlerError};
 
 const DEFAULT_TEXT_WIDTH: usize = 16;
@@ -28,6 +28,11 @@ struct Column {
 pub struct TablePrinter {
     columns: Vec<Column>,
     header_done: bool,
+    /// Array sources (snapshots, toppers) print a header per array.
+    array: bool,
+    /// Clear the terminal before each array (`cli.clear-screen-before`),
+    /// only when the output is a terminal.
+    clear_screen: bool,
     scratch: Vec<u8>,
     sink: Sink,
 }
@@ -37,9 +42,30 @@ impl TablePrinter {
         Self {
             columns: columns(schema),
             header_done: false,
+            array: schema.kind == crate::datasource::SourceKind::Array,
+            clear_screen: false,
             scratch: Vec::new(),
             sink: Sink::new(out),
         }
+    }
+
+    /// Show `fields` (from `--fields`), in this order, instead of the
+    /// default columns.
+    #[must_use]
+    pub fn with_fields(mut self, schema: &Schema, fields: &[FieldId]) -> Self {
+        self.columns = columns_of(schema, fields);
+        self
+    }
+
+    /// Redraw toppers in place when `terminal` is true and the data source
+    /// asks for it (`cli.clear-screen-before: true`).
+    pub fn on_terminal(mut self, schema: &Schema, terminal: bool) -> Self {
+        self.clear_screen = terminal
+            && schema
+                .annotations
+                .get("cli.clear-screen-before")
+                .is_some_and(|v| v == "true");
+        self
     }
 
     fn header(&mut self) {
@@ -56,17 +82,20 @@ impl TablePrinter {
     }
 }
 
+/// The default columns, in display order (a formatted field next to its
+/// source).
 fn columns(schema: &Schema) -> Vec<Column> {
-    schema
-        .fields()
+    columns_of(
+        schema,
+        &super::fields::defaults(schema, super::fields::Flavor::Table),
+    )
+}
+
+fn columns_of(schema: &Schema, fields: &[FieldId]) -> Vec<Column> {
+    fields
         .iter()
-        .enumerate()
-        .filter(|(_, f)| {
-            !f.hidden
-                && f.kind != FieldKind::Struct
-                && f.annotation("columns.hidden") != Some("true")
-        })
-        .map(|(i, f)| {
+        .map(|&id| (id, schema.field(id)))
+        .map(|(id, f)| {
             let numeric = f.kind.is_numeric();
             let header = f
                 .annotation("columns.alias")
@@ -91,11 +120,6 @@ fn columns(schema: &Schema) -> Vec<Column> {
                 Some("left") => false,
                 _ => numeric,
             };
-            #[expect(
-                clippy::cast_possible_truncation,
-                reason = "schemas hold fewer than u16::MAX fields"
-            )]
-            let id = FieldId(i as u16);
             Column {
                 id,
                 header,
@@ -119,12 +143,12 @@ fn cell(buf: &mut Vec<u8>, text: &[u8], c: &Column, last: bool) {
         return;
     }
     if len > c.width && !c.numeric {
-        buf.extend(
-            text.chars()
-                .take(c.width - 1)
-                .collect::<String>()
-                .as_bytes(),
-        );
+        // Cut at a character boundary without building a new string.
+        let cut = text
+            .char_indices()
+            .nth(c.width - 1)
+            .map_or(text.len(), |(i, _)| i);
+        buf.extend_from_slice(&text.as_bytes()[..cut]);
         buf.extend_from_slice("…".as_bytes());
     } else {
         let pad = c.width.saturating_sub(len);
@@ -176,8 +200,25 @@ impl Handler for TablePrinter {
         Flow::Continue
     }
 
-    fn flush(&mut self) -> Result<(), HandlerError> {
+    fn on_array(&mut self, schema: &Schema, events: &mut Vec<Event>) -> Flow {
+        if self.clear_screen
+            && let Some(buf) = self.sink.buf()
+        {
+            // Cursor home, then clear the screen.
+            buf.extend_from_slice(b"\x1b[H\x1b[2J");
+        }
+        self.header_done = false;
         self.header();
+        for e in events.iter_mut() {
+            self.on_event(schema, e);
+        }
+        Flow::Continue
+    }
+
+    fn flush(&mut self) -> Result<(), HandlerError> {
+        if !self.array {
+            self.header();
+        }
         self.sink.flush()
     }
 }
@@ -185,7 +226,7 @@ impl Handler for TablePrinter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::datasource::{SchemaBuilder, SourceKind};
+    use crate::datasource::{FieldKind, SchemaBuilder, SourceKind};
     use crate::output::shared;
     use std::cell::RefCell;
     use std::rc::Rc;

@@ -28,6 +28,8 @@ pub mod priority {
     pub const EBPF: Priority = 0;
     pub const FORMATTERS: Priority = 0;
     pub const UID_GID_RESOLVER: Priority = 5;
+    /// Ours (upstream has no such operator): after the uid/gid resolver.
+    pub const PROCESS_ENRICHER: Priority = 6;
     pub const FILTER: Priority = 9000;
     pub const SORT: Priority = 9500;
     pub const LIMIT: Priority = 9600;
@@ -93,6 +95,12 @@ pub trait Source {
     /// user should be told.
     fn tick(&mut self, _out: &mut Dispatch) -> Result<Vec<Notice>, OperatorError> {
         Ok(Vec::new())
+    }
+
+    /// Last call before the run stops: hand out what is still held (a
+    /// topper's partial interval). Not called when the output is gone.
+    fn finish(&mut self, _out: &mut Dispatch) -> Result<(), OperatorError> {
+        Ok(())
     }
 
     /// A finite source (a snapshot) says when it is done.
@@ -281,6 +289,7 @@ pub struct Pipeline {
     instances: Vec<(&'static str, Box<dyn Instance>)>,
     started: usize,
     pub dispatch: Dispatch,
+    warnings: Vec<String>,
 }
 
 impl Pipeline {
@@ -302,6 +311,7 @@ impl Pipeline {
                 instances.push((name, inst));
             }
         }
+        let warnings = unclaimed_annotations(&setup);
         let sources = setup
             .sources
             .into_iter()
@@ -315,7 +325,13 @@ impl Pipeline {
             instances,
             started: 0,
             dispatch: Dispatch { sources },
+            warnings,
         })
+    }
+
+    /// What the assembly noticed but did not refuse, for the user's stderr.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
     }
 
     /// Names of the operators taking part, in start order.
@@ -356,6 +372,29 @@ impl Pipeline {
         let sources = self.instances.iter_mut().filter_map(|(_, i)| i.source());
         (sources, &mut self.dispatch)
     }
+}
+
+/// `gadget.yaml` annotations of fields that neither the gadget nor any
+/// operator created: most likely a typo.
+fn unclaimed_annotations(setup: &Setup) -> Vec<String> {
+    let mut out = Vec::new();
+    for s in &setup.sources {
+        for field in s.schema.unclaimed_annotations() {
+            let known: Vec<&str> = s
+                .schema
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| f.name.as_str())
+                .collect();
+            out.push(format!(
+                "gadget.yaml: data source {} has no field {field} (its fields: {})",
+                s.schema.name(),
+                known.join(", ")
+            ));
+        }
+    }
+    out
 }
 
 impl Drop for Pipeline {

@@ -68,13 +68,105 @@ impl Source for ProducerInstance {
     }
 }
 
-/// Records every event as `field=value` strings (visible leaf fields only).
+/// Declares an array data source (`schema`) and emits each of `arrays`
+/// (a snapshot of raw samples) through [`Dispatch::array`] on the first
+/// drain.
+pub struct ArrayProducer {
+    pub priority: Priority,
+    pub schema: SchemaBuilder,
+    pub arrays: Vec<Vec<Vec<u8>>>,
+}
+
+struct ArrayProducerInstance {
+    id: SourceId,
+    arrays: Vec<Vec<Vec<u8>>>,
+    done: bool,
+}
+
+impl Operator for ArrayProducer {
+    fn name(&self) -> &'static str {
+        "array-producer"
+    }
+    fn priority(&self) -> Priority {
+        self.priority
+    }
+    fn instantiate(
+        self: Box<Self>,
+        setup: &mut Setup,
+    ) -> Result<Option<Box<dyn Instance>>, OperatorError> {
+        let id = setup.add_source(self.schema);
+        Ok(Some(Box::new(ArrayProducerInstance {
+            id,
+            arrays: self.arrays,
+            done: false,
+        })))
+    }
+}
+
+impl Instance for ArrayProducerInstance {
+    fn source(&mut self) -> Option<&mut dyn Source> {
+        Some(self)
+    }
+}
+
+impl Source for ArrayProducerInstance {
+    fn fds(&self) -> Vec<std::os::fd::RawFd> {
+        Vec::new()
+    }
+    fn drain(&mut self, out: &mut Dispatch) -> Result<(), OperatorError> {
+        for samples in self.arrays.drain(..) {
+            let schema = out.schema(self.id).clone();
+            let mut events: Vec<Event> = samples
+                .iter()
+                .map(|s| {
+                    let mut e = Event::new(&schema);
+                    e.set_raw(s);
+                    e
+                })
+                .collect();
+            out.array(self.id, &mut events);
+        }
+        self.done = true;
+        Ok(())
+    }
+    fn finished(&self) -> bool {
+        self.done
+    }
+}
+
+/// Records every event as `field=value` strings (visible leaf fields only),
+/// and the length of every array it receives.
 #[derive(Clone, Default)]
 pub struct Collector {
     pub seen: Rc<RefCell<Vec<Vec<String>>>>,
+    pub arrays: Rc<RefCell<Vec<usize>>>,
+}
+
+impl Collector {
+    /// The value of `field` in every event seen, as text (`None` where the
+    /// event did not have it).
+    pub fn column(&self, field: &str) -> Vec<Option<String>> {
+        let prefix = format!("{field}=");
+        self.seen
+            .borrow()
+            .iter()
+            .map(|row| {
+                row.iter()
+                    .find_map(|c| c.strip_prefix(&prefix).map(str::to_owned))
+            })
+            .collect()
+    }
 }
 
 impl Handler for Collector {
+    fn on_array(&mut self, schema: &Schema, events: &mut Vec<Event>) -> Flow {
+        self.arrays.borrow_mut().push(events.len());
+        for e in events.iter_mut() {
+            self.on_event(schema, e);
+        }
+        Flow::Continue
+    }
+
     fn on_event(&mut self, schema: &Schema, event: &mut Event) -> Flow {
         let row = schema
             .fields()
@@ -126,6 +218,26 @@ impl<H: Handler + Clone + 'static> Operator for Subscribe<H> {
 
 struct Inert;
 impl Instance for Inert {}
+
+/// Build `ops` plus a [`Collector`] at the output priority, run them to
+/// the end as the runner would, and return what reached the collector.
+pub fn collect(
+    mut ops: Vec<Box<dyn Operator>>,
+    params: &crate::params::ParamValues,
+) -> Result<Collector, OperatorError> {
+    let col = Collector::default();
+    ops.push(Box::new(Subscribe {
+        name: "collector",
+        priority: super::priority::OUTPUT,
+        handler: col.clone(),
+    }));
+    let mut p = super::Pipeline::build(ops, params)?;
+    p.start()?;
+    drain_all(&mut p)?;
+    p.dispatch.flush()?;
+    p.stop()?;
+    Ok(col)
+}
 
 /// Drive a pipeline's sources until they are finished (at most a few
 /// rounds), as the real runner would, without any waiting.

@@ -475,7 +475,7 @@ fn a_full_ring_buffer_is_reported_as_lost_events() {
     let (status, stderr) = ig.interrupt();
     assert!(status.success(), "{stderr}");
     assert!(
-        stderr.contains("were lost"),
+        stderr.contains("events lost"),
         "loss is reported on stderr: {stderr}"
     );
 }
@@ -719,5 +719,198 @@ fn sigterm_stops_cleanly_with_exit_0() {
         start.elapsed() < Duration::from_secs(2),
         "stopped within 2 s: {:?}",
         start.elapsed()
+    );
+}
+
+/// `GADGET_ITER`: the iterator runs once, its records come out as one JSON
+/// array, and ig exits by itself.
+#[test]
+fn snapshotter_lists_our_process_once() {
+    require_kernel();
+    let s = TestStore::new();
+    s.build(&repo().join("tests/fixtures/iter_tasks"), "iter_tasks");
+    let out = s.run(&["run", "iter_tasks", "-o", "json", "--timeout", "20"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert_eq!(stdout.lines().count(), 1, "one array: {stdout}");
+    let v: Value = serde_json::from_str(&stdout).unwrap();
+    let me = std::process::id();
+    let mine = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["pid"] == me)
+        .unwrap_or_else(|| panic!("pid {me} in {stdout}"));
+    let comm = std::fs::read_to_string("/proc/self/comm").unwrap();
+    assert_eq!(mine["comm"], comm.trim_end(), "{mine}");
+    // SAFETY: getppid has no preconditions.
+    assert_eq!(mine["ppid"], unsafe { libc::getppid() }, "{mine}");
+    // The table prints a header and one row per process.
+    let out = s.run(&["run", "iter_tasks"]);
+    let table = text(&out.stdout);
+    assert!(table.starts_with("    PID    PPID COMM"), "{table}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.split_whitespace().next() == Some(&me.to_string())),
+        "{table}"
+    );
+}
+
+/// `GADGET_MAPITER`: the hash map is drained every interval; the getpid()
+/// calls of a child we fork are counted exactly once.
+#[test]
+fn topper_counts_our_calls_per_interval() {
+    require_kernel();
+    let s = TestStore::new();
+    s.build(
+        &repo().join("tests/fixtures/topper_getpid"),
+        "topper_getpid",
+    );
+    let mut ig = Running::start(
+        &s,
+        &[
+            "topper_getpid",
+            "-o",
+            "json",
+            "--map-fetch-interval",
+            "300ms",
+        ],
+    );
+    let children = std::cell::RefCell::new(Vec::new());
+    let counts = |l: &str| -> Vec<(u64, u64)> {
+        let Ok(v) = serde_json::from_str::<Value>(l) else {
+            return Vec::new();
+        };
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| Some((e["pid"].as_u64()?, e["calls"].as_u64()?)))
+            .collect()
+    };
+    ig.wait_for(
+        Duration::from_secs(20),
+        || {
+            // A child of our own: its pid is unique, and it makes exactly
+            // 1000 getpid() calls. Between fork and _exit it only makes
+            // raw syscalls, which is safe in a multithreaded parent.
+            // SAFETY: see above.
+            let pid = unsafe { libc::fork() };
+            if pid == 0 {
+                for _ in 0..1000 {
+                    // SAFETY: a raw syscall without preconditions.
+                    unsafe { libc::syscall(libc::SYS_getpid) };
+                }
+                // SAFETY: leave the child without running any Rust code.
+                unsafe { libc::_exit(0) };
+            }
+            // SAFETY: waiting for the child just forked.
+            unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+            children.borrow_mut().push(pid as u64);
+        },
+        |l| counts(l).iter().any(|(p, _)| children.borrow().contains(p)),
+    );
+    let (status, stderr, lines) = ig.interrupt_all();
+    assert!(status.success(), "{stderr}");
+    // Summed over every fetch, each child made exactly 1000 calls: each
+    // fetch emptied the map, so nothing was counted twice.
+    let kids = children.borrow();
+    let mut total: std::collections::BTreeMap<u64, u64> = std::collections::BTreeMap::new();
+    for l in &lines {
+        for (p, c) in counts(l) {
+            if kids.contains(&p) {
+                *total.entry(p).or_default() += c;
+            }
+        }
+    }
+    assert!(!total.is_empty());
+    for (p, c) in total {
+        assert_eq!(c, 1000, "child {p}: {lines:?}");
+    }
+}
+
+/// A gadget whose fentry program the kernel refuses runs on its declared
+/// tracepoint fallback, and says so with -v.
+#[test]
+fn refused_program_falls_back_to_its_alternative() {
+    require_kernel();
+    let s = TestStore::new();
+    s.build(
+        &repo().join("tests/fixtures/fallback_tracer"),
+        "fallback_tracer",
+    );
+    let mut ig = Running::start(&s, &["fallback_tracer", "-o", "json", "-v"]);
+    let me = std::process::id();
+    let line = ig.wait_for(
+        Duration::from_secs(20),
+        || {
+            // SAFETY: getpid has no preconditions.
+            unsafe { libc::syscall(libc::SYS_getpid) };
+        },
+        |l| l.contains(&format!("\"pid\":{me}")),
+    );
+    let (status, stderr) = ig.interrupt();
+    assert!(status.success(), "{stderr}");
+    let fentry_works = line.contains("\"via_fentry\":1");
+    if !fentry_works {
+        assert!(
+            stderr.contains("using its fallback slow_getpid"),
+            "{stderr}"
+        );
+        assert!(stderr.contains("attached slow_getpid"), "{stderr}");
+    }
+}
+
+/// Build a gadget from source written by the test, expecting `ig run` to
+/// fail with a message containing every `want`.
+fn expect_run_error(name: &str, source: &str, want: &[&str]) {
+    let s = TestStore::new();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("program.bpf.c"), source).unwrap();
+    std::fs::write(dir.path().join("gadget.yaml"), format!("name: {name}\n")).unwrap();
+    s.build(dir.path(), name);
+    let out = s.run(&["run", name, "--timeout", "1"]);
+    assert_eq!(out.status.code(), Some(1), "{name}: {}", text(&out.stderr));
+    let err = text(&out.stderr);
+    for w in want {
+        assert!(err.contains(w), "{name}: {w:?} in {err}");
+    }
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+const BAD_HEADER: &str = "#include <vmlinux.h>\n#include <bpf/bpf_helpers.h>\n#include <gadget/buffer.h>\n\
+    #include <gadget/macros.h>\nstruct event { __u32 pid; };\nchar LICENSE[] SEC(\"license\") = \"GPL\";\n";
+
+#[test]
+fn malformed_gadgets_fail_with_the_marker_and_the_problem() {
+    require_kernel();
+    let prog = "SEC(\"tracepoint/syscalls/sys_enter_getpid\") int p(void *ctx) { return 0; }\n";
+    expect_run_error(
+        "two_tracers_one_map",
+        &format!(
+            "{BAD_HEADER}GADGET_TRACER_MAP(events, 4096);\nGADGET_TRACER(a, events, event);\nGADGET_TRACER(b, events, event);\n{prog}"
+        ),
+        &["both read map events"],
+    );
+    expect_run_error(
+        "missing_struct",
+        &format!(
+            "{BAD_HEADER}GADGET_TRACER_MAP(events, 4096);\nconst void *gadget_tracer_a___events___nosuch __attribute__((unused));\n{prog}"
+        ),
+        &["data source a", "nosuch"],
+    );
+    expect_run_error(
+        "missing_map",
+        &format!(
+            "{BAD_HEADER}const void *gadget_map_tracer_ghost __attribute__((unused));\nGADGET_TRACER(a, ghost, event);\n{prog}"
+        ),
+        &["ghost"],
+    );
+    expect_run_error(
+        "unknown_section",
+        &format!(
+            "{BAD_HEADER}GADGET_TRACER_MAP(events, 4096);\nGADGET_TRACER(a, events, event);\nSEC(\"xdp\") int p(void *ctx) {{ return 2; }}\n"
+        ),
+        &["program p", "section \"xdp\" is not supported"],
     );
 }

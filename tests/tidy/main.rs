@@ -15,6 +15,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("pipeline", &["datasource", "params"]),
     ("output", &["pipeline", "datasource"]),
     ("bpf", &["btf", "datasource", "metadata", "params"]),
+    (
+        "operators",
+        &["pipeline", "bpf", "datasource", "metadata", "btf", "params"],
+    ),
 ];
 
 fn uses(dir: &Path, out: &mut BTreeSet<String>, files: &mut Vec<String>) {
@@ -23,19 +27,24 @@ fn uses(dir: &Path, out: &mut BTreeSet<String>, files: &mut Vec<String>) {
         if p.is_dir() {
             uses(&p, out, files);
         } else if p.extension().is_some_and(|x| x == "rs") {
-            files.push(p.display().to_string());
-            for line in std::fs::read_to_string(&p).unwrap().lines() {
-                let code = line.split("//").next().unwrap_or("");
-                let mut rest = code;
-                while let Some(i) = rest.find("crate::") {
-                    rest = &rest[i + 7..];
-                    let m: String = rest
-                        .chars()
-                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                        .collect();
-                    out.insert(m);
-                }
-            }
+            scan(&p, out, files);
+        }
+    }
+}
+
+/// The top-level modules one file names as `crate::<module>`.
+fn scan(p: &Path, out: &mut BTreeSet<String>, files: &mut Vec<String>) {
+    files.push(p.display().to_string());
+    for line in std::fs::read_to_string(p).unwrap().lines() {
+        let code = line.split("//").next().unwrap_or("");
+        let mut rest = code;
+        while let Some(i) = rest.find("crate::") {
+            rest = &rest[i + 7..];
+            let m: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            out.insert(m);
         }
     }
 }
@@ -51,6 +60,11 @@ fn modules_respect_the_layering() {
         if dir.is_dir() {
             uses(&dir, &mut used, &mut files);
         }
+        // A module in one file (`src/params.rs`).
+        let file = src.join(format!("{module}.rs"));
+        if file.is_file() {
+            scan(&file, &mut used, &mut files);
+        }
         assert!(!files.is_empty(), "module {module} not found");
         for u in used {
             if u != *module && !allowed.contains(&u.as_str()) {
@@ -63,6 +77,44 @@ fn modules_respect_the_layering() {
         "layering violations:\n{}",
         problems.join("\n")
     );
+}
+
+/// Operators meet through fields, tags and annotations, never by calling
+/// each other: no operator module names another.
+#[test]
+fn operators_do_not_import_each_other() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/operators");
+    let mut problems = Vec::new();
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        let own = p.file_stem().unwrap().to_string_lossy().into_owned();
+        if own == "mod" {
+            continue;
+        }
+        let mut files = Vec::new();
+        if p.is_dir() {
+            uses(&p, &mut BTreeSet::new(), &mut files);
+        } else {
+            files.push(p.display().to_string());
+        }
+        for f in files {
+            for line in std::fs::read_to_string(&f).unwrap().lines() {
+                let code = line.split("//").next().unwrap_or("");
+                let mut rest = code;
+                while let Some(i) = rest.find("crate::operators::") {
+                    rest = &rest[i + 18..];
+                    let m: String = rest
+                        .chars()
+                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                        .collect();
+                    if m != own {
+                        problems.push(format!("{f} uses crate::operators::{m}"));
+                    }
+                }
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
 #[test]

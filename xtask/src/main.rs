@@ -6,8 +6,13 @@
 //! - `gadgets` build every gadget of `gadgets/` into the store (`IG_STORE`
 //!   or the default) with the release binary.
 //! - `test`    the whole suite: format and lint checks, unit, CLI and kernel
-//!   tests. Installs and mounts what the tests need first, so it works on a
-//!   fresh machine as root. This is what CI runs.
+//!   tests, and a few-second smoke run of the benchmark. Installs and mounts
+//!   what the tests need first, so it works on a fresh machine as root. This
+//!   is what CI runs.
+//! - `bench`   the peer benchmark (`bench/`): ig against libbpf-tools, bcc,
+//!   bpftrace and the libbpf limit `rbbase`, under exec and open storms, in
+//!   one interleaved run; writes `docs/benchmarks.md`. `--quick` runs only
+//!   ig for a second (the smoke run of `test`). `--reps N`, `--dur SECONDS`.
 //!
 //! Written in Rust rather than shell so that it runs the same everywhere
 //! cargo does and fails with a message naming the step.
@@ -48,8 +53,11 @@ fn main() -> Result<()> {
             gadgets(&root.join("target/release/ig"))
         }
         Some("test") => test(),
+        Some("bench") => bench(&root, &args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask <setup [--deps-only] | gadgets | test>");
+            eprintln!(
+                "usage: cargo xtask <setup [--deps-only] | gadgets | test | bench [--quick] [--reps N] [--dur S]>"
+            );
             bail!("unknown or missing command")
         }
     }
@@ -119,7 +127,8 @@ fn system_deps() -> Result<()> {
     Ok(())
 }
 
-/// Build each `gadgets/<name>` as image `<name>`.
+/// Build each `gadgets/<name>` as image `<name>` (into `IG_STORE` or the
+/// default store).
 fn gadgets(ig: &Path) -> Result<()> {
     let mut names: Vec<String> = std::fs::read_dir("gadgets")?
         .filter_map(|e| e.ok())
@@ -146,5 +155,130 @@ fn test() -> Result<()> {
         "warnings",
     ])?;
     // Kernel tests fail rather than skip when BPF is missing.
-    cargo(&["test", "--workspace", "--locked"])
+    cargo(&["test", "--workspace", "--locked"])?;
+    // Not a timed test: a few seconds under the harness so the benchmark
+    // command cannot rot. The numbers of a real run go to docs/benchmarks.md.
+    bench(&repo_root(), &["--quick".to_owned()])
 }
+
+/// Packages the storms and the libbpf baseline build with.
+const BENCH_PACKAGES: &[&str] = &["gcc", "make", "libelf-dev", "zlib1g-dev"];
+
+fn flag_value(args: &[String], flag: &str) -> Option<String> {
+    args.iter()
+        .position(|a| a == flag)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
+}
+
+fn bench(root: &Path, args: &[String]) -> Result<()> {
+    let quick = args.iter().any(|a| a == "--quick");
+    let reps = flag_value(args, "--reps").unwrap_or_else(|| if quick { "1" } else { "3" }.into());
+    let dur = flag_value(args, "--dur").unwrap_or_else(|| if quick { "1" } else { "5" }.into());
+    system_deps()?;
+    let missing: Vec<&str> = BENCH_PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| {
+            !Command::new("dpkg")
+                .args(["-s", p])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .collect();
+    if !missing.is_empty() {
+        run(Command::new("apt-get")
+            .args(["install", "-y", "-qq", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"))?;
+    }
+    cargo(&["build", "--release", "--locked", "--bin", "ig"])?;
+    let ig = root.join("target/release/ig");
+    let store = root.join("target/bench-store");
+    let out_dir = root.join("target/bench");
+    std::fs::create_dir_all(&out_dir)?;
+    // SAFETY: single-threaded at this point; the children inherit it.
+    unsafe { std::env::set_var("IG_STORE", &store) };
+    gadgets(&ig)?;
+    let harness = root.join("bench");
+    let (peers, storms): (Vec<&str>, Vec<&str>) = if quick {
+        run(Command::new("make").arg("-C").arg(&harness).args([
+            "bin/openstorm",
+            "bin/execstorm",
+            "bin/benchtrue",
+            "bin/benchmarker",
+        ]))?;
+        (vec!["ig"], vec!["open:-r 20000"])
+    } else {
+        run(Command::new(harness.join("run-peer.sh")).arg("setup"))?;
+        (
+            vec![
+                "libbpf",
+                "bcc-tp",
+                "bpftrace",
+                "rbbase-count",
+                "rbbase-json",
+                "rbbase-batch",
+                "ig",
+                "ig-table",
+                "ig-flush0",
+                "ig-chain",
+            ],
+            vec!["exec", "exec:-j 2", "open", "open:-k 2"],
+        )
+    };
+    let results = out_dir.join(if quick {
+        "smoke.jsonl"
+    } else {
+        "results.jsonl"
+    });
+    let _ = std::fs::remove_file(&results);
+    let mut cmd = Command::new(harness.join("run-peer.sh"));
+    cmd.arg("matrix")
+        .arg(&results)
+        .arg(&reps)
+        .args(&peers)
+        .arg("--")
+        .args(&storms);
+    cmd.env("IG", &ig).env("DUR", &dur).env(
+        "IG_CHAIN_ARGS",
+        std::env::var("IG_CHAIN_ARGS").unwrap_or_else(|_| CHAIN_ARGS.into()),
+    );
+    if quick {
+        // No `nice -n -20` for a smoke run on a shared CI machine.
+        cmd.env("NICE", "");
+    }
+    run(&mut cmd)?;
+    let text = std::fs::read_to_string(&results)
+        .with_context(|| format!("reading {}", results.display()))?;
+    if quick {
+        let ok = text.lines().any(|l| {
+            l.contains("\"label\": \"ig\"") && l.contains("\"events\"") && !l.contains("\"error\"")
+        });
+        if !ok {
+            bail!("the benchmark smoke run produced no ig result: {text}");
+        }
+        eprintln!("bench smoke run ok: {}", text.trim());
+        return Ok(());
+    }
+    let command = format!("cargo xtask bench --reps {reps} --dur {dur}");
+    let report = Command::new("python3")
+        .arg(harness.join("report.py"))
+        .arg(&results)
+        .arg(&command)
+        .env("IG", &ig)
+        .output()?;
+    if !report.status.success() {
+        bail!(
+            "bench/report.py failed: {}",
+            String::from_utf8_lossy(&report.stderr)
+        );
+    }
+    std::fs::write(root.join("docs/benchmarks.md"), &report.stdout)?;
+    eprintln!("wrote docs/benchmarks.md");
+    Ok(())
+}
+
+/// The operator chain measured as `ig-chain`: a filter that keeps every
+/// storm event, plus process enrichment.
+const CHAIN_ARGS: &str = "--filter proc.comm!=ig-bench-nobody";

@@ -115,4 +115,15 @@
 	const void *gadget_sk_prog_target_##prog##___##map \
 		__attribute__((unused));
 
+/*
+ * GADGET_PROGRAM_FALLBACK(prog, fallback): if the kernel refuses to load or
+ * attach program `prog` (fentry or kprobe on a locked-down kernel, say), ig
+ * loads `fallback` instead; `fallback` is not loaded when `prog` works. Both
+ * must be programs of this object producing the same events. This is our
+ * addition: upstream switches programs off from gadget-specific Go code.
+ */
+#define GADGET_PROGRAM_FALLBACK(prog, fallback)                    \
+	const void *gadget_program_fallback_##prog##___##fallback \
+		__attribute__((unused));
+
 #endif /* __GADGET_MACROS_H */

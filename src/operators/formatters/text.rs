@@ -1,0 +1,381 @@
+//! The renderings of the formatters, each appending to a reused `String`
+//! (no allocation once the buffer has grown, no system call).
+
+use std::fmt::Write as _;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use super::tables::{ERRNO, SIGNALS, SYSCALLS_X86_64};
+
+/// Wall-clock time of a boot-time timestamp, as RFC 3339 in UTC with
+/// nanoseconds: `2024-05-01T12:34:56.123456789Z`. `offset_ns` is
+/// `CLOCK_REALTIME - CLOCK_BOOTTIME`. Zero (no timestamp) stays empty.
+pub fn timestamp(out: &mut String, boot_ns: u64, offset_ns: i128) {
+    if boot_ns == 0 {
+        return;
+    }
+    let wall = i128::from(boot_ns) + offset_ns;
+    let secs = wall.div_euclid(1_000_000_000);
+    let nanos = wall.rem_euclid(1_000_000_000);
+    let days = secs.div_euclid(86_400);
+    let sod = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    let _ = write!(
+        out,
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
+        sod / 3600,
+        sod / 60 % 60,
+        sod % 60
+    );
+}
+
+/// Proleptic Gregorian date of a day count since 1970-01-01 (the
+/// well-known era/day-of-era decomposition: 400-year eras of 146097 days,
+/// years starting in March so that the leap day comes last).
+fn civil_from_days(days: i128) -> (i128, i128, i128) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i128::from(m <= 2);
+    (y, m, d)
+}
+
+/// `ENOENT`; 0 (success) stays empty; an unknown number is `error#N`.
+pub fn errno(out: &mut String, n: u64) {
+    if n == 0 {
+        return;
+    }
+    match usize::try_from(n).ok().and_then(|i| ERRNO.get(i)) {
+        Some(name) if !name.is_empty() => out.push_str(name),
+        _ => {
+            let _ = write!(out, "error#{n}");
+        }
+    }
+}
+
+/// `SIGKILL`; an unknown number (0, real-time signals) is `signal#N`.
+pub fn signal(out: &mut String, n: u64) {
+    match usize::try_from(n).ok().and_then(|i| SIGNALS.get(i)) {
+        Some(name) if !name.is_empty() => out.push_str(name),
+        _ => {
+            let _ = write!(out, "signal#{n}");
+        }
+    }
+}
+
+/// `SYS_OPENAT`, upstream's spelling; `SYS_UNKNOWN` for a number without
+/// a name. The table is x86_64's; other architectures print `syscall#N`.
+pub fn syscall(out: &mut String, n: u64) {
+    if !cfg!(target_arch = "x86_64") {
+        let _ = write!(out, "syscall#{n}");
+        return;
+    }
+    out.push_str("SYS_");
+    match usize::try_from(n).ok().and_then(|i| SYSCALLS_X86_64.get(i)) {
+        Some(name) if !name.is_empty() => {
+            out.extend(name.chars().map(|c| c.to_ascii_uppercase()));
+        }
+        _ => out.push_str("UNKNOWN"),
+    }
+}
+
+/// Bits of `open(2)` flags and their names, in upstream's order. A name
+/// covering several bits (`O_SYNC` is `__O_SYNC|O_DSYNC`) comes before its
+/// parts and consumes them.
+#[cfg(any(target_arch = "aarch64", target_arch = "arm"))]
+const OPEN_FLAGS: &[(u32, &str)] = &[
+    (0o100, "O_CREAT"),
+    (0o200, "O_EXCL"),
+    (0o400, "O_NOCTTY"),
+    (0o1000, "O_TRUNC"),
+    (0o2000, "O_APPEND"),
+    (0o4000, "O_NONBLOCK"),
+    (0o4010000, "O_SYNC"),
+    (0o10000, "O_DSYNC"),
+    (0o20000, "O_FASYNC"),
+    (0o200000, "O_DIRECT"),
+    (0o400000, "O_LARGEFILE"),
+    (0o20040000, "O_TMPFILE"),
+    (0o40000, "O_DIRECTORY"),
+    (0o100000, "O_NOFOLLOW"),
+    (0o1000000, "O_NOATIME"),
+    (0o2000000, "O_CLOEXEC"),
+    (0o10000000, "O_PATH"),
+];
+/// Bits of `open(2)` flags (x86_64 and the generic values).
+#[cfg(not(any(target_arch = "aarch64", target_arch = "arm")))]
+const OPEN_FLAGS: &[(u32, &str)] = &[
+    (0o100, "O_CREAT"),
+    (0o200, "O_EXCL"),
+    (0o400, "O_NOCTTY"),
+    (0o1000, "O_TRUNC"),
+    (0o2000, "O_APPEND"),
+    (0o4000, "O_NONBLOCK"),
+    (0o4010000, "O_SYNC"),
+    (0o10000, "O_DSYNC"),
+    (0o20000, "O_FASYNC"),
+    (0o40000, "O_DIRECT"),
+    (0o100000, "O_LARGEFILE"),
+    (0o20200000, "O_TMPFILE"),
+    (0o200000, "O_DIRECTORY"),
+    (0o400000, "O_NOFOLLOW"),
+    (0o1000000, "O_NOATIME"),
+    (0o2000000, "O_CLOEXEC"),
+    (0o10000000, "O_PATH"),
+];
+
+/// `O_RDONLY|O_CLOEXEC`: the access mode, then each flag; bits without a
+/// name are appended in hex (`0x40000000`).
+pub fn file_flags(out: &mut String, flags: u32) {
+    out.push_str(match flags & 0o3 {
+        0 => "O_RDONLY",
+        1 => "O_WRONLY",
+        2 => "O_RDWR",
+        _ => "O_ACCMODE",
+    });
+    let mut rest = flags & !0o3;
+    for &(mask, name) in OPEN_FLAGS {
+        if rest & mask == mask {
+            out.push('|');
+            out.push_str(name);
+            rest &= !mask;
+        }
+    }
+    if rest != 0 {
+        let _ = write!(out, "|{rest:#x}");
+    }
+}
+
+/// `-rw-r--r--`, as `ls -l` shows a mode: the file type (`-` when the mode
+/// has no type bits, as for the mode argument of `open(2)`), then the
+/// permissions with setuid, setgid and sticky as `s`/`S` and `t`/`T`.
+pub fn file_mode(out: &mut String, mode: u32) {
+    out.push(match mode & 0o170000 {
+        0o140000 => 's',
+        0o120000 => 'l',
+        0o060000 => 'b',
+        0o040000 => 'd',
+        0o020000 => 'c',
+        0o010000 => 'p',
+        _ => '-',
+    });
+    let bit = |b: u32, c: char| if mode & b != 0 { c } else { '-' };
+    let exec = |x: u32, special: u32, set: char| match (mode & x != 0, mode & special != 0) {
+        (true, true) => set,
+        (false, true) => set.to_ascii_uppercase(),
+        (true, false) => 'x',
+        (false, false) => '-',
+    };
+    out.push(bit(0o400, 'r'));
+    out.push(bit(0o200, 'w'));
+    out.push(exec(0o100, 0o4000, 's'));
+    out.push(bit(0o040, 'r'));
+    out.push(bit(0o020, 'w'));
+    out.push(exec(0o010, 0o2000, 's'));
+    out.push(bit(0o004, 'r'));
+    out.push(bit(0o002, 'w'));
+    out.push(exec(0o001, 0o1000, 't'));
+}
+
+/// An IP address from the 16 bytes of `gadget_ip_addr_t` (network order)
+/// and its version; anything but 4 or 6 (an unset endpoint) stays empty.
+pub fn ip(out: &mut String, raw: &[u8; 16], version: u64) {
+    match version {
+        4 => {
+            let _ = write!(out, "{}", Ipv4Addr::new(raw[0], raw[1], raw[2], raw[3]));
+        }
+        6 => {
+            let _ = write!(out, "{}", Ipv6Addr::from(*raw));
+        }
+        _ => {}
+    }
+}
+
+/// `10.0.0.1:443`, `[::1]:443`; empty for an unset endpoint.
+pub fn endpoint(out: &mut String, raw: &[u8; 16], version: u64, port: u64) {
+    match version {
+        4 => {
+            ip(out, raw, version);
+            let _ = write!(out, ":{port}");
+        }
+        6 => {
+            out.push('[');
+            ip(out, raw, version);
+            let _ = write!(out, "]:{port}");
+        }
+        _ => {}
+    }
+}
+
+/// IP protocol numbers that endpoints carry, by upstream's names.
+const PROTOCOLS: &[(u64, &str)] = &[
+    (0, "IP"),
+    (1, "ICMP"),
+    (2, "IGMP"),
+    (6, "TCP"),
+    (17, "UDP"),
+    (33, "DCCP"),
+    (41, "IPV6"),
+    (47, "GRE"),
+    (50, "ESP"),
+    (51, "AH"),
+    (58, "ICMPV6"),
+    (132, "SCTP"),
+    (136, "UDPLITE"),
+    (255, "RAW"),
+    (262, "MPTCP"),
+];
+
+/// `TCP`; an unknown number is `proto#N`.
+pub fn protocol(out: &mut String, n: u64) {
+    match PROTOCOLS.iter().find(|(p, _)| *p == n) {
+        Some((_, name)) => out.push_str(name),
+        None => {
+            let _ = write!(out, "proto#{n}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(f: impl Fn(&mut String)) -> String {
+        let mut s = String::new();
+        f(&mut s);
+        s
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_utc_with_nanoseconds() {
+        let cases: &[(u64, i128, &str)] = &[
+            (0, 5, ""),
+            (1, 0, "1970-01-01T00:00:00.000000001Z"),
+            // 2000-02-29 (a leap day in a year divisible by 400).
+            (
+                1,
+                951_782_400_000_000_000 - 1,
+                "2000-02-29T00:00:00.000000000Z",
+            ),
+            (
+                123_456_789,
+                1_714_566_896_000_000_000,
+                "2024-05-01T12:34:56.123456789Z",
+            ),
+            (500, -1_000, "1969-12-31T23:59:59.999999500Z"),
+            (u64::MAX, 0, "2554-07-21T23:34:33.709551615Z"),
+        ];
+        for &(boot, off, want) in cases {
+            assert_eq!(run(|s| timestamp(s, boot, off)), want, "{boot} {off}");
+        }
+    }
+
+    #[test]
+    fn names_of_numbers() {
+        type Render = fn(&mut String, u64);
+        let cases: &[(Render, u64, &str)] = &[
+            (errno, 0, ""),
+            (errno, 2, "ENOENT"),
+            (errno, 11, "EAGAIN"),
+            (errno, 13, "EACCES"),
+            (errno, 41, "error#41"),
+            (errno, 133, "EHWPOISON"),
+            (errno, 999, "error#999"),
+            (errno, u64::MAX, "error#18446744073709551615"),
+            (signal, 9, "SIGKILL"),
+            (signal, 16, "SIGSTKFLT"),
+            (signal, 31, "SIGSYS"),
+            (signal, 0, "signal#0"),
+            (signal, 34, "signal#34"),
+            (protocol, 6, "TCP"),
+            (protocol, 17, "UDP"),
+            (protocol, 99, "proto#99"),
+        ];
+        for &(f, n, want) in cases {
+            assert_eq!(run(|s| f(s, n)), want, "{n}");
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn syscall_names_match_the_c_library() {
+        let cases: &[(i64, &str)] = &[
+            (libc::SYS_read, "SYS_READ"),
+            (libc::SYS_openat, "SYS_OPENAT"),
+            (libc::SYS_execve, "SYS_EXECVE"),
+            (libc::SYS_openat2, "SYS_OPENAT2"),
+            (libc::SYS_futex_waitv, "SYS_FUTEX_WAITV"),
+            (451, "SYS_CACHESTAT"),
+            (340, "SYS_UNKNOWN"),
+            (100_000, "SYS_UNKNOWN"),
+        ];
+        for &(n, want) in cases {
+            assert_eq!(run(|s| syscall(s, n as u64)), want, "{n}");
+        }
+        // Every errno the C library names has the same name here.
+        for (n, name) in [
+            (libc::EPERM, "EPERM"),
+            (libc::ENOTEMPTY, "ENOTEMPTY"),
+            (libc::ECONNREFUSED, "ECONNREFUSED"),
+        ] {
+            assert_eq!(run(|s| errno(s, n as u64)), name);
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn open_flags_and_modes() {
+        let o = |f: i32| f as u32;
+        let cases: &[(u32, &str)] = &[
+            (0, "O_RDONLY"),
+            (o(libc::O_RDONLY | libc::O_CLOEXEC), "O_RDONLY|O_CLOEXEC"),
+            (
+                o(libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC),
+                "O_WRONLY|O_CREAT|O_TRUNC",
+            ),
+            (o(libc::O_RDWR | libc::O_SYNC), "O_RDWR|O_SYNC"),
+            (o(libc::O_DSYNC), "O_RDONLY|O_DSYNC"),
+            (o(libc::O_TMPFILE | libc::O_RDWR), "O_RDWR|O_TMPFILE"),
+            (
+                o(libc::O_DIRECTORY | libc::O_PATH),
+                "O_RDONLY|O_DIRECTORY|O_PATH",
+            ),
+            (3, "O_ACCMODE"),
+            (0x4000_0000, "O_RDONLY|0x40000000"),
+        ];
+        for &(flags, want) in cases {
+            assert_eq!(run(|s| file_flags(s, flags)), want, "{flags:o}");
+        }
+        let modes: &[(u32, &str)] = &[
+            (0o644, "-rw-r--r--"),
+            (0o100644, "-rw-r--r--"),
+            (0o040755, "drwxr-xr-x"),
+            (0o120777, "lrwxrwxrwx"),
+            (0o4755, "-rwsr-xr-x"),
+            (0o2644, "-rw-r-Sr--"),
+            (0o1777, "-rwxrwxrwt"),
+            (0o1776, "-rwxrwxrwT"),
+            (0o020600, "crw-------"),
+            (0, "----------"),
+        ];
+        for &(mode, want) in modes {
+            assert_eq!(run(|s| file_mode(s, mode)), want, "{mode:o}");
+        }
+    }
+
+    #[test]
+    fn addresses_and_endpoints() {
+        let mut v4 = [0u8; 16];
+        v4[..4].copy_from_slice(&[10, 0, 0, 1]);
+        let v6: [u8; 16] = Ipv6Addr::LOCALHOST.octets();
+        assert_eq!(run(|s| ip(s, &v4, 4)), "10.0.0.1");
+        assert_eq!(run(|s| endpoint(s, &v4, 4, 443)), "10.0.0.1:443");
+        assert_eq!(run(|s| ip(s, &v6, 6)), "::1");
+        assert_eq!(run(|s| endpoint(s, &v6, 6, 8080)), "[::1]:8080");
+        assert_eq!(run(|s| endpoint(s, &v6, 0, 1)), "");
+    }
+}
