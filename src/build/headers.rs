@@ -35,10 +35,12 @@ headers!(
     "buffer.h",
     "common.h",
     "filter.h",
+    "kernel_stack_map.h",
     "macros.h",
     "mntns.h",
     "mntns_filter.h",
-    "types.h"
+    "types.h",
+    "user_stack_map.h"
 );
 
 /// Write the headers as `<root>/gadget/<name>`, plus the empty arch

@@ -23,6 +23,9 @@ pub struct Cli {
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
 
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -41,8 +44,72 @@ pub enum Command {
     /// Build, list and manage gadget images in the local store.
     #[command(subcommand)]
     Image(ImageCommand),
+    /// Log in to a registry, for `ig image push/pull` and `ig run`.
+    ///
+    /// Checks the user name and password against the registry, then stores
+    /// them in the credentials file (--authfile, docker's config.json format,
+    /// mode 0600). Without --password or --password-stdin the password is
+    /// asked for on the terminal.
+    #[command(
+        after_help = "Examples:\n  ig login ghcr.io -u myuser\n  echo \"$TOKEN\" | ig login ghcr.io -u myuser --password-stdin\n  ig login 127.0.0.1:5000 -u test --authfile ./auth.json"
+    )]
+    Login(LoginArgs),
+    /// Forget the credentials stored for a registry.
+    #[command(after_help = "Example:\n  ig logout ghcr.io")]
+    Logout {
+        /// The registry host (`ghcr.io`, `localhost:5000`).
+        registry: String,
+    },
     /// Print the version of ig and of the gadget author API it builds against.
     Version,
+}
+
+/// How `ig` reaches registries; global, so they can follow any command.
+#[derive(Debug, Clone, Default, Args)]
+pub struct RegistryArgs {
+    /// Credentials file (docker's config.json format) written by `ig login`
+    /// and read by push, pull and run [default: /var/lib/ig/config.json,
+    /// or ~/.docker/config.json when that one does not exist].
+    #[arg(long, global = true, env = "REGISTRY_AUTH_FILE", value_name = "FILE")]
+    pub authfile: Option<PathBuf>,
+
+    /// Registries reached over plain HTTP instead of HTTPS, comma-separated
+    /// `host[:port]`. localhost and 127.0.0.1 always are.
+    #[arg(
+        long,
+        global = true,
+        value_delimiter = ',',
+        value_name = "HOST[:PORT],..."
+    )]
+    pub insecure_registries: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// The registry host (`ghcr.io`, `localhost:5000`).
+    pub registry: String,
+    /// User name (asked for on the terminal if missing).
+    #[arg(short, long)]
+    pub username: Option<String>,
+    /// Password. Visible to other users in the process list: prefer
+    /// --password-stdin or the prompt.
+    #[arg(short, long, conflicts_with = "password_stdin")]
+    pub password: Option<String>,
+    /// Read the password from standard input.
+    #[arg(long)]
+    pub password_stdin: bool,
+}
+
+/// When `ig run` downloads the image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum PullPolicy {
+    /// Pull every time, so a moved tag is followed.
+    Always,
+    /// Pull only images missing from the local store.
+    #[default]
+    Missing,
+    /// Never use the network: the image must be in the store.
+    Never,
 }
 
 #[derive(Debug, Args)]
@@ -72,10 +139,15 @@ pub struct RunArgs {
     #[arg(long, value_name = "DURATION", default_value = "50ms", value_parser = crate::params::parse_duration)]
     pub flush_interval: Duration,
 
-    /// Size of each ring buffer in bytes (a power of two, at least 4096);
-    /// default: what the gadget declares.
+    /// Size of each ring buffer in bytes (a power of two, at least 4096).
+    /// Default: what the gadget declares, but at least 4 MiB, so that a burst
+    /// of events fits while ig sleeps between wake-ups.
     #[arg(long, value_name = "BYTES", value_parser = parse_ringbuf_size)]
     pub ringbuf_size: Option<u32>,
+
+    /// When to download the image from its registry.
+    #[arg(long, value_enum, default_value = "missing", value_name = "WHEN")]
+    pub pull: PullPolicy,
 }
 
 #[derive(Debug, Subcommand)]
@@ -110,6 +182,80 @@ pub enum ImageCommand {
     },
     /// Give an image in the local store another name.
     Tag { source: String, target: String },
+    /// Download an image (every platform) from its registry into the store.
+    ///
+    /// The registry is the first part of the reference; a bare name means
+    /// ghcr.io/inspektor-gadget/gadget/NAME. Every blob is checked against
+    /// its digest; the store changes only once the whole image is in.
+    #[command(
+        after_help = "Examples:\n  ig image pull trace_exec:v0.40.0\n  ig image pull localhost:5000/mygadget:v1\n  ig image pull --insecure-registries reg.lan:5000 reg.lan:5000/team/gadget:v1"
+    )]
+    Pull {
+        /// The image reference.
+        image: String,
+    },
+    /// Upload an image from the store to its registry.
+    ///
+    /// Tag the image with the registry's name first (`ig image tag`).
+    /// Credentials come from `ig login`.
+    #[command(
+        after_help = "Examples:\n  ig image tag mygadget localhost:5000/mygadget:v1\n  ig image push localhost:5000/mygadget:v1"
+    )]
+    Push {
+        /// The image reference, naming the registry to push to.
+        image: String,
+    },
+    /// Show an image's manifest, annotations and, with --show-datasources,
+    /// the data sources and fields its eBPF object produces.
+    #[command(
+        after_help = "Examples:\n  ig image inspect trace_exec\n  ig image inspect trace_exec --show-datasources\n  ig image inspect trace_exec -o json | jq '.annotations'"
+    )]
+    Inspect {
+        /// The image reference or digest prefix.
+        image: String,
+        /// Output format [default: a readable summary].
+        #[arg(short, long, value_enum)]
+        output: Option<InspectFormat>,
+        /// Also read the eBPF object and list its data sources and fields.
+        #[arg(long)]
+        show_datasources: bool,
+    },
+    /// Write images to a tar file of an OCI image layout.
+    ///
+    /// The tar is what `skopeo copy ... oci-archive:FILE` reads and writes;
+    /// each image is named in it by its full reference.
+    #[command(
+        after_help = "Examples:\n  ig image export trace_exec trace_open gadgets.tar\n  skopeo copy --all oci-archive:gadgets.tar:ghcr.io/inspektor-gadget/gadget/trace_exec:latest docker://reg.lan/trace_exec:latest"
+    )]
+    Export {
+        /// The images (references or digest prefixes).
+        #[arg(required = true, num_args = 1.., value_name = "IMAGE")]
+        images: Vec<String>,
+        /// The tar file to write.
+        #[arg(required = true, value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// Add every named image of an OCI layout tar to the store.
+    ///
+    /// All blobs are checked before the store changes; either every image
+    /// of the archive is added or none is.
+    #[command(after_help = "Example:\n  ig image import gadgets.tar")]
+    Import {
+        /// The tar file (from `ig image export` or `skopeo copy ...
+        /// oci-archive:FILE`).
+        file: PathBuf,
+    },
+}
+
+/// Output formats of `ig image inspect`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum InspectFormat {
+    /// One JSON document.
+    Json,
+    /// The same document as YAML.
+    Yaml,
+    /// Tables: the layers, or with --show-datasources the fields.
+    Columns,
 }
 
 fn parse_ringbuf_size(s: &str) -> Result<u32, String> {

@@ -34,12 +34,21 @@ pub fn prescan(argv: &[OsString], cmd: &Command) -> Option<Scan> {
         .collect();
     let takes_value = |c: &Command, flag: &str| -> bool {
         c.get_arguments().any(|a| {
+            // A boolean parameter takes its value only as `--flag=false`.
             a.get_action().takes_values()
+                && !a.is_require_equals_set()
                 && (a.get_long().is_some_and(|l| flag == format!("--{l}"))
                     || a.get_short().is_some_and(|s| flag == format!("-{s}")))
         })
     };
-    let run_cmd = cmd.find_subcommand("run")?;
+    // The flags of the gadget-independent operators (`--filter`, `-F`,
+    // `--sort`...) are known before the image is: their values are not
+    // mistaken for the image.
+    let catalog: Vec<ParamSpec> = crate::operators::catalog()
+        .iter()
+        .flat_map(|o| o.params())
+        .collect();
+    let run_cmd = &augment(cmd.find_subcommand("run")?.clone(), &catalog);
     let mut store = std::env::var_os("IG_STORE").map(PathBuf::from);
     let mut in_run = false;
     let mut i = 0;
@@ -113,6 +122,10 @@ pub fn augment(run: Command, specs: &[ParamSpec]) -> Command {
                 .num_args(0..=1)
                 .require_equals(true)
                 .default_missing_value("true");
+        } else {
+            // `--sort -reads`, `--max-entries -1`, `--filter -…`: a value
+            // may start with a dash.
+            arg = arg.allow_hyphen_values(true);
         }
         run = run.arg(arg);
     }
@@ -161,6 +174,11 @@ mod tests {
         assert_eq!(
             scan("ig -v run --output=json y").map(|x| x.1),
             Some("y".into())
+        );
+        assert_eq!(
+            scan("ig run -F proc.comm==x --sort -reads --enrich-process --max-entries 3 top")
+                .map(|x| x.1),
+            Some("top".into())
         );
         assert_eq!(scan("ig image list"), None);
         assert_eq!(scan("ig run"), None);
@@ -227,5 +245,10 @@ mod tests {
         assert_eq!(e.kind(), clap::error::ErrorKind::UnknownArgument);
         // The clashing gadget parameter was left out; -o still means output.
         assert!(parse("ig run x --output json").unwrap().is_empty());
+        // Values may start with a dash.
+        assert_eq!(
+            parse("ig run x --comm -x").unwrap(),
+            [("operator.oci.ebpf.comm".to_string(), "-x".to_string())]
+        );
     }
 }

@@ -1,17 +1,54 @@
-//! `ig image ...`: build, list, remove, tag.
+//! `ig image ...`: build, list, remove, tag, export, import; pull and
+//! push are in `registry`, inspect in `inspect`.
 
 use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::Context as _;
 
-use super::args::ImageCommand;
+use super::args::{ImageCommand, RegistryArgs};
 use super::logger;
 use crate::build::{self, BuildOptions};
-use crate::image::{GadgetImage, Reference, Store, created_timestamp};
+use crate::image::{GadgetImage, Reference, Store, archive, created_timestamp};
 
-pub fn image(store: &Path, cmd: ImageCommand) -> anyhow::Result<()> {
+pub fn image(store: &Path, registry: &RegistryArgs, cmd: ImageCommand) -> anyhow::Result<()> {
     match cmd {
+        ImageCommand::Pull { image } => super::registry::pull_command(store, &image, registry),
+        ImageCommand::Push { image } => super::registry::push_command(store, &image, registry),
+        ImageCommand::Inspect {
+            image,
+            output,
+            show_datasources,
+        } => super::inspect::inspect(store, &image, output, show_datasources),
+        ImageCommand::Export { images, file } => {
+            let store = Store::open_read_only(store)?;
+            let images = images
+                .iter()
+                .map(|i| store.find(i))
+                .collect::<Result<Vec<_>, _>>()?;
+            archive::export_to_file(&store, &images, &file)
+                .with_context(|| format!("exporting to {}", file.display()))?;
+            for i in &images {
+                logger::stdout_line(&format!("Exported {i}"));
+            }
+            Ok(())
+        }
+        ImageCommand::Import { file } => {
+            let store = Store::open(store)?;
+            let imported = archive::import_file(&store, &file)
+                .with_context(|| format!("importing {}", file.display()))?;
+            if imported.untagged > 0 {
+                log::warn!(
+                    "{} image(s) of {} have no name and were not imported",
+                    imported.untagged,
+                    file.display()
+                );
+            }
+            for (r, d) in &imported.images {
+                logger::stdout_line(&format!("Imported {r}@{d}"));
+            }
+            Ok(())
+        }
         ImageCommand::Build { dir, tag, file } => {
             let mut opts = BuildOptions::new(dir.clone());
             opts.build_file = file;
@@ -92,7 +129,7 @@ pub fn image(store: &Path, cmd: ImageCommand) -> anyhow::Result<()> {
 }
 
 /// Left-aligned columns separated by two spaces.
-fn table<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> String {
+pub(super) fn table<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> String {
     let mut w: [usize; N] = header.map(str::len);
     for r in rows {
         for (i, c) in r.iter().enumerate() {

@@ -7,7 +7,9 @@
 pub mod args;
 mod gadget_args;
 mod image;
+mod inspect;
 mod logger;
+mod registry;
 mod run;
 
 use std::process::ExitCode;
@@ -29,7 +31,10 @@ pub fn main() -> ExitCode {
         .iter()
         .any(|a| a == "-v" || a == "--verbose" || a == "-vv");
     logger::init(u8::from(verbose));
-    let prepared = scan.as_ref().map(|s| run::prepare(&s.store, &s.image));
+    let pull = registry::PullOptions::prescan(&argv);
+    let prepared = scan
+        .as_ref()
+        .map(|s| run::prepare(&s.store, &s.image, &pull));
     match &prepared {
         Some(Ok(p)) => cmd = cmd.mut_subcommand("run", |c| gadget_args::augment(c, &p.specs)),
         Some(Err(e)) => {
@@ -76,11 +81,16 @@ pub fn main() -> ExitCode {
                     .map_err(anyhow::Error::from)
                     .and(Err(e)),
                 None => {
-                    run::prepare(&cli.store, &args.image).and_then(|p| run::run(args, p, &given))
+                    let pull = registry::PullOptions {
+                        policy: args.pull,
+                        registry: cli.registry.clone(),
+                    };
+                    run::prepare(&cli.store, &args.image, &pull)
+                        .and_then(|p| run::run(args, p, &given))
                 }
             }
         }
-        other => dispatch(&cli.store, other),
+        other => dispatch(&cli.store, &cli.registry, other),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -102,8 +112,41 @@ fn hint(e: &anyhow::Error) -> Option<String> {
     use crate::build::BuildError;
     use crate::image::ImageError;
     for cause in e.chain() {
-        if let Some(ImageError::NotFound { .. }) = cause.downcast_ref::<ImageError>() {
-            return Some("build it with `ig image build DIR -t NAME`, or list the store with `ig image list`".into());
+        if let Some(ImageError::NotFound { reference, .. }) = cause.downcast_ref::<ImageError>() {
+            return Some(format!(
+                "build it with `ig image build DIR -t NAME`, pull it with `ig image pull {reference}`, or list the store with `ig image list`"
+            ));
+        }
+        if let Some(re) = cause.downcast_ref::<crate::image::registry::RegistryError>() {
+            use crate::image::registry::RegistryError as R;
+            match re {
+                R::Unauthorized {
+                    registry,
+                    had_credentials: true,
+                    ..
+                } => {
+                    return Some(format!(
+                        "check the user name and password, then `ig login {registry}` again"
+                    ));
+                }
+                R::Unauthorized { registry, .. } => {
+                    return Some(format!("log in first: `ig login {registry}`"));
+                }
+                // Name lookups fail the same way over either scheme.
+                R::Connect {
+                    registry,
+                    scheme: "HTTPS",
+                    ..
+                } if !format!("{e:#}").to_lowercase().contains("dns error") => {
+                    return Some(format!(
+                        "if {registry} serves plain HTTP, add `--insecure-registries {registry}`"
+                    ));
+                }
+                R::NoMatchingPlatform { .. } => {
+                    return Some("the image was not built for this machine's architecture".into());
+                }
+                _ => {}
+            }
         }
         match cause.downcast_ref::<BuildError>() {
             Some(BuildError::ToolMissing { program, .. }) => {
@@ -130,10 +173,16 @@ fn hint(e: &anyhow::Error) -> Option<String> {
     None
 }
 
-fn dispatch(store: &std::path::Path, command: Command) -> anyhow::Result<()> {
+fn dispatch(
+    store: &std::path::Path,
+    reg: &args::RegistryArgs,
+    command: Command,
+) -> anyhow::Result<()> {
     match command {
         Command::Run(_) => unreachable!("handled in main"),
-        Command::Image(cmd) => image::image(store, cmd),
+        Command::Image(cmd) => image::image(store, reg, cmd),
+        Command::Login(a) => registry::login(a, reg),
+        Command::Logout { registry: r } => registry::logout(&r, reg),
         Command::Version => {
             logger::stdout_line(&format!(
                 "ig version v{}\ngadget author API: {}",

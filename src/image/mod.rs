@@ -8,15 +8,21 @@
 //!   writing gadget images, resolving them to verified bytes, list, tag,
 //!   remove with garbage collection, safe under concurrent processes.
 //! - [`created`]: the `created` annotation (honours `SOURCE_DATE_EPOCH`).
+//! - [`registry`]: pull and push against OCI registries, login checks.
+//! - [`auth`]: registry credentials in a docker-style `config.json`.
+//! - [`archive`]: export and import as a tar of an OCI image layout.
 //!
-//! Nothing here touches the network, runs a compiler or interprets
-//! `gadget.yaml`: config bytes are opaque to this module.
+//! Only `registry` touches the network. Nothing here runs a compiler or
+//! interprets `gadget.yaml`: config bytes are opaque to this module.
 
+pub mod archive;
+pub mod auth;
 pub mod created;
 pub mod digest;
 mod error;
 pub mod oci;
 pub mod reference;
+pub mod registry;
 pub mod store;
 
 pub use created::{created_timestamp, format_rfc3339_utc};

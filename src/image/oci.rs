@@ -241,6 +241,27 @@ pub fn parse_top_level(
     }
 }
 
+/// The manifest of `index` for `architecture`: the first entry whose
+/// platform names it exactly (upstream matches `GOARCH` the same way,
+/// without variants).
+pub fn pick_platform<'a>(index: &'a Index, architecture: &str) -> Option<&'a Descriptor> {
+    index.manifests.iter().find(|d| {
+        d.platform
+            .as_ref()
+            .is_some_and(|p| p.architecture == architecture)
+    })
+}
+
+/// The architectures `index` has manifests for, in index order.
+pub fn architectures(index: &Index) -> Vec<String> {
+    index
+        .manifests
+        .iter()
+        .filter_map(|d| d.platform.as_ref())
+        .map(|p| p.architecture.clone())
+        .collect()
+}
+
 /// Maps a Rust `target_arch` name to the GOARCH-style name OCI platforms use.
 pub fn oci_architecture(rust_arch: &str) -> &str {
     match rust_arch {

@@ -222,7 +222,8 @@ impl Store {
         platforms: &[PlatformObjects],
     ) -> Result<Descriptor, ImageError> {
         let (top, blobs) = build_gadget_image(config_yaml, annotations, platforms)?;
-        self.commit(reference, &top, blobs, false)
+        let mut tagged = self.commit(&[(reference.clone(), top.clone())], blobs, false)?;
+        Ok(tagged.pop().unwrap_or(top))
     }
 
     /// Adds an arbitrary image (from a pull or an archive import): writes
@@ -230,27 +231,48 @@ impl Store {
     /// references is now present and intact, and tags `top` as
     /// `reference`. On a missing or corrupt blob `index.json` is left as
     /// it was.
+    ///
+    /// `reference` may also be a digest-only reference (`name@sha256:…`,
+    /// from a pull by digest) naming `top` itself: the image is then
+    /// recorded under that name, which `resolve` finds and `list` shows
+    /// without a tag.
     pub fn import(
         &self,
         reference: &Reference,
         top: &Descriptor,
         blobs: impl IntoIterator<Item = Vec<u8>>,
     ) -> Result<Descriptor, ImageError> {
-        self.commit(reference, top, blobs.into_iter().collect(), true)
+        let mut tagged = self.import_all(&[(reference.clone(), top.clone())], blobs)?;
+        Ok(tagged.pop().unwrap_or_else(|| top.clone()))
+    }
+
+    /// [`Store::import`] for several images at once (an archive): every
+    /// closure is checked before `index.json` is written, once, so either
+    /// all images are added or none is.
+    pub fn import_all(
+        &self,
+        images: &[(Reference, Descriptor)],
+        blobs: impl IntoIterator<Item = Vec<u8>>,
+    ) -> Result<Vec<Descriptor>, ImageError> {
+        self.commit(images, blobs.into_iter().collect(), true)
     }
 
     fn commit(
         &self,
-        reference: &Reference,
-        top: &Descriptor,
+        images: &[(Reference, Descriptor)],
         blobs: Vec<Vec<u8>>,
         verify_closure: bool,
-    ) -> Result<Descriptor, ImageError> {
+    ) -> Result<Vec<Descriptor>, ImageError> {
         self.writable()?;
-        if reference.digest().is_some() {
-            return Err(ImageError::TagWithDigest {
-                reference: reference.to_string(),
-            });
+        for (reference, top) in images {
+            let digest_names_top = verify_closure
+                && reference.tag().is_none()
+                && reference.digest() == Some(&top.digest);
+            if reference.digest().is_some() && !digest_names_top {
+                return Err(ImageError::TagWithDigest {
+                    reference: reference.to_string(),
+                });
+            }
         }
         let _lock = self.write_lock()?;
 
@@ -262,18 +284,27 @@ impl Store {
             }
         }
         if verify_closure {
-            self.closure(top, &reference.to_string())?;
+            for (reference, top) in images {
+                self.closure(top, &reference.to_string())?;
+            }
         }
 
         let mut index = self.read_index()?;
-        let mut entry = top.clone();
-        entry.annotations.remove(ANNOTATION_REF_NAME);
-        index.set(&reference.to_string(), entry);
+        for (reference, top) in images {
+            let mut entry = top.clone();
+            entry.annotations.remove(ANNOTATION_REF_NAME);
+            index.set(&reference.to_string(), entry);
+        }
         self.write_index(&index)?;
-        Ok(index
-            .find_by_name(&reference.to_string())
-            .cloned()
-            .unwrap_or_else(|| top.clone()))
+        Ok(images
+            .iter()
+            .map(|(reference, top)| {
+                index
+                    .find_by_name(&reference.to_string())
+                    .cloned()
+                    .unwrap_or_else(|| top.clone())
+            })
+            .collect())
     }
 
     /// Writes one blob (always rewriting it, which also repairs a corrupt
@@ -376,16 +407,11 @@ impl Store {
         let (manifest_desc, manifest) = match top_parsed {
             TopLevel::Manifest(m) => (top.clone(), *m),
             TopLevel::Index(idx) => {
-                let Some(desc) = pick_platform(&idx, architecture) else {
+                let Some(desc) = oci::pick_platform(&idx, architecture) else {
                     return Err(ImageError::NoMatchingPlatform {
                         reference: name,
                         architecture: architecture.to_owned(),
-                        available: idx
-                            .manifests
-                            .iter()
-                            .filter_map(|d| d.platform.as_ref())
-                            .map(|p| p.architecture.clone())
-                            .collect(),
+                        available: oci::architectures(&idx),
                     });
                 };
                 let bytes = self.read_blob(desc, &name, Some(MAX_MANIFEST_SIZE), "manifest")?;
@@ -904,7 +930,8 @@ impl Store {
                 if let Some(c) = i.annotations.get(ANNOTATION_CREATED) {
                     return Some(c.clone());
                 }
-                let desc = pick_platform(&i, oci::host_architecture()).or(i.manifests.first())?;
+                let desc =
+                    oci::pick_platform(&i, oci::host_architecture()).or(i.manifests.first())?;
                 if let Some(c) = desc.annotations.get(ANNOTATION_CREATED) {
                     return Some(c.clone());
                 }
@@ -926,15 +953,6 @@ fn is_index_or_manifest(media_type: &str) -> bool {
             | MEDIA_TYPE_DOCKER_MANIFEST_LIST
             | MEDIA_TYPE_DOCKER_MANIFEST
     )
-}
-
-/// The first manifest whose platform architecture is `architecture`.
-fn pick_platform<'a>(index: &'a Index, architecture: &str) -> Option<&'a Descriptor> {
-    index.manifests.iter().find(|d| {
-        d.platform
-            .as_ref()
-            .is_some_and(|p| p.architecture == architecture)
-    })
 }
 
 /// Tags cosign stores next to images: `sha256-<hex>.sig|.att|.sbom`.

@@ -18,7 +18,6 @@
 //! database gets the host's name for its uid (upstream has the same limit).
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -184,7 +183,21 @@ fn stamp(path: &Path) -> Option<Stamp> {
 struct IdFile {
     path: PathBuf,
     stamp: Option<Stamp>,
-    names: HashMap<u32, Box<str>>,
+    names: Names,
+}
+
+/// Names sorted by id: a binary search over a few dozen entries is faster
+/// than hashing.
+#[derive(Default)]
+struct Names(Vec<(u32, Box<str>)>);
+
+impl Names {
+    fn get(&self, id: u32) -> Option<&str> {
+        self.0
+            .binary_search_by_key(&id, |(i, _)| *i)
+            .ok()
+            .map(|i| &*self.0[i].1)
+    }
 }
 
 impl IdFile {
@@ -192,7 +205,7 @@ impl IdFile {
         Self {
             path,
             stamp: None,
-            names: HashMap::new(),
+            names: Names::default(),
         }
     }
 
@@ -208,7 +221,7 @@ impl IdFile {
             Ok(bytes) => parse(&bytes),
             Err(e) => {
                 log::debug!("{NAME}: reading {}: {e}", self.path.display());
-                HashMap::new()
+                Names::default()
             }
         };
     }
@@ -216,8 +229,8 @@ impl IdFile {
 
 /// `name:password:id:...` lines; comments, blank and malformed lines are
 /// skipped, and the first name of an id wins (as `getpwuid` does).
-fn parse(bytes: &[u8]) -> HashMap<u32, Box<str>> {
-    let mut names = HashMap::new();
+fn parse(bytes: &[u8]) -> Names {
+    let mut names: Vec<(u32, Box<str>)> = Vec::new();
     for line in String::from_utf8_lossy(bytes).lines() {
         if line.starts_with('#') {
             continue;
@@ -232,9 +245,12 @@ fn parse(bytes: &[u8]) -> HashMap<u32, Box<str>> {
         if name.is_empty() {
             continue;
         }
-        names.entry(id).or_insert_with(|| name.into());
+        names.push((id, name.into()));
     }
-    names
+    // Stable: the first line of an id comes first and stays.
+    names.sort_by_key(|(id, _)| *id);
+    names.dedup_by_key(|(id, _)| *id);
+    Names(names)
 }
 
 /// Both files, shared by the handlers of every data source.
@@ -293,7 +309,7 @@ impl Handler for Resolving {
                 Which::User => (&db.users.names, "uid"),
                 Which::Group => (&db.groups.names, "gid"),
             };
-            match u32::try_from(id).ok().and_then(|id| names.get(&id)) {
+            match u32::try_from(id).ok().and_then(|id| names.get(id)) {
                 Some(name) => out.push_str(name),
                 None => {
                     let _ = write!(out, "{prefix}:{id}");
@@ -451,7 +467,7 @@ mod tests {
             checked: None,
         };
         db.maybe_refresh();
-        assert!(db.users.names.is_empty());
+        assert!(db.users.names.0.is_empty());
 
         let mut b = SchemaBuilder::new("x", SourceKind::Single, 4);
         b.add_raw("n".into(), FieldKind::U32, 0, 4, None).unwrap();

@@ -173,11 +173,12 @@ pub(crate) fn write_value(buf: &mut Vec<u8>, v: ValueRef<'_>) {
     match v {
         ValueRef::None => buf.extend_from_slice(b"null"),
         ValueRef::Bool(b) => buf.extend_from_slice(if b { b"true" } else { b"false" }),
-        ValueRef::U64(n) => {
-            let _ = write!(buf, "{n}");
-        }
+        ValueRef::U64(n) => push_u64(buf, n),
         ValueRef::I64(n) => {
-            let _ = write!(buf, "{n}");
+            if n < 0 {
+                buf.push(b'-');
+            }
+            push_u64(buf, n.unsigned_abs());
         }
         ValueRef::F64(f) if f.is_finite() => {
             let _ = write!(buf, "{f}");
@@ -196,31 +197,76 @@ pub(crate) fn write_value(buf: &mut Vec<u8>, v: ValueRef<'_>) {
     }
 }
 
-/// Append `s` as a JSON string. Kernel strings are bytes: invalid UTF-8 is
-/// replaced by U+FFFD so the output always parses.
-pub(crate) fn write_str(buf: &mut Vec<u8>, s: &[u8]) {
-    buf.push(b'"');
-    for chunk in s.utf8_chunks() {
-        for c in chunk.valid().chars() {
-            match c {
-                '"' => buf.extend_from_slice(b"\\\""),
-                '\\' => buf.extend_from_slice(b"\\\\"),
-                '\n' => buf.extend_from_slice(b"\\n"),
-                '\r' => buf.extend_from_slice(b"\\r"),
-                '\t' => buf.extend_from_slice(b"\\t"),
-                c if (c as u32) < 0x20 || c == '\u{7f}' => {
-                    let _ = write!(buf, "\\u{:04x}", c as u32);
-                }
-                c => {
-                    let mut tmp = [0; 4];
-                    buf.extend_from_slice(c.encode_utf8(&mut tmp).as_bytes());
-                }
-            }
-        }
-        if !chunk.invalid().is_empty() {
-            buf.extend_from_slice("\u{fffd}".as_bytes());
+/// Append `n` in decimal (what `write!` does, without the formatting
+/// machinery: numbers are most of an event's fields).
+pub(super) fn push_u64(buf: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
         }
     }
+    buf.extend_from_slice(&digits[i..]);
+}
+
+/// Append `s` as a JSON string. Kernel strings are bytes: invalid UTF-8 is
+/// replaced by U+FFFD so the output always parses.
+///
+/// Hot path: runs of plain ASCII (almost every byte of a path or a command
+/// name) are copied in one `extend_from_slice`; only the bytes that need
+/// escaping, and non-ASCII sequences, take the slow road.
+pub(crate) fn write_str(buf: &mut Vec<u8>, s: &[u8]) {
+    buf.push(b'"');
+    let mut start = 0;
+    let mut i = 0;
+    while i < s.len() {
+        let b = s[i];
+        if (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\' {
+            i += 1;
+            continue;
+        }
+        buf.extend_from_slice(&s[start..i]);
+        match b {
+            b'"' => buf.extend_from_slice(b"\\\""),
+            b'\\' => buf.extend_from_slice(b"\\\\"),
+            b'\n' => buf.extend_from_slice(b"\\n"),
+            b'\r' => buf.extend_from_slice(b"\\r"),
+            b'\t' => buf.extend_from_slice(b"\\t"),
+            0x00..0x20 | 0x7f => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                buf.extend_from_slice(&[
+                    b'\\',
+                    b'u',
+                    b'0',
+                    b'0',
+                    HEX[usize::from(b >> 4)],
+                    HEX[usize::from(b & 15)],
+                ]);
+            }
+            _ => {
+                // Non-ASCII: copy one valid UTF-8 character, or replace the
+                // invalid bytes.
+                let chunk = s[i..].utf8_chunks().next().expect("s[i..] is not empty");
+                if let Some(c) = chunk.valid().chars().next() {
+                    let n = c.len_utf8();
+                    buf.extend_from_slice(&s[i..i + n]);
+                    i += n;
+                } else {
+                    buf.extend_from_slice("\u{fffd}".as_bytes());
+                    i += chunk.invalid().len().max(1);
+                }
+                start = i;
+                continue;
+            }
+        }
+        i += 1;
+        start = i;
+    }
+    buf.extend_from_slice(&s[start..]);
     buf.push(b'"');
 }
 
@@ -333,5 +379,58 @@ mod tests {
         let mut b = Vec::new();
         write_str(&mut b, b"\x01\t\x7f");
         assert_eq!(b, b"\"\\u0001\\t\\u007f\"");
+    }
+
+    #[test]
+    fn strings_keep_utf8_and_replace_invalid_bytes() {
+        let cases: &[(&[u8], &str)] = &[
+            (b"plain/path.txt", "\"plain/path.txt\""),
+            ("héllo ✓".as_bytes(), "\"héllo ✓\""),
+            (b"a\xffb", "\"a\u{fffd}b\""),
+            (b"\xe2\x9c", "\"\u{fffd}\""),
+            (b"q\"b\\s", "\"q\\\"b\\\\s\""),
+            (b"", "\"\""),
+        ];
+        for (input, want) in cases {
+            let mut b = Vec::new();
+            write_str(&mut b, input);
+            assert_eq!(String::from_utf8(b).unwrap(), *want, "{input:?}");
+        }
+        // Whatever the bytes, the output parses as JSON.
+        for x in 0..=255u8 {
+            let mut b = Vec::new();
+            write_str(&mut b, &[b'a', x, b'z', x]);
+            serde_json::from_slice::<String>(&b).unwrap_or_else(|e| panic!("{x}: {e}"));
+        }
+    }
+
+    #[test]
+    fn strings_and_numbers_match_the_reference_encoder() {
+        let strings: &[&[u8]] = &[
+            b"",
+            b"plain ascii /etc/hostname",
+            b"quote \" back \\ slash",
+            "caf\u{e9} \u{1f600} \u{2028}".as_bytes(),
+            b"bad \xff\xfe utf8 \xe2\x82",
+            b"\xe2\x82\xac\x80tail",
+            b"\x00\x1f\n",
+        ];
+        for s in strings {
+            let mut b = Vec::new();
+            write_str(&mut b, s);
+            let want = serde_json::to_string(&String::from_utf8_lossy(s)).unwrap();
+            let got: String = serde_json::from_slice(&b).unwrap();
+            assert_eq!(got, serde_json::from_str::<String>(&want).unwrap(), "{s:?}");
+        }
+        for n in [0u64, 7, 10, 4_294_967_295, u64::MAX] {
+            let mut b = Vec::new();
+            write_value(&mut b, ValueRef::U64(n));
+            assert_eq!(b, n.to_string().as_bytes());
+        }
+        for n in [0i64, -1, 42, i64::MIN, i64::MAX] {
+            let mut b = Vec::new();
+            write_value(&mut b, ValueRef::I64(n));
+            assert_eq!(b, n.to_string().as_bytes());
+        }
     }
 }

@@ -134,7 +134,12 @@ fn columns_of(schema: &Schema, fields: &[FieldId]) -> Vec<Column> {
 /// Append one cell: padded (and cut) to the column, then a separator.
 fn cell(buf: &mut Vec<u8>, text: &[u8], c: &Column, last: bool) {
     let text = String::from_utf8_lossy(text);
-    let len = text.chars().count();
+    // Most cells are ASCII: their width is their length.
+    let len = if text.is_ascii() {
+        text.len()
+    } else {
+        text.chars().count()
+    };
     if last {
         if c.right && len < c.width {
             buf.resize(buf.len() + c.width - len, b' ');
@@ -169,8 +174,17 @@ fn text(scratch: &mut Vec<u8>, v: ValueRef<'_>) {
     let _ = match v {
         ValueRef::None => Ok(()),
         ValueRef::Bool(b) => write!(scratch, "{b}"),
-        ValueRef::U64(n) => write!(scratch, "{n}"),
-        ValueRef::I64(n) => write!(scratch, "{n}"),
+        ValueRef::U64(n) => {
+            super::json::push_u64(scratch, n);
+            Ok(())
+        }
+        ValueRef::I64(n) => {
+            if n < 0 {
+                scratch.push(b'-');
+            }
+            super::json::push_u64(scratch, n.unsigned_abs());
+            Ok(())
+        }
         ValueRef::F64(f) => write!(scratch, "{f}"),
         ValueRef::Str(s) => {
             // Control characters would break the row; show them as spaces.

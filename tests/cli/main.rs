@@ -42,7 +42,7 @@ fn usage_errors_exit_2() {
     let s = TestStore::new();
     let out = s.run(&["run"]);
     assert_eq!(out.status.code(), Some(2));
-    let out = s.run(&["run", "x", "--flush-interval", "soon"]);
+    let out = s.run(&["run", "x", "--pull", "never", "--flush-interval", "soon"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
         text(&out.stderr).contains("invalid duration"),
@@ -244,7 +244,7 @@ fn missing_tool_gets_a_hint() {
 fn unknown_image_fails_with_a_hint() {
     let s = TestStore::new();
     s.build(&minimal(), "present");
-    let out = s.run(&["run", "absent"]);
+    let out = s.run(&["run", "absent", "--pull", "never"]);
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);
     assert!(
@@ -308,7 +308,7 @@ fn run_help_lists_the_gadget_parameters() {
         assert!(help.contains(flag), "{flag} in {help}");
     }
     // Without an image there are no gadget flags, and the help says why.
-    let out = s.run(&["run", "absent", "--help"]);
+    let out = s.run(&["run", "absent", "--pull", "never", "--help"]);
     assert!(out.status.success());
     assert!(
         text(&out.stdout).contains("not listed"),
@@ -344,7 +344,7 @@ fn bad_gadget_parameter_values_name_the_flag() {
         assert!(err.contains(want), "{args:?}: {err}");
     }
     // A gadget flag on a missing image: the real problem is the image.
-    let out = s.run(&["run", "absent", "--pid", "1"]);
+    let out = s.run(&["run", "absent", "--pull", "never", "--pid", "1"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
         text(&out.stderr).contains("not found"),

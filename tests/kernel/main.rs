@@ -914,3 +914,227 @@ fn malformed_gadgets_fail_with_the_marker_and_the_problem() {
         &["program p", "section \"xdp\" is not supported"],
     );
 }
+
+// --- The operator chain: filter, formatters, uid/gid names -------------
+
+/// A copy of /bin/cat under a name no other process has (at most 15
+/// bytes, the kernel's comm length), in a directory every user may enter.
+fn unique_cat(dir: &Path, stem: &str) -> (std::path::PathBuf, String) {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let name = format!("{stem}{}", std::process::id() % 10000);
+    assert!(name.len() <= 15, "{name} fits in comm");
+    let p = dir.join(&name);
+    std::fs::copy("/bin/cat", &p).unwrap();
+    (p, name)
+}
+
+/// Seconds since the epoch of an RFC 3339 UTC time as the formatters write
+/// it (`2024-05-01T12:34:56.123456789Z`).
+fn rfc3339_utc_secs(t: &str) -> Option<i64> {
+    let b = t.as_bytes();
+    if b.len() != 30 || b[4] != b'-' || b[10] != b'T' || b[19] != b'.' || b[29] != b'Z' {
+        return None;
+    }
+    let n = |r: std::ops::Range<usize>| t.get(r)?.parse::<i64>().ok();
+    let (y, m, d) = (n(0..4)?, n(5..7)?, n(8..10)?);
+    let (hh, mm, ss) = (n(11..13)?, n(14..16)?, n(17..19)?);
+    n(20..29)?;
+    // Days from civil (the inverse of what ig computes).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + hh * 3600 + mm * 60 + ss)
+}
+
+#[test]
+fn filter_by_comm_shows_only_that_program() {
+    require_kernel();
+    let store = gadget_store();
+    let tmp = tempfile::tempdir().unwrap();
+    let (cat, comm) = unique_cat(tmp.path(), "igflt");
+    let file = tmp.path().join("hello");
+    std::fs::write(&file, "x").unwrap();
+    let needle = file.display().to_string();
+    let filter = format!("proc.comm=={comm}");
+    let mut ig = Running::start(store, &["trace_open", "-o", "json", "--filter", &filter]);
+    ig.wait_for(
+        Duration::from_secs(20),
+        || {
+            let _ = Command::new(&cat).arg(&file).output();
+            // The same opens by another program, which must not show.
+            let _ = Command::new("cat").arg(&file).output();
+        },
+        |l| l.contains(&needle),
+    );
+    let (status, stderr, lines) = ig.interrupt_all();
+    assert!(status.success(), "{stderr}");
+    assert!(!lines.is_empty());
+    for line in &lines {
+        let ev: Value = serde_json::from_str(line).unwrap();
+        assert_eq!(ev["proc"]["comm"], comm.as_str(), "only {comm}: {line}");
+    }
+}
+
+#[test]
+fn a_bad_filter_fails_before_loading_and_lists_the_fields() {
+    require_kernel();
+    let store = gadget_store();
+    let out = store.run(&[
+        "run",
+        "trace_open",
+        "--filter",
+        "comm==cat",
+        "--timeout",
+        "5",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("no field comm (did you mean proc.comm?)") && err.contains("proc.pid"),
+        "{err}"
+    );
+    let out = store.run(&["run", "trace_open", "--filter", "fname~(", "--timeout", "5"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("bad regular expression"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn trace_open_formats_error_flags_and_time() {
+    require_kernel();
+    let store = gadget_store();
+    let tmp = tempfile::tempdir().unwrap();
+    let (cat, comm) = unique_cat(tmp.path(), "igfmt");
+    let missing = tmp.path().join("missing");
+    let needle = missing.display().to_string();
+    let filter = format!("proc.comm=={comm}");
+    let mut ig = Running::start(store, &["trace_open", "-o", "json", "-F", &filter]);
+    let line = ig.wait_for(
+        Duration::from_secs(20),
+        || {
+            let _ = Command::new(&cat).arg(&missing).output();
+        },
+        |l| l.contains(&needle),
+    );
+    let ev: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(ev["error"], "ENOENT", "{line}");
+    assert_eq!(ev["error_raw"], libc::ENOENT, "both in JSON: {line}");
+    let flags = ev["flags"].as_str().unwrap();
+    assert!(flags.split('|').any(|f| f == "O_RDONLY"), "{line}");
+    let ts = ev["timestamp"].as_str().unwrap();
+    let secs = rfc3339_utc_secs(ts).unwrap_or_else(|| panic!("RFC 3339: {line}"));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert!(
+        (now - secs).abs() < 30,
+        "{ts} is close to now ({now}): {line}"
+    );
+    let (status, stderr) = ig.interrupt();
+    assert!(status.success(), "{stderr}");
+
+    // The table shows the names in place of the numbers.
+    let mut ig = Running::start(store, &["trace_open", "-F", &filter]);
+    let header = ig.wait_for(Duration::from_secs(20), || {}, |l| l.starts_with("COMM"));
+    let cols: Vec<&str> = header.split_whitespace().collect();
+    for c in ["ERROR", "FLAGS", "MODE", "FNAME"] {
+        assert!(cols.contains(&c), "{c} in {header}");
+    }
+    for c in ["ERROR_RAW", "FLAGS_RAW", "TIMESTAMP_RAW"] {
+        assert!(!cols.contains(&c), "{c} hidden: {header}");
+    }
+    let row = ig.wait_for(
+        Duration::from_secs(20),
+        || {
+            let _ = Command::new(&cat).arg(&missing).output();
+        },
+        |l| l.contains(&needle),
+    );
+    assert!(row.contains("ENOENT") && row.contains("O_RDONLY"), "{row}");
+    let (status, stderr) = ig.interrupt();
+    assert!(status.success(), "{stderr}");
+}
+
+/// Removes the test user (and its group) however the test ends.
+struct TestUser(String);
+impl Drop for TestUser {
+    fn drop(&mut self) {
+        let _ = Command::new("userdel").arg(&self.0).status();
+        let _ = Command::new("groupdel")
+            .arg(&self.0)
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+#[test]
+fn user_names_are_resolved_for_a_user_created_while_running() {
+    require_kernel();
+    let store = gadget_store();
+    let tmp = tempfile::tempdir().unwrap();
+    let (cat, comm) = unique_cat(tmp.path(), "iguid");
+    let filter = format!("proc.comm=={comm}");
+    let mut ig = Running::start(store, &["trace_open", "-o", "json", "-F", &filter]);
+    // ig is attached once it sees our program's opens as root.
+    let line = ig.wait_for(
+        Duration::from_secs(20),
+        || {
+            let _ = Command::new(&cat).arg("/etc/hostname").output();
+        },
+        |l| l.contains("/etc/hostname"),
+    );
+    let ev: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(ev["proc"]["creds"]["user"], "root", "{line}");
+    assert_eq!(ev["proc"]["creds"]["group"], "root", "{line}");
+
+    // A user created now: ig re-reads /etc/passwd within a second or so.
+    let name = format!("igusr{}", std::process::id() % 100_000);
+    let st = Command::new("useradd")
+        .args([
+            "--no-create-home",
+            "--user-group",
+            "--shell",
+            "/bin/false",
+            &name,
+        ])
+        .status()
+        .expect("useradd (passwd package)");
+    assert!(st.success(), "useradd {name}");
+    let _user = TestUser(name.clone());
+    let id = |flag: &str| -> u32 {
+        let out = Command::new("id").args([flag, &name]).output().unwrap();
+        text(&out.stdout).trim().parse().unwrap()
+    };
+    let (uid, gid) = (id("-u"), id("-g"));
+    let line = ig.wait_for(
+        Duration::from_secs(20),
+        || {
+            let _ = Command::new("setpriv")
+                .args([
+                    &format!("--reuid={uid}"),
+                    &format!("--regid={gid}"),
+                    "--clear-groups",
+                ])
+                .arg(&cat)
+                .arg("/etc/hostname")
+                .output();
+        },
+        |l| {
+            serde_json::from_str::<Value>(l).is_ok_and(|ev| {
+                ev["proc"]["creds"]["uid"] == uid && ev["proc"]["creds"]["user"] == name.as_str()
+            })
+        },
+    );
+    let ev: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(ev["proc"]["creds"]["group"], name.as_str(), "{line}");
+    let (status, stderr) = ig.interrupt();
+    assert!(status.success(), "{stderr}");
+}

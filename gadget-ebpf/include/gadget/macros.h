@@ -122,7 +122,7 @@
  * must be programs of this object producing the same events. This is our
  * addition: upstream switches programs off from gadget-specific Go code.
  */
-#define GADGET_PROGRAM_FALLBACK(prog, fallback)                    \
+#define GADGET_PROGRAM_FALLBACK(prog, fallback)                   \
 	const void *gadget_program_fallback_##prog##___##fallback \
 		__attribute__((unused));
 

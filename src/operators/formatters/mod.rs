@@ -169,6 +169,7 @@ impl Operator for Formatters {
                     convs,
                     offset,
                     refresh: self.fixed_offset_ns.is_none().then(Instant::now),
+                    seconds: text::SecondCache::default(),
                 }),
             );
         }
@@ -389,6 +390,7 @@ struct Formatting {
     offset: i128,
     /// When the offset was last read; `None` when it is fixed.
     refresh: Option<Instant>,
+    seconds: text::SecondCache,
 }
 
 fn unsigned(v: ValueRef<'_>) -> Option<u64> {
@@ -408,27 +410,32 @@ fn raw16(ev: &Event, at: usize) -> [u8; 16] {
     a
 }
 
-impl Formatting {
-    fn scalar(&self, schema: &Schema, ev: &mut Event, kind: Scalar, src: FieldId, dst: FieldId) {
-        let (n, negative) = match ev.get(schema.field(src)) {
-            ValueRef::U64(n) => (n, None),
-            // Keep the bit pattern: flags and modes are bit sets.
-            ValueRef::I64(n) => (n as u64, Some(n.unsigned_abs())),
-            _ => return,
-        };
-        let Some(out) = ev.str_buf(schema.field(dst)) else {
-            return;
-        };
-        match kind {
-            Scalar::Timestamp => text::timestamp(out, n, self.offset),
-            // A negative errno (-ENOENT) names the same error.
-            Scalar::Errno => text::errno(out, negative.unwrap_or(n)),
-            Scalar::Signal => text::signal(out, n),
-            Scalar::Syscall => text::syscall(out, n),
-            // Flags and modes are 32-bit; a wider field keeps its low bits.
-            Scalar::FileFlags => text::file_flags(out, n as u32),
-            Scalar::FileMode => text::file_mode(out, n as u32),
-        }
+/// Render one scalar field.
+fn scalar(
+    schema: &Schema,
+    ev: &mut Event,
+    (kind, src, dst): (Scalar, FieldId, FieldId),
+    offset: i128,
+    seconds: &mut text::SecondCache,
+) {
+    let (n, negative) = match ev.get(schema.field(src)) {
+        ValueRef::U64(n) => (n, None),
+        // Keep the bit pattern: flags and modes are bit sets.
+        ValueRef::I64(n) => (n as u64, Some(n.unsigned_abs())),
+        _ => return,
+    };
+    let Some(out) = ev.str_buf(schema.field(dst)) else {
+        return;
+    };
+    match kind {
+        Scalar::Timestamp => text::timestamp(out, n, offset, seconds),
+        // A negative errno (-ENOENT) names the same error.
+        Scalar::Errno => text::errno(out, negative.unwrap_or(n)),
+        Scalar::Signal => text::signal(out, n),
+        Scalar::Syscall => text::syscall(out, n),
+        // Flags and modes are 32-bit; a wider field keeps its low bits.
+        Scalar::FileFlags => text::file_flags(out, n as u32),
+        Scalar::FileMode => text::file_mode(out, n as u32),
     }
 }
 
@@ -436,7 +443,9 @@ impl Handler for Formatting {
     fn on_event(&mut self, schema: &Schema, ev: &mut Event) -> Flow {
         for c in &self.convs {
             match *c {
-                Conv::Scalar { kind, src, dst } => self.scalar(schema, ev, kind, src, dst),
+                Conv::Scalar { kind, src, dst } => {
+                    scalar(schema, ev, (kind, src, dst), self.offset, &mut self.seconds);
+                }
                 Conv::L3 { raw, version, addr } => {
                     let a = raw16(ev, raw);
                     let v = unsigned(ev.get(schema.field(version))).unwrap_or(0);

@@ -6,14 +6,65 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use super::tables::{ERRNO, SIGNALS, SYSCALLS_X86_64};
 
+/// The rendered `YYYY-MM-DDTHH:MM:SS.` of the last second seen: events
+/// come in bursts within one second, so the calendar arithmetic runs about
+/// once a second, not once per event.
+#[derive(Debug, Default)]
+pub struct SecondCache {
+    secs: Option<i64>,
+    prefix: [u8; 20],
+}
+
 /// Wall-clock time of a boot-time timestamp, as RFC 3339 in UTC with
 /// nanoseconds: `2024-05-01T12:34:56.123456789Z`. `offset_ns` is
 /// `CLOCK_REALTIME - CLOCK_BOOTTIME`. Zero (no timestamp) stays empty.
-pub fn timestamp(out: &mut String, boot_ns: u64, offset_ns: i128) {
+pub fn timestamp(out: &mut String, boot_ns: u64, offset_ns: i128, cache: &mut SecondCache) {
     if boot_ns == 0 {
         return;
     }
     let wall = i128::from(boot_ns) + offset_ns;
+    // Years 1970 to 2262 (i64 nanoseconds, four-digit years): the fast path.
+    let Some(wall) = i64::try_from(wall).ok().filter(|w| *w >= 0) else {
+        return timestamp_slow(out, wall);
+    };
+    let secs = wall / 1_000_000_000;
+    let nanos = wall % 1_000_000_000;
+    if cache.secs != Some(secs) {
+        let (y, m, d) = civil_from_days(i128::from(secs / 86_400));
+        let sod = secs % 86_400;
+        let p = &mut cache.prefix;
+        put_digits(&mut p[0..4], y as u64);
+        p[4] = b'-';
+        put_digits(&mut p[5..7], m as u64);
+        p[7] = b'-';
+        put_digits(&mut p[8..10], d as u64);
+        p[10] = b'T';
+        put_digits(&mut p[11..13], (sod / 3600) as u64);
+        p[13] = b':';
+        put_digits(&mut p[14..16], (sod / 60 % 60) as u64);
+        p[16] = b':';
+        put_digits(&mut p[17..19], (sod % 60) as u64);
+        p[19] = b'.';
+        cache.secs = Some(secs);
+    }
+    let mut tail = [0u8; 10];
+    put_digits(&mut tail[..9], nanos as u64);
+    tail[9] = b'Z';
+    // Both are ASCII digits and separators.
+    out.push_str(std::str::from_utf8(&cache.prefix).unwrap_or_default());
+    out.push_str(std::str::from_utf8(&tail).unwrap_or_default());
+}
+
+/// Write `v` as decimal into all of `buf`, zero-padded on the left.
+fn put_digits(buf: &mut [u8], mut v: u64) {
+    for b in buf.iter_mut().rev() {
+        *b = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
+}
+
+/// Any other time, through the formatting machinery.
+fn timestamp_slow(out: &mut String, wall: i128) {
     let secs = wall.div_euclid(1_000_000_000);
     let nanos = wall.rem_euclid(1_000_000_000);
     let days = secs.div_euclid(86_400);
@@ -244,7 +295,7 @@ pub fn protocol(out: &mut String, n: u64) {
 mod tests {
     use super::*;
 
-    fn run(f: impl Fn(&mut String)) -> String {
+    fn run(mut f: impl FnMut(&mut String)) -> String {
         let mut s = String::new();
         f(&mut s);
         s
@@ -254,6 +305,7 @@ mod tests {
     fn timestamps_are_rfc3339_utc_with_nanoseconds() {
         let cases: &[(u64, i128, &str)] = &[
             (0, 5, ""),
+            (2, 0, "1970-01-01T00:00:00.000000002Z"),
             (1, 0, "1970-01-01T00:00:00.000000001Z"),
             // 2000-02-29 (a leap day in a year divisible by 400).
             (
@@ -269,8 +321,20 @@ mod tests {
             (500, -1_000, "1969-12-31T23:59:59.999999500Z"),
             (u64::MAX, 0, "2554-07-21T23:34:33.709551615Z"),
         ];
+        // One cache across all cases, as in a run; and a fresh one each.
+        let mut shared = SecondCache::default();
         for &(boot, off, want) in cases {
-            assert_eq!(run(|s| timestamp(s, boot, off)), want, "{boot} {off}");
+            assert_eq!(
+                run(|s| timestamp(s, boot, off, &mut shared)),
+                want,
+                "{boot} {off}"
+            );
+            let mut fresh = SecondCache::default();
+            assert_eq!(
+                run(|s| timestamp(s, boot, off, &mut fresh)),
+                want,
+                "{boot} {off}"
+            );
         }
     }
 

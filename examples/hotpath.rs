@@ -1,0 +1,90 @@
+//! Measures the user-space hot path without a kernel: synthetic samples of a
+//! gadget's event struct go through the real operator chain (schema from the
+//! object's BTF, then the JSON or table printer) into `/dev/null`.
+//!
+//! ```sh
+//! cargo build --release --example hotpath
+//! ig image export ... # or any built object, e.g. from `ig image build`:
+//! ./target/release/examples/hotpath OBJECT.o [json|columns] [EVENTS]
+//! valgrind --tool=callgrind ./target/release/examples/hotpath OBJECT.o json 100000
+//! ```
+//! Prints ns per event. Used for `docs/design/003-hot-path.md`.
+
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a measuring tool reports on its terminal"
+)]
+
+use std::time::Instant;
+
+use ig::datasource::Event;
+use ig::metadata::GadgetMetadata;
+use ig::operators::ebpf::{EbpfOperator, EbpfOptions};
+use ig::output::{OutputMode, OutputOperator, shared};
+use ig::params::ParamValues;
+use ig::pipeline::{Operator, Pipeline};
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let Some(path) = args.get(1) else {
+        eprintln!("usage: hotpath OBJECT.o [json|columns] [EVENTS]");
+        std::process::exit(2);
+    };
+    let mode = match args.get(2).map(String::as_str) {
+        Some("columns") => OutputMode::Columns,
+        _ => OutputMode::Json,
+    };
+    let n: usize = args
+        .get(3)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1_000_000);
+    let object = std::fs::read(path).expect("reading the object");
+    let ebpf = EbpfOperator::new(object, GadgetMetadata::default(), EbpfOptions::default())
+        .expect("parsing");
+    let devnull = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/null")
+        .unwrap();
+    let mut ops: Vec<Box<dyn Operator>> = vec![Box::new(ebpf)];
+    ops.extend(ig::operators::catalog());
+    ops.push(Box::new(OutputOperator::new(mode, shared(devnull))));
+    let specs: Vec<_> = ops.iter().flat_map(|o| o.params()).collect();
+    let values = ParamValues::resolve(&specs, &[]).unwrap_or_default();
+    let mut p = Pipeline::build(ops, &values).expect("building the pipeline");
+    let (id, schema) = p
+        .dispatch
+        .schemas()
+        .next()
+        .map(|(i, s)| (i, s.clone()))
+        .expect("a data source");
+    // A plausible sample: printable strings, small numbers.
+    let mut raw = vec![0u8; schema.raw_size as usize];
+    for f in schema.fields() {
+        if let ig::datasource::Location::Raw { offset, size } = f.loc {
+            let r = &mut raw[offset as usize..(offset + size) as usize];
+            match f.kind {
+                ig::datasource::FieldKind::CString => {
+                    let text = b"/usr/lib/x86_64-linux-gnu/libc.so.6";
+                    let k = text.len().min(r.len().saturating_sub(1));
+                    r[..k].copy_from_slice(&text[..k]);
+                }
+                _ => r.iter_mut().take(2).for_each(|b| *b = 7),
+            }
+        }
+    }
+    let mut ev = Event::new(&schema);
+    let start = Instant::now();
+    for _ in 0..n {
+        ev.set_raw(&raw);
+        p.dispatch.event(id, &mut ev);
+    }
+    p.dispatch.flush().unwrap();
+    let el = start.elapsed();
+    println!(
+        "{} events in {:?}: {:.0} ns/event",
+        n,
+        el,
+        el.as_nanos() as f64 / n as f64
+    );
+}

@@ -1,0 +1,282 @@
+//! `ig image inspect IMAGE`: what an image is made of, and with
+//! `--show-datasources` what it will produce.
+//!
+//! Lives in the CLI because it joins two layers that must not know each
+//! other: the store (`image/`) gives the manifest and the object bytes, and
+//! `bpf/` reads the object (BTF, markers, event structs) the way `ig run`
+//! will.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::Context as _;
+use serde::Serialize;
+
+use super::args::InspectFormat;
+use super::image::table;
+use super::logger;
+use crate::bpf::contract::Contract;
+use crate::bpf::object::ObjectInfo;
+use crate::bpf::schema::schema_from_btf;
+use crate::btf::Btf;
+use crate::datasource::SourceKind;
+use crate::image::Store;
+use crate::image::oci::{self, TopLevel};
+use crate::metadata::GadgetMetadata;
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Report {
+    reference: String,
+    /// Digest of the image index (what `ig image list` shows).
+    digest: String,
+    media_type: String,
+    platforms: Vec<String>,
+    /// Digest of the manifest for this host.
+    manifest_digest: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    created: Option<String>,
+    annotations: BTreeMap<String, String>,
+    /// The host's manifest, as stored.
+    manifest: serde_json::Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data_sources: Option<Vec<DataSource>>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct DataSource {
+    name: String,
+    /// The C struct of its events.
+    struct_name: String,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    annotations: BTreeMap<String, String>,
+    fields: Vec<Field>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Field {
+    name: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tags: Vec<String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    annotations: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    hidden: bool,
+}
+
+pub fn inspect(
+    store: &Path,
+    image: &str,
+    format: Option<InspectFormat>,
+    show_datasources: bool,
+) -> anyhow::Result<()> {
+    let store = Store::open_read_only(store)?;
+    let reference = store.find(image)?;
+    let context = || format!("inspecting {reference}");
+    let resolved = store.resolve(&reference).with_context(context)?;
+    let (top, blobs) = store.image_blobs(&reference).with_context(context)?;
+    let top_bytes = blobs
+        .iter()
+        .find(|b| b.descriptor.digest == top.digest)
+        .map(|b| b.bytes.as_slice())
+        .unwrap_or_default();
+    let platforms = match oci::parse_top_level(&top.media_type, top_bytes) {
+        Ok(TopLevel::Index(i)) => oci::architectures(&i),
+        _ => Vec::new(),
+    };
+    let manifest_bytes = blobs
+        .iter()
+        .find(|b| b.descriptor.digest == resolved.manifest_digest)
+        .map(|b| b.bytes.as_slice())
+        .unwrap_or_default();
+    let manifest = serde_json::from_slice(manifest_bytes)
+        .unwrap_or_else(|_| serde_json::to_value(&resolved.manifest).unwrap_or_default());
+
+    let data_sources = if show_datasources {
+        let object = resolved
+            .ebpf_object
+            .as_deref()
+            .with_context(|| format!("image {reference} has no eBPF program layer"))?;
+        Some(data_sources(
+            object,
+            &resolved.config_yaml,
+            &reference.to_string(),
+        )?)
+    } else {
+        None
+    };
+    let report = Report {
+        reference: reference.to_string(),
+        digest: resolved.index_digest.to_string(),
+        media_type: top.media_type.clone(),
+        platforms,
+        manifest_digest: resolved.manifest_digest.to_string(),
+        created: resolved.created.clone(),
+        annotations: resolved.annotations.clone(),
+        manifest,
+        data_sources,
+    };
+    let out = match format {
+        Some(InspectFormat::Json) => serde_json::to_string_pretty(&report)?,
+        Some(InspectFormat::Yaml) => yaml_serde::to_string(&report)?,
+        Some(InspectFormat::Columns) => columns(&report, &resolved.manifest),
+        None => summary(&report, &resolved.manifest),
+    };
+    logger::stdout_line(out.trim_end());
+    Ok(())
+}
+
+/// The data sources `ig run` would create, read from the object exactly
+/// as the eBPF operator does (tracers; their fields from BTF, annotated by
+/// gadget.yaml).
+fn data_sources(object: &[u8], config: &[u8], name: &str) -> anyhow::Result<Vec<DataSource>> {
+    let info = ObjectInfo::parse(object).context("reading the eBPF object")?;
+    let btf = Btf::parse(&info.btf).context("reading the object's BTF")?;
+    let contract = Contract::discover(&btf).context("reading the gadget markers")?;
+    let metadata = if config.is_empty() {
+        None
+    } else {
+        Some(GadgetMetadata::parse(
+            config,
+            &format!("gadget.yaml of {name}"),
+        )?)
+    };
+    let mut out = Vec::new();
+    for t in &contract.tracers {
+        let meta = metadata.as_ref().and_then(|m| m.datasources.get(&t.name));
+        let (builder, warnings) =
+            schema_from_btf(&btf, &t.name, &t.struct_name, SourceKind::Single, meta)?;
+        for w in warnings.0 {
+            log::warn!("{w}");
+        }
+        let schema = builder.schema();
+        out.push(DataSource {
+            name: t.name.clone(),
+            struct_name: t.struct_name.clone(),
+            annotations: schema.annotations.clone(),
+            fields: schema
+                .fields()
+                .iter()
+                .map(|f| Field {
+                    name: f.name.clone(),
+                    kind: f.kind.name(),
+                    tags: f.tags.clone(),
+                    annotations: f.annotations.clone(),
+                    hidden: f.hidden,
+                })
+                .collect(),
+        });
+    }
+    Ok(out)
+}
+
+fn human_size(n: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+fn summary(r: &Report, m: &crate::image::Manifest) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "Reference:  {}", r.reference);
+    let _ = writeln!(s, "Digest:     {}", r.digest);
+    if !r.platforms.is_empty() {
+        let _ = writeln!(s, "Platforms:  {}", r.platforms.join(", "));
+    }
+    let _ = writeln!(
+        s,
+        "Manifest:   {} (linux/{})",
+        r.manifest_digest,
+        oci::host_architecture()
+    );
+    if let Some(c) = &r.created {
+        let _ = writeln!(s, "Created:    {c}");
+    }
+    if !r.annotations.is_empty() {
+        let _ = writeln!(s, "Annotations:");
+        for (k, v) in &r.annotations {
+            let _ = writeln!(s, "  {k}: {v}");
+        }
+    }
+    let _ = writeln!(
+        s,
+        "Config:     {}  {}  {}",
+        m.config.media_type,
+        m.config.digest.short(),
+        human_size(m.config.size)
+    );
+    let _ = writeln!(s, "Layers:");
+    for l in &m.layers {
+        let _ = writeln!(
+            s,
+            "  {}  {}  {}",
+            l.media_type,
+            l.digest.short(),
+            human_size(l.size)
+        );
+    }
+    if let Some(ds) = &r.data_sources {
+        for d in ds {
+            let _ = writeln!(s, "Data source {} (struct {}):", d.name, d.struct_name);
+            let rows: Vec<[String; 3]> = d
+                .fields
+                .iter()
+                .filter(|f| !f.hidden)
+                .map(|f| [f.name.clone(), f.kind.to_owned(), f.tags.join(",")])
+                .collect();
+            for line in table(["FIELD", "TYPE", "TAGS"], &rows).lines() {
+                let _ = writeln!(s, "  {line}");
+            }
+        }
+    }
+    s
+}
+
+fn columns(r: &Report, m: &crate::image::Manifest) -> String {
+    match &r.data_sources {
+        Some(ds) => {
+            let rows: Vec<[String; 4]> = ds
+                .iter()
+                .flat_map(|d| {
+                    d.fields.iter().map(|f| {
+                        [
+                            d.name.clone(),
+                            f.name.clone(),
+                            f.kind.to_owned(),
+                            f.tags.join(","),
+                        ]
+                    })
+                })
+                .collect();
+            table(["DATASOURCE", "FIELD", "TYPE", "TAGS"], &rows)
+        }
+        None => {
+            let rows: Vec<[String; 4]> = std::iter::once(("config", &m.config))
+                .chain(m.layers.iter().map(|l| ("layer", l)))
+                .map(|(kind, d)| {
+                    [
+                        kind.to_owned(),
+                        d.media_type.clone(),
+                        d.digest.to_string(),
+                        d.size.to_string(),
+                    ]
+                })
+                .collect();
+            table(["KIND", "MEDIA TYPE", "DIGEST", "SIZE"], &rows)
+        }
+    }
+}

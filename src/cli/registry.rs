@@ -1,0 +1,426 @@
+//! Registry commands: `ig login`, `ig logout`, `ig image pull`,
+//! `ig image push`, and the pull `ig run` does for a missing image.
+//!
+//! Owns: choosing the credentials file, prompting for credentials,
+//! drawing progress on a terminal, and wording the results. The protocol,
+//! verification and the store update are `image::registry`'s.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::io::{BufRead as _, IsTerminal as _, Read as _, Write as _};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, bail};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use super::args::{LoginArgs, PullPolicy, RegistryArgs};
+use super::logger;
+use crate::image::auth::{AuthFile, Credentials, DEFAULT_AUTH_FILE};
+use crate::image::registry::{NoProgress, Progress, Registry, RegistryOptions};
+use crate::image::{Descriptor, Digest, Reference, Store};
+
+/// What `ig run` needs to make sure its image is in the store.
+#[derive(Debug, Clone, Default)]
+pub struct PullOptions {
+    pub policy: PullPolicy,
+    pub registry: RegistryArgs,
+}
+
+impl PullOptions {
+    /// The pull flags of `ig run` read from raw arguments, for the phase
+    /// of `ig run` that runs before clap (the image must be present to
+    /// know its flags). clap checks the same flags again afterwards, so a
+    /// bad value still gets clap's message.
+    pub fn prescan(argv: &[OsString]) -> Self {
+        let args: Vec<String> = argv
+            .iter()
+            .skip(1)
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let mut opts = PullOptions {
+            policy: PullPolicy::Missing,
+            registry: RegistryArgs {
+                authfile: std::env::var_os("REGISTRY_AUTH_FILE").map(PathBuf::from),
+                insecure_registries: Vec::new(),
+            },
+        };
+        let mut i = 0;
+        while i < args.len() {
+            let a = args[i].as_str();
+            if a == "--" {
+                break;
+            }
+            let (flag, value) = match a.split_once('=') {
+                Some((f, v)) => (f, Some(v.to_owned())),
+                None => (a, None),
+            };
+            if matches!(flag, "--pull" | "--authfile" | "--insecure-registries") {
+                let value = match value {
+                    Some(v) => v,
+                    None => {
+                        i += 1;
+                        args.get(i).cloned().unwrap_or_default()
+                    }
+                };
+                match flag {
+                    "--pull" => {
+                        opts.policy = match value.as_str() {
+                            "always" => PullPolicy::Always,
+                            "never" => PullPolicy::Never,
+                            _ => PullPolicy::Missing,
+                        }
+                    }
+                    "--authfile" => opts.registry.authfile = Some(PathBuf::from(value)),
+                    _ => opts.registry.insecure_registries.extend(
+                        value
+                            .split(',')
+                            .filter(|s| !s.is_empty())
+                            .map(str::to_owned),
+                    ),
+                }
+            }
+            i += 1;
+        }
+        opts
+    }
+}
+
+/// Makes sure `reference` is in the store at `store`, pulling it as
+/// `opts.policy` says. With `never` the network is not touched at all.
+pub fn ensure_present(
+    store: &Path,
+    reference: &Reference,
+    opts: &PullOptions,
+) -> anyhow::Result<()> {
+    match opts.policy {
+        PullPolicy::Never => Ok(()),
+        PullPolicy::Missing => {
+            // A store that does not exist yet reads as empty; one that
+            // cannot be read is an error worth reporting as such, not a
+            // reason to download.
+            let present = Store::open_read_only(store)
+                .and_then(|s| s.contains(reference))
+                .with_context(|| format!("looking for {reference} in the local store"))?;
+            if present {
+                return Ok(());
+            }
+            log::debug!("{reference} is not in the store: pulling it");
+            pull(store, reference, &opts.registry).map(|_| ())
+        }
+        PullPolicy::Always => pull(store, reference, &opts.registry).map(|_| ()),
+    }
+}
+
+/// `ig image pull IMAGE`.
+pub fn pull_command(store: &Path, image: &str, registry: &RegistryArgs) -> anyhow::Result<()> {
+    let reference = Reference::parse(image)?;
+    let (stored, digest) = pull(store, &reference, registry)?;
+    logger::stdout_line(&format!("Pulled {stored}@{digest}"));
+    Ok(())
+}
+
+fn pull(
+    store: &Path,
+    reference: &Reference,
+    args: &RegistryArgs,
+) -> anyhow::Result<(Reference, Digest)> {
+    let context = || format!("pulling {reference}");
+    let store = Store::open(store).with_context(context)?;
+    let client = client_for(reference.domain(), args).with_context(context)?;
+    let outcome =
+        with_progress("pulled", |p| client.pull(&store, reference, p)).with_context(context)?;
+    log::debug!(
+        "{}: {} downloaded, {} already in the store",
+        outcome.reference,
+        outcome.downloaded,
+        outcome.reused
+    );
+    Ok((outcome.reference, outcome.digest))
+}
+
+/// `ig image push IMAGE`.
+pub fn push_command(store: &Path, image: &str, args: &RegistryArgs) -> anyhow::Result<()> {
+    let reference = Reference::parse(image)?;
+    let context = || format!("pushing {reference}");
+    let store = Store::open_read_only(store).with_context(context)?;
+    let client = client_for(reference.domain(), args).with_context(context)?;
+    let outcome =
+        with_progress("pushed", |p| client.push(&store, &reference, p)).with_context(context)?;
+    log::debug!(
+        "{reference}: {} uploaded, {} already in the registry",
+        outcome.uploaded,
+        outcome.skipped
+    );
+    logger::stdout_line(&format!("Pushed {reference}@{}", outcome.digest));
+    Ok(())
+}
+
+/// `ig login REGISTRY`.
+pub fn login(args: LoginArgs, reg: &RegistryArgs) -> anyhow::Result<()> {
+    let host = registry_host(&args.registry)?;
+    let username = match args.username {
+        Some(u) => u,
+        None if std::io::stdin().is_terminal() => prompt("Username: ", true)?,
+        None => bail!("no user name: give one with -u/--username"),
+    };
+    let password = if args.password_stdin {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .context("reading the password from standard input")?;
+        s.trim_end_matches(['\n', '\r']).to_owned()
+    } else if let Some(p) = args.password {
+        p
+    } else if std::io::stdin().is_terminal() {
+        prompt("Password: ", false)?
+    } else {
+        bail!("no password: use --password-stdin, -p/--password, or run on a terminal");
+    };
+    if password.is_empty() {
+        bail!("the password is empty");
+    }
+    let creds = Credentials { username, password };
+    let path = write_path(reg);
+    // Load first, so a broken file is reported before the registry is asked.
+    let mut file = AuthFile::load(&path)?;
+    let client = Registry::new(&host, Some(&creds), &registry_options(reg))?;
+    client
+        .check_login()
+        .with_context(|| format!("logging in to {host} as {}", creds.username))?;
+    file.set(&host, &creds)?;
+    file.save()?;
+    log::debug!("credentials for {host} stored in {}", path.display());
+    logger::stdout_line("Login Succeeded!");
+    Ok(())
+}
+
+/// `ig logout REGISTRY`.
+pub fn logout(registry: &str, reg: &RegistryArgs) -> anyhow::Result<()> {
+    let host = registry_host(registry)?;
+    let path = write_path(reg);
+    let mut file = AuthFile::load(&path)?;
+    if !file.remove(&host) {
+        log::warn!("not logged in to {host} (no entry in {})", path.display());
+        return Ok(());
+    }
+    file.save()?;
+    logger::stdout_line(&format!("Removed login credentials for {host}"));
+    Ok(())
+}
+
+/// `ghcr.io`, `https://ghcr.io/`, `localhost:5000/v2/` → the bare host.
+fn registry_host(input: &str) -> anyhow::Result<String> {
+    let s = input.trim();
+    let s = s
+        .strip_prefix("https://")
+        .or_else(|| s.strip_prefix("http://"))
+        .unwrap_or(s);
+    let host = s.split('/').next().unwrap_or_default();
+    if host.is_empty() || host.chars().any(|c| c.is_whitespace() || c == '@') {
+        bail!("{input:?} is not a registry host (examples: ghcr.io, localhost:5000)");
+    }
+    Ok(host.to_ascii_lowercase())
+}
+
+fn registry_options(args: &RegistryArgs) -> RegistryOptions {
+    RegistryOptions {
+        insecure_registries: args.insecure_registries.clone(),
+        ..RegistryOptions::default()
+    }
+}
+
+/// Where `ig login` writes.
+fn write_path(args: &RegistryArgs) -> PathBuf {
+    args.authfile
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_AUTH_FILE))
+}
+
+/// Where push and pull read credentials: the chosen file, else ig's
+/// default, else docker's own file (as upstream ig falls back).
+fn read_path(args: &RegistryArgs) -> PathBuf {
+    if let Some(p) = &args.authfile {
+        return p.clone();
+    }
+    let default = PathBuf::from(DEFAULT_AUTH_FILE);
+    if !default.exists()
+        && let Some(home) = std::env::var_os("HOME")
+    {
+        let docker = Path::new(&home).join(".docker/config.json");
+        if docker.exists() {
+            return docker;
+        }
+    }
+    default
+}
+
+fn client_for(host: &str, args: &RegistryArgs) -> anyhow::Result<Registry> {
+    let path = read_path(args);
+    let creds = AuthFile::load(&path)?.get(host);
+    log::debug!(
+        "registry {host}: {}",
+        match &creds {
+            Some(c) => format!("user {} from {}", c.username, path.display()),
+            None => "anonymous".into(),
+        }
+    );
+    Ok(Registry::new(
+        host,
+        creds.as_ref(),
+        &registry_options(args),
+    )?)
+}
+
+/// Reads a line from the terminal after printing `label` on stderr,
+/// without echo when `echo` is false.
+fn prompt(label: &str, echo: bool) -> anyhow::Result<String> {
+    let mut err = std::io::stderr().lock();
+    let _ = write!(err, "{label}");
+    let _ = err.flush();
+    let guard = if echo { None } else { EchoOff::new() };
+    let mut line = String::new();
+    let read = std::io::stdin().lock().read_line(&mut line);
+    drop(guard);
+    if !echo {
+        // The user's Enter was not echoed either.
+        let _ = writeln!(err);
+    }
+    read.context("reading from the terminal")?;
+    Ok(line.trim_end_matches(['\n', '\r']).to_owned())
+}
+
+/// Turns terminal echo off on stdin until dropped.
+struct EchoOff {
+    saved: libc::termios,
+}
+
+impl EchoOff {
+    fn new() -> Option<Self> {
+        // SAFETY: tcgetattr fills the termios struct we own; a zeroed
+        // termios is a valid value of this plain C struct.
+        let mut saved: libc::termios = unsafe { std::mem::zeroed() };
+        if unsafe { libc::tcgetattr(libc::STDIN_FILENO, &mut saved) } != 0 {
+            return None;
+        }
+        let mut quiet = saved;
+        quiet.c_lflag &= !libc::ECHO;
+        quiet.c_lflag |= libc::ECHONL;
+        // SAFETY: sets attributes of stdin from a struct we own.
+        if unsafe { libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, &quiet) } != 0 {
+            return None;
+        }
+        Some(EchoOff { saved })
+    }
+}
+
+impl Drop for EchoOff {
+    fn drop(&mut self) {
+        // SAFETY: restores the attributes saved in `new`.
+        unsafe {
+            libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, &self.saved);
+        }
+    }
+}
+
+/// Runs `f` with a progress bar per blob on stderr when stderr is a
+/// terminal, and with no output at all otherwise (so `-o json` piped
+/// elsewhere, or a log file, stays clean).
+fn with_progress<T>(verb: &'static str, f: impl FnOnce(&mut dyn Progress) -> T) -> T {
+    if std::io::stderr().is_terminal() {
+        let mut bars = Bars {
+            multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
+            bars: BTreeMap::new(),
+            verb,
+        };
+        f(&mut bars)
+    } else {
+        f(&mut NoProgress)
+    }
+}
+
+struct Bars {
+    multi: MultiProgress,
+    bars: BTreeMap<Digest, ProgressBar>,
+    verb: &'static str,
+}
+
+impl Bars {
+    fn bar(&mut self, desc: &Descriptor) -> &ProgressBar {
+        let multi = &self.multi;
+        self.bars.entry(desc.digest.clone()).or_insert_with(|| {
+            let bar = multi.add(ProgressBar::new(desc.size));
+            let style = ProgressStyle::with_template(
+                "{prefix} [{bar:30}] {bytes:>10}/{total_bytes:<10} {msg}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> ");
+            bar.set_style(style);
+            bar.set_prefix(desc.digest.short().to_owned());
+            bar.set_message(kind_of(&desc.media_type));
+            bar
+        })
+    }
+}
+
+impl Progress for Bars {
+    fn blob_started(&mut self, desc: &Descriptor) {
+        self.bar(desc);
+    }
+    fn blob_progress(&mut self, desc: &Descriptor, done: u64) {
+        self.bar(desc).set_position(done);
+    }
+    fn blob_finished(&mut self, desc: &Descriptor, transferred: bool) {
+        let verb = self.verb;
+        let bar = self.bar(desc);
+        bar.set_position(desc.size);
+        bar.finish_with_message(if transferred { verb } else { "already there" });
+    }
+}
+
+fn kind_of(media_type: &str) -> &'static str {
+    use crate::image::oci;
+    match media_type {
+        oci::MEDIA_TYPE_GADGET_EBPF => "ebpf",
+        oci::MEDIA_TYPE_GADGET_WASM => "wasm",
+        oci::MEDIA_TYPE_GADGET_BTFGEN => "btfgen",
+        oci::MEDIA_TYPE_GADGET_CONFIG | oci::MEDIA_TYPE_EMPTY_JSON => "config",
+        _ => "blob",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(s: &str) -> Vec<OsString> {
+        std::iter::once("ig")
+            .chain(s.split_whitespace())
+            .map(OsString::from)
+            .collect()
+    }
+
+    #[test]
+    fn prescan_finds_the_pull_flags() {
+        let o = PullOptions::prescan(&argv(
+            "run x --pull never --authfile /a.json --insecure-registries a:1,b",
+        ));
+        assert_eq!(o.policy, PullPolicy::Never);
+        assert_eq!(o.registry.authfile, Some(PathBuf::from("/a.json")));
+        assert_eq!(o.registry.insecure_registries, ["a:1", "b"]);
+        let o = PullOptions::prescan(&argv("--pull=always run x"));
+        assert_eq!(o.policy, PullPolicy::Always);
+        let o = PullOptions::prescan(&argv("run x -- --pull never"));
+        assert_eq!(o.policy, PullPolicy::Missing);
+    }
+
+    #[test]
+    fn registry_hosts() {
+        assert_eq!(registry_host("https://GHCR.io/").unwrap(), "ghcr.io");
+        assert_eq!(
+            registry_host("localhost:5000/v2/").unwrap(),
+            "localhost:5000"
+        );
+        assert!(registry_host("").is_err());
+        assert!(registry_host("a b").is_err());
+    }
+}

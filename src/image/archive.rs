@@ -1,0 +1,637 @@
+//! `ig image export` / `ig image import`: images as a tar of an OCI image
+//! layout (`oci-layout`, `index.json`, `blobs/sha256/<hex>`), the format
+//! skopeo calls `oci-archive:` and upstream `ig` writes.
+//!
+//! Owns: writing such a tar from images of the store (each named in
+//! `index.json` by the annotation `org.opencontainers.image.ref.name`
+//! holding its full normalized reference, as upstream does), and reading
+//! one back: every blob is checked against the digest its path names and
+//! every image's graph against its descriptors before the store is
+//! touched, and the store then adds all images in one `index.json` write.
+//! Does not own: the store's own layout and locking (`store`).
+//!
+//! Exports are reproducible: entries are sorted, and owners, modes and
+//! times are fixed, so the same images give the same bytes.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use super::digest::Digest;
+use super::error::{ImageError, Mismatch};
+use super::oci::Descriptor;
+use super::oci::{
+    self, ANNOTATION_REF_NAME, EMPTY_JSON, IMAGE_LAYOUT_VERSION, ImageLayout, Index,
+    MEDIA_TYPE_DOCKER_MANIFEST, MEDIA_TYPE_DOCKER_MANIFEST_LIST, MEDIA_TYPE_IMAGE_INDEX,
+    MEDIA_TYPE_IMAGE_MANIFEST, TopLevel,
+};
+use super::reference::Reference;
+use super::store::Store;
+
+const LAYOUT_FILE: &str = "oci-layout";
+const INDEX_FILE: &str = "index.json";
+/// Largest `index.json`, `oci-layout` or manifest read from an archive.
+const MAX_JSON: u64 = 4 << 20;
+/// Largest single blob, and largest sum of blobs: an import holds the
+/// archive in memory until every blob is verified.
+const MAX_BLOB: u64 = 1 << 30;
+const MAX_TOTAL: u64 = 2 << 30;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveError {
+    #[error("{op} {}: {source}", path.display())]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{} is not an OCI image layout archive: {what}", path.display())]
+    NotALayout { path: PathBuf, what: String },
+    #[error("{}: unsupported OCI image layout version {version:?}", path.display())]
+    UnsupportedLayout { path: PathBuf, version: String },
+    #[error("{}: malformed {what}: {source}", path.display())]
+    Json {
+        path: PathBuf,
+        what: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("{}: blob {digest} is corrupt: {mismatch}", path.display())]
+    Corrupt {
+        path: PathBuf,
+        digest: Digest,
+        mismatch: Mismatch,
+    },
+    #[error("{}: blob {digest} of image {reference} is missing from the archive", path.display())]
+    MissingBlob {
+        path: PathBuf,
+        reference: String,
+        digest: Digest,
+    },
+    #[error("{}: {what} {name:?} is larger than {limit} bytes", path.display())]
+    TooLarge {
+        path: PathBuf,
+        what: &'static str,
+        name: String,
+        limit: u64,
+    },
+    #[error("{}: image {reference} has unsupported media type {media_type:?}", path.display())]
+    UnsupportedMediaType {
+        path: PathBuf,
+        reference: String,
+        media_type: String,
+    },
+    #[error("{}: no image in the archive has a name (annotation {ANNOTATION_REF_NAME})", path.display())]
+    NoTaggedImages { path: PathBuf },
+    #[error("{}: image name {name:?}: {source}", path.display())]
+    BadName {
+        path: PathBuf,
+        name: String,
+        #[source]
+        source: Box<super::reference::ReferenceError>,
+    },
+    #[error(transparent)]
+    Store(#[from] ImageError),
+}
+
+/// What an import added.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Imported {
+    /// The names now in the store, in archive order.
+    pub images: Vec<(Reference, Digest)>,
+    /// `index.json` entries without a name, which were not imported.
+    pub untagged: usize,
+}
+
+/// An OCI layout read into memory, each blob verified against its path.
+#[derive(Debug, Default)]
+pub struct Layout {
+    pub index: Option<Index>,
+    pub layout_version: Option<String>,
+    pub blobs: BTreeMap<Digest, Vec<u8>>,
+}
+
+/// Writes `images` of `store` as an OCI layout tar to `path`, atomically
+/// (a temp file next to it, renamed when complete).
+pub fn export_to_file(
+    store: &Store,
+    images: &[Reference],
+    path: &Path,
+) -> Result<(), ArchiveError> {
+    let mut entries: Vec<(Reference, Descriptor)> = Vec::new();
+    let mut blobs: BTreeMap<Digest, Vec<u8>> = BTreeMap::new();
+    for r in images {
+        if entries.iter().any(|(e, _)| e == r) {
+            continue;
+        }
+        let (top, stored) = store.image_blobs(r)?;
+        for b in stored {
+            blobs.entry(b.descriptor.digest).or_insert(b.bytes);
+        }
+        entries.push((r.clone(), top));
+    }
+
+    let io_err = |op, source| ArchiveError::Io {
+        op,
+        path: path.to_owned(),
+        source,
+    };
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "archive.tar".into());
+    let tmp = dir.join(format!(".{file_name}.ig-tmp-{}", std::process::id()));
+    let result = (|| -> io::Result<()> {
+        let mut file = fs::File::create(&tmp)?;
+        write_layout(&entries, &blobs, &mut file)?;
+        file.flush()?;
+        file.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    if let Err(e) = result {
+        let _ = fs::remove_file(&tmp);
+        return Err(io_err("writing archive", e));
+    }
+    Ok(())
+}
+
+/// Writes the tar of an OCI layout holding `entries` (each named by its
+/// reference) and `blobs`.
+pub fn write_layout(
+    entries: &[(Reference, Descriptor)],
+    blobs: &BTreeMap<Digest, Vec<u8>>,
+    out: impl Write,
+) -> io::Result<()> {
+    let mut manifests: Vec<Descriptor> = entries
+        .iter()
+        .map(|(r, top)| {
+            let mut d = top.clone();
+            d.annotations
+                .insert(ANNOTATION_REF_NAME.to_owned(), r.to_string());
+            d
+        })
+        .collect();
+    manifests.sort_by(|a, b| a.ref_name().cmp(&b.ref_name()));
+    let index = Index {
+        schema_version: 2,
+        media_type: Some(MEDIA_TYPE_IMAGE_INDEX.to_owned()),
+        artifact_type: None,
+        manifests,
+        subject: None,
+        annotations: Default::default(),
+    };
+    let index_bytes = serde_json::to_vec(&index).map_err(io::Error::other)?;
+    let layout_bytes = serde_json::to_vec(&ImageLayout {
+        image_layout_version: IMAGE_LAYOUT_VERSION.to_owned(),
+    })
+    .map_err(io::Error::other)?;
+
+    let mut tar = tar::Builder::new(out);
+    append_file(&mut tar, LAYOUT_FILE, &layout_bytes)?;
+    append_file(&mut tar, INDEX_FILE, &index_bytes)?;
+    let algorithms: BTreeSet<&str> = blobs.keys().map(|d| d.algorithm().as_str()).collect();
+    append_dir(&mut tar, "blobs/")?;
+    for alg in algorithms {
+        append_dir(&mut tar, &format!("blobs/{alg}/"))?;
+    }
+    for (digest, bytes) in blobs {
+        let rel = digest.blob_rel_path();
+        append_file(&mut tar, &rel.to_string_lossy(), bytes)?;
+    }
+    tar.into_inner()?.flush()
+}
+
+fn header(entry_type: tar::EntryType, mode: u32, size: u64) -> tar::Header {
+    let mut h = tar::Header::new_ustar();
+    h.set_entry_type(entry_type);
+    h.set_mode(mode);
+    h.set_size(size);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(0);
+    h
+}
+
+fn append_file<W: Write>(tar: &mut tar::Builder<W>, name: &str, bytes: &[u8]) -> io::Result<()> {
+    let mut h = header(tar::EntryType::Regular, 0o644, bytes.len() as u64);
+    tar.append_data(&mut h, name, bytes)
+}
+
+fn append_dir<W: Write>(tar: &mut tar::Builder<W>, name: &str) -> io::Result<()> {
+    let mut h = header(tar::EntryType::Directory, 0o755, 0);
+    tar.append_data(&mut h, name, io::empty())
+}
+
+/// Reads an OCI layout tar. Blobs are verified against the digest their
+/// path names; entries that are not part of a layout are ignored. `path`
+/// is only used in errors.
+pub fn read_layout(input: impl Read, path: &Path) -> Result<Layout, ArchiveError> {
+    let io_err = |source| ArchiveError::Io {
+        op: "reading archive",
+        path: path.to_owned(),
+        source,
+    };
+    let too_large = |what, name: &str, limit| ArchiveError::TooLarge {
+        path: path.to_owned(),
+        what,
+        name: name.to_owned(),
+        limit,
+    };
+    let mut layout = Layout::default();
+    let mut total: u64 = 0;
+    let mut archive = tar::Archive::new(input);
+    for entry in archive.entries().map_err(io_err)? {
+        let mut entry = entry.map_err(io_err)?;
+        if entry.header().entry_type() != tar::EntryType::Regular {
+            continue;
+        }
+        let name = entry.path().map_err(io_err)?.to_string_lossy().into_owned();
+        let name = name.trim_start_matches("./").to_owned();
+        let size = entry.size();
+        let mut read = |limit: u64, what| -> Result<Vec<u8>, ArchiveError> {
+            if size > limit {
+                return Err(too_large(what, &name, limit));
+            }
+            let mut buf = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+            (&mut entry)
+                .take(limit + 1)
+                .read_to_end(&mut buf)
+                .map_err(io_err)?;
+            if buf.len() as u64 != size {
+                return Err(io_err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("entry {name} is shorter than its header says"),
+                )));
+            }
+            Ok(buf)
+        };
+        if name == LAYOUT_FILE {
+            let bytes = read(MAX_JSON, "file")?;
+            let l: ImageLayout =
+                serde_json::from_slice(&bytes).map_err(|source| ArchiveError::Json {
+                    path: path.to_owned(),
+                    what: LAYOUT_FILE.into(),
+                    source,
+                })?;
+            layout.layout_version = Some(l.image_layout_version);
+        } else if name == INDEX_FILE {
+            let bytes = read(MAX_JSON, "file")?;
+            let index: Index =
+                serde_json::from_slice(&bytes).map_err(|source| ArchiveError::Json {
+                    path: path.to_owned(),
+                    what: INDEX_FILE.into(),
+                    source,
+                })?;
+            layout.index = Some(index);
+        } else if let Some(rest) = name.strip_prefix("blobs/")
+            && let Some((alg, hex)) = rest.split_once('/')
+            && let Ok(digest) = Digest::parse(&format!("{alg}:{hex}"))
+        {
+            total = total.saturating_add(size);
+            if total > MAX_TOTAL {
+                return Err(too_large("archive", "blobs", MAX_TOTAL));
+            }
+            let bytes = read(MAX_BLOB, "blob")?;
+            let actual = digest.compute_like(&bytes);
+            if actual != digest {
+                return Err(ArchiveError::Corrupt {
+                    path: path.to_owned(),
+                    digest,
+                    mismatch: Mismatch::Hash { actual },
+                });
+            }
+            layout.blobs.insert(digest, bytes);
+        }
+    }
+    Ok(layout)
+}
+
+/// Imports every named image of the OCI layout tar at `path` into `store`.
+/// Nothing is added unless every image is complete and intact.
+pub fn import_file(store: &Store, path: &Path) -> Result<Imported, ArchiveError> {
+    let file = fs::File::open(path).map_err(|source| ArchiveError::Io {
+        op: "opening archive",
+        path: path.to_owned(),
+        source,
+    })?;
+    let layout = read_layout(io::BufReader::new(file), path)?;
+    import_layout(store, layout, path)
+}
+
+/// Checks `layout` and adds its named images to `store` at once.
+pub fn import_layout(
+    store: &Store,
+    mut layout: Layout,
+    path: &Path,
+) -> Result<Imported, ArchiveError> {
+    let not_layout = |what: &str| ArchiveError::NotALayout {
+        path: path.to_owned(),
+        what: what.to_owned(),
+    };
+    match layout.layout_version.as_deref() {
+        None => return Err(not_layout("it has no oci-layout file")),
+        Some(IMAGE_LAYOUT_VERSION) => {}
+        Some(v) => {
+            return Err(ArchiveError::UnsupportedLayout {
+                path: path.to_owned(),
+                version: v.to_owned(),
+            });
+        }
+    }
+    let index = layout
+        .index
+        .take()
+        .ok_or_else(|| not_layout("it has no index.json"))?;
+
+    let mut entries: Vec<(Reference, Descriptor)> = Vec::new();
+    let mut untagged = 0;
+    for desc in &index.manifests {
+        let Some(name) = desc.ref_name() else {
+            untagged += 1;
+            continue;
+        };
+        let bad_name = |source| ArchiveError::BadName {
+            path: path.to_owned(),
+            name: name.to_owned(),
+            source: Box::new(source),
+        };
+        let reference = Reference::parse(name).map_err(bad_name)?;
+        // A tag and a digest: the tag names it; the digest must agree.
+        let reference = match (reference.tag(), reference.digest()) {
+            (Some(t), Some(_)) => reference.with_tag(t).map_err(bad_name)?,
+            _ => reference,
+        };
+        let mut top = desc.clone();
+        top.annotations.remove(ANNOTATION_REF_NAME);
+        entries.push((reference, top));
+    }
+    if entries.is_empty() {
+        return Err(ArchiveError::NoTaggedImages {
+            path: path.to_owned(),
+        });
+    }
+
+    // Walk every image in memory first: a missing or mismatched blob is
+    // reported by name and the store is not touched.
+    let mut needed: BTreeSet<Digest> = BTreeSet::new();
+    for (reference, top) in &entries {
+        check_closure(&layout, top, reference, path, &mut needed)?;
+    }
+    let blobs: Vec<Vec<u8>> = needed
+        .iter()
+        .filter_map(|d| layout.blobs.remove(d))
+        .collect();
+    let added = store.import_all(&entries, blobs)?;
+    Ok(Imported {
+        images: entries
+            .into_iter()
+            .zip(added)
+            .map(|((r, _), d)| (r, d.digest))
+            .collect(),
+        untagged,
+    })
+}
+
+fn is_document(media_type: &str) -> bool {
+    matches!(
+        media_type,
+        MEDIA_TYPE_IMAGE_INDEX
+            | MEDIA_TYPE_IMAGE_MANIFEST
+            | MEDIA_TYPE_DOCKER_MANIFEST_LIST
+            | MEDIA_TYPE_DOCKER_MANIFEST
+    )
+}
+
+/// Checks that every blob `top` reaches is in `layout` with the size its
+/// descriptor says, and collects their digests.
+fn check_closure(
+    layout: &Layout,
+    top: &Descriptor,
+    reference: &Reference,
+    path: &Path,
+    needed: &mut BTreeSet<Digest>,
+) -> Result<(), ArchiveError> {
+    let name = reference.to_string();
+    if !is_document(&top.media_type) {
+        return Err(ArchiveError::UnsupportedMediaType {
+            path: path.to_owned(),
+            reference: name,
+            media_type: top.media_type.clone(),
+        });
+    }
+    let mut seen: BTreeSet<Digest> = BTreeSet::new();
+    let mut stack = vec![top.clone()];
+    while let Some(desc) = stack.pop() {
+        if !seen.insert(desc.digest.clone()) {
+            continue;
+        }
+        let Some(bytes) = layout.blobs.get(&desc.digest) else {
+            // The empty config may be only inline in its descriptor.
+            if desc.is_empty_json() && desc.digest.matches(EMPTY_JSON) {
+                continue;
+            }
+            return Err(ArchiveError::MissingBlob {
+                path: path.to_owned(),
+                reference: name,
+                digest: desc.digest,
+            });
+        };
+        if bytes.len() as u64 != desc.size {
+            return Err(ArchiveError::Corrupt {
+                path: path.to_owned(),
+                digest: desc.digest,
+                mismatch: Mismatch::Size {
+                    expected: desc.size,
+                    actual: bytes.len() as u64,
+                },
+            });
+        }
+        needed.insert(desc.digest.clone());
+        if is_document(&desc.media_type) {
+            let doc = oci::parse_top_level(&desc.media_type, bytes).map_err(|source| {
+                ArchiveError::Json {
+                    path: path.to_owned(),
+                    what: format!("manifest {}", desc.digest),
+                    source,
+                }
+            })?;
+            match doc {
+                TopLevel::Index(i) => stack.extend(i.manifests),
+                TopLevel::Manifest(m) => {
+                    stack.push(m.config);
+                    stack.extend(m.layers);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::store::GadgetImage;
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path().join("store")).unwrap();
+        (dir, s)
+    }
+
+    fn add(s: &Store, name: &str, object: &[u8]) -> Reference {
+        let r = Reference::parse(name).unwrap();
+        s.add_gadget_image(
+            &r,
+            GadgetImage {
+                config_yaml: format!("name: {name}\n").into_bytes(),
+                ebpf_object: object.to_vec(),
+                ..GadgetImage::default()
+            },
+        )
+        .unwrap();
+        r
+    }
+
+    fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut tar = tar::Builder::new(Vec::new());
+        for (name, bytes) in files {
+            append_file(&mut tar, name, bytes).unwrap();
+        }
+        tar.into_inner().unwrap()
+    }
+
+    #[test]
+    fn export_import_round_trip_is_reproducible() {
+        let (dir, src) = store();
+        let a = add(&src, "a:v1", b"object a");
+        let b = add(&src, "localhost:5000/b:v2", b"object b");
+        let file = dir.path().join("out.tar");
+        export_to_file(&src, &[b.clone(), a.clone(), a.clone()], &file).unwrap();
+        let first = fs::read(&file).unwrap();
+        export_to_file(&src, &[a.clone(), b.clone()], &file).unwrap();
+        assert_eq!(first, fs::read(&file).unwrap(), "same images, same bytes");
+
+        // The layout names each image by its full reference.
+        let layout = read_layout(&first[..], &file).unwrap();
+        let names: Vec<&str> = layout
+            .index
+            .as_ref()
+            .unwrap()
+            .manifests
+            .iter()
+            .filter_map(Descriptor::ref_name)
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "ghcr.io/inspektor-gadget/gadget/a:v1",
+                "localhost:5000/b:v2"
+            ]
+        );
+
+        let (_d2, dst) = store();
+        let imported = import_file(&dst, &file).unwrap();
+        assert_eq!(imported.untagged, 0);
+        assert_eq!(imported.images.len(), 2);
+        for r in [&a, &b] {
+            let want = src.resolve(r).unwrap();
+            let got = dst.resolve(r).unwrap();
+            assert_eq!(want.index_digest, got.index_digest);
+            assert_eq!(want.ebpf_object, got.ebpf_object);
+        }
+    }
+
+    #[test]
+    fn corrupt_or_incomplete_archives_change_nothing() {
+        let (dir, src) = store();
+        let a = add(&src, "a:v1", b"object a");
+        let file = dir.path().join("out.tar");
+        export_to_file(&src, std::slice::from_ref(&a), &file).unwrap();
+        let good = read_layout(&fs::read(&file).unwrap()[..], &file).unwrap();
+        let (_d2, dst) = store();
+        let index_before = fs::read(dst.root().join("index.json")).unwrap();
+
+        // A blob whose content does not match its name.
+        let (digest, _) = good.blobs.iter().next().unwrap();
+        let rel = digest.blob_rel_path();
+        let bad = tar_of(&[
+            ("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#),
+            (&rel.to_string_lossy(), b"tampered"),
+        ]);
+        let e = read_layout(&bad[..], &file).unwrap_err();
+        assert!(
+            matches!(&e, ArchiveError::Corrupt { digest: d, .. } if d == digest),
+            "{e}"
+        );
+
+        // A missing blob is named.
+        let mut partial = read_layout(&fs::read(&file).unwrap()[..], &file).unwrap();
+        let (_, top) = ((), partial.index.as_ref().unwrap().manifests[0].clone());
+        let victim = partial
+            .blobs
+            .keys()
+            .find(|d| **d != top.digest)
+            .cloned()
+            .unwrap();
+        partial.blobs.remove(&victim);
+        let e = import_layout(&dst, partial, &file).unwrap_err();
+        assert!(
+            matches!(&e, ArchiveError::MissingBlob { digest, .. } if *digest == victim),
+            "{e}"
+        );
+
+        // No oci-layout, no index, no names, garbage.
+        for (files, want) in [
+            (
+                vec![("index.json", &br#"{"schemaVersion":2}"#[..])],
+                "oci-layout",
+            ),
+            (
+                vec![("oci-layout", &br#"{"imageLayoutVersion":"1.0.0"}"#[..])],
+                "index.json",
+            ),
+            (
+                vec![
+                    ("oci-layout", &br#"{"imageLayoutVersion":"1.0.0"}"#[..]),
+                    ("index.json", &br#"{"schemaVersion":2,"manifests":[]}"#[..]),
+                ],
+                "no image",
+            ),
+        ] {
+            let t = tar_of(&files);
+            let e = read_layout(&t[..], &file)
+                .and_then(|l| import_layout(&dst, l, &file))
+                .unwrap_err();
+            assert!(e.to_string().contains(want), "{e}");
+        }
+        assert!(read_layout(&b"not a tar at all, just some bytes"[..], &file).is_err());
+        // A tar cut in the middle of a blob.
+        let whole = fs::read(&file).unwrap();
+        let cut = &whole[..whole.len() / 2];
+        assert!(
+            read_layout(cut, &file)
+                .and_then(|l| import_layout(&dst, l, &file))
+                .is_err()
+        );
+
+        assert_eq!(
+            index_before,
+            fs::read(dst.root().join("index.json")).unwrap()
+        );
+    }
+
+    #[test]
+    fn wrong_layout_version_is_refused() {
+        let (dir, dst) = store();
+        let t = tar_of(&[("./oci-layout", br#"{"imageLayoutVersion":"2.0.0"}"#)]);
+        let l = read_layout(&t[..], dir.path()).unwrap();
+        let e = import_layout(&dst, l, dir.path()).unwrap_err();
+        assert!(matches!(e, ArchiveError::UnsupportedLayout { .. }), "{e}");
+    }
+}

@@ -1,0 +1,1042 @@
+//! Talking to an OCI registry: pull an image into the local store, push one
+//! from it, and check credentials for `ig login`.
+//!
+//! Owns: the transport choice (plain HTTP only for loopback hosts and the
+//! hosts the user lists as insecure, TLS otherwise), walking an image's
+//! graph over the network (index → manifests → config and layers),
+//! verifying every document and blob against its descriptor while it
+//! streams in, and mapping registry failures to errors that name the
+//! registry, the status and the blob. Does not own: where credentials are
+//! stored (`auth`), how blobs land on disk (`store`: a pull hands
+//! everything to [`Store::import`], which writes `index.json` last), or
+//! showing progress (callers pass a [`Progress`]).
+//!
+//! The registry client (`oci-client`) is async; each [`Registry`] drives it
+//! on a current-thread tokio runtime of its own, so callers stay
+//! synchronous and nothing else in ig needs an executor. Only its low-level
+//! calls are used (`pull_manifest_raw`, `pull_blob_stream`, `push_blob`,
+//! `push_manifest_raw`): the bytes and digests that reach the registry and
+//! the store are exactly the ones in the image, whatever their media types.
+//!
+//! A pull copies the whole image, every platform of its index, as upstream
+//! `ig` does: the store's `index.json` then names the same index digest as
+//! the registry (the digest signatures cover), and the image can be pushed
+//! or exported again unchanged. The host's platform is checked before any
+//! blob is downloaded.
+
+use std::collections::BTreeSet;
+use std::io;
+use std::time::Duration;
+
+use futures_util::StreamExt as _;
+use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::errors::{DigestError, OciDistributionError, OciErrorCode};
+use oci_client::manifest::OciDescriptor;
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, RegistryOperation};
+
+use super::auth::Credentials;
+use super::digest::Digest;
+use super::error::{ImageError, Mismatch};
+use super::oci::Descriptor;
+use super::oci::{
+    self, EMPTY_JSON, MEDIA_TYPE_DOCKER_MANIFEST, MEDIA_TYPE_DOCKER_MANIFEST_LIST,
+    MEDIA_TYPE_IMAGE_INDEX, MEDIA_TYPE_IMAGE_MANIFEST, TopLevel,
+};
+use super::reference::Reference;
+use super::store::Store;
+
+/// Manifest media types we ask for and accept.
+const MANIFEST_TYPES: [&str; 4] = [
+    MEDIA_TYPE_IMAGE_INDEX,
+    MEDIA_TYPE_IMAGE_MANIFEST,
+    MEDIA_TYPE_DOCKER_MANIFEST_LIST,
+    MEDIA_TYPE_DOCKER_MANIFEST,
+];
+
+/// Largest index or manifest accepted from a registry (what registries
+/// themselves accept).
+const MAX_MANIFEST_SIZE: u64 = 4 << 20;
+/// Largest blob accepted: a descriptor may claim any size, and a pull
+/// holds the image in memory until it is verified and committed.
+const MAX_BLOB_SIZE: u64 = 1 << 30;
+/// Most documents (indexes and manifests) one image may have: a gadget
+/// image has one per platform plus the index.
+const MAX_DOCUMENTS: usize = 256;
+
+/// How to reach registries.
+#[derive(Debug, Clone)]
+pub struct RegistryOptions {
+    /// Hosts (`host` or `host:port`) reached over plain HTTP. Loopback
+    /// hosts (`localhost`, `127.0.0.1`, `[::1]`) always are.
+    pub insecure_registries: Vec<String>,
+    pub connect_timeout: Duration,
+    /// Longest wait for the next bytes of a response.
+    pub read_timeout: Duration,
+}
+
+impl Default for RegistryOptions {
+    fn default() -> Self {
+        RegistryOptions {
+            insecure_registries: Vec::new(),
+            connect_timeout: Duration::from_secs(15),
+            read_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+impl RegistryOptions {
+    /// Whether `registry` (`host[:port]`) is reached over plain HTTP.
+    pub fn plain_http(&self, registry: &str) -> bool {
+        let host = host_without_port(registry);
+        matches!(host, "localhost" | "127.0.0.1" | "::1")
+            || self
+                .insecure_registries
+                .iter()
+                .map(|r| r.trim())
+                .any(|r| r.eq_ignore_ascii_case(registry) || r.eq_ignore_ascii_case(host))
+    }
+}
+
+/// `host` of `host:port`, `[v6]:port` or `host`.
+fn host_without_port(registry: &str) -> &str {
+    if let Some(rest) = registry.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    match registry.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => registry,
+    }
+}
+
+/// Callbacks while blobs move. Every method has a default that does
+/// nothing; the CLI draws progress bars with them.
+pub trait Progress {
+    /// A blob is about to be transferred.
+    fn blob_started(&mut self, _desc: &Descriptor) {}
+    /// `done` of `desc.size` bytes have arrived.
+    fn blob_progress(&mut self, _desc: &Descriptor, _done: u64) {}
+    /// The blob is complete; `transferred` is false when it was already
+    /// there (in the local store for a pull, in the registry for a push).
+    fn blob_finished(&mut self, _desc: &Descriptor, _transferred: bool) {}
+}
+
+/// A [`Progress`] that shows nothing.
+pub struct NoProgress;
+impl Progress for NoProgress {}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("cannot start the network runtime: {0}")]
+    Runtime(#[source] io::Error),
+
+    #[error("cannot set up the registry client for {registry}: {source}")]
+    Client {
+        registry: String,
+        #[source]
+        source: OciDistributionError,
+    },
+
+    /// HTTP 401/403. `had_credentials` tells a wrong password from a
+    /// missing login.
+    #[error(
+        "registry {registry} {} for {what} ({status})",
+        if *had_credentials { "refused the credentials" } else { "requires authentication" }
+    )]
+    Unauthorized {
+        registry: String,
+        what: String,
+        status: String,
+        had_credentials: bool,
+    },
+
+    #[error("{what} not found in registry {registry}")]
+    NotFound { registry: String, what: String },
+
+    #[error(
+        "registry {registry} answered HTTP {status} for {what}{}",
+        detail(message)
+    )]
+    Status {
+        registry: String,
+        what: String,
+        status: u16,
+        message: String,
+    },
+
+    #[error("cannot reach registry {registry} over {scheme} for {what}")]
+    Connect {
+        registry: String,
+        what: String,
+        scheme: &'static str,
+        #[source]
+        source: OciDistributionError,
+    },
+
+    #[error("registry {registry}, {what}")]
+    Protocol {
+        registry: String,
+        what: String,
+        #[source]
+        source: OciDistributionError,
+    },
+
+    /// A document or blob whose bytes do not match its descriptor: a
+    /// truncated transfer, or a registry serving something else.
+    #[error("{what} {digest} of {reference} failed verification: {mismatch}")]
+    Corrupt {
+        reference: String,
+        what: &'static str,
+        digest: Digest,
+        mismatch: Mismatch,
+    },
+
+    #[error("{reference}: unsupported {what} media type {media_type:?}")]
+    UnsupportedMediaType {
+        reference: String,
+        what: &'static str,
+        media_type: String,
+    },
+
+    #[error(
+        "image {reference} has no manifest for architecture {architecture} (available: {})",
+        if available.is_empty() { "none".to_owned() } else { available.join(", ") }
+    )]
+    NoMatchingPlatform {
+        reference: String,
+        architecture: String,
+        available: Vec<String>,
+    },
+
+    #[error("{reference}: malformed {what} {digest}: {source}")]
+    Json {
+        reference: String,
+        what: &'static str,
+        digest: Digest,
+        #[source]
+        source: serde_json::Error,
+    },
+
+    #[error("{reference}: {what} {digest} is {size} bytes, more than the {limit} bytes allowed")]
+    TooLarge {
+        reference: String,
+        what: &'static str,
+        digest: Digest,
+        size: u64,
+        limit: u64,
+    },
+
+    #[error("{reference}: the image has more than {MAX_DOCUMENTS} manifests")]
+    TooManyDocuments { reference: String },
+
+    #[error(transparent)]
+    Store(#[from] ImageError),
+}
+
+fn detail(message: &str) -> String {
+    let m = message.trim();
+    if m.is_empty() {
+        String::new()
+    } else {
+        // Registries answer with whole HTML pages at times: keep a line.
+        let line = m.lines().next().unwrap_or(m);
+        let cut: String = line.chars().take(200).collect();
+        format!(": {cut}")
+    }
+}
+
+/// What a pull did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullOutcome {
+    /// The name the image now has in the store.
+    pub reference: Reference,
+    /// Digest of the top-level document (the image index).
+    pub digest: Digest,
+    /// Blobs and documents downloaded.
+    pub downloaded: usize,
+    /// Blobs the store already had.
+    pub reused: usize,
+}
+
+/// What a push did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushOutcome {
+    pub digest: Digest,
+    /// Blobs uploaded.
+    pub uploaded: usize,
+    /// Blobs the registry already had.
+    pub skipped: usize,
+}
+
+/// A client for one registry host.
+pub struct Registry {
+    runtime: tokio::runtime::Runtime,
+    client: Client,
+    registry: String,
+    auth: RegistryAuth,
+    scheme: &'static str,
+    timeouts: (Duration, Duration),
+}
+
+impl Registry {
+    /// Prepares a client for `registry` (`host[:port]`). Nothing is sent
+    /// yet.
+    pub fn new(
+        registry: &str,
+        credentials: Option<&Credentials>,
+        opts: &RegistryOptions,
+    ) -> Result<Self, RegistryError> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(RegistryError::Runtime)?;
+        let plain = opts.plain_http(registry);
+        let config = ClientConfig {
+            protocol: if plain {
+                ClientProtocol::Http
+            } else {
+                ClientProtocol::Https
+            },
+            connect_timeout: Some(opts.connect_timeout),
+            read_timeout: Some(opts.read_timeout),
+            user_agent: concat!("ig/", env!("CARGO_PKG_VERSION")),
+            // We pick platforms ourselves, from the raw index.
+            platform_resolver: None,
+            ..ClientConfig::default()
+        };
+        // `try_from`, not `new`: `new` falls back to a default (HTTPS)
+        // client when the configuration fails to build.
+        let client = Client::try_from(config).map_err(|source| RegistryError::Client {
+            registry: registry.to_owned(),
+            source,
+        })?;
+        let auth = match credentials {
+            Some(c) => RegistryAuth::Basic(c.username.clone(), c.password.clone()),
+            None => RegistryAuth::Anonymous,
+        };
+        Ok(Registry {
+            runtime,
+            client,
+            registry: registry.to_owned(),
+            auth,
+            scheme: if plain { "HTTP" } else { "HTTPS" },
+            timeouts: (opts.connect_timeout, opts.read_timeout),
+        })
+    }
+
+    /// Copies the image `reference` names (every platform) into `store`
+    /// and tags it there. The host's architecture must be among the
+    /// platforms of an index. Nothing in the store changes unless every
+    /// document and blob arrived intact. `name@digest` references are
+    /// checked against the digest; without a tag the image is recorded
+    /// under the digest reference itself.
+    pub fn pull(
+        &self,
+        store: &Store,
+        reference: &Reference,
+        progress: &mut dyn Progress,
+    ) -> Result<PullOutcome, RegistryError> {
+        self.runtime
+            .block_on(self.pull_async(store, reference, progress))
+    }
+
+    /// Uploads the image `reference` names in `store` to the registry of
+    /// `reference`: blobs the registry lacks, then every manifest, then the
+    /// top-level document under the reference's tag.
+    pub fn push(
+        &self,
+        store: &Store,
+        reference: &Reference,
+        progress: &mut dyn Progress,
+    ) -> Result<PushOutcome, RegistryError> {
+        self.runtime
+            .block_on(self.push_async(store, reference, progress))
+    }
+
+    /// Checks the credentials this client was made with: `GET /v2/` with
+    /// them, and for registries that hand out tokens, a token request.
+    pub fn check_login(&self) -> Result<(), RegistryError> {
+        self.runtime.block_on(self.check_login_async())
+    }
+
+    // ------------------------------------------------------------------ pull
+
+    async fn pull_async(
+        &self,
+        store: &Store,
+        reference: &Reference,
+        progress: &mut dyn Progress,
+    ) -> Result<PullOutcome, RegistryError> {
+        let name = reference.to_string();
+        let remote = self.oci_reference(reference);
+        self.client
+            .store_auth_if_needed(remote.resolve_registry(), &self.auth)
+            .await;
+
+        let what = format!("manifest of {name}");
+        let (top_bytes, _) = self
+            .client
+            .pull_manifest_raw(&remote, &self.auth, &MANIFEST_TYPES)
+            .await
+            .map_err(|e| self.map_err(e, &what))?;
+        let top_digest = Digest::sha256_of(&top_bytes);
+        if let Some(want) = reference.digest()
+            && !want.matches(&top_bytes)
+        {
+            return Err(RegistryError::Corrupt {
+                reference: name,
+                what: "manifest",
+                digest: want.clone(),
+                mismatch: Mismatch::Hash {
+                    actual: want.compute_like(&top_bytes),
+                },
+            });
+        }
+        let (top_type, top_doc) = parse_document(&name, None, &top_digest, &top_bytes)?;
+        if let TopLevel::Index(index) = &top_doc {
+            let arch = oci::host_architecture();
+            if oci::pick_platform(index, arch).is_none() {
+                return Err(RegistryError::NoMatchingPlatform {
+                    reference: name,
+                    architecture: arch.to_owned(),
+                    available: oci::architectures(index),
+                });
+            }
+        }
+        let top = Descriptor::for_bytes(top_type, &top_bytes);
+
+        let mut outcome = PullOutcome {
+            reference: reference.clone(),
+            digest: top_digest.clone(),
+            downloaded: 1,
+            reused: 0,
+        };
+        let mut blobs = vec![top_bytes.to_vec()];
+        let mut seen = BTreeSet::from([top_digest]);
+        let mut documents = 1;
+        // Depth-first over the graph; documents are parsed as they come.
+        let mut stack: Vec<Descriptor> = children(&top_doc);
+        while let Some(desc) = stack.pop() {
+            if !seen.insert(desc.digest.clone()) {
+                continue;
+            }
+            if is_document(&desc.media_type) {
+                documents += 1;
+                if documents > MAX_DOCUMENTS {
+                    return Err(RegistryError::TooManyDocuments { reference: name });
+                }
+                let bytes = self.fetch_manifest(&remote, &desc, &name).await?;
+                let (_, doc) = parse_document(&name, Some(&desc), &desc.digest, &bytes)?;
+                stack.extend(children(&doc).into_iter().rev());
+                blobs.push(bytes);
+                outcome.downloaded += 1;
+            } else if let Some(bytes) = local_copy(store, &desc) {
+                progress.blob_finished(&desc, false);
+                blobs.push(bytes);
+                outcome.reused += 1;
+            } else {
+                let bytes = self.fetch_blob(&remote, &desc, &name, progress).await?;
+                blobs.push(bytes);
+                outcome.downloaded += 1;
+            }
+        }
+
+        // A `name:tag@digest` pull is tagged `name:tag`; the digest was
+        // checked above.
+        let tag_as = match (reference.tag(), reference.digest()) {
+            (Some(tag), Some(_)) => reference.with_tag(tag).map_err(ImageError::from)?,
+            _ => reference.clone(),
+        };
+        store.import(&tag_as, &top, blobs)?;
+        outcome.reference = tag_as;
+        Ok(outcome)
+    }
+
+    async fn fetch_manifest(
+        &self,
+        remote: &oci_client::Reference,
+        desc: &Descriptor,
+        name: &str,
+    ) -> Result<Vec<u8>, RegistryError> {
+        if desc.size > MAX_MANIFEST_SIZE {
+            return Err(RegistryError::TooLarge {
+                reference: name.to_owned(),
+                what: "manifest",
+                digest: desc.digest.clone(),
+                size: desc.size,
+                limit: MAX_MANIFEST_SIZE,
+            });
+        }
+        let by_digest = remote.clone_with_digest(desc.digest.to_string());
+        let what = format!("manifest {} of {name}", desc.digest);
+        let (bytes, _) = self
+            .client
+            .pull_manifest_raw(&by_digest, &self.auth, &MANIFEST_TYPES)
+            .await
+            .map_err(|e| match e {
+                // oci-client checks the body against the digest it asked
+                // for and keeps the body to itself.
+                OciDistributionError::DigestError(DigestError::VerificationError {
+                    ref actual,
+                    ..
+                }) if Digest::parse(actual).is_ok() => RegistryError::Corrupt {
+                    reference: name.to_owned(),
+                    what: "manifest",
+                    digest: desc.digest.clone(),
+                    mismatch: Mismatch::Hash {
+                        actual: Digest::parse(actual).unwrap_or_else(|_| desc.digest.clone()),
+                    },
+                },
+                e => self.map_err(e, &what),
+            })?;
+        verify(name, "manifest", desc, &bytes)?;
+        Ok(bytes.to_vec())
+    }
+
+    async fn fetch_blob(
+        &self,
+        remote: &oci_client::Reference,
+        desc: &Descriptor,
+        name: &str,
+        progress: &mut dyn Progress,
+    ) -> Result<Vec<u8>, RegistryError> {
+        if desc.size > MAX_BLOB_SIZE {
+            return Err(RegistryError::TooLarge {
+                reference: name.to_owned(),
+                what: "blob",
+                digest: desc.digest.clone(),
+                size: desc.size,
+                limit: MAX_BLOB_SIZE,
+            });
+        }
+        let what = format!("blob {} of {name}", desc.digest);
+        progress.blob_started(desc);
+        let mut stream = self
+            .client
+            .pull_blob_stream(remote, &oci_descriptor(desc))
+            .await
+            .map_err(|e| self.map_err(e, &what))?;
+        let corrupt = |mismatch| RegistryError::Corrupt {
+            reference: name.to_owned(),
+            what: "blob",
+            digest: desc.digest.clone(),
+            mismatch,
+        };
+        // `desc.size` is at most MAX_BLOB_SIZE, so this fits in usize.
+        let mut buf = Vec::with_capacity(usize::try_from(desc.size.min(16 << 20)).unwrap_or(0));
+        loop {
+            match stream.next().await {
+                Some(Ok(chunk)) => {
+                    let total = buf.len() as u64 + chunk.len() as u64;
+                    if total > desc.size {
+                        // More than announced: stop reading now rather
+                        // than let a registry fill memory.
+                        return Err(corrupt(Mismatch::Size {
+                            expected: desc.size,
+                            actual: total,
+                        }));
+                    }
+                    buf.extend_from_slice(&chunk);
+                    progress.blob_progress(desc, total);
+                }
+                // oci-client reports its own digest check as a stream
+                // error at the end; our checks below say more (truncated
+                // or different content), so only a genuine transfer error
+                // with every byte in hand passes through.
+                Some(Err(e)) => {
+                    verify(name, "blob", desc, &buf)?;
+                    return Err(self.map_err(OciDistributionError::IoError(e), &what));
+                }
+                None => break,
+            }
+        }
+        if buf.len() as u64 != desc.size {
+            return Err(corrupt(Mismatch::Size {
+                expected: desc.size,
+                actual: buf.len() as u64,
+            }));
+        }
+        verify(name, "blob", desc, &buf)?;
+        progress.blob_finished(desc, true);
+        Ok(buf)
+    }
+
+    // ------------------------------------------------------------------ push
+
+    async fn push_async(
+        &self,
+        store: &Store,
+        reference: &Reference,
+        progress: &mut dyn Progress,
+    ) -> Result<PushOutcome, RegistryError> {
+        let name = reference.to_string();
+        let (top, stored) = store.image_blobs(reference)?;
+        let remote = self.oci_reference(reference);
+        self.client
+            .store_auth_if_needed(remote.resolve_registry(), &self.auth)
+            .await;
+        let mut outcome = PushOutcome {
+            digest: top.digest.clone(),
+            uploaded: 0,
+            skipped: 0,
+        };
+
+        let (documents, blobs): (Vec<_>, Vec<_>) = stored
+            .into_iter()
+            .partition(|b| is_document(&b.descriptor.media_type) || b.descriptor == top);
+        for blob in blobs {
+            let desc = &blob.descriptor;
+            let digest = desc.digest.to_string();
+            let what = format!("blob {digest} of {name}");
+            let exists = self
+                .client
+                .blob_exists(&remote, &digest)
+                .await
+                .map_err(|e| self.map_err(e, &what))?;
+            if exists {
+                progress.blob_finished(desc, false);
+                outcome.skipped += 1;
+                continue;
+            }
+            progress.blob_started(desc);
+            self.client
+                .push_blob(&remote, blob.bytes, &digest)
+                .await
+                .map_err(|e| self.map_err(e, &what))?;
+            progress.blob_progress(desc, desc.size);
+            progress.blob_finished(desc, true);
+            outcome.uploaded += 1;
+        }
+
+        // `image_blobs` lists the graph parent first; pushed in reverse,
+        // every manifest reaches the registry after what it references, as
+        // registries require. The top-level document goes last, under the
+        // tag.
+        for doc in documents.into_iter().rev() {
+            let desc = &doc.descriptor;
+            let is_top = desc.digest == top.digest;
+            let target = if is_top && reference.tag().is_some() {
+                self.oci_reference(&without_digest(reference))
+            } else {
+                remote.clone_with_digest(desc.digest.to_string())
+            };
+            let media_type = document_media_type(&name, desc, &doc.bytes)?;
+            let content_type =
+                reqwest::header::HeaderValue::from_str(media_type).map_err(|_| {
+                    RegistryError::UnsupportedMediaType {
+                        reference: name.clone(),
+                        what: "manifest",
+                        media_type: media_type.to_owned(),
+                    }
+                })?;
+            let what = format!("manifest {} of {name}", desc.digest);
+            self.client
+                .push_manifest_raw(&target, doc.bytes, content_type)
+                .await
+                .map_err(|e| self.map_err(e, &what))?;
+            outcome.uploaded += 1;
+        }
+        Ok(outcome)
+    }
+
+    // ----------------------------------------------------------------- login
+
+    async fn check_login_async(&self) -> Result<(), RegistryError> {
+        let what = "login".to_owned();
+        let scheme = if self.scheme == "HTTP" {
+            "http"
+        } else {
+            "https"
+        };
+        // Docker Hub's API lives on another host than its name (as
+        // oci-client resolves it for pulls and pushes).
+        let endpoint = match self.registry.as_str() {
+            "docker.io" => "index.docker.io",
+            r => r,
+        };
+        let url = format!("{scheme}://{endpoint}/v2/");
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("ig/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(self.timeouts.0)
+            .read_timeout(self.timeouts.1)
+            .build()
+            .map_err(|e| self.map_err(e.into(), &what))?;
+        let mut request = http.get(&url);
+        if let RegistryAuth::Basic(user, pass) = &self.auth {
+            request = request.basic_auth(user, Some(pass));
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| self.map_err(e.into(), &what))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let bearer = response
+            .headers()
+            .get(reqwest::header::WWW_AUTHENTICATE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("bearer"));
+        if status == reqwest::StatusCode::UNAUTHORIZED && bearer {
+            // A token registry: the credentials are checked by the token
+            // server, for a scope of some repository.
+            let probe = oci_client::Reference::with_tag(
+                self.registry.clone(),
+                "library/ig-login-check".into(),
+                "latest".into(),
+            );
+            return self
+                .client
+                .auth(&probe, &self.auth, RegistryOperation::Pull)
+                .await
+                .map(|_| ())
+                .map_err(|e| self.map_err(e, &what));
+        }
+        if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
+            return Err(self.unauthorized(&what, status.to_string()));
+        }
+        let message = response.text().await.unwrap_or_default();
+        Err(RegistryError::Status {
+            registry: self.registry.clone(),
+            what,
+            status: status.as_u16(),
+            message,
+        })
+    }
+
+    // --------------------------------------------------------------- helpers
+
+    fn oci_reference(&self, r: &Reference) -> oci_client::Reference {
+        let (registry, repo) = (self.registry.clone(), r.path().to_owned());
+        match (r.tag(), r.digest()) {
+            (Some(t), Some(d)) => {
+                oci_client::Reference::with_tag_and_digest(registry, repo, t.into(), d.to_string())
+            }
+            (None, Some(d)) => oci_client::Reference::with_digest(registry, repo, d.to_string()),
+            (t, None) => oci_client::Reference::with_tag(
+                registry,
+                repo,
+                t.unwrap_or(super::reference::DEFAULT_TAG).into(),
+            ),
+        }
+    }
+
+    fn unauthorized(&self, what: &str, status: String) -> RegistryError {
+        RegistryError::Unauthorized {
+            registry: self.registry.clone(),
+            what: what.to_owned(),
+            status,
+            had_credentials: matches!(self.auth, RegistryAuth::Basic(..)),
+        }
+    }
+
+    /// Turns a client error into one that says which registry, which
+    /// request, and what went wrong, in words a user can act on.
+    fn map_err(&self, e: OciDistributionError, what: &str) -> RegistryError {
+        let registry = self.registry.clone();
+        let what = what.to_owned();
+        match e {
+            OciDistributionError::UnauthorizedError { .. } => {
+                self.unauthorized(&what, "401 Unauthorized".into())
+            }
+            OciDistributionError::AuthenticationFailure(_) => {
+                self.unauthorized(&what, "token request refused".into())
+            }
+            OciDistributionError::RegistryError { ref envelope, .. } => {
+                let codes: Vec<&OciErrorCode> = envelope.errors.iter().map(|e| &e.code).collect();
+                let not_found = codes.iter().any(|c| {
+                    matches!(
+                        c,
+                        OciErrorCode::ManifestUnknown
+                            | OciErrorCode::NameUnknown
+                            | OciErrorCode::BlobUnknown
+                    )
+                });
+                let denied = codes
+                    .iter()
+                    .any(|c| matches!(c, OciErrorCode::Denied | OciErrorCode::Unauthorized));
+                if not_found {
+                    RegistryError::NotFound { registry, what }
+                } else if denied {
+                    self.unauthorized(&what, "access denied".into())
+                } else {
+                    RegistryError::Protocol {
+                        registry,
+                        what,
+                        source: e,
+                    }
+                }
+            }
+            OciDistributionError::ServerError { code, message, .. } => match code {
+                401 | 403 => self.unauthorized(&what, format!("HTTP {code}")),
+                404 => RegistryError::NotFound { registry, what },
+                _ => RegistryError::Status {
+                    registry,
+                    what,
+                    status: code,
+                    message,
+                },
+            },
+            OciDistributionError::RequestError(ref r) if r.is_connect() || r.is_timeout() => {
+                RegistryError::Connect {
+                    registry,
+                    what,
+                    scheme: self.scheme,
+                    source: e,
+                }
+            }
+            OciDistributionError::RequestError(ref r) if r.status().is_some() => {
+                let code = r.status().map(|s| s.as_u16()).unwrap_or_default();
+                match code {
+                    401 | 403 => self.unauthorized(&what, format!("HTTP {code}")),
+                    404 => RegistryError::NotFound { registry, what },
+                    _ => RegistryError::Status {
+                        registry,
+                        what,
+                        status: code,
+                        message: String::new(),
+                    },
+                }
+            }
+            e => RegistryError::Protocol {
+                registry,
+                what,
+                source: e,
+            },
+        }
+    }
+}
+
+fn without_digest(r: &Reference) -> Reference {
+    match r.tag() {
+        Some(t) => r.with_tag(t).unwrap_or_else(|_| r.clone()),
+        None => r.clone(),
+    }
+}
+
+fn is_document(media_type: &str) -> bool {
+    MANIFEST_TYPES.contains(&media_type)
+}
+
+/// Children of a document: an index's manifests, a manifest's config and
+/// layers. Listed in the order they appear (config first).
+fn children(doc: &TopLevel) -> Vec<Descriptor> {
+    match doc {
+        TopLevel::Index(i) => i.manifests.clone(),
+        TopLevel::Manifest(m) => {
+            let mut v = vec![m.config.clone()];
+            v.extend(m.layers.iter().cloned());
+            v
+        }
+    }
+}
+
+/// Parses an index or manifest. `desc` is the descriptor it was reached
+/// by (`None` for the top level, where only the body can tell). Returns
+/// the media type to record for it. Unknown media types are refused, in
+/// the descriptor and in the body alike.
+fn parse_document(
+    name: &str,
+    desc: Option<&Descriptor>,
+    digest: &Digest,
+    bytes: &[u8],
+) -> Result<(&'static str, TopLevel), RegistryError> {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Probe {
+        #[serde(default)]
+        media_type: Option<String>,
+    }
+    let json_err = |source| RegistryError::Json {
+        reference: name.to_owned(),
+        what: "manifest",
+        digest: digest.clone(),
+        source,
+    };
+    let unsupported = |t: &str| RegistryError::UnsupportedMediaType {
+        reference: name.to_owned(),
+        what: "manifest",
+        media_type: t.to_owned(),
+    };
+    let probe: Probe = serde_json::from_slice(bytes).map_err(json_err)?;
+    if let Some(t) = &probe.media_type
+        && !is_document(t)
+    {
+        return Err(unsupported(t));
+    }
+    let declared = desc.map(|d| d.media_type.as_str()).unwrap_or_default();
+    if desc.is_some() && !is_document(declared) {
+        return Err(unsupported(declared));
+    }
+    let doc = oci::parse_top_level(declared, bytes).map_err(json_err)?;
+    let media_type = match (&doc, probe.media_type.as_deref().or(Some(declared))) {
+        (TopLevel::Index(_), Some(MEDIA_TYPE_DOCKER_MANIFEST_LIST)) => {
+            MEDIA_TYPE_DOCKER_MANIFEST_LIST
+        }
+        (TopLevel::Index(_), _) => MEDIA_TYPE_IMAGE_INDEX,
+        (TopLevel::Manifest(_), Some(MEDIA_TYPE_DOCKER_MANIFEST)) => MEDIA_TYPE_DOCKER_MANIFEST,
+        (TopLevel::Manifest(_), _) => MEDIA_TYPE_IMAGE_MANIFEST,
+    };
+    Ok((media_type, doc))
+}
+
+/// The media type to push a stored document with.
+fn document_media_type<'a>(
+    name: &str,
+    desc: &'a Descriptor,
+    bytes: &[u8],
+) -> Result<&'a str, RegistryError> {
+    if is_document(&desc.media_type) {
+        return Ok(&desc.media_type);
+    }
+    // An `index.json` entry of another tool may lack a media type.
+    let (t, _) = parse_document(name, None, &desc.digest, bytes)?;
+    Ok(t)
+}
+
+/// Checks `bytes` against `desc`: size first, then digest.
+fn verify(
+    name: &str,
+    what: &'static str,
+    desc: &Descriptor,
+    bytes: &[u8],
+) -> Result<(), RegistryError> {
+    let corrupt = |mismatch| RegistryError::Corrupt {
+        reference: name.to_owned(),
+        what,
+        digest: desc.digest.clone(),
+        mismatch,
+    };
+    if bytes.len() as u64 != desc.size {
+        return Err(corrupt(Mismatch::Size {
+            expected: desc.size,
+            actual: bytes.len() as u64,
+        }));
+    }
+    let actual = desc.digest.compute_like(bytes);
+    if actual != desc.digest {
+        return Err(corrupt(Mismatch::Hash { actual }));
+    }
+    Ok(())
+}
+
+/// The blob's bytes if the store already holds an intact copy (or, for the
+/// OCI empty config, always: its content is fixed).
+fn local_copy(store: &Store, desc: &Descriptor) -> Option<Vec<u8>> {
+    if desc.is_empty_json() && desc.digest.matches(EMPTY_JSON) && desc.size == 2 {
+        return Some(EMPTY_JSON.to_vec());
+    }
+    store.read_verified(desc).ok()
+}
+
+/// oci-client's descriptor for a blob request. `urls` are left out on
+/// purpose: they would send requests to hosts other than the registry.
+fn oci_descriptor(desc: &Descriptor) -> OciDescriptor {
+    OciDescriptor {
+        media_type: desc.media_type.clone(),
+        digest: desc.digest.to_string(),
+        size: i64::try_from(desc.size).unwrap_or(i64::MAX),
+        urls: None,
+        annotations: None,
+        ..OciDescriptor::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_http_only_for_loopback_and_listed_hosts() {
+        let opts = RegistryOptions {
+            insecure_registries: vec!["reg.lan:5000".into(), "other.lan".into()],
+            ..RegistryOptions::default()
+        };
+        for plain in [
+            "localhost",
+            "localhost:5000",
+            "127.0.0.1:41234",
+            "[::1]:5000",
+            "reg.lan:5000",
+            "other.lan",
+            "other.lan:443",
+        ] {
+            assert!(opts.plain_http(plain), "{plain}");
+        }
+        for tls in ["ghcr.io", "reg.lan", "reg.lan:5001", "127.0.0.2:5000"] {
+            assert!(!opts.plain_http(tls), "{tls}");
+        }
+    }
+
+    fn index_with(archs: &[&str]) -> Vec<u8> {
+        let manifests: Vec<serde_json::Value> = archs
+            .iter()
+            .map(|a| {
+                serde_json::json!({
+                    "mediaType": MEDIA_TYPE_IMAGE_MANIFEST,
+                    "digest": Digest::sha256_of(a.as_bytes()).to_string(),
+                    "size": 1,
+                    "platform": {"architecture": a, "os": "linux"}
+                })
+            })
+            .collect();
+        serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": MEDIA_TYPE_IMAGE_INDEX,
+            "manifests": manifests
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn documents_are_classified_and_unknown_types_refused() {
+        let bytes = index_with(&["amd64", "arm64"]);
+        let d = Digest::sha256_of(&bytes);
+        let (t, doc) = parse_document("x", None, &d, &bytes).unwrap();
+        assert_eq!(t, MEDIA_TYPE_IMAGE_INDEX);
+        let TopLevel::Index(i) = doc else {
+            panic!("not an index")
+        };
+        assert_eq!(oci::architectures(&i), ["amd64", "arm64"]);
+        assert!(oci::pick_platform(&i, "arm64").is_some());
+        assert!(oci::pick_platform(&i, "riscv64").is_none());
+
+        let odd = br#"{"schemaVersion":2,"mediaType":"application/vnd.example+json","layers":[]}"#;
+        let err = parse_document("x", None, &d, odd).unwrap_err();
+        assert!(
+            matches!(&err, RegistryError::UnsupportedMediaType { media_type, .. } if media_type == "application/vnd.example+json"),
+            "{err}"
+        );
+
+        // A descriptor that says something unknown is refused too.
+        let desc = Descriptor::for_bytes("application/vnd.example+json", &bytes);
+        assert!(parse_document("x", Some(&desc), &d, &bytes).is_err());
+
+        // A manifest without mediaType (upstream writes those) is fine.
+        let m = br#"{"schemaVersion":2,"config":{"mediaType":"application/vnd.oci.empty.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[]}"#;
+        let (t, _) = parse_document("x", None, &d, m).unwrap();
+        assert_eq!(t, MEDIA_TYPE_IMAGE_MANIFEST);
+
+        let err = parse_document("x", None, &d, b"not json").unwrap_err();
+        assert!(matches!(err, RegistryError::Json { .. }), "{err}");
+    }
+
+    #[test]
+    fn verification_names_the_mismatch() {
+        let desc = Descriptor::for_bytes("application/octet-stream", b"hello");
+        assert!(verify("x", "blob", &desc, b"hello").is_ok());
+        let e = verify("x", "blob", &desc, b"hell").unwrap_err();
+        assert!(e.to_string().contains("size is 4 bytes"), "{e}");
+        assert!(e.to_string().contains(&desc.digest.to_string()), "{e}");
+        let e = verify("x", "blob", &desc, b"jello").unwrap_err();
+        assert!(e.to_string().contains("hashes to"), "{e}");
+    }
+
+    #[test]
+    fn host_parts() {
+        assert_eq!(host_without_port("a.io:5000"), "a.io");
+        assert_eq!(host_without_port("a.io"), "a.io");
+        assert_eq!(host_without_port("[::1]:5000"), "::1");
+    }
+}
