@@ -177,12 +177,18 @@ pub fn parse_section(
         {
             Attach::Socket
         }
-        "perf_event" => Attach::PerfEvent(perf_config(program, meta)?),
+        // Upstream names the settings after the section's suffix
+        // (`perf_event/profiler` → `programs.profiler`); without a suffix,
+        // the program's own name.
+        "perf_event" => Attach::PerfEvent(perf_config(
+            if target.is_empty() { program } else { target },
+            meta,
+        )?),
         _ => return Err(unsupported()),
     })
 }
 
-/// `programs.<prog>.perf.{type,config}` and `programs.<prog>.sampler.frequency`.
+/// `programs.<name>.perf.{type,config}` and `programs.<name>.sampler.frequency`.
 fn perf_config(program: &str, meta: &GadgetMetadata) -> Result<PerfConfig, PlanError> {
     let bad = |key: &str, message: String| PlanError::BadPerfConfig {
         program: program.to_owned(),
@@ -384,6 +390,14 @@ mod tests {
             "g.yaml",
         )
         .unwrap();
+        assert_eq!(
+            parse_section("ig_prof_cpu", "perf_event/prof", &meta),
+            Ok(Attach::PerfEvent(PerfConfig {
+                event: PerfEventKind::SoftwareCpuClock,
+                frequency: 99
+            })),
+            "upstream's perf_event/<name> sections name their settings"
+        );
         assert_eq!(
             parse_section("prof", "perf_event", &meta),
             Ok(Attach::PerfEvent(PerfConfig {

@@ -18,6 +18,11 @@ use crate::btf::{Btf, BtfError, Int, Kind, TypeId};
 use crate::datasource::{FieldId, FieldKind, SchemaBuilder, SchemaError, SourceKind, templates};
 use crate::metadata::DataSourceMeta;
 
+/// Annotation holding an enum field's `NAME=VALUE;...` table.
+pub const ENUM_ANNOTATION: &str = "ebpf.formatter.enum";
+/// Annotation marking an enum field as a bit set (`*_set` enum types).
+pub const BITFIELD_ANNOTATION: &str = "ebpf.formatter.bitfield";
+
 /// Nesting deeper than this is refused: real events nest two or three
 /// levels, and hostile BTF can make a struct contain itself.
 const MAX_DEPTH: usize = 8;
@@ -247,6 +252,27 @@ impl Walk<'_> {
             }
             tags.push(format!("name:{name}"));
             self.b.field_mut(fid).tags = tags;
+            // Enum members carry their value names, for the formatters
+            // (`x_raw` → `x`); an enum type named `*_set` is a bit set.
+            if r.dims.is_empty()
+                && let Kind::Enum(e) | Kind::Enum64(e) = under
+            {
+                let mut table = String::new();
+                for v in &e.values {
+                    if !table.is_empty() {
+                        table.push(';');
+                    }
+                    table.push_str(self.btf.str(v.name));
+                    table.push('=');
+                    table.push_str(&v.value.to_string());
+                }
+                let f = self.b.field_mut(fid);
+                f.annotations.insert(ENUM_ANNOTATION.to_owned(), table);
+                if self.btf.name_of(r.id)?.ends_with("_set") {
+                    f.annotations
+                        .insert(BITFIELD_ANNOTATION.to_owned(), "true".to_owned());
+                }
+            }
             if kind == FieldKind::Struct {
                 self.members(r.id, offset, &full, Some(fid), depth + 1)?;
             }

@@ -115,6 +115,16 @@ fn scalar_defaults(kind: Scalar) -> &'static [(&'static str, &'static str)] {
 /// One field to fill, with everything resolved at set-up.
 #[derive(Debug)]
 enum Conv {
+    /// An enum member: its value's name, or for a bit set (`*_set` enum
+    /// types) the names of the bits set, joined by `sep`.
+    Enum {
+        src: FieldId,
+        dst: FieldId,
+        /// `(value, name)`, sorted by value.
+        names: Vec<(i128, String)>,
+        bitfield: bool,
+        sep: String,
+    },
     Scalar {
         kind: Scalar,
         src: FieldId,
@@ -224,12 +234,90 @@ fn hide_subtree(b: &mut SchemaBuilder, id: FieldId) {
     }
 }
 
+/// Annotations the eBPF operator puts on enum members (see
+/// `bpf::schema`): the `NAME=VALUE;...` table, and the bit-set marker.
+const ENUM_ANNOTATION: &str = "ebpf.formatter.enum";
+const BITFIELD_ANNOTATION: &str = "ebpf.formatter.bitfield";
+
+fn parse_enum_table(table: &str) -> Vec<(i128, String)> {
+    table
+        .split(';')
+        .filter_map(|kv| {
+            let (k, v) = kv.split_once('=')?;
+            Some((v.trim().parse().ok()?, k.trim().to_owned()))
+        })
+        .collect()
+}
+
+/// Render an enum value (or bit set) into `out`, reusing its buffer.
+fn enum_text(out: &mut String, v: i128, names: &[(i128, String)], bitfield: bool, sep: &str) {
+    use std::fmt::Write as _;
+    out.clear();
+    if !bitfield {
+        match names.binary_search_by_key(&v, |(n, _)| *n) {
+            Ok(i) => out.push_str(&names[i].1),
+            Err(_) => {
+                let _ = write!(out, "{v}");
+            }
+        }
+        return;
+    }
+    let mut rest = v;
+    for (bit, name) in names {
+        if *bit != 0 && v & bit == *bit {
+            if !out.is_empty() {
+                out.push_str(sep);
+            }
+            out.push_str(name);
+            rest &= !bit;
+        }
+    }
+    if rest != 0 {
+        if !out.is_empty() {
+            out.push_str(sep);
+        }
+        let _ = write!(out, "{rest:#x}");
+    }
+}
+
 /// Decide what to render in one data source and declare the new fields.
 fn plan(b: &mut SchemaBuilder) -> Result<Vec<Conv>, SchemaError> {
     let mut convs = Vec::new();
     let ids: Vec<FieldId> = b.schema().ids().collect();
     for src in ids {
         let f = b.schema().field(src);
+        if f.kind.is_numeric()
+            && let Some(table) = f.annotation(ENUM_ANNOTATION)
+        {
+            let mut names = parse_enum_table(table);
+            names.sort_by_key(|(v, _)| *v);
+            let bitfield = f.annotation(BITFIELD_ANNOTATION) == Some("true");
+            let sep = f
+                .annotation("ebpf.formatter.bitfield.separator")
+                .unwrap_or("|")
+                .to_owned();
+            let Some(name) = target(b, src, "enum") else {
+                continue;
+            };
+            let Some(dst) = add_sibling(b, &name, src)? else {
+                continue;
+            };
+            defaults(
+                b,
+                dst,
+                &[("columns.width", if bitfield { "24" } else { "12" })],
+            );
+            b.field_mut(src)
+                .default_annotation("columns.hidden", "true");
+            convs.push(Conv::Enum {
+                src,
+                dst,
+                names,
+                bitfield,
+                sep,
+            });
+            continue;
+        }
         if f.kind.is_numeric() {
             let Some(&(_, kind, ann)) = SCALARS.iter().find(|(tag, ..)| f.has_tag(tag)) else {
                 continue;
@@ -445,6 +533,22 @@ impl Handler for Formatting {
             match *c {
                 Conv::Scalar { kind, src, dst } => {
                     scalar(schema, ev, (kind, src, dst), self.offset, &mut self.seconds);
+                }
+                Conv::Enum {
+                    src,
+                    dst,
+                    ref names,
+                    bitfield,
+                    ref sep,
+                } => {
+                    let v: i128 = match ev.get(schema.field(src)) {
+                        ValueRef::U64(v) => i128::from(v),
+                        ValueRef::I64(v) => i128::from(v),
+                        _ => continue,
+                    };
+                    if let Some(out) = ev.str_buf(schema.field(dst)) {
+                        enum_text(out, v, names, bitfield, sep);
+                    }
                 }
                 Conv::L3 { raw, version, addr } => {
                     let a = raw16(ev, raw);

@@ -419,3 +419,25 @@ fn the_boot_offset_makes_now_now() {
         .as_nanos() as i128;
     assert!((now - wall).abs() < 1_000_000_000, "{now} vs {wall}");
 }
+
+#[test]
+fn enums_and_bit_sets_render_their_names() {
+    let names = {
+        let mut n = parse_enum_table("connect=0;accept=1;close=2;broken;x=y");
+        n.sort_by_key(|(v, _)| *v);
+        n
+    };
+    assert_eq!(names.len(), 3, "malformed entries are skipped: {names:?}");
+    let mut out = String::from("stale");
+    enum_text(&mut out, 1, &names, false, "|");
+    assert_eq!(out, "accept");
+    enum_text(&mut out, 7, &names, false, "|");
+    assert_eq!(out, "7", "unknown values print as numbers");
+    let bits = parse_enum_table("MS_RDONLY=1;MS_NOSUID=2;MS_BIND=4096");
+    enum_text(&mut out, 1 | 4096, &bits, true, "|");
+    assert_eq!(out, "MS_RDONLY|MS_BIND");
+    enum_text(&mut out, 2 | 0x10000, &bits, true, "|");
+    assert_eq!(out, "MS_NOSUID|0x10000", "bits without a name stay visible");
+    enum_text(&mut out, 0, &bits, true, "|");
+    assert_eq!(out, "");
+}
