@@ -41,6 +41,9 @@ const PACKAGES: &[&str] = &[
     "jq",
     "docker-registry",
     "apache2-utils",
+    // A real container for the container tests: runc with a busybox rootfs.
+    "runc",
+    "busybox-static",
 ];
 
 fn main() -> Result<()> {
@@ -170,11 +173,12 @@ fn test() -> Result<()> {
         "-D",
         "warnings",
     ])?;
-    // Kernel tests fail rather than skip when BPF is missing.
-    cargo(&["test", "--workspace", "--locked"])?;
     // Not a timed test: a few seconds under the harness so the benchmark
     // command cannot rot. The numbers of a real run go to docs/benchmarks.md.
-    bench(&repo_root(), &["--quick".to_owned()])
+    bench(&repo_root(), &["--quick".to_owned()])?;
+    // Last, so that its summary closes the output. Kernel tests fail rather
+    // than skip when BPF is missing.
+    cargo(&["test", "--workspace", "--locked"])
 }
 
 /// Packages the storms and the libbpf baseline build with.
