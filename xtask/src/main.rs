@@ -301,4 +301,4 @@ fn bench(root: &Path, args: &[String]) -> Result<()> {
 
 /// The operator chain measured as `ig-chain`: a filter that keeps every
 /// storm event, plus process enrichment.
-const CHAIN_ARGS: &str = "--filter proc.comm!=ig-bench-nobody";
+const CHAIN_ARGS: &str = "--filter proc.comm!=ig-bench-nobody --enrich-process";
