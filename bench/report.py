@@ -58,11 +58,14 @@ def main():
     print("comes from one run of the peer harness (`bench/`, see `bench/README.md`),")
     print("all tools measured in the same session, interleaved repetition by repetition.\n")
     print("## Machine and versions\n")
-    print(f"- machine: {os.cpu_count()} CPUs ({cpu}), {sh('free -g | awk \"/Mem:/ {print \\$2}\"')} GiB, "
-          f"kernel {platform.release()}")
-    print(f"- ig: {sh('$IG version | head -1')}, built `--release`")
-    print(f"- bpftrace: {sh('bpftrace --version') or 'not installed'}; libbpf-tools and bcc from Debian "
-          f"({sh('dpkg-query -W -f=\"${Version}\" libbpf-tools') or '?'} / {sh('dpkg-query -W -f=\"${Version}\" bpfcc-tools') or '?'})")
+    mem = sh("free -g | awk '/Mem:/ {print $2}'")
+    ver = sh("$IG version | head -1")
+    bpftrace = sh("bpftrace --version") or "not installed"
+    libbpf_tools = sh("dpkg-query -W -f='${Version}' libbpf-tools") or "?"
+    bcc = sh("dpkg-query -W -f='${Version}' bpfcc-tools") or "?"
+    print(f"- machine: {os.cpu_count()} CPUs ({cpu}), {mem} GiB, kernel {platform.release()}")
+    print(f"- ig: {ver}, built `--release`")
+    print(f"- bpftrace: {bpftrace}; libbpf-tools {libbpf_tools} and bcc {bcc} from Debian")
     print(f"- date: {sh('date -u +%Y-%m-%dT%H:%MZ')}\n")
     print("## Command\n")
     print(f"```sh\n{command}\n```\n")

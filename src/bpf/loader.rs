@@ -401,6 +401,34 @@ impl LoadedGadget {
         })
     }
 
+    /// Take a `BPF_MAP_TYPE_STACK_TRACE` map (`ig_kstack`, `ig_ustack`) out
+    /// of the object, to read stacks by id.
+    pub fn stack_trace_map(&mut self, map: &str) -> Result<StackTraces, LoadError> {
+        let m = self
+            .ebpf
+            .take_map(map)
+            .ok_or_else(|| LoadError::MissingMap {
+                map: map.to_owned(),
+            })?;
+        let data = match m {
+            aya::maps::Map::StackTraceMap(d) => d,
+            other => {
+                return Err(LoadError::MapSize {
+                    map: map.to_owned(),
+                    message: format!("expected a STACK_TRACE map, not {}", map_kind(&other)),
+                });
+            }
+        };
+        let info = data.info().map_err(|source| LoadError::Map {
+            map: map.to_owned(),
+            source,
+        })?;
+        Ok(StackTraces {
+            data,
+            depth: info.value_size() as usize / 8,
+        })
+    }
+
     /// Take a ring buffer out of the object for reading.
     pub fn ring_buffer(&mut self, map: &str) -> Result<RingBuffer, LoadError> {
         let m = self
@@ -414,6 +442,32 @@ impl LoadedGadget {
             source,
         })?;
         Ok(RingBuffer { rb })
+    }
+
+    /// Make the keys of HASH map `map` (u64 → u32) exactly `keys` (values
+    /// 0): insert the missing ones, remove the others. `Ok(false)` when the
+    /// object has no such map. Used for `gadget_mntns_filter_map`.
+    pub fn fill_hash_u64_u32(&mut self, map: &str, keys: &[u64]) -> Result<bool, LoadError> {
+        let Some(m) = self.ebpf.map_mut(map) else {
+            return Ok(false);
+        };
+        let fail = |source| LoadError::Map {
+            map: map.to_owned(),
+            source,
+        };
+        let mut h = aya::maps::HashMap::<_, u64, u32>::try_from(m).map_err(fail)?;
+        let stale: Vec<u64> = h
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| !keys.contains(k))
+            .collect();
+        for k in stale {
+            h.remove(&k).map_err(fail)?;
+        }
+        for k in keys {
+            h.insert(k, 0, 0).map_err(fail)?;
+        }
+        Ok(true)
     }
 
     /// The `<map>_lost_samples` per-CPU counter of a tracer map, if the
@@ -614,6 +668,43 @@ impl HashDrain {
             }
         }
         Ok(n)
+    }
+}
+
+/// A stack trace map: stacks of return addresses by the id
+/// `bpf_get_stackid()` gave the program.
+pub struct StackTraces {
+    data: MapData,
+    /// Addresses per stack (`value_size / 8`).
+    depth: usize,
+}
+
+impl StackTraces {
+    /// The addresses of stack `id`, innermost first, without the zero
+    /// padding after the last frame. `None` when the map has no such stack
+    /// (deleted, or never stored: ids of 2^31 and above are errors).
+    pub fn lookup(&self, id: u32) -> Option<Vec<u64>> {
+        let mut value = vec![0u64; self.depth];
+        let mut attr = ElemAttr {
+            map_fd: self.data.fd().as_fd().as_raw_fd() as u32,
+            key: std::ptr::from_ref(&id) as u64,
+            value_or_next_key: value.as_mut_ptr() as u64,
+            ..ElemAttr::default()
+        };
+        bpf(BPF_MAP_LOOKUP_ELEM, &mut attr).ok()?;
+        let n = value.iter().position(|a| *a == 0).unwrap_or(value.len());
+        value.truncate(n);
+        Some(value)
+    }
+
+    /// Free slot `id` for other stacks. A missing id is not an error.
+    pub fn delete(&self, id: u32) {
+        let mut attr = ElemAttr {
+            map_fd: self.data.fd().as_fd().as_raw_fd() as u32,
+            key: std::ptr::from_ref(&id) as u64,
+            ..ElemAttr::default()
+        };
+        let _ = bpf(BPF_MAP_DELETE_ELEM, &mut attr);
     }
 }
 

@@ -12,6 +12,7 @@
 
 pub mod contract;
 pub mod loader;
+pub mod mntns_filter;
 pub mod object;
 pub mod params;
 pub mod privileges;

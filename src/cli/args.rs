@@ -62,6 +62,16 @@ pub enum Command {
     },
     /// Print the version of ig and of the gadget author API it builds against.
     Version,
+    /// List the containers on this host (docker, containerd, cri-o, podman,
+    /// systemd-nspawn), found from the cgroups of their processes.
+    ///
+    /// Names and images come from the runtime's API when its socket is
+    /// present (docker, podman); otherwise the name is the short id. These
+    /// are the names `ig run -c NAME` selects.
+    #[command(
+        after_help = "Examples:\n  ig list-containers\n  ig list-containers -o json | jq -r '.[].runtime.containerName'\n  ig list-containers --watch"
+    )]
+    ListContainers(ListContainersArgs),
 }
 
 /// How `ig` reaches registries; global, so they can follow any command.
@@ -82,6 +92,16 @@ pub struct RegistryArgs {
         value_name = "HOST[:PORT],..."
     )]
     pub insecure_registries: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ListContainersArgs {
+    /// Output format.
+    #[arg(short, long, value_enum, default_value = "columns")]
+    pub output: super::containers::ContainersFormat,
+    /// Keep running and print containers as they start and stop.
+    #[arg(short, long)]
+    pub watch: bool,
 }
 
 #[derive(Debug, Args)]

@@ -5,6 +5,7 @@
 //! needs ("running gadget trace_exec: ...") and `hint:` lines.
 
 pub mod args;
+mod containers;
 mod gadget_args;
 mod image;
 mod inspect;
@@ -183,6 +184,7 @@ fn dispatch(
         Command::Image(cmd) => image::image(store, reg, cmd),
         Command::Login(a) => registry::login(a, reg),
         Command::Logout { registry: r } => registry::logout(&r, reg),
+        Command::ListContainers(a) => containers::list_containers(&a),
         Command::Version => {
             logger::stdout_line(&format!(
                 "ig version v{}\ngadget author API: {}",

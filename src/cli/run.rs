@@ -29,6 +29,8 @@ pub struct Prepared {
     others: Vec<Box<dyn Operator>>,
     /// Every parameter of every operator of the run.
     pub specs: Vec<ParamSpec>,
+    /// The handles shared between operators (the container filter).
+    seams: crate::operators::Seams,
 }
 
 /// Read `image` from the store and build its operators. No privileges
@@ -63,7 +65,8 @@ pub fn prepare(
     )?;
     let ebpf = EbpfOperator::new(object, metadata, EbpfOptions::default())
         .with_context(|| format!("reading gadget {reference}"))?;
-    let others = crate::operators::catalog();
+    let seams = crate::operators::Seams::default();
+    let others = crate::operators::catalog_with(&seams);
     let mut specs = ebpf.params();
     specs.extend(others.iter().flat_map(|o| o.params()));
     Ok(Prepared {
@@ -71,6 +74,7 @@ pub fn prepare(
         ebpf,
         others,
         specs,
+        seams,
     })
 }
 
@@ -82,6 +86,7 @@ pub fn run(args: RunArgs, prepared: Prepared, given: &[(String, String)]) -> any
         mut ebpf,
         others,
         specs,
+        seams,
     } = prepared;
     let values = ParamValues::resolve(&specs, given)
         .map_err(|(name, e)| anyhow!(e).context(format!("parameter {name}")))?;
@@ -104,6 +109,7 @@ pub fn run(args: RunArgs, prepared: Prepared, given: &[(String, String)]) -> any
     ebpf.set_options(EbpfOptions {
         wakeup_threshold,
         ringbuf_size: Some(ringbuf_size),
+        mntns_filter: Some(seams.mntns_filter),
     });
     let mut ops: Vec<Box<dyn Operator>> = vec![Box::new(ebpf)];
     ops.extend(others);

@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use crate::bpf::contract::{Contract, map_key_value, map_max_entries};
 use crate::bpf::loader::{HashDrain, LoadError, LoadSpec, LoadedGadget, LostCounter, RingBuffer};
+use crate::bpf::mntns_filter::{self, MntnsFilter};
 use crate::bpf::object::{ObjectInfo, normalize_sections};
 use crate::bpf::params::EbpfParam;
 use crate::bpf::programs::{ProgramPlan, plan};
@@ -38,6 +39,8 @@ use crate::pipeline::{
     Dispatch, Instance, Notice, Operator, OperatorError, Priority, Setup, Source, SourceId,
     priority,
 };
+
+mod stacks;
 
 const NAME: &str = "ebpf";
 
@@ -57,6 +60,10 @@ pub struct EbpfOptions {
     /// Ring buffer size override in bytes (a power of two, multiple of the
     /// page size), applied to every tracer map.
     pub ringbuf_size: Option<u32>,
+    /// The container filter shared with the local manager: when it is
+    /// enabled, `gadget_filter_by_mntns` is set before load and
+    /// `gadget_mntns_filter_map` follows its set (see `bpf::mntns_filter`).
+    pub mntns_filter: Option<MntnsFilter>,
 }
 
 pub struct EbpfOperator {
@@ -374,10 +381,14 @@ impl Operator for EbpfOperator {
         setup: &mut Setup,
     ) -> Result<Option<Box<dyn Instance>>, OperatorError> {
         let schemas = self.schemas().map_err(|e| OperatorError::failed(NAME, e))?;
-        let sources = schemas
-            .into_iter()
-            .map(|(ds, schema)| (ds, setup.add_source(schema)))
-            .collect();
+        let mut sources = Vec::new();
+        let mut stack_fields = Vec::new();
+        for (ds, mut schema) in schemas {
+            let st = stacks::StackFields::plan(&mut schema)?;
+            let id = setup.add_source(schema);
+            stack_fields.extend(st.map(|st| (id, st)));
+            sources.push((ds, id));
+        }
         let Self {
             object,
             info,
@@ -403,6 +414,9 @@ impl Operator for EbpfOperator {
             readers: Vec::new(),
             snapshots: Vec::new(),
             toppers: Vec::new(),
+            stack_fields,
+            symbolizer: None,
+            mntns_seen: 0,
         })))
     }
 }
@@ -446,6 +460,11 @@ struct EbpfInstance {
     readers: Vec<Reader>,
     snapshots: Vec<Snapshot>,
     toppers: Vec<Topper>,
+    /// Data sources with stack fields (`stacks.rs`), and what reads them.
+    stack_fields: Vec<(SourceId, stacks::StackFields)>,
+    symbolizer: Option<stacks::Symbolizer>,
+    /// Generation of the container filter last written to the kernel.
+    mntns_seen: u64,
 }
 
 impl Instance for EbpfInstance {
@@ -454,6 +473,10 @@ impl Instance for EbpfInstance {
         let mut globals = self.globals.clone();
         if let Some(t) = self.options.wakeup_threshold {
             globals.push((WAKEUP_THRESHOLD_VAR.to_owned(), t.to_ne_bytes().to_vec()));
+        }
+        let filter = self.mntns_filter();
+        if filter.is_some() {
+            globals.push((mntns_filter::FLAG_VAR.to_owned(), vec![1]));
         }
         let max_entries: Vec<(String, u32)> = match self.options.ringbuf_size {
             Some(n) => self
@@ -472,6 +495,19 @@ impl Instance for EbpfInstance {
             max_entries: &max_entries,
         };
         let mut loaded = LoadedGadget::load(&spec).map_err(fail)?;
+        if let Some(f) = filter {
+            self.mntns_seen = 0;
+            let ids = f.changed_since(&mut self.mntns_seen).unwrap_or_default();
+            if !loaded
+                .fill_hash_u64_u32(mntns_filter::MAP, &ids)
+                .map_err(fail)?
+            {
+                log::warn!(
+                    "the gadget has no {} (gadget/mntns_filter.h): containers are selected in user space only",
+                    mntns_filter::MAP
+                );
+            }
+        }
         let now = Instant::now();
         for (ds, id) in &self.sources {
             match ds {
@@ -515,6 +551,12 @@ impl Instance for EbpfInstance {
                 }
             }
         }
+        let kernel = self.stack_fields.iter().any(|(_, f)| f.has_kernel());
+        let user = self.stack_fields.iter().any(|(_, f)| f.has_user());
+        if kernel || user {
+            self.symbolizer =
+                Some(stacks::Symbolizer::start(&mut loaded, kernel, user).map_err(fail)?);
+        }
         self.loaded = Some(loaded);
         Ok(())
     }
@@ -524,12 +566,23 @@ impl Instance for EbpfInstance {
         // detach, maps, perf events and sockets are freed.
         self.readers.clear();
         self.toppers.clear();
+        self.symbolizer = None;
         self.loaded = None;
         Ok(())
     }
 
     fn source(&mut self) -> Option<&mut dyn Source> {
         Some(self)
+    }
+}
+
+impl EbpfInstance {
+    /// The container filter, if one is shared with us and enabled.
+    fn mntns_filter(&self) -> Option<MntnsFilter> {
+        self.options
+            .mntns_filter
+            .clone()
+            .filter(MntnsFilter::is_enabled)
     }
 }
 
@@ -559,10 +612,25 @@ impl Source for EbpfInstance {
                 .event
                 .get_or_insert_with(|| Event::new(out.schema(r.source)));
             let id = r.source;
-            r.rb.drain(|sample| {
-                ev.set_raw(sample);
-                out.event(id, ev);
-            });
+            match (
+                stacks::fields_of(&self.stack_fields, id),
+                self.symbolizer.as_mut(),
+            ) {
+                (Some(st), Some(sym)) => {
+                    let schema = out.schema(id).clone();
+                    r.rb.drain(|sample| {
+                        ev.set_raw(sample);
+                        sym.fill(&schema, st, ev);
+                        out.event(id, ev);
+                    });
+                }
+                _ => {
+                    r.rb.drain(|sample| {
+                        ev.set_raw(sample);
+                        out.event(id, ev);
+                    });
+                }
+            }
         }
         if let Some(loaded) = self.loaded.as_mut() {
             for s in self.snapshots.iter_mut().filter(|s| !s.done) {
@@ -597,6 +665,14 @@ impl Source for EbpfInstance {
                 .drain(&mut t.buf)
                 .map_err(|e| OperatorError::failed(NAME, e))?;
             let mut events = records(&t.buf, t.record, out, t.source);
+            let schema = out.schema(t.source).clone();
+            stacks::fill_array(
+                self.symbolizer.as_mut(),
+                &self.stack_fields,
+                t.source,
+                &schema,
+                &mut events,
+            );
             out.array(t.source, &mut events);
             t.fetched += 1;
             t.next = now + self.fetch_interval.max(Duration::from_millis(10));
@@ -618,6 +694,24 @@ impl Source for EbpfInstance {
     }
 
     fn tick(&mut self, _out: &mut Dispatch) -> Result<Vec<Notice>, OperatorError> {
+        if let (Some(f), Some(loaded)) = (self.mntns_filter(), self.loaded.as_mut())
+            && let Some(ids) = f.changed_since(&mut self.mntns_seen)
+        {
+            loaded
+                .fill_hash_u64_u32(mntns_filter::MAP, &ids)
+                .map_err(|e| OperatorError::failed(NAME, e))?;
+            log::debug!("container filter: {} mount namespaces", ids.len());
+        }
+        // Tracers' stacks: one batch per tick.
+        if let Some(sym) = self.symbolizer.as_mut()
+            && self
+                .readers
+                .iter()
+                .any(|r| stacks::fields_of(&self.stack_fields, r.source).is_some())
+        {
+            sym.end_batch();
+            sym.begin_batch();
+        }
         let mut notices = Vec::new();
         for r in &mut self.readers {
             if let Some(l) = &mut r.lost {

@@ -4,6 +4,7 @@
 //! | operator | priority | job |
 //! |---|---|---|
 //! | [`ebpf`] | 0 | load the gadget object, emit its events |
+//! | [`localmanager`] | 1 (handlers at -1) | containers: `runtime.*` fields, `-c` selection in the kernel |
 //! | [`formatters`] | 0 | readable siblings of typed fields (`error_raw` → `error`) |
 //! | [`uidgid`] | 5 | uid → user name, gid → group name |
 //! | [`processinfo`] | 6 | command line and executable of a pid (opt-in) |
@@ -21,6 +22,7 @@ pub mod ebpf;
 pub mod filter;
 pub mod formatters;
 pub mod limit;
+pub mod localmanager;
 pub mod processinfo;
 pub mod sort;
 pub mod uidgid;
@@ -29,7 +31,22 @@ pub mod uidgid;
 /// in `instantiate` whether it has something to do (opting out costs
 /// nothing per event). Their parameters appear in `ig run IMAGE --help`.
 pub fn catalog() -> Vec<Box<dyn Operator>> {
+    catalog_with(&Seams::default())
+}
+
+/// The few handles that connect operators explicitly, created by the CLI
+/// and given to each side (operators never import each other).
+#[derive(Clone, Debug, Default)]
+pub struct Seams {
+    /// Filled by the local manager, written to the kernel by the eBPF
+    /// operator (`EbpfOptions::mntns_filter`).
+    pub mntns_filter: crate::bpf::mntns_filter::MntnsFilter,
+}
+
+/// [`catalog`], connected through `seams`.
+pub fn catalog_with(seams: &Seams) -> Vec<Box<dyn Operator>> {
     vec![
+        Box::new(localmanager::LocalManager::new(seams.mntns_filter.clone())),
         Box::new(formatters::Formatters::new()),
         Box::new(uidgid::UidGidResolver::new()),
         Box::new(processinfo::ProcessInfo::new()),

@@ -76,6 +76,38 @@ pub fn gadget_store() -> &'static TestStore {
     })
 }
 
+/// A store with every gadget of `gadgets/` built into it (tagged with its
+/// directory name), shared by all tests of one binary. The builds run a
+/// few at a time: each is one clang run.
+pub fn all_gadgets_store() -> &'static TestStore {
+    static STORE: OnceLock<TestStore> = OnceLock::new();
+    STORE.get_or_init(|| {
+        let s = TestStore::new();
+        let mut names: Vec<String> = std::fs::read_dir(repo().join("gadgets"))
+            .unwrap()
+            .map(|e| e.unwrap())
+            .filter(|e| e.path().join("gadget.yaml").exists())
+            .map(|e| e.file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        let workers = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 4));
+        let next = std::sync::Mutex::new(names.into_iter());
+        std::thread::scope(|sc| {
+            for _ in 0..workers {
+                sc.spawn(|| {
+                    loop {
+                        let Some(name) = next.lock().unwrap().next() else {
+                            break;
+                        };
+                        s.build(&repo().join("gadgets").join(&name), &name);
+                    }
+                });
+            }
+        });
+        s
+    })
+}
+
 /// Copy a fixture gadget directory to a temporary place (so a test can
 /// modify it) and return the copy.
 pub fn fixture_copy(name: &str) -> tempfile::TempDir {

@@ -1138,3 +1138,439 @@ fn user_names_are_resolved_for_a_user_created_while_running() {
     let (status, stderr) = ig.interrupt();
     assert!(status.success(), "{stderr}");
 }
+
+/// A CPU burner for profile_cpu: `ig_test_burn` spins in user space, and
+/// `ig_test_syscalls` enters the kernel, for `argv[1]` seconds. Built
+/// without optimization and with frame pointers, so the stacks are whole.
+const BURN_C: &str = r#"
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+volatile unsigned long ig_sink;
+
+__attribute__((noinline)) void ig_test_burn(void)
+{
+	for (unsigned long i = 0; i < 2000000; i++)
+		ig_sink += i * 7;
+}
+
+__attribute__((noinline)) void ig_test_syscalls(void)
+{
+	for (int i = 0; i < 2000; i++)
+		ig_sink += getppid();
+}
+
+int main(int argc, char **argv)
+{
+	time_t end = time(NULL) + (argc > 1 ? atoi(argv[1]) : 3);
+	while (time(NULL) < end) {
+		ig_test_burn();
+		ig_test_syscalls();
+	}
+	return 0;
+}
+"#;
+
+/// profile_cpu names the functions of both stacks: the rows of a child of
+/// ours burning CPU in `ig_test_burn` show it in `user_stack`, and kernel
+/// stacks come out as `function+0xoffset` from /proc/kallsyms.
+#[test]
+fn profile_cpu_symbolizes_user_and_kernel_stacks() {
+    require_kernel();
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("burn.c");
+    std::fs::write(&src, BURN_C).unwrap();
+    let exe = tmp.path().join("igburn");
+    let cc = Command::new("cc")
+        .args(["-O0", "-g", "-fno-omit-frame-pointer", "-o"])
+        .arg(&exe)
+        .arg(&src)
+        .output()
+        .expect("cc is needed to build the CPU burner");
+    assert!(cc.status.success(), "{}", text(&cc.stderr));
+
+    let s = TestStore::new();
+    s.build(&repo().join("gadgets/profile_cpu"), "profile_cpu");
+    let mut ig = Running::start(
+        &s,
+        &[
+            "profile_cpu",
+            "-o",
+            "json",
+            "--map-fetch-interval",
+            "1s",
+            "--map-fetch-count",
+            "5",
+        ],
+    );
+    let mut burner = Command::new(&exe).arg("4").spawn().unwrap();
+    let pid = u64::from(burner.id());
+    let rows = |l: &str| -> Vec<Value> {
+        serde_json::from_str::<Value>(l)
+            .ok()
+            .and_then(|v| v.as_array().cloned())
+            .unwrap_or_default()
+    };
+    let ours = |r: &Value| r["proc"]["pid"].as_u64() == Some(pid);
+    let line = ig.wait_for(
+        Duration::from_secs(20),
+        || {},
+        |l| {
+            rows(l).iter().any(|r| {
+                ours(r)
+                    && r["user_stack"]
+                        .as_str()
+                        .is_some_and(|s| s.contains("ig_test_burn"))
+            })
+        },
+    );
+    burner.wait().unwrap();
+    let (status, stderr, lines) = ig.interrupt_all();
+    assert!(status.success(), "{stderr}");
+
+    // Innermost first: the burner's hot frame starts its user stack.
+    let hot = rows(&line)
+        .into_iter()
+        .filter(|r| ours(r))
+        .filter_map(|r| r["user_stack"].as_str().map(str::to_owned))
+        .find(|s| s.contains("ig_test_burn"))
+        .unwrap();
+    assert!(hot.starts_with("ig_test_burn+0x"), "{hot}");
+    assert!(hot.contains("; main+0x"), "{hot}");
+
+    // Kernel stacks: frames are symbols, never bare addresses.
+    let kstacks: Vec<String> = lines
+        .iter()
+        .flat_map(|l| rows(l))
+        .filter_map(|r| r["kern_stack"].as_str().map(str::to_owned))
+        .filter(|s| !s.is_empty())
+        .collect();
+    assert!(!kstacks.is_empty(), "no kernel stack in {lines:?}");
+    let frame = kstacks[0].split("; ").next().unwrap();
+    let name = frame.split('+').next().unwrap();
+    assert!(
+        !frame.starts_with("0x") && frame.contains("+0x"),
+        "{kstacks:?}"
+    );
+    let kallsyms = std::fs::read_to_string("/proc/kallsyms").unwrap();
+    assert!(
+        kallsyms
+            .lines()
+            .any(|l| l.split_whitespace().nth(2) == Some(name)),
+        "{name} is not in /proc/kallsyms"
+    );
+}
+
+/// A real container: runc (Debian's) running a busybox rootfs, in a cgroup
+/// named as docker names its containers (`/docker/<64 hex>`), so `ig`
+/// recognizes it. Podman and crun do not run on this kind of host (see the
+/// README's Containers section); runc with a config.json without rlimits
+/// does. Deleted (killed) on drop.
+struct RuncContainer {
+    id: String,
+    name: String,
+    pid: u32,
+    _dir: tempfile::TempDir,
+}
+
+impl RuncContainer {
+    /// A unique docker-like id: 64 hex digits from our pid and the clock.
+    fn new_id() -> String {
+        use std::fmt::Write as _;
+        let seed = format!(
+            "{}{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        );
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut id = String::new();
+        for i in 0..8u8 {
+            for b in seed.bytes().chain([i]) {
+                h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+            }
+            let _ = write!(id, "{h:016x}");
+        }
+        id.truncate(64);
+        id
+    }
+
+    /// `script` runs under busybox `sh -c` as the container's init.
+    fn start(script: &str) -> Self {
+        Self::start_with_id(Self::new_id(), script)
+    }
+
+    fn start_with_id(id: String, script: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("rootfs");
+        for d in ["bin", "proc", "dev", "sys", "tmp"] {
+            std::fs::create_dir_all(root.join(d)).unwrap();
+        }
+        let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .expect("container tests need busybox-static (cargo xtask setup installs it)");
+        std::fs::copy(busybox, root.join("bin/busybox")).unwrap();
+        for applet in ["sh", "sleep", "cat", "true"] {
+            std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
+        }
+        let name = id[..12].to_owned();
+        let spec = Command::new("runc")
+            .args(["spec"])
+            .current_dir(dir.path())
+            .output()
+            .expect("container tests need runc (cargo xtask setup installs it)");
+        assert!(spec.status.success(), "runc spec: {spec:?}");
+        let path = dir.path().join("config.json");
+        let mut cfg: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        cfg["process"]["terminal"] = Value::Bool(false);
+        cfg["process"]["args"] = serde_json::json!(["/bin/sh", "-c", script]);
+        // Setting rlimits needs CAP_SYS_RESOURCE, which this host lacks.
+        cfg["process"].as_object_mut().unwrap().remove("rlimits");
+        cfg["root"]["readonly"] = Value::Bool(false);
+        cfg["linux"]["cgroupsPath"] = Value::String(format!("/docker/{id}"));
+        std::fs::write(&path, serde_json::to_vec(&cfg).unwrap()).unwrap();
+        // The container inherits runc's stdio: a pipe would stay open for
+        // as long as it runs, so its output goes to a file.
+        let log = dir.path().join("runc.log");
+        let status = Command::new("runc")
+            .args(["run", "--detach", &name])
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(std::fs::File::create(dir.path().join("runc.err")).unwrap())
+            .status()
+            .unwrap();
+        assert!(
+            status.success(),
+            "runc run: {status}: {}",
+            std::fs::read_to_string(dir.path().join("runc.err")).unwrap_or_default()
+        );
+        let state = Command::new("runc")
+            .args(["state", &name])
+            .output()
+            .unwrap();
+        let state: Value = serde_json::from_slice(&state.stdout).unwrap();
+        let pid = u32::try_from(state["pid"].as_u64().unwrap()).unwrap();
+        Self {
+            id,
+            name,
+            pid,
+            _dir: dir,
+        }
+    }
+
+    fn mntns(&self) -> u64 {
+        let l = std::fs::read_link(format!("/proc/{}/ns/mnt", self.pid)).unwrap();
+        ig::containers::parse_ns_link(l.to_str().unwrap()).unwrap()
+    }
+}
+
+impl Drop for RuncContainer {
+    fn drop(&mut self) {
+        let _ = Command::new("runc")
+            .args(["delete", "--force", &self.name])
+            .output();
+    }
+}
+
+#[test]
+fn list_containers_shows_a_real_runc_container() {
+    let c = RuncContainer::start("while true; do sleep 1; done");
+    let store = TestStore::new();
+    let out = store.run(&["list-containers", "-o", "json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let all: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ours = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["runtime"]["containerId"] == c.id.as_str())
+        .unwrap_or_else(|| panic!("{} not in {all}", c.id));
+    assert_eq!(ours["runtime"]["containerName"], c.name.as_str());
+    assert_eq!(ours["runtime"]["runtimeName"], "docker");
+    assert_eq!(ours["runtime"]["containerPid"], u64::from(c.pid));
+    assert_eq!(ours["mntns"], c.mntns());
+    let table = store.run(&["list-containers"]);
+    let table = text(&table.stdout);
+    assert!(table.starts_with("RUNTIME"), "{table}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.contains(&c.name) && l.contains(&c.pid.to_string())),
+        "{table}"
+    );
+}
+
+/// Without -c, events are enriched: the container's with its name, ours
+/// (the host's) with empty runtime fields.
+#[test]
+fn events_of_a_container_carry_its_name() {
+    require_kernel();
+    let c = RuncContainer::start("while true; do cat /proc/self/stat >/dev/null; sleep 0.2; done");
+    let store = gadget_store();
+    let dir = tempfile::tempdir().unwrap();
+    let (cat, unique) = unique_cat(dir.path(), "iglmhost");
+    let mut ig = Running::start(store, &["trace_exec", "-o", "json"]);
+    let container_line = ig.wait_for(Duration::from_secs(20), || {}, |l| l.contains(&c.id));
+    let v: Value = serde_json::from_str(&container_line).unwrap();
+    assert_eq!(v["runtime"]["containerName"], c.name.as_str());
+    assert_eq!(v["runtime"]["containerPid"], u64::from(c.pid));
+    assert_eq!(v["proc"]["mntns_id"], c.mntns());
+    let host_line = ig.wait_for(
+        Duration::from_secs(20),
+        || {
+            let _ = Command::new(&cat).arg("/dev/null").output();
+        },
+        |l| l.contains(&unique),
+    );
+    let v: Value = serde_json::from_str(&host_line).unwrap();
+    assert_eq!(v["runtime"]["containerName"], "", "{host_line}");
+    assert_eq!(v["runtime"]["containerId"], "", "{host_line}");
+    let (status, stderr) = ig.interrupt();
+    assert!(status.success(), "{stderr}");
+}
+
+/// `-c NAME` selects in the kernel: the filter map holds the container's
+/// mount namespace, the host's and other containers' events never arrive,
+/// and a selected container that starts after ig is picked up by the
+/// refresh on the timer.
+#[test]
+fn containername_filters_in_the_kernel_and_follows_new_containers() {
+    require_kernel();
+    let store = gadget_store();
+    let busy = "while true; do cat /proc/self/stat >/dev/null; sleep 0.2; done";
+    let first = RuncContainer::start(busy);
+    let other = RuncContainer::start(busy);
+    let dir = tempfile::tempdir().unwrap();
+    let (cat, unique) = unique_cat(dir.path(), "iglmsel");
+    let mut ig = Running::start(store, &["trace_open", "-c", &first.name, "-o", "json"]);
+    let line = ig.wait_for(
+        Duration::from_secs(20),
+        || {
+            let _ = Command::new(&cat).arg("/dev/null").output();
+        },
+        |l| l.contains(&first.id),
+    );
+    let v: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["runtime"]["containerName"], first.name.as_str());
+
+    // The kernel map holds exactly the container's mount namespace.
+    assert_eq!(mntns_filter_keys(ig.child.id()), [first.mntns()]);
+    // The host and the other container keep opening files meanwhile.
+    for _ in 0..5 {
+        let _ = Command::new(&cat).arg("/dev/null").output();
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (status, stderr, lines) = ig.interrupt_all();
+    assert!(status.success(), "{stderr}");
+    assert!(
+        !lines.iter().any(|l| l.contains(&unique)),
+        "a host event passed the container filter"
+    );
+    assert!(
+        !lines.iter().any(|l| l.contains(&other.id)),
+        "an unselected container passed the filter"
+    );
+    let name = format!("\"containerName\":\"{}\"", first.name);
+    assert!(lines.iter().all(|l| l.contains(&name)), "{lines:?}");
+
+    // Selected by name before it exists: a warning, then its events once
+    // it starts (the table and the kernel map are refreshed every second).
+    let id = RuncContainer::new_id();
+    let mut ig = Running::start(store, &["trace_open", "-c", &id[..12], "-o", "json"]);
+    std::thread::sleep(Duration::from_secs(1));
+    let late = RuncContainer::start_with_id(id, busy);
+    ig.wait_for(Duration::from_secs(20), || {}, |l| l.contains(&late.id));
+    assert_eq!(mntns_filter_keys(ig.child.id()), [late.mntns()]);
+    let (status, stderr) = ig.interrupt();
+    assert!(status.success(), "{stderr}");
+    assert!(
+        stderr.contains("no running container matches --containername"),
+        "{stderr}"
+    );
+}
+
+/// The keys of the `gadget_mntns_filter_map` held by process `pid`, read
+/// with bpftool.
+fn mntns_filter_keys(pid: u32) -> Vec<u64> {
+    for id in bpf_ids_of("map", pid) {
+        let info = Command::new("bpftool")
+            .args(["-j", "map", "show", "id", &id.to_string()])
+            .output()
+            .unwrap();
+        let info: Value = serde_json::from_slice(&info.stdout).unwrap_or(Value::Null);
+        // The kernel keeps 15 characters of a map's name.
+        if !info["name"]
+            .as_str()
+            .is_some_and(|n| !n.is_empty() && "gadget_mntns_filter_map".starts_with(n))
+        {
+            continue;
+        }
+        let out = Command::new("bpftool")
+            .args(["-j", "map", "dump", "id", &id.to_string()])
+            .output()
+            .unwrap();
+        let dump: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let mut keys: Vec<u64> = dump
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                let bytes: Vec<u8> = e["key"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|b| {
+                        u8::from_str_radix(b.as_str().unwrap().trim_start_matches("0x"), 16)
+                            .unwrap()
+                    })
+                    .collect();
+                u64::from_ne_bytes(bytes.try_into().unwrap())
+            })
+            .collect();
+        keys.sort_unstable();
+        return keys;
+    }
+    panic!("process {pid} holds no gadget_mntns_filter_map");
+}
+
+/// `uprobe/<lib>:<symbol>` and `uretprobe/...`: probes on libc's getppid()
+/// see our calls, the return probe with the returned value.
+#[test]
+fn uprobes_on_a_library_symbol_see_our_calls() {
+    require_kernel();
+    let s = TestStore::new();
+    s.build(
+        &repo().join("tests/fixtures/uprobe_tracer"),
+        "uprobe_tracer",
+    );
+    let mut ig = Running::start(&s, &["uprobe_tracer", "-o", "json"]);
+    let me = std::process::id();
+    // SAFETY: getppid has no preconditions.
+    let parent = unsafe { libc::getppid() };
+    let line = ig.wait_for(
+        Duration::from_secs(20),
+        || {
+            // SAFETY: as above; through libc, where the probe is.
+            unsafe { libc::getppid() };
+        },
+        |l| l.contains(&format!("\"pid\":{me},")) && l.contains("\"is_return\":1"),
+    );
+    let ev: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(
+        ev["ret"], parent,
+        "the uretprobe sees the return value: {line}"
+    );
+    let (status, stderr, lines) = ig.interrupt_all();
+    assert!(status.success(), "{stderr}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains(&format!("\"pid\":{me},")) && l.contains("\"is_return\":0")),
+        "the entry probe fired too"
+    );
+}

@@ -17,8 +17,19 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("bpf", &["btf", "datasource", "metadata", "params"]),
     (
         "operators",
-        &["pipeline", "bpf", "datasource", "metadata", "btf", "params"],
+        &[
+            "pipeline",
+            "bpf",
+            "datasource",
+            "metadata",
+            "btf",
+            "params",
+            "containers",
+            "symbols",
+        ],
     ),
+    ("containers", &[]),
+    ("symbols", &[]),
 ];
 
 fn uses(dir: &Path, out: &mut BTreeSet<String>, files: &mut Vec<String>) {
