@@ -300,8 +300,8 @@ fn bench(root: &Path, args: &[String]) -> Result<()> {
 }
 
 /// The operator chain measured as `ig-chain`: a filter that keeps every
-/// storm event, plus process enrichment. The parent's command line is
-/// enriched but not printed: it names the storm driver, and the harness
-/// discards output lines that mention the driver.
+/// storm event, plus process enrichment. The parent's command line and
+/// executable are enriched but not printed: they name the storm driver,
+/// and the harness discards output lines that mention the driver.
 const CHAIN_ARGS: &str =
-    "--filter proc.comm!=ig-bench-nobody --enrich-process --fields=-proc.parent.cmdline";
+    "--filter proc.comm!=ig-bench-nobody --enrich-process --fields=-proc.parent.cmdline,-proc.parent.exe";
