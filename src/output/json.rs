@@ -356,21 +356,8 @@ mod tests {
     use super::*;
     use crate::datasource::{SchemaBuilder, SourceKind};
     use crate::output::shared;
-    use std::cell::RefCell;
-    use std::rc::Rc;
+    use crate::output::sink::Capture;
 
-    /// A `Write` whose bytes the test can read after the printer is done.
-    #[derive(Clone, Default)]
-    struct Capture(Rc<RefCell<Vec<u8>>>);
-    impl std::io::Write for Capture {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.borrow_mut().extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
 
     fn schema() -> Schema {
         let mut b = SchemaBuilder::new("exec", SourceKind::Single, 24);

@@ -83,3 +83,19 @@ fn to_handler_error(e: io::Error) -> HandlerError {
         HandlerError::Io(e)
     }
 }
+
+/// A `Write` whose bytes a test reads after the printer is done.
+#[cfg(test)]
+#[derive(Clone, Default)]
+pub(crate) struct Capture(pub(crate) Rc<RefCell<Vec<u8>>>);
+
+#[cfg(test)]
+impl Write for Capture {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        self.0.borrow_mut().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}

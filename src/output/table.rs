@@ -242,20 +242,8 @@ mod tests {
     use super::*;
     use crate::datasource::{FieldKind, SchemaBuilder, SourceKind};
     use crate::output::shared;
-    use std::cell::RefCell;
-    use std::rc::Rc;
+    use crate::output::sink::Capture;
 
-    #[derive(Clone, Default)]
-    struct Capture(Rc<RefCell<Vec<u8>>>);
-    impl std::io::Write for Capture {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.borrow_mut().extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
 
     #[test]
     fn header_widths_alignment_truncation() {

@@ -103,9 +103,9 @@ fn is_root() -> bool {
         .is_ok_and(|o| o.stdout.trim_ascii() == b"0")
 }
 
-/// Packages, then the kernel filesystems ig and its tests use.
-fn system_deps() -> Result<()> {
-    let missing: Vec<&str> = PACKAGES
+/// Install the Debian packages of `packages` that are missing.
+fn apt_install(packages: &[&str]) -> Result<()> {
+    let missing: Vec<&str> = packages
         .iter()
         .copied()
         .filter(|p| {
@@ -115,16 +115,22 @@ fn system_deps() -> Result<()> {
                 .is_ok_and(|o| o.status.success())
         })
         .collect();
-    if !missing.is_empty() {
-        if !is_root() {
-            bail!("missing packages {missing:?}: run as root (or apt-get install them)");
-        }
-        run(Command::new("apt-get").args(["update", "-qq"]))?;
-        run(Command::new("apt-get")
-            .args(["install", "-y", "-qq", "--no-install-recommends"])
-            .args(&missing)
-            .env("DEBIAN_FRONTEND", "noninteractive"))?;
+    if missing.is_empty() {
+        return Ok(());
     }
+    if !is_root() {
+        bail!("missing packages {missing:?}: run as root (or apt-get install them)");
+    }
+    run(Command::new("apt-get").args(["update", "-qq"]))?;
+    run(Command::new("apt-get")
+        .args(["install", "-y", "-qq", "--no-install-recommends"])
+        .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive"))
+}
+
+/// Packages, then the kernel filesystems ig and its tests use.
+fn system_deps() -> Result<()> {
+    apt_install(PACKAGES)?;
     for (fs, dir) in [("tracefs", "/sys/kernel/tracing"), ("bpf", "/sys/fs/bpf")] {
         let mounted = Command::new("mountpoint")
             .args(["-q", dir])
@@ -196,22 +202,7 @@ fn bench(root: &Path, args: &[String]) -> Result<()> {
     let reps = flag_value(args, "--reps").unwrap_or_else(|| if quick { "1" } else { "3" }.into());
     let dur = flag_value(args, "--dur").unwrap_or_else(|| if quick { "1" } else { "5" }.into());
     system_deps()?;
-    let missing: Vec<&str> = BENCH_PACKAGES
-        .iter()
-        .copied()
-        .filter(|p| {
-            !Command::new("dpkg")
-                .args(["-s", p])
-                .output()
-                .is_ok_and(|o| o.status.success())
-        })
-        .collect();
-    if !missing.is_empty() {
-        run(Command::new("apt-get")
-            .args(["install", "-y", "-qq", "--no-install-recommends"])
-            .args(&missing)
-            .env("DEBIAN_FRONTEND", "noninteractive"))?;
-    }
+    apt_install(BENCH_PACKAGES)?;
     cargo(&["build", "--release", "--locked", "--bin", "ig"])?;
     let ig = root.join("target/release/ig");
     let store = root.join("target/bench-store");
@@ -303,5 +294,4 @@ fn bench(root: &Path, args: &[String]) -> Result<()> {
 /// storm event, plus process enrichment. The parent's command line and
 /// executable are enriched but not printed: they name the storm driver,
 /// and the harness discards output lines that mention the driver.
-const CHAIN_ARGS: &str =
-    "--filter proc.comm!=ig-bench-nobody --enrich-process --fields=-proc.parent.cmdline,-proc.parent.exe";
+const CHAIN_ARGS: &str = "--filter proc.comm!=ig-bench-nobody --enrich-process --fields=-proc.parent.cmdline,-proc.parent.exe";
