@@ -244,7 +244,6 @@ mod tests {
     use crate::output::shared;
     use crate::output::sink::Capture;
 
-
     #[test]
     fn header_widths_alignment_truncation() {
         let mut b = SchemaBuilder::new("exec", SourceKind::Single, 48);

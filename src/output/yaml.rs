@@ -151,7 +151,6 @@ mod tests {
     use crate::output::shared;
     use crate::output::sink::Capture;
 
-
     fn schema() -> Schema {
         let mut b = SchemaBuilder::new("exec", SourceKind::Single, 16);
         let proc = b
