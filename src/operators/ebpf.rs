@@ -105,6 +105,13 @@ pub enum EbpfError {
         "data source {source_name}: map {map} has no BTF key and value types (declare it with __type(key, ...) and __type(value, ...))"
     )]
     UntypedMap { source_name: String, map: String },
+    #[error(
+        "data source {source_name}: struct {struct_name} has size 0; iterator records need fields"
+    )]
+    EmptyRecord {
+        source_name: String,
+        struct_name: String,
+    },
     #[error("data source {source_name}: program {program} is not an iterator (section {section})")]
     NotAnIterator {
         source_name: String,
@@ -262,6 +269,13 @@ impl EbpfOperator {
             })?;
             w.0.iter().for_each(|w| log::warn!("{w}"));
             let record = schema.schema().raw_size as usize;
+            if record == 0 {
+                // Records are cut by the struct's size; zero would never end.
+                return Err(EbpfError::EmptyRecord {
+                    source_name: it.name.clone(),
+                    struct_name: it.struct_name.clone(),
+                });
+            }
             out.push((
                 DataSource::Snapshot {
                     name: it.name.clone(),
