@@ -360,12 +360,7 @@ impl LoadedGadget {
         key_size: u32,
         value_size: u32,
     ) -> Result<HashDrain, LoadError> {
-        let m = self
-            .ebpf
-            .take_map(map)
-            .ok_or_else(|| LoadError::MissingMap {
-                map: map.to_owned(),
-            })?;
+        let m = self.take_map(map)?;
         let data = match m {
             aya::maps::Map::HashMap(d) | aya::maps::Map::LruHashMap(d) => d,
             other => {
@@ -404,12 +399,7 @@ impl LoadedGadget {
     /// Take a `BPF_MAP_TYPE_STACK_TRACE` map (`ig_kstack`, `ig_ustack`) out
     /// of the object, to read stacks by id.
     pub fn stack_trace_map(&mut self, map: &str) -> Result<StackTraces, LoadError> {
-        let m = self
-            .ebpf
-            .take_map(map)
-            .ok_or_else(|| LoadError::MissingMap {
-                map: map.to_owned(),
-            })?;
+        let m = self.take_map(map)?;
         let data = match m {
             aya::maps::Map::StackTraceMap(d) => d,
             other => {
@@ -429,14 +419,18 @@ impl LoadedGadget {
         })
     }
 
-    /// Take a ring buffer out of the object for reading.
-    pub fn ring_buffer(&mut self, map: &str) -> Result<RingBuffer, LoadError> {
-        let m = self
-            .ebpf
+    /// Take map `map` out of the object, or say that it is missing.
+    fn take_map(&mut self, map: &str) -> Result<aya::maps::Map, LoadError> {
+        self.ebpf
             .take_map(map)
             .ok_or_else(|| LoadError::MissingMap {
                 map: map.to_owned(),
-            })?;
+            })
+    }
+
+    /// Take a ring buffer out of the object for reading.
+    pub fn ring_buffer(&mut self, map: &str) -> Result<RingBuffer, LoadError> {
+        let m = self.take_map(map)?;
         let rb = RingBuf::try_from(m).map_err(|source| LoadError::Map {
             map: map.to_owned(),
             source,
