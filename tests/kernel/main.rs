@@ -198,6 +198,115 @@ fn unique_program(dir: &Path, stem: &str) -> std::path::PathBuf {
     p
 }
 
+/// Runs `prog` with `argv` from a forked child whose argument strings sit in
+/// a file mapping nobody has touched yet: the BPF program cannot read them
+/// at syscall entry (no page faults in BPF), so trace_exec has to take them
+/// from the new program's argument area. Returns the child's pid.
+fn exec_with_unmapped_args(prog: &Path, argv: &[&str], dir: &Path) -> u32 {
+    use std::os::unix::ffi::OsStrExt as _;
+    let mut blob = Vec::new();
+    let mut offsets = Vec::new();
+    for a in argv {
+        offsets.push(blob.len());
+        blob.extend_from_slice(a.as_bytes());
+        blob.push(0);
+    }
+    let file = dir.join(format!("argv{}", offsets.len()));
+    std::fs::write(&file, &blob).unwrap();
+    let fd = std::fs::File::open(&file).unwrap();
+    let path = std::ffi::CString::new(prog.as_os_str().as_bytes()).unwrap();
+    let mut ptrs: Vec<*const libc::c_char> = vec![std::ptr::null(); offsets.len() + 1];
+    let env: [*const libc::c_char; 1] = [std::ptr::null()];
+    // SAFETY: the child only calls async-signal-safe functions (mmap,
+    // execve, _exit) on memory prepared before fork().
+    unsafe {
+        let pid = libc::fork();
+        assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+        if pid == 0 {
+            let base = libc::mmap(
+                std::ptr::null_mut(),
+                blob.len(),
+                libc::PROT_READ,
+                libc::MAP_PRIVATE,
+                std::os::fd::AsRawFd::as_raw_fd(&fd),
+                0,
+            );
+            if base == libc::MAP_FAILED {
+                libc::_exit(126);
+            }
+            for (p, off) in ptrs.iter_mut().zip(&offsets) {
+                *p = base.cast::<libc::c_char>().add(*off);
+            }
+            libc::execve(path.as_ptr(), ptrs.as_ptr(), env.as_ptr());
+            libc::_exit(127);
+        }
+        let mut status = 0;
+        libc::waitpid(pid, &mut status, 0);
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            "child exec failed: status {status}"
+        );
+        pid as u32
+    }
+}
+
+#[test]
+fn trace_exec_cuts_long_command_lines_and_reads_unmapped_arguments() {
+    require_kernel();
+    let store = gadget_store();
+    let tmp = tempfile::tempdir().unwrap();
+    let prog = unique_program(tmp.path(), "igargs");
+    let comm = prog.file_name().unwrap().to_str().unwrap().to_owned();
+    let mut ig = Running::start(store, &["trace_exec", "-o", "json"]);
+
+    // 1. More than 20 arguments, one longer than 512 bytes: the gadget keeps
+    // the path and the first 19 arguments, cuts the long one to 511 bytes
+    // and says so.
+    let long = "x".repeat(600);
+    let mut args: Vec<String> = vec![long.clone()];
+    args.extend((1..25).map(|i| format!("a{i:02}")));
+    let line = ig.wait_for(
+        Duration::from_secs(20),
+        || {
+            let _ = Command::new(&prog).args(&args).status();
+        },
+        |l| l.contains(&comm) && l.contains("a01"),
+    );
+    let ev: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    let want: Vec<String> = std::iter::once(prog.display().to_string())
+        .chain(std::iter::once(long[..511].to_owned()))
+        .chain((1..19).map(|i| format!("a{i:02}")))
+        .collect();
+    assert_eq!(ev["args"], want.join(" "), "{line}");
+    assert_eq!(ev["args_count"], 20, "{line}");
+    assert_eq!(ev["args_truncated"], true, "{line}");
+
+    // 2. Arguments that cannot be read at syscall entry come from the new
+    // program's argument area: argv[0] as given, then the others.
+    let mut pids = Vec::new();
+    let line = ig.wait_for(
+        Duration::from_secs(20),
+        || {
+            pids.push(exec_with_unmapped_args(
+                &prog,
+                &["ARGV0", "one", "two three"],
+                tmp.path(),
+            ))
+        },
+        |l| l.contains(&comm) && l.contains("ARGV0"),
+    );
+    let ev: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    assert!(
+        pids.iter().any(|p| ev["proc"]["pid"] == *p),
+        "event of one of our children {pids:?}: {line}"
+    );
+    assert_eq!(ev["args"], "ARGV0 one two three", "{line}");
+    assert_eq!(ev["args_count"], 3, "{line}");
+    assert_eq!(ev["args_truncated"], false, "{line}");
+    let (status, stderr) = ig.interrupt();
+    assert!(status.success(), "exit {status}: {stderr}");
+}
+
 #[test]
 fn trace_exec_reports_our_exec_as_json_and_leaves_nothing_loaded() {
     require_kernel();
