@@ -147,7 +147,7 @@ impl LoadedGadget {
     /// Create the maps, load every program and attach each by its plan.
     /// On error, whatever was created is released before returning.
     pub fn load(spec: &LoadSpec<'_>) -> Result<Self, LoadError> {
-        let mut loader = EbpfLoader::new();
+        let mut loader = new_loader();
         for (name, value) in spec.globals {
             loader.override_global(name, value.as_slice(), false);
         }
@@ -830,6 +830,41 @@ fn load_error(p: &ProgramPlan, kind: &str, source: ProgramError) -> LoadError {
             },
         },
     }
+}
+
+/// An `EbpfLoader` being made on another thread, see [`prefetch_loader`].
+static PREFETCHED: std::sync::Mutex<Option<std::thread::JoinHandle<EbpfLoader<'static>>>> =
+    std::sync::Mutex::new(None);
+
+/// Start making the aya loader now, on a thread of its own.
+///
+/// `EbpfLoader::new()` parses the whole kernel BTF (`/sys/kernel/btf/vmlinux`,
+/// about 6 MB) for CO-RE relocations: 20-40 ms, the largest user-space part
+/// of `ig run`'s start-up. Started first thing, it overlaps reading the
+/// image, building the operators and scanning /proc for containers, and the
+/// next [`LoadedGadget::load`] picks the result up. Calling it is optional
+/// and idempotent; without it, `load` parses on the calling thread.
+pub fn prefetch_loader() {
+    let mut slot = PREFETCHED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if slot.is_none() {
+        // If the thread cannot be spawned, load() parses itself.
+        *slot = std::thread::Builder::new()
+            .name("ig-kernel-btf".into())
+            .spawn(EbpfLoader::new)
+            .ok();
+    }
+}
+
+/// The prefetched loader if there is one, else a new one (whose default
+/// also parses the kernel BTF, on this thread).
+fn new_loader() -> EbpfLoader<'static> {
+    let handle = PREFETCHED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take();
+    handle.and_then(|h| h.join().ok()).unwrap_or_default()
 }
 
 /// The kernel's BTF, read once per load and only when a program needs it.

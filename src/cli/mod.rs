@@ -28,6 +28,10 @@ pub fn main() -> ExitCode {
     // Phase one: for `ig run IMAGE`, read the image so that its parameters
     // become flags (and show up in `--help`).
     let scan = gadget_args::prescan(&argv, &cmd);
+    if scan.is_some() && !argv.iter().any(|a| a == "-h" || a == "--help") {
+        // The kernel BTF parse overlaps reading the image (see there).
+        crate::bpf::loader::prefetch_loader();
+    }
     let verbose = argv
         .iter()
         .any(|a| a == "-v" || a == "--verbose" || a == "-vv");
