@@ -58,22 +58,46 @@ fn main() {
         .next()
         .map(|(i, s)| (i, s.clone()))
         .expect("a data source");
-    // A plausible sample: printable strings, small numbers.
+    // A plausible sample, like the open storm's: printable strings, root's
+    // uid and gid (names found), a boot-time stamp of now, O_RDONLY|O_CLOEXEC,
+    // small numbers elsewhere.
     let mut raw = vec![0u8; schema.raw_size as usize];
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a plain clock read into a local.
+    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut now) };
+    let boot_ns = now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64;
     for f in schema.fields() {
         if let ig::datasource::Location::Raw { offset, size } = f.loc {
             let r = &mut raw[offset as usize..(offset + size) as usize];
+            let name = f.short_name();
+            let value: u64 = match name {
+                _ if name.contains("uid") || name.contains("gid") => 0,
+                _ if name.starts_with("timestamp") => boot_ns,
+                "flags_raw" => 0o2000000,
+                "error_raw" | "mode_raw" => 0,
+                _ => 0x0707,
+            };
             match f.kind {
                 ig::datasource::FieldKind::CString => {
                     let text = b"/usr/lib/x86_64-linux-gnu/libc.so.6";
                     let k = text.len().min(r.len().saturating_sub(1));
                     r[..k].copy_from_slice(&text[..k]);
                 }
-                _ => r.iter_mut().take(2).for_each(|b| *b = 7),
+                _ => {
+                    let k = r.len().min(8);
+                    r[..k].copy_from_slice(&value.to_le_bytes()[..k]);
+                }
             }
         }
     }
     let mut ev = Event::new(&schema);
+    // Not `Pipeline::start`, which would load the program into the kernel:
+    // a flush lets the operators that read files at start (user and group
+    // names) do it, as they would before the first event of a real run.
+    p.dispatch.flush().unwrap();
     let start = Instant::now();
     for _ in 0..n {
         ev.set_raw(&raw);

@@ -37,6 +37,9 @@ enum Step {
     Value(FieldId),
 }
 
+/// Literals up to this long are copied as one fixed-size chunk.
+const LIT_SLACK: usize = 16;
+
 /// A compact JSON object as alternating fixed bytes and values. Everything
 /// between two values (`,"proc":{"comm":`) is one precomputed slice, so an
 /// event costs one copy per value instead of four or five small ones.
@@ -76,6 +79,8 @@ impl Compiled {
         let mut pending = Vec::new();
         walk(nodes, &mut pending, &mut c);
         c.lit(&mut pending);
+        // Slack for the fixed-size copies of short literals in `write`.
+        c.lits.extend_from_slice(&[0; LIT_SLACK]);
         c
     }
 
@@ -92,6 +97,17 @@ impl Compiled {
     fn write(&self, buf: &mut Vec<u8>, schema: &Schema, ev: &Event) {
         for s in &self.steps {
             match s {
+                // Most literals (`,"pid":`) are short: copy a fixed 16 bytes
+                // (inlined stores; `lits` has 16 bytes of slack at the end)
+                // and cut back, instead of a `memcpy` call per literal.
+                Step::Lit(r) if r.len() <= LIT_SLACK => {
+                    let at = buf.len();
+                    let chunk: &[u8; LIT_SLACK] = self.lits[r.start..r.start + LIT_SLACK]
+                        .try_into()
+                        .expect("LIT_SLACK bytes");
+                    buf.extend_from_slice(chunk);
+                    buf.truncate(at + r.len());
+                }
                 Step::Lit(r) => buf.extend_from_slice(&self.lits[r.clone()]),
                 Step::Value(id) => write_value(buf, ev.get(schema.field(*id))),
             }
@@ -280,18 +296,49 @@ pub(crate) fn write_value(buf: &mut Vec<u8>, v: ValueRef<'_>) {
 
 /// Append `n` in decimal (what `write!` does, without the formatting
 /// machinery: numbers are most of an event's fields).
+///
+/// Hot path: two digits per division, written straight into `buf` after a
+/// fixed-size 20-byte extend (inlined stores, no `memcpy` call) that is cut
+/// back to the number's length.
 pub(super) fn push_u64(buf: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
+    const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
+2021222324252627282930313233343536373839\
+4041424344454647484950515253545556575859\
+6061626364656667686970717273747576777879\
+8081828384858687888990919293949596979899";
+    let len = n.checked_ilog10().unwrap_or(0) as usize + 1;
+    let start = buf.len();
+    buf.extend_from_slice(&[0u8; 20]);
+    buf.truncate(start + len);
+    let out = &mut buf[start..];
+    let mut i = len;
+    while n >= 100 {
+        let k = (n % 100) as usize * 2;
+        n /= 100;
+        out[i - 2..i].copy_from_slice(&PAIRS[k..k + 2]);
+        i -= 2;
     }
-    buf.extend_from_slice(&digits[i..]);
+    if n >= 10 {
+        let k = n as usize * 2;
+        out[i - 2..i].copy_from_slice(&PAIRS[k..k + 2]);
+    } else {
+        out[i - 1] = b'0' + n as u8;
+    }
+}
+
+/// Does any byte of `w` need escaping in a JSON string (control, `"`, `\\`,
+/// DEL or non-ASCII)? Eight bytes per test, with the classic "has a byte
+/// less than / equal to" bit tricks.
+#[inline]
+fn needs_escape(w: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+    let below_space = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
+    let quote = has_zero(w ^ (ONES * u64::from(b'"')));
+    let backslash = has_zero(w ^ (ONES * u64::from(b'\\')));
+    let del = has_zero(w ^ (ONES * 0x7f));
+    (below_space | quote | backslash | del | (w & HIGH)) != 0
 }
 
 /// Append `s` as a JSON string. Kernel strings are bytes: invalid UTF-8 is
@@ -301,9 +348,19 @@ pub(super) fn push_u64(buf: &mut Vec<u8>, mut n: u64) {
 /// name) are copied in one `extend_from_slice`; only the bytes that need
 /// escaping, and non-ASCII sequences, take the slow road.
 pub(crate) fn write_str(buf: &mut Vec<u8>, s: &[u8]) {
+    buf.reserve(s.len() + 2);
     buf.push(b'"');
-    let mut start = 0;
+    // Skip the plain prefix eight bytes at a time; most strings are plain
+    // to the end and leave in one copy.
     let mut i = 0;
+    while let Some(w) = s.get(i..i + 8) {
+        let w = u64::from_le_bytes(w.try_into().expect("eight bytes"));
+        if needs_escape(w) {
+            break;
+        }
+        i += 8;
+    }
+    let mut start = 0;
     while i < s.len() {
         let b = s[i];
         if (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\' {
@@ -468,6 +525,45 @@ mod tests {
             let mut b = Vec::new();
             write_str(&mut b, &[b'a', x, b'z', x]);
             serde_json::from_slice::<String>(&b).unwrap_or_else(|e| panic!("{x}: {e}"));
+        }
+    }
+
+    #[test]
+    fn the_eight_byte_scan_finds_every_special_byte_at_every_position() {
+        // write_str skips plain runs eight bytes at a time: a byte that
+        // needs escaping must be found wherever it sits in a word.
+        for x in 0..=255u8 {
+            for pos in 0..20 {
+                let mut input = b"abcdefghijklmnopqrst".to_vec();
+                input[pos] = x;
+                let mut b = Vec::new();
+                write_str(&mut b, &input);
+                let got: String = serde_json::from_slice(&b)
+                    .unwrap_or_else(|e| panic!("byte {x} at {pos}: {e}: {b:?}"));
+                assert_eq!(got, String::from_utf8_lossy(&input), "byte {x} at {pos}");
+                let plain = (0x20..0x7f).contains(&x) && x != b'"' && x != b'\\';
+                assert_eq!(
+                    b.len() == input.len() + 2,
+                    plain,
+                    "byte {x} at {pos}: {b:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn numbers_of_every_length_print_like_display() {
+        let mut cases = vec![0u64, u64::MAX, u64::MAX - 1];
+        let mut p = 1u64;
+        while let Some(next) = p.checked_mul(10) {
+            cases.extend([p - 1, p, p + 1, p * 7 + 3]);
+            p = next;
+        }
+        cases.extend([p - 1, p, p + 1]);
+        for n in cases {
+            let mut b = b"x".to_vec();
+            push_u64(&mut b, n);
+            assert_eq!(b, format!("x{n}").as_bytes(), "{n}");
         }
     }
 
