@@ -5,7 +5,7 @@
 //! ```sh
 //! cargo build --release --example hotpath
 //! ig image export ... # or any built object, e.g. from `ig image build`:
-//! ./target/release/examples/hotpath OBJECT.o [json|columns] [EVENTS]
+//! ./target/release/examples/hotpath OBJECT.o [json|columns] [EVENTS] [PARAM=VALUE...]
 //! valgrind --tool=callgrind ./target/release/examples/hotpath OBJECT.o json 100000
 //! ```
 //! Prints ns per event. Used for `docs/design/003-hot-path.md`.
@@ -28,7 +28,7 @@ use ig::pipeline::{Operator, Pipeline};
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let Some(path) = args.get(1) else {
-        eprintln!("usage: hotpath OBJECT.o [json|columns] [EVENTS]");
+        eprintln!("usage: hotpath OBJECT.o [json|columns] [EVENTS] [PARAM=VALUE...]");
         std::process::exit(2);
     };
     let mode = match args.get(2).map(String::as_str) {
@@ -50,7 +50,16 @@ fn main() {
     ops.extend(ig::operators::catalog());
     ops.push(Box::new(OutputOperator::new(mode, shared(devnull))));
     let specs: Vec<_> = ops.iter().flat_map(|o| o.params()).collect();
-    let values = ParamValues::resolve(&specs, &[]).unwrap_or_default();
+    // Parameters after the event count, `full.name=value`, e.g. the bench's
+    // chain: operator.filter.filter=proc.comm!=x
+    // operator.processinfo.enrich-process=true
+    let given: Vec<(String, String)> = args
+        .iter()
+        .skip(4)
+        .filter_map(|a| a.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    let values = ParamValues::resolve(&specs, &given).expect("parameters");
     let mut p = Pipeline::build(ops, &values).expect("building the pipeline");
     let (id, schema) = p
         .dispatch
@@ -78,6 +87,8 @@ fn main() {
                 _ if name.starts_with("timestamp") => boot_ns,
                 "flags_raw" => 0o2000000,
                 "error_raw" | "mode_raw" => 0,
+                // Our own pid, so process enrichment finds a real /proc entry.
+                "pid" | "tid" => u64::from(std::process::id()),
                 _ => 0x0707,
             };
             match f.kind {
