@@ -1,5 +1,5 @@
 //! `ig image ...`: build, list, remove, tag, export, import; pull and
-//! push are in `registry`, inspect in `inspect`.
+//! push are in `registry`, inspect in `inspect`, sign in `trust`.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -15,6 +15,7 @@ pub fn image(store: &Path, registry: &RegistryArgs, cmd: ImageCommand) -> anyhow
     match cmd {
         ImageCommand::Pull { image } => super::registry::pull_command(store, &image, registry),
         ImageCommand::Push { image } => super::registry::push_command(store, &image, registry),
+        ImageCommand::Sign { image, key } => super::trust::sign_command(store, &image, &key),
         ImageCommand::Inspect {
             image,
             output,
