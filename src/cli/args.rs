@@ -178,7 +178,7 @@ pub struct RunArgs {
     /// Public keys (PEM `PUBLIC KEY`, such as cosign.pub) to verify with: a
     /// file, which may hold several keys, or the PEM text itself. Repeat for
     /// more; a signature by any of them is accepted.
-    #[arg(long, value_name = "FILE|PEM")]
+    #[arg(long, value_name = "FILE|PEM", allow_hyphen_values = true)]
     pub public_keys: Vec<String>,
 
     /// Run only these images, comma-separated: a digest (`sha256:…`), a

@@ -190,3 +190,22 @@ fn origins_and_defaults() {
     assert!(verify_by_default(Some(Origin::Imported)));
     assert!(verify_by_default(None));
 }
+
+#[test]
+fn high_s_signatures_verify_too() {
+    // openssl does not normalize s to the lower half; cosign accepts both.
+    let (key, public) = keypair(11);
+    let keys = PublicKey::all_from_pem(&public, "k.pub").unwrap();
+    let d = digest("index");
+    let p = payload("r/x", &d);
+    let der = BASE64.decode(key.sign(&p)).unwrap();
+    let sig = Signature::from_der(&der).unwrap();
+    let (r, s) = sig.split_scalars();
+    let flipped = Signature::from_scalars(r, -*s).unwrap();
+    let layer = SignatureLayer {
+        signature: BASE64.encode(flipped.to_der().as_bytes()),
+        payload: p,
+    };
+    assert_ne!(flipped, sig);
+    assert!(verify("r/x", &d, &[layer], &keys).is_ok());
+}
