@@ -250,14 +250,17 @@ pub enum ImageCommand {
     /// and `cosign verify --key` accepts it. KEY is an ECDSA P-256 private
     /// key in PEM (`openssl genpkey -algorithm EC -pkeyopt
     /// ec_paramgen_curve:P-256`); its public key (`openssl pkey -pubout`) is
-    /// what `ig run --public-keys` needs.
+    /// what `ig run --public-keys` needs. A key from `cosign
+    /// generate-key-pair` (cosign.key) works too, with its password in
+    /// COSIGN_PASSWORD.
     #[command(
         after_help = "Examples:\n  ig image sign mygadget --key key.pem\n  ig image push localhost:5000/mygadget:v1\n  ig run localhost:5000/mygadget:v1 --public-keys key.pub"
     )]
     Sign {
         /// The image reference or digest prefix.
         image: String,
-        /// The private key (PEM: `PRIVATE KEY` or `EC PRIVATE KEY`).
+        /// The private key (PEM: `PRIVATE KEY`, `EC PRIVATE KEY`, or
+        /// cosign's `ENCRYPTED SIGSTORE PRIVATE KEY`).
         #[arg(long, value_name = "KEY")]
         key: PathBuf,
     },

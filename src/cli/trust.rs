@@ -22,7 +22,10 @@ use crate::image::{Digest, Reference, Store};
 pub fn sign_command(store: &Path, image: &str, key: &Path) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(key)
         .with_context(|| format!("reading the private key {}", key.display()))?;
-    let key = PrivateKey::from_pem(&text, &key.display().to_string())?;
+    // cosign's own variable, so `cosign generate-key-pair` keys work as is.
+    let password = std::env::var("COSIGN_PASSWORD").unwrap_or_default();
+    let key =
+        PrivateKey::from_pem_with_password(&text, &key.display().to_string(), password.as_bytes())?;
     let store = Store::open(store)?;
     let reference = store.find(image)?;
     // Reads (and verifies) every blob: never sign a damaged image.

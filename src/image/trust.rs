@@ -29,10 +29,14 @@
 //!
 //! Does not own: where signature images live (`store`), moving them
 //! (`registry`, `archive`), reading key files or passwords (`cli`).
+//! cosign's own private keys (`cosign generate-key-pair`: PEM `ENCRYPTED
+//! SIGSTORE PRIVATE KEY`, a JSON document holding a PKCS#8 key sealed with
+//! NaCl secretbox under a key derived from the password by scrypt) are read
+//! too, given the password.
+//!
 //! Not supported: cosign's keyless signatures (Fulcio certificates, Rekor
 //! bundles), OCI 1.1 referrers and sigstore bundles, which upstream also
-//! reads; cosign's own encrypted private key (`ENCRYPTED SIGSTORE PRIVATE
-//! KEY`) is refused with a message saying how to use an openssl key.
+//! reads.
 
 use std::collections::BTreeMap;
 
@@ -81,10 +85,16 @@ pub enum TrustError {
         detail: String,
     },
 
+    #[error("{source_name}: cannot read cosign's encrypted key: {message}")]
+    CosignKey {
+        source_name: String,
+        message: String,
+    },
+
     #[error(
-        "{source_name}: cosign's encrypted private keys ({label}) are not supported; sign with an unencrypted P-256 key, e.g. `openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out key.pem` (its public key: `openssl pkey -in key.pem -pubout -out key.pub`)"
+        "{source_name}: cannot decrypt cosign's key: wrong password (it is read from COSIGN_PASSWORD)"
     )]
-    EncryptedCosignKey { source_name: String, label: String },
+    WrongPassword { source_name: String },
 
     #[error(
         "{source_name}: encrypted PEM keys ({label}) are not supported; decrypt it first (`openssl pkey -in KEY -out plain.pem`)"
@@ -279,8 +289,18 @@ impl std::fmt::Debug for PrivateKey {
 
 impl PrivateKey {
     /// Reads the first private key of a PEM file. `source_name` (a path)
-    /// only appears in errors.
+    /// only appears in errors. A cosign key is tried with the empty
+    /// password.
     pub fn from_pem(text: &str, source_name: &str) -> Result<Self, TrustError> {
+        Self::from_pem_with_password(text, source_name, b"")
+    }
+
+    /// [`PrivateKey::from_pem`] with the password of a cosign key.
+    pub fn from_pem_with_password(
+        text: &str,
+        source_name: &str,
+        password: &[u8],
+    ) -> Result<Self, TrustError> {
         let unsupported = |label: &str, detail: String| TrustError::UnsupportedKey {
             source_name: source_name.to_owned(),
             label: label.to_owned(),
@@ -290,10 +310,9 @@ impl PrivateKey {
             let label = block.label.as_str();
             let secret = match label {
                 "ENCRYPTED SIGSTORE PRIVATE KEY" | "ENCRYPTED COSIGN PRIVATE KEY" => {
-                    return Err(TrustError::EncryptedCosignKey {
-                        source_name: source_name.to_owned(),
-                        label: label.to_owned(),
-                    });
+                    let der = open_cosign_key(&block.der, password, source_name)?;
+                    p256::SecretKey::from_pkcs8_der(&der)
+                        .map_err(|e| unsupported(label, e.to_string()))?
                 }
                 "ENCRYPTED PRIVATE KEY" => {
                     return Err(TrustError::EncryptedPem {
@@ -344,6 +363,94 @@ impl PrivateKey {
     }
 }
 
+/// The JSON body of cosign's encrypted key.
+#[derive(Deserialize)]
+struct SealedKey {
+    kdf: Kdf,
+    cipher: Cipher,
+    ciphertext: String,
+}
+
+#[derive(Deserialize)]
+struct Kdf {
+    name: String,
+    params: ScryptParams,
+    salt: String,
+}
+
+#[derive(Deserialize)]
+struct ScryptParams {
+    #[serde(rename = "N")]
+    n: u64,
+    r: u32,
+    p: u32,
+}
+
+#[derive(Deserialize)]
+struct Cipher {
+    name: String,
+    nonce: String,
+}
+
+/// Decrypts the body of an `ENCRYPTED SIGSTORE PRIVATE KEY` block: scrypt
+/// derives a 32-byte key from the password and salt, which opens the NaCl
+/// secretbox (XSalsa20-Poly1305, tag first) holding the PKCS#8 DER key.
+fn open_cosign_key(body: &[u8], password: &[u8], source_name: &str) -> Result<Vec<u8>, TrustError> {
+    use crypto_secretbox::aead::{Aead as _, KeyInit as _};
+    let bad = |message: String| TrustError::CosignKey {
+        source_name: source_name.to_owned(),
+        message,
+    };
+    let sealed: SealedKey =
+        serde_json::from_slice(body).map_err(|e| bad(format!("not cosign's key format: {e}")))?;
+    if sealed.kdf.name != "scrypt" {
+        return Err(bad(format!(
+            "unsupported key derivation {:?}",
+            sealed.kdf.name
+        )));
+    }
+    if sealed.cipher.name != "nacl/secretbox" {
+        return Err(bad(format!("unsupported cipher {:?}", sealed.cipher.name)));
+    }
+    let ScryptParams { n, r, p } = sealed.kdf.params;
+    // Bounded so a hostile file cannot ask for gigabytes: cosign uses
+    // N = 2^15 or 2^16 with r = 8.
+    if !n.is_power_of_two()
+        || !(2..=1 << 20).contains(&n)
+        || !(1..=32).contains(&r)
+        || !(1..=16).contains(&p)
+    {
+        return Err(bad(format!(
+            "scrypt parameters N={n} r={r} p={p} are out of range"
+        )));
+    }
+    let log_n = u8::try_from(n.trailing_zeros()).unwrap_or(u8::MAX);
+    let params =
+        scrypt::Params::new(log_n, r, p, 32).map_err(|e| bad(format!("scrypt parameters: {e}")))?;
+    let decode = |what: &str, v: &str| {
+        BASE64
+            .decode(v.as_bytes())
+            .map_err(|e| bad(format!("{what} is not base64: {e}")))
+    };
+    let salt = decode("salt", &sealed.kdf.salt)?;
+    let nonce = decode("nonce", &sealed.cipher.nonce)?;
+    let ciphertext = decode("ciphertext", &sealed.ciphertext)?;
+    if nonce.len() != 24 {
+        return Err(bad(format!("the nonce is {} bytes, not 24", nonce.len())));
+    }
+    let mut key = [0u8; 32];
+    scrypt::scrypt(password, &salt, &params, &mut key).map_err(|e| bad(format!("scrypt: {e}")))?;
+    let cipher = crypto_secretbox::XSalsa20Poly1305::new(&key.into());
+    cipher
+        .decrypt(
+            crypto_secretbox::Nonce::from_slice(&nonce),
+            ciphertext.as_slice(),
+        )
+        .map_err(|_| TrustError::WrongPassword {
+            source_name: source_name.to_owned(),
+        })
+}
+
 /// A public key to verify with, named for messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PublicKey {
@@ -381,6 +488,14 @@ impl PublicKey {
             });
         }
         Ok(keys)
+    }
+
+    /// The key as a `PUBLIC KEY` PEM block (what `--public-keys` reads).
+    pub fn to_pem(&self) -> String {
+        use p256::pkcs8::{EncodePublicKey as _, LineEnding};
+        p256::PublicKey::from(&self.key)
+            .to_public_key_pem(LineEnding::LF)
+            .unwrap_or_default()
     }
 
     /// Whether `signature_b64` (base64 DER) is this key's signature of

@@ -484,26 +484,22 @@ fn export_and_import_keep_the_signature() {
     );
 }
 
-#[test]
-fn openssl_interop_both_ways() {
-    let env = Env::new();
-    let dir = env.store.dir.path().to_owned();
-    let (b_key, b_pub) = openssl_keypair(&dir, "b", true);
-
-    // ig signs; openssl verifies what ig stored.
-    build_at(&env, "byig:v1", 1_000);
-    env.ok(&["image", "sign", "byig:v1", "--key", &b_key]);
-    let digest = digest_of(&env, "byig:v1");
+/// Extracts the first signature of `tag` from the store and checks it with
+/// `openssl dgst -verify public`. Returns the payload's path.
+fn openssl_verifies_stored_signature(env: &Env, tag: &str, public: &str) -> PathBuf {
+    let dir = env.store.dir.path();
+    let digest = digest_of(env, tag);
+    let r = ig::image::Reference::parse(tag).unwrap();
     let store = ig::image::Store::open_read_only(env.store.path()).unwrap();
     let sig_ref = store
-        .find_signature("ghcr.io/inspektor-gadget/gadget/byig", &digest)
+        .find_signature(&r.repository(), &digest)
         .unwrap()
         .unwrap();
     let (_, blobs) = store.image_blobs(&sig_ref).unwrap();
     let manifest: serde_json::Value = serde_json::from_slice(&blobs[0].bytes).unwrap();
     let layer = &manifest["layers"][0];
     let payload_digest = ig::image::Digest::parse(layer["digest"].as_str().unwrap()).unwrap();
-    let payload = dir.join("payload.json");
+    let payload = dir.join(format!("{}.payload.json", digest.hex()));
     std::fs::copy(store.blob_path(&payload_digest), &payload).unwrap();
     let sig = base64::engine::general_purpose::STANDARD
         .decode(
@@ -512,13 +508,13 @@ fn openssl_interop_both_ways() {
                 .unwrap(),
         )
         .unwrap();
-    let sig_file = dir.join("sig.der");
+    let sig_file = dir.join(format!("{}.sig.der", digest.hex()));
     std::fs::write(&sig_file, sig).unwrap();
     let out = output_within(Command::new("openssl").args([
         "dgst",
         "-sha256",
         "-verify",
-        &b_pub,
+        public,
         "-signature",
         sig_file.to_str().unwrap(),
         payload.to_str().unwrap(),
@@ -529,6 +525,83 @@ fn openssl_interop_both_ways() {
         text(&out.stdout),
         text(&out.stderr)
     );
+    payload
+}
+
+/// `cosign generate-key-pair` output with an empty password (the same test
+/// vector as the unit tests of `image::trust`).
+const COSIGN_KEY: &str = "-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----
+eyJrZGYiOnsibmFtZSI6InNjcnlwdCIsInBhcmFtcyI6eyJOIjo2NTUzNiwiciI6
+OCwicCI6MX0sInNhbHQiOiJLYU9OQzduQVJLOVgxM1FoaWFucjAwTTBGYys2Sitr
+dnAxN1FuanpiVk9nPSJ9LCJjaXBoZXIiOnsibmFtZSI6Im5hY2wvc2VjcmV0Ym94
+Iiwibm9uY2UiOiJVOHZqWWtqMlZOUFZGdlZFZWZ3bXZ5VGloUERrelBoaCJ9LCJj
+aXBoZXJ0ZXh0IjoidWNWMnQ4TTZVNFJvb29FOXc0d3dkc3E1RDYrS2RKY245dERT
+KzFwRDRGN040SVJOWEgzSTBua3h1a3NackFOUHR1emIvTkVYQ201dUp3Zjh3Qzl1
+VlprbXdwNU5jRUZ6b3ZNS3JCZmNvdXdjaEkrMzkrQ0NhbVZPbzBucmRnZjhvcmpK
+dXdrWDBYL1phY0RUTERGaUxyc1laMWVMMmlqMGU1MVRpZmVQNTl4WXNPK1FnM1Jv
+OURRVjNQMk9ndDFDaVFHeGg1VXhUZytGc3c9PSJ9
+-----END ENCRYPTED SIGSTORE PRIVATE KEY-----
+";
+
+/// `ig image sign` with cosign's own key file and COSIGN_PASSWORD; the
+/// signature checks out with openssl, and a wrong password is one clear
+/// error that stores nothing.
+#[test]
+fn cosign_key_pair_signs_with_its_password() {
+    let env = Env::new();
+    let dir = env.store.dir.path();
+    let key_file = dir.join("cosign.key");
+    std::fs::write(&key_file, COSIGN_KEY).unwrap();
+    let public = ig::image::trust::PrivateKey::from_pem(COSIGN_KEY, "cosign.key")
+        .unwrap()
+        .public_key()
+        .to_pem();
+    let pub_file = dir.join("cosign.pub");
+    std::fs::write(&pub_file, public).unwrap();
+    build_at(&env, "bycosign:v1", 1_000);
+    let before = env.index_json();
+    let out = output_within(
+        env.cmd(&[
+            "image",
+            "sign",
+            "bycosign:v1",
+            "--key",
+            key_file.to_str().unwrap(),
+        ])
+        .env("COSIGN_PASSWORD", "wrong"),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("wrong password (it is read from COSIGN_PASSWORD)"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(before, env.index_json(), "nothing stored");
+    let out = output_within(
+        env.cmd(&[
+            "image",
+            "sign",
+            "bycosign:v1",
+            "--key",
+            key_file.to_str().unwrap(),
+        ])
+        .env("COSIGN_PASSWORD", ""),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    openssl_verifies_stored_signature(&env, "bycosign:v1", pub_file.to_str().unwrap());
+}
+
+#[test]
+fn openssl_interop_both_ways() {
+    let env = Env::new();
+    let dir = env.store.dir.path().to_owned();
+    let (b_key, b_pub) = openssl_keypair(&dir, "b", true);
+
+    // ig signs; openssl verifies what ig stored.
+    build_at(&env, "byig:v1", 1_000);
+    env.ok(&["image", "sign", "byig:v1", "--key", &b_key]);
+    let digest = digest_of(&env, "byig:v1");
+    let payload = openssl_verifies_stored_signature(&env, "byig:v1", &b_pub);
     let jq = output_within(Command::new("jq").args([
         "-r",
         r#".critical.type + " " + .critical.image["docker-manifest-digest"] + " " + .critical.identity["docker-reference"]"#,

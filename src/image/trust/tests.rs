@@ -133,7 +133,7 @@ fn key_files_in_their_forms() {
 
     let cosign = "-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----\neyJ9\n-----END ENCRYPTED SIGSTORE PRIVATE KEY-----\n";
     let e = PrivateKey::from_pem(cosign, "cosign.key").unwrap_err();
-    assert!(matches!(e, TrustError::EncryptedCosignKey { .. }), "{e}");
+    assert!(matches!(e, TrustError::CosignKey { .. }), "{e}");
     let e = PrivateKey::from_pem("hello", "x").unwrap_err();
     assert!(e.to_string().contains("no PRIVATE KEY found"), "{e}");
     let e = PrivateKey::from_pem("-----BEGIN PRIVATE KEY-----\nAAAA\n", "x").unwrap_err();
@@ -208,4 +208,38 @@ fn high_s_signatures_verify_too() {
     };
     assert_ne!(flipped, sig);
     assert!(verify("r/x", &d, &[layer], &keys).is_ok());
+}
+
+/// A key made by `cosign generate-key-pair` with an empty password, as
+/// published in the test suite of conforma/cli (a test vector: only real
+/// cosign output shows that scrypt and secretbox are wired as cosign does).
+const COSIGN_KEY_EMPTY_PASSWORD: &str = "-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----
+eyJrZGYiOnsibmFtZSI6InNjcnlwdCIsInBhcmFtcyI6eyJOIjo2NTUzNiwiciI6
+OCwicCI6MX0sInNhbHQiOiJLYU9OQzduQVJLOVgxM1FoaWFucjAwTTBGYys2Sitr
+dnAxN1FuanpiVk9nPSJ9LCJjaXBoZXIiOnsibmFtZSI6Im5hY2wvc2VjcmV0Ym94
+Iiwibm9uY2UiOiJVOHZqWWtqMlZOUFZGdlZFZWZ3bXZ5VGloUERrelBoaCJ9LCJj
+aXBoZXJ0ZXh0IjoidWNWMnQ4TTZVNFJvb29FOXc0d3dkc3E1RDYrS2RKY245dERT
+KzFwRDRGN040SVJOWEgzSTBua3h1a3NackFOUHR1emIvTkVYQ201dUp3Zjh3Qzl1
+VlprbXdwNU5jRUZ6b3ZNS3JCZmNvdXdjaEkrMzkrQ0NhbVZPbzBucmRnZjhvcmpK
+dXdrWDBYL1phY0RUTERGaUxyc1laMWVMMmlqMGU1MVRpZmVQNTl4WXNPK1FnM1Jv
+OURRVjNQMk9ndDFDaVFHeGg1VXhUZytGc3c9PSJ9
+-----END ENCRYPTED SIGSTORE PRIVATE KEY-----
+";
+
+#[test]
+fn cosign_encrypted_key_opens_with_its_password_only() {
+    let key =
+        PrivateKey::from_pem_with_password(COSIGN_KEY_EMPTY_PASSWORD, "cosign.key", b"").unwrap();
+    // It signs, and its public key verifies.
+    let d = digest("index");
+    let p = payload("r/x", &d);
+    let layer = SignatureLayer {
+        signature: key.sign(&p),
+        payload: p,
+    };
+    assert!(verify("r/x", &d, &[layer], &[key.public_key()]).is_ok());
+    let e = PrivateKey::from_pem_with_password(COSIGN_KEY_EMPTY_PASSWORD, "cosign.key", b"nope")
+        .unwrap_err();
+    assert!(matches!(e, TrustError::WrongPassword { .. }), "{e}");
+    assert!(e.to_string().contains("COSIGN_PASSWORD"), "{e}");
 }
