@@ -112,8 +112,19 @@ pub fn image(store: &Path, registry: &RegistryArgs, cmd: ImageCommand) -> anyhow
             let store = Store::open(store)?;
             for i in images {
                 let r = Reference::parse(&i)?;
-                store.remove(&r).with_context(|| format!("removing {r}"))?;
+                let removed = store.remove(&r).with_context(|| format!("removing {r}"))?;
                 logger::stdout_line(&format!("Removed {r}"));
+                // Its signature goes with the last name of the image.
+                let digest = removed.digest;
+                if !store.list()?.iter().any(|i| i.digest == digest)
+                    && let Some(sig) = store.find_signature(&r.repository(), &digest)?
+                    && sig.repository() == r.repository()
+                {
+                    store
+                        .remove(&sig)
+                        .with_context(|| format!("removing the signature {sig}"))?;
+                    log::debug!("removed the signature {sig}");
+                }
             }
             Ok(())
         }

@@ -482,6 +482,14 @@ fn export_and_import_keep_the_signature() {
             "1",
         ],
     );
+
+    // Removing the image's last name removes its signature and blobs.
+    dst.ok(&["image", "tag", "carried:v1", "carried:v2"]);
+    dst.ok(&["image", "remove", "carried:v1"]);
+    assert!(stored_names(&dst).iter().any(|n| n.ends_with(".sig")));
+    dst.ok(&["image", "remove", "carried:v2"]);
+    assert_eq!(stored_names(&dst), Vec::<String>::new());
+    assert_eq!(dst.blob_names(), Vec::<String>::new());
 }
 
 /// Extracts the first signature of `tag` from the store and checks it with
