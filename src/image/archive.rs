@@ -8,6 +8,8 @@
 //! one back: every blob is checked against the digest its path names and
 //! every image's graph against its descriptors before the store is
 //! touched, and the store then adds all images in one `index.json` write.
+//! An exported image's cosign signature (`repo:sha256-<hex>.sig`, see
+//! `trust`) is written next to it, and comes back like any named image.
 //! Does not own: the store's own layout and locking (`store`).
 //!
 //! Exports are reproducible: entries are sorted, and owners, modes and

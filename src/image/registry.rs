@@ -23,6 +23,12 @@
 //! the registry (the digest signatures cover), and the image can be pushed
 //! or exported again unchanged. The host's platform is checked before any
 //! blob is downloaded.
+//!
+//! Signatures: after an image, a pull also fetches its cosign signature
+//! (the tag `sha256-<hex>.sig` of the same repository) in a store write of
+//! its own, so a missing signature is normal and a failed one only reported
+//! ([`SignatureFetch`]); a push sends the stored signature of the image
+//! after the image, under the pushed repository.
 
 use std::collections::BTreeSet;
 use std::io;

@@ -18,6 +18,13 @@
 //! (clang), or what the config means (`gadget.yaml` bytes are opaque here).
 //! The store path comes from the caller; nothing here reads the environment.
 //!
+//! Each `index.json` entry written here records where the image came from
+//! (annotation [`ANNOTATION_ORIGIN`]: built, pulled or imported), which
+//! `ig run` uses to decide whether to verify signatures. Signature images
+//! (cosign's `sha256-<hex>.sig` tags, see `trust`) are ordinary entries;
+//! [`Store::find_signature`] finds the one of a digest, and `list` hides
+//! them.
+//!
 //! Concurrency: every mutation takes an exclusive `flock` on
 //! `index.json.lock` for its whole duration — blob writes included, so a
 //! garbage collection in another process can never delete blobs of an
