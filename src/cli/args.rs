@@ -168,6 +168,24 @@ pub struct RunArgs {
     /// When to download the image from its registry.
     #[arg(long, value_enum, default_value = "missing", value_name = "WHEN")]
     pub pull: PullPolicy,
+
+    /// Check the image's cosign signature before loading anything
+    /// (`--verify-image=false` to skip). Default: on for images pulled or
+    /// imported, off for images built on this machine.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub verify_image: Option<bool>,
+
+    /// Public keys (PEM `PUBLIC KEY`, such as cosign.pub) to verify with: a
+    /// file, which may hold several keys, or the PEM text itself. Repeat for
+    /// more; a signature by any of them is accepted.
+    #[arg(long, value_name = "FILE|PEM", allow_hyphen_values = true)]
+    pub public_keys: Vec<String>,
+
+    /// Run only these images, comma-separated: a digest (`sha256:…`), a
+    /// name (`trace_exec`: any tag; `trace_exec:v1`: that tag) or a prefix
+    /// ending in `*` (`ghcr.io/myorg/*`). Checked before loading.
+    #[arg(long, value_delimiter = ',', value_name = "LIST")]
+    pub allowed_gadgets: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -224,6 +242,27 @@ pub enum ImageCommand {
     Push {
         /// The image reference, naming the registry to push to.
         image: String,
+    },
+    /// Sign an image of the store with cosign's format.
+    ///
+    /// Writes the signature image (tag `sha256-<digest>.sig` in the image's
+    /// repository) into the store; `ig image push` sends it with the image
+    /// and `cosign verify --key` accepts it. KEY is an ECDSA P-256 private
+    /// key in PEM (`openssl genpkey -algorithm EC -pkeyopt
+    /// ec_paramgen_curve:P-256`); its public key (`openssl pkey -pubout`) is
+    /// what `ig run --public-keys` needs. A key from `cosign
+    /// generate-key-pair` (cosign.key) works too, with its password in
+    /// COSIGN_PASSWORD.
+    #[command(
+        after_help = "Examples:\n  ig image sign mygadget --key key.pem\n  ig image push localhost:5000/mygadget:v1\n  ig run localhost:5000/mygadget:v1 --public-keys key.pub"
+    )]
+    Sign {
+        /// The image reference or digest prefix.
+        image: String,
+        /// The private key (PEM: `PRIVATE KEY`, `EC PRIVATE KEY`, or
+        /// cosign's `ENCRYPTED SIGSTORE PRIVATE KEY`).
+        #[arg(long, value_name = "KEY")]
+        key: PathBuf,
     },
     /// Show an image's manifest, annotations and, with --show-datasources,
     /// the data sources and fields its eBPF object produces.

@@ -1,5 +1,5 @@
 //! `ig image ...`: build, list, remove, tag, export, import; pull and
-//! push are in `registry`, inspect in `inspect`.
+//! push are in `registry`, inspect in `inspect`, sign in `trust`.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -15,6 +15,7 @@ pub fn image(store: &Path, registry: &RegistryArgs, cmd: ImageCommand) -> anyhow
     match cmd {
         ImageCommand::Pull { image } => super::registry::pull_command(store, &image, registry),
         ImageCommand::Push { image } => super::registry::push_command(store, &image, registry),
+        ImageCommand::Sign { image, key } => super::trust::sign_command(store, &image, &key),
         ImageCommand::Inspect {
             image,
             output,
@@ -111,8 +112,19 @@ pub fn image(store: &Path, registry: &RegistryArgs, cmd: ImageCommand) -> anyhow
             let store = Store::open(store)?;
             for i in images {
                 let r = Reference::parse(&i)?;
-                store.remove(&r).with_context(|| format!("removing {r}"))?;
+                let removed = store.remove(&r).with_context(|| format!("removing {r}"))?;
                 logger::stdout_line(&format!("Removed {r}"));
+                // Its signature goes with the last name of the image.
+                let digest = removed.digest;
+                if !store.list()?.iter().any(|i| i.digest == digest)
+                    && let Some(sig) = store.find_signature(&r.repository(), &digest)?
+                    && sig.repository() == r.repository()
+                {
+                    store
+                        .remove(&sig)
+                        .with_context(|| format!("removing the signature {sig}"))?;
+                    log::debug!("removed the signature {sig}");
+                }
             }
             Ok(())
         }

@@ -12,6 +12,7 @@ mod inspect;
 mod logger;
 mod registry;
 mod run;
+mod trust;
 
 use std::process::ExitCode;
 
@@ -152,6 +153,17 @@ fn hint(e: &anyhow::Error) -> Option<String> {
                 }
                 _ => {}
             }
+        }
+        match cause.downcast_ref::<crate::image::trust::TrustError>() {
+            Some(crate::image::trust::TrustError::Unsigned { reference, .. }) => {
+                return Some(format!(
+                    "sign it with `ig image sign {reference} --key KEY`, or run it unverified with --verify-image=false"
+                ));
+            }
+            Some(crate::image::trust::TrustError::Untrusted { .. }) => {
+                return Some("check that --public-keys names the signer's public key; an image changed after signing must be signed again".into());
+            }
+            _ => {}
         }
         match cause.downcast_ref::<BuildError>() {
             Some(BuildError::ToolMissing { program, .. }) => {

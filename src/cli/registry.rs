@@ -16,7 +16,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use super::args::{LoginArgs, PullPolicy, RegistryArgs};
 use super::logger;
 use crate::image::auth::{AuthFile, Credentials, DEFAULT_AUTH_FILE};
-use crate::image::registry::{NoProgress, Progress, Registry, RegistryOptions};
+use crate::image::registry::{NoProgress, Progress, Registry, RegistryOptions, SignatureFetch};
 use crate::image::{Descriptor, Digest, Reference, Store};
 
 /// What `ig run` needs to make sure its image is in the store.
@@ -135,7 +135,34 @@ fn pull(
         outcome.downloaded,
         outcome.reused
     );
+    match &outcome.signature {
+        SignatureFetch::Stored(r) => log::debug!("signature stored as {r}"),
+        SignatureFetch::Absent => log::debug!("{} has no signature", outcome.reference),
+        SignatureFetch::Failed(e) => {
+            log::warn!(
+                "could not fetch the signature of {}: {e}",
+                outcome.reference
+            )
+        }
+    }
     Ok((outcome.reference, outcome.digest))
+}
+
+/// Fetches the signature of `image` (top-level digest `digest`) from its
+/// registry into the store, for `ig run` when the store has none.
+pub(super) fn fetch_signature(
+    store: &Path,
+    image: &Reference,
+    digest: &Digest,
+    args: &RegistryArgs,
+) -> SignatureFetch {
+    let result = Store::open(store)
+        .map_err(anyhow::Error::from)
+        .and_then(|s| Ok((s, client_for(image.domain(), args)?)));
+    match result {
+        Ok((store, client)) => client.pull_signature(&store, image, digest),
+        Err(e) => SignatureFetch::Failed(format!("{e:#}")),
+    }
 }
 
 /// `ig image push IMAGE`.
@@ -152,6 +179,9 @@ pub fn push_command(store: &Path, image: &str, args: &RegistryArgs) -> anyhow::R
         outcome.skipped
     );
     logger::stdout_line(&format!("Pushed {reference}@{}", outcome.digest));
+    if let Some(sig) = &outcome.signature {
+        logger::stdout_line(&format!("Pushed signature {sig}"));
+    }
     Ok(())
 }
 

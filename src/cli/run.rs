@@ -31,6 +31,8 @@ pub struct Prepared {
     pub specs: Vec<ParamSpec>,
     /// The handles shared between operators (the container filter).
     seams: crate::operators::Seams,
+    /// What the signature check before loading needs.
+    trust: super::trust::RunImage,
 }
 
 /// Read `image` from the store and build its operators. No privileges
@@ -42,6 +44,7 @@ pub fn prepare(
 ) -> anyhow::Result<Prepared> {
     let reference = Reference::parse(image)?;
     super::registry::ensure_present(store, &reference, pull)?;
+    let store_path = store;
     let store = Store::open_read_only(store)?;
     let resolved = match store.resolve(&reference) {
         Ok(i) => i,
@@ -56,6 +59,14 @@ pub fn prepare(
             s.media_type
         );
     }
+    let trust = super::trust::RunImage {
+        store: store_path.to_owned(),
+        reference: reference.clone(),
+        index_digest: resolved.index_digest.clone(),
+        manifest_digest: resolved.manifest_digest.clone(),
+        origin: resolved.origin,
+        pull: pull.clone(),
+    };
     let object = resolved
         .ebpf_object
         .ok_or_else(|| anyhow!("image {reference} has no eBPF program layer"))?;
@@ -75,6 +86,7 @@ pub fn prepare(
         others,
         specs,
         seams,
+        trust,
     })
 }
 
@@ -87,7 +99,10 @@ pub fn run(args: RunArgs, prepared: Prepared, given: &[(String, String)]) -> any
         others,
         specs,
         seams,
+        trust,
     } = prepared;
+    // Before anything else, and so before anything reaches the kernel.
+    super::trust::check_before_load(&args, &trust)?;
     let values = ParamValues::resolve(&specs, given)
         .map_err(|(name, e)| anyhow!(e).context(format!("parameter {name}")))?;
 

@@ -8,6 +8,8 @@
 //! one back: every blob is checked against the digest its path names and
 //! every image's graph against its descriptors before the store is
 //! touched, and the store then adds all images in one `index.json` write.
+//! An exported image's cosign signature (`repo:sha256-<hex>.sig`, see
+//! `trust`) is written next to it, and comes back like any named image.
 //! Does not own: the store's own layout and locking (`store`).
 //!
 //! Exports are reproducible: entries are sorted, and owners, modes and
@@ -28,6 +30,7 @@ use super::oci::{
 };
 use super::reference::Reference;
 use super::store::Store;
+use super::trust::{self, Origin};
 
 const LAYOUT_FILE: &str = "oci-layout";
 const INDEX_FILE: &str = "index.json";
@@ -130,7 +133,20 @@ pub fn export_to_file(
         for b in stored {
             blobs.entry(b.descriptor.digest).or_insert(b.bytes);
         }
+        let signed = top.digest.clone();
         entries.push((r.clone(), top));
+        // The image's signature travels with it, named as cosign names it
+        // next to the image's repository.
+        if let Some(sig) = store.find_signature(&r.repository(), &signed)? {
+            let (sig_top, stored) = store.image_blobs(&sig)?;
+            for b in stored {
+                blobs.entry(b.descriptor.digest).or_insert(b.bytes);
+            }
+            let name = trust::signature_reference(r, &signed).map_err(ImageError::from)?;
+            if !entries.iter().any(|(e, _)| *e == name) {
+                entries.push((name, sig_top));
+            }
+        }
     }
 
     let io_err = |op, source| ArchiveError::Io {
@@ -387,7 +403,7 @@ pub fn import_layout(
         .iter()
         .filter_map(|d| layout.blobs.remove(d))
         .collect();
-    let added = store.import_all(&entries, blobs)?;
+    let added = store.import_all(&entries, blobs, Origin::Imported)?;
     Ok(Imported {
         images: entries
             .into_iter()

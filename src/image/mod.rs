@@ -11,6 +11,8 @@
 //! - [`registry`]: pull and push against OCI registries, login checks.
 //! - [`auth`]: registry credentials in a docker-style `config.json`.
 //! - [`archive`]: export and import as a tar of an OCI image layout.
+//! - [`trust`]: cosign signatures (payload, keys, sign, verify) and the
+//!   run policy (`--verify-image`, `--allowed-gadgets`).
 //!
 //! Only `registry` touches the network. Nothing here runs a compiler or
 //! interprets `gadget.yaml`: config bytes are opaque to this module.
@@ -24,6 +26,7 @@ pub mod oci;
 pub mod reference;
 pub mod registry;
 pub mod store;
+pub mod trust;
 
 pub use created::{created_timestamp, format_rfc3339_utc};
 pub use digest::{Digest, DigestError};

@@ -23,6 +23,12 @@
 //! the registry (the digest signatures cover), and the image can be pushed
 //! or exported again unchanged. The host's platform is checked before any
 //! blob is downloaded.
+//!
+//! Signatures: after an image, a pull also fetches its cosign signature
+//! (the tag `sha256-<hex>.sig` of the same repository) in a store write of
+//! its own, so a missing signature is normal and a failed one only reported
+//! ([`SignatureFetch`]); a push sends the stored signature of the image
+//! after the image, under the pushed repository.
 
 use std::collections::BTreeSet;
 use std::io;
@@ -45,6 +51,7 @@ use super::oci::{
 };
 use super::reference::Reference;
 use super::store::Store;
+use super::trust::{self, Origin};
 
 /// Manifest media types we ask for and accept.
 const MANIFEST_TYPES: [&str; 4] = [
@@ -256,12 +263,29 @@ pub struct PullOutcome {
     pub downloaded: usize,
     /// Blobs the store already had.
     pub reused: usize,
+    /// What became of the image's signature.
+    pub signature: SignatureFetch,
+}
+
+/// The signature (cosign's `sha256-<hex>.sig` tag) fetched after an image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SignatureFetch {
+    /// Stored under this name.
+    Stored(Reference),
+    /// The registry has none.
+    Absent,
+    /// Fetching it failed; the image itself is in the store. As upstream,
+    /// this is only worth a warning: `ig run` refuses an image it must
+    /// verify and has no signature for.
+    Failed(String),
 }
 
 /// What a push did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PushOutcome {
     pub digest: Digest,
+    /// Where the image's signature was pushed, if the store had one.
+    pub signature: Option<Reference>,
     /// Blobs uploaded.
     pub uploaded: usize,
     /// Blobs the registry already had.
@@ -349,8 +373,49 @@ impl Registry {
         reference: &Reference,
         progress: &mut dyn Progress,
     ) -> Result<PushOutcome, RegistryError> {
+        self.runtime.block_on(async {
+            let mut outcome = self
+                .push_image(store, reference, reference, progress)
+                .await?;
+            let signed = outcome.digest.clone();
+            if let Some(sig) = store.find_signature(&reference.repository(), &signed)? {
+                let target =
+                    trust::signature_reference(reference, &signed).map_err(ImageError::from)?;
+                self.push_image(store, &sig, &target, progress).await?;
+                outcome.signature = Some(target);
+            }
+            Ok(outcome)
+        })
+    }
+
+    /// Fetches the signature of the image `image` (top-level digest
+    /// `digest`) into `store`, if the registry has one. Never fails: see
+    /// [`SignatureFetch`].
+    pub fn pull_signature(
+        &self,
+        store: &Store,
+        image: &Reference,
+        digest: &Digest,
+    ) -> SignatureFetch {
         self.runtime
-            .block_on(self.push_async(store, reference, progress))
+            .block_on(self.pull_signature_async(store, image, digest))
+    }
+
+    async fn pull_signature_async(
+        &self,
+        store: &Store,
+        image: &Reference,
+        digest: &Digest,
+    ) -> SignatureFetch {
+        let sig = match trust::signature_reference(image, digest) {
+            Ok(r) => r,
+            Err(e) => return SignatureFetch::Failed(e.to_string()),
+        };
+        match self.pull_image(store, &sig, &mut NoProgress).await {
+            Ok(o) => SignatureFetch::Stored(o.reference),
+            Err(RegistryError::NotFound { .. }) => SignatureFetch::Absent,
+            Err(e) => SignatureFetch::Failed(e.to_string()),
+        }
     }
 
     /// Checks the credentials this client was made with: `GET /v2/` with
@@ -362,6 +427,22 @@ impl Registry {
     // ------------------------------------------------------------------ pull
 
     async fn pull_async(
+        &self,
+        store: &Store,
+        reference: &Reference,
+        progress: &mut dyn Progress,
+    ) -> Result<PullOutcome, RegistryError> {
+        let mut outcome = self.pull_image(store, reference, progress).await?;
+        // After the image, in a store write of its own: the image is
+        // usable (unverified) even when its signature cannot be fetched.
+        outcome.signature = self
+            .pull_signature_async(store, &outcome.reference, &outcome.digest)
+            .await;
+        Ok(outcome)
+    }
+
+    /// Pulls one image (a gadget image or a signature image).
+    async fn pull_image(
         &self,
         store: &Store,
         reference: &Reference,
@@ -410,6 +491,7 @@ impl Registry {
             digest: top_digest.clone(),
             downloaded: 1,
             reused: 0,
+            signature: SignatureFetch::Absent,
         };
         let mut blobs = vec![top_bytes.to_vec()];
         let mut seen = BTreeSet::from([top_digest]);
@@ -447,7 +529,7 @@ impl Registry {
             (Some(tag), Some(_)) => reference.with_tag(tag).map_err(ImageError::from)?,
             _ => reference.clone(),
         };
-        store.import(&tag_as, &top, blobs)?;
+        store.import(&tag_as, &top, blobs, Origin::Pulled)?;
         outcome.reference = tag_as;
         Ok(outcome)
     }
@@ -563,20 +645,23 @@ impl Registry {
 
     // ------------------------------------------------------------------ push
 
-    async fn push_async(
+    /// Pushes the stored image `source` as `reference`.
+    async fn push_image(
         &self,
         store: &Store,
+        source: &Reference,
         reference: &Reference,
         progress: &mut dyn Progress,
     ) -> Result<PushOutcome, RegistryError> {
         let name = reference.to_string();
-        let (top, stored) = store.image_blobs(reference)?;
+        let (top, stored) = store.image_blobs(source)?;
         let remote = self.oci_reference(reference);
         self.client
             .store_auth_if_needed(remote.resolve_registry(), &self.auth)
             .await;
         let mut outcome = PushOutcome {
             digest: top.digest.clone(),
+            signature: None,
             uploaded: 0,
             skipped: 0,
         };

@@ -18,6 +18,13 @@
 //! (clang), or what the config means (`gadget.yaml` bytes are opaque here).
 //! The store path comes from the caller; nothing here reads the environment.
 //!
+//! Each `index.json` entry written here records where the image came from
+//! (annotation [`ANNOTATION_ORIGIN`]: built, pulled or imported), which
+//! `ig run` uses to decide whether to verify signatures. Signature images
+//! (cosign's `sha256-<hex>.sig` tags, see `trust`) are ordinary entries;
+//! [`Store::find_signature`] finds the one of a digest, and `list` hides
+//! them.
+//!
 //! Concurrency: every mutation takes an exclusive `flock` on
 //! `index.json.lock` for its whole duration — blob writes included, so a
 //! garbage collection in another process can never delete blobs of an
@@ -49,10 +56,17 @@ use super::oci::{
     MEDIA_TYPE_IMAGE_MANIFEST, Manifest, Platform, TopLevel,
 };
 use super::reference::Reference;
+use super::trust::{self, Origin};
 
 /// Where root's store lives (upstream's path). The CLI decides which path
 /// to use (`IG_STORE`, per-user stores) and passes it to [`Store::open`].
 pub const DEFAULT_STORE: &str = "/var/lib/ig/oci-store";
+
+/// Annotation on an `index.json` entry recording where the image came
+/// from ([`Origin`]): `ig run` verifies signatures by default for anything
+/// not built here. Only in the store's own `index.json`; never pushed or
+/// exported (the manifests themselves are untouched).
+pub const ANNOTATION_ORIGIN: &str = "dev.ig.origin";
 
 const LAYOUT_FILE: &str = "oci-layout";
 const INDEX_FILE: &str = "index.json";
@@ -113,6 +127,9 @@ pub struct ResolvedImage {
     pub created: Option<String>,
     /// Layers with media types we do not know; the CLI should warn.
     pub skipped: Vec<Descriptor>,
+    /// Where the image came from; `None` when the store has no record
+    /// (written by an older ig or another tool).
+    pub origin: Option<Origin>,
 }
 
 /// One row of `ig image list`.
@@ -222,7 +239,12 @@ impl Store {
         platforms: &[PlatformObjects],
     ) -> Result<Descriptor, ImageError> {
         let (top, blobs) = build_gadget_image(config_yaml, annotations, platforms)?;
-        let mut tagged = self.commit(&[(reference.clone(), top.clone())], blobs, false)?;
+        let mut tagged = self.commit(
+            &[(reference.clone(), top.clone())],
+            blobs,
+            false,
+            Origin::Built,
+        )?;
         Ok(tagged.pop().unwrap_or(top))
     }
 
@@ -241,8 +263,9 @@ impl Store {
         reference: &Reference,
         top: &Descriptor,
         blobs: impl IntoIterator<Item = Vec<u8>>,
+        origin: Origin,
     ) -> Result<Descriptor, ImageError> {
-        let mut tagged = self.import_all(&[(reference.clone(), top.clone())], blobs)?;
+        let mut tagged = self.import_all(&[(reference.clone(), top.clone())], blobs, origin)?;
         Ok(tagged.pop().unwrap_or_else(|| top.clone()))
     }
 
@@ -253,8 +276,9 @@ impl Store {
         &self,
         images: &[(Reference, Descriptor)],
         blobs: impl IntoIterator<Item = Vec<u8>>,
+        origin: Origin,
     ) -> Result<Vec<Descriptor>, ImageError> {
-        self.commit(images, blobs.into_iter().collect(), true)
+        self.commit(images, blobs.into_iter().collect(), true, origin)
     }
 
     fn commit(
@@ -262,6 +286,7 @@ impl Store {
         images: &[(Reference, Descriptor)],
         blobs: Vec<Vec<u8>>,
         verify_closure: bool,
+        origin: Origin,
     ) -> Result<Vec<Descriptor>, ImageError> {
         self.writable()?;
         for (reference, top) in images {
@@ -293,6 +318,9 @@ impl Store {
         for (reference, top) in images {
             let mut entry = top.clone();
             entry.annotations.remove(ANNOTATION_REF_NAME);
+            entry
+                .annotations
+                .insert(ANNOTATION_ORIGIN.to_owned(), origin.as_str().to_owned());
             index.set(&reference.to_string(), entry);
         }
         self.write_index(&index)?;
@@ -467,6 +495,7 @@ impl Store {
         if annotations.is_empty() {
             annotations = top.annotations.clone();
             annotations.remove(ANNOTATION_REF_NAME);
+            annotations.remove(ANNOTATION_ORIGIN);
         }
         let created = annotations.get(ANNOTATION_CREATED).cloned();
         Ok(ResolvedImage {
@@ -481,6 +510,10 @@ impl Store {
             annotations,
             created,
             skipped,
+            origin: top
+                .annotations
+                .get(ANNOTATION_ORIGIN)
+                .and_then(|o| Origin::parse(o)),
         })
     }
 
@@ -574,9 +607,32 @@ impl Store {
     ) -> Result<(Descriptor, Vec<StoredBlob>), ImageError> {
         let _lock = self.lock_shared();
         let index = self.read_index()?;
-        let top = self.find_top(&index, reference)?;
+        let mut top = self.find_top(&index, reference)?;
         let blobs = self.closure(&top, &reference.to_string())?;
+        top.annotations.remove(ANNOTATION_ORIGIN);
         Ok((top, blobs))
+    }
+
+    /// The stored signature image (cosign's `sha256-<hex>.sig` tag) of the
+    /// image with top-level digest `digest`: the one in `repository` if
+    /// there is one, else one in any repository (a signature covers a
+    /// digest, not a name; see [`trust`]).
+    pub fn find_signature(
+        &self,
+        repository: &str,
+        digest: &Digest,
+    ) -> Result<Option<Reference>, ImageError> {
+        let _lock = self.lock_shared();
+        let index = self.read_index()?;
+        let tag = trust::signature_tag(digest);
+        let mut found: Vec<Reference> = index
+            .descriptors()
+            .filter_map(|d| d.ref_name())
+            .filter_map(|n| Reference::parse(n).ok())
+            .filter(|r| r.tag() == Some(tag.as_str()) && r.digest().is_none())
+            .collect();
+        found.sort_by_key(|r| r.repository() != repository);
+        Ok(found.into_iter().next())
     }
 
     /// Reads a blob and checks it against its descriptor.

@@ -7,7 +7,8 @@
 //! Needs `docker-registry`, `htpasswd` (apache2-utils), `skopeo` and the
 //! gadget build tools; `cargo xtask setup --deps-only` installs them. No
 //! privileges beyond what `ig image build` needs, and no network but
-//! 127.0.0.1. Every wait is bounded.
+//! 127.0.0.1. Every wait is bounded. The signing tests (`trust.rs`) also
+//! run a gadget for a second, so they need root, `strace` and `openssl`.
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -879,3 +880,5 @@ fn bad_input_tag_that_does_not_exist() {
     ]);
     assert!(err.contains("not found in registry"), "{err}");
 }
+
+mod trust;

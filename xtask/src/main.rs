@@ -44,6 +44,10 @@ const PACKAGES: &[&str] = &[
     // A real container for the container tests: runc with a busybox rootfs.
     "runc",
     "busybox-static",
+    // The signing tests: openssl makes keys and checks signatures both
+    // ways; strace shows that a refused image made no bpf(2) call.
+    "openssl",
+    "strace",
 ];
 
 fn main() -> Result<()> {

@@ -713,7 +713,9 @@ fn import_raw(store: &Store, name: &str, manifest: Value, blobs: Vec<Vec<u8>>) -
     let top = Descriptor::for_bytes(MEDIA_TYPE_IMAGE_MANIFEST, &bytes);
     let mut all = blobs;
     all.push(bytes);
-    store.import(&r(name), &top, all).unwrap()
+    store
+        .import(&r(name), &top, all, crate::image::trust::Origin::Pulled)
+        .unwrap()
 }
 
 fn layer(media_type: &str, bytes: &[u8]) -> Value {
@@ -792,7 +794,12 @@ fn import_checks_the_closure() {
     let top = Descriptor::for_bytes(MEDIA_TYPE_IMAGE_MANIFEST, &bytes);
     // Neither the layer nor the empty config blob is supplied.
     let err = store
-        .import(&r("partial"), &top, vec![bytes.clone()])
+        .import(
+            &r("partial"),
+            &top,
+            vec![bytes.clone()],
+            crate::image::trust::Origin::Pulled,
+        )
         .unwrap_err();
     assert!(matches!(err, ImageError::MissingBlob { .. }), "{err:?}");
     assert!(store.list().unwrap().is_empty(), "index.json untouched");
@@ -802,6 +809,7 @@ fn import_checks_the_closure() {
             &r("partial"),
             &top,
             vec![bytes, ebpf.clone(), b"{}".to_vec()],
+            crate::image::trust::Origin::Imported,
         )
         .unwrap();
     let (desc, blobs) = store.image_blobs(&r("partial")).unwrap();
