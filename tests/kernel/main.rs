@@ -1309,11 +1309,15 @@ fn profile_cpu_symbolizes_user_and_kernel_stacks() {
             "json",
             "--map-fetch-interval",
             "1s",
+            // Ended by the interrupt below; the count only bounds a run
+            // whose output never matches. A short count made the test
+            // flaky when other tests kept both cores busy: ig could finish
+            // its intervals before a sample of the burner was symbolized.
             "--map-fetch-count",
-            "5",
+            "30",
         ],
     );
-    let mut burner = Command::new(&exe).arg("4").spawn().unwrap();
+    let mut burner = Command::new(&exe).arg("8").spawn().unwrap();
     let pid = u64::from(burner.id());
     let rows = |l: &str| -> Vec<Value> {
         serde_json::from_str::<Value>(l)
@@ -1334,6 +1338,7 @@ fn profile_cpu_symbolizes_user_and_kernel_stacks() {
             })
         },
     );
+    let _ = burner.kill();
     burner.wait().unwrap();
     let (status, stderr, lines) = ig.interrupt_all();
     assert!(status.success(), "{stderr}");
