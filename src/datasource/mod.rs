@@ -18,4 +18,4 @@ mod value;
 pub use schema::{
     FieldDef, FieldId, FieldKind, Location, Schema, SchemaBuilder, SchemaError, SourceKind,
 };
-pub use value::{Event, Value, ValueRef};
+pub use value::{Event, Value, ValueRef, decode};

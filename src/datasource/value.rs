@@ -132,6 +132,13 @@ impl Event {
     }
 }
 
+/// The value of `kind` in the bytes `b` of a sample (what [`Event::get`]
+/// returns for a field in the raw sample). Printers that compile their
+/// plan read the sample themselves and fall back on this for rare kinds.
+pub fn decode(kind: FieldKind, b: &[u8]) -> ValueRef<'_> {
+    decode_raw(kind, b)
+}
+
 fn decode_raw(kind: FieldKind, b: &[u8]) -> ValueRef<'_> {
     fn arr<const N: usize>(b: &[u8]) -> [u8; N] {
         let mut a = [0; N];

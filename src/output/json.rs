@@ -4,7 +4,7 @@
 use std::io::Write as _;
 
 use super::sink::{SharedWriter, Sink};
-use crate::datasource::{Event, FieldId, FieldKind, Schema, ValueRef};
+use crate::datasource::{Event, FieldId, FieldKind, Location, Schema, ValueRef};
 use crate::pipeline::{Flow, Handler, HandlerError};
 
 /// The shape of one object, computed once from the schema. `key` is the
@@ -34,6 +34,13 @@ pub struct JsonPrinter {
 enum Step {
     /// Fixed bytes: punctuation and keys, `lits[range]`.
     Lit(std::ops::Range<usize>),
+    /// A value in the kernel's sample, decoded and written in one go.
+    Raw {
+        offset: usize,
+        size: usize,
+        kind: FieldKind,
+    },
+    /// Any other value (added in user space), through `Event::get`.
     Value(FieldId),
 }
 
@@ -49,8 +56,8 @@ struct Compiled {
 }
 
 impl Compiled {
-    fn new(nodes: &[Node]) -> Self {
-        fn walk(nodes: &[Node], pending: &mut Vec<u8>, c: &mut Compiled) {
+    fn new(schema: &Schema, nodes: &[Node]) -> Self {
+        fn walk(schema: &Schema, nodes: &[Node], pending: &mut Vec<u8>, c: &mut Compiled) {
             pending.push(b'{');
             for (i, n) in nodes.iter().enumerate() {
                 if i > 0 {
@@ -61,12 +68,20 @@ impl Compiled {
                         pending.extend_from_slice(key);
                         pending.push(b':');
                         c.lit(pending);
-                        c.steps.push(Step::Value(*id));
+                        let f = schema.field(*id);
+                        c.steps.push(match f.loc {
+                            Location::Raw { offset, size } => Step::Raw {
+                                offset: offset as usize,
+                                size: size as usize,
+                                kind: f.kind,
+                            },
+                            Location::Owned { .. } => Step::Value(*id),
+                        });
                     }
                     Node::Object { key, children, .. } => {
                         pending.extend_from_slice(key);
                         pending.push(b':');
-                        walk(children, pending, c);
+                        walk(schema, children, pending, c);
                     }
                 }
             }
@@ -77,7 +92,7 @@ impl Compiled {
             steps: Vec::new(),
         };
         let mut pending = Vec::new();
-        walk(nodes, &mut pending, &mut c);
+        walk(schema, nodes, &mut pending, &mut c);
         c.lit(&mut pending);
         // Slack for the fixed-size copies of short literals in `write`.
         c.lits.extend_from_slice(&[0; LIT_SLACK]);
@@ -109,6 +124,10 @@ impl Compiled {
                     buf.truncate(at + r.len());
                 }
                 Step::Lit(r) => buf.extend_from_slice(&self.lits[r.clone()]),
+                Step::Raw { offset, size, kind } => match ev.raw().get(*offset..*offset + *size) {
+                    Some(b) => write_raw(buf, *kind, b),
+                    None => buf.extend_from_slice(b"null"),
+                },
                 Step::Value(id) => write_value(buf, ev.get(schema.field(*id))),
             }
         }
@@ -132,7 +151,7 @@ impl JsonPrinter {
     ) -> Self {
         let nodes = plan(schema, fields);
         Self {
-            compact: Compiled::new(&nodes),
+            compact: Compiled::new(schema, &nodes),
             nodes,
             pretty,
             sink: Sink::new(out),
@@ -271,12 +290,7 @@ pub(crate) fn write_value(buf: &mut Vec<u8>, v: ValueRef<'_>) {
         ValueRef::None => buf.extend_from_slice(b"null"),
         ValueRef::Bool(b) => buf.extend_from_slice(if b { b"true" } else { b"false" }),
         ValueRef::U64(n) => push_u64(buf, n),
-        ValueRef::I64(n) => {
-            if n < 0 {
-                buf.push(b'-');
-            }
-            push_u64(buf, n.unsigned_abs());
-        }
+        ValueRef::I64(n) => push_i64(buf, n),
         ValueRef::F64(f) if f.is_finite() => {
             let _ = write!(buf, "{f}");
         }
@@ -292,6 +306,40 @@ pub(crate) fn write_value(buf: &mut Vec<u8>, v: ValueRef<'_>) {
             buf.push(b'"');
         }
     }
+}
+
+/// Write a value straight from its bytes in the sample: what
+/// `write_value(buf, ev.get(field))` prints, without building a `ValueRef`
+/// (the hot path of `-o json`: most fields are integers in the sample).
+fn write_raw(buf: &mut Vec<u8>, kind: FieldKind, b: &[u8]) {
+    fn int<const N: usize>(b: &[u8]) -> Option<[u8; N]> {
+        b.get(..N).and_then(|x| x.try_into().ok())
+    }
+    let done = match kind {
+        FieldKind::U8 => int::<1>(b).map(|x| push_u64(buf, u64::from(x[0]))),
+        FieldKind::U16 => int(b).map(|x| push_u64(buf, u64::from(u16::from_ne_bytes(x)))),
+        FieldKind::U32 => int(b).map(|x| push_u64(buf, u64::from(u32::from_ne_bytes(x)))),
+        FieldKind::U64 => int(b).map(|x| push_u64(buf, u64::from_ne_bytes(x))),
+        FieldKind::I32 => int(b).map(|x| push_i64(buf, i64::from(i32::from_ne_bytes(x)))),
+        FieldKind::I64 => int(b).map(|x| push_i64(buf, i64::from_ne_bytes(x))),
+        FieldKind::CString | FieldKind::String => {
+            let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
+            write_str(buf, &b[..end]);
+            Some(())
+        }
+        _ => None,
+    };
+    // Short fields and the rarer kinds: the general decoder.
+    if done.is_none() {
+        write_value(buf, crate::datasource::decode(kind, b));
+    }
+}
+
+fn push_i64(buf: &mut Vec<u8>, n: i64) {
+    if n < 0 {
+        buf.push(b'-');
+    }
+    push_u64(buf, n.unsigned_abs());
 }
 
 /// Append `n` in decimal (what `write!` does, without the formatting
@@ -547,6 +595,43 @@ mod tests {
                     plain,
                     "byte {x} at {pos}: {b:?}"
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn raw_fields_print_as_the_generic_decoder_does() {
+        use FieldKind as K;
+        let kinds = [
+            K::Bool,
+            K::U8,
+            K::U16,
+            K::U32,
+            K::U64,
+            K::I8,
+            K::I16,
+            K::I32,
+            K::I64,
+            K::F32,
+            K::F64,
+            K::CString,
+            K::String,
+            K::Bytes,
+        ];
+        let samples: [&[u8]; 6] = [
+            &[],
+            &[0xff],
+            &[0x80, 0xff, 0x7f],
+            &[1, 2, 3, 4, 5, 6, 7, 8],
+            &[0xff; 8],
+            b"ab\"c\0de",
+        ];
+        for kind in kinds {
+            for b in samples {
+                let (mut fast, mut slow) = (Vec::new(), Vec::new());
+                write_raw(&mut fast, kind, b);
+                write_value(&mut slow, crate::datasource::decode(kind, b));
+                assert_eq!(fast, slow, "{kind:?} {b:?}");
             }
         }
     }
