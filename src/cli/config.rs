@@ -191,7 +191,11 @@ impl Config {
         };
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
+            // The default file is optional: missing, or unreadable as when
+            // `sudo -u nobody` keeps HOME=/root, means no settings (as
+            // upstream). Only a file named with --config must be read.
+            Err(e) if !required => {
+                log::debug!("no config from {}: {e}", path.display());
                 return Ok(Self::empty());
             }
             Err(e) => {

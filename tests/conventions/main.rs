@@ -301,6 +301,15 @@ fn a_bad_config_is_one_clear_error() {
         .output()
         .unwrap();
     assert!(text(&out.stderr).contains("reading config file /nonexistent/c.yaml"));
+    // The default file unreadable (here a directory; or /root's file for
+    // a user whose HOME is still /root): no settings, no error.
+    let other = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(other.path().join(".ig/config.yaml")).unwrap();
+    let out = ig_home(&s, other.path())
+        .args(["version"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
     std::fs::write(&bad, "auto-mount-filesystems: sometimes\n").unwrap();
     let out = ig_home(&s, home.path())
         .args(["--config", bad.to_str().unwrap(), "version"])

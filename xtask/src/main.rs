@@ -48,6 +48,10 @@ const PACKAGES: &[&str] = &[
     "busybox-static",
     // `cargo xtask dist`: the C parts of dependencies (ring) for musl.
     "musl-tools",
+    // tests/conventions and tests/dist: man pages rendered by `man`, the
+    // dist binary checked by `file`.
+    "man-db",
+    "file",
 ];
 
 fn main() -> Result<()> {
