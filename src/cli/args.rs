@@ -26,6 +26,17 @@ pub struct Cli {
     #[command(flatten)]
     pub registry: RegistryArgs,
 
+    /// Configuration file (YAML, upstream's keys; see `ig config default`).
+    /// Settings apply when their flag is not given; INSPEKTOR_GADGET_* environment
+    /// variables override the file [default: ~/.ig/config.yaml, if present].
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Mount tracefs, debugfs and bpffs on their usual places when they are
+    /// missing (in a fresh container or a minimal VM).
+    #[arg(long, global = true)]
+    pub auto_mount_filesystems: bool,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -72,6 +83,41 @@ pub enum Command {
         after_help = "Examples:\n  ig list-containers\n  ig list-containers -o json | jq -r '.[].runtime.containerName'\n  ig list-containers --watch"
     )]
     ListContainers(ListContainersArgs),
+    /// Print a shell completion script for ig's commands and flags.
+    ///
+    /// Gadget parameters are not completed: they depend on the image.
+    #[command(
+        after_help = "Examples:\n  ig completion bash > /etc/bash_completion.d/ig\n  ig completion zsh > \"${fpath[1]}/_ig\"\n  ig completion fish > ~/.config/fish/completions/ig.fish"
+    )]
+    Completion {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Show the configuration: the defaults of every key, or what is in
+    /// effect (the file and INSPEKTOR_GADGET_* variables).
+    ///
+    /// Keys are upstream's: `verbose`, `auto-mount-filesystems`, and
+    /// `operator.oci.{authfile,insecure-registries,pull}`. An environment
+    /// variable names a key in capitals with `.` and `-` as `_`, after
+    /// `INSPEKTOR_GADGET_` (INSPEKTOR_GADGET_OPERATOR_OCI_PULL=never). Flags
+    /// win over variables, variables over the file.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  mkdir -p ~/.ig && ig config default > ~/.ig/config.yaml\n  INSPEKTOR_GADGET_VERBOSE=true ig config view"
+    )]
+    Config(ConfigCommand),
+}
+
+/// `ig config` subcommands.
+#[derive(Debug, Clone, Copy, Subcommand)]
+pub enum ConfigCommand {
+    /// Print every configuration key with its default value, as YAML: a
+    /// starting point for ~/.ig/config.yaml.
+    Default,
+    /// Print the configuration in effect: the file, with INSPEKTOR_GADGET_*
+    /// variables applied, as YAML.
+    View,
 }
 
 /// How `ig` reaches registries; global, so they can follow any command.

@@ -1,7 +1,15 @@
 //! Messages for people go to stderr as `error: ...`, `warning: ...`; data
-//! goes to stdout. `-v` turns on debug messages.
+//! goes to stdout, so `ig ... | jq` never sees a message. `-v` turns on
+//! debug messages (ig's own), `-vv` also libraries' and trace messages.
+//!
+//! Color: the level word (`error`, `warning`, `hint`, `debug`) is colored
+//! when stderr is a terminal, as clap colors its help and usage errors;
+//! never when `NO_COLOR` is set to anything non-empty (no-color.org) or
+//! `TERM=dumb`. Data on stdout is never colored: it is meant for pipes and
+//! files, and tables stay aligned in every pager.
 
-use std::io::Write as _;
+use std::io::{IsTerminal as _, Write as _};
+use std::sync::OnceLock;
 
 struct Stderr;
 
@@ -20,15 +28,78 @@ impl log::Log for Stderr {
             return;
         }
         let level = match r.level() {
-            log::Level::Error => "error",
-            log::Level::Warn => "warning",
-            log::Level::Info => "info",
-            log::Level::Debug => "debug",
-            log::Level::Trace => "trace",
+            log::Level::Error => Level::Error,
+            log::Level::Warn => Level::Warning,
+            log::Level::Info => Level::Info,
+            log::Level::Debug => Level::Debug,
+            log::Level::Trace => Level::Trace,
         };
-        let _ = writeln!(std::io::stderr().lock(), "{level}: {}", r.args());
+        line(level, &r.args().to_string());
     }
     fn flush(&self) {}
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Level {
+    Error,
+    Warning,
+    Hint,
+    Info,
+    Debug,
+    Trace,
+}
+
+impl Level {
+    fn word(self) -> &'static str {
+        match self {
+            Level::Error => "error",
+            Level::Warning => "warning",
+            Level::Hint => "hint",
+            Level::Info => "info",
+            Level::Debug => "debug",
+            Level::Trace => "trace",
+        }
+    }
+    /// SGR parameters: bold red, bold yellow, bold cyan, green, dim.
+    fn sgr(self) -> &'static str {
+        match self {
+            Level::Error => "1;31",
+            Level::Warning => "1;33",
+            Level::Hint => "1;36",
+            Level::Info => "32",
+            Level::Debug | Level::Trace => "2",
+        }
+    }
+}
+
+/// Whether stderr gets color: a terminal, `NO_COLOR` unset or empty, and
+/// not `TERM=dumb`. Decided once per process.
+fn color() -> bool {
+    static COLOR: OnceLock<bool> = OnceLock::new();
+    *COLOR.get_or_init(|| {
+        wants_color(
+            std::io::stderr().is_terminal(),
+            std::env::var_os("NO_COLOR").as_deref(),
+            std::env::var_os("TERM").as_deref(),
+        )
+    })
+}
+
+fn wants_color(
+    terminal: bool,
+    no_color: Option<&std::ffi::OsStr>,
+    term: Option<&std::ffi::OsStr>,
+) -> bool {
+    terminal && no_color.is_none_or(|v| v.is_empty()) && term.is_none_or(|t| t != "dumb")
+}
+
+fn line(level: Level, msg: &str) {
+    let mut err = std::io::stderr().lock();
+    let _ = if color() {
+        writeln!(err, "\x1b[{}m{}:\x1b[0m {msg}", level.sgr(), level.word())
+    } else {
+        writeln!(err, "{}: {msg}", level.word())
+    };
 }
 
 pub fn init(verbose: u8) {
@@ -41,15 +112,30 @@ pub fn init(verbose: u8) {
 }
 
 pub fn error(msg: &str) {
-    let _ = writeln!(std::io::stderr().lock(), "error: {msg}");
+    line(Level::Error, msg);
 }
 
 pub fn hint(msg: &str) {
-    let _ = writeln!(std::io::stderr().lock(), "hint: {msg}");
+    line(Level::Hint, msg);
 }
 
 /// One line of data on stdout. A closed stdout is not an error worth a
 /// message (`ig image list | head -1`).
 pub fn stdout_line(s: &str) {
     let _ = writeln!(std::io::stdout().lock(), "{s}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::OsStr;
+
+    #[test]
+    fn no_color_and_dumb_terminals_win() {
+        assert!(wants_color(true, None, Some(OsStr::new("xterm"))));
+        assert!(wants_color(true, Some(OsStr::new("")), None));
+        assert!(!wants_color(true, Some(OsStr::new("1")), None));
+        assert!(!wants_color(true, None, Some(OsStr::new("dumb"))));
+        assert!(!wants_color(false, None, None));
+    }
 }

@@ -5,14 +5,19 @@
 //! needs ("running gadget trace_exec: ...") and `hint:` lines.
 
 pub mod args;
+mod completion;
+mod config;
 mod containers;
 mod gadget_args;
 mod image;
 mod inspect;
 mod logger;
+mod mounts;
+pub mod reference;
 mod registry;
 mod run;
 mod trust;
+mod version;
 
 use std::process::ExitCode;
 
@@ -26,6 +31,13 @@ use args::{Cli, Command};
 pub fn main() -> ExitCode {
     let argv: Vec<OsString> = std::env::args_os().collect();
     let mut cmd = Cli::command();
+    // Phase zero: settings of the config file and INSPEKTOR_GADGET_*
+    // variables become flags the user did not give (see `config`).
+    logger::init(config::prescan_verbosity(&argv));
+    let argv = match config::from_argv(&argv, gadget_args::prescan(&argv, &cmd).is_some()) {
+        Ok(a) => a,
+        Err(e) => return fail(&e),
+    };
     // Phase one: for `ig run IMAGE`, read the image so that its parameters
     // become flags (and show up in `--help`).
     let scan = gadget_args::prescan(&argv, &cmd);
@@ -33,10 +45,7 @@ pub fn main() -> ExitCode {
         // The kernel BTF parse overlaps reading the image (see there).
         crate::bpf::loader::prefetch_loader();
     }
-    let verbose = argv
-        .iter()
-        .any(|a| a == "-v" || a == "--verbose" || a == "-vv");
-    logger::init(u8::from(verbose));
+    logger::init(config::prescan_verbosity(&argv));
     let pull = registry::PullOptions::prescan(&argv);
     let prepared = scan
         .as_ref()
@@ -68,6 +77,11 @@ pub fn main() -> ExitCode {
         Err(e) => e.exit(),
     };
     logger::init(cli.verbose);
+    if cli.auto_mount_filesystems
+        && let Err(e) = mounts::auto_mount()
+    {
+        return fail(&e);
+    }
     let result = match cli.command {
         Command::Run(args) => {
             let specs = prepared
@@ -96,6 +110,7 @@ pub fn main() -> ExitCode {
                 }
             }
         }
+        Command::Config(c) => config::command(c, cli.config.as_deref()),
         other => dispatch(&cli.store, &cli.registry, other),
     };
     match result {
@@ -202,12 +217,10 @@ fn dispatch(
         Command::Logout { registry: r } => registry::logout(&r, reg),
         Command::ListContainers(a) => containers::list_containers(&a),
         Command::Version => {
-            logger::stdout_line(&format!(
-                "ig version v{}\ngadget author API: {}",
-                env!("CARGO_PKG_VERSION"),
-                crate::build::headers::AUTHOR_API_VERSION
-            ));
+            logger::stdout_line(&version::text());
             Ok(())
         }
+        Command::Completion { shell } => completion::print(shell),
+        Command::Config(_) => unreachable!("handled in main"),
     }
 }

@@ -105,6 +105,19 @@ impl RegistryOptions {
     }
 }
 
+/// Makes rustls' `ring` provider the process default, once. reqwest is
+/// built without a provider of its own (`rustls-no-provider`, so that the
+/// static musl build needs no aws-lc) and panics when it builds a TLS client
+/// without a default installed. Another provider already installed (by a
+/// library in the same process) is kept: any provider rustls accepts works.
+pub fn install_crypto_provider() {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        // Losing the race to another thread leaves a provider installed,
+        // which is all that matters.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+}
+
 /// `host` of `host:port`, `[v6]:port` or `host`.
 fn host_without_port(registry: &str) -> &str {
     if let Some(rest) = registry.strip_prefix('[') {
@@ -310,6 +323,7 @@ impl Registry {
         credentials: Option<&Credentials>,
         opts: &RegistryOptions,
     ) -> Result<Self, RegistryError> {
+        install_crypto_provider();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -1031,6 +1045,49 @@ fn oci_descriptor(desc: &Descriptor) -> OciDescriptor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The TLS client builds with the ring provider (no aws-lc), and a
+    /// registry that is not loopback is reached over TLS: a server that
+    /// answers the ClientHello with plain HTTP fails the handshake, and the
+    /// error is a connection error over HTTPS, not a panic about a missing
+    /// crypto provider.
+    #[test]
+    fn tls_client_uses_ring_and_speaks_tls() {
+        use std::io::{Read as _, Write as _};
+        let listener = std::net::TcpListener::bind("127.0.0.2:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            let mut hello = [0u8; 5];
+            conn.read_exact(&mut hello).unwrap();
+            let _ = conn.write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n");
+            hello
+        });
+        let registry = format!("127.0.0.2:{port}");
+        let opts = RegistryOptions::default();
+        assert!(!opts.plain_http(&registry));
+        let reg = Registry::new(&registry, None, &opts).unwrap();
+        let provider = rustls::crypto::CryptoProvider::get_default().expect("installed");
+        let ring = rustls::crypto::ring::default_provider();
+        assert_eq!(
+            format!("{:?}", provider.cipher_suites),
+            format!("{:?}", ring.cipher_suites)
+        );
+        let err = reg.check_login().unwrap_err();
+        assert!(
+            matches!(
+                err,
+                RegistryError::Connect {
+                    scheme: "HTTPS",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        // 0x16 0x03: a TLS handshake record, i.e. a ClientHello was sent.
+        let hello = server.join().unwrap();
+        assert_eq!(&hello[..2], &[0x16, 0x03], "{hello:?}");
+    }
 
     #[test]
     fn plain_http_only_for_loopback_and_listed_hosts() {

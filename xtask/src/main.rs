@@ -28,6 +28,8 @@ use std::process::Command;
 
 use anyhow::{Context as _, Result, bail};
 
+mod dist;
+
 /// Debian packages: the gadget build tools (clang, llvm-strip, libbpf
 /// headers, bpftool for vmlinux.h), the OCI interop checker (skopeo), jq
 /// for the README's recipes and tests, and for the registry tests a real
@@ -48,6 +50,12 @@ const PACKAGES: &[&str] = &[
     // ways; strace shows that a refused image made no bpf(2) call.
     "openssl",
     "strace",
+    // `cargo xtask dist`: the C parts of dependencies (ring) for musl.
+    "musl-tools",
+    // tests/conventions and tests/dist: man pages rendered by `man`, the
+    // dist binary checked by `file`.
+    "man-db",
+    "file",
 ];
 
 fn main() -> Result<()> {
@@ -71,9 +79,12 @@ fn main() -> Result<()> {
         }
         Some("test") => test(),
         Some("bench") => bench(&root, &args[1..]),
+        Some("dist") => dist::dist(&root).map(|_| ()),
+        Some("man") => dist::reference(&root),
+        Some("docs") => dist::reference(&root),
         _ => {
             eprintln!(
-                "usage: cargo xtask <setup [--deps-only] | gadgets | test | bench [--quick] [--reps N] [--dur S]>"
+                "usage: cargo xtask <setup [--deps-only] | gadgets | test | bench [--quick] [--reps N] [--dur S] | dist | man | docs>"
             );
             bail!("unknown or missing command")
         }
@@ -135,6 +146,7 @@ fn apt_install(packages: &[&str]) -> Result<()> {
 /// Packages, then the kernel filesystems ig and its tests use.
 fn system_deps() -> Result<()> {
     apt_install(PACKAGES)?;
+    dist::rustup_target()?;
     for (fs, dir) in [("tracefs", "/sys/kernel/tracing"), ("bpf", "/sys/fs/bpf")] {
         let mounted = Command::new("mountpoint")
             .args(["-q", dir])
@@ -186,6 +198,10 @@ fn test() -> Result<()> {
     // Not a timed test: a few seconds under the harness so the benchmark
     // command cannot rot. The numbers of a real run go to docs/benchmarks.md.
     bench(&repo_root(), &["--quick".to_owned()])?;
+    // The shipped static binary, built once per run, and its tests (the
+    // `dist` test target is not part of the default `cargo test`).
+    dist::dist(&repo_root())?;
+    cargo(&["test", "--locked", "--test", "dist"])?;
     // Last, so that its summary closes the output. Kernel tests fail rather
     // than skip when BPF is missing.
     cargo(&["test", "--workspace", "--locked"])

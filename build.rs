@@ -1,0 +1,48 @@
+//! Records the git commit `ig` is built from, for `ig version`.
+//!
+//! A build from a source tarball (no `.git`, or no `git` program) is a
+//! normal build: the commit is then `unknown`. `IG_GIT_COMMIT` in the
+//! environment wins, for packagers that build outside the repository.
+
+use std::process::Command;
+
+fn git(args: &[&str]) -> Option<String> {
+    let out = Command::new("git").args(args).output().ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let s = String::from_utf8(out.stdout).ok()?.trim().to_owned();
+    (!s.is_empty()).then_some(s)
+}
+
+fn main() {
+    println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-env-changed=IG_GIT_COMMIT");
+    let commit = std::env::var("IG_GIT_COMMIT")
+        .ok()
+        .filter(|c| !c.is_empty())
+        .or_else(|| git(&["rev-parse", "--short=12", "HEAD"]));
+    // Rebuild when HEAD moves: HEAD itself (checkout) and the branch it
+    // names (commit). Paths come from git, so worktrees work too.
+    for path in [
+        git(&["rev-parse", "--git-path", "HEAD"]),
+        git(&["symbolic-ref", "-q", "HEAD"]).and_then(|r| git(&["rev-parse", "--git-path", &r])),
+        git(&["rev-parse", "--git-path", "packed-refs"]),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        if std::path::Path::new(&path).exists() {
+            println!("cargo:rerun-if-changed={path}");
+        }
+    }
+    // The target triple, so `ig version` tells a static musl build apart.
+    println!(
+        "cargo:rustc-env=IG_BUILD_TARGET={}",
+        std::env::var("TARGET").unwrap_or_default()
+    );
+    println!(
+        "cargo:rustc-env=IG_GIT_COMMIT={}",
+        commit.as_deref().unwrap_or("unknown")
+    );
+}

@@ -1,0 +1,580 @@
+//! The configuration file (`~/.ig/config.yaml`, `--config FILE`) and the
+//! `INSPEKTOR_GADGET_*` environment variables, with upstream's key names.
+//!
+//! A setting is a default for a flag: precedence is flag, then variable,
+//! then file, then the built-in default. It is applied by adding the flag to
+//! the command line before clap sees it (only when the user did not give
+//! that flag), so every later step, the `ig run` pre-scan included, sees a
+//! single source of truth: the arguments. Keys follow upstream's layout:
+//! global flags at the top (`verbose`, `auto-mount-filesystems`), the
+//! image handler's settings under `operator.oci.` (`authfile`,
+//! `insecure-registries`, `pull`). Keys are matched case-insensitively,
+//! as upstream's config library does. Keys ig does not know are ignored
+//! (a debug message names them), so upstream's files load.
+//!
+//! Owns: finding and parsing the file, reading the variables, turning both
+//! into arguments, and `ig config default|view`. Does not own: what the
+//! flags do.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, bail};
+use yaml_serde::Value;
+
+/// Upstream's prefix of environment variables.
+pub const ENV_PREFIX: &str = "INSPEKTOR_GADGET_";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Bool,
+    Text,
+    List,
+}
+
+/// One key: its flag, its kind, its default as `ig config default` shows it.
+#[derive(Debug, Clone, Copy)]
+struct Setting {
+    key: &'static str,
+    flag: &'static str,
+    /// A short flag that sets it too (`-v`).
+    short: Option<char>,
+    kind: Kind,
+    default: &'static str,
+    /// Only `ig run` has this flag.
+    run_only: bool,
+}
+
+const SETTINGS: &[Setting] = &[
+    Setting {
+        key: "verbose",
+        flag: "verbose",
+        short: Some('v'),
+        kind: Kind::Bool,
+        default: "false",
+        run_only: false,
+    },
+    Setting {
+        key: "auto-mount-filesystems",
+        flag: "auto-mount-filesystems",
+        short: None,
+        kind: Kind::Bool,
+        default: "false",
+        run_only: false,
+    },
+    Setting {
+        key: "operator.oci.authfile",
+        flag: "authfile",
+        short: None,
+        kind: Kind::Text,
+        // Computed when unset (see `--authfile`); empty means that.
+        default: "",
+        run_only: false,
+    },
+    Setting {
+        key: "operator.oci.insecure-registries",
+        flag: "insecure-registries",
+        short: None,
+        kind: Kind::List,
+        default: "",
+        run_only: false,
+    },
+    Setting {
+        key: "operator.oci.pull",
+        flag: "pull",
+        short: None,
+        kind: Kind::Text,
+        default: "missing",
+        run_only: true,
+    },
+];
+
+/// The variable of `key`: `operator.oci.pull` → `INSPEKTOR_GADGET_OPERATOR_OCI_PULL`.
+pub fn env_name(key: &str) -> String {
+    let mut s = String::from(ENV_PREFIX);
+    s.extend(key.chars().map(|c| match c {
+        '.' | '-' => '_',
+        c => c.to_ascii_uppercase(),
+    }));
+    s
+}
+
+/// The default path, `~/.ig/config.yaml` (None without a home directory).
+pub fn default_path() -> Option<PathBuf> {
+    std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(|h| Path::new(&h).join(".ig/config.yaml"))
+}
+
+/// The value at a dotted key, each part matched case-insensitively.
+fn lookup<'a>(root: &'a Value, key: &str) -> Option<&'a Value> {
+    let mut v = root;
+    for part in key.split('.') {
+        let map = v.as_mapping()?;
+        v = map
+            .iter()
+            .find(|(k, _)| k.as_str().is_some_and(|k| k.eq_ignore_ascii_case(part)))
+            .map(|(_, v)| v)?;
+    }
+    Some(v)
+}
+
+/// Every dotted key of leaves in `v` (for the unknown-key message).
+fn leaves(v: &Value, prefix: &str, out: &mut Vec<String>) {
+    match v.as_mapping() {
+        Some(m) => {
+            for (k, v) in m {
+                let k = match k {
+                    Value::String(s) => s.clone(),
+                    other => yaml_serde::to_string(other)
+                        .unwrap_or_default()
+                        .trim()
+                        .to_owned(),
+                };
+                let key = if prefix.is_empty() {
+                    k
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                leaves(v, &key, out);
+            }
+        }
+        None => out.push(prefix.to_owned()),
+    }
+}
+
+/// A YAML scalar or sequence as the text of a flag value.
+fn flag_text(v: &Value, kind: Kind) -> Option<String> {
+    match v {
+        Value::Null => None,
+        Value::Bool(b) => Some(b.to_string()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::String(s) => Some(s.clone()),
+        Value::Sequence(items) if kind == Kind::List => Some(
+            items
+                .iter()
+                .filter_map(|i| flag_text(i, Kind::Text))
+                .collect::<Vec<_>>()
+                .join(","),
+        ),
+        _ => None,
+    }
+}
+
+/// Upstream's booleans (Go's strconv.ParseBool).
+fn parse_bool(s: &str) -> Option<bool> {
+    match s {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
+        _ => None,
+    }
+}
+
+/// The configuration: the file's YAML (an empty mapping without a file)
+/// and where it came from.
+#[derive(Debug)]
+pub struct Config {
+    pub path: Option<PathBuf>,
+    pub file: Value,
+}
+
+impl Config {
+    /// Reads `explicit` (must exist) or the default path (may be missing).
+    pub fn load(explicit: Option<&Path>) -> anyhow::Result<Self> {
+        let (path, required) = match explicit {
+            Some(p) => (Some(p.to_owned()), true),
+            None => (default_path(), false),
+        };
+        let Some(path) = path else {
+            return Ok(Self::empty());
+        };
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            // The default file is optional: missing, or unreadable as when
+            // `sudo -u nobody` keeps HOME=/root, means no settings (as
+            // upstream). Only a file named with --config must be read.
+            Err(e) if !required => {
+                log::debug!("no config from {}: {e}", path.display());
+                return Ok(Self::empty());
+            }
+            Err(e) => {
+                return Err(e).with_context(|| format!("reading config file {}", path.display()));
+            }
+        };
+        let file = Self::parse(&text).with_context(|| format!("config file {}", path.display()))?;
+        Ok(Config {
+            path: Some(path),
+            file,
+        })
+    }
+
+    fn empty() -> Self {
+        Config {
+            path: None,
+            file: Value::Mapping(Default::default()),
+        }
+    }
+
+    /// Parses the file's text: a YAML mapping, or nothing at all.
+    pub fn parse(text: &str) -> anyhow::Result<Value> {
+        let v: Value = yaml_serde::from_str(text)?;
+        match v {
+            Value::Null => Ok(Value::Mapping(Default::default())),
+            Value::Mapping(_) => Ok(v),
+            _ => bail!("the top level must be a mapping of keys (like `verbose: true`)"),
+        }
+    }
+
+    /// The value of a setting and where it came from (variable over file).
+    fn value(&self, s: &Setting, env: &dyn Fn(&str) -> Option<String>) -> Option<(String, String)> {
+        let name = env_name(s.key);
+        if let Some(v) = env(&name) {
+            return Some((v, name));
+        }
+        let v = lookup(&self.file, s.key)?;
+        let from = match &self.path {
+            Some(p) => format!("{} in {}", s.key, p.display()),
+            None => s.key.to_owned(),
+        };
+        flag_text(v, s.kind).map(|t| (t, from))
+    }
+
+    /// Keys of the file ig does not use.
+    pub fn unknown_keys(&self) -> Vec<String> {
+        let mut all = Vec::new();
+        leaves(&self.file, "", &mut all);
+        all.retain(|k| !k.is_empty() && !SETTINGS.iter().any(|s| s.key.eq_ignore_ascii_case(k)));
+        all
+    }
+
+    /// `argv` with the flags the configuration sets and the user did not
+    /// give. `run` says whether the command is `ig run` (only it has
+    /// `--pull`).
+    pub fn apply(
+        &self,
+        argv: &[OsString],
+        run: bool,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> anyhow::Result<Vec<OsString>> {
+        let end = argv.iter().position(|a| a == "--").unwrap_or(argv.len());
+        let given = |s: &Setting| {
+            argv[..end].iter().skip(1).any(|a| {
+                let a = a.to_string_lossy();
+                let long = format!("--{}", s.flag);
+                a == long
+                    || a.starts_with(&format!("{long}="))
+                    || s.short.is_some_and(|c| {
+                        a.len() > 1
+                            && a.starts_with('-')
+                            && !a.starts_with("--")
+                            && a[1..].chars().all(|x| x == c)
+                    })
+            })
+        };
+        let mut global = Vec::new();
+        let mut tail = Vec::new();
+        for s in SETTINGS {
+            if given(s) || (s.run_only && !run) {
+                continue;
+            }
+            // A more specific variable of the flag itself wins.
+            if s.flag == "authfile" && env("REGISTRY_AUTH_FILE").is_some() {
+                continue;
+            }
+            let Some((value, from)) = self.value(s, env) else {
+                continue;
+            };
+            let arg = match s.kind {
+                Kind::Bool => match parse_bool(value.trim()) {
+                    Some(true) => format!("--{}", s.flag),
+                    Some(false) => continue,
+                    None => bail!("{from}: {value:?} is not true or false"),
+                },
+                Kind::Text | Kind::List if value.is_empty() => continue,
+                Kind::Text | Kind::List => format!("--{}={value}", s.flag),
+            };
+            log::debug!("{arg} from {from}");
+            if s.run_only {
+                tail.push(OsString::from(arg));
+            } else {
+                global.push(OsString::from(arg));
+            }
+        }
+        let mut out = Vec::with_capacity(argv.len() + global.len() + tail.len());
+        out.extend(argv.first().cloned());
+        out.extend(global);
+        out.extend(argv[1.min(argv.len())..end].iter().cloned());
+        out.extend(tail);
+        out.extend(argv[end..].iter().cloned());
+        Ok(out)
+    }
+
+    /// The file with the variables applied, as a YAML document.
+    pub fn effective(&self, env: &dyn Fn(&str) -> Option<String>) -> Value {
+        let mut v = self.file.clone();
+        for s in SETTINGS {
+            if let Some(text) = env(&env_name(s.key)) {
+                set(&mut v, s.key, typed(s, &text));
+            }
+        }
+        v
+    }
+}
+
+/// A value as YAML of its kind (`true`, `[a, b]`, `text`).
+fn typed(s: &Setting, text: &str) -> Value {
+    match s.kind {
+        Kind::Bool => {
+            parse_bool(text.trim()).map_or_else(|| Value::String(text.into()), Value::Bool)
+        }
+        Kind::List => Value::Sequence(
+            text.split(',')
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(|t| Value::String(t.into()))
+                .collect(),
+        ),
+        Kind::Text => Value::String(text.into()),
+    }
+}
+
+/// Sets a dotted key, creating the mappings on the way (an existing key is
+/// matched case-insensitively, so `operator.OCI` is updated, not doubled).
+fn set(root: &mut Value, key: &str, value: Value) {
+    let mut v = root;
+    let parts: Vec<&str> = key.split('.').collect();
+    for (i, part) in parts.iter().enumerate() {
+        if !v.is_mapping() {
+            *v = Value::Mapping(Default::default());
+        }
+        let map = v.as_mapping_mut().expect("just made a mapping");
+        let existing = map
+            .keys()
+            .find(|k| k.as_str().is_some_and(|k| k.eq_ignore_ascii_case(part)))
+            .cloned()
+            .unwrap_or_else(|| Value::String((*part).into()));
+        if i + 1 == parts.len() {
+            map.insert(existing, value);
+            return;
+        }
+        v = map.entry(existing).or_insert(Value::Null);
+    }
+}
+
+/// `ig config default`: every key with its default.
+pub fn defaults() -> Value {
+    let mut root = Value::Mapping(Default::default());
+    // Sorted, as the keys of a mapping are in upstream's output.
+    let sorted: BTreeMap<&str, &Setting> = SETTINGS.iter().map(|s| (s.key, s)).collect();
+    for (key, s) in sorted {
+        set(&mut root, key, typed(s, s.default));
+    }
+    root
+}
+
+/// The process environment, for [`Config::apply`] and [`Config::effective`].
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// The `--config FILE` of `argv` (before any `--`).
+fn config_flag(argv: &[OsString]) -> Option<PathBuf> {
+    let mut it = argv.iter().skip(1).take_while(|a| *a != "--");
+    while let Some(a) = it.next() {
+        if a == "--config" {
+            return it.next().map(PathBuf::from);
+        }
+        if let Some(p) = a.to_str().and_then(|a| a.strip_prefix("--config=")) {
+            return Some(PathBuf::from(p));
+        }
+    }
+    None
+}
+
+/// `argv` with the configuration applied (see [`Config::apply`]).
+pub fn from_argv(argv: &[OsString], run: bool) -> anyhow::Result<Vec<OsString>> {
+    let config = Config::load(config_flag(argv).as_deref())?;
+    for k in config.unknown_keys() {
+        log::debug!("config: key {k} is not used by this ig");
+    }
+    config.apply(argv, run, &process_env)
+}
+
+/// How many `-v` the arguments hold (`-v`, `-vv`, `--verbose`), for the
+/// messages printed before clap has parsed them.
+pub fn prescan_verbosity(argv: &[OsString]) -> u8 {
+    let mut n = 0u8;
+    for a in argv.iter().skip(1).take_while(|a| *a != "--") {
+        let a = a.to_string_lossy();
+        if a == "--verbose" {
+            n = n.saturating_add(1);
+        } else if a.len() > 1
+            && a.starts_with('-')
+            && !a.starts_with("--")
+            && a[1..].chars().all(|c| c == 'v')
+        {
+            n = n.saturating_add(u8::try_from(a.len() - 1).unwrap_or(u8::MAX));
+        }
+    }
+    n
+}
+
+/// `ig config default|view`.
+pub fn command(cmd: super::args::ConfigCommand, explicit: Option<&Path>) -> anyhow::Result<()> {
+    let doc = match cmd {
+        super::args::ConfigCommand::Default => defaults(),
+        super::args::ConfigCommand::View => Config::load(explicit)?.effective(&process_env),
+    };
+    let text = yaml_serde::to_string(&doc)?;
+    super::logger::stdout_line(text.trim_end());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(s: &str) -> Vec<OsString> {
+        std::iter::once("ig")
+            .chain(s.split_whitespace())
+            .map(OsString::from)
+            .collect()
+    }
+
+    fn strings(v: &[OsString]) -> Vec<String> {
+        v.iter().map(|a| a.to_string_lossy().into_owned()).collect()
+    }
+
+    fn config(yaml: &str) -> Config {
+        Config {
+            path: Some("/c.yaml".into()),
+            file: Config::parse(yaml).unwrap(),
+        }
+    }
+
+    #[test]
+    fn config_flag_and_verbosity_prescan() {
+        assert_eq!(
+            config_flag(&argv("--config /x.yaml version")),
+            Some("/x.yaml".into())
+        );
+        assert_eq!(
+            config_flag(&argv("image list --config=/y")),
+            Some("/y".into())
+        );
+        assert_eq!(config_flag(&argv("run x -- --config /z")), None);
+        assert_eq!(prescan_verbosity(&argv("-v run x -vv")), 3);
+        assert_eq!(prescan_verbosity(&argv("--verbose image list")), 1);
+        assert_eq!(prescan_verbosity(&argv("run x --value -- -v")), 0);
+    }
+
+    #[test]
+    fn env_names_follow_upstream() {
+        assert_eq!(env_name("verbose"), "INSPEKTOR_GADGET_VERBOSE");
+        assert_eq!(
+            env_name("operator.oci.insecure-registries"),
+            "INSPEKTOR_GADGET_OPERATOR_OCI_INSECURE_REGISTRIES"
+        );
+    }
+
+    #[test]
+    fn file_values_become_flags_unless_given() {
+        let c = config(
+            "verbose: true\noperator:\n  OCI:\n    insecure-registries: [a:1, b]\n    pull: never\n    authfile: /a.json\n",
+        );
+        let none = |_: &str| None;
+        let out = strings(&c.apply(&argv("run trace_exec"), true, &none).unwrap());
+        assert_eq!(
+            out,
+            [
+                "ig",
+                "--verbose",
+                "--authfile=/a.json",
+                "--insecure-registries=a:1,b",
+                "run",
+                "trace_exec",
+                "--pull=never"
+            ]
+        );
+        // Flags win; --pull only for run; `--` ends the scan.
+        let out = strings(
+            &c.apply(&argv("-vv image list --authfile=/b -- x"), false, &none)
+                .unwrap(),
+        );
+        assert_eq!(
+            out,
+            [
+                "ig",
+                "--insecure-registries=a:1,b",
+                "-vv",
+                "image",
+                "list",
+                "--authfile=/b",
+                "--",
+                "x"
+            ]
+        );
+    }
+
+    #[test]
+    fn variables_win_over_the_file() {
+        let c = config("verbose: true\noperator: {oci: {pull: never}}\n");
+        let env = |n: &str| match n {
+            "INSPEKTOR_GADGET_VERBOSE" => Some("false".to_owned()),
+            "INSPEKTOR_GADGET_OPERATOR_OCI_PULL" => Some("always".to_owned()),
+            _ => None,
+        };
+        let out = strings(&c.apply(&argv("run x"), true, &env).unwrap());
+        assert_eq!(out, ["ig", "run", "x", "--pull=always"]);
+        let eff = yaml_serde::to_string(&c.effective(&env)).unwrap();
+        assert!(
+            eff.contains("verbose: false") && eff.contains("pull: always"),
+            "{eff}"
+        );
+        // REGISTRY_AUTH_FILE (the flag's own variable) beats the file.
+        let c = config("operator: {oci: {authfile: /a}}");
+        let env = |n: &str| (n == "REGISTRY_AUTH_FILE").then(|| "/r".to_owned());
+        assert_eq!(
+            strings(&c.apply(&argv("image list"), false, &env).unwrap()),
+            ["ig", "image", "list"]
+        );
+    }
+
+    #[test]
+    fn bad_values_and_files_are_errors() {
+        let c = config("auto-mount-filesystems: maybe");
+        let err = c.apply(&argv("version"), false, &|_| None).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("auto-mount-filesystems in /c.yaml"),
+            "{err:#}"
+        );
+        assert!(Config::parse("- a\n- b").is_err());
+        assert!(Config::parse("a: [").is_err());
+        assert!(Config::parse("").is_ok());
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let c = config("verbose: true\noperator: {oci: {ebpf: {map-fetch-interval: 1s}}}");
+        assert_eq!(c.unknown_keys(), ["operator.oci.ebpf.map-fetch-interval"]);
+    }
+
+    #[test]
+    fn defaults_list_every_key() {
+        let d = yaml_serde::to_string(&defaults()).unwrap();
+        for s in SETTINGS {
+            let last = s.key.rsplit('.').next().unwrap();
+            assert!(d.contains(&format!("{last}:")), "{last} missing from {d}");
+        }
+        // The defaults parse back as a config that changes nothing.
+        let c = Config {
+            path: None,
+            file: Config::parse(&d).unwrap(),
+        };
+        assert_eq!(
+            strings(&c.apply(&argv("run x"), true, &|_| None).unwrap()),
+            ["ig", "run", "x", "--pull=missing"]
+        );
+    }
+}

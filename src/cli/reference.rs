@@ -1,0 +1,140 @@
+//! The command reference generated from the clap definitions: the
+//! markdown pages of `docs/reference/` and the command the man pages
+//! (`examples/reference.rs`, run by `cargo xtask man`) and the completion
+//! scripts are generated from.
+//!
+//! The output depends only on the definitions: a fixed width, no values
+//! of environment variables, no terminal detection. That is what lets a
+//! test regenerate the pages and compare them with the committed ones.
+
+use std::fmt::Write as _;
+
+use clap::CommandFactory as _;
+
+/// Width of the reference's help text.
+const WIDTH: usize = 100;
+
+/// `ig`'s command as the reference shows it: the clap definitions plus
+/// the flags of the gadget-independent operators (`--filter`, `--sort`,
+/// ...) that `ig run` always has; a gadget's own parameters depend on its
+/// image and are not listed.
+pub fn command() -> clap::Command {
+    let cmd = super::args::Cli::command();
+    let catalog: Vec<crate::params::ParamSpec> = crate::operators::catalog()
+        .iter()
+        .flat_map(|o| o.params())
+        .collect();
+    let names: Vec<String> = cmd
+        .get_subcommands()
+        .map(|s| s.get_name().to_owned())
+        .collect();
+    let mut cmd = cmd.mut_subcommand("run", |c| super::gadget_args::augment(c, &catalog));
+    // `mut_subcommand` moves the command it changes to the end; touching
+    // each in its declared order puts them back in that order.
+    for n in names {
+        cmd = cmd.mut_subcommand(n, |c| c);
+    }
+    let mut cmd = stable(cmd).term_width(WIDTH).max_term_width(WIDTH);
+    cmd.build();
+    cmd
+}
+
+/// Hides the values of environment variables (`IG_STORE=/tmp/...` would
+/// otherwise appear in the help) in `cmd` and all its subcommands.
+fn stable(cmd: clap::Command) -> clap::Command {
+    let ids: Vec<clap::Id> = cmd.get_arguments().map(|a| a.get_id().clone()).collect();
+    let mut cmd = cmd;
+    for id in ids {
+        cmd = cmd.mut_arg(id, |a| a.hide_env_values(true));
+    }
+    let subs: Vec<String> = cmd
+        .get_subcommands()
+        .map(|s| s.get_name().to_owned())
+        .collect();
+    for s in subs {
+        cmd = cmd.mut_subcommand(s, stable);
+    }
+    cmd
+}
+
+/// `(file name, markdown)` of every page: `ig.md`, `ig_run.md`,
+/// `ig_image_build.md`, ... One page per command, holding its full
+/// `--help` and links to its subcommands.
+pub fn markdown() -> Vec<(String, String)> {
+    let mut pages = Vec::new();
+    let mut root = command();
+    walk(&mut root, &[], &mut pages);
+    pages
+}
+
+fn file_name(path: &[String]) -> String {
+    format!("{}.md", path.join("_"))
+}
+
+fn walk(cmd: &mut clap::Command, parent: &[String], pages: &mut Vec<(String, String)>) {
+    let mut path = parent.to_vec();
+    path.push(cmd.get_name().to_owned());
+    let title = path.join(" ");
+    let mut md = String::new();
+    let _ = writeln!(md, "# {title}\n");
+    let _ = writeln!(
+        md,
+        "<!-- Generated from the clap definitions by `cargo xtask docs`; do not edit. -->\n"
+    );
+    if let Some(about) = cmd.get_about() {
+        let _ = writeln!(md, "{about}\n");
+    }
+    let help = cmd.render_long_help().to_string();
+    let _ = writeln!(md, "```text\n{}\n```\n", help.trim_end());
+    let subs: Vec<String> = cmd
+        .get_subcommands()
+        .filter(|s| !s.is_hide_set() && s.get_name() != "help")
+        .map(|s| s.get_name().to_owned())
+        .collect();
+    if !subs.is_empty() {
+        let _ = writeln!(md, "## Commands\n");
+        for s in &subs {
+            let mut p = path.clone();
+            p.push(s.clone());
+            let about = cmd
+                .find_subcommand(s)
+                .and_then(|c| c.get_about())
+                .map(|a| a.to_string())
+                .unwrap_or_default();
+            let _ = writeln!(md, "- [`{}`]({}): {about}", p.join(" "), file_name(&p));
+        }
+        md.push('\n');
+    }
+    if !parent.is_empty() {
+        let _ = writeln!(
+            md,
+            "See also: [`{}`]({})",
+            parent.join(" "),
+            file_name(parent)
+        );
+    }
+    pages.push((file_name(&path), md.trim_end().to_owned() + "\n"));
+    for s in subs {
+        if let Some(sub) = cmd.find_subcommand_mut(&s) {
+            walk(sub, &path, pages);
+        }
+    }
+}
+
+/// Writes the pages into `dir`, removing pages of commands that no longer
+/// exist.
+pub fn write_markdown(dir: &std::path::Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let pages = markdown();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".md") && !pages.iter().any(|(n, _)| *n == name) {
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    for (name, text) in pages {
+        std::fs::write(dir.join(name), text)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,196 @@
+//! The documents of `docs/` say what really happens: the user guide's jq
+//! recipes run against real `ig` output, and the author guide's worked
+//! example (kept in `docs/examples/trace_mkdir/`) matches the guide, builds
+//! and reports a mkdir of ours.
+
+use std::io::BufRead as _;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::{TestStore, gadget_store, ig_bin, repo, text};
+use crate::require_root;
+
+/// The `ig run ... -o json ... | jq ...` lines of the user guide.
+fn jq_recipes() -> Vec<String> {
+    let guide = std::fs::read_to_string(repo().join("docs/user-guide.md")).unwrap();
+    guide
+        .lines()
+        .filter(|l| l.starts_with("ig run ") && l.contains(" -o json") && l.contains("| jq "))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Starts and ends programs (cat of a file that exists and of one that
+/// does not) until `stop`, so exec and open gadgets have events to show.
+fn workload(stop: Instant) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        while Instant::now() < stop {
+            let _ = Command::new("cat")
+                .args(["/etc/hostname", "/nonexistent/ig-docs-test"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    })
+}
+
+#[test]
+fn user_guide_jq_recipes_work_on_real_output() {
+    require_root();
+    let recipes = jq_recipes();
+    assert!(recipes.len() >= 5, "recipes not found: {recipes:?}");
+    let store = gadget_store();
+    let bin = Path::new(ig_bin()).parent().unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    // All recipes at once, over one workload.
+    let stop = Instant::now() + Duration::from_secs(6);
+    let children: Vec<_> = recipes
+        .iter()
+        .map(|r| {
+            // Bounded runs: recipes without --timeout get one after the
+            // image name; the others keep theirs but shorter.
+            let (ig, jq) = r.split_once(" | jq ").unwrap();
+            let mut words: Vec<String> = ig.split_whitespace().map(str::to_owned).collect();
+            match words.iter().position(|w| w == "--timeout") {
+                Some(i) => words[i + 1] = "4".into(),
+                None => {
+                    words.splice(3..3, ["--timeout".to_owned(), "4".to_owned()]);
+                }
+            }
+            let cmd = format!("{} | jq {jq}", words.join(" "));
+            let child = Command::new("sh")
+                .args(["-c", &cmd])
+                .env("PATH", &path)
+                .env("IG_STORE", store.path())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            (r.clone(), child)
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    let load = workload(stop);
+    for (recipe, child) in children {
+        let out = child.wait_with_output().unwrap();
+        let shown = text(&out.stdout);
+        assert!(
+            out.status.success() && !shown.trim().is_empty() && shown.trim() != "[]",
+            "recipe gave nothing:\n{recipe}\nstatus {:?}\nstdout: {shown}\nstderr: {}",
+            out.status,
+            text(&out.stderr)
+        );
+        // Each recipe saw the workload.
+        assert!(
+            shown.contains("cat") || shown.contains("/etc/hostname"),
+            "{recipe}:\n{shown}"
+        );
+    }
+    load.join().unwrap();
+}
+
+/// The code blocks after `<!-- file: NAME -->` in the author guide.
+fn guide_files() -> Vec<(String, String)> {
+    let guide = std::fs::read_to_string(repo().join("docs/author-guide.md")).unwrap();
+    let mut out = Vec::new();
+    let mut lines = guide.lines();
+    while let Some(l) = lines.next() {
+        let Some(name) = l
+            .strip_prefix("<!-- file: ")
+            .and_then(|r| r.strip_suffix(" -->"))
+        else {
+            continue;
+        };
+        let fence = lines.next().unwrap();
+        assert!(
+            fence.starts_with("```"),
+            "{name}: no code block after the marker"
+        );
+        let mut body = String::new();
+        for l in lines.by_ref() {
+            if l == "```" {
+                break;
+            }
+            body.push_str(l);
+            body.push('\n');
+        }
+        out.push((name.to_owned(), body));
+    }
+    out
+}
+
+#[test]
+fn author_guide_example_matches_builds_and_runs() {
+    let example = repo().join("docs/examples/trace_mkdir");
+    let files = guide_files();
+    assert_eq!(
+        files.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+        ["program.bpf.c", "gadget.yaml"]
+    );
+    // The guide's copies are the files, so building the files builds the
+    // guide. Built from a fresh directory, as the guide does.
+    let dir = tempfile::tempdir().unwrap();
+    for (name, body) in &files {
+        let file = std::fs::read_to_string(example.join(name)).unwrap();
+        assert_eq!(
+            body, &file,
+            "docs/author-guide.md's {name} differs from docs/examples"
+        );
+        std::fs::write(dir.path().join(name), body).unwrap();
+    }
+    let s = TestStore::new();
+    let out = s
+        .ig()
+        .current_dir(dir.path())
+        .args(["image", "build", ".", "-t", "trace_mkdir"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let help = text(&s.run(&["run", "trace_mkdir", "--help"]).stdout);
+    assert!(help.contains("--mode-only"), "{help}");
+
+    require_root();
+    // Run it, filtered to our own process, and make a directory.
+    let mut ig = s
+        .ig()
+        .args(["run", "trace_mkdir", "-o", "json", "--timeout", "8"])
+        .args(["--pid", &std::process::id().to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = ig.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for l in std::io::BufReader::new(stdout).lines() {
+            let _ = tx.send(l.unwrap());
+        }
+    });
+    let made = dir.path().join("made-by-the-test");
+    let deadline = Instant::now() + Duration::from_secs(7);
+    let mut seen = None;
+    while Instant::now() < deadline && seen.is_none() {
+        let _ = std::fs::remove_dir(&made);
+        std::fs::DirBuilder::new()
+            .mode(0o750)
+            .create(&made)
+            .unwrap();
+        while let Ok(l) = rx.recv_timeout(Duration::from_millis(300)) {
+            let v: serde_json::Value = serde_json::from_str(&l).unwrap();
+            if v["path"] == made.to_str().unwrap() {
+                seen = Some(v);
+                break;
+            }
+        }
+    }
+    let _ = ig.kill();
+    let out = ig.wait_with_output().unwrap();
+    let v = seen.unwrap_or_else(|| panic!("no event for our mkdir; stderr: {}", text(&out.stderr)));
+    assert_eq!(v["proc"]["pid"], std::process::id(), "{v}");
+    assert_eq!(v["mode_raw"], 0o750, "{v}");
+    assert_eq!(v["mode"], "-rwxr-x---", "{v}");
+}
+
+use std::os::unix::fs::DirBuilderExt as _;
