@@ -28,7 +28,11 @@ pub const ENV_PREFIX: &str = "INSPEKTOR_GADGET_";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
+    /// A flag that is given or not (`--verbose`).
     Bool,
+    /// A boolean flag whose absence means something else again, so false
+    /// must be spelled out (`--verify-image=false`).
+    Switch,
     Text,
     List,
 }
@@ -86,6 +90,31 @@ const SETTINGS: &[Setting] = &[
         short: None,
         kind: Kind::Text,
         default: "missing",
+        run_only: true,
+    },
+    Setting {
+        key: "operator.oci.verify-image",
+        flag: "verify-image",
+        short: None,
+        kind: Kind::Switch,
+        // Unset: on for pulled and imported images, off for built ones.
+        default: "",
+        run_only: true,
+    },
+    Setting {
+        key: "operator.oci.public-keys",
+        flag: "public-keys",
+        short: None,
+        kind: Kind::Text,
+        default: "",
+        run_only: true,
+    },
+    Setting {
+        key: "operator.oci.allowed-gadgets",
+        flag: "allowed-gadgets",
+        short: None,
+        kind: Kind::List,
+        default: "",
         run_only: true,
     },
 ];
@@ -291,6 +320,11 @@ impl Config {
                     Some(false) => continue,
                     None => bail!("{from}: {value:?} is not true or false"),
                 },
+                Kind::Switch if value.trim().is_empty() => continue,
+                Kind::Switch => match parse_bool(value.trim()) {
+                    Some(b) => format!("--{}={b}", s.flag),
+                    None => bail!("{from}: {value:?} is not true or false"),
+                },
                 Kind::Text | Kind::List if value.is_empty() => continue,
                 Kind::Text | Kind::List => format!("--{}={value}", s.flag),
             };
@@ -325,7 +359,7 @@ impl Config {
 /// A value as YAML of its kind (`true`, `[a, b]`, `text`).
 fn typed(s: &Setting, text: &str) -> Value {
     match s.kind {
-        Kind::Bool => {
+        Kind::Bool | Kind::Switch => {
             parse_bool(text.trim()).map_or_else(|| Value::String(text.into()), Value::Bool)
         }
         Kind::List => Value::Sequence(

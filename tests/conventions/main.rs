@@ -503,3 +503,53 @@ fn image_build_needs_no_repository() {
     require_root();
     outside::build_with_the_repository_hidden(Path::new(ig_bin()));
 }
+
+#[test]
+fn trust_settings_come_from_the_config_file_and_variables() {
+    // Upstream's keys operator.oci.verify-image and allowed-gadgets apply to
+    // `ig run` like the flags; both refuse before anything is loaded, so
+    // this needs no BPF.
+    let s = TestStore::new();
+    s.build(&repo().join("tests/fixtures/minimal_tracer"), "minimal");
+    let home = tempfile::tempdir().unwrap();
+    std::fs::create_dir(home.path().join(".ig")).unwrap();
+    std::fs::write(
+        home.path().join(".ig/config.yaml"),
+        "operator:\n  oci:\n    allowed-gadgets: [other, 'elsewhere/*']\n",
+    )
+    .unwrap();
+    let out = ig_home(&s, home.path())
+        .args(["run", "minimal", "--timeout", "1"])
+        .output()
+        .unwrap();
+    let err = text(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("is not in --allowed-gadgets (other, elsewhere/*)"),
+        "{err}"
+    );
+
+    // A built image is not verified by default; the variable turns it on
+    // (and wins over the file, which allows the image here).
+    std::fs::write(
+        home.path().join(".ig/config.yaml"),
+        "operator:\n  oci:\n    allowed-gadgets: minimal\n    verify-image: false\n",
+    )
+    .unwrap();
+    let out = ig_home(&s, home.path())
+        .env("INSPEKTOR_GADGET_OPERATOR_OCI_VERIFY_IMAGE", "true")
+        .args(["run", "minimal", "--timeout", "1"])
+        .output()
+        .unwrap();
+    let err = text(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("because --verify-image is set"), "{err}");
+
+    // The flag wins over both.
+    let out = ig_home(&s, home.path())
+        .env("INSPEKTOR_GADGET_OPERATOR_OCI_VERIFY_IMAGE", "true")
+        .args(["run", "minimal", "--timeout", "1", "--verify-image=false"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
