@@ -125,11 +125,14 @@ def main():
         over = a / b - 1
         print(f"| `{s}`: operator chain adds ≤ 20% reader CPU/event | {a:.2f} vs {b:.2f} s/Mev: **{over * 100:+.0f}%** | {verdict(over <= 0.20)} |")
     print()
-    # The analysis of misses is written by hand in bench/analysis.md (it
-    # rests on profiles, which the harness does not take).
-    analysis = os.path.join(HERE, "analysis.md")
-    if os.path.exists(analysis):
-        print(open(analysis).read())
+    # Written by hand, appended as they are: the analysis of misses
+    # (bench/analysis.md; it rests on profiles, which the harness does not
+    # take), the binary size (bench/size.md, measured by `cargo xtask dist`
+    # and cargo-bloat) and the WASM guest cost (bench/wasm.md).
+    for part in ("analysis.md", "size.md", "wasm.md"):
+        path = os.path.join(HERE, part)
+        if os.path.exists(path):
+            print(open(path).read())
 
 
 if __name__ == "__main__":
