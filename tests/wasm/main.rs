@@ -208,3 +208,58 @@ fn compiled_module_is_cached_and_corruption_ignored() {
     assert!(third.contains("Compiled in"), "{third}");
     assert!(run().contains("Cached in"));
 }
+
+/// The shipped gadget with a C guest: opens under /tmp are `tmp`, under
+/// /proc `proc`, and `--filter` sees the guest's field.
+#[test]
+fn trace_open_classify_adds_a_category() {
+    require_kernel();
+    let s = TestStore::new();
+    s.build(
+        &repo().join("gadgets/trace_open_classify"),
+        "trace_open_classify",
+    );
+    let dir = tempfile::Builder::new()
+        .prefix("igclassify")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let name = dir.path().join(format!("f{}", std::process::id()));
+    std::fs::write(&name, "x").unwrap();
+    let child = s
+        .ig()
+        .args(["run", "trace_open_classify", "-o", "json", "--timeout", "3"])
+        .args(["--filter", "category!=lib"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    for _ in 0..25 {
+        std::thread::sleep(Duration::from_millis(100));
+        let _ = std::fs::File::open(&name).unwrap();
+        let _ = std::fs::File::open("/proc/self/stat").unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let me = u64::from(std::process::id());
+    let mut seen = std::collections::BTreeMap::new();
+    for l in text(&out.stdout).lines() {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        assert_ne!(v["category"], "lib", "--filter on the guest's field: {v}");
+        if v["proc"]["pid"].as_u64() == Some(me) {
+            seen.insert(
+                v["fname"].as_str().unwrap().to_owned(),
+                v["category"].clone(),
+            );
+        }
+    }
+    assert_eq!(
+        seen.get(name.to_str().unwrap()),
+        Some(&serde_json::json!("tmp")),
+        "{seen:?}"
+    );
+    assert_eq!(
+        seen.get("/proc/self/stat"),
+        Some(&serde_json::json!("proc")),
+        "{seen:?}"
+    );
+}

@@ -44,6 +44,11 @@ const PACKAGES: &[&str] = &[
     // A real container for the container tests: runc with a busybox rootfs.
     "runc",
     "busybox-static",
+    // WASM guests in C (ig image build, tests/wasm): wasi-libc, wasm-ld,
+    // and compiler-rt builtins for wasm32.
+    "wasi-libc",
+    "lld",
+    "libclang-rt-14-dev-wasm32",
 ];
 
 fn main() -> Result<()> {
