@@ -263,3 +263,13 @@ fn trace_open_classify_adds_a_category() {
         "{seen:?}"
     );
 }
+
+/// Guest memory is capped at 16 MiB: growing past it fails inside the
+/// guest (malloc returns NULL), it does not kill ig.
+#[test]
+fn guest_memory_is_capped_at_16_mib() {
+    let (code, err, _) = run_broken("memory", 1);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("guest: 8 MiB granted"), "{err}");
+    assert!(err.contains("guest: 32 MiB refused"), "{err}");
+}

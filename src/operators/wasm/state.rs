@@ -14,6 +14,10 @@ use crate::datasource::{Event, FieldId, FieldKind, Schema, SourceKind};
 /// Upstream's limit on live handles.
 const MAX_HANDLES: usize = 4096;
 
+/// Warnings about the guest's calls shown per run: a guest misusing the
+/// API in its event callback would otherwise write one line per event.
+const MAX_WARNINGS: u32 = 100;
+
 /// A data source as the guest sees it during set-up. Field index = FieldId.
 pub(super) struct DsMirror {
     pub name: String,
@@ -113,6 +117,7 @@ pub(super) struct HostState {
     pub emitted: Vec<(usize, Body)>,
     pub params: BTreeMap<String, String>,
     warned: BTreeSet<&'static str>,
+    warnings: std::cell::Cell<u32>,
     pub has_callback: bool,
 }
 
@@ -137,6 +142,7 @@ impl HostState {
             emitted: Vec::new(),
             params: BTreeMap::new(),
             warned: BTreeSet::new(),
+            warnings: std::cell::Cell::new(0),
             has_callback: false,
         }
     }
@@ -188,9 +194,19 @@ impl HostState {
         self.next_packet
     }
 
-    /// A guest-caused problem, logged at warn like upstream does.
+    /// A guest-caused problem, logged at warn like upstream does, up to
+    /// [`MAX_WARNINGS`] per run.
     pub fn warn(&self, msg: std::fmt::Arguments<'_>) {
-        log::warn!("wasm module {}: {msg}", self.module);
+        let n = self.warnings.get();
+        if n < MAX_WARNINGS {
+            log::warn!("wasm module {}: {msg}", self.module);
+        } else if n == MAX_WARNINGS {
+            log::warn!(
+                "wasm module {}: more than {MAX_WARNINGS} warnings; the rest are not shown",
+                self.module
+            );
+        }
+        self.warnings.set(n.saturating_add(1));
     }
 
     /// Warn about `what` once per run (hot-path problems).
