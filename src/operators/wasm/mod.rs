@@ -538,7 +538,6 @@ impl Handler for Subscription {
         }
         let s = rt.store.data_mut();
         s.current = Some(std::mem::take(event));
-        s.current_src = self.src;
         let h = s.add_handle(Handle::Data(self.src, DataRef::Current));
         if h != 0 {
             rt.callback(self.cb, self.ds_handle, h);
@@ -562,7 +561,6 @@ impl Handler for Subscription {
         }
         let s = rt.store.data_mut();
         s.current_array = Some(std::mem::take(events));
-        s.current_src = self.src;
         let h = s.add_handle(Handle::Array(self.src, state::ArrayRef::Current));
         if h != 0 {
             rt.callback(self.cb, self.ds_handle, h);

@@ -110,7 +110,6 @@ pub(super) struct HostState {
     pub schemas: Vec<Arc<Schema>>,
     pub current: Option<Event>,
     pub current_array: Option<Vec<Event>>,
-    pub current_src: usize,
     pub packets: HashMap<u32, (usize, Body)>,
     pub loose: HashMap<u32, Event>,
     next_packet: u32,
@@ -135,7 +134,6 @@ impl HostState {
             schemas: Vec::new(),
             current: None,
             current_array: None,
-            current_src: 0,
             packets: HashMap::new(),
             loose: HashMap::new(),
             next_packet: 0,
@@ -216,7 +214,7 @@ impl HostState {
         }
     }
 
-    /// The event behind a data reference and the source it belongs to.
+    /// The event behind a data reference.
     pub fn event_mut(&mut self, d: DataRef) -> Option<&mut Event> {
         match d {
             DataRef::Current => self.current.as_mut(),
