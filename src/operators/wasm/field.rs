@@ -303,3 +303,51 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     )?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::datasource::{Event, SchemaBuilder, SourceKind};
+
+    #[test]
+    fn scalars_round_trip_through_raw_and_owned_fields() {
+        let mut b = SchemaBuilder::new("t", SourceKind::Single, 12);
+        let raw16 = b.add_raw("a".into(), FieldKind::I16, 0, 2, None).unwrap();
+        let rawf = b.add_raw("f".into(), FieldKind::F32, 4, 4, None).unwrap();
+        let name = b
+            .add_raw("n".into(), FieldKind::CString, 8, 4, None)
+            .unwrap();
+        let own = b.add_owned("o".into(), FieldKind::U8, None).unwrap();
+        let s = b.build();
+        let mut ev = Event::new(&s);
+        let d = |id| s.field(id).clone_light();
+
+        assert!(set_scalar(
+            &mut ev,
+            &d(raw16),
+            FieldKind::I16,
+            (-3i64) as u64
+        ));
+        assert_eq!(&ev.raw()[..2], &(-3i16).to_ne_bytes());
+        assert_eq!(
+            scalar(ev.get(&d(raw16)), FieldKind::I16),
+            Some((-3i64) as u64)
+        );
+
+        let bits = u64::from(2.5f32.to_bits());
+        assert!(set_scalar(&mut ev, &d(rawf), FieldKind::F32, bits));
+        assert_eq!(scalar(ev.get(&d(rawf)), FieldKind::F32), Some(bits));
+
+        // An owned u8 keeps only the low byte of what the guest passed.
+        assert!(set_scalar(&mut ev, &d(own), FieldKind::U8, 0x1ff));
+        assert_eq!(scalar(ev.get(&d(own)), FieldKind::U8), Some(0xff));
+
+        // A fixed-size string is NUL-padded; too long is cut and reported.
+        assert!(set_bytes(&mut ev, &d(name), b"ab"));
+        assert_eq!(ev.get(&d(name)), ValueRef::Str(b"ab"));
+        assert!(!set_bytes(&mut ev, &d(name), b"abcdef"));
+        assert_eq!(ev.get(&d(name)), ValueRef::Str(b"abcd"));
+        // Strings are not scalars.
+        assert_eq!(scalar(ev.get(&d(name)), FieldKind::U32), None);
+    }
+}
