@@ -12,6 +12,7 @@
 //! most useful thing a gadget author can see.
 
 pub mod headers;
+mod wasm;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -46,8 +47,10 @@ pub enum BuildError {
     MissingMetadata { path: PathBuf },
     #[error(transparent)]
     Metadata(#[from] crate::metadata::MetadataError),
-    #[error("{path}: WASM modules are not supported by this version of ig yet")]
-    WasmUnsupported { path: PathBuf },
+    #[error("{path}: not a WASM module (it does not start with \\0asm)")]
+    NotWasm { path: PathBuf },
+    #[error("{path}: `wasm:` must name a prebuilt .wasm module or a C guest (.c)")]
+    WasmSource { path: PathBuf },
     #[error("cannot run {program} (set {env} to use another binary)")]
     ToolMissing {
         program: String,
@@ -112,6 +115,8 @@ pub struct Built {
     pub metadata: GadgetMetadata,
     pub object: Vec<u8>,
     pub contract: Contract,
+    /// The WASM module named by `build.yaml`'s `wasm:`.
+    pub wasm: Option<Vec<u8>>,
 }
 
 /// Compile `opts.dir` into a [`Built`] gadget. Writes nothing outside a
@@ -141,9 +146,6 @@ pub fn build(opts: &BuildOptions) -> Result<Built, BuildError> {
             });
         }
     };
-    if let Some(w) = &bf.wasm {
-        return Err(BuildError::WasmUnsupported { path: dir.join(w) });
-    }
     let meta_path = dir.join(bf.metadata.as_deref().unwrap_or("gadget.yaml"));
     let metadata_yaml = match std::fs::read(&meta_path) {
         Ok(b) => b,
@@ -205,11 +207,16 @@ pub fn build(opts: &BuildOptions) -> Result<Built, BuildError> {
     })?;
 
     let contract = check_object(&object)?;
+    let wasm = match &bf.wasm {
+        Some(w) => Some(wasm::build(opts, &dir.join(w), work.path())?),
+        None => None,
+    };
     Ok(Built {
         metadata_yaml,
         metadata,
         object,
         contract,
+        wasm,
     })
 }
 
@@ -359,10 +366,5 @@ mod tests {
         let e = build(&BuildOptions::new(d.path().to_owned())).unwrap_err();
         assert!(e.to_string().contains("gadget.yaml:"), "{e}");
         std::fs::write(d.path().join("gadget.yaml"), "name: x\n").unwrap();
-        std::fs::write(d.path().join("build.yaml"), "wasm: x.wasm\n").unwrap();
-        assert!(matches!(
-            build(&BuildOptions::new(d.path().to_owned())),
-            Err(BuildError::WasmUnsupported { .. })
-        ));
     }
 }

@@ -61,7 +61,7 @@ pub fn image(store: &Path, registry: &RegistryArgs, cmd: ImageCommand) -> anyhow
             let image = GadgetImage {
                 config_yaml: built.metadata_yaml,
                 ebpf_object: built.object,
-                wasm: None,
+                wasm: built.wasm,
                 annotations: build::annotations(&built.metadata, created),
             };
             let store = Store::open(store)?;

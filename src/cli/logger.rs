@@ -18,9 +18,11 @@ impl log::Log for Stderr {
         // `-v` is about ig; libraries' debug chatter (aya's feature probes)
         // only shows with `-vv`.
         let ours = m.target() == "ig" || m.target().starts_with("ig::");
+        // wasmtime-wasi traces every WASI call of a guest at info.
+        let wasi_trace = m.target().starts_with("wasmtime_wasi") && m.level() > log::Level::Warn;
         m.level() <= log::max_level()
             && (ours
-                || m.level() <= log::Level::Info
+                || (m.level() <= log::Level::Info && !wasi_trace)
                 || log::max_level() == log::LevelFilter::Trace)
     }
     fn log(&self, r: &log::Record<'_>) {

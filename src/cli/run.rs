@@ -74,10 +74,23 @@ pub fn prepare(
         &resolved.config_yaml,
         &format!("gadget.yaml of {reference}"),
     )?;
+    // The image's WASM module, if any (it reads params.wasm before the
+    // eBPF operator takes the metadata).
+    let wasm = resolved.wasm.map(|w| {
+        crate::operators::wasm::WasmOperator::new(
+            reference.to_string(),
+            w,
+            &metadata,
+            crate::operators::wasm::cache_dir(store.root()),
+        )
+    });
     let ebpf = EbpfOperator::new(object, metadata, EbpfOptions::default())
         .with_context(|| format!("reading gadget {reference}"))?;
     let seams = crate::operators::Seams::default();
-    let others = crate::operators::catalog_with(&seams);
+    let mut others = crate::operators::catalog_with(&seams);
+    if let Some(w) = wasm {
+        others.push(Box::new(w));
+    }
     let mut specs = ebpf.params();
     specs.extend(others.iter().flat_map(|o| o.params()));
     Ok(Prepared {

@@ -69,6 +69,13 @@ impl Event {
         &self.raw
     }
 
+    /// The raw sample, writable: operators that rewrite kernel fields in
+    /// place (a WASM guest's `fieldSet`) write the bytes a field's
+    /// [`Location::Raw`] names.
+    pub fn raw_mut(&mut self) -> &mut [u8] {
+        &mut self.raw
+    }
+
     /// Read a field. Out-of-range locations (impossible for a schema built by
     /// `SchemaBuilder`) read as [`ValueRef::None`] rather than panicking.
     pub fn get<'a>(&'a self, field: &FieldDef) -> ValueRef<'a> {

@@ -11,6 +11,7 @@
 //! | [`filter`] | 9000 | `--filter`: drop events that do not match |
 //! | [`sort`] | 9500 | `--sort`: order array snapshots |
 //! | [`limit`] | 9600 | `--max-entries`: cut array snapshots |
+//! | [`wasm`] | 1000 (handlers at the guest's priorities) | the image's WASM module (only when it has one) |
 //! | `output::OutputOperator` | 10000 | print (lives in `output/`) |
 //!
 //! The CLI builds the list for a run explicitly (no registration magic):
@@ -26,6 +27,7 @@ pub mod localmanager;
 pub mod processinfo;
 pub mod sort;
 pub mod uidgid;
+pub mod wasm;
 
 /// The operators that every run offers, whatever the gadget: each decides
 /// in `instantiate` whether it has something to do (opting out costs

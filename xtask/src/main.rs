@@ -56,6 +56,11 @@ const PACKAGES: &[&str] = &[
     // dist binary checked by `file`.
     "man-db",
     "file",
+    // WASM guests in C (ig image build, tests/wasm): wasi-libc, wasm-ld,
+    // and compiler-rt builtins for wasm32.
+    "wasi-libc",
+    "lld",
+    "libclang-rt-14-dev-wasm32",
 ];
 
 fn main() -> Result<()> {
