@@ -30,7 +30,10 @@
 //! once it is ten minutes old.
 
 mod fsutil;
+mod hygiene;
 mod index_file;
+
+pub use hygiene::PruneReport;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -151,6 +154,7 @@ impl Store {
             root: root.into(),
             read_only: false,
         };
+        hygiene::check_owner(&store.root, false)?;
         for dir in [
             store.root.clone(),
             store.root.join(BLOBS_DIR).join("sha256"),
@@ -176,6 +180,7 @@ impl Store {
             root: root.into(),
             read_only: true,
         };
+        hygiene::check_owner(&store.root, true)?;
         store.check_layout(false)?;
         Ok(store)
     }

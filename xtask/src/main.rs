@@ -14,6 +14,10 @@
 //!   one interleaved run; writes `docs/benchmarks.md`. `--quick` runs only
 //!   ig for a second (the smoke run of `test`). `--reps N`, `--dur SECONDS`.
 //!
+//! - `fuzz`    coverage-guided fuzzing of the parsers of untrusted bytes
+//!   (`fuzz/`, stable Rust): `--seconds N` per target (default 10), all
+//!   targets or those named. See docs/reliability.md.
+//!
 //! Written in Rust rather than shell so that it runs the same everywhere
 //! cargo does and fails with a message naming the step.
 
@@ -27,6 +31,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context as _, Result, bail};
+
+mod fuzz;
 
 /// Debian packages: the gadget build tools (clang, llvm-strip, libbpf
 /// headers, bpftool for vmlinux.h), the OCI interop checker (skopeo), jq
@@ -44,6 +50,10 @@ const PACKAGES: &[&str] = &[
     // A real container for the container tests: runc with a busybox rootfs.
     "runc",
     "busybox-static",
+    // The store crash tests kill ig at exact system calls (strace's fault
+    // injection); the privilege tests drop to nobody with setpriv.
+    "strace",
+    "util-linux",
 ];
 
 fn main() -> Result<()> {
@@ -67,6 +77,7 @@ fn main() -> Result<()> {
         }
         Some("test") => test(),
         Some("bench") => bench(&root, &args[1..]),
+        Some("fuzz") => fuzz::main(&root, &args[1..]),
         _ => {
             eprintln!(
                 "usage: cargo xtask <setup [--deps-only] | gadgets | test | bench [--quick] [--reps N] [--dur S]>"
