@@ -525,6 +525,32 @@ mod tests {
             .collect())
     }
 
+    /// A pattern that would compile to hundreds of MiB (or take seconds)
+    /// is refused quickly with the regex crate's reason.
+    #[test]
+    fn huge_or_deeply_nested_regular_expressions_are_refused_quickly() {
+        let start = std::time::Instant::now();
+        for pattern in ["(a{1000}){1000}", "\\w{500}\\w{500}", &"(".repeat(200)] {
+            let expr = format!("proc.comm~{pattern}");
+            let e = check_for_kind(&expr, FieldKind::CString, crate::datasource::ValueRef::None)
+                .unwrap_err();
+            assert!(matches!(e, FilterError::Regex { .. }), "{pattern}: {e}");
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(2),
+            "{:?}",
+            start.elapsed()
+        );
+        assert_eq!(
+            check_for_kind(
+                "proc.comm~^ca(t|n)$",
+                FieldKind::CString,
+                crate::datasource::ValueRef::Str(b"cat")
+            ),
+            Ok(1)
+        );
+    }
+
     #[test]
     fn rules_select_events() {
         let cases: &[(&str, &[&str])] = &[

@@ -243,7 +243,10 @@ pub struct OutputHandle(Rc<RefCell<OutState>>);
 
 /// Open stdout for `ig run`.
 pub fn stdout() -> (Stdout, OutputHandle) {
-    let fd = reopen_nonblocking().map_or(Fd::Inherited, Fd::Own);
+    with_fd(reopen_nonblocking().map_or(Fd::Inherited, Fd::Own))
+}
+
+fn with_fd(fd: Fd) -> (Stdout, OutputHandle) {
     let state = Rc::new(RefCell::new(OutState {
         fd,
         pending: Vec::new(),
@@ -303,6 +306,100 @@ impl OutputHandle {
     /// Write what the reader takes now, without waiting.
     pub fn push_out(&self) -> io::Result<()> {
         self.0.borrow_mut().push_out()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A pipe: (our non-blocking writer over its write end, its read end).
+    fn pipe() -> (Stdout, OutputHandle, OwnedFd) {
+        let mut fds = [0; 2];
+        // SAFETY: pipe2 fills two descriptors we then own.
+        let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) };
+        assert_eq!(rc, 0);
+        // SAFETY: fresh descriptors from pipe2.
+        let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        let (out, handle) = with_fd(Fd::Own(w));
+        (out, handle, r)
+    }
+
+    fn read_all(r: &OwnedFd) -> usize {
+        let mut buf = vec![0u8; 1 << 16];
+        let mut total = 0;
+        loop {
+            // SAFETY: reading into a valid buffer from an open descriptor.
+            let n = unsafe { libc::read(r.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+            match usize::try_from(n) {
+                Ok(0) | Err(_) => return total,
+                Ok(n) => total += n,
+            }
+        }
+    }
+
+    #[test]
+    fn a_reader_that_stops_never_blocks_us_and_the_backlog_is_bounded() {
+        let (mut out, handle, r) = pipe();
+        let chunk = vec![b'x'; 100 * 1024];
+        let mut accepted = 0;
+        let refused = loop {
+            match out.write(&chunk) {
+                Ok(n) => accepted += n,
+                Err(e) => break e,
+            }
+            assert!(accepted < 64 << 20, "never refused");
+        };
+        assert_eq!(refused.kind(), io::ErrorKind::WouldBlock);
+        assert!(handle.backlog() <= BACKLOG_LIMIT);
+        assert!(handle.backlog() > BACKLOG_LIMIT - chunk.len());
+        // The reader comes back: everything accepted arrives, in order.
+        let mut got = 0;
+        while handle.backlog() > 0 {
+            got += read_all(&r);
+            handle.push_out().unwrap();
+        }
+        got += read_all(&r);
+        assert_eq!(got, accepted);
+    }
+
+    #[test]
+    fn records_refused_by_a_full_backlog_are_counted_not_fatal() {
+        let (out, handle, r) = pipe();
+        let mut sink = Sink::new(shared(out));
+        let _ = take_dropped_records();
+        let record = [b'y'; 1000];
+        let mut written = 0u64;
+        while handle.backlog() < BACKLOG_LIMIT - CHUNK {
+            sink.buf().unwrap().extend_from_slice(&record);
+            sink.record_done();
+            written += 1;
+        }
+        assert_eq!(take_dropped_records(), 0, "nothing dropped below the limit");
+        for _ in 0..(2 * CHUNK / record.len()) {
+            sink.buf().unwrap().extend_from_slice(&record);
+            sink.record_done();
+            written += 1;
+        }
+        sink.flush().unwrap();
+        let dropped = take_dropped_records();
+        assert!(dropped > 0, "the overflow was counted");
+        assert!(sink.buf().is_some(), "the sink still works");
+        let mut got = 0;
+        while handle.backlog() > 0 {
+            got += read_all(&r);
+            handle.push_out().unwrap();
+        }
+        got += read_all(&r);
+        assert_eq!(got as u64, (written - dropped) * record.len() as u64);
+    }
+
+    #[test]
+    fn a_closed_reader_is_a_broken_pipe() {
+        let (mut out, _handle, r) = pipe();
+        drop(r);
+        let e = out.write(b"x").unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::BrokenPipe);
     }
 }
 

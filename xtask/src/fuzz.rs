@@ -102,17 +102,18 @@ pub fn main(root: &Path, args: &[String]) -> Result<()> {
             .arg(&work)
             .arg(&seeds);
         eprintln!("$ {cmd:?}");
+        // When the run started, for the record.
+        let date = Command::new("date")
+            .args(["-u", "+%Y-%m-%dT%H:%MZ"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .unwrap_or_default();
         let out = cmd
             .stderr(std::process::Stdio::piped())
             .output()
             .with_context(|| format!("starting fuzz target {name}"))?;
         let stderr = String::from_utf8_lossy(&out.stderr);
         let execs = stat(&stderr, "stat::number_of_executed_units:").unwrap_or_default();
-        let date = Command::new("date")
-            .args(["-u", "+%Y-%m-%dT%H:%MZ"])
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-            .unwrap_or_default();
         let verdict = if out.status.success() { "ok" } else { "CRASH" };
         let line = format!(
             "{date} {name} {seconds}s execs={execs} {verdict} (cargo xtask fuzz --seconds {seconds} {name})\n"
