@@ -13,9 +13,9 @@ use std::process::Command;
 
 use crate::common::{TestStore, fixture_copy, text};
 
-/// `ig image list --no-trunc` as `repository:tag → digest`, asserting it
+/// `ig image list --no-trunc` as `(repository:tag, digest)`, asserting it
 /// works.
-fn listed(store: &Path) -> BTreeMap<String, String> {
+fn listed_full(store: &Path) -> Vec<(String, String)> {
     let out = Command::new(crate::common::ig_bin())
         .args(["image", "list", "--no-trunc"])
         .env("IG_STORE", store)
@@ -32,9 +32,18 @@ fn listed(store: &Path) -> BTreeMap<String, String> {
         .skip(1)
         .filter_map(|l| {
             let c: Vec<&str> = l.split_whitespace().collect();
-            // Keyed by the last path part: `ghcr.io/.../rela` is `rela`.
-            let repo = c.first()?.rsplit('/').next()?;
-            (c.len() >= 3).then(|| (format!("{repo}:{}", c[1]), c[2].to_owned()))
+            (c.len() >= 3).then(|| (format!("{}:{}", c[0], c[1]), c[2].to_owned()))
+        })
+        .collect()
+}
+
+/// The same keyed by the last part of the repository (`rela:latest`).
+fn listed(store: &Path) -> BTreeMap<String, String> {
+    listed_full(store)
+        .into_iter()
+        .map(|(name, digest)| {
+            let short = name.rsplit('/').next().unwrap_or_default().to_owned();
+            (short, digest)
         })
         .collect()
 }
@@ -42,9 +51,9 @@ fn listed(store: &Path) -> BTreeMap<String, String> {
 /// Every listed image reads back whole (`ig image inspect` verifies the
 /// digests of the manifest, config and layers).
 fn assert_images_readable(store: &Path) {
-    for name in listed(store).keys() {
+    for (name, _) in listed_full(store) {
         let out = Command::new(crate::common::ig_bin())
-            .args(["image", "inspect", name])
+            .args(["image", "inspect", &name])
             .env("IG_STORE", store)
             .output()
             .unwrap();
@@ -380,4 +389,94 @@ fn a_store_owned_by_another_user_is_refused_with_the_reason() {
         .unwrap();
     assert!(st.success());
     assert!(listed(&s.path()).contains_key("rela:latest"));
+}
+
+/// A plain `docker-registry` on a free 127.0.0.1 port (the registry tests
+/// have the full harness; this is the least a pull needs).
+struct Registry {
+    child: std::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Registry {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        for _ in 0..5 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let config = dir.path().join("config.yml");
+            std::fs::write(
+                &config,
+                format!(
+                    "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+                    dir.path().join("data").display()
+                ),
+            )
+            .unwrap();
+            let mut child = Command::new("docker-registry")
+                .arg("serve")
+                .arg(&config)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("docker-registry (apt-get install docker-registry)");
+            let end = std::time::Instant::now() + std::time::Duration::from_secs(15);
+            while std::time::Instant::now() < end {
+                if child.try_wait().unwrap().is_some() {
+                    break;
+                }
+                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    return Self {
+                        child,
+                        port,
+                        _dir: dir,
+                    };
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!("docker-registry did not start");
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn pull_killed_at_every_store_write_leaves_the_old_or_the_new_image() {
+    let reg = Registry::start();
+    let image = format!("127.0.0.1:{}/rel/rela:v1", reg.port);
+    let new = TestStore::new();
+    new.build(gadget_dir("new").path(), &image);
+    let out = new.run(&["image", "push", &image]);
+    assert!(out.status.success(), "push: {}", text(&out.stderr));
+    let new_digest = listed(&new.path())["rela:v1"].clone();
+    let old = TestStore::new();
+    old.build(gadget_dir("old").path(), &image);
+    let old_digest = listed(&old.path())["rela:v1"].clone();
+    assert_ne!(old_digest, new_digest);
+    let kills = kill_everywhere(
+        &old.path(),
+        &["rename", "fsync", "write"],
+        &["image", "pull", &image],
+        &[],
+        |_, images| {
+            let a = &images["rela:v1"];
+            assert!(
+                *a == old_digest || *a == new_digest,
+                "rela is neither old nor new: {images:?}"
+            );
+        },
+    );
+    assert!(kills >= 6, "only {kills} crash points");
 }
