@@ -28,6 +28,10 @@
 //! `ingest/`, fsynced and renamed into place, so a crash leaves either the
 //! old or the new file, plus at most a temp file that a later write removes
 //! once it is ten minutes old.
+//!
+//! Hygiene (`store/hygiene.rs`): `ig image prune` removes every temp file
+//! and unreferenced blob under the lock, and a store directory owned by
+//! another user is refused (for reading, unless root owns it).
 
 mod fsutil;
 mod hygiene;
