@@ -6,11 +6,30 @@
 //! `signalfd`, so a signal never interrupts a half-processed event and the
 //! shutdown path is the normal one: drain what is pending, report losses,
 //! flush, stop operators in reverse order.
+//!
+//! Floods and slow readers: the loop never blocks anywhere but in `poll`.
+//! Output goes to a non-blocking stdout with a bounded backlog
+//! (`output::sink`); while the reader has not taken the backlog, the ring
+//! buffers are not read, so the kernel drops (and counts) instead of ig
+//! growing, and a signal is still seen at once. Loss reports are summed
+//! per source and handed on at most once per [`LOSS_REPORT_INTERVAL`]
+//! while loss goes on, and once more at the end.
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
+use crate::output::sink::{self, OutputHandle};
 use crate::pipeline::{HandlerError, Notice, OperatorError, Pipeline};
+
+/// How often loss is reported while it goes on.
+pub const LOSS_REPORT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// After a signal, how long the remaining output may take to leave before
+/// it is given up (the user asked to stop; 1 s is the promise).
+const OUTPUT_GRACE_AFTER_SIGNAL: Duration = Duration::from_millis(300);
+
+/// How long the final drain may take when the kernel keeps producing.
+const FINAL_DRAIN_LIMIT: Duration = Duration::from_millis(250);
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -41,6 +60,9 @@ pub struct RunOptions {
     /// the longest an event can wait in a ring buffer when wakeups are
     /// batched.
     pub flush_interval: Duration,
+    /// The non-blocking stdout the printers write to, if any: polled for
+    /// room while it has a backlog (see the module doc).
+    pub output: Option<OutputHandle>,
 }
 
 /// SIGINT and SIGTERM, blocked for this thread and readable from a
@@ -105,7 +127,26 @@ pub fn run(
     p: &mut Pipeline,
     signals: &Signals,
     opts: &RunOptions,
-    mut notice: impl FnMut(Notice),
+    notice: impl FnMut(Notice),
+) -> Result<StopReason, RunError> {
+    let mut losses = LossReports::new(notice);
+    let reason = run_loop(p, signals, opts, &mut losses);
+    // Whatever was counted is reported, also when the run failed.
+    losses.report_all();
+    let reason = reason?;
+    if let Some(out) = &opts.output
+        && reason != StopReason::OutputClosed
+    {
+        deliver_backlog(out, signals, reason);
+    }
+    Ok(reason)
+}
+
+fn run_loop<F: FnMut(Notice)>(
+    p: &mut Pipeline,
+    signals: &Signals,
+    opts: &RunOptions,
+    losses: &mut LossReports<F>,
 ) -> Result<StopReason, RunError> {
     let start = Instant::now();
     let deadline = opts.timeout.map(|t| start + t);
@@ -126,11 +167,18 @@ pub fn run(
             revents: 0,
         })
         .collect();
+    // Last slot: stdout, polled for room only while it has a backlog.
+    let out_fd = opts.output.as_ref().and_then(OutputHandle::poll_fd);
+    pollfds.push(libc::pollfd {
+        fd: -1,
+        events: libc::POLLOUT,
+        revents: 0,
+    });
 
     let reason = loop {
         let now = Instant::now();
         if now >= next_tick {
-            match tick(p, &mut notice)? {
+            match tick(p, losses)? {
                 Some(r) => break r,
                 None => next_tick = now + interval,
             }
@@ -138,6 +186,14 @@ pub fn run(
         if deadline.is_some_and(|d| now >= d) {
             break StopReason::Timeout;
         }
+        // A reader that is behind: stop reading the ring buffers (a
+        // negative fd is ignored by poll) and wait for room instead.
+        let backlogged = opts.output.as_ref().is_some_and(|o| o.backlog() > 0);
+        let n = pollfds.len();
+        for (pfd, &fd) in pollfds[1..n - 1].iter_mut().zip(&fds[1..]) {
+            pfd.fd = if backlogged { -1 } else { fd };
+        }
+        pollfds[n - 1].fd = if backlogged { out_fd.unwrap_or(-1) } else { -1 };
         let wake = deadline.map_or(next_tick, |d| d.min(next_tick));
         let wait = wake.saturating_duration_since(Instant::now());
         let ms = i32::try_from(wait.as_millis().max(1)).unwrap_or(i32::MAX);
@@ -152,24 +208,168 @@ pub fn run(
         if let Some(sig) = signals.take() {
             break StopReason::Signal(sig);
         }
+        if backlogged {
+            if let Some(out) = &opts.output {
+                match out.push_out() {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                        break StopReason::OutputClosed;
+                    }
+                    Err(e) => return Err(RunError::Output(e)),
+                }
+            }
+            continue;
+        }
         if drain(p)? {
             break StopReason::Finished;
         }
     };
-    // Whatever is pending in the kernel still belongs to the run.
+    // Whatever is pending in the kernel still belongs to the run: drain
+    // until the ring buffers are empty, but not for ever in a storm.
     if reason != StopReason::OutputClosed {
-        drain(p)?;
+        let end = Instant::now() + FINAL_DRAIN_LIMIT;
+        loop {
+            drain(p)?;
+            if Instant::now() >= end || !any_readable(&fds[1..]) {
+                break;
+            }
+        }
         let (sources, dispatch) = p.parts();
         for s in sources {
             s.finish(dispatch)?;
         }
-        if let Some(StopReason::OutputClosed) = tick(p, &mut notice)? {
+        if let Some(StopReason::OutputClosed) = tick(p, losses)? {
             p.stop()?;
             return Ok(StopReason::OutputClosed);
         }
     }
     p.stop()?;
     Ok(reason)
+}
+
+/// Wait until the reader has taken the backlog, the reader is gone, or a
+/// signal says stop (then allow a short grace, so that a stopped reader
+/// cannot hold ig past the 1 s promise).
+fn deliver_backlog(out: &OutputHandle, signals: &Signals, reason: StopReason) {
+    let Some(fd) = out.poll_fd() else {
+        return;
+    };
+    let mut give_up =
+        matches!(reason, StopReason::Signal(_)).then(|| Instant::now() + OUTPUT_GRACE_AFTER_SIGNAL);
+    loop {
+        if out.push_out().is_err() || out.backlog() == 0 {
+            return;
+        }
+        let now = Instant::now();
+        if give_up.is_some_and(|t| now >= t) {
+            log::warn!(
+                "{} bytes of output not written: the reader did not take them",
+                out.backlog()
+            );
+            return;
+        }
+        let ms = give_up.map_or(-1, |t| {
+            i32::try_from(t.saturating_duration_since(now).as_millis().max(1)).unwrap_or(1)
+        });
+        let mut pfds = [
+            libc::pollfd {
+                fd,
+                events: libc::POLLOUT,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: signals.fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        // SAFETY: a valid array of two pollfds.
+        unsafe { libc::poll(pfds.as_mut_ptr(), 2, ms) };
+        if signals.take().is_some() && give_up.is_none() {
+            give_up = Some(Instant::now() + OUTPUT_GRACE_AFTER_SIGNAL);
+        }
+    }
+}
+
+/// Loss counts per source, passed on at most once per
+/// [`LOSS_REPORT_INTERVAL`] each, so a storm gives a steady line a second
+/// rather than one per tick.
+struct LossReports<F: FnMut(Notice)> {
+    notice: F,
+    /// (source, count not yet reported, when last reported)
+    pending: Vec<(String, u64, Option<Instant>)>,
+    dropped_output: (u64, Option<Instant>),
+}
+
+impl<F: FnMut(Notice)> LossReports<F> {
+    fn new(notice: F) -> Self {
+        Self {
+            notice,
+            pending: Vec::new(),
+            dropped_output: (0, None),
+        }
+    }
+
+    fn due(last: Option<Instant>, now: Instant) -> bool {
+        last.is_none_or(|t| now.duration_since(t) >= LOSS_REPORT_INTERVAL)
+    }
+
+    fn add(&mut self, n: Notice) {
+        let now = Instant::now();
+        match n {
+            Notice::Lost { source, count } => {
+                let i = match self.pending.iter().position(|(s, ..)| *s == source) {
+                    Some(i) => i,
+                    None => {
+                        self.pending.push((source, 0, None));
+                        self.pending.len() - 1
+                    }
+                };
+                self.pending[i].1 += count;
+            }
+            Notice::OutputDropped { count } => self.dropped_output.0 += count,
+        }
+        self.report(now, false);
+    }
+
+    fn report(&mut self, now: Instant, all: bool) {
+        for (source, count, last) in &mut self.pending {
+            if *count > 0 && (all || Self::due(*last, now)) {
+                (self.notice)(Notice::Lost {
+                    source: source.clone(),
+                    count: std::mem::take(count),
+                });
+                *last = Some(now);
+            }
+        }
+        let (count, last) = &mut self.dropped_output;
+        if *count > 0 && (all || Self::due(*last, now)) {
+            (self.notice)(Notice::OutputDropped {
+                count: std::mem::take(count),
+            });
+            *last = Some(now);
+        }
+    }
+
+    fn report_all(&mut self) {
+        self.report(Instant::now(), true);
+    }
+}
+
+/// Whether any of `fds` has data now (a ring buffer is readable while
+/// samples are pending, whatever its wake-up threshold).
+fn any_readable(fds: &[RawFd]) -> bool {
+    let mut pfds: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|&fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    // SAFETY: pfds is a valid array of its length.
+    let rc = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, 0) };
+    rc > 0 && pfds.iter().any(|p| p.revents & libc::POLLIN != 0)
 }
 
 /// Drain every source; true when all of them are finished.
@@ -188,14 +388,24 @@ fn drain(p: &mut Pipeline) -> Result<bool, RunError> {
 }
 
 /// Housekeeping: loss counters, then flush. `Some` when the run must end.
-fn tick(p: &mut Pipeline, notice: &mut impl FnMut(Notice)) -> Result<Option<StopReason>, RunError> {
+fn tick<F: FnMut(Notice)>(
+    p: &mut Pipeline,
+    losses: &mut LossReports<F>,
+) -> Result<Option<StopReason>, RunError> {
     let (sources, dispatch) = p.parts();
     for s in sources {
         for n in s.tick(dispatch)? {
-            notice(n);
+            losses.add(n);
         }
     }
-    match p.dispatch.flush() {
+    let flushed = p.dispatch.flush();
+    let dropped = sink::take_dropped_records();
+    if dropped > 0 {
+        losses.add(Notice::OutputDropped { count: dropped });
+    } else {
+        losses.report(Instant::now(), false);
+    }
+    match flushed {
         Ok(()) => Ok(None),
         Err(HandlerError::Closed) => Ok(Some(StopReason::OutputClosed)),
         Err(HandlerError::Io(e)) => Err(RunError::Output(e)),

@@ -751,18 +751,29 @@ fn parse_cpu_list(text: &str) -> Vec<u32> {
     cpus
 }
 
+/// Longest one [`RingBuffer::drain`] keeps going while samples keep coming.
+pub const DRAIN_SLICE: std::time::Duration = std::time::Duration::from_millis(20);
+
 /// A ring buffer we read samples from.
 pub struct RingBuffer {
     rb: RingBuf<MapData>,
 }
 
 impl RingBuffer {
-    /// Hand every pending sample to `f`, without blocking. Returns how many.
+    /// Hand pending samples to `f`, without blocking. Returns how many.
+    /// Stops after about [`DRAIN_SLICE`] even if more are pending: a
+    /// producer as fast as we are would otherwise keep us here forever,
+    /// away from signals and flushes. The fd stays readable, so the event
+    /// loop comes straight back.
     pub fn drain(&mut self, mut f: impl FnMut(&[u8])) -> usize {
+        let start = std::time::Instant::now();
         let mut n = 0;
         while let Some(item) = self.rb.next() {
             f(&item);
             n += 1;
+            if n % 1024 == 0 && start.elapsed() >= DRAIN_SLICE {
+                break;
+            }
         }
         n
     }

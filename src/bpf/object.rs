@@ -162,7 +162,7 @@ fn shstrtab_range(d: &[u8]) -> Option<(usize, usize)> {
     }
     let le = *d.get(5)? == 1;
     let u16_at = |o: usize| -> Option<u16> {
-        let b: [u8; 2] = d.get(o..o + 2)?.try_into().ok()?;
+        let b: [u8; 2] = d.get(o..o.checked_add(2)?)?.try_into().ok()?;
         Some(if le {
             u16::from_le_bytes(b)
         } else {
@@ -170,7 +170,7 @@ fn shstrtab_range(d: &[u8]) -> Option<(usize, usize)> {
         })
     };
     let u64_at = |o: usize| -> Option<u64> {
-        let b: [u8; 8] = d.get(o..o + 8)?.try_into().ok()?;
+        let b: [u8; 8] = d.get(o..o.checked_add(8)?)?.try_into().ok()?;
         Some(if le {
             u64::from_le_bytes(b)
         } else {
@@ -218,6 +218,19 @@ mod tests {
         assert!(after.section_by_name("socket1").is_none());
         assert!(after.section_by_name("socket").is_some());
         assert_eq!(normalize_sections(b"junk"), b"junk");
+    }
+
+    /// Found by `cargo xtask fuzz object`: a section header table offset
+    /// near `usize::MAX` overflowed `offset + 8` while looking for the
+    /// section-name table.
+    #[test]
+    fn section_header_offset_near_the_end_of_the_address_space() {
+        let mut d = vec![0u8; 64];
+        d[..6].copy_from_slice(b"\x7fELF\x02\x01");
+        d[0x28..0x30].copy_from_slice(&(u64::MAX - 0x1f).to_le_bytes());
+        assert_eq!(shstrtab_range(&d), None);
+        assert_eq!(normalize_sections(&d), d);
+        assert!(ObjectInfo::parse(&d).is_err());
     }
 
     #[test]

@@ -8,7 +8,7 @@ const CAP_PERFMON: u32 = 38;
 const CAP_BPF: u32 = 39;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("ig run needs root, or the capabilities {missing}; run it with sudo")]
+#[error("ig run needs root, or {missing}; run it with sudo")]
 pub struct MissingPrivileges {
     pub missing: String,
 }
@@ -35,9 +35,11 @@ fn check_status(status: &str) -> Result<(), MissingPrivileges> {
         .filter(|(c, _)| !has(*c))
         .map(|(_, n)| *n)
         .collect();
-    Err(MissingPrivileges {
-        missing: missing.join(" and "),
-    })
+    let missing = match missing.as_slice() {
+        [one] => format!("the capability {one}"),
+        _ => format!("the capabilities {}", missing.join(" and ")),
+    };
+    Err(MissingPrivileges { missing })
 }
 
 #[cfg(test)]
@@ -56,9 +58,9 @@ mod tests {
             "CAP_BPF + CAP_PERFMON"
         );
         let e = check_status("CapEff:\t0000000000000000\n").unwrap_err();
-        assert_eq!(e.missing, "CAP_BPF and CAP_PERFMON");
+        assert_eq!(e.missing, "the capabilities CAP_BPF and CAP_PERFMON");
         let e = check_status("CapEff:\t0000008000000000\n").unwrap_err();
-        assert_eq!(e.missing, "CAP_PERFMON");
+        assert_eq!(e.missing, "the capability CAP_PERFMON");
         assert!(check_status("garbage").is_err());
     }
 }

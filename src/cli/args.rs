@@ -350,6 +350,12 @@ pub enum ImageCommand {
         /// oci-archive:FILE`).
         file: PathBuf,
     },
+    /// Clean the store: remove temp files left by interrupted writes
+    /// (a killed build, pull or import) and blobs no image uses any more.
+    ///
+    /// Images themselves are never touched; prints what was removed.
+    #[command(after_help = "Example:\n  ig image prune")]
+    Prune,
 }
 
 /// Output formats of `ig image inspect`.

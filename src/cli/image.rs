@@ -108,6 +108,15 @@ pub fn image(store: &Path, registry: &RegistryArgs, cmd: ImageCommand) -> anyhow
             );
             Ok(())
         }
+        ImageCommand::Prune => {
+            let store = Store::open(store)?;
+            let r = store.prune_leftovers()?;
+            logger::stdout_line(&format!(
+                "Removed {} temp file(s) of interrupted writes and {} unreferenced blob(s), {} bytes freed",
+                r.temp_files, r.blobs, r.bytes
+            ));
+            Ok(())
+        }
         ImageCommand::Remove { images } => {
             let store = Store::open(store)?;
             for i in images {

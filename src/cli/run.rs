@@ -142,8 +142,9 @@ pub fn run(args: RunArgs, prepared: Prepared, given: &[(String, String)]) -> any
     let mut ops: Vec<Box<dyn Operator>> = vec![Box::new(ebpf)];
     ops.extend(others);
     let terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let (stdout, output_handle) = crate::output::sink::stdout();
     ops.push(Box::new(
-        OutputOperator::new(args.output, shared(std::io::stdout()))
+        OutputOperator::new(args.output, shared(stdout))
             .on_terminal(terminal)
             .with_fields(args.fields.clone()),
     ));
@@ -160,12 +161,19 @@ pub fn run(args: RunArgs, prepared: Prepared, given: &[(String, String)]) -> any
     let opts = RunOptions {
         timeout: args.timeout.map(std::time::Duration::from_secs),
         flush_interval: args.flush_interval,
+        output: Some(output_handle),
     };
     let reason = runner::run(&mut pipeline, &signals, &opts, |n| match n {
         Notice::Lost { source, count } => {
             lost_total += count;
             log::warn!(
                 "data source {source}: {count} events lost (the ring buffer was full; a larger --ringbuf-size helps)"
+            );
+        }
+        Notice::OutputDropped { count } => {
+            lost_total += count;
+            log::warn!(
+                "{count} events lost: the reader of ig's output did not keep up (write to a file, or filter with -F)"
             );
         }
     })

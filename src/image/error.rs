@@ -123,6 +123,15 @@ pub enum ImageError {
 
     #[error("invalid SOURCE_DATE_EPOCH {value:?}: expected seconds since 1970 as an integer")]
     InvalidSourceDateEpoch { value: String },
+
+    /// The store directory belongs to someone else: writing there could
+    /// hand them our images, and running from it would load into the
+    /// kernel whatever they put there.
+    #[error(
+        "refusing the image store {}: it is owned by uid {owner}, not by you (uid {uid}) or root; use your own store (--store DIR) or chown it",
+        path.display()
+    )]
+    ForeignOwner { path: PathBuf, owner: u32, uid: u32 },
 }
 
 impl ImageError {

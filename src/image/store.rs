@@ -35,9 +35,16 @@
 //! `ingest/`, fsynced and renamed into place, so a crash leaves either the
 //! old or the new file, plus at most a temp file that a later write removes
 //! once it is ten minutes old.
+//!
+//! Hygiene (`store/hygiene.rs`): `ig image prune` removes every temp file
+//! and unreferenced blob under the lock, and a store directory owned by
+//! another user is refused (for reading, unless root owns it).
 
 mod fsutil;
+mod hygiene;
 mod index_file;
+
+pub use hygiene::PruneReport;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -168,6 +175,7 @@ impl Store {
             root: root.into(),
             read_only: false,
         };
+        hygiene::check_owner(&store.root, false)?;
         for dir in [
             store.root.clone(),
             store.root.join(BLOBS_DIR).join("sha256"),
@@ -193,6 +201,7 @@ impl Store {
             root: root.into(),
             read_only: true,
         };
+        hygiene::check_owner(&store.root, true)?;
         store.check_layout(false)?;
         Ok(store)
     }

@@ -21,6 +21,11 @@
 
 use regex::bytes::Regex;
 
+/// Bytes a compiled `~` pattern (and its lazy DFA cache) may take.
+const REGEX_SIZE_LIMIT: usize = 1 << 20;
+/// Nesting depth of groups and repetitions in a `~` pattern.
+const REGEX_NEST_LIMIT: u32 = 64;
+
 use crate::datasource::{Event, FieldId, FieldKind, Schema};
 use crate::params::{ParamSpec, ParamType, ParamValue, ParamValues};
 use crate::pipeline::{
@@ -180,10 +185,19 @@ fn compile(rule: &Rule, kind: FieldKind) -> Result<Test, FilterError> {
                 kind.name()
             )));
         }
-        let re = Regex::new(&rule.value).map_err(|e| FilterError::Regex {
-            rule: rule.text.clone(),
-            reason: e.to_string(),
-        })?;
+        // Bounded: a hostile or careless pattern (`(a{1000}){1000}`) must
+        // fail with a message rather than compile for seconds into
+        // hundreds of MiB. The default limits of the regex crate are ten
+        // times higher than any sensible filter needs.
+        let re = regex::bytes::RegexBuilder::new(&rule.value)
+            .size_limit(REGEX_SIZE_LIMIT)
+            .dfa_size_limit(REGEX_SIZE_LIMIT)
+            .nest_limit(REGEX_NEST_LIMIT)
+            .build()
+            .map_err(|e| FilterError::Regex {
+                rule: rule.text.clone(),
+                reason: e.to_string(),
+            })?;
         return Ok(Test::Regex(re, rule.op == Op::NotMatch));
     }
     let not_a = |what: &str| {
@@ -411,6 +425,25 @@ impl Handler for Filtering {
     }
 }
 
+/// Parse `expr` as `--filter` does and compile every rule for a field of
+/// `kind`, then test each against `value`: the whole path untrusted filter
+/// text takes, without a schema. Returns how many rules there were. The
+/// fuzz harness (`fuzz/`) and its corpus replay drive it.
+pub fn check_for_kind(
+    expr: &str,
+    kind: FieldKind,
+    value: crate::datasource::ValueRef<'_>,
+) -> Result<usize, FilterError> {
+    let rules = split_rules(expr)
+        .iter()
+        .map(|text| parse_rule(text))
+        .collect::<Result<Vec<_>, _>>()?;
+    for rule in &rules {
+        let _ = compile(rule, kind)?.passes(value);
+    }
+    Ok(rules.len())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -490,6 +523,32 @@ mod tests {
             .into_iter()
             .map(Option::unwrap_or_default)
             .collect())
+    }
+
+    /// A pattern that would compile to hundreds of MiB (or take seconds)
+    /// is refused quickly with the regex crate's reason.
+    #[test]
+    fn huge_or_deeply_nested_regular_expressions_are_refused_quickly() {
+        let start = std::time::Instant::now();
+        for pattern in ["(a{1000}){1000}", "\\w{500}\\w{500}", &"(".repeat(200)] {
+            let expr = format!("proc.comm~{pattern}");
+            let e = check_for_kind(&expr, FieldKind::CString, crate::datasource::ValueRef::None)
+                .unwrap_err();
+            assert!(matches!(e, FilterError::Regex { .. }), "{pattern}: {e}");
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(2),
+            "{:?}",
+            start.elapsed()
+        );
+        assert_eq!(
+            check_for_kind(
+                "proc.comm~^ca(t|n)$",
+                FieldKind::CString,
+                crate::datasource::ValueRef::Str(b"cat")
+            ),
+            Ok(1)
+        );
     }
 
     #[test]

@@ -11,7 +11,7 @@
 
 pub mod fields;
 mod json;
-mod sink;
+pub mod sink;
 mod table;
 mod yaml;
 

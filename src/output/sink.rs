@@ -1,7 +1,22 @@
-//! The buffered, shared destination of the printers.
+//! The buffered, shared destination of the printers, and `ig run`'s
+//! stdout ([`stdout`]), which never blocks the event loop.
+//!
+//! Why stdout is special: a reader that stops reading (`ig run | sleep
+//! 100`, a paused pager) would block a plain `write(2)` forever, and with
+//! the termination signals read from a `signalfd` nothing would interrupt
+//! it: Ctrl-C would do nothing. So where stdout can block (a pipe, a
+//! terminal), [`stdout`] reopens it as a separate non-blocking open file
+//! (through `/proc/self/fd/1`, so the shell's own file description keeps
+//! its flags) and keeps what the reader has not taken yet in a backlog of
+//! at most [`BACKLOG_LIMIT`] bytes. The runner waits for the reader with
+//! `poll` next to the signalfd and stops reading ring buffers while the
+//! backlog is not empty, so a slow reader turns into counted kernel-side
+//! drops, not into memory. Output that would overflow the backlog is
+//! dropped whole records at a time and counted ([`take_dropped_records`]).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::io::{self, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::rc::Rc;
 
 use crate::pipeline::HandlerError;
@@ -23,6 +38,8 @@ const CHUNK: usize = 128 * 1024;
 /// the next `flush` reports it.
 pub(crate) struct Sink {
     buf: Vec<u8>,
+    /// Records in `buf`, counted as dropped if the writer refuses it.
+    records: u64,
     out: SharedWriter,
     failed: Option<io::ErrorKind>,
 }
@@ -31,6 +48,7 @@ impl Sink {
     pub(crate) fn new(out: SharedWriter) -> Self {
         Self {
             buf: Vec::with_capacity(CHUNK + 4096),
+            records: 0,
             out,
             failed: None,
         }
@@ -48,6 +66,7 @@ impl Sink {
 
     /// Call after a record was appended: writes out when the buffer is full.
     pub(crate) fn record_done(&mut self) {
+        self.records += 1;
         if self.buf.len() >= CHUNK {
             let _ = self.write_out();
         }
@@ -65,10 +84,20 @@ impl Sink {
             w.write_all(&self.buf).and_then(|()| w.flush())
         };
         self.buf.clear();
-        res.map_err(|e| {
-            self.failed = Some(e.kind());
-            to_handler_error(e)
-        })
+        let records = std::mem::take(&mut self.records);
+        match res {
+            // The reader is behind and the backlog is full: these records
+            // are lost, counted, and the run goes on.
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                DROPPED_RECORDS.with(|d| d.set(d.get() + records));
+                Ok(())
+            }
+            Err(e) => {
+                self.failed = Some(e.kind());
+                Err(to_handler_error(e))
+            }
+            Ok(()) => Ok(()),
+        }
     }
 
     pub(crate) fn flush(&mut self) -> Result<(), HandlerError> {
@@ -81,6 +110,296 @@ fn to_handler_error(e: io::Error) -> HandlerError {
         HandlerError::Closed
     } else {
         HandlerError::Io(e)
+    }
+}
+
+thread_local! {
+    /// Records printers dropped because the output backlog was full. Runs
+    /// are single-threaded; the runner reads and resets it every tick.
+    static DROPPED_RECORDS: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Records dropped since the last call because the reader of stdout was
+/// too slow (see the module doc).
+pub fn take_dropped_records() -> u64 {
+    DROPPED_RECORDS.with(|d| d.replace(0))
+}
+
+/// Most bytes held for a reader that does not keep up. Beyond it, output
+/// is dropped (and counted) instead of growing ig's memory.
+pub const BACKLOG_LIMIT: usize = 4 << 20;
+
+/// What [`Stdout`] and its [`OutputHandle`] share.
+struct OutState {
+    fd: Fd,
+    /// Bytes accepted but not yet taken by the reader: `pending[start..]`.
+    pending: Vec<u8>,
+    start: usize,
+}
+
+enum Fd {
+    /// Our own non-blocking open file of stdout.
+    Own(OwnedFd),
+    /// Descriptor 1 itself, blocking (a regular file, a socket...), where a
+    /// write cannot stall forever or reopening is not possible.
+    Inherited,
+}
+
+impl OutState {
+    fn raw(&self) -> RawFd {
+        match &self.fd {
+            Fd::Own(fd) => fd.as_raw_fd(),
+            Fd::Inherited => libc::STDOUT_FILENO,
+        }
+    }
+
+    fn backlog(&self) -> usize {
+        self.pending.len() - self.start
+    }
+
+    /// One `write(2)`: `Ok(0)` when the reader is full (EAGAIN).
+    fn write_some(&self, b: &[u8]) -> io::Result<usize> {
+        loop {
+            // SAFETY: writes from a valid slice to a descriptor we hold open.
+            let n = unsafe { libc::write(self.raw(), b.as_ptr().cast(), b.len()) };
+            if let Ok(n) = usize::try_from(n) {
+                return Ok(n);
+            }
+            let e = io::Error::last_os_error();
+            match e.kind() {
+                io::ErrorKind::Interrupted => {}
+                io::ErrorKind::WouldBlock => return Ok(0),
+                _ => return Err(e),
+            }
+        }
+    }
+
+    /// Hand the reader as much of the backlog as it takes now.
+    fn push_out(&mut self) -> io::Result<()> {
+        while self.backlog() > 0 {
+            let n = self.write_some(&self.pending[self.start..])?;
+            if n == 0 {
+                break;
+            }
+            self.start += n;
+        }
+        if self.backlog() == 0 {
+            self.pending.clear();
+            self.start = 0;
+        } else if self.start > self.pending.len() / 2 {
+            self.pending.drain(..self.start);
+            self.start = 0;
+        }
+        Ok(())
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        if matches!(self.fd, Fd::Inherited) {
+            let mut rest = buf;
+            while !rest.is_empty() {
+                let n = self.write_some(rest)?;
+                if n == 0 {
+                    // A non-blocking descriptor we did not open: wait for it
+                    // rather than spin.
+                    wait_writable(self.raw(), -1);
+                }
+                rest = &rest[n..];
+            }
+            return Ok(());
+        }
+        self.push_out()?;
+        if self.backlog() + buf.len() > BACKLOG_LIMIT {
+            // Refused whole: a record is never cut in two.
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let n = if self.backlog() == 0 {
+            self.write_some(buf)?
+        } else {
+            0
+        };
+        self.pending.extend_from_slice(&buf[n..]);
+        Ok(())
+    }
+}
+
+fn wait_writable(fd: RawFd, ms: i32) {
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLOUT,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    unsafe { libc::poll(&raw mut p, 1, ms) };
+}
+
+/// `ig run`'s stdout: see the module doc. Accepts a write whole or refuses
+/// it whole with `WouldBlock` when the backlog would pass
+/// [`BACKLOG_LIMIT`].
+pub struct Stdout(Rc<RefCell<OutState>>);
+
+/// The runner's side of [`Stdout`]: what to poll, how much is pending.
+#[derive(Clone)]
+pub struct OutputHandle(Rc<RefCell<OutState>>);
+
+/// Open stdout for `ig run`.
+pub fn stdout() -> (Stdout, OutputHandle) {
+    with_fd(reopen_nonblocking().map_or(Fd::Inherited, Fd::Own))
+}
+
+fn with_fd(fd: Fd) -> (Stdout, OutputHandle) {
+    let state = Rc::new(RefCell::new(OutState {
+        fd,
+        pending: Vec::new(),
+        start: 0,
+    }));
+    (Stdout(Rc::clone(&state)), OutputHandle(state))
+}
+
+/// A non-blocking open file of what descriptor 1 is, if it is a pipe or a
+/// terminal (the kinds a reader can stall) and can be reopened.
+fn reopen_nonblocking() -> Option<OwnedFd> {
+    // SAFETY: fstat into a zeroed stat buffer.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstat(libc::STDOUT_FILENO, &raw mut st) } != 0 {
+        return None;
+    }
+    let kind = st.st_mode & libc::S_IFMT;
+    if kind != libc::S_IFIFO && kind != libc::S_IFCHR {
+        return None;
+    }
+    let path = c"/proc/self/fd/1";
+    // SAFETY: opening a NUL-terminated path; O_NOCTTY so a terminal never
+    // becomes our controlling one.
+    let fd = unsafe {
+        libc::open(
+            path.as_ptr(),
+            libc::O_WRONLY | libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY,
+        )
+    };
+    // SAFETY: a descriptor we just opened and own.
+    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+impl Write for Stdout {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.borrow_mut().write_all(buf)?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.borrow_mut().push_out()
+    }
+}
+
+impl OutputHandle {
+    /// The descriptor to poll for `POLLOUT` while there is a backlog;
+    /// `None` for a blocking stdout (a file), which never has one.
+    pub fn poll_fd(&self) -> Option<RawFd> {
+        let s = self.0.borrow();
+        matches!(s.fd, Fd::Own(_)).then(|| s.raw())
+    }
+
+    /// Bytes the reader has not taken yet.
+    pub fn backlog(&self) -> usize {
+        self.0.borrow().backlog()
+    }
+
+    /// Write what the reader takes now, without waiting.
+    pub fn push_out(&self) -> io::Result<()> {
+        self.0.borrow_mut().push_out()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A pipe: (our non-blocking writer over its write end, its read end).
+    fn pipe() -> (Stdout, OutputHandle, OwnedFd) {
+        let mut fds = [0; 2];
+        // SAFETY: pipe2 fills two descriptors we then own.
+        let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) };
+        assert_eq!(rc, 0);
+        // SAFETY: fresh descriptors from pipe2.
+        let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        let (out, handle) = with_fd(Fd::Own(w));
+        (out, handle, r)
+    }
+
+    fn read_all(r: &OwnedFd) -> usize {
+        let mut buf = vec![0u8; 1 << 16];
+        let mut total = 0;
+        loop {
+            // SAFETY: reading into a valid buffer from an open descriptor.
+            let n = unsafe { libc::read(r.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+            match usize::try_from(n) {
+                Ok(0) | Err(_) => return total,
+                Ok(n) => total += n,
+            }
+        }
+    }
+
+    #[test]
+    fn a_reader_that_stops_never_blocks_us_and_the_backlog_is_bounded() {
+        let (mut out, handle, r) = pipe();
+        let chunk = vec![b'x'; 100 * 1024];
+        let mut accepted = 0;
+        let refused = loop {
+            match out.write(&chunk) {
+                Ok(n) => accepted += n,
+                Err(e) => break e,
+            }
+            assert!(accepted < 64 << 20, "never refused");
+        };
+        assert_eq!(refused.kind(), io::ErrorKind::WouldBlock);
+        assert!(handle.backlog() <= BACKLOG_LIMIT);
+        assert!(handle.backlog() > BACKLOG_LIMIT - chunk.len());
+        // The reader comes back: everything accepted arrives, in order.
+        let mut got = 0;
+        while handle.backlog() > 0 {
+            got += read_all(&r);
+            handle.push_out().unwrap();
+        }
+        got += read_all(&r);
+        assert_eq!(got, accepted);
+    }
+
+    #[test]
+    fn records_refused_by_a_full_backlog_are_counted_not_fatal() {
+        let (out, handle, r) = pipe();
+        let mut sink = Sink::new(shared(out));
+        let _ = take_dropped_records();
+        let record = [b'y'; 1000];
+        let mut written = 0u64;
+        while handle.backlog() < BACKLOG_LIMIT - CHUNK {
+            sink.buf().unwrap().extend_from_slice(&record);
+            sink.record_done();
+            written += 1;
+        }
+        assert_eq!(take_dropped_records(), 0, "nothing dropped below the limit");
+        for _ in 0..(2 * CHUNK / record.len()) {
+            sink.buf().unwrap().extend_from_slice(&record);
+            sink.record_done();
+            written += 1;
+        }
+        sink.flush().unwrap();
+        let dropped = take_dropped_records();
+        assert!(dropped > 0, "the overflow was counted");
+        assert!(sink.buf().is_some(), "the sink still works");
+        let mut got = 0;
+        while handle.backlog() > 0 {
+            got += read_all(&r);
+            handle.push_out().unwrap();
+        }
+        got += read_all(&r);
+        assert_eq!(got as u64, (written - dropped) * record.len() as u64);
+    }
+
+    #[test]
+    fn a_closed_reader_is_a_broken_pipe() {
+        let (mut out, _handle, r) = pipe();
+        drop(r);
+        let e = out.write(b"x").unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::BrokenPipe);
     }
 }
 

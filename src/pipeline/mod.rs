@@ -114,6 +114,9 @@ pub trait Source {
 pub enum Notice {
     /// The kernel dropped events (ring buffer full or reservation failed).
     Lost { source: String, count: u64 },
+    /// Events formatted but dropped because the reader of the output did
+    /// not keep up and the output backlog was full (`output::sink`).
+    OutputDropped { count: u64 },
 }
 
 /// An operator that has agreed to take part in a run.

@@ -14,6 +14,10 @@
 //!   one interleaved run; writes `docs/benchmarks.md`. `--quick` runs only
 //!   ig for a second (the smoke run of `test`). `--reps N`, `--dur SECONDS`.
 //!
+//! - `fuzz`    coverage-guided fuzzing of the parsers of untrusted bytes
+//!   (`fuzz/`, stable Rust): `--seconds N` per target (default 10), all
+//!   targets or those named. See docs/reliability.md.
+//!
 //! Written in Rust rather than shell so that it runs the same everywhere
 //! cargo does and fails with a message naming the step.
 
@@ -29,6 +33,7 @@ use std::process::Command;
 use anyhow::{Context as _, Result, bail};
 
 mod dist;
+mod fuzz;
 
 /// Debian packages: the gadget build tools (clang, llvm-strip, libbpf
 /// headers, bpftool for vmlinux.h), the OCI interop checker (skopeo), jq
@@ -61,6 +66,9 @@ const PACKAGES: &[&str] = &[
     "wasi-libc",
     "lld",
     "libclang-rt-14-dev-wasm32",
+    // The store crash tests kill ig at exact system calls (strace's fault
+    // injection); the privilege tests drop to nobody with setpriv.
+    "util-linux",
 ];
 
 fn main() -> Result<()> {
@@ -87,6 +95,7 @@ fn main() -> Result<()> {
         Some("dist") => dist::dist(&root).map(|_| ()),
         Some("man") => dist::reference(&root),
         Some("docs") => dist::reference(&root),
+        Some("fuzz") => fuzz::main(&root, &args[1..]),
         _ => {
             eprintln!(
                 "usage: cargo xtask <setup [--deps-only] | gadgets | test | bench [--quick] [--reps N] [--dur S] | dist | man | docs>"
