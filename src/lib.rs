@@ -12,6 +12,7 @@ pub mod containers;
 pub mod datasource;
 pub mod image;
 pub mod metadata;
+pub mod names;
 pub mod operators;
 pub mod output;
 pub mod params;

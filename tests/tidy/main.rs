@@ -26,10 +26,12 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "params",
             "containers",
             "symbols",
+            "names",
         ],
     ),
     ("containers", &[]),
     ("symbols", &[]),
+    ("names", &[]),
 ];
 
 fn uses(dir: &Path, out: &mut BTreeSet<String>, files: &mut Vec<String>) {

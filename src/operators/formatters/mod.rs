@@ -30,7 +30,6 @@
 //! is read at set-up and refreshed on the flush timer, so a clock step is
 //! followed within a second.
 
-mod tables;
 mod text;
 
 use std::time::{Duration, Instant};

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use super::tables::{ERRNO, SIGNALS, SYSCALLS_X86_64};
+use crate::names::{ERRNO, SIGNALS, SYSCALLS_X86_64};
 
 /// The rendered `YYYY-MM-DDTHH:MM:SS.` of the last second seen: events
 /// come in bursts within one second, so the calendar arithmetic runs about

@@ -27,7 +27,6 @@ mod field;
 mod log;
 mod params;
 mod state;
-mod syscall_table;
 mod syscalls;
 mod unimplemented;
 

@@ -4,11 +4,9 @@ use wasmtime::{Caller, Linker};
 
 use super::state::{HostState, read_str, write_dst};
 
-/// x86_64 syscall names by number (index = number, "" = unused). Kept
-/// apart from the formatters' table because operators do not import each
-/// other; both come from the same kernel headers.
+/// x86_64 syscall names by number (index = number, "" = unused).
 fn names() -> &'static [&'static str] {
-    super::syscall_table::SYSCALLS
+    crate::names::SYSCALLS_X86_64
 }
 
 /// Upstream's name for a number: the table's, else `syscall_<hex>` as

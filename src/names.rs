@@ -1,4 +1,10 @@
-//! Name tables of the formatters, as data.
+//! Kernel name tables, as data: syscall, errno and signal names by number.
+//!
+//! Owns only the tables (pure data, no lookups that depend on the host);
+//! the formatters render numbers with them and the WASM host answers
+//! `getSyscallName`/`getSyscallID` from them. It was the formatters' own
+//! module until the WASM operator needed the syscall names too: operators
+//! do not import each other, so shared tables live here.
 //!
 //! Generated once at development time (not at build time) from the kernel
 //! UAPI headers of the build host and committed:
