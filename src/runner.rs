@@ -159,14 +159,7 @@ fn run_loop<F: FnMut(Notice)>(
             fds.extend(s.fds());
         }
     }
-    let mut pollfds: Vec<libc::pollfd> = fds
-        .iter()
-        .map(|&fd| libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        })
-        .collect();
+    let mut pollfds = poll_in(&fds);
     // Last slot: stdout, polled for room only while it has a backlog.
     let out_fd = opts.output.as_ref().and_then(OutputHandle::poll_fd);
     pollfds.push(libc::pollfd {
@@ -356,17 +349,21 @@ impl<F: FnMut(Notice)> LossReports<F> {
     }
 }
 
-/// Whether any of `fds` has data now (a ring buffer is readable while
-/// samples are pending, whatever its wake-up threshold).
-fn any_readable(fds: &[RawFd]) -> bool {
-    let mut pfds: Vec<libc::pollfd> = fds
-        .iter()
+/// A `poll(2)` entry waiting for input on each of `fds`.
+fn poll_in(fds: &[RawFd]) -> Vec<libc::pollfd> {
+    fds.iter()
         .map(|&fd| libc::pollfd {
             fd,
             events: libc::POLLIN,
             revents: 0,
         })
-        .collect();
+        .collect()
+}
+
+/// Whether any of `fds` has data now (a ring buffer is readable while
+/// samples are pending, whatever its wake-up threshold).
+fn any_readable(fds: &[RawFd]) -> bool {
+    let mut pfds = poll_in(fds);
     // SAFETY: pfds is a valid array of its length.
     let rc = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, 0) };
     rc > 0 && pfds.iter().any(|p| p.revents & libc::POLLIN != 0)
