@@ -12,8 +12,9 @@
 //! - `bench`   the peer benchmark (`bench/`): ig against libbpf-tools, bcc,
 //!   bpftrace and the libbpf limit `rbbase`, under exec and open storms, in
 //!   one interleaved run; writes `docs/benchmarks.md`. `--quick` runs only
-//!   ig for a second (the smoke run of `test`). `--reps N`, `--dur SECONDS`.
-//!
+//!   ig for a second (the smoke run of `test`). `--reps N`, `--dur SECONDS`,
+//!   `--ig PATH` to measure a given binary instead of building the release
+//!   one (`test` passes the dist binary).
 //! - `fuzz`    coverage-guided fuzzing of the parsers of untrusted bytes
 //!   (`fuzz/`, stable Rust): `--seconds N` per target (default 10), all
 //!   targets or those named. See docs/reliability.md.
@@ -98,7 +99,7 @@ fn main() -> Result<()> {
         Some("fuzz") => fuzz::main(&root, &args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <setup [--deps-only] | gadgets | test | bench [--quick] [--reps N] [--dur S] | dist | man | docs>"
+                "usage: cargo xtask <setup [--deps-only] | gadgets | test | bench [--quick] [--reps N] [--dur S] [--ig PATH] | dist | man | docs>"
             );
             bail!("unknown or missing command")
         }
@@ -209,13 +210,22 @@ fn test() -> Result<()> {
         "-D",
         "warnings",
     ])?;
-    // Not a timed test: a few seconds under the harness so the benchmark
-    // command cannot rot. The numbers of a real run go to docs/benchmarks.md.
-    bench(&repo_root(), &["--quick".to_owned()])?;
     // The shipped static binary, built once per run, and its tests (the
     // `dist` test target is not part of the default `cargo test`).
-    dist::dist(&repo_root())?;
+    let shipped = dist::dist(&repo_root())?;
     cargo(&["test", "--locked", "--test", "dist"])?;
+    // Not a timed test: a few seconds under the harness so the benchmark
+    // command cannot rot. The numbers of a real run go to docs/benchmarks.md.
+    // It runs the shipped binary: a second optimized build of everything
+    // (wasmtime's compiler included) would add minutes to every CI run.
+    bench(
+        &repo_root(),
+        &[
+            "--quick".to_owned(),
+            "--ig".to_owned(),
+            shipped.display().to_string(),
+        ],
+    )?;
     // Last, so that its summary closes the output. Kernel tests fail rather
     // than skip when BPF is missing.
     cargo(&["test", "--workspace", "--locked"])
@@ -237,8 +247,14 @@ fn bench(root: &Path, args: &[String]) -> Result<()> {
     let dur = flag_value(args, "--dur").unwrap_or_else(|| if quick { "1" } else { "5" }.into());
     system_deps()?;
     apt_install(BENCH_PACKAGES)?;
-    cargo(&["build", "--release", "--locked", "--bin", "ig"])?;
-    let ig = root.join("target/release/ig");
+    // `--ig PATH`: measure that binary instead of building the release one.
+    let ig = match flag_value(args, "--ig") {
+        Some(p) => PathBuf::from(p),
+        None => {
+            cargo(&["build", "--release", "--locked", "--bin", "ig"])?;
+            root.join("target/release/ig")
+        }
+    };
     let store = root.join("target/bench-store");
     let out_dir = root.join("target/bench");
     std::fs::create_dir_all(&out_dir)?;
