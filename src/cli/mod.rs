@@ -138,6 +138,15 @@ fn hint(e: &anyhow::Error) -> Option<String> {
                 "build it with `ig image build DIR -t NAME`, pull it with `ig image pull {reference}`, or list the store with `ig image list`"
             ));
         }
+        if let Some(
+            ImageError::IncompletePlatforms { reference, .. }
+            | ImageError::PlatformNotPulled { reference, .. },
+        ) = cause.downcast_ref::<ImageError>()
+        {
+            return Some(format!(
+                "a pull downloads only this machine's platform; `ig image pull --all-platforms {reference}` downloads them all"
+            ));
+        }
         if let Some(re) = cause.downcast_ref::<crate::image::registry::RegistryError>() {
             use crate::image::registry::RegistryError as R;
             match re {

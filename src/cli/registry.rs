@@ -16,7 +16,9 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use super::args::{LoginArgs, PullPolicy, RegistryArgs};
 use super::logger;
 use crate::image::auth::{AuthFile, Credentials, DEFAULT_AUTH_FILE};
-use crate::image::registry::{NoProgress, Progress, Registry, RegistryOptions, SignatureFetch};
+use crate::image::registry::{
+    NoProgress, Platforms, Progress, Registry, RegistryOptions, SignatureFetch,
+};
 use crate::image::{Descriptor, Digest, Reference, Store};
 
 /// What `ig run` needs to make sure its image is in the store.
@@ -105,16 +107,26 @@ pub fn ensure_present(
                 return Ok(());
             }
             log::debug!("{reference} is not in the store: pulling it");
-            pull(store, reference, &opts.registry).map(|_| ())
+            pull(store, reference, Platforms::Host, &opts.registry).map(|_| ())
         }
-        PullPolicy::Always => pull(store, reference, &opts.registry).map(|_| ()),
+        PullPolicy::Always => pull(store, reference, Platforms::Host, &opts.registry).map(|_| ()),
     }
 }
 
-/// `ig image pull IMAGE`.
-pub fn pull_command(store: &Path, image: &str, registry: &RegistryArgs) -> anyhow::Result<()> {
+/// `ig image pull IMAGE [--all-platforms]`.
+pub fn pull_command(
+    store: &Path,
+    image: &str,
+    all_platforms: bool,
+    registry: &RegistryArgs,
+) -> anyhow::Result<()> {
     let reference = Reference::parse(image)?;
-    let (stored, digest) = pull(store, &reference, registry)?;
+    let platforms = if all_platforms {
+        Platforms::All
+    } else {
+        Platforms::Host
+    };
+    let (stored, digest) = pull(store, &reference, platforms, registry)?;
     logger::stdout_line(&format!("Pulled {stored}@{digest}"));
     Ok(())
 }
@@ -122,19 +134,27 @@ pub fn pull_command(store: &Path, image: &str, registry: &RegistryArgs) -> anyho
 fn pull(
     store: &Path,
     reference: &Reference,
+    platforms: Platforms,
     args: &RegistryArgs,
 ) -> anyhow::Result<(Reference, Digest)> {
     let context = || format!("pulling {reference}");
     let store = Store::open(store).with_context(context)?;
     let client = client_for(reference.domain(), args).with_context(context)?;
-    let outcome =
-        with_progress("pulled", |p| client.pull(&store, reference, p)).with_context(context)?;
+    let outcome = with_progress("pulled", |p| client.pull(&store, reference, platforms, p))
+        .with_context(context)?;
     log::debug!(
         "{}: {} downloaded, {} already in the store",
         outcome.reference,
         outcome.downloaded,
         outcome.reused
     );
+    if !outcome.not_fetched.is_empty() {
+        log::debug!(
+            "{}: platforms not downloaded (not this machine's): {}",
+            outcome.reference,
+            outcome.not_fetched.join(", ")
+        );
+    }
     match &outcome.signature {
         SignatureFetch::Stored(r) => log::debug!("signature stored as {r}"),
         SignatureFetch::Absent => log::debug!("{} has no signature", outcome.reference),

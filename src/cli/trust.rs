@@ -28,9 +28,11 @@ pub fn sign_command(store: &Path, image: &str, key: &Path) -> anyhow::Result<()>
         PrivateKey::from_pem_with_password(&text, &key.display().to_string(), password.as_bytes())?;
     let store = Store::open(store)?;
     let reference = store.find(image)?;
-    // Reads (and verifies) every blob: never sign a damaged image.
-    let (top, _) = store
-        .image_blobs(&reference)
+    // Reads (and verifies) every blob present: never sign a damaged image.
+    // Platforms a pull did not download do not change the index digest,
+    // which is what the signature covers.
+    let (top, _, _) = store
+        .image_blobs_present(&reference)
         .with_context(|| format!("reading image {reference}"))?;
     let digest = top.digest;
     let payload = trust::payload(&reference.repository(), &digest);
