@@ -124,8 +124,9 @@ pub enum ConfigCommand {
 #[derive(Debug, Clone, Default, Args)]
 pub struct RegistryArgs {
     /// Credentials file (docker's config.json format) written by `ig login`
-    /// and read by push, pull and run [default: /var/lib/ig/config.json,
-    /// or ~/.docker/config.json when that one does not exist].
+    /// and read by push, pull and run [default: /var/lib/ig/config.json;
+    /// for a registry it has no entry for, push and pull also read
+    /// ~/.docker/config.json, which `ig logout` names but never edits].
     #[arg(long, global = true, env = "REGISTRY_AUTH_FILE", value_name = "FILE")]
     pub authfile: Option<PathBuf>,
 

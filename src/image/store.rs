@@ -697,6 +697,18 @@ impl Store {
         repository: &str,
         digest: &Digest,
     ) -> Result<Option<Reference>, ImageError> {
+        Ok(self.find_signatures(repository, digest)?.into_iter().next())
+    }
+
+    /// Every stored signature image of the image with top-level digest
+    /// `digest`, in any repository: the one of `repository` first, then the
+    /// others by name. A verifier tries them all: the image may have been
+    /// signed under several names, by several keys.
+    pub fn find_signatures(
+        &self,
+        repository: &str,
+        digest: &Digest,
+    ) -> Result<Vec<Reference>, ImageError> {
         let _lock = self.lock_shared();
         let index = self.read_index()?;
         let tag = trust::signature_tag(digest);
@@ -706,8 +718,9 @@ impl Store {
             .filter_map(|n| Reference::parse(n).ok())
             .filter(|r| r.tag() == Some(tag.as_str()) && r.digest().is_none())
             .collect();
-        found.sort_by_key(|r| r.repository() != repository);
-        Ok(found.into_iter().next())
+        found.sort_by_key(|r| (r.repository() != repository, r.to_string()));
+        found.dedup();
+        Ok(found)
     }
 
     /// Reads a blob and checks it against its descriptor.
