@@ -22,9 +22,13 @@
 //! Memory: blobs are never held whole. Each chunk of `pull_blob_stream` is
 //! hashed and written to a temp file of the ingest session as it arrives,
 //! and a blob that outgrows its descriptor is cut off at once. Only
-//! indexes and manifests (at most 4 MiB each, one at a time) are parsed in
-//! memory. Blob size, blob count and total bytes are capped so a hostile
-//! image cannot fill the disk either.
+//! indexes and manifests (at most 4 MiB each, one at a time) are held in
+//! memory: a child's descriptor size is checked before it is requested.
+//! oci-client reads a manifest response whole before handing it over, so
+//! the top-level document (whose size nothing announces) and a registry
+//! that sends more than a descriptor says are checked only once received.
+//! Blob size, blob count and total bytes are capped so a hostile image
+//! cannot fill the disk either.
 //!
 //! Platforms: a pull stores the image index whole and unchanged, but
 //! fetches only the manifest and blobs of the host's architecture
