@@ -124,8 +124,9 @@ pub enum ConfigCommand {
 #[derive(Debug, Clone, Default, Args)]
 pub struct RegistryArgs {
     /// Credentials file (docker's config.json format) written by `ig login`
-    /// and read by push, pull and run [default: /var/lib/ig/config.json,
-    /// or ~/.docker/config.json when that one does not exist].
+    /// and read by push, pull and run [default: /var/lib/ig/config.json;
+    /// for a registry it has no entry for, push and pull also read
+    /// ~/.docker/config.json, which `ig logout` names but never edits].
     #[arg(long, global = true, env = "REGISTRY_AUTH_FILE", value_name = "FILE")]
     pub authfile: Option<PathBuf>,
 
@@ -266,17 +267,24 @@ pub enum ImageCommand {
     },
     /// Give an image in the local store another name.
     Tag { source: String, target: String },
-    /// Download an image (every platform) from its registry into the store.
+    /// Download an image from its registry into the store.
     ///
     /// The registry is the first part of the reference; a bare name means
-    /// ghcr.io/inspektor-gadget/gadget/NAME. Every blob is checked against
-    /// its digest; the store changes only once the whole image is in.
+    /// ghcr.io/inspektor-gadget/gadget/NAME. The image index is stored
+    /// whole (its digest, which signatures cover, stays the registry's),
+    /// but only this machine's platform is downloaded unless
+    /// --all-platforms is given. Every blob is checked against its digest
+    /// as it streams in; the store changes only once the whole image is in.
     #[command(
-        after_help = "Examples:\n  ig image pull trace_exec:v0.40.0\n  ig image pull localhost:5000/mygadget:v1\n  ig image pull --insecure-registries reg.lan:5000 reg.lan:5000/team/gadget:v1"
+        after_help = "Examples:\n  ig image pull trace_exec:v0.40.0\n  ig image pull localhost:5000/mygadget:v1\n  ig image pull --all-platforms trace_exec:v0.40.0   # to push or export it again\n  ig image pull --insecure-registries reg.lan:5000 reg.lan:5000/team/gadget:v1"
     )]
     Pull {
         /// The image reference.
         image: String,
+        /// Download every platform of the image index, not only this
+        /// machine's: needed to push or export the image again.
+        #[arg(long)]
+        all_platforms: bool,
     },
     /// Upload an image from the store to its registry.
     ///

@@ -43,6 +43,8 @@ pub fn prepare(
     pull: &super::registry::PullOptions,
 ) -> anyhow::Result<Prepared> {
     let reference = Reference::parse(image)?;
+    // A name `--allowed-gadgets` refuses is not even pulled.
+    super::trust::check_name_before_pull(&pull.allowed_gadgets, &reference)?;
     super::registry::ensure_present(store, &reference, pull)?;
     let store_path = store;
     let store = Store::open_read_only(store)?;
