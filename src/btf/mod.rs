@@ -28,6 +28,7 @@
 //! Split BTF (kernel module BTF layered on vmlinux) is not supported: gadget
 //! objects carry self-contained BTF.
 
+pub mod c_header;
 mod error;
 mod parse;
 mod types;

@@ -244,7 +244,8 @@ pub enum ImageCommand {
     ///
     /// DIR holds program.bpf.c and gadget.yaml (and optionally build.yaml with
     /// `ebpfsource`, `metadata` and `cflags`). Needs clang, llvm-strip and
-    /// bpftool; the author headers are built into ig.
+    /// the libbpf headers; the author headers are built into ig, and
+    /// vmlinux.h is generated from the running kernel's BTF.
     Build {
         /// The gadget directory.
         dir: PathBuf,
