@@ -48,6 +48,13 @@ fn compile(header: &str, checks: &str) -> Vec<u8> {
     std::fs::read(obj).unwrap()
 }
 
+/// The bytes of section `name` of an ELF object.
+fn section<'a>(obj: &'a [u8], name: &str) -> &'a [u8] {
+    use object::{Object as _, ObjectSection as _};
+    let file = object::File::parse(obj).unwrap();
+    file.section_by_name(name).unwrap().data().unwrap()
+}
+
 /// A member's bit offset and bitfield width in either encoding.
 fn effective(btf: &Btf, m: &crate::btf::Member) -> (u32, u32) {
     if m.bitfield_size > 0 {
@@ -148,8 +155,7 @@ fn roundtrip_btf(
         ours.insert((kw, name), id);
     }
     let obj = compile(&h, &format!("{uses}{checks}"));
-    let info = crate::bpf::object::ObjectInfo::parse(&obj).unwrap();
-    let clangs = Btf::parse(&info.btf).unwrap();
+    let clangs = Btf::parse(section(&obj, ".BTF")).unwrap();
     let mut compared = HashSet::new();
     for (theirs, t) in clangs.types() {
         let kw = match t.kind {
@@ -216,10 +222,7 @@ fn reads_through_the_header_are_relocatable() {
         &h,
         "__attribute__((section(\"tp/x\"))) int prog(struct task *t) { return t->pid; }",
     );
-    let file = object::File::parse(obj.as_slice()).unwrap();
-    use object::{Object as _, ObjectSection as _};
-    let ext = file.section_by_name(".BTF.ext").unwrap();
-    let data = ext.data().unwrap();
+    let data = section(&obj, ".BTF.ext");
     // btf_ext_header: magic, version, flags, hdr_len, then func_info,
     // line_info and core_relo offsets and lengths (u32 each).
     let word = |i: usize| u32::from_le_bytes(data[i..i + 4].try_into().unwrap());
