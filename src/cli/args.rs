@@ -98,10 +98,14 @@ pub enum Command {
     /// effect (the file and INSPEKTOR_GADGET_* variables).
     ///
     /// Keys are upstream's: `verbose`, `auto-mount-filesystems`, and
-    /// `operator.oci.{authfile,insecure-registries,pull}`. An environment
-    /// variable names a key in capitals with `.` and `-` as `_`, after
-    /// `INSPEKTOR_GADGET_` (INSPEKTOR_GADGET_OPERATOR_OCI_PULL=never). Flags
-    /// win over variables, variables over the file.
+    /// `operator.oci.{authfile,insecure-registries,pull,verify-image,public-keys,allowed-gadgets}`.
+    /// The two lists (`insecure-registries`, `allowed-gadgets`) and
+    /// `public-keys` (each entry a key file or the PEM text) take a YAML
+    /// list. An environment variable names a key in capitals with `.` and
+    /// `-` as `_`, after `INSPEKTOR_GADGET_`
+    /// (INSPEKTOR_GADGET_OPERATOR_OCI_PULL=never); list entries are
+    /// comma-separated there. Flags win over variables, variables over the
+    /// file.
     #[command(
         subcommand,
         after_help = "Examples:\n  mkdir -p ~/.ig && ig config default > ~/.ig/config.yaml\n  INSPEKTOR_GADGET_VERBOSE=true ig config view"
@@ -241,7 +245,8 @@ pub enum ImageCommand {
     ///
     /// DIR holds program.bpf.c and gadget.yaml (and optionally build.yaml with
     /// `ebpfsource`, `metadata` and `cflags`). Needs clang, llvm-strip and
-    /// bpftool; the author headers are built into ig.
+    /// the libbpf headers; the author headers are built into ig, and
+    /// vmlinux.h is generated from the running kernel's BTF.
     Build {
         /// The gadget directory.
         dir: PathBuf,

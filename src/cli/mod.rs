@@ -212,11 +212,11 @@ fn hint(e: &anyhow::Error) -> Option<String> {
         match cause.downcast_ref::<BuildError>() {
             Some(BuildError::ToolMissing { program, .. }) => {
                 return Some(format!(
-                    "{program} was not found: install the gadget build tools (apt-get install clang llvm libbpf-dev bpftool)"
+                    "{program} was not found: install the gadget build tools (apt-get install clang llvm libbpf-dev)"
                 ));
             }
-            Some(BuildError::Vmlinux { .. }) => {
-                return Some("install bpftool (apt-get install bpftool); the kernel must expose /sys/kernel/btf/vmlinux".into());
+            Some(BuildError::KernelBtf { .. }) => {
+                return Some("building needs the running kernel's BTF: a kernel built with CONFIG_DEBUG_INFO_BTF (most distributions' are)".into());
             }
             _ => {}
         }

@@ -37,7 +37,8 @@ mod dist;
 mod fuzz;
 
 /// Debian packages: the gadget build tools (clang, llvm-strip, libbpf
-/// headers, bpftool for vmlinux.h), the OCI interop checker (skopeo), jq
+/// headers; `ig` writes vmlinux.h itself), bpftool for the tests that look
+/// for leftover BPF objects, the OCI interop checker (skopeo), jq
 /// for the README's recipes and tests, and for the registry tests a real
 /// registry (docker-registry) with htpasswd files (apache2-utils).
 const PACKAGES: &[&str] = &[
