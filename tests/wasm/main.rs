@@ -209,6 +209,65 @@ fn compiled_module_is_cached_and_corruption_ignored() {
     assert!(run().contains("Cached in"));
 }
 
+/// A compiled module runs native code as root: the cache is read only
+/// where nobody but us could have written. A valid entry owned by another
+/// user, in a directory another user owns or can write to, or reached
+/// through a symbolic link is not loaded; the module is compiled instead.
+#[test]
+fn cache_entries_others_could_have_written_are_not_loaded() {
+    require_kernel();
+    let s = TestStore::new();
+    build_broken(&s, "version");
+    let cache = s.dir.path().join("wasm-cache");
+    let run = || {
+        let out = s.run(&["run", "version", "--timeout", "1", "-v"]);
+        text(&out.stderr)
+    };
+    let chown = |p: &std::path::Path, uid: u32| {
+        let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid path; lchown does not follow a link.
+        assert_eq!(unsafe { libc::lchown(c.as_ptr(), uid, uid) }, 0, "{}", p.display());
+    };
+    let chmod = |p: &std::path::Path, mode: u32| {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    assert!(run().contains("Compiled in"));
+    let entry = std::fs::read_dir(&cache).unwrap().next().unwrap().unwrap().path();
+    assert!(run().contains("Cached in"));
+
+    // An entry of another user: recompiled, and replaced by ours.
+    chown(&entry, 65534);
+    let out = run();
+    assert!(out.contains("is owned by uid 65534, not by us (uid 0)"), "{out}");
+    assert!(out.contains("Compiled in"), "{out}");
+    assert!(run().contains("Cached in"));
+
+    // A directory of another user, or one others may write to: not used.
+    chown(&cache, 65534);
+    let out = run();
+    assert!(out.contains("wasm cache: not using it"), "{out}");
+    assert!(out.contains("Compiled in"), "{out}");
+    chown(&cache, 0);
+    for mode in [0o777, 0o770, 0o1777] {
+        chmod(&cache, mode);
+        let out = run();
+        assert!(out.contains("is writable by group or others"), "{mode:o}: {out}");
+        assert!(out.contains("Compiled in"), "{mode:o}: {out}");
+    }
+    chmod(&cache, 0o700);
+    assert!(run().contains("Cached in"));
+
+    // A link to a valid entry elsewhere is not followed.
+    let elsewhere = s.dir.path().join("planted.cwasm");
+    std::fs::rename(&entry, &elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &entry).unwrap();
+    let out = run();
+    assert!(out.contains("is a symbolic link"), "{out}");
+    assert!(out.contains("Compiled in"), "{out}");
+    assert!(std::fs::symlink_metadata(&entry).unwrap().is_file());
+}
+
 /// The shipped gadget with a C guest: opens under /tmp are `tmp`, under
 /// /proc `proc`, and `--filter` sees the guest's field.
 #[test]
