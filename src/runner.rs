@@ -217,6 +217,12 @@ fn run_loop<F: FnMut(Notice)>(
             break StopReason::Finished;
         }
     };
+    {
+        let (sources, _) = p.parts();
+        for s in sources {
+            s.stopping();
+        }
+    }
     // Whatever is pending in the kernel still belongs to the run: drain
     // until the ring buffers are empty, but not for ever in a storm.
     if reason != StopReason::OutputClosed {
