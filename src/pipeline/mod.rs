@@ -122,6 +122,9 @@ pub enum Notice {
     /// Events formatted but dropped because the reader of the output did
     /// not keep up and the output backlog was full (`output::sink`).
     OutputDropped { count: u64 },
+    /// Packets a WASM guest asked for but was refused: it already held as
+    /// many bytes of undelivered events as ig keeps for it.
+    GuestRefused { module: String, count: u64 },
 }
 
 /// An operator that has agreed to take part in a run.
