@@ -31,7 +31,8 @@
 //! ([`Source::stopping`], else [`Instance::stop`]), everything left
 //! (callbacks of the final drain and of the last packets, `gadgetStop`,
 //! `gadgetPostStop`) shares [`SHUTDOWN_BUDGET`]; calls past it are not
-//! made (events then pass without the guest, with one warning). So a stop
+//! made and a call it interrupts is cut short, both reported as warnings
+//! (the stop was on time; events go on without the guest). So a stop
 //! request costs at most one callback in progress plus the budget in guest
 //! time, and ig ends within 1 s whatever the guest does. A callback that
 //! was slow (the epoch ticked during it) asks its source to yield to the
