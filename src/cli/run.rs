@@ -178,6 +178,13 @@ pub fn run(args: RunArgs, prepared: Prepared, given: &[(String, String)]) -> any
                 "{count} events lost: the reader of ig's output did not keep up (write to a file, or filter with -F)"
             );
         }
+        Notice::GuestRefused { module, count } => {
+            lost_total += count;
+            log::warn!(
+                "wasm module {module}: {count} packets refused: the guest held more than {} MiB of events not yet delivered",
+                crate::operators::wasm::MAX_HELD_BYTES >> 20
+            );
+        }
     })
     .with_context(context)?;
     log::debug!("stopped: {reason:?}");
