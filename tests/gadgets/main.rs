@@ -219,7 +219,15 @@ impl Running {
         }
         let stderr = self.stderr.join("\n");
         assert!(status.success(), "ig exit {status}:\n{stderr}");
-        (self.values, stderr)
+        (std::mem::take(&mut self.values), stderr)
+    }
+}
+
+/// A test that fails leaves no `ig` behind.
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

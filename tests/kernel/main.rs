@@ -121,15 +121,10 @@ impl Running {
     }
 
     /// SIGINT, then wait: the exit status, stderr and every stdout line.
-    fn interrupt_all(self) -> (std::process::ExitStatus, String, Vec<String>) {
-        let lines = self.lines;
-        let mut seen = self.seen;
-        let (status, stderr) = Running {
-            child: self.child,
-            lines: mpsc::channel().1,
-            seen: Vec::new(),
-        }
-        .interrupt();
+    fn interrupt_all(mut self) -> (std::process::ExitStatus, String, Vec<String>) {
+        let lines = std::mem::replace(&mut self.lines, mpsc::channel().1);
+        let mut seen = std::mem::take(&mut self.seen);
+        let (status, stderr) = self.interrupt();
         // The reader thread ends at EOF, after the last line.
         while let Ok(l) = lines.recv_timeout(Duration::from_secs(5)) {
             seen.push(l);
@@ -156,6 +151,15 @@ impl Running {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+}
+
+/// A test that fails leaves no `ig` behind (it would run until the machine
+/// stops, and disturb the tests after it).
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
