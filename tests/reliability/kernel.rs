@@ -383,13 +383,12 @@ fn a_storm_keeps_memory_bounded_reports_loss_every_second_and_sigint_stops_it() 
     u.assert_gone("after the storm");
 }
 
-#[test]
-fn a_stopped_reader_keeps_memory_bounded_and_sigint_still_stops_within_1s() {
-    require_kernel();
-    let u = Unique::build();
-    // Our end of the pipe is never read: `ig run | sleep 100`.
-    let mut child = u.spawn(&["-o", "json"], Stdio::piped());
-    let _unread = child.stdout.take().unwrap();
+/// `ig run` in a storm with `stdout` as its output, whose reader never
+/// reads (the caller keeps it open): memory stays bounded, loss is
+/// reported, SIGINT still ends ig within 1 s with exit 0.
+fn stopped_reader_case(u: &Unique, stdout: Stdio, what: &str) {
+    let mut child = u.spawn(&["-o", "json"], stdout);
+    let _unread = child.stdout.take();
     let lines = stderr_lines(&mut child);
     u.wait_loaded(&mut child);
     std::thread::sleep(Duration::from_millis(300));
@@ -406,27 +405,165 @@ fn a_stopped_reader_keeps_memory_bounded_and_sigint_still_stops_within_1s() {
     let took = wait_within(
         &mut child,
         Duration::from_secs(5),
-        "SIGINT with stdout blocked",
+        &format!("SIGINT with {what} blocked"),
     );
     drop(storm);
     assert!(
         took < Duration::from_secs(1),
-        "SIGINT took {took:?} with stdout blocked"
+        "SIGINT took {took:?} with {what} blocked"
     );
     let status = child.wait().unwrap();
     let all: Vec<String> = lines.iter().map(|(_, l)| l).collect();
-    assert!(status.success(), "{status}: {all:#?}");
+    assert!(status.success(), "{what}: {status}: {all:#?}");
     // Output backlog (4 MiB) + the ring buffer's pages (4 MiB, mapped
     // twice) + printer buffers; a reader-sized leak would be 100s of MiB.
     assert!(
         rss_max < rss_start + 24 * 1024,
-        "RSS grew from {rss_start} KiB to {rss_max} KiB with a stopped reader"
+        "RSS grew from {rss_start} KiB to {rss_max} KiB with a stopped reader of {what}"
     );
     assert!(
         all.iter().any(|l| l.contains("events lost")),
         "what the stopped reader cost is reported: {all:#?}"
     );
-    u.assert_gone("after the stopped reader");
+    u.assert_gone(&format!("after the stopped reader of {what}"));
+}
+
+#[test]
+fn a_stopped_reader_keeps_memory_bounded_and_sigint_still_stops_within_1s() {
+    require_kernel();
+    let u = Unique::build();
+    // Our end of the pipe is never read: `ig run | sleep 100`.
+    stopped_reader_case(&u, Stdio::piped(), "a pipe");
+}
+
+/// stdout a socket (a service manager's log socket, `ssh`, a supervisor)
+/// whose peer stops reading. A socket cannot be reopened non-blocking
+/// through /proc; ig sends with MSG_DONTWAIT instead. (Before, it wrote
+/// blocking: SIGINT did nothing until the peer read.)
+#[test]
+fn a_stopped_socket_reader_keeps_memory_bounded_and_sigint_still_stops_within_1s() {
+    require_kernel();
+    let u = Unique::build();
+    let (peer, ours) = std::os::unix::net::UnixStream::pair().unwrap();
+    stopped_reader_case(
+        &u,
+        Stdio::from(std::os::fd::OwnedFd::from(ours)),
+        "a socket",
+    );
+    drop(peer);
+}
+
+/// A pipe whose buffer holds one page, so a few KiB of output already
+/// wait for the reader; (read end, write end for the child's stdout).
+fn small_pipe() -> (std::fs::File, Stdio) {
+    use std::os::fd::FromRawFd;
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills two descriptors we then own.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY: shrinking the buffer of a pipe we just made.
+    unsafe { libc::fcntl(fds[1], libc::F_SETPIPE_SZ, 4096) };
+    // SAFETY: fresh descriptors from pipe2.
+    unsafe {
+        (
+            std::fs::File::from_raw_fd(fds[0]),
+            Stdio::from(std::os::fd::OwnedFd::from_raw_fd(fds[1])),
+        )
+    }
+}
+
+/// `ig run --timeout 2 | sleep 30` in a storm: the timeout ends the run
+/// (before, ig waited for the reader until a signal); what the reader did
+/// not take is dropped and counted.
+#[test]
+fn the_timeout_ends_the_run_when_the_reader_stopped() {
+    require_kernel();
+    let u = Unique::build();
+    let storm = Storm::start();
+    let (_unread, stdout) = small_pipe();
+    let mut child = u.spawn(&["-o", "json", "--timeout", "2"], stdout);
+    let lines = stderr_lines(&mut child);
+    u.wait_loaded(&mut child);
+    // From loaded: the timeout, the final drain (at most 250 ms) and the
+    // output's grace (300 ms).
+    let took = wait_within(
+        &mut child,
+        Duration::from_secs(10),
+        "--timeout 2 with a stopped reader",
+    );
+    drop(storm);
+    assert!(took < Duration::from_secs(3), "took {took:?} after loading");
+    let status = child.wait().unwrap();
+    let all: Vec<String> = lines.iter().map(|(_, l)| l).collect();
+    assert!(status.success(), "{status}: {all:#?}");
+    assert!(
+        all.iter()
+            .any(|l| l.contains("bytes of output not written: the reader did not take them")),
+        "the dropped output is counted: {all:#?}"
+    );
+    u.assert_gone("after the timeout with a stopped reader");
+}
+
+/// A snapshot that finished waits for its reader like any filter
+/// (`| less` reads a screen at a time), but not past `--timeout`.
+#[test]
+fn a_finished_snapshot_waits_for_its_reader_but_not_past_the_timeout() {
+    require_kernel();
+    let s = TestStore::new();
+    s.build(
+        &crate::common::repo().join("tests/fixtures/iter_tasks"),
+        "iter_tasks",
+    );
+
+    // A reader that stops: the run ends at the timeout (3 s after it
+    // started), the rest of the snapshot dropped and counted.
+    let (_unread, stdout) = small_pipe();
+    let mut child = s
+        .ig()
+        .args(["run", "iter_tasks", "-o", "json", "--timeout", "3"])
+        .stdout(stdout)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = stderr_lines(&mut child);
+    let took = wait_within(
+        &mut child,
+        Duration::from_secs(10),
+        "a finished snapshot, --timeout 3, a stopped reader",
+    );
+    let status = child.wait().unwrap();
+    let err: Vec<String> = lines.iter().map(|(_, l)| l).collect();
+    assert!(status.success(), "{err:#?}");
+    assert!(
+        took >= Duration::from_millis(2500),
+        "took {took:?}: {err:#?}"
+    );
+    assert!(
+        err.iter()
+            .any(|l| l.contains("bytes of output not written")),
+        "{err:#?}"
+    );
+
+    // A reader that comes back after 1.5 s, no timeout: it gets the whole
+    // snapshot.
+    let (mut reader, stdout) = small_pipe();
+    let child = s
+        .ig()
+        .args(["run", "iter_tasks", "-o", "json"])
+        .stdout(stdout)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut got = String::new();
+    std::io::Read::read_to_string(&mut reader, &mut got).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = text(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(!err.contains("not written"), "{err}");
+    assert!(got.len() > 4096, "{} bytes", got.len());
+    for l in got.lines() {
+        serde_json::from_str::<serde_json::Value>(l).unwrap_or_else(|e| panic!("{e}: {l}"));
+    }
 }
 
 #[test]
