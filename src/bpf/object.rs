@@ -43,9 +43,9 @@ pub enum ObjectError {
     )]
     GlobalDataTooLarge { size: u64 },
     #[error(
-        "function {symbol} ({size} bytes at offset {offset}) does not lie inside its section {section} ({section_size} bytes at address {section_address})"
+        "symbol {symbol} ({size} bytes at offset {offset}) does not lie inside its section {section} ({section_size} bytes at address {section_address})"
     )]
-    FunctionOutsideSection {
+    SymbolOutsideSection {
         symbol: String,
         section: String,
         offset: u64,
@@ -69,6 +69,15 @@ pub enum ObjectError {
         section: String,
         offset: u64,
         symbol: String,
+    },
+    #[error(
+        "BTF type {id} ({what}) refers to type {target}, a {kind}, which the kernel does not allow there"
+    )]
+    BtfShape {
+        id: u32,
+        what: &'static str,
+        target: u32,
+        kind: &'static str,
     },
     #[error("the object's .BTF.ext is malformed: {reason}")]
     BtfExt { reason: String },
@@ -196,9 +205,10 @@ impl ObjectInfo {
 ///   values without checking (undefined behaviour; a crash here).
 /// - Global data sections larger than [`MAX_GLOBAL_DATA`] in total: aya
 ///   allocates `.bss` from its declared size (an abort for a huge one).
-/// - A function symbol outside its code section (or a section with a
-///   load address, which no relocatable object has): aya slices the
-///   section by the symbol without checking (a panic).
+/// - A function symbol outside its code section, a map symbol outside a
+///   legacy `maps` section (or such a section with a load address, which
+///   no relocatable object has): aya slices the section by the symbol
+///   without checking (a panic).
 ///
 /// `data` is the object as `ig run` hands it to aya (after
 /// [`normalize_sections`]), `btf` its parsed `.BTF`.
@@ -220,6 +230,7 @@ pub fn check_for_aya(data: &[u8], btf: &Btf) -> Result<(), ObjectError> {
             });
         }
     }
+    check_btf_shape(btf)?;
     let file = object::File::parse(data).map_err(ObjectError::Elf)?;
     let mut global_data = 0u64;
     for s in file.sections() {
@@ -239,12 +250,15 @@ pub fn check_for_aya(data: &[u8], btf: &Btf) -> Result<(), ObjectError> {
         let Some(idx) = sym.section_index() else {
             continue;
         };
-        if sym.kind() != SymbolKind::Text {
-            continue;
-        }
         let Ok(section) = file.section_by_index(idx) else {
             continue;
         };
+        // aya slices these sections by their symbols: code by functions,
+        // a legacy `maps` section by its map definitions.
+        let legacy_maps = section.name().is_ok_and(|n| n.starts_with("maps"));
+        if sym.kind() != SymbolKind::Text && !legacy_maps {
+            continue;
+        }
         let len = section.data().map_or(0, |d| d.len() as u64);
         let inside = section.address() == 0
             && sym
@@ -252,7 +266,7 @@ pub fn check_for_aya(data: &[u8], btf: &Btf) -> Result<(), ObjectError> {
                 .checked_add(sym.size())
                 .is_some_and(|end| end <= len);
         if !inside {
-            return Err(ObjectError::FunctionOutsideSection {
+            return Err(ObjectError::SymbolOutsideSection {
                 symbol: sym.name().unwrap_or("?").to_owned(),
                 section: section.name().unwrap_or("?").to_owned(),
                 offset: sym.address(),
@@ -261,8 +275,10 @@ pub fn check_for_aya(data: &[u8], btf: &Btf) -> Result<(), ObjectError> {
                 section_address: section.address(),
             });
         }
-        let name = sym.name().unwrap_or("?").to_owned();
-        functions.push((idx, sym.address(), sym.address() + sym.size(), name));
+        if sym.kind() == SymbolKind::Text {
+            let name = sym.name().unwrap_or("?").to_owned();
+            functions.push((idx, sym.address(), sym.address() + sym.size(), name));
+        }
     }
     // A relocation of a map or global data patches an `ld_imm64`, two
     // instructions: aya writes the second without checking it exists.
@@ -322,7 +338,57 @@ pub fn check_for_aya(data: &[u8], btf: &Btf) -> Result<(), ObjectError> {
             .section_by_name(".BTF")
             .and_then(|s| s.data().ok())
             .unwrap_or_default();
-        check_btf_ext(ext, raw_btf).map_err(|reason| ObjectError::BtfExt { reason })?;
+        check_btf_ext(ext, raw_btf, btf).map_err(|reason| ObjectError::BtfExt { reason })?;
+    }
+    Ok(())
+}
+
+/// The kind `id` names once typedefs and qualifiers are skipped, if it is
+/// one aya's CO-RE matching cannot take in a place that is `(value)` a
+/// member or array element, or else a pointer target, a parameter or a
+/// return type. (`None` for a broken chain: aya reports those itself.)
+fn misplaced_kind(btf: &Btf, id: u32, value: bool) -> Option<(u32, &'static str)> {
+    let target = btf.skip_modifiers(id).ok()?;
+    let kind = btf.kind(target).ok()?;
+    let bad = match kind {
+        Kind::Func { .. } | Kind::Var(_) | Kind::Datasec(_) | Kind::DeclTag { .. } => true,
+        Kind::Void | Kind::FuncProto(_) => value,
+        _ => false,
+    };
+    bad.then(|| (target, kind.name()))
+}
+
+/// BTF shapes aya's CO-RE matching takes for granted (`unreachable!()` in
+/// its `fields_are_compatible` and `types_are_compatible`), as the kernel
+/// requires too: a struct or union member and an array element are
+/// values (not void, a function, a prototype, a variable, a data section
+/// or a declaration tag), and a pointer, a prototype's parameters and its
+/// return type name no function, variable, data section or tag.
+fn check_btf_shape(btf: &Btf) -> Result<(), ObjectError> {
+    for (id, t) in btf.types() {
+        let mut uses: Vec<(&'static str, u32, bool)> = Vec::new();
+        match &t.kind {
+            Kind::Struct(c) | Kind::Union(c) => {
+                uses.extend(c.members.iter().map(|m| ("a member", m.ty, true)));
+            }
+            Kind::Array(a) => uses.push(("an array's element", a.elem, true)),
+            Kind::Ptr(to) => uses.push(("a pointer", *to, false)),
+            Kind::FuncProto(p) => {
+                uses.push(("a return type", p.ret, false));
+                uses.extend(p.params.iter().map(|q| ("a parameter", q.ty, false)));
+            }
+            _ => {}
+        }
+        for (what, ty, value) in uses {
+            if let Some((target, kind)) = misplaced_kind(btf, ty, value) {
+                return Err(ObjectError::BtfShape {
+                    id,
+                    what,
+                    target,
+                    kind,
+                });
+            }
+        }
     }
     Ok(())
 }
@@ -333,17 +399,17 @@ pub fn check_for_aya(data: &[u8], btf: &Btf) -> Result<(), ObjectError> {
 /// its block, a section name that is not a string of `.BTF`. The header is
 /// read in the host's byte order, as aya does (the object's order is the
 /// host's, see [`check_for_aya`]).
-fn check_btf_ext(ext: &[u8], btf: &[u8]) -> Result<(), String> {
+fn check_btf_ext(ext: &[u8], raw_btf: &[u8], btf: &Btf) -> Result<(), String> {
     let u32_at = |d: &[u8], o: usize| -> Option<u32> {
         let b: [u8; 4] = d.get(o..o.checked_add(4)?)?.try_into().ok()?;
         Some(u32::from_ne_bytes(b))
     };
     // The string table of .BTF: after its header, at str_off.
     let strings = (|| {
-        let hdr_len = usize::try_from(u32_at(btf, 4)?).ok()?;
-        let off = hdr_len.checked_add(usize::try_from(u32_at(btf, 16)?).ok()?)?;
-        let len = usize::try_from(u32_at(btf, 20)?).ok()?;
-        btf.get(off..off.checked_add(len)?)
+        let hdr_len = usize::try_from(u32_at(raw_btf, 4)?).ok()?;
+        let off = hdr_len.checked_add(usize::try_from(u32_at(raw_btf, 16)?).ok()?)?;
+        let len = usize::try_from(u32_at(raw_btf, 20)?).ok()?;
+        raw_btf.get(off..off.checked_add(len)?)
     })()
     .unwrap_or_default();
     // aya slices the table at the offset before it looks for the NUL.
@@ -401,13 +467,20 @@ fn check_btf_ext(ext: &[u8], btf: &[u8]) -> Result<(), String> {
                     "{what}: section name offset {name} is not a string of .BTF"
                 ));
             }
-            // A CO-RE relocation names its access path (`0:1:2`) by offset.
+            // A CO-RE relocation names its access path (`0:1:2`) by
+            // offset, and its root type, which aya matches by kind.
             if what == "core_relo" {
                 for r in records.chunks_exact(rec_size) {
                     let access = u32_at(r, 8).unwrap_or(0) as usize;
                     if !is_string(access) {
                         return Err(format!(
                             "CO-RE relocation access string offset {access} is not a string of .BTF"
+                        ));
+                    }
+                    let ty = u32_at(r, 4).unwrap_or(0);
+                    if let Some((target, kind)) = misplaced_kind(btf, ty, false) {
+                        return Err(format!(
+                            "a CO-RE relocation of type {ty} (type {target}, a {kind})"
                         ));
                     }
                 }
@@ -545,11 +618,15 @@ mod tests {
                 ..
             }
         ));
-        // aya: `section.data[start..end]` with the symbol's bounds (panic).
-        assert!(matches!(
-            regression("function-outside-section"),
-            ObjectError::FunctionOutsideSection { .. }
-        ));
+        // aya: `section.data[start..end]` with the symbol's bounds, for a
+        // function and for a legacy map definition (panics).
+        for name in ["function-outside-section", "map-outside-its-section"] {
+            let e = regression(name);
+            assert!(
+                matches!(e, ObjectError::SymbolOutsideSection { .. }),
+                "{name}: {e}"
+            );
+        }
         // aya: the record count of a .BTF.ext block slices past it (panic).
         for name in [
             "btf-ext-func-info-count",
@@ -570,6 +647,20 @@ mod tests {
             regression("relocation-to-a-label"),
             ObjectError::UnresolvableCode { .. }
         ));
+        // aya: `unreachable!()` for a member whose type is a declaration
+        // tag, in CO-RE field matching (panic). (The same BTF also has a
+        // pointer to it, which is found first.)
+        let e = regression("member-of-a-decl-tag");
+        assert!(
+            matches!(
+                &e,
+                ObjectError::BtfShape {
+                    kind: "decl_tag",
+                    ..
+                }
+            ),
+            "{e}"
+        );
         // aya: `vec![0; .bss size]` (allocation failure: abort).
         assert!(matches!(
             regression("huge-bss"),
