@@ -628,15 +628,25 @@ fn a_stopped_socket_reader_keeps_memory_bounded_and_sigint_still_stops_within_1s
     drop(peer);
 }
 
-/// A pipe whose buffer holds one page, so a few KiB of output already
-/// wait for the reader; (read end, write end for the child's stdout).
-fn small_pipe() -> (std::fs::File, Stdio) {
+/// A pipe whose buffer (one page) is already full of newlines, so the
+/// first byte ig writes waits for the reader whatever the machine's
+/// process count or event rate; (read end, write end for the child's
+/// stdout, left blocking as a shell leaves it).
+fn full_pipe() -> (std::fs::File, Stdio) {
     use std::os::fd::FromRawFd;
     let mut fds = [0; 2];
     // SAFETY: pipe2 fills two descriptors we then own.
     assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
-    // SAFETY: shrinking the buffer of a pipe we just made.
-    unsafe { libc::fcntl(fds[1], libc::F_SETPIPE_SZ, 4096) };
+    // SAFETY: fcntl and write on the pipe we just made, from a valid
+    // buffer; the descriptor is non-blocking only while we fill it.
+    unsafe {
+        libc::fcntl(fds[1], libc::F_SETPIPE_SZ, 4096);
+        let flags = libc::fcntl(fds[1], libc::F_GETFL);
+        libc::fcntl(fds[1], libc::F_SETFL, flags | libc::O_NONBLOCK);
+        let nl = [b'\n'; 512];
+        while libc::write(fds[1], nl.as_ptr().cast(), nl.len()) > 0 {}
+        libc::fcntl(fds[1], libc::F_SETFL, flags);
+    }
     // SAFETY: fresh descriptors from pipe2.
     unsafe {
         (
@@ -654,7 +664,7 @@ fn the_timeout_ends_the_run_when_the_reader_stopped() {
     require_kernel();
     let u = Unique::build();
     let storm = Storm::start();
-    let (_unread, stdout) = small_pipe();
+    let (_unread, stdout) = full_pipe();
     let mut child = u.spawn(&["-o", "json", "--timeout", "2"], stdout);
     let lines = stderr_lines(&mut child);
     u.wait_loaded(&mut child);
@@ -690,8 +700,8 @@ fn a_finished_snapshot_waits_for_its_reader_but_not_past_the_timeout() {
     );
 
     // A reader that stops: the run ends at the timeout (3 s after it
-    // started), the rest of the snapshot dropped and counted.
-    let (_unread, stdout) = small_pipe();
+    // started), the snapshot dropped and counted.
+    let (_unread, stdout) = full_pipe();
     let mut child = s
         .ig()
         .args(["run", "iter_tasks", "-o", "json", "--timeout", "3"])
@@ -719,8 +729,8 @@ fn a_finished_snapshot_waits_for_its_reader_but_not_past_the_timeout() {
     );
 
     // A reader that comes back after 1.5 s, no timeout: it gets the whole
-    // snapshot.
-    let (mut reader, stdout) = small_pipe();
+    // snapshot (one JSON line: the array) after the filler.
+    let (mut reader, stdout) = full_pipe();
     let child = s
         .ig()
         .args(["run", "iter_tasks", "-o", "json"])
@@ -735,9 +745,11 @@ fn a_finished_snapshot_waits_for_its_reader_but_not_past_the_timeout() {
     let err = text(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert!(!err.contains("not written"), "{err}");
-    assert!(got.len() > 4096, "{} bytes", got.len());
-    for l in got.lines() {
-        serde_json::from_str::<serde_json::Value>(l).unwrap_or_else(|e| panic!("{e}: {l}"));
+    let json: Vec<&str> = got.lines().filter(|l| !l.is_empty()).collect();
+    assert!(!json.is_empty(), "nothing after the filler");
+    for l in json {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"));
+        assert!(v.as_array().is_some_and(|a| !a.is_empty()), "{l}");
     }
 }
 
