@@ -11,7 +11,10 @@
 //! Output goes to a non-blocking stdout with a bounded backlog
 //! (`output::sink`); while the reader has not taken the backlog, the ring
 //! buffers are not read, so the kernel drops (and counts) instead of ig
-//! growing, and a signal is still seen at once. Loss reports are summed
+//! growing, and a signal is still seen at once. At the end the backlog
+//! gets [`OUTPUT_GRACE`] after a signal or `--timeout` (a finished
+//! snapshot waits for its reader, but not past `--timeout`); the rest is
+//! dropped with a warning. Loss reports are summed
 //! per source and handed on at most once per [`LOSS_REPORT_INTERVAL`]
 //! while loss goes on, and once more at the end.
 
@@ -24,9 +27,10 @@ use crate::pipeline::{HandlerError, Notice, OperatorError, Pipeline};
 /// How often loss is reported while it goes on.
 pub const LOSS_REPORT_INTERVAL: Duration = Duration::from_secs(1);
 
-/// After a signal, how long the remaining output may take to leave before
-/// it is given up (the user asked to stop; 1 s is the promise).
-const OUTPUT_GRACE_AFTER_SIGNAL: Duration = Duration::from_millis(300);
+/// After a signal or the `--timeout`, how long the remaining output may
+/// take to leave before it is given up (the user asked to stop; after a
+/// signal, 1 s is the promise).
+const OUTPUT_GRACE: Duration = Duration::from_millis(300);
 
 /// How long the final drain may take when the kernel keeps producing.
 const FINAL_DRAIN_LIMIT: Duration = Duration::from_millis(250);
@@ -130,14 +134,23 @@ pub fn run(
     notice: impl FnMut(Notice),
 ) -> Result<StopReason, RunError> {
     let mut losses = LossReports::new(notice);
-    let reason = run_loop(p, signals, opts, &mut losses);
+    let deadline = opts.timeout.map(|t| Instant::now() + t);
+    let reason = run_loop(p, signals, opts, deadline, &mut losses);
     // Whatever was counted is reported, also when the run failed.
     losses.report_all();
     let reason = reason?;
     if let Some(out) = &opts.output
         && reason != StopReason::OutputClosed
     {
-        deliver_backlog(out, signals, reason);
+        let give_up = match reason {
+            StopReason::Signal(_) | StopReason::Timeout => Some(Instant::now() + OUTPUT_GRACE),
+            // A finished snapshot waits for its reader like any filter
+            // (`| less` reads a screen at a time), but not past --timeout.
+            StopReason::Finished | StopReason::OutputClosed => {
+                deadline.map(|d| d.max(Instant::now()) + OUTPUT_GRACE)
+            }
+        };
+        deliver_backlog(out, signals, give_up);
     }
     Ok(reason)
 }
@@ -146,10 +159,10 @@ fn run_loop<F: FnMut(Notice)>(
     p: &mut Pipeline,
     signals: &Signals,
     opts: &RunOptions,
+    deadline: Option<Instant>,
     losses: &mut LossReports<F>,
 ) -> Result<StopReason, RunError> {
     let start = Instant::now();
-    let deadline = opts.timeout.map(|t| start + t);
     let interval = opts.flush_interval.max(Duration::from_millis(1));
     let mut next_tick = start;
     let mut fds: Vec<RawFd> = vec![signals.fd.as_raw_fd()];
@@ -246,15 +259,15 @@ fn run_loop<F: FnMut(Notice)>(
     Ok(reason)
 }
 
-/// Wait until the reader has taken the backlog, the reader is gone, or a
-/// signal says stop (then allow a short grace, so that a stopped reader
-/// cannot hold ig past the 1 s promise).
-fn deliver_backlog(out: &OutputHandle, signals: &Signals, reason: StopReason) {
+/// Wait until the reader has taken the backlog, the reader is gone, or
+/// `give_up` (the run was stopped: by a signal, `--timeout`), so that a
+/// stopped reader cannot hold ig past either. A signal while waiting
+/// without a limit sets one. What is given up is dropped with a warning
+/// that counts it.
+fn deliver_backlog(out: &OutputHandle, signals: &Signals, mut give_up: Option<Instant>) {
     let Some(fd) = out.poll_fd() else {
         return;
     };
-    let mut give_up =
-        matches!(reason, StopReason::Signal(_)).then(|| Instant::now() + OUTPUT_GRACE_AFTER_SIGNAL);
     loop {
         if out.push_out().is_err() || out.backlog() == 0 {
             return;
@@ -285,7 +298,7 @@ fn deliver_backlog(out: &OutputHandle, signals: &Signals, reason: StopReason) {
         // SAFETY: a valid array of two pollfds.
         unsafe { libc::poll(pfds.as_mut_ptr(), 2, ms) };
         if signals.take().is_some() && give_up.is_none() {
-            give_up = Some(Instant::now() + OUTPUT_GRACE_AFTER_SIGNAL);
+            give_up = Some(Instant::now() + OUTPUT_GRACE);
         }
     }
 }

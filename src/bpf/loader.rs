@@ -161,6 +161,9 @@ impl LoadedGadget {
                 LoadError::Prepare(e)
             }
         })?;
+        // A stage of its own for `ig -v` (and the leak test, which kills
+        // ig when it appears): the maps exist, no program is loaded yet.
+        log::debug!("maps created; loading and attaching the programs");
         let mut g = Self {
             ebpf,
             sockets: Vec::new(),
@@ -861,11 +864,39 @@ pub fn prefetch_loader() {
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     if slot.is_none() {
+        // The thread starts with SIGINT and SIGTERM blocked (it inherits
+        // the mask it is spawned with). `ig run` blocks them on the main
+        // thread only later and reads them from a signalfd; a process-wide
+        // signal goes to any thread that does not block it, so a Ctrl-C
+        // while this thread parses would kill ig mid-load instead of
+        // stopping it cleanly (found by the leak test's kill at the
+        // `operators:` stage).
         // If the thread cannot be spawned, load() parses itself.
-        *slot = std::thread::Builder::new()
-            .name("ig-kernel-btf".into())
-            .spawn(EbpfLoader::new)
-            .ok();
+        *slot = with_stop_signals_blocked(|| {
+            std::thread::Builder::new()
+                .name("ig-kernel-btf".into())
+                .spawn(EbpfLoader::new)
+                .ok()
+        });
+    }
+}
+
+/// Run `f` with SIGINT and SIGTERM blocked on this thread, then restore
+/// the mask: threads `f` spawns keep them blocked.
+fn with_stop_signals_blocked<T>(f: impl FnOnce() -> T) -> T {
+    // SAFETY: plain libc calls on stack-allocated, initialised sigsets.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&raw mut set);
+        libc::sigaddset(&raw mut set, libc::SIGINT);
+        libc::sigaddset(&raw mut set, libc::SIGTERM);
+        let blocked = libc::pthread_sigmask(libc::SIG_BLOCK, &raw const set, &raw mut old) == 0;
+        let r = f();
+        if blocked {
+            libc::pthread_sigmask(libc::SIG_SETMASK, &raw const old, std::ptr::null_mut());
+        }
+        r
     }
 }
 

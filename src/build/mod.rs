@@ -26,7 +26,7 @@ use std::process::{Command, Stdio};
 use serde::Deserialize;
 
 use crate::bpf::contract::Contract;
-use crate::bpf::object::ObjectInfo;
+use crate::bpf::object::{ObjectInfo, check_for_aya, normalize_sections};
 use crate::btf::Btf;
 use crate::metadata::GadgetMetadata;
 
@@ -259,8 +259,10 @@ pub fn annotations(meta: &GadgetMetadata, created: String) -> BTreeMap<String, S
 /// gadget never reaches the store.
 fn check_object(object: &[u8]) -> Result<Contract, BuildError> {
     let boxed = |e: Box<dyn std::error::Error + Send + Sync>| BuildError::Object(e);
-    let info = ObjectInfo::parse(object).map_err(|e| boxed(e.into()))?;
+    let object = normalize_sections(object);
+    let info = ObjectInfo::parse(&object).map_err(|e| boxed(e.into()))?;
     let btf = Btf::parse(&info.btf).map_err(|e| boxed(e.into()))?;
+    check_for_aya(&object, &btf).map_err(|e| boxed(e.into()))?;
     Contract::discover(&btf).map_err(|e| boxed(e.into()))
 }
 

@@ -150,14 +150,27 @@ pub enum ImageError {
     #[error("invalid SOURCE_DATE_EPOCH {value:?}: expected seconds since 1970 as an integer")]
     InvalidSourceDateEpoch { value: String },
 
-    /// The store directory belongs to someone else: writing there could
-    /// hand them our images, and running from it would load into the
-    /// kernel whatever they put there.
+    /// The store directory (or a part of it ig reads) belongs to someone
+    /// else: writing there could hand them our images, and running from
+    /// it would load into the kernel whatever they put there.
     #[error(
-        "refusing the image store {}: it is owned by uid {owner}, not by you (uid {uid}) or root; use your own store (--store DIR) or chown it",
+        "refusing the image store: {} is owned by uid {owner}, not by you (uid {uid}) or root; use your own store (--store DIR) or chown it",
         path.display()
     )]
     ForeignOwner { path: PathBuf, owner: u32, uid: u32 },
+
+    /// The store directory (or a part of it ig reads) can be written by
+    /// other users: they could change what `ig run` loads.
+    #[error(
+        "refusing the image store: {} is writable by {who} (mode {mode:o}), who could change what ig runs; fix it with: chmod go-w {}",
+        path.display(),
+        path.display()
+    )]
+    WritableByOthers {
+        path: PathBuf,
+        mode: u32,
+        who: &'static str,
+    },
 }
 
 impl ImageError {

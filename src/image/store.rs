@@ -50,8 +50,9 @@
 //! once it is ten minutes old.
 //!
 //! Hygiene (`store/hygiene.rs`): `ig image prune` removes every temp file
-//! and unreferenced blob under the lock, and a store directory owned by
-//! another user is refused (for reading, unless root owns it).
+//! and unreferenced blob under the lock, and a store another user owns or
+//! can write (the directory, `blobs/`, `ingest/`, `index.json`) is
+//! refused (for reading, root's is accepted).
 
 mod fsutil;
 mod hygiene;
@@ -190,7 +191,7 @@ impl Store {
             root: root.into(),
             read_only: false,
         };
-        hygiene::check_owner(&store.root, false)?;
+        hygiene::check_store(&store.root, false)?;
         for dir in [
             store.root.clone(),
             store.root.join(BLOBS_DIR).join("sha256"),
@@ -216,7 +217,7 @@ impl Store {
             root: root.into(),
             read_only: true,
         };
-        hygiene::check_owner(&store.root, true)?;
+        hygiene::check_store(&store.root, true)?;
         store.check_layout(false)?;
         Ok(store)
     }

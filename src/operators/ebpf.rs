@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use crate::bpf::contract::{Contract, map_key_value, map_max_entries};
 use crate::bpf::loader::{HashDrain, LoadError, LoadSpec, LoadedGadget, LostCounter, RingBuffer};
 use crate::bpf::mntns_filter::{self, MntnsFilter};
-use crate::bpf::object::{ObjectInfo, normalize_sections};
+use crate::bpf::object::{ObjectInfo, check_for_aya, normalize_sections};
 use crate::bpf::params::EbpfParam;
 use crate::bpf::programs::{ProgramPlan, plan};
 use crate::bpf::schema::{schema_from_btf, schema_from_structs};
@@ -133,6 +133,8 @@ impl EbpfOperator {
         let object = normalize_sections(&object);
         let info = ObjectInfo::parse(&object).map_err(|e| fail(e.into()))?;
         let btf = Btf::parse(&info.btf).map_err(|e| fail(e.into()))?;
+        // Before aya ever sees the bytes (at start): see check_for_aya.
+        check_for_aya(&object, &btf).map_err(|e| fail(e.into()))?;
         let contract = Contract::discover(&btf).map_err(|e| fail(e.into()))?;
         let plan = plan(&info.programs, &contract, &metadata).map_err(|e| fail(e.into()))?;
         let params = EbpfParam::discover(&contract.params, &btf, &info, &metadata)

@@ -2,13 +2,16 @@
 //! stdout ([`stdout`]), which never blocks the event loop.
 //!
 //! Why stdout is special: a reader that stops reading (`ig run | sleep
-//! 100`, a paused pager) would block a plain `write(2)` forever, and with
-//! the termination signals read from a `signalfd` nothing would interrupt
-//! it: Ctrl-C would do nothing. So where stdout can block (a pipe, a
-//! terminal), [`stdout`] reopens it as a separate non-blocking open file
-//! (through `/proc/self/fd/1`, so the shell's own file description keeps
-//! its flags) and keeps what the reader has not taken yet in a backlog of
-//! at most [`BACKLOG_LIMIT`] bytes. The runner waits for the reader with
+//! 100`, a paused pager, a stalled peer of a socket) would block a plain
+//! `write(2)` forever, and with the termination signals read from a
+//! `signalfd` nothing would interrupt it: Ctrl-C would do nothing. So where
+//! stdout can block, [`stdout`] writes without blocking: a pipe or a
+//! terminal is reopened as a separate non-blocking open file (through
+//! `/proc/self/fd/1`, so the shell's own file description keeps its
+//! flags); a socket, which cannot be reopened that way, is written with
+//! `send(MSG_DONTWAIT)`, non-blocking per call without touching the
+//! shared description's flags. What the reader has not taken yet waits in
+//! a backlog of at most [`BACKLOG_LIMIT`] bytes. The runner waits for the reader with
 //! `poll` next to the signalfd and stops reading ring buffers while the
 //! backlog is not empty, so a slow reader turns into counted kernel-side
 //! drops, not into memory. Output that would overflow the backlog is
@@ -140,8 +143,12 @@ struct OutState {
 enum Fd {
     /// Our own non-blocking open file of stdout.
     Own(OwnedFd),
-    /// Descriptor 1 itself, blocking (a regular file, a socket...), where a
-    /// write cannot stall forever or reopening is not possible.
+    /// A socket (descriptor 1 in `ig run`), written with
+    /// `send(MSG_DONTWAIT)`: as non-blocking as [`Fd::Own`].
+    Socket(RawFd),
+    /// Descriptor 1 itself, blocking (a regular file, a block device),
+    /// where a write cannot stall forever, or a pipe or terminal that
+    /// could not be reopened.
     Inherited,
 }
 
@@ -149,6 +156,7 @@ impl OutState {
     fn raw(&self) -> RawFd {
         match &self.fd {
             Fd::Own(fd) => fd.as_raw_fd(),
+            Fd::Socket(fd) => *fd,
             Fd::Inherited => libc::STDOUT_FILENO,
         }
     }
@@ -160,8 +168,23 @@ impl OutState {
     /// One `write(2)`: `Ok(0)` when the reader is full (EAGAIN).
     fn write_some(&self, b: &[u8]) -> io::Result<usize> {
         loop {
-            // SAFETY: writes from a valid slice to a descriptor we hold open.
-            let n = unsafe { libc::write(self.raw(), b.as_ptr().cast(), b.len()) };
+            let n = if let Fd::Socket(fd) = self.fd {
+                // SAFETY: sends from a valid slice on a descriptor open for
+                // the whole run. MSG_NOSIGNAL: a gone peer is EPIPE, as
+                // for a pipe with SIGPIPE ignored.
+                unsafe {
+                    libc::send(
+                        fd,
+                        b.as_ptr().cast(),
+                        b.len(),
+                        libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+                    )
+                }
+            } else {
+                // SAFETY: writes from a valid slice to a descriptor we hold
+                // open.
+                unsafe { libc::write(self.raw(), b.as_ptr().cast(), b.len()) }
+            };
             if let Ok(n) = usize::try_from(n) {
                 return Ok(n);
             }
@@ -243,7 +266,22 @@ pub struct OutputHandle(Rc<RefCell<OutState>>);
 
 /// Open stdout for `ig run`.
 pub fn stdout() -> (Stdout, OutputHandle) {
-    with_fd(reopen_nonblocking().map_or(Fd::Inherited, Fd::Own))
+    let fd = if stdout_kind() == Some(libc::S_IFSOCK) {
+        Fd::Socket(libc::STDOUT_FILENO)
+    } else {
+        reopen_nonblocking().map_or(Fd::Inherited, Fd::Own)
+    };
+    with_fd(fd)
+}
+
+/// The file type bits (`S_IFMT`) of descriptor 1.
+fn stdout_kind() -> Option<libc::mode_t> {
+    // SAFETY: fstat into a zeroed stat buffer.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstat(libc::STDOUT_FILENO, &raw mut st) } != 0 {
+        return None;
+    }
+    Some(st.st_mode & libc::S_IFMT)
 }
 
 fn with_fd(fd: Fd) -> (Stdout, OutputHandle) {
@@ -258,12 +296,7 @@ fn with_fd(fd: Fd) -> (Stdout, OutputHandle) {
 /// A non-blocking open file of what descriptor 1 is, if it is a pipe or a
 /// terminal (the kinds a reader can stall) and can be reopened.
 fn reopen_nonblocking() -> Option<OwnedFd> {
-    // SAFETY: fstat into a zeroed stat buffer.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    if unsafe { libc::fstat(libc::STDOUT_FILENO, &raw mut st) } != 0 {
-        return None;
-    }
-    let kind = st.st_mode & libc::S_IFMT;
+    let kind = stdout_kind()?;
     if kind != libc::S_IFIFO && kind != libc::S_IFCHR {
         return None;
     }
@@ -295,7 +328,7 @@ impl OutputHandle {
     /// `None` for a blocking stdout (a file), which never has one.
     pub fn poll_fd(&self) -> Option<RawFd> {
         let s = self.0.borrow();
-        matches!(s.fd, Fd::Own(_)).then(|| s.raw())
+        matches!(s.fd, Fd::Own(_) | Fd::Socket(_)).then(|| s.raw())
     }
 
     /// Bytes the reader has not taken yet.
@@ -323,6 +356,81 @@ mod tests {
         let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
         let (out, handle) = with_fd(Fd::Own(w));
         (out, handle, r)
+    }
+
+    /// A connected pair of stream sockets: (our writer over one end, the
+    /// other end). Both ends stay blocking, as a socket inherited as stdout
+    /// would be.
+    fn socketpair() -> (Stdout, OutputHandle, OwnedFd, OwnedFd) {
+        let mut fds = [0; 2];
+        // SAFETY: socketpair fills two descriptors we then own.
+        let rc = unsafe {
+            libc::socketpair(
+                libc::AF_UNIX,
+                libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
+                0,
+                fds.as_mut_ptr(),
+            )
+        };
+        assert_eq!(rc, 0);
+        // SAFETY: fresh descriptors from socketpair.
+        let (ours, peer) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        let (out, handle) = with_fd(Fd::Socket(ours.as_raw_fd()));
+        (out, handle, ours, peer)
+    }
+
+    /// Read what is there now, without blocking.
+    fn read_now(r: &OwnedFd) -> usize {
+        let mut buf = vec![0u8; 1 << 16];
+        let mut total = 0;
+        loop {
+            // SAFETY: receiving into a valid buffer from an open socket.
+            let n = unsafe {
+                libc::recv(
+                    r.as_raw_fd(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            match usize::try_from(n) {
+                Ok(0) | Err(_) => return total,
+                Ok(n) => total += n,
+            }
+        }
+    }
+
+    #[test]
+    fn a_socket_peer_that_stops_reading_never_blocks_us() {
+        let (mut out, handle, ours, peer) = socketpair();
+        // The inherited socket is blocking: only MSG_DONTWAIT keeps us going.
+        // SAFETY: F_GETFL on an open descriptor.
+        let flags = unsafe { libc::fcntl(ours.as_raw_fd(), libc::F_GETFL) };
+        assert_eq!(flags & libc::O_NONBLOCK, 0);
+        assert_eq!(handle.poll_fd(), Some(ours.as_raw_fd()));
+        let chunk = vec![b'x'; 100 * 1024];
+        let mut accepted = 0;
+        let refused = loop {
+            match out.write(&chunk) {
+                Ok(n) => accepted += n,
+                Err(e) => break e,
+            }
+            assert!(accepted < 64 << 20, "never refused");
+        };
+        assert_eq!(refused.kind(), io::ErrorKind::WouldBlock);
+        assert!(handle.backlog() <= BACKLOG_LIMIT);
+        // The peer comes back: everything accepted arrives.
+        let mut got = 0;
+        while handle.backlog() > 0 {
+            got += read_now(&peer);
+            handle.push_out().unwrap();
+        }
+        got += read_now(&peer);
+        assert_eq!(got, accepted);
+        // A peer that is gone: a broken pipe, not SIGPIPE.
+        drop(peer);
+        let e = out.write(b"x").unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::BrokenPipe);
     }
 
     fn read_all(r: &OwnedFd) -> usize {

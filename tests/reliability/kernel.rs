@@ -3,11 +3,14 @@
 //! works within 1 s. Root, a BTF kernel and bpftool are required (missing
 //! ones fail the tests, as in tests/kernel).
 //!
-//! Each test builds its own copy of the `minimal_tracer` fixture (one event
-//! per getpid) whose program and ring buffer carry a name no other process
-//! uses, so `bpftool prog/map show` can tell ours from everyone else's on
-//! a shared machine. A BPF link holds its program, so "no program of ours
-//! left" also proves "no link of ours left".
+//! Each test builds its own copy of a gadget whose programs and maps carry
+//! a name no other process uses, so `bpftool prog/map/link show` can tell
+//! ours from everyone else's on a shared machine: the `minimal_tracer`
+//! fixture (a tracepoint, one event per getpid) for most tests; the leak
+//! test also takes the `uprobe_tracer` fixture (a uprobe and a uretprobe
+//! on libc's getppid) and the `trace_dns` gadget (a socket filter on
+//! packet sockets), whose programs attach by other paths. A link is ours
+//! when its program is.
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
@@ -34,39 +37,105 @@ fn require_kernel() {
     );
 }
 
-/// A gadget whose program is `rp<token>` and whose ring buffer is
-/// `rm<token>`, built into a fresh store.
+/// How a test gadget attaches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Attach {
+    /// `minimal_tracer`: a tracepoint, through a BPF link.
+    Tracepoint,
+    /// `uprobe_tracer`: a uprobe and a uretprobe, each through a link.
+    Uprobe,
+    /// `trace_dns`: a socket filter, attached to packet sockets (no link).
+    Socket,
+}
+
+/// A gadget whose programs and maps are named `r?<token>`, built into a
+/// fresh store.
 struct Unique {
     token: String,
     store: TestStore,
+    attach: Attach,
+}
+
+/// `src` with every `(from, to)` replaced; each `from` must occur.
+fn renamed(src: &str, pairs: &[(&str, String)]) -> String {
+    let mut out = src.to_owned();
+    for (from, to) in pairs {
+        assert!(out.contains(from), "{from:?} not in the gadget source");
+        out = out.replace(from, to);
+    }
+    out
 }
 
 impl Unique {
     fn build() -> Self {
+        Self::build_for(Attach::Tracepoint)
+    }
+
+    fn build_for(attach: Attach) -> Self {
         static N: AtomicUsize = AtomicUsize::new(0);
         let token = format!(
             "{}{}",
             std::process::id() % 100_000,
             char::from(b'a' + u8::try_from(N.fetch_add(1, Ordering::Relaxed) % 26).unwrap())
         );
-        let dir = fixture_copy("minimal_tracer");
-        let src = dir.path().join("program.bpf.c");
-        let c = std::fs::read_to_string(&src)
-            .unwrap()
-            .replace("minimal_getpid", &format!("rp{token}"))
-            .replace(
+        let t = &token;
+        let ring = [
+            (
                 "GADGET_TRACER_MAP(events,",
-                &format!("GADGET_TRACER_MAP(rm{token},"),
-            )
-            .replace(
-                "minimal, events, event",
-                &format!("minimal, rm{token}, event"),
-            )
-            .replace("&events", &format!("&rm{token}"));
-        std::fs::write(&src, c).unwrap();
+                format!("GADGET_TRACER_MAP(rm{t},"),
+            ),
+            ("&events", format!("&rm{t}")),
+        ];
+        let (dir, pairs) = match attach {
+            Attach::Tracepoint => (
+                fixture_copy("minimal_tracer"),
+                vec![
+                    ("minimal_getpid", format!("rp{t}")),
+                    ("minimal, events, event", format!("minimal, rm{t}, event")),
+                ],
+            ),
+            Attach::Uprobe => (
+                fixture_copy("uprobe_tracer"),
+                vec![
+                    ("enter_getppid", format!("ru{t}")),
+                    ("exit_getppid", format!("rv{t}")),
+                    (
+                        "getppid_calls, events, event",
+                        format!("getppid_calls, rm{t}, event"),
+                    ),
+                ],
+            ),
+            Attach::Socket => {
+                let dir = tempfile::tempdir().unwrap();
+                let src = crate::common::repo().join("gadgets/trace_dns");
+                for e in std::fs::read_dir(&src).unwrap() {
+                    let e = e.unwrap();
+                    std::fs::copy(e.path(), dir.path().join(e.file_name())).unwrap();
+                }
+                (
+                    dir,
+                    vec![
+                        ("int ig_trace_dns(", format!("int rs{t}(")),
+                        ("dns, events, event", format!("dns, rm{t}, event")),
+                        ("} work SEC", format!("}} rw{t} SEC")),
+                        ("&work,", format!("&rw{t},")),
+                        ("} queries SEC", format!("}} rq{t} SEC")),
+                        ("&queries,", format!("&rq{t},")),
+                    ],
+                )
+            }
+        };
+        let src = dir.path().join("program.bpf.c");
+        let c = std::fs::read_to_string(&src).unwrap();
+        let c = renamed(&c, &pairs);
+        std::fs::write(&src, renamed(&c, &ring)).unwrap();
         let store = TestStore::new();
         store.build(dir.path(), "uniq");
-        Self { token, store }
+        Self {
+            token,
+            store,
+            attach,
+        }
     }
 
     fn spawn(&self, args: &[&str], stdout: Stdio) -> Child {
@@ -80,22 +149,40 @@ impl Unique {
             .unwrap()
     }
 
-    /// Names of BPF programs and maps of ours the kernel still has.
+    /// BPF programs, maps and links of ours the kernel still has. A link
+    /// is ours when its program is (links have no name of their own).
     fn in_kernel(&self) -> Vec<String> {
-        let mut found = Vec::new();
-        for kind in ["prog", "map"] {
+        let show = |kind: &str| -> serde_json::Value {
             let out = Command::new("bpftool")
                 .args(["-j", kind, "show"])
                 .output()
                 .unwrap();
             assert!(out.status.success(), "bpftool {kind} show");
-            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-            for o in v.as_array().unwrap() {
+            serde_json::from_slice(&out.stdout).unwrap()
+        };
+        // Links first: a link listed after its program vanished would
+        // otherwise look foreign.
+        let links = show("link");
+        let mut found = Vec::new();
+        let mut our_progs = BTreeSet::new();
+        for kind in ["prog", "map"] {
+            for o in show(kind).as_array().unwrap() {
                 if let Some(name) = o["name"].as_str()
                     && name.contains(&self.token)
                 {
                     found.push(format!("{kind} {name} id {}", o["id"]));
+                    if kind == "prog" {
+                        our_progs.insert(o["id"].as_u64());
+                    }
                 }
+            }
+        }
+        for l in links.as_array().unwrap() {
+            if our_progs.contains(&l["prog_id"].as_u64()) {
+                found.push(format!(
+                    "link id {} ({}) of prog id {}",
+                    l["id"], l["type"], l["prog_id"]
+                ));
             }
         }
         found
@@ -132,6 +219,27 @@ impl Unique {
             }
             assert!(Instant::now() < end, "ig did not load within 20 s");
             std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// What makes this gadget's programs run, in a loop on one thread.
+    fn storm(&self) -> Storm {
+        match self.attach {
+            Attach::Tracepoint => Storm::start(),
+            // Through libc, where the probes are.
+            // SAFETY: getppid has no preconditions.
+            Attach::Uprobe => Storm::with(|| unsafe {
+                libc::getppid();
+            }),
+            Attach::Socket => {
+                let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+                // A DNS query header (id 1, one question) and a name.
+                let query =
+                    b"\x00\x01\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x03ig\x00\x00\x01\x00\x01";
+                Storm::with(move || {
+                    let _ = sock.send_to(query, "127.0.0.1:53");
+                })
+            }
         }
     }
 }
@@ -199,15 +307,22 @@ struct Storm {
 
 impl Storm {
     fn start() -> Self {
+        // SAFETY: getpid has no preconditions; glibc does not cache it,
+        // so each call is a system call.
+        Self::with(|| unsafe {
+            libc::syscall(libc::SYS_getpid);
+        })
+    }
+
+    /// `event` in a loop on one thread.
+    fn with(event: impl Fn() + Send + 'static) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let s = stop.clone();
         let thread = std::thread::spawn(move || {
             let mut n = 0u64;
             while !s.load(Ordering::Relaxed) {
                 for _ in 0..1000 {
-                    // SAFETY: getpid has no preconditions; glibc does not
-                    // cache it, so each call is a system call.
-                    unsafe { libc::syscall(libc::SYS_getpid) };
+                    event();
                 }
                 n += 1000;
             }
@@ -253,51 +368,100 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-#[test]
-fn every_signal_at_every_stage_leaves_nothing_behind() {
-    require_kernel();
-    let u = Unique::build();
-    let pins_before = pins();
-    let files_before = store_files(&u.store.path());
-    let mut loaded_kills = 0;
+/// Where `ig run` is when the leak test signals it.
+#[derive(Clone, Copy, Debug)]
+enum Stage {
+    /// This long after start: reading the store, parsing the object (on
+    /// a loaded machine, maybe later).
+    After(u64),
+    /// When `ig -v` prints this stage line on stderr: `operators:` (the
+    /// object is parsed, nothing is in the kernel), `maps created` (maps,
+    /// no program), `attached ` (the first program attached, for the
+    /// uprobe gadget the second not yet).
+    Line(&'static str),
+    /// Once `… started` is printed: everything attached, the run loop
+    /// about to begin. Links must be visible here.
+    Started,
+    /// Started, then 500 ms of events.
+    Storm,
+}
+
+/// Kill `ig run` with each signal at each stage; after each, nothing of
+/// ours in the kernel (programs, maps, links), and a run right after each
+/// signal loads and exits 0.
+fn kill_at_every_stage(u: &Unique) {
+    let stages = [
+        Stage::After(0),
+        Stage::After(15),
+        Stage::After(60),
+        Stage::Line("debug: operators: "),
+        Stage::Line("maps created; loading"),
+        Stage::Line("debug: attached "),
+        Stage::Started,
+        Stage::Storm,
+    ];
     for (sig, name) in [
         (libc::SIGINT, "SIGINT"),
         (libc::SIGTERM, "SIGTERM"),
         (libc::SIGKILL, "SIGKILL"),
     ] {
-        // While reading the store, loading, attaching (the early delays
-        // land there on a loaded machine), then surely attached, then in a
-        // storm.
-        for stage in [
-            "0ms", "5ms", "15ms", "30ms", "60ms", "120ms", "250ms", "attached", "storm",
-        ] {
-            let what = format!("{name} at {stage}");
-            let mut child = u.spawn(&["-o", "json"], Stdio::null());
+        for stage in stages {
+            let what = format!("{:?}: {name} at {stage:?}", u.attach);
+            let mut child = u.spawn(&["-o", "json", "-v"], Stdio::null());
+            let lines = stderr_lines(&mut child);
+            let until_line = |needle: &str| {
+                let end = Instant::now() + Duration::from_secs(20);
+                loop {
+                    let left = end.saturating_duration_since(Instant::now());
+                    match lines.recv_timeout(left) {
+                        Ok((_, l)) if l.contains(needle) => return,
+                        Ok(_) => {}
+                        Err(e) => panic!("{what}: no line {needle:?} from ig ({e})"),
+                    }
+                }
+            };
             let storm = match stage {
-                "attached" | "storm" => {
-                    u.wait_loaded(&mut child);
-                    loaded_kills += 1;
-                    (stage == "storm").then(|| {
-                        let s = Storm::start();
+                Stage::After(ms) => {
+                    std::thread::sleep(Duration::from_millis(ms));
+                    None
+                }
+                Stage::Line(needle) => {
+                    until_line(needle);
+                    None
+                }
+                Stage::Started | Stage::Storm => {
+                    until_line(" started");
+                    let there = u.in_kernel();
+                    assert!(
+                        there.iter().any(|n| n.starts_with("prog")),
+                        "{what}: {there:?}"
+                    );
+                    // The link check can see our links (a socket filter
+                    // has none: its packet sockets hold it).
+                    assert_eq!(
+                        there.iter().any(|n| n.starts_with("link")),
+                        u.attach != Attach::Socket,
+                        "{what}: {there:?}"
+                    );
+                    matches!(stage, Stage::Storm).then(|| {
+                        let s = u.storm();
                         std::thread::sleep(Duration::from_millis(500));
                         s
                     })
-                }
-                ms => {
-                    let ms: u64 = ms.trim_end_matches("ms").parse().unwrap();
-                    std::thread::sleep(Duration::from_millis(ms));
-                    None
                 }
             };
             signal(&child, sig);
             let took = wait_within(&mut child, Duration::from_secs(5), &what);
             drop(storm);
-            if sig != libc::SIGKILL && matches!(stage, "attached" | "storm") {
-                assert!(took < Duration::from_secs(1), "{what}: took {took:?}");
-                let status = child.wait().unwrap();
-                let mut err = String::new();
-                let _ = std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err);
-                assert!(status.success(), "{what}: {status} {err}");
+            let status = child.wait().unwrap();
+            // From `operators:` on, SIGINT and SIGTERM are blocked and read
+            // by the run loop: loading finishes, then a clean stop.
+            if sig != libc::SIGKILL && !matches!(stage, Stage::After(_)) {
+                let err: Vec<String> = lines.try_iter().map(|(_, l)| l).collect();
+                assert!(status.success(), "{what}: {status} {err:#?}");
+                if matches!(stage, Stage::Started | Stage::Storm) {
+                    assert!(took < Duration::from_secs(1), "{what}: took {took:?}");
+                }
             }
             u.assert_gone(&what);
         }
@@ -305,24 +469,35 @@ fn every_signal_at_every_stage_leaves_nothing_behind() {
         let out = u
             .store
             .ig()
-            .args(["run", "uniq", "-o", "json", "--timeout", "2"])
+            .args(["run", "uniq", "-o", "json", "--timeout", "1"])
             .output()
             .unwrap();
         assert!(
             out.status.success(),
-            "a run after {name}: {}",
+            "{:?}: a run after {name}: {}",
+            u.attach,
             text(&out.stderr)
         );
-        u.assert_gone(&format!("the run after {name}"));
+        u.assert_gone(&format!("{:?}: the run after {name}", u.attach));
     }
-    assert_eq!(loaded_kills, 6);
+}
+
+#[test]
+fn every_signal_at_every_stage_leaves_nothing_behind() {
+    require_kernel();
+    let pins_before = pins();
+    for attach in [Attach::Tracepoint, Attach::Uprobe, Attach::Socket] {
+        let u = Unique::build_for(attach);
+        let files_before = store_files(&u.store.path());
+        kill_at_every_stage(&u);
+        assert_eq!(
+            store_files(&u.store.path()),
+            files_before,
+            "{attach:?}: ig run changed the store (a temp file?)"
+        );
+    }
     let new_pins: Vec<_> = pins().difference(&pins_before).cloned().collect();
     assert!(new_pins.is_empty(), "pins appeared: {new_pins:?}");
-    assert_eq!(
-        store_files(&u.store.path()),
-        files_before,
-        "ig run changed the store (a temp file?)"
-    );
 }
 
 #[test]
@@ -383,13 +558,12 @@ fn a_storm_keeps_memory_bounded_reports_loss_every_second_and_sigint_stops_it() 
     u.assert_gone("after the storm");
 }
 
-#[test]
-fn a_stopped_reader_keeps_memory_bounded_and_sigint_still_stops_within_1s() {
-    require_kernel();
-    let u = Unique::build();
-    // Our end of the pipe is never read: `ig run | sleep 100`.
-    let mut child = u.spawn(&["-o", "json"], Stdio::piped());
-    let _unread = child.stdout.take().unwrap();
+/// `ig run` in a storm with `stdout` as its output, whose reader never
+/// reads (the caller keeps it open): memory stays bounded, loss is
+/// reported, SIGINT still ends ig within 1 s with exit 0.
+fn stopped_reader_case(u: &Unique, stdout: Stdio, what: &str) {
+    let mut child = u.spawn(&["-o", "json"], stdout);
+    let _unread = child.stdout.take();
     let lines = stderr_lines(&mut child);
     u.wait_loaded(&mut child);
     std::thread::sleep(Duration::from_millis(300));
@@ -406,27 +580,177 @@ fn a_stopped_reader_keeps_memory_bounded_and_sigint_still_stops_within_1s() {
     let took = wait_within(
         &mut child,
         Duration::from_secs(5),
-        "SIGINT with stdout blocked",
+        &format!("SIGINT with {what} blocked"),
     );
     drop(storm);
     assert!(
         took < Duration::from_secs(1),
-        "SIGINT took {took:?} with stdout blocked"
+        "SIGINT took {took:?} with {what} blocked"
     );
     let status = child.wait().unwrap();
     let all: Vec<String> = lines.iter().map(|(_, l)| l).collect();
-    assert!(status.success(), "{status}: {all:#?}");
+    assert!(status.success(), "{what}: {status}: {all:#?}");
     // Output backlog (4 MiB) + the ring buffer's pages (4 MiB, mapped
     // twice) + printer buffers; a reader-sized leak would be 100s of MiB.
     assert!(
         rss_max < rss_start + 24 * 1024,
-        "RSS grew from {rss_start} KiB to {rss_max} KiB with a stopped reader"
+        "RSS grew from {rss_start} KiB to {rss_max} KiB with a stopped reader of {what}"
     );
     assert!(
         all.iter().any(|l| l.contains("events lost")),
         "what the stopped reader cost is reported: {all:#?}"
     );
-    u.assert_gone("after the stopped reader");
+    u.assert_gone(&format!("after the stopped reader of {what}"));
+}
+
+#[test]
+fn a_stopped_reader_keeps_memory_bounded_and_sigint_still_stops_within_1s() {
+    require_kernel();
+    let u = Unique::build();
+    // Our end of the pipe is never read: `ig run | sleep 100`.
+    stopped_reader_case(&u, Stdio::piped(), "a pipe");
+}
+
+/// stdout a socket (a service manager's log socket, `ssh`, a supervisor)
+/// whose peer stops reading. A socket cannot be reopened non-blocking
+/// through /proc; ig sends with MSG_DONTWAIT instead. (Before, it wrote
+/// blocking: SIGINT did nothing until the peer read.)
+#[test]
+fn a_stopped_socket_reader_keeps_memory_bounded_and_sigint_still_stops_within_1s() {
+    require_kernel();
+    let u = Unique::build();
+    let (peer, ours) = std::os::unix::net::UnixStream::pair().unwrap();
+    stopped_reader_case(
+        &u,
+        Stdio::from(std::os::fd::OwnedFd::from(ours)),
+        "a socket",
+    );
+    drop(peer);
+}
+
+/// A pipe whose buffer (one page) is already full of newlines, so the
+/// first byte ig writes waits for the reader whatever the machine's
+/// process count or event rate; (read end, write end for the child's
+/// stdout, left blocking as a shell leaves it).
+fn full_pipe() -> (std::fs::File, Stdio) {
+    use std::os::fd::FromRawFd;
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills two descriptors we then own.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY: fcntl and write on the pipe we just made, from a valid
+    // buffer; the descriptor is non-blocking only while we fill it.
+    unsafe {
+        libc::fcntl(fds[1], libc::F_SETPIPE_SZ, 4096);
+        let flags = libc::fcntl(fds[1], libc::F_GETFL);
+        libc::fcntl(fds[1], libc::F_SETFL, flags | libc::O_NONBLOCK);
+        let nl = [b'\n'; 512];
+        while libc::write(fds[1], nl.as_ptr().cast(), nl.len()) > 0 {}
+        libc::fcntl(fds[1], libc::F_SETFL, flags);
+    }
+    // SAFETY: fresh descriptors from pipe2.
+    unsafe {
+        (
+            std::fs::File::from_raw_fd(fds[0]),
+            Stdio::from(std::os::fd::OwnedFd::from_raw_fd(fds[1])),
+        )
+    }
+}
+
+/// `ig run --timeout 2 | sleep 30` in a storm: the timeout ends the run
+/// (before, ig waited for the reader until a signal); what the reader did
+/// not take is dropped and counted.
+#[test]
+fn the_timeout_ends_the_run_when_the_reader_stopped() {
+    require_kernel();
+    let u = Unique::build();
+    let storm = Storm::start();
+    let (_unread, stdout) = full_pipe();
+    let mut child = u.spawn(&["-o", "json", "--timeout", "2"], stdout);
+    let lines = stderr_lines(&mut child);
+    u.wait_loaded(&mut child);
+    // From loaded: the timeout, the final drain (at most 250 ms) and the
+    // output's grace (300 ms).
+    let took = wait_within(
+        &mut child,
+        Duration::from_secs(10),
+        "--timeout 2 with a stopped reader",
+    );
+    drop(storm);
+    assert!(took < Duration::from_secs(3), "took {took:?} after loading");
+    let status = child.wait().unwrap();
+    let all: Vec<String> = lines.iter().map(|(_, l)| l).collect();
+    assert!(status.success(), "{status}: {all:#?}");
+    assert!(
+        all.iter()
+            .any(|l| l.contains("bytes of output not written: the reader did not take them")),
+        "the dropped output is counted: {all:#?}"
+    );
+    u.assert_gone("after the timeout with a stopped reader");
+}
+
+/// A snapshot that finished waits for its reader like any filter
+/// (`| less` reads a screen at a time), but not past `--timeout`.
+#[test]
+fn a_finished_snapshot_waits_for_its_reader_but_not_past_the_timeout() {
+    require_kernel();
+    let s = TestStore::new();
+    s.build(
+        &crate::common::repo().join("tests/fixtures/iter_tasks"),
+        "iter_tasks",
+    );
+
+    // A reader that stops: the run ends at the timeout (3 s after it
+    // started), the snapshot dropped and counted.
+    let (_unread, stdout) = full_pipe();
+    let mut child = s
+        .ig()
+        .args(["run", "iter_tasks", "-o", "json", "--timeout", "3"])
+        .stdout(stdout)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = stderr_lines(&mut child);
+    let took = wait_within(
+        &mut child,
+        Duration::from_secs(10),
+        "a finished snapshot, --timeout 3, a stopped reader",
+    );
+    let status = child.wait().unwrap();
+    let err: Vec<String> = lines.iter().map(|(_, l)| l).collect();
+    assert!(status.success(), "{err:#?}");
+    assert!(
+        took >= Duration::from_millis(2500),
+        "took {took:?}: {err:#?}"
+    );
+    assert!(
+        err.iter()
+            .any(|l| l.contains("bytes of output not written")),
+        "{err:#?}"
+    );
+
+    // A reader that comes back after 1.5 s, no timeout: it gets the whole
+    // snapshot (one JSON line: the array) after the filler.
+    let (mut reader, stdout) = full_pipe();
+    let child = s
+        .ig()
+        .args(["run", "iter_tasks", "-o", "json"])
+        .stdout(stdout)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut got = String::new();
+    std::io::Read::read_to_string(&mut reader, &mut got).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = text(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(!err.contains("not written"), "{err}");
+    let json: Vec<&str> = got.lines().filter(|l| !l.is_empty()).collect();
+    assert!(!json.is_empty(), "nothing after the filler");
+    for l in json {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"));
+        assert!(v.as_array().is_some_and(|a| !a.is_empty()), "{l}");
+    }
 }
 
 #[test]

@@ -391,6 +391,99 @@ fn a_store_owned_by_another_user_is_refused_with_the_reason() {
     assert!(listed(&s.path()).contains_key("rela:latest"));
 }
 
+/// Root's store must not be writable by anyone else, nor hold parts
+/// another user owns: whoever can write there decides what `ig run` loads
+/// into the kernel. Each case is refused for reading, writing and running,
+/// naming the path and the fix; fixed, the store works again.
+#[test]
+fn a_store_others_can_write_is_refused_with_the_path_and_the_fix() {
+    let s = TestStore::new();
+    s.build(gadget_dir("writable").path(), "relw");
+    let root = s.path();
+    let chmod = |mode: u32, p: &Path| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    let chown = |who: &str, p: &Path| {
+        assert!(
+            Command::new("chown")
+                .arg(who)
+                .arg(p)
+                .status()
+                .unwrap()
+                .success()
+        );
+    };
+    let refused = |what: &str, needle: &str| {
+        for args in [
+            &["image", "list"][..],
+            &["image", "prune"],
+            &["run", "relw", "--timeout", "1"],
+        ] {
+            let out = s.run(args);
+            let err = text(&out.stderr);
+            assert!(!out.status.success(), "{what}: {args:?} accepted: {err}");
+            assert!(
+                err.contains("refusing the image store") && err.contains(needle),
+                "{what}: {args:?}: {err}"
+            );
+            assert!(!err.contains("panicked"), "{err}");
+        }
+    };
+    let blobs = root.join("blobs");
+    let sha = blobs.join("sha256");
+    let ingest = root.join("ingest");
+    let index = root.join("index.json");
+
+    chmod(0o777, &root);
+    refused(
+        "a 0777 store",
+        &format!(
+            "{} is writable by group and others (mode 777)",
+            root.display()
+        ),
+    );
+    let err = text(&s.run(&["image", "list"]).stderr);
+    assert!(
+        err.contains(&format!("chmod go-w {}", root.display())),
+        "{err}"
+    );
+    chmod(0o700, &root);
+
+    chmod(0o775, &sha);
+    refused(
+        "group-writable blobs",
+        &format!("{} is writable by its group", sha.display()),
+    );
+    chmod(0o700, &sha);
+
+    chmod(0o703, &ingest);
+    refused(
+        "world-writable ingest",
+        &format!("{} is writable by others", ingest.display()),
+    );
+    chmod(0o700, &ingest);
+
+    chmod(0o666, &index);
+    refused(
+        "a writable index.json",
+        &format!("{} is writable", index.display()),
+    );
+    chmod(0o644, &index);
+
+    chown("65534", &blobs);
+    refused(
+        "blobs owned by nobody",
+        &format!("{} is owned by uid 65534", blobs.display()),
+    );
+    let me = std::fs::metadata(s.dir.path()).unwrap().uid();
+    chown(&me.to_string(), &blobs);
+
+    // Fixed, it is the same store as before.
+    assert!(listed(&root).contains_key("relw:latest"));
+    let out = s.run(&["run", "relw", "--timeout", "1"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
 /// A plain `docker-registry` on a free 127.0.0.1 port (the registry tests
 /// have the full harness; this is the least a pull needs).
 struct Registry {

@@ -28,7 +28,20 @@ const TARGETS: &[&str] = &[
     "btf",
     "filter",
     "reference",
+    "wasm",
+    "wasm_host",
 ];
+
+/// Largest input per target: gadget objects and images can be large, a
+/// WASM module is compiled per input, so its inputs stay at 64 KiB (what
+/// `targets::WASM_MAX_LEN` takes).
+fn max_len(target: &str) -> usize {
+    if target.starts_with("wasm") {
+        64 << 10
+    } else {
+        256 << 10
+    }
+}
 
 /// Stable rustc flags for libFuzzer's coverage feedback: edge counters,
 /// the PC table, and comparison tracing (which lets it guess magic numbers
@@ -96,7 +109,7 @@ pub fn main(root: &Path, args: &[String]) -> Result<()> {
             // finding (super-linear input, unbounded allocation).
             .arg("-timeout=10")
             .arg("-rss_limit_mb=2048")
-            .arg("-max_len=262144")
+            .arg(format!("-max_len={}", max_len(name)))
             .arg("-print_final_stats=1")
             .arg(format!("-artifact_prefix={}/", artifacts.display()))
             .arg(&work)

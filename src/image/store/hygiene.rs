@@ -2,16 +2,20 @@
 //! use a store directory, and `ig image prune` (leftovers of interrupted
 //! writers and blobs no image reaches).
 //!
-//! Ownership rule: a store is used only when its directory is owned by the
-//! current user, or (for reading) by root. A store another user owns could
-//! receive our images (write) or feed us theirs: `ig run` as root would
-//! load into the kernel whatever that user put there.
+//! Ownership rule: a store is used only when its directory and the parts
+//! ig reads and writes (`blobs/`, `blobs/sha256/`, `ingest/`,
+//! `index.json`, `oci-layout`) are owned by the current user, or (for
+//! reading) by root, and none of them is writable by group or others. A
+//! store someone else can write could receive our images (write) or feed
+//! us theirs: `ig run` as root would load into the kernel whatever that
+//! user put there. (Blob files themselves are verified against their
+//! digest on every read, so a changed blob is an error, not a load.)
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use super::{BLOBS_DIR, ImageError, Store, fsutil};
+use super::{BLOBS_DIR, INDEX_FILE, INGEST_DIR, ImageError, LAYOUT_FILE, Store, fsutil};
 
 /// What [`Store::prune_leftovers`] removed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -25,23 +29,39 @@ pub struct PruneReport {
     pub bytes: u64,
 }
 
-/// Refuses `root` if it exists and is owned by neither us nor (when
-/// `allow_root`) root. A missing directory is fine: we will create it.
-pub(super) fn check_owner(root: &Path, allow_root: bool) -> Result<(), ImageError> {
-    let Ok(meta) = fs::metadata(root) else {
-        return Ok(());
-    };
+/// Refuses `root` if it, or one of the parts of it ig uses, exists and is
+/// owned by neither us nor (when `allow_root`) root, or is writable by
+/// group or others. Missing parts are fine: we create them (0700).
+pub(super) fn check_store(root: &Path, allow_root: bool) -> Result<(), ImageError> {
     // SAFETY: geteuid cannot fail.
     let uid = unsafe { libc::geteuid() };
-    let owner = meta.uid();
-    if owner == uid || (allow_root && owner == 0) {
-        return Ok(());
+    let parts = [
+        root.to_owned(),
+        root.join(BLOBS_DIR),
+        root.join(BLOBS_DIR).join("sha256"),
+        root.join(INGEST_DIR),
+        root.join(INDEX_FILE),
+        root.join(LAYOUT_FILE),
+    ];
+    for path in parts {
+        // Follows symlinks: what matters is what ig reads through them.
+        let Ok(meta) = fs::metadata(&path) else {
+            continue;
+        };
+        let owner = meta.uid();
+        if owner != uid && !(allow_root && owner == 0) {
+            return Err(ImageError::ForeignOwner { path, owner, uid });
+        }
+        let mode = meta.mode() & 0o7777;
+        let who = match (mode & 0o020 != 0, mode & 0o002 != 0) {
+            (true, true) => "group and others",
+            (true, false) => "its group",
+            (false, true) => "others",
+            (false, false) => continue,
+        };
+        return Err(ImageError::WritableByOthers { path, mode, who });
     }
-    Err(ImageError::ForeignOwner {
-        path: root.to_owned(),
-        owner,
-        uid,
-    })
+    Ok(())
 }
 
 impl Store {
