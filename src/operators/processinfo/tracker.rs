@@ -107,15 +107,26 @@ pub fn push_path(out: &mut String, parts: &[u8]) {
 }
 
 /// Append `bytes` as UTF-8 (U+FFFD for invalid sequences), turning NULs
-/// into `nul` if given.
+/// into `nul` if given. Validates whole runs at a time: command lines are
+/// turned into text for every new process.
 pub fn push_lossy(out: &mut String, bytes: &[u8], nul: Option<char>) {
-    for chunk in bytes.utf8_chunks() {
-        match nul {
-            Some(c) => out.extend(chunk.valid().chars().map(|x| if x == '\0' { c } else { x })),
-            None => out.push_str(chunk.valid()),
+    fn utf8(out: &mut String, b: &[u8]) {
+        for chunk in b.utf8_chunks() {
+            out.push_str(chunk.valid());
+            if !chunk.invalid().is_empty() {
+                out.push('\u{fffd}');
+            }
         }
-        if !chunk.invalid().is_empty() {
-            out.push('\u{fffd}');
+    }
+    match nul {
+        None => utf8(out, bytes),
+        Some(c) => {
+            for (i, part) in bytes.split(|&b| b == 0).enumerate() {
+                if i > 0 {
+                    out.push(c);
+                }
+                utf8(out, part);
+            }
         }
     }
 }
