@@ -17,25 +17,15 @@ fn main() -> std::io::Result<()> {
     };
     ig::cli::reference::write_markdown(markdown_dir)?;
     std::fs::create_dir_all(man_dir)?;
-    man_pages(&ig::cli::reference::command(), "", man_dir)
+    man_pages(man_dir)
 }
 
 /// One page per command: `ig.1`, `ig-run.1`, `ig-image-build.1`, ...
-fn man_pages(cmd: &clap::Command, parent: &str, dir: &Path) -> std::io::Result<()> {
-    let name = if parent.is_empty() {
-        cmd.get_name().to_owned()
-    } else {
-        format!("{parent}-{}", cmd.get_name())
-    };
-    let page = cmd.clone().name(name.clone());
-    let mut out = Vec::new();
-    clap_mangen::Man::new(page).render(&mut out)?;
-    std::fs::write(dir.join(format!("{name}.1")), out)?;
-    for sub in cmd
-        .get_subcommands()
-        .filter(|s| !s.is_hide_set() && s.get_name() != "help")
-    {
-        man_pages(sub, &name, dir)?;
+fn man_pages(dir: &Path) -> std::io::Result<()> {
+    for (name, cmd) in ig::cli::reference::man_commands() {
+        let mut out = Vec::new();
+        clap_mangen::Man::new(cmd).render(&mut out)?;
+        std::fs::write(dir.join(format!("{name}.1")), out)?;
     }
     Ok(())
 }

@@ -217,6 +217,12 @@ fn run_loop<F: FnMut(Notice)>(
             break StopReason::Finished;
         }
     };
+    {
+        let (sources, _) = p.parts();
+        for s in sources {
+            s.stopping();
+        }
+    }
     // Whatever is pending in the kernel still belongs to the run: drain
     // until the ring buffers are empty, but not for ever in a storm.
     if reason != StopReason::OutputClosed {
@@ -289,9 +295,16 @@ fn deliver_backlog(out: &OutputHandle, signals: &Signals, reason: StopReason) {
 /// rather than one per tick.
 struct LossReports<F: FnMut(Notice)> {
     notice: F,
-    /// (source, count not yet reported, when last reported)
-    pending: Vec<(String, u64, Option<Instant>)>,
+    /// (kind, source, count not yet reported, when last reported)
+    pending: Vec<(LossKind, String, u64, Option<Instant>)>,
     dropped_output: (u64, Option<Instant>),
+}
+
+/// Which per-source notice a pending count becomes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum LossKind {
+    Kernel,
+    Guest,
 }
 
 impl<F: FnMut(Notice)> LossReports<F> {
@@ -309,28 +322,40 @@ impl<F: FnMut(Notice)> LossReports<F> {
 
     fn add(&mut self, n: Notice) {
         let now = Instant::now();
-        match n {
-            Notice::Lost { source, count } => {
-                let i = match self.pending.iter().position(|(s, ..)| *s == source) {
-                    Some(i) => i,
-                    None => {
-                        self.pending.push((source, 0, None));
-                        self.pending.len() - 1
-                    }
-                };
-                self.pending[i].1 += count;
+        let (kind, source, count) = match n {
+            Notice::Lost { source, count } => (LossKind::Kernel, source, count),
+            Notice::GuestRefused { module, count } => (LossKind::Guest, module, count),
+            Notice::OutputDropped { count } => {
+                self.dropped_output.0 += count;
+                self.report(now, false);
+                return;
             }
-            Notice::OutputDropped { count } => self.dropped_output.0 += count,
-        }
+        };
+        let i = match self
+            .pending
+            .iter()
+            .position(|(k, s, ..)| *k == kind && *s == source)
+        {
+            Some(i) => i,
+            None => {
+                self.pending.push((kind, source, 0, None));
+                self.pending.len() - 1
+            }
+        };
+        self.pending[i].2 += count;
         self.report(now, false);
     }
 
     fn report(&mut self, now: Instant, all: bool) {
-        for (source, count, last) in &mut self.pending {
+        for (kind, source, count, last) in &mut self.pending {
             if *count > 0 && (all || Self::due(*last, now)) {
-                (self.notice)(Notice::Lost {
-                    source: source.clone(),
-                    count: std::mem::take(count),
+                let (source, count) = (source.clone(), std::mem::take(count));
+                (self.notice)(match kind {
+                    LossKind::Kernel => Notice::Lost { source, count },
+                    LossKind::Guest => Notice::GuestRefused {
+                        module: source,
+                        count,
+                    },
                 });
                 *last = Some(now);
             }

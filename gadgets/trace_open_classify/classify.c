@@ -32,7 +32,8 @@ EXPORT(gadgetInit) int32_t init(void) {
 	if (!ds || !f_fname || !f_category)
 		return 1;
 	// Priority 0: before the filter (9000), so --filter category=... works.
-	return (int32_t)dataSourceSubscribe(ds, 0, 0, 0);
+	// Type 1: per event (upstream: 1 data, 2 array, 3 packet).
+	return (int32_t)dataSourceSubscribe(ds, 1, 0, 0);
 }
 
 static int under(const char *path, const char *dir) {

@@ -764,14 +764,15 @@ impl RingBuffer {
     /// Stops after about [`DRAIN_SLICE`] even if more are pending: a
     /// producer as fast as we are would otherwise keep us here forever,
     /// away from signals and flushes. The fd stays readable, so the event
-    /// loop comes straight back.
-    pub fn drain(&mut self, mut f: impl FnMut(&[u8])) -> usize {
+    /// loop comes straight back. The clock is read every 1024 samples
+    /// only, so `f` returns `false` to stop at once (it was slow).
+    pub fn drain(&mut self, mut f: impl FnMut(&[u8]) -> bool) -> usize {
         let start = std::time::Instant::now();
         let mut n = 0;
         while let Some(item) = self.rb.next() {
-            f(&item);
+            let more = f(&item);
             n += 1;
-            if n % 1024 == 0 && start.elapsed() >= DRAIN_SLICE {
+            if !more || (n % 1024 == 0 && start.elapsed() >= DRAIN_SLICE) {
                 break;
             }
         }

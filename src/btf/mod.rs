@@ -12,7 +12,9 @@
 //! [`Btf::size_of`], [`Btf::resolve`] through typedefs and qualifiers
 //! (collecting the typedef names), [`Btf::resolve_through_arrays`] for
 //! `gadget_comm comm[16]`-style members, [`Btf::is_const_void_ptr`] for marker
-//! variables and [`Btf::datasec_of`] for a variable's section entry.
+//! variables and [`Btf::datasec_of`] for a variable's section entry; and
+//! [`c_header`], which writes a parsed blob as C declarations (the
+//! `vmlinux.h` of `ig image build`).
 //!
 //! What it does not own: finding the `.BTF` section in an ELF file (the ELF
 //! module), loading anything into the kernel (aya), or mapping types to event
@@ -28,6 +30,7 @@
 //! Split BTF (kernel module BTF layered on vmlinux) is not supported: gadget
 //! objects carry self-contained BTF.
 
+pub mod c_header;
 mod error;
 mod parse;
 mod types;

@@ -2,9 +2,14 @@
 //!
 //! Owns: reading `build.yaml`, writing the author headers (embedded in the
 //! binary, see [`headers`]) and a `vmlinux.h` generated from the running
-//! kernel's BTF into a private temporary directory, running clang and
-//! llvm-strip, and checking the result is a gadget we can run (BTF present,
-//! markers well formed) before anything is written to the store.
+//! kernel's BTF ([`KERNEL_BTF`], turned into C by
+//! [`crate::btf::c_header`]: no bpftool) into a private temporary
+//! directory, running clang and llvm-strip (which drops the DWARF that
+//! `-g` adds for BTF), and checking the result is a gadget we can run (BTF
+//! present, markers well formed) before anything is written to the store.
+//! The header is generated for every build, not cached: it takes a fraction
+//! of a second (see `btf::c_header`) and then always matches the running
+//! kernel.
 //! Does not own: the store (`image::Store` writes the image) or the
 //! metadata model (`metadata`).
 //!
@@ -63,8 +68,18 @@ pub enum BuildError {
         tool: String,
         status: std::process::ExitStatus,
     },
-    #[error("generating vmlinux.h from /sys/kernel/btf/vmlinux with bpftool failed: {message}")]
-    Vmlinux { message: String },
+    #[error("reading the kernel's BTF {path} (needed to write vmlinux.h)")]
+    KernelBtf {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("generating vmlinux.h from {path}")]
+    Vmlinux {
+        path: PathBuf,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     #[error("the compiled object is not a usable gadget")]
     Object(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
@@ -91,11 +106,10 @@ pub struct BuildOptions {
     pub build_file: Option<PathBuf>,
     pub clang: String,
     pub strip: String,
-    pub bpftool: String,
 }
 
 impl BuildOptions {
-    /// Tools from `IG_CLANG`, `IG_LLVM_STRIP`, `IG_BPFTOOL`, else from `PATH`.
+    /// Tools from `IG_CLANG`, `IG_LLVM_STRIP`, else from `PATH`.
     pub fn new(dir: PathBuf) -> Self {
         let env = |k: &str, d: &str| std::env::var(k).unwrap_or_else(|_| d.to_owned());
         Self {
@@ -103,7 +117,6 @@ impl BuildOptions {
             build_file: None,
             clang: env("IG_CLANG", "clang"),
             strip: env("IG_LLVM_STRIP", "llvm-strip"),
-            bpftool: env("IG_BPFTOOL", "bpftool"),
         }
     }
 }
@@ -177,7 +190,7 @@ pub fn build(opts: &BuildOptions) -> Result<Built, BuildError> {
     let include = work.path().join("include");
     headers::write_all(&include)?;
     let arch_dir = include.join("gadget").join(headers::ARCH_DIR);
-    make_vmlinux_h(&opts.bpftool, &arch_dir.join("vmlinux.h"))?;
+    make_vmlinux_h(Path::new(KERNEL_BTF), &arch_dir.join("vmlinux.h"))?;
 
     let obj = work.path().join("program.o");
     let stripped = work.path().join("program.stripped.o");
@@ -270,32 +283,35 @@ fn run_tool(mut cmd: Command, program: &str, env: &'static str) -> Result<(), Bu
     Ok(())
 }
 
-/// `vmlinux.h` for the running kernel. Generated, never committed: it must
-/// match the kernel the gadget is compiled for (CO-RE relocates the rest).
-fn make_vmlinux_h(bpftool: &str, dest: &Path) -> Result<(), BuildError> {
-    let out = Command::new(bpftool)
-        .args([
-            "btf",
-            "dump",
-            "file",
-            "/sys/kernel/btf/vmlinux",
-            "format",
-            "c",
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| BuildError::Vmlinux {
-            message: format!("running {bpftool}: {e}"),
-        })?;
-    if !out.status.success() {
-        return Err(BuildError::Vmlinux {
-            message: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-        });
-    }
-    std::fs::write(dest, &out.stdout).map_err(|source| BuildError::Write {
+/// Where the running kernel exposes its BTF (`CONFIG_DEBUG_INFO_BTF`).
+pub const KERNEL_BTF: &str = "/sys/kernel/btf/vmlinux";
+
+/// `vmlinux.h` for the kernel whose BTF is at `btf_path`. Generated, never
+/// committed: it must match the kernel the gadget is compiled for (CO-RE
+/// relocates the rest).
+pub fn make_vmlinux_h(btf_path: &Path, dest: &Path) -> Result<(), BuildError> {
+    let started = std::time::Instant::now();
+    let data = std::fs::read(btf_path).map_err(|source| BuildError::KernelBtf {
+        path: btf_path.to_owned(),
+        source,
+    })?;
+    let failed = |source: Box<dyn std::error::Error + Send + Sync>| BuildError::Vmlinux {
+        path: btf_path.to_owned(),
+        source,
+    };
+    let btf = Btf::parse(&data).map_err(|e| failed(e.into()))?;
+    let header = crate::btf::c_header::vmlinux_h(&btf).map_err(|e| failed(e.into()))?;
+    std::fs::write(dest, &header).map_err(|source| BuildError::Write {
         path: dest.to_owned(),
         source,
-    })
+    })?;
+    log::debug!(
+        "wrote vmlinux.h ({} bytes) from {} in {:.0?}",
+        header.len(),
+        btf_path.display(),
+        started.elapsed()
+    );
+    Ok(())
 }
 
 /// A private temporary directory, removed on drop.

@@ -98,10 +98,14 @@ pub enum Command {
     /// effect (the file and INSPEKTOR_GADGET_* variables).
     ///
     /// Keys are upstream's: `verbose`, `auto-mount-filesystems`, and
-    /// `operator.oci.{authfile,insecure-registries,pull}`. An environment
-    /// variable names a key in capitals with `.` and `-` as `_`, after
-    /// `INSPEKTOR_GADGET_` (INSPEKTOR_GADGET_OPERATOR_OCI_PULL=never). Flags
-    /// win over variables, variables over the file.
+    /// `operator.oci.{authfile,insecure-registries,pull,verify-image,public-keys,allowed-gadgets}`.
+    /// The two lists (`insecure-registries`, `allowed-gadgets`) and
+    /// `public-keys` (each entry a key file or the PEM text) take a YAML
+    /// list. An environment variable names a key in capitals with `.` and
+    /// `-` as `_`, after `INSPEKTOR_GADGET_`
+    /// (INSPEKTOR_GADGET_OPERATOR_OCI_PULL=never); list entries are
+    /// comma-separated there. Flags win over variables, variables over the
+    /// file.
     #[command(
         subcommand,
         after_help = "Examples:\n  mkdir -p ~/.ig && ig config default > ~/.ig/config.yaml\n  INSPEKTOR_GADGET_VERBOSE=true ig config view"
@@ -124,8 +128,9 @@ pub enum ConfigCommand {
 #[derive(Debug, Clone, Default, Args)]
 pub struct RegistryArgs {
     /// Credentials file (docker's config.json format) written by `ig login`
-    /// and read by push, pull and run [default: /var/lib/ig/config.json,
-    /// or ~/.docker/config.json when that one does not exist].
+    /// and read by push, pull and run [default: /var/lib/ig/config.json;
+    /// for a registry it has no entry for, push and pull also read
+    /// ~/.docker/config.json, which `ig logout` names but never edits].
     #[arg(long, global = true, env = "REGISTRY_AUTH_FILE", value_name = "FILE")]
     pub authfile: Option<PathBuf>,
 
@@ -240,7 +245,8 @@ pub enum ImageCommand {
     ///
     /// DIR holds program.bpf.c and gadget.yaml (and optionally build.yaml with
     /// `ebpfsource`, `metadata` and `cflags`). Needs clang, llvm-strip and
-    /// bpftool; the author headers are built into ig.
+    /// the libbpf headers; the author headers are built into ig, and
+    /// vmlinux.h is generated from the running kernel's BTF.
     Build {
         /// The gadget directory.
         dir: PathBuf,
@@ -266,17 +272,24 @@ pub enum ImageCommand {
     },
     /// Give an image in the local store another name.
     Tag { source: String, target: String },
-    /// Download an image (every platform) from its registry into the store.
+    /// Download an image from its registry into the store.
     ///
     /// The registry is the first part of the reference; a bare name means
-    /// ghcr.io/inspektor-gadget/gadget/NAME. Every blob is checked against
-    /// its digest; the store changes only once the whole image is in.
+    /// ghcr.io/inspektor-gadget/gadget/NAME. The image index is stored
+    /// whole (its digest, which signatures cover, stays the registry's),
+    /// but only this machine's platform is downloaded unless
+    /// --all-platforms is given. Every blob is checked against its digest
+    /// as it streams in; the store changes only once the whole image is in.
     #[command(
-        after_help = "Examples:\n  ig image pull trace_exec:v0.40.0\n  ig image pull localhost:5000/mygadget:v1\n  ig image pull --insecure-registries reg.lan:5000 reg.lan:5000/team/gadget:v1"
+        after_help = "Examples:\n  ig image pull trace_exec:v0.40.0\n  ig image pull localhost:5000/mygadget:v1\n  ig image pull --all-platforms trace_exec:v0.40.0   # to push or export it again\n  ig image pull --insecure-registries reg.lan:5000 reg.lan:5000/team/gadget:v1"
     )]
     Pull {
         /// The image reference.
         image: String,
+        /// Download every platform of the image index, not only this
+        /// machine's: needed to push or export the image again.
+        #[arg(long)]
+        all_platforms: bool,
     },
     /// Upload an image from the store to its registry.
     ///

@@ -8,9 +8,12 @@
 //! single source of truth: the arguments. Keys follow upstream's layout:
 //! global flags at the top (`verbose`, `auto-mount-filesystems`), the
 //! image handler's settings under `operator.oci.` (`authfile`,
-//! `insecure-registries`, `pull`). Keys are matched case-insensitively,
+//! `insecure-registries`, `pull`, `verify-image`, `public-keys`,
+//! `allowed-gadgets`). Keys are matched case-insensitively,
 //! as upstream's config library does. Keys ig does not know are ignored
-//! (a debug message names them), so upstream's files load.
+//! (a debug message names them), so upstream's files load. A known key
+//! whose value has the wrong shape (a list where one value is expected, a
+//! mapping anywhere) is an error naming the key, never silently dropped.
 //!
 //! Owns: finding and parsing the file, reading the variables, turning both
 //! into arguments, and `ig config default|view`. Does not own: what the
@@ -34,7 +37,14 @@ enum Kind {
     /// must be spelled out (`--verify-image=false`).
     Switch,
     Text,
+    /// A comma-separated list flag (`--insecure-registries=a,b`): a YAML
+    /// list is joined with commas.
     List,
+    /// A flag given once per value (`--public-keys A --public-keys B`),
+    /// whose values may hold commas or newlines (PEM text): each entry of a
+    /// YAML list becomes its own flag. In a variable, entries are
+    /// comma-separated (PEM and paths without commas).
+    Repeated,
 }
 
 /// One key: its flag, its kind, its default as `ig config default` shows it.
@@ -105,7 +115,7 @@ const SETTINGS: &[Setting] = &[
         key: "operator.oci.public-keys",
         flag: "public-keys",
         short: None,
-        kind: Kind::Text,
+        kind: Kind::Repeated,
         default: "",
         run_only: true,
     },
@@ -173,21 +183,30 @@ fn leaves(v: &Value, prefix: &str, out: &mut Vec<String>) {
     }
 }
 
-/// A YAML scalar or sequence as the text of a flag value.
-fn flag_text(v: &Value, kind: Kind) -> Option<String> {
+/// The values of a YAML scalar or sequence as flag text: none for null, one
+/// for a scalar, one per entry of a sequence (only for list kinds). Any
+/// other shape is an error saying what was found.
+fn flag_values(v: &Value, kind: Kind) -> Result<Vec<String>, String> {
+    fn scalar(v: &Value) -> Option<String> {
+        match v {
+            Value::Bool(b) => Some(b.to_string()),
+            Value::Number(n) => Some(n.to_string()),
+            Value::String(s) => Some(s.clone()),
+            _ => None,
+        }
+    }
     match v {
-        Value::Null => None,
-        Value::Bool(b) => Some(b.to_string()),
-        Value::Number(n) => Some(n.to_string()),
-        Value::String(s) => Some(s.clone()),
-        Value::Sequence(items) if kind == Kind::List => Some(
-            items
-                .iter()
-                .filter_map(|i| flag_text(i, Kind::Text))
-                .collect::<Vec<_>>()
-                .join(","),
-        ),
-        _ => None,
+        Value::Null => Ok(Vec::new()),
+        Value::Sequence(items) if matches!(kind, Kind::List | Kind::Repeated) => items
+            .iter()
+            .filter(|i| !i.is_null())
+            .map(|i| scalar(i).ok_or_else(|| "a list entry is not a single value".to_owned()))
+            .collect(),
+        Value::Sequence(_) => Err("a list, where one value is expected".to_owned()),
+        Value::Mapping(_) => Err("a mapping, where a value is expected".to_owned()),
+        other => scalar(other)
+            .map(|t| vec![t])
+            .ok_or_else(|| "not a plain value".to_owned()),
     }
 }
 
@@ -255,18 +274,37 @@ impl Config {
         }
     }
 
-    /// The value of a setting and where it came from (variable over file).
-    fn value(&self, s: &Setting, env: &dyn Fn(&str) -> Option<String>) -> Option<(String, String)> {
+    /// The values of a setting and where they came from (variable over
+    /// file); `Ok(None)` when neither sets it.
+    fn value(
+        &self,
+        s: &Setting,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> anyhow::Result<Option<(Vec<String>, String)>> {
         let name = env_name(s.key);
         if let Some(v) = env(&name) {
-            return Some((v, name));
+            let values = match s.kind {
+                Kind::Repeated => v
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|t| !t.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+                _ => vec![v],
+            };
+            return Ok(Some((values, name)));
         }
-        let v = lookup(&self.file, s.key)?;
+        let Some(v) = lookup(&self.file, s.key) else {
+            return Ok(None);
+        };
         let from = match &self.path {
             Some(p) => format!("{} in {}", s.key, p.display()),
             None => s.key.to_owned(),
         };
-        flag_text(v, s.kind).map(|t| (t, from))
+        match flag_values(v, s.kind) {
+            Ok(values) => Ok(Some((values, from))),
+            Err(what) => bail!("{from}: {what}"),
+        }
     }
 
     /// Keys of the file ig does not use.
@@ -311,28 +349,41 @@ impl Config {
             if s.flag == "authfile" && env("REGISTRY_AUTH_FILE").is_some() {
                 continue;
             }
-            let Some((value, from)) = self.value(s, env) else {
+            let Some((values, from)) = self.value(s, env)? else {
                 continue;
             };
-            let arg = match s.kind {
-                Kind::Bool => match parse_bool(value.trim()) {
-                    Some(true) => format!("--{}", s.flag),
+            let one = || values.join(",");
+            let args: Vec<String> = match s.kind {
+                Kind::Bool => match parse_bool(one().trim()) {
+                    Some(true) => vec![format!("--{}", s.flag)],
                     Some(false) => continue,
-                    None => bail!("{from}: {value:?} is not true or false"),
+                    None => bail!("{from}: {:?} is not true or false", one()),
                 },
-                Kind::Switch if value.trim().is_empty() => continue,
-                Kind::Switch => match parse_bool(value.trim()) {
-                    Some(b) => format!("--{}={b}", s.flag),
-                    None => bail!("{from}: {value:?} is not true or false"),
+                Kind::Switch if one().trim().is_empty() => continue,
+                Kind::Switch => match parse_bool(one().trim()) {
+                    Some(b) => vec![format!("--{}={b}", s.flag)],
+                    None => bail!("{from}: {:?} is not true or false", one()),
                 },
-                Kind::Text | Kind::List if value.is_empty() => continue,
-                Kind::Text | Kind::List => format!("--{}={value}", s.flag),
+                Kind::Text | Kind::List if one().is_empty() => continue,
+                Kind::Text | Kind::List => vec![format!("--{}={}", s.flag, one())],
+                Kind::Repeated => values
+                    .iter()
+                    .filter(|v| !v.trim().is_empty())
+                    .map(|v| format!("--{}={v}", s.flag))
+                    .collect(),
             };
-            log::debug!("{arg} from {from}");
-            if s.run_only {
-                tail.push(OsString::from(arg));
-            } else {
-                global.push(OsString::from(arg));
+            for arg in args {
+                if s.kind == Kind::Repeated {
+                    // A PEM key is long: name the flag, not the whole text.
+                    log::debug!("--{} from {from}", s.flag);
+                } else {
+                    log::debug!("{arg} from {from}");
+                }
+                if s.run_only {
+                    tail.push(OsString::from(arg));
+                } else {
+                    global.push(OsString::from(arg));
+                }
             }
         }
         let mut out = Vec::with_capacity(argv.len() + global.len() + tail.len());
@@ -362,7 +413,7 @@ fn typed(s: &Setting, text: &str) -> Value {
         Kind::Bool | Kind::Switch => {
             parse_bool(text.trim()).map_or_else(|| Value::String(text.into()), Value::Bool)
         }
-        Kind::List => Value::Sequence(
+        Kind::List | Kind::Repeated => Value::Sequence(
             text.split(',')
                 .map(str::trim)
                 .filter(|t| !t.is_empty())
@@ -586,6 +637,107 @@ mod tests {
         assert!(Config::parse("- a\n- b").is_err());
         assert!(Config::parse("a: [").is_err());
         assert!(Config::parse("").is_ok());
+    }
+
+    #[test]
+    fn public_keys_list_gives_one_flag_per_key() {
+        let pem = "-----BEGIN PUBLIC KEY-----\nMFkw,x\n-----END PUBLIC KEY-----\n";
+        let c = config(&format!(
+            "operator:\n  oci:\n    public-keys:\n      - /k/a.pub\n      - |\n{}\n      - /k/b,c.pub\n",
+            pem.lines()
+                .map(|l| format!("        {l}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        ));
+        let out = strings(&c.apply(&argv("run x"), true, &|_| None).unwrap());
+        assert_eq!(
+            out,
+            [
+                "ig",
+                "run",
+                "x",
+                "--public-keys=/k/a.pub",
+                &format!("--public-keys={pem}"),
+                "--public-keys=/k/b,c.pub",
+            ]
+        );
+        // One key as a plain value still works; not for other commands.
+        let c = config("operator: {oci: {public-keys: /k/a.pub}}");
+        let out = strings(&c.apply(&argv("run x"), true, &|_| None).unwrap());
+        assert_eq!(out, ["ig", "run", "x", "--public-keys=/k/a.pub"]);
+        let out = strings(&c.apply(&argv("image list"), false, &|_| None).unwrap());
+        assert_eq!(out, ["ig", "image", "list"]);
+        // The variable: comma-separated entries.
+        let env = |n: &str| {
+            (n == "INSPEKTOR_GADGET_OPERATOR_OCI_PUBLIC_KEYS")
+                .then(|| "/e/1.pub, /e/2.pub".to_owned())
+        };
+        let out = strings(&c.apply(&argv("run x"), true, &env).unwrap());
+        assert_eq!(
+            out,
+            [
+                "ig",
+                "run",
+                "x",
+                "--public-keys=/e/1.pub",
+                "--public-keys=/e/2.pub"
+            ]
+        );
+        let eff = c.effective(&env);
+        assert_eq!(
+            yaml_serde::to_string(&eff["operator"]["oci"]["public-keys"]).unwrap(),
+            "- /e/1.pub\n- /e/2.pub\n"
+        );
+    }
+
+    #[test]
+    fn values_of_the_wrong_shape_are_errors() {
+        for (yaml, want) in [
+            (
+                "operator: {oci: {pull: [never, always]}}",
+                "operator.oci.pull in /c.yaml: a list",
+            ),
+            (
+                "operator: {oci: {public-keys: {a: b}}}",
+                "operator.oci.public-keys in /c.yaml: a mapping",
+            ),
+            (
+                "operator: {oci: {public-keys: [[a]]}}",
+                "operator.oci.public-keys in /c.yaml: a list entry",
+            ),
+            (
+                "operator: {oci: {insecure-registries: [{a: b}]}}",
+                "operator.oci.insecure-registries in /c.yaml: a list entry",
+            ),
+            ("verbose: [true]", "verbose in /c.yaml: a list"),
+        ] {
+            let err = config(yaml)
+                .apply(&argv("run x"), true, &|_| None)
+                .unwrap_err();
+            assert!(format!("{err:#}").starts_with(want), "{yaml}: {err:#}");
+        }
+        // Null is "not set", as before.
+        let c = config("operator: {oci: {public-keys: ~, pull: }}");
+        assert_eq!(
+            strings(&c.apply(&argv("run x"), true, &|_| None).unwrap()),
+            ["ig", "run", "x"]
+        );
+    }
+
+    /// `ig config --help` names every key, so the help cannot go stale
+    /// when a key is added.
+    #[test]
+    fn config_help_names_every_key() {
+        let cmd = crate::cli::reference::command();
+        let help = cmd
+            .find_subcommand("config")
+            .and_then(|c| c.get_long_about())
+            .map(|h| h.to_string())
+            .unwrap_or_default();
+        for s in SETTINGS {
+            let last = s.key.rsplit('.').next().unwrap();
+            assert!(help.contains(last), "{last} missing from {help}");
+        }
     }
 
     #[test]

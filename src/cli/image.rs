@@ -13,7 +13,10 @@ use crate::image::{GadgetImage, Reference, Store, archive, created_timestamp};
 
 pub fn image(store: &Path, registry: &RegistryArgs, cmd: ImageCommand) -> anyhow::Result<()> {
     match cmd {
-        ImageCommand::Pull { image } => super::registry::pull_command(store, &image, registry),
+        ImageCommand::Pull {
+            image,
+            all_platforms,
+        } => super::registry::pull_command(store, &image, all_platforms, registry),
         ImageCommand::Push { image } => super::registry::push_command(store, &image, registry),
         ImageCommand::Sign { image, key } => super::trust::sign_command(store, &image, &key),
         ImageCommand::Inspect {

@@ -33,6 +33,10 @@ struct Report {
     digest: String,
     media_type: String,
     platforms: Vec<String>,
+    /// Platforms of the index whose manifests are not in the store (a
+    /// pull downloads only the host's).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    platforms_not_pulled: Vec<String>,
     /// Digest of the manifest for this host.
     manifest_digest: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -79,7 +83,10 @@ pub fn inspect(
     let reference = store.find(image)?;
     let context = || format!("inspecting {reference}");
     let resolved = store.resolve(&reference).with_context(context)?;
-    let (top, blobs) = store.image_blobs(&reference).with_context(context)?;
+    // A pulled image may hold only this machine's platform.
+    let (top, blobs, absent) = store
+        .image_blobs_present(&reference)
+        .with_context(context)?;
     let top_bytes = blobs
         .iter()
         .find(|b| b.descriptor.digest == top.digest)
@@ -89,6 +96,10 @@ pub fn inspect(
         Ok(TopLevel::Index(i)) => oci::architectures(&i),
         _ => Vec::new(),
     };
+    let not_pulled: Vec<String> = absent
+        .iter()
+        .filter_map(|d| d.platform.as_ref().map(|p| p.architecture.clone()))
+        .collect();
     let manifest_bytes = blobs
         .iter()
         .find(|b| b.descriptor.digest == resolved.manifest_digest)
@@ -115,6 +126,7 @@ pub fn inspect(
         digest: resolved.index_digest.to_string(),
         media_type: top.media_type.clone(),
         platforms,
+        platforms_not_pulled: not_pulled,
         manifest_digest: resolved.manifest_digest.to_string(),
         created: resolved.created.clone(),
         annotations: resolved.annotations.clone(),
@@ -195,7 +207,18 @@ fn summary(r: &Report, m: &crate::image::Manifest) -> String {
     let _ = writeln!(s, "Reference:  {}", r.reference);
     let _ = writeln!(s, "Digest:     {}", r.digest);
     if !r.platforms.is_empty() {
-        let _ = writeln!(s, "Platforms:  {}", r.platforms.join(", "));
+        let shown: Vec<String> = r
+            .platforms
+            .iter()
+            .map(|p| {
+                if r.platforms_not_pulled.contains(p) {
+                    format!("{p} (not pulled)")
+                } else {
+                    p.clone()
+                }
+            })
+            .collect();
+        let _ = writeln!(s, "Platforms:  {}", shown.join(", "));
     }
     let _ = writeln!(
         s,

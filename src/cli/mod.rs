@@ -46,10 +46,17 @@ pub fn main() -> ExitCode {
         crate::bpf::loader::prefetch_loader();
     }
     logger::init(config::prescan_verbosity(&argv));
+    // A `--pull` value clap will refuse stops phase one: nothing is
+    // pulled, and clap says what is wrong below.
     let pull = registry::PullOptions::prescan(&argv);
-    let prepared = scan
-        .as_ref()
-        .map(|s| run::prepare(&s.store, &s.image, &pull));
+    let prepared = match (&scan, &pull) {
+        (Some(s), Ok(pull)) => Some(run::prepare(&s.store, &s.image, pull)),
+        (Some(_), Err(e)) => {
+            log::debug!("not reading the image: {e}");
+            None
+        }
+        (None, _) => None,
+    };
     match &prepared {
         Some(Ok(p)) => cmd = cmd.mut_subcommand("run", |c| gadget_args::augment(c, &p.specs)),
         Some(Err(e)) => {
@@ -104,6 +111,7 @@ pub fn main() -> ExitCode {
                     let pull = registry::PullOptions {
                         policy: args.pull,
                         registry: cli.registry.clone(),
+                        allowed_gadgets: args.allowed_gadgets.clone(),
                     };
                     run::prepare(&cli.store, &args.image, &pull)
                         .and_then(|p| run::run(args, p, &given))
@@ -136,6 +144,27 @@ fn hint(e: &anyhow::Error) -> Option<String> {
         if let Some(ImageError::NotFound { reference, .. }) = cause.downcast_ref::<ImageError>() {
             return Some(format!(
                 "build it with `ig image build DIR -t NAME`, pull it with `ig image pull {reference}`, or list the store with `ig image list`"
+            ));
+        }
+        // Store errors wrapped transparently by the archive and registry
+        // layers are not in the chain of their own.
+        let store_error = cause.downcast_ref::<ImageError>().or_else(|| {
+            match (
+                cause.downcast_ref::<crate::image::archive::ArchiveError>(),
+                cause.downcast_ref::<crate::image::registry::RegistryError>(),
+            ) {
+                (Some(crate::image::archive::ArchiveError::Store(e)), _)
+                | (_, Some(crate::image::registry::RegistryError::Store(e))) => Some(e),
+                _ => None,
+            }
+        });
+        if let Some(
+            ImageError::IncompletePlatforms { reference, .. }
+            | ImageError::PlatformNotPulled { reference, .. },
+        ) = store_error
+        {
+            return Some(format!(
+                "a pull downloads only this machine's platform; `ig image pull --all-platforms {reference}` downloads them all"
             ));
         }
         if let Some(re) = cause.downcast_ref::<crate::image::registry::RegistryError>() {
@@ -183,11 +212,11 @@ fn hint(e: &anyhow::Error) -> Option<String> {
         match cause.downcast_ref::<BuildError>() {
             Some(BuildError::ToolMissing { program, .. }) => {
                 return Some(format!(
-                    "{program} was not found: install the gadget build tools (apt-get install clang llvm libbpf-dev bpftool)"
+                    "{program} was not found: install the gadget build tools (apt-get install clang llvm libbpf-dev)"
                 ));
             }
-            Some(BuildError::Vmlinux { .. }) => {
-                return Some("install bpftool (apt-get install bpftool); the kernel must expose /sys/kernel/btf/vmlinux".into());
+            Some(BuildError::KernelBtf { .. }) => {
+                return Some("building needs the running kernel's BTF: a kernel built with CONFIG_DEBUG_INFO_BTF (most distributions' are)".into());
             }
             _ => {}
         }

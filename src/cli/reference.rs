@@ -1,7 +1,8 @@
 //! The command reference generated from the clap definitions: the
-//! markdown pages of `docs/reference/` and the command the man pages
-//! (`examples/reference.rs`, run by `cargo xtask man`) and the completion
-//! scripts are generated from.
+//! markdown pages of `docs/reference/`, the list of man pages
+//! ([`man_commands`], rendered by `examples/reference.rs`, run by `cargo
+//! xtask man`, and by a test) and the command the completion scripts are
+//! generated from.
 //!
 //! The output depends only on the definitions: a fixed width, no values
 //! of environment variables, no terminal detection. That is what lets a
@@ -119,6 +120,31 @@ fn walk(cmd: &mut clap::Command, parent: &[String], pages: &mut Vec<(String, Str
             walk(sub, &path, pages);
         }
     }
+}
+
+/// One `(page name, command)` per man page, in the order of the reference:
+/// `ig`, `ig-run`, `ig-image`, `ig-image-build`, ... Each command is
+/// renamed to its page name, so that its synopsis and the pages' "SEE
+/// ALSO" names are the ones `man` finds. Rendering (clap_mangen, a
+/// build-time tool) is left to the caller.
+pub fn man_commands() -> Vec<(String, clap::Command)> {
+    fn walk(cmd: &clap::Command, parent: &str, out: &mut Vec<(String, clap::Command)>) {
+        let name = if parent.is_empty() {
+            cmd.get_name().to_owned()
+        } else {
+            format!("{parent}-{}", cmd.get_name())
+        };
+        out.push((name.clone(), cmd.clone().name(name.clone())));
+        for sub in cmd
+            .get_subcommands()
+            .filter(|s| !s.is_hide_set() && s.get_name() != "help")
+        {
+            walk(sub, &name, out);
+        }
+    }
+    let mut out = Vec::new();
+    walk(&command(), "", &mut out);
+    out
 }
 
 /// Writes the pages into `dir`, removing pages of commands that no longer

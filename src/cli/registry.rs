@@ -16,22 +16,29 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use super::args::{LoginArgs, PullPolicy, RegistryArgs};
 use super::logger;
 use crate::image::auth::{AuthFile, Credentials, DEFAULT_AUTH_FILE};
-use crate::image::registry::{NoProgress, Progress, Registry, RegistryOptions, SignatureFetch};
+use crate::image::registry::{
+    NoProgress, Platforms, Progress, Registry, RegistryOptions, SignatureFetch,
+};
 use crate::image::{Descriptor, Digest, Reference, Store};
 
-/// What `ig run` needs to make sure its image is in the store.
+/// What `ig run` needs before it touches the network: how to pull its
+/// image, and the `--allowed-gadgets` rules that can refuse it by name.
 #[derive(Debug, Clone, Default)]
 pub struct PullOptions {
     pub policy: PullPolicy,
     pub registry: RegistryArgs,
+    /// Raw `--allowed-gadgets` entries (parsed by `trust`).
+    pub allowed_gadgets: Vec<String>,
 }
 
 impl PullOptions {
     /// The pull flags of `ig run` read from raw arguments, for the phase
     /// of `ig run` that runs before clap (the image must be present to
-    /// know its flags). clap checks the same flags again afterwards, so a
-    /// bad value still gets clap's message.
-    pub fn prescan(argv: &[OsString]) -> Self {
+    /// know its flags). clap checks the same flags again afterwards; a
+    /// `--pull` value clap would refuse is refused here already, before
+    /// anything is downloaded (the error is clap's, so it is returned as
+    /// `Err` for the caller to skip the pull and let clap report it).
+    pub fn prescan(argv: &[OsString]) -> Result<Self, String> {
         let args: Vec<String> = argv
             .iter()
             .skip(1)
@@ -43,6 +50,7 @@ impl PullOptions {
                 authfile: std::env::var_os("REGISTRY_AUTH_FILE").map(PathBuf::from),
                 insecure_registries: Vec::new(),
             },
+            allowed_gadgets: Vec::new(),
         };
         let mut i = 0;
         while i < args.len() {
@@ -54,34 +62,44 @@ impl PullOptions {
                 Some((f, v)) => (f, Some(v.to_owned())),
                 None => (a, None),
             };
-            if matches!(flag, "--pull" | "--authfile" | "--insecure-registries") {
+            if matches!(
+                flag,
+                "--pull" | "--authfile" | "--insecure-registries" | "--allowed-gadgets"
+            ) {
                 let value = match value {
                     Some(v) => v,
                     None => {
                         i += 1;
-                        args.get(i).cloned().unwrap_or_default()
+                        match args.get(i) {
+                            Some(v) => v.clone(),
+                            None => return Err(format!("{flag} needs a value")),
+                        }
                     }
                 };
+                let list = |v: &str| -> Vec<String> {
+                    v.split(',')
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_owned)
+                        .collect()
+                };
                 match flag {
+                    // Exactly what clap's value enum accepts.
                     "--pull" => {
                         opts.policy = match value.as_str() {
                             "always" => PullPolicy::Always,
+                            "missing" => PullPolicy::Missing,
                             "never" => PullPolicy::Never,
-                            _ => PullPolicy::Missing,
+                            other => return Err(format!("invalid --pull value {other:?}")),
                         }
                     }
                     "--authfile" => opts.registry.authfile = Some(PathBuf::from(value)),
-                    _ => opts.registry.insecure_registries.extend(
-                        value
-                            .split(',')
-                            .filter(|s| !s.is_empty())
-                            .map(str::to_owned),
-                    ),
+                    "--allowed-gadgets" => opts.allowed_gadgets.extend(list(&value)),
+                    _ => opts.registry.insecure_registries.extend(list(&value)),
                 }
             }
             i += 1;
         }
-        opts
+        Ok(opts)
     }
 }
 
@@ -105,16 +123,26 @@ pub fn ensure_present(
                 return Ok(());
             }
             log::debug!("{reference} is not in the store: pulling it");
-            pull(store, reference, &opts.registry).map(|_| ())
+            pull(store, reference, Platforms::Host, &opts.registry).map(|_| ())
         }
-        PullPolicy::Always => pull(store, reference, &opts.registry).map(|_| ()),
+        PullPolicy::Always => pull(store, reference, Platforms::Host, &opts.registry).map(|_| ()),
     }
 }
 
-/// `ig image pull IMAGE`.
-pub fn pull_command(store: &Path, image: &str, registry: &RegistryArgs) -> anyhow::Result<()> {
+/// `ig image pull IMAGE [--all-platforms]`.
+pub fn pull_command(
+    store: &Path,
+    image: &str,
+    all_platforms: bool,
+    registry: &RegistryArgs,
+) -> anyhow::Result<()> {
     let reference = Reference::parse(image)?;
-    let (stored, digest) = pull(store, &reference, registry)?;
+    let platforms = if all_platforms {
+        Platforms::All
+    } else {
+        Platforms::Host
+    };
+    let (stored, digest) = pull(store, &reference, platforms, registry)?;
     logger::stdout_line(&format!("Pulled {stored}@{digest}"));
     Ok(())
 }
@@ -122,19 +150,27 @@ pub fn pull_command(store: &Path, image: &str, registry: &RegistryArgs) -> anyho
 fn pull(
     store: &Path,
     reference: &Reference,
+    platforms: Platforms,
     args: &RegistryArgs,
 ) -> anyhow::Result<(Reference, Digest)> {
     let context = || format!("pulling {reference}");
     let store = Store::open(store).with_context(context)?;
     let client = client_for(reference.domain(), args).with_context(context)?;
-    let outcome =
-        with_progress("pulled", |p| client.pull(&store, reference, p)).with_context(context)?;
+    let outcome = with_progress("pulled", |p| client.pull(&store, reference, platforms, p))
+        .with_context(context)?;
     log::debug!(
         "{}: {} downloaded, {} already in the store",
         outcome.reference,
         outcome.downloaded,
         outcome.reused
     );
+    if !outcome.not_fetched.is_empty() {
+        log::debug!(
+            "{}: platforms not downloaded (not this machine's): {}",
+            outcome.reference,
+            outcome.not_fetched.join(", ")
+        );
+    }
     match &outcome.signature {
         SignatureFetch::Stored(r) => log::debug!("signature stored as {r}"),
         SignatureFetch::Absent => log::debug!("{} has no signature", outcome.reference),
@@ -224,17 +260,44 @@ pub fn login(args: LoginArgs, reg: &RegistryArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `ig logout REGISTRY`.
+/// `ig logout REGISTRY`: removes the entry from the file `ig login`
+/// writes. Without --authfile, push and pull also read docker's
+/// `~/.docker/config.json` for a registry ig's own file has no entry for;
+/// ig does not edit docker's file, so logout says when credentials for the
+/// registry remain there (and fails when they are the only ones: the user
+/// is still logged in as far as push and pull are concerned).
 pub fn logout(registry: &str, reg: &RegistryArgs) -> anyhow::Result<()> {
     let host = registry_host(registry)?;
     let path = write_path(reg);
     let mut file = AuthFile::load(&path)?;
-    if !file.remove(&host) {
-        log::warn!("not logged in to {host} (no entry in {})", path.display());
-        return Ok(());
+    let removed = file.remove(&host);
+    if removed {
+        file.save()?;
+        logger::stdout_line(&format!(
+            "Removed login credentials for {host} from {}",
+            path.display()
+        ));
     }
-    file.save()?;
-    logger::stdout_line(&format!("Removed login credentials for {host}"));
+    let docker = if reg.authfile.is_none() {
+        docker_auth_file().filter(|d| AuthFile::load(d).ok().and_then(|f| f.get(&host)).is_some())
+    } else {
+        None
+    };
+    match (removed, docker) {
+        (_, Some(docker)) if !removed => bail!(
+            "not logged in to {host} with ig (no entry in {}), but push and pull use the credentials for {host} in docker's {}: remove them with `docker logout {host}`",
+            path.display(),
+            docker.display()
+        ),
+        (_, Some(docker)) => log::warn!(
+            "docker's {} also has credentials for {host}, which push and pull will now use: `docker logout {host}` removes them",
+            docker.display()
+        ),
+        (false, None) => {
+            log::warn!("not logged in to {host} (no entry in {})", path.display())
+        }
+        (true, None) => {}
+    }
     Ok(())
 }
 
@@ -266,37 +329,49 @@ fn write_path(args: &RegistryArgs) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(DEFAULT_AUTH_FILE))
 }
 
-/// Where push and pull read credentials: the chosen file, else ig's
-/// default, else docker's own file (as upstream ig falls back).
-fn read_path(args: &RegistryArgs) -> PathBuf {
-    if let Some(p) = &args.authfile {
-        return p.clone();
+/// Docker's credentials file, if it exists.
+fn docker_auth_file() -> Option<PathBuf> {
+    let home = std::env::var_os("HOME")?;
+    let docker = Path::new(&home).join(".docker/config.json");
+    docker.exists().then_some(docker)
+}
+
+/// The credentials push and pull use for `host`, and the file they come
+/// from: with --authfile (or REGISTRY_AUTH_FILE) that file alone;
+/// otherwise ig's own file, and for a registry it has no entry for,
+/// docker's `~/.docker/config.json` (as upstream ig falls back). Chosen per
+/// registry, so logging in to one registry with ig does not hide docker's
+/// credentials for the others.
+fn credentials_for(
+    host: &str,
+    args: &RegistryArgs,
+) -> anyhow::Result<Option<(Credentials, PathBuf)>> {
+    let own = write_path(args);
+    if let Some(c) = AuthFile::load(&own)?.get(host) {
+        return Ok(Some((c, own)));
     }
-    let default = PathBuf::from(DEFAULT_AUTH_FILE);
-    if !default.exists()
-        && let Some(home) = std::env::var_os("HOME")
-    {
-        let docker = Path::new(&home).join(".docker/config.json");
-        if docker.exists() {
-            return docker;
-        }
+    if args.authfile.is_some() {
+        return Ok(None);
     }
-    default
+    let Some(docker) = docker_auth_file() else {
+        return Ok(None);
+    };
+    Ok(AuthFile::load(&docker)?.get(host).map(|c| (c, docker)))
 }
 
 fn client_for(host: &str, args: &RegistryArgs) -> anyhow::Result<Registry> {
-    let path = read_path(args);
-    let creds = AuthFile::load(&path)?.get(host);
-    log::debug!(
-        "registry {host}: {}",
-        match &creds {
-            Some(c) => format!("user {} from {}", c.username, path.display()),
-            None => "anonymous".into(),
-        }
-    );
+    let creds = credentials_for(host, args)?;
+    match &creds {
+        Some((c, path)) => log::debug!(
+            "registry {host}: user {} from {}",
+            c.username,
+            path.display()
+        ),
+        None => log::debug!("registry {host}: anonymous"),
+    }
     Ok(Registry::new(
         host,
-        creds.as_ref(),
+        creds.as_ref().map(|(c, _)| c),
         &registry_options(args),
     )?)
 }
@@ -432,15 +507,31 @@ mod tests {
     #[test]
     fn prescan_finds_the_pull_flags() {
         let o = PullOptions::prescan(&argv(
-            "run x --pull never --authfile /a.json --insecure-registries a:1,b",
-        ));
+            "run x --pull never --authfile /a.json --insecure-registries a:1,b --allowed-gadgets p*,q --allowed-gadgets=r",
+        ))
+        .unwrap();
         assert_eq!(o.policy, PullPolicy::Never);
         assert_eq!(o.registry.authfile, Some(PathBuf::from("/a.json")));
         assert_eq!(o.registry.insecure_registries, ["a:1", "b"]);
-        let o = PullOptions::prescan(&argv("--pull=always run x"));
+        assert_eq!(o.allowed_gadgets, ["p*", "q", "r"]);
+        let o = PullOptions::prescan(&argv("--pull=always run x")).unwrap();
         assert_eq!(o.policy, PullPolicy::Always);
-        let o = PullOptions::prescan(&argv("run x -- --pull never"));
+        let o = PullOptions::prescan(&argv("run x --pull missing")).unwrap();
         assert_eq!(o.policy, PullPolicy::Missing);
+        let o = PullOptions::prescan(&argv("run x -- --pull never")).unwrap();
+        assert_eq!(o.policy, PullPolicy::Missing);
+    }
+
+    #[test]
+    fn prescan_refuses_what_clap_refuses() {
+        for bad in [
+            "run x --pull bogus",
+            "run x --pull=",
+            "run x --pull Always",
+            "run x --pull",
+        ] {
+            assert!(PullOptions::prescan(&argv(bad)).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -43,6 +43,8 @@ pub fn prepare(
     pull: &super::registry::PullOptions,
 ) -> anyhow::Result<Prepared> {
     let reference = Reference::parse(image)?;
+    // A name `--allowed-gadgets` refuses is not even pulled.
+    super::trust::check_name_before_pull(&pull.allowed_gadgets, &reference)?;
     super::registry::ensure_present(store, &reference, pull)?;
     let store_path = store;
     let store = Store::open_read_only(store)?;
@@ -174,6 +176,13 @@ pub fn run(args: RunArgs, prepared: Prepared, given: &[(String, String)]) -> any
             lost_total += count;
             log::warn!(
                 "{count} events lost: the reader of ig's output did not keep up (write to a file, or filter with -F)"
+            );
+        }
+        Notice::GuestRefused { module, count } => {
+            lost_total += count;
+            log::warn!(
+                "wasm module {module}: {count} packets refused: the guest held more than {} MiB of events not yet delivered",
+                crate::operators::wasm::MAX_HELD_BYTES >> 20
             );
         }
     })

@@ -117,6 +117,16 @@ impl Digest {
         }
     }
 
+    /// A hasher of this digest's algorithm, for content that arrives in
+    /// pieces (a blob streamed from a registry or read from a file).
+    pub fn hasher_like(&self) -> Hasher {
+        Hasher(match self.algorithm {
+            Algorithm::Sha256 => HasherState::Sha256(Sha256::new()),
+            Algorithm::Sha384 => HasherState::Sha384(sha2::Sha384::new()),
+            Algorithm::Sha512 => HasherState::Sha512(Sha512::new()),
+        })
+    }
+
     /// True when `bytes` hash to this digest.
     pub fn matches(&self, bytes: &[u8]) -> bool {
         self.compute_like(bytes) == *self
@@ -147,6 +157,44 @@ impl Digest {
 
 fn is_lower_hex(s: &str) -> bool {
     s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// Incremental hashing with one of the [`Algorithm`]s; see
+/// [`Digest::hasher_like`].
+#[derive(Clone)]
+pub struct Hasher(HasherState);
+
+#[derive(Clone)]
+enum HasherState {
+    Sha256(Sha256),
+    Sha384(sha2::Sha384),
+    Sha512(Sha512),
+}
+
+impl Hasher {
+    pub fn update(&mut self, bytes: &[u8]) {
+        match &mut self.0 {
+            HasherState::Sha256(h) => h.update(bytes),
+            HasherState::Sha384(h) => h.update(bytes),
+            HasherState::Sha512(h) => h.update(bytes),
+        }
+    }
+
+    /// The digest of everything passed to [`Hasher::update`].
+    pub fn finish(self) -> Digest {
+        let (algorithm, hex) = match self.0 {
+            HasherState::Sha256(h) => (Algorithm::Sha256, to_hex(&h.finalize())),
+            HasherState::Sha384(h) => (Algorithm::Sha384, to_hex(&h.finalize())),
+            HasherState::Sha512(h) => (Algorithm::Sha512, to_hex(&h.finalize())),
+        };
+        Digest { algorithm, hex }
+    }
+}
+
+impl fmt::Debug for Hasher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Hasher")
+    }
 }
 
 fn to_hex(bytes: &[u8]) -> String {
@@ -220,6 +268,19 @@ mod tests {
         };
         let parsed = Digest::parse(&want.to_string()).unwrap();
         assert!(parsed.matches(b"abc"));
+    }
+
+    #[test]
+    fn incremental_hashing_matches_one_shot() {
+        for d in [
+            Digest::sha256_of(b""),
+            Digest::parse(&format!("sha512:{}", to_hex(&Sha512::digest(b"")))).unwrap(),
+        ] {
+            let mut h = d.hasher_like();
+            h.update(b"hello ");
+            h.update(b"world");
+            assert_eq!(h.finish(), d.compute_like(b"hello world"));
+        }
     }
 
     #[test]

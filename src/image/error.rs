@@ -93,6 +93,32 @@ pub enum ImageError {
         available: Vec<String>,
     },
 
+    /// A blob arriving in the store (from a pull) does not match the
+    /// descriptor it was fetched by. Nothing was stored.
+    #[error("blob {digest} does not match its descriptor: {mismatch}")]
+    Unverified { digest: Digest, mismatch: Mismatch },
+
+    /// The index names platforms whose manifests are not in the store: a
+    /// pull fetches only the host's platform. Pushing or exporting it
+    /// would hand out an index that names manifests not sent with it.
+    #[error(
+        "image {reference} is incomplete in the store: its platform(s) {} were not pulled (present: {})",
+        missing.join(", "),
+        if present.is_empty() { "none".to_owned() } else { present.join(", ") }
+    )]
+    IncompletePlatforms {
+        reference: String,
+        present: Vec<String>,
+        missing: Vec<String>,
+    },
+
+    /// The index has a manifest for `architecture`, but it was not pulled.
+    #[error("image {reference}: the platform {architecture} was not pulled into the store")]
+    PlatformNotPulled {
+        reference: String,
+        architecture: String,
+    },
+
     #[error("image {reference}: unsupported {what} media type {media_type:?}")]
     UnsupportedMediaType {
         reference: String,

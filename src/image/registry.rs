@@ -5,10 +5,11 @@
 //! hosts the user lists as insecure, TLS otherwise), walking an image's
 //! graph over the network (index → manifests → config and layers),
 //! verifying every document and blob against its descriptor while it
-//! streams in, and mapping registry failures to errors that name the
-//! registry, the status and the blob. Does not own: where credentials are
-//! stored (`auth`), how blobs land on disk (`store`: a pull hands
-//! everything to [`Store::import`], which writes `index.json` last), or
+//! streams in, the limits on what a registry may make us fetch, and
+//! mapping registry failures to errors that name the registry, the status
+//! and the blob. Does not own: where credentials are stored (`auth`), how
+//! blobs land on disk (`store`: a pull streams each blob into an
+//! [`Ingest`] session and commits it, which writes `index.json` last), or
 //! showing progress (callers pass a [`Progress`]).
 //!
 //! The registry client (`oci-client`) is async; each [`Registry`] drives it
@@ -18,11 +19,27 @@
 //! `push_manifest_raw`): the bytes and digests that reach the registry and
 //! the store are exactly the ones in the image, whatever their media types.
 //!
-//! A pull copies the whole image, every platform of its index, as upstream
-//! `ig` does: the store's `index.json` then names the same index digest as
-//! the registry (the digest signatures cover), and the image can be pushed
-//! or exported again unchanged. The host's platform is checked before any
-//! blob is downloaded.
+//! Memory: blobs are never held whole. Each chunk of `pull_blob_stream` is
+//! hashed and written to a temp file of the ingest session as it arrives,
+//! and a blob that outgrows its descriptor is cut off at once. Only
+//! indexes and manifests (at most 4 MiB each, one at a time) are held in
+//! memory: a child's descriptor size is checked before it is requested.
+//! oci-client reads a manifest response whole before handing it over, so
+//! the top-level document (whose size nothing announces) and a registry
+//! that sends more than a descriptor says are checked only once received.
+//! Blob size, blob count and total bytes are capped so a hostile image
+//! cannot fill the disk either.
+//!
+//! Platforms: a pull stores the image index whole and unchanged, but
+//! fetches only the manifest and blobs of the host's architecture
+//! ([`Platforms::Host`]), as containerd does. Gadget images carry one eBPF
+//! object per architecture, so this halves a typical pull, and because the
+//! index is kept byte for byte, its digest (what the registry's tag names
+//! and what signatures cover) is the same in the store as in the registry.
+//! `ig image pull --all-platforms` ([`Platforms::All`]) fetches every
+//! manifest, for a copy to push or export again; the store refuses to push
+//! or export an image whose index names platforms it lacks, rather than
+//! hand out an index without its manifests.
 //!
 //! Signatures: after an image, a pull also fetches its cosign signature
 //! (the tag `sha256-<hex>.sig` of the same repository) in a store write of
@@ -46,11 +63,11 @@ use super::digest::Digest;
 use super::error::{ImageError, Mismatch};
 use super::oci::Descriptor;
 use super::oci::{
-    self, EMPTY_JSON, MEDIA_TYPE_DOCKER_MANIFEST, MEDIA_TYPE_DOCKER_MANIFEST_LIST,
-    MEDIA_TYPE_IMAGE_INDEX, MEDIA_TYPE_IMAGE_MANIFEST, TopLevel,
+    self, MEDIA_TYPE_DOCKER_MANIFEST, MEDIA_TYPE_DOCKER_MANIFEST_LIST, MEDIA_TYPE_IMAGE_INDEX,
+    MEDIA_TYPE_IMAGE_MANIFEST, TopLevel,
 };
 use super::reference::Reference;
-use super::store::Store;
+use super::store::{Ingest, Store};
 use super::trust::{self, Origin};
 
 /// Manifest media types we ask for and accept.
@@ -64,9 +81,14 @@ const MANIFEST_TYPES: [&str; 4] = [
 /// Largest index or manifest accepted from a registry (what registries
 /// themselves accept).
 const MAX_MANIFEST_SIZE: u64 = 4 << 20;
-/// Largest blob accepted: a descriptor may claim any size, and a pull
-/// holds the image in memory until it is verified and committed.
+/// Largest blob accepted. Blobs stream to disk, so this bounds disk use,
+/// not memory: a gadget's object is a few hundred KiB.
 const MAX_BLOB_SIZE: u64 = 1 << 30;
+/// Most blobs (configs and layers) and most bytes one pull may fetch: a
+/// descriptor may claim anything, and a hostile image should not fill
+/// the disk. A gadget image has two or three blobs per platform.
+const MAX_BLOBS: usize = 4096;
+const MAX_IMAGE_SIZE: u64 = 4 << 30;
 /// Most documents (indexes and manifests) one image may have: a gadget
 /// image has one per platform plus the index.
 const MAX_DOCUMENTS: usize = 256;
@@ -249,6 +271,15 @@ pub enum RegistryError {
     #[error("{reference}: the image has more than {MAX_DOCUMENTS} manifests")]
     TooManyDocuments { reference: String },
 
+    #[error(
+        "{reference}: the image is too large ({blobs} blobs, {bytes} bytes so far; at most {MAX_BLOBS} blobs and {MAX_IMAGE_SIZE} bytes are pulled)"
+    )]
+    ImageTooLarge {
+        reference: String,
+        blobs: usize,
+        bytes: u64,
+    },
+
     #[error(transparent)]
     Store(#[from] ImageError),
 }
@@ -265,6 +296,20 @@ fn detail(message: &str) -> String {
     }
 }
 
+/// Which platforms of an image index a pull fetches. The index itself is
+/// always stored whole and unchanged: its digest is what the registry's
+/// tag names and what signatures cover.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Platforms {
+    /// Only the manifest (and its blobs) of the host's architecture, as
+    /// containerd does: what `ig run` needs, at a fraction of the bytes.
+    #[default]
+    Host,
+    /// Every manifest the index names: a copy that can be pushed or
+    /// exported again.
+    All,
+}
+
 /// What a pull did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PullOutcome {
@@ -276,6 +321,9 @@ pub struct PullOutcome {
     pub downloaded: usize,
     /// Blobs the store already had.
     pub reused: usize,
+    /// Architectures of the index that were not fetched
+    /// ([`Platforms::Host`]).
+    pub not_fetched: Vec<String>,
     /// What became of the image's signature.
     pub signature: SignatureFetch,
 }
@@ -362,20 +410,22 @@ impl Registry {
         })
     }
 
-    /// Copies the image `reference` names (every platform) into `store`
-    /// and tags it there. The host's architecture must be among the
-    /// platforms of an index. Nothing in the store changes unless every
-    /// document and blob arrived intact. `name@digest` references are
-    /// checked against the digest; without a tag the image is recorded
-    /// under the digest reference itself.
+    /// Copies the image `reference` names into `store` and tags it there:
+    /// the whole index, and the platforms `platforms` selects (see
+    /// [`Platforms`]). The host's architecture must be among the platforms
+    /// of an index. Nothing in the store changes unless every document and
+    /// blob fetched arrived intact. `name@digest` references are checked
+    /// against the digest; without a tag the image is recorded under the
+    /// digest reference itself.
     pub fn pull(
         &self,
         store: &Store,
         reference: &Reference,
+        platforms: Platforms,
         progress: &mut dyn Progress,
     ) -> Result<PullOutcome, RegistryError> {
         self.runtime
-            .block_on(self.pull_async(store, reference, progress))
+            .block_on(self.pull_async(store, reference, platforms, progress))
     }
 
     /// Uploads the image `reference` names in `store` to the registry of
@@ -425,7 +475,10 @@ impl Registry {
             Ok(r) => r,
             Err(e) => return SignatureFetch::Failed(e.to_string()),
         };
-        match self.pull_image(store, &sig, &mut NoProgress).await {
+        match self
+            .pull_image(store, &sig, Platforms::All, &mut NoProgress)
+            .await
+        {
             Ok(o) => SignatureFetch::Stored(o.reference),
             Err(RegistryError::NotFound { .. }) => SignatureFetch::Absent,
             Err(e) => SignatureFetch::Failed(e.to_string()),
@@ -444,9 +497,12 @@ impl Registry {
         &self,
         store: &Store,
         reference: &Reference,
+        platforms: Platforms,
         progress: &mut dyn Progress,
     ) -> Result<PullOutcome, RegistryError> {
-        let mut outcome = self.pull_image(store, reference, progress).await?;
+        let mut outcome = self
+            .pull_image(store, reference, platforms, progress)
+            .await?;
         // After the image, in a store write of its own: the image is
         // usable (unverified) even when its signature cannot be fetched.
         outcome.signature = self
@@ -455,11 +511,16 @@ impl Registry {
         Ok(outcome)
     }
 
-    /// Pulls one image (a gadget image or a signature image).
+    /// Pulls one image (a gadget image or a signature image): the top
+    /// document, then depth first what `platforms` selects, each blob
+    /// streamed into an ingest session of the store and verified on the
+    /// way; the session is committed (blobs moved in, `index.json` written
+    /// last) only once everything arrived intact.
     async fn pull_image(
         &self,
         store: &Store,
         reference: &Reference,
+        platforms: Platforms,
         progress: &mut dyn Progress,
     ) -> Result<PullOutcome, RegistryError> {
         let name = reference.to_string();
@@ -475,6 +536,15 @@ impl Registry {
             .await
             .map_err(|e| self.map_err(e, &what))?;
         let top_digest = Digest::sha256_of(&top_bytes);
+        if top_bytes.len() as u64 > MAX_MANIFEST_SIZE {
+            return Err(RegistryError::TooLarge {
+                reference: name,
+                what: "manifest",
+                digest: top_digest,
+                size: top_bytes.len() as u64,
+                limit: MAX_MANIFEST_SIZE,
+            });
+        }
         if let Some(want) = reference.digest()
             && !want.matches(&top_bytes)
         {
@@ -488,30 +558,36 @@ impl Registry {
             });
         }
         let (top_type, top_doc) = parse_document(&name, None, &top_digest, &top_bytes)?;
-        if let TopLevel::Index(index) = &top_doc {
-            let arch = oci::host_architecture();
-            if oci::pick_platform(index, arch).is_none() {
-                return Err(RegistryError::NoMatchingPlatform {
-                    reference: name,
-                    architecture: arch.to_owned(),
-                    available: oci::architectures(index),
-                });
-            }
-        }
+        let mut stack = to_fetch(&name, &top_doc, platforms)?;
+        stack.reverse();
+        let not_fetched = match &top_doc {
+            TopLevel::Index(i) => i
+                .manifests
+                .iter()
+                .filter(|d| !stack.iter().any(|s| s.digest == d.digest))
+                .filter_map(|d| d.platform.as_ref().map(|p| p.architecture.clone()))
+                .collect(),
+            TopLevel::Manifest(_) => Vec::new(),
+        };
+        drop(top_doc);
         let top = Descriptor::for_bytes(top_type, &top_bytes);
 
+        let mut ingest = store.ingest()?;
+        let blob_err = |e| blob_error(&name, e);
+        ingest.add(&top, &top_bytes).map_err(blob_err)?;
+        drop(top_bytes);
         let mut outcome = PullOutcome {
             reference: reference.clone(),
             digest: top_digest.clone(),
             downloaded: 1,
             reused: 0,
+            not_fetched,
             signature: SignatureFetch::Absent,
         };
-        let mut blobs = vec![top_bytes.to_vec()];
         let mut seen = BTreeSet::from([top_digest]);
-        let mut documents = 1;
-        // Depth-first over the graph; documents are parsed as they come.
-        let mut stack: Vec<Descriptor> = children(&top_doc);
+        let (mut documents, mut blobs, mut total) = (1usize, 0usize, 0u64);
+        // Depth first; documents are parsed as they come and dropped once
+        // their children are listed, so memory holds one at a time.
         while let Some(desc) = stack.pop() {
             if !seen.insert(desc.digest.clone()) {
                 continue;
@@ -523,16 +599,26 @@ impl Registry {
                 }
                 let bytes = self.fetch_manifest(&remote, &desc, &name).await?;
                 let (_, doc) = parse_document(&name, Some(&desc), &desc.digest, &bytes)?;
-                stack.extend(children(&doc).into_iter().rev());
-                blobs.push(bytes);
+                stack.extend(to_fetch(&name, &doc, platforms)?.into_iter().rev());
+                ingest.add(&desc, &bytes).map_err(blob_err)?;
                 outcome.downloaded += 1;
-            } else if let Some(bytes) = local_copy(store, &desc) {
+                continue;
+            }
+            blobs += 1;
+            total = total.saturating_add(desc.size);
+            if blobs > MAX_BLOBS || total > MAX_IMAGE_SIZE {
+                return Err(RegistryError::ImageTooLarge {
+                    reference: name,
+                    blobs,
+                    bytes: total,
+                });
+            }
+            if ingest.reuse(&desc)? {
                 progress.blob_finished(&desc, false);
-                blobs.push(bytes);
                 outcome.reused += 1;
             } else {
-                let bytes = self.fetch_blob(&remote, &desc, &name, progress).await?;
-                blobs.push(bytes);
+                self.fetch_blob(&remote, &desc, &name, &mut ingest, progress)
+                    .await?;
                 outcome.downloaded += 1;
             }
         }
@@ -543,7 +629,7 @@ impl Registry {
             (Some(tag), Some(_)) => reference.with_tag(tag).map_err(ImageError::from)?,
             _ => reference.clone(),
         };
-        store.import(&tag_as, &top, blobs, Origin::Pulled)?;
+        ingest.commit(&[(tag_as.clone(), top)], Origin::Pulled)?;
         outcome.reference = tag_as;
         Ok(outcome)
     }
@@ -589,13 +675,17 @@ impl Registry {
         Ok(bytes.to_vec())
     }
 
+    /// Streams one blob into `ingest`: every chunk is hashed and written
+    /// as it arrives, and the transfer stops as soon as the blob outgrows
+    /// its descriptor. Only the chunk in flight is in memory.
     async fn fetch_blob(
         &self,
         remote: &oci_client::Reference,
         desc: &Descriptor,
         name: &str,
+        ingest: &mut Ingest,
         progress: &mut dyn Progress,
-    ) -> Result<Vec<u8>, RegistryError> {
+    ) -> Result<(), RegistryError> {
         if desc.size > MAX_BLOB_SIZE {
             return Err(RegistryError::TooLarge {
                 reference: name.to_owned(),
@@ -612,49 +702,30 @@ impl Registry {
             .pull_blob_stream(remote, &oci_descriptor(desc))
             .await
             .map_err(|e| self.map_err(e, &what))?;
-        let corrupt = |mismatch| RegistryError::Corrupt {
-            reference: name.to_owned(),
-            what: "blob",
-            digest: desc.digest.clone(),
-            mismatch,
-        };
-        // `desc.size` is at most MAX_BLOB_SIZE, so this fits in usize.
-        let mut buf = Vec::with_capacity(usize::try_from(desc.size.min(16 << 20)).unwrap_or(0));
+        let mut writer = ingest.blob(desc)?;
         loop {
             match stream.next().await {
                 Some(Ok(chunk)) => {
-                    let total = buf.len() as u64 + chunk.len() as u64;
-                    if total > desc.size {
-                        // More than announced: stop reading now rather
-                        // than let a registry fill memory.
-                        return Err(corrupt(Mismatch::Size {
-                            expected: desc.size,
-                            actual: total,
-                        }));
-                    }
-                    buf.extend_from_slice(&chunk);
-                    progress.blob_progress(desc, total);
+                    let done = writer.write(&chunk).map_err(|e| blob_error(name, e))?;
+                    progress.blob_progress(desc, done);
                 }
                 // oci-client reports its own digest check as a stream
-                // error at the end; our checks below say more (truncated
-                // or different content), so only a genuine transfer error
-                // with every byte in hand passes through.
+                // error at the end; our check says more (truncated or
+                // different content). A blob that checks out is complete
+                // whatever the transport said after its last byte.
                 Some(Err(e)) => {
-                    verify(name, "blob", desc, &buf)?;
-                    return Err(self.map_err(OciDistributionError::IoError(e), &what));
+                    writer.finish().map_err(|e| blob_error(name, e))?;
+                    log::debug!("{what}: complete and verified despite: {e}");
+                    break;
                 }
-                None => break,
+                None => {
+                    writer.finish().map_err(|e| blob_error(name, e))?;
+                    break;
+                }
             }
         }
-        if buf.len() as u64 != desc.size {
-            return Err(corrupt(Mismatch::Size {
-                expected: desc.size,
-                actual: buf.len() as u64,
-            }));
-        }
-        verify(name, "blob", desc, &buf)?;
         progress.blob_finished(desc, true);
-        Ok(buf)
+        Ok(())
     }
 
     // ------------------------------------------------------------------ push
@@ -918,16 +989,59 @@ fn is_document(media_type: &str) -> bool {
     MANIFEST_TYPES.contains(&media_type)
 }
 
-/// Children of a document: an index's manifests, a manifest's config and
-/// layers. Listed in the order they appear (config first).
-fn children(doc: &TopLevel) -> Vec<Descriptor> {
+/// The children of a document a pull fetches, in the order they appear
+/// (config first): a manifest's config and layers (layers of any media
+/// type: `ig run` skips the ones it does not know), and the manifests of
+/// an index that `platforms` selects. An index must have the host's
+/// architecture, and the manifests fetched from it must be manifests or
+/// indexes.
+fn to_fetch(
+    name: &str,
+    doc: &TopLevel,
+    platforms: Platforms,
+) -> Result<Vec<Descriptor>, RegistryError> {
     match doc {
-        TopLevel::Index(i) => i.manifests.clone(),
+        TopLevel::Index(index) => {
+            let arch = oci::host_architecture();
+            let Some(host) = oci::pick_platform(index, arch) else {
+                return Err(RegistryError::NoMatchingPlatform {
+                    reference: name.to_owned(),
+                    architecture: arch.to_owned(),
+                    available: oci::architectures(index),
+                });
+            };
+            let picked = match platforms {
+                Platforms::Host => vec![host.clone()],
+                Platforms::All => index.manifests.clone(),
+            };
+            if let Some(odd) = picked.iter().find(|d| !is_document(&d.media_type)) {
+                return Err(RegistryError::UnsupportedMediaType {
+                    reference: name.to_owned(),
+                    what: "manifest",
+                    media_type: odd.media_type.clone(),
+                });
+            }
+            Ok(picked)
+        }
         TopLevel::Manifest(m) => {
             let mut v = vec![m.config.clone()];
             v.extend(m.layers.iter().cloned());
-            v
+            Ok(v)
         }
+    }
+}
+
+/// A store error while ingesting a blob of `name`: a mismatch with the
+/// descriptor is the registry's doing, and is worded as such.
+fn blob_error(name: &str, e: ImageError) -> RegistryError {
+    match e {
+        ImageError::Unverified { digest, mismatch } => RegistryError::Corrupt {
+            reference: name.to_owned(),
+            what: "blob",
+            digest,
+            mismatch,
+        },
+        e => RegistryError::Store(e),
     }
 }
 
@@ -1018,15 +1132,6 @@ fn verify(
         return Err(corrupt(Mismatch::Hash { actual }));
     }
     Ok(())
-}
-
-/// The blob's bytes if the store already holds an intact copy (or, for the
-/// OCI empty config, always: its content is fixed).
-fn local_copy(store: &Store, desc: &Descriptor) -> Option<Vec<u8>> {
-    if desc.is_empty_json() && desc.digest.matches(EMPTY_JSON) && desc.size == 2 {
-        return Some(EMPTY_JSON.to_vec());
-    }
-    store.read_verified(desc).ok()
 }
 
 /// oci-client's descriptor for a blob request. `urls` are left out on

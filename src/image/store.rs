@@ -7,7 +7,9 @@
 //!                          org.opencontainers.image.ref.name = full normalized ref
 //!   index.json.lock        flock target (shared with upstream ig)
 //!   blobs/sha256/<hex>     content-addressed blobs
-//!   ingest/ig-tmp-*        temp files of writes in progress
+//!   ingest/ig-tmp-*        temp files of writes in progress, and the
+//!                          session directories of pulls in progress
+//!                          (`store/ingest.rs`)
 //! ```
 //!
 //! Owns: writing gadget images in upstream's format (image index → one
@@ -17,6 +19,17 @@
 //! `ig` processes at once. Does not own: the network (pull/push), compiling
 //! (clang), or what the config means (`gadget.yaml` bytes are opaque here).
 //! The store path comes from the caller; nothing here reads the environment.
+//!
+//! Blobs of a pull stream into an ingest session ([`Ingest`]) outside the
+//! lock and are committed under it, so a download never holds the store.
+//!
+//! Partial images: a pull stores an image index whole but only the
+//! manifest of the host's platform. Manifests an index names that are not
+//! in the store are therefore normal, not corruption: resolving, listing,
+//! inspecting, signing and removing work on what is there, and resolving
+//! for an absent platform says it was not pulled. Exporting or pushing
+//! one is refused ([`ImageError::IncompletePlatforms`]); anything else
+//! missing (a layer of a present manifest) is an error as before.
 //!
 //! Each `index.json` entry written here records where the image came from
 //! (annotation [`ANNOTATION_ORIGIN`]: built, pulled or imported), which
@@ -43,8 +56,10 @@
 mod fsutil;
 mod hygiene;
 mod index_file;
+mod ingest;
 
 pub use hygiene::PruneReport;
+pub use ingest::{BlobWriter, Ingest};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -323,6 +338,17 @@ impl Store {
             }
         }
 
+        self.record(images, origin)
+    }
+
+    /// Names `images` in `index.json` (the last step of every write).
+    /// Caller holds the exclusive lock and has checked that every blob of
+    /// the images is in place.
+    fn record(
+        &self,
+        images: &[(Reference, Descriptor)],
+        origin: Origin,
+    ) -> Result<Vec<Descriptor>, ImageError> {
         let mut index = self.read_index()?;
         for (reference, top) in images {
             let mut entry = top.clone();
@@ -451,7 +477,16 @@ impl Store {
                         available: oci::architectures(&idx),
                     });
                 };
-                let bytes = self.read_blob(desc, &name, Some(MAX_MANIFEST_SIZE), "manifest")?;
+                let bytes = match self.read_blob(desc, &name, Some(MAX_MANIFEST_SIZE), "manifest") {
+                    // A pull fetches the host's platform only.
+                    Err(ImageError::MissingBlob { .. }) => {
+                        return Err(ImageError::PlatformNotPulled {
+                            reference: name,
+                            architecture: architecture.to_owned(),
+                        });
+                    }
+                    other => other?,
+                };
                 match oci::parse_top_level(&desc.media_type, &bytes)
                     .map_err(|e| self.json_err("manifest", &desc.digest, e))?
                 {
@@ -609,17 +644,48 @@ impl Store {
     }
 
     /// Every blob of the image `reference` names, top descriptor first,
-    /// each verified: what an export or a push sends.
+    /// each verified: what an export or a push sends. An image whose index
+    /// has platforms that were not pulled is refused
+    /// ([`ImageError::IncompletePlatforms`]): sending it would publish an
+    /// index naming manifests that do not come with it.
     pub fn image_blobs(
         &self,
         reference: &Reference,
     ) -> Result<(Descriptor, Vec<StoredBlob>), ImageError> {
+        let (top, blobs, absent) = self.image_blobs_present(reference)?;
+        if !absent.is_empty() {
+            let index = blobs
+                .iter()
+                .find(|b| b.descriptor.digest == top.digest)
+                .and_then(|b| oci::parse_top_level(&top.media_type, &b.bytes).ok());
+            let all = match index {
+                Some(TopLevel::Index(i)) => oci::architectures(&i),
+                _ => Vec::new(),
+            };
+            let missing = platform_names(&absent);
+            return Err(ImageError::IncompletePlatforms {
+                reference: reference.to_string(),
+                present: all.into_iter().filter(|a| !missing.contains(a)).collect(),
+                missing,
+            });
+        }
+        Ok((top, blobs))
+    }
+
+    /// [`Store::image_blobs`] for an image that may lack platforms (a
+    /// pull fetches only the host's): also returns the descriptors of the
+    /// index's manifests that are not in the store. What is present is
+    /// verified all the same.
+    pub fn image_blobs_present(
+        &self,
+        reference: &Reference,
+    ) -> Result<(Descriptor, Vec<StoredBlob>, Vec<Descriptor>), ImageError> {
         let _lock = self.lock_shared();
         let index = self.read_index()?;
         let mut top = self.find_top(&index, reference)?;
-        let blobs = self.closure(&top, &reference.to_string())?;
+        let walk = self.walk(&top, &reference.to_string(), Keep::Bytes, &BTreeSet::new())?;
         top.annotations.remove(ANNOTATION_ORIGIN);
-        Ok((top, blobs))
+        Ok((top, walk.blobs, walk.absent))
     }
 
     /// The stored signature image (cosign's `sha256-<hex>.sig` tag) of the
@@ -631,6 +697,18 @@ impl Store {
         repository: &str,
         digest: &Digest,
     ) -> Result<Option<Reference>, ImageError> {
+        Ok(self.find_signatures(repository, digest)?.into_iter().next())
+    }
+
+    /// Every stored signature image of the image with top-level digest
+    /// `digest`, in any repository: the one of `repository` first, then the
+    /// others by name. A verifier tries them all: the image may have been
+    /// signed under several names, by several keys.
+    pub fn find_signatures(
+        &self,
+        repository: &str,
+        digest: &Digest,
+    ) -> Result<Vec<Reference>, ImageError> {
         let _lock = self.lock_shared();
         let index = self.read_index()?;
         let tag = trust::signature_tag(digest);
@@ -640,8 +718,9 @@ impl Store {
             .filter_map(|n| Reference::parse(n).ok())
             .filter(|r| r.tag() == Some(tag.as_str()) && r.digest().is_none())
             .collect();
-        found.sort_by_key(|r| r.repository() != repository);
-        Ok(found.into_iter().next())
+        found.sort_by_key(|r| (r.repository() != repository, r.to_string()));
+        found.dedup();
+        Ok(found)
     }
 
     /// Reads a blob and checks it against its descriptor.
@@ -867,22 +946,65 @@ impl Store {
     }
 
     /// All blobs reachable from `top` (itself included), verified. Errors on
-    /// the first missing or corrupt one.
+    /// the first missing or corrupt one, absent platforms included.
     fn closure(&self, top: &Descriptor, reference: &str) -> Result<Vec<StoredBlob>, ImageError> {
-        let mut out = Vec::new();
+        let walk = self.walk(top, reference, Keep::Bytes, &BTreeSet::new())?;
+        if let Some(desc) = walk.absent.first() {
+            return Err(ImageError::MissingBlob {
+                reference: reference.to_owned(),
+                digest: desc.digest.clone(),
+                path: self.blob_path(&desc.digest),
+            });
+        }
+        Ok(walk.blobs)
+    }
+
+    /// Checks that everything `top` reaches is present and intact, except
+    /// platform manifests of an index (absent ones were not pulled), for
+    /// a pull's commit. Blobs are hashed in pieces, never held whole;
+    /// those in `trusted` were verified as they were written and only
+    /// their size is checked. Caller holds the exclusive lock.
+    fn check_present(
+        &self,
+        top: &Descriptor,
+        reference: &str,
+        trusted: &BTreeSet<&Digest>,
+    ) -> Result<(), ImageError> {
+        self.walk(top, reference, Keep::Documents, trusted)
+            .map(|_| ())
+    }
+
+    /// Walks the graph under `top` depth first, verifying every blob.
+    /// Platform manifests of an index that are not in the store are
+    /// collected in [`Walk::absent`], not errors; anything else missing
+    /// or corrupt is.
+    fn walk(
+        &self,
+        top: &Descriptor,
+        reference: &str,
+        keep: Keep,
+        trusted: &BTreeSet<&Digest>,
+    ) -> Result<Walk, ImageError> {
+        let mut out = Walk::default();
         let mut seen = BTreeSet::new();
-        let mut stack = vec![top.clone()];
-        while let Some(desc) = stack.pop() {
+        // (descriptor, reached from an index)
+        let mut stack = vec![(top.clone(), false)];
+        while let Some((desc, in_index)) = stack.pop() {
             if !seen.insert(desc.digest.clone()) {
                 continue;
             }
             let json = is_index_or_manifest(&desc.media_type);
-            let read = self.read_blob(
-                &desc,
-                reference,
-                json.then_some(MAX_MANIFEST_SIZE),
-                "manifest",
-            );
+            let read = if json || keep == Keep::Bytes {
+                self.read_blob(
+                    &desc,
+                    reference,
+                    json.then_some(MAX_MANIFEST_SIZE),
+                    "manifest",
+                )
+            } else {
+                self.check_blob_file(&desc, reference, trusted.contains(&desc.digest))
+                    .map(|()| Vec::new())
+            };
             let bytes = match read {
                 // The empty config may live only inline in its descriptor.
                 Err(ImageError::MissingBlob { .. })
@@ -890,25 +1012,67 @@ impl Store {
                 {
                     EMPTY_JSON.to_vec()
                 }
+                Err(ImageError::MissingBlob { .. }) if in_index && json => {
+                    out.absent.push(desc);
+                    continue;
+                }
                 other => other?,
             };
             if json {
                 match oci::parse_top_level(&desc.media_type, &bytes)
                     .map_err(|e| self.json_err("manifest", &desc.digest, e))?
                 {
-                    TopLevel::Index(i) => stack.extend(i.manifests.into_iter().rev()),
+                    TopLevel::Index(i) => {
+                        stack.extend(i.manifests.into_iter().rev().map(|d| (d, true)))
+                    }
                     TopLevel::Manifest(m) => {
-                        stack.extend(m.layers.into_iter().rev());
-                        stack.push(m.config);
+                        stack.extend(m.layers.into_iter().rev().map(|d| (d, false)));
+                        stack.push((m.config, false));
                     }
                 }
             }
-            out.push(StoredBlob {
+            out.blobs.push(StoredBlob {
                 descriptor: desc,
                 bytes,
             });
         }
         Ok(out)
+    }
+
+    /// Checks a blob file against `desc` without reading it whole: its
+    /// size, and unless `trusted`, its digest (read in pieces).
+    fn check_blob_file(
+        &self,
+        desc: &Descriptor,
+        reference: &str,
+        trusted: bool,
+    ) -> Result<(), ImageError> {
+        let path = self.blob_path(&desc.digest);
+        let meta = match fs::metadata(&path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(ImageError::MissingBlob {
+                    reference: reference.to_owned(),
+                    digest: desc.digest.clone(),
+                    path,
+                });
+            }
+            Err(e) => return Err(ImageError::io("reading", path, e)),
+        };
+        if meta.len() != desc.size {
+            return Err(ImageError::DigestMismatch {
+                digest: desc.digest.clone(),
+                path,
+                mismatch: Mismatch::Size {
+                    expected: desc.size,
+                    actual: meta.len(),
+                },
+            });
+        }
+        if trusted {
+            return Ok(());
+        }
+        ingest::verify_file(&path, desc)
     }
 
     /// Deletes blobs no `index.json` entry reaches. Caller holds the
@@ -1008,6 +1172,38 @@ impl Store {
             }
         }
     }
+}
+
+/// What [`Store::walk`] keeps of the blobs it verifies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Keep {
+    /// Every blob's bytes (push, export).
+    Bytes,
+    /// Only indexes' and manifests' (they must be parsed); other blobs are
+    /// verified in pieces and dropped.
+    Documents,
+}
+
+/// What [`Store::walk`] found.
+#[derive(Debug, Default)]
+struct Walk {
+    blobs: Vec<StoredBlob>,
+    /// Manifests an index names that are not in the store (platforms that
+    /// were not pulled).
+    absent: Vec<Descriptor>,
+}
+
+/// The architectures of platform descriptors (`?` for one without).
+fn platform_names(descs: &[Descriptor]) -> Vec<String> {
+    descs
+        .iter()
+        .map(|d| {
+            d.platform
+                .as_ref()
+                .map(|p| p.architecture.clone())
+                .unwrap_or_else(|| "?".to_owned())
+        })
+        .collect()
 }
 
 fn is_index_or_manifest(media_type: &str) -> bool {

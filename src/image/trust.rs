@@ -125,10 +125,16 @@ pub enum TrustError {
         reasons: Vec<String>,
     },
 
-    #[error("image {reference} ({digest}) is not in --allowed-gadgets ({})", allowed.join(", "))]
+    /// `digest` is `None` when the image was refused by its name alone,
+    /// before it was pulled or read.
+    #[error(
+        "image {reference}{} is not in --allowed-gadgets ({})",
+        digest.as_ref().map(|d| format!(" ({d})")).unwrap_or_default(),
+        allowed.join(", ")
+    )]
     NotAllowed {
         reference: String,
-        digest: Digest,
+        digest: Option<Digest>,
         allowed: Vec<String>,
     },
 
@@ -732,6 +738,16 @@ impl AllowRule {
         }
     }
 
+    /// Whether the rule can allow an image by its digest (so that a name
+    /// alone cannot decide against it).
+    fn needs_digest(&self) -> bool {
+        match self {
+            AllowRule::Digest(_) => true,
+            AllowRule::Reference(r) => Reference::parse(r).is_ok_and(|x| x.digest().is_some()),
+            AllowRule::Repository(_) | AllowRule::Prefix(_) => false,
+        }
+    }
+
     fn allows(&self, reference: &Reference, digests: &[&Digest]) -> bool {
         match self {
             AllowRule::Digest(d) => digests.contains(&d),
@@ -763,12 +779,24 @@ pub fn check_allowed(
     }
     Err(TrustError::NotAllowed {
         reference: reference.to_string(),
-        digest: digests
-            .first()
-            .map(|d| (*d).clone())
-            .unwrap_or_else(|| Digest::sha256_of(b"")),
+        digest: digests.first().map(|d| (*d).clone()),
         allowed: rules.iter().map(|(s, _)| s.clone()).collect(),
     })
+}
+
+/// [`check_allowed`] from the reference alone, before the image is pulled
+/// or read: refuses only when no rule could allow it whatever its digest,
+/// that is when no rule names a digest and none allows the name. A rule
+/// that names a digest leaves the decision to [`check_allowed`] once the
+/// digests are known.
+pub fn check_allowed_by_name(
+    rules: &[(String, AllowRule)],
+    reference: &Reference,
+) -> Result<(), TrustError> {
+    if rules.iter().any(|(_, r)| r.needs_digest()) {
+        return Ok(());
+    }
+    check_allowed(rules, reference, &[])
 }
 
 /// Where an image in the store came from, which decides whether `ig run`

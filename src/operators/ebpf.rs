@@ -636,12 +636,14 @@ impl Source for EbpfInstance {
                         ev.set_raw(sample);
                         sym.fill(&schema, st, ev);
                         out.event(id, ev);
+                        !out.take_yield()
                     });
                 }
                 _ => {
                     r.rb.drain(|sample| {
                         ev.set_raw(sample);
                         out.event(id, ev);
+                        !out.take_yield()
                     });
                 }
             }

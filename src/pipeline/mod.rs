@@ -97,6 +97,11 @@ pub trait Source {
         Ok(Vec::new())
     }
 
+    /// The run is stopping (signal, timeout, end of the output or of every
+    /// source): called once, before the final drain. A source whose
+    /// handlers may be slow starts counting its stop time here.
+    fn stopping(&mut self) {}
+
     /// Last call before the run stops: hand out what is still held (a
     /// topper's partial interval). Not called when the output is gone.
     fn finish(&mut self, _out: &mut Dispatch) -> Result<(), OperatorError> {
@@ -117,6 +122,9 @@ pub enum Notice {
     /// Events formatted but dropped because the reader of the output did
     /// not keep up and the output backlog was full (`output::sink`).
     OutputDropped { count: u64 },
+    /// Packets a WASM guest asked for but was refused: it already held as
+    /// many bytes of undelivered events as ig keeps for it.
+    GuestRefused { module: String, count: u64 },
 }
 
 /// An operator that has agreed to take part in a run.
@@ -197,6 +205,22 @@ struct SourceSetup {
 #[derive(Default)]
 pub struct Setup {
     sources: Vec<SourceSetup>,
+    yield_flag: YieldFlag,
+}
+
+/// Lets a handler that was slow ask the source feeding it to hand control
+/// back to the event loop after the current event, so that signals and
+/// flushes are seen. Sources batch their clock checks (a clock read per
+/// event is too dear), which a handler taking milliseconds per event
+/// would otherwise stretch into minutes. Per pipeline; one thread.
+#[derive(Clone, Default)]
+pub struct YieldFlag(std::rc::Rc<std::cell::Cell<bool>>);
+
+impl YieldFlag {
+    /// Ask the source to stop its drain after the current event.
+    pub fn request(&self) {
+        self.0.set(true);
+    }
 }
 
 impl Setup {
@@ -220,6 +244,11 @@ impl Setup {
         &mut self.sources[id.0].schema
     }
 
+    /// The run's [`YieldFlag`], for handlers to keep.
+    pub fn yield_flag(&self) -> YieldFlag {
+        self.yield_flag.clone()
+    }
+
     pub fn subscribe(
         &mut self,
         id: SourceId,
@@ -238,6 +267,7 @@ impl Setup {
 /// The frozen handler chains, one per data source, in priority order.
 pub struct Dispatch {
     sources: Vec<(Arc<Schema>, Vec<Subscriber>)>,
+    yield_flag: YieldFlag,
 }
 
 impl Dispatch {
@@ -261,6 +291,12 @@ impl Dispatch {
                 return;
             }
         }
+    }
+
+    /// Did a handler ask for the drain to stop ([`YieldFlag`])? Clears the
+    /// request.
+    pub fn take_yield(&mut self) -> bool {
+        self.yield_flag.0.replace(false)
     }
 
     /// Run one array (a snapshot) through its source's chain.
@@ -315,6 +351,7 @@ impl Pipeline {
             }
         }
         let warnings = unclaimed_annotations(&setup);
+        let yield_flag = setup.yield_flag.clone();
         let sources = setup
             .sources
             .into_iter()
@@ -327,7 +364,10 @@ impl Pipeline {
         Ok(Self {
             instances,
             started: 0,
-            dispatch: Dispatch { sources },
+            dispatch: Dispatch {
+                sources,
+                yield_flag,
+            },
             warnings,
         })
     }
@@ -404,5 +444,66 @@ impl Drop for Pipeline {
     fn drop(&mut self) {
         // A pipeline dropped on an error path still stops what it started.
         let _ = self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::datasource::SourceKind;
+
+    /// A handler that finds its second event slow.
+    struct Slow(YieldFlag, u32);
+
+    impl Handler for Slow {
+        fn on_event(&mut self, _schema: &Schema, _event: &mut Event) -> Flow {
+            self.1 += 1;
+            if self.1 == 2 {
+                self.0.request();
+            }
+            Flow::Continue
+        }
+    }
+
+    struct SlowOp;
+
+    impl Operator for SlowOp {
+        fn name(&self) -> &'static str {
+            "slow"
+        }
+        fn priority(&self) -> Priority {
+            0
+        }
+        fn instantiate(
+            self: Box<Self>,
+            setup: &mut Setup,
+        ) -> Result<Option<Box<dyn Instance>>, OperatorError> {
+            let id = setup.add_source(crate::datasource::SchemaBuilder::new(
+                "s",
+                SourceKind::Single,
+                0,
+            ));
+            let flag = setup.yield_flag();
+            setup.subscribe(id, 0, "slow", Box::new(Slow(flag, 0)));
+            Ok(None)
+        }
+    }
+
+    #[test]
+    fn a_handler_asks_its_source_to_yield_once_per_request() {
+        let mut p = Pipeline::build(
+            vec![Box::new(SlowOp)],
+            &crate::params::ParamValues::default(),
+        )
+        .unwrap();
+        let id = SourceId(0);
+        let mut ev = Event::new(p.dispatch.schema(id));
+        p.dispatch.event(id, &mut ev);
+        assert!(!p.dispatch.take_yield());
+        p.dispatch.event(id, &mut ev);
+        assert!(p.dispatch.take_yield());
+        assert!(!p.dispatch.take_yield());
+        p.dispatch.event(id, &mut ev);
+        assert!(!p.dispatch.take_yield());
     }
 }

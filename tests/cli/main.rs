@@ -1,9 +1,11 @@
 //! CLI tests: run the real `ig` binary on temporary stores. They need clang,
-//! llvm-strip and bpftool for builds (installed by `.ci/run`), but no BPF
-//! privileges: nothing here loads a program.
+//! llvm-strip and the libbpf headers for builds (installed by `.ci/run`),
+//! but no BPF privileges: nothing here loads a program. `vmlinux.rs`
+//! checks the `vmlinux.h` builds generate from this machine's kernel BTF.
 
 #[path = "../common/mod.rs"]
 mod common;
+mod vmlinux;
 
 use std::path::Path;
 

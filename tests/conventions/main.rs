@@ -165,24 +165,42 @@ fn reference_pages_match_the_clap_definitions() {
     );
 }
 
+/// Every man page `cargo xtask man` writes (one per command, from
+/// `reference::man_commands`, rendered with clap_mangen as
+/// `examples/reference.rs` does) renders with man-db without a single
+/// groff warning (`--warnings=w`: every kind; groff's `all` leaves out
+/// undefined macros), and shows its name and synopsis.
 #[test]
 fn man_pages_render() {
-    let cmd = ig::cli::reference::command();
-    let mut out = Vec::new();
-    clap_mangen::Man::new(cmd).render(&mut out).unwrap();
+    let pages = ig::cli::reference::man_commands();
+    // One page per command of the markdown reference.
+    assert_eq!(pages.len(), ig::cli::reference::markdown().len());
     let dir = tempfile::tempdir().unwrap();
-    let page = dir.path().join("ig.1");
-    std::fs::write(&page, &out).unwrap();
-    let man = Command::new("man")
-        .args(["-l", "-P", "cat"])
-        .arg(&page)
-        .env("MANWIDTH", "100")
-        .output()
-        .unwrap();
-    assert!(man.status.success(), "{}", text(&man.stderr));
-    let shown = text(&man.stdout);
-    for word in ["NAME", "SYNOPSIS", "ig-run(1)", "--auto-mount-filesystems"] {
-        assert!(shown.contains(word), "{word} missing from:\n{shown}");
+    for (name, cmd) in pages {
+        let mut out = Vec::new();
+        clap_mangen::Man::new(cmd).render(&mut out).unwrap();
+        let page = dir.path().join(format!("{name}.1"));
+        std::fs::write(&page, &out).unwrap();
+        let man = Command::new("man")
+            .args(["--warnings=w", "-l", "-P", "cat"])
+            .arg(&page)
+            .env("MANWIDTH", "100")
+            .env("LC_ALL", "C.UTF-8")
+            .output()
+            .unwrap();
+        let (shown, err) = (text(&man.stdout), text(&man.stderr));
+        assert!(man.status.success() && err.is_empty(), "{name}.1: {err}");
+        for word in ["NAME", "SYNOPSIS", &format!("{name}(1)")] {
+            assert!(
+                shown.contains(word),
+                "{word} missing from {name}.1:\n{shown}"
+            );
+        }
+        if name == "ig" {
+            for word in ["ig-run(1)", "--auto-mount-filesystems"] {
+                assert!(shown.contains(word), "{word} missing from ig.1:\n{shown}");
+            }
+        }
     }
 }
 
@@ -277,6 +295,113 @@ fn config_file_and_variables_set_flags_the_user_did_not_give() {
     assert_eq!(def["verbose"], false);
     assert_eq!(def["auto-mount-filesystems"], false);
     assert_eq!(def["operator"]["oci"]["pull"], "missing");
+}
+
+/// `operator.oci.public-keys` as a YAML list: each entry (a key file or
+/// the PEM text itself) reaches `ig run` as one `--public-keys`, as the
+/// repeated flag would. Here the signer's key is the second entry, given
+/// inline, after a key that did not sign; without it the run is refused.
+/// A value of the wrong shape is an error naming the key. Root: the
+/// verified run loads the gadget.
+#[test]
+fn config_public_keys_list_verifies_a_signed_image() {
+    require_root();
+    let s = TestStore::new();
+    let home = tempfile::tempdir().unwrap();
+    std::fs::create_dir(home.path().join(".ig")).unwrap();
+    let keypair = |name: &str| {
+        let key = home.path().join(format!("{name}.pem"));
+        let public = home.path().join(format!("{name}.pub"));
+        let out = Command::new("openssl")
+            .args([
+                "genpkey",
+                "-algorithm",
+                "EC",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-out",
+            ])
+            .arg(&key)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "openssl: {}", text(&out.stderr));
+        let out = Command::new("openssl")
+            .args(["pkey", "-pubout", "-in"])
+            .arg(&key)
+            .arg("-out")
+            .arg(&public)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "openssl: {}", text(&out.stderr));
+        (key, public)
+    };
+    let (a_key, a_pub) = keypair("a");
+    let (_, b_pub) = keypair("b");
+    let dir = fixture_copy("minimal_tracer");
+    s.build(dir.path(), "signed:v1");
+    let out = ig_home(&s, home.path())
+        .args(["image", "sign", "signed:v1", "--key"])
+        .arg(&a_key)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    let config = home.path().join(".ig/config.yaml");
+    let inline: String = std::fs::read_to_string(&a_pub)
+        .unwrap()
+        .lines()
+        .map(|l| format!("        {l}\n"))
+        .collect();
+    std::fs::write(
+        &config,
+        format!(
+            "operator:\n  oci:\n    verify-image: true\n    public-keys:\n      - {}\n      - |\n{inline}",
+            b_pub.display()
+        ),
+    )
+    .unwrap();
+    let out = ig_home(&s, home.path())
+        .args(["-v", "run", "signed:v1", "--timeout", "1"])
+        .output()
+        .unwrap();
+    let err = text(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("signature verified with"), "{err}");
+
+    // Only the key that did not sign: refused, so the list was read.
+    std::fs::write(
+        &config,
+        format!(
+            "operator:\n  oci:\n    verify-image: true\n    public-keys: [{}]\n",
+            b_pub.display()
+        ),
+    )
+    .unwrap();
+    let out = ig_home(&s, home.path())
+        .args(["run", "signed:v1", "--timeout", "1"])
+        .output()
+        .unwrap();
+    let err = text(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("failed signature verification"),
+        "{err}"
+    );
+
+    // A mapping is not a key: an error naming the key, not silence.
+    std::fs::write(&config, "operator: {oci: {public-keys: {a: b}}}\n").unwrap();
+    let out = ig_home(&s, home.path())
+        .args(["run", "signed:v1", "--timeout", "1"])
+        .output()
+        .unwrap();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.starts_with(&format!(
+            "error: operator.oci.public-keys in {}: a mapping",
+            config.display()
+        )),
+        "{err}"
+    );
 }
 
 #[test]

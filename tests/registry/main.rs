@@ -172,14 +172,14 @@ impl Env {
     }
 }
 
-/// A plain-HTTP GET on 127.0.0.1; the status code, if any answer came.
-fn http_status(port: u16, path: &str) -> Option<u16> {
-    let addr = format!("127.0.0.1:{port}").parse().ok()?;
+/// A plain-HTTP GET on `ip`; the status code, if any answer came.
+fn http_status(ip: &str, port: u16, path: &str) -> Option<u16> {
+    let addr = format!("{ip}:{port}").parse().ok()?;
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {ip}:{port}\r\nConnection: close\r\n\r\n"
     )
     .ok()?;
     let mut head = [0u8; 64];
@@ -190,31 +190,43 @@ fn http_status(port: u16, path: &str) -> Option<u16> {
 
 /// A port nothing listens on right now.
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
+    free_port_on("127.0.0.1")
+}
+
+fn free_port_on(ip: &str) -> u16 {
+    TcpListener::bind(format!("{ip}:0"))
         .unwrap()
         .local_addr()
         .unwrap()
         .port()
 }
 
-/// A `docker-registry` on 127.0.0.1, killed when dropped.
+/// A `docker-registry` on 127.0.0.1 (or another loopback address),
+/// killed when dropped.
 struct Registry {
     child: Child,
+    ip: &'static str,
     port: u16,
     dir: tempfile::TempDir,
 }
 
 impl Registry {
     fn start() -> Self {
-        Self::start_inner(None)
+        Self::start_inner("127.0.0.1", None)
     }
 
     /// With htpasswd (bcrypt) authentication for one user.
     fn start_with_auth(user: &str, password: &str) -> Self {
-        Self::start_inner(Some((user, password)))
+        Self::start_inner("127.0.0.1", Some((user, password)))
     }
 
-    fn start_inner(auth: Option<(&str, &str)>) -> Self {
+    /// On another loopback address, which ig does not treat as local:
+    /// plain HTTP there needs --insecure-registries.
+    fn start_on(ip: &'static str) -> Self {
+        Self::start_inner(ip, None)
+    }
+
+    fn start_inner(ip: &'static str, auth: Option<(&str, &str)>) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("ig-test-registry-")
             .tempdir()
@@ -238,12 +250,12 @@ impl Registry {
         // registry's bind: try a few.
         let mut failures = Vec::new();
         for _ in 0..5 {
-            let port = free_port();
+            let port = free_port_on(ip);
             let config = dir.path().join("config.yml");
             std::fs::write(
                 &config,
                 format!(
-                    "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n{auth_cfg}",
+                    "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {ip}:{port}\n{auth_cfg}",
                     dir.path().join("data").display()
                 ),
             )
@@ -268,8 +280,13 @@ impl Registry {
                     ));
                     break;
                 }
-                if matches!(http_status(port, "/v2/"), Some(200 | 401)) {
-                    return Registry { child, port, dir };
+                if matches!(http_status(ip, port, "/v2/"), Some(200 | 401)) {
+                    return Registry {
+                        child,
+                        ip,
+                        port,
+                        dir,
+                    };
                 }
                 std::thread::sleep(Duration::from_millis(50));
             }
@@ -280,7 +297,7 @@ impl Registry {
     }
 
     fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("{}:{}", self.ip, self.port)
     }
 
     /// The registry's copy of a blob on disk (filesystem driver layout).
@@ -309,6 +326,9 @@ struct FakeRegistry {
     port: u16,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
+    /// `METHOD PATH` of every request, in order; connections that sent
+    /// nothing readable count as `?`.
+    requests: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 type Response = (u16, &'static str, Vec<u8>);
@@ -320,6 +340,8 @@ impl FakeRegistry {
         listener.set_nonblocking(true).unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = stop.clone();
+        let requests = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = requests.clone();
         let thread = std::thread::spawn(move || {
             let deadline = Instant::now() + Duration::from_secs(60);
             let mut served = 0;
@@ -327,7 +349,7 @@ impl FakeRegistry {
                 match listener.accept() {
                     Ok((conn, _)) => {
                         served += 1;
-                        let _ = serve_one(conn, &respond);
+                        let _ = serve_one(conn, &respond, &log);
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(10)),
                 }
@@ -337,17 +359,23 @@ impl FakeRegistry {
             port,
             stop,
             thread: Some(thread),
+            requests,
         }
     }
 
     fn host(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
+
+    fn requests(&self) -> Vec<String> {
+        self.requests.lock().unwrap().clone()
+    }
 }
 
 fn serve_one(
     mut conn: TcpStream,
     respond: &impl Fn(&str, &str) -> Response,
+    log: &std::sync::Mutex<Vec<String>>,
 ) -> std::io::Result<()> {
     conn.set_nonblocking(false)?;
     conn.set_read_timeout(Some(Duration::from_secs(5)))?;
@@ -363,9 +391,10 @@ fn serve_one(
     let head = String::from_utf8_lossy(&request).into_owned();
     let mut first = head.lines().next().unwrap_or_default().split_whitespace();
     let (method, path) = (
-        first.next().unwrap_or_default(),
+        first.next().unwrap_or("?"),
         first.next().unwrap_or_default(),
     );
+    log.lock().unwrap().push(format!("{method} {path}"));
     let (status, content_type, body) = respond(method, path);
     write!(
         conn,
@@ -881,4 +910,357 @@ fn bad_input_tag_that_does_not_exist() {
     assert!(err.contains("not found in registry"), "{err}");
 }
 
+/// A gadget manifest (empty config, one eBPF layer of `layer`) as JSON.
+fn manifest_with_layer(layer: &[u8]) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {
+            "mediaType": "application/vnd.oci.empty.v1+json",
+            "digest": "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a",
+            "size": 2
+        },
+        "layers": [{
+            "mediaType": "application/vnd.gadget.ebpf.program.v1+binary",
+            "digest": ig::image::Digest::sha256_of(layer).to_string(),
+            "size": layer.len()
+        }]
+    }))
+    .unwrap()
+}
+
+#[test]
+fn bad_input_blob_answering_500() {
+    let layer = b"the eBPF object".to_vec();
+    let manifest = manifest_with_layer(&layer);
+    let fake = FakeRegistry::start(move |_, path| {
+        if path.contains("/manifests/") {
+            (
+                200,
+                "application/vnd.oci.image.manifest.v1+json",
+                manifest.clone(),
+            )
+        } else if path.contains("/blobs/") {
+            (500, "text/plain", b"blob backend down".to_vec())
+        } else {
+            (200, "application/json", b"{}".to_vec())
+        }
+    });
+    let env = Env::new();
+    env.seed();
+    let image = format!("{}/x/gadget:v1", fake.host());
+    let err = env.fails_leaving_store_unchanged(&["image", "pull", &image]);
+    let digest = ig::image::Digest::sha256_of(&layer);
+    assert!(
+        err.contains(&format!(
+            "registry {} answered HTTP 500 for blob {digest} of {image}: blob backend down",
+            fake.host()
+        )),
+        "{err}"
+    );
+    assert!(
+        fake.requests().iter().any(|r| r.contains("/blobs/")),
+        "{:?}",
+        fake.requests()
+    );
+}
+
+/// A registry serving other bytes of the same size for a blob: the
+/// digest check catches it, names the blob, and nothing is stored.
+#[test]
+fn bad_input_blob_with_the_right_size_and_a_wrong_hash() {
+    let reg = Registry::start();
+    let src = Env::new();
+    let image = format!("{}/swapped/minimal:v1", reg.host());
+    src.store.build(&minimal(), &image);
+    src.ok(&["image", "push", &image]);
+    let json = src.ok(&["image", "inspect", &image, "-o", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let layer = v["manifest"]["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let file = reg.blob_file(&layer);
+    let mut bytes = std::fs::read(&file).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&file, &bytes).unwrap();
+    let actual = ig::image::Digest::sha256_of(&bytes);
+
+    let env = Env::new();
+    env.seed();
+    let err = env.fails_leaving_store_unchanged(&["image", "pull", &image]);
+    assert!(
+        err.contains(&format!(
+            "blob {layer} of {image} failed verification: content hashes to {actual}"
+        )),
+        "{err}"
+    );
+    // No session or temp file is left behind either.
+    let ingest: Vec<_> = std::fs::read_dir(env.store.path().join("ingest"))
+        .unwrap()
+        .collect();
+    assert!(ingest.is_empty(), "{ingest:?}");
+}
+
+/// An index whose manifest for this machine has a media type that is not a
+/// manifest: refused by name before anything is stored.
+#[test]
+fn bad_input_index_child_with_unknown_media_type() {
+    const ODD: &str = "application/vnd.example.thing.v1+json";
+    let child = manifest_with_layer(b"object");
+    let index = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [{
+            "mediaType": ODD,
+            "digest": ig::image::Digest::sha256_of(&child).to_string(),
+            "size": child.len(),
+            "platform": {"architecture": ig::image::oci::host_architecture(), "os": "linux"}
+        }]
+    }))
+    .unwrap();
+    let fake = FakeRegistry::start(move |_, path| {
+        if path.ends_with("/manifests/v1") {
+            (
+                200,
+                "application/vnd.oci.image.index.v1+json",
+                index.clone(),
+            )
+        } else if path.contains("/manifests/") {
+            (200, ODD, child.clone())
+        } else {
+            (200, "application/json", b"{}".to_vec())
+        }
+    });
+    let env = Env::new();
+    env.seed();
+    let image = format!("{}/x/gadget:v1", fake.host());
+    let err = env.fails_leaving_store_unchanged(&["image", "pull", &image]);
+    assert!(
+        err.contains(&format!(
+            "{image}: unsupported manifest media type \"{ODD}\""
+        )),
+        "{err}"
+    );
+    // Refused from the index alone: the child was never requested.
+    assert!(
+        !fake
+            .requests()
+            .iter()
+            .any(|r| r.contains("/manifests/sha256:")),
+        "{:?}",
+        fake.requests()
+    );
+}
+
+/// `ig run IMAGE --pull bogus` is refused by clap before phase one pulls
+/// anything: not a single connection reaches the registry.
+#[test]
+fn a_bad_pull_value_is_refused_before_any_request() {
+    let fake = FakeRegistry::start(|_, _| (500, "text/plain", b"should not be asked".to_vec()));
+    let env = Env::new();
+    let image = format!("{}/x/gadget:v1", fake.host());
+    for args in [
+        &["run", &image, "--pull", "bogus"][..],
+        &["run", &image, "--pull=Always"],
+    ] {
+        let out = env.run(args);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains("invalid value"), "{err}");
+        assert!(err.contains("--pull"), "{err}");
+    }
+    assert_eq!(fake.requests(), Vec::<String>::new());
+}
+
+/// `--allowed-gadgets` rules that the name alone decides refuse the image
+/// before it is pulled; a digest rule needs the image, so it is pulled.
+#[test]
+fn allowed_gadgets_refuse_a_name_before_any_request() {
+    let fake = FakeRegistry::start(|_, _| (500, "text/plain", b"registry asked".to_vec()));
+    let env = Env::new();
+    let image = format!("{}/x/gadget:v1", fake.host());
+    let err = env.fails(&[
+        "run",
+        &image,
+        "--allowed-gadgets",
+        "trace_exec,docker.io/*",
+        "--allowed-gadgets",
+        &format!("{}/x/gadget:v2", fake.host()),
+    ]);
+    assert!(
+        err.contains(&format!(
+            "refusing to run {image}: image {image} is not in --allowed-gadgets (trace_exec, docker.io/*, {}/x/gadget:v2)",
+            fake.host()
+        )),
+        "{err}"
+    );
+    assert_eq!(fake.requests(), Vec::<String>::new());
+    assert_eq!(
+        env.listed_digest(&format!("{}/x/gadget", fake.host())),
+        None
+    );
+
+    // A digest rule cannot be decided by name: the pull goes ahead (and
+    // meets this registry's 500).
+    let err = env.fails(&[
+        "run",
+        &image,
+        "--allowed-gadgets",
+        &format!("trace_exec,sha256:{}", "0".repeat(64)),
+    ]);
+    assert!(err.contains("answered HTTP 500"), "{err}");
+    assert!(!fake.requests().is_empty());
+}
+
+/// `--pull always` follows a tag moved in the registry; `missing` keeps
+/// what the store has.
+#[test]
+fn pull_always_follows_a_moved_tag() {
+    let reg = Registry::start();
+    let src = Env::new();
+    let image = format!("{}/moving/minimal:v1", reg.host());
+    let repo = format!("{}/moving/minimal", reg.host());
+    let push_at = |epoch: u64| {
+        let out = output_within(
+            src.cmd(&["image", "build", minimal().to_str().unwrap(), "-t", &image])
+                .env("SOURCE_DATE_EPOCH", epoch.to_string()),
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        src.ok(&["image", "push", &image]);
+        src.listed_digest(&repo).unwrap()
+    };
+    let first = push_at(1_000);
+    let env = Env::new();
+    env.ok(&["run", &image, "--help"]);
+    assert_eq!(env.listed_digest(&repo), Some(first.clone()));
+
+    let second = push_at(2_000);
+    assert_ne!(first, second);
+    env.ok(&["run", &image, "--help"]);
+    assert_eq!(env.listed_digest(&repo), Some(first), "missing: no pull");
+    env.ok(&["run", &image, "--pull", "always", "--help"]);
+    assert_eq!(env.listed_digest(&repo), Some(second), "always: followed");
+}
+
+/// A registry that is not on a loopback name ig trusts (here 127.0.0.2)
+/// is reached over TLS: a plain-HTTP one fails with a clear error and a
+/// hint, and works once listed in --insecure-registries.
+#[test]
+fn tls_unless_insecure_registries_for_other_hosts() {
+    let reg = Registry::start_on("127.0.0.2");
+    let host = reg.host();
+    let image = format!("{host}/tls/minimal:v1");
+    let src = Env::new();
+    src.store.build(&minimal(), &image);
+    let err = src.fails(&["image", "push", &image]);
+    assert!(
+        err.contains(&format!("cannot reach registry {host} over HTTPS")),
+        "{err}"
+    );
+    src.ok(&["image", "push", &image, "--insecure-registries", &host]);
+
+    let env = Env::new();
+    env.seed();
+    let err = env.fails_leaving_store_unchanged(&["image", "pull", &image]);
+    assert!(
+        err.contains(&format!("cannot reach registry {host} over HTTPS"))
+            && err.contains(&format!(
+                "hint: if {host} serves plain HTTP, add `--insecure-registries {host}`"
+            )),
+        "{err}"
+    );
+    // The host without its port is accepted too, as the flag's help says.
+    env.ok(&[
+        "image",
+        "pull",
+        &image,
+        "--insecure-registries",
+        "127.0.0.2",
+    ]);
+    assert_eq!(
+        env.listed_digest(&format!("{host}/tls/minimal")),
+        src.listed_digest(&format!("{host}/tls/minimal"))
+    );
+}
+
+/// Without --authfile, push and pull use docker's credentials for a
+/// registry ig's own file does not know, and `ig logout` says so instead
+/// of claiming the user is logged out. With --authfile, that file alone.
+#[test]
+fn docker_credentials_are_used_and_logout_names_them() {
+    let reg = Registry::start_with_auth("tester", "s3cret");
+    let host = reg.host();
+    let image = format!("{host}/dock/minimal:v1");
+    let env = Env::new();
+    env.store.build(&minimal(), &image);
+    let home = env.store.dir.path().join("home");
+    std::fs::create_dir_all(home.join(".docker")).unwrap();
+    let docker = home.join(".docker/config.json");
+    std::fs::write(
+        &docker,
+        format!(r#"{{"auths":{{"{host}":{{"auth":"dGVzdGVyOnMzY3JldA=="}}}}}}"#),
+    )
+    .unwrap();
+    // ig's own file (/var/lib/ig/config.json) is only read here: this
+    // random port is in no file of this machine but docker's above.
+    let ig = |args: &[&str]| {
+        let mut c = env.store.ig();
+        c.env_remove("REGISTRY_AUTH_FILE")
+            .env("HOME", &home)
+            .args(args);
+        output_within(&mut c)
+    };
+    let out = ig(&["image", "push", &image, "-v"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains(&format!(
+            "registry {host}: user tester from {}",
+            docker.display()
+        )),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let before = std::fs::read(&docker).unwrap();
+    let out = ig(&["logout", &host]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("not logged in to {host} with ig"))
+            && err.contains(&docker.display().to_string())
+            && err.contains(&format!("docker logout {host}")),
+        "{err}"
+    );
+    // Nothing was changed: the credentials still work.
+    assert_eq!(before, std::fs::read(&docker).unwrap());
+    let out = ig(&["image", "push", &image]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    // --authfile means that file alone: docker's is not read.
+    let empty = env.store.dir.path().join("empty-auth.json");
+    let out = ig(&[
+        "image",
+        "push",
+        &image,
+        "--authfile",
+        empty.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("requires authentication"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = ig(&["logout", &host, "--authfile", empty.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains(&format!("not logged in to {host}")),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+mod pull_run;
 mod trust;

@@ -17,7 +17,7 @@ use base64::Engine as _;
 /// An ECDSA P-256 key pair made by openssl: `(private, public)` paths.
 /// `sec1` makes it with `openssl ecparam -genkey` (an `EC PARAMETERS`
 /// block and an `EC PRIVATE KEY`), else with `openssl genpkey` (PKCS#8).
-fn openssl_keypair(dir: &std::path::Path, name: &str, sec1: bool) -> (String, String) {
+pub(super) fn openssl_keypair(dir: &std::path::Path, name: &str, sec1: bool) -> (String, String) {
     let key = dir.join(format!("{name}.pem"));
     let public = dir.join(format!("{name}.pub"));
     let (k, p) = (key.to_str().unwrap(), public.to_str().unwrap());
@@ -49,7 +49,7 @@ fn openssl_keypair(dir: &std::path::Path, name: &str, sec1: bool) -> (String, St
 
 /// `ig image build` of the minimal fixture with a fixed creation time, so
 /// that two tags get different digests.
-fn build_at(env: &Env, tag: &str, epoch: u64) {
+pub(super) fn build_at(env: &Env, tag: &str, epoch: u64) {
     let dir = minimal();
     let out = output_within(
         env.cmd(&["image", "build", dir.to_str().unwrap(), "-t", tag])
@@ -63,7 +63,7 @@ fn build_at(env: &Env, tag: &str, epoch: u64) {
 }
 
 /// `ig ARGS` under `strace -f -e trace=bpf`: the output and the trace.
-fn traced(env: &Env, args: &[&str]) -> (Output, String) {
+pub(super) fn traced(env: &Env, args: &[&str]) -> (Output, String) {
     let trace = env.store.dir.path().join(format!("strace-{}", free_port()));
     let mut c = Command::new("strace");
     c.args(["-f", "-qq", "-e", "trace=bpf", "-o"])
@@ -79,7 +79,7 @@ fn traced(env: &Env, args: &[&str]) -> (Output, String) {
 }
 
 /// A run that must succeed and load the gadget.
-fn runs_and_loads(env: &Env, args: &[&str]) {
+pub(super) fn runs_and_loads(env: &Env, args: &[&str]) {
     let (out, trace) = traced(env, args);
     assert!(
         out.status.success(),
@@ -93,7 +93,7 @@ fn runs_and_loads(env: &Env, args: &[&str]) {
 }
 
 /// A run that must be refused before any bpf(2) call; returns stderr.
-fn refused_before_load(env: &Env, args: &[&str]) -> String {
+pub(super) fn refused_before_load(env: &Env, args: &[&str]) -> String {
     let (out, trace) = traced(env, args);
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "ig {args:?}: {err}");
@@ -106,7 +106,7 @@ fn refused_before_load(env: &Env, args: &[&str]) -> String {
 }
 
 /// The index digest of a tag in `env`'s store.
-fn digest_of(env: &Env, tag: &str) -> ig::image::Digest {
+pub(super) fn digest_of(env: &Env, tag: &str) -> ig::image::Digest {
     let store = ig::image::Store::open_read_only(env.store.path()).unwrap();
     store
         .resolve(&ig::image::Reference::parse(tag).unwrap())
@@ -115,7 +115,7 @@ fn digest_of(env: &Env, tag: &str) -> ig::image::Digest {
 }
 
 /// The names in `env`'s `index.json`.
-fn stored_names(env: &Env) -> Vec<String> {
+pub(super) fn stored_names(env: &Env) -> Vec<String> {
     let v: serde_json::Value = serde_json::from_slice(&env.index_json()).unwrap();
     v["manifests"]
         .as_array()
@@ -127,7 +127,7 @@ fn stored_names(env: &Env) -> Vec<String> {
 }
 
 /// Stores a signature image for `tag` holding one layer, replacing any.
-fn store_signature(env: &Env, tag: &str, payload: Vec<u8>, signature: String) {
+pub(super) fn store_signature(env: &Env, tag: &str, payload: Vec<u8>, signature: String) {
     use ig::image::trust;
     let store = ig::image::Store::open(env.store.path()).unwrap();
     let r = ig::image::Reference::parse(tag).unwrap();
@@ -314,9 +314,29 @@ fn allowed_gadgets_allow_and_refuse_before_load() {
             "1",
         ],
     );
+    // Decided by the name alone, before the image is read.
+    assert!(
+        err.contains(
+            "image ghcr.io/inspektor-gadget/gadget/allowed:v1 is not in --allowed-gadgets (trace_exec, allowed:v2, docker.io/*)"
+        ),
+        "{err}"
+    );
+    // A digest rule is decided once the image's digests are known.
+    let other = format!("sha256:{}", "0".repeat(64));
+    let err = refused_before_load(
+        &env,
+        &[
+            "run",
+            "allowed:v1",
+            "--allowed-gadgets",
+            &format!("trace_exec,{other}"),
+            "--timeout",
+            "1",
+        ],
+    );
     assert!(
         err.contains(&format!(
-            "ghcr.io/inspektor-gadget/gadget/allowed:v1 ({digest}) is not in --allowed-gadgets (trace_exec, allowed:v2, docker.io/*)"
+            "ghcr.io/inspektor-gadget/gadget/allowed:v1 ({digest}) is not in --allowed-gadgets (trace_exec, {other})"
         )),
         "{err}"
     );

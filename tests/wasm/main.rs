@@ -10,6 +10,17 @@ mod common;
 
 use common::{TestStore, repo, text};
 
+/// Held by the test that storms getpid and by the tests whose guest must
+/// see every event up to the stop hooks: the minimal tracer sees every
+/// process, so another test's storm would use up their stop budget.
+static STORM: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn storm_lock() -> std::sync::MutexGuard<'static, ()> {
+    STORM
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn require_kernel() {
     assert!(
         ig::bpf::privileges::check().is_ok(),
@@ -58,6 +69,7 @@ fn guest_uses_every_implemented_host_function() {
     require_kernel();
     let s = TestStore::new();
     s.build(&fixture("wasm_api"), "wasm_api");
+    let _quiet = storm_lock();
     let (code, lines, err) = run_with_getpid(&s, "wasm_api", 3, &["--greeting", "bonjour"]);
     assert_eq!(code, 0, "{err}");
     let me = u64::from(std::process::id());
@@ -88,24 +100,59 @@ fn guest_uses_every_implemented_host_function() {
         assert_eq!(e["raw"], "0102ff");
         // getMap is a stub: it answers the error handle 0.
         assert_eq!(e["stub"], 0);
+        assert_eq!(e["c_str"], "cstr");
+        assert_eq!(e["time_ok"], true);
+        // The priority -5 subscription ran first: a negative priority.
+        assert_eq!(e["order"], "neg,pos", "{e}");
     }
-    // One packet per event of any process on the guest's own data source.
-    let emitted = lines
+    // One packet per event of any process on the guest's own data source,
+    // each seen by the guest's packet subscription.
+    let emitted: Vec<_> = lines
         .iter()
         .filter(|l| l["message"] == "emitted by wasm")
-        .count();
+        .collect();
     assert!(
-        emitted >= ours.len(),
-        "{emitted} packets for {} events",
+        emitted.len() >= ours.len(),
+        "{} packets for {} events",
+        emitted.len(),
         ours.len()
     );
-    assert!(err.contains("wasm_api guest: init"), "{err}");
-    assert!(err.contains("wasm_api guest: stop"), "{err}");
+    for e in &emitted {
+        assert_eq!(e["via_packet"], "yes", "{e}");
+    }
+    // One array per event on the guest's array data source: built with
+    // dataArray*, checked and extended by the guest's array subscription.
+    let arrays: Vec<_> = lines.iter().filter(|l| l.is_array()).collect();
     assert!(
-        err.contains("getMap is not implemented by this version of ig"),
-        "{err}"
+        arrays.len() >= ours.len(),
+        "{} arrays for {} events",
+        arrays.len(),
+        ours.len()
     );
-    assert_eq!(err.matches("getMap is not implemented").count(), 1, "{err}");
+    for a in &arrays {
+        let expected = serde_json::json!([
+            {"n": 0, "word": "zero", "checked": true},
+            {"n": 1, "word": "one", "checked": true},
+            {"n": 2, "word": "two", "checked": true},
+        ]);
+        let a = a.as_array().unwrap();
+        assert_eq!(a.len(), 4, "{a:?}");
+        assert_eq!(a[..3], expected.as_array().unwrap()[..], "{a:?}");
+        assert_eq!(
+            (&a[3]["n"], &a[3]["word"]),
+            (&serde_json::json!(99), &serde_json::json!("appended"))
+        );
+    }
+    for hook in ["init", "prestart", "start", "stop", "poststop"] {
+        assert!(
+            err.contains(&format!("wasm_api guest: {hook}\n")),
+            "{hook}: {err}"
+        );
+    }
+    for stub in ["getMap", "arrayNew", "getContainers", "containerGetMntns"] {
+        let line = format!("{stub} is not implemented by this version of ig");
+        assert_eq!(err.matches(&line).count(), 1, "{stub}: {err}");
+    }
     assert!(!err.contains("fd_write"), "WASI call traces leak: {err}");
 }
 
@@ -209,6 +256,81 @@ fn compiled_module_is_cached_and_corruption_ignored() {
     assert!(run().contains("Cached in"));
 }
 
+/// A compiled module runs native code as root: the cache is read only
+/// where nobody but us could have written. A valid entry owned by another
+/// user, in a directory another user owns or can write to, or reached
+/// through a symbolic link is not loaded; the module is compiled instead.
+#[test]
+fn cache_entries_others_could_have_written_are_not_loaded() {
+    require_kernel();
+    let s = TestStore::new();
+    build_broken(&s, "version");
+    let cache = s.dir.path().join("wasm-cache");
+    let run = || {
+        let out = s.run(&["run", "version", "--timeout", "1", "-v"]);
+        text(&out.stderr)
+    };
+    let chown = |p: &std::path::Path, uid: u32| {
+        let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid path; lchown does not follow a link.
+        assert_eq!(
+            unsafe { libc::lchown(c.as_ptr(), uid, uid) },
+            0,
+            "{}",
+            p.display()
+        );
+    };
+    let chmod = |p: &std::path::Path, mode: u32| {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    assert!(run().contains("Compiled in"));
+    let entry = std::fs::read_dir(&cache)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    assert!(run().contains("Cached in"));
+
+    // An entry of another user: recompiled, and replaced by ours.
+    chown(&entry, 65534);
+    let out = run();
+    assert!(
+        out.contains("is owned by uid 65534, not by us (uid 0)"),
+        "{out}"
+    );
+    assert!(out.contains("Compiled in"), "{out}");
+    assert!(run().contains("Cached in"));
+
+    // A directory of another user, or one others may write to: not used.
+    chown(&cache, 65534);
+    let out = run();
+    assert!(out.contains("wasm cache: not using it"), "{out}");
+    assert!(out.contains("Compiled in"), "{out}");
+    chown(&cache, 0);
+    for mode in [0o777, 0o770, 0o1777] {
+        chmod(&cache, mode);
+        let out = run();
+        assert!(
+            out.contains("is writable by group or others"),
+            "{mode:o}: {out}"
+        );
+        assert!(out.contains("Compiled in"), "{mode:o}: {out}");
+    }
+    chmod(&cache, 0o700);
+    assert!(run().contains("Cached in"));
+
+    // A link to a valid entry elsewhere is not followed.
+    let elsewhere = s.dir.path().join("planted.cwasm");
+    std::fs::rename(&entry, &elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &entry).unwrap();
+    let out = run();
+    assert!(out.contains("is a symbolic link"), "{out}");
+    assert!(out.contains("Compiled in"), "{out}");
+    assert!(std::fs::symlink_metadata(&entry).unwrap().is_file());
+}
+
 /// The shipped gadget with a C guest: opens under /tmp are `tmp`, under
 /// /proc `proc`, and `--filter` sees the guest's field.
 #[test]
@@ -272,4 +394,414 @@ fn guest_memory_is_capped_at_16_mib() {
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("guest: 8 MiB granted"), "{err}");
     assert!(err.contains("guest: 32 MiB refused"), "{err}");
+}
+
+/// A running `ig run`: its stderr collected, its stdout counted; killed
+/// if a test gives up on it.
+struct Running {
+    child: std::process::Child,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+    first_line: std::sync::mpsc::Receiver<()>,
+}
+
+impl Running {
+    fn start(s: &TestStore, image: &str, extra: &[&str]) -> Self {
+        use std::io::BufRead as _;
+        let mut child = s
+            .ig()
+            .args(["run", image, "-o", "json"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, first_line) = std::sync::mpsc::channel();
+        let out = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for _ in std::io::BufReader::new(out).split(b'\n') {
+                let _ = tx.send(());
+            }
+        });
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let (err, sink) = (child.stderr.take().unwrap(), stderr.clone());
+        std::thread::spawn(move || {
+            for l in std::io::BufReader::new(err).lines() {
+                let mut s = sink.lock().unwrap();
+                s.push_str(&l.unwrap_or_default());
+                s.push('\n');
+            }
+        });
+        Self {
+            child,
+            stderr,
+            first_line,
+        }
+    }
+
+    fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Wait for the first line of output (the gadget runs and the guest
+    /// returned from a callback), calling getpid meanwhile.
+    fn wait_for_output(&self, limit: Duration) {
+        let end = Instant::now() + limit;
+        while self.first_line.try_recv().is_err() {
+            assert!(
+                Instant::now() < end,
+                "no output in {limit:?}:\n{}",
+                self.stderr()
+            );
+            // SAFETY: getpid has no preconditions.
+            unsafe { libc::getpid() };
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn signal(&self, sig: i32) {
+        // SAFETY: our own child, not yet waited for.
+        assert_eq!(unsafe { libc::kill(self.pid(), sig) }, 0);
+    }
+
+    /// The exit code once it exits, within `limit` (`None`: still
+    /// running), and how long after `since` it exited.
+    fn wait(&mut self, since: Instant, limit: Duration) -> (Option<i32>, Duration) {
+        let end = Instant::now() + limit;
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                let took = since.elapsed();
+                // Let the reader threads take the last lines.
+                std::thread::sleep(Duration::from_millis(50));
+                return (Some(st.code().unwrap_or(-1)), took);
+            }
+            if Instant::now() >= end {
+                return (None, since.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// Resident memory in KiB.
+    fn rss_kib(&self) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// getpid from a thread until dropped, every `pause` (a storm with
+/// zero; hold [`storm_lock`] then): every event is a guest callback. The
+/// thread's name is its command name, for `ig run --comm`.
+struct Storm(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Storm {
+    fn start(pause: Duration) -> Self {
+        Self::named("igwasm-getpid", pause)
+    }
+
+    fn named(name: &str, pause: Duration) -> Self {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let s = stop.clone();
+        std::thread::Builder::new()
+            .name(name.to_owned())
+            .spawn(move || {
+                while !s.load(std::sync::atomic::Ordering::Relaxed) {
+                    // SAFETY: getpid has no preconditions.
+                    unsafe { libc::getpid() };
+                    if !pause.is_zero() {
+                        std::thread::sleep(pause);
+                    }
+                }
+            })
+            .unwrap();
+        Self(stop)
+    }
+}
+
+impl Drop for Storm {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// An endless loop in the event callback is stopped by the callback
+/// deadline (100 ms), and the run ends with an error naming it.
+#[test]
+fn looping_callback_is_stopped_at_its_deadline() {
+    require_kernel();
+    let s = TestStore::new();
+    build_broken(&s, "cbloop");
+    let mut r = Running::start(&s, "cbloop", &["--timeout", "30"]);
+    let _events = Storm::start(Duration::from_millis(10));
+    let (code, _) = r.wait(Instant::now(), Duration::from_secs(20));
+    let err = r.stderr();
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("wasm module ghcr.io/inspektor-gadget/gadget/cbloop:latest: dataSourceCallback ran longer than 100 ms and was stopped"),
+        "{err}"
+    );
+    assert_eq!(err.matches("ran longer than").count(), 1, "{err}");
+}
+
+/// A guest whose every callback takes 50 ms, whose gadgetStop takes
+/// 100 ms and whose gadgetPostStop never returns. SIGINT ends ig within
+/// 1 s: once a stop is requested, all the guest's calls share 200 ms, and
+/// what they do not cover is reported, not an error (exit 0). In a getpid
+/// storm the final drain's callbacks use the budget up: the last events
+/// and the stop hooks go on without the guest. Without a storm gadgetStop
+/// runs and gadgetPostStop is cut short at the end of the 200 ms. Only
+/// this test's threads reach the guest (`--comm`).
+#[test]
+fn sigint_ends_ig_within_1s_whatever_the_guest_does() {
+    require_kernel();
+    let s = TestStore::new();
+    build_broken(&s, "slow");
+    let _storm = storm_lock();
+    let comm = "igwasm-slow";
+    for stormy in [true, false] {
+        let mut r = Running::start(&s, "slow", &["--comm", comm]);
+        let events = Storm::named(comm, Duration::from_millis(250));
+        let end = Instant::now() + Duration::from_secs(30);
+        while r.first_line.try_recv().is_err() {
+            assert!(Instant::now() < end, "no output:\n{}", r.stderr());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let storm = stormy.then(|| Storm::named(comm, Duration::ZERO));
+        if !stormy {
+            // Nothing pending when the signal comes.
+            drop(events);
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        let sent = Instant::now();
+        r.signal(libc::SIGINT);
+        let (code, took) = r.wait(sent, Duration::from_secs(10));
+        drop(storm);
+        let err = r.stderr();
+        assert!(
+            took < Duration::from_secs(1),
+            "storm {stormy}: {took:?}:\n{err}"
+        );
+        assert_eq!(code, Some(0), "storm {stormy}: {err}");
+        let budget = "the guest used up the 200 ms ig gives it to stop";
+        if stormy {
+            assert!(
+                err.contains("events went on without the guest: it used up"),
+                "{err}"
+            );
+            assert!(
+                err.contains(&format!("gadgetStop was not called: {budget}")),
+                "{err}"
+            );
+        } else {
+            assert!(err.contains("guest: stopping takes 100 ms"), "{err}");
+            assert!(
+                err.contains(&format!("gadgetPostStop was cut short: {budget}")),
+                "{err}"
+            );
+        }
+    }
+}
+
+/// sleep(3600) in a callback (WASI poll_oneoff on a clock) returns at
+/// once: the gadget keeps running and SIGINT ends it within 1 s, exit 0.
+#[test]
+fn a_guest_sleeping_for_an_hour_does_not_hold_ig() {
+    require_kernel();
+    let s = TestStore::new();
+    build_broken(&s, "sleep");
+    let mut r = Running::start(&s, "sleep", &[]);
+    r.wait_for_output(Duration::from_secs(30));
+    std::thread::sleep(Duration::from_millis(300));
+    let sent = Instant::now();
+    r.signal(libc::SIGINT);
+    let (code, took) = r.wait(sent, Duration::from_secs(10));
+    let err = r.stderr();
+    assert_eq!(code, Some(0), "{err}");
+    assert!(took < Duration::from_secs(1), "{took:?}:\n{err}");
+    assert!(
+        err.contains("the guest asked to sleep 3600000 ms (WASI poll_oneoff); ig does not block its event loop"),
+        "{err}"
+    );
+    assert_eq!(err.matches("asked to sleep").count(), 1, "{err}");
+    assert!(err.contains("guest: woke up"), "{err}");
+}
+
+/// A guest that emits 32 MiB of packets between two flush ticks and keeps
+/// appending to an array it never emits: ig holds at most 16 MiB for it,
+/// refuses the rest (reported like ring-buffer loss) and its memory stays
+/// bounded; the run goes on and exits 0.
+#[test]
+fn events_a_guest_makes_faster_than_ig_delivers_them_are_bounded() {
+    require_kernel();
+    let s = TestStore::new();
+    build_broken(&s, "flood");
+    let mut r = Running::start(&s, "flood", &["-v"]);
+    let end = Instant::now() + Duration::from_secs(30);
+    while !r.stderr().contains(":latest started") {
+        assert!(Instant::now() < end, "not started:\n{}", r.stderr());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let base = r.rss_kib();
+    let mut peak = base;
+    let flood = Instant::now();
+    while flood.elapsed() < Duration::from_secs(3) {
+        // A burst: several callbacks before the next flush tick.
+        for _ in 0..10 {
+            // SAFETY: getpid has no preconditions.
+            unsafe { libc::getpid() };
+        }
+        for _ in 0..5 {
+            std::thread::sleep(Duration::from_millis(20));
+            peak = peak.max(r.rss_kib());
+        }
+    }
+    r.signal(libc::SIGINT);
+    let (code, _) = r.wait(Instant::now(), Duration::from_secs(10));
+    let err = r.stderr();
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        err.contains(
+            "packets refused: the guest held more than 16 MiB of events not yet delivered"
+        ),
+        "{err}"
+    );
+    let grew = (peak - base) / 1024;
+    // Without the budget: +32 MiB at the first burst, +20 MiB a second.
+    assert!(
+        grew < 48,
+        "RSS grew by {grew} MiB (from {} MiB)",
+        base / 1024
+    );
+}
+
+/// `wasm: X.wasm` in build.yaml packs the file as the module layer, byte
+/// for byte, and `ig run` runs it; files that are not WASM are refused at
+/// build time. Modules over the sandbox caps (hand-assembled: clang cannot
+/// make them) are refused at run time with wasmtime's reason.
+#[test]
+fn image_build_packs_a_prebuilt_module_and_refuses_other_files() {
+    require_kernel();
+    let s = TestStore::new();
+    let dir = common::fixture_copy("minimal_tracer");
+    let d = dir.path();
+    let build = |wasm: &str, tag: &str| {
+        std::fs::write(d.join("build.yaml"), format!("wasm: {wasm}\n")).unwrap();
+        s.run(&["image", "build", d.to_str().unwrap(), "-t", tag])
+    };
+    let cases: [(&str, Vec<u8>, Option<&str>); 3] = [
+        ("ok", module(&[], &[1]), None),
+        ("twomem", module(&[], &[1, 1]), Some("multiple memories")),
+        (
+            "bigtable",
+            module(&[1 << 20], &[]),
+            Some("table minimum size of 1048576 elements exceeds table limits"),
+        ),
+    ];
+    for (tag, wasm, refusal) in cases {
+        std::fs::write(d.join(format!("{tag}.wasm")), &wasm).unwrap();
+        let out = build(&format!("{tag}.wasm"), tag);
+        assert!(out.status.success(), "{tag}: {}", text(&out.stderr));
+        use sha2::Digest as _;
+        let digest: String = sha2::Sha256::digest(&wasm)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let blob = s.path().join("blobs/sha256").join(digest);
+        assert_eq!(
+            std::fs::read(&blob).ok(),
+            Some(wasm),
+            "{tag}: no layer {}",
+            blob.display()
+        );
+        let out = s.run(&["run", tag, "--timeout", "1"]);
+        let err = text(&out.stderr);
+        match refusal {
+            None => assert!(out.status.success(), "{tag}: {err}"),
+            Some(why) => {
+                assert_eq!(out.status.code(), Some(1), "{tag}: {err}");
+                assert!(err.contains(why), "{tag}: {err}");
+            }
+        }
+    }
+    std::fs::write(d.join("text.wasm"), "not a module").unwrap();
+    let out = build("text.wasm", "text");
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("text.wasm: not a WASM module (it does not start with \\0asm)"),
+        "{err}"
+    );
+    std::fs::write(d.join("guest.txt"), "\0asm\x01\0\0\0").unwrap();
+    let out = build("guest.txt", "txt");
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("guest.txt: `wasm:` must name a prebuilt .wasm module or a C guest (.c)"),
+        "{err}"
+    );
+}
+
+/// A module exporting `gadgetAPIVersion() -> 1`, with funcref tables and
+/// memories of the given minimum sizes, assembled by hand.
+fn module(tables: &[usize], memories: &[usize]) -> Vec<u8> {
+    fn leb(mut v: usize, out: &mut Vec<u8>) {
+        loop {
+            let b = (v & 0x7f) as u8;
+            v >>= 7;
+            if v == 0 {
+                out.push(b);
+                return;
+            }
+            out.push(b | 0x80);
+        }
+    }
+    fn section(id: u8, items: &[Vec<u8>]) -> Vec<u8> {
+        let mut body = Vec::new();
+        leb(items.len(), &mut body);
+        items.iter().for_each(|i| body.extend(i));
+        let mut s = vec![id];
+        leb(body.len(), &mut s);
+        s.extend(body);
+        s
+    }
+    let limits = |min: usize| {
+        let mut v = vec![0x00];
+        leb(min, &mut v);
+        v
+    };
+    let mut m = b"\0asm\x01\0\0\0".to_vec();
+    m.extend(section(1, &[vec![0x60, 0, 1, 0x7e]]));
+    m.extend(section(3, &[vec![0]]));
+    if !tables.is_empty() {
+        let t: Vec<Vec<u8>> = tables
+            .iter()
+            .map(|&n| [vec![0x70], limits(n)].concat())
+            .collect();
+        m.extend(section(4, &t));
+    }
+    if !memories.is_empty() {
+        let t: Vec<Vec<u8>> = memories.iter().map(|&n| limits(n)).collect();
+        m.extend(section(5, &t));
+    }
+    let name = b"gadgetAPIVersion";
+    let export = [&[name.len() as u8][..], name, &[0x00, 0]].concat();
+    m.extend(section(7, &[export]));
+    m.extend(section(10, &[vec![4, 0, 0x42, 1, 0x0b]]));
+    m
 }

@@ -37,7 +37,8 @@ mod dist;
 mod fuzz;
 
 /// Debian packages: the gadget build tools (clang, llvm-strip, libbpf
-/// headers, bpftool for vmlinux.h), the OCI interop checker (skopeo), jq
+/// headers; `ig` writes vmlinux.h itself), bpftool for the tests that look
+/// for leftover BPF objects, the OCI interop checker (skopeo), jq
 /// for the README's recipes and tests, and for the registry tests a real
 /// registry (docker-registry) with htpasswd files (apache2-utils).
 const PACKAGES: &[&str] = &[
@@ -185,17 +186,31 @@ fn gadgets(ig: &Path) -> Result<()> {
 
 /// Build the gadgets of `gadgets/` (only `only`, if given).
 fn gadgets_named(ig: &Path, only: Option<&[&str]>) -> Result<()> {
-    let mut names: Vec<String> = std::fs::read_dir("gadgets")?
-        .filter_map(|e| e.ok())
-        .filter(|e| e.path().join("program.bpf.c").exists())
-        .filter_map(|e| e.file_name().into_string().ok())
+    let names: Vec<String> = gadget_dirs(Path::new("gadgets"))?
+        .into_iter()
         .filter(|n| only.is_none_or(|o| o.contains(&n.as_str())))
         .collect();
-    names.sort();
     for name in names {
         run(Command::new(ig).args(["image", "build", &format!("gadgets/{name}"), "-t", &name]))?;
     }
     Ok(())
+}
+
+/// The folders of `dir` that are gadgets, sorted: those with a
+/// `gadget.yaml` or a `build.yaml` (which may take its eBPF source from
+/// elsewhere, as trace_open_classify does; `ig image build` says what is
+/// missing otherwise).
+fn gadget_dirs(dir: &Path) -> Result<Vec<String>> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            let p = e.path();
+            p.join("gadget.yaml").exists() || p.join("build.yaml").exists()
+        })
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
+    names.sort();
+    Ok(names)
 }
 
 fn test() -> Result<()> {
@@ -345,3 +360,26 @@ fn bench(root: &Path, args: &[String]) -> Result<()> {
 /// executable are enriched but not printed: they name the storm driver,
 /// and the harness discards output lines that mention the driver.
 const CHAIN_ARGS: &str = "--filter proc.comm!=ig-bench-nobody --enrich-process --fields=-proc.parent.cmdline,-proc.parent.exe";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every folder of gadgets/ is built, including those whose build.yaml
+    /// takes the eBPF source from another gadget.
+    #[test]
+    fn every_gadget_folder_is_built() {
+        let root = repo_root().join("gadgets");
+        let names = gadget_dirs(&root).unwrap();
+        assert!(
+            names.contains(&"trace_open_classify".to_owned()),
+            "{names:?}"
+        );
+        assert!(names.contains(&"trace_exec".to_owned()), "{names:?}");
+        let folders = std::fs::read_dir(&root)
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().path().is_dir())
+            .count();
+        assert_eq!(names.len(), folders, "{names:?}");
+    }
+}

@@ -65,6 +65,15 @@ pub(crate) fn lock_shared(path: &Path) -> Option<FileLock> {
     Some(FileLock { _file: file })
 }
 
+/// Takes an exclusive lock on the existing file `path` without waiting:
+/// `None` when another open file holds a lock on it (in this process or
+/// another), or when it cannot be opened.
+pub(crate) fn try_lock_exclusive(path: &Path) -> Option<FileLock> {
+    let file = File::open(path).ok()?;
+    flock(&file, libc::LOCK_EX | libc::LOCK_NB).ok()?;
+    Some(FileLock { _file: file })
+}
+
 fn flock(file: &File, op: libc::c_int) -> io::Result<()> {
     loop {
         // SAFETY: flock only reads the descriptor, which `file` keeps open
@@ -82,7 +91,7 @@ fn flock(file: &File, op: libc::c_int) -> io::Result<()> {
 
 /// A fresh temp file name in `dir`: unique across processes (pid), threads
 /// and calls (counter), and restarts (time).
-fn temp_path(dir: &Path) -> PathBuf {
+pub(crate) fn temp_path(dir: &Path) -> PathBuf {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let nanos = SystemTime::now()
@@ -124,8 +133,25 @@ pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-/// Removes our temp files in `dir` older than `max_age`. Best effort: a
-/// failure here must not fail the write that triggered it.
+/// Name of the lock file inside an ingest session directory (see
+/// `store/ingest.rs`): its owner holds an exclusive `flock` on it for as
+/// long as the session lives.
+pub(crate) const SESSION_LOCK: &str = "lock";
+
+/// Whether the temp directory `dir` is an ingest session whose owner is
+/// still alive (holds the flock of its lock file). Only meaningful under
+/// the store's exclusive lock, which sessions are created under: a
+/// session directory seen then is either fully set up and locked, or
+/// abandoned.
+pub(crate) fn session_is_live(dir: &Path) -> bool {
+    let lock = dir.join(SESSION_LOCK);
+    lock.exists() && try_lock_exclusive(&lock).is_none()
+}
+
+/// Removes our temp files in `dir` older than `max_age`, and the ingest
+/// session directories whose owner died (whatever their age: liveness is
+/// known from their lock). Best effort: a failure here must not fail the
+/// write that triggered it. Caller holds the store's exclusive lock.
 pub(crate) fn remove_stale_temps(dir: &Path, max_age: Duration) {
     let Ok(entries) = fs::read_dir(dir) else {
         return;
@@ -134,6 +160,12 @@ pub(crate) fn remove_stale_temps(dir: &Path, max_age: Duration) {
     for entry in entries.flatten() {
         let name = entry.file_name();
         if !is_temp_name(&name) {
+            continue;
+        }
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            if !session_is_live(&entry.path()) {
+                let _ = fs::remove_dir_all(entry.path());
+            }
             continue;
         }
         let old = entry
@@ -182,6 +214,24 @@ mod tests {
         remove_stale_temps(dir.path(), Duration::ZERO);
         assert!(!tmp.exists());
         assert!(other.exists(), "foreign files are never touched");
+    }
+
+    #[test]
+    fn dead_sessions_are_removed_live_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let live = dir.path().join(format!("{TEMP_PREFIX}live"));
+        let dead = dir.path().join(format!("{TEMP_PREFIX}dead"));
+        for d in [&live, &dead] {
+            create_dir_all(d).unwrap();
+            fs::write(d.join(SESSION_LOCK), b"").unwrap();
+            fs::write(d.join("blob"), b"partial").unwrap();
+        }
+        let _held = lock_exclusive(&live.join(SESSION_LOCK)).unwrap();
+        assert!(session_is_live(&live));
+        assert!(!session_is_live(&dead));
+        remove_stale_temps(dir.path(), STALE_TEMP_AGE);
+        assert!(live.join("blob").exists(), "a live session is kept");
+        assert!(!dead.exists(), "a dead session goes, whatever its age");
     }
 
     #[test]

@@ -16,8 +16,8 @@ use super::{BLOBS_DIR, ImageError, Store, fsutil};
 /// What [`Store::prune_leftovers`] removed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PruneReport {
-    /// Temp files of writes that never finished (`ingest/ig-tmp-*`, and
-    /// any in `blobs/`).
+    /// Temp files of writes that never finished (`ingest/ig-tmp-*`, the
+    /// downloads of pulls that died, and any in `blobs/`).
     pub temp_files: usize,
     /// Blobs no image of `index.json` reaches.
     pub blobs: usize,
@@ -47,10 +47,15 @@ pub(super) fn check_owner(root: &Path, allow_root: bool) -> Result<(), ImageErro
 impl Store {
     /// `ig image prune`: under the store's exclusive lock, remove every
     /// temp file of ours (no writer of ours is mid-write while we hold the
-    /// lock, so all of them are leftovers of writers that died), then
-    /// every blob no `index.json` entry reaches.
+    /// lock, so all of them are leftovers of writers that died) and every
+    /// ingest session whose pull died (a live pull downloads outside the
+    /// lock and keeps its session locked), then every blob no
+    /// `index.json` entry reaches.
     pub fn prune_leftovers(&self) -> Result<PruneReport, ImageError> {
-        let _lock = self.write_lock()?;
+        // Not `write_lock`: its own cleanup would remove what this one
+        // counts.
+        self.writable()?;
+        let _lock = self.lock()?;
         let mut report = PruneReport::default();
         for dir in [self.ingest_dir(), self.root.join(BLOBS_DIR).join("sha256")] {
             let Ok(entries) = fs::read_dir(&dir) else {
@@ -58,6 +63,26 @@ impl Store {
             };
             for e in entries.flatten() {
                 if !fsutil::is_temp_name(&e.file_name()) {
+                    continue;
+                }
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    // An ingest session: a pull in progress keeps it
+                    // locked and must not lose its downloads.
+                    if fsutil::session_is_live(&e.path()) {
+                        continue;
+                    }
+                    let files: Vec<u64> = fs::read_dir(e.path())
+                        .map(|d| {
+                            d.flatten()
+                                .filter(|f| f.file_name() != fsutil::SESSION_LOCK)
+                                .map(|f| f.metadata().map(|m| m.len()).unwrap_or(0))
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    if fs::remove_dir_all(e.path()).is_ok() {
+                        report.temp_files += files.len();
+                        report.bytes += files.iter().sum::<u64>();
+                    }
                     continue;
                 }
                 let len = e.metadata().map(|m| m.len()).unwrap_or(0);

@@ -874,3 +874,259 @@ fn cosign_tags() {
     assert!(!is_cosign_tag("sha256-abc.sig"));
     assert!(!is_cosign_tag("latest"));
 }
+
+/// The blobs of a two-platform image by digest, its index descriptor, and
+/// the digests reachable from the host's manifest.
+/// Blobs of a test image by digest, with their descriptors.
+type BlobsByDigest = BTreeMap<Digest, (Descriptor, Vec<u8>)>;
+
+fn two_platforms() -> (Descriptor, BlobsByDigest, Vec<Digest>) {
+    let host = oci::host_architecture();
+    let other = if host == "arm64" { "amd64" } else { "arm64" };
+    let platforms: Vec<PlatformObjects> = [host, other]
+        .iter()
+        .map(|a| PlatformObjects {
+            architecture: (*a).to_owned(),
+            ebpf_object: format!("object for {a}").into_bytes(),
+            ..Default::default()
+        })
+        .collect();
+    let (top, blobs) = build_gadget_image(b"name: two\n", &annotations("two"), &platforms).unwrap();
+    let mut by_digest = BTreeMap::new();
+    let index_bytes = blobs.last().unwrap().clone();
+    let TopLevel::Index(index) = oci::parse_top_level(&top.media_type, &index_bytes).unwrap()
+    else {
+        panic!("not an index")
+    };
+    let mut host_closure = vec![top.digest.clone()];
+    for m in &index.manifests {
+        let bytes = blobs.iter().find(|b| m.digest.matches(b)).unwrap().clone();
+        let TopLevel::Manifest(manifest) = oci::parse_top_level(&m.media_type, &bytes).unwrap()
+        else {
+            panic!("not a manifest")
+        };
+        let mut children = vec![manifest.config.clone()];
+        children.extend(manifest.layers.iter().cloned());
+        for c in children {
+            let b = blobs.iter().find(|b| c.digest.matches(b)).unwrap().clone();
+            if m.platform.as_ref().unwrap().architecture == host {
+                host_closure.push(c.digest.clone());
+            }
+            by_digest.insert(c.digest.clone(), (c, b));
+        }
+        if m.platform.as_ref().unwrap().architecture == host {
+            host_closure.push(m.digest.clone());
+        }
+        by_digest.insert(m.digest.clone(), (m.clone(), bytes));
+    }
+    by_digest.insert(top.digest.clone(), (top.clone(), index_bytes));
+    (top, by_digest, host_closure)
+}
+
+/// Blob files of the store (temp files and sessions excluded).
+fn stored_digests(store: &Store) -> BTreeSet<String> {
+    fs::read_dir(store.root().join("blobs/sha256"))
+        .unwrap()
+        .map(|e| format!("sha256:{}", e.unwrap().file_name().to_string_lossy()))
+        .collect()
+}
+
+fn ingest_entries(store: &Store) -> usize {
+    fs::read_dir(store.root().join("ingest")).unwrap().count()
+}
+
+#[test]
+fn ingest_streams_in_pieces_and_commits_only_the_host_platform() {
+    let (_dir, store) = new_store();
+    store.add_gadget_image(&r("seed"), sample(1)).unwrap();
+    let (top, blobs, host) = two_platforms();
+    let mut ingest = store.ingest().unwrap();
+    for d in &host {
+        let (desc, bytes) = &blobs[d];
+        let mut w = ingest.blob(desc).unwrap();
+        for chunk in bytes.chunks(3) {
+            w.write(chunk).unwrap();
+        }
+        w.finish().unwrap();
+    }
+    assert_eq!(ingest.len(), host.len());
+    // Nothing is visible before the commit.
+    assert!(!store.contains(&r("two:v1")).unwrap());
+    ingest
+        .commit(&[(r("two:v1"), top.clone())], Origin::Pulled)
+        .unwrap();
+    assert_eq!(ingest_entries(&store), 0, "the session is gone");
+
+    let img = store.resolve(&r("two:v1")).unwrap();
+    assert_eq!(img.index_digest, top.digest, "the index is kept whole");
+    assert_eq!(img.origin, Some(Origin::Pulled));
+    let host_arch = oci::host_architecture();
+    assert_eq!(
+        img.ebpf_object.as_deref(),
+        Some(format!("object for {host_arch}").as_bytes())
+    );
+    // Only the host's blobs are there; the other platform is reported.
+    let stored = stored_digests(&store);
+    for (d, _) in blobs.iter() {
+        assert_eq!(
+            stored.contains(&d.to_string()),
+            host.contains(d),
+            "{d} stored: {}",
+            stored.contains(&d.to_string())
+        );
+    }
+    let other = if host_arch == "arm64" {
+        "amd64"
+    } else {
+        "arm64"
+    };
+    let err = store.image_blobs(&r("two:v1")).unwrap_err();
+    assert!(
+        matches!(&err, ImageError::IncompletePlatforms { missing, present, .. }
+            if *missing == [other] && *present == [host_arch]),
+        "{err}"
+    );
+    let (_, present, absent) = store.image_blobs_present(&r("two:v1")).unwrap();
+    assert_eq!(present.len(), host.len());
+    assert_eq!(absent.len(), 1);
+    let err = store.resolve_for_arch(&r("two:v1"), other).unwrap_err();
+    assert!(matches!(err, ImageError::PlatformNotPulled { .. }), "{err}");
+    assert!(store.list().unwrap().iter().any(|s| s.digest == top.digest));
+    // Removing it collects exactly its blobs.
+    store.remove(&r("two:v1")).unwrap();
+    assert_eq!(store.list().unwrap().len(), 1);
+    store.resolve(&r("seed")).unwrap();
+}
+
+#[test]
+fn ingest_refuses_bad_blobs_and_a_failed_session_changes_nothing() {
+    let (_dir, store) = new_store();
+    store.add_gadget_image(&r("seed"), sample(1)).unwrap();
+    let index_before = fs::read(store.root().join("index.json")).unwrap();
+    let blobs_before = stored_digests(&store);
+    let (top, blobs, host) = two_platforms();
+    let mut ingest = store.ingest().unwrap();
+    let layer = host
+        .iter()
+        .map(|d| &blobs[d].0)
+        .find(|d| d.media_type == MEDIA_TYPE_GADGET_EBPF)
+        .unwrap()
+        .clone();
+    // Longer than its descriptor: refused at the write that overflows.
+    let mut w = ingest.blob(&layer).unwrap();
+    w.write(&vec![b'x'; layer.size as usize]).unwrap();
+    let err = w.write(b"y").unwrap_err();
+    assert!(
+        matches!(err, ImageError::Unverified { mismatch: Mismatch::Size { actual, .. }, .. } if actual == layer.size + 1),
+        "{err}"
+    );
+    drop(w);
+    // Same size, other content: refused at the end.
+    let mut w = ingest.blob(&layer).unwrap();
+    w.write(&vec![b'x'; layer.size as usize]).unwrap();
+    let err = w.finish().unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ImageError::Unverified {
+                mismatch: Mismatch::Hash { .. },
+                ..
+            }
+        ),
+        "{err}"
+    );
+    // Short.
+    let mut w = ingest.blob(&layer).unwrap();
+    w.write(b"x").unwrap();
+    assert!(w.finish().is_err());
+    assert!(!ingest.contains(&layer.digest));
+    // A commit without the layer fails on the closure and writes nothing.
+    for d in host.iter().filter(|d| **d != layer.digest) {
+        let (desc, bytes) = &blobs[d];
+        ingest.add(desc, bytes).unwrap();
+    }
+    let err = ingest
+        .commit(&[(r("two:v1"), top.clone())], Origin::Pulled)
+        .unwrap_err();
+    assert!(matches!(err, ImageError::MissingBlob { .. }), "{err}");
+    assert_eq!(
+        index_before,
+        fs::read(store.root().join("index.json")).unwrap()
+    );
+    assert_eq!(ingest_entries(&store), 0);
+    // Only unreferenced blobs may have been added; prune removes them.
+    store.prune().unwrap();
+    assert_eq!(blobs_before, stored_digests(&store));
+
+    // A session dropped without a commit leaves nothing either.
+    let mut ingest = store.ingest().unwrap();
+    let (desc, bytes) = &blobs[&host[0]];
+    ingest.add(desc, bytes).unwrap();
+    drop(ingest);
+    assert_eq!(ingest_entries(&store), 0);
+    assert_eq!(blobs_before, stored_digests(&store));
+}
+
+#[test]
+fn a_live_session_survives_cleanups_and_reuses_stored_blobs() {
+    let (_dir, store) = new_store();
+    let (top, blobs, host) = two_platforms();
+    // The host's layer is already stored (by a previous image).
+    let layer = host
+        .iter()
+        .map(|d| &blobs[d])
+        .find(|(d, _)| d.media_type == MEDIA_TYPE_GADGET_EBPF)
+        .unwrap()
+        .clone();
+    let mut first = store.ingest().unwrap();
+    first.add(&layer.0, &layer.1).unwrap();
+
+    let mut ingest = store.ingest().unwrap();
+    let (desc, bytes) = &blobs[&host[0]];
+    ingest.add(desc, bytes).unwrap();
+    // A dead session (its process is gone: nobody holds its lock).
+    let dead = store.root().join("ingest/ig-tmp-0-dead-0");
+    let make_dead = || {
+        fs::create_dir_all(&dead).unwrap();
+        fs::write(dead.join("lock"), b"").unwrap();
+        fs::write(dead.join("blob-1"), b"half a blob").unwrap();
+    };
+    // Other writers and prune run meanwhile: both remove the dead one.
+    make_dead();
+    store.add_gadget_image(&r("other"), sample(2)).unwrap();
+    assert!(!dead.exists());
+    make_dead();
+    let report = store.prune_leftovers().unwrap();
+    assert_eq!(report.temp_files, 1, "{report:?}");
+    assert_eq!(report.bytes, 11, "{report:?}");
+    assert!(!dead.exists());
+    assert_eq!(ingest_entries(&store), 2, "both live sessions kept");
+
+    first
+        .commit(&[(r("layer-holder"), layer.0.clone())], Origin::Built)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(store.blob_path(&layer.0.digest).exists());
+    assert!(ingest.reuse(&layer.0).unwrap(), "an intact stored copy");
+    // The empty config is always at hand; an absent blob is not.
+    assert!(ingest.reuse(&Descriptor::empty_json()).unwrap());
+    let (other_desc, _) = blobs
+        .iter()
+        .find(|(d, _)| !host.contains(d))
+        .map(|(_, v)| v)
+        .unwrap();
+    assert!(!ingest.reuse(other_desc).unwrap());
+    // The stored copy disappears before the commit (garbage collection
+    // of another process): the session's link keeps the content.
+    store.remove(&r("layer-holder")).unwrap();
+    assert!(!store.blob_path(&layer.0.digest).exists());
+    for d in &host {
+        let (desc, bytes) = &blobs[d];
+        if !ingest.contains(d) {
+            ingest.add(desc, bytes).unwrap();
+        }
+    }
+    ingest.commit(&[(r("two"), top)], Origin::Pulled).unwrap();
+    assert_eq!(ingest_entries(&store), 0);
+    let img = store.resolve(&r("two")).unwrap();
+    assert_eq!(img.ebpf_object.as_deref(), Some(&layer.1[..]));
+}

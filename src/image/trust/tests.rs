@@ -175,9 +175,28 @@ fn allow_rules() {
     let e = check_allowed(&rules, &r, &[&d]).unwrap_err();
     assert!(
         e.to_string()
-            .contains("is not in --allowed-gadgets (trace_open)"),
+            .contains(&format!("({d}) is not in --allowed-gadgets (trace_open)")),
         "{e}"
     );
+
+    // By name alone: refused only when no rule could allow by digest.
+    let by_name = |entries: &[&str]| {
+        let rules: Vec<(String, AllowRule)> = entries
+            .iter()
+            .map(|e| (e.to_string(), AllowRule::parse(e).unwrap()))
+            .collect();
+        check_allowed_by_name(&rules, &r)
+    };
+    assert!(by_name(&[]).is_ok());
+    assert!(by_name(&["trace_exec"]).is_ok());
+    assert!(by_name(&["ghcr.io/inspektor-gadget/*"]).is_ok());
+    let e = by_name(&["trace_open", "docker.io/*", "trace_exec:v2"]).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "image ghcr.io/inspektor-gadget/gadget/trace_exec:v1 is not in --allowed-gadgets (trace_open, docker.io/*, trace_exec:v2)"
+    );
+    assert!(by_name(&["trace_open", &d.to_string()]).is_ok());
+    assert!(by_name(&["trace_open", &format!("other@{d}")]).is_ok());
 }
 
 #[test]

@@ -172,6 +172,7 @@ impl Tracker {
             if let Some(r) = Record::parse(sample) {
                 f(r);
             }
+            true
         });
     }
 }

@@ -9,11 +9,14 @@
 //! to the pipeline afterwards; later they are refused (schemas are frozen
 //! once the run starts, Architecture Invariant 3). Emitted packets are
 //! queued and handed to their source's chain by the operator's `tick`.
+//! Packets and elements are charged to the host-side budget (see
+//! `state`): creating one past it answers the error handle 0.
 
 use wasmtime::{Caller, Linker};
 
 use super::state::{
-    ArrayRef, Body, DataRef, DsMirror, Handle, HostState, SetupOp, SubType, kind_from_api, read_str,
+    ArrayRef, DataRef, DsMirror, Handle, HostState, Loose, SetupOp, SubType, kind_from_api,
+    read_str,
 };
 use crate::datasource::{FieldId, SourceKind};
 
@@ -82,7 +85,10 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     linker.func_wrap(
         "ig",
         "dataSourceSubscribe",
-        |mut c: Caller<'_, HostState>, ds: u32, typ: u32, prio: u32, cb: u64| -> u32 {
+        // The priority is an i32 on the wire, as upstream reads it
+        // (`DecodeI32`, then Go's `int`): guests pass negative priorities
+        // as their two's complement, so it is taken as signed, unchanged.
+        |mut c: Caller<'_, HostState>, ds: u32, typ: u32, prio: i32, cb: u64| -> u32 {
             if frozen(&c, "dataSourceSubscribe") {
                 return 1;
             }
@@ -96,13 +102,15 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
             let Some(src) = s.source(ds) else {
                 return 1;
             };
+            // Upstream's numbering (wasmapi's subscriptionType); 0 is
+            // invalid there.
             let ty = match typ {
-                0 => SubType::Data,
-                1 => SubType::Array,
-                2 => SubType::Packet,
+                1 => SubType::Data,
+                2 => SubType::Array,
+                3 => SubType::Packet,
                 _ => {
                     s.warn(format_args!(
-                        "dataSourceSubscribe: unknown subscription type {typ} (0: data, 1: array, 2: packet)"
+                        "dataSourceSubscribe: unknown subscription type {typ} (1: data, 2: array, 3: packet)"
                     ));
                     return 1;
                 }
@@ -117,7 +125,7 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
             s.ops.push(SetupOp::Subscribe {
                 src,
                 ty,
-                prio: prio as i32,
+                prio,
                 cb,
                 ds_handle: ds,
             });
@@ -223,8 +231,9 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
                 return 1;
             }
             s.remove_handle(pkt);
-            if let Some((src, body)) = s.packets.remove(&id) {
-                s.emitted.push((src, body));
+            // Its charge moves with it until the tick delivers it.
+            if let Some(p) = s.packets.remove(&id) {
+                s.emitted.push(p);
             }
             0
         },
@@ -240,7 +249,7 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
             match s.handle(pkt) {
                 Some(Handle::Packet(_, id)) => {
                     s.remove_handle(pkt);
-                    s.packets.remove(&id);
+                    s.drop_packet(id);
                     0
                 }
                 _ => 1,
@@ -266,12 +275,20 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
             let Some((src, _)) = s.array(arr) else {
                 return 0;
             };
-            let Some(ev) = s.new_event(src) else {
+            let Some((event, charge)) = s.new_event(src) else {
                 return 0;
             };
+            if !s.charge(charge) {
+                s.refused += 1;
+                return 0;
+            }
             let id = s.new_packet_id();
-            s.loose.insert(id, ev);
-            s.add_handle(Handle::Data(src, DataRef::Loose(id)))
+            s.loose.insert(id, Loose { event, charge });
+            let h = s.add_handle(Handle::Data(src, DataRef::Loose(id)));
+            if h == 0 {
+                s.drop_loose(id);
+            }
+            h
         },
     )?;
     linker.func_wrap(
@@ -286,20 +303,34 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
                 ));
                 return 1;
             };
-            if asrc != dsrc {
+            if asrc != dsrc || s.array_mut(a).is_none() || !s.loose.contains_key(&id) {
                 return 1;
             }
-            let Some(ev) = s.loose.remove(&id) else {
+            let charge = s.loose[&id].charge;
+            // The element's charge moves with it: to the packet it joins,
+            // or, joining the pipeline's array, off the budget and onto
+            // this callback's growth.
+            match a {
+                ArrayRef::Packet(p) => {
+                    if let Some(p) = s.packets.get_mut(&p) {
+                        p.charge += charge;
+                    }
+                }
+                ArrayRef::Current => {
+                    if !s.grow(DataRef::Current, charge) {
+                        return 1;
+                    }
+                    s.refund(charge);
+                }
+            }
+            let Some(l) = s.loose.remove(&id) else {
                 return 1;
             };
             s.remove_handle(data);
-            match s.array_mut(a) {
-                Some(v) => {
-                    v.push(ev);
-                    0
-                }
-                None => 1,
+            if let Some(v) = s.array_mut(a) {
+                v.push(l.event);
             }
+            0
         },
     )?;
     linker.func_wrap(
@@ -312,7 +343,7 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
             }
             match s.data(data) {
                 Some((_, DataRef::Loose(id))) => {
-                    s.loose.remove(&id);
+                    s.drop_loose(id);
                     s.remove_handle(data);
                     0
                 }
@@ -355,9 +386,15 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "ig",
         "releaseHandle",
         |mut c: Caller<'_, HostState>, h: u32| -> u32 {
-            match c.data_mut().remove_handle(h) {
+            let s = c.data_mut();
+            match s.remove_handle(h) {
+                // What the handle alone kept alive goes with it.
                 Some(Handle::Packet(_, id)) => {
-                    c.data_mut().packets.remove(&id);
+                    s.drop_packet(id);
+                    0
+                }
+                Some(Handle::Data(_, DataRef::Loose(id))) => {
+                    s.drop_loose(id);
                     0
                 }
                 Some(_) => 0,
@@ -370,25 +407,8 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
 
 fn new_packet(c: &mut Caller<'_, HostState>, ds: u32, array: bool) -> u32 {
     let s = c.data_mut();
-    let Some(src) = s.source(ds) else {
-        return 0;
-    };
-    let Some(ev) = s.new_event(src) else {
-        s.warn(format_args!(
-            "packets can be created once the gadget runs (in a callback), not before"
-        ));
-        return 0;
-    };
-    let body = if array {
-        Body::Array(Vec::new())
-    } else {
-        Body::Single(ev)
-    };
-    let id = s.new_packet_id();
-    s.packets.insert(id, (src, body));
-    let h = s.add_handle(Handle::Packet(src, id));
-    if h == 0 {
-        s.packets.remove(&id);
+    match s.source(ds) {
+        Some(src) => s.new_packet(src, array),
+        None => 0,
     }
-    h
 }

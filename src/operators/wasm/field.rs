@@ -4,7 +4,8 @@
 //! Scalars travel as u64 (floats as their IEEE-754 bits, as upstream).
 //! Fields of the kernel's sample are read and written in place, in the
 //! host's byte order; fields added by the guest live in the event's owned
-//! slots.
+//! slots. Strings and bytes the guest writes count against the host-side
+//! budget (`state::HostState::grow`).
 
 use wasmtime::{Caller, Linker};
 
@@ -268,6 +269,13 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
                 None
             };
             let s = c.data_mut();
+            // Scalars overwrite in place; a buffer may grow the event.
+            if let Some(b) = &buf
+                && s.event_mut(d).is_some()
+                && !s.grow(d, b.len())
+            {
+                return 1;
+            }
             let Some(ev) = s.event_mut(d) else {
                 return 1;
             };

@@ -3,10 +3,12 @@
 //! upstream Inspektor Gadget's guest API so that guests written for
 //! upstream run here.
 //!
-//! Owns: compiling (with an on-disk cache, [`cache`]), sandboxing (16 MiB of
-//! memory, an epoch deadline per guest call), linking WASI preview 1 and the
-//! host module `ig` (one file per area: [`log`], [`datasource`], [`field`],
-//! [`params`], [`syscalls`], [`unimplemented`]), the guest's lifecycle
+//! Owns: compiling (with an on-disk cache, [`cache`]), sandboxing (one
+//! memory of at most 16 MiB, capped tables, an epoch deadline per guest
+//! call, a budget for the events ig holds for the guest, WASI clock waits
+//! that never block), linking WASI preview 1 and the host module `ig` (one
+//! file per area: [`log`], [`datasource`], [`field`], [`params`],
+//! [`syscalls`], [`clock`], [`unimplemented`]), the guest's lifecycle
 //! (`gadgetAPIVersion` must be 1; optional `gadgetInit`, `gadgetPreStart`,
 //! `gadgetStart`, `gadgetStop`, `gadgetPostStop`) and delivering events to
 //! `dataSourceCallback` at the priority the guest subscribed with.
@@ -20,8 +22,24 @@
 //! (the runner's flush timer), which also reports a guest that trapped or
 //! ran out of time: the first failure ends the run with that error, later
 //! events skip the guest.
+//!
+//! Deadlines (docs/wasm.md, docs/reliability.md): set-up calls
+//! (`_initialize`, `gadgetAPIVersion`, `gadgetInit`, `gadgetPreStart`,
+//! `gadgetStart`) get [`SETUP_TIMEOUT`] each: they run before the gadget
+//! is attached, where a C, Rust or Go runtime initializes. While the gadget
+//! runs, a callback gets [`CALLBACK_TIMEOUT`]. Once the run stops
+//! ([`Source::stopping`], else [`Instance::stop`]), everything left
+//! (callbacks of the final drain and of the last packets, `gadgetStop`,
+//! `gadgetPostStop`) shares [`SHUTDOWN_BUDGET`]; calls past it are not
+//! made and a call it interrupts is cut short, both reported as warnings
+//! (the stop was on time; events go on without the guest). So a stop
+//! request costs at most one callback in progress plus the budget in guest
+//! time, and ig ends within 1 s whatever the guest does. A callback that
+//! was slow (the epoch ticked during it) asks its source to yield to the
+//! event loop ([`YieldFlag`]), so signals are seen between slow events.
 
 mod cache;
+mod clock;
 mod datasource;
 mod field;
 mod log;
@@ -35,8 +53,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use wasmtime::{
     Config, Engine, Func, Instance as WasmInst, Linker, Module, Store, StoreLimitsBuilder, Val,
@@ -47,6 +65,7 @@ use crate::metadata::GadgetMetadata;
 use crate::params::{ParamSpec, ParamType, ParamValue, ParamValues};
 use crate::pipeline::{
     Dispatch, Flow, Handler, Instance, Operator, OperatorError, Priority, Setup, Source, SourceId,
+    YieldFlag,
 };
 use state::{Body, DataRef, DsMirror, Handle, HostState, SetupOp, SubType};
 
@@ -56,11 +75,31 @@ pub const MEDIA_TYPE: &str = "application/vnd.gadget.wasm.program.v1+binary";
 /// The guest API version this host implements.
 const API_VERSION: u64 = 1;
 
-/// Upstream's cap on the guest's memory: 256 pages of 64 KiB.
+/// Upstream's cap on the guest's memory: 256 pages of 64 KiB. One memory
+/// only: multi-memory is off in the engine (no upstream guest can use it:
+/// wazero has none) and the store allows one, so this is the guest's total.
 pub const MEMORY_LIMIT: usize = 16 << 20;
 
-/// How long one guest call may run before it is interrupted.
-pub const CALL_TIMEOUT: Duration = Duration::from_secs(2);
+/// Tables a guest may have. C, Rust and Go guests have one (the indirect
+/// function table); reference types allow a few more.
+pub const MAX_TABLES: usize = 4;
+
+/// Elements per table. An element is a pointer (8 bytes) in ig's memory,
+/// outside the guest's 16 MiB, so this keeps all tables together at 8 MiB,
+/// half of what upstream lets the guest's memory take. A large Go guest
+/// has a few thousand functions in its table.
+pub const MAX_TABLE_ELEMENTS: usize = 256 << 10;
+
+/// How long each set-up call may run (see the module doc).
+pub const SETUP_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long one `dataSourceCallback` may run while the gadget runs.
+pub const CALLBACK_TIMEOUT: Duration = Duration::from_millis(100);
+
+/// What every guest call made after the run stopped shares.
+pub const SHUTDOWN_BUDGET: Duration = Duration::from_millis(200);
+
+pub use state::MAX_HELD_BYTES;
 
 /// How often the epoch advances; the deadline is counted in these.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -108,8 +147,24 @@ pub enum WasmError {
         function: String,
         message: String,
     },
-    #[error("wasm module {module}: {function} ran longer than {secs} s and was stopped (an endless loop?)", secs = CALL_TIMEOUT.as_secs())]
-    Timeout { module: String, function: String },
+    /// `what`: how long it had ("ran longer than 2 s ...").
+    #[error("wasm module {module}: {function} ran longer than {} and was stopped (an endless loop?)", human(*limit))]
+    Timeout {
+        module: String,
+        function: String,
+        limit: Duration,
+    },
+    /// After a stop request: not an error of the run, a warning.
+    #[error(
+        "wasm module {module}: {function} {}: the guest used up the {} ig gives it to stop",
+        if *called { "was cut short" } else { "was not called" },
+        human(SHUTDOWN_BUDGET)
+    )]
+    StopBudget {
+        module: String,
+        function: String,
+        called: bool,
+    },
     #[error(
         "wasm module {module}: {what} of the guest disagrees with the pipeline (internal error)"
     )]
@@ -212,7 +267,8 @@ impl Operator for WasmOperator {
                 }
             })
             .collect();
-        let rt = Runtime::new(&self, mirror).map_err(fail)?;
+        let mut rt = Runtime::new(&self, mirror).map_err(fail)?;
+        rt.yield_flag = setup.yield_flag();
         let rt = Rc::new(RefCell::new(rt));
         let init = rt.borrow_mut().call_lifecycle("gadgetInit");
         init.map_err(fail)?;
@@ -294,21 +350,27 @@ fn apply_ops(rt: &Rc<RefCell<Runtime>>, setup: &mut Setup) -> Result<(), WasmErr
 }
 
 /// Advances the engine's epoch while the run lasts, so a guest call past
-/// its deadline is interrupted.
+/// its deadline is interrupted. `ticks` counts the same ticks for the host:
+/// a callback during which it moved was slow enough that the event loop
+/// should look at signals before the next event (a read of it is far
+/// cheaper than a clock read per event).
 struct EpochTicker {
     stop: Arc<AtomicBool>,
+    ticks: Arc<AtomicU64>,
 }
 
 impl EpochTicker {
     fn start(engine: &Engine) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
-        let (e, s) = (engine.clone(), stop.clone());
+        let ticks = Arc::new(AtomicU64::new(0));
+        let (e, s, t) = (engine.clone(), stop.clone(), ticks.clone());
         let spawned = std::thread::Builder::new()
             .name("ig-wasm-epoch".into())
             .spawn(move || {
                 while !s.load(Ordering::Relaxed) {
                     std::thread::sleep(EPOCH_TICK);
                     e.increment_epoch();
+                    t.fetch_add(1, Ordering::Relaxed);
                 }
             });
         if let Err(e) = spawned {
@@ -316,7 +378,7 @@ impl EpochTicker {
                 "wasm: cannot start the timeout thread ({e}); guest calls have no time limit"
             );
         }
-        Self { stop }
+        Self { stop, ticks }
     }
 }
 
@@ -334,7 +396,32 @@ struct Runtime {
     /// The first failure of a callback, until `tick` reports it.
     failure: Option<WasmError>,
     failed: bool,
-    _ticker: EpochTicker,
+    phase: Phase,
+    /// Set when a callback was slow, so the source yields to the loop.
+    yield_flag: YieldFlag,
+    /// Callbacks not made or cut short: the stop budget was spent.
+    skipped: u64,
+    /// A call was cut short by the stop budget: no more calls.
+    cut: bool,
+    ticker: EpochTicker,
+}
+
+/// Which deadline guest calls get (see the module doc).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    Setup,
+    Running,
+    /// Until this instant, for everything left.
+    Stopping(Instant),
+}
+
+/// "2 s", "100 ms".
+fn human(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{} s", d.as_secs())
+    } else {
+        format!("{} ms", d.as_millis())
+    }
 }
 
 impl Runtime {
@@ -346,6 +433,9 @@ impl Runtime {
         };
         let mut config = Config::new();
         config.epoch_interruption(true);
+        // On by default in wasmtime 48; a second memory would double what
+        // MEMORY_LIMIT promises (it applies per memory).
+        config.wasm_multi_memory(false);
         let engine =
             Engine::new(&config).map_err(|e| inst_err(format!("creating the engine: {e}")))?;
         let started = std::time::Instant::now();
@@ -369,13 +459,20 @@ impl Runtime {
         add(field::add(&mut linker))?;
         add(params::add(&mut linker))?;
         add(syscalls::add(&mut linker))?;
+        add(clock::add(&mut linker))?;
         add(unimplemented::add(&mut linker))?;
+        linker.allow_shadowing(true);
+        add(clock::shadow_wasi(&mut linker))?;
+        linker.allow_shadowing(false);
 
         let wasi = wasmtime_wasi::WasiCtxBuilder::new()
             .inherit_stderr()
             .build_p1();
         let limits = StoreLimitsBuilder::new()
             .memory_size(MEMORY_LIMIT)
+            .memories(1)
+            .tables(MAX_TABLES)
+            .table_elements(MAX_TABLE_ELEMENTS)
             .instances(4)
             .build();
         let mut host = HostState::new(wasi, limits, module.clone());
@@ -384,7 +481,7 @@ impl Runtime {
         host.has_callback = compiled.get_export("dataSourceCallback").is_some();
         let mut store = Store::new(&engine, host);
         store.limiter(|s| &mut s.limits);
-        store.set_epoch_deadline(deadline_ticks());
+        store.set_epoch_deadline(deadline_ticks(SETUP_TIMEOUT));
         check_imports(&compiled, &linker, &mut store, &module)?;
         let ticker = EpochTicker::start(&engine);
         let instance = linker
@@ -397,7 +494,11 @@ impl Runtime {
             callback,
             failure: None,
             failed: false,
-            _ticker: ticker,
+            phase: Phase::Setup,
+            yield_flag: YieldFlag::default(),
+            skipped: 0,
+            cut: false,
+            ticker,
         };
         // A reactor (C with -mexec-model=reactor, Rust cdylib, TinyGo)
         // initializes its libc here.
@@ -435,21 +536,69 @@ impl Runtime {
         self.call_func(f, name, args)
     }
 
-    fn call_func(&mut self, f: Func, name: &str, args: &[Val]) -> Result<Option<Val>, WasmError> {
-        let n = f.ty(&self.store).results().len();
-        let mut results = vec![Val::I32(0); n];
-        self.store.set_epoch_deadline(deadline_ticks());
-        match f.call(&mut self.store, args, &mut results) {
-            Ok(()) => Ok(results.into_iter().next()),
-            Err(e) => Err(self.classify(name, &e)),
+    /// The deadline of the next call of `function`; `Err` once the stop
+    /// budget is spent (or a call was cut short by it: the guest's state is
+    /// then unknown).
+    fn deadline(&self, function: &str) -> Result<Duration, WasmError> {
+        Ok(match self.phase {
+            Phase::Setup => SETUP_TIMEOUT,
+            Phase::Running => CALLBACK_TIMEOUT,
+            Phase::Stopping(end) => {
+                let left = end.saturating_duration_since(Instant::now());
+                if left.is_zero() || self.cut {
+                    return Err(WasmError::StopBudget {
+                        module: self.module().to_owned(),
+                        function: function.to_owned(),
+                        called: false,
+                    });
+                }
+                if function == "dataSourceCallback" {
+                    left.min(CALLBACK_TIMEOUT)
+                } else {
+                    left
+                }
+            }
+        })
+    }
+
+    /// The run stops: from now on every guest call shares
+    /// [`SHUTDOWN_BUDGET`].
+    fn begin_shutdown(&mut self) {
+        if !matches!(self.phase, Phase::Stopping(_)) {
+            self.phase = Phase::Stopping(Instant::now() + SHUTDOWN_BUDGET);
         }
     }
 
-    fn classify(&self, function: &str, e: &wasmtime::Error) -> WasmError {
+    fn call_func(&mut self, f: Func, name: &str, args: &[Val]) -> Result<Option<Val>, WasmError> {
+        let limit = self.deadline(name)?;
+        let n = f.ty(&self.store).results().len();
+        let mut results = vec![Val::I32(0); n];
+        self.store.set_epoch_deadline(deadline_ticks(limit));
+        match f.call(&mut self.store, args, &mut results) {
+            Ok(()) => Ok(results.into_iter().next()),
+            Err(e) => Err(self.classify(name, &e, limit)),
+        }
+    }
+
+    fn classify(&mut self, function: &str, e: &wasmtime::Error, limit: Duration) -> WasmError {
         let module = self.module().to_owned();
         let function = function.to_owned();
         if e.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt) {
-            return WasmError::Timeout { module, function };
+            // Once the run stops, the shared budget bounds every call: a
+            // call it interrupts is reported, not an error of the run.
+            if matches!(self.phase, Phase::Stopping(_)) {
+                self.cut = true;
+                return WasmError::StopBudget {
+                    module,
+                    function,
+                    called: true,
+                };
+            }
+            return WasmError::Timeout {
+                module,
+                function,
+                limit,
+            };
         }
         WasmError::Trap {
             module,
@@ -481,15 +630,27 @@ impl Runtime {
             Val::I32(ds as i32),
             Val::I32(data as i32),
         ];
-        if let Err(e) = self.call_func(f, "dataSourceCallback", &args) {
-            self.failed = true;
-            self.failure = Some(e);
+        let before = self.ticker.ticks.load(Ordering::Relaxed);
+        match self.call_func(f, "dataSourceCallback", &args) {
+            Ok(_) => {}
+            Err(WasmError::StopBudget { .. }) => self.skipped += 1,
+            Err(e) => {
+                self.failed = true;
+                self.failure = Some(e);
+            }
+        }
+        if self.ticker.ticks.load(Ordering::Relaxed) != before {
+            self.yield_flag.request();
         }
     }
 }
 
-fn deadline_ticks() -> u64 {
-    (CALL_TIMEOUT.as_millis() / EPOCH_TICK.as_millis()) as u64
+/// `limit` in epoch ticks, rounded up. The epoch may advance right after
+/// the deadline is set, so a call gets between `limit - EPOCH_TICK` and
+/// `limit`.
+fn deadline_ticks(limit: Duration) -> u64 {
+    let ticks = limit.as_nanos().div_ceil(EPOCH_TICK.as_nanos());
+    u64::try_from(ticks).unwrap_or(u64::MAX).max(1)
 }
 
 /// The guest's message for an error: the trap and the innermost cause,
@@ -537,6 +698,7 @@ impl Handler for Subscription {
         }
         let s = rt.store.data_mut();
         s.current = Some(std::mem::take(event));
+        s.callback_growth = 0;
         let h = s.add_handle(Handle::Data(self.src, DataRef::Current));
         if h != 0 {
             rt.callback(self.cb, self.ds_handle, h);
@@ -560,6 +722,7 @@ impl Handler for Subscription {
         }
         let s = rt.store.data_mut();
         s.current_array = Some(std::mem::take(events));
+        s.callback_growth = 0;
         let h = s.add_handle(Handle::Array(self.src, state::ArrayRef::Current));
         if h != 0 {
             rt.callback(self.cb, self.ds_handle, h);
@@ -577,18 +740,35 @@ struct WasmInstance {
 }
 
 impl WasmInstance {
-    fn dispatch_emitted(&mut self, out: &mut Dispatch) -> Result<(), OperatorError> {
-        let queued = {
+    /// Hand the packets emitted since the last call to their sources;
+    /// what the guest held for them leaves the budget. With `may_yield`,
+    /// stops early when a slow callback of the guest (subscribed to its
+    /// own packets) asks to yield; the rest waits for the next tick.
+    fn dispatch_emitted(
+        &mut self,
+        out: &mut Dispatch,
+        may_yield: bool,
+    ) -> Result<(), OperatorError> {
+        let mut queued = {
             let mut rt = self.rt.borrow_mut();
             if let Some(e) = rt.failure.take() {
                 return Err(OperatorError::failed("wasm", e));
             }
-            std::mem::take(&mut rt.store.data_mut().emitted)
+            std::mem::take(&mut rt.store.data_mut().emitted).into_iter()
         };
-        for (src, body) in queued {
-            match body {
-                Body::Single(mut e) => out.event(SourceId(src), &mut e),
-                Body::Array(mut v) => out.array(SourceId(src), &mut v),
+        while let Some(p) = queued.next() {
+            self.rt.borrow_mut().store.data_mut().refund(p.charge);
+            match p.body {
+                Body::Single(mut e) => out.event(SourceId(p.src), &mut e),
+                Body::Array(mut v) => out.array(SourceId(p.src), &mut v),
+            }
+            if may_yield && out.take_yield() {
+                let mut rt = self.rt.borrow_mut();
+                let s = rt.store.data_mut();
+                let mut rest: Vec<_> = queued.collect();
+                rest.append(&mut s.emitted);
+                s.emitted = rest;
+                break;
             }
         }
         Ok(())
@@ -602,17 +782,50 @@ impl Instance for WasmInstance {
             rt.call_lifecycle(f)
                 .map_err(|e| OperatorError::failed("wasm", e))?;
         }
+        rt.phase = Phase::Running;
         Ok(())
     }
 
     fn stop(&mut self) -> Result<(), OperatorError> {
         let mut rt = self.rt.borrow_mut();
+        rt.begin_shutdown();
+        // A callback failure not reported yet (the last packets' callbacks
+        // run in `finish`, after the last tick that reports).
+        if let Some(e) = rt.failure.take() {
+            return Err(OperatorError::failed("wasm", e));
+        }
         if rt.failed {
             return Ok(());
         }
-        let stop = rt.call_lifecycle("gadgetStop");
-        let post = rt.call_lifecycle("gadgetPostStop");
-        stop.and(post).map_err(|e| OperatorError::failed("wasm", e))
+        if rt.skipped > 0 {
+            ::log::warn!(
+                "wasm module {}: {} events went on without the guest: it used up the {} ig gives it to stop",
+                rt.module(),
+                rt.skipped,
+                human(SHUTDOWN_BUDGET)
+            );
+        }
+        // After a trap the guest's state is unknown: it is not called
+        // again. Hooks the budget cut short or left no time for are
+        // reported, not a failure: the stop was on time.
+        let mut result = Ok(());
+        for hook in ["gadgetStop", "gadgetPostStop"] {
+            match rt.call_lifecycle(hook) {
+                Ok(()) => {}
+                Err(e @ WasmError::StopBudget { .. }) => {
+                    ::log::warn!("{e}");
+                    break;
+                }
+                Err(e @ WasmError::Trap { .. }) => {
+                    result = Err(e);
+                    break;
+                }
+                Err(e) => {
+                    result = result.and(Err(e));
+                }
+            }
+        }
+        result.map_err(|e| OperatorError::failed("wasm", e))
     }
 
     fn source(&mut self) -> Option<&mut dyn Source> {
@@ -630,19 +843,31 @@ impl Source for WasmInstance {
     }
 
     fn tick(&mut self, out: &mut Dispatch) -> Result<Vec<crate::pipeline::Notice>, OperatorError> {
-        {
+        let refused = {
             let mut rt = self.rt.borrow_mut();
             let s = rt.store.data_mut();
             if s.schemas.is_empty() {
                 s.schemas = out.schemas().map(|(_, s)| s.clone()).collect();
             }
+            std::mem::take(&mut s.refused)
+        };
+        self.dispatch_emitted(out, true)?;
+        if refused == 0 {
+            return Ok(Vec::new());
         }
-        self.dispatch_emitted(out)?;
-        Ok(Vec::new())
+        Ok(vec![crate::pipeline::Notice::GuestRefused {
+            module: self.rt.borrow().module().to_owned(),
+            count: refused,
+        }])
+    }
+
+    fn stopping(&mut self) {
+        self.rt.borrow_mut().begin_shutdown();
     }
 
     fn finish(&mut self, out: &mut Dispatch) -> Result<(), OperatorError> {
-        self.dispatch_emitted(out)
+        self.rt.borrow_mut().begin_shutdown();
+        self.dispatch_emitted(out, false)
     }
 
     /// Never waited for: the guest produces only in reaction to other
@@ -660,5 +885,121 @@ pub fn cache_dir(store_root: &std::path::Path) -> Option<PathBuf> {
         Some(v) if v == "off" => None,
         Some(v) if !v.is_empty() => Some(PathBuf::from(v)),
         _ => Some(store_root.parent()?.join("wasm-cache")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Hand-assembled modules: clang cannot declare a second memory or a
+    /// large table, and wasmtime's `wat` feature is not built.
+    fn leb(mut v: usize, out: &mut Vec<u8>) {
+        loop {
+            let b = (v & 0x7f) as u8;
+            v >>= 7;
+            if v == 0 {
+                out.push(b);
+                return;
+            }
+            out.push(b | 0x80);
+        }
+    }
+
+    fn section(id: u8, items: &[Vec<u8>]) -> Vec<u8> {
+        let mut body = Vec::new();
+        leb(items.len(), &mut body);
+        items.iter().for_each(|i| body.extend(i));
+        let mut s = vec![id];
+        leb(body.len(), &mut s);
+        s.extend(body);
+        s
+    }
+
+    fn limits(min: usize) -> Vec<u8> {
+        let mut v = vec![0x00];
+        leb(min, &mut v);
+        v
+    }
+
+    /// A module exporting `gadgetAPIVersion() -> 1`, with `tables` funcref
+    /// tables and `memories` memories of the given minimum sizes.
+    fn module(tables: &[usize], memories: &[usize]) -> Vec<u8> {
+        let mut m = b"\0asm\x01\0\0\0".to_vec();
+        m.extend(section(1, &[vec![0x60, 0, 1, 0x7e]]));
+        m.extend(section(3, &[vec![0]]));
+        if !tables.is_empty() {
+            let t: Vec<Vec<u8>> = tables
+                .iter()
+                .map(|&n| [vec![0x70], limits(n)].concat())
+                .collect();
+            m.extend(section(4, &t));
+        }
+        if !memories.is_empty() {
+            let t: Vec<Vec<u8>> = memories.iter().map(|&n| limits(n)).collect();
+            m.extend(section(5, &t));
+        }
+        let name = b"gadgetAPIVersion";
+        let export = [&[name.len() as u8][..], name, &[0x00, 0]].concat();
+        m.extend(section(7, &[export]));
+        m.extend(section(10, &[vec![4, 0, 0x42, 1, 0x0b]]));
+        m
+    }
+
+    fn runtime(wasm: Vec<u8>) -> Result<Runtime, WasmError> {
+        let op = WasmOperator::new("test".into(), wasm, &GadgetMetadata::default(), None);
+        Runtime::new(&op, Vec::new())
+    }
+
+    fn refused(wasm: Vec<u8>) -> String {
+        match runtime(wasm) {
+            Ok(_) => panic!("the module was accepted"),
+            Err(e) => {
+                let mut s = e.to_string();
+                let mut src = std::error::Error::source(&e);
+                while let Some(c) = src {
+                    s = format!("{s}: {c}");
+                    src = c.source();
+                }
+                s
+            }
+        }
+    }
+
+    #[test]
+    fn tables_and_memory_up_to_the_caps_are_accepted() {
+        let pages = MEMORY_LIMIT / 65536;
+        runtime(module(&[], &[])).unwrap();
+        runtime(module(&[MAX_TABLE_ELEMENTS; MAX_TABLES], &[pages])).unwrap();
+    }
+
+    #[test]
+    fn a_second_memory_is_refused() {
+        let e = refused(module(&[], &[1, 1]));
+        assert!(
+            e.contains("compiling") && e.contains("multiple memories"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn memory_tables_and_table_elements_over_the_caps_are_refused() {
+        let pages = MEMORY_LIMIT / 65536;
+        let e = refused(module(&[], &[pages + 1]));
+        assert!(e.contains("memory"), "{e}");
+        let e = refused(module(&[MAX_TABLE_ELEMENTS + 1], &[]));
+        assert!(e.contains("table"), "{e}");
+        let e = refused(module(&[1; MAX_TABLES + 1], &[]));
+        assert!(e.contains("table"), "{e}");
+    }
+
+    #[test]
+    fn deadlines_round_up_to_whole_epoch_ticks() {
+        assert_eq!(deadline_ticks(SETUP_TIMEOUT), 200);
+        assert_eq!(deadline_ticks(CALLBACK_TIMEOUT), 10);
+        assert_eq!(deadline_ticks(Duration::from_millis(1)), 1);
+        assert_eq!(deadline_ticks(Duration::ZERO), 1);
+        assert_eq!(human(SETUP_TIMEOUT), "2 s");
+        assert_eq!(human(CALLBACK_TIMEOUT), "100 ms");
     }
 }

@@ -2,6 +2,16 @@
 //! the guest knows them, the event of the callback in progress, packets the
 //! guest builds, and the helpers that read and write guest memory with the
 //! `length << 32 | pointer` convention.
+//!
+//! Budget: events the guest creates live in ig's memory, outside the
+//! guest's 16 MiB, until they are delivered or released: packets being
+//! built, elements made by `dataArrayNew`, packets emitted and waiting for
+//! the next flush tick. Each is charged to [`HostState::held_bytes`] (its
+//! size when made, plus every buffer the guest writes into it) and
+//! refunded when it leaves; past [`MAX_HELD_BYTES`] new packets and
+//! elements are refused (handle 0, counted and reported like ring-buffer
+//! loss). Buffers written into the pipeline's own events during one
+//! callback are limited to the same amount.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -13,6 +23,13 @@ use crate::datasource::{Event, FieldId, FieldKind, Schema, SourceKind};
 
 /// Upstream's limit on live handles.
 const MAX_HANDLES: usize = 4096;
+
+/// What ig holds for the guest between flush ticks, at most: the same as
+/// the guest's own memory (upstream's 16 MiB).
+pub const MAX_HELD_BYTES: usize = 16 << 20;
+
+/// What an empty packet array costs (the vector and its map entry).
+const ARRAY_PACKET_BYTES: usize = 64;
 
 /// Warnings about the guest's calls shown per run: a guest misusing the
 /// API in its event callback would otherwise write one line per event.
@@ -45,7 +62,7 @@ pub(super) enum SetupOp {
     Subscribe {
         src: usize,
         ty: SubType,
-        prio: i32,
+        prio: crate::pipeline::Priority,
         cb: u64,
         ds_handle: u32,
     },
@@ -94,6 +111,19 @@ pub(super) enum Body {
     Array(Vec<Event>),
 }
 
+/// A packet the guest builds or has emitted, with what it is charged.
+pub(super) struct Packet {
+    pub src: usize,
+    pub body: Body,
+    pub charge: usize,
+}
+
+/// An element made by `dataArrayNew`, not yet appended or released.
+pub(super) struct Loose {
+    pub event: Event,
+    pub charge: usize,
+}
+
 pub(super) struct HostState {
     pub wasi: WasiP1Ctx,
     pub limits: StoreLimits,
@@ -110,10 +140,18 @@ pub(super) struct HostState {
     pub schemas: Vec<Arc<Schema>>,
     pub current: Option<Event>,
     pub current_array: Option<Vec<Event>>,
-    pub packets: HashMap<u32, (usize, Body)>,
-    pub loose: HashMap<u32, Event>,
+    pub packets: HashMap<u32, Packet>,
+    pub loose: HashMap<u32, Loose>,
     next_packet: u32,
-    pub emitted: Vec<(usize, Body)>,
+    /// Emitted packets waiting for the next flush tick.
+    pub emitted: Vec<Packet>,
+    /// Bytes charged for packets, loose elements and `emitted`.
+    pub held_bytes: usize,
+    /// Packets and elements refused for the budget since the last tick.
+    pub refused: u64,
+    /// Bytes the guest added to the pipeline's events in the callback in
+    /// progress.
+    pub callback_growth: usize,
     pub params: BTreeMap<String, String>,
     warned: BTreeSet<&'static str>,
     warnings: std::cell::Cell<u32>,
@@ -138,6 +176,9 @@ impl HostState {
             loose: HashMap::new(),
             next_packet: 0,
             emitted: Vec::new(),
+            held_bytes: 0,
+            refused: 0,
+            callback_growth: 0,
             params: BTreeMap::new(),
             warned: BTreeSet::new(),
             warnings: std::cell::Cell::new(0),
@@ -219,24 +260,24 @@ impl HostState {
         match d {
             DataRef::Current => self.current.as_mut(),
             DataRef::CurrentElem(i) => self.current_array.as_mut()?.get_mut(i),
-            DataRef::Packet(p) => match self.packets.get_mut(&p)? {
-                (_, Body::Single(e)) => Some(e),
-                (_, Body::Array(_)) => None,
+            DataRef::Packet(p) => match &mut self.packets.get_mut(&p)?.body {
+                Body::Single(e) => Some(e),
+                Body::Array(_) => None,
             },
-            DataRef::PacketElem(p, i) => match self.packets.get_mut(&p)? {
-                (_, Body::Array(v)) => v.get_mut(i),
-                (_, Body::Single(_)) => None,
+            DataRef::PacketElem(p, i) => match &mut self.packets.get_mut(&p)?.body {
+                Body::Array(v) => v.get_mut(i),
+                Body::Single(_) => None,
             },
-            DataRef::Loose(id) => self.loose.get_mut(&id),
+            DataRef::Loose(id) => self.loose.get_mut(&id).map(|l| &mut l.event),
         }
     }
 
     pub fn array_mut(&mut self, a: ArrayRef) -> Option<&mut Vec<Event>> {
         match a {
             ArrayRef::Current => self.current_array.as_mut(),
-            ArrayRef::Packet(p) => match self.packets.get_mut(&p)? {
-                (_, Body::Array(v)) => Some(v),
-                (_, Body::Single(_)) => None,
+            ArrayRef::Packet(p) => match &mut self.packets.get_mut(&p)?.body {
+                Body::Array(v) => Some(v),
+                Body::Single(_) => None,
             },
         }
     }
@@ -245,8 +286,8 @@ impl HostState {
     pub fn data(&self, id: u32) -> Option<(usize, DataRef)> {
         match self.handle(id)? {
             Handle::Data(s, d) => Some((s, d)),
-            Handle::Packet(s, p) => match self.packets.get(&p) {
-                Some((_, Body::Single(_))) => Some((s, DataRef::Packet(p))),
+            Handle::Packet(s, p) => match self.packets.get(&p).map(|p| &p.body) {
+                Some(Body::Single(_)) => Some((s, DataRef::Packet(p))),
                 _ => None,
             },
             other => {
@@ -259,8 +300,8 @@ impl HostState {
     pub fn array(&self, id: u32) -> Option<(usize, ArrayRef)> {
         match self.handle(id)? {
             Handle::Array(s, a) => Some((s, a)),
-            Handle::Packet(s, p) => match self.packets.get(&p) {
-                Some((_, Body::Array(_))) => Some((s, ArrayRef::Packet(p))),
+            Handle::Packet(s, p) => match self.packets.get(&p).map(|p| &p.body) {
+                Some(Body::Array(_)) => Some((s, ArrayRef::Packet(p))),
                 _ => None,
             },
             other => {
@@ -270,9 +311,120 @@ impl HostState {
         }
     }
 
-    /// A fresh event shaped for source `src`, once the schemas are frozen.
-    pub fn new_event(&self, src: usize) -> Option<Event> {
-        self.schemas.get(src).map(|s| Event::new(s))
+    /// A fresh event shaped for source `src`, once the schemas are frozen,
+    /// with what it costs.
+    pub fn new_event(&self, src: usize) -> Option<(Event, usize)> {
+        let s = self.schemas.get(src)?;
+        let ev = Event::new(s);
+        let cost = std::mem::size_of::<Event>()
+            + ev.raw().len()
+            + s.owned_slots() * std::mem::size_of::<crate::datasource::Value>();
+        Some((ev, cost))
+    }
+
+    /// Take `bytes` from the budget; `false` (with one warning per run)
+    /// when it is spent.
+    pub fn charge(&mut self, bytes: usize) -> bool {
+        if self.held_bytes.saturating_add(bytes) > MAX_HELD_BYTES {
+            self.warn_once(
+                "budget",
+                format_args!(
+                    "the guest holds more than {} MiB of events not yet delivered; new packets are refused until they leave",
+                    MAX_HELD_BYTES >> 20
+                ),
+            );
+            return false;
+        }
+        self.held_bytes += bytes;
+        true
+    }
+
+    pub fn refund(&mut self, bytes: usize) {
+        self.held_bytes = self.held_bytes.saturating_sub(bytes);
+    }
+
+    /// A new packet (single or array) of source `src`: its handle, 0 when
+    /// the schemas are not frozen yet, the budget is spent (counted) or
+    /// the guest holds too many handles.
+    pub fn new_packet(&mut self, src: usize, array: bool) -> u32 {
+        let Some((ev, cost)) = self.new_event(src) else {
+            self.warn(format_args!(
+                "packets can be created once the gadget runs (in a callback), not before"
+            ));
+            return 0;
+        };
+        let (body, charge) = if array {
+            (Body::Array(Vec::new()), ARRAY_PACKET_BYTES)
+        } else {
+            (Body::Single(ev), cost)
+        };
+        if !self.charge(charge) {
+            self.refused += 1;
+            return 0;
+        }
+        let id = self.new_packet_id();
+        self.packets.insert(id, Packet { src, body, charge });
+        let h = self.add_handle(Handle::Packet(src, id));
+        if h == 0 {
+            self.drop_packet(id);
+        }
+        h
+    }
+
+    /// Forget packet `id` (released, or never handed out).
+    pub fn drop_packet(&mut self, id: u32) {
+        if let Some(p) = self.packets.remove(&id) {
+            self.refund(p.charge);
+        }
+    }
+
+    /// Forget loose element `id`.
+    pub fn drop_loose(&mut self, id: u32) {
+        if let Some(l) = self.loose.remove(&id) {
+            self.refund(l.charge);
+        }
+    }
+
+    /// Account for `bytes` the guest writes into the event behind `d`:
+    /// charged to the packet or element that holds it, or counted against
+    /// the callback's growth of the pipeline's event. `false` when over
+    /// the budget.
+    pub fn grow(&mut self, d: DataRef, bytes: usize) -> bool {
+        let owner = match d {
+            DataRef::Current | DataRef::CurrentElem(_) => {
+                if self.callback_growth.saturating_add(bytes) > MAX_HELD_BYTES {
+                    self.warn_once(
+                        "callback growth",
+                        format_args!(
+                            "the guest wrote more than {} MiB into events in one callback; further writes are refused",
+                            MAX_HELD_BYTES >> 20
+                        ),
+                    );
+                    return false;
+                }
+                self.callback_growth += bytes;
+                return true;
+            }
+            DataRef::Packet(p) | DataRef::PacketElem(p, _) => Some(p),
+            DataRef::Loose(_) => None,
+        };
+        if !self.charge(bytes) {
+            return false;
+        }
+        match (owner, d) {
+            (Some(p), _) => {
+                if let Some(p) = self.packets.get_mut(&p) {
+                    p.charge += bytes;
+                }
+            }
+            (None, DataRef::Loose(id)) => {
+                if let Some(l) = self.loose.get_mut(&id) {
+                    l.charge += bytes;
+                }
+            }
+            _ => {}
+        }
+        true
     }
 }
 

@@ -1,9 +1,10 @@
 //! Upstream host functions this version of ig does not implement (eBPF
 //! maps, perf readers, config writes, kallsyms, syscall declarations,
-//! mount-namespace filtering, data source unreferencing). Each exists with
-//! upstream's signature so a module importing it still links; a call logs
-//! one clear warning per function and returns upstream's error value, so a
-//! guest that probes a feature sees an error rather than a trap.
+//! mount-namespace filtering, data source unreferencing, handle arrays,
+//! containers, struct fields as JSON). Each exists with upstream's
+//! signature so a module importing it still links; a call logs one clear
+//! warning per function and returns upstream's error value, so a guest
+//! that probes a feature sees an error rather than a trap.
 
 use wasmtime::{Caller, Linker};
 
@@ -52,5 +53,19 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     // 0: "keep the event" (ig filters containers in the kernel).
     stub!(linker, "shouldDiscardMntnsID", (mntns: u64) -> u32 = 0);
     stub!(linker, "dataSourceUnreference", (ds: u32) -> u32 = 1);
+    // Arrays of handles (upstream fills them only from getContainers).
+    stub!(linker, "arrayNew", () -> u32 = 0);
+    stub!(linker, "arrayLen", (array: u32) -> i64 = -1);
+    stub!(linker, "arrayGet", (array: u32, index: u32) -> u32 = 0);
+    stub!(linker, "arrayAppend", (array: u32, handle: u32) -> u32 = 1);
+    // 0: the guest library's "error" for an array handle and for IDs.
+    stub!(linker, "getContainers", () -> u32 = 0);
+    stub!(linker, "containerGetCgroupID", (container: u32) -> u64 = 0);
+    stub!(linker, "containerGetMntns", (container: u32) -> u64 = 0);
+    // Byte counts: -1 is the error; status codes: 1.
+    stub!(linker, "fieldGetStruct", (field: u32, data: u32, dst: u64) -> i32 = -1);
+    stub!(linker, "fieldPutStruct", (field: u32, data: u32, src: u64) -> u32 = 1);
+    stub!(linker, "fieldGetStructArray", (field: u32, data: u32, dst: u64) -> i32 = -1);
+    stub!(linker, "fieldPutStructArray", (field: u32, data: u32, src: u64) -> u32 = 1);
     Ok(())
 }
