@@ -307,6 +307,9 @@ impl Handler for Resolving {
                 ValueRef::I64(n) => n as u64,
                 _ => continue,
             };
+            if last.0 == Some(id) && ev.keep(schema.field(dst)) {
+                continue;
+            }
             let Some(out) = ev.str_buf(schema.field(dst)) else {
                 continue;
             };

@@ -494,9 +494,22 @@ struct Last {
 }
 
 impl Last {
-    /// Write the text of `value` into `out`: the remembered one, or what
+    /// Set `dst` to the text of `value`: kept from the previous event when
+    /// that had the same value, else the remembered text, else what
     /// `format` writes (then remembered).
-    fn put(&mut self, out: &mut String, value: i128, format: impl FnOnce(&mut String)) {
+    fn put(
+        &mut self,
+        ev: &mut Event,
+        dst: &crate::datasource::FieldDef,
+        value: i128,
+        format: impl FnOnce(&mut String),
+    ) {
+        if self.value == Some(value) && ev.keep(dst) {
+            return;
+        }
+        let Some(out) = ev.str_buf(dst) else {
+            return;
+        };
         if self.value == Some(value) {
             out.push_str(&self.text);
             return;
@@ -540,15 +553,15 @@ fn scalar(
         ValueRef::I64(n) => (n as u64, Some(n.unsigned_abs())),
         _ => return,
     };
-    let Some(out) = ev.str_buf(schema.field(dst)) else {
-        return;
-    };
     // Timestamps differ from event to event, and have a cache of their own.
     if kind == Scalar::Timestamp {
-        return text::timestamp(out, n, offset, seconds);
+        if let Some(out) = ev.str_buf(schema.field(dst)) {
+            text::timestamp(out, n, offset, seconds);
+        }
+        return;
     }
     let key = negative.map_or(i128::from(n), |m| -i128::from(m));
-    last.put(out, key, |out| match kind {
+    last.put(ev, schema.field(dst), key, |out| match kind {
         Scalar::Timestamp => {}
         // A negative errno (-ENOENT) names the same error.
         Scalar::Errno => text::errno(out, negative.unwrap_or(n)),
@@ -586,9 +599,9 @@ impl Handler for Formatting {
                         ValueRef::I64(v) => i128::from(v),
                         _ => continue,
                     };
-                    if let Some(out) = ev.str_buf(schema.field(dst)) {
-                        last.put(out, v, |out| enum_text(out, v, names, bitfield, sep));
-                    }
+                    last.put(ev, schema.field(dst), v, |out| {
+                        enum_text(out, v, names, bitfield, sep)
+                    });
                 }
                 Conv::L3 { raw, version, addr } => {
                     let a = raw16(ev, raw);

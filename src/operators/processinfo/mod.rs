@@ -151,6 +151,7 @@ impl Operator for ProcessInfo {
                 priority::PROCESS_ENRICHER,
                 NAME,
                 Box::new(Enriching {
+                    last: vec![None; pairs.len()],
                     pairs,
                     cache: cache.clone(),
                 }),
@@ -309,6 +310,9 @@ struct Cache {
     /// Entries of removed processes, reused (with their strings' capacity)
     /// for new ones.
     spare: Vec<Entry>,
+    /// Changes whenever an entry may have changed: handlers that saw the
+    /// same pid at the same version keep the previous event's text.
+    version: u64,
 }
 
 /// How long the entry of a process that exited stays, in ticks.
@@ -327,6 +331,7 @@ impl Cache {
             lost: None,
             exited: VecDeque::new(),
             spare: Vec::new(),
+            version: 0,
         }
     }
 
@@ -350,11 +355,13 @@ impl Cache {
             self.exited.pop_front();
             if let Some(e) = self.entries.remove(&pid) {
                 self.spare.push(e);
+                self.version += 1;
             }
         }
     }
 
     fn clear(&mut self) {
+        self.version += 1;
         self.spare.extend(self.entries.drain().map(|(_, e)| e));
         self.exited.clear();
     }
@@ -373,11 +380,12 @@ impl Cache {
         let Some(tracker) = self.tracker.as_mut() else {
             return;
         };
-        let (entries, exited, spare, tick) = (
+        let (entries, exited, spare, tick, version) = (
             &mut self.entries,
             &mut self.exited,
             &mut self.spare,
             self.tick,
+            &mut self.version,
         );
         tracker.drain(|r| match r {
             Record::Exec {
@@ -394,8 +402,10 @@ impl Cache {
                 push_path(&mut e.exe, path);
                 e.tracked = true;
                 e.read_at = tick;
+                *version += 1;
             }
             Record::Fork { pid, ppid } => {
+                *version += 1;
                 let mut e = match entries.remove(&pid) {
                     Some(mut old) => {
                         old.cmdline.clear();
@@ -452,6 +462,7 @@ impl Cache {
                 .remove(&pid)
                 .unwrap_or_else(|| Self::new_entry(&mut self.spare));
             self.read(pid, &mut e);
+            self.version += 1;
             e.read_at = tick;
             // With the tracker on, whatever this process does next is
             // reported: the answer stays right.
@@ -485,24 +496,33 @@ impl Cache {
 struct Enriching {
     pairs: Vec<Pair>,
     cache: Rc<RefCell<Cache>>,
+    /// Per pair, the pid of the previous event and the cache version its
+    /// text was set at: the same pid at the same version keeps the text.
+    last: Vec<Option<(u32, u64)>>,
 }
 
 impl Handler for Enriching {
     fn on_event(&mut self, schema: &Schema, ev: &mut Event) -> Flow {
         let mut cache = self.cache.borrow_mut();
         cache.sync();
-        for p in &self.pairs {
+        for (p, last) in self.pairs.iter().zip(&mut self.last) {
             let pid = match ev.get(schema.field(p.pid)) {
                 ValueRef::U64(n) => u32::try_from(n).unwrap_or(0),
                 ValueRef::I64(n) => u32::try_from(n).unwrap_or(0),
                 _ => 0,
             };
             if pid == 0 {
+                *last = None;
+                continue;
+            }
+            let (cmdline, exe) = (schema.field(p.cmdline), schema.field(p.exe));
+            if *last == Some((pid, cache.version)) && ev.keep(cmdline) && ev.keep(exe) {
                 continue;
             }
             let e = cache.get(pid);
-            ev.set_str(schema.field(p.cmdline), &e.cmdline);
-            ev.set_str(schema.field(p.exe), &e.exe);
+            ev.set_str(cmdline, &e.cmdline);
+            ev.set_str(exe, &e.exe);
+            *last = Some((pid, cache.version));
         }
         Flow::Continue
     }
