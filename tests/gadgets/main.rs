@@ -998,13 +998,22 @@ fn top_tcp_counts_bytes_sent_and_received_on_our_connection() {
 
 #[test]
 fn profile_cpu_samples_our_busy_child() {
-    require_kernel();
-    // SAFETY: the child only makes a system call and spins until killed.
+    // The store first: building it runs `ig image build` with pipes, and
+    // the child below must not be forked while another thread builds it.
+    let _ = store();
+    // SAFETY: the child only makes system calls and spins until killed.
     let pid = unsafe { libc::fork() };
     assert!(pid >= 0);
     if pid == 0 {
-        // SAFETY: see above.
-        unsafe { libc::prctl(libc::PR_SET_NAME, c"igburn".as_ptr()) };
+        // A fork does not close close-on-exec descriptors: drop every
+        // descriptor the test threads had open (pipes of their children
+        // among them), or a reader waiting for the end of such a pipe
+        // would wait as long as this child spins.
+        // SAFETY: raw system calls, no Rust runtime state touched.
+        unsafe {
+            libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
+            libc::prctl(libc::PR_SET_NAME, c"igburn".as_ptr());
+        }
         let mut x: u64 = 0;
         loop {
             x = std::hint::black_box(x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1));
