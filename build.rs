@@ -1,4 +1,6 @@
-//! Records the git commit `ig` is built from, for `ig version`.
+//! Records the git commit `ig` is built from, for `ig version`, and
+//! compiles the eBPF programs `ig` carries inside itself (the process
+//! tracker of `--enrich-process`) with clang.
 //!
 //! A build from a source tarball (no `.git`, or no `git` program) is a
 //! normal build: the commit is then `unknown`. `IG_GIT_COMMIT` in the
@@ -15,8 +17,39 @@ fn git(args: &[&str]) -> Option<String> {
     (!s.is_empty()).then_some(s)
 }
 
+/// eBPF sources built into the binary: (source, object name in OUT_DIR).
+const BPF_OBJECTS: &[(&str, &str)] =
+    &[("src/operators/processinfo/tracker.bpf.c", "tracker.bpf.o")];
+
+/// Compile the embedded eBPF programs. They include no system header, so
+/// clang alone (any version with the BPF target) is enough; `IG_CLANG`
+/// names another clang, as for `ig image build`.
+fn bpf_objects() {
+    println!("cargo:rerun-if-env-changed=IG_CLANG");
+    let clang = std::env::var("IG_CLANG").unwrap_or_else(|_| "clang".into());
+    let out = std::path::PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
+    for (src, obj) in BPF_OBJECTS {
+        println!("cargo:rerun-if-changed={src}");
+        let status = Command::new(&clang)
+            .args([
+                "-O2", "-g", "-target", "bpf", "-Wall", "-Werror", "-c", src, "-o",
+            ])
+            .arg(out.join(obj))
+            .status();
+        match status {
+            Ok(s) if s.success() => {}
+            Ok(s) => panic!("{clang} failed to compile {src} ({s}); see its messages above"),
+            Err(e) => panic!(
+                "building ig needs clang with the BPF target to compile {src} ({clang}: {e}); \
+                 on Debian: apt-get install clang, or set IG_CLANG"
+            ),
+        }
+    }
+}
+
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
+    bpf_objects();
     println!("cargo:rerun-if-env-changed=IG_GIT_COMMIT");
     let commit = std::env::var("IG_GIT_COMMIT")
         .ok()

@@ -30,12 +30,25 @@ pub enum ValueRef<'a> {
 }
 
 /// One record of a data source. Events are reused from sample to sample:
-/// [`Event::set_raw`] overwrites the raw bytes and clears the owned values
+/// [`Event::set_raw`] overwrites the raw bytes and retires the owned values
 /// while keeping their allocations.
+///
+/// Retiring is a generation count, not a clearing pass: an owned value is
+/// current only if it was set since the last `set_raw`, and a retired one
+/// reads as [`ValueRef::None`]. A handler that knows the value it would
+/// write equals the one it wrote for the previous event (same pid, same
+/// flags) calls [`Event::keep`] instead of writing it again.
 #[derive(Clone, Debug, Default)]
 pub struct Event {
     raw: Vec<u8>,
     owned: Vec<Value>,
+    /// Per owned slot, the last generation it holds a value for (written
+    /// or kept).
+    set_in: Vec<u64>,
+    /// Per owned slot, the generation its value was last written in.
+    written_in: Vec<u64>,
+    /// Advances at every `set_raw`; starts at 1 so that 0 means "never".
+    generation: u64,
 }
 
 impl Event {
@@ -44,6 +57,9 @@ impl Event {
         Self {
             raw: vec![0; schema.raw_size as usize],
             owned: vec![Value::None; schema.owned_slots()],
+            set_in: vec![0; schema.owned_slots()],
+            written_in: vec![0; schema.owned_slots()],
+            generation: 1,
         }
     }
 
@@ -54,15 +70,62 @@ impl Event {
         let n = sample.len().min(self.raw.len());
         self.raw[..n].copy_from_slice(&sample[..n]);
         self.raw[n..].fill(0);
-        for v in &mut self.owned {
-            match v {
-                // Keep the buffers: the next event most likely sets them again.
-                Value::Str(s) => s.clear(),
-                Value::Bytes(b) => b.clear(),
-                other => *other = Value::None,
-            }
-        }
+        self.retire_owned();
         sample.len() > self.raw.len()
+    }
+
+    /// Retire every owned value (they read as none until set or kept).
+    fn retire_owned(&mut self) {
+        self.generation += 1;
+    }
+
+    /// This event's generation: it advances at every [`Event::set_raw`].
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Whether `field` (owned) holds a value that has not been written
+    /// since generation `since`, only kept: it is then the value it had in
+    /// that generation. Printers use it to reuse text made back then.
+    pub fn unchanged_since(&self, field: &FieldDef, since: u64) -> bool {
+        let Location::Owned { slot } = field.loc else {
+            return false;
+        };
+        let i = usize::from(slot);
+        self.set_in.get(i) == Some(&self.generation)
+            && self.written_in.get(i).is_some_and(|w| *w <= since)
+    }
+
+    /// Keep `field`'s value from the previous event as this event's value,
+    /// without writing it again. Returns `false` (and changes nothing) if
+    /// the value was not set for the previous event: the caller then writes
+    /// it. Only the operator that writes a field may keep it, and only when
+    /// it knows the value is the same.
+    pub fn keep(&mut self, field: &FieldDef) -> bool {
+        let Location::Owned { slot } = field.loc else {
+            return false;
+        };
+        match self.set_in.get_mut(usize::from(slot)) {
+            Some(g) if *g != 0 && *g + 1 == self.generation => {
+                *g = self.generation;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Mark an owned slot as written in this generation.
+    fn mark(&mut self, slot: u16) {
+        let i = usize::from(slot);
+        if let (Some(s), Some(w)) = (self.set_in.get_mut(i), self.written_in.get_mut(i)) {
+            *s = self.generation;
+            *w = self.generation;
+        }
+    }
+
+    /// Whether owned slot `slot` holds a value of this generation.
+    fn current(&self, slot: u16) -> bool {
+        self.set_in.get(usize::from(slot)) == Some(&self.generation)
     }
 
     pub fn raw(&self) -> &[u8] {
@@ -87,6 +150,15 @@ impl Event {
                 };
                 decode_raw(field.kind, bytes)
             }
+            // Retired: as if cleared. A string or byte slot keeps its type,
+            // so it reads as empty, as it did when set_raw cleared it.
+            Location::Owned { slot } if !self.current(slot) => {
+                match self.owned.get(usize::from(slot)) {
+                    Some(Value::Str(_)) => ValueRef::Str(b""),
+                    Some(Value::Bytes(_)) => ValueRef::Bytes(b""),
+                    _ => ValueRef::None,
+                }
+            }
             Location::Owned { slot } => match self.owned.get(usize::from(slot)) {
                 None | Some(Value::None) => ValueRef::None,
                 Some(Value::Bool(b)) => ValueRef::Bool(*b),
@@ -103,7 +175,10 @@ impl Event {
     /// `String`'s capacity avoids an allocation per event).
     pub fn owned_mut(&mut self, field: &FieldDef) -> Option<&mut Value> {
         match field.loc {
-            Location::Owned { slot } => self.owned.get_mut(usize::from(slot)),
+            Location::Owned { slot } => {
+                self.mark(slot);
+                self.owned.get_mut(usize::from(slot))
+            }
             Location::Raw { .. } => None,
         }
     }
@@ -146,8 +221,15 @@ pub fn decode(kind: FieldKind, b: &[u8]) -> ValueRef<'_> {
     decode_raw(kind, b)
 }
 
+#[inline]
 fn decode_raw(kind: FieldKind, b: &[u8]) -> ValueRef<'_> {
+    #[inline(always)]
     fn arr<const N: usize>(b: &[u8]) -> [u8; N] {
+        // The usual case, a field as wide as its type: a fixed-size load
+        // (a copy of variable length would be a memcpy call per field).
+        if let Some(a) = b.first_chunk::<N>() {
+            return *a;
+        }
         let mut a = [0; N];
         let n = b.len().min(N);
         a[..n].copy_from_slice(&b[..n]);
@@ -208,6 +290,38 @@ mod tests {
         assert_eq!(ev.get(s.field(user)), ValueRef::Str(b""));
         // A long one is truncated and says so.
         assert!(ev.set_raw(&[1; 40]));
+    }
+
+    #[test]
+    fn kept_values_carry_over_and_say_since_when_they_are_unchanged() {
+        let mut b = SchemaBuilder::new("t", SourceKind::Single, 4);
+        let n = b.add_raw("n".into(), FieldKind::U32, 0, 4, None).unwrap();
+        let f = b.add_owned("f".into(), FieldKind::String, None).unwrap();
+        let s = b.build();
+        let (f, n) = (s.field(f), s.field(n));
+        let mut ev = Event::new(&s);
+        ev.set_raw(&[0; 4]);
+        // Nothing to keep before the first write; raw fields are not kept.
+        assert!(!ev.keep(f));
+        assert!(!ev.keep(n));
+        ev.set_str(f, "root");
+        let g1 = ev.generation();
+        assert!(!ev.unchanged_since(f, g1 - 1), "written in g1");
+        ev.set_raw(&[0; 4]);
+        assert!(ev.keep(f), "set in the previous event");
+        assert_eq!(ev.get(f), ValueRef::Str(b"root"));
+        assert!(ev.unchanged_since(f, g1));
+        ev.set_raw(&[0; 4]);
+        // Written again with the same text: changed, as far as anyone knows.
+        ev.set_str(f, "root");
+        assert!(!ev.unchanged_since(f, g1));
+        // An event that neither writes nor keeps it breaks the chain.
+        ev.set_raw(&[0; 4]);
+        assert_eq!(ev.get(f), ValueRef::Str(b""));
+        assert!(!ev.unchanged_since(f, g1));
+        ev.set_raw(&[0; 4]);
+        assert!(!ev.keep(f), "not set in the previous event");
+        assert_eq!(ev.get(f), ValueRef::Str(b""));
     }
 
     #[test]

@@ -186,6 +186,7 @@ impl Operator for LocalManager {
             negative: HashMap::new(),
             epoch: Instant::now(),
             now_ms: 0,
+            version: 0,
         }));
         // The first walk, before anything starts: the eBPF operator loads
         // with the kernel filter already full.
@@ -199,6 +200,7 @@ impl Operator for LocalManager {
                 Box::new(Enriching {
                     fields,
                     table: table.clone(),
+                    last: None,
                 }),
             );
         }
@@ -314,6 +316,8 @@ struct Table {
     epoch: Instant,
     /// Milliseconds since `epoch`, advanced on the timer (not per event).
     now_ms: u64,
+    /// Advances at every refresh: answers given before may have changed.
+    version: u64,
 }
 
 impl Table {
@@ -325,6 +329,7 @@ impl Table {
     fn refresh(&mut self) {
         let snap = (self.detect)();
         self.refreshed = Some(Instant::now());
+        self.version += 1;
         self.host_mntns = snap.host_mntns;
         self.by_mntns.clear();
         let mut selected = Vec::new();
@@ -449,6 +454,11 @@ impl Source for Active {
 struct Enriching {
     fields: Fields,
     table: Rc<RefCell<Table>>,
+    /// The previous event's mount namespace, the table version it was
+    /// looked up at, and whether the event was kept: the same namespace at
+    /// the same version gets the same answer, and the runtime fields are
+    /// kept rather than written again.
+    last: Option<(u64, u64, bool)>,
 }
 
 impl Handler for Enriching {
@@ -460,11 +470,28 @@ impl Handler for Enriching {
             _ => 0,
         };
         let t = self.table.borrow();
+        if let Some((m, v, kept)) = self.last
+            && m == mntns
+            && v == t.version
+        {
+            if !kept {
+                return Flow::Drop;
+            }
+            let mut all = true;
+            for id in [f.name, f.id, f.runtime, f.image, f.pid] {
+                all &= ev.keep(schema.field(id));
+            }
+            if all {
+                return Flow::Continue;
+            }
+        }
+        self.last = None;
         let found = t.by_mntns.get(&mntns);
         let keep = match found {
             Some(c) => !t.selecting() || t.selector.matches(&c.name),
             None => !t.selecting() || t.host,
         };
+        self.last = Some((mntns, t.version, keep));
         if !keep {
             return Flow::Drop;
         }
@@ -706,6 +733,7 @@ mod tests {
             negative: HashMap::new(),
             epoch: Instant::now(),
             now_ms: 0,
+            version: 0,
         };
         t.housekeeping();
         assert_eq!(scans.get(), 1);

@@ -103,6 +103,7 @@ impl Operator for UidGidResolver {
                 priority::UID_GID_RESOLVER,
                 NAME,
                 Box::new(Resolving {
+                    last: vec![(None, String::new()); pairs.len()],
                     pairs,
                     db: db.clone(),
                 }),
@@ -291,20 +292,31 @@ impl Instance for Loader {
 struct Resolving {
     pairs: Vec<(Which, FieldId, FieldId)>,
     db: Rc<RefCell<Db>>,
+    /// Per pair, the last id resolved and its text: consecutive events
+    /// mostly have the same ids. Forgotten at every flush, when the files
+    /// may have been read again.
+    last: Vec<(Option<u64>, String)>,
 }
 
 impl Handler for Resolving {
     fn on_event(&mut self, schema: &Schema, ev: &mut Event) -> Flow {
         let db = self.db.borrow();
-        for &(which, src, dst) in &self.pairs {
+        for (&(which, src, dst), last) in self.pairs.iter().zip(&mut self.last) {
             let id = match ev.get(schema.field(src)) {
                 ValueRef::U64(n) => n,
                 ValueRef::I64(n) => n as u64,
                 _ => continue,
             };
+            if last.0 == Some(id) && ev.keep(schema.field(dst)) {
+                continue;
+            }
             let Some(out) = ev.str_buf(schema.field(dst)) else {
                 continue;
             };
+            if last.0 == Some(id) {
+                out.push_str(&last.1);
+                continue;
+            }
             let (names, prefix) = match which {
                 Which::User => (&db.users.names, "uid"),
                 Which::Group => (&db.groups.names, "gid"),
@@ -315,11 +327,17 @@ impl Handler for Resolving {
                     let _ = write!(out, "{prefix}:{id}");
                 }
             }
+            last.0 = Some(id);
+            last.1.clear();
+            last.1.push_str(out);
         }
         Flow::Continue
     }
 
     fn flush(&mut self) -> Result<(), HandlerError> {
+        for l in &mut self.last {
+            l.0 = None;
+        }
         self.db.borrow_mut().maybe_refresh();
         Ok(())
     }

@@ -1692,3 +1692,95 @@ fn uprobes_on_a_library_symbol_see_our_calls() {
         "the entry probe fired too"
     );
 }
+
+/// `--enrich-process` takes command lines and executables from the kernel
+/// as processes exec and fork, so processes that are gone long before
+/// their events are printed are enriched too (from /proc they would not
+/// be), a forked child that did not exec shows its parent's program, and
+/// the tracker's programs go away with ig.
+#[test]
+fn enrich_process_knows_short_lived_and_forked_processes() {
+    require_kernel();
+    let store = gadget_store();
+    let tmp = tempfile::tempdir().unwrap();
+    let prog = unique_program(tmp.path(), "igenrich");
+    let comm = prog.file_name().unwrap().to_str().unwrap().to_owned();
+    let mut ig = Running::start(store, &["trace_exec", "-o", "json", "--enrich-process"]);
+    // Attached once one of our execs shows up.
+    ig.wait_for(
+        Duration::from_secs(20),
+        || {
+            let _ = Command::new(&prog).arg("warmup").status();
+        },
+        |l| l.contains(&comm),
+    );
+    let ig_pid = ig.child.id();
+    // ig holds the tracker's programs next to the gadget's: 3 + trace_exec's.
+    let progs = bpf_ids_of("prog", ig_pid);
+    // Twenty processes that exit at once.
+    let mut pids = Vec::new();
+    for i in 0..20 {
+        let mut c = Command::new(&prog).arg(format!("run-{i}")).spawn().unwrap();
+        pids.push(c.id());
+        c.wait().unwrap();
+    }
+    // A subshell is a fork of the shell that does not exec; the program it
+    // starts has it as parent, which runs the shell's program: the table
+    // copies it at the fork.
+    let script = format!("( {} forked-child; true )", prog.display());
+    let sh = Command::new("/bin/sh")
+        .args(["-c", &script])
+        .status()
+        .unwrap();
+    assert!(sh.success());
+    let (status, stderr, lines) = ig.interrupt_all();
+    assert!(status.success(), "exit {status}: {stderr}");
+    assert!(
+        !stderr.contains("process tracker could not start"),
+        "{stderr}"
+    );
+    let events: Vec<Value> = lines
+        .iter()
+        .filter(|l| l.contains(&comm))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let exe = std::fs::canonicalize(&prog).unwrap();
+    for (i, pid) in pids.iter().enumerate() {
+        let ev = events
+            .iter()
+            .find(|e| e["proc"]["pid"] == *pid)
+            .unwrap_or_else(|| panic!("no event of pid {pid} in {events:?}"));
+        assert_eq!(
+            ev["proc"]["cmdline"],
+            format!("{} run-{i}", prog.display()),
+            "{ev}"
+        );
+        assert_eq!(ev["proc"]["exe"], exe.to_str().unwrap(), "{ev}");
+        // The parent is this test: alive, read from /proc or the table.
+        assert_eq!(ev["proc"]["parent"]["pid"], std::process::id(), "{ev}");
+        let me = std::fs::canonicalize("/proc/self/exe").unwrap();
+        assert_eq!(ev["proc"]["parent"]["exe"], me.to_str().unwrap(), "{ev}");
+    }
+    let forked = events
+        .iter()
+        .find(|e| {
+            e["args"]
+                .as_str()
+                .is_some_and(|a| a.ends_with("forked-child"))
+        })
+        .unwrap_or_else(|| panic!("no event of the subshell's child in {events:?}"));
+    assert_eq!(
+        forked["proc"]["parent"]["cmdline"],
+        format!("/bin/sh -c {script}"),
+        "the forked subshell runs the shell's program: {forked}"
+    );
+    assert!(
+        progs.len() >= 4,
+        "ig holds the tracker's programs too: {progs:?}"
+    );
+    let end = Instant::now() + Duration::from_secs(5);
+    while progs.iter().any(|id| bpf_id_exists("prog", *id)) {
+        assert!(Instant::now() < end, "programs left after ig exited");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -13,6 +13,8 @@ use crate::names::{ERRNO, SIGNALS, SYSCALLS_X86_64};
 pub struct SecondCache {
     secs: Option<i64>,
     prefix: [u8; 20],
+    /// `prefix` as text, checked once a second rather than per event.
+    text: String,
 }
 
 /// Wall-clock time of a boot-time timestamp, as RFC 3339 in UTC with
@@ -46,12 +48,17 @@ pub fn timestamp(out: &mut String, boot_ns: u64, offset_ns: i128, cache: &mut Se
         put_digits(&mut p[17..19], (sod % 60) as u64);
         p[19] = b'.';
         cache.secs = Some(secs);
+        cache.text.clear();
+        // Digits and separators: always ASCII.
+        cache
+            .text
+            .push_str(std::str::from_utf8(p).unwrap_or_default());
     }
     let mut tail = [0u8; 10];
     put_digits(&mut tail[..9], nanos as u64);
     tail[9] = b'Z';
     // Both are ASCII digits and separators.
-    out.push_str(std::str::from_utf8(&cache.prefix).unwrap_or_default());
+    out.push_str(&cache.text);
     out.push_str(std::str::from_utf8(&tail).unwrap_or_default());
 }
 

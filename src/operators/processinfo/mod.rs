@@ -1,32 +1,38 @@
 //! Process enrichment (priority 6, ours: upstream has no such operator):
-//! the command line and the executable of a process, read from `/proc`.
+//! the command line and the executable of a process.
 //!
 //! Opt-in with `--enrich-process` (`operator.processinfo.enrich-process`):
 //! without it the operator does not take part and the output is unchanged.
 //!
 //! Reads fields tagged `type:gadget_pid` (the process) and
 //! `type:gadget_ppid` (its parent). Writes, next to each, under the same
-//! parent: `cmdline` (`/proc/PID/cmdline`, arguments separated by spaces)
-//! and `exe` (the `/proc/PID/exe` link); a top-level field whose siblings
-//! would clash gets `<field>_cmdline` / `<field>_exe`. So `proc.pid` gives
-//! `proc.cmdline`, `proc.exe`, and `proc.parent.pid` gives
-//! `proc.parent.cmdline`, `proc.parent.exe`. Tables show the process's
-//! `cmdline`; the rest is hidden in tables and present in JSON.
+//! parent: `cmdline` (arguments separated by spaces, as in
+//! `/proc/PID/cmdline`) and `exe` (the path `/proc/PID/exe` names); a
+//! top-level field whose siblings would clash gets `<field>_cmdline` /
+//! `<field>_exe`. So `proc.pid` gives `proc.cmdline`, `proc.exe`, and
+//! `proc.parent.pid` gives `proc.parent.cmdline`, `proc.parent.exe`.
+//! Tables show the process's `cmdline`; the rest is hidden in tables and
+//! present in JSON.
 //!
-//! A process that exited before its event is handled leaves the fields
-//! empty (short-lived processes often do), as does pid 0. Kernel threads
-//! have an empty command line.
+//! Where the answers come from: a small eBPF program of ours
+//! ([`tracker`]) reports every exec (command line and executable, read in
+//! the kernel as the exec completes), fork and exit while `ig` runs, and
+//! the operator keeps a table by pid from those records. Processes that
+//! started before `ig` are read from `/proc` once, on their first event.
+//! So a process that exits right after its exec, long gone by the time its
+//! event is printed, is still enriched; reading `/proc` alone, it would
+//! not be. If the tracker cannot start, the operator warns and reads
+//! `/proc`, keeping answers for about a second.
 //!
-//! Cost: `/proc` is read once per pid per second at most. Results, empty
-//! ones included, are cached by pid and served from the cache for about
-//! a second (two ticks of the flush timer's one-second clock), so a storm
-//! of events from a few processes reads `/proc` a few times a second; the
-//! cache holds at most [`CACHE_MAX`] pids. A hit costs a hash lookup and
-//! two string copies into reused buffers. A miss costs three system calls
-//! and, for a pid not seen before, the allocation of its entry.
+//! Cost: a hit is a hash lookup and two string copies into reused buffers;
+//! before each event the tracker's ring buffer is checked (two loads from
+//! its shared pages when it is empty). A `/proc` read costs three system
+//! calls. The table holds at most [`CACHE_MAX`] processes; the entry of a
+//! process that exited is dropped two seconds later, and its buffers are
+//! reused.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::io::Read as _;
@@ -34,11 +40,16 @@ use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use crate::bpf::loader::LostCounter;
 use crate::datasource::{Event, FieldId, FieldKind, Schema, SchemaBuilder, SchemaError, ValueRef};
 use crate::params::{ParamSpec, ParamType, ParamValue, ParamValues};
 use crate::pipeline::{
     Flow, Handler, HandlerError, Instance, Operator, OperatorError, Priority, Setup, priority,
 };
+
+mod tracker;
+
+use tracker::{Record, Tracker, push_lossy, push_path};
 
 const NAME: &str = "processinfo";
 const PARAM: &str = "operator.processinfo.enrich-process";
@@ -50,10 +61,12 @@ pub const CACHE_MAX: usize = 8192;
 const TTL_TICKS: u64 = 1;
 const TICK: Duration = Duration::from_secs(1);
 
-/// The operator. `/proc` can be moved for tests.
+/// The operator. `/proc` can be moved for tests (which also turns the
+/// kernel tracker off: its answers would not match a fake `/proc`).
 pub struct ProcessInfo {
     enabled: bool,
     proc_root: PathBuf,
+    track: bool,
 }
 
 impl Default for ProcessInfo {
@@ -67,6 +80,7 @@ impl ProcessInfo {
         Self {
             enabled: false,
             proc_root: PathBuf::from("/proc"),
+            track: true,
         }
     }
 
@@ -75,6 +89,7 @@ impl ProcessInfo {
         Self {
             enabled: false,
             proc_root: root.into(),
+            track: false,
         }
     }
 }
@@ -136,17 +151,62 @@ impl Operator for ProcessInfo {
                 priority::PROCESS_ENRICHER,
                 NAME,
                 Box::new(Enriching {
+                    last: vec![None; pairs.len()],
                     pairs,
                     cache: cache.clone(),
                 }),
             );
         }
-        Ok(Some(Box::new(Active)))
+        Ok(Some(Box::new(Active {
+            cache,
+            track: self.track,
+        })))
     }
 }
 
-struct Active;
-impl Instance for Active {}
+struct Active {
+    cache: Rc<RefCell<Cache>>,
+    track: bool,
+}
+
+impl Instance for Active {
+    /// Start the kernel tracker. Without it (an older kernel, a missing
+    /// capability) enrichment still works from `/proc`, only with less
+    /// for processes that are gone before their events are handled.
+    fn start(&mut self) -> Result<(), OperatorError> {
+        if !self.track {
+            return Ok(());
+        }
+        match Tracker::start() {
+            Ok((tracker, lost)) => {
+                let mut cache = self.cache.borrow_mut();
+                cache.tracker = Some(tracker);
+                cache.lost = lost;
+                log::debug!("{NAME}: process tracker attached");
+            }
+            Err(e) => {
+                let mut why = e.to_string();
+                let mut src = std::error::Error::source(&e);
+                while let Some(s) = src {
+                    let _ = write!(why, ": {s}");
+                    src = s.source();
+                }
+                log::warn!(
+                    "{NAME}: the process tracker could not start ({why}); reading /proc \
+                     instead, so processes that exit quickly may have no command line"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn stop(&mut self) -> Result<(), OperatorError> {
+        let mut cache = self.cache.borrow_mut();
+        cache.tracker = None;
+        cache.lost = None;
+        Ok(())
+    }
+}
 
 /// Add `short` next to `of`, or `<of>_short` if that name is taken.
 fn add_next_to(b: &mut SchemaBuilder, short: &str, of: FieldId) -> Result<FieldId, SchemaError> {
@@ -194,6 +254,9 @@ struct Entry {
     exe: String,
     /// The tick it was read at.
     read_at: u64,
+    /// Kept current by the tracker's records: no need to read `/proc`
+    /// again while the process lives.
+    tracked: bool,
 }
 
 /// Hashes a pid with one multiplication. The cache is looked up twice per
@@ -221,16 +284,39 @@ impl Hasher for PidHasher {
     }
 }
 
+type Entries = HashMap<u32, Entry, BuildHasherDefault<PidHasher>>;
+
 /// Answers by pid, shared by the handlers of every data source.
+///
+/// With the tracker running, the table follows the kernel: an exec record
+/// sets a process's command line and executable, a fork copies them from
+/// the parent, an exit removes the entry (a few seconds later: events of
+/// the process may still be on their way). Entries are then never stale,
+/// and `/proc` is read only for processes that started before `ig` (once
+/// each). Without the tracker, `/proc` answers are kept for [`TTL_TICKS`].
 struct Cache {
     root: PathBuf,
-    entries: HashMap<u32, Entry, BuildHasherDefault<PidHasher>>,
+    entries: Entries,
     /// Advances once per [`TICK`], on the flush timer.
     tick: u64,
     ticked_at: Instant,
     path: String,
     scratch: Vec<u8>,
+    tracker: Option<Tracker>,
+    lost: Option<LostCounter>,
+    /// Processes that exited, with the tick they did: removed after
+    /// [`EXIT_GRACE_TICKS`].
+    exited: VecDeque<(u32, u64)>,
+    /// Entries of removed processes, reused (with their strings' capacity)
+    /// for new ones.
+    spare: Vec<Entry>,
+    /// Changes whenever an entry may have changed: handlers that saw the
+    /// same pid at the same version keep the previous event's text.
+    version: u64,
 }
+
+/// How long the entry of a process that exited stays, in ticks.
+const EXIT_GRACE_TICKS: u64 = 2;
 
 impl Cache {
     fn new(root: PathBuf) -> Self {
@@ -241,33 +327,146 @@ impl Cache {
             ticked_at: Instant::now(),
             path: String::new(),
             scratch: Vec::new(),
+            tracker: None,
+            lost: None,
+            exited: VecDeque::new(),
+            spare: Vec::new(),
+            version: 0,
         }
     }
 
     fn advance(&mut self) {
+        self.sync();
+        if let Some(lost) = self.lost.as_mut()
+            && lost.take_new().unwrap_or(0) > 0
+        {
+            // Some exec, fork or exit went unreported: start over.
+            log::debug!("{NAME}: the process tracker lost records; rereading /proc");
+            self.clear();
+        }
         if self.ticked_at.elapsed() >= TICK {
             self.tick += 1;
             self.ticked_at = Instant::now();
         }
+        while let Some(&(pid, at)) = self.exited.front() {
+            if self.tick - at < EXIT_GRACE_TICKS {
+                break;
+            }
+            self.exited.pop_front();
+            if let Some(e) = self.entries.remove(&pid) {
+                self.spare.push(e);
+                self.version += 1;
+            }
+        }
     }
 
-    /// The entry of `pid`, read from `/proc` unless a fresh one is cached.
+    fn clear(&mut self) {
+        self.version += 1;
+        self.spare.extend(self.entries.drain().map(|(_, e)| e));
+        self.exited.clear();
+    }
+
+    /// A fresh entry, reusing a spare one's buffers.
+    fn new_entry(spare: &mut Vec<Entry>) -> Entry {
+        let mut e = spare.pop().unwrap_or_default();
+        e.cmdline.clear();
+        e.exe.clear();
+        e.tracked = false;
+        e
+    }
+
+    /// Apply every pending record of the tracker.
+    fn sync(&mut self) {
+        let Some(tracker) = self.tracker.as_mut() else {
+            return;
+        };
+        let (entries, exited, spare, tick, version) = (
+            &mut self.entries,
+            &mut self.exited,
+            &mut self.spare,
+            self.tick,
+            &mut self.version,
+        );
+        tracker.drain(|r| match r {
+            Record::Exec {
+                pid, args, path, ..
+            } => {
+                let e = entries.entry(pid).or_insert_with(|| Self::new_entry(spare));
+                e.cmdline.clear();
+                push_lossy(
+                    &mut e.cmdline,
+                    args.strip_suffix(&[0]).unwrap_or(args),
+                    Some(' '),
+                );
+                e.exe.clear();
+                push_path(&mut e.exe, path);
+                e.tracked = true;
+                e.read_at = tick;
+                *version += 1;
+            }
+            Record::Fork { pid, ppid } => {
+                *version += 1;
+                let mut e = match entries.remove(&pid) {
+                    Some(mut old) => {
+                        old.cmdline.clear();
+                        old.exe.clear();
+                        old.tracked = false;
+                        old
+                    }
+                    None => Self::new_entry(spare),
+                };
+                // The child runs its parent's program until it execs. An
+                // unknown parent leaves the child untracked: read from
+                // /proc when asked.
+                if let Some(p) = entries.get(&ppid).filter(|p| p.tracked) {
+                    e.cmdline.push_str(&p.cmdline);
+                    e.exe.push_str(&p.exe);
+                    e.tracked = true;
+                }
+                e.read_at = tick;
+                entries.insert(pid, e);
+            }
+            Record::Exit { pid } => exited.push_back((pid, tick)),
+        });
+    }
+
+    /// The entry of `pid`: from the tracker's table, else read from
+    /// `/proc` unless a fresh one is cached.
     fn get(&mut self, pid: u32) -> &Entry {
         let tick = self.tick;
-        let fresh = self
-            .entries
-            .get(&pid)
-            .is_some_and(|e| tick - e.read_at <= TTL_TICKS);
-        if !fresh {
+        let untracked = self.tracker.is_none();
+        let fresh = move |e: &Entry| e.tracked || (untracked && tick - e.read_at <= TTL_TICKS);
+        let mut found = self.entries.get(&pid).is_some_and(fresh);
+        if !found && self.tracker.is_some() {
+            // Its exec or fork may be in the tracker's ring still.
+            self.sync();
+            found = self.entries.get(&pid).is_some_and(fresh);
+        }
+        if !found {
             if !self.entries.contains_key(&pid) && self.entries.len() >= CACHE_MAX {
-                self.entries.retain(|_, e| tick - e.read_at <= TTL_TICKS);
+                let keep_tracked = self.tracker.is_some();
+                let spare = &mut self.spare;
+                self.entries.retain(|_, e| {
+                    let keep = (keep_tracked && e.tracked) || tick - e.read_at <= TTL_TICKS;
+                    if !keep {
+                        spare.push(std::mem::take(e));
+                    }
+                    keep
+                });
                 if self.entries.len() >= CACHE_MAX {
-                    self.entries.clear();
+                    self.clear();
                 }
             }
-            let mut e = self.entries.remove(&pid).unwrap_or_default();
+            let mut e = self
+                .entries
+                .remove(&pid)
+                .unwrap_or_else(|| Self::new_entry(&mut self.spare));
             self.read(pid, &mut e);
+            self.version += 1;
             e.read_at = tick;
+            // With the tracker on, whatever this process does next is
+            // reported: the answer stays right.
+            e.tracked = self.tracker.is_some();
             self.entries.insert(pid, e);
         }
         // Just inserted or found fresh.
@@ -284,17 +483,7 @@ impl Cache {
             std::fs::File::open(&self.path).and_then(|mut f| f.read_to_end(&mut self.scratch));
         if read.is_ok() {
             let args = self.scratch.strip_suffix(&[0]).unwrap_or(&self.scratch);
-            for chunk in args.utf8_chunks() {
-                e.cmdline.extend(
-                    chunk
-                        .valid()
-                        .chars()
-                        .map(|c| if c == '\0' { ' ' } else { c }),
-                );
-                if !chunk.invalid().is_empty() {
-                    e.cmdline.push('\u{fffd}');
-                }
-            }
+            push_lossy(&mut e.cmdline, args, Some(' '));
         }
         self.path.truncate(self.path.len() - "cmdline".len());
         self.path.push_str("exe");
@@ -307,23 +496,33 @@ impl Cache {
 struct Enriching {
     pairs: Vec<Pair>,
     cache: Rc<RefCell<Cache>>,
+    /// Per pair, the pid of the previous event and the cache version its
+    /// text was set at: the same pid at the same version keeps the text.
+    last: Vec<Option<(u32, u64)>>,
 }
 
 impl Handler for Enriching {
     fn on_event(&mut self, schema: &Schema, ev: &mut Event) -> Flow {
         let mut cache = self.cache.borrow_mut();
-        for p in &self.pairs {
+        cache.sync();
+        for (p, last) in self.pairs.iter().zip(&mut self.last) {
             let pid = match ev.get(schema.field(p.pid)) {
                 ValueRef::U64(n) => u32::try_from(n).unwrap_or(0),
                 ValueRef::I64(n) => u32::try_from(n).unwrap_or(0),
                 _ => 0,
             };
             if pid == 0 {
+                *last = None;
+                continue;
+            }
+            let (cmdline, exe) = (schema.field(p.cmdline), schema.field(p.exe));
+            if *last == Some((pid, cache.version)) && ev.keep(cmdline) && ev.keep(exe) {
                 continue;
             }
             let e = cache.get(pid);
-            ev.set_str(schema.field(p.cmdline), &e.cmdline);
-            ev.set_str(schema.field(p.exe), &e.exe);
+            ev.set_str(cmdline, &e.cmdline);
+            ev.set_str(exe, &e.exe);
+            *last = Some((pid, cache.version));
         }
         Flow::Continue
     }
