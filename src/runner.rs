@@ -12,8 +12,9 @@
 //! (`output::sink`); while the reader has not taken the backlog, the ring
 //! buffers are not read, so the kernel drops (and counts) instead of ig
 //! growing, and a signal is still seen at once. At the end the backlog
-//! gets [`OUTPUT_GRACE`] after a signal or `--timeout` (a finished
-//! snapshot waits for its reader, but not past `--timeout`); the rest is
+//! gets [`OUTPUT_GRACE`] after a signal; after `--timeout` it waits as long
+//! as the reader keeps reading (a stopped one gets [`OUTPUT_STALL`]); a
+//! finished snapshot waits for its reader like any filter. What is left is
 //! dropped with a warning. Loss reports are summed
 //! per source and handed on at most once per [`LOSS_REPORT_INTERVAL`]
 //! while loss goes on, and once more at the end.
@@ -27,10 +28,27 @@ use crate::pipeline::{HandlerError, Notice, OperatorError, Pipeline};
 /// How often loss is reported while it goes on.
 pub const LOSS_REPORT_INTERVAL: Duration = Duration::from_secs(1);
 
-/// After a signal or the `--timeout`, how long the remaining output may
-/// take to leave before it is given up (the user asked to stop; after a
-/// signal, 1 s is the promise).
+/// After a signal, how long the remaining output may take to leave before
+/// it is given up (the user asked to stop, and 1 s is the promise).
 const OUTPUT_GRACE: Duration = Duration::from_millis(300);
+
+/// After `--timeout` (or a finished snapshot with one), how long the reader
+/// may take nothing before the rest of the output is given up. A slow
+/// reader that keeps reading gets everything (`--timeout 4 | jq` on a busy
+/// machine); a stopped one cannot hold ig for more than this.
+const OUTPUT_STALL: Duration = Duration::from_secs(1);
+
+/// How long [`deliver_backlog`] waits for the reader.
+#[derive(Clone, Copy, Debug)]
+enum Patience {
+    /// Until the backlog is written, however long it takes.
+    Forever,
+    /// Until this moment at the latest.
+    Until(Instant),
+    /// Until this moment at least, then as long as the reader takes some of
+    /// it every [`OUTPUT_STALL`].
+    WhileReadingAfter(Instant),
+}
 
 /// How long the final drain may take when the kernel keeps producing.
 const FINAL_DRAIN_LIMIT: Duration = Duration::from_millis(250);
@@ -142,15 +160,18 @@ pub fn run(
     if let Some(out) = &opts.output
         && reason != StopReason::OutputClosed
     {
-        let give_up = match reason {
-            StopReason::Signal(_) | StopReason::Timeout => Some(Instant::now() + OUTPUT_GRACE),
+        let patience = match reason {
+            StopReason::Signal(_) => Patience::Until(Instant::now() + OUTPUT_GRACE),
+            StopReason::Timeout => Patience::WhileReadingAfter(Instant::now()),
             // A finished snapshot waits for its reader like any filter
-            // (`| less` reads a screen at a time), but not past --timeout.
-            StopReason::Finished | StopReason::OutputClosed => {
-                deadline.map(|d| d.max(Instant::now()) + OUTPUT_GRACE)
-            }
+            // (`| less` reads a screen at a time); with --timeout, until
+            // then, and after it while the reader reads.
+            StopReason::Finished | StopReason::OutputClosed => match deadline {
+                Some(d) => Patience::WhileReadingAfter(d),
+                None => Patience::Forever,
+            },
         };
-        deliver_backlog(out, signals, give_up);
+        deliver_backlog(out, signals, patience);
     }
     Ok(reason)
 }
@@ -260,19 +281,30 @@ fn run_loop<F: FnMut(Notice)>(
 }
 
 /// Wait until the reader has taken the backlog, the reader is gone, or
-/// `give_up` (the run was stopped: by a signal, `--timeout`), so that a
-/// stopped reader cannot hold ig past either. A signal while waiting
-/// without a limit sets one. What is given up is dropped with a warning
+/// `patience` runs out, so that a stopped reader cannot hold ig for ever
+/// after a signal or `--timeout`. A signal while waiting limits the wait to
+/// [`OUTPUT_GRACE`] from then. What is given up is dropped with a warning
 /// that counts it.
-fn deliver_backlog(out: &OutputHandle, signals: &Signals, mut give_up: Option<Instant>) {
+fn deliver_backlog(out: &OutputHandle, signals: &Signals, mut patience: Patience) {
     let Some(fd) = out.poll_fd() else {
         return;
     };
+    let mut last_progress = Instant::now();
+    let mut backlog = out.backlog();
     loop {
         if out.push_out().is_err() || out.backlog() == 0 {
             return;
         }
         let now = Instant::now();
+        if out.backlog() < backlog {
+            backlog = out.backlog();
+            last_progress = now;
+        }
+        let give_up = match patience {
+            Patience::Forever => None,
+            Patience::Until(t) => Some(t),
+            Patience::WhileReadingAfter(t) => Some(t.max(last_progress + OUTPUT_STALL)),
+        };
         if give_up.is_some_and(|t| now >= t) {
             log::warn!(
                 "{} bytes of output not written: the reader did not take them",
@@ -297,8 +329,8 @@ fn deliver_backlog(out: &OutputHandle, signals: &Signals, mut give_up: Option<In
         ];
         // SAFETY: a valid array of two pollfds.
         unsafe { libc::poll(pfds.as_mut_ptr(), 2, ms) };
-        if signals.take().is_some() && give_up.is_none() {
-            give_up = Some(Instant::now() + OUTPUT_GRACE);
+        if signals.take().is_some() && !matches!(patience, Patience::Until(_)) {
+            patience = Patience::Until(Instant::now() + OUTPUT_GRACE);
         }
     }
 }
