@@ -851,7 +851,8 @@ pub fn driver_seed_programs() -> Vec<(&'static str, Vec<u8>)> {
     // gadgetInit: handles 1 (minimal), 2 value, 3 label, 4 comm, 5 extra,
     // 6 n, 7 out, 8 msg.
     p.call("getDataSource", Some(0), &[], &[minimal]);
-    p.call("dataSourceSubscribe", None, &[Reg(0), Val(0), Val(0)], &[7]);
+    // Subscription types as upstream numbers them: 1 data, 2 array, 3 packet.
+    p.call("dataSourceSubscribe", None, &[Reg(0), Val(1), Val(0)], &[7]);
     p.call("dataSourceGetField", None, &[Val(1)], &[value]);
     p.call("dataSourceGetField", None, &[Val(1)], &[label]);
     p.call("dataSourceGetField", None, &[Val(1)], &[comm]);
@@ -923,7 +924,7 @@ pub fn driver_seed_programs() -> Vec<(&'static str, Vec<u8>)> {
     let bytes = p.string("\x01\x02\x03\x00\x7f");
     // Handles 1 snapshot, 2 id, 3 blob, 4 arr, 5 x.
     p.call("getDataSource", Some(0), &[], &[snapshot]);
-    p.call("dataSourceSubscribe", None, &[Reg(0), Val(1), Val(0)], &[1]);
+    p.call("dataSourceSubscribe", None, &[Reg(0), Val(2), Val(0)], &[1]);
     p.call("dataSourceGetField", None, &[Reg(0)], &[id]);
     p.call("dataSourceGetField", None, &[Reg(0)], &[blob]);
     p.call("newDataSource", None, &[Val(2)], &[arr]);
@@ -965,7 +966,7 @@ pub fn driver_seed_programs() -> Vec<(&'static str, Vec<u8>)> {
     let minimal = p.string("minimal");
     let label = p.string("label");
     p.call("getDataSource", Some(0), &[], &[minimal]);
-    p.call("dataSourceSubscribe", None, &[Reg(0), Val(0), Val(0)], &[0]);
+    p.call("dataSourceSubscribe", None, &[Reg(0), Val(1), Val(0)], &[0]);
     p.call("dataSourceGetField", None, &[Val(1)], &[label]);
     p.call(
         "getDataSource",
