@@ -39,6 +39,9 @@ fn workload(stop: Instant) -> std::thread::JoinHandle<()> {
 #[test]
 fn user_guide_jq_recipes_work_on_real_output() {
     require_root();
+    let _quiet = crate::HOST_EVENTS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let recipes = jq_recipes();
     assert!(recipes.len() >= 5, "recipes not found: {recipes:?}");
     let store = gadget_store();
@@ -85,7 +88,8 @@ fn user_guide_jq_recipes_work_on_real_output() {
         // Each recipe saw the workload.
         assert!(
             shown.contains("cat") || shown.contains("/etc/hostname"),
-            "{recipe}:\n{shown}"
+            "{recipe}:\n{shown}\nstderr: {}",
+            text(&out.stderr)
         );
     }
     load.join().unwrap();
