@@ -64,7 +64,8 @@ def main():
     libbpf_tools = sh("dpkg-query -W -f='${Version}' libbpf-tools") or "?"
     bcc = sh("dpkg-query -W -f='${Version}' bpfcc-tools") or "?"
     print(f"- machine: {os.cpu_count()} CPUs ({cpu}), {mem} GiB, kernel {platform.release()}")
-    print(f"- ig: {ver}, built `--release`")
+    build = os.environ.get("IG_BUILD", "built `--release`")
+    print(f"- ig: {ver}, {build}")
     print(f"- bpftrace: {bpftrace}; libbpf-tools {libbpf_tools} and bcc {bcc} from Debian")
     print(f"- date: {sh('date -u +%Y-%m-%dT%H:%MZ')}\n")
     print("## Command\n")

@@ -11,6 +11,7 @@
 //! Hot path rule: reading a field never allocates. Fields are resolved to a
 //! [`FieldId`] (an index) once, during set-up, and events are reused.
 
+pub mod copy;
 mod schema;
 pub mod templates;
 mod value;

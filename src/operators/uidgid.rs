@@ -23,7 +23,9 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::datasource::{Event, FieldId, FieldKind, Schema, SchemaBuilder, SchemaError, ValueRef};
+use crate::datasource::{
+    Event, FieldId, FieldKind, Schema, SchemaBuilder, SchemaError, ValueRef, copy,
+};
 use crate::pipeline::{
     Flow, Handler, HandlerError, Instance, Operator, OperatorError, Priority, Setup, priority,
 };
@@ -314,7 +316,7 @@ impl Handler for Resolving {
                 continue;
             };
             if last.0 == Some(id) {
-                out.push_str(&last.1);
+                copy::push_str(out, &last.1);
                 continue;
             }
             let (names, prefix) = match which {
@@ -322,14 +324,14 @@ impl Handler for Resolving {
                 Which::Group => (&db.groups.names, "gid"),
             };
             match u32::try_from(id).ok().and_then(|id| names.get(id)) {
-                Some(name) => out.push_str(name),
+                Some(name) => copy::push_str(out, name),
                 None => {
                     let _ = write!(out, "{prefix}:{id}");
                 }
             }
             last.0 = Some(id);
             last.1.clear();
-            last.1.push_str(out);
+            copy::push_str(&mut last.1, out);
         }
         Flow::Continue
     }

@@ -4,7 +4,7 @@
 use std::io::Write as _;
 
 use super::sink::{SharedWriter, Sink};
-use crate::datasource::{Event, FieldId, FieldKind, Location, Schema, ValueRef};
+use crate::datasource::{Event, FieldId, FieldKind, Location, Schema, ValueRef, copy};
 use crate::pipeline::{Flow, Handler, HandlerError};
 
 /// The shape of one object, computed once from the schema. `key` is the
@@ -240,17 +240,17 @@ impl Compiled {
                     }
                     let raw = ev.raw().get(m.raw.clone()).unwrap_or_default();
                     let hit = st.valid
-                        && st.raw == raw
+                        && copy::same(&st.raw, raw)
                         && m.owned
                             .iter()
                             .all(|id| ev.unchanged_since(schema.field(*id), st.generation));
                     st.count(hit);
                     if hit {
-                        buf.extend_from_slice(&st.text);
+                        copy::extend(buf, &st.text);
                         i += len;
                     } else {
                         st.raw.clear();
-                        st.raw.extend_from_slice(raw);
+                        copy::extend(&mut st.raw, raw);
                         st.generation = ev.generation();
                         filling = Some((*memo, i + len, buf.len()));
                     }
@@ -267,7 +267,7 @@ impl Compiled {
                     buf.extend_from_slice(chunk);
                     buf.truncate(at + r.len());
                 }
-                Step::Lit(r) => buf.extend_from_slice(&self.lits[r.clone()]),
+                Step::Lit(r) => copy::extend(buf, &self.lits[r.clone()]),
                 Step::Raw { offset, size, kind } => match ev.raw().get(*offset..*offset + *size) {
                     Some(b) => write_raw(buf, *kind, b),
                     None => buf.extend_from_slice(b"null"),
@@ -279,7 +279,7 @@ impl Compiled {
             {
                 let st = &mut states[memo];
                 st.text.clear();
-                st.text.extend_from_slice(&buf[start..]);
+                copy::extend(&mut st.text, &buf[start..]);
                 st.valid = true;
                 filling = None;
             }
@@ -570,7 +570,7 @@ pub(crate) fn write_str(buf: &mut Vec<u8>, s: &[u8]) {
             i += 1;
             continue;
         }
-        buf.extend_from_slice(&s[start..i]);
+        copy::extend(buf, &s[start..i]);
         match b {
             b'"' => buf.extend_from_slice(b"\\\""),
             b'\\' => buf.extend_from_slice(b"\\\\"),
@@ -607,7 +607,7 @@ pub(crate) fn write_str(buf: &mut Vec<u8>, s: &[u8]) {
         i += 1;
         start = i;
     }
-    buf.extend_from_slice(&s[start..]);
+    copy::extend(buf, &s[start..]);
     buf.push(b'"');
 }
 

@@ -263,7 +263,13 @@ fn bench(root: &Path, args: &[String]) -> Result<()> {
     system_deps()?;
     apt_install(BENCH_PACKAGES)?;
     // `--ig PATH`: measure that binary instead of building the release one.
-    let ig = match flag_value(args, "--ig") {
+    // Absolute, since the harness runs from its own folder.
+    let given = flag_value(args, "--ig").map(|p| {
+        std::path::absolute(&p)
+            .map(|a| a.display().to_string())
+            .unwrap_or(p)
+    });
+    let ig = match &given {
         Some(p) => PathBuf::from(p),
         None => {
             cargo(&["build", "--release", "--locked", "--bin", "ig"])?;
@@ -337,12 +343,28 @@ fn bench(root: &Path, args: &[String]) -> Result<()> {
         eprintln!("bench smoke run ok: {}", text.trim());
         return Ok(());
     }
-    let command = format!("cargo xtask bench --reps {reps} --dur {dur}");
+    // The page names the binary it measured: the release build by default,
+    // or the one given with `--ig` (the shipped static binary, for example).
+    let (command, build) = match &given {
+        Some(p) => {
+            let p = Path::new(p);
+            let p = p.strip_prefix(root).unwrap_or(p).display();
+            (
+                format!("cargo xtask bench --reps {reps} --dur {dur} --ig {p}"),
+                format!("`{p}`"),
+            )
+        }
+        None => (
+            format!("cargo xtask bench --reps {reps} --dur {dur}"),
+            "built `--release`".to_owned(),
+        ),
+    };
     let report = Command::new("python3")
         .arg(harness.join("report.py"))
         .arg(&results)
         .arg(&command)
         .env("IG", &ig)
+        .env("IG_BUILD", &build)
         .output()?;
     if !report.status.success() {
         bail!(

@@ -35,7 +35,7 @@ mod text;
 use std::time::{Duration, Instant};
 
 use crate::datasource::{
-    Event, FieldId, FieldKind, Location, Schema, SchemaBuilder, SchemaError, ValueRef,
+    Event, FieldId, FieldKind, Location, Schema, SchemaBuilder, SchemaError, ValueRef, copy,
 };
 use crate::pipeline::{
     Flow, Handler, HandlerError, Instance, Operator, OperatorError, Priority, Setup, priority,
@@ -255,7 +255,7 @@ fn enum_text(out: &mut String, v: i128, names: &[(i128, String)], bitfield: bool
     out.clear();
     if !bitfield {
         match names.binary_search_by_key(&v, |(n, _)| *n) {
-            Ok(i) => out.push_str(&names[i].1),
+            Ok(i) => copy::push_str(out, &names[i].1),
             Err(_) => {
                 let _ = write!(out, "{v}");
             }
@@ -268,7 +268,7 @@ fn enum_text(out: &mut String, v: i128, names: &[(i128, String)], bitfield: bool
             if !out.is_empty() {
                 out.push_str(sep);
             }
-            out.push_str(name);
+            copy::push_str(out, name);
             rest &= !bit;
         }
     }
@@ -511,13 +511,13 @@ impl Last {
             return;
         };
         if self.value == Some(value) {
-            out.push_str(&self.text);
+            copy::push_str(out, &self.text);
             return;
         }
         format(out);
         self.value = Some(value);
         self.text.clear();
-        self.text.push_str(out);
+        copy::push_str(&mut self.text, out);
     }
 }
 

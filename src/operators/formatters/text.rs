@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
+use crate::datasource::copy;
 use crate::names::{ERRNO, SIGNALS, SYSCALLS_X86_64};
 
 /// The rendered `YYYY-MM-DDTHH:MM:SS.` of the last second seen: events
@@ -58,8 +59,8 @@ pub fn timestamp(out: &mut String, boot_ns: u64, offset_ns: i128, cache: &mut Se
     put_digits(&mut tail[..9], nanos as u64);
     tail[9] = b'Z';
     // Both are ASCII digits and separators.
-    out.push_str(&cache.text);
-    out.push_str(std::str::from_utf8(&tail).unwrap_or_default());
+    copy::push_str(out, &cache.text);
+    copy::push_str(out, std::str::from_utf8(&tail).unwrap_or_default());
 }
 
 /// Write `v` as decimal into all of `buf`, zero-padded on the left.
