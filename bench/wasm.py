@@ -4,7 +4,8 @@ program plus a C guest that classifies every path).
 
 usage (as root, from the repository): python3 bench/wasm.py [--dur S] [--rate N] [--reps N]
 
-Needs a release ig (cargo build --release --bin ig) and bench/bin/openstorm
+Needs an ig binary ($IG, default target/release/ig from
+cargo build --release --bin ig) and bench/bin/openstorm
 (make -C bench bin/openstorm). For each gadget and repetition: start
 `ig run GADGET -o json -v` into a file, wait until it says the gadget
 started, run an open() storm of --rate opens/s for --dur seconds, stop ig
@@ -113,9 +114,8 @@ def main():
     med = statistics.median
     print("## WASM guest cost (trace_open vs trace_open_classify)\n")
     print(
-        f"Command: `python3 bench/wasm.py --dur {a.dur:g} --rate {a.rate} --reps {a.reps}` "
-        f"(release ig, median of {a.reps} runs). **The machine was shared with other "
-        "builds while this ran: treat the numbers as rough.**\n"
+        f"Command: `IG={os.path.relpath(IG, ROOT)} python3 bench/wasm.py --dur {a.dur:g} "
+        f"--rate {a.rate} --reps {a.reps}` (median of {a.reps} runs).\n"
     )
     print("| gadget | opens/s asked | events seen/s | lost | ig CPU s | ig CPU µs/event |")
     print("|---|---|---|---|---|---|")
