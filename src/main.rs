@@ -1,5 +1,15 @@
 //! The `ig` binary: everything lives in the library; see `ig::cli`.
 
 fn main() -> std::process::ExitCode {
+    // SIGINT and SIGTERM always stop `ig`. A parent may hand them down
+    // ignored (a non-interactive shell does so for `cmd &`); once `ig run`
+    // blocks them and reads them from a signalfd it sees them anyway, so an
+    // inherited SIG_IGN would only make a signal in the first milliseconds
+    // vanish and leave `ig` running. Back to the default, the behaviour is
+    // the same from the first instruction to the last.
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: setting a default disposition, before any thread exists.
+        unsafe { libc::signal(sig, libc::SIG_DFL) };
+    }
     ig::cli::main()
 }

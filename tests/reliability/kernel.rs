@@ -14,6 +14,7 @@
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -139,14 +140,23 @@ impl Unique {
     }
 
     fn spawn(&self, args: &[&str], stdout: Stdio) -> Child {
-        self.store
-            .ig()
-            .args(["run", "uniq"])
+        let mut cmd = self.store.ig();
+        cmd.args(["run", "uniq"])
             .args(args)
             .stdout(stdout)
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
+            .stderr(Stdio::piped());
+        // A test run from `cmd &` in a script inherits SIGINT ignored. ig
+        // resets it first thing, but a signal sent before its first
+        // instruction would still be dropped: start it with the default.
+        // SAFETY: only async-signal-safe calls between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::signal(libc::SIGINT, libc::SIG_DFL);
+                libc::signal(libc::SIGTERM, libc::SIG_DFL);
+                Ok(())
+            });
+        }
+        cmd.spawn().unwrap()
     }
 
     /// BPF programs, maps and links of ours the kernel still has. A link
@@ -498,6 +508,40 @@ fn every_signal_at_every_stage_leaves_nothing_behind() {
     }
     let new_pins: Vec<_> = pins().difference(&pins_before).cloned().collect();
     assert!(new_pins.is_empty(), "pins appeared: {new_pins:?}");
+}
+
+/// Started from `cmd &` in a script, ig inherits SIGINT ignored; it still
+/// stops on SIGINT, from its first instruction on (ig resets the
+/// disposition before anything else, so no early signal is dropped).
+#[test]
+fn sigint_inherited_as_ignored_still_stops_ig() {
+    require_kernel();
+    let u = Unique::build();
+    let mut cmd = u.store.ig();
+    cmd.args(["run", "uniq", "-o", "json"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::signal(libc::SIGINT, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    let _lines = stderr_lines(&mut child);
+    u.wait_loaded(&mut child);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
+    let ignored = status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigIgn:"))
+        .map(|h| u64::from_str_radix(h.trim(), 16).unwrap())
+        .unwrap();
+    assert_eq!(ignored & (1 << (libc::SIGINT - 1)), 0, "{status}");
+    signal(&child, libc::SIGINT);
+    wait_within(&mut child, Duration::from_secs(2), "SIGINT after SIG_IGN");
+    assert!(child.wait().unwrap().success());
+    u.assert_gone("SIGINT after SIG_IGN");
 }
 
 #[test]
