@@ -1049,8 +1049,10 @@ fn profile_cpu_samples_our_busy_child() {
     };
     // 49 Hz: 20 samples is less than half a second of one CPU.
     ig.wait_until(Duration::from_secs(15), |vs| samples(vs) >= 20);
-    drop(guard);
+    // Stop ig before the child dies: a sample taken while it exits has its
+    // memory half torn down (no executable inode for its user stack).
     let (values, _) = ig.stop();
+    drop(guard);
     let exe = std::fs::metadata("/proc/self/exe").unwrap();
     let all: Vec<&Value> = rows(&values).collect();
     assert!(!all.is_empty());
