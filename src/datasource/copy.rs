@@ -1,7 +1,7 @@
 //! Appending and comparing short byte runs on the hot path without a libc
 //! call.
 //!
-//! Owns two small functions, [`extend`] (and [`push_str`] on top of it) and
+//! Owns three small functions: [`extend`], [`push_str`] on top of it, and
 //! [`same`]; it does not own any buffer or decide what is copied.
 //!
 //! Why: the shipped binary links musl, whose x86-64 `memcpy` moves the
