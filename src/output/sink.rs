@@ -266,10 +266,11 @@ pub struct OutputHandle(Rc<RefCell<OutState>>);
 
 /// Open stdout for `ig run`.
 pub fn stdout() -> (Stdout, OutputHandle) {
-    let fd = if stdout_kind() == Some(libc::S_IFSOCK) {
-        Fd::Socket(libc::STDOUT_FILENO)
-    } else {
-        reopen_nonblocking().map_or(Fd::Inherited, Fd::Own)
+    let fd = match stdout_kind() {
+        Some(libc::S_IFSOCK) => Fd::Socket(libc::STDOUT_FILENO),
+        // The kinds a reader can stall: reopen them non-blocking.
+        Some(libc::S_IFIFO | libc::S_IFCHR) => reopen_nonblocking().map_or(Fd::Inherited, Fd::Own),
+        _ => Fd::Inherited,
     };
     with_fd(fd)
 }
@@ -293,13 +294,9 @@ fn with_fd(fd: Fd) -> (Stdout, OutputHandle) {
     (Stdout(Rc::clone(&state)), OutputHandle(state))
 }
 
-/// A non-blocking open file of what descriptor 1 is, if it is a pipe or a
-/// terminal (the kinds a reader can stall) and can be reopened.
+/// A non-blocking open file of what descriptor 1 is (a pipe or a
+/// terminal), if it can be reopened.
 fn reopen_nonblocking() -> Option<OwnedFd> {
-    let kind = stdout_kind()?;
-    if kind != libc::S_IFIFO && kind != libc::S_IFCHR {
-        return None;
-    }
     let path = c"/proc/self/fd/1";
     // SAFETY: opening a NUL-terminated path; O_NOCTTY so a terminal never
     // becomes our controlling one.
@@ -359,8 +356,8 @@ mod tests {
     }
 
     /// A connected pair of stream sockets: (our writer over one end, the
-    /// other end). Both ends stay blocking, as a socket inherited as stdout
-    /// would be.
+    /// other end). Our end stays blocking, as a socket inherited as stdout
+    /// would be; the peer, the test's reader, does not block.
     fn socketpair() -> (Stdout, OutputHandle, OwnedFd, OwnedFd) {
         let mut fds = [0; 2];
         // SAFETY: socketpair fills two descriptors we then own.
@@ -375,29 +372,37 @@ mod tests {
         assert_eq!(rc, 0);
         // SAFETY: fresh descriptors from socketpair.
         let (ours, peer) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        // SAFETY: F_SETFL on a descriptor we own.
+        assert_eq!(
+            unsafe { libc::fcntl(peer.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) },
+            0
+        );
         let (out, handle) = with_fd(Fd::Socket(ours.as_raw_fd()));
         (out, handle, ours, peer)
     }
 
-    /// Read what is there now, without blocking.
-    fn read_now(r: &OwnedFd) -> usize {
-        let mut buf = vec![0u8; 1 << 16];
-        let mut total = 0;
+    /// Write 100 KiB chunks until the writer refuses one: the bytes
+    /// accepted and the refusal.
+    fn fill_until_refused(out: &mut Stdout) -> (usize, io::Error) {
+        let chunk = vec![b'x'; 100 * 1024];
+        let mut accepted = 0;
         loop {
-            // SAFETY: receiving into a valid buffer from an open socket.
-            let n = unsafe {
-                libc::recv(
-                    r.as_raw_fd(),
-                    buf.as_mut_ptr().cast(),
-                    buf.len(),
-                    libc::MSG_DONTWAIT,
-                )
-            };
-            match usize::try_from(n) {
-                Ok(0) | Err(_) => return total,
-                Ok(n) => total += n,
+            match out.write(&chunk) {
+                Ok(n) => accepted += n,
+                Err(e) => return (accepted, e),
             }
+            assert!(accepted < 64 << 20, "never refused");
         }
+    }
+
+    /// Let the reader `r` take the whole backlog; the bytes it read.
+    fn deliver(handle: &OutputHandle, r: &OwnedFd) -> usize {
+        let mut got = 0;
+        while handle.backlog() > 0 {
+            got += read_all(r);
+            handle.push_out().unwrap();
+        }
+        got + read_all(r)
     }
 
     #[test]
@@ -408,31 +413,18 @@ mod tests {
         let flags = unsafe { libc::fcntl(ours.as_raw_fd(), libc::F_GETFL) };
         assert_eq!(flags & libc::O_NONBLOCK, 0);
         assert_eq!(handle.poll_fd(), Some(ours.as_raw_fd()));
-        let chunk = vec![b'x'; 100 * 1024];
-        let mut accepted = 0;
-        let refused = loop {
-            match out.write(&chunk) {
-                Ok(n) => accepted += n,
-                Err(e) => break e,
-            }
-            assert!(accepted < 64 << 20, "never refused");
-        };
+        let (accepted, refused) = fill_until_refused(&mut out);
         assert_eq!(refused.kind(), io::ErrorKind::WouldBlock);
         assert!(handle.backlog() <= BACKLOG_LIMIT);
         // The peer comes back: everything accepted arrives.
-        let mut got = 0;
-        while handle.backlog() > 0 {
-            got += read_now(&peer);
-            handle.push_out().unwrap();
-        }
-        got += read_now(&peer);
-        assert_eq!(got, accepted);
+        assert_eq!(deliver(&handle, &peer), accepted);
         // A peer that is gone: a broken pipe, not SIGPIPE.
         drop(peer);
         let e = out.write(b"x").unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::BrokenPipe);
     }
 
+    /// Read what is there now (the reader does not block).
     fn read_all(r: &OwnedFd) -> usize {
         let mut buf = vec![0u8; 1 << 16];
         let mut total = 0;
@@ -449,26 +441,12 @@ mod tests {
     #[test]
     fn a_reader_that_stops_never_blocks_us_and_the_backlog_is_bounded() {
         let (mut out, handle, r) = pipe();
-        let chunk = vec![b'x'; 100 * 1024];
-        let mut accepted = 0;
-        let refused = loop {
-            match out.write(&chunk) {
-                Ok(n) => accepted += n,
-                Err(e) => break e,
-            }
-            assert!(accepted < 64 << 20, "never refused");
-        };
+        let (accepted, refused) = fill_until_refused(&mut out);
         assert_eq!(refused.kind(), io::ErrorKind::WouldBlock);
         assert!(handle.backlog() <= BACKLOG_LIMIT);
-        assert!(handle.backlog() > BACKLOG_LIMIT - chunk.len());
-        // The reader comes back: everything accepted arrives, in order.
-        let mut got = 0;
-        while handle.backlog() > 0 {
-            got += read_all(&r);
-            handle.push_out().unwrap();
-        }
-        got += read_all(&r);
-        assert_eq!(got, accepted);
+        assert!(handle.backlog() > BACKLOG_LIMIT - 100 * 1024);
+        // The reader comes back: everything accepted arrives.
+        assert_eq!(deliver(&handle, &r), accepted);
     }
 
     #[test]
