@@ -18,3 +18,36 @@ pub mod params;
 pub mod privileges;
 pub mod programs;
 pub mod schema;
+
+use crate::btf::Btf;
+use contract::Contract;
+use object::ObjectInfo;
+
+/// A gadget object read the way `ig run` reads it, before anything is
+/// loaded: section names normalized, ELF and BTF parsed, refused if aya
+/// would mishandle it, its marker variables discovered.
+pub struct Inspected {
+    /// The object after [`object::normalize_sections`]: what aya is given.
+    pub object: Vec<u8>,
+    pub info: ObjectInfo,
+    pub btf: Btf,
+    pub contract: Contract,
+}
+
+/// Read `object` as `ig run` does (pure: no kernel). `ig image build` makes
+/// the same checks, so that a gadget `ig run` would refuse never reaches
+/// the store.
+pub fn inspect(object: &[u8]) -> Result<Inspected, Box<dyn std::error::Error + Send + Sync>> {
+    let object = object::normalize_sections(object);
+    let info = ObjectInfo::parse(&object)?;
+    let btf = Btf::parse(&info.btf)?;
+    // Before aya ever sees the bytes: see check_for_aya.
+    object::check_for_aya(&object, &btf)?;
+    let contract = Contract::discover(&btf)?;
+    Ok(Inspected {
+        object,
+        info,
+        btf,
+        contract,
+    })
+}

@@ -26,7 +26,6 @@ use std::process::{Command, Stdio};
 use serde::Deserialize;
 
 use crate::bpf::contract::Contract;
-use crate::bpf::object::{ObjectInfo, check_for_aya, normalize_sections};
 use crate::btf::Btf;
 use crate::metadata::GadgetMetadata;
 
@@ -258,12 +257,9 @@ pub fn annotations(meta: &GadgetMetadata, created: String) -> BTreeMap<String, S
 /// The checks `ig run` would make on the object, done now so a broken
 /// gadget never reaches the store.
 fn check_object(object: &[u8]) -> Result<Contract, BuildError> {
-    let boxed = |e: Box<dyn std::error::Error + Send + Sync>| BuildError::Object(e);
-    let object = normalize_sections(object);
-    let info = ObjectInfo::parse(&object).map_err(|e| boxed(e.into()))?;
-    let btf = Btf::parse(&info.btf).map_err(|e| boxed(e.into()))?;
-    check_for_aya(&object, &btf).map_err(|e| boxed(e.into()))?;
-    Contract::discover(&btf).map_err(|e| boxed(e.into()))
+    Ok(crate::bpf::inspect(object)
+        .map_err(BuildError::Object)?
+        .contract)
 }
 
 fn run_tool(mut cmd: Command, program: &str, env: &'static str) -> Result<(), BuildError> {

@@ -27,10 +27,11 @@ use std::time::{Duration, Instant};
 use crate::bpf::contract::{Contract, map_key_value, map_max_entries};
 use crate::bpf::loader::{HashDrain, LoadError, LoadSpec, LoadedGadget, LostCounter, RingBuffer};
 use crate::bpf::mntns_filter::{self, MntnsFilter};
-use crate::bpf::object::{ObjectInfo, check_for_aya, normalize_sections};
+use crate::bpf::object::ObjectInfo;
 use crate::bpf::params::EbpfParam;
 use crate::bpf::programs::{ProgramPlan, plan};
 use crate::bpf::schema::{schema_from_btf, schema_from_structs};
+use crate::bpf::{Inspected, inspect};
 use crate::btf::Btf;
 use crate::datasource::{Event, SchemaBuilder, SourceKind};
 use crate::metadata::GadgetMetadata;
@@ -130,12 +131,12 @@ impl EbpfOperator {
         options: EbpfOptions,
     ) -> Result<Self, OperatorError> {
         let fail = |e: Box<dyn std::error::Error + Send + Sync>| OperatorError::failed(NAME, e);
-        let object = normalize_sections(&object);
-        let info = ObjectInfo::parse(&object).map_err(|e| fail(e.into()))?;
-        let btf = Btf::parse(&info.btf).map_err(|e| fail(e.into()))?;
-        // Before aya ever sees the bytes (at start): see check_for_aya.
-        check_for_aya(&object, &btf).map_err(|e| fail(e.into()))?;
-        let contract = Contract::discover(&btf).map_err(|e| fail(e.into()))?;
+        let Inspected {
+            object,
+            info,
+            btf,
+            contract,
+        } = inspect(&object).map_err(fail)?;
         let plan = plan(&info.programs, &contract, &metadata).map_err(|e| fail(e.into()))?;
         let params = EbpfParam::discover(&contract.params, &btf, &info, &metadata)
             .map_err(|e| fail(e.into()))?;
