@@ -5,7 +5,9 @@
 //! - [`contract`]: the `gadget_*` marker variables in BTF (pure);
 //! - [`schema`]: event struct BTF → data source schema (pure);
 //! - [`loader`]: create maps, load and attach programs, read ring buffers
-//!   (kernel).
+//!   (kernel);
+//! - [`inspect`]: the object read as `ig run` and `ig image build` read it
+//!   (normalized sections, ELF, BTF, the aya guard, the contract; pure).
 //!
 //! It does not decide what happens to events: that is the operator chain's
 //! job (`operators::ebpf` glues this module to it).

@@ -449,26 +449,19 @@ fn a_store_others_can_write_is_refused_with_the_path_and_the_fix() {
     );
     chmod(0o700, &root);
 
-    chmod(0o775, &sha);
-    refused(
-        "group-writable blobs",
-        &format!("{} is writable by its group", sha.display()),
-    );
-    chmod(0o700, &sha);
-
-    chmod(0o703, &ingest);
-    refused(
-        "world-writable ingest",
-        &format!("{} is writable by others", ingest.display()),
-    );
-    chmod(0o700, &ingest);
-
-    chmod(0o666, &index);
-    refused(
-        "a writable index.json",
-        &format!("{} is writable", index.display()),
-    );
-    chmod(0o644, &index);
+    // (part, mode that is refused, what the message says, mode to restore)
+    for (path, bad, says, good) in [
+        (&sha, 0o775, "is writable by its group", 0o700),
+        (&ingest, 0o703, "is writable by others", 0o700),
+        (&index, 0o666, "is writable", 0o644),
+    ] {
+        chmod(bad, path);
+        refused(
+            &format!("{} at mode {bad:o}", path.display()),
+            &format!("{} {says}", path.display()),
+        );
+        chmod(good, path);
+    }
 
     chown("65534", &blobs);
     refused(
