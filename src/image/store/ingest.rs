@@ -64,8 +64,10 @@ impl Store {
     pub fn ingest(&self) -> Result<Ingest, ImageError> {
         // Under the store lock, which also clears sessions of dead pulls.
         let _store_lock = self.write_lock()?;
-        let dir = fsutil::temp_path(&self.ingest_dir());
-        fsutil::create_dir_all(&dir).map_err(|e| ImageError::io("creating", &dir, e))?;
+        let ingest = self.ingest_dir();
+        let dir =
+            fsutil::temp_path(&ingest).map_err(|e| ImageError::io("creating in", &ingest, e))?;
+        fsutil::create_dir(&dir).map_err(|e| ImageError::io("creating", &dir, e))?;
         let lock_path = dir.join(fsutil::SESSION_LOCK);
         let lock = fsutil::lock_exclusive(&lock_path).map_err(|e| {
             let _ = fs::remove_dir_all(&dir);
