@@ -185,6 +185,9 @@ impl Ingest {
             }
         }
         let _lock = store.write_lock()?;
+        // An index that cannot be read fails the commit before any blob
+        // moves in.
+        let index = store.read_index()?;
         let mut dirs = BTreeSet::new();
         for (digest, tmp) in &self.ready {
             let dest = store.blob_path(digest);
@@ -206,7 +209,7 @@ impl Ingest {
         for (reference, top) in images {
             store.check_present(top, &reference.to_string(), &trusted)?;
         }
-        store.record(images, origin)
+        store.record(index, images, origin)
     }
 
     fn next_path(&mut self) -> PathBuf {
