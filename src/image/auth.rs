@@ -308,7 +308,12 @@ mod tests {
         let mut f = AuthFile::load(&path).unwrap();
         f.set("ghcr.io", &creds("a", "b")).unwrap();
         f.save().unwrap();
-        assert_eq!(fs::read(&victim).unwrap(), b"precious");
+        let now = fs::read(&victim).unwrap();
+        assert!(
+            now == b"precious",
+            "the planted link was followed: the victim holds {} bytes",
+            now.len()
+        );
         assert!(fs::symlink_metadata(&planted).unwrap().is_symlink());
         assert!(fs::symlink_metadata(&path).unwrap().is_file());
         assert_eq!(
