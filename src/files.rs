@@ -395,7 +395,7 @@ impl Destination {
         {
             return Self::stream(out, true, shown);
         }
-        if kind_of(&resolved) == "socket" {
+        if std::os::unix::fs::FileTypeExt::is_socket(&resolved.file_type()) {
             return Err(DestinationError::Socket {
                 path: path.to_owned(),
             });
@@ -533,6 +533,37 @@ impl Write for Destination {
     }
 }
 
+/// A link planted at a name a writer might use, pointing at a victim
+/// file: for tests that the writer does not follow it.
+#[cfg(test)]
+pub(crate) struct PlantedLink {
+    victim: PathBuf,
+    link: PathBuf,
+}
+
+#[cfg(test)]
+impl PlantedLink {
+    /// Writes `dir/victim` and plants `dir/name` pointing at it.
+    pub(crate) fn plant(dir: &Path, name: &str) -> Self {
+        let victim = dir.join("victim");
+        fs::write(&victim, b"precious").unwrap();
+        let link = dir.join(name);
+        std::os::unix::fs::symlink(&victim, &link).unwrap();
+        PlantedLink { victim, link }
+    }
+
+    /// The victim holds what it held, and the link is still there.
+    pub(crate) fn assert_not_followed(&self) {
+        let now = fs::read(&self.victim).unwrap();
+        assert!(
+            now == b"precious",
+            "the planted link was followed: the victim holds {} bytes",
+            now.len()
+        );
+        assert!(fs::symlink_metadata(&self.link).unwrap().is_symlink());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -570,17 +601,15 @@ mod tests {
     #[test]
     fn a_planted_link_at_the_name_is_not_followed() {
         let d = tempfile::tempdir().unwrap();
-        let victim = d.path().join("victim");
-        fs::write(&victim, b"precious").unwrap();
+        let planted = PlantedLink::plant(d.path(), "planted");
         let dir = open_dir(d.path()).unwrap();
-        std::os::unix::fs::symlink(&victim, d.path().join("planted")).unwrap();
         let e = create_exclusive(&dir, OsStr::new("planted"), 0o600).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::AlreadyExists, "{e}");
         std::os::unix::fs::symlink("nowhere", d.path().join("dangling")).unwrap();
         let e = create_exclusive(&dir, OsStr::new("dangling"), 0o600).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::AlreadyExists, "{e}");
         assert!(!d.path().join("nowhere").exists());
-        assert_eq!(fs::read(&victim).unwrap(), b"precious");
+        planted.assert_not_followed();
     }
 
     #[test]

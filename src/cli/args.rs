@@ -265,6 +265,10 @@ pub enum ImageCommand {
         no_trunc: bool,
     },
     /// Remove images from the local store.
+    ///
+    /// Blobs no remaining image uses are deleted with them. If the
+    /// manifest of a remaining image cannot be read, which blobs it uses
+    /// is unknown: nothing is removed, and the error names that image.
     #[command(visible_alias = "rm")]
     Remove {
         #[arg(required = true, value_name = "REF")]
@@ -370,7 +374,10 @@ pub enum ImageCommand {
     /// Clean the store: remove temp files left by interrupted writes
     /// (a killed build, pull or import) and blobs no image uses any more.
     ///
-    /// Images themselves are never touched; prints what was removed.
+    /// Images themselves are never touched; prints what was removed. If an
+    /// image's manifest (or the store's index.json) cannot be read, which
+    /// blobs are in use is unknown: nothing is removed, and the error
+    /// names the file.
     #[command(after_help = "Example:\n  ig image prune")]
     Prune,
 }

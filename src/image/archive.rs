@@ -10,7 +10,9 @@
 //! touched, and the store then adds all images in one `index.json` write.
 //! An exported image's cosign signature (`repo:sha256-<hex>.sig`, see
 //! `trust`) is written next to it, and comes back like any named image.
-//! Does not own: the store's own layout and locking (`store`).
+//! Does not own: the store's own layout and locking (`store`), or what
+//! each kind of destination file becomes (`crate::files::Destination`:
+//! replaced atomically, streamed to, or refused).
 //!
 //! Exports are reproducible: entries are sorted, and owners, modes and
 //! times are fixed, so the same images give the same bytes.
@@ -499,6 +501,7 @@ fn check_closure(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::files::PlantedLink;
     use crate::image::store::GadgetImage;
 
     fn store() -> (tempfile::TempDir, Store) {
@@ -582,21 +585,13 @@ mod tests {
     fn a_link_planted_at_the_old_temp_name_is_not_followed() {
         let (dir, src) = store();
         let a = add(&src, "a:v1", b"object a");
-        let victim = dir.path().join("victim");
-        fs::write(&victim, b"precious").unwrap();
-        let planted = dir
-            .path()
-            .join(format!(".out.tar.ig-tmp-{}", std::process::id()));
-        std::os::unix::fs::symlink(&victim, &planted).unwrap();
+        let planted = PlantedLink::plant(
+            dir.path(),
+            &format!(".out.tar.ig-tmp-{}", std::process::id()),
+        );
         let file = dir.path().join("out.tar");
         export(&src, std::slice::from_ref(&a), Target::Path(&file)).unwrap();
-        let now = fs::read(&victim).unwrap();
-        assert!(
-            now == b"precious",
-            "the planted link was followed: the victim holds {} bytes",
-            now.len()
-        );
-        assert!(fs::symlink_metadata(&planted).unwrap().is_symlink());
+        planted.assert_not_followed();
         let layout = read_layout(&fs::read(&file).unwrap()[..], &file).unwrap();
         assert_eq!(layout.index.unwrap().manifests.len(), 1);
     }

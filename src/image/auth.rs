@@ -299,22 +299,14 @@ mod tests {
     fn a_link_planted_at_the_old_temp_name_is_not_followed() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config.json");
-        let victim = dir.path().join("victim");
-        fs::write(&victim, b"precious").unwrap();
-        let planted = dir
-            .path()
-            .join(format!(".config.json.ig-tmp-{}", std::process::id()));
-        std::os::unix::fs::symlink(&victim, &planted).unwrap();
+        let planted = crate::files::PlantedLink::plant(
+            dir.path(),
+            &format!(".config.json.ig-tmp-{}", std::process::id()),
+        );
         let mut f = AuthFile::load(&path).unwrap();
         f.set("ghcr.io", &creds("a", "b")).unwrap();
         f.save().unwrap();
-        let now = fs::read(&victim).unwrap();
-        assert!(
-            now == b"precious",
-            "the planted link was followed: the victim holds {} bytes",
-            now.len()
-        );
-        assert!(fs::symlink_metadata(&planted).unwrap().is_symlink());
+        planted.assert_not_followed();
         assert!(fs::symlink_metadata(&path).unwrap().is_file());
         assert_eq!(
             AuthFile::load(&path).unwrap().get("ghcr.io"),

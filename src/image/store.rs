@@ -49,6 +49,11 @@
 //! old or the new file, plus at most a temp file that a later write removes
 //! once it is ten minutes old.
 //!
+//! Garbage collection (`remove`, `prune`) deletes a blob only when it has
+//! read every image of `index.json` (`Store::reachable`): an index or
+//! manifest that cannot be read, or an `index.json` missing over blobs,
+//! stops it before anything changes, naming the image or file.
+//!
 //! Hygiene (`store/hygiene.rs`): `ig image prune` removes every temp file
 //! and unreferenced blob under the lock, and a store another user owns or
 //! can write (the directory, `blobs/`, `ingest/`, `index.json`) is

@@ -276,7 +276,7 @@ fn links_another_user_plants_do_not_redirect_roots_export() {
     let dest = shared.join("out.tar");
 
     // ig is started stopped, so nobody learns its pid too late to plant.
-    let mut child = Command::new("sh")
+    let child = Command::new("sh")
         .args(["-c", "kill -STOP $$; exec \"$0\" \"$@\""])
         .arg(crate::common::ig_bin())
         .args(["image", "export", "rela", dest.to_str().unwrap()])

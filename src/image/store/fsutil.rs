@@ -4,7 +4,8 @@
 //!
 //! Kept apart from the store logic so that the crash-safety rules live in one
 //! place: nothing in the store writes a final path except through
-//! [`write_atomic`].
+//! [`write_atomic`], whose temp files come from [`crate::files::TempFile`]
+//! (exclusive, random names) like every temp file of ig.
 
 use std::ffi::OsStr;
 use std::fs::{self, File, OpenOptions};
