@@ -318,10 +318,13 @@ struct TempDir(PathBuf);
 impl TempDir {
     fn new() -> Result<Self, BuildError> {
         use std::os::unix::fs::DirBuilderExt as _;
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let path = std::env::temp_dir().join(format!("ig-build-{}-{nanos}", std::process::id()));
+        // mkdir(2) fails on any existing name and never follows a link; a
+        // random name keeps another user from taking it first.
+        let random = crate::files::random_suffix().map_err(|source| BuildError::Write {
+            path: std::env::temp_dir(),
+            source,
+        })?;
+        let path = std::env::temp_dir().join(format!("ig-build-{random}"));
         std::fs::DirBuilder::new()
             .mode(0o700)
             .create(&path)

@@ -265,6 +265,10 @@ pub enum ImageCommand {
         no_trunc: bool,
     },
     /// Remove images from the local store.
+    ///
+    /// Blobs no remaining image uses are deleted with them. If the
+    /// manifest of a remaining image cannot be read, which blobs it uses
+    /// is unknown: nothing is removed, and the error names that image.
     #[command(visible_alias = "rm")]
     Remove {
         #[arg(required = true, value_name = "REF")]
@@ -342,14 +346,18 @@ pub enum ImageCommand {
     ///
     /// The tar is what `skopeo copy ... oci-archive:FILE` reads and writes;
     /// each image is named in it by its full reference.
+    ///
+    /// A regular FILE is replaced only once the tar is complete. A device,
+    /// a FIFO or `-` (stdout) receives the tar as a stream and is never
+    /// replaced; a directory, a socket or a terminal is refused.
     #[command(
-        after_help = "Examples:\n  ig image export trace_exec trace_open gadgets.tar\n  skopeo copy --all oci-archive:gadgets.tar:ghcr.io/inspektor-gadget/gadget/trace_exec:latest docker://reg.lan/trace_exec:latest"
+        after_help = "Examples:\n  ig image export trace_exec trace_open gadgets.tar\n  ig image export trace_exec - | ssh host ig image import /dev/stdin\n  skopeo copy --all oci-archive:gadgets.tar:ghcr.io/inspektor-gadget/gadget/trace_exec:latest docker://reg.lan/trace_exec:latest"
     )]
     Export {
         /// The images (references or digest prefixes).
         #[arg(required = true, num_args = 1.., value_name = "IMAGE")]
         images: Vec<String>,
-        /// The tar file to write.
+        /// The tar file to write, or - for stdout.
         #[arg(required = true, value_name = "FILE")]
         file: PathBuf,
     },
@@ -366,7 +374,10 @@ pub enum ImageCommand {
     /// Clean the store: remove temp files left by interrupted writes
     /// (a killed build, pull or import) and blobs no image uses any more.
     ///
-    /// Images themselves are never touched; prints what was removed.
+    /// Images themselves are never touched; prints what was removed. If an
+    /// image's manifest (or the store's index.json) cannot be read, which
+    /// blobs are in use is unknown: nothing is removed, and the error
+    /// names the file.
     #[command(after_help = "Example:\n  ig image prune")]
     Prune,
 }

@@ -9,6 +9,7 @@ use anyhow::Context as _;
 use super::args::{ImageCommand, RegistryArgs};
 use super::logger;
 use crate::build::{self, BuildOptions};
+use crate::files::Target;
 use crate::image::{GadgetImage, Reference, Store, archive, created_timestamp};
 
 pub fn image(store: &Path, registry: &RegistryArgs, cmd: ImageCommand) -> anyhow::Result<()> {
@@ -30,10 +31,20 @@ pub fn image(store: &Path, registry: &RegistryArgs, cmd: ImageCommand) -> anyhow
                 .iter()
                 .map(|i| store.find(i))
                 .collect::<Result<Vec<_>, _>>()?;
-            archive::export_to_file(&store, &images, &file)
-                .with_context(|| format!("exporting to {}", file.display()))?;
+            let target = if file.as_os_str() == "-" {
+                Target::Stdout
+            } else {
+                Target::Path(&file)
+            };
+            let done = archive::export(&store, &images, target)
+                .with_context(|| format!("exporting to {target}"))?;
             for i in &images {
-                logger::stdout_line(&format!("Exported {i}"));
+                // stdout carries the archive itself.
+                if done.to_stdout {
+                    log::info!("Exported {i}");
+                } else {
+                    logger::stdout_line(&format!("Exported {i}"));
+                }
             }
             Ok(())
         }

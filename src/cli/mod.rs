@@ -158,6 +158,24 @@ fn hint(e: &anyhow::Error) -> Option<String> {
                 _ => None,
             }
         });
+        match store_error {
+            Some(ImageError::UnknownReferences { image, .. }) if !image.starts_with('(') => {
+                return Some(format!(
+                    "if {image} is damaged, remove it with `ig image remove {image}` (pull, build or import it again to get it back), then try again"
+                ));
+            }
+            Some(ImageError::UnknownReferences { .. }) => {
+                return Some("that entry of the store's index.json has no name: pull the image again by digest, or delete the entry from index.json, then try again".into());
+            }
+            Some(ImageError::IndexMissing { path, store }) => {
+                return Some(format!(
+                    "restore {} from a backup; or, to give the images up and start empty, remove the store: rm -r {}",
+                    path.display(),
+                    store.display()
+                ));
+            }
+            _ => {}
+        }
         if let Some(
             ImageError::IncompletePlatforms { reference, .. }
             | ImageError::PlatformNotPulled { reference, .. },

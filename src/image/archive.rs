@@ -10,7 +10,9 @@
 //! touched, and the store then adds all images in one `index.json` write.
 //! An exported image's cosign signature (`repo:sha256-<hex>.sig`, see
 //! `trust`) is written next to it, and comes back like any named image.
-//! Does not own: the store's own layout and locking (`store`).
+//! Does not own: the store's own layout and locking (`store`), or what
+//! each kind of destination file becomes (`crate::files::Destination`:
+//! replaced atomically, streamed to, or refused).
 //!
 //! Exports are reproducible: entries are sorted, and owners, modes and
 //! times are fixed, so the same images give the same bytes.
@@ -31,6 +33,7 @@ use super::oci::{
 use super::reference::Reference;
 use super::store::Store;
 use super::trust::{self, Origin};
+use crate::files::{Destination, DestinationError, Target};
 
 const LAYOUT_FILE: &str = "oci-layout";
 const INDEX_FILE: &str = "index.json";
@@ -95,6 +98,14 @@ pub enum ArchiveError {
         #[source]
         source: Box<super::reference::ReferenceError>,
     },
+    #[error("writing the archive to {target}: {source}")]
+    Write {
+        target: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error(transparent)]
+    Destination(#[from] DestinationError),
     #[error(transparent)]
     Store(#[from] ImageError),
 }
@@ -116,13 +127,25 @@ pub struct Layout {
     pub blobs: BTreeMap<Digest, Vec<u8>>,
 }
 
-/// Writes `images` of `store` as an OCI layout tar to `path`, atomically
-/// (a temp file next to it, renamed when complete).
-pub fn export_to_file(
+/// What an export did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Exported {
+    /// The archive went to our stdout (`-`, or a path naming it such as
+    /// `/dev/stdout`): messages must stay off it.
+    pub to_stdout: bool,
+}
+
+/// Writes `images` of `store` as an OCI layout tar to `target`. A regular
+/// file (or a new one) is replaced atomically: a temp file next to it,
+/// renamed when complete. A device, a FIFO or stdout gets the tar as a
+/// stream; anything else is refused ([`Destination`]). Every image is read
+/// and verified before the destination is opened, so a FIFO's reader
+/// never waits on a missing image.
+pub fn export(
     store: &Store,
     images: &[Reference],
-    path: &Path,
-) -> Result<(), ArchiveError> {
+    target: Target<'_>,
+) -> Result<Exported, ArchiveError> {
     let mut entries: Vec<(Reference, Descriptor)> = Vec::new();
     let mut blobs: BTreeMap<Digest, Vec<u8>> = BTreeMap::new();
     for r in images {
@@ -149,32 +172,18 @@ pub fn export_to_file(
         }
     }
 
-    let io_err = |op, source| ArchiveError::Io {
-        op,
-        path: path.to_owned(),
-        source,
-    };
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
-        _ => PathBuf::from("."),
-    };
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "archive.tar".into());
-    let tmp = dir.join(format!(".{file_name}.ig-tmp-{}", std::process::id()));
-    let result = (|| -> io::Result<()> {
-        let mut file = fs::File::create(&tmp)?;
-        write_layout(&entries, &blobs, &mut file)?;
-        file.flush()?;
-        file.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    if let Err(e) = result {
-        let _ = fs::remove_file(&tmp);
-        return Err(io_err("writing archive", e));
-    }
-    Ok(())
+    let mut dest = Destination::open(target)?;
+    let to_stdout = dest.is_stdout();
+    let mut out = io::BufWriter::with_capacity(1 << 20, &mut dest);
+    write_layout(&entries, &blobs, &mut out)
+        .and_then(|()| out.flush())
+        .map_err(|source| ArchiveError::Write {
+            target: target.to_string(),
+            source,
+        })?;
+    drop(out);
+    dest.finish()?;
+    Ok(Exported { to_stdout })
 }
 
 /// Writes the tar of an OCI layout holding `entries` (each named by its
@@ -492,6 +501,7 @@ fn check_closure(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::files::PlantedLink;
     use crate::image::store::GadgetImage;
 
     fn store() -> (tempfile::TempDir, Store) {
@@ -528,9 +538,14 @@ mod tests {
         let a = add(&src, "a:v1", b"object a");
         let b = add(&src, "localhost:5000/b:v2", b"object b");
         let file = dir.path().join("out.tar");
-        export_to_file(&src, &[b.clone(), a.clone(), a.clone()], &file).unwrap();
+        export(
+            &src,
+            &[b.clone(), a.clone(), a.clone()],
+            Target::Path(&file),
+        )
+        .unwrap();
         let first = fs::read(&file).unwrap();
-        export_to_file(&src, &[a.clone(), b.clone()], &file).unwrap();
+        export(&src, &[a.clone(), b.clone()], Target::Path(&file)).unwrap();
         assert_eq!(first, fs::read(&file).unwrap(), "same images, same bytes");
 
         // The layout names each image by its full reference.
@@ -563,12 +578,30 @@ mod tests {
         }
     }
 
+    /// The temp file used to be `.NAME.ig-tmp-PID`, created with
+    /// `O_CREAT|O_TRUNC`: a link planted there made the exporter (root)
+    /// overwrite the link's target with the tar.
+    #[test]
+    fn a_link_planted_at_the_old_temp_name_is_not_followed() {
+        let (dir, src) = store();
+        let a = add(&src, "a:v1", b"object a");
+        let planted = PlantedLink::plant(
+            dir.path(),
+            &format!(".out.tar.ig-tmp-{}", std::process::id()),
+        );
+        let file = dir.path().join("out.tar");
+        export(&src, std::slice::from_ref(&a), Target::Path(&file)).unwrap();
+        planted.assert_not_followed();
+        let layout = read_layout(&fs::read(&file).unwrap()[..], &file).unwrap();
+        assert_eq!(layout.index.unwrap().manifests.len(), 1);
+    }
+
     #[test]
     fn corrupt_or_incomplete_archives_change_nothing() {
         let (dir, src) = store();
         let a = add(&src, "a:v1", b"object a");
         let file = dir.path().join("out.tar");
-        export_to_file(&src, std::slice::from_ref(&a), &file).unwrap();
+        export(&src, std::slice::from_ref(&a), Target::Path(&file)).unwrap();
         let good = read_layout(&fs::read(&file).unwrap()[..], &file).unwrap();
         let (_d2, dst) = store();
         let index_before = fs::read(dst.root().join("index.json")).unwrap();

@@ -14,12 +14,14 @@
 
 use std::fs;
 use std::io::{self, Write as _};
-use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+use std::os::unix::fs::DirBuilderExt as _;
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Map, Value};
+
+use crate::files::TempFile;
 
 /// Where upstream `ig` keeps credentials.
 pub const DEFAULT_AUTH_FILE: &str = "/var/lib/ig/config.json";
@@ -196,26 +198,16 @@ impl AuthFile {
         let name = self
             .path
             .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "config.json".into());
-        let tmp = dir.join(format!(".{name}.ig-tmp-{}", std::process::id()));
+            .ok_or_else(|| io_err("writing", io::ErrorKind::InvalidInput.into()))?;
+        // A temp file nobody can have planted a link at, even in a
+        // directory others can write (`crate::files`).
+        let prefix = format!(".{}.ig-tmp-", name.to_string_lossy());
         let write = || -> io::Result<()> {
-            let mut f = fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&tmp)?;
+            let mut f = TempFile::create(&dir, &prefix, 0o600)?;
             f.write_all(&bytes)?;
-            f.sync_all()?;
-            fs::rename(&tmp, &self.path)?;
-            // The rename is durable only once the directory is synced.
-            fs::File::open(&dir)?.sync_all()
+            f.persist_as(name)
         };
-        write().map_err(|e| {
-            let _ = fs::remove_file(&tmp);
-            io_err("writing", e)
-        })
+        write().map_err(|e| io_err("writing", e))
     }
 }
 
@@ -297,6 +289,29 @@ mod tests {
         assert_eq!(f.get("127.0.0.1:5000"), Some(creds("user", "p:a:ss")));
         assert_eq!(f.get("other.io"), Some(creds("x", "y")));
         assert_eq!(f.get("nowhere.io"), None);
+    }
+
+    /// The temp name used to be `.config.json.ig-tmp-PID`, opened with
+    /// `O_CREAT|O_TRUNC`: a link planted there by someone who could write
+    /// the directory made the writer (root) overwrite its target with the
+    /// credentials.
+    #[test]
+    fn a_link_planted_at_the_old_temp_name_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.json");
+        let planted = crate::files::PlantedLink::plant(
+            dir.path(),
+            &format!(".config.json.ig-tmp-{}", std::process::id()),
+        );
+        let mut f = AuthFile::load(&path).unwrap();
+        f.set("ghcr.io", &creds("a", "b")).unwrap();
+        f.save().unwrap();
+        planted.assert_not_followed();
+        assert!(fs::symlink_metadata(&path).unwrap().is_file());
+        assert_eq!(
+            AuthFile::load(&path).unwrap().get("ghcr.io"),
+            Some(creds("a", "b"))
+        );
     }
 
     #[test]

@@ -138,6 +138,26 @@ pub enum ImageError {
     #[error("{}: unsupported OCI image layout version {version:?}", path.display())]
     UnsupportedLayout { path: PathBuf, version: String },
 
+    /// Garbage collection could not read a document the image `image`
+    /// reaches (`cause` names it), so it cannot know which blobs that
+    /// image uses: nothing was removed. (`cause` is in the message rather
+    /// than the source chain, so it is printed once.)
+    #[error("cannot tell which blobs image {image} uses: {cause}; nothing was removed")]
+    UnknownReferences {
+        image: String,
+        cause: Box<ImageError>,
+    },
+
+    /// `index.json` is missing from a store that holds blobs: the names
+    /// of its images are lost. Taken for an empty store, it would let the
+    /// next collection delete every blob, so the store is refused.
+    #[error(
+        "the store index {} is missing, but the store {} holds blobs: the names of its images are lost, and ig changes nothing until the index is back",
+        path.display(),
+        store.display()
+    )]
+    IndexMissing { path: PathBuf, store: PathBuf },
+
     #[error("the image store {} was opened read-only", path.display())]
     ReadOnly { path: PathBuf },
 

@@ -49,6 +49,11 @@
 //! old or the new file, plus at most a temp file that a later write removes
 //! once it is ten minutes old.
 //!
+//! Garbage collection (`remove`, `prune`) deletes a blob only when it has
+//! read every image of `index.json` (`Store::reachable`): an index or
+//! manifest that cannot be read, or an `index.json` missing over blobs,
+//! stops it before anything changes, naming the image or file.
+//!
 //! Hygiene (`store/hygiene.rs`): `ig image prune` removes every temp file
 //! and unreferenced blob under the lock, and a store another user owns or
 //! can write (the directory, `blobs/`, `ingest/`, `index.json`) is
@@ -200,9 +205,12 @@ impl Store {
             fsutil::create_dir_all(&dir).map_err(|e| ImageError::io("creating", &dir, e))?;
         }
         store.check_layout(true)?;
-        if !store.index_path().exists() {
+        // A new store gets an empty index. One whose index is missing but
+        // that holds blobs does not: an empty index would make the next
+        // collection delete every blob. `read_index` refuses it instead.
+        if store.index_missing() {
             let _lock = store.lock()?;
-            if !store.index_path().exists() {
+            if store.index_missing() && !store.has_blobs() {
                 store.write_index(&IndexFile::default())?;
             }
         }
@@ -325,6 +333,9 @@ impl Store {
             }
         }
         let _lock = self.write_lock()?;
+        // An index that cannot be read fails the write before any blob is
+        // added.
+        let index = self.read_index()?;
 
         let mut written = BTreeSet::new();
         for blob in &blobs {
@@ -339,18 +350,18 @@ impl Store {
             }
         }
 
-        self.record(images, origin)
+        self.record(index, images, origin)
     }
 
-    /// Names `images` in `index.json` (the last step of every write).
-    /// Caller holds the exclusive lock and has checked that every blob of
-    /// the images is in place.
+    /// Names `images` in `index` (read under the lock the caller holds)
+    /// and writes it: the last step of every write. The caller has
+    /// checked that every blob of the images is in place.
     fn record(
         &self,
+        mut index: IndexFile,
         images: &[(Reference, Descriptor)],
         origin: Origin,
     ) -> Result<Vec<Descriptor>, ImageError> {
-        let mut index = self.read_index()?;
         for (reference, top) in images {
             let mut entry = top.clone();
             entry.annotations.remove(ANNOTATION_REF_NAME);
@@ -432,18 +443,23 @@ impl Store {
         if !index.descriptors().any(|d| d.digest == removed.digest) {
             index.remove_unnamed_with_digest(&removed.digest);
         }
+        // What the remaining images use is known before anything changes:
+        // if it cannot be (an unreadable manifest), the tag stays too.
+        let keep = self.reachable(&index)?;
         self.write_index(&index)?;
-        self.collect_garbage(&index);
+        self.delete_unreachable(&keep);
         Ok(removed)
     }
 
     /// Deletes blobs that no `index.json` entry reaches any more (left
     /// behind when a tag is moved to a new image; `remove` collects on its
-    /// own). Returns how many were deleted.
+    /// own). Returns how many were deleted. Deletes nothing when an image's
+    /// manifest cannot be read ([`ImageError::UnknownReferences`]).
     pub fn prune(&self) -> Result<usize, ImageError> {
         let _lock = self.write_lock()?;
         let index = self.read_index()?;
-        Ok(self.collect_garbage(&index))
+        let keep = self.reachable(&index)?;
+        Ok(self.delete_unreachable(&keep))
     }
 
     // ---------------------------------------------------------------- reading
@@ -816,7 +832,9 @@ impl Store {
         }
     }
 
-    /// Reads `index.json`; a missing file is an empty store.
+    /// Reads `index.json`. A missing file is an empty store only when the
+    /// store holds no blob: otherwise the names of its images are lost,
+    /// and taking it for empty would let a collection delete every blob.
     fn read_index(&self) -> Result<IndexFile, ImageError> {
         let path = self.index_path();
         match fs::read(&path) {
@@ -825,9 +843,41 @@ impl Store {
                 path,
                 source: e,
             }),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(IndexFile::default()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                if self.has_blobs() {
+                    return Err(ImageError::IndexMissing {
+                        path,
+                        store: self.root.clone(),
+                    });
+                }
+                Ok(IndexFile::default())
+            }
             Err(e) => Err(ImageError::io("reading", path, e)),
         }
+    }
+
+    /// Whether `index.json` is known to be absent (not merely unreadable).
+    fn index_missing(&self) -> bool {
+        matches!(fs::symlink_metadata(self.index_path()), Err(e) if e.kind() == io::ErrorKind::NotFound)
+    }
+
+    /// Whether `blobs/` holds any blob (a file named by a digest). A
+    /// directory that cannot be read counts as holding some: nothing is
+    /// decided on what could not be seen.
+    fn has_blobs(&self) -> bool {
+        let algorithms = match fs::read_dir(self.root.join(BLOBS_DIR)) {
+            Ok(a) => a,
+            Err(e) => return e.kind() != io::ErrorKind::NotFound,
+        };
+        algorithms.flatten().any(|alg| {
+            let name = alg.file_name().to_string_lossy().into_owned();
+            match fs::read_dir(alg.path()) {
+                Ok(files) => files.flatten().any(|f| {
+                    Digest::parse(&format!("{name}:{}", f.file_name().to_string_lossy())).is_ok()
+                }),
+                Err(e) => e.kind() != io::ErrorKind::NotFound,
+            }
+        })
     }
 
     /// Replaces `index.json` atomically. Caller holds the exclusive lock.
@@ -1076,51 +1126,129 @@ impl Store {
         ingest::verify_file(&path, desc)
     }
 
-    /// Deletes blobs no `index.json` entry reaches. Caller holds the
-    /// exclusive lock. Lenient on purpose: an unreadable manifest just
-    /// stops the walk there (its children may be deleted, which only
-    /// removes an already broken image), and a failed deletion is left
-    /// for the next collection. Returns how many blobs were deleted.
-    fn collect_garbage(&self, index: &IndexFile) -> usize {
-        let mut reachable: BTreeSet<Digest> = BTreeSet::new();
-        let mut stack: Vec<(Digest, String)> = Vec::new();
-        for entry in &index.entries {
-            match &entry.desc {
-                Some(d) => stack.push((d.digest.clone(), d.media_type.clone())),
+    /// Every blob the entries of `index` reach: the entries themselves and,
+    /// through every index and manifest, their manifests, configs and
+    /// layers. Caller holds the exclusive lock.
+    ///
+    /// Strict on purpose: a blob is deleted only when it is known that no
+    /// image uses it. So every document on the way must be read, intact
+    /// (its digest checked) and parsed; one that cannot be (an I/O error,
+    /// a directory in its place, invalid JSON, an entry whose blob is
+    /// gone) is [`ImageError::UnknownReferences`], naming the image, and
+    /// the caller changes nothing. The exceptions are what is normal in a
+    /// store: a platform manifest an index names but a pull skipped
+    /// (absent), and an entry we cannot parse whose blob is absent or is
+    /// not an index or manifest (it protects only itself).
+    fn reachable(&self, index: &IndexFile) -> Result<BTreeSet<Digest>, ImageError> {
+        struct Node<'a> {
+            digest: Digest,
+            /// `None` for an entry we cannot parse: its type is unknown.
+            media_type: Option<String>,
+            /// The `index.json` entry it was reached from, for messages.
+            image: &'a str,
+            root: bool,
+        }
+        let names: Vec<String> = index.entries.iter().map(index_file::Entry::name).collect();
+        let mut stack: Vec<Node> = Vec::new();
+        for (entry, image) in index.entries.iter().zip(&names) {
+            let (digest, media_type) = match &entry.desc {
+                Some(d) => (d.digest.clone(), Some(d.media_type.clone())),
                 // An entry we cannot parse still protects what it names.
-                None => {
-                    if let Some(d) = entry.raw_digest().and_then(|s| Digest::parse(s).ok()) {
-                        stack.push((d, String::new()));
-                    }
-                }
-            }
-        }
-        while let Some((digest, media_type)) = stack.pop() {
-            if !reachable.insert(digest.clone()) {
-                continue;
-            }
-            // Roots have unknown media types at worst; children are only
-            // opened when they say they are manifests or indexes.
-            if !media_type.is_empty() && !is_index_or_manifest(&media_type) {
-                continue;
-            }
-            let path = self.blob_path(&digest);
-            let small = fs::metadata(&path).is_ok_and(|m| m.len() <= MAX_MANIFEST_SIZE);
-            let Some(bytes) = small.then(|| fs::read(&path).ok()).flatten() else {
-                continue;
+                None => match entry.raw_digest().and_then(|s| Digest::parse(s).ok()) {
+                    Some(d) => (d, None),
+                    None => continue,
+                },
             };
-            match oci::parse_top_level(&media_type, &bytes) {
-                Ok(TopLevel::Index(i)) => {
-                    stack.extend(i.manifests.into_iter().map(|d| (d.digest, d.media_type)));
-                }
-                Ok(TopLevel::Manifest(m)) => {
-                    stack.push((m.config.digest, m.config.media_type));
-                    stack.extend(m.layers.into_iter().map(|d| (d.digest, d.media_type)));
-                }
-                Err(_) => {}
-            }
+            stack.push(Node {
+                digest,
+                media_type,
+                image,
+                root: true,
+            });
         }
+        let mut reachable: BTreeSet<Digest> = BTreeSet::new();
+        while let Some(node) = stack.pop() {
+            if !reachable.insert(node.digest.clone()) {
+                continue;
+            }
+            let known = node.media_type.as_deref();
+            if known.is_some_and(|t| !is_index_or_manifest(t)) {
+                continue;
+            }
+            let unknown = |cause: ImageError| ImageError::UnknownReferences {
+                image: node.image.to_owned(),
+                cause: Box::new(cause),
+            };
+            let path = self.blob_path(&node.digest);
+            let bytes = match self.read_document(&node.digest, known.is_none()) {
+                Ok(Some(b)) => b,
+                // Not pulled (a platform of an index), or an entry of
+                // unknown type that names nothing stored.
+                Ok(None) if !node.root || known.is_none() => continue,
+                Ok(None) => {
+                    return Err(unknown(ImageError::MissingBlob {
+                        reference: node.image.to_owned(),
+                        digest: node.digest,
+                        path,
+                    }));
+                }
+                Err(e) => return Err(unknown(e)),
+            };
+            let parsed = oci::parse_top_level(known.unwrap_or_default(), &bytes);
+            let children: Vec<Descriptor> = match parsed {
+                Ok(TopLevel::Index(i)) => i.manifests,
+                Ok(TopLevel::Manifest(m)) => std::iter::once(m.config).chain(m.layers).collect(),
+                // Of unknown type: a blob that is not a document.
+                Err(_) if known.is_none() => continue,
+                Err(e) => return Err(unknown(self.json_err("manifest", &node.digest, e))),
+            };
+            stack.extend(children.into_iter().map(|d| Node {
+                digest: d.digest,
+                media_type: Some(d.media_type),
+                image: node.image,
+                root: false,
+            }));
+        }
+        Ok(reachable)
+    }
 
+    /// Reads the document blob `digest` for [`Store::reachable`], its
+    /// digest checked: `None` when absent. One larger than any manifest is
+    /// an error, or, when `lenient` (its type is unknown), `None`.
+    fn read_document(&self, digest: &Digest, lenient: bool) -> Result<Option<Vec<u8>>, ImageError> {
+        let path = self.blob_path(digest);
+        let meta = match fs::metadata(&path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(ImageError::io("reading", path, e)),
+        };
+        if meta.len() > MAX_MANIFEST_SIZE {
+            if lenient {
+                return Ok(None);
+            }
+            return Err(ImageError::BlobTooLarge {
+                what: "manifest",
+                digest: digest.clone(),
+                size: meta.len(),
+                limit: MAX_MANIFEST_SIZE,
+            });
+        }
+        let bytes = fs::read(&path).map_err(|e| ImageError::io("reading", &path, e))?;
+        let actual = digest.compute_like(&bytes);
+        if actual != *digest {
+            return Err(ImageError::DigestMismatch {
+                digest: digest.clone(),
+                path,
+                mismatch: Mismatch::Hash { actual },
+            });
+        }
+        Ok(Some(bytes))
+    }
+
+    /// Deletes the blob files not in `keep` (from [`Store::reachable`],
+    /// under the same exclusive lock). A failed deletion is left for the
+    /// next collection. Returns how many were deleted.
+    fn delete_unreachable(&self, keep: &BTreeSet<Digest>) -> usize {
         let mut deleted = 0;
         let Ok(algorithms) = fs::read_dir(self.root.join(BLOBS_DIR)) else {
             return 0;
@@ -1137,7 +1265,7 @@ impl Store {
                 let Ok(digest) = Digest::parse(&format!("{alg_name}:{name}")) else {
                     continue;
                 };
-                if !reachable.contains(&digest) && fs::remove_file(file.path()).is_ok() {
+                if !keep.contains(&digest) && fs::remove_file(file.path()).is_ok() {
                     deleted += 1;
                 }
             }

@@ -11,10 +11,14 @@
 //!   stop within 1 s on SIGINT. Needs root, like tests/kernel.
 //! - `privileges`: what works without root, and the message when the
 //!   capabilities are missing.
+//! - `files`: `ig image export` to devices, FIFOs, stdout, sockets,
+//!   directories and terminals, and links another user plants at its
+//!   temp name or its destination.
 
 #[path = "../common/mod.rs"]
 mod common;
 
+mod files;
 mod fuzz_replay;
 mod kernel;
 mod privileges;

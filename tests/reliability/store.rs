@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::common::{TestStore, fixture_copy, text};
@@ -475,6 +475,203 @@ fn a_store_others_can_write_is_refused_with_the_path_and_the_fix() {
     assert!(listed(&root).contains_key("relw:latest"));
     let out = s.run(&["run", "relw", "--timeout", "1"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+/// The blob files of `short`'s image index and of its (only) platform
+/// manifest.
+fn documents_of(store: &Path, short: &str) -> (PathBuf, PathBuf) {
+    let json = |p: &Path| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
+    };
+    let blob = |digest: &serde_json::Value| {
+        let hex = digest.as_str().unwrap().strip_prefix("sha256:").unwrap();
+        store.join("blobs/sha256").join(hex)
+    };
+    let index = json(&store.join("index.json"));
+    let name = format!("ghcr.io/inspektor-gadget/gadget/{short}:latest");
+    let entry = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["annotations"]["org.opencontainers.image.ref.name"] == name.as_str())
+        .unwrap();
+    let top = blob(&entry["digest"]);
+    let manifest = blob(&json(&top)["manifests"][0]["digest"]);
+    (top, manifest)
+}
+
+/// Every file under `blobs/` and `index.json`, with its contents (a
+/// directory as `<dir>`).
+fn snapshot(store: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![store.join("blobs")];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            let key = p.strip_prefix(store).unwrap().display().to_string();
+            if p.is_dir() {
+                out.insert(key, b"<dir>".to_vec());
+                stack.push(p);
+            } else {
+                out.insert(key, std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    if let Ok(b) = std::fs::read(store.join("index.json")) {
+        out.insert("index.json".into(), b);
+    }
+    out
+}
+
+/// A store with `rela` and `relb`, and blobs nothing uses any more (relb
+/// built again), which a collection would delete.
+fn store_with_orphans() -> TestStore {
+    let s = TestStore::new();
+    s.build(gadget_dir("kept").path(), "rela");
+    s.build(gadget_dir("replaced").path(), "relb");
+    s.build(gadget_dir("other").path(), "relb");
+    s
+}
+
+/// What a refused collection must look like: exit 1, the error naming the
+/// image, the cause and that nothing was removed, a hint saying how to
+/// get out, and the store exactly as before.
+fn assert_collection_refused(
+    store: &Path,
+    out: &std::process::Output,
+    before: &BTreeMap<String, Vec<u8>>,
+    images: &BTreeMap<String, String>,
+    cause: &str,
+) {
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "cannot tell which blobs image ghcr.io/inspektor-gadget/gadget/rela:latest uses: {cause}"
+        )) && err.contains("nothing was removed"),
+        "{err}"
+    );
+    assert!(
+        err.contains("hint: if ghcr.io/inspektor-gadget/gadget/rela:latest is damaged, remove it with `ig image remove ghcr.io/inspektor-gadget/gadget/rela:latest`"),
+        "{err}"
+    );
+    assert!(snapshot(store) == *before, "the store changed: {err}");
+    assert_eq!(listed(store), *images);
+}
+
+/// One EIO on `rela`'s manifest (or its image index) while `ig image
+/// prune` or `ig image remove relb` collects: the collection used to take
+/// the manifest for one referencing nothing and deleted rela's config and
+/// layer. Now it stops, says which file and how to repair, and every
+/// blob stays.
+#[test]
+fn an_io_error_on_a_manifest_stops_prune_and_remove_and_changes_nothing() {
+    let s = store_with_orphans();
+    let store = s.path();
+    let images = listed(&store);
+    let (top, manifest) = documents_of(&store, "rela");
+    for path in [&manifest, &top] {
+        for args in [&["image", "prune"][..], &["image", "remove", "relb"]] {
+            let before = snapshot(&store);
+            let out = Command::new("strace")
+                .args(["-f", "-qq", "-o", "/dev/null", "-e", "trace=openat"])
+                .args(["-e", "inject=openat:error=EIO", "-P"])
+                .arg(path)
+                .arg(crate::common::ig_bin())
+                .args(args)
+                .env("IG_STORE", &store)
+                .output()
+                .expect("strace (apt install strace)");
+            assert_collection_refused(
+                &store,
+                &out,
+                &before,
+                &images,
+                &format!("reading {}: Input/output error", path.display()),
+            );
+            assert_images_readable(&store);
+        }
+    }
+    // Without the fault, prune deletes the orphans and keeps both images.
+    let out = s.run(&["image", "prune"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        !text(&out.stdout).contains(" and 0 unreferenced blob(s)"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_eq!(listed(&store), images);
+    assert_images_readable(&store);
+}
+
+/// The same for a manifest that is not JSON, or that a directory
+/// replaced; and a missing `index.json` was taken for an empty store,
+/// after which prune deleted every blob.
+#[test]
+fn a_broken_manifest_or_a_missing_index_stops_prune_and_remove_and_changes_nothing() {
+    let base = store_with_orphans();
+    let images = listed(&base.path());
+    let work = tempfile::tempdir().unwrap();
+    let store = work.path().join("store");
+    let run = |args: &[&str]| {
+        Command::new(crate::common::ig_bin())
+            .args(args)
+            .env("IG_STORE", &store)
+            .output()
+            .unwrap()
+    };
+    type Break = fn(&Path);
+    let cases: [(Break, &str); 2] = [
+        (|m| std::fs::write(m, b"{ not json").unwrap(), "is corrupt"),
+        (
+            |m| {
+                std::fs::remove_file(m).unwrap();
+                std::fs::create_dir(m).unwrap();
+            },
+            "Is a directory",
+        ),
+    ];
+    for (break_it, cause) in cases {
+        copy_store(&base.path(), &store);
+        let (_, manifest) = documents_of(&store, "rela");
+        break_it(&manifest);
+        let before = snapshot(&store);
+        for args in [&["image", "prune"][..], &["image", "remove", "relb"]] {
+            let out = run(args);
+            assert_collection_refused(&store, &out, &before, &images, "");
+            assert!(text(&out.stderr).contains(cause), "{}", text(&out.stderr));
+        }
+        // Removing the damaged image is the way out, as the hint says.
+        let out = run(&["image", "remove", "rela"]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let out = run(&["image", "prune"]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert_images_readable(&store);
+        assert!(listed(&store).contains_key("relb:latest"));
+    }
+
+    copy_store(&base.path(), &store);
+    std::fs::remove_file(store.join("index.json")).unwrap();
+    let before = snapshot(&store);
+    for args in [
+        &["image", "prune"][..],
+        &["image", "remove", "relb"],
+        &["image", "list"],
+    ] {
+        let out = run(args);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(
+            err.contains(&format!(
+                "the store index {}/index.json is missing, but the store {} holds blobs",
+                store.display(),
+                store.display()
+            )),
+            "{args:?}: {err}"
+        );
+        assert!(err.contains("hint: restore"), "{err}");
+        assert!(snapshot(&store) == before, "{args:?} changed the store");
+    }
 }
 
 /// A plain `docker-registry` on a free 127.0.0.1 port (the registry tests

@@ -10,7 +10,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("datasource", &[]),
     ("btf", &[]),
     ("metadata", &[]),
-    ("image", &[]),
+    ("image", &["files"]),
     ("params", &[]),
     ("pipeline", &["datasource", "params"]),
     ("output", &["pipeline", "datasource"]),
@@ -27,11 +27,13 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "containers",
             "symbols",
             "names",
+            "files",
         ],
     ),
     ("containers", &[]),
     ("symbols", &[]),
     ("names", &[]),
+    ("files", &[]),
 ];
 
 fn uses(dir: &Path, out: &mut BTreeSet<String>, files: &mut Vec<String>) {

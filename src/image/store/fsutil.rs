@@ -4,7 +4,8 @@
 //!
 //! Kept apart from the store logic so that the crash-safety rules live in one
 //! place: nothing in the store writes a final path except through
-//! [`write_atomic`].
+//! [`write_atomic`], whose temp files come from [`crate::files::TempFile`]
+//! (exclusive, random names) like every temp file of ig.
 
 use std::ffi::OsStr;
 use std::fs::{self, File, OpenOptions};
@@ -12,8 +13,9 @@ use std::io::{self, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
+
+use crate::files::{self, TempFile};
 
 /// Prefix of every temp file we create, so cleanup never touches files that
 /// another tool (oras, upstream `ig`) keeps in the same directory.
@@ -89,43 +91,28 @@ fn flock(file: &File, op: libc::c_int) -> io::Result<()> {
     }
 }
 
-/// A fresh temp file name in `dir`: unique across processes (pid), threads
-/// and calls (counter), and restarts (time).
-pub(crate) fn temp_path(dir: &Path) -> PathBuf {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    dir.join(format!("{TEMP_PREFIX}{}-{nanos:x}-{n}", std::process::id()))
+/// A fresh temp name in `dir` that nobody can predict (see
+/// [`crate::files`]), for an ingest session's directory: create it with
+/// [`create_dir`], which fails rather than reuse an existing name.
+pub(crate) fn temp_path(dir: &Path) -> io::Result<PathBuf> {
+    Ok(dir.join(format!("{TEMP_PREFIX}{}", files::random_suffix()?)))
+}
+
+/// Creates the directory `path` with [`DIR_MODE`]; an existing one is an
+/// error (`mkdir(2)` never follows a link either).
+pub(crate) fn create_dir(path: &Path) -> io::Result<()> {
+    fs::DirBuilder::new().mode(DIR_MODE).create(path)
 }
 
 /// Writes `bytes` to `dest` so that `dest` is either its old content or the
 /// complete new one, even across a crash: the data goes to a temp file in
-/// `temp_dir` (same file system as `dest`), is fsynced, renamed over
-/// `dest`, and the directory entry is fsynced too.
+/// `temp_dir` (same file system as `dest`), created exclusively under a
+/// random name ([`files::TempFile`]), is fsynced, renamed over `dest`, and
+/// the directory entry is fsynced too.
 pub(crate) fn write_atomic(temp_dir: &Path, dest: &Path, bytes: &[u8]) -> io::Result<()> {
-    let tmp = temp_path(temp_dir);
-    let result = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(FILE_MODE)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        drop(f);
-        fs::rename(&tmp, dest)?;
-        if let Some(parent) = dest.parent() {
-            sync_dir(parent)?;
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+    let mut tmp = TempFile::create(temp_dir, TEMP_PREFIX, FILE_MODE)?;
+    tmp.write_all(bytes)?;
+    tmp.persist_to(dest)
 }
 
 /// fsyncs a directory so a rename into it survives a crash.

@@ -76,6 +76,10 @@ impl Store {
         // counts.
         self.writable()?;
         let _lock = self.lock()?;
+        // What the images use is known before anything is removed: if it
+        // cannot be, nothing is.
+        let index = self.read_index()?;
+        let keep = self.reachable(&index)?;
         let mut report = PruneReport::default();
         for dir in [self.ingest_dir(), self.root.join(BLOBS_DIR).join("sha256")] {
             let Ok(entries) = fs::read_dir(&dir) else {
@@ -113,8 +117,7 @@ impl Store {
             }
         }
         let before = self.blob_bytes();
-        let index = self.read_index()?;
-        report.blobs = self.collect_garbage(&index);
+        report.blobs = self.delete_unreachable(&keep);
         report.bytes += before.saturating_sub(self.blob_bytes());
         Ok(report)
     }

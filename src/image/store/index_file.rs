@@ -32,6 +32,20 @@ impl Entry {
     pub(crate) fn raw_digest(&self) -> Option<&str> {
         self.raw.get("digest").and_then(Value::as_str)
     }
+
+    /// How messages name the entry: its reference, else its digest.
+    pub(crate) fn name(&self) -> String {
+        let name = self
+            .raw
+            .get("annotations")
+            .and_then(|a| a.get(crate::image::oci::ANNOTATION_REF_NAME))
+            .and_then(Value::as_str);
+        match (name, self.raw_digest()) {
+            (Some(n), _) => n.to_owned(),
+            (None, Some(d)) => format!("(unnamed) {d}"),
+            (None, None) => "(an entry without a digest)".to_owned(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default)]

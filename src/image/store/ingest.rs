@@ -64,8 +64,10 @@ impl Store {
     pub fn ingest(&self) -> Result<Ingest, ImageError> {
         // Under the store lock, which also clears sessions of dead pulls.
         let _store_lock = self.write_lock()?;
-        let dir = fsutil::temp_path(&self.ingest_dir());
-        fsutil::create_dir_all(&dir).map_err(|e| ImageError::io("creating", &dir, e))?;
+        let ingest = self.ingest_dir();
+        let dir =
+            fsutil::temp_path(&ingest).map_err(|e| ImageError::io("creating in", &ingest, e))?;
+        fsutil::create_dir(&dir).map_err(|e| ImageError::io("creating", &dir, e))?;
         let lock_path = dir.join(fsutil::SESSION_LOCK);
         let lock = fsutil::lock_exclusive(&lock_path).map_err(|e| {
             let _ = fs::remove_dir_all(&dir);
@@ -183,6 +185,9 @@ impl Ingest {
             }
         }
         let _lock = store.write_lock()?;
+        // An index that cannot be read fails the commit before any blob
+        // moves in.
+        let index = store.read_index()?;
         let mut dirs = BTreeSet::new();
         for (digest, tmp) in &self.ready {
             let dest = store.blob_path(digest);
@@ -204,7 +209,7 @@ impl Ingest {
         for (reference, top) in images {
             store.check_present(top, &reference.to_string(), &trusted)?;
         }
-        store.record(images, origin)
+        store.record(index, images, origin)
     }
 
     fn next_path(&mut self) -> PathBuf {

@@ -395,6 +395,149 @@ fn gc_keeps_what_unparsable_or_unnamed_entries_reference() {
     assert_eq!(blob_count(&store), 5);
 }
 
+/// Every file of the store under `blobs/` and `index.json`, with contents
+/// (a directory as `<dir>`): what a refused collection must leave as it
+/// was.
+fn snapshot(store: &Store) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![store.root().join("blobs")];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            let key = p.strip_prefix(store.root()).unwrap().display().to_string();
+            if p.is_dir() {
+                out.insert(key, b"<dir>".to_vec());
+                stack.push(p);
+            } else {
+                out.insert(key, fs::read(&p).unwrap());
+            }
+        }
+    }
+    if let Ok(b) = fs::read(store.root().join("index.json")) {
+        out.insert("index.json".into(), b);
+    }
+    out
+}
+
+/// Garbage collection that cannot read a manifest an image reaches used
+/// to take it for one that references nothing, and deleted the image's
+/// config and layers. Now prune and remove refuse, naming the image and
+/// the file, and change nothing.
+#[test]
+fn a_manifest_gc_cannot_read_stops_it_and_changes_nothing() {
+    let (_dir, store) = new_store();
+    store.add_gadget_image(&r("healthy"), sample(1)).unwrap();
+    store.add_gadget_image(&r("other"), sample(2)).unwrap();
+    // An orphan prune would delete if it could go on.
+    store.add_gadget_image(&r("other"), sample(3)).unwrap();
+    let img = store.resolve(&r("healthy")).unwrap();
+    let manifest = store.blob_path(&img.manifest_digest);
+    let top = store.blob_path(&img.index_digest);
+    let good_manifest = fs::read(&manifest).unwrap();
+    let good_top = fs::read(&top).unwrap();
+
+    type Break = fn(&Path, &Path);
+    let cases: [(&str, Break, &str); 4] = [
+        (
+            "invalid JSON",
+            |m, _| fs::write(m, b"{not json").unwrap(),
+            "is corrupt",
+        ),
+        (
+            "valid JSON of another digest",
+            |m, _| fs::write(m, b"{}").unwrap(),
+            "is corrupt",
+        ),
+        (
+            "a directory",
+            |m, _| {
+                fs::remove_file(m).unwrap();
+                fs::create_dir(m).unwrap();
+            },
+            "Is a directory",
+        ),
+        (
+            "the image's own index missing",
+            |_, t| fs::remove_file(t).unwrap(),
+            "is missing",
+        ),
+    ];
+    for (what, break_it, says) in cases {
+        break_it(&manifest, &top);
+        let before = snapshot(&store);
+        let refusals = [
+            ("prune", store.prune().map(|_| ())),
+            ("prune_leftovers", store.prune_leftovers().map(|_| ())),
+            ("remove", store.remove(&r("other")).map(|_| ())),
+        ];
+        for (op, result) in refusals {
+            let e = result.expect_err(&format!("{what}: {op} went on"));
+            let text = e.to_string();
+            assert!(
+                matches!(&e, ImageError::UnknownReferences { image, .. }
+                    if image == "ghcr.io/inspektor-gadget/gadget/healthy:latest"),
+                "{what}: {op}: {text}"
+            );
+            assert!(text.contains(says), "{what}: {op}: {text}");
+            assert!(text.contains("nothing was removed"), "{text}");
+            assert_eq!(snapshot(&store), before, "{what}: {op} changed the store");
+        }
+        // Put right, everything works again.
+        if manifest.is_dir() {
+            fs::remove_dir(&manifest).unwrap();
+        }
+        fs::write(&manifest, &good_manifest).unwrap();
+        fs::write(&top, &good_top).unwrap();
+        assert!(store.resolve(&r("healthy")).is_ok());
+    }
+    assert_eq!(store.prune().unwrap(), 5, "the orphans of the retag");
+    store.remove(&r("other")).unwrap();
+    assert!(store.resolve(&r("healthy")).is_ok());
+
+    // Removing the broken image itself is the way out.
+    fs::write(&manifest, b"{not json").unwrap();
+    assert!(store.prune().is_err());
+    store.remove(&r("healthy")).unwrap();
+    assert_eq!(blob_count(&store), 0);
+}
+
+/// A missing `index.json` was read as an empty store, after which prune
+/// deleted every blob (and opening the store wrote an empty index).
+#[test]
+fn a_missing_index_over_blobs_is_refused_not_taken_for_empty() {
+    let (_dir, store) = new_store();
+    store.add_gadget_image(&r("kept"), sample(1)).unwrap();
+    let index = store.root().join("index.json");
+    fs::remove_file(&index).unwrap();
+    let blobs = blob_count(&store);
+    let reopened = Store::open(store.root()).unwrap();
+    assert!(!index.exists(), "an empty index was written over blobs");
+    for (op, result) in [
+        ("list", reopened.list().map(|_| ())),
+        ("prune", reopened.prune().map(|_| ())),
+        ("prune_leftovers", reopened.prune_leftovers().map(|_| ())),
+        (
+            "add",
+            reopened.add_gadget_image(&r("new"), sample(2)).map(|_| ()),
+        ),
+    ] {
+        let e = result.expect_err(op);
+        assert!(
+            matches!(&e, ImageError::IndexMissing { path, .. } if *path == index),
+            "{op}: {e}"
+        );
+    }
+    assert_eq!(blob_count(&reopened), blobs);
+    assert!(!index.exists());
+
+    // A store without blobs is simply new.
+    let (_d2, fresh) = new_store();
+    fs::remove_file(fresh.root().join("index.json")).unwrap();
+    assert!(fresh.list().unwrap().is_empty());
+    Store::open(fresh.root()).unwrap();
+    assert!(fresh.root().join("index.json").exists());
+}
+
 #[test]
 fn prune_removes_orphans_left_by_retagging() {
     let (_dir, store) = new_store();

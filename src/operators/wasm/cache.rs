@@ -21,9 +21,10 @@
 //! at all (one warning; the module is compiled and nothing is written). An
 //! entry that fails it is compiled again and replaced.
 //!
-//! Entries are written to `.tmp-*` with mode 0600, fsynced and renamed, so
-//! a reader never sees half a file; temp files older than ten minutes are
-//! leftovers of a killed writer and are removed on the next write.
+//! Entries are written to `.tmp-<random>` (created exclusively, see
+//! `crate::files`) with mode 0600, fsynced and renamed, so a reader never
+//! sees half a file; temp files older than ten minutes are leftovers of a
+//! killed writer and are removed on the next write.
 //!
 //! Does not own: where the directory is (`super::cache_dir`).
 
@@ -35,11 +36,12 @@ use std::os::fd::{AsRawFd as _, FromRawFd as _};
 use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime};
 
 use sha2::{Digest as _, Sha256};
 use wasmtime::{Engine, Module};
+
+use crate::files::TempFile;
 
 /// Prefix of entries being written.
 const TEMP_PREFIX: &str = ".tmp-";
@@ -303,33 +305,17 @@ impl CacheDir {
         }
     }
 
-    /// Write entry `name` atomically, mode 0600.
+    /// Write entry `name` atomically, mode 0600, through a temp file
+    /// created exclusively under a random name in the checked directory
+    /// ([`TempFile`]).
     fn write(&self, name: &str, payload: &[u8]) -> std::io::Result<()> {
-        static SEQ: AtomicU32 = AtomicU32::new(0);
-        let tmp = format!(
-            "{TEMP_PREFIX}{}-{}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed)
-        );
-        let result = (|| {
-            let mut f = self.openat(&tmp, libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL, 0o600)?;
-            // The umask may have taken bits; none may be added either.
-            f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-            f.write_all(&Sha256::digest(payload))?;
-            f.write_all(payload)?;
-            f.sync_all()?;
-            let (from, to) = (cstring(&tmp)?, cstring(name)?);
-            let dir = self.fd.as_raw_fd();
-            // SAFETY: a valid directory descriptor and NUL-terminated names.
-            if unsafe { libc::renameat(dir, from.as_ptr(), dir, to.as_ptr()) } != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        })();
-        if result.is_err() {
-            self.unlink(&tmp);
-        }
-        result
+        let mut f = TempFile::create_in(self.fd.try_clone()?, &self.path, TEMP_PREFIX, 0o600)?;
+        // The umask may have taken bits; none may be added either.
+        f.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        f.write_all(&Sha256::digest(payload))?;
+        f.write_all(payload)?;
+        f.persist_as(std::ffi::OsStr::new(name))
     }
 
     /// Remove temp files of writers that died (older than
