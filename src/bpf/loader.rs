@@ -81,6 +81,14 @@ pub enum LoadError {
         #[source]
         source: aya::BtfError,
     },
+    #[error("reading the kernel's BTF {path} (needed for the object's CO-RE relocations)")]
+    KernelBtfFile {
+        path: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error(transparent)]
+    Compat(#[from] super::compat::CompatError),
     #[error("map {map} is missing from the object")]
     MissingMap { map: String },
     #[error("map {map}")]
@@ -188,7 +196,8 @@ impl LoadedGadget {
         for (name, n) in spec.max_entries {
             loader.map_max_entries(name, *n);
         }
-        let ebpf = loader.load(spec.object).map_err(|e| {
+        let object = with_core_resolved(spec.object)?;
+        let ebpf = loader.load(&object).map_err(|e| {
             if is_eperm(&e) {
                 LoadError::Permission(e)
             } else {
@@ -882,6 +891,27 @@ fn load_error(p: &ProgramPlan, kind: &str, source: ProgramError) -> LoadError {
             },
         },
     }
+}
+
+/// Where the running kernel exposes its BTF.
+const KERNEL_BTF: &str = "/sys/kernel/btf/vmlinux";
+
+/// `object` with the CO-RE relocations aya cannot compute already done
+/// against the running kernel (`compat::resolve_core`). The kernel's BTF
+/// is read and parsed only for objects that have such relocations.
+fn with_core_resolved(object: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, LoadError> {
+    if !super::compat::needs_kernel_btf(object) {
+        return Ok(std::borrow::Cow::Borrowed(object));
+    }
+    let fail = |source: Box<dyn std::error::Error + Send + Sync>| LoadError::KernelBtfFile {
+        path: KERNEL_BTF,
+        source,
+    };
+    let raw = std::fs::read(KERNEL_BTF).map_err(|e| fail(Box::new(e)))?;
+    let kernel = crate::btf::Btf::parse(&raw).map_err(|e| fail(Box::new(e)))?;
+    Ok(std::borrow::Cow::Owned(super::compat::resolve_core(
+        object, &kernel,
+    )?))
 }
 
 /// An `EbpfLoader` being made on another thread, see [`prefetch_loader`].
