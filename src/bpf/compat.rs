@@ -11,14 +11,13 @@
 //!   and `socket/NAME`. The section is renamed `socket/1` (a new string:
 //!   the old name often shares its bytes with `.relsocket1`), in the ELF and
 //!   in `.BTF.ext`, whose records aya finds by section name.
-//! - program arrays (`BPF_MAP_TYPE_PROG_ARRAY`) declared with `__type(key,
-//!   u32)`, `__type(value, u32)` and `__array(values, int())`, as upstream's
-//!   `user_stack_map.h` does: aya reads `values` as the inner map of a
-//!   map-in-map and fails ("unexpected BTF type id"), and would create the
-//!   map with BTF key and value ids, which the kernel refuses for program
-//!   arrays (ENOTSUPP; libbpf retries without BTF). The map's definition in
-//!   BTF becomes the `key_size`/`value_size` form, and `values` anonymous:
-//!   the same sizes, no BTF ids, an empty program array as libbpf makes.
+//! - program arrays (`BPF_MAP_TYPE_PROG_ARRAY`) declared with
+//!   `__array(values, int())`, as upstream's `user_stack_map.h` does: aya
+//!   reads any `values` member as the inner map of a map-in-map and fails
+//!   ("unexpected BTF type id"). The member is made anonymous (its name
+//!   offset 0, in place): aya skips it, the kernel sees the same layout.
+//!   libbpf would fill the array from `values` initializers; upstream's
+//!   are empty, and so is the map aya creates.
 //!
 //! With the kernel's BTF ([`resolve_core`], at load time), CO-RE
 //! relocations aya cannot compute: type matches (`bpf_core_type_matches`,
@@ -192,8 +191,8 @@ fn replace_section(out: &mut Vec<u8>, sh: &Shdr, new: &[u8]) {
 // ---------------------------------------------------------------------------
 // BTF blobs: the header fields this module edits.
 
-/// `(hdr_len, type_off, type_len, str_off, str_len)` of a little-endian
-/// blob laid out as clang writes it: header, types, strings.
+/// `(hdr_len, type_len, str_len)` of a little-endian blob laid out as
+/// clang writes it: header, types, strings, nothing after.
 fn btf_layout(b: &[u8]) -> Option<(usize, usize, usize)> {
     if rd_u16(b, 0)? != 0xeb9f {
         return None;
@@ -207,19 +206,13 @@ fn btf_layout(b: &[u8]) -> Option<(usize, usize, usize)> {
     ))
 }
 
-/// A copy of BTF blob `b` with `types` appended to its type section and
-/// `strings` to its string section; returns it and the offset the first
-/// new string gets.
-fn btf_append(b: &[u8], types: &[u8], strings: &[u8]) -> Option<(Vec<u8>, u32)> {
-    let (hdr, tlen, slen) = btf_layout(b)?;
-    let mut out = Vec::with_capacity(b.len() + types.len() + strings.len());
-    out.extend_from_slice(&b[..hdr + tlen]);
-    out.extend_from_slice(types);
-    out.extend_from_slice(&b[hdr + tlen..]);
+/// A copy of BTF blob `b` with `strings` appended to its string section,
+/// and the offset the first of them gets there.
+fn btf_append_strings(b: &[u8], strings: &[u8]) -> Option<(Vec<u8>, u32)> {
+    let (_, _, slen) = btf_layout(b)?;
+    let mut out = Vec::with_capacity(b.len() + strings.len());
+    out.extend_from_slice(b);
     out.extend_from_slice(strings);
-    let new_tlen = u32::try_from(tlen + types.len()).ok()?;
-    wr_u32(&mut out, 12, new_tlen);
-    wr_u32(&mut out, 16, new_tlen);
     wr_u32(&mut out, 20, u32::try_from(slen + strings.len()).ok()?);
     Some((out, u32::try_from(slen).ok()?))
 }
@@ -286,7 +279,7 @@ fn rename_btf_ext_sections(out: &mut Vec<u8>, renames: &[String]) {
         strings.extend_from_slice(format!("socket/{}", &old[6..]).as_bytes());
         strings.push(0);
     }
-    let Some((new_btf, base)) = btf_append(btf, &[], &strings) else {
+    let Some((new_btf, base)) = btf_append_strings(btf, &strings) else {
         return;
     };
     let mut changed = false;
@@ -375,34 +368,44 @@ fn ext_blocks(ext: &[u8]) -> Vec<ExtBlock> {
 
 /// The number a `__uint(name, N)` member encodes: a pointer to an array of
 /// N elements.
-fn uint_member(btf: &Btf, ty: TypeId) -> Option<(u32, TypeId, TypeId)> {
+fn uint_member(btf: &Btf, ty: TypeId) -> Option<u32> {
     let Kind::Ptr(arr) = btf.kind(ty).ok()? else {
         return None;
     };
     let Kind::Array(a) = btf.kind(*arr).ok()? else {
         return None;
     };
-    Some((a.len, a.elem, a.index))
+    Some(a.len)
 }
 
-fn rewrite_prog_array_maps(out: &mut Vec<u8>) {
-    let Some(elf) = Elf::parse(out) else { return };
-    let Some(btf_sh) = elf.find(out, ".BTF") else {
-        return;
+/// One member of a map definition in `.maps`.
+struct MapMember {
+    map: String,
+    /// The map's `type`, when it is given as `__uint(type, N)`.
+    map_type: Option<u32>,
+    member: String,
+    /// Offset in the object of the member record's name field.
+    name_at: usize,
+}
+
+fn map_members(object: &[u8]) -> Vec<MapMember> {
+    let mut out = Vec::new();
+    let Some(elf) = Elf::parse(object) else {
+        return out;
     };
-    let Some(raw) = Elf::data(out, &btf_sh) else {
-        return;
+    let Some(btf_sh) = elf.find(object, ".BTF") else {
+        return out;
+    };
+    let Some(raw) = Elf::data(object, &btf_sh) else {
+        return out;
     };
     let (Ok(btf), Some(records)) = (Btf::parse(raw), Btf::record_offsets(raw)) else {
-        return;
+        return out;
     };
-    let Some(Kind::Datasec(maps)) = btf.find_datasec(".maps").and_then(|d| btf.kind(d).ok()) else {
-        return;
+    let Some(Kind::Datasec(maps)) = btf.find_datasec(".maps").and_then(|d| btf.kind(d).ok())
+    else {
+        return out;
     };
-    // (byte offset of a member record, new name: None = anonymous, new
-    // type: the size the `__uint` form must say)
-    let mut edits: Vec<(usize, Option<&str>, u32)> = Vec::new();
-    let mut uint_types: Option<(TypeId, TypeId)> = None;
     for v in &maps.vars {
         let Ok(Kind::Var(var)) = btf.kind(v.ty) else {
             continue;
@@ -413,83 +416,57 @@ fn rewrite_prog_array_maps(out: &mut Vec<u8>) {
         let Ok(Kind::Struct(def)) = btf.kind(sid) else {
             continue;
         };
-        let member = |name: &str| def.members.iter().find(|m| btf.str(m.name) == name);
-        let Some((map_type, elem, index)) = member("type").and_then(|m| uint_member(&btf, m.ty))
-        else {
-            continue;
-        };
-        if map_type != MAP_TYPE_PROG_ARRAY {
-            continue;
-        }
-        uint_types.get_or_insert((elem, index));
+        let map = btf.name_of(v.ty).unwrap_or_default();
+        let map_type = def
+            .members
+            .iter()
+            .find(|m| btf.str(m.name) == "type")
+            .and_then(|m| uint_member(&btf, m.ty));
         for (i, m) in def.members.iter().enumerate() {
-            let at = records[sid as usize] + 12 + i * 12;
-            let typed_size = |m: &crate::btf::Member| match btf.kind(m.ty) {
-                Ok(Kind::Ptr(t)) => btf.size_of(*t).ok(),
-                _ => None,
-            };
-            match btf.str(m.name) {
-                "values" => edits.push((at, None, 0)),
-                "key" => {
-                    if let Some(size) = typed_size(m) {
-                        edits.push((at, Some("key_size"), size));
-                    }
-                }
-                "value" => {
-                    if let Some(size) = typed_size(m) {
-                        edits.push((at, Some("value_size"), size));
-                    }
-                }
-                _ => {}
-            }
+            out.push(MapMember {
+                map: map.to_owned(),
+                map_type,
+                member: btf.str(m.name).to_owned(),
+                name_at: btf_sh.offset + records[sid as usize] + 12 + i * 12,
+            });
         }
     }
-    let Some((elem, index)) = uint_types else {
-        return;
-    };
-    if edits.is_empty() {
-        return;
-    }
-    // New types: for each size, ARRAY[size] of the `type` member's element
-    // and a pointer to it; new strings: the two member names.
-    let mut types = Vec::new();
-    let mut ptr_of_size: Vec<(u32, TypeId)> = Vec::new();
-    let mut next_id = btf.type_count();
-    for &(_, name, size) in &edits {
-        if name.is_none() || ptr_of_size.iter().any(|(s, _)| *s == size) {
-            continue;
-        }
-        // ARRAY: name 0, info kind 3, then elem, index, nelems.
-        for w in [0, 3 << 24, 0, elem, index, size] {
-            types.extend_from_slice(&w.to_le_bytes());
-        }
-        // PTR to it.
-        for w in [0, 2 << 24, next_id] {
-            types.extend_from_slice(&w.to_le_bytes());
-        }
-        ptr_of_size.push((size, next_id + 1));
-        next_id += 2;
-    }
-    let strings = b"key_size\0value_size\0";
-    let Some((mut new_btf, base)) = btf_append(raw, &types, strings) else {
-        return;
-    };
-    for (at, name, size) in edits {
-        match name {
-            None => wr_u32(&mut new_btf, at, 0),
-            Some(n) => {
-                let off = if n == "key_size" { base } else { base + 9 };
-                let ptr = ptr_of_size
-                    .iter()
-                    .find(|(s, _)| *s == size)
-                    .map_or(0, |(_, p)| *p);
-                wr_u32(&mut new_btf, at, off);
-                wr_u32(&mut new_btf, at + 4, ptr);
-            }
+    out
+}
+
+fn rewrite_prog_array_maps(out: &mut [u8]) {
+    for m in map_members(out) {
+        if m.map_type == Some(MAP_TYPE_PROG_ARRAY) && m.member == "values" {
+            log::debug!(
+                "program array {}: its `values` member is left to the kernel, not aya",
+                m.map
+            );
+            wr_u32(out, m.name_at, 0);
         }
     }
-    log::debug!("program array maps: BTF definitions rewritten without key/value types for aya");
-    replace_section(out, &btf_sh, &new_btf);
+}
+
+/// `object` with the pinning of every map `keep` refuses removed (its
+/// `pinning` member made anonymous, so aya creates the map unpinned).
+///
+/// A map declared `__uint(pinning, LIBBPF_PIN_BY_NAME)` is shared through
+/// `/sys/fs/bpf/NAME`: aya (like libbpf and upstream's loader) opens the
+/// pinned map if there is one, else creates it *and pins it*, which would
+/// outlive `ig`. So the loader keeps the pinning only of maps already
+/// pinned (another program's, e.g. the GPU bridge's, which the gadget
+/// reads) and creates the others as private maps that go with `ig`.
+pub fn unpin_maps(object: &[u8], keep: impl Fn(&str) -> bool) -> Vec<u8> {
+    let mut out = object.to_vec();
+    for m in map_members(object) {
+        if m.member == "pinning" && !keep(&m.map) {
+            log::debug!(
+                "map {}: nothing is pinned under its name; created unpinned, for this run only",
+                m.map
+            );
+            wr_u32(&mut out, m.name_at, 0);
+        }
+    }
+    out
 }
 
 // ---------------------------------------------------------------------------

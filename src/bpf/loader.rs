@@ -197,6 +197,10 @@ impl LoadedGadget {
             loader.map_max_entries(name, *n);
         }
         let object = with_core_resolved(spec.object)?;
+        // Pinned maps are shared, never created: see `compat::unpin_maps`.
+        let object = super::compat::unpin_maps(&object, |map| {
+            Path::new(PIN_DIR).join(map).exists()
+        });
         let ebpf = loader.load(&object).map_err(|e| {
             if is_eperm(&e) {
                 LoadError::Permission(e)
@@ -892,6 +896,9 @@ fn load_error(p: &ProgramPlan, kind: &str, source: ProgramError) -> LoadError {
         },
     }
 }
+
+/// Where aya (as libbpf) looks for maps pinned by name.
+const PIN_DIR: &str = "/sys/fs/bpf";
 
 /// Where the running kernel exposes its BTF.
 const KERNEL_BTF: &str = "/sys/kernel/btf/vmlinux";
