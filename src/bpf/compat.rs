@@ -402,8 +402,7 @@ fn map_members(object: &[u8]) -> Vec<MapMember> {
     let (Ok(btf), Some(records)) = (Btf::parse(raw), Btf::record_offsets(raw)) else {
         return out;
     };
-    let Some(Kind::Datasec(maps)) = btf.find_datasec(".maps").and_then(|d| btf.kind(d).ok())
-    else {
+    let Some(Kind::Datasec(maps)) = btf.find_datasec(".maps").and_then(|d| btf.kind(d).ok()) else {
         return out;
     };
     for v in &maps.vars {

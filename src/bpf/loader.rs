@@ -198,9 +198,8 @@ impl LoadedGadget {
         }
         let object = with_core_resolved(spec.object)?;
         // Pinned maps are shared, never created: see `compat::unpin_maps`.
-        let object = super::compat::unpin_maps(&object, |map| {
-            Path::new(PIN_DIR).join(map).exists()
-        });
+        let object =
+            super::compat::unpin_maps(&object, |map| Path::new(PIN_DIR).join(map).exists());
         let ebpf = loader.load(&object).map_err(|e| {
             if is_eperm(&e) {
                 LoadError::Permission(e)
