@@ -21,11 +21,14 @@
 //!
 //! With the kernel's BTF ([`resolve_core`], at load time), CO-RE
 //! relocations aya cannot compute: type matches (`bpf_core_type_matches`,
-//! kind 12, which aya does not know) and field accesses through a flexible
+//! kind 12, which aya does not know), field accesses through a flexible
 //! array (`ctx->args[i]` of `struct syscall_trace_enter`: aya's check of
-//! the local access compares the array index with the member count). They
-//! are computed here with libbpf's rules, written into the instructions,
-//! and removed from `.BTF.ext`; aya relocates the rest.
+//! the local access compares the array index with the member count), and
+//! fields of the socket enricher's `gadget_socket_value`, which upstream's
+//! loader relocates against a BTF of the enricher's, not the kernel's (see
+//! [`SOCKET_VALUE`]). They are computed here with libbpf's rules, written
+//! into the instructions, and removed from `.BTF.ext`; aya relocates the
+//! rest.
 //!
 //! A section that grows moves to the end of the file (section headers may
 //! point anywhere); nothing else moves. Pure: bytes in, bytes out. Objects
@@ -518,18 +521,53 @@ pub fn needs_kernel_btf(object: &[u8]) -> bool {
         .any(|r| taken_over(&btf, &r))
 }
 
-/// Whether we compute `r` instead of aya: type matches, and field
-/// relocations whose access goes through a zero-length (flexible) array.
+/// The socket enricher's value struct (upstream's `types.h`): not a
+/// kernel type. Upstream's loader relocates its fields against a BTF of
+/// the enricher's own (`ExtraRelocationTargets`): the fields before
+/// `optional_fields_start` as the gadget declares them, then the optional
+/// ones the enricher was configured to fill. Without an enricher, the
+/// fixed fields relocate to themselves and the optional ones are absent.
+const SOCKET_VALUE: &str = "gadget_socket_value";
+const SOCKET_OPTIONAL_START: &str = "optional_fields_start";
+
+/// Whether we compute `r` instead of aya: type matches, field relocations
+/// whose access goes through a zero-length (flexible) array, and those
+/// into [`SOCKET_VALUE`] (aya would find no kernel type and poison them).
 fn taken_over(btf: &Btf, r: &CoreRelo) -> bool {
     match r.kind {
         TYPE_MATCHES => true,
-        FIELD_BYTE_OFFSET..=5 => btf
-            .string_at(r.access)
-            .and_then(|a| parse_access(a))
-            .and_then(|a| local_spec(btf, r.type_id, &a))
-            .is_some_and(|s| s.through_flex),
+        FIELD_BYTE_OFFSET..=5 => {
+            is_socket_value(btf, r.type_id)
+                || btf
+                    .string_at(r.access)
+                    .and_then(parse_access)
+                    .and_then(|a| local_spec(btf, r.type_id, &a))
+                    .is_some_and(|s| s.through_flex)
+        }
         _ => false,
     }
+}
+
+fn is_socket_value(btf: &Btf, id: TypeId) -> bool {
+    btf.skip_modifiers(id)
+        .and_then(|id| btf.name_of(id))
+        .is_ok_and(|n| essential(n) == SOCKET_VALUE)
+}
+
+/// [`SOCKET_VALUE`]'s field `spec` as upstream's extra relocation target
+/// has it without optional fields: itself if it is a fixed field, else
+/// absent.
+fn socket_value_field(local: &Btf, root: TypeId, spec: &LocalSpec<'_>) -> Option<(u64, TypeId)> {
+    let members = local.members(root).ok()?;
+    let first = match spec.steps.first()? {
+        Step::Field { name, .. } => members.iter().position(|m| local.str(m.name) == *name)?,
+        Step::Index(_) => return None,
+    };
+    let optional = members
+        .iter()
+        .position(|m| local.str(m.name) == SOCKET_OPTIONAL_START)
+        .unwrap_or(members.len());
+    (first < optional).then_some((spec.bit_offset, spec.field_ty))
 }
 
 fn parse_access(s: &str) -> Option<Vec<u32>> {
@@ -840,6 +878,15 @@ fn compute(local: &Btf, kernel: &Btf, r: &CoreRelo) -> Result<(u64, Patch), Stri
         }
     };
     let root = local.skip_modifiers(r.type_id).map_err(|e| e.to_string())?;
+    if is_socket_value(local, root) {
+        let found = socket_value_field(local, root, &spec);
+        let patch = match (r.kind, found) {
+            (FIELD_EXISTS, found) => Patch::Value(u64::from(found.is_some())),
+            (_, None) => Patch::Poison,
+            (_, Some(_)) => Patch::Value(local_value),
+        };
+        return Ok((local_value, patch));
+    }
     let mut result: Option<(u64, TypeId)> = None;
     for c in candidates(local, root, kernel) {
         let Some(found) = match_field(local, &spec, kernel, c) else {
