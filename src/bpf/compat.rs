@@ -1083,6 +1083,144 @@ mod tests {
         assert_eq!(essential(""), "");
     }
 
+    use crate::btf::builder::BtfBuilder;
+
+    /// `struct trace_entry` (8 bytes) and an `unsigned long`, in `b`.
+    fn basics(b: &mut BtfBuilder) -> (TypeId, TypeId, TypeId) {
+        let int = b.int("int", 4, true);
+        let ulong = b.int("unsigned long", 8, false);
+        let entry = b.struct_("trace_entry", 8, &[("type", int, 0), ("pid", int, 32)]);
+        (int, ulong, entry)
+    }
+
+    /// `ctx->args[1]` of a local `syscall_trace_enter___flex` (args at byte
+    /// 16) is found in a kernel whose struct has args at byte 24.
+    #[test]
+    fn fields_through_a_flexible_array_are_computed_for_the_kernel() {
+        let mut l = BtfBuilder::new();
+        let (int, ulong, entry) = basics(&mut l);
+        let args = l.array(ulong, 0);
+        let local_root = l.struct_(
+            "syscall_trace_enter___flex",
+            16,
+            &[("ent", entry, 0), ("nr", int, 64), ("args", args, 128)],
+        );
+        let access = l.string("0:2:1");
+        let local = Btf::parse(&l.to_bytes()).unwrap();
+
+        let mut k = BtfBuilder::new();
+        let (int, ulong, entry) = basics(&mut k);
+        let args = k.array(ulong, 0);
+        k.struct_(
+            "syscall_trace_enter",
+            24,
+            &[
+                ("ent", entry, 0),
+                ("nr", int, 64),
+                ("pad", int, 96),
+                ("args", args, 192),
+            ],
+        );
+        let kernel = Btf::parse(&k.to_bytes()).unwrap();
+
+        let relo = |kind| CoreRelo {
+            insn_off: 0,
+            type_id: local_root,
+            access,
+            kind,
+        };
+        assert!(taken_over(&local, &relo(FIELD_BYTE_OFFSET)));
+        assert_eq!(
+            compute(&local, &kernel, &relo(FIELD_BYTE_OFFSET)).unwrap(),
+            (24, Patch::Value(32))
+        );
+        assert_eq!(
+            compute(&local, &kernel, &relo(FIELD_BYTE_SIZE)).unwrap(),
+            (8, Patch::Value(8))
+        );
+        assert_eq!(
+            compute(&local, &kernel, &relo(FIELD_EXISTS)).unwrap(),
+            (1, Patch::Value(1))
+        );
+        // A kernel without the struct: the access is poisoned, an
+        // existence check says 0 (libbpf's behaviour).
+        let none = Btf::parse(&BtfBuilder::new().to_bytes()).unwrap();
+        assert_eq!(
+            compute(&local, &none, &relo(FIELD_BYTE_OFFSET)).unwrap().1,
+            Patch::Poison
+        );
+        assert_eq!(
+            compute(&local, &none, &relo(FIELD_EXISTS)).unwrap().1,
+            Patch::Value(0)
+        );
+    }
+
+    #[test]
+    fn type_matches_follow_libbpf() {
+        let proto = |b: &mut BtfBuilder, third: Option<(&str, u32)>| {
+            let void_ptr = b.ptr(0);
+            let task = b.struct_("task_struct", 8, &[]);
+            let task_ptr = b.ptr(task);
+            let mut params = vec![("", void_ptr), ("", task_ptr)];
+            if let Some((name, size)) = third {
+                let i = b.int(name, size, true);
+                params.push(("", i));
+            }
+            b.func_proto(0, &params)
+        };
+        let mut k = BtfBuilder::new();
+        let p = proto(&mut k, Some(("long int", 8)));
+        let pp = k.ptr(p);
+        k.typedef("btf_trace_x", pp);
+        let kernel = Btf::parse(&k.to_bytes()).unwrap();
+
+        for (third, want) in [
+            (Some(("long int", 8)), 1),
+            // clang names `long int` "long": no match, as in libbpf.
+            (Some(("long", 8)), 0),
+            (Some(("long int", 4)), 0),
+            (None, 0),
+        ] {
+            let mut l = BtfBuilder::new();
+            let p = proto(&mut l, third);
+            let pp = l.ptr(p);
+            let root = l.typedef("btf_trace_x___flavor", pp);
+            let local = Btf::parse(&l.to_bytes()).unwrap();
+            let r = CoreRelo {
+                insn_off: 0,
+                type_id: root,
+                access: 0,
+                kind: TYPE_MATCHES,
+            };
+            assert_eq!(
+                compute(&local, &kernel, &r).unwrap(),
+                (1, Patch::Value(want)),
+                "{third:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn instructions_are_patched_where_libbpf_patches_them() {
+        // r1 = *(u64 *)(r2 + 24)
+        let mut code = [0x79, 0x21, 24, 0, 0, 0, 0, 0];
+        patch_insn(&mut code, 0, 24, &Patch::Value(32)).unwrap();
+        assert_eq!(code, [0x79, 0x21, 32, 0, 0, 0, 0, 0]);
+        // Not what the compiler left: refused.
+        assert!(patch_insn(&mut code, 0, 24, &Patch::Value(40)).is_err());
+        // r1 = 1 (mov64 imm)
+        let mut code = [0xb7, 0x01, 0, 0, 1, 0, 0, 0];
+        patch_insn(&mut code, 0, 1, &Patch::Value(0)).unwrap();
+        assert_eq!(code, [0xb7, 0x01, 0, 0, 0, 0, 0, 0]);
+        patch_insn(&mut code, 0, 0, &Patch::Poison).unwrap();
+        assert_eq!(code[0], 0x85);
+        assert_eq!(
+            i32::from_le_bytes(code[4..8].try_into().unwrap()),
+            POISON_HELPER
+        );
+        assert!(patch_insn(&mut code, 8, 0, &Patch::Value(0)).is_err());
+    }
+
     #[test]
     fn socket_numbers() {
         assert_eq!(socket_number(b"socket1"), Some(&b"1"[..]));

@@ -88,7 +88,7 @@ pub enum LoadError {
         source: Box<dyn std::error::Error + Send + Sync>,
     },
     #[error(transparent)]
-    Compat(#[from] super::compat::CompatError),
+    Compat(#[from] Box<super::compat::CompatError>),
     #[error("map {map} is missing from the object")]
     MissingMap { map: String },
     #[error("map {map}")]
@@ -915,9 +915,8 @@ fn with_core_resolved(object: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, LoadE
     };
     let raw = std::fs::read(KERNEL_BTF).map_err(|e| fail(Box::new(e)))?;
     let kernel = crate::btf::Btf::parse(&raw).map_err(|e| fail(Box::new(e)))?;
-    Ok(std::borrow::Cow::Owned(super::compat::resolve_core(
-        object, &kernel,
-    )?))
+    let resolved = super::compat::resolve_core(object, &kernel).map_err(Box::new)?;
+    Ok(std::borrow::Cow::Owned(resolved))
 }
 
 /// An `EbpfLoader` being made on another thread, see [`prefetch_loader`].
