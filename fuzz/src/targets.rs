@@ -11,8 +11,9 @@
 //! already depends on (`wasmtime`, and `aya-obj`, which the `ig` package
 //! names as a dev-dependency for this purpose).
 
+use ig::bpf::compat;
 use ig::bpf::contract::{Contract, map_key_value, map_max_entries};
-use ig::bpf::object::{ObjectInfo, check_for_aya, normalize_sections};
+use ig::bpf::object::{ObjectInfo, check_for_aya};
 use ig::bpf::schema::schema_from_btf;
 use ig::btf::Btf;
 use ig::datasource::{FieldKind, SourceKind, ValueRef};
@@ -82,7 +83,7 @@ pub fn oci_json(data: &[u8]) {
 /// `.BTF`, the gadget markers, then each data source's schema and the
 /// maps' BTF definitions.
 pub fn object(data: &[u8]) {
-    let data = normalize_sections(data);
+    let data = compat::for_aya(data);
     let Ok(info) = ObjectInfo::parse(&data) else {
         // `ig run` stops here too: aya never sees an object we refuse.
         return;
@@ -98,6 +99,11 @@ pub fn object(data: &[u8]) {
     if Contract::discover(&btf).is_err() || check_for_aya(&data, &btf).is_err() {
         return;
     }
+    // The CO-RE relocations ig computes itself, against the object's own
+    // BTF (as `aya_prepare` relocates against it too).
+    let Ok(data) = compat::resolve_core(&data, &btf) else {
+        return;
+    };
     aya_prepare(&data, &info);
 }
 

@@ -81,6 +81,14 @@ pub enum LoadError {
         #[source]
         source: aya::BtfError,
     },
+    #[error("reading the kernel's BTF {path} (needed for the object's CO-RE relocations)")]
+    KernelBtfFile {
+        path: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error(transparent)]
+    Compat(#[from] Box<super::compat::CompatError>),
     #[error("map {map} is missing from the object")]
     MissingMap { map: String },
     #[error("map {map}")]
@@ -188,7 +196,11 @@ impl LoadedGadget {
         for (name, n) in spec.max_entries {
             loader.map_max_entries(name, *n);
         }
-        let ebpf = loader.load(spec.object).map_err(|e| {
+        let object = with_core_resolved(spec.object)?;
+        // Pinned maps are shared, never created: see `compat::unpin_maps`.
+        let object =
+            super::compat::unpin_maps(&object, |map| Path::new(PIN_DIR).join(map).exists());
+        let ebpf = loader.load(&object).map_err(|e| {
             if is_eperm(&e) {
                 LoadError::Permission(e)
             } else {
@@ -882,6 +894,29 @@ fn load_error(p: &ProgramPlan, kind: &str, source: ProgramError) -> LoadError {
             },
         },
     }
+}
+
+/// Where aya (as libbpf) looks for maps pinned by name.
+const PIN_DIR: &str = "/sys/fs/bpf";
+
+/// Where the running kernel exposes its BTF.
+const KERNEL_BTF: &str = "/sys/kernel/btf/vmlinux";
+
+/// `object` with the CO-RE relocations aya cannot compute already done
+/// against the running kernel (`compat::resolve_core`). The kernel's BTF
+/// is read and parsed only for objects that have such relocations.
+fn with_core_resolved(object: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, LoadError> {
+    if !super::compat::needs_kernel_btf(object) {
+        return Ok(std::borrow::Cow::Borrowed(object));
+    }
+    let fail = |source: Box<dyn std::error::Error + Send + Sync>| LoadError::KernelBtfFile {
+        path: KERNEL_BTF,
+        source,
+    };
+    let raw = std::fs::read(KERNEL_BTF).map_err(|e| fail(Box::new(e)))?;
+    let kernel = crate::btf::Btf::parse(&raw).map_err(|e| fail(Box::new(e)))?;
+    let resolved = super::compat::resolve_core(object, &kernel).map_err(Box::new)?;
+    Ok(std::borrow::Cow::Owned(resolved))
 }
 
 /// An `EbpfLoader` being made on another thread, see [`prefetch_loader`].

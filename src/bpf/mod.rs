@@ -2,6 +2,7 @@
 //! them into the kernel (the only place that uses aya).
 //!
 //! - [`object`]: ELF sections, programs and `.rodata` symbols (pure);
+//! - [`compat`]: rewrites of libbpf-style objects aya would refuse (pure);
 //! - [`contract`]: the `gadget_*` marker variables in BTF (pure);
 //! - [`schema`]: event struct BTF → data source schema (pure);
 //! - [`loader`]: create maps, load and attach programs, read ring buffers
@@ -12,6 +13,7 @@
 //! It does not decide what happens to events: that is the operator chain's
 //! job (`operators::ebpf` glues this module to it).
 
+pub mod compat;
 pub mod contract;
 pub mod loader;
 pub mod mntns_filter;
@@ -29,7 +31,7 @@ use object::ObjectInfo;
 /// loaded: section names normalized, ELF and BTF parsed, refused if aya
 /// would mishandle it, its marker variables discovered.
 pub struct Inspected {
-    /// The object after [`object::normalize_sections`]: what aya is given.
+    /// The object after [`compat::for_aya`]: what aya is given.
     pub object: Vec<u8>,
     pub info: ObjectInfo,
     pub btf: Btf,
@@ -40,7 +42,7 @@ pub struct Inspected {
 /// the same checks, so that a gadget `ig run` would refuse never reaches
 /// the store.
 pub fn inspect(object: &[u8]) -> Result<Inspected, Box<dyn std::error::Error + Send + Sync>> {
-    let object = object::normalize_sections(object);
+    let object = compat::for_aya(object);
     let info = ObjectInfo::parse(&object)?;
     let btf = Btf::parse(&info.btf)?;
     // Before aya ever sees the bytes: see check_for_aya.

@@ -211,7 +211,7 @@ impl ObjectInfo {
 ///   without checking (a panic).
 ///
 /// `data` is the object as `ig run` hands it to aya (after
-/// [`normalize_sections`]), `btf` its parsed `.BTF`.
+/// [`super::compat::for_aya`]), `btf` its parsed `.BTF`.
 pub fn check_for_aya(data: &[u8], btf: &Btf) -> Result<(), ObjectError> {
     let order = |big: bool| if big { "big" } else { "little" };
     if btf.is_big_endian() != cfg!(target_endian = "big") {
@@ -490,111 +490,9 @@ fn check_btf_ext(ext: &[u8], raw_btf: &[u8], btf: &Btf) -> Result<(), String> {
     Ok(())
 }
 
-/// A copy of `data` in which upstream's numbered socket filter sections
-/// (`socket1`, `socket2`, ...) are renamed `socket`, the only spelling aya
-/// accepts. The names live in the section-name string table; the new name
-/// is shorter, so it is NUL-padded in place and no offset moves. Anything
-/// that is not a well-formed 64-bit ELF is returned unchanged (parsing
-/// reports it properly later).
-pub fn normalize_sections(data: &[u8]) -> Vec<u8> {
-    let mut out = data.to_vec();
-    let Some((start, len)) = shstrtab_range(data) else {
-        return out;
-    };
-    let table = &mut out[start..start + len];
-    let mut i = 0;
-    while i < table.len() {
-        let end = table[i..]
-            .iter()
-            .position(|&b| b == 0)
-            .map_or(table.len(), |n| i + n);
-        let name = &table[i..end];
-        if name.len() > 6 && name.starts_with(b"socket") && name[6..].iter().all(u8::is_ascii_digit)
-        {
-            table[i + 6..end].fill(0);
-        }
-        i = end + 1;
-    }
-    out
-}
-
-/// File range of the section-name string table of a 64-bit ELF.
-fn shstrtab_range(d: &[u8]) -> Option<(usize, usize)> {
-    if d.get(..4)? != b"\x7fELF" || *d.get(4)? != 2 {
-        return None;
-    }
-    let le = *d.get(5)? == 1;
-    let u16_at = |o: usize| -> Option<u16> {
-        let b: [u8; 2] = d.get(o..o.checked_add(2)?)?.try_into().ok()?;
-        Some(if le {
-            u16::from_le_bytes(b)
-        } else {
-            u16::from_be_bytes(b)
-        })
-    };
-    let u64_at = |o: usize| -> Option<u64> {
-        let b: [u8; 8] = d.get(o..o.checked_add(8)?)?.try_into().ok()?;
-        Some(if le {
-            u64::from_le_bytes(b)
-        } else {
-            u64::from_be_bytes(b)
-        })
-    };
-    let shoff = usize::try_from(u64_at(0x28)?).ok()?;
-    let shentsize = usize::from(u16_at(0x3a)?);
-    let shstrndx = usize::from(u16_at(0x3e)?);
-    let hdr = shoff.checked_add(shstrndx.checked_mul(shentsize)?)?;
-    let off = usize::try_from(u64_at(hdr.checked_add(0x18)?)?).ok()?;
-    let size = usize::try_from(u64_at(hdr.checked_add(0x20)?)?).ok()?;
-    (off.checked_add(size)? <= d.len()).then_some((off, size))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn numbered_socket_sections_are_renamed_for_aya() {
-        let src = "char LICENSE[] __attribute__((section(\"license\"), used)) = \"GPL\";\n\
-                   __attribute__((section(\"socket1\"), used)) int f(void *s) { return 0; }\n";
-        let dir = tempfile::tempdir().unwrap();
-        let c = dir.path().join("s.c");
-        let o = dir.path().join("s.o");
-        std::fs::write(&c, src).unwrap();
-        let ok = std::process::Command::new("clang")
-            .args(["-target", "bpf", "-O2", "-c"])
-            .arg(&c)
-            .arg("-o")
-            .arg(&o)
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            // clang is a build requirement of the project; CI has it.
-            panic!("clang is needed for this test (apt-get install clang)");
-        }
-        let data = std::fs::read(&o).unwrap();
-        let before = object::File::parse(&*data).unwrap();
-        assert!(before.section_by_name("socket1").is_some());
-        let fixed = normalize_sections(&data);
-        assert_eq!(fixed.len(), data.len());
-        let after = object::File::parse(&*fixed).unwrap();
-        assert!(after.section_by_name("socket1").is_none());
-        assert!(after.section_by_name("socket").is_some());
-        assert_eq!(normalize_sections(b"junk"), b"junk");
-    }
-
-    /// Found by `cargo xtask fuzz object`: a section header table offset
-    /// near `usize::MAX` overflowed `offset + 8` while looking for the
-    /// section-name table.
-    #[test]
-    fn section_header_offset_near_the_end_of_the_address_space() {
-        let mut d = vec![0u8; 64];
-        d[..6].copy_from_slice(b"\x7fELF\x02\x01");
-        d[0x28..0x30].copy_from_slice(&(u64::MAX - 0x1f).to_le_bytes());
-        assert_eq!(shstrtab_range(&d), None);
-        assert_eq!(normalize_sections(&d), d);
-        assert!(ObjectInfo::parse(&d).is_err());
-    }
 
     /// Inputs of `cargo xtask fuzz object` on which aya's own parsing
     /// (what `ig run` does next) panicked, aborted or crashed; each is
@@ -603,7 +501,7 @@ mod tests {
     fn what_aya_would_crash_on_is_refused_first() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
         let check = |path: &str| {
-            let data = normalize_sections(&std::fs::read(root.join(path)).unwrap());
+            let data = crate::bpf::compat::for_aya(&std::fs::read(root.join(path)).unwrap());
             let info = ObjectInfo::parse(&data).unwrap();
             let btf = Btf::parse(&info.btf).unwrap();
             check_for_aya(&data, &btf).unwrap_err()
@@ -686,7 +584,7 @@ mod tests {
             "fuzz/corpus/object/sample.bpf.o",
             "fuzz/corpus/object/trace_exec.bpf.o",
         ] {
-            let data = normalize_sections(&std::fs::read(root.join(ok)).unwrap());
+            let data = crate::bpf::compat::for_aya(&std::fs::read(root.join(ok)).unwrap());
             let info = ObjectInfo::parse(&data).unwrap();
             let btf = Btf::parse(&info.btf).unwrap();
             check_for_aya(&data, &btf).unwrap_or_else(|e| panic!("{ok}: {e}"));

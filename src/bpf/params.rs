@@ -172,6 +172,9 @@ impl EbpfParam {
                 encoding,
             };
             p.spec.default = match desc.and_then(|d| d.default_value.clone()) {
+                // `defaultValue: ""` is upstream's way to say "no default":
+                // the value compiled into `.rodata` stays, whatever the type.
+                Some(d) if d.is_empty() => String::new(),
                 Some(d) => {
                     p.spec
                         .parse(&d)
@@ -369,6 +372,32 @@ mod tests {
             .default_value = Some("perhaps".into());
         let e = EbpfParam::discover(&vars(&["ignore_failed"]), &btf, &info, &meta).unwrap_err();
         assert!(matches!(e, EbpfParamError::BadDefault { .. }), "{e}");
+    }
+
+    /// Upstream's gadget.yaml files say `defaultValue: ""` for "no
+    /// default" (trace_signal, fdpass, profile_tcprtt, fsnotify): whatever
+    /// the type, the parameter stays unset and `.rodata` keeps its value.
+    #[test]
+    fn an_empty_default_in_gadget_yaml_means_no_default() {
+        let (btf, info) = fixture();
+        let mut meta = GadgetMetadata::default();
+        for var in ["delta", "ignore_failed", "targ_comm"] {
+            meta.params.ebpf.insert(
+                var.into(),
+                ParamDesc {
+                    default_value: Some(String::new()),
+                    ..ParamDesc::default()
+                },
+            );
+        }
+        let ps = EbpfParam::discover(
+            &vars(&["delta", "ignore_failed", "targ_comm"]),
+            &btf,
+            &info,
+            &meta,
+        )
+        .unwrap();
+        assert!(ps.iter().all(|p| p.spec.default.is_empty()), "{ps:?}");
     }
 
     #[test]

@@ -168,8 +168,9 @@ pub fn parse_section(
         "iter" => Attach::Iter {
             target: nonempty(target)?,
         },
-        // Upstream names socket filters socket1, socket2...; the object
-        // module renames those sections for aya.
+        // Upstream names socket filters socket1, socket2...; `compat`
+        // renames those sections socket/1, socket/2... for aya.
+        "socket" => Attach::Socket,
         k if k
             .strip_prefix("socket")
             .is_some_and(|n| n.chars().all(|c| c.is_ascii_digit()))
@@ -355,6 +356,7 @@ mod tests {
             ("iter/task", Attach::Iter { target: s("task") }),
             ("socket", Attach::Socket),
             ("socket1", Attach::Socket),
+            ("socket/1", Attach::Socket),
             ("kprobe/gadget_program_disabled", Attach::Disabled),
             (
                 "perf_event",

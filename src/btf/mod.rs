@@ -109,6 +109,13 @@ impl Btf {
         parse::parse(data)
     }
 
+    /// Byte offset in `data` (a blob [`Btf::parse`] accepts) of each type's
+    /// record, indexed by type id (0 for void, which has none); `None` for
+    /// a blob `parse` refuses. For rewriting a record in place.
+    pub fn record_offsets(data: &[u8]) -> Option<Vec<usize>> {
+        parse::record_offsets(data)
+    }
+
     /// True when the blob was big endian (its multi-byte data, e.g. in a
     /// `.rodata` section, will be too).
     pub fn is_big_endian(&self) -> bool {
@@ -143,6 +150,14 @@ impl Btf {
         self.strings
             .get(start..start.saturating_add(name.len as usize))
             .unwrap_or("")
+    }
+
+    /// The string at byte offset `off` of the string section (as named by
+    /// records this parser does not decode, e.g. `.BTF.ext`'s), up to its
+    /// NUL; `None` past the end.
+    pub fn string_at(&self, off: u32) -> Option<&str> {
+        let tail = self.strings.get(off as usize..)?;
+        Some(tail.split('\0').next().unwrap_or(""))
     }
 
     /// The name of the type with this id ("" when anonymous).

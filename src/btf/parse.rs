@@ -211,6 +211,49 @@ pub(super) fn parse(data: &[u8]) -> Result<Btf, BtfError> {
     })
 }
 
+/// What follows the common part of a type record of `kind` with `vlen`
+/// entries, and its size in bytes; `None` for a kind BTF does not define.
+/// (vlen is at most 0xffff, so no overflow.)
+fn record_extra(kind: u32, vlen: usize) -> Option<(&'static str, usize)> {
+    Some(match kind {
+        KIND_INT => ("int data", 4),
+        KIND_ARRAY => ("array data", 12),
+        KIND_STRUCT | KIND_UNION => ("members", vlen * 12),
+        KIND_ENUM => ("enum values", vlen * 8),
+        KIND_FUNC_PROTO => ("parameters", vlen * 8),
+        KIND_VAR => ("var data", 4),
+        KIND_DATASEC => ("datasec entries", vlen * 12),
+        KIND_DECL_TAG => ("decl_tag data", 4),
+        KIND_ENUM64 => ("enum64 values", vlen * 12),
+        KIND_PTR | KIND_FWD | KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT
+        | KIND_FUNC | KIND_FLOAT | KIND_TYPE_TAG => ("", 0),
+        _ => return None,
+    })
+}
+
+/// Byte offset, inside `data`, of every type record of a blob [`parse`]
+/// accepted (index = type id; entry 0, void, has no record and is 0): for
+/// callers that patch a record in place. `None` if the blob is not one
+/// `parse` accepts.
+pub(super) fn record_offsets(data: &[u8]) -> Option<Vec<usize>> {
+    let endian = match u16::from_le_bytes([*data.first()?, *data.get(1)?]) {
+        MAGIC => Endian::Little,
+        m if m.swap_bytes() == MAGIC => Endian::Big,
+        _ => return None,
+    };
+    let [hdr_len, type_off, type_len, ..] = endian.words::<5>(data.get(4..HEADER_LEN)?);
+    let range = section("type", hdr_len, type_off, type_len, data.len()).ok()?;
+    let mut out = vec![0];
+    let mut pos = range.start;
+    while pos < range.end {
+        let [_, info, _] = endian.words::<3>(data.get(pos..pos + TYPE_HEADER_LEN)?);
+        let (_, extra) = record_extra((info >> 24) & 0x1f, (info & 0xffff) as usize)?;
+        out.push(pos);
+        pos += TYPE_HEADER_LEN + extra;
+    }
+    (pos == range.end).then_some(out)
+}
+
 /// Decodes the type section. `base` is the section's offset in the blob,
 /// for error messages.
 fn parse_types(
@@ -244,27 +287,12 @@ fn parse_types(
         let kind = (info >> 24) & 0x1f;
         let kind_flag = info >> 31 != 0;
 
-        // Bytes of kind-specific data after the common part; vlen is at
-        // most 0xffff, so no overflow.
-        let (what, extra) = match kind {
-            KIND_INT => ("int data", 4),
-            KIND_ARRAY => ("array data", 12),
-            KIND_STRUCT | KIND_UNION => ("members", vlen * 12),
-            KIND_ENUM => ("enum values", vlen * 8),
-            KIND_FUNC_PROTO => ("parameters", vlen * 8),
-            KIND_VAR => ("var data", 4),
-            KIND_DATASEC => ("datasec entries", vlen * 12),
-            KIND_DECL_TAG => ("decl_tag data", 4),
-            KIND_ENUM64 => ("enum64 values", vlen * 12),
-            KIND_PTR | KIND_FWD | KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT
-            | KIND_FUNC | KIND_FLOAT | KIND_TYPE_TAG => ("", 0),
-            _ => {
-                return Err(BtfError::UnknownKind {
-                    id,
-                    offset: rec_off,
-                    kind,
-                });
-            }
+        let Some((what, extra)) = record_extra(kind, vlen) else {
+            return Err(BtfError::UnknownKind {
+                id,
+                offset: rec_off,
+                kind,
+            });
         };
         let Some(body) = sec.get(pos..pos + extra) else {
             return Err(BtfError::Truncated {

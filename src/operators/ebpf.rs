@@ -339,6 +339,50 @@ impl EbpfOperator {
     }
 }
 
+/// Maps sized at run time, upstream's convention: a map `M` declared with
+/// `__uint(max_entries, 0)` next to a `const volatile` integer
+/// `M_max_entries` (usually a `GADGET_PARAM`) gets that many entries
+/// (upstream's `user_stack_map.h` sizes `ig_build_id` so). `(M, variable)`.
+fn runtime_sized_maps(btf: &Btf, info: &ObjectInfo) -> Vec<(String, String)> {
+    let Some(crate::btf::Kind::Datasec(maps)) =
+        btf.find_datasec(".maps").and_then(|d| btf.kind(d).ok())
+    else {
+        return Vec::new();
+    };
+    maps.vars
+        .iter()
+        .filter_map(|v| btf.name_of(v.ty).ok())
+        .map(|map| (map.to_owned(), format!("{map}_max_entries")))
+        .filter(|(_, var)| info.rodata_value(var).is_some())
+        .collect()
+}
+
+/// The sizes of `sized` maps: the user's value of the variable if one is
+/// set (in `globals`), else its value in `.rodata`.
+fn runtime_max_entries(
+    sized: &[(String, String)],
+    info: &ObjectInfo,
+    globals: &[(String, Vec<u8>)],
+) -> Vec<(String, u32)> {
+    let mut out = Vec::new();
+    for (map, var) in sized {
+        let bytes = globals
+            .iter()
+            .find(|(n, _)| n == var)
+            .map(|(_, b)| b.as_slice())
+            .or_else(|| info.rodata_value(var));
+        let n = match bytes {
+            Some(&[a, b, c, d]) => u32::from_le_bytes([a, b, c, d]),
+            Some(&[a, b, c, d, e, f, g, h]) => {
+                u32::try_from(u64::from_le_bytes([a, b, c, d, e, f, g, h])).unwrap_or(u32::MAX)
+            }
+            _ => continue,
+        };
+        out.push((map.clone(), n));
+    }
+    out
+}
+
 /// A data source and where its data comes from.
 #[derive(Clone, Debug)]
 enum DataSource {
@@ -406,6 +450,7 @@ impl Operator for EbpfOperator {
             stack_fields.extend(st.map(|st| (id, st)));
             sources.push((ds, id));
         }
+        let sized_maps = runtime_sized_maps(&self.btf, &self.info);
         let Self {
             object,
             info,
@@ -420,6 +465,7 @@ impl Operator for EbpfOperator {
         Ok(Some(Box::new(EbpfInstance {
             object,
             info,
+            sized_maps,
             contract,
             plan,
             sources,
@@ -466,6 +512,8 @@ struct Topper {
 struct EbpfInstance {
     object: Vec<u8>,
     info: ObjectInfo,
+    /// `(map, variable)`: maps sized at run time (`runtime_sized_maps`).
+    sized_maps: Vec<(String, String)>,
     contract: Contract,
     plan: Vec<ProgramPlan>,
     sources: Vec<(DataSource, SourceId)>,
@@ -495,15 +543,10 @@ impl Instance for EbpfInstance {
         if filter.is_some() {
             globals.push((mntns_filter::FLAG_VAR.to_owned(), vec![1]));
         }
-        let max_entries: Vec<(String, u32)> = match self.options.ringbuf_size {
-            Some(n) => self
-                .contract
-                .tracer_maps
-                .iter()
-                .map(|m| (m.clone(), n))
-                .collect(),
-            None => Vec::new(),
-        };
+        let mut max_entries = runtime_max_entries(&self.sized_maps, &self.info, &globals);
+        if let Some(n) = self.options.ringbuf_size {
+            max_entries.extend(self.contract.tracer_maps.iter().map(|m| (m.clone(), n)));
+        }
         let spec = LoadSpec {
             object: &self.object,
             info: &self.info,

@@ -1,0 +1,1254 @@
+//! Rewrites that let aya 0.14 load objects built with libbpf's conventions,
+//! as upstream's builder builds them (clang, upstream's headers and its own
+//! `vmlinux.h`). libbpf and cilium/ebpf (upstream's loader) accept each of
+//! these; aya refuses or mishandles them, so they are rewritten here, on
+//! the object's bytes, before aya parses them. Why each is needed, with the
+//! reproducers, is in `docs/design/005-libbpf-objects-on-aya.md`.
+//!
+//! Without the kernel ([`for_aya`], run by `bpf::inspect` for `ig run` and
+//! `ig image build` alike):
+//! - numbered socket filter sections (`socket1`): aya knows only `socket`
+//!   and `socket/NAME`. The section is renamed `socket/1` (a new string:
+//!   the old name often shares its bytes with `.relsocket1`), in the ELF and
+//!   in `.BTF.ext`, whose records aya finds by section name.
+//! - program arrays (`BPF_MAP_TYPE_PROG_ARRAY`) declared with
+//!   `__array(values, int())`, as upstream's `user_stack_map.h` does: aya
+//!   reads any `values` member as the inner map of a map-in-map and fails
+//!   ("unexpected BTF type id"). The member is made anonymous (its name
+//!   offset 0, in place): aya skips it, the kernel sees the same layout.
+//!   libbpf would fill the array from `values` initializers; upstream's
+//!   are empty, and so is the map aya creates.
+//!
+//! With the kernel's BTF ([`resolve_core`], at load time), CO-RE
+//! relocations aya cannot compute: type matches (`bpf_core_type_matches`,
+//! kind 12, which aya does not know), field accesses through a flexible
+//! array (`ctx->args[i]` of `struct syscall_trace_enter`: aya's check of
+//! the local access compares the array index with the member count), and
+//! fields of the socket enricher's `gadget_socket_value`, which upstream's
+//! loader relocates against a BTF of the enricher's, not the kernel's (see
+//! [`SOCKET_VALUE`]). They are computed here with libbpf's rules, written
+//! into the instructions, and removed from `.BTF.ext`; aya relocates the
+//! rest.
+//!
+//! A section that grows moves to the end of the file (section headers may
+//! point anywhere); nothing else moves. Pure: bytes in, bytes out. Objects
+//! that are not 64-bit little-endian ELF with well-formed BTF are returned
+//! unchanged, for the checks after this to report.
+
+use crate::btf::{Btf, Kind, TypeId};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CompatError {
+    #[error(
+        "CO-RE relocation #{index} of section {section} (instruction {insn}, {what} of {root} {access}): {reason}"
+    )]
+    Core {
+        section: String,
+        index: usize,
+        insn: u32,
+        what: &'static str,
+        root: String,
+        access: String,
+        reason: String,
+    },
+    #[error("section {section} of the object, named by .BTF.ext, is missing or too short")]
+    Section { section: String },
+}
+
+/// `BPF_MAP_TYPE_PROG_ARRAY`.
+const MAP_TYPE_PROG_ARRAY: u32 = 3;
+
+// CO-RE relocation kinds (`enum bpf_core_relo_kind`).
+const FIELD_BYTE_OFFSET: u32 = 0;
+const FIELD_BYTE_SIZE: u32 = 1;
+const FIELD_EXISTS: u32 = 2;
+const TYPE_MATCHES: u32 = 12;
+
+/// What libbpf writes over an instruction whose relocation found no
+/// target: a call of helper 0xbad2310 ("bad relo"), which the verifier
+/// refuses only if the instruction is reachable.
+const POISON_HELPER: i32 = 0x0bad_2310;
+
+/// The rewrites that need no kernel (see the module doc). Returns the
+/// object unchanged when it needs none.
+pub fn for_aya(object: &[u8]) -> Vec<u8> {
+    let mut out = object.to_vec();
+    rename_socket_sections(&mut out);
+    rewrite_prog_array_maps(&mut out);
+    out
+}
+
+// ---------------------------------------------------------------------------
+// ELF: just enough to find, patch and move sections of a 64-bit
+// little-endian relocatable object (the only kind aya loads on this host).
+
+fn rd_u16(d: &[u8], o: usize) -> Option<u16> {
+    Some(u16::from_le_bytes(
+        d.get(o..o.checked_add(2)?)?.try_into().ok()?,
+    ))
+}
+fn rd_u32(d: &[u8], o: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(
+        d.get(o..o.checked_add(4)?)?.try_into().ok()?,
+    ))
+}
+fn rd_u64(d: &[u8], o: usize) -> Option<u64> {
+    Some(u64::from_le_bytes(
+        d.get(o..o.checked_add(8)?)?.try_into().ok()?,
+    ))
+}
+fn wr_u32(d: &mut [u8], o: usize, v: u32) {
+    if let Some(b) = d.get_mut(o..o + 4) {
+        b.copy_from_slice(&v.to_le_bytes());
+    }
+}
+fn wr_u64(d: &mut [u8], o: usize, v: u64) {
+    if let Some(b) = d.get_mut(o..o + 8) {
+        b.copy_from_slice(&v.to_le_bytes());
+    }
+}
+
+/// One section header.
+#[derive(Clone, Copy, Debug)]
+struct Shdr {
+    /// File offset of the header itself.
+    at: usize,
+    name: u32,
+    offset: usize,
+    size: usize,
+}
+
+struct Elf {
+    shoff: usize,
+    shentsize: usize,
+    shnum: usize,
+    shstrndx: usize,
+}
+
+impl Elf {
+    fn parse(d: &[u8]) -> Option<Elf> {
+        // 64-bit, little endian.
+        if d.get(..6)? != b"\x7fELF\x02\x01" {
+            return None;
+        }
+        Some(Elf {
+            shoff: usize::try_from(rd_u64(d, 0x28)?).ok()?,
+            shentsize: usize::from(rd_u16(d, 0x3a)?),
+            shnum: usize::from(rd_u16(d, 0x3c)?),
+            shstrndx: usize::from(rd_u16(d, 0x3e)?),
+        })
+        .filter(|e| e.shentsize >= 0x40)
+    }
+
+    fn header(&self, d: &[u8], i: usize) -> Option<Shdr> {
+        let at = self.shoff.checked_add(i.checked_mul(self.shentsize)?)?;
+        // The whole header is in the file (so `at + 0x40` cannot overflow).
+        d.get(at..at.checked_add(0x40)?)?;
+        let sh = Shdr {
+            at,
+            name: rd_u32(d, at)?,
+            offset: usize::try_from(rd_u64(d, at + 0x18)?).ok()?,
+            size: usize::try_from(rd_u64(d, at + 0x20)?).ok()?,
+        };
+        Some(sh)
+    }
+
+    fn headers<'a>(&'a self, d: &'a [u8]) -> impl Iterator<Item = Shdr> + 'a {
+        (1..self.shnum).filter_map(move |i| self.header(d, i))
+    }
+
+    /// The bytes of section `sh` (`None` if they are not in the file, as
+    /// for `.bss`, which this module never asks for).
+    fn data<'a>(d: &'a [u8], sh: &Shdr) -> Option<&'a [u8]> {
+        d.get(sh.offset..sh.offset.checked_add(sh.size)?)
+    }
+
+    fn name<'a>(&self, d: &'a [u8], sh: &Shdr) -> Option<&'a [u8]> {
+        let strtab = Elf::data(d, &self.header(d, self.shstrndx)?)?;
+        let tail = strtab.get(sh.name as usize..)?;
+        Some(&tail[..tail.iter().position(|&b| b == 0)?])
+    }
+
+    fn find(&self, d: &[u8], name: &str) -> Option<Shdr> {
+        self.headers(d)
+            .find(|sh| self.name(d, sh) == Some(name.as_bytes()))
+    }
+}
+
+/// Give section `sh` the content `new`: in place when it fits, else
+/// appended at the end of the file (8-byte aligned). Its header follows.
+fn replace_section(out: &mut Vec<u8>, sh: &Shdr, new: &[u8]) {
+    let offset = if new.len() <= sh.size {
+        sh.offset
+    } else {
+        out.resize(out.len().next_multiple_of(8), 0);
+        let o = out.len();
+        out.resize(o + new.len(), 0);
+        o
+    };
+    out[offset..offset + new.len()].copy_from_slice(new);
+    wr_u64(out, sh.at + 0x18, offset as u64);
+    wr_u64(out, sh.at + 0x20, new.len() as u64);
+}
+
+// ---------------------------------------------------------------------------
+// BTF blobs: the header fields this module edits.
+
+/// `(hdr_len, type_len, str_len)` of a little-endian blob laid out as
+/// clang writes it: header, types, strings, nothing after.
+fn btf_layout(b: &[u8]) -> Option<(usize, usize, usize)> {
+    if rd_u16(b, 0)? != 0xeb9f {
+        return None;
+    }
+    let [hdr, toff, tlen, soff, slen] = [4, 8, 12, 16, 20].map(|o| rd_u32(b, o));
+    let (hdr, toff, tlen, soff, slen) = (hdr? as usize, toff?, tlen? as usize, soff?, slen?);
+    (toff == 0 && soff as usize == tlen && hdr + tlen + slen as usize == b.len()).then_some((
+        hdr,
+        tlen,
+        slen as usize,
+    ))
+}
+
+/// A copy of BTF blob `b` with `strings` appended to its string section,
+/// and the offset the first of them gets there.
+fn btf_append_strings(b: &[u8], strings: &[u8]) -> Option<(Vec<u8>, u32)> {
+    let (_, _, slen) = btf_layout(b)?;
+    let mut out = Vec::with_capacity(b.len() + strings.len());
+    out.extend_from_slice(b);
+    out.extend_from_slice(strings);
+    wr_u32(&mut out, 20, u32::try_from(slen + strings.len()).ok()?);
+    Some((out, u32::try_from(slen).ok()?))
+}
+
+// ---------------------------------------------------------------------------
+// Numbered socket filter sections.
+
+/// `socket7` → `Some("7")`.
+fn socket_number(name: &[u8]) -> Option<&[u8]> {
+    let n = name.strip_prefix(b"socket")?;
+    (!n.is_empty() && n.iter().all(u8::is_ascii_digit)).then_some(n)
+}
+
+fn rename_socket_sections(out: &mut Vec<u8>) {
+    let Some(elf) = Elf::parse(out) else { return };
+    let renames: Vec<(Shdr, Vec<u8>)> = elf
+        .headers(out)
+        .filter_map(|sh| {
+            let n = socket_number(elf.name(out, &sh)?)?;
+            Some((sh, n.to_vec()))
+        })
+        .collect();
+    let Some(strtab) = elf.header(out, elf.shstrndx) else {
+        return;
+    };
+    if renames.is_empty() {
+        return;
+    }
+    let Some(mut table) = Elf::data(out, &strtab).map(<[u8]>::to_vec) else {
+        return;
+    };
+    // `.BTF.ext` names its blocks by strings of `.BTF`: the same new names
+    // go there, so that aya finds func_info and CO-RE records of a renamed
+    // section.
+    let mut btf_names = Vec::new();
+    for (sh, n) in &renames {
+        let off = table.len() as u32;
+        table.extend_from_slice(b"socket/");
+        table.extend_from_slice(n);
+        table.push(0);
+        wr_u32(out, sh.at, off);
+        btf_names.push(format!("socket{}", String::from_utf8_lossy(n)));
+    }
+    replace_section(out, &strtab, &table);
+    rename_btf_ext_sections(out, &btf_names);
+}
+
+/// Point `.BTF.ext` blocks of the sections named in `renames` (`socketN`)
+/// at `socket/N` strings appended to `.BTF`.
+fn rename_btf_ext_sections(out: &mut Vec<u8>, renames: &[String]) {
+    let Some(elf) = Elf::parse(out) else { return };
+    let (Some(btf_sh), Some(ext_sh)) = (elf.find(out, ".BTF"), elf.find(out, ".BTF.ext")) else {
+        return;
+    };
+    let (Some(btf), Some(ext)) = (Elf::data(out, &btf_sh), Elf::data(out, &ext_sh)) else {
+        return;
+    };
+    let Ok(parsed) = Btf::parse(btf) else { return };
+    let mut ext = ext.to_vec();
+    let mut strings = Vec::new();
+    let mut new_offs = Vec::new();
+    for old in renames {
+        new_offs.push((old.as_str(), strings.len() as u32));
+        strings.extend_from_slice(format!("socket/{}", &old[6..]).as_bytes());
+        strings.push(0);
+    }
+    let Some((new_btf, base)) = btf_append_strings(btf, &strings) else {
+        return;
+    };
+    let mut changed = false;
+    for block in ext_blocks(&ext) {
+        for (name_at, _) in block.sections {
+            let Some(name) = rd_u32(&ext, name_at).and_then(|o| parsed.string_at(o)) else {
+                continue;
+            };
+            if let Some((_, off)) = new_offs.iter().find(|(old, _)| *old == name) {
+                wr_u32(&mut ext, name_at, base + off);
+                changed = true;
+            }
+        }
+    }
+    if changed {
+        replace_section(out, &btf_sh, &new_btf);
+        if let Some(ext_sh) = Elf::parse(out).and_then(|e| e.find(out, ".BTF.ext")) {
+            replace_section(out, &ext_sh, &ext);
+        }
+    }
+}
+
+/// One of the three record blocks of `.BTF.ext` (func_info, line_info,
+/// core_relo): where its header fields are and what it holds.
+struct ExtBlock {
+    /// Offset in the section of the block's `off` header field.
+    field: usize,
+    /// Range of the block in the section.
+    start: usize,
+    end: usize,
+    rec_size: usize,
+    /// Per section of the object: offset of its name field, and the range
+    /// of its records.
+    sections: Vec<(usize, std::ops::Range<usize>)>,
+}
+
+/// The blocks of a `.BTF.ext` section, as far as they are well formed.
+fn ext_blocks(ext: &[u8]) -> Vec<ExtBlock> {
+    let mut out = Vec::new();
+    let Some(hdr_len) = rd_u32(ext, 4).map(|h| h as usize) else {
+        return out;
+    };
+    for field in [8usize, 16, 24] {
+        if field + 8 > hdr_len {
+            break;
+        }
+        let (Some(off), Some(len)) = (rd_u32(ext, field), rd_u32(ext, field + 4)) else {
+            break;
+        };
+        let start = hdr_len + off as usize;
+        let end = start + len as usize;
+        let Some(rec_size) = rd_u32(ext, start).map(|r| r as usize) else {
+            continue;
+        };
+        if len == 0 || end > ext.len() || rec_size == 0 {
+            continue;
+        }
+        let mut sections = Vec::new();
+        let mut o = start + 4;
+        while o + 8 <= end {
+            let count = rd_u32(ext, o + 4).unwrap_or(0) as usize;
+            let Some(recs_end) = count
+                .checked_mul(rec_size)
+                .and_then(|n| n.checked_add(o + 8))
+                .filter(|e| *e <= end)
+            else {
+                break;
+            };
+            let recs = o + 8..recs_end;
+            sections.push((o, recs.clone()));
+            o = recs.end;
+        }
+        out.push(ExtBlock {
+            field,
+            start,
+            end,
+            rec_size,
+            sections,
+        });
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------
+// Program arrays.
+
+/// The number a `__uint(name, N)` member encodes: a pointer to an array of
+/// N elements.
+fn uint_member(btf: &Btf, ty: TypeId) -> Option<u32> {
+    let Kind::Ptr(arr) = btf.kind(ty).ok()? else {
+        return None;
+    };
+    let Kind::Array(a) = btf.kind(*arr).ok()? else {
+        return None;
+    };
+    Some(a.len)
+}
+
+/// One member of a map definition in `.maps`.
+struct MapMember {
+    map: String,
+    /// The map's `type`, when it is given as `__uint(type, N)`.
+    map_type: Option<u32>,
+    member: String,
+    /// Offset in the object of the member record's name field.
+    name_at: usize,
+}
+
+fn map_members(object: &[u8]) -> Vec<MapMember> {
+    let mut out = Vec::new();
+    let Some(elf) = Elf::parse(object) else {
+        return out;
+    };
+    let Some(btf_sh) = elf.find(object, ".BTF") else {
+        return out;
+    };
+    let Some(raw) = Elf::data(object, &btf_sh) else {
+        return out;
+    };
+    let (Ok(btf), Some(records)) = (Btf::parse(raw), Btf::record_offsets(raw)) else {
+        return out;
+    };
+    let Some(Kind::Datasec(maps)) = btf.find_datasec(".maps").and_then(|d| btf.kind(d).ok()) else {
+        return out;
+    };
+    for v in &maps.vars {
+        let Ok(Kind::Var(var)) = btf.kind(v.ty) else {
+            continue;
+        };
+        let Ok(sid) = btf.skip_modifiers(var.ty) else {
+            continue;
+        };
+        let Ok(Kind::Struct(def)) = btf.kind(sid) else {
+            continue;
+        };
+        let map = btf.name_of(v.ty).unwrap_or_default();
+        let map_type = def
+            .members
+            .iter()
+            .find(|m| btf.str(m.name) == "type")
+            .and_then(|m| uint_member(&btf, m.ty));
+        for (i, m) in def.members.iter().enumerate() {
+            out.push(MapMember {
+                map: map.to_owned(),
+                map_type,
+                member: btf.str(m.name).to_owned(),
+                name_at: btf_sh.offset + records[sid as usize] + 12 + i * 12,
+            });
+        }
+    }
+    out
+}
+
+fn rewrite_prog_array_maps(out: &mut [u8]) {
+    for m in map_members(out) {
+        if m.map_type == Some(MAP_TYPE_PROG_ARRAY) && m.member == "values" {
+            log::debug!(
+                "program array {}: its `values` member is left to the kernel, not aya",
+                m.map
+            );
+            wr_u32(out, m.name_at, 0);
+        }
+    }
+}
+
+/// `object` with the pinning of every map `keep` refuses removed (its
+/// `pinning` member made anonymous, so aya creates the map unpinned).
+///
+/// A map declared `__uint(pinning, LIBBPF_PIN_BY_NAME)` is shared through
+/// `/sys/fs/bpf/NAME`: aya (like libbpf and upstream's loader) opens the
+/// pinned map if there is one, else creates it *and pins it*, which would
+/// outlive `ig`. So the loader keeps the pinning only of maps already
+/// pinned (another program's, e.g. the GPU bridge's, which the gadget
+/// reads) and creates the others as private maps that go with `ig`.
+pub fn unpin_maps(object: &[u8], keep: impl Fn(&str) -> bool) -> Vec<u8> {
+    let mut out = object.to_vec();
+    for m in map_members(object) {
+        if m.member == "pinning" && !keep(&m.map) {
+            log::debug!(
+                "map {}: nothing is pinned under its name; created unpinned, for this run only",
+                m.map
+            );
+            wr_u32(&mut out, m.name_at, 0);
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------
+// CO-RE relocations aya cannot compute.
+
+/// One CO-RE relocation record of `.BTF.ext`.
+#[derive(Clone, Copy, Debug)]
+struct CoreRelo {
+    insn_off: u32,
+    type_id: TypeId,
+    access: u32,
+    kind: u32,
+}
+
+fn read_relo(ext: &[u8], at: usize) -> Option<CoreRelo> {
+    Some(CoreRelo {
+        insn_off: rd_u32(ext, at)?,
+        type_id: rd_u32(ext, at + 4)?,
+        access: rd_u32(ext, at + 8)?,
+        kind: rd_u32(ext, at + 12)?,
+    })
+}
+
+/// Whether `object` has relocations [`resolve_core`] takes over from aya
+/// (checked before reading the kernel's BTF, which most objects do not
+/// need from us).
+pub fn needs_kernel_btf(object: &[u8]) -> bool {
+    let Some(elf) = Elf::parse(object) else {
+        return false;
+    };
+    let (Some(btf_sh), Some(ext_sh)) = (elf.find(object, ".BTF"), elf.find(object, ".BTF.ext"))
+    else {
+        return false;
+    };
+    let (Some(Ok(btf)), Some(ext)) = (
+        Elf::data(object, &btf_sh).map(Btf::parse),
+        Elf::data(object, &ext_sh),
+    ) else {
+        return false;
+    };
+    ext_blocks(ext)
+        .iter()
+        .filter(|b| b.field == 24 && b.rec_size >= 16)
+        .flat_map(|b| {
+            b.sections
+                .iter()
+                .flat_map(move |(_, r)| r.clone().step_by(b.rec_size))
+        })
+        .filter_map(|at| read_relo(ext, at))
+        .any(|r| taken_over(&btf, &r))
+}
+
+/// The socket enricher's value struct (upstream's `types.h`): not a
+/// kernel type. Upstream's loader relocates its fields against a BTF of
+/// the enricher's own (`ExtraRelocationTargets`): the fields before
+/// `optional_fields_start` as the gadget declares them, then the optional
+/// ones the enricher was configured to fill. Without an enricher, the
+/// fixed fields relocate to themselves and the optional ones are absent.
+const SOCKET_VALUE: &str = "gadget_socket_value";
+const SOCKET_OPTIONAL_START: &str = "optional_fields_start";
+
+/// Whether we compute `r` instead of aya: type matches, field relocations
+/// whose access goes through a zero-length (flexible) array, and those
+/// into [`SOCKET_VALUE`] (aya would find no kernel type and poison them).
+fn taken_over(btf: &Btf, r: &CoreRelo) -> bool {
+    match r.kind {
+        TYPE_MATCHES => true,
+        FIELD_BYTE_OFFSET..=5 => {
+            is_socket_value(btf, r.type_id)
+                || btf
+                    .string_at(r.access)
+                    .and_then(parse_access)
+                    .and_then(|a| local_spec(btf, r.type_id, &a))
+                    .is_some_and(|s| s.through_flex)
+        }
+        _ => false,
+    }
+}
+
+fn is_socket_value(btf: &Btf, id: TypeId) -> bool {
+    btf.skip_modifiers(id)
+        .and_then(|id| btf.name_of(id))
+        .is_ok_and(|n| essential(n) == SOCKET_VALUE)
+}
+
+/// [`SOCKET_VALUE`]'s field `spec` as upstream's extra relocation target
+/// has it without optional fields: itself if it is a fixed field, else
+/// absent.
+fn socket_value_field(local: &Btf, root: TypeId, spec: &LocalSpec<'_>) -> Option<(u64, TypeId)> {
+    let members = local.members(root).ok()?;
+    let first = match spec.steps.first()? {
+        Step::Field { name, .. } => members.iter().position(|m| local.str(m.name) == *name)?,
+        Step::Index(_) => return None,
+    };
+    let optional = members
+        .iter()
+        .position(|m| local.str(m.name) == SOCKET_OPTIONAL_START)
+        .unwrap_or(members.len());
+    (first < optional).then_some((spec.bit_offset, spec.field_ty))
+}
+
+fn parse_access(s: &str) -> Option<Vec<u32>> {
+    s.split(':').map(|p| p.parse().ok()).collect()
+}
+
+/// One step of an access path after the root index.
+#[derive(Debug, Clone)]
+enum Step<'a> {
+    /// A named member (anonymous ones are crossed, not steps).
+    Field { name: &'a str, ty: TypeId },
+    /// An element of an array.
+    Index(u32),
+}
+
+/// The local side of a field relocation.
+struct LocalSpec<'a> {
+    root_index: u32,
+    steps: Vec<Step<'a>>,
+    /// Bit offset in the local type (what the instruction holds now).
+    bit_offset: u64,
+    /// The field's type (for sizes and kinds).
+    field_ty: TypeId,
+    /// The path indexes a zero-length array.
+    through_flex: bool,
+}
+
+fn local_spec<'a>(btf: &'a Btf, root: TypeId, access: &[u32]) -> Option<LocalSpec<'a>> {
+    let (&root_index, rest) = access.split_first()?;
+    let mut ty = root;
+    let mut bit_offset = u64::from(root_index) * u64::from(btf.size_of(root).ok()?) * 8;
+    let mut steps = Vec::new();
+    let mut through_flex = false;
+    for &i in rest {
+        let id = btf.skip_modifiers(ty).ok()?;
+        match btf.kind(id).ok()? {
+            Kind::Struct(c) | Kind::Union(c) => {
+                let m = c.members.get(i as usize)?;
+                bit_offset += u64::from(m.bit_offset);
+                let name = btf.str(m.name);
+                if !name.is_empty() {
+                    steps.push(Step::Field { name, ty: m.ty });
+                }
+                ty = m.ty;
+            }
+            Kind::Array(a) => {
+                through_flex |= a.len == 0;
+                let elem = u64::from(btf.size_of(a.elem).ok()?);
+                bit_offset += u64::from(i) * elem * 8;
+                steps.push(Step::Index(i));
+                ty = a.elem;
+            }
+            _ => return None,
+        }
+    }
+    Some(LocalSpec {
+        root_index,
+        steps,
+        bit_offset,
+        field_ty: ty,
+        through_flex,
+    })
+}
+
+/// A name without its `___flavor` suffix (libbpf's "essential" name).
+fn essential(name: &str) -> &str {
+    let b = name.as_bytes();
+    let mut i = b.len().saturating_sub(4);
+    loop {
+        // "___" preceded and followed by something else than '_'.
+        if i > 0
+            && b.get(i..i + 3) == Some(b"___")
+            && b[i - 1] != b'_'
+            && b.get(i + 3).is_some_and(|c| *c != b'_')
+        {
+            return &name[..i];
+        }
+        if i == 0 {
+            return name;
+        }
+        i -= 1;
+    }
+}
+
+fn names_match(a: &str, b: &str) -> bool {
+    if b.is_empty() {
+        return a.is_empty();
+    }
+    essential(a) == essential(b)
+}
+
+/// Kernel types of the same kind (struct/union/typedef/...) as local type
+/// `id`, with its essential name.
+fn candidates(local: &Btf, id: TypeId, kernel: &Btf) -> Vec<TypeId> {
+    let Ok(t) = local.get(id) else {
+        return Vec::new();
+    };
+    let name = essential(local.str(t.name));
+    if name.is_empty() {
+        return Vec::new();
+    }
+    let same_kind = |k: &Kind| std::mem::discriminant(k) == std::mem::discriminant(&t.kind);
+    kernel
+        .types()
+        .filter(|(_, k)| same_kind(&k.kind) && essential(kernel.str(k.name)) == name)
+        .map(|(id, _)| id)
+        .collect()
+}
+
+/// libbpf's field compatibility: composites with composites, otherwise the
+/// same kind; enums and forward declarations by name; arrays by element.
+fn fields_compatible(local: &Btf, l: TypeId, kernel: &Btf, k: TypeId) -> bool {
+    let (Ok(l), Ok(k)) = (local.skip_modifiers(l), kernel.skip_modifiers(k)) else {
+        return false;
+    };
+    let (Ok(lk), Ok(kk)) = (local.kind(l), kernel.kind(k)) else {
+        return false;
+    };
+    let composite = |k: &Kind| matches!(k, Kind::Struct(_) | Kind::Union(_));
+    if composite(lk) && composite(kk) {
+        return true;
+    }
+    match (lk, kk) {
+        (Kind::Int(_), Kind::Int(_))
+        | (Kind::Ptr(_), Kind::Ptr(_))
+        | (Kind::Float { .. }, Kind::Float { .. }) => true,
+        (Kind::Enum(_) | Kind::Enum64(_), Kind::Enum(_) | Kind::Enum64(_))
+        | (Kind::Fwd { .. }, Kind::Fwd { .. }) => {
+            let (ln, kn) = (
+                local.name_of(l).unwrap_or(""),
+                kernel.name_of(k).unwrap_or(""),
+            );
+            ln.is_empty() || kn.is_empty() || names_match(ln, kn)
+        }
+        (Kind::Array(la), Kind::Array(ka)) => fields_compatible(local, la.elem, kernel, ka.elem),
+        _ => false,
+    }
+}
+
+/// Member `name` of composite `id`, looking into anonymous members too:
+/// its type, its bit offset from `id`, and whether it is the last member
+/// of the struct that holds it.
+fn find_member(btf: &Btf, id: TypeId, name: &str, depth: usize) -> Option<(TypeId, u64, bool)> {
+    if depth > crate::btf::MAX_CHAIN_DEPTH {
+        return None;
+    }
+    let id = btf.skip_modifiers(id).ok()?;
+    let (Kind::Struct(c) | Kind::Union(c)) = btf.kind(id).ok()? else {
+        return None;
+    };
+    for (i, m) in c.members.iter().enumerate() {
+        let n = btf.str(m.name);
+        if n == name {
+            return Some((m.ty, u64::from(m.bit_offset), i + 1 == c.members.len()));
+        }
+        if n.is_empty()
+            && let Some((ty, off, last)) = find_member(btf, m.ty, name, depth + 1)
+        {
+            return Some((ty, u64::from(m.bit_offset) + off, last));
+        }
+    }
+    None
+}
+
+/// The local access walked in kernel type `cand`: the bit offset and type
+/// of the field, or `None` when the kernel type has no such field.
+fn match_field(
+    local: &Btf,
+    spec: &LocalSpec<'_>,
+    kernel: &Btf,
+    cand: TypeId,
+) -> Option<(u64, TypeId)> {
+    let mut bit = u64::from(spec.root_index) * u64::from(kernel.size_of(cand).ok()?) * 8;
+    let mut ty = cand;
+    let mut last_member = false;
+    for step in &spec.steps {
+        match step {
+            Step::Field { name, ty: lty } => {
+                let (mty, off, last) = find_member(kernel, ty, name, 0)?;
+                if !fields_compatible(local, *lty, kernel, mty) {
+                    return None;
+                }
+                bit += off;
+                ty = mty;
+                last_member = last;
+            }
+            Step::Index(i) => {
+                let Kind::Array(a) = kernel.kind(kernel.skip_modifiers(ty).ok()?).ok()? else {
+                    return None;
+                };
+                let flexible = a.len == 0 && last_member;
+                if !flexible && *i >= a.len {
+                    return None;
+                }
+                bit += u64::from(*i) * u64::from(kernel.size_of(a.elem).ok()?) * 8;
+                ty = a.elem;
+                last_member = false;
+            }
+        }
+    }
+    Some((bit, ty))
+}
+
+/// libbpf's "types match" relation (`bpf_core_type_matches`), from the
+/// local type `l` to kernel type `k`.
+fn types_match(
+    local: &Btf,
+    l: TypeId,
+    kernel: &Btf,
+    k: TypeId,
+    behind_ptr: bool,
+    level: u32,
+) -> bool {
+    if level == 0 {
+        return false;
+    }
+    let (Ok(l), Ok(k)) = (local.skip_modifiers(l), kernel.skip_modifiers(k)) else {
+        return false;
+    };
+    let (Ok(lt), Ok(kt)) = (local.get(l), kernel.get(k)) else {
+        return false;
+    };
+    if !names_match(local.str(lt.name), kernel.str(kt.name)) {
+        return false;
+    }
+    let recurse =
+        |a: TypeId, b: TypeId, behind: bool| types_match(local, a, kernel, b, behind, level - 1);
+    match (&lt.kind, &kt.kind) {
+        (Kind::Void, kk) => matches!(kk, Kind::Void),
+        (Kind::Fwd { is_union: lu }, kk) => match kk {
+            Kind::Fwd { is_union: ku } => lu == ku,
+            Kind::Struct(_) if behind_ptr => !lu,
+            Kind::Union(_) if behind_ptr => *lu,
+            _ => false,
+        },
+        (Kind::Enum(le) | Kind::Enum64(le), Kind::Enum(ke) | Kind::Enum64(ke)) => {
+            le.size == ke.size
+                && le.values.iter().all(|lv| {
+                    ke.values
+                        .iter()
+                        .any(|kv| names_match(local.str(lv.name), kernel.str(kv.name)))
+                })
+        }
+        (Kind::Struct(lc), Kind::Struct(kc)) | (Kind::Union(lc), Kind::Union(kc)) => {
+            behind_ptr
+                || (lc.members.len() <= kc.members.len()
+                    && lc.members.iter().all(|lm| {
+                        kc.members.iter().any(|km| {
+                            names_match(local.str(lm.name), kernel.str(km.name))
+                                && recurse(lm.ty, km.ty, behind_ptr)
+                        })
+                    }))
+        }
+        (Kind::Struct(_), Kind::Fwd { is_union: false })
+        | (Kind::Union(_), Kind::Fwd { is_union: true }) => behind_ptr,
+        (Kind::Int(li), Kind::Int(ki)) => li.size == ki.size && li.signed == ki.signed,
+        (Kind::Ptr(lp), Kind::Ptr(kp)) => recurse(*lp, *kp, true),
+        (Kind::Array(la), Kind::Array(ka)) => {
+            la.len == ka.len && recurse(la.elem, ka.elem, behind_ptr)
+        }
+        (Kind::FuncProto(lp), Kind::FuncProto(kp)) => {
+            lp.params.len() == kp.params.len()
+                && lp
+                    .params
+                    .iter()
+                    .zip(&kp.params)
+                    .all(|(a, b)| recurse(a.ty, b.ty, behind_ptr))
+                && recurse(lp.ret, kp.ret, behind_ptr)
+        }
+        _ => false,
+    }
+}
+
+/// How deep [`types_match`] recurses (libbpf's limit).
+const MATCH_DEPTH: u32 = 32;
+
+/// What to write into a relocated instruction.
+#[derive(Debug, PartialEq, Eq)]
+enum Patch {
+    Value(u64),
+    /// No kernel type has the field: poison the instruction, as libbpf.
+    Poison,
+}
+
+/// Compute relocation `r` against the kernel's BTF: `(local value, patch)`.
+fn compute(local: &Btf, kernel: &Btf, r: &CoreRelo) -> Result<(u64, Patch), String> {
+    if r.kind == TYPE_MATCHES {
+        let found = candidates(local, r.type_id, kernel)
+            .into_iter()
+            .any(|c| types_match(local, r.type_id, kernel, c, false, MATCH_DEPTH));
+        return Ok((1, Patch::Value(u64::from(found))));
+    }
+    let access = local
+        .string_at(r.access)
+        .and_then(parse_access)
+        .ok_or("malformed access string")?;
+    let spec =
+        local_spec(local, r.type_id, &access).ok_or("the access does not fit the local type")?;
+    let local_value = match r.kind {
+        FIELD_BYTE_OFFSET => spec.bit_offset / 8,
+        FIELD_BYTE_SIZE => u64::from(local.size_of(spec.field_ty).map_err(|e| e.to_string())?),
+        FIELD_EXISTS => 1,
+        _ => {
+            return Err(format!(
+                "relocation kind {} through a flexible array",
+                r.kind
+            ));
+        }
+    };
+    let root = local.skip_modifiers(r.type_id).map_err(|e| e.to_string())?;
+    if is_socket_value(local, root) {
+        let found = socket_value_field(local, root, &spec);
+        let patch = match (r.kind, found) {
+            (FIELD_EXISTS, found) => Patch::Value(u64::from(found.is_some())),
+            (_, None) => Patch::Poison,
+            (_, Some(_)) => Patch::Value(local_value),
+        };
+        return Ok((local_value, patch));
+    }
+    let mut result: Option<(u64, TypeId)> = None;
+    for c in candidates(local, root, kernel) {
+        let Some(found) = match_field(local, &spec, kernel, c) else {
+            continue;
+        };
+        if let Some(prev) = result
+            && (prev.0 != found.0 || kernel.size_of(prev.1).ok() != kernel.size_of(found.1).ok())
+        {
+            return Err("kernel types of that name disagree on the field".into());
+        }
+        result = Some(found);
+    }
+    let patch = match (r.kind, result) {
+        (FIELD_EXISTS, found) => Patch::Value(u64::from(found.is_some())),
+        (_, None) => Patch::Poison,
+        (FIELD_BYTE_OFFSET, Some((bit, _))) if bit % 8 != 0 => {
+            return Err("the kernel's field is a bitfield".into());
+        }
+        (FIELD_BYTE_OFFSET, Some((bit, _))) => Patch::Value(bit / 8),
+        (_, Some((_, ty))) => {
+            Patch::Value(u64::from(kernel.size_of(ty).map_err(|e| e.to_string())?))
+        }
+    };
+    Ok((local_value, patch))
+}
+
+/// Write `patch` into the instruction at `at` (libbpf's rules: the
+/// immediate of an ALU or 64-bit load, the offset of a memory access),
+/// after checking it holds `local` as the compiler left it.
+fn patch_insn(code: &mut [u8], at: usize, local: u64, patch: &Patch) -> Result<(), String> {
+    let insn = code.get(at..at + 8).ok_or("past the end of its section")?;
+    let op = insn[0];
+    let class = op & 7;
+    let value = match patch {
+        Patch::Poison => {
+            if op == 0x18 {
+                return Err(
+                    "no kernel type has the field (a 64-bit load cannot be poisoned)".into(),
+                );
+            }
+            // call POISON_HELPER
+            code[at..at + 8].copy_from_slice(&[0x85, 0, 0, 0, 0, 0, 0, 0]);
+            code[at + 4..at + 8].copy_from_slice(&POISON_HELPER.to_le_bytes());
+            return Ok(());
+        }
+        Patch::Value(v) => *v,
+    };
+    match class {
+        // ALU, ALU64 with an immediate operand.
+        4 | 7 if op & 0x08 == 0 => {
+            let old = i32::from_le_bytes(insn[4..8].try_into().unwrap_or_default());
+            if i64::from(old) != local as i64 {
+                return Err(format!("the instruction holds {old}, expected {local}"));
+            }
+            let new = u32::try_from(value).map_err(|_| format!("{value} does not fit"))?;
+            code[at + 4..at + 8].copy_from_slice(&new.to_le_bytes());
+        }
+        // LDX, ST, STX: the 16-bit offset.
+        1..=3 => {
+            let old = i16::from_le_bytes(insn[2..4].try_into().unwrap_or_default());
+            if i64::from(old) != local as i64 {
+                return Err(format!(
+                    "the instruction's offset is {old}, expected {local}"
+                ));
+            }
+            let new = i16::try_from(value).map_err(|_| format!("offset {value} does not fit"))?;
+            code[at + 2..at + 4].copy_from_slice(&new.to_le_bytes());
+        }
+        // LD_IMM64: two slots.
+        0 if op == 0x18 => {
+            code.get(at + 8..at + 16).ok_or("a 64-bit load cut short")?;
+            code[at + 4..at + 8].copy_from_slice(&(value as u32).to_le_bytes());
+            code[at + 12..at + 16].copy_from_slice(&((value >> 32) as u32).to_le_bytes());
+        }
+        _ => return Err(format!("cannot relocate instruction opcode {op:#04x}")),
+    }
+    Ok(())
+}
+
+/// Compute the CO-RE relocations aya cannot (see the module doc) against
+/// `kernel`, write them into the program sections and remove their
+/// records from `.BTF.ext`. Every other relocation is left to aya.
+pub fn resolve_core(object: &[u8], kernel: &Btf) -> Result<Vec<u8>, CompatError> {
+    let mut out = object.to_vec();
+    let Some(elf) = Elf::parse(object) else {
+        return Ok(out);
+    };
+    let (Some(btf_sh), Some(ext_sh)) = (elf.find(object, ".BTF"), elf.find(object, ".BTF.ext"))
+    else {
+        return Ok(out);
+    };
+    let (Some(Ok(local)), Some(ext)) = (
+        Elf::data(object, &btf_sh).map(Btf::parse),
+        Elf::data(object, &ext_sh),
+    ) else {
+        return Ok(out);
+    };
+    let Some(core) = ext_blocks(ext).into_iter().find(|b| b.field == 24) else {
+        return Ok(out);
+    };
+    if core.rec_size < 16 {
+        return Ok(out);
+    }
+    // The new core_relo block: every section's records but ours.
+    let mut block = ext[core.start..core.start + 4].to_vec();
+    let mut index = 0usize;
+    for (name_at, recs) in &core.sections {
+        let name_off = rd_u32(ext, *name_at).unwrap_or(0);
+        let section = local.string_at(name_off).unwrap_or("?").to_owned();
+        let mut kept = Vec::new();
+        for at in recs.clone().step_by(core.rec_size) {
+            let Some(r) = read_relo(ext, at) else {
+                continue;
+            };
+            index += 1;
+            if !taken_over(&local, &r) {
+                kept.extend_from_slice(&ext[at..at + core.rec_size]);
+                continue;
+            }
+            let fail = |reason: String| CompatError::Core {
+                section: section.clone(),
+                index: index - 1,
+                insn: r.insn_off / 8,
+                what: if r.kind == TYPE_MATCHES {
+                    "type match"
+                } else {
+                    "field access"
+                },
+                root: local.name_of(r.type_id).unwrap_or("?").to_owned(),
+                access: local.string_at(r.access).unwrap_or("?").to_owned(),
+                reason,
+            };
+            let (local_value, patch) = compute(&local, kernel, &r).map_err(fail)?;
+            let sh = elf
+                .find(object, &section)
+                .ok_or_else(|| CompatError::Section {
+                    section: section.clone(),
+                })?;
+            let code = out.get_mut(sh.offset..sh.offset + sh.size).ok_or_else(|| {
+                CompatError::Section {
+                    section: section.clone(),
+                }
+            })?;
+            patch_insn(code, r.insn_off as usize, local_value, &patch).map_err(fail)?;
+            log::debug!(
+                "CO-RE relocation of {} {} in {section} (instruction {}): {patch:?}, computed by ig",
+                local.name_of(r.type_id).unwrap_or("?"),
+                local.string_at(r.access).unwrap_or("?"),
+                r.insn_off / 8
+            );
+        }
+        if !kept.is_empty() {
+            block.extend_from_slice(&name_off.to_le_bytes());
+            block.extend_from_slice(&((kept.len() / core.rec_size) as u32).to_le_bytes());
+            block.extend_from_slice(&kept);
+        }
+    }
+    if block.len() == core.end - core.start {
+        return Ok(out);
+    }
+    // Splice the shorter block in; blocks after it move back.
+    let shrink = (core.end - core.start) - block.len();
+    let new_len = if block.len() == 4 { 0 } else { block.len() };
+    let mut new_ext = ext[..core.start].to_vec();
+    new_ext.extend_from_slice(&block[..new_len]);
+    new_ext.extend_from_slice(&ext[core.end..]);
+    wr_u32(&mut new_ext, core.field + 4, new_len as u32);
+    let hdr_len = rd_u32(ext, 4).unwrap_or(0) as usize;
+    for field in [8usize, 16] {
+        if let Some(off) = rd_u32(ext, field)
+            && hdr_len + off as usize >= core.end
+        {
+            wr_u32(&mut new_ext, field, off - shrink as u32);
+        }
+    }
+    replace_section(&mut out, &ext_sh, &new_ext);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn essential_names_drop_the_flavor() {
+        assert_eq!(essential("task_struct___o"), "task_struct");
+        assert_eq!(
+            essential("btf_trace_block_rq_issue___new"),
+            "btf_trace_block_rq_issue"
+        );
+        assert_eq!(essential("task_struct"), "task_struct");
+        assert_eq!(essential("a____b"), "a____b");
+        assert_eq!(essential("___x"), "___x");
+        assert_eq!(essential(""), "");
+    }
+
+    use crate::btf::builder::BtfBuilder;
+
+    /// `struct trace_entry` (8 bytes) and an `unsigned long`, in `b`.
+    fn basics(b: &mut BtfBuilder) -> (TypeId, TypeId, TypeId) {
+        let int = b.int("int", 4, true);
+        let ulong = b.int("unsigned long", 8, false);
+        let entry = b.struct_("trace_entry", 8, &[("type", int, 0), ("pid", int, 32)]);
+        (int, ulong, entry)
+    }
+
+    /// `ctx->args[1]` of a local `syscall_trace_enter___flex` (args at byte
+    /// 16) is found in a kernel whose struct has args at byte 24.
+    #[test]
+    fn fields_through_a_flexible_array_are_computed_for_the_kernel() {
+        let mut l = BtfBuilder::new();
+        let (int, ulong, entry) = basics(&mut l);
+        let args = l.array(ulong, 0);
+        let local_root = l.struct_(
+            "syscall_trace_enter___flex",
+            16,
+            &[("ent", entry, 0), ("nr", int, 64), ("args", args, 128)],
+        );
+        let access = l.string("0:2:1");
+        let local = Btf::parse(&l.to_bytes()).unwrap();
+
+        let mut k = BtfBuilder::new();
+        let (int, ulong, entry) = basics(&mut k);
+        let args = k.array(ulong, 0);
+        k.struct_(
+            "syscall_trace_enter",
+            24,
+            &[
+                ("ent", entry, 0),
+                ("nr", int, 64),
+                ("pad", int, 96),
+                ("args", args, 192),
+            ],
+        );
+        let kernel = Btf::parse(&k.to_bytes()).unwrap();
+
+        let relo = |kind| CoreRelo {
+            insn_off: 0,
+            type_id: local_root,
+            access,
+            kind,
+        };
+        assert!(taken_over(&local, &relo(FIELD_BYTE_OFFSET)));
+        assert_eq!(
+            compute(&local, &kernel, &relo(FIELD_BYTE_OFFSET)).unwrap(),
+            (24, Patch::Value(32))
+        );
+        assert_eq!(
+            compute(&local, &kernel, &relo(FIELD_BYTE_SIZE)).unwrap(),
+            (8, Patch::Value(8))
+        );
+        assert_eq!(
+            compute(&local, &kernel, &relo(FIELD_EXISTS)).unwrap(),
+            (1, Patch::Value(1))
+        );
+        // A kernel without the struct: the access is poisoned, an
+        // existence check says 0 (libbpf's behaviour).
+        let none = Btf::parse(&BtfBuilder::new().to_bytes()).unwrap();
+        assert_eq!(
+            compute(&local, &none, &relo(FIELD_BYTE_OFFSET)).unwrap().1,
+            Patch::Poison
+        );
+        assert_eq!(
+            compute(&local, &none, &relo(FIELD_EXISTS)).unwrap().1,
+            Patch::Value(0)
+        );
+    }
+
+    #[test]
+    fn type_matches_follow_libbpf() {
+        let proto = |b: &mut BtfBuilder, third: Option<(&str, u32)>| {
+            let void_ptr = b.ptr(0);
+            let task = b.struct_("task_struct", 8, &[]);
+            let task_ptr = b.ptr(task);
+            let mut params = vec![("", void_ptr), ("", task_ptr)];
+            if let Some((name, size)) = third {
+                let i = b.int(name, size, true);
+                params.push(("", i));
+            }
+            b.func_proto(0, &params)
+        };
+        let mut k = BtfBuilder::new();
+        let p = proto(&mut k, Some(("long int", 8)));
+        let pp = k.ptr(p);
+        k.typedef("btf_trace_x", pp);
+        let kernel = Btf::parse(&k.to_bytes()).unwrap();
+
+        for (third, want) in [
+            (Some(("long int", 8)), 1),
+            // clang names `long int` "long": no match, as in libbpf.
+            (Some(("long", 8)), 0),
+            (Some(("long int", 4)), 0),
+            (None, 0),
+        ] {
+            let mut l = BtfBuilder::new();
+            let p = proto(&mut l, third);
+            let pp = l.ptr(p);
+            let root = l.typedef("btf_trace_x___flavor", pp);
+            let local = Btf::parse(&l.to_bytes()).unwrap();
+            let r = CoreRelo {
+                insn_off: 0,
+                type_id: root,
+                access: 0,
+                kind: TYPE_MATCHES,
+            };
+            assert_eq!(
+                compute(&local, &kernel, &r).unwrap(),
+                (1, Patch::Value(want)),
+                "{third:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn instructions_are_patched_where_libbpf_patches_them() {
+        // r1 = *(u64 *)(r2 + 24)
+        let mut code = [0x79, 0x21, 24, 0, 0, 0, 0, 0];
+        patch_insn(&mut code, 0, 24, &Patch::Value(32)).unwrap();
+        assert_eq!(code, [0x79, 0x21, 32, 0, 0, 0, 0, 0]);
+        // Not what the compiler left: refused.
+        assert!(patch_insn(&mut code, 0, 24, &Patch::Value(40)).is_err());
+        // r1 = 1 (mov64 imm)
+        let mut code = [0xb7, 0x01, 0, 0, 1, 0, 0, 0];
+        patch_insn(&mut code, 0, 1, &Patch::Value(0)).unwrap();
+        assert_eq!(code, [0xb7, 0x01, 0, 0, 0, 0, 0, 0]);
+        patch_insn(&mut code, 0, 0, &Patch::Poison).unwrap();
+        assert_eq!(code[0], 0x85);
+        assert_eq!(
+            i32::from_le_bytes(code[4..8].try_into().unwrap()),
+            POISON_HELPER
+        );
+        assert!(patch_insn(&mut code, 8, 0, &Patch::Value(0)).is_err());
+    }
+
+    #[test]
+    fn socket_numbers() {
+        assert_eq!(socket_number(b"socket1"), Some(&b"1"[..]));
+        assert_eq!(socket_number(b"socket12"), Some(&b"12"[..]));
+        assert_eq!(socket_number(b"socket"), None);
+        assert_eq!(socket_number(b"socketx"), None);
+        assert_eq!(socket_number(b".relsocket1"), None);
+    }
+
+    /// Found by `cargo xtask fuzz object`: a section header table offset
+    /// near `usize::MAX` overflowed `offset + 8` while looking for the
+    /// section-name table.
+    #[test]
+    fn section_header_offset_near_the_end_of_the_address_space() {
+        let mut d = vec![0u8; 64];
+        d[..6].copy_from_slice(b"\x7fELF\x02\x01");
+        d[0x28..0x30].copy_from_slice(&(u64::MAX - 0x1f).to_le_bytes());
+        d[0x3a] = 0x40;
+        d[0x3c] = 2;
+        assert_eq!(for_aya(&d), d);
+        assert!(crate::bpf::object::ObjectInfo::parse(&d).is_err());
+    }
+
+    #[test]
+    fn garbage_is_returned_unchanged() {
+        assert_eq!(for_aya(b"junk"), b"junk");
+        assert!(!needs_kernel_btf(b"junk"));
+        let kernel = Btf::parse(&crate::btf::builder::BtfBuilder::new().to_bytes()).unwrap();
+        assert_eq!(resolve_core(b"junk", &kernel).unwrap(), b"junk");
+    }
+}
