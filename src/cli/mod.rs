@@ -121,10 +121,13 @@ pub fn main() -> ExitCode {
         Command::Config(c) => config::command(c, cli.config.as_deref()),
         other => dispatch(&cli.store, &cli.registry, other),
     };
-    match result {
+    logger::closing();
+    let code = match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e),
-    }
+    };
+    logger::finish();
+    code
 }
 
 fn fail(e: &anyhow::Error) -> ExitCode {
