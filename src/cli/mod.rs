@@ -195,6 +195,12 @@ fn hint(e: &anyhow::Error) -> Option<String> {
                         "if {registry} serves plain HTTP, add `--insecure-registries {registry}`"
                     ));
                 }
+                R::Stalled { .. } => {
+                    return Some(
+                        "for a slow registry or link, `--registry-timeout 2m` waits longer (0: no limit)"
+                            .into(),
+                    );
+                }
                 R::NoMatchingPlatform { .. } => {
                     return Some("the image was not built for this machine's architecture".into());
                 }
