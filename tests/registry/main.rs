@@ -1056,6 +1056,20 @@ fn gadget_registry(
     })
 }
 
+/// `ig image pull --registry-timeout 1 IMAGE` fails within two timeouts
+/// and some slack, the store unchanged, saying `said`; returns stderr.
+fn pull_gives_up_within_the_timeout(env: &Env, image: &str, said: &str) -> String {
+    let start = Instant::now();
+    let err =
+        env.fails_leaving_store_unchanged(&["image", "pull", "--registry-timeout", "1", image]);
+    assert!(err.contains(said), "{err}");
+    // oci-client's authentication probe (`GET /v2/`, whose failure it
+    // keeps to itself) and the request: two timeouts at most.
+    let took = start.elapsed();
+    assert!(took < Duration::from_secs(6), "{took:?}");
+    err
+}
+
 /// A registry that accepts connections, reads the request and never
 /// answers: `ig image pull` fails after `--registry-timeout`, naming the
 /// registry and the request, with a hint, the store unchanged; so does
@@ -1068,22 +1082,15 @@ fn a_registry_that_never_answers_fails_within_the_timeout() {
     let env = Env::new();
     env.seed();
     let image = format!("{}/x/gadget:v1", fake.host());
-    let start = Instant::now();
-    let err =
-        env.fails_leaving_store_unchanged(&["image", "pull", "--registry-timeout", "1", &image]);
-    let took = start.elapsed();
     let said = format!(
         "no answer from registry {} for 1 s to the request for manifest of {image}",
         fake.host()
     );
-    assert!(err.contains(&said), "{err}");
+    let err = pull_gives_up_within_the_timeout(&env, &image, &said);
     assert!(
         err.contains("hint: ") && err.contains("--registry-timeout 2m"),
         "{err}"
     );
-    // oci-client's authentication probe (`GET /v2/`, whose failure it
-    // keeps to itself) and the request: two timeouts at most.
-    assert!(took < Duration::from_secs(6), "{took:?}");
 
     let start = Instant::now();
     let out = output_within(
@@ -1093,11 +1100,8 @@ fn a_registry_that_never_answers_fails_within_the_timeout() {
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains(&said), "{err}");
-    assert!(
-        start.elapsed() < Duration::from_secs(6),
-        "{:?}",
-        start.elapsed()
-    );
+    let took = start.elapsed();
+    assert!(took < Duration::from_secs(6), "{took:?}");
 }
 
 /// A registry that sends the headers of an answer, or part of its body,
@@ -1108,6 +1112,8 @@ fn a_registry_that_never_answers_fails_within_the_timeout() {
 fn a_registry_that_stalls_in_the_middle_of_an_answer_fails_within_the_timeout() {
     let layer = b"the eBPF object, sent in two halves".to_vec();
     let digest = ig::image::Digest::sha256_of(&layer).to_string();
+    let env = Env::new();
+    env.seed();
 
     let fake = gadget_registry(layer.clone(), |path| {
         path.ends_with("/manifests/v1").then(|| Reply::Partial {
@@ -1116,24 +1122,12 @@ fn a_registry_that_stalls_in_the_middle_of_an_answer_fails_within_the_timeout() 
             body: Vec::new(),
         })
     });
-    let env = Env::new();
-    env.seed();
     let image = format!("{}/x/gadget:v1", fake.host());
-    let start = Instant::now();
-    let err =
-        env.fails_leaving_store_unchanged(&["image", "pull", "--registry-timeout", "1", &image]);
-    assert!(
-        err.contains(&format!(
-            "no data for 1 s while reading manifest of {image} from registry {}",
-            fake.host()
-        )),
-        "{err}"
+    let said = format!(
+        "no data for 1 s while reading manifest of {image} from registry {}",
+        fake.host()
     );
-    assert!(
-        start.elapsed() < Duration::from_secs(6),
-        "{:?}",
-        start.elapsed()
-    );
+    pull_gives_up_within_the_timeout(&env, &image, &said);
 
     let (half, whole, d) = (
         layer[..layer.len() / 2].to_vec(),
@@ -1148,21 +1142,11 @@ fn a_registry_that_stalls_in_the_middle_of_an_answer_fails_within_the_timeout() 
         })
     });
     let image = format!("{}/x/gadget:v1", fake.host());
-    let start = Instant::now();
-    let err =
-        env.fails_leaving_store_unchanged(&["image", "pull", "--registry-timeout", "1", &image]);
-    assert!(
-        err.contains(&format!(
-            "no data for 1 s while reading blob {digest} of {image} from registry {}",
-            fake.host()
-        )),
-        "{err}"
+    let said = format!(
+        "no data for 1 s while reading blob {digest} of {image} from registry {}",
+        fake.host()
     );
-    assert!(
-        start.elapsed() < Duration::from_secs(6),
-        "{:?}",
-        start.elapsed()
-    );
+    pull_gives_up_within_the_timeout(&env, &image, &said);
 }
 
 /// A blob's read ends at its descriptor's size, whatever the registry
