@@ -368,7 +368,14 @@ pub fn run_guest(module: Vec<u8>) -> Result<Vec<Vec<String>>, String> {
 
     let metadata = GadgetMetadata::parse(WASM_GADGET_YAML.as_bytes(), "gadget.yaml");
     let metadata = metadata.unwrap_or_else(|e| panic!("the fuzz gadget.yaml: {e}"));
-    let op = WasmOperator::new("fuzz".into(), module, &metadata, None);
+    // The guest's stderr is discarded: a fuzzed guest writes noise.
+    let op = WasmOperator::new(
+        "fuzz".into(),
+        module,
+        &metadata,
+        None,
+        std::sync::Arc::new(|_: &[u8]| {}),
+    );
     let params = ParamValues::resolve(&op.params(), &[])
         .unwrap_or_else(|(name, e)| panic!("the fuzz parameter {name}: {e}"));
     let collector = Collector::default();

@@ -98,7 +98,8 @@ pub enum Command {
     /// effect (the file and INSPEKTOR_GADGET_* variables).
     ///
     /// Keys are upstream's: `verbose`, `auto-mount-filesystems`, and
-    /// `operator.oci.{authfile,insecure-registries,pull,verify-image,public-keys,allowed-gadgets}`.
+    /// `operator.oci.{authfile,insecure-registries,pull,verify-image,public-keys,allowed-gadgets}`,
+    /// and ig's own `operator.oci.registry-timeout` (a duration: `30s`).
     /// The two lists (`insecure-registries`, `allowed-gadgets`) and
     /// `public-keys` (each entry a key file or the PEM text) take a YAML
     /// list. An environment variable names a key in capitals with `.` and
@@ -143,6 +144,39 @@ pub struct RegistryArgs {
         value_name = "HOST[:PORT],..."
     )]
     pub insecure_registries: Vec<String>,
+
+    /// How long a registry may keep ig waiting before a pull (`ig run`'s
+    /// too), push or login gives up [default: 30s].
+    ///
+    /// It bounds connecting, the wait for an answer, and each gap between
+    /// two pieces of a download, never a whole download: a large pull on a
+    /// slow link goes on while bytes keep coming. The error names the
+    /// registry and what it did. `90s`, `2m`, `500ms`; a bare number is
+    /// seconds; 0 waits for ever. Config key:
+    /// `operator.oci.registry-timeout`.
+    #[arg(long, global = true, value_name = "DURATION", value_parser = parse_registry_timeout)]
+    pub registry_timeout: Option<RegistryTimeout>,
+}
+
+/// A parsed `--registry-timeout`: `None` inside for 0 (no limit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RegistryTimeout(pub Option<Duration>);
+
+/// `--registry-timeout`: a duration with a unit, or a bare number of
+/// seconds; 0 is no limit.
+pub fn parse_registry_timeout(s: &str) -> Result<RegistryTimeout, String> {
+    let t = s.trim();
+    let d = if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) {
+        Duration::from_secs(
+            t.parse()
+                .map_err(|_| format!("{s:?} is too many seconds"))?,
+        )
+    } else {
+        crate::params::parse_duration(t).map_err(|_| {
+            format!("invalid duration {s:?} (examples: 30s, 2m, 500ms, 0 for no limit)")
+        })?
+    };
+    Ok(RegistryTimeout((!d.is_zero()).then_some(d)))
 }
 
 #[derive(Debug, Args)]
@@ -411,6 +445,20 @@ mod tests {
     #[test]
     fn clap_definitions_are_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn registry_timeouts_are_seconds_unless_a_unit_says_otherwise() {
+        let t = |s| parse_registry_timeout(s).map(|t| t.0);
+        assert_eq!(t("45"), Ok(Some(Duration::from_secs(45))));
+        assert_eq!(t("90s"), Ok(Some(Duration::from_secs(90))));
+        assert_eq!(t("2m"), Ok(Some(Duration::from_secs(120))));
+        assert_eq!(t("500ms"), Ok(Some(Duration::from_millis(500))));
+        assert_eq!(t("0"), Ok(None));
+        assert_eq!(t("0s"), Ok(None));
+        for bad in ["", "soon", "-1", "1h", "99999999999999999999"] {
+            assert!(t(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -8,9 +8,10 @@
 //! single source of truth: the arguments. Keys follow upstream's layout:
 //! global flags at the top (`verbose`, `auto-mount-filesystems`), the
 //! image handler's settings under `operator.oci.` (`authfile`,
-//! `insecure-registries`, `pull`, `verify-image`, `public-keys`,
-//! `allowed-gadgets`). Keys are matched case-insensitively,
-//! as upstream's config library does. Keys ig does not know are ignored
+//! `insecure-registries`, `registry-timeout` (ours, in upstream's
+//! layout), `pull`, `verify-image`, `public-keys`, `allowed-gadgets`).
+//! Keys are matched case-insensitively, as upstream's config library
+//! does. Keys ig does not know are ignored
 //! (a debug message names them), so upstream's files load. A known key
 //! whose value has the wrong shape (a list where one value is expected, a
 //! mapping anywhere) is an error naming the key, never silently dropped.
@@ -92,6 +93,14 @@ const SETTINGS: &[Setting] = &[
         short: None,
         kind: Kind::List,
         default: "",
+        run_only: false,
+    },
+    Setting {
+        key: "operator.oci.registry-timeout",
+        flag: "registry-timeout",
+        short: None,
+        kind: Kind::Text,
+        default: "30s",
         run_only: false,
     },
     Setting {
@@ -760,7 +769,7 @@ mod tests {
         };
         assert_eq!(
             strings(&c.apply(&argv("run x"), true, &|_| None).unwrap()),
-            ["ig", "run", "x", "--pull=missing"]
+            ["ig", "--registry-timeout=30s", "run", "x", "--pull=missing"]
         );
     }
 }

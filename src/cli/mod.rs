@@ -121,10 +121,13 @@ pub fn main() -> ExitCode {
         Command::Config(c) => config::command(c, cli.config.as_deref()),
         other => dispatch(&cli.store, &cli.registry, other),
     };
-    match result {
+    logger::closing();
+    let code = match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e),
-    }
+    };
+    logger::finish();
+    code
 }
 
 fn fail(e: &anyhow::Error) -> ExitCode {
@@ -209,6 +212,12 @@ fn hint(e: &anyhow::Error) -> Option<String> {
                     return Some(format!(
                         "if {registry} serves plain HTTP, add `--insecure-registries {registry}`"
                     ));
+                }
+                R::Stalled { .. } => {
+                    return Some(
+                        "for a slow registry or link, `--registry-timeout 2m` waits longer (0: no limit)"
+                            .into(),
+                    );
                 }
                 R::NoMatchingPlatform { .. } => {
                     return Some("the image was not built for this machine's architecture".into());

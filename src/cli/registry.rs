@@ -49,6 +49,7 @@ impl PullOptions {
             registry: RegistryArgs {
                 authfile: std::env::var_os("REGISTRY_AUTH_FILE").map(PathBuf::from),
                 insecure_registries: Vec::new(),
+                registry_timeout: None,
             },
             allowed_gadgets: Vec::new(),
         };
@@ -64,7 +65,11 @@ impl PullOptions {
             };
             if matches!(
                 flag,
-                "--pull" | "--authfile" | "--insecure-registries" | "--allowed-gadgets"
+                "--pull"
+                    | "--authfile"
+                    | "--insecure-registries"
+                    | "--allowed-gadgets"
+                    | "--registry-timeout"
             ) {
                 let value = match value {
                     Some(v) => v,
@@ -93,6 +98,10 @@ impl PullOptions {
                         }
                     }
                     "--authfile" => opts.registry.authfile = Some(PathBuf::from(value)),
+                    "--registry-timeout" => {
+                        opts.registry.registry_timeout =
+                            Some(super::args::parse_registry_timeout(&value)?);
+                    }
                     "--allowed-gadgets" => opts.allowed_gadgets.extend(list(&value)),
                     _ => opts.registry.insecure_registries.extend(list(&value)),
                 }
@@ -316,9 +325,10 @@ fn registry_host(input: &str) -> anyhow::Result<String> {
 }
 
 fn registry_options(args: &RegistryArgs) -> RegistryOptions {
+    let defaults = RegistryOptions::default();
     RegistryOptions {
         insecure_registries: args.insecure_registries.clone(),
-        ..RegistryOptions::default()
+        timeout: args.registry_timeout.map_or(defaults.timeout, |t| t.0),
     }
 }
 

@@ -84,6 +84,7 @@ pub fn prepare(
             w,
             &metadata,
             crate::operators::wasm::cache_dir(store.root()),
+            super::logger::guest_stderr(),
         )
     });
     let ebpf = EbpfOperator::new(object, metadata, EbpfOptions::default())
@@ -123,6 +124,9 @@ pub fn run(args: RunArgs, prepared: Prepared, given: &[(String, String)]) -> any
 
     crate::bpf::privileges::check()?;
     let signals = Signals::block()?;
+    // Nothing can interrupt a blocked write now: stderr, like stdout,
+    // must never wait for its reader.
+    super::logger::never_block();
 
     // Ring buffers: what the user asked for, else what the gadget declares
     // but at least MIN_RINGBUF. Gadgets written for upstream declare 256 KiB,

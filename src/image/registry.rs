@@ -19,6 +19,18 @@
 //! `push_manifest_raw`): the bytes and digests that reach the registry and
 //! the store are exactly the ones in the image, whatever their media types.
 //!
+//! Timeouts: a registry that stops sending is given up on, never waited
+//! for: [`RegistryOptions::timeout`] bounds connecting (with TLS), the wait
+//! for an answer and every gap between two pieces of a body, not a whole
+//! transfer (a large pull on a slow link goes on as long as bytes keep
+//! coming). A blob's read ends when its descriptor's size has arrived,
+//! whatever `Content-Length` the registry announced: a registry that sends
+//! the whole blob and keeps the connection open does not hold the pull,
+//! and bytes past the size are never read. The errors say which registry,
+//! which request and what it did ([`RegistryError::Stalled`]). oci-client
+//! probes `GET /v2/` before a request and keeps a failure of that probe to
+//! itself, so a registry silent from the start costs two timeouts.
+//!
 //! Memory: blobs are never held whole. Each chunk of `pull_blob_stream` is
 //! hashed and written to a temp file of the ingest session as it arrives,
 //! and a blob that outgrows its descriptor is cut off at once. Only
@@ -93,23 +105,27 @@ const MAX_IMAGE_SIZE: u64 = 4 << 30;
 /// image has one per platform plus the index.
 const MAX_DOCUMENTS: usize = 256;
 
+/// How long a registry may keep us waiting, unless told otherwise
+/// (`--registry-timeout`).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// How to reach registries.
 #[derive(Debug, Clone)]
 pub struct RegistryOptions {
     /// Hosts (`host` or `host:port`) reached over plain HTTP. Loopback
     /// hosts (`localhost`, `127.0.0.1`, `[::1]`) always are.
     pub insecure_registries: Vec<String>,
-    pub connect_timeout: Duration,
-    /// Longest wait for the next bytes of a response.
-    pub read_timeout: Duration,
+    /// Longest a registry may keep us waiting: to connect (TLS included),
+    /// to answer a request, and between two pieces of an answer. Not a
+    /// limit on a whole transfer. `None`: no limit.
+    pub timeout: Option<Duration>,
 }
 
 impl Default for RegistryOptions {
     fn default() -> Self {
         RegistryOptions {
             insecure_registries: Vec::new(),
-            connect_timeout: Duration::from_secs(15),
-            read_timeout: Duration::from_secs(60),
+            timeout: Some(DEFAULT_TIMEOUT),
         }
     }
 }
@@ -206,6 +222,15 @@ pub enum RegistryError {
         message: String,
     },
 
+    /// The registry went quiet for the whole timeout.
+    #[error("{}", stalled(registry, what, *phase, *idle))]
+    Stalled {
+        registry: String,
+        what: String,
+        phase: Stall,
+        idle: Duration,
+    },
+
     #[error("cannot reach registry {registry} over {scheme} for {what}")]
     Connect {
         registry: String,
@@ -284,6 +309,41 @@ pub enum RegistryError {
     Store(#[from] ImageError),
 }
 
+/// Where a registry went quiet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stall {
+    /// No connection (TCP and TLS) within the timeout.
+    Connecting,
+    /// Connected, the request sent, no answer.
+    Answering,
+    /// An answer started, then no more bytes.
+    Reading,
+}
+
+fn stalled(registry: &str, what: &str, phase: Stall, idle: Duration) -> String {
+    let t = human(idle);
+    match phase {
+        Stall::Connecting => {
+            format!("no connection to registry {registry} within {t} (for {what})")
+        }
+        Stall::Answering => {
+            format!("no answer from registry {registry} for {t} to the request for {what}")
+        }
+        Stall::Reading => format!("no data for {t} while reading {what} from registry {registry}"),
+    }
+}
+
+/// `30 s`, `1.5 s`, `250 ms`.
+fn human(d: Duration) -> String {
+    if d.subsec_millis() == 0 && d.as_secs() > 0 {
+        format!("{} s", d.as_secs())
+    } else if d.as_secs() > 0 {
+        format!("{:.1} s", d.as_secs_f64())
+    } else {
+        format!("{} ms", d.as_millis())
+    }
+}
+
 fn detail(message: &str) -> String {
     let m = message.trim();
     if m.is_empty() {
@@ -360,7 +420,7 @@ pub struct Registry {
     registry: String,
     auth: RegistryAuth,
     scheme: &'static str,
-    timeouts: (Duration, Duration),
+    timeout: Option<Duration>,
 }
 
 impl Registry {
@@ -383,8 +443,8 @@ impl Registry {
             } else {
                 ClientProtocol::Https
             },
-            connect_timeout: Some(opts.connect_timeout),
-            read_timeout: Some(opts.read_timeout),
+            connect_timeout: opts.timeout,
+            read_timeout: opts.timeout,
             user_agent: concat!("ig/", env!("CARGO_PKG_VERSION")),
             // We pick platforms ourselves, from the raw index.
             platform_resolver: None,
@@ -406,7 +466,7 @@ impl Registry {
             registry: registry.to_owned(),
             auth,
             scheme: if plain { "HTTP" } else { "HTTPS" },
-            timeouts: (opts.connect_timeout, opts.read_timeout),
+            timeout: opts.timeout,
         })
     }
 
@@ -702,30 +762,65 @@ impl Registry {
             .pull_blob_stream(remote, &oci_descriptor(desc))
             .await
             .map_err(|e| self.map_err(e, &what))?;
+        if stream.content_length.is_some_and(|n| n != desc.size) {
+            log::debug!(
+                "{what}: registry {} announced {} bytes, the descriptor says {}; reading {}",
+                self.registry,
+                stream.content_length.unwrap_or_default(),
+                desc.size,
+                desc.size
+            );
+        }
         let mut writer = ingest.blob(desc)?;
-        loop {
+        let mut done = 0;
+        // The descriptor says how much to read, not the registry: once
+        // `desc.size` bytes are in, the read ends (a registry announcing
+        // more and keeping the connection open does not hold us), and
+        // bytes past it are never written.
+        while done < desc.size {
             match stream.next().await {
                 Some(Ok(chunk)) => {
-                    let done = writer.write(&chunk).map_err(|e| blob_error(name, e))?;
+                    let take = usize::try_from(desc.size - done)
+                        .map_or(chunk.len(), |left| left.min(chunk.len()));
+                    done = writer
+                        .write(&chunk[..take])
+                        .map_err(|e| blob_error(name, e))?;
                     progress.blob_progress(desc, done);
                 }
-                // oci-client reports its own digest check as a stream
-                // error at the end; our check says more (truncated or
-                // different content). A blob that checks out is complete
-                // whatever the transport said after its last byte.
                 Some(Err(e)) => {
-                    writer.finish().map_err(|e| blob_error(name, e))?;
-                    log::debug!("{what}: complete and verified despite: {e}");
+                    if let Some(idle) = self.timed_out(&e) {
+                        return Err(RegistryError::Stalled {
+                            registry: self.registry.clone(),
+                            what,
+                            phase: Stall::Reading,
+                            idle,
+                        });
+                    }
+                    // Cut short: the check below says by how much.
+                    log::debug!("{what}: the transfer ended after {done} bytes: {e}");
                     break;
                 }
-                None => {
-                    writer.finish().map_err(|e| blob_error(name, e))?;
-                    break;
-                }
+                None => break,
             }
         }
+        writer.finish().map_err(|e| blob_error(name, e))?;
         progress.blob_finished(desc, true);
         Ok(())
+    }
+
+    /// The timeout, if `e` (a blob stream's error) is reqwest giving up on
+    /// a registry that sent nothing for that long.
+    fn timed_out(&self, e: &io::Error) -> Option<Duration> {
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = e.get_ref().map(|r| r as _);
+        while let Some(c) = cause {
+            if c.downcast_ref::<reqwest::Error>()
+                .is_some_and(reqwest::Error::is_timeout)
+            {
+                return self.timeout;
+            }
+            cause = c.source();
+        }
+        None
     }
 
     // ------------------------------------------------------------------ push
@@ -825,12 +920,12 @@ impl Registry {
             r => r,
         };
         let url = format!("{scheme}://{endpoint}/v2/");
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("ig/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(self.timeouts.0)
-            .read_timeout(self.timeouts.1)
-            .build()
-            .map_err(|e| self.map_err(e.into(), &what))?;
+        let mut http =
+            reqwest::Client::builder().user_agent(concat!("ig/", env!("CARGO_PKG_VERSION")));
+        if let Some(t) = self.timeout {
+            http = http.connect_timeout(t).read_timeout(t);
+        }
+        let http = http.build().map_err(|e| self.map_err(e.into(), &what))?;
         let mut request = http.get(&url);
         if let RegistryAuth::Basic(user, pass) = &self.auth {
             request = request.basic_auth(user, Some(pass));
@@ -948,6 +1043,23 @@ impl Registry {
                     message,
                 },
             },
+            OciDistributionError::RequestError(ref r)
+                if r.is_timeout() && self.timeout.is_some() =>
+            {
+                let phase = if r.is_connect() {
+                    Stall::Connecting
+                } else if r.is_body() || r.is_decode() {
+                    Stall::Reading
+                } else {
+                    Stall::Answering
+                };
+                RegistryError::Stalled {
+                    registry,
+                    what,
+                    phase,
+                    idle: self.timeout.unwrap_or_default(),
+                }
+            }
             OciDistributionError::RequestError(ref r) if r.is_connect() || r.is_timeout() => {
                 RegistryError::Connect {
                     registry,
@@ -1278,6 +1390,33 @@ mod tests {
         assert!(e.to_string().contains(&desc.digest.to_string()), "{e}");
         let e = verify("x", "blob", &desc, b"jello").unwrap_err();
         assert!(e.to_string().contains("hashes to"), "{e}");
+    }
+
+    #[test]
+    fn stalls_say_where_and_for_how_long() {
+        let t = Duration::from_secs(30);
+        assert_eq!(
+            stalled("r.io", "blob sha256:ab of r.io/x:v1", Stall::Reading, t),
+            "no data for 30 s while reading blob sha256:ab of r.io/x:v1 from registry r.io"
+        );
+        assert_eq!(
+            stalled(
+                "r.io",
+                "manifest of r.io/x:v1",
+                Stall::Answering,
+                Duration::from_millis(1500)
+            ),
+            "no answer from registry r.io for 1.5 s to the request for manifest of r.io/x:v1"
+        );
+        assert_eq!(
+            stalled(
+                "r.io",
+                "login",
+                Stall::Connecting,
+                Duration::from_millis(250)
+            ),
+            "no connection to registry r.io within 250 ms (for login)"
+        );
     }
 
     #[test]

@@ -16,6 +16,10 @@
 //! backlog is not empty, so a slow reader turns into counted kernel-side
 //! drops, not into memory. Output that would overflow the backlog is
 //! dropped whole records at a time and counted ([`take_dropped_records`]).
+//!
+//! The descriptor side of that ([`NonBlocking`]: reopen or
+//! `MSG_DONTWAIT`, one `write(2)` that says "full" instead of waiting) is
+//! also what the CLI's stderr logger writes through while `ig run` runs.
 
 use std::cell::{Cell, RefCell};
 use std::io::{self, Write};
@@ -134,39 +138,68 @@ pub const BACKLOG_LIMIT: usize = 4 << 20;
 
 /// What [`Stdout`] and its [`OutputHandle`] share.
 struct OutState {
-    fd: Fd,
+    fd: NonBlocking,
     /// Bytes accepted but not yet taken by the reader: `pending[start..]`.
     pending: Vec<u8>,
     start: usize,
 }
 
-enum Fd {
-    /// Our own non-blocking open file of stdout.
-    Own(OwnedFd),
-    /// A socket (descriptor 1 in `ig run`), written with
-    /// `send(MSG_DONTWAIT)`: as non-blocking as [`Fd::Own`].
-    Socket(RawFd),
-    /// Descriptor 1 itself, blocking (a regular file, a block device),
-    /// where a write cannot stall forever, or a pipe or terminal that
-    /// could not be reopened.
-    Inherited,
+/// One of our standard descriptors (1 or 2), written without ever waiting
+/// for a reader that stopped, where it can stall. Neither way touches the
+/// flags of the descriptor we inherited: its open file description is
+/// shared with the shell and, after `2>&1`, between our stdout and our
+/// stderr, so setting `O_NONBLOCK` on it would change how every other
+/// writer of that pipe behaves, and outlive us.
+pub struct NonBlocking {
+    fd: Fd,
 }
 
-impl OutState {
-    fn raw(&self) -> RawFd {
+enum Fd {
+    /// Our own non-blocking open file of the descriptor.
+    Own(OwnedFd),
+    /// A socket, written with `send(MSG_DONTWAIT)`: as non-blocking as
+    /// [`Fd::Own`].
+    Socket(RawFd),
+    /// The descriptor itself, blocking (a regular file, a block device),
+    /// where a write cannot stall forever, or a pipe or terminal that
+    /// could not be reopened.
+    Inherited(RawFd),
+}
+
+impl NonBlocking {
+    /// Writes to `fd` (1 or 2, open for the whole process) that never
+    /// wait where the reader can stall: a pipe or terminal is reopened
+    /// non-blocking through `/proc/self/fd`, a socket is sent to with
+    /// `MSG_DONTWAIT`, anything else is written as it is.
+    pub fn open(fd: RawFd) -> Self {
+        let fd = match fd_kind(fd) {
+            Some(libc::S_IFSOCK) => Fd::Socket(fd),
+            // The kinds a reader can stall: reopen them non-blocking.
+            Some(libc::S_IFIFO | libc::S_IFCHR) => {
+                reopen_nonblocking(fd).map_or(Fd::Inherited(fd), Fd::Own)
+            }
+            _ => Fd::Inherited(fd),
+        };
+        NonBlocking { fd }
+    }
+
+    /// The descriptor written to.
+    pub fn raw(&self) -> RawFd {
         match &self.fd {
             Fd::Own(fd) => fd.as_raw_fd(),
-            Fd::Socket(fd) => *fd,
-            Fd::Inherited => libc::STDOUT_FILENO,
+            Fd::Socket(fd) | Fd::Inherited(fd) => *fd,
         }
     }
 
-    fn backlog(&self) -> usize {
-        self.pending.len() - self.start
+    /// Whether writes return at once when the reader is full (false: a
+    /// file, written blocking, or a descriptor that could not be
+    /// reopened).
+    pub fn never_blocks(&self) -> bool {
+        matches!(self.fd, Fd::Own(_) | Fd::Socket(_))
     }
 
     /// One `write(2)`: `Ok(0)` when the reader is full (EAGAIN).
-    fn write_some(&self, b: &[u8]) -> io::Result<usize> {
+    pub fn write_some(&self, b: &[u8]) -> io::Result<usize> {
         loop {
             let n = if let Fd::Socket(fd) = self.fd {
                 // SAFETY: sends from a valid slice on a descriptor open for
@@ -197,6 +230,25 @@ impl OutState {
         }
     }
 
+    /// Wait at most `ms` milliseconds (-1: no limit) for room.
+    pub fn wait_writable(&self, ms: i32) {
+        wait_writable(self.raw(), ms);
+    }
+}
+
+impl OutState {
+    fn raw(&self) -> RawFd {
+        self.fd.raw()
+    }
+
+    fn backlog(&self) -> usize {
+        self.pending.len() - self.start
+    }
+
+    fn write_some(&self, b: &[u8]) -> io::Result<usize> {
+        self.fd.write_some(b)
+    }
+
     /// Hand the reader as much of the backlog as it takes now.
     fn push_out(&mut self) -> io::Result<()> {
         while self.backlog() > 0 {
@@ -217,7 +269,7 @@ impl OutState {
     }
 
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        if matches!(self.fd, Fd::Inherited) {
+        if !self.fd.never_blocks() {
             let mut rest = buf;
             while !rest.is_empty() {
                 let n = self.write_some(rest)?;
@@ -266,38 +318,28 @@ pub struct OutputHandle(Rc<RefCell<OutState>>);
 
 /// Open stdout for `ig run`.
 pub fn stdout() -> (Stdout, OutputHandle) {
-    let fd = match stdout_kind() {
-        Some(libc::S_IFSOCK) => Fd::Socket(libc::STDOUT_FILENO),
-        // The kinds a reader can stall: reopen them non-blocking.
-        Some(libc::S_IFIFO | libc::S_IFCHR) => reopen_nonblocking().map_or(Fd::Inherited, Fd::Own),
-        _ => Fd::Inherited,
-    };
-    with_fd(fd)
-}
-
-/// The file type bits (`S_IFMT`) of descriptor 1.
-fn stdout_kind() -> Option<libc::mode_t> {
-    // SAFETY: fstat into a zeroed stat buffer.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    if unsafe { libc::fstat(libc::STDOUT_FILENO, &raw mut st) } != 0 {
-        return None;
-    }
-    Some(st.st_mode & libc::S_IFMT)
-}
-
-fn with_fd(fd: Fd) -> (Stdout, OutputHandle) {
     let state = Rc::new(RefCell::new(OutState {
-        fd,
+        fd: NonBlocking::open(libc::STDOUT_FILENO),
         pending: Vec::new(),
         start: 0,
     }));
     (Stdout(Rc::clone(&state)), OutputHandle(state))
 }
 
-/// A non-blocking open file of what descriptor 1 is (a pipe or a
+/// The file type bits (`S_IFMT`) of descriptor `fd`.
+fn fd_kind(fd: RawFd) -> Option<libc::mode_t> {
+    // SAFETY: fstat into a zeroed stat buffer.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstat(fd, &raw mut st) } != 0 {
+        return None;
+    }
+    Some(st.st_mode & libc::S_IFMT)
+}
+
+/// A non-blocking open file of what descriptor `fd` is (a pipe or a
 /// terminal), if it can be reopened.
-fn reopen_nonblocking() -> Option<OwnedFd> {
-    let path = c"/proc/self/fd/1";
+fn reopen_nonblocking(fd: RawFd) -> Option<OwnedFd> {
+    let path = std::ffi::CString::new(format!("/proc/self/fd/{fd}")).ok()?;
     // SAFETY: opening a NUL-terminated path; O_NOCTTY so a terminal never
     // becomes our controlling one.
     let fd = unsafe {
@@ -325,7 +367,7 @@ impl OutputHandle {
     /// `None` for a blocking stdout (a file), which never has one.
     pub fn poll_fd(&self) -> Option<RawFd> {
         let s = self.0.borrow();
-        matches!(s.fd, Fd::Own(_) | Fd::Socket(_)).then(|| s.raw())
+        s.fd.never_blocks().then(|| s.raw())
     }
 
     /// Bytes the reader has not taken yet.
@@ -342,6 +384,15 @@ impl OutputHandle {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn with_fd(fd: Fd) -> (Stdout, OutputHandle) {
+        let state = Rc::new(RefCell::new(OutState {
+            fd: NonBlocking { fd },
+            pending: Vec::new(),
+            start: 0,
+        }));
+        (Stdout(Rc::clone(&state)), OutputHandle(state))
+    }
 
     /// A pipe: (our non-blocking writer over its write end, its read end).
     fn pipe() -> (Stdout, OutputHandle, OwnedFd) {

@@ -119,3 +119,31 @@ pub fn fixture_copy(name: &str) -> tempfile::TempDir {
     }
     dst
 }
+
+/// A pipe whose buffer (one page) is already full of newlines, so the
+/// first byte a child writes to it waits for the reader whatever the
+/// machine's process count or event rate: (read end, write end, left
+/// blocking as a shell leaves it; give it twice for `2>&1`).
+pub fn full_pipe_fds() -> (std::fs::File, std::os::fd::OwnedFd) {
+    use std::os::fd::FromRawFd;
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills two descriptors we then own.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY: fcntl and write on the pipe we just made, from a valid
+    // buffer; the descriptor is non-blocking only while we fill it.
+    unsafe {
+        libc::fcntl(fds[1], libc::F_SETPIPE_SZ, 4096);
+        let flags = libc::fcntl(fds[1], libc::F_GETFL);
+        libc::fcntl(fds[1], libc::F_SETFL, flags | libc::O_NONBLOCK);
+        let nl = [b'\n'; 512];
+        while libc::write(fds[1], nl.as_ptr().cast(), nl.len()) > 0 {}
+        libc::fcntl(fds[1], libc::F_SETFL, flags);
+    }
+    // SAFETY: fresh descriptors from pipe2.
+    unsafe {
+        (
+            std::fs::File::from_raw_fd(fds[0]),
+            std::os::fd::OwnedFd::from_raw_fd(fds[1]),
+        )
+    }
+}

@@ -320,8 +320,9 @@ impl Drop for Registry {
 }
 
 /// An HTTP server on 127.0.0.1 answering every request with what
-/// `respond(method, path)` says, one connection at a time. Stops when
-/// dropped, and on its own after a minute.
+/// `respond(method, path)` says, each connection on a thread of its own
+/// (so one it holds open does not stop the others). Stops when dropped,
+/// and on its own after a minute; connections it holds are released then.
 struct FakeRegistry {
     port: u16,
     stop: Arc<AtomicBool>,
@@ -333,8 +334,28 @@ struct FakeRegistry {
 
 type Response = (u16, &'static str, Vec<u8>);
 
+/// What the fake does with one request.
+enum Reply {
+    /// The whole answer; then the connection is closed.
+    Full(Response),
+    /// Nothing at all: the request is read, the connection held open.
+    Silent,
+    /// A 200 whose headers announce `length` bytes, then `body` (shorter,
+    /// or longer, than that), then nothing more while the connection is
+    /// held open.
+    Partial {
+        content_type: &'static str,
+        length: u64,
+        body: Vec<u8>,
+    },
+}
+
 impl FakeRegistry {
-    fn start(respond: impl Fn(&str, &str) -> Response + Send + 'static) -> Self {
+    fn start(respond: impl Fn(&str, &str) -> Response + Send + Sync + 'static) -> Self {
+        Self::start_with(move |m, p| Reply::Full(respond(m, p)))
+    }
+
+    fn start_with(respond: impl Fn(&str, &str) -> Reply + Send + Sync + 'static) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         listener.set_nonblocking(true).unwrap();
@@ -342,17 +363,25 @@ impl FakeRegistry {
         let stop2 = stop.clone();
         let requests = Arc::new(std::sync::Mutex::new(Vec::new()));
         let log = requests.clone();
+        let respond = Arc::new(respond);
         let thread = std::thread::spawn(move || {
             let deadline = Instant::now() + Duration::from_secs(60);
-            let mut served = 0;
-            while !stop2.load(Ordering::Relaxed) && Instant::now() < deadline && served < 500 {
+            let mut served = Vec::new();
+            while !stop2.load(Ordering::Relaxed) && Instant::now() < deadline && served.len() < 500
+            {
                 match listener.accept() {
                     Ok((conn, _)) => {
-                        served += 1;
-                        let _ = serve_one(conn, &respond, &log);
+                        let (respond, log, stop) = (respond.clone(), log.clone(), stop2.clone());
+                        served.push(std::thread::spawn(move || {
+                            let _ = serve_one(conn, &*respond, &log, &stop, deadline);
+                        }));
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(10)),
                 }
+            }
+            stop2.store(true, Ordering::Relaxed);
+            for t in served {
+                let _ = t.join();
             }
         });
         FakeRegistry {
@@ -374,8 +403,10 @@ impl FakeRegistry {
 
 fn serve_one(
     mut conn: TcpStream,
-    respond: &impl Fn(&str, &str) -> Response,
+    respond: &(impl Fn(&str, &str) -> Reply + ?Sized),
     log: &std::sync::Mutex<Vec<String>>,
+    stop: &AtomicBool,
+    deadline: Instant,
 ) -> std::io::Result<()> {
     conn.set_nonblocking(false)?;
     conn.set_read_timeout(Some(Duration::from_secs(5)))?;
@@ -395,16 +426,42 @@ fn serve_one(
         first.next().unwrap_or_default(),
     );
     log.lock().unwrap().push(format!("{method} {path}"));
-    let (status, content_type, body) = respond(method, path);
-    write!(
-        conn,
-        "HTTP/1.1 {status} Status\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    )?;
-    if method != "HEAD" {
-        conn.write_all(&body)?;
+    let hold = || {
+        while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    match respond(method, path) {
+        Reply::Full((status, content_type, body)) => {
+            write!(
+                conn,
+                "HTTP/1.1 {status} Status\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            )?;
+            if method != "HEAD" {
+                conn.write_all(&body)?;
+            }
+            conn.flush()
+        }
+        Reply::Silent => {
+            hold();
+            Ok(())
+        }
+        Reply::Partial {
+            content_type,
+            length,
+            body,
+        } => {
+            write!(
+                conn,
+                "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {length}\r\n\r\n"
+            )?;
+            conn.write_all(&body)?;
+            conn.flush()?;
+            hold();
+            Ok(())
+        }
     }
-    conn.flush()
 }
 
 impl Drop for FakeRegistry {
@@ -963,6 +1020,180 @@ fn bad_input_blob_answering_500() {
         "{:?}",
         fake.requests()
     );
+}
+
+/// The media type of a gadget manifest (`manifest_with_layer`).
+const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+
+/// A fake registry serving one gadget image (`manifest_with_layer(layer)`,
+/// its config `{}`) under any name, with no signature; requests `pick`
+/// claims (by path) get its answer instead.
+fn gadget_registry(
+    layer: Vec<u8>,
+    pick: impl Fn(&str) -> Option<Reply> + Send + Sync + 'static,
+) -> FakeRegistry {
+    let manifest = manifest_with_layer(&layer);
+    let layer_digest = ig::image::Digest::sha256_of(&layer).to_string();
+    FakeRegistry::start_with(move |_, path| {
+        if let Some(r) = pick(path) {
+            return r;
+        }
+        Reply::Full(if path.ends_with(".sig") {
+            (
+                404,
+                "application/json",
+                br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"no signature"}]}"#.to_vec(),
+            )
+        } else if path.contains("/manifests/") {
+            (200, MANIFEST, manifest.clone())
+        } else if path.ends_with(&layer_digest) {
+            (200, "application/octet-stream", layer.clone())
+        } else if path.contains("/blobs/") {
+            (200, "application/octet-stream", b"{}".to_vec())
+        } else {
+            (200, "application/json", b"{}".to_vec())
+        })
+    })
+}
+
+/// `ig image pull --registry-timeout 1 IMAGE` fails within two timeouts
+/// and some slack, the store unchanged, saying `said`; returns stderr.
+fn pull_gives_up_within_the_timeout(env: &Env, image: &str, said: &str) -> String {
+    let start = Instant::now();
+    let err =
+        env.fails_leaving_store_unchanged(&["image", "pull", "--registry-timeout", "1", image]);
+    assert!(err.contains(said), "{err}");
+    // oci-client's authentication probe (`GET /v2/`, whose failure it
+    // keeps to itself) and the request: two timeouts at most.
+    let took = start.elapsed();
+    assert!(took < Duration::from_secs(6), "{took:?}");
+    err
+}
+
+/// A registry that accepts connections, reads the request and never
+/// answers: `ig image pull` fails after `--registry-timeout`, naming the
+/// registry and the request, with a hint, the store unchanged; so does
+/// `ig run --pull always` with the timeout set by the configuration key's
+/// variable. (Before: nothing bounded the wait but a fixed 60 s, and
+/// there was no way to change it.)
+#[test]
+fn a_registry_that_never_answers_fails_within_the_timeout() {
+    let fake = FakeRegistry::start_with(|_, _| Reply::Silent);
+    let env = Env::new();
+    env.seed();
+    let image = format!("{}/x/gadget:v1", fake.host());
+    let said = format!(
+        "no answer from registry {} for 1 s to the request for manifest of {image}",
+        fake.host()
+    );
+    let err = pull_gives_up_within_the_timeout(&env, &image, &said);
+    assert!(
+        err.contains("hint: ") && err.contains("--registry-timeout 2m"),
+        "{err}"
+    );
+
+    let start = Instant::now();
+    let out = output_within(
+        env.cmd(&["run", &image, "--pull", "always"])
+            .env("INSPEKTOR_GADGET_OPERATOR_OCI_REGISTRY_TIMEOUT", "1s"),
+    );
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(&said), "{err}");
+    let took = start.elapsed();
+    assert!(took < Duration::from_secs(6), "{took:?}");
+}
+
+/// A registry that sends the headers of an answer, or part of its body,
+/// and then nothing while keeping the connection open: for a manifest and
+/// for a blob the pull fails after the timeout, saying what it was
+/// reading from which registry, the store unchanged.
+#[test]
+fn a_registry_that_stalls_in_the_middle_of_an_answer_fails_within_the_timeout() {
+    let layer = b"the eBPF object, sent in two halves".to_vec();
+    let digest = ig::image::Digest::sha256_of(&layer).to_string();
+    let env = Env::new();
+    env.seed();
+
+    let fake = gadget_registry(layer.clone(), |path| {
+        path.ends_with("/manifests/v1").then(|| Reply::Partial {
+            content_type: MANIFEST,
+            length: 500,
+            body: Vec::new(),
+        })
+    });
+    let image = format!("{}/x/gadget:v1", fake.host());
+    let said = format!(
+        "no data for 1 s while reading manifest of {image} from registry {}",
+        fake.host()
+    );
+    pull_gives_up_within_the_timeout(&env, &image, &said);
+
+    let (half, whole, d) = (
+        layer[..layer.len() / 2].to_vec(),
+        layer.len() as u64,
+        digest.clone(),
+    );
+    let fake = gadget_registry(layer.clone(), move |path| {
+        path.ends_with(&d).then(|| Reply::Partial {
+            content_type: "application/octet-stream",
+            length: whole,
+            body: half.clone(),
+        })
+    });
+    let image = format!("{}/x/gadget:v1", fake.host());
+    let said = format!(
+        "no data for 1 s while reading blob {digest} of {image} from registry {}",
+        fake.host()
+    );
+    pull_gives_up_within_the_timeout(&env, &image, &said);
+}
+
+/// A blob's read ends at its descriptor's size, whatever the registry
+/// announces: a `Content-Length` of 1 TiB with the whole blob and the
+/// connection kept open, the same with bytes past the blob, and a
+/// `Content-Length` that counts such bytes on a closed connection. Each
+/// pull succeeds at once (the default timeout is 30 s), and the stored
+/// blob is the descriptor's bytes exactly. (Before: the pull waited for
+/// the read timeout, or failed on the extra bytes.)
+#[test]
+fn a_blob_read_ends_at_the_descriptors_size_whatever_the_registry_announces() {
+    let layer = b"the eBPF object and nothing more".to_vec();
+    let digest = ig::image::Digest::sha256_of(&layer).to_string();
+    let more = [&layer[..], b"trailing bytes the descriptor does not count"].concat();
+    let cases = [
+        ("1 TiB announced, the blob sent", Some(layer.clone())),
+        (
+            "1 TiB announced, more than the blob sent",
+            Some(more.clone()),
+        ),
+        ("more than the blob, announced and sent", None),
+    ];
+    for (what, open) in cases {
+        let (d, more) = (digest.clone(), more.clone());
+        let fake = gadget_registry(layer.clone(), move |path| {
+            path.ends_with(&d).then(|| match &open {
+                Some(body) => Reply::Partial {
+                    content_type: "application/octet-stream",
+                    length: 1 << 40,
+                    body: body.clone(),
+                },
+                None => Reply::Full((200, "application/octet-stream", more.clone())),
+            })
+        });
+        let env = Env::new();
+        let image = format!("{}/x/gadget:v1", fake.host());
+        let start = Instant::now();
+        env.ok(&["image", "pull", &image]);
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{what}: {:?}",
+            start.elapsed()
+        );
+        let hex = digest.trim_start_matches("sha256:");
+        let stored = std::fs::read(env.store.path().join("blobs/sha256").join(hex)).unwrap();
+        assert_eq!(stored, layer, "{what}");
+    }
 }
 
 /// A registry serving other bytes of the same size for a blob: the

@@ -140,11 +140,15 @@ impl Unique {
     }
 
     fn spawn(&self, args: &[&str], stdout: Stdio) -> Child {
+        self.spawn_with(args, stdout, Stdio::piped())
+    }
+
+    fn spawn_with(&self, args: &[&str], stdout: Stdio, stderr: Stdio) -> Child {
         let mut cmd = self.store.ig();
         cmd.args(["run", "uniq"])
             .args(args)
             .stdout(stdout)
-            .stderr(Stdio::piped());
+            .stderr(stderr);
         // A test run from `cmd &` in a script inherits SIGINT ignored. ig
         // resets it first thing, but a signal sent before its first
         // instruction would still be dropped: start it with the default.
@@ -674,32 +678,112 @@ fn a_stopped_socket_reader_keeps_memory_bounded_and_sigint_still_stops_within_1s
     drop(peer);
 }
 
-/// A pipe whose buffer (one page) is already full of newlines, so the
-/// first byte ig writes waits for the reader whatever the machine's
-/// process count or event rate; (read end, write end for the child's
-/// stdout, left blocking as a shell leaves it).
+/// `common::full_pipe_fds`, the write end ready to be a child's stdout.
 fn full_pipe() -> (std::fs::File, Stdio) {
-    use std::os::fd::FromRawFd;
-    let mut fds = [0; 2];
-    // SAFETY: pipe2 fills two descriptors we then own.
-    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
-    // SAFETY: fcntl and write on the pipe we just made, from a valid
-    // buffer; the descriptor is non-blocking only while we fill it.
-    unsafe {
-        libc::fcntl(fds[1], libc::F_SETPIPE_SZ, 4096);
-        let flags = libc::fcntl(fds[1], libc::F_GETFL);
-        libc::fcntl(fds[1], libc::F_SETFL, flags | libc::O_NONBLOCK);
-        let nl = [b'\n'; 512];
-        while libc::write(fds[1], nl.as_ptr().cast(), nl.len()) > 0 {}
-        libc::fcntl(fds[1], libc::F_SETFL, flags);
+    let (r, w) = crate::common::full_pipe_fds();
+    (r, Stdio::from(w))
+}
+
+/// `ig run ... 2>&1 | less`, paused: stdout and stderr are one pipe (one
+/// open file description), full, never read, while a storm overflows a
+/// 4 KiB ring buffer so that loss warnings are due every second. Before,
+/// the first warning blocked ig in `write(2)` on stderr with its programs
+/// attached, and SIGINT and SIGTERM (read from a signalfd) did nothing.
+/// Now each stops ig within 1 s, exit 0, nothing left in the kernel.
+#[test]
+fn a_stopped_reader_of_stdout_and_stderr_together_never_holds_ig() {
+    require_kernel();
+    let u = Unique::build();
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        let (_unread, w) = crate::common::full_pipe_fds();
+        let flags_before = fd_flags(&w);
+        let mut child = u.spawn_with(
+            &["-o", "json", "--ringbuf-size", "4096"],
+            Stdio::from(w.try_clone().unwrap()),
+            Stdio::from(w.try_clone().unwrap()),
+        );
+        u.wait_loaded(&mut child);
+        let storm = Storm::start();
+        // Loss warnings are due every second: several are stuck by now.
+        std::thread::sleep(Duration::from_millis(3500));
+        assert!(child.try_wait().unwrap().is_none(), "ig exited on its own");
+        signal(&child, sig);
+        let took = wait_within(
+            &mut child,
+            Duration::from_secs(5),
+            &format!("signal {sig} with stdout and stderr one stopped pipe"),
+        );
+        drop(storm);
+        assert!(
+            took < Duration::from_secs(1),
+            "signal {sig} took {took:?} with a stopped reader of stderr"
+        );
+        assert!(child.wait().unwrap().success(), "signal {sig}");
+        u.assert_gone(&format!("after signal {sig} with stderr stopped"));
+        // ig wrote through its own open file: the shell's (shared) one
+        // keeps its flags.
+        assert_eq!(fd_flags(&w), flags_before, "O_NONBLOCK leaked to the pipe");
     }
-    // SAFETY: fresh descriptors from pipe2.
-    unsafe {
-        (
-            std::fs::File::from_raw_fd(fds[0]),
-            Stdio::from(std::os::fd::OwnedFd::from_raw_fd(fds[1])),
-        )
-    }
+}
+
+fn fd_flags(fd: &std::os::fd::OwnedFd) -> i32 {
+    use std::os::fd::AsRawFd as _;
+    // SAFETY: F_GETFL on an open descriptor.
+    unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) }
+}
+
+/// Warnings ig could not write while stderr's reader was stopped are
+/// counted, not waited for, and the count comes before the first line
+/// that gets through once the reader reads again.
+#[test]
+fn messages_a_stopped_stderr_reader_missed_are_counted_when_it_reads_again() {
+    use std::io::Read as _;
+    require_kernel();
+    let u = Unique::build();
+    let (mut reader, w) = crate::common::full_pipe_fds();
+    let mut child = u.spawn_with(
+        &["-o", "json", "--ringbuf-size", "4096"],
+        Stdio::null(),
+        Stdio::from(w),
+    );
+    u.wait_loaded(&mut child);
+    let storm = Storm::start();
+    std::thread::sleep(Duration::from_millis(3500));
+    // The reader comes back: read what arrives for two more seconds.
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut all = Vec::new();
+        let _ = reader.read_to_end(&mut all);
+        let _ = tx.send(all);
+    });
+    std::thread::sleep(Duration::from_millis(2500));
+    signal(&child, libc::SIGINT);
+    wait_within(
+        &mut child,
+        Duration::from_secs(5),
+        "SIGINT after stderr resumed",
+    );
+    drop(storm);
+    assert!(child.wait().unwrap().success());
+    let got = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    let text = String::from_utf8_lossy(&got);
+    let lines: Vec<&str> = text.lines().filter(|l| !l.is_empty()).collect();
+    let at = lines
+        .iter()
+        .position(|l| l.contains("not written: the reader of stderr did not take them"))
+        .unwrap_or_else(|| panic!("no count of the messages dropped: {lines:#?}"));
+    let n: u64 = lines[at]
+        .trim_start_matches("warning: ")
+        .split(' ')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{}", lines[at]));
+    assert!(n >= 2, "3.5 s of a storm drop a loss warning a second: {n}");
+    assert!(
+        lines.get(at + 1).is_some_and(|l| l.contains("events lost")),
+        "the count comes with the next line that got through: {lines:#?}"
+    );
+    u.assert_gone("after stderr resumed");
 }
 
 /// `ig run --timeout 2 | slow reader` in a storm: a reader that keeps

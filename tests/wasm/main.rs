@@ -406,13 +406,19 @@ struct Running {
 
 impl Running {
     fn start(s: &TestStore, image: &str, extra: &[&str]) -> Self {
+        Self::start_with_stderr(s, image, extra, Stdio::piped())
+    }
+
+    /// [`Running::start`] with stderr going to `stderr` (collected only
+    /// when piped).
+    fn start_with_stderr(s: &TestStore, image: &str, extra: &[&str], stderr: Stdio) -> Self {
         use std::io::BufRead as _;
         let mut child = s
             .ig()
             .args(["run", image, "-o", "json"])
             .args(extra)
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+            .stderr(stderr)
             .spawn()
             .unwrap();
         let (tx, first_line) = std::sync::mpsc::channel();
@@ -423,14 +429,16 @@ impl Running {
             }
         });
         let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-        let (err, sink) = (child.stderr.take().unwrap(), stderr.clone());
-        std::thread::spawn(move || {
-            for l in std::io::BufReader::new(err).lines() {
-                let mut s = sink.lock().unwrap();
-                s.push_str(&l.unwrap_or_default());
-                s.push('\n');
-            }
-        });
+        if let Some(err) = child.stderr.take() {
+            let sink = stderr.clone();
+            std::thread::spawn(move || {
+                for l in std::io::BufReader::new(err).lines() {
+                    let mut s = sink.lock().unwrap();
+                    s.push_str(&l.unwrap_or_default());
+                    s.push('\n');
+                }
+            });
+        }
         Self {
             child,
             stderr,
@@ -688,6 +696,98 @@ fn events_a_guest_makes_faster_than_ig_delivers_them_are_bounded() {
         "RSS grew by {grew} MiB (from {} MiB)",
         base / 1024
     );
+}
+
+/// A guest writing to its stderr without end (each event: 256 KiB to
+/// descriptor 2 and 16 KiB of `gadgetLog`): what reaches ig's stderr stays
+/// within the guest's budget (a first 1 MiB, then 64 KiB/s), what is over
+/// is counted, and the run goes on and exits 0. Before, every byte was
+/// written, blocking: 5.5 MB in 2 s.
+#[test]
+fn a_guest_writing_to_stderr_without_end_is_rationed() {
+    use ig::operators::wasm::{STDERR_BURST, STDERR_RATE};
+    require_kernel();
+    let s = TestStore::new();
+    build_broken(&s, "chatter");
+    let started = Instant::now();
+    let mut r = Running::start(&s, "chatter", &["--timeout", "3"]);
+    let events = Storm::start(Duration::from_millis(5));
+    let (code, took) = r.wait(started, Duration::from_secs(30));
+    drop(events);
+    let err = r.stderr();
+    let summary: Vec<&str> = err
+        .lines()
+        .filter(|l| !l.starts_with("eee") && !l.ends_with("lll"))
+        .collect();
+    assert_eq!(code, Some(0), "{summary:#?}");
+    // What the guest's writes and log messages put on our stderr (the
+    // budget counts a log message by its text, 1 KiB).
+    let written: u64 = err
+        .lines()
+        .map(|l| {
+            if l.starts_with("eee") {
+                l.len() as u64 + 1
+            } else if l.ends_with("lll") {
+                1024
+            } else {
+                0
+            }
+        })
+        .sum();
+    let allowed = STDERR_BURST + STDERR_RATE * (took.as_secs() + 1);
+    assert!(
+        written <= allowed,
+        "{written} bytes from the guest in {took:?}, more than {allowed}"
+    );
+    // What the pipe took at once is shown (ig never waits for the
+    // reader: a burst larger than the pipe is dropped and counted there).
+    assert!(
+        written >= 16 << 10,
+        "the guest's first bytes are shown: {written}"
+    );
+    assert_eq!(
+        err.matches("the guest writes to stderr faster than 64 KiB/s")
+            .count(),
+        1,
+        "{summary:#?}"
+    );
+    let dropped = summary
+        .iter()
+        .find_map(|l| {
+            l.split_once(": ")?
+                .1
+                .split_once(": ")?
+                .1
+                .strip_suffix(" bytes the guest wrote to stderr were dropped (over 64 KiB/s)")
+        })
+        .unwrap_or_else(|| panic!("no total of what was dropped: {summary:#?}"));
+    assert!(dropped.parse::<u64>().unwrap() > STDERR_BURST, "{dropped}");
+}
+
+/// The same guest with ig's stderr a pipe nobody reads (`2>&1 | less`,
+/// paused): its writes are dropped, never waited for, so events go on and
+/// SIGINT ends ig within 1 s. Before, its first write held the event loop
+/// (and SIGINT) until the reader came back.
+#[test]
+fn a_guest_writing_to_a_stopped_stderr_reader_does_not_hold_ig() {
+    require_kernel();
+    let s = TestStore::new();
+    build_broken(&s, "chatter");
+    let (_unread, w) = common::full_pipe_fds();
+    let mut r = Running::start_with_stderr(&s, "chatter", &[], Stdio::from(w));
+    r.wait_for_output(Duration::from_secs(30));
+    // Events keep coming through the guest while its writes are dropped.
+    let events = Storm::start(Duration::from_millis(5));
+    std::thread::sleep(Duration::from_millis(1000));
+    while r.first_line.try_recv().is_ok() {}
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(r.first_line.try_recv().is_ok(), "events stopped");
+    let sent = Instant::now();
+    r.signal(libc::SIGINT);
+    let (code, took) = r.wait(sent, Duration::from_secs(10));
+    drop(events);
+    assert_eq!(code, Some(0));
+    assert!(took < Duration::from_secs(1), "{took:?}");
 }
 
 /// `wasm: X.wasm` in build.yaml packs the file as the module layer, byte

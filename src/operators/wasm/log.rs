@@ -1,6 +1,8 @@
 //! `gadgetLog` and `gadgetShouldLog`: the guest's messages go to ig's
 //! logger, prefixed with the module, at upstream's levels
-//! (0 error, 1 warn, 2 info, 3 debug, 4 trace).
+//! (0 error, 1 warn, 2 info, 3 debug, 4 trace). A message shown counts
+//! against the guest's stderr budget (`stderr`), as its writes to
+//! descriptor 2 do.
 
 use wasmtime::{Caller, Linker};
 
@@ -26,6 +28,10 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
                 return;
             };
             let module = &c.data().module;
+            let shown = level(lvl).is_none_or(|l| log::log_enabled!(l));
+            if shown && !c.data().stderr.admit(text.len()) {
+                return;
+            }
             match level(lvl) {
                 Some(l) => log::log!(l, "wasm module {module}: {text}"),
                 None => {

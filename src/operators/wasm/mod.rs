@@ -8,7 +8,9 @@
 //! call, a budget for the events ig holds for the guest, WASI clock waits
 //! that never block), linking WASI preview 1 and the host module `ig` (one
 //! file per area: [`log`], [`datasource`], [`field`], [`params`],
-//! [`syscalls`], [`clock`], [`unimplemented`]), the guest's lifecycle
+//! [`syscalls`], [`clock`], [`unimplemented`]), the guest's stderr (WASI
+//! descriptor 2 and `gadgetLog`: rationed, never blocking, [`stderr`]),
+//! the guest's lifecycle
 //! (`gadgetAPIVersion` must be 1; optional `gadgetInit`, `gadgetPreStart`,
 //! `gadgetStart`, `gadgetStop`, `gadgetPostStop`) and delivering events to
 //! `dataSourceCallback` at the priority the guest subscribed with.
@@ -45,6 +47,7 @@ mod field;
 mod log;
 mod params;
 mod state;
+mod stderr;
 mod syscalls;
 mod unimplemented;
 
@@ -105,6 +108,7 @@ pub const CALLBACK_TIMEOUT: Duration = Duration::from_millis(100);
 pub const SHUTDOWN_BUDGET: Duration = Duration::from_millis(200);
 
 pub use state::MAX_HELD_BYTES;
+pub use stderr::{BURST as STDERR_BURST, RATE as STDERR_RATE, StderrWriter};
 
 /// How often the epoch advances; the deadline is counted in these.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -183,16 +187,20 @@ pub struct WasmOperator {
     cache_dir: Option<PathBuf>,
     params: Vec<(String, ParamSpec)>,
     values: BTreeMap<String, String>,
+    stderr: StderrWriter,
 }
 
 impl WasmOperator {
     /// `name` names the module in messages (the image reference);
-    /// `cache_dir` holds compiled modules (`None`: always compile).
+    /// `cache_dir` holds compiled modules (`None`: always compile);
+    /// `stderr` receives what the guest writes to its stderr (see
+    /// [`stderr`]).
     pub fn new(
         name: String,
         wasm: Vec<u8>,
         metadata: &GadgetMetadata,
         cache_dir: Option<PathBuf>,
+        stderr: StderrWriter,
     ) -> Self {
         let params = metadata
             .params
@@ -221,6 +229,7 @@ impl WasmOperator {
             cache_dir,
             params,
             values: BTreeMap::new(),
+            stderr,
         }
     }
 }
@@ -470,8 +479,9 @@ impl Runtime {
         add(clock::shadow_wasi(&mut linker))?;
         linker.allow_shadowing(false);
 
+        let guest_stderr = stderr::GuestStderr::new(module.clone(), op.stderr.clone());
         let wasi = wasmtime_wasi::WasiCtxBuilder::new()
-            .inherit_stderr()
+            .stderr(guest_stderr.clone())
             .build_p1();
         let limits = StoreLimitsBuilder::new()
             .memory_size(MEMORY_LIMIT)
@@ -480,7 +490,7 @@ impl Runtime {
             .table_elements(MAX_TABLE_ELEMENTS)
             .instances(4)
             .build();
-        let mut host = HostState::new(wasi, limits, module.clone());
+        let mut host = HostState::new(wasi, limits, module.clone(), guest_stderr);
         host.sources = mirror;
         host.params = op.values.clone();
         host.has_callback = compiled.get_export("dataSourceCallback").is_some();
@@ -792,6 +802,27 @@ impl Instance for WasmInstance {
     }
 
     fn stop(&mut self) -> Result<(), OperatorError> {
+        let result = self.stop_guest();
+        let rt = self.rt.borrow();
+        let dropped = rt.store.data().stderr.take_dropped();
+        if dropped > 0 {
+            ::log::warn!(
+                "wasm module {}: {dropped} bytes the guest wrote to stderr were dropped (over {} KiB/s)",
+                rt.module(),
+                stderr::RATE >> 10
+            );
+        }
+        result
+    }
+
+    fn source(&mut self) -> Option<&mut dyn Source> {
+        Some(self)
+    }
+}
+
+impl WasmInstance {
+    /// The guest's side of [`Instance::stop`].
+    fn stop_guest(&mut self) -> Result<(), OperatorError> {
         let mut rt = self.rt.borrow_mut();
         rt.begin_shutdown();
         // A callback failure not reported yet (the last packets' callbacks
@@ -831,10 +862,6 @@ impl Instance for WasmInstance {
             }
         }
         result.map_err(|e| OperatorError::failed("wasm", e))
-    }
-
-    fn source(&mut self) -> Option<&mut dyn Source> {
-        Some(self)
     }
 }
 
@@ -952,7 +979,13 @@ mod tests {
     }
 
     fn runtime(wasm: Vec<u8>) -> Result<Runtime, WasmError> {
-        let op = WasmOperator::new("test".into(), wasm, &GadgetMetadata::default(), None);
+        let op = WasmOperator::new(
+            "test".into(),
+            wasm,
+            &GadgetMetadata::default(),
+            None,
+            Arc::new(|_: &[u8]| {}),
+        );
         Runtime::new(&op, Vec::new())
     }
 

@@ -156,14 +156,22 @@ pub(super) struct HostState {
     warned: BTreeSet<&'static str>,
     warnings: std::cell::Cell<u32>,
     pub has_callback: bool,
+    /// The guest's stderr budget, shared with its WASI descriptor 2.
+    pub stderr: super::stderr::GuestStderr,
 }
 
 impl HostState {
-    pub fn new(wasi: WasiP1Ctx, limits: StoreLimits, module: String) -> Self {
+    pub fn new(
+        wasi: WasiP1Ctx,
+        limits: StoreLimits,
+        module: String,
+        stderr: super::stderr::GuestStderr,
+    ) -> Self {
         Self {
             wasi,
             limits,
             module,
+            stderr,
             handles: HashMap::new(),
             last_handle: 0,
             sources: Vec::new(),
