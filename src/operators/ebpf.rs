@@ -18,6 +18,11 @@
 //!
 //! Stop drops every kernel object.
 //!
+//! With a WASM guest (`EbpfOptions::shared`), start first applies the
+//! configuration the guest set (`programs.<name>.attach_to`, see
+//! `bpf::shared`) to the program plan, and publishes the loaded maps for
+//! the guest's `getMap`; stop withdraws them.
+//!
 //! Reads: the object's BTF and `.rodata`, `gadget.yaml` `datasources` and
 //! `programs`. Writes: one data source per tracer, snapshotter and topper.
 
@@ -29,7 +34,9 @@ use crate::bpf::loader::{HashDrain, LoadError, LoadSpec, LoadedGadget, LostCount
 use crate::bpf::mntns_filter::{self, MntnsFilter};
 use crate::bpf::object::ObjectInfo;
 use crate::bpf::params::EbpfParam;
+use crate::bpf::maps::MapFd;
 use crate::bpf::programs::{ProgramPlan, plan};
+use crate::bpf::shared::{SharedGadget, apply_config};
 use crate::bpf::schema::{schema_from_btf, schema_from_structs};
 use crate::bpf::{Inspected, inspect};
 use crate::btf::Btf;
@@ -65,6 +72,9 @@ pub struct EbpfOptions {
     /// enabled, `gadget_filter_by_mntns` is set before load and
     /// `gadget_mntns_filter_map` follows its set (see `bpf::mntns_filter`).
     pub mntns_filter: Option<MntnsFilter>,
+    /// What a WASM guest of the image shares with us: its configuration
+    /// before load, our maps after (see `bpf::shared`).
+    pub shared: Option<SharedGadget>,
 }
 
 pub struct EbpfOperator {
@@ -411,6 +421,7 @@ impl Operator for EbpfOperator {
             info,
             contract,
             plan,
+            metadata,
             options,
             globals,
             fetch_interval,
@@ -422,6 +433,7 @@ impl Operator for EbpfOperator {
             info,
             contract,
             plan,
+            metadata,
             sources,
             options,
             globals,
@@ -468,6 +480,7 @@ struct EbpfInstance {
     info: ObjectInfo,
     contract: Contract,
     plan: Vec<ProgramPlan>,
+    metadata: GadgetMetadata,
     sources: Vec<(DataSource, SourceId)>,
     options: EbpfOptions,
     globals: Vec<(String, Vec<u8>)>,
@@ -504,14 +517,33 @@ impl Instance for EbpfInstance {
                 .collect(),
             None => Vec::new(),
         };
+        let mut plan = self.plan.clone();
+        if let Some(g) = &self.options.shared {
+            let config = g.take_config_for_load();
+            let warnings = apply_config(&mut plan, &config, &self.metadata)
+                .map_err(|e| OperatorError::failed(NAME, e))?;
+            for w in warnings {
+                log::warn!("{w}");
+            }
+        }
         let spec = LoadSpec {
             object: &self.object,
             info: &self.info,
-            plan: &self.plan,
+            plan: &plan,
             globals: &globals,
             max_entries: &max_entries,
         };
         let mut loaded = LoadedGadget::load(&spec).map_err(fail)?;
+        if let Some(g) = &self.options.shared {
+            // Before the ring buffers and drained maps are taken out.
+            let maps = loaded.share_maps().into_iter().filter_map(|(name, fd)| {
+                MapFd::from_fd(fd)
+                    .map_err(|e| log::debug!("map {name} is not shared with the guest: {e}"))
+                    .ok()
+                    .map(|m| (name, m))
+            });
+            g.publish_maps(maps);
+        }
         if let Some(f) = filter {
             self.mntns_seen = 0;
             let ids = f.changed_since(&mut self.mntns_seen).unwrap_or_default();
@@ -585,6 +617,9 @@ impl Instance for EbpfInstance {
         self.toppers.clear();
         self.symbolizer = None;
         self.loaded = None;
+        if let Some(g) = &self.options.shared {
+            g.withdraw_maps();
+        }
         Ok(())
     }
 
