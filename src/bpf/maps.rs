@@ -383,7 +383,10 @@ mod tests {
 
     #[test]
     fn names_are_cut_and_cleaned_as_the_kernel_wants() {
-        assert_eq!(&kernel_name("perf_buffer_4026531840")[..], b"perf_buffer_402\0");
+        assert_eq!(
+            &kernel_name("perf_buffer_4026531840")[..],
+            b"perf_buffer_402\0"
+        );
         assert_eq!(&kernel_name("a-b c")[..6], b"a_b_c\0");
         assert_eq!(kernel_name(""), [0u8; 16]);
     }

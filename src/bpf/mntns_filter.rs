@@ -34,7 +34,9 @@ pub struct MntnsFilter(Arc<Mutex<State>>);
 
 impl MntnsFilter {
     fn state(&self) -> MutexGuard<'_, State> {
-        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Ask for filtering in the kernel (before load).

@@ -260,9 +260,9 @@ impl Ring {
                 out.extend_from_slice(&body[4..(4 + n).min(body.len())]);
                 None
             }
-            PERF_RECORD_LOST if body.len() >= 16 => Some(u64::from_ne_bytes(
-                body[8..16].try_into().expect("8 bytes"),
-            )),
+            PERF_RECORD_LOST if body.len() >= 16 => {
+                Some(u64::from_ne_bytes(body[8..16].try_into().expect("8 bytes")))
+            }
             _ => Some(0),
         }
     }
@@ -281,7 +281,8 @@ impl Ring {
             return None;
         };
         let r = self.record(tail, ty, size, out);
-        self.tail().store(tail.wrapping_add(size), Ordering::Release);
+        self.tail()
+            .store(tail.wrapping_add(size), Ordering::Release);
         Some(r.map_or(Ok(()), Err))
     }
 
@@ -443,7 +444,6 @@ impl PerfReader {
     pub fn take_lost(&mut self) -> u64 {
         std::mem::take(&mut self.lost)
     }
-
 }
 
 impl Drop for PerfReader {

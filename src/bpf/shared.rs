@@ -34,7 +34,9 @@ pub struct SharedGadget(Arc<Mutex<State>>);
 
 impl SharedGadget {
     fn state(&self) -> MutexGuard<'_, State> {
-        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Set configuration key `key` to `value`. `false` when the gadget
@@ -107,13 +109,14 @@ pub fn apply_config(
             ));
             continue;
         };
-        if value == DISABLED_TARGET {
-            p.attach = Attach::Disabled;
-            continue;
-        }
+        // The section as the configuration makes it, for messages.
         let kind = p.section.split('/').next().unwrap_or_default();
         let section = format!("{kind}/{value}");
-        p.attach = parse_section(&p.name, &section, meta)?;
+        p.attach = if value == DISABLED_TARGET {
+            Attach::Disabled
+        } else {
+            parse_section(&p.name, &section, meta)?
+        };
         p.section = section;
     }
     Ok(warnings)

@@ -31,13 +31,13 @@ use std::time::{Duration, Instant};
 
 use crate::bpf::contract::{Contract, map_key_value, map_max_entries};
 use crate::bpf::loader::{HashDrain, LoadError, LoadSpec, LoadedGadget, LostCounter, RingBuffer};
+use crate::bpf::maps::MapFd;
 use crate::bpf::mntns_filter::{self, MntnsFilter};
 use crate::bpf::object::ObjectInfo;
 use crate::bpf::params::EbpfParam;
-use crate::bpf::maps::MapFd;
 use crate::bpf::programs::{ProgramPlan, plan};
-use crate::bpf::shared::{SharedGadget, apply_config};
 use crate::bpf::schema::{schema_from_btf, schema_from_structs};
+use crate::bpf::shared::{SharedGadget, apply_config};
 use crate::bpf::{Inspected, inspect};
 use crate::btf::Btf;
 use crate::datasource::{Event, SchemaBuilder, SourceKind};

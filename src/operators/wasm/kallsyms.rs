@@ -21,7 +21,9 @@ const MAX_CACHED: usize = 4096;
 static ANSWERS: Mutex<Option<HashMap<String, bool>>> = Mutex::new(None);
 
 fn exists(name: &str) -> std::io::Result<bool> {
-    let mut answers = ANSWERS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut answers = ANSWERS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let answers = answers.get_or_insert_with(HashMap::new);
     if let Some(a) = answers.get(name) {
         return Ok(*a);

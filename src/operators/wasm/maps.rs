@@ -63,8 +63,9 @@ fn add_map(c: &mut Caller<'_, HostState>, map: Arc<MapFd>, created: bool) -> u32
 fn guest_bytes(c: &mut Caller<'_, HostState>, v: u64, func: &str, what: &str) -> Option<Vec<u8>> {
     let b = read_buf(c, v);
     if b.is_none() {
-        c.data()
-            .warn(format_args!("{func}: the {what} is outside the guest's memory"));
+        c.data().warn(format_args!(
+            "{func}: the {what} is outside the guest's memory"
+        ));
     }
     b
 }

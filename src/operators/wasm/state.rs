@@ -281,7 +281,12 @@ impl HostState {
 
     /// Close every map and perf reader the guest holds (the run is over).
     pub fn close_kernel_objects(&mut self) {
-        let ids: Vec<u32> = self.maps.keys().chain(self.readers.keys()).copied().collect();
+        let ids: Vec<u32> = self
+            .maps
+            .keys()
+            .chain(self.readers.keys())
+            .copied()
+            .collect();
         for id in ids {
             self.remove_handle(id);
         }
