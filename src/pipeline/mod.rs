@@ -531,6 +531,99 @@ mod tests {
         }
     }
 
+    /// Records its lifecycle calls in a shared log.
+    struct Step(&'static str, Rc<RefCell<Vec<String>>>, Option<&'static str>);
+
+    impl Instance for Step {
+        fn pre_start(&mut self) -> Result<(), OperatorError> {
+            self.1.borrow_mut().push(format!("pre {}", self.0));
+            match self.2 {
+                Some(fail) if fail == "pre" => Err(OperatorError::failed("step", "no")),
+                _ => Ok(()),
+            }
+        }
+        fn start(&mut self) -> Result<(), OperatorError> {
+            self.1.borrow_mut().push(format!("start {}", self.0));
+            Ok(())
+        }
+        fn stop(&mut self) -> Result<(), OperatorError> {
+            self.1.borrow_mut().push(format!("stop {}", self.0));
+            Ok(())
+        }
+    }
+
+    struct StepOp(&'static str, Priority, Rc<RefCell<Vec<String>>>, Option<&'static str>);
+
+    impl Operator for StepOp {
+        fn name(&self) -> &'static str {
+            self.0
+        }
+        fn priority(&self) -> Priority {
+            self.1
+        }
+        fn instantiate(
+            self: Box<Self>,
+            _setup: &mut Setup,
+        ) -> Result<Option<Box<dyn Instance>>, OperatorError> {
+            Ok(Some(Box::new(Step(self.0, self.2, self.3))))
+        }
+    }
+
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    #[test]
+    fn every_instance_pre_starts_before_any_starts() {
+        let log = Rc::new(RefCell::new(Vec::new()));
+        let ops: Vec<Box<dyn Operator>> = vec![
+            Box::new(StepOp("wasm", 1000, log.clone(), None)),
+            Box::new(StepOp("ebpf", 0, log.clone(), None)),
+        ];
+        let mut p = Pipeline::build(ops, &crate::params::ParamValues::default()).unwrap();
+        p.start().unwrap();
+        p.stop().unwrap();
+        assert_eq!(
+            *log.borrow(),
+            [
+                "pre ebpf",
+                "pre wasm",
+                "start ebpf",
+                "start wasm",
+                "stop wasm",
+                "stop ebpf"
+            ]
+        );
+        // A failed pre-start starts and stops nothing.
+        let log = Rc::new(RefCell::new(Vec::new()));
+        let ops: Vec<Box<dyn Operator>> = vec![
+            Box::new(StepOp("a", 0, log.clone(), Some("pre"))),
+            Box::new(StepOp("b", 1, log.clone(), None)),
+        ];
+        let mut p = Pipeline::build(ops, &crate::params::ParamValues::default()).unwrap();
+        assert!(p.start().is_err());
+        drop(p);
+        assert_eq!(*log.borrow(), ["pre a"]);
+    }
+
+    #[test]
+    fn unreferenced_sources_are_hidden_from_later_operators() {
+        let mut setup = Setup::default();
+        let a = setup.add_source(crate::datasource::SchemaBuilder::new(
+            "a",
+            SourceKind::Single,
+            0,
+        ));
+        let b = setup.add_source(crate::datasource::SchemaBuilder::new(
+            "b",
+            SourceKind::Single,
+            0,
+        ));
+        setup.unreference(a);
+        assert!(!setup.is_referenced(a) && setup.is_referenced(b));
+        assert_eq!(setup.source_ids().collect::<Vec<_>>(), [b]);
+        assert_eq!(setup.all_source_ids().collect::<Vec<_>>(), [a, b]);
+    }
+
     #[test]
     fn a_handler_asks_its_source_to_yield_once_per_request() {
         let mut p = Pipeline::build(

@@ -179,8 +179,14 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
                 found = inner.to_ne_bytes().to_vec();
             }
             if !write_bin(&mut c, value, &found) {
+                let cap = (value >> 32) as usize;
+                let why = if found.len() > cap {
+                    format!("does not fit the guest's buffer of {cap} bytes")
+                } else {
+                    "was to go to a buffer outside the guest's memory".to_owned()
+                };
                 c.data().warn(format_args!(
-                    "mapLookup in {}: the {}-byte value does not fit the guest's buffer",
+                    "mapLookup in {}: the {}-byte value {why}",
                     m.info().name,
                     found.len()
                 ));

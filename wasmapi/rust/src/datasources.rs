@@ -242,7 +242,11 @@ impl DataSource {
     where
         F: Fn(DataSource, Packet) -> Result<()> + Send + Sync + 'static,
     {
-        self.register(SubscriptionType::Packet, prio, CallBack::Packet(Arc::new(cb)))
+        self.register(
+            SubscriptionType::Packet,
+            prio,
+            CallBack::Packet(Arc::new(cb)),
+        )
     }
 
     pub fn get_field(&self, name: &str) -> Result<Field> {
@@ -281,13 +285,19 @@ impl DataSource {
     /// Send the packet down the source's chain; its handle is gone.
     pub fn emit_and_release(&self, packet: Packet) -> Result<()> {
         // SAFETY: a plain call without pointers.
-        status(unsafe { ig_emit_and_release(self.0, packet.0) }, DataSourceError::EmitFailed)
+        status(
+            unsafe { ig_emit_and_release(self.0, packet.0) },
+            DataSourceError::EmitFailed,
+        )
     }
 
     /// Drop a packet without emitting it.
     pub fn release(&self, packet: Packet) -> Result<()> {
         // SAFETY: a plain call without pointers.
-        status(unsafe { ig_release(self.0, packet.0) }, DataSourceError::ReleaseFailed)
+        status(
+            unsafe { ig_release(self.0, packet.0) },
+            DataSourceError::ReleaseFailed,
+        )
     }
 
     /// Keep this source from the operators after the guest (the output
@@ -295,7 +305,10 @@ impl DataSource {
     /// another (in `gadgetInit`).
     pub fn unreference(&self) -> Result<()> {
         // SAFETY: a plain call without pointers.
-        status(unsafe { ig_unreference(self.0) }, DataSourceError::UnreferenceFailed)
+        status(
+            unsafe { ig_unreference(self.0) },
+            DataSourceError::UnreferenceFailed,
+        )
     }
 
     pub fn is_referenced(&self) -> bool {
@@ -315,12 +328,18 @@ impl DataArray {
 
     pub fn append(&mut self, data: Data) -> Result<()> {
         // SAFETY: a plain call without pointers.
-        status(unsafe { ig_array_append(self.0, data.0) }, DataSourceError::AppendFailed)
+        status(
+            unsafe { ig_array_append(self.0, data.0) },
+            DataSourceError::AppendFailed,
+        )
     }
 
     pub fn release(&self, data: Data) -> Result<()> {
         // SAFETY: a plain call without pointers.
-        status(unsafe { ig_array_release(self.0, data.0) }, DataSourceError::ReleaseFailed)
+        status(
+            unsafe { ig_array_release(self.0, data.0) },
+            DataSourceError::ReleaseFailed,
+        )
     }
 
     pub fn len(&self) -> usize {

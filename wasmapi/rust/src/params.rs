@@ -15,6 +15,8 @@ pub fn get_param_value(key: String, max_size: u64) -> Result<String, String> {
     // `key` outlives the call.
     match unsafe { ig_get_param_value(string_to_buf_ptr(&key).0, out_buf(&mut dst)) } {
         0 => Ok(from_c_string(&dst)),
-        _ => Err(format!("no value for parameter {key} (or longer than {max_size} bytes)")),
+        _ => Err(format!(
+            "no value for parameter {key} (or longer than {max_size} bytes)"
+        )),
     }
 }
