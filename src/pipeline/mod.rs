@@ -538,7 +538,7 @@ mod tests {
         fn pre_start(&mut self) -> Result<(), OperatorError> {
             self.1.borrow_mut().push(format!("pre {}", self.0));
             match self.2 {
-                Some(fail) if fail == "pre" => Err(OperatorError::failed("step", "no")),
+                Some("pre") => Err(OperatorError::failed("step", "no")),
                 _ => Ok(()),
             }
         }
@@ -552,7 +552,12 @@ mod tests {
         }
     }
 
-    struct StepOp(&'static str, Priority, Rc<RefCell<Vec<String>>>, Option<&'static str>);
+    struct StepOp(
+        &'static str,
+        Priority,
+        Rc<RefCell<Vec<String>>>,
+        Option<&'static str>,
+    );
 
     impl Operator for StepOp {
         fn name(&self) -> &'static str {

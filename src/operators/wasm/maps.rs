@@ -59,6 +59,28 @@ fn add_map(c: &mut Caller<'_, HostState>, map: Arc<MapFd>, created: bool) -> u32
     h
 }
 
+/// 0, or 1 with a warning (once per function: guests call these per
+/// event) for a failed element operation.
+fn status(
+    c: &mut Caller<'_, HostState>,
+    func: &'static str,
+    map: &MapFd,
+    r: Result<(), crate::bpf::maps::MapError>,
+) -> u32 {
+    let Err(e) = r else {
+        return 0;
+    };
+    c.data_mut().warn_once(
+        func,
+        format_args!(
+            "{func} in {}: {} (warned once)",
+            map.info().name,
+            super::state::chain(&e)
+        ),
+    );
+    1
+}
+
 /// A guest buffer (`len << 32 | ptr`), or a warning naming `what`.
 fn guest_bytes(c: &mut Caller<'_, HostState>, v: u64, func: &str, what: &str) -> Option<Vec<u8>> {
     let b = read_buf(c, v);
@@ -145,17 +167,7 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
             };
             let mut found = match m.lookup(&key) {
                 Ok(v) => v,
-                Err(e) => {
-                    c.data_mut().warn_once(
-                        "mapLookup",
-                        format_args!(
-                            "mapLookup in {}: {} (warned once)",
-                            m.info().name,
-                            super::state::chain(&e)
-                        ),
-                    );
-                    return 1;
-                }
+                Err(e) => return status(&mut c, "mapLookup", &m, Err(e)),
             };
             // A map of maps holds inner map ids: the guest gets a handle.
             let mut inner = 0;
@@ -231,20 +243,8 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
                     .to_vec();
                 _inner = Some(i);
             }
-            match m.update(&key, &value, flags) {
-                Ok(()) => 0,
-                Err(e) => {
-                    c.data_mut().warn_once(
-                        "mapUpdate",
-                        format_args!(
-                            "mapUpdate in {}: {} (warned once)",
-                            m.info().name,
-                            super::state::chain(&e)
-                        ),
-                    );
-                    1
-                }
-            }
+            let r = m.update(&key, &value, flags);
+            status(&mut c, "mapUpdate", &m, r)
         },
     )?;
     linker.func_wrap(
@@ -257,20 +257,8 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
             let Some(key) = guest_bytes(&mut c, key, "mapDelete", "key") else {
                 return 1;
             };
-            match m.delete(&key) {
-                Ok(()) => 0,
-                Err(e) => {
-                    c.data_mut().warn_once(
-                        "mapDelete",
-                        format_args!(
-                            "mapDelete in {}: {} (warned once)",
-                            m.info().name,
-                            super::state::chain(&e)
-                        ),
-                    );
-                    1
-                }
-            }
+            let r = m.delete(&key);
+            status(&mut c, "mapDelete", &m, r)
         },
     )?;
     linker.func_wrap(

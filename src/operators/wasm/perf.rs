@@ -33,6 +33,32 @@ fn reader<'a>(s: &'a mut HostState, h: u32, func: &str) -> Option<&'a mut GuestR
     s.readers.get_mut(&h)
 }
 
+/// `perfReaderPause` (`pause`) or `perfReaderResume`: 0, or 1.
+fn toggle(c: &mut Caller<'_, HostState>, h: u32, pause: bool) -> u32 {
+    let func = if pause {
+        "perfReaderPause"
+    } else {
+        "perfReaderResume"
+    };
+    let s = c.data_mut();
+    let Some(r) = reader(s, h, func) else {
+        return 1;
+    };
+    let done = if pause {
+        r.reader.pause()
+    } else {
+        r.reader.resume()
+    };
+    match done {
+        Ok(()) => 0,
+        Err(e) => {
+            let msg = chain(&e);
+            s.warn(format_args!("{func}: {msg}"));
+            1
+        }
+    }
+}
+
 pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     linker.func_wrap(
         "ig",
@@ -75,38 +101,12 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     linker.func_wrap(
         "ig",
         "perfReaderPause",
-        |mut c: Caller<'_, HostState>, h: u32| -> u32 {
-            let s = c.data_mut();
-            let Some(r) = reader(s, h, "perfReaderPause") else {
-                return 1;
-            };
-            match r.reader.pause() {
-                Ok(()) => 0,
-                Err(e) => {
-                    let msg = chain(&e);
-                    s.warn(format_args!("perfReaderPause: {msg}"));
-                    1
-                }
-            }
-        },
+        |mut c: Caller<'_, HostState>, h: u32| -> u32 { toggle(&mut c, h, true) },
     )?;
     linker.func_wrap(
         "ig",
         "perfReaderResume",
-        |mut c: Caller<'_, HostState>, h: u32| -> u32 {
-            let s = c.data_mut();
-            let Some(r) = reader(s, h, "perfReaderResume") else {
-                return 1;
-            };
-            match r.reader.resume() {
-                Ok(()) => 0,
-                Err(e) => {
-                    let msg = chain(&e);
-                    s.warn(format_args!("perfReaderResume: {msg}"));
-                    1
-                }
-            }
-        },
+        |mut c: Caller<'_, HostState>, h: u32| -> u32 { toggle(&mut c, h, false) },
     )?;
     linker.func_wrap(
         "ig",
