@@ -463,6 +463,21 @@ pub const DRIVER_IMPORTS: &[(&str, &str, Option<char>)] = &[
     ("getSyscallName", "IL", Some('I')),
     ("getSyscallID", "L", Some('I')),
     ("getMap", "L", Some('I')),
+    ("newMap", "LIIII", Some('I')),
+    ("mapLookup", "ILL", Some('I')),
+    ("mapUpdate", "ILLL", Some('I')),
+    ("mapDelete", "IL", Some('I')),
+    ("mapRelease", "I", Some('I')),
+    ("newPerfReader", "III", Some('I')),
+    ("perfReaderPause", "I", Some('I')),
+    ("perfReaderResume", "I", Some('I')),
+    ("perfReaderRead", "IL", Some('I')),
+    ("perfReaderClose", "I", Some('I')),
+    ("setConfig", "LLI", Some('I')),
+    ("kallsymsSymbolExists", "L", Some('I')),
+    ("getSyscallDeclaration", "LL", Some('I')),
+    ("shouldDiscardMntnsID", "L", Some('I')),
+    ("dataSourceUnreference", "I", Some('I')),
 ];
 
 /// Size of one instruction of a driver program.
@@ -485,7 +500,8 @@ pub const DRIVER_REGS: u32 = 64 << 10;
 /// | 24..40 | the i64 argument slots, LE |
 ///
 /// An import takes its i32 arguments from the i32 slots in order and its
-/// i64 arguments from the i64 slots in order. Registers live at
+/// i64 arguments from the i64 slots in order; a third i64 argument
+/// (`mapUpdate`'s flags) is the next unused i32 slot, zero-extended. Registers live at
 /// [`DRIVER_REGS`]; `dataSourceCallback` puts its data handle in register 3
 /// and its data source handle in register 2. `gadgetInit`, `gadgetPreStart`,
 /// `gadgetStart`, `gadgetStop`, `gadgetPostStop` and every callback each
@@ -732,9 +748,12 @@ fn driver_run_body() -> Vec<u8> {
         let (_, params, result) = DRIVER_IMPORTS[(i - 1) as usize];
         let (mut ni, mut nl) = (0u8, 0u8);
         for c in params.chars() {
-            if c == 'L' {
+            if c == 'L' && nl < 2 {
                 b.extend([0x20, L0 + nl]);
                 nl += 1;
+            } else if c == 'L' {
+                b.extend([0x20, A0 + ni, 0xad]); // i64.extend_i32_u
+                ni += 1;
             } else {
                 b.extend([0x20, A0 + ni]);
                 ni += 1;
@@ -1036,5 +1055,96 @@ pub fn driver_seed_programs() -> Vec<(&'static str, Vec<u8>)> {
     );
     p.end();
     out.push(("misuse", p.finish()));
+
+    // Kernel objects and the other calls upstream's guests make: a map
+    // made, written, read and released; a perf event array with an
+    // overwritable reader, read empty, paused, resumed, closed; maps of
+    // the gadget (none without the eBPF operator); configuration before
+    // and after the load; kallsyms, a syscall declaration, the container
+    // selection; `minimal` unreferenced (the end of the chain no longer
+    // sees it). Then the same functions with stale handles, short and
+    // outside buffers. Without privileges the kernel refuses the maps and
+    // the calls answer their errors.
+    let mut p = DriverProgram::default();
+    let minimal = p.string("minimal");
+    let scratch_name = p.string("scratch");
+    let key = p.string("\x07\x00\x00\x00");
+    let value = p.string("\x08\x07\x06\x05\x04\x03\x02\x01");
+    let cfg_key = p.string("programs.minimal_getpid.attach_to");
+    let cfg_value = p.string("gadget_program_disabled");
+    let vfs_read = p.string("vfs_read");
+    let openat = p.string("openat");
+    let events = p.string("events");
+    // gadgetInit: handle 1 minimal.
+    p.call("getDataSource", Some(0), &[], &[minimal]);
+    p.call("dataSourceSubscribe", None, &[Reg(0), Val(1), Val(0)], &[3]);
+    p.call("setConfig", None, &[Val(STRING)], &[cfg_key, cfg_value]);
+    p.call("kallsymsSymbolExists", None, &[], &[vfs_read]);
+    p.call(
+        "getSyscallDeclaration",
+        None,
+        &[],
+        &[openat, driver_scratch(0, 252)],
+    );
+    p.call("dataSourceUnreference", None, &[Reg(0)], &[]);
+    p.end();
+    // gadgetPreStart: a map; gadgetStart: a perf reader.
+    p.call(
+        "newMap",
+        Some(1),
+        &[Val(1), Val(4), Val(8), Val(4)],
+        &[scratch_name],
+    );
+    p.call("mapUpdate", None, &[Reg(1), Val(0)], &[key, value]);
+    p.call("mapLookup", None, &[Reg(1)], &[key, driver_scratch(0, 8)]);
+    p.call("mapDelete", None, &[Reg(1)], &[key]);
+    p.end();
+    p.call(
+        "newMap",
+        Some(2),
+        &[Val(4), Val(4), Val(4), Val(0)],
+        &[scratch_name],
+    );
+    p.call("newPerfReader", Some(0), &[Reg(2), Val(4096), Val(1)], &[]);
+    p.call("perfReaderRead", None, &[Reg(0)], &[driver_scratch(0, 64)]);
+    p.call("perfReaderPause", None, &[Reg(0)], &[]);
+    p.call("perfReaderResume", None, &[Reg(0)], &[]);
+    p.call("getMap", None, &[], &[events]);
+    p.call("setConfig", None, &[Val(STRING)], &[cfg_key, cfg_value]);
+    p.end();
+    // dataSourceCallback (r3: data, r2: the source): misuse.
+    p.call("shouldDiscardMntnsID", None, &[], &[4_026_531_840]);
+    p.call("dataSourceUnreference", None, &[Reg(2)], &[]);
+    p.call("mapLookup", None, &[Reg(3)], &[key, driver_scratch(0, 8)]);
+    p.call("mapUpdate", None, &[Val(1), Val(8)], &[key, value]);
+    p.call(
+        "mapLookup",
+        None,
+        &[Val(1)],
+        &[u64::MAX, driver_scratch(0, 2)],
+    );
+    p.call("perfReaderRead", None, &[Reg(3)], &[driver_scratch(0, 1)]);
+    p.call("newPerfReader", None, &[Val(1), Val(u32::MAX), Val(0)], &[]);
+    p.call(
+        "newMap",
+        None,
+        &[Val(99), Val(4), Val(4), Val(1)],
+        &[u64::MAX],
+    );
+    p.call("setConfig", None, &[Val(1)], &[u64::MAX, 0]);
+    p.call(
+        "getSyscallDeclaration",
+        None,
+        &[],
+        &[openat, driver_scratch(0, 8)],
+    );
+    p.call("kallsymsSymbolExists", None, &[], &[16 << 32 | 0x3_fff8]);
+    p.end();
+    // gadgetStop: close the reader (r0), release the map (r1) twice.
+    p.call("perfReaderClose", None, &[Reg(0)], &[]);
+    p.call("mapRelease", None, &[Reg(1)], &[]);
+    p.call("mapRelease", None, &[Reg(1)], &[]);
+    p.end();
+    out.push(("kernel-objects", p.finish()));
     out
 }

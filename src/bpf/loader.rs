@@ -754,6 +754,60 @@ impl StackTraces {
     }
 }
 
+/// What a WASM guest may reach of a loaded gadget (upstream's `getMap`):
+/// a descriptor of every map still in the object, duplicated so the
+/// guest's handles outlive neither more nor less than they should (see
+/// `bpf::maps`). Maps already taken out (ring buffers, drained hash maps,
+/// stack maps) are not listed.
+impl LoadedGadget {
+    pub fn share_maps(&self) -> Vec<(String, OwnedFd)> {
+        self.ebpf
+            .maps()
+            .filter_map(|(name, m)| {
+                let fd = map_data(m).fd().as_fd().try_clone_to_owned().ok()?;
+                Some((name.to_owned(), fd))
+            })
+            .collect()
+    }
+}
+
+/// The data of any map (aya has no accessor across kinds).
+fn map_data(m: &aya::maps::Map) -> &MapData {
+    use aya::maps::Map as M;
+    match m {
+        M::Array(d)
+        | M::ArrayOfMaps(d)
+        | M::BloomFilter(d)
+        | M::CgroupArray(d)
+        | M::CgroupStorage(d)
+        | M::CgrpStorage(d)
+        | M::CpuMap(d)
+        | M::DevMap(d)
+        | M::DevMapHash(d)
+        | M::HashMap(d)
+        | M::HashOfMaps(d)
+        | M::InodeStorage(d)
+        | M::LpmTrie(d)
+        | M::LruHashMap(d)
+        | M::PerCpuArray(d)
+        | M::PerCpuCgroupStorage(d)
+        | M::PerCpuHashMap(d)
+        | M::PerCpuLruHashMap(d)
+        | M::PerfEventArray(d)
+        | M::ProgramArray(d)
+        | M::Queue(d)
+        | M::ReusePortSockArray(d)
+        | M::RingBuf(d)
+        | M::SockHash(d)
+        | M::SockMap(d)
+        | M::SkStorage(d)
+        | M::Stack(d)
+        | M::StackTraceMap(d)
+        | M::Unsupported(d)
+        | M::XskMap(d) => d,
+    }
+}
+
 /// The name of a map's kind, for messages (`Debug` of the variant).
 fn map_kind(m: &aya::maps::Map) -> String {
     let d = format!("{m:?}");
@@ -782,13 +836,13 @@ fn packet_socket() -> std::io::Result<OwnedFd> {
 
 /// CPUs to open per-CPU perf events on (`/sys/devices/system/cpu/online`,
 /// e.g. `0-3,6`).
-fn online_cpus() -> Vec<u32> {
+pub(super) fn online_cpus() -> Vec<u32> {
     let text =
         std::fs::read_to_string("/sys/devices/system/cpu/online").unwrap_or_else(|_| "0".into());
     parse_cpu_list(&text)
 }
 
-fn parse_cpu_list(text: &str) -> Vec<u32> {
+pub(super) fn parse_cpu_list(text: &str) -> Vec<u32> {
     let mut cpus = Vec::new();
     for part in text.trim().split(',').filter(|p| !p.is_empty()) {
         match part.split_once('-') {

@@ -10,9 +10,8 @@
 //! filter is enabled, fills [`MAP`] after load, and re-syncs the map on its
 //! own tick whenever the set's generation changed. Pure: no kernel here.
 
-use std::cell::RefCell;
 use std::collections::BTreeSet;
-use std::rc::Rc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// `.rodata` bool: filter by mount namespace at all.
 pub const FLAG_VAR: &str = "gadget_filter_by_mntns";
@@ -27,24 +26,32 @@ struct State {
     generation: u64,
 }
 
-/// A shared, single-threaded handle; clones see the same state.
+/// A shared handle; clones see the same state. (A mutex only because a
+/// WASM guest's host state must be `Send` for wasmtime: the run is one
+/// thread, so it is never contended.)
 #[derive(Clone, Debug, Default)]
-pub struct MntnsFilter(Rc<RefCell<State>>);
+pub struct MntnsFilter(Arc<Mutex<State>>);
 
 impl MntnsFilter {
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Ask for filtering in the kernel (before load).
     pub fn enable(&self) {
-        self.0.borrow_mut().enabled = true;
+        self.state().enabled = true;
     }
 
     pub fn is_enabled(&self) -> bool {
-        self.0.borrow().enabled
+        self.state().enabled
     }
 
     /// Replace the allowed set; the generation moves only on a change.
     pub fn set(&self, ids: impl IntoIterator<Item = u64>) {
         let ids: BTreeSet<u64> = ids.into_iter().collect();
-        let mut s = self.0.borrow_mut();
+        let mut s = self.state();
         if s.ids != ids {
             s.ids = ids;
             s.generation += 1;
@@ -53,7 +60,7 @@ impl MntnsFilter {
 
     /// The allowed set if it changed since generation `*seen` (updated).
     pub fn changed_since(&self, seen: &mut u64) -> Option<Vec<u64>> {
-        let s = self.0.borrow();
+        let s = self.state();
         if s.generation == *seen {
             return None;
         }
@@ -61,9 +68,16 @@ impl MntnsFilter {
         Some(s.ids.iter().copied().collect())
     }
 
+    /// Whether events of mount namespace `id` pass the filter (always
+    /// when it is not enabled): a WASM guest's `shouldDiscardMntnsID`.
+    pub fn allows(&self, id: u64) -> bool {
+        let s = self.state();
+        !s.enabled || s.ids.contains(&id)
+    }
+
     /// The allowed set now.
     pub fn ids(&self) -> Vec<u64> {
-        self.0.borrow().ids.iter().copied().collect()
+        self.state().ids.iter().copied().collect()
     }
 }
 
@@ -88,5 +102,14 @@ mod tests {
         a.set([]);
         assert_eq!(b.changed_since(&mut seen), Some(vec![]));
         assert_eq!(b.ids(), Vec::<u64>::new());
+    }
+
+    #[test]
+    fn a_filter_allows_everything_until_enabled() {
+        let f = MntnsFilter::default();
+        f.set([7]);
+        assert!(f.allows(7) && f.allows(8));
+        f.enable();
+        assert!(f.allows(7) && !f.allows(8));
     }
 }

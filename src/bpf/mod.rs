@@ -7,6 +7,9 @@
 //! - [`schema`]: event struct BTF → data source schema (pure);
 //! - [`loader`]: create maps, load and attach programs, read ring buffers
 //!   (kernel);
+//! - [`maps`], [`perf`]: maps by descriptor and perf rings, as a WASM
+//!   guest reaches them (kernel, raw `bpf(2)` and `perf_event_open(2)`);
+//! - [`shared`]: what the eBPF operator and a WASM guest share (pure);
 //! - [`inspect`]: the object read as `ig run` and `ig image build` read it
 //!   (normalized sections, ELF, BTF, the aya guard, the contract; pure).
 //!
@@ -16,12 +19,15 @@
 pub mod compat;
 pub mod contract;
 pub mod loader;
+pub mod maps;
 pub mod mntns_filter;
 pub mod object;
 pub mod params;
+pub mod perf;
 pub mod privileges;
 pub mod programs;
 pub mod schema;
+pub mod shared;
 
 use crate::btf::Btf;
 use contract::Contract;

@@ -53,8 +53,12 @@ pub enum BuildError {
     Metadata(#[from] crate::metadata::MetadataError),
     #[error("{path}: not a WASM module (it does not start with \\0asm)")]
     NotWasm { path: PathBuf },
-    #[error("{path}: `wasm:` must name a prebuilt .wasm module or a C guest (.c)")]
+    #[error(
+        "{path}: `wasm:` must name a prebuilt .wasm module or a guest's source: C (.c), Rust (the crate's src/lib.rs) or Go (.go)"
+    )]
     WasmSource { path: PathBuf },
+    #[error(transparent)]
+    Guest(#[from] wasm::GuestError),
     #[error("cannot run {program} (set {env} to use another binary)")]
     ToolMissing {
         program: String,

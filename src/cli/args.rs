@@ -281,6 +281,12 @@ pub enum ImageCommand {
     /// `ebpfsource`, `metadata` and `cflags`). Needs clang, llvm-strip and
     /// the libbpf headers; the author headers are built into ig, and
     /// vmlinux.h is generated from the running kernel's BTF.
+    ///
+    /// build.yaml's `wasm` adds a WASM guest: a prebuilt module (`x.wasm`)
+    /// or its source, built here: C (`guest.c`, clang and wasi-libc), Rust
+    /// (the crate's `rust/src/lib.rs`: cargo for wasm32-wasip1) or Go
+    /// (`go/program.go`: the Go its go.mod asks for, 1.24 at least).
+    /// See docs/wasm.md.
     Build {
         /// The gadget directory.
         dir: PathBuf,

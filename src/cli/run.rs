@@ -29,8 +29,11 @@ pub struct Prepared {
     others: Vec<Box<dyn Operator>>,
     /// Every parameter of every operator of the run.
     pub specs: Vec<ParamSpec>,
-    /// The handles shared between operators (the container filter).
+    /// The handles shared between operators (the container filter, what
+    /// the eBPF operator shares with a WASM guest).
     seams: crate::operators::Seams,
+    /// The image has a WASM module.
+    has_wasm: bool,
     /// What the signature check before loading needs.
     trust: super::trust::RunImage,
 }
@@ -76,6 +79,7 @@ pub fn prepare(
         &resolved.config_yaml,
         &format!("gadget.yaml of {reference}"),
     )?;
+    let seams = crate::operators::Seams::default();
     // The image's WASM module, if any (it reads params.wasm before the
     // eBPF operator takes the metadata).
     let wasm = resolved.wasm.map(|w| {
@@ -86,10 +90,11 @@ pub fn prepare(
             crate::operators::wasm::cache_dir(store.root()),
             super::logger::guest_stderr(),
         )
+        .with_seams(seams.gadget.clone(), seams.mntns_filter.clone())
     });
+    let has_wasm = wasm.is_some();
     let ebpf = EbpfOperator::new(object, metadata, EbpfOptions::default())
         .with_context(|| format!("reading gadget {reference}"))?;
-    let seams = crate::operators::Seams::default();
     let mut others = crate::operators::catalog_with(&seams);
     if let Some(w) = wasm {
         others.push(Box::new(w));
@@ -102,6 +107,7 @@ pub fn prepare(
         others,
         specs,
         seams,
+        has_wasm,
         trust,
     })
 }
@@ -115,6 +121,7 @@ pub fn run(args: RunArgs, prepared: Prepared, given: &[(String, String)]) -> any
         others,
         specs,
         seams,
+        has_wasm,
         trust,
     } = prepared;
     // Before anything else, and so before anything reaches the kernel.
@@ -144,6 +151,7 @@ pub fn run(args: RunArgs, prepared: Prepared, given: &[(String, String)]) -> any
         wakeup_threshold,
         ringbuf_size: Some(ringbuf_size),
         mntns_filter: Some(seams.mntns_filter),
+        shared: has_wasm.then_some(seams.gadget),
     });
     let mut ops: Vec<Box<dyn Operator>> = vec![Box::new(ebpf)];
     ops.extend(others);

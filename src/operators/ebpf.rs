@@ -18,6 +18,11 @@
 //!
 //! Stop drops every kernel object.
 //!
+//! With a WASM guest (`EbpfOptions::shared`), start first applies the
+//! configuration the guest set (`programs.<name>.attach_to`, see
+//! `bpf::shared`) to the program plan, and publishes the loaded maps for
+//! the guest's `getMap`; stop withdraws them.
+//!
 //! Reads: the object's BTF and `.rodata`, `gadget.yaml` `datasources` and
 //! `programs`. Writes: one data source per tracer, snapshotter and topper.
 
@@ -26,11 +31,13 @@ use std::time::{Duration, Instant};
 
 use crate::bpf::contract::{Contract, map_key_value, map_max_entries};
 use crate::bpf::loader::{HashDrain, LoadError, LoadSpec, LoadedGadget, LostCounter, RingBuffer};
+use crate::bpf::maps::MapFd;
 use crate::bpf::mntns_filter::{self, MntnsFilter};
 use crate::bpf::object::ObjectInfo;
 use crate::bpf::params::EbpfParam;
 use crate::bpf::programs::{ProgramPlan, plan};
 use crate::bpf::schema::{schema_from_btf, schema_from_structs};
+use crate::bpf::shared::{SharedGadget, apply_config};
 use crate::bpf::{Inspected, inspect};
 use crate::btf::Btf;
 use crate::datasource::{Event, SchemaBuilder, SourceKind};
@@ -65,6 +72,9 @@ pub struct EbpfOptions {
     /// enabled, `gadget_filter_by_mntns` is set before load and
     /// `gadget_mntns_filter_map` follows its set (see `bpf::mntns_filter`).
     pub mntns_filter: Option<MntnsFilter>,
+    /// What a WASM guest of the image shares with us: its configuration
+    /// before load, our maps after (see `bpf::shared`).
+    pub shared: Option<SharedGadget>,
 }
 
 pub struct EbpfOperator {
@@ -456,6 +466,7 @@ impl Operator for EbpfOperator {
             info,
             contract,
             plan,
+            metadata,
             options,
             globals,
             fetch_interval,
@@ -468,6 +479,7 @@ impl Operator for EbpfOperator {
             sized_maps,
             contract,
             plan,
+            metadata,
             sources,
             options,
             globals,
@@ -516,6 +528,7 @@ struct EbpfInstance {
     sized_maps: Vec<(String, String)>,
     contract: Contract,
     plan: Vec<ProgramPlan>,
+    metadata: GadgetMetadata,
     sources: Vec<(DataSource, SourceId)>,
     options: EbpfOptions,
     globals: Vec<(String, Vec<u8>)>,
@@ -547,14 +560,33 @@ impl Instance for EbpfInstance {
         if let Some(n) = self.options.ringbuf_size {
             max_entries.extend(self.contract.tracer_maps.iter().map(|m| (m.clone(), n)));
         }
+        let mut plan = self.plan.clone();
+        if let Some(g) = &self.options.shared {
+            let config = g.take_config_for_load();
+            let warnings = apply_config(&mut plan, &config, &self.metadata)
+                .map_err(|e| OperatorError::failed(NAME, e))?;
+            for w in warnings {
+                log::warn!("{w}");
+            }
+        }
         let spec = LoadSpec {
             object: &self.object,
             info: &self.info,
-            plan: &self.plan,
+            plan: &plan,
             globals: &globals,
             max_entries: &max_entries,
         };
         let mut loaded = LoadedGadget::load(&spec).map_err(fail)?;
+        if let Some(g) = &self.options.shared {
+            // Before the ring buffers and drained maps are taken out.
+            let maps = loaded.share_maps().into_iter().filter_map(|(name, fd)| {
+                MapFd::from_fd(fd)
+                    .map_err(|e| log::debug!("map {name} is not shared with the guest: {e}"))
+                    .ok()
+                    .map(|m| (name, m))
+            });
+            g.publish_maps(maps);
+        }
         if let Some(f) = filter {
             self.mntns_seen = 0;
             let ids = f.changed_since(&mut self.mntns_seen).unwrap_or_default();
@@ -628,6 +660,9 @@ impl Instance for EbpfInstance {
         self.toppers.clear();
         self.symbolizer = None;
         self.loaded = None;
+        if let Some(g) = &self.options.shared {
+            g.withdraw_maps();
+        }
         Ok(())
     }
 

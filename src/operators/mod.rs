@@ -41,8 +41,12 @@ pub fn catalog() -> Vec<Box<dyn Operator>> {
 #[derive(Clone, Debug, Default)]
 pub struct Seams {
     /// Filled by the local manager, written to the kernel by the eBPF
-    /// operator (`EbpfOptions::mntns_filter`).
+    /// operator (`EbpfOptions::mntns_filter`), read by a WASM guest's
+    /// `shouldDiscardMntnsID`.
     pub mntns_filter: crate::bpf::mntns_filter::MntnsFilter,
+    /// A WASM guest's configuration for the eBPF operator, and the
+    /// gadget's maps for the guest (`EbpfOptions::shared`).
+    pub gadget: crate::bpf::shared::SharedGadget,
 }
 
 /// [`catalog`], connected through `seams`.

@@ -129,6 +129,13 @@ pub enum Notice {
 
 /// An operator that has agreed to take part in a run.
 pub trait Instance {
+    /// Called on every instance, in order, before any is started
+    /// (upstream's `PreStart`): the last moment to influence how others
+    /// start, e.g. a WASM guest's `setConfig` before the eBPF operator
+    /// loads the gadget.
+    fn pre_start(&mut self) -> Result<(), OperatorError> {
+        Ok(())
+    }
     fn start(&mut self) -> Result<(), OperatorError> {
         Ok(())
     }
@@ -198,6 +205,8 @@ struct Subscriber {
 struct SourceSetup {
     schema: SchemaBuilder,
     subscribers: Vec<Subscriber>,
+    /// Cleared by [`Setup::unreference`].
+    referenced: bool,
 }
 
 /// What operators see while the run is being assembled. Schemas are mutable
@@ -228,12 +237,38 @@ impl Setup {
         self.sources.push(SourceSetup {
             schema,
             subscribers: Vec::new(),
+            referenced: true,
         });
         SourceId(self.sources.len() - 1)
     }
 
+    /// The data sources later operators should handle: every source not
+    /// [unreferenced](Setup::unreference), as upstream's
+    /// `GetDataSources`.
     pub fn source_ids(&self) -> impl Iterator<Item = SourceId> + use<> {
+        let ids: Vec<SourceId> = self
+            .all_source_ids()
+            .filter(|id| self.sources[id.0].referenced)
+            .collect();
+        ids.into_iter()
+    }
+
+    /// Every data source, referenced or not (upstream's
+    /// `GetAllDataSources`).
+    pub fn all_source_ids(&self) -> impl Iterator<Item = SourceId> + use<> {
         (0..self.sources.len()).map(SourceId)
+    }
+
+    /// Stop forwarding `id` to the operators instantiated after this call
+    /// (upstream's `Unreference`): a WASM guest that consumes a source
+    /// and emits its own keeps the consumed one out of the output. Its
+    /// events still reach the handlers subscribed so far.
+    pub fn unreference(&mut self, id: SourceId) {
+        self.sources[id.0].referenced = false;
+    }
+
+    pub fn is_referenced(&self, id: SourceId) -> bool {
+        self.sources[id.0].referenced
     }
 
     pub fn schema(&self, id: SourceId) -> &SchemaBuilder {
@@ -382,9 +417,16 @@ impl Pipeline {
         self.instances.iter().map(|(n, _)| *n).collect()
     }
 
-    /// Start every instance in order. If one fails, the ones already started
-    /// are stopped in reverse and the start error is returned.
+    /// Pre-start every instance in order, then start every instance in
+    /// order. If a start fails, the ones already started are stopped in
+    /// reverse and the start error is returned; a failed pre-start starts
+    /// nothing.
     pub fn start(&mut self) -> Result<(), OperatorError> {
+        if self.started == 0 {
+            for (_, i) in &mut self.instances {
+                i.pre_start()?;
+            }
+        }
         while self.started < self.instances.len() {
             if let Err(e) = self.instances[self.started].1.start() {
                 // Their own stop errors are secondary to the start failure.
@@ -487,6 +529,104 @@ mod tests {
             setup.subscribe(id, 0, "slow", Box::new(Slow(flag, 0)));
             Ok(None)
         }
+    }
+
+    /// Records its lifecycle calls in a shared log.
+    struct Step(&'static str, Rc<RefCell<Vec<String>>>, Option<&'static str>);
+
+    impl Instance for Step {
+        fn pre_start(&mut self) -> Result<(), OperatorError> {
+            self.1.borrow_mut().push(format!("pre {}", self.0));
+            match self.2 {
+                Some("pre") => Err(OperatorError::failed("step", "no")),
+                _ => Ok(()),
+            }
+        }
+        fn start(&mut self) -> Result<(), OperatorError> {
+            self.1.borrow_mut().push(format!("start {}", self.0));
+            Ok(())
+        }
+        fn stop(&mut self) -> Result<(), OperatorError> {
+            self.1.borrow_mut().push(format!("stop {}", self.0));
+            Ok(())
+        }
+    }
+
+    struct StepOp(
+        &'static str,
+        Priority,
+        Rc<RefCell<Vec<String>>>,
+        Option<&'static str>,
+    );
+
+    impl Operator for StepOp {
+        fn name(&self) -> &'static str {
+            self.0
+        }
+        fn priority(&self) -> Priority {
+            self.1
+        }
+        fn instantiate(
+            self: Box<Self>,
+            _setup: &mut Setup,
+        ) -> Result<Option<Box<dyn Instance>>, OperatorError> {
+            Ok(Some(Box::new(Step(self.0, self.2, self.3))))
+        }
+    }
+
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    #[test]
+    fn every_instance_pre_starts_before_any_starts() {
+        let log = Rc::new(RefCell::new(Vec::new()));
+        let ops: Vec<Box<dyn Operator>> = vec![
+            Box::new(StepOp("wasm", 1000, log.clone(), None)),
+            Box::new(StepOp("ebpf", 0, log.clone(), None)),
+        ];
+        let mut p = Pipeline::build(ops, &crate::params::ParamValues::default()).unwrap();
+        p.start().unwrap();
+        p.stop().unwrap();
+        assert_eq!(
+            *log.borrow(),
+            [
+                "pre ebpf",
+                "pre wasm",
+                "start ebpf",
+                "start wasm",
+                "stop wasm",
+                "stop ebpf"
+            ]
+        );
+        // A failed pre-start starts and stops nothing.
+        let log = Rc::new(RefCell::new(Vec::new()));
+        let ops: Vec<Box<dyn Operator>> = vec![
+            Box::new(StepOp("a", 0, log.clone(), Some("pre"))),
+            Box::new(StepOp("b", 1, log.clone(), None)),
+        ];
+        let mut p = Pipeline::build(ops, &crate::params::ParamValues::default()).unwrap();
+        assert!(p.start().is_err());
+        drop(p);
+        assert_eq!(*log.borrow(), ["pre a"]);
+    }
+
+    #[test]
+    fn unreferenced_sources_are_hidden_from_later_operators() {
+        let mut setup = Setup::default();
+        let a = setup.add_source(crate::datasource::SchemaBuilder::new(
+            "a",
+            SourceKind::Single,
+            0,
+        ));
+        let b = setup.add_source(crate::datasource::SchemaBuilder::new(
+            "b",
+            SourceKind::Single,
+            0,
+        ));
+        setup.unreference(a);
+        assert!(!setup.is_referenced(a) && setup.is_referenced(b));
+        assert_eq!(setup.source_ids().collect::<Vec<_>>(), [b]);
+        assert_eq!(setup.all_source_ids().collect::<Vec<_>>(), [a, b]);
     }
 
     #[test]

@@ -139,6 +139,29 @@ impl KernelSymbols {
     }
 }
 
+/// How many lines of kallsyms text name symbol `name` (any type, any
+/// module), counting to 2 at most: upstream's "does it exist" is "exactly
+/// once" (several is ambiguous). Reads line by line: the file is large.
+pub fn count_named(text: impl std::io::BufRead, name: &str) -> std::io::Result<usize> {
+    let mut n = 0;
+    for line in text.split(b'\n') {
+        let line = line?;
+        // ADDRESS TYPE NAME[\t[MODULE]]
+        let mut it = line.splitn(3, |b| *b == b' ');
+        let (Some(_), Some(_), Some(rest)) = (it.next(), it.next(), it.next()) else {
+            continue;
+        };
+        let sym = rest.split(|b| *b == b'\t').next().unwrap_or_default();
+        if sym == name.as_bytes() {
+            n += 1;
+            if n == 2 {
+                break;
+            }
+        }
+    }
+    Ok(n)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -172,6 +195,22 @@ ffffffffc0002000 T nf_hook [nf_tables]
             Some("nf_hook+0x1 [nf_tables]")
         );
         assert_eq!(f(0x1000), None);
+    }
+
+    #[test]
+    fn names_are_counted_to_two_whatever_their_type_or_module() {
+        let text = "ffffffff81000000 T vfs_read\n\
+                    ffffffff81000100 t dup\n\
+                    ffffffff81000200 d dup\n\
+                    ffffffffc0000000 t mod_fn\t[ext4]\n\
+                    garbage\n";
+        let count = |n: &str| count_named(text.as_bytes(), n).unwrap();
+        assert_eq!(count("vfs_read"), 1);
+        assert_eq!(count("dup"), 2);
+        assert_eq!(count("mod_fn"), 1);
+        assert_eq!(count("ext4"), 0);
+        assert_eq!(count("vfs"), 0);
+        assert_eq!(count(""), 0);
     }
 
     #[test]

@@ -20,6 +20,8 @@ mod user;
 mod tests;
 
 pub use elf::{ElfError, ElfSymbols, UserFrame};
-pub use kallsyms::{KallsymsError, KernelFrame, KernelSymbols};
+pub use kallsyms::{
+    KallsymsError, KernelFrame, KernelSymbols, count_named as count_kallsyms_named,
+};
 pub use maps::{Mapping, find as find_mapping, parse_maps};
 pub use user::{StackOwner, UNKNOWN, UserSymbolizer};

@@ -176,6 +176,11 @@ fn wasm_harness_runs_callbacks_and_delivers_packets() {
     // trap, reported as the guest's error.
     let err = targets::run_guest(targets::driver_module(&programs[2].1)).unwrap_err();
     assert!(err.contains("dataSourceCallback trapped"), "{err}");
+    // The kernel-objects program unreferences `minimal` in gadgetInit:
+    // the end of the chain sees the other sources, not that one.
+    let rows = targets::run_guest(targets::driver_module(&programs[3].1)).unwrap();
+    assert!(has(&rows, &["fname=/etc/passwd"]), "{rows:?}");
+    assert!(!has(&rows, &["label=getpid"]), "{rows:?}");
 
     let rows = targets::run_guest(seed("wasm_api-guest.wasm")).unwrap();
     // Without a logger gadgetShouldLog(0) answers 0, which the guest

@@ -168,3 +168,25 @@ fn anyhow_only_at_the_edge() {
         "anyhow outside src/cli: {offenders:?}"
     );
 }
+
+/// The Rust guest crates live outside the workspace (they build for
+/// wasm32-wasip1, `ig image build` builds them), so `cargo fmt --all`
+/// does not see them: they are checked here.
+#[test]
+fn rust_guest_crates_are_formatted() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for krate in ["wasmapi/rust", "tests/fixtures/wasm_rust/rust"] {
+        let lib = root.join(krate).join("src/lib.rs");
+        let out = std::process::Command::new("rustfmt")
+            .args(["--edition", "2021", "--check"])
+            .arg(&lib)
+            .output()
+            .expect("rustfmt (installed with the toolchain)");
+        assert!(
+            out.status.success(),
+            "{krate} is not formatted (rustfmt --edition 2021 {}):\n{}",
+            lib.display(),
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+}

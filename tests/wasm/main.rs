@@ -98,7 +98,7 @@ fn guest_uses_every_implemented_host_function() {
         assert_eq!(e["syscall_id"], 39);
         assert_eq!(e["label_copy"], "getpid");
         assert_eq!(e["raw"], "0102ff");
-        // getMap is a stub: it answers the error handle 0.
+        // getMap of a map the gadget does not have: the error handle 0.
         assert_eq!(e["stub"], 0);
         assert_eq!(e["c_str"], "cstr");
         assert_eq!(e["time_ok"], true);
@@ -149,7 +149,7 @@ fn guest_uses_every_implemented_host_function() {
             "{hook}: {err}"
         );
     }
-    for stub in ["getMap", "arrayNew", "getContainers", "containerGetMntns"] {
+    for stub in ["arrayNew", "getContainers", "containerGetMntns"] {
         let line = format!("{stub} is not implemented by this version of ig");
         assert_eq!(err.matches(&line).count(), 1, "{stub}: {err}");
     }
@@ -401,17 +401,27 @@ fn guest_memory_is_capped_at_16_mib() {
 struct Running {
     child: std::process::Child,
     stderr: std::sync::Arc<std::sync::Mutex<String>>,
+    /// Its stdout, when started with [`Running::start_collecting`].
+    stdout: std::sync::Arc<std::sync::Mutex<String>>,
     first_line: std::sync::mpsc::Receiver<()>,
 }
 
 impl Running {
     fn start(s: &TestStore, image: &str, extra: &[&str]) -> Self {
-        Self::start_with_stderr(s, image, extra, Stdio::piped())
+        Self::spawn(s, image, extra, false, Stdio::piped())
     }
 
     /// [`Running::start`] with stderr going to `stderr` (collected only
     /// when piped).
     fn start_with_stderr(s: &TestStore, image: &str, extra: &[&str], stderr: Stdio) -> Self {
+        Self::spawn(s, image, extra, false, stderr)
+    }
+
+    fn start_collecting(s: &TestStore, image: &str, extra: &[&str]) -> Self {
+        Self::spawn(s, image, extra, true, Stdio::piped())
+    }
+
+    fn spawn(s: &TestStore, image: &str, extra: &[&str], collect: bool, stderr: Stdio) -> Self {
         use std::io::BufRead as _;
         let mut child = s
             .ig()
@@ -423,8 +433,15 @@ impl Running {
             .unwrap();
         let (tx, first_line) = std::sync::mpsc::channel();
         let out = child.stdout.take().unwrap();
+        let stdout = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let kept = stdout.clone();
         std::thread::spawn(move || {
-            for _ in std::io::BufReader::new(out).split(b'\n') {
+            for l in std::io::BufReader::new(out).split(b'\n') {
+                if collect && let Ok(l) = l {
+                    let mut k = kept.lock().unwrap();
+                    k.push_str(&String::from_utf8_lossy(&l));
+                    k.push('\n');
+                }
                 let _ = tx.send(());
             }
         });
@@ -442,6 +459,7 @@ impl Running {
         Self {
             child,
             stderr,
+            stdout,
             first_line,
         }
     }
@@ -852,7 +870,9 @@ fn image_build_packs_a_prebuilt_module_and_refuses_other_files() {
     assert!(!out.status.success());
     let err = text(&out.stderr);
     assert!(
-        err.contains("guest.txt: `wasm:` must name a prebuilt .wasm module or a C guest (.c)"),
+        err.contains(
+            "guest.txt: `wasm:` must name a prebuilt .wasm module or a guest's source: C (.c), Rust (the crate's src/lib.rs) or Go (.go)"
+        ),
         "{err}"
     );
 }
@@ -904,4 +924,488 @@ fn module(tables: &[usize], memories: &[usize]) -> Vec<u8> {
     m.extend(section(7, &[export]));
     m.extend(section(10, &[vec![4, 0, 0x42, 1, 0x0b]]));
     m
+}
+
+/// A child process that calls getpid `n` times (20 ms apart) once
+/// [`GetpidChild::go`] is called: the only source of the followed calls,
+/// so their count is exact whatever the other tests of this process do.
+struct GetpidChild {
+    pid: i32,
+    go: Option<std::os::fd::OwnedFd>,
+}
+
+impl GetpidChild {
+    fn spawn(n: u32) -> Self {
+        use std::os::fd::FromRawFd as _;
+        let mut fds = [0i32; 2];
+        // SAFETY: pipe2 fills two descriptors.
+        assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+        // SAFETY: the child only makes async-signal-safe calls (read,
+        // syscall, nanosleep, _exit) before it exits.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+        if pid == 0 {
+            // SAFETY: see above; nothing here allocates or locks.
+            unsafe {
+                let mut b = 0u8;
+                libc::read(fds[0], (&raw mut b).cast(), 1);
+                let pause = libc::timespec {
+                    tv_sec: 0,
+                    tv_nsec: 20_000_000,
+                };
+                for _ in 0..n {
+                    libc::syscall(libc::SYS_getpid);
+                    libc::nanosleep(&pause, std::ptr::null_mut());
+                }
+                libc::_exit(0);
+            }
+        }
+        // SAFETY: our descriptors; the read end is the child's.
+        unsafe { libc::close(fds[0]) };
+        Self {
+            pid,
+            go: Some(unsafe { std::os::fd::OwnedFd::from_raw_fd(fds[1]) }),
+        }
+    }
+
+    /// Make the calls and wait for them to end.
+    fn go(&mut self) {
+        use std::io::Write as _;
+        let mut w = std::fs::File::from(self.go.take().unwrap());
+        w.write_all(b"x").unwrap();
+        let mut status = 0;
+        // SAFETY: our own child.
+        assert_eq!(unsafe { libc::waitpid(self.pid, &mut status, 0) }, self.pid);
+    }
+}
+
+impl Drop for GetpidChild {
+    fn drop(&mut self) {
+        if self.go.is_some() {
+            // SAFETY: our own child, not waited for yet.
+            unsafe {
+                libc::kill(self.pid, libc::SIGKILL);
+                libc::waitpid(self.pid, std::ptr::null_mut(), 0);
+            }
+        }
+    }
+}
+
+/// Run `image` following a child's `n` getpid calls: start ig with
+/// `--pid CHILD`, let the child call once the gadget started (`-v`
+/// says so), stop ig with SIGINT. Returns (exit code, JSON lines,
+/// stderr).
+fn run_following_child(
+    s: &TestStore,
+    image: &str,
+    n: u32,
+    extra: &[&str],
+) -> (Option<i32>, Vec<serde_json::Value>, String) {
+    let mut child = GetpidChild::spawn(n);
+    let pid = child.pid.to_string();
+    let mut args = vec!["--pid", pid.as_str(), "-v"];
+    args.extend_from_slice(extra);
+    let mut r = Running::start_collecting(s, image, &args);
+    let end = Instant::now() + Duration::from_secs(60);
+    while !r.stderr().contains(":latest started") {
+        assert!(Instant::now() < end, "not started:\n{}", r.stderr());
+        if let Ok(Some(st)) = r.child.try_wait() {
+            panic!("ig exited ({st}) before starting:\n{}", r.stderr());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.go();
+    // The last events reach the guest within a flush interval or two.
+    std::thread::sleep(Duration::from_millis(500));
+    r.signal(libc::SIGINT);
+    let (code, _) = r.wait(Instant::now(), Duration::from_secs(10));
+    let out = r.stdout.lock().unwrap().clone();
+    let lines = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    (code, lines, r.stderr())
+}
+
+/// The records the guest emitted on `records` and the `rusty` events, by
+/// field.
+fn lines_with<'a>(lines: &'a [serde_json::Value], key: &str) -> Vec<&'a serde_json::Value> {
+    lines.iter().filter(|l| l.get(key).is_some()).collect()
+}
+
+/// A Rust guest built from source by `ig image build` (cargo for
+/// wasm32-wasip1, against our `api` crate by path) that does what
+/// upstream's traceloop and fsslower guests do: setConfig before the load
+/// (rusty_sys moved from getppid to getpid, rusty_noise disabled), a map
+/// of the gadget written (`settings`: the followed pid) and read
+/// (`counter`), a perf event array made with newMap, read by an
+/// overwritable perf reader and stored in a map of maps, drained at stop.
+#[test]
+fn rust_guest_from_source_uses_a_map_a_perf_ring_and_set_config() {
+    require_kernel();
+    let s = TestStore::new();
+    s.build(&fixture("wasm_rust"), "wasm_rust");
+    const CALLS: u32 = 12;
+    let (code, lines, err) = run_following_child(&s, "wasm_rust", CALLS, &[]);
+    assert_eq!(code, Some(0), "{err}");
+    // One event per call, all from the moved program (marker 1): none
+    // from the disabled one.
+    let events = lines_with(&lines, "marker");
+    let seqs: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert_eq!(
+        seqs,
+        (1..=u64::from(CALLS)).collect::<Vec<_>>(),
+        "{events:?}\n{err}"
+    );
+    for e in &events {
+        assert_eq!(e["marker"], 1, "{e}");
+        assert_eq!(e["counter_ok"], true, "{e}");
+    }
+    assert!(
+        err.contains("attached rusty_sys (tracepoint/syscalls/sys_enter_getpid)"),
+        "{err}"
+    );
+    // Every call's record, read at stop: newest first in each CPU's ring.
+    let records = lines_with(&lines, "magic_ok");
+    let mut read: Vec<u64> = records.iter().map(|r| r["seq"].as_u64().unwrap()).collect();
+    let mut by_cpu: std::collections::BTreeMap<u64, Vec<u64>> = Default::default();
+    for (i, r) in records.iter().enumerate() {
+        assert_eq!(r["magic_ok"], true, "{r}");
+        assert_eq!(r["pid"], serde_json::json!(events[0]["proc"]["pid"]), "{r}");
+        assert_eq!(r["order"], i as u64 + 1, "{r}");
+        by_cpu
+            .entry(r["cpu"].as_u64().unwrap())
+            .or_default()
+            .push(r["seq"].as_u64().unwrap());
+    }
+    for (cpu, seqs) in &by_cpu {
+        assert!(
+            seqs.windows(2).all(|w| w[0] > w[1]),
+            "CPU {cpu}: not newest first: {seqs:?}"
+        );
+    }
+    read.sort_unstable();
+    assert_eq!(
+        read,
+        (1..=u64::from(CALLS)).collect::<Vec<_>>(),
+        "{records:?}"
+    );
+    assert!(
+        err.contains(&format!("wasm_rust guest: read {CALLS} perf records")),
+        "{err}"
+    );
+    assert!(!err.contains("warning"), "{err}");
+}
+
+/// The answers the wasm_hostfns guest records, in its `name=value;` form,
+/// phase by phase (see its source for what each call does).
+const HOSTFNS_SETUP: &str = "init:cfg=0;cfg_kind=1;cfg_bad=1;ksym=1;ksym_no=0;ksym_bad=0;\
+decl=0;decl_text=openat:4:dfd,*filename,flags,mode;\
+decl_alias=0;decl_alias_text=fstat:2:fd,*statbuf;\
+decl_small=1;decl_unknown=1;decl_bad=1;getmap_early=0;unref=0;unref_bad=1;\
+isref_rusty=0;isref_report=1;\
+pre:cfg=0;\
+start:cfg_late=0;getmap=1;getmap_missing=0;getmap_bad=0;update=0;lookup=0;lookup_value=1;\
+lookup_wide_key=1;lookup_small_value=1;lookup_missing=1;update_flags=1;update_noexist=1;\
+update_full=1;delete_missing=1;lookup_bad_handle=1;lookup_bad_key=1;lookup_bad_value=1;\
+release_gadget_map=1;newmap=1;scratch_update=0;scratch_lookup=0;scratch_value_ok=1;\
+scratch_delete=0;scratch_lookup_deleted=1;release=0;release_again=1;lookup_released=1;\
+newmap_type=0;newmap_of_maps=0;newmap_no_key=0;newmap_bad_name=0;perf_map=1;\
+lookup_fd_array=1;update_fd_array=1;reader=1;reader_bad_handle=0;reader_not_perf=0;\
+reader_too_big=0;read_empty=2;pause=0;pause_again=0;resume=0;pause_bad=1;read_bad=1;\
+mom_bad_handle=1;mom_update=0;mom_lookup=0;mom_inner_new_handle=1;release_inner=0;\
+release_inner_again=1;follow=0;\
+event:read_small=1;";
+
+/// Every host function added for parity with upstream, called by a C
+/// guest with good and bad arguments: each answer is exact (a bad handle,
+/// a pointer outside the guest's memory, a wrong size fail the call with
+/// upstream's error value, and ig goes on). The eBPF source the guest
+/// unreferenced is not printed; its events reach the guest, which reports
+/// each on its own source; shouldDiscardMntnsID follows the container
+/// selection (none, then `-c` of a container that does not exist).
+#[test]
+fn every_new_host_function_answers_exactly() {
+    require_kernel();
+    let s = TestStore::new();
+    s.build(&fixture("wasm_hostfns"), "wasm_hostfns");
+    const CALLS: u32 = 10;
+    let (code, lines, err) = run_following_child(&s, "wasm_hostfns", CALLS, &[]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(
+        lines_with(&lines, "marker").is_empty(),
+        "rusty was unreferenced: {lines:?}"
+    );
+    let reports = lines_with(&lines, "discard");
+    let seqs: Vec<u64> = reports.iter().map(|r| r["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, (1..=u64::from(CALLS)).collect::<Vec<_>>(), "{err}");
+    for r in &reports {
+        assert_eq!(r["discard"], 0, "{r}");
+        assert_eq!(r["results"], HOSTFNS_SETUP, "{r}");
+    }
+    // One record was dropped by the 4-byte read of the first event; the
+    // consuming ring gave every other one once, then 2 (nothing left).
+    let summary = lines_with(&lines, "seqs");
+    assert_eq!(summary.len(), 1, "{lines:?}");
+    assert_eq!(
+        summary[0]["results"],
+        "stop:read_end=2;close=0;close_again=1;read_closed=1;"
+    );
+    let got: Vec<u64> = summary[0]["seqs"]
+        .as_str()
+        .unwrap()
+        .split(',')
+        .map(|n| n.parse().unwrap())
+        .collect();
+    let all: Vec<u64> = (1..=u64::from(CALLS)).collect();
+    assert_eq!(got.len(), all.len() - 1, "{got:?}");
+    assert!(got.iter().all(|n| all.contains(n)), "{got:?}");
+    for warning in [
+        "setConfig programs.rusty_sys.attach_to=\"syscalls/sys_enter_getppid\" came after the gadget was loaded and changes nothing",
+        "getMap: no map \"settings\" (the gadget's maps can be had once it is loaded: from gadgetStart on)",
+        "mapLookup: map hostfns_ring (type 4) cannot be accessed from the guest: its values are file descriptors of ig's process",
+        "newMap x: a map of maps cannot be created from the guest",
+        "perfReaderRead: a 20-byte record does not fit the guest's buffer of 4 bytes; it is dropped",
+    ] {
+        assert!(err.contains(warning), "{warning}:\n{err}");
+    }
+
+    // A container selection that matches nothing: every mount namespace
+    // is outside it.
+    let (code, lines, err) =
+        run_following_child(&s, "wasm_hostfns", 3, &["-c", "ig-no-such-container"]);
+    assert_eq!(code, Some(0), "{err}");
+    let reports = lines_with(&lines, "discard");
+    assert_eq!(reports.len(), 3, "{lines:?}\n{err}");
+    for r in &reports {
+        assert_eq!(r["discard"], 1, "{r}");
+    }
+}
+
+/// A gadget directory: minimal_tracer's eBPF program, `build.yaml`
+/// naming `wasm`, and the given files.
+fn gadget_dir_with(wasm: &str, files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let src = fixture("minimal_tracer");
+    for f in ["program.bpf.c", "gadget.yaml"] {
+        std::fs::copy(src.join(f), d.join(f)).unwrap();
+    }
+    std::fs::write(d.join("build.yaml"), format!("wasm: {wasm}\n")).unwrap();
+    for (path, content) in files {
+        let p = d.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, content).unwrap();
+    }
+    dir
+}
+
+fn executable(path: &std::path::Path, script: &str) {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::write(path, script).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// `wasm: go/program.go`: Go guests need the Go that their go.mod asks for
+/// (upstream's say 1.26.0), never older than 1.24. Without a suitable `go`
+/// the build stops with one line naming the version; with one (here a
+/// stand-in that records how it was called: no Go 1.26 exists on these
+/// machines, so the compile itself is not tested) it is run as upstream
+/// runs it, in the source's directory, for wasip1, as a reactor.
+#[test]
+fn go_guests_need_a_go_new_enough_and_are_built_as_upstream_builds_them() {
+    let s = TestStore::new();
+    let dir = gadget_dir_with(
+        "go/program.go",
+        &[
+            ("go/program.go", "package main\n\nfunc main() {}\n"),
+            ("go/go.mod", "module guest\n\ngo 1.26.0\n"),
+        ],
+    );
+    let d = dir.path();
+    let build = |go: &std::path::Path| {
+        let out = s
+            .ig()
+            .env("IG_GO", go)
+            .args(["image", "build", d.to_str().unwrap(), "-t", "goguest"])
+            .output()
+            .unwrap();
+        (out.status.code(), text(&out.stderr))
+    };
+    let program = d.join("go/program.go");
+    let program = program.display();
+
+    let (code, err) = build(&d.join("no-such-go"));
+    assert_eq!(code, Some(1), "{err}");
+    let line = format!(
+        "building {program} needs Go 1.26.0 or newer (GOOS=wasip1); there is no `{}` to run",
+        d.join("no-such-go").display()
+    );
+    assert!(err.contains(&line), "{err}");
+    assert_eq!(
+        err.lines().filter(|l| l.starts_with("error")).count(),
+        1,
+        "{err}"
+    );
+
+    let old = d.join("old-go");
+    executable(&old, "#!/bin/sh\necho go1.19.8\n");
+    let (code, err) = build(&old);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "building {program} needs Go 1.26.0 or newer (GOOS=wasip1); `{}` is go1.19.8",
+            old.display()
+        )),
+        "{err}"
+    );
+
+    // A stand-in for Go 1.26: records its arguments and environment, and
+    // writes a module where -o says.
+    let log = d.join("go.log");
+    let fake = d.join("fake-go");
+    executable(
+        &fake,
+        &format!(
+            r#"#!/bin/sh
+if [ "$1" = env ]; then echo go1.26.1; exit 0; fi
+echo "args: $*" >> {log}
+echo "env: GOOS=$GOOS GOARCH=$GOARCH CGO_ENABLED=$CGO_ENABLED" >> {log}
+while [ $# -gt 0 ]; do [ "$1" = -o ] && out=$2; shift; done
+printf '\000asm\001\000\000\000' > "$out"
+"#,
+            log = log.display()
+        ),
+    );
+    let (code, err) = build(&fake);
+    assert_eq!(code, Some(0), "{err}");
+    let calls = std::fs::read_to_string(&log).unwrap();
+    let args = calls.lines().next().unwrap();
+    let go_dir = d.join("go");
+    assert!(
+        args.starts_with(&format!("args: build -C {} -o ", go_dir.display()))
+            && args.ends_with("program.wasm -buildmode=c-shared -ldflags -w -s program.go"),
+        "{calls}"
+    );
+    assert!(
+        calls.contains("env: GOOS=wasip1 GOARCH=wasm CGO_ENABLED=0"),
+        "{calls}"
+    );
+}
+
+/// `wasm: rust/src/lib.rs` when the Rust toolchain lacks wasm32-wasip1 (a
+/// stand-in `rustc` names a sysroot without it): one line with the fix.
+/// A file outside a crate, and a crate that is not a cdylib, are named.
+#[test]
+fn rust_guests_without_the_target_a_crate_or_a_cdylib_are_refused_clearly() {
+    let s = TestStore::new();
+    let guest = "#[no_mangle]\npub extern \"C\" fn gadgetAPIVersion() -> u64 { 1 }\n";
+    let dir = gadget_dir_with(
+        "rust/src/lib.rs",
+        &[
+            ("rust/src/lib.rs", guest),
+            (
+                "rust/Cargo.toml",
+                "[package]\nname = \"plain\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[workspace]\n",
+            ),
+        ],
+    );
+    let d = dir.path();
+    let build = |rustc: Option<&std::path::Path>| {
+        let mut c = s.ig();
+        if let Some(r) = rustc {
+            c.env("RUSTC", r);
+        }
+        let out = c
+            .args(["image", "build", d.to_str().unwrap(), "-t", "rustguest"])
+            .output()
+            .unwrap();
+        (out.status.code(), text(&out.stderr))
+    };
+    let sysroot = d.join("sysroot");
+    std::fs::create_dir_all(sysroot.join("lib/rustlib/x86_64-unknown-linux-gnu")).unwrap();
+    let fake = d.join("fake-rustc");
+    executable(&fake, &format!("#!/bin/sh\necho {}\n", sysroot.display()));
+    let (code, err) = build(Some(&fake));
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "the Rust target wasm32-wasip1 is not installed for the toolchain at {} (rustup target add wasm32-wasip1)",
+            sysroot.display()
+        )),
+        "{err}"
+    );
+
+    // The real toolchain (the setup installs the target): a crate
+    // without `crate-type = ["cdylib"]` builds, but has no module.
+    let (code, err) = build(None);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("a guest crate needs `[lib] crate-type = [\"cdylib\"]`"),
+        "{err}"
+    );
+
+    std::fs::remove_file(d.join("rust/Cargo.toml")).unwrap();
+    let (code, err) = build(None);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("no Cargo.toml in"), "{err}");
+}
+
+/// Upstream's Rust guests name `api = { path = "../../../wasmapi/rust" }`:
+/// inside a checkout of upstream that is upstream's crate. Built in place
+/// with a `.cargo/config.toml` path override (docs/wasm.md), the guest
+/// builds against ours; upstream's crate is replaced here by one that does
+/// not compile, so a build that used it would fail.
+#[test]
+fn a_guest_laid_out_like_upstreams_builds_against_our_api_crate() {
+    let s = TestStore::new();
+    let checkout = tempfile::tempdir().unwrap();
+    let root = checkout.path();
+    let gadget = root.join("gadgets/rusty");
+    let ours = fixture("wasm_rust");
+    let files: [(&str, String); 7] = [
+        (
+            "wasmapi/rust/Cargo.toml",
+            "[package]\nname = \"api\"\nversion = \"0.1.0\"\nedition = \"2021\"\n".into(),
+        ),
+        (
+            "wasmapi/rust/src/lib.rs",
+            "compile_error!(\"upstream's own api crate\");\n".into(),
+        ),
+        (
+            "gadgets/rusty/rust/Cargo.toml",
+            "[package]\nname = \"rusty\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[lib]\ncrate-type = [\"cdylib\"]\n\n[dependencies]\napi = { path = \"../../../wasmapi/rust\" }\n".into(),
+        ),
+        (
+            "gadgets/rusty/rust/src/lib.rs",
+            std::fs::read_to_string(ours.join("rust/src/lib.rs")).unwrap(),
+        ),
+        (
+            "gadgets/rusty/program.bpf.c",
+            std::fs::read_to_string(ours.join("program.bpf.c")).unwrap(),
+        ),
+        (
+            "gadgets/rusty/gadget.yaml",
+            std::fs::read_to_string(ours.join("gadget.yaml")).unwrap(),
+        ),
+        ("gadgets/rusty/build.yaml", "wasm: rust/src/lib.rs\n".into()),
+    ];
+    for (path, content) in &files {
+        let p = root.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, content).unwrap();
+    }
+    let build = || s.run(&["image", "build", gadget.to_str().unwrap(), "-t", "rusty"]);
+    let out = build();
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("upstream's own api crate"));
+    std::fs::create_dir_all(root.join(".cargo")).unwrap();
+    std::fs::write(
+        root.join(".cargo/config.toml"),
+        format!("paths = [\"{}\"]\n", repo().join("wasmapi/rust").display()),
+    )
+    .unwrap();
+    let out = build();
+    assert!(out.status.success(), "{}", text(&out.stderr));
 }

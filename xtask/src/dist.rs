@@ -30,17 +30,22 @@ pub const MAX_SIZE: u64 = 30 * 1000 * 1000;
 
 /// Adds the musl target to the toolchain when it is missing.
 pub fn rustup_target() -> Result<()> {
+    rustup_target_add(TARGET)
+}
+
+/// Adds `target` to the toolchain when it is missing.
+pub fn rustup_target_add(target: &str) -> Result<()> {
     let installed = Command::new("rustup")
         .args(["target", "list", "--installed"])
         .output()
         .context("running rustup (is the toolchain installed with rustup?)")?;
     if String::from_utf8_lossy(&installed.stdout)
         .lines()
-        .any(|l| l.trim() == TARGET)
+        .any(|l| l.trim() == target)
     {
         return Ok(());
     }
-    run(Command::new("rustup").args(["target", "add", TARGET]))
+    run(Command::new("rustup").args(["target", "add", target]))
 }
 
 /// Builds, copies and checks `target/dist/ig`; returns its path.

@@ -163,6 +163,9 @@ fn apt_install(packages: &[&str]) -> Result<()> {
 fn system_deps() -> Result<()> {
     apt_install(PACKAGES)?;
     dist::rustup_target()?;
+    // Rust WASM guests (`ig image build` of `wasm: rust/src/lib.rs`, the
+    // wasm_rust fixture of tests/wasm).
+    dist::rustup_target_add("wasm32-wasip1")?;
     for (fs, dir) in [("tracefs", "/sys/kernel/tracing"), ("bpf", "/sys/fs/bpf")] {
         let mounted = Command::new("mountpoint")
             .args(["-q", dir])

@@ -1,10 +1,13 @@
 //! Data sources, packets and arrays: `newDataSource`, `getDataSource`,
 //! `dataSourceSubscribe`, `dataSourceGetField`, `dataSourceAddField`,
 //! `dataSourceNewPacketSingle/Array`, `dataSourceEmitAndRelease`,
-//! `dataSourceRelease`, `dataSourceIsReferenced`, `dataArray*` and
-//! `releaseHandle`.
+//! `dataSourceRelease`, `dataSourceUnreference`, `dataSourceIsReferenced`,
+//! `dataArray*` and `releaseHandle`.
 //!
-//! Until `gadgetInit` returns, sources, fields and subscriptions are
+//! Until `gadgetInit` returns, sources, fields, subscriptions and
+//! unreferenced sources (kept from the operators after the guest, the
+//! output among them, as upstream: a guest that turns one source into
+//! another hides the first) are
 //! recorded ([`SetupOp`]) against a mirror of the run's schemas and applied
 //! to the pipeline afterwards; later they are refused (schemas are frozen
 //! once the run starts, Architecture Invariant 3). Emitted packets are
@@ -59,6 +62,7 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
                 name: name.clone(),
                 kind,
                 fields: Vec::new(),
+                referenced: true,
             });
             s.ops.push(SetupOp::NewSource { name, kind });
             let idx = s.sources.len() - 1;
@@ -258,11 +262,38 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     )?;
     linker.func_wrap(
         "ig",
+        "dataSourceUnreference",
+        |mut c: Caller<'_, HostState>, ds: u32| -> u32 {
+            let s = c.data_mut();
+            let Some(src) = s.source(ds) else {
+                return 1;
+            };
+            if s.frozen {
+                // Upstream answers 0 here too; the operators after the
+                // guest were set up already.
+                let name = s.sources[src].name.clone();
+                s.warn_once(
+                    "dataSourceUnreference late",
+                    format_args!(
+                        "dataSourceUnreference of {name} after gadgetInit changes nothing (the operators after the guest are set up)"
+                    ),
+                );
+                return 0;
+            }
+            if s.sources[src].referenced {
+                s.sources[src].referenced = false;
+                s.ops.push(SetupOp::Unreference { src });
+            }
+            0
+        },
+    )?;
+    linker.func_wrap(
+        "ig",
         "dataSourceIsReferenced",
         |c: Caller<'_, HostState>, ds: u32| -> u32 {
-            // Every data source reaches the output operator here.
-            match c.data().source(ds) {
-                Some(_) => 1,
+            let s = c.data();
+            match s.source(ds) {
+                Some(src) => u32::from(s.sources[src].referenced),
                 None => 2,
             }
         },

@@ -8,14 +8,26 @@
 //! call, a budget for the events ig holds for the guest, WASI clock waits
 //! that never block), linking WASI preview 1 and the host module `ig` (one
 //! file per area: [`log`], [`datasource`], [`field`], [`params`],
-//! [`syscalls`], [`clock`], [`unimplemented`]), the guest's stderr (WASI
-//! descriptor 2 and `gadgetLog`: rationed, never blocking, [`stderr`]),
-//! the guest's lifecycle
+//! [`syscalls`], [`clock`], [`maps`], [`perf`], [`config`], [`kallsyms`],
+//! [`filter`], [`unimplemented`]), the guest's stderr (WASI descriptor 2
+//! and `gadgetLog`: rationed, never blocking, [`stderr`]), the guest's
+//! lifecycle
 //! (`gadgetAPIVersion` must be 1; optional `gadgetInit`, `gadgetPreStart`,
 //! `gadgetStart`, `gadgetStop`, `gadgetPostStop`) and delivering events to
 //! `dataSourceCallback` at the priority the guest subscribed with.
 //! Does not own: where the module comes from (the CLI reads it from the
-//! image) or what the guest does with events.
+//! image), what the guest does with events, or the gadget's kernel side:
+//! the guest reaches the eBPF operator only through the handles the CLI
+//! gives both ([`WasmOperator::with_seams`]: configuration before load,
+//! maps after, the container filter).
+//!
+//! Lifecycle as upstream's: `gadgetInit` while operators are set up,
+//! `gadgetPreStart` before any operator starts (so its `setConfig` reaches
+//! the eBPF operator before the gadget loads), `gadgetStart` after the
+//! eBPF operator started (the gadget's maps exist), `gadgetStop` and
+//! `gadgetPostStop` before the eBPF operator stops (perf readers can still
+//! be drained). Maps and perf readers the guest still holds are closed
+//! after `gadgetPostStop`.
 //!
 //! Set-up: `gadgetInit` runs inside [`Operator::instantiate`] against a
 //! mirror of the run's schemas; what it asked for (sources, fields, tags,
@@ -42,10 +54,15 @@
 
 mod cache;
 mod clock;
+mod config;
 mod datasource;
 mod field;
+mod filter;
+mod kallsyms;
 mod log;
+mod maps;
 mod params;
+mod perf;
 mod state;
 mod stderr;
 mod syscalls;
@@ -63,6 +80,8 @@ use wasmtime::{
     Config, Engine, Func, Instance as WasmInst, Linker, Module, Store, StoreLimitsBuilder, Val,
 };
 
+use crate::bpf::mntns_filter::MntnsFilter;
+use crate::bpf::shared::SharedGadget;
 use crate::datasource::{Event, Schema, SchemaBuilder};
 use crate::metadata::GadgetMetadata;
 use crate::params::{ParamSpec, ParamType, ParamValue, ParamValues};
@@ -107,7 +126,7 @@ pub const CALLBACK_TIMEOUT: Duration = Duration::from_millis(100);
 /// What every guest call made after the run stopped shares.
 pub const SHUTDOWN_BUDGET: Duration = Duration::from_millis(200);
 
-pub use state::MAX_HELD_BYTES;
+pub use state::{MAX_HELD_BYTES, MAX_PERF_BYTES};
 pub use stderr::{BURST as STDERR_BURST, RATE as STDERR_RATE, StderrWriter};
 
 /// How often the epoch advances; the deadline is counted in these.
@@ -188,6 +207,8 @@ pub struct WasmOperator {
     params: Vec<(String, ParamSpec)>,
     values: BTreeMap<String, String>,
     stderr: StderrWriter,
+    gadget: SharedGadget,
+    mntns: MntnsFilter,
 }
 
 impl WasmOperator {
@@ -230,7 +251,20 @@ impl WasmOperator {
             params,
             values: BTreeMap::new(),
             stderr,
+            gadget: SharedGadget::default(),
+            mntns: MntnsFilter::default(),
         }
+    }
+
+    /// Connect the guest to the eBPF operator (`gadget`: its `setConfig`
+    /// and `getMap`) and to the container selection (`mntns`: its
+    /// `shouldDiscardMntnsID`). Without it the guest sees no map and no
+    /// selection.
+    #[must_use]
+    pub fn with_seams(mut self, gadget: SharedGadget, mntns: MntnsFilter) -> Self {
+        self.gadget = gadget;
+        self.mntns = mntns;
+        self
     }
 }
 
@@ -267,7 +301,7 @@ impl Operator for WasmOperator {
     ) -> Result<Option<Box<dyn Instance>>, OperatorError> {
         let fail = |e: WasmError| OperatorError::failed("wasm", e);
         let mirror = setup
-            .source_ids()
+            .all_source_ids()
             .map(|id| {
                 let s = setup.schema(id).schema();
                 DsMirror {
@@ -278,6 +312,7 @@ impl Operator for WasmOperator {
                         .iter()
                         .map(|f| (f.name.clone(), f.kind))
                         .collect(),
+                    referenced: setup.is_referenced(id),
                 }
             })
             .collect();
@@ -338,6 +373,7 @@ fn apply_ops(rt: &Rc<RefCell<Runtime>>, setup: &mut Setup) -> Result<(), WasmErr
                     .tags
                     .push(tag);
             }
+            SetupOp::Unreference { src } => setup.unreference(SourceId(src)),
             SetupOp::Subscribe {
                 src,
                 ty,
@@ -417,8 +453,13 @@ struct Runtime {
     skipped: u64,
     /// A call was cut short by the stop budget: no more calls.
     cut: bool,
+    /// How many of [`STOP_HOOKS`] were called.
+    hooks_done: usize,
     ticker: EpochTicker,
 }
+
+/// The hooks of a stopping guest, in order.
+const STOP_HOOKS: [&str; 2] = ["gadgetStop", "gadgetPostStop"];
 
 /// Which deadline guest calls get (see the module doc).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -474,6 +515,11 @@ impl Runtime {
         add(params::add(&mut linker))?;
         add(syscalls::add(&mut linker))?;
         add(clock::add(&mut linker))?;
+        add(maps::add(&mut linker))?;
+        add(perf::add(&mut linker))?;
+        add(config::add(&mut linker))?;
+        add(kallsyms::add(&mut linker))?;
+        add(filter::add(&mut linker))?;
         add(unimplemented::add(&mut linker))?;
         linker.allow_shadowing(true);
         add(clock::shadow_wasi(&mut linker))?;
@@ -493,6 +539,8 @@ impl Runtime {
         let mut host = HostState::new(wasi, limits, module.clone(), guest_stderr);
         host.sources = mirror;
         host.params = op.values.clone();
+        host.gadget = op.gadget.clone();
+        host.mntns = op.mntns.clone();
         host.has_callback = compiled.get_export("dataSourceCallback").is_some();
         let mut store = Store::new(&engine, host);
         store.limiter(|s| &mut s.limits);
@@ -513,6 +561,7 @@ impl Runtime {
             yield_flag: YieldFlag::default(),
             skipped: 0,
             cut: false,
+            hooks_done: 0,
             ticker,
         };
         // A reactor (C with -mexec-model=reactor, Rust cdylib, TinyGo)
@@ -632,6 +681,32 @@ impl Runtime {
                 code: v.i64().or(v.i32().map(i64::from)).unwrap_or(-1),
             }),
         }
+    }
+
+    /// Run the stop hooks not run yet, up to `upto` of [`STOP_HOOKS`]
+    /// (`finish` runs the first, `stop` the rest). After a trap the
+    /// guest's state is unknown: it is not called again. Hooks the budget
+    /// cut short or left no time for are reported, not a failure: the
+    /// stop was on time.
+    fn stop_hooks(&mut self, upto: usize) -> Result<(), WasmError> {
+        let mut result = Ok(());
+        while self.hooks_done < upto.min(STOP_HOOKS.len()) {
+            let hook = STOP_HOOKS[self.hooks_done];
+            self.hooks_done += 1;
+            match self.call_lifecycle(hook) {
+                Ok(()) => {}
+                Err(e @ WasmError::StopBudget { .. }) => {
+                    ::log::warn!("{e}");
+                    self.hooks_done = STOP_HOOKS.len();
+                }
+                Err(e @ WasmError::Trap { .. }) => {
+                    self.hooks_done = STOP_HOOKS.len();
+                    result = Err(e);
+                }
+                Err(e) => result = result.and(Err(e)),
+            }
+        }
+        result
     }
 
     /// Run one `dataSourceCallback`. A failure is kept for `tick` and the
@@ -791,12 +866,17 @@ impl WasmInstance {
 }
 
 impl Instance for WasmInstance {
+    fn pre_start(&mut self) -> Result<(), OperatorError> {
+        self.rt
+            .borrow_mut()
+            .call_lifecycle("gadgetPreStart")
+            .map_err(|e| OperatorError::failed("wasm", e))
+    }
+
     fn start(&mut self) -> Result<(), OperatorError> {
         let mut rt = self.rt.borrow_mut();
-        for f in ["gadgetPreStart", "gadgetStart"] {
-            rt.call_lifecycle(f)
-                .map_err(|e| OperatorError::failed("wasm", e))?;
-        }
+        rt.call_lifecycle("gadgetStart")
+            .map_err(|e| OperatorError::failed("wasm", e))?;
         rt.phase = Phase::Running;
         Ok(())
     }
@@ -841,26 +921,10 @@ impl WasmInstance {
                 human(SHUTDOWN_BUDGET)
             );
         }
-        // After a trap the guest's state is unknown: it is not called
-        // again. Hooks the budget cut short or left no time for are
-        // reported, not a failure: the stop was on time.
-        let mut result = Ok(());
-        for hook in ["gadgetStop", "gadgetPostStop"] {
-            match rt.call_lifecycle(hook) {
-                Ok(()) => {}
-                Err(e @ WasmError::StopBudget { .. }) => {
-                    ::log::warn!("{e}");
-                    break;
-                }
-                Err(e @ WasmError::Trap { .. }) => {
-                    result = Err(e);
-                    break;
-                }
-                Err(e) => {
-                    result = result.and(Err(e));
-                }
-            }
-        }
+        let result = rt.stop_hooks(STOP_HOOKS.len());
+        // Upstream forgets every handle at stop: the guest's maps and
+        // perf rings go now, not when the process ends.
+        rt.store.data_mut().close_kernel_objects();
         result.map_err(|e| OperatorError::failed("wasm", e))
     }
 }
@@ -897,8 +961,17 @@ impl Source for WasmInstance {
         self.rt.borrow_mut().begin_shutdown();
     }
 
+    /// The last packets, then `gadgetStop` and what it emits: upstream's
+    /// guests report at stop (traceloop drains its rings there), and this
+    /// is the last moment packets still reach the output.
     fn finish(&mut self, out: &mut Dispatch) -> Result<(), OperatorError> {
         self.rt.borrow_mut().begin_shutdown();
+        self.dispatch_emitted(out, false)?;
+        let stopped = {
+            let mut rt = self.rt.borrow_mut();
+            if rt.failed { Ok(()) } else { rt.stop_hooks(1) }
+        };
+        stopped.map_err(|e| OperatorError::failed("wasm", e))?;
         self.dispatch_emitted(out, false)
     }
 

@@ -12,6 +12,10 @@
 //! elements are refused (handle 0, counted and reported like ring-buffer
 //! loss). Buffers written into the pipeline's own events during one
 //! callback are limited to the same amount.
+//!
+//! Kernel objects in the guest's hands (maps, perf readers) live in side
+//! tables keyed by their handle: releasing the handle closes them, and
+//! the rings of perf readers count against [`MAX_PERF_BYTES`].
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -19,6 +23,10 @@ use std::sync::Arc;
 use wasmtime::{Caller, Extern, Memory, StoreLimits};
 use wasmtime_wasi::p1::WasiP1Ctx;
 
+use crate::bpf::maps::MapFd;
+use crate::bpf::mntns_filter::MntnsFilter;
+use crate::bpf::perf::PerfReader;
+use crate::bpf::shared::SharedGadget;
 use crate::datasource::{Event, FieldId, FieldKind, Schema, SourceKind};
 
 /// Upstream's limit on live handles.
@@ -27,6 +35,11 @@ const MAX_HANDLES: usize = 4096;
 /// What ig holds for the guest between flush ticks, at most: the same as
 /// the guest's own memory (upstream's 16 MiB).
 pub const MAX_HELD_BYTES: usize = 16 << 20;
+
+/// Perf ring memory (every CPU's ring of every reader) a guest may map:
+/// traceloop's 256 KiB per CPU and container fits for hundreds of
+/// containers on a small host.
+pub const MAX_PERF_BYTES: usize = 256 << 20;
 
 /// What an empty packet array costs (the vector and its map entry).
 const ARRAY_PACKET_BYTES: usize = 64;
@@ -40,6 +53,9 @@ pub(super) struct DsMirror {
     pub name: String,
     pub kind: SourceKind,
     pub fields: Vec<(String, FieldKind)>,
+    /// Forwarded to the operators after the guest (`dataSourceUnreference`
+    /// clears it).
+    pub referenced: bool,
 }
 
 /// What the guest asked for during `gadgetInit`, applied to the real
@@ -65,6 +81,9 @@ pub(super) enum SetupOp {
         prio: crate::pipeline::Priority,
         cb: u64,
         ds_handle: u32,
+    },
+    Unreference {
+        src: usize,
     },
 }
 
@@ -104,6 +123,23 @@ pub(super) enum Handle {
     Array(usize, ArrayRef),
     /// A packet: usable as Data (single) or DataArray (array).
     Packet(usize, u32),
+    /// A BPF map ([`HostState::maps`]).
+    Map,
+    /// A perf reader ([`HostState::readers`]).
+    Perf,
+}
+
+/// A map in the guest's hands.
+pub(super) struct GuestMap {
+    pub map: Arc<MapFd>,
+    /// Made by `newMap` (only those can be `mapRelease`d, as upstream).
+    pub created: bool,
+}
+
+/// A perf reader in the guest's hands, with the ring memory it maps.
+pub(super) struct GuestReader {
+    pub reader: PerfReader,
+    pub bytes: usize,
 }
 
 pub(super) enum Body {
@@ -158,6 +194,15 @@ pub(super) struct HostState {
     pub has_callback: bool,
     /// The guest's stderr budget, shared with its WASI descriptor 2.
     pub stderr: super::stderr::GuestStderr,
+    /// What the eBPF operator shares with the guest.
+    pub gadget: SharedGadget,
+    /// The container filter (`shouldDiscardMntnsID`).
+    pub mntns: MntnsFilter,
+    /// Kernel objects by handle.
+    pub maps: HashMap<u32, GuestMap>,
+    pub readers: HashMap<u32, GuestReader>,
+    /// Ring bytes mapped by `readers`.
+    pub perf_bytes: usize,
 }
 
 impl HostState {
@@ -191,6 +236,11 @@ impl HostState {
             warned: BTreeSet::new(),
             warnings: std::cell::Cell::new(0),
             has_callback: false,
+            gadget: SharedGadget::default(),
+            mntns: MntnsFilter::default(),
+            maps: HashMap::new(),
+            readers: HashMap::new(),
+            perf_bytes: 0,
         }
     }
 
@@ -220,8 +270,46 @@ impl HostState {
         h
     }
 
+    /// Forget handle `id`; a map or perf reader behind it is closed.
     pub fn remove_handle(&mut self, id: u32) -> Option<Handle> {
-        self.handles.remove(&id)
+        let h = self.handles.remove(&id);
+        match h {
+            Some(Handle::Map) => {
+                self.maps.remove(&id);
+            }
+            Some(Handle::Perf) => {
+                if let Some(r) = self.readers.remove(&id) {
+                    self.perf_bytes -= r.bytes;
+                }
+            }
+            _ => {}
+        }
+        h
+    }
+
+    /// Close every map and perf reader the guest holds (the run is over).
+    pub fn close_kernel_objects(&mut self) {
+        let ids: Vec<u32> = self
+            .maps
+            .keys()
+            .chain(self.readers.keys())
+            .copied()
+            .collect();
+        for id in ids {
+            self.remove_handle(id);
+        }
+    }
+
+    /// The map behind handle `id`.
+    pub fn map(&self, id: u32, func: &str) -> Option<&GuestMap> {
+        let found = self.maps.get(&id);
+        if found.is_none() {
+            match self.handles.get(&id) {
+                None => self.warn(format_args!("{func}: handle {id} not found")),
+                Some(h) => self.warn(format_args!("{func}: handle {id} is a {h:?}, not a map")),
+            }
+        }
+        found
     }
 
     pub fn source(&self, id: u32) -> Option<usize> {
@@ -436,6 +524,17 @@ impl HostState {
     }
 }
 
+/// An error and its causes on one line, for the guest's warnings.
+pub(super) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut src = e.source();
+    while let Some(s) = src {
+        parts.push(s.to_string());
+        src = s.source();
+    }
+    parts.join(": ")
+}
+
 /// The guest's exported memory.
 pub(super) fn memory(caller: &mut Caller<'_, HostState>) -> Option<Memory> {
     match caller.get_export("memory") {
@@ -478,6 +577,16 @@ pub(super) fn read_str(caller: &mut Caller<'_, HostState>, v: u64, func: &str) -
 /// the buffer is too small or outside the guest's memory. A NUL follows when
 /// there is room, so C guests can read the result as a string.
 pub(super) fn write_dst(caller: &mut Caller<'_, HostState>, dst: u64, bytes: &[u8]) -> bool {
+    write_buf(caller, dst, bytes, true)
+}
+
+/// [`write_dst`] without the NUL: binary data (map values, perf records,
+/// structs) leaves the rest of the guest's buffer as it was, as upstream.
+pub(super) fn write_bin(caller: &mut Caller<'_, HostState>, dst: u64, bytes: &[u8]) -> bool {
+    write_buf(caller, dst, bytes, false)
+}
+
+fn write_buf(caller: &mut Caller<'_, HostState>, dst: u64, bytes: &[u8], nul: bool) -> bool {
     let (ptr, cap) = split(dst);
     if bytes.len() > cap {
         return false;
@@ -490,8 +599,8 @@ pub(super) fn write_dst(caller: &mut Caller<'_, HostState>, dst: u64, bytes: &[u
         return false;
     };
     out[..bytes.len()].copy_from_slice(bytes);
-    if let Some(nul) = out.get_mut(bytes.len()) {
-        *nul = 0;
+    if nul && let Some(n) = out.get_mut(bytes.len()) {
+        *n = 0;
     }
     true
 }

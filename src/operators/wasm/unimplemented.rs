@@ -1,10 +1,9 @@
-//! Upstream host functions this version of ig does not implement (eBPF
-//! maps, perf readers, config writes, kallsyms, syscall declarations,
-//! mount-namespace filtering, data source unreferencing, handle arrays,
-//! containers, struct fields as JSON). Each exists with upstream's
-//! signature so a module importing it still links; a call logs one clear
-//! warning per function and returns upstream's error value, so a guest
-//! that probes a feature sees an error rather than a trap.
+//! Host functions some upstream versions had (handle arrays, containers,
+//! struct fields) that its current host does not export: no gadget of its
+//! tree calls them. Each exists with its signature so a module importing
+//! it still links; a call logs one clear warning per function and returns
+//! the error value, so a guest that probes a feature sees an error rather
+//! than a trap.
 
 use wasmtime::{Caller, Linker};
 
@@ -34,25 +33,6 @@ macro_rules! stub {
 }
 
 pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
-    // Handles: 0 is the error; status codes: non-zero is the error.
-    stub!(linker, "newMap", (name: u64, typ: u32, key: u32, value: u32, max: u32) -> u32 = 0);
-    stub!(linker, "getMap", (name: u64) -> u32 = 0);
-    stub!(linker, "mapLookup", (map: u32, key: u64, value: u64) -> u32 = 1);
-    stub!(linker, "mapUpdate", (map: u32, key: u64, value: u64, flags: u64) -> u32 = 1);
-    stub!(linker, "mapDelete", (map: u32, key: u64) -> u32 = 1);
-    stub!(linker, "mapRelease", (map: u32) -> u32 = 1);
-    stub!(linker, "newPerfReader", (map: u32, size: u32, overwritable: u32) -> u32 = 0);
-    stub!(linker, "perfReaderPause", (h: u32) -> u32 = 1);
-    stub!(linker, "perfReaderResume", (h: u32) -> u32 = 1);
-    stub!(linker, "perfReaderRead", (h: u32, dst: u64) -> u32 = 1);
-    stub!(linker, "perfReaderClose", (h: u32) -> u32 = 1);
-    stub!(linker, "setConfig", (key: u64, val: u64, kind: u32) -> u32 = 1);
-    // 0: "does not exist", the safe answer for a probe.
-    stub!(linker, "kallsymsSymbolExists", (name: u64) -> u32 = 0);
-    stub!(linker, "getSyscallDeclaration", (name: u64, dst: u64) -> u32 = 1);
-    // 0: "keep the event" (ig filters containers in the kernel).
-    stub!(linker, "shouldDiscardMntnsID", (mntns: u64) -> u32 = 0);
-    stub!(linker, "dataSourceUnreference", (ds: u32) -> u32 = 1);
     // Arrays of handles (upstream fills them only from getContainers).
     stub!(linker, "arrayNew", () -> u32 = 0);
     stub!(linker, "arrayLen", (array: u32) -> i64 = -1);
