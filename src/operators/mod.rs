@@ -24,9 +24,12 @@ pub mod filter;
 pub mod formatters;
 pub mod limit;
 pub mod localmanager;
+pub mod process;
 pub mod processinfo;
 pub mod sort;
+mod ticker;
 pub mod uidgid;
+mod usersource;
 pub mod wasm;
 
 /// The operators that every run offers, whatever the gadget: each decides

@@ -1,0 +1,117 @@
+//! A periodic timer the event loop can wait on: a `timerfd` for the
+//! sources of operators that report at intervals (process, cgroup, eBPF
+//! statistics). Not an operator; a helper they share.
+//!
+//! The first expiry comes after `first` (when not zero), the next ones
+//! every `interval` after it, as upstream's operators schedule an early
+//! report and then a ticker. The descriptor is readable when a period has
+//! ended, which wakes `runner`'s `poll` at the right moment instead of on
+//! its flush timer.
+
+use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd, RawFd};
+use std::time::{Duration, Instant};
+
+#[derive(Debug)]
+pub struct Ticker {
+    fd: OwnedFd,
+    /// When the next expiry is due, on the same clock as the timer
+    /// (`Instant` is `CLOCK_MONOTONIC`): before that, [`Ticker::due`]
+    /// answers without a system call.
+    next: Instant,
+    interval: Duration,
+}
+
+fn timespec(d: Duration) -> libc::timespec {
+    libc::timespec {
+        tv_sec: libc::time_t::try_from(d.as_secs()).unwrap_or(libc::time_t::MAX),
+        tv_nsec: libc::c_long::from(d.subsec_nanos()),
+    }
+}
+
+impl Ticker {
+    /// Arm a timer: first expiry after `first` (or `interval` when `first`
+    /// is zero), then every `interval` (at least a millisecond).
+    pub fn start(first: Duration, interval: Duration) -> std::io::Result<Self> {
+        let interval = interval.max(Duration::from_millis(1));
+        let first = if first.is_zero() { interval } else { first };
+        // SAFETY: plain syscall; the fd is owned below.
+        let raw = unsafe {
+            libc::timerfd_create(
+                libc::CLOCK_MONOTONIC,
+                libc::TFD_NONBLOCK | libc::TFD_CLOEXEC,
+            )
+        };
+        if raw < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: `raw` is a fresh descriptor we own.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let spec = libc::itimerspec {
+            it_interval: timespec(interval),
+            it_value: timespec(first),
+        };
+        let now = Instant::now();
+        // SAFETY: valid fd and itimerspec.
+        if unsafe {
+            libc::timerfd_settime(fd.as_raw_fd(), 0, &raw const spec, std::ptr::null_mut())
+        } != 0
+        {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(Self {
+            fd,
+            next: now + first,
+            interval,
+        })
+    }
+
+    /// The descriptor to poll.
+    pub fn fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    /// Whether a period ended since the last call (several ended periods
+    /// count as one: a report late by more than a period is not repeated).
+    pub fn due(&mut self) -> bool {
+        if Instant::now() < self.next {
+            return false;
+        }
+        let mut n = 0u64;
+        // SAFETY: reading the 8-byte expiry count into a u64 we own.
+        let r = unsafe { libc::read(self.fd.as_raw_fd(), (&raw mut n).cast(), 8) };
+        if r != 8 || n == 0 {
+            return false;
+        }
+        let periods = u32::try_from(n).unwrap_or(u32::MAX);
+        self.next += self.interval.saturating_mul(periods);
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_then_every_interval() {
+        let start = Instant::now();
+        let mut t = Ticker::start(Duration::from_millis(20), Duration::from_millis(60)).unwrap();
+        assert!(!t.due());
+        let wait = |t: &mut Ticker| {
+            let mut p = libc::pollfd {
+                fd: t.fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd.
+            assert_eq!(unsafe { libc::poll(&raw mut p, 1, 2000) }, 1);
+            assert!(t.due());
+            start.elapsed()
+        };
+        let a = wait(&mut t);
+        assert!(a >= Duration::from_millis(20), "{a:?}");
+        assert!(!t.due(), "consumed");
+        let b = wait(&mut t);
+        assert!(b >= Duration::from_millis(80), "{b:?}");
+    }
+}
