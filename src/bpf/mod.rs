@@ -1,11 +1,14 @@
 //! Everything about gadget eBPF objects: parsing them (pure) and loading
-//! them into the kernel (the only place that uses aya).
+//! them into the kernel (the only places that use aya: `loader` and
+//! `stats`).
 //!
 //! - [`object`]: ELF sections, programs and `.rodata` symbols (pure);
 //! - [`contract`]: the `gadget_*` marker variables in BTF (pure);
 //! - [`schema`]: event struct BTF → data source schema (pure);
 //! - [`loader`]: create maps, load and attach programs, read ring buffers
 //!   (kernel);
+//! - [`stats`]: every program and map of the host, with run time and
+//!   count, and the switch of the kernel's statistics (kernel);
 //! - [`inspect`]: the object read as `ig run` and `ig image build` read it
 //!   (normalized sections, ELF, BTF, the aya guard, the contract; pure).
 //!
@@ -20,6 +23,7 @@ pub mod params;
 pub mod privileges;
 pub mod programs;
 pub mod schema;
+pub mod stats;
 
 use crate::btf::Btf;
 use contract::Contract;

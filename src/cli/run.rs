@@ -4,6 +4,12 @@
 //! [`prepare`] reads the image and builds the operators (so their
 //! parameters are known before clap parses the arguments), [`run`] applies
 //! the parsed values, loads the gadget and runs the event loop.
+//!
+//! A gadget is its eBPF object (if any), its WASM module (if any) and the
+//! operators its `gadget.yaml` turns on (`operator.process`...), all
+//! configured by `gadget.yaml` as its custom parameters patch it:
+//! [`Assembly`] gathers them, for `ig run` and for the checks of
+//! `ig image build` alike.
 
 use std::path::Path;
 
@@ -11,10 +17,10 @@ use anyhow::{Context as _, anyhow};
 
 use super::args::RunArgs;
 use crate::image::{ImageError, Reference, Store};
-use crate::metadata::GadgetMetadata;
+use crate::metadata::{CUSTOM_PREFIX, GadgetMetadata, Known};
 use crate::operators::ebpf::{EbpfOperator, EbpfOptions};
 use crate::output::{OutputOperator, shared};
-use crate::params::{ParamSpec, ParamValues};
+use crate::params::{ParamSpec, ParamType, ParamValues};
 use crate::pipeline::{Notice, Operator, Pipeline};
 use crate::runner::{self, RunOptions, Signals, StopReason};
 
@@ -24,15 +30,133 @@ const MIN_RINGBUF: u32 = 4 << 20;
 /// A resolved image with its operators, before the command line is parsed.
 pub struct Prepared {
     pub reference: Reference,
-    ebpf: EbpfOperator,
-    /// The gadget-independent operators (`operators::catalog`).
-    others: Vec<Box<dyn Operator>>,
+    assembly: Assembly,
     /// Every parameter of every operator of the run.
     pub specs: Vec<ParamSpec>,
-    /// The handles shared between operators (the container filter).
-    seams: crate::operators::Seams,
     /// What the signature check before loading needs.
     trust: super::trust::RunImage,
+}
+
+/// What a gadget is made of, read from its parts: shared by `ig run` and
+/// the checks of `ig image build`.
+pub struct Assembly {
+    /// `gadget.yaml` as written (patched at run time).
+    metadata: GadgetMetadata,
+    /// How errors name `gadget.yaml`.
+    file: String,
+    ebpf: Option<EbpfOperator>,
+    /// The gadget-independent operators (`operators::catalog`), and the
+    /// WASM module's.
+    others: Vec<Box<dyn Operator>>,
+    /// Every parameter: eBPF, configured operators, catalog, custom.
+    pub specs: Vec<ParamSpec>,
+    /// What the checks noticed but did not refuse.
+    pub warnings: Vec<String>,
+    /// The operators `gadget.yaml` turns on (with its custom parameters at
+    /// their defaults), by name.
+    pub configured: Vec<&'static str>,
+    /// The handles shared between operators (the container filter).
+    seams: crate::operators::Seams,
+}
+
+/// The recognizer of `ig run` command lines for the eBPF statistics
+/// operator: ig's own parser of its arguments.
+fn gadget_runs() -> crate::operators::ebpfstats::GadgetRuns {
+    let cmd = <super::args::Cli as clap::CommandFactory>::command();
+    crate::operators::ebpfstats::GadgetRuns::new(move |argv| {
+        super::gadget_args::prescan(argv, &cmd).map(|s| s.image)
+    })
+}
+
+/// A gadget's custom parameters as command-line parameters (those that
+/// can do something: with `values` or a `patch`).
+fn custom_specs(meta: &GadgetMetadata) -> Vec<ParamSpec> {
+    meta.params
+        .custom
+        .iter()
+        .filter(|(_, p)| p.is_effective())
+        .map(|(key, p)| ParamSpec {
+            key: key.clone(),
+            full_name: format!("{CUSTOM_PREFIX}{key}"),
+            description: p.description.clone().unwrap_or_default(),
+            default: p.default_value.clone().unwrap_or_default(),
+            ty: if p.values.is_empty() {
+                ParamType::String { max_len: None }
+            } else {
+                ParamType::Choice(p.values.keys().cloned().collect())
+            },
+            group: crate::bpf::params::GROUP.to_owned(),
+            alias: p
+                .alias
+                .as_deref()
+                .filter(|a| a.chars().count() == 1)
+                .and_then(|a| a.chars().next()),
+        })
+        .collect()
+}
+
+impl Assembly {
+    /// Read a gadget from its parts: check its `gadget.yaml` (operator
+    /// names, templates), build its operators, gather every parameter and
+    /// apply `paramDefaults`. No kernel involved.
+    pub fn new(
+        metadata: GadgetMetadata,
+        file: String,
+        object: Option<Vec<u8>>,
+        wasm: Option<Box<dyn Operator>>,
+    ) -> anyhow::Result<Self> {
+        let ebpf = object
+            .map(|o| EbpfOperator::new(o, metadata.clone(), EbpfOptions::default()))
+            .transpose()
+            .with_context(|| format!("reading the eBPF program of {file}"))?;
+        let seams = crate::operators::Seams {
+            gadget_runs: gadget_runs(),
+            ..crate::operators::Seams::default()
+        };
+        let mut others = crate::operators::catalog_with(&seams);
+        let has_wasm = wasm.is_some();
+        others.extend(wasm);
+        let custom = custom_specs(&metadata);
+        // The operators gadget.yaml turns on, its custom parameters at
+        // their defaults; at run time they are made again from the file
+        // as the given values patch it.
+        let defaults = metadata.with_defaults(&file)?;
+        let configured = crate::operators::from_config(&defaults, &seams)
+            .with_context(|| format!("configuring the operators of {file}"))?;
+        let mut specs: Vec<ParamSpec> = ebpf.iter().flat_map(Operator::params).collect();
+        specs.extend(configured.iter().flat_map(|o| o.params()));
+        specs.extend(others.iter().flat_map(|o| o.params()));
+        specs.extend(custom);
+        let names: Vec<String> = specs.iter().map(|s| s.full_name.clone()).collect();
+        let known = Known {
+            params: &|k| names.iter().any(|n| n == k),
+            operators: crate::operators::NAMES,
+            settings: &crate::operators::settings,
+        };
+        let mut warnings = metadata.check(&file, &known)?;
+        let unused = crate::params::apply_defaults(&mut specs, &metadata.param_defaults)
+            .map_err(|(key, e)| anyhow!(e).context(format!("{file}: paramDefaults {key}")))?;
+        for key in unused {
+            warnings.push(format!(
+                "{file}: paramDefaults {key} names no parameter of this gadget (ignored)"
+            ));
+        }
+        if ebpf.is_none() && !has_wasm && configured.is_empty() {
+            return Err(anyhow!(
+                "{file}: the gadget has no eBPF program, no WASM module, and turns on no operator (operator.process, operator.cgroup or operator.ebpf with emitstats: true): nothing to run"
+            ));
+        }
+        Ok(Self {
+            configured: configured.iter().map(|o| o.name()).collect(),
+            metadata,
+            file,
+            ebpf,
+            others,
+            specs,
+            warnings,
+            seams,
+        })
+    }
 }
 
 /// Read `image` from the store and build its operators. No privileges
@@ -69,38 +193,27 @@ pub fn prepare(
         origin: resolved.origin,
         pull: pull.clone(),
     };
-    let object = resolved
-        .ebpf_object
-        .ok_or_else(|| anyhow!("image {reference} has no eBPF program layer"))?;
-    let metadata = GadgetMetadata::parse(
-        &resolved.config_yaml,
-        &format!("gadget.yaml of {reference}"),
-    )?;
-    // The image's WASM module, if any (it reads params.wasm before the
-    // eBPF operator takes the metadata).
+    let file = format!("gadget.yaml of {reference}");
+    let metadata = GadgetMetadata::parse(&resolved.config_yaml, &file)?;
+    // The image's WASM module, if any (it reads params.wasm).
     let wasm = resolved.wasm.map(|w| {
-        crate::operators::wasm::WasmOperator::new(
+        Box::new(crate::operators::wasm::WasmOperator::new(
             reference.to_string(),
             w,
             &metadata,
             crate::operators::wasm::cache_dir(store.root()),
-        )
+        )) as Box<dyn Operator>
     });
-    let ebpf = EbpfOperator::new(object, metadata, EbpfOptions::default())
+    let assembly = Assembly::new(metadata, file, resolved.ebpf_object, wasm)
         .with_context(|| format!("reading gadget {reference}"))?;
-    let seams = crate::operators::Seams::default();
-    let mut others = crate::operators::catalog_with(&seams);
-    if let Some(w) = wasm {
-        others.push(Box::new(w));
+    // `ig image build` showed these; a run says them only with -v.
+    for w in &assembly.warnings {
+        log::debug!("{w}");
     }
-    let mut specs = ebpf.params();
-    specs.extend(others.iter().flat_map(|o| o.params()));
     Ok(Prepared {
         reference,
-        ebpf,
-        others,
-        specs,
-        seams,
+        specs: assembly.specs.clone(),
+        assembly,
         trust,
     })
 }
@@ -110,16 +223,29 @@ pub fn prepare(
 pub fn run(args: RunArgs, prepared: Prepared, given: &[(String, String)]) -> anyhow::Result<()> {
     let Prepared {
         reference,
-        mut ebpf,
-        others,
+        assembly,
         specs,
-        seams,
         trust,
     } = prepared;
+    let Assembly {
+        metadata,
+        file,
+        mut ebpf,
+        others,
+        seams,
+        ..
+    } = assembly;
     // Before anything else, and so before anything reaches the kernel.
     super::trust::check_before_load(&args, &trust)?;
     let values = ParamValues::resolve(&specs, given)
         .map_err(|(name, e)| anyhow!(e).context(format!("parameter {name}")))?;
+    // gadget.yaml as the custom parameters' values patch it, and the
+    // operators it turns on then.
+    let metadata = metadata
+        .patched(&file, &|k| values.raw(k).map(str::to_owned))
+        .context("applying the gadget's params.custom")?;
+    let configured = crate::operators::from_config(&metadata, &seams)
+        .with_context(|| format!("configuring the operators of {file}"))?;
 
     crate::bpf::privileges::check()?;
     let signals = Signals::block()?;
@@ -128,20 +254,26 @@ pub fn run(args: RunArgs, prepared: Prepared, given: &[(String, String)]) -> any
     // but at least MIN_RINGBUF. Gadgets written for upstream declare 256 KiB,
     // which an open storm (700k events/s of 344 bytes) fills in about a
     // millisecond; batched wake-ups need room to batch.
-    let ringbuf_size = args.ringbuf_size.unwrap_or_else(|| {
-        ebpf.declared_ringbuf_size()
-            .unwrap_or(MIN_RINGBUF)
-            .max(MIN_RINGBUF)
-    });
-    // Wake the reader when a quarter of the buffer is pending: three
-    // quarters stay free for the bursts that arrive until it drains.
-    let wakeup_threshold = (!args.flush_interval.is_zero()).then_some(u64::from(ringbuf_size / 4));
-    ebpf.set_options(EbpfOptions {
-        wakeup_threshold,
-        ringbuf_size: Some(ringbuf_size),
-        mntns_filter: Some(seams.mntns_filter),
-    });
-    let mut ops: Vec<Box<dyn Operator>> = vec![Box::new(ebpf)];
+    let mut ops: Vec<Box<dyn Operator>> = Vec::new();
+    if let Some(ebpf) = ebpf.as_mut() {
+        let ringbuf_size = args.ringbuf_size.unwrap_or_else(|| {
+            ebpf.declared_ringbuf_size()
+                .unwrap_or(MIN_RINGBUF)
+                .max(MIN_RINGBUF)
+        });
+        // Wake the reader when a quarter of the buffer is pending: three
+        // quarters stay free for the bursts that arrive until it drains.
+        let wakeup_threshold =
+            (!args.flush_interval.is_zero()).then_some(u64::from(ringbuf_size / 4));
+        ebpf.set_options(EbpfOptions {
+            wakeup_threshold,
+            ringbuf_size: Some(ringbuf_size),
+            mntns_filter: Some(seams.mntns_filter.clone()),
+        });
+        ebpf.set_metadata(metadata.clone());
+    }
+    ops.extend(ebpf.map(|e| Box::new(e) as Box<dyn Operator>));
+    ops.extend(configured);
     ops.extend(others);
     let terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let (stdout, output_handle) = crate::output::sink::stdout();

@@ -161,6 +161,20 @@ impl GadgetMetadata {
         Ok(m)
     }
 
+    /// The document as the custom parameters' defaults patch it (what a
+    /// run without parameters would use).
+    pub fn with_defaults(&self, file: &str) -> Result<Self, MetadataError> {
+        self.patched(file, &|k| {
+            let key = k.strip_prefix(CUSTOM_PREFIX)?;
+            self.params
+                .custom
+                .get(key)?
+                .default_value
+                .clone()
+                .filter(|d| !d.is_empty())
+        })
+    }
+
     /// What `getConfig` returns for `path`: the value as text, `""` when
     /// absent or not a scalar.
     pub fn config_string(&self, path: &str) -> String {
@@ -748,9 +762,80 @@ pub fn parse_go_duration(s: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(total).map_err(|_| bad())
 }
 
+/// A duration as Go's `time.Duration.String` writes it: `0s`, `750ns`,
+/// `1.5µs`, `12.345ms`, `3.25s`, `5m0s`, `2h30m0s`.
+pub fn format_go_duration(d: Duration) -> String {
+    let mut s = String::new();
+    write_go_duration(&mut s, d.as_nanos());
+    s
+}
+
+/// [`format_go_duration`] of `ns` nanoseconds into `out`, without
+/// allocating (the formatters call it per event).
+pub fn write_go_duration(out: &mut dyn std::fmt::Write, ns: u128) {
+    /// `v / 10^prec` with its fraction, trailing zeros dropped.
+    fn frac(out: &mut dyn std::fmt::Write, v: u128, prec: u32) {
+        let unit = 10u128.pow(prec);
+        let (whole, mut rest) = (v / unit, v % unit);
+        let _ = write!(out, "{whole}");
+        if rest == 0 {
+            return;
+        }
+        let mut digits = [b'0'; 9];
+        let n = prec as usize;
+        for d in digits[..n].iter_mut().rev() {
+            *d = b'0' + (rest % 10) as u8;
+            rest /= 10;
+        }
+        let end = digits[..n]
+            .iter()
+            .rposition(|&c| c != b'0')
+            .map_or(0, |i| i + 1);
+        let _ = out.write_char('.');
+        for &c in &digits[..end] {
+            let _ = out.write_char(char::from(c));
+        }
+    }
+    if ns == 0 {
+        let _ = out.write_str("0s");
+    } else if ns < 1_000 {
+        let _ = write!(out, "{ns}ns");
+    } else if ns < 1_000_000 {
+        frac(out, ns, 3);
+        let _ = out.write_str("µs");
+    } else if ns < 1_000_000_000 {
+        frac(out, ns, 6);
+        let _ = out.write_str("ms");
+    } else {
+        let secs = ns / 1_000_000_000;
+        let sub = ns % 1_000_000_000;
+        let (h, m, s) = (secs / 3600, (secs / 60) % 60, secs % 60);
+        if h > 0 {
+            let _ = write!(out, "{h}h{m}m");
+        } else if m > 0 {
+            let _ = write!(out, "{m}m");
+        }
+        frac(out, s * 1_000_000_000 + sub, 9);
+        let _ = out.write_char('s');
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn go_duration_strings() {
+        let f = |ns: u64| format_go_duration(Duration::from_nanos(ns));
+        assert_eq!(f(0), "0s");
+        assert_eq!(f(10), "10ns");
+        assert_eq!(f(1_500), "1.5µs");
+        assert_eq!(f(12_345_000), "12.345ms");
+        assert_eq!(f(3_250_000_000), "3.25s");
+        assert_eq!(f(300_000_000_000), "5m0s");
+        assert_eq!(f(9_000_000_000_000), "2h30m0s");
+        assert_eq!(f(3_600_000_000_001), "1h0m0.000000001s");
+    }
 
     const GADGET: &str = r#"name: top
 operator:

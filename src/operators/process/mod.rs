@@ -581,7 +581,7 @@ impl ProcessInstance {
 
     /// Read `/proc`; with `out`, hand the table to the chain (without, it
     /// is the baseline of the next report's CPU use).
-    fn report(&mut self, mut out: Option<&mut Dispatch>) {
+    fn report(&mut self, out: Option<&mut Dispatch>) {
         let emit = out.is_some();
         let schema = out.as_ref().map(|o| o.schema(self.source).clone());
         let now = Instant::now();
@@ -657,7 +657,7 @@ impl ProcessInstance {
         }
         self.last_cpu = last;
         self.last_sample = Some(now);
-        if let Some(out) = out.as_deref_mut() {
+        if let Some(out) = out {
             out.array(self.source, &mut events);
         }
     }
