@@ -117,23 +117,30 @@ impl Assembly {
         let has_wasm = wasm.is_some();
         others.extend(wasm);
         let custom = custom_specs(&metadata);
-        // The operators gadget.yaml turns on, its custom parameters at
-        // their defaults; at run time they are made again from the file
-        // as the given values patch it.
-        let defaults = metadata.with_defaults(&file)?;
-        let configured = crate::operators::from_config(&defaults, &seams)
-            .with_context(|| format!("configuring the operators of {file}"))?;
         let mut specs: Vec<ParamSpec> = ebpf.iter().flat_map(Operator::params).collect();
-        specs.extend(configured.iter().flat_map(|o| o.params()));
         specs.extend(others.iter().flat_map(|o| o.params()));
         specs.extend(custom);
-        let names: Vec<String> = specs.iter().map(|s| s.full_name.clone()).collect();
+        // Checked before anything reads it: what templates refer to may
+        // belong to an operator gadget.yaml turns on.
+        let mut names: Vec<String> = specs.iter().map(|s| s.full_name.clone()).collect();
+        names.extend(
+            crate::operators::config_params()
+                .into_iter()
+                .map(|s| s.full_name),
+        );
         let known = Known {
             params: &|k| names.iter().any(|n| n == k),
             operators: crate::operators::NAMES,
             settings: &crate::operators::settings,
         };
         let mut warnings = metadata.check(&file, &known)?;
+        // The operators gadget.yaml turns on, its custom parameters at
+        // their defaults; at run time they are made again from the file
+        // as the given values patch it.
+        let defaults = metadata.with_defaults(&file)?;
+        let configured = crate::operators::from_config(&defaults, &seams)
+            .with_context(|| format!("configuring the operators of {file}"))?;
+        specs.extend(configured.iter().flat_map(|o| o.params()));
         let unused = crate::params::apply_defaults(&mut specs, &metadata.param_defaults)
             .map_err(|(key, e)| anyhow!(e).context(format!("{file}: paramDefaults {key}")))?;
         for key in unused {
@@ -247,7 +254,16 @@ pub fn run(args: RunArgs, prepared: Prepared, given: &[(String, String)]) -> any
     let configured = crate::operators::from_config(&metadata, &seams)
         .with_context(|| format!("configuring the operators of {file}"))?;
 
-    crate::bpf::privileges::check()?;
+    // A gadget of operators that only read /proc (top_process) runs
+    // without privileges; eBPF programs and the kernel's eBPF statistics
+    // need them.
+    if ebpf.is_some()
+        || configured
+            .iter()
+            .any(|o| o.name() == crate::operators::ebpfstats::NAME)
+    {
+        crate::bpf::privileges::check()?;
+    }
     let signals = Signals::block()?;
 
     // Ring buffers: what the user asked for, else what the gadget declares

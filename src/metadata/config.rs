@@ -213,6 +213,8 @@ impl GadgetMetadata {
         let path = format!("operator.{operator}.{setting}");
         match self.config_value(&path) {
             None | Some(Value::Null) => Ok(None),
+            // Upstream reads an empty value as zero: the default.
+            Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
             Some(v) => {
                 let s = scalar_text(v).ok_or_else(|| format!("{path}: expected a duration"))?;
                 parse_go_duration(&s)
@@ -706,7 +708,14 @@ pub fn locate(text: &str, path: &[String]) -> Option<(usize, usize)> {
     if path.is_empty() || text.trim().is_empty() {
         return None;
     }
-    let err = Seek(path)
+    // Keys and path parts alike may hold dots (`columns.alias`): compare
+    // them part by part.
+    let path: Vec<String> = path
+        .iter()
+        .flat_map(|p| p.split('.'))
+        .map(str::to_owned)
+        .collect();
+    let err = Seek(&path)
         .deserialize(yaml_serde::Deserializer::from_str(text))
         .err()?;
     if !err.to_string().contains(FOUND) {

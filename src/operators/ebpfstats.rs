@@ -365,6 +365,31 @@ fn declare(b: &mut crate::datasource::SchemaBuilder, node: bool) -> Result<Ids, 
     })
 }
 
+/// The parameters of the operator (upstream's names).
+pub fn params() -> Vec<ParamSpec> {
+    vec![
+        ParamSpec {
+            key: "statistics-interval".into(),
+            full_name: INTERVAL.into(),
+            description: "interval in which to provide gadget statistics".into(),
+            default: "1000ms".into(),
+            ty: ParamType::Duration,
+            group: "eBPF statistics".into(),
+            alias: None,
+        },
+        ParamSpec {
+            key: "gadgets-only".into(),
+            full_name: GADGETS_ONLY.into(),
+            description: "Show only gadget-related eBPF programs: one row per running `ig run`"
+                .into(),
+            default: "false".into(),
+            ty: ParamType::Bool,
+            group: "eBPF statistics".into(),
+            alias: None,
+        },
+    ]
+}
+
 impl Operator for EbpfStats {
     fn name(&self) -> &'static str {
         NAME
@@ -375,27 +400,7 @@ impl Operator for EbpfStats {
     }
 
     fn params(&self) -> Vec<ParamSpec> {
-        vec![
-            ParamSpec {
-                key: "statistics-interval".into(),
-                full_name: INTERVAL.into(),
-                description: "interval in which to provide gadget statistics".into(),
-                default: "1000ms".into(),
-                ty: ParamType::Duration,
-                group: "eBPF statistics".into(),
-                alias: None,
-            },
-            ParamSpec {
-                key: "gadgets-only".into(),
-                full_name: GADGETS_ONLY.into(),
-                description: "Show only gadget-related eBPF programs: one row per running `ig run`"
-                    .into(),
-                default: "false".into(),
-                ty: ParamType::Bool,
-                group: "eBPF statistics".into(),
-                alias: None,
-            },
-        ]
+        params()
     }
 
     fn apply_params(&mut self, values: &ParamValues) -> Result<(), OperatorError> {

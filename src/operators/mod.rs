@@ -88,6 +88,12 @@ pub fn settings(name: &str) -> &'static [&'static str] {
     }
 }
 
+/// The parameters of every operator `gadget.yaml` can turn on, for
+/// checking what templates refer to before knowing which are on.
+pub fn config_params() -> Vec<crate::params::ParamSpec> {
+    ebpfstats::params()
+}
+
 /// Why a gadget's configuration cannot run.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {

@@ -8,6 +8,7 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+mod operators;
 
 use std::io::{BufRead as _, BufReader};
 use std::process::{Child, Command, Stdio};
