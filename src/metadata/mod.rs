@@ -69,7 +69,7 @@ pub struct GadgetMetadata {
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct DataSourceMeta {
-    #[serde(default, deserialize_with = "scalar_map")]
+    #[serde(default, deserialize_with = "annotation_map")]
     pub annotations: BTreeMap<String, String>,
     #[serde(default)]
     pub fields: BTreeMap<String, FieldMeta>,
@@ -78,7 +78,7 @@ pub struct DataSourceMeta {
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct FieldMeta {
-    #[serde(default, deserialize_with = "scalar_map")]
+    #[serde(default, deserialize_with = "annotation_map")]
     pub annotations: BTreeMap<String, String>,
 }
 
@@ -213,6 +213,16 @@ fn scalar_map<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String
         .collect()
 }
 
+/// Data source and field annotations: a scalar map whose keys are lower
+/// case, as upstream reads them (its configuration store folds case, so
+/// `columns.maxWidth` in a gadget means `columns.maxwidth`).
+fn annotation_map<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+    Ok(scalar_map(d)?
+        .into_iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v))
+        .collect())
+}
+
 pub(crate) fn opt_scalar<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     let raw: Option<yaml_serde::Value> = Option::deserialize(d)?;
     raw.map(scalar_to_string)
@@ -242,6 +252,7 @@ datasources:
       args:
         annotations:
           columns.width: "64"
+          columns.maxWidth: 80
 params:
   ebpf:
     ignore_failed:
@@ -261,6 +272,7 @@ paramDefaults:
         assert_eq!(ds.annotations["cli.clear-screen-before"], "false");
         assert_eq!(ds.fields["proc.comm"].annotations["columns.width"], "16");
         assert_eq!(ds.fields["args"].annotations["columns.width"], "64");
+        assert_eq!(ds.fields["args"].annotations["columns.maxwidth"], "80");
         let p = m.ebpf_params()["ignore_failed"];
         assert_eq!(p.key.as_deref(), Some("ignore-failed"));
         assert_eq!(p.default_value.as_deref(), Some("true"));

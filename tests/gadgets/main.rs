@@ -14,6 +14,7 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+mod operators;
 
 use std::collections::BTreeMap;
 use std::ffi::CString;
