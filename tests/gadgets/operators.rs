@@ -241,12 +241,13 @@ fn opens(n: usize) {
 fn bpfstats_shows_the_programs_of_our_trace_open_with_growing_run_counts() {
     let tracer = Running::start(&["trace_open"]);
     let tpid = tracer.child.id();
+    let tpid_s = tpid.to_string();
     let ours = fdinfo_ids(tpid, "prog_id:");
     assert!(!ours.is_empty());
     let mut stats = Running::start(&["bpfstats", "--statistics-interval", "500ms"]);
     let openat = |vs: &[Value]| -> Vec<Value> {
         rows(vs)
-            .filter(|r| r["pids"] == tpid.to_string() && r["progName"] == "ig_openat_x")
+            .filter(|r| r["pids"] == tpid_s.as_str() && r["progName"] == "ig_openat_x")
             .cloned()
             .collect()
     };
@@ -295,7 +296,7 @@ fn bpfstats_shows_the_programs_of_our_trace_open_with_growing_run_counts() {
     ]);
     let mine = |vs: &[Value]| -> Vec<Value> {
         rows(vs)
-            .filter(|r| r["gadgetID"] == tpid.to_string())
+            .filter(|r| r["gadgetID"] == tpid_s.as_str())
             .cloned()
             .collect()
     };
