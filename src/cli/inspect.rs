@@ -82,6 +82,18 @@ struct Field {
     hidden: bool,
 }
 
+impl Field {
+    fn of(f: &crate::datasource::FieldDef) -> Self {
+        Self {
+            name: f.name.clone(),
+            kind: f.kind.name(),
+            tags: f.tags.clone(),
+            annotations: f.annotations.clone(),
+            hidden: f.hidden,
+        }
+    }
+}
+
 pub fn inspect(
     store: &Path,
     image: &str,
@@ -184,17 +196,7 @@ fn data_sources(object: &[u8], config: &[u8], name: &str) -> anyhow::Result<Vec<
             struct_name: t.struct_name.clone(),
             operator: String::new(),
             annotations: schema.annotations.clone(),
-            fields: schema
-                .fields()
-                .iter()
-                .map(|f| Field {
-                    name: f.name.clone(),
-                    kind: f.kind.name(),
-                    tags: f.tags.clone(),
-                    annotations: f.annotations.clone(),
-                    hidden: f.hidden,
-                })
-                .collect(),
+            fields: schema.fields().iter().map(Field::of).collect(),
         });
     }
     Ok(out)
@@ -233,17 +235,7 @@ fn operator_data_sources(config: &[u8], name: &str) -> anyhow::Result<Vec<DataSo
                 struct_name: String::new(),
                 operator: operator.clone(),
                 annotations: schema.annotations.clone(),
-                fields: schema
-                    .fields()
-                    .iter()
-                    .map(|f| Field {
-                        name: f.name.clone(),
-                        kind: f.kind.name(),
-                        tags: f.tags.clone(),
-                        annotations: f.annotations.clone(),
-                        hidden: f.hidden,
-                    })
-                    .collect(),
+                fields: schema.fields().iter().map(Field::of).collect(),
             });
         }
     }

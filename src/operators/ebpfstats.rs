@@ -47,7 +47,7 @@ use crate::pipeline::{
     Dispatch, Instance, Operator, OperatorError, Priority, Setup, Source, SourceId,
 };
 
-use super::ticker::Ticker;
+use super::ticker::Schedule;
 use super::usersource;
 
 /// The operator's name in the chain.
@@ -440,7 +440,7 @@ impl Operator for EbpfStats {
             interval: self.interval,
             gadgets_only: self.gadgets_only,
             switch: None,
-            ticker: None,
+            schedule: Schedule::new(self.interval, self.interval, 0),
             previous: HashMap::new(),
             cpus: online_cpus(),
             proc_root: PathBuf::from("/proc"),
@@ -471,7 +471,7 @@ struct StatsInstance {
     interval: Duration,
     gadgets_only: bool,
     switch: Option<StatsSwitch>,
-    ticker: Option<Ticker>,
+    schedule: Schedule,
     /// Run time and count of each program at the previous report.
     previous: HashMap<u32, (u64, u64)>,
     cpus: f64,
@@ -710,15 +710,14 @@ impl Instance for StatsInstance {
     fn start(&mut self) -> Result<(), OperatorError> {
         let fail = |e: EbpfStatsError| OperatorError::failed(NAME, e);
         self.switch = Some(StatsSwitch::enable().map_err(|e| fail(e.into()))?);
-        self.ticker = Some(
-            Ticker::start(self.interval, self.interval)
-                .map_err(|e| fail(EbpfStatsError::Timer(e)))?,
-        );
+        self.schedule
+            .start()
+            .map_err(|e| fail(EbpfStatsError::Timer(e)))?;
         Ok(())
     }
 
     fn stop(&mut self) -> Result<(), OperatorError> {
-        self.ticker = None;
+        self.schedule.stop();
         // Statistics go back to what they were.
         self.switch = None;
         Ok(())
@@ -731,11 +730,11 @@ impl Instance for StatsInstance {
 
 impl Source for StatsInstance {
     fn fds(&self) -> Vec<RawFd> {
-        self.ticker.iter().map(Ticker::fd).collect()
+        self.schedule.fds()
     }
 
     fn drain(&mut self, out: &mut Dispatch) -> Result<(), OperatorError> {
-        if !self.ticker.as_mut().is_some_and(Ticker::due) {
+        if !self.schedule.due() {
             return Ok(());
         }
         let rows = self.rows().map_err(|e| OperatorError::failed(NAME, e))?;

@@ -26,6 +26,7 @@
 use crate::metadata::GadgetMetadata;
 use crate::pipeline::Operator;
 
+mod calendar;
 pub mod cgroup;
 pub mod ebpf;
 pub mod ebpfstats;

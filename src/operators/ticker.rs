@@ -1,6 +1,7 @@
 //! A periodic timer the event loop can wait on: a `timerfd` for the
 //! sources of operators that report at intervals (process, cgroup, eBPF
-//! statistics). Not an operator; a helper they share.
+//! statistics), and [`Schedule`], their reports counted as upstream counts
+//! them. Not an operator; a helper they share.
 //!
 //! The first expiry comes after `first` (when not zero), the next ones
 //! every `interval` after it, as upstream's operators schedule an early
@@ -88,6 +89,66 @@ impl Ticker {
     }
 }
 
+/// When an operator reports: an early report after `first` (when not
+/// zero; upstream does not count it), then one every `interval`, `count`
+/// times (0: until the run ends).
+#[derive(Debug)]
+pub struct Schedule {
+    first: Duration,
+    interval: Duration,
+    count: u64,
+    ticker: Option<Ticker>,
+    early_done: bool,
+    reports: u64,
+}
+
+impl Schedule {
+    pub fn new(first: Duration, interval: Duration, count: u64) -> Self {
+        Self {
+            first,
+            interval,
+            count,
+            ticker: None,
+            early_done: first.is_zero(),
+            reports: 0,
+        }
+    }
+
+    /// Arm the timer (at the operator's start).
+    pub fn start(&mut self) -> std::io::Result<()> {
+        self.ticker = Some(Ticker::start(self.first, self.interval)?);
+        Ok(())
+    }
+
+    /// Disarm it (at the operator's stop).
+    pub fn stop(&mut self) {
+        self.ticker = None;
+    }
+
+    /// The descriptor to poll, while armed.
+    pub fn fds(&self) -> Vec<RawFd> {
+        self.ticker.iter().map(Ticker::fd).collect()
+    }
+
+    /// Whether a report is due now (and count it).
+    pub fn due(&mut self) -> bool {
+        if self.finished() || !self.ticker.as_mut().is_some_and(Ticker::due) {
+            return false;
+        }
+        if self.early_done {
+            self.reports += 1;
+        } else {
+            self.early_done = true;
+        }
+        true
+    }
+
+    /// Whether every report asked for was made.
+    pub fn finished(&self) -> bool {
+        self.count > 0 && self.reports >= self.count
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -113,5 +174,23 @@ mod tests {
         assert!(!t.due(), "consumed");
         let b = wait(&mut t);
         assert!(b >= Duration::from_millis(80), "{b:?}");
+    }
+
+    #[test]
+    fn the_early_report_is_not_counted() {
+        let mut s = Schedule::new(Duration::from_millis(5), Duration::from_millis(10), 2);
+        assert!(s.fds().is_empty());
+        s.start().unwrap();
+        let mut reports = 0;
+        let end = std::time::Instant::now() + Duration::from_secs(5);
+        while !s.finished() {
+            assert!(std::time::Instant::now() < end);
+            reports += usize::from(s.due());
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(reports, 3);
+        assert!(!s.due(), "nothing after the count");
+        s.stop();
+        assert!(s.fds().is_empty());
     }
 }

@@ -3,9 +3,7 @@
 //! images without an eBPF program. No privileges: the process operator
 //! reads `/proc`, nothing is loaded into the kernel.
 
-use std::io::Read as _;
 use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -16,43 +14,17 @@ fn fixture(name: &str) -> std::path::PathBuf {
     repo().join("tests/fixtures").join(name)
 }
 
-/// `ig ARGS` to its end, failed after `limit`: stdout, stderr and how long
-/// it took.
+/// `ig ARGS` to its end, failed after `limit`: success, stdout, stderr
+/// and how long it took.
 fn run_bounded(s: &TestStore, args: &[&str], limit: Duration) -> (bool, String, String, Duration) {
     let started = Instant::now();
-    let mut child = s
-        .ig()
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = child.stdout.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        out.read_to_string(&mut s).unwrap();
-        s
-    });
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        if started.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("ig {args:?} still running after {limit:?}: the patches were not applied");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    let took = started.elapsed();
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
-    (status.success(), reader.join().unwrap(), err, took)
+    let out = super::common::output_bounded(s.ig().args(args), limit);
+    (
+        out.status.success(),
+        text(&out.stdout),
+        text(&out.stderr),
+        started.elapsed(),
+    )
 }
 
 fn own_comm() -> String {

@@ -5,58 +5,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::{Running, rows, run_bounded, store, u};
-
-/// A forked child named `name` that spins on the CPU (`busy`) or sleeps
-/// in `pause()`, killed on drop.
-struct Child(i32);
-
-impl Child {
-    fn start(name: &'static std::ffi::CStr, busy: bool) -> Self {
-        // Built before forking: see profile_cpu's test.
-        let _ = store();
-        // SAFETY: the child only makes system calls until killed.
-        let pid = unsafe { libc::fork() };
-        assert!(pid >= 0);
-        if pid == 0 {
-            // SAFETY: raw system calls, no Rust runtime state touched.
-            unsafe {
-                libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
-                libc::prctl(libc::PR_SET_NAME, name.as_ptr());
-            }
-            let mut x: u64 = 0;
-            loop {
-                if busy {
-                    x = std::hint::black_box(
-                        x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1),
-                    );
-                } else {
-                    // SAFETY: waits for a signal.
-                    unsafe { libc::pause() };
-                }
-            }
-        }
-        Self(pid)
-    }
-
-    fn pid(&self) -> u64 {
-        u64::try_from(self.0).unwrap()
-    }
-
-    fn proc(&self, file: &str) -> String {
-        std::fs::read_to_string(format!("/proc/{}/{file}", self.0)).unwrap()
-    }
-}
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        // SAFETY: our child.
-        unsafe {
-            libc::kill(self.0, libc::SIGKILL);
-            libc::waitpid(self.0, std::ptr::null_mut(), 0);
-        }
-    }
-}
+use super::{Forked, Running, rows, run_bounded, u};
 
 /// Fields after the command of `/proc/PID/stat`, numbered from 3.
 fn stat_field(stat: &str, n: usize) -> i64 {
@@ -88,8 +37,8 @@ fn online_cpus() -> f64 {
 
 #[test]
 fn top_process_shows_our_busy_and_sleeping_children() {
-    let busy = Child::start(c"igbusy", true);
-    let sleeper = Child::start(c"igsleep", false);
+    let busy = Forked::start(c"igbusy", true);
+    let sleeper = Forked::start(c"igsleep", false);
     // An early table at 250 ms (first-interval), then two, a second apart:
     // --count ends the run.
     let out = run_bounded(&[
@@ -161,7 +110,7 @@ fn top_process_shows_our_busy_and_sleeping_children() {
             status_kib(&status, "VmSize:") * 1024,
             "{r}"
         );
-        let mnt = std::fs::read_link(format!("/proc/{}/ns/mnt", sleeper.0)).unwrap();
+        let mnt = std::fs::read_link(format!("/proc/{}/ns/mnt", sleeper.raw())).unwrap();
         assert_eq!(
             format!("mnt:[{}]", r["mountnsid"]),
             mnt.to_string_lossy(),

@@ -35,7 +35,7 @@ use crate::pipeline::{
     Dispatch, Instance, Operator, OperatorError, Priority, Setup, Source, SourceId,
 };
 
-use super::ticker::Ticker;
+use super::ticker::Schedule;
 use super::usersource::{self, template};
 pub use cgroupfs::Hierarchy;
 
@@ -301,15 +301,16 @@ impl Operator for CgroupOperator {
         let ids = declare(&mut b)?;
         let source = setup.add_source(b);
         Ok(Some(Box::new(CgroupInstance {
-            settings: self.settings,
             proc_root: self.proc_root,
             hierarchy: None,
             source,
             ids,
-            ticker: None,
+            schedule: Schedule::new(
+                self.settings.first_interval,
+                self.settings.interval,
+                self.settings.count,
+            ),
             previous: HashMap::new(),
-            reports: 0,
-            first_done: false,
         })))
     }
 }
@@ -324,16 +325,13 @@ struct Sample {
 }
 
 struct CgroupInstance {
-    settings: Settings,
     proc_root: PathBuf,
     hierarchy: Option<Hierarchy>,
     source: SourceId,
     ids: Ids,
-    ticker: Option<Ticker>,
+    schedule: Schedule,
     /// Counters of the previous round, by cgroup path.
     previous: HashMap<String, cgroupfs::Throttling>,
-    reports: u64,
-    first_done: bool,
 }
 
 impl CgroupInstance {
@@ -480,15 +478,14 @@ impl Instance for CgroupInstance {
         log::debug!("cgroup: cpu controller on cgroup v{}", h.version());
         self.hierarchy = Some(h);
         self.report(None);
-        self.ticker = Some(
-            Ticker::start(self.settings.first_interval, self.settings.interval)
-                .map_err(|e| fail(CgroupError::Timer(e)))?,
-        );
+        self.schedule
+            .start()
+            .map_err(|e| fail(CgroupError::Timer(e)))?;
         Ok(())
     }
 
     fn stop(&mut self) -> Result<(), OperatorError> {
-        self.ticker = None;
+        self.schedule.stop();
         Ok(())
     }
 
@@ -499,24 +496,18 @@ impl Instance for CgroupInstance {
 
 impl Source for CgroupInstance {
     fn fds(&self) -> Vec<RawFd> {
-        self.ticker.iter().map(Ticker::fd).collect()
+        self.schedule.fds()
     }
 
     fn drain(&mut self, out: &mut Dispatch) -> Result<(), OperatorError> {
-        if !self.ticker.as_mut().is_some_and(Ticker::due) {
-            return Ok(());
-        }
-        self.report(Some(out));
-        if !self.settings.first_interval.is_zero() && !self.first_done {
-            self.first_done = true;
-        } else {
-            self.reports += 1;
+        if self.schedule.due() {
+            self.report(Some(out));
         }
         Ok(())
     }
 
     fn finished(&self) -> bool {
-        self.settings.count > 0 && self.reports >= self.settings.count
+        self.schedule.finished()
     }
 }
 

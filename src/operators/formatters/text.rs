@@ -6,6 +6,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::datasource::copy;
 use crate::names::{ERRNO, SIGNALS, SYSCALLS_X86_64};
+use crate::operators::calendar::civil_from_days;
 
 /// The rendered `YYYY-MM-DDTHH:MM:SS.` of the last second seen: events
 /// come in bursts within one second, so the calendar arithmetic runs about
@@ -85,22 +86,6 @@ fn timestamp_slow(out: &mut String, wall: i128) {
         sod / 60 % 60,
         sod % 60
     );
-}
-
-/// Proleptic Gregorian date of a day count since 1970-01-01 (the
-/// well-known era/day-of-era decomposition: 400-year eras of 146097 days,
-/// years starting in March so that the leap day comes last).
-fn civil_from_days(days: i128) -> (i128, i128, i128) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i128::from(m <= 2);
-    (y, m, d)
 }
 
 /// A byte count as upstream shows it (go-humanize's `Bytes`: powers of

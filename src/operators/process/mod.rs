@@ -37,7 +37,7 @@ use crate::pipeline::{
     Dispatch, Instance, Operator, OperatorError, Priority, Setup, Source, SourceId,
 };
 
-use super::ticker::Ticker;
+use super::ticker::Schedule;
 use super::usersource::{self, template};
 
 pub const NAME: &str = "process";
@@ -462,17 +462,18 @@ impl Operator for ProcessOperator {
         let ids = declare(&mut b, &self.settings.fields)?;
         let source = setup.add_source(b);
         Ok(Some(Box::new(ProcessInstance {
-            settings: self.settings,
             proc_root: self.proc_root,
             sys_root: self.sys_root,
             source,
             ids,
-            ticker: None,
+            schedule: Schedule::new(
+                self.settings.first_interval,
+                self.settings.interval,
+                self.settings.count,
+            ),
             last_cpu: HashMap::new(),
             last_sample: None,
             boot_time: 0,
-            reports: 0,
-            first_done: false,
             buf: Vec::new(),
         })))
     }
@@ -496,20 +497,17 @@ fn go_duration(d: Duration) -> String {
 }
 
 struct ProcessInstance {
-    settings: Settings,
     proc_root: PathBuf,
     sys_root: PathBuf,
     source: SourceId,
     ids: Ids,
-    ticker: Option<Ticker>,
+    schedule: Schedule,
     /// CPU ticks of each pid at the previous reading.
     last_cpu: HashMap<i32, u64>,
     last_sample: Option<Instant>,
     /// Boot time, seconds since the epoch (`btime` of `/proc/stat`).
     boot_time: i64,
     /// Reports after the first interval's early one.
-    reports: u64,
-    first_done: bool,
     buf: Vec<u8>,
 }
 
@@ -651,7 +649,10 @@ impl ProcessInstance {
                 set(ids.start_time, Value::U64(st.starttime));
                 let started = self.boot_time
                     + i64::try_from(st.starttime / TICKS_PER_SECOND as u64).unwrap_or(0);
-                set(ids.start_time_str, Value::Str(procfs::rfc3339_utc(started)));
+                set(
+                    ids.start_time_str,
+                    Value::Str(super::calendar::rfc3339_seconds(started)),
+                );
             }
             events.push(ev);
         }
@@ -675,15 +676,14 @@ impl Instance for ProcessInstance {
             });
         // The baseline of the first report's CPU use.
         self.report(None);
-        self.ticker = Some(
-            Ticker::start(self.settings.first_interval, self.settings.interval)
-                .map_err(|e| fail(ProcessError::Timer(e)))?,
-        );
+        self.schedule
+            .start()
+            .map_err(|e| fail(ProcessError::Timer(e)))?;
         Ok(())
     }
 
     fn stop(&mut self) -> Result<(), OperatorError> {
-        self.ticker = None;
+        self.schedule.stop();
         Ok(())
     }
 
@@ -694,25 +694,18 @@ impl Instance for ProcessInstance {
 
 impl Source for ProcessInstance {
     fn fds(&self) -> Vec<RawFd> {
-        self.ticker.iter().map(Ticker::fd).collect()
+        self.schedule.fds()
     }
 
     fn drain(&mut self, out: &mut Dispatch) -> Result<(), OperatorError> {
-        if !self.ticker.as_mut().is_some_and(Ticker::due) {
-            return Ok(());
-        }
-        self.report(Some(out));
-        if !self.settings.first_interval.is_zero() && !self.first_done {
-            // Upstream's early report does not count.
-            self.first_done = true;
-        } else {
-            self.reports += 1;
+        if self.schedule.due() {
+            self.report(Some(out));
         }
         Ok(())
     }
 
     fn finished(&self) -> bool {
-        self.settings.count > 0 && self.reports >= self.settings.count
+        self.schedule.finished()
     }
 }
 
