@@ -1082,8 +1082,9 @@ fn profile_cpu_samples_our_busy_child() {
     );
     assert!(samples(&values) >= 20);
     // Symbolized (from this executable's ELF symbols): the spinning loop is
-    // in this test function, the innermost frame of most samples.
-    let me_fn = "profile_cpu_samples_our_busy_child";
+    // in `Forked::start` (mangled `..6Forked5start..`), the innermost frame
+    // of most samples.
+    let me_fn = "Forked5start";
     assert!(
         all.iter()
             .any(|r| r["user_stack"].as_str().is_some_and(|s| s.contains(me_fn))),
