@@ -110,6 +110,7 @@ impl GadgetMetadata {
         value: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, MetadataError> {
         let mut doc = self.doc.clone();
+        let mut changed = false;
         for (key, p) in &self.params.custom {
             if !p.is_effective() {
                 continue;
@@ -150,6 +151,10 @@ impl GadgetMetadata {
                 m.remove("params.custom");
             }
             merge(&mut doc, &rendered);
+            changed = true;
+        }
+        if !changed {
+            return Ok(self.clone());
         }
         let mut m: Self =
             yaml_serde::from_value(doc.clone()).map_err(|e| MetadataError::Invalid {
@@ -954,7 +959,10 @@ params:
         );
         // No value: no patch.
         let p = m.patched("gadget.yaml", &values(&[])).unwrap();
-        assert_eq!(p.doc, m.doc);
+        assert_eq!(p, m);
+        // A gadget without gadget.yaml has nothing to patch.
+        let empty = GadgetMetadata::parse(b"", "g.yaml").unwrap();
+        assert_eq!(empty.with_defaults("g.yaml").unwrap(), empty);
     }
 
     #[test]
