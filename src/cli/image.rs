@@ -74,9 +74,13 @@ pub fn image(store: &Path, registry: &RegistryArgs, cmd: ImageCommand) -> anyhow
                     None,
                 )) as Box<dyn crate::pipeline::Operator>
             });
-            let assembly =
-                super::run::Assembly::new(built.metadata.clone(), file, built.object.clone(), wasm)
-                    .with_context(|| format!("building gadget {}", dir.display()))?;
+            let assembly = super::run::Assembly::for_build(
+                built.metadata.clone(),
+                file,
+                built.object.clone(),
+                wasm,
+            )
+            .with_context(|| format!("building gadget {}", dir.display()))?;
             for w in &assembly.warnings {
                 log::warn!("{w}");
             }

@@ -105,10 +105,44 @@ impl Assembly {
         object: Option<Vec<u8>>,
         wasm: Option<Box<dyn Operator>>,
     ) -> anyhow::Result<Self> {
-        let ebpf = object
+        Self::assemble(metadata, file, object, wasm, true)
+    }
+
+    /// For `ig image build`'s checks: the eBPF object's own problems
+    /// (a program `ig run` cannot attach) are `ig run`'s to report, as
+    /// they always were; `gadget.yaml`'s are reported here. Templates may
+    /// then refer to any `operator.oci.ebpf.*` parameter.
+    pub fn for_build(
+        metadata: GadgetMetadata,
+        file: String,
+        object: Option<Vec<u8>>,
+        wasm: Option<Box<dyn Operator>>,
+    ) -> anyhow::Result<Self> {
+        Self::assemble(metadata, file, object, wasm, false)
+    }
+
+    fn assemble(
+        metadata: GadgetMetadata,
+        file: String,
+        object: Option<Vec<u8>>,
+        wasm: Option<Box<dyn Operator>>,
+        strict: bool,
+    ) -> anyhow::Result<Self> {
+        let has_object = object.is_some();
+        let ebpf = match object
             .map(|o| EbpfOperator::new(o, metadata.clone(), EbpfOptions::default()))
             .transpose()
-            .with_context(|| format!("reading the eBPF program of {file}"))?;
+        {
+            Ok(e) => e,
+            Err(e) if !strict => {
+                log::debug!("{file}: the eBPF program is checked by ig run: {e}");
+                None
+            }
+            Err(e) => {
+                return Err(anyhow!(e).context(format!("reading the eBPF program of {file}")));
+            }
+        };
+        let unread_object = has_object && ebpf.is_none();
         let seams = crate::operators::Seams {
             gadget_runs: gadget_runs(),
             ..crate::operators::Seams::default()
@@ -129,7 +163,10 @@ impl Assembly {
                 .map(|s| s.full_name),
         );
         let known = Known {
-            params: &|k| names.iter().any(|n| n == k),
+            params: &|k| {
+                names.iter().any(|n| n == k)
+                    || (unread_object && k.starts_with(crate::bpf::params::PREFIX))
+            },
             operators: crate::operators::NAMES,
             settings: &crate::operators::settings,
         };
@@ -148,7 +185,7 @@ impl Assembly {
                 "{file}: paramDefaults {key} names no parameter of this gadget (ignored)"
             ));
         }
-        if ebpf.is_none() && !has_wasm && configured.is_empty() {
+        if !has_object && !has_wasm && configured.is_empty() {
             return Err(anyhow!(
                 "{file}: the gadget has no eBPF program, no WASM module, and turns on no operator (operator.process, operator.cgroup or operator.ebpf with emitstats: true): nothing to run"
             ));
