@@ -183,11 +183,41 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(secs).map_err(|e| format!("invalid duration {s:?}: {e}"))
 }
 
+/// Set the defaults a gadget chose for parameters of operators
+/// (`paramDefaults` in `gadget.yaml`, keyed by full name; upstream matches
+/// them without regard to case). Returns the keys that name no parameter
+/// of `specs`; a default that is not a valid value is an error, with the
+/// key.
+pub fn apply_defaults(
+    specs: &mut [ParamSpec],
+    defaults: &BTreeMap<String, String>,
+) -> Result<Vec<String>, (String, ParamError)> {
+    let mut unused = Vec::new();
+    for (key, value) in defaults {
+        let mut found = false;
+        for s in specs
+            .iter_mut()
+            .filter(|s| s.full_name.eq_ignore_ascii_case(key))
+        {
+            s.parse(value).map_err(|e| (key.clone(), e))?;
+            s.default.clone_from(value);
+            found = true;
+        }
+        if !found {
+            unused.push(key.clone());
+        }
+    }
+    Ok(unused)
+}
+
 /// Checked values by full name. Parameters the user did not set hold
 /// their defaults (when they have one).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ParamValues {
     values: BTreeMap<String, ParamValue>,
+    /// The same values as the user typed them (or as the default reads):
+    /// what a gadget's templates see (`getParamValue`).
+    raw: BTreeMap<String, String>,
 }
 
 impl ParamValues {
@@ -198,25 +228,33 @@ impl ParamValues {
         given: &[(String, String)],
     ) -> Result<Self, (String, ParamError)> {
         let mut values = BTreeMap::new();
+        let mut raw = BTreeMap::new();
         for s in specs {
             if !s.default.is_empty() {
                 let v = s.parse(&s.default).map_err(|e| (s.full_name.clone(), e))?;
                 values.insert(s.full_name.clone(), v);
+                raw.insert(s.full_name.clone(), s.default.clone());
             }
         }
-        for (name, raw) in given {
+        for (name, raw_value) in given {
             let spec = specs
                 .iter()
                 .find(|s| s.full_name == *name || s.key == *name)
                 .ok_or_else(|| (name.clone(), ParamError::Unknown { name: name.clone() }))?;
-            let v = spec.parse(raw).map_err(|e| (spec.key.clone(), e))?;
+            let v = spec.parse(raw_value).map_err(|e| (spec.key.clone(), e))?;
             values.insert(spec.full_name.clone(), v);
+            raw.insert(spec.full_name.clone(), raw_value.clone());
         }
-        Ok(Self { values })
+        Ok(Self { values, raw })
     }
 
     pub fn get(&self, full_name: &str) -> Option<&ParamValue> {
         self.values.get(full_name)
+    }
+
+    /// The value of `full_name` as typed (or as its default reads).
+    pub fn raw(&self, full_name: &str) -> Option<&str> {
+        self.raw.get(full_name).map(String::as_str)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&str, &ParamValue)> {
@@ -376,6 +414,28 @@ mod tests {
         );
         let e = ParamValues::resolve(&specs, &[("k".into(), "x".into())]).unwrap_err();
         assert_eq!(e.0, "k");
+    }
+
+    #[test]
+    fn gadget_defaults_replace_operator_defaults() {
+        let mut specs = vec![spec(ParamType::Duration, "1s")];
+        let mut d = BTreeMap::new();
+        d.insert("Operator.X.K".to_owned(), "0".to_owned());
+        d.insert("operator.y.z".to_owned(), "1".to_owned());
+        assert_eq!(
+            apply_defaults(&mut specs, &d),
+            Ok(vec!["operator.y.z".to_owned()])
+        );
+        assert_eq!(specs[0].default, "0");
+        let v = ParamValues::resolve(&specs, &[]).unwrap();
+        assert_eq!(
+            v.get("operator.x.k"),
+            Some(&ParamValue::Duration(Duration::ZERO))
+        );
+        assert_eq!(v.raw("operator.x.k"), Some("0"));
+        d.insert("operator.x.k".to_owned(), "soon".to_owned());
+        let e = apply_defaults(&mut specs, &d).unwrap_err();
+        assert_eq!(e.0, "operator.x.k");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Everything about gadget eBPF objects: parsing them (pure) and loading
-//! them into the kernel (the only place that uses aya).
+//! them into the kernel (the only places that use aya: `loader` and
+//! `stats`).
 //!
 //! - [`object`]: ELF sections, programs and `.rodata` symbols (pure);
 //! - [`compat`]: rewrites of libbpf-style objects aya would refuse (pure);
@@ -10,6 +11,8 @@
 //! - [`maps`], [`perf`]: maps by descriptor and perf rings, as a WASM
 //!   guest reaches them (kernel, raw `bpf(2)` and `perf_event_open(2)`);
 //! - [`shared`]: what the eBPF operator and a WASM guest share (pure);
+//! - [`stats`]: every program and map of the host, with run time and
+//!   count, and the switch of the kernel's statistics (kernel);
 //! - [`inspect`]: the object read as `ig run` and `ig image build` read it
 //!   (normalized sections, ELF, BTF, the aya guard, the contract; pure).
 //!
@@ -28,6 +31,7 @@ pub mod privileges;
 pub mod programs;
 pub mod schema;
 pub mod shared;
+pub mod stats;
 
 use crate::btf::Btf;
 use contract::Contract;

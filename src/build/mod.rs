@@ -9,7 +9,9 @@
 //! present, markers well formed) before anything is written to the store.
 //! The header is generated for every build, not cached: it takes a fraction
 //! of a second (see `btf::c_header`) and then always matches the running
-//! kernel.
+//! kernel. A directory without `program.bpf.c` (and no `ebpfsource` in
+//! `build.yaml`) is a gadget made of operators only, as upstream's
+//! bpfstats: nothing is compiled and the image has no eBPF layer.
 //! Does not own: the store (`image::Store` writes the image) or the
 //! metadata model (`metadata`).
 //!
@@ -128,9 +130,14 @@ impl BuildOptions {
 #[derive(Debug)]
 pub struct Built {
     pub metadata_yaml: Vec<u8>,
+    /// `metadata:` of build.yaml, when it names another file than
+    /// gadget.yaml.
+    pub metadata_file: Option<String>,
     pub metadata: GadgetMetadata,
-    pub object: Vec<u8>,
-    pub contract: Contract,
+    /// The eBPF object and its markers; `None` for a gadget of operators
+    /// only.
+    pub object: Option<Vec<u8>>,
+    pub contract: Option<Contract>,
     /// The WASM module named by `build.yaml`'s `wasm:`.
     pub wasm: Option<Vec<u8>>,
 }
@@ -182,6 +189,22 @@ pub fn build(opts: &BuildOptions) -> Result<Built, BuildError> {
         log::warn!("{meta_name}: unknown key {k} (ignored)");
     }
     let source = dir.join(bf.ebpfsource.as_deref().unwrap_or("program.bpf.c"));
+    if !source.is_file() && bf.ebpfsource.is_none() {
+        // Upstream's rule: no default source, no eBPF layer.
+        log::debug!("{} not found: a gadget without eBPF", source.display());
+        let wasm = match &bf.wasm {
+            Some(w) => Some(wasm::build(opts, &dir.join(w), TempDir::new()?.path())?),
+            None => None,
+        };
+        return Ok(Built {
+            metadata_yaml,
+            metadata_file: bf.metadata,
+            metadata,
+            object: None,
+            contract: None,
+            wasm,
+        });
+    }
     if !source.is_file() {
         return Err(BuildError::Read {
             path: source,
@@ -229,9 +252,10 @@ pub fn build(opts: &BuildOptions) -> Result<Built, BuildError> {
     };
     Ok(Built {
         metadata_yaml,
+        metadata_file: bf.metadata,
         metadata,
-        object,
-        contract,
+        object: Some(object),
+        contract: Some(contract),
         wasm,
     })
 }

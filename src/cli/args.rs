@@ -280,7 +280,11 @@ pub enum ImageCommand {
     /// DIR holds program.bpf.c and gadget.yaml (and optionally build.yaml with
     /// `ebpfsource`, `metadata` and `cflags`). Needs clang, llvm-strip and
     /// the libbpf headers; the author headers are built into ig, and
-    /// vmlinux.h is generated from the running kernel's BTF.
+    /// vmlinux.h is generated from the running kernel's BTF. Without
+    /// program.bpf.c, the gadget is made of the operators its gadget.yaml
+    /// turns on (the image has no eBPF layer). gadget.yaml is checked as
+    /// `ig run` will read it: operator names, custom parameters and their
+    /// patch templates, paramDefaults.
     ///
     /// build.yaml's `wasm` adds a WASM guest: a prebuilt module (`x.wasm`)
     /// or its source, built here: C (`guest.c`, clang and wasi-libc), Rust

@@ -71,10 +71,36 @@ pub fn image(store: &Path, registry: &RegistryArgs, cmd: ImageCommand) -> anyhow
                 .with_context(|| format!("building gadget {}", dir.display()))?;
             let tag = tag.unwrap_or_else(|| built.metadata.name.clone());
             let reference = Reference::parse(&tag)?;
+            // What `ig run` will check: operator names, custom parameters
+            // and their templates, paramDefaults, something to run.
+            let file = dir
+                .join(built.metadata_file.as_deref().unwrap_or("gadget.yaml"))
+                .display()
+                .to_string();
+            let wasm = built.wasm.clone().map(|w| {
+                Box::new(crate::operators::wasm::WasmOperator::new(
+                    tag.clone(),
+                    w,
+                    &built.metadata,
+                    None,
+                    logger::guest_stderr(),
+                )) as Box<dyn crate::pipeline::Operator>
+            });
+            let assembly = super::run::Assembly::for_build(
+                built.metadata.clone(),
+                file,
+                built.object.clone(),
+                wasm,
+                super::run::new_seams(),
+            )
+            .with_context(|| format!("building gadget {}", dir.display()))?;
+            for w in &assembly.warnings {
+                log::warn!("{w}");
+            }
             let created = created_timestamp(std::env::var("SOURCE_DATE_EPOCH").ok().as_deref())?;
             let image = GadgetImage {
                 config_yaml: built.metadata_yaml,
-                ebpf_object: built.object,
+                ebpf_object: built.object.unwrap_or_default(),
                 wasm: built.wasm,
                 annotations: build::annotations(&built.metadata, created),
             };
@@ -82,12 +108,24 @@ pub fn image(store: &Path, registry: &RegistryArgs, cmd: ImageCommand) -> anyhow
             let desc = store.add_gadget_image(&reference, image).with_context(|| {
                 format!("writing image {reference} into {}", store.root().display())
             })?;
-            if built.contract.tracers.is_empty()
-                && built.contract.iters.is_empty()
-                && built.contract.map_iters.is_empty()
+            if let Some(c) = &built.contract
+                && c.tracers.is_empty()
+                && c.iters.is_empty()
+                && c.map_iters.is_empty()
+                && assembly.configured.is_empty()
             {
                 log::warn!(
                     "the gadget declares no data source (GADGET_TRACER, GADGET_ITER, GADGET_MAPITER): `ig run` will have nothing to show"
+                );
+            }
+            if built.contract.is_none() {
+                log::debug!(
+                    "no eBPF program: a gadget of operators ({})",
+                    if assembly.configured.is_empty() {
+                        "none turned on".to_owned()
+                    } else {
+                        assembly.configured.join(", ")
+                    }
                 );
             }
             logger::stdout_line(&format!("Successfully built {reference}@{}", desc.digest));

@@ -44,6 +44,11 @@ struct Report {
     annotations: BTreeMap<String, String>,
     /// The host's manifest, as stored.
     manifest: serde_json::Value,
+    /// Whether the image has an eBPF program; without one, it is made of
+    /// the operators its gadget.yaml turns on.
+    ebpf_program: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    operators: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     data_sources: Option<Vec<DataSource>>,
 }
@@ -52,8 +57,12 @@ struct Report {
 #[serde(rename_all = "camelCase")]
 struct DataSource {
     name: String,
-    /// The C struct of its events.
+    /// The C struct of its events (data sources of the eBPF program).
+    #[serde(skip_serializing_if = "String::is_empty")]
     struct_name: String,
+    /// The operator that makes it (data sources of operators).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    operator: String,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     annotations: BTreeMap<String, String>,
     fields: Vec<Field>,
@@ -71,6 +80,18 @@ struct Field {
     annotations: BTreeMap<String, String>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     hidden: bool,
+}
+
+impl Field {
+    fn of(f: &crate::datasource::FieldDef) -> Self {
+        Self {
+            name: f.name.clone(),
+            kind: f.kind.name(),
+            tags: f.tags.clone(),
+            annotations: f.annotations.clone(),
+            hidden: f.hidden,
+        }
+    }
 }
 
 pub fn inspect(
@@ -108,16 +129,17 @@ pub fn inspect(
     let manifest = serde_json::from_slice(manifest_bytes)
         .unwrap_or_else(|_| serde_json::to_value(&resolved.manifest).unwrap_or_default());
 
+    let operators = configured_operators(&resolved.config_yaml, &reference.to_string());
     let data_sources = if show_datasources {
-        let object = resolved
-            .ebpf_object
-            .as_deref()
-            .with_context(|| format!("image {reference} has no eBPF program layer"))?;
-        Some(data_sources(
-            object,
+        let mut ds = match resolved.ebpf_object.as_deref() {
+            Some(object) => data_sources(object, &resolved.config_yaml, &reference.to_string())?,
+            None => Vec::new(),
+        };
+        ds.extend(operator_data_sources(
             &resolved.config_yaml,
             &reference.to_string(),
-        )?)
+        )?);
+        Some(ds)
     } else {
         None
     };
@@ -131,6 +153,8 @@ pub fn inspect(
         created: resolved.created.clone(),
         annotations: resolved.annotations.clone(),
         manifest,
+        ebpf_program: resolved.ebpf_object.is_some(),
+        operators: operators.iter().map(|o| (*o).to_owned()).collect(),
         data_sources,
     };
     let out = match format {
@@ -170,19 +194,50 @@ fn data_sources(object: &[u8], config: &[u8], name: &str) -> anyhow::Result<Vec<
         out.push(DataSource {
             name: t.name.clone(),
             struct_name: t.struct_name.clone(),
+            operator: String::new(),
             annotations: schema.annotations.clone(),
-            fields: schema
-                .fields()
-                .iter()
-                .map(|f| Field {
-                    name: f.name.clone(),
-                    kind: f.kind.name(),
-                    tags: f.tags.clone(),
-                    annotations: f.annotations.clone(),
-                    hidden: f.hidden,
-                })
-                .collect(),
+            fields: schema.fields().iter().map(Field::of).collect(),
         });
+    }
+    Ok(out)
+}
+
+/// The operators the image's gadget.yaml turns on, with its custom
+/// parameters at their defaults (none when it cannot be read).
+fn configured_operators(config: &[u8], name: &str) -> Vec<&'static str> {
+    let Ok(meta) = GadgetMetadata::parse(config, &format!("gadget.yaml of {name}")) else {
+        return Vec::new();
+    };
+    meta.with_defaults(&format!("gadget.yaml of {name}"))
+        .ok()
+        .and_then(|m| crate::operators::from_config(&m, &crate::operators::Seams::default()).ok())
+        .map(|ops| ops.iter().map(|o| o.name()).collect())
+        .unwrap_or_default()
+}
+
+/// The data sources of the operators gadget.yaml turns on, as `ig run`
+/// would make them (instantiated, never started).
+fn operator_data_sources(config: &[u8], name: &str) -> anyhow::Result<Vec<DataSource>> {
+    if config.is_empty() {
+        return Ok(Vec::new());
+    }
+    let file = format!("gadget.yaml of {name}");
+    let meta = GadgetMetadata::parse(config, &file)?.with_defaults(&file)?;
+    let ops = crate::operators::from_config(&meta, &crate::operators::Seams::default())?;
+    let mut out = Vec::new();
+    for op in ops {
+        let operator = op.name().to_owned();
+        let p = crate::pipeline::Pipeline::build(vec![op], &crate::params::ParamValues::default())
+            .with_context(|| format!("operator {operator}"))?;
+        for (_, schema) in p.dispatch.schemas() {
+            out.push(DataSource {
+                name: schema.name.clone(),
+                struct_name: String::new(),
+                operator: operator.clone(),
+                annotations: schema.annotations.clone(),
+                fields: schema.fields().iter().map(Field::of).collect(),
+            });
+        }
     }
     Ok(out)
 }
@@ -242,7 +297,22 @@ fn summary(r: &Report, m: &crate::image::Manifest) -> String {
         m.config.digest.short(),
         human_size(m.config.size)
     );
-    let _ = writeln!(s, "Layers:");
+    if !r.ebpf_program {
+        let _ = writeln!(
+            s,
+            "eBPF:       none, a gadget of operators ({})",
+            if r.operators.is_empty() {
+                "none turned on".to_owned()
+            } else {
+                r.operators.join(", ")
+            }
+        );
+    }
+    let _ = writeln!(
+        s,
+        "Layers:{}",
+        if m.layers.is_empty() { " none" } else { "" }
+    );
     for l in &m.layers {
         let _ = writeln!(
             s,
@@ -254,7 +324,11 @@ fn summary(r: &Report, m: &crate::image::Manifest) -> String {
     }
     if let Some(ds) = &r.data_sources {
         for d in ds {
-            let _ = writeln!(s, "Data source {} (struct {}):", d.name, d.struct_name);
+            if d.struct_name.is_empty() {
+                let _ = writeln!(s, "Data source {} (operator {}):", d.name, d.operator);
+            } else {
+                let _ = writeln!(s, "Data source {} (struct {}):", d.name, d.struct_name);
+            }
             let rows: Vec<[String; 3]> = d
                 .fields
                 .iter()

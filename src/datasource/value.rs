@@ -200,6 +200,14 @@ impl Event {
         }
     }
 
+    /// Set an owned field to `v` (events an operator builds in user space:
+    /// process or cgroup tables). Does nothing for a raw field.
+    pub fn set_value(&mut self, field: &FieldDef, v: Value) {
+        if let Some(slot) = self.owned_mut(field) {
+            *slot = v;
+        }
+    }
+
     /// Set an owned string field, reusing the previous buffer.
     pub fn set_str(&mut self, field: &FieldDef, s: &str) {
         if let Some(v) = self.owned_mut(field) {

@@ -112,6 +112,8 @@ pub struct GadgetImage {
     /// Raw `gadget.yaml`; empty means "no metadata" (the config becomes
     /// the OCI empty descriptor, as upstream does).
     pub config_yaml: Vec<u8>,
+    /// The eBPF object; empty for a gadget without one (no eBPF layer, as
+    /// upstream builds gadgets made of operators only).
     pub ebpf_object: Vec<u8>,
     pub wasm: Option<Vec<u8>>,
     /// Set on the config descriptor, the manifest, its index entry, the
@@ -126,6 +128,7 @@ pub struct GadgetImage {
 pub struct PlatformObjects {
     /// OCI architecture name (`amd64`, `arm64`), see [`oci::oci_architecture`].
     pub architecture: String,
+    /// Empty: no eBPF layer.
     pub ebpf_object: Vec<u8>,
     pub wasm: Option<Vec<u8>>,
     /// tar.gz of minimized BTFs, if the builder ran btfgen.
@@ -1391,7 +1394,10 @@ fn build_gadget_image(
     for p in sorted {
         let mut layers = Vec::new();
         let objects = [
-            (MEDIA_TYPE_GADGET_EBPF, Some(&p.ebpf_object)),
+            (
+                MEDIA_TYPE_GADGET_EBPF,
+                (!p.ebpf_object.is_empty()).then_some(&p.ebpf_object),
+            ),
             (MEDIA_TYPE_GADGET_WASM, p.wasm.as_ref()),
             (MEDIA_TYPE_GADGET_BTFGEN, p.btfgen.as_ref()),
         ];

@@ -8,13 +8,20 @@
 //! Keys follow upstream: `name`, `description`, `homepageURL`,
 //! `documentationURL`, `sourceURL`, `annotations`, `datasources` (also
 //! spelled `dataSources`), `params.ebpf` / `params.wasm` (and the legacy
-//! `ebpfParams`). Other top-level keys (`paramDefaults`, `operator`,
-//! `programs`) are kept verbatim in [`GadgetMetadata::extra`] for the
-//! operators that read them.
+//! `ebpfParams`), `params.custom` (parameters that patch the file itself,
+//! [`config`]), `paramDefaults`, `operator` (settings of operators, read
+//! through [`GadgetMetadata::operator_bool`] and its siblings) and
+//! `programs`. The whole document is kept too ([`GadgetMetadata::doc`]),
+//! because patches and `getConfig` work on it as upstream's do.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Deserializer};
+
+pub mod config;
+pub mod template;
+
+pub use config::{CUSTOM_PREFIX, CustomParam, CustomValue, Known};
 
 /// A parsed `gadget.yaml`.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
@@ -50,12 +57,19 @@ pub struct GadgetMetadata {
     /// gadget written for a newer upstream still runs; the CLI warns.
     #[serde(flatten)]
     pub unknown: BTreeMap<String, yaml_serde::Value>,
+    /// The whole document, as upstream's operators see it (patched by
+    /// [`GadgetMetadata::patched`]).
+    #[serde(skip)]
+    pub doc: yaml_serde::Value,
+    /// The text it was parsed from, to name lines in errors.
+    #[serde(skip)]
+    pub text: String,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct DataSourceMeta {
-    #[serde(default, deserialize_with = "scalar_map")]
+    #[serde(default, deserialize_with = "annotation_map")]
     pub annotations: BTreeMap<String, String>,
     #[serde(default)]
     pub fields: BTreeMap<String, FieldMeta>,
@@ -64,7 +78,7 @@ pub struct DataSourceMeta {
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct FieldMeta {
-    #[serde(default, deserialize_with = "scalar_map")]
+    #[serde(default, deserialize_with = "annotation_map")]
     pub annotations: BTreeMap<String, String>,
 }
 
@@ -75,6 +89,9 @@ pub struct ParamsMeta {
     pub ebpf: BTreeMap<String, ParamDesc>,
     #[serde(default)]
     pub wasm: BTreeMap<String, ParamDesc>,
+    /// Parameters of the gadget itself, whose patches rewrite this file.
+    #[serde(default)]
+    pub custom: BTreeMap<String, CustomParam>,
 }
 
 /// How a param is presented to the user; every key is optional.
@@ -127,7 +144,7 @@ impl GadgetMetadata {
         if text.trim().is_empty() {
             return Ok(Self::default());
         }
-        let meta: Self = yaml_serde::from_str(text).map_err(|e| {
+        let syntax = |e: yaml_serde::Error| {
             let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
             // The library appends " at line L column C"; we already print it.
             let message = e.to_string();
@@ -142,7 +159,10 @@ impl GadgetMetadata {
                 column,
                 message,
             }
-        })?;
+        };
+        let mut meta: Self = yaml_serde::from_str(text).map_err(syntax)?;
+        meta.doc = yaml_serde::from_str(text).map_err(syntax)?;
+        meta.text = text.to_owned();
         Ok(meta)
     }
 
@@ -193,7 +213,17 @@ fn scalar_map<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String
         .collect()
 }
 
-fn opt_scalar<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+/// Data source and field annotations: a scalar map whose keys are lower
+/// case, as upstream reads them (its configuration store folds case, so
+/// `columns.maxWidth` in a gadget means `columns.maxwidth`).
+fn annotation_map<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+    Ok(scalar_map(d)?
+        .into_iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v))
+        .collect())
+}
+
+pub(crate) fn opt_scalar<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     let raw: Option<yaml_serde::Value> = Option::deserialize(d)?;
     raw.map(scalar_to_string)
         .transpose()
@@ -222,6 +252,7 @@ datasources:
       args:
         annotations:
           columns.width: "64"
+          columns.maxWidth: 80
 params:
   ebpf:
     ignore_failed:
@@ -241,6 +272,7 @@ paramDefaults:
         assert_eq!(ds.annotations["cli.clear-screen-before"], "false");
         assert_eq!(ds.fields["proc.comm"].annotations["columns.width"], "16");
         assert_eq!(ds.fields["args"].annotations["columns.width"], "64");
+        assert_eq!(ds.fields["args"].annotations["columns.maxwidth"], "80");
         let p = m.ebpf_params()["ignore_failed"];
         assert_eq!(p.key.as_deref(), Some("ignore-failed"));
         assert_eq!(p.default_value.as_deref(), Some("true"));

@@ -14,7 +14,10 @@
 //!   programs once and dispatches their records as one array;
 //! - toppers (`GADGET_MAPITER`): every `--map-fetch-interval` the hash map is
 //!   drained (lookup-and-delete in batches) into one array, up to
-//!   `--map-fetch-count` times.
+//!   `--map-fetch-count` times. An interval of 0 means no periodic fetch,
+//!   as upstream: the map is drained once when the run stops (or once
+//!   right away with `--map-fetch-count 1`); the advise gadgets set it so
+//!   through `paramDefaults`.
 //!
 //! Stop drops every kernel object.
 //!
@@ -170,6 +173,13 @@ impl EbpfOperator {
         self.options = options;
     }
 
+    /// The gadget's metadata as the custom parameters patched it (data
+    /// source and field annotations may change; programs and parameters
+    /// were read from the original).
+    pub fn set_metadata(&mut self, metadata: GadgetMetadata) {
+        self.metadata = metadata;
+    }
+
     /// The smallest ring buffer the object declares (`max_entries` of its
     /// tracer maps, read from BTF).
     pub fn declared_ringbuf_size(&self) -> Option<u32> {
@@ -186,7 +196,7 @@ impl EbpfOperator {
                 key: "map-fetch-interval".into(),
                 alias: None,
                 full_name: FETCH_INTERVAL.into(),
-                description: "How often map-iterator data sources (toppers) are read and emptied"
+                description: "How often map-iterator data sources (toppers) are read and emptied (0: only when ig stops)"
                     .into(),
                 default: "1s".into(),
                 ty: ParamType::Duration,
@@ -444,6 +454,15 @@ impl Operator for EbpfOperator {
         if let Some(ParamValue::Int(n)) = values.get(FETCH_COUNT) {
             self.fetch_count = u64::try_from(*n).unwrap_or(0);
         }
+        if self.fetch_interval.is_zero()
+            && self.fetch_count > 1
+            && !self.contract.map_iters.is_empty()
+        {
+            return Err(OperatorError::failed(
+                NAME,
+                "--map-fetch-count above 1 needs a --map-fetch-interval above 0",
+            ));
+        }
         Ok(())
     }
 
@@ -516,7 +535,8 @@ struct Topper {
     source: SourceId,
     drain: HashDrain,
     record: usize,
-    next: Instant,
+    /// When the next fetch is due; `None`: only when the run stops.
+    next: Option<Instant>,
     fetched: u64,
     buf: Vec<u8>,
 }
@@ -632,11 +652,18 @@ impl Instance for EbpfInstance {
                     ..
                 } => {
                     let drain = loaded.hash_map(map, *key_size, *value_size).map_err(fail)?;
+                    let next = if !self.fetch_interval.is_zero() {
+                        Some(now + self.fetch_interval)
+                    } else if self.fetch_count == 1 {
+                        Some(now)
+                    } else {
+                        None
+                    };
                     self.toppers.push(Topper {
                         source: *id,
                         drain,
                         record: (*key_size + *value_size) as usize,
-                        next: now + self.fetch_interval,
+                        next,
                         fetched: 0,
                         buf: Vec::new(),
                     });
@@ -753,7 +780,8 @@ impl Source for EbpfInstance {
         }
         let now = Instant::now();
         for t in &mut self.toppers {
-            let due = now >= t.next && (self.fetch_count == 0 || t.fetched < self.fetch_count);
+            let due = t.next.is_some_and(|n| now >= n)
+                && (self.fetch_count == 0 || t.fetched < self.fetch_count);
             if !due {
                 continue;
             }
@@ -772,7 +800,8 @@ impl Source for EbpfInstance {
             );
             out.array(t.source, &mut events);
             t.fetched += 1;
-            t.next = now + self.fetch_interval.max(Duration::from_millis(10));
+            t.next = (!self.fetch_interval.is_zero())
+                .then(|| now + self.fetch_interval.max(Duration::from_millis(10)));
         }
         Ok(())
     }
@@ -781,7 +810,7 @@ impl Source for EbpfInstance {
     fn finish(&mut self, out: &mut Dispatch) -> Result<(), OperatorError> {
         for t in &mut self.toppers {
             if self.fetch_count == 0 || t.fetched < self.fetch_count {
-                t.next = Instant::now();
+                t.next = Some(Instant::now());
             }
         }
         let readers = std::mem::take(&mut self.readers);

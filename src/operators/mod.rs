@@ -3,7 +3,10 @@
 //!
 //! | operator | priority | job |
 //! |---|---|---|
+//! | [`process`] | -1000 | a table of processes (`operator.process`, top_process) |
+//! | [`cgroup`] | -900 | CPU throttling per cgroup (`operator.cgroup`, top_cpu_throttle) |
 //! | [`ebpf`] | 0 | load the gadget object, emit its events |
+//! | [`ebpfstats`] | 0 | statistics of every eBPF program (`operator.ebpf`, bpfstats) |
 //! | [`localmanager`] | 1 (handlers at -1) | containers: `runtime.*` fields, `-c` selection in the kernel |
 //! | [`formatters`] | 0 | readable siblings of typed fields (`error_raw` → `error`) |
 //! | [`uidgid`] | 5 | uid → user name, gid → group name |
@@ -15,18 +18,28 @@
 //! | `output::OutputOperator` | 10000 | print (lives in `output/`) |
 //!
 //! The CLI builds the list for a run explicitly (no registration magic):
-//! the image operator(s) for the gadget, then [`catalog`], then output.
+//! the image operator(s) for the gadget, the operators its `gadget.yaml`
+//! turns on ([`from_config`]), then [`catalog`], then output. A gadget
+//! made of operators only (no eBPF program) is just a run without the
+//! image operator.
 
+use crate::metadata::GadgetMetadata;
 use crate::pipeline::Operator;
 
+mod calendar;
+pub mod cgroup;
 pub mod ebpf;
+pub mod ebpfstats;
 pub mod filter;
 pub mod formatters;
 pub mod limit;
 pub mod localmanager;
+pub mod process;
 pub mod processinfo;
 pub mod sort;
+mod ticker;
 pub mod uidgid;
+mod usersource;
 pub mod wasm;
 
 /// The operators that every run offers, whatever the gadget: each decides
@@ -47,6 +60,74 @@ pub struct Seams {
     /// A WASM guest's configuration for the eBPF operator, and the
     /// gadget's maps for the guest (`EbpfOptions::shared`).
     pub gadget: crate::bpf::shared::SharedGadget,
+    /// Tells the eBPF statistics operator which processes are `ig run`s,
+    /// with the CLI's own argument parser.
+    pub gadget_runs: ebpfstats::GadgetRuns,
+}
+
+/// The names `operator.<name>` may take in `gadget.yaml`: every operator
+/// of ours, spelled as upstream's (compared without regard to case).
+pub const NAMES: &[&str] = &[
+    cgroup::NAME,
+    "cli",
+    ebpfstats::SECTION,
+    "filter",
+    "formatters",
+    "limiter",
+    "LocalManager",
+    process::NAME,
+    "processinfo",
+    "sort",
+    "uidgidresolver",
+    "wasm",
+];
+
+/// The settings operator `name` (lower case) reads from
+/// `operator.<name>` in `gadget.yaml`.
+pub fn settings(name: &str) -> &'static [&'static str] {
+    match name {
+        process::NAME => process::SETTINGS,
+        cgroup::NAME => cgroup::SETTINGS,
+        ebpfstats::SECTION => ebpfstats::SETTINGS,
+        _ => &[],
+    }
+}
+
+/// The parameters of every operator `gadget.yaml` can turn on, for
+/// checking what templates refer to before knowing which are on.
+pub fn config_params() -> Vec<crate::params::ParamSpec> {
+    ebpfstats::params()
+}
+
+/// Why a gadget's configuration cannot run.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(transparent)]
+    Process(#[from] process::ProcessError),
+    #[error(transparent)]
+    Cgroup(#[from] cgroup::CgroupError),
+    #[error(transparent)]
+    Stats(#[from] ebpfstats::EbpfStatsError),
+}
+
+/// The operators a gadget's `gadget.yaml` turns on (`operator.process`,
+/// `operator.cgroup`, `operator.ebpf` with `emitstats: true`), as it reads
+/// after its custom parameters' patches.
+pub fn from_config(
+    meta: &GadgetMetadata,
+    seams: &Seams,
+) -> Result<Vec<Box<dyn Operator>>, ConfigError> {
+    let mut ops: Vec<Box<dyn Operator>> = Vec::new();
+    if let Some(op) = process::ProcessOperator::from_config(meta)? {
+        ops.push(Box::new(op));
+    }
+    if let Some(op) = cgroup::CgroupOperator::from_config(meta)? {
+        ops.push(Box::new(op));
+    }
+    if let Some(op) = ebpfstats::EbpfStats::from_config(meta, seams.gadget_runs.clone())? {
+        ops.push(Box::new(op));
+    }
+    Ok(ops)
 }
 
 /// [`catalog`], connected through `seams`.

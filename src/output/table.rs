@@ -5,7 +5,8 @@
 //! narrower than its header); `columns.alignment` is `left` or `right`
 //! (numbers default to right); text longer than its column is cut with `…`,
 //! numbers are never cut; the last column is neither padded nor cut, so long
-//! values such as command lines stay whole.
+//! values such as command lines stay whole. Floating-point numbers show
+//! `columns.precision` decimals (2 unless set, as upstream's columns).
 
 use std::io::Write as _;
 
@@ -23,7 +24,12 @@ struct Column {
     width: usize,
     right: bool,
     numeric: bool,
+    /// Decimals of floating-point values.
+    precision: usize,
 }
+
+/// Decimals of a float column without `columns.precision` (upstream's).
+const DEFAULT_PRECISION: usize = 2;
 
 pub struct TablePrinter {
     columns: Vec<Column>,
@@ -126,6 +132,7 @@ fn columns_of(schema: &Schema, fields: &[FieldId]) -> Vec<Column> {
                 width,
                 right,
                 numeric,
+                precision: parse("columns.precision").unwrap_or(DEFAULT_PRECISION),
             }
         })
         .collect()
@@ -168,8 +175,9 @@ fn cell(buf: &mut Vec<u8>, text: &[u8], c: &Column, last: bool) {
     buf.push(b' ');
 }
 
-/// Plain text of a value: strings unquoted, bytes in hex.
-fn text(scratch: &mut Vec<u8>, v: ValueRef<'_>) {
+/// Plain text of a value: strings unquoted, bytes in hex, floats with
+/// `precision` decimals.
+fn text(scratch: &mut Vec<u8>, v: ValueRef<'_>, precision: usize) {
     scratch.clear();
     let _ = match v {
         ValueRef::None => Ok(()),
@@ -185,7 +193,7 @@ fn text(scratch: &mut Vec<u8>, v: ValueRef<'_>) {
             super::json::push_u64(scratch, n.unsigned_abs());
             Ok(())
         }
-        ValueRef::F64(f) => write!(scratch, "{f}"),
+        ValueRef::F64(f) => write!(scratch, "{f:.precision$}"),
         ValueRef::Str(s) => {
             // Control characters would break the row; show them as spaces.
             scratch.extend(
@@ -206,7 +214,11 @@ impl Handler for TablePrinter {
         };
         let last = self.columns.len().saturating_sub(1);
         for (i, c) in self.columns.iter().enumerate() {
-            text(&mut self.scratch, event.get(schema.field(c.id)));
+            text(
+                &mut self.scratch,
+                event.get(schema.field(c.id)),
+                c.precision,
+            );
             cell(buf, &self.scratch, c, i == last);
         }
         buf.push(b'\n');
@@ -304,6 +316,30 @@ mod tests {
         assert_eq!(
             String::from_utf8(cap.0.borrow().clone()).unwrap(),
             "       N\n"
+        );
+    }
+
+    #[test]
+    fn floats_show_their_precision() {
+        let mut b = SchemaBuilder::new("x", SourceKind::Array, 0);
+        let a = b.add_owned("a".into(), FieldKind::F64, None).unwrap();
+        let p1 = b.add_owned("b".into(), FieldKind::F64, None).unwrap();
+        b.field_mut(p1)
+            .annotations
+            .insert("columns.precision".into(), "1".into());
+        let s = b.build();
+        let cap = Capture::default();
+        let mut p = TablePrinter::new(&s, shared(cap.clone()));
+        let mut ev = Event::new(&s);
+        ev.set_value(s.field(a), crate::datasource::Value::F64(83.211_288));
+        ev.set_value(s.field(p1), crate::datasource::Value::F64(0.05));
+        p.on_event(&s, &mut ev);
+        p.flush().unwrap();
+        assert_eq!(
+            String::from_utf8(cap.0.borrow().clone()).unwrap(),
+            "       A        B
+   83.21      0.1
+"
         );
     }
 }

@@ -5,6 +5,7 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+mod ops;
 mod vmlinux;
 
 use std::path::Path;

@@ -14,6 +14,7 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+mod operators;
 
 use std::collections::BTreeMap;
 use std::ffi::CString;
@@ -233,39 +234,7 @@ impl Drop for Running {
 
 /// `ig ARGS` to its end, killed (and failed) after 20 s.
 fn run_bounded(args: &[&str]) -> Output {
-    let mut child = store()
-        .ig()
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let out = lines_of(child.stdout.take().unwrap());
-    let err = lines_of(child.stderr.take().unwrap());
-    let end = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if Instant::now() >= end {
-            let _ = child.kill();
-            panic!("ig {args:?} did not end within 20 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let collect = |rx: mpsc::Receiver<String>| {
-        let mut s = String::new();
-        while let Ok(l) = rx.recv_timeout(Duration::from_secs(5)) {
-            s.push_str(&l);
-            s.push('\n');
-        }
-        s.into_bytes()
-    };
-    Output {
-        status,
-        stdout: collect(out),
-        stderr: collect(err),
-    }
+    common::output_bounded(store().ig().args(args), Duration::from_secs(20))
 }
 
 /// `addr:port` of a JSON l4 endpoint (`{addr, port, ...}`), as the table's
@@ -1004,41 +973,71 @@ fn top_tcp_counts_bytes_sent_and_received_on_our_connection() {
 
 // --------------------------------------------------------------- profiler
 
-#[test]
-fn profile_cpu_samples_our_busy_child() {
-    // The store first: building it runs `ig image build` with pipes, and
-    // the child below must not be forked while another thread builds it.
-    let _ = store();
-    // SAFETY: the child only makes system calls and spins until killed.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0);
-    if pid == 0 {
-        // A fork does not close close-on-exec descriptors: drop every
-        // descriptor the test threads had open (pipes of their children
-        // among them), or a reader waiting for the end of such a pipe
-        // would wait as long as this child spins.
-        // SAFETY: raw system calls, no Rust runtime state touched.
-        unsafe {
-            libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
-            libc::prctl(libc::PR_SET_NAME, c"igburn".as_ptr());
-        }
-        let mut x: u64 = 0;
-        loop {
-            x = std::hint::black_box(x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1));
-        }
-    }
-    struct Kill(i32);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            // SAFETY: our child.
+/// A forked child named `name` that spins on the CPU (`busy`) or sleeps
+/// in `pause()`, killed on drop.
+pub(crate) struct Forked(i32);
+
+impl Forked {
+    fn start(name: &'static std::ffi::CStr, busy: bool) -> Self {
+        // The store first: building it runs `ig image build` with pipes,
+        // and no child may be forked while another thread builds it.
+        let _ = store();
+        // SAFETY: the child only makes system calls until killed.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            // A fork does not close close-on-exec descriptors: drop every
+            // descriptor the test threads had open (pipes of their children
+            // among them), or a reader waiting for the end of such a pipe
+            // would wait as long as this child lives.
+            // SAFETY: raw system calls, no Rust runtime state touched.
             unsafe {
-                libc::kill(self.0, libc::SIGKILL);
-                libc::waitpid(self.0, std::ptr::null_mut(), 0);
+                libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
+                libc::prctl(libc::PR_SET_NAME, name.as_ptr());
+            }
+            let mut x: u64 = 0;
+            loop {
+                if busy {
+                    x = std::hint::black_box(
+                        x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1),
+                    );
+                } else {
+                    // SAFETY: waits for a signal.
+                    unsafe { libc::pause() };
+                }
             }
         }
+        Self(pid)
     }
-    let guard = Kill(pid);
-    let child = u64::try_from(pid).unwrap();
+
+    fn raw(&self) -> i32 {
+        self.0
+    }
+
+    fn pid(&self) -> u64 {
+        u64::try_from(self.0).unwrap()
+    }
+
+    fn proc(&self, file: &str) -> String {
+        std::fs::read_to_string(format!("/proc/{}/{file}", self.0)).unwrap()
+    }
+}
+
+impl Drop for Forked {
+    fn drop(&mut self) {
+        // SAFETY: our child.
+        unsafe {
+            libc::kill(self.0, libc::SIGKILL);
+            libc::waitpid(self.0, std::ptr::null_mut(), 0);
+        }
+    }
+}
+
+#[test]
+fn profile_cpu_samples_our_busy_child() {
+    let guard = Forked::start(c"igburn", true);
+    let pid = guard.raw();
+    let child = guard.pid();
     let ps = pid.to_string();
     let mut ig = Running::start(&["profile_cpu", "--pid", &ps, "--map-fetch-interval", "500ms"]);
     let samples = |vs: &[Value]| -> u64 {
@@ -1083,8 +1082,9 @@ fn profile_cpu_samples_our_busy_child() {
     );
     assert!(samples(&values) >= 20);
     // Symbolized (from this executable's ELF symbols): the spinning loop is
-    // in this test function, the innermost frame of most samples.
-    let me_fn = "profile_cpu_samples_our_busy_child";
+    // in `Forked::start` (mangled `..6Forked5start..`), the innermost frame
+    // of most samples.
+    let me_fn = "Forked5start";
     assert!(
         all.iter()
             .any(|r| r["user_stack"].as_str().is_some_and(|s| s.contains(me_fn))),

@@ -9,6 +9,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 mod compat_load;
+mod operators;
 
 use std::io::{BufRead as _, BufReader};
 use std::process::{Child, Command, Stdio};

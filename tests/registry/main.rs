@@ -514,6 +514,42 @@ fn push_then_pull_keeps_every_digest() {
     assert_eq!(v["digest"], want.as_str());
 }
 
+/// An image without an eBPF layer (a gadget of operators only, as
+/// upstream's bpfstats) goes through a registry unchanged and runs.
+#[test]
+fn an_image_without_ebpf_pushes_pulls_and_runs() {
+    let reg = Registry::start();
+    let src = Env::new();
+    let image = format!("{}/gadgets/ops:v1", reg.host());
+    src.store
+        .build(&repo().join("tests/fixtures/ops_custom_params"), &image);
+    let out = src.ok(&["image", "push", &image]);
+    let want = src
+        .listed_digest(&format!("{}/gadgets/ops", reg.host()))
+        .unwrap();
+    assert!(out.contains(&want), "{out}");
+    let dst = Env::new();
+    dst.ok(&["image", "pull", &image]);
+    assert_eq!(src.blob_names(), dst.blob_names());
+    let info = dst.ok(&["image", "inspect", &image, "-o", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&info).unwrap();
+    assert_eq!(v["digest"], want.as_str());
+    assert_eq!(v["manifest"]["layers"], serde_json::json!([]));
+    let out = dst.ok(&[
+        "run",
+        &image,
+        "--verify-image=false",
+        "-e",
+        "100ms",
+        "--reports",
+        "1",
+        "-o",
+        "json",
+    ]);
+    let rows: Vec<serde_json::Value> = serde_json::from_str(out.trim()).unwrap();
+    assert!(rows.iter().any(|r| r["pid"] == std::process::id()), "{out}");
+}
+
 #[test]
 fn login_logout_and_a_wrong_password() {
     let reg = Registry::start_with_auth("tester", "s3cret");

@@ -132,14 +132,17 @@ fn operators_do_not_import_each_other() {
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
+/// aya stays behind two doors: the loader (load, attach, read) and the
+/// host's program statistics (`bpf/stats.rs`: read-only queries by id and
+/// the statistics switch).
 #[test]
-fn only_the_loader_uses_aya() {
+fn only_the_loader_and_stats_use_aya() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut files = Vec::new();
     uses(&src, &mut BTreeSet::new(), &mut files);
     let offenders: Vec<_> = files
         .iter()
-        .filter(|f| !f.ends_with("bpf/loader.rs"))
+        .filter(|f| !f.ends_with("bpf/loader.rs") && !f.ends_with("bpf/stats.rs"))
         .filter(|f| {
             std::fs::read_to_string(f)
                 .unwrap()
@@ -149,7 +152,7 @@ fn only_the_loader_uses_aya() {
         .collect();
     assert!(
         offenders.is_empty(),
-        "aya used outside src/bpf/loader.rs: {offenders:?}"
+        "aya used outside src/bpf/loader.rs and src/bpf/stats.rs: {offenders:?}"
     );
 }
 

@@ -10,12 +10,14 @@
 //! | `gadget_syscall` | syscall number (x86_64) | same | `SYS_OPENAT` |
 //! | `gadget_file_flags` | `open(2)` flags | same | `O_RDONLY\|O_CLOEXEC` |
 //! | `gadget_file_mode` | mode bits | same | `-rw-r--r--` |
+//! | `gadget_bytes` | a byte count | same | `4.2 MB` (powers of 1000, as upstream) |
+//! | `gadget_duration` | nanoseconds | same | `150.00ms`, `3.25s` |
 //! | `gadget_l3endpoint_t` | struct `{addr_raw, version}` | `<struct>.addr` | `10.0.0.1`, `::1` |
 //! | `gadget_l4endpoint_t` | struct `{addr_raw, port, proto_raw, version}` | `<struct>.addr`, `.proto`, `.endpoint` | `10.0.0.1:443`, `[::1]:443`, `TCP` |
 //!
 //! Naming follows upstream: the annotation `formatters.<kind>.target`
 //! (kinds `timestamp`, `errno`, `signal`, `syscall`, `file_flags`,
-//! `file_mode`) names the new field, else it is the source's name minus
+//! `file_mode`, `bytes`, `duration`) names the new field, else it is the source's name minus
 //! `_raw`; a source with neither is left alone, as is one whose target
 //! already exists. The new field lives under the same parent and takes the
 //! source's place in the display order; the source gets `columns.hidden`
@@ -75,6 +77,8 @@ enum Scalar {
     Syscall,
     FileFlags,
     FileMode,
+    Bytes,
+    Duration,
 }
 
 /// `(type tag, kind, annotation name)`.
@@ -85,6 +89,8 @@ const SCALARS: &[(&str, Scalar, &str)] = &[
     ("type:gadget_syscall", Scalar::Syscall, "syscall"),
     ("type:gadget_file_flags", Scalar::FileFlags, "file_flags"),
     ("type:gadget_file_mode", Scalar::FileMode, "file_mode"),
+    ("type:gadget_bytes", Scalar::Bytes, "bytes"),
+    ("type:gadget_duration", Scalar::Duration, "duration"),
 ];
 
 /// Column defaults of the added fields (upstream's templates); `gadget.yaml`
@@ -108,6 +114,9 @@ fn scalar_defaults(kind: Scalar) -> &'static [(&'static str, &'static str)] {
         ],
         Scalar::FileFlags => &[("columns.width", "24"), ("description", "Open flags")],
         Scalar::FileMode => &[("columns.width", "10"), ("description", "File mode")],
+        // Upstream's `bytes` and `duration` column templates.
+        Scalar::Bytes => &[("columns.width", "10"), ("columns.alignment", "right")],
+        Scalar::Duration => &[("columns.width", "20"), ("columns.alignment", "right")],
     }
 }
 
@@ -570,6 +579,8 @@ fn scalar(
         // Flags and modes are 32-bit; a wider field keeps its low bits.
         Scalar::FileFlags => text::file_flags(out, n as u32),
         Scalar::FileMode => text::file_mode(out, n as u32),
+        Scalar::Bytes => text::bytes(out, n),
+        Scalar::Duration => text::duration(out, n),
     });
 }
 

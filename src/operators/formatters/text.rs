@@ -6,6 +6,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::datasource::copy;
 use crate::names::{ERRNO, SIGNALS, SYSCALLS_X86_64};
+use crate::operators::calendar::civil_from_days;
 
 /// The rendered `YYYY-MM-DDTHH:MM:SS.` of the last second seen: events
 /// come in bursts within one second, so the calendar arithmetic runs about
@@ -87,20 +88,37 @@ fn timestamp_slow(out: &mut String, wall: i128) {
     );
 }
 
-/// Proleptic Gregorian date of a day count since 1970-01-01 (the
-/// well-known era/day-of-era decomposition: 400-year eras of 146097 days,
-/// years starting in March so that the leap day comes last).
-fn civil_from_days(days: i128) -> (i128, i128, i128) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i128::from(m <= 2);
-    (y, m, d)
+/// A byte count as upstream shows it (go-humanize's `Bytes`: powers of
+/// 1000, one decimal below 10): `512 B`, `1.0 MB`, `256 MB`.
+pub fn bytes(out: &mut String, n: u64) {
+    const SIZES: [&str; 7] = ["B", "kB", "MB", "GB", "TB", "PB", "EB"];
+    if n < 10 {
+        let _ = write!(out, "{n} B");
+        return;
+    }
+    let s = n as f64;
+    let e = (s.ln() / 1000f64.ln()).floor();
+    let suffix = SIZES[(e as usize).min(SIZES.len() - 1)];
+    let val = (s / 1000f64.powf(e) * 10.0 + 0.5).floor() / 10.0;
+    if val < 10.0 {
+        let _ = write!(out, "{val:.1} {suffix}");
+    } else {
+        let _ = write!(out, "{val:.0} {suffix}");
+    }
+}
+
+/// A duration in nanoseconds as upstream shows it: `10ns`, `10.00µs`,
+/// `150.00ms` below a second, Go's notation (`3.25s`, `5m0s`) above.
+pub fn duration(out: &mut String, ns: u64) {
+    if ns < 1_000 {
+        let _ = write!(out, "{ns}ns");
+    } else if ns < 1_000_000 {
+        let _ = write!(out, "{:.2}µs", ns as f64 / 1e3);
+    } else if ns < 1_000_000_000 {
+        let _ = write!(out, "{:.2}ms", ns as f64 / 1e6);
+    } else {
+        crate::metadata::config::write_go_duration(out, u128::from(ns));
+    }
 }
 
 /// `ENOENT`; 0 (success) stays empty; an unknown number is `error#N`.
@@ -344,6 +362,26 @@ mod tests {
                 "{boot} {off}"
             );
         }
+    }
+
+    #[test]
+    fn bytes_and_durations_like_upstream() {
+        let b = |n| run(|o| bytes(o, n));
+        assert_eq!(b(0), "0 B");
+        assert_eq!(b(512), "512 B");
+        assert_eq!(b(1_000_000), "1.0 MB");
+        assert_eq!(b(256_000_000), "256 MB");
+        assert_eq!(b(1_000_000_000), "1.0 GB");
+        assert_eq!(b(5_000_000_000_000), "5.0 TB");
+        assert_eq!(b(4_198_400), "4.2 MB");
+        let d = |n| run(|o| duration(o, n));
+        assert_eq!(d(0), "0ns");
+        assert_eq!(d(10), "10ns");
+        assert_eq!(d(10_000), "10.00µs");
+        assert_eq!(d(150_000_000), "150.00ms");
+        assert_eq!(d(3_250_000_000), "3.25s");
+        assert_eq!(d(300_000_000_000), "5m0s");
+        assert_eq!(d(9_000_000_000_000), "2h30m0s");
     }
 
     #[test]

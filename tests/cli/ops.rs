@@ -1,0 +1,306 @@
+//! Gadgets made of operators, configured by `gadget.yaml` as upstream
+//! writes it: custom parameters with patches, `operator:` sections,
+//! images without an eBPF program. No privileges: the process operator
+//! reads `/proc`, nothing is loaded into the kernel.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::common::{TestStore, repo, text};
+
+fn fixture(name: &str) -> std::path::PathBuf {
+    repo().join("tests/fixtures").join(name)
+}
+
+/// `ig ARGS` to its end, failed after `limit`: success, stdout, stderr
+/// and how long it took.
+fn run_bounded(s: &TestStore, args: &[&str], limit: Duration) -> (bool, String, String, Duration) {
+    let started = Instant::now();
+    let out = super::common::output_bounded(s.ig().args(args), limit);
+    (
+        out.status.success(),
+        text(&out.stdout),
+        text(&out.stderr),
+        started.elapsed(),
+    )
+}
+
+fn own_comm() -> String {
+    std::fs::read_to_string("/proc/self/comm")
+        .unwrap()
+        .trim_end()
+        .to_owned()
+}
+
+#[test]
+fn custom_params_are_flags_and_their_patches_configure_the_operator() {
+    let s = TestStore::new();
+    s.build(&fixture("ops_custom_params"), "ops_custom_params");
+
+    let help = text(&s.run(&["run", "ops_custom_params", "--help"]).stdout);
+    for line in [
+        "-e, --every <STRING>",
+        "How often the table comes [default: 1m]",
+        "--reports <STRING>",
+        "How many tables before the end [default: 0]",
+        "--view <MEMORY|SHORT>",
+        "Which columns to show [default: short]",
+    ] {
+        assert!(help.contains(line), "{line:?} missing from:\n{help}");
+    }
+
+    // As written the table comes once a minute, for ever: only the patches
+    // of --every and --reports make this end within the bound.
+    let (ok, out, err, took) = run_bounded(
+        &s,
+        &[
+            "run",
+            "ops_custom_params",
+            "-e",
+            "100ms",
+            "--reports",
+            "2",
+            "-o",
+            "json",
+        ],
+        Duration::from_secs(8),
+    );
+    assert!(ok, "{err}");
+    assert!(took >= Duration::from_millis(200), "{took:?}");
+    let tables: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(tables.len(), 2, "{out}");
+    let me = u64::from(std::process::id());
+    for t in &tables {
+        let rows = t.as_array().unwrap();
+        for r in rows {
+            let mut keys: Vec<&str> = r.as_object().unwrap().keys().map(String::as_str).collect();
+            keys.sort_unstable();
+            assert_eq!(
+                keys,
+                ["comm", "mountnsid", "pid", "runtime", "state"],
+                "{r}"
+            );
+        }
+        let mine = rows
+            .iter()
+            .find(|r| r["pid"] == me)
+            .expect("our own process");
+        assert_eq!(mine["comm"], own_comm(), "{mine}");
+        assert!(
+            ["R", "S"].contains(&mine["state"].as_str().unwrap()),
+            "{mine}"
+        );
+    }
+
+    // A value with a patch of its own: other fields, and an annotation
+    // built with getConfig from what --every patched before it.
+    let (ok, out, err, _) = run_bounded(
+        &s,
+        &[
+            "run",
+            "ops_custom_params",
+            "--every=150ms",
+            "--reports",
+            "1",
+            "--view",
+            "memory",
+            "-F",
+            &format!("pid=={me}"),
+        ],
+        Duration::from_secs(8),
+    );
+    assert!(ok, "{err}");
+    let mut lines = out.lines();
+    assert_eq!(
+        lines.next().unwrap().split_whitespace().collect::<Vec<_>>(),
+        ["PID", "NAME", "EVERY", "150MS", "MEMORYRSS"],
+        "{out}"
+    );
+    let row: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(row[0], me.to_string(), "{out}");
+    assert_eq!(row[1], own_comm(), "{out}");
+    assert!(
+        row.last().unwrap().ends_with('B'),
+        "the formatted RSS: {out}"
+    );
+
+    let out = s.run(&["run", "ops_custom_params", "--view", "wide"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("one of memory, short"),
+        "{}",
+        text(&out.stderr)
+    );
+    // A patched value the operator cannot use is an error before the run.
+    let out = s.run(&["run", "ops_custom_params", "-e", "5"]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("operator.process.interval: \"5\" has no unit"),
+        "{err}"
+    );
+}
+
+/// `gadget.yaml` in a fresh directory (a gadget of operators only).
+fn gadget_dir(yaml: &str) -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(d.path().join("gadget.yaml"), yaml).unwrap();
+    d
+}
+
+fn build_error(s: &TestStore, dir: &Path) -> String {
+    let out = s.run(&["image", "build", dir.to_str().unwrap(), "-t", "bad"]);
+    assert!(!out.status.success(), "built: {}", text(&out.stderr));
+    let err = text(&out.stderr);
+    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "{err}");
+    errors[0].to_owned()
+}
+
+/// The line (from 1) of the first line of `text` holding `needle`.
+fn line_of(text: &str, needle: &str) -> usize {
+    text.lines().position(|l| l.contains(needle)).unwrap() + 1
+}
+
+#[test]
+fn bad_templates_and_unknown_operators_are_refused_at_build_with_their_line() {
+    let s = TestStore::new();
+    let original = std::fs::read_to_string(fixture("ops_custom_params/gadget.yaml")).unwrap();
+
+    let yaml = original.replace("\"custom.every\"", "\"custom.evry\"");
+    let d = gadget_dir(&yaml);
+    let file = d.path().join("gadget.yaml");
+    let line = line_of(&yaml, "custom.evry");
+    let e = build_error(&s, d.path());
+    assert!(
+        e.contains(&format!(
+            "{}:{line}:13: getParamValue \"custom.evry\": no such parameter (this gadget's own: custom.every, custom.reports, custom.view;",
+            file.display()
+        )),
+        "{e}"
+    );
+
+    let yaml = original.replace("call .getConfig", "call .getEnv");
+    let d = gadget_dir(&yaml);
+    let line = line_of(&yaml, "getEnv");
+    let e = build_error(&s, d.path());
+    assert!(
+        e.contains(&format!(":{line}:")) && e.contains("calls .getEnv, which ig does not offer"),
+        "{e}"
+    );
+
+    let yaml = original.replace("{{call .getParamValue \"custom.every\"}}", "{{ .every }}");
+    let d = gadget_dir(&yaml);
+    let e = build_error(&s, d.path());
+    assert!(
+        e.contains("template: column 1: {{ .every }} is not supported"),
+        "{e}"
+    );
+
+    let yaml = original.replace("  process:\n    emitstats", "  proces:\n    emitstats");
+    let d = gadget_dir(&yaml);
+    let e = build_error(&s, d.path());
+    assert_eq!(
+        e,
+        format!(
+            "error: building gadget {}: {}:5:3: operator proces: ig has no such operator (ig's operators: cgroup, cli, ebpf, filter, formatters, limiter, LocalManager, process, processinfo, sort, uidgidresolver, wasm)",
+            d.path().display(),
+            d.path().join("gadget.yaml").display()
+        )
+    );
+
+    // A patch that writes to an operator we do not have.
+    let yaml = original.replace(
+        "        operator:\n          process:\n            count",
+        "        operator:\n          logs:\n            count",
+    );
+    let d = gadget_dir(&yaml);
+    let e = build_error(&s, d.path());
+    assert!(
+        e.contains("the patch sets operator logs: ig has no such operator"),
+        "{e}"
+    );
+
+    // Nothing to run at all.
+    let d = gadget_dir("name: empty\n");
+    let e = build_error(&s, d.path());
+    assert!(e.ends_with("nothing to run"), "{e}");
+    // Nothing reached the store.
+    let list = text(&s.run(&["image", "list"]).stdout);
+    assert!(!list.contains("bad"), "{list}");
+}
+
+#[test]
+fn an_image_from_elsewhere_with_an_unknown_operator_is_refused_in_one_line() {
+    let s = TestStore::new();
+    let store = ig::image::Store::open(s.path()).unwrap();
+    let yaml = b"name: elsewhere\noperator:\n  logs:\n    enabled: true\n  process:\n    emitstats: true\n";
+    store
+        .add_gadget_image(
+            &ig::image::Reference::parse("elsewhere").unwrap(),
+            ig::image::GadgetImage {
+                config_yaml: yaml.to_vec(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let out = s.run(&["run", "elsewhere"]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert_eq!(
+        err.trim_end(),
+        "error: reading gadget ghcr.io/inspektor-gadget/gadget/elsewhere:latest: gadget.yaml of ghcr.io/inspektor-gadget/gadget/elsewhere:latest:3:3: operator logs: ig has no such operator (ig's operators: cgroup, cli, ebpf, filter, formatters, limiter, LocalManager, process, processinfo, sort, uidgidresolver, wasm)"
+    );
+}
+
+#[test]
+fn an_image_without_ebpf_has_no_program_layer_and_inspect_says_so() {
+    let s = TestStore::new();
+    s.build(&fixture("ops_custom_params"), "ops_custom_params");
+    let out = s.run(&["image", "inspect", "ops_custom_params", "-o", "json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["ebpfProgram"], false);
+    assert_eq!(v["operators"], serde_json::json!(["process"]));
+    // Upstream's format: the config blob, no layer at all.
+    assert_eq!(v["manifest"]["layers"], serde_json::json!([]));
+    assert_eq!(
+        v["manifest"]["config"]["mediaType"],
+        "application/vnd.gadget.config.v1+yaml"
+    );
+    assert_eq!(
+        v["manifest"]["artifactType"],
+        "application/vnd.gadget.v1+binary"
+    );
+
+    let summary = text(&s.run(&["image", "inspect", "ops_custom_params"]).stdout);
+    assert!(
+        summary.contains("\neBPF:       none, a gadget of operators (process)\nLayers: none\n"),
+        "{summary}"
+    );
+    let ds = text(
+        &s.run(&[
+            "image",
+            "inspect",
+            "ops_custom_params",
+            "--show-datasources",
+        ])
+        .stdout,
+    );
+    assert!(
+        ds.contains("Data source processes (operator process):"),
+        "{ds}"
+    );
+    let fields: Vec<&str> = ds
+        .lines()
+        .skip_while(|l| !l.starts_with("Data source processes"))
+        .skip(2)
+        .map(|l| l.split_whitespace().next().unwrap())
+        .collect();
+    assert_eq!(fields, ["pid", "comm", "state", "mountnsid"], "{ds}");
+}
