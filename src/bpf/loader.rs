@@ -28,6 +28,10 @@ use super::programs::{Attach, PerfEventKind, ProgramPlan};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
+    #[error(
+        "map {map} is pinned by name (LIBBPF_PIN_BY_NAME, e.g. gadget/gpu_bridge_maps.h): ig never pins kernel objects, so gadgets that share maps through /sys/fs/bpf do not run here"
+    )]
+    PinnedMap { map: String },
     #[error("preparing the eBPF object for the kernel (maps, relocations)")]
     Prepare(#[source] aya::EbpfError),
     #[error(
@@ -181,6 +185,13 @@ impl LoadedGadget {
     /// Create the maps, load every program and attach each by its plan.
     /// On error, whatever was created is released before returning.
     pub fn load(spec: &LoadSpec<'_>) -> Result<Self, LoadError> {
+        // aya would pin such a map under /sys/fs/bpf, where it outlives
+        // ig (invariant 7): refused before anything is created.
+        if let Ok(btf) = crate::btf::Btf::parse(&spec.info.btf)
+            && let Some(map) = crate::bpf::contract::pinned_maps(&btf).into_iter().next()
+        {
+            return Err(LoadError::PinnedMap { map });
+        }
         let mut loader = new_loader();
         for (name, value) in spec.globals {
             loader.override_global(name, value.as_slice(), false);

@@ -24,7 +24,7 @@
 use std::os::fd::RawFd;
 use std::time::{Duration, Instant};
 
-use crate::bpf::contract::{Contract, map_key_value, map_max_entries};
+use crate::bpf::contract::{Contract, map_key_value, map_max_entries, sized_maps};
 use crate::bpf::loader::{HashDrain, LoadError, LoadSpec, LoadedGadget, LostCounter, RingBuffer};
 use crate::bpf::mntns_filter::{self, MntnsFilter};
 use crate::bpf::object::ObjectInfo;
@@ -406,6 +406,7 @@ impl Operator for EbpfOperator {
             stack_fields.extend(st.map(|st| (id, st)));
             sources.push((ds, id));
         }
+        let sized_maps = sized_maps(&self.btf, &self.contract.params);
         let Self {
             object,
             info,
@@ -434,6 +435,7 @@ impl Operator for EbpfOperator {
             stack_fields,
             symbolizer: None,
             mntns_seen: 0,
+            sized_maps,
         })))
     }
 }
@@ -482,6 +484,8 @@ struct EbpfInstance {
     symbolizer: Option<stacks::Symbolizer>,
     /// Generation of the container filter last written to the kernel.
     mntns_seen: u64,
+    /// `(map, parameter variable)`: maps sized by a parameter.
+    sized_maps: Vec<(String, String)>,
 }
 
 impl Instance for EbpfInstance {
@@ -495,7 +499,7 @@ impl Instance for EbpfInstance {
         if filter.is_some() {
             globals.push((mntns_filter::FLAG_VAR.to_owned(), vec![1]));
         }
-        let max_entries: Vec<(String, u32)> = match self.options.ringbuf_size {
+        let mut max_entries: Vec<(String, u32)> = match self.options.ringbuf_size {
             Some(n) => self
                 .contract
                 .tracer_maps
@@ -504,6 +508,22 @@ impl Instance for EbpfInstance {
                 .collect(),
             None => Vec::new(),
         };
+        // Maps sized by a parameter `<map>_max_entries` (upstream's rule):
+        // the user's value, else the variable's initial value.
+        for (map, var) in &self.sized_maps {
+            let bytes = globals
+                .iter()
+                .find(|(n, _)| n == var)
+                .map(|(_, b)| b.as_slice())
+                .or_else(|| self.info.rodata_value(var));
+            if let Some(n) = bytes
+                .and_then(|b| b.get(..4))
+                .and_then(|b| <[u8; 4]>::try_from(b).ok())
+                .map(u32::from_ne_bytes)
+            {
+                max_entries.push((map.clone(), n));
+            }
+        }
         let spec = LoadSpec {
             object: &self.object,
             info: &self.info,

@@ -105,13 +105,15 @@ struct {
 } otel_generic_params SEC(".maps");
 
 /* The OpenTelemetry entry programs, one per calling program type (a tail
- * call needs caller and callee of the same type). Filled by the loader. */
+ * call needs caller and callee of the same type). Filled by the loader, so
+ * declared without static contents: upstream writes __array(values, int())
+ * too, which adds nothing to the map and which aya 0.14 cannot parse
+ * ("unexpected BTF type id"). */
 struct {
 	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
 	__type(value, __u32);
-	__array(values, int());
 } otel_tc_kprobe SEC(".maps");
 
 struct {
@@ -119,7 +121,6 @@ struct {
 	__uint(max_entries, 1);
 	__type(key, __u32);
 	__type(value, __u32);
-	__array(values, int());
 } otel_tc_perf SEC(".maps");
 
 /*
