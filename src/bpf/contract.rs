@@ -338,7 +338,10 @@ mod tests {
         let params = ["ig_build_id_max_entries".to_owned(), "other".to_owned()];
         assert_eq!(
             sized_maps(&btf, &params),
-            [("ig_build_id".to_owned(), "ig_build_id_max_entries".to_owned())]
+            [(
+                "ig_build_id".to_owned(),
+                "ig_build_id_max_entries".to_owned()
+            )]
         );
     }
 

@@ -1072,7 +1072,11 @@ fn profile_cpu_samples_our_busy_child() {
         let minor = dev & 0xff | (dev >> 12) & 0xffff_ff00;
         assert_eq!((u(&us["major"]), u(&us["minor"])), (major, minor), "{r}");
         assert_eq!(us["mtime_sec"], exe.mtime(), "{r}");
-        assert_eq!(u(&us["mtime_nsec"]), u64::try_from(exe.mtime_nsec()).unwrap(), "{r}");
+        assert_eq!(
+            u(&us["mtime_nsec"]),
+            u64::try_from(exe.mtime_nsec()).unwrap(),
+            "{r}"
+        );
         assert_eq!(u(&us["pid_level0"]), child, "{r}");
         assert_eq!(u(&us["tgid_level0"]), child, "{r}");
         assert_ne!(u(&us["base_addr_hash"]), 0, "{r}");

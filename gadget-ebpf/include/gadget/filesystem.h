@@ -120,69 +120,130 @@ static __always_inline struct mount *real_mount(struct vfsmount *mnt)
 /* The longest name of one path component (NAME_MAX). */
 #define __GADGET_NAME_MAX 255
 
+/* v, hidden from the compiler, which then keeps the mask that follows. */
+static __always_inline __u32 __gadget_opaque_u32(__u32 v)
+{
+	asm volatile("" : "+r"(v));
+	return v;
+}
+
+/* Where a path walk is: the component to add next, its mount, and how far
+ * the string reaches back from the middle of the buffer. */
+struct __gadget_path_walk {
+	struct dentry *dentry;
+	struct vfsmount *vfsmnt;
+	struct mount *mnt;
+	struct mount *up; /* mnt's parent; mnt itself at the top */
+	buf_t *out;
+	__u32 start; /* the path is out->buf[start, __GADGET_HALF) */
+};
+
+/*
+ * One step up: prepend the current component, or cross to the mount below.
+ * Returns 1 when the walk is over (the top, a detached dentry, a name that
+ * does not fit), 0 to go on. A bpf_loop() callback, or called in an
+ * unrolled loop on kernels without bpf_loop().
+ */
+static long __gadget_path_step(__u32 i, void *data)
+{
+	struct __gadget_path_walk *w = data;
+	struct dentry *root = get_mnt_root_ptr_from_vfsmnt(w->vfsmnt);
+	struct dentry *parent = get_d_parent_ptr_from_dentry(w->dentry);
+	buf_t *out = w->out;
+	struct qstr name;
+	__u32 start = w->start;
+	__u32 len;
+
+	/* Kernel pointers are copied out of *w before CO-RE reads: inside
+	 * BPF_CORE_READ(), w->mnt would be a relocation against this file's
+	 * own struct, which the kernel does not have. */
+	struct mount *mnt = w->mnt;
+	struct mount *up = w->up;
+
+	if (w->dentry == root) {
+		/* Top of this mount: the top of all, or go on from where
+		 * it is mounted, in the mount below. */
+		if (mnt == up)
+			return 1;
+		w->dentry = BPF_CORE_READ(mnt, mnt_mountpoint);
+		w->mnt = up;
+		w->up = BPF_CORE_READ(up, mnt_parent);
+		w->vfsmnt = (void *)up +
+			    bpf_core_field_offset(struct mount, mnt);
+		return 0;
+	}
+	if (w->dentry == parent)
+		return 1; /* a root that is not its mount's: detached */
+
+	/* Prepend "/" and the name. */
+	name = get_d_name_from_dentry(w->dentry);
+	len = name.len;
+	if (!out || len == 0 || len > __GADGET_NAME_MAX || len + 1 > start)
+		return 1;
+	start -= len;
+	bpf_probe_read_kernel(&out->buf[start & __GADGET_HALF_MASK],
+			      len & __GADGET_NAME_MAX, name.name);
+	start -= 1;
+	out->buf[start & __GADGET_HALF_MASK] = '/';
+	/*
+	 * A no-op (start stays below __GADGET_HALF), for the verifier: it
+	 * forgets how many bytes were written so far, so that the states it
+	 * reaches at the next step are alike and pruned, instead of one per
+	 * number of names written.
+	 */
+	w->start = __gadget_opaque_u32(start) & __GADGET_HALF_MASK;
+	w->dentry = parent;
+	return 0;
+}
+
 /*
  * get_path_str(path) returns the full path of *path (a kernel pointer, or
  * a copy on the BPF stack), in this CPU's scratch buffer; NULL only when
  * the buffer cannot be had. See the top of this file.
+ *
+ * The walk runs under bpf_loop() where the kernel has it (5.17+): the
+ * verifier then checks one step, not MAX_PATH_COMPONENTS of them, which
+ * keeps the load time of a gadget calling this from several programs
+ * short. Older kernels get the unrolled loop; the choice is a CO-RE check,
+ * fixed at load time, so only one of the two is verified.
  */
-static __always_inline void *get_path_str(struct path *path)
+static __always_inline void *get_path_str(const struct path *path)
 {
-	struct dentry *dentry = BPF_CORE_READ(path, dentry);
 	struct vfsmount *vfsmnt = BPF_CORE_READ(path, mnt);
 	struct mount *mnt = real_mount(vfsmnt);
-	struct mount *up = BPF_CORE_READ(mnt, mnt_parent);
-	/* The path is buf[start, __GADGET_HALF): a terminator first. */
-	__u32 start = __GADGET_HALF - 1;
+	struct __gadget_path_walk w = {
+		.dentry = BPF_CORE_READ(path, dentry),
+		.vfsmnt = vfsmnt,
+		.mnt = mnt,
+		.up = BPF_CORE_READ(mnt, mnt_parent),
+		.start = __GADGET_HALF - 1,
+	};
 	buf_t *out = get_buf(STRING_BUF_IDX);
 
 	if (!out)
 		return NULL;
+	w.out = out;
 	out->buf[__GADGET_HALF - 1] = '\0';
 
+	if (bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_loop)) {
+		bpf_loop(MAX_PATH_COMPONENTS, __gadget_path_step, &w, 0);
+	} else {
 #pragma unroll
-	for (int i = 0; i < MAX_PATH_COMPONENTS; i++) {
-		struct dentry *root = get_mnt_root_ptr_from_vfsmnt(vfsmnt);
-		struct dentry *parent = get_d_parent_ptr_from_dentry(dentry);
-		struct qstr name;
-		__u32 len;
-
-		if (dentry == root) {
-			/* Top of this mount: the top of all, or go on from
-			 * where it is mounted, in the mount below. */
-			if (mnt == up)
+		for (int i = 0; i < MAX_PATH_COMPONENTS; i++)
+			if (__gadget_path_step(i, &w))
 				break;
-			dentry = BPF_CORE_READ(mnt, mnt_mountpoint);
-			mnt = up;
-			up = BPF_CORE_READ(mnt, mnt_parent);
-			vfsmnt = (void *)mnt +
-				 bpf_core_field_offset(struct mount, mnt);
-			continue;
-		}
-		if (dentry == parent)
-			break; /* a root that is not its mount's: detached */
-
-		/* Prepend "/" and the name. */
-		name = get_d_name_from_dentry(dentry);
-		len = name.len;
-		if (len == 0 || len > __GADGET_NAME_MAX || len + 1 > start)
-			break;
-		start -= len;
-		bpf_probe_read_kernel(&out->buf[start & __GADGET_HALF_MASK],
-				      len & __GADGET_NAME_MAX, name.name);
-		start -= 1;
-		out->buf[start & __GADGET_HALF_MASK] = '/';
-		dentry = parent;
 	}
 
-	if (start == __GADGET_HALF - 1) {
+	if (w.start == __GADGET_HALF - 1) {
 		/* Nothing climbed: "/" itself, or a file outside any tree. */
-		struct qstr name = get_d_name_from_dentry(dentry);
+		struct dentry *last = w.dentry;
+		struct qstr name = get_d_name_from_dentry(last);
 
 		bpf_probe_read_kernel_str(&out->buf[0], __GADGET_NAME_MAX + 1,
 					  name.name);
 		return &out->buf[0];
 	}
-	return &out->buf[start & __GADGET_HALF_MASK];
+	return &out->buf[w.start & __GADGET_HALF_MASK];
 }
 
 /* The struct file of the current task's descriptor fd, or NULL. */
