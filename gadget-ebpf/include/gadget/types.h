@@ -205,11 +205,16 @@ struct gadget_user_stack {
  * written by the socket enricher (user space) and read by networking
  * gadgets to attribute packets to processes.
  *
- * preserve_access_index makes every member access a CO-RE relocation
- * against the map's BTF as the enricher creates it, so a gadget keeps
- * working if members move. The members up to ipv6only always exist;
- * optional_fields_start marks the start of those the enricher may leave
- * out (check them with bpf_core_field_exists() and bpf_core_field_size()).
+ * The members up to ipv6only always exist; optional_fields_start marks the
+ * start of those the enricher may leave out (cwd, exepath).
+ *
+ * Upstream declares this struct with preserve_access_index, so that member
+ * accesses are CO-RE relocations resolved against the BTF its socket
+ * enricher publishes. Ours is a plain struct: ig has no socket enricher
+ * and its loader relocates against the kernel's BTF only, where no
+ * gadget_socket_value exists, so every access would be refused ("invalid
+ * func unknown#195896080"). The layout is upstream's, so the offsets a
+ * gadget built here reads are those of upstream's enricher.
  */
 struct gadget_socket_value {
 	__u64 mntns;
@@ -227,6 +232,6 @@ struct gadget_socket_value {
 
 	char cwd[GADGET_SE_PATH_MAX];
 	char exepath[GADGET_SE_PATH_MAX];
-} __attribute__((preserve_access_index));
+};
 
 #endif /* __GADGET_TYPES_H */

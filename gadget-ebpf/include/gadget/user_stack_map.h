@@ -353,18 +353,23 @@ gadget_get_user_stack_from_tracepoint(void *ctx, struct gadget_user_stack *us)
 		bpf_core_unreachable();
 }
 
+/* What any other context type gets: a compile error at the call. */
+void __gadget_get_user_stack_wrong_ctx(void *ctx, struct gadget_user_stack *us)
+	__attribute__((error(
+		"gadget_get_user_stack(ctx, us) takes a struct pt_regs * (kprobe, uprobe) or a struct bpf_perf_event_data * (perf_event); other programs call gadget_get_user_stack_from_tracepoint()")));
+
 /*
  * gadget_get_user_stack(ctx, us) picks the variant by ctx's C type, at
  * compile time, so that a program refers to one prog array only. Any other
- * ctx type (void *, a tracepoint's struct) is a compile error pointing at
- * the call: call gadget_get_user_stack_from_tracepoint() there.
+ * ctx type (void *, a tracepoint's struct) is a compile error naming the
+ * call's file and line.
  */
-#define gadget_get_user_stack(ctx, us)                                   \
-	_Generic((ctx),                                                  \
-		struct bpf_perf_event_data *:                            \
-			gadget_get_user_stack_from_perf_event,           \
-		struct pt_regs *: gadget_get_user_stack_from_kprobe)((ctx), \
-								    (us))
+#define gadget_get_user_stack(ctx, us)                                    \
+	_Generic((ctx),                                                   \
+		struct bpf_perf_event_data *:                             \
+			gadget_get_user_stack_from_perf_event,            \
+		struct pt_regs *: gadget_get_user_stack_from_kprobe,      \
+		default: __gadget_get_user_stack_wrong_ctx)((ctx), (us))
 
 #endif /* !GADGET_NO_COLLECT_USTACK_PARAM */
 
