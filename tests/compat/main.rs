@@ -599,3 +599,59 @@ fn image_build_takes_the_newest_clang_and_says_so() {
     );
     assert_eq!(images.lines().count(), 1, "{images}");
 }
+
+#[test]
+fn trace_exec_paths_and_change_times_come_from_the_new_headers() {
+    require_kernel();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    let sub = root.join("cwd");
+    std::fs::create_dir(&sub).unwrap();
+    let prog = root.join(format!("igcompat-exec{}", std::process::id() % 10000));
+    std::fs::copy("/bin/true", &prog).unwrap();
+    let prog_s = prog.display().to_string();
+    let events = Running::start(common::gadget_store(), &["trace_exec", "--paths"]).collect(
+        || {
+            let _ = Command::new(&prog).current_dir(&sub).status();
+        },
+        |seen| seen.iter().any(|e| e["args"] == prog_s.as_str()),
+    );
+    let e = events
+        .iter()
+        .find(|e| e["args"] == prog_s.as_str())
+        .unwrap();
+    // filesystem.h: the working directory at the exec, the executable.
+    assert_eq!(e["cwd"], sub.display().to_string(), "{e}");
+    assert_eq!(e["exepath"], prog_s.as_str(), "{e}");
+    // core_fixes.bpf.h: the change times of the executable and of the
+    // parent's (this test binary).
+    assert_eq!(u(&e["ctime"]), ctime_ns(&prog_s), "{e}");
+    assert_eq!(u(&e["pctime"]), ctime_ns("/proc/self/exe"), "{e}");
+}
+
+#[test]
+fn trace_open_paths_resolve_symlinks_with_filesystem_h() {
+    require_kernel();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    let target = root.join("target");
+    std::fs::write(&target, "x").unwrap();
+    let link = root.join(format!("igcompat-link{}", std::process::id()));
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let link_s = link.display().to_string();
+    let me = std::process::id().to_string();
+    let events = Running::start(
+        common::gadget_store(),
+        &["trace_open", "--paths", "--pid", &me],
+    )
+    .collect(
+        || drop(std::fs::File::open(&link).unwrap()),
+        |seen| seen.iter().any(|e| e["fname"] == link_s.as_str()),
+    );
+    let e = events
+        .iter()
+        .find(|e| e["fname"] == link_s.as_str())
+        .unwrap();
+    // The caller's path is the link; the opened file is its target.
+    assert_eq!(e["fpath"], target.display().to_string(), "{e}");
+}
