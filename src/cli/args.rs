@@ -245,8 +245,10 @@ pub enum ImageCommand {
     ///
     /// DIR holds program.bpf.c and gadget.yaml (and optionally build.yaml with
     /// `ebpfsource`, `metadata` and `cflags`). Needs clang, llvm-strip and
-    /// the libbpf headers; the author headers are built into ig, and
-    /// vmlinux.h is generated from the running kernel's BTF.
+    /// the libbpf headers: the newest clang on PATH is used (clang-19 over
+    /// Debian bookworm's clang 14), or IG_CLANG and IG_LLVM_STRIP; `ig -v`
+    /// says which. The author headers are built into ig, and vmlinux.h is
+    /// generated from the running kernel's BTF.
     Build {
         /// The gadget directory.
         dir: PathBuf,

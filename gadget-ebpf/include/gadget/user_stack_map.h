@@ -231,8 +231,10 @@ static __always_inline void gadget_fill_user_stack(void *ctx,
 	unsigned int level = BPF_CORE_READ(pid, level);
 	dev_t dev = BPF_CORE_READ(inode, i_sb, s_dev);
 
-	us->stack_id = bpf_get_stackid(ctx, &ig_ustack,
-				       BPF_F_FAST_STACK_CMP | BPF_F_USER_STACK);
+	/* Without BPF_F_FAST_STACK_CMP (upstream passes it): a stack whose
+	 * hash collides with another's is then lost (-EEXIST) rather than
+	 * reported as the other one. */
+	us->stack_id = bpf_get_stackid(ctx, &ig_ustack, BPF_F_USER_STACK);
 	us->boot_timestamp = bpf_ktime_get_boot_ns();
 	us->otel_correlation_id = 0;
 
