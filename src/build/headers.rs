@@ -5,7 +5,12 @@
 //! its name (`#include_next`) and adds what libbpf added after Debian
 //! bookworm's 1.1 and upstream's gadgets use (`BPF_UPROBE`, the sixth
 //! argument registers...). Written by us; a newer libbpf-dev wins, since
-//! every definition is skipped when the system's header has it.
+//! every definition is skipped when the system's header has it. Not taken
+//! from a crate: libbpf-sys ships libbpf's sources, but its build script
+//! either compiles libbpf or links the system's (a build dependency would
+//! link it into our build script, and need libbpf-dev, libelf-dev and
+//! zlib at `cargo build` time), and the gap to the libbpf 1.3 headers of
+//! upstream's builder is a dozen macros.
 
 use std::path::Path;
 

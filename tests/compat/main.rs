@@ -654,4 +654,19 @@ fn trace_open_paths_resolve_symlinks_with_filesystem_h() {
         .unwrap();
     // The caller's path is the link; the opened file is its target.
     assert_eq!(e["fpath"], target.display().to_string(), "{e}");
+
+    // Without --paths the record ends before fpath, which ig zero-fills.
+    let events = Running::start(common::gadget_store(), &["trace_open", "--pid", &me]).collect(
+        || drop(std::fs::File::open(&link).unwrap()),
+        |seen| seen.iter().any(|e| e["fname"] == link_s.as_str()),
+    );
+    let e = events
+        .iter()
+        .find(|e| e["fname"] == link_s.as_str())
+        .unwrap();
+    assert_eq!(e["fpath"], "", "{e}");
+    assert_eq!(
+        e["flags"], "O_RDONLY|O_CLOEXEC",
+        "the members before fpath: {e}"
+    );
 }
