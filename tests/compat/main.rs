@@ -542,21 +542,22 @@ fn image_build_takes_the_newest_clang_and_says_so() {
     ]);
     let path = tools.path().to_str().unwrap();
     let store = TestStore::new();
-    let out = store
-        .ig()
-        .env("PATH", path)
-        .args([
-            "-v",
-            "image",
-            "build",
-            gadget.to_str().unwrap(),
-            "-t",
-            "newest",
-        ])
-        .output()
-        .unwrap();
-    let err = text(&out.stderr);
-    assert!(out.status.success(), "{err}");
+    // `ig -v image build` with this PATH (and IG_CLANG, if given): stderr.
+    let build = |clang: Option<&Path>| {
+        let mut c = store.ig();
+        c.env("PATH", path);
+        if let Some(clang) = clang {
+            c.env("IG_CLANG", clang);
+        }
+        let out = c
+            .args(["-v", "image", "build", gadget.to_str().unwrap(), "-t", "x"])
+            .output()
+            .unwrap();
+        let err = text(&out.stderr);
+        assert!(out.status.success(), "{err}");
+        err
+    };
+    let err = build(None);
     assert!(
         err.contains(
             "compiling with clang-19 (version 19) and llvm-strip-19 (the newest clang on PATH"
@@ -564,21 +565,7 @@ fn image_build_takes_the_newest_clang_and_says_so() {
         "{err}"
     );
     // IG_CLANG wins, and an old clang is warned about.
-    let out = store
-        .ig()
-        .env("PATH", path)
-        .env("IG_CLANG", &clang14)
-        .args([
-            "-v",
-            "image",
-            "build",
-            gadget.to_str().unwrap(),
-            "-t",
-            "chosen",
-        ])
-        .output()
-        .unwrap();
-    let err = text(&out.stderr);
+    let err = build(Some(&clang14));
     assert!(
         err.contains(&format!("compiling with {}", clang14.display())),
         "{err}"
