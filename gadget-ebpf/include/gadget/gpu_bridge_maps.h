@@ -8,7 +8,8 @@
  * the bridge's pinned maps instead of creating new ones. ig never pins
  * kernel objects (ARCHITECTURE.md, invariant 7: whatever ig creates dies
  * with it), so `ig run` refuses a gadget that declares a pinned map, naming
- * the map; `ig image build` builds it, so the image can run under upstream.
+ * the map (src/bpf/contract.rs, pinned_maps); `ig image build` builds it,
+ * so the image can run under upstream.
  *
  * Select the maps to declare before including this file:
  * GPU_BRIDGE_WANT_META, GPU_BRIDGE_WANT_DEVICE, GPU_BRIDGE_WANT_PER_PID,

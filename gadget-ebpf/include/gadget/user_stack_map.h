@@ -35,7 +35,9 @@
  * (sized at load time from the parameter ig_build_id_max_entries: a map
  * `X` with a parameter `X_max_entries` gets that many entries),
  * otel_generic_params, otel_tc_kprobe, otel_tc_perf; the parameters
- * collect_ustack, collect_build_id, collect_otel_stack.
+ * collect_ustack, collect_build_id, collect_otel_stack. The loader side:
+ * src/bpf/contract.rs (sized_maps), src/bpf/params.rs (the parameters'
+ * keys), src/operators/ebpf/stacks.rs (the struct's members).
  *
  * Our addition: a gadget that decides by itself when to collect (our
  * profile_cpu) defines GADGET_NO_COLLECT_USTACK_PARAM before including this
