@@ -24,6 +24,12 @@
 // literals of the C library. For a successful exec the arguments are then
 // taken from the new program's argument area instead, which the kernel has
 // just written.
+//
+// As upstream's trace_exec: the change times (ctime) of the executable and
+// of the parent's executable (gadget/core_fixes.bpf.h reads the inode's
+// ctime whatever its layout in this kernel), and with --paths the working
+// directory at the exec and the executable's full path (walked with
+// gadget/filesystem.h).
 
 #include <vmlinux.h>
 #include <bpf/bpf_helpers.h>
@@ -33,6 +39,8 @@
 #define GADGET_NO_BUF_RESERVE
 #include <gadget/buffer.h>
 #include <gadget/common.h>
+#include <gadget/core_fixes.bpf.h>
+#include <gadget/filesystem.h>
 #include <gadget/filter.h>
 #include <gadget/macros.h>
 #include <gadget/types.h>
@@ -55,6 +63,14 @@ struct event {
 	__u32 args_size;
 	// Some arguments were left out or cut short.
 	bool args_truncated;
+	// Change time of the executable and of the parent's executable, in
+	// nanoseconds since the epoch (0 for a failed exec).
+	__u64 ctime;
+	__u64 pctime;
+	// With --paths: the working directory when the exec started and the
+	// full path of the executable run (empty for a failed exec).
+	char cwd[GADGET_PATH_MAX];
+	char exepath[GADGET_PATH_MAX];
 	// The executed path followed by argv[1], argv[2], ... separated by
 	// single spaces. Only args_size bytes of it are sent.
 	char args[ARGS_LEN];
@@ -76,6 +92,9 @@ static const struct exec_state empty_state;
 
 const volatile bool ignore_failed = true;
 GADGET_PARAM(ignore_failed);
+
+const volatile bool paths = false;
+GADGET_PARAM(paths);
 
 // Execs in progress, by thread id. Entries live only from syscall entry to
 // exit, so they are allocated on demand: preallocating 1024 values of
@@ -197,6 +216,16 @@ static __always_inline int enter_exec(const char *filename,
 
 	e->timestamp_raw = bpf_ktime_get_boot_ns();
 
+	if (paths) {
+		struct task_struct *task =
+			(struct task_struct *)bpf_get_current_task();
+		struct fs_struct *fs = BPF_CORE_READ(task, fs);
+		char *cwd = get_path_str(&fs->pwd);
+
+		if (cwd)
+			bpf_probe_read_kernel_str(e->cwd, sizeof(e->cwd), cwd);
+	}
+
 	// The path actually executed comes first, in place of argv[0] (which
 	// is whatever the caller chose). When the path is empty (execveat
 	// with AT_EMPTY_PATH, as fexecve() does) argv[0] is shown instead.
@@ -263,7 +292,9 @@ static __always_inline void args_from_new_program(struct event *e)
 	if (len > ARGS_LEN)
 		len = ARGS_LEN;
 	// Already implied by end > start, but the verifier needs to see it on
-	// len itself before the args[len - 1] below.
+	// len itself before the args[len - 1] below; the empty asm keeps clang
+	// from dropping the test as redundant.
+	asm volatile("" : "+r"(len));
 	if (len < 1)
 		return;
 	if (bpf_probe_read_user(e->args, len, (const void *)start))
@@ -317,6 +348,28 @@ int ig_execveat_e(struct trace_event_raw_sys_enter *ctx)
 			  (const char *const *)ctx->args[2]);
 }
 
+// The new executable's and the parent's: change times, and the path.
+static __always_inline void executables(struct event *e)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct file *exe = BPF_CORE_READ(task, mm, exe_file);
+	struct file *pexe = BPF_CORE_READ(task, real_parent, mm, exe_file);
+	struct inode *inode = BPF_CORE_READ(exe, f_inode);
+	struct inode *pinode = BPF_CORE_READ(pexe, f_inode);
+
+	if (inode)
+		e->ctime = gadget_get_ctime_nanosec_from_inode(inode);
+	if (pinode)
+		e->pctime = gadget_get_ctime_nanosec_from_inode(pinode);
+	if (paths && exe) {
+		char *path = get_path_str(&exe->f_path);
+
+		if (path)
+			bpf_probe_read_kernel_str(e->exepath,
+						  sizeof(e->exepath), path);
+	}
+}
+
 SEC("tracepoint/sched/sched_process_exec")
 int ig_sched_exec(struct trace_event_raw_sched_process_exec *ctx)
 {
@@ -328,6 +381,7 @@ int ig_sched_exec(struct trace_event_raw_sched_process_exec *ctx)
 		return 0;
 	if (st->faulted)
 		args_from_new_program(&st->event);
+	executables(&st->event);
 	st->event.error_raw = 0;
 	emit(ctx, &st->event);
 	bpf_map_delete_elem(&execs, &key);

@@ -145,6 +145,39 @@ impl Contract {
 /// `max_entries` of a BTF-defined map (`__uint(max_entries, N)` encodes N
 /// as the length of an array a member points to), if declared.
 pub fn map_max_entries(btf: &Btf, map: &str) -> Option<u32> {
+    map_uint(btf, map, "max_entries")
+}
+
+/// The maps of the object's `.maps` section, by name.
+pub fn btf_maps(btf: &Btf) -> Vec<String> {
+    let Some(sec) = btf.find_datasec(".maps") else {
+        return Vec::new();
+    };
+    let Ok(crate::btf::Kind::Datasec(d)) = btf.kind(sec) else {
+        return Vec::new();
+    };
+    d.vars
+        .iter()
+        .filter_map(|v| btf.name_of(v.ty).ok())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The maps declared with `__uint(pinning, LIBBPF_PIN_BY_NAME)` (or any
+/// other non-zero pinning): shared through `/sys/fs/bpf` with the program
+/// that owns them. ig uses such a pin but never creates one
+/// (ARCHITECTURE.md, invariant 7): the loader refuses the object when the
+/// pin is missing. upstream's `gadget/gpu_bridge_maps.h` declares such
+/// maps.
+pub fn pinned_maps(btf: &Btf) -> Vec<String> {
+    btf_maps(btf)
+        .into_iter()
+        .filter(|m| map_uint(btf, m, "pinning").is_some_and(|p| p != 0))
+        .collect()
+}
+
+/// The number a `__uint(key, N)` member of a BTF-defined map encodes.
+fn map_uint(btf: &Btf, map: &str, key: &str) -> Option<u32> {
     let var = btf.find_var(map)?;
     let crate::btf::Kind::Var(v) = btf.kind(var).ok()? else {
         return None;
@@ -153,7 +186,7 @@ pub fn map_max_entries(btf: &Btf, map: &str) -> Option<u32> {
         .members(v.ty)
         .ok()?
         .iter()
-        .find(|m| btf.str(m.name) == "max_entries")?;
+        .find(|m| btf.str(m.name) == key)?;
     let crate::btf::Kind::Ptr(target) = btf.kind(btf.skip_modifiers(member.ty).ok()?).ok()? else {
         return None;
     };
@@ -266,6 +299,30 @@ mod tests {
         let btf = Btf::parse(&b.to_bytes()).unwrap();
         assert_eq!(map_max_entries(&btf, "events"), Some(262_144));
         assert_eq!(map_max_entries(&btf, "nope"), None);
+    }
+
+    #[test]
+    fn finds_pinned_maps() {
+        let mut b = BtfBuilder::new();
+        let int = b.int("int", 4, true);
+        let uint = |b: &mut BtfBuilder, n: u32| {
+            let a = b.array(int, n);
+            b.ptr(a)
+        };
+        // gpu_meta: pinning LIBBPF_PIN_BY_NAME (1); ig_build_id: pinning
+        // LIBBPF_PIN_NONE (0); counts: no pinning member at all.
+        let by_name = uint(&mut b, 1);
+        let none = uint(&mut b, 0);
+        let pinned = b.struct_("", 8, &[("pinning", by_name, 0)]);
+        let unpinned = b.struct_("", 8, &[("pinning", none, 0)]);
+        let plain = b.struct_("", 8, &[("max_entries", by_name, 0)]);
+        let v1 = b.var("gpu_meta", pinned);
+        let v2 = b.var("ig_build_id", unpinned);
+        let v3 = b.var("counts", plain);
+        b.datasec(".maps", 24, &[(v1, 0, 8), (v2, 8, 8), (v3, 16, 8)]);
+        let btf = Btf::parse(&b.to_bytes()).unwrap();
+        assert_eq!(btf_maps(&btf), ["gpu_meta", "ig_build_id", "counts"]);
+        assert_eq!(pinned_maps(&btf), ["gpu_meta"]);
     }
 
     #[test]

@@ -28,6 +28,10 @@ use super::programs::{Attach, PerfEventKind, ProgramPlan};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
+    #[error(
+        "map {map} is pinned by name (LIBBPF_PIN_BY_NAME, e.g. gadget/gpu_bridge_maps.h) and /sys/fs/bpf/{map} does not exist: ig uses a map pinned by its owner (such as the GPU bridge) but never pins one itself, so start the program that owns it first"
+    )]
+    PinnedMap { map: String },
     #[error("preparing the eBPF object for the kernel (maps, relocations)")]
     Prepare(#[source] aya::EbpfError),
     #[error(
@@ -189,6 +193,18 @@ impl LoadedGadget {
     /// Create the maps, load every program and attach each by its plan.
     /// On error, whatever was created is released before returning.
     pub fn load(spec: &LoadSpec<'_>) -> Result<Self, LoadError> {
+        // A map pinned by name is another program's (the GPU bridge's):
+        // used when its owner pinned it, refused before anything is created
+        // when it did not, since aya would then pin a new one under
+        // /sys/fs/bpf, where it outlives ig (invariant 7). An empty map in
+        // its place would make the gadget run and show nothing.
+        if let Ok(btf) = crate::btf::Btf::parse(&spec.info.btf)
+            && let Some(map) = crate::bpf::contract::pinned_maps(&btf)
+                .into_iter()
+                .find(|m| !Path::new(PIN_DIR).join(m).exists())
+        {
+            return Err(LoadError::PinnedMap { map });
+        }
         let mut loader = new_loader();
         for (name, value) in spec.globals {
             loader.override_global(name, value.as_slice(), false);
@@ -197,7 +213,8 @@ impl LoadedGadget {
             loader.map_max_entries(name, *n);
         }
         let object = with_core_resolved(spec.object)?;
-        // Pinned maps are shared, never created: see `compat::unpin_maps`.
+        // Pinned maps are shared, never created: a pin removed since the
+        // check above gives a private map (`compat::unpin_maps`).
         let object =
             super::compat::unpin_maps(&object, |map| Path::new(PIN_DIR).join(map).exists());
         let ebpf = loader.load(&object).map_err(|e| {

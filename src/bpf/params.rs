@@ -51,6 +51,26 @@ const WELL_KNOWN: &[(&str, &str, &str, &str)] = &[
         "Show only events of processes with this command name",
         "",
     ),
+    // gadget/user_stack_map.h (upstream's keys). The unset value "-"
+    // never matches, so their defaults show.
+    (
+        "collect_ustack",
+        "collect-ustack",
+        "Collect user stack traces",
+        "-",
+    ),
+    (
+        "collect_build_id",
+        "collect-build-id",
+        "Collect build IDs",
+        "-",
+    ),
+    (
+        "collect_otel_stack",
+        "collect-otel-stack",
+        "Collect OpenTelemetry stack traces",
+        "-",
+    ),
 ];
 
 /// How a parameter's value is stored in `.rodata`.

@@ -19,6 +19,7 @@
 //! most useful thing a gadget author can see.
 
 pub mod headers;
+pub mod toolchain;
 mod wasm;
 
 use std::collections::BTreeMap;
@@ -68,6 +69,10 @@ pub enum BuildError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "no clang on PATH: building a gadget needs clang and llvm-strip (Debian bookworm: apt-get install clang-19 llvm-19 libbpf-dev), or IG_CLANG naming one"
+    )]
+    NoClang,
     #[error("{tool} failed with {status} (its messages are above)")]
     ToolFailed {
         tool: String,
@@ -111,17 +116,21 @@ pub struct BuildOptions {
     pub build_file: Option<PathBuf>,
     pub clang: String,
     pub strip: String,
+    /// How `clang` was chosen (see [`toolchain`]).
+    pub toolchain: toolchain::Toolchain,
 }
 
 impl BuildOptions {
-    /// Tools from `IG_CLANG`, `IG_LLVM_STRIP`, else from `PATH`.
+    /// Tools from `IG_CLANG`, `IG_LLVM_STRIP`, else the newest clang on
+    /// `PATH` ([`toolchain`]).
     pub fn new(dir: PathBuf) -> Self {
-        let env = |k: &str, d: &str| std::env::var(k).unwrap_or_else(|_| d.to_owned());
+        let toolchain = toolchain::Toolchain::from_env();
         Self {
             dir,
             build_file: None,
-            clang: env("IG_CLANG", "clang"),
-            strip: env("IG_LLVM_STRIP", "llvm-strip"),
+            clang: toolchain.clang.clone(),
+            strip: toolchain.strip.clone(),
+            toolchain,
         }
     }
 }
@@ -210,6 +219,20 @@ pub fn build(opts: &BuildOptions) -> Result<Built, BuildError> {
             path: source,
             source: std::io::Error::new(std::io::ErrorKind::NotFound, "eBPF source not found"),
         });
+    }
+
+    log::debug!("{}", opts.toolchain.describe());
+    if opts.toolchain.origin == toolchain::Origin::NotFound {
+        return Err(BuildError::NoClang);
+    }
+    if let Some(v) = opts.toolchain.clang_major
+        && v < toolchain::UPSTREAM_CLANG_MAJOR
+    {
+        log::warn!(
+            "{} is clang {v}, older than upstream's builder (clang {}): some gadgets written for upstream do not compile with it (install clang-19, or set IG_CLANG)",
+            opts.clang,
+            toolchain::UPSTREAM_CLANG_MAJOR
+        );
     }
 
     let work = TempDir::new()?;

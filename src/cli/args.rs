@@ -279,8 +279,10 @@ pub enum ImageCommand {
     ///
     /// DIR holds program.bpf.c and gadget.yaml (and optionally build.yaml with
     /// `ebpfsource`, `metadata` and `cflags`). Needs clang, llvm-strip and
-    /// the libbpf headers; the author headers are built into ig, and
-    /// vmlinux.h is generated from the running kernel's BTF. Without
+    /// the libbpf headers: the newest clang on PATH is used (clang-19 over
+    /// Debian bookworm's clang 14), or IG_CLANG and IG_LLVM_STRIP; `ig -v`
+    /// says which. The author headers are built into ig, and vmlinux.h is
+    /// generated from the running kernel's BTF. Without
     /// program.bpf.c, the gadget is made of the operators its gadget.yaml
     /// turns on (the image has no eBPF layer). gadget.yaml is checked as
     /// `ig run` will read it: operator names, custom parameters and their

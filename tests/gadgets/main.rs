@@ -1062,9 +1062,24 @@ fn profile_cpu_samples_our_busy_child() {
         assert!(u(&r["samples"]) >= 1, "{r}");
         // Its user stack is in this very executable (the child is a fork).
         let us = &r["user_stack_raw"];
-        assert_eq!(u(&us["exe_inode"]), exe.ino(), "{r}");
+        // struct gadget_user_stack has upstream's layout: the executable
+        // by device, inode and mtime, the process by tgid and pid.
+        assert_eq!(u(&us["inode"]), exe.ino(), "{r}");
+        // st_dev in glibc's encoding of major and minor.
+        let dev = exe.dev();
+        let major = (dev >> 8) & 0xfff | (dev >> 32) & 0xffff_f000;
+        let minor = dev & 0xff | (dev >> 12) & 0xffff_ff00;
+        assert_eq!((u(&us["major"]), u(&us["minor"])), (major, minor), "{r}");
         assert_eq!(us["mtime_sec"], exe.mtime(), "{r}");
+        assert_eq!(
+            u(&us["mtime_nsec"]),
+            u64::try_from(exe.mtime_nsec()).unwrap(),
+            "{r}"
+        );
         assert_eq!(u(&us["pid_level0"]), child, "{r}");
+        assert_eq!(u(&us["tgid_level0"]), child, "{r}");
+        assert_ne!(u(&us["base_addr_hash"]), 0, "{r}");
+        assert_ne!(u(&us["boot_timestamp"]), 0, "{r}");
         let id = u(&r["user_stack_id"]);
         assert!(id < 1 << 31, "a user stack was recorded: {r}");
         assert_eq!(u(&us["stack_id"]), id, "{r}");

@@ -42,10 +42,22 @@ fn getpid() {
 
 /// Stop `ig` and check that no program, link or map it held is left.
 fn stop_and_check_released(ig: Running) {
+    stop_and_check_released_but(ig, &[]);
+}
+
+/// [`stop_and_check_released`], but for the maps `others` (ids of maps
+/// another program owns, such as a pinned map ig used).
+fn stop_and_check_released_but(ig: Running, others: &[u64]) {
     let pid = ig.child.id();
     let held: Vec<(&str, Vec<u64>)> = ["prog", "link", "map"]
         .into_iter()
-        .map(|k| (k, bpf_ids_of(k, pid)))
+        .map(|k| {
+            let mut ids = bpf_ids_of(k, pid);
+            if k == "map" {
+                ids.retain(|id| !others.contains(id));
+            }
+            (k, ids)
+        })
         .collect();
     assert!(!held[0].1.is_empty(), "ig {pid} holds programs");
     let (status, stderr) = ig.interrupt();
@@ -98,8 +110,11 @@ fn maps_of(pid: u32) -> Vec<(u64, u64)> {
 
 /// Items 1 and 6: upstream's user_stack_map.h maps (empty program arrays
 /// declared with `__array(values, int())`, a per-CPU parameters map, a map
-/// sized by `<map>_max_entries`) and a map pinned by name load, stay
-/// harmless, and leave nothing behind, in /sys/fs/bpf either.
+/// sized by `<map>_max_entries`) load and stay harmless. A map pinned by
+/// name is its owner's: without the pin the gadget is refused in one line
+/// and nothing is pinned; with it (made here with bpftool, as the GPU
+/// bridge would) the gadget writes into that very map, and ig leaves the
+/// pin as it found it.
 #[test]
 fn upstream_map_shapes_load_and_stay_harmless() {
     require_kernel();
@@ -110,16 +125,49 @@ fn upstream_map_shapes_load_and_stay_harmless() {
         "{} is left from another run",
         pinned.display()
     );
-    let mut ig = Running::start(
-        &s,
-        &[
-            "load_prog_array",
-            "-o",
-            "json",
-            "--fixture_sized_max_entries",
-            "7",
-        ],
+    let args = [
+        "load_prog_array",
+        "-o",
+        "json",
+        "--fixture_sized_max_entries",
+        "7",
+    ];
+    let refused = s.ig().args(["run", "--timeout", "5"]).args(args).output().unwrap();
+    let err = text(&refused.stderr);
+    assert!(!refused.status.success(), "{err}");
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert!(
+        err.contains("map fixture_pinned is pinned by name") && err.contains("does not exist"),
+        "{err}"
     );
+    assert!(!pinned.exists(), "{} was pinned", pinned.display());
+
+    // The owner's map, as the GPU bridge would pin it.
+    let made = Command::new("bpftool")
+        .args(["map", "create"])
+        .arg(pinned)
+        .args(["type", "array", "key", "4", "value", "8", "entries", "1"])
+        .args(["name", "fixture_pinned"])
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", text(&made.stderr));
+    let shown = Command::new("bpftool")
+        .args(["-j", "map", "show", "pinned"])
+        .arg(pinned)
+        .output()
+        .unwrap();
+    let owners_map = serde_json::from_slice::<Value>(&shown.stdout).unwrap()["id"]
+        .as_u64()
+        .expect("the pinned map's id");
+    struct Unpin<'a>(&'a Path);
+    impl Drop for Unpin<'_> {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(self.0);
+        }
+    }
+    let _unpin = Unpin(pinned);
+
+    let mut ig = Running::start(&s, &args);
     let line = ig.wait_for(Duration::from_secs(20), getpid, ours);
     let ev: Value = serde_json::from_str(&line).unwrap();
     assert_eq!(ev["fell_through"], 1, "{line}");
@@ -134,12 +182,23 @@ fn upstream_map_shapes_load_and_stay_harmless() {
     );
     assert!(maps.contains(&(1, 7)), "a hash map of 7 entries: {maps:?}");
     assert!(
-        !pinned.exists(),
-        "{} was pinned: it would outlive ig",
-        pinned.display()
+        bpf_ids_of("map", ig.child.id()).contains(&owners_map),
+        "ig did not use the pinned map {owners_map}"
     );
-    stop_and_check_released(ig);
-    assert!(!pinned.exists());
+    stop_and_check_released_but(ig, &[owners_map]);
+    // The program wrote 1 at key 0 of the owner's map.
+    let dump = Command::new("bpftool")
+        .args(["map", "lookup", "pinned"])
+        .arg(pinned)
+        .args(["key", "0", "0", "0", "0"])
+        .output()
+        .unwrap();
+    let dump = text(&dump.stdout);
+    assert!(
+        dump.contains("01 00 00 00 00 00 00 00") || dump.contains("\"value\": 1"),
+        "the gadget did not write into the pinned map: {dump}"
+    );
+    assert!(pinned.exists(), "ig removed its owner's pin");
 }
 
 /// Item 2: `ctx->args[0]` and `ctx->args[1]` through the flexible array of

@@ -45,6 +45,14 @@ const PACKAGES: &[&str] = &[
     "clang",
     "llvm",
     "libbpf-dev",
+    // `ig image build` prefers the newest clang it finds (src/build/
+    // toolchain.rs): bookworm's clang-19, as new as upstream's builder
+    // (clang 18), which some upstream gadgets need. lld-19 and its wasm32
+    // builtins build WASM guests in C with the same clang.
+    "clang-19",
+    "llvm-19",
+    "lld-19",
+    "libclang-rt-19-dev-wasm32",
     "bpftool",
     "skopeo",
     "jq",

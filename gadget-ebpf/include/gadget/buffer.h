@@ -55,7 +55,10 @@
 #ifndef __GADGET_BUFFER_H
 #define __GADGET_BUFFER_H
 
-#include <vmlinux.h>
+/* No <vmlinux.h> here: networking gadgets build on the UAPI headers, and
+ * the two cannot be mixed. Tracing gadgets include vmlinux.h themselves,
+ * before this file; either one declares enum bpf_func_id and the map
+ * types used below. */
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
 

@@ -7,6 +7,10 @@
  * struct gadget_process (types.h) the same way everywhere gives all gadgets
  * the same columns and lets ig enrich them uniformly (container from
  * mntns_id, user names from uid/gid).
+ *
+ * This is the one author header that includes <vmlinux.h> (as upstream's):
+ * the others need no kernel type, so that networking gadgets can use them
+ * on top of the UAPI headers, which clash with vmlinux.h.
  */
 
 #ifndef __GADGET_COMMON_H

@@ -21,7 +21,8 @@
 #ifndef __GADGET_FILTER_H
 #define __GADGET_FILTER_H
 
-#include <vmlinux.h>
+/* No <vmlinux.h>: networking gadgets include this file on top of the
+ * UAPI headers. */
 #include <bpf/bpf_helpers.h>
 
 #include <gadget/macros.h>
@@ -145,5 +146,25 @@ static __always_inline bool gadget_should_discard_data_current(void)
 	return false;
 }
 #endif /* !GADGET_TYPE_NETWORKING */
+
+/*
+ * gadget_should_discard_data_by_skb is gadget_should_discard_data() for a
+ * packet whose socket owner was found in the socket enricher's map
+ * (gadget_socket_lookup(), sockets-map.h). A packet whose owner is unknown
+ * (NULL) is dropped as soon as any filter is set, since it cannot be shown
+ * to match; with no filter set, it is kept.
+ */
+static __always_inline bool
+gadget_should_discard_data_by_skb(struct gadget_socket_value *owner)
+{
+	if (!owner)
+		return gadget_filter_by_mntns || targ_pid != 0 ||
+		       targ_tid != 0 || targ_uid != GADGET_INVALID_ID ||
+		       targ_gid != GADGET_INVALID_ID || targ_comm[0] != '\0';
+
+	return gadget_should_discard_data(
+		owner->mntns, owner->pid_tgid >> 32, (__u32)owner->pid_tgid,
+		owner->task, (__u32)owner->uid_gid, owner->uid_gid >> 32);
+}
 
 #endif /* __GADGET_FILTER_H */

@@ -17,19 +17,21 @@
 #ifndef __GADGET_KERNEL_STACK_MAP_H
 #define __GADGET_KERNEL_STACK_MAP_H
 
-#include <vmlinux.h>
+/* No kernel types needed: usable with vmlinux.h or the UAPI headers. */
 #include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_tracing.h>
 
 /* Deepest stack kept (the kernel's own limit, PERF_MAX_STACK_DEPTH, is
  * 127), and number of distinct stacks the map holds. */
-#define KERNEL_MAX_STACK_DEPTH 127
-#define KERNEL_STACK_MAP_MAX_ENTRIES 10000
+#define GADGET_KERNEL_MAX_STACK_DEPTH 127
+#define GADGET_KERNEL_STACK_MAP_MAX_ENTRIES 10000
 
 struct {
 	__uint(type, BPF_MAP_TYPE_STACK_TRACE);
 	__uint(key_size, sizeof(__u32));
-	__uint(value_size, KERNEL_MAX_STACK_DEPTH * sizeof(__u64));
-	__uint(max_entries, KERNEL_STACK_MAP_MAX_ENTRIES);
+	__uint(value_size, GADGET_KERNEL_MAX_STACK_DEPTH * sizeof(__u64));
+	__uint(max_entries, GADGET_KERNEL_STACK_MAP_MAX_ENTRIES);
 } ig_kstack SEC(".maps");
 
 /*

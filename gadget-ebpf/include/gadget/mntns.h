@@ -12,11 +12,13 @@
 #ifndef __GADGET_MNTNS_H
 #define __GADGET_MNTNS_H
 
-#include <vmlinux.h>
+/* struct task_struct comes from <vmlinux.h>, which the gadget includes
+ * first (only tracing gadgets use this file: filter.h leaves it out for
+ * GADGET_TYPE_NETWORKING). */
+#include <gadget/types.h>
+
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
-
-#include <gadget/types.h>
 
 /* gadget_get_current_mntns_id returns the mount namespace id of the task
  * that is running the program (0 if the task has no nsproxy any more, e.g.

@@ -17,10 +17,14 @@
 #ifndef __GADGET_MNTNS_FILTER_H
 #define __GADGET_MNTNS_FILTER_H
 
-#include <vmlinux.h>
-#include <bpf/bpf_helpers.h>
-
+/* Kernel-type free, so that networking gadgets (UAPI headers, no
+ * vmlinux.h) can include it. bpf_tracing.h as upstream's does: some
+ * gadgets get BPF_KPROBE() through this file. */
 #include <gadget/types.h>
+
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_tracing.h>
 
 const volatile bool gadget_filter_by_mntns = false;
 

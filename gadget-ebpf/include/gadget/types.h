@@ -21,16 +21,19 @@
 #define __GADGET_TYPES_H
 
 /*
- * Gadgets normally include <vmlinux.h> first, which provides the __u8..__u64
- * types, bool and TASK_COMM_LEN (as an enum constant). Programs built on the
- * UAPI headers instead get the same things from here.
+ * Tracing gadgets include <vmlinux.h> first, which provides the __u8..__u64
+ * types, bool and TASK_COMM_LEN (as an enum constant). Networking gadgets
+ * build on the UAPI headers (<linux/bpf.h>, ...) instead, and get the same
+ * things from here. Nothing in this file needs a kernel type.
  */
 #ifndef __VMLINUX_H__
+#ifndef _LINUX_TYPES_H
 #include <linux/types.h>
+#endif
 #include <stdbool.h>
+#endif
 #ifndef TASK_COMM_LEN
 #define TASK_COMM_LEN 16
-#endif
 #endif
 
 /* --- Network addresses ------------------------------------------------- */
@@ -150,26 +153,85 @@ struct gadget_process {
 };
 
 /*
- * A user-space stack, resolved to symbols in user space. Layout shared with
- * upstream; a gadget fills it through a user stack map helper.
+ * A user-space stack, resolved to symbols in user space. Filled by
+ * gadget_get_user_stack() and its variants (user_stack_map.h); all zero
+ * means "no stack". The layout is upstream's, member for member: an event
+ * struct that embeds it must have the same size and offsets under both
+ * builds (tests/fixtures/compat_ustack pins them).
  */
 struct gadget_user_stack {
-	/* Identity of the executable; exe_inode 0 means "no stack". */
-	__u64 exe_inode;
+	/* The executable: device (major, minor as user space's stat() shows
+	 * them), inode and modification time, to find the file again and to
+	 * notice it was replaced. */
+	__u32 major;
+	__u32 minor;
+	__u64 inode;
 	__u64 mtime_sec;
 	__u32 mtime_nsec;
 
-	/* Id returned by bpf_get_stackid(). */
+	/* FNV-1a (32 bits) of the address space's identity: the mm pointer,
+	 * start_code and start_stack. Changes at every execve and differs
+	 * between processes (ASLR), so cached mappings can be keyed by it. */
+	__u32 base_addr_hash;
+
+	/* Id in ig_ustack, from bpf_get_stackid(); negative on error. */
 	__u32 stack_id;
 
-	/*
-	 * The pid as seen from the first two pid namespace levels, so that
-	 * user space can pick the one matching the /proc it reads.
-	 */
+	/* Thread group id, and the pid as seen from the first two pid
+	 * namespace levels with their namespaces' inodes, so that user space
+	 * can pick the one its /proc shows. Separate members, not arrays:
+	 * upstream's loader does not take arrays here. */
+	__u32 tgid_level0;
 	__u32 pid_level0;
 	__u32 pidns_level0;
 	__u32 pid_level1;
 	__u32 pidns_level1;
+
+	/* OpenTelemetry correlation id, when collect_otel_stack is set. */
+	__u64 otel_correlation_id;
+
+	/* bpf_ktime_get_boot_ns() when the stack was taken (kept apart from
+	 * the event's own timestamp, which formatters may rewrite). */
+	__u64 boot_timestamp;
+};
+
+/* --- Sockets, as the socket enricher records them ------------------------ */
+
+/* Longest cwd/exepath a socket value holds. */
+#define GADGET_SE_PATH_MAX 4096
+
+/*
+ * Who owns a socket: the value of the gadget_sockets map (sockets-map.h),
+ * written by the socket enricher (user space) and read by networking
+ * gadgets to attribute packets to processes.
+ *
+ * The members up to ipv6only always exist; optional_fields_start marks the
+ * start of those the enricher may leave out (cwd, exepath).
+ *
+ * Upstream declares this struct with preserve_access_index, so that member
+ * accesses are CO-RE relocations resolved against the BTF its socket
+ * enricher publishes. Ours is a plain struct: ig has no socket enricher
+ * and its loader relocates against the kernel's BTF only, where no
+ * gadget_socket_value exists, so every access would be refused ("invalid
+ * func unknown#195896080"). The layout is upstream's, so the offsets a
+ * gadget built here reads are those of upstream's enricher.
+ */
+struct gadget_socket_value {
+	__u64 mntns;
+	__u64 pid_tgid;
+	__u64 uid_gid;
+	char task[TASK_COMM_LEN];
+	char ptask[TASK_COMM_LEN];
+	__u64 sock;
+	__u64 deletion_timestamp;
+	__u32 ppid;
+	__u32 ptid;
+	char ipv6only;
+
+	char optional_fields_start[0] __attribute__((aligned(8)));
+
+	char cwd[GADGET_SE_PATH_MAX];
+	char exepath[GADGET_SE_PATH_MAX];
 };
 
 #endif /* __GADGET_TYPES_H */

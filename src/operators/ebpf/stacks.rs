@@ -14,7 +14,7 @@
 //! ` [module]`); a user address in a file without a covering symbol prints
 //! as `[file+0xoffset]`, and one of a process that exited (or whose pid now
 //! runs another executable) as `[unknown]`. No stack (an error id, or
-//! `exe_inode` 0) leaves the field empty.
+//! `inode` 0: not collected) leaves the field empty.
 //!
 //! Only data sources with such fields pay anything. Toppers symbolize when
 //! their array is produced, while the ids are valid; stack ids read in one
@@ -41,7 +41,7 @@ const USER_TAG: &str = "type:gadget_user_stack";
 struct UserField {
     text: FieldId,
     stack_id: FieldId,
-    exe_inode: FieldId,
+    inode: FieldId,
     pid_level0: FieldId,
     pidns_level0: FieldId,
     pid_level1: FieldId,
@@ -79,14 +79,14 @@ impl StackFields {
             };
             let (
                 Some(stack_id),
-                Some(exe_inode),
+                Some(inode),
                 Some(pid_level0),
                 Some(pidns_level0),
                 Some(pid_level1),
                 Some(pidns_level1),
             ) = (
                 child("stack_id"),
-                child("exe_inode"),
+                child("inode"),
                 child("pid_level0"),
                 child("pidns_level0"),
                 child("pid_level1"),
@@ -109,7 +109,7 @@ impl StackFields {
             out.user.push(UserField {
                 text,
                 stack_id,
-                exe_inode,
+                inode,
                 pid_level0,
                 pidns_level0,
                 pid_level1,
@@ -279,7 +279,7 @@ impl Symbolizer {
         }
         for f in &fields.user {
             let owner = StackOwner {
-                exe_inode: u64_of(ev, f.exe_inode),
+                exe_inode: u64_of(ev, f.inode),
                 pid_level0: u64_of(ev, f.pid_level0) as u32,
                 pidns_level0: u64_of(ev, f.pidns_level0) as u32,
                 pid_level1: u64_of(ev, f.pid_level1) as u32,
