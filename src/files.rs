@@ -42,6 +42,36 @@ const RANDOM_BYTES: usize = 12;
 /// someone is filling the directory on purpose.
 const ATTEMPTS: usize = 16;
 
+/// A private directory under the system's temporary directory (mode
+/// 0700, a random name `mkdir(2)` creates or refuses: never another
+/// user's), removed with its contents on drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    /// Creates `$TMPDIR/PREFIX<random>`; on failure, the path tried and why.
+    pub fn new(prefix: &str) -> Result<Self, (PathBuf, io::Error)> {
+        use std::os::unix::fs::DirBuilderExt as _;
+        let random = random_suffix().map_err(|e| (std::env::temp_dir(), e))?;
+        let path = std::env::temp_dir().join(format!("{prefix}{random}"));
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&path)
+            .map_err(|e| (path.clone(), e))?;
+        Ok(Self(path))
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// 24 hex digits from `getrandom(2)`, for names nobody can predict.
 pub fn random_suffix() -> io::Result<String> {
     let mut buf = [0u8; RANDOM_BYTES];

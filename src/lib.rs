@@ -18,5 +18,6 @@ pub mod operators;
 pub mod output;
 pub mod params;
 pub mod pipeline;
+pub mod run;
 pub mod runner;
 pub mod symbols;

@@ -144,6 +144,9 @@ pub struct LoadSpec<'a> {
     pub globals: &'a [(String, Vec<u8>)],
     /// `(map, max_entries)`, e.g. to resize ring buffers.
     pub max_entries: &'a [(String, u32)],
+    /// A loader made ahead of time ([`LoaderPrefetch`]); without one (or
+    /// once another load took it) the kernel BTF is parsed here.
+    pub prefetch: Option<&'a LoaderPrefetch>,
 }
 
 /// A loaded and attached gadget. Dropping it detaches and frees everything.
@@ -205,7 +208,10 @@ impl LoadedGadget {
         {
             return Err(LoadError::PinnedMap { map });
         }
-        let mut loader = new_loader();
+        let mut loader = spec
+            .prefetch
+            .and_then(LoaderPrefetch::take)
+            .unwrap_or_default();
         for (name, value) in spec.globals {
             loader.override_global(name, value.as_slice(), false);
         }
@@ -990,67 +996,49 @@ fn with_core_resolved(object: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, LoadE
     Ok(std::borrow::Cow::Owned(resolved))
 }
 
-/// An `EbpfLoader` being made on another thread, see [`prefetch_loader`].
-static PREFETCHED: std::sync::Mutex<Option<std::thread::JoinHandle<EbpfLoader<'static>>>> =
-    std::sync::Mutex::new(None);
-
-/// Start making the aya loader now, on a thread of its own.
+/// An `EbpfLoader` being made on another thread, for the next load that
+/// is handed this value ([`LoadSpec::prefetch`]).
 ///
 /// `EbpfLoader::new()` parses the whole kernel BTF (`/sys/kernel/btf/vmlinux`,
 /// about 6 MB) for CO-RE relocations: 20-40 ms, the largest user-space part
 /// of `ig run`'s start-up. Started first thing, it overlaps reading the
-/// image, building the operators and scanning /proc for containers, and the
-/// next [`LoadedGadget::load`] picks the result up. Calling it is optional
-/// and idempotent; without it, `load` parses on the calling thread.
-pub fn prefetch_loader() {
-    let mut slot = PREFETCHED
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if slot.is_none() {
-        // The thread starts with SIGINT and SIGTERM blocked (it inherits
-        // the mask it is spawned with). `ig run` blocks them on the main
-        // thread only later and reads them from a signalfd; a process-wide
-        // signal goes to any thread that does not block it, so a Ctrl-C
-        // while this thread parses would kill ig mid-load instead of
-        // stopping it cleanly (found by the leak test's kill at the
-        // `operators:` stage).
-        // If the thread cannot be spawned, load() parses itself.
-        *slot = with_stop_signals_blocked(|| {
-            std::thread::Builder::new()
-                .name("ig-kernel-btf".into())
-                .spawn(EbpfLoader::new)
-                .ok()
-        });
+/// image, building the operators and scanning /proc for containers. aya
+/// cannot share one parsed BTF between loaders (its constructor always
+/// parses), so one prefetch serves one load: the first that takes it;
+/// later ones parse on their own thread. A value, never process-wide
+/// state: runs that are not handed one are not affected by it.
+#[derive(Clone, Default)]
+pub struct LoaderPrefetch(
+    std::sync::Arc<std::sync::Mutex<Option<std::thread::JoinHandle<EbpfLoader<'static>>>>>,
+);
+
+impl std::fmt::Debug for LoaderPrefetch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LoaderPrefetch")
     }
 }
 
-/// Run `f` with SIGINT and SIGTERM blocked on this thread, then restore
-/// the mask: threads `f` spawns keep them blocked.
-fn with_stop_signals_blocked<T>(f: impl FnOnce() -> T) -> T {
-    // SAFETY: plain libc calls on stack-allocated, initialised sigsets.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        let mut old: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&raw mut set);
-        libc::sigaddset(&raw mut set, libc::SIGINT);
-        libc::sigaddset(&raw mut set, libc::SIGTERM);
-        let blocked = libc::pthread_sigmask(libc::SIG_BLOCK, &raw const set, &raw mut old) == 0;
-        let r = f();
-        if blocked {
-            libc::pthread_sigmask(libc::SIG_SETMASK, &raw const old, std::ptr::null_mut());
-        }
-        r
+impl LoaderPrefetch {
+    /// Start making a loader now, on a thread of its own (which inherits
+    /// the caller's signal mask). If no thread can be had, the load parses
+    /// itself.
+    pub fn start() -> Self {
+        let handle = std::thread::Builder::new()
+            .name("ig-kernel-btf".into())
+            .spawn(EbpfLoader::new)
+            .ok();
+        Self(std::sync::Arc::new(std::sync::Mutex::new(handle)))
     }
-}
 
-/// The prefetched loader if there is one, else a new one (whose default
-/// also parses the kernel BTF, on this thread).
-fn new_loader() -> EbpfLoader<'static> {
-    let handle = PREFETCHED
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .take();
-    handle.and_then(|h| h.join().ok()).unwrap_or_default()
+    /// The loader, if no load took it yet.
+    fn take(&self) -> Option<EbpfLoader<'static>> {
+        let handle = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        handle.and_then(|h| h.join().ok())
+    }
 }
 
 /// The kernel's BTF, read once per load and only when a program needs it.

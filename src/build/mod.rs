@@ -202,7 +202,7 @@ pub fn build(opts: &BuildOptions) -> Result<Built, BuildError> {
         // Upstream's rule: no default source, no eBPF layer.
         log::debug!("{} not found: a gadget without eBPF", source.display());
         let wasm = match &bf.wasm {
-            Some(w) => Some(wasm::build(opts, &dir.join(w), TempDir::new()?.path())?),
+            Some(w) => Some(wasm::build(opts, &dir.join(w), temp_dir()?.path())?),
             None => None,
         };
         return Ok(Built {
@@ -235,7 +235,7 @@ pub fn build(opts: &BuildOptions) -> Result<Built, BuildError> {
         );
     }
 
-    let work = TempDir::new()?;
+    let work = temp_dir()?;
     let include = work.path().join("include");
     headers::write_all(&include)?;
     let arch_dir = include.join("gadget").join(headers::ARCH_DIR);
@@ -363,37 +363,10 @@ pub fn make_vmlinux_h(btf_path: &Path, dest: &Path) -> Result<(), BuildError> {
     Ok(())
 }
 
-/// A private temporary directory, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> Result<Self, BuildError> {
-        use std::os::unix::fs::DirBuilderExt as _;
-        // mkdir(2) fails on any existing name and never follows a link; a
-        // random name keeps another user from taking it first.
-        let random = crate::files::random_suffix().map_err(|source| BuildError::Write {
-            path: std::env::temp_dir(),
-            source,
-        })?;
-        let path = std::env::temp_dir().join(format!("ig-build-{random}"));
-        std::fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&path)
-            .map_err(|source| BuildError::Write {
-                path: path.clone(),
-                source,
-            })?;
-        Ok(Self(path))
-    }
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// A private temporary directory for a build, removed on drop.
+fn temp_dir() -> Result<crate::files::TempDir, BuildError> {
+    crate::files::TempDir::new("ig-build-")
+        .map_err(|(path, source)| BuildError::Write { path, source })
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ mod mounts;
 pub mod reference;
 mod registry;
 mod run;
+mod signals;
 mod trust;
 mod version;
 
@@ -41,16 +42,16 @@ pub fn main() -> ExitCode {
     // Phase one: for `ig run IMAGE`, read the image so that its parameters
     // become flags (and show up in `--help`).
     let scan = gadget_args::prescan(&argv, &cmd);
-    if scan.is_some() && !argv.iter().any(|a| a == "-h" || a == "--help") {
-        // The kernel BTF parse overlaps reading the image (see there).
-        crate::bpf::loader::prefetch_loader();
-    }
+    // The kernel BTF parse overlaps reading the image (see there), on a
+    // thread that must never take a Ctrl-C meant for the run.
+    let prefetch = (scan.is_some() && !argv.iter().any(|a| a == "-h" || a == "--help"))
+        .then(|| signals::with_blocked(crate::run::LoaderPrefetch::start));
     logger::init(config::prescan_verbosity(&argv));
     // A `--pull` value clap will refuse stops phase one: nothing is
     // pulled, and clap says what is wrong below.
     let pull = registry::PullOptions::prescan(&argv);
     let prepared = match (&scan, &pull) {
-        (Some(s), Ok(pull)) => Some(run::prepare(&s.store, &s.image, pull)),
+        (Some(s), Ok(pull)) => Some(run::prepare(&s.store, &s.image, pull, prefetch.as_ref())),
         (Some(_), Err(e)) => {
             log::debug!("not reading the image: {e}");
             None
@@ -113,7 +114,7 @@ pub fn main() -> ExitCode {
                         registry: cli.registry.clone(),
                         allowed_gadgets: args.allowed_gadgets.clone(),
                     };
-                    run::prepare(&cli.store, &args.image, &pull)
+                    run::prepare(&cli.store, &args.image, &pull, prefetch.as_ref())
                         .and_then(|p| run::run(args, p, &given))
                 }
             }
@@ -143,7 +144,22 @@ fn fail(e: &anyhow::Error) -> ExitCode {
 fn hint(e: &anyhow::Error) -> Option<String> {
     use crate::build::BuildError;
     use crate::image::ImageError;
+    use crate::run::{PullError, RunError};
     for cause in e.chain() {
+        // The library's transparent wrappers hide the error they carry
+        // from `chain`: look at it instead.
+        let cause: &(dyn std::error::Error + 'static) = match cause.downcast_ref::<RunError>() {
+            Some(RunError::Store(e)) => e,
+            Some(RunError::Trust(e)) => e,
+            Some(RunError::Privileges(e)) => e,
+            Some(RunError::Metadata(e)) => e,
+            _ => match cause.downcast_ref::<PullError>() {
+                Some(PullError::Store(e)) => e,
+                Some(PullError::Registry(e)) => e,
+                Some(PullError::Auth(e)) => e,
+                None => cause,
+            },
+        };
         if let Some(ImageError::NotFound { reference, .. }) = cause.downcast_ref::<ImageError>() {
             return Some(format!(
                 "build it with `ig image build DIR -t NAME`, pull it with `ig image pull {reference}`, or list the store with `ig image list`"

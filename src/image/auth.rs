@@ -4,9 +4,10 @@
 //!
 //! Owns: reading, updating and atomically rewriting that file (mode 0600,
 //! since it holds passwords in the clear), and finding the entry for a
-//! registry host. Does not own: where the file lives (the CLI passes the
-//! path; upstream's default is [`DEFAULT_AUTH_FILE`]), prompting for a
-//! password, or checking credentials against a registry (`registry`).
+//! registry host, and which file holds the credentials for a host
+//! ([`credentials_for`]: the one given, else ours, then docker's, as
+//! upstream). Does not own: prompting for a password, or checking
+//! credentials against a registry (`registry`).
 //!
 //! Everything in the file that we do not manage (`credsStore`, other tools'
 //! keys, extra fields of an entry) is kept as it was, because docker,
@@ -53,6 +54,41 @@ pub enum AuthError {
     TooLarge { path: PathBuf },
     #[error("a user name must not be empty or contain ':'")]
     BadUsername,
+}
+
+/// Where `ig login` writes: `authfile` when given, else
+/// [`DEFAULT_AUTH_FILE`].
+pub fn write_path(authfile: Option<&Path>) -> PathBuf {
+    authfile.map_or_else(|| PathBuf::from(DEFAULT_AUTH_FILE), Path::to_path_buf)
+}
+
+/// Docker's credentials file (`$HOME/.docker/config.json`), if it exists.
+pub fn docker_auth_file() -> Option<PathBuf> {
+    let home = std::env::var_os("HOME")?;
+    let docker = Path::new(&home).join(".docker/config.json");
+    docker.exists().then_some(docker)
+}
+
+/// The credentials for `host`, and the file they come from: with
+/// `authfile` that file alone; otherwise ig's own file, and for a registry
+/// it has no entry for, docker's `~/.docker/config.json` (as upstream ig
+/// falls back). Chosen per registry, so logging in to one registry with
+/// ig does not hide docker's credentials for the others.
+pub fn credentials_for(
+    host: &str,
+    authfile: Option<&Path>,
+) -> Result<Option<(Credentials, PathBuf)>, AuthError> {
+    let own = write_path(authfile);
+    if let Some(c) = AuthFile::load(&own)?.get(host) {
+        return Ok(Some((c, own)));
+    }
+    if authfile.is_some() {
+        return Ok(None);
+    }
+    let Some(docker) = docker_auth_file() else {
+        return Ok(None);
+    };
+    Ok(AuthFile::load(&docker)?.get(host).map(|c| (c, docker)))
 }
 
 /// A user name and password for one registry.

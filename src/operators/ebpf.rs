@@ -78,6 +78,8 @@ pub struct EbpfOptions {
     /// What a WASM guest of the image shares with us: its configuration
     /// before load, our maps after (see `bpf::shared`).
     pub shared: Option<SharedGadget>,
+    /// A loader made ahead of time (`bpf::loader::LoaderPrefetch`).
+    pub prefetch: Option<crate::bpf::loader::LoaderPrefetch>,
 }
 
 pub struct EbpfOperator {
@@ -595,6 +597,7 @@ impl Instance for EbpfInstance {
             plan: &plan,
             globals: &globals,
             max_entries: &max_entries,
+            prefetch: self.options.prefetch.as_ref(),
         };
         let mut loaded = LoadedGadget::load(&spec).map_err(fail)?;
         if let Some(g) = &self.options.shared {

@@ -17,7 +17,7 @@ mod yaml;
 
 pub use fields::FieldsSpec;
 pub use json::JsonPrinter;
-pub use sink::{SharedWriter, shared};
+pub use sink::{DroppedRecords, SharedWriter, shared};
 pub use table::TablePrinter;
 pub use yaml::YamlPrinter;
 

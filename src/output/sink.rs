@@ -1,6 +1,13 @@
 //! The buffered, shared destination of the printers, and `ig run`'s
 //! stdout ([`stdout`]), which never blocks the event loop.
 //!
+//! Per run: the [`SharedWriter`] its printers share and its count of
+//! records dropped ([`DroppedRecords`]), both owned by the run (nothing
+//! thread-local or process-wide). [`Stdout`] may be shared by several runs
+//! on several threads (`ig run -f`): each printer hands it whole chunks of
+//! whole records, written under its lock, so lines of different runs never
+//! mix.
+//!
 //! Why stdout is special: a reader that stops reading (`ig run | sleep
 //! 100`, a paused pager, a stalled peer of a socket) would block a plain
 //! `write(2)` forever, and with the termination signals read from a
@@ -15,7 +22,7 @@
 //! `poll` next to the signalfd and stops reading ring buffers while the
 //! backlog is not empty, so a slow reader turns into counted kernel-side
 //! drops, not into memory. Output that would overflow the backlog is
-//! dropped whole records at a time and counted ([`take_dropped_records`]).
+//! dropped whole records at a time and counted ([`DroppedRecords`]).
 //!
 //! The descriptor side of that ([`NonBlocking`]: reopen or
 //! `MSG_DONTWAIT`, one `write(2)` that says "full" instead of waiting) is
@@ -25,15 +32,50 @@ use std::cell::{Cell, RefCell};
 use std::io::{self, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::rc::Rc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::pipeline::HandlerError;
 
 /// The writer all printers of one run share (stdout in the CLI, a `Vec` in
-/// tests). Runs are single-threaded, hence `Rc<RefCell<_>>`.
-pub type SharedWriter = Rc<RefCell<Box<dyn Write>>>;
+/// tests), with the run's count of records dropped because the writer had
+/// no room. A run is single-threaded, hence `Rc<RefCell<_>>`.
+#[derive(Clone)]
+pub struct SharedWriter {
+    out: Rc<RefCell<Box<dyn Write>>>,
+    dropped: DroppedRecords,
+}
 
+/// A writer for the printers of one run.
 pub fn shared(w: impl Write + 'static) -> SharedWriter {
-    Rc::new(RefCell::new(Box::new(w)))
+    SharedWriter {
+        out: Rc::new(RefCell::new(Box::new(w))),
+        dropped: DroppedRecords::default(),
+    }
+}
+
+impl SharedWriter {
+    /// The count of records the printers writing here dropped because the
+    /// writer had no room (a [`Stdout`] whose reader is behind).
+    pub fn dropped(&self) -> DroppedRecords {
+        self.dropped.clone()
+    }
+}
+
+/// Records a run's printers dropped since the last [`DroppedRecords::take`]
+/// (see the module doc). One per [`SharedWriter`]; read by the runner.
+#[derive(Clone, Default)]
+pub struct DroppedRecords(Rc<Cell<u64>>);
+
+impl DroppedRecords {
+    /// The count since the last call, and reset it.
+    pub fn take(&self) -> u64 {
+        self.0.replace(0)
+    }
+
+    /// Count `n` more.
+    pub fn add(&self, n: u64) {
+        self.0.set(self.0.get() + n);
+    }
 }
 
 /// Bytes held back before they are handed to the writer. Large enough that a
@@ -87,7 +129,7 @@ impl Sink {
             return Ok(());
         }
         let res = {
-            let mut w = self.out.borrow_mut();
+            let mut w = self.out.out.borrow_mut();
             w.write_all(&self.buf).and_then(|()| w.flush())
         };
         self.buf.clear();
@@ -96,7 +138,7 @@ impl Sink {
             // The reader is behind and the backlog is full: these records
             // are lost, counted, and the run goes on.
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                DROPPED_RECORDS.with(|d| d.set(d.get() + records));
+                self.out.dropped.add(records);
                 Ok(())
             }
             Err(e) => {
@@ -120,23 +162,11 @@ fn to_handler_error(e: io::Error) -> HandlerError {
     }
 }
 
-thread_local! {
-    /// Records printers dropped because the output backlog was full. Runs
-    /// are single-threaded; the runner reads and resets it every tick.
-    static DROPPED_RECORDS: Cell<u64> = const { Cell::new(0) };
-}
-
-/// Records dropped since the last call because the reader of stdout was
-/// too slow (see the module doc).
-pub fn take_dropped_records() -> u64 {
-    DROPPED_RECORDS.with(|d| d.replace(0))
-}
-
 /// Most bytes held for a reader that does not keep up. Beyond it, output
 /// is dropped (and counted) instead of growing ig's memory.
 pub const BACKLOG_LIMIT: usize = 4 << 20;
 
-/// What [`Stdout`] and its [`OutputHandle`] share.
+/// What the clones of one [`Stdout`] share.
 struct OutState {
     fd: NonBlocking,
     /// Bytes accepted but not yet taken by the reader: `pending[start..]`.
@@ -309,21 +339,19 @@ fn wait_writable(fd: RawFd, ms: i32) {
 
 /// `ig run`'s stdout: see the module doc. Accepts a write whole or refuses
 /// it whole with `WouldBlock` when the backlog would pass
-/// [`BACKLOG_LIMIT`].
-pub struct Stdout(Rc<RefCell<OutState>>);
-
-/// The runner's side of [`Stdout`]: what to poll, how much is pending.
+/// [`BACKLOG_LIMIT`]. A handle: clones share one backlog, from any thread;
+/// the runner polls it ([`Stdout::poll_fd`], [`Stdout::backlog`],
+/// [`Stdout::push_out`]).
 #[derive(Clone)]
-pub struct OutputHandle(Rc<RefCell<OutState>>);
+pub struct Stdout(Arc<Mutex<OutState>>);
 
 /// Open stdout for `ig run`.
-pub fn stdout() -> (Stdout, OutputHandle) {
-    let state = Rc::new(RefCell::new(OutState {
+pub fn stdout() -> Stdout {
+    Stdout(Arc::new(Mutex::new(OutState {
         fd: NonBlocking::open(libc::STDOUT_FILENO),
         pending: Vec::new(),
         start: 0,
-    }));
-    (Stdout(Rc::clone(&state)), OutputHandle(state))
+    })))
 }
 
 /// The file type bits (`S_IFMT`) of descriptor `fd`.
@@ -354,30 +382,35 @@ fn reopen_nonblocking(fd: RawFd) -> Option<OwnedFd> {
 
 impl Write for Stdout {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.borrow_mut().write_all(buf)?;
+        self.state().write_all(buf)?;
         Ok(buf.len())
     }
     fn flush(&mut self) -> io::Result<()> {
-        self.0.borrow_mut().push_out()
+        self.state().push_out()
     }
 }
 
-impl OutputHandle {
+impl Stdout {
+    fn state(&self) -> MutexGuard<'_, OutState> {
+        // A panic while holding it leaves at worst a backlog half pushed.
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// The descriptor to poll for `POLLOUT` while there is a backlog;
     /// `None` for a blocking stdout (a file), which never has one.
     pub fn poll_fd(&self) -> Option<RawFd> {
-        let s = self.0.borrow();
+        let s = self.state();
         s.fd.never_blocks().then(|| s.raw())
     }
 
     /// Bytes the reader has not taken yet.
     pub fn backlog(&self) -> usize {
-        self.0.borrow().backlog()
+        self.state().backlog()
     }
 
     /// Write what the reader takes now, without waiting.
     pub fn push_out(&self) -> io::Result<()> {
-        self.0.borrow_mut().push_out()
+        self.state().push_out()
     }
 }
 
@@ -385,17 +418,17 @@ impl OutputHandle {
 mod tests {
     use super::*;
 
-    fn with_fd(fd: Fd) -> (Stdout, OutputHandle) {
-        let state = Rc::new(RefCell::new(OutState {
+    fn with_fd(fd: Fd) -> (Stdout, Stdout) {
+        let out = Stdout(Arc::new(Mutex::new(OutState {
             fd: NonBlocking { fd },
             pending: Vec::new(),
             start: 0,
-        }));
-        (Stdout(Rc::clone(&state)), OutputHandle(state))
+        })));
+        (out.clone(), out)
     }
 
     /// A pipe: (our non-blocking writer over its write end, its read end).
-    fn pipe() -> (Stdout, OutputHandle, OwnedFd) {
+    fn pipe() -> (Stdout, Stdout, OwnedFd) {
         let mut fds = [0; 2];
         // SAFETY: pipe2 fills two descriptors we then own.
         let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) };
@@ -409,7 +442,7 @@ mod tests {
     /// A connected pair of stream sockets: (our writer over one end, the
     /// other end). Our end stays blocking, as a socket inherited as stdout
     /// would be; the peer, the test's reader, does not block.
-    fn socketpair() -> (Stdout, OutputHandle, OwnedFd, OwnedFd) {
+    fn socketpair() -> (Stdout, Stdout, OwnedFd, OwnedFd) {
         let mut fds = [0; 2];
         // SAFETY: socketpair fills two descriptors we then own.
         let rc = unsafe {
@@ -447,7 +480,7 @@ mod tests {
     }
 
     /// Let the reader `r` take the whole backlog; the bytes it read.
-    fn deliver(handle: &OutputHandle, r: &OwnedFd) -> usize {
+    fn deliver(handle: &Stdout, r: &OwnedFd) -> usize {
         let mut got = 0;
         while handle.backlog() > 0 {
             got += read_all(r);
@@ -503,8 +536,9 @@ mod tests {
     #[test]
     fn records_refused_by_a_full_backlog_are_counted_not_fatal() {
         let (out, handle, r) = pipe();
-        let mut sink = Sink::new(shared(out));
-        let _ = take_dropped_records();
+        let out = shared(out);
+        let dropped = out.dropped();
+        let mut sink = Sink::new(out);
         let record = [b'y'; 1000];
         let mut written = 0u64;
         while handle.backlog() < BACKLOG_LIMIT - CHUNK {
@@ -512,14 +546,14 @@ mod tests {
             sink.record_done();
             written += 1;
         }
-        assert_eq!(take_dropped_records(), 0, "nothing dropped below the limit");
+        assert_eq!(dropped.take(), 0, "nothing dropped below the limit");
         for _ in 0..(2 * CHUNK / record.len()) {
             sink.buf().unwrap().extend_from_slice(&record);
             sink.record_done();
             written += 1;
         }
         sink.flush().unwrap();
-        let dropped = take_dropped_records();
+        let dropped = dropped.take();
         assert!(dropped > 0, "the overflow was counted");
         assert!(sink.buf().is_some(), "the sink still works");
         let mut got = 0;

@@ -114,17 +114,53 @@ pub trait Source {
     }
 }
 
-/// Something for the user's stderr, produced while running.
+/// Something for the user, produced while running: losses (summed and
+/// rate-limited by the runner) and warnings.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Notice {
     /// The kernel dropped events (ring buffer full or reservation failed).
-    Lost { source: String, count: u64 },
+    Lost {
+        /// The data source that lost them.
+        source: String,
+        /// How many.
+        count: u64,
+    },
     /// Events formatted but dropped because the reader of the output did
     /// not keep up and the output backlog was full (`output::sink`).
-    OutputDropped { count: u64 },
+    OutputDropped {
+        /// How many.
+        count: u64,
+    },
     /// Packets a WASM guest asked for but was refused: it already held as
     /// many bytes of undelivered events as ig keeps for it.
-    GuestRefused { module: String, count: u64 },
+    GuestRefused {
+        /// The guest's module.
+        module: String,
+        /// How many.
+        count: u64,
+    },
+    /// Events a consumer of the run did not take in time: its bounded
+    /// channel was full, so they were dropped rather than waited for.
+    ConsumerLagged {
+        /// How many.
+        count: u64,
+    },
+    /// What the assembly of the run noticed but did not refuse (an
+    /// annotation of a field nobody created).
+    Warning(String),
+}
+
+impl Notice {
+    /// The events this notice says were lost (0 for a warning).
+    pub fn lost(&self) -> u64 {
+        match self {
+            Notice::Lost { count, .. }
+            | Notice::OutputDropped { count }
+            | Notice::GuestRefused { count, .. }
+            | Notice::ConsumerLagged { count } => *count,
+            Notice::Warning(_) => 0,
+        }
+    }
 }
 
 /// An operator that has agreed to take part in a run.

@@ -153,6 +153,7 @@ impl Tracker {
             plan: &programs,
             globals: &[],
             max_entries: &[],
+            prefetch: None,
         })?;
         let ring = loaded.ring_buffer(RING)?;
         let lost = loaded.lost_counter(RING)?;
