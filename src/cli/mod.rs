@@ -77,6 +77,17 @@ pub fn main() -> ExitCode {
             {
                 return fail(why);
             }
+            // `ig run -f M --pid 1`: the manifest's gadgets are not read
+            // yet, so their parameters are no flags.
+            if e.kind() == clap::error::ErrorKind::UnknownArgument
+                && gadget_args::has_manifest(&argv)
+            {
+                let _ = e.print();
+                logger::hint(
+                    "with -f, a gadget's own parameters go in its instance spec, by full name: paramValues: {operator.LocalManager.containername: NAME}",
+                );
+                return ExitCode::from(2);
+            }
             e.exit()
         }
     };
@@ -91,6 +102,10 @@ pub fn main() -> ExitCode {
         return fail(&e);
     }
     let result = match cli.command {
+        Command::Run(args) if args.file.is_some() => {
+            let source = args.file.clone().unwrap_or_default();
+            run::run_manifest(args, &source, &cli.store, &cli.registry)
+        }
         Command::Run(args) => {
             let specs = prepared
                 .as_ref()
@@ -114,7 +129,8 @@ pub fn main() -> ExitCode {
                         registry: cli.registry.clone(),
                         allowed_gadgets: args.allowed_gadgets.clone(),
                     };
-                    run::prepare(&cli.store, &args.image, &pull, prefetch.as_ref())
+                    let image = args.image.clone().unwrap_or_default();
+                    run::prepare(&cli.store, &image, &pull, prefetch.as_ref())
                         .and_then(|p| run::run(args, p, &given))
                 }
             }
@@ -132,11 +148,16 @@ pub fn main() -> ExitCode {
 }
 
 fn fail(e: &anyhow::Error) -> ExitCode {
+    report(e);
+    ExitCode::FAILURE
+}
+
+/// `error: ...` and its `hint:`, if it has one.
+fn report(e: &anyhow::Error) {
     logger::error(&format!("{e:#}"));
     if let Some(h) = hint(e) {
         logger::hint(&h);
     }
-    ExitCode::FAILURE
 }
 
 /// What the user can do about an error, for the errors that have a usual
@@ -146,6 +167,9 @@ fn hint(e: &anyhow::Error) -> Option<String> {
     use crate::image::ImageError;
     use crate::run::{PullError, RunError};
     for cause in e.chain() {
+        if let Some(run::InstanceError { hint: Some(h), .. }) = cause.downcast_ref() {
+            return Some(h.clone());
+        }
         // The library's transparent wrappers hide the error they carry
         // from `chain`: look at it instead.
         let cause: &(dyn std::error::Error + 'static) = match cause.downcast_ref::<RunError>() {

@@ -7,15 +7,17 @@
 //! arguments; [`run`] applies the parsed values, blocks SIGINT and
 //! SIGTERM (read by `signals`, which stops the run), and runs it. What
 //! the CLI adds: flags, the non-blocking stdout, the wording of losses on
-//! stderr.
+//! stderr. [`run_manifest`] is `ig run -f`: the instances of a manifest,
+//! one run and one thread each, one stop for all, one stdout.
 
 use anyhow::Context as _;
 
-use super::args::RunArgs;
+use super::args::{RegistryArgs, RunArgs};
 use super::registry::PullOptions;
 use crate::params::ParamSpec;
 use crate::run::{
-    GadgetRun, LoaderPrefetch, Notice, PrintOptions, PrintTarget, StopReason, VerifyPolicy,
+    GadgetRun, LoaderPrefetch, Notice, PrintOptions, PrintTarget, StopHandle, StopReason,
+    VerifyPolicy, manifest,
 };
 
 /// A run whose image is read, before the command line is parsed.
@@ -147,6 +149,229 @@ pub fn run(args: RunArgs, prepared: Prepared, given: &[(String, String)]) -> any
     }
     if summary.reason == StopReason::OutputClosed {
         log::debug!("output closed by its reader");
+    }
+    Ok(())
+}
+
+/// Largest manifest `ig run -f` reads.
+const MAX_MANIFEST: usize = 1 << 20;
+
+/// The text of the manifest at `source`: a file, an http(s) URL, or `-`
+/// for standard input.
+fn read_manifest(source: &str, registry: &RegistryArgs) -> anyhow::Result<String> {
+    use std::io::Read as _;
+    let too_large = || anyhow::anyhow!("larger than {MAX_MANIFEST} bytes");
+    let bytes = if source == "-" {
+        let mut b = Vec::new();
+        std::io::stdin()
+            .lock()
+            .take(MAX_MANIFEST as u64 + 1)
+            .read_to_end(&mut b)
+            .context("reading standard input")?;
+        if b.len() > MAX_MANIFEST {
+            return Err(too_large());
+        }
+        b
+    } else if source.starts_with("http://") || source.starts_with("https://") {
+        crate::image::registry::download(source, registry.config().timeout, MAX_MANIFEST)?
+    } else {
+        let mut b = Vec::new();
+        std::fs::File::open(source)
+            .and_then(|f| f.take(MAX_MANIFEST as u64 + 1).read_to_end(&mut b))
+            .with_context(|| format!("reading {source}"))?;
+        if b.len() > MAX_MANIFEST {
+            return Err(too_large());
+        }
+        b
+    };
+    String::from_utf8(bytes).map_err(|_| anyhow::anyhow!("it is not UTF-8 text"))
+}
+
+/// The parameters of upstream's `cli` operator an instance spec may set
+/// (`operator.cli.fields`, `operator.cli.output`): ig's printer settings
+/// for that instance.
+const CLI_FIELDS: &str = "operator.cli.fields";
+const CLI_OUTPUT: &str = "operator.cli.output";
+
+/// An instance of `ig run -f` that cannot run, with what would help.
+#[derive(Debug, thiserror::Error)]
+#[error("instance {name}")]
+pub struct InstanceError {
+    name: String,
+    /// A `hint:` line, if there is one.
+    pub hint: Option<String>,
+    #[source]
+    source: anyhow::Error,
+}
+
+/// `hint:` for a parameter an instance spec gives that its gadget lacks:
+/// the full names of the gadget's parameters with that key, or where to
+/// find them.
+fn unknown_param_hint(run: &mut GadgetRun, image: &str, unknown: &str) -> String {
+    let key = unknown.rsplit('.').next().unwrap_or(unknown);
+    let mut same_key: Vec<String> = run
+        .param_specs()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|p| p.key == key)
+        .map(|p| p.full_name)
+        .collect();
+    same_key.sort();
+    same_key.dedup();
+    if same_key.is_empty() {
+        format!(
+            "`ig run {image} --help` lists its parameters with their full names, which an instance spec uses"
+        )
+    } else {
+        format!("{image}'s parameter {key} is {}", same_key.join(" or "))
+    }
+}
+
+/// The printer settings of one instance: the command line's, or its
+/// spec's `operator.cli.*` (taken out of `params`).
+fn instance_print(
+    args: &RunArgs,
+    params: &mut std::collections::BTreeMap<String, String>,
+) -> anyhow::Result<(crate::run::OutputMode, Option<crate::run::FieldsSpec>)> {
+    let mut mode = args.output;
+    let mut fields = args.fields.clone();
+    if let Some(m) = params.remove(CLI_OUTPUT) {
+        mode = <crate::run::OutputMode as clap::ValueEnum>::from_str(m.trim(), false).map_err(
+            |_| {
+                anyhow::anyhow!(
+                    "parameter {CLI_OUTPUT}: {m:?} is not one of columns, json, jsonpretty, yaml"
+                )
+            },
+        )?;
+    }
+    if let Some(f) = params.remove(CLI_FIELDS) {
+        fields = Some(
+            crate::run::FieldsSpec::parse(&f).with_context(|| format!("parameter {CLI_FIELDS}"))?,
+        );
+    }
+    Ok((mode, fields))
+}
+
+/// `ig run -f FILE|URL|-`: every instance of the manifest as a run of its
+/// own, on a thread of its own, all printing to one stdout. Every instance
+/// is checked before any is loaded; one that fails stops the others.
+pub fn run_manifest(
+    args: RunArgs,
+    source: &str,
+    store: &std::path::Path,
+    registry: &RegistryArgs,
+) -> anyhow::Result<()> {
+    let context = || format!("reading the manifest {source}");
+    let text = read_manifest(source, registry).with_context(context)?;
+    let specs = manifest::parse(&text).with_context(context)?;
+    let names = manifest::instance_names(&specs);
+    let width = names.iter().map(String::len).max().unwrap_or(0);
+    let stop = StopHandle::new().context("creating the stop handle")?;
+    let stdout = crate::output::sink::stdout();
+    let pull = PullOptions {
+        policy: args.pull,
+        registry: registry.clone(),
+        allowed_gadgets: args.allowed_gadgets.clone(),
+    };
+    // Every instance is read and checked (image, signature, parameters,
+    // privileges) before any is loaded.
+    let mut runs = Vec::new();
+    for (spec, name) in specs.iter().zip(&names) {
+        let failed = |source: anyhow::Error, hint: Option<String>| InstanceError {
+            name: name.clone(),
+            hint,
+            source,
+        };
+        if !spec.nodes.is_empty() {
+            log::debug!(
+                "instance {name}: nodes {} ignored: ig runs on this host only",
+                spec.nodes.join(", ")
+            );
+        }
+        let mut params = spec.param_values.clone();
+        let (mode, fields) = instance_print(&args, &mut params).map_err(|e| failed(e, None))?;
+        let mut print = PrintOptions::new(mode, PrintTarget::Stdout(stdout.clone()));
+        print.fields = fields;
+        print.instance = Some((name.clone(), width));
+        // A `--fields` section for a data source some instances lack is
+        // for the others; the spec's own is for this gadget alone.
+        print.fields_shared = specs.len() > 1 && !spec.param_values.contains_key(CLI_FIELDS);
+        let label = name.clone();
+        let mut run = configure(new_run(store, &spec.image, &pull, None), &args)
+            .params(params)
+            .print(print)
+            .stop_with(stop.clone())
+            .on_notice(move |n| log_notice(Some(&label), n));
+        if let Err(e) = run.check() {
+            let hint = match &e {
+                crate::run::RunError::Param {
+                    source: crate::params::ParamError::Unknown { name },
+                    ..
+                } => Some(unknown_param_hint(&mut run, &spec.image, name)),
+                _ => None,
+            };
+            return Err(failed(e.into(), hint).into());
+        }
+        runs.push((name.clone(), run));
+    }
+    let signals =
+        super::signals::SignalStop::install(stop.clone()).context("setting up signal handling")?;
+    super::logger::never_block();
+    // One thread per instance (started after the signals are blocked, so
+    // they inherit the mask); each says how it ended as it ends.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let total = runs.len();
+    for (name, run) in runs {
+        let sender = tx.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("ig-run-{name}"))
+            .spawn(move || {
+                // A panic is reported as the instance's failure, not
+                // lost with its thread.
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+                    run.run().map_err(Box::new)
+                }))
+                .unwrap_or_else(|_| Err(Box::new(crate::run::RunError::Panicked)));
+                let _ = sender.send((name, result));
+            });
+        if let Err(e) = spawned {
+            stop.stop();
+            drop(tx);
+            // The ones started end at the stop.
+            while rx.recv().is_ok() {}
+            return Err(e).context("starting a thread for an instance");
+        }
+    }
+    drop(tx);
+    let mut failed = 0;
+    for (name, result) in rx {
+        match result {
+            Ok(summary) => {
+                log::debug!("instance {name}: stopped: {:?}", summary.reason);
+                let lost = summary.losses.total();
+                if lost > 0 {
+                    log::warn!("instance {name}: events lost during this run: {lost} in total");
+                }
+            }
+            Err(e) => {
+                if failed == 0 && !stop.is_stopped() {
+                    // A manifest runs as a whole: the others stop too.
+                    stop.stop();
+                }
+                failed += 1;
+                super::report(&anyhow::Error::from(InstanceError {
+                    name,
+                    hint: None,
+                    source: anyhow::Error::from(*e),
+                }));
+            }
+        }
+    }
+    if let Some(sig) = signals.received() {
+        log::debug!("stopped: signal {sig}");
+    }
+    if failed > 0 {
+        anyhow::bail!("{failed} of {total} instances failed");
     }
     Ok(())
 }

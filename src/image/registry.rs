@@ -1,5 +1,6 @@
 //! Talking to an OCI registry: pull an image into the local store, push one
-//! from it, and check credentials for `ig login`.
+//! from it, and check credentials for `ig login`; and [`download`], one
+//! small document over HTTP(S) (`ig run -f URL`), the same way.
 //!
 //! Owns: the transport choice (plain HTTP only for loopback hosts and the
 //! hosts the user lists as insecure, TLS otherwise), walking an image's
@@ -154,6 +155,89 @@ pub fn install_crypto_provider() {
         // which is all that matters.
         let _ = rustls::crypto::ring::default_provider().install_default();
     }
+}
+
+/// Why [`download`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DownloadError {
+    /// The network runtime could not start.
+    #[error("cannot start the network runtime: {0}")]
+    Runtime(#[source] io::Error),
+    /// Connecting, sending or reading failed (a timeout among them).
+    #[error("downloading {url}: {source}")]
+    Request {
+        /// What was asked for.
+        url: String,
+        /// Why.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The server said no.
+    #[error("downloading {url}: the server answered {status}")]
+    Status {
+        /// What was asked for.
+        url: String,
+        /// Its answer.
+        status: u16,
+    },
+    /// More than the caller accepts.
+    #[error("downloading {url}: larger than {limit} bytes")]
+    TooLarge {
+        /// What was asked for.
+        url: String,
+        /// The most accepted.
+        limit: usize,
+    },
+}
+
+/// `GET url` (http or https), the body read whole up to `limit` bytes.
+/// `timeout` bounds connecting, the wait for an answer and every gap in
+/// the body (as for registries); `None`: no limit.
+pub fn download(
+    url: &str,
+    timeout: Option<Duration>,
+    limit: usize,
+) -> Result<Vec<u8>, DownloadError> {
+    install_crypto_provider();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(DownloadError::Runtime)?;
+    let fail = |source| DownloadError::Request {
+        url: url.to_owned(),
+        source,
+    };
+    runtime.block_on(async {
+        let mut http =
+            reqwest::Client::builder().user_agent(concat!("ig/", env!("CARGO_PKG_VERSION")));
+        if let Some(t) = timeout {
+            http = http.connect_timeout(t).read_timeout(t);
+        }
+        let mut response = http
+            .build()
+            .map_err(fail)?
+            .get(url)
+            .send()
+            .await
+            .map_err(fail)?;
+        if !response.status().is_success() {
+            return Err(DownloadError::Status {
+                url: url.to_owned(),
+                status: response.status().as_u16(),
+            });
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(fail)? {
+            if body.len() + chunk.len() > limit {
+                return Err(DownloadError::TooLarge {
+                    url: url.to_owned(),
+                    limit,
+                });
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
+    })
 }
 
 /// `host` of `host:port`, `[v6]:port` or `host`.

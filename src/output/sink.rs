@@ -41,14 +41,36 @@ use crate::pipeline::HandlerError;
 /// no room. A run is single-threaded, hence `Rc<RefCell<_>>`.
 #[derive(Clone)]
 pub struct SharedWriter {
-    out: Rc<RefCell<Box<dyn Write>>>,
+    target: Target,
     dropped: DroppedRecords,
+}
+
+#[derive(Clone)]
+enum Target {
+    Plain {
+        out: Rc<RefCell<Box<dyn Write>>>,
+        /// The label of the last chunk written ([`Label`]; 0: none).
+        last: Rc<Cell<u64>>,
+    },
+    Stdout(Stdout),
 }
 
 /// A writer for the printers of one run.
 pub fn shared(w: impl Write + 'static) -> SharedWriter {
     SharedWriter {
-        out: Rc::new(RefCell::new(Box::new(w))),
+        target: Target::Plain {
+            out: Rc::new(RefCell::new(Box::new(w))),
+            last: Rc::new(Cell::new(0)),
+        },
+        dropped: DroppedRecords::default(),
+    }
+}
+
+/// The printers of one run writing to `stdout`, which other runs may
+/// share: each chunk is written whole under its lock.
+pub fn shared_stdout(stdout: Stdout) -> SharedWriter {
+    SharedWriter {
+        target: Target::Stdout(stdout),
         dropped: DroppedRecords::default(),
     }
 }
@@ -58,6 +80,45 @@ impl SharedWriter {
     /// writer had no room (a [`Stdout`] whose reader is behind).
     pub fn dropped(&self) -> DroppedRecords {
         self.dropped.clone()
+    }
+
+    /// Write one chunk of whole records; with `label`, its header first
+    /// when the chunk before it on the stream had another label.
+    fn write_chunk(&self, label: Option<&Label>, chunk: &[u8]) -> io::Result<()> {
+        match &self.target {
+            Target::Plain { out, last } => {
+                let mut w = out.borrow_mut();
+                if let Some(l) = label
+                    && last.get() != l.id
+                {
+                    w.write_all(&l.header)?;
+                }
+                last.set(label.map_or(0, |l| l.id));
+                w.write_all(chunk).and_then(|()| w.flush())
+            }
+            Target::Stdout(s) => s.write_chunk(label, chunk),
+        }
+    }
+}
+
+/// The header of a printer whose chunks share a stream with other
+/// printers' (`ig run -f`, tables): written before a chunk whenever the
+/// chunk before it came from another printer, so every block of rows sits
+/// under its own header.
+pub(crate) struct Label {
+    id: u64,
+    header: Vec<u8>,
+}
+
+impl Label {
+    pub(crate) fn new(header: Vec<u8>) -> Self {
+        // A process-wide counter only hands out distinct ids: no state a
+        // run could trip on.
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        Self {
+            id: NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            header,
+        }
     }
 }
 
@@ -91,6 +152,7 @@ pub(crate) struct Sink {
     records: u64,
     out: SharedWriter,
     failed: Option<io::ErrorKind>,
+    label: Option<Label>,
 }
 
 impl Sink {
@@ -100,7 +162,14 @@ impl Sink {
             records: 0,
             out,
             failed: None,
+            label: None,
         }
+    }
+
+    /// Precede chunks with `label`'s header where the stream changes
+    /// printer.
+    pub(crate) fn set_label(&mut self, label: Label) {
+        self.label = Some(label);
     }
 
     /// The buffer to format the next record into, or `None` once the reader
@@ -128,10 +197,7 @@ impl Sink {
         if self.buf.is_empty() {
             return Ok(());
         }
-        let res = {
-            let mut w = self.out.out.borrow_mut();
-            w.write_all(&self.buf).and_then(|()| w.flush())
-        };
+        let res = self.out.write_chunk(self.label.as_ref(), &self.buf);
         self.buf.clear();
         let records = std::mem::take(&mut self.records);
         match res {
@@ -168,6 +234,8 @@ pub const BACKLOG_LIMIT: usize = 4 << 20;
 
 /// What the clones of one [`Stdout`] share.
 struct OutState {
+    /// The label of the last chunk written ([`Label`]; 0: none).
+    last: u64,
     fd: NonBlocking,
     /// Bytes accepted but not yet taken by the reader: `pending[start..]`.
     pending: Vec<u8>,
@@ -298,31 +366,37 @@ impl OutState {
         Ok(())
     }
 
-    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+    /// Write `parts` one after the other, accepted or refused together.
+    fn write_all(&mut self, parts: &[&[u8]]) -> io::Result<()> {
         if !self.fd.never_blocks() {
-            let mut rest = buf;
-            while !rest.is_empty() {
-                let n = self.write_some(rest)?;
-                if n == 0 {
-                    // A non-blocking descriptor we did not open: wait for it
-                    // rather than spin.
-                    wait_writable(self.raw(), -1);
+            for part in parts {
+                let mut rest = *part;
+                while !rest.is_empty() {
+                    let n = self.write_some(rest)?;
+                    if n == 0 {
+                        // A non-blocking descriptor we did not open: wait
+                        // for it rather than spin.
+                        wait_writable(self.raw(), -1);
+                    }
+                    rest = &rest[n..];
                 }
-                rest = &rest[n..];
             }
             return Ok(());
         }
         self.push_out()?;
-        if self.backlog() + buf.len() > BACKLOG_LIMIT {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        if self.backlog() + len > BACKLOG_LIMIT {
             // Refused whole: a record is never cut in two.
             return Err(io::ErrorKind::WouldBlock.into());
         }
-        let n = if self.backlog() == 0 {
-            self.write_some(buf)?
-        } else {
-            0
-        };
-        self.pending.extend_from_slice(&buf[n..]);
+        for part in parts {
+            let n = if self.backlog() == 0 {
+                self.write_some(part)?
+            } else {
+                0
+            };
+            self.pending.extend_from_slice(&part[n..]);
+        }
         Ok(())
     }
 }
@@ -348,6 +422,7 @@ pub struct Stdout(Arc<Mutex<OutState>>);
 /// Open stdout for `ig run`.
 pub fn stdout() -> Stdout {
     Stdout(Arc::new(Mutex::new(OutState {
+        last: 0,
         fd: NonBlocking::open(libc::STDOUT_FILENO),
         pending: Vec::new(),
         start: 0,
@@ -382,7 +457,9 @@ fn reopen_nonblocking(fd: RawFd) -> Option<OwnedFd> {
 
 impl Write for Stdout {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.state().write_all(buf)?;
+        let mut s = self.state();
+        s.write_all(&[buf])?;
+        s.last = 0;
         Ok(buf.len())
     }
     fn flush(&mut self) -> io::Result<()> {
@@ -394,6 +471,20 @@ impl Stdout {
     fn state(&self) -> MutexGuard<'_, OutState> {
         // A panic while holding it leaves at worst a backlog half pushed.
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// One chunk (with `label`'s header first when the stream's last chunk
+    /// had another label), accepted or refused whole, then what the reader
+    /// takes of the backlog now.
+    fn write_chunk(&self, label: Option<&Label>, chunk: &[u8]) -> io::Result<()> {
+        let mut s = self.state();
+        let id = label.map_or(0, |l| l.id);
+        match label {
+            Some(l) if s.last != l.id => s.write_all(&[&l.header, chunk])?,
+            _ => s.write_all(&[chunk])?,
+        }
+        s.last = id;
+        s.push_out()
     }
 
     /// The descriptor to poll for `POLLOUT` while there is a backlog;
@@ -420,6 +511,7 @@ mod tests {
 
     fn with_fd(fd: Fd) -> (Stdout, Stdout) {
         let out = Stdout(Arc::new(Mutex::new(OutState {
+            last: 0,
             fd: NonBlocking { fd },
             pending: Vec::new(),
             start: 0,
@@ -563,6 +655,72 @@ mod tests {
         }
         got += read_all(&r);
         assert_eq!(got as u64, (written - dropped) * record.len() as u64);
+    }
+
+    /// Runs on several threads share one stdout (`ig run -f`): each chunk
+    /// arrives whole, and a labeled chunk after another printer's gets its
+    /// header first.
+    #[test]
+    fn printers_of_several_threads_share_stdout_chunk_by_chunk() {
+        let (out, handle, r) = pipe();
+        let threads: Vec<_> = (0..4u8)
+            .map(|t| {
+                let out = out.clone();
+                std::thread::spawn(move || {
+                    let mut sink = Sink::new(shared_stdout(out));
+                    sink.set_label(Label::new(format!("H{t}\n").into_bytes()));
+                    for i in 0..200u32 {
+                        let line = format!("{t} {i:05} {}\n", "x".repeat(50));
+                        sink.buf().unwrap().extend_from_slice(line.as_bytes());
+                        sink.record_done();
+                        if i % 7 == 0 {
+                            sink.flush().unwrap();
+                        }
+                    }
+                    sink.flush().unwrap();
+                })
+            })
+            .collect();
+        let mut got = Vec::new();
+        while threads.iter().any(|t| !t.is_finished()) || handle.backlog() > 0 {
+            let mut buf = vec![0u8; 1 << 16];
+            // SAFETY: reading into a valid buffer from an open descriptor.
+            let n = unsafe { libc::read(r.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+            if let Ok(n) = usize::try_from(n) {
+                got.extend_from_slice(&buf[..n]);
+            }
+            handle.push_out().unwrap();
+        }
+        for t in threads {
+            t.join().unwrap();
+        }
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            // SAFETY: as above.
+            let n = unsafe { libc::read(r.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+            match usize::try_from(n) {
+                Ok(n) if n > 0 => got.extend_from_slice(&buf[..n]),
+                _ => break,
+            }
+        }
+        let text = String::from_utf8(got).unwrap();
+        let mut current = None;
+        let mut counts = [0u32; 4];
+        for line in text.lines() {
+            if let Some(h) = line.strip_prefix('H') {
+                current = Some(h.parse::<usize>().unwrap());
+                continue;
+            }
+            let t: usize = line[..1].parse().unwrap();
+            assert_eq!(
+                current,
+                Some(t),
+                "a row under another printer's header: {line}"
+            );
+            assert_eq!(line.len(), 2 + 5 + 1 + 50, "a cut or mixed line: {line}");
+            counts[t] += 1;
+        }
+        assert_eq!(counts, [200; 4]);
     }
 
     #[test]

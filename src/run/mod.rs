@@ -38,6 +38,7 @@
 
 mod assembly;
 mod consumers;
+pub mod manifest;
 mod policy;
 mod source;
 
@@ -306,6 +307,14 @@ pub struct PrintOptions {
     pub fields: Option<FieldsSpec>,
     /// The output is a terminal: toppers may redraw the screen.
     pub terminal: bool,
+    /// Label every event with this run's name, as when several runs share
+    /// the output (`ig run -f`): `(name, width)`, `width` the widest name
+    /// of those runs (the table's INSTANCE column).
+    pub instance: Option<(String, usize)>,
+    /// `fields` were given for several runs sharing the output: a section
+    /// for a data source this run lacks (`ds:a,b`) is another run's, not
+    /// an error.
+    pub fields_shared: bool,
     /// Where.
     pub target: PrintTarget,
 }
@@ -317,6 +326,8 @@ impl PrintOptions {
             mode,
             fields: None,
             terminal: false,
+            instance: None,
+            fields_shared: false,
             target,
         }
     }
@@ -677,6 +688,14 @@ impl GadgetRun {
         self.chain(Purpose::Pipeline)?.build()
     }
 
+    /// Every check [`GadgetRun::prepare`] makes (the image read or pulled,
+    /// the trust policy, the parameters, privileges), on this thread,
+    /// without making the run: to refuse a bad instance before any other
+    /// is loaded. The image stays read for the run.
+    pub fn check(&mut self) -> Result<(), RunError> {
+        self.chain(Purpose::Check).map(drop)
+    }
+
     /// Check the image against the trust policy, resolve the parameters,
     /// check privileges and make the operators, on this thread: every
     /// check before the kernel is involved. [`PreparedRun::run`] then
@@ -713,7 +732,8 @@ impl GadgetRun {
     /// after the trust and privilege checks. Consumers and printing are
     /// taken out of the builder, except to describe it.
     fn chain(&mut self, purpose: Purpose) -> Result<Chain, RunError> {
-        let for_run = purpose == Purpose::Run;
+        let for_run = matches!(purpose, Purpose::Run | Purpose::Check);
+        let consume = matches!(purpose, Purpose::Run | Purpose::Pipeline);
         if for_run {
             self.resolve()?;
             if let Some(stored) = self.resolved.as_ref().and_then(|r| r.stored.as_ref()) {
@@ -792,22 +812,23 @@ impl GadgetRun {
         let mut consumers = consumers::Attached::default();
         let mut output = None;
         let mut output_dropped = None;
-        if purpose != Purpose::Describe {
+        if consume {
             consumers = consumers::attach(std::mem::take(&mut self.consumers), &mut ops);
         }
-        if let Some(print) = self.print.take_if(|_| purpose != Purpose::Describe) {
+        if let Some(print) = self.print.take_if(|_| consume) {
             let writer = match print.target {
                 PrintTarget::Writer(w) => crate::output::shared(w),
                 PrintTarget::Stdout(s) => {
                     output = Some(s.clone());
-                    crate::output::shared(s)
+                    crate::output::sink::shared_stdout(s)
                 }
             };
             output_dropped = Some(writer.dropped());
             ops.push(Box::new(
                 OutputOperator::new(print.mode, writer)
                     .on_terminal(print.terminal)
-                    .with_fields(print.fields),
+                    .with_fields(print.fields, print.fields_shared)
+                    .with_instance(print.instance),
             ));
         }
         let r = self.resolved.as_ref().expect("resolved by assemble");
@@ -833,6 +854,8 @@ enum Purpose {
     Describe,
     /// To push events through by hand: no checks.
     Pipeline,
+    /// To check everything a run checks, without making it.
+    Check,
     /// To run.
     Run,
 }

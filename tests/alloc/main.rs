@@ -48,6 +48,8 @@ static GLOBAL: Counting = Counting;
 enum Consumer {
     /// A printer into /dev/null.
     Print(OutputMode),
+    /// A printer labelling each event with its instance (`ig run -f`).
+    PrintInstance(OutputMode),
     /// A callback on the run's thread that reads a field of every event.
     Callback,
 }
@@ -60,12 +62,16 @@ fn allocations_per_event(gadget: &str, consumer: Consumer, params: &[(&str, &str
         .pull(PullPolicy::Never)
         .params(params.iter().copied());
     let run = match consumer {
-        Consumer::Print(mode) => {
+        Consumer::Print(mode) | Consumer::PrintInstance(mode) => {
             let sink = std::fs::OpenOptions::new()
                 .write(true)
                 .open("/dev/null")
                 .unwrap();
-            run.print(PrintOptions::new(mode, PrintTarget::Writer(Box::new(sink))))
+            let mut print = PrintOptions::new(mode, PrintTarget::Writer(Box::new(sink)));
+            if matches!(consumer, Consumer::PrintInstance(_)) {
+                print.instance = Some(("an-instance".into(), 16));
+            }
+            run.print(print)
         }
         Consumer::Callback => {
             let mut seen = 0u64;
@@ -133,6 +139,9 @@ fn no_heap_allocation_per_event_json_table_yaml() {
         Consumer::Print(OutputMode::Json),
         Consumer::Print(OutputMode::Columns),
         Consumer::Print(OutputMode::Yaml),
+        Consumer::PrintInstance(OutputMode::Json),
+        Consumer::PrintInstance(OutputMode::Columns),
+        Consumer::PrintInstance(OutputMode::Yaml),
         Consumer::Callback,
     ];
     for gadget in ["trace_open", "trace_exec"] {

@@ -9,6 +9,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 mod compat_load;
+mod instances;
 mod operators;
 
 use std::io::{BufRead as _, BufReader};
@@ -184,6 +185,48 @@ fn bpf_ids_of(kind: &str, pid: u32) -> Vec<u64> {
     ids.sort_unstable();
     ids.dedup();
     ids
+}
+
+/// Wait (5 s at most) until no object of `held` (`(kind, ids)`, as
+/// [`bpf_ids_of`] gave them) is left in the kernel.
+fn assert_released(held: &[(&str, Vec<u64>)]) {
+    let end = Instant::now() + Duration::from_secs(5);
+    loop {
+        let left: Vec<(&str, u64)> = held
+            .iter()
+            .flat_map(|(k, ids)| ids.iter().map(move |id| (*k, *id)))
+            .filter(|(k, id)| bpf_id_exists(k, *id))
+            .collect();
+        if left.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < end,
+            "still loaded after ig exited: {left:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Make trace_open (run with a 4 KiB ring buffer and a 2 s flush
+/// interval, whose events `ig` prints) lose events: opens of `file` until
+/// one is printed, then a burst larger than the ring, then a wait for the
+/// flush that reports the loss.
+fn overflow_ring(ig: &mut Running, file: &Path) {
+    let needle = file.display().to_string();
+    ig.wait_for(
+        Duration::from_secs(20),
+        || {
+            for _ in 0..2000 {
+                let _ = std::fs::File::open(file);
+            }
+        },
+        |l| l.contains(&needle),
+    );
+    for _ in 0..5000 {
+        let _ = std::fs::File::open(file);
+    }
+    std::thread::sleep(Duration::from_millis(2500));
 }
 
 /// Whether the kernel still knows BPF object `id`, asked through bpftool.
@@ -573,20 +616,7 @@ fn a_full_ring_buffer_is_reported_as_lost_events() {
     let tmp = tempfile::tempdir().unwrap();
     let name = tmp.path().join(format!("igflood-{}", std::process::id()));
     std::fs::write(&name, "x").unwrap();
-    let needle = name.display().to_string();
-    ig.wait_for(
-        Duration::from_secs(20),
-        || {
-            for _ in 0..2000 {
-                let _ = std::fs::File::open(&name);
-            }
-        },
-        |l| l.contains(&needle),
-    );
-    for _ in 0..5000 {
-        let _ = std::fs::File::open(&name);
-    }
-    std::thread::sleep(Duration::from_millis(2500));
+    overflow_ring(&mut ig, &name);
     let (status, stderr) = ig.interrupt();
     assert!(status.success(), "{stderr}");
     assert!(
