@@ -56,12 +56,13 @@ pub use policy::{
 pub use source::GadgetBytes;
 
 pub use crate::bpf::loader::LoaderPrefetch;
+pub use crate::datasource::{Event, FieldDef, FieldKind, Schema, ValueRef};
+pub use crate::image::DEFAULT_STORE;
 pub use crate::output::sink::Stdout;
 pub use crate::output::{FieldsSpec, OutputMode};
 pub use crate::pipeline::Notice;
 pub use crate::runner::{StopHandle, StopReason};
 
-use crate::datasource::{Event, Schema};
 use crate::image::registry::Progress;
 use crate::image::{ImageError, Reference};
 use crate::metadata::{GadgetMetadata, MetadataError};
@@ -1002,8 +1003,9 @@ fn default_guest_stderr() -> StderrWriter {
     })
 }
 
-/// `e` and its sources, `: `-separated, as one line.
-pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+/// `e` and its sources, `: `-separated, as one line: how a program
+/// that embeds ig can show a [`RunError`] whole.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {

@@ -9,6 +9,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 mod compat_load;
+mod examples;
 mod instances;
 mod operators;
 
@@ -47,14 +48,18 @@ struct Running {
 
 impl Running {
     fn start(store: &TestStore, args: &[&str]) -> Self {
-        let mut child = store
-            .ig()
-            .arg("run")
-            .args(args)
+        let mut ig = store.ig();
+        ig.arg("run").args(args);
+        Self::spawn(&mut ig)
+    }
+
+    /// Any program that prints events a line each (the examples).
+    fn spawn(cmd: &mut Command) -> Self {
+        let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .unwrap();
+            .unwrap_or_else(|e| panic!("starting {cmd:?}: {e}"));
         let out = child.stdout.take().unwrap();
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
@@ -121,6 +126,27 @@ impl Running {
                 }
             }
         }
+    }
+
+    /// Wait for the program to end on its own (killed, and the test
+    /// failed, after `limit`): the exit status, stderr and every stdout
+    /// line.
+    fn wait_all(mut self, limit: Duration) -> (std::process::ExitStatus, String, Vec<String>) {
+        let end = Instant::now() + limit;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(Instant::now() < end, "still running after {limit:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut err = String::new();
+        let _ = std::io::Read::read_to_string(&mut self.child.stderr.take().unwrap(), &mut err);
+        let mut seen = std::mem::take(&mut self.seen);
+        while let Ok(l) = self.lines.recv_timeout(Duration::from_secs(5)) {
+            seen.push(l);
+        }
+        (status, err, seen)
     }
 
     /// SIGINT, then wait: the exit status, stderr and every stdout line.
