@@ -37,22 +37,36 @@
 
 use crate::btf::{Btf, Kind, TypeId};
 
+/// Why an object cannot be rewritten for aya.
 #[derive(Debug, thiserror::Error)]
 pub enum CompatError {
+    /// A CO-RE relocation cannot be resolved against the kernel's BTF.
     #[error(
         "CO-RE relocation #{index} of section {section} (instruction {insn}, {what} of {root} {access}): {reason}"
     )]
     Core {
+        /// The section.
         section: String,
+        /// The relocation's index in its section.
         index: usize,
+        /// The instruction index.
         insn: u32,
+        /// What the relocation computes (a field's offset, a type's size...).
         what: &'static str,
+        /// The type the access starts from.
         root: String,
+        /// The access string (`0:1:2`).
         access: String,
+        /// Why it cannot be resolved.
         reason: String,
     },
+    /// Section `section` of the object, named by .BTF.ext, is missing or too
+    /// short.
     #[error("section {section} of the object, named by .BTF.ext, is missing or too short")]
-    Section { section: String },
+    Section {
+        /// The section.
+        section: String,
+    },
 }
 
 /// `BPF_MAP_TYPE_PROG_ARRAY`.

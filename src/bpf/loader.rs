@@ -26,92 +26,158 @@ use aya::{Ebpf, EbpfLoader};
 use super::object::ObjectInfo;
 use super::programs::{Attach, PerfEventKind, ProgramPlan};
 
+/// Why a gadget could not be loaded, attached or read.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
+    /// Map `map` is pinned by name (LIBBPF_PIN_BY_NAME, e.g.
+    /// gadget/gpu_bridge_maps.h) and /sys/fs/bpf/`map` does not exist.
     #[error(
         "map {map} is pinned by name (LIBBPF_PIN_BY_NAME, e.g. gadget/gpu_bridge_maps.h) and /sys/fs/bpf/{map} does not exist: ig uses a map pinned by its owner (such as the GPU bridge) but never pins one itself, so start the program that owns it first"
     )]
-    PinnedMap { map: String },
+    PinnedMap {
+        /// The map.
+        map: String,
+    },
+    /// Preparing the eBPF object for the kernel (maps, relocations) failed.
     #[error("preparing the eBPF object for the kernel (maps, relocations)")]
     Prepare(#[source] aya::EbpfError),
+    /// Permission denied while loading eBPF.
     #[error(
         "permission denied while loading eBPF: run as root, or with CAP_BPF, CAP_PERFMON and CAP_SYS_RESOURCE"
     )]
     Permission(#[source] aya::EbpfError),
+    /// The kernel's verifier rejected program `program` (section `section`).
     #[error("the kernel's verifier rejected program {program} (section {section}): {errno}\n{log}")]
     Verifier {
+        /// The program.
         program: String,
+        /// The section.
         section: String,
+        /// The error the kernel returned.
         errno: std::io::Error,
+        /// The verifier's log.
         log: String,
     },
+    /// The kernel refused to load program `program`.
     #[error("the kernel refused to load program {program} (section {section}){hint}")]
     ProgramLoad {
+        /// The program.
         program: String,
+        /// The section.
         section: String,
+        /// What may help, if anything (empty or starting with a separator).
         hint: String,
+        /// Why.
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// Attaching program `program` failed.
     #[error("attaching program {program} (section {section}){hint}")]
     Attach {
+        /// The program.
         program: String,
+        /// The section.
         section: String,
+        /// What may help, if anything (empty or starting with a separator).
         hint: String,
+        /// Why.
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// Program `program` and its fallback `fallback` were both refused.
     #[error(
         "program {program} and its fallback {fallback} were both refused; the fallback's error follows ({primary_error})"
     )]
     NoAlternative {
+        /// The program.
         program: String,
+        /// The fallback program.
         fallback: String,
+        /// The program's own error, as text.
         primary_error: String,
+        /// Why.
         #[source]
         source: Box<LoadError>,
     },
+    /// Program `program` (section `section`) is of a different kind in aya
+    /// (`found`).
     #[error("program {program} (section {section}) is of a different kind in aya ({found})")]
     KindMismatch {
+        /// The program.
         program: String,
+        /// The section.
         section: String,
+        /// What was found.
         found: String,
     },
+    /// Program `program` is in the object's symbol table but aya did not load
+    /// it.
     #[error("program {program} is in the object's symbol table but aya did not load it")]
-    MissingProgram { program: String },
+    MissingProgram {
+        /// The program.
+        program: String,
+    },
+    /// Reading the kernel's BTF from /sys/kernel/btf/vmlinux (needed for
+    /// `section`) failed.
     #[error("reading the kernel's BTF from /sys/kernel/btf/vmlinux (needed for {section})")]
     KernelBtf {
+        /// The section.
         section: String,
+        /// Why.
         #[source]
         source: aya::BtfError,
     },
+    /// Reading the kernel's BTF `path` (needed for the object's CO-RE
+    /// relocations) failed.
     #[error("reading the kernel's BTF {path} (needed for the object's CO-RE relocations)")]
     KernelBtfFile {
+        /// The file.
         path: &'static str,
+        /// Why.
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// The object needs a rewrite aya cannot do, and ig could not do it either.
     #[error(transparent)]
     Compat(#[from] Box<super::compat::CompatError>),
+    /// Map `map` is missing from the object.
     #[error("map {map} is missing from the object")]
-    MissingMap { map: String },
+    MissingMap {
+        /// The map.
+        map: String,
+    },
+    /// An operation on map `map` failed.
     #[error("map {map}")]
     Map {
+        /// The map.
         map: String,
+        /// Why.
         #[source]
         source: aya::maps::MapError,
     },
+    /// Map `map` cannot take the size asked for.
     #[error("map {map}: {message}")]
-    MapSize { map: String, message: String },
+    MapSize {
+        /// The map.
+        map: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// Running iterator `program` failed.
     #[error("running iterator {program}")]
     Iterator {
+        /// The program.
         program: String,
+        /// Why.
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// Draining map `map` failed.
     #[error("draining map {map}")]
     Drain {
+        /// The map.
         map: String,
+        /// Why.
         #[source]
         source: std::io::Error,
     },
@@ -136,8 +202,11 @@ fn log_tail(log: &str, max: usize) -> String {
 
 /// How to load: the object plus the `.rodata` values to write before load.
 pub struct LoadSpec<'a> {
+    /// The object's bytes (after `bpf::compat::for_aya`).
     pub object: &'a [u8],
+    /// The object as parsed.
     pub info: &'a ObjectInfo,
+    /// Which programs to load and how to attach them.
     pub plan: &'a [ProgramPlan],
     /// `(variable, bytes)`: written into `.rodata`; variables the object does
     /// not have are ignored (headers differ between gadgets).
@@ -783,6 +852,7 @@ impl StackTraces {
 /// `bpf::maps`). Maps already taken out (ring buffers, drained hash maps,
 /// stack maps) are not listed.
 impl LoadedGadget {
+    /// Duplicated descriptors of the maps still in the object, by name.
     pub fn share_maps(&self) -> Vec<(String, OwnedFd)> {
         self.ebpf
             .maps()
@@ -908,6 +978,7 @@ impl RingBuffer {
         n
     }
 
+    /// The ring buffer's descriptor, to poll.
     pub fn fd(&self) -> RawFd {
         self.rb.as_raw_fd()
     }

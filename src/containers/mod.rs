@@ -21,10 +21,15 @@ pub mod runtime_api;
 /// The container runtimes whose cgroup names we recognize.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 pub enum Runtime {
+    /// Docker (`docker-<id>.scope`, `/docker/<id>`).
     Docker,
+    /// containerd (`cri-containerd-<id>.scope`).
     Containerd,
+    /// CRI-O (`crio-<id>.scope`).
     CriO,
+    /// Podman (`libpod-<id>.scope`).
     Podman,
+    /// systemd-nspawn (`machine-<name>.scope`).
     Nspawn,
 }
 
@@ -44,6 +49,7 @@ impl Runtime {
 /// What a cgroup path says about its container.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CgroupMatch {
+    /// The runtime whose naming the path follows.
     pub runtime: Runtime,
     /// The full container id (64 hex digits), or the machine name of
     /// systemd-nspawn.
@@ -53,14 +59,19 @@ pub struct CgroupMatch {
 /// One container, as `ig list-containers` shows it and the enrichment uses.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Container {
+    /// The full container id (or nspawn's machine name).
     pub id: String,
+    /// Its name, as its runtime knows it (else its short id).
     pub name: String,
+    /// Its runtime.
     pub runtime: Runtime,
     /// Empty when no runtime API told us.
     pub image: String,
     /// The container's first process (whose parent is outside it).
     pub pid: u32,
+    /// Its mount namespace inode.
     pub mntns: u64,
+    /// Its network namespace inode.
     pub netns: u64,
     /// The cgroup path the container was recognized by.
     pub cgroup: String,
@@ -246,6 +257,8 @@ impl Detector {
         )
     }
 
+    /// A detector reading `proc_root` (instead of `/proc`) and asking the
+    /// runtimes at `sockets`.
     pub fn with(proc_root: impl Into<PathBuf>, sockets: Vec<(Runtime, PathBuf)>) -> Self {
         Self {
             proc_root: proc_root.into(),
@@ -367,11 +380,14 @@ fn ns_of(proc_root: &Path, pid: u32, ns: &str) -> Option<u64> {
 /// container but these".
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Selector {
+    /// Names selected.
     pub include: Vec<String>,
+    /// Names excluded (`!name`).
     pub exclude: Vec<String>,
 }
 
 impl Selector {
+    /// `-c` syntax: `a,b,!c`.
     pub fn parse(list: &str) -> Self {
         let mut s = Self::default();
         for item in list.split(',').map(str::trim).filter(|i| !i.is_empty()) {
@@ -383,6 +399,7 @@ impl Selector {
         s
     }
 
+    /// Whether nothing was given (no filter).
     pub fn is_empty(&self) -> bool {
         self.include.is_empty() && self.exclude.is_empty()
     }

@@ -24,14 +24,24 @@ pub fn speaks_http(r: Runtime) -> bool {
     matches!(r, Runtime::Docker | Runtime::Podman)
 }
 
+/// Why a container runtime's API gave no answer we could use.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
+    /// Talking to the runtime's socket failed.
     #[error("talking to the runtime")]
     Io(#[from] std::io::Error),
+    /// The runtime answered with an error status.
     #[error("the runtime answered status {status}: {body}")]
-    Status { status: u16, body: String },
+    Status {
+        /// The HTTP status.
+        status: u16,
+        /// What it said.
+        body: String,
+    },
+    /// Malformed HTTP answer.
     #[error("malformed HTTP answer")]
     Malformed,
+    /// The answer's JSON is not what we read.
     #[error("unexpected JSON in the answer: {0}")]
     Json(String),
 }
@@ -39,7 +49,9 @@ pub enum ApiError {
 /// What the enrichment needs of a runtime's inspect document.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Inspect {
+    /// The container's name.
     pub name: String,
+    /// Its image.
     pub image: String,
 }
 

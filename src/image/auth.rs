@@ -33,25 +33,44 @@ const DOCKER_HUB_KEY: &str = "https://index.docker.io/v1/";
 /// Largest credentials file we read: it is a few hundred bytes in practice.
 const MAX_AUTH_FILE: u64 = 4 << 20;
 
+/// Why the credentials file cannot be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
+    /// Reading or writing the credentials file failed.
     #[error("{op} credentials file {}: {source}", path.display())]
     Io {
+        /// The operation.
         op: &'static str,
+        /// The file.
         path: PathBuf,
+        /// Why.
         #[source]
         source: io::Error,
     },
+    /// Credentials file `path` is not valid JSON.
     #[error("credentials file {} is not valid JSON: {source}", path.display())]
     Json {
+        /// The file.
         path: PathBuf,
+        /// Why.
         #[source]
         source: serde_json::Error,
     },
+    /// The credentials file is malformed.
     #[error("credentials file {}: {what}", path.display())]
-    Malformed { path: PathBuf, what: String },
+    Malformed {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        what: String,
+    },
+    /// Credentials file `path` is larger than `MAX_AUTH_FILE` bytes.
     #[error("credentials file {} is larger than {MAX_AUTH_FILE} bytes", path.display())]
-    TooLarge { path: PathBuf },
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A user name must not be empty or contain ':'.
     #[error("a user name must not be empty or contain ':'")]
     BadUsername,
 }
@@ -94,7 +113,9 @@ pub fn credentials_for(
 /// A user name and password for one registry.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Credentials {
+    /// The user name.
     pub username: String,
+    /// The password (or token).
     pub password: String,
 }
 
@@ -159,6 +180,7 @@ impl AuthFile {
         Ok(AuthFile { path, root })
     }
 
+    /// The file.
     pub fn path(&self) -> &Path {
         &self.path
     }

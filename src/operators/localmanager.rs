@@ -75,7 +75,9 @@ pub struct LocalManager {
 /// What one refresh found.
 #[derive(Clone, Debug, Default)]
 pub struct Snapshot {
+    /// The containers found.
     pub containers: Vec<Container>,
+    /// The host's mount namespace, if readable.
     pub host_mntns: Option<u64>,
 }
 
@@ -99,6 +101,7 @@ impl LocalManager {
         })
     }
 
+    /// A manager whose containers come from `detect` (tests hand in their own).
     pub fn with_detector(filter: MntnsFilter, detect: impl FnMut() -> Snapshot + 'static) -> Self {
         Self {
             filter,

@@ -22,6 +22,8 @@ pub(super) enum Node {
     },
 }
 
+/// Prints events as JSON: one object per line (`-o json`), or indented (`-o
+/// jsonpretty`); a snapshot as one array.
 pub struct JsonPrinter {
     /// `"instance":"NAME"` (`"instance": "NAME"` pretty) first in every
     /// object, when runs share the output (`ig run -f`); else empty.

@@ -47,6 +47,7 @@ pub struct OutputOperator {
 }
 
 impl OutputOperator {
+    /// Print in `mode` into `out`: the default fields, not a terminal.
     pub fn new(mode: OutputMode, out: SharedWriter) -> Self {
         Self {
             mode,

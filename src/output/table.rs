@@ -31,6 +31,8 @@ struct Column {
 /// Decimals of a float column without `columns.precision` (upstream's).
 const DEFAULT_PRECISION: usize = 2;
 
+/// Prints events as a table (`-o columns`): a header, then a row per event,
+/// columns sized from the annotations.
 pub struct TablePrinter {
     /// The run's name, first on every row, when runs share the output
     /// (`ig run -f`).
@@ -47,6 +49,7 @@ pub struct TablePrinter {
 }
 
 impl TablePrinter {
+    /// The default columns of `schema`, into `out`.
     pub fn new(schema: &Schema, out: SharedWriter) -> Self {
         Self {
             instance: None,

@@ -17,6 +17,8 @@ enum YNode {
     Object { key: Vec<u8>, children: Vec<YNode> },
 }
 
+/// Prints events as YAML (`-o yaml`): a document per event, a sequence per
+/// snapshot.
 pub struct YamlPrinter {
     /// `instance: "NAME"`, first in every mapping when runs share the
     /// output (`ig run -f`); else empty.
@@ -26,6 +28,7 @@ pub struct YamlPrinter {
 }
 
 impl YamlPrinter {
+    /// Print `fields` of `schema` into `out`.
     pub fn with_fields(schema: &Schema, fields: &[FieldId], out: SharedWriter) -> Self {
         Self {
             instance: Vec::new(),
