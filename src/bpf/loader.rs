@@ -19,12 +19,14 @@ use aya::maps::{MapData, PerCpuArray, RingBuf};
 use aya::programs::perf_event::{
     HardwareEvent, PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent,
 };
-use aya::programs::uprobe::UProbeScope;
+use aya::programs::uprobe::{UProbeAttachLocation, UProbeLinkId, UProbeScope};
 use aya::programs::{Program, ProgramError};
 use aya::{Ebpf, EbpfLoader};
 
 use super::object::ObjectInfo;
 use super::programs::{Attach, PerfEventKind, ProgramPlan};
+use super::targets::TargetSet;
+use super::uprobes::{self, Missing, Probe, RootKey, UprobeSet};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -93,6 +95,8 @@ pub enum LoadError {
     },
     #[error(transparent)]
     Compat(#[from] Box<super::compat::CompatError>),
+    #[error("no program of the gadget could attach: {reasons}")]
+    NothingAttached { reasons: String },
     #[error("map {map} is missing from the object")]
     MissingMap { map: String },
     #[error("map {map}")]
@@ -144,6 +148,9 @@ pub struct LoadSpec<'a> {
     pub globals: &'a [(String, Vec<u8>)],
     /// `(map, max_entries)`, e.g. to resize ring buffers.
     pub max_entries: &'a [(String, u32)],
+    /// The host and containers programs that follow containers attach to
+    /// (uprobes: in each one's files).
+    pub targets: &'a TargetSet,
 }
 
 /// A loaded and attached gadget. Dropping it detaches and frees everything.
@@ -156,6 +163,10 @@ pub struct LoadedGadget {
     /// Links of the programs attached to tracepoints, detached in
     /// parallel when the gadget is dropped (see `Drop`).
     tracepoint_links: Vec<(String, aya::programs::trace_point::TracePointLinkId)>,
+    /// Uprobes, attached in each root the run covers (`retarget`).
+    uprobes: UprobeSet<UProbeLinkId>,
+    /// The roots uprobes were attached in (even where nothing was found).
+    uprobe_roots: std::collections::BTreeSet<RootKey>,
 }
 
 /// Closing a tracepoint's perf event makes the kernel wait for RCU grace
@@ -232,7 +243,10 @@ impl LoadedGadget {
             sockets: Vec::new(),
             in_use: BTreeMap::new(),
             tracepoint_links: Vec::new(),
+            uprobes: UprobeSet::new(Vec::new()),
+            uprobe_roots: std::collections::BTreeSet::new(),
         };
+        let mut probes = Vec::new();
         let mut kernel_btf = None;
         for p in spec.plan {
             if p.is_fallback {
@@ -248,7 +262,12 @@ impl LoadedGadget {
             }
             match g.load_and_attach(p, &mut kernel_btf) {
                 Ok(()) => {
-                    log::debug!("attached {} ({})", p.name, p.section);
+                    if let Some(probe) = probe_of(p) {
+                        log::debug!("loaded {} ({})", p.name, p.section);
+                        probes.push(probe);
+                    } else {
+                        log::debug!("attached {} ({})", p.name, p.section);
+                    }
                     g.in_use.insert(p.name.clone(), p.clone());
                 }
                 Err(first) => {
@@ -279,11 +298,99 @@ impl LoadedGadget {
                         fb.section,
                         p.name
                     );
+                    probes.extend(probe_of(fb));
                     g.in_use.insert(fb.name.clone(), fb.clone());
                 }
             }
         }
+        g.uprobes = UprobeSet::new(probes);
+        g.retarget(spec.targets);
+        g.report_uprobes(spec.targets)?;
         Ok(g)
+    }
+
+    /// Attach what follows containers to the roots of `set` and detach it
+    /// from those no longer in it (uprobes: one link per distinct file;
+    /// see `bpf::uprobes`). Failures in one root are for `-v`: the run
+    /// goes on with the others.
+    pub fn retarget(&mut self, set: &TargetSet) {
+        if self.uprobes.is_empty() {
+            return;
+        }
+        let mut want: BTreeMap<RootKey, (Option<u32>, &str)> = BTreeMap::new();
+        if set.host {
+            want.insert(RootKey::Host, (None, ""));
+        }
+        for c in &set.containers {
+            want.insert(RootKey::Container(c.id.clone()), (Some(c.pid), &c.name));
+        }
+        let mut a = UprobeAttacher {
+            ebpf: &mut self.ebpf,
+        };
+        let gone: Vec<RootKey> = self
+            .uprobe_roots
+            .iter()
+            .filter(|k| !want.contains_key(*k))
+            .cloned()
+            .collect();
+        for k in gone {
+            self.uprobes.remove_root(&mut a, &k);
+            self.uprobe_roots.remove(&k);
+            log::debug!("uprobes: {k:?} left the run");
+        }
+        for (k, (pid, name)) in want {
+            if self.uprobe_roots.contains(&k) {
+                continue;
+            }
+            match uprobes::open_root(pid) {
+                Ok(dir) => {
+                    self.uprobes.add_root(&mut a, &k, name, &dir);
+                    log::debug!(
+                        "uprobes: {} added ({} links in all)",
+                        k.describe(name),
+                        self.uprobes.link_count()
+                    );
+                }
+                Err(e) => log::debug!("uprobes: the root of {}: {e}", k.describe(name)),
+            }
+            self.uprobe_roots.insert(k);
+        }
+    }
+
+    /// At start: one warning per reason uprobes could not attach; an error
+    /// when no program of the gadget attached at all and no container can
+    /// change that (the run covers the host, so it is not waiting for a
+    /// selected container to start).
+    fn report_uprobes(&self, set: &TargetSet) -> Result<(), LoadError> {
+        let unattached = self.uprobes.unattached();
+        if unattached.is_empty() {
+            return Ok(());
+        }
+        let mut by_reason: BTreeMap<Missing, Vec<(&str, &str)>> = BTreeMap::new();
+        for (probe, why) in &unattached {
+            by_reason
+                .entry(why.clone())
+                .or_default()
+                .push((probe.program.as_str(), probe.symbol.as_str()));
+        }
+        let lines: Vec<String> = by_reason
+            .iter()
+            .map(|(why, probes)| why.describe(probes))
+            .collect();
+        let others = self
+            .in_use
+            .values()
+            .filter(|p| !matches!(p.attach, Attach::UProbe { .. }))
+            .count();
+        if others == 0 && !self.uprobes.any_attached() && set.host {
+            return Err(LoadError::NothingAttached {
+                reasons: lines.join("; "),
+            });
+        }
+        for l in lines {
+            log::warn!("uprobes not attached: {l}");
+        }
+        Ok(())
     }
 
     /// Names of the programs loaded (after fallbacks), with their sections.
@@ -354,10 +461,9 @@ impl LoadedGadget {
                     .map_err(load_err)?;
                 l.attach().map_err(|e| attach_err(boxed(e)))?;
             }
-            (Attach::UProbe { target, symbol, .. }, Program::UProbe(u)) => {
+            (Attach::UProbe { .. }, Program::UProbe(u)) => {
+                // Attached per root by `retarget`, once everything loaded.
                 u.load().map_err(load_err)?;
-                u.attach(symbol.as_str(), target, UProbeScope::AllProcesses)
-                    .map_err(|e| attach_err(boxed(e)))?;
             }
             (Attach::Iter { target }, Program::Iter(it)) => {
                 // Loaded now so the verifier speaks at start; attached and
@@ -768,6 +874,55 @@ impl StackTraces {
             ..ElemAttr::default()
         };
         let _ = bpf(BPF_MAP_DELETE_ELEM, &mut attr);
+    }
+}
+
+/// The uprobe a plan entry is, if it is one.
+fn probe_of(p: &ProgramPlan) -> Option<Probe> {
+    match &p.attach {
+        Attach::UProbe { target, symbol, .. } => Some(Probe {
+            program: p.name.clone(),
+            target: uprobes::Target::parse(target)?,
+            symbol: symbol.clone(),
+        }),
+        _ => None,
+    }
+}
+
+/// Attaches uprobes of the gadget's object for `UprobeSet`.
+struct UprobeAttacher<'a> {
+    ebpf: &'a mut Ebpf,
+}
+
+impl uprobes::Attacher for UprobeAttacher<'_> {
+    type Link = UProbeLinkId;
+
+    fn attach(&mut self, program: &str, path: &Path, offset: u64) -> Result<UProbeLinkId, String> {
+        let Some(Program::UProbe(u)) = self.ebpf.program_mut(program) else {
+            return Err(format!("program {program} is not a loaded uprobe"));
+        };
+        u.attach(
+            UProbeAttachLocation::AbsoluteOffset(offset),
+            path,
+            UProbeScope::AllProcesses,
+        )
+        .map_err(|e| {
+            let mut msg = e.to_string();
+            let mut src = std::error::Error::source(&e);
+            while let Some(s) = src {
+                msg = format!("{msg}: {s}");
+                src = s.source();
+            }
+            msg
+        })
+    }
+
+    fn detach(&mut self, program: &str, link: UProbeLinkId) {
+        if let Some(Program::UProbe(u)) = self.ebpf.program_mut(program)
+            && let Err(e) = u.detach(link)
+        {
+            log::debug!("detaching uprobe {program}: {e}");
+        }
     }
 }
 

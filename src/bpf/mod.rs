@@ -11,6 +11,10 @@
 //! - [`maps`], [`perf`]: maps by descriptor and perf rings, as a WASM
 //!   guest reaches them (kernel, raw `bpf(2)` and `perf_event_open(2)`);
 //! - [`shared`]: what the eBPF operator and a WASM guest share (pure);
+//! - [`uprobes`]: where uprobes attach, per root (ld.so.cache, symbols,
+//!   one link per file; the attaching itself is `loader`'s);
+//! - [`targets`]: the host and containers programs that follow containers
+//!   attach to, as the local manager publishes them (pure);
 //! - [`stats`]: every program and map of the host, with run time and
 //!   count, and the switch of the kernel's statistics (kernel);
 //! - [`inspect`]: the object read as `ig run` and `ig image build` read it
@@ -32,6 +36,8 @@ pub mod programs;
 pub mod schema;
 pub mod shared;
 pub mod stats;
+pub mod targets;
+pub mod uprobes;
 
 use crate::btf::Btf;
 use contract::Contract;

@@ -40,7 +40,8 @@ pub enum Attach {
     Lsm {
         hook: String,
     },
-    /// `uprobe/<path or library>:<symbol>`.
+    /// `uprobe/<absolute path or library name>:<symbol>`, attached in
+    /// the host's and each followed container's files (`bpf::uprobes`).
     UProbe {
         target: String,
         symbol: String,
@@ -159,6 +160,10 @@ pub fn parse_section(
         },
         "uprobe" | "uretprobe" => {
             let (path, symbol) = target.rsplit_once(':').ok_or_else(unsupported)?;
+            // Upstream's rule: an absolute path or a library name.
+            if super::uprobes::Target::parse(path).is_none() {
+                return Err(unsupported());
+            }
             Attach::UProbe {
                 target: nonempty(path)?,
                 symbol: nonempty(symbol)?,
@@ -373,6 +378,7 @@ mod tests {
             "xdp",
             "tracepoint/only_category",
             "uprobe/no_symbol",
+            "uprobe/lib/relative.so:sym",
             "iter/",
             "classifier/ingress",
             "socketx",

@@ -345,6 +345,7 @@ pub fn run(args: RunArgs, prepared: Prepared, given: &[(String, String)]) -> any
             ringbuf_size: Some(ringbuf_size),
             mntns_filter: Some(seams.mntns_filter.clone()),
             shared: has_wasm.then(|| seams.gadget.clone()),
+            targets: Some(seams.targets.clone()),
         });
         ebpf.set_metadata(metadata.clone());
     }

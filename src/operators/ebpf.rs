@@ -41,6 +41,7 @@ use crate::bpf::params::EbpfParam;
 use crate::bpf::programs::{ProgramPlan, plan};
 use crate::bpf::schema::{schema_from_btf, schema_from_structs};
 use crate::bpf::shared::{SharedGadget, apply_config};
+use crate::bpf::targets::{TargetSet, Targets};
 use crate::bpf::{Inspected, inspect};
 use crate::btf::Btf;
 use crate::datasource::{Event, SchemaBuilder, SourceKind};
@@ -78,6 +79,9 @@ pub struct EbpfOptions {
     /// What a WASM guest of the image shares with us: its configuration
     /// before load, our maps after (see `bpf::shared`).
     pub shared: Option<SharedGadget>,
+    /// The host and containers the local manager publishes, for programs
+    /// that follow containers (uprobes); `None`: the host only.
+    pub targets: Option<Targets>,
 }
 
 pub struct EbpfOperator {
@@ -168,9 +172,24 @@ impl EbpfOperator {
         })
     }
 
-    /// Settings that depend on the parsed command line.
+    /// Settings that depend on the parsed command line. Asks the local
+    /// manager to follow containers when the object has programs that
+    /// attach per container.
     pub fn set_options(&mut self, options: EbpfOptions) {
+        if let Some(t) = &options.targets
+            && self.follows_containers()
+        {
+            t.want();
+        }
         self.options = options;
+    }
+
+    /// Whether some program attaches per container (uprobes: in each
+    /// container's files).
+    fn follows_containers(&self) -> bool {
+        self.plan
+            .iter()
+            .any(|p| matches!(p.attach, crate::bpf::programs::Attach::UProbe { .. }))
     }
 
     /// The gadget's metadata as the custom parameters patched it (data
@@ -511,6 +530,7 @@ impl Operator for EbpfOperator {
             stack_fields,
             symbolizer: None,
             mntns_seen: 0,
+            targets_seen: 0,
         })))
     }
 }
@@ -563,6 +583,8 @@ struct EbpfInstance {
     symbolizer: Option<stacks::Symbolizer>,
     /// Generation of the container filter last written to the kernel.
     mntns_seen: u64,
+    /// Generation of the target set last attached to.
+    targets_seen: u64,
 }
 
 impl Instance for EbpfInstance {
@@ -589,12 +611,21 @@ impl Instance for EbpfInstance {
                 log::warn!("{w}");
             }
         }
+        let targets = match &self.options.targets {
+            Some(t) => {
+                self.targets_seen = 0;
+                t.changed_since(&mut self.targets_seen);
+                t.current()
+            }
+            None => TargetSet::host_only(),
+        };
         let spec = LoadSpec {
             object: &self.object,
             info: &self.info,
             plan: &plan,
             globals: &globals,
             max_entries: &max_entries,
+            targets: &targets,
         };
         let mut loaded = LoadedGadget::load(&spec).map_err(fail)?;
         if let Some(g) = &self.options.shared {
@@ -820,6 +851,11 @@ impl Source for EbpfInstance {
     }
 
     fn tick(&mut self, _out: &mut Dispatch) -> Result<Vec<Notice>, OperatorError> {
+        if let (Some(t), Some(loaded)) = (&self.options.targets, self.loaded.as_mut())
+            && let Some(set) = t.changed_since(&mut self.targets_seen)
+        {
+            loaded.retarget(&set);
+        }
         if let (Some(f), Some(loaded)) = (self.mntns_filter(), self.loaded.as_mut())
             && let Some(ids) = f.changed_since(&mut self.mntns_seen)
         {

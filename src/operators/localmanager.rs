@@ -23,6 +23,12 @@
 //! containers unless `--host`; we keep every event because most use of
 //! `ig` here is on hosts without containers).
 //!
+//! When the eBPF operator follows containers (uprobes in their files,
+//! socket filters in their network namespaces, TC programs on their
+//! interfaces: `bpf::targets`), the manager stays active even for a gadget
+//! without a mount namespace field, walks `/proc` every second, and
+//! publishes the run's host flag and selected containers at every walk.
+//!
 //! `-c` naming no running container is a warning, not an error: the
 //! container may start after `ig` (the usual way to trace a container's
 //! start-up), and the table is refreshed every second while filtering, so
@@ -41,6 +47,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use crate::bpf::mntns_filter::MntnsFilter;
+use crate::bpf::targets::{Targets, Workload};
 use crate::containers::{Container, Detector, Selector};
 use crate::datasource::ValueRef;
 use crate::datasource::{Event, FieldId, FieldKind, Schema, SchemaBuilder, SchemaError, Value};
@@ -67,6 +74,9 @@ const PENDING_MAX: usize = 16;
 /// The operator. The detector can be replaced for tests.
 pub struct LocalManager {
     filter: MntnsFilter,
+    /// Where the eBPF operator attaches programs that follow containers:
+    /// published at every walk while it wants them.
+    targets: Targets,
     selector: Selector,
     host: bool,
     detect: Box<dyn FnMut() -> Snapshot>,
@@ -99,9 +109,18 @@ impl LocalManager {
         })
     }
 
+    /// Publish the selected containers to `targets` (shared with the eBPF
+    /// operator) while it wants them.
+    #[must_use]
+    pub fn with_targets(mut self, targets: Targets) -> Self {
+        self.targets = targets;
+        self
+    }
+
     pub fn with_detector(filter: MntnsFilter, detect: impl FnMut() -> Snapshot + 'static) -> Self {
         Self {
             filter,
+            targets: Targets::default(),
             selector: Selector::default(),
             host: false,
             detect: Box::new(detect),
@@ -166,7 +185,8 @@ impl Operator for LocalManager {
             }
         }
         let selecting = !self.selector.is_empty();
-        if plans.is_empty() && !selecting {
+        let following = self.targets.is_wanted();
+        if plans.is_empty() && !selecting && !following {
             return Ok(None);
         }
         if plans.is_empty() {
@@ -180,6 +200,7 @@ impl Operator for LocalManager {
             selector: self.selector,
             host: self.host,
             filter: self.filter,
+            targets: following.then_some(self.targets),
             detect: self.detect,
             refreshed: None,
             pending: Vec::with_capacity(PENDING_MAX),
@@ -305,6 +326,8 @@ struct Table {
     selector: Selector,
     host: bool,
     filter: MntnsFilter,
+    /// Set when the eBPF operator follows containers.
+    targets: Option<Targets>,
     detect: Box<dyn FnMut() -> Snapshot>,
     refreshed: Option<Instant>,
     /// Unknown mount namespaces seen since the last refresh (bounded, with
@@ -333,9 +356,19 @@ impl Table {
         self.host_mntns = snap.host_mntns;
         self.by_mntns.clear();
         let mut selected = Vec::new();
+        let mut workloads = Vec::new();
         for c in snap.containers {
             let c = Rc::new(c);
             let chosen = self.selector.matches(&c.name);
+            if chosen && self.targets.is_some() {
+                workloads.push(Workload {
+                    id: c.id.clone(),
+                    name: c.name.clone(),
+                    pid: c.pid,
+                    mntns: c.mntns,
+                    netns: c.netns,
+                });
+            }
             for &m in &c.mntns_ids {
                 self.by_mntns.insert(m, c.clone());
                 if chosen {
@@ -349,6 +382,9 @@ impl Table {
         }
         if self.selecting() {
             self.filter.set(selected);
+        }
+        if let Some(t) = &self.targets {
+            t.publish(!self.selecting() || self.host, workloads);
         }
         let now = self.now_ms;
         for m in self.pending.drain(..) {
@@ -364,7 +400,7 @@ impl Table {
     fn housekeeping(&mut self) {
         self.now_ms = self.epoch.elapsed().as_millis() as u64;
         let since = self.refreshed.map(|t| t.elapsed());
-        let period = if self.selecting() {
+        let period = if self.selecting() || self.targets.is_some() {
             MIN_REFRESH
         } else {
             IDLE_REFRESH
@@ -660,6 +696,81 @@ mod tests {
         }
     }
 
+    /// A gadget without a mount namespace field still gets the manager
+    /// when the eBPF operator follows containers: the selected ones (and
+    /// whether the host is in the run) are published at every walk.
+    #[test]
+    fn publishes_targets_when_the_ebpf_operator_follows_containers() {
+        // (params, host in the run, containers published)
+        type Case<'a> = (&'a [(&'a str, &'a str)], bool, &'a [&'a str]);
+        let cases: &[Case] = &[
+            (&[], true, &["db", "web"]),
+            (&[("containername", "web")], false, &["web"]),
+            (
+                &[("containername", "web"), ("host", "true")],
+                true,
+                &["web"],
+            ),
+            (&[("containername", "!web")], false, &["db"]),
+        ];
+        for (params, host, names) in cases {
+            let targets = Targets::default();
+            targets.want();
+            let scans = Rc::new(Cell::new(0));
+            let lm = LocalManager::with_detector(MntnsFilter::default(), fake(scans.clone()))
+                .with_targets(targets.clone());
+            let specs = lm.params();
+            let given: Vec<(String, String)> = params
+                .iter()
+                .map(|(k, v)| (format!("operator.LocalManager.{k}"), (*v).to_owned()))
+                .collect();
+            let values = ParamValues::resolve(&specs, &given).unwrap();
+            let mut b = SchemaBuilder::new("ev", SourceKind::Single, 4);
+            b.add_raw("pid".into(), FieldKind::U32, 0, 4, None).unwrap();
+            let ops: Vec<Box<dyn Operator>> = vec![
+                Box::new(Producer {
+                    priority: -1000,
+                    schema: b,
+                    samples: vec![],
+                }),
+                Box::new(lm),
+            ];
+            let p = Pipeline::build(ops, &values).unwrap();
+            assert!(
+                p.operator_names().contains(&NAME),
+                "{params:?}: {:?}",
+                p.operator_names()
+            );
+            let set = targets.current();
+            assert!(targets.is_published());
+            assert_eq!(set.host, *host, "{params:?}");
+            let got: Vec<&str> = set.containers.iter().map(|c| c.name.as_str()).collect();
+            let mut want = names.to_vec();
+            want.sort_by_key(|n| format!("{n:0>64}"));
+            assert_eq!(got, want, "{params:?}");
+            assert_eq!(scans.get(), 1);
+        }
+        // Not wanted: a gadget without a mount namespace field has no
+        // manager, and nothing is published.
+        let targets = Targets::default();
+        let lm = LocalManager::with_detector(MntnsFilter::default(), fake(Rc::default()))
+            .with_targets(targets.clone());
+        let mut b = SchemaBuilder::new("ev", SourceKind::Single, 4);
+        b.add_raw("pid".into(), FieldKind::U32, 0, 4, None).unwrap();
+        let ops: Vec<Box<dyn Operator>> = vec![
+            Box::new(Producer {
+                priority: -1000,
+                schema: b,
+                samples: vec![],
+            }),
+            Box::new(lm),
+        ];
+        let values = ParamValues::resolve(&[], &[]).unwrap();
+        let p = Pipeline::build(ops, &values).unwrap();
+        assert!(!p.operator_names().contains(&NAME));
+        assert!(!targets.is_published());
+    }
+
     #[test]
     fn all_fields_and_their_place() {
         let (col, _, _) = run(&[], vec![sample(200, 3), sample(1, 2)]);
@@ -727,6 +838,7 @@ mod tests {
             selector: Selector::default(),
             host: false,
             filter: MntnsFilter::default(),
+            targets: None,
             detect: Box::new(fake(scans.clone())),
             refreshed: None,
             pending: Vec::with_capacity(PENDING_MAX),

@@ -404,16 +404,13 @@ fn networking_fixture_builds_on_uapi_headers_and_reads_packets() {
     let dport = target.local_addr().unwrap().port();
     let sport = sock.local_addr().unwrap().port();
     let payload = b"igcompat";
-    let events = Running::start(
-        store,
-        &["compat_networking", "--port", &dport.to_string()],
-    )
-    .collect(
-        || {
-            sock.send_to(payload, target.local_addr().unwrap()).unwrap();
-        },
-        |seen| seen.iter().any(|e| e["sport"] == sport),
-    );
+    let events = Running::start(store, &["compat_networking", "--port", &dport.to_string()])
+        .collect(
+            || {
+                sock.send_to(payload, target.local_addr().unwrap()).unwrap();
+            },
+            |seen| seen.iter().any(|e| e["sport"] == sport),
+        );
     let e = events.iter().find(|e| e["sport"] == sport).unwrap();
     assert_eq!(e["dport"], dport, "{e}");
     // Ethernet (14) + IPv4 (20) + UDP (8) + payload.

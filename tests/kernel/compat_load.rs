@@ -132,7 +132,12 @@ fn upstream_map_shapes_load_and_stay_harmless() {
         "--fixture_sized_max_entries",
         "7",
     ];
-    let refused = s.ig().args(["run", "--timeout", "5"]).args(args).output().unwrap();
+    let refused = s
+        .ig()
+        .args(["run", "--timeout", "5"])
+        .args(args)
+        .output()
+        .unwrap();
     let err = text(&refused.stderr);
     assert!(!refused.status.success(), "{err}");
     assert_eq!(err.lines().count(), 1, "one line: {err}");

@@ -6,6 +6,7 @@
 //! Each test looks only at events of processes it started itself (by pid),
 //! so other activity on the host cannot make it flaky.
 
+mod attach;
 #[path = "../common/mod.rs"]
 mod common;
 mod compat_load;
@@ -78,7 +79,7 @@ impl Running {
         &mut self,
         limit: Duration,
         mut poke: impl FnMut(),
-        pred: impl Fn(&str) -> bool,
+        mut pred: impl FnMut(&str) -> bool,
     ) -> String {
         let end = Instant::now() + limit;
         let mut next_poke = Instant::now();
@@ -1424,11 +1425,17 @@ impl RuncContainer {
     }
 
     fn start_with_id(id: String, script: &str) -> Self {
+        Self::start_with(id, script, |_| {})
+    }
+
+    /// `prepare` adds to the rootfs (its path) before the container runs.
+    fn start_with(id: String, script: &str, prepare: impl FnOnce(&Path)) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("rootfs");
         for d in ["bin", "proc", "dev", "sys", "tmp"] {
             std::fs::create_dir_all(root.join(d)).unwrap();
         }
+        prepare(&root);
         let busybox = ["/bin/busybox", "/usr/bin/busybox"]
             .into_iter()
             .find(|p| Path::new(p).exists())

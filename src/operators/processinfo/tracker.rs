@@ -153,6 +153,7 @@ impl Tracker {
             plan: &programs,
             globals: &[],
             max_entries: &[],
+            targets: &crate::bpf::targets::TargetSet::host_only(),
         })?;
         let ring = loaded.ring_buffer(RING)?;
         let lost = loaded.lost_counter(RING)?;

@@ -1,0 +1,222 @@
+//! Attach kinds that follow the host and its containers (issue 20):
+//! uprobes by library name, resolved in every root the run covers.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::common::{TestStore, repo};
+use super::{RuncContainer, Running, require_kernel};
+
+/// Sizes the `uprobe_library` fixture reports: `[MIN, MIN + 1000)`.
+const MIN: u64 = 7_770_000;
+
+fn uprobe_store() -> TestStore {
+    let s = TestStore::new();
+    s.build(
+        &repo().join("tests/fixtures/uprobe_library"),
+        "uprobe_library",
+    );
+    s
+}
+
+/// `uprobe/libc:malloc` resolves through the host's ld.so.cache and sees
+/// our calls; the fixture's two other probes (a library no cache lists, a
+/// symbol libc lacks) attach nowhere, and the run goes on with a warning
+/// naming each, as upstream's does.
+#[test]
+fn uprobes_by_library_name_attach_what_exists_and_warn_about_the_rest() {
+    require_kernel();
+    let s = uprobe_store();
+    let min = MIN.to_string();
+    let mut ig = Running::start(&s, &["uprobe_library", "--size_min", &min, "-o", "json"]);
+    let me = std::process::id();
+    let size = MIN + 17;
+    let line = ig.wait_for(
+        Duration::from_secs(20),
+        || {
+            // SAFETY: malloc/free of a fresh block, through libc.
+            unsafe { libc::free(libc::malloc(size as usize)) };
+        },
+        |l| l.contains(&format!("\"pid\":{me},")),
+    );
+    let ev: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(ev["size"], size, "{line}");
+    let (status, stderr, _) = ig.interrupt_all();
+    assert!(status.success(), "{stderr}");
+    assert!(
+        stderr.contains("warning: uprobes not attached: library libig_nowhere not found")
+            && stderr.contains("programs ig_nowhere"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("ig_no_such_symbol (program ig_no_symbol)") && stderr.contains("libc.so.6"),
+        "{stderr}"
+    );
+}
+
+/// A gadget none of whose programs can attach anywhere is an error that
+/// says why, not a run that shows nothing.
+#[test]
+fn uprobes_that_attach_nowhere_are_an_error_when_nothing_else_runs() {
+    require_kernel();
+    let s = TestStore::new();
+    s.build(
+        &repo().join("tests/fixtures/uprobe_nowhere"),
+        "uprobe_nowhere",
+    );
+    let out = s.run(&["run", "uprobe_nowhere", "--timeout", "5"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("no program of the gadget could attach")
+            && stderr
+                .contains("library libig_nowhere not found (not in /etc/ld.so.cache, in the host)"),
+        "{stderr}"
+    );
+}
+
+/// A rootfs with its own copy of libc (hard links of `libs`, so that two
+/// containers share one file), a dynamically linked program calling
+/// malloc(base + i) ten times a second (through a volatile pointer: clang
+/// drops a malloc whose block is only freed), and an ld.so.cache made by
+/// `ldconfig -r`.
+fn malloc_rootfs(root: &Path, libs: &Path) {
+    for d in ["lib", "lib64", "etc"] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    std::fs::hard_link(libs.join("libc.so.6"), root.join("lib/libc.so.6")).unwrap();
+    std::fs::hard_link(
+        libs.join("ld-linux-x86-64.so.2"),
+        root.join("lib64/ld-linux-x86-64.so.2"),
+    )
+    .unwrap();
+    std::fs::hard_link(libs.join("mallocker"), root.join("bin/mallocker")).unwrap();
+    let out = Command::new("ldconfig")
+        .arg("-r")
+        .arg(root)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "ldconfig -r: {out:?}");
+}
+
+/// The files every container's rootfs links to: libc and the dynamic
+/// loader copied from the host (other inodes than the host's), and the
+/// program, built here with clang.
+fn malloc_libs(dir: &Path) {
+    let src = dir.join("mallocker.c");
+    std::fs::write(
+        &src,
+        "#include <stdlib.h>\n#include <unistd.h>\n\
+         int main(int argc, char **argv) {\n\
+           unsigned long base = strtoul(argv[1], 0, 10);\n\
+           for (unsigned i = 0;; i++) {\n\
+             void *volatile p = malloc(base + (i % 400));\n\
+             free(p);\n\
+             usleep(100000);\n\
+           }\n\
+         }\n",
+    )
+    .unwrap();
+    let out = Command::new("clang")
+        .args(["-O1", "-o"])
+        .arg(dir.join("mallocker"))
+        .arg(&src)
+        .output()
+        .expect("this test builds a C program with clang (cargo xtask setup installs it)");
+    assert!(out.status.success(), "clang: {out:?}");
+    for (from, to) in [
+        ("/lib/x86_64-linux-gnu/libc.so.6", "libc.so.6"),
+        (
+            "/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2",
+            "ld-linux-x86-64.so.2",
+        ),
+    ] {
+        std::fs::copy(from, dir.join(to)).unwrap();
+    }
+}
+
+/// Containers that start after `ig` get the uprobe in their own libc,
+/// found through their own ld.so.cache; two containers whose libc is the
+/// same file share one link, so each of their calls is reported once; and
+/// the events carry the container's name.
+#[test]
+fn uprobes_follow_new_containers_with_one_link_per_library_file() {
+    require_kernel();
+    let s = uprobe_store();
+    let libs = tempfile::tempdir().unwrap();
+    malloc_libs(libs.path());
+    let min = MIN.to_string();
+    let mut ig = Running::start(&s, &["uprobe_library", "--size_min", &min, "-o", "json"]);
+    let me = std::process::id();
+    // Running and attached on the host first.
+    ig.wait_for(
+        Duration::from_secs(20),
+        || {
+            // SAFETY: malloc/free of a fresh block, through libc.
+            unsafe { libc::free(libc::malloc((MIN + 999) as usize)) };
+        },
+        |l| l.contains(&format!("\"pid\":{me},")),
+    );
+    let a = RuncContainer::start_with(
+        RuncContainer::new_id(),
+        &format!("exec /bin/mallocker {MIN}"),
+        |root| malloc_rootfs(root, libs.path()),
+    );
+    let b = RuncContainer::start_with(
+        RuncContainer::new_id(),
+        &format!("exec /bin/mallocker {}", MIN + 500),
+        |root| malloc_rootfs(root, libs.path()),
+    );
+    let mut sizes: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
+    let enough = |sizes: &BTreeMap<u32, Vec<u64>>| {
+        [a.pid, b.pid]
+            .iter()
+            .all(|p| sizes.get(p).is_some_and(|v| v.len() >= 10))
+    };
+    let mut names: BTreeMap<u32, String> = BTreeMap::new();
+    ig.wait_for(
+        Duration::from_secs(30),
+        || {},
+        |l| {
+            let Ok(v) = serde_json::from_str::<Value>(l) else {
+                return false;
+            };
+            let pid = u32::try_from(v["pid"].as_u64().unwrap_or(0)).unwrap_or(0);
+            if pid == a.pid || pid == b.pid {
+                sizes
+                    .entry(pid)
+                    .or_default()
+                    .push(v["size"].as_u64().unwrap());
+                names.insert(
+                    pid,
+                    v["runtime"]["containerName"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_owned(),
+                );
+            }
+            enough(&sizes)
+        },
+    );
+    let (status, stderr, _) = ig.interrupt_all();
+    assert!(status.success(), "{stderr}");
+    for (c, base) in [(&a, MIN), (&b, MIN + 500)] {
+        let got = &sizes[&c.pid];
+        // Each call once, in order: a second link on the same file would
+        // report every call twice.
+        assert!(
+            got.windows(2).all(|w| w[1] > w[0]),
+            "container {}: {got:?}",
+            c.name
+        );
+        assert!(
+            got.iter().all(|s| (base..base + 400).contains(s)),
+            "{got:?}"
+        );
+        assert_eq!(names[&c.pid], c.name, "events carry the container's name");
+    }
+}
