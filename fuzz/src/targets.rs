@@ -101,7 +101,7 @@ pub fn object(data: &[u8]) {
     }
     // The CO-RE relocations ig computes itself, against the object's own
     // BTF (as `aya_prepare` relocates against it too).
-    let Ok(data) = compat::resolve_core(&data, &btf) else {
+    let Ok(data) = compat::resolve_core(&data, &btf, Some(&btf)) else {
         return;
     };
     aya_prepare(&data, &info);

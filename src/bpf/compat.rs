@@ -37,6 +37,9 @@
 
 use crate::btf::{Btf, Kind, TypeId};
 
+mod replace;
+pub use replace::replace_maps;
+
 #[derive(Debug, thiserror::Error)]
 pub enum CompatError {
     #[error(
@@ -53,6 +56,14 @@ pub enum CompatError {
     },
     #[error("section {section} of the object, named by .BTF.ext, is missing or too short")]
     Section { section: String },
+    #[error(
+        "section {section}, offset {offset:#x}: a reference to map {map} that is not a 64-bit load of its address"
+    )]
+    MapReference {
+        map: String,
+        section: String,
+        offset: usize,
+    },
 }
 
 /// `BPF_MAP_TYPE_PROG_ARRAY`.
@@ -522,12 +533,14 @@ pub fn needs_kernel_btf(object: &[u8]) -> bool {
 }
 
 /// The socket enricher's value struct (upstream's `types.h`): not a
-/// kernel type. Upstream's loader relocates its fields against a BTF of
-/// the enricher's own (`ExtraRelocationTargets`): the fields before
-/// `optional_fields_start` as the gadget declares them, then the optional
-/// ones the enricher was configured to fill. Without an enricher, the
-/// fixed fields relocate to themselves and the optional ones are absent.
-const SOCKET_VALUE: &str = "gadget_socket_value";
+/// kernel type. Its fields are relocated against the BTF of the layout
+/// the enricher was configured with (`bpf::socket_enricher::value_btf`,
+/// upstream's `ExtraRelocationTargets`): the fixed fields, then the
+/// optional ones `--socket-enricher-fields` enabled, with their sizes.
+/// The enricher's own program is relocated against the same BTF, so both
+/// sides agree on every offset. Without that BTF (no enricher), the fixed
+/// fields relocate to themselves and the optional ones are absent.
+pub const SOCKET_VALUE: &str = "gadget_socket_value";
 const SOCKET_OPTIONAL_START: &str = "optional_fields_start";
 
 /// Whether we compute `r` instead of aya: type matches, field relocations
@@ -852,8 +865,14 @@ enum Patch {
     Poison,
 }
 
-/// Compute relocation `r` against the kernel's BTF: `(local value, patch)`.
-fn compute(local: &Btf, kernel: &Btf, r: &CoreRelo) -> Result<(u64, Patch), String> {
+/// Compute relocation `r` against the kernel's BTF, or for the socket
+/// enricher's struct against `extra`: `(local value, patch)`.
+fn compute(
+    local: &Btf,
+    kernel: &Btf,
+    extra: Option<&Btf>,
+    r: &CoreRelo,
+) -> Result<(u64, Patch), String> {
     if r.kind == TYPE_MATCHES {
         let found = candidates(local, r.type_id, kernel)
             .into_iter()
@@ -878,7 +897,16 @@ fn compute(local: &Btf, kernel: &Btf, r: &CoreRelo) -> Result<(u64, Patch), Stri
         }
     };
     let root = local.skip_modifiers(r.type_id).map_err(|e| e.to_string())?;
-    if is_socket_value(local, root) {
+    let kernel = match extra {
+        Some(extra) if is_socket_value(local, root) => {
+            if candidates(local, root, extra).is_empty() {
+                return Err(format!("the enricher's BTF has no {SOCKET_VALUE}"));
+            }
+            extra
+        }
+        _ => kernel,
+    };
+    if extra.is_none() && is_socket_value(local, root) {
         let found = socket_value_field(local, root, &spec);
         let patch = match (r.kind, found) {
             (FIELD_EXISTS, found) => Patch::Value(u64::from(found.is_some())),
@@ -967,9 +995,14 @@ fn patch_insn(code: &mut [u8], at: usize, local: u64, patch: &Patch) -> Result<(
 }
 
 /// Compute the CO-RE relocations aya cannot (see the module doc) against
-/// `kernel`, write them into the program sections and remove their
-/// records from `.BTF.ext`. Every other relocation is left to aya.
-pub fn resolve_core(object: &[u8], kernel: &Btf) -> Result<Vec<u8>, CompatError> {
+/// `kernel` (and the socket enricher's struct against `extra`, its BTF),
+/// write them into the program sections and remove their records from
+/// `.BTF.ext`. Every other relocation is left to aya.
+pub fn resolve_core(
+    object: &[u8],
+    kernel: &Btf,
+    extra: Option<&Btf>,
+) -> Result<Vec<u8>, CompatError> {
     let mut out = object.to_vec();
     let Some(elf) = Elf::parse(object) else {
         return Ok(out);
@@ -1019,7 +1052,7 @@ pub fn resolve_core(object: &[u8], kernel: &Btf) -> Result<Vec<u8>, CompatError>
                 access: local.string_at(r.access).unwrap_or("?").to_owned(),
                 reason,
             };
-            let (local_value, patch) = compute(&local, kernel, &r).map_err(fail)?;
+            let (local_value, patch) = compute(&local, kernel, extra, &r).map_err(fail)?;
             let sh = elf
                 .find(object, &section)
                 .ok_or_else(|| CompatError::Section {
@@ -1131,26 +1164,28 @@ mod tests {
         };
         assert!(taken_over(&local, &relo(FIELD_BYTE_OFFSET)));
         assert_eq!(
-            compute(&local, &kernel, &relo(FIELD_BYTE_OFFSET)).unwrap(),
+            compute(&local, &kernel, None, &relo(FIELD_BYTE_OFFSET)).unwrap(),
             (24, Patch::Value(32))
         );
         assert_eq!(
-            compute(&local, &kernel, &relo(FIELD_BYTE_SIZE)).unwrap(),
+            compute(&local, &kernel, None, &relo(FIELD_BYTE_SIZE)).unwrap(),
             (8, Patch::Value(8))
         );
         assert_eq!(
-            compute(&local, &kernel, &relo(FIELD_EXISTS)).unwrap(),
+            compute(&local, &kernel, None, &relo(FIELD_EXISTS)).unwrap(),
             (1, Patch::Value(1))
         );
         // A kernel without the struct: the access is poisoned, an
         // existence check says 0 (libbpf's behaviour).
         let none = Btf::parse(&BtfBuilder::new().to_bytes()).unwrap();
         assert_eq!(
-            compute(&local, &none, &relo(FIELD_BYTE_OFFSET)).unwrap().1,
+            compute(&local, &none, None, &relo(FIELD_BYTE_OFFSET))
+                .unwrap()
+                .1,
             Patch::Poison
         );
         assert_eq!(
-            compute(&local, &none, &relo(FIELD_EXISTS)).unwrap().1,
+            compute(&local, &none, None, &relo(FIELD_EXISTS)).unwrap().1,
             Patch::Value(0)
         );
     }
@@ -1193,7 +1228,7 @@ mod tests {
                 kind: TYPE_MATCHES,
             };
             assert_eq!(
-                compute(&local, &kernel, &r).unwrap(),
+                compute(&local, &kernel, None, &r).unwrap(),
                 (1, Patch::Value(want)),
                 "{third:?}"
             );
@@ -1249,6 +1284,6 @@ mod tests {
         assert_eq!(for_aya(b"junk"), b"junk");
         assert!(!needs_kernel_btf(b"junk"));
         let kernel = Btf::parse(&crate::btf::builder::BtfBuilder::new().to_bytes()).unwrap();
-        assert_eq!(resolve_core(b"junk", &kernel).unwrap(), b"junk");
+        assert_eq!(resolve_core(b"junk", &kernel, None).unwrap(), b"junk");
     }
 }

@@ -151,13 +151,17 @@ pub struct LoadSpec<'a> {
     /// The host and containers programs that follow containers attach to
     /// (uprobes: in each one's files).
     pub targets: &'a TargetSet,
+    /// `(map, descriptor)`: maps of the object replaced by existing ones
+    /// (`compat::replace_maps`; the socket enricher's `gadget_sockets`).
+    pub replace_maps: &'a [(&'a str, RawFd)],
+    /// The BTF the socket enricher's value struct is relocated against
+    /// (`compat::resolve_core`).
+    pub socket_value_btf: Option<&'a crate::btf::Btf>,
 }
 
 /// A loaded and attached gadget. Dropping it detaches and frees everything.
 pub struct LoadedGadget {
     ebpf: Ebpf,
-    /// Packet sockets socket filters are attached to (closing detaches).
-    sockets: Vec<OwnedFd>,
     /// Plan entry of every program in use, by name.
     in_use: BTreeMap<String, ProgramPlan>,
     /// Links of the programs attached to tracepoints, detached in
@@ -167,6 +171,14 @@ pub struct LoadedGadget {
     uprobes: UprobeSet<UProbeLinkId>,
     /// The roots uprobes were attached in (even where nothing was found).
     uprobe_roots: std::collections::BTreeSet<RootKey>,
+    /// Socket filter programs, attached in each network namespace the run
+    /// covers (`retarget`) behind a dispatcher.
+    socket_programs: Vec<String>,
+    /// By network namespace: per socket program, its dispatcher and the
+    /// packet socket that is attached to (closing them detaches).
+    netns_attachments: BTreeMap<u64, Vec<(Ebpf, OwnedFd)>>,
+    /// Loads the dispatchers (made once: making one parses the kernel's BTF).
+    dispatch_loader: Option<EbpfLoader<'static>>,
 }
 
 /// Closing a tracepoint's perf event makes the kernel wait for RCU grace
@@ -223,7 +235,19 @@ impl LoadedGadget {
         for (name, n) in spec.max_entries {
             loader.map_max_entries(name, *n);
         }
-        let object = with_core_resolved(spec.object)?;
+        // A replaced map's own definition is still created, unreferenced:
+        // as small as can be.
+        for (name, _) in spec.replace_maps {
+            loader.map_max_entries(name, 1);
+        }
+        let object = with_core_resolved(spec.object, spec.socket_value_btf)?;
+        let object = if spec.replace_maps.is_empty() {
+            object
+        } else {
+            std::borrow::Cow::Owned(
+                super::compat::replace_maps(&object, spec.replace_maps).map_err(Box::new)?,
+            )
+        };
         // Pinned maps are shared, never created: a pin removed since the
         // check above gives a private map (`compat::unpin_maps`).
         let object =
@@ -240,11 +264,13 @@ impl LoadedGadget {
         log::debug!("maps created; loading and attaching the programs");
         let mut g = Self {
             ebpf,
-            sockets: Vec::new(),
             in_use: BTreeMap::new(),
             tracepoint_links: Vec::new(),
             uprobes: UprobeSet::new(Vec::new()),
             uprobe_roots: std::collections::BTreeSet::new(),
+            socket_programs: Vec::new(),
+            netns_attachments: BTreeMap::new(),
+            dispatch_loader: None,
         };
         let mut probes = Vec::new();
         let mut kernel_btf = None;
@@ -304,16 +330,125 @@ impl LoadedGadget {
             }
         }
         g.uprobes = UprobeSet::new(probes);
+        g.socket_programs = g
+            .in_use
+            .values()
+            .filter(|p| p.attach == Attach::Socket)
+            .map(|p| p.name.clone())
+            .collect();
         g.retarget(spec.targets);
         g.report_uprobes(spec.targets)?;
+        g.check_sockets(spec.targets)?;
         Ok(g)
     }
 
-    /// Attach what follows containers to the roots of `set` and detach it
-    /// from those no longer in it (uprobes: one link per distinct file;
-    /// see `bpf::uprobes`). Failures in one root are for `-v`: the run
-    /// goes on with the others.
+    /// At start: the host's network namespace must have its socket
+    /// filters (a failure there is the run's); containers' may fail
+    /// alone.
+    fn check_sockets(&mut self, set: &TargetSet) -> Result<(), LoadError> {
+        if self.socket_programs.is_empty() || !set.host {
+            return Ok(());
+        }
+        let host = host_netns().map_err(|e| socket_error(&self.socket_programs[0], Box::new(e)))?;
+        match self.netns_attachments.get(&host) {
+            Some(a) if a.len() == self.socket_programs.len() => Ok(()),
+            _ => {
+                // Attach again in the host's namespace, to report why.
+                let sockets = self
+                    .attach_netns(host, None)
+                    .map_err(|(prog, e)| socket_error(&prog, e))?;
+                self.netns_attachments.insert(host, sockets);
+                Ok(())
+            }
+        }
+    }
+
+    /// Dispatchers of every socket program in network namespace `netns`
+    /// (`pid`: a process in it; `None`: ours). On error, the program and
+    /// why.
+    fn attach_netns(
+        &mut self,
+        netns: u64,
+        pid: Option<u32>,
+    ) -> Result<Vec<(Ebpf, OwnedFd)>, (String, BoxError)> {
+        let mut out = Vec::new();
+        for name in &self.socket_programs {
+            let fail = |e: Box<dyn std::error::Error + Send + Sync>| (name.clone(), e);
+            let prog_fd = self
+                .ebpf
+                .program(name)
+                .ok_or_else(|| fail(format!("program {name} is not loaded").into()))?
+                .fd()
+                .map_err(|e| fail(Box::new(e)))?;
+            let loader = self.dispatch_loader.get_or_insert_with(|| {
+                let mut l = new_loader_uncached();
+                l.btf(None);
+                l
+            });
+            let mut d =
+                load_dispatcher(loader, netns, DispatchKind::Socket, prog_fd).map_err(fail)?;
+            let sock = packet_socket_in(pid).map_err(|e| fail(Box::new(e)))?;
+            let Some(Program::SocketFilter(sf)) = d.program_mut(DispatchKind::Socket.program())
+            else {
+                return Err(fail("the socket dispatcher is missing".into()));
+            };
+            sf.attach(sock.as_fd()).map_err(|e| fail(Box::new(e)))?;
+            log::debug!("attached {name} (socket) in network namespace {netns}");
+            out.push((d, sock));
+        }
+        Ok(out)
+    }
+
+    /// Network namespaces: attach socket filters where the run now goes,
+    /// detach from where it no longer does.
+    fn retarget_netns(&mut self, set: &TargetSet) {
+        if self.socket_programs.is_empty() {
+            return;
+        }
+        // By namespace: a process in it, or `None` for ours (the host's
+        // own namespace is entered from here, even if a container shares
+        // it).
+        let mut want: BTreeMap<u64, Option<u32>> = BTreeMap::new();
+        if set.host {
+            match host_netns() {
+                Ok(n) => {
+                    want.insert(n, None);
+                }
+                Err(e) => log::debug!("socket filters: our network namespace: {e}"),
+            }
+        }
+        for c in set.containers.iter().filter(|c| c.netns != 0) {
+            want.entry(c.netns).or_insert(Some(c.pid));
+        }
+        self.netns_attachments.retain(|netns, _| {
+            let keep = want.contains_key(netns);
+            if !keep {
+                log::debug!("socket filters: network namespace {netns} left the run");
+            }
+            keep
+        });
+        for (netns, pid) in want {
+            if self.netns_attachments.contains_key(&netns) {
+                continue;
+            }
+            match self.attach_netns(netns, pid) {
+                Ok(sockets) => {
+                    self.netns_attachments.insert(netns, sockets);
+                }
+                Err((prog, e)) => log::debug!(
+                    "socket filter {prog} in network namespace {netns}: {}",
+                    super::error_chain(e.as_ref())
+                ),
+            }
+        }
+    }
+
     pub fn retarget(&mut self, set: &TargetSet) {
+        self.retarget_netns(set);
+        self.retarget_uprobes(set);
+    }
+
+    fn retarget_uprobes(&mut self, set: &TargetSet) {
         if self.uprobes.is_empty() {
             return;
         }
@@ -472,10 +607,9 @@ impl LoadedGadget {
                     .map_err(load_err)?;
             }
             (Attach::Socket, Program::SocketFilter(sf)) => {
+                // Attached per network namespace by `retarget`, behind a
+                // dispatcher that tells it the namespace.
                 sf.load().map_err(load_err)?;
-                let sock = packet_socket().map_err(|e| attach_err(Box::new(e)))?;
-                sf.attach(sock.as_fd()).map_err(|e| attach_err(boxed(e)))?;
-                self.sockets.push(sock);
             }
             (Attach::PerfEvent(cfg), Program::PerfEvent(pe)) => {
                 pe.load().map_err(load_err)?;
@@ -877,6 +1011,109 @@ impl StackTraces {
     }
 }
 
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The dispatchers (`dispatch.bpf.c`), built by `build.rs`.
+static DISPATCH: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/dispatch.bpf.o"));
+
+/// Which dispatcher.
+#[derive(Clone, Copy)]
+enum DispatchKind {
+    Socket,
+}
+
+impl DispatchKind {
+    fn program(self) -> &'static str {
+        match self {
+            Self::Socket => "ig_sock_disp",
+        }
+    }
+}
+
+/// A dispatcher loaded for network namespace `netns`, its tail call set to
+/// the gadget's program `target`; not attached.
+fn load_dispatcher(
+    loader: &mut EbpfLoader<'static>,
+    netns: u64,
+    kind: DispatchKind,
+    target: &aya::programs::ProgramFd,
+) -> Result<Ebpf, Box<dyn std::error::Error + Send + Sync>> {
+    // The namespace goes into `current_netns`, the object's only
+    // `.rodata` variable, in the bytes: a loader's globals must outlive
+    // it, and this one lives as long as the gadget.
+    let object = with_rodata_u32(DISPATCH, u32::try_from(netns).unwrap_or(0))
+        .ok_or("the dispatcher object has no 4-byte .rodata")?;
+    let mut d = loader.load(&object)?;
+    let map = d
+        .map_mut("ig_tail_call")
+        .ok_or("the dispatcher has no ig_tail_call")?;
+    let mut calls = aya::maps::ProgramArray::try_from(map)?;
+    calls.set(0, target, 0)?;
+    match (kind, d.program_mut(kind.program())) {
+        (DispatchKind::Socket, Some(Program::SocketFilter(p))) => p.load()?,
+        _ => return Err(format!("the dispatcher has no program {}", kind.program()).into()),
+    }
+    Ok(d)
+}
+
+/// `object` with its 4-byte `.rodata` section set to `v`.
+fn with_rodata_u32(object: &[u8], v: u32) -> Option<Vec<u8>> {
+    use object::{Object as _, ObjectSection as _};
+    let file = object::File::parse(object).ok()?;
+    let s = file.section_by_name(".rodata")?;
+    let (at, len) = s.file_range()?;
+    if len != 4 {
+        return None;
+    }
+    let mut out = object.to_vec();
+    out[at as usize..at as usize + 4].copy_from_slice(&v.to_ne_bytes());
+    Some(out)
+}
+
+/// The inode of our network namespace.
+fn host_netns() -> std::io::Result<u64> {
+    let l = std::fs::read_link("/proc/self/ns/net")?;
+    l.to_str()
+        .and_then(crate::containers::parse_ns_link)
+        .ok_or_else(|| std::io::Error::other(format!("unexpected {}", l.display())))
+}
+
+/// A packet socket in the network namespace of `pid` (ours: `None`),
+/// made on a thread that enters it: a socket stays in the namespace it was
+/// made in.
+fn packet_socket_in(pid: Option<u32>) -> std::io::Result<OwnedFd> {
+    let Some(pid) = pid else {
+        return packet_socket();
+    };
+    let ns = std::fs::File::open(format!("/proc/{pid}/ns/net"))?;
+    std::thread::scope(|s| {
+        std::thread::Builder::new()
+            .name("ig-netns".into())
+            .spawn_scoped(s, || {
+                // SAFETY: setns(2) of this thread only, with a namespace fd.
+                if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                packet_socket()
+            })?
+            .join()
+            .unwrap_or_else(|_| {
+                Err(std::io::Error::other(
+                    "the thread entering the namespace panicked",
+                ))
+            })
+    })
+}
+
+fn socket_error(program: &str, e: Box<dyn std::error::Error + Send + Sync>) -> LoadError {
+    LoadError::Attach {
+        program: program.to_owned(),
+        section: "socket".into(),
+        hint: String::new(),
+        source: e,
+    }
+}
+
 /// The uprobe a plan entry is, if it is one.
 fn probe_of(p: &ProgramPlan) -> Option<Probe> {
     match &p.attach {
@@ -906,15 +1143,7 @@ impl uprobes::Attacher for UprobeAttacher<'_> {
             path,
             UProbeScope::AllProcesses,
         )
-        .map_err(|e| {
-            let mut msg = e.to_string();
-            let mut src = std::error::Error::source(&e);
-            while let Some(s) = src {
-                msg = format!("{msg}: {s}");
-                src = s.source();
-            }
-            msg
-        })
+        .map_err(|e| super::error_chain(&e))
     }
 
     fn detach(&mut self, program: &str, link: UProbeLinkId) {
@@ -1131,7 +1360,10 @@ const KERNEL_BTF: &str = "/sys/kernel/btf/vmlinux";
 /// `object` with the CO-RE relocations aya cannot compute already done
 /// against the running kernel (`compat::resolve_core`). The kernel's BTF
 /// is read and parsed only for objects that have such relocations.
-fn with_core_resolved(object: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, LoadError> {
+fn with_core_resolved<'a>(
+    object: &'a [u8],
+    socket_value_btf: Option<&crate::btf::Btf>,
+) -> Result<std::borrow::Cow<'a, [u8]>, LoadError> {
     if !super::compat::needs_kernel_btf(object) {
         return Ok(std::borrow::Cow::Borrowed(object));
     }
@@ -1141,7 +1373,8 @@ fn with_core_resolved(object: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, LoadE
     };
     let raw = std::fs::read(KERNEL_BTF).map_err(|e| fail(Box::new(e)))?;
     let kernel = crate::btf::Btf::parse(&raw).map_err(|e| fail(Box::new(e)))?;
-    let resolved = super::compat::resolve_core(object, &kernel).map_err(Box::new)?;
+    let resolved =
+        super::compat::resolve_core(object, &kernel, socket_value_btf).map_err(Box::new)?;
     Ok(std::borrow::Cow::Owned(resolved))
 }
 
@@ -1196,6 +1429,11 @@ fn with_stop_signals_blocked<T>(f: impl FnOnce() -> T) -> T {
         }
         r
     }
+}
+
+/// A loader of our own (its default parses the kernel BTF).
+fn new_loader_uncached() -> EbpfLoader<'static> {
+    EbpfLoader::new()
 }
 
 /// The prefetched loader if there is one, else a new one (whose default

@@ -11,6 +11,8 @@
 //! - [`maps`], [`perf`]: maps by descriptor and perf rings, as a WASM
 //!   guest reaches them (kernel, raw `bpf(2)` and `perf_event_open(2)`);
 //! - [`shared`]: what the eBPF operator and a WASM guest share (pure);
+//! - [`socket_enricher`]: who owns each socket, in `gadget_sockets`, for
+//!   networking gadgets (our embedded program, through `loader`);
 //! - [`uprobes`]: where uprobes attach, per root (ld.so.cache, symbols,
 //!   one link per file; the attaching itself is `loader`'s);
 //! - [`targets`]: the host and containers programs that follow containers
@@ -35,6 +37,7 @@ pub mod privileges;
 pub mod programs;
 pub mod schema;
 pub mod shared;
+pub mod socket_enricher;
 pub mod stats;
 pub mod targets;
 pub mod uprobes;
@@ -70,4 +73,16 @@ pub fn inspect(object: &[u8]) -> Result<Inspected, Box<dyn std::error::Error + S
         btf,
         contract,
     })
+}
+
+/// `e` and its sources, one line: `e: cause: cause`.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        src = s.source();
+    }
+    out
 }

@@ -41,6 +41,7 @@ use crate::bpf::params::EbpfParam;
 use crate::bpf::programs::{ProgramPlan, plan};
 use crate::bpf::schema::{schema_from_btf, schema_from_structs};
 use crate::bpf::shared::{SharedGadget, apply_config};
+use crate::bpf::socket_enricher::{self, SocketEnricher};
 use crate::bpf::targets::{TargetSet, Targets};
 use crate::bpf::{Inspected, inspect};
 use crate::btf::Btf;
@@ -97,6 +98,9 @@ pub struct EbpfOperator {
     globals: Vec<(String, Vec<u8>)>,
     fetch_interval: Duration,
     fetch_count: u64,
+    /// The object declares `gadget_sockets`: the socket enricher runs,
+    /// with these optional fields.
+    enricher: Option<socket_enricher::Fields>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -157,6 +161,9 @@ impl EbpfOperator {
         let plan = plan(&info.programs, &contract, &metadata).map_err(|e| fail(e.into()))?;
         let params = EbpfParam::discover(&contract.params, &btf, &info, &metadata)
             .map_err(|e| fail(e.into()))?;
+        let enricher = btf
+            .find_var(socket_enricher::MAP)
+            .map(|_| socket_enricher::Fields::default());
         Ok(Self {
             object,
             info,
@@ -169,6 +176,7 @@ impl EbpfOperator {
             globals: Vec::new(),
             fetch_interval: Duration::from_secs(1),
             fetch_count: 0,
+            enricher,
         })
     }
 
@@ -185,11 +193,12 @@ impl EbpfOperator {
     }
 
     /// Whether some program attaches per container (uprobes: in each
-    /// container's files).
+    /// container's files; socket filters: in each network namespace).
     fn follows_containers(&self) -> bool {
+        use crate::bpf::programs::Attach;
         self.plan
             .iter()
-            .any(|p| matches!(p.attach, crate::bpf::programs::Attach::UProbe { .. }))
+            .any(|p| matches!(p.attach, Attach::UProbe { .. } | Attach::Socket))
     }
 
     /// The gadget's metadata as the custom parameters patched it (data
@@ -453,6 +462,21 @@ impl Operator for EbpfOperator {
         if !self.contract.map_iters.is_empty() {
             specs.extend(Self::topper_params());
         }
+        if self.enricher.is_some() {
+            specs.push(ParamSpec {
+                key: "socket-enricher-fields".into(),
+                alias: None,
+                full_name: socket_enricher::FIELDS_PARAM.into(),
+                description:
+                    "Optional fields of the socket enricher (which process owns each socket), \
+                              as field=size,...: cwd and exepath, sizes a power of two up to 4096 \
+                              (0: 512); empty for none. Smaller is cheaper"
+                        .into(),
+                default: socket_enricher::DEFAULT_FIELDS.into(),
+                ty: ParamType::String { max_len: None },
+                group: "eBPF".into(),
+            });
+        }
         specs
     }
 
@@ -472,6 +496,13 @@ impl Operator for EbpfOperator {
         }
         if let Some(ParamValue::Int(n)) = values.get(FETCH_COUNT) {
             self.fetch_count = u64::try_from(*n).unwrap_or(0);
+        }
+        if self.enricher.is_some()
+            && let Some(ParamValue::Str(f)) = values.get(socket_enricher::FIELDS_PARAM)
+        {
+            self.enricher = Some(
+                socket_enricher::Fields::parse(f).map_err(|e| OperatorError::failed(NAME, e))?,
+            );
         }
         if self.fetch_interval.is_zero()
             && self.fetch_count > 1
@@ -509,6 +540,7 @@ impl Operator for EbpfOperator {
             globals,
             fetch_interval,
             fetch_count,
+            enricher,
             ..
         } = *self;
         Ok(Some(Box::new(EbpfInstance {
@@ -531,6 +563,8 @@ impl Operator for EbpfOperator {
             symbolizer: None,
             mntns_seen: 0,
             targets_seen: 0,
+            enricher_fields: enricher,
+            enricher: None,
         })))
     }
 }
@@ -585,6 +619,10 @@ struct EbpfInstance {
     mntns_seen: u64,
     /// Generation of the target set last attached to.
     targets_seen: u64,
+    /// Set when the object declares `gadget_sockets`.
+    enricher_fields: Option<socket_enricher::Fields>,
+    /// Running from start to stop, when it could start.
+    enricher: Option<SocketEnricher>,
 }
 
 impl Instance for EbpfInstance {
@@ -619,6 +657,23 @@ impl Instance for EbpfInstance {
             }
             None => TargetSet::host_only(),
         };
+        // Before the gadget: the gadget is given the enricher's map and
+        // relocated against its layout.
+        self.enricher = self.enricher_fields.and_then(|f| {
+            SocketEnricher::start(f)
+                .map_err(|e| {
+                    log::warn!(
+                        "the socket enricher could not start ({}): events of this gadget carry no process",
+                        crate::bpf::error_chain(&e)
+                    );
+                })
+                .ok()
+        });
+        let replace: Vec<(&str, i32)> = self
+            .enricher
+            .iter()
+            .map(|e| (socket_enricher::MAP, e.map_fd()))
+            .collect();
         let spec = LoadSpec {
             object: &self.object,
             info: &self.info,
@@ -626,6 +681,8 @@ impl Instance for EbpfInstance {
             globals: &globals,
             max_entries: &max_entries,
             targets: &targets,
+            replace_maps: &replace,
+            socket_value_btf: self.enricher.as_ref().map(SocketEnricher::value_btf),
         };
         let mut loaded = LoadedGadget::load(&spec).map_err(fail)?;
         if let Some(g) = &self.options.shared {
@@ -718,6 +775,7 @@ impl Instance for EbpfInstance {
         self.toppers.clear();
         self.symbolizer = None;
         self.loaded = None;
+        self.enricher = None;
         if let Some(g) = &self.options.shared {
             g.withdraw_maps();
         }
@@ -855,6 +913,9 @@ impl Source for EbpfInstance {
             && let Some(set) = t.changed_since(&mut self.targets_seen)
         {
             loaded.retarget(&set);
+        }
+        if let Some(e) = self.enricher.as_mut() {
+            e.tick();
         }
         if let (Some(f), Some(loaded)) = (self.mntns_filter(), self.loaded.as_mut())
             && let Some(ids) = f.changed_since(&mut self.mntns_seen)

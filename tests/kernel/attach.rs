@@ -220,3 +220,82 @@ fn uprobes_follow_new_containers_with_one_link_per_library_file() {
         assert_eq!(names[&c.pid], c.name, "events carry the container's name");
     }
 }
+
+/// A DNS responder in the network namespace of `pid` (a thread that
+/// enters it), on 127.0.0.1:`port`, answering every query with the
+/// question and one address until `stop` is set.
+fn responder_in(
+    pid: u32,
+    port: u16,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<()> {
+    let ns = std::fs::File::open(format!("/proc/{pid}/ns/net")).unwrap();
+    std::thread::spawn(move || {
+        use std::os::fd::AsRawFd as _;
+        // SAFETY: setns(2) of this thread only, with a namespace fd.
+        assert_eq!(
+            unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) },
+            0,
+            "{}",
+            std::io::Error::last_os_error()
+        );
+        let s = std::net::UdpSocket::bind(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let mut buf = [0u8; 512];
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            if let Ok((n, from)) = s.recv_from(&mut buf) {
+                let mut r = buf[..n].to_vec();
+                r[2] |= 0x80;
+                let _ = s.send_to(&r, from);
+            }
+        }
+    })
+}
+
+/// trace_dns in a container with a network namespace of its own: ig
+/// attaches its socket filter there too (behind the dispatcher that tells
+/// it the namespace) as the container starts, and the socket enricher
+/// attributes the container's query to the process that sent it, in the
+/// container (name, mount namespace).
+#[test]
+fn trace_dns_follows_a_container_network_namespace_and_names_the_sender() {
+    require_kernel();
+    let s = TestStore::new();
+    s.build(&repo().join("gadgets/trace_dns"), "trace_dns");
+    let name = format!("ctr-{}.igtest.example", std::process::id());
+    let mut ig = Running::start(&s, &["trace_dns", "--port", "5353", "-o", "json"]);
+    // Running once ig reports anything of ours: a query to nowhere.
+    let probe = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    ig.wait_for(
+        Duration::from_secs(20),
+        || {
+            let _ = probe.send_to(&[0u8; 12], "127.0.0.1:5353");
+        },
+        |l| l.contains(&format!("\"pid\":{},", std::process::id())),
+    );
+    let c = RuncContainer::start_with(
+        RuncContainer::new_id(),
+        &format!("while true; do nslookup -type=a {name} 127.0.0.1:5353; sleep 1; done"),
+        |root| std::os::unix::fs::symlink("busybox", root.join("bin/nslookup")).unwrap(),
+    );
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let responder = responder_in(c.pid, 5353, stop.clone());
+    let line = ig.wait_for(
+        Duration::from_secs(30),
+        || {},
+        |l| {
+            l.contains(&name)
+                && l.contains("\"pkt_type\":\"OUTGOING\"")
+                && l.contains("\"qr\":\"Q\"")
+        },
+    );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (status, stderr, _) = ig.interrupt_all();
+    responder.join().unwrap();
+    assert!(status.success(), "{stderr}");
+    let v: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["proc"]["comm"], "nslookup", "{line}");
+    assert_eq!(v["proc"]["mntns_id"], c.mntns(), "{line}");
+    assert_eq!(v["runtime"]["containerName"], c.name.as_str(), "{line}");
+}

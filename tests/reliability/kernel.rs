@@ -199,6 +199,19 @@ impl Unique {
                 ));
             }
         }
+        // ig's own programs (the socket enricher's, the dispatchers)
+        // carry no token, and other runs may have theirs: one is left
+        // behind when no process holds it (attached to a hook that
+        // outlived ig, or pinned).
+        let held = held_prog_ids();
+        for o in show("prog").as_array().unwrap() {
+            let (Some(name), Some(id)) = (o["name"].as_str(), o["id"].as_u64()) else {
+                continue;
+            };
+            if IG_OWN_PROGS.iter().any(|p| name.starts_with(p)) && !held.contains(&id) {
+                found.push(format!("prog {name} id {id}, held by no process"));
+            }
+        }
         found
     }
 
@@ -256,6 +269,34 @@ impl Unique {
             }
         }
     }
+}
+
+/// Name prefixes of the programs ig loads besides a gadget's.
+const IG_OWN_PROGS: &[&str] = &["ig_se_", "ig_sock_disp", "ig_tc_disp"];
+
+/// Ids of the BPF programs some process holds a descriptor of (its
+/// fdinfo says `prog_id:`), links and perf events included.
+fn held_prog_ids() -> BTreeSet<u64> {
+    let mut ids = BTreeSet::new();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return ids;
+    };
+    for p in procs.flatten() {
+        let Ok(fds) = std::fs::read_dir(p.path().join("fdinfo")) else {
+            continue;
+        };
+        for f in fds.flatten() {
+            let Ok(info) = std::fs::read_to_string(f.path()) else {
+                continue;
+            };
+            ids.extend(
+                info.lines()
+                    .filter_map(|l| l.strip_prefix("prog_id:"))
+                    .filter_map(|v| v.trim().parse::<u64>().ok()),
+            );
+        }
+    }
+    ids
 }
 
 fn signal(child: &Child, sig: i32) {

@@ -154,6 +154,8 @@ impl Tracker {
             globals: &[],
             max_entries: &[],
             targets: &crate::bpf::targets::TargetSet::host_only(),
+            replace_maps: &[],
+            socket_value_btf: None,
         })?;
         let ring = loaded.ring_buffer(RING)?;
         let lost = loaded.lost_counter(RING)?;
