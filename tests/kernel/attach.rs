@@ -299,3 +299,101 @@ fn trace_dns_follows_a_container_network_namespace_and_names_the_sender() {
     assert_eq!(v["proc"]["mntns_id"], c.mntns(), "{line}");
     assert_eq!(v["runtime"]["containerName"], c.name.as_str(), "{line}");
 }
+
+/// `(protocol, port)` of every entry of the socket enricher's map that
+/// process `pid` holds (the 16384-entry `gadget_sockets`; the objects'
+/// own one-entry definitions are not it); none before it has one.
+fn enricher_ports(pid: u32) -> Vec<(u8, u16)> {
+    for id in super::bpf_ids_of("map", pid) {
+        let info = Command::new("bpftool")
+            .args(["-j", "map", "show", "id", &id.to_string()])
+            .output()
+            .unwrap();
+        let info: Value = serde_json::from_slice(&info.stdout).unwrap_or(Value::Null);
+        if info["name"] != "gadget_sockets" || info["max_entries"] != 16384 {
+            continue;
+        }
+        let out = Command::new("bpftool")
+            .args(["-j", "map", "dump", "id", &id.to_string()])
+            .output()
+            .unwrap();
+        let dump: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        return dump
+            .as_array()
+            .map(|entries| {
+                entries
+                    .iter()
+                    .map(|e| {
+                        let k: Vec<u8> = e["key"]
+                            .as_array()
+                            .unwrap()
+                            .iter()
+                            .map(|b| {
+                                u8::from_str_radix(b.as_str().unwrap().trim_start_matches("0x"), 16)
+                                    .unwrap()
+                            })
+                            .collect();
+                        (k[6], u16::from_ne_bytes([k[8], k[9]]))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+    }
+    Vec::new()
+}
+
+/// Poll `cond` on the enricher's entries of `pid` for at most `limit`.
+fn until_entries(pid: u32, limit: Duration, what: &str, cond: impl Fn(&[(u8, u16)]) -> bool) {
+    let end = std::time::Instant::now() + limit;
+    loop {
+        let e = enricher_ports(pid);
+        if cond(&e) {
+            return;
+        }
+        assert!(std::time::Instant::now() < end, "{what}: {e:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The socket enricher forgets sockets that close: a TCP listener by its
+/// state change to CLOSE, a UDP socket (no tracepoint at its close) by
+/// the periodic walk of the sockets tasks hold; both after the grace
+/// period. Sockets made while ig runs are recorded by the bind tracepoint.
+#[test]
+fn socket_enricher_records_and_forgets_sockets() {
+    require_kernel();
+    let s = TestStore::new();
+    s.build(&repo().join("gadgets/trace_dns"), "trace_dns");
+    let ig = Running::start(&s, &["trace_dns", "-o", "json"]);
+    let pid = ig.child.id();
+    // Running once the map holds something of ours.
+    let early = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let early_port = early.local_addr().unwrap().port();
+    until_entries(pid, Duration::from_secs(20), "a socket made before", |e| {
+        e.contains(&(17, early_port))
+    });
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let uport = udp.local_addr().unwrap().port();
+    let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let tport = tcp.local_addr().unwrap().port();
+    until_entries(pid, Duration::from_secs(5), "bind recorded", |e| {
+        e.contains(&(17, uport)) && e.contains(&(6, tport))
+    });
+    drop(udp);
+    drop(tcp);
+    // TCP: marked at its close, removed after the 5 s grace; UDP: marked
+    // at the next walk (every 10 s), removed 5 s later.
+    until_entries(
+        pid,
+        Duration::from_secs(30),
+        "closed sockets forgotten",
+        |e| !e.contains(&(17, uport)) && !e.contains(&(6, tport)),
+    );
+    assert!(
+        enricher_ports(pid).contains(&(17, early_port)),
+        "a socket still open stays"
+    );
+    let (status, stderr, _) = ig.interrupt_all();
+    assert!(status.success(), "{stderr}");
+    drop(early);
+}
