@@ -14,6 +14,7 @@ pub mod files;
 pub mod image;
 pub mod metadata;
 pub mod names;
+pub mod netif;
 pub mod operators;
 pub mod output;
 pub mod params;

@@ -27,6 +27,7 @@ use super::object::ObjectInfo;
 use super::programs::{Attach, PerfEventKind, ProgramPlan};
 use super::targets::TargetSet;
 use super::uprobes::{self, Missing, Probe, RootKey, UprobeSet};
+use crate::netif;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -157,6 +158,9 @@ pub struct LoadSpec<'a> {
     /// The BTF the socket enricher's value struct is relocated against
     /// (`compat::resolve_core`).
     pub socket_value_btf: Option<&'a crate::btf::Btf>,
+    /// Where TC programs attach (`--iface`); `None`: the host side of the
+    /// followed containers' interfaces.
+    pub iface: Option<&'a str>,
 }
 
 /// A loaded and attached gadget. Dropping it detaches and frees everything.
@@ -179,6 +183,16 @@ pub struct LoadedGadget {
     netns_attachments: BTreeMap<u64, Vec<(Ebpf, OwnedFd)>>,
     /// Loads the dispatchers (made once: making one parses the kernel's BTF).
     dispatch_loader: Option<EbpfLoader<'static>>,
+    /// TC programs (name, ingress as the gadget declares it).
+    tc_programs: Vec<(String, bool)>,
+    /// `--iface`: the one interface TC programs attach to, if given.
+    tc_iface: Option<netif::Iface>,
+    /// By host interface: per TC program, its dispatcher (which owns the
+    /// TCX link; dropping it detaches).
+    tc_attachments: BTreeMap<netif::Iface, Vec<Ebpf>>,
+    /// The set last retargeted to (interfaces are looked for again in it:
+    /// a container's veth usually appears after its first process).
+    targets: TargetSet,
 }
 
 /// Closing a tracepoint's perf event makes the kernel wait for RCU grace
@@ -271,6 +285,10 @@ impl LoadedGadget {
             socket_programs: Vec::new(),
             netns_attachments: BTreeMap::new(),
             dispatch_loader: None,
+            tc_programs: Vec::new(),
+            tc_iface: None,
+            tc_attachments: BTreeMap::new(),
+            targets: spec.targets.clone(),
         };
         let mut probes = Vec::new();
         let mut kernel_btf = None;
@@ -336,10 +354,155 @@ impl LoadedGadget {
             .filter(|p| p.attach == Attach::Socket)
             .map(|p| p.name.clone())
             .collect();
+        g.tc_programs = g
+            .in_use
+            .values()
+            .filter_map(|p| match p.attach {
+                Attach::Tc { ingress } => Some((p.name.clone(), ingress)),
+                _ => None,
+            })
+            .collect();
+        if let (Some(name), Some((prog, _))) = (spec.iface, g.tc_programs.first()) {
+            let index = netif::ifindex(name).map_err(|e| LoadError::Attach {
+                program: prog.clone(),
+                section: "classifier".into(),
+                hint: format!(": --iface {name}: no such interface in ig's network namespace"),
+                source: Box::new(e),
+            })?;
+            g.tc_iface = Some(netif::Iface {
+                index,
+                name: name.to_owned(),
+            });
+        }
         g.retarget(spec.targets);
         g.report_uprobes(spec.targets)?;
         g.check_sockets(spec.targets)?;
+        g.check_tc()?;
         Ok(g)
+    }
+
+    /// At start: `--iface` must have every TC program; without it, say
+    /// when there is nothing to attach to yet.
+    fn check_tc(&mut self) -> Result<(), LoadError> {
+        let Some((first, _)) = self.tc_programs.first() else {
+            return Ok(());
+        };
+        match self.tc_iface.clone() {
+            Some(iface) => {
+                if self.tc_attachments.contains_key(&iface) {
+                    return Ok(());
+                }
+                let host = host_netns().map_err(|e| tc_error(first, Box::new(e)))?;
+                let d = self
+                    .attach_iface(&iface, host, false)
+                    .map_err(|(prog, e)| tc_error(&prog, e))?;
+                self.tc_attachments.insert(iface, d);
+            }
+            None if self.tc_attachments.is_empty() => {
+                let names: Vec<&str> = self.tc_programs.iter().map(|(n, _)| n.as_str()).collect();
+                log::warn!(
+                    "TC programs {}: no --iface, and no container the run follows has a network interface yet: \
+                     nothing is attached until one starts (--iface NAME attaches to a host interface)",
+                    names.join(", ")
+                );
+            }
+            None => {}
+        }
+        Ok(())
+    }
+
+    /// Dispatchers of every TC program on host interface `iface`, for
+    /// network namespace `netns`; `flip`: the interface is a container's
+    /// host-side veth, so a program for the container's ingress goes on
+    /// its egress and the other way round.
+    fn attach_iface(
+        &mut self,
+        iface: &netif::Iface,
+        netns: u64,
+        flip: bool,
+    ) -> Result<Vec<Ebpf>, (String, BoxError)> {
+        use aya::programs::tc::{TcAttachOptions, TcAttachType};
+        let mut out = Vec::new();
+        for (name, ingress) in &self.tc_programs {
+            let fail = |e: BoxError| (name.clone(), e);
+            let prog_fd = self
+                .ebpf
+                .program(name)
+                .ok_or_else(|| fail(format!("program {name} is not loaded").into()))?
+                .fd()
+                .map_err(|e| fail(Box::new(e)))?;
+            let loader = self.dispatch_loader.get_or_insert_with(|| {
+                let mut l = new_loader_uncached();
+                l.btf(None);
+                l
+            });
+            let mut d = load_dispatcher(loader, netns, DispatchKind::Tc, prog_fd).map_err(fail)?;
+            let Some(Program::SchedClassifier(p)) = d.program_mut(DispatchKind::Tc.program())
+            else {
+                return Err(fail("the TC dispatcher is missing".into()));
+            };
+            let hook = if *ingress != flip {
+                TcAttachType::Ingress
+            } else {
+                TcAttachType::Egress
+            };
+            // TCX: a link owned by a descriptor, gone when ig is (a
+            // netlink filter would outlive a killed ig).
+            p.attach_with_options(
+                &iface.name,
+                hook,
+                TcAttachOptions::TcxOrder(aya::programs::LinkOrder::default()),
+            )
+            .map_err(|e| fail(Box::new(e)))?;
+            log::debug!(
+                "attached {name} (classifier, {hook:?}) to {} (index {}), network namespace {netns}",
+                iface.name,
+                iface.index
+            );
+            out.push(d);
+        }
+        Ok(out)
+    }
+
+    /// TC programs: on `--iface` (fixed), or on the host side of each
+    /// followed container's interfaces.
+    fn retarget_tc(&mut self, set: &TargetSet) {
+        if self.tc_programs.is_empty() || self.tc_iface.is_some() {
+            return;
+        }
+        let mut want: BTreeMap<netif::Iface, u64> = BTreeMap::new();
+        for c in set.containers.iter().filter(|c| c.netns != 0) {
+            match netif::host_peers(c.pid) {
+                Ok(ifaces) => {
+                    for i in ifaces {
+                        want.insert(i, c.netns);
+                    }
+                }
+                Err(e) => log::debug!("TC: interfaces of container {}: {e}", c.name),
+            }
+        }
+        self.tc_attachments.retain(|iface, _| {
+            let keep = want.contains_key(iface);
+            if !keep {
+                log::debug!("TC: {} left the run", iface.name);
+            }
+            keep
+        });
+        for (iface, netns) in want {
+            if self.tc_attachments.contains_key(&iface) {
+                continue;
+            }
+            match self.attach_iface(&iface, netns, true) {
+                Ok(d) => {
+                    self.tc_attachments.insert(iface, d);
+                }
+                Err((prog, e)) => log::debug!(
+                    "TC program {prog} on {}: {}",
+                    iface.name,
+                    super::error_chain(e.as_ref())
+                ),
+            }
+        }
     }
 
     /// At start: the host's network namespace must have its socket
@@ -444,8 +607,20 @@ impl LoadedGadget {
     }
 
     pub fn retarget(&mut self, set: &TargetSet) {
+        self.targets = set.clone();
         self.retarget_netns(set);
+        self.retarget_tc(set);
         self.retarget_uprobes(set);
+    }
+
+    /// Look again for the followed containers' interfaces (TC programs
+    /// without `--iface`): interfaces come and go while containers run.
+    /// A netlink exchange per container; the caller paces it.
+    pub fn refresh_interfaces(&mut self) {
+        if !self.tc_programs.is_empty() && self.tc_iface.is_none() {
+            let set = self.targets.clone();
+            self.retarget_tc(&set);
+        }
     }
 
     fn retarget_uprobes(&mut self, set: &TargetSet) {
@@ -636,6 +811,11 @@ impl LoadedGadget {
                     )
                     .map_err(|e| attach_err(boxed(e)))?;
                 }
+            }
+            (Attach::Tc { .. }, Program::SchedClassifier(p)) => {
+                // Attached per interface by `retarget`, behind a
+                // dispatcher.
+                p.load().map_err(load_err)?;
             }
             (Attach::Disabled, _) => {}
             (_, prog) => return Err(mismatch(prog)),
@@ -1020,12 +1200,14 @@ static DISPATCH: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/dispatch.bpf.
 #[derive(Clone, Copy)]
 enum DispatchKind {
     Socket,
+    Tc,
 }
 
 impl DispatchKind {
     fn program(self) -> &'static str {
         match self {
             Self::Socket => "ig_sock_disp",
+            Self::Tc => "ig_tc_disp",
         }
     }
 }
@@ -1051,6 +1233,7 @@ fn load_dispatcher(
     calls.set(0, target, 0)?;
     match (kind, d.program_mut(kind.program())) {
         (DispatchKind::Socket, Some(Program::SocketFilter(p))) => p.load()?,
+        (DispatchKind::Tc, Some(Program::SchedClassifier(p))) => p.load()?,
         _ => return Err(format!("the dispatcher has no program {}", kind.program()).into()),
     }
     Ok(d)
@@ -1103,6 +1286,17 @@ fn packet_socket_in(pid: Option<u32>) -> std::io::Result<OwnedFd> {
                 ))
             })
     })
+}
+
+fn tc_error(program: &str, e: BoxError) -> LoadError {
+    LoadError::Attach {
+        program: program.to_owned(),
+        section: "classifier".into(),
+        hint: ": TC programs attach through TCX links (Linux 6.6 or later); ig does not use \
+               netlink filters, which would outlive it if it were killed"
+            .into(),
+        source: e,
+    }
 }
 
 fn socket_error(program: &str, e: Box<dyn std::error::Error + Send + Sync>) -> LoadError {

@@ -51,9 +51,17 @@ pub enum Attach {
     Iter {
         target: String,
     },
-    /// A socket filter, attached to a packet socket in the host network
-    /// namespace.
+    /// A socket filter, attached behind a dispatcher to a packet socket in
+    /// each network namespace the run covers.
     Socket,
+    /// `classifier/ingress[/NAME]`, `classifier/egress[/NAME]`: a TC
+    /// program, attached behind a dispatcher through a TCX link to
+    /// `--iface`, or to the host side of each followed container's
+    /// interfaces (in the other direction: what enters a container leaves
+    /// its host-side veth).
+    Tc {
+        ingress: bool,
+    },
     PerfEvent(PerfConfig),
     /// Attach target `gadget_program_disabled`: not loaded at all.
     Disabled,
@@ -93,7 +101,7 @@ pub enum PlanError {
     #[error(
         "program {program}: section {section:?} is not supported (supported: tracepoint/CAT/NAME, raw_tp/NAME, \
          tp_btf/NAME, kprobe/FN, kretprobe/FN, fentry/FN, fexit/FN, lsm/HOOK, uprobe/PATH:SYMBOL, \
-         uretprobe/PATH:SYMBOL, iter/TARGET, socket, perf_event)"
+         uretprobe/PATH:SYMBOL, iter/TARGET, socket, classifier/ingress/NAME, classifier/egress/NAME, perf_event)"
     )]
     UnsupportedSection { program: String, section: String },
     #[error("marker gadget_program_fallback_{primary}___{fallback}: no program named {missing}")]
@@ -183,6 +191,11 @@ pub fn parse_section(
         {
             Attach::Socket
         }
+        "classifier" => match target.split('/').collect::<Vec<_>>().as_slice() {
+            ["ingress"] | ["ingress", _] => Attach::Tc { ingress: true },
+            ["egress"] | ["egress", _] => Attach::Tc { ingress: false },
+            _ => return Err(unsupported()),
+        },
         // Upstream names the settings after the section's suffix
         // (`perf_event/profiler` → `programs.profiler`); without a suffix,
         // the program's own name.
@@ -363,6 +376,9 @@ mod tests {
             ("socket1", Attach::Socket),
             ("socket/1", Attach::Socket),
             ("kprobe/gadget_program_disabled", Attach::Disabled),
+            ("classifier/ingress/main", Attach::Tc { ingress: true }),
+            ("classifier/egress/main", Attach::Tc { ingress: false }),
+            ("classifier/egress", Attach::Tc { ingress: false }),
             (
                 "perf_event",
                 Attach::PerfEvent(PerfConfig {
@@ -380,7 +396,9 @@ mod tests {
             "uprobe/no_symbol",
             "uprobe/lib/relative.so:sym",
             "iter/",
-            "classifier/ingress",
+            "classifier",
+            "classifier/sideways/x",
+            "classifier/ingress/a/b",
             "socketx",
             "tc",
         ] {

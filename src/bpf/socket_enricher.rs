@@ -213,6 +213,7 @@ impl SocketEnricher {
             targets: &TargetSet::host_only(),
             replace_maps: &[(MAP, map.as_raw_fd())],
             socket_value_btf: Some(&btf),
+            iface: None,
         })?;
         let dying = loaded
             .share_maps()

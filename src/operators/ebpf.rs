@@ -101,7 +101,12 @@ pub struct EbpfOperator {
     /// The object declares `gadget_sockets`: the socket enricher runs,
     /// with these optional fields.
     enricher: Option<socket_enricher::Fields>,
+    /// `--iface` (TC programs).
+    iface: Option<String>,
 }
+
+/// `--iface`, upstream's name.
+const IFACE: &str = "operator.oci.ebpf.iface";
 
 #[derive(Debug, thiserror::Error)]
 pub enum EbpfError {
@@ -177,6 +182,7 @@ impl EbpfOperator {
             fetch_interval: Duration::from_secs(1),
             fetch_count: 0,
             enricher,
+            iface: None,
         })
     }
 
@@ -196,9 +202,18 @@ impl EbpfOperator {
     /// container's files; socket filters: in each network namespace).
     fn follows_containers(&self) -> bool {
         use crate::bpf::programs::Attach;
+        self.plan.iter().any(|p| {
+            matches!(
+                p.attach,
+                Attach::UProbe { .. } | Attach::Socket | Attach::Tc { .. }
+            )
+        })
+    }
+
+    fn has_tc(&self) -> bool {
         self.plan
             .iter()
-            .any(|p| matches!(p.attach, Attach::UProbe { .. } | Attach::Socket))
+            .any(|p| matches!(p.attach, crate::bpf::programs::Attach::Tc { .. }))
     }
 
     /// The gadget's metadata as the custom parameters patched it (data
@@ -462,6 +477,20 @@ impl Operator for EbpfOperator {
         if !self.contract.map_iters.is_empty() {
             specs.extend(Self::topper_params());
         }
+        if self.has_tc() {
+            specs.push(ParamSpec {
+                key: "iface".into(),
+                alias: None,
+                full_name: IFACE.into(),
+                description:
+                    "Network interface TC programs attach to; without it, the host side of \
+                              each container's interfaces, following containers as they come and go"
+                        .into(),
+                default: String::new(),
+                ty: ParamType::String { max_len: None },
+                group: "eBPF".into(),
+            });
+        }
         if self.enricher.is_some() {
             specs.push(ParamSpec {
                 key: "socket-enricher-fields".into(),
@@ -496,6 +525,9 @@ impl Operator for EbpfOperator {
         }
         if let Some(ParamValue::Int(n)) = values.get(FETCH_COUNT) {
             self.fetch_count = u64::try_from(*n).unwrap_or(0);
+        }
+        if let Some(ParamValue::Str(i)) = values.get(IFACE) {
+            self.iface = (!i.is_empty()).then(|| i.clone());
         }
         if self.enricher.is_some()
             && let Some(ParamValue::Str(f)) = values.get(socket_enricher::FIELDS_PARAM)
@@ -541,6 +573,7 @@ impl Operator for EbpfOperator {
             fetch_interval,
             fetch_count,
             enricher,
+            iface,
             ..
         } = *self;
         Ok(Some(Box::new(EbpfInstance {
@@ -565,6 +598,8 @@ impl Operator for EbpfOperator {
             targets_seen: 0,
             enricher_fields: enricher,
             enricher: None,
+            iface,
+            interfaces_seen: Instant::now(),
         })))
     }
 }
@@ -623,6 +658,10 @@ struct EbpfInstance {
     enricher_fields: Option<socket_enricher::Fields>,
     /// Running from start to stop, when it could start.
     enricher: Option<SocketEnricher>,
+    /// `--iface` (TC programs).
+    iface: Option<String>,
+    /// When the followed containers' interfaces were last looked for.
+    interfaces_seen: Instant,
 }
 
 impl Instance for EbpfInstance {
@@ -683,6 +722,7 @@ impl Instance for EbpfInstance {
             targets: &targets,
             replace_maps: &replace,
             socket_value_btf: self.enricher.as_ref().map(SocketEnricher::value_btf),
+            iface: self.iface.as_deref(),
         };
         let mut loaded = LoadedGadget::load(&spec).map_err(fail)?;
         if let Some(g) = &self.options.shared {
@@ -913,6 +953,12 @@ impl Source for EbpfInstance {
             && let Some(set) = t.changed_since(&mut self.targets_seen)
         {
             loaded.retarget(&set);
+        }
+        if let Some(loaded) = self.loaded.as_mut()
+            && self.interfaces_seen.elapsed() >= Duration::from_secs(1)
+        {
+            self.interfaces_seen = Instant::now();
+            loaded.refresh_interfaces();
         }
         if let Some(e) = self.enricher.as_mut() {
             e.tick();

@@ -397,3 +397,226 @@ fn socket_enricher_records_and_forgets_sockets() {
     assert!(status.success(), "{stderr}");
     drop(early);
 }
+
+/// A veth pair the test made, removed on drop (with its namespace, if
+/// one end was moved into a named one).
+struct Veth {
+    host: String,
+    peer: String,
+}
+
+impl Veth {
+    /// `ig<pid><tag>a` (stays on the host) and `...b`, both up.
+    fn new(tag: &str) -> Self {
+        let base = format!("ig{}{tag}", std::process::id() % 100_000);
+        let v = Self {
+            host: format!("{base}a"),
+            peer: format!("{base}b"),
+        };
+        ip(&[
+            "link", "add", &v.host, "type", "veth", "peer", "name", &v.peer,
+        ]);
+        ip(&["link", "set", &v.host, "up"]);
+        ip(&["link", "set", &v.peer, "up"]);
+        v
+    }
+
+    /// Move the peer into the network namespace of `pid` and bring it up
+    /// there.
+    fn move_peer_to(&self, pid: u32) {
+        ip(&["link", "set", &self.peer, "netns", &pid.to_string()]);
+        let out = Command::new("nsenter")
+            .args([
+                "-t",
+                &pid.to_string(),
+                "-n",
+                "ip",
+                "link",
+                "set",
+                &self.peer,
+                "up",
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+    }
+
+    fn index(&self) -> u32 {
+        ig::netif::ifindex(&self.host).unwrap()
+    }
+}
+
+impl Drop for Veth {
+    fn drop(&mut self) {
+        // Deleting one end deletes the pair, wherever the other is.
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.host])
+            .output();
+    }
+}
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().unwrap();
+    assert!(out.status.success(), "ip {args:?}: {out:?}");
+}
+
+/// Send one Ethernet frame of ethertype 0x88b5 carrying `marker` out of
+/// interface `iface`, from the network namespace of `pid` (ours: `None`).
+fn send_frame(iface: &str, pid: Option<u32>, marker: u32) {
+    let iface = iface.to_owned();
+    let ns = pid.map(|p| std::fs::File::open(format!("/proc/{p}/ns/net")).unwrap());
+    std::thread::spawn(move || {
+        use std::os::fd::AsRawFd as _;
+        if let Some(ns) = ns {
+            // SAFETY: setns(2) of this thread only.
+            assert_eq!(
+                unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) },
+                0
+            );
+        }
+        let index = ig::netif::ifindex(&iface).unwrap();
+        // SAFETY: a raw packet socket, closed below.
+        let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
+        assert!(fd >= 0, "{}", std::io::Error::last_os_error());
+        let mut frame = vec![0xffu8; 6];
+        frame.extend_from_slice(&[2, 0, 0, 0, 0, 1, 0x88, 0xb5]);
+        frame.extend_from_slice(&marker.to_be_bytes());
+        frame.resize(64, 0);
+        // SAFETY: a zeroed sockaddr_ll filled for sendto(2).
+        let mut to: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        to.sll_family = libc::AF_PACKET as u16;
+        to.sll_ifindex = i32::try_from(index).unwrap();
+        to.sll_halen = 6;
+        // SAFETY: sendto(2) of a live buffer to a live address.
+        let n = unsafe {
+            libc::sendto(
+                fd,
+                frame.as_ptr().cast(),
+                frame.len(),
+                0,
+                std::ptr::from_ref(&to).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+            )
+        };
+        let err = std::io::Error::last_os_error();
+        // SAFETY: our own descriptor.
+        unsafe { libc::close(fd) };
+        assert_eq!(n, 64, "sending on {iface}: {err}");
+    })
+    .join()
+    .unwrap();
+}
+
+fn own_netns() -> u64 {
+    let l = std::fs::read_link("/proc/self/ns/net").unwrap();
+    ig::containers::parse_ns_link(l.to_str().unwrap()).unwrap()
+}
+
+fn tc_store() -> TestStore {
+    let s = TestStore::new();
+    s.build(&repo().join("tests/fixtures/tc_frames"), "tc_frames");
+    s
+}
+
+/// `classifier/ingress/...` and `classifier/egress/...` on `--iface`: a
+/// frame the test sends out of the host end of a veth pair is seen by the
+/// egress program, one sent from the other end arrives and is seen by the
+/// ingress program, each once, with the host's network namespace from the
+/// dispatcher. Nothing is left on the interface afterwards.
+#[test]
+fn tc_programs_on_an_interface_see_frames_both_ways() {
+    require_kernel();
+    let s = tc_store();
+    let v = Veth::new("t");
+    let mut ig = Running::start(&s, &["tc_frames", "--iface", &v.host, "-o", "json"]);
+    let out_marker = 0x1a2b_0000 | (std::process::id() & 0xffff);
+    let in_marker = out_marker ^ 0xffff_0000;
+    let seen = |l: &str, m: u32| l.contains(&format!("\"marker\":{m},"));
+    ig.wait_for(
+        Duration::from_secs(20),
+        || send_frame(&v.host, None, out_marker),
+        |l| seen(l, out_marker),
+    );
+    send_frame(&v.peer, None, in_marker);
+    ig.wait_for(Duration::from_secs(10), || {}, |l| seen(l, in_marker));
+    let (status, stderr, lines) = ig.interrupt_all();
+    assert!(status.success(), "{stderr}");
+    let evs: Vec<Value> = lines
+        .iter()
+        .filter(|l| seen(l, in_marker))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(evs.len(), 1, "{evs:?}");
+    assert_eq!(evs[0]["ingress"], true, "{evs:?}");
+    assert_eq!(evs[0]["ifindex"], v.index(), "{evs:?}");
+    assert_eq!(evs[0]["netns"], own_netns(), "{evs:?}");
+    let outs: Vec<Value> = lines
+        .iter()
+        .filter(|l| seen(l, out_marker))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        outs.iter().all(|e| e["ingress"] == false && e["len"] == 64),
+        "{outs:?}"
+    );
+    // Nothing on the interface: no TCX program, no qdisc, no filter.
+    let tc = |args: &[&str]| {
+        let out = Command::new("tc").args(args).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    for dir in ["ingress", "egress"] {
+        assert_eq!(tc(&["filter", "show", "dev", &v.host, dir]).trim(), "");
+    }
+    assert!(!tc(&["qdisc", "show", "dev", &v.host]).contains("clsact"));
+}
+
+/// `--iface` naming no interface is an error that names it.
+#[test]
+fn tc_programs_on_a_missing_interface_fail_clearly() {
+    require_kernel();
+    let s = tc_store();
+    let out = s.run(&[
+        "run",
+        "tc_frames",
+        "--iface",
+        "ig-no-such0",
+        "--timeout",
+        "5",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("--iface ig-no-such0: no such interface"),
+        "{stderr}"
+    );
+}
+
+/// Without `--iface`, TC programs go on the host side of each followed
+/// container's interfaces, found as they appear (here a veth added after
+/// the container started), in the other direction: what the container
+/// sends is its egress, seen on the host-side veth's ingress, with the
+/// container's network namespace from the dispatcher.
+#[test]
+fn tc_programs_follow_a_container_interface() {
+    require_kernel();
+    let s = tc_store();
+    let mut ig = Running::start(&s, &["tc_frames", "-o", "json", "-v"]);
+    let c = RuncContainer::start("sleep 600");
+    let v = Veth::new("c");
+    v.move_peer_to(c.pid);
+    let marker = 0x3c4d_0000 | (std::process::id() & 0xffff);
+    let seen = |l: &str| l.contains(&format!("\"marker\":{marker},"));
+    let line = ig.wait_for(
+        Duration::from_secs(30),
+        || send_frame(&v.peer, Some(c.pid), marker),
+        seen,
+    );
+    let (status, stderr, _) = ig.interrupt_all();
+    assert!(status.success(), "{stderr}");
+    let e: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(e["ingress"], false, "the container's egress: {e}");
+    assert_eq!(e["ifindex"], v.index(), "{e}");
+    let l = std::fs::read_link(format!("/proc/{}/ns/net", c.pid)).unwrap();
+    let netns = ig::containers::parse_ns_link(l.to_str().unwrap()).unwrap();
+    assert_eq!(e["netns"], netns, "{e}");
+}

@@ -156,6 +156,7 @@ impl Tracker {
             targets: &crate::bpf::targets::TargetSet::host_only(),
             replace_maps: &[],
             socket_value_btf: None,
+            iface: None,
         })?;
         let ring = loaded.ring_buffer(RING)?;
         let lost = loaded.lost_counter(RING)?;
