@@ -357,7 +357,8 @@ pub fn run(args: RunArgs, prepared: Prepared, given: &[(String, String)]) -> any
     ops.push(Box::new(
         OutputOperator::new(args.output, shared(stdout))
             .on_terminal(terminal)
-            .with_fields(args.fields.clone()),
+            .with_fields(args.fields.clone())
+            .with_boot_offset(crate::operators::formatters::boot_offset_ns()),
     ));
     let context = || format!("running gadget {}", args.image);
     let mut pipeline = Pipeline::build(ops, &values).with_context(context)?;

@@ -7,9 +7,11 @@
 //! (kernel): load and attach through `bpf::loader`. While running it is the
 //! chain's [`Source`]:
 //!
-//! - tracers (`GADGET_TRACER`): each drain copies every pending ring-buffer
-//!   sample into a reused [`Event`] and dispatches it; each tick reads the
-//!   `<map>_lost_samples` counters;
+//! - tracers (`GADGET_TRACER`): each drain copies every pending sample of
+//!   its ring buffer (or perf event array: upstream's tcpdump) into a
+//!   reused [`Event`] and dispatches it, the bytes after the struct into
+//!   the field `ebpf.rest.name` names; each tick reads the
+//!   `<map>_lost_samples` counters (the perf rings' lost records);
 //! - snapshotters (`GADGET_ITER`): the first drain runs the iterator
 //!   programs once and dispatches their records as one array;
 //! - toppers (`GADGET_MAPITER`): every `--map-fetch-interval` the hash map is
@@ -18,6 +20,12 @@
 //!   as upstream: the map is drained once when the run stops (or once
 //!   right away with `--map-fetch-count 1`); the advise gadgets set it so
 //!   through `paramDefaults`.
+//!
+//! Start also starts the socket enricher (`bpf::socket_enricher`) first
+//! for an object that declares `gadget_sockets`, and attaches what follows
+//! containers (uprobes, socket filters, TC) to the set `bpf::targets`
+//! publishes; each tick reattaches when that set changed and looks for
+//! the containers' interfaces again every second.
 //!
 //! Stop drops every kernel object.
 //!
@@ -32,12 +40,15 @@
 use std::os::fd::RawFd;
 use std::time::{Duration, Instant};
 
-use crate::bpf::contract::{Contract, map_key_value, map_max_entries};
-use crate::bpf::loader::{HashDrain, LoadError, LoadSpec, LoadedGadget, LostCounter, RingBuffer};
+use crate::bpf::contract::{Contract, PERF_EVENT_ARRAY, map_key_value, map_max_entries, map_type};
+use crate::bpf::loader::{
+    DRAIN_SLICE, HashDrain, LoadError, LoadSpec, LoadedGadget, LostCounter, RingBuffer,
+};
 use crate::bpf::maps::MapFd;
 use crate::bpf::mntns_filter::{self, MntnsFilter};
 use crate::bpf::object::ObjectInfo;
 use crate::bpf::params::EbpfParam;
+use crate::bpf::perf::{PerfReader, Read as PerfRead};
 use crate::bpf::programs::{ProgramPlan, plan};
 use crate::bpf::schema::{schema_from_btf, schema_from_structs};
 use crate::bpf::shared::{SharedGadget, apply_config};
@@ -268,7 +279,11 @@ impl EbpfOperator {
         let schema_err = |e: crate::bpf::schema::SchemaFromBtfError| e;
         let mut out: Vec<(DataSource, SchemaBuilder)> = Vec::new();
         for (i, t) in c.tracers.iter().enumerate() {
-            if !c.tracer_maps.contains(&t.map) {
+            // A ring buffer of GADGET_TRACER_MAP, or a perf event array
+            // (upstream's tcpdump appends packet bytes with
+            // bpf_perf_event_output).
+            let perf = map_type(&self.btf, &t.map) == Some(PERF_EVENT_ARRAY);
+            if !perf && !c.tracer_maps.contains(&t.map) {
                 return Err(EbpfError::NotATracerMap {
                     source_name: t.name.clone(),
                     map: t.map.clone(),
@@ -294,10 +309,14 @@ impl EbpfOperator {
                 name: schema_err(e).to_string(),
             })?;
             w.0.iter().for_each(|w| log::warn!("{w}"));
+            let mut schema = schema;
+            let rest = rest_plan(&mut schema)?;
             out.push((
                 DataSource::Tracer {
                     name: t.name.clone(),
                     map: t.map.clone(),
+                    perf,
+                    rest,
                 },
                 schema,
             ));
@@ -446,12 +465,63 @@ fn runtime_max_entries(
     out
 }
 
+/// Upstream's annotations for bytes after the event struct in a sample
+/// (`bpf_perf_event_output` with the packet appended, tcpdump): the name
+/// of the bytes field to add, and the field that gives their length.
+const REST_NAME: &str = "ebpf.rest.name";
+const REST_LEN: &str = "ebpf.rest.len";
+
+/// Where the bytes after the struct go (`ebpf.rest.name`) and how many
+/// there are (`ebpf.rest.len`: a field of the struct; without it, all).
+#[derive(Clone, Copy, Debug)]
+struct RestPlan {
+    field: crate::datasource::FieldId,
+    len: Option<crate::datasource::FieldId>,
+}
+
+/// The rest field of a tracer's schema, if its annotations ask for one.
+fn rest_plan(schema: &mut SchemaBuilder) -> Result<Option<RestPlan>, EbpfError> {
+    let annotations = &schema.schema().annotations;
+    let Some(name) = annotations.get(REST_NAME).cloned() else {
+        return Ok(None);
+    };
+    let len_name = annotations.get(REST_LEN).cloned();
+    let source_name = schema.name().to_owned();
+    let missing = |what: &'static str, name: String| EbpfError::Missing {
+        source_name: source_name.clone(),
+        what,
+        name,
+    };
+    let len = match len_name {
+        Some(l) => Some(
+            schema
+                .schema()
+                .field_by_name(&l)
+                .filter(|f| schema.schema().field(*f).kind.is_numeric())
+                .ok_or_else(|| missing("numeric field (ebpf.rest.len)", l.clone()))?,
+        ),
+        None => None,
+    };
+    let field = schema
+        .add_owned(name.clone(), crate::datasource::FieldKind::Bytes, None)
+        .map_err(|e| {
+            missing(
+                "room for the field (ebpf.rest.name)",
+                format!("{name}: {e}"),
+            )
+        })?;
+    Ok(Some(RestPlan { field, len }))
+}
+
 /// A data source and where its data comes from.
 #[derive(Clone, Debug)]
 enum DataSource {
     Tracer {
         name: String,
         map: String,
+        /// A perf event array, not a ring buffer.
+        perf: bool,
+        rest: Option<RestPlan>,
     },
     Snapshot {
         name: String,
@@ -607,9 +677,72 @@ impl Operator for EbpfOperator {
 struct Reader {
     source: SourceId,
     name: String,
-    rb: RingBuffer,
+    rb: Ring,
     lost: Option<LostCounter>,
     event: Option<Event>,
+    rest: Option<RestPlan>,
+}
+
+/// Where a tracer's samples come from.
+enum Ring {
+    Ring(RingBuffer),
+    /// A perf event array's rings, and the buffer samples are copied to.
+    Perf(PerfReader, Vec<u8>),
+}
+
+/// Bytes of each CPU's perf ring (upstream's 64 pages).
+const PERF_RING_BYTES: usize = 256 << 10;
+
+impl Ring {
+    fn fds(&self) -> Vec<RawFd> {
+        match self {
+            Self::Ring(rb) => vec![rb.fd()],
+            Self::Perf(p, _) => p.fds().collect(),
+        }
+    }
+
+    /// Hand pending samples to `f` (false: stop now), as
+    /// `RingBuffer::drain`.
+    fn drain(&mut self, mut f: impl FnMut(&[u8]) -> bool) {
+        match self {
+            Self::Ring(rb) => {
+                rb.drain(f);
+            }
+            Self::Perf(p, buf) => {
+                let start = Instant::now();
+                let mut n = 0u32;
+                while p.read(buf) == PerfRead::Record {
+                    n += 1;
+                    if !f(buf) || (n.is_multiple_of(1024) && start.elapsed() >= DRAIN_SLICE) {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Put a sample in `ev`, with the bytes after the struct in the rest
+/// field when there is one.
+fn load_sample(
+    ev: &mut Event,
+    schema: &crate::datasource::Schema,
+    rest: Option<RestPlan>,
+    sample: &[u8],
+) {
+    ev.set_raw(sample);
+    let Some(r) = rest else { return };
+    let size = schema.raw_size as usize;
+    let extra = sample.get(size..).unwrap_or_default();
+    let n = match r.len {
+        Some(l) => match ev.get(schema.field(l)) {
+            crate::datasource::ValueRef::U64(n) => usize::try_from(n).unwrap_or(usize::MAX),
+            crate::datasource::ValueRef::I64(n) => usize::try_from(n).unwrap_or(0),
+            _ => extra.len(),
+        },
+        None => extra.len(),
+    };
+    ev.set_bytes(schema.field(r.field), &extra[..n.min(extra.len())]);
 }
 
 struct Snapshot {
@@ -751,15 +884,42 @@ impl Instance for EbpfInstance {
         let now = Instant::now();
         for (ds, id) in &self.sources {
             match ds {
-                DataSource::Tracer { name, map } => {
-                    let rb = loaded.ring_buffer(map).map_err(fail)?;
-                    let lost = loaded.lost_counter(map).map_err(fail)?;
+                DataSource::Tracer {
+                    name,
+                    map,
+                    perf,
+                    rest,
+                } => {
+                    let (rb, lost) = if *perf {
+                        let fd = loaded
+                            .share_maps()
+                            .into_iter()
+                            .find(|(n, _)| n == map)
+                            .map(|(_, fd)| fd)
+                            .ok_or_else(|| fail(LoadError::MissingMap { map: map.clone() }))?;
+                        let reader = MapFd::from_fd(fd)
+                            .map_err(|e| e.to_string())
+                            .and_then(|m| {
+                                PerfReader::new(std::sync::Arc::new(m), PERF_RING_BYTES, false)
+                                    .map_err(|e| crate::bpf::error_chain(&e))
+                            })
+                            .map_err(|e| {
+                                OperatorError::failed(NAME, format!("perf event array {map}: {e}"))
+                            })?;
+                        (Ring::Perf(reader, Vec::new()), None)
+                    } else {
+                        (
+                            Ring::Ring(loaded.ring_buffer(map).map_err(fail)?),
+                            loaded.lost_counter(map).map_err(fail)?,
+                        )
+                    };
                     self.readers.push(Reader {
                         source: *id,
                         name: name.clone(),
                         rb,
                         lost,
                         event: None,
+                        rest: *rest,
                     });
                 }
                 DataSource::Snapshot {
@@ -854,7 +1014,7 @@ fn records(bytes: &[u8], record: usize, out: &Dispatch, id: SourceId) -> Vec<Eve
 
 impl Source for EbpfInstance {
     fn fds(&self) -> Vec<RawFd> {
-        self.readers.iter().map(|r| r.rb.fd()).collect()
+        self.readers.iter().flat_map(|r| r.rb.fds()).collect()
     }
 
     fn drain(&mut self, out: &mut Dispatch) -> Result<(), OperatorError> {
@@ -863,6 +1023,7 @@ impl Source for EbpfInstance {
                 .event
                 .get_or_insert_with(|| Event::new(out.schema(r.source)));
             let id = r.source;
+            let rest = r.rest;
             match (
                 stacks::fields_of(&self.stack_fields, id),
                 self.symbolizer.as_mut(),
@@ -870,8 +1031,16 @@ impl Source for EbpfInstance {
                 (Some(st), Some(sym)) => {
                     let schema = out.schema(id).clone();
                     r.rb.drain(|sample| {
-                        ev.set_raw(sample);
+                        load_sample(ev, &schema, rest, sample);
                         sym.fill(&schema, st, ev);
+                        out.event(id, ev);
+                        !out.take_yield()
+                    });
+                }
+                _ if rest.is_some() => {
+                    let schema = out.schema(id).clone();
+                    r.rb.drain(|sample| {
+                        load_sample(ev, &schema, rest, sample);
                         out.event(id, ev);
                         !out.take_yield()
                     });
@@ -983,6 +1152,15 @@ impl Source for EbpfInstance {
         }
         let mut notices = Vec::new();
         for r in &mut self.readers {
+            if let Ring::Perf(p, _) = &mut r.rb {
+                let n = p.take_lost();
+                if n > 0 {
+                    notices.push(Notice::Lost {
+                        source: r.name.clone(),
+                        count: n,
+                    });
+                }
+            }
             if let Some(l) = &mut r.lost {
                 let n = l.take_new().map_err(|e| OperatorError::failed(NAME, e))?;
                 if n > 0 {

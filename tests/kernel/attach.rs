@@ -620,3 +620,143 @@ fn tc_programs_follow_a_container_interface() {
     let netns = ig::containers::parse_ns_link(l.to_str().unwrap()).unwrap();
     assert_eq!(e["netns"], netns, "{e}");
 }
+
+fn capture_store() -> TestStore {
+    let s = TestStore::new();
+    s.build(&repo().join("tests/fixtures/tc_capture"), "tc_capture");
+    s
+}
+
+/// `ig run tc_capture ARGS` with stdout to `out`, once `-v` says it
+/// started; the child and its stderr lines.
+fn start_to_file(
+    s: &TestStore,
+    args: &[&str],
+    out: std::fs::File,
+) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+    use std::io::BufRead as _;
+    let mut child = s
+        .ig()
+        .args(["run", "tc_capture", "-v"])
+        .args(args)
+        .stdout(out)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let err = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for l in std::io::BufReader::new(err).lines().map_while(Result::ok) {
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    let end = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        match rx.recv_timeout(end.saturating_duration_since(std::time::Instant::now())) {
+            Ok(l) if l.ends_with(" started") => return (child, rx),
+            Ok(_) => {}
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("ig did not start: {e}");
+            }
+        }
+    }
+}
+
+/// SIGINT and wait; the exit status and what ig said.
+fn stop(mut child: std::process::Child, err: &std::sync::mpsc::Receiver<String>) -> (bool, String) {
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(i32::try_from(child.id()).unwrap(), libc::SIGINT) };
+    let st = child.wait().unwrap();
+    let said: Vec<String> = err.try_iter().collect();
+    (st.success(), said.join("\n"))
+}
+
+/// A perf event array tracer with the packet after the struct
+/// (`ebpf.rest.name`/`ebpf.rest.len`, upstream's tcpdump): the bytes field
+/// holds the frame's first `--snaplen` bytes; `-o pcap-ng` makes a capture
+/// tshark reads, with the interface's name, the wire and captured lengths
+/// and the bytes.
+#[test]
+fn tc_capture_gives_packet_bytes_and_a_pcap_ng_tshark_reads() {
+    require_kernel();
+    let s = capture_store();
+    let v = Veth::new("p");
+    let tmp = tempfile::tempdir().unwrap();
+    // JSON: the payload field.
+    let json_path = tmp.path().join("out.json");
+    let (child, err) = start_to_file(
+        &s,
+        &["--iface", &v.host, "--snaplen", "32", "-o", "json"],
+        std::fs::File::create(&json_path).unwrap(),
+    );
+    let marker = 0x5e6f_0000 | (std::process::id() & 0xffff);
+    send_frame(&v.host, None, marker);
+    std::thread::sleep(Duration::from_millis(500));
+    let (ok, said) = stop(child, &err);
+    assert!(ok, "{said}");
+    let hex = format!("{marker:08x}");
+    let json = std::fs::read_to_string(&json_path).unwrap();
+    let line = json
+        .lines()
+        .find(|l| l.contains(&format!("\"payload\":\"ffffffffffff02000000000188b5{hex}")))
+        .unwrap_or_else(|| panic!("no frame with {hex} in {json}"));
+    let e: Value = serde_json::from_str(line).unwrap();
+    assert_eq!(e["payload_len"], 32, "{line}");
+    assert_eq!(e["packet_size"], 64, "{line}");
+    assert_eq!(
+        e["payload"].as_str().unwrap().len(),
+        64,
+        "32 bytes in hex: {line}"
+    );
+    assert_eq!(e["ingress"], false, "{line}");
+
+    // pcap-ng: tshark reads it.
+    let pcap = tmp.path().join("out.pcapng");
+    let (child, err) = start_to_file(
+        &s,
+        &["--iface", &v.host, "--snaplen", "32", "-o", "pcap-ng"],
+        std::fs::File::create(&pcap).unwrap(),
+    );
+    let markers: Vec<u32> = (0..3).map(|i| marker ^ (0x0101_0000 * (i + 1))).collect();
+    for m in &markers {
+        send_frame(&v.host, None, *m);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let (ok, said) = stop(child, &err);
+    assert!(ok, "{said}");
+    let out = Command::new("tshark")
+        .arg("-r")
+        .arg(&pcap)
+        .args([
+            "-T",
+            "fields",
+            "-e",
+            "frame.interface_name",
+            "-e",
+            "eth.type",
+            "-e",
+            "frame.len",
+            "-e",
+            "frame.cap_len",
+            "-e",
+            "data.data",
+        ])
+        .output()
+        .expect("this test reads the capture with tshark (cargo xtask setup installs it)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "tshark: {out:?}");
+    for m in markers {
+        let hex = format!("{m:08x}");
+        let row: Vec<&str> = text
+            .lines()
+            .find(|l| l.split('\t').nth(4).is_some_and(|d| d.starts_with(&hex)))
+            .unwrap_or_else(|| panic!("no frame {hex} in:\n{text}"))
+            .split('\t')
+            .collect();
+        assert_eq!(row[..4], [v.host.as_str(), "0x88b5", "64", "32"], "{text}");
+    }
+}

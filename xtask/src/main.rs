@@ -79,6 +79,12 @@ const PACKAGES: &[&str] = &[
     // The store crash tests kill ig at exact system calls (strace's fault
     // injection); the privilege tests drop to nobody with setpriv.
     "util-linux",
+    // `ig run --pf` compiles packet filter expressions with `tcpdump -ddd`
+    // (docs/design/007); the TC tests open `-o pcap-ng` captures with
+    // tshark; ip/tc make and check the veth pairs of the TC tests.
+    "tcpdump",
+    "tshark",
+    "iproute2",
 ];
 
 fn main() -> Result<()> {
