@@ -37,7 +37,9 @@
 
 use crate::btf::{Btf, Kind, TypeId};
 
+mod inject;
 mod replace;
+pub use inject::inject_at_function;
 pub use replace::replace_maps;
 
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +58,8 @@ pub enum CompatError {
     },
     #[error("section {section} of the object, named by .BTF.ext, is missing or too short")]
     Section { section: String },
+    #[error("the object has no function {function} to put code in front of")]
+    NoFunction { function: String },
     #[error(
         "section {section}, offset {offset:#x}: a reference to map {map} that is not a 64-bit load of its address"
     )]

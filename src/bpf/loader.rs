@@ -309,6 +309,9 @@ impl LoadedGadget {
                     if let Some(probe) = probe_of(p) {
                         log::debug!("loaded {} ({})", p.name, p.section);
                         probes.push(probe);
+                    } else if matches!(p.attach, Attach::Socket | Attach::Tc { .. }) {
+                        // Attached by `retarget`, behind dispatchers.
+                        log::debug!("loaded {} ({})", p.name, p.section);
                     } else {
                         log::debug!("attached {} ({})", p.name, p.section);
                     }

@@ -10,6 +10,8 @@
 //!   (kernel);
 //! - [`maps`], [`perf`]: maps by descriptor and perf rings, as a WASM
 //!   guest reaches them (kernel, raw `bpf(2)` and `perf_event_open(2)`);
+//! - [`pf`]: packet filter expressions (`--pf`) compiled with tcpdump and
+//!   translated to eBPF for `gadget_pf_matches`;
 //! - [`shared`]: what the eBPF operator and a WASM guest share (pure);
 //! - [`socket_enricher`]: who owns each socket, in `gadget_sockets`, for
 //!   networking gadgets (our embedded program, through `loader`);
@@ -33,6 +35,7 @@ pub mod mntns_filter;
 pub mod object;
 pub mod params;
 pub mod perf;
+pub mod pf;
 pub mod privileges;
 pub mod programs;
 pub mod schema;

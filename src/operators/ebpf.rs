@@ -114,6 +114,10 @@ pub struct EbpfOperator {
     enricher: Option<socket_enricher::Fields>,
     /// `--iface` (TC programs).
     iface: Option<String>,
+    /// The object's `gadget_pf_*` hooks (`--pf`, `--pf-NAME`).
+    pf_functions: Vec<String>,
+    /// Compiled filters to put in front of them: (function, eBPF code).
+    filters: Vec<(String, Vec<[u8; 8]>)>,
 }
 
 /// `--iface`, upstream's name.
@@ -180,6 +184,16 @@ impl EbpfOperator {
         let enricher = btf
             .find_var(socket_enricher::MAP)
             .map(|_| socket_enricher::Fields::default());
+        // As upstream, filters go into TC programs only (a socket
+        // filter's hook is not given the packet's start and end).
+        let has_tc = plan
+            .iter()
+            .any(|p| matches!(p.attach, crate::bpf::programs::Attach::Tc { .. }));
+        let pf_functions = if has_tc {
+            crate::bpf::pf::functions(&btf)
+        } else {
+            Vec::new()
+        };
         Ok(Self {
             object,
             info,
@@ -194,6 +208,8 @@ impl EbpfOperator {
             fetch_count: 0,
             enricher,
             iface: None,
+            pf_functions,
+            filters: Vec::new(),
         })
     }
 
@@ -547,6 +563,23 @@ impl Operator for EbpfOperator {
         if !self.contract.map_iters.is_empty() {
             specs.extend(Self::topper_params());
         }
+        for f in &self.pf_functions {
+            let Some(key) = crate::bpf::pf::param_key(f) else {
+                continue;
+            };
+            specs.push(ParamSpec {
+                full_name: format!("{}{key}", crate::bpf::params::PREFIX),
+                description: format!(
+                    "Packet filter in tcpdump's syntax (e.g. 'tcp port 443'), for hook {f}; \
+                     compiled with tcpdump, which must be installed"
+                ),
+                key,
+                alias: None,
+                default: String::new(),
+                ty: ParamType::String { max_len: None },
+                group: "eBPF".into(),
+            });
+        }
         if self.has_tc() {
             specs.push(ParamSpec {
                 key: "iface".into(),
@@ -596,6 +629,34 @@ impl Operator for EbpfOperator {
         if let Some(ParamValue::Int(n)) = values.get(FETCH_COUNT) {
             self.fetch_count = u64::try_from(*n).unwrap_or(0);
         }
+        self.filters.clear();
+        for f in &self.pf_functions {
+            let Some(key) = crate::bpf::pf::param_key(f) else {
+                continue;
+            };
+            let Some(ParamValue::Str(expr)) =
+                values.get(&format!("{}{key}", crate::bpf::params::PREFIX))
+            else {
+                continue;
+            };
+            if expr.trim().is_empty() {
+                continue;
+            }
+            let fail = |e: crate::bpf::pf::PfError| {
+                OperatorError::failed(NAME, format!("--{key}: {}", crate::bpf::error_chain(&e)))
+            };
+            let code = if expr == crate::bpf::pf::REJECT_ALL {
+                crate::bpf::pf::reject_all()
+            } else {
+                crate::bpf::pf::to_ebpf(&crate::bpf::pf::compile(expr).map_err(fail)?)
+                    .map_err(fail)?
+            };
+            log::debug!(
+                "--{key} {expr:?}: {} eBPF instructions before {f}",
+                code.len()
+            );
+            self.filters.push((f.clone(), code));
+        }
         if let Some(ParamValue::Str(i)) = values.get(IFACE) {
             self.iface = (!i.is_empty()).then(|| i.clone());
         }
@@ -644,6 +705,7 @@ impl Operator for EbpfOperator {
             fetch_count,
             enricher,
             iface,
+            filters,
             ..
         } = *self;
         Ok(Some(Box::new(EbpfInstance {
@@ -670,6 +732,7 @@ impl Operator for EbpfOperator {
             enricher: None,
             iface,
             interfaces_seen: Instant::now(),
+            filters,
         })))
     }
 }
@@ -795,6 +858,8 @@ struct EbpfInstance {
     iface: Option<String>,
     /// When the followed containers' interfaces were last looked for.
     interfaces_seen: Instant,
+    /// Compiled `--pf` filters: (hook function, eBPF code).
+    filters: Vec<(String, Vec<[u8; 8]>)>,
 }
 
 impl Instance for EbpfInstance {
@@ -846,8 +911,15 @@ impl Instance for EbpfInstance {
             .iter()
             .map(|e| (socket_enricher::MAP, e.map_fd()))
             .collect();
+        let mut object = std::borrow::Cow::Borrowed(self.object.as_slice());
+        for (f, code) in &self.filters {
+            object = std::borrow::Cow::Owned(
+                crate::bpf::compat::inject_at_function(&object, f, code)
+                    .map_err(|e| OperatorError::failed(NAME, e))?,
+            );
+        }
         let spec = LoadSpec {
-            object: &self.object,
+            object: &object,
             info: &self.info,
             plan: &plan,
             globals: &globals,

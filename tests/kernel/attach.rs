@@ -760,3 +760,90 @@ fn tc_capture_gives_packet_bytes_and_a_pcap_ng_tshark_reads() {
         assert_eq!(row[..4], [v.host.as_str(), "0x88b5", "64", "32"], "{text}");
     }
 }
+
+/// `--pf` (upstream's packet filter parameter): the expression, compiled
+/// with tcpdump and put in front of the gadget's `gadget_pf_matches` hook,
+/// keeps the matching frames only; a bad expression is tcpdump's error.
+#[test]
+fn a_packet_filter_keeps_the_matching_frames_only() {
+    require_kernel();
+    let s = capture_store();
+    let v = Veth::new("f");
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("out.json");
+    let want = 0x7a00_0000 | (std::process::id() & 0xffff);
+    let other = want ^ 0x0100_0000;
+    let expr = format!("ether proto 0x88b5 and ether[14:4] = {want:#x}");
+    let (child, err) = start_to_file(
+        &s,
+        &["--iface", &v.host, "--pf", &expr, "-o", "json"],
+        std::fs::File::create(&path).unwrap(),
+    );
+    for m in [want, other, want, other] {
+        send_frame(&v.host, None, m);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let (ok, said) = stop(child, &err);
+    assert!(ok, "{said}");
+    let json = std::fs::read_to_string(&path).unwrap();
+    let payloads: Vec<String> = json
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .map(|e| e["payload"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    let with = |m: u32| {
+        payloads
+            .iter()
+            .filter(|p| p.get(28..36) == Some(format!("{m:08x}").as_str()))
+            .count()
+    };
+    assert_eq!(with(want), 2, "{json}");
+    assert_eq!(payloads.len(), 2, "nothing else passes: {json}");
+    assert_eq!(with(other), 0);
+
+    let out = s.run(&[
+        "run",
+        "tc_capture",
+        "--iface",
+        &v.host,
+        "--pf",
+        "ether proto and",
+        "--timeout",
+        "5",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("--pf") && stderr.contains("syntax error"),
+        "{stderr}"
+    );
+}
+
+/// Without tcpdump, `--pf` is one clear error saying what to install.
+#[test]
+fn a_packet_filter_without_tcpdump_says_so() {
+    require_kernel();
+    let s = capture_store();
+    let empty = tempfile::tempdir().unwrap();
+    let out = s
+        .ig()
+        .env("PATH", empty.path())
+        .args([
+            "run",
+            "tc_capture",
+            "--iface",
+            "lo",
+            "--pf",
+            "tcp",
+            "--timeout",
+            "5",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("--pf needs tcpdump") && stderr.contains("apt-get install tcpdump"),
+        "{stderr}"
+    );
+}
