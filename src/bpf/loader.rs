@@ -426,25 +426,17 @@ impl LoadedGadget {
     ) -> Result<Vec<Ebpf>, (String, BoxError)> {
         use aya::programs::tc::{TcAttachOptions, TcAttachType};
         let mut out = Vec::new();
-        for (name, ingress) in &self.tc_programs {
+        for (name, ingress) in self.tc_programs.clone() {
+            let name = &name;
             let fail = |e: BoxError| (name.clone(), e);
-            let prog_fd = self
-                .ebpf
-                .program(name)
-                .ok_or_else(|| fail(format!("program {name} is not loaded").into()))?
-                .fd()
-                .map_err(|e| fail(Box::new(e)))?;
-            let loader = self.dispatch_loader.get_or_insert_with(|| {
-                let mut l = new_loader_uncached();
-                l.btf(None);
-                l
-            });
-            let mut d = load_dispatcher(loader, netns, DispatchKind::Tc, prog_fd).map_err(fail)?;
+            let mut d = self
+                .dispatcher(name, netns, DispatchKind::Tc)
+                .map_err(fail)?;
             let Some(Program::SchedClassifier(p)) = d.program_mut(DispatchKind::Tc.program())
             else {
                 return Err(fail("the TC dispatcher is missing".into()));
             };
-            let hook = if *ingress != flip {
+            let hook = if ingress != flip {
                 TcAttachType::Ingress
             } else {
                 TcAttachType::Egress
@@ -529,6 +521,22 @@ impl LoadedGadget {
         }
     }
 
+    /// A dispatcher of `kind` for network namespace `netns` in front of
+    /// the gadget's program `name` (loaded, not attached).
+    fn dispatcher(&mut self, name: &str, netns: u64, kind: DispatchKind) -> Result<Ebpf, BoxError> {
+        let prog_fd = self
+            .ebpf
+            .program(name)
+            .ok_or_else(|| format!("program {name} is not loaded"))?
+            .fd()?;
+        let loader = self.dispatch_loader.get_or_insert_with(|| {
+            let mut l = new_loader_uncached();
+            l.btf(None);
+            l
+        });
+        load_dispatcher(loader, netns, kind, prog_fd)
+    }
+
     /// Dispatchers of every socket program in network namespace `netns`
     /// (`pid`: a process in it; `None`: ours). On error, the program and
     /// why.
@@ -538,21 +546,12 @@ impl LoadedGadget {
         pid: Option<u32>,
     ) -> Result<Vec<(Ebpf, OwnedFd)>, (String, BoxError)> {
         let mut out = Vec::new();
-        for name in &self.socket_programs {
-            let fail = |e: Box<dyn std::error::Error + Send + Sync>| (name.clone(), e);
-            let prog_fd = self
-                .ebpf
-                .program(name)
-                .ok_or_else(|| fail(format!("program {name} is not loaded").into()))?
-                .fd()
-                .map_err(|e| fail(Box::new(e)))?;
-            let loader = self.dispatch_loader.get_or_insert_with(|| {
-                let mut l = new_loader_uncached();
-                l.btf(None);
-                l
-            });
-            let mut d =
-                load_dispatcher(loader, netns, DispatchKind::Socket, prog_fd).map_err(fail)?;
+        for name in self.socket_programs.clone() {
+            let name = &name;
+            let fail = |e: BoxError| (name.clone(), e);
+            let mut d = self
+                .dispatcher(name, netns, DispatchKind::Socket)
+                .map_err(fail)?;
             let sock = packet_socket_in(pid).map_err(|e| fail(Box::new(e)))?;
             let Some(Program::SocketFilter(sf)) = d.program_mut(DispatchKind::Socket.program())
             else {

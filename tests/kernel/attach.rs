@@ -304,42 +304,13 @@ fn trace_dns_follows_a_container_network_namespace_and_names_the_sender() {
 /// process `pid` holds (the 16384-entry `gadget_sockets`; the objects'
 /// own one-entry definitions are not it); none before it has one.
 fn enricher_ports(pid: u32) -> Vec<(u8, u16)> {
-    for id in super::bpf_ids_of("map", pid) {
-        let info = Command::new("bpftool")
-            .args(["-j", "map", "show", "id", &id.to_string()])
-            .output()
-            .unwrap();
-        let info: Value = serde_json::from_slice(&info.stdout).unwrap_or(Value::Null);
-        if info["name"] != "gadget_sockets" || info["max_entries"] != 16384 {
-            continue;
-        }
-        let out = Command::new("bpftool")
-            .args(["-j", "map", "dump", "id", &id.to_string()])
-            .output()
-            .unwrap();
-        let dump: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-        return dump
-            .as_array()
-            .map(|entries| {
-                entries
-                    .iter()
-                    .map(|e| {
-                        let k: Vec<u8> = e["key"]
-                            .as_array()
-                            .unwrap()
-                            .iter()
-                            .map(|b| {
-                                u8::from_str_radix(b.as_str().unwrap().trim_start_matches("0x"), 16)
-                                    .unwrap()
-                            })
-                            .collect();
-                        (k[6], u16::from_ne_bytes([k[8], k[9]]))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-    }
-    Vec::new()
+    super::map_keys_of(pid, |info| {
+        info["name"] == "gadget_sockets" && info["max_entries"] == 16384
+    })
+    .unwrap_or_default()
+    .into_iter()
+    .map(|k| (k[6], u16::from_ne_bytes([k[8], k[9]])))
+    .collect()
 }
 
 /// Poll `cond` on the enricher's entries of `pid` for at most `limit`.

@@ -1624,45 +1624,59 @@ fn containername_filters_in_the_kernel_and_follows_new_containers() {
 /// The keys of the `gadget_mntns_filter_map` held by process `pid`, read
 /// with bpftool.
 fn mntns_filter_keys(pid: u32) -> Vec<u64> {
+    // The kernel keeps 15 characters of a map's name.
+    let mut keys: Vec<u64> = map_keys_of(pid, |info| {
+        info["name"]
+            .as_str()
+            .is_some_and(|n| !n.is_empty() && "gadget_mntns_filter_map".starts_with(n))
+    })
+    .unwrap_or_else(|| panic!("process {pid} holds no gadget_mntns_filter_map"))
+    .into_iter()
+    .map(|k| u64::from_ne_bytes(k.try_into().unwrap()))
+    .collect();
+    keys.sort_unstable();
+    keys
+}
+
+/// The keys of the first map process `pid` holds whose `bpftool map show`
+/// answer `pick` accepts (`None`: no such map), dumped with bpftool.
+fn map_keys_of(pid: u32, pick: impl Fn(&Value) -> bool) -> Option<Vec<Vec<u8>>> {
     for id in bpf_ids_of("map", pid) {
         let info = Command::new("bpftool")
             .args(["-j", "map", "show", "id", &id.to_string()])
             .output()
             .unwrap();
         let info: Value = serde_json::from_slice(&info.stdout).unwrap_or(Value::Null);
-        // The kernel keeps 15 characters of a map's name.
-        if !info["name"]
-            .as_str()
-            .is_some_and(|n| !n.is_empty() && "gadget_mntns_filter_map".starts_with(n))
-        {
+        if !pick(&info) {
             continue;
         }
         let out = Command::new("bpftool")
             .args(["-j", "map", "dump", "id", &id.to_string()])
             .output()
             .unwrap();
-        let dump: Value = serde_json::from_slice(&out.stdout).unwrap();
-        let mut keys: Vec<u64> = dump
+        let dump: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        let keys = dump
             .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| {
-                let bytes: Vec<u8> = e["key"]
-                    .as_array()
-                    .unwrap()
+            .map(|entries| {
+                entries
                     .iter()
-                    .map(|b| {
-                        u8::from_str_radix(b.as_str().unwrap().trim_start_matches("0x"), 16)
+                    .map(|e| {
+                        e["key"]
+                            .as_array()
                             .unwrap()
+                            .iter()
+                            .map(|b| {
+                                u8::from_str_radix(b.as_str().unwrap().trim_start_matches("0x"), 16)
+                                    .unwrap()
+                            })
+                            .collect()
                     })
-                    .collect();
-                u64::from_ne_bytes(bytes.try_into().unwrap())
+                    .collect()
             })
-            .collect();
-        keys.sort_unstable();
-        return keys;
+            .unwrap_or_default();
+        return Some(keys);
     }
-    panic!("process {pid} holds no gadget_mntns_filter_map");
+    None
 }
 
 /// `uprobe/<lib>:<symbol>` and `uretprobe/...`: probes on libc's getppid()
