@@ -30,6 +30,14 @@
 //! into the instructions, and removed from `.BTF.ext`; aya relocates the
 //! rest.
 //!
+//! With the running kernel's values ([`resolve_kconfig`], at load time),
+//! `.kconfig` externs (`extern int LINUX_KERNEL_VERSION __kconfig;`,
+//! `CONFIG_*`): aya sizes every BTF data section from an ELF section, and
+//! `.kconfig` has none. The externs get a section of their own,
+//! [`KCONFIG_SECTION`], filled as libbpf fills its `.kconfig` map, and
+//! aya loads it as it loads `.rodata`. The loader gathers the values
+//! ([`KernelFacts`]: `uname`, the kernel's configuration, its BTF).
+//!
 //! A section that grows moves to the end of the file (section headers may
 //! point anywhere); nothing else moves. Pure: bytes in, bytes out. Objects
 //! that are not 64-bit little-endian ELF with well-formed BTF are returned
@@ -1198,9 +1206,12 @@ pub struct KernelFacts<'a> {
     pub btf: Option<&'a Btf>,
 }
 
-/// `(index, is weak)` of the undefined global or weak symbols of the
-/// object's `.symtab`, by name, and the file offset of `.symtab`.
-fn extern_symbols<'a>(elf: &Elf, d: &'a [u8]) -> Option<(HashMap<&'a [u8], (usize, bool)>, usize)> {
+/// `(index, is weak)` of symbols, by name.
+type Symbols<'a> = HashMap<&'a [u8], (usize, bool)>;
+
+/// The undefined global or weak symbols of the object's `.symtab`, and the
+/// file offset of `.symtab`.
+fn extern_symbols<'a>(elf: &Elf, d: &'a [u8]) -> Option<(Symbols<'a>, usize)> {
     const SHT_SYMTAB: u32 = 2;
     let symtab = elf.headers(d).find(|sh| sh.kind == SHT_SYMTAB)?;
     let strtab = Elf::data(d, &elf.header(d, symtab.link as usize)?)?;
@@ -1884,6 +1895,396 @@ mod tests {
             POISON_HELPER
         );
         assert!(patch_insn(&mut code, 8, 0, &Patch::Value(0)).is_err());
+    }
+
+    // ---------------------------------------------------------------- kconfig
+
+    #[test]
+    fn kconfig_types_follow_libbpf() {
+        let mut b = BtfBuilder::new();
+        let bool_ = b.bool_();
+        let char_ = b.char_();
+        let int = b.int("int", 4, true);
+        let u64_ = b.int("unsigned long long", 8, false);
+        let u64_t = b.typedef("__u64", u64_);
+        let cv = b.const_(u64_t);
+        let odd = b.int("three", 3, false);
+        let tri = b.enum_(
+            "libbpf_tristate",
+            4,
+            false,
+            &[("TRI_NO", 0), ("TRI_YES", 1)],
+        );
+        let other_enum = b.enum_("other", 4, false, &[("A", 0)]);
+        let string = b.array(char_, 16);
+        let empty = b.array(char_, 0);
+        let ints = b.array(int, 4);
+        let strukt = b.struct_("s", 4, &[("a", int, 0)]);
+        let btf = Btf::parse(&b.to_bytes()).unwrap();
+        let of = |id| KcfgType::of(&btf, id);
+        assert_eq!(of(bool_), Some(KcfgType::Bool));
+        assert_eq!(of(char_), Some(KcfgType::Char { signed: true }));
+        assert_eq!(of(int), Some(KcfgType::Int { signed: true }));
+        assert_eq!(of(cv), Some(KcfgType::Int { signed: false }));
+        assert_eq!(of(tri), Some(KcfgType::Tristate));
+        assert_eq!(of(string), Some(KcfgType::CharArray));
+        for unsupported in [odd, other_enum, empty, ints, strukt] {
+            assert_eq!(of(unsupported), None, "type {unsupported}");
+        }
+    }
+
+    #[test]
+    fn kconfig_numbers_read_as_strtoull_reads_them() {
+        assert_eq!(parse_config_number("250"), Some(250));
+        assert_eq!(parse_config_number("0x1000000"), Some(0x100_0000));
+        assert_eq!(parse_config_number("0X1f"), Some(31));
+        assert_eq!(parse_config_number("0755"), Some(0o755));
+        assert_eq!(parse_config_number("0"), Some(0));
+        assert_eq!(parse_config_number("+7"), Some(7));
+        assert_eq!(parse_config_number("-1"), Some(u64::MAX));
+        for bad in [
+            "",
+            "-",
+            "0x",
+            "12a",
+            "0x+5",
+            "08",
+            "1 2",
+            "99999999999999999999",
+        ] {
+            assert_eq!(parse_config_number(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn kernel_versions_as_libbpf_finds_them() {
+        let kv = |a: u32, b: u32, c: u32| (a << 16) + (b << 8) + c;
+        let code = kernel_version_code;
+        assert_eq!(
+            code("6.18.44-fc-v1300", "#1 SMP PREEMPT_DYNAMIC @0", None),
+            Some(kv(6, 18, 44))
+        );
+        // Debian keeps 0 as the patch level in the release; the version
+        // has the real one.
+        assert_eq!(
+            code(
+                "6.1.0-28-amd64",
+                "#1 SMP PREEMPT_DYNAMIC Debian 6.1.119-1 (2024-11-22)",
+                None
+            ),
+            Some(kv(6, 1, 119))
+        );
+        // Ubuntu says it in /proc/version_signature.
+        assert_eq!(
+            code(
+                "5.4.0-12-generic",
+                "#15-Ubuntu SMP",
+                Some("Ubuntu 5.4.0-12.15-generic 5.4.8\n")
+            ),
+            Some(kv(5, 4, 8))
+        );
+        // KERNEL_VERSION() keeps the patch level in one byte.
+        assert_eq!(
+            code("4.19.0-22-amd64", "#1 SMP Debian 4.19.260-1", None),
+            Some(kv(4, 19, 255))
+        );
+        assert_eq!(code("6.18-rc1", "", None), Some(kv(6, 18, 0)));
+        assert_eq!(code("6", "", None), None);
+        assert_eq!(code("linux", "", None), None);
+        assert_eq!(code("99999.0.0", "", None), None);
+    }
+
+    #[test]
+    fn kconfig_lines_first_one_wins() {
+        let text = "# CONFIG_A is not set\nCONFIG_B=\nCONFIG_C=y\nCONFIG_C=n\nCONFIG_D=1\nX_CONFIG_E=1\nnoise\n";
+        let v = config_values(text, &["CONFIG_A", "CONFIG_B", "CONFIG_C", "X_CONFIG_E"]);
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert_eq!(v["CONFIG_C"], "y");
+    }
+
+    #[test]
+    fn kconfig_values_are_stored_as_libbpf_stores_them() {
+        use KcfgType::*;
+        let store = |kind, size: u32, raw: &str| -> Result<Vec<u8>, String> {
+            let e = Extern {
+                name: "CONFIG_X".into(),
+                var: 0,
+                kind,
+                size,
+                weak: false,
+                symbol: 0,
+                offset: 0,
+            };
+            let mut slot = vec![0; size as usize];
+            store_config_value(&e, raw, &mut slot).map(|()| slot)
+        };
+        let signed = Int { signed: true };
+        let unsigned = Int { signed: false };
+        assert_eq!(store(Bool, 1, "y"), Ok(vec![1]));
+        assert_eq!(store(Bool, 1, "n"), Ok(vec![0]));
+        assert!(store(Bool, 1, "m").unwrap_err().contains("tristate"));
+        assert!(store(Bool, 1, "1").unwrap_err().contains("is a number"));
+        assert_eq!(store(Tristate, 4, "y"), Ok(vec![1, 0, 0, 0]));
+        assert_eq!(store(Tristate, 4, "m"), Ok(vec![2, 0, 0, 0]));
+        assert_eq!(store(Tristate, 4, "n"), Ok(vec![0, 0, 0, 0]));
+        assert_eq!(store(Char { signed: true }, 1, "m"), Ok(vec![b'm']));
+        assert_eq!(store(Char { signed: true }, 1, "-128"), Ok(vec![0x80]));
+        assert!(store(Char { signed: true }, 1, "128").is_err());
+        assert_eq!(store(Char { signed: false }, 1, "255"), Ok(vec![0xff]));
+        assert_eq!(store(signed, 4, "250"), Ok(250i32.to_le_bytes().to_vec()));
+        assert_eq!(store(signed, 4, "-1"), Ok(vec![0xff; 4]));
+        assert!(
+            store(unsigned, 4, "-1")
+                .unwrap_err()
+                .contains("does not fit")
+        );
+        assert_eq!(store(signed, 2, "32767"), Ok(vec![0xff, 0x7f]));
+        assert!(store(signed, 2, "32768").is_err());
+        assert_eq!(store(unsigned, 8, "0xffffffffffffffff"), Ok(vec![0xff; 8]));
+        assert!(store(signed, 4, "y").unwrap_err().contains("not integer"));
+        assert!(
+            store(signed, 4, "12x")
+                .unwrap_err()
+                .contains("not a number")
+        );
+        assert!(store(signed, 4, "\"s\"").unwrap_err().contains("string"));
+        assert_eq!(
+            store(CharArray, 8, "\"-fc\""),
+            Ok(b"-fc\0\0\0\0\0".to_vec())
+        );
+        // Cut to the array, NUL-terminated (libbpf warns and does the same).
+        assert_eq!(store(CharArray, 4, "\"abcdef\""), Ok(b"abc\0".to_vec()));
+        assert_eq!(store(CharArray, 1, "\"\""), Ok(vec![0]));
+        assert!(store(CharArray, 8, "\"open").is_err());
+        assert!(store(CharArray, 8, "y").is_err());
+        assert!(store(CharArray, 8, "7").is_err());
+    }
+
+    /// A kernel BTF with the syscall wrapper of this architecture.
+    fn kernel_with_syscall_wrapper() -> Btf {
+        let mut k = BtfBuilder::new();
+        let proto = k.func_proto(0, &[]);
+        k.func(
+            SYSCALL_WRAPPER.unwrap_or("__x64_sys_bpf"),
+            proto,
+            crate::btf::Linkage::Static,
+        );
+        k.enum_(
+            "bpf_func_id",
+            4,
+            false,
+            &[("BPF_FUNC_unspec", 0), ("BPF_FUNC_get_attach_cookie", 174)],
+        );
+        Btf::parse(&k.to_bytes()).unwrap()
+    }
+
+    fn kconfig_fixture() -> Vec<u8> {
+        // tests/fixtures/load_kconfig, built with clang 19 and our headers.
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        std::fs::read(root.join("fuzz/corpus/object/load_kconfig.bpf.o")).unwrap()
+    }
+
+    const KCONFIG_TEXT: &str = "CONFIG_BPF_SYSCALL=y\nCONFIG_BPF_JIT=m\nCONFIG_PERF_EVENTS=y\n\
+         CONFIG_HZ=1000\nCONFIG_LOCALVERSION=\"-test\"\n# CONFIG_PHYSICAL_START is not set\n";
+
+    /// The fixture object, given the values of a made-up kernel, then read
+    /// by aya's own parser as `ig run` hands it over: the externs are
+    /// read-only global data in one map, laid out as libbpf lays them out,
+    /// and every instruction that reads one points into that map.
+    #[test]
+    fn kconfig_externs_become_read_only_data_aya_relocates() {
+        let object = kconfig_fixture();
+        let features =
+            aya_obj::btf::BtfFeatures::new(true, true, true, true, true, true, true, true);
+        // As aya 0.14 sees the object without us.
+        let mut obj = aya_obj::Object::parse(&object).unwrap();
+        let err = obj.fixup_and_sanitize_btf(&features).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("Unable to determine the size of section `.kconfig`"),
+            "{err}"
+        );
+
+        assert_eq!(
+            kconfig_needs(&object).unwrap(),
+            Some(KconfigNeeds {
+                version: true,
+                config: true,
+                kernel_btf: true
+            })
+        );
+        let kernel = kernel_with_syscall_wrapper();
+        let facts = KernelFacts {
+            version_code: Ok((6 << 16) + (12 << 8) + 5),
+            config: Ok(("test", KCONFIG_TEXT)),
+            btf: Some(&kernel),
+        };
+        let out = resolve_kconfig(&object, &facts).unwrap();
+        assert!(kconfig_needs(&out).unwrap().is_none(), "resolved once");
+
+        // The DATASEC, renamed, laid out by alignment, size and name.
+        let elf = Elf::parse(&out).unwrap();
+        let raw = Elf::data(&out, &elf.find(&out, ".BTF").unwrap()).unwrap();
+        let btf = Btf::parse(raw).unwrap();
+        assert!(btf.find_datasec(KCONFIG_DATASEC).is_none());
+        let Ok(Kind::Datasec(ds)) = btf.kind(btf.find_datasec(KCONFIG_SECTION).unwrap()) else {
+            panic!("no {KCONFIG_SECTION} DATASEC");
+        };
+        let layout: Vec<(&str, u32, u32)> = ds
+            .vars
+            .iter()
+            .map(|v| (btf.name_of(v.ty).unwrap(), v.offset, v.size))
+            .collect();
+        assert_eq!(
+            layout,
+            [
+                ("CONFIG_PHYSICAL_START", 0, 8),
+                ("CONFIG_BPF_JIT", 8, 4),
+                ("CONFIG_HZ", 12, 4),
+                ("CONFIG_IG_FIXTURE_ABSENT", 16, 4),
+                ("LINUX_KERNEL_VERSION", 20, 4),
+                ("CONFIG_BPF_SYSCALL", 24, 1),
+                ("CONFIG_PERF_EVENTS", 25, 1),
+                ("LINUX_HAS_SYSCALL_WRAPPER", 26, 1),
+                ("CONFIG_LOCALVERSION", 27, 32),
+            ]
+        );
+        assert_eq!(ds.size, 59);
+        for v in &ds.vars {
+            let Ok(Kind::Var(var)) = btf.kind(v.ty) else {
+                panic!()
+            };
+            assert_eq!(var.linkage, crate::btf::Linkage::Global);
+        }
+        let mut want = vec![0u8; 59];
+        want[8] = 2; // m, as a tristate
+        want[12..16].copy_from_slice(&1000i32.to_le_bytes());
+        want[20..24].copy_from_slice(&0x06_0c_05u32.to_le_bytes());
+        want[24] = 1;
+        want[25] = b'y';
+        want[26] = 1;
+        want[27..32].copy_from_slice(b"-test");
+
+        // aya: one read-only map holding exactly those bytes.
+        let mut obj = aya_obj::Object::parse(&out).unwrap();
+        let map = &obj.maps[KCONFIG_SECTION];
+        assert_eq!(map.data(), want.as_slice());
+        assert_eq!(
+            map.section_kind(),
+            aya_obj::EbpfSectionKind::Rodata,
+            "frozen and read-only, as libbpf's .kconfig map"
+        );
+        obj.fixup_and_sanitize_btf(&features).unwrap();
+        let maps = std::mem::take(&mut obj.maps);
+        let fd_of = |name: &str| if name == KCONFIG_SECTION { 77 } else { 10 };
+        let text_sections = obj.functions.keys().map(|(section, _)| *section).collect();
+        obj.relocate_maps(
+            maps.iter().map(|(n, m)| (n.as_str(), fd_of(n), m)),
+            &text_sections,
+        )
+        .unwrap();
+        // Every extern read: `r = map_value(.rodata.kconfig) + offset`.
+        let mut offsets: Vec<i32> = Vec::new();
+        for f in obj.functions.values() {
+            for pair in f.instructions.windows(2) {
+                if pair[0].code == 0x18 && pair[0].imm == 77 {
+                    assert_eq!(pair[0].src_reg(), 2, "BPF_PSEUDO_MAP_VALUE");
+                    offsets.push(pair[1].imm);
+                }
+            }
+        }
+        offsets.sort_unstable();
+        assert_eq!(offsets, [0, 8, 12, 16, 20, 24, 25, 26, 27]);
+    }
+
+    #[test]
+    fn kconfig_externs_without_a_value_are_errors_naming_them() {
+        let object = kconfig_fixture();
+        let kernel = kernel_with_syscall_wrapper();
+        let hz_y = KCONFIG_TEXT.replace("CONFIG_HZ=1000", "CONFIG_HZ=y");
+        let facts = |config| KernelFacts {
+            version_code: Ok(1),
+            config,
+            btf: Some(&kernel),
+        };
+        let err = |facts: &KernelFacts<'_>, object: &[u8]| {
+            resolve_kconfig(object, facts).unwrap_err().to_string()
+        };
+        // Not set and not __weak (libbpf: "not resolved").
+        let e = err(
+            &facts(Ok(("/proc/config.gz", "CONFIG_BPF_JIT=y\n"))),
+            &object,
+        );
+        assert!(
+            e.starts_with(".kconfig extern CONFIG_BPF_SYSCALL of the object: "),
+            "{e}"
+        );
+        assert!(
+            e.contains("(/proc/config.gz) does not set it") && e.contains("__weak"),
+            "{e}"
+        );
+        // No configuration to read.
+        let e = err(&facts(Err("neither A nor B exists")), &object);
+        assert!(
+            e.contains("CONFIG_BPF_SYSCALL") && e.contains("neither A nor B exists"),
+            "{e}"
+        );
+        // A value of the wrong kind for the declared type.
+        let e = err(&facts(Ok(("c", &hz_y))), &object);
+        assert!(
+            e.contains("extern CONFIG_HZ ") && e.contains("not integer"),
+            "{e}"
+        );
+        // No kernel version.
+        let no_version = KernelFacts {
+            version_code: Err("the kernel's release x is not a version"),
+            config: Ok(("c", KCONFIG_TEXT)),
+            btf: Some(&kernel),
+        };
+        let e = err(&no_version, &object);
+        assert!(
+            e.contains("LINUX_KERNEL_VERSION") && e.contains("release x"),
+            "{e}"
+        );
+        // A LINUX_ name ig does not know, not __weak (same length: the
+        // ELF and BTF names are replaced alike).
+        let renamed = replace_all(
+            &object,
+            b"LINUX_HAS_SYSCALL_WRAPPER\0",
+            b"LINUX_HAS_SYSCALL_WRAPPEX\0",
+        );
+        let e = err(&facts(Ok(("c", KCONFIG_TEXT))), &renamed);
+        assert!(
+            e.contains("LINUX_HAS_SYSCALL_WRAPPEX") && e.contains("as libbpf does"),
+            "{e}"
+        );
+        // Not an object: nothing to give values to.
+        assert_eq!(kconfig_needs(b"junk").unwrap(), None);
+        assert_eq!(resolve_kconfig(b"junk", &facts(Err("x"))).unwrap(), b"junk");
+    }
+
+    fn replace_all(data: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+        assert_eq!(from.len(), to.len());
+        let mut out = data.to_vec();
+        let mut n = 0;
+        let mut i = 0;
+        while let Some(p) = out[i..].windows(from.len()).position(|w| w == from) {
+            out[i + p..i + p + to.len()].copy_from_slice(to);
+            i += p + to.len();
+            n += 1;
+        }
+        assert!(n >= 2, "{n} replacements");
+        out
+    }
+
+    #[test]
+    fn kernel_features_from_its_btf() {
+        let kernel = kernel_with_syscall_wrapper();
+        assert!(has_bpf_cookie(&kernel));
+        assert_eq!(has_syscall_wrapper(&kernel), SYSCALL_WRAPPER.is_some());
+        let none = Btf::parse(&BtfBuilder::new().to_bytes()).unwrap();
+        assert!(!has_bpf_cookie(&none));
+        assert!(!has_syscall_wrapper(&none));
     }
 
     #[test]
