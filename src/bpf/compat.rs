@@ -1223,9 +1223,13 @@ fn extern_symbols<'a>(elf: &Elf, d: &'a [u8]) -> Option<(Symbols<'a>, usize)> {
         if shndx != 0 || !matches!(info >> 4, 1 | 2) || info & 0xf != 0 {
             continue;
         }
-        let tail = strtab.get(name as usize..)?;
-        let name = &tail[..tail.iter().position(|&b| b == 0)?];
-        out.insert(name, (i, info >> 4 == 2));
+        let Some(tail) = strtab.get(name as usize..) else {
+            continue;
+        };
+        let Some(end) = tail.iter().position(|&b| b == 0) else {
+            continue;
+        };
+        out.insert(&tail[..end], (i, info >> 4 == 2));
     }
     Some((out, symtab.offset))
 }
@@ -1483,9 +1487,9 @@ impl Kconfig {
             wr_u64(&mut out, s + 16, u64::from(e.size));
         }
         // The section header table, one entry longer, at the end.
-        let table_len = elf.shnum * elf.shentsize;
-        let mut headers = out
-            .get(elf.shoff..elf.shoff + table_len)
+        let table_end = (elf.shnum * elf.shentsize).checked_add(elf.shoff);
+        let mut headers = table_end
+            .and_then(|end| out.get(elf.shoff..end))
             .ok_or_else(unreadable)?
             .to_vec();
         let mut h = vec![0u8; elf.shentsize];
