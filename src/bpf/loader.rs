@@ -1014,30 +1014,38 @@ fn uname() -> std::io::Result<(String, String)> {
 
 /// The running kernel's build configuration and the file it came from:
 /// `/boot/config-RELEASE`, else `/proc/config.gz` (where libbpf and
-/// cilium/ebpf look, in that order), decompressed if gzipped.
+/// cilium/ebpf look, in that order).
 fn read_kernel_config(release: &str) -> Result<(String, String), String> {
     let boot = format!("/boot/config-{release}");
     for path in [boot.as_str(), "/proc/config.gz"] {
-        let raw = match std::fs::read(path) {
-            Ok(raw) => raw,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(format!("reading {path} failed: {e}")),
-        };
-        let text = if raw.starts_with(&[0x1f, 0x8b]) {
-            let mut out = Vec::new();
-            flate2::read::MultiGzDecoder::new(raw.as_slice())
-                .take(MAX_KERNEL_CONFIG)
-                .read_to_end(&mut out)
-                .map_err(|e| format!("decompressing {path} failed: {e}"))?;
-            out
-        } else {
-            raw
-        };
-        return Ok((path.to_owned(), String::from_utf8_lossy(&text).into_owned()));
+        if let Some(text) = read_config_file(Path::new(path))? {
+            return Ok((path.to_owned(), text));
+        }
     }
     Err(format!(
         "neither {boot} nor /proc/config.gz exists (the latter needs CONFIG_IKCONFIG_PROC, or the configs module)"
     ))
+}
+
+/// The text of kernel configuration file `path`, decompressed if gzipped;
+/// `None` if there is no such file.
+fn read_config_file(path: &Path) -> Result<Option<String>, String> {
+    let raw = match std::fs::read(path) {
+        Ok(raw) => raw,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("reading {} failed: {e}", path.display())),
+    };
+    let text = if raw.starts_with(&[0x1f, 0x8b]) {
+        let mut out = Vec::new();
+        flate2::read::MultiGzDecoder::new(raw.as_slice())
+            .take(MAX_KERNEL_CONFIG)
+            .read_to_end(&mut out)
+            .map_err(|e| format!("decompressing {} failed: {e}", path.display()))?;
+        out
+    } else {
+        raw
+    };
+    Ok(Some(String::from_utf8_lossy(&text).into_owned()))
 }
 
 /// An `EbpfLoader` being made on another thread, see [`prefetch_loader`].
@@ -1164,6 +1172,30 @@ mod tests {
         );
         assert!(t.ends_with("line 499"));
         assert_eq!(log_tail("a\nb\n", 200), "a\nb");
+    }
+
+    #[test]
+    fn kernel_configurations_are_read_plain_or_gzipped() {
+        use std::io::Write as _;
+        let dir = tempfile::tempdir().unwrap();
+        let text = "CONFIG_HZ=250\n# CONFIG_KPROBES is not set\n";
+        let plain = dir.path().join("config-plain");
+        std::fs::write(&plain, text).unwrap();
+        let gz = dir.path().join("config.gz");
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(text.as_bytes()).unwrap();
+        let packed = enc.finish().unwrap();
+        std::fs::write(&gz, &packed).unwrap();
+        assert_eq!(read_config_file(&plain).unwrap().as_deref(), Some(text));
+        assert_eq!(read_config_file(&gz).unwrap().as_deref(), Some(text));
+        assert_eq!(read_config_file(&dir.path().join("none")).unwrap(), None);
+        let cut = dir.path().join("cut.gz");
+        std::fs::write(&cut, &packed[..packed.len() / 2]).unwrap();
+        let err = read_config_file(&cut).unwrap_err();
+        assert!(
+            err.starts_with("decompressing ") && err.contains("cut.gz"),
+            "{err}"
+        );
     }
 
     #[test]
