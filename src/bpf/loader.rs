@@ -956,6 +956,7 @@ fn with_kconfig_resolved<'a>(
     };
     let uname = uname();
     let version_code = match &uname {
+        Ok(_) if !needs.version => Err("it was not read".to_owned()),
         Ok((release, version)) => {
             let signature = std::fs::read_to_string(UBUNTU_VERSION_SIGNATURE).ok();
             super::compat::kernel_version_code(release, version, signature.as_deref())
