@@ -340,6 +340,26 @@ fn kconfig_externs_read_the_running_kernels_values() {
         .lines()
         .any(|l| l.ends_with(&format!(" {wrapper}")));
     assert_eq!(ev["syscall_wrapper"], u8::from(has_wrapper), "{line}");
+    // The values are in a map of their own, read-only for the program
+    // (BPF_F_RDONLY_PROG) and frozen, as libbpf's .kconfig map: the
+    // verifier knows them.
+    let kconfig_maps: Vec<String> = bpf_ids_of("map", ig.child.id())
+        .into_iter()
+        .map(|id| {
+            let out = std::process::Command::new("bpftool")
+                .args(["map", "show", "id", &id.to_string()])
+                .output()
+                .unwrap();
+            text(&out.stdout)
+        })
+        .filter(|m| m.contains("name .rodata.kconfig"))
+        .collect();
+    assert_eq!(kconfig_maps.len(), 1, "{kconfig_maps:?}");
+    assert!(
+        kconfig_maps[0].contains("flags 0x80") && kconfig_maps[0].contains("frozen"),
+        "{}",
+        kconfig_maps[0]
+    );
     stop_and_check_released(ig);
 }
 
