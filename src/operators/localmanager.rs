@@ -1,39 +1,59 @@
 //! The local manager (priority -1, upstream's `LocalManager`): which
 //! container an event comes from, and selecting containers.
 //!
-//! Reads fields tagged `type:gadget_mntns_id`. Writes, for each data source
-//! that has one, the owned fields `runtime.containerName`,
-//! `runtime.containerId`, `runtime.runtimeName`,
-//! `runtime.containerImageName` and `runtime.containerPid` (upstream's
-//! names), placed first; tables show the name when `-c` is given, the
-//! rest is in JSON (and `--fields +runtime.containerId`...). Host
-//! events (no container) get empty strings and pid 0.
+//! Reads fields tagged `type:gadget_mntns_id` and, for data sources
+//! without one, `type:gadget_netns_id` (a network namespace owned by
+//! exactly one container names it; a pod's shared one names none). Writes,
+//! for each such data source, upstream's owned fields, placed first:
+//! `k8s.{node,namespace,podName,containerName,hostnetwork,podLabels,
+//! owner.kind,owner.name}` (hidden in tables, in JSON, as upstream's `ig`)
+//! and `runtime.{containerName,containerId,runtimeName,containerImageName,
+//! containerPid,containerImageDigest,containerStartedAt}` (tables show the
+//! name when containers are selected). `k8s.node`, `k8s.podLabels` and
+//! `k8s.owner.*` need the Kubernetes API server and stay empty. Host events
+//! (no container) get empty strings and zeros.
 //!
-//! Parameters: `-c/--containername` (`operator.LocalManager.containername`,
-//! a comma list; `!name` excludes) and `--host`
-//! (`operator.LocalManager.host`). With `-c` and without `--host`, the
-//! selection is made **in the kernel**: the shared [`MntnsFilter`] is
-//! enabled, and the eBPF operator sets `gadget_filter_by_mntns` and fills
-//! `gadget_mntns_filter_map` from it. Events of other mount namespaces are
-//! also dropped here, which covers gadgets without the map and the moment
-//! between a container's exit and the next refresh. With `-c` and `--host`
-//! the kernel filter is off (the host is not one mount namespace) and the
-//! selection is made here: selected containers plus host events. Without
-//! `-c` every event passes (host and containers alike; upstream shows only
-//! containers unless `--host`; we keep every event because most use of
-//! `ig` here is on hosts without containers).
+//! Parameters (upstream's names): the selectors `-c/--containername`
+//! (= `--runtime-containername`), `--k8s-namespace`, `--k8s-podname`,
+//! `--k8s-containername`, `--runtime-containerimage-digest`,
+//! `--runtime-containerimage-id` (comma lists, `!` excludes; a container
+//! must match every list given), `--host`; where containers come from:
+//! `-r/--runtimes`, `--{docker,containerd,crio,podman}-socketpath`,
+//! `--containerd-namespace` (a runtime or socket named explicitly that does
+//! not exist is an error); and the flags a host without an API server
+//! cannot serve (`--k8s-selector`, `--enrich-with-k8s-apiserver`,
+//! `--runtime-protocol cri`), refused with the reason.
 //!
-//! `-c` naming no running container is a warning, not an error: the
-//! container may start after `ig` (the usual way to trace a container's
-//! start-up), and the table is refreshed every second while filtering, so
-//! its events appear as soon as it runs.
+//! With a selector and without `--host`, the selection is made **in the
+//! kernel**: the shared [`MntnsFilter`] is enabled, the eBPF operator sets
+//! `gadget_filter_by_mntns` and attaches `gadget_mntns_filter_map` to it,
+//! and every change of the selected set is written to the map at once.
+//! Events of other mount namespaces are also dropped here, which covers
+//! gadgets without the map and the moment between a container's exit and
+//! the next refresh. With a selector and `--host` the kernel filter is off
+//! (the host is not one mount namespace) and the selection is made here:
+//! selected containers plus host events. Without a selector every event
+//! passes, host and containers alike (upstream shows only containers
+//! unless `--host`; we keep every event because most use of `ig` here is
+//! on hosts without containers; `-c '!'`... see the README for upstream's
+//! behaviour with our flags).
 //!
-//! Cost: the container table (from `containers::Detector`, a walk of
-//! `/proc`) is refreshed on the flush timer: every second while `-c` is
-//! given, every [`IDLE_REFRESH`] otherwise, and after an event of an
-//! unknown mount namespace at most once a second. Per event: one hash
-//! lookup by mount namespace id and four string copies into the event's
-//! reused buffers; no allocation, no system call.
+//! A selector naming no running container is a warning, not an error: the
+//! container may start after `ig` (the usual way to trace a start-up).
+//!
+//! New containers are seen at once: the table is refreshed when the
+//! runtimes' runc state directories change or docker's event stream says
+//! something (`containers::watch`, polled with the gadget's fds), and a
+//! runtime's `runc` exec is held (`containers::hook`, a thread) until the
+//! table and the kernel filter know the container it is about to start,
+//! so not even its first event is lost. A slow timer rescans as a safety
+//! net: every second while selecting, every [`IDLE_REFRESH`] otherwise,
+//! and after an event of an unknown mount namespace at most once a second.
+//!
+//! Cost per event: one hash lookup by namespace id and the field copies
+//! into the event's reused buffers (none when the previous event had the
+//! same namespace); no allocation, no system call. Per wake-up of the
+//! event loop: one `epoll_wait` without waiting.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -41,7 +61,9 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use crate::bpf::mntns_filter::MntnsFilter;
-use crate::containers::{Container, Detector, Selector};
+use crate::containers::hook::{HOLD_LIMIT, Hook};
+use crate::containers::watch::Watcher;
+use crate::containers::{Config, Container, Detector, Runtime, Selection, Selector};
 use crate::datasource::ValueRef;
 use crate::datasource::{Event, FieldId, FieldKind, Schema, SchemaBuilder, SchemaError, Value};
 use crate::params::{ParamSpec, ParamType, ParamValue, ParamValues};
@@ -51,12 +73,11 @@ use crate::pipeline::{
 };
 
 const NAME: &str = "LocalManager";
-const CONTAINERNAME: &str = "operator.LocalManager.containername";
-const HOST: &str = "operator.LocalManager.host";
+const PREFIX: &str = "operator.LocalManager.";
 
-/// Shortest time between two walks of `/proc`.
+/// Shortest time between two timer walks of `/proc`.
 const MIN_REFRESH: Duration = Duration::from_secs(1);
-/// Refresh period without `-c` (with `-c`: [`MIN_REFRESH`]).
+/// Refresh period without a selector (with one: [`MIN_REFRESH`]).
 const IDLE_REFRESH: Duration = Duration::from_secs(10);
 /// An unknown mount namespace that stayed unknown after a refresh does not
 /// cause another one for this long.
@@ -64,12 +85,74 @@ const NEGATIVE_TTL: Duration = Duration::from_secs(5);
 /// Unknown mount namespaces remembered between two refreshes.
 const PENDING_MAX: usize = 16;
 
+/// The selector parameters: key, description, and where the list goes.
+const SELECTORS: &[(&str, Option<char>, &str)] = &[
+    (
+        "containername",
+        Some('c'),
+        "Show only events of these containers (runtime-assigned names: docker's, podman's; a pod's container name for containerd and cri-o), selected in the kernel. Comma-separated; !name excludes one",
+    ),
+    (
+        "runtime-containername",
+        None,
+        "Same as --containername (upstream's other name for it)",
+    ),
+    (
+        "k8s-namespace",
+        None,
+        "Kubernetes namespaces to select (comma-separated; ! excludes), from the runtimes' annotations and labels",
+    ),
+    (
+        "k8s-podname",
+        None,
+        "Kubernetes pods to select (comma-separated; ! excludes)",
+    ),
+    (
+        "k8s-containername",
+        None,
+        "Kubernetes container names (the pod spec's) to select (comma-separated; ! excludes)",
+    ),
+    (
+        "runtime-containerimage-digest",
+        None,
+        "Image digests (sha256:...) to select (comma-separated; ! excludes); docker and podman know digests of pulled or pushed images only",
+    ),
+    (
+        "runtime-containerimage-id",
+        None,
+        "Image ids to select: sha256:<hex>, or 12 or more of its hex digits (comma-separated; ! excludes)",
+    ),
+];
+
+/// The parameters of `--runtimes` and the sockets.
+const RUNTIMES: &str = "runtimes";
+const SOCKETS: &[(&str, Runtime)] = &[
+    ("docker-socketpath", Runtime::Docker),
+    ("containerd-socketpath", Runtime::Containerd),
+    ("crio-socketpath", Runtime::CriO),
+    ("podman-socketpath", Runtime::Podman),
+];
+const CONTAINERD_NAMESPACE: &str = "containerd-namespace";
+const HOST: &str = "host";
+/// Flags upstream has that need what a host without an API server lacks.
+const K8S_SELECTOR: &str = "k8s-selector";
+const APISERVER: &str = "enrich-with-k8s-apiserver";
+const PROTOCOL: &str = "runtime-protocol";
+
+fn full(key: &str) -> String {
+    format!("{PREFIX}{key}")
+}
+
 /// The operator. The detector can be replaced for tests.
 pub struct LocalManager {
     filter: MntnsFilter,
-    selector: Selector,
+    selection: Selection,
     host: bool,
-    detect: Box<dyn FnMut() -> Snapshot>,
+    config: Config,
+    detect: Option<Box<dyn FnMut() -> Snapshot>>,
+    /// Watch the runtimes and hold them for new containers (off in tests
+    /// with a fake detector).
+    live: bool,
 }
 
 /// What one refresh found.
@@ -89,24 +172,126 @@ impl LocalManager {
     /// Detect the host's containers; `filter` is shared with the eBPF
     /// operator (an unshared one means selection in user space only).
     pub fn new(filter: MntnsFilter) -> Self {
-        let mut detector: Option<Detector> = None;
-        Self::with_detector(filter, move || {
-            let d = detector.get_or_insert_with(Detector::new);
-            Snapshot {
-                containers: d.scan(),
-                host_mntns: d.host_mntns(),
-            }
-        })
+        Self {
+            filter,
+            selection: Selection::default(),
+            host: false,
+            config: Config::default(),
+            detect: None,
+            live: true,
+        }
     }
 
     pub fn with_detector(filter: MntnsFilter, detect: impl FnMut() -> Snapshot + 'static) -> Self {
         Self {
-            filter,
-            selector: Selector::default(),
-            host: false,
-            detect: Box::new(detect),
+            detect: Some(Box::new(detect)),
+            live: false,
+            ..Self::new(filter)
         }
     }
+}
+
+fn string_param(key: &str, alias: Option<char>, description: &str) -> ParamSpec {
+    ParamSpec {
+        key: key.into(),
+        full_name: full(key),
+        description: description.into(),
+        default: String::new(),
+        ty: ParamType::String { max_len: None },
+        group: "Containers".into(),
+        alias,
+    }
+}
+
+fn str_value<'a>(values: &'a ParamValues, key: &str) -> Option<&'a str> {
+    match values.get(&full(key)) {
+        Some(ParamValue::Str(s)) => Some(s.as_str()),
+        _ => None,
+    }
+}
+
+/// Why a flag cannot be served on a host, or `None`.
+pub fn refused(values: &ParamValues) -> Option<String> {
+    if str_value(values, K8S_SELECTOR).is_some_and(|s| !s.is_empty()) {
+        return Some(
+            "--k8s-selector selects by pod labels, which only the Kubernetes API server or a CRI connection knows; ig on a host has neither (select with --k8s-podname or --k8s-namespace)".into(),
+        );
+    }
+    if matches!(values.get(&full(APISERVER)), Some(ParamValue::Bool(true))) {
+        return Some(
+            "--enrich-with-k8s-apiserver needs a Kubernetes API client, which this ig does not have; k8s.namespace, k8s.podName and k8s.containerName come from the runtimes' annotations and labels without it".into(),
+        );
+    }
+    if str_value(values, PROTOCOL).is_some_and(|p| p == "cri") {
+        return Some(
+            "--runtime-protocol cri needs a CRI (gRPC) client, which this ig does not have; the runtimes' state files and docker's and podman's HTTP API are read instead (--runtime-protocol internal)".into(),
+        );
+    }
+    None
+}
+
+/// Every parameter that says where containers come from, shared with
+/// `ig list-containers`'s flags.
+pub fn source_params() -> Vec<ParamSpec> {
+    let mut v = vec![
+        string_param(
+            RUNTIMES,
+            Some('r'),
+            "Container runtimes to read (comma-separated: docker, containerd, cri-o, podman) [default: all of them, those without a socket skipped]; a runtime named here whose socket does not exist is an error. Containers found by their cgroup (plain runc, systemd-nspawn) are listed whatever this says",
+        ),
+        string_param(
+            CONTAINERD_NAMESPACE,
+            None,
+            "Read only this containerd namespace's containers [default: every namespace; upstream's default is k8s.io]",
+        ),
+    ];
+    for (key, r) in SOCKETS {
+        let default = crate::containers::DEFAULT_SOCKETS
+            .iter()
+            .find(|(d, _)| d == r)
+            .map_or("", |(_, p)| *p);
+        v.push(string_param(
+            key,
+            None,
+            &format!(
+                "Socket of {} [default: {default}]; given explicitly, it must exist (read under HOST_ROOT)",
+                r.name()
+            ),
+        ));
+    }
+    v.push(ParamSpec {
+        ty: ParamType::Choice(vec!["internal".into(), "cri".into()]),
+        ..string_param(
+            PROTOCOL,
+            None,
+            "How to talk to the runtimes: internal (state files, docker's and podman's HTTP API); cri is refused (no CRI client here)",
+        )
+    });
+    v.push(ParamSpec {
+        ty: ParamType::Bool,
+        default: "false".into(),
+        ..string_param(
+            APISERVER,
+            None,
+            "Refused: needs the Kubernetes API server",
+        )
+    });
+    v
+}
+
+/// The detector configuration from the source parameters (the checks of
+/// upstream: named runtimes and sockets must exist).
+pub fn config_from(values: &ParamValues) -> Result<Config, crate::containers::ConfigError> {
+    let sockets: Vec<(Runtime, &str)> = SOCKETS
+        .iter()
+        .filter_map(|(k, r)| str_value(values, k).map(|p| (*r, p)))
+        .collect();
+    Config::from_flags(
+        crate::containers::HostRoot::from_env(),
+        str_value(values, RUNTIMES),
+        &sockets,
+        str_value(values, CONTAINERD_NAMESPACE).filter(|n| !n.is_empty()),
+    )
 }
 
 impl Operator for LocalManager {
@@ -120,35 +305,49 @@ impl Operator for LocalManager {
         priority::EBPF + 1
     }
     fn params(&self) -> Vec<ParamSpec> {
-        vec![
-            ParamSpec {
-                key: "containername".into(),
-                full_name: CONTAINERNAME.into(),
-                description: "Show only events of these containers (comma-separated names; \
-                              !name excludes one), selected in the kernel"
-                    .into(),
-                default: String::new(),
-                ty: ParamType::String { max_len: None },
-                group: "Containers".into(),
-                alias: Some('c'),
-            },
-            ParamSpec {
-                key: "host".into(),
-                full_name: HOST.into(),
-                description: "With --containername, show host events too".into(),
-                default: "false".into(),
-                ty: ParamType::Bool,
-                group: "Containers".into(),
-                alias: None,
-            },
-        ]
+        let mut v: Vec<ParamSpec> = SELECTORS
+            .iter()
+            .map(|(k, a, d)| string_param(k, *a, d))
+            .collect();
+        v.push(string_param(
+            K8S_SELECTOR,
+            None,
+            "Refused: selecting by pod labels needs the Kubernetes API server",
+        ));
+        v.push(ParamSpec {
+            ty: ParamType::Bool,
+            default: "false".into(),
+            ..string_param(
+                HOST,
+                None,
+                "With a container selector, show host events too (without one, every event is shown anyway)",
+            )
+        });
+        v.extend(source_params());
+        v
     }
     fn apply_params(&mut self, values: &ParamValues) -> Result<(), OperatorError> {
-        if let Some(ParamValue::Str(s)) = values.get(CONTAINERNAME) {
-            self.selector = Selector::parse(s);
+        if let Some(why) = refused(values) {
+            return Err(OperatorError::failed(NAME, why));
         }
-        self.host = matches!(values.get(HOST), Some(ParamValue::Bool(true)));
-        if !self.selector.is_empty() && !self.host {
+        let list = |k: &str| Selector::parse(str_value(values, k).unwrap_or_default());
+        let mut name = list("containername");
+        let other = list("runtime-containername");
+        name.include.extend(other.include);
+        name.exclude.extend(other.exclude);
+        self.selection = Selection {
+            runtime_name: name,
+            k8s_namespace: list("k8s-namespace"),
+            k8s_pod: list("k8s-podname"),
+            k8s_container: list("k8s-containername"),
+            image_digest: list("runtime-containerimage-digest"),
+            image_id: list("runtime-containerimage-id"),
+        };
+        self.host = matches!(values.get(&full(HOST)), Some(ParamValue::Bool(true)));
+        if self.live {
+            self.config = config_from(values).map_err(|e| OperatorError::failed(NAME, e))?;
+        }
+        if !self.selection.is_empty() && !self.host {
             // Before anything is loaded: the eBPF operator reads it at start.
             self.filter.enable();
         }
@@ -159,13 +358,13 @@ impl Operator for LocalManager {
         self: Box<Self>,
         setup: &mut Setup,
     ) -> Result<Option<Box<dyn Instance>>, OperatorError> {
+        let selecting = !self.selection.is_empty();
         let mut plans = Vec::new();
         for id in setup.source_ids() {
-            if let Some(p) = plan(setup.schema_mut(id), !self.selector.is_empty())? {
+            if let Some(p) = plan(setup.schema_mut(id), selecting)? {
                 plans.push((id, p));
             }
         }
-        let selecting = !self.selector.is_empty();
         if plans.is_empty() && !selecting {
             return Ok(None);
         }
@@ -174,13 +373,26 @@ impl Operator for LocalManager {
                 "{NAME}: the gadget has no mount namespace field; containers are selected in the kernel only"
             );
         }
+        let live = self.live;
+        let config = self.config;
+        let detect: Box<dyn FnMut() -> Snapshot> = match self.detect {
+            Some(d) => d,
+            None => {
+                let mut d = Detector::with_config(config.clone());
+                Box::new(move || Snapshot {
+                    containers: d.scan(),
+                    host_mntns: d.host_mntns(),
+                })
+            }
+        };
         let table = Rc::new(RefCell::new(Table {
             by_mntns: HashMap::new(),
+            by_netns: HashMap::new(),
             host_mntns: None,
-            selector: self.selector,
+            selection: self.selection,
             host: self.host,
             filter: self.filter,
-            detect: self.detect,
+            detect,
             refreshed: None,
             pending: Vec::with_capacity(PENDING_MAX),
             negative: HashMap::new(),
@@ -204,45 +416,127 @@ impl Operator for LocalManager {
                 }),
             );
         }
-        Ok(Some(Box::new(Active { table })))
+        Ok(Some(Box::new(Active {
+            table,
+            live,
+            config,
+            watcher: None,
+            hook: None,
+        })))
+    }
+}
+
+/// The string fields, in the order [`str_of`] answers them.
+const STRINGS: &[(&str, &str, &str)] = &[
+    // (full name, description, width)
+    ("k8s.node", "Kubernetes node (needs the API server: empty here)", "30"),
+    ("k8s.namespace", "Kubernetes namespace of the pod", "30"),
+    ("k8s.podName", "Kubernetes pod", "30"),
+    ("k8s.containerName", "Container name in the pod spec", "30"),
+    ("k8s.podLabels", "Pod labels (need the API server: empty here)", "30"),
+    ("k8s.owner.kind", "Kind of the pod's owner (needs the API server)", "15"),
+    ("k8s.owner.name", "Name of the pod's owner (needs the API server)", "30"),
+    ("runtime.containerName", "Name of the container (empty on the host)", "30"),
+    ("runtime.containerId", "Id of the container", "13"),
+    (
+        "runtime.runtimeName",
+        "Container runtime (docker, containerd, cri-o, podman, systemd-nspawn, runc)",
+        "10",
+    ),
+    (
+        "runtime.containerImageName",
+        "Image of the container, when its runtime or annotations said",
+        "30",
+    ),
+    (
+        "runtime.containerImageDigest",
+        "Digest of the container's image (docker, podman: pulled or pushed images)",
+        "30",
+    ),
+];
+const N_STRINGS: usize = 12;
+const NAME_FIELD: usize = 7;
+
+/// Field `i` of [`STRINGS`] for container `c`.
+fn str_of(c: &Container, i: usize) -> &str {
+    match i {
+        1 => &c.k8s.namespace,
+        2 => &c.k8s.pod_name,
+        3 => &c.k8s.container_name,
+        7 => &c.name,
+        8 => &c.id,
+        9 => c.runtime.name(),
+        10 => &c.image,
+        11 => &c.image_digest,
+        // node, podLabels, owner: no source on a host.
+        _ => "",
     }
 }
 
 #[derive(Clone, Copy, Debug)]
 struct Fields {
-    mntns: FieldId,
-    name: FieldId,
-    id: FieldId,
-    runtime: FieldId,
-    image: FieldId,
+    mntns: Option<FieldId>,
+    netns: Option<FieldId>,
+    strings: [FieldId; N_STRINGS],
     pid: FieldId,
+    started: FieldId,
+    hostnet: FieldId,
 }
 
-/// Declare the `runtime.*` fields of a data source with a mount namespace
-/// field, placed before the gadget's own fields. Tables show the container
-/// name only when containers are selected (`show_name`): on the many hosts
-/// without containers an always-empty first column is noise (upstream
-/// always shows it; `--fields +runtime.containerName` does here).
-fn plan(b: &mut SchemaBuilder, show_name: bool) -> Result<Option<Fields>, SchemaError> {
-    let Some(mntns) = b
-        .schema()
-        .fields_with_tag("type:gadget_mntns_id")
+impl Fields {
+    fn owned(&self) -> impl Iterator<Item = FieldId> + '_ {
+        self.strings
+            .iter()
+            .copied()
+            .chain([self.pid, self.started, self.hostnet])
+    }
+}
+
+fn numeric_tagged(b: &SchemaBuilder, tag: &str) -> Option<FieldId> {
+    b.schema()
+        .fields_with_tag(tag)
         .find(|&f| b.schema().field(f).kind.is_numeric())
-    else {
+}
+
+/// Declare the `k8s.*` and `runtime.*` fields of a data source with a
+/// mount or network namespace field, placed before the gadget's own
+/// fields. Tables show the container name only when containers are
+/// selected (`show_name`): on the many hosts without containers an
+/// always-empty first column is noise (upstream always shows it;
+/// `--fields +runtime.containerName` does here). `k8s` is hidden in tables,
+/// as in upstream's `ig`.
+fn plan(b: &mut SchemaBuilder, show_name: bool) -> Result<Option<Fields>, SchemaError> {
+    let mntns = numeric_tagged(b, "type:gadget_mntns_id");
+    let netns = numeric_tagged(b, "type:gadget_netns_id");
+    if mntns.is_none() && netns.is_none() {
         return Ok(None);
-    };
-    if b.schema().field_by_name("runtime").is_some() {
-        log::debug!("{NAME}: {} has a runtime field already", b.name());
-        return Ok(None);
+    }
+    for taken in ["runtime", "k8s"] {
+        if b.schema().field_by_name(taken).is_some() {
+            log::debug!("{NAME}: {} has a {taken} field already", b.name());
+            return Ok(None);
+        }
     }
     // Everything the gadget has moves one place down.
     let ids: Vec<FieldId> = b.schema().ids().collect();
     for f in ids {
         b.field_mut(f).order += 1;
     }
-    let parent = b.add_owned("runtime".into(), FieldKind::Struct, None)?;
-    let mut add = |short: &str, kind, desc: &str, hidden: bool, width: &str| {
-        let id = b.add_owned(format!("runtime.{short}"), kind, Some(parent))?;
+    let k8s = b.add_owned("k8s".into(), FieldKind::Struct, None)?;
+    let owner = b.add_owned("k8s.owner".into(), FieldKind::Struct, Some(k8s))?;
+    let runtime = b.add_owned("runtime".into(), FieldKind::Struct, None)?;
+    for p in [k8s, owner, runtime] {
+        b.field_mut(p).order = 0;
+    }
+    let mut add = |name: &str, kind, desc: &str, hidden: bool, width: &str| {
+        let parent = if name.starts_with("k8s.owner.") {
+            owner
+        } else if name.starts_with("k8s.") {
+            k8s
+        } else {
+            runtime
+        };
+        let id = b.add_owned(name.to_owned(), kind, Some(parent))?;
         let f = b.field_mut(id);
         f.order = 0;
         f.default_annotation("description", desc);
@@ -252,57 +546,54 @@ fn plan(b: &mut SchemaBuilder, show_name: bool) -> Result<Option<Fields>, Schema
         }
         Ok::<_, SchemaError>(id)
     };
-    let name = add(
-        "containerName",
-        FieldKind::String,
-        "Name of the container (empty on the host)",
-        !show_name,
-        "30",
-    )?;
-    let id = add(
-        "containerId",
-        FieldKind::String,
-        "Id of the container",
+    let mut strings = [FieldId(0); N_STRINGS];
+    let mut pid = None;
+    for (i, (name, desc, width)) in STRINGS.iter().enumerate() {
+        let hidden = i != NAME_FIELD || !show_name;
+        strings[i] = add(name, FieldKind::String, desc, hidden, width)?;
+        // Upstream's order: the pid after the image name.
+        if *name == "runtime.containerImageName" {
+            pid = Some(add(
+                "runtime.containerPid",
+                FieldKind::U32,
+                "Pid of the container's first process",
+                true,
+                "7",
+            )?);
+        }
+    }
+    let hostnet = add(
+        "k8s.hostnetwork",
+        FieldKind::Bool,
+        "The container uses the host's network namespace",
         true,
-        "13",
+        "5",
     )?;
-    let runtime = add(
-        "runtimeName",
-        FieldKind::String,
-        "Container runtime (docker, containerd, cri-o, podman, systemd-nspawn)",
+    let started = add(
+        "runtime.containerStartedAt",
+        FieldKind::I64,
+        "When the container's first process started (ns since the epoch)",
         true,
-        "10",
+        "20",
     )?;
-    let image = add(
-        "containerImageName",
-        FieldKind::String,
-        "Image of the container, when its runtime's API told us",
-        true,
-        "30",
-    )?;
-    let pid = add(
-        "containerPid",
-        FieldKind::U32,
-        "Pid of the container's first process",
-        true,
-        "7",
-    )?;
-    b.field_mut(parent).order = 0;
     Ok(Some(Fields {
         mntns,
-        name,
-        id,
-        runtime,
-        image,
-        pid,
+        netns,
+        strings,
+        pid: pid.expect("runtime.containerImageName is in STRINGS"),
+        started,
+        hostnet,
     }))
 }
 
-/// The containers by mount namespace, shared by every handler.
+/// The containers by namespace, shared by every handler.
 struct Table {
     by_mntns: HashMap<u64, Rc<Container>>,
+    /// Network namespaces of exactly one container (`None`: shared by
+    /// several, as a pod's; no answer then).
+    by_netns: HashMap<u64, Option<Rc<Container>>>,
     host_mntns: Option<u64>,
-    selector: Selector,
+    selection: Selection,
     host: bool,
     filter: MntnsFilter,
     detect: Box<dyn FnMut() -> Snapshot>,
@@ -322,33 +613,39 @@ struct Table {
 
 impl Table {
     fn selecting(&self) -> bool {
-        !self.selector.is_empty()
+        !self.selection.is_empty()
     }
 
-    /// Walk `/proc` and rebuild the table; update the kernel filter.
+    /// Scan again and rebuild the table; update the kernel filter (written
+    /// to the kernel before this returns, once the gadget is loaded).
     fn refresh(&mut self) {
         let snap = (self.detect)();
         self.refreshed = Some(Instant::now());
         self.version += 1;
         self.host_mntns = snap.host_mntns;
         self.by_mntns.clear();
+        self.by_netns.clear();
         let mut selected = Vec::new();
         for c in snap.containers {
             let c = Rc::new(c);
-            let chosen = self.selector.matches(&c.name);
-            for &m in &c.mntns_ids {
+            let chosen = self.selection.matches(&c);
+            for &m in c.mntns_ids.iter().chain([&c.mntns]) {
                 self.by_mntns.insert(m, c.clone());
                 if chosen {
                     selected.push(m);
                 }
             }
-            self.by_mntns.insert(c.mntns, c.clone());
-            if chosen {
-                selected.push(c.mntns);
+            if c.netns != 0 && !c.host_network {
+                self.by_netns
+                    .entry(c.netns)
+                    .and_modify(|e| *e = None)
+                    .or_insert_with(|| Some(c.clone()));
             }
         }
-        if self.selecting() {
-            self.filter.set(selected);
+        if self.selecting()
+            && let Err(e) = self.filter.set(selected)
+        {
+            log::warn!("updating the container filter in the kernel: {e}");
         }
         let now = self.now_ms;
         for m in self.pending.drain(..) {
@@ -360,8 +657,8 @@ impl Table {
         self.negative.retain(|_, at| now.saturating_sub(*at) < ttl);
     }
 
-    /// On the timer: refresh when due.
-    fn housekeeping(&mut self) {
+    /// On the timer: refresh when due; true if it did.
+    fn housekeeping(&mut self) -> bool {
         self.now_ms = self.epoch.elapsed().as_millis() as u64;
         let since = self.refreshed.map(|t| t.elapsed());
         let period = if self.selecting() {
@@ -376,6 +673,7 @@ impl Table {
         if due {
             self.refresh();
         }
+        due
     }
 
     /// Per event: remember an unknown mount namespace for the next refresh.
@@ -397,21 +695,36 @@ impl Table {
     }
 }
 
-/// Refreshes the table on the timer.
+/// Refreshes the table on the timer, on the watcher's word and for the
+/// runtime hook.
 struct Active {
     table: Rc<RefCell<Table>>,
+    live: bool,
+    config: Config,
+    watcher: Option<Watcher>,
+    hook: Option<Hook>,
 }
 
 fn warn_if_nothing_selected(t: &Table) {
-    if !t.selecting() || t.by_mntns.values().any(|c| t.selector.matches(&c.name)) {
+    if !t.selecting() || t.by_mntns.values().any(|c| t.selection.matches(c)) {
         return;
     }
-    let mut names: Vec<&str> = t.by_mntns.values().map(|c| c.name.as_str()).collect();
+    let mut names: Vec<String> = t
+        .by_mntns
+        .values()
+        .map(|c| {
+            if c.k8s.pod_name.is_empty() {
+                c.name.clone()
+            } else {
+                format!("{} (pod {}/{})", c.name, c.k8s.namespace, c.k8s.pod_name)
+            }
+        })
+        .collect();
     names.sort_unstable();
     names.dedup();
     log::warn!(
-        "no running container matches --containername {}; waiting for one to start (running: {})",
-        describe(&t.selector),
+        "no running container matches {}; waiting for one to start (running: {})",
+        t.selection.describe(),
         if names.is_empty() {
             "none".to_owned()
         } else {
@@ -421,30 +734,88 @@ fn warn_if_nothing_selected(t: &Table) {
 }
 
 impl Instance for Active {
+    /// After the eBPF operator loaded (and attached the kernel filter):
+    /// watch the runtimes, and hold them for new containers.
+    fn start(&mut self) -> Result<(), OperatorError> {
+        if !self.live {
+            return Ok(());
+        }
+        let (roots, parents) = self.config.watch_dirs();
+        let docker = self
+            .config
+            .socket(Runtime::Docker)
+            .into_iter()
+            .chain(self.config.socket(Runtime::Podman))
+            .find(|p| p.exists());
+        let mut watcher = match Watcher::new(roots, parents, docker) {
+            Ok(w) => w,
+            Err(e) => {
+                log::warn!("new containers are found by polling only: {e}");
+                return Ok(());
+            }
+        };
+        match Hook::start(&self.config.host, HOLD_LIMIT) {
+            Ok(h) => {
+                log::debug!("holding container runtimes: {:?}", h.marked());
+                if watcher.add_extra(h.wake_fd()).is_ok() {
+                    self.hook = Some(h);
+                }
+            }
+            Err(e) => log::debug!("not holding container runtimes: {e}"),
+        }
+        // What started between the first scan and the watches.
+        if watcher.rearm() {
+            self.table.borrow_mut().refresh();
+        }
+        self.watcher = Some(watcher);
+        Ok(())
+    }
+
+    fn stop(&mut self) -> Result<(), OperatorError> {
+        // Lets every held runtime go on.
+        self.hook = None;
+        Ok(())
+    }
+
     fn source(&mut self) -> Option<&mut dyn Source> {
         Some(self)
     }
 }
 
-fn describe(s: &Selector) -> String {
-    let mut parts: Vec<String> = s.include.clone();
-    parts.extend(s.exclude.iter().map(|e| format!("!{e}")));
-    parts.join(",")
-}
-
-/// A source of no events: only its tick is used, to refresh the table
-/// even when no event arrives (new containers for the kernel filter).
 impl Source for Active {
     fn fds(&self) -> Vec<std::os::fd::RawFd> {
-        Vec::new()
+        self.watcher.iter().map(Watcher::fd).collect()
     }
+
     fn drain(&mut self, _out: &mut Dispatch) -> Result<(), OperatorError> {
+        let Some(w) = self.watcher.as_mut() else {
+            return Ok(());
+        };
+        let ready = w.drain();
+        let held = if ready.extra {
+            self.hook.as_ref().and_then(Hook::pending)
+        } else {
+            None
+        };
+        if ready.changed || held.is_some() {
+            self.table.borrow_mut().refresh();
+        }
+        if let (Some(h), Some(seq)) = (self.hook.as_ref(), held) {
+            h.done(seq);
+        }
         Ok(())
     }
+
     fn tick(&mut self, _out: &mut Dispatch) -> Result<Vec<Notice>, OperatorError> {
-        self.table.borrow_mut().housekeeping();
+        if self.table.borrow_mut().housekeeping()
+            && let Some(w) = self.watcher.as_mut()
+            && w.rearm()
+        {
+            self.table.borrow_mut().refresh();
+        }
         Ok(Vec::new())
     }
+
     /// Never keeps a finite run (a snapshot) going.
     fn finished(&self) -> bool {
         true
@@ -454,31 +825,39 @@ impl Source for Active {
 struct Enriching {
     fields: Fields,
     table: Rc<RefCell<Table>>,
-    /// The previous event's mount namespace, the table version it was
-    /// looked up at, and whether the event was kept: the same namespace at
-    /// the same version gets the same answer, and the runtime fields are
-    /// kept rather than written again.
+    /// The previous event's namespace key, the table version it was looked
+    /// up at, and whether the event was kept: the same namespace at the
+    /// same version gets the same answer, and the fields are kept rather
+    /// than written again.
     last: Option<(u64, u64, bool)>,
+}
+
+fn ns_value(ev: &Event, schema: &Schema, f: Option<FieldId>) -> u64 {
+    let Some(f) = f else { return 0 };
+    match ev.get(schema.field(f)) {
+        ValueRef::U64(n) => n,
+        ValueRef::I64(n) => n as u64,
+        _ => 0,
+    }
 }
 
 impl Handler for Enriching {
     fn on_event(&mut self, schema: &Schema, ev: &mut Event) -> Flow {
         let f = self.fields;
-        let mntns = match ev.get(schema.field(f.mntns)) {
-            ValueRef::U64(n) => n,
-            ValueRef::I64(n) => n as u64,
-            _ => 0,
-        };
+        let mntns = ns_value(ev, schema, f.mntns);
+        let netns = ns_value(ev, schema, f.netns);
+        // One key for the "same as last time" shortcut.
+        let key = if f.mntns.is_some() { mntns } else { netns };
         let t = self.table.borrow();
-        if let Some((m, v, kept)) = self.last
-            && m == mntns
+        if let Some((k, v, kept)) = self.last
+            && k == key
             && v == t.version
         {
             if !kept {
                 return Flow::Drop;
             }
             let mut all = true;
-            for id in [f.name, f.id, f.runtime, f.image, f.pid] {
+            for id in f.owned() {
                 all &= ev.keep(schema.field(id));
             }
             if all {
@@ -486,33 +865,51 @@ impl Handler for Enriching {
             }
         }
         self.last = None;
-        let found = t.by_mntns.get(&mntns);
+        // By mount namespace first (a pod's containers share the network
+        // namespace); by network namespace only for sources without one,
+        // or when the mount namespace is no container's.
+        let found = t
+            .by_mntns
+            .get(&mntns)
+            .or_else(|| t.by_netns.get(&netns).and_then(Option::as_ref))
+            .filter(|_| mntns != 0 || netns != 0);
         let keep = match found {
-            Some(c) => !t.selecting() || t.selector.matches(&c.name),
+            Some(c) => !t.selecting() || t.selection.matches(c),
             None => !t.selecting() || t.host,
         };
-        self.last = Some((mntns, t.version, keep));
+        self.last = Some((key, t.version, keep));
         if !keep {
             return Flow::Drop;
         }
         match found {
             Some(c) => {
-                ev.set_str(schema.field(f.name), &c.name);
-                ev.set_str(schema.field(f.id), &c.id);
-                ev.set_str(schema.field(f.runtime), c.runtime.name());
-                ev.set_str(schema.field(f.image), &c.image);
+                for (i, id) in f.strings.iter().enumerate() {
+                    ev.set_str(schema.field(*id), str_of(c, i));
+                }
                 if let Some(v) = ev.owned_mut(schema.field(f.pid)) {
                     *v = Value::U64(u64::from(c.pid));
                 }
+                if let Some(v) = ev.owned_mut(schema.field(f.started)) {
+                    *v = Value::I64(c.started_at);
+                }
+                if let Some(v) = ev.owned_mut(schema.field(f.hostnet)) {
+                    *v = Value::Bool(c.host_network);
+                }
             }
             None => {
-                for id in [f.name, f.id, f.runtime, f.image] {
+                for id in f.strings {
                     ev.set_str(schema.field(id), "");
                 }
                 if let Some(v) = ev.owned_mut(schema.field(f.pid)) {
                     *v = Value::U64(0);
                 }
-                if mntns != 0 {
+                if let Some(v) = ev.owned_mut(schema.field(f.started)) {
+                    *v = Value::I64(0);
+                }
+                if let Some(v) = ev.owned_mut(schema.field(f.hostnet)) {
+                    *v = Value::Bool(false);
+                }
+                if mntns != 0 && f.mntns.is_some() {
                     drop(t);
                     self.table.borrow_mut().miss(mntns);
                 }
@@ -557,9 +954,19 @@ mod tests {
             name: name.into(),
             runtime: Runtime::Docker,
             image: format!("{name}:latest"),
+            image_digest: format!("sha256:{name}"),
+            image_id: format!("sha256:{:0>64}", mntns),
+            started_at: i64::from(pid) * 1000,
+            host_network: false,
+            k8s: crate::containers::K8sMeta {
+                namespace: "ns".into(),
+                pod_name: format!("pod-{name}"),
+                container_name: format!("c-{name}"),
+                pod_uid: String::new(),
+            },
             pid,
             mntns,
-            netns: 0,
+            netns: mntns + 1,
             cgroup: String::new(),
             mntns_ids: vec![mntns],
         }
@@ -568,8 +975,18 @@ mod tests {
     fn fake(scans: Rc<Cell<u32>>) -> impl FnMut() -> Snapshot {
         move || {
             scans.set(scans.get() + 1);
+            let mut pod_a = container("sidecar", 300, 30);
+            let mut pod_b = container("main", 400, 40);
+            // Two containers of one pod: one network namespace.
+            pod_a.netns = 500;
+            pod_b.netns = 500;
             Snapshot {
-                containers: vec![container("web", 100, 10), container("db", 200, 20)],
+                containers: vec![
+                    container("web", 100, 10),
+                    container("db", 200, 20),
+                    pod_a,
+                    pod_b,
+                ],
                 host_mntns: Some(1),
             }
         }
@@ -620,6 +1037,37 @@ mod tests {
         );
         let cases: &[Case] = &[
             (&[], &[1, 2, 3, 4], &["web", "", "db", ""], false, &[]),
+            (&[("k8s-podname", "pod-web")], &[1], &["web"], true, &[100]),
+            (&[("k8s-podname", "!pod-web")], &[3], &["db"], true, &[200, 300, 400]),
+            (
+                &[("k8s-namespace", "ns"), ("k8s-containername", "c-db")],
+                &[3],
+                &["db"],
+                true,
+                &[200],
+            ),
+            (&[("k8s-namespace", "other")], &[], &[], true, &[]),
+            (
+                &[("runtime-containername", "db"), ("containername", "web")],
+                &[1, 3],
+                &["web", "db"],
+                true,
+                &[100, 200],
+            ),
+            (
+                &[("runtime-containerimage-digest", "sha256:db")],
+                &[3],
+                &["db"],
+                true,
+                &[200],
+            ),
+            (
+                &[("runtime-containerimage-id", &"0".repeat(12))],
+                &[1, 3],
+                &["web", "db"],
+                true,
+                &[100, 200, 300, 400],
+            ),
             (&[("containername", "web")], &[1], &["web"], true, &[100]),
             (
                 &[("containername", "web,db")],
@@ -628,7 +1076,13 @@ mod tests {
                 true,
                 &[100, 200],
             ),
-            (&[("containername", "!web")], &[3], &["db"], true, &[200]),
+            (
+                &[("containername", "!web")],
+                &[3],
+                &["db"],
+                true,
+                &[200, 300, 400],
+            ),
             (
                 &[("containername", "web"), ("host", "true")],
                 &[1, 2, 4],
@@ -679,6 +1133,31 @@ mod tests {
             col.column("runtime.containerPid"),
             [Some("20".into()), Some("0".into())]
         );
+        assert_eq!(
+            col.column("runtime.containerImageDigest"),
+            [Some("sha256:db".into()), Some(String::new())]
+        );
+        assert_eq!(
+            col.column("runtime.containerStartedAt"),
+            [Some("20000".into()), Some("0".into())]
+        );
+        assert_eq!(
+            col.column("k8s.podName"),
+            [Some("pod-db".into()), Some(String::new())]
+        );
+        assert_eq!(
+            col.column("k8s.namespace"),
+            [Some("ns".into()), Some(String::new())]
+        );
+        assert_eq!(
+            col.column("k8s.containerName"),
+            [Some("c-db".into()), Some(String::new())]
+        );
+        assert_eq!(col.column("k8s.node"), [Some(String::new()), Some(String::new())]);
+        assert_eq!(
+            col.column("k8s.hostnetwork"),
+            [Some("false".into()), Some("false".into())]
+        );
 
         let mut b = schema();
         plan(&mut b, true).unwrap().unwrap();
@@ -691,12 +1170,24 @@ mod tests {
         assert_eq!(
             names,
             [
+                "k8s",
+                "k8s.owner",
                 "runtime",
+                "k8s.node",
+                "k8s.namespace",
+                "k8s.podName",
+                "k8s.containerName",
+                "k8s.podLabels",
+                "k8s.owner.kind",
+                "k8s.owner.name",
                 "runtime.containerName",
                 "runtime.containerId",
                 "runtime.runtimeName",
                 "runtime.containerImageName",
                 "runtime.containerPid",
+                "runtime.containerImageDigest",
+                "k8s.hostnetwork",
+                "runtime.containerStartedAt",
                 "mntns_id",
                 "pid"
             ]
@@ -714,8 +1205,91 @@ mod tests {
         assert!(
             s.fields()
                 .iter()
-                .all(|f| !f.name.starts_with("runtime") || f.hidden_in_tables())
+                .all(|f| !(f.name.starts_with("runtime") || f.name.starts_with("k8s"))
+                    || f.hidden_in_tables())
         );
+    }
+
+    /// A data source with only a network namespace: a namespace of one
+    /// container names it, a pod's shared one (two containers) names none.
+    #[test]
+    fn network_namespaces_of_one_container_enrich() {
+        let mut b = SchemaBuilder::new("net", SourceKind::Single, 12);
+        let n = b
+            .add_raw("netns_id".into(), FieldKind::U64, 0, 8, None)
+            .unwrap();
+        b.field_mut(n).tags = vec!["type:gadget_netns_id".into()];
+        b.add_raw("pid".into(), FieldKind::U32, 8, 4, None).unwrap();
+        let col = Collector::default();
+        let ops: Vec<Box<dyn Operator>> = vec![
+            Box::new(Producer {
+                priority: -1000,
+                schema: b,
+                samples: vec![sample(101, 1), sample(500, 2), sample(7, 3)],
+            }),
+            Box::new(LocalManager::with_detector(
+                MntnsFilter::default(),
+                fake(Rc::new(Cell::new(0))),
+            )),
+            Box::new(Subscribe {
+                name: "col",
+                priority: 100,
+                handler: col.clone(),
+            }),
+        ];
+        let mut p = Pipeline::build(ops, &ParamValues::default()).unwrap();
+        p.start().unwrap();
+        drain_all(&mut p).unwrap();
+        p.stop().unwrap();
+        let s = |v: &str| Some(v.to_owned());
+        assert_eq!(col.column("runtime.containerName"), [s("web"), s(""), s("")]);
+        assert_eq!(col.column("k8s.podName"), [s("pod-web"), s(""), s("")]);
+    }
+
+    /// Flags a host cannot serve are refused with the reason; a runtime
+    /// named explicitly whose socket does not exist is an error.
+    #[test]
+    fn refused_flags_and_missing_runtimes() {
+        let lm = LocalManager::default();
+        let specs = lm.params();
+        let resolve = |given: &[(&str, &str)]| {
+            let given: Vec<(String, String)> = given
+                .iter()
+                .map(|(k, v)| (full(k), (*v).to_owned()))
+                .collect();
+            ParamValues::resolve(&specs, &given).unwrap()
+        };
+        for (given, want) in [
+            (&[("k8s-selector", "app=web")][..], "pod labels"),
+            (&[("enrich-with-k8s-apiserver", "true")][..], "API client"),
+            (&[("runtime-protocol", "cri")][..], "CRI (gRPC) client"),
+        ] {
+            let why = refused(&resolve(given)).unwrap();
+            assert!(why.contains(want), "{why}");
+            let mut lm = LocalManager::default();
+            let err = lm.apply_params(&resolve(given)).unwrap_err();
+            assert!(format!("{err:?}").contains(want), "{err:?}");
+        }
+        assert_eq!(refused(&resolve(&[("runtime-protocol", "internal")])), None);
+        assert_eq!(refused(&resolve(&[])), None);
+        let bad = config_from(&resolve(&[("runtimes", "docker,rkt")])).unwrap_err();
+        assert_eq!(bad.to_string(), "runtime \"rkt\" is not supported (--runtimes takes docker, containerd, cri-o, podman)");
+        let missing = config_from(&resolve(&[(
+            "docker-socketpath",
+            "/nonexistent/docker.sock",
+        )]))
+        .unwrap_err();
+        assert!(missing.to_string().contains("/nonexistent/docker.sock"), "{missing}");
+        // Not named: a missing default socket is skipped.
+        assert!(config_from(&resolve(&[])).is_ok());
+        // A socket of a runtime not in use is not checked.
+        let c = config_from(&resolve(&[
+            ("runtimes", "docker"),
+            ("docker-socketpath", "/proc/self/exe"),
+            ("podman-socketpath", "/nonexistent"),
+        ]))
+        .unwrap();
+        assert_eq!(c.runtimes, [Runtime::Docker]);
     }
 
     #[test]
@@ -723,8 +1297,9 @@ mod tests {
         let scans = Rc::new(Cell::new(0));
         let mut t = Table {
             by_mntns: HashMap::new(),
+            by_netns: HashMap::new(),
             host_mntns: None,
-            selector: Selector::default(),
+            selection: Selection::default(),
             host: false,
             filter: MntnsFilter::default(),
             detect: Box::new(fake(scans.clone())),
