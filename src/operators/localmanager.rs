@@ -426,48 +426,62 @@ impl Operator for LocalManager {
     }
 }
 
-/// The string fields, in the order [`str_of`] answers them.
-const STRINGS: &[(&str, &str, &str)] = &[
-    // (full name, description, width)
-    ("k8s.node", "Kubernetes node (needs the API server: empty here)", "30"),
-    ("k8s.namespace", "Kubernetes namespace of the pod", "30"),
-    ("k8s.podName", "Kubernetes pod", "30"),
-    ("k8s.containerName", "Container name in the pod spec", "30"),
-    ("k8s.podLabels", "Pod labels (need the API server: empty here)", "30"),
-    ("k8s.owner.kind", "Kind of the pod's owner (needs the API server)", "15"),
-    ("k8s.owner.name", "Name of the pod's owner (needs the API server)", "30"),
-    ("runtime.containerName", "Name of the container (empty on the host)", "30"),
-    ("runtime.containerId", "Id of the container", "13"),
+/// The fields, in upstream's order: `(full name, kind, description,
+/// width)`. Strings are answered by [`str_of`] by their index here.
+const FIELDS: &[(&str, FieldKind, &str, &str)] = &[
+    ("k8s.node", FieldKind::String, "Kubernetes node (needs the API server: empty here)", "30"),
+    ("k8s.namespace", FieldKind::String, "Kubernetes namespace of the pod", "30"),
+    ("k8s.podName", FieldKind::String, "Kubernetes pod", "30"),
+    ("k8s.containerName", FieldKind::String, "Container name in the pod spec", "30"),
+    ("k8s.hostnetwork", FieldKind::Bool, "The container uses the host's network namespace", "5"),
+    ("k8s.podLabels", FieldKind::String, "Pod labels (need the API server: empty here)", "30"),
+    ("k8s.owner.kind", FieldKind::String, "Kind of the pod's owner (needs the API server)", "15"),
+    ("k8s.owner.name", FieldKind::String, "Name of the pod's owner (needs the API server)", "30"),
+    ("runtime.containerName", FieldKind::String, "Name of the container (empty on the host)", "30"),
     (
         "runtime.runtimeName",
+        FieldKind::String,
         "Container runtime (docker, containerd, cri-o, podman, systemd-nspawn, runc)",
         "10",
     ),
+    ("runtime.containerId", FieldKind::String, "Id of the container", "13"),
+    ("runtime.containerPid", FieldKind::U32, "Pid of the container's first process", "7"),
     (
         "runtime.containerImageName",
+        FieldKind::String,
         "Image of the container, when its runtime or annotations said",
         "30",
     ),
     (
         "runtime.containerImageDigest",
+        FieldKind::String,
         "Digest of the container's image (docker, podman: pulled or pushed images)",
         "30",
     ),
+    (
+        "runtime.containerStartedAt",
+        FieldKind::I64,
+        "When the container's first process started (ns since the epoch)",
+        "20",
+    ),
 ];
-const N_STRINGS: usize = 12;
-const NAME_FIELD: usize = 7;
+const N_FIELDS: usize = 15;
+const NAME_FIELD: usize = 8;
+const HOSTNET_FIELD: usize = 4;
+const PID_FIELD: usize = 11;
+const STARTED_FIELD: usize = 14;
 
-/// Field `i` of [`STRINGS`] for container `c`.
+/// String field `i` of [`FIELDS`] for container `c`.
 fn str_of(c: &Container, i: usize) -> &str {
     match i {
         1 => &c.k8s.namespace,
         2 => &c.k8s.pod_name,
         3 => &c.k8s.container_name,
-        7 => &c.name,
-        8 => &c.id,
+        8 => &c.name,
         9 => c.runtime.name(),
-        10 => &c.image,
-        11 => &c.image_digest,
+        10 => &c.id,
+        12 => &c.image,
+        13 => &c.image_digest,
         // node, podLabels, owner: no source on a host.
         _ => "",
     }
@@ -477,19 +491,8 @@ fn str_of(c: &Container, i: usize) -> &str {
 struct Fields {
     mntns: Option<FieldId>,
     netns: Option<FieldId>,
-    strings: [FieldId; N_STRINGS],
-    pid: FieldId,
-    started: FieldId,
-    hostnet: FieldId,
-}
-
-impl Fields {
-    fn owned(&self) -> impl Iterator<Item = FieldId> + '_ {
-        self.strings
-            .iter()
-            .copied()
-            .chain([self.pid, self.started, self.hostnet])
-    }
+    /// [`FIELDS`], by index.
+    all: [FieldId; N_FIELDS],
 }
 
 fn numeric_tagged(b: &SchemaBuilder, tag: &str) -> Option<FieldId> {
@@ -522,68 +525,40 @@ fn plan(b: &mut SchemaBuilder, show_name: bool) -> Result<Option<Fields>, Schema
     for f in ids {
         b.field_mut(f).order += 1;
     }
-    let k8s = b.add_owned("k8s".into(), FieldKind::Struct, None)?;
-    let owner = b.add_owned("k8s.owner".into(), FieldKind::Struct, Some(k8s))?;
-    let runtime = b.add_owned("runtime".into(), FieldKind::Struct, None)?;
-    for p in [k8s, owner, runtime] {
-        b.field_mut(p).order = 0;
-    }
-    let mut add = |name: &str, kind, desc: &str, hidden: bool, width: &str| {
-        let parent = if name.starts_with("k8s.owner.") {
-            owner
-        } else if name.starts_with("k8s.") {
-            k8s
-        } else {
-            runtime
-        };
-        let id = b.add_owned(name.to_owned(), kind, Some(parent))?;
+    let mut parents: Vec<(String, FieldId)> = Vec::new();
+    let mut all = [FieldId(0); N_FIELDS];
+    for (i, (name, kind, desc, width)) in FIELDS.iter().enumerate() {
+        // The parents (`k8s`, `k8s.owner`, `runtime`) before their first
+        // child.
+        let mut parent = None;
+        let mut prefix = String::new();
+        for part in name.split('.').take(name.split('.').count() - 1) {
+            if !prefix.is_empty() {
+                prefix.push('.');
+            }
+            prefix.push_str(part);
+            let id = match parents.iter().find(|(n, _)| *n == prefix) {
+                Some((_, id)) => *id,
+                None => {
+                    let id = b.add_owned(prefix.clone(), FieldKind::Struct, parent)?;
+                    b.field_mut(id).order = 0;
+                    parents.push((prefix.clone(), id));
+                    id
+                }
+            };
+            parent = Some(id);
+        }
+        let id = b.add_owned((*name).to_owned(), *kind, parent)?;
         let f = b.field_mut(id);
         f.order = 0;
         f.default_annotation("description", desc);
         f.default_annotation("columns.width", width);
-        if hidden {
+        if i != NAME_FIELD || !show_name {
             f.default_annotation("columns.hidden", "true");
         }
-        Ok::<_, SchemaError>(id)
-    };
-    let mut strings = [FieldId(0); N_STRINGS];
-    let mut pid = None;
-    for (i, (name, desc, width)) in STRINGS.iter().enumerate() {
-        let hidden = i != NAME_FIELD || !show_name;
-        strings[i] = add(name, FieldKind::String, desc, hidden, width)?;
-        // Upstream's order: the pid after the image name.
-        if *name == "runtime.containerImageName" {
-            pid = Some(add(
-                "runtime.containerPid",
-                FieldKind::U32,
-                "Pid of the container's first process",
-                true,
-                "7",
-            )?);
-        }
+        all[i] = id;
     }
-    let hostnet = add(
-        "k8s.hostnetwork",
-        FieldKind::Bool,
-        "The container uses the host's network namespace",
-        true,
-        "5",
-    )?;
-    let started = add(
-        "runtime.containerStartedAt",
-        FieldKind::I64,
-        "When the container's first process started (ns since the epoch)",
-        true,
-        "20",
-    )?;
-    Ok(Some(Fields {
-        mntns,
-        netns,
-        strings,
-        pid: pid.expect("runtime.containerImageName is in STRINGS"),
-        started,
-        hostnet,
-    }))
+    Ok(Some(Fields { mntns, netns, all }))
 }
 
 /// The containers by namespace, shared by every handler.
@@ -820,6 +795,11 @@ impl Source for Active {
     fn finished(&self) -> bool {
         true
     }
+
+    /// But its watches are served.
+    fn always_drain(&self) -> bool {
+        true
+    }
 }
 
 struct Enriching {
@@ -857,7 +837,7 @@ impl Handler for Enriching {
                 return Flow::Drop;
             }
             let mut all = true;
-            for id in f.owned() {
+            for id in f.all {
                 all &= ev.keep(schema.field(id));
             }
             if all {
@@ -881,39 +861,24 @@ impl Handler for Enriching {
         if !keep {
             return Flow::Drop;
         }
-        match found {
-            Some(c) => {
-                for (i, id) in f.strings.iter().enumerate() {
-                    ev.set_str(schema.field(*id), str_of(c, i));
+        for (i, id) in f.all.iter().enumerate() {
+            let field = schema.field(*id);
+            let v = match i {
+                PID_FIELD => Value::U64(found.map_or(0, |c| u64::from(c.pid))),
+                STARTED_FIELD => Value::I64(found.map_or(0, |c| c.started_at)),
+                HOSTNET_FIELD => Value::Bool(found.is_some_and(|c| c.host_network)),
+                _ => {
+                    ev.set_str(field, found.map_or("", |c| str_of(c, i)));
+                    continue;
                 }
-                if let Some(v) = ev.owned_mut(schema.field(f.pid)) {
-                    *v = Value::U64(u64::from(c.pid));
-                }
-                if let Some(v) = ev.owned_mut(schema.field(f.started)) {
-                    *v = Value::I64(c.started_at);
-                }
-                if let Some(v) = ev.owned_mut(schema.field(f.hostnet)) {
-                    *v = Value::Bool(c.host_network);
-                }
+            };
+            if let Some(slot) = ev.owned_mut(field) {
+                *slot = v;
             }
-            None => {
-                for id in f.strings {
-                    ev.set_str(schema.field(id), "");
-                }
-                if let Some(v) = ev.owned_mut(schema.field(f.pid)) {
-                    *v = Value::U64(0);
-                }
-                if let Some(v) = ev.owned_mut(schema.field(f.started)) {
-                    *v = Value::I64(0);
-                }
-                if let Some(v) = ev.owned_mut(schema.field(f.hostnet)) {
-                    *v = Value::Bool(false);
-                }
-                if mntns != 0 && f.mntns.is_some() {
-                    drop(t);
-                    self.table.borrow_mut().miss(mntns);
-                }
-            }
+        }
+        if found.is_none() && mntns != 0 && f.mntns.is_some() {
+            drop(t);
+            self.table.borrow_mut().miss(mntns);
         }
         Flow::Continue
     }
@@ -1171,22 +1136,22 @@ mod tests {
             names,
             [
                 "k8s",
-                "k8s.owner",
-                "runtime",
                 "k8s.node",
                 "k8s.namespace",
                 "k8s.podName",
                 "k8s.containerName",
+                "k8s.hostnetwork",
                 "k8s.podLabels",
+                "k8s.owner",
                 "k8s.owner.kind",
                 "k8s.owner.name",
+                "runtime",
                 "runtime.containerName",
-                "runtime.containerId",
                 "runtime.runtimeName",
-                "runtime.containerImageName",
+                "runtime.containerId",
                 "runtime.containerPid",
+                "runtime.containerImageName",
                 "runtime.containerImageDigest",
-                "k8s.hostnetwork",
                 "runtime.containerStartedAt",
                 "mntns_id",
                 "pid"
