@@ -486,12 +486,11 @@ impl LoadedGadget {
         let Some(m) = self.ebpf.take_map(map) else {
             return Ok(None);
         };
-        let h = aya::maps::HashMap::<_, u64, u32>::try_from(m).map_err(|source| {
-            LoadError::Map {
+        let h =
+            aya::maps::HashMap::<_, u64, u32>::try_from(m).map_err(|source| LoadError::Map {
                 map: map.to_owned(),
                 source,
-            }
-        })?;
+            })?;
         Ok(Some(U64Set { map: h }))
     }
 

@@ -51,7 +51,9 @@ impl SourceArgs {
             HostRoot::from_env(),
             self.runtimes.as_deref(),
             &sockets,
-            self.containerd_namespace.as_deref().filter(|n| !n.is_empty()),
+            self.containerd_namespace
+                .as_deref()
+                .filter(|n| !n.is_empty()),
         )?)
     }
 }

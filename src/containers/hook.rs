@@ -49,7 +49,9 @@ pub const RUNTIME_PATHS: &[&str] = &[
 
 #[derive(Debug, thiserror::Error)]
 pub enum HookError {
-    #[error("fanotify_init (permission events need CAP_SYS_ADMIN and CONFIG_FANOTIFY_ACCESS_PERMISSIONS)")]
+    #[error(
+        "fanotify_init (permission events need CAP_SYS_ADMIN and CONFIG_FANOTIFY_ACCESS_PERMISSIONS)"
+    )]
     Init(#[source] std::io::Error),
     #[error("no container runtime binary found (looked for {0})")]
     NoRuntime(String),

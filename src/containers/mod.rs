@@ -645,7 +645,12 @@ impl Detector {
                 .cgroup
                 .lines()
                 .find_map(|l| l.strip_prefix("0::"))
-                .or_else(|| ip.cgroup.lines().next().and_then(|l| l.splitn(3, ':').nth(2)))
+                .or_else(|| {
+                    ip.cgroup
+                        .lines()
+                        .next()
+                        .and_then(|l| l.splitn(3, ':').nth(2))
+                })
                 .unwrap_or_default()
                 .to_owned();
             groups.insert(
@@ -833,7 +838,9 @@ fn ns_of(proc_root: &Path, pid: u32, ns: &str) -> Option<u64> {
 
 /// Which containers `-c/--containername` selects: a comma list of names;
 /// `!name` excludes one (upstream's syntax). Only exclusions means "every
-/// container but these".
+/// container but these", so `!` alone (excluding the empty name, which no
+/// container has) means every container: upstream's default of showing
+/// containers only.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Selector {
     pub include: Vec<String>,
@@ -912,7 +919,9 @@ impl Selection {
             && self.k8s_pod.matches(&c.k8s.pod_name)
             && self.k8s_container.matches(&c.k8s.container_name)
             && self.image_digest.matches(&c.image_digest)
-            && self.image_id.matches_by(|want| image_id_matches(want, &c.image_id))
+            && self
+                .image_id
+                .matches_by(|want| image_id_matches(want, &c.image_id))
     }
 
     /// `--containername a,!b --k8s-podname p` as the user wrote it.
@@ -1051,6 +1060,7 @@ mod tests {
             ("web,db", &[("web", true), ("db", true), ("x", false)]),
             ("!web", &[("web", false), ("db", true)]),
             ("web,!web", &[("web", false)]),
+            ("!", &[("web", true), ("db", true)]),
             (" web , ", &[("web", true), ("db", false)]),
         ];
         for (list, checks) in cases {

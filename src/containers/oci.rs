@@ -252,7 +252,10 @@ mod tests {
         let long = "a".repeat(1025);
         for (id, ok) in [
             ("igt1", true),
-            ("4f797c539e6c745de61a93ca3ff892358ecbcaccd8414d5db545c38428142970", true),
+            (
+                "4f797c539e6c745de61a93ca3ff892358ecbcaccd8414d5db545c38428142970",
+                true,
+            ),
             ("my_box+1.2-x", true),
             ("", false),
             (".", false),
@@ -323,11 +326,7 @@ mod tests {
 
     #[test]
     fn labels_of_docker_and_containerd() {
-        let l = ann(&[
-            (K8S_POD, "p"),
-            (K8S_NAMESPACE, "n"),
-            (K8S_CONTAINER, "c"),
-        ]);
+        let l = ann(&[(K8S_POD, "p"), (K8S_NAMESPACE, "n"), (K8S_CONTAINER, "c")]);
         let k = k8s_from_labels(&l);
         assert_eq!((k.pod_name.as_str(), k.namespace.as_str()), ("p", "n"));
         assert!(!is_sandbox_by_labels(&l));

@@ -69,7 +69,9 @@ pub fn inspect(socket: &Path, id: &str) -> Result<Option<Inspect>, ApiError> {
     let Some(mut found) = parse_list(&body, id)? else {
         return Ok(None);
     };
-    if !found.image_id.is_empty() && super::oci::is_container_id(found.image_id.trim_start_matches("sha256:")) {
+    if !found.image_id.is_empty()
+        && super::oci::is_container_id(found.image_id.trim_start_matches("sha256:"))
+    {
         match get(socket, &format!("/images/{}/json", found.image_id)) {
             Ok(img) => found.image_digest = parse_image_digest(&img),
             Err(e) => log::debug!("image {} of {id}: {e}", found.image_id),
@@ -214,12 +216,16 @@ mod tests {
         // Podman's compatible list has the same keys.
         let podman = br#"[{"Id":"abc","Names":["db"],"Image":"docker.io/library/postgres:16"}]"#;
         let got = parse_list(podman, "abc").unwrap().unwrap();
-        assert_eq!((got.name.as_str(), got.image.as_str()), ("db", "docker.io/library/postgres:16"));
+        assert_eq!(
+            (got.name.as_str(), got.image.as_str()),
+            ("db", "docker.io/library/postgres:16")
+        );
     }
 
     #[test]
     fn image_digests() {
-        let img = br#"{"Id":"sha256:11","RepoDigests":["127.0.0.1:5000/x@sha256:abcd","y@sha256:ef"]}"#;
+        let img =
+            br#"{"Id":"sha256:11","RepoDigests":["127.0.0.1:5000/x@sha256:abcd","y@sha256:ef"]}"#;
         assert_eq!(parse_image_digest(img), "sha256:abcd");
         assert_eq!(parse_image_digest(br#"{"RepoDigests":[]}"#), "");
         assert_eq!(parse_image_digest(br#"{"RepoDigests":["nodigest"]}"#), "");
@@ -274,7 +280,11 @@ mod tests {
             ),
             "{}", reqs[0]
         );
-        assert!(reqs[1].starts_with("GET /images/sha256:77/json HTTP/1.0\r\n"), "{}", reqs[1]);
+        assert!(
+            reqs[1].starts_with("GET /images/sha256:77/json HTTP/1.0\r\n"),
+            "{}",
+            reqs[1]
+        );
         // An id that is not one is never sent.
         assert_eq!(inspect(&sock, "../x").unwrap(), None);
     }

@@ -132,7 +132,8 @@ impl Watcher {
             u64: fd as u64,
         };
         // SAFETY: valid fds and a valid event.
-        let rc = unsafe { libc::epoll_ctl(self.epoll.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev) };
+        let rc =
+            unsafe { libc::epoll_ctl(self.epoll.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev) };
         if rc < 0 {
             return Err(std::io::Error::last_os_error());
         }
@@ -363,8 +364,12 @@ mod tests {
         std::fs::create_dir(&root).unwrap();
         let parent = tmp.path().join("containerd");
         std::fs::create_dir(&parent).unwrap();
-        let mut w = Watcher::new(vec![root.clone(), later.clone()], vec![parent.clone()], None)
-            .unwrap();
+        let mut w = Watcher::new(
+            vec![root.clone(), later.clone()],
+            vec![parent.clone()],
+            None,
+        )
+        .unwrap();
         assert!(!w.drain().changed, "nothing happened yet");
         std::fs::create_dir(root.join("igt1")).unwrap();
         assert!(w.drain().changed);

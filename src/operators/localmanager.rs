@@ -270,11 +270,7 @@ pub fn source_params() -> Vec<ParamSpec> {
     v.push(ParamSpec {
         ty: ParamType::Bool,
         default: "false".into(),
-        ..string_param(
-            APISERVER,
-            None,
-            "Refused: needs the Kubernetes API server",
-        )
+        ..string_param(APISERVER, None, "Refused: needs the Kubernetes API server")
     });
     v
 }
@@ -429,23 +425,73 @@ impl Operator for LocalManager {
 /// The fields, in upstream's order: `(full name, kind, description,
 /// width)`. Strings are answered by [`str_of`] by their index here.
 const FIELDS: &[(&str, FieldKind, &str, &str)] = &[
-    ("k8s.node", FieldKind::String, "Kubernetes node (needs the API server: empty here)", "30"),
-    ("k8s.namespace", FieldKind::String, "Kubernetes namespace of the pod", "30"),
+    (
+        "k8s.node",
+        FieldKind::String,
+        "Kubernetes node (needs the API server: empty here)",
+        "30",
+    ),
+    (
+        "k8s.namespace",
+        FieldKind::String,
+        "Kubernetes namespace of the pod",
+        "30",
+    ),
     ("k8s.podName", FieldKind::String, "Kubernetes pod", "30"),
-    ("k8s.containerName", FieldKind::String, "Container name in the pod spec", "30"),
-    ("k8s.hostnetwork", FieldKind::Bool, "The container uses the host's network namespace", "5"),
-    ("k8s.podLabels", FieldKind::String, "Pod labels (need the API server: empty here)", "30"),
-    ("k8s.owner.kind", FieldKind::String, "Kind of the pod's owner (needs the API server)", "15"),
-    ("k8s.owner.name", FieldKind::String, "Name of the pod's owner (needs the API server)", "30"),
-    ("runtime.containerName", FieldKind::String, "Name of the container (empty on the host)", "30"),
+    (
+        "k8s.containerName",
+        FieldKind::String,
+        "Container name in the pod spec",
+        "30",
+    ),
+    (
+        "k8s.hostnetwork",
+        FieldKind::Bool,
+        "The container uses the host's network namespace",
+        "5",
+    ),
+    (
+        "k8s.podLabels",
+        FieldKind::String,
+        "Pod labels (need the API server: empty here)",
+        "30",
+    ),
+    (
+        "k8s.owner.kind",
+        FieldKind::String,
+        "Kind of the pod's owner (needs the API server)",
+        "15",
+    ),
+    (
+        "k8s.owner.name",
+        FieldKind::String,
+        "Name of the pod's owner (needs the API server)",
+        "30",
+    ),
+    (
+        "runtime.containerName",
+        FieldKind::String,
+        "Name of the container (empty on the host)",
+        "30",
+    ),
     (
         "runtime.runtimeName",
         FieldKind::String,
         "Container runtime (docker, containerd, cri-o, podman, systemd-nspawn, runc)",
         "10",
     ),
-    ("runtime.containerId", FieldKind::String, "Id of the container", "13"),
-    ("runtime.containerPid", FieldKind::U32, "Pid of the container's first process", "7"),
+    (
+        "runtime.containerId",
+        FieldKind::String,
+        "Id of the container",
+        "13",
+    ),
+    (
+        "runtime.containerPid",
+        FieldKind::U32,
+        "Pid of the container's first process",
+        "7",
+    ),
     (
         "runtime.containerImageName",
         FieldKind::String,
@@ -1003,7 +1049,22 @@ mod tests {
         let cases: &[Case] = &[
             (&[], &[1, 2, 3, 4], &["web", "", "db", ""], false, &[]),
             (&[("k8s-podname", "pod-web")], &[1], &["web"], true, &[100]),
-            (&[("k8s-podname", "!pod-web")], &[3], &["db"], true, &[200, 300, 400]),
+            // Upstream's default (containers only, no host): `-c '!'`, an
+            // exclusion of nothing.
+            (
+                &[("containername", "!")],
+                &[1, 3],
+                &["web", "db"],
+                true,
+                &[100, 200, 300, 400],
+            ),
+            (
+                &[("k8s-podname", "!pod-web")],
+                &[3],
+                &["db"],
+                true,
+                &[200, 300, 400],
+            ),
             (
                 &[("k8s-namespace", "ns"), ("k8s-containername", "c-db")],
                 &[3],
@@ -1118,7 +1179,10 @@ mod tests {
             col.column("k8s.containerName"),
             [Some("c-db".into()), Some(String::new())]
         );
-        assert_eq!(col.column("k8s.node"), [Some(String::new()), Some(String::new())]);
+        assert_eq!(
+            col.column("k8s.node"),
+            [Some(String::new()), Some(String::new())]
+        );
         assert_eq!(
             col.column("k8s.hostnetwork"),
             [Some("false".into()), Some("false".into())]
@@ -1167,12 +1231,9 @@ mod tests {
         let mut b = schema();
         plan(&mut b, false).unwrap().unwrap();
         let s = b.build();
-        assert!(
-            s.fields()
-                .iter()
-                .all(|f| !(f.name.starts_with("runtime") || f.name.starts_with("k8s"))
-                    || f.hidden_in_tables())
-        );
+        assert!(s.fields().iter().all(|f| !(f.name.starts_with("runtime")
+            || f.name.starts_with("k8s"))
+            || f.hidden_in_tables()));
     }
 
     /// A data source with only a network namespace: a namespace of one
@@ -1207,7 +1268,10 @@ mod tests {
         drain_all(&mut p).unwrap();
         p.stop().unwrap();
         let s = |v: &str| Some(v.to_owned());
-        assert_eq!(col.column("runtime.containerName"), [s("web"), s(""), s("")]);
+        assert_eq!(
+            col.column("runtime.containerName"),
+            [s("web"), s(""), s("")]
+        );
         assert_eq!(col.column("k8s.podName"), [s("pod-web"), s(""), s("")]);
     }
 
@@ -1238,13 +1302,19 @@ mod tests {
         assert_eq!(refused(&resolve(&[("runtime-protocol", "internal")])), None);
         assert_eq!(refused(&resolve(&[])), None);
         let bad = config_from(&resolve(&[("runtimes", "docker,rkt")])).unwrap_err();
-        assert_eq!(bad.to_string(), "runtime \"rkt\" is not supported (--runtimes takes docker, containerd, cri-o, podman)");
+        assert_eq!(
+            bad.to_string(),
+            "runtime \"rkt\" is not supported (--runtimes takes docker, containerd, cri-o, podman)"
+        );
         let missing = config_from(&resolve(&[(
             "docker-socketpath",
             "/nonexistent/docker.sock",
         )]))
         .unwrap_err();
-        assert!(missing.to_string().contains("/nonexistent/docker.sock"), "{missing}");
+        assert!(
+            missing.to_string().contains("/nonexistent/docker.sock"),
+            "{missing}"
+        );
         // Not named: a missing default socket is skipped.
         assert!(config_from(&resolve(&[])).is_ok());
         // A socket of a runtime not in use is not checked.

@@ -1881,7 +1881,10 @@ fn containerd_pods_are_listed_with_their_kubernetes_names() {
                 .starts_with("/kubepods/besteffort/pod"),
             "{v}"
         );
-        assert!(v["runtime"]["containerStartedAt"].as_i64().unwrap() > 0, "{v}");
+        assert!(
+            v["runtime"]["containerStartedAt"].as_i64().unwrap() > 0,
+            "{v}"
+        );
     }
     assert!(!b.id.bytes().all(|c| c.is_ascii_hexdigit()));
     assert_eq!(listed(&store, &[], &pause.id), None, "a sandbox is listed");
@@ -1949,7 +1952,10 @@ fn events_of_a_pod_carry_its_kubernetes_names() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let header = text(&out.stdout);
     let header = header.lines().next().unwrap_or_default();
-    assert!(!header.contains("NAMESPACE") && !header.contains("POD"), "{header}");
+    assert!(
+        !header.contains("NAMESPACE") && !header.contains("POD"),
+        "{header}"
+    );
 }
 
 /// `--k8s-podname P` selects in the kernel: the filter map holds exactly
@@ -1982,7 +1988,10 @@ fn k8s_podname_selects_in_the_kernel_and_bang_inverts() {
     let store = gadget_store();
     let dir = tempfile::tempdir().unwrap();
     let (cat, unique) = unique_cat(dir.path(), "igk8ssel");
-    let mut ig = Running::start(store, &["trace_open", "--k8s-podname", &pod_p, "-o", "json"]);
+    let mut ig = Running::start(
+        store,
+        &["trace_open", "--k8s-podname", &pod_p, "-o", "json"],
+    );
     ig.wait_for(Duration::from_secs(20), || {}, |l| l.contains(&mark_p));
     assert_eq!(mntns_filter_keys(ig.child.id()), [p.mntns()]);
     for _ in 0..5 {
@@ -1991,20 +2000,38 @@ fn k8s_podname_selects_in_the_kernel_and_bang_inverts() {
     }
     let (status, stderr, lines) = ig.interrupt_all();
     assert!(status.success(), "{stderr}");
-    assert!(!lines.iter().any(|l| l.contains(&unique)), "a host event passed");
-    assert!(!lines.iter().any(|l| l.contains(&mark_q)), "the other pod passed");
+    assert!(
+        !lines.iter().any(|l| l.contains(&unique)),
+        "a host event passed"
+    );
+    assert!(
+        !lines.iter().any(|l| l.contains(&mark_q)),
+        "the other pod passed"
+    );
     let want = format!("\"podName\":\"{pod_p}\"");
     assert!(lines.iter().all(|l| l.contains(&want)), "{lines:?}");
 
     let not_p = format!("!{pod_p}");
-    let mut ig = Running::start(store, &["trace_open", "--k8s-podname", &not_p, "-o", "json"]);
+    let mut ig = Running::start(
+        store,
+        &["trace_open", "--k8s-podname", &not_p, "-o", "json"],
+    );
     ig.wait_for(Duration::from_secs(20), || {}, |l| l.contains(&mark_q));
     let keys = mntns_filter_keys(ig.child.id());
-    assert!(keys.contains(&q.mntns()) && !keys.contains(&p.mntns()), "{keys:?}");
+    assert!(
+        keys.contains(&q.mntns()) && !keys.contains(&p.mntns()),
+        "{keys:?}"
+    );
     let (status, stderr, lines) = ig.interrupt_all();
     assert!(status.success(), "{stderr}");
-    assert!(!lines.iter().any(|l| l.contains(&mark_p)), "the excluded pod passed");
-    assert!(!lines.iter().any(|l| l.contains(&unique)), "a host event passed");
+    assert!(
+        !lines.iter().any(|l| l.contains(&mark_p)),
+        "the excluded pod passed"
+    );
+    assert!(
+        !lines.iter().any(|l| l.contains(&unique)),
+        "a host event passed"
+    );
 }
 
 /// `--k8s-podname` given before the pods start; each pod's very first
@@ -2021,7 +2048,13 @@ fn a_pod_started_after_ig_loses_not_even_its_first_open() {
     runtimes::containerd();
     let ig = Running::start(
         store,
-        &["trace_open", "--k8s-podname", &names.join(","), "-o", "json"],
+        &[
+            "trace_open",
+            "--k8s-podname",
+            &names.join(","),
+            "-o",
+            "json",
+        ],
     );
     // Ready when it holds the fanotify fd of its runtime hook.
     let end = Instant::now() + Duration::from_secs(20);
@@ -2029,8 +2062,7 @@ fn a_pod_started_after_ig_loses_not_even_its_first_open() {
         .unwrap()
         .flatten()
         .any(|e| {
-            std::fs::read_link(e.path())
-                .is_ok_and(|l| l.to_string_lossy().contains("fanotify"))
+            std::fs::read_link(e.path()).is_ok_and(|l| l.to_string_lossy().contains("fanotify"))
         })
     {
         assert!(Instant::now() < end, "ig set no runtime hook within 20 s");
@@ -2150,7 +2182,13 @@ fn docker_labels_name_the_pod_and_the_api_gives_the_image_digest() {
     let _rm = Rm(d, id.clone());
     let store = TestStore::new();
     let sock = d.socket.to_str().unwrap().to_owned();
-    let out = store.run(&["list-containers", "-o", "json", "--docker-socketpath", &sock]);
+    let out = store.run(&[
+        "list-containers",
+        "-o",
+        "json",
+        "--docker-socketpath",
+        &sock,
+    ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let all: Value = serde_json::from_slice(&out.stdout).unwrap();
     let v = all
@@ -2255,9 +2293,17 @@ fn flags_a_host_cannot_serve_are_refused() {
         assert!(!out.status.success(), "{args:?} accepted");
         assert!(err.contains(want), "{args:?}: {err}");
     }
-    let out = store.run(&["list-containers", "--crio-socketpath", "/nonexistent/c.sock"]);
+    let out = store.run(&[
+        "list-containers",
+        "--crio-socketpath",
+        "/nonexistent/c.sock",
+    ]);
     assert!(!out.status.success());
-    assert!(text(&out.stderr).contains("non-existent socket path"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("non-existent socket path"),
+        "{}",
+        text(&out.stderr)
+    );
     let out = store.run(&["run", "trace_exec", "--host", "--timeout", "1"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
 }

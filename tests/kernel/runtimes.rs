@@ -142,7 +142,11 @@ pub fn containerd() -> &'static Containerd {
         let c = Containerd { socket, dir };
         let end = Instant::now() + Duration::from_secs(30);
         loop {
-            if c.ctr().arg("version").output().is_ok_and(|o| o.status.success()) {
+            if c.ctr()
+                .arg("version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+            {
                 break c;
             }
             assert!(
@@ -261,10 +265,9 @@ impl Pod {
 /// `ctr run -d` has written when it returns).
 fn init_pid(id: &str) -> u32 {
     let state = format!("/run/containerd/runc/k8s.io/{id}/state.json");
-    let v: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(&state).unwrap_or_else(|e| panic!("{state}: {e}")),
-    )
-    .unwrap();
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&state).unwrap_or_else(|e| panic!("{state}: {e}")))
+            .unwrap();
     u32::try_from(v["init_process_pid"].as_u64().unwrap()).unwrap()
 }
 
@@ -327,7 +330,11 @@ pub fn dockerd() -> &'static Dockerd {
         let d = Dockerd { socket };
         let end = Instant::now() + Duration::from_secs(60);
         loop {
-            if d.docker().arg("version").output().is_ok_and(|o| o.status.success()) {
+            if d.docker()
+                .arg("version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+            {
                 break d;
             }
             assert!(
@@ -355,7 +362,10 @@ impl Dockerd {
     /// Import the busybox root file system as image `name` (once per
     /// name).
     pub fn import(&self, name: &str) {
-        let tar = rootfs().parent().unwrap().join(format!("{}.tar", unique("layer")));
+        let tar = rootfs()
+            .parent()
+            .unwrap()
+            .join(format!("{}.tar", unique("layer")));
         run_ok(
             Command::new("tar")
                 .arg("-C")
