@@ -171,6 +171,7 @@ def main():
     finally:
         c.stop()
         shutil.rmtree(tmp, ignore_errors=True)
+        os.unlink(TARGET)
     ratio = many["start_median"] / base["start_median"]
     print("## Many containers (issue 25)\n")
     print(f"Command: `IG={os.path.relpath(IG, ROOT)} python3 bench/containers.py --n {a.n} --reps {a.reps} "
@@ -182,9 +183,12 @@ def main():
         print(f"| {label} | {r['start_median']:.3f} ({r['start_min']:.3f}) | {r['ops']:.0f} | {r['seen']} | {r['cpu']:.2f} |")
     print()
     verdict = "met" if ratio <= 1.2 else "**missed**"
+    shown = "0 both times" if base["seen"] == 0 and many["seen"] == 0 else f"{base['seen']} and {many['seen']}"
     print(f"Start-up with {a.n} more containers: **{ratio:.2f}x** the time with none (target ≤ 1.2x: {verdict}). "
-          "Host events shown stay 0: the storm is dropped in the kernel by `gadget_mntns_filter_map`, "
-          "so ig's CPU does not depend on the containers either.\n")
+          f"Host events shown: {shown} (the storm is dropped in the kernel by `gadget_mntns_filter_map`). "
+          f"ig's CPU over the storm run: {base['cpu']:.2f} s, then {many['cpu']:.2f} s: what grows with the "
+          "containers is the once-a-second safety-net rescan while selecting (a walk of `/proc` and of every "
+          "container's `state.json`), not the per-event path.\n")
 
 
 if __name__ == "__main__":
