@@ -130,6 +130,10 @@ pub fn containerd() -> &'static Containerd {
         )
         .unwrap();
         let log = std::fs::File::create(dir.join("containerd.log")).unwrap();
+        #[allow(
+            clippy::zombie_processes,
+            reason = "stopped and reaped by pid at exit (stop_daemons)"
+        )]
         let child = tool("containerd")
             .arg("--config")
             .arg(&config)
@@ -304,6 +308,10 @@ pub fn dockerd() -> &'static Dockerd {
             .keep();
         let socket = dir.join("d.sock");
         let log = std::fs::File::create(dir.join("dockerd.log")).unwrap();
+        #[allow(
+            clippy::zombie_processes,
+            reason = "stopped and reaped by pid at exit (stop_daemons)"
+        )]
         let child = tool("dockerd")
             .arg("--containerd")
             .arg(&ctrd.socket)
