@@ -49,6 +49,9 @@
 //! so not even its first event is lost. A slow timer rescans as a safety
 //! net: every second while selecting, every [`IDLE_REFRESH`] otherwise,
 //! and after an event of an unknown mount namespace at most once a second.
+//! A container found gone leaves the kernel filter at once and the table
+//! after [`DEPARTED_GRACE`], so the events it made before it exited, read
+//! from the kernel after that, still carry its name.
 //!
 //! Cost per event: one hash lookup by namespace id and the field copies
 //! into the event's reused buffers (none when the previous event had the
@@ -84,6 +87,10 @@ const IDLE_REFRESH: Duration = Duration::from_secs(10);
 const NEGATIVE_TTL: Duration = Duration::from_secs(5);
 /// Unknown mount namespaces remembered between two refreshes.
 const PENDING_MAX: usize = 16;
+/// How long a container that is gone still names the events of its mount
+/// namespace (events read from the kernel before its exit was seen; the
+/// kernel filter drops it at once).
+const DEPARTED_GRACE: Duration = Duration::from_secs(1);
 
 /// The selector parameters: key, description, and where the list goes.
 const SELECTORS: &[(&str, Option<char>, &str)] = &[
@@ -384,6 +391,7 @@ impl Operator for LocalManager {
         let table = Rc::new(RefCell::new(Table {
             by_mntns: HashMap::new(),
             by_netns: HashMap::new(),
+            departed: Vec::new(),
             host_mntns: None,
             selection: self.selection,
             host: self.host,
@@ -613,6 +621,10 @@ struct Table {
     /// Network namespaces of exactly one container (`None`: shared by
     /// several, as a pod's; no answer then).
     by_netns: HashMap<u64, Option<Rc<Container>>>,
+    /// Containers gone since, by mount namespace, with the time (ms since
+    /// `epoch`) they were found gone: kept in `by_mntns` for
+    /// [`DEPARTED_GRACE`].
+    departed: Vec<(u64, Rc<Container>, u64)>,
     host_mntns: Option<u64>,
     selection: Selection,
     host: bool,
@@ -642,9 +654,24 @@ impl Table {
     fn refresh(&mut self) {
         let snap = (self.detect)();
         self.refreshed = Some(Instant::now());
+        self.now_ms = self.epoch.elapsed().as_millis() as u64;
         self.version += 1;
         self.host_mntns = snap.host_mntns;
-        self.by_mntns.clear();
+        // Containers that are gone stay for events already read from the
+        // kernel but not yet handled (a short-lived container's only
+        // events), out of the kernel filter.
+        let now = self.now_ms;
+        let still: std::collections::HashSet<&str> =
+            snap.containers.iter().map(|c| c.id.as_str()).collect();
+        for (m, c) in self.by_mntns.drain() {
+            if !still.contains(c.id.as_str()) && !self.departed.iter().any(|(d, _, _)| *d == m) {
+                self.departed.push((m, c, now));
+            }
+        }
+        drop(still);
+        let grace = DEPARTED_GRACE.as_millis() as u64;
+        self.departed
+            .retain(|(_, _, at)| now.saturating_sub(*at) < grace);
         self.by_netns.clear();
         let mut selected = Vec::new();
         for c in snap.containers {
@@ -663,12 +690,14 @@ impl Table {
                     .or_insert_with(|| Some(c.clone()));
             }
         }
+        for (m, c, _) in &self.departed {
+            self.by_mntns.entry(*m).or_insert_with(|| c.clone());
+        }
         if self.selecting()
             && let Err(e) = self.filter.set(selected)
         {
             log::warn!("updating the container filter in the kernel: {e}");
         }
-        let now = self.now_ms;
         for m in self.pending.drain(..) {
             if !self.by_mntns.contains_key(&m) {
                 self.negative.insert(m, now);
@@ -1236,6 +1265,55 @@ mod tests {
             || f.hidden_in_tables()));
     }
 
+    /// A container found gone leaves the kernel filter at once but names
+    /// its mount namespace's late events for a second.
+    #[test]
+    fn departed_containers_leave_the_filter_at_once_and_the_table_after_a_grace() {
+        let round = Rc::new(Cell::new(0u32));
+        let r = round.clone();
+        let filter = MntnsFilter::default();
+        let mut t = Table {
+            by_mntns: HashMap::new(),
+            by_netns: HashMap::new(),
+            departed: Vec::new(),
+            host_mntns: None,
+            selection: Selection {
+                k8s_namespace: Selector::parse("ns"),
+                ..Selection::default()
+            },
+            host: false,
+            filter: filter.clone(),
+            detect: Box::new(move || {
+                let mut containers = vec![container("db", 200, 20)];
+                if r.get() == 0 {
+                    containers.push(container("web", 100, 10));
+                }
+                Snapshot {
+                    containers,
+                    host_mntns: Some(1),
+                }
+            }),
+            refreshed: None,
+            pending: Vec::with_capacity(PENDING_MAX),
+            negative: HashMap::new(),
+            epoch: Instant::now(),
+            now_ms: 0,
+            version: 0,
+        };
+        t.refresh();
+        assert_eq!(filter.ids(), [100, 200]);
+        round.set(1);
+        t.refresh();
+        assert_eq!(filter.ids(), [200], "gone from the kernel filter at once");
+        assert_eq!(t.by_mntns.get(&100).map(|c| c.name.as_str()), Some("web"));
+        t.refresh();
+        assert!(t.by_mntns.contains_key(&100), "still within the grace");
+        t.epoch -= DEPARTED_GRACE;
+        t.refresh();
+        assert!(!t.by_mntns.contains_key(&100), "gone after the grace");
+        assert_eq!(t.by_mntns.get(&200).map(|c| c.name.as_str()), Some("db"));
+    }
+
     /// A data source with only a network namespace: a namespace of one
     /// container names it, a pod's shared one (two containers) names none.
     #[test]
@@ -1333,6 +1411,7 @@ mod tests {
         let mut t = Table {
             by_mntns: HashMap::new(),
             by_netns: HashMap::new(),
+            departed: Vec::new(),
             host_mntns: None,
             selection: Selection::default(),
             host: false,

@@ -2056,18 +2056,7 @@ fn a_pod_started_after_ig_loses_not_even_its_first_open() {
             "json",
         ],
     );
-    // Ready when it holds the fanotify fd of its runtime hook.
-    let end = Instant::now() + Duration::from_secs(20);
-    while !std::fs::read_dir(format!("/proc/{}/fd", ig.child.id()))
-        .unwrap()
-        .flatten()
-        .any(|e| {
-            std::fs::read_link(e.path()).is_ok_and(|l| l.to_string_lossy().contains("fanotify"))
-        })
-    {
-        assert!(Instant::now() < end, "ig set no runtime hook within 20 s");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_runtime_hook(ig.child.id());
     let mut pods = Vec::new();
     for (name, mark) in names.iter().zip(&marks) {
         pods.push(runtimes::Pod::start(
@@ -2306,4 +2295,75 @@ fn flags_a_host_cannot_serve_are_refused() {
     );
     let out = store.run(&["run", "trace_exec", "--host", "--timeout", "1"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+/// Wait until `ig` (pid) holds the fanotify fd of its runtime hook.
+fn wait_for_runtime_hook(pid: u32) {
+    let end = Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+        .any(|e| {
+            std::fs::read_link(e.path()).is_ok_and(|l| l.to_string_lossy().contains("fanotify"))
+        })
+    {
+        assert!(Instant::now() < end, "ig set no runtime hook within 20 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A held runtime goes on when ig dies: an ig that cannot answer
+/// (stopped) holds `ctr run`; killing it releases the runtime at once.
+#[test]
+fn a_runtime_held_by_ig_goes_on_when_ig_dies() {
+    require_kernel();
+    let store = gadget_store();
+    runtimes::containerd();
+    let ig = Running::start(
+        store,
+        &["trace_open", "--k8s-podname", "nobody", "-o", "json"],
+    );
+    let pid = ig.child.id();
+    wait_for_runtime_hook(pid);
+    let ipid = i32::try_from(pid).unwrap();
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(ipid, libc::SIGSTOP) };
+    let pod = runtimes::unique("pk");
+    let id = hex_id(&pod);
+    let (tx, rx) = mpsc::channel();
+    let starter = {
+        let (pod, id) = (pod.clone(), id.clone());
+        std::thread::spawn(move || {
+            let p = runtimes::Pod::start(
+                &runtimes::PodSpec {
+                    id,
+                    namespace: "ns-k",
+                    pod: &pod,
+                    container: "app",
+                    image: "img:1",
+                    sandbox: false,
+                },
+                &["/bin/sh", "-c", "while true; do sleep 1; done"],
+            );
+            let _ = tx.send(Instant::now());
+            p
+        })
+    };
+    assert!(
+        rx.recv_timeout(Duration::from_secs(3)).is_err(),
+        "the runtime was not held while ig was stopped"
+    );
+    let killed = Instant::now();
+    // SAFETY: as above.
+    unsafe { libc::kill(ipid, libc::SIGKILL) };
+    let started = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the runtime stayed held after ig died");
+    assert!(
+        started.duration_since(killed) < Duration::from_secs(2),
+        "released only after {:?}",
+        started.duration_since(killed)
+    );
+    drop(starter.join().unwrap());
+    drop(ig);
 }
