@@ -532,12 +532,25 @@ impl Detector {
 
     /// The mount namespace of the host (of pid 1), which is no container's.
     pub fn host_mntns(&self) -> Option<u64> {
-        ns_of(&self.proc_root, 1, "mnt")
+        self.host_ns("mnt")
     }
 
     /// The network namespace of the host (of pid 1).
     pub fn host_netns(&self) -> Option<u64> {
-        ns_of(&self.proc_root, 1, "net")
+        self.host_ns("net")
+    }
+
+    /// Pid 1's namespace; where pid 1's links cannot be read (a pid 1 of
+    /// another user namespace, as some sandboxes have) and `ig` runs on the
+    /// host itself (no `HOST_ROOT`), ours.
+    fn host_ns(&self, ns: &str) -> Option<u64> {
+        ns_of(&self.proc_root, 1, ns).or_else(|| {
+            if self.config.host.root() != Path::new("/") {
+                return None;
+            }
+            let link = std::fs::read_link(self.proc_root.join(format!("self/ns/{ns}"))).ok()?;
+            parse_ns_link(link.to_str()?)
+        })
     }
 
     fn walk_proc(&self) -> Vec<Proc> {

@@ -2367,3 +2367,96 @@ fn a_runtime_held_by_ig_goes_on_when_ig_dies() {
     drop(starter.join().unwrap());
     drop(ig);
 }
+
+/// Enrichment by network namespace: a connect made in a pod's network
+/// namespace by a host process (`nsenter -n`: the host's mount
+/// namespace, no container's) carries the pod's names, since that network
+/// namespace is the pod's alone.
+#[test]
+fn connects_in_a_pod_network_namespace_carry_its_names() {
+    require_kernel();
+    let pod = runtimes::unique("pn");
+    let p = runtimes::Pod::start(
+        &runtimes::PodSpec {
+            id: hex_id(&pod),
+            namespace: "ns-n",
+            pod: &pod,
+            container: "srv",
+            image: "img:1",
+            sandbox: false,
+        },
+        &[
+            "/bin/sh",
+            "-c",
+            "while true; do /bin/busybox nc -l -p 7777 </dev/null >/dev/null; done",
+        ],
+    );
+    let netns = {
+        let l = std::fs::read_link(format!("/proc/{}/ns/net", p.pid)).unwrap();
+        ig::containers::parse_ns_link(l.to_str().unwrap()).unwrap()
+    };
+    let s = TestStore::new();
+    s.build(&repo().join("gadgets/trace_tcp"), "trace_tcp");
+    let mut ig = Running::start(&s, &["trace_tcp", "-o", "json"]);
+    let pid = p.pid.to_string();
+    let line = ig.wait_for(
+        Duration::from_secs(20),
+        || {
+            let _ = Command::new("nsenter")
+                .args([
+                    "-t",
+                    &pid,
+                    "-n",
+                    "/bin/busybox",
+                    "nc",
+                    "-w",
+                    "1",
+                    "127.0.0.1",
+                    "7777",
+                ])
+                .stdin(Stdio::null())
+                .output();
+        },
+        |l| {
+            serde_json::from_str::<Value>(l).is_ok_and(|v| {
+                v["netns_id"] == netns && v["type"] == "connect" && v["dst"]["port"] == 7777
+            })
+        },
+    );
+    let v: Value = serde_json::from_str(&line).unwrap();
+    let host_mntns = {
+        let l = std::fs::read_link("/proc/self/ns/mnt").unwrap();
+        ig::containers::parse_ns_link(l.to_str().unwrap()).unwrap()
+    };
+    assert_eq!(v["proc"]["mntns_id"], host_mntns, "a host process: {line}");
+    assert_eq!(v["k8s"]["podName"], pod.as_str(), "{line}");
+    assert_eq!(v["k8s"]["namespace"], "ns-n", "{line}");
+    assert_eq!(v["runtime"]["containerId"], p.id.as_str(), "{line}");
+    let (status, stderr) = ig.interrupt();
+    assert!(status.success(), "{stderr}");
+}
+
+/// `k8s.hostnetwork`: a pod on the host's network namespace says so, one
+/// with its own does not.
+#[test]
+fn a_pod_on_the_host_network_says_so() {
+    fn spec(pod: &str) -> runtimes::PodSpec<'_> {
+        runtimes::PodSpec {
+            id: hex_id(pod),
+            namespace: "ns-hn",
+            pod,
+            container: "app",
+            image: "img:1",
+            sandbox: false,
+        }
+    }
+    let (a, b) = (runtimes::unique("phn"), runtimes::unique("pon"));
+    let argv = ["/bin/sh", "-c", "while true; do sleep 1; done"];
+    let host = runtimes::Pod::start_with(&spec(&a), &argv, &["--net-host"]);
+    let own = runtimes::Pod::start(&spec(&b), &argv);
+    let store = TestStore::new();
+    let v = listed(&store, &[], &host.id).unwrap();
+    assert_eq!(v["k8s"]["hostnetwork"], true, "{v}");
+    let v = listed(&store, &[], &own.id).unwrap();
+    assert_eq!(v["k8s"]["hostnetwork"], false, "{v}");
+}

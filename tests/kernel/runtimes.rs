@@ -210,11 +210,16 @@ pub struct Pod {
 impl Pod {
     /// `argv` is the container's init (its very first program).
     pub fn start(spec: &PodSpec, argv: &[&str]) -> Self {
+        Self::start_with(spec, argv, &[])
+    }
+
+    /// With more `ctr run` flags (`--net-host`).
+    pub fn start_with(spec: &PodSpec, argv: &[&str], flags: &[&str]) -> Self {
         let c = containerd();
         let pod_uid = format!("{}-uid", spec.pod);
         let ty = if spec.sandbox { "sandbox" } else { "container" };
         let mut cmd = c.ctr();
-        cmd.args(["run", "-d", "--null-io", "--rootfs"]);
+        cmd.args(["run", "-d", "--null-io", "--rootfs"]).args(flags);
         for (k, v) in [
             ("io.kubernetes.cri.container-type", ty),
             ("io.kubernetes.cri.container-name", spec.container),
