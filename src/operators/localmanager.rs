@@ -1172,50 +1172,25 @@ mod tests {
     #[test]
     fn all_fields_and_their_place() {
         let (col, _, _) = run(&[], vec![sample(200, 3), sample(1, 2)]);
-        assert_eq!(
-            col.column("runtime.containerId"),
-            [Some(format!("{:0>64}", "db")), Some(String::new())]
-        );
-        assert_eq!(
-            col.column("runtime.runtimeName"),
-            [Some("docker".into()), Some(String::new())]
-        );
-        assert_eq!(
-            col.column("runtime.containerImageName"),
-            [Some("db:latest".into()), Some(String::new())]
-        );
-        assert_eq!(
-            col.column("runtime.containerPid"),
-            [Some("20".into()), Some("0".into())]
-        );
-        assert_eq!(
-            col.column("runtime.containerImageDigest"),
-            [Some("sha256:db".into()), Some(String::new())]
-        );
-        assert_eq!(
-            col.column("runtime.containerStartedAt"),
-            [Some("20000".into()), Some("0".into())]
-        );
-        assert_eq!(
-            col.column("k8s.podName"),
-            [Some("pod-db".into()), Some(String::new())]
-        );
-        assert_eq!(
-            col.column("k8s.namespace"),
-            [Some("ns".into()), Some(String::new())]
-        );
-        assert_eq!(
-            col.column("k8s.containerName"),
-            [Some("c-db".into()), Some(String::new())]
-        );
-        assert_eq!(
-            col.column("k8s.node"),
-            [Some(String::new()), Some(String::new())]
-        );
-        assert_eq!(
-            col.column("k8s.hostnetwork"),
-            [Some("false".into()), Some("false".into())]
-        );
+        let s = |v: &str| Some(v.to_owned());
+        // (field, the container's value, the host's)
+        let id = format!("{:0>64}", "db");
+        let cases = [
+            ("runtime.containerId", id.as_str(), ""),
+            ("runtime.runtimeName", "docker", ""),
+            ("runtime.containerImageName", "db:latest", ""),
+            ("runtime.containerPid", "20", "0"),
+            ("runtime.containerImageDigest", "sha256:db", ""),
+            ("runtime.containerStartedAt", "20000", "0"),
+            ("k8s.podName", "pod-db", ""),
+            ("k8s.namespace", "ns", ""),
+            ("k8s.containerName", "c-db", ""),
+            ("k8s.node", "", ""),
+            ("k8s.hostnetwork", "false", "false"),
+        ];
+        for (field, container, host) in cases {
+            assert_eq!(col.column(field), [s(container), s(host)], "{field}");
+        }
 
         let mut b = schema();
         plan(&mut b, true).unwrap().unwrap();

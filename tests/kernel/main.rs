@@ -1424,18 +1424,6 @@ impl RuncContainer {
 
     fn start_with_id(id: String, script: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("rootfs");
-        for d in ["bin", "proc", "dev", "sys", "tmp"] {
-            std::fs::create_dir_all(root.join(d)).unwrap();
-        }
-        let busybox = ["/bin/busybox", "/usr/bin/busybox"]
-            .into_iter()
-            .find(|p| Path::new(p).exists())
-            .expect("container tests need busybox-static (cargo xtask setup installs it)");
-        std::fs::copy(busybox, root.join("bin/busybox")).unwrap();
-        for applet in ["sh", "sleep", "cat", "true"] {
-            std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
-        }
         let name = id[..12].to_owned();
         let spec = Command::new("runc")
             .args(["spec"])
@@ -1449,6 +1437,8 @@ impl RuncContainer {
         cfg["process"]["args"] = serde_json::json!(["/bin/sh", "-c", script]);
         // Setting rlimits needs CAP_SYS_RESOURCE, which this host lacks.
         cfg["process"].as_object_mut().unwrap().remove("rlimits");
+        // The binary's shared busybox root (containers only read it).
+        cfg["root"]["path"] = Value::String(runtimes::rootfs().display().to_string());
         cfg["root"]["readonly"] = Value::Bool(false);
         cfg["linux"]["cgroupsPath"] = Value::String(format!("/docker/{id}"));
         std::fs::write(&path, serde_json::to_vec(&cfg).unwrap()).unwrap();
@@ -1826,37 +1816,20 @@ fn containerd_pods_are_listed_with_their_kubernetes_names() {
     let pod_a = runtimes::unique("pa");
     let pod_b = runtimes::unique("pb");
     let a = runtimes::Pod::start(
-        &runtimes::PodSpec {
-            id: hex_id(&pod_a),
-            namespace: "ns-a",
-            pod: &pod_a,
-            container: "web",
-            image: "docker.io/library/busybox:1.35",
-            sandbox: false,
-        },
-        &["/bin/sh", "-c", "while true; do sleep 1; done"],
+        &runtimes::PodSpec::new(hex_id(&pod_a), "ns-a", &pod_a, "web")
+            .image("docker.io/library/busybox:1.35"),
+        runtimes::IDLE,
     );
     let b = runtimes::Pod::start(
-        &runtimes::PodSpec {
-            id: runtimes::unique("igt"),
-            namespace: "ns-b",
-            pod: &pod_b,
-            container: "db",
-            image: "quay.io/x/db:2",
-            sandbox: false,
-        },
-        &["/bin/sh", "-c", "while true; do sleep 1; done"],
+        &runtimes::PodSpec::new(runtimes::unique("igt"), "ns-b", &pod_b, "db")
+            .image("quay.io/x/db:2"),
+        runtimes::IDLE,
     );
     let pause = runtimes::Pod::start(
-        &runtimes::PodSpec {
-            id: runtimes::unique("pause"),
-            namespace: "ns-a",
-            pod: &pod_a,
-            container: "",
-            image: "registry.k8s.io/pause:3.9",
-            sandbox: true,
-        },
-        &["/bin/sh", "-c", "while true; do sleep 1; done"],
+        &runtimes::PodSpec::new(runtimes::unique("pause"), "ns-a", &pod_a, "")
+            .image("registry.k8s.io/pause:3.9")
+            .sandbox(),
+        runtimes::IDLE,
     );
     let store = TestStore::new();
     for (p, ns, pod, ctr, image) in [
@@ -1905,14 +1878,7 @@ fn events_of_a_pod_carry_its_kubernetes_names() {
     let pod = runtimes::unique("pe");
     let marker = runtimes::unique("/igmark-");
     let p = runtimes::Pod::start(
-        &runtimes::PodSpec {
-            id: hex_id(&pod),
-            namespace: "ns-e",
-            pod: &pod,
-            container: "app",
-            image: "img:1",
-            sandbox: false,
-        },
+        &runtimes::PodSpec::new(hex_id(&pod), "ns-e", &pod, "app"),
         &[
             "/bin/sh",
             "-c",
@@ -1968,14 +1934,7 @@ fn k8s_podname_selects_in_the_kernel_and_bang_inverts() {
     let (mark_p, mark_q) = (runtimes::unique("/igmp-"), runtimes::unique("/igmq-"));
     let start = |pod: &str, mark: &str| {
         runtimes::Pod::start(
-            &runtimes::PodSpec {
-                id: hex_id(pod),
-                namespace: "ns-s",
-                pod,
-                container: "app",
-                image: "img:1",
-                sandbox: false,
-            },
+            &runtimes::PodSpec::new(hex_id(pod), "ns-s", pod, "app"),
             &[
                 "/bin/sh",
                 "-c",
@@ -2060,14 +2019,7 @@ fn a_pod_started_after_ig_loses_not_even_its_first_open() {
     let mut pods = Vec::new();
     for (name, mark) in names.iter().zip(&marks) {
         pods.push(runtimes::Pod::start(
-            &runtimes::PodSpec {
-                id: hex_id(name),
-                namespace: "ns-f",
-                pod: name,
-                container: "first",
-                image: "img:1",
-                sandbox: false,
-            },
+            &runtimes::PodSpec::new(hex_id(name), "ns-f", name, "first"),
             // The container's init: its first and only open is the marker.
             &["/bin/cat", mark],
         ));
@@ -2102,14 +2054,7 @@ fn a_deleted_pod_leaves_the_filter_within_a_second() {
     let pod = runtimes::unique("pd");
     let mark = runtimes::unique("/igdel-");
     let p = runtimes::Pod::start(
-        &runtimes::PodSpec {
-            id: runtimes::unique("igdel"),
-            namespace: "ns-d",
-            pod: &pod,
-            container: "app",
-            image: "img:1",
-            sandbox: false,
-        },
+        &runtimes::PodSpec::new(runtimes::unique("igdel"), "ns-d", &pod, "app"),
         &[
             "/bin/sh",
             "-c",
@@ -2222,15 +2167,8 @@ fn docker_labels_name_the_pod_and_the_api_gives_the_image_digest() {
 fn host_root_is_where_proc_and_runtime_state_are_read() {
     let pod = runtimes::unique("ph");
     let p = runtimes::Pod::start(
-        &runtimes::PodSpec {
-            id: runtimes::unique("ighr"),
-            namespace: "ns-h",
-            pod: &pod,
-            container: "app",
-            image: "img:1",
-            sandbox: false,
-        },
-        &["/bin/sh", "-c", "while true; do sleep 1; done"],
+        &runtimes::PodSpec::new(runtimes::unique("ighr"), "ns-h", &pod, "app"),
+        runtimes::IDLE,
     );
     let full = tempfile::tempdir().unwrap();
     std::os::unix::fs::symlink("/proc", full.path().join("proc")).unwrap();
@@ -2335,15 +2273,8 @@ fn a_runtime_held_by_ig_goes_on_when_ig_dies() {
         let (pod, id) = (pod.clone(), id.clone());
         std::thread::spawn(move || {
             let p = runtimes::Pod::start(
-                &runtimes::PodSpec {
-                    id,
-                    namespace: "ns-k",
-                    pod: &pod,
-                    container: "app",
-                    image: "img:1",
-                    sandbox: false,
-                },
-                &["/bin/sh", "-c", "while true; do sleep 1; done"],
+                &runtimes::PodSpec::new(id, "ns-k", &pod, "app"),
+                runtimes::IDLE,
             );
             let _ = tx.send(Instant::now());
             p
@@ -2377,14 +2308,7 @@ fn connects_in_a_pod_network_namespace_carry_its_names() {
     require_kernel();
     let pod = runtimes::unique("pn");
     let p = runtimes::Pod::start(
-        &runtimes::PodSpec {
-            id: hex_id(&pod),
-            namespace: "ns-n",
-            pod: &pod,
-            container: "srv",
-            image: "img:1",
-            sandbox: false,
-        },
+        &runtimes::PodSpec::new(hex_id(&pod), "ns-n", &pod, "srv"),
         &[
             "/bin/sh",
             "-c",
@@ -2441,19 +2365,11 @@ fn connects_in_a_pod_network_namespace_carry_its_names() {
 #[test]
 fn a_pod_on_the_host_network_says_so() {
     fn spec(pod: &str) -> runtimes::PodSpec<'_> {
-        runtimes::PodSpec {
-            id: hex_id(pod),
-            namespace: "ns-hn",
-            pod,
-            container: "app",
-            image: "img:1",
-            sandbox: false,
-        }
+        runtimes::PodSpec::new(hex_id(pod), "ns-hn", pod, "app")
     }
     let (a, b) = (runtimes::unique("phn"), runtimes::unique("pon"));
-    let argv = ["/bin/sh", "-c", "while true; do sleep 1; done"];
-    let host = runtimes::Pod::start_with(&spec(&a), &argv, &["--net-host"]);
-    let own = runtimes::Pod::start(&spec(&b), &argv);
+    let host = runtimes::Pod::start_with(&spec(&a), runtimes::IDLE, &["--net-host"]);
+    let own = runtimes::Pod::start(&spec(&b), runtimes::IDLE);
     let store = TestStore::new();
     let v = listed(&store, &[], &host.id).unwrap();
     assert_eq!(v["k8s"]["hostnetwork"], true, "{v}");

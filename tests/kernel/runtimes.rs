@@ -37,13 +37,29 @@ extern "C" fn stop_daemons() {
     }
 }
 
-fn record(pid: u32, dir: &Path) {
+fn at_exit() {
     if AT_EXIT.swap(1, Ordering::SeqCst) == 0 {
         // SAFETY: registering a plain extern "C" function.
         unsafe { libc::atexit(stop_daemons) };
     }
+}
+
+/// A daemon to stop when the binary exits.
+fn record(pid: u32) {
+    at_exit();
     DAEMONS.lock().unwrap().push(i32::try_from(pid).unwrap());
-    DIRS.lock().unwrap().push(dir.to_owned());
+}
+
+/// A directory for the binary's life, removed when it exits.
+fn binary_dir(prefix: &str) -> PathBuf {
+    at_exit();
+    let dir = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .unwrap()
+        .keep();
+    DIRS.lock().unwrap().push(dir.clone());
+    dir
 }
 
 fn tool(name: &str) -> Command {
@@ -73,17 +89,26 @@ pub fn run_ok(c: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Wait until `probe` succeeds (a daemon answers), at most `secs`;
+/// panics with the daemon's `log`.
+fn wait_until_answers(probe: &mut Command, secs: u64, log: &Path) {
+    let end = Instant::now() + Duration::from_secs(secs);
+    while !probe.output().is_ok_and(|o| o.status.success()) {
+        assert!(
+            Instant::now() < end,
+            "{probe:?} got no answer within {secs} s: {}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// A busybox root file system, shared by every container of the binary
 /// (they only read it).
 pub fn rootfs() -> &'static Path {
     static ROOT: OnceLock<PathBuf> = OnceLock::new();
     ROOT.get_or_init(|| {
-        let dir = tempfile::Builder::new()
-            .prefix("ig-test-rootfs-")
-            .tempdir()
-            .unwrap()
-            .keep();
-        DIRS.lock().unwrap().push(dir.clone());
+        let dir = binary_dir("ig-test-rootfs-");
         let root = dir.join("rootfs");
         for d in ["bin", "proc", "dev", "sys", "tmp", "etc"] {
             std::fs::create_dir_all(root.join(d)).unwrap();
@@ -110,11 +135,7 @@ pub struct Containerd {
 pub fn containerd() -> &'static Containerd {
     static CTRD: OnceLock<Containerd> = OnceLock::new();
     CTRD.get_or_init(|| {
-        let dir = tempfile::Builder::new()
-            .prefix("ig-test-containerd-")
-            .tempdir()
-            .unwrap()
-            .keep();
+        let dir = binary_dir("ig-test-containerd-");
         let socket = dir.join("containerd.sock");
         let config = dir.join("config.toml");
         std::fs::write(
@@ -142,24 +163,10 @@ pub fn containerd() -> &'static Containerd {
             .stderr(log)
             .spawn()
             .unwrap();
-        record(child.id(), &dir);
+        record(child.id());
         let c = Containerd { socket, dir };
-        let end = Instant::now() + Duration::from_secs(30);
-        loop {
-            if c.ctr()
-                .arg("version")
-                .output()
-                .is_ok_and(|o| o.status.success())
-            {
-                break c;
-            }
-            assert!(
-                Instant::now() < end,
-                "containerd did not start within 30 s: {}",
-                std::fs::read_to_string(c.dir.join("containerd.log")).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_until_answers(c.ctr().arg("version"), 30, &c.dir.join("containerd.log"));
+        c
     })
 }
 
@@ -197,6 +204,35 @@ pub struct PodSpec<'a> {
     /// `io.kubernetes.cri.container-type=sandbox` (a pause container).
     pub sandbox: bool,
 }
+
+impl<'a> PodSpec<'a> {
+    /// A container of pod `pod` in `namespace`, image `img:1`.
+    pub fn new(id: String, namespace: &'a str, pod: &'a str, container: &'a str) -> Self {
+        Self {
+            id,
+            namespace,
+            pod,
+            container,
+            image: "img:1",
+            sandbox: false,
+        }
+    }
+
+    pub fn image(self, image: &'a str) -> Self {
+        Self { image, ..self }
+    }
+
+    /// A pod's sandbox (pause) container.
+    pub fn sandbox(self) -> Self {
+        Self {
+            sandbox: true,
+            ..self
+        }
+    }
+}
+
+/// An init that idles.
+pub const IDLE: &[&str] = &["/bin/sh", "-c", "while true; do sleep 1; done"];
 
 /// A container made by `ctr run` on the binary's containerd, in a
 /// kubelet-style cgroup (`/kubepods/besteffort/pod<uid>/<id>`). Deleted on
@@ -306,11 +342,7 @@ pub fn dockerd() -> &'static Dockerd {
     D.get_or_init(|| {
         let ctrd = containerd();
         // Short: docker's exec root holds unix sockets (108 bytes max).
-        let dir = tempfile::Builder::new()
-            .prefix("igd-")
-            .tempdir()
-            .unwrap()
-            .keep();
+        let dir = binary_dir("igd-");
         let socket = dir.join("d.sock");
         let log = std::fs::File::create(dir.join("dockerd.log")).unwrap();
         #[allow(
@@ -339,24 +371,10 @@ pub fn dockerd() -> &'static Dockerd {
             .stderr(log)
             .spawn()
             .unwrap();
-        record(child.id(), &dir);
+        record(child.id());
         let d = Dockerd { socket };
-        let end = Instant::now() + Duration::from_secs(60);
-        loop {
-            if d.docker()
-                .arg("version")
-                .output()
-                .is_ok_and(|o| o.status.success())
-            {
-                break d;
-            }
-            assert!(
-                Instant::now() < end,
-                "dockerd did not start within 60 s: {}",
-                std::fs::read_to_string(dir.join("dockerd.log")).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait_until_answers(d.docker().arg("version"), 60, &dir.join("dockerd.log"));
+        d
     })
 }
 
@@ -397,11 +415,7 @@ impl Dockerd {
 pub fn registry() -> &'static str {
     static R: OnceLock<String> = OnceLock::new();
     R.get_or_init(|| {
-        let dir = tempfile::Builder::new()
-            .prefix("ig-test-registry-")
-            .tempdir()
-            .unwrap()
-            .keep();
+        let dir = binary_dir("ig-test-registry-");
         for _ in 0..5 {
             let port = std::net::TcpListener::bind("127.0.0.1:0")
                 .unwrap()
@@ -431,7 +445,7 @@ pub fn registry() -> &'static str {
                     break;
                 }
                 if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    record(child.id(), &dir);
+                    record(child.id());
                     return format!("127.0.0.1:{port}");
                 }
                 std::thread::sleep(Duration::from_millis(50));
