@@ -35,8 +35,8 @@
 //! selected containers plus host events. Without a selector every event
 //! passes, host and containers alike (upstream shows only containers
 //! unless `--host`; we keep every event because most use of `ig` here is
-//! on hosts without containers; `-c '!'`... see the README for upstream's
-//! behaviour with our flags).
+//! on hosts without containers). `-c '!'` (every container but none) gives
+//! upstream's default.
 //!
 //! A selector naming no running container is a warning, not an error: the
 //! container may start after `ig` (the usual way to trace a start-up).
