@@ -17,15 +17,17 @@
 //! pid-file read; kernels without kprobes (`CONFIG_KPROBES` off) cannot,
 //! and this way needs no eBPF at all: each runc exec costs one scan.
 //!
-//! Bounded: a hold ends after [`HOLD_LIMIT`] with a warning, whatever the
-//! owner does (its event loop may be stuck behind a stopped reader). If
+//! Bounded: each held exec goes on [`HOLD_LIMIT`] after it arrived, with a
+//! warning, whatever the owner does (its event loop may be stuck behind a
+//! stopped reader); execs that arrive meanwhile are held alongside, each
+//! with its own deadline, not queued behind it. If
 //! `ig` dies, the kernel closes the fanotify fd and allows every pending
 //! exec. A stopped (`SIGSTOP`) `ig` holds the runtime until it continues
 //! or dies: the kernel has no timeout for permission events.
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::HostRoot;
@@ -63,22 +65,18 @@ pub enum HookError {
 struct Counters {
     requested: u64,
     done: u64,
-    stopping: bool,
-    /// Holds that ran out of time.
+    /// Held execs that ran out of time.
     timeouts: u64,
-}
-
-struct Shared {
-    state: Mutex<Counters>,
-    cond: Condvar,
 }
 
 /// The hold thread and its hand-over with the owner.
 pub struct Hook {
-    shared: Arc<Shared>,
+    counters: Arc<Mutex<Counters>>,
     /// Written by the thread for each held batch; the owner polls it.
     wake: Arc<OwnedFd>,
-    /// Written by drop: the thread ends.
+    /// Written by the owner when it answered ([`Hook::done`]).
+    answer: Arc<OwnedFd>,
+    /// Written by drop: the thread allows what it holds and ends.
     stop: Arc<OwnedFd>,
     thread: Option<std::thread::JoinHandle<()>>,
     marked: Vec<PathBuf>,
@@ -157,22 +155,28 @@ impl Hook {
         if marked.is_empty() {
             return Err(HookError::NoRuntime(RUNTIME_PATHS.join(", ")));
         }
-        let shared = Arc::new(Shared {
-            state: Mutex::new(Counters::default()),
-            cond: Condvar::new(),
-        });
+        let counters = Arc::new(Mutex::new(Counters::default()));
         let wake = Arc::new(eventfd()?);
+        let answer = Arc::new(eventfd()?);
         let stop = Arc::new(eventfd()?);
         let thread = {
-            let (shared, wake, stop) = (shared.clone(), wake.clone(), stop.clone());
+            let ends = Ends {
+                fan,
+                counters: counters.clone(),
+                wake: wake.clone(),
+                answer: answer.clone(),
+                stop: stop.clone(),
+                limit,
+            };
             std::thread::Builder::new()
                 .name("ig-runtime-hook".into())
-                .spawn(move || hold_loop(&fan, &shared, &wake, &stop, limit))
+                .spawn(move || ends.hold_loop())
                 .map_err(HookError::Setup)?
         };
         Ok(Self {
-            shared,
+            counters,
             wake,
+            answer,
             stop,
             thread: Some(thread),
             marked,
@@ -189,41 +193,38 @@ impl Hook {
         self.wake.as_raw_fd()
     }
 
+    fn counters(&self) -> std::sync::MutexGuard<'_, Counters> {
+        self.counters.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// The newest held batch to answer, if the thread asked since the last
     /// call (resets the wake fd).
     pub fn pending(&self) -> Option<u64> {
         if !consume(self.wake.as_raw_fd()) {
             return None;
         }
-        let s = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
+        let s = self.counters();
         (s.requested > s.done).then_some(s.requested)
     }
 
     /// Everything up to batch `seq` is in the table and the kernel filter:
     /// let those runtimes go on.
     pub fn done(&self, seq: u64) {
-        let mut s = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
-        s.done = s.done.max(seq);
-        self.shared.cond.notify_all();
+        {
+            let mut s = self.counters();
+            s.done = s.done.max(seq);
+        }
+        signal(self.answer.as_raw_fd());
     }
 
-    /// Holds that ran out of time so far.
+    /// Held execs that ran out of time so far.
     pub fn timeouts(&self) -> u64 {
-        self.shared
-            .state
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .timeouts
+        self.counters().timeouts
     }
 }
 
 impl Drop for Hook {
     fn drop(&mut self) {
-        {
-            let mut s = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
-            s.stopping = true;
-            self.shared.cond.notify_all();
-        }
         signal(self.stop.as_raw_fd());
         if let Some(t) = self.thread.take() {
             let _ = t.join();
@@ -231,106 +232,154 @@ impl Drop for Hook {
     }
 }
 
-/// The thread: wait for runc execs, hand each batch to the owner, wait for
-/// its answer (at most `limit`), allow them.
-fn hold_loop(fan: &OwnedFd, shared: &Shared, wake: &OwnedFd, stop: &OwnedFd, limit: Duration) {
-    // u64s: aligned for fanotify_event_metadata.
-    let mut buf = vec![0u64; 512];
-    let meta_len = std::mem::size_of::<libc::fanotify_event_metadata>();
-    loop {
-        let mut fds = [
-            libc::pollfd {
-                fd: fan.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: stop.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-        ];
-        // SAFETY: two valid pollfds.
-        let rc = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
-        if rc < 0 {
-            if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
-            return;
+/// What the thread owns and shares.
+struct Ends {
+    fan: OwnedFd,
+    counters: Arc<Mutex<Counters>>,
+    wake: Arc<OwnedFd>,
+    answer: Arc<OwnedFd>,
+    stop: Arc<OwnedFd>,
+    limit: Duration,
+}
+
+/// One held exec: the event's fd, the batch it was handed over in, and
+/// when it goes on whatever the owner says.
+struct Held {
+    fd: RawFd,
+    seq: u64,
+    deadline: Instant,
+}
+
+impl Ends {
+    fn allow(&self, fd: RawFd) {
+        let r = libc::fanotify_response {
+            fd,
+            response: libc::FAN_ALLOW,
+        };
+        // SAFETY: writing a valid response; closing the event's fd.
+        unsafe {
+            libc::write(
+                self.fan.as_raw_fd(),
+                (&raw const r).cast(),
+                std::mem::size_of::<libc::fanotify_response>(),
+            );
+            libc::close(fd);
         }
-        if fds[1].revents != 0 {
-            return;
-        }
-        // SAFETY: reading into our buffer of its byte length.
-        let n = unsafe { libc::read(fan.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len() * 8) };
-        if n <= 0 {
-            continue;
-        }
-        let bytes =
-            // SAFETY: the buffer is n bytes long at least.
-            unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), n as usize) };
+    }
+
+    /// Read the pending fanotify events; the fds of permission events.
+    fn read_events(&self, buf: &mut [u64]) -> Vec<RawFd> {
+        let meta_len = std::mem::size_of::<libc::fanotify_event_metadata>();
         let mut held = Vec::new();
-        let mut off = 0;
-        while off + meta_len <= bytes.len() {
-            // SAFETY: a whole event header lies at `off`.
-            let m: libc::fanotify_event_metadata =
-                unsafe { std::ptr::read_unaligned(bytes[off..].as_ptr().cast()) };
-            if m.event_len < meta_len as u32 {
+        loop {
+            // SAFETY: reading into our buffer of its byte length.
+            let n =
+                unsafe { libc::read(self.fan.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len() * 8) };
+            if n <= 0 {
+                return held;
+            }
+            // SAFETY: the buffer holds at least n bytes.
+            let bytes =
+                unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), n as usize) };
+            let mut off = 0;
+            while off + meta_len <= bytes.len() {
+                // SAFETY: a whole event header lies at `off`.
+                let m: libc::fanotify_event_metadata =
+                    unsafe { std::ptr::read_unaligned(bytes[off..].as_ptr().cast()) };
+                if (m.event_len as usize) < meta_len {
+                    break;
+                }
+                off += m.event_len as usize;
+                if m.fd < 0 {
+                    continue;
+                }
+                if m.mask & libc::FAN_OPEN_EXEC_PERM != 0 {
+                    held.push(m.fd);
+                } else {
+                    // SAFETY: an fd the kernel gave us.
+                    unsafe { libc::close(m.fd) };
+                }
+            }
+        }
+    }
+
+    /// Wait for runc execs, hand each batch to the owner, allow each exec
+    /// when the owner answered its batch or its own deadline passed.
+    fn hold_loop(self) {
+        // u64s: aligned for fanotify_event_metadata.
+        let mut buf = vec![0u64; 512];
+        let mut held: Vec<Held> = Vec::new();
+        loop {
+            let now = Instant::now();
+            let timeout = held
+                .iter()
+                .map(|h| h.deadline.saturating_duration_since(now))
+                .min()
+                .map_or(-1, |d| i32::try_from(d.as_millis() + 1).unwrap_or(i32::MAX));
+            let mut fds = [
+                self.fan.as_raw_fd(),
+                self.stop.as_raw_fd(),
+                self.answer.as_raw_fd(),
+            ]
+            .map(|fd| libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            });
+            // SAFETY: three valid pollfds.
+            let rc = unsafe { libc::poll(fds.as_mut_ptr(), 3, timeout) };
+            if rc < 0 && std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
                 break;
             }
-            off += m.event_len as usize;
-            if m.fd < 0 {
-                continue;
+            if fds[1].revents != 0 {
+                break;
             }
-            if m.mask & libc::FAN_OPEN_EXEC_PERM != 0 {
-                held.push(m.fd);
-            } else {
-                // SAFETY: an fd the kernel gave us.
-                unsafe { libc::close(m.fd) };
+            if fds[2].revents != 0 {
+                consume(self.answer.as_raw_fd());
             }
-        }
-        if held.is_empty() {
-            continue;
-        }
-        let seq = {
-            let mut s = shared.state.lock().unwrap_or_else(|e| e.into_inner());
-            s.requested += 1;
-            s.requested
-        };
-        signal(wake.as_raw_fd());
-        let end = Instant::now() + limit;
-        let mut s = shared.state.lock().unwrap_or_else(|e| e.into_inner());
-        while s.done < seq && !s.stopping {
+            if fds[0].revents != 0 {
+                let new = self.read_events(&mut buf);
+                if !new.is_empty() {
+                    let seq = {
+                        let mut s = self.counters.lock().unwrap_or_else(|e| e.into_inner());
+                        s.requested += 1;
+                        s.requested
+                    };
+                    signal(self.wake.as_raw_fd());
+                    let deadline = Instant::now() + self.limit;
+                    held.extend(new.into_iter().map(|fd| Held { fd, seq, deadline }));
+                }
+            }
+            let done = self.counters.lock().unwrap_or_else(|e| e.into_inner()).done;
             let now = Instant::now();
-            if now >= end {
-                s.timeouts += 1;
+            let mut late = 0u64;
+            held.retain(|h| {
+                if h.seq <= done {
+                    self.allow(h.fd);
+                    false
+                } else if now >= h.deadline {
+                    self.allow(h.fd);
+                    late += 1;
+                    false
+                } else {
+                    true
+                }
+            });
+            if late > 0 {
+                self.counters
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .timeouts += late;
                 log::warn!(
                     "a container runtime was held {:?} and let go before ig knew its new container: the container's first events may be missing",
-                    limit
+                    self.limit
                 );
-                break;
             }
-            s = shared
-                .cond
-                .wait_timeout(s, end - now)
-                .map(|(g, _)| g)
-                .unwrap_or_else(|e| e.into_inner().0);
         }
-        drop(s);
-        for fd in held {
-            let r = libc::fanotify_response {
-                fd,
-                response: libc::FAN_ALLOW,
-            };
-            // SAFETY: writing a valid response; closing the event's fd.
-            unsafe {
-                libc::write(
-                    fan.as_raw_fd(),
-                    (&raw const r).cast(),
-                    std::mem::size_of::<libc::fanotify_response>(),
-                );
-                libc::close(fd);
-            }
+        // Stopping: whatever is held goes on (closing the fanotify fd would
+        // allow it too).
+        for h in held {
+            self.allow(h.fd);
         }
     }
 }

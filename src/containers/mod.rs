@@ -444,6 +444,29 @@ impl Config {
         out
     }
 
+    /// A cheap summary of the runc state directories (which containers
+    /// have a state file): when it is unchanged since the last
+    /// [`Detector::scan`], no runc container came or went, and the walk of
+    /// `/proc` can wait. Reads the directories only.
+    pub fn state_fingerprint(&self) -> u64 {
+        use std::hash::{Hash as _, Hasher as _};
+        let mut ids: Vec<std::ffi::OsString> = Vec::new();
+        for (_, root) in self.runc_roots() {
+            let Ok(dir) = std::fs::read_dir(&root) else {
+                continue;
+            };
+            for e in dir.flatten() {
+                if e.path().join("state.json").exists() {
+                    ids.push(e.path().into_os_string());
+                }
+            }
+        }
+        ids.sort();
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        ids.hash(&mut h);
+        h.finish()
+    }
+
     /// The directories whose changes mean "a container came or went":
     /// the runc roots, and parents whose subdirectories are roots
     /// (containerd's, one per namespace; a new namespace appears there).
@@ -1084,6 +1107,42 @@ mod tests {
         }
         assert!(Selector::parse("").is_empty());
         assert!(Selector::parse(",").is_empty());
+    }
+
+    /// The state fingerprint moves when a container's state file comes or
+    /// goes, not for directories without one; everything under HOST_ROOT.
+    #[test]
+    fn state_fingerprints_follow_state_files() {
+        let tmp = tempfile::tempdir().unwrap();
+        let c = Config {
+            host: HostRoot::new(tmp.path()),
+            ..Config::default()
+        };
+        let empty = c.state_fingerprint();
+        let runc = tmp.path().join("run/runc/igt1");
+        std::fs::create_dir_all(&runc).unwrap();
+        assert_eq!(c.state_fingerprint(), empty, "no state file yet");
+        std::fs::write(runc.join("state.json"), b"{}").unwrap();
+        let one = c.state_fingerprint();
+        assert_ne!(one, empty);
+        let ns = tmp.path().join("run/containerd/runc/k8s.io/c2");
+        std::fs::create_dir_all(&ns).unwrap();
+        std::fs::write(ns.join("state.json"), b"{}").unwrap();
+        let two = c.state_fingerprint();
+        assert_ne!(two, one, "a new containerd namespace is read too");
+        std::fs::remove_dir_all(&runc).unwrap();
+        assert_ne!(c.state_fingerprint(), two);
+        assert_eq!(
+            c.runc_roots()
+                .iter()
+                .map(|(_, p)| p.strip_prefix(tmp.path()).unwrap().to_owned())
+                .collect::<Vec<_>>(),
+            [
+                PathBuf::from("run/containerd/runc/k8s.io"),
+                PathBuf::from("run/docker/runtime-runc/moby"),
+                PathBuf::from("run/runc")
+            ]
+        );
     }
 
     #[test]

@@ -58,8 +58,11 @@ pub struct Watcher {
 /// What [`Watcher::drain`] found.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Ready {
-    /// A container may have come or gone.
+    /// A runc state directory changed (a container may have come or gone:
+    /// [`super::Detector::state_fingerprint`] tells cheaply).
     pub changed: bool,
+    /// Docker's event stream said something (or closed).
+    pub docker: bool,
     /// The extra fd is readable.
     pub extra: bool,
 }
@@ -219,7 +222,7 @@ impl Watcher {
             ready.changed |= self.read_inotify();
         }
         if docker {
-            ready.changed |= self.read_docker();
+            ready.docker = self.read_docker();
         }
         ready
     }

@@ -167,6 +167,9 @@ pub struct LocalManager {
 pub struct Snapshot {
     pub containers: Vec<Container>,
     pub host_mntns: Option<u64>,
+    /// The runc state directories' summary taken just before the scan
+    /// (`Detector::state_fingerprint`); `None`: unknown, never skip a scan.
+    pub fingerprint: Option<u64>,
 }
 
 impl Default for LocalManager {
@@ -382,9 +385,15 @@ impl Operator for LocalManager {
             Some(d) => d,
             None => {
                 let mut d = Detector::with_config(config.clone());
-                Box::new(move || Snapshot {
-                    containers: d.scan(),
-                    host_mntns: d.host_mntns(),
+                Box::new(move || {
+                    // Before the scan: what changes during it is seen at
+                    // the next check.
+                    let fingerprint = Some(d.config().state_fingerprint());
+                    Snapshot {
+                        containers: d.scan(),
+                        host_mntns: d.host_mntns(),
+                        fingerprint,
+                    }
                 })
             }
         };
@@ -397,6 +406,8 @@ impl Operator for LocalManager {
             host: self.host,
             filter: self.filter,
             detect,
+            fingerprint: None,
+            watched: false,
             refreshed: None,
             pending: Vec::with_capacity(PENDING_MAX),
             negative: HashMap::new(),
@@ -630,6 +641,11 @@ struct Table {
     host: bool,
     filter: MntnsFilter,
     detect: Box<dyn FnMut() -> Snapshot>,
+    /// The runc state directories' summary at the last refresh.
+    fingerprint: Option<u64>,
+    /// New containers are watched for (inotify, the runtime hook): the
+    /// timer rescans every [`IDLE_REFRESH`] even while selecting.
+    watched: bool,
     refreshed: Option<Instant>,
     /// Unknown mount namespaces seen since the last refresh (bounded, with
     /// its capacity reserved: pushing never allocates).
@@ -653,6 +669,7 @@ impl Table {
     /// to the kernel before this returns, once the gadget is loaded).
     fn refresh(&mut self) {
         let snap = (self.detect)();
+        self.fingerprint = snap.fingerprint;
         self.refreshed = Some(Instant::now());
         self.now_ms = self.epoch.elapsed().as_millis() as u64;
         self.version += 1;
@@ -711,7 +728,7 @@ impl Table {
     fn housekeeping(&mut self) -> bool {
         self.now_ms = self.epoch.elapsed().as_millis() as u64;
         let since = self.refreshed.map(|t| t.elapsed());
-        let period = if self.selecting() {
+        let period = if self.selecting() && !self.watched {
             MIN_REFRESH
         } else {
             IDLE_REFRESH
@@ -814,9 +831,12 @@ impl Instance for Active {
             Err(e) => log::debug!("not holding container runtimes: {e}"),
         }
         // What started between the first scan and the watches.
+        let mut t = self.table.borrow_mut();
+        t.watched = true;
         if watcher.rearm() {
-            self.table.borrow_mut().refresh();
+            t.refresh();
         }
+        drop(t);
         self.watcher = Some(watcher);
         Ok(())
     }
@@ -847,9 +867,18 @@ impl Source for Active {
         } else {
             None
         };
-        if ready.changed || held.is_some() {
-            self.table.borrow_mut().refresh();
+        // A state directory changed or a runc exec is held: walk /proc only
+        // if the set of runc containers changed (most runc execs, a
+        // container's `state`, `kill`, `delete`, its create before the
+        // state file exists, change nothing). Docker's word always counts:
+        // its containers may live in an exec root we do not watch.
+        let mut t = self.table.borrow_mut();
+        let states_changed = (ready.changed || held.is_some())
+            && (t.fingerprint.is_none() || t.fingerprint != Some(self.config.state_fingerprint()));
+        if ready.docker || states_changed {
+            t.refresh();
         }
+        drop(t);
         if let (Some(h), Some(seq)) = (self.hook.as_ref(), held) {
             h.done(seq);
         }
@@ -1028,6 +1057,7 @@ mod tests {
                     pod_b,
                 ],
                 host_mntns: Some(1),
+                fingerprint: None,
             }
         }
     }
@@ -1266,8 +1296,11 @@ mod tests {
                 Snapshot {
                     containers,
                     host_mntns: Some(1),
+                    fingerprint: None,
                 }
             }),
+            fingerprint: None,
+            watched: false,
             refreshed: None,
             pending: Vec::with_capacity(PENDING_MAX),
             negative: HashMap::new(),
@@ -1392,6 +1425,8 @@ mod tests {
             host: false,
             filter: MntnsFilter::default(),
             detect: Box::new(fake(scans.clone())),
+            fingerprint: None,
+            watched: false,
             refreshed: None,
             pending: Vec::with_capacity(PENDING_MAX),
             negative: HashMap::new(),

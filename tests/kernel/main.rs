@@ -2255,6 +2255,7 @@ fn wait_for_runtime_hook(pid: u32) {
 #[test]
 fn a_runtime_held_by_ig_goes_on_when_ig_dies() {
     require_kernel();
+    let _one = runtimes::unresponsive_ig();
     let store = gadget_store();
     runtimes::containerd();
     let ig = Running::start(
@@ -2375,4 +2376,49 @@ fn a_pod_on_the_host_network_says_so() {
     assert_eq!(v["k8s"]["hostnetwork"], true, "{v}");
     let v = listed(&store, &[], &own.id).unwrap();
     assert_eq!(v["k8s"]["hostnetwork"], false, "{v}");
+}
+
+/// The hold is bounded: an ig whose event loop cannot answer (its reader
+/// stopped reading, so the loop waits for room to write) lets the runtime
+/// go on after 2 s per runc exec, with a warning.
+#[test]
+fn a_stuck_ig_holds_a_runtime_at_most_two_seconds_per_exec() {
+    require_kernel();
+    let _one = runtimes::unresponsive_ig();
+    let store = gadget_store();
+    runtimes::containerd();
+    let mut child = store
+        .ig()
+        .args(["run", "trace_open", "-o", "json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Never read: once the pipe and ig's backlog are full, its loop only
+    // waits for room.
+    let _stdout = child.stdout.take().unwrap();
+    wait_for_runtime_hook(child.id());
+    // Opens for a second fill the pipe and ig's backlog; with nobody
+    // reading, they stay full and the loop waits for room for ever.
+    let end = Instant::now() + Duration::from_secs(1);
+    while Instant::now() < end {
+        for _ in 0..1000 {
+            let _ = std::fs::File::open("/dev/null");
+        }
+    }
+    let pod = runtimes::unique("pst");
+    let t0 = Instant::now();
+    let p = runtimes::Pod::start(
+        &runtimes::PodSpec::new(hex_id(&pod), "ns-st", &pod, "app"),
+        runtimes::IDLE,
+    );
+    let took = t0.elapsed();
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("was held"), "no hold ran out: {stderr}");
+    // create, the init's re-exec, start: a few holds of 2 s at most, one
+    // after the other.
+    assert!(took < Duration::from_secs(12), "ctr run took {took:?}");
+    drop(p);
 }

@@ -44,6 +44,15 @@ fn at_exit() {
     }
 }
 
+/// Taken by the tests that make an `ig` unable to answer its runtime hook
+/// (stopped, or its loop stuck): every runc exec of the host waits for that
+/// ig, so two such tests at once would delay each other's containers past
+/// what each asserts.
+pub fn unresponsive_ig() -> std::sync::MutexGuard<'static, ()> {
+    static M: Mutex<()> = Mutex::new(());
+    M.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// A daemon to stop when the binary exits.
 fn record(pid: u32) {
     at_exit();
