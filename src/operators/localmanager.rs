@@ -46,9 +46,11 @@
 //! something (`containers::watch`, polled with the gadget's fds), and a
 //! runtime's `runc` exec is held (`containers::hook`, a thread) until the
 //! table and the kernel filter know the container it is about to start,
-//! so not even its first event is lost. A slow timer rescans as a safety
-//! net: every second while selecting, every [`IDLE_REFRESH`] otherwise,
-//! and after an event of an unknown mount namespace at most once a second.
+//! so not even its first event is lost; `/proc` is walked again only when
+//! the set of runc state files changed or docker said something. A slow
+//! timer rescans as a safety net: every [`IDLE_REFRESH`] (every second
+//! while selecting if the watches could not be set up), and after an event
+//! of an unknown mount namespace at most once a second.
 //! A container found gone leaves the kernel filter at once and the table
 //! after [`DEPARTED_GRACE`], so the events it made before it exited, read
 //! from the kernel after that, still carry its name.
