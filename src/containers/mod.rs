@@ -507,9 +507,12 @@ impl Default for Detector {
 /// One process of the walk.
 struct Proc {
     pid: u32,
+    cgroup: String,
+    /// The rest is read only for processes that may be a container's
+    /// ([`Detector::load`]): most of a host's are not.
+    loaded: bool,
     ppid: u32,
     start: u64,
-    cgroup: String,
     mntns: Option<u64>,
     netns: Option<u64>,
 }
@@ -585,24 +588,35 @@ impl Detector {
             let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
                 continue;
             };
-            let base = self.proc_root.join(pid.to_string());
-            let Ok(cgroup) = std::fs::read_to_string(base.join("cgroup")) else {
+            let Ok(cgroup) = std::fs::read_to_string(self.proc_root.join(format!("{pid}/cgroup")))
+            else {
                 continue;
             };
-            let (ppid, start) = std::fs::read_to_string(base.join("stat"))
-                .ok()
-                .and_then(|s| parse_stat(&s))
-                .unwrap_or((0, 0));
             out.push(Proc {
                 pid,
-                ppid,
-                start,
                 cgroup,
-                mntns: ns_of(&self.proc_root, pid, "mnt"),
-                netns: ns_of(&self.proc_root, pid, "net"),
+                loaded: false,
+                ppid: 0,
+                start: 0,
+                mntns: None,
+                netns: None,
             });
         }
         out
+    }
+
+    /// Read a process's parent, start time and namespaces (once).
+    fn load(&self, p: &mut Proc) {
+        if p.loaded {
+            return;
+        }
+        p.loaded = true;
+        (p.ppid, p.start) = std::fs::read_to_string(self.proc_root.join(format!("{}/stat", p.pid)))
+            .ok()
+            .and_then(|s| parse_stat(&s))
+            .unwrap_or((0, 0));
+        p.mntns = ns_of(&self.proc_root, p.pid, "mnt");
+        p.netns = ns_of(&self.proc_root, p.pid, "net");
     }
 
     /// Every readable `state.json` of the runc roots, with its root's
@@ -635,14 +649,15 @@ impl Detector {
     /// containers found, sorted by name. Processes that exit during the
     /// walk are skipped; sandbox (pause) containers are not listed.
     pub fn scan(&mut self) -> Vec<Container> {
-        let procs = self.walk_proc();
+        let mut procs = self.walk_proc();
         let by_pid: HashMap<u32, usize> =
             procs.iter().enumerate().map(|(i, p)| (p.pid, i)).collect();
         let mut groups: HashMap<String, Group> = HashMap::new();
-        for (i, p) in procs.iter().enumerate() {
-            let Some((m, path)) = parse_cgroup_file(&p.cgroup) else {
+        for i in 0..procs.len() {
+            let Some((m, path)) = parse_cgroup_file(&procs[i].cgroup) else {
                 continue;
             };
+            self.load(&mut procs[i]);
             groups
                 .entry(m.id)
                 .or_insert_with(|| Group {
@@ -660,6 +675,7 @@ impl Detector {
             let Some(&init) = by_pid.get(&st.init_pid) else {
                 continue;
             };
+            self.load(&mut procs[init]);
             if st.init_start != 0 && procs[init].start != st.init_start {
                 continue;
             }
@@ -670,12 +686,16 @@ impl Detector {
             // Found by its state only (an id or a cgroup layout the
             // patterns do not know): its processes share the init's cgroup
             // and mount namespace.
+            let same_cgroup: Vec<usize> = (0..procs.len())
+                .filter(|&i| procs[i].cgroup == procs[init].cgroup)
+                .collect();
+            for &i in &same_cgroup {
+                self.load(&mut procs[i]);
+            }
             let ip = &procs[init];
-            let members: Vec<usize> = procs
-                .iter()
-                .enumerate()
-                .filter(|(_, p)| p.cgroup == ip.cgroup && p.mntns == ip.mntns)
-                .map(|(i, _)| i)
+            let members: Vec<usize> = same_cgroup
+                .into_iter()
+                .filter(|&i| procs[i].mntns == ip.mntns)
                 .collect();
             let cgroup = ip
                 .cgroup
