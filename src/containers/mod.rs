@@ -653,11 +653,11 @@ impl Detector {
         let by_pid: HashMap<u32, usize> =
             procs.iter().enumerate().map(|(i, p)| (p.pid, i)).collect();
         let mut groups: HashMap<String, Group> = HashMap::new();
-        for i in 0..procs.len() {
-            let Some((m, path)) = parse_cgroup_file(&procs[i].cgroup) else {
+        for (i, p) in procs.iter_mut().enumerate() {
+            let Some((m, path)) = parse_cgroup_file(&p.cgroup) else {
                 continue;
             };
-            self.load(&mut procs[i]);
+            self.load(p);
             groups
                 .entry(m.id)
                 .or_insert_with(|| Group {
