@@ -512,30 +512,20 @@ impl LoadedGadget {
         Ok(RingBuffer { rb })
     }
 
-    /// Make the keys of HASH map `map` (u64 → u32) exactly `keys` (values
-    /// 0): insert the missing ones, remove the others. `Ok(false)` when the
-    /// object has no such map. Used for `gadget_mntns_filter_map`.
-    pub fn fill_hash_u64_u32(&mut self, map: &str, keys: &[u64]) -> Result<bool, LoadError> {
-        let Some(m) = self.ebpf.map_mut(map) else {
-            return Ok(false);
+    /// Take HASH map `map` (u64 → u32) out of the gadget as a set the
+    /// container filter writes on its own (`mntns_filter::KernelSet`);
+    /// `Ok(None)` when the object has no such map. The programs keep
+    /// their reference to the map.
+    pub fn take_u64_set(&mut self, map: &str) -> Result<Option<U64Set>, LoadError> {
+        let Some(m) = self.ebpf.take_map(map) else {
+            return Ok(None);
         };
-        let fail = |source| LoadError::Map {
-            map: map.to_owned(),
-            source,
-        };
-        let mut h = aya::maps::HashMap::<_, u64, u32>::try_from(m).map_err(fail)?;
-        let stale: Vec<u64> = h
-            .keys()
-            .filter_map(Result::ok)
-            .filter(|k| !keys.contains(k))
-            .collect();
-        for k in stale {
-            h.remove(&k).map_err(fail)?;
-        }
-        for k in keys {
-            h.insert(k, 0, 0).map_err(fail)?;
-        }
-        Ok(true)
+        let h =
+            aya::maps::HashMap::<_, u64, u32>::try_from(m).map_err(|source| LoadError::Map {
+                map: map.to_owned(),
+                source,
+            })?;
+        Ok(Some(U64Set { map: h }))
     }
 
     /// The `<map>_lost_samples` per-CPU counter of a tracer map, if the
@@ -550,6 +540,31 @@ impl LoadedGadget {
             source,
         })?;
         Ok(Some(LostCounter { arr, seen: 0, name }))
+    }
+}
+
+/// A HASH map of u64 keys used as a set (`gadget_mntns_filter_map`).
+pub struct U64Set {
+    map: aya::maps::HashMap<aya::maps::MapData, u64, u32>,
+}
+
+impl crate::bpf::mntns_filter::KernelSet for U64Set {
+    /// Insert the missing keys, then remove the others (a key that stays
+    /// is never absent in between).
+    fn replace(&mut self, ids: &[u64]) -> Result<(), String> {
+        for k in ids {
+            self.map.insert(k, 0, 0).map_err(|e| e.to_string())?;
+        }
+        let stale: Vec<u64> = self
+            .map
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| !ids.contains(k))
+            .collect();
+        for k in stale {
+            self.map.remove(&k).map_err(|e| e.to_string())?;
+        }
+        Ok(())
     }
 }
 

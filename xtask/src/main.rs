@@ -61,6 +61,10 @@ const PACKAGES: &[&str] = &[
     // A real container for the container tests: runc with a busybox rootfs.
     "runc",
     "busybox-static",
+    // The Kubernetes/runtime tests start their own containerd (pods made
+    // with `ctr run` and CRI annotations) and a dockerd on it.
+    "containerd",
+    "docker.io",
     // The signing tests: openssl makes keys and checks signatures both
     // ways; strace shows that a refused image made no bpf(2) call.
     "openssl",
