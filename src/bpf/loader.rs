@@ -10,6 +10,7 @@
 //! this file carries it out, including the fallback from a program the
 //! kernel refuses to the alternative the gadget declared.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::io::Read as _;
 use std::os::fd::{AsFd as _, AsRawFd, FromRawFd as _, OwnedFd, RawFd};
@@ -88,9 +89,10 @@ pub enum LoadError {
         #[source]
         source: aya::BtfError,
     },
-    #[error("reading the kernel's BTF {path} (needed for the object's CO-RE relocations)")]
+    #[error("reading the kernel's BTF {path} (needed for {needed_for})")]
     KernelBtfFile {
         path: &'static str,
+        needed_for: &'static str,
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
@@ -254,13 +256,14 @@ impl LoadedGadget {
         for (name, _) in spec.replace_maps {
             loader.map_max_entries(name, 1);
         }
-        let object = with_core_resolved(spec.object, spec.socket_value_btf)?;
+        let mut kernel = CompatKernelBtf::default();
+        let object = with_core_resolved(spec.object, spec.socket_value_btf, &mut kernel)?;
+        let object = with_kconfig_resolved(object, &mut kernel)?;
+        drop(kernel);
         let object = if spec.replace_maps.is_empty() {
             object
         } else {
-            std::borrow::Cow::Owned(
-                super::compat::replace_maps(&object, spec.replace_maps).map_err(Box::new)?,
-            )
+            Cow::Owned(super::compat::replace_maps(&object, spec.replace_maps).map_err(Box::new)?)
         };
         // Pinned maps are shared, never created: a pin removed since the
         // check above gives a private map (`compat::unpin_maps`).
@@ -929,30 +932,20 @@ impl LoadedGadget {
         Ok(RingBuffer { rb })
     }
 
-    /// Make the keys of HASH map `map` (u64 → u32) exactly `keys` (values
-    /// 0): insert the missing ones, remove the others. `Ok(false)` when the
-    /// object has no such map. Used for `gadget_mntns_filter_map`.
-    pub fn fill_hash_u64_u32(&mut self, map: &str, keys: &[u64]) -> Result<bool, LoadError> {
-        let Some(m) = self.ebpf.map_mut(map) else {
-            return Ok(false);
+    /// Take HASH map `map` (u64 → u32) out of the gadget as a set the
+    /// container filter writes on its own (`mntns_filter::KernelSet`);
+    /// `Ok(None)` when the object has no such map. The programs keep
+    /// their reference to the map.
+    pub fn take_u64_set(&mut self, map: &str) -> Result<Option<U64Set>, LoadError> {
+        let Some(m) = self.ebpf.take_map(map) else {
+            return Ok(None);
         };
-        let fail = |source| LoadError::Map {
-            map: map.to_owned(),
-            source,
-        };
-        let mut h = aya::maps::HashMap::<_, u64, u32>::try_from(m).map_err(fail)?;
-        let stale: Vec<u64> = h
-            .keys()
-            .filter_map(Result::ok)
-            .filter(|k| !keys.contains(k))
-            .collect();
-        for k in stale {
-            h.remove(&k).map_err(fail)?;
-        }
-        for k in keys {
-            h.insert(k, 0, 0).map_err(fail)?;
-        }
-        Ok(true)
+        let h =
+            aya::maps::HashMap::<_, u64, u32>::try_from(m).map_err(|source| LoadError::Map {
+                map: map.to_owned(),
+                source,
+            })?;
+        Ok(Some(U64Set { map: h }))
     }
 
     /// The `<map>_lost_samples` per-CPU counter of a tracer map, if the
@@ -967,6 +960,31 @@ impl LoadedGadget {
             source,
         })?;
         Ok(Some(LostCounter { arr, seen: 0, name }))
+    }
+}
+
+/// A HASH map of u64 keys used as a set (`gadget_mntns_filter_map`).
+pub struct U64Set {
+    map: aya::maps::HashMap<aya::maps::MapData, u64, u32>,
+}
+
+impl crate::bpf::mntns_filter::KernelSet for U64Set {
+    /// Insert the missing keys, then remove the others (a key that stays
+    /// is never absent in between).
+    fn replace(&mut self, ids: &[u64]) -> Result<(), String> {
+        for k in ids {
+            self.map.insert(k, 0, 0).map_err(|e| e.to_string())?;
+        }
+        let stale: Vec<u64> = self
+            .map
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| !ids.contains(k))
+            .collect();
+        for k in stale {
+            self.map.remove(&k).map_err(|e| e.to_string())?;
+        }
+        Ok(())
     }
 }
 
@@ -1553,25 +1571,148 @@ const PIN_DIR: &str = "/sys/fs/bpf";
 /// Where the running kernel exposes its BTF.
 const KERNEL_BTF: &str = "/sys/kernel/btf/vmlinux";
 
+/// The kernel's BTF as `bpf::compat` reads it (aya parses its own copy):
+/// read at most once per load, and only for a step that needs it.
+#[derive(Default)]
+struct CompatKernelBtf(Option<crate::btf::Btf>);
+
+impl CompatKernelBtf {
+    fn get(&mut self, needed_for: &'static str) -> Result<&crate::btf::Btf, LoadError> {
+        if self.0.is_none() {
+            let fail =
+                |source: Box<dyn std::error::Error + Send + Sync>| LoadError::KernelBtfFile {
+                    path: KERNEL_BTF,
+                    needed_for,
+                    source,
+                };
+            let raw = std::fs::read(KERNEL_BTF).map_err(|e| fail(Box::new(e)))?;
+            self.0 = Some(crate::btf::Btf::parse(&raw).map_err(|e| fail(Box::new(e)))?);
+        }
+        Ok(self.0.as_ref().expect("set just above"))
+    }
+}
+
 /// `object` with the CO-RE relocations aya cannot compute already done
 /// against the running kernel (`compat::resolve_core`). The kernel's BTF
 /// is read and parsed only for objects that have such relocations.
 fn with_core_resolved<'a>(
     object: &'a [u8],
     socket_value_btf: Option<&crate::btf::Btf>,
-) -> Result<std::borrow::Cow<'a, [u8]>, LoadError> {
+    kernel: &mut CompatKernelBtf,
+) -> Result<Cow<'a, [u8]>, LoadError> {
     if !super::compat::needs_kernel_btf(object) {
-        return Ok(std::borrow::Cow::Borrowed(object));
+        return Ok(Cow::Borrowed(object));
     }
-    let fail = |source: Box<dyn std::error::Error + Send + Sync>| LoadError::KernelBtfFile {
-        path: KERNEL_BTF,
-        source,
-    };
-    let raw = std::fs::read(KERNEL_BTF).map_err(|e| fail(Box::new(e)))?;
-    let kernel = crate::btf::Btf::parse(&raw).map_err(|e| fail(Box::new(e)))?;
+    let kernel = kernel.get("the object's CO-RE relocations")?;
     let resolved =
-        super::compat::resolve_core(object, &kernel, socket_value_btf).map_err(Box::new)?;
-    Ok(std::borrow::Cow::Owned(resolved))
+        super::compat::resolve_core(object, kernel, socket_value_btf).map_err(Box::new)?;
+    Ok(Cow::Owned(resolved))
+}
+
+/// `object` with its `.kconfig` externs (`LINUX_KERNEL_VERSION`,
+/// `CONFIG_*`) given the running kernel's values (`compat::resolve_kconfig`,
+/// which says how). Only what they need is read: `uname`, the kernel's
+/// configuration, its BTF.
+fn with_kconfig_resolved<'a>(
+    object: Cow<'a, [u8]>,
+    kernel: &mut CompatKernelBtf,
+) -> Result<Cow<'a, [u8]>, LoadError> {
+    let Some(needs) = super::compat::kconfig_needs(&object).map_err(Box::new)? else {
+        return Ok(object);
+    };
+    let uname = uname();
+    let version_code = match &uname {
+        Ok(_) if !needs.version => Err("it was not read".to_owned()),
+        Ok((release, version)) => {
+            let signature = std::fs::read_to_string(UBUNTU_VERSION_SIGNATURE).ok();
+            super::compat::kernel_version_code(release, version, signature.as_deref())
+                .ok_or_else(|| format!("the kernel's release {release} is not a version"))
+        }
+        Err(e) => Err(format!("uname: {e}")),
+    };
+    let config = match &uname {
+        Ok((release, _)) if needs.config => read_kernel_config(release),
+        Ok(_) => Err("it was not read".to_owned()),
+        Err(e) => Err(format!("uname: {e}")),
+    };
+    let btf = if needs.kernel_btf {
+        Some(kernel.get("the object's LINUX_HAS_* externs")?)
+    } else {
+        None
+    };
+    let facts = super::compat::KernelFacts {
+        version_code: version_code.as_ref().copied().map_err(String::as_str),
+        config: config
+            .as_ref()
+            .map(|(path, text)| (path.as_str(), text.as_str()))
+            .map_err(String::as_str),
+        btf,
+    };
+    let resolved = super::compat::resolve_kconfig(&object, &facts).map_err(Box::new)?;
+    Ok(Cow::Owned(resolved))
+}
+
+/// Where Ubuntu says which upstream release its kernel is (libbpf reads it
+/// for `LINUX_KERNEL_VERSION`).
+const UBUNTU_VERSION_SIGNATURE: &str = "/proc/version_signature";
+
+/// A kernel configuration larger than this is not one (they are ~300 KB).
+const MAX_KERNEL_CONFIG: u64 = 16 << 20;
+
+/// `uname -r` and `uname -v`.
+fn uname() -> std::io::Result<(String, String)> {
+    // SAFETY: uname(2) fills the struct it is given; all zeroes is a valid
+    // utsname.
+    let mut u: libc::utsname = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid pointer to a utsname we own.
+    if unsafe { libc::uname(&raw mut u) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let field = |f: &[libc::c_char]| {
+        let bytes: Vec<u8> = f
+            .iter()
+            .take_while(|c| **c != 0)
+            .map(|c| *c as u8)
+            .collect();
+        String::from_utf8_lossy(&bytes).into_owned()
+    };
+    Ok((field(&u.release), field(&u.version)))
+}
+
+/// The running kernel's build configuration and the file it came from:
+/// `/boot/config-RELEASE`, else `/proc/config.gz` (where libbpf and
+/// cilium/ebpf look, in that order).
+fn read_kernel_config(release: &str) -> Result<(String, String), String> {
+    let boot = format!("/boot/config-{release}");
+    for path in [boot.as_str(), "/proc/config.gz"] {
+        if let Some(text) = read_config_file(Path::new(path))? {
+            return Ok((path.to_owned(), text));
+        }
+    }
+    Err(format!(
+        "neither {boot} nor /proc/config.gz exists (the latter needs CONFIG_IKCONFIG_PROC, or the configs module)"
+    ))
+}
+
+/// The text of kernel configuration file `path`, decompressed if gzipped;
+/// `None` if there is no such file.
+fn read_config_file(path: &Path) -> Result<Option<String>, String> {
+    let raw = match std::fs::read(path) {
+        Ok(raw) => raw,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("reading {} failed: {e}", path.display())),
+    };
+    let text = if raw.starts_with(&[0x1f, 0x8b]) {
+        let mut out = Vec::new();
+        flate2::read::MultiGzDecoder::new(raw.as_slice())
+            .take(MAX_KERNEL_CONFIG)
+            .read_to_end(&mut out)
+            .map_err(|e| format!("decompressing {} failed: {e}", path.display()))?;
+        out
+    } else {
+        raw
+    };
+    Ok(Some(String::from_utf8_lossy(&text).into_owned()))
 }
 
 /// An `EbpfLoader` being made on another thread, see [`prefetch_loader`].
@@ -1703,6 +1844,30 @@ mod tests {
         );
         assert!(t.ends_with("line 499"));
         assert_eq!(log_tail("a\nb\n", 200), "a\nb");
+    }
+
+    #[test]
+    fn kernel_configurations_are_read_plain_or_gzipped() {
+        use std::io::Write as _;
+        let dir = tempfile::tempdir().unwrap();
+        let text = "CONFIG_HZ=250\n# CONFIG_KPROBES is not set\n";
+        let plain = dir.path().join("config-plain");
+        std::fs::write(&plain, text).unwrap();
+        let gz = dir.path().join("config.gz");
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(text.as_bytes()).unwrap();
+        let packed = enc.finish().unwrap();
+        std::fs::write(&gz, &packed).unwrap();
+        assert_eq!(read_config_file(&plain).unwrap().as_deref(), Some(text));
+        assert_eq!(read_config_file(&gz).unwrap().as_deref(), Some(text));
+        assert_eq!(read_config_file(&dir.path().join("none")).unwrap(), None);
+        let cut = dir.path().join("cut.gz");
+        std::fs::write(&cut, &packed[..packed.len() / 2]).unwrap();
+        let err = read_config_file(&cut).unwrap_err();
+        assert!(
+            err.starts_with("decompressing ") && err.contains("cut.gz"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -69,6 +69,9 @@ pub fn inspect(object: &[u8]) -> Result<Inspected, Box<dyn std::error::Error + S
     let btf = Btf::parse(&info.btf)?;
     // Before aya ever sees the bytes: see check_for_aya.
     object::check_for_aya(&object, &btf)?;
+    // `.kconfig` externs get their values at load time; one no kernel
+    // could fill (its type, no symbol) is refused now.
+    compat::kconfig_needs(&object)?;
     let contract = Contract::discover(&btf)?;
     Ok(Inspected {
         object,

@@ -4,7 +4,7 @@
 //!
 //! The expression is tcpdump's language; `tcpdump -ddd -y EN10MB` compiles
 //! it to classic BPF with libpcap ([`compile`]: an external program, found
-//! on `PATH`, so that `ig` links no libpcap; `docs/design/007`). The
+//! on `PATH`, so that `ig` links no libpcap; `docs/design/008`). The
 //! classic program is translated to eBPF ([`to_ebpf`]) for the calling
 //! convention of `GADGET_PF`: registers R1-R3 hold the skb, R4 and R5 the
 //! packet's start and end. The code ends by setting R1-R3 and R5 to 0 and

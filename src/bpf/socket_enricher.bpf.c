@@ -5,7 +5,7 @@
 // (network namespace, family, protocol, local port), so that networking
 // gadgets can attribute a packet to a process. See
 // src/bpf/socket_enricher.rs for the user-space side and
-// docs/design/006-socket-enricher-without-kprobes.md for why it is built
+// docs/design/007-socket-enricher-without-kprobes.md for why it is built
 // this way.
 //
 // Upstream's enricher hooks kernel functions with kprobes (inet_bind,
@@ -648,7 +648,7 @@ int ig_se_connect_x(struct trace_event_raw_sys_exit *ctx)
 
 // A send on a UDP socket: recorded at once if it is bound, else at the
 // exit, once the kernel bound it (its first datagram is then already gone:
-// docs/design/006).
+// docs/design/007).
 static void send_enter(struct trace_event_raw_sys_enter *ctx)
 {
 	struct sock *sk = sock_of_fd((int)ctx->args[0]);

@@ -2,7 +2,7 @@
 //! map `gadget_sockets` that networking gadgets read through
 //! `gadget/sockets-map.h` (upstream's `SocketEnricher` operator), built
 //! without kprobes (`socket_enricher.bpf.c`, embedded; why and how in
-//! `docs/design/006-socket-enricher-without-kprobes.md`).
+//! `docs/design/007-socket-enricher-without-kprobes.md`).
 //!
 //! Started by the eBPF operator for an object that declares
 //! `gadget_sockets`, before the gadget is loaded: it creates the map with

@@ -726,7 +726,6 @@ impl Operator for EbpfOperator {
             toppers: Vec::new(),
             stack_fields,
             symbolizer: None,
-            mntns_seen: 0,
             targets_seen: 0,
             enricher_fields: enricher,
             enricher: None,
@@ -846,8 +845,6 @@ struct EbpfInstance {
     /// Data sources with stack fields (`stacks.rs`), and what reads them.
     stack_fields: Vec<(SourceId, stacks::StackFields)>,
     symbolizer: Option<stacks::Symbolizer>,
-    /// Generation of the container filter last written to the kernel.
-    mntns_seen: u64,
     /// Generation of the target set last attached to.
     targets_seen: u64,
     /// Set when the object declares `gadget_sockets`.
@@ -941,16 +938,16 @@ impl Instance for EbpfInstance {
             g.publish_maps(maps);
         }
         if let Some(f) = filter {
-            self.mntns_seen = 0;
-            let ids = f.changed_since(&mut self.mntns_seen).unwrap_or_default();
-            if !loaded
-                .fill_hash_u64_u32(mntns_filter::MAP, &ids)
-                .map_err(fail)?
-            {
-                log::warn!(
+            // From now on the filter writes the map itself, before the
+            // local manager lets a held container runtime go on.
+            match loaded.take_u64_set(mntns_filter::MAP).map_err(fail)? {
+                Some(set) => f
+                    .attach(Box::new(set))
+                    .map_err(|e| OperatorError::failed(NAME, e))?,
+                None => log::warn!(
                     "the gadget has no {} (gadget/mntns_filter.h): containers are selected in user space only",
                     mntns_filter::MAP
-                );
+                ),
             }
         }
         let now = Instant::now();
@@ -1203,14 +1200,6 @@ impl Source for EbpfInstance {
         }
         if let Some(e) = self.enricher.as_mut() {
             e.tick();
-        }
-        if let (Some(f), Some(loaded)) = (self.mntns_filter(), self.loaded.as_mut())
-            && let Some(ids) = f.changed_since(&mut self.mntns_seen)
-        {
-            loaded
-                .fill_hash_u64_u32(mntns_filter::MAP, &ids)
-                .map_err(|e| OperatorError::failed(NAME, e))?;
-            log::debug!("container filter: {} mount namespaces", ids.len());
         }
         // Tracers' stacks: one batch per tick.
         if let Some(sym) = self.symbolizer.as_mut()
