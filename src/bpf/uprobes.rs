@@ -324,8 +324,9 @@ pub struct FileKey {
     pub dev: u64,
     pub ino: u64,
     pub size: u64,
+    /// Content changes move it. (Not the change time: a new hard link
+    /// or a chmod moves that, and the file the kernel probes is the same.)
     pub mtime_ns: i128,
-    pub ctime_ns: i128,
 }
 
 /// The key of an opened file.
@@ -344,7 +345,6 @@ pub fn file_key(f: &File) -> std::io::Result<FileKey> {
         ino: m.ino(),
         size: m.size(),
         mtime_ns: ns(m.mtime(), m.mtime_nsec()),
-        ctime_ns: ns(m.ctime(), m.ctime_nsec()),
     })
 }
 
