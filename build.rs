@@ -1,6 +1,7 @@
 //! Records the git commit `ig` is built from, for `ig version`, and
 //! compiles the eBPF programs `ig` carries inside itself (the process
-//! tracker of `--enrich-process`) with clang.
+//! tracker of `--enrich-process`, the socket enricher, the dispatchers in
+//! front of networking programs) with clang.
 //!
 //! A build from a source tarball (no `.git`, or no `git` program) is a
 //! normal build: the commit is then `unknown`. `IG_GIT_COMMIT` in the
@@ -18,8 +19,11 @@ fn git(args: &[&str]) -> Option<String> {
 }
 
 /// eBPF sources built into the binary: (source, object name in OUT_DIR).
-const BPF_OBJECTS: &[(&str, &str)] =
-    &[("src/operators/processinfo/tracker.bpf.c", "tracker.bpf.o")];
+const BPF_OBJECTS: &[(&str, &str)] = &[
+    ("src/operators/processinfo/tracker.bpf.c", "tracker.bpf.o"),
+    ("src/bpf/socket_enricher.bpf.c", "socket_enricher.bpf.o"),
+    ("src/bpf/dispatch.bpf.c", "dispatch.bpf.o"),
+];
 
 /// Compile the embedded eBPF programs. They include no system header, so
 /// clang alone (any version with the BPF target) is enough; `IG_CLANG`

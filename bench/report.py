@@ -129,8 +129,9 @@ def main():
     # Written by hand, appended as they are: the analysis of misses
     # (bench/analysis.md; it rests on profiles, which the harness does not
     # take), the binary size (bench/size.md, measured by `cargo xtask dist`
-    # and cargo-bloat) and the WASM guest cost (bench/wasm.md).
-    for part in ("analysis.md", "size.md", "wasm.md"):
+    # and cargo-bloat), the WASM guest cost (bench/wasm.md) and the cost of
+    # many containers (bench/containers.md, bench/containers.py).
+    for part in ("analysis.md", "size.md", "wasm.md", "containers.md"):
         path = os.path.join(HERE, part)
         if os.path.exists(path):
             print(open(path).read())

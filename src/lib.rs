@@ -20,6 +20,7 @@ pub mod files;
 pub mod image;
 pub mod metadata;
 pub mod names;
+pub mod netif;
 pub mod operators;
 pub mod output;
 pub mod params;

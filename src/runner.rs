@@ -490,7 +490,7 @@ fn drain(p: &mut Pipeline) -> Result<bool, LoopError> {
     let mut any = false;
     for s in sources {
         any = true;
-        if !s.finished() {
+        if !s.finished() || s.always_drain() {
             s.drain(dispatch)?;
         }
         all_finished &= s.finished();

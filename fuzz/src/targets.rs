@@ -101,11 +101,39 @@ pub fn object(data: &[u8]) {
     }
     // The CO-RE relocations ig computes itself, against the object's own
     // BTF (as `aya_prepare` relocates against it too).
-    let Ok(data) = compat::resolve_core(&data, &btf) else {
+    let Ok(data) = compat::resolve_core(&data, &btf, Some(&btf)) else {
+        return;
+    };
+    // The `.kconfig` externs, given the values of a made-up kernel (this
+    // host's would make findings depend on the machine; the object's own
+    // BTF stands for the kernel's).
+    let facts = compat::KernelFacts {
+        version_code: Ok((6 << 16) + (18 << 8)),
+        config: Ok(("fuzz", FUZZ_KERNEL_CONFIG)),
+        btf: Some(&btf),
+    };
+    let Ok(data) = compat::resolve_kconfig(&data, &facts) else {
         return;
     };
     aya_prepare(&data, &info);
 }
+
+/// The kernel configuration the `object` target's `.kconfig` externs read:
+/// every kind of value (the options of `tests/fixtures/load_kconfig`, whose
+/// object is a seed, and some of each type).
+const FUZZ_KERNEL_CONFIG: &str = "\
+CONFIG_BPF_SYSCALL=y
+CONFIG_BPF_JIT=y
+CONFIG_PERF_EVENTS=y
+CONFIG_MODULES=m
+# CONFIG_KPROBES is not set
+CONFIG_HZ=250
+CONFIG_NEGATIVE=-1
+CONFIG_OCTAL=0755
+CONFIG_PHYSICAL_START=0x1000000
+CONFIG_LOCALVERSION=\"-fuzz\"
+CONFIG_CMDLINE=\"a string longer than most arrays that hold it, to be cut\"
+";
 
 /// What aya does with the same bytes in `ig run` (`EbpfLoader::load`)
 /// before its first system call: its own ELF and BTF parsing

@@ -5,12 +5,14 @@
 // type, response code, endpoints, and for a response the time since its
 // query was seen.
 //
-// A socket filter (SEC("socket")). ig attaches it to an AF_PACKET raw
-// socket of the host network namespace, so it sees every packet of every
-// interface of that namespace, in both directions, as Ethernet frames (the
-// loopback device has an all-zero Ethernet header too). The program always
-// returns 0, so no packet is ever queued on that socket: the events leave
-// through the ring buffer only.
+// A socket filter (SEC("socket")). ig attaches it, behind a dispatcher
+// that writes the network namespace into skb->cb[0], to an AF_PACKET raw
+// socket in the host's network namespace and in each followed container's,
+// so it sees every packet of every interface of those namespaces, in both
+// directions, as Ethernet frames (the loopback device has an all-zero
+// Ethernet header too). The program always returns 0, so no packet is
+// ever queued on that socket: the events leave through the ring buffer
+// only.
 //
 // Parsed: Ethernet, then IPv4 (options skipped; later fragments ignored)
 // or IPv6 (up to MAX_IPV6_EXT extension headers skipped), then UDP with
@@ -18,12 +20,17 @@
 // Not parsed: DNS over TCP, VLAN-tagged frames that still carry their tag,
 // and interfaces without an Ethernet header (tun, WireGuard...).
 //
-// A socket filter runs in softirq context, for the packet: there is no
-// process to report, so this gadget has no process fields and no process
-// filters.
+// A socket filter runs for the packet, not in its process: the process is
+// the owner of the packet's local end (the source port of a packet this
+// host sends, the destination port of one it receives), which ig's socket
+// enricher records in gadget_sockets (gadget/sockets-map.h). Process
+// filters (--pid, --comm, -c) apply to that owner.
 //
-// On the loopback device, every packet is seen twice: leaving (OUTGOING)
-// and arriving (HOST). The leaving copy is dropped.
+// On the loopback device every packet is seen twice, leaving (OUTGOING,
+// the sender's) and arriving (HOST, the receiver's); both are reported,
+// each with its own process, as upstream's trace_dns does. A response's
+// latency is then measured from the query leaving to the response
+// arriving (the client's view).
 
 #include <vmlinux.h>
 #include <bpf/bpf_helpers.h>
@@ -31,8 +38,11 @@
 
 // Events are sent with gadget_output_buf() only.
 #define GADGET_NO_BUF_RESERVE
+#define GADGET_TYPE_NETWORKING
 #include <gadget/buffer.h>
+#include <gadget/filter.h>
 #include <gadget/macros.h>
+#include <gadget/sockets-map.h>
 #include <gadget/types.h>
 
 #define ETH_HLEN 14
@@ -106,6 +116,8 @@ enum dns_qtype : __u16 {
 };
 
 struct event {
+	// The owner of the packet's local end (empty when unknown).
+	struct gadget_process proc;
 	gadget_timestamp timestamp_raw;
 	struct gadget_l4endpoint_t src;
 	struct gadget_l4endpoint_t dst;
@@ -239,12 +251,10 @@ int ig_trace_dns(struct __sk_buff *skb)
 	struct query_key qk = {};
 	__u32 zero = 0, l4, qoff, avail, wire_len;
 	__u16 h_proto, sport, dport, flags, qtype;
+	struct gadget_socket_value *owner;
 	__u64 *query_ts;
+	bool pair;
 	__u8 proto;
-
-	if (skb->ifindex == LOOPBACK_IFINDEX &&
-	    skb->pkt_type == PACKET_OUTGOING)
-		return 0;
 
 	if (bpf_skb_load_bytes(skb, 12, &h_proto, sizeof(h_proto)))
 		return 0;
@@ -325,6 +335,12 @@ int ig_trace_dns(struct __sk_buff *skb)
 		return 0;
 	flags = bpf_ntohs(dh.flags);
 
+	owner = gadget_socket_lookup(skb);
+	if (gadget_should_discard_data_by_skb(owner))
+		return 0;
+	__builtin_memset(&e->proc, 0, sizeof(e->proc));
+	gadget_process_populate_from_socket(owner, &e->proc);
+
 	e->timestamp_raw = bpf_ktime_get_boot_ns();
 	e->src.port = sport;
 	e->dst.port = dport;
@@ -375,7 +391,14 @@ int ig_trace_dns(struct __sk_buff *skb)
 	}
 	qk.id = e->id;
 	qk.version = e->src.version;
-	if (e->qr_raw == Q) {
+	// On loopback, from the query leaving to the response arriving; on
+	// other interfaces each packet is seen once.
+	pair = skb->ifindex != LOOPBACK_IFINDEX ||
+	       (e->qr_raw == Q ? skb->pkt_type == PACKET_OUTGOING :
+				 skb->pkt_type == HOST);
+	if (!pair) {
+		// Not this copy.
+	} else if (e->qr_raw == Q) {
 		bpf_map_update_elem(&queries, &qk, &e->timestamp_raw, BPF_ANY);
 	} else {
 		query_ts = bpf_map_lookup_elem(&queries, &qk);

@@ -30,12 +30,27 @@
 //! into the instructions, and removed from `.BTF.ext`; aya relocates the
 //! rest.
 //!
+//! With the running kernel's values ([`resolve_kconfig`], at load time),
+//! `.kconfig` externs (`extern int LINUX_KERNEL_VERSION __kconfig;`,
+//! `CONFIG_*`): aya sizes every BTF data section from an ELF section, and
+//! `.kconfig` has none. The externs get a section of their own,
+//! [`KCONFIG_SECTION`], filled as libbpf fills its `.kconfig` map, and
+//! aya loads it as it loads `.rodata`. The loader gathers the values
+//! ([`KernelFacts`]: `uname`, the kernel's configuration, its BTF).
+//!
 //! A section that grows moves to the end of the file (section headers may
 //! point anywhere); nothing else moves. Pure: bytes in, bytes out. Objects
 //! that are not 64-bit little-endian ELF with well-formed BTF are returned
 //! unchanged, for the checks after this to report.
 
+use std::collections::HashMap;
+
 use crate::btf::{Btf, Kind, TypeId};
+
+mod inject;
+mod replace;
+pub use inject::inject_at_function;
+pub use replace::replace_maps;
 
 /// Why an object cannot be rewritten for aya.
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +81,39 @@ pub enum CompatError {
     Section {
         /// The section.
         section: String,
+    },
+    /// The object has no function `function` to put the packet filter in front
+    /// of.
+    #[error("the object has no function {function} to put code in front of")]
+    NoFunction {
+        /// The function.
+        function: String,
+    },
+    /// A reference to a replaced map that is not a 64-bit load of its address.
+    #[error(
+        "section {section}, offset {offset:#x}: a reference to map {map} that is not a 64-bit load of its address"
+    )]
+    MapReference {
+        /// The map.
+        map: String,
+        /// The section.
+        section: String,
+        /// The offset in bytes.
+        offset: usize,
+    },
+    /// A `.kconfig` extern cannot be given a value.
+    #[error(".kconfig extern {symbol} of the object: {reason}")]
+    Kconfig {
+        /// The symbol.
+        symbol: String,
+        /// Why.
+        reason: String,
+    },
+    /// The object's `.kconfig` section cannot be filled.
+    #[error("the object's .kconfig externs cannot be given values: {reason}")]
+    KconfigObject {
+        /// Why.
+        reason: String,
     },
 }
 
@@ -128,8 +176,12 @@ struct Shdr {
     /// File offset of the header itself.
     at: usize,
     name: u32,
+    /// `sh_type`.
+    kind: u32,
     offset: usize,
     size: usize,
+    /// `sh_link`.
+    link: u32,
 }
 
 struct Elf {
@@ -161,8 +213,10 @@ impl Elf {
         let sh = Shdr {
             at,
             name: rd_u32(d, at)?,
+            kind: rd_u32(d, at + 4)?,
             offset: usize::try_from(rd_u64(d, at + 0x18)?).ok()?,
             size: usize::try_from(rd_u64(d, at + 0x20)?).ok()?,
+            link: rd_u32(d, at + 0x28)?,
         };
         Some(sh)
     }
@@ -536,12 +590,14 @@ pub fn needs_kernel_btf(object: &[u8]) -> bool {
 }
 
 /// The socket enricher's value struct (upstream's `types.h`): not a
-/// kernel type. Upstream's loader relocates its fields against a BTF of
-/// the enricher's own (`ExtraRelocationTargets`): the fields before
-/// `optional_fields_start` as the gadget declares them, then the optional
-/// ones the enricher was configured to fill. Without an enricher, the
-/// fixed fields relocate to themselves and the optional ones are absent.
-const SOCKET_VALUE: &str = "gadget_socket_value";
+/// kernel type. Its fields are relocated against the BTF of the layout
+/// the enricher was configured with (`bpf::socket_enricher::value_btf`,
+/// upstream's `ExtraRelocationTargets`): the fixed fields, then the
+/// optional ones `--socket-enricher-fields` enabled, with their sizes.
+/// The enricher's own program is relocated against the same BTF, so both
+/// sides agree on every offset. Without that BTF (no enricher), the fixed
+/// fields relocate to themselves and the optional ones are absent.
+pub const SOCKET_VALUE: &str = "gadget_socket_value";
 const SOCKET_OPTIONAL_START: &str = "optional_fields_start";
 
 /// Whether we compute `r` instead of aya: type matches, field relocations
@@ -866,8 +922,14 @@ enum Patch {
     Poison,
 }
 
-/// Compute relocation `r` against the kernel's BTF: `(local value, patch)`.
-fn compute(local: &Btf, kernel: &Btf, r: &CoreRelo) -> Result<(u64, Patch), String> {
+/// Compute relocation `r` against the kernel's BTF, or for the socket
+/// enricher's struct against `extra`: `(local value, patch)`.
+fn compute(
+    local: &Btf,
+    kernel: &Btf,
+    extra: Option<&Btf>,
+    r: &CoreRelo,
+) -> Result<(u64, Patch), String> {
     if r.kind == TYPE_MATCHES {
         let found = candidates(local, r.type_id, kernel)
             .into_iter()
@@ -892,7 +954,16 @@ fn compute(local: &Btf, kernel: &Btf, r: &CoreRelo) -> Result<(u64, Patch), Stri
         }
     };
     let root = local.skip_modifiers(r.type_id).map_err(|e| e.to_string())?;
-    if is_socket_value(local, root) {
+    let kernel = match extra {
+        Some(extra) if is_socket_value(local, root) => {
+            if candidates(local, root, extra).is_empty() {
+                return Err(format!("the enricher's BTF has no {SOCKET_VALUE}"));
+            }
+            extra
+        }
+        _ => kernel,
+    };
+    if extra.is_none() && is_socket_value(local, root) {
         let found = socket_value_field(local, root, &spec);
         let patch = match (r.kind, found) {
             (FIELD_EXISTS, found) => Patch::Value(u64::from(found.is_some())),
@@ -981,9 +1052,14 @@ fn patch_insn(code: &mut [u8], at: usize, local: u64, patch: &Patch) -> Result<(
 }
 
 /// Compute the CO-RE relocations aya cannot (see the module doc) against
-/// `kernel`, write them into the program sections and remove their
-/// records from `.BTF.ext`. Every other relocation is left to aya.
-pub fn resolve_core(object: &[u8], kernel: &Btf) -> Result<Vec<u8>, CompatError> {
+/// `kernel` (and the socket enricher's struct against `extra`, its BTF),
+/// write them into the program sections and remove their records from
+/// `.BTF.ext`. Every other relocation is left to aya.
+pub fn resolve_core(
+    object: &[u8],
+    kernel: &Btf,
+    extra: Option<&Btf>,
+) -> Result<Vec<u8>, CompatError> {
     let mut out = object.to_vec();
     let Some(elf) = Elf::parse(object) else {
         return Ok(out);
@@ -1033,7 +1109,7 @@ pub fn resolve_core(object: &[u8], kernel: &Btf) -> Result<Vec<u8>, CompatError>
                 access: local.string_at(r.access).unwrap_or("?").to_owned(),
                 reason,
             };
-            let (local_value, patch) = compute(&local, kernel, &r).map_err(fail)?;
+            let (local_value, patch) = compute(&local, kernel, extra, &r).map_err(fail)?;
             let sh = elf
                 .find(object, &section)
                 .ok_or_else(|| CompatError::Section {
@@ -1078,6 +1154,666 @@ pub fn resolve_core(object: &[u8], kernel: &Btf) -> Result<Vec<u8>, CompatError>
     }
     replace_section(&mut out, &ext_sh, &new_ext);
     Ok(out)
+}
+
+// ---------------------------------------------------------------------------
+// `.kconfig` externs.
+
+/// The BTF data section clang puts `__kconfig` externs in. No ELF section
+/// has this name: libbpf and cilium/ebpf make a map of it themselves.
+const KCONFIG_DATASEC: &str = ".kconfig";
+
+/// The section [`resolve_kconfig`] gives the externs. aya makes a
+/// read-only array map of every section named `.rodata*`, frozen after it
+/// is filled (as libbpf's `.kconfig` map), so the verifier knows the values
+/// and prunes the branches they rule out. 15 characters: all of it fits in
+/// the kernel's map name.
+pub const KCONFIG_SECTION: &str = ".rodata.kconfig";
+
+/// Largest `.kconfig` layout accepted. Kernel configuration values are
+/// short (the longest strings are command lines of a few hundred bytes);
+/// this only keeps a crafted object from making ig allocate at will.
+const MAX_KCONFIG: u32 = 64 << 10;
+
+/// How a value is stored, by the type the extern is declared with
+/// (libbpf's rules).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum KcfgType {
+    /// `bool`: `y` is 1, `n` 0; `m` is refused.
+    Bool,
+    /// A 1-byte integer that is not a bool: the letter itself (`y`, `m`,
+    /// `n`) or a number.
+    Char { signed: bool },
+    /// A 2, 4 or 8-byte integer: numbers only.
+    Int { signed: bool },
+    /// `enum libbpf_tristate`: `n` 0, `y` 1, `m` 2.
+    Tristate,
+    /// An array of chars: a string, NUL-terminated, cut to fit.
+    CharArray,
+}
+
+impl KcfgType {
+    fn of(btf: &Btf, ty: TypeId) -> Option<KcfgType> {
+        let id = btf.skip_modifiers(ty).ok()?;
+        match btf.kind(id).ok()? {
+            Kind::Int(i) if i.is_bool => (i.size == 1).then_some(KcfgType::Bool),
+            Kind::Int(i) if i.size == 1 => Some(KcfgType::Char { signed: i.signed }),
+            Kind::Int(i) if matches!(i.size, 2 | 4 | 8) => Some(KcfgType::Int { signed: i.signed }),
+            Kind::Enum(e) if e.size == 4 && btf.name_of(id) == Ok("libbpf_tristate") => {
+                Some(KcfgType::Tristate)
+            }
+            Kind::Array(a)
+                if a.len > 0
+                    && matches!(KcfgType::of(btf, a.elem), Some(KcfgType::Char { .. })) =>
+            {
+                Some(KcfgType::CharArray)
+            }
+            _ => None,
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            KcfgType::Bool => "bool",
+            KcfgType::Char { .. } => "char",
+            KcfgType::Int { .. } => "integer",
+            KcfgType::Tristate => "enum libbpf_tristate",
+            KcfgType::CharArray => "char array",
+        }
+    }
+}
+
+/// One `.kconfig` extern of an object.
+#[derive(Debug)]
+struct Extern {
+    name: String,
+    /// Its VAR in `.BTF`.
+    var: TypeId,
+    kind: KcfgType,
+    size: u32,
+    /// Declared `__weak`: 0 when the kernel has no value for it.
+    weak: bool,
+    /// Index of its (undefined) ELF symbol.
+    symbol: usize,
+    /// Where it goes in [`KCONFIG_SECTION`].
+    offset: u32,
+}
+
+/// The `.kconfig` externs of an object, laid out as libbpf lays them out.
+#[derive(Debug)]
+struct Kconfig {
+    datasec: TypeId,
+    externs: Vec<Extern>,
+    size: u32,
+    /// File offset of `.symtab`.
+    symtab: usize,
+}
+
+/// What the `.kconfig` externs of an object need from the running kernel,
+/// so that the loader reads only that.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KconfigNeeds {
+    /// `LINUX_KERNEL_VERSION` (from `uname`).
+    pub version: bool,
+    /// `CONFIG_*` options (from the kernel's build configuration).
+    pub config: bool,
+    /// `LINUX_HAS_SYSCALL_WRAPPER` or `LINUX_HAS_BPF_COOKIE` (from the
+    /// kernel's BTF).
+    pub kernel_btf: bool,
+}
+
+/// The running kernel as `.kconfig` externs see it, gathered by the loader
+/// (the parts [`KconfigNeeds`] asked for).
+#[derive(Debug)]
+pub struct KernelFacts<'a> {
+    /// `LINUX_VERSION_CODE` (see [`kernel_version_code`]), or why it is
+    /// unknown.
+    pub version_code: Result<u32, &'a str>,
+    /// The kernel's build configuration (`CONFIG_NAME=value` lines) and
+    /// the file it was read from, or why there is none.
+    pub config: Result<(&'a str, &'a str), &'a str>,
+    /// The kernel's BTF, for `LINUX_HAS_*`.
+    pub btf: Option<&'a Btf>,
+}
+
+/// `(index, is weak)` of symbols, by name.
+type Symbols<'a> = HashMap<&'a [u8], (usize, bool)>;
+
+/// The undefined global or weak symbols of the object's `.symtab`, and the
+/// file offset of `.symtab`.
+fn extern_symbols<'a>(elf: &Elf, d: &'a [u8]) -> Option<(Symbols<'a>, usize)> {
+    const SHT_SYMTAB: u32 = 2;
+    let symtab = elf.headers(d).find(|sh| sh.kind == SHT_SYMTAB)?;
+    let strtab = Elf::data(d, &elf.header(d, symtab.link as usize)?)?;
+    let syms = Elf::data(d, &symtab)?;
+    let mut out = HashMap::new();
+    for (i, s) in syms.chunks_exact(24).enumerate().skip(1) {
+        let (name, info, shndx) = (rd_u32(s, 0)?, s[4], rd_u16(s, 6)?);
+        // Undefined, global (1) or weak (2), no type (0): libbpf's externs.
+        if shndx != 0 || !matches!(info >> 4, 1 | 2) || info & 0xf != 0 {
+            continue;
+        }
+        let Some(tail) = strtab.get(name as usize..) else {
+            continue;
+        };
+        let Some(end) = tail.iter().position(|&b| b == 0) else {
+            continue;
+        };
+        out.insert(&tail[..end], (i, info >> 4 == 2));
+    }
+    Some((out, symtab.offset))
+}
+
+impl Kconfig {
+    /// The `.kconfig` externs of `object` (`None` when it has none, or is
+    /// not an object this module reads), their types checked.
+    fn read(object: &[u8]) -> Result<Option<Kconfig>, CompatError> {
+        let Some(elf) = Elf::parse(object) else {
+            return Ok(None);
+        };
+        let Some(raw) = elf
+            .find(object, ".BTF")
+            .and_then(|sh| Elf::data(object, &sh))
+        else {
+            return Ok(None);
+        };
+        let Ok(btf) = Btf::parse(raw) else {
+            return Ok(None);
+        };
+        let Some(datasec) = btf.find_datasec(KCONFIG_DATASEC) else {
+            return Ok(None);
+        };
+        let Ok(Kind::Datasec(ds)) = btf.kind(datasec) else {
+            return Ok(None);
+        };
+        if ds.vars.is_empty() {
+            return Ok(None);
+        }
+        let object_error = |reason: String| CompatError::KconfigObject { reason };
+        if elf.find(object, KCONFIG_SECTION).is_some() {
+            return Err(object_error(format!(
+                "it has a section named {KCONFIG_SECTION}, where ig puts its .kconfig externs"
+            )));
+        }
+        let (symbols, symtab) = extern_symbols(&elf, object)
+            .ok_or_else(|| object_error("its symbol table is unreadable".into()))?;
+        let mut externs: Vec<Extern> = Vec::with_capacity(ds.vars.len());
+        let mut align = Vec::with_capacity(ds.vars.len());
+        for v in &ds.vars {
+            let name = btf.name_of(v.ty).unwrap_or_default().to_owned();
+            let fail = |reason: &str| CompatError::Kconfig {
+                symbol: name.clone(),
+                reason: reason.to_owned(),
+            };
+            let Ok(Kind::Var(var)) = btf.kind(v.ty) else {
+                return Err(fail("only variables can be __kconfig externs"));
+            };
+            if name.is_empty() || externs.iter().any(|e| e.name == name) {
+                return Err(fail(
+                    "declared twice in the .kconfig section (or without a name)",
+                ));
+            }
+            let kind = KcfgType::of(&btf, var.ty).ok_or_else(|| {
+                fail(
+                    "its type is none of those a kernel configuration value fits in (bool, \
+                     char, an integer of 1 to 8 bytes, enum libbpf_tristate, a char array)",
+                )
+            })?;
+            let size = btf.size_of(var.ty).map_err(|e| fail(&e.to_string()))?;
+            let &(symbol, weak) = symbols
+                .get(name.as_bytes())
+                .ok_or_else(|| fail("the object has no undefined symbol of that name"))?;
+            align.push(match kind {
+                KcfgType::Int { .. } | KcfgType::Tristate => size,
+                _ => 1,
+            });
+            externs.push(Extern {
+                name,
+                var: v.ty,
+                kind,
+                size,
+                weak,
+                symbol,
+                offset: 0,
+            });
+        }
+        // libbpf's layout: by alignment (largest first), size, name.
+        let mut order: Vec<usize> = (0..externs.len()).collect();
+        order.sort_by(|&a, &b| {
+            (align[b], externs[a].size, &externs[a].name).cmp(&(
+                align[a],
+                externs[b].size,
+                &externs[b].name,
+            ))
+        });
+        let mut size = 0u32;
+        for i in order {
+            let e = &mut externs[i];
+            e.offset = size.next_multiple_of(align[i]);
+            size = e
+                .offset
+                .checked_add(e.size)
+                .filter(|s| *s <= MAX_KCONFIG)
+                .ok_or_else(|| {
+                    object_error(format!(
+                        "its .kconfig externs take more than {MAX_KCONFIG} bytes"
+                    ))
+                })?;
+        }
+        Ok(Some(Kconfig {
+            datasec,
+            externs,
+            size,
+            symtab,
+        }))
+    }
+
+    fn needs(&self) -> KconfigNeeds {
+        let mut n = KconfigNeeds::default();
+        for e in &self.externs {
+            match e.name.as_str() {
+                "LINUX_KERNEL_VERSION" => n.version = true,
+                "LINUX_HAS_SYSCALL_WRAPPER" | "LINUX_HAS_BPF_COOKIE" => n.kernel_btf = true,
+                name if name.starts_with("CONFIG_") => n.config = true,
+                _ => {}
+            }
+        }
+        n
+    }
+
+    /// The contents of [`KCONFIG_SECTION`]: every extern's value.
+    fn values(&self, facts: &KernelFacts<'_>) -> Result<Vec<u8>, CompatError> {
+        let mut data = vec![0u8; self.size as usize];
+        let wanted: Vec<&str> = self
+            .externs
+            .iter()
+            .map(|e| e.name.as_str())
+            .filter(|n| n.starts_with("CONFIG_"))
+            .collect();
+        let config = match (&facts.config, wanted.first()) {
+            (_, None) => None,
+            (Ok((path, text)), _) => Some((*path, config_values(text, &wanted))),
+            (Err(why), Some(first)) => {
+                return Err(CompatError::Kconfig {
+                    symbol: (*first).to_owned(),
+                    reason: format!("the kernel's configuration is needed, and {why}"),
+                });
+            }
+        };
+        for e in &self.externs {
+            let fail = |reason: String| CompatError::Kconfig {
+                symbol: e.name.clone(),
+                reason,
+            };
+            let start = e.offset as usize;
+            let slot = &mut data[start..start + e.size as usize];
+            let shown = match e.name.as_str() {
+                name if name.starts_with("CONFIG_") => {
+                    let Some((path, values)) = &config else {
+                        continue;
+                    };
+                    match values.get(name) {
+                        Some(raw) => {
+                            store_config_value(e, raw, slot).map_err(fail)?;
+                            (*raw).to_owned()
+                        }
+                        None if e.weak => "0 (not set by this kernel; __weak)".to_owned(),
+                        None => {
+                            return Err(fail(format!(
+                                "this kernel's configuration ({path}) does not set it; an \
+                                 object that can do without declares it __weak, and reads 0"
+                            )));
+                        }
+                    }
+                }
+                "LINUX_KERNEL_VERSION" => {
+                    let v = facts.version_code.map_err(|why| fail(why.to_owned()))?;
+                    store_number(e, u64::from(v), slot).map_err(fail)?;
+                    format!("{}.{}.{}", v >> 16, (v >> 8) & 0xff, v & 0xff)
+                }
+                "LINUX_HAS_SYSCALL_WRAPPER" | "LINUX_HAS_BPF_COOKIE" => {
+                    let btf = facts
+                        .btf
+                        .ok_or_else(|| fail("the kernel's BTF is needed".to_owned()))?;
+                    let has = if e.name == "LINUX_HAS_BPF_COOKIE" {
+                        has_bpf_cookie(btf)
+                    } else {
+                        has_syscall_wrapper(btf)
+                    };
+                    store_number(e, u64::from(has), slot).map_err(fail)?;
+                    u8::from(has).to_string()
+                }
+                name if name.starts_with("LINUX_") && e.weak => {
+                    "0 (unknown to ig; __weak)".to_owned()
+                }
+                _ => {
+                    return Err(fail(
+                        "ig knows CONFIG_* options and LINUX_KERNEL_VERSION, \
+                         LINUX_HAS_SYSCALL_WRAPPER and LINUX_HAS_BPF_COOKIE (as libbpf does)"
+                            .to_owned(),
+                    ));
+                }
+            };
+            log::debug!("kconfig extern {} = {shown}", e.name);
+        }
+        Ok(data)
+    }
+
+    /// `object` with [`KCONFIG_SECTION`] added, holding `data`: the
+    /// `.kconfig` DATASEC renamed after it and laid out, its variables
+    /// made global, their symbols defined in it.
+    fn rewrite(&self, object: &[u8], data: &[u8]) -> Result<Vec<u8>, CompatError> {
+        let unreadable = || CompatError::KconfigObject {
+            reason: "its ELF or BTF layout is not one ig can add a section to".into(),
+        };
+        let mut out = object.to_vec();
+        let elf = Elf::parse(&out).ok_or_else(unreadable)?;
+        // Section indexes from SHN_LORESERVE on are special.
+        let index = u16::try_from(elf.shnum)
+            .ok()
+            .filter(|n| *n < 0xff00)
+            .ok_or_else(unreadable)?;
+        // The new section's name.
+        let names = elf.header(&out, elf.shstrndx).ok_or_else(unreadable)?;
+        let mut table = Elf::data(&out, &names).ok_or_else(unreadable)?.to_vec();
+        let name_off = u32::try_from(table.len()).map_err(|_| unreadable())?;
+        table.extend_from_slice(KCONFIG_SECTION.as_bytes());
+        table.push(0);
+        replace_section(&mut out, &names, &table);
+        // BTF: the DATASEC is named after the section and laid out (its
+        // entries by offset, as the kernel wants them), the variables are
+        // global: what clang emits for `.rodata`.
+        let btf_sh = elf.find(&out, ".BTF").ok_or_else(unreadable)?;
+        let raw = Elf::data(&out, &btf_sh).ok_or_else(unreadable)?;
+        let records = Btf::record_offsets(raw).ok_or_else(unreadable)?;
+        let mut name = KCONFIG_SECTION.as_bytes().to_vec();
+        name.push(0);
+        let (mut btf, base) = btf_append_strings(raw, &name).ok_or_else(unreadable)?;
+        let at = |id: TypeId| records.get(id as usize).copied();
+        let ds = at(self.datasec).ok_or_else(unreadable)?;
+        wr_u32(&mut btf, ds, base);
+        wr_u32(&mut btf, ds + 8, self.size);
+        let mut sorted: Vec<&Extern> = self.externs.iter().collect();
+        sorted.sort_by_key(|e| e.offset);
+        for (i, e) in sorted.iter().enumerate() {
+            let entry = ds + 12 + i * 12;
+            wr_u32(&mut btf, entry, e.var);
+            wr_u32(&mut btf, entry + 4, e.offset);
+            wr_u32(&mut btf, entry + 8, e.size);
+            // BTF_VAR_GLOBAL_ALLOCATED.
+            wr_u32(&mut btf, at(e.var).ok_or_else(unreadable)? + 12, 1);
+        }
+        replace_section(&mut out, &btf_sh, &btf);
+        // The section's bytes.
+        out.resize(out.len().next_multiple_of(8), 0);
+        let data_off = out.len();
+        out.extend_from_slice(data);
+        // The symbols: global objects in the new section.
+        for e in &self.externs {
+            let s = self.symtab + e.symbol * 24;
+            out[s + 4] = (1 << 4) | 1; // STB_GLOBAL, STT_OBJECT
+            out[s + 6..s + 8].copy_from_slice(&index.to_le_bytes());
+            wr_u64(&mut out, s + 8, u64::from(e.offset));
+            wr_u64(&mut out, s + 16, u64::from(e.size));
+        }
+        // The section header table, one entry longer, at the end.
+        let table_end = (elf.shnum * elf.shentsize).checked_add(elf.shoff);
+        let mut headers = table_end
+            .and_then(|end| out.get(elf.shoff..end))
+            .ok_or_else(unreadable)?
+            .to_vec();
+        let mut h = vec![0u8; elf.shentsize];
+        wr_u32(&mut h, 0, name_off);
+        wr_u32(&mut h, 4, 1); // SHT_PROGBITS
+        wr_u64(&mut h, 8, 2); // SHF_ALLOC
+        wr_u64(&mut h, 0x18, data_off as u64);
+        wr_u64(&mut h, 0x20, data.len() as u64);
+        wr_u64(&mut h, 0x30, 8); // alignment
+        headers.extend_from_slice(&h);
+        out.resize(out.len().next_multiple_of(8), 0);
+        let shoff = out.len();
+        out.extend_from_slice(&headers);
+        wr_u64(&mut out, 0x28, shoff as u64);
+        out[0x3c..0x3e].copy_from_slice(&(index + 1).to_le_bytes());
+        Ok(out)
+    }
+}
+
+/// What `object`'s `.kconfig` externs need from the running kernel
+/// (`None` when it has none). Refuses externs no kernel could fill: a
+/// type no configuration value fits in, a duplicate, no symbol.
+pub fn kconfig_needs(object: &[u8]) -> Result<Option<KconfigNeeds>, CompatError> {
+    Ok(Kconfig::read(object)?.map(|k| k.needs()))
+}
+
+/// `object` with its `.kconfig` externs given the running kernel's values
+/// (`facts`), the way libbpf gives them, in a read-only data section aya
+/// loads as it loads `.rodata` ([`KCONFIG_SECTION`]). Unchanged when it
+/// has none.
+///
+/// - `CONFIG_*`: the value the kernel's configuration sets. `y`, `n`, `m`
+///   into a `bool` (1, 0; `m` refused), an `enum libbpf_tristate` (1, 0,
+///   2) or a `char` (the letter); a quoted string into a char array
+///   (NUL-terminated, cut to fit); a number (decimal, `0x` hexadecimal,
+///   `0` octal, negative) into an integer it fits in. An option the
+///   configuration does not set is 0 if the extern is `__weak`, else an
+///   error naming it.
+/// - `LINUX_KERNEL_VERSION`: [`kernel_version_code`].
+/// - `LINUX_HAS_SYSCALL_WRAPPER`, `LINUX_HAS_BPF_COOKIE`: 1 if the
+///   kernel's BTF has `__<arch>_sys_bpf`, resp. the helper
+///   `bpf_get_attach_cookie`. Any other `LINUX_*` is 0 if `__weak`;
+///   anything else is an error.
+pub fn resolve_kconfig(object: &[u8], facts: &KernelFacts<'_>) -> Result<Vec<u8>, CompatError> {
+    let Some(k) = Kconfig::read(object)? else {
+        return Ok(object.to_vec());
+    };
+    let data = k.values(facts)?;
+    k.rewrite(object, &data)
+}
+
+/// The values of options `wanted` in a kernel configuration: the first
+/// `CONFIG_NAME=value` line of each (libbpf keeps the first); comments
+/// (`# CONFIG_X is not set`) and lines without a value set nothing.
+fn config_values<'a>(text: &'a str, wanted: &[&str]) -> HashMap<&'a str, &'a str> {
+    let mut out = HashMap::new();
+    for line in text.lines() {
+        let Some((name, value)) = line.split_once('=') else {
+            continue;
+        };
+        if !value.is_empty() && name.starts_with("CONFIG_") && wanted.contains(&name) {
+            out.entry(name).or_insert(value);
+        }
+    }
+    out
+}
+
+/// `raw`, the text after `=` in the kernel's configuration, stored into
+/// `slot` as extern `e`'s type wants it (see [`resolve_kconfig`]).
+fn store_config_value(e: &Extern, raw: &str, slot: &mut [u8]) -> Result<(), String> {
+    let first = raw.as_bytes().first().copied().unwrap_or(b'0');
+    match (first, e.kind) {
+        (b'y' | b'n' | b'm', KcfgType::Bool) if first != b'm' => slot[0] = u8::from(first == b'y'),
+        (b'y' | b'n' | b'm', KcfgType::Tristate) => {
+            let v: u32 = match first {
+                b'y' => 1,
+                b'm' => 2,
+                _ => 0,
+            };
+            slot.copy_from_slice(&v.to_le_bytes());
+        }
+        (b'y' | b'n' | b'm', KcfgType::Char { .. }) => slot[0] = first,
+        (b'y' | b'n' | b'm', kind) => {
+            return Err(format!(
+                "the kernel's value {raw} needs an enum libbpf_tristate or a char{}, not {}",
+                if first == b'm' { "" } else { " or a bool" },
+                kind.describe()
+            ));
+        }
+        (b'"', KcfgType::CharArray) => {
+            let s = raw
+                .strip_prefix('"')
+                .and_then(|s| s.strip_suffix('"'))
+                .ok_or_else(|| format!("the kernel's value {raw} is not a quoted string"))?;
+            let n = s.len().min(slot.len() - 1);
+            if n < s.len() {
+                log::warn!(
+                    "kconfig extern {}: the kernel's value {raw} is cut to {n} bytes, the size of the object's array",
+                    e.name
+                );
+            }
+            slot[..n].copy_from_slice(&s.as_bytes()[..n]);
+            slot[n] = 0;
+        }
+        (b'"', kind) => {
+            return Err(format!(
+                "the kernel's value {raw} is a string, for a char array, not {}",
+                kind.describe()
+            ));
+        }
+        (_, KcfgType::Int { .. } | KcfgType::Char { .. }) => {
+            let v = parse_config_number(raw)
+                .ok_or_else(|| format!("the kernel's value {raw} is not a number"))?;
+            store_number(e, v, slot)?;
+        }
+        (_, kind) => {
+            return Err(format!(
+                "the kernel's value {raw} is a number, for an integer, not {}",
+                kind.describe()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Number `v` stored into `slot` if it fits extern `e` (as libbpf checks:
+/// a signed value may be negative, `v` then wrapped as by `strtoull`).
+fn store_number(e: &Extern, v: u64, slot: &mut [u8]) -> Result<(), String> {
+    let bits = e.size * 8;
+    let fits = match e.kind {
+        KcfgType::Bool => v <= 1,
+        KcfgType::Int { .. } | KcfgType::Char { .. } if bits >= 64 => true,
+        KcfgType::Int { signed: true } | KcfgType::Char { signed: true } => {
+            v.wrapping_add(1u64 << (bits - 1)) < 1u64 << bits
+        }
+        KcfgType::Int { signed: false } | KcfgType::Char { signed: false } => v >> bits == 0,
+        kind => return Err(format!("a number does not go into {}", kind.describe())),
+    };
+    if !fits {
+        let shown = match e.kind {
+            KcfgType::Int { signed: true } | KcfgType::Char { signed: true } => {
+                (v as i64).to_string()
+            }
+            _ => v.to_string(),
+        };
+        return Err(format!(
+            "{shown} does not fit in the object's {}-byte {}",
+            e.size,
+            e.kind.describe()
+        ));
+    }
+    slot.copy_from_slice(&v.to_le_bytes()[..slot.len()]);
+    Ok(())
+}
+
+/// A configuration number as C's `strtoull(s, _, 0)` reads it, wholly:
+/// `0x` hexadecimal, a leading `0` octal, else decimal; a `-` wraps.
+fn parse_config_number(s: &str) -> Option<u64> {
+    let (negative, s) = match s.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, s.strip_prefix('+').unwrap_or(s)),
+    };
+    let (digits, radix) = if let Some(h) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        (h, 16)
+    } else if s.len() > 1 && s.starts_with('0') {
+        (&s[1..], 8)
+    } else {
+        (s, 10)
+    };
+    if digits.is_empty() || !digits.chars().all(|c| c.is_digit(radix)) {
+        return None;
+    }
+    let v = u64::from_str_radix(digits, radix).ok()?;
+    Some(if negative { v.wrapping_neg() } else { v })
+}
+
+/// `LINUX_VERSION_CODE` of the running kernel, as libbpf finds it: from
+/// Ubuntu's `/proc/version_signature` (`Ubuntu 5.4.0-12.15-generic
+/// 5.4.8`), Debian's `uname -v` (`#1 SMP Debian 4.19.260-1`), else `uname
+/// -r`, whose release numbers Ubuntu and Debian do not keep. The patch
+/// level is at most 255 (`KERNEL_VERSION`); a release without one
+/// (`6.18-rc1`) is `x.y.0`, as the kernel's own code.
+pub fn kernel_version_code(release: &str, version: &str, signature: Option<&str>) -> Option<u32> {
+    let triple = |s: &str| -> Option<u32> {
+        let mut parts = s.splitn(3, '.');
+        let mut num = |required: bool| -> Option<u32> {
+            let p = parts.next().unwrap_or("");
+            let digits = &p[..p.find(|c: char| !c.is_ascii_digit()).unwrap_or(p.len())];
+            match digits.parse::<u32>() {
+                Ok(n) => Some(n),
+                Err(_) if !required => Some(0),
+                Err(_) => None,
+            }
+        };
+        let (a, b, c) = (num(true)?, num(true)?, num(false)?);
+        a.checked_mul(1 << 16)?
+            .checked_add(b.checked_mul(1 << 8)?)?
+            .checked_add(c.min(255))
+    };
+    if let Some(v) = signature
+        .and_then(|s| s.split_whitespace().nth(2))
+        .and_then(triple)
+    {
+        return Some(v);
+    }
+    if let Some(v) = version
+        .split_once("Debian ")
+        .and_then(|(_, rest)| triple(rest))
+    {
+        return Some(v);
+    }
+    triple(release)
+}
+
+/// The name of the `bpf` syscall's wrapper on this architecture, which
+/// the kernel has when its syscalls take a `struct pt_regs`
+/// (`ARCH_HAS_SYSCALL_WRAPPER`).
+const SYSCALL_WRAPPER: Option<&str> = if cfg!(target_arch = "x86_64") {
+    Some("__x64_sys_bpf")
+} else if cfg!(target_arch = "aarch64") {
+    Some("__arm64_sys_bpf")
+} else if cfg!(target_arch = "s390x") {
+    Some("__s390x_sys_bpf")
+} else if cfg!(target_arch = "riscv64") {
+    Some("__riscv_sys_bpf")
+} else {
+    None
+};
+
+/// `LINUX_HAS_SYSCALL_WRAPPER`. libbpf tries to create a kprobe on the
+/// wrapper; the kernel's BTF lists it whether or not kprobes work.
+fn has_syscall_wrapper(kernel: &Btf) -> bool {
+    SYSCALL_WRAPPER.is_some_and(|name| {
+        kernel
+            .find(name, |k| matches!(k, Kind::Func { .. }))
+            .is_some()
+    })
+}
+
+/// `LINUX_HAS_BPF_COOKIE`: the kernel knows `bpf_get_attach_cookie`
+/// (libbpf loads a program calling it; its BTF's `enum bpf_func_id` says
+/// the same without one).
+fn has_bpf_cookie(kernel: &Btf) -> bool {
+    kernel
+        .find("bpf_func_id", |k| matches!(k, Kind::Enum(_)))
+        .and_then(|id| match kernel.kind(id) {
+            Ok(Kind::Enum(e)) => Some(
+                e.values
+                    .iter()
+                    .any(|v| kernel.str(v.name) == "BPF_FUNC_get_attach_cookie"),
+            ),
+            _ => None,
+        })
+        .unwrap_or(false)
 }
 
 #[cfg(test)]
@@ -1145,26 +1881,28 @@ mod tests {
         };
         assert!(taken_over(&local, &relo(FIELD_BYTE_OFFSET)));
         assert_eq!(
-            compute(&local, &kernel, &relo(FIELD_BYTE_OFFSET)).unwrap(),
+            compute(&local, &kernel, None, &relo(FIELD_BYTE_OFFSET)).unwrap(),
             (24, Patch::Value(32))
         );
         assert_eq!(
-            compute(&local, &kernel, &relo(FIELD_BYTE_SIZE)).unwrap(),
+            compute(&local, &kernel, None, &relo(FIELD_BYTE_SIZE)).unwrap(),
             (8, Patch::Value(8))
         );
         assert_eq!(
-            compute(&local, &kernel, &relo(FIELD_EXISTS)).unwrap(),
+            compute(&local, &kernel, None, &relo(FIELD_EXISTS)).unwrap(),
             (1, Patch::Value(1))
         );
         // A kernel without the struct: the access is poisoned, an
         // existence check says 0 (libbpf's behaviour).
         let none = Btf::parse(&BtfBuilder::new().to_bytes()).unwrap();
         assert_eq!(
-            compute(&local, &none, &relo(FIELD_BYTE_OFFSET)).unwrap().1,
+            compute(&local, &none, None, &relo(FIELD_BYTE_OFFSET))
+                .unwrap()
+                .1,
             Patch::Poison
         );
         assert_eq!(
-            compute(&local, &none, &relo(FIELD_EXISTS)).unwrap().1,
+            compute(&local, &none, None, &relo(FIELD_EXISTS)).unwrap().1,
             Patch::Value(0)
         );
     }
@@ -1207,7 +1945,7 @@ mod tests {
                 kind: TYPE_MATCHES,
             };
             assert_eq!(
-                compute(&local, &kernel, &r).unwrap(),
+                compute(&local, &kernel, None, &r).unwrap(),
                 (1, Patch::Value(want)),
                 "{third:?}"
             );
@@ -1233,6 +1971,396 @@ mod tests {
             POISON_HELPER
         );
         assert!(patch_insn(&mut code, 8, 0, &Patch::Value(0)).is_err());
+    }
+
+    // ---------------------------------------------------------------- kconfig
+
+    #[test]
+    fn kconfig_types_follow_libbpf() {
+        let mut b = BtfBuilder::new();
+        let bool_ = b.bool_();
+        let char_ = b.char_();
+        let int = b.int("int", 4, true);
+        let u64_ = b.int("unsigned long long", 8, false);
+        let u64_t = b.typedef("__u64", u64_);
+        let cv = b.const_(u64_t);
+        let odd = b.int("three", 3, false);
+        let tri = b.enum_(
+            "libbpf_tristate",
+            4,
+            false,
+            &[("TRI_NO", 0), ("TRI_YES", 1)],
+        );
+        let other_enum = b.enum_("other", 4, false, &[("A", 0)]);
+        let string = b.array(char_, 16);
+        let empty = b.array(char_, 0);
+        let ints = b.array(int, 4);
+        let strukt = b.struct_("s", 4, &[("a", int, 0)]);
+        let btf = Btf::parse(&b.to_bytes()).unwrap();
+        let of = |id| KcfgType::of(&btf, id);
+        assert_eq!(of(bool_), Some(KcfgType::Bool));
+        assert_eq!(of(char_), Some(KcfgType::Char { signed: true }));
+        assert_eq!(of(int), Some(KcfgType::Int { signed: true }));
+        assert_eq!(of(cv), Some(KcfgType::Int { signed: false }));
+        assert_eq!(of(tri), Some(KcfgType::Tristate));
+        assert_eq!(of(string), Some(KcfgType::CharArray));
+        for unsupported in [odd, other_enum, empty, ints, strukt] {
+            assert_eq!(of(unsupported), None, "type {unsupported}");
+        }
+    }
+
+    #[test]
+    fn kconfig_numbers_read_as_strtoull_reads_them() {
+        assert_eq!(parse_config_number("250"), Some(250));
+        assert_eq!(parse_config_number("0x1000000"), Some(0x100_0000));
+        assert_eq!(parse_config_number("0X1f"), Some(31));
+        assert_eq!(parse_config_number("0755"), Some(0o755));
+        assert_eq!(parse_config_number("0"), Some(0));
+        assert_eq!(parse_config_number("+7"), Some(7));
+        assert_eq!(parse_config_number("-1"), Some(u64::MAX));
+        for bad in [
+            "",
+            "-",
+            "0x",
+            "12a",
+            "0x+5",
+            "08",
+            "1 2",
+            "99999999999999999999",
+        ] {
+            assert_eq!(parse_config_number(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn kernel_versions_as_libbpf_finds_them() {
+        let kv = |a: u32, b: u32, c: u32| (a << 16) + (b << 8) + c;
+        let code = kernel_version_code;
+        assert_eq!(
+            code("6.18.44-fc-v1300", "#1 SMP PREEMPT_DYNAMIC @0", None),
+            Some(kv(6, 18, 44))
+        );
+        // Debian keeps 0 as the patch level in the release; the version
+        // has the real one.
+        assert_eq!(
+            code(
+                "6.1.0-28-amd64",
+                "#1 SMP PREEMPT_DYNAMIC Debian 6.1.119-1 (2024-11-22)",
+                None
+            ),
+            Some(kv(6, 1, 119))
+        );
+        // Ubuntu says it in /proc/version_signature.
+        assert_eq!(
+            code(
+                "5.4.0-12-generic",
+                "#15-Ubuntu SMP",
+                Some("Ubuntu 5.4.0-12.15-generic 5.4.8\n")
+            ),
+            Some(kv(5, 4, 8))
+        );
+        // KERNEL_VERSION() keeps the patch level in one byte.
+        assert_eq!(
+            code("4.19.0-22-amd64", "#1 SMP Debian 4.19.260-1", None),
+            Some(kv(4, 19, 255))
+        );
+        assert_eq!(code("6.18-rc1", "", None), Some(kv(6, 18, 0)));
+        assert_eq!(code("6", "", None), None);
+        assert_eq!(code("linux", "", None), None);
+        assert_eq!(code("99999.0.0", "", None), None);
+    }
+
+    #[test]
+    fn kconfig_lines_first_one_wins() {
+        let text = "# CONFIG_A is not set\nCONFIG_B=\nCONFIG_C=y\nCONFIG_C=n\nCONFIG_D=1\nX_CONFIG_E=1\nnoise\n";
+        let v = config_values(text, &["CONFIG_A", "CONFIG_B", "CONFIG_C", "X_CONFIG_E"]);
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert_eq!(v["CONFIG_C"], "y");
+    }
+
+    #[test]
+    fn kconfig_values_are_stored_as_libbpf_stores_them() {
+        use KcfgType::*;
+        let store = |kind, size: u32, raw: &str| -> Result<Vec<u8>, String> {
+            let e = Extern {
+                name: "CONFIG_X".into(),
+                var: 0,
+                kind,
+                size,
+                weak: false,
+                symbol: 0,
+                offset: 0,
+            };
+            let mut slot = vec![0; size as usize];
+            store_config_value(&e, raw, &mut slot).map(|()| slot)
+        };
+        let signed = Int { signed: true };
+        let unsigned = Int { signed: false };
+        assert_eq!(store(Bool, 1, "y"), Ok(vec![1]));
+        assert_eq!(store(Bool, 1, "n"), Ok(vec![0]));
+        assert!(store(Bool, 1, "m").unwrap_err().contains("tristate"));
+        assert!(store(Bool, 1, "1").unwrap_err().contains("is a number"));
+        assert_eq!(store(Tristate, 4, "y"), Ok(vec![1, 0, 0, 0]));
+        assert_eq!(store(Tristate, 4, "m"), Ok(vec![2, 0, 0, 0]));
+        assert_eq!(store(Tristate, 4, "n"), Ok(vec![0, 0, 0, 0]));
+        assert_eq!(store(Char { signed: true }, 1, "m"), Ok(vec![b'm']));
+        assert_eq!(store(Char { signed: true }, 1, "-128"), Ok(vec![0x80]));
+        assert!(store(Char { signed: true }, 1, "128").is_err());
+        assert_eq!(store(Char { signed: false }, 1, "255"), Ok(vec![0xff]));
+        assert_eq!(store(signed, 4, "250"), Ok(250i32.to_le_bytes().to_vec()));
+        assert_eq!(store(signed, 4, "-1"), Ok(vec![0xff; 4]));
+        assert!(
+            store(unsigned, 4, "-1")
+                .unwrap_err()
+                .contains("does not fit")
+        );
+        assert_eq!(store(signed, 2, "32767"), Ok(vec![0xff, 0x7f]));
+        assert!(store(signed, 2, "32768").is_err());
+        assert_eq!(store(unsigned, 8, "0xffffffffffffffff"), Ok(vec![0xff; 8]));
+        assert!(store(signed, 4, "y").unwrap_err().contains("not integer"));
+        assert!(
+            store(signed, 4, "12x")
+                .unwrap_err()
+                .contains("not a number")
+        );
+        assert!(store(signed, 4, "\"s\"").unwrap_err().contains("string"));
+        assert_eq!(
+            store(CharArray, 8, "\"-fc\""),
+            Ok(b"-fc\0\0\0\0\0".to_vec())
+        );
+        // Cut to the array, NUL-terminated (libbpf warns and does the same).
+        assert_eq!(store(CharArray, 4, "\"abcdef\""), Ok(b"abc\0".to_vec()));
+        assert_eq!(store(CharArray, 1, "\"\""), Ok(vec![0]));
+        assert!(store(CharArray, 8, "\"open").is_err());
+        assert!(store(CharArray, 8, "y").is_err());
+        assert!(store(CharArray, 8, "7").is_err());
+    }
+
+    /// A kernel BTF with the syscall wrapper of this architecture.
+    fn kernel_with_syscall_wrapper() -> Btf {
+        let mut k = BtfBuilder::new();
+        let proto = k.func_proto(0, &[]);
+        k.func(
+            SYSCALL_WRAPPER.unwrap_or("__x64_sys_bpf"),
+            proto,
+            crate::btf::Linkage::Static,
+        );
+        k.enum_(
+            "bpf_func_id",
+            4,
+            false,
+            &[("BPF_FUNC_unspec", 0), ("BPF_FUNC_get_attach_cookie", 174)],
+        );
+        Btf::parse(&k.to_bytes()).unwrap()
+    }
+
+    fn kconfig_fixture() -> Vec<u8> {
+        // tests/fixtures/load_kconfig, built with clang 19 and our headers.
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        std::fs::read(root.join("fuzz/corpus/object/load_kconfig.bpf.o")).unwrap()
+    }
+
+    const KCONFIG_TEXT: &str = "CONFIG_BPF_SYSCALL=y\nCONFIG_BPF_JIT=m\nCONFIG_PERF_EVENTS=y\n\
+         CONFIG_HZ=1000\nCONFIG_LOCALVERSION=\"-test\"\n# CONFIG_PHYSICAL_START is not set\n";
+
+    /// The fixture object, given the values of a made-up kernel, then read
+    /// by aya's own parser as `ig run` hands it over: the externs are
+    /// read-only global data in one map, laid out as libbpf lays them out,
+    /// and every instruction that reads one points into that map.
+    #[test]
+    fn kconfig_externs_become_read_only_data_aya_relocates() {
+        let object = kconfig_fixture();
+        let features =
+            aya_obj::btf::BtfFeatures::new(true, true, true, true, true, true, true, true);
+        // As aya 0.14 sees the object without us.
+        let mut obj = aya_obj::Object::parse(&object).unwrap();
+        let err = obj.fixup_and_sanitize_btf(&features).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("Unable to determine the size of section `.kconfig`"),
+            "{err}"
+        );
+
+        assert_eq!(
+            kconfig_needs(&object).unwrap(),
+            Some(KconfigNeeds {
+                version: true,
+                config: true,
+                kernel_btf: true
+            })
+        );
+        let kernel = kernel_with_syscall_wrapper();
+        let facts = KernelFacts {
+            version_code: Ok((6 << 16) + (12 << 8) + 5),
+            config: Ok(("test", KCONFIG_TEXT)),
+            btf: Some(&kernel),
+        };
+        let out = resolve_kconfig(&object, &facts).unwrap();
+        assert!(kconfig_needs(&out).unwrap().is_none(), "resolved once");
+
+        // The DATASEC, renamed, laid out by alignment, size and name.
+        let elf = Elf::parse(&out).unwrap();
+        let raw = Elf::data(&out, &elf.find(&out, ".BTF").unwrap()).unwrap();
+        let btf = Btf::parse(raw).unwrap();
+        assert!(btf.find_datasec(KCONFIG_DATASEC).is_none());
+        let Ok(Kind::Datasec(ds)) = btf.kind(btf.find_datasec(KCONFIG_SECTION).unwrap()) else {
+            panic!("no {KCONFIG_SECTION} DATASEC");
+        };
+        let layout: Vec<(&str, u32, u32)> = ds
+            .vars
+            .iter()
+            .map(|v| (btf.name_of(v.ty).unwrap(), v.offset, v.size))
+            .collect();
+        assert_eq!(
+            layout,
+            [
+                ("CONFIG_PHYSICAL_START", 0, 8),
+                ("CONFIG_BPF_JIT", 8, 4),
+                ("CONFIG_HZ", 12, 4),
+                ("CONFIG_IG_FIXTURE_ABSENT", 16, 4),
+                ("LINUX_KERNEL_VERSION", 20, 4),
+                ("CONFIG_BPF_SYSCALL", 24, 1),
+                ("CONFIG_PERF_EVENTS", 25, 1),
+                ("LINUX_HAS_SYSCALL_WRAPPER", 26, 1),
+                ("CONFIG_LOCALVERSION", 27, 32),
+            ]
+        );
+        assert_eq!(ds.size, 59);
+        for v in &ds.vars {
+            let Ok(Kind::Var(var)) = btf.kind(v.ty) else {
+                panic!()
+            };
+            assert_eq!(var.linkage, crate::btf::Linkage::Global);
+        }
+        let mut want = vec![0u8; 59];
+        want[8] = 2; // m, as a tristate
+        want[12..16].copy_from_slice(&1000i32.to_le_bytes());
+        want[20..24].copy_from_slice(&0x06_0c_05u32.to_le_bytes());
+        want[24] = 1;
+        want[25] = b'y';
+        want[26] = 1;
+        want[27..32].copy_from_slice(b"-test");
+
+        // aya: one read-only map holding exactly those bytes.
+        let mut obj = aya_obj::Object::parse(&out).unwrap();
+        let map = &obj.maps[KCONFIG_SECTION];
+        assert_eq!(map.data(), want.as_slice());
+        assert_eq!(
+            map.section_kind(),
+            aya_obj::EbpfSectionKind::Rodata,
+            "frozen and read-only, as libbpf's .kconfig map"
+        );
+        obj.fixup_and_sanitize_btf(&features).unwrap();
+        let maps = std::mem::take(&mut obj.maps);
+        let fd_of = |name: &str| if name == KCONFIG_SECTION { 77 } else { 10 };
+        let text_sections = obj.functions.keys().map(|(section, _)| *section).collect();
+        obj.relocate_maps(
+            maps.iter().map(|(n, m)| (n.as_str(), fd_of(n), m)),
+            &text_sections,
+        )
+        .unwrap();
+        // Every extern read: `r = map_value(.rodata.kconfig) + offset`.
+        let mut offsets: Vec<i32> = Vec::new();
+        for f in obj.functions.values() {
+            for pair in f.instructions.windows(2) {
+                if pair[0].code == 0x18 && pair[0].imm == 77 {
+                    assert_eq!(pair[0].src_reg(), 2, "BPF_PSEUDO_MAP_VALUE");
+                    offsets.push(pair[1].imm);
+                }
+            }
+        }
+        offsets.sort_unstable();
+        assert_eq!(offsets, [0, 8, 12, 16, 20, 24, 25, 26, 27]);
+    }
+
+    #[test]
+    fn kconfig_externs_without_a_value_are_errors_naming_them() {
+        let object = kconfig_fixture();
+        let kernel = kernel_with_syscall_wrapper();
+        let hz_y = KCONFIG_TEXT.replace("CONFIG_HZ=1000", "CONFIG_HZ=y");
+        let facts = |config| KernelFacts {
+            version_code: Ok(1),
+            config,
+            btf: Some(&kernel),
+        };
+        let err = |facts: &KernelFacts<'_>, object: &[u8]| {
+            resolve_kconfig(object, facts).unwrap_err().to_string()
+        };
+        // Not set and not __weak (libbpf: "not resolved").
+        let e = err(
+            &facts(Ok(("/proc/config.gz", "CONFIG_BPF_JIT=y\n"))),
+            &object,
+        );
+        assert!(
+            e.starts_with(".kconfig extern CONFIG_BPF_SYSCALL of the object: "),
+            "{e}"
+        );
+        assert!(
+            e.contains("(/proc/config.gz) does not set it") && e.contains("__weak"),
+            "{e}"
+        );
+        // No configuration to read.
+        let e = err(&facts(Err("neither A nor B exists")), &object);
+        assert!(
+            e.contains("CONFIG_BPF_SYSCALL") && e.contains("neither A nor B exists"),
+            "{e}"
+        );
+        // A value of the wrong kind for the declared type.
+        let e = err(&facts(Ok(("c", &hz_y))), &object);
+        assert!(
+            e.contains("extern CONFIG_HZ ") && e.contains("not integer"),
+            "{e}"
+        );
+        // No kernel version.
+        let no_version = KernelFacts {
+            version_code: Err("the kernel's release x is not a version"),
+            config: Ok(("c", KCONFIG_TEXT)),
+            btf: Some(&kernel),
+        };
+        let e = err(&no_version, &object);
+        assert!(
+            e.contains("LINUX_KERNEL_VERSION") && e.contains("release x"),
+            "{e}"
+        );
+        // A LINUX_ name ig does not know, not __weak (same length: the
+        // ELF and BTF names are replaced alike).
+        let renamed = replace_all(
+            &object,
+            b"LINUX_HAS_SYSCALL_WRAPPER\0",
+            b"LINUX_HAS_SYSCALL_WRAPPEX\0",
+        );
+        let e = err(&facts(Ok(("c", KCONFIG_TEXT))), &renamed);
+        assert!(
+            e.contains("LINUX_HAS_SYSCALL_WRAPPEX") && e.contains("as libbpf does"),
+            "{e}"
+        );
+        // Not an object: nothing to give values to.
+        assert_eq!(kconfig_needs(b"junk").unwrap(), None);
+        assert_eq!(resolve_kconfig(b"junk", &facts(Err("x"))).unwrap(), b"junk");
+    }
+
+    fn replace_all(data: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+        assert_eq!(from.len(), to.len());
+        let mut out = data.to_vec();
+        let mut n = 0;
+        let mut i = 0;
+        while let Some(p) = out[i..].windows(from.len()).position(|w| w == from) {
+            out[i + p..i + p + to.len()].copy_from_slice(to);
+            i += p + to.len();
+            n += 1;
+        }
+        assert!(n >= 2, "{n} replacements");
+        out
+    }
+
+    #[test]
+    fn kernel_features_from_its_btf() {
+        let kernel = kernel_with_syscall_wrapper();
+        assert!(has_bpf_cookie(&kernel));
+        assert_eq!(has_syscall_wrapper(&kernel), SYSCALL_WRAPPER.is_some());
+        let none = Btf::parse(&BtfBuilder::new().to_bytes()).unwrap();
+        assert!(!has_bpf_cookie(&none));
+        assert!(!has_syscall_wrapper(&none));
     }
 
     #[test]
@@ -1263,6 +2391,6 @@ mod tests {
         assert_eq!(for_aya(b"junk"), b"junk");
         assert!(!needs_kernel_btf(b"junk"));
         let kernel = Btf::parse(&crate::btf::builder::BtfBuilder::new().to_bytes()).unwrap();
-        assert_eq!(resolve_core(b"junk", &kernel).unwrap(), b"junk");
+        assert_eq!(resolve_core(b"junk", &kernel, None).unwrap(), b"junk");
     }
 }

@@ -171,6 +171,14 @@ pub fn map_max_entries(btf: &Btf, map: &str) -> Option<u32> {
     map_uint(btf, map, "max_entries")
 }
 
+/// `type` of a BTF-defined map (`__uint(type, N)`), if declared.
+pub fn map_type(btf: &Btf, map: &str) -> Option<u32> {
+    map_uint(btf, map, "type")
+}
+
+/// `BPF_MAP_TYPE_PERF_EVENT_ARRAY`.
+pub const PERF_EVENT_ARRAY: u32 = 4;
+
 /// The maps of the object's `.maps` section, by name.
 pub fn btf_maps(btf: &Btf) -> Vec<String> {
     let Some(sec) = btf.find_datasec(".maps") else {

@@ -10,6 +10,7 @@
 //! this file carries it out, including the fallback from a program the
 //! kernel refuses to the alternative the gadget declared.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::io::Read as _;
 use std::os::fd::{AsFd as _, AsRawFd, FromRawFd as _, OwnedFd, RawFd};
@@ -19,12 +20,15 @@ use aya::maps::{MapData, PerCpuArray, RingBuf};
 use aya::programs::perf_event::{
     HardwareEvent, PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent,
 };
-use aya::programs::uprobe::UProbeScope;
+use aya::programs::uprobe::{UProbeAttachLocation, UProbeLinkId, UProbeScope};
 use aya::programs::{Program, ProgramError};
 use aya::{Ebpf, EbpfLoader};
 
 use super::object::ObjectInfo;
 use super::programs::{Attach, PerfEventKind, ProgramPlan};
+use super::targets::TargetSet;
+use super::uprobes::{self, Missing, Probe, RootKey, UprobeSet};
+use crate::netif;
 
 /// Why a gadget could not be loaded, attached or read.
 #[derive(Debug, thiserror::Error)]
@@ -127,12 +131,13 @@ pub enum LoadError {
         #[source]
         source: aya::BtfError,
     },
-    /// Reading the kernel's BTF `path` (needed for the object's CO-RE
-    /// relocations) failed.
-    #[error("reading the kernel's BTF {path} (needed for the object's CO-RE relocations)")]
+    /// Reading the kernel's BTF `path` failed.
+    #[error("reading the kernel's BTF {path} (needed for {needed_for})")]
     KernelBtfFile {
         /// The file.
         path: &'static str,
+        /// What needed it.
+        needed_for: &'static str,
         /// Why.
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
@@ -140,6 +145,12 @@ pub enum LoadError {
     /// The object needs a rewrite aya cannot do, and ig could not do it either.
     #[error(transparent)]
     Compat(#[from] Box<super::compat::CompatError>),
+    /// No program of the gadget could attach.
+    #[error("no program of the gadget could attach: {reasons}")]
+    NothingAttached {
+        /// Why each could not.
+        reasons: String,
+    },
     /// Map `map` is missing from the object.
     #[error("map {map} is missing from the object")]
     MissingMap {
@@ -216,18 +227,50 @@ pub struct LoadSpec<'a> {
     /// A loader made ahead of time ([`LoaderPrefetch`]); without one (or
     /// once another load took it) the kernel BTF is parsed here.
     pub prefetch: Option<&'a LoaderPrefetch>,
+    /// The host and containers programs that follow containers attach to
+    /// (uprobes: in each one's files).
+    pub targets: &'a TargetSet,
+    /// `(map, descriptor)`: maps of the object replaced by existing ones
+    /// (`compat::replace_maps`; the socket enricher's `gadget_sockets`).
+    pub replace_maps: &'a [(&'a str, RawFd)],
+    /// The BTF the socket enricher's value struct is relocated against
+    /// (`compat::resolve_core`).
+    pub socket_value_btf: Option<&'a crate::btf::Btf>,
+    /// Where TC programs attach (`--iface`); `None`: the host side of the
+    /// followed containers' interfaces.
+    pub iface: Option<&'a str>,
 }
 
 /// A loaded and attached gadget. Dropping it detaches and frees everything.
 pub struct LoadedGadget {
     ebpf: Ebpf,
-    /// Packet sockets socket filters are attached to (closing detaches).
-    sockets: Vec<OwnedFd>,
     /// Plan entry of every program in use, by name.
     in_use: BTreeMap<String, ProgramPlan>,
     /// Links of the programs attached to tracepoints, detached in
     /// parallel when the gadget is dropped (see `Drop`).
     tracepoint_links: Vec<(String, aya::programs::trace_point::TracePointLinkId)>,
+    /// Uprobes, attached in each root the run covers (`retarget`).
+    uprobes: UprobeSet<UProbeLinkId>,
+    /// The roots uprobes were attached in (even where nothing was found).
+    uprobe_roots: std::collections::BTreeSet<RootKey>,
+    /// Socket filter programs, attached in each network namespace the run
+    /// covers (`retarget`) behind a dispatcher.
+    socket_programs: Vec<String>,
+    /// By network namespace: per socket program, its dispatcher and the
+    /// packet socket that is attached to (closing them detaches).
+    netns_attachments: BTreeMap<u64, Vec<(Ebpf, OwnedFd)>>,
+    /// Loads the dispatchers (made once: making one parses the kernel's BTF).
+    dispatch_loader: Option<EbpfLoader<'static>>,
+    /// TC programs (name, ingress as the gadget declares it).
+    tc_programs: Vec<(String, bool)>,
+    /// `--iface`: the one interface TC programs attach to, if given.
+    tc_iface: Option<netif::Iface>,
+    /// By host interface: per TC program, its dispatcher (which owns the
+    /// TCX link; dropping it detaches).
+    tc_attachments: BTreeMap<netif::Iface, Vec<Ebpf>>,
+    /// The set last retargeted to (interfaces are looked for again in it:
+    /// a container's veth usually appears after its first process).
+    targets: TargetSet,
 }
 
 /// Closing a tracepoint's perf event makes the kernel wait for RCU grace
@@ -287,7 +330,20 @@ impl LoadedGadget {
         for (name, n) in spec.max_entries {
             loader.map_max_entries(name, *n);
         }
-        let object = with_core_resolved(spec.object)?;
+        // A replaced map's own definition is still created, unreferenced:
+        // as small as can be.
+        for (name, _) in spec.replace_maps {
+            loader.map_max_entries(name, 1);
+        }
+        let mut kernel = CompatKernelBtf::default();
+        let object = with_core_resolved(spec.object, spec.socket_value_btf, &mut kernel)?;
+        let object = with_kconfig_resolved(object, &mut kernel)?;
+        drop(kernel);
+        let object = if spec.replace_maps.is_empty() {
+            object
+        } else {
+            Cow::Owned(super::compat::replace_maps(&object, spec.replace_maps).map_err(Box::new)?)
+        };
         // Pinned maps are shared, never created: a pin removed since the
         // check above gives a private map (`compat::unpin_maps`).
         let object =
@@ -304,10 +360,19 @@ impl LoadedGadget {
         log::debug!("maps created; loading and attaching the programs");
         let mut g = Self {
             ebpf,
-            sockets: Vec::new(),
             in_use: BTreeMap::new(),
             tracepoint_links: Vec::new(),
+            uprobes: UprobeSet::new(Vec::new()),
+            uprobe_roots: std::collections::BTreeSet::new(),
+            socket_programs: Vec::new(),
+            netns_attachments: BTreeMap::new(),
+            dispatch_loader: None,
+            tc_programs: Vec::new(),
+            tc_iface: None,
+            tc_attachments: BTreeMap::new(),
+            targets: spec.targets.clone(),
         };
+        let mut probes = Vec::new();
         let mut kernel_btf = None;
         for p in spec.plan {
             if p.is_fallback {
@@ -323,7 +388,15 @@ impl LoadedGadget {
             }
             match g.load_and_attach(p, &mut kernel_btf) {
                 Ok(()) => {
-                    log::debug!("attached {} ({})", p.name, p.section);
+                    if let Some(probe) = probe_of(p) {
+                        log::debug!("loaded {} ({})", p.name, p.section);
+                        probes.push(probe);
+                    } else if matches!(p.attach, Attach::Socket | Attach::Tc { .. }) {
+                        // Attached by `retarget`, behind dispatchers.
+                        log::debug!("loaded {} ({})", p.name, p.section);
+                    } else {
+                        log::debug!("attached {} ({})", p.name, p.section);
+                    }
                     g.in_use.insert(p.name.clone(), p.clone());
                 }
                 Err(first) => {
@@ -354,11 +427,365 @@ impl LoadedGadget {
                         fb.section,
                         p.name
                     );
+                    probes.extend(probe_of(fb));
                     g.in_use.insert(fb.name.clone(), fb.clone());
                 }
             }
         }
+        g.uprobes = UprobeSet::new(probes);
+        g.socket_programs = g
+            .in_use
+            .values()
+            .filter(|p| p.attach == Attach::Socket)
+            .map(|p| p.name.clone())
+            .collect();
+        g.tc_programs = g
+            .in_use
+            .values()
+            .filter_map(|p| match p.attach {
+                Attach::Tc { ingress } => Some((p.name.clone(), ingress)),
+                _ => None,
+            })
+            .collect();
+        if let (Some(name), Some((prog, _))) = (spec.iface, g.tc_programs.first()) {
+            let index = netif::ifindex(name).map_err(|e| LoadError::Attach {
+                program: prog.clone(),
+                section: "classifier".into(),
+                hint: format!(": --iface {name}: no such interface in ig's network namespace"),
+                source: Box::new(e),
+            })?;
+            g.tc_iface = Some(netif::Iface {
+                index,
+                name: name.to_owned(),
+            });
+        }
+        g.retarget(spec.targets);
+        g.report_uprobes(spec.targets)?;
+        g.check_sockets(spec.targets)?;
+        g.check_tc()?;
         Ok(g)
+    }
+
+    /// At start: `--iface` must have every TC program; without it, say
+    /// when there is nothing to attach to yet.
+    fn check_tc(&mut self) -> Result<(), LoadError> {
+        let Some((first, _)) = self.tc_programs.first() else {
+            return Ok(());
+        };
+        match self.tc_iface.clone() {
+            Some(iface) => {
+                if self.tc_attachments.contains_key(&iface) {
+                    return Ok(());
+                }
+                let host = host_netns().map_err(|e| tc_error(first, Box::new(e)))?;
+                let d = self
+                    .attach_iface(&iface, host, false)
+                    .map_err(|(prog, e)| tc_error(&prog, e))?;
+                self.tc_attachments.insert(iface, d);
+            }
+            None if self.tc_attachments.is_empty() => {
+                let names: Vec<&str> = self.tc_programs.iter().map(|(n, _)| n.as_str()).collect();
+                log::warn!(
+                    "TC programs {}: no --iface, and no container the run follows has a network interface yet: \
+                     nothing is attached until one starts (--iface NAME attaches to a host interface)",
+                    names.join(", ")
+                );
+            }
+            None => {}
+        }
+        Ok(())
+    }
+
+    /// Dispatchers of every TC program on host interface `iface`, for
+    /// network namespace `netns`; `flip`: the interface is a container's
+    /// host-side veth, so a program for the container's ingress goes on
+    /// its egress and the other way round.
+    fn attach_iface(
+        &mut self,
+        iface: &netif::Iface,
+        netns: u64,
+        flip: bool,
+    ) -> Result<Vec<Ebpf>, (String, BoxError)> {
+        use aya::programs::tc::{TcAttachOptions, TcAttachType};
+        let mut out = Vec::new();
+        for (name, ingress) in self.tc_programs.clone() {
+            let name = &name;
+            let fail = |e: BoxError| (name.clone(), e);
+            let mut d = self
+                .dispatcher(name, netns, DispatchKind::Tc)
+                .map_err(fail)?;
+            let Some(Program::SchedClassifier(p)) = d.program_mut(DispatchKind::Tc.program())
+            else {
+                return Err(fail("the TC dispatcher is missing".into()));
+            };
+            let hook = if ingress != flip {
+                TcAttachType::Ingress
+            } else {
+                TcAttachType::Egress
+            };
+            // TCX: a link owned by a descriptor, gone when ig is (a
+            // netlink filter would outlive a killed ig).
+            p.attach_with_options(
+                &iface.name,
+                hook,
+                TcAttachOptions::TcxOrder(aya::programs::LinkOrder::default()),
+            )
+            .map_err(|e| fail(Box::new(e)))?;
+            log::debug!(
+                "attached {name} (classifier, {hook:?}) to {} (index {}), network namespace {netns}",
+                iface.name,
+                iface.index
+            );
+            out.push(d);
+        }
+        Ok(out)
+    }
+
+    /// TC programs: on `--iface` (fixed), or on the host side of each
+    /// followed container's interfaces.
+    fn retarget_tc(&mut self, set: &TargetSet) {
+        if self.tc_programs.is_empty() || self.tc_iface.is_some() {
+            return;
+        }
+        let mut want: BTreeMap<netif::Iface, u64> = BTreeMap::new();
+        for c in set.containers.iter().filter(|c| c.netns != 0) {
+            match netif::host_peers(c.pid) {
+                Ok(ifaces) => {
+                    for i in ifaces {
+                        want.insert(i, c.netns);
+                    }
+                }
+                Err(e) => log::debug!("TC: interfaces of container {}: {e}", c.name),
+            }
+        }
+        self.tc_attachments.retain(|iface, _| {
+            let keep = want.contains_key(iface);
+            if !keep {
+                log::debug!("TC: {} left the run", iface.name);
+            }
+            keep
+        });
+        for (iface, netns) in want {
+            if self.tc_attachments.contains_key(&iface) {
+                continue;
+            }
+            match self.attach_iface(&iface, netns, true) {
+                Ok(d) => {
+                    self.tc_attachments.insert(iface, d);
+                }
+                Err((prog, e)) => log::debug!(
+                    "TC program {prog} on {}: {}",
+                    iface.name,
+                    super::error_chain(e.as_ref())
+                ),
+            }
+        }
+    }
+
+    /// At start: the host's network namespace must have its socket
+    /// filters (a failure there is the run's); containers' may fail
+    /// alone.
+    fn check_sockets(&mut self, set: &TargetSet) -> Result<(), LoadError> {
+        if self.socket_programs.is_empty() || !set.host {
+            return Ok(());
+        }
+        let host = host_netns().map_err(|e| socket_error(&self.socket_programs[0], Box::new(e)))?;
+        match self.netns_attachments.get(&host) {
+            Some(a) if a.len() == self.socket_programs.len() => Ok(()),
+            _ => {
+                // Attach again in the host's namespace, to report why.
+                let sockets = self
+                    .attach_netns(host, None)
+                    .map_err(|(prog, e)| socket_error(&prog, e))?;
+                self.netns_attachments.insert(host, sockets);
+                Ok(())
+            }
+        }
+    }
+
+    /// A dispatcher of `kind` for network namespace `netns` in front of
+    /// the gadget's program `name` (loaded, not attached).
+    fn dispatcher(&mut self, name: &str, netns: u64, kind: DispatchKind) -> Result<Ebpf, BoxError> {
+        let prog_fd = self
+            .ebpf
+            .program(name)
+            .ok_or_else(|| format!("program {name} is not loaded"))?
+            .fd()?;
+        let loader = self.dispatch_loader.get_or_insert_with(|| {
+            let mut l = EbpfLoader::new();
+            l.btf(None);
+            l
+        });
+        load_dispatcher(loader, netns, kind, prog_fd)
+    }
+
+    /// Dispatchers of every socket program in network namespace `netns`
+    /// (`pid`: a process in it; `None`: ours). On error, the program and
+    /// why.
+    fn attach_netns(
+        &mut self,
+        netns: u64,
+        pid: Option<u32>,
+    ) -> Result<Vec<(Ebpf, OwnedFd)>, (String, BoxError)> {
+        let mut out = Vec::new();
+        for name in self.socket_programs.clone() {
+            let name = &name;
+            let fail = |e: BoxError| (name.clone(), e);
+            let mut d = self
+                .dispatcher(name, netns, DispatchKind::Socket)
+                .map_err(fail)?;
+            let sock = packet_socket_in(pid).map_err(|e| fail(Box::new(e)))?;
+            let Some(Program::SocketFilter(sf)) = d.program_mut(DispatchKind::Socket.program())
+            else {
+                return Err(fail("the socket dispatcher is missing".into()));
+            };
+            sf.attach(sock.as_fd()).map_err(|e| fail(Box::new(e)))?;
+            log::debug!("attached {name} (socket) in network namespace {netns}");
+            out.push((d, sock));
+        }
+        Ok(out)
+    }
+
+    /// Network namespaces: attach socket filters where the run now goes,
+    /// detach from where it no longer does.
+    fn retarget_netns(&mut self, set: &TargetSet) {
+        if self.socket_programs.is_empty() {
+            return;
+        }
+        // By namespace: a process in it, or `None` for ours (the host's
+        // own namespace is entered from here, even if a container shares
+        // it).
+        let mut want: BTreeMap<u64, Option<u32>> = BTreeMap::new();
+        if set.host {
+            match host_netns() {
+                Ok(n) => {
+                    want.insert(n, None);
+                }
+                Err(e) => log::debug!("socket filters: our network namespace: {e}"),
+            }
+        }
+        for c in set.containers.iter().filter(|c| c.netns != 0) {
+            want.entry(c.netns).or_insert(Some(c.pid));
+        }
+        self.netns_attachments.retain(|netns, _| {
+            let keep = want.contains_key(netns);
+            if !keep {
+                log::debug!("socket filters: network namespace {netns} left the run");
+            }
+            keep
+        });
+        for (netns, pid) in want {
+            if self.netns_attachments.contains_key(&netns) {
+                continue;
+            }
+            match self.attach_netns(netns, pid) {
+                Ok(sockets) => {
+                    self.netns_attachments.insert(netns, sockets);
+                }
+                Err((prog, e)) => log::debug!(
+                    "socket filter {prog} in network namespace {netns}: {}",
+                    super::error_chain(e.as_ref())
+                ),
+            }
+        }
+    }
+
+    /// Follow the host and containers of `set` (uprobes attach in their files).
+    pub fn retarget(&mut self, set: &TargetSet) {
+        self.targets = set.clone();
+        self.retarget_netns(set);
+        self.retarget_tc(set);
+        self.retarget_uprobes(set);
+    }
+
+    /// Look again for the followed containers' interfaces (TC programs
+    /// without `--iface`): interfaces come and go while containers run.
+    /// A netlink exchange per container; the caller paces it.
+    pub fn refresh_interfaces(&mut self) {
+        if !self.tc_programs.is_empty() && self.tc_iface.is_none() {
+            let set = self.targets.clone();
+            self.retarget_tc(&set);
+        }
+    }
+
+    fn retarget_uprobes(&mut self, set: &TargetSet) {
+        if self.uprobes.is_empty() {
+            return;
+        }
+        let mut want: BTreeMap<RootKey, (Option<u32>, &str)> = BTreeMap::new();
+        if set.host {
+            want.insert(RootKey::Host, (None, ""));
+        }
+        for c in &set.containers {
+            want.insert(RootKey::Container(c.id.clone()), (Some(c.pid), &c.name));
+        }
+        let mut a = UprobeAttacher {
+            ebpf: &mut self.ebpf,
+        };
+        let gone: Vec<RootKey> = self
+            .uprobe_roots
+            .iter()
+            .filter(|k| !want.contains_key(*k))
+            .cloned()
+            .collect();
+        for k in gone {
+            self.uprobes.remove_root(&mut a, &k);
+            self.uprobe_roots.remove(&k);
+            log::debug!("uprobes: {k:?} left the run");
+        }
+        for (k, (pid, name)) in want {
+            if self.uprobe_roots.contains(&k) {
+                continue;
+            }
+            match uprobes::open_root(pid) {
+                Ok(dir) => {
+                    self.uprobes.add_root(&mut a, &k, name, &dir);
+                    log::debug!(
+                        "uprobes: {} added ({} links in all)",
+                        k.describe(name),
+                        self.uprobes.link_count()
+                    );
+                }
+                Err(e) => log::debug!("uprobes: the root of {}: {e}", k.describe(name)),
+            }
+            self.uprobe_roots.insert(k);
+        }
+    }
+
+    /// At start: one warning per reason uprobes could not attach; an error
+    /// when no program of the gadget attached at all and no container can
+    /// change that (the run covers the host, so it is not waiting for a
+    /// selected container to start).
+    fn report_uprobes(&self, set: &TargetSet) -> Result<(), LoadError> {
+        let unattached = self.uprobes.unattached();
+        if unattached.is_empty() {
+            return Ok(());
+        }
+        let mut by_reason: BTreeMap<Missing, Vec<(&str, &str)>> = BTreeMap::new();
+        for (probe, why) in &unattached {
+            by_reason
+                .entry(why.clone())
+                .or_default()
+                .push((probe.program.as_str(), probe.symbol.as_str()));
+        }
+        let lines: Vec<String> = by_reason
+            .iter()
+            .map(|(why, probes)| why.describe(probes))
+            .collect();
+        let others = self
+            .in_use
+            .values()
+            .filter(|p| !matches!(p.attach, Attach::UProbe { .. }))
+            .count();
+        if others == 0 && !self.uprobes.any_attached() && set.host {
+            return Err(LoadError::NothingAttached {
+                reasons: lines.join("; "),
+            });
+        }
+        for l in lines {
+            log::warn!("uprobes not attached: {l}");
+        }
+        Ok(())
     }
 
     /// Names of the programs loaded (after fallbacks), with their sections.
@@ -429,10 +856,9 @@ impl LoadedGadget {
                     .map_err(load_err)?;
                 l.attach().map_err(|e| attach_err(boxed(e)))?;
             }
-            (Attach::UProbe { target, symbol, .. }, Program::UProbe(u)) => {
+            (Attach::UProbe { .. }, Program::UProbe(u)) => {
+                // Attached per root by `retarget`, once everything loaded.
                 u.load().map_err(load_err)?;
-                u.attach(symbol.as_str(), target, UProbeScope::AllProcesses)
-                    .map_err(|e| attach_err(boxed(e)))?;
             }
             (Attach::Iter { target }, Program::Iter(it)) => {
                 // Loaded now so the verifier speaks at start; attached and
@@ -441,10 +867,9 @@ impl LoadedGadget {
                     .map_err(load_err)?;
             }
             (Attach::Socket, Program::SocketFilter(sf)) => {
+                // Attached per network namespace by `retarget`, behind a
+                // dispatcher that tells it the namespace.
                 sf.load().map_err(load_err)?;
-                let sock = packet_socket().map_err(|e| attach_err(Box::new(e)))?;
-                sf.attach(sock.as_fd()).map_err(|e| attach_err(boxed(e)))?;
-                self.sockets.push(sock);
             }
             (Attach::PerfEvent(cfg), Program::PerfEvent(pe)) => {
                 pe.load().map_err(load_err)?;
@@ -471,6 +896,11 @@ impl LoadedGadget {
                     )
                     .map_err(|e| attach_err(boxed(e)))?;
                 }
+            }
+            (Attach::Tc { .. }, Program::SchedClassifier(p)) => {
+                // Attached per interface by `retarget`, behind a
+                // dispatcher.
+                p.load().map_err(load_err)?;
             }
             (Attach::Disabled, _) => {}
             (_, prog) => return Err(mismatch(prog)),
@@ -582,30 +1012,20 @@ impl LoadedGadget {
         Ok(RingBuffer { rb })
     }
 
-    /// Make the keys of HASH map `map` (u64 → u32) exactly `keys` (values
-    /// 0): insert the missing ones, remove the others. `Ok(false)` when the
-    /// object has no such map. Used for `gadget_mntns_filter_map`.
-    pub fn fill_hash_u64_u32(&mut self, map: &str, keys: &[u64]) -> Result<bool, LoadError> {
-        let Some(m) = self.ebpf.map_mut(map) else {
-            return Ok(false);
+    /// Take HASH map `map` (u64 → u32) out of the gadget as a set the
+    /// container filter writes on its own (`mntns_filter::KernelSet`);
+    /// `Ok(None)` when the object has no such map. The programs keep
+    /// their reference to the map.
+    pub fn take_u64_set(&mut self, map: &str) -> Result<Option<U64Set>, LoadError> {
+        let Some(m) = self.ebpf.take_map(map) else {
+            return Ok(None);
         };
-        let fail = |source| LoadError::Map {
-            map: map.to_owned(),
-            source,
-        };
-        let mut h = aya::maps::HashMap::<_, u64, u32>::try_from(m).map_err(fail)?;
-        let stale: Vec<u64> = h
-            .keys()
-            .filter_map(Result::ok)
-            .filter(|k| !keys.contains(k))
-            .collect();
-        for k in stale {
-            h.remove(&k).map_err(fail)?;
-        }
-        for k in keys {
-            h.insert(k, 0, 0).map_err(fail)?;
-        }
-        Ok(true)
+        let h =
+            aya::maps::HashMap::<_, u64, u32>::try_from(m).map_err(|source| LoadError::Map {
+                map: map.to_owned(),
+                source,
+            })?;
+        Ok(Some(U64Set { map: h }))
     }
 
     /// The `<map>_lost_samples` per-CPU counter of a tracer map, if the
@@ -620,6 +1040,31 @@ impl LoadedGadget {
             source,
         })?;
         Ok(Some(LostCounter { arr, seen: 0, name }))
+    }
+}
+
+/// A HASH map of u64 keys used as a set (`gadget_mntns_filter_map`).
+pub struct U64Set {
+    map: aya::maps::HashMap<aya::maps::MapData, u64, u32>,
+}
+
+impl crate::bpf::mntns_filter::KernelSet for U64Set {
+    /// Insert the missing keys, then remove the others (a key that stays
+    /// is never absent in between).
+    fn replace(&mut self, ids: &[u64]) -> Result<(), String> {
+        for k in ids {
+            self.map.insert(k, 0, 0).map_err(|e| e.to_string())?;
+        }
+        let stale: Vec<u64> = self
+            .map
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| !ids.contains(k))
+            .collect();
+        for k in stale {
+            self.map.remove(&k).map_err(|e| e.to_string())?;
+        }
+        Ok(())
     }
 }
 
@@ -846,6 +1291,164 @@ impl StackTraces {
     }
 }
 
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The dispatchers (`dispatch.bpf.c`), built by `build.rs`.
+static DISPATCH: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/dispatch.bpf.o"));
+
+/// Which dispatcher.
+#[derive(Clone, Copy)]
+enum DispatchKind {
+    Socket,
+    Tc,
+}
+
+impl DispatchKind {
+    fn program(self) -> &'static str {
+        match self {
+            Self::Socket => "ig_sock_disp",
+            Self::Tc => "ig_tc_disp",
+        }
+    }
+}
+
+/// A dispatcher loaded for network namespace `netns`, its tail call set to
+/// the gadget's program `target`; not attached.
+fn load_dispatcher(
+    loader: &mut EbpfLoader<'static>,
+    netns: u64,
+    kind: DispatchKind,
+    target: &aya::programs::ProgramFd,
+) -> Result<Ebpf, Box<dyn std::error::Error + Send + Sync>> {
+    // The namespace goes into `current_netns`, the object's only
+    // `.rodata` variable, in the bytes: a loader's globals must outlive
+    // it, and this one lives as long as the gadget.
+    let object = with_rodata_u32(DISPATCH, u32::try_from(netns).unwrap_or(0))
+        .ok_or("the dispatcher object has no 4-byte .rodata")?;
+    let mut d = loader.load(&object)?;
+    let map = d
+        .map_mut("ig_tail_call")
+        .ok_or("the dispatcher has no ig_tail_call")?;
+    let mut calls = aya::maps::ProgramArray::try_from(map)?;
+    calls.set(0, target, 0)?;
+    match (kind, d.program_mut(kind.program())) {
+        (DispatchKind::Socket, Some(Program::SocketFilter(p))) => p.load()?,
+        (DispatchKind::Tc, Some(Program::SchedClassifier(p))) => p.load()?,
+        _ => return Err(format!("the dispatcher has no program {}", kind.program()).into()),
+    }
+    Ok(d)
+}
+
+/// `object` with its 4-byte `.rodata` section set to `v`.
+fn with_rodata_u32(object: &[u8], v: u32) -> Option<Vec<u8>> {
+    use object::{Object as _, ObjectSection as _};
+    let file = object::File::parse(object).ok()?;
+    let s = file.section_by_name(".rodata")?;
+    let (at, len) = s.file_range()?;
+    if len != 4 {
+        return None;
+    }
+    let mut out = object.to_vec();
+    out[at as usize..at as usize + 4].copy_from_slice(&v.to_ne_bytes());
+    Some(out)
+}
+
+/// The inode of our network namespace.
+fn host_netns() -> std::io::Result<u64> {
+    let l = std::fs::read_link("/proc/self/ns/net")?;
+    l.to_str()
+        .and_then(crate::containers::parse_ns_link)
+        .ok_or_else(|| std::io::Error::other(format!("unexpected {}", l.display())))
+}
+
+/// A packet socket in the network namespace of `pid` (ours: `None`),
+/// made on a thread that enters it: a socket stays in the namespace it was
+/// made in.
+fn packet_socket_in(pid: Option<u32>) -> std::io::Result<OwnedFd> {
+    let Some(pid) = pid else {
+        return packet_socket();
+    };
+    let ns = std::fs::File::open(format!("/proc/{pid}/ns/net"))?;
+    std::thread::scope(|s| {
+        std::thread::Builder::new()
+            .name("ig-netns".into())
+            .spawn_scoped(s, || {
+                // SAFETY: setns(2) of this thread only, with a namespace fd.
+                if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                packet_socket()
+            })?
+            .join()
+            .unwrap_or_else(|_| {
+                Err(std::io::Error::other(
+                    "the thread entering the namespace panicked",
+                ))
+            })
+    })
+}
+
+fn tc_error(program: &str, e: BoxError) -> LoadError {
+    LoadError::Attach {
+        program: program.to_owned(),
+        section: "classifier".into(),
+        hint: ": TC programs attach through TCX links (Linux 6.6 or later); ig does not use \
+               netlink filters, which would outlive it if it were killed"
+            .into(),
+        source: e,
+    }
+}
+
+fn socket_error(program: &str, e: Box<dyn std::error::Error + Send + Sync>) -> LoadError {
+    LoadError::Attach {
+        program: program.to_owned(),
+        section: "socket".into(),
+        hint: String::new(),
+        source: e,
+    }
+}
+
+/// The uprobe a plan entry is, if it is one.
+fn probe_of(p: &ProgramPlan) -> Option<Probe> {
+    match &p.attach {
+        Attach::UProbe { target, symbol, .. } => Some(Probe {
+            program: p.name.clone(),
+            target: uprobes::Target::parse(target)?,
+            symbol: symbol.clone(),
+        }),
+        _ => None,
+    }
+}
+
+/// Attaches uprobes of the gadget's object for `UprobeSet`.
+struct UprobeAttacher<'a> {
+    ebpf: &'a mut Ebpf,
+}
+
+impl uprobes::Attacher for UprobeAttacher<'_> {
+    type Link = UProbeLinkId;
+
+    fn attach(&mut self, program: &str, path: &Path, offset: u64) -> Result<UProbeLinkId, String> {
+        let Some(Program::UProbe(u)) = self.ebpf.program_mut(program) else {
+            return Err(format!("program {program} is not a loaded uprobe"));
+        };
+        u.attach(
+            UProbeAttachLocation::AbsoluteOffset(offset),
+            path,
+            UProbeScope::AllProcesses,
+        )
+        .map_err(|e| super::error_chain(&e))
+    }
+
+    fn detach(&mut self, program: &str, link: UProbeLinkId) {
+        if let Some(Program::UProbe(u)) = self.ebpf.program_mut(program)
+            && let Err(e) = u.detach(link)
+        {
+            log::debug!("detaching uprobe {program}: {e}");
+        }
+    }
+}
+
 /// What a WASM guest may reach of a loaded gadget (upstream's `getMap`):
 /// a descriptor of every map still in the object, duplicated so the
 /// guest's handles outlive neither more nor less than they should (see
@@ -1050,21 +1653,148 @@ const PIN_DIR: &str = "/sys/fs/bpf";
 /// Where the running kernel exposes its BTF.
 const KERNEL_BTF: &str = "/sys/kernel/btf/vmlinux";
 
+/// The kernel's BTF as `bpf::compat` reads it (aya parses its own copy):
+/// read at most once per load, and only for a step that needs it.
+#[derive(Default)]
+struct CompatKernelBtf(Option<crate::btf::Btf>);
+
+impl CompatKernelBtf {
+    fn get(&mut self, needed_for: &'static str) -> Result<&crate::btf::Btf, LoadError> {
+        if self.0.is_none() {
+            let fail =
+                |source: Box<dyn std::error::Error + Send + Sync>| LoadError::KernelBtfFile {
+                    path: KERNEL_BTF,
+                    needed_for,
+                    source,
+                };
+            let raw = std::fs::read(KERNEL_BTF).map_err(|e| fail(Box::new(e)))?;
+            self.0 = Some(crate::btf::Btf::parse(&raw).map_err(|e| fail(Box::new(e)))?);
+        }
+        Ok(self.0.as_ref().expect("set just above"))
+    }
+}
+
 /// `object` with the CO-RE relocations aya cannot compute already done
 /// against the running kernel (`compat::resolve_core`). The kernel's BTF
 /// is read and parsed only for objects that have such relocations.
-fn with_core_resolved(object: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, LoadError> {
+fn with_core_resolved<'a>(
+    object: &'a [u8],
+    socket_value_btf: Option<&crate::btf::Btf>,
+    kernel: &mut CompatKernelBtf,
+) -> Result<Cow<'a, [u8]>, LoadError> {
     if !super::compat::needs_kernel_btf(object) {
-        return Ok(std::borrow::Cow::Borrowed(object));
+        return Ok(Cow::Borrowed(object));
     }
-    let fail = |source: Box<dyn std::error::Error + Send + Sync>| LoadError::KernelBtfFile {
-        path: KERNEL_BTF,
-        source,
+    let kernel = kernel.get("the object's CO-RE relocations")?;
+    let resolved =
+        super::compat::resolve_core(object, kernel, socket_value_btf).map_err(Box::new)?;
+    Ok(Cow::Owned(resolved))
+}
+
+/// `object` with its `.kconfig` externs (`LINUX_KERNEL_VERSION`,
+/// `CONFIG_*`) given the running kernel's values (`compat::resolve_kconfig`,
+/// which says how). Only what they need is read: `uname`, the kernel's
+/// configuration, its BTF.
+fn with_kconfig_resolved<'a>(
+    object: Cow<'a, [u8]>,
+    kernel: &mut CompatKernelBtf,
+) -> Result<Cow<'a, [u8]>, LoadError> {
+    let Some(needs) = super::compat::kconfig_needs(&object).map_err(Box::new)? else {
+        return Ok(object);
     };
-    let raw = std::fs::read(KERNEL_BTF).map_err(|e| fail(Box::new(e)))?;
-    let kernel = crate::btf::Btf::parse(&raw).map_err(|e| fail(Box::new(e)))?;
-    let resolved = super::compat::resolve_core(object, &kernel).map_err(Box::new)?;
-    Ok(std::borrow::Cow::Owned(resolved))
+    let uname = uname();
+    let version_code = match &uname {
+        Ok(_) if !needs.version => Err("it was not read".to_owned()),
+        Ok((release, version)) => {
+            let signature = std::fs::read_to_string(UBUNTU_VERSION_SIGNATURE).ok();
+            super::compat::kernel_version_code(release, version, signature.as_deref())
+                .ok_or_else(|| format!("the kernel's release {release} is not a version"))
+        }
+        Err(e) => Err(format!("uname: {e}")),
+    };
+    let config = match &uname {
+        Ok((release, _)) if needs.config => read_kernel_config(release),
+        Ok(_) => Err("it was not read".to_owned()),
+        Err(e) => Err(format!("uname: {e}")),
+    };
+    let btf = if needs.kernel_btf {
+        Some(kernel.get("the object's LINUX_HAS_* externs")?)
+    } else {
+        None
+    };
+    let facts = super::compat::KernelFacts {
+        version_code: version_code.as_ref().copied().map_err(String::as_str),
+        config: config
+            .as_ref()
+            .map(|(path, text)| (path.as_str(), text.as_str()))
+            .map_err(String::as_str),
+        btf,
+    };
+    let resolved = super::compat::resolve_kconfig(&object, &facts).map_err(Box::new)?;
+    Ok(Cow::Owned(resolved))
+}
+
+/// Where Ubuntu says which upstream release its kernel is (libbpf reads it
+/// for `LINUX_KERNEL_VERSION`).
+const UBUNTU_VERSION_SIGNATURE: &str = "/proc/version_signature";
+
+/// A kernel configuration larger than this is not one (they are ~300 KB).
+const MAX_KERNEL_CONFIG: u64 = 16 << 20;
+
+/// `uname -r` and `uname -v`.
+fn uname() -> std::io::Result<(String, String)> {
+    // SAFETY: uname(2) fills the struct it is given; all zeroes is a valid
+    // utsname.
+    let mut u: libc::utsname = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid pointer to a utsname we own.
+    if unsafe { libc::uname(&raw mut u) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let field = |f: &[libc::c_char]| {
+        let bytes: Vec<u8> = f
+            .iter()
+            .take_while(|c| **c != 0)
+            .map(|c| *c as u8)
+            .collect();
+        String::from_utf8_lossy(&bytes).into_owned()
+    };
+    Ok((field(&u.release), field(&u.version)))
+}
+
+/// The running kernel's build configuration and the file it came from:
+/// `/boot/config-RELEASE`, else `/proc/config.gz` (where libbpf and
+/// cilium/ebpf look, in that order).
+fn read_kernel_config(release: &str) -> Result<(String, String), String> {
+    let boot = format!("/boot/config-{release}");
+    for path in [boot.as_str(), "/proc/config.gz"] {
+        if let Some(text) = read_config_file(Path::new(path))? {
+            return Ok((path.to_owned(), text));
+        }
+    }
+    Err(format!(
+        "neither {boot} nor /proc/config.gz exists (the latter needs CONFIG_IKCONFIG_PROC, or the configs module)"
+    ))
+}
+
+/// The text of kernel configuration file `path`, decompressed if gzipped;
+/// `None` if there is no such file.
+fn read_config_file(path: &Path) -> Result<Option<String>, String> {
+    let raw = match std::fs::read(path) {
+        Ok(raw) => raw,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("reading {} failed: {e}", path.display())),
+    };
+    let text = if raw.starts_with(&[0x1f, 0x8b]) {
+        let mut out = Vec::new();
+        flate2::read::MultiGzDecoder::new(raw.as_slice())
+            .take(MAX_KERNEL_CONFIG)
+            .read_to_end(&mut out)
+            .map_err(|e| format!("decompressing {} failed: {e}", path.display()))?;
+        out
+    } else {
+        raw
+    };
+    Ok(Some(String::from_utf8_lossy(&text).into_owned()))
 }
 
 /// An `EbpfLoader` being made on another thread, for the next load that
@@ -1173,6 +1903,30 @@ mod tests {
         );
         assert!(t.ends_with("line 499"));
         assert_eq!(log_tail("a\nb\n", 200), "a\nb");
+    }
+
+    #[test]
+    fn kernel_configurations_are_read_plain_or_gzipped() {
+        use std::io::Write as _;
+        let dir = tempfile::tempdir().unwrap();
+        let text = "CONFIG_HZ=250\n# CONFIG_KPROBES is not set\n";
+        let plain = dir.path().join("config-plain");
+        std::fs::write(&plain, text).unwrap();
+        let gz = dir.path().join("config.gz");
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(text.as_bytes()).unwrap();
+        let packed = enc.finish().unwrap();
+        std::fs::write(&gz, &packed).unwrap();
+        assert_eq!(read_config_file(&plain).unwrap().as_deref(), Some(text));
+        assert_eq!(read_config_file(&gz).unwrap().as_deref(), Some(text));
+        assert_eq!(read_config_file(&dir.path().join("none")).unwrap(), None);
+        let cut = dir.path().join("cut.gz");
+        std::fs::write(&cut, &packed[..packed.len() / 2]).unwrap();
+        let err = read_config_file(&cut).unwrap_err();
+        assert!(
+            err.starts_with("decompressing ") && err.contains("cut.gz"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -140,6 +140,7 @@ const BPF_MAP_CREATE: libc::c_long = 0;
 const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
 const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
 const BPF_MAP_DELETE_ELEM: libc::c_long = 3;
+const BPF_MAP_GET_NEXT_KEY: libc::c_long = 4;
 const BPF_MAP_GET_FD_BY_ID: libc::c_long = 14;
 const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
 
@@ -385,6 +386,28 @@ impl MapFd {
             source,
         })?;
         Ok(())
+    }
+
+    /// The key after `key` (the first with `None`), or `None` at the end.
+    pub fn next_key(&self, key: Option<&[u8]>) -> Result<Option<Vec<u8>>, MapError> {
+        if let Some(k) = key {
+            self.check_key(k)?;
+        }
+        let mut next = vec![0u8; self.info.key_size as usize];
+        let mut attr = ElemAttr {
+            map_fd: self.fd.as_raw_fd() as u32,
+            key: key.map_or(0, |k| k.as_ptr() as u64),
+            value: next.as_mut_ptr() as u64,
+            ..ElemAttr::default()
+        };
+        match sys_bpf(BPF_MAP_GET_NEXT_KEY, &mut attr) {
+            Ok(_) => Ok(Some(next)),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
+            Err(source) => Err(MapError::Syscall {
+                op: "walking the keys",
+                source,
+            }),
+        }
     }
 
     /// Delete the entry of `key` (exactly `key_size` bytes).

@@ -5,10 +5,13 @@
 //! The two operators never name each other: the CLI creates one
 //! [`MntnsFilter`] and hands a clone to each. The local manager enables it
 //! while its parameters are applied (before anything is loaded) and keeps
-//! the set of selected mount namespaces up to date on the flush timer; the
-//! eBPF operator sets the `.rodata` flag [`FLAG_VAR`] before load when the
-//! filter is enabled, fills [`MAP`] after load, and re-syncs the map on its
-//! own tick whenever the set's generation changed. Pure: no kernel here.
+//! the set of selected mount namespaces up to date; the eBPF operator sets
+//! the `.rodata` flag [`FLAG_VAR`] before load when the filter is enabled
+//! and, after load, attaches the kernel map ([`KernelSet`], written by
+//! `bpf::loader`): from then on every change of the set is written to the
+//! kernel before [`MntnsFilter::set`] returns, so the local manager knows
+//! that a container it selected is in the map (it lets a held runtime go on
+//! only then, `containers::hook`). Pure: no kernel here.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -19,11 +22,29 @@ pub const FLAG_VAR: &str = "gadget_filter_by_mntns";
 /// mount namespaces.
 pub const MAP: &str = "gadget_mntns_filter_map";
 
-#[derive(Debug, Default)]
+/// The kernel side of the filter: a set of mount namespace ids.
+pub trait KernelSet: Send {
+    /// Make the set exactly `ids`.
+    fn replace(&mut self, ids: &[u64]) -> Result<(), String>;
+}
+
+#[derive(Default)]
 struct State {
     enabled: bool,
     ids: BTreeSet<u64>,
     generation: u64,
+    kernel: Option<Box<dyn KernelSet>>,
+}
+
+impl std::fmt::Debug for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("State")
+            .field("enabled", &self.enabled)
+            .field("ids", &self.ids)
+            .field("generation", &self.generation)
+            .field("kernel", &self.kernel.is_some())
+            .finish()
+    }
 }
 
 /// A shared handle; clones see the same state. (A mutex only because a
@@ -49,14 +70,34 @@ impl MntnsFilter {
         self.state().enabled
     }
 
-    /// Replace the allowed set; the generation moves only on a change.
-    pub fn set(&self, ids: impl IntoIterator<Item = u64>) {
+    /// Replace the allowed set; the generation moves only on a change,
+    /// which is written to the kernel set if one is attached.
+    pub fn set(&self, ids: impl IntoIterator<Item = u64>) -> Result<(), String> {
         let ids: BTreeSet<u64> = ids.into_iter().collect();
         let mut s = self.state();
         if s.ids != ids {
             s.ids = ids;
             s.generation += 1;
+            let all: Vec<u64> = s.ids.iter().copied().collect();
+            if let Some(k) = s.kernel.as_mut() {
+                k.replace(&all)?;
+            }
         }
+        Ok(())
+    }
+
+    /// Write the set into `kernel` now and at every change from now on.
+    pub fn attach(&self, mut kernel: Box<dyn KernelSet>) -> Result<(), String> {
+        let mut s = self.state();
+        let all: Vec<u64> = s.ids.iter().copied().collect();
+        kernel.replace(&all)?;
+        s.kernel = Some(kernel);
+        Ok(())
+    }
+
+    /// Whether a kernel set is attached.
+    pub fn is_attached(&self) -> bool {
+        self.state().kernel.is_some()
     }
 
     /// The allowed set if it changed since generation `*seen` (updated).
@@ -95,12 +136,12 @@ mod tests {
         assert!(b.is_enabled());
         let mut seen = 0;
         assert_eq!(b.changed_since(&mut seen), None);
-        a.set([3, 1, 2]);
+        a.set([3, 1, 2]).unwrap();
         assert_eq!(b.changed_since(&mut seen), Some(vec![1, 2, 3]));
         assert_eq!(b.changed_since(&mut seen), None);
-        a.set([2, 3, 1]);
+        a.set([2, 3, 1]).unwrap();
         assert_eq!(b.changed_since(&mut seen), None, "same set, no change");
-        a.set([]);
+        a.set([]).unwrap();
         assert_eq!(b.changed_since(&mut seen), Some(vec![]));
         assert_eq!(b.ids(), Vec::<u64>::new());
     }
@@ -108,9 +149,31 @@ mod tests {
     #[test]
     fn a_filter_allows_everything_until_enabled() {
         let f = MntnsFilter::default();
-        f.set([7]);
+        f.set([7]).unwrap();
         assert!(f.allows(7) && f.allows(8));
         f.enable();
         assert!(f.allows(7) && !f.allows(8));
+    }
+
+    struct Recorder(Arc<Mutex<Vec<Vec<u64>>>>);
+    impl KernelSet for Recorder {
+        fn replace(&mut self, ids: &[u64]) -> Result<(), String> {
+            self.0.lock().unwrap().push(ids.to_vec());
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn an_attached_kernel_set_is_written_at_once_and_on_every_change() {
+        let f = MntnsFilter::default();
+        f.set([7]).unwrap();
+        let writes = Arc::new(Mutex::new(Vec::new()));
+        f.attach(Box::new(Recorder(writes.clone()))).unwrap();
+        assert!(f.is_attached());
+        assert_eq!(*writes.lock().unwrap(), [vec![7]]);
+        f.set([7]).unwrap();
+        assert_eq!(writes.lock().unwrap().len(), 1, "no change, no write");
+        f.clone().set([8, 7]).unwrap();
+        assert_eq!(*writes.lock().unwrap(), [vec![7], vec![7, 8]]);
     }
 }

@@ -10,7 +10,15 @@
 //!   (kernel);
 //! - [`maps`], [`perf`]: maps by descriptor and perf rings, as a WASM
 //!   guest reaches them (kernel, raw `bpf(2)` and `perf_event_open(2)`);
+//! - [`pf`]: packet filter expressions (`--pf`) compiled with tcpdump and
+//!   translated to eBPF for `gadget_pf_matches`;
 //! - [`shared`]: what the eBPF operator and a WASM guest share (pure);
+//! - [`socket_enricher`]: who owns each socket, in `gadget_sockets`, for
+//!   networking gadgets (our embedded program, through `loader`);
+//! - [`uprobes`]: where uprobes attach, per root (ld.so.cache, symbols,
+//!   one link per file; the attaching itself is `loader`'s);
+//! - [`targets`]: the host and containers programs that follow containers
+//!   attach to, as the local manager publishes them (pure);
 //! - [`stats`]: every program and map of the host, with run time and
 //!   count, and the switch of the kernel's statistics (kernel);
 //! - [`inspect`]: the object read as `ig run` and `ig image build` read it
@@ -27,11 +35,15 @@ pub mod mntns_filter;
 pub mod object;
 pub mod params;
 pub mod perf;
+pub mod pf;
 pub mod privileges;
 pub mod programs;
 pub mod schema;
 pub mod shared;
+pub mod socket_enricher;
 pub mod stats;
+pub mod targets;
+pub mod uprobes;
 
 use crate::btf::Btf;
 use contract::Contract;
@@ -60,6 +72,9 @@ pub fn inspect(object: &[u8]) -> Result<Inspected, Box<dyn std::error::Error + S
     let btf = Btf::parse(&info.btf)?;
     // Before aya ever sees the bytes: see check_for_aya.
     object::check_for_aya(&object, &btf)?;
+    // `.kconfig` externs get their values at load time; one no kernel
+    // could fill (its type, no symbol) is refused now.
+    compat::kconfig_needs(&object)?;
     let contract = Contract::discover(&btf)?;
     Ok(Inspected {
         object,
@@ -67,4 +82,16 @@ pub fn inspect(object: &[u8]) -> Result<Inspected, Box<dyn std::error::Error + S
         btf,
         contract,
     })
+}
+
+/// `e` and its sources, one line: `e: cause: cause`.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        src = s.source();
+    }
+    out
 }

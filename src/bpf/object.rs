@@ -424,14 +424,32 @@ fn misplaced_kind(btf: &Btf, id: u32, value: bool) -> Option<(u32, &'static str)
 /// its `fields_are_compatible` and `types_are_compatible`), as the kernel
 /// requires too: a struct or union member and an array element are
 /// values (not void, a function, a prototype, a variable, a data section
-/// or a declaration tag), and a pointer, a prototype's parameters and its
-/// return type name no function, variable, data section or tag.
+/// or a declaration tag), a bitfield member is an integer or an enum
+/// (`unwrap()` of its size in aya's field relocation), and a pointer, a
+/// prototype's parameters and its return type name no function,
+/// variable, data section or tag.
 fn check_btf_shape(btf: &Btf) -> Result<(), ObjectError> {
     for (id, t) in btf.types() {
         let mut uses: Vec<(&'static str, u32, bool)> = Vec::new();
         match &t.kind {
             Kind::Struct(c) | Kind::Union(c) => {
                 uses.extend(c.members.iter().map(|m| ("a member", m.ty, true)));
+                // A bitfield is an integer or an enum, as the kernel
+                // requires: aya sizes the load of one from its type and
+                // panics (`unwrap`) on a type without a size.
+                for m in c.members.iter().filter(|m| m.bitfield_size > 0) {
+                    if let Ok(target) = btf.skip_modifiers(m.ty)
+                        && let Ok(kind) = btf.kind(target)
+                        && !matches!(kind, Kind::Int(_) | Kind::Enum(_) | Kind::Enum64(_))
+                    {
+                        return Err(ObjectError::BtfShape {
+                            id,
+                            what: "a bitfield member",
+                            target,
+                            kind: kind.name(),
+                        });
+                    }
+                }
             }
             Kind::Array(a) => uses.push(("an array's element", a.elem, true)),
             Kind::Ptr(to) => uses.push(("a pointer", *to, false)),
@@ -621,6 +639,19 @@ mod tests {
             ),
             "{e}"
         );
+        // aya: `member_ty.size().unwrap()` for a bitfield member whose
+        // type has no size, in CO-RE field relocation (panic).
+        let e = regression("bitfield-without-a-size");
+        assert!(
+            matches!(
+                &e,
+                ObjectError::BtfShape {
+                    what: "a bitfield member",
+                    ..
+                }
+            ),
+            "{e}"
+        );
         // aya: `vec![0; .bss size]` (allocation failure: abort).
         assert!(matches!(
             regression("huge-bss"),
@@ -645,6 +676,7 @@ mod tests {
         for ok in [
             "fuzz/corpus/object/sample.bpf.o",
             "fuzz/corpus/object/trace_exec.bpf.o",
+            "fuzz/corpus/object/load_kconfig.bpf.o",
         ] {
             let data = crate::bpf::compat::for_aya(&std::fs::read(root.join(ok)).unwrap());
             let info = ObjectInfo::parse(&data).unwrap();

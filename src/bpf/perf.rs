@@ -269,18 +269,24 @@ impl Ring {
 
     /// A sample's raw bytes into `out`; the number of lost records for a
     /// `PERF_RECORD_LOST`.
+    /// Copied straight into `out` (reused: no allocation once it is as
+    /// large as the largest record).
     fn record(&self, pos: u64, ty: u32, size: u64, out: &mut Vec<u8>) -> Option<u64> {
-        let mut body = vec![0u8; (size - 8) as usize];
-        self.copy(pos + 8, &mut body);
+        let body = size - 8;
         match ty {
-            PERF_RECORD_SAMPLE if body.len() >= 4 => {
-                let n = u32::from_ne_bytes([body[0], body[1], body[2], body[3]]) as usize;
+            PERF_RECORD_SAMPLE if body >= 4 => {
+                let mut n = [0u8; 4];
+                self.copy(pos + 8, &mut n);
+                let n = u64::from(u32::from_ne_bytes(n)).min(body - 4) as usize;
                 out.clear();
-                out.extend_from_slice(&body[4..(4 + n).min(body.len())]);
+                out.resize(n, 0);
+                self.copy(pos + 12, out);
                 None
             }
-            PERF_RECORD_LOST if body.len() >= 16 => {
-                Some(u64::from_ne_bytes(body[8..16].try_into().expect("8 bytes")))
+            PERF_RECORD_LOST if body >= 16 => {
+                let mut lost = [0u8; 8];
+                self.copy(pos + 16, &mut lost);
+                Some(u64::from_ne_bytes(lost))
             }
             _ => Some(0),
         }
@@ -458,6 +464,11 @@ impl PerfReader {
             }
         }
         Read::Empty
+    }
+
+    /// The rings' descriptors, readable when a record is pending.
+    pub fn fds(&self) -> impl Iterator<Item = std::os::fd::RawFd> + '_ {
+        self.rings.iter().map(|r| r.event.as_raw_fd())
     }
 
     /// Records lost since the last call.

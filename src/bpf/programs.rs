@@ -56,7 +56,8 @@ pub enum Attach {
         /// The LSM hook.
         hook: String,
     },
-    /// `uprobe/<path or library>:<symbol>`.
+    /// `uprobe/<absolute path or library name>:<symbol>`, attached in
+    /// the host's and each followed container's files (`bpf::uprobes`).
     UProbe {
         /// The binary or library.
         target: String,
@@ -70,9 +71,18 @@ pub enum Attach {
         /// The iterator target (`task`, `tcp`...).
         target: String,
     },
-    /// A socket filter, attached to a packet socket in the host network
-    /// namespace.
+    /// A socket filter, attached behind a dispatcher to a packet socket in
+    /// each network namespace the run covers.
     Socket,
+    /// `classifier/ingress[/NAME]`, `classifier/egress[/NAME]`: a TC
+    /// program, attached behind a dispatcher through a TCX link to
+    /// `--iface`, or to the host side of each followed container's
+    /// interfaces (in the other direction: what enters a container leaves
+    /// its host-side veth).
+    Tc {
+        /// Ingress rather than egress.
+        ingress: bool,
+    },
     /// `perf_event`: sampled on every CPU.
     PerfEvent(PerfConfig),
     /// Attach target `gadget_program_disabled`: not loaded at all.
@@ -123,7 +133,7 @@ pub enum PlanError {
     #[error(
         "program {program}: section {section:?} is not supported (supported: tracepoint/CAT/NAME, raw_tp/NAME, \
          tp_btf/NAME, kprobe/FN, kretprobe/FN, fentry/FN, fexit/FN, lsm/HOOK, uprobe/PATH:SYMBOL, \
-         uretprobe/PATH:SYMBOL, iter/TARGET, socket, perf_event)"
+         uretprobe/PATH:SYMBOL, iter/TARGET, socket, classifier/ingress/NAME, classifier/egress/NAME, perf_event)"
     )]
     UnsupportedSection {
         /// The program.
@@ -204,6 +214,10 @@ pub fn parse_section(
         },
         "uprobe" | "uretprobe" => {
             let (path, symbol) = target.rsplit_once(':').ok_or_else(unsupported)?;
+            // Upstream's rule: an absolute path or a library name.
+            if super::uprobes::Target::parse(path).is_none() {
+                return Err(unsupported());
+            }
             Attach::UProbe {
                 target: nonempty(path)?,
                 symbol: nonempty(symbol)?,
@@ -223,6 +237,11 @@ pub fn parse_section(
         {
             Attach::Socket
         }
+        "classifier" => match target.split('/').collect::<Vec<_>>().as_slice() {
+            ["ingress"] | ["ingress", _] => Attach::Tc { ingress: true },
+            ["egress"] | ["egress", _] => Attach::Tc { ingress: false },
+            _ => return Err(unsupported()),
+        },
         // Upstream names the settings after the section's suffix
         // (`perf_event/profiler` → `programs.profiler`); without a suffix,
         // the program's own name.
@@ -403,6 +422,9 @@ mod tests {
             ("socket1", Attach::Socket),
             ("socket/1", Attach::Socket),
             ("kprobe/gadget_program_disabled", Attach::Disabled),
+            ("classifier/ingress/main", Attach::Tc { ingress: true }),
+            ("classifier/egress/main", Attach::Tc { ingress: false }),
+            ("classifier/egress", Attach::Tc { ingress: false }),
             (
                 "perf_event",
                 Attach::PerfEvent(PerfConfig {
@@ -418,8 +440,11 @@ mod tests {
             "xdp",
             "tracepoint/only_category",
             "uprobe/no_symbol",
+            "uprobe/lib/relative.so:sym",
             "iter/",
-            "classifier/ingress",
+            "classifier",
+            "classifier/sideways/x",
+            "classifier/ingress/a/b",
             "socketx",
             "tc",
         ] {

@@ -1,4 +1,6 @@
-//! Hand-made BTF blobs for tests across the crate.
+//! Hand-made BTF blobs: for tests across the crate, and the one BTF `ig`
+//! makes at run time, the socket enricher's value struct
+//! (`bpf::socket_enricher::value_btf`).
 //!
 //! ```ignore
 //! use crate::btf::builder::BtfBuilder;

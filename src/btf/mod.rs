@@ -35,7 +35,9 @@ mod error;
 mod parse;
 mod types;
 
-#[cfg(test)]
+// Also the socket enricher's value struct (`bpf::socket_enricher`); most
+// of it only serves tests.
+#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) mod builder;
 #[cfg(test)]
 mod tests;

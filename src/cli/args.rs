@@ -87,13 +87,16 @@ pub enum Command {
     /// Print the version of ig and of the gadget author API it builds against.
     Version,
     /// List the containers on this host (docker, containerd, cri-o, podman,
-    /// systemd-nspawn), found from the cgroups of their processes.
+    /// plain runc, systemd-nspawn), found from the cgroups of their
+    /// processes and the runtimes' runc state files.
     ///
-    /// Names and images come from the runtime's API when its socket is
-    /// present (docker, podman); otherwise the name is the short id. These
-    /// are the names `ig run -c NAME` selects.
+    /// Names, images and Kubernetes metadata (namespace, pod, container)
+    /// come from the bundles' annotations (containerd, cri-o) and from
+    /// docker's and podman's API when their socket is present. These are
+    /// the names `ig run -c NAME` and `--k8s-podname POD` select. `-o json`
+    /// shows every field. Read under HOST_ROOT when it is set.
     #[command(
-        after_help = "Examples:\n  ig list-containers\n  ig list-containers -o json | jq -r '.[].runtime.containerName'\n  ig list-containers --watch"
+        after_help = "Examples:\n  ig list-containers\n  ig list-containers -o json | jq -r '.[].runtime.containerName'\n  ig list-containers -o json | jq -r '.[] | select(.k8s.podName != \"\") | .k8s.podName'\n  ig list-containers --watch\n  ig list-containers --runtimes containerd --containerd-namespace k8s.io"
     )]
     ListContainers(ListContainersArgs),
     /// Print a shell completion script for ig's commands and flags.
@@ -200,6 +203,8 @@ pub struct ListContainersArgs {
     /// Keep running and print containers as they start and stop.
     #[arg(short, long)]
     pub watch: bool,
+    #[command(flatten)]
+    pub sources: super::containers::SourceArgs,
 }
 
 #[derive(Debug, Args)]

@@ -1,12 +1,62 @@
 //! `ig list-containers`: the containers the enrichment and `-c` see, from
-//! the same detection (`containers::Detector`).
+//! the same detection (`containers::Detector`) and the same flags as
+//! `ig run`'s local manager (`--runtimes`, the sockets,
+//! `--containerd-namespace`).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::args::ListContainersArgs;
 use super::logger;
-use crate::containers::{Container, Detector};
+use crate::containers::watch::Watcher;
+use crate::containers::{Config, Container, Detector, HostRoot, Runtime};
+
+/// Where containers come from: upstream's flags, as `ig run` has them.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct SourceArgs {
+    /// Container runtimes to read (docker, containerd, cri-o, podman;
+    /// comma-separated). Default: all, those without a socket skipped; a
+    /// runtime named here whose socket does not exist is an error.
+    #[arg(short, long, value_name = "RUNTIMES")]
+    pub runtimes: Option<String>,
+    /// docker's socket [default: /run/docker.sock].
+    #[arg(long, value_name = "PATH")]
+    pub docker_socketpath: Option<String>,
+    /// containerd's socket [default: /run/containerd/containerd.sock].
+    #[arg(long, value_name = "PATH")]
+    pub containerd_socketpath: Option<String>,
+    /// cri-o's socket [default: /run/crio/crio.sock].
+    #[arg(long, value_name = "PATH")]
+    pub crio_socketpath: Option<String>,
+    /// podman's socket [default: /run/podman/podman.sock].
+    #[arg(long, value_name = "PATH")]
+    pub podman_socketpath: Option<String>,
+    /// Only this containerd namespace [default: every namespace].
+    #[arg(long, value_name = "NAMESPACE")]
+    pub containerd_namespace: Option<String>,
+}
+
+impl SourceArgs {
+    pub fn config(&self) -> anyhow::Result<Config> {
+        let sockets: Vec<(Runtime, &str)> = [
+            (Runtime::Docker, &self.docker_socketpath),
+            (Runtime::Containerd, &self.containerd_socketpath),
+            (Runtime::CriO, &self.crio_socketpath),
+            (Runtime::Podman, &self.podman_socketpath),
+        ]
+        .into_iter()
+        .filter_map(|(r, p)| p.as_deref().map(|p| (r, p)))
+        .collect();
+        Ok(Config::from_flags(
+            HostRoot::from_env(),
+            self.runtimes.as_deref(),
+            &sockets,
+            self.containerd_namespace
+                .as_deref()
+                .filter(|n| !n.is_empty()),
+        )?)
+    }
+}
 
 /// Output formats of `ig list-containers`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -18,12 +68,13 @@ pub enum ContainersFormat {
 }
 
 pub fn list_containers(args: &ListContainersArgs) -> anyhow::Result<()> {
-    let mut d = Detector::new();
+    let config = args.sources.config()?;
+    let mut d = Detector::with_config(config.clone());
     let list = d.scan();
     if !args.watch {
         match args.output {
             ContainersFormat::Columns => {
-                let rows: Vec<[String; 7]> = list.iter().map(row).collect();
+                let rows: Vec<[String; N_COLUMNS]> = list.iter().map(row).collect();
                 logger::stdout_line(table_text(&rows, false).trim_end());
             }
             ContainersFormat::Json => {
@@ -33,11 +84,21 @@ pub fn list_containers(args: &ListContainersArgs) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    // Watch: the running containers first, then every change, polled
-    // once a second.
+    // Watch: the running containers first, then every change: scanned
+    // again when the runtimes' state directories or docker's event stream
+    // say something, and at least once a second.
     if args.output == ContainersFormat::Columns {
         logger::stdout_line(table_text(&[], true).trim_end());
     }
+    let (roots, parents) = config.watch_dirs();
+    let docker = config.socket(Runtime::Docker).filter(|p| p.exists());
+    let mut watcher = match Watcher::new(roots, parents, docker) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            log::warn!("polling once a second: {e}");
+            None
+        }
+    };
     let mut known: BTreeMap<String, Container> = BTreeMap::new();
     let mut current = list;
     loop {
@@ -54,7 +115,20 @@ pub fn list_containers(args: &ListContainersArgs) -> anyhow::Result<()> {
             }
         }
         known = now;
-        std::thread::sleep(Duration::from_secs(1));
+        match watcher.as_mut() {
+            Some(w) => {
+                let mut p = libc::pollfd {
+                    fd: w.fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                };
+                // SAFETY: one valid pollfd.
+                unsafe { libc::poll(&mut p, 1, 1000) };
+                w.drain();
+                w.rearm();
+            }
+            None => std::thread::sleep(Duration::from_secs(1)),
+        }
         current = d.scan();
     }
 }
@@ -74,22 +148,27 @@ fn print_change(what: &str, c: &Container, format: ContainersFormat) {
     }
 }
 
-const HEADER: [&str; 7] = [
+const N_COLUMNS: usize = 9;
+const HEADER: [&str; N_COLUMNS] = [
     "RUNTIME",
     "CONTAINERID",
     "NAME",
+    "NAMESPACE",
+    "POD",
     "IMAGE",
     "PID",
     "MNTNS",
     "NETNS",
 ];
-const WATCH_WIDTHS: [usize; 8] = [8, 14, 13, 24, 24, 8, 11, 11];
+const WATCH_WIDTHS: [usize; N_COLUMNS + 1] = [8, 14, 13, 24, 12, 16, 24, 8, 11, 11];
 
-fn row(c: &Container) -> [String; 7] {
+fn row(c: &Container) -> [String; N_COLUMNS] {
     [
         c.runtime.name().to_owned(),
         c.short_id().to_owned(),
         c.name.clone(),
+        c.k8s.namespace.clone(),
+        c.k8s.pod_name.clone(),
         c.image.clone(),
         c.pid.to_string(),
         c.mntns.to_string(),
@@ -105,7 +184,7 @@ fn format_row(cells: &[String], widths: &[usize]) -> String {
     l.trim_end().to_owned()
 }
 
-fn table_text(rows: &[[String; 7]], watch: bool) -> String {
+fn table_text(rows: &[[String; N_COLUMNS]], watch: bool) -> String {
     if watch {
         let mut h = vec!["EVENT".to_owned()];
         h.extend(HEADER.iter().map(|s| (*s).to_owned()));
@@ -114,16 +193,29 @@ fn table_text(rows: &[[String; 7]], watch: bool) -> String {
     super::image::table(HEADER, rows)
 }
 
-/// Upstream's field names (`runtime.containerName`...), as the enrichment
-/// writes them into events.
+/// Upstream's field names (`runtime.containerName`, `k8s.podName`...), as
+/// the enrichment writes them into events, and the namespaces.
 fn json(c: &Container) -> serde_json::Value {
     serde_json::json!({
+        "k8s": {
+            "node": "",
+            "namespace": c.k8s.namespace,
+            "podName": c.k8s.pod_name,
+            "containerName": c.k8s.container_name,
+            "podUID": c.k8s.pod_uid,
+            "hostnetwork": c.host_network,
+            "podLabels": "",
+            "owner": {"kind": "", "name": ""},
+        },
         "runtime": {
             "runtimeName": c.runtime.name(),
             "containerId": c.id,
             "containerName": c.name,
             "containerImageName": c.image,
+            "containerImageDigest": c.image_digest,
+            "containerImageId": c.image_id,
             "containerPid": c.pid,
+            "containerStartedAt": c.started_at,
         },
         "mntns": c.mntns,
         "netns": c.netns,

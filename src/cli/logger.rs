@@ -47,15 +47,7 @@ struct Stderr;
 
 impl log::Log for Stderr {
     fn enabled(&self, m: &log::Metadata<'_>) -> bool {
-        // `-v` is about ig; libraries' debug chatter (aya's feature probes)
-        // only shows with `-vv`.
-        let ours = m.target() == "ig" || m.target().starts_with("ig::");
-        // wasmtime-wasi traces every WASI call of a guest at info.
-        let wasi_trace = m.target().starts_with("wasmtime_wasi") && m.level() > log::Level::Warn;
-        m.level() <= log::max_level()
-            && (ours
-                || (m.level() <= log::Level::Info && !wasi_trace)
-                || log::max_level() == log::LevelFilter::Trace)
+        shown(m.target(), m.level(), log::max_level())
     }
     fn log(&self, r: &log::Record<'_>) {
         if !self.enabled(r.metadata()) {
@@ -71,6 +63,22 @@ impl log::Log for Stderr {
         line(level, &r.args().to_string());
     }
     fn flush(&self) {}
+}
+
+/// Whether a record of `target` at `level` is printed when the verbosity
+/// allows up to `max`.
+fn shown(target: &str, level: log::Level, max: log::LevelFilter) -> bool {
+    // `-v` is about ig; libraries' debug chatter (aya's feature probes)
+    // only shows with `-vv`.
+    let ours = target == "ig" || target.starts_with("ig::");
+    // wasmtime-wasi traces every WASI call of a guest at info, some as its
+    // own records, some as `tracing` spans whose log records have the
+    // target `tracing::span` (a line `info: args_sizes_get;` on every run
+    // of a Go guest).
+    let wasi_trace = (target.starts_with("wasmtime_wasi") || target.starts_with("tracing::span"))
+        && level > log::Level::Warn;
+    level <= max
+        && (ours || (level <= log::Level::Info && !wasi_trace) || max == log::LevelFilter::Trace)
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -319,6 +327,31 @@ pub fn stdout_line(s: &str) {
 mod tests {
     use super::*;
     use std::ffi::OsStr;
+
+    #[test]
+    fn libraries_traces_show_with_vv_only() {
+        use log::{Level, LevelFilter};
+        // (target, level, max, shown)
+        let cases = [
+            ("ig::run", Level::Debug, LevelFilter::Debug, true),
+            ("aya::bpf", Level::Debug, LevelFilter::Debug, false),
+            ("aya::bpf", Level::Warn, LevelFilter::Info, true),
+            ("tracing::span", Level::Info, LevelFilter::Info, false),
+            (
+                "tracing::span::active",
+                Level::Info,
+                LevelFilter::Debug,
+                false,
+            ),
+            ("tracing::span", Level::Info, LevelFilter::Trace, true),
+            ("wasmtime_wasi::p1", Level::Info, LevelFilter::Info, false),
+            ("wasmtime_wasi::p1", Level::Warn, LevelFilter::Info, true),
+            ("ig", Level::Info, LevelFilter::Warn, false),
+        ];
+        for (target, level, max, want) in cases {
+            assert_eq!(shown(target, level, max), want, "{target} {level} {max}");
+        }
+    }
     use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
 
     /// A blocking pipe, as a shell makes one: (read end, write end).

@@ -239,7 +239,7 @@ fn instance_print(
         mode = <crate::run::OutputMode as clap::ValueEnum>::from_str(m.trim(), false).map_err(
             |_| {
                 anyhow::anyhow!(
-                    "parameter {CLI_OUTPUT}: {m:?} is not one of columns, json, jsonpretty, yaml"
+                    "parameter {CLI_OUTPUT}: {m:?} is not one of columns, json, jsonpretty, yaml, pcap-ng"
                 )
             },
         )?;

@@ -1,22 +1,42 @@
 //! Containers on this host: which processes belong to which container, and
-//! the container's name, image, runtime, init pid and namespaces.
+//! the container's name, image, runtime, init pid, namespaces and
+//! Kubernetes metadata.
 //!
-//! Detection needs no runtime: every process's `/proc/PID/cgroup` names the
-//! cgroup its runtime put it in, and the runtimes' cgroup names carry the
-//! container id ([`parse_cgroup_path`]). When a runtime's API socket is
-//! present (docker, podman), its `GET /containers/ID/json` adds the name and
-//! the image ([`runtime_api`]); containerd and cri-o speak gRPC only and are
-//! not asked, so their containers are named by their short id.
+//! Three sources, merged by container id ([`Detector::scan`]):
+//! - every process's `/proc/PID/cgroup`: the runtimes' cgroup names carry
+//!   the container id ([`parse_cgroup_path`]); this needs no runtime and
+//!   also finds plain runc and systemd-nspawn containers;
+//! - the runtimes' runc state directories (`/run/containerd/runc/<ns>`,
+//!   `/run/docker/runtime-runc/moby`, `/run/runc`): each `<id>/state.json`
+//!   names the init pid, the bundle and the bundle's annotations
+//!   ([`oci::parse_runc_state`]), so ids of any syntax
+//!   ([`oci::is_container_id`]) and any cgroup layout are found; without a
+//!   state file, the bundle's `config.json` is read through the shim's
+//!   working directory (`/proc/<parent of init>/cwd`);
+//! - docker's and podman's HTTP API, when their socket is there: name,
+//!   image, image digest and labels ([`runtime_api`]). containerd and
+//!   cri-o speak gRPC only and are not asked: their annotations say it all
+//!   ([`oci::resolve`], upstream's rules).
+//!
+//! Everything is read under [`HostRoot`] (`HOST_ROOT`, for `ig` in a
+//! container with the host's root mounted). [`watch`] tells when to scan
+//! again (inotify on the state directories, docker's event stream);
+//! [`hook`] holds a runtime's `runc` until a new container is known.
 //!
 //! Pure parsing ([`parse_cgroup_path`], [`parse_cgroup_file`],
-//! [`parse_ns_link`], [`parse_stat_ppid`], [`runtime_api::parse_inspect`])
+//! [`parse_ns_link`], [`parse_stat`], [`oci`], [`runtime_api::parse_list`])
 //! is separate from the I/O ([`Detector::scan`]), so the former is tested
 //! with strings and the latter on the real host.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
+pub mod hook;
+pub mod oci;
 pub mod runtime_api;
+pub mod watch;
+
+pub use oci::K8sMeta;
 
 /// The container runtimes whose cgroup names we recognize.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
@@ -31,6 +51,8 @@ pub enum Runtime {
     Podman,
     /// systemd-nspawn (`machine-<name>.scope`).
     Nspawn,
+    /// Plain runc (a state directory, no runtime above it).
+    Runc,
 }
 
 impl Runtime {
@@ -42,7 +64,19 @@ impl Runtime {
             Self::CriO => "cri-o",
             Self::Podman => "podman",
             Self::Nspawn => "systemd-nspawn",
+            Self::Runc => "runc",
         }
+    }
+
+    /// Upstream's `--runtimes` names.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "docker" => Self::Docker,
+            "containerd" => Self::Containerd,
+            "cri-o" => Self::CriO,
+            "podman" => Self::Podman,
+            _ => return None,
+        })
     }
 }
 
@@ -65,8 +99,19 @@ pub struct Container {
     pub name: String,
     /// Its runtime.
     pub runtime: Runtime,
-    /// Empty when no runtime API told us.
+    /// Empty when neither a runtime API nor the annotations told us.
     pub image: String,
+    /// `sha256:...` of the image's manifest; docker/podman only, and only
+    /// for images pulled or pushed.
+    pub image_digest: String,
+    /// The runtime's image id (`sha256:...`); docker/podman only.
+    pub image_id: String,
+    /// When the init started, in nanoseconds since the epoch (0: unknown).
+    pub started_at: i64,
+    /// The container shares the host's network namespace.
+    pub host_network: bool,
+    /// Its Kubernetes metadata, when it is a pod's.
+    pub k8s: K8sMeta,
     /// The container's first process (whose parent is outside it).
     pub pid: u32,
     /// Its mount namespace inode.
@@ -91,6 +136,9 @@ fn short_id(id: &str) -> &str {
     id.get(..12).unwrap_or(id)
 }
 
+/// A 64-hex id, the only form the cgroup patterns accept (a bare name in
+/// a cgroup path says too little); the runc state directories accept
+/// every id runc does.
 fn is_id(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
@@ -209,10 +257,65 @@ pub fn parse_ns_link(link: &str) -> Option<u64> {
 /// The parent pid from `/proc/PID/stat` (the field after the `)` that
 /// ends the command name, which may itself hold spaces and parentheses).
 pub fn parse_stat_ppid(stat: &str) -> Option<u32> {
+    parse_stat(stat).map(|(ppid, _)| ppid)
+}
+
+/// The parent pid and the start time (clock ticks since boot, field 22)
+/// from `/proc/PID/stat`.
+pub fn parse_stat(stat: &str) -> Option<(u32, u64)> {
     let rest = &stat[stat.rfind(')')? + 1..];
-    let mut it = rest.split_whitespace();
-    it.next()?; // state
-    it.next()?.parse().ok()
+    // Fields from 3 (state) on; the start time is field 22.
+    let fields: Vec<&str> = rest.split_whitespace().take(20).collect();
+    let ppid = fields.get(1)?.parse().ok()?;
+    let start = fields.get(19).and_then(|s| s.parse().ok()).unwrap_or(0);
+    Some((ppid, start))
+}
+
+/// The boot time (`btime` of `/proc/stat`), seconds since the epoch.
+pub fn parse_btime(proc_stat: &str) -> Option<i64> {
+    proc_stat
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// The root of the host's file system as `ig` sees it: `/`, or the mount
+/// point named by `HOST_ROOT` (upstream's variable) when `ig` runs in a
+/// container with the host's root mounted there. `/proc`, the runtimes'
+/// sockets, state and bundle directories are read under it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostRoot(PathBuf);
+
+impl Default for HostRoot {
+    fn default() -> Self {
+        Self(PathBuf::from("/"))
+    }
+}
+
+impl HostRoot {
+    /// The host's root at `root`.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self(root.into())
+    }
+
+    /// `HOST_ROOT` if set and not empty, else `/`.
+    pub fn from_env() -> Self {
+        match std::env::var_os("HOST_ROOT") {
+            Some(r) if !r.is_empty() => Self(PathBuf::from(r)),
+            _ => Self::default(),
+        }
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> &Path {
+        &self.0
+    }
+
+    /// A host path (absolute, as the host names it) as we reach it.
+    pub fn path(&self, host_path: impl AsRef<Path>) -> PathBuf {
+        let p = host_path.as_ref();
+        self.0.join(p.strip_prefix("/").unwrap_or(p))
+    }
 }
 
 /// The runtime sockets looked for, in upstream's default places.
@@ -223,13 +326,199 @@ pub const DEFAULT_SOCKETS: &[(Runtime, &str)] = &[
     (Runtime::CriO, "/run/crio/crio.sock"),
 ];
 
-/// Finds the containers of the host. Keeps what runtime APIs answered, by
-/// container id, so each container is asked about once.
+/// containerd's runc root: one directory per containerd namespace below it
+/// (the shim's default, whatever containerd's own `--state`).
+pub const CONTAINERD_RUNC_ROOT: &str = "/run/containerd/runc";
+/// Docker's runc root (with the default `--exec-root`).
+pub const DOCKER_RUNC_ROOT: &str = "/run/docker/runtime-runc/moby";
+/// runc's own default root: plain `runc run`, cri-o, podman with runc.
+pub const RUNC_ROOT: &str = "/run/runc";
+
+/// What to read: the host root, the runtimes asked for, their sockets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Where the host's root is (`HOST_ROOT`).
+    pub host: HostRoot,
+    /// The runtimes whose sockets and state directories are read
+    /// (`--runtimes`); containers found by their cgroup alone are listed
+    /// whatever this says.
+    pub runtimes: Vec<Runtime>,
+    /// Socket per runtime (host paths).
+    pub sockets: Vec<(Runtime, PathBuf)>,
+    /// Only this containerd namespace's state directory (`None`: all).
+    pub containerd_namespace: Option<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            host: HostRoot::from_env(),
+            runtimes: vec![
+                Runtime::Docker,
+                Runtime::Containerd,
+                Runtime::CriO,
+                Runtime::Podman,
+            ],
+            sockets: DEFAULT_SOCKETS
+                .iter()
+                .map(|(r, p)| (*r, PathBuf::from(p)))
+                .collect(),
+            containerd_namespace: None,
+        }
+    }
+}
+
+/// Why the runtime configuration is refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    /// A runtime ig does not know.
+    #[error("runtime {0:?} is not supported (--runtimes takes docker, containerd, cri-o, podman)")]
+    UnknownRuntime(String),
+    /// A runtime's socket path does not exist.
+    #[error("runtime {runtime} with non-existent socket path {path}")]
+    MissingSocket {
+        /// The runtime.
+        runtime: &'static str,
+        /// The socket path.
+        path: String,
+    },
+}
+
+impl Config {
+    /// From upstream's flags: `--runtimes` (`None`: all, those without a
+    /// socket skipped), socket paths given explicitly, `--containerd-namespace`.
+    /// As upstream, a runtime named in `--runtimes`, or a socket named
+    /// explicitly (of a runtime in use), that does not exist is an error.
+    pub fn from_flags(
+        host: HostRoot,
+        runtimes: Option<&str>,
+        sockets: &[(Runtime, &str)],
+        containerd_namespace: Option<&str>,
+    ) -> Result<Self, ConfigError> {
+        let mut c = Self {
+            host,
+            containerd_namespace: containerd_namespace.map(str::to_owned),
+            ..Self::default()
+        };
+        if let Some(list) = runtimes {
+            let mut named = Vec::new();
+            for r in list.split(',').map(str::trim).filter(|r| !r.is_empty()) {
+                let rt = Runtime::parse(r).ok_or_else(|| ConfigError::UnknownRuntime(r.into()))?;
+                if !named.contains(&rt) {
+                    named.push(rt);
+                }
+            }
+            c.runtimes = named;
+        }
+        for (r, p) in sockets {
+            if let Some(slot) = c.sockets.iter_mut().find(|(s, _)| s == r) {
+                slot.1 = PathBuf::from(p);
+            }
+        }
+        for r in c.runtimes.clone() {
+            let explicit = runtimes.is_some() || sockets.iter().any(|(s, _)| *s == r);
+            let Some(path) = c.socket(r) else { continue };
+            if explicit && !path.exists() {
+                return Err(ConfigError::MissingSocket {
+                    runtime: r.name(),
+                    path: path.display().to_string(),
+                });
+            }
+        }
+        Ok(c)
+    }
+
+    fn uses(&self, r: Runtime) -> bool {
+        self.runtimes.contains(&r)
+    }
+
+    /// The socket of `r` as we reach it, if `r` is used.
+    pub fn socket(&self, r: Runtime) -> Option<PathBuf> {
+        if !self.uses(r) {
+            return None;
+        }
+        self.sockets
+            .iter()
+            .find(|(s, _)| *s == r)
+            .map(|(_, p)| self.host.path(p))
+    }
+
+    /// The runc state directories to read, with the runtime each belongs
+    /// to (`None`: whoever the annotations or the cgroup say).
+    pub fn runc_roots(&self) -> Vec<(Option<Runtime>, PathBuf)> {
+        let mut out = Vec::new();
+        if self.uses(Runtime::Containerd) {
+            let base = self.host.path(CONTAINERD_RUNC_ROOT);
+            match &self.containerd_namespace {
+                Some(ns) => out.push((Some(Runtime::Containerd), base.join(ns))),
+                None => {
+                    if let Ok(dir) = std::fs::read_dir(&base) {
+                        let mut nss: Vec<PathBuf> = dir.flatten().map(|e| e.path()).collect();
+                        nss.sort();
+                        out.extend(nss.into_iter().map(|p| (Some(Runtime::Containerd), p)));
+                    }
+                }
+            }
+        }
+        if self.uses(Runtime::Docker) {
+            out.push((Some(Runtime::Docker), self.host.path(DOCKER_RUNC_ROOT)));
+        }
+        out.push((None, self.host.path(RUNC_ROOT)));
+        out
+    }
+
+    /// A cheap summary of the runc state directories (which containers
+    /// have a state file): when it is unchanged since the last
+    /// [`Detector::scan`], no runc container came or went, and the walk of
+    /// `/proc` can wait. Reads the directories only.
+    pub fn state_fingerprint(&self) -> u64 {
+        use std::hash::{Hash as _, Hasher as _};
+        let mut ids: Vec<std::ffi::OsString> = Vec::new();
+        for (_, root) in self.runc_roots() {
+            let Ok(dir) = std::fs::read_dir(&root) else {
+                continue;
+            };
+            for e in dir.flatten() {
+                if e.path().join("state.json").exists() {
+                    ids.push(e.path().into_os_string());
+                }
+            }
+        }
+        ids.sort();
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        ids.hash(&mut h);
+        h.finish()
+    }
+
+    /// The directories whose changes mean "a container came or went":
+    /// the runc roots, and parents whose subdirectories are roots
+    /// (containerd's, one per namespace; a new namespace appears there).
+    pub fn watch_dirs(&self) -> (Vec<PathBuf>, Vec<PathBuf>) {
+        let roots = self
+            .runc_roots()
+            .into_iter()
+            .filter(|(r, _)| *r != Some(Runtime::Containerd) || self.containerd_namespace.is_some())
+            .map(|(_, p)| p)
+            .collect();
+        let mut parents = Vec::new();
+        if self.uses(Runtime::Containerd) && self.containerd_namespace.is_none() {
+            parents.push(self.host.path(CONTAINERD_RUNC_ROOT));
+        }
+        (roots, parents)
+    }
+}
+
+/// Finds the containers of the host. Keeps what runtime APIs and bundles
+/// answered, by container id, so each container is asked about once.
 pub struct Detector {
+    config: Config,
     proc_root: PathBuf,
-    sockets: Vec<(Runtime, PathBuf)>,
-    /// `(name, image)` by container id; `None`: the API did not know it.
-    api_cache: HashMap<String, Option<(String, String)>>,
+    /// API answers by container id; `None`: the API did not know it.
+    api_cache: HashMap<String, Option<runtime_api::Inspect>>,
+    /// Bundle annotations read through the shim, by container id.
+    bundle_cache: HashMap<String, oci::Annotations>,
+    /// Boot time in ns since the epoch, and clock ticks per second.
+    boot_ns: Option<(i64, i64)>,
 }
 
 impl Default for Detector {
@@ -238,135 +527,388 @@ impl Default for Detector {
     }
 }
 
-struct Member {
+/// One process of the walk.
+struct Proc {
     pid: u32,
+    cgroup: String,
+    /// The rest is read only for processes that may be a container's
+    /// ([`Detector::load`]): most of a host's are not.
+    loaded: bool,
     ppid: u32,
+    start: u64,
     mntns: Option<u64>,
     netns: Option<u64>,
 }
 
+/// A container being assembled: its processes and what each source said.
+struct Group {
+    runtime: Option<Runtime>,
+    cgroup: String,
+    members: Vec<usize>,
+    state: Option<(Option<Runtime>, oci::RuncState)>,
+}
+
 impl Detector {
-    /// The host's `/proc` and the runtimes' default sockets.
+    /// Upstream's defaults under `HOST_ROOT`.
     pub fn new() -> Self {
-        Self::with(
-            "/proc",
-            DEFAULT_SOCKETS
-                .iter()
-                .map(|(r, p)| (*r, PathBuf::from(p)))
-                .collect(),
-        )
+        Self::with_config(Config::default())
     }
 
-    /// A detector reading `proc_root` (instead of `/proc`) and asking the
-    /// runtimes at `sockets`.
-    pub fn with(proc_root: impl Into<PathBuf>, sockets: Vec<(Runtime, PathBuf)>) -> Self {
+    /// A detector reading what `config` says.
+    pub fn with_config(config: Config) -> Self {
         Self {
-            proc_root: proc_root.into(),
-            sockets,
+            proc_root: config.host.path("/proc"),
+            config,
             api_cache: HashMap::new(),
+            bundle_cache: HashMap::new(),
+            boot_ns: None,
         }
+    }
+
+    /// A `/proc` elsewhere and these sockets (tests).
+    pub fn with(proc_root: impl Into<PathBuf>, sockets: Vec<(Runtime, PathBuf)>) -> Self {
+        let mut d = Self::with_config(Config {
+            host: HostRoot::default(),
+            sockets,
+            ..Config::default()
+        });
+        d.proc_root = proc_root.into();
+        d
+    }
+
+    /// What it reads.
+    pub fn config(&self) -> &Config {
+        &self.config
     }
 
     /// The mount namespace of the host (of pid 1), which is no container's.
     pub fn host_mntns(&self) -> Option<u64> {
-        ns_of(&self.proc_root, 1, "mnt")
+        self.host_ns("mnt")
     }
 
-    /// Walk `/proc` once and return the containers found, sorted by name.
-    /// Processes that exit during the walk are skipped.
-    pub fn scan(&mut self) -> Vec<Container> {
+    /// The network namespace of the host (of pid 1).
+    pub fn host_netns(&self) -> Option<u64> {
+        self.host_ns("net")
+    }
+
+    /// Pid 1's namespace; where pid 1's links cannot be read (a pid 1 of
+    /// another user namespace, as some sandboxes have) and `ig` runs on the
+    /// host itself (no `HOST_ROOT`), ours.
+    fn host_ns(&self, ns: &str) -> Option<u64> {
+        ns_of(&self.proc_root, 1, ns).or_else(|| {
+            if self.config.host.root() != Path::new("/") {
+                return None;
+            }
+            let link = std::fs::read_link(self.proc_root.join(format!("self/ns/{ns}"))).ok()?;
+            parse_ns_link(link.to_str()?)
+        })
+    }
+
+    fn walk_proc(&self) -> Vec<Proc> {
         let Ok(dir) = std::fs::read_dir(&self.proc_root) else {
             return Vec::new();
         };
-        let mut groups: HashMap<(Runtime, String), (String, Vec<Member>)> = HashMap::new();
+        let mut out = Vec::new();
         for e in dir.flatten() {
             let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
                 continue;
             };
-            let base = self.proc_root.join(pid.to_string());
-            let Ok(cg) = std::fs::read_to_string(base.join("cgroup")) else {
-                continue;
-            };
-            let Some((m, path)) = parse_cgroup_file(&cg) else {
-                continue;
-            };
-            let ppid = std::fs::read_to_string(base.join("stat"))
-                .ok()
-                .and_then(|s| parse_stat_ppid(&s))
-                .unwrap_or(0);
-            let member = Member {
-                pid,
-                ppid,
-                mntns: ns_of(&self.proc_root, pid, "mnt"),
-                netns: ns_of(&self.proc_root, pid, "net"),
-            };
-            groups
-                .entry((m.runtime, m.id))
-                .or_insert_with(|| (path, Vec::new()))
-                .1
-                .push(member);
-        }
-        let mut out = Vec::new();
-        for ((runtime, id), (cgroup, members)) in groups {
-            // The init: its parent is not in the container (lowest pid if
-            // several, e.g. after the parent exited and pids were reparented).
-            let inside = |p: u32| members.iter().any(|m| m.pid == p);
-            let Some(init) = members
-                .iter()
-                .filter(|m| !inside(m.ppid))
-                .min_by_key(|m| m.pid)
-                .or_else(|| members.iter().min_by_key(|m| m.pid))
+            let Ok(cgroup) = std::fs::read_to_string(self.proc_root.join(format!("{pid}/cgroup")))
             else {
                 continue;
             };
-            let Some(mntns) = init.mntns else { continue };
-            let mut mntns_ids: Vec<u64> = members.iter().filter_map(|m| m.mntns).collect();
-            mntns_ids.sort_unstable();
-            mntns_ids.dedup();
-            let (name, image) = self.describe(runtime, &id);
-            out.push(Container {
-                name,
-                image,
-                runtime,
-                pid: init.pid,
-                mntns,
-                netns: init.netns.unwrap_or(0),
+            out.push(Proc {
+                pid,
                 cgroup,
-                mntns_ids,
-                id,
+                loaded: false,
+                ppid: 0,
+                start: 0,
+                mntns: None,
+                netns: None,
             });
         }
+        out
+    }
+
+    /// Read a process's parent, start time and namespaces (once).
+    fn load(&self, p: &mut Proc) {
+        if p.loaded {
+            return;
+        }
+        p.loaded = true;
+        (p.ppid, p.start) = std::fs::read_to_string(self.proc_root.join(format!("{}/stat", p.pid)))
+            .ok()
+            .and_then(|s| parse_stat(&s))
+            .unwrap_or((0, 0));
+        p.mntns = ns_of(&self.proc_root, p.pid, "mnt");
+        p.netns = ns_of(&self.proc_root, p.pid, "net");
+    }
+
+    /// Every readable `state.json` of the runc roots, with its root's
+    /// runtime.
+    fn runc_states(&self) -> Vec<(Option<Runtime>, oci::RuncState)> {
+        let mut out = Vec::new();
+        for (runtime, root) in self.config.runc_roots() {
+            let Ok(dir) = std::fs::read_dir(&root) else {
+                continue;
+            };
+            for e in dir.flatten() {
+                let name = e.file_name();
+                let Some(id) = name.to_str().filter(|n| oci::is_container_id(n)) else {
+                    continue;
+                };
+                let Ok(bytes) = std::fs::read(e.path().join("state.json")) else {
+                    continue;
+                };
+                match oci::parse_runc_state(&bytes) {
+                    Ok(st) if st.id == id => out.push((runtime, st)),
+                    Ok(_) => {}
+                    Err(err) => log::debug!("{}: {err}", e.path().display()),
+                }
+            }
+        }
+        out
+    }
+
+    /// Walk `/proc` and the runc state directories once and return the
+    /// containers found, sorted by name. Processes that exit during the
+    /// walk are skipped; sandbox (pause) containers are not listed.
+    pub fn scan(&mut self) -> Vec<Container> {
+        let mut procs = self.walk_proc();
+        let by_pid: HashMap<u32, usize> =
+            procs.iter().enumerate().map(|(i, p)| (p.pid, i)).collect();
+        let mut groups: HashMap<String, Group> = HashMap::new();
+        for (i, p) in procs.iter_mut().enumerate() {
+            let Some((m, path)) = parse_cgroup_file(&p.cgroup) else {
+                continue;
+            };
+            self.load(p);
+            groups
+                .entry(m.id)
+                .or_insert_with(|| Group {
+                    runtime: Some(m.runtime),
+                    cgroup: path,
+                    members: Vec::new(),
+                    state: None,
+                })
+                .members
+                .push(i);
+        }
+        for (runtime, st) in self.runc_states() {
+            // The init must be the process that runc started, not a later
+            // one with its pid.
+            let Some(&init) = by_pid.get(&st.init_pid) else {
+                continue;
+            };
+            self.load(&mut procs[init]);
+            if st.init_start != 0 && procs[init].start != st.init_start {
+                continue;
+            }
+            if let Some(g) = groups.get_mut(&st.id) {
+                g.state = Some((runtime, st));
+                continue;
+            }
+            // Found by its state only (an id or a cgroup layout the
+            // patterns do not know): its processes share the init's cgroup
+            // and mount namespace.
+            let same_cgroup: Vec<usize> = (0..procs.len())
+                .filter(|&i| procs[i].cgroup == procs[init].cgroup)
+                .collect();
+            for &i in &same_cgroup {
+                self.load(&mut procs[i]);
+            }
+            let ip = &procs[init];
+            let members: Vec<usize> = same_cgroup
+                .into_iter()
+                .filter(|&i| procs[i].mntns == ip.mntns)
+                .collect();
+            let cgroup = ip
+                .cgroup
+                .lines()
+                .find_map(|l| l.strip_prefix("0::"))
+                .or_else(|| {
+                    ip.cgroup
+                        .lines()
+                        .next()
+                        .and_then(|l| l.splitn(3, ':').nth(2))
+                })
+                .unwrap_or_default()
+                .to_owned();
+            groups.insert(
+                st.id.clone(),
+                Group {
+                    runtime: None,
+                    cgroup,
+                    members,
+                    state: Some((runtime, st)),
+                },
+            );
+        }
+        let host_netns = self.host_netns();
+        let mut out = Vec::new();
+        let mut seen_ids = HashSet::new();
+        for (id, g) in groups {
+            seen_ids.insert(id.clone());
+            if let Some(c) = self.assemble(id, g, &procs, host_netns) {
+                out.push(c);
+            }
+        }
+        self.api_cache.retain(|id, _| seen_ids.contains(id));
+        self.bundle_cache.retain(|id, _| seen_ids.contains(id));
         out.sort_by(|a, b| (&a.name, &a.id).cmp(&(&b.name, &b.id)));
         out
     }
 
-    /// Name and image: from the runtime's API if its socket is there, else
-    /// the short id (the machine name for nspawn) and no image.
-    fn describe(&mut self, runtime: Runtime, id: &str) -> (String, String) {
-        if runtime == Runtime::Nspawn {
-            return (id.to_owned(), String::new());
-        }
-        let fallback = || (short_id(id).to_owned(), String::new());
-        if let Some(known) = self.api_cache.get(id) {
-            return known.clone().unwrap_or_else(fallback);
-        }
-        let socket = self
-            .sockets
-            .iter()
-            .find(|(r, p)| *r == runtime && runtime_api::speaks_http(*r) && p.exists())
-            .map(|(_, p)| p.clone());
-        let Some(socket) = socket else {
-            return fallback();
+    fn assemble(
+        &mut self,
+        id: String,
+        g: Group,
+        procs: &[Proc],
+        host_netns: Option<u64>,
+    ) -> Option<Container> {
+        let members: Vec<&Proc> = g.members.iter().map(|&i| &procs[i]).collect();
+        // The init: runc's word, else the member whose parent is not in the
+        // container (lowest pid if several, e.g. after the parent exited
+        // and pids were reparented).
+        let inside = |p: u32| members.iter().any(|m| m.pid == p);
+        let init = g
+            .state
+            .as_ref()
+            .and_then(|(_, st)| members.iter().find(|m| m.pid == st.init_pid))
+            .or_else(|| {
+                members
+                    .iter()
+                    .filter(|m| !inside(m.ppid))
+                    .min_by_key(|m| m.pid)
+            })
+            .or_else(|| members.iter().min_by_key(|m| m.pid))?;
+        let mntns = init.mntns?;
+        let mut mntns_ids: Vec<u64> = members.iter().filter_map(|m| m.mntns).collect();
+        mntns_ids.sort_unstable();
+        mntns_ids.dedup();
+        let (state_runtime, annotations) = match &g.state {
+            Some((r, st)) => (*r, st.annotations.clone()),
+            None => (None, self.bundle_annotations(&id, init.ppid)),
         };
+        let resolved = oci::resolve(&annotations);
+        if resolved.sandbox {
+            return None;
+        }
+        let runtime = resolved
+            .runtime
+            .or(state_runtime)
+            .or(g.runtime)
+            .unwrap_or(Runtime::Runc);
+        let mut c = Container {
+            name: String::new(),
+            image: resolved.image,
+            image_digest: String::new(),
+            image_id: String::new(),
+            started_at: self.started_at(init.start),
+            host_network: init.netns.is_some() && init.netns == host_netns,
+            k8s: resolved.k8s,
+            runtime,
+            pid: init.pid,
+            mntns,
+            netns: init.netns.unwrap_or(0),
+            cgroup: g.cgroup,
+            mntns_ids,
+            id,
+        };
+        match runtime {
+            Runtime::Nspawn => c.name = c.id.clone(),
+            Runtime::Docker | Runtime::Podman => {
+                match self.ask_api(runtime, &c.id) {
+                    Some(i) => {
+                        if oci::is_sandbox_by_labels(&i.labels) {
+                            return None;
+                        }
+                        let from_labels = oci::k8s_from_labels(&i.labels);
+                        if c.k8s.is_empty() {
+                            c.k8s = from_labels;
+                        }
+                        c.name = i.name;
+                        if c.image.is_empty() {
+                            c.image = i.image;
+                        }
+                        c.image_id = i.image_id;
+                        c.image_digest = i.image_digest;
+                    }
+                    // As `docker ps` shows it.
+                    None => c.name = c.short_id().to_owned(),
+                }
+            }
+            // Upstream names containerd's containers by the label
+            // `io.kubernetes.container.name`, else by their full id; the
+            // label is containerd's (gRPC), the CRI annotation carries the
+            // same name in every CRI-made bundle.
+            Runtime::Containerd | Runtime::CriO | Runtime::Runc => {
+                c.name = annotations
+                    .get("io.kubernetes.container.name")
+                    .filter(|n| !n.is_empty())
+                    .cloned()
+                    .or_else(|| {
+                        (!c.k8s.container_name.is_empty()).then(|| c.k8s.container_name.clone())
+                    })
+                    .unwrap_or_else(|| c.id.clone());
+            }
+        }
+        Some(c)
+    }
+
+    /// The annotations of the bundle of a container without a runc state
+    /// file: the shim's (the init's parent's) working directory is the
+    /// bundle (upstream's trick for containers older than `ig`).
+    fn bundle_annotations(&mut self, id: &str, parent: u32) -> oci::Annotations {
+        if let Some(a) = self.bundle_cache.get(id) {
+            return a.clone();
+        }
+        let path = self.proc_root.join(format!("{parent}/cwd/config.json"));
+        let a = std::fs::read(&path)
+            .ok()
+            .and_then(|b| oci::parse_config_annotations(&b).ok())
+            .unwrap_or_default();
+        self.bundle_cache.insert(id.to_owned(), a.clone());
+        a
+    }
+
+    fn ask_api(&mut self, runtime: Runtime, id: &str) -> Option<runtime_api::Inspect> {
+        if let Some(known) = self.api_cache.get(id) {
+            return known.clone();
+        }
+        let socket = self.config.socket(runtime).filter(|p| p.exists())?;
         let answer = match runtime_api::inspect(&socket, id) {
-            Ok(i) => Some((i.name, i.image)),
+            Ok(i) => i,
             Err(e) => {
                 log::debug!("asking {} about {id}: {e}", socket.display());
-                None
+                // Asked again at the next scan: the daemon may be busy.
+                return None;
             }
         };
         self.api_cache.insert(id.to_owned(), answer.clone());
-        answer.unwrap_or_else(fallback)
+        answer
+    }
+
+    /// Nanoseconds since the epoch of a start time in clock ticks since
+    /// boot (upstream's `containerStartedAt`).
+    fn started_at(&mut self, ticks: u64) -> i64 {
+        if ticks == 0 {
+            return 0;
+        }
+        let (boot, hz) = *self.boot_ns.get_or_insert_with(|| {
+            let btime = std::fs::read_to_string(self.proc_root.join("stat"))
+                .ok()
+                .and_then(|s| parse_btime(&s))
+                .unwrap_or(0);
+            // SAFETY: sysconf has no preconditions.
+            let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+            (btime * 1_000_000_000, if hz > 0 { hz } else { 100 })
+        });
+        if boot == 0 {
+            return 0;
+        }
+        let ticks = i64::try_from(ticks).unwrap_or(i64::MAX);
+        boot + ticks / hz * 1_000_000_000 + (ticks % hz) * (1_000_000_000 / hz)
     }
 }
 
@@ -377,7 +919,9 @@ fn ns_of(proc_root: &Path, pid: u32, ns: &str) -> Option<u64> {
 
 /// Which containers `-c/--containername` selects: a comma list of names;
 /// `!name` excludes one (upstream's syntax). Only exclusions means "every
-/// container but these".
+/// container but these", so `!` alone (excluding the empty name, which no
+/// container has) means every container: upstream's default of showing
+/// containers only.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Selector {
     /// Names selected.
@@ -406,9 +950,92 @@ impl Selector {
 
     /// Whether the container named `name` is selected.
     pub fn matches(&self, name: &str) -> bool {
-        (self.include.is_empty() || self.include.iter().any(|n| n == name))
-            && !self.exclude.iter().any(|n| n == name)
+        self.matches_by(|n| n == name)
     }
+
+    /// Whether a value `is(item)` says matches is selected.
+    pub fn matches_by(&self, is: impl Fn(&str) -> bool) -> bool {
+        (self.include.is_empty() || self.include.iter().any(|n| is(n)))
+            && !self.exclude.iter().any(|n| is(n))
+    }
+
+    /// Back to the list the user wrote (`a,!b`).
+    pub fn describe(&self) -> String {
+        let mut parts: Vec<String> = self.include.clone();
+        parts.extend(self.exclude.iter().map(|e| format!("!{e}")));
+        parts.join(",")
+    }
+}
+
+/// Which containers a run selects: upstream's selector flags, each a
+/// [`Selector`] list; a container is selected when it matches every list
+/// given.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Selection {
+    /// `-c/--containername` and `--runtime-containername`.
+    pub runtime_name: Selector,
+    /// `--k8s-namespace`.
+    pub k8s_namespace: Selector,
+    /// `--k8s-podname`.
+    pub k8s_pod: Selector,
+    /// `--k8s-containername`.
+    pub k8s_container: Selector,
+    /// `--runtime-containerimage-digest`.
+    pub image_digest: Selector,
+    /// `--runtime-containerimage-id`.
+    pub image_id: Selector,
+}
+
+impl Selection {
+    /// Whether no list was given (every container is selected).
+    pub fn is_empty(&self) -> bool {
+        self.lists().iter().all(|(_, s)| s.is_empty())
+    }
+
+    /// The lists with their flag names, for messages.
+    pub fn lists(&self) -> [(&'static str, &Selector); 6] {
+        [
+            ("--containername", &self.runtime_name),
+            ("--k8s-namespace", &self.k8s_namespace),
+            ("--k8s-podname", &self.k8s_pod),
+            ("--k8s-containername", &self.k8s_container),
+            ("--runtime-containerimage-digest", &self.image_digest),
+            ("--runtime-containerimage-id", &self.image_id),
+        ]
+    }
+
+    /// Whether `c` matches every list given.
+    pub fn matches(&self, c: &Container) -> bool {
+        self.runtime_name.matches(&c.name)
+            && self.k8s_namespace.matches(&c.k8s.namespace)
+            && self.k8s_pod.matches(&c.k8s.pod_name)
+            && self.k8s_container.matches(&c.k8s.container_name)
+            && self.image_digest.matches(&c.image_digest)
+            && self
+                .image_id
+                .matches_by(|want| image_id_matches(want, &c.image_id))
+    }
+
+    /// `--containername a,!b --k8s-podname p` as the user wrote it.
+    pub fn describe(&self) -> String {
+        self.lists()
+            .iter()
+            .filter(|(_, s)| !s.is_empty())
+            .map(|(flag, s)| format!("{flag} {}", s.describe()))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+/// An image id as the user may give it: the whole `sha256:<hex>`, the hex
+/// alone, or its first 12 or more digits (`docker images` shows 12).
+fn image_id_matches(want: &str, have: &str) -> bool {
+    if have.is_empty() {
+        return false;
+    }
+    let have_hex = have.strip_prefix("sha256:").unwrap_or(have);
+    let want_hex = want.strip_prefix("sha256:").unwrap_or(want);
+    want == have || (want_hex.len() >= 12 && have_hex.starts_with(want_hex))
 }
 
 #[cfg(test)]
@@ -525,6 +1152,7 @@ mod tests {
             ("web,db", &[("web", true), ("db", true), ("x", false)]),
             ("!web", &[("web", false), ("db", true)]),
             ("web,!web", &[("web", false)]),
+            ("!", &[("web", true), ("db", true)]),
             (" web , ", &[("web", true), ("db", false)]),
         ];
         for (list, checks) in cases {
@@ -535,6 +1163,42 @@ mod tests {
         }
         assert!(Selector::parse("").is_empty());
         assert!(Selector::parse(",").is_empty());
+    }
+
+    /// The state fingerprint moves when a container's state file comes or
+    /// goes, not for directories without one; everything under HOST_ROOT.
+    #[test]
+    fn state_fingerprints_follow_state_files() {
+        let tmp = tempfile::tempdir().unwrap();
+        let c = Config {
+            host: HostRoot::new(tmp.path()),
+            ..Config::default()
+        };
+        let empty = c.state_fingerprint();
+        let runc = tmp.path().join("run/runc/igt1");
+        std::fs::create_dir_all(&runc).unwrap();
+        assert_eq!(c.state_fingerprint(), empty, "no state file yet");
+        std::fs::write(runc.join("state.json"), b"{}").unwrap();
+        let one = c.state_fingerprint();
+        assert_ne!(one, empty);
+        let ns = tmp.path().join("run/containerd/runc/k8s.io/c2");
+        std::fs::create_dir_all(&ns).unwrap();
+        std::fs::write(ns.join("state.json"), b"{}").unwrap();
+        let two = c.state_fingerprint();
+        assert_ne!(two, one, "a new containerd namespace is read too");
+        std::fs::remove_dir_all(&runc).unwrap();
+        assert_ne!(c.state_fingerprint(), two);
+        assert_eq!(
+            c.runc_roots()
+                .iter()
+                .map(|(_, p)| p.strip_prefix(tmp.path()).unwrap().to_owned())
+                .collect::<Vec<_>>(),
+            [
+                PathBuf::from("run/containerd/runc/k8s.io"),
+                PathBuf::from("run/docker/runtime-runc/moby"),
+                PathBuf::from("run/runc")
+            ]
+        );
     }
 
     #[test]

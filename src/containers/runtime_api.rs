@@ -1,6 +1,14 @@
 //! The runtimes' HTTP APIs over their unix sockets, just enough for a
-//! container's name and image: `GET /containers/ID/json`, which docker and
-//! podman (its docker-compatible API) both answer.
+//! container's name, image, image digest and labels, and to hear of new
+//! containers: `GET /containers/json?all=1&filters={"id":[ID]}`,
+//! `GET /images/ID/json` and `GET /events`, which docker and podman (its
+//! docker-compatible API) both answer.
+//!
+//! The container list, not `GET /containers/ID/json`: docker's inspect
+//! takes the container's lock, which `docker start` holds until the
+//! container runs, so asking it while the runtime is held before the start
+//! (`super::hook`) would wait for the hold to time out. The list reads
+//! docker's lock-free view.
 //!
 //! A tiny HTTP/1.0 client: one request per connection, the server closes
 //! the connection after the body, so no chunked encoding and no keep-alive.
@@ -46,19 +54,58 @@ pub enum ApiError {
     Json(String),
 }
 
-/// What the enrichment needs of a runtime's inspect document.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// What the enrichment needs of a runtime's answer about a container.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Inspect {
     /// The container's name.
     pub name: String,
     /// Its image.
     pub image: String,
+    /// The image's id (`sha256:...`), empty if not told.
+    pub image_id: String,
+    /// The image's digest (`sha256:...` of its manifest in a registry):
+    /// known only for images pulled or pushed.
+    pub image_digest: String,
+    /// The container's labels.
+    pub labels: super::oci::Annotations,
 }
 
-/// Ask the runtime behind `socket` about container `id`.
-pub fn inspect(socket: &Path, id: &str) -> Result<Inspect, ApiError> {
-    let body = get(socket, &format!("/containers/{id}/json"))?;
-    parse_inspect(&body)
+/// Ask the runtime behind `socket` about container `id` (and its image's
+/// digest). `Ok(None)`: the runtime does not know the container.
+pub fn inspect(socket: &Path, id: &str) -> Result<Option<Inspect>, ApiError> {
+    if !super::oci::is_container_id(id) {
+        return Ok(None);
+    }
+    // `{"id":["<id>"]}`, percent-encoded.
+    let path = format!("/containers/json?all=1&filters=%7B%22id%22%3A%5B%22{id}%22%5D%7D");
+    let body = get(socket, &path)?;
+    let Some(mut found) = parse_list(&body, id)? else {
+        return Ok(None);
+    };
+    if !found.image_id.is_empty()
+        && super::oci::is_container_id(found.image_id.trim_start_matches("sha256:"))
+    {
+        match get(socket, &format!("/images/{}/json", found.image_id)) {
+            Ok(img) => found.image_digest = parse_image_digest(&img),
+            Err(e) => log::debug!("image {} of {id}: {e}", found.image_id),
+        }
+    }
+    Ok(Some(found))
+}
+
+/// Open docker's event stream of container events (`GET /events`): the
+/// answer never ends; the caller polls the socket (non-blocking) and reads
+/// whatever comes as "something changed".
+pub fn events(socket: &Path) -> Result<UnixStream, ApiError> {
+    let mut s = UnixStream::connect(socket)?;
+    s.set_write_timeout(Some(TIMEOUT))?;
+    // `{"type":["container"]}`, percent-encoded.
+    write!(
+        s,
+        "GET /events?filters=%7B%22type%22%3A%5B%22container%22%5D%7D HTTP/1.0\r\nHost: localhost\r\nUser-Agent: ig\r\n\r\n"
+    )?;
+    s.set_nonblocking(true)?;
+    Ok(s)
 }
 
 /// `GET path` over the unix socket; the body of a 200 answer.
@@ -102,25 +149,61 @@ pub fn parse_response(answer: &[u8]) -> Result<(u16, &[u8]), ApiError> {
     Ok((status, &answer[end + 4..]))
 }
 
-/// Name and image from an inspect document: docker's (`"Name": "/web"`,
-/// `"Config": {"Image": "nginx:latest"}`) or podman's libpod form
-/// (`"Name": "web"`, `"ImageName": "docker.io/library/nginx:latest"`).
-pub fn parse_inspect(body: &[u8]) -> Result<Inspect, ApiError> {
+/// The entry of container `id` in a container list (`GET /containers/json`,
+/// docker's and podman's compatible form): `"Names": ["/web"]`,
+/// `"Image": "nginx:latest"`, `"ImageID": "sha256:..."`, `"Labels": {...}`.
+/// `Ok(None)` when the list does not hold it.
+pub fn parse_list(body: &[u8], id: &str) -> Result<Option<Inspect>, ApiError> {
     let v: serde_json::Value =
         serde_json::from_slice(body).map_err(|e| ApiError::Json(e.to_string()))?;
-    let name = v
-        .get("Name")
+    let list = v
+        .as_array()
+        .ok_or_else(|| ApiError::Json("not a list of containers".into()))?;
+    let Some(c) = list
+        .iter()
+        .find(|c| c.get("Id").and_then(|i| i.as_str()) == Some(id))
+    else {
+        return Ok(None);
+    };
+    let s = |k: &str| {
+        c.get(k)
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let name = c
+        .pointer("/Names/0")
         .and_then(|n| n.as_str())
-        .ok_or_else(|| ApiError::Json("no \"Name\"".into()))?
+        .ok_or_else(|| ApiError::Json("no \"Names\"".into()))?
         .trim_start_matches('/')
         .to_owned();
-    let image = v
-        .get("ImageName")
-        .and_then(|i| i.as_str())
-        .or_else(|| v.pointer("/Config/Image").and_then(|i| i.as_str()))
+    let mut labels = super::oci::Annotations::new();
+    if let Some(l) = c.get("Labels").and_then(|l| l.as_object()) {
+        for (k, v) in l {
+            if let Some(v) = v.as_str() {
+                labels.insert(k.clone(), v.to_owned());
+            }
+        }
+    }
+    Ok(Some(Inspect {
+        name,
+        image: s("Image"),
+        image_id: s("ImageID"),
+        image_digest: String::new(),
+        labels,
+    }))
+}
+
+/// The digest of an image (`GET /images/ID/json`): the part after `@` of
+/// its first `RepoDigests` entry (upstream's rule); empty for images never
+/// pulled or pushed.
+pub fn parse_image_digest(body: &[u8]) -> String {
+    let v: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    v.pointer("/RepoDigests/0")
+        .and_then(|d| d.as_str())
+        .and_then(|d| d.split_once('@'))
+        .map(|(_, d)| d.to_owned())
         .unwrap_or_default()
-        .to_owned();
-    Ok(Inspect { name, image })
 }
 
 #[cfg(test)]
@@ -128,28 +211,38 @@ mod tests {
     use super::*;
 
     #[test]
-    fn inspect_documents() {
-        let cases: &[(&str, Option<(&str, &str)>)] = &[
-            (
-                r#"{"Id":"abc","Name":"/web","Config":{"Image":"nginx:latest","Env":[]},"State":{"Pid":42}}"#,
-                Some(("web", "nginx:latest")),
-            ),
-            (
-                r#"{"Id":"abc","Name":"db","ImageName":"docker.io/library/postgres:16","Config":{"Image":"ignored"}}"#,
-                Some(("db", "docker.io/library/postgres:16")),
-            ),
-            (r#"{"Name":"/bare"}"#, Some(("bare", ""))),
-            (r#"{"message":"No such container: x"}"#, None),
-            ("not json", None),
-            (r#"{"Name":7}"#, None),
-        ];
-        for (body, want) in cases {
-            let got = parse_inspect(body.as_bytes())
-                .ok()
-                .map(|i| (i.name, i.image));
-            let want = want.map(|(n, i)| (n.to_owned(), i.to_owned()));
-            assert_eq!(got, want, "{body}");
-        }
+    fn container_lists() {
+        let body = br#"[{"Id":"other","Names":["/x"]},
+            {"Id":"abc","Names":["/web"],"Image":"nginx:latest","ImageID":"sha256:11",
+             "Labels":{"io.kubernetes.pod.name":"p","n":3}}]"#;
+        let got = parse_list(body, "abc").unwrap().unwrap();
+        assert_eq!(got.name, "web");
+        assert_eq!(got.image, "nginx:latest");
+        assert_eq!(got.image_id, "sha256:11");
+        assert_eq!(got.labels.len(), 1);
+        assert_eq!(got.labels["io.kubernetes.pod.name"], "p");
+        assert_eq!(parse_list(body, "nothere").unwrap(), None);
+        assert_eq!(parse_list(b"[]", "abc").unwrap(), None);
+        assert!(parse_list(br#"{"message":"x"}"#, "abc").is_err());
+        assert!(parse_list(b"not json", "abc").is_err());
+        assert!(parse_list(br#"[{"Id":"abc","Names":7}]"#, "abc").is_err());
+        // Podman's compatible list has the same keys.
+        let podman = br#"[{"Id":"abc","Names":["db"],"Image":"docker.io/library/postgres:16"}]"#;
+        let got = parse_list(podman, "abc").unwrap().unwrap();
+        assert_eq!(
+            (got.name.as_str(), got.image.as_str()),
+            ("db", "docker.io/library/postgres:16")
+        );
+    }
+
+    #[test]
+    fn image_digests() {
+        let img =
+            br#"{"Id":"sha256:11","RepoDigests":["127.0.0.1:5000/x@sha256:abcd","y@sha256:ef"]}"#;
+        assert_eq!(parse_image_digest(img), "sha256:abcd");
+        assert_eq!(parse_image_digest(br#"{"RepoDigests":[]}"#), "");
+        assert_eq!(parse_image_digest(br#"{"RepoDigests":["nodigest"]}"#), "");
+        assert_eq!(parse_image_digest(b"junk"), "");
     }
 
     #[test]
@@ -163,8 +256,8 @@ mod tests {
         assert!(parse_response(b"HTTP/1.0 abc\r\n\r\n").is_err());
     }
 
-    /// A fake docker on a unix socket: the client's request and our parsing
-    /// of its answer, end to end.
+    /// A fake docker on a unix socket: the client's requests and our
+    /// parsing of its answers, end to end.
     #[test]
     fn asks_a_fake_docker_over_its_socket() {
         use std::os::unix::net::UnixListener;
@@ -172,31 +265,40 @@ mod tests {
         let sock = dir.path().join("docker.sock");
         let l = UnixListener::bind(&sock).unwrap();
         let server = std::thread::spawn(move || {
-            let (mut c, _) = l.accept().unwrap();
-            let mut req = Vec::new();
-            let mut buf = [0u8; 512];
-            while !req.windows(4).any(|w| w == b"\r\n\r\n") {
-                let n = c.read(&mut buf).unwrap();
-                req.extend_from_slice(&buf[..n]);
+            let mut reqs = Vec::new();
+            for answer in [
+                &br#"[{"Id":"abc123","Names":["/web"],"Image":"busybox","ImageID":"sha256:77"}]"#[..],
+                &br#"{"RepoDigests":["r/busybox@sha256:99"]}"#[..],
+            ] {
+                let (mut c, _) = l.accept().unwrap();
+                let mut req = Vec::new();
+                let mut buf = [0u8; 512];
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let n = c.read(&mut buf).unwrap();
+                    req.extend_from_slice(&buf[..n]);
+                }
+                c.write_all(b"HTTP/1.0 200 OK\r\n\r\n").unwrap();
+                c.write_all(answer).unwrap();
+                reqs.push(String::from_utf8(req).unwrap());
             }
-            c.write_all(
-                b"HTTP/1.0 200 OK\r\n\r\n{\"Name\":\"/web\",\"Config\":{\"Image\":\"busybox\"}}",
-            )
-            .unwrap();
-            String::from_utf8(req).unwrap()
+            reqs
         });
-        let got = inspect(&sock, "abc123").unwrap();
-        assert_eq!(
-            got,
-            Inspect {
-                name: "web".into(),
-                image: "busybox".into()
-            }
-        );
-        let req = server.join().unwrap();
+        let got = inspect(&sock, "abc123").unwrap().unwrap();
+        assert_eq!((got.name.as_str(), got.image.as_str()), ("web", "busybox"));
+        assert_eq!(got.image_digest, "sha256:99");
+        let reqs = server.join().unwrap();
         assert!(
-            req.starts_with("GET /containers/abc123/json HTTP/1.0\r\n"),
-            "{req}"
+            reqs[0].starts_with(
+                "GET /containers/json?all=1&filters=%7B%22id%22%3A%5B%22abc123%22%5D%7D HTTP/1.0\r\n"
+            ),
+            "{}", reqs[0]
         );
+        assert!(
+            reqs[1].starts_with("GET /images/sha256:77/json HTTP/1.0\r\n"),
+            "{}",
+            reqs[1]
+        );
+        // An id that is not one is never sent.
+        assert_eq!(inspect(&sock, "../x").unwrap(), None);
     }
 }

@@ -221,6 +221,19 @@ impl Event {
         }
     }
 
+    /// Set an owned bytes field, reusing the previous buffer.
+    pub fn set_bytes(&mut self, field: &FieldDef, b: &[u8]) {
+        if let Some(v) = self.owned_mut(field) {
+            match v {
+                Value::Bytes(buf) => {
+                    buf.clear();
+                    buf.extend_from_slice(b);
+                }
+                other => *other = Value::Bytes(b.to_vec()),
+            }
+        }
+    }
+
     /// Set an owned string field, reusing the previous buffer.
     pub fn set_str(&mut self, field: &FieldDef, s: &str) {
         if let Some(v) = self.owned_mut(field) {

@@ -7,9 +7,11 @@
 //! (kernel): load and attach through `bpf::loader`. While running it is the
 //! chain's [`Source`]:
 //!
-//! - tracers (`GADGET_TRACER`): each drain copies every pending ring-buffer
-//!   sample into a reused [`Event`] and dispatches it; each tick reads the
-//!   `<map>_lost_samples` counters;
+//! - tracers (`GADGET_TRACER`): each drain copies every pending sample of
+//!   its ring buffer (or perf event array: upstream's tcpdump) into a
+//!   reused [`Event`] and dispatches it, the bytes after the struct into
+//!   the field `ebpf.rest.name` names; each tick reads the
+//!   `<map>_lost_samples` counters (the perf rings' lost records);
 //! - snapshotters (`GADGET_ITER`): the first drain runs the iterator
 //!   programs once and dispatches their records as one array;
 //! - toppers (`GADGET_MAPITER`): every `--map-fetch-interval` the hash map is
@@ -18,6 +20,12 @@
 //!   as upstream: the map is drained once when the run stops (or once
 //!   right away with `--map-fetch-count 1`); the advise gadgets set it so
 //!   through `paramDefaults`.
+//!
+//! Start also starts the socket enricher (`bpf::socket_enricher`) first
+//! for an object that declares `gadget_sockets`, and attaches what follows
+//! containers (uprobes, socket filters, TC) to the set `bpf::targets`
+//! publishes; each tick reattaches when that set changed and looks for
+//! the containers' interfaces again every second.
 //!
 //! Stop drops every kernel object.
 //!
@@ -32,15 +40,20 @@
 use std::os::fd::RawFd;
 use std::time::{Duration, Instant};
 
-use crate::bpf::contract::{Contract, map_key_value, map_max_entries};
-use crate::bpf::loader::{HashDrain, LoadError, LoadSpec, LoadedGadget, LostCounter, RingBuffer};
+use crate::bpf::contract::{Contract, PERF_EVENT_ARRAY, map_key_value, map_max_entries, map_type};
+use crate::bpf::loader::{
+    DRAIN_SLICE, HashDrain, LoadError, LoadSpec, LoadedGadget, LostCounter, RingBuffer,
+};
 use crate::bpf::maps::MapFd;
 use crate::bpf::mntns_filter::{self, MntnsFilter};
 use crate::bpf::object::ObjectInfo;
 use crate::bpf::params::EbpfParam;
+use crate::bpf::perf::{PerfReader, Read as PerfRead};
 use crate::bpf::programs::{ProgramPlan, plan};
 use crate::bpf::schema::{schema_from_btf, schema_from_structs};
 use crate::bpf::shared::{SharedGadget, apply_config};
+use crate::bpf::socket_enricher::{self, SocketEnricher};
+use crate::bpf::targets::{TargetSet, Targets};
 use crate::bpf::{Inspected, inspect};
 use crate::btf::Btf;
 use crate::datasource::{Event, SchemaBuilder, SourceKind};
@@ -80,6 +93,9 @@ pub struct EbpfOptions {
     pub shared: Option<SharedGadget>,
     /// A loader made ahead of time (`bpf::loader::LoaderPrefetch`).
     pub prefetch: Option<crate::bpf::loader::LoaderPrefetch>,
+    /// The host and containers the local manager publishes, for programs
+    /// that follow containers (uprobes); `None`: the host only.
+    pub targets: Option<Targets>,
 }
 
 /// The image's eBPF object as an operator: its data sources, parameters, load
@@ -97,7 +113,19 @@ pub struct EbpfOperator {
     globals: Vec<(String, Vec<u8>)>,
     fetch_interval: Duration,
     fetch_count: u64,
+    /// The object declares `gadget_sockets`: the socket enricher runs,
+    /// with these optional fields.
+    enricher: Option<socket_enricher::Fields>,
+    /// `--iface` (TC programs).
+    iface: Option<String>,
+    /// The object's `gadget_pf_*` hooks (`--pf`, `--pf-NAME`).
+    pf_functions: Vec<String>,
+    /// Compiled filters to put in front of them: (function, eBPF code).
+    filters: Vec<(String, Vec<[u8; 8]>)>,
 }
+
+/// `--iface`, upstream's name.
+const IFACE: &str = "operator.oci.ebpf.iface";
 
 /// Why the eBPF operator cannot make the gadget's data sources.
 #[derive(Debug, thiserror::Error)]
@@ -190,6 +218,19 @@ impl EbpfOperator {
         let plan = plan(&info.programs, &contract, &metadata).map_err(|e| fail(e.into()))?;
         let params = EbpfParam::discover(&contract.params, &btf, &info, &metadata)
             .map_err(|e| fail(e.into()))?;
+        let enricher = btf
+            .find_var(socket_enricher::MAP)
+            .map(|_| socket_enricher::Fields::default());
+        // As upstream, filters go into TC programs only (a socket
+        // filter's hook is not given the packet's start and end).
+        let has_tc = plan
+            .iter()
+            .any(|p| matches!(p.attach, crate::bpf::programs::Attach::Tc { .. }));
+        let pf_functions = if has_tc {
+            crate::bpf::pf::functions(&btf)
+        } else {
+            Vec::new()
+        };
         Ok(Self {
             object,
             info,
@@ -202,12 +243,41 @@ impl EbpfOperator {
             globals: Vec::new(),
             fetch_interval: Duration::from_secs(1),
             fetch_count: 0,
+            enricher,
+            iface: None,
+            pf_functions,
+            filters: Vec::new(),
         })
     }
 
-    /// Settings that depend on the parsed command line.
+    /// Settings that depend on the parsed command line. Asks the local
+    /// manager to follow containers when the object has programs that
+    /// attach per container.
     pub fn set_options(&mut self, options: EbpfOptions) {
+        if let Some(t) = &options.targets
+            && self.follows_containers()
+        {
+            t.want();
+        }
         self.options = options;
+    }
+
+    /// Whether some program attaches per container (uprobes: in each
+    /// container's files; socket filters: in each network namespace).
+    fn follows_containers(&self) -> bool {
+        use crate::bpf::programs::Attach;
+        self.plan.iter().any(|p| {
+            matches!(
+                p.attach,
+                Attach::UProbe { .. } | Attach::Socket | Attach::Tc { .. }
+            )
+        })
+    }
+
+    fn has_tc(&self) -> bool {
+        self.plan
+            .iter()
+            .any(|p| matches!(p.attach, crate::bpf::programs::Attach::Tc { .. }))
     }
 
     /// The gadget's metadata as the custom parameters patched it (data
@@ -262,7 +332,11 @@ impl EbpfOperator {
         let schema_err = |e: crate::bpf::schema::SchemaFromBtfError| e;
         let mut out: Vec<(DataSource, SchemaBuilder)> = Vec::new();
         for (i, t) in c.tracers.iter().enumerate() {
-            if !c.tracer_maps.contains(&t.map) {
+            // A ring buffer of GADGET_TRACER_MAP, or a perf event array
+            // (upstream's tcpdump appends packet bytes with
+            // bpf_perf_event_output).
+            let perf = map_type(&self.btf, &t.map) == Some(PERF_EVENT_ARRAY);
+            if !perf && !c.tracer_maps.contains(&t.map) {
                 return Err(EbpfError::NotATracerMap {
                     source_name: t.name.clone(),
                     map: t.map.clone(),
@@ -288,10 +362,14 @@ impl EbpfOperator {
                 name: schema_err(e).to_string(),
             })?;
             w.0.iter().for_each(|w| log::warn!("{w}"));
+            let mut schema = schema;
+            let rest = rest_plan(&mut schema)?;
             out.push((
                 DataSource::Tracer {
                     name: t.name.clone(),
                     map: t.map.clone(),
+                    perf,
+                    rest,
                 },
                 schema,
             ));
@@ -440,12 +518,63 @@ fn runtime_max_entries(
     out
 }
 
+/// Upstream's annotations for bytes after the event struct in a sample
+/// (`bpf_perf_event_output` with the packet appended, tcpdump): the name
+/// of the bytes field to add, and the field that gives their length.
+const REST_NAME: &str = "ebpf.rest.name";
+const REST_LEN: &str = "ebpf.rest.len";
+
+/// Where the bytes after the struct go (`ebpf.rest.name`) and how many
+/// there are (`ebpf.rest.len`: a field of the struct; without it, all).
+#[derive(Clone, Copy, Debug)]
+struct RestPlan {
+    field: crate::datasource::FieldId,
+    len: Option<crate::datasource::FieldId>,
+}
+
+/// The rest field of a tracer's schema, if its annotations ask for one.
+fn rest_plan(schema: &mut SchemaBuilder) -> Result<Option<RestPlan>, EbpfError> {
+    let annotations = &schema.schema().annotations;
+    let Some(name) = annotations.get(REST_NAME).cloned() else {
+        return Ok(None);
+    };
+    let len_name = annotations.get(REST_LEN).cloned();
+    let source_name = schema.name().to_owned();
+    let missing = |what: &'static str, name: String| EbpfError::Missing {
+        source_name: source_name.clone(),
+        what,
+        name,
+    };
+    let len = match len_name {
+        Some(l) => Some(
+            schema
+                .schema()
+                .field_by_name(&l)
+                .filter(|f| schema.schema().field(*f).kind.is_numeric())
+                .ok_or_else(|| missing("numeric field (ebpf.rest.len)", l.clone()))?,
+        ),
+        None => None,
+    };
+    let field = schema
+        .add_owned(name.clone(), crate::datasource::FieldKind::Bytes, None)
+        .map_err(|e| {
+            missing(
+                "room for the field (ebpf.rest.name)",
+                format!("{name}: {e}"),
+            )
+        })?;
+    Ok(Some(RestPlan { field, len }))
+}
+
 /// A data source and where its data comes from.
 #[derive(Clone, Debug)]
 enum DataSource {
     Tracer {
         name: String,
         map: String,
+        /// A perf event array, not a ring buffer.
+        perf: bool,
+        rest: Option<RestPlan>,
     },
     Snapshot {
         name: String,
@@ -471,6 +600,52 @@ impl Operator for EbpfOperator {
         if !self.contract.map_iters.is_empty() {
             specs.extend(Self::topper_params());
         }
+        for f in &self.pf_functions {
+            let Some(key) = crate::bpf::pf::param_key(f) else {
+                continue;
+            };
+            specs.push(ParamSpec {
+                full_name: format!("{}{key}", crate::bpf::params::PREFIX),
+                description: format!(
+                    "Packet filter in tcpdump's syntax (e.g. 'tcp port 443'), for hook {f}; \
+                     compiled with tcpdump, which must be installed"
+                ),
+                key,
+                alias: None,
+                default: String::new(),
+                ty: ParamType::String { max_len: None },
+                group: "eBPF".into(),
+            });
+        }
+        if self.has_tc() {
+            specs.push(ParamSpec {
+                key: "iface".into(),
+                alias: None,
+                full_name: IFACE.into(),
+                description:
+                    "Network interface TC programs attach to; without it, the host side of \
+                              each container's interfaces, following containers as they come and go"
+                        .into(),
+                default: String::new(),
+                ty: ParamType::String { max_len: None },
+                group: "eBPF".into(),
+            });
+        }
+        if self.enricher.is_some() {
+            specs.push(ParamSpec {
+                key: "socket-enricher-fields".into(),
+                alias: None,
+                full_name: socket_enricher::FIELDS_PARAM.into(),
+                description:
+                    "Optional fields of the socket enricher (which process owns each socket), \
+                              as field=size,...: cwd and exepath, sizes a power of two up to 4096 \
+                              (0: 512); empty for none. Smaller is cheaper"
+                        .into(),
+                default: socket_enricher::DEFAULT_FIELDS.into(),
+                ty: ParamType::String { max_len: None },
+                group: "eBPF".into(),
+            });
+        }
         specs
     }
 
@@ -490,6 +665,44 @@ impl Operator for EbpfOperator {
         }
         if let Some(ParamValue::Int(n)) = values.get(FETCH_COUNT) {
             self.fetch_count = u64::try_from(*n).unwrap_or(0);
+        }
+        self.filters.clear();
+        for f in &self.pf_functions {
+            let Some(key) = crate::bpf::pf::param_key(f) else {
+                continue;
+            };
+            let Some(ParamValue::Str(expr)) =
+                values.get(&format!("{}{key}", crate::bpf::params::PREFIX))
+            else {
+                continue;
+            };
+            if expr.trim().is_empty() {
+                continue;
+            }
+            let fail = |e: crate::bpf::pf::PfError| {
+                OperatorError::failed(NAME, format!("--{key}: {}", crate::bpf::error_chain(&e)))
+            };
+            let code = if expr == crate::bpf::pf::REJECT_ALL {
+                crate::bpf::pf::reject_all()
+            } else {
+                crate::bpf::pf::to_ebpf(&crate::bpf::pf::compile(expr).map_err(fail)?)
+                    .map_err(fail)?
+            };
+            log::debug!(
+                "--{key} {expr:?}: {} eBPF instructions before {f}",
+                code.len()
+            );
+            self.filters.push((f.clone(), code));
+        }
+        if let Some(ParamValue::Str(i)) = values.get(IFACE) {
+            self.iface = (!i.is_empty()).then(|| i.clone());
+        }
+        if self.enricher.is_some()
+            && let Some(ParamValue::Str(f)) = values.get(socket_enricher::FIELDS_PARAM)
+        {
+            self.enricher = Some(
+                socket_enricher::Fields::parse(f).map_err(|e| OperatorError::failed(NAME, e))?,
+            );
         }
         if self.fetch_interval.is_zero()
             && self.fetch_count > 1
@@ -527,6 +740,9 @@ impl Operator for EbpfOperator {
             globals,
             fetch_interval,
             fetch_count,
+            enricher,
+            iface,
+            filters,
             ..
         } = *self;
         Ok(Some(Box::new(EbpfInstance {
@@ -547,7 +763,12 @@ impl Operator for EbpfOperator {
             toppers: Vec::new(),
             stack_fields,
             symbolizer: None,
-            mntns_seen: 0,
+            targets_seen: 0,
+            enricher_fields: enricher,
+            enricher: None,
+            iface,
+            interfaces_seen: Instant::now(),
+            filters,
         })))
     }
 }
@@ -555,9 +776,72 @@ impl Operator for EbpfOperator {
 struct Reader {
     source: SourceId,
     name: String,
-    rb: RingBuffer,
+    rb: Ring,
     lost: Option<LostCounter>,
     event: Option<Event>,
+    rest: Option<RestPlan>,
+}
+
+/// Where a tracer's samples come from.
+enum Ring {
+    Ring(RingBuffer),
+    /// A perf event array's rings, and the buffer samples are copied to.
+    Perf(PerfReader, Vec<u8>),
+}
+
+/// Bytes of each CPU's perf ring (upstream's 64 pages).
+const PERF_RING_BYTES: usize = 256 << 10;
+
+impl Ring {
+    fn fds(&self) -> Vec<RawFd> {
+        match self {
+            Self::Ring(rb) => vec![rb.fd()],
+            Self::Perf(p, _) => p.fds().collect(),
+        }
+    }
+
+    /// Hand pending samples to `f` (false: stop now), as
+    /// `RingBuffer::drain`.
+    fn drain(&mut self, mut f: impl FnMut(&[u8]) -> bool) {
+        match self {
+            Self::Ring(rb) => {
+                rb.drain(f);
+            }
+            Self::Perf(p, buf) => {
+                let start = Instant::now();
+                let mut n = 0u32;
+                while p.read(buf) == PerfRead::Record {
+                    n += 1;
+                    if !f(buf) || (n.is_multiple_of(1024) && start.elapsed() >= DRAIN_SLICE) {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Put a sample in `ev`, with the bytes after the struct in the rest
+/// field when there is one.
+fn load_sample(
+    ev: &mut Event,
+    schema: &crate::datasource::Schema,
+    rest: Option<RestPlan>,
+    sample: &[u8],
+) {
+    ev.set_raw(sample);
+    let Some(r) = rest else { return };
+    let size = schema.raw_size as usize;
+    let extra = sample.get(size..).unwrap_or_default();
+    let n = match r.len {
+        Some(l) => match ev.get(schema.field(l)) {
+            crate::datasource::ValueRef::U64(n) => usize::try_from(n).unwrap_or(usize::MAX),
+            crate::datasource::ValueRef::I64(n) => usize::try_from(n).unwrap_or(0),
+            _ => extra.len(),
+        },
+        None => extra.len(),
+    };
+    ev.set_bytes(schema.field(r.field), &extra[..n.min(extra.len())]);
 }
 
 struct Snapshot {
@@ -598,8 +882,18 @@ struct EbpfInstance {
     /// Data sources with stack fields (`stacks.rs`), and what reads them.
     stack_fields: Vec<(SourceId, stacks::StackFields)>,
     symbolizer: Option<stacks::Symbolizer>,
-    /// Generation of the container filter last written to the kernel.
-    mntns_seen: u64,
+    /// Generation of the target set last attached to.
+    targets_seen: u64,
+    /// Set when the object declares `gadget_sockets`.
+    enricher_fields: Option<socket_enricher::Fields>,
+    /// Running from start to stop, when it could start.
+    enricher: Option<SocketEnricher>,
+    /// `--iface` (TC programs).
+    iface: Option<String>,
+    /// When the followed containers' interfaces were last looked for.
+    interfaces_seen: Instant,
+    /// Compiled `--pf` filters: (hook function, eBPF code).
+    filters: Vec<(String, Vec<[u8; 8]>)>,
 }
 
 impl Instance for EbpfInstance {
@@ -626,13 +920,49 @@ impl Instance for EbpfInstance {
                 log::warn!("{w}");
             }
         }
+        let targets = match &self.options.targets {
+            Some(t) => {
+                self.targets_seen = 0;
+                t.changed_since(&mut self.targets_seen);
+                t.current()
+            }
+            None => TargetSet::host_only(),
+        };
+        // Before the gadget: the gadget is given the enricher's map and
+        // relocated against its layout.
+        self.enricher = self.enricher_fields.and_then(|f| {
+            SocketEnricher::start(f)
+                .map_err(|e| {
+                    log::warn!(
+                        "the socket enricher could not start ({}): events of this gadget carry no process",
+                        crate::bpf::error_chain(&e)
+                    );
+                })
+                .ok()
+        });
+        let replace: Vec<(&str, i32)> = self
+            .enricher
+            .iter()
+            .map(|e| (socket_enricher::MAP, e.map_fd()))
+            .collect();
+        let mut object = std::borrow::Cow::Borrowed(self.object.as_slice());
+        for (f, code) in &self.filters {
+            object = std::borrow::Cow::Owned(
+                crate::bpf::compat::inject_at_function(&object, f, code)
+                    .map_err(|e| OperatorError::failed(NAME, e))?,
+            );
+        }
         let spec = LoadSpec {
-            object: &self.object,
+            object: &object,
             info: &self.info,
             plan: &plan,
             globals: &globals,
             max_entries: &max_entries,
             prefetch: self.options.prefetch.as_ref(),
+            targets: &targets,
+            replace_maps: &replace,
+            socket_value_btf: self.enricher.as_ref().map(SocketEnricher::value_btf),
+            iface: self.iface.as_deref(),
         };
         let mut loaded = LoadedGadget::load(&spec).map_err(fail)?;
         if let Some(g) = &self.options.shared {
@@ -646,30 +976,57 @@ impl Instance for EbpfInstance {
             g.publish_maps(maps);
         }
         if let Some(f) = filter {
-            self.mntns_seen = 0;
-            let ids = f.changed_since(&mut self.mntns_seen).unwrap_or_default();
-            if !loaded
-                .fill_hash_u64_u32(mntns_filter::MAP, &ids)
-                .map_err(fail)?
-            {
-                log::warn!(
+            // From now on the filter writes the map itself, before the
+            // local manager lets a held container runtime go on.
+            match loaded.take_u64_set(mntns_filter::MAP).map_err(fail)? {
+                Some(set) => f
+                    .attach(Box::new(set))
+                    .map_err(|e| OperatorError::failed(NAME, e))?,
+                None => log::warn!(
                     "the gadget has no {} (gadget/mntns_filter.h): containers are selected in user space only",
                     mntns_filter::MAP
-                );
+                ),
             }
         }
         let now = Instant::now();
         for (ds, id) in &self.sources {
             match ds {
-                DataSource::Tracer { name, map } => {
-                    let rb = loaded.ring_buffer(map).map_err(fail)?;
-                    let lost = loaded.lost_counter(map).map_err(fail)?;
+                DataSource::Tracer {
+                    name,
+                    map,
+                    perf,
+                    rest,
+                } => {
+                    let (rb, lost) = if *perf {
+                        let fd = loaded
+                            .share_maps()
+                            .into_iter()
+                            .find(|(n, _)| n == map)
+                            .map(|(_, fd)| fd)
+                            .ok_or_else(|| fail(LoadError::MissingMap { map: map.clone() }))?;
+                        let reader = MapFd::from_fd(fd)
+                            .map_err(|e| e.to_string())
+                            .and_then(|m| {
+                                PerfReader::new(std::sync::Arc::new(m), PERF_RING_BYTES, false)
+                                    .map_err(|e| crate::bpf::error_chain(&e))
+                            })
+                            .map_err(|e| {
+                                OperatorError::failed(NAME, format!("perf event array {map}: {e}"))
+                            })?;
+                        (Ring::Perf(reader, Vec::new()), None)
+                    } else {
+                        (
+                            Ring::Ring(loaded.ring_buffer(map).map_err(fail)?),
+                            loaded.lost_counter(map).map_err(fail)?,
+                        )
+                    };
                     self.readers.push(Reader {
                         source: *id,
                         name: name.clone(),
                         rb,
                         lost,
                         event: None,
+                        rest: *rest,
                     });
                 }
                 DataSource::Snapshot {
@@ -725,6 +1082,7 @@ impl Instance for EbpfInstance {
         self.toppers.clear();
         self.symbolizer = None;
         self.loaded = None;
+        self.enricher = None;
         if let Some(g) = &self.options.shared {
             g.withdraw_maps();
         }
@@ -763,7 +1121,7 @@ fn records(bytes: &[u8], record: usize, out: &Dispatch, id: SourceId) -> Vec<Eve
 
 impl Source for EbpfInstance {
     fn fds(&self) -> Vec<RawFd> {
-        self.readers.iter().map(|r| r.rb.fd()).collect()
+        self.readers.iter().flat_map(|r| r.rb.fds()).collect()
     }
 
     fn drain(&mut self, out: &mut Dispatch) -> Result<(), OperatorError> {
@@ -772,6 +1130,7 @@ impl Source for EbpfInstance {
                 .event
                 .get_or_insert_with(|| Event::new(out.schema(r.source)));
             let id = r.source;
+            let rest = r.rest;
             match (
                 stacks::fields_of(&self.stack_fields, id),
                 self.symbolizer.as_mut(),
@@ -779,8 +1138,16 @@ impl Source for EbpfInstance {
                 (Some(st), Some(sym)) => {
                     let schema = out.schema(id).clone();
                     r.rb.drain(|sample| {
-                        ev.set_raw(sample);
+                        load_sample(ev, &schema, rest, sample);
                         sym.fill(&schema, st, ev);
+                        out.event(id, ev);
+                        !out.take_yield()
+                    });
+                }
+                _ if rest.is_some() => {
+                    let schema = out.schema(id).clone();
+                    r.rb.drain(|sample| {
+                        load_sample(ev, &schema, rest, sample);
                         out.event(id, ev);
                         !out.take_yield()
                     });
@@ -858,13 +1225,19 @@ impl Source for EbpfInstance {
     }
 
     fn tick(&mut self, _out: &mut Dispatch) -> Result<Vec<Notice>, OperatorError> {
-        if let (Some(f), Some(loaded)) = (self.mntns_filter(), self.loaded.as_mut())
-            && let Some(ids) = f.changed_since(&mut self.mntns_seen)
+        if let (Some(t), Some(loaded)) = (&self.options.targets, self.loaded.as_mut())
+            && let Some(set) = t.changed_since(&mut self.targets_seen)
         {
-            loaded
-                .fill_hash_u64_u32(mntns_filter::MAP, &ids)
-                .map_err(|e| OperatorError::failed(NAME, e))?;
-            log::debug!("container filter: {} mount namespaces", ids.len());
+            loaded.retarget(&set);
+        }
+        if let Some(loaded) = self.loaded.as_mut()
+            && self.interfaces_seen.elapsed() >= Duration::from_secs(1)
+        {
+            self.interfaces_seen = Instant::now();
+            loaded.refresh_interfaces();
+        }
+        if let Some(e) = self.enricher.as_mut() {
+            e.tick();
         }
         // Tracers' stacks: one batch per tick.
         if let Some(sym) = self.symbolizer.as_mut()
@@ -878,6 +1251,15 @@ impl Source for EbpfInstance {
         }
         let mut notices = Vec::new();
         for r in &mut self.readers {
+            if let Ring::Perf(p, _) = &mut r.rb {
+                let n = p.take_lost();
+                if n > 0 {
+                    notices.push(Notice::Lost {
+                        source: r.name.clone(),
+                        count: n,
+                    });
+                }
+            }
             if let Some(l) = &mut r.lost {
                 let n = l.take_new().map_err(|e| OperatorError::failed(NAME, e))?;
                 if n > 0 {

@@ -60,6 +60,10 @@ pub struct Seams {
     /// A WASM guest's configuration for the eBPF operator, and the
     /// gadget's maps for the guest (`EbpfOptions::shared`).
     pub gadget: crate::bpf::shared::SharedGadget,
+    /// Published by the local manager, followed by the eBPF operator:
+    /// where programs that follow containers attach
+    /// (`EbpfOptions::targets`).
+    pub targets: crate::bpf::targets::Targets,
     /// Tells the eBPF statistics operator which processes are `ig run`s,
     /// with the CLI's own argument parser.
     pub gadget_runs: ebpfstats::GadgetRuns,
@@ -136,7 +140,10 @@ pub fn from_config(
 /// [`catalog`], connected through `seams`.
 pub fn catalog_with(seams: &Seams) -> Vec<Box<dyn Operator>> {
     vec![
-        Box::new(localmanager::LocalManager::new(seams.mntns_filter.clone())),
+        Box::new(
+            localmanager::LocalManager::new(seams.mntns_filter.clone())
+                .with_targets(seams.targets.clone()),
+        ),
         Box::new(formatters::Formatters::new()),
         Box::new(uidgid::UidGidResolver::new()),
         Box::new(processinfo::ProcessInfo::new()),

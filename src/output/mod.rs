@@ -11,6 +11,7 @@
 
 pub mod fields;
 mod json;
+pub mod pcapng;
 pub mod sink;
 mod table;
 mod yaml;
@@ -34,6 +35,10 @@ pub enum OutputMode {
     Jsonpretty,
     /// YAML, each event a document preceded by `---`.
     Yaml,
+    /// Packets as pcap-ng, for tshark or Wireshark (gadgets that declare
+    /// packets: `pcap.payload`); binary, so never to a terminal.
+    #[value(name = "pcap-ng")]
+    PcapNg,
 }
 
 /// The last operator of every run: prints each data source.
@@ -44,6 +49,8 @@ pub struct OutputOperator {
     fields: Option<FieldsSpec>,
     fields_shared: bool,
     instance: Option<(String, usize)>,
+    /// `CLOCK_REALTIME - CLOCK_BOOTTIME` (pcap-ng timestamps).
+    boot_offset_ns: i128,
 }
 
 impl OutputOperator {
@@ -56,7 +63,15 @@ impl OutputOperator {
             fields: None,
             fields_shared: false,
             instance: None,
+            boot_offset_ns: 0,
         }
+    }
+
+    /// The offset that makes boot-time nanoseconds wall-clock time.
+    #[must_use]
+    pub fn with_boot_offset(mut self, ns: i128) -> Self {
+        self.boot_offset_ns = ns;
+        self
     }
 
     /// Label every event with the run's name (`name`; `width`: the widest
@@ -91,6 +106,47 @@ impl OutputOperator {
 struct Printing;
 impl Instance for Printing {}
 
+impl OutputOperator {
+    /// `-o pcap-ng`: the data sources with packets, nothing else (other
+    /// sources' events would not fit in the stream).
+    fn instantiate_pcapng(
+        self,
+        setup: &mut Setup,
+        ids: &[crate::pipeline::SourceId],
+    ) -> Result<Option<Box<dyn Instance>>, OperatorError> {
+        let fail = |e: String| OperatorError::failed("cli", e);
+        if self.terminal {
+            return Err(fail(
+                "-o pcap-ng writes binary data: redirect it to a file (> capture.pcapng) or a pipe (| tshark -r -)"
+                    .into(),
+            ));
+        }
+        let with_packets: Vec<_> = ids
+            .iter()
+            .copied()
+            .filter(|&id| pcapng::has_packets(setup.schema(id).schema()))
+            .collect();
+        if with_packets.is_empty() {
+            let names: Vec<&str> = ids.iter().map(|&id| setup.schema(id).name()).collect();
+            return Err(fail(format!(
+                "-o pcap-ng: the gadget has no data source of packets (annotation {}; its data sources: {})",
+                pcapng::PAYLOAD,
+                names.join(", ")
+            )));
+        }
+        for id in with_packets {
+            let printer = pcapng::PcapNgPrinter::new(
+                setup.schema(id).schema(),
+                self.out.clone(),
+                self.boot_offset_ns,
+            )
+            .map_err(|e| fail(e.to_string()))?;
+            setup.subscribe(id, priority::OUTPUT, "cli", Box::new(printer));
+        }
+        Ok(Some(Box::new(Printing)))
+    }
+}
+
 impl Operator for OutputOperator {
     fn name(&self) -> &'static str {
         "cli"
@@ -112,6 +168,9 @@ impl Operator for OutputOperator {
                     reason: format!("no data source {ds} (the gadget has: {})", names.join(", ")),
                 }));
             }
+        }
+        if self.mode == OutputMode::PcapNg {
+            return self.instantiate_pcapng(setup, &ids);
         }
         for id in ids {
             let schema = setup.schema(id).schema();
@@ -139,7 +198,7 @@ impl Operator for OutputOperator {
                         None => p,
                     })
                 }
-                OutputMode::Yaml => {
+                OutputMode::Yaml | OutputMode::PcapNg => {
                     let p = YamlPrinter::with_fields(schema, &selected, self.out.clone());
                     Box::new(match name {
                         Some(n) => p.with_instance(n),

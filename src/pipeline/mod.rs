@@ -125,6 +125,13 @@ pub trait Source {
     fn finished(&self) -> bool {
         false
     }
+
+    /// Drained even when [`Source::finished`]: a helper source that never
+    /// keeps a run going but serves fds of its own (the local manager's
+    /// watches).
+    fn always_drain(&self) -> bool {
+        false
+    }
 }
 
 /// Something for the user, produced while running: losses (summed and

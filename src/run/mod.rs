@@ -803,6 +803,7 @@ impl GadgetRun {
                 mntns_filter: Some(seams.mntns_filter.clone()),
                 shared: has_wasm.then(|| seams.gadget.clone()),
                 prefetch: self.prefetch.clone(),
+                targets: Some(seams.targets.clone()),
             });
             ebpf.set_metadata(patched.clone());
         }
@@ -829,7 +830,8 @@ impl GadgetRun {
                 OutputOperator::new(print.mode, writer)
                     .on_terminal(print.terminal)
                     .with_fields(print.fields, print.fields_shared)
-                    .with_instance(print.instance),
+                    .with_instance(print.instance)
+                    .with_boot_offset(crate::operators::formatters::boot_offset_ns()),
             ));
         }
         let r = self.resolved.as_ref().expect("resolved by assemble");

@@ -82,7 +82,7 @@ fn custom_params_are_flags_and_their_patches_configure_the_operator() {
             keys.sort_unstable();
             assert_eq!(
                 keys,
-                ["comm", "mountnsid", "pid", "runtime", "state"],
+                ["comm", "k8s", "mountnsid", "pid", "runtime", "state"],
                 "{r}"
             );
         }

@@ -388,6 +388,12 @@ fn live_map_with_entries(name: &str, entries: u64) -> bool {
     })
 }
 
+/// Our mount namespace's inode.
+fn own_mntns() -> u64 {
+    let l = std::fs::read_link("/proc/self/ns/mnt").unwrap();
+    ig::containers::parse_ns_link(l.to_str().unwrap()).unwrap()
+}
+
 #[test]
 fn networking_fixture_builds_on_uapi_headers_and_reads_packets() {
     require_kernel();
@@ -415,10 +421,13 @@ fn networking_fixture_builds_on_uapi_headers_and_reads_packets() {
     assert_eq!(e["dport"], dport, "{e}");
     // Ethernet (14) + IPv4 (20) + UDP (8) + payload.
     assert_eq!(u(&e["len"]), 14 + 20 + 8 + payload.len() as u64, "{e}");
-    // ig has no socket enricher: gadget_socket_lookup finds no owner, and
-    // gadget_process_populate_from_socket leaves the process empty.
-    assert_eq!(e["owner_found"], false, "{e}");
-    assert_eq!(e["proc"]["pid"], 0, "{e}");
+    // Both sockets are ours, made before ig started: the socket enricher
+    // found them (its iterator), gadget_socket_lookup finds the owner in
+    // the namespace the dispatcher wrote into skb->cb[0], and
+    // gadget_process_populate_from_socket fills the process from it.
+    assert_eq!(e["owner_found"], true, "{e}");
+    assert_eq!(e["proc"]["pid"], std::process::id(), "{e}");
+    assert_eq!(e["proc"]["mntns_id"], own_mntns(), "{e}");
     // The packet filter placeholder matches every non-empty packet.
     assert_eq!(e["pf_matched"], true, "{e}");
 }

@@ -735,15 +735,27 @@ fn trace_dns_reports_our_queries_and_answers() {
     }
     let ours = |v: &Value| v["name"] == ok_name.as_str() || v["name"] == nx_name.as_str();
     ig.wait_until(Duration::from_secs(10), |vs| {
-        vs.iter().filter(|v| ours(v)).count() >= 4
+        vs.iter().filter(|v| ours(v)).count() >= 8
     });
     let (values, _) = ig.stop();
     let evs: Vec<&Value> = values.iter().filter(|v| ours(v)).collect();
-    assert_eq!(evs.len(), 4, "{evs:?}");
+    assert_eq!(evs.len(), 8, "{evs:?}");
     let cli = format!("127.0.0.1:{cport}");
     let srv = format!("127.0.0.1:{sport}");
     for (i, (id, name, rcode)) in queries.into_iter().enumerate() {
-        let (q, r) = (evs[2 * i], evs[2 * i + 1]);
+        // On loopback each packet passes twice: leaving, then arriving.
+        let [q_out, q, r_out, r] = [0, 1, 2, 3].map(|k| evs[4 * i + k]);
+        for (out, inn) in [(q_out, q), (r_out, r)] {
+            assert_eq!(out["pkt_type"], "OUTGOING", "{out}");
+            assert_eq!(out["id"], inn["id"], "{out}\n{inn}");
+            assert_eq!(out["src"], inn["src"], "{out}\n{inn}");
+            assert_eq!(out["latency_ns_raw"], 0, "{out}");
+        }
+        // Every copy's local end is a socket of ours (client and server
+        // alike), found by the socket enricher.
+        for v in [q_out, q, r_out, r] {
+            assert_eq!(v["proc"]["pid"], me(), "{v}");
+        }
         for v in [q, r] {
             assert_eq!(v["id"], id, "{v}");
             assert_eq!(v["name"], name.as_str(), "{v}");
@@ -779,6 +791,60 @@ fn trace_dns_reports_our_queries_and_answers() {
         assert!(lat > 0 && lat < 10_000_000_000, "latency {lat}: {r}");
         assert!(u(&r["timestamp_raw"]) >= u(&q["timestamp_raw"]), "{q}\n{r}");
     }
+}
+
+/// A query made by another process (busybox's nslookup) is attributed to
+/// it: the copy leaving through loopback by its source port, the response
+/// arriving by its destination port, both found by the socket enricher in
+/// the namespace the dispatcher wrote. The server's copies are ours.
+#[test]
+fn trace_dns_attributes_a_query_to_the_process_that_sent_it() {
+    let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let sport = server.local_addr().unwrap().port();
+    let ps = sport.to_string();
+    let mut ig = Running::start(&["trace_dns", "--port", &ps]);
+    server
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let name = format!("who-{}.igtest.example", me());
+    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("this test needs busybox-static (cargo xtask setup installs it)");
+    let mut client = Command::new(busybox)
+        .args(["nslookup", "-type=a", &name, &format!("127.0.0.1:{sport}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let cpid = u64::from(client.id());
+    let mut buf = [0u8; 512];
+    let (n, from) = server.recv_from(&mut buf).unwrap();
+    // Answer with the query's id and question.
+    let mut answer = buf[..n].to_vec();
+    answer[2] |= 0x80;
+    server.send_to(&answer, from).unwrap();
+    let _ = client.wait();
+    let ours = |v: &Value| v["name"] == name.as_str();
+    ig.wait_until(Duration::from_secs(10), |vs| {
+        vs.iter().filter(|v| ours(v)).count() >= 4
+    });
+    let (values, _) = ig.stop();
+    let evs: Vec<&Value> = values.iter().filter(|v| ours(v)).collect();
+    let find = |qr: &str, pkt: &str| {
+        *evs.iter()
+            .find(|v| v["qr"] == qr && v["pkt_type"] == pkt)
+            .unwrap_or_else(|| panic!("no {qr} {pkt} in {evs:?}"))
+    };
+    for v in [find("Q", "OUTGOING"), find("R", "HOST")] {
+        assert_eq!(v["proc"]["pid"], cpid, "the client: {v}");
+        assert_eq!(v["proc"]["comm"], "busybox", "{v}");
+        assert_eq!(v["proc"]["parent"]["pid"], me(), "{v}");
+    }
+    for v in [find("Q", "HOST"), find("R", "OUTGOING")] {
+        assert_eq!(v["proc"]["pid"], me(), "the server: {v}");
+    }
+    assert!(u(&find("R", "HOST")["latency_ns_raw"]) > 0, "{evs:?}");
 }
 
 // ----------------------------------------------------------- snapshotters

@@ -267,3 +267,162 @@ fn empty_defaults_keep_the_compiled_values() {
         stop_and_check_released(ig);
     }
 }
+
+/// The running kernel's build configuration, read the way a person reads
+/// it (not through ig): `/boot/config-$(uname -r)`, else `/proc/config.gz`
+/// through gzip.
+fn kernel_config() -> String {
+    let boot = format!("/boot/config-{}", uname_release());
+    if let Ok(text) = std::fs::read_to_string(&boot) {
+        return text;
+    }
+    let out = std::process::Command::new("gzip")
+        .args(["-dc", "/proc/config.gz"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "this test needs the kernel's configuration ({boot} or /proc/config.gz): {}",
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+fn uname_release() -> String {
+    let out = std::process::Command::new("uname")
+        .arg("-r")
+        .output()
+        .unwrap();
+    text(&out.stdout).trim().to_owned()
+}
+
+/// The value `CONFIG_NAME=value` gives `name` in `config`.
+fn config_value<'a>(config: &'a str, name: &str) -> Option<&'a str> {
+    config
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix('='))
+}
+
+/// Item 7: `.kconfig` externs read the running kernel's values, stored
+/// the way libbpf stores them: LINUX_KERNEL_VERSION is KERNEL_VERSION() of
+/// uname's release, y/m/n a bool, a tristate (1/2/0) or the letter, numbers
+/// (decimal and hexadecimal) and strings as the configuration says, a
+/// missing __weak option 0.
+#[test]
+fn kconfig_externs_read_the_running_kernels_values() {
+    require_kernel();
+    let config = kernel_config();
+    let s = fixture_store("load_kconfig");
+    let mut ig = Running::start(&s, &["load_kconfig", "-o", "json"]);
+    let line = ig.wait_for(Duration::from_secs(20), getpid, ours);
+    let ev: Value = serde_json::from_str(&line).unwrap();
+
+    let release = uname_release();
+    let mut numbers = release.split('.').map(|p| {
+        p.chars()
+            .take_while(char::is_ascii_digit)
+            .collect::<String>()
+            .parse::<u64>()
+            .unwrap_or(0)
+    });
+    let (a, b, c) = (
+        numbers.next().unwrap(),
+        numbers.next().unwrap(),
+        numbers.next().unwrap_or(0),
+    );
+    assert_eq!(
+        ev["kernel_version"],
+        (a << 16) + (b << 8) + c.min(255),
+        "{release}: {line}"
+    );
+    let option = |name: &str| {
+        config_value(&config, name).unwrap_or_else(|| panic!("this kernel does not set {name}"))
+    };
+    let tristate = |v: &str| match v {
+        "y" => 1,
+        "m" => 2,
+        _ => 0,
+    };
+    assert_eq!(
+        ev["bpf_syscall"],
+        u8::from(option("CONFIG_BPF_SYSCALL") == "y"),
+        "{line}"
+    );
+    assert_eq!(ev["bpf_jit"], tristate(option("CONFIG_BPF_JIT")), "{line}");
+    assert_eq!(
+        ev["perf_events"],
+        option("CONFIG_PERF_EVENTS").as_bytes()[0],
+        "{line}"
+    );
+    assert_eq!(
+        ev["hz"],
+        option("CONFIG_HZ").parse::<i64>().unwrap(),
+        "{line}"
+    );
+    let physical_start = config_value(&config, "CONFIG_PHYSICAL_START").map_or(0, |v| {
+        u64::from_str_radix(v.trim_start_matches("0x"), 16).unwrap()
+    });
+    assert_eq!(ev["physical_start"], physical_start, "{line}");
+    assert_eq!(
+        ev["localversion"],
+        option("CONFIG_LOCALVERSION").trim_matches('"'),
+        "{line}"
+    );
+    assert_eq!(ev["absent"], 0, "{line}");
+    // The kernel has the bpf syscall's wrapper (it takes a struct pt_regs)
+    // if kallsyms lists it.
+    let wrapper = if cfg!(target_arch = "aarch64") {
+        "__arm64_sys_bpf"
+    } else {
+        "__x64_sys_bpf"
+    };
+    let kallsyms = std::fs::read_to_string("/proc/kallsyms").unwrap();
+    let has_wrapper = kallsyms
+        .lines()
+        .any(|l| l.ends_with(&format!(" {wrapper}")));
+    assert_eq!(ev["syscall_wrapper"], u8::from(has_wrapper), "{line}");
+    // The values are in a map of their own, read-only for the program
+    // (BPF_F_RDONLY_PROG) and frozen, as libbpf's .kconfig map: the
+    // verifier knows them.
+    let kconfig_maps: Vec<String> = bpf_ids_of("map", ig.child.id())
+        .into_iter()
+        .map(|id| {
+            let out = std::process::Command::new("bpftool")
+                .args(["map", "show", "id", &id.to_string()])
+                .output()
+                .unwrap();
+            text(&out.stdout)
+        })
+        .filter(|m| m.contains("name .rodata.kconfig"))
+        .collect();
+    assert_eq!(kconfig_maps.len(), 1, "{kconfig_maps:?}");
+    assert!(
+        kconfig_maps[0].contains("flags 0x80") && kconfig_maps[0].contains("frozen"),
+        "{}",
+        kconfig_maps[0]
+    );
+    stop_and_check_released(ig);
+}
+
+/// Item 7: an option the kernel does not set, not declared __weak, cannot
+/// be given a value: one error naming it, before anything is created in
+/// the kernel (the `maps created` stage of `-v` is never reached).
+#[test]
+fn a_kconfig_option_the_kernel_lacks_is_one_error_naming_it() {
+    require_kernel();
+    let s = fixture_store("load_kconfig_missing");
+    let out = s.run(&["-v", "run", "load_kconfig_missing", "--timeout", "5"]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error")).collect();
+    assert_eq!(errors.len(), 1, "{err}");
+    assert!(
+        errors[0].contains(".kconfig extern CONFIG_IG_FIXTURE_ABSENT of the object")
+            && errors[0].contains("does not set it")
+            && errors[0].contains("__weak"),
+        "{err}"
+    );
+    assert!(err.contains("debug: operators:"), "-v stages: {err}");
+    assert!(!err.contains("maps created"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}

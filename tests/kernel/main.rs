@@ -6,12 +6,14 @@
 //! Each test looks only at events of processes it started itself (by pid),
 //! so other activity on the host cannot make it flaky.
 
+mod attach;
 #[path = "../common/mod.rs"]
 mod common;
 mod compat_load;
 mod examples;
 mod instances;
 mod operators;
+mod runtimes;
 
 use std::io::{BufRead as _, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -84,7 +86,7 @@ impl Running {
         &mut self,
         limit: Duration,
         mut poke: impl FnMut(),
-        pred: impl Fn(&str) -> bool,
+        mut pred: impl FnMut(&str) -> bool,
     ) -> String {
         let end = Instant::now() + limit;
         let mut next_poke = Instant::now();
@@ -1480,19 +1482,28 @@ impl RuncContainer {
     }
 
     fn start_with_id(id: String, script: &str) -> Self {
+        Self::start_in(id, script, None::<fn(&Path)>)
+    }
+
+    /// `prepare` adds to a private rootfs (its path) before the container
+    /// runs.
+    fn start_with(id: String, script: &str, prepare: impl FnOnce(&Path)) -> Self {
+        Self::start_in(id, script, Some(prepare))
+    }
+
+    fn start_in(id: String, script: &str, prepare: Option<impl FnOnce(&Path)>) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("rootfs");
-        for d in ["bin", "proc", "dev", "sys", "tmp"] {
-            std::fs::create_dir_all(root.join(d)).unwrap();
-        }
-        let busybox = ["/bin/busybox", "/usr/bin/busybox"]
-            .into_iter()
-            .find(|p| Path::new(p).exists())
-            .expect("container tests need busybox-static (cargo xtask setup installs it)");
-        std::fs::copy(busybox, root.join("bin/busybox")).unwrap();
-        for applet in ["sh", "sleep", "cat", "true"] {
-            std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
-        }
+        // The binary's shared busybox root (containers only read it),
+        // or a private one when the test adds to it.
+        let root = match prepare {
+            Some(prepare) => {
+                let root = dir.path().join("rootfs");
+                runtimes::make_busybox_root(&root);
+                prepare(&root);
+                root
+            }
+            None => runtimes::rootfs().to_path_buf(),
+        };
         let name = id[..12].to_owned();
         let spec = Command::new("runc")
             .args(["spec"])
@@ -1506,6 +1517,7 @@ impl RuncContainer {
         cfg["process"]["args"] = serde_json::json!(["/bin/sh", "-c", script]);
         // Setting rlimits needs CAP_SYS_RESOURCE, which this host lacks.
         cfg["process"].as_object_mut().unwrap().remove("rlimits");
+        cfg["root"]["path"] = Value::String(root.display().to_string());
         cfg["root"]["readonly"] = Value::Bool(false);
         cfg["linux"]["cgroupsPath"] = Value::String(format!("/docker/{id}"));
         std::fs::write(&path, serde_json::to_vec(&cfg).unwrap()).unwrap();
@@ -1673,45 +1685,59 @@ fn containername_filters_in_the_kernel_and_follows_new_containers() {
 /// The keys of the `gadget_mntns_filter_map` held by process `pid`, read
 /// with bpftool.
 fn mntns_filter_keys(pid: u32) -> Vec<u64> {
+    // The kernel keeps 15 characters of a map's name.
+    let mut keys: Vec<u64> = map_keys_of(pid, |info| {
+        info["name"]
+            .as_str()
+            .is_some_and(|n| !n.is_empty() && "gadget_mntns_filter_map".starts_with(n))
+    })
+    .unwrap_or_else(|| panic!("process {pid} holds no gadget_mntns_filter_map"))
+    .into_iter()
+    .map(|k| u64::from_ne_bytes(k.try_into().unwrap()))
+    .collect();
+    keys.sort_unstable();
+    keys
+}
+
+/// The keys of the first map process `pid` holds whose `bpftool map show`
+/// answer `pick` accepts (`None`: no such map), dumped with bpftool.
+fn map_keys_of(pid: u32, pick: impl Fn(&Value) -> bool) -> Option<Vec<Vec<u8>>> {
     for id in bpf_ids_of("map", pid) {
         let info = Command::new("bpftool")
             .args(["-j", "map", "show", "id", &id.to_string()])
             .output()
             .unwrap();
         let info: Value = serde_json::from_slice(&info.stdout).unwrap_or(Value::Null);
-        // The kernel keeps 15 characters of a map's name.
-        if !info["name"]
-            .as_str()
-            .is_some_and(|n| !n.is_empty() && "gadget_mntns_filter_map".starts_with(n))
-        {
+        if !pick(&info) {
             continue;
         }
         let out = Command::new("bpftool")
             .args(["-j", "map", "dump", "id", &id.to_string()])
             .output()
             .unwrap();
-        let dump: Value = serde_json::from_slice(&out.stdout).unwrap();
-        let mut keys: Vec<u64> = dump
+        let dump: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        let keys = dump
             .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| {
-                let bytes: Vec<u8> = e["key"]
-                    .as_array()
-                    .unwrap()
+            .map(|entries| {
+                entries
                     .iter()
-                    .map(|b| {
-                        u8::from_str_radix(b.as_str().unwrap().trim_start_matches("0x"), 16)
+                    .map(|e| {
+                        e["key"]
+                            .as_array()
                             .unwrap()
+                            .iter()
+                            .map(|b| {
+                                u8::from_str_radix(b.as_str().unwrap().trim_start_matches("0x"), 16)
+                                    .unwrap()
+                            })
+                            .collect()
                     })
-                    .collect();
-                u64::from_ne_bytes(bytes.try_into().unwrap())
+                    .collect()
             })
-            .collect();
-        keys.sort_unstable();
-        return keys;
+            .unwrap_or_default();
+        return Some(keys);
     }
-    panic!("process {pid} holds no gadget_mntns_filter_map");
+    None
 }
 
 /// `uprobe/<lib>:<symbol>` and `uretprobe/...`: probes on libc's getppid()
@@ -1841,4 +1867,651 @@ fn enrich_process_knows_short_lived_and_forked_processes() {
         assert!(Instant::now() < end, "programs left after ig exited");
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+// ---- Kubernetes and container runtimes (tests/kernel/runtimes.rs) ----
+
+/// The `ig list-containers -o json` entry of container `id`, if listed.
+fn listed(store: &TestStore, env: &[(&str, &str)], id: &str) -> Option<Value> {
+    let out = store
+        .ig()
+        .args(["list-containers", "-o", "json"])
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let all: Value = serde_json::from_slice(&out.stdout).unwrap();
+    all.as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["runtime"]["containerId"] == id)
+        .cloned()
+}
+
+fn hex_id(seed: &str) -> String {
+    use std::fmt::Write as _;
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut id = String::new();
+    for i in 0..4u8 {
+        for b in seed.bytes().chain([i]) {
+            h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+        }
+        let _ = write!(id, "{h:016x}");
+    }
+    id
+}
+
+/// Two pods of a real containerd (CRI annotations, kubelet-style cgroups):
+/// listed with their namespace, pod, container, image and full id; a pod
+/// with a short, non-hex id is listed; a sandbox (pause) container is not.
+#[test]
+fn containerd_pods_are_listed_with_their_kubernetes_names() {
+    let pod_a = runtimes::unique("pa");
+    let pod_b = runtimes::unique("pb");
+    let a = runtimes::Pod::start(
+        &runtimes::PodSpec::new(hex_id(&pod_a), "ns-a", &pod_a, "web")
+            .image("docker.io/library/busybox:1.35"),
+        runtimes::IDLE,
+    );
+    let b = runtimes::Pod::start(
+        &runtimes::PodSpec::new(runtimes::unique("igt"), "ns-b", &pod_b, "db")
+            .image("quay.io/x/db:2"),
+        runtimes::IDLE,
+    );
+    let pause = runtimes::Pod::start(
+        &runtimes::PodSpec::new(runtimes::unique("pause"), "ns-a", &pod_a, "")
+            .image("registry.k8s.io/pause:3.9")
+            .sandbox(),
+        runtimes::IDLE,
+    );
+    let store = TestStore::new();
+    for (p, ns, pod, ctr, image) in [
+        (&a, "ns-a", &pod_a, "web", "docker.io/library/busybox:1.35"),
+        (&b, "ns-b", &pod_b, "db", "quay.io/x/db:2"),
+    ] {
+        let v = listed(&store, &[], &p.id).unwrap_or_else(|| panic!("{} not listed", p.id));
+        assert_eq!(v["runtime"]["runtimeName"], "containerd", "{v}");
+        assert_eq!(v["runtime"]["containerId"], p.id.as_str(), "{v}");
+        assert_eq!(v["runtime"]["containerName"], ctr, "{v}");
+        assert_eq!(v["runtime"]["containerImageName"], image, "{v}");
+        assert_eq!(v["runtime"]["containerPid"], u64::from(p.pid), "{v}");
+        assert_eq!(v["k8s"]["namespace"], ns, "{v}");
+        assert_eq!(v["k8s"]["podName"], pod.as_str(), "{v}");
+        assert_eq!(v["k8s"]["containerName"], ctr, "{v}");
+        assert_eq!(v["k8s"]["podUID"], p.pod_uid.as_str(), "{v}");
+        assert_eq!(v["mntns"], p.mntns(), "{v}");
+        assert!(
+            v["cgroupPath"]
+                .as_str()
+                .unwrap()
+                .starts_with("/kubepods/besteffort/pod"),
+            "{v}"
+        );
+        assert!(
+            v["runtime"]["containerStartedAt"].as_i64().unwrap() > 0,
+            "{v}"
+        );
+    }
+    assert!(!b.id.bytes().all(|c| c.is_ascii_hexdigit()));
+    assert_eq!(listed(&store, &[], &pause.id), None, "a sandbox is listed");
+    let table = text(&store.run(&["list-containers"]).stdout);
+    assert!(
+        table
+            .lines()
+            .any(|l| l.contains("ns-b") && l.contains(&pod_b) && l.contains("db")),
+        "{table}"
+    );
+}
+
+/// `ig run` events from inside a pod carry its Kubernetes names; the
+/// host's carry empty ones.
+#[test]
+fn events_of_a_pod_carry_its_kubernetes_names() {
+    require_kernel();
+    let pod = runtimes::unique("pe");
+    let marker = runtimes::unique("/igmark-");
+    let p = runtimes::Pod::start(
+        &runtimes::PodSpec::new(hex_id(&pod), "ns-e", &pod, "app"),
+        &[
+            "/bin/sh",
+            "-c",
+            &format!("while true; do cat {marker} 2>/dev/null; sleep 0.2; done"),
+        ],
+    );
+    let store = gadget_store();
+    let dir = tempfile::tempdir().unwrap();
+    let (cat, unique) = unique_cat(dir.path(), "igk8shost");
+    let mut ig = Running::start(store, &["trace_open", "-o", "json"]);
+    let line = ig.wait_for(Duration::from_secs(20), || {}, |l| l.contains(&marker));
+    let v: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["k8s"]["namespace"], "ns-e", "{line}");
+    assert_eq!(v["k8s"]["podName"], pod.as_str(), "{line}");
+    assert_eq!(v["k8s"]["containerName"], "app", "{line}");
+    assert_eq!(v["k8s"]["hostnetwork"], false, "{line}");
+    assert_eq!(v["runtime"]["containerId"], p.id.as_str(), "{line}");
+    assert_eq!(v["runtime"]["runtimeName"], "containerd", "{line}");
+    assert_eq!(v["runtime"]["containerImageName"], "img:1", "{line}");
+    let host = ig.wait_for(
+        Duration::from_secs(20),
+        || {
+            let _ = Command::new(&cat).arg("/dev/null").output();
+        },
+        |l| l.contains(&unique),
+    );
+    let v: Value = serde_json::from_str(&host).unwrap();
+    for f in ["node", "namespace", "podName", "containerName", "podLabels"] {
+        assert_eq!(v["k8s"][f], "", "{f}: {host}");
+    }
+    assert_eq!(v["k8s"]["owner"]["kind"], "", "{host}");
+    assert_eq!(v["runtime"]["containerName"], "", "{host}");
+    // In tables, k8s is hidden (as upstream's ig).
+    let (status, stderr) = ig.interrupt();
+    assert!(status.success(), "{stderr}");
+    let out = store.run(&["run", "trace_open", "--timeout", "1"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let header = text(&out.stdout);
+    let header = header.lines().next().unwrap_or_default();
+    assert!(
+        !header.contains("NAMESPACE") && !header.contains("POD"),
+        "{header}"
+    );
+}
+
+/// `--k8s-podname P` selects in the kernel: the filter map holds exactly
+/// P's mount namespace, the host's and the other pod's events never
+/// arrive; `!P` inverts it.
+#[test]
+fn k8s_podname_selects_in_the_kernel_and_bang_inverts() {
+    require_kernel();
+    let (pod_p, pod_q) = (runtimes::unique("pp"), runtimes::unique("pq"));
+    let (mark_p, mark_q) = (runtimes::unique("/igmp-"), runtimes::unique("/igmq-"));
+    let start = |pod: &str, mark: &str| {
+        runtimes::Pod::start(
+            &runtimes::PodSpec::new(hex_id(pod), "ns-s", pod, "app"),
+            &[
+                "/bin/sh",
+                "-c",
+                &format!("while true; do cat {mark} 2>/dev/null; sleep 0.2; done"),
+            ],
+        )
+    };
+    let p = start(&pod_p, &mark_p);
+    let q = start(&pod_q, &mark_q);
+    let store = gadget_store();
+    let dir = tempfile::tempdir().unwrap();
+    let (cat, unique) = unique_cat(dir.path(), "igk8ssel");
+    let mut ig = Running::start(
+        store,
+        &["trace_open", "--k8s-podname", &pod_p, "-o", "json"],
+    );
+    ig.wait_for(Duration::from_secs(20), || {}, |l| l.contains(&mark_p));
+    assert_eq!(mntns_filter_keys(ig.child.id()), [p.mntns()]);
+    for _ in 0..5 {
+        let _ = Command::new(&cat).arg("/dev/null").output();
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (status, stderr, lines) = ig.interrupt_all();
+    assert!(status.success(), "{stderr}");
+    assert!(
+        !lines.iter().any(|l| l.contains(&unique)),
+        "a host event passed"
+    );
+    assert!(
+        !lines.iter().any(|l| l.contains(&mark_q)),
+        "the other pod passed"
+    );
+    let want = format!("\"podName\":\"{pod_p}\"");
+    assert!(lines.iter().all(|l| l.contains(&want)), "{lines:?}");
+
+    let not_p = format!("!{pod_p}");
+    let mut ig = Running::start(
+        store,
+        &["trace_open", "--k8s-podname", &not_p, "-o", "json"],
+    );
+    ig.wait_for(Duration::from_secs(20), || {}, |l| l.contains(&mark_q));
+    let keys = mntns_filter_keys(ig.child.id());
+    assert!(
+        keys.contains(&q.mntns()) && !keys.contains(&p.mntns()),
+        "{keys:?}"
+    );
+    let (status, stderr, lines) = ig.interrupt_all();
+    assert!(status.success(), "{stderr}");
+    assert!(
+        !lines.iter().any(|l| l.contains(&mark_p)),
+        "the excluded pod passed"
+    );
+    assert!(
+        !lines.iter().any(|l| l.contains(&unique)),
+        "a host event passed"
+    );
+}
+
+/// `--k8s-podname` given before the pods start; each pod's very first
+/// program opens a marker file. ig holds the runtime's `runc` until the
+/// new container is in the kernel filter, so that open arrives every
+/// time (20 pods), with the pod's name.
+#[test]
+fn a_pod_started_after_ig_loses_not_even_its_first_open() {
+    require_kernel();
+    const N: usize = 20;
+    let names: Vec<String> = (0..N).map(|_| runtimes::unique("pf")).collect();
+    let marks: Vec<String> = (0..N).map(|_| runtimes::unique("/igfirst-")).collect();
+    let store = gadget_store();
+    runtimes::containerd();
+    let ig = Running::start(
+        store,
+        &[
+            "trace_open",
+            "--k8s-podname",
+            &names.join(","),
+            "-o",
+            "json",
+        ],
+    );
+    wait_for_runtime_hook(ig.child.id());
+    let mut pods = Vec::new();
+    for (name, mark) in names.iter().zip(&marks) {
+        pods.push(runtimes::Pod::start(
+            &runtimes::PodSpec::new(hex_id(name), "ns-f", name, "first"),
+            // The container's init: its first and only open is the marker.
+            &["/bin/cat", mark],
+        ));
+    }
+    let mut missing: Vec<&str> = marks.iter().map(String::as_str).collect();
+    let end = Instant::now() + Duration::from_secs(20);
+    while !missing.is_empty() && Instant::now() < end {
+        if let Ok(l) = ig.lines.recv_timeout(Duration::from_millis(100)) {
+            for (name, mark) in names.iter().zip(&marks) {
+                if l.contains(&format!("\"fname\":\"{mark}\"")) {
+                    let v: Value = serde_json::from_str(&l).unwrap();
+                    assert_eq!(v["k8s"]["podName"], name.as_str(), "{l}");
+                    missing.retain(|m| m != mark);
+                }
+            }
+        }
+    }
+    let (status, stderr) = ig.interrupt();
+    assert!(status.success(), "{stderr}");
+    assert!(
+        missing.is_empty(),
+        "{} of {N} first opens lost: {missing:?}\n{stderr}",
+        missing.len()
+    );
+    assert!(!stderr.contains("was held"), "a hold timed out: {stderr}");
+}
+
+/// A deleted pod leaves the table and the kernel filter within a second.
+#[test]
+fn a_deleted_pod_leaves_the_filter_within_a_second() {
+    require_kernel();
+    let pod = runtimes::unique("pd");
+    let mark = runtimes::unique("/igdel-");
+    let p = runtimes::Pod::start(
+        &runtimes::PodSpec::new(runtimes::unique("igdel"), "ns-d", &pod, "app"),
+        &[
+            "/bin/sh",
+            "-c",
+            &format!("while true; do cat {mark} 2>/dev/null; sleep 0.2; done"),
+        ],
+    );
+    let store = gadget_store();
+    let mut ig = Running::start(store, &["trace_open", "--k8s-podname", &pod, "-o", "json"]);
+    ig.wait_for(Duration::from_secs(20), || {}, |l| l.contains(&mark));
+    assert_eq!(mntns_filter_keys(ig.child.id()), [p.mntns()]);
+    p.delete();
+    let gone = Instant::now();
+    while !mntns_filter_keys(ig.child.id()).is_empty() {
+        assert!(
+            gone.elapsed() < Duration::from_secs(1),
+            "the deleted pod is still in the filter after 1 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (status, stderr) = ig.interrupt();
+    assert!(status.success(), "{stderr}");
+}
+
+/// A docker container (dockerd on the test's containerd): its
+/// `io.kubernetes.*` labels give the k8s fields, the API its name and the
+/// digest of its (pushed) image.
+#[test]
+fn docker_labels_name_the_pod_and_the_api_gives_the_image_digest() {
+    require_kernel();
+    let d = runtimes::dockerd();
+    let (image, digest) = d.pushed_image(&runtimes::unique("igimg"));
+    let name = runtimes::unique("igdock");
+    let pod = runtimes::unique("dpod");
+    let id = runtimes::run_ok(d.docker().args([
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        &name,
+        "--label",
+        &format!("io.kubernetes.pod.name={pod}"),
+        "--label",
+        "io.kubernetes.pod.namespace=dns",
+        "--label",
+        "io.kubernetes.container.name=dapp",
+        &image,
+        "/bin/sh",
+        "-c",
+        "while true; do sleep 1; done",
+    ]));
+    let id = id.trim().to_owned();
+    struct Rm<'a>(&'a runtimes::Dockerd, String);
+    impl Drop for Rm<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.docker().args(["rm", "-f", &self.1]).output();
+        }
+    }
+    let _rm = Rm(d, id.clone());
+    let store = TestStore::new();
+    let sock = d.socket.to_str().unwrap().to_owned();
+    let out = store.run(&[
+        "list-containers",
+        "-o",
+        "json",
+        "--docker-socketpath",
+        &sock,
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let all: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["runtime"]["containerId"] == id.as_str())
+        .unwrap_or_else(|| panic!("{id} not in {all}"));
+    assert_eq!(v["runtime"]["runtimeName"], "docker", "{v}");
+    assert_eq!(v["runtime"]["containerName"], name.as_str(), "{v}");
+    assert_eq!(v["runtime"]["containerImageName"], image.as_str(), "{v}");
+    assert_eq!(v["runtime"]["containerImageDigest"], digest.as_str(), "{v}");
+    assert_eq!(v["k8s"]["podName"], pod.as_str(), "{v}");
+    assert_eq!(v["k8s"]["namespace"], "dns", "{v}");
+    assert_eq!(v["k8s"]["containerName"], "dapp", "{v}");
+    // Selected by digest in ig run too.
+    let gs = gadget_store();
+    let mut ig = Running::start(
+        gs,
+        &[
+            "trace_exec",
+            "--docker-socketpath",
+            &sock,
+            "--runtime-containerimage-digest",
+            &digest,
+            "-o",
+            "json",
+        ],
+    );
+    let line = ig.wait_for(Duration::from_secs(20), || {}, |l| l.contains(&id));
+    let e: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(e["runtime"]["containerName"], name.as_str(), "{line}");
+    assert_eq!(e["k8s"]["podName"], pod.as_str(), "{line}");
+    let (status, stderr) = ig.interrupt();
+    assert!(status.success(), "{stderr}");
+}
+
+/// `HOST_ROOT`: `/proc` and the runtimes' state are read under it. A root
+/// with the host's `/proc` and `/run` finds the pod with its names; one
+/// with `/proc` only finds its processes but no annotations.
+#[test]
+fn host_root_is_where_proc_and_runtime_state_are_read() {
+    let pod = runtimes::unique("ph");
+    let p = runtimes::Pod::start(
+        &runtimes::PodSpec::new(runtimes::unique("ighr"), "ns-h", &pod, "app"),
+        runtimes::IDLE,
+    );
+    let full = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink("/proc", full.path().join("proc")).unwrap();
+    std::os::unix::fs::symlink("/run", full.path().join("run")).unwrap();
+    let bare = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink("/proc", bare.path().join("proc")).unwrap();
+    let store = TestStore::new();
+    let root = full.path().to_str().unwrap();
+    let v = listed(&store, &[("HOST_ROOT", root)], &p.id).expect("listed under HOST_ROOT");
+    assert_eq!(v["k8s"]["podName"], pod.as_str(), "{v}");
+    // Without the runtime's state, a non-hex id in a kubelet cgroup is no
+    // container ig can recognize.
+    let bare_root = bare.path().to_str().unwrap();
+    assert_eq!(listed(&store, &[("HOST_ROOT", bare_root)], &p.id), None);
+    let none = tempfile::tempdir().unwrap();
+    let out = store
+        .ig()
+        .args(["list-containers", "-o", "json"])
+        .env("HOST_ROOT", none.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "[]");
+}
+
+/// Flags that need an API server are refused with one line saying why; a
+/// runtime or socket named explicitly that does not exist is an error;
+/// `--host` is accepted.
+#[test]
+fn flags_a_host_cannot_serve_are_refused() {
+    let store = gadget_store();
+    for (args, want) in [
+        (&["--k8s-selector", "app=web"][..], "pod labels"),
+        (&["--enrich-with-k8s-apiserver"][..], "API client"),
+        (&["--runtime-protocol", "cri"][..], "CRI (gRPC) client"),
+        (
+            &["--docker-socketpath", "/nonexistent/d.sock"][..],
+            "non-existent socket path /nonexistent/d.sock",
+        ),
+        (&["-r", "rkt"][..], "runtime \"rkt\" is not supported"),
+    ] {
+        let out = store
+            .ig()
+            .args(["run", "trace_exec", "--timeout", "1"])
+            .args(args)
+            .output()
+            .unwrap();
+        let err = text(&out.stderr);
+        assert!(!out.status.success(), "{args:?} accepted");
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+    let out = store.run(&[
+        "list-containers",
+        "--crio-socketpath",
+        "/nonexistent/c.sock",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("non-existent socket path"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = store.run(&["run", "trace_exec", "--host", "--timeout", "1"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+/// Wait until `ig` (pid) holds the fanotify fd of its runtime hook.
+fn wait_for_runtime_hook(pid: u32) {
+    let end = Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+        .any(|e| {
+            std::fs::read_link(e.path()).is_ok_and(|l| l.to_string_lossy().contains("fanotify"))
+        })
+    {
+        assert!(Instant::now() < end, "ig set no runtime hook within 20 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A held runtime goes on when ig dies: an ig that cannot answer
+/// (stopped) holds `ctr run`; killing it releases the runtime at once.
+#[test]
+fn a_runtime_held_by_ig_goes_on_when_ig_dies() {
+    require_kernel();
+    let _one = runtimes::unresponsive_ig();
+    let store = gadget_store();
+    runtimes::containerd();
+    let ig = Running::start(
+        store,
+        &["trace_open", "--k8s-podname", "nobody", "-o", "json"],
+    );
+    let pid = ig.child.id();
+    wait_for_runtime_hook(pid);
+    let ipid = i32::try_from(pid).unwrap();
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(ipid, libc::SIGSTOP) };
+    let pod = runtimes::unique("pk");
+    let id = hex_id(&pod);
+    let (tx, rx) = mpsc::channel();
+    let starter = {
+        let (pod, id) = (pod.clone(), id.clone());
+        std::thread::spawn(move || {
+            let p = runtimes::Pod::start(
+                &runtimes::PodSpec::new(id, "ns-k", &pod, "app"),
+                runtimes::IDLE,
+            );
+            let _ = tx.send(Instant::now());
+            p
+        })
+    };
+    assert!(
+        rx.recv_timeout(Duration::from_secs(3)).is_err(),
+        "the runtime was not held while ig was stopped"
+    );
+    let killed = Instant::now();
+    // SAFETY: as above.
+    unsafe { libc::kill(ipid, libc::SIGKILL) };
+    let started = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the runtime stayed held after ig died");
+    assert!(
+        started.duration_since(killed) < Duration::from_secs(2),
+        "released only after {:?}",
+        started.duration_since(killed)
+    );
+    drop(starter.join().unwrap());
+    drop(ig);
+}
+
+/// Enrichment by network namespace: a connect made in a pod's network
+/// namespace by a host process (`nsenter -n`: the host's mount
+/// namespace, no container's) carries the pod's names, since that network
+/// namespace is the pod's alone.
+#[test]
+fn connects_in_a_pod_network_namespace_carry_its_names() {
+    require_kernel();
+    let pod = runtimes::unique("pn");
+    let p = runtimes::Pod::start(
+        &runtimes::PodSpec::new(hex_id(&pod), "ns-n", &pod, "srv"),
+        &[
+            "/bin/sh",
+            "-c",
+            "while true; do /bin/busybox nc -l -p 7777 </dev/null >/dev/null; done",
+        ],
+    );
+    let netns = {
+        let l = std::fs::read_link(format!("/proc/{}/ns/net", p.pid)).unwrap();
+        ig::containers::parse_ns_link(l.to_str().unwrap()).unwrap()
+    };
+    let s = TestStore::new();
+    s.build(&repo().join("gadgets/trace_tcp"), "trace_tcp");
+    let mut ig = Running::start(&s, &["trace_tcp", "-o", "json"]);
+    let pid = p.pid.to_string();
+    let line = ig.wait_for(
+        Duration::from_secs(20),
+        || {
+            let _ = Command::new("nsenter")
+                .args([
+                    "-t",
+                    &pid,
+                    "-n",
+                    "/bin/busybox",
+                    "nc",
+                    "-w",
+                    "1",
+                    "127.0.0.1",
+                    "7777",
+                ])
+                .stdin(Stdio::null())
+                .output();
+        },
+        |l| {
+            serde_json::from_str::<Value>(l).is_ok_and(|v| {
+                v["netns_id"] == netns && v["type"] == "connect" && v["dst"]["port"] == 7777
+            })
+        },
+    );
+    let v: Value = serde_json::from_str(&line).unwrap();
+    let host_mntns = {
+        let l = std::fs::read_link("/proc/self/ns/mnt").unwrap();
+        ig::containers::parse_ns_link(l.to_str().unwrap()).unwrap()
+    };
+    assert_eq!(v["proc"]["mntns_id"], host_mntns, "a host process: {line}");
+    assert_eq!(v["k8s"]["podName"], pod.as_str(), "{line}");
+    assert_eq!(v["k8s"]["namespace"], "ns-n", "{line}");
+    assert_eq!(v["runtime"]["containerId"], p.id.as_str(), "{line}");
+    let (status, stderr) = ig.interrupt();
+    assert!(status.success(), "{stderr}");
+}
+
+/// `k8s.hostnetwork`: a pod on the host's network namespace says so, one
+/// with its own does not.
+#[test]
+fn a_pod_on_the_host_network_says_so() {
+    fn spec(pod: &str) -> runtimes::PodSpec<'_> {
+        runtimes::PodSpec::new(hex_id(pod), "ns-hn", pod, "app")
+    }
+    let (a, b) = (runtimes::unique("phn"), runtimes::unique("pon"));
+    let host = runtimes::Pod::start_with(&spec(&a), runtimes::IDLE, &["--net-host"]);
+    let own = runtimes::Pod::start(&spec(&b), runtimes::IDLE);
+    let store = TestStore::new();
+    let v = listed(&store, &[], &host.id).unwrap();
+    assert_eq!(v["k8s"]["hostnetwork"], true, "{v}");
+    let v = listed(&store, &[], &own.id).unwrap();
+    assert_eq!(v["k8s"]["hostnetwork"], false, "{v}");
+}
+
+/// The hold is bounded: an ig whose event loop cannot answer (its reader
+/// stopped reading, so the loop waits for room to write) lets the runtime
+/// go on after 2 s per runc exec, with a warning.
+#[test]
+fn a_stuck_ig_holds_a_runtime_at_most_two_seconds_per_exec() {
+    require_kernel();
+    let _one = runtimes::unresponsive_ig();
+    let store = gadget_store();
+    runtimes::containerd();
+    let mut child = store
+        .ig()
+        .args(["run", "trace_open", "-o", "json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Never read: once the pipe and ig's backlog are full, its loop only
+    // waits for room.
+    let _stdout = child.stdout.take().unwrap();
+    wait_for_runtime_hook(child.id());
+    // Opens for a second fill the pipe and ig's backlog; with nobody
+    // reading, they stay full and the loop waits for room for ever.
+    let end = Instant::now() + Duration::from_secs(1);
+    while Instant::now() < end {
+        for _ in 0..1000 {
+            let _ = std::fs::File::open("/dev/null");
+        }
+    }
+    let pod = runtimes::unique("pst");
+    let t0 = Instant::now();
+    let p = runtimes::Pod::start(
+        &runtimes::PodSpec::new(hex_id(&pod), "ns-st", &pod, "app"),
+        runtimes::IDLE,
+    );
+    let took = t0.elapsed();
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("was held"), "no hold ran out: {stderr}");
+    // create, the init's re-exec, start: a few holds of 2 s at most, one
+    // after the other.
+    assert!(took < Duration::from_secs(12), "ctr run took {took:?}");
+    drop(p);
 }

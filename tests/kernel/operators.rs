@@ -59,7 +59,7 @@ fn operator_sections_and_param_defaults_configure_a_tracer() {
     keys.sort_unstable();
     assert_eq!(
         keys,
-        ["comm", "mountnsid", "pid", "ppid", "runtime"],
+        ["comm", "k8s", "mountnsid", "pid", "ppid", "runtime"],
         "{mine}"
     );
     // SAFETY: getppid has no preconditions.

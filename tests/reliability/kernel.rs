@@ -47,6 +47,54 @@ enum Attach {
     Uprobe,
     /// `trace_dns`: a socket filter, attached to packet sockets (no link).
     Socket,
+    /// `tc_frames`: TC programs behind dispatchers, through TCX links on
+    /// a veth pair the test makes (`--iface`).
+    Tc,
+}
+
+/// A veth pair (both ends on the host), removed on drop.
+struct Veth(String);
+
+impl Veth {
+    fn new(token: &str) -> Self {
+        let a = format!("igr{token}a");
+        let b = format!("igr{token}b");
+        for args in [
+            vec!["link", "add", &a, "type", "veth", "peer", "name", &b],
+            vec!["link", "set", &a, "up"],
+            vec!["link", "set", &b, "up"],
+        ] {
+            let out = Command::new("ip").args(&args).output().unwrap();
+            assert!(out.status.success(), "ip {args:?}: {out:?}");
+        }
+        Self(a)
+    }
+
+    /// What TC left on the interface: filters, a clsact qdisc.
+    fn leftovers(&self) -> Vec<String> {
+        let tc = |args: &[&str]| {
+            let out = Command::new("tc").args(args).output().unwrap();
+            String::from_utf8_lossy(&out.stdout).trim().to_owned()
+        };
+        let mut found = Vec::new();
+        for dir in ["ingress", "egress"] {
+            let f = tc(&["filter", "show", "dev", &self.0, dir]);
+            if !f.is_empty() {
+                found.push(format!("tc filter on {} {dir}: {f}", self.0));
+            }
+        }
+        let q = tc(&["qdisc", "show", "dev", &self.0]);
+        if q.contains("clsact") {
+            found.push(format!("qdisc on {}: {q}", self.0));
+        }
+        found
+    }
+}
+
+impl Drop for Veth {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["link", "del", &self.0]).output();
+    }
 }
 
 /// A gadget whose programs and maps are named `r?<token>`, built into a
@@ -55,6 +103,8 @@ struct Unique {
     token: String,
     store: TestStore,
     attach: Attach,
+    /// For TC: the interface ig attaches to.
+    veth: Option<Veth>,
 }
 
 /// `src` with every `(from, to)` replaced; each `from` must occur.
@@ -106,6 +156,14 @@ impl Unique {
                     ),
                 ],
             ),
+            Attach::Tc => (
+                fixture_copy("tc_frames"),
+                vec![
+                    ("int ig_tc_in(", format!("int rt{t}(")),
+                    ("int ig_tc_out(", format!("int ro{t}(")),
+                    ("frames, events, event", format!("frames, rm{t}, event")),
+                ],
+            ),
             Attach::Socket => {
                 let dir = tempfile::tempdir().unwrap();
                 let src = crate::common::repo().join("gadgets/trace_dns");
@@ -132,11 +190,23 @@ impl Unique {
         std::fs::write(&src, renamed(&c, &ring)).unwrap();
         let store = TestStore::new();
         store.build(dir.path(), "uniq");
+        let veth = (attach == Attach::Tc).then(|| Veth::new(&token));
         Self {
             token,
             store,
             attach,
+            veth,
         }
+    }
+
+    /// `ig run uniq` with the arguments this gadget needs.
+    fn run_cmd(&self) -> Command {
+        let mut cmd = self.store.ig();
+        cmd.args(["run", "uniq"]);
+        if let Some(v) = &self.veth {
+            cmd.args(["--iface", &v.0]);
+        }
+        cmd
     }
 
     fn spawn(&self, args: &[&str], stdout: Stdio) -> Child {
@@ -144,11 +214,8 @@ impl Unique {
     }
 
     fn spawn_with(&self, args: &[&str], stdout: Stdio, stderr: Stdio) -> Child {
-        let mut cmd = self.store.ig();
-        cmd.args(["run", "uniq"])
-            .args(args)
-            .stdout(stdout)
-            .stderr(stderr);
+        let mut cmd = self.run_cmd();
+        cmd.args(args).stdout(stdout).stderr(stderr);
         // A test run from `cmd &` in a script inherits SIGINT ignored. ig
         // resets it first thing, but a signal sent before its first
         // instruction would still be dropped: start it with the default.
@@ -199,6 +266,22 @@ impl Unique {
                 ));
             }
         }
+        if let Some(v) = &self.veth {
+            found.extend(v.leftovers());
+        }
+        // ig's own programs (the socket enricher's, the dispatchers)
+        // carry no token, and other runs may have theirs: one is left
+        // behind when no process holds it (attached to a hook that
+        // outlived ig, or pinned).
+        let held = held_prog_ids();
+        for o in show("prog").as_array().unwrap() {
+            let (Some(name), Some(id)) = (o["name"].as_str(), o["id"].as_u64()) else {
+                continue;
+            };
+            if IG_OWN_PROGS.iter().any(|p| name.starts_with(p)) && !held.contains(&id) {
+                found.push(format!("prog {name} id {id}, held by no process"));
+            }
+        }
         found
     }
 
@@ -245,6 +328,39 @@ impl Unique {
             Attach::Uprobe => Storm::with(|| unsafe {
                 libc::getppid();
             }),
+            Attach::Tc => {
+                let iface = self.veth.as_ref().map(|v| v.0.clone()).unwrap_or_default();
+                let index = std::ffi::CString::new(iface).unwrap();
+                // SAFETY: if_nametoindex of a NUL-terminated name.
+                let index = unsafe { libc::if_nametoindex(index.as_ptr()) };
+                // SAFETY: a raw packet socket, owned by the storm's closure.
+                let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
+                assert!(fd >= 0);
+                // SAFETY: a fresh descriptor nobody else owns.
+                let fd =
+                    unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+                let mut frame = vec![0xffu8; 6];
+                frame.extend_from_slice(&[2, 0, 0, 0, 0, 1, 0x88, 0xb5, 1, 2, 3, 4]);
+                frame.resize(64, 0);
+                // SAFETY: a zeroed sockaddr_ll.
+                let mut to: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+                to.sll_family = libc::AF_PACKET as u16;
+                to.sll_ifindex = i32::try_from(index).unwrap();
+                to.sll_halen = 6;
+                Storm::with(move || {
+                    // SAFETY: sendto(2) of a live frame to a live address.
+                    unsafe {
+                        libc::sendto(
+                            std::os::fd::AsRawFd::as_raw_fd(&fd),
+                            frame.as_ptr().cast(),
+                            frame.len(),
+                            0,
+                            std::ptr::from_ref(&to).cast(),
+                            std::mem::size_of::<libc::sockaddr_ll>() as u32,
+                        )
+                    };
+                })
+            }
             Attach::Socket => {
                 let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
                 // A DNS query header (id 1, one question) and a name.
@@ -256,6 +372,34 @@ impl Unique {
             }
         }
     }
+}
+
+/// Name prefixes of the programs ig loads besides a gadget's.
+const IG_OWN_PROGS: &[&str] = &["ig_se_", "ig_sock_disp", "ig_tc_disp"];
+
+/// Ids of the BPF programs some process holds a descriptor of (its
+/// fdinfo says `prog_id:`), links and perf events included.
+fn held_prog_ids() -> BTreeSet<u64> {
+    let mut ids = BTreeSet::new();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return ids;
+    };
+    for p in procs.flatten() {
+        let Ok(fds) = std::fs::read_dir(p.path().join("fdinfo")) else {
+            continue;
+        };
+        for f in fds.flatten() {
+            let Ok(info) = std::fs::read_to_string(f.path()) else {
+                continue;
+            };
+            ids.extend(
+                info.lines()
+                    .filter_map(|l| l.strip_prefix("prog_id:"))
+                    .filter_map(|v| v.trim().parse::<u64>().ok()),
+            );
+        }
+    }
+    ids
 }
 
 fn signal(child: &Child, sig: i32) {
@@ -452,9 +596,11 @@ fn kill_at_every_stage(u: &Unique) {
                     );
                     // The link check can see our links (a socket filter
                     // has none: its packet sockets hold it).
+                    // (Nor do TC programs: their dispatchers' TCX links
+                    // hold them.)
                     assert_eq!(
                         there.iter().any(|n| n.starts_with("link")),
-                        u.attach != Attach::Socket,
+                        !matches!(u.attach, Attach::Socket | Attach::Tc),
                         "{what}: {there:?}"
                     );
                     matches!(stage, Stage::Storm).then(|| {
@@ -481,9 +627,8 @@ fn kill_at_every_stage(u: &Unique) {
         }
         // Right after, a new run loads, sees events and ends cleanly.
         let out = u
-            .store
-            .ig()
-            .args(["run", "uniq", "-o", "json", "--timeout", "1"])
+            .run_cmd()
+            .args(["-o", "json", "--timeout", "1"])
             .output()
             .unwrap();
         assert!(
@@ -500,7 +645,12 @@ fn kill_at_every_stage(u: &Unique) {
 fn every_signal_at_every_stage_leaves_nothing_behind() {
     require_kernel();
     let pins_before = pins();
-    for attach in [Attach::Tracepoint, Attach::Uprobe, Attach::Socket] {
+    for attach in [
+        Attach::Tracepoint,
+        Attach::Uprobe,
+        Attach::Socket,
+        Attach::Tc,
+    ] {
         let u = Unique::build_for(attach);
         let files_before = store_files(&u.store.path());
         kill_at_every_stage(&u);

@@ -14,7 +14,17 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("params", &[]),
     ("pipeline", &["datasource", "params"]),
     ("output", &["pipeline", "datasource"]),
-    ("bpf", &["btf", "datasource", "metadata", "params"]),
+    (
+        "bpf",
+        &[
+            "btf",
+            "datasource",
+            "metadata",
+            "params",
+            "netif",
+            "containers",
+        ],
+    ),
     (
         "operators",
         &[
@@ -51,6 +61,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("symbols", &[]),
     ("names", &[]),
     ("files", &[]),
+    ("netif", &[]),
 ];
 
 fn uses(dir: &Path, out: &mut BTreeSet<String>, files: &mut Vec<String>) {

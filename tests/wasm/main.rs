@@ -763,10 +763,14 @@ fn a_guest_writing_to_stderr_without_end_is_rationed() {
         written >= 16 << 10,
         "the guest's first bytes are shown: {written}"
     );
-    assert_eq!(
-        err.matches("the guest writes to stderr faster than 64 KiB/s")
-            .count(),
-        1,
+    // The warning is said once; like any line of ig's, it may itself be
+    // dropped when the guest's burst filled the pipe just then (the test's
+    // reader is a thread that can lag), and then it is counted.
+    let warned = err
+        .matches("the guest writes to stderr faster than 64 KiB/s")
+        .count();
+    assert!(
+        warned == 1 || (warned == 0 && err.contains("messages were not written")),
         "{summary:#?}"
     );
     let dropped = summary

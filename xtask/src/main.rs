@@ -61,6 +61,10 @@ const PACKAGES: &[&str] = &[
     // A real container for the container tests: runc with a busybox rootfs.
     "runc",
     "busybox-static",
+    // The Kubernetes/runtime tests start their own containerd (pods made
+    // with `ctr run` and CRI annotations) and a dockerd on it.
+    "containerd",
+    "docker.io",
     // The signing tests: openssl makes keys and checks signatures both
     // ways; strace shows that a refused image made no bpf(2) call.
     "openssl",
@@ -79,6 +83,12 @@ const PACKAGES: &[&str] = &[
     // The store crash tests kill ig at exact system calls (strace's fault
     // injection); the privilege tests drop to nobody with setpriv.
     "util-linux",
+    // `ig run --pf` compiles packet filter expressions with `tcpdump -ddd`
+    // (docs/design/008); the TC tests open `-o pcap-ng` captures with
+    // tshark; ip/tc make and check the veth pairs of the TC tests.
+    "tcpdump",
+    "tshark",
+    "iproute2",
 ];
 
 fn main() -> Result<()> {

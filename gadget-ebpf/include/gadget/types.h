@@ -202,19 +202,18 @@ struct gadget_user_stack {
 
 /*
  * Who owns a socket: the value of the gadget_sockets map (sockets-map.h),
- * written by the socket enricher (user space) and read by networking
- * gadgets to attribute packets to processes.
+ * written by ig's socket enricher and read by networking gadgets to
+ * attribute packets to processes.
  *
  * The members up to ipv6only always exist; optional_fields_start marks the
- * start of those the enricher may leave out (cwd, exepath).
- *
- * Upstream declares this struct with preserve_access_index, so that member
- * accesses are CO-RE relocations resolved against the BTF its socket
- * enricher publishes. Ours is a plain struct: ig has no socket enricher
- * and its loader relocates against the kernel's BTF only, where no
- * gadget_socket_value exists, so every access would be refused ("invalid
- * func unknown#195896080"). The layout is upstream's, so the offsets a
- * gadget built here reads are those of upstream's enricher.
+ * start of those the enricher may leave out or shorten (cwd, exepath, as
+ * `ig run --socket-enricher-fields` says). As upstream's, the struct is
+ * declared with preserve_access_index: every member access is a CO-RE
+ * relocation, which ig resolves against the BTF of the layout its
+ * enricher was configured with. So a gadget must test an optional field
+ * with bpf_core_field_exists() and size it with bpf_core_field_size()
+ * before reading it; sizeof(struct gadget_socket_value) is not the map's
+ * value size.
  */
 struct gadget_socket_value {
 	__u64 mntns;
@@ -232,6 +231,6 @@ struct gadget_socket_value {
 
 	char cwd[GADGET_SE_PATH_MAX];
 	char exepath[GADGET_SE_PATH_MAX];
-};
+} __attribute__((preserve_access_index));
 
 #endif /* __GADGET_TYPES_H */

@@ -465,7 +465,7 @@ fn plan_endpoint(
 
 /// `CLOCK_REALTIME - CLOCK_BOOTTIME` in nanoseconds: add it to a
 /// `bpf_ktime_get_boot_ns()` value to get wall-clock time.
-fn boot_offset_ns() -> i128 {
+pub fn boot_offset_ns() -> i128 {
     fn now(clock: libc::clockid_t) -> i128 {
         let mut ts = libc::timespec {
             tv_sec: 0,

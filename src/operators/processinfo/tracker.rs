@@ -154,6 +154,10 @@ impl Tracker {
             globals: &[],
             max_entries: &[],
             prefetch: None,
+            targets: &crate::bpf::targets::TargetSet::host_only(),
+            replace_maps: &[],
+            socket_value_btf: None,
+            iface: None,
         })?;
         let ring = loaded.ring_buffer(RING)?;
         let lost = loaded.lost_counter(RING)?;
