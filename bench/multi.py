@@ -59,7 +59,8 @@ def main():
     print("(`ig-three`), under the storms of the table above; CPU and RSS are summed over")
     print("the processes. Reader CPU is per million storm operations (each storm drives one")
     print("gadget; the others see its side effects, so output lines are not one per")
-    print("event). Medians of the repetitions.\n")
+    print("event). Attach is when the first gadget's marker shows; idle CPU and RSS are")
+    print("taken 2 s later, once the others are loaded too. Medians of the repetitions.\n")
     print(f"- machine: {os.cpu_count()} CPUs ({cpu}), kernel {os.uname().release}; "
           f"ig: {sh('$IG version | head -1')}, {os.environ.get('IG_BUILD', 'built `--release`')}; "
           f"date: {sh('date -u +%Y-%m-%dT%H:%MZ')}")

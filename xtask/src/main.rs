@@ -424,7 +424,13 @@ fn bench_multi(
     dur: &str,
     args: &[String],
 ) -> Result<()> {
-    run(Command::new(harness.join("run-peer.sh")).arg("setup"))?;
+    // Only the storms and the marker programs: no other peer runs.
+    run(Command::new("make").arg("-C").arg(harness).args([
+        "bin/openstorm",
+        "bin/execstorm",
+        "bin/benchtrue",
+        "bin/benchmarker",
+    ]))?;
     let results = root.join("target/bench/multi.jsonl");
     let _ = std::fs::remove_file(&results);
     let mut cmd = Command::new(harness.join("run-peer.sh"));
@@ -433,7 +439,11 @@ fn bench_multi(
         .arg(reps)
         .args(["ig-multi", "ig-three", "--", "exec", "open"])
         .env("IG", ig)
-        .env("DUR", dur);
+        .env("DUR", dur)
+        // Attach is seen with the first gadget's marker; the other two may
+        // still be loading (verifier, kernel BTF): the idle CPU and RSS are
+        // taken once they are done.
+        .env("PEERBENCH_ARGS", "--warmup 2");
     run(&mut cmd)?;
     let mut command = format!("cargo xtask bench --multi --reps {reps} --dur {dur}");
     let build = match given {
