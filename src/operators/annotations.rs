@@ -27,6 +27,9 @@ enum Handling {
     NoEffect,
     /// Read by this operator of upstream's, which ig does not have.
     Missing(&'static str),
+    /// Read by this operator of upstream's; ig's operator of that name
+    /// does not implement the key.
+    NotImplemented(&'static str),
 }
 
 /// Keys (`family.key` exactly) or whole families (`family.*`), by what ig
@@ -36,16 +39,23 @@ const KEYS: &[(&str, Handling)] = &[
     ("cli.clear-screen-before", Handling::Honoured),
     // Toppers are always drained once more when the run stops.
     ("ebpf.map.flush-on-stop", Handling::Honoured),
-    // Informational, set by the operators of gadgets without eBPF too.
+    // Set by ig's operators of gadgets without eBPF, as upstream's do
+    // (informational there). Upstream's eBPF operator also re-runs an
+    // iterator at that interval, which ig does not (gpu_top, which cannot
+    // run here, is the one gadget that asks).
     ("fetch-interval", Handling::Honoured),
     ("fetch-count", Handling::Honoured),
     ("views.*", Handling::NoEffect),
     ("profiles.*", Handling::NoEffect),
     ("logs.*", Handling::NoEffect),
-    ("cli.*", Handling::Missing("cli")),
-    ("pcap.*", Handling::Missing("cli")),
+    ("cli.*", Handling::NotImplemented("cli")),
+    ("pcap.*", Handling::NotImplemented("cli")),
+    ("ebpf.*", Handling::NotImplemented("ebpf")),
     ("metrics.*", Handling::Missing("otel-metrics")),
-    ("generate_networkpolicy.*", Handling::Missing("generate_networkpolicy")),
+    (
+        "generate_networkpolicy.*",
+        Handling::Missing("generate_networkpolicy"),
+    ),
     ("kubenameresolver.*", Handling::Missing("kubenameresolver")),
     ("kubeipresolver.*", Handling::Missing("kubeipresolver")),
 ];
@@ -85,11 +95,15 @@ pub fn unknown(schema: &Schema) -> Vec<String> {
             let (what, it, it_is) = if keys.len() == 1 {
                 (format!("annotation {}", keys[0]), "it", "it is")
             } else {
-                (format!("annotations {}", keys.join(", ")), "them", "they are")
+                (
+                    format!("annotations {}", keys.join(", ")),
+                    "them",
+                    "they are",
+                )
             };
             let why = match h {
-                Some(Handling::Missing("cli")) => {
-                    format!("ig's output does not implement {it} (upstream's cli operator does)")
+                Some(Handling::NotImplemented(op)) => {
+                    format!("ig's {op} operator does not implement {it} (upstream's does)")
                 }
                 Some(Handling::Missing(op)) => {
                     format!("{it_is} for upstream's {op} operator, which ig does not have")
@@ -130,7 +144,7 @@ mod tests {
         assert_eq!(
             w,
             [
-                "data source network_connections: annotation cli.supported-output-modes ignored: ig's output does not implement it (upstream's cli operator does), so the output may differ from upstream's",
+                "data source network_connections: annotation cli.supported-output-modes ignored: ig's cli operator does not implement it (upstream's does), so the output may differ from upstream's",
                 "data source network_connections: annotation generate_networkpolicy.enable ignored: it is for upstream's generate_networkpolicy operator, which ig does not have, so the output may differ from upstream's",
                 "data source network_connections: annotation kubenameresolver.enable ignored: it is for upstream's kubenameresolver operator, which ig does not have, so the output may differ from upstream's",
             ]
@@ -176,7 +190,18 @@ mod tests {
         assert_eq!(handling("views"), None);
         assert_eq!(handling("viewsx.a"), None);
         assert_eq!(handling("views.a.b"), Some(Handling::NoEffect));
-        assert_eq!(handling("cli.clear-screen-before"), Some(Handling::Honoured));
-        assert_eq!(handling("cli.default-output-mode"), Some(Handling::Missing("cli")));
+        assert_eq!(
+            handling("cli.clear-screen-before"),
+            Some(Handling::Honoured)
+        );
+        assert_eq!(
+            handling("cli.default-output-mode"),
+            Some(Handling::NotImplemented("cli"))
+        );
+        assert_eq!(handling("ebpf.map.flush-on-stop"), Some(Handling::Honoured));
+        assert_eq!(
+            handling("ebpf.rest.len"),
+            Some(Handling::NotImplemented("ebpf"))
+        );
     }
 }

@@ -328,7 +328,7 @@ fn annotations_for_operators_ig_lacks_are_warned_once_per_family() {
         lines,
         [
             format!(
-                "warning: data source processes: annotation cli.supported-output-modes ignored: ig's output does not implement it (upstream's cli operator does){tail}"
+                "warning: data source processes: annotation cli.supported-output-modes ignored: ig's cli operator does not implement it (upstream's does){tail}"
             ),
             format!(
                 "warning: data source processes: annotation generate_networkpolicy.enable ignored: it is for upstream's generate_networkpolicy operator, which ig does not have{tail}"

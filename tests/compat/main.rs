@@ -513,7 +513,10 @@ fn a_user_stack_field_of_any_name_is_symbolized_as_upstream() {
     let (events, stderr) = ig.collect_with_stderr(|| {}, |seen| seen.iter().any(outer));
     let _ = child.kill();
     child.wait().unwrap();
-    assert!(!stderr.contains("ustack"), "no warning about the field: {stderr}");
+    assert!(
+        !stderr.contains("ustack"),
+        "no warning about the field: {stderr}"
+    );
     let e = events.iter().find(|e| outer(e)).unwrap();
     assert_eq!(e["proc"]["pid"].to_string(), pid, "{e}");
     let us = &e["ustack"];
@@ -524,7 +527,9 @@ fn a_user_stack_field_of_any_name_is_symbolized_as_upstream() {
         .position(|f| f.starts_with("ig_ustack_outer+0x"))
         .unwrap();
     assert!(
-        symbols.get(at + 1).is_some_and(|f| f.starts_with("main+0x")),
+        symbols
+            .get(at + 1)
+            .is_some_and(|f| f.starts_with("main+0x")),
         "{e}"
     );
     let addresses = frames(&us["addresses"]);

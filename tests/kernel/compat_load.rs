@@ -156,7 +156,10 @@ fn upstream_map_shapes_load_and_stay_harmless() {
     check_shapes(&ig);
     assert!(!pinned.exists(), "{} was pinned", pinned.display());
     let err = stop_and_check_released(ig);
-    let warnings: Vec<&str> = err.lines().filter(|l| l.contains("fixture_pinned")).collect();
+    let warnings: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("fixture_pinned"))
+        .collect();
     assert_eq!(warnings.len(), 1, "one warning naming the map: {err}");
     assert!(
         warnings[0].contains("map fixture_pinned is pinned by name")
@@ -185,7 +188,9 @@ fn upstream_map_shapes_load_and_stay_harmless() {
     let set = Command::new("bpftool")
         .args(["map", "update", "pinned"])
         .arg(pinned)
-        .args(["key", "0", "0", "0", "0", "value", "42", "0", "0", "0", "0", "0", "0", "0"])
+        .args([
+            "key", "0", "0", "0", "0", "value", "42", "0", "0", "0", "0", "0", "0", "0",
+        ])
         .output()
         .unwrap();
     assert!(set.status.success(), "{}", text(&set.stderr));

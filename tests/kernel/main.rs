@@ -1373,9 +1373,9 @@ fn profile_cpu_symbolizes_user_and_kernel_stacks() {
         .collect();
     assert_eq!(addresses.len(), hot.split("; ").count(), "{hot_row}");
     assert!(
-        addresses
-            .iter()
-            .all(|a| a.len() == 18 && a.starts_with("0x") && u64::from_str_radix(&a[2..], 16).is_ok()),
+        addresses.iter().all(|a| a.len() == 18
+            && a.starts_with("0x")
+            && u64::from_str_radix(&a[2..], 16).is_ok()),
         "{hot_row}"
     );
 

@@ -422,7 +422,11 @@ const BUILD_ID_IP: i32 = 2;
 /// upstream's format without its trailing separator. Stops at the first
 /// empty record.
 fn write_build_ids(records: &[u8], frames: usize, out: &mut String) {
-    for (i, r) in records.chunks_exact(BUILD_ID_RECORD).take(frames).enumerate() {
+    for (i, r) in records
+        .chunks_exact(BUILD_ID_RECORD)
+        .take(frames)
+        .enumerate()
+    {
         let word = |at: usize| u64::from_ne_bytes(r[at..at + 8].try_into().unwrap_or_default());
         let status = i32::from_ne_bytes(r[0..4].try_into().unwrap_or_default());
         if status == BUILD_ID_EMPTY {
@@ -481,7 +485,9 @@ mod tests {
     fn builder(name: &str, kernel: Option<&str>) -> SchemaBuilder {
         let mut b = SchemaBuilder::new("open", SourceKind::Single, 80);
         if let Some(k) = kernel {
-            let id = b.add_raw(k.to_owned(), FieldKind::U32, 72, 4, None).unwrap();
+            let id = b
+                .add_raw(k.to_owned(), FieldKind::U32, 72, 4, None)
+                .unwrap();
             b.field_mut(id).tags.push(KERNEL_TAG.to_owned());
         }
         let us = b
