@@ -366,6 +366,13 @@ pub fn run(args: RunArgs, prepared: Prepared, given: &[(String, String)]) -> any
     for w in pipeline.warnings() {
         log::warn!("{w}");
     }
+    // Annotations that would switch on an operator ig does not have, said
+    // once per run rather than silently ignored.
+    for (_, schema) in pipeline.dispatch.schemas() {
+        for w in crate::operators::annotations::unknown(schema) {
+            log::warn!("{w}");
+        }
+    }
     pipeline.start().with_context(context)?;
     log::debug!("{reference} started");
 

@@ -156,6 +156,38 @@ fn guest_uses_every_implemented_host_function() {
     assert!(!err.contains("fd_write"), "WASI call traces leak: {err}");
 }
 
+/// Subscriptions made in gadgetPreStart and gadgetStart (upstream's
+/// traceloop subscribes in gadgetStart) are called for every event, in the
+/// order of their priorities; one asked for from inside a callback is
+/// refused, with one warning.
+#[test]
+fn a_guest_subscribes_in_gadget_prestart_and_gadget_start() {
+    require_kernel();
+    let s = TestStore::new();
+    s.build(&fixture("wasm_late_subscribe"), "wasm_late_subscribe");
+    let _quiet = storm_lock();
+    let (code, lines, err) = run_with_getpid(&s, "wasm_late_subscribe", 3, &[]);
+    assert_eq!(code, 0, "{err}");
+    let me = u64::from(std::process::id());
+    let ours: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|l| l["proc"]["pid"].as_u64() == Some(me))
+        .collect();
+    assert!(!ours.is_empty(), "no event of pid {me}: {lines:?}\n{err}");
+    for e in &ours {
+        assert_eq!(e["late"], "pre,start", "{e}");
+        assert_eq!(e["refused"], 1, "{e}");
+    }
+    assert_eq!(
+        err.matches(
+            "dataSourceSubscribe is only possible in gadgetInit, gadgetPreStart and gadgetStart"
+        )
+        .count(),
+        1,
+        "{err}"
+    );
+}
+
 fn build_broken(s: &TestStore, kind: &str) {
     let dir = fixture("wasm_errors");
     let file = dir.join(format!("build-{kind}.yaml"));
