@@ -334,8 +334,8 @@ mod tests {
         // (target, level, max, shown)
         let cases = [
             ("ig::run", Level::Debug, LevelFilter::Debug, true),
-            ("aya::bpf", Level::Debug, LevelFilter::Debug, false),
-            ("aya::bpf", Level::Warn, LevelFilter::Info, true),
+            ("h2::codec", Level::Debug, LevelFilter::Debug, false),
+            ("h2::codec", Level::Warn, LevelFilter::Info, true),
             ("tracing::span", Level::Info, LevelFilter::Info, false),
             (
                 "tracing::span::active",
