@@ -164,10 +164,21 @@ pub fn build(opts: &BuildOptions) -> Result<Built, BuildError> {
         .unwrap_or_else(|| dir.join("build.yaml"));
     let bf: BuildFile = match std::fs::read_to_string(&bf_path) {
         Ok(text) if text.trim().is_empty() => BuildFile::default(),
-        Ok(text) => yaml_serde::from_str(&text).map_err(|e| BuildError::BuildFile {
-            path: bf_path.clone(),
-            message: e.to_string(),
-        })?,
+        Ok(text) => {
+            crate::metadata::nesting::check_flow_depth(&text).map_err(|d| {
+                BuildError::BuildFile {
+                    path: bf_path.clone(),
+                    message: crate::metadata::too_deep("", d)
+                        .to_string()
+                        .trim_start_matches(':')
+                        .to_owned(),
+                }
+            })?;
+            yaml_serde::from_str(&text).map_err(|e| BuildError::BuildFile {
+                path: bf_path.clone(),
+                message: e.to_string(),
+            })?
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && opts.build_file.is_none() => {
             BuildFile::default()
         }

@@ -355,3 +355,40 @@ fn bad_gadget_parameter_values_name_the_flag() {
         text(&out.stderr)
     );
 }
+
+/// A `gadget.yaml` of 200,000 nested `[` (200 KB) is refused in linear
+/// time with its place, before the YAML parser, whose cost is quadratic in
+/// the nesting (a 100 KB one took 71 s in a debug build). The 30 s bound
+/// catches a hang, it is not a timing test.
+#[test]
+fn deeply_nested_gadget_yaml_is_refused_at_once() {
+    let s = TestStore::new();
+    let dir = fixture_copy("minimal_tracer");
+    std::fs::write(
+        dir.path().join("gadget.yaml"),
+        format!("name: nested\ndescription: {}\n", "[".repeat(200_000)),
+    )
+    .unwrap();
+    let out = std::process::Command::new("timeout")
+        .arg("30")
+        .arg(common::ig_bin())
+        .env("IG_STORE", s.path())
+        .args([
+            "image",
+            "build",
+            dir.path().to_str().unwrap(),
+            "-t",
+            "nested",
+        ])
+        .output()
+        .unwrap();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(
+            "gadget.yaml:2:78: flow collections ([...] and {...}) nest deeper than 64 levels"
+        ),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+}

@@ -313,7 +313,8 @@ fn list_ignores_leftovers_and_prune_removes_them_and_says_so() {
     assert_images_readable(&root);
     let again = s.run(&["image", "prune"]);
     assert!(
-        text(&again.stdout).contains("Removed 0 temp file(s) of interrupted writes, 0 unreferenced"),
+        text(&again.stdout)
+            .contains("Removed 0 temp file(s) of interrupted writes, 0 unreferenced"),
         "{}",
         text(&again.stdout)
     );
