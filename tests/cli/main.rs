@@ -392,3 +392,52 @@ fn deeply_nested_gadget_yaml_is_refused_at_once() {
     );
     assert_eq!(err.lines().count(), 1, "{err}");
 }
+
+/// Output that could not be written is an error outside `ig run` too:
+/// `> /dev/full` gives exit 1 and one line naming the cause (before,
+/// these commands printed nothing and exited 0). A reader that went away
+/// is not an error.
+#[test]
+fn commands_whose_output_cannot_be_written_fail() {
+    let s = TestStore::new();
+    s.build(&minimal(), "minimal");
+    for args in [
+        &["image", "list"][..],
+        &["image", "inspect", "minimal"],
+        &["version"],
+        &["--help"],
+        &["config", "default"],
+        &["completion", "bash"],
+    ] {
+        let out = s
+            .ig()
+            .args(args)
+            .stdout(std::fs::File::create("/dev/full").unwrap())
+            .output()
+            .unwrap();
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert_eq!(
+            err.trim_end(),
+            "error: writing to standard output: No space left on device (os error 28)",
+            "{args:?}"
+        );
+        // A closed pipe: nothing to report.
+        let mut child = s
+            .ig()
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        assert_eq!(text(&out.stderr), "", "{args:?}");
+    }
+}
