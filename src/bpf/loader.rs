@@ -4,7 +4,8 @@
 //! creates (maps, programs, links, perf events, packet sockets) is owned by
 //! the returned [`LoadedGadget`] through file descriptors: dropping it (or
 //! the process dying, even by SIGKILL) releases all of it. We never pin, so
-//! nothing can outlive `ig`.
+//! nothing can outlive `ig`: a map the object declares pinned by name is
+//! opened when another program pinned it, else made private to the run.
 //!
 //! What to attach where comes from a [`ProgramPlan`] (pure, `programs.rs`);
 //! this file carries it out, including the fallback from a program the
@@ -33,15 +34,6 @@ use crate::netif;
 /// Why a gadget could not be loaded, attached or read.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    /// Map `map` is pinned by name (LIBBPF_PIN_BY_NAME, e.g.
-    /// gadget/gpu_bridge_maps.h) and /sys/fs/bpf/`map` does not exist.
-    #[error(
-        "map {map} is pinned by name (LIBBPF_PIN_BY_NAME, e.g. gadget/gpu_bridge_maps.h) and /sys/fs/bpf/{map} does not exist: ig uses a map pinned by its owner (such as the GPU bridge) but never pins one itself, so start the program that owns it first"
-    )]
-    PinnedMap {
-        /// The map.
-        map: String,
-    },
     /// Preparing the eBPF object for the kernel (maps, relocations) failed.
     #[error("preparing the eBPF object for the kernel (maps, relocations)")]
     Prepare(#[source] aya::EbpfError),
@@ -309,16 +301,30 @@ impl LoadedGadget {
     /// On error, whatever was created is released before returning.
     pub fn load(spec: &LoadSpec<'_>) -> Result<Self, LoadError> {
         // A map pinned by name is another program's (the GPU bridge's):
-        // used when its owner pinned it, refused before anything is created
-        // when it did not, since aya would then pin a new one under
-        // /sys/fs/bpf, where it outlives ig (invariant 7). An empty map in
-        // its place would make the gadget run and show nothing.
-        if let Ok(btf) = crate::btf::Btf::parse(&spec.info.btf)
-            && let Some(map) = crate::bpf::contract::pinned_maps(&btf)
+        // used when its owner pinned it. When it did not, the map is
+        // created private to this run (`compat::unpin_maps` below), never
+        // pinned: a pin would outlive ig (invariant 7). Upstream's loader
+        // creates and pins it; either way the gadget sees an empty map,
+        // which the gadgets that declare such maps expect (profile_cpu
+        // reads the GPU bridge's only for its --gpu-idle-only filter), so
+        // the user is told once, naming the maps.
+        if let Ok(btf) = crate::btf::Btf::parse(&spec.info.btf) {
+            let mut missing: Vec<String> = crate::bpf::contract::pinned_maps(&btf)
                 .into_iter()
-                .find(|m| !Path::new(PIN_DIR).join(m).exists())
-        {
-            return Err(LoadError::PinnedMap { map });
+                .filter(|m| !Path::new(PIN_DIR).join(m).exists())
+                .collect();
+            missing.sort_unstable();
+            if !missing.is_empty() {
+                let (it, a_map) = if missing.len() == 1 {
+                    ("it", "a map")
+                } else {
+                    ("them", "maps")
+                };
+                log::warn!(
+                    "{} pinned by name (LIBBPF_PIN_BY_NAME) but nothing is pinned under {PIN_DIR} for {it} (is the program that owns {it}, such as the GPU bridge, running?): using {a_map} of this run's own, empty and not pinned",
+                    plural_maps(&missing),
+                );
+            }
         }
         let mut loader = spec
             .prefetch
@@ -344,8 +350,9 @@ impl LoadedGadget {
         } else {
             Cow::Owned(super::compat::replace_maps(&object, spec.replace_maps).map_err(Box::new)?)
         };
-        // Pinned maps are shared, never created: a pin removed since the
-        // check above gives a private map (`compat::unpin_maps`).
+        // Pinned maps are shared, never created: the maps whose pin is
+        // missing now (even if it was there for the check above) are made
+        // private.
         let object =
             super::compat::unpin_maps(&object, |map| Path::new(PIN_DIR).join(map).exists());
         let ebpf = loader.load(&object).map_err(|e| {
@@ -993,6 +1000,41 @@ impl LoadedGadget {
         })
     }
 
+    /// Take the build id map of user stacks (`ig_build_id`: a HASH of
+    /// stack id to `depth` `struct bpf_stack_build_id`s) out of the
+    /// object; `Ok(None)` when the object has none (gadgets built before
+    /// upstream added it).
+    pub fn build_id_map(&mut self, map: &str, depth: usize) -> Result<Option<BuildIds>, LoadError> {
+        let Some(m) = self.ebpf.take_map(map) else {
+            return Ok(None);
+        };
+        let data = match m {
+            aya::maps::Map::HashMap(d) | aya::maps::Map::LruHashMap(d) => d,
+            other => {
+                return Err(LoadError::MapSize {
+                    map: map.to_owned(),
+                    message: format!("expected a HASH map, not {}", map_kind(&other)),
+                });
+            }
+        };
+        let info = data.info().map_err(|source| LoadError::Map {
+            map: map.to_owned(),
+            source,
+        })?;
+        let want = depth * BUILD_ID_RECORD;
+        if info.key_size() != 4 || info.value_size() as usize != want {
+            return Err(LoadError::MapSize {
+                map: map.to_owned(),
+                message: format!(
+                    "key/value sizes in the kernel are {}/{} bytes; a stack id and {depth} struct bpf_stack_build_id ({want} bytes) expected",
+                    info.key_size(),
+                    info.value_size()
+                ),
+            });
+        }
+        Ok(Some(BuildIds { data, depth }))
+    }
+
     /// Take map `map` out of the object, or say that it is missing.
     fn take_map(&mut self, map: &str) -> Result<aya::maps::Map, LoadError> {
         self.ebpf
@@ -1263,21 +1305,31 @@ pub struct StackTraces {
 }
 
 impl StackTraces {
-    /// The addresses of stack `id`, innermost first, without the zero
-    /// padding after the last frame. `None` when the map has no such stack
-    /// (deleted, or never stored: ids of 2^31 and above are errors).
-    pub fn lookup(&self, id: u32) -> Option<Vec<u64>> {
-        let mut value = vec![0u64; self.depth];
+    /// Read the addresses of stack `id` into `out` (reused), innermost
+    /// first, without the zero padding after the last frame. `false` (and
+    /// `out` empty) when the map has no such stack (deleted, or never
+    /// stored: ids of 2^31 and above are errors).
+    pub fn lookup_into(&self, id: u32, out: &mut Vec<u64>) -> bool {
+        out.clear();
+        out.resize(self.depth, 0);
         let mut attr = ElemAttr {
             map_fd: self.data.fd().as_fd().as_raw_fd() as u32,
             key: std::ptr::from_ref(&id) as u64,
-            value_or_next_key: value.as_mut_ptr() as u64,
+            value_or_next_key: out.as_mut_ptr() as u64,
             ..ElemAttr::default()
         };
-        bpf(BPF_MAP_LOOKUP_ELEM, &mut attr).ok()?;
-        let n = value.iter().position(|a| *a == 0).unwrap_or(value.len());
-        value.truncate(n);
-        Some(value)
+        if bpf(BPF_MAP_LOOKUP_ELEM, &mut attr).is_err() {
+            out.clear();
+            return false;
+        }
+        let n = out.iter().position(|a| *a == 0).unwrap_or(out.len());
+        out.truncate(n);
+        true
+    }
+
+    /// Frames a stack holds at most.
+    pub fn depth(&self) -> usize {
+        self.depth
     }
 
     /// Free slot `id` for other stacks. A missing id is not an error.
@@ -1446,6 +1498,48 @@ impl uprobes::Attacher for UprobeAttacher<'_> {
         {
             log::debug!("detaching uprobe {program}: {e}");
         }
+    }
+}
+
+/// Size of `struct bpf_stack_build_id` (UAPI): `s32 status`, 20 bytes of
+/// build id, then the `u64` offset or ip at 24.
+pub const BUILD_ID_RECORD: usize = 32;
+
+/// The build ids of user stacks, by stack id (`ig_build_id`, filled when
+/// the gadget runs with `--collect-build-id`).
+pub struct BuildIds {
+    data: MapData,
+    depth: usize,
+}
+
+impl BuildIds {
+    /// Read the records of stack `id` into `out` (reused): `depth` times
+    /// [`BUILD_ID_RECORD`] bytes. `false` (and `out` empty) when there are
+    /// none (build ids not collected for that stack).
+    pub fn lookup_into(&self, id: u32, out: &mut Vec<u8>) -> bool {
+        out.clear();
+        out.resize(self.depth * BUILD_ID_RECORD, 0);
+        let mut attr = ElemAttr {
+            map_fd: self.data.fd().as_fd().as_raw_fd() as u32,
+            key: std::ptr::from_ref(&id) as u64,
+            value_or_next_key: out.as_mut_ptr() as u64,
+            ..ElemAttr::default()
+        };
+        if bpf(BPF_MAP_LOOKUP_ELEM, &mut attr).is_err() {
+            out.clear();
+            return false;
+        }
+        true
+    }
+
+    /// Free the records of stack `id`. A missing id is not an error.
+    pub fn delete(&self, id: u32) {
+        let mut attr = ElemAttr {
+            map_fd: self.data.fd().as_fd().as_raw_fd() as u32,
+            key: std::ptr::from_ref(&id) as u64,
+            ..ElemAttr::default()
+        };
+        let _ = bpf(BPF_MAP_DELETE_ELEM, &mut attr);
     }
 }
 
@@ -1644,6 +1738,14 @@ fn load_error(p: &ProgramPlan, kind: &str, source: ProgramError) -> LoadError {
                 other => Box::new(other),
             },
         },
+    }
+}
+
+/// `map a is` / `maps a, b are`, for the warning about missing pins.
+fn plural_maps(maps: &[String]) -> String {
+    match maps {
+        [one] => format!("map {one} is"),
+        many => format!("maps {} are", many.join(", ")),
     }
 }
 

@@ -217,10 +217,21 @@ pub fn build(opts: &BuildOptions) -> Result<Built, BuildError> {
         .unwrap_or_else(|| dir.join("build.yaml"));
     let bf: BuildFile = match std::fs::read_to_string(&bf_path) {
         Ok(text) if text.trim().is_empty() => BuildFile::default(),
-        Ok(text) => yaml_serde::from_str(&text).map_err(|e| BuildError::BuildFile {
-            path: bf_path.clone(),
-            message: e.to_string(),
-        })?,
+        Ok(text) => {
+            crate::metadata::nesting::check_flow_depth(&text).map_err(|d| {
+                BuildError::BuildFile {
+                    path: bf_path.clone(),
+                    message: crate::metadata::too_deep("", d)
+                        .to_string()
+                        .trim_start_matches(':')
+                        .to_owned(),
+                }
+            })?;
+            yaml_serde::from_str(&text).map_err(|e| BuildError::BuildFile {
+                path: bf_path.clone(),
+                message: e.to_string(),
+            })?
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && opts.build_file.is_none() => {
             BuildFile::default()
         }
@@ -416,15 +427,145 @@ pub fn make_vmlinux_h(btf_path: &Path, dest: &Path) -> Result<(), BuildError> {
     Ok(())
 }
 
-/// A private temporary directory for a build, removed on drop.
+/// Build directories are `ig-build-<pid>-<random>` in the system's
+/// temporary directory: the pid tells a directory whose `ig` is gone (killed
+/// with SIGKILL, or a machine that lost power) from one in use.
+const BUILD_DIR_PREFIX: &str = "ig-build-";
+
+/// A directory of an older `ig` (`ig-build-<random>`, no pid) is stale once
+/// untouched this long.
+const LEGACY_BUILD_DIR_AGE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// Whose build directory `name` is: `None` if it is not one;
+/// `Some(Some(pid))`; `Some(None)` for a name of an older `ig`, without a
+/// pid.
+fn build_dir_owner(name: &str) -> Option<Option<u32>> {
+    let rest = name.strip_prefix(BUILD_DIR_PREFIX)?;
+    match rest.split_once('-') {
+        Some((pid, random)) if !random.is_empty() => pid.parse().ok().map(Some),
+        Some(_) => None,
+        None => (!rest.is_empty()).then_some(None),
+    }
+}
+
+/// Which build directories [`sweep_build_dirs`] removes.
+#[derive(Clone, Copy, Debug)]
+pub enum Sweep {
+    /// Those whose `ig` has exited (no `/proc/PID`), and older `ig`'s
+    /// untouched for a day.
+    Stale,
+    /// This process's: a build interrupted by a signal.
+    OfPid(u32),
+}
+
+/// Remove build directories of ours (owned by this user, real directories,
+/// not links) from `tmp` (the system's temporary directory in use) as
+/// `which` says; the number removed. Errors are skipped: this is upkeep.
+/// A process that reused a dead build's pid keeps its directory until it
+/// ends too.
+pub fn sweep_build_dirs(tmp: &Path, which: Sweep) -> usize {
+    use std::os::unix::fs::MetadataExt as _;
+    let Ok(entries) = std::fs::read_dir(tmp) else {
+        return 0;
+    };
+    // SAFETY: geteuid(2) cannot fail.
+    let me = unsafe { libc::geteuid() };
+    let mut removed = 0;
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(owner) = name.to_str().and_then(build_dir_owner) else {
+            continue;
+        };
+        let path = e.path();
+        let Ok(m) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if !m.is_dir() || m.uid() != me {
+            continue;
+        }
+        let remove = match (which, owner) {
+            (Sweep::OfPid(p), Some(pid)) => p == pid,
+            (Sweep::OfPid(_), None) => false,
+            (Sweep::Stale, Some(pid)) => !Path::new(&format!("/proc/{pid}")).exists(),
+            (Sweep::Stale, None) => m
+                .modified()
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > LEGACY_BUILD_DIR_AGE),
+        };
+        if remove && std::fs::remove_dir_all(&path).is_ok() {
+            log::debug!("removed the build directory {}", path.display());
+            removed += 1;
+        }
+    }
+    removed
+}
+
+/// A private temporary directory for a build (`ig-build-<pid>-<random>`,
+/// see [`sweep_build_dirs`]), removed on drop.
 fn temp_dir() -> Result<crate::files::TempDir, BuildError> {
-    crate::files::TempDir::new("ig-build-")
+    crate::files::TempDir::new(&format!("{BUILD_DIR_PREFIX}{}-", std::process::id()))
         .map_err(|(path, source)| BuildError::Write { path, source })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn build_dir_names() {
+        assert_eq!(build_dir_owner("ig-build-1234-0a1b"), Some(Some(1234)));
+        assert_eq!(build_dir_owner("ig-build-0a1b2c"), Some(None));
+        assert_eq!(build_dir_owner("ig-build-"), None);
+        assert_eq!(build_dir_owner("ig-build-12-"), None);
+        assert_eq!(build_dir_owner("ig-build-x1-ab"), None);
+        assert_eq!(build_dir_owner("other-1234-ab"), None);
+    }
+
+    #[test]
+    fn sweeps_dead_and_own_build_dirs_only() {
+        let tmp = tempfile::tempdir().unwrap();
+        let t = tmp.path();
+        // pid 1 exists everywhere; 2^22+1 is above Linux's pid_max.
+        let dead = 4_194_305;
+        for n in [
+            format!("ig-build-{dead}-aa"),
+            "ig-build-1-bb".to_owned(),
+            format!("ig-build-{}-cc", std::process::id()),
+            "ig-build-dd".to_owned(),
+            "unrelated".to_owned(),
+        ] {
+            std::fs::create_dir(t.join(n)).unwrap();
+        }
+        // A link with a build directory's name is not followed or removed.
+        let target = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(target.path(), t.join(format!("ig-build-{dead}-ee"))).unwrap();
+        let left = |t: &Path| {
+            let mut v: Vec<String> = std::fs::read_dir(t)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(sweep_build_dirs(t, Sweep::Stale), 1);
+        assert!(
+            !left(t).contains(&format!("ig-build-{dead}-aa")),
+            "{:?}",
+            left(t)
+        );
+        assert_eq!(sweep_build_dirs(t, Sweep::OfPid(std::process::id())), 1);
+        assert_eq!(
+            left(t),
+            [
+                "ig-build-1-bb".to_owned(),
+                format!("ig-build-{dead}-ee"),
+                "ig-build-dd".to_owned(),
+                "unrelated".to_owned()
+            ]
+        );
+        assert!(target.path().exists());
+    }
 
     #[test]
     fn annotations_follow_upstream_keys() {

@@ -448,7 +448,8 @@ pub enum ImageCommand {
         file: PathBuf,
     },
     /// Clean the store: remove temp files left by interrupted writes
-    /// (a killed build, pull or import) and blobs no image uses any more.
+    /// (a killed build, pull or import) and blobs no image uses any more;
+    /// also the build directories of killed builds in `TMPDIR`.
     ///
     /// Images themselves are never touched; prints what was removed. If an
     /// image's manifest (or the store's index.json) cannot be read, which

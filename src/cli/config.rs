@@ -275,6 +275,14 @@ impl Config {
 
     /// Parses the file's text: a YAML mapping, or nothing at all.
     pub fn parse(text: &str) -> anyhow::Result<Value> {
+        if let Err(d) = crate::metadata::nesting::check_flow_depth(text) {
+            bail!(
+                "{}",
+                crate::metadata::too_deep("", d)
+                    .to_string()
+                    .trim_start_matches(':')
+            );
+        }
         let v: Value = yaml_serde::from_str(text)?;
         match v {
             Value::Null => Ok(Value::Mapping(Default::default())),

@@ -65,6 +65,11 @@ pub fn image(store: &Path, registry: &RegistryArgs, cmd: ImageCommand) -> anyhow
             Ok(())
         }
         ImageCommand::Build { dir, tag, file } => {
+            let swept = build::sweep_build_dirs(&std::env::temp_dir(), build::Sweep::Stale);
+            if swept > 0 {
+                log::debug!("removed {swept} build director(ies) of ig processes that are gone");
+            }
+            remove_build_dirs_on_interrupt()?;
             let mut opts = BuildOptions::new(dir.clone());
             opts.build_file = file;
             let built = build::build(&opts)
@@ -167,9 +172,10 @@ pub fn image(store: &Path, registry: &RegistryArgs, cmd: ImageCommand) -> anyhow
         ImageCommand::Prune => {
             let store = Store::open(store)?;
             let r = store.prune_leftovers()?;
+            let builds = build::sweep_build_dirs(&std::env::temp_dir(), build::Sweep::Stale);
             logger::stdout_line(&format!(
-                "Removed {} temp file(s) of interrupted writes and {} unreferenced blob(s), {} bytes freed",
-                r.temp_files, r.blobs, r.bytes
+                "Removed {} temp file(s) of interrupted writes, {} unreferenced blob(s) and {} build director(ies) of interrupted builds, {} bytes freed from the store",
+                r.temp_files, r.blobs, builds, r.bytes
             ));
             Ok(())
         }
@@ -227,4 +233,45 @@ pub(super) fn table<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> 
         line(&mut r.iter().map(String::as_str));
     }
     out
+}
+
+/// SIGINT or SIGTERM during `ig image build`: remove this process's build
+/// directories, then exit as the signal would have (128 + its number),
+/// printing nothing, as a killed command does. The signals are blocked in
+/// this thread (threads started later inherit the mask; programs ig runs,
+/// such as clang, do not: std resets the mask in the child) and read by a
+/// thread of their own. SIGKILL cannot be caught: the next build or
+/// `ig image prune` removes what it leaves (`build::sweep_build_dirs`).
+fn remove_build_dirs_on_interrupt() -> anyhow::Result<()> {
+    // SAFETY: a sigset_t filled by sigemptyset/sigaddset, then blocked in
+    // this thread only.
+    let set = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&raw mut set);
+        libc::sigaddset(&raw mut set, libc::SIGINT);
+        libc::sigaddset(&raw mut set, libc::SIGTERM);
+        if libc::pthread_sigmask(libc::SIG_BLOCK, &raw const set, std::ptr::null_mut()) != 0 {
+            anyhow::bail!(
+                "blocking SIGINT and SIGTERM: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+        set
+    };
+    std::thread::Builder::new()
+        .name("ig-build-signals".into())
+        .spawn(move || {
+            let mut sig = 0;
+            // SAFETY: waits for one of the blocked signals of `set`.
+            if unsafe { libc::sigwait(&raw const set, &raw mut sig) } != 0 {
+                return;
+            }
+            build::sweep_build_dirs(
+                &std::env::temp_dir(),
+                build::Sweep::OfPid(std::process::id()),
+            );
+            std::process::exit(128 + sig);
+        })
+        .context("starting the thread that cleans up after SIGINT and SIGTERM")?;
+    Ok(())
 }

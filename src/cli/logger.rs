@@ -320,7 +320,40 @@ pub fn hint(msg: &str) {
 /// One line of data on stdout. A closed stdout is not an error worth a
 /// message (`ig image list | head -1`).
 pub fn stdout_line(s: &str) {
-    let _ = writeln!(std::io::stdout().lock(), "{s}");
+    if let Err(e) = writeln!(std::io::stdout().lock(), "{s}") {
+        stdout_failed(e);
+    }
+}
+
+/// The first error writing to stdout outside `ig run` (which has its own
+/// sink), reported by [`check_stdout`] when the command ends.
+static STDOUT_ERROR: Mutex<Option<std::io::Error>> = Mutex::new(None);
+
+/// Remember a failed write to stdout (the first one).
+pub fn stdout_failed(e: std::io::Error) {
+    let mut first = STDOUT_ERROR.lock().unwrap_or_else(PoisonError::into_inner);
+    if first.is_none() {
+        *first = Some(e);
+    }
+}
+
+/// At the end of a command: flush stdout; a write that failed (a full
+/// disk, `> /dev/full`, an I/O error) is the command's error, so its exit
+/// status says the output is not all there. A reader that went away
+/// (`ig image list | head -1`) is not an error: the user has what they
+/// wanted, as when a tool is ended by SIGPIPE.
+pub fn check_stdout() -> std::io::Result<()> {
+    if let Err(e) = std::io::stdout().lock().flush() {
+        stdout_failed(e);
+    }
+    match STDOUT_ERROR
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .take()
+    {
+        Some(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e),
+        _ => Ok(()),
+    }
 }
 
 #[cfg(test)]
@@ -334,8 +367,8 @@ mod tests {
         // (target, level, max, shown)
         let cases = [
             ("ig::run", Level::Debug, LevelFilter::Debug, true),
-            ("aya::bpf", Level::Debug, LevelFilter::Debug, false),
-            ("aya::bpf", Level::Warn, LevelFilter::Info, true),
+            ("h2::codec", Level::Debug, LevelFilter::Debug, false),
+            ("h2::codec", Level::Warn, LevelFilter::Info, true),
             ("tracing::span", Level::Info, LevelFilter::Info, false),
             (
                 "tracing::span::active",

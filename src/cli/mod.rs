@@ -20,6 +20,7 @@ mod signals;
 mod trust;
 mod version;
 
+use std::io::Write as _;
 use std::process::ExitCode;
 
 use std::ffi::OsString;
@@ -88,7 +89,7 @@ pub fn main() -> ExitCode {
                 );
                 return ExitCode::from(2);
             }
-            e.exit()
+            return clap_exit(&e);
         }
     };
     let cli = match Cli::from_arg_matches(&matches) {
@@ -138,6 +139,9 @@ pub fn main() -> ExitCode {
         Command::Config(c) => config::command(c, cli.config.as_deref()),
         other => dispatch(&cli.store, &cli.registry, other),
     };
+    let result = result.and_then(|()| {
+        logger::check_stdout().map_err(|e| anyhow::anyhow!("writing to standard output: {e}"))
+    });
     logger::closing();
     let code = match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -145,6 +149,19 @@ pub fn main() -> ExitCode {
     };
     logger::finish();
     code
+}
+
+/// What clap's `Error::exit` does (help and version on stdout, usage
+/// errors on stderr, exit 0 or 2), except that a help text that could not
+/// be written is an error (`ig --help > /dev/full`).
+fn clap_exit(e: &clap::Error) -> ExitCode {
+    let printed = e.print().and_then(|()| std::io::stdout().flush());
+    match printed {
+        Err(w) if e.exit_code() == 0 && w.kind() != std::io::ErrorKind::BrokenPipe => {
+            fail(&anyhow::anyhow!("writing to standard output: {w}"))
+        }
+        _ => ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2)),
+    }
 }
 
 fn fail(e: &anyhow::Error) -> ExitCode {

@@ -19,6 +19,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Deserializer};
 
 pub mod config;
+pub mod nesting;
 pub mod template;
 
 pub use config::{CUSTOM_PREFIX, CustomParam, CustomValue, Known};
@@ -172,6 +173,19 @@ pub enum MetadataError {
     },
 }
 
+/// The error for a document [`nesting::check_flow_depth`] refused.
+pub fn too_deep(file: &str, d: nesting::TooDeep) -> MetadataError {
+    MetadataError::Syntax {
+        file: file.to_owned(),
+        line: d.line,
+        column: d.column,
+        message: format!(
+            "flow collections ([...] and {{...}}) nest deeper than {} levels",
+            nesting::MAX_FLOW_DEPTH
+        ),
+    }
+}
+
 impl GadgetMetadata {
     /// Parse `bytes`; `file` names the source in error messages. An empty
     /// document gives the defaults.
@@ -199,6 +213,8 @@ impl GadgetMetadata {
                 message,
             }
         };
+        // Before the parser, whose cost is quadratic in the nesting.
+        nesting::check_flow_depth(text).map_err(|d| too_deep(file, d))?;
         let mut meta: Self = yaml_serde::from_str(text).map_err(syntax)?;
         meta.doc = yaml_serde::from_str(text).map_err(syntax)?;
         meta.text = text.to_owned();

@@ -26,6 +26,7 @@
 use crate::metadata::GadgetMetadata;
 use crate::pipeline::Operator;
 
+pub mod annotations;
 mod calendar;
 pub mod cgroup;
 pub mod ebpf;

@@ -951,6 +951,16 @@ impl PreparedRun {
         for w in pipeline.warnings().to_vec() {
             tell(Notice::Warning(w));
         }
+        // Annotations that would switch on an operator ig does not have,
+        // said once per run rather than silently ignored.
+        let unknown: Vec<String> = pipeline
+            .dispatch
+            .schemas()
+            .flat_map(|(_, schema)| crate::operators::annotations::unknown(schema))
+            .collect();
+        for w in unknown {
+            tell(Notice::Warning(w));
+        }
         if stop.is_stopped() {
             // Stopped while it was being assembled: nothing was loaded.
             return Ok(RunSummary {

@@ -304,3 +304,42 @@ fn an_image_without_ebpf_has_no_program_layer_and_inspect_says_so() {
         .collect();
     assert_eq!(fields, ["pid", "comm", "state", "mountnsid"], "{ds}");
 }
+
+/// Data-source annotations that switch on operators ig does not have (as
+/// upstream's advise_networkpolicy's `generate_networkpolicy.enable` and
+/// `kubenameresolver.enable`) are said once per run, one warning per
+/// family naming the data source and the keys, never per event; what ig
+/// reads, what upstream's ig ignores too and field annotations are not.
+#[test]
+fn annotations_for_operators_ig_lacks_are_warned_once_per_family() {
+    let s = TestStore::new();
+    s.build(&fixture("ops_annotations"), "ops_annotations");
+    let (ok, out, err, _) = run_bounded(
+        &s,
+        &["run", "ops_annotations", "-o", "json"],
+        Duration::from_secs(20),
+    );
+    assert!(ok, "{err}");
+    // Two tables of every process: many events, and still one warning each.
+    assert_eq!(out.lines().count(), 2, "{out}");
+    let lines: Vec<&str> = err.lines().collect();
+    let tail = ", so the output may differ from upstream's";
+    assert_eq!(
+        lines,
+        [
+            format!(
+                "warning: data source processes: annotation cli.supported-output-modes ignored: ig's cli operator does not implement it (upstream's does){tail}"
+            ),
+            format!(
+                "warning: data source processes: annotation generate_networkpolicy.enable ignored: it is for upstream's generate_networkpolicy operator, which ig does not have{tail}"
+            ),
+            format!(
+                "warning: data source processes: annotation kubenameresolver.enable ignored: it is for upstream's kubenameresolver operator, which ig does not have{tail}"
+            ),
+            format!(
+                "warning: data source processes: annotations metrics.collect, metrics.print ignored: they are for upstream's otel-metrics operator, which ig does not have{tail}"
+            ),
+        ],
+        "{err}"
+    );
+}

@@ -1167,8 +1167,9 @@ fn profile_cpu_samples_our_busy_child() {
     // of most samples.
     let me_fn = "Forked5start";
     assert!(
-        all.iter()
-            .any(|r| r["user_stack"].as_str().is_some_and(|s| s.contains(me_fn))),
+        all.iter().any(|r| r["user_stack_raw"]["symbols"]
+            .as_str()
+            .is_some_and(|s| s.contains(me_fn))),
         "a user stack naming {me_fn}: {all:?}"
     );
 }

@@ -1346,7 +1346,8 @@ int main(int argc, char **argv)
 "#;
 
 /// profile_cpu names the functions of both stacks: the rows of a child of
-/// ours burning CPU in `ig_test_burn` show it in `user_stack`, and kernel
+/// ours burning CPU in `ig_test_burn` show it in `user_stack_raw.symbols`
+/// (upstream's ustack operator's name), and kernel
 /// stacks come out as `function+0xoffset` from /proc/kallsyms.
 #[test]
 fn profile_cpu_symbolizes_user_and_kernel_stacks() {
@@ -1396,7 +1397,7 @@ fn profile_cpu_symbolizes_user_and_kernel_stacks() {
         |l| {
             rows(l).iter().any(|r| {
                 ours(r)
-                    && r["user_stack"]
+                    && r["user_stack_raw"]["symbols"]
                         .as_str()
                         .is_some_and(|s| s.contains("ig_test_burn"))
             })
@@ -1408,14 +1409,32 @@ fn profile_cpu_symbolizes_user_and_kernel_stacks() {
     assert!(status.success(), "{stderr}");
 
     // Innermost first: the burner's hot frame starts its user stack.
-    let hot = rows(&line)
+    let hot_row = rows(&line)
         .into_iter()
         .filter(|r| ours(r))
-        .filter_map(|r| r["user_stack"].as_str().map(str::to_owned))
-        .find(|s| s.contains("ig_test_burn"))
+        .find(|r| {
+            r["user_stack_raw"]["symbols"]
+                .as_str()
+                .is_some_and(|s| s.contains("ig_test_burn"))
+        })
         .unwrap();
+    let hot = hot_row["user_stack_raw"]["symbols"].as_str().unwrap();
     assert!(hot.starts_with("ig_test_burn+0x"), "{hot}");
     assert!(hot.contains("; main+0x"), "{hot}");
+    // The addresses beside the names, one per frame (upstream's
+    // `addresses` sub-field).
+    let addresses: Vec<&str> = hot_row["user_stack_raw"]["addresses"]
+        .as_str()
+        .unwrap()
+        .split("; ")
+        .collect();
+    assert_eq!(addresses.len(), hot.split("; ").count(), "{hot_row}");
+    assert!(
+        addresses.iter().all(|a| a.len() == 18
+            && a.starts_with("0x")
+            && u64::from_str_radix(&a[2..], 16).is_ok()),
+        "{hot_row}"
+    );
 
     // Kernel stacks: frames are symbols, never bare addresses.
     let kstacks: Vec<String> = lines

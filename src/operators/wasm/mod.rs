@@ -31,7 +31,10 @@
 //!
 //! Set-up: `gadgetInit` runs inside [`Operator::instantiate`] against a
 //! mirror of the run's schemas; what it asked for (sources, fields, tags,
-//! subscriptions) is applied to the pipeline when it returns. Packets the
+//! subscriptions) is applied to the pipeline when it returns. A module
+//! that exports `gadgetPreStart` or `gadgetStart` also gets a handler in
+//! every source's chain for the subscriptions those make, when the chains
+//! are already fixed (`LateSubscriptions`). Packets the
 //! guest emits are queued and dispatched by this operator's [`Source::tick`]
 //! (the runner's flush timer), which also reports a guest that trapped or
 //! ran out of time: the first failure ends the run with that error, later
@@ -368,6 +371,32 @@ impl Operator for WasmOperator {
         let init = rt.borrow_mut().call_lifecycle("gadgetInit");
         init.map_err(fail)?;
         apply_ops(&rt, setup).map_err(fail)?;
+        // A guest that may subscribe later gets a handler for it in every
+        // chain (one that returns at once while it has none).
+        let late_hooks = {
+            let mut r = rt.borrow_mut();
+            let r = &mut *r;
+            ["gadgetPreStart", "gadgetStart"]
+                .iter()
+                .any(|f| r.instance.get_func(&mut r.store, f).is_some())
+        };
+        if late_hooks {
+            let ids: Vec<SourceId> = setup.all_source_ids().collect();
+            rt.borrow_mut().store.data_mut().late_sources = ids.len();
+            for id in ids {
+                setup.subscribe(
+                    id,
+                    PRIORITY,
+                    "wasm",
+                    Box::new(LateSubscriptions {
+                        rt: rt.clone(),
+                        src: id.0,
+                        subs: Vec::new(),
+                        version: 0,
+                    }),
+                );
+            }
+        }
         Ok(Some(Box::new(WasmInstance { rt })))
     }
 }
@@ -729,6 +758,15 @@ impl Runtime {
         }
     }
 
+    /// [`Runtime::call_lifecycle`] for `gadgetPreStart` and `gadgetStart`,
+    /// during which the guest may still subscribe.
+    fn call_accepting_late(&mut self, name: &str) -> Result<(), WasmError> {
+        self.store.data_mut().accepting_late = true;
+        let result = self.call_lifecycle(name);
+        self.store.data_mut().accepting_late = false;
+        result
+    }
+
     /// Run the stop hooks not run yet, up to `upto` of [`STOP_HOOKS`]
     /// (`finish` runs the first, `stop` the rest). After a trap the
     /// guest's state is unknown: it is not called again. Hooks the budget
@@ -828,44 +866,115 @@ struct Subscription {
 
 impl Handler for Subscription {
     fn on_event(&mut self, _schema: &Schema, event: &mut Event) -> Flow {
-        let mut rt = self.rt.borrow_mut();
-        if rt.failed {
-            return Flow::Continue;
-        }
-        let s = rt.store.data_mut();
-        s.current = Some(std::mem::take(event));
-        s.callback_growth = 0;
-        let h = s.add_handle(Handle::Data(self.src, DataRef::Current));
-        if h != 0 {
-            rt.callback(self.cb, self.ds_handle, h);
-        }
-        let s = rt.store.data_mut();
-        s.remove_handle(h);
-        *event = s.current.take().unwrap_or_default();
+        deliver_event(&self.rt, self.src, self.cb, self.ds_handle, event);
         Flow::Continue
     }
 
-    fn on_array(&mut self, schema: &Schema, events: &mut Vec<Event>) -> Flow {
-        if self.ty == SubType::Data {
-            for e in events.iter_mut() {
-                self.on_event(schema, e);
-            }
-            return Flow::Continue;
+    fn on_array(&mut self, _schema: &Schema, events: &mut Vec<Event>) -> Flow {
+        deliver_array(
+            &self.rt,
+            (self.src, self.ty, self.cb, self.ds_handle),
+            events,
+        );
+        Flow::Continue
+    }
+}
+
+/// Call the guest's callback `cb` with `event` as the current data.
+fn deliver_event(
+    rt: &Rc<RefCell<Runtime>>,
+    src: usize,
+    cb: u64,
+    ds_handle: u32,
+    event: &mut Event,
+) {
+    let mut rt = rt.borrow_mut();
+    if rt.failed {
+        return;
+    }
+    let s = rt.store.data_mut();
+    s.current = Some(std::mem::take(event));
+    s.callback_growth = 0;
+    let h = s.add_handle(Handle::Data(src, DataRef::Current));
+    if h != 0 {
+        rt.callback(cb, ds_handle, h);
+    }
+    let s = rt.store.data_mut();
+    s.remove_handle(h);
+    *event = s.current.take().unwrap_or_default();
+}
+
+/// Call the guest's callback with an array: per element for a data
+/// subscription, else the whole array. `sub` is `(source, type, callback,
+/// data source handle)`.
+fn deliver_array(
+    rt: &Rc<RefCell<Runtime>>,
+    sub: (usize, SubType, u64, u32),
+    events: &mut Vec<Event>,
+) {
+    let (src, ty, cb, ds_handle) = sub;
+    if ty == SubType::Data {
+        for e in events.iter_mut() {
+            deliver_event(rt, src, cb, ds_handle, e);
         }
-        let mut rt = self.rt.borrow_mut();
-        if rt.failed {
-            return Flow::Continue;
+        return;
+    }
+    let mut rt = rt.borrow_mut();
+    if rt.failed {
+        return;
+    }
+    let s = rt.store.data_mut();
+    s.current_array = Some(std::mem::take(events));
+    s.callback_growth = 0;
+    let h = s.add_handle(Handle::Array(src, state::ArrayRef::Current));
+    if h != 0 {
+        rt.callback(cb, ds_handle, h);
+    }
+    let s = rt.store.data_mut();
+    s.remove_handle(h);
+    *events = s.current_array.take().unwrap_or_default();
+}
+
+/// The guest's subscriptions to one source made after `gadgetInit`
+/// (`gadgetPreStart`, `gadgetStart`), when the chains were already fixed:
+/// a handler at the operator's priority that calls them in the order of
+/// their own priorities. It copies them when they change (only before the
+/// run starts), so an event costs one look at a counter when there are
+/// none.
+struct LateSubscriptions {
+    rt: Rc<RefCell<Runtime>>,
+    src: usize,
+    subs: Vec<state::LateSub>,
+    version: u64,
+}
+
+impl LateSubscriptions {
+    fn sync(&mut self) {
+        let rt = self.rt.borrow();
+        let s = rt.store.data();
+        if s.late_version != self.version {
+            self.version = s.late_version;
+            self.subs.clear();
+            self.subs
+                .extend(s.late.iter().filter(|l| l.src == self.src).copied());
         }
-        let s = rt.store.data_mut();
-        s.current_array = Some(std::mem::take(events));
-        s.callback_growth = 0;
-        let h = s.add_handle(Handle::Array(self.src, state::ArrayRef::Current));
-        if h != 0 {
-            rt.callback(self.cb, self.ds_handle, h);
+    }
+}
+
+impl Handler for LateSubscriptions {
+    fn on_event(&mut self, _schema: &Schema, event: &mut Event) -> Flow {
+        self.sync();
+        for l in &self.subs {
+            deliver_event(&self.rt, l.src, l.cb, l.ds_handle, event);
         }
-        let s = rt.store.data_mut();
-        s.remove_handle(h);
-        *events = s.current_array.take().unwrap_or_default();
+        Flow::Continue
+    }
+
+    fn on_array(&mut self, _schema: &Schema, events: &mut Vec<Event>) -> Flow {
+        self.sync();
+        for l in &self.subs {
+            deliver_array(&self.rt, (l.src, l.ty, l.cb, l.ds_handle), events);
+        }
         Flow::Continue
     }
 }
@@ -915,13 +1024,13 @@ impl Instance for WasmInstance {
     fn pre_start(&mut self) -> Result<(), OperatorError> {
         self.rt
             .borrow_mut()
-            .call_lifecycle("gadgetPreStart")
+            .call_accepting_late("gadgetPreStart")
             .map_err(|e| OperatorError::failed("wasm", e))
     }
 
     fn start(&mut self) -> Result<(), OperatorError> {
         let mut rt = self.rt.borrow_mut();
-        rt.call_lifecycle("gadgetStart")
+        rt.call_accepting_late("gadgetStart")
             .map_err(|e| OperatorError::failed("wasm", e))?;
         rt.phase = Phase::Running;
         Ok(())

@@ -87,6 +87,18 @@ pub(super) enum SetupOp {
     },
 }
 
+/// A subscription made in `gadgetPreStart` or `gadgetStart`, after the
+/// handler chains were fixed: called by the operator's handler for late
+/// subscriptions in that source's chain (`LateSubscriptions`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct LateSub {
+    pub src: usize,
+    pub ty: SubType,
+    pub prio: crate::pipeline::Priority,
+    pub cb: u64,
+    pub ds_handle: u32,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum SubType {
     Data,
@@ -170,8 +182,18 @@ pub(super) struct HostState {
     pub sources: Vec<DsMirror>,
     pub ops: Vec<SetupOp>,
     /// Set once `gadgetInit` returned: no more fields, sources or
-    /// subscriptions.
+    /// subscriptions in the handler chains.
     pub frozen: bool,
+    /// Sources whose chains have a handler for late subscriptions (all of
+    /// them when the module exports `gadgetPreStart` or `gadgetStart`).
+    pub late_sources: usize,
+    /// While `gadgetPreStart` or `gadgetStart` runs: subscriptions are
+    /// taken as late ones.
+    pub accepting_late: bool,
+    /// Late subscriptions, in the order of their priorities (stable), and
+    /// a counter that advances at every change.
+    pub late: Vec<LateSub>,
+    pub late_version: u64,
     /// The frozen schemas, once the run started (index = SourceId).
     pub schemas: Vec<Arc<Schema>>,
     pub current: Option<Event>,
@@ -222,6 +244,10 @@ impl HostState {
             sources: Vec::new(),
             ops: Vec::new(),
             frozen: false,
+            late_sources: 0,
+            accepting_late: false,
+            late: Vec::new(),
+            late_version: 0,
             schemas: Vec::new(),
             current: None,
             current_array: None,
