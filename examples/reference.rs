@@ -1,4 +1,4 @@
-//! Writes the command reference: markdown pages (`ig::cli::reference`)
+//! Writes the command reference: markdown pages (`ig_cli::cli::reference`)
 //! and man pages (clap_mangen), both from the clap definitions.
 //!
 //! ```sh
@@ -15,14 +15,14 @@ fn main() -> std::io::Result<()> {
             "usage: reference MARKDOWN_DIR MAN_DIR",
         ));
     };
-    ig::cli::reference::write_markdown(markdown_dir)?;
+    ig_cli::cli::reference::write_markdown(markdown_dir)?;
     std::fs::create_dir_all(man_dir)?;
     man_pages(man_dir)
 }
 
 /// One page per command: `ig.1`, `ig-run.1`, `ig-image-build.1`, ...
 fn man_pages(dir: &Path) -> std::io::Result<()> {
-    for (name, cmd) in ig::cli::reference::man_commands() {
+    for (name, cmd) in ig_cli::cli::reference::man_commands() {
         let mut out = Vec::new();
         clap_mangen::Man::new(cmd).render(&mut out)?;
         std::fs::write(dir.join(format!("{name}.1")), out)?;

@@ -1,4 +1,4 @@
-//! The `ig` binary: everything lives in the library; see `ig::cli`.
+//! The `ig` binary: the command line is `ig_cli::cli`, over the `ig` library.
 
 fn main() -> std::process::ExitCode {
     // SIGINT and SIGTERM always stop `ig`. A parent may hand them down
@@ -11,5 +11,5 @@ fn main() -> std::process::ExitCode {
         // SAFETY: setting a default disposition, before any thread exists.
         unsafe { libc::signal(sig, libc::SIG_DFL) };
     }
-    ig::cli::main()
+    ig_cli::cli::main()
 }

@@ -6,8 +6,6 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::output::OutputMode;
-
 /// Build, ship and run eBPF gadgets packaged as OCI images.
 ///
 /// A gadget is an eBPF program plus metadata (gadget.yaml), built into an OCI
@@ -16,7 +14,7 @@ use crate::output::OutputMode;
 #[command(name = "ig", version, propagate_version = true, max_term_width = 100)]
 pub struct Cli {
     /// The local OCI image store.
-    #[arg(long, global = true, env = "IG_STORE", default_value = crate::image::DEFAULT_STORE, value_name = "DIR")]
+    #[arg(long, global = true, env = "IG_STORE", default_value = ig::image::DEFAULT_STORE, value_name = "DIR")]
     pub store: PathBuf,
 
     /// Show debug messages on stderr (repeat for more).
@@ -188,7 +186,7 @@ pub fn parse_registry_timeout(s: &str) -> Result<RegistryTimeout, String> {
                 .map_err(|_| format!("{s:?} is too many seconds"))?,
         )
     } else {
-        crate::params::parse_duration(t).map_err(|_| {
+        ig::params::parse_duration(t).map_err(|_| {
             format!("invalid duration {s:?} (examples: 30s, 2m, 500ms, 0 for no limit)")
         })?
     };
@@ -256,13 +254,13 @@ pub struct RunArgs {
 
     /// Output format.
     #[arg(short, long, value_enum, default_value = "columns")]
-    pub output: OutputMode,
+    pub output: OutputArg,
 
     /// Fields to print: `a,b` exactly these (full names like proc.comm, or
     /// column names); `+a,-b` added to or removed from the defaults; per
     /// data source `ds:a,b;ds2:+c`.
-    #[arg(long, value_name = "FIELDS", value_parser = |s: &str| crate::output::FieldsSpec::parse(s).map_err(|e| e.to_string()))]
-    pub fields: Option<crate::output::FieldsSpec>,
+    #[arg(long, value_name = "FIELDS", value_parser = |s: &str| ig::output::FieldsSpec::parse(s).map_err(|e| e.to_string()))]
+    pub fields: Option<ig::output::FieldsSpec>,
 
     /// Stop after this many seconds (default: run until Ctrl-C).
     #[arg(short, long, value_name = "SECONDS")]
@@ -271,7 +269,7 @@ pub struct RunArgs {
     /// Longest an event waits before it is printed. The kernel wakes ig only
     /// when a ring buffer is a quarter full; otherwise ig reads it on this
     /// timer. `0` wakes ig on every event (lowest latency, highest overhead).
-    #[arg(long, value_name = "DURATION", default_value = "50ms", value_parser = crate::params::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "50ms", value_parser = ig::params::parse_duration)]
     pub flush_interval: Duration,
 
     /// Size of each ring buffer in bytes (a power of two, at least 4096).
@@ -510,5 +508,34 @@ mod tests {
         assert!(parse_ringbuf_size("1000").is_err());
         assert!(parse_ringbuf_size("2048").is_err());
         assert!(parse_ringbuf_size("x").is_err());
+    }
+}
+
+/// `-o` values: the library's [`ig::output::OutputMode`], as flags.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputArg {
+    /// A table with a header, columns sized from `gadget.yaml` annotations.
+    Columns,
+    /// One JSON object per event, one per line.
+    Json,
+    /// Indented JSON, one object per event.
+    Jsonpretty,
+    /// YAML, each event a document preceded by `---`.
+    Yaml,
+    /// Packets as pcap-ng, for tshark or Wireshark (gadgets that declare
+    /// packets: `pcap.payload`); binary, so never to a terminal.
+    #[value(name = "pcap-ng")]
+    PcapNg,
+}
+
+impl From<OutputArg> for ig::output::OutputMode {
+    fn from(a: OutputArg) -> Self {
+        match a {
+            OutputArg::Columns => Self::Columns,
+            OutputArg::Json => Self::Json,
+            OutputArg::Jsonpretty => Self::Jsonpretty,
+            OutputArg::Yaml => Self::Yaml,
+            OutputArg::PcapNg => Self::PcapNg,
+        }
     }
 }

@@ -275,10 +275,10 @@ impl Config {
 
     /// Parses the file's text: a YAML mapping, or nothing at all.
     pub fn parse(text: &str) -> anyhow::Result<Value> {
-        if let Err(d) = crate::metadata::nesting::check_flow_depth(text) {
+        if let Err(d) = ig::metadata::nesting::check_flow_depth(text) {
             bail!(
                 "{}",
-                crate::metadata::too_deep("", d)
+                ig::metadata::too_deep("", d)
                     .to_string()
                     .trim_start_matches(':')
             );

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use super::args::ListContainersArgs;
 use super::logger;
-use crate::containers::watch::Watcher;
-use crate::containers::{Config, Container, Detector, HostRoot, Runtime};
+use ig::containers::watch::Watcher;
+use ig::containers::{Config, Container, Detector, HostRoot, Runtime};
 
 /// Where containers come from: upstream's flags, as `ig run` has them.
 #[derive(Debug, Clone, Default, clap::Args)]

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 
 use clap::{Arg, ArgAction, ArgMatches, Command, parser::ValueSource};
 
-use crate::params::{ParamSpec, ParamType};
+use ig::params::{ParamSpec, ParamType};
 
 /// What phase one found: the store and the image of an `ig run`.
 #[derive(Debug, PartialEq, Eq)]
@@ -44,7 +44,7 @@ pub fn prescan(argv: &[OsString], cmd: &Command) -> Option<Scan> {
     // The flags of the gadget-independent operators (`--filter`, `-F`,
     // `--sort`...) are known before the image is: their values are not
     // mistaken for the image.
-    let catalog: Vec<ParamSpec> = crate::operators::catalog()
+    let catalog: Vec<ParamSpec> = ig::operators::catalog()
         .iter()
         .flat_map(|o| o.params())
         .collect();
@@ -81,7 +81,7 @@ pub fn prescan(argv: &[OsString], cmd: &Command) -> Option<Scan> {
                 .take_while(|a| *a != "--")
                 .any(|a| is_manifest_flag(a));
             return (!manifest_too).then(|| Scan {
-                store: store.unwrap_or_else(|| PathBuf::from(crate::image::DEFAULT_STORE)),
+                store: store.unwrap_or_else(|| PathBuf::from(ig::image::DEFAULT_STORE)),
                 image: a.clone(),
             });
         }

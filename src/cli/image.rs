@@ -8,9 +8,9 @@ use anyhow::Context as _;
 
 use super::args::{ImageCommand, RegistryArgs};
 use super::logger;
-use crate::build::{self, BuildOptions};
-use crate::files::Target;
-use crate::image::{GadgetImage, Reference, Store, archive, created_timestamp};
+use ig::build::{self, BuildOptions};
+use ig::files::Target;
+use ig::image::{GadgetImage, Reference, Store, archive, created_timestamp};
 
 pub fn image(store: &Path, registry: &RegistryArgs, cmd: ImageCommand) -> anyhow::Result<()> {
     match cmd {
@@ -83,19 +83,19 @@ pub fn image(store: &Path, registry: &RegistryArgs, cmd: ImageCommand) -> anyhow
                 .display()
                 .to_string();
             let wasm = built.wasm.clone().map(|w| {
-                Box::new(crate::operators::wasm::WasmOperator::new(
+                Box::new(ig::operators::wasm::WasmOperator::new(
                     tag.clone(),
                     w,
                     &built.metadata,
                     None,
                     logger::guest_stderr(),
-                )) as Box<dyn crate::pipeline::Operator>
+                )) as Box<dyn ig::pipeline::Operator>
             });
-            let seams = crate::operators::Seams {
+            let seams = ig::operators::Seams {
                 gadget_runs: super::run::gadget_runs(),
-                ..crate::operators::Seams::default()
+                ..ig::operators::Seams::default()
             };
-            let assembly = crate::run::Assembly::for_build(
+            let assembly = ig::run::Assembly::for_build(
                 built.metadata.clone(),
                 file,
                 built.object.clone(),

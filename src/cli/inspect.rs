@@ -16,14 +16,14 @@ use serde::Serialize;
 use super::args::InspectFormat;
 use super::image::table;
 use super::logger;
-use crate::bpf::contract::Contract;
-use crate::bpf::object::ObjectInfo;
-use crate::bpf::schema::schema_from_btf;
-use crate::btf::Btf;
-use crate::datasource::SourceKind;
-use crate::image::Store;
-use crate::image::oci::{self, TopLevel};
-use crate::metadata::GadgetMetadata;
+use ig::bpf::contract::Contract;
+use ig::bpf::object::ObjectInfo;
+use ig::bpf::schema::schema_from_btf;
+use ig::btf::Btf;
+use ig::datasource::SourceKind;
+use ig::image::Store;
+use ig::image::oci::{self, TopLevel};
+use ig::metadata::GadgetMetadata;
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -83,7 +83,7 @@ struct Field {
 }
 
 impl Field {
-    fn of(f: &crate::datasource::FieldDef) -> Self {
+    fn of(f: &ig::datasource::FieldDef) -> Self {
         Self {
             name: f.name.clone(),
             kind: f.kind.name(),
@@ -210,7 +210,7 @@ fn configured_operators(config: &[u8], name: &str) -> Vec<&'static str> {
     };
     meta.with_defaults(&format!("gadget.yaml of {name}"))
         .ok()
-        .and_then(|m| crate::operators::from_config(&m, &crate::operators::Seams::default()).ok())
+        .and_then(|m| ig::operators::from_config(&m, &ig::operators::Seams::default()).ok())
         .map(|ops| ops.iter().map(|o| o.name()).collect())
         .unwrap_or_default()
 }
@@ -223,11 +223,11 @@ fn operator_data_sources(config: &[u8], name: &str) -> anyhow::Result<Vec<DataSo
     }
     let file = format!("gadget.yaml of {name}");
     let meta = GadgetMetadata::parse(config, &file)?.with_defaults(&file)?;
-    let ops = crate::operators::from_config(&meta, &crate::operators::Seams::default())?;
+    let ops = ig::operators::from_config(&meta, &ig::operators::Seams::default())?;
     let mut out = Vec::new();
     for op in ops {
         let operator = op.name().to_owned();
-        let p = crate::pipeline::Pipeline::build(vec![op], &crate::params::ParamValues::default())
+        let p = ig::pipeline::Pipeline::build(vec![op], &ig::params::ParamValues::default())
             .with_context(|| format!("operator {operator}"))?;
         for (_, schema) in p.dispatch.schemas() {
             out.push(DataSource {
@@ -257,7 +257,7 @@ fn human_size(n: u64) -> String {
     }
 }
 
-fn summary(r: &Report, m: &crate::image::Manifest) -> String {
+fn summary(r: &Report, m: &ig::image::Manifest) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "Reference:  {}", r.reference);
     let _ = writeln!(s, "Digest:     {}", r.digest);
@@ -343,7 +343,7 @@ fn summary(r: &Report, m: &crate::image::Manifest) -> String {
     s
 }
 
-fn columns(r: &Report, m: &crate::image::Manifest) -> String {
+fn columns(r: &Report, m: &ig::image::Manifest) -> String {
     match &r.data_sources {
         Some(ds) => {
             let rows: Vec<[String; 4]> = ds

@@ -34,7 +34,7 @@ use std::io::{IsTerminal as _, Write as _};
 use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
-use crate::output::sink::NonBlocking;
+use ig::output::sink::NonBlocking;
 
 /// How long all the messages written at exit may wait for the reader of
 /// stderr together, once ig has been writing without blocking.
@@ -294,7 +294,7 @@ pub fn finish() {
 /// Where a WASM guest's writes to its stderr go: to ours, each write a
 /// message (dropped and counted rather than waited for, as every message
 /// of `ig run`).
-pub fn guest_stderr() -> crate::operators::wasm::StderrWriter {
+pub fn guest_stderr() -> ig::operators::wasm::StderrWriter {
     std::sync::Arc::new(|b: &[u8]| {
         err_out().message(b);
     })

@@ -46,7 +46,7 @@ pub fn main() -> ExitCode {
     // The kernel BTF parse overlaps reading the image (see there), on a
     // thread that must never take a Ctrl-C meant for the run.
     let prefetch = (scan.is_some() && !argv.iter().any(|a| a == "-h" || a == "--help"))
-        .then(|| signals::with_blocked(crate::run::LoaderPrefetch::start));
+        .then(|| signals::with_blocked(ig::run::LoaderPrefetch::start));
     logger::init(config::prescan_verbosity(&argv));
     // A `--pull` value clap will refuse stops phase one: nothing is
     // pulled, and clap says what is wrong below.
@@ -121,7 +121,7 @@ pub fn main() -> ExitCode {
                 Some(Ok(p)) => run::run(args, p, &given),
                 // Not being root is the likelier cause of an unreadable
                 // store, and the one worth saying first.
-                Some(Err(e)) => crate::bpf::privileges::check()
+                Some(Err(e)) => ig::bpf::privileges::check()
                     .map_err(anyhow::Error::from)
                     .and(Err(e)),
                 None => {
@@ -180,9 +180,9 @@ fn report(e: &anyhow::Error) {
 /// What the user can do about an error, for the errors that have a usual
 /// cure. Kept here, at the edge, so lower layers stay free of CLI wording.
 fn hint(e: &anyhow::Error) -> Option<String> {
-    use crate::build::BuildError;
-    use crate::image::ImageError;
-    use crate::run::{PullError, RunError};
+    use ig::build::BuildError;
+    use ig::image::ImageError;
+    use ig::run::{PullError, RunError};
     for cause in e.chain() {
         if let Some(run::InstanceError { hint: Some(h), .. }) = cause.downcast_ref() {
             return Some(h.clone());
@@ -210,11 +210,11 @@ fn hint(e: &anyhow::Error) -> Option<String> {
         // layers are not in the chain of their own.
         let store_error = cause.downcast_ref::<ImageError>().or_else(|| {
             match (
-                cause.downcast_ref::<crate::image::archive::ArchiveError>(),
-                cause.downcast_ref::<crate::image::registry::RegistryError>(),
+                cause.downcast_ref::<ig::image::archive::ArchiveError>(),
+                cause.downcast_ref::<ig::image::registry::RegistryError>(),
             ) {
-                (Some(crate::image::archive::ArchiveError::Store(e)), _)
-                | (_, Some(crate::image::registry::RegistryError::Store(e))) => Some(e),
+                (Some(ig::image::archive::ArchiveError::Store(e)), _)
+                | (_, Some(ig::image::registry::RegistryError::Store(e))) => Some(e),
                 _ => None,
             }
         });
@@ -245,8 +245,8 @@ fn hint(e: &anyhow::Error) -> Option<String> {
                 "a pull downloads only this machine's platform; `ig image pull --all-platforms {reference}` downloads them all"
             ));
         }
-        if let Some(re) = cause.downcast_ref::<crate::image::registry::RegistryError>() {
-            use crate::image::registry::RegistryError as R;
+        if let Some(re) = cause.downcast_ref::<ig::image::registry::RegistryError>() {
+            use ig::image::registry::RegistryError as R;
             match re {
                 R::Unauthorized {
                     registry,
@@ -282,13 +282,13 @@ fn hint(e: &anyhow::Error) -> Option<String> {
                 _ => {}
             }
         }
-        match cause.downcast_ref::<crate::image::trust::TrustError>() {
-            Some(crate::image::trust::TrustError::Unsigned { reference, .. }) => {
+        match cause.downcast_ref::<ig::image::trust::TrustError>() {
+            Some(ig::image::trust::TrustError::Unsigned { reference, .. }) => {
                 return Some(format!(
                     "sign it with `ig image sign {reference} --key KEY`, or run it unverified with --verify-image=false"
                 ));
             }
-            Some(crate::image::trust::TrustError::Untrusted { .. }) => {
+            Some(ig::image::trust::TrustError::Untrusted { .. }) => {
                 return Some("check that --public-keys names the signer's public key; an image changed after signing must be signed again".into());
             }
             _ => {}
@@ -305,11 +305,11 @@ fn hint(e: &anyhow::Error) -> Option<String> {
             _ => {}
         }
         if cause
-            .downcast_ref::<crate::bpf::privileges::MissingPrivileges>()
+            .downcast_ref::<ig::bpf::privileges::MissingPrivileges>()
             .is_some()
             || matches!(
-                cause.downcast_ref::<crate::bpf::loader::LoadError>(),
-                Some(crate::bpf::loader::LoadError::Permission(_))
+                cause.downcast_ref::<ig::bpf::loader::LoadError>(),
+                Some(ig::bpf::loader::LoadError::Permission(_))
             )
         {
             return Some("run ig as root, for example with sudo".into());

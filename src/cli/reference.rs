@@ -21,7 +21,7 @@ const WIDTH: usize = 100;
 /// image and are not listed.
 pub fn command() -> clap::Command {
     let cmd = super::args::Cli::command();
-    let catalog: Vec<crate::params::ParamSpec> = crate::operators::catalog()
+    let catalog: Vec<ig::params::ParamSpec> = ig::operators::catalog()
         .iter()
         .flat_map(|o| o.params())
         .collect();

@@ -16,10 +16,10 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::args::{LoginArgs, PullPolicy, RegistryArgs};
 use super::logger;
-use crate::image::auth::{self, AuthFile, Credentials};
-use crate::image::registry::{NoProgress, Platforms, Progress, Registry};
-use crate::image::{Descriptor, Digest, Reference, Store};
-use crate::run::RegistryConfig;
+use ig::image::auth::{self, AuthFile, Credentials};
+use ig::image::registry::{NoProgress, Platforms, Progress, Registry};
+use ig::image::{Descriptor, Digest, Reference, Store};
+use ig::run::RegistryConfig;
 
 /// What `ig run` needs before it touches the network: how to pull its
 /// image, and the `--allowed-gadgets` rules that can refuse it by name.
@@ -112,7 +112,7 @@ impl PullOptions {
     }
 }
 
-impl From<PullPolicy> for crate::run::PullPolicy {
+impl From<PullPolicy> for ig::run::PullPolicy {
     fn from(p: PullPolicy) -> Self {
         match p {
             PullPolicy::Always => Self::Always,
@@ -159,7 +159,7 @@ fn pull(
     args: &RegistryArgs,
 ) -> anyhow::Result<(Reference, Digest)> {
     let mut progress = progress("pulled");
-    let outcome = crate::run::pull(store, reference, platforms, &args.config(), &mut *progress)
+    let outcome = ig::run::pull(store, reference, platforms, &args.config(), &mut *progress)
         .with_context(|| format!("pulling {reference}"))?;
     Ok((outcome.reference, outcome.digest))
 }
@@ -389,7 +389,7 @@ impl Progress for Bars {
 }
 
 fn kind_of(media_type: &str) -> &'static str {
-    use crate::image::oci;
+    use ig::image::oci;
     match media_type {
         oci::MEDIA_TYPE_GADGET_EBPF => "ebpf",
         oci::MEDIA_TYPE_GADGET_WASM => "wasm",

@@ -1,5 +1,5 @@
 //! `ig run IMAGE`: the command line mapped onto the library's run
-//! (`crate::run::GadgetRun`).
+//! (`ig::run::GadgetRun`).
 //!
 //! Split in two because the command line depends on the image:
 //! [`prepare`] reads the image (pulling it as `--pull` says) and lists
@@ -14,8 +14,8 @@ use anyhow::Context as _;
 
 use super::args::{RegistryArgs, RunArgs};
 use super::registry::PullOptions;
-use crate::params::ParamSpec;
-use crate::run::{
+use ig::params::ParamSpec;
+use ig::run::{
     GadgetRun, LoaderPrefetch, Notice, PrintOptions, PrintTarget, StopHandle, StopReason,
     VerifyPolicy, manifest,
 };
@@ -29,9 +29,9 @@ pub struct Prepared {
 
 /// The recognizer of `ig run` command lines for the eBPF statistics
 /// operator: ig's own parser of its arguments.
-pub fn gadget_runs() -> crate::operators::ebpfstats::GadgetRuns {
+pub fn gadget_runs() -> ig::operators::ebpfstats::GadgetRuns {
     let cmd = <super::args::Cli as clap::CommandFactory>::command();
-    crate::operators::ebpfstats::GadgetRuns::new(move |argv| {
+    ig::operators::ebpfstats::GadgetRuns::new(move |argv| {
         super::gadget_args::prescan(argv, &cmd).map(|s| s.image)
     })
 }
@@ -104,7 +104,7 @@ pub fn log_notice(instance: Option<&str>, n: &Notice) {
         ),
         Notice::GuestRefused { module, count } => log::warn!(
             "{who}wasm module {module}: {count} packets refused: the guest held more than {} MiB of events not yet delivered",
-            crate::operators::wasm::MAX_HELD_BYTES >> 20
+            ig::operators::wasm::MAX_HELD_BYTES >> 20
         ),
         Notice::ConsumerLagged { count } => {
             log::warn!("{who}{count} events lost: a consumer did not keep up")
@@ -118,8 +118,8 @@ pub fn log_notice(instance: Option<&str>, n: &Notice) {
 pub fn run(args: RunArgs, prepared: Prepared, given: &[(String, String)]) -> anyhow::Result<()> {
     let terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let mut print = PrintOptions::new(
-        args.output,
-        PrintTarget::Stdout(crate::output::sink::stdout()),
+        args.output.into(),
+        PrintTarget::Stdout(ig::output::sink::stdout()),
     );
     print.fields = args.fields.clone();
     print.terminal = terminal;
@@ -173,7 +173,7 @@ fn read_manifest(source: &str, registry: &RegistryArgs) -> anyhow::Result<String
         }
         b
     } else if source.starts_with("http://") || source.starts_with("https://") {
-        crate::image::registry::download(source, registry.config().timeout, MAX_MANIFEST)?
+        ig::image::registry::download(source, registry.config().timeout, MAX_MANIFEST)?
     } else {
         let mut b = Vec::new();
         std::fs::File::open(source)
@@ -232,11 +232,11 @@ fn unknown_param_hint(run: &mut GadgetRun, image: &str, unknown: &str) -> String
 fn instance_print(
     args: &RunArgs,
     params: &mut std::collections::BTreeMap<String, String>,
-) -> anyhow::Result<(crate::run::OutputMode, Option<crate::run::FieldsSpec>)> {
-    let mut mode = args.output;
+) -> anyhow::Result<(ig::run::OutputMode, Option<ig::run::FieldsSpec>)> {
+    let mut mode = args.output.into();
     let mut fields = args.fields.clone();
     if let Some(m) = params.remove(CLI_OUTPUT) {
-        mode = <crate::run::OutputMode as clap::ValueEnum>::from_str(m.trim(), false).map_err(
+        mode = <super::args::OutputArg as clap::ValueEnum>::from_str(m.trim(), false).map(Into::into).map_err(
             |_| {
                 anyhow::anyhow!(
                     "parameter {CLI_OUTPUT}: {m:?} is not one of columns, json, jsonpretty, yaml, pcap-ng"
@@ -246,7 +246,7 @@ fn instance_print(
     }
     if let Some(f) = params.remove(CLI_FIELDS) {
         fields = Some(
-            crate::run::FieldsSpec::parse(&f).with_context(|| format!("parameter {CLI_FIELDS}"))?,
+            ig::run::FieldsSpec::parse(&f).with_context(|| format!("parameter {CLI_FIELDS}"))?,
         );
     }
     Ok((mode, fields))
@@ -267,7 +267,7 @@ pub fn run_manifest(
     let names = manifest::instance_names(&specs);
     let width = names.iter().map(String::len).max().unwrap_or(0);
     let stop = StopHandle::new().context("creating the stop handle")?;
-    let stdout = crate::output::sink::stdout();
+    let stdout = ig::output::sink::stdout();
     let pull = PullOptions {
         policy: args.pull,
         registry: registry.clone(),
@@ -304,8 +304,8 @@ pub fn run_manifest(
             .on_notice(move |n| log_notice(Some(&label), n));
         if let Err(e) = run.check() {
             let hint = match &e {
-                crate::run::RunError::Param {
-                    source: crate::params::ParamError::Unknown { name },
+                ig::run::RunError::Param {
+                    source: ig::params::ParamError::Unknown { name },
                     ..
                 } => Some(unknown_param_hint(&mut run, &spec.image, name)),
                 _ => None,
@@ -331,7 +331,7 @@ pub fn run_manifest(
                 let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
                     run.run().map_err(Box::new)
                 }))
-                .unwrap_or_else(|_| Err(Box::new(crate::run::RunError::Panicked)));
+                .unwrap_or_else(|_| Err(Box::new(ig::run::RunError::Panicked)));
                 let _ = sender.send((name, result));
             });
         if let Err(e) = spawned {

@@ -12,7 +12,7 @@ use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, Ordering};
 
-use crate::run::StopHandle;
+use ig::run::StopHandle;
 
 /// The signal set `ig run` handles.
 fn stop_signals() -> libc::sigset_t {

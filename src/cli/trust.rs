@@ -8,8 +8,8 @@ use std::path::Path;
 use anyhow::Context as _;
 
 use super::logger;
-use crate::image::Store;
-use crate::image::trust::{self, Origin, PrivateKey, SignatureLayer};
+use ig::image::Store;
+use ig::image::trust::{self, Origin, PrivateKey, SignatureLayer};
 
 /// `ig image sign IMAGE --key KEY`.
 pub fn sign_command(store: &Path, image: &str, key: &Path) -> anyhow::Result<()> {
@@ -36,7 +36,7 @@ pub fn sign_command(store: &Path, image: &str, key: &Path) -> anyhow::Result<()>
     let sig_ref = trust::signature_reference(&reference, &digest)?;
     // Signing again (another key) adds a signature, as cosign does.
     let mut layers = if store.contains(&sig_ref)? {
-        crate::run::stored_layers(&store, &sig_ref)?
+        ig::run::stored_layers(&store, &sig_ref)?
     } else {
         Vec::new()
     };

@@ -1,14 +1,14 @@
 //! `ig version`: what a bug report needs to name this binary.
 
 /// The lines of `ig version`: the crate version, the git commit it was
-/// built from (`unknown` outside a git checkout, see `build.rs`), the
+/// built from (`unknown` outside a git checkout, see `crates/ig/build.rs`), the
 /// author-API version gadgets are built against, and the target.
 pub fn text() -> String {
     format!(
         "ig version v{}\ngit commit: {}\ngadget author API: {}\ntarget: {}",
         env!("CARGO_PKG_VERSION"),
-        env!("IG_GIT_COMMIT"),
-        crate::build::headers::AUTHOR_API_VERSION,
-        env!("IG_BUILD_TARGET"),
+        ig::version::GIT_COMMIT,
+        ig::build::headers::AUTHOR_API_VERSION,
+        ig::version::BUILD_TARGET,
     )
 }

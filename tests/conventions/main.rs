@@ -131,7 +131,7 @@ fn zsh_and_fish_scripts_name_the_commands() {
 #[test]
 fn reference_pages_match_the_clap_definitions() {
     let dir = repo().join("docs/reference");
-    let pages = ig::cli::reference::markdown();
+    let pages = ig_cli::cli::reference::markdown();
     let mut stale = Vec::new();
     for (name, want) in &pages {
         let have = std::fs::read_to_string(dir.join(name)).unwrap_or_default();
@@ -181,9 +181,9 @@ fn man_pages_render() {
     let _quiet = HOST_EVENTS
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let pages = ig::cli::reference::man_commands();
+    let pages = ig_cli::cli::reference::man_commands();
     // One page per command of the markdown reference.
-    assert_eq!(pages.len(), ig::cli::reference::markdown().len());
+    assert_eq!(pages.len(), ig_cli::cli::reference::markdown().len());
     let dir = tempfile::tempdir().unwrap();
     for (name, cmd) in pages {
         let mut out = Vec::new();

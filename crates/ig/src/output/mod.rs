@@ -24,8 +24,8 @@ pub use yaml::YamlPrinter;
 
 use crate::pipeline::{Instance, Operator, OperatorError, Priority, Setup, priority};
 
-/// `-o` values.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+/// How events are printed (`ig run -o`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OutputMode {
     /// A table with a header, columns sized from `gadget.yaml` annotations.
     Columns,
@@ -37,7 +37,6 @@ pub enum OutputMode {
     Yaml,
     /// Packets as pcap-ng, for tshark or Wireshark (gadgets that declare
     /// packets: `pcap.payload`); binary, so never to a terminal.
-    #[value(name = "pcap-ng")]
     PcapNg,
 }
 

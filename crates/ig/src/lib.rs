@@ -1,8 +1,9 @@
 //! `ig`: build, ship and run eBPF gadgets packaged as OCI images.
 //!
-//! The library holds every layer of the tool; `src/main.rs` is a thin shell
-//! around [`cli::main`]. See ARCHITECTURE.md for the module map and the rules
-//! on which module may depend on which. Every public item is documented
+//! The library holds every layer of the tool but the command line (the
+//! `ig-cli` package at the repository's root, which builds the `ig`
+//! binary on it). See ARCHITECTURE.md for the module map and the rules on
+//! which module may depend on which. Every public item is documented
 //! (`missing_docs`): see docs/library.md for the embedding API,
 //! [`run::GadgetRun`].
 
@@ -11,9 +12,6 @@
 pub mod bpf;
 pub mod btf;
 pub mod build;
-// The command line: the `ig` binary's, not an API.
-#[allow(missing_docs)]
-pub mod cli;
 pub mod containers;
 pub mod datasource;
 pub mod files;
@@ -28,3 +26,4 @@ pub mod pipeline;
 pub mod run;
 pub mod runner;
 pub mod symbols;
+pub mod version;

@@ -993,7 +993,10 @@ fn corrupted_blobs_never_panic() {
 /// The `.BTF` section of a committed clang-built fixture.
 fn fixture(file: &str) -> Btf {
     use object::{Object, ObjectSection};
-    let path = format!("{}/tests/fixtures/btf/{file}", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/../../tests/fixtures/btf/{file}",
+        env!("CARGO_MANIFEST_DIR")
+    );
     let bytes = std::fs::read(&path).expect("read fixture");
     let file = object::File::parse(&*bytes).expect("fixture is ELF");
     let section = file.section_by_name(".BTF").expect("fixture has .BTF");

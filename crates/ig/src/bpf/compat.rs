@@ -2156,7 +2156,7 @@ mod tests {
 
     fn kconfig_fixture() -> Vec<u8> {
         // tests/fixtures/load_kconfig, built with clang 19 and our headers.
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
         std::fs::read(root.join("fuzz/corpus/object/load_kconfig.bpf.o")).unwrap()
     }
 

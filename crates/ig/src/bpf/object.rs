@@ -579,7 +579,7 @@ mod tests {
     /// refused by [`check_for_aya`] for the reason named.
     #[test]
     fn what_aya_would_crash_on_is_refused_first() {
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
         let check = |path: &str| {
             let data = crate::bpf::compat::for_aya(&std::fs::read(root.join(path)).unwrap());
             let info = ObjectInfo::parse(&data).unwrap();

@@ -34,7 +34,7 @@ macro_rules! headers {
         #[doc = $dir]
         /// /`.
         pub const $const: &[(&str, &str)] = &[
-            $(($name, include_str!(concat!("../../gadget-ebpf/include/", $dir, "/", $name)))),*
+            $(($name, include_str!(concat!("../../../../gadget-ebpf/include/", $dir, "/", $name)))),*
         ];
     };
 }
@@ -97,7 +97,7 @@ mod tests {
     fn every_header_in_the_tree_is_embedded() {
         for (dir, set) in [("gadget", HEADERS), ("bpf", LIBBPF_COMPAT)] {
             let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("gadget-ebpf/include")
+                .join("../../gadget-ebpf/include")
                 .join(dir);
             let mut on_disk: Vec<String> = std::fs::read_dir(&path)
                 .unwrap()
