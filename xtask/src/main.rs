@@ -297,6 +297,10 @@ fn test() -> Result<()> {
         "-D",
         "warnings",
     ])?;
+    // The library builds without its optional parts (Cargo keeps the
+    // layering: no clap, anyhow or indicatif in it; without `wasm`, no
+    // wasmtime either).
+    cargo(&["check", "-p", "ig", "--no-default-features", "--locked"])?;
     // The shipped static binary, built once per run, and its tests (the
     // `dist` test target is not part of the default `cargo test`).
     let shipped = dist::dist(&repo_root())?;

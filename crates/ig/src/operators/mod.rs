@@ -41,6 +41,7 @@ pub mod sort;
 mod ticker;
 pub mod uidgid;
 mod usersource;
+#[cfg(feature = "wasm")]
 pub mod wasm;
 
 /// The operators that every run offers, whatever the gadget: each decides

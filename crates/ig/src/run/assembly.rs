@@ -24,6 +24,12 @@ pub enum AssemblyError {
     /// `gadget.yaml` is wrong (operator names, templates...).
     #[error(transparent)]
     Metadata(#[from] MetadataError),
+    /// The image has a WASM module, and this build of the library has no
+    /// WASM runtime (its `wasm` feature is off).
+    #[error(
+        "the image has a WASM module, and this ig was built without a WASM runtime (the library's feature `wasm`)"
+    )]
+    NoWasmRuntime,
     /// An operator `gadget.yaml` turns on refuses its configuration.
     #[error("configuring the operators of {file}")]
     Configure {

@@ -68,7 +68,12 @@ use crate::image::{ImageError, Reference};
 use crate::metadata::{GadgetMetadata, MetadataError};
 use crate::operators::ebpf::EbpfOptions;
 use crate::operators::ebpfstats::GadgetRuns;
+#[cfg(feature = "wasm")]
 use crate::operators::wasm::StderrWriter;
+/// Where a WASM guest's stderr goes (this build has no WASM runtime, so no
+/// guest runs).
+#[cfg(not(feature = "wasm"))]
+pub type StderrWriter = Arc<dyn Fn(&[u8]) + Send + Sync>;
 use crate::output::OutputOperator;
 use crate::params::{ParamError, ParamSpec, ParamValues};
 use crate::pipeline::{Operator, Pipeline};
@@ -621,6 +626,17 @@ impl GadgetRun {
         let stderr = self.guest_stderr.clone();
         let r = self.resolve()?;
         let metadata = GadgetMetadata::parse(&r.gadget_yaml, &r.file)?;
+        #[cfg(not(feature = "wasm"))]
+        let wasm: Option<Box<dyn Operator>> = match (&r.wasm, stderr) {
+            (Some(_), _) => {
+                return Err(RunError::Gadget {
+                    gadget: r.name.clone(),
+                    source: AssemblyError::NoWasmRuntime,
+                });
+            }
+            (None, _) => None,
+        };
+        #[cfg(feature = "wasm")]
         let wasm = r.wasm.clone().map(|w| {
             Box::new(
                 crate::operators::wasm::WasmOperator::new(
@@ -1009,6 +1025,7 @@ impl RunHandle {
 }
 
 /// A guest's stderr when the caller gave no writer: each write logged.
+#[cfg(feature = "wasm")]
 fn default_guest_stderr() -> StderrWriter {
     Arc::new(|b: &[u8]| {
         log::info!(target: "ig::guest", "{}", String::from_utf8_lossy(b).trim_end());
@@ -1026,4 +1043,25 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         cur = c.source();
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Without the `wasm` feature, an image with a WASM module is refused
+    /// by name, before anything runs (`cargo test -p ig
+    /// --no-default-features`); with it, the module gets as far as the
+    /// runtime, which refuses these bytes for what they are.
+    #[test]
+    fn a_wasm_module_needs_the_wasm_feature() {
+        let mut run = GadgetRun::from_bytes(GadgetBytes {
+            object: None,
+            gadget_yaml: b"name: guest-only\n".to_vec(),
+            wasm: Some(b"\0asm\x01\0\0\0".to_vec()),
+        });
+        let e = error_chain(&run.describe().unwrap_err());
+        let no_runtime = e.contains("built without a WASM runtime");
+        assert_eq!(no_runtime, cfg!(not(feature = "wasm")), "{e}");
+    }
 }

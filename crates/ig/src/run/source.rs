@@ -48,6 +48,7 @@ pub(super) struct Resolved {
     pub object: Option<Vec<u8>>,
     pub wasm: Option<Vec<u8>>,
     /// Where compiled WASM modules are kept (`None`: compiled each time).
+    #[cfg(feature = "wasm")]
     pub wasm_cache: Option<PathBuf>,
     /// An image of a store, which the trust policy checks before load.
     pub stored: Option<StoredImage>,
@@ -124,6 +125,7 @@ impl ImageSource {
                     gadget_yaml: b.gadget_yaml.clone(),
                     object: b.object.clone(),
                     wasm: b.wasm.clone(),
+                    #[cfg(feature = "wasm")]
                     wasm_cache: None,
                     stored: None,
                 })
@@ -158,6 +160,7 @@ fn from_store(store: PathBuf, image: &str, reference: Reference) -> Result<Resol
         gadget_yaml: resolved.config_yaml,
         object: resolved.ebpf_object,
         wasm: resolved.wasm,
+        #[cfg(feature = "wasm")]
         wasm_cache: crate::operators::wasm::cache_dir(s.root()),
         stored: Some(StoredImage {
             store,
