@@ -198,7 +198,7 @@ fn hint(e: &anyhow::Error) -> Option<String> {
                 Some(PullError::Store(e)) => e,
                 Some(PullError::Registry(e)) => e,
                 Some(PullError::Auth(e)) => e,
-                None => cause,
+                Some(PullError::NoRegistryClient) | None => cause,
             },
         };
         if let Some(ImageError::NotFound { reference, .. }) = cause.downcast_ref::<ImageError>() {

@@ -297,9 +297,9 @@ fn test() -> Result<()> {
         "-D",
         "warnings",
     ])?;
-    // The library builds without its optional parts (Cargo keeps the
-    // layering: no clap, anyhow or indicatif in it; without `wasm`, no
-    // wasmtime either).
+    // The library builds without its optional parts (`wasm`, `registry`,
+    // `signing`): no wasmtime, oci-client, reqwest, rustls or p256 then,
+    // and never clap, anyhow or indicatif (the command line's).
     cargo(&["check", "-p", "ig", "--no-default-features", "--locked"])?;
     // The shipped static binary, built once per run, and its tests (the
     // `dist` test target is not part of the default `cargo test`).

@@ -60,15 +60,25 @@
 //! ([`SignatureFetch`]); a push sends the stored signature of the image
 //! after the image, under the pushed repository.
 
+// Without the client (feature `registry`), what is left is data: options,
+// outcomes, the progress trait.
+#![cfg_attr(not(feature = "registry"), allow(unused_imports, dead_code))]
+
 use std::collections::BTreeSet;
 use std::io;
 use std::time::Duration;
 
+#[cfg(feature = "registry")]
 use futures_util::StreamExt as _;
+#[cfg(feature = "registry")]
 use oci_client::client::{ClientConfig, ClientProtocol};
+#[cfg(feature = "registry")]
 use oci_client::errors::{DigestError, OciDistributionError, OciErrorCode};
+#[cfg(feature = "registry")]
 use oci_client::manifest::OciDescriptor;
+#[cfg(feature = "registry")]
 use oci_client::secrets::RegistryAuth;
+#[cfg(feature = "registry")]
 use oci_client::{Client, RegistryOperation};
 
 use super::auth::Credentials;
@@ -144,6 +154,7 @@ impl RegistryOptions {
     }
 }
 
+#[cfg(feature = "registry")]
 /// Makes rustls' `ring` provider the process default, once. reqwest is
 /// built without a provider of its own (`rustls-no-provider`, so that the
 /// static musl build needs no aws-lc) and panics when it builds a TLS client
@@ -157,6 +168,7 @@ pub fn install_crypto_provider() {
     }
 }
 
+#[cfg(feature = "registry")]
 /// Why [`download`] failed.
 #[derive(Debug, thiserror::Error)]
 pub enum DownloadError {
@@ -190,6 +202,7 @@ pub enum DownloadError {
     },
 }
 
+#[cfg(feature = "registry")]
 /// `GET url` (http or https), the body read whole up to `limit` bytes.
 /// `timeout` bounds connecting, the wait for an answer and every gap in
 /// the body (as for registries); `None`: no limit.
@@ -267,6 +280,7 @@ pub trait Progress {
 pub struct NoProgress;
 impl Progress for NoProgress {}
 
+#[cfg(feature = "registry")]
 /// Why talking to a registry failed.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
@@ -459,6 +473,7 @@ pub enum RegistryError {
     Store(#[from] ImageError),
 }
 
+#[cfg(feature = "registry")]
 /// Where a registry went quiet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stall {
@@ -470,6 +485,7 @@ pub enum Stall {
     Reading,
 }
 
+#[cfg(feature = "registry")]
 fn stalled(registry: &str, what: &str, phase: Stall, idle: Duration) -> String {
     let t = human(idle);
     match phase {
@@ -483,6 +499,7 @@ fn stalled(registry: &str, what: &str, phase: Stall, idle: Duration) -> String {
     }
 }
 
+#[cfg(feature = "registry")]
 /// `30 s`, `1.5 s`, `250 ms`.
 fn human(d: Duration) -> String {
     if d.subsec_millis() == 0 && d.as_secs() > 0 {
@@ -494,6 +511,7 @@ fn human(d: Duration) -> String {
     }
 }
 
+#[cfg(feature = "registry")]
 fn detail(message: &str) -> String {
     let m = message.trim();
     if m.is_empty() {
@@ -564,6 +582,7 @@ pub struct PushOutcome {
     pub skipped: usize,
 }
 
+#[cfg(feature = "registry")]
 /// A client for one registry host.
 pub struct Registry {
     runtime: tokio::runtime::Runtime,
@@ -574,6 +593,7 @@ pub struct Registry {
     timeout: Option<Duration>,
 }
 
+#[cfg(feature = "registry")]
 impl Registry {
     /// Prepares a client for `registry` (`host[:port]`). Nothing is sent
     /// yet.
@@ -1241,6 +1261,7 @@ impl Registry {
     }
 }
 
+#[cfg(feature = "registry")]
 fn without_digest(r: &Reference) -> Reference {
     match r.tag() {
         Some(t) => r.with_tag(t).unwrap_or_else(|_| r.clone()),
@@ -1248,10 +1269,12 @@ fn without_digest(r: &Reference) -> Reference {
     }
 }
 
+#[cfg(feature = "registry")]
 fn is_document(media_type: &str) -> bool {
     MANIFEST_TYPES.contains(&media_type)
 }
 
+#[cfg(feature = "registry")]
 /// The children of a document a pull fetches, in the order they appear
 /// (config first): a manifest's config and layers (layers of any media
 /// type: `ig run` skips the ones it does not know), and the manifests of
@@ -1294,6 +1317,7 @@ fn to_fetch(
     }
 }
 
+#[cfg(feature = "registry")]
 /// A store error while ingesting a blob of `name`: a mismatch with the
 /// descriptor is the registry's doing, and is worded as such.
 fn blob_error(name: &str, e: ImageError) -> RegistryError {
@@ -1308,6 +1332,7 @@ fn blob_error(name: &str, e: ImageError) -> RegistryError {
     }
 }
 
+#[cfg(feature = "registry")]
 /// Parses an index or manifest. `desc` is the descriptor it was reached
 /// by (`None` for the top level, where only the body can tell). Returns
 /// the media type to record for it. Unknown media types are refused, in
@@ -1357,6 +1382,7 @@ fn parse_document(
     Ok((media_type, doc))
 }
 
+#[cfg(feature = "registry")]
 /// The media type to push a stored document with.
 fn document_media_type<'a>(
     name: &str,
@@ -1371,6 +1397,7 @@ fn document_media_type<'a>(
     Ok(t)
 }
 
+#[cfg(feature = "registry")]
 /// Checks `bytes` against `desc`: size first, then digest.
 fn verify(
     name: &str,
@@ -1397,6 +1424,7 @@ fn verify(
     Ok(())
 }
 
+#[cfg(feature = "registry")]
 /// oci-client's descriptor for a blob request. `urls` are left out on
 /// purpose: they would send requests to hosts other than the registry.
 fn oci_descriptor(desc: &Descriptor) -> OciDescriptor {
@@ -1410,7 +1438,7 @@ fn oci_descriptor(desc: &Descriptor) -> OciDescriptor {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "registry"))]
 mod tests {
     use super::*;
 

@@ -40,10 +40,15 @@
 
 use std::collections::BTreeMap;
 
+#[cfg(feature = "signing")]
 use base64::Engine as _;
+#[cfg(feature = "signing")]
 use base64::engine::general_purpose::STANDARD as BASE64;
+#[cfg(feature = "signing")]
 use p256::ecdsa::signature::{Signer as _, Verifier as _};
+#[cfg(feature = "signing")]
 use p256::ecdsa::{Signature, SigningKey, VerifyingKey};
+#[cfg(feature = "signing")]
 use p256::pkcs8::{DecodePrivateKey as _, DecodePublicKey as _};
 use serde::{Deserialize, Serialize};
 
@@ -277,6 +282,7 @@ pub fn signature_reference(
 
 // --------------------------------------------------------------------- keys
 
+#[cfg(feature = "signing")]
 /// One PEM block: its label and decoded body.
 struct PemBlock {
     label: String,
@@ -284,6 +290,7 @@ struct PemBlock {
     der: Vec<u8>,
 }
 
+#[cfg(feature = "signing")]
 /// Splits `text` into PEM blocks (text around them is ignored, as openssl
 /// does). A block whose base64 does not decode is an error.
 fn pem_blocks(text: &str, source_name: &str) -> Result<Vec<PemBlock>, TrustError> {
@@ -332,17 +339,20 @@ fn pem_blocks(text: &str, source_name: &str) -> Result<Vec<PemBlock>, TrustError
     Ok(out)
 }
 
+#[cfg(feature = "signing")]
 /// A private key to sign with.
 pub struct PrivateKey {
     key: SigningKey,
 }
 
+#[cfg(feature = "signing")]
 impl std::fmt::Debug for PrivateKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("PrivateKey(P-256, redacted)")
     }
 }
 
+#[cfg(feature = "signing")]
 impl PrivateKey {
     /// Reads the first private key of a PEM file. `source_name` (a path)
     /// only appears in errors. A cosign key is tried with the empty
@@ -419,6 +429,7 @@ impl PrivateKey {
     }
 }
 
+#[cfg(feature = "signing")]
 /// The JSON body of cosign's encrypted key.
 #[derive(Deserialize)]
 struct SealedKey {
@@ -427,6 +438,7 @@ struct SealedKey {
     ciphertext: String,
 }
 
+#[cfg(feature = "signing")]
 #[derive(Deserialize)]
 struct Kdf {
     name: String,
@@ -434,6 +446,7 @@ struct Kdf {
     salt: String,
 }
 
+#[cfg(feature = "signing")]
 #[derive(Deserialize)]
 struct ScryptParams {
     #[serde(rename = "N")]
@@ -442,12 +455,14 @@ struct ScryptParams {
     p: u32,
 }
 
+#[cfg(feature = "signing")]
 #[derive(Deserialize)]
 struct Cipher {
     name: String,
     nonce: String,
 }
 
+#[cfg(feature = "signing")]
 /// Decrypts the body of an `ENCRYPTED SIGSTORE PRIVATE KEY` block: scrypt
 /// derives a 32-byte key from the password and salt, which opens the NaCl
 /// secretbox (XSalsa20-Poly1305, tag first) holding the PKCS#8 DER key.
@@ -507,6 +522,7 @@ fn open_cosign_key(body: &[u8], password: &[u8], source_name: &str) -> Result<Ve
         })
 }
 
+#[cfg(feature = "signing")]
 /// A public key to verify with, named for messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PublicKey {
@@ -515,6 +531,7 @@ pub struct PublicKey {
     pub name: String,
 }
 
+#[cfg(feature = "signing")]
 impl PublicKey {
     /// Every `PUBLIC KEY` block of `text`; at least one is required.
     /// `source_name` names the file (or "inline key") in errors and in
@@ -678,6 +695,7 @@ pub struct Verified {
 
 /// Checks that one of `layers` is a signature of `digest` by one of
 /// `keys`. On failure, the error lists why each signature was refused.
+#[cfg(feature = "signing")]
 pub fn verify(
     reference: &str,
     digest: &Digest,
@@ -892,5 +910,5 @@ pub fn verify_by_default(origin: Option<Origin>) -> bool {
     origin != Some(Origin::Built)
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "signing"))]
 mod tests;

@@ -111,6 +111,17 @@ pub enum RunError {
         /// Why verification is on.
         why: String,
     },
+    /// Its signature must be checked, and this build of the library cannot
+    /// (its feature `signing` is off).
+    #[error(
+        "refusing to run {reference}: its signature must be verified because {why}, and this ig was built without signature checks (the library's feature `signing`); run it unverified with --verify-image=false"
+    )]
+    NoSigning {
+        /// The image.
+        reference: Reference,
+        /// Why verification is on.
+        why: String,
+    },
     /// Its signature is missing or does not verify.
     #[error("refusing to run {reference} (verification is on because {why})")]
     Unverified {
@@ -1063,5 +1074,61 @@ mod tests {
         let e = error_chain(&run.describe().unwrap_err());
         let no_runtime = e.contains("built without a WASM runtime");
         assert_eq!(no_runtime, cfg!(not(feature = "wasm")), "{e}");
+    }
+
+    /// Without the `registry` feature a pull is refused by name, before
+    /// any network; with it, the pull is tried (here: a registry name that
+    /// cannot resolve).
+    #[test]
+    fn a_pull_needs_the_registry_feature() {
+        let dir = tempfile::tempdir().unwrap();
+        let reference: Reference = "registry.invalid/gadget:1".parse().unwrap();
+        let config = RegistryConfig {
+            timeout: Some(Duration::from_secs(2)),
+            ..RegistryConfig::default()
+        };
+        let e = policy::pull(
+            &dir.path().join("store"),
+            &reference,
+            crate::image::registry::Platforms::Host,
+            &config,
+            &mut crate::image::registry::NoProgress,
+        )
+        .unwrap_err();
+        assert_eq!(
+            matches!(e, PullError::NoRegistryClient),
+            cfg!(not(feature = "registry")),
+            "{e}"
+        );
+    }
+
+    /// Without the `signing` feature an image that must be verified is
+    /// refused by name; with it, the check goes on (and wants a key).
+    #[test]
+    fn verification_needs_the_signing_feature() {
+        let dir = tempfile::tempdir().unwrap();
+        let image = policy::StoredImage {
+            store: dir.path().join("store"),
+            reference: "example.com/gadget:1".parse().unwrap(),
+            index_digest: crate::image::Digest::sha256_of(b"index"),
+            manifest_digest: crate::image::Digest::sha256_of(b"manifest"),
+            origin: Some(crate::image::trust::Origin::Pulled),
+        };
+        let policy = VerifyPolicy {
+            verify: Some(true),
+            ..VerifyPolicy::default()
+        };
+        let e = policy::check_before_load(
+            &policy,
+            PullPolicy::Never,
+            &RegistryConfig::default(),
+            &image,
+        )
+        .unwrap_err();
+        match e {
+            RunError::NoSigning { .. } => assert!(cfg!(not(feature = "signing"))),
+            RunError::NoPublicKey { .. } => assert!(cfg!(feature = "signing")),
+            other => panic!("{}", error_chain(&other)),
+        }
     }
 }

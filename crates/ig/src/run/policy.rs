@@ -15,11 +15,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::RunError;
-use crate::image::auth::{self, AuthError};
-use crate::image::registry::{
-    Platforms, Progress, PullOutcome, Registry, RegistryError, RegistryOptions, SignatureFetch,
-};
-use crate::image::trust::{self, AllowRule, Origin, PublicKey, SignatureLayer};
+use crate::image::auth::AuthError;
+use crate::image::registry::{Platforms, Progress, PullOutcome, RegistryOptions, SignatureFetch};
+#[cfg(feature = "registry")]
+use crate::image::registry::{Registry, RegistryError};
+#[cfg(feature = "signing")]
+use crate::image::trust::PublicKey;
+use crate::image::trust::{self, AllowRule, Origin, SignatureLayer};
 use crate::image::{Digest, ImageError, Reference, Store};
 
 /// When a run downloads its image.
@@ -38,7 +40,7 @@ pub enum PullPolicy {
 #[derive(Debug, Clone)]
 pub struct RegistryConfig {
     /// The credentials file (docker's `config.json` format). `None`: ig's
-    /// own ([`auth::DEFAULT_AUTH_FILE`]), then docker's
+    /// own ([`crate::image::auth::DEFAULT_AUTH_FILE`]), then docker's
     /// `~/.docker/config.json` for a registry ig's has no entry for.
     pub authfile: Option<PathBuf>,
     /// Registries (`host[:port]`) reached over plain HTTP; loopback hosts
@@ -70,9 +72,10 @@ impl RegistryConfig {
     }
 
     /// A client for registry `host`, with the credentials
-    /// [`auth::credentials_for`] finds for it.
+    /// [`crate::image::auth::credentials_for`] finds for it.
+    #[cfg(feature = "registry")]
     pub fn client_for(&self, host: &str) -> Result<Registry, PullError> {
-        let creds = auth::credentials_for(host, self.authfile.as_deref())?;
+        let creds = crate::image::auth::credentials_for(host, self.authfile.as_deref())?;
         match &creds {
             Some((c, path)) => log::debug!(
                 "registry {host}: user {} from {}",
@@ -115,8 +118,14 @@ pub enum PullError {
     #[error(transparent)]
     Auth(#[from] AuthError),
     /// The registry.
+    #[cfg(feature = "registry")]
     #[error(transparent)]
     Registry(#[from] RegistryError),
+    /// This build of the library has no registry client.
+    #[error(
+        "this ig was built without a registry client (the library's feature `registry`): the image must be in the store"
+    )]
+    NoRegistryClient,
 }
 
 /// Why a stored signature could not be read.
@@ -138,6 +147,23 @@ pub enum SignatureError {
 
 /// Copies `reference` from its registry into the store at `store`.
 pub fn pull(
+    store: &Path,
+    reference: &Reference,
+    platforms: Platforms,
+    registry: &RegistryConfig,
+    progress: &mut dyn Progress,
+) -> Result<PullOutcome, PullError> {
+    #[cfg(not(feature = "registry"))]
+    {
+        let _ = (store, reference, platforms, registry, progress);
+        Err(PullError::NoRegistryClient)
+    }
+    #[cfg(feature = "registry")]
+    pull_with_client(store, reference, platforms, registry, progress)
+}
+
+#[cfg(feature = "registry")]
+fn pull_with_client(
     store: &Path,
     reference: &Reference,
     platforms: Platforms,
@@ -220,12 +246,20 @@ pub fn fetch_signature(
     digest: &Digest,
     registry: &RegistryConfig,
 ) -> SignatureFetch {
-    let client = Store::open(store)
-        .map_err(PullError::from)
-        .and_then(|s| Ok((s, registry.client_for(image.domain())?)));
-    match client {
-        Ok((store, client)) => client.pull_signature(&store, image, digest),
-        Err(e) => SignatureFetch::Failed(super::error_chain(&e)),
+    #[cfg(not(feature = "registry"))]
+    {
+        let _ = (store, image, digest, registry);
+        SignatureFetch::Failed(PullError::NoRegistryClient.to_string())
+    }
+    #[cfg(feature = "registry")]
+    {
+        let client = Store::open(store)
+            .map_err(PullError::from)
+            .and_then(|s| Ok((s, registry.client_for(image.domain())?)));
+        match client {
+            Ok((store, client)) => client.pull_signature(&store, image, digest),
+            Err(e) => SignatureFetch::Failed(super::error_chain(&e)),
+        }
     }
 }
 
@@ -257,6 +291,11 @@ pub fn stored_layers(
 /// load.
 #[derive(Debug, Clone)]
 pub(super) struct StoredImage {
+    /// The store (where signatures are looked for).
+    #[cfg_attr(
+        not(feature = "signing"),
+        allow(dead_code, reason = "only signature checks read it")
+    )]
     pub store: PathBuf,
     pub reference: Reference,
     /// Top-level digest (the image index): what signatures cover.
@@ -323,6 +362,29 @@ pub(super) fn check_before_load(
         (None, Some(o)) => format!("the image was {} (not built here)", o.as_str()),
         (None, None) => "the store does not record where the image came from".to_owned(),
     };
+    #[cfg(not(feature = "signing"))]
+    {
+        let _ = (pull, registry);
+        Err(RunError::NoSigning {
+            reference: reference.clone(),
+            why,
+        })
+    }
+    #[cfg(feature = "signing")]
+    verify_before_load(policy, pull, registry, image, why)
+}
+
+/// The signature check of [`check_before_load`], once it is known to be
+/// needed (`why`).
+#[cfg(feature = "signing")]
+fn verify_before_load(
+    policy: &VerifyPolicy,
+    pull: PullPolicy,
+    registry: &RegistryConfig,
+    image: &StoredImage,
+    why: String,
+) -> Result<(), RunError> {
+    let reference = &image.reference;
     let keys = load_public_keys(&policy.public_keys)?;
     if keys.is_empty() {
         return Err(RunError::NoPublicKey {
@@ -396,6 +458,7 @@ pub(super) fn check_before_load(
     }))
 }
 
+#[cfg(feature = "signing")]
 fn log_verified(reference: &Reference, verified: &trust::Verified) {
     log::debug!(
         "{reference}: signature verified with {} (signed as {})",
@@ -404,6 +467,7 @@ fn log_verified(reference: &Reference, verified: &trust::Verified) {
     );
 }
 
+#[cfg(feature = "signing")]
 /// Tries every signature the store holds for `digest` (every signature
 /// image, every layer). `None` when there is none; otherwise the first
 /// that verifies, or why each one was refused.
@@ -460,6 +524,7 @@ fn verify_stored(
     ))
 }
 
+#[cfg(feature = "signing")]
 /// Adds the signatures of `before` that the signature image `sig_ref`
 /// (just fetched over them) lacks, so a fetch never loses one.
 fn merge_signatures(
@@ -487,6 +552,7 @@ fn merge_signatures(
     Ok(())
 }
 
+#[cfg(feature = "signing")]
 /// Reads public keys: PEM text given inline, else files.
 fn load_public_keys(values: &[String]) -> Result<Vec<PublicKey>, RunError> {
     let mut keys = Vec::new();
