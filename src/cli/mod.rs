@@ -122,6 +122,7 @@ pub fn main() -> ExitCode {
         Command::Config(c) => config::command(c, cli.config.as_deref()),
         other => dispatch(&cli.store, &cli.registry, other),
     };
+    image::wait_if_interrupted();
     let result = result.and_then(|()| {
         logger::check_stdout().map_err(|e| anyhow::anyhow!("writing to standard output: {e}"))
     });
