@@ -174,10 +174,34 @@ pub enum ImageError {
     /// else: writing there could hand them our images, and running from
     /// it would load into the kernel whatever they put there.
     #[error(
-        "refusing the image store: {} is owned by uid {owner}, not by you (uid {uid}) or root; use your own store (--store DIR) or chown it",
+        "refusing the image store: {} is owned by uid {owner}, not by you (uid {uid}){}; use your own store (--store DIR) or chown it",
+        path.display(),
+        if *root_allowed { " nor by root" } else { "" }
+    )]
+    ForeignOwner {
+        path: PathBuf,
+        owner: u32,
+        uid: u32,
+        /// Whether root's ownership would have done (reading).
+        root_allowed: bool,
+    },
+
+    /// A part of the store (or a directory above it) is a symbolic link,
+    /// or a directory above it can be written by others: whoever controls
+    /// it controls what ig reads.
+    #[error(
+        "refusing the image store: {} {why}; ig follows no link inside its store and needs the directories above it writable by their owner only (or sticky, as /tmp)",
         path.display()
     )]
-    ForeignOwner { path: PathBuf, owner: u32, uid: u32 },
+    UnsafePath { path: PathBuf, why: &'static str },
+
+    /// `--store DIR` names a directory with other content: ig would write
+    /// `blobs/`, `ingest/` and `index.json` among someone's files.
+    #[error(
+        "refusing the image store: {} is not empty and holds no image store (no oci-layout, index.json or blobs/); name an empty or new directory",
+        path.display()
+    )]
+    NotAStore { path: PathBuf },
 
     /// The store directory (or a part of it ig reads) can be written by
     /// other users: they could change what `ig run` loads.
