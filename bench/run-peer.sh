@@ -30,6 +30,10 @@
 #   ig-table      the same, table output
 #   ig-flush0     the same as ig with --flush-interval 0 (wake-up per event)
 #   ig-chain      the same as ig plus $IG_CHAIN_ARGS (filter, enrichment)
+#   ig-multi      trace_exec, trace_open and top_file in one process:
+#                 $IG run -f multi.yaml -o json (whatever the storm)
+#   ig-three      the same three gadgets as three `ig run -o json` processes
+#                 (one process group: CPU and RSS are their sum)
 # STORM: exec[:ARGS] | open[:ARGS] as in peerbench.py, e.g. exec, open, "open:-k 2"
 #
 # Every storm event's output line must contain the storm pattern (benchtrue for
@@ -39,7 +43,7 @@
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 BIN="$HERE/bin"
-PEERS="libbpf bcc bcc-tp bpftrace rbbase-count rbbase-json rbbase-batch ig ig-table ig-flush0 ig-chain"
+PEERS="libbpf bcc bcc-tp bpftrace rbbase-count rbbase-json rbbase-batch ig ig-table ig-flush0 ig-chain ig-multi ig-three"
 
 peer_cmd() {  # PEER KIND -> command line on stdout
     local peer="$1" kind="$2"
@@ -72,6 +76,12 @@ peer_cmd() {  # PEER KIND -> command line on stdout
     ig-flush0:open) echo "${IG:-ig} run trace_open -o json --flush-interval 0" ;;
     ig-chain:exec) echo "${IG:-ig} run trace_exec -o json ${IG_CHAIN_ARGS:-}" ;;
     ig-chain:open) echo "${IG:-ig} run trace_open -o json ${IG_CHAIN_ARGS:-}" ;;
+    # Several gadgets: the storm's gadget plus two more, in one process
+    # (`ig run -f`) or in three. A non-interactive shell starts `cmd &`
+    # with SIGINT ignored; ig sets it back, so the harness's SIGINT to the
+    # group stops all three.
+    ig-multi:*) echo "${IG:-ig} run -f $HERE/multi.yaml -o json" ;;
+    ig-three:*) echo "sh -c '${IG:-ig} run trace_exec -o json & ${IG:-ig} run trace_open -o json & ${IG:-ig} run top_file -o json & wait'" ;;
     *) echo "run-peer.sh: unknown peer/storm '$peer' '$kind' (peers: $PEERS)" >&2; return 2 ;;
     esac
 }

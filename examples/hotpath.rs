@@ -19,11 +19,7 @@
 use std::time::Instant;
 
 use ig::datasource::Event;
-use ig::metadata::GadgetMetadata;
-use ig::operators::ebpf::{EbpfOperator, EbpfOptions};
-use ig::output::{OutputMode, OutputOperator, shared};
-use ig::params::ParamValues;
-use ig::pipeline::{Operator, Pipeline};
+use ig::run::{GadgetBytes, GadgetRun, OutputMode, PrintOptions, PrintTarget};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -40,16 +36,10 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(1_000_000);
     let object = std::fs::read(path).expect("reading the object");
-    let ebpf = EbpfOperator::new(object, GadgetMetadata::default(), EbpfOptions::default())
-        .expect("parsing");
     let devnull = std::fs::OpenOptions::new()
         .write(true)
         .open("/dev/null")
         .unwrap();
-    let mut ops: Vec<Box<dyn Operator>> = vec![Box::new(ebpf)];
-    ops.extend(ig::operators::catalog());
-    ops.push(Box::new(OutputOperator::new(mode, shared(devnull))));
-    let specs: Vec<_> = ops.iter().flat_map(|o| o.params()).collect();
     // Parameters after the event count, `full.name=value`, e.g. the bench's
     // chain: operator.filter.filter=proc.comm!=x
     // operator.processinfo.enrich-process=true
@@ -59,8 +49,18 @@ fn main() {
         .filter_map(|a| a.split_once('='))
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
-    let values = ParamValues::resolve(&specs, &given).expect("parameters");
-    let mut p = Pipeline::build(ops, &values).expect("building the pipeline");
+    // The chain `ig run` builds, without loading anything.
+    let mut p = GadgetRun::from_bytes(GadgetBytes {
+        object: Some(object),
+        ..GadgetBytes::default()
+    })
+    .params(given)
+    .print(PrintOptions::new(
+        mode,
+        PrintTarget::Writer(Box::new(devnull)),
+    ))
+    .pipeline()
+    .expect("building the pipeline");
     let (id, schema) = p
         .dispatch
         .schemas()

@@ -42,6 +42,36 @@ const RANDOM_BYTES: usize = 12;
 /// someone is filling the directory on purpose.
 const ATTEMPTS: usize = 16;
 
+/// A private directory under the system's temporary directory (mode
+/// 0700, a random name `mkdir(2)` creates or refuses: never another
+/// user's), removed with its contents on drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    /// Creates `$TMPDIR/PREFIX<random>`; on failure, the path tried and why.
+    pub fn new(prefix: &str) -> Result<Self, (PathBuf, io::Error)> {
+        use std::os::unix::fs::DirBuilderExt as _;
+        let random = random_suffix().map_err(|e| (std::env::temp_dir(), e))?;
+        let path = std::env::temp_dir().join(format!("{prefix}{random}"));
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&path)
+            .map_err(|e| (path.clone(), e))?;
+        Ok(Self(path))
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// 24 hex digits from `getrandom(2)`, for names nobody can predict.
 pub fn random_suffix() -> io::Result<String> {
     let mut buf = [0u8; RANDOM_BYTES];
@@ -139,6 +169,7 @@ impl TempFile {
         self.dir_path.join(&self.name)
     }
 
+    /// The open file, to write.
     pub fn as_file(&self) -> &File {
         &self.file
     }
@@ -233,7 +264,9 @@ fn create_exclusive(dir: &File, name: &OsStr, mode: u32) -> io::Result<File> {
 /// Where an output goes: a path the user named, or stdout (`-`).
 #[derive(Debug, Clone, Copy)]
 pub enum Target<'a> {
+    /// A path the user named.
     Path(&'a Path),
+    /// Standard output (`-`).
     Stdout,
 }
 
@@ -246,29 +279,50 @@ impl std::fmt::Display for Target<'_> {
     }
 }
 
+/// Why an output destination is refused.
 #[derive(Debug, thiserror::Error)]
 pub enum DestinationError {
+    /// The destination is a directory.
     #[error("{} is a directory: name a file in it, such as {}", path.display(), path.join("NAME.tar").display())]
-    Directory { path: PathBuf },
+    Directory {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The destination is a socket.
     #[error("{} is a socket: write to a file, a FIFO, a device or - (stdout)", path.display())]
-    Socket { path: PathBuf },
+    Socket {
+        /// The file.
+        path: PathBuf,
+    },
+    /// Refusing to write binary data to a terminal (`target`).
     #[error(
         "refusing to write binary data to a terminal ({target}): redirect it to a file or a pipe"
     )]
-    Terminal { target: String },
+    Terminal {
+        /// The target.
+        target: String,
+    },
+    /// The destination is a link or node owned by another user.
     #[error(
         "{} is a {kind} owned by uid {owner}: ig does not write through another user's {kind} (it may have been planted there); remove it or name another path",
         path.display()
     )]
     ForeignOwner {
+        /// The file.
         path: PathBuf,
+        /// What it is (a link, a FIFO...).
         kind: &'static str,
+        /// Its owner's uid.
         owner: u32,
     },
+    /// Writing to the destination failed.
     #[error("{op} {target}: {source}")]
     Io {
+        /// The operation.
         op: &'static str,
+        /// The destination.
         target: String,
+        /// Why.
         #[source]
         source: io::Error,
     },

@@ -20,7 +20,9 @@ use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
 /// One interface of the host.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Iface {
+    /// The interface index.
     pub index: u32,
+    /// Its name.
     pub name: String,
 }
 
@@ -92,6 +94,7 @@ pub enum Reply<'a> {
     Message(u16, &'a [u8]),
     /// `NLMSG_ERROR` with an errno (0: an acknowledgement).
     Error(i32),
+    /// `NLMSG_DONE`: the end of a dump.
     Done,
 }
 

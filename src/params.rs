@@ -17,14 +17,18 @@ use std::time::Duration;
 /// The type of a parameter, which decides how its value is parsed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ParamType {
+    /// `true` or `false`.
     Bool,
     /// An integer of `bits` bits.
     Int {
+        /// Its width.
         bits: u8,
+        /// Whether it is signed.
         signed: bool,
     },
     /// A string of at most `max_len` bytes (a C `char[N]` holds N-1).
     String {
+        /// The longest value, in bytes (`None`: no limit).
         max_len: Option<usize>,
     },
     /// `50ms`, `1s`, `2m`; a bare number is milliseconds.
@@ -57,9 +61,11 @@ pub struct ParamSpec {
     pub key: String,
     /// `operator.<op>.<key>`, upstream's fully qualified name.
     pub full_name: String,
+    /// What `--help` says of it.
     pub description: String,
     /// The default as the user would type it; empty for "unset".
     pub default: String,
+    /// How a value is checked.
     pub ty: ParamType,
     /// Heading under which `--help` lists it.
     pub group: String,
@@ -70,27 +76,53 @@ pub struct ParamSpec {
 /// A checked value.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ParamValue {
+    /// A boolean.
     Bool(bool),
+    /// An integer (of any width and sign).
     Int(i128),
+    /// A string (or a choice).
     Str(String),
+    /// A duration.
     Duration(Duration),
 }
 
+/// Why a parameter's value is refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ParamError {
+    /// `value` is not a `expected`.
     #[error("{value:?} is not a {expected}")]
-    Invalid { value: String, expected: String },
+    Invalid {
+        /// The value.
+        value: String,
+        /// What was expected.
+        expected: String,
+    },
+    /// `value` is out of range for `ty` (`min`..=`max`).
     #[error("{value} is out of range for {ty} ({min}..={max})")]
     OutOfRange {
+        /// The value.
         value: String,
+        /// The type.
         ty: String,
+        /// The least allowed.
         min: i128,
+        /// The most allowed.
         max: i128,
     },
+    /// `value` is longer than `max` bytes.
     #[error("{value:?} is longer than {max} bytes")]
-    TooLong { value: String, max: usize },
+    TooLong {
+        /// The value.
+        value: String,
+        /// The most allowed.
+        max: usize,
+    },
+    /// Unknown parameter `name`.
     #[error("unknown parameter {name}")]
-    Unknown { name: String },
+    Unknown {
+        /// The name.
+        name: String,
+    },
 }
 
 impl ParamSpec {
@@ -248,6 +280,7 @@ impl ParamValues {
         Ok(Self { values, raw })
     }
 
+    /// The checked value of `full_name`.
     pub fn get(&self, full_name: &str) -> Option<&ParamValue> {
         self.values.get(full_name)
     }
@@ -257,6 +290,7 @@ impl ParamValues {
         self.raw.get(full_name).map(String::as_str)
     }
 
+    /// Every value, by full name.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &ParamValue)> {
         self.values.iter().map(|(k, v)| (k.as_str(), v))
     }

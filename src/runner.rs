@@ -1,18 +1,22 @@
-//! The event loop of `ig run`: wait on the sources' file descriptors, a
-//! timer and the termination signals; drain, tick and flush the pipeline.
+//! The event loop of a run: wait on the sources' file descriptors, a
+//! timer and the run's [`StopHandle`]; drain, tick and flush the pipeline.
 //!
 //! This is the effectful half of the pipeline (the pure half is
-//! `pipeline/`). SIGINT and SIGTERM are blocked and read through a
-//! `signalfd`, so a signal never interrupts a half-processed event and the
-//! shutdown path is the normal one: drain what is pending, report losses,
-//! flush, stop operators in reverse order.
+//! `pipeline/`). A run ends when its [`StopHandle`] is triggered (from any
+//! thread: the CLI's signal thread, a daemon's client going away, an
+//! embedder), at its timeout, when every source is finished or when its
+//! output is gone. Stopping is never an interruption: the loop sees the
+//! handle's eventfd become readable, and the shutdown path is the normal
+//! one: drain what is pending, report losses, flush, stop operators in
+//! reverse order. Nothing here touches signals or other process-wide
+//! state, so several runs can share a process, one thread each.
 //!
 //! Floods and slow readers: the loop never blocks anywhere but in `poll`.
 //! Output goes to a non-blocking stdout with a bounded backlog
 //! (`output::sink`); while the reader has not taken the backlog, the ring
 //! buffers are not read, so the kernel drops (and counts) instead of ig
-//! growing, and a signal is still seen at once. At the end the backlog
-//! gets [`OUTPUT_GRACE`] after a signal; after `--timeout` it waits as long
+//! growing, and a stop is still seen at once. At the end the backlog
+//! gets [`OUTPUT_GRACE`] after a stop; after the timeout it waits as long
 //! as the reader keeps reading (a stopped one gets [`OUTPUT_STALL`]); a
 //! finished snapshot waits for its reader like any filter. What is left is
 //! dropped with a warning. Loss reports are summed
@@ -20,19 +24,21 @@
 //! while loss goes on, and once more at the end.
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::output::sink::{self, OutputHandle};
+use crate::output::sink::{DroppedRecords, Stdout};
 use crate::pipeline::{HandlerError, Notice, OperatorError, Pipeline};
 
 /// How often loss is reported while it goes on.
 pub const LOSS_REPORT_INTERVAL: Duration = Duration::from_secs(1);
 
-/// After a signal, how long the remaining output may take to leave before
+/// After a stop, how long the remaining output may take to leave before
 /// it is given up (the user asked to stop, and 1 s is the promise).
 const OUTPUT_GRACE: Duration = Duration::from_millis(300);
 
-/// After `--timeout` (or a finished snapshot with one), how long the reader
+/// After the timeout (or a finished snapshot with one), how long the reader
 /// may take nothing before the rest of the output is given up. A slow
 /// reader that keeps reading gets everything (`--timeout 4 | jq` on a busy
 /// machine); a stopped one cannot hold ig for more than this.
@@ -53,30 +59,38 @@ enum Patience {
 /// How long the final drain may take when the kernel keeps producing.
 const FINAL_DRAIN_LIMIT: Duration = Duration::from_millis(250);
 
+/// Why the event loop failed.
 #[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    #[error("setting up signal handling")]
-    Signals(#[source] std::io::Error),
+pub enum LoopError {
+    /// `poll(2)` failed.
     #[error("waiting for events")]
     Poll(#[source] std::io::Error),
+    /// An operator failed while running or stopping.
     #[error(transparent)]
     Operator(#[from] OperatorError),
+    /// The output could not be written (other than its reader going away).
     #[error("writing output")]
     Output(#[source] std::io::Error),
 }
 
-/// Why a run ended; all of these are a normal exit.
+/// Why a run ended; all of these are a normal end.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StopReason {
-    Signal(i32),
+    /// Its [`StopHandle`] was triggered.
+    Stopped,
+    /// Its timeout passed.
     Timeout,
     /// Every source said it is done (snapshots).
     Finished,
-    /// The reader of our output went away (`| head`).
+    /// The reader of its output went away (`| head`), or the receiver of
+    /// its events was dropped.
     OutputClosed,
 }
 
+/// How a run's loop behaves.
+#[derive(Default)]
 pub struct RunOptions {
+    /// End the run this long after the loop starts.
     pub timeout: Option<Duration>,
     /// How often buffered output is flushed and loss counters are read; also
     /// the longest an event can wait in a ring buffer when wakeups are
@@ -84,76 +98,80 @@ pub struct RunOptions {
     pub flush_interval: Duration,
     /// The non-blocking stdout the printers write to, if any: polled for
     /// room while it has a backlog (see the module doc).
-    pub output: Option<OutputHandle>,
+    pub output: Option<Stdout>,
+    /// Records the printers dropped because the output had no room,
+    /// reported as [`Notice::OutputDropped`].
+    pub output_dropped: Option<DroppedRecords>,
+    /// Events a consumer of the run could not take (a full channel),
+    /// reported as [`Notice::ConsumerLagged`].
+    pub consumer_lagged: Option<DroppedRecords>,
 }
 
-/// SIGINT and SIGTERM, blocked for this thread and readable from a
-/// `signalfd`. Block them before loading anything, so that a Ctrl-C during
-/// a slow load ends the run through the same clean path.
-pub struct Signals {
+/// Ends a run (or several: clones share one state) from any thread.
+///
+/// `Clone + Send + Sync`. [`StopHandle::stop`] is an atomic store and one
+/// `write(2)` to an eventfd, so it may be called from a signal handler,
+/// async code or a thread that must not block. The eventfd is a latch: it
+/// is never read, so it stays readable once stopped, and every loop
+/// polling it (every run sharing the handle) wakes.
+#[derive(Clone, Debug)]
+pub struct StopHandle(Arc<StopState>);
+
+#[derive(Debug)]
+struct StopState {
     fd: OwnedFd,
-    old: libc::sigset_t,
+    stopped: AtomicBool,
 }
 
-impl Signals {
-    pub fn block() -> Result<Self, RunError> {
-        // SAFETY: plain libc calls on stack-allocated, initialised sigsets.
-        unsafe {
-            let mut set: libc::sigset_t = std::mem::zeroed();
-            let mut old: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&raw mut set);
-            libc::sigaddset(&raw mut set, libc::SIGINT);
-            libc::sigaddset(&raw mut set, libc::SIGTERM);
-            if libc::pthread_sigmask(libc::SIG_BLOCK, &raw const set, &raw mut old) != 0 {
-                return Err(RunError::Signals(std::io::Error::last_os_error()));
-            }
-            let fd = libc::signalfd(-1, &raw const set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK);
-            if fd < 0 {
-                let e = std::io::Error::last_os_error();
-                libc::pthread_sigmask(libc::SIG_SETMASK, &raw const old, std::ptr::null_mut());
-                return Err(RunError::Signals(e));
-            }
-            Ok(Self {
-                fd: OwnedFd::from_raw_fd(fd),
-                old,
-            })
+impl StopHandle {
+    /// A handle not yet triggered.
+    pub fn new() -> std::io::Result<Self> {
+        // SAFETY: eventfd with flags only; the descriptor is ours.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(Self(Arc::new(StopState {
+            // SAFETY: a fresh descriptor we own.
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+            stopped: AtomicBool::new(false),
+        })))
+    }
+
+    /// End the runs using this handle (idempotent). Async-signal-safe.
+    pub fn stop(&self) {
+        if !self.0.stopped.swap(true, Ordering::SeqCst) {
+            let one: u64 = 1;
+            // SAFETY: writes 8 bytes from a valid u64 to our eventfd. It
+            // cannot fail short of a counter overflow, which one write
+            // never reaches.
+            unsafe { libc::write(self.0.fd.as_raw_fd(), (&raw const one).cast(), 8) };
         }
     }
 
-    /// The signal received, if any (non-blocking).
-    fn take(&self) -> Option<i32> {
-        // SAFETY: reading one siginfo record into a correctly sized buffer.
-        unsafe {
-            let mut info: libc::signalfd_siginfo = std::mem::zeroed();
-            let size = std::mem::size_of::<libc::signalfd_siginfo>();
-            let n = libc::read(self.fd.as_raw_fd(), (&raw mut info).cast(), size);
-            #[expect(clippy::cast_possible_wrap, reason = "signal numbers are small")]
-            (usize::try_from(n).ok() == Some(size)).then_some(info.ssi_signo as i32)
-        }
+    /// Whether [`StopHandle::stop`] was called.
+    pub fn is_stopped(&self) -> bool {
+        self.0.stopped.load(Ordering::SeqCst)
+    }
+
+    /// The eventfd that becomes readable on stop, for `poll(2)`.
+    pub fn fd(&self) -> RawFd {
+        self.0.fd.as_raw_fd()
     }
 }
 
-impl Drop for Signals {
-    fn drop(&mut self) {
-        // SAFETY: restores the mask saved in `block`.
-        unsafe {
-            libc::pthread_sigmask(libc::SIG_SETMASK, &raw const self.old, std::ptr::null_mut());
-        }
-    }
-}
-
-/// Run a started pipeline until a signal, the timeout, the end of every
+/// Run a started pipeline until `stop`, the timeout, the end of every
 /// source or the end of the output; then drain, report and stop it.
 /// `notice` receives loss reports as they happen.
 pub fn run(
     p: &mut Pipeline,
-    signals: &Signals,
+    stop: &StopHandle,
     opts: &RunOptions,
     notice: impl FnMut(Notice),
-) -> Result<StopReason, RunError> {
+) -> Result<StopReason, LoopError> {
     let mut losses = LossReports::new(notice);
     let deadline = opts.timeout.map(|t| Instant::now() + t);
-    let reason = run_loop(p, signals, opts, deadline, &mut losses);
+    let reason = run_loop(p, stop, opts, deadline, &mut losses);
     // Whatever was counted is reported, also when the run failed.
     losses.report_all();
     let reason = reason?;
@@ -161,7 +179,7 @@ pub fn run(
         && reason != StopReason::OutputClosed
     {
         let patience = match reason {
-            StopReason::Signal(_) => Patience::Until(Instant::now() + OUTPUT_GRACE),
+            StopReason::Stopped => Patience::Until(Instant::now() + OUTPUT_GRACE),
             StopReason::Timeout => Patience::WhileReadingAfter(Instant::now()),
             // A finished snapshot waits for its reader like any filter
             // (`| less` reads a screen at a time); with --timeout, until
@@ -171,22 +189,22 @@ pub fn run(
                 None => Patience::Forever,
             },
         };
-        deliver_backlog(out, signals, patience);
+        deliver_backlog(out, stop, patience);
     }
     Ok(reason)
 }
 
 fn run_loop<F: FnMut(Notice)>(
     p: &mut Pipeline,
-    signals: &Signals,
+    stop: &StopHandle,
     opts: &RunOptions,
     deadline: Option<Instant>,
     losses: &mut LossReports<F>,
-) -> Result<StopReason, RunError> {
+) -> Result<StopReason, LoopError> {
     let start = Instant::now();
     let interval = opts.flush_interval.max(Duration::from_millis(1));
     let mut next_tick = start;
-    let mut fds: Vec<RawFd> = vec![signals.fd.as_raw_fd()];
+    let mut fds: Vec<RawFd> = vec![stop.fd()];
     {
         let (sources, _) = p.parts();
         for s in sources {
@@ -195,7 +213,7 @@ fn run_loop<F: FnMut(Notice)>(
     }
     let mut pollfds = poll_in(&fds);
     // Last slot: stdout, polled for room only while it has a backlog.
-    let out_fd = opts.output.as_ref().and_then(OutputHandle::poll_fd);
+    let out_fd = opts.output.as_ref().and_then(Stdout::poll_fd);
     pollfds.push(libc::pollfd {
         fd: -1,
         events: libc::POLLOUT,
@@ -205,13 +223,17 @@ fn run_loop<F: FnMut(Notice)>(
     let reason = loop {
         let now = Instant::now();
         if now >= next_tick {
-            match tick(p, losses)? {
+            match tick(p, opts, losses)? {
                 Some(r) => break r,
                 None => next_tick = now + interval,
             }
         }
         if deadline.is_some_and(|d| now >= d) {
             break StopReason::Timeout;
+        }
+        // Stopped before the loop began (during the start): no wait.
+        if stop.is_stopped() {
+            break StopReason::Stopped;
         }
         // A reader that is behind: stop reading the ring buffers (a
         // negative fd is ignored by poll) and wait for room instead.
@@ -229,11 +251,11 @@ fn run_loop<F: FnMut(Notice)>(
         if rc < 0 {
             let e = std::io::Error::last_os_error();
             if e.kind() != std::io::ErrorKind::Interrupted {
-                return Err(RunError::Poll(e));
+                return Err(LoopError::Poll(e));
             }
         }
-        if let Some(sig) = signals.take() {
-            break StopReason::Signal(sig);
+        if stop.is_stopped() {
+            break StopReason::Stopped;
         }
         if backlogged {
             if let Some(out) = &opts.output {
@@ -242,7 +264,7 @@ fn run_loop<F: FnMut(Notice)>(
                     Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
                         break StopReason::OutputClosed;
                     }
-                    Err(e) => return Err(RunError::Output(e)),
+                    Err(e) => return Err(LoopError::Output(e)),
                 }
             }
             continue;
@@ -271,7 +293,7 @@ fn run_loop<F: FnMut(Notice)>(
         for s in sources {
             s.finish(dispatch)?;
         }
-        if let Some(StopReason::OutputClosed) = tick(p, losses)? {
+        if let Some(StopReason::OutputClosed) = tick(p, opts, losses)? {
             p.stop()?;
             return Ok(StopReason::OutputClosed);
         }
@@ -282,10 +304,10 @@ fn run_loop<F: FnMut(Notice)>(
 
 /// Wait until the reader has taken the backlog, the reader is gone, or
 /// `patience` runs out, so that a stopped reader cannot hold ig for ever
-/// after a signal or `--timeout`. A signal while waiting limits the wait to
+/// after a stop or the timeout. A stop while waiting limits the wait to
 /// [`OUTPUT_GRACE`] from then. What is given up is dropped with a warning
 /// that counts it.
-fn deliver_backlog(out: &OutputHandle, signals: &Signals, mut patience: Patience) {
+fn deliver_backlog(out: &Stdout, stop: &StopHandle, mut patience: Patience) {
     let Some(fd) = out.poll_fd() else {
         return;
     };
@@ -322,14 +344,17 @@ fn deliver_backlog(out: &OutputHandle, signals: &Signals, mut patience: Patience
                 revents: 0,
             },
             libc::pollfd {
-                fd: signals.fd.as_raw_fd(),
+                fd: stop.fd(),
                 events: libc::POLLIN,
                 revents: 0,
             },
         ];
-        // SAFETY: a valid array of two pollfds.
-        unsafe { libc::poll(pfds.as_mut_ptr(), 2, ms) };
-        if signals.take().is_some() && !matches!(patience, Patience::Until(_)) {
+        // A stop that ended the run (or came since) is a latch: stop
+        // polling it, or it would turn the wait into a spin.
+        let n = if stop.is_stopped() { 1 } else { 2 };
+        // SAFETY: a valid array of at least `n` pollfds.
+        unsafe { libc::poll(pfds.as_mut_ptr(), n, ms) };
+        if stop.is_stopped() && !matches!(patience, Patience::Until(_)) {
             patience = Patience::Until(Instant::now() + OUTPUT_GRACE);
         }
     }
@@ -343,6 +368,7 @@ struct LossReports<F: FnMut(Notice)> {
     /// (kind, source, count not yet reported, when last reported)
     pending: Vec<(LossKind, String, u64, Option<Instant>)>,
     dropped_output: (u64, Option<Instant>),
+    lagged_consumer: (u64, Option<Instant>),
 }
 
 /// Which per-source notice a pending count becomes.
@@ -358,6 +384,7 @@ impl<F: FnMut(Notice)> LossReports<F> {
             notice,
             pending: Vec::new(),
             dropped_output: (0, None),
+            lagged_consumer: (0, None),
         }
     }
 
@@ -373,6 +400,16 @@ impl<F: FnMut(Notice)> LossReports<F> {
             Notice::OutputDropped { count } => {
                 self.dropped_output.0 += count;
                 self.report(now, false);
+                return;
+            }
+            Notice::ConsumerLagged { count } => {
+                self.lagged_consumer.0 += count;
+                self.report(now, false);
+                return;
+            }
+            // Not a count: passed on as it comes.
+            w @ Notice::Warning(_) => {
+                (self.notice)(w);
                 return;
             }
         };
@@ -412,6 +449,13 @@ impl<F: FnMut(Notice)> LossReports<F> {
             });
             *last = Some(now);
         }
+        let (count, last) = &mut self.lagged_consumer;
+        if *count > 0 && (all || Self::due(*last, now)) {
+            (self.notice)(Notice::ConsumerLagged {
+                count: std::mem::take(count),
+            });
+            *last = Some(now);
+        }
     }
 
     fn report_all(&mut self) {
@@ -440,7 +484,7 @@ fn any_readable(fds: &[RawFd]) -> bool {
 }
 
 /// Drain every source; true when all of them are finished.
-fn drain(p: &mut Pipeline) -> Result<bool, RunError> {
+fn drain(p: &mut Pipeline) -> Result<bool, LoopError> {
     let (sources, dispatch) = p.parts();
     let mut all_finished = true;
     let mut any = false;
@@ -457,8 +501,9 @@ fn drain(p: &mut Pipeline) -> Result<bool, RunError> {
 /// Housekeeping: loss counters, then flush. `Some` when the run must end.
 fn tick<F: FnMut(Notice)>(
     p: &mut Pipeline,
+    opts: &RunOptions,
     losses: &mut LossReports<F>,
-) -> Result<Option<StopReason>, RunError> {
+) -> Result<Option<StopReason>, LoopError> {
     let (sources, dispatch) = p.parts();
     for s in sources {
         for n in s.tick(dispatch)? {
@@ -466,15 +511,23 @@ fn tick<F: FnMut(Notice)>(
         }
     }
     let flushed = p.dispatch.flush();
-    let dropped = sink::take_dropped_records();
+    let dropped = opts.output_dropped.as_ref().map_or(0, DroppedRecords::take);
+    let lagged = opts
+        .consumer_lagged
+        .as_ref()
+        .map_or(0, DroppedRecords::take);
     if dropped > 0 {
         losses.add(Notice::OutputDropped { count: dropped });
-    } else {
+    }
+    if lagged > 0 {
+        losses.add(Notice::ConsumerLagged { count: lagged });
+    }
+    if dropped == 0 && lagged == 0 {
         losses.report(Instant::now(), false);
     }
     match flushed {
         Ok(()) => Ok(None),
         Err(HandlerError::Closed) => Ok(Some(StopReason::OutputClosed)),
-        Err(HandlerError::Io(e)) => Err(RunError::Output(e)),
+        Err(HandlerError::Io(e)) => Err(LoopError::Output(e)),
     }
 }

@@ -52,36 +52,69 @@ mod replace;
 pub use inject::inject_at_function;
 pub use replace::replace_maps;
 
+/// Why an object cannot be rewritten for aya.
 #[derive(Debug, thiserror::Error)]
 pub enum CompatError {
+    /// A CO-RE relocation cannot be resolved against the kernel's BTF.
     #[error(
         "CO-RE relocation #{index} of section {section} (instruction {insn}, {what} of {root} {access}): {reason}"
     )]
     Core {
+        /// The section.
         section: String,
+        /// The relocation's index in its section.
         index: usize,
+        /// The instruction index.
         insn: u32,
+        /// What the relocation computes (a field's offset, a type's size...).
         what: &'static str,
+        /// The type the access starts from.
         root: String,
+        /// The access string (`0:1:2`).
         access: String,
+        /// Why it cannot be resolved.
         reason: String,
     },
+    /// Section `section` of the object, named by .BTF.ext, is missing or too
+    /// short.
     #[error("section {section} of the object, named by .BTF.ext, is missing or too short")]
-    Section { section: String },
+    Section {
+        /// The section.
+        section: String,
+    },
+    /// The object has no function `function` to put the packet filter in front
+    /// of.
     #[error("the object has no function {function} to put code in front of")]
-    NoFunction { function: String },
+    NoFunction {
+        /// The function.
+        function: String,
+    },
+    /// A reference to a replaced map that is not a 64-bit load of its address.
     #[error(
         "section {section}, offset {offset:#x}: a reference to map {map} that is not a 64-bit load of its address"
     )]
     MapReference {
+        /// The map.
         map: String,
+        /// The section.
         section: String,
+        /// The offset in bytes.
         offset: usize,
     },
+    /// A `.kconfig` extern cannot be given a value.
     #[error(".kconfig extern {symbol} of the object: {reason}")]
-    Kconfig { symbol: String, reason: String },
+    Kconfig {
+        /// The symbol.
+        symbol: String,
+        /// Why.
+        reason: String,
+    },
+    /// The object's `.kconfig` section cannot be filled.
     #[error("the object's .kconfig externs cannot be given values: {reason}")]
-    KconfigObject { reason: String },
+    KconfigObject {
+        /// Why.
+        reason: String,
+    },
 }
 
 /// `BPF_MAP_TYPE_PROG_ARRAY`.

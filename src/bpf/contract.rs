@@ -23,52 +23,75 @@ use crate::btf::{Btf, BtfError};
 /// A ring-buffer data source.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Tracer {
+    /// The data source's name.
     pub name: String,
+    /// The ring buffer (or perf event array) it reads.
     pub map: String,
+    /// The C struct of its events.
     pub struct_name: String,
 }
 
 /// A snapshotter: iterator programs whose output is cut into structs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Iter {
+    /// The data source's name.
     pub name: String,
+    /// The C struct of its entries.
     pub struct_name: String,
+    /// The iterator programs that produce it.
     pub programs: Vec<String>,
 }
 
 /// A topper: a hash map drained every interval.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MapIter {
+    /// The data source's name.
     pub name: String,
+    /// The hash map drained each interval.
     pub map: String,
 }
 
 /// Everything a gadget object declares through markers.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Contract {
+    /// Ring-buffer data sources (`GADGET_TRACER`).
     pub tracers: Vec<Tracer>,
+    /// Maps declared with `GADGET_TRACER_MAP`.
     pub tracer_maps: Vec<String>,
+    /// `const volatile` variables declared with `GADGET_PARAM`.
     pub params: Vec<String>,
+    /// Snapshotters (`GADGET_SNAPSHOTTER`).
     pub iters: Vec<Iter>,
+    /// Toppers (`GADGET_MAPITER`).
     pub map_iters: Vec<MapIter>,
     /// `(primary, fallback)` program pairs.
     pub fallbacks: Vec<(String, String)>,
 }
 
+/// Why the markers of an object cannot be read.
 #[derive(Debug, thiserror::Error)]
 pub enum ContractError {
+    /// Marker `marker`: expected `expected`.
     #[error("marker {marker}: expected {expected}")]
     Malformed {
+        /// The marker.
         marker: String,
+        /// What was expected.
         expected: &'static str,
     },
+    /// Two data sources are named `name`.
     #[error("two data sources are named {name}")]
-    DuplicateSource { name: String },
+    DuplicateSource {
+        /// The name.
+        name: String,
+    },
+    /// Reading the object's BTF failed.
     #[error("reading the object's BTF")]
     Btf(#[from] BtfError),
 }
 
 impl Contract {
+    /// The markers of the object whose BTF is `btf`.
     pub fn discover(btf: &Btf) -> Result<Self, ContractError> {
         let mut c = Contract::default();
         for (_, name, var) in btf.vars_with_prefix("gadget_") {

@@ -31,91 +31,156 @@ use super::targets::TargetSet;
 use super::uprobes::{self, Missing, Probe, RootKey, UprobeSet};
 use crate::netif;
 
+/// Why a gadget could not be loaded, attached or read.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
+    /// Preparing the eBPF object for the kernel (maps, relocations) failed.
     #[error("preparing the eBPF object for the kernel (maps, relocations)")]
     Prepare(#[source] aya::EbpfError),
+    /// Permission denied while loading eBPF.
     #[error(
         "permission denied while loading eBPF: run as root, or with CAP_BPF, CAP_PERFMON and CAP_SYS_RESOURCE"
     )]
     Permission(#[source] aya::EbpfError),
+    /// The kernel's verifier rejected program `program` (section `section`).
     #[error("the kernel's verifier rejected program {program} (section {section}): {errno}\n{log}")]
     Verifier {
+        /// The program.
         program: String,
+        /// The section.
         section: String,
+        /// The error the kernel returned.
         errno: std::io::Error,
+        /// The verifier's log.
         log: String,
     },
+    /// The kernel refused to load program `program`.
     #[error("the kernel refused to load program {program} (section {section}){hint}")]
     ProgramLoad {
+        /// The program.
         program: String,
+        /// The section.
         section: String,
+        /// What may help, if anything (empty or starting with a separator).
         hint: String,
+        /// Why.
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// Attaching program `program` failed.
     #[error("attaching program {program} (section {section}){hint}")]
     Attach {
+        /// The program.
         program: String,
+        /// The section.
         section: String,
+        /// What may help, if anything (empty or starting with a separator).
         hint: String,
+        /// Why.
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// Program `program` and its fallback `fallback` were both refused.
     #[error(
         "program {program} and its fallback {fallback} were both refused; the fallback's error follows ({primary_error})"
     )]
     NoAlternative {
+        /// The program.
         program: String,
+        /// The fallback program.
         fallback: String,
+        /// The program's own error, as text.
         primary_error: String,
+        /// Why.
         #[source]
         source: Box<LoadError>,
     },
+    /// Program `program` (section `section`) is of a different kind in aya
+    /// (`found`).
     #[error("program {program} (section {section}) is of a different kind in aya ({found})")]
     KindMismatch {
+        /// The program.
         program: String,
+        /// The section.
         section: String,
+        /// What was found.
         found: String,
     },
+    /// Program `program` is in the object's symbol table but aya did not load
+    /// it.
     #[error("program {program} is in the object's symbol table but aya did not load it")]
-    MissingProgram { program: String },
+    MissingProgram {
+        /// The program.
+        program: String,
+    },
+    /// Reading the kernel's BTF from /sys/kernel/btf/vmlinux (needed for
+    /// `section`) failed.
     #[error("reading the kernel's BTF from /sys/kernel/btf/vmlinux (needed for {section})")]
     KernelBtf {
+        /// The section.
         section: String,
+        /// Why.
         #[source]
         source: aya::BtfError,
     },
+    /// Reading the kernel's BTF `path` failed.
     #[error("reading the kernel's BTF {path} (needed for {needed_for})")]
     KernelBtfFile {
+        /// The file.
         path: &'static str,
+        /// What needed it.
         needed_for: &'static str,
+        /// Why.
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// The object needs a rewrite aya cannot do, and ig could not do it either.
     #[error(transparent)]
     Compat(#[from] Box<super::compat::CompatError>),
+    /// No program of the gadget could attach.
     #[error("no program of the gadget could attach: {reasons}")]
-    NothingAttached { reasons: String },
+    NothingAttached {
+        /// Why each could not.
+        reasons: String,
+    },
+    /// Map `map` is missing from the object.
     #[error("map {map} is missing from the object")]
-    MissingMap { map: String },
+    MissingMap {
+        /// The map.
+        map: String,
+    },
+    /// An operation on map `map` failed.
     #[error("map {map}")]
     Map {
+        /// The map.
         map: String,
+        /// Why.
         #[source]
         source: aya::maps::MapError,
     },
+    /// Map `map` cannot take the size asked for.
     #[error("map {map}: {message}")]
-    MapSize { map: String, message: String },
+    MapSize {
+        /// The map.
+        map: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// Running iterator `program` failed.
     #[error("running iterator {program}")]
     Iterator {
+        /// The program.
         program: String,
+        /// Why.
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// Draining map `map` failed.
     #[error("draining map {map}")]
     Drain {
+        /// The map.
         map: String,
+        /// Why.
         #[source]
         source: std::io::Error,
     },
@@ -140,14 +205,20 @@ fn log_tail(log: &str, max: usize) -> String {
 
 /// How to load: the object plus the `.rodata` values to write before load.
 pub struct LoadSpec<'a> {
+    /// The object's bytes (after `bpf::compat::for_aya`).
     pub object: &'a [u8],
+    /// The object as parsed.
     pub info: &'a ObjectInfo,
+    /// Which programs to load and how to attach them.
     pub plan: &'a [ProgramPlan],
     /// `(variable, bytes)`: written into `.rodata`; variables the object does
     /// not have are ignored (headers differ between gadgets).
     pub globals: &'a [(String, Vec<u8>)],
     /// `(map, max_entries)`, e.g. to resize ring buffers.
     pub max_entries: &'a [(String, u32)],
+    /// A loader made ahead of time ([`LoaderPrefetch`]); without one (or
+    /// once another load took it) the kernel BTF is parsed here.
+    pub prefetch: Option<&'a LoaderPrefetch>,
     /// The host and containers programs that follow containers attach to
     /// (uprobes: in each one's files).
     pub targets: &'a TargetSet,
@@ -255,7 +326,10 @@ impl LoadedGadget {
                 );
             }
         }
-        let mut loader = new_loader();
+        let mut loader = spec
+            .prefetch
+            .and_then(LoaderPrefetch::take)
+            .unwrap_or_default();
         for (name, value) in spec.globals {
             loader.override_global(name, value.as_slice(), false);
         }
@@ -545,7 +619,7 @@ impl LoadedGadget {
             .ok_or_else(|| format!("program {name} is not loaded"))?
             .fd()?;
         let loader = self.dispatch_loader.get_or_insert_with(|| {
-            let mut l = new_loader_uncached();
+            let mut l = EbpfLoader::new();
             l.btf(None);
             l
         });
@@ -623,6 +697,7 @@ impl LoadedGadget {
         }
     }
 
+    /// Follow the host and containers of `set` (uprobes attach in their files).
     pub fn retarget(&mut self, set: &TargetSet) {
         self.targets = set.clone();
         self.retarget_netns(set);
@@ -1474,6 +1549,7 @@ impl BuildIds {
 /// `bpf::maps`). Maps already taken out (ring buffers, drained hash maps,
 /// stack maps) are not listed.
 impl LoadedGadget {
+    /// Duplicated descriptors of the maps still in the object, by name.
     pub fn share_maps(&self) -> Vec<(String, OwnedFd)> {
         self.ebpf
             .maps()
@@ -1599,6 +1675,7 @@ impl RingBuffer {
         n
     }
 
+    /// The ring buffer's descriptor, to poll.
     pub fn fd(&self) -> RawFd {
         self.rb.as_raw_fd()
     }
@@ -1822,72 +1899,49 @@ fn read_config_file(path: &Path) -> Result<Option<String>, String> {
     Ok(Some(String::from_utf8_lossy(&text).into_owned()))
 }
 
-/// An `EbpfLoader` being made on another thread, see [`prefetch_loader`].
-static PREFETCHED: std::sync::Mutex<Option<std::thread::JoinHandle<EbpfLoader<'static>>>> =
-    std::sync::Mutex::new(None);
-
-/// Start making the aya loader now, on a thread of its own.
+/// An `EbpfLoader` being made on another thread, for the next load that
+/// is handed this value ([`LoadSpec::prefetch`]).
 ///
 /// `EbpfLoader::new()` parses the whole kernel BTF (`/sys/kernel/btf/vmlinux`,
 /// about 6 MB) for CO-RE relocations: 20-40 ms, the largest user-space part
 /// of `ig run`'s start-up. Started first thing, it overlaps reading the
-/// image, building the operators and scanning /proc for containers, and the
-/// next [`LoadedGadget::load`] picks the result up. Calling it is optional
-/// and idempotent; without it, `load` parses on the calling thread.
-pub fn prefetch_loader() {
-    let mut slot = PREFETCHED
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if slot.is_none() {
-        // The thread starts with SIGINT and SIGTERM blocked (it inherits
-        // the mask it is spawned with). `ig run` blocks them on the main
-        // thread only later and reads them from a signalfd; a process-wide
-        // signal goes to any thread that does not block it, so a Ctrl-C
-        // while this thread parses would kill ig mid-load instead of
-        // stopping it cleanly (found by the leak test's kill at the
-        // `operators:` stage).
-        // If the thread cannot be spawned, load() parses itself.
-        *slot = with_stop_signals_blocked(|| {
-            std::thread::Builder::new()
-                .name("ig-kernel-btf".into())
-                .spawn(EbpfLoader::new)
-                .ok()
-        });
+/// image, building the operators and scanning /proc for containers. aya
+/// cannot share one parsed BTF between loaders (its constructor always
+/// parses), so one prefetch serves one load: the first that takes it;
+/// later ones parse on their own thread. A value, never process-wide
+/// state: runs that are not handed one are not affected by it.
+#[derive(Clone, Default)]
+pub struct LoaderPrefetch(
+    std::sync::Arc<std::sync::Mutex<Option<std::thread::JoinHandle<EbpfLoader<'static>>>>>,
+);
+
+impl std::fmt::Debug for LoaderPrefetch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LoaderPrefetch")
     }
 }
 
-/// Run `f` with SIGINT and SIGTERM blocked on this thread, then restore
-/// the mask: threads `f` spawns keep them blocked.
-fn with_stop_signals_blocked<T>(f: impl FnOnce() -> T) -> T {
-    // SAFETY: plain libc calls on stack-allocated, initialised sigsets.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        let mut old: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&raw mut set);
-        libc::sigaddset(&raw mut set, libc::SIGINT);
-        libc::sigaddset(&raw mut set, libc::SIGTERM);
-        let blocked = libc::pthread_sigmask(libc::SIG_BLOCK, &raw const set, &raw mut old) == 0;
-        let r = f();
-        if blocked {
-            libc::pthread_sigmask(libc::SIG_SETMASK, &raw const old, std::ptr::null_mut());
-        }
-        r
+impl LoaderPrefetch {
+    /// Start making a loader now, on a thread of its own (which inherits
+    /// the caller's signal mask). If no thread can be had, the load parses
+    /// itself.
+    pub fn start() -> Self {
+        let handle = std::thread::Builder::new()
+            .name("ig-kernel-btf".into())
+            .spawn(EbpfLoader::new)
+            .ok();
+        Self(std::sync::Arc::new(std::sync::Mutex::new(handle)))
     }
-}
 
-/// A loader of our own (its default parses the kernel BTF).
-fn new_loader_uncached() -> EbpfLoader<'static> {
-    EbpfLoader::new()
-}
-
-/// The prefetched loader if there is one, else a new one (whose default
-/// also parses the kernel BTF, on this thread).
-fn new_loader() -> EbpfLoader<'static> {
-    let handle = PREFETCHED
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .take();
-    handle.and_then(|h| h.join().ok()).unwrap_or_default()
+    /// The loader, if no load took it yet.
+    fn take(&self) -> Option<EbpfLoader<'static>> {
+        let handle = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        handle.and_then(|h| h.join().ok())
+    }
 }
 
 /// The kernel's BTF, read once per load and only when a program needs it.

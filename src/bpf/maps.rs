@@ -17,20 +17,35 @@ use std::os::fd::{AsRawFd, FromRawFd as _, OwnedFd, RawFd};
 
 /// `enum bpf_map_type` values this module names.
 pub mod map_type {
+    /// `BPF_MAP_TYPE_HASH`.
     pub const HASH: u32 = 1;
+    /// `BPF_MAP_TYPE_ARRAY`.
     pub const ARRAY: u32 = 2;
+    /// `BPF_MAP_TYPE_PROG_ARRAY`.
     pub const PROG_ARRAY: u32 = 3;
+    /// `BPF_MAP_TYPE_PERF_EVENT_ARRAY`.
     pub const PERF_EVENT_ARRAY: u32 = 4;
+    /// `BPF_MAP_TYPE_PERCPU_HASH`.
     pub const PERCPU_HASH: u32 = 5;
+    /// `BPF_MAP_TYPE_PERCPU_ARRAY`.
     pub const PERCPU_ARRAY: u32 = 6;
+    /// `BPF_MAP_TYPE_CGROUP_ARRAY`.
     pub const CGROUP_ARRAY: u32 = 8;
+    /// `BPF_MAP_TYPE_LRU_PERCPU_HASH`.
     pub const LRU_PERCPU_HASH: u32 = 10;
+    /// `BPF_MAP_TYPE_ARRAY_OF_MAPS`.
     pub const ARRAY_OF_MAPS: u32 = 12;
+    /// `BPF_MAP_TYPE_HASH_OF_MAPS`.
     pub const HASH_OF_MAPS: u32 = 13;
+    /// `BPF_MAP_TYPE_SOCKMAP`.
     pub const SOCKMAP: u32 = 15;
+    /// `BPF_MAP_TYPE_XSKMAP`.
     pub const XSKMAP: u32 = 17;
+    /// `BPF_MAP_TYPE_SOCKHASH`.
     pub const SOCKHASH: u32 = 18;
+    /// `BPF_MAP_TYPE_REUSEPORT_SOCKARRAY`.
     pub const REUSEPORT_SOCKARRAY: u32 = 20;
+    /// `BPF_MAP_TYPE_PERCPU_CGROUP_STORAGE`.
     pub const PERCPU_CGROUP_STORAGE: u32 = 21;
     /// The last type the kernel UAPI of 6.x defines (`BPF_MAP_TYPE_ARENA`);
     /// anything above is a type this version of ig does not know.
@@ -44,6 +59,7 @@ pub mod map_type {
         )
     }
 
+    /// Types whose values are other maps.
     pub fn is_map_of_maps(t: u32) -> bool {
         matches!(t, ARRAY_OF_MAPS | HASH_OF_MAPS)
     }
@@ -56,20 +72,38 @@ pub const UPDATE_FLAGS_MAX: u64 = 4;
 /// many CPUs can be large; a guest's memory is 16 MiB).
 pub const MAX_VALUE_LEN: usize = 16 << 20;
 
+/// Why a map operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum MapError {
+    /// The `bpf(2)` call `op` failed.
     #[error("{op}")]
     Syscall {
+        /// Which call.
         op: &'static str,
+        /// Why.
         #[source]
         source: std::io::Error,
     },
+    /// The key is `got` bytes.
     #[error("the key is {got} bytes; the map's keys are {expected}")]
-    KeySize { expected: usize, got: usize },
+    KeySize {
+        /// What was expected.
+        expected: usize,
+        /// What was found.
+        got: usize,
+    },
+    /// The value is `got` bytes.
     #[error("the value is {got} bytes; the map's values are {expected}")]
-    ValueSize { expected: usize, got: usize },
+    ValueSize {
+        /// What was expected.
+        expected: usize,
+        /// What was found.
+        got: usize,
+    },
+    /// A value larger than `MAX_VALUE_LEN`.
     #[error("a value of {0} bytes is more than ig copies ({MAX_VALUE_LEN} bytes)")]
     TooLarge(usize),
+    /// Update flags the kernel does not define.
     #[error("update flags {0} are not one of the kernel's (0 to {UPDATE_FLAGS_MAX})")]
     Flags(u64),
 }
@@ -77,11 +111,17 @@ pub enum MapError {
 /// What the kernel says about a map.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct MapInfo {
+    /// `enum bpf_map_type` ([`map_type`]).
     pub map_type: u32,
+    /// The kernel's id of the map.
     pub id: u32,
+    /// Bytes per key.
     pub key_size: u32,
+    /// Bytes per value (per CPU for per-CPU maps).
     pub value_size: u32,
+    /// The most entries it holds.
     pub max_entries: u32,
+    /// Its name (the kernel keeps 15 bytes).
     pub name: String,
 }
 
@@ -280,6 +320,7 @@ impl MapFd {
         Self::from_fd(owned(fd))
     }
 
+    /// What the kernel said about the map when it was opened.
     pub fn info(&self) -> &MapInfo {
         &self.info
     }
@@ -369,6 +410,7 @@ impl MapFd {
         }
     }
 
+    /// Delete the entry of `key` (exactly `key_size` bytes).
     pub fn delete(&self, key: &[u8]) -> Result<(), MapError> {
         self.check_key(key)?;
         let mut attr = ElemAttr {

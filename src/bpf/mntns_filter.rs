@@ -65,6 +65,7 @@ impl MntnsFilter {
         self.state().enabled = true;
     }
 
+    /// Whether the filter is on (some container was selected).
     pub fn is_enabled(&self) -> bool {
         self.state().enabled
     }

@@ -55,8 +55,11 @@ use object::ObjectInfo;
 pub struct Inspected {
     /// The object after [`compat::for_aya`]: what aya is given.
     pub object: Vec<u8>,
+    /// ELF facts: programs, `.rodata`, license.
     pub info: ObjectInfo,
+    /// The object's BTF, parsed.
     pub btf: Btf,
+    /// Its markers: data sources, parameters, fallbacks.
     pub contract: Contract,
 }
 

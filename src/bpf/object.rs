@@ -15,72 +15,125 @@ use object::{Object as _, ObjectSection as _, ObjectSymbol as _, SectionKind, Sy
 
 use crate::btf::{Btf, Kind};
 
+/// Why an object file cannot be read as a gadget.
 #[derive(Debug, thiserror::Error)]
 pub enum ObjectError {
+    /// Not a valid ELF object.
     #[error("not a valid ELF object")]
     Elf(#[source] object::Error),
+    /// The object has no .BTF section (compile with clang -g and keep .BTF when
+    /// stripping).
     #[error("the object has no .BTF section (compile with clang -g and keep .BTF when stripping)")]
     MissingBtf,
+    /// Reading section `section` failed.
     #[error("reading section {section}")]
     Section {
+        /// The section.
         section: String,
+        /// Why.
         #[source]
         source: object::Error,
     },
+    /// The object is `object`-endian but this machine runs `host`-endian eBPF
+    /// (build it for this architecture).
     #[error(
         "the object is {object}-endian but this machine runs {host}-endian eBPF (build it for this architecture)"
     )]
     ByteOrder {
+        /// The object's byte order.
         object: &'static str,
+        /// This machine's.
         host: &'static str,
     },
+    /// BTF variable `name` has linkage `linkage`.
     #[error(
         "BTF variable {name} has linkage {linkage}; the kernel knows only 0 (static), 1 (global) and 2 (extern)"
     )]
-    VarLinkage { name: String, linkage: u32 },
+    VarLinkage {
+        /// The name.
+        name: String,
+        /// The linkage.
+        linkage: u32,
+    },
+    /// The object's global data sections (.bss, .data, .rodata) take `size`
+    /// bytes.
     #[error(
         "the object's global data sections (.bss, .data, .rodata) take {size} bytes; at most {MAX_GLOBAL_DATA} can be loaded"
     )]
-    GlobalDataTooLarge { size: u64 },
+    GlobalDataTooLarge {
+        /// The size in bytes.
+        size: u64,
+    },
+    /// Symbol `symbol` (`size` bytes at offset `offset`) does not lie inside
+    /// its section `section` (`section_size` bytes at address
+    /// `section_address`).
     #[error(
         "symbol {symbol} ({size} bytes at offset {offset}) does not lie inside its section {section} ({section_size} bytes at address {section_address})"
     )]
     SymbolOutsideSection {
+        /// The symbol.
         symbol: String,
+        /// The section.
         section: String,
+        /// The offset in bytes.
         offset: u64,
+        /// The size in bytes.
         size: u64,
+        /// The section size.
         section_size: u64,
+        /// The section address.
         section_address: u64,
     },
+    /// Relocation at offset `offset` of section `section` patches a 16-byte
+    /// load but function `function` ends at `end`.
     #[error(
         "relocation at offset {offset} of section {section} patches a 16-byte load but function {function} ends at {end}"
     )]
     RelocationAtEnd {
+        /// The section.
         section: String,
+        /// The function.
         function: String,
+        /// The offset in bytes.
         offset: u64,
+        /// Where the function ends.
         end: u64,
     },
+    /// Relocation at offset `offset` of section `section` refers to `symbol`,
+    /// which is neither a function defined in the object nor a code section
+    /// (calls to external functions cannot be loaded).
     #[error(
         "relocation at offset {offset} of section {section} refers to {symbol}, which is neither a function defined in the object nor a code section (calls to external functions cannot be loaded)"
     )]
     UnresolvableCode {
+        /// The section.
         section: String,
+        /// The offset in bytes.
         offset: u64,
+        /// The symbol.
         symbol: String,
     },
+    /// BTF type `id` (`what`) refers to type `target`, a `kind`, which the
+    /// kernel does not allow there.
     #[error(
         "BTF type {id} ({what}) refers to type {target}, a {kind}, which the kernel does not allow there"
     )]
     BtfShape {
+        /// The id.
         id: u32,
+        /// Which reference.
         what: &'static str,
+        /// The type it refers to.
         target: u32,
+        /// That type's kind.
         kind: &'static str,
     },
+    /// The object's .BTF.ext is malformed.
     #[error("the object's .BTF.ext is malformed: {reason}")]
-    BtfExt { reason: String },
+    BtfExt {
+        /// Why.
+        reason: String,
+    },
 }
 
 /// Most bytes of global data (`.bss`, `.data`, `.rodata` and their
@@ -101,22 +154,31 @@ pub struct ProgramInfo {
 /// A global in `.rodata` (a `const volatile` variable).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RodataSymbol {
+    /// The variable's name.
     pub name: String,
+    /// Its offset in `.rodata`.
     pub offset: u64,
+    /// Its size in bytes.
     pub size: u64,
 }
 
 /// The parsed parts of a gadget object.
 #[derive(Clone, Debug)]
 pub struct ObjectInfo {
+    /// The `.BTF` section.
     pub btf: Vec<u8>,
+    /// The programs, in section order.
     pub programs: Vec<ProgramInfo>,
+    /// The `.rodata` section (empty: none).
     pub rodata: Vec<u8>,
+    /// The variables of `.rodata`.
     pub rodata_symbols: Vec<RodataSymbol>,
+    /// The `license` section's text.
     pub license: Option<String>,
 }
 
 impl ObjectInfo {
+    /// Read the ELF object `data`; fails on what the loader would refuse.
     pub fn parse(data: &[u8]) -> Result<Self, ObjectError> {
         let file = object::File::parse(data).map_err(ObjectError::Elf)?;
         let section_data = |name: &str| -> Result<Option<Vec<u8>>, ObjectError> {

@@ -86,28 +86,48 @@ enum Encoding {
 pub struct EbpfParam {
     /// The C variable.
     pub var: String,
+    /// The parameter as the user sets it.
     pub spec: ParamSpec,
     encoding: Encoding,
 }
 
+/// Why a `GADGET_PARAM` cannot be a parameter.
 #[derive(Debug, thiserror::Error)]
 pub enum EbpfParamError {
+    /// GADGET_PARAM(`var`): no `const volatile` variable `var` in the object.
     #[error("GADGET_PARAM({var}): no `const volatile` variable {var} in the object")]
-    Missing { var: String },
+    Missing {
+        /// The variable.
+        var: String,
+    },
+    /// GADGET_PARAM(`var`): type `ty` cannot be a parameter (integers, bool and
+    /// char arrays can).
     #[error(
         "GADGET_PARAM({var}): type {ty} cannot be a parameter (integers, bool and char arrays can)"
     )]
-    UnsupportedType { var: String, ty: String },
+    UnsupportedType {
+        /// The variable.
+        var: String,
+        /// The type.
+        ty: String,
+    },
+    /// GADGET_PARAM(`var`): default `value` from gadget.yaml is invalid.
     #[error("GADGET_PARAM({var}): default {value:?} from gadget.yaml is invalid")]
     BadDefault {
+        /// The variable.
         var: String,
+        /// The value.
         value: String,
+        /// Why.
         #[source]
         source: Box<ParamError>,
     },
+    /// Reading the BTF type of GADGET_PARAM `var` failed.
     #[error("GADGET_PARAM({var}): reading its BTF type")]
     Btf {
+        /// The variable.
         var: String,
+        /// Why.
         #[source]
         source: BtfError,
     },

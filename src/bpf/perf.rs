@@ -29,29 +29,48 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::maps::{MapError, MapFd, map_type};
 
+/// Why a perf event array cannot be read.
 #[derive(Debug, thiserror::Error)]
 pub enum PerfError {
+    /// Map `name` is not a perf event array (type `map_type`).
     #[error("map {name} is not a perf event array (type {map_type})")]
-    NotPerfArray { name: String, map_type: u32 },
+    NotPerfArray {
+        /// The name.
+        name: String,
+        /// The map type.
+        map_type: u32,
+    },
+    /// A perf ring of bytes per CPU is more than ig allows (`MAX_RING_BYTES`
+    /// bytes).
     #[error("a perf ring of {0} bytes per CPU is more than ig allows ({MAX_RING_BYTES} bytes)")]
     TooLarge(usize),
+    /// Opening the bpf-output perf event of CPU `cpu` failed.
     #[error("opening the bpf-output perf event of CPU {cpu}")]
     Open {
+        /// The CPU.
         cpu: u32,
+        /// Why.
         #[source]
         source: std::io::Error,
     },
+    /// Mapping the perf ring of CPU `cpu` failed.
     #[error("mapping the perf ring of CPU {cpu}")]
     Mmap {
+        /// The CPU.
         cpu: u32,
+        /// Why.
         #[source]
         source: std::io::Error,
     },
+    /// The map has no slot for any online CPU.
     #[error("the map has no slot for any online CPU")]
     NoCpu,
+    /// Setting slot `cpu` of the perf event array failed.
     #[error("slot {cpu} of the perf event array")]
     Slot {
+        /// The CPU.
         cpu: u32,
+        /// Why.
         #[source]
         source: MapError,
     },
@@ -416,6 +435,7 @@ impl PerfReader {
         Ok(())
     }
 
+    /// Whether reading is paused (the guest asked).
     pub fn is_paused(&self) -> bool {
         self.paused
     }

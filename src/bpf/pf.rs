@@ -28,16 +28,27 @@ pub const FUNC_PREFIX: &str = "gadget_pf_";
 /// Upstream's name of the expression that matches nothing.
 pub const REJECT_ALL: &str = "__reject_all__";
 
+/// Why a `--pf` expression cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum PfError {
+    /// --pf needs tcpdump to compile the filter expression, and it is not on
+    /// PATH (Debian: apt-get install tcpdump).
     #[error(
         "--pf needs tcpdump to compile the filter expression, and it is not on PATH (Debian: apt-get install tcpdump)"
     )]
     NoTcpdump(#[source] std::io::Error),
+    /// tcpdump refused the expression.
     #[error("packet filter {expr:?}: {message}")]
-    Expression { expr: String, message: String },
+    Expression {
+        /// The expression.
+        expr: String,
+        /// What tcpdump said.
+        message: String,
+    },
+    /// tcpdump -ddd printed something that is not a classic BPF program.
     #[error("tcpdump -ddd printed something that is not a classic BPF program: {0}")]
     Output(String),
+    /// The packet filter cannot be translated to eBPF.
     #[error("the packet filter cannot be translated to eBPF: {0}")]
     Translate(String),
 }
@@ -45,9 +56,13 @@ pub enum PfError {
 /// One classic BPF instruction (`struct sock_filter`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Cbpf {
+    /// The opcode.
     pub code: u16,
+    /// Jump offset if true.
     pub jt: u8,
+    /// Jump offset if false.
     pub jf: u8,
+    /// The operand.
     pub k: u32,
 }
 

@@ -7,9 +7,11 @@ const CAP_SYS_ADMIN: u32 = 21;
 const CAP_PERFMON: u32 = 38;
 const CAP_BPF: u32 = 39;
 
+/// The process lacks what loading eBPF needs.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("ig run needs root, or {missing}; run it with sudo")]
 pub struct MissingPrivileges {
+    /// The capabilities missing, named.
     pub missing: String,
 }
 

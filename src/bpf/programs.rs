@@ -17,38 +17,58 @@ pub const DISABLED_TARGET: &str = "gadget_program_disabled";
 /// What a section name asks for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Attach {
+    /// `tracepoint/CATEGORY/NAME`.
     TracePoint {
+        /// The tracepoint's category (`syscalls`).
         category: String,
+        /// The tracepoint (`sys_enter_openat`).
         name: String,
     },
+    /// `raw_tp/NAME`.
     RawTracePoint {
+        /// The tracepoint.
         name: String,
     },
+    /// `tp_btf/NAME`.
     BtfTracePoint {
+        /// The tracepoint.
         name: String,
     },
+    /// `kprobe/FN` or `kretprobe/FN`.
     KProbe {
+        /// The kernel function.
         function: String,
+        /// A return probe.
         ret: bool,
     },
+    /// `fentry/FN`.
     FEntry {
+        /// The kernel function.
         function: String,
     },
+    /// `fexit/FN`.
     FExit {
+        /// The kernel function.
         function: String,
     },
+    /// `lsm/HOOK`.
     Lsm {
+        /// The LSM hook.
         hook: String,
     },
     /// `uprobe/<absolute path or library name>:<symbol>`, attached in
     /// the host's and each followed container's files (`bpf::uprobes`).
     UProbe {
+        /// The binary or library.
         target: String,
+        /// The symbol in it.
         symbol: String,
+        /// A return probe.
         ret: bool,
     },
     /// `iter/<target>`: run on demand to produce a snapshot.
     Iter {
+        /// The iterator target (`task`, `tcp`...).
         target: String,
     },
     /// A socket filter, attached behind a dispatcher to a packet socket in
@@ -60,8 +80,10 @@ pub enum Attach {
     /// interfaces (in the other direction: what enters a container leaves
     /// its host-side veth).
     Tc {
+        /// Ingress rather than egress.
         ingress: bool,
     },
+    /// `perf_event`: sampled on every CPU.
     PerfEvent(PerfConfig),
     /// Attach target `gadget_program_disabled`: not loaded at all.
     Disabled,
@@ -70,6 +92,7 @@ pub enum Attach {
 /// Sampling of a `perf_event` program.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PerfConfig {
+    /// What is sampled.
     pub event: PerfEventKind,
     /// Samples per second (default 49, as upstream's profile_cpu).
     pub frequency: u64,
@@ -78,17 +101,24 @@ pub struct PerfConfig {
 /// The perf events we know how to open.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PerfEventKind {
+    /// `PERF_COUNT_SW_CPU_CLOCK`.
     SoftwareCpuClock,
+    /// `PERF_COUNT_SW_TASK_CLOCK`.
     SoftwareTaskClock,
+    /// `PERF_COUNT_HW_CPU_CYCLES`.
     HardwareCpuCycles,
+    /// `PERF_COUNT_HW_INSTRUCTIONS`.
     HardwareInstructions,
 }
 
 /// One program and how to attach it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProgramPlan {
+    /// The program (its function's name).
     pub name: String,
+    /// Its ELF section.
     pub section: String,
+    /// Where it attaches.
     pub attach: Attach,
     /// Program to use instead when this one is refused by the kernel.
     pub fallback: Option<String>,
@@ -96,24 +126,40 @@ pub struct ProgramPlan {
     pub is_fallback: bool,
 }
 
+/// Why the programs of an object cannot be planned.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PlanError {
+    /// Program `program`'s section `section` is not one ig can attach.
     #[error(
         "program {program}: section {section:?} is not supported (supported: tracepoint/CAT/NAME, raw_tp/NAME, \
          tp_btf/NAME, kprobe/FN, kretprobe/FN, fentry/FN, fexit/FN, lsm/HOOK, uprobe/PATH:SYMBOL, \
          uretprobe/PATH:SYMBOL, iter/TARGET, socket, classifier/ingress/NAME, classifier/egress/NAME, perf_event)"
     )]
-    UnsupportedSection { program: String, section: String },
+    UnsupportedSection {
+        /// The program.
+        program: String,
+        /// The section.
+        section: String,
+    },
+    /// Marker gadget_program_fallback_`primary`___`fallback`: no program named
+    /// `missing`.
     #[error("marker gadget_program_fallback_{primary}___{fallback}: no program named {missing}")]
     MissingFallbackProgram {
+        /// The primary program.
         primary: String,
+        /// The fallback program.
         fallback: String,
+        /// What is missing.
         missing: String,
     },
+    /// gadget.yaml's `programs.PROGRAM.KEY` is invalid.
     #[error("gadget.yaml programs.{program}.{key}: {message}")]
     BadPerfConfig {
+        /// The program.
         program: String,
+        /// The key.
         key: String,
+        /// What went wrong.
         message: String,
     },
 }

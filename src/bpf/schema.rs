@@ -27,25 +27,39 @@ pub const BITFIELD_ANNOTATION: &str = "ebpf.formatter.bitfield";
 /// levels, and hostile BTF can make a struct contain itself.
 const MAX_DEPTH: usize = 8;
 
+/// Why a data source's struct cannot become a schema.
 #[derive(Debug, thiserror::Error)]
 pub enum SchemaFromBtfError {
+    /// Data source `source_name`: struct `struct_name` is not in the object's
+    /// BTF.
     #[error("data source {source_name}: struct {struct_name} is not in the object's BTF")]
     StructNotFound {
+        /// The data source.
         source_name: String,
+        /// The struct.
         struct_name: String,
     },
+    /// Data source `source_name`: struct `struct_name` nests deeper than
+    /// `MAX_DEPTH` levels.
     #[error("data source {source_name}: struct {struct_name} nests deeper than {MAX_DEPTH} levels")]
     TooDeep {
+        /// The data source.
         source_name: String,
+        /// The struct.
         struct_name: String,
     },
+    /// Data source `source_name`: reading struct `struct_name` from BTF.
     #[error("data source {source_name}: reading struct {struct_name} from BTF")]
     Btf {
+        /// The data source.
         source_name: String,
+        /// The struct.
         struct_name: String,
+        /// Why.
         #[source]
         source: BtfError,
     },
+    /// The schema refused a field.
     #[error(transparent)]
     Schema(#[from] SchemaError),
 }

@@ -67,6 +67,7 @@ impl SharedGadget {
         self.state().maps.clear();
     }
 
+    /// The loaded map `name`, once the gadget is loaded.
     pub fn map(&self, name: &str) -> Option<Arc<MapFd>> {
         self.state().maps.get(name).cloned()
     }

@@ -67,22 +67,30 @@ const DEFAULT_FIELD_SIZE: u32 = 512;
 /// Largest size of an optional field (`GADGET_SE_PATH_MAX`).
 const MAX_FIELD_SIZE: u32 = 4096;
 
+/// Why the socket enricher cannot start.
 #[derive(Debug, thiserror::Error)]
 pub enum EnricherError {
+    /// `--socket-enricher-fields` does not parse.
     #[error(
         "--socket-enricher-fields: {0} (expected a comma list of cwd[=SIZE] and exepath[=SIZE], SIZE a power of two up to 4096; empty for none)"
     )]
     Fields(String),
+    /// The embedded socket enricher object is unreadable.
     #[error("the embedded socket enricher object is unreadable")]
     Object(#[from] ObjectError),
+    /// Planning the socket enricher's programs failed.
     #[error("planning the socket enricher's programs")]
     Plan(#[from] PlanError),
+    /// Creating the socket map `MAP` failed.
     #[error("creating the socket map {MAP}")]
     Map(#[source] MapError),
+    /// Loading the socket enricher failed.
     #[error("loading the socket enricher")]
     Load(#[from] LoadError),
+    /// The socket enricher's BTF cannot be read.
     #[error("the socket enricher's BTF")]
     Btf(#[from] crate::btf::BtfError),
+    /// The socket enricher's object lacks a map it needs.
     #[error("the socket enricher has no map {0}")]
     MissingMap(&'static str),
 }
@@ -90,7 +98,9 @@ pub enum EnricherError {
 /// The optional fields of the value and their sizes in bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Fields {
+    /// The size of the `cwd` field, if recorded.
     pub cwd: Option<u32>,
+    /// The size of the `exepath` field, if recorded.
     pub exepath: Option<u32>,
 }
 
@@ -214,6 +224,9 @@ impl SocketEnricher {
             replace_maps: &[(MAP, map.as_raw_fd())],
             socket_value_btf: Some(&btf),
             iface: None,
+            // Its own kernel BTF parse: the run's prefetched loader is the
+            // gadget's.
+            prefetch: None,
         })?;
         let dying = loaded
             .share_maps()

@@ -23,17 +23,23 @@ use std::path::{Path, PathBuf};
 /// Where the sysctl lives.
 pub const SYSCTL: &str = "/proc/sys/kernel/bpf_stats_enabled";
 
+/// Why the kernel's eBPF statistics cannot be read.
 #[derive(Debug, thiserror::Error)]
 pub enum StatsError {
+    /// Cannot turn on the kernel's eBPF statistics.
     #[error(
         "cannot turn on the kernel's eBPF statistics: BPF_ENABLE_STATS failed ({syscall}) and so did writing {path}"
     )]
     Enable {
+        /// Why `BPF_ENABLE_STATS` failed.
         syscall: String,
+        /// The file.
         path: PathBuf,
+        /// Why.
         #[source]
         source: std::io::Error,
     },
+    /// Listing eBPF programs failed.
     #[error("listing eBPF programs")]
     List(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
@@ -44,7 +50,12 @@ pub enum StatsSwitch {
     /// A `BPF_ENABLE_STATS` descriptor: closing it is the restore.
     Fd(OwnedFd),
     /// The sysctl was written; `previous` goes back on drop.
-    Sysctl { path: PathBuf, previous: String },
+    Sysctl {
+        /// The sysctl file (`/proc/sys/kernel/bpf_stats_enabled`).
+        path: PathBuf,
+        /// Its value before.
+        previous: String,
+    },
 }
 
 impl StatsSwitch {
@@ -90,6 +101,7 @@ impl Drop for StatsSwitch {
 /// One loaded program.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Program {
+    /// The kernel's id of the program.
     pub id: u32,
     /// The kernel keeps the first 15 bytes of the name.
     pub name: String,
@@ -97,7 +109,9 @@ pub struct Program {
     pub kind: &'static str,
     /// Nanoseconds run since statistics were turned on.
     pub run_time_ns: u64,
+    /// Runs since statistics were turned on.
     pub run_count: u64,
+    /// The maps it uses.
     pub map_ids: Vec<u32>,
 }
 

@@ -25,7 +25,9 @@ pub struct Workload {
     pub name: String,
     /// A process of the container (its init).
     pub pid: u32,
+    /// Its mount namespace inode.
     pub mntns: u64,
+    /// Its network namespace inode.
     pub netns: u64,
 }
 
@@ -86,6 +88,7 @@ impl Targets {
         self.state().wanted = true;
     }
 
+    /// Whether some program wants the targets (`want` was called).
     pub fn is_wanted(&self) -> bool {
         self.state().wanted
     }

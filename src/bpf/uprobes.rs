@@ -56,6 +56,7 @@ impl Target {
         }
     }
 
+    /// The target as messages name it.
     pub fn describe(&self) -> String {
         match self {
             Self::Path(p) => p.clone(),
@@ -206,11 +207,14 @@ pub fn symbol_offsets(data: &[u8], names: &[&str]) -> Result<HashMap<String, u64
 /// A root the run covers: the host or a container.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum RootKey {
+    /// The host's root.
     Host,
+    /// A container's root, by container id.
     Container(String),
 }
 
 impl RootKey {
+    /// The root as messages name it (`name`: the container's name).
     pub fn describe(&self, name: &str) -> String {
         match self {
             Self::Host => "the host".to_owned(),
@@ -322,7 +326,9 @@ pub struct FileKey {
     /// The device, or 0 on overlayfs (its device is the mount's own, one
     /// per container).
     pub dev: u64,
+    /// The inode.
     pub ino: u64,
+    /// The size in bytes.
     pub size: u64,
     /// Content changes move it. (Not the change time: a new hard link
     /// or a chmod moves that, and the file the kernel probes is the same.)
@@ -354,16 +360,21 @@ pub fn file_key(f: &File) -> std::io::Result<FileKey> {
 /// One uprobe program in use.
 #[derive(Clone, Debug)]
 pub struct Probe {
+    /// The uprobe program.
     pub program: String,
+    /// The file it probes.
     pub target: Target,
+    /// The symbol in it.
     pub symbol: String,
 }
 
 /// What attaches a program to a file (the loader, through aya).
 pub trait Attacher {
+    /// What a successful attach returns; dropping or detaching it detaches.
     type Link;
     /// Attach `program` at `offset` of the file that `path` opens.
     fn attach(&mut self, program: &str, path: &Path, offset: u64) -> Result<Self::Link, String>;
+    /// Detach `program`'s `link`.
     fn detach(&mut self, program: &str, link: Self::Link);
 }
 
@@ -387,11 +398,22 @@ struct FileInfo {
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Missing {
     /// The target is in no root (`why`: in the last one looked at).
-    NotFound { target: String, why: String },
+    NotFound {
+        /// The target.
+        target: String,
+        /// Why it was not found.
+        why: String,
+    },
     /// Found, but without the symbol.
-    NoSymbol { files: Vec<String> },
+    NoSymbol {
+        /// The files that lack it.
+        files: Vec<String>,
+    },
     /// The kernel refused (the last error).
-    Refused { error: String },
+    Refused {
+        /// The kernel's error.
+        error: String,
+    },
 }
 
 impl Missing {
@@ -437,6 +459,7 @@ pub struct UprobeSet<L> {
 }
 
 impl<L> UprobeSet<L> {
+    /// A set of `probes`, attached nowhere yet.
     pub fn new(probes: Vec<Probe>) -> Self {
         Self {
             probes,
@@ -446,6 +469,7 @@ impl<L> UprobeSet<L> {
         }
     }
 
+    /// Whether there is no probe.
     pub fn is_empty(&self) -> bool {
         self.probes.is_empty()
     }

@@ -78,21 +78,37 @@ pub const MAX_DEPTH: usize = 200;
 /// Why BTF could not be written as C.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CHeaderError {
+    /// The BTF itself cannot be read.
     #[error(transparent)]
     Btf(#[from] BtfError),
     /// A type C has no way to write, with the reason.
     #[error("BTF type {id} ({kind} {name:?}) cannot be written in C: {reason}")]
     Unrepresentable {
+        /// The type.
         id: TypeId,
+        /// Its kind.
         kind: &'static str,
+        /// Its name.
         name: String,
+        /// Why.
         reason: String,
     },
     /// A struct containing itself by value, or a typedef naming itself.
     #[error("BTF type {id} ({name:?}) refers to itself in a way C cannot express")]
-    Cycle { id: TypeId, name: String },
+    Cycle {
+        /// The type.
+        id: TypeId,
+        /// Its name.
+        name: String,
+    },
+    /// BTF types nest more than `max` deep at type `id`.
     #[error("BTF types nest more than {max} deep at type {id}")]
-    TooDeep { id: TypeId, max: usize },
+    TooDeep {
+        /// The type where the limit was reached.
+        id: TypeId,
+        /// The deepest nesting written.
+        max: usize,
+    },
 }
 
 /// The C header for `btf`: see the module documentation.

@@ -36,7 +36,9 @@ impl Name {
 /// One type: its name (empty when anonymous or nameless by kind) and what it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Type {
+    /// Its name (empty: anonymous).
     pub name: Name,
+    /// What it is.
     pub kind: Kind,
 }
 
@@ -46,40 +48,56 @@ pub struct Type {
 pub enum Kind {
     /// Type id 0; never stored in the blob.
     Void,
+    /// An integer, `char` or `_Bool`.
     Int(Int),
     /// Pointer to the given type.
     Ptr(TypeId),
+    /// An array.
     Array(Array),
+    /// A struct.
     Struct(Composite),
+    /// A union.
     Union(Composite),
     /// 32-bit-valued enum (BTF_KIND_ENUM).
     Enum(Enum),
     /// Forward declaration of a struct (or union, if `is_union`).
     Fwd {
+        /// A union rather than a struct.
         is_union: bool,
     },
+    /// A typedef of the given type; `name` is the new name.
     Typedef(TypeId),
+    /// `volatile` the given type.
     Volatile(TypeId),
+    /// `const` the given type.
     Const(TypeId),
+    /// `restrict` the given type.
     Restrict(TypeId),
     /// A function; `name` is the function's name.
     Func {
+        /// Its prototype (a `FuncProto`).
         proto: TypeId,
+        /// Static, global or extern.
         linkage: Linkage,
     },
+    /// A function's signature.
     FuncProto(FuncProto),
     /// A global variable; `name` is the variable's name.
     Var(Var),
     /// A data section (`.rodata`, `.bss`...); `name` is the section name.
     Datasec(Datasec),
+    /// A floating-point type.
     Float {
+        /// Its size in bytes.
         size: u32,
     },
     /// `__attribute__((btf_decl_tag(...)))`; `name` is the tag value.
     /// `component_idx` is -1 for the target itself, else the member or
     /// parameter index it is attached to.
     DeclTag {
+        /// The tagged type.
         target: TypeId,
+        /// -1, or the member or parameter tagged.
         component_idx: i32,
     },
     /// `__attribute__((btf_type_tag(...)))`; `name` is the tag value.
@@ -134,9 +152,11 @@ impl Kind {
 pub struct Int {
     /// Storage size in bytes.
     pub size: u32,
+    /// A signed integer.
     pub signed: bool,
     /// Encoded as a character (`char`); only a printing hint.
     pub is_char: bool,
+    /// Encoded as a boolean (`_Bool`).
     pub is_bool: bool,
     /// Bit offset of the value inside the storage (legacy bitfield encoding;
     /// 0 in everything modern compilers emit).
@@ -161,6 +181,7 @@ pub struct Array {
 pub struct Composite {
     /// Size in bytes.
     pub size: u32,
+    /// The members, in declaration order.
     pub members: Vec<Member>,
 }
 
@@ -169,6 +190,7 @@ pub struct Composite {
 pub struct Member {
     /// Empty for anonymous struct/union members.
     pub name: Name,
+    /// Its type.
     pub ty: TypeId,
     /// Offset of the member from the start of the struct, in bits.
     pub bit_offset: u32,
@@ -186,12 +208,14 @@ pub struct Enum {
     /// From the record's `kind_flag`. Compilers older than the flag (clang
     /// < 15) always leave it unset, even for negative values.
     pub signed: bool,
+    /// The enumerators, in declaration order.
     pub values: Vec<EnumValue>,
 }
 
 /// One enumerator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EnumValue {
+    /// The enumerator's name.
     pub name: Name,
     /// The value with the enum's signedness applied; i128 holds every u64
     /// and i64 exactly, so callers need not care which kind it came from.
@@ -237,6 +261,7 @@ impl Linkage {
 pub struct FuncProto {
     /// Return type (0 for void).
     pub ret: TypeId,
+    /// The parameters, in order.
     pub params: Vec<Param>,
 }
 
@@ -252,14 +277,18 @@ impl FuncProto {
 /// One function parameter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Param {
+    /// The parameter's name (may be empty).
     pub name: Name,
+    /// Its type.
     pub ty: TypeId,
 }
 
 /// BTF_KIND_VAR.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Var {
+    /// Its type.
     pub ty: TypeId,
+    /// Static, global or extern.
     pub linkage: Linkage,
 }
 
@@ -270,6 +299,7 @@ pub struct Datasec {
     /// (and the variables' offsets) may still be 0: the loader fills them in
     /// from the ELF symbol table.
     pub size: u32,
+    /// The variables it holds.
     pub vars: Vec<VarSecinfo>,
 }
 
@@ -278,6 +308,8 @@ pub struct Datasec {
 pub struct VarSecinfo {
     /// The VAR (or FUNC, for `.ksyms`) type id.
     pub ty: TypeId,
+    /// Its offset in the section.
     pub offset: u32,
+    /// Its size in bytes.
     pub size: u32,
 }

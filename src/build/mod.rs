@@ -32,64 +32,111 @@ use crate::bpf::contract::Contract;
 use crate::btf::Btf;
 use crate::metadata::GadgetMetadata;
 
+/// Why `ig image build` failed.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
+    /// `path` is not a directory.
     #[error("{path} is not a directory")]
-    NotADirectory { path: PathBuf },
+    NotADirectory {
+        /// The file.
+        path: PathBuf,
+    },
+    /// Reading `path` failed.
     #[error("reading {path}")]
     Read {
+        /// The file.
         path: PathBuf,
+        /// Why.
         #[source]
         source: std::io::Error,
     },
+    /// Writing `path` failed.
     #[error("writing {path}")]
     Write {
+        /// The file.
         path: PathBuf,
+        /// Why.
         #[source]
         source: std::io::Error,
     },
+    /// build.yaml cannot be used.
     #[error("{path}: {message}")]
-    BuildFile { path: PathBuf, message: String },
+    BuildFile {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// `path` is missing: every gadget needs a gadget.yaml with at least
+    /// `name:`.
     #[error("{path} is missing: every gadget needs a gadget.yaml with at least `name:`")]
-    MissingMetadata { path: PathBuf },
+    MissingMetadata {
+        /// The file.
+        path: PathBuf,
+    },
+    /// gadget.yaml is not valid.
     #[error(transparent)]
     Metadata(#[from] crate::metadata::MetadataError),
+    /// `path`: not a WASM module (it does not start with \\0asm).
     #[error("{path}: not a WASM module (it does not start with \\0asm)")]
-    NotWasm { path: PathBuf },
+    NotWasm {
+        /// The file.
+        path: PathBuf,
+    },
+    /// `path`: `wasm:` must name a prebuilt .wasm module or a guest's source.
     #[error(
         "{path}: `wasm:` must name a prebuilt .wasm module or a guest's source: C (.c), Rust (the crate's src/lib.rs) or Go (.go)"
     )]
-    WasmSource { path: PathBuf },
+    WasmSource {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The WASM guest could not be built.
     #[error(transparent)]
     Guest(#[from] wasm::GuestError),
+    /// Cannot run `program` (set `env` to use another binary).
     #[error("cannot run {program} (set {env} to use another binary)")]
     ToolMissing {
+        /// The tool.
         program: String,
+        /// The variable that names another.
         env: &'static str,
+        /// Why.
         #[source]
         source: std::io::Error,
     },
+    /// No clang on `PATH`, and `IG_CLANG` names none.
     #[error(
         "no clang on PATH: building a gadget needs clang and llvm-strip (Debian bookworm: apt-get install clang-19 llvm-19 libbpf-dev), or IG_CLANG naming one"
     )]
     NoClang,
+    /// `tool` failed with `status` (its messages are above).
     #[error("{tool} failed with {status} (its messages are above)")]
     ToolFailed {
+        /// The tool.
         tool: String,
+        /// How it exited.
         status: std::process::ExitStatus,
     },
+    /// Reading the kernel's BTF `path` (needed to write vmlinux.h) failed.
     #[error("reading the kernel's BTF {path} (needed to write vmlinux.h)")]
     KernelBtf {
+        /// The file.
         path: PathBuf,
+        /// Why.
         #[source]
         source: std::io::Error,
     },
+    /// Generating vmlinux.h from `path` failed.
     #[error("generating vmlinux.h from {path}")]
     Vmlinux {
+        /// The file.
         path: PathBuf,
+        /// Why.
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// The compiled object is not a usable gadget.
     #[error("the compiled object is not a usable gadget")]
     Object(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
@@ -111,10 +158,13 @@ struct BuildFile {
 /// What to build and with which tools.
 #[derive(Debug, Clone)]
 pub struct BuildOptions {
+    /// The gadget directory.
     pub dir: PathBuf,
     /// `build.yaml` path; defaults to `DIR/build.yaml` if it exists.
     pub build_file: Option<PathBuf>,
+    /// The clang to compile with.
     pub clang: String,
+    /// The llvm-strip to strip with.
     pub strip: String,
     /// How `clang` was chosen (see [`toolchain`]).
     pub toolchain: toolchain::Toolchain,
@@ -138,14 +188,17 @@ impl BuildOptions {
 /// A compiled gadget, ready for the store.
 #[derive(Debug)]
 pub struct Built {
+    /// gadget.yaml as written.
     pub metadata_yaml: Vec<u8>,
     /// `metadata:` of build.yaml, when it names another file than
     /// gadget.yaml.
     pub metadata_file: Option<String>,
+    /// gadget.yaml, parsed.
     pub metadata: GadgetMetadata,
     /// The eBPF object and its markers; `None` for a gadget of operators
     /// only.
     pub object: Option<Vec<u8>>,
+    /// The object's markers, when it has an object.
     pub contract: Option<Contract>,
     /// The WASM module named by `build.yaml`'s `wasm:`.
     pub wasm: Option<Vec<u8>>,
@@ -213,7 +266,7 @@ pub fn build(opts: &BuildOptions) -> Result<Built, BuildError> {
         // Upstream's rule: no default source, no eBPF layer.
         log::debug!("{} not found: a gadget without eBPF", source.display());
         let wasm = match &bf.wasm {
-            Some(w) => Some(wasm::build(opts, &dir.join(w), TempDir::new()?.path())?),
+            Some(w) => Some(wasm::build(opts, &dir.join(w), temp_dir()?.path())?),
             None => None,
         };
         return Ok(Built {
@@ -246,7 +299,7 @@ pub fn build(opts: &BuildOptions) -> Result<Built, BuildError> {
         );
     }
 
-    let work = TempDir::new()?;
+    let work = temp_dir()?;
     let include = work.path().join("include");
     headers::write_all(&include)?;
     let arch_dir = include.join("gadget").join(headers::ARCH_DIR);
@@ -468,38 +521,11 @@ fn remove_dir_patiently(path: &Path, which: Sweep) -> bool {
     false
 }
 
-/// A private temporary directory, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> Result<Self, BuildError> {
-        use std::os::unix::fs::DirBuilderExt as _;
-        // mkdir(2) fails on any existing name and never follows a link; a
-        // random name keeps another user from taking it first.
-        let random = crate::files::random_suffix().map_err(|source| BuildError::Write {
-            path: std::env::temp_dir(),
-            source,
-        })?;
-        let path =
-            std::env::temp_dir().join(format!("{BUILD_DIR_PREFIX}{}-{random}", std::process::id()));
-        std::fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&path)
-            .map_err(|source| BuildError::Write {
-                path: path.clone(),
-                source,
-            })?;
-        Ok(Self(path))
-    }
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// A private temporary directory for a build, removed on drop:
+/// `ig-build-<pid>-<random>` (see [`BUILD_DIR_PREFIX`]).
+fn temp_dir() -> Result<crate::files::TempDir, BuildError> {
+    crate::files::TempDir::new(&format!("{BUILD_DIR_PREFIX}{}-", std::process::id()))
+        .map_err(|(path, source)| BuildError::Write { path, source })
 }
 
 #[cfg(test)]

@@ -21,7 +21,9 @@ pub const UPSTREAM_CLANG_MAJOR: u32 = 18;
 /// The tools to run, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Toolchain {
+    /// The clang to run.
     pub clang: String,
+    /// The llvm-strip to run.
     pub strip: String,
     /// Major version of `clang`, when known.
     pub clang_major: Option<u32>,
@@ -29,6 +31,7 @@ pub struct Toolchain {
     pub origin: Origin,
 }
 
+/// How clang was chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {
     /// `IG_CLANG` named it.

@@ -48,8 +48,21 @@ pub enum Command {
     /// Loads the gadget's eBPF programs into the kernel, attaches them and
     /// prints every event until Ctrl-C (or --timeout). Needs root (or
     /// CAP_BPF and CAP_PERFMON).
+    ///
+    /// With -f, runs the instances of a manifest instead (upstream's
+    /// instance specs, one YAML document each: apiVersion: 1, kind:
+    /// instance-spec, image, optional name, and paramValues by full
+    /// parameter name, as `ig run IMAGE --help` shows them), all in this
+    /// process, their events in one stream: JSON and YAML get a top-level
+    /// `instance` field, tables an INSTANCE column under a header per data
+    /// source. The flags here apply to every instance;
+    /// operator.cli.output and operator.cli.fields in paramValues set
+    /// one instance's. Every instance is checked before any is loaded. An
+    /// instance that ends (a snapshot) leaves the others running; one that
+    /// fails stops them all; ig exits when all have ended, at --timeout,
+    /// or on Ctrl-C.
     #[command(
-        after_help = "Examples:\n  ig run trace_exec\n  ig run trace_open -o json | jq -r 'select(.proc.comm == \"cat\") | .fname'\n  ig run trace_exec --timeout 10 -o json > events.jsonl"
+        after_help = "Examples:\n  ig run trace_exec\n  ig run trace_open -o json | jq -r 'select(.proc.comm == \"cat\") | .fname'\n  ig run trace_exec --timeout 10 -o json > events.jsonl\n  ig run -f instances.yaml -o json | jq -c 'select(.instance == \"execs\")'\n  curl -s https://example.com/manifest.yaml | ig run -f -"
     )]
     Run(RunArgs),
     /// Build, list and manage gadget images in the local store.
@@ -227,7 +240,19 @@ pub struct RunArgs {
     /// The gadget image: a name (`trace_exec`), a full reference
     /// (`ghcr.io/inspektor-gadget/gadget/trace_exec:latest`) or a digest.
     /// The gadget's own parameters (see `ig run IMAGE --help`) follow it.
-    pub image: String,
+    #[arg(required_unless_present = "file")]
+    pub image: Option<String>,
+
+    /// Run the gadget instances of a manifest (instance specs, several
+    /// YAML documents) instead of IMAGE: a file, an http(s) URL, or - for
+    /// standard input.
+    #[arg(
+        short = 'f',
+        long = "file",
+        value_name = "FILE|URL|-",
+        conflicts_with = "image"
+    )]
+    pub file: Option<String>,
 
     /// Output format.
     #[arg(short, long, value_enum, default_value = "columns")]

@@ -62,6 +62,9 @@ pub fn prescan(argv: &[OsString], cmd: &Command) -> Option<Scan> {
         } else if a == "--store" {
             store = args.get(i + 1).map(PathBuf::from);
             i += 1;
+        } else if in_run && is_manifest_flag(a) {
+            // `ig run -f MANIFEST`: its images are read later, one run each.
+            return None;
         } else if a.starts_with('-') {
             let c = if in_run { run_cmd } else { cmd };
             if !a.contains('=') && takes_value(c, a) {
@@ -73,7 +76,11 @@ pub fn prescan(argv: &[OsString], cmd: &Command) -> Option<Scan> {
             }
             in_run = true;
         } else {
-            return Some(Scan {
+            let manifest_too = args[i + 1..]
+                .iter()
+                .take_while(|a| *a != "--")
+                .any(|a| is_manifest_flag(a));
+            return (!manifest_too).then(|| Scan {
                 store: store.unwrap_or_else(|| PathBuf::from(crate::image::DEFAULT_STORE)),
                 image: a.clone(),
             });
@@ -81,6 +88,22 @@ pub fn prescan(argv: &[OsString], cmd: &Command) -> Option<Scan> {
         i += 1;
     }
     None
+}
+
+/// `-f`, `-fFILE`, `--file`, `--file=FILE`: `ig run`'s manifest.
+fn is_manifest_flag(a: &str) -> bool {
+    a == "--file" || a.starts_with("--file=") || (a.starts_with("-f") && !a.starts_with("--"))
+}
+
+/// Whether `argv` is `ig run -f ...` (the flag anywhere after `run`,
+/// before `--`).
+pub fn has_manifest(argv: &[OsString]) -> bool {
+    argv.iter()
+        .skip(1)
+        .map(|a| a.to_string_lossy())
+        .skip_while(|a| a != "run")
+        .take_while(|a| a != "--")
+        .any(|a| is_manifest_flag(&a))
 }
 
 /// Add one argument per parameter to the `run` subcommand. Parameters
@@ -106,9 +129,13 @@ pub fn augment(run: Command, specs: &[ParamSpec]) -> Command {
         if !s.default.is_empty() {
             help.push_str(&format!(" [default: {}]", s.default));
         }
+        // `--help` also gives the full name, which manifests (`ig run -f`)
+        // and upstream's tools use.
+        let long_help = format!("{help}\n\nFull name (in manifests): {}", s.full_name);
         let mut arg = Arg::new(s.full_name.clone())
             .long(s.key.clone())
             .help(help)
+            .long_help(long_help)
             .help_heading(s.group.clone())
             .value_name(s.ty.name().to_uppercase())
             .action(ArgAction::Set)
@@ -181,6 +208,18 @@ mod tests {
             Some("top".into())
         );
         assert_eq!(scan("ig image list"), None);
+        // A manifest's images are not the command line's: nothing to
+        // read (or pull) before clap says what is wrong with `-f X IMAGE`.
+        assert_eq!(scan("ig run -f m.yaml"), None);
+        assert_eq!(scan("ig run -o json --file=m.yaml trace_exec"), None);
+        assert_eq!(scan("ig run --file m.yaml trace_exec"), None);
+        assert_eq!(scan("ig run trace_exec -f m.yaml"), None);
+        assert_eq!(scan("ig run -fm.yaml trace_exec"), None);
+        let argv = |line: &str| line.split(' ').map(OsString::from).collect::<Vec<_>>();
+        assert!(has_manifest(&argv("ig -v run --pid 1 -f m.yaml")));
+        assert!(has_manifest(&argv("ig run --file=m.yaml")));
+        assert!(!has_manifest(&argv("ig run trace_exec -F comm==x")));
+        assert!(!has_manifest(&argv("ig image build -f b.yaml .")));
         assert_eq!(scan("ig run"), None);
         assert_eq!(scan("ig run --help"), None);
     }

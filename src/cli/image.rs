@@ -92,12 +92,16 @@ pub fn image(store: &Path, registry: &RegistryArgs, cmd: ImageCommand) -> anyhow
                     logger::guest_stderr(),
                 )) as Box<dyn crate::pipeline::Operator>
             });
-            let assembly = super::run::Assembly::for_build(
+            let seams = crate::operators::Seams {
+                gadget_runs: super::run::gadget_runs(),
+                ..crate::operators::Seams::default()
+            };
+            let assembly = crate::run::Assembly::for_build(
                 built.metadata.clone(),
                 file,
                 built.object.clone(),
                 wasm,
-                super::run::new_seams(),
+                seams,
             )
             .with_context(|| format!("building gadget {}", dir.display()))?;
             for w in &assembly.warnings {

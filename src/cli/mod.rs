@@ -16,6 +16,7 @@ mod mounts;
 pub mod reference;
 mod registry;
 mod run;
+mod signals;
 mod trust;
 mod version;
 
@@ -42,16 +43,16 @@ pub fn main() -> ExitCode {
     // Phase one: for `ig run IMAGE`, read the image so that its parameters
     // become flags (and show up in `--help`).
     let scan = gadget_args::prescan(&argv, &cmd);
-    if scan.is_some() && !argv.iter().any(|a| a == "-h" || a == "--help") {
-        // The kernel BTF parse overlaps reading the image (see there).
-        crate::bpf::loader::prefetch_loader();
-    }
+    // The kernel BTF parse overlaps reading the image (see there), on a
+    // thread that must never take a Ctrl-C meant for the run.
+    let prefetch = (scan.is_some() && !argv.iter().any(|a| a == "-h" || a == "--help"))
+        .then(|| signals::with_blocked(crate::run::LoaderPrefetch::start));
     logger::init(config::prescan_verbosity(&argv));
     // A `--pull` value clap will refuse stops phase one: nothing is
     // pulled, and clap says what is wrong below.
     let pull = registry::PullOptions::prescan(&argv);
     let prepared = match (&scan, &pull) {
-        (Some(s), Ok(pull)) => Some(run::prepare(&s.store, &s.image, pull)),
+        (Some(s), Ok(pull)) => Some(run::prepare(&s.store, &s.image, pull, prefetch.as_ref())),
         (Some(_), Err(e)) => {
             log::debug!("not reading the image: {e}");
             None
@@ -77,6 +78,17 @@ pub fn main() -> ExitCode {
             {
                 return fail(why);
             }
+            // `ig run -f M --pid 1`: the manifest's gadgets are not read
+            // yet, so their parameters are no flags.
+            if e.kind() == clap::error::ErrorKind::UnknownArgument
+                && gadget_args::has_manifest(&argv)
+            {
+                let _ = e.print();
+                logger::hint(
+                    "with -f, a gadget's own parameters go in its instance spec, by full name: paramValues: {operator.LocalManager.containername: NAME}",
+                );
+                return ExitCode::from(2);
+            }
             return clap_exit(&e);
         }
     };
@@ -91,6 +103,10 @@ pub fn main() -> ExitCode {
         return fail(&e);
     }
     let result = match cli.command {
+        Command::Run(args) if args.file.is_some() => {
+            let source = args.file.clone().unwrap_or_default();
+            run::run_manifest(args, &source, &cli.store, &cli.registry)
+        }
         Command::Run(args) => {
             let specs = prepared
                 .as_ref()
@@ -114,7 +130,8 @@ pub fn main() -> ExitCode {
                         registry: cli.registry.clone(),
                         allowed_gadgets: args.allowed_gadgets.clone(),
                     };
-                    run::prepare(&cli.store, &args.image, &pull)
+                    let image = args.image.clone().unwrap_or_default();
+                    run::prepare(&cli.store, &image, &pull, prefetch.as_ref())
                         .and_then(|p| run::run(args, p, &given))
                 }
             }
@@ -149,11 +166,16 @@ fn clap_exit(e: &clap::Error) -> ExitCode {
 }
 
 fn fail(e: &anyhow::Error) -> ExitCode {
+    report(e);
+    ExitCode::FAILURE
+}
+
+/// `error: ...` and its `hint:`, if it has one.
+fn report(e: &anyhow::Error) {
     logger::error(&format!("{e:#}"));
     if let Some(h) = hint(e) {
         logger::hint(&h);
     }
-    ExitCode::FAILURE
 }
 
 /// What the user can do about an error, for the errors that have a usual
@@ -161,7 +183,25 @@ fn fail(e: &anyhow::Error) -> ExitCode {
 fn hint(e: &anyhow::Error) -> Option<String> {
     use crate::build::BuildError;
     use crate::image::ImageError;
+    use crate::run::{PullError, RunError};
     for cause in e.chain() {
+        if let Some(run::InstanceError { hint: Some(h), .. }) = cause.downcast_ref() {
+            return Some(h.clone());
+        }
+        // The library's transparent wrappers hide the error they carry
+        // from `chain`: look at it instead.
+        let cause: &(dyn std::error::Error + 'static) = match cause.downcast_ref::<RunError>() {
+            Some(RunError::Store(e)) => e,
+            Some(RunError::Trust(e)) => e,
+            Some(RunError::Privileges(e)) => e,
+            Some(RunError::Metadata(e)) => e,
+            _ => match cause.downcast_ref::<PullError>() {
+                Some(PullError::Store(e)) => e,
+                Some(PullError::Registry(e)) => e,
+                Some(PullError::Auth(e)) => e,
+                None => cause,
+            },
+        };
         if let Some(ImageError::NotFound { reference, .. }) = cause.downcast_ref::<ImageError>() {
             return Some(format!(
                 "build it with `ig image build DIR -t NAME`, pull it with `ig image pull {reference}`, or list the store with `ig image list`"

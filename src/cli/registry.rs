@@ -1,9 +1,10 @@
 //! Registry commands: `ig login`, `ig logout`, `ig image pull`,
 //! `ig image push`, and the pull `ig run` does for a missing image.
 //!
-//! Owns: choosing the credentials file, prompting for credentials,
-//! drawing progress on a terminal, and wording the results. The protocol,
-//! verification and the store update are `image::registry`'s.
+//! Owns: prompting for credentials, drawing progress on a terminal,
+//! mapping the flags onto the library's registry settings, and wording
+//! the results. The protocol, verification and the store update are
+//! `image::registry`'s; which credentials file is `image::auth`'s.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -15,11 +16,10 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::args::{LoginArgs, PullPolicy, RegistryArgs};
 use super::logger;
-use crate::image::auth::{AuthFile, Credentials, DEFAULT_AUTH_FILE};
-use crate::image::registry::{
-    NoProgress, Platforms, Progress, Registry, RegistryOptions, SignatureFetch,
-};
+use crate::image::auth::{self, AuthFile, Credentials};
+use crate::image::registry::{NoProgress, Platforms, Progress, Registry};
 use crate::image::{Descriptor, Digest, Reference, Store};
+use crate::run::RegistryConfig;
 
 /// What `ig run` needs before it touches the network: how to pull its
 /// image, and the `--allowed-gadgets` rules that can refuse it by name.
@@ -112,29 +112,25 @@ impl PullOptions {
     }
 }
 
-/// Makes sure `reference` is in the store at `store`, pulling it as
-/// `opts.policy` says. With `never` the network is not touched at all.
-pub fn ensure_present(
-    store: &Path,
-    reference: &Reference,
-    opts: &PullOptions,
-) -> anyhow::Result<()> {
-    match opts.policy {
-        PullPolicy::Never => Ok(()),
-        PullPolicy::Missing => {
-            // A store that does not exist yet reads as empty; one that
-            // cannot be read is an error worth reporting as such, not a
-            // reason to download.
-            let present = Store::open_read_only(store)
-                .and_then(|s| s.contains(reference))
-                .with_context(|| format!("looking for {reference} in the local store"))?;
-            if present {
-                return Ok(());
-            }
-            log::debug!("{reference} is not in the store: pulling it");
-            pull(store, reference, Platforms::Host, &opts.registry).map(|_| ())
+impl From<PullPolicy> for crate::run::PullPolicy {
+    fn from(p: PullPolicy) -> Self {
+        match p {
+            PullPolicy::Always => Self::Always,
+            PullPolicy::Missing => Self::Missing,
+            PullPolicy::Never => Self::Never,
         }
-        PullPolicy::Always => pull(store, reference, Platforms::Host, &opts.registry).map(|_| ()),
+    }
+}
+
+impl RegistryArgs {
+    /// The library's registry settings for these flags.
+    pub fn config(&self) -> RegistryConfig {
+        let defaults = RegistryConfig::default();
+        RegistryConfig {
+            authfile: self.authfile.clone(),
+            insecure_registries: self.insecure_registries.clone(),
+            timeout: self.registry_timeout.map_or(defaults.timeout, |t| t.0),
+        }
     }
 }
 
@@ -162,52 +158,10 @@ fn pull(
     platforms: Platforms,
     args: &RegistryArgs,
 ) -> anyhow::Result<(Reference, Digest)> {
-    let context = || format!("pulling {reference}");
-    let store = Store::open(store).with_context(context)?;
-    let client = client_for(reference.domain(), args).with_context(context)?;
-    let outcome = with_progress("pulled", |p| client.pull(&store, reference, platforms, p))
-        .with_context(context)?;
-    log::debug!(
-        "{}: {} downloaded, {} already in the store",
-        outcome.reference,
-        outcome.downloaded,
-        outcome.reused
-    );
-    if !outcome.not_fetched.is_empty() {
-        log::debug!(
-            "{}: platforms not downloaded (not this machine's): {}",
-            outcome.reference,
-            outcome.not_fetched.join(", ")
-        );
-    }
-    match &outcome.signature {
-        SignatureFetch::Stored(r) => log::debug!("signature stored as {r}"),
-        SignatureFetch::Absent => log::debug!("{} has no signature", outcome.reference),
-        SignatureFetch::Failed(e) => {
-            log::warn!(
-                "could not fetch the signature of {}: {e}",
-                outcome.reference
-            )
-        }
-    }
+    let mut progress = progress("pulled");
+    let outcome = crate::run::pull(store, reference, platforms, &args.config(), &mut *progress)
+        .with_context(|| format!("pulling {reference}"))?;
     Ok((outcome.reference, outcome.digest))
-}
-
-/// Fetches the signature of `image` (top-level digest `digest`) from its
-/// registry into the store, for `ig run` when the store has none.
-pub(super) fn fetch_signature(
-    store: &Path,
-    image: &Reference,
-    digest: &Digest,
-    args: &RegistryArgs,
-) -> SignatureFetch {
-    let result = Store::open(store)
-        .map_err(anyhow::Error::from)
-        .and_then(|s| Ok((s, client_for(image.domain(), args)?)));
-    match result {
-        Ok((store, client)) => client.pull_signature(&store, image, digest),
-        Err(e) => SignatureFetch::Failed(format!("{e:#}")),
-    }
 }
 
 /// `ig image push IMAGE`.
@@ -215,9 +169,13 @@ pub fn push_command(store: &Path, image: &str, args: &RegistryArgs) -> anyhow::R
     let reference = Reference::parse(image)?;
     let context = || format!("pushing {reference}");
     let store = Store::open_read_only(store).with_context(context)?;
-    let client = client_for(reference.domain(), args).with_context(context)?;
-    let outcome =
-        with_progress("pushed", |p| client.push(&store, &reference, p)).with_context(context)?;
+    let client = args
+        .config()
+        .client_for(reference.domain())
+        .with_context(context)?;
+    let outcome = client
+        .push(&store, &reference, &mut *progress("pushed"))
+        .with_context(context)?;
     log::debug!(
         "{reference}: {} uploaded, {} already in the registry",
         outcome.uploaded,
@@ -255,10 +213,10 @@ pub fn login(args: LoginArgs, reg: &RegistryArgs) -> anyhow::Result<()> {
         bail!("the password is empty");
     }
     let creds = Credentials { username, password };
-    let path = write_path(reg);
+    let path = auth::write_path(reg.authfile.as_deref());
     // Load first, so a broken file is reported before the registry is asked.
     let mut file = AuthFile::load(&path)?;
-    let client = Registry::new(&host, Some(&creds), &registry_options(reg))?;
+    let client = Registry::new(&host, Some(&creds), &reg.config().options())?;
     client
         .check_login()
         .with_context(|| format!("logging in to {host} as {}", creds.username))?;
@@ -277,7 +235,7 @@ pub fn login(args: LoginArgs, reg: &RegistryArgs) -> anyhow::Result<()> {
 /// is still logged in as far as push and pull are concerned).
 pub fn logout(registry: &str, reg: &RegistryArgs) -> anyhow::Result<()> {
     let host = registry_host(registry)?;
-    let path = write_path(reg);
+    let path = auth::write_path(reg.authfile.as_deref());
     let mut file = AuthFile::load(&path)?;
     let removed = file.remove(&host);
     if removed {
@@ -288,7 +246,8 @@ pub fn logout(registry: &str, reg: &RegistryArgs) -> anyhow::Result<()> {
         ));
     }
     let docker = if reg.authfile.is_none() {
-        docker_auth_file().filter(|d| AuthFile::load(d).ok().and_then(|f| f.get(&host)).is_some())
+        auth::docker_auth_file()
+            .filter(|d| AuthFile::load(d).ok().and_then(|f| f.get(&host)).is_some())
     } else {
         None
     };
@@ -322,68 +281,6 @@ fn registry_host(input: &str) -> anyhow::Result<String> {
         bail!("{input:?} is not a registry host (examples: ghcr.io, localhost:5000)");
     }
     Ok(host.to_ascii_lowercase())
-}
-
-fn registry_options(args: &RegistryArgs) -> RegistryOptions {
-    let defaults = RegistryOptions::default();
-    RegistryOptions {
-        insecure_registries: args.insecure_registries.clone(),
-        timeout: args.registry_timeout.map_or(defaults.timeout, |t| t.0),
-    }
-}
-
-/// Where `ig login` writes.
-fn write_path(args: &RegistryArgs) -> PathBuf {
-    args.authfile
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_AUTH_FILE))
-}
-
-/// Docker's credentials file, if it exists.
-fn docker_auth_file() -> Option<PathBuf> {
-    let home = std::env::var_os("HOME")?;
-    let docker = Path::new(&home).join(".docker/config.json");
-    docker.exists().then_some(docker)
-}
-
-/// The credentials push and pull use for `host`, and the file they come
-/// from: with --authfile (or REGISTRY_AUTH_FILE) that file alone;
-/// otherwise ig's own file, and for a registry it has no entry for,
-/// docker's `~/.docker/config.json` (as upstream ig falls back). Chosen per
-/// registry, so logging in to one registry with ig does not hide docker's
-/// credentials for the others.
-fn credentials_for(
-    host: &str,
-    args: &RegistryArgs,
-) -> anyhow::Result<Option<(Credentials, PathBuf)>> {
-    let own = write_path(args);
-    if let Some(c) = AuthFile::load(&own)?.get(host) {
-        return Ok(Some((c, own)));
-    }
-    if args.authfile.is_some() {
-        return Ok(None);
-    }
-    let Some(docker) = docker_auth_file() else {
-        return Ok(None);
-    };
-    Ok(AuthFile::load(&docker)?.get(host).map(|c| (c, docker)))
-}
-
-fn client_for(host: &str, args: &RegistryArgs) -> anyhow::Result<Registry> {
-    let creds = credentials_for(host, args)?;
-    match &creds {
-        Some((c, path)) => log::debug!(
-            "registry {host}: user {} from {}",
-            c.username,
-            path.display()
-        ),
-        None => log::debug!("registry {host}: anonymous"),
-    }
-    Ok(Registry::new(
-        host,
-        creds.as_ref().map(|(c, _)| c),
-        &registry_options(args),
-    )?)
 }
 
 /// Reads a line from the terminal after printing `label` on stderr,
@@ -437,19 +334,18 @@ impl Drop for EchoOff {
     }
 }
 
-/// Runs `f` with a progress bar per blob on stderr when stderr is a
-/// terminal, and with no output at all otherwise (so `-o json` piped
-/// elsewhere, or a log file, stays clean).
-fn with_progress<T>(verb: &'static str, f: impl FnOnce(&mut dyn Progress) -> T) -> T {
+/// A progress bar per blob on stderr when stderr is a terminal, and no
+/// output at all otherwise (so `-o json` piped elsewhere, or a log file,
+/// stays clean).
+pub fn progress(verb: &'static str) -> Box<dyn Progress + Send> {
     if std::io::stderr().is_terminal() {
-        let mut bars = Bars {
+        Box::new(Bars {
             multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
             bars: BTreeMap::new(),
             verb,
-        };
-        f(&mut bars)
+        })
     } else {
-        f(&mut NoProgress)
+        Box::new(NoProgress)
     }
 }
 

@@ -49,14 +49,19 @@ pub const RUNTIME_PATHS: &[&str] = &[
     "/usr/local/bin/crun",
 ];
 
+/// Why the runtime hook cannot start.
 #[derive(Debug, thiserror::Error)]
 pub enum HookError {
+    /// `fanotify_init` failed (permission events need CAP_SYS_ADMIN and
+    /// CONFIG_FANOTIFY_ACCESS_PERMISSIONS).
     #[error(
         "fanotify_init (permission events need CAP_SYS_ADMIN and CONFIG_FANOTIFY_ACCESS_PERMISSIONS)"
     )]
     Init(#[source] std::io::Error),
+    /// No container runtime binary was found.
     #[error("no container runtime binary found (looked for {0})")]
     NoRuntime(String),
+    /// Setting up the hook failed.
     #[error("setting up the hook")]
     Setup(#[source] std::io::Error),
 }

@@ -41,10 +41,15 @@ pub use oci::K8sMeta;
 /// The container runtimes whose cgroup names we recognize.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 pub enum Runtime {
+    /// Docker (`docker-<id>.scope`, `/docker/<id>`).
     Docker,
+    /// containerd (`cri-containerd-<id>.scope`).
     Containerd,
+    /// CRI-O (`crio-<id>.scope`).
     CriO,
+    /// Podman (`libpod-<id>.scope`).
     Podman,
+    /// systemd-nspawn (`machine-<name>.scope`).
     Nspawn,
     /// Plain runc (a state directory, no runtime above it).
     Runc,
@@ -78,6 +83,7 @@ impl Runtime {
 /// What a cgroup path says about its container.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CgroupMatch {
+    /// The runtime whose naming the path follows.
     pub runtime: Runtime,
     /// The full container id (64 hex digits), or the machine name of
     /// systemd-nspawn.
@@ -87,8 +93,11 @@ pub struct CgroupMatch {
 /// One container, as `ig list-containers` shows it and the enrichment uses.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Container {
+    /// The full container id (or nspawn's machine name).
     pub id: String,
+    /// Its name, as its runtime knows it (else its short id).
     pub name: String,
+    /// Its runtime.
     pub runtime: Runtime,
     /// Empty when neither a runtime API nor the annotations told us.
     pub image: String,
@@ -101,10 +110,13 @@ pub struct Container {
     pub started_at: i64,
     /// The container shares the host's network namespace.
     pub host_network: bool,
+    /// Its Kubernetes metadata, when it is a pod's.
     pub k8s: K8sMeta,
     /// The container's first process (whose parent is outside it).
     pub pid: u32,
+    /// Its mount namespace inode.
     pub mntns: u64,
+    /// Its network namespace inode.
     pub netns: u64,
     /// The cgroup path the container was recognized by.
     pub cgroup: String,
@@ -281,6 +293,7 @@ impl Default for HostRoot {
 }
 
 impl HostRoot {
+    /// The host's root at `root`.
     pub fn new(root: impl Into<PathBuf>) -> Self {
         Self(root.into())
     }
@@ -293,6 +306,7 @@ impl HostRoot {
         }
     }
 
+    /// The root directory.
     pub fn root(&self) -> &Path {
         &self.0
     }
@@ -323,6 +337,7 @@ pub const RUNC_ROOT: &str = "/run/runc";
 /// What to read: the host root, the runtimes asked for, their sockets.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
+    /// Where the host's root is (`HOST_ROOT`).
     pub host: HostRoot,
     /// The runtimes whose sockets and state directories are read
     /// (`--runtimes`); containers found by their cgroup alone are listed
@@ -353,12 +368,20 @@ impl Default for Config {
     }
 }
 
+/// Why the runtime configuration is refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
+    /// A runtime ig does not know.
     #[error("runtime {0:?} is not supported (--runtimes takes docker, containerd, cri-o, podman)")]
     UnknownRuntime(String),
+    /// A runtime's socket path does not exist.
     #[error("runtime {runtime} with non-existent socket path {path}")]
-    MissingSocket { runtime: &'static str, path: String },
+    MissingSocket {
+        /// The runtime.
+        runtime: &'static str,
+        /// The socket path.
+        path: String,
+    },
 }
 
 impl Config {
@@ -531,6 +554,7 @@ impl Detector {
         Self::with_config(Config::default())
     }
 
+    /// A detector reading what `config` says.
     pub fn with_config(config: Config) -> Self {
         Self {
             proc_root: config.host.path("/proc"),
@@ -552,6 +576,7 @@ impl Detector {
         d
     }
 
+    /// What it reads.
     pub fn config(&self) -> &Config {
         &self.config
     }
@@ -899,11 +924,14 @@ fn ns_of(proc_root: &Path, pid: u32, ns: &str) -> Option<u64> {
 /// containers only.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Selector {
+    /// Names selected.
     pub include: Vec<String>,
+    /// Names excluded (`!name`).
     pub exclude: Vec<String>,
 }
 
 impl Selector {
+    /// `-c` syntax: `a,b,!c`.
     pub fn parse(list: &str) -> Self {
         let mut s = Self::default();
         for item in list.split(',').map(str::trim).filter(|i| !i.is_empty()) {
@@ -915,6 +943,7 @@ impl Selector {
         s
     }
 
+    /// Whether nothing was given (no filter).
     pub fn is_empty(&self) -> bool {
         self.include.is_empty() && self.exclude.is_empty()
     }
@@ -945,14 +974,20 @@ impl Selector {
 pub struct Selection {
     /// `-c/--containername` and `--runtime-containername`.
     pub runtime_name: Selector,
+    /// `--k8s-namespace`.
     pub k8s_namespace: Selector,
+    /// `--k8s-podname`.
     pub k8s_pod: Selector,
+    /// `--k8s-containername`.
     pub k8s_container: Selector,
+    /// `--runtime-containerimage-digest`.
     pub image_digest: Selector,
+    /// `--runtime-containerimage-id`.
     pub image_id: Selector,
 }
 
 impl Selection {
+    /// Whether no list was given (every container is selected).
     pub fn is_empty(&self) -> bool {
         self.lists().iter().all(|(_, s)| s.is_empty())
     }
@@ -969,6 +1004,7 @@ impl Selection {
         ]
     }
 
+    /// Whether `c` matches every list given.
     pub fn matches(&self, c: &Container) -> bool {
         self.runtime_name.matches(&c.name)
             && self.k8s_namespace.matches(&c.k8s.namespace)

@@ -26,10 +26,13 @@ pub fn is_container_id(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'+' | b'.' | b'-'))
 }
 
+/// Why a runtime's state or bundle file cannot be read.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum OciError {
+    /// Not JSON.
     #[error("not JSON: {0}")]
     Json(String),
+    /// A key the document must have is missing.
     #[error("no {0:?} in the document")]
     Missing(&'static str),
 }
@@ -53,7 +56,9 @@ pub fn parse_config_annotations(config: &[u8]) -> Result<Annotations, OciError> 
 /// What runc's `<root>/<id>/state.json` says.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RuncState {
+    /// The container id.
     pub id: String,
+    /// The pid of its init.
     pub init_pid: u32,
     /// The init's start time in clock ticks since boot (field 22 of
     /// `/proc/PID/stat`): tells the init from a later process that reused
@@ -113,16 +118,21 @@ pub fn parse_runc_state(state: &[u8]) -> Result<RuncState, OciError> {
 /// what a node can know). Empty strings where no source said.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct K8sMeta {
+    /// The pod's namespace.
     pub namespace: String,
+    /// The pod's name.
     #[serde(rename = "podName")]
     pub pod_name: String,
+    /// The container's name in the pod.
     #[serde(rename = "containerName")]
     pub container_name: String,
+    /// The pod's uid.
     #[serde(rename = "podUID")]
     pub pod_uid: String,
 }
 
 impl K8sMeta {
+    /// Whether nothing is known.
     pub fn is_empty(&self) -> bool {
         self.namespace.is_empty()
             && self.pod_name.is_empty()
@@ -138,8 +148,11 @@ pub struct Resolved {
     pub runtime: Option<Runtime>,
     /// A pod's sandbox (pause) container: not listed, as upstream.
     pub sandbox: bool,
+    /// The Kubernetes metadata.
     pub k8s: K8sMeta,
+    /// The container's image.
     pub image: String,
+    /// The pod's sandbox container id.
     pub sandbox_id: String,
 }
 

@@ -32,14 +32,24 @@ pub fn speaks_http(r: Runtime) -> bool {
     matches!(r, Runtime::Docker | Runtime::Podman)
 }
 
+/// Why a container runtime's API gave no answer we could use.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
+    /// Talking to the runtime's socket failed.
     #[error("talking to the runtime")]
     Io(#[from] std::io::Error),
+    /// The runtime answered with an error status.
     #[error("the runtime answered status {status}: {body}")]
-    Status { status: u16, body: String },
+    Status {
+        /// The HTTP status.
+        status: u16,
+        /// What it said.
+        body: String,
+    },
+    /// Malformed HTTP answer.
     #[error("malformed HTTP answer")]
     Malformed,
+    /// The answer's JSON is not what we read.
     #[error("unexpected JSON in the answer: {0}")]
     Json(String),
 }
@@ -47,13 +57,16 @@ pub enum ApiError {
 /// What the enrichment needs of a runtime's answer about a container.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Inspect {
+    /// The container's name.
     pub name: String,
+    /// Its image.
     pub image: String,
     /// The image's id (`sha256:...`), empty if not told.
     pub image_id: String,
     /// The image's digest (`sha256:...` of its manifest in a registry):
     /// known only for images pulled or pushed.
     pub image_digest: String,
+    /// The container's labels.
     pub labels: super::oci::Annotations,
 }
 

@@ -23,11 +23,15 @@ use std::path::{Path, PathBuf};
 
 use super::runtime_api;
 
+/// Why the watch on the runtimes cannot start.
 #[derive(Debug, thiserror::Error)]
 pub enum WatchError {
+    /// Setting up `what` failed.
     #[error("setting up {what}")]
     Setup {
+        /// What was being set up.
         what: &'static str,
+        /// Why.
         #[source]
         source: std::io::Error,
     },

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 pub struct FieldId(pub u16);
 
 impl FieldId {
+    /// The position of the field in its schema.
     pub fn index(self) -> usize {
         usize::from(self.0)
     }
@@ -17,16 +18,27 @@ impl FieldId {
 /// kernel wrote them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FieldKind {
+    /// `bool` (one byte).
     Bool,
+    /// `u8`.
     U8,
+    /// `u16`.
     U16,
+    /// `u32`.
     U32,
+    /// `u64`.
     U64,
+    /// `s8`.
     I8,
+    /// `s16`.
     I16,
+    /// `s32`.
     I32,
+    /// `s64`.
     I64,
+    /// `float`.
     F32,
+    /// `double`.
     F64,
     /// A NUL-terminated string in a fixed-size buffer (`char comm[16]`).
     CString,
@@ -51,6 +63,7 @@ impl FieldKind {
         }
     }
 
+    /// Integers and floats: what sorts and formats as a number.
     pub fn is_numeric(self) -> bool {
         matches!(
             self,
@@ -92,9 +105,17 @@ impl FieldKind {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Location {
     /// Inside the raw sample the kernel wrote, at a fixed offset.
-    Raw { offset: u32, size: u32 },
+    Raw {
+        /// Bytes from the start of the sample.
+        offset: u32,
+        /// Bytes it takes.
+        size: u32,
+    },
     /// In the event's owned slots, for values added in user space.
-    Owned { slot: u16 },
+    Owned {
+        /// Index of the slot.
+        slot: u16,
+    },
 }
 
 /// One field of a data source.
@@ -102,8 +123,11 @@ pub enum Location {
 pub struct FieldDef {
     /// Full dotted name: `proc.parent.comm`.
     pub name: String,
+    /// What it holds.
     pub kind: FieldKind,
+    /// Where its value lives.
     pub loc: Location,
+    /// The struct it is a member of (`None`: top level).
     pub parent: Option<FieldId>,
     /// `type:<typedef>` and `name:<member>` tags, as upstream derives them.
     pub tags: Vec<String>,
@@ -123,10 +147,12 @@ impl FieldDef {
         self.name.rsplit('.').next().unwrap_or(&self.name)
     }
 
+    /// Whether it carries `tag` (`type:gadget_mntns_id`...).
     pub fn has_tag(&self, tag: &str) -> bool {
         self.tags.iter().any(|t| t == tag)
     }
 
+    /// The value of annotation `key` (`columns.width`...).
     pub fn annotation(&self, key: &str) -> Option<&str> {
         self.annotations.get(key).map(String::as_str)
     }
@@ -150,24 +176,46 @@ impl FieldDef {
 /// toppers).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SourceKind {
+    /// One event at a time (a tracer).
     Single,
+    /// Whole arrays at a time (a snapshot, a topper's interval).
     Array,
 }
 
+/// Why a field cannot be added to a schema.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SchemaError {
+    /// Data source `source_name`: field `field` is defined twice.
     #[error("data source {source_name}: field {field} is defined twice")]
-    DuplicateField { source_name: String, field: String },
+    DuplicateField {
+        /// The data source.
+        source_name: String,
+        /// The field.
+        field: String,
+    },
+    /// Data source `source_name`: too many fields (at most `max`).
     #[error("data source {source_name}: too many fields (at most {max})")]
-    TooManyFields { source_name: String, max: usize },
+    TooManyFields {
+        /// The data source.
+        source_name: String,
+        /// The most allowed.
+        max: usize,
+    },
+    /// Data source `source_name`: field `field` at offset `offset` with size
+    /// `size` ends past the event size `event_size`.
     #[error(
         "data source {source_name}: field {field} at offset {offset} with size {size} ends past the event size {event_size}"
     )]
     OutOfBounds {
+        /// The data source.
         source_name: String,
+        /// The field.
         field: String,
+        /// The offset in bytes.
         offset: u32,
+        /// The size in bytes.
         size: u32,
+        /// The size of the raw sample.
         event_size: u32,
     },
 }
@@ -176,24 +224,30 @@ pub enum SchemaError {
 /// during set-up and shared read-only (`Arc<Schema>`) while running.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Schema {
+    /// The data source's name (`exec`, `open`...).
     pub name: String,
+    /// Single events or arrays.
     pub kind: SourceKind,
     /// Size of the raw sample the kernel writes (the BTF struct size).
     pub raw_size: u32,
+    /// The data source's annotations (`gadget.yaml`, operators).
     pub annotations: BTreeMap<String, String>,
     fields: Vec<FieldDef>,
     owned_slots: u16,
 }
 
 impl Schema {
+    /// Every field, by [`FieldId`] order.
     pub fn fields(&self) -> &[FieldDef] {
         &self.fields
     }
 
+    /// The field `id`.
     pub fn field(&self, id: FieldId) -> &FieldDef {
         &self.fields[id.index()]
     }
 
+    /// The field of full name `name` (`proc.comm`).
     pub fn field_by_name(&self, name: &str) -> Option<FieldId> {
         self.fields
             .iter()
@@ -207,6 +261,7 @@ impl Schema {
         self.ids().filter(move |id| self.field(*id).has_tag(tag))
     }
 
+    /// Every field id, in order.
     pub fn ids(&self) -> impl Iterator<Item = FieldId> + use<> {
         // Fewer than u16::MAX fields is an invariant of the builder.
         (0..self.fields.len()).map(|i| FieldId(i as u16))
@@ -218,6 +273,8 @@ impl Schema {
             .filter(move |id| self.field(*id).parent == parent)
     }
 
+    /// How many values operators add in user space (an
+    /// [`Event`](super::Event)'s owned slots).
     pub fn owned_slots(&self) -> usize {
         usize::from(self.owned_slots)
     }
@@ -250,6 +307,8 @@ pub struct SchemaBuilder {
 }
 
 impl SchemaBuilder {
+    /// A schema named `name`, of `kind`, whose raw samples are `raw_size`
+    /// bytes.
     pub fn new(name: impl Into<String>, kind: SourceKind, raw_size: u32) -> Self {
         Self {
             schema: Schema {
@@ -276,18 +335,22 @@ impl SchemaBuilder {
         self.pending.keys().map(String::as_str)
     }
 
+    /// The schema so far.
     pub fn schema(&self) -> &Schema {
         &self.schema
     }
 
+    /// The data source's name.
     pub fn name(&self) -> &str {
         &self.schema.name
     }
 
+    /// The data source's annotations, to change.
     pub fn annotations_mut(&mut self) -> &mut BTreeMap<String, String> {
         &mut self.schema.annotations
     }
 
+    /// Field `id`, to change (its annotations, tags, order).
     pub fn field_mut(&mut self, id: FieldId) -> &mut FieldDef {
         &mut self.schema.fields[id.index()]
     }
@@ -385,6 +448,7 @@ impl SchemaBuilder {
         Ok(FieldId((self.schema.fields.len() - 1) as u16))
     }
 
+    /// Freeze the schema.
     pub fn build(self) -> Schema {
         self.schema
     }

@@ -79,6 +79,8 @@ const ALIASES: &[(&str, &[(&str, &str)])] = &[
 /// Thread ids repeat the pid for single-threaded programs: hidden in tables.
 const HIDDEN_MEMBERS: &[(&str, &str)] = &[("gadget_process", "tid"), ("gadget_parent", "tid")];
 
+/// Fill the column annotations of fields whose type tags have a template, where
+/// `gadget.yaml` set none.
 pub fn apply(b: &mut SchemaBuilder) {
     let n = b.schema().fields().len();
     for i in 0..n {

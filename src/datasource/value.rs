@@ -5,13 +5,20 @@ use super::{FieldDef, FieldKind, Location, Schema};
 /// A value set by an operator in user space.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub enum Value {
+    /// Not set.
     #[default]
     None,
+    /// A boolean.
     Bool(bool),
+    /// An unsigned integer.
     U64(u64),
+    /// A signed integer.
     I64(i64),
+    /// A float.
     F64(f64),
+    /// A string.
     Str(String),
+    /// Bytes.
     Bytes(Vec<u8>),
 }
 
@@ -20,12 +27,17 @@ pub enum Value {
 pub enum ValueRef<'a> {
     /// No value: an owned field nobody set, or a struct parent.
     None,
+    /// A boolean.
     Bool(bool),
+    /// An unsigned integer, widened.
     U64(u64),
+    /// A signed integer, widened.
     I64(i64),
+    /// A float, widened.
     F64(f64),
     /// String bytes, not guaranteed UTF-8 (kernel strings are bytes).
     Str(&'a [u8]),
+    /// Opaque bytes.
     Bytes(&'a [u8]),
 }
 
@@ -128,6 +140,7 @@ impl Event {
         self.set_in.get(usize::from(slot)) == Some(&self.generation)
     }
 
+    /// The raw sample, as the kernel wrote it.
     pub fn raw(&self) -> &[u8] {
         &self.raw
     }

@@ -44,68 +44,120 @@ const MAX_JSON: u64 = 4 << 20;
 const MAX_BLOB: u64 = 1 << 30;
 const MAX_TOTAL: u64 = 2 << 30;
 
+/// Why an OCI archive cannot be exported or imported.
 #[derive(Debug, thiserror::Error)]
 pub enum ArchiveError {
+    /// Reading or writing the archive failed.
     #[error("{op} {}: {source}", path.display())]
     Io {
+        /// The operation.
         op: &'static str,
+        /// The file.
         path: PathBuf,
+        /// Why.
         #[source]
         source: io::Error,
     },
+    /// `path` is not an OCI image layout archive.
     #[error("{} is not an OCI image layout archive: {what}", path.display())]
-    NotALayout { path: PathBuf, what: String },
+    NotALayout {
+        /// The file.
+        path: PathBuf,
+        /// What is missing or wrong.
+        what: String,
+    },
+    /// `path`: unsupported OCI image layout version `version`.
     #[error("{}: unsupported OCI image layout version {version:?}", path.display())]
-    UnsupportedLayout { path: PathBuf, version: String },
+    UnsupportedLayout {
+        /// The file.
+        path: PathBuf,
+        /// The version.
+        version: String,
+    },
+    /// A JSON document of the archive is malformed.
     #[error("{}: malformed {what}: {source}", path.display())]
     Json {
+        /// The file.
         path: PathBuf,
+        /// Which document.
         what: String,
+        /// Why.
         #[source]
         source: serde_json::Error,
     },
+    /// `path`: blob `digest` is corrupt.
     #[error("{}: blob {digest} is corrupt: {mismatch}", path.display())]
     Corrupt {
+        /// The file.
         path: PathBuf,
+        /// The digest.
         digest: Digest,
+        /// How they differ.
         mismatch: Mismatch,
     },
+    /// `path`: blob `digest` of image `reference` is missing from the archive.
     #[error("{}: blob {digest} of image {reference} is missing from the archive", path.display())]
     MissingBlob {
+        /// The file.
         path: PathBuf,
+        /// The image reference.
         reference: String,
+        /// The digest.
         digest: Digest,
     },
+    /// An entry of the archive is larger than allowed.
     #[error("{}: {what} {name:?} is larger than {limit} bytes", path.display())]
     TooLarge {
+        /// The file.
         path: PathBuf,
+        /// Which kind of entry.
         what: &'static str,
+        /// The name.
         name: String,
+        /// The limit.
         limit: u64,
     },
+    /// `path`: image `reference` has unsupported media type `media_type`.
     #[error("{}: image {reference} has unsupported media type {media_type:?}", path.display())]
     UnsupportedMediaType {
+        /// The file.
         path: PathBuf,
+        /// The image reference.
         reference: String,
+        /// The media type.
         media_type: String,
     },
+    /// `path`: no image in the archive has a name (annotation
+    /// `ANNOTATION_REF_NAME`).
     #[error("{}: no image in the archive has a name (annotation {ANNOTATION_REF_NAME})", path.display())]
-    NoTaggedImages { path: PathBuf },
+    NoTaggedImages {
+        /// The file.
+        path: PathBuf,
+    },
+    /// An image name in the archive is not a valid reference.
     #[error("{}: image name {name:?}: {source}", path.display())]
     BadName {
+        /// The file.
         path: PathBuf,
+        /// The name.
         name: String,
+        /// Why.
         #[source]
         source: Box<super::reference::ReferenceError>,
     },
+    /// Writing the archive to `target` failed.
     #[error("writing the archive to {target}: {source}")]
     Write {
+        /// The target.
         target: String,
+        /// Why.
         #[source]
         source: io::Error,
     },
+    /// The destination is refused.
     #[error(transparent)]
     Destination(#[from] DestinationError),
+    /// The store.
     #[error(transparent)]
     Store(#[from] ImageError),
 }
@@ -122,8 +174,11 @@ pub struct Imported {
 /// An OCI layout read into memory, each blob verified against its path.
 #[derive(Debug, Default)]
 pub struct Layout {
+    /// `index.json`, if the archive has one.
     pub index: Option<Index>,
+    /// The `oci-layout` file's `imageLayoutVersion`.
     pub layout_version: Option<String>,
+    /// Every blob, by digest.
     pub blobs: BTreeMap<Digest, Vec<u8>>,
 }
 

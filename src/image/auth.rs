@@ -4,9 +4,10 @@
 //!
 //! Owns: reading, updating and atomically rewriting that file (mode 0600,
 //! since it holds passwords in the clear), and finding the entry for a
-//! registry host. Does not own: where the file lives (the CLI passes the
-//! path; upstream's default is [`DEFAULT_AUTH_FILE`]), prompting for a
-//! password, or checking credentials against a registry (`registry`).
+//! registry host, and which file holds the credentials for a host
+//! ([`credentials_for`]: the one given, else ours, then docker's, as
+//! upstream). Does not own: prompting for a password, or checking
+//! credentials against a registry (`registry`).
 //!
 //! Everything in the file that we do not manage (`credsStore`, other tools'
 //! keys, extra fields of an entry) is kept as it was, because docker,
@@ -32,33 +33,89 @@ const DOCKER_HUB_KEY: &str = "https://index.docker.io/v1/";
 /// Largest credentials file we read: it is a few hundred bytes in practice.
 const MAX_AUTH_FILE: u64 = 4 << 20;
 
+/// Why the credentials file cannot be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
+    /// Reading or writing the credentials file failed.
     #[error("{op} credentials file {}: {source}", path.display())]
     Io {
+        /// The operation.
         op: &'static str,
+        /// The file.
         path: PathBuf,
+        /// Why.
         #[source]
         source: io::Error,
     },
+    /// Credentials file `path` is not valid JSON.
     #[error("credentials file {} is not valid JSON: {source}", path.display())]
     Json {
+        /// The file.
         path: PathBuf,
+        /// Why.
         #[source]
         source: serde_json::Error,
     },
+    /// The credentials file is malformed.
     #[error("credentials file {}: {what}", path.display())]
-    Malformed { path: PathBuf, what: String },
+    Malformed {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        what: String,
+    },
+    /// Credentials file `path` is larger than `MAX_AUTH_FILE` bytes.
     #[error("credentials file {} is larger than {MAX_AUTH_FILE} bytes", path.display())]
-    TooLarge { path: PathBuf },
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A user name must not be empty or contain ':'.
     #[error("a user name must not be empty or contain ':'")]
     BadUsername,
+}
+
+/// Where `ig login` writes: `authfile` when given, else
+/// [`DEFAULT_AUTH_FILE`].
+pub fn write_path(authfile: Option<&Path>) -> PathBuf {
+    authfile.map_or_else(|| PathBuf::from(DEFAULT_AUTH_FILE), Path::to_path_buf)
+}
+
+/// Docker's credentials file (`$HOME/.docker/config.json`), if it exists.
+pub fn docker_auth_file() -> Option<PathBuf> {
+    let home = std::env::var_os("HOME")?;
+    let docker = Path::new(&home).join(".docker/config.json");
+    docker.exists().then_some(docker)
+}
+
+/// The credentials for `host`, and the file they come from: with
+/// `authfile` that file alone; otherwise ig's own file, and for a registry
+/// it has no entry for, docker's `~/.docker/config.json` (as upstream ig
+/// falls back). Chosen per registry, so logging in to one registry with
+/// ig does not hide docker's credentials for the others.
+pub fn credentials_for(
+    host: &str,
+    authfile: Option<&Path>,
+) -> Result<Option<(Credentials, PathBuf)>, AuthError> {
+    let own = write_path(authfile);
+    if let Some(c) = AuthFile::load(&own)?.get(host) {
+        return Ok(Some((c, own)));
+    }
+    if authfile.is_some() {
+        return Ok(None);
+    }
+    let Some(docker) = docker_auth_file() else {
+        return Ok(None);
+    };
+    Ok(AuthFile::load(&docker)?.get(host).map(|c| (c, docker)))
 }
 
 /// A user name and password for one registry.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Credentials {
+    /// The user name.
     pub username: String,
+    /// The password (or token).
     pub password: String,
 }
 
@@ -123,6 +180,7 @@ impl AuthFile {
         Ok(AuthFile { path, root })
     }
 
+    /// The file.
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -20,12 +20,16 @@ use sha2::{Digest as _, Sha256, Sha512};
 /// never produce.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Algorithm {
+    /// SHA-256: what ig writes.
     Sha256,
+    /// SHA-384: read, never written.
     Sha384,
+    /// SHA-512.
     Sha512,
 }
 
 impl Algorithm {
+    /// Its name in a digest (`sha256`).
     pub fn as_str(self) -> &'static str {
         match self {
             Algorithm::Sha256 => "sha256",
@@ -56,14 +60,20 @@ impl Algorithm {
 /// Why a string is not a digest.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DigestError {
+    /// Missing ':' between algorithm and hex.
     #[error("missing ':' between algorithm and hex")]
     MissingSeparator,
+    /// Unsupported digest algorithm.
     #[error("unsupported digest algorithm {0:?}")]
     UnsupportedAlgorithm(String),
+    /// `algorithm` digest needs `expected` lowercase hex characters, got `got`.
     #[error("{algorithm} digest needs {expected} lowercase hex characters, got {got:?}")]
     BadEncoding {
+        /// The algorithm.
         algorithm: &'static str,
+        /// What was expected.
         expected: usize,
+        /// What was found.
         got: String,
     },
 }
@@ -132,6 +142,7 @@ impl Digest {
         self.compute_like(bytes) == *self
     }
 
+    /// The hash algorithm.
     pub fn algorithm(&self) -> Algorithm {
         self.algorithm
     }
@@ -172,6 +183,7 @@ enum HasherState {
 }
 
 impl Hasher {
+    /// Hash `bytes` too.
     pub fn update(&mut self, bytes: &[u8]) {
         match &mut self.0 {
             HasherState::Sha256(h) => h.update(bytes),

@@ -11,9 +11,17 @@ use super::reference::ReferenceError;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Mismatch {
     /// The file's length differs from the descriptor's `size`.
-    Size { expected: u64, actual: u64 },
+    Size {
+        /// The descriptor's size.
+        expected: u64,
+        /// The blob's.
+        actual: u64,
+    },
     /// The content hashes to something else.
-    Hash { actual: Digest },
+    Hash {
+        /// The blob's digest.
+        actual: Digest,
+    },
 }
 
 impl std::fmt::Display for Mismatch {
@@ -27,35 +35,52 @@ impl std::fmt::Display for Mismatch {
     }
 }
 
+/// Why the local store refused or failed an operation.
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
+    /// An image reference is not one.
     #[error(transparent)]
     Reference(#[from] ReferenceError),
 
     /// No `index.json` entry carries this reference. `reference` is the full
     /// normalized form, so the CLI can suggest `ig image pull <reference>`.
     #[error("image {reference} not found in the local store {}", store.display())]
-    NotFound { reference: String, store: PathBuf },
+    NotFound {
+        /// The image reference.
+        reference: String,
+        /// The store.
+        store: PathBuf,
+    },
 
     /// A digest prefix given by the user matches several images.
     #[error("digest prefix {prefix:?} is ambiguous: it matches {}", matches.join(", "))]
     AmbiguousDigest {
+        /// The prefix.
         prefix: String,
+        /// The matches.
         matches: Vec<String>,
     },
 
+    /// A file operation of the store failed.
     #[error("{op} {}: {source}", path.display())]
     Io {
+        /// The operation.
         op: &'static str,
+        /// The file.
         path: PathBuf,
+        /// Why.
         #[source]
         source: io::Error,
     },
 
+    /// A JSON document of the store is malformed.
     #[error("malformed {what} {}: {source}", path.display())]
     Json {
+        /// Which document.
         what: &'static str,
+        /// The file.
         path: PathBuf,
+        /// Why.
         #[source]
         source: serde_json::Error,
     },
@@ -63,40 +88,62 @@ pub enum ImageError {
     /// A blob on disk does not match its descriptor: the store is corrupt.
     #[error("blob {digest} at {} is corrupt: {mismatch}", path.display())]
     DigestMismatch {
+        /// The digest.
         digest: Digest,
+        /// The file.
         path: PathBuf,
+        /// How they differ.
         mismatch: Mismatch,
     },
 
+    /// Blob `digest` of image `reference` is missing (expected at `path`).
     #[error("blob {digest} of image {reference} is missing (expected at {})", path.display())]
     MissingBlob {
+        /// The image reference.
         reference: String,
+        /// The digest.
         digest: Digest,
+        /// The file.
         path: PathBuf,
     },
 
+    /// Blob `digest` is `size` bytes, more than the `limit` bytes allowed for a
+    /// `what`.
     #[error("blob {digest} is {size} bytes, more than the {limit} bytes allowed for a {what}")]
     BlobTooLarge {
+        /// What the blob is for.
         what: &'static str,
+        /// The digest.
         digest: Digest,
+        /// The size in bytes.
         size: u64,
+        /// The limit.
         limit: u64,
     },
 
+    /// Image `reference` has no manifest for this machine's architecture.
     #[error(
         "image {reference} has no manifest for architecture {architecture} (available: {})",
         if available.is_empty() { "none".to_owned() } else { available.join(", ") }
     )]
     NoMatchingPlatform {
+        /// The image reference.
         reference: String,
+        /// The architecture.
         architecture: String,
+        /// What there is instead.
         available: Vec<String>,
     },
 
     /// A blob arriving in the store (from a pull) does not match the
     /// descriptor it was fetched by. Nothing was stored.
     #[error("blob {digest} does not match its descriptor: {mismatch}")]
-    Unverified { digest: Digest, mismatch: Mismatch },
+    Unverified {
+        /// The digest.
+        digest: Digest,
+        /// How they differ.
+        mismatch: Mismatch,
+    },
 
     /// The index names platforms whose manifests are not in the store: a
     /// pull fetches only the host's platform. Pushing or exporting it
@@ -107,36 +154,55 @@ pub enum ImageError {
         if present.is_empty() { "none".to_owned() } else { present.join(", ") }
     )]
     IncompletePlatforms {
+        /// The image.
         reference: String,
+        /// Platforms in the store.
         present: Vec<String>,
+        /// Platforms the index names but the store lacks.
         missing: Vec<String>,
     },
 
     /// The index has a manifest for `architecture`, but it was not pulled.
     #[error("image {reference}: the platform {architecture} was not pulled into the store")]
     PlatformNotPulled {
+        /// The image reference.
         reference: String,
+        /// The architecture.
         architecture: String,
     },
 
+    /// Image `reference`: unsupported `what` media type `media_type`.
     #[error("image {reference}: unsupported {what} media type {media_type:?}")]
     UnsupportedMediaType {
+        /// The image reference.
         reference: String,
+        /// Which part (config, layer).
         what: &'static str,
+        /// The media type.
         media_type: String,
     },
 
+    /// Image `reference` has more than one layer of type `media_type`.
     #[error("image {reference} has more than one layer of type {media_type}")]
     DuplicateLayer {
+        /// The image reference.
         reference: String,
+        /// The media type.
         media_type: String,
     },
 
+    /// An image may have only one manifest per architecture.
     #[error("an image may have only one manifest per architecture")]
     DuplicatePlatform,
 
+    /// `path`: unsupported OCI image layout version `version`.
     #[error("{}: unsupported OCI image layout version {version:?}", path.display())]
-    UnsupportedLayout { path: PathBuf, version: String },
+    UnsupportedLayout {
+        /// The file.
+        path: PathBuf,
+        /// The version.
+        version: String,
+    },
 
     /// Garbage collection could not read a document the image `image`
     /// reaches (`cause` names it), so it cannot know which blobs that
@@ -144,7 +210,9 @@ pub enum ImageError {
     /// than the source chain, so it is printed once.)
     #[error("cannot tell which blobs image {image} uses: {cause}; nothing was removed")]
     UnknownReferences {
+        /// The image.
         image: String,
+        /// Why.
         cause: Box<ImageError>,
     },
 
@@ -156,19 +224,38 @@ pub enum ImageError {
         path.display(),
         store.display()
     )]
-    IndexMissing { path: PathBuf, store: PathBuf },
+    IndexMissing {
+        /// The missing `index.json`.
+        path: PathBuf,
+        /// The store.
+        store: PathBuf,
+    },
 
+    /// The image store `path` was opened read-only.
     #[error("the image store {} was opened read-only", path.display())]
-    ReadOnly { path: PathBuf },
+    ReadOnly {
+        /// The file.
+        path: PathBuf,
+    },
 
+    /// Cannot tag with a digest reference `reference`: give a tag instead.
     #[error("cannot tag with a digest reference {reference}: give a tag instead")]
-    TagWithDigest { reference: String },
+    TagWithDigest {
+        /// The image reference.
+        reference: String,
+    },
 
+    /// An image needs at least one platform.
     #[error("an image needs at least one platform")]
     NoPlatforms,
 
+    /// Invalid SOURCE_DATE_EPOCH `value`: expected seconds since 1970 as an
+    /// integer.
     #[error("invalid SOURCE_DATE_EPOCH {value:?}: expected seconds since 1970 as an integer")]
-    InvalidSourceDateEpoch { value: String },
+    InvalidSourceDateEpoch {
+        /// The value.
+        value: String,
+    },
 
     /// The store directory (or a part of it ig reads) belongs to someone
     /// else: writing there could hand them our images, and running from
@@ -179,8 +266,11 @@ pub enum ImageError {
         if *root_allowed { " nor by root" } else { "" }
     )]
     ForeignOwner {
+        /// The file.
         path: PathBuf,
+        /// The owner.
         owner: u32,
+        /// The uid.
         uid: u32,
         /// Whether root's ownership would have done (reading).
         root_allowed: bool,
@@ -193,7 +283,12 @@ pub enum ImageError {
         "refusing the image store: {} {why}; ig follows no link inside its store and needs the directories above it writable by their owner only (or sticky, as /tmp)",
         path.display()
     )]
-    UnsafePath { path: PathBuf, why: &'static str },
+    UnsafePath {
+        /// The path.
+        path: PathBuf,
+        /// What is wrong with it.
+        why: &'static str,
+    },
 
     /// `--store DIR` names a directory with other content: ig would write
     /// `blobs/`, `ingest/` and `index.json` among someone's files.
@@ -201,7 +296,10 @@ pub enum ImageError {
         "refusing the image store: {} is not empty and holds no image store (no oci-layout, index.json or blobs/); name an empty or new directory",
         path.display()
     )]
-    NotAStore { path: PathBuf },
+    NotAStore {
+        /// The directory.
+        path: PathBuf,
+    },
 
     /// The store directory (or a part of it ig reads) can be written by
     /// other users: they could change what `ig run` loads.
@@ -211,8 +309,11 @@ pub enum ImageError {
         path.display()
     )]
     WritableByOthers {
+        /// The file or directory.
         path: PathBuf,
+        /// Its mode.
         mode: u32,
+        /// `group` or `others`.
         who: &'static str,
     },
 }

@@ -27,6 +27,7 @@ pub const MEDIA_TYPE_EMPTY_JSON: &str = "application/vnd.oci.empty.v1+json";
 /// Docker's manifest list / manifest: accepted when reading, never written.
 pub const MEDIA_TYPE_DOCKER_MANIFEST_LIST: &str =
     "application/vnd.docker.distribution.manifest.list.v2+json";
+/// Docker's image manifest: accepted when reading, never written.
 pub const MEDIA_TYPE_DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 
 /// `artifactType` of a gadget manifest.
@@ -45,11 +46,17 @@ pub const EMPTY_JSON: &[u8] = b"{}";
 
 /// Annotation naming a tag in an image layout's `index.json`.
 pub const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
+/// When the image was made (RFC 3339).
 pub const ANNOTATION_CREATED: &str = "org.opencontainers.image.created";
+/// The image's title (the gadget's name).
 pub const ANNOTATION_TITLE: &str = "org.opencontainers.image.title";
+/// The image's description.
 pub const ANNOTATION_DESCRIPTION: &str = "org.opencontainers.image.description";
+/// The gadget's homepage.
 pub const ANNOTATION_URL: &str = "org.opencontainers.image.url";
+/// The gadget's documentation.
 pub const ANNOTATION_DOCUMENTATION: &str = "org.opencontainers.image.documentation";
+/// The gadget's source.
 pub const ANNOTATION_SOURCE: &str = "org.opencontainers.image.source";
 /// The `ig` version that built the image (upstream warns on mismatch).
 pub const ANNOTATION_BUILDER_VERSION: &str = "io.inspektor-gadget.builder.version";
@@ -64,18 +71,25 @@ pub type Annotations = BTreeMap<String, String>;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Descriptor {
+    /// What the content is.
     pub media_type: String,
+    /// The content's digest.
     pub digest: Digest,
+    /// The content's size in bytes.
     pub size: u64,
+    /// Where else it may be downloaded.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub urls: Vec<String>,
+    /// Annotations (in an index: `org.opencontainers.image.ref.name`...).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: Annotations,
     /// Embedded content, base64 (the empty descriptor carries `e30=`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data: Option<String>,
+    /// The platform of a manifest in an index.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub platform: Option<Platform>,
+    /// The artifact type of the content it points to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub artifact_type: Option<String>,
 }
@@ -122,16 +136,21 @@ impl Descriptor {
 /// Platform of a manifest in an index.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Platform {
+    /// The CPU architecture (`amd64`, `arm64`).
     pub architecture: String,
+    /// The operating system (`linux`).
     pub os: String,
+    /// `os.version`.
     #[serde(
         rename = "os.version",
         default,
         skip_serializing_if = "Option::is_none"
     )]
     pub os_version: Option<String>,
+    /// `os.features`.
     #[serde(rename = "os.features", default, skip_serializing_if = "Vec::is_empty")]
     pub os_features: Vec<String>,
+    /// The CPU variant (`v8`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub variant: Option<String>,
 }
@@ -156,16 +175,23 @@ impl Platform {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Manifest {
+    /// Always 2.
     pub schema_version: u32,
+    /// `application/vnd.oci.image.manifest.v1+json`, when given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub media_type: Option<String>,
+    /// What the image is (a gadget: `application/vnd.gadget.v1+binary`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub artifact_type: Option<String>,
+    /// The config blob (a gadget's: `gadget.yaml`).
     pub config: Descriptor,
+    /// The layers (eBPF object, WASM module...).
     #[serde(default)]
     pub layers: Vec<Descriptor>,
+    /// The manifest this one refers to (a signature's image).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subject: Option<Descriptor>,
+    /// Annotations.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: Annotations,
 }
@@ -174,15 +200,21 @@ pub struct Manifest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Index {
+    /// Always 2.
     pub schema_version: u32,
+    /// `application/vnd.oci.image.index.v1+json`, when given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub media_type: Option<String>,
+    /// What the artifact is, when it says.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub artifact_type: Option<String>,
+    /// The manifests (one per platform; in a layout, one per tag).
     #[serde(default)]
     pub manifests: Vec<Descriptor>,
+    /// The manifest this index refers to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subject: Option<Descriptor>,
+    /// Annotations.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: Annotations,
 }
@@ -191,13 +223,16 @@ pub struct Index {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ImageLayout {
+    /// `1.0.0`.
     pub image_layout_version: String,
 }
 
 /// What a top-level JSON blob turned out to be.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TopLevel {
+    /// An image index (one manifest per platform).
     Index(Box<Index>),
+    /// An image manifest.
     Manifest(Box<Manifest>),
 }
 

@@ -49,34 +49,48 @@ const TAG_MAX_LEN: usize = 128;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid image reference {input:?}: {reason}")]
 pub struct ReferenceError {
+    /// What the user gave.
     pub input: String,
+    /// What is wrong with it.
     pub reason: ReferenceErrorKind,
 }
 
 /// What is wrong with a reference.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReferenceErrorKind {
+    /// Reference is empty.
     #[error("reference is empty")]
     Empty,
+    /// Reference contains whitespace or control characters.
     #[error("reference contains whitespace or control characters")]
     Whitespace,
+    /// Invalid registry host.
     #[error("invalid registry host {0:?}")]
     InvalidDomain(String),
+    /// Repository name must be lowercase.
     #[error("repository name {0:?} must be lowercase")]
     Uppercase(String),
+    /// Invalid repository path (components are lowercase letters and digits
+    /// separated by '.', '_', '__' or '-').
     #[error(
         "invalid repository path {0:?} (components are lowercase letters and digits separated by '.', '_', '__' or '-')"
     )]
     InvalidPath(String),
+    /// Repository name is longer than `NAME_MAX_LEN` characters.
     #[error("repository name is longer than {NAME_MAX_LEN} characters")]
     NameTooLong,
+    /// Invalid tag (up to `TAG_MAX_LEN` letters, digits, '_', '.' or '-', not
+    /// starting with '.' or '-').
     #[error(
         "invalid tag {0:?} (up to {TAG_MAX_LEN} letters, digits, '_', '.' or '-', not starting with '.' or '-')"
     )]
     InvalidTag(String),
+    /// Invalid digest `digest`.
     #[error("invalid digest {digest:?}: {source}")]
     InvalidDigest {
+        /// The digest.
         digest: String,
+        /// Why.
         #[source]
         source: DigestError,
     },
@@ -170,10 +184,12 @@ impl Reference {
         &self.path
     }
 
+    /// The tag, if the reference has one.
     pub fn tag(&self) -> Option<&str> {
         self.tag.as_deref()
     }
 
+    /// The digest, if the reference has one.
     pub fn digest(&self) -> Option<&Digest> {
         self.digest.as_ref()
     }

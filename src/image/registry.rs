@@ -1,5 +1,6 @@
 //! Talking to an OCI registry: pull an image into the local store, push one
-//! from it, and check credentials for `ig login`.
+//! from it, and check credentials for `ig login`; and [`download`], one
+//! small document over HTTP(S) (`ig run -f URL`), the same way.
 //!
 //! Owns: the transport choice (plain HTTP only for loopback hosts and the
 //! hosts the user lists as insecure, TLS otherwise), walking an image's
@@ -156,6 +157,89 @@ pub fn install_crypto_provider() {
     }
 }
 
+/// Why [`download`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DownloadError {
+    /// The network runtime could not start.
+    #[error("cannot start the network runtime: {0}")]
+    Runtime(#[source] io::Error),
+    /// Connecting, sending or reading failed (a timeout among them).
+    #[error("downloading {url}: {source}")]
+    Request {
+        /// What was asked for.
+        url: String,
+        /// Why.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The server said no.
+    #[error("downloading {url}: the server answered {status}")]
+    Status {
+        /// What was asked for.
+        url: String,
+        /// Its answer.
+        status: u16,
+    },
+    /// More than the caller accepts.
+    #[error("downloading {url}: larger than {limit} bytes")]
+    TooLarge {
+        /// What was asked for.
+        url: String,
+        /// The most accepted.
+        limit: usize,
+    },
+}
+
+/// `GET url` (http or https), the body read whole up to `limit` bytes.
+/// `timeout` bounds connecting, the wait for an answer and every gap in
+/// the body (as for registries); `None`: no limit.
+pub fn download(
+    url: &str,
+    timeout: Option<Duration>,
+    limit: usize,
+) -> Result<Vec<u8>, DownloadError> {
+    install_crypto_provider();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(DownloadError::Runtime)?;
+    let fail = |source| DownloadError::Request {
+        url: url.to_owned(),
+        source,
+    };
+    runtime.block_on(async {
+        let mut http =
+            reqwest::Client::builder().user_agent(concat!("ig/", env!("CARGO_PKG_VERSION")));
+        if let Some(t) = timeout {
+            http = http.connect_timeout(t).read_timeout(t);
+        }
+        let mut response = http
+            .build()
+            .map_err(fail)?
+            .get(url)
+            .send()
+            .await
+            .map_err(fail)?;
+        if !response.status().is_success() {
+            return Err(DownloadError::Status {
+                url: url.to_owned(),
+                status: response.status().as_u16(),
+            });
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(fail)? {
+            if body.len() + chunk.len() > limit {
+                return Err(DownloadError::TooLarge {
+                    url: url.to_owned(),
+                    limit,
+                });
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
+    })
+}
+
 /// `host` of `host:port`, `[v6]:port` or `host`.
 fn host_without_port(registry: &str) -> &str {
     if let Some(rest) = registry.strip_prefix('[') {
@@ -183,14 +267,19 @@ pub trait Progress {
 pub struct NoProgress;
 impl Progress for NoProgress {}
 
+/// Why talking to a registry failed.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
+    /// Cannot start the network runtime.
     #[error("cannot start the network runtime: {0}")]
     Runtime(#[source] io::Error),
 
+    /// Cannot set up the registry client for `registry`.
     #[error("cannot set up the registry client for {registry}: {source}")]
     Client {
+        /// The registry (`host[:port]`).
         registry: String,
+        /// Why.
         #[source]
         source: OciDistributionError,
     },
@@ -202,48 +291,76 @@ pub enum RegistryError {
         if *had_credentials { "refused the credentials" } else { "requires authentication" }
     )]
     Unauthorized {
+        /// The registry (`host[:port]`).
         registry: String,
+        /// What was asked for.
         what: String,
+        /// The server's HTTP status.
         status: String,
+        /// Whether credentials were sent.
         had_credentials: bool,
     },
 
+    /// `what` not found in registry `registry`.
     #[error("{what} not found in registry {registry}")]
-    NotFound { registry: String, what: String },
+    NotFound {
+        /// The registry (`host[:port]`).
+        registry: String,
+        /// What was asked for.
+        what: String,
+    },
 
+    /// Registry `registry` answered with an HTTP error status.
     #[error(
         "registry {registry} answered HTTP {status} for {what}{}",
         detail(message)
     )]
     Status {
+        /// The registry (`host[:port]`).
         registry: String,
+        /// What was asked for.
         what: String,
+        /// The server's HTTP status.
         status: u16,
+        /// What went wrong.
         message: String,
     },
 
     /// The registry went quiet for the whole timeout.
     #[error("{}", stalled(registry, what, *phase, *idle))]
     Stalled {
+        /// The registry (`host[:port]`).
         registry: String,
+        /// What was asked for.
         what: String,
+        /// Where it stalled.
         phase: Stall,
+        /// How long nothing came.
         idle: Duration,
     },
 
+    /// Cannot reach registry `registry` over `scheme` for `what`.
     #[error("cannot reach registry {registry} over {scheme} for {what}")]
     Connect {
+        /// The registry (`host[:port]`).
         registry: String,
+        /// What was asked for.
         what: String,
+        /// The scheme.
         scheme: &'static str,
+        /// Why.
         #[source]
         source: OciDistributionError,
     },
 
+    /// The registry's answer breaks the protocol.
     #[error("registry {registry}, {what}")]
     Protocol {
+        /// The registry (`host[:port]`).
         registry: String,
+        /// What was asked for.
         what: String,
+        /// Why.
         #[source]
         source: OciDistributionError,
     },
@@ -252,59 +369,92 @@ pub enum RegistryError {
     /// truncated transfer, or a registry serving something else.
     #[error("{what} {digest} of {reference} failed verification: {mismatch}")]
     Corrupt {
+        /// The image reference.
         reference: String,
+        /// Which blob.
         what: &'static str,
+        /// The digest.
         digest: Digest,
+        /// How they differ.
         mismatch: Mismatch,
     },
 
+    /// `reference`: unsupported `what` media type `media_type`.
     #[error("{reference}: unsupported {what} media type {media_type:?}")]
     UnsupportedMediaType {
+        /// The image reference.
         reference: String,
+        /// Which part (config, layer).
         what: &'static str,
+        /// The media type.
         media_type: String,
     },
 
+    /// Image `reference` has no manifest for this machine's architecture.
     #[error(
         "image {reference} has no manifest for architecture {architecture} (available: {})",
         if available.is_empty() { "none".to_owned() } else { available.join(", ") }
     )]
     NoMatchingPlatform {
+        /// The image reference.
         reference: String,
+        /// The architecture.
         architecture: String,
+        /// What there is instead.
         available: Vec<String>,
     },
 
+    /// A document the registry sent is malformed.
     #[error("{reference}: malformed {what} {digest}: {source}")]
     Json {
+        /// The image reference.
         reference: String,
+        /// Which document.
         what: &'static str,
+        /// The digest.
         digest: Digest,
+        /// Why.
         #[source]
         source: serde_json::Error,
     },
 
+    /// `reference`: `what` `digest` is `size` bytes, more than the `limit`
+    /// bytes allowed.
     #[error("{reference}: {what} {digest} is {size} bytes, more than the {limit} bytes allowed")]
     TooLarge {
+        /// The image reference.
         reference: String,
+        /// Which document or blob.
         what: &'static str,
+        /// The digest.
         digest: Digest,
+        /// The size in bytes.
         size: u64,
+        /// The limit.
         limit: u64,
     },
 
+    /// `reference`: the image has more than `MAX_DOCUMENTS` manifests.
     #[error("{reference}: the image has more than {MAX_DOCUMENTS} manifests")]
-    TooManyDocuments { reference: String },
+    TooManyDocuments {
+        /// The image reference.
+        reference: String,
+    },
 
+    /// The image is larger than ig pulls.
     #[error(
         "{reference}: the image is too large ({blobs} blobs, {bytes} bytes so far; at most {MAX_BLOBS} blobs and {MAX_IMAGE_SIZE} bytes are pulled)"
     )]
     ImageTooLarge {
+        /// The image reference.
         reference: String,
+        /// Blobs so far.
         blobs: usize,
+        /// Bytes so far.
         bytes: u64,
     },
 
+    /// The local store.
     #[error(transparent)]
     Store(#[from] ImageError),
 }
@@ -404,6 +554,7 @@ pub enum SignatureFetch {
 /// What a push did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PushOutcome {
+    /// The digest of what was pushed (the image index).
     pub digest: Digest,
     /// Where the image's signature was pushed, if the store had one.
     pub signature: Option<Reference>,

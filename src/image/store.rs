@@ -115,6 +115,7 @@ pub struct GadgetImage {
     /// The eBPF object; empty for a gadget without one (no eBPF layer, as
     /// upstream builds gadgets made of operators only).
     pub ebpf_object: Vec<u8>,
+    /// The WASM module, if the gadget has one.
     pub wasm: Option<Vec<u8>>,
     /// Set on the config descriptor, the manifest, its index entry, the
     /// index and the `index.json` entry. The caller supplies title,
@@ -130,6 +131,7 @@ pub struct PlatformObjects {
     pub architecture: String,
     /// Empty: no eBPF layer.
     pub ebpf_object: Vec<u8>,
+    /// The WASM module, if any.
     pub wasm: Option<Vec<u8>>,
     /// tar.gz of minimized BTFs, if the builder ran btfgen.
     pub btfgen: Option<Vec<u8>>,
@@ -146,11 +148,15 @@ pub struct ResolvedImage {
     pub index_digest: Digest,
     /// Digest of the manifest picked for the platform.
     pub manifest_digest: Digest,
+    /// The manifest picked for the platform.
     pub manifest: Manifest,
     /// `gadget.yaml` bytes; empty when the config is the empty descriptor.
     pub config_yaml: Vec<u8>,
+    /// The eBPF object, if the image has one.
     pub ebpf_object: Option<Vec<u8>>,
+    /// The WASM module, if the image has one.
     pub wasm: Option<Vec<u8>>,
+    /// The btfgen tarball, if the image has one.
     pub btfgen: Option<Vec<u8>>,
     /// The manifest's annotations (the index entry's when it has none).
     pub annotations: Annotations,
@@ -169,17 +175,22 @@ pub struct ImageSummary {
     /// Full repository (`ghcr.io/inspektor-gadget/gadget/trace_exec`); see
     /// [`super::reference::short_repository`] for the display form.
     pub repository: String,
+    /// The tag, if the entry has one.
     pub tag: Option<String>,
     /// Digest of the `index.json` entry (the image index).
     pub digest: Digest,
+    /// `org.opencontainers.image.created`, if present.
     pub created: Option<String>,
+    /// The full reference.
     pub reference: Reference,
 }
 
 /// A blob and the descriptor it was verified against.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredBlob {
+    /// The descriptor it was checked against.
     pub descriptor: Descriptor,
+    /// Its content.
     pub bytes: Vec<u8>,
 }
 
@@ -233,6 +244,7 @@ impl Store {
         Ok(store)
     }
 
+    /// The store's directory.
     pub fn root(&self) -> &Path {
         &self.root
     }

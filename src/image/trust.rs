@@ -62,66 +62,104 @@ pub const PAYLOAD_TYPE: &str = "cosign container image signature";
 /// Largest payload we parse: cosign's are a few hundred bytes.
 pub const MAX_PAYLOAD: u64 = 64 << 10;
 
+/// Why signing or verifying failed, or a trust rule is malformed.
 #[derive(Debug, thiserror::Error)]
 pub enum TrustError {
+    /// A PEM key cannot be read.
     #[error("{source_name}: {message}")]
     Pem {
+        /// Where the key came from (a file, or the text given).
         source_name: String,
+        /// What went wrong.
         message: String,
     },
 
+    /// No key of the kind needed was found.
     #[error("{source_name}: no {what} found (expected a PEM block such as -----BEGIN {what}-----)")]
     NoKey {
+        /// Where the key came from (a file, or the text given).
         source_name: String,
+        /// The PEM label looked for.
         what: &'static str,
     },
 
+    /// A key that is not ECDSA P-256.
     #[error(
         "{source_name}: {label} is not an ECDSA P-256 key ({detail}); cosign key pairs and `openssl ecparam -name prime256v1` keys are"
     )]
     UnsupportedKey {
+        /// Where the key came from (a file, or the text given).
         source_name: String,
+        /// Its PEM label.
         label: String,
+        /// What it is.
         detail: String,
     },
 
+    /// `source_name`: cannot read cosign's encrypted key.
     #[error("{source_name}: cannot read cosign's encrypted key: {message}")]
     CosignKey {
+        /// Where the key came from (a file, or the text given).
         source_name: String,
+        /// What went wrong.
         message: String,
     },
 
+    /// `source_name`: cannot decrypt cosign's key.
     #[error(
         "{source_name}: cannot decrypt cosign's key: wrong password (it is read from COSIGN_PASSWORD)"
     )]
-    WrongPassword { source_name: String },
+    WrongPassword {
+        /// Where the key came from (a file, or the text given).
+        source_name: String,
+    },
 
+    /// `source_name`: encrypted PEM keys (`label`) are not supported.
     #[error(
         "{source_name}: encrypted PEM keys ({label}) are not supported; decrypt it first (`openssl pkey -in KEY -out plain.pem`)"
     )]
-    EncryptedPem { source_name: String, label: String },
+    EncryptedPem {
+        /// Where the key came from (a file, or the text given).
+        source_name: String,
+        /// The label.
+        label: String,
+    },
 
+    /// Malformed signature image `digest`.
     #[error("malformed signature image {digest}: {message}")]
-    MalformedSignatureImage { digest: Digest, message: String },
+    MalformedSignatureImage {
+        /// The digest.
+        digest: Digest,
+        /// What went wrong.
+        message: String,
+    },
 
+    /// Image `reference` (`digest`) is not signed.
     #[error(
         "image {reference} ({digest}) is not signed: there is no signature {tag} for it{where_}"
     )]
     Unsigned {
+        /// The image reference.
         reference: String,
+        /// The digest.
         digest: Digest,
+        /// The signature tag looked for.
         tag: String,
         /// " in the local store", or where else was looked.
         where_: String,
     },
 
+    /// Image `reference` (`digest`) failed signature verification.
     #[error(
         "image {reference} ({digest}) failed signature verification: {}",
         reasons.join("; ")
     )]
     Untrusted {
+        /// The image reference.
         reference: String,
+        /// The digest.
         digest: Digest,
+        /// Why, one reason per key or signature.
         reasons: Vec<String>,
     },
 
@@ -133,13 +171,22 @@ pub enum TrustError {
         allowed.join(", ")
     )]
     NotAllowed {
+        /// The image.
         reference: String,
+        /// Its digest, if it was read.
         digest: Option<Digest>,
+        /// The `--allowed-gadgets` entries.
         allowed: Vec<String>,
     },
 
+    /// --allowed-gadgets entry `entry`.
     #[error("--allowed-gadgets entry {entry:?}: {message}")]
-    BadAllowEntry { entry: String, message: String },
+    BadAllowEntry {
+        /// The entry.
+        entry: String,
+        /// What went wrong.
+        message: String,
+    },
 }
 
 // ------------------------------------------------------------------ payload
@@ -173,8 +220,11 @@ struct ImageId {
 /// What a payload says, once parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PayloadClaims {
+    /// `critical.identity.docker-reference`: the repository signed.
     pub docker_reference: String,
+    /// `critical.image.docker-manifest-digest`: the digest signed.
     pub digest: String,
+    /// `critical.type`: cosign's signature type.
     pub kind: String,
 }
 
@@ -523,7 +573,9 @@ impl PublicKey {
 /// One signature: a payload and its base64 signature.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SignatureLayer {
+    /// The signed payload (simple signing JSON).
     pub payload: Vec<u8>,
+    /// The base64 ECDSA signature of the payload.
     pub signature: String,
 }
 
@@ -812,6 +864,7 @@ pub enum Origin {
 }
 
 impl Origin {
+    /// As written in the store's records.
     pub fn as_str(self) -> &'static str {
         match self {
             Origin::Built => "built",
@@ -820,6 +873,7 @@ impl Origin {
         }
     }
 
+    /// Read back [`Origin::as_str`]'s form.
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "built" => Some(Origin::Built),

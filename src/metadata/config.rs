@@ -41,8 +41,10 @@ pub struct Known<'a> {
 #[derive(Clone, Debug, Default, serde::Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CustomParam {
+    /// What `--help` says of it.
     #[serde(default)]
     pub description: Option<String>,
+    /// Its default.
     #[serde(default, deserialize_with = "super::opt_scalar")]
     pub default_value: Option<String>,
     /// A one-letter flag (`-i`).
@@ -57,9 +59,11 @@ pub struct CustomParam {
     pub patch: Option<Value>,
 }
 
+/// One accepted value of a custom parameter.
 #[derive(Clone, Debug, Default, serde::Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct CustomValue {
+    /// The patch applied when the parameter has this value.
     #[serde(default)]
     pub patch: Option<Value>,
 }

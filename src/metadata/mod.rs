@@ -27,25 +27,34 @@ pub use config::{CUSTOM_PREFIX, CustomParam, CustomValue, Known};
 /// A parsed `gadget.yaml`.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 pub struct GadgetMetadata {
+    /// The gadget's name.
     #[serde(default)]
     pub name: String,
+    /// What it does, in a sentence.
     #[serde(default)]
     pub description: String,
+    /// `homepageURL`.
     #[serde(default, rename = "homepageURL")]
     pub homepage_url: String,
+    /// `documentationURL`.
     #[serde(default, rename = "documentationURL")]
     pub documentation_url: String,
+    /// `sourceURL`.
     #[serde(default, rename = "sourceURL")]
     pub source_url: String,
+    /// Annotations of the gadget.
     #[serde(default, deserialize_with = "scalar_map")]
     pub annotations: BTreeMap<String, String>,
+    /// Annotations of its data sources and their fields, by data source.
     #[serde(default, alias = "dataSources")]
     pub datasources: BTreeMap<String, DataSourceMeta>,
+    /// How its parameters are presented.
     #[serde(default)]
     pub params: ParamsMeta,
     /// Upstream's older spelling of `params.ebpf`.
     #[serde(default, rename = "ebpfParams")]
     pub ebpf_params_legacy: BTreeMap<String, ParamDesc>,
+    /// `paramDefaults`: defaults of any parameter, by full name.
     #[serde(default, rename = "paramDefaults", deserialize_with = "scalar_map")]
     pub param_defaults: BTreeMap<String, String>,
     /// `operator.<name>: {...}` settings for operators.
@@ -67,27 +76,35 @@ pub struct GadgetMetadata {
     pub text: String,
 }
 
+/// `datasources.<name>`: annotations of a data source and its fields.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct DataSourceMeta {
+    /// The data source's annotations.
     #[serde(default, deserialize_with = "annotation_map")]
     pub annotations: BTreeMap<String, String>,
+    /// Its fields' annotations, by field name.
     #[serde(default)]
     pub fields: BTreeMap<String, FieldMeta>,
 }
 
+/// `datasources.<name>.fields.<field>`.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct FieldMeta {
+    /// The field's annotations (`columns.width`, `description`...).
     #[serde(default, deserialize_with = "annotation_map")]
     pub annotations: BTreeMap<String, String>,
 }
 
+/// `params`: how the gadget's parameters are presented.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ParamsMeta {
+    /// `GADGET_PARAM`s, by C variable name.
     #[serde(default)]
     pub ebpf: BTreeMap<String, ParamDesc>,
+    /// Parameters the WASM guest declares, by key.
     #[serde(default)]
     pub wasm: BTreeMap<String, ParamDesc>,
     /// Parameters of the gadget itself, whose patches rewrite this file.
@@ -99,39 +116,61 @@ pub struct ParamsMeta {
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ParamDesc {
+    /// The flag name (default: the variable's).
     #[serde(default)]
     pub key: Option<String>,
+    /// A one-letter flag.
     #[serde(default)]
     pub alias: Option<String>,
+    /// A title.
     #[serde(default)]
     pub title: Option<String>,
+    /// Its default.
     #[serde(default, deserialize_with = "opt_scalar")]
     pub default_value: Option<String>,
+    /// What `--help` says of it.
     #[serde(default)]
     pub description: Option<String>,
+    /// It must be given.
     #[serde(default)]
     pub is_mandatory: bool,
+    /// Tags (upstream's).
     #[serde(default)]
     pub tags: Vec<String>,
+    /// The value's type (`bool`, `uint32`, `duration`...).
     #[serde(default)]
     pub type_hint: Option<String>,
+    /// Where a default may come from (upstream's hints).
     #[serde(default)]
     pub value_hint: Option<String>,
+    /// The only values accepted, if listed.
     #[serde(default)]
     pub possible_values: Vec<String>,
 }
 
+/// Why `gadget.yaml` (or a setting in it) cannot be used.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum MetadataError {
+    /// The YAML does not parse, or does not fit the model.
     #[error("{file}:{line}:{column}: {message}")]
     Syntax {
+        /// The file.
         file: String,
+        /// The line.
         line: usize,
+        /// The column.
         column: usize,
+        /// What went wrong.
         message: String,
     },
+    /// A value is invalid.
     #[error("{file}: {message}")]
-    Invalid { file: String, message: String },
+    Invalid {
+        /// The file.
+        file: String,
+        /// What went wrong.
+        message: String,
+    },
 }
 
 /// The error for a document [`nesting::check_flow_depth`] refused.

@@ -28,6 +28,7 @@ pub enum Func {
 }
 
 impl Func {
+    /// Its name in templates (`getParamValue`).
     pub fn name(self) -> &'static str {
         match self {
             Self::ParamValue => "getParamValue",
@@ -39,13 +40,21 @@ impl Func {
 /// A piece of a parsed template.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Part {
+    /// Text copied as it is.
     Text(String),
-    Call { func: Func, key: String },
+    /// `{{call .FUNC "KEY"}}`.
+    Call {
+        /// The function called.
+        func: Func,
+        /// Its argument.
+        key: String,
+    },
 }
 
 /// A parsed template.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Template {
+    /// Text and calls, in order.
     pub parts: Vec<Part>,
 }
 
@@ -53,7 +62,9 @@ pub struct Template {
 /// the string from 1.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TemplateError {
+    /// Where, in characters from 1.
     pub column: usize,
+    /// What is wrong.
     pub message: String,
 }
 

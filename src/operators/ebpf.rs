@@ -91,11 +91,15 @@ pub struct EbpfOptions {
     /// What a WASM guest of the image shares with us: its configuration
     /// before load, our maps after (see `bpf::shared`).
     pub shared: Option<SharedGadget>,
+    /// A loader made ahead of time (`bpf::loader::LoaderPrefetch`).
+    pub prefetch: Option<crate::bpf::loader::LoaderPrefetch>,
     /// The host and containers the local manager publishes, for programs
     /// that follow containers (uprobes); `None`: the host only.
     pub targets: Option<Targets>,
 }
 
+/// The image's eBPF object as an operator: its data sources, parameters, load
+/// and ring buffers.
 pub struct EbpfOperator {
     object: Vec<u8>,
     info: ObjectInfo,
@@ -123,41 +127,74 @@ pub struct EbpfOperator {
 /// `--iface`, upstream's name.
 const IFACE: &str = "operator.oci.ebpf.iface";
 
+/// Why the eBPF operator cannot make the gadget's data sources.
 #[derive(Debug, thiserror::Error)]
 pub enum EbpfError {
+    /// The gadget declares no data source (no GADGET_TRACER, GADGET_ITER or
+    /// GADGET_MAPITER in its BTF).
     #[error(
         "the gadget declares no data source (no GADGET_TRACER, GADGET_ITER or GADGET_MAPITER in its BTF)"
     )]
     NoDataSource,
+    /// Data source `source_name`: map `map` is not declared with
+    /// GADGET_TRACER_MAP.
     #[error("data source {source_name}: map {map} is not declared with GADGET_TRACER_MAP")]
-    NotATracerMap { source_name: String, map: String },
-    #[error("data sources {first} and {second} both read map {map}; each tracer needs its own map")]
-    SharedMap {
-        first: String,
-        second: String,
+    NotATracerMap {
+        /// The data source.
+        source_name: String,
+        /// The map.
         map: String,
     },
+    /// Data sources `first` and `second` both read map `map`.
+    #[error("data sources {first} and {second} both read map {map}; each tracer needs its own map")]
+    SharedMap {
+        /// The first.
+        first: String,
+        /// The second.
+        second: String,
+        /// The map.
+        map: String,
+    },
+    /// Data source `source_name`: `what` `name` is not in the object.
     #[error("data source {source_name}: {what} {name} is not in the object")]
     Missing {
+        /// The data source.
         source_name: String,
+        /// What is missing (a map, a struct...).
         what: &'static str,
+        /// The name.
         name: String,
     },
+    /// Data source `source_name`: map `map` has no BTF key and value types
+    /// (declare it with __type(key, ...) and __type(value, ...)).
     #[error(
         "data source {source_name}: map {map} has no BTF key and value types (declare it with __type(key, ...) and __type(value, ...))"
     )]
-    UntypedMap { source_name: String, map: String },
+    UntypedMap {
+        /// The data source.
+        source_name: String,
+        /// The map.
+        map: String,
+    },
+    /// Data source `source_name`: struct `struct_name` has size 0.
     #[error(
         "data source {source_name}: struct {struct_name} has size 0; iterator records need fields"
     )]
     EmptyRecord {
+        /// The data source.
         source_name: String,
+        /// The struct.
         struct_name: String,
     },
+    /// Data source `source_name`: program `program` is not an iterator (section
+    /// `section`).
     #[error("data source {source_name}: program {program} is not an iterator (section {section})")]
     NotAnIterator {
+        /// The data source.
         source_name: String,
+        /// The program.
         program: String,
+        /// The section.
         section: String,
     },
 }
@@ -921,6 +958,7 @@ impl Instance for EbpfInstance {
             plan: &plan,
             globals: &globals,
             max_entries: &max_entries,
+            prefetch: self.options.prefetch.as_ref(),
             targets: &targets,
             replace_maps: &replace,
             socket_value_btf: self.enricher.as_ref().map(SocketEnricher::value_btf),

@@ -59,6 +59,7 @@ pub const SECTION: &str = "ebpf";
 /// What `operator.ebpf` takes in `gadget.yaml`.
 pub const SETTINGS: &[&str] = &["emitstats"];
 
+/// The data source it adds.
 pub const DATA_SOURCE: &str = "bpfstats";
 
 const INTERVAL: &str = "operator.ebpf.statistics-interval";
@@ -74,6 +75,8 @@ pub struct GadgetRuns(Arc<Recognizer>);
 type Recognizer = dyn Fn(&[OsString]) -> Option<String> + Send + Sync;
 
 impl GadgetRuns {
+    /// A recognizer made of `f`: argv to the image it runs, if it is an `ig
+    /// run`.
     pub fn new(f: impl Fn(&[OsString]) -> Option<String> + Send + Sync + 'static) -> Self {
         Self(Arc::new(f))
     }
@@ -95,16 +98,22 @@ impl std::fmt::Debug for GadgetRuns {
     }
 }
 
+/// Why the eBPF statistics operator cannot be configured or run.
 #[derive(Debug, thiserror::Error)]
 pub enum EbpfStatsError {
+    /// A setting of `operator.ebpf` is invalid.
     #[error("{0}")]
     Config(String),
+    /// The kernel's statistics cannot be read.
     #[error(transparent)]
     Stats(#[from] stats::StatsError),
+    /// Starting the interval timer failed.
     #[error("starting the interval timer")]
     Timer(#[source] std::io::Error),
 }
 
+/// The `bpfstats` operator: every eBPF program of the host, its run time and
+/// memory, every interval.
 pub struct EbpfStats {
     meta: GadgetMetadata,
     runs: GadgetRuns,

@@ -35,32 +35,61 @@ use crate::pipeline::{
 const NAME: &str = "filter";
 const PARAM: &str = "operator.filter.filter";
 
+/// Why a `--filter` rule is refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum FilterError {
+    /// A rule does not parse.
     #[error("filter rule {rule:?}: {reason}")]
-    Syntax { rule: String, reason: String },
+    Syntax {
+        /// The rule.
+        rule: String,
+        /// Why.
+        reason: String,
+    },
+    /// A rule names a field no data source has.
     #[error("filter rule {rule:?}: no field {field}{where_}{hint}; the fields are: {available}")]
     UnknownField {
+        /// The rule.
         rule: String,
+        /// The field.
         field: String,
+        /// Where it was looked for.
         where_: String,
         /// ` (did you mean proc.comm?)` when a column is called `field`.
         hint: String,
+        /// The fields there are.
         available: String,
     },
+    /// Filter rule `rule`: field `field` is in data sources `sources`.
     #[error(
         "filter rule {rule:?}: field {field} is in data sources {sources}; prefix it with one (`{first}:{field}…`)"
     )]
     Ambiguous {
+        /// The rule.
         rule: String,
+        /// The field.
         field: String,
+        /// The data sources that have it.
         sources: String,
+        /// One of them, for the hint.
         first: String,
     },
+    /// A rule's value does not fit its field.
     #[error("filter rule {rule:?}: {reason}")]
-    Value { rule: String, reason: String },
+    Value {
+        /// The rule.
+        rule: String,
+        /// Why.
+        reason: String,
+    },
+    /// Filter rule `rule`: bad regular expression.
     #[error("filter rule {rule:?}: bad regular expression: {reason}")]
-    Regex { rule: String, reason: String },
+    Regex {
+        /// The rule.
+        rule: String,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// A rule as typed, not yet bound to a field.

@@ -19,14 +19,31 @@ use crate::pipeline::{
 const NAME: &str = "limiter";
 const PARAM: &str = "operator.limiter.max-entries";
 
+/// Why a `--max-entries` value is refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum LimitError {
+    /// The value does not parse.
     #[error("--max-entries {value:?}: {reason}")]
-    Syntax { value: String, reason: String },
+    Syntax {
+        /// The value.
+        value: String,
+        /// Why.
+        reason: String,
+    },
+    /// --max-entries: no data source `name` (the gadget has: `available`).
     #[error("--max-entries: no data source {name} (the gadget has: {available})")]
-    UnknownSource { name: String, available: String },
+    UnknownSource {
+        /// The name.
+        name: String,
+        /// What there is instead.
+        available: String,
+    },
+    /// --max-entries: data source `name` emits single events.
     #[error("--max-entries: data source {name} emits single events; the limit applies to arrays")]
-    NotAnArray { name: String },
+    NotAnArray {
+        /// The name.
+        name: String,
+    },
 }
 
 /// `(data source or None for all, limit or None for "no limit")`.

@@ -183,7 +183,9 @@ pub struct LocalManager {
 /// What one refresh found.
 #[derive(Clone, Debug, Default)]
 pub struct Snapshot {
+    /// The containers found.
     pub containers: Vec<Container>,
+    /// The host's mount namespace, if readable.
     pub host_mntns: Option<u64>,
     /// The runc state directories' summary taken just before the scan
     /// (`Detector::state_fingerprint`); `None`: unknown, never skip a scan.
@@ -219,6 +221,7 @@ impl LocalManager {
         self
     }
 
+    /// A manager whose containers come from `detect` (tests hand in their own).
     pub fn with_detector(filter: MntnsFilter, detect: impl FnMut() -> Snapshot + 'static) -> Self {
         Self {
             detect: Some(Box::new(detect)),

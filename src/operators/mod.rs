@@ -107,10 +107,13 @@ pub fn config_params() -> Vec<crate::params::ParamSpec> {
 /// Why a gadget's configuration cannot run.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The `process` operator's settings.
     #[error(transparent)]
     Process(#[from] process::ProcessError),
+    /// The `cgroup` operator's settings.
     #[error(transparent)]
     Cgroup(#[from] cgroup::CgroupError),
+    /// The eBPF statistics operator's settings.
     #[error(transparent)]
     Stats(#[from] ebpfstats::EbpfStatsError),
 }

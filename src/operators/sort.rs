@@ -25,26 +25,55 @@ use crate::pipeline::{
 const NAME: &str = "sort";
 const PARAM: &str = "operator.sort.sort";
 
+/// Why a `--sort` value is refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SortError {
+    /// --sort `spec`: mix of rules with and without a data source.
     #[error("--sort {spec:?}: mix of rules with and without a data source")]
-    Mixed { spec: String },
+    Mixed {
+        /// The value given.
+        spec: String,
+    },
+    /// --sort: no data source `name` (the gadget has: `available`).
     #[error("--sort: no data source {name} (the gadget has: {available})")]
-    UnknownSource { name: String, available: String },
+    UnknownSource {
+        /// The name.
+        name: String,
+        /// What there is instead.
+        available: String,
+    },
+    /// --sort: data source `name` emits single events.
     #[error(
         "--sort: data source {name} emits single events; sorting applies to arrays (snapshots, toppers)"
     )]
-    NotAnArray { name: String },
+    NotAnArray {
+        /// The name.
+        name: String,
+    },
+    /// --sort: data source `source_name` has no field `field`.
     #[error("--sort: data source {source_name} has no field {field}; its fields are: {available}")]
     UnknownField {
+        /// The data source.
         source_name: String,
+        /// The field.
         field: String,
+        /// What there is instead.
         available: String,
     },
+    /// --sort: field `field` is `kind` and cannot be ordered.
     #[error("--sort: field {field} is {kind} and cannot be ordered")]
-    Unordered { field: String, kind: &'static str },
+    Unordered {
+        /// The field.
+        field: String,
+        /// The kind.
+        kind: &'static str,
+    },
+    /// --sort `spec`: empty field name.
     #[error("--sort {spec:?}: empty field name")]
-    Empty { spec: String },
+    Empty {
+        /// The value given.
+        spec: String,
+    },
 }
 
 /// `(data source or None for all, [(field, descending)])`.

@@ -46,6 +46,8 @@ impl Default for UidGidResolver {
 }
 
 impl UidGidResolver {
+    /// A resolver reading `/etc/passwd` and `/etc/group` (again when they
+    /// change, at most once a second).
     pub fn new() -> Self {
         Self::with_files("/etc/passwd", "/etc/group", Duration::from_secs(1))
     }

@@ -14,24 +14,40 @@
 
 use crate::datasource::{FieldDef, FieldId, FieldKind, Schema};
 
+/// Why a `--fields` value is refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum FieldsError {
+    /// The value does not parse.
     #[error("--fields {spec:?}: {reason}")]
-    Syntax { spec: String, reason: String },
+    Syntax {
+        /// The value given.
+        spec: String,
+        /// Why.
+        reason: String,
+    },
+    /// --fields: data source `source_name` has no field `field`.
     #[error(
         "--fields: data source {source_name} has no field {field}; its fields are: {available}"
     )]
     Unknown {
+        /// The data source.
         source_name: String,
+        /// The field.
         field: String,
+        /// What there is instead.
         available: String,
     },
+    /// --fields: column name `field` is ambiguous in data source `source_name`
+    /// (`candidates`).
     #[error(
         "--fields: column name {field} is ambiguous in data source {source_name} ({candidates})"
     )]
     Ambiguous {
+        /// The data source.
         source_name: String,
+        /// The field.
         field: String,
+        /// The fields it may mean.
         candidates: String,
     },
 }
@@ -52,6 +68,7 @@ pub struct FieldsSpec {
 }
 
 impl FieldsSpec {
+    /// Parse a `--fields` value (see the module doc for the syntax).
     pub fn parse(spec: &str) -> Result<Self, FieldsError> {
         let syntax = |reason: &str| FieldsError::Syntax {
             spec: spec.to_owned(),
@@ -111,6 +128,7 @@ impl FieldsSpec {
 /// Which printers' defaults apply.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Flavor {
+    /// Tables.
     Table,
     /// JSON and YAML.
     Json,

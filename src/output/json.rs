@@ -22,7 +22,12 @@ pub(super) enum Node {
     },
 }
 
+/// Prints events as JSON: one object per line (`-o json`), or indented (`-o
+/// jsonpretty`); a snapshot as one array.
 pub struct JsonPrinter {
+    /// `"instance":"NAME"` (`"instance": "NAME"` pretty) first in every
+    /// object, when runs share the output (`ig run -f`); else empty.
+    instance: Vec<u8>,
     nodes: Vec<Node>,
     /// The same plan flattened for the compact form (`-o json`).
     compact: Compiled,
@@ -127,17 +132,23 @@ struct Compiled {
 }
 
 impl Compiled {
-    fn new(schema: &Schema, nodes: &[Node]) -> Self {
+    /// `first`: a member (`"key":value`) put first in the top-level object.
+    fn new(schema: &Schema, nodes: &[Node], first: &[u8]) -> Self {
         fn walk(
             schema: &Schema,
             nodes: &[Node],
             pending: &mut Vec<u8>,
             c: &mut Compiled,
-            top: bool,
+            top: Option<&[u8]>,
         ) {
             pending.push(b'{');
+            let first = top.filter(|f| !f.is_empty());
+            if let Some(f) = first {
+                pending.extend_from_slice(f);
+            }
+            let top = top.is_some();
             for (i, n) in nodes.iter().enumerate() {
-                if i > 0 {
+                if i > 0 || first.is_some() {
                     pending.push(b',');
                 }
                 match n {
@@ -161,14 +172,14 @@ impl Compiled {
                         c.lit(pending);
                         let at = c.steps.len();
                         c.steps.push(Step::Memo { memo: 0, len: 0 });
-                        walk(schema, children, pending, c, false);
+                        walk(schema, children, pending, c, None);
                         c.lit(pending);
                         c.memoize(at);
                     }
                     Node::Object { key, children, .. } => {
                         pending.extend_from_slice(key);
                         pending.push(b':');
-                        walk(schema, children, pending, c, false);
+                        walk(schema, children, pending, c, None);
                     }
                 }
             }
@@ -180,7 +191,7 @@ impl Compiled {
             memos: Vec::new(),
         };
         let mut pending = Vec::new();
-        walk(schema, nodes, &mut pending, &mut c, true);
+        walk(schema, nodes, &mut pending, &mut c, Some(first));
         c.lit(&mut pending);
         // Slack for the fixed-size copies of short literals in `write`.
         c.lits.extend_from_slice(&[0; LIT_SLACK]);
@@ -303,14 +314,37 @@ impl JsonPrinter {
         out: SharedWriter,
     ) -> Self {
         let nodes = plan(schema, fields);
-        let compact = Compiled::new(schema, &nodes);
+        let compact = Compiled::new(schema, &nodes, &[]);
         Self {
+            instance: Vec::new(),
             memos: compact.memos.iter().map(|_| MemoState::default()).collect(),
             compact,
             nodes,
             pretty,
             sink: Sink::new(out),
         }
+    }
+
+    /// Put `"instance": name` first in every object: the run's name when
+    /// several runs share the output.
+    #[must_use]
+    pub fn with_instance(mut self, schema: &Schema, name: &str) -> Self {
+        let mut member = Vec::new();
+        write_str(&mut member, b"instance");
+        member.push(b':');
+        let mut pretty = member.clone();
+        pretty.push(b' ');
+        write_str(&mut member, name.as_bytes());
+        write_str(&mut pretty, name.as_bytes());
+        self.compact = Compiled::new(schema, &self.nodes, &member);
+        self.memos = self
+            .compact
+            .memos
+            .iter()
+            .map(|_| MemoState::default())
+            .collect();
+        self.instance = if self.pretty { pretty } else { member };
+        self
     }
 }
 
@@ -354,7 +388,7 @@ impl Handler for JsonPrinter {
             return Flow::Continue;
         };
         if pretty {
-            write_object(buf, &self.nodes, schema, event, Some(0));
+            write_object(buf, &self.nodes, schema, event, Some(0), &self.instance);
         } else {
             self.compact.write(buf, schema, event, &mut self.memos);
         }
@@ -375,7 +409,7 @@ impl Handler for JsonPrinter {
             }
             newline(buf, pretty.then_some(1));
             if pretty {
-                write_object(buf, &self.nodes, schema, e, Some(1));
+                write_object(buf, &self.nodes, schema, e, Some(1), &self.instance);
             } else {
                 self.compact.write(buf, schema, e, &mut self.memos);
             }
@@ -400,17 +434,23 @@ fn newline(buf: &mut Vec<u8>, indent: Option<usize>) {
     }
 }
 
+/// `first`: a member written before the nodes (empty: none).
 fn write_object(
     buf: &mut Vec<u8>,
     nodes: &[Node],
     schema: &Schema,
     ev: &Event,
     indent: Option<usize>,
+    first: &[u8],
 ) {
     buf.push(b'{');
     let inner = indent.map(|n| n + 1);
+    if !first.is_empty() {
+        newline(buf, inner);
+        buf.extend_from_slice(first);
+    }
     for (i, node) in nodes.iter().enumerate() {
-        if i > 0 {
+        if i > 0 || !first.is_empty() {
             buf.push(b',');
         }
         newline(buf, inner);
@@ -429,11 +469,11 @@ fn write_object(
                 if indent.is_some() {
                     buf.push(b' ');
                 }
-                write_object(buf, children, schema, ev, inner);
+                write_object(buf, children, schema, ev, inner, &[]);
             }
         }
     }
-    if !nodes.is_empty() {
+    if !nodes.is_empty() || !first.is_empty() {
         newline(buf, indent);
     }
     buf.push(b'}');
@@ -653,6 +693,54 @@ mod tests {
         }
         p.flush().unwrap();
         String::from_utf8(cap.0.borrow().clone()).unwrap()
+    }
+
+    #[test]
+    fn an_instance_is_the_first_member_of_every_object() {
+        let mut b = SchemaBuilder::new("s", SourceKind::Single, 8);
+        let proc = b
+            .add_raw("proc".into(), FieldKind::Struct, 0, 8, None)
+            .unwrap();
+        b.add_raw("proc.pid".into(), FieldKind::U32, 0, 4, Some(proc))
+            .unwrap();
+        b.add_raw("n".into(), FieldKind::U32, 4, 4, None).unwrap();
+        let s = b.build();
+        for (pretty, want) in [
+            (
+                false,
+                "{\"instance\":\"my-run\",\"proc\":{\"pid\":7},\"n\":9}\n",
+            ),
+            (
+                true,
+                "{\n  \"instance\": \"my-run\",\n  \"proc\": {\n    \"pid\": 7\n  },\n  \"n\": 9\n}\n",
+            ),
+        ] {
+            let cap = Capture::default();
+            let mut p =
+                JsonPrinter::new(&s, pretty, shared(cap.clone())).with_instance(&s, "my-run");
+            let mut ev = Event::new(&s);
+            let mut raw = 7u32.to_ne_bytes().to_vec();
+            raw.extend_from_slice(&9u32.to_ne_bytes());
+            ev.set_raw(&raw);
+            // Twice: the memoized `proc` object keeps the member first.
+            for _ in 0..2 {
+                p.on_event(&s, &mut ev);
+            }
+            p.flush().unwrap();
+            let got = String::from_utf8(cap.0.borrow().clone()).unwrap();
+            assert_eq!(got, format!("{want}{want}"), "pretty: {pretty}");
+            // Each element of a snapshot too.
+            let cap = Capture::default();
+            let mut p = JsonPrinter::new(&s, false, shared(cap.clone())).with_instance(&s, "x");
+            p.on_array(&s, &mut vec![ev.clone(), ev.clone()]);
+            p.flush().unwrap();
+            let got = String::from_utf8(cap.0.borrow().clone()).unwrap();
+            let v: serde_json::Value = serde_json::from_str(&got).unwrap();
+            assert!(
+                v.as_array().unwrap().iter().all(|e| e["instance"] == "x"),
+                "{got}"
+            );
+        }
     }
 
     #[test]

@@ -18,7 +18,7 @@ mod yaml;
 
 pub use fields::FieldsSpec;
 pub use json::JsonPrinter;
-pub use sink::{SharedWriter, shared};
+pub use sink::{DroppedRecords, SharedWriter, shared};
 pub use table::TablePrinter;
 pub use yaml::YamlPrinter;
 
@@ -47,17 +47,22 @@ pub struct OutputOperator {
     out: SharedWriter,
     terminal: bool,
     fields: Option<FieldsSpec>,
+    fields_shared: bool,
+    instance: Option<(String, usize)>,
     /// `CLOCK_REALTIME - CLOCK_BOOTTIME` (pcap-ng timestamps).
     boot_offset_ns: i128,
 }
 
 impl OutputOperator {
+    /// Print in `mode` into `out`: the default fields, not a terminal.
     pub fn new(mode: OutputMode, out: SharedWriter) -> Self {
         Self {
             mode,
             out,
             terminal: false,
             fields: None,
+            fields_shared: false,
+            instance: None,
             boot_offset_ns: 0,
         }
     }
@@ -69,10 +74,24 @@ impl OutputOperator {
         self
     }
 
-    /// Print the fields `--fields` selects instead of the defaults.
+    /// Label every event with the run's name (`name`; `width`: the widest
+    /// name of the runs sharing the output, for the table's column), as
+    /// `ig run -f` does: JSON and YAML get a top-level `instance` field,
+    /// tables an INSTANCE column.
     #[must_use]
-    pub fn with_fields(mut self, fields: Option<FieldsSpec>) -> Self {
+    pub fn with_instance(mut self, instance: Option<(String, usize)>) -> Self {
+        self.instance = instance;
+        self
+    }
+
+    /// Print the fields `--fields` selects instead of the defaults.
+    /// `shared`: the selection was made for several runs sharing the
+    /// output (`ig run -f`), so a section for a data source this run lacks
+    /// is another run's, not an error.
+    #[must_use]
+    pub fn with_fields(mut self, fields: Option<FieldsSpec>, shared: bool) -> Self {
         self.fields = fields;
+        self.fields_shared = shared;
         self
     }
 
@@ -141,7 +160,7 @@ impl Operator for OutputOperator {
     ) -> Result<Option<Box<dyn Instance>>, OperatorError> {
         let ids: Vec<_> = setup.source_ids().collect();
         let fail = |e: fields::FieldsError| OperatorError::failed("cli", e);
-        if let Some(spec) = &self.fields {
+        if let Some(spec) = self.fields.as_ref().filter(|_| !self.fields_shared) {
             let names: Vec<&str> = ids.iter().map(|&id| setup.schema(id).name()).collect();
             if let Some(ds) = spec.sources().find(|ds| !names.contains(ds)) {
                 return Err(fail(fields::FieldsError::Syntax {
@@ -160,29 +179,32 @@ impl Operator for OutputOperator {
                 _ => fields::Flavor::Json,
             };
             let selected = fields::select(schema, self.fields.as_ref(), flavor).map_err(fail)?;
+            let name = self.instance.as_ref().map(|(n, _)| n.as_str());
             let handler: Box<dyn crate::pipeline::Handler> = match self.mode {
-                OutputMode::Columns => Box::new(
-                    TablePrinter::new(schema, self.out.clone())
+                OutputMode::Columns => {
+                    let p = TablePrinter::new(schema, self.out.clone())
                         .with_fields(schema, &selected)
-                        .on_terminal(schema, self.terminal),
-                ),
-                OutputMode::Json => Box::new(JsonPrinter::with_fields(
-                    schema,
-                    &selected,
-                    false,
-                    self.out.clone(),
-                )),
-                OutputMode::Jsonpretty => Box::new(JsonPrinter::with_fields(
-                    schema,
-                    &selected,
-                    true,
-                    self.out.clone(),
-                )),
-                OutputMode::Yaml | OutputMode::PcapNg => Box::new(YamlPrinter::with_fields(
-                    schema,
-                    &selected,
-                    self.out.clone(),
-                )),
+                        .on_terminal(schema, self.terminal);
+                    Box::new(match &self.instance {
+                        Some((n, width)) => p.with_instance(n, *width),
+                        None => p,
+                    })
+                }
+                OutputMode::Json | OutputMode::Jsonpretty => {
+                    let pretty = self.mode == OutputMode::Jsonpretty;
+                    let p = JsonPrinter::with_fields(schema, &selected, pretty, self.out.clone());
+                    Box::new(match name {
+                        Some(n) => p.with_instance(schema, n),
+                        None => p,
+                    })
+                }
+                OutputMode::Yaml | OutputMode::PcapNg => {
+                    let p = YamlPrinter::with_fields(schema, &selected, self.out.clone());
+                    Box::new(match name {
+                        Some(n) => p.with_instance(n),
+                        None => p,
+                    })
+                }
             };
             setup.subscribe(id, priority::OUTPUT, "cli", handler);
         }

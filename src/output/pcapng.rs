@@ -35,18 +35,28 @@ const EPB: u32 = 6;
 const LINKTYPE_ETHERNET: u16 = 1;
 const SNAPLEN: u32 = 262_144;
 
+/// Why `-o pcap-ng` cannot print a data source.
 #[derive(Debug, thiserror::Error)]
 pub enum PcapError {
+    /// -o pcap-ng: data source `source_name` declares no packets (no `PAYLOAD`
+    /// annotation naming a field).
     #[error(
         "-o pcap-ng: data source {source_name} declares no packets (no {PAYLOAD} annotation naming a field)"
     )]
-    NoPayload { source_name: String },
+    NoPayload {
+        /// The data source.
+        source_name: String,
+    },
+    /// An annotation names a field the data source lacks.
     #[error(
         "-o pcap-ng: data source {source_name}: {annotation} names {field}, which it does not have"
     )]
     NoField {
+        /// The data source.
         source_name: String,
+        /// The annotation.
         annotation: &'static str,
+        /// The field.
         field: String,
     },
 }
@@ -110,6 +120,8 @@ pub fn has_packets(schema: &Schema) -> bool {
     schema.annotations.contains_key(PAYLOAD)
 }
 
+/// Prints the packets of a data source as pcap-ng (`-o pcap-ng`): a section per
+/// written chunk, an interface per `pcap.interface-key`.
 pub struct PcapNgPrinter {
     plan: Plan,
     /// Interfaces by key value, in the order of their ids in a section.

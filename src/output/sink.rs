@@ -1,6 +1,13 @@
 //! The buffered, shared destination of the printers, and `ig run`'s
 //! stdout ([`stdout`]), which never blocks the event loop.
 //!
+//! Per run: the [`SharedWriter`] its printers share and its count of
+//! records dropped ([`DroppedRecords`]), both owned by the run (nothing
+//! thread-local or process-wide). [`Stdout`] may be shared by several runs
+//! on several threads (`ig run -f`): each printer hands it whole chunks of
+//! whole records, written under its lock, so lines of different runs never
+//! mix.
+//!
 //! Why stdout is special: a reader that stops reading (`ig run | sleep
 //! 100`, a paused pager, a stalled peer of a socket) would block a plain
 //! `write(2)` forever, and with the termination signals read from a
@@ -15,7 +22,7 @@
 //! `poll` next to the signalfd and stops reading ring buffers while the
 //! backlog is not empty, so a slow reader turns into counted kernel-side
 //! drops, not into memory. Output that would overflow the backlog is
-//! dropped whole records at a time and counted ([`take_dropped_records`]).
+//! dropped whole records at a time and counted ([`DroppedRecords`]).
 //!
 //! The descriptor side of that ([`NonBlocking`]: reopen or
 //! `MSG_DONTWAIT`, one `write(2)` that says "full" instead of waiting) is
@@ -25,15 +32,111 @@ use std::cell::{Cell, RefCell};
 use std::io::{self, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::rc::Rc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::pipeline::HandlerError;
 
 /// The writer all printers of one run share (stdout in the CLI, a `Vec` in
-/// tests). Runs are single-threaded, hence `Rc<RefCell<_>>`.
-pub type SharedWriter = Rc<RefCell<Box<dyn Write>>>;
+/// tests), with the run's count of records dropped because the writer had
+/// no room. A run is single-threaded, hence `Rc<RefCell<_>>`.
+#[derive(Clone)]
+pub struct SharedWriter {
+    target: Target,
+    dropped: DroppedRecords,
+}
 
+#[derive(Clone)]
+enum Target {
+    Plain {
+        out: Rc<RefCell<Box<dyn Write>>>,
+        /// The label of the last chunk written ([`Label`]; 0: none).
+        last: Rc<Cell<u64>>,
+    },
+    Stdout(Stdout),
+}
+
+/// A writer for the printers of one run.
 pub fn shared(w: impl Write + 'static) -> SharedWriter {
-    Rc::new(RefCell::new(Box::new(w)))
+    SharedWriter {
+        target: Target::Plain {
+            out: Rc::new(RefCell::new(Box::new(w))),
+            last: Rc::new(Cell::new(0)),
+        },
+        dropped: DroppedRecords::default(),
+    }
+}
+
+/// The printers of one run writing to `stdout`, which other runs may
+/// share: each chunk is written whole under its lock.
+pub fn shared_stdout(stdout: Stdout) -> SharedWriter {
+    SharedWriter {
+        target: Target::Stdout(stdout),
+        dropped: DroppedRecords::default(),
+    }
+}
+
+impl SharedWriter {
+    /// The count of records the printers writing here dropped because the
+    /// writer had no room (a [`Stdout`] whose reader is behind).
+    pub fn dropped(&self) -> DroppedRecords {
+        self.dropped.clone()
+    }
+
+    /// Write one chunk of whole records; with `label`, its header first
+    /// when the chunk before it on the stream had another label.
+    fn write_chunk(&self, label: Option<&Label>, chunk: &[u8]) -> io::Result<()> {
+        match &self.target {
+            Target::Plain { out, last } => {
+                let mut w = out.borrow_mut();
+                if let Some(l) = label
+                    && last.get() != l.id
+                {
+                    w.write_all(&l.header)?;
+                }
+                last.set(label.map_or(0, |l| l.id));
+                w.write_all(chunk).and_then(|()| w.flush())
+            }
+            Target::Stdout(s) => s.write_chunk(label, chunk),
+        }
+    }
+}
+
+/// The header of a printer whose chunks share a stream with other
+/// printers' (`ig run -f`, tables): written before a chunk whenever the
+/// chunk before it came from another printer, so every block of rows sits
+/// under its own header.
+pub(crate) struct Label {
+    id: u64,
+    header: Vec<u8>,
+}
+
+impl Label {
+    pub(crate) fn new(header: Vec<u8>) -> Self {
+        // A process-wide counter only hands out distinct ids: no state a
+        // run could trip on.
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        Self {
+            id: NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            header,
+        }
+    }
+}
+
+/// Records a run's printers dropped since the last [`DroppedRecords::take`]
+/// (see the module doc). One per [`SharedWriter`]; read by the runner.
+#[derive(Clone, Default)]
+pub struct DroppedRecords(Rc<Cell<u64>>);
+
+impl DroppedRecords {
+    /// The count since the last call, and reset it.
+    pub fn take(&self) -> u64 {
+        self.0.replace(0)
+    }
+
+    /// Count `n` more.
+    pub fn add(&self, n: u64) {
+        self.0.set(self.0.get() + n);
+    }
 }
 
 /// Bytes held back before they are handed to the writer. Large enough that a
@@ -49,6 +152,7 @@ pub(crate) struct Sink {
     records: u64,
     out: SharedWriter,
     failed: Option<io::ErrorKind>,
+    label: Option<Label>,
 }
 
 impl Sink {
@@ -58,7 +162,14 @@ impl Sink {
             records: 0,
             out,
             failed: None,
+            label: None,
         }
+    }
+
+    /// Precede chunks with `label`'s header where the stream changes
+    /// printer.
+    pub(crate) fn set_label(&mut self, label: Label) {
+        self.label = Some(label);
     }
 
     /// The buffer to format the next record into, or `None` once the reader
@@ -86,17 +197,14 @@ impl Sink {
         if self.buf.is_empty() {
             return Ok(());
         }
-        let res = {
-            let mut w = self.out.borrow_mut();
-            w.write_all(&self.buf).and_then(|()| w.flush())
-        };
+        let res = self.out.write_chunk(self.label.as_ref(), &self.buf);
         self.buf.clear();
         let records = std::mem::take(&mut self.records);
         match res {
             // The reader is behind and the backlog is full: these records
             // are lost, counted, and the run goes on.
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                DROPPED_RECORDS.with(|d| d.set(d.get() + records));
+                self.out.dropped.add(records);
                 Ok(())
             }
             Err(e) => {
@@ -120,24 +228,14 @@ fn to_handler_error(e: io::Error) -> HandlerError {
     }
 }
 
-thread_local! {
-    /// Records printers dropped because the output backlog was full. Runs
-    /// are single-threaded; the runner reads and resets it every tick.
-    static DROPPED_RECORDS: Cell<u64> = const { Cell::new(0) };
-}
-
-/// Records dropped since the last call because the reader of stdout was
-/// too slow (see the module doc).
-pub fn take_dropped_records() -> u64 {
-    DROPPED_RECORDS.with(|d| d.replace(0))
-}
-
 /// Most bytes held for a reader that does not keep up. Beyond it, output
 /// is dropped (and counted) instead of growing ig's memory.
 pub const BACKLOG_LIMIT: usize = 4 << 20;
 
-/// What [`Stdout`] and its [`OutputHandle`] share.
+/// What the clones of one [`Stdout`] share.
 struct OutState {
+    /// The label of the last chunk written ([`Label`]; 0: none).
+    last: u64,
     fd: NonBlocking,
     /// Bytes accepted but not yet taken by the reader: `pending[start..]`.
     pending: Vec<u8>,
@@ -268,31 +366,37 @@ impl OutState {
         Ok(())
     }
 
-    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+    /// Write `parts` one after the other, accepted or refused together.
+    fn write_all(&mut self, parts: &[&[u8]]) -> io::Result<()> {
         if !self.fd.never_blocks() {
-            let mut rest = buf;
-            while !rest.is_empty() {
-                let n = self.write_some(rest)?;
-                if n == 0 {
-                    // A non-blocking descriptor we did not open: wait for it
-                    // rather than spin.
-                    wait_writable(self.raw(), -1);
+            for part in parts {
+                let mut rest = *part;
+                while !rest.is_empty() {
+                    let n = self.write_some(rest)?;
+                    if n == 0 {
+                        // A non-blocking descriptor we did not open: wait
+                        // for it rather than spin.
+                        wait_writable(self.raw(), -1);
+                    }
+                    rest = &rest[n..];
                 }
-                rest = &rest[n..];
             }
             return Ok(());
         }
         self.push_out()?;
-        if self.backlog() + buf.len() > BACKLOG_LIMIT {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        if self.backlog() + len > BACKLOG_LIMIT {
             // Refused whole: a record is never cut in two.
             return Err(io::ErrorKind::WouldBlock.into());
         }
-        let n = if self.backlog() == 0 {
-            self.write_some(buf)?
-        } else {
-            0
-        };
-        self.pending.extend_from_slice(&buf[n..]);
+        for part in parts {
+            let n = if self.backlog() == 0 {
+                self.write_some(part)?
+            } else {
+                0
+            };
+            self.pending.extend_from_slice(&part[n..]);
+        }
         Ok(())
     }
 }
@@ -309,21 +413,20 @@ fn wait_writable(fd: RawFd, ms: i32) {
 
 /// `ig run`'s stdout: see the module doc. Accepts a write whole or refuses
 /// it whole with `WouldBlock` when the backlog would pass
-/// [`BACKLOG_LIMIT`].
-pub struct Stdout(Rc<RefCell<OutState>>);
-
-/// The runner's side of [`Stdout`]: what to poll, how much is pending.
+/// [`BACKLOG_LIMIT`]. A handle: clones share one backlog, from any thread;
+/// the runner polls it ([`Stdout::poll_fd`], [`Stdout::backlog`],
+/// [`Stdout::push_out`]).
 #[derive(Clone)]
-pub struct OutputHandle(Rc<RefCell<OutState>>);
+pub struct Stdout(Arc<Mutex<OutState>>);
 
 /// Open stdout for `ig run`.
-pub fn stdout() -> (Stdout, OutputHandle) {
-    let state = Rc::new(RefCell::new(OutState {
+pub fn stdout() -> Stdout {
+    Stdout(Arc::new(Mutex::new(OutState {
+        last: 0,
         fd: NonBlocking::open(libc::STDOUT_FILENO),
         pending: Vec::new(),
         start: 0,
-    }));
-    (Stdout(Rc::clone(&state)), OutputHandle(state))
+    })))
 }
 
 /// The file type bits (`S_IFMT`) of descriptor `fd`.
@@ -354,30 +457,51 @@ fn reopen_nonblocking(fd: RawFd) -> Option<OwnedFd> {
 
 impl Write for Stdout {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.borrow_mut().write_all(buf)?;
+        let mut s = self.state();
+        s.write_all(&[buf])?;
+        s.last = 0;
         Ok(buf.len())
     }
     fn flush(&mut self) -> io::Result<()> {
-        self.0.borrow_mut().push_out()
+        self.state().push_out()
     }
 }
 
-impl OutputHandle {
+impl Stdout {
+    fn state(&self) -> MutexGuard<'_, OutState> {
+        // A panic while holding it leaves at worst a backlog half pushed.
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// One chunk (with `label`'s header first when the stream's last chunk
+    /// had another label), accepted or refused whole, then what the reader
+    /// takes of the backlog now.
+    fn write_chunk(&self, label: Option<&Label>, chunk: &[u8]) -> io::Result<()> {
+        let mut s = self.state();
+        let id = label.map_or(0, |l| l.id);
+        match label {
+            Some(l) if s.last != l.id => s.write_all(&[&l.header, chunk])?,
+            _ => s.write_all(&[chunk])?,
+        }
+        s.last = id;
+        s.push_out()
+    }
+
     /// The descriptor to poll for `POLLOUT` while there is a backlog;
     /// `None` for a blocking stdout (a file), which never has one.
     pub fn poll_fd(&self) -> Option<RawFd> {
-        let s = self.0.borrow();
+        let s = self.state();
         s.fd.never_blocks().then(|| s.raw())
     }
 
     /// Bytes the reader has not taken yet.
     pub fn backlog(&self) -> usize {
-        self.0.borrow().backlog()
+        self.state().backlog()
     }
 
     /// Write what the reader takes now, without waiting.
     pub fn push_out(&self) -> io::Result<()> {
-        self.0.borrow_mut().push_out()
+        self.state().push_out()
     }
 }
 
@@ -385,17 +509,18 @@ impl OutputHandle {
 mod tests {
     use super::*;
 
-    fn with_fd(fd: Fd) -> (Stdout, OutputHandle) {
-        let state = Rc::new(RefCell::new(OutState {
+    fn with_fd(fd: Fd) -> (Stdout, Stdout) {
+        let out = Stdout(Arc::new(Mutex::new(OutState {
+            last: 0,
             fd: NonBlocking { fd },
             pending: Vec::new(),
             start: 0,
-        }));
-        (Stdout(Rc::clone(&state)), OutputHandle(state))
+        })));
+        (out.clone(), out)
     }
 
     /// A pipe: (our non-blocking writer over its write end, its read end).
-    fn pipe() -> (Stdout, OutputHandle, OwnedFd) {
+    fn pipe() -> (Stdout, Stdout, OwnedFd) {
         let mut fds = [0; 2];
         // SAFETY: pipe2 fills two descriptors we then own.
         let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) };
@@ -409,7 +534,7 @@ mod tests {
     /// A connected pair of stream sockets: (our writer over one end, the
     /// other end). Our end stays blocking, as a socket inherited as stdout
     /// would be; the peer, the test's reader, does not block.
-    fn socketpair() -> (Stdout, OutputHandle, OwnedFd, OwnedFd) {
+    fn socketpair() -> (Stdout, Stdout, OwnedFd, OwnedFd) {
         let mut fds = [0; 2];
         // SAFETY: socketpair fills two descriptors we then own.
         let rc = unsafe {
@@ -447,7 +572,7 @@ mod tests {
     }
 
     /// Let the reader `r` take the whole backlog; the bytes it read.
-    fn deliver(handle: &OutputHandle, r: &OwnedFd) -> usize {
+    fn deliver(handle: &Stdout, r: &OwnedFd) -> usize {
         let mut got = 0;
         while handle.backlog() > 0 {
             got += read_all(r);
@@ -503,8 +628,9 @@ mod tests {
     #[test]
     fn records_refused_by_a_full_backlog_are_counted_not_fatal() {
         let (out, handle, r) = pipe();
-        let mut sink = Sink::new(shared(out));
-        let _ = take_dropped_records();
+        let out = shared(out);
+        let dropped = out.dropped();
+        let mut sink = Sink::new(out);
         let record = [b'y'; 1000];
         let mut written = 0u64;
         while handle.backlog() < BACKLOG_LIMIT - CHUNK {
@@ -512,14 +638,14 @@ mod tests {
             sink.record_done();
             written += 1;
         }
-        assert_eq!(take_dropped_records(), 0, "nothing dropped below the limit");
+        assert_eq!(dropped.take(), 0, "nothing dropped below the limit");
         for _ in 0..(2 * CHUNK / record.len()) {
             sink.buf().unwrap().extend_from_slice(&record);
             sink.record_done();
             written += 1;
         }
         sink.flush().unwrap();
-        let dropped = take_dropped_records();
+        let dropped = dropped.take();
         assert!(dropped > 0, "the overflow was counted");
         assert!(sink.buf().is_some(), "the sink still works");
         let mut got = 0;
@@ -529,6 +655,72 @@ mod tests {
         }
         got += read_all(&r);
         assert_eq!(got as u64, (written - dropped) * record.len() as u64);
+    }
+
+    /// Runs on several threads share one stdout (`ig run -f`): each chunk
+    /// arrives whole, and a labeled chunk after another printer's gets its
+    /// header first.
+    #[test]
+    fn printers_of_several_threads_share_stdout_chunk_by_chunk() {
+        let (out, handle, r) = pipe();
+        let threads: Vec<_> = (0..4u8)
+            .map(|t| {
+                let out = out.clone();
+                std::thread::spawn(move || {
+                    let mut sink = Sink::new(shared_stdout(out));
+                    sink.set_label(Label::new(format!("H{t}\n").into_bytes()));
+                    for i in 0..200u32 {
+                        let line = format!("{t} {i:05} {}\n", "x".repeat(50));
+                        sink.buf().unwrap().extend_from_slice(line.as_bytes());
+                        sink.record_done();
+                        if i % 7 == 0 {
+                            sink.flush().unwrap();
+                        }
+                    }
+                    sink.flush().unwrap();
+                })
+            })
+            .collect();
+        let mut got = Vec::new();
+        while threads.iter().any(|t| !t.is_finished()) || handle.backlog() > 0 {
+            let mut buf = vec![0u8; 1 << 16];
+            // SAFETY: reading into a valid buffer from an open descriptor.
+            let n = unsafe { libc::read(r.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+            if let Ok(n) = usize::try_from(n) {
+                got.extend_from_slice(&buf[..n]);
+            }
+            handle.push_out().unwrap();
+        }
+        for t in threads {
+            t.join().unwrap();
+        }
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            // SAFETY: as above.
+            let n = unsafe { libc::read(r.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+            match usize::try_from(n) {
+                Ok(n) if n > 0 => got.extend_from_slice(&buf[..n]),
+                _ => break,
+            }
+        }
+        let text = String::from_utf8(got).unwrap();
+        let mut current = None;
+        let mut counts = [0u32; 4];
+        for line in text.lines() {
+            if let Some(h) = line.strip_prefix('H') {
+                current = Some(h.parse::<usize>().unwrap());
+                continue;
+            }
+            let t: usize = line[..1].parse().unwrap();
+            assert_eq!(
+                current,
+                Some(t),
+                "a row under another printer's header: {line}"
+            );
+            assert_eq!(line.len(), 2 + 5 + 1 + 50, "a cut or mixed line: {line}");
+            counts[t] += 1;
+        }
+        assert_eq!(counts, [200; 4]);
     }
 
     #[test]

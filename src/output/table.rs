@@ -31,7 +31,12 @@ struct Column {
 /// Decimals of a float column without `columns.precision` (upstream's).
 const DEFAULT_PRECISION: usize = 2;
 
+/// Prints events as a table (`-o columns`): a header, then a row per event,
+/// columns sized from the annotations.
 pub struct TablePrinter {
+    /// The run's name, first on every row, when runs share the output
+    /// (`ig run -f`).
+    instance: Option<(Vec<u8>, Column)>,
     columns: Vec<Column>,
     header_done: bool,
     /// Array sources (snapshots, toppers) print a header per array.
@@ -44,8 +49,10 @@ pub struct TablePrinter {
 }
 
 impl TablePrinter {
+    /// The default columns of `schema`, into `out`.
     pub fn new(schema: &Schema, out: SharedWriter) -> Self {
         Self {
+            instance: None,
             columns: columns(schema),
             header_done: false,
             array: schema.kind == crate::datasource::SourceKind::Array,
@@ -74,17 +81,55 @@ impl TablePrinter {
         self
     }
 
-    fn header(&mut self) {
-        if self.header_done {
-            return;
+    /// Start every row with an INSTANCE column holding `name`, `width`
+    /// wide. Rows then share the output with other runs': a single
+    /// source's header is written before each block of its rows that
+    /// follows another printer's (an array's, before each array).
+    #[must_use]
+    pub fn with_instance(mut self, name: &str, width: usize) -> Self {
+        let header = "INSTANCE";
+        let column = Column {
+            id: FieldId(0),
+            header: header.to_owned(),
+            width: width.max(header.len()).max(name.chars().count()),
+            right: false,
+            numeric: false,
+            precision: 0,
+        };
+        self.instance = Some((name.as_bytes().to_vec(), column));
+        if !self.array {
+            let mut line = Vec::new();
+            self.header_line(&mut line);
+            self.sink.set_label(super::sink::Label::new(line));
+            self.header_done = true;
         }
-        self.header_done = true;
-        let Some(buf) = self.sink.buf() else { return };
+        self
+    }
+
+    /// The header line, into `buf`.
+    fn header_line(&self, buf: &mut Vec<u8>) {
+        if let Some((_, c)) = &self.instance {
+            cell(buf, c.header.as_bytes(), c, self.columns.is_empty());
+        }
         let last = self.columns.len().saturating_sub(1);
         for (i, c) in self.columns.iter().enumerate() {
             cell(buf, c.header.as_bytes(), c, i == last);
         }
         buf.push(b'\n');
+    }
+
+    fn header(&mut self) {
+        if self.header_done {
+            return;
+        }
+        self.header_done = true;
+        let mut line = std::mem::take(&mut self.scratch);
+        line.clear();
+        self.header_line(&mut line);
+        if let Some(buf) = self.sink.buf() {
+            buf.extend_from_slice(&line);
+        }
+        self.scratch = line;
     }
 }
 
@@ -212,6 +257,9 @@ impl Handler for TablePrinter {
         let Some(buf) = self.sink.buf() else {
             return Flow::Continue;
         };
+        if let Some((name, c)) = &self.instance {
+            cell(buf, name, c, self.columns.is_empty());
+        }
         let last = self.columns.len().saturating_sub(1);
         for (i, c) in self.columns.iter().enumerate() {
             text(
@@ -302,6 +350,46 @@ mod tests {
         p.flush().unwrap();
         let out = String::from_utf8(cap.0.borrow().clone()).unwrap();
         assert_eq!(out, "COMM   PID ARGS\nlongc… 123456 a b c d e f \n");
+    }
+
+    /// Two runs' printers on one stream (`ig run -f`): every row starts
+    /// with its instance, and each block of rows sits under the header of
+    /// its own schema, repeated whenever the stream switches printer.
+    #[test]
+    fn instances_sharing_a_stream_get_their_column_and_a_header_per_block() {
+        let schema = |name: &str, field: &str| {
+            let mut b = SchemaBuilder::new(name, SourceKind::Single, 4);
+            b.add_raw(field.into(), FieldKind::U32, 0, 4, None).unwrap();
+            b.build()
+        };
+        let (sa, sb) = (schema("a", "alpha"), schema("b", "beta"));
+        let cap = Capture::default();
+        let out = shared(cap.clone());
+        let mut a = TablePrinter::new(&sa, out.clone()).with_instance("one", 10);
+        let mut b = TablePrinter::new(&sb, out).with_instance("second", 10);
+        let row = |p: &mut TablePrinter, s: &Schema, n: u32| {
+            let mut ev = Event::new(s);
+            ev.set_raw(&n.to_ne_bytes());
+            p.on_event(s, &mut ev);
+        };
+        // Nothing before the first row: no empty header.
+        a.flush().unwrap();
+        row(&mut a, &sa, 1);
+        row(&mut a, &sa, 2);
+        a.flush().unwrap();
+        row(&mut a, &sa, 3);
+        a.flush().unwrap();
+        row(&mut b, &sb, 4);
+        b.flush().unwrap();
+        row(&mut a, &sa, 5);
+        a.flush().unwrap();
+        let got = String::from_utf8(cap.0.borrow().clone()).unwrap();
+        assert_eq!(
+            got,
+            "INSTANCE      ALPHA\none               1\none               2\none               3\n\
+             INSTANCE       BETA\nsecond            4\n\
+             INSTANCE      ALPHA\none               5\n"
+        );
     }
 
     #[test]

@@ -17,17 +17,35 @@ enum YNode {
     Object { key: Vec<u8>, children: Vec<YNode> },
 }
 
+/// Prints events as YAML (`-o yaml`): a document per event, a sequence per
+/// snapshot.
 pub struct YamlPrinter {
+    /// `instance: "NAME"`, first in every mapping when runs share the
+    /// output (`ig run -f`); else empty.
+    instance: Vec<u8>,
     nodes: Vec<YNode>,
     sink: Sink,
 }
 
 impl YamlPrinter {
+    /// Print `fields` of `schema` into `out`.
     pub fn with_fields(schema: &Schema, fields: &[FieldId], out: SharedWriter) -> Self {
         Self {
+            instance: Vec::new(),
             nodes: convert(plan(schema, fields)),
             sink: Sink::new(out),
         }
+    }
+
+    /// Put `instance: NAME` first in every mapping: the run's name when
+    /// several runs share the output.
+    #[must_use]
+    pub fn with_instance(mut self, name: &str) -> Self {
+        let mut line = key("instance");
+        line.push(b' ');
+        write_str(&mut line, name.as_bytes());
+        self.instance = line;
+        self
     }
 }
 
@@ -72,7 +90,8 @@ fn convert(nodes: Vec<Node>) -> Vec<YNode> {
 
 /// Write a mapping with its keys at column `indent`. With `dash`, the
 /// first line starts with `- ` (a sequence item) in the two columns
-/// before `indent`.
+/// before `indent`. `first`: an entry (`key: value`) before the nodes
+/// (empty: none).
 fn mapping(
     buf: &mut Vec<u8>,
     nodes: &[YNode],
@@ -80,7 +99,23 @@ fn mapping(
     ev: &Event,
     indent: usize,
     dash: bool,
+    first: &[u8],
 ) {
+    let mut dash = dash;
+    if !first.is_empty() {
+        if dash {
+            buf.resize(buf.len() + indent.saturating_sub(2), b' ');
+            buf.extend_from_slice(b"- ");
+        } else {
+            buf.resize(buf.len() + indent, b' ');
+        }
+        buf.extend_from_slice(first);
+        buf.push(b'\n');
+        dash = false;
+        if nodes.is_empty() {
+            return;
+        }
+    }
     if nodes.is_empty() {
         if dash {
             buf.resize(buf.len() + indent.saturating_sub(2), b' ');
@@ -106,7 +141,7 @@ fn mapping(
             YNode::Object { key, children } => {
                 buf.extend_from_slice(key);
                 buf.push(b'\n');
-                mapping(buf, children, schema, ev, indent + 2, false);
+                mapping(buf, children, schema, ev, indent + 2, false, &[]);
             }
         }
     }
@@ -118,7 +153,7 @@ impl Handler for YamlPrinter {
             return Flow::Continue;
         };
         buf.extend_from_slice(b"---\n");
-        mapping(buf, &self.nodes, schema, event, 0, false);
+        mapping(buf, &self.nodes, schema, event, 0, false, &self.instance);
         self.sink.record_done();
         Flow::Continue
     }
@@ -132,7 +167,7 @@ impl Handler for YamlPrinter {
             buf.extend_from_slice(b"[]\n");
         }
         for e in events.iter() {
-            mapping(buf, &self.nodes, schema, e, 2, true);
+            mapping(buf, &self.nodes, schema, e, 2, true, &self.instance);
         }
         self.sink.record_done();
         Flow::Continue
@@ -175,6 +210,27 @@ mod tests {
         e.set_raw(&raw);
         e.set_str(s.field(s.field_by_name("args").unwrap()), args);
         e
+    }
+
+    #[test]
+    fn an_instance_is_the_first_key_of_every_mapping() {
+        let mut b = SchemaBuilder::new("s", SourceKind::Single, 4);
+        b.add_raw("count".into(), FieldKind::U32, 0, 4, None)
+            .unwrap();
+        let s = b.build();
+        let cap = Capture::default();
+        let mut p = YamlPrinter::with_fields(&s, &defaults(&s, Flavor::Json), shared(cap.clone()))
+            .with_instance("run-1");
+        let mut ev = Event::new(&s);
+        ev.set_raw(&3u32.to_ne_bytes());
+        p.on_event(&s, &mut ev);
+        p.on_array(&s, &mut vec![ev.clone()]);
+        p.flush().unwrap();
+        let got = String::from_utf8(cap.0.borrow().clone()).unwrap();
+        assert_eq!(
+            got,
+            "---\ninstance: \"run-1\"\ncount: 3\n---\n- instance: \"run-1\"\n  count: 3\n"
+        );
     }
 
     #[test]

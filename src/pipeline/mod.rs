@@ -23,22 +23,32 @@ pub type Priority = i32;
 /// Well-known priorities, from upstream's operators.
 pub mod priority {
     use super::Priority;
+    /// The image operator (upstream's `oci`).
     pub const IMAGE: Priority = -1000;
+    /// The local manager (containers, `-c`).
     pub const LOCAL_MANAGER: Priority = -1;
+    /// The eBPF operator.
     pub const EBPF: Priority = 0;
+    /// The formatters (timestamps, errnos, syscalls...).
     pub const FORMATTERS: Priority = 0;
+    /// The uid/gid resolver (user and group names).
     pub const UID_GID_RESOLVER: Priority = 5;
     /// Ours (upstream has no such operator): after the uid/gid resolver.
     pub const PROCESS_ENRICHER: Priority = 6;
+    /// The filter (`--filter`).
     pub const FILTER: Priority = 9000;
+    /// The sorter (`--sort`).
     pub const SORT: Priority = 9500;
+    /// The limiter (`--max-entries`).
     pub const LIMIT: Priority = 9600;
+    /// The printers and the caller's consumers: last.
     pub const OUTPUT: Priority = 10000;
 }
 
 /// What a handler wants done with the event it just saw.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Flow {
+    /// Go on: later handlers see the event.
     Continue,
     /// Stop here: later handlers do not see this event.
     Drop,
@@ -54,6 +64,8 @@ pub struct SourceId(pub usize);
 /// anything but their own output, and cannot fail an event. A problem is
 /// counted and logged by the handler itself (Architecture Invariant 4).
 pub trait Handler {
+    /// One event of the data source `schema` describes; it may be changed (an
+    /// operator adding fields) for the handlers after this one.
     fn on_event(&mut self, schema: &Schema, event: &mut Event) -> Flow;
 
     /// A whole snapshot (iterators, map drains). The default hands each
@@ -77,6 +89,7 @@ pub enum HandlerError {
     /// The consumer of our output went away (`ig run | head -1`): a normal end.
     #[error("output closed by its reader")]
     Closed,
+    /// Writing output failed.
     #[error("writing output")]
     Io(#[source] std::io::Error),
 }
@@ -121,17 +134,53 @@ pub trait Source {
     }
 }
 
-/// Something for the user's stderr, produced while running.
+/// Something for the user, produced while running: losses (summed and
+/// rate-limited by the runner) and warnings.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Notice {
     /// The kernel dropped events (ring buffer full or reservation failed).
-    Lost { source: String, count: u64 },
+    Lost {
+        /// The data source that lost them.
+        source: String,
+        /// How many.
+        count: u64,
+    },
     /// Events formatted but dropped because the reader of the output did
     /// not keep up and the output backlog was full (`output::sink`).
-    OutputDropped { count: u64 },
+    OutputDropped {
+        /// How many.
+        count: u64,
+    },
     /// Packets a WASM guest asked for but was refused: it already held as
     /// many bytes of undelivered events as ig keeps for it.
-    GuestRefused { module: String, count: u64 },
+    GuestRefused {
+        /// The guest's module.
+        module: String,
+        /// How many.
+        count: u64,
+    },
+    /// Events a consumer of the run did not take in time: its bounded
+    /// channel was full, so they were dropped rather than waited for.
+    ConsumerLagged {
+        /// How many.
+        count: u64,
+    },
+    /// What the assembly of the run noticed but did not refuse (an
+    /// annotation of a field nobody created).
+    Warning(String),
+}
+
+impl Notice {
+    /// The events this notice says were lost (0 for a warning).
+    pub fn lost(&self) -> u64 {
+        match self {
+            Notice::Lost { count, .. }
+            | Notice::OutputDropped { count }
+            | Notice::GuestRefused { count, .. }
+            | Notice::ConsumerLagged { count } => *count,
+            Notice::Warning(_) => 0,
+        }
+    }
 }
 
 /// An operator that has agreed to take part in a run.
@@ -143,12 +192,15 @@ pub trait Instance {
     fn pre_start(&mut self) -> Result<(), OperatorError> {
         Ok(())
     }
+    /// Start (after every instance's `pre_start`), in priority order.
     fn start(&mut self) -> Result<(), OperatorError> {
         Ok(())
     }
+    /// Stop, in reverse order; also after a failed start of a later instance.
     fn stop(&mut self) -> Result<(), OperatorError> {
         Ok(())
     }
+    /// The producer of events this instance is, if it is one.
     fn source(&mut self) -> Option<&mut dyn Source> {
         None
     }
@@ -157,7 +209,10 @@ pub trait Instance {
 /// A stage of the chain. Operators are values: the CLI constructs them with
 /// their configuration, and [`Pipeline::build`] orders them.
 pub trait Operator {
+    /// Its name (upstream's, where it has one): in `--help` groups, messages
+    /// and parameter names.
     fn name(&self) -> &'static str;
+    /// Its place in the chain ([`priority`]).
     fn priority(&self) -> Priority;
     /// The parameters this operator takes, for the command line and
     /// `--help`. Known before [`Operator::instantiate`].
@@ -177,21 +232,28 @@ pub trait Operator {
     ) -> Result<Option<Box<dyn Instance>>, OperatorError>;
 }
 
+/// Why an operator could not be set up, started or stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum OperatorError {
+    /// The operator `operator` failed.
     #[error("operator {operator}")]
     Failed {
+        /// The operator.
         operator: &'static str,
+        /// Why.
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// A schema refused a field.
     #[error(transparent)]
     Schema(#[from] SchemaError),
+    /// A handler failed to flush.
     #[error(transparent)]
     Handler(#[from] HandlerError),
 }
 
 impl OperatorError {
+    /// `operator` failed because of `source`.
     pub fn failed(
         operator: &'static str,
         source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -240,6 +302,8 @@ impl YieldFlag {
 }
 
 impl Setup {
+    /// Declare a data source; later operators see it, and its id subscribes
+    /// handlers.
     pub fn add_source(&mut self, schema: SchemaBuilder) -> SourceId {
         self.sources.push(SourceSetup {
             schema,
@@ -274,14 +338,17 @@ impl Setup {
         self.sources[id.0].referenced = false;
     }
 
+    /// Whether the data source `id` is still referenced (printed, passed on).
     pub fn is_referenced(&self, id: SourceId) -> bool {
         self.sources[id.0].referenced
     }
 
+    /// The schema of data source `id` as built so far.
     pub fn schema(&self, id: SourceId) -> &SchemaBuilder {
         &self.sources[id.0].schema
     }
 
+    /// The schema of data source `id`, to add fields or annotations.
     pub fn schema_mut(&mut self, id: SourceId) -> &mut SchemaBuilder {
         &mut self.sources[id.0].schema
     }
@@ -291,6 +358,8 @@ impl Setup {
         self.yield_flag.clone()
     }
 
+    /// Subscribe `handler` (named `name`, for messages) to the events of `id`,
+    /// at `priority` among the source's handlers.
     pub fn subscribe(
         &mut self,
         id: SourceId,
@@ -313,10 +382,12 @@ pub struct Dispatch {
 }
 
 impl Dispatch {
+    /// The frozen schema of data source `id`.
     pub fn schema(&self, id: SourceId) -> &Arc<Schema> {
         &self.sources[id.0].0
     }
 
+    /// Every data source and its schema, in id order.
     pub fn schemas(&self) -> impl Iterator<Item = (SourceId, &Arc<Schema>)> {
         self.sources
             .iter()
@@ -369,6 +440,7 @@ impl Dispatch {
 pub struct Pipeline {
     instances: Vec<(&'static str, Box<dyn Instance>)>,
     started: usize,
+    /// The handler chains, to push events through by hand.
     pub dispatch: Dispatch,
     warnings: Vec<String>,
 }

@@ -13,8 +13,11 @@ use crate::datasource::{Event, Schema, SchemaBuilder, ValueRef};
 
 /// Declares `schema` at its priority and emits `samples` on the first drain.
 pub struct Producer {
+    /// Where it runs.
     pub priority: Priority,
+    /// The data source it declares.
     pub schema: SchemaBuilder,
+    /// Raw samples, emitted in order.
     pub samples: Vec<Vec<u8>>,
 }
 
@@ -72,8 +75,11 @@ impl Source for ProducerInstance {
 /// (a snapshot of raw samples) through [`Dispatch::array`] on the first
 /// drain.
 pub struct ArrayProducer {
+    /// Where it runs.
     pub priority: Priority,
+    /// The data source it declares.
     pub schema: SchemaBuilder,
+    /// Snapshots, each a list of raw samples.
     pub arrays: Vec<Vec<Vec<u8>>>,
 }
 
@@ -138,7 +144,9 @@ impl Source for ArrayProducerInstance {
 /// and the length of every array it receives.
 #[derive(Clone, Default)]
 pub struct Collector {
+    /// Each event seen, as `field=value` strings.
     pub seen: Rc<RefCell<Vec<Vec<String>>>>,
+    /// The length of each array seen.
     pub arrays: Rc<RefCell<Vec<usize>>>,
 }
 
@@ -193,8 +201,11 @@ impl Handler for Collector {
 
 /// An operator that subscribes a handler to every data source.
 pub struct Subscribe<H: Handler + Clone + 'static> {
+    /// Its name.
     pub name: &'static str,
+    /// Where it runs.
     pub priority: Priority,
+    /// The handler subscribed to every data source.
     pub handler: H,
 }
 

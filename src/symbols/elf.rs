@@ -7,6 +7,7 @@
 
 use object::{Object as _, ObjectSegment as _, ObjectSymbol as _, SymbolKind};
 
+/// The file is not ELF we can read.
 #[derive(Debug, thiserror::Error)]
 #[error("parsing ELF")]
 pub struct ElfError(#[source] object::Error);
@@ -36,7 +37,9 @@ pub struct ElfSymbols {
 /// A function and how far into it an address is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct UserFrame<'a> {
+    /// The function.
     pub name: &'a str,
+    /// Bytes from its start.
     pub offset: u64,
 }
 
@@ -84,10 +87,12 @@ impl ElfSymbols {
         Ok(Self { funcs, segments })
     }
 
+    /// How many functions.
     pub fn len(&self) -> usize {
         self.funcs.len()
     }
 
+    /// Whether it has no function.
     pub fn is_empty(&self) -> bool {
         self.funcs.is_empty()
     }

@@ -12,18 +12,29 @@ use std::path::Path;
 /// Why the kernel's symbols are not usable.
 #[derive(Debug, thiserror::Error)]
 pub enum KallsymsError {
+    /// Reading `path` failed.
     #[error("reading {path}")]
     Read {
+        /// The file.
         path: String,
+        /// Why.
         #[source]
         source: std::io::Error,
     },
+    /// `path` shows every address as 0.
     #[error(
         "{path} shows every address as 0: kernel.kptr_restrict hides them from this process (run as root with kptr_restrict 0 or 1, e.g. sysctl kernel.kptr_restrict=1)"
     )]
-    Hidden { path: String },
+    Hidden {
+        /// The file.
+        path: String,
+    },
+    /// `path` lists no text symbols.
     #[error("{path} lists no text symbols")]
-    Empty { path: String },
+    Empty {
+        /// The file.
+        path: String,
+    },
 }
 
 /// One kernel function: where it starts, its name and its module (`None`
@@ -45,8 +56,11 @@ pub struct KernelSymbols {
 /// when it is not the kernel image.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct KernelFrame<'a> {
+    /// The symbol.
     pub name: &'a str,
+    /// Bytes from its start.
     pub offset: u64,
+    /// Its module, when not the kernel image.
     pub module: Option<&'a str>,
 }
 
@@ -66,6 +80,7 @@ impl KernelSymbols {
         Self::load_from(Path::new("/proc/kallsyms"))
     }
 
+    /// Read and parse a kallsyms file at `path`.
     pub fn load_from(path: &Path) -> Result<Self, KallsymsError> {
         let p = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|source| KallsymsError::Read {
@@ -118,10 +133,12 @@ impl KernelSymbols {
         Ok(Self { syms })
     }
 
+    /// How many text symbols.
     pub fn len(&self) -> usize {
         self.syms.len()
     }
 
+    /// Whether it has none.
     pub fn is_empty(&self) -> bool {
         self.syms.is_empty()
     }

@@ -4,16 +4,20 @@
 /// One executable, file-backed mapping.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Mapping {
+    /// First address.
     pub start: u64,
+    /// Address past the end.
     pub end: u64,
     /// Offset in the file of the byte at `start`.
     pub offset: u64,
     /// Device (`major:minor`, as in the file) and inode of the file.
     pub dev: String,
+    /// The file's inode.
     pub inode: u64,
     /// The path as the process sees it (relative to its root), without a
     /// ` (deleted)` suffix.
     pub path: String,
+    /// The file was deleted since it was mapped.
     pub deleted: bool,
 }
 

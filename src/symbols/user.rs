@@ -26,10 +26,15 @@ const MAX_FILES: usize = 512;
 /// Who a user stack belongs to, as `struct gadget_user_stack` records it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct StackOwner {
+    /// The inode of the executable.
     pub exe_inode: u64,
+    /// The pid in the initial pid namespace.
     pub pid_level0: u32,
+    /// The initial pid namespace's inode.
     pub pidns_level0: u32,
+    /// The pid one pid namespace down (a container's).
     pub pid_level1: u32,
+    /// That pid namespace's inode.
     pub pidns_level1: u32,
 }
 
@@ -70,6 +75,7 @@ impl Default for UserSymbolizer {
 }
 
 impl UserSymbolizer {
+    /// A symbolizer reading `/proc`.
     pub fn new() -> Self {
         Self::with_proc_root("/proc")
     }

@@ -11,11 +11,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use ig::datasource::Event;
-use ig::metadata::GadgetMetadata;
-use ig::operators::ebpf::{EbpfOperator, EbpfOptions};
-use ig::output::{OutputMode, OutputOperator, shared};
-use ig::params::ParamValues;
-use ig::pipeline::{Operator, Pipeline};
+use ig::run::{GadgetRun, OutputMode, PrintOptions, PrintTarget, PullPolicy};
 
 struct Counting;
 
@@ -47,31 +43,48 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
-/// The object of gadget `name` of `gadgets/`, built by the real `ig`.
-fn object(name: &str) -> Vec<u8> {
-    let store = common::gadget_store();
-    let s = ig::image::Store::open_read_only(store.path()).unwrap();
-    let r = ig::image::Reference::parse(name).unwrap();
-    s.resolve(&r).unwrap().ebpf_object.unwrap()
+/// Where the events of a measured chain go.
+#[derive(Clone, Copy, Debug)]
+enum Consumer {
+    /// A printer into /dev/null.
+    Print(OutputMode),
+    /// A printer labelling each event with its instance (`ig run -f`).
+    PrintInstance(OutputMode),
+    /// A callback on the run's thread that reads a field of every event.
+    Callback,
 }
 
-fn allocations_per_event(gadget: &str, mode: OutputMode, params: &[(&str, &str)]) -> (u64, u64) {
-    let obj = object(gadget);
-    let ebpf = EbpfOperator::new(obj, GadgetMetadata::default(), EbpfOptions::default()).unwrap();
-    let sink = std::fs::OpenOptions::new()
-        .write(true)
-        .open("/dev/null")
-        .unwrap();
-    let mut ops: Vec<Box<dyn Operator>> = vec![Box::new(ebpf)];
-    ops.extend(ig::operators::catalog());
-    ops.push(Box::new(OutputOperator::new(mode, shared(sink))));
-    let specs: Vec<_> = ops.iter().flat_map(|o| o.params()).collect();
-    let given: Vec<(String, String)> = params
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect();
-    let values = ParamValues::resolve(&specs, &given).unwrap();
-    let mut p = Pipeline::build(ops, &values).unwrap();
+fn allocations_per_event(gadget: &str, consumer: Consumer, params: &[(&str, &str)]) -> (u64, u64) {
+    let store = common::gadget_store();
+    // The chain of the library's run (as `ig run` builds it, gadget.yaml
+    // included), built but not started.
+    let run = GadgetRun::from_store(store.path(), gadget)
+        .pull(PullPolicy::Never)
+        .params(params.iter().copied());
+    let run = match consumer {
+        Consumer::Print(mode) | Consumer::PrintInstance(mode) => {
+            let sink = std::fs::OpenOptions::new()
+                .write(true)
+                .open("/dev/null")
+                .unwrap();
+            let mut print = PrintOptions::new(mode, PrintTarget::Writer(Box::new(sink)));
+            if matches!(consumer, Consumer::PrintInstance(_)) {
+                print.instance = Some(("an-instance".into(), 16));
+            }
+            run.print(print)
+        }
+        Consumer::Callback => {
+            let mut seen = 0u64;
+            run.on_event(move |schema, event| {
+                if let Some(id) = schema.field_by_name("proc.pid") {
+                    std::hint::black_box(event.get(schema.field(id)));
+                    seen += 1;
+                }
+                std::hint::black_box(seen);
+            })
+        }
+    };
+    let mut p = run.pipeline().unwrap();
     let (id, schema) = p
         .dispatch
         .schemas()
@@ -122,15 +135,24 @@ fn no_heap_allocation_per_event_json_table_yaml() {
     // The chain as `ig run` builds it; the filter keeps every event, so
     // each one reaches the printer.
     let with_filter: &[(&str, &str)] = &[("filter", "proc.comm!=nobody-has-this-name")];
+    let consumers = [
+        Consumer::Print(OutputMode::Json),
+        Consumer::Print(OutputMode::Columns),
+        Consumer::Print(OutputMode::Yaml),
+        Consumer::PrintInstance(OutputMode::Json),
+        Consumer::PrintInstance(OutputMode::Columns),
+        Consumer::PrintInstance(OutputMode::Yaml),
+        Consumer::Callback,
+    ];
     for gadget in ["trace_open", "trace_exec"] {
-        for mode in [OutputMode::Json, OutputMode::Columns, OutputMode::Yaml] {
+        for consumer in consumers {
             for params in [&[][..], with_filter] {
-                let (allocs, n) = allocations_per_event(gadget, mode, params);
+                let (allocs, n) = allocations_per_event(gadget, consumer, params);
                 // Flushing the output buffer to the sink every 128 KiB may
                 // allocate in std; a per-event allocation shows as >= n.
                 assert!(
                     allocs * 100 < n,
-                    "{gadget} {mode:?} {params:?}: {allocs} allocations for {n} events"
+                    "{gadget} {consumer:?} {params:?}: {allocs} allocations for {n} events"
                 );
             }
         }

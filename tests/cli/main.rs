@@ -307,6 +307,11 @@ fn run_help_lists_the_gadget_parameters() {
             && help.contains("Number copied into every event [default: 42]"),
         "{help}"
     );
+    // The full name, for manifests (`ig run -f`).
+    assert!(
+        help.contains("Full name (in manifests): operator.oci.ebpf.value"),
+        "{help}"
+    );
     for flag in ["--pid <UINT32>", "--uid <UINT32>", "--comm <STRING>"] {
         assert!(help.contains(flag), "{flag} in {help}");
     }
@@ -440,4 +445,140 @@ fn commands_whose_output_cannot_be_written_fail() {
         );
         assert_eq!(text(&out.stderr), "", "{args:?}");
     }
+}
+
+/// `ig run -f`: where the manifest comes from, what is wrong with it, and
+/// that an image argument with it is a usage error. The manifests name an
+/// image the store lacks, so each run ends at the instance's error: that
+/// the manifest was read (from a file, standard input or a URL) is what
+/// is checked.
+#[test]
+fn run_f_reads_a_manifest_from_a_file_stdin_or_a_url() {
+    use std::io::{Read as _, Write as _};
+    let s = TestStore::new();
+    let manifest = "apiVersion: 1\nkind: instance-spec\nimage: absent-gadget\nname: only\n";
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("m.yaml");
+    std::fs::write(&file, manifest).unwrap();
+    let expect_instance_error = |out: std::process::Output, what: &str| {
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{what}: {err}");
+        assert!(
+            err.contains("error: instance only: cannot run absent-gadget"),
+            "{what}: {err}"
+        );
+        assert!(err.contains("hint: build it with"), "{what}: {err}");
+    };
+    expect_instance_error(
+        s.run(&["run", "-f", file.to_str().unwrap(), "--pull", "never"]),
+        "file",
+    );
+    // Standard input.
+    let mut child = s
+        .ig()
+        .args(["run", "-f", "-", "--pull", "never"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(manifest.as_bytes())
+        .unwrap();
+    expect_instance_error(child.wait_with_output().unwrap(), "stdin");
+    // A URL: a one-shot HTTP server in this test, which records the
+    // request it got.
+    let serve = |status: &'static str, body: &'static str| {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            let mut req = [0u8; 4096];
+            let n = conn.read(&mut req).unwrap();
+            let head = format!(
+                "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            conn.write_all(head.as_bytes()).unwrap();
+            conn.write_all(body.as_bytes()).unwrap();
+            String::from_utf8_lossy(&req[..n]).into_owned()
+        });
+        (format!("http://127.0.0.1:{port}/instances.yaml"), server)
+    };
+    let (url, server) = serve(
+        "200 OK",
+        "apiVersion: 1\nkind: instance-spec\nimage: absent-gadget\nname: only\n",
+    );
+    expect_instance_error(s.run(&["run", "-f", &url, "--pull", "never"]), "url");
+    let request = server.join().unwrap();
+    assert!(
+        request.starts_with("GET /instances.yaml HTTP/1.1"),
+        "{request}"
+    );
+    let (url, server) = serve("404 Not Found", "");
+    let out = s.run(&["run", "-f", &url, "--pull", "never"]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "error: reading the manifest {url}: downloading {url}: the server answered 404"
+        )),
+        "{err}"
+    );
+    server.join().unwrap();
+}
+
+#[test]
+fn run_f_refuses_bad_manifests_and_an_image_next_to_it() {
+    let s = TestStore::new();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("m.yaml");
+    let f = file.to_str().unwrap();
+    // An image and a manifest: a usage error, and nothing is read.
+    std::fs::write(&file, "").unwrap();
+    for args in [
+        &["run", "-f", f, "trace_exec"][..],
+        &["run", "trace_exec", "--file", f][..],
+    ] {
+        let out = s.run(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = text(&out.stderr);
+        assert!(err.contains("cannot be used with"), "{err}");
+    }
+    let cases: &[(&str, &str)] = &[
+        ("", "the manifest holds no instance spec"),
+        (
+            "apiVersion: 1\nkind: instance-spec\nimage: a\n---\napiVersion: 1\nkind: other\nimage: b\n",
+            "document 2: kind \"other\" is not \"instance-spec\"",
+        ),
+        (
+            "apiVersion: 1\nkind: instance-spec\nimage: a\nname: Upper\n",
+            "document 1: instance name \"Upper\" is not 1 to 32",
+        ),
+        (
+            "apiVersion: 1\nkind: instance-spec\nimage: a\nparamValue: {}\n",
+            "document 1: unknown field `paramValue`",
+        ),
+    ];
+    for (text_, want) in cases {
+        std::fs::write(&file, text_).unwrap();
+        let out = s.run(&["run", "-f", f]);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(
+            err.contains(&format!("error: reading the manifest {f}: {want}")),
+            "{err}"
+        );
+    }
+    let out = s.run(&["run", "-f", "/nonexistent/m.yaml"]);
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(
+            "reading the manifest /nonexistent/m.yaml: reading /nonexistent/m.yaml: No such file"
+        ),
+        "{err}"
+    );
 }

@@ -198,3 +198,27 @@ fn author_guide_example_matches_builds_and_runs() {
 }
 
 use std::os::unix::fs::DirBuilderExt as _;
+
+/// docs/library.md's Rust blocks are copies of the embedding examples,
+/// which the suite builds (and runs: tests/kernel/examples.rs), so the
+/// guide's code compiles and works.
+#[test]
+fn library_guide_code_is_the_examples_code() {
+    let guide = std::fs::read_to_string(repo().join("docs/library.md")).unwrap();
+    let examples: Vec<String> = ["embed_thread.rs", "embed_async.rs"]
+        .iter()
+        .map(|f| std::fs::read_to_string(repo().join("examples").join(f)).unwrap())
+        .collect();
+    let blocks: Vec<&str> = guide
+        .split("```rust\n")
+        .skip(1)
+        .map(|b| b.split("```").next().unwrap())
+        .collect();
+    assert!(!blocks.is_empty(), "no Rust block in docs/library.md");
+    for b in blocks {
+        assert!(
+            examples.iter().any(|e| e.contains(b)),
+            "a Rust block of docs/library.md is in no example:\n{b}"
+        );
+    }
+}

@@ -63,30 +63,8 @@ fn stop_and_check_released_but(ig: Running, others: &[u64]) -> String {
     assert!(!held[0].1.is_empty(), "ig {pid} holds programs");
     let (status, stderr) = ig.interrupt();
     assert!(status.success(), "exit {status}: {stderr}");
-    let end = Instant::now() + Duration::from_secs(5);
-    loop {
-        let left: Vec<(&str, Vec<u64>)> = held
-            .iter()
-            .map(|(k, ids)| {
-                (
-                    *k,
-                    ids.iter()
-                        .copied()
-                        .filter(|id| bpf_id_exists(k, *id))
-                        .collect(),
-                )
-            })
-            .filter(|(_, ids): &(&str, Vec<u64>)| !ids.is_empty())
-            .collect();
-        if left.is_empty() {
-            return stderr;
-        }
-        assert!(
-            Instant::now() < end,
-            "still loaded after ig exited: {left:?}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    super::assert_released(&held);
+    stderr
 }
 
 /// `(map_type, max_entries)` of every map `pid` holds, from fdinfo.

@@ -10,6 +10,8 @@ mod attach;
 #[path = "../common/mod.rs"]
 mod common;
 mod compat_load;
+mod examples;
+mod instances;
 mod operators;
 mod runtimes;
 
@@ -48,14 +50,18 @@ struct Running {
 
 impl Running {
     fn start(store: &TestStore, args: &[&str]) -> Self {
-        let mut child = store
-            .ig()
-            .arg("run")
-            .args(args)
+        let mut ig = store.ig();
+        ig.arg("run").args(args);
+        Self::spawn(&mut ig)
+    }
+
+    /// Any program that prints events a line each (the examples).
+    fn spawn(cmd: &mut Command) -> Self {
+        let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .unwrap();
+            .unwrap_or_else(|e| panic!("starting {cmd:?}: {e}"));
         let out = child.stdout.take().unwrap();
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
@@ -124,6 +130,27 @@ impl Running {
         }
     }
 
+    /// Wait for the program to end on its own (killed, and the test
+    /// failed, after `limit`): the exit status, stderr and every stdout
+    /// line.
+    fn wait_all(mut self, limit: Duration) -> (std::process::ExitStatus, String, Vec<String>) {
+        let end = Instant::now() + limit;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(Instant::now() < end, "still running after {limit:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut err = String::new();
+        let _ = std::io::Read::read_to_string(&mut self.child.stderr.take().unwrap(), &mut err);
+        let mut seen = std::mem::take(&mut self.seen);
+        while let Ok(l) = self.lines.recv_timeout(Duration::from_secs(5)) {
+            seen.push(l);
+        }
+        (status, err, seen)
+    }
+
     /// SIGINT, then wait: the exit status, stderr and every stdout line.
     fn interrupt_all(mut self) -> (std::process::ExitStatus, String, Vec<String>) {
         let lines = std::mem::replace(&mut self.lines, mpsc::channel().1);
@@ -186,6 +213,48 @@ fn bpf_ids_of(kind: &str, pid: u32) -> Vec<u64> {
     ids.sort_unstable();
     ids.dedup();
     ids
+}
+
+/// Wait (5 s at most) until no object of `held` (`(kind, ids)`, as
+/// [`bpf_ids_of`] gave them) is left in the kernel.
+fn assert_released(held: &[(&str, Vec<u64>)]) {
+    let end = Instant::now() + Duration::from_secs(5);
+    loop {
+        let left: Vec<(&str, u64)> = held
+            .iter()
+            .flat_map(|(k, ids)| ids.iter().map(move |id| (*k, *id)))
+            .filter(|(k, id)| bpf_id_exists(k, *id))
+            .collect();
+        if left.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < end,
+            "still loaded after ig exited: {left:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Make trace_open (run with a 4 KiB ring buffer and a 2 s flush
+/// interval, whose events `ig` prints) lose events: opens of `file` until
+/// one is printed, then a burst larger than the ring, then a wait for the
+/// flush that reports the loss.
+fn overflow_ring(ig: &mut Running, file: &Path) {
+    let needle = file.display().to_string();
+    ig.wait_for(
+        Duration::from_secs(20),
+        || {
+            for _ in 0..2000 {
+                let _ = std::fs::File::open(file);
+            }
+        },
+        |l| l.contains(&needle),
+    );
+    for _ in 0..5000 {
+        let _ = std::fs::File::open(file);
+    }
+    std::thread::sleep(Duration::from_millis(2500));
 }
 
 /// Whether the kernel still knows BPF object `id`, asked through bpftool.
@@ -575,20 +644,7 @@ fn a_full_ring_buffer_is_reported_as_lost_events() {
     let tmp = tempfile::tempdir().unwrap();
     let name = tmp.path().join(format!("igflood-{}", std::process::id()));
     std::fs::write(&name, "x").unwrap();
-    let needle = name.display().to_string();
-    ig.wait_for(
-        Duration::from_secs(20),
-        || {
-            for _ in 0..2000 {
-                let _ = std::fs::File::open(&name);
-            }
-        },
-        |l| l.contains(&needle),
-    );
-    for _ in 0..5000 {
-        let _ = std::fs::File::open(&name);
-    }
-    std::thread::sleep(Duration::from_millis(2500));
+    overflow_ring(&mut ig, &name);
     let (status, stderr) = ig.interrupt();
     assert!(status.success(), "{stderr}");
     assert!(

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 /// Which top-level modules each module may use. Modules not listed may use
-/// anything (`cli`, `operators`, `runner`, `build`).
+/// anything (`cli`, `build`).
 const ALLOWED: &[(&str, &[&str])] = &[
     ("datasource", &[]),
     ("btf", &[]),
@@ -38,6 +38,23 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "symbols",
             "names",
             "files",
+        ],
+    ),
+    ("runner", &["output", "pipeline"]),
+    // The library's run: everything but the CLI.
+    (
+        "run",
+        &[
+            "bpf",
+            "datasource",
+            "files",
+            "image",
+            "metadata",
+            "operators",
+            "output",
+            "params",
+            "pipeline",
+            "runner",
         ],
     ),
     ("containers", &[]),

@@ -14,7 +14,11 @@
 //!   one interleaved run; writes `docs/benchmarks.md`. `--quick` runs only
 //!   ig for a second (the smoke run of `test`). `--reps N`, `--dur SECONDS`,
 //!   `--ig PATH` to measure a given binary instead of building the release
-//!   one (`test` passes the dist binary).
+//!   one (`test` passes the dist binary). `--multi` runs only the
+//!   several-gadgets scenario (one `ig run -f` process against three `ig
+//!   run` processes) and rewrites its section (`bench/multi.md`, also
+//!   spliced into `docs/benchmarks.md`); `--note TEXT` is printed under
+//!   its table (what else loaded the machine).
 //! - `fuzz`    coverage-guided fuzzing of the parsers of untrusted bytes
 //!   (`fuzz/`, stable Rust): `--seconds N` per target (default 10), all
 //!   targets or those named. See docs/reliability.md.
@@ -349,8 +353,11 @@ fn bench(root: &Path, args: &[String]) -> Result<()> {
     std::fs::create_dir_all(&out_dir)?;
     // SAFETY: single-threaded at this point; the children inherit it.
     unsafe { std::env::set_var("IG_STORE", &store) };
-    gadgets_named(&ig, Some(&["trace_exec", "trace_open"]))?;
+    gadgets_named(&ig, Some(&["trace_exec", "trace_open", "top_file"]))?;
     let harness = root.join("bench");
+    if args.iter().any(|a| a == "--multi") {
+        return bench_multi(root, &harness, &ig, given.as_deref(), &reps, &dur, args);
+    }
     let (peers, storms): (Vec<&str>, Vec<&str>) = if quick {
         run(Command::new("make").arg("-C").arg(&harness).args([
             "bin/openstorm",
@@ -358,7 +365,8 @@ fn bench(root: &Path, args: &[String]) -> Result<()> {
             "bin/benchtrue",
             "bin/benchmarker",
         ]))?;
-        (vec!["ig"], vec!["open:-r 20000"])
+        // ig-multi: the several-gadgets scenario (`--multi`) cannot rot.
+        (vec!["ig", "ig-multi"], vec!["open:-r 20000"])
     } else {
         run(Command::new(harness.join("run-peer.sh")).arg("setup"))?;
         (
@@ -402,11 +410,15 @@ fn bench(root: &Path, args: &[String]) -> Result<()> {
     let text = std::fs::read_to_string(&results)
         .with_context(|| format!("reading {}", results.display()))?;
     if quick {
-        let ok = text.lines().any(|l| {
-            l.contains("\"label\": \"ig\"") && l.contains("\"events\"") && !l.contains("\"error\"")
-        });
-        if !ok {
-            bail!("the benchmark smoke run produced no ig result: {text}");
+        let ok = |label: &str| {
+            text.lines().any(|l| {
+                l.contains(&format!("\"label\": \"{label}\""))
+                    && l.contains("\"events\"")
+                    && !l.contains("\"error\"")
+            })
+        };
+        if !ok("ig") || !ok("ig-multi") {
+            bail!("the benchmark smoke run produced no ig or ig-multi result: {text}");
         }
         eprintln!("bench smoke run ok: {}", text.trim());
         return Ok(());
@@ -445,6 +457,101 @@ fn bench(root: &Path, args: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// `cargo xtask bench --multi`: `ig-multi` (trace_exec, trace_open and
+/// top_file in one `ig run -f` process) against `ig-three` (the same as
+/// three processes) under the exec and open storms; the section it makes
+/// goes to `bench/multi.md` (which a full run's page appends) and replaces
+/// the one in `docs/benchmarks.md`.
+fn bench_multi(
+    root: &Path,
+    harness: &Path,
+    ig: &Path,
+    given: Option<&str>,
+    reps: &str,
+    dur: &str,
+    args: &[String],
+) -> Result<()> {
+    // Only the storms and the marker programs: no other peer runs.
+    run(Command::new("make").arg("-C").arg(harness).args([
+        "bin/openstorm",
+        "bin/execstorm",
+        "bin/benchtrue",
+        "bin/benchmarker",
+    ]))?;
+    let results = root.join("target/bench/multi.jsonl");
+    let _ = std::fs::remove_file(&results);
+    let mut cmd = Command::new(harness.join("run-peer.sh"));
+    cmd.arg("matrix")
+        .arg(&results)
+        .arg(reps)
+        .args(["ig-multi", "ig-three", "--", "exec", "open"])
+        .env("IG", ig)
+        .env("DUR", dur)
+        // Attach is seen with the first gadget's marker; the other two may
+        // still be loading (verifier, kernel BTF): the idle CPU and RSS are
+        // taken once they are done.
+        .env("PEERBENCH_ARGS", "--warmup 2");
+    run(&mut cmd)?;
+    let mut command = format!("cargo xtask bench --multi --reps {reps} --dur {dur}");
+    let build = match given {
+        Some(p) => {
+            let p = Path::new(p);
+            let p = p.strip_prefix(root).unwrap_or(p).display().to_string();
+            command.push_str(&format!(" --ig {p}"));
+            format!("`{p}`")
+        }
+        None => "built `--release`".to_owned(),
+    };
+    let note = flag_value(args, "--note").unwrap_or_default();
+    let out = Command::new("python3")
+        .arg(harness.join("multi.py"))
+        .arg(&results)
+        .arg(&command)
+        .arg(&note)
+        .env("IG", ig)
+        .env("IG_BUILD", &build)
+        .output()?;
+    if !out.status.success() {
+        bail!(
+            "bench/multi.py failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let section = String::from_utf8(out.stdout).context("bench/multi.py wrote no UTF-8")?;
+    std::fs::write(harness.join("multi.md"), &section)?;
+    let page_path = root.join("docs/benchmarks.md");
+    let page = std::fs::read_to_string(&page_path)?;
+    std::fs::write(&page_path, splice_section(&page, &section))?;
+    eprintln!("wrote bench/multi.md and its section of docs/benchmarks.md");
+    Ok(())
+}
+
+/// `page` with its `## ` section whose heading starts as `section`'s
+/// replaced by `section`; without one, `section` goes before the binary
+/// size section (where `bench/report.py` puts it), else at the end.
+fn splice_section(page: &str, section: &str) -> String {
+    let heading = section.lines().next().unwrap_or_default();
+    let starts: Vec<usize> = page.match_indices("\n## ").map(|(i, _)| i + 1).collect();
+    let end_of = |at: usize| {
+        starts
+            .iter()
+            .copied()
+            .find(|&s| s > at)
+            .unwrap_or(page.len())
+    };
+    let section = section.trim_end().to_owned() + "\n\n";
+    if let Some(&at) = starts.iter().find(|&&s| page[s..].starts_with(heading)) {
+        return format!("{}{}{}", &page[..at], section, &page[end_of(at)..]);
+    }
+    if let Some(&at) = starts
+        .iter()
+        .find(|&&s| page[s..].starts_with("## Binary size"))
+    {
+        return format!("{}{}{}", &page[..at], section, &page[at..]);
+    }
+    format!("{}\n{}", page.trim_end(), "\n".to_owned() + &section)
+}
+
 /// The operator chain measured as `ig-chain`: a filter that keeps every
 /// storm event, plus process enrichment. The parent's command line and
 /// executable are enriched but not printed: they name the storm driver,
@@ -471,5 +578,27 @@ mod tests {
             .filter(|e| e.as_ref().unwrap().path().is_dir())
             .count();
         assert_eq!(names.len(), folders, "{names:?}");
+    }
+
+    /// The `--multi` section replaces its previous run, or goes before the
+    /// binary size section the first time.
+    #[test]
+    fn the_multi_section_is_spliced_into_the_page() {
+        let section = "## Several gadgets\n\nnew\n";
+        let page = "# B\n\n## Results\n\nr\n\n## Binary size\n\ns\n";
+        let first = splice_section(page, section);
+        assert_eq!(
+            first,
+            "# B\n\n## Results\n\nr\n\n## Several gadgets\n\nnew\n\n## Binary size\n\ns\n"
+        );
+        let again = splice_section(&first, "## Several gadgets\n\nnewer\n");
+        assert_eq!(
+            again,
+            "# B\n\n## Results\n\nr\n\n## Several gadgets\n\nnewer\n\n## Binary size\n\ns\n"
+        );
+        assert_eq!(
+            splice_section("# B\n\n## Results\n\nr\n", section),
+            "# B\n\n## Results\n\nr\n\n## Several gadgets\n\nnew\n\n"
+        );
     }
 }

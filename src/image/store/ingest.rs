@@ -94,6 +94,7 @@ impl Ingest {
         self.ready.len()
     }
 
+    /// Whether no blob is ready yet.
     pub fn is_empty(&self) -> bool {
         self.ready.is_empty()
     }

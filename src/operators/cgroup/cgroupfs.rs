@@ -11,11 +11,19 @@ use std::path::{Path, PathBuf};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Hierarchy {
     /// Enabled on the unified hierarchy mounted at `mount`.
-    V2 { mount: PathBuf },
+    V2 {
+        /// Where cgroup2 is mounted.
+        mount: PathBuf,
+    },
     /// A v1 hierarchy with `cpu` among its controllers, mounted at
     /// `mount`; `root` is the hierarchy path the mount shows (`/` unless
     /// a sub-tree is mounted).
-    V1 { mount: PathBuf, root: String },
+    V1 {
+        /// Where the hierarchy is mounted.
+        mount: PathBuf,
+        /// The hierarchy path the mount shows.
+        root: String,
+    },
 }
 
 impl Hierarchy {
@@ -35,6 +43,7 @@ impl Hierarchy {
         Some(mount.join(rel.trim_start_matches('/')))
     }
 
+    /// 1 or 2.
     pub fn version(&self) -> u8 {
         match self {
             Self::V2 { .. } => 2,

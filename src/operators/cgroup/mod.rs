@@ -39,6 +39,7 @@ use super::ticker::Schedule;
 use super::usersource::{self, template};
 pub use cgroupfs::Hierarchy;
 
+/// The operator's name (`operator.cgroup`).
 pub const NAME: &str = "cgroup";
 
 /// Upstream's priority.
@@ -47,34 +48,47 @@ const PRIORITY: Priority = -900;
 /// What `operator.cgroup` takes in `gadget.yaml`.
 pub const SETTINGS: &[&str] = &["count", "emitstats", "first-interval", "interval"];
 
+/// The data source it adds.
 pub const DATA_SOURCE: &str = "cgroups";
 
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
 
+/// Why the cgroup operator cannot be configured or run.
 #[derive(Debug, thiserror::Error)]
 pub enum CgroupError {
+    /// A setting of `operator.cgroup` is invalid.
     #[error("{0}")]
     Config(String),
+    /// CPU throttling needs the cgroup cpu controller, which is not there.
     #[error("CPU throttling needs the cgroup cpu controller: {0}")]
     NoController(String),
+    /// Reading `path` failed.
     #[error("reading {path}")]
     Read {
+        /// The file.
         path: PathBuf,
+        /// Why.
         #[source]
         source: std::io::Error,
     },
+    /// Starting the interval timer failed.
     #[error("starting the interval timer")]
     Timer(#[source] std::io::Error),
 }
 
+/// What `operator.cgroup` sets.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Settings {
+    /// Time between tables.
     pub interval: Duration,
+    /// Time before the first table.
     pub first_interval: Duration,
+    /// Tables before the run ends (0: no limit).
     pub count: u64,
 }
 
 impl Settings {
+    /// The settings `meta` gives; `None` unless `emitstats` is on.
     pub fn from_config(meta: &GadgetMetadata) -> Result<Option<Self>, CgroupError> {
         let c = CgroupError::Config;
         if meta.operator_bool(NAME, "emitstats").map_err(c)? != Some(true) {
@@ -96,6 +110,7 @@ impl Settings {
     }
 }
 
+/// The `cgroup` operator: a table of cgroups and their CPU use, every interval.
 pub struct CgroupOperator {
     settings: Settings,
     meta: GadgetMetadata,
@@ -103,6 +118,7 @@ pub struct CgroupOperator {
 }
 
 impl CgroupOperator {
+    /// The operator `meta` turns on, if it does.
     pub fn from_config(meta: &GadgetMetadata) -> Result<Option<Self>, CgroupError> {
         Ok(Settings::from_config(meta)?.map(|settings| Self {
             settings,

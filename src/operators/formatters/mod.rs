@@ -57,6 +57,7 @@ pub struct Formatters {
 }
 
 impl Formatters {
+    /// The formatters, with nothing cached yet.
     pub fn new() -> Self {
         Self::default()
     }

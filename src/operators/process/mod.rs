@@ -40,6 +40,7 @@ use crate::pipeline::{
 use super::ticker::Schedule;
 use super::usersource::{self, template};
 
+/// The operator's name (`operator.process`).
 pub const NAME: &str = "process";
 
 /// Upstream's priority: before every operator that enriches its rows.
@@ -77,12 +78,19 @@ const FIELDS: &[&str] = &[
     "cpuTime",
 ];
 
+/// Why the process operator cannot be configured or run.
 #[derive(Debug, thiserror::Error)]
 pub enum ProcessError {
+    /// A setting of `operator.process` is invalid.
     #[error("{0}")]
     Config(String),
+    /// operator.process.fields: unknown field `field` (fields: `FIELDS`).
     #[error("operator.process.fields: unknown field {field} (fields: {})", FIELDS.join(", "))]
-    UnknownField { field: String },
+    UnknownField {
+        /// The field.
+        field: String,
+    },
+    /// Starting the interval timer failed.
     #[error("starting the interval timer")]
     Timer(#[source] std::io::Error),
 }
@@ -90,9 +98,13 @@ pub enum ProcessError {
 /// Settings read from `operator.process`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Settings {
+    /// Time between tables.
     pub interval: Duration,
+    /// Time before the first table.
     pub first_interval: Duration,
+    /// Tables before the run ends (0: no limit).
     pub count: u64,
+    /// The fields asked for, in order.
     pub fields: Vec<String>,
 }
 
@@ -132,6 +144,8 @@ impl Settings {
     }
 }
 
+/// The `process` operator: a table of the host's processes from `/proc`, every
+/// interval.
 pub struct ProcessOperator {
     settings: Settings,
     meta: GadgetMetadata,

@@ -76,6 +76,7 @@ impl Default for ProcessInfo {
 }
 
 impl ProcessInfo {
+    /// The operator, with its tracker not yet loaded.
     pub fn new() -> Self {
         Self {
             enabled: false,

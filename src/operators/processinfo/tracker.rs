@@ -153,6 +153,7 @@ impl Tracker {
             plan: &programs,
             globals: &[],
             max_entries: &[],
+            prefetch: None,
             targets: &crate::bpf::targets::TargetSet::host_only(),
             replace_maps: &[],
             socket_value_btf: None,

@@ -144,45 +144,81 @@ const PRIORITY: Priority = 1000;
 /// Why the guest cannot run.
 #[derive(Debug, thiserror::Error)]
 pub enum WasmError {
+    /// Compiling WASM module `module` failed.
     #[error("wasm module {module}: compiling")]
     Compile {
+        /// The module.
         module: String,
+        /// Why.
         #[source]
         source: wasmtime::Error,
     },
+    /// Wasm module `module` imports `import_module`.`name`, which this version
+    /// of ig does not provide.
     #[error(
         "wasm module {module} imports {import_module}.{name}, which this version of ig does not provide"
     )]
     UnknownImport {
+        /// The module.
         module: String,
+        /// The import module.
         import_module: String,
+        /// The name.
         name: String,
     },
+    /// Instantiating WASM module `module` failed.
     #[error("wasm module {module}: {message}")]
-    Instantiate { module: String, message: String },
+    Instantiate {
+        /// The module.
+        module: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// Wasm module `module` does not export gadgetAPIVersion (every gadget
+    /// module must).
     #[error("wasm module {module} does not export gadgetAPIVersion (every gadget module must)")]
-    NoVersion { module: String },
+    NoVersion {
+        /// The module.
+        module: String,
+    },
+    /// Wasm module `module` uses gadget API version `found`.
     #[error(
         "wasm module {module} uses gadget API version {found}; this ig supports version {API_VERSION}"
     )]
-    Version { module: String, found: u64 },
+    Version {
+        /// The module.
+        module: String,
+        /// What was found.
+        found: u64,
+    },
+    /// Wasm module `module`: `function` returned `code` (failure).
     #[error("wasm module {module}: {function} returned {code} (failure)")]
     Failed {
+        /// The module.
         module: String,
+        /// The guest function.
         function: String,
+        /// The code it returned.
         code: i64,
     },
+    /// Wasm module `module`: `function` trapped.
     #[error("wasm module {module}: {function} trapped: {message}")]
     Trap {
+        /// The module.
         module: String,
+        /// The guest function.
         function: String,
+        /// What went wrong.
         message: String,
     },
     /// `what`: how long it had ("ran longer than 2 s ...").
     #[error("wasm module {module}: {function} ran longer than {} and was stopped (an endless loop?)", human(*limit))]
     Timeout {
+        /// The module.
         module: String,
+        /// The guest function.
         function: String,
+        /// The limit.
         limit: Duration,
     },
     /// After a stop request: not an error of the run, a warning.
@@ -192,14 +228,24 @@ pub enum WasmError {
         human(SHUTDOWN_BUDGET)
     )]
     StopBudget {
+        /// The module.
         module: String,
+        /// The guest function.
         function: String,
+        /// Whether it was called.
         called: bool,
     },
+    /// Wasm module `module`: `what` of the guest disagrees with the pipeline
+    /// (internal error).
     #[error(
         "wasm module {module}: {what} of the guest disagrees with the pipeline (internal error)"
     )]
-    Mismatch { module: String, what: String },
+    Mismatch {
+        /// The module.
+        module: String,
+        /// What it concerns.
+        what: String,
+    },
 }
 
 /// The operator, configured with the module and the gadget's `params.wasm`.
