@@ -96,7 +96,7 @@ fn bash_completion_completes_commands_and_flags() {
     }
     let image = complete("ig image b");
     assert_eq!(image.trim(), "build");
-    let run = complete("ig run --fil");
+    let run = complete("ig run --filt");
     assert_eq!(
         run.trim(),
         "--filter",
