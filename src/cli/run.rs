@@ -159,7 +159,7 @@ impl Assembly {
             }
         };
         let unread_object = has_object && ebpf.is_none();
-        let mut others = crate::operators::catalog_with(&seams);
+        let mut others = crate::operators::catalog_with(&seams, &metadata);
         let has_wasm = wasm.is_some();
         others.extend(wasm);
         let custom = custom_specs(&metadata);
@@ -356,6 +356,7 @@ pub fn run(args: RunArgs, prepared: Prepared, given: &[(String, String)]) -> any
     let (stdout, output_handle) = crate::output::sink::stdout();
     ops.push(Box::new(
         OutputOperator::new(args.output, shared(stdout))
+            .mode_given(args.output_given)
             .on_terminal(terminal)
             .with_fields(args.fields.clone())
             .with_boot_offset(crate::operators::formatters::boot_offset_ns()),
