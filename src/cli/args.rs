@@ -252,9 +252,17 @@ pub struct RunArgs {
     )]
     pub file: Option<String>,
 
-    /// Output format.
+    /// Output format, for every data source. Without -o, a data source
+    /// annotated `cli.default-output-mode` is printed in that mode, and not
+    /// at all if it says `none` (the `containers` data source).
     #[arg(short, long, value_enum, default_value = "columns")]
     pub output: OutputArg,
+
+    /// `-o` was given (on the command line or by the configuration): then
+    /// every data source is printed in that format, else each in its own
+    /// default (`cli.default-output-mode`). Set after parsing.
+    #[arg(skip)]
+    pub output_given: bool,
 
     /// Fields to print: `a,b` exactly these (full names like proc.comm, or
     /// column names); `+a,-b` added to or removed from the defaults; per

@@ -3,6 +3,7 @@
 
 use std::fmt::Write as _;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context as _;
 
@@ -235,6 +236,23 @@ pub(super) fn table<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> 
     out
 }
 
+/// Set once a signal ended the build (see [`remove_build_dirs_on_interrupt`]).
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+/// Set when the main thread waits for that signal's thread to exit.
+static MAIN_WAITING: AtomicBool = AtomicBool::new(false);
+
+/// Called as a command ends: after a signal during a build, the thread
+/// that read it exits the process; the main thread must not get there
+/// first with the error the removal caused (or a success).
+pub(super) fn wait_if_interrupted() {
+    if INTERRUPTED.load(Ordering::SeqCst) {
+        MAIN_WAITING.store(true, Ordering::SeqCst);
+        loop {
+            std::thread::park();
+        }
+    }
+}
+
 /// SIGINT or SIGTERM during `ig image build`: remove this process's build
 /// directories, then exit as the signal would have (128 + its number),
 /// printing nothing, as a killed command does. The signals are blocked in
@@ -266,10 +284,23 @@ fn remove_build_dirs_on_interrupt() -> anyhow::Result<()> {
             if unsafe { libc::sigwait(&raw const set, &raw mut sig) } != 0 {
                 return;
             }
-            build::sweep_build_dirs(
-                &std::env::temp_dir(),
-                build::Sweep::OfPid(std::process::id()),
-            );
+            // From here the main thread, which fails on the directory
+            // removed under it (or may recreate parts of it first), waits
+            // at the end instead of reporting that; the directory is swept
+            // again once it waits, or after 500 ms.
+            INTERRUPTED.store(true, Ordering::SeqCst);
+            let sweep = || {
+                build::sweep_build_dirs(
+                    &std::env::temp_dir(),
+                    build::Sweep::OfPid(std::process::id()),
+                )
+            };
+            sweep();
+            let end = std::time::Instant::now() + std::time::Duration::from_millis(500);
+            while !MAIN_WAITING.load(Ordering::SeqCst) && std::time::Instant::now() < end {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            sweep();
             std::process::exit(128 + sig);
         })
         .context("starting the thread that cleans up after SIGINT and SIGTERM")?;

@@ -92,10 +92,14 @@ pub fn main() -> ExitCode {
             return clap_exit(&e);
         }
     };
-    let cli = match Cli::from_arg_matches(&matches) {
+    let mut cli = match Cli::from_arg_matches(&matches) {
         Ok(c) => c,
         Err(e) => e.exit(),
     };
+    if let (Command::Run(args), Some(m)) = (&mut cli.command, matches.subcommand_matches("run")) {
+        args.output_given =
+            m.value_source("output") == Some(clap::parser::ValueSource::CommandLine);
+    }
     logger::init(cli.verbose);
     if cli.auto_mount_filesystems
         && let Err(e) = mounts::auto_mount()
@@ -139,6 +143,7 @@ pub fn main() -> ExitCode {
         Command::Config(c) => config::command(c, cli.config.as_deref()),
         other => dispatch(&cli.store, &cli.registry, other),
     };
+    image::wait_if_interrupted();
     let result = result.and_then(|()| {
         logger::check_stdout().map_err(|e| anyhow::anyhow!("writing to standard output: {e}"))
     });

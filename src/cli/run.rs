@@ -123,6 +123,7 @@ pub fn run(args: RunArgs, prepared: Prepared, given: &[(String, String)]) -> any
     );
     print.fields = args.fields.clone();
     print.terminal = terminal;
+    print.mode_given = args.output_given;
     let mut run = configure(prepared.run, &args)
         .params(given.iter().cloned())
         .print(print)
@@ -292,6 +293,7 @@ pub fn run_manifest(
         let (mode, fields) = instance_print(&args, &mut params).map_err(|e| failed(e, None))?;
         let mut print = PrintOptions::new(mode, PrintTarget::Stdout(stdout.clone()));
         print.fields = fields;
+        print.mode_given = args.output_given;
         print.instance = Some((name.clone(), width));
         // A `--fields` section for a data source some instances lack is
         // for the others; the spec's own is for this gadget alone.

@@ -361,6 +361,92 @@ fn bad_gadget_parameter_values_name_the_flag() {
     );
 }
 
+/// A `gadget.yaml` of 200,000 nested `[` (200 KB) is refused in linear
+/// time with its place, before the YAML parser, whose cost is quadratic in
+/// the nesting (a 100 KB one took 71 s in a debug build). The 30 s bound
+/// catches a hang, it is not a timing test.
+#[test]
+fn deeply_nested_gadget_yaml_is_refused_at_once() {
+    let s = TestStore::new();
+    let dir = fixture_copy("minimal_tracer");
+    std::fs::write(
+        dir.path().join("gadget.yaml"),
+        format!("name: nested\ndescription: {}\n", "[".repeat(200_000)),
+    )
+    .unwrap();
+    let out = std::process::Command::new("timeout")
+        .arg("30")
+        .arg(common::ig_bin())
+        .env("IG_STORE", s.path())
+        .args([
+            "image",
+            "build",
+            dir.path().to_str().unwrap(),
+            "-t",
+            "nested",
+        ])
+        .output()
+        .unwrap();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(
+            "gadget.yaml:2:78: flow collections ([...] and {...}) nest deeper than 64 levels"
+        ),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
+
+/// Output that could not be written is an error outside `ig run` too:
+/// `> /dev/full` gives exit 1 and one line naming the cause (before,
+/// these commands printed nothing and exited 0). A reader that went away
+/// is not an error.
+#[test]
+fn commands_whose_output_cannot_be_written_fail() {
+    let s = TestStore::new();
+    s.build(&minimal(), "minimal");
+    for args in [
+        &["image", "list"][..],
+        &["image", "inspect", "minimal"],
+        &["version"],
+        &["--help"],
+        &["config", "default"],
+        &["completion", "bash"],
+    ] {
+        let out = s
+            .ig()
+            .args(args)
+            .stdout(std::fs::File::create("/dev/full").unwrap())
+            .output()
+            .unwrap();
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert_eq!(
+            err.trim_end(),
+            "error: writing to standard output: No space left on device (os error 28)",
+            "{args:?}"
+        );
+        // A closed pipe: nothing to report.
+        let mut child = s
+            .ig()
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        assert_eq!(text(&out.stderr), "", "{args:?}");
+    }
+}
+
 /// `ig run -f`: where the manifest comes from, what is wrong with it, and
 /// that an image argument with it is a usage error. The manifests name an
 /// image the store lacks, so each run ends at the instance's error: that
@@ -495,90 +581,4 @@ fn run_f_refuses_bad_manifests_and_an_image_next_to_it() {
         ),
         "{err}"
     );
-}
-
-/// A `gadget.yaml` of 200,000 nested `[` (200 KB) is refused in linear
-/// time with its place, before the YAML parser, whose cost is quadratic in
-/// the nesting (a 100 KB one took 71 s in a debug build). The 30 s bound
-/// catches a hang, it is not a timing test.
-#[test]
-fn deeply_nested_gadget_yaml_is_refused_at_once() {
-    let s = TestStore::new();
-    let dir = fixture_copy("minimal_tracer");
-    std::fs::write(
-        dir.path().join("gadget.yaml"),
-        format!("name: nested\ndescription: {}\n", "[".repeat(200_000)),
-    )
-    .unwrap();
-    let out = std::process::Command::new("timeout")
-        .arg("30")
-        .arg(common::ig_bin())
-        .env("IG_STORE", s.path())
-        .args([
-            "image",
-            "build",
-            dir.path().to_str().unwrap(),
-            "-t",
-            "nested",
-        ])
-        .output()
-        .unwrap();
-    let err = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(
-        err.contains(
-            "gadget.yaml:2:78: flow collections ([...] and {...}) nest deeper than 64 levels"
-        ),
-        "{err}"
-    );
-    assert_eq!(err.lines().count(), 1, "{err}");
-}
-
-/// Output that could not be written is an error outside `ig run` too:
-/// `> /dev/full` gives exit 1 and one line naming the cause (before,
-/// these commands printed nothing and exited 0). A reader that went away
-/// is not an error.
-#[test]
-fn commands_whose_output_cannot_be_written_fail() {
-    let s = TestStore::new();
-    s.build(&minimal(), "minimal");
-    for args in [
-        &["image", "list"][..],
-        &["image", "inspect", "minimal"],
-        &["version"],
-        &["--help"],
-        &["config", "default"],
-        &["completion", "bash"],
-    ] {
-        let out = s
-            .ig()
-            .args(args)
-            .stdout(std::fs::File::create("/dev/full").unwrap())
-            .output()
-            .unwrap();
-        let err = text(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
-        assert_eq!(
-            err.trim_end(),
-            "error: writing to standard output: No space left on device (os error 28)",
-            "{args:?}"
-        );
-        // A closed pipe: nothing to report.
-        let mut child = s
-            .ig()
-            .args(args)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        drop(child.stdout.take());
-        let out = child.wait_with_output().unwrap();
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{args:?}: {}",
-            text(&out.stderr)
-        );
-        assert_eq!(text(&out.stderr), "", "{args:?}");
-    }
 }

@@ -112,32 +112,7 @@ fn wait_until_answers(probe: &mut Command, secs: u64, log: &Path) {
     }
 }
 
-/// A busybox root file system, shared by every container of the binary
-/// (they only read it).
-pub fn rootfs() -> &'static Path {
-    static ROOT: OnceLock<PathBuf> = OnceLock::new();
-    ROOT.get_or_init(|| {
-        let dir = binary_dir("ig-test-rootfs-");
-        let root = dir.join("rootfs");
-        make_busybox_root(&root);
-        root
-    })
-}
-
-/// A busybox root file system at `root` (`sh`, `sleep`, `cat`, `true`).
-pub fn make_busybox_root(root: &Path) {
-    for d in ["bin", "proc", "dev", "sys", "tmp", "etc"] {
-        std::fs::create_dir_all(root.join(d)).unwrap();
-    }
-    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
-        .into_iter()
-        .find(|p| Path::new(p).exists())
-        .expect("container tests need busybox-static (cargo xtask setup installs it)");
-    std::fs::copy(busybox, root.join("bin/busybox")).unwrap();
-    for applet in ["sh", "sleep", "cat", "true"] {
-        std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
-    }
-}
+pub use crate::runc::rootfs;
 
 /// The binary's containerd.
 pub struct Containerd {

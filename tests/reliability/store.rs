@@ -838,3 +838,67 @@ fn interrupted_builds_leave_no_build_directory() {
     );
     assert_eq!(build_dirs(), Vec::<String>::new());
 }
+
+/// No link is followed inside a store, the directories above it must be
+/// their owner's, and a directory with other content is not adopted.
+#[test]
+fn links_unsafe_parents_and_foreign_directories_are_refused() {
+    use std::os::unix::fs::symlink;
+    let ig = |store: &Path, args: &[&str]| {
+        let out = Command::new(crate::common::ig_bin())
+            .args(args)
+            .env("IG_STORE", store)
+            .output()
+            .unwrap();
+        (out.status.code(), text(&out.stderr))
+    };
+    let dir = gadget_dir("links");
+    let build = ["image", "build", dir.path().to_str().unwrap(), "-t", "rela"];
+
+    // index.json linked to a file elsewhere: not read.
+    let s = TestStore::new();
+    s.build(gadget_dir("first").path(), "rela");
+    let secret = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(secret.path(), "{\"secret\": true}").unwrap();
+    std::fs::remove_file(s.path().join("index.json")).unwrap();
+    symlink(secret.path(), s.path().join("index.json")).unwrap();
+    let (code, err) = ig(&s.path(), &["image", "list"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("index.json is a symbolic link"), "{err}");
+
+    // A dangling lock link: its target is not created.
+    let s = TestStore::new();
+    s.build(gadget_dir("first").path(), "rela");
+    let elsewhere = tempfile::tempdir().unwrap();
+    let target = elsewhere.path().join("created-by-ig");
+    let _ = std::fs::remove_file(s.path().join("index.json.lock"));
+    symlink(&target, s.path().join("index.json.lock")).unwrap();
+    let (code, err) = ig(&s.path(), &build);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("index.json.lock is a symbolic link"), "{err}");
+    assert!(!target.exists());
+
+    // A parent others can write (not sticky).
+    let open = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(open.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let store = open.path().join("store");
+    let (code, err) = ig(&store, &build);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("is a directory above the store that others can write"),
+        "{err}"
+    );
+    assert!(!store.exists());
+
+    // A directory with other content is not adopted.
+    let other = tempfile::tempdir().unwrap();
+    std::fs::write(other.path().join("passwd"), "root:x:0:0").unwrap();
+    let (code, err) = ig(other.path(), &build);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("is not empty and holds no image store"),
+        "{err}"
+    );
+    let left: Vec<_> = std::fs::read_dir(other.path()).unwrap().collect();
+    assert_eq!(left.len(), 1, "nothing written");
+}

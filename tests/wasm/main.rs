@@ -7,8 +7,11 @@ use std::time::{Duration, Instant};
 
 #[path = "../common/mod.rs"]
 mod common;
+#[path = "../common/runc.rs"]
+mod runc;
 
 use common::{TestStore, repo, text};
+use runc::RuncContainer;
 
 /// Held by the test that storms getpid and by the tests whose guest must
 /// see every event up to the stop hooks: the minimal tracer sees every
@@ -186,6 +189,164 @@ fn a_guest_subscribes_in_gadget_prestart_and_gadget_start() {
         1,
         "{err}"
     );
+}
+
+/// The cgroup v2 id of `pid` (the inode of its cgroup directory).
+fn cgroup_id_of(pid: u32) -> u64 {
+    use std::os::unix::fs::MetadataExt as _;
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let path = text.lines().find_map(|l| l.strip_prefix("0::")).unwrap();
+    // The unified hierarchy, or a hybrid host's v2 part.
+    let mount = if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        "/sys/fs/cgroup"
+    } else {
+        "/sys/fs/cgroup/unified"
+    };
+    std::fs::metadata(format!("{mount}{path}")).unwrap().ino()
+}
+
+/// Lines of `rx` until one contains `want` (all kept in `seen`); fails
+/// after 20 s.
+fn wait_for_line(rx: &std::sync::mpsc::Receiver<String>, seen: &mut Vec<String>, want: &str) {
+    let end = Instant::now() + Duration::from_secs(20);
+    while !seen.iter().any(|l| l.contains(want)) {
+        let left = end.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(l) => seen.push(l),
+            Err(_) => panic!(
+                "no line with {want:?} in 20 s; stderr so far:\n{}",
+                seen.join("\n")
+            ),
+        }
+    }
+}
+
+/// The local manager's `containers` data source, which gadget.yaml's
+/// `enable-containers-datasource: true` asks for, seen by a guest that
+/// subscribes in gadgetStart as upstream's traceloop does: a container
+/// running before `ig` is CREATED at the start, one started after is
+/// CREATED when it runs and DELETED when it is removed, each exactly once
+/// and with its id, mount namespace, cgroup and OCI configuration. Its
+/// rows are not printed without `-o` (`cli.default-output-mode: none`).
+#[test]
+fn a_guest_sees_containers_come_and_go_on_the_containers_data_source() {
+    use std::io::{BufRead as _, Read as _};
+    require_kernel();
+    let s = TestStore::new();
+    s.build(&fixture("wasm_containers"), "wasm_containers");
+    let before = RuncContainer::start("sleep 600");
+    let before_mntns = before.mntns();
+    let before_cgroup = cgroup_id_of(before.pid);
+    let mut child = s
+        .ig()
+        .args(["run", "wasm_containers", "--timeout", "60"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for l in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    let mut stdout = child.stdout.take().unwrap();
+    let printed = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = stdout.read_to_end(&mut v);
+        v
+    });
+    let mut seen = Vec::new();
+    wait_for_line(&rx, &mut seen, "containers guest: started");
+    let after = RuncContainer::start("sleep 600");
+    let (after_id, after_name) = (after.id.clone(), after.name.clone());
+    let after_mntns = after.mntns();
+    let after_cgroup = cgroup_id_of(after.pid);
+    wait_for_line(&rx, &mut seen, &format!("CREATED name={after_name} "));
+    drop(after);
+    wait_for_line(&rx, &mut seen, &format!("DELETED name={after_name} "));
+    // Past a few refreshes: nothing is said twice.
+    std::thread::sleep(Duration::from_secs(2));
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(i32::try_from(child.id()).unwrap(), libc::SIGINT) };
+    let status = child.wait().unwrap();
+    seen.extend(rx.iter());
+    let err = seen.join("\n");
+    assert_eq!(status.code(), Some(0), "{err}");
+    let count = |line: &str| seen.iter().filter(|l| l.ends_with(line)).count();
+    let row = |event: &str, c_name: &str, id: &str, mntns: u64, cgroup: u64| {
+        format!(
+            "containers guest: {event} name={c_name} id={id} mntns={mntns} cgroup={cgroup} config=yes"
+        )
+    };
+    let created_before = row(
+        "CREATED",
+        &before.name,
+        &before.id,
+        before_mntns,
+        before_cgroup,
+    );
+    assert_eq!(count(&created_before), 1, "{created_before}\n{err}");
+    let created = row("CREATED", &after_name, &after_id, after_mntns, after_cgroup);
+    assert_eq!(count(&created), 1, "{created}\n{err}");
+    let deleted = row("DELETED", &after_name, &after_id, after_mntns, after_cgroup);
+    assert_eq!(count(&deleted), 1, "{deleted}\n{err}");
+    let ours = |l: &&String| l.contains(&before.id) || l.contains(&after_id);
+    assert_eq!(
+        seen.iter().filter(ours).count(),
+        3,
+        "exactly these three rows of our containers:\n{err}"
+    );
+    let out = text(&printed.join().unwrap());
+    assert!(
+        !out.contains(&before.id) && !out.contains(&after_id) && !out.contains("CREATED"),
+        "containers rows printed without -o:\n{out}"
+    );
+}
+
+/// With `-o json` every data source is printed, `containers` too (as
+/// upstream's `-o json`): upstream's fields with the container's values.
+#[test]
+fn containers_rows_are_printed_when_an_output_mode_is_given() {
+    require_kernel();
+    let s = TestStore::new();
+    s.build(&fixture("wasm_containers"), "wasm_containers");
+    let c = RuncContainer::start("sleep 600");
+    let (code, lines, err) = run_with_getpid(&s, "wasm_containers", 2, &[]);
+    assert_eq!(code, 0, "{err}");
+    let rows: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|l| l["container_id"] == c.id.as_str())
+        .collect();
+    assert_eq!(rows.len(), 1, "{rows:?}\n{err}");
+    let r = rows[0].as_object().unwrap();
+    let keys: Vec<&str> = r.keys().map(String::as_str).collect();
+    let mut want = [
+        "cgroup_id",
+        "container_config",
+        "container_id",
+        "event_type",
+        "mntns_id",
+        "name",
+    ];
+    want.sort_unstable();
+    let mut keys = keys;
+    keys.sort_unstable();
+    assert_eq!(keys, want, "{r:?}");
+    assert_eq!(r["event_type"], "CREATED");
+    assert_eq!(r["name"], c.name.as_str());
+    assert_eq!(r["mntns_id"], c.mntns());
+    assert_eq!(r["cgroup_id"], cgroup_id_of(c.pid));
+    let config: serde_json::Value =
+        serde_json::from_str(r["container_config"].as_str().unwrap()).unwrap();
+    assert!(config["ociVersion"].is_string(), "{config}");
+    assert_eq!(config["linux"]["cgroupsPath"], format!("/docker/{}", c.id));
 }
 
 fn build_broken(s: &TestStore, kind: &str) {

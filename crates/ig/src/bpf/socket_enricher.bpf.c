@@ -100,6 +100,13 @@ struct socket {
 	struct file *file;
 } CORE;
 
+// x86_64's registers at syscall entry (the raw sys_enter/sys_exit
+// tracepoints' first argument).
+struct pt_regs {
+	unsigned long di;
+	unsigned long orig_ax;
+} CORE;
+
 struct qstr {
 	union {
 		struct {
@@ -588,11 +595,24 @@ static void mark_deleted(struct sock *sk)
 }
 
 // --- Tracepoints -----------------------------------------------------------
+//
+// The syscalls are followed through the raw `sys_enter`/`sys_exit`
+// tracepoints (two attachments, a switch on the syscall number), not the
+// ten `syscalls/sys_{enter,exit}_*` events: detaching each of those waits
+// for an RCU grace period under the kernel's event mutex, one after the
+// other, which made `ig` take 0.4 s to exit after Ctrl-C when idle and
+// seconds on a loaded machine (docs/design/007).
 
-static void remember_fd(struct trace_event_raw_sys_enter *ctx)
+// x86_64 syscall numbers (ig is built for x86_64).
+#define NR_CONNECT 42
+#define NR_SENDTO 44
+#define NR_SENDMSG 46
+#define NR_BIND 49
+#define NR_SENDMMSG 307
+
+static void remember_fd(__u32 fd)
 {
 	__u64 id = bpf_get_current_pid_tgid();
-	__u32 fd = (__u32)ctx->args[0];
 
 	bpf_map_update_elem(&ig_se_fds, &id, &fd, BPF_ANY);
 }
@@ -611,47 +631,12 @@ static int recall_fd(void)
 	return out;
 }
 
-SEC("tracepoint/syscalls/sys_enter_bind")
-int ig_se_bind_e(struct trace_event_raw_sys_enter *ctx)
-{
-	remember_fd(ctx);
-	return 0;
-}
-
-SEC("tracepoint/syscalls/sys_exit_bind")
-int ig_se_bind_x(struct trace_event_raw_sys_exit *ctx)
-{
-	int fd = recall_fd();
-
-	if (fd >= 0 && ctx->ret == 0)
-		insert_current(sock_of_fd(fd));
-	return 0;
-}
-
-SEC("tracepoint/syscalls/sys_enter_connect")
-int ig_se_connect_e(struct trace_event_raw_sys_enter *ctx)
-{
-	remember_fd(ctx);
-	return 0;
-}
-
-SEC("tracepoint/syscalls/sys_exit_connect")
-int ig_se_connect_x(struct trace_event_raw_sys_exit *ctx)
-{
-	int fd = recall_fd();
-
-	// A non-blocking connect has sent its SYN by now too.
-	if (fd >= 0 && (ctx->ret == 0 || ctx->ret == -EINPROGRESS))
-		insert_current(sock_of_fd(fd));
-	return 0;
-}
-
 // A send on a UDP socket: recorded at once if it is bound, else at the
 // exit, once the kernel bound it (its first datagram is then already gone:
 // docs/design/007).
-static void send_enter(struct trace_event_raw_sys_enter *ctx)
+static void send_enter(int fd)
 {
-	struct sock *sk = sock_of_fd((int)ctx->args[0]);
+	struct sock *sk = sock_of_fd(fd);
 	struct gadget_socket_key key;
 
 	if (!sk || !key_of(sk, &key) || key.proto != IPPROTO_UDP)
@@ -659,7 +644,7 @@ static void send_enter(struct trace_event_raw_sys_enter *ctx)
 	if (key.port != 0)
 		insert_current(sk);
 	else
-		remember_fd(ctx);
+		remember_fd(fd);
 }
 
 static void send_exit(void)
@@ -670,45 +655,64 @@ static void send_exit(void)
 		insert_current(sock_of_fd(fd));
 }
 
-SEC("tracepoint/syscalls/sys_enter_sendto")
-int ig_se_sendto_e(struct trace_event_raw_sys_enter *ctx)
+// sys_enter(struct pt_regs *regs, long id): the first argument of every
+// followed syscall is the socket's fd (rdi).
+SEC("tp_btf/sys_enter")
+int ig_se_sys_enter(__u64 *ctx)
 {
-	send_enter(ctx);
+	struct pt_regs *regs = (struct pt_regs *)ctx[0];
+	long nr = (long)ctx[1];
+	unsigned long arg0 = 0;
+
+	switch (nr) {
+	case NR_BIND:
+	case NR_CONNECT:
+	case NR_SENDTO:
+	case NR_SENDMSG:
+	case NR_SENDMMSG:
+		break;
+	default:
+		return 0;
+	}
+	// A direct load: the verifier knows ctx[0] as the kernel's pt_regs
+	// (tp_btf), cheaper than a probe read.
+	arg0 = regs->di;
+	if (nr == NR_BIND || nr == NR_CONNECT)
+		remember_fd((__u32)arg0);
+	else
+		send_enter((int)arg0);
 	return 0;
 }
 
-SEC("tracepoint/syscalls/sys_exit_sendto")
-int ig_se_sendto_x(struct trace_event_raw_sys_exit *ctx)
+// sys_exit(struct pt_regs *regs, long ret): the syscall's number is in
+// orig_ax.
+SEC("tp_btf/sys_exit")
+int ig_se_sys_exit(__u64 *ctx)
 {
-	send_exit();
-	return 0;
-}
+	struct pt_regs *regs = (struct pt_regs *)ctx[0];
+	long ret = (long)ctx[1];
+	long nr = -1;
+	int fd;
 
-SEC("tracepoint/syscalls/sys_enter_sendmsg")
-int ig_se_sendmsg_e(struct trace_event_raw_sys_enter *ctx)
-{
-	send_enter(ctx);
-	return 0;
-}
-
-SEC("tracepoint/syscalls/sys_exit_sendmsg")
-int ig_se_sendmsg_x(struct trace_event_raw_sys_exit *ctx)
-{
-	send_exit();
-	return 0;
-}
-
-SEC("tracepoint/syscalls/sys_enter_sendmmsg")
-int ig_se_sendmmsg_e(struct trace_event_raw_sys_enter *ctx)
-{
-	send_enter(ctx);
-	return 0;
-}
-
-SEC("tracepoint/syscalls/sys_exit_sendmmsg")
-int ig_se_sendmmsg_x(struct trace_event_raw_sys_exit *ctx)
-{
-	send_exit();
+	nr = regs->orig_ax;
+	switch (nr) {
+	case NR_BIND:
+		fd = recall_fd();
+		if (fd >= 0 && ret == 0)
+			insert_current(sock_of_fd(fd));
+		break;
+	case NR_CONNECT:
+		fd = recall_fd();
+		// A non-blocking connect has sent its SYN by now too.
+		if (fd >= 0 && (ret == 0 || ret == -EINPROGRESS))
+			insert_current(sock_of_fd(fd));
+		break;
+	case NR_SENDTO:
+	case NR_SENDMSG:
+	case NR_SENDMMSG:
+		send_exit();
+		break;
+	}
 	return 0;
 }
 

@@ -493,7 +493,7 @@ pub fn sweep_build_dirs(tmp: &Path, which: Sweep) -> usize {
                 .and_then(|t| t.elapsed().ok())
                 .is_some_and(|age| age > LEGACY_BUILD_DIR_AGE),
         };
-        if remove && std::fs::remove_dir_all(&path).is_ok() {
+        if remove && remove_dir_patiently(&path, which) {
             log::debug!("removed the build directory {}", path.display());
             removed += 1;
         }
@@ -501,8 +501,28 @@ pub fn sweep_build_dirs(tmp: &Path, which: Sweep) -> usize {
     removed
 }
 
-/// A private temporary directory for a build (`ig-build-<pid>-<random>`,
-/// see [`sweep_build_dirs`]), removed on drop.
+/// `remove_dir_all`, retried for up to a second when the directory is of
+/// this process: a compiler ig started may still be writing into it when
+/// a signal arrives (a signal to ig alone does not stop clang), and a file
+/// it creates between the listing and the `rmdir` fails the removal.
+fn remove_dir_patiently(path: &Path, which: Sweep) -> bool {
+    let tries = if matches!(which, Sweep::OfPid(_)) {
+        50
+    } else {
+        1
+    };
+    for _ in 0..tries {
+        match std::fs::remove_dir_all(path) {
+            Ok(()) => return true,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return true,
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
+        }
+    }
+    false
+}
+
+/// A private temporary directory for a build, removed on drop:
+/// `ig-build-<pid>-<random>` (see [`BUILD_DIR_PREFIX`]).
 fn temp_dir() -> Result<crate::files::TempDir, BuildError> {
     crate::files::TempDir::new(&format!("{BUILD_DIR_PREFIX}{}-", std::process::id()))
         .map_err(|(path, source)| BuildError::Write { path, source })

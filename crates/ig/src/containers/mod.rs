@@ -123,6 +123,12 @@ pub struct Container {
     /// Mount namespaces of its processes (usually just `mntns`).
     #[serde(skip)]
     pub mntns_ids: Vec<u64>,
+    /// Its OCI bundle directory as the host names it (runc's state, else
+    /// the shim's working directory); empty when unknown. Read only for
+    /// the `containers` data source's `container_config`
+    /// ([`oci_config`]).
+    #[serde(skip)]
+    pub bundle: String,
 }
 
 impl Container {
@@ -252,6 +258,66 @@ pub fn parse_cgroup_file(text: &str) -> Option<(CgroupMatch, String)> {
 pub fn parse_ns_link(link: &str) -> Option<u64> {
     let inner = link.split_once(":[")?.1.strip_suffix(']')?;
     inner.parse().ok()
+}
+
+/// The most of a bundle's `config.json` [`oci_config`] reads (upstream's
+/// cap).
+pub const OCI_CONFIG_MAX: u64 = 16 << 20;
+
+/// The text of the `config.json` of the bundle at `bundle` (a host path),
+/// at most [`OCI_CONFIG_MAX`] bytes; empty when it cannot be read (the
+/// bundle is unknown or already gone).
+pub fn oci_config(host: &HostRoot, bundle: &str) -> String {
+    use std::io::Read as _;
+    if bundle.is_empty() {
+        return String::new();
+    }
+    let mut text = String::new();
+    let read = std::fs::File::open(host.path(bundle).join("config.json"))
+        .and_then(|f| f.take(OCI_CONFIG_MAX).read_to_string(&mut text));
+    if let Err(e) = read {
+        log::debug!("reading the config.json of bundle {bundle}: {e}");
+        text.clear();
+    }
+    text
+}
+
+/// The id of the cgroup v2 of process `pid` (the inode of its directory
+/// under `mount`, the hierarchy's mount point from [`cgroup2_mount`]:
+/// what `bpf_get_current_cgroup_id` answers); 0 when it has none or it
+/// cannot be read.
+pub fn cgroup_id(host: &HostRoot, mount: &Path, pid: u32) -> u64 {
+    use std::os::unix::fs::MetadataExt as _;
+    let Ok(text) = std::fs::read_to_string(host.path(format!("/proc/{pid}/cgroup"))) else {
+        return 0;
+    };
+    let Some(path) = text.lines().find_map(|l| l.strip_prefix("0::")) else {
+        return 0;
+    };
+    std::fs::metadata(mount.join(path.trim_start_matches('/'))).map_or(0, |m| m.ino())
+}
+
+/// Where the cgroup v2 hierarchy is mounted: `/sys/fs/cgroup` (unified)
+/// or `/sys/fs/cgroup/unified` (hybrid), as upstream looks for it; `None`
+/// on a host with cgroup v1 only.
+pub fn cgroup2_mount(host: &HostRoot) -> Option<PathBuf> {
+    use std::os::unix::ffi::OsStrExt as _;
+    const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
+    ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"]
+        .into_iter()
+        .map(|p| host.path(p))
+        .find(|p| {
+            let Ok(c) = std::ffi::CString::new(p.as_os_str().as_bytes()) else {
+                return false;
+            };
+            // SAFETY: statfs(2) of a NUL-terminated path into a zeroed
+            // struct of the right type.
+            let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+            let ok = unsafe { libc::statfs(c.as_ptr(), &mut st) } == 0;
+            #[allow(clippy::unnecessary_cast, reason = "f_type's type differs by target")]
+            let magic = st.f_type as i64;
+            ok && magic == CGROUP2_SUPER_MAGIC
+        })
 }
 
 /// The parent pid from `/proc/PID/stat` (the field after the `)` that
@@ -515,8 +581,9 @@ pub struct Detector {
     proc_root: PathBuf,
     /// API answers by container id; `None`: the API did not know it.
     api_cache: HashMap<String, Option<runtime_api::Inspect>>,
-    /// Bundle annotations read through the shim, by container id.
-    bundle_cache: HashMap<String, oci::Annotations>,
+    /// Bundle annotations and directory read through the shim, by
+    /// container id.
+    bundle_cache: HashMap<String, (oci::Annotations, String)>,
     /// Boot time in ns since the epoch, and clock ticks per second.
     boot_ns: Option<(i64, i64)>,
 }
@@ -708,6 +775,17 @@ impl Detector {
                 g.state = Some((runtime, st));
                 continue;
             }
+            // A container found by its cgroup under another id (runc's
+            // name is not the id its cgroup path carries: a runtime that
+            // names them apart, or `runc run NAME` with a cgroupsPath of
+            // its own) is one container, not two: its state goes to it.
+            if let Some(g) = groups
+                .values_mut()
+                .find(|g| g.state.is_none() && g.members.contains(&init))
+            {
+                g.state = Some((runtime, st));
+                continue;
+            }
             // Found by its state only (an id or a cgroup layout the
             // patterns do not know): its processes share the init's cgroup
             // and mount namespace.
@@ -786,9 +864,16 @@ impl Detector {
         let mut mntns_ids: Vec<u64> = members.iter().filter_map(|m| m.mntns).collect();
         mntns_ids.sort_unstable();
         mntns_ids.dedup();
-        let (state_runtime, annotations) = match &g.state {
-            Some((r, st)) => (*r, st.annotations.clone()),
-            None => (None, self.bundle_annotations(&id, init.ppid)),
+        let (state_runtime, annotations, bundle) = match &g.state {
+            Some((r, st)) => (
+                *r,
+                st.annotations.clone(),
+                st.bundle.clone().unwrap_or_default(),
+            ),
+            None => {
+                let (a, b) = self.bundle_annotations(&id, init.ppid);
+                (None, a, b)
+            }
         };
         let resolved = oci::resolve(&annotations);
         if resolved.sandbox {
@@ -813,6 +898,7 @@ impl Detector {
             netns: init.netns.unwrap_or(0),
             cgroup: g.cgroup,
             mntns_ids,
+            bundle,
             id,
         };
         match runtime {
@@ -856,20 +942,26 @@ impl Detector {
         Some(c)
     }
 
-    /// The annotations of the bundle of a container without a runc state
-    /// file: the shim's (the init's parent's) working directory is the
-    /// bundle (upstream's trick for containers older than `ig`).
-    fn bundle_annotations(&mut self, id: &str, parent: u32) -> oci::Annotations {
+    /// The annotations and directory of the bundle of a container without
+    /// a runc state file: the shim's (the init's parent's) working
+    /// directory is the bundle (upstream's trick for containers older than
+    /// `ig`).
+    fn bundle_annotations(&mut self, id: &str, parent: u32) -> (oci::Annotations, String) {
         if let Some(a) = self.bundle_cache.get(id) {
             return a.clone();
         }
-        let path = self.proc_root.join(format!("{parent}/cwd/config.json"));
-        let a = std::fs::read(&path)
+        let cwd = self.proc_root.join(format!("{parent}/cwd"));
+        let a = std::fs::read(cwd.join("config.json"))
             .ok()
             .and_then(|b| oci::parse_config_annotations(&b).ok())
             .unwrap_or_default();
-        self.bundle_cache.insert(id.to_owned(), a.clone());
-        a
+        let dir = std::fs::read_link(&cwd)
+            .ok()
+            .and_then(|p| p.to_str().map(str::to_owned))
+            .unwrap_or_default();
+        self.bundle_cache
+            .insert(id.to_owned(), (a.clone(), dir.clone()));
+        (a, dir)
     }
 
     fn ask_api(&mut self, runtime: Runtime, id: &str) -> Option<runtime_api::Inspect> {

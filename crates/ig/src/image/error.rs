@@ -261,8 +261,9 @@ pub enum ImageError {
     /// else: writing there could hand them our images, and running from
     /// it would load into the kernel whatever they put there.
     #[error(
-        "refusing the image store: {} is owned by uid {owner}, not by you (uid {uid}) or root; use your own store (--store DIR) or chown it",
-        path.display()
+        "refusing the image store: {} is owned by uid {owner}, not by you (uid {uid}){}; use your own store (--store DIR) or chown it",
+        path.display(),
+        if *root_allowed { " nor by root" } else { "" }
     )]
     ForeignOwner {
         /// The file.
@@ -271,6 +272,33 @@ pub enum ImageError {
         owner: u32,
         /// The uid.
         uid: u32,
+        /// Whether root's ownership would have done (reading).
+        root_allowed: bool,
+    },
+
+    /// A part of the store (or a directory above it) is a symbolic link,
+    /// or a directory above it can be written by others: whoever controls
+    /// it controls what ig reads.
+    #[error(
+        "refusing the image store: {} {why}; ig follows no link inside its store and needs the directories above it writable by their owner only (or sticky, as /tmp)",
+        path.display()
+    )]
+    UnsafePath {
+        /// The path.
+        path: PathBuf,
+        /// What is wrong with it.
+        why: &'static str,
+    },
+
+    /// `--store DIR` names a directory with other content: ig would write
+    /// `blobs/`, `ingest/` and `index.json` among someone's files.
+    #[error(
+        "refusing the image store: {} is not empty and holds no image store (no oci-layout, index.json or blobs/); name an empty or new directory",
+        path.display()
+    )]
+    NotAStore {
+        /// The directory.
+        path: PathBuf,
     },
 
     /// The store directory (or a part of it ig reads) can be written by

@@ -27,9 +27,9 @@ pub const MAX_FLOW_DEPTH: usize = 64;
 /// [`MAX_FLOW_DEPTH`]: 1-based line and column of its opening bracket.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TooDeep {
-    /// The line, from 1.
+    /// Line of the opening bracket, from 1.
     pub line: usize,
-    /// The column, from 1.
+    /// Its column, from 1.
     pub column: usize,
 }
 

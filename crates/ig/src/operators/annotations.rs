@@ -11,6 +11,10 @@
 //! part of the key before the first dot) and data source, said once at
 //! the start of a run.
 //!
+//! `cli.default-output-mode` is honoured for the modes ig's output has
+//! (`none`, `columns`, `json`, `jsonpretty`, `yaml`) and warned about for
+//! upstream's others.
+//!
 //! Field annotations are not checked: those are presentation hints
 //! (`columns.*`, `flamegraph.*`...) whose absence changes no value.
 
@@ -60,6 +64,21 @@ const KEYS: &[(&str, Handling)] = &[
     ("kubeipresolver.*", Handling::Missing("kubeipresolver")),
 ];
 
+/// The values of `cli.default-output-mode` ig's output acts on
+/// (`output::OutputOperator`: `none` leaves the data source unprinted
+/// unless `-o` is given, the others are its mode then). Upstream's other
+/// modes (`advise`, `histogram`) belong to operators ig does not have.
+const DEFAULT_OUTPUT_MODES: &[&str] = &["none", "columns", "json", "jsonpretty", "yaml"];
+
+/// What ig does with `key` set to `value`: the keys of [`KEYS`], and
+/// `cli.default-output-mode` honoured for the modes ig has.
+fn handling_of(key: &str, value: &str) -> Option<Handling> {
+    if key == "cli.default-output-mode" && DEFAULT_OUTPUT_MODES.contains(&value) {
+        return Some(Handling::Honoured);
+    }
+    handling(key)
+}
+
 fn family(key: &str) -> &str {
     key.split_once('.').map_or(key, |(f, _)| f)
 }
@@ -79,8 +98,8 @@ fn handling(key: &str) -> Option<Handling> {
 pub fn unknown(schema: &Schema) -> Vec<String> {
     // Annotations are a BTreeMap: keys of one family are adjacent.
     let mut groups: Vec<(&str, Option<Handling>, Vec<&str>)> = Vec::new();
-    for key in schema.annotations.keys() {
-        let h = handling(key);
+    for (key, value) in &schema.annotations {
+        let h = handling_of(key, value);
         if matches!(h, Some(Handling::Honoured | Handling::NoEffect)) {
             continue;
         }
@@ -176,6 +195,7 @@ mod tests {
     fn what_ig_reads_or_upstream_ignores_too_is_silent() {
         let w = unknown(&schema(&[
             ("cli.clear-screen-before", "true"),
+            ("cli.default-output-mode", "none"),
             ("description", "x"),
             ("ebpf.map.flush-on-stop", "true"),
             ("fetch-interval", "1s"),
@@ -198,6 +218,22 @@ mod tests {
             handling("cli.default-output-mode"),
             Some(Handling::NotImplemented("cli"))
         );
+        // Honoured for the modes ig's output has; upstream's modes of
+        // operators ig lacks are still warned about.
+        for mode in ["none", "columns", "json", "jsonpretty", "yaml"] {
+            assert_eq!(
+                handling_of("cli.default-output-mode", mode),
+                Some(Handling::Honoured),
+                "{mode}"
+            );
+        }
+        for mode in ["advise", "histogram", ""] {
+            assert_eq!(
+                handling_of("cli.default-output-mode", mode),
+                Some(Handling::NotImplemented("cli")),
+                "{mode}"
+            );
+        }
         assert_eq!(handling("ebpf.map.flush-on-stop"), Some(Handling::Honoured));
         assert_eq!(
             handling("ebpf.rest.len"),

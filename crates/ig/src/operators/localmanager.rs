@@ -67,6 +67,23 @@
 //! after [`DEPARTED_GRACE`], so the events it made before it exited, read
 //! from the kernel after that, still carry its name.
 //!
+//! The `containers` data source (upstream's, for guests such as
+//! traceloop's that attach per container): made when the gadget's
+//! top-level `gadget.yaml` annotation `enable-containers-datasource` is
+//! true, which also keeps the manager in a gadget without a namespace
+//! field. Fields in upstream's order: `event_type` (`CREATED`, `DELETED`),
+//! `container_id`, `cgroup_id` (cgroup v2), `mntns_id`, `name`,
+//! `container_config` (the bundle's `config.json`). A refresh compares the
+//! selected containers with what was announced: CREATED for each one
+//! running at the start (and, with `--host`, one row for the host: pid
+//! 1's mount namespace, no id or name, as upstream's stand-in container),
+//! then CREATED for new ones and DELETED for those gone, each once. The
+//! rows wait in a queue and are emitted from this operator's source
+//! (drain and tick), so a WASM guest that subscribes in `gadgetStart` sees
+//! the first ones too. The cgroup id and the configuration are read once,
+//! when a container is first announced. Annotated
+//! `cli.default-output-mode: none`: printed only when `-o` is given.
+//!
 //! Cost per event: one hash lookup by namespace id and the field copies
 //! into the event's reused buffers (none when the previous event had the
 //! same namespace); no allocation, no system call. Per wake-up of the
@@ -81,13 +98,16 @@ use crate::bpf::mntns_filter::MntnsFilter;
 use crate::bpf::targets::{Targets, Workload};
 use crate::containers::hook::{HOLD_LIMIT, Hook};
 use crate::containers::watch::Watcher;
-use crate::containers::{Config, Container, Detector, Runtime, Selection, Selector};
+use crate::containers::{Config, Container, Detector, HostRoot, Runtime, Selection, Selector};
 use crate::datasource::ValueRef;
-use crate::datasource::{Event, FieldId, FieldKind, Schema, SchemaBuilder, SchemaError, Value};
+use crate::datasource::{
+    Event, FieldId, FieldKind, Schema, SchemaBuilder, SchemaError, SourceKind, Value,
+};
+use crate::metadata::GadgetMetadata;
 use crate::params::{ParamSpec, ParamType, ParamValue, ParamValues};
 use crate::pipeline::{
     Dispatch, Flow, Handler, HandlerError, Instance, Notice, Operator, OperatorError, Priority,
-    Setup, Source, priority,
+    Setup, Source, SourceId, priority,
 };
 
 const NAME: &str = "LocalManager";
@@ -165,6 +185,21 @@ fn full(key: &str) -> String {
     format!("{PREFIX}{key}")
 }
 
+/// The top-level `gadget.yaml` annotation that asks for the `containers`
+/// data source (upstream's; traceloop sets it).
+pub const CONTAINERS_ANNOTATION: &str = "enable-containers-datasource";
+/// The data source of container events (upstream's name).
+pub const CONTAINERS_SOURCE: &str = "containers";
+
+/// Whether `meta` asks for the `containers` data source: its annotation
+/// read as upstream reads it (a boolean as Go's `strconv.ParseBool`
+/// spells one).
+pub fn wants_containers_source(meta: &GadgetMetadata) -> bool {
+    meta.annotations
+        .get(CONTAINERS_ANNOTATION)
+        .is_some_and(|v| matches!(v.trim(), "1" | "t" | "T" | "true" | "TRUE" | "True"))
+}
+
 /// The operator. The detector can be replaced for tests.
 pub struct LocalManager {
     filter: MntnsFilter,
@@ -178,6 +213,8 @@ pub struct LocalManager {
     /// Watch the runtimes and hold them for new containers (off in tests
     /// with a fake detector).
     live: bool,
+    /// Make the `containers` data source ([`wants_containers_source`]).
+    containers_source: bool,
 }
 
 /// What one refresh found.
@@ -210,7 +247,17 @@ impl LocalManager {
             config: Config::default(),
             detect: None,
             live: true,
+            containers_source: false,
         }
+    }
+
+    /// Make the `containers` data source (the gadget's
+    /// `enable-containers-datasource` annotation): a row per container
+    /// found running and per container gone.
+    #[must_use]
+    pub fn with_containers_source(mut self, on: bool) -> Self {
+        self.containers_source = on;
+        self
     }
 
     /// Publish the selected containers to `targets` (shared with the eBPF
@@ -402,9 +449,14 @@ impl Operator for LocalManager {
             }
         }
         let following = self.targets.is_wanted();
-        if plans.is_empty() && !selecting && !following {
+        if plans.is_empty() && !selecting && !following && !self.containers_source {
             return Ok(None);
         }
+        let rows = if self.containers_source {
+            Some(containers_source(setup)?)
+        } else {
+            None
+        };
         if plans.is_empty() {
             log::debug!(
                 "{NAME}: the gadget has no mount namespace field; containers are selected in the kernel only"
@@ -446,6 +498,9 @@ impl Operator for LocalManager {
             epoch: Instant::now(),
             now_ms: 0,
             version: 0,
+            publisher: rows
+                .is_some()
+                .then(|| Publisher::new(config.host.clone(), self.host)),
         }));
         // The first walk, before anything starts: the eBPF operator loads
         // with the kernel filter already full.
@@ -469,7 +524,174 @@ impl Operator for LocalManager {
             config,
             watcher: None,
             hook: None,
+            rows,
+            row: None,
         })))
+    }
+}
+
+/// The fields of the `containers` data source, in upstream's order:
+/// `(name, kind, description)`. [`Active::emit_rows`] fills them by index.
+const ROW_FIELDS: [(&str, FieldKind, &str); 6] = [
+    (
+        "event_type",
+        FieldKind::String,
+        "CREATED (running at the start, or new) or DELETED (gone)",
+    ),
+    ("container_id", FieldKind::String, "Id of the container"),
+    (
+        "cgroup_id",
+        FieldKind::U64,
+        "Id of the container's cgroup (v2; 0 when unknown)",
+    ),
+    (
+        "mntns_id",
+        FieldKind::U64,
+        "Mount namespace of the container's first process",
+    ),
+    ("name", FieldKind::String, "Name of the container"),
+    (
+        "container_config",
+        FieldKind::String,
+        "The container's OCI configuration (its bundle's config.json; empty when unknown)",
+    ),
+];
+
+/// The `containers` data source and its fields ([`ROW_FIELDS`]).
+#[derive(Clone, Copy, Debug)]
+struct RowFields {
+    source: SourceId,
+    ids: [FieldId; 6],
+}
+
+/// Declare the `containers` data source: upstream's fields in upstream's
+/// order, not printed unless asked (`cli.default-output-mode: none`).
+fn containers_source(setup: &mut Setup) -> Result<RowFields, OperatorError> {
+    if setup
+        .all_source_ids()
+        .any(|id| setup.schema(id).name() == CONTAINERS_SOURCE)
+    {
+        return Err(OperatorError::failed(
+            NAME,
+            format!(
+                "the gadget has a data source named {CONTAINERS_SOURCE} already, the name of the one its annotation {CONTAINERS_ANNOTATION} asks for"
+            ),
+        ));
+    }
+    let mut b = SchemaBuilder::new(CONTAINERS_SOURCE, SourceKind::Single, 0);
+    b.annotations_mut()
+        .insert("cli.default-output-mode".into(), "none".into());
+    let mut ids = [FieldId(0); 6];
+    for (slot, (name, kind, desc)) in ids.iter_mut().zip(ROW_FIELDS) {
+        *slot = b.add_owned(name.to_owned(), kind, None)?;
+        b.field_mut(*slot).default_annotation("description", desc);
+    }
+    Ok(RowFields {
+        source: setup.add_source(b),
+        ids,
+    })
+}
+
+/// A row of the `containers` data source.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Change {
+    Created,
+    Deleted,
+}
+
+impl Change {
+    /// Upstream's values of `event_type`.
+    fn name(self) -> &'static str {
+        match self {
+            Self::Created => "CREATED",
+            Self::Deleted => "DELETED",
+        }
+    }
+}
+
+/// A container as the `containers` data source announced it: a DELETED
+/// row repeats what its CREATED row said (the bundle may be gone by then).
+#[derive(Debug, PartialEq, Eq)]
+struct Announced {
+    id: String,
+    name: String,
+    mntns: u64,
+    cgroup_id: u64,
+    config: String,
+}
+
+/// What the `containers` data source announced, diffed against every
+/// refresh; the rows still to emit wait in `queue` for the operator's
+/// source (a refresh happens during set-up too, before any subscriber
+/// exists).
+struct Publisher {
+    host: HostRoot,
+    /// The cgroup v2 mount point, found once.
+    cgroup2: Option<std::path::PathBuf>,
+    /// `--host`: one CREATED row for the host (upstream's stand-in
+    /// container: pid 1's mount namespace, no id, no name) at the start.
+    host_row: bool,
+    announced: HashMap<String, Rc<Announced>>,
+    queue: Vec<(Change, Rc<Announced>)>,
+}
+
+impl Publisher {
+    fn new(host: HostRoot, host_row: bool) -> Self {
+        Self {
+            cgroup2: crate::containers::cgroup2_mount(&host),
+            host,
+            host_row,
+            announced: HashMap::new(),
+            queue: Vec::new(),
+        }
+    }
+
+    /// Queue DELETED for what was announced and is not in `current` (the
+    /// selected containers of this refresh), then CREATED for what is new;
+    /// `host_mntns` is the host's, for the `--host` row at the first call.
+    fn diff(&mut self, current: &[Rc<Container>], host_mntns: Option<u64>) {
+        if std::mem::take(&mut self.host_row) {
+            self.queue.push((
+                Change::Created,
+                Rc::new(Announced {
+                    id: String::new(),
+                    name: String::new(),
+                    mntns: host_mntns.unwrap_or(0),
+                    cgroup_id: 0,
+                    config: String::new(),
+                }),
+            ));
+        }
+        let mut gone: Vec<&String> = self
+            .announced
+            .keys()
+            .filter(|id| !current.iter().any(|c| c.id == **id))
+            .collect();
+        gone.sort_unstable();
+        let gone: Vec<String> = gone.into_iter().cloned().collect();
+        for id in gone {
+            if let Some(a) = self.announced.remove(&id) {
+                self.queue.push((Change::Deleted, a));
+            }
+        }
+        for c in current {
+            if self.announced.contains_key(&c.id) {
+                continue;
+            }
+            // Read once, when the container is first seen.
+            let a = Rc::new(Announced {
+                id: c.id.clone(),
+                name: c.name.clone(),
+                mntns: c.mntns,
+                cgroup_id: self
+                    .cgroup2
+                    .as_deref()
+                    .map_or(0, |m| crate::containers::cgroup_id(&self.host, m, c.pid)),
+                config: crate::containers::oci_config(&self.host, &c.bundle),
+            });
+            self.announced.insert(c.id.clone(), a.clone());
+            self.queue.push((Change::Created, a));
+        }
     }
 }
 
@@ -692,6 +914,9 @@ struct Table {
     now_ms: u64,
     /// Advances at every refresh: answers given before may have changed.
     version: u64,
+    /// The `containers` data source's bookkeeping, when the gadget asked
+    /// for it.
+    publisher: Option<Publisher>,
 }
 
 impl Table {
@@ -726,9 +951,15 @@ impl Table {
         self.by_netns.clear();
         let mut selected = Vec::new();
         let mut workloads = Vec::new();
+        // For the `containers` data source, in the snapshot's order (by
+        // name).
+        let mut announce = Vec::new();
         for c in snap.containers {
             let c = Rc::new(c);
             let chosen = self.selection.matches(&c);
+            if chosen && self.publisher.is_some() {
+                announce.push(c.clone());
+            }
             if chosen && self.targets.is_some() {
                 workloads.push(Workload {
                     id: c.id.clone(),
@@ -750,6 +981,9 @@ impl Table {
                     .and_modify(|e| *e = None)
                     .or_insert_with(|| Some(c.clone()));
             }
+        }
+        if let Some(p) = &mut self.publisher {
+            p.diff(&announce, self.host_mntns);
         }
         for (m, c, _) in &self.departed {
             self.by_mntns.entry(*m).or_insert_with(|| c.clone());
@@ -817,6 +1051,10 @@ struct Active {
     config: Config,
     watcher: Option<Watcher>,
     hook: Option<Hook>,
+    /// The `containers` data source, when the gadget asked for it.
+    rows: Option<RowFields>,
+    /// Its event, made at the first row.
+    row: Option<Event>,
 }
 
 fn warn_if_nothing_selected(t: &Table) {
@@ -899,12 +1137,46 @@ impl Instance for Active {
     }
 }
 
+impl Active {
+    /// Emit the `containers` rows the refreshes queued. Rows are rare
+    /// (one per container coming or going): building them may allocate.
+    fn emit_rows(&mut self, out: &mut Dispatch) {
+        let Some(f) = self.rows else { return };
+        let queue = {
+            let mut t = self.table.borrow_mut();
+            match t.publisher.as_mut() {
+                Some(p) if !p.queue.is_empty() => std::mem::take(&mut p.queue),
+                _ => return,
+            }
+        };
+        // The table is not borrowed while handlers run.
+        let schema = out.schema(f.source).clone();
+        let ev = self.row.get_or_insert_with(|| Event::new(&schema));
+        for (change, a) in queue {
+            ev.set_raw(&[]);
+            for (i, id) in f.ids.iter().enumerate() {
+                let field = schema.field(*id);
+                match i {
+                    0 => ev.set_str(field, change.name()),
+                    1 => ev.set_str(field, &a.id),
+                    2 => ev.set_value(field, Value::U64(a.cgroup_id)),
+                    3 => ev.set_value(field, Value::U64(a.mntns)),
+                    4 => ev.set_str(field, &a.name),
+                    _ => ev.set_str(field, &a.config),
+                }
+            }
+            out.event(f.source, ev);
+        }
+    }
+}
+
 impl Source for Active {
     fn fds(&self) -> Vec<std::os::fd::RawFd> {
         self.watcher.iter().map(Watcher::fd).collect()
     }
 
-    fn drain(&mut self, _out: &mut Dispatch) -> Result<(), OperatorError> {
+    fn drain(&mut self, out: &mut Dispatch) -> Result<(), OperatorError> {
+        self.emit_rows(out);
         let Some(w) = self.watcher.as_mut() else {
             return Ok(());
         };
@@ -929,17 +1201,25 @@ impl Source for Active {
         if let (Some(h), Some(seq)) = (self.hook.as_ref(), held) {
             h.done(seq);
         }
+        // What this refresh found, at once.
+        self.emit_rows(out);
         Ok(())
     }
 
-    fn tick(&mut self, _out: &mut Dispatch) -> Result<Vec<Notice>, OperatorError> {
+    fn tick(&mut self, out: &mut Dispatch) -> Result<Vec<Notice>, OperatorError> {
         if self.table.borrow_mut().housekeeping()
             && let Some(w) = self.watcher.as_mut()
             && w.rearm()
         {
             self.table.borrow_mut().refresh();
         }
+        self.emit_rows(out);
         Ok(Vec::new())
+    }
+
+    fn finish(&mut self, out: &mut Dispatch) -> Result<(), OperatorError> {
+        self.emit_rows(out);
+        Ok(())
     }
 
     /// Never keeps a finite run (a snapshot) going.
@@ -1085,6 +1365,7 @@ mod tests {
             netns: mntns + 1,
             cgroup: String::new(),
             mntns_ids: vec![mntns],
+            bundle: String::new(),
         }
     }
 
@@ -1106,6 +1387,35 @@ mod tests {
                 host_mntns: Some(1),
                 fingerprint: None,
             }
+        }
+    }
+
+    /// A table as `instantiate` makes it, without the `containers` data
+    /// source.
+    fn table(
+        selection: Selection,
+        filter: MntnsFilter,
+        detect: impl FnMut() -> Snapshot + 'static,
+    ) -> Table {
+        Table {
+            by_mntns: HashMap::new(),
+            by_netns: HashMap::new(),
+            departed: Vec::new(),
+            host_mntns: None,
+            selection,
+            host: false,
+            filter,
+            targets: None,
+            detect: Box::new(detect),
+            fingerprint: None,
+            watched: false,
+            refreshed: None,
+            pending: Vec::with_capacity(PENDING_MAX),
+            negative: HashMap::new(),
+            epoch: Instant::now(),
+            now_ms: 0,
+            version: 0,
+            publisher: None,
         }
     }
 
@@ -1403,19 +1713,13 @@ mod tests {
         let round = Rc::new(Cell::new(0u32));
         let r = round.clone();
         let filter = MntnsFilter::default();
-        let mut t = Table {
-            by_mntns: HashMap::new(),
-            by_netns: HashMap::new(),
-            departed: Vec::new(),
-            host_mntns: None,
-            selection: Selection {
+        let mut t = table(
+            Selection {
                 k8s_namespace: Selector::parse("ns"),
                 ..Selection::default()
             },
-            host: false,
-            filter: filter.clone(),
-            targets: None,
-            detect: Box::new(move || {
+            filter.clone(),
+            move || {
                 let mut containers = vec![container("db", 200, 20)];
                 if r.get() == 0 {
                     containers.push(container("web", 100, 10));
@@ -1425,16 +1729,8 @@ mod tests {
                     host_mntns: Some(1),
                     fingerprint: None,
                 }
-            }),
-            fingerprint: None,
-            watched: false,
-            refreshed: None,
-            pending: Vec::with_capacity(PENDING_MAX),
-            negative: HashMap::new(),
-            epoch: Instant::now(),
-            now_ms: 0,
-            version: 0,
-        };
+            },
+        );
         t.refresh();
         assert_eq!(filter.ids(), [100, 200]);
         round.set(1);
@@ -1543,25 +1839,11 @@ mod tests {
     #[test]
     fn unknown_mount_namespaces_refresh_at_most_once_a_second() {
         let scans = Rc::new(Cell::new(0));
-        let mut t = Table {
-            by_mntns: HashMap::new(),
-            by_netns: HashMap::new(),
-            departed: Vec::new(),
-            host_mntns: None,
-            selection: Selection::default(),
-            host: false,
-            filter: MntnsFilter::default(),
-            targets: None,
-            detect: Box::new(fake(scans.clone())),
-            fingerprint: None,
-            watched: false,
-            refreshed: None,
-            pending: Vec::with_capacity(PENDING_MAX),
-            negative: HashMap::new(),
-            epoch: Instant::now(),
-            now_ms: 0,
-            version: 0,
-        };
+        let mut t = table(
+            Selection::default(),
+            MntnsFilter::default(),
+            fake(scans.clone()),
+        );
         t.housekeeping();
         assert_eq!(scans.get(), 1);
         assert_eq!(t.host_mntns, Some(1));
@@ -1607,5 +1889,252 @@ mod tests {
         ];
         let p = Pipeline::build(ops, &ParamValues::default()).unwrap();
         assert_eq!(p.operator_names(), ["producer"]);
+    }
+
+    /// The rows a table queued for the `containers` data source, as
+    /// (event_type, name, mntns), taken.
+    fn queued(t: &mut Table) -> Vec<(&'static str, String, u64)> {
+        let p = t.publisher.as_mut().unwrap();
+        p.queue
+            .drain(..)
+            .map(|(c, a)| (c.name(), a.name.clone(), a.mntns))
+            .collect()
+    }
+
+    /// The `containers` data source: CREATED for every selected container
+    /// at the first refresh, then only the difference (DELETED for those
+    /// gone, CREATED for new ones), each once; `--host` adds one row for
+    /// the host (pid 1's mount namespace, no id, no name) at the start.
+    #[test]
+    fn containers_rows_are_the_difference_between_refreshes() {
+        type Rows = &'static [(&'static str, &'static str, u64)];
+        // (selection, --host, rows of each of the four refreshes)
+        let cases: [(Selection, bool, [Rows; 4]); 3] = [
+            (
+                Selection::default(),
+                false,
+                [
+                    &[("CREATED", "db", 200), ("CREATED", "web", 100)],
+                    &[("DELETED", "web", 100), ("CREATED", "new", 300)],
+                    &[],
+                    &[("DELETED", "db", 200), ("DELETED", "new", 300)],
+                ],
+            ),
+            (
+                Selection {
+                    runtime_name: Selector::parse("db"),
+                    ..Selection::default()
+                },
+                false,
+                [
+                    &[("CREATED", "db", 200)],
+                    &[],
+                    &[],
+                    &[("DELETED", "db", 200)],
+                ],
+            ),
+            (
+                Selection {
+                    runtime_name: Selector::parse("!db"),
+                    ..Selection::default()
+                },
+                true,
+                [
+                    &[("CREATED", "", 1), ("CREATED", "web", 100)],
+                    &[("DELETED", "web", 100), ("CREATED", "new", 300)],
+                    &[],
+                    &[("DELETED", "new", 300)],
+                ],
+            ),
+        ];
+        for (selection, host, rounds) in cases {
+            let round = Rc::new(Cell::new(0u32));
+            let r = round.clone();
+            let mut t = table(selection, MntnsFilter::default(), move || {
+                let containers = match r.get() {
+                    0 => vec![container("db", 200, 20), container("web", 100, 10)],
+                    1 | 2 => vec![container("db", 200, 20), container("new", 300, 30)],
+                    _ => vec![],
+                };
+                Snapshot {
+                    containers,
+                    host_mntns: Some(1),
+                    fingerprint: None,
+                }
+            });
+            t.publisher = Some(Publisher::new(HostRoot::new("/nonexistent"), host));
+            for (i, want) in rounds.iter().enumerate() {
+                round.set(i as u32);
+                t.refresh();
+                let want: Vec<(&str, String, u64)> = want
+                    .iter()
+                    .map(|(e, n, m)| (*e, (*n).to_owned(), *m))
+                    .collect();
+                assert_eq!(queued(&mut t), want, "round {i}, --host {host}");
+            }
+        }
+    }
+
+    /// A CREATED row carries the container's cgroup id (its cgroup v2
+    /// directory's inode) and its bundle's `config.json`, read under the
+    /// host root when the container is first seen; its DELETED row
+    /// repeats them (the bundle is gone by then).
+    #[test]
+    fn containers_rows_carry_the_cgroup_id_and_the_oci_config() {
+        use std::os::unix::fs::MetadataExt as _;
+        let root = tempfile::tempdir().unwrap();
+        let at = |p: &str| root.path().join(p);
+        std::fs::create_dir_all(at("proc/20")).unwrap();
+        std::fs::write(at("proc/20/cgroup"), "0::/docker/db\n").unwrap();
+        std::fs::create_dir_all(at("sys/fs/cgroup/docker/db")).unwrap();
+        let ino = std::fs::metadata(at("sys/fs/cgroup/docker/db"))
+            .unwrap()
+            .ino();
+        std::fs::create_dir_all(at("bundles/db")).unwrap();
+        let config = r#"{"ociVersion":"1.0.2","process":{}}"#;
+        std::fs::write(at("bundles/db/config.json"), config).unwrap();
+        let round = Rc::new(Cell::new(0u32));
+        let r = round.clone();
+        let mut t = table(Selection::default(), MntnsFilter::default(), move || {
+            let mut db = container("db", 200, 20);
+            db.bundle = "/bundles/db".into();
+            // No cgroup, no bundle: zero and empty.
+            let web = container("web", 100, 10);
+            Snapshot {
+                containers: if r.get() == 0 { vec![db, web] } else { vec![] },
+                host_mntns: Some(1),
+                fingerprint: None,
+            }
+        });
+        let mut p = Publisher::new(HostRoot::new(root.path()), false);
+        assert_eq!(p.cgroup2, None, "a directory is no cgroup v2 mount");
+        p.cgroup2 = Some(at("sys/fs/cgroup"));
+        t.publisher = Some(p);
+        t.refresh();
+        std::fs::remove_dir_all(at("bundles/db")).unwrap();
+        round.set(1);
+        t.refresh();
+        let rows: Vec<(Change, String, u64, String)> = t
+            .publisher
+            .as_mut()
+            .unwrap()
+            .queue
+            .drain(..)
+            .map(|(c, a)| (c, a.name.clone(), a.cgroup_id, a.config.clone()))
+            .collect();
+        let row = |c, n: &str, id, cfg: &str| (c, n.to_owned(), id, cfg.to_owned());
+        assert_eq!(
+            rows,
+            [
+                row(Change::Created, "db", ino, config),
+                row(Change::Created, "web", 0, ""),
+                row(Change::Deleted, "db", ino, config),
+                row(Change::Deleted, "web", 0, ""),
+            ]
+        );
+    }
+
+    /// `enable-containers-datasource: true` keeps the manager in a gadget
+    /// without a mount namespace field, and its source emits the rows on
+    /// the operator's tick (after every operator started: a WASM guest
+    /// subscribes in gadgetStart), upstream's fields in upstream's order,
+    /// not printed by default.
+    #[test]
+    fn the_containers_source_emits_on_the_tick_what_the_table_found() {
+        let mut b = SchemaBuilder::new("ev", SourceKind::Single, 4);
+        b.add_raw("pid".into(), FieldKind::U32, 0, 4, None).unwrap();
+        let col = Collector::default();
+        let ops: Vec<Box<dyn Operator>> = vec![
+            Box::new(Producer {
+                priority: -1000,
+                schema: b,
+                samples: vec![],
+            }),
+            Box::new(
+                LocalManager::with_detector(MntnsFilter::default(), fake(Rc::default()))
+                    .with_containers_source(true),
+            ),
+            Box::new(Subscribe {
+                name: "col",
+                priority: 100,
+                handler: col.clone(),
+            }),
+        ];
+        let mut p = Pipeline::build(ops, &ParamValues::default()).unwrap();
+        assert_eq!(p.operator_names(), ["producer", NAME, "col"]);
+        let (_, schema) = p
+            .dispatch
+            .schemas()
+            .find(|(_, s)| s.name == CONTAINERS_SOURCE)
+            .unwrap();
+        let names: Vec<&str> = schema.fields().iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "event_type",
+                "container_id",
+                "cgroup_id",
+                "mntns_id",
+                "name",
+                "container_config"
+            ]
+        );
+        assert_eq!(schema.annotations["cli.default-output-mode"], "none");
+        p.start().unwrap();
+        assert!(col.seen.borrow().is_empty(), "nothing before the tick");
+        let (sources, dispatch) = p.parts();
+        for s in sources {
+            s.tick(dispatch).unwrap();
+        }
+        let s = |v: &str| Some(v.to_owned());
+        assert_eq!(
+            col.column("name"),
+            [s("web"), s("db"), s("sidecar"), s("main")]
+        );
+        assert_eq!(col.column("event_type"), vec![s("CREATED"); 4]);
+        assert_eq!(
+            col.column("mntns_id"),
+            [s("100"), s("200"), s("300"), s("400")]
+        );
+        assert_eq!(col.column("container_id")[0], s(&format!("{:0>64}", "web")));
+        // Said once.
+        let (sources, dispatch) = p.parts();
+        for s in sources {
+            s.tick(dispatch).unwrap();
+        }
+        assert_eq!(col.seen.borrow().len(), 4);
+        p.stop().unwrap();
+    }
+
+    /// A gadget that has a data source named `containers` itself cannot
+    /// have the local manager's: one clear error, not two sources of one
+    /// name.
+    #[test]
+    fn a_gadget_source_named_containers_is_refused_with_the_annotation() {
+        let mut b = SchemaBuilder::new(CONTAINERS_SOURCE, SourceKind::Single, 4);
+        b.add_raw("pid".into(), FieldKind::U32, 0, 4, None).unwrap();
+        let ops: Vec<Box<dyn Operator>> = vec![
+            Box::new(Producer {
+                priority: -1000,
+                schema: b,
+                samples: vec![],
+            }),
+            Box::new(
+                LocalManager::with_detector(MntnsFilter::default(), fake(Rc::default()))
+                    .with_containers_source(true),
+            ),
+        ];
+        let Err(err) = Pipeline::build(ops, &ParamValues::default()) else {
+            panic!("built");
+        };
+        let text = match &err {
+            OperatorError::Failed { source, .. } => source.to_string(),
+            other => panic!("{other:?}"),
+        };
+        assert!(
+            text.contains("a data source named containers already")
+                && text.contains(CONTAINERS_ANNOTATION),
+            "{text}"
+        );
     }
 }

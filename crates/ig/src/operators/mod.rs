@@ -7,7 +7,7 @@
 //! | [`cgroup`] | -900 | CPU throttling per cgroup (`operator.cgroup`, top_cpu_throttle) |
 //! | [`ebpf`] | 0 | load the gadget object, emit its events |
 //! | [`ebpfstats`] | 0 | statistics of every eBPF program (`operator.ebpf`, bpfstats) |
-//! | [`localmanager`] | 1 (handlers at -1) | containers: `runtime.*` fields, `-c` selection in the kernel |
+//! | [`localmanager`] | 1 (handlers at -1) | containers: `runtime.*` fields, `-c` selection in the kernel, the `containers` data source (`enable-containers-datasource`) |
 //! | [`formatters`] | 0 | readable siblings of typed fields (`error_raw` → `error`) |
 //! | [`uidgid`] | 5 | uid → user name, gid → group name |
 //! | [`processinfo`] | 6 | command line and executable of a pid (opt-in) |
@@ -48,7 +48,7 @@ pub mod wasm;
 /// in `instantiate` whether it has something to do (opting out costs
 /// nothing per event). Their parameters appear in `ig run IMAGE --help`.
 pub fn catalog() -> Vec<Box<dyn Operator>> {
-    catalog_with(&Seams::default())
+    catalog_with(&Seams::default(), &GadgetMetadata::default())
 }
 
 /// The few handles that connect operators explicitly, created by the CLI
@@ -139,12 +139,14 @@ pub fn from_config(
     Ok(ops)
 }
 
-/// [`catalog`], connected through `seams`.
-pub fn catalog_with(seams: &Seams) -> Vec<Box<dyn Operator>> {
+/// [`catalog`], connected through `seams`, for the gadget `meta`
+/// describes (its top-level annotations: `enable-containers-datasource`).
+pub fn catalog_with(seams: &Seams, meta: &GadgetMetadata) -> Vec<Box<dyn Operator>> {
     vec![
         Box::new(
             localmanager::LocalManager::new(seams.mntns_filter.clone())
-                .with_targets(seams.targets.clone()),
+                .with_targets(seams.targets.clone())
+                .with_containers_source(localmanager::wants_containers_source(meta)),
         ),
         Box::new(formatters::Formatters::new()),
         Box::new(uidgid::UidGidResolver::new()),

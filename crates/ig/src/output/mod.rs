@@ -40,9 +40,34 @@ pub enum OutputMode {
     PcapNg,
 }
 
+/// The data-source annotation that names how a source is printed when
+/// `-o` is not given (upstream's).
+pub const DEFAULT_MODE_ANNOTATION: &str = "cli.default-output-mode";
+
+/// A data source's `cli.default-output-mode`: `Some(None)` for `none`
+/// (not printed), `Some(Some(mode))` for a mode ig has, `None` when unset
+/// or a mode of upstream's that ig lacks (`advise`, `histogram`: the
+/// run's mode then; `operators::annotations` warns).
+pub fn default_mode(
+    annotations: &std::collections::BTreeMap<String, String>,
+) -> Option<Option<OutputMode>> {
+    Some(match annotations.get(DEFAULT_MODE_ANNOTATION)?.as_str() {
+        "none" => None,
+        "columns" => Some(OutputMode::Columns),
+        "json" => Some(OutputMode::Json),
+        "jsonpretty" => Some(OutputMode::Jsonpretty),
+        "yaml" => Some(OutputMode::Yaml),
+        _ => return None,
+    })
+}
+
 /// The last operator of every run: prints each data source.
 pub struct OutputOperator {
     mode: OutputMode,
+    /// `-o` was given: every data source is printed in `mode`, as
+    /// upstream's `-o MODE` sets it for all. Otherwise a source's
+    /// `cli.default-output-mode` wins ([`default_mode`]).
+    mode_given: bool,
     out: SharedWriter,
     terminal: bool,
     fields: Option<FieldsSpec>,
@@ -57,6 +82,7 @@ impl OutputOperator {
     pub fn new(mode: OutputMode, out: SharedWriter) -> Self {
         Self {
             mode,
+            mode_given: true,
             out,
             terminal: false,
             fields: None,
@@ -91,6 +117,14 @@ impl OutputOperator {
     pub fn with_fields(mut self, fields: Option<FieldsSpec>, shared: bool) -> Self {
         self.fields = fields;
         self.fields_shared = shared;
+        self
+    }
+
+    /// Whether `-o` was given (else data sources' own default modes
+    /// apply).
+    #[must_use]
+    pub fn mode_given(mut self, given: bool) -> Self {
+        self.mode_given = given;
         self
     }
 
@@ -173,13 +207,20 @@ impl Operator for OutputOperator {
         }
         for id in ids {
             let schema = setup.schema(id).schema();
-            let flavor = match self.mode {
+            let mode = match default_mode(&schema.annotations) {
+                Some(m) if !self.mode_given => m,
+                _ => Some(self.mode),
+            };
+            // `cli.default-output-mode: none` (the local manager's
+            // `containers`): printed only when asked with `-o`.
+            let Some(mode) = mode else { continue };
+            let flavor = match mode {
                 OutputMode::Columns => fields::Flavor::Table,
                 _ => fields::Flavor::Json,
             };
             let selected = fields::select(schema, self.fields.as_ref(), flavor).map_err(fail)?;
             let name = self.instance.as_ref().map(|(n, _)| n.as_str());
-            let handler: Box<dyn crate::pipeline::Handler> = match self.mode {
+            let handler: Box<dyn crate::pipeline::Handler> = match mode {
                 OutputMode::Columns => {
                     let p = TablePrinter::new(schema, self.out.clone())
                         .with_fields(schema, &selected)
@@ -190,7 +231,7 @@ impl Operator for OutputOperator {
                     })
                 }
                 OutputMode::Json | OutputMode::Jsonpretty => {
-                    let pretty = self.mode == OutputMode::Jsonpretty;
+                    let pretty = mode == OutputMode::Jsonpretty;
                     let p = JsonPrinter::with_fields(schema, &selected, pretty, self.out.clone());
                     Box::new(match name {
                         Some(n) => p.with_instance(schema, n),
@@ -208,5 +249,62 @@ impl Operator for OutputOperator {
             setup.subscribe(id, priority::OUTPUT, "cli", handler);
         }
         Ok(Some(Box::new(Printing)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::datasource::{FieldKind, SchemaBuilder, SourceKind};
+    use crate::pipeline::Pipeline;
+    use crate::pipeline::testing::{Producer, drain_all};
+    use sink::Capture;
+
+    /// A source named `name` of one u32 field `n`, annotated
+    /// `cli.default-output-mode: default` when given, with one event.
+    fn producer(name: &'static str, default: Option<&str>, prio: i32) -> Producer {
+        let mut b = SchemaBuilder::new(name, SourceKind::Single, 4);
+        b.add_raw("n".into(), FieldKind::U32, 0, 4, None).unwrap();
+        if let Some(d) = default {
+            b.annotations_mut()
+                .insert(DEFAULT_MODE_ANNOTATION.into(), d.into());
+        }
+        Producer {
+            priority: prio,
+            schema: b,
+            samples: vec![7u32.to_ne_bytes().to_vec()],
+        }
+    }
+
+    fn print(mode: OutputMode, given: bool) -> String {
+        let out = Capture(Default::default());
+        let ops: Vec<Box<dyn Operator>> = vec![
+            Box::new(producer("hidden", Some("none"), -3)),
+            Box::new(producer("as_json", Some("json"), -2)),
+            // A mode of an operator ig lacks: the run's mode.
+            Box::new(producer("advised", Some("advise"), -1)),
+            Box::new(OutputOperator::new(mode, shared(out.clone())).mode_given(given)),
+        ];
+        let mut p = Pipeline::build(ops, &Default::default()).unwrap();
+        p.start().unwrap();
+        drain_all(&mut p).unwrap();
+        p.dispatch.flush().unwrap();
+        p.stop().unwrap();
+        String::from_utf8(out.0.borrow().clone()).unwrap()
+    }
+
+    /// Without `-o`, a source's `cli.default-output-mode` is its mode
+    /// (`none`: not printed); with `-o`, every source is printed in it, as
+    /// upstream's `-o MODE`.
+    #[test]
+    fn default_output_modes_apply_unless_a_mode_is_given() {
+        assert_eq!(
+            print(OutputMode::Columns, false),
+            "{\"n\":7}\n       N\n       7\n"
+        );
+        assert_eq!(
+            print(OutputMode::Json, true),
+            "{\"n\":7}\n{\"n\":7}\n{\"n\":7}\n"
+        );
     }
 }

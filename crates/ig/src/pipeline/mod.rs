@@ -104,6 +104,12 @@ pub trait Source {
     /// Read everything pending without blocking and hand it to `out`.
     fn drain(&mut self, out: &mut Dispatch) -> Result<(), OperatorError>;
 
+    /// The chains are frozen: called once, before any instance
+    /// pre-starts, so a source that needs the run's final schemas (the
+    /// WASM host resolves a guest's field handles against them) has them
+    /// before the first event of any source reaches its handlers.
+    fn frozen(&mut self, _out: &Dispatch) {}
+
     /// Periodic housekeeping (loss counters, map drains). Returns what the
     /// user should be told.
     fn tick(&mut self, _out: &mut Dispatch) -> Result<Vec<Notice>, OperatorError> {
@@ -502,6 +508,11 @@ impl Pipeline {
     /// nothing.
     pub fn start(&mut self) -> Result<(), OperatorError> {
         if self.started == 0 {
+            for (_, i) in &mut self.instances {
+                if let Some(s) = i.source() {
+                    s.frozen(&self.dispatch);
+                }
+            }
             for (_, i) in &mut self.instances {
                 i.pre_start()?;
             }

@@ -160,7 +160,7 @@ impl Assembly {
             Err(source) => return Err(AssemblyError::Object { file, source }),
         };
         let unread_object = has_object && ebpf.is_none();
-        let mut others = crate::operators::catalog_with(&seams);
+        let mut others = crate::operators::catalog_with(&seams, &metadata);
         let has_wasm = wasm.is_some();
         others.extend(wasm);
         let custom = custom_specs(&metadata);

@@ -332,14 +332,21 @@ pub struct PrintOptions {
     /// for a data source this run lacks (`ds:a,b`) is another run's, not
     /// an error.
     pub fields_shared: bool,
+    /// `mode` was asked for (`-o`): every data source is printed so.
+    /// When false, a data source's `cli.default-output-mode` annotation
+    /// wins (`none`: the local manager's `containers` rows are not
+    /// printed).
+    pub mode_given: bool,
     /// Where.
     pub target: PrintTarget,
 }
 
 impl PrintOptions {
-    /// `mode` to `target`, default fields, not a terminal.
+    /// `mode` to `target`, default fields, not a terminal, the mode as
+    /// asked for.
     pub fn new(mode: OutputMode, target: PrintTarget) -> Self {
         Self {
+            mode_given: true,
             mode,
             fields: None,
             terminal: false,
@@ -855,6 +862,7 @@ impl GadgetRun {
             output_dropped = Some(writer.dropped());
             ops.push(Box::new(
                 OutputOperator::new(print.mode, writer)
+                    .mode_given(print.mode_given)
                     .on_terminal(print.terminal)
                     .with_fields(print.fields, print.fields_shared)
                     .with_instance(print.instance)

@@ -52,6 +52,9 @@ pub(crate) fn lock_exclusive(path: &Path) -> io::Result<FileLock> {
         .create(true)
         .truncate(false)
         .mode(FILE_MODE)
+        // A link in the lock's place is not followed (nor its target
+        // created): the store refuses links.
+        .custom_flags(libc::O_NOFOLLOW)
         .open(path)?;
     flock(&file, libc::LOCK_EX)?;
     Ok(FileLock { _file: file })
@@ -62,7 +65,11 @@ pub(crate) fn lock_exclusive(path: &Path) -> io::Result<FileLock> {
 /// under them; a store we cannot lock (read-only mount, someone else's
 /// store) is still readable, so this returns `None` instead of failing.
 pub(crate) fn lock_shared(path: &Path) -> Option<FileLock> {
-    let file = File::open(path).ok()?;
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .ok()?;
     flock(&file, libc::LOCK_SH).ok()?;
     Some(FileLock { _file: file })
 }
@@ -71,7 +78,11 @@ pub(crate) fn lock_shared(path: &Path) -> Option<FileLock> {
 /// `None` when another open file holds a lock on it (in this process or
 /// another), or when it cannot be opened.
 pub(crate) fn try_lock_exclusive(path: &Path) -> Option<FileLock> {
-    let file = File::open(path).ok()?;
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .ok()?;
     flock(&file, libc::LOCK_EX | libc::LOCK_NB).ok()?;
     Some(FileLock { _file: file })
 }

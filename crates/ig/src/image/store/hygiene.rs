@@ -15,7 +15,7 @@ use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use super::{BLOBS_DIR, INDEX_FILE, INGEST_DIR, ImageError, LAYOUT_FILE, Store, fsutil};
+use super::{BLOBS_DIR, INDEX_FILE, INGEST_DIR, ImageError, LAYOUT_FILE, LOCK_FILE, Store, fsutil};
 
 /// What [`Store::prune_leftovers`] removed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -31,10 +31,18 @@ pub struct PruneReport {
 
 /// Refuses `root` if it, or one of the parts of it ig uses, exists and is
 /// owned by neither us nor (when `allow_root`) root, or is writable by
-/// group or others. Missing parts are fine: we create them (0700).
+/// group or others, or is a symbolic link (no link is followed inside a
+/// store: `index.json` linked to `/etc/shadow` would be read and parsed,
+/// a dangling `index.json.lock` link would make ig create its target
+/// anywhere). Missing parts are fine: we create them (0700). The
+/// directories above `root` are checked as ssh checks the path to a key:
+/// each owned by us or root, and writable by others only if sticky (`/tmp`).
+/// A directory with other content and no store in it is refused
+/// (`IG_STORE=/etc` must not get `blobs/` written into it).
 pub(super) fn check_store(root: &Path, allow_root: bool) -> Result<(), ImageError> {
     // SAFETY: geteuid cannot fail.
     let uid = unsafe { libc::geteuid() };
+    check_ancestors(root, uid)?;
     let parts = [
         root.to_owned(),
         root.join(BLOBS_DIR),
@@ -42,15 +50,26 @@ pub(super) fn check_store(root: &Path, allow_root: bool) -> Result<(), ImageErro
         root.join(INGEST_DIR),
         root.join(INDEX_FILE),
         root.join(LAYOUT_FILE),
+        root.join(LOCK_FILE),
     ];
     for path in parts {
-        // Follows symlinks: what matters is what ig reads through them.
-        let Ok(meta) = fs::metadata(&path) else {
+        let Ok(meta) = fs::symlink_metadata(&path) else {
             continue;
         };
+        if meta.file_type().is_symlink() {
+            return Err(ImageError::UnsafePath {
+                path,
+                why: "is a symbolic link",
+            });
+        }
         let owner = meta.uid();
         if owner != uid && !(allow_root && owner == 0) {
-            return Err(ImageError::ForeignOwner { path, owner, uid });
+            return Err(ImageError::ForeignOwner {
+                path,
+                owner,
+                uid,
+                root_allowed: allow_root,
+            });
         }
         let mode = meta.mode() & 0o7777;
         let who = match (mode & 0o020 != 0, mode & 0o002 != 0) {
@@ -61,7 +80,60 @@ pub(super) fn check_store(root: &Path, allow_root: bool) -> Result<(), ImageErro
         };
         return Err(ImageError::WritableByOthers { path, mode, who });
     }
+    if !allow_root && is_foreign_content(root) {
+        return Err(ImageError::NotAStore {
+            path: root.to_owned(),
+        });
+    }
     Ok(())
+}
+
+/// The existing directories above `root` (made absolute), each owned by
+/// `uid` or root and not writable by others unless sticky.
+fn check_ancestors(root: &Path, uid: u32) -> Result<(), ImageError> {
+    let abs = if root.is_absolute() {
+        root.to_owned()
+    } else {
+        match std::env::current_dir() {
+            Ok(d) => d.join(root),
+            Err(_) => return Ok(()),
+        }
+    };
+    for dir in abs.ancestors().skip(1) {
+        // The link itself: a link above the store is someone's choice of
+        // where it is (`/var/run` → `/run` is root's and fine).
+        let Ok(meta) = fs::symlink_metadata(dir) else {
+            continue;
+        };
+        let owner = meta.uid();
+        if owner != uid && owner != 0 {
+            return Err(ImageError::UnsafePath {
+                path: dir.to_owned(),
+                why: "is a directory above the store owned by another user",
+            });
+        }
+        let sticky = meta.mode() & 0o1000 != 0;
+        if meta.is_dir() && meta.mode() & 0o022 != 0 && !sticky {
+            return Err(ImageError::UnsafePath {
+                path: dir.to_owned(),
+                why: "is a directory above the store that others can write (and not sticky)",
+            });
+        }
+    }
+    Ok(())
+}
+
+/// `root` exists, is not empty, and has none of a store's files: another
+/// directory's content.
+fn is_foreign_content(root: &Path) -> bool {
+    let Ok(mut entries) = fs::read_dir(root) else {
+        return false;
+    };
+    let non_empty = entries.next().is_some();
+    non_empty
+        && ![LAYOUT_FILE, INDEX_FILE, BLOBS_DIR]
+            .iter()
+            .any(|p| fs::symlink_metadata(root.join(p)).is_ok())
 }
 
 impl Store {

@@ -1093,13 +1093,20 @@ impl Source for WasmInstance {
         Ok(())
     }
 
+    /// The run's schemas, which the guest's field handles are resolved
+    /// against, before any event reaches the guest: events of another
+    /// operator's source (the local manager's `containers` rows, the
+    /// first ring-buffer drain) can come before this operator's first
+    /// tick.
+    fn frozen(&mut self, out: &Dispatch) {
+        let mut rt = self.rt.borrow_mut();
+        rt.store.data_mut().schemas = out.schemas().map(|(_, s)| s.clone()).collect();
+    }
+
     fn tick(&mut self, out: &mut Dispatch) -> Result<Vec<crate::pipeline::Notice>, OperatorError> {
         let refused = {
             let mut rt = self.rt.borrow_mut();
             let s = rt.store.data_mut();
-            if s.schemas.is_empty() {
-                s.schemas = out.schemas().map(|(_, s)| s.clone()).collect();
-            }
             std::mem::take(&mut s.refused)
         };
         self.dispatch_emitted(out, true)?;
