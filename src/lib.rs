@@ -10,6 +10,7 @@ pub mod build;
 pub mod cli;
 pub mod containers;
 pub mod datasource;
+pub mod expr;
 pub mod files;
 pub mod image;
 pub mod metadata;
