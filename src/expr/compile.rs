@@ -11,19 +11,12 @@
 //! (any `x` when they are mixed); `x in cidr(...)` a string; `x in a..b`
 //! a number. The whole expression must be a boolean.
 
-use regex::bytes::RegexBuilder;
-
 use super::cidr::{self, Net};
 use super::eval::{Cmp, Const, Node, StrOp, is_stringy};
 use super::parser::{Ast, BinOp, Node as A, UNSUPPORTED_BUILTINS, UnOp};
+use super::pattern::Pattern;
 use super::{ErrorKind, ExprError, Span};
 use crate::datasource::{Event, FieldKind, Schema, SchemaBuilder, SourceKind};
-
-/// Bytes a compiled `matches` pattern (and its lazy DFA cache) may take:
-/// the limits of `-F`'s `~`.
-const REGEX_SIZE_LIMIT: usize = 1 << 20;
-/// Nesting depth of groups and repetitions in a pattern.
-const REGEX_NEST_LIMIT: u32 = 64;
 
 /// Static types.
 #[derive(Clone, Debug, PartialEq)]
@@ -684,29 +677,13 @@ impl Compiler<'_> {
             ));
         };
         let p = String::from_utf8_lossy(&p);
-        // Bounded: a careless pattern (`(a{1000}){1000}`) fails with a
-        // message rather than compile for seconds into hundreds of MiB.
-        let re = RegexBuilder::new(&p)
-            .size_limit(REGEX_SIZE_LIMIT)
-            .dfa_size_limit(REGEX_SIZE_LIMIT)
-            .nest_limit(REGEX_NEST_LIMIT)
-            .build()
-            .map_err(|e| {
-                let reason = e.to_string();
-                // The regex crate's own message is several lines with a
-                // caret of its own; keep its last line, the reason.
-                let reason = reason
-                    .lines()
-                    .rev()
-                    .find(|l| !l.trim().is_empty())
-                    .unwrap_or("")
-                    .trim();
-                self.err(
-                    ErrorKind::Regex,
-                    format!("bad regular expression {p:?}: {reason}"),
-                    at,
-                )
-            })?;
+        let re = Pattern::new(&p).map_err(|reason| {
+            self.err(
+                ErrorKind::Regex,
+                format!("bad regular expression {p:?}: {reason}"),
+                at,
+            )
+        })?;
         Ok(Node::Matches(Box::new(l), re))
     }
 

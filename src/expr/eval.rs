@@ -13,10 +13,9 @@
 
 use std::cmp::Ordering;
 
-use regex::bytes::Regex;
-
 use super::Span;
 use super::cidr::{self, Net};
+use super::pattern::{Pattern, go_len};
 use crate::datasource::{Event, FieldId, FieldKind, Schema, ValueRef};
 
 /// A value during evaluation; strings borrow from the event or the
@@ -109,7 +108,7 @@ pub(super) enum StrOp {
 pub(super) enum Node {
     Const(Const),
     Field(FieldId, FieldKind),
-    /// Bytes of a string (expr-lang's `len` of a Go string).
+    /// Characters of a string, as Go counts them (expr-lang's `len`).
     Len(Box<Node>),
     Not(Box<Node>),
     And(Box<Node>, Box<Node>),
@@ -128,7 +127,7 @@ pub(super) enum Node {
     /// Fails (the whole evaluation does) when the value is not an IP
     /// address, as upstream's `CidrMatches`.
     InCidr(Box<Node>, Box<[Net]>, Span),
-    Matches(Box<Node>, Regex),
+    Matches(Box<Node>, Pattern),
     StrOp(StrOp, Box<Node>, Box<Node>),
     /// Each part evaluated in turn (a `let` value that may fail, a `;`
     /// sequence); the value of the last.
@@ -232,7 +231,7 @@ impl Node {
             Self::Const(c) => c.v(),
             Self::Field(id, kind) => read(schema, ev, *id, *kind),
             Self::Len(x) => match x.value(schema, ev)? {
-                V::Str(s) => V::I(s.len() as i64),
+                V::Str(s) => V::I(go_len(s) as i64),
                 _ => V::I(0),
             },
             Self::Seq(parts) => {

@@ -7,9 +7,9 @@
 //! `and`/`&&`, `or`/`||`, `not`/`!`, parentheses, `== != < <= > >=`,
 //! `in [list]`, `in lo..hi`, `in cidr("10.0.0.0/8", ...)` (upstream's
 //! `cidr` function and its `in` overload), the infix `matches` (a regular
-//! expression, `regex` crate syntax, which is RE2's as Go's is),
+//! expression in RE2's syntax with Go's meaning: [`Pattern`]),
 //! `contains`, `startsWith`, `endsWith` and their `not` forms (`not in`,
-//! `not matches`...), `len()`, `let name = value; expr`, `;` sequences,
+//! `not matches`...), `len()` (characters, as Go counts them), `let name = value; expr`, `;` sequences,
 //! `nil`, booleans, numbers (`42`, `0x2a`, `0o52`, `0b101010`, `1_000`,
 //! `1.5`, `.5`, `1e3`), strings (`"..."`, `'...'` with escapes, raw
 //! `` `...` ``) and comments. Fields are named as the output names them:
@@ -31,10 +31,12 @@ mod compile;
 mod eval;
 mod lexer;
 mod parser;
+mod pattern;
 
 use crate::datasource::{Event, Schema};
 
 pub use eval::EvalError;
+pub use pattern::Pattern;
 
 /// A byte range of the expression's text.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -2,6 +2,12 @@
 //! (docs/reference/run.mdx, "Examples with --filter-expr") and the cases
 //! of upstream's own expression tests, on fixtures of ours, with the
 //! results expr-lang gives; then the language's corners and the errors.
+//! Every expected result was checked by hand against expr-lang v1.17.8
+//! (upstream's version, with its `cidr` function and `in` operator) on
+//! an environment of the same fields, types and values; where we differ
+//! on purpose (arithmetic and the like refused, a constant `cidr()` or
+//! address that is wrong refused before the run instead of failing for
+//! every event) the error cases say so.
 
 use super::*;
 use crate::datasource::{FieldKind, SchemaBuilder, SourceKind};
@@ -542,4 +548,41 @@ fn a_failed_evaluation_is_explained_with_its_position() {
         p.explain(&e),
         "the left side of `in cidr(...)` is not an IP address (at 1:16)\n | ok or dst.addr in cidr('1.0.0.0/8')\n |                ^^"
     );
+}
+
+/// Strings as Go reads them: `len` counts characters, `matches` takes
+/// `\w` as ASCII and a byte that is not UTF-8 as U+FFFD (expr-lang's
+/// results, checked by hand).
+#[test]
+fn characters_and_bytes_as_go_reads_them() {
+    let schema = tcp_schema();
+    let with_comm = |comm: &[u8]| {
+        let mut ev = event(&schema, &events()[0]);
+        let mut raw = ev.raw().to_vec();
+        raw[..16].fill(0);
+        raw[..comm.len()].copy_from_slice(comm);
+        ev.set_raw(&raw);
+        ev
+    };
+    let utf8 = with_comm("é→x".as_bytes());
+    let not_utf8 = with_comm(b"a\xffb\xe2\x82");
+    let cases: &[(&str, bool, bool)] = &[
+        ("len(proc.comm) == 3", true, false),
+        ("len(proc.comm) == 5", false, true),
+        ("proc.comm matches '^...$'", true, false),
+        ("proc.comm matches '^a.b..$'", false, true),
+        (r"proc.comm matches `^\w`", false, true),
+        (r"proc.comm matches `^\W→`", true, false),
+        (
+            "proc.comm startsWith 'é' and proc.comm contains '→'",
+            true,
+            false,
+        ),
+        ("proc.comm > 'z'", true, false),
+    ];
+    for (expr, on_utf8, on_other) in cases {
+        let p = compile(expr, &schema).unwrap();
+        assert_eq!(p.eval(&schema, &utf8), Ok(*on_utf8), "{expr}");
+        assert_eq!(p.eval(&schema, &not_utf8), Ok(*on_other), "{expr}");
+    }
 }
