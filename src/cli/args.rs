@@ -49,7 +49,7 @@ pub enum Command {
     /// prints every event until Ctrl-C (or --timeout). Needs root (or
     /// CAP_BPF and CAP_PERFMON).
     #[command(
-        after_help = "Examples:\n  ig run trace_exec\n  ig run trace_open -o json | jq -r 'select(.proc.comm == \"cat\") | .fname'\n  ig run trace_exec --timeout 10 -o json > events.jsonl"
+        after_help = "Examples:\n  ig run trace_exec\n  ig run trace_open -o json | jq -r 'select(.proc.comm == \"cat\") | .fname'\n  ig run trace_open -E 'proc.comm in [\"cat\", \"less\"] and fname startsWith \"/etc/\"'\n  ig run trace_exec --timeout 10 -o json > events.jsonl"
     )]
     Run(RunArgs),
     /// Build, list and manage gadget images in the local store.

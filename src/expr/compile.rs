@@ -18,6 +18,9 @@ use super::pattern::Pattern;
 use super::{ErrorKind, ExprError, Span};
 use crate::datasource::{Event, FieldKind, Schema, SchemaBuilder, SourceKind};
 
+/// How many fields an unknown field's error lists.
+const SHOWN_FIELDS: usize = 12;
+
 /// Static types.
 #[derive(Clone, Debug, PartialEq)]
 enum Ty {
@@ -459,14 +462,17 @@ impl Compiler<'_> {
         let list = if scored.is_empty() {
             format!("data source {} has none", self.schema.name)
         } else {
+            // Enough to spot the one meant; a gadget with container and
+            // Kubernetes fields has fifty.
+            let shown: Vec<&str> = scored.iter().take(SHOWN_FIELDS).map(|(.., n)| *n).collect();
+            let more = match scored.len().saturating_sub(SHOWN_FIELDS) {
+                0 => String::new(),
+                n => format!(" and {n} more"),
+            };
             format!(
-                "the fields of data source {}, nearest first: {}",
+                "the fields of data source {}, nearest first: {}{more}",
                 self.schema.name,
-                scored
-                    .iter()
-                    .map(|(.., n)| *n)
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                shown.join(", ")
             )
         };
         self.err(

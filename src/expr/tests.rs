@@ -586,3 +586,20 @@ fn characters_and_bytes_as_go_reads_them() {
         assert_eq!(p.eval(&schema, &not_utf8), Ok(*on_other), "{expr}");
     }
 }
+
+#[test]
+fn an_unknown_field_lists_the_nearest_twelve() {
+    let mut b = SchemaBuilder::new("many", SourceKind::Single, 0);
+    for i in 0..20 {
+        b.add_owned(format!("field{i:02}"), FieldKind::String, None)
+            .unwrap();
+    }
+    let schema = b.build();
+    let e = compile("field7 == 'x'", &schema).unwrap_err();
+    assert_eq!(
+        e.message(),
+        "unknown field field7 (did you mean field07?); the fields of data source many, nearest first: \
+         field07, field17, field00, field01, field02, field03, field04, field05, field06, field08, \
+         field09, field10 and 8 more"
+    );
+}

@@ -379,11 +379,15 @@ impl Operator for Filter {
             ParamSpec {
                 key: "filter-expr".into(),
                 full_name: EXPR_PARAM.into(),
-                description: "Show only events for which this expression is true, in \
-                              upstream's expression language (https://expr-lang.org): and or not, \
-                              == != < <= > >=, in [..], in cidr(\"10.0.0.0/8\"), matches, startsWith, \
-                              endsWith, contains, len(), let x = ...; (example: \
-                              'proc.comm in [\"cat\", \"ls\"] and dst.port != 53'); with -F, both must hold"
+                description: "Show only events for which this expression is true, in upstream's \
+                              expression language (https://expr-lang.org). Fields by their full names \
+                              (proc.comm, dst.port), strings \"...\" or '...', numbers; and (&&), or (||), \
+                              not (!), ( ); == != < <= > >=; in [list], in 1..9, \
+                              in cidr(\"10.0.0.0/8\", ...); matches (a regular expression), startsWith, \
+                              endsWith, contains, each also as not in, not matches...; len(s); \
+                              let name = value; expression. Checked against the gadget's fields before \
+                              anything is loaded; with -F, both must hold. Example: \
+                              -E 'proc.comm in [\"cat\", \"less\"] and not (fname startsWith \"/proc/\")'"
                     .into(),
                 default: String::new(),
                 ty: ParamType::String { max_len: None },
