@@ -169,6 +169,47 @@ pub(super) fn compile(src: &str, ast: &Ast, schema: &Schema) -> Result<Node, Exp
     }
 }
 
+/// The boolean expr-lang's optimizer folds `a` to before the run, if any
+/// (its `fold` pass: `true`/`false`, `not` of one, `==` of two integer,
+/// string or folded boolean literals, and `and`/`or` with a folded side:
+/// `x or true` is `true`, `x and false` is `false`, without evaluating
+/// `x`). It matters where `x` could fail: `dst.addr in cidr(...) or true`
+/// keeps every event there, the address or not, so it does here.
+fn folds_to(a: &Ast) -> Option<bool> {
+    fn int(a: &Ast) -> Option<i64> {
+        match &a.node {
+            A::Int(i) => Some(*i),
+            A::Unary(UnOp::Neg, x) => int(x).map(i64::wrapping_neg),
+            A::Unary(UnOp::Plus, x) => int(x),
+            _ => None,
+        }
+    }
+    match &a.node {
+        A::Bool(b) => Some(*b),
+        A::Unary(UnOp::Not, x) => folds_to(x).map(|b| !b),
+        A::Binary(BinOp::And, l, r) => match (folds_to(l), folds_to(r)) {
+            (Some(true), _) => folds_to(r),
+            (_, Some(true)) => folds_to(l),
+            (Some(false), _) | (_, Some(false)) => Some(false),
+            _ => None,
+        },
+        A::Binary(BinOp::Or, l, r) => match (folds_to(l), folds_to(r)) {
+            (Some(false), _) => folds_to(r),
+            (_, Some(false)) => folds_to(l),
+            (Some(true), _) | (_, Some(true)) => Some(true),
+            _ => None,
+        },
+        A::Binary(BinOp::Eq, l, r) => match (&l.node, &r.node) {
+            (A::Str(x), A::Str(y)) => Some(x == y),
+            _ => match (int(l), int(r)) {
+                (Some(x), Some(y)) => Some(x == y),
+                _ => Some(folds_to(l)? == folds_to(r)?),
+            },
+        },
+        _ => None,
+    }
+}
+
 /// Levenshtein distance, on characters.
 fn distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
@@ -651,8 +692,18 @@ impl Compiler<'_> {
                     return Err(self.mismatch(op, &ls, &rs, at));
                 }
                 match op {
-                    BinOp::Or => Node::Or(Box::new(ln), Box::new(rn)),
-                    BinOp::And => Node::And(Box::new(ln), Box::new(rn)),
+                    BinOp::Or => match (folds_to(l), folds_to(r)) {
+                        (Some(false), _) => rn,
+                        (_, Some(false)) => ln,
+                        (Some(true), _) | (_, Some(true)) => Node::Const(Const::Bool(true)),
+                        _ => Node::Or(Box::new(ln), Box::new(rn)),
+                    },
+                    BinOp::And => match (folds_to(l), folds_to(r)) {
+                        (Some(true), _) => rn,
+                        (_, Some(true)) => ln,
+                        (Some(false), _) | (_, Some(false)) => Node::Const(Const::Bool(false)),
+                        _ => Node::And(Box::new(ln), Box::new(rn)),
+                    },
                     BinOp::Eq => cmp_node(Cmp::Eq, ln, rn),
                     BinOp::Ne => cmp_node(Cmp::Ne, ln, rn),
                     BinOp::Lt => cmp_node(Cmp::Lt, ln, rn),

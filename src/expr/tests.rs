@@ -213,6 +213,35 @@ fn short_circuit_spares_the_failing_side() {
         "......."
     );
     assert_eq!(select(r#"not (dst.addr in cidr("10.0.0.0/8"))"#), "TTTTTTE");
+    // What expr-lang's optimizer folds before the run is never evaluated:
+    // `x or true` is true and `x and false` false without `x`, where a
+    // literal folds (`true`, `not`, `==` of two literals, and/or of
+    // those)...
+    assert_eq!(
+        select(r#"dst.addr in cidr("10.0.0.0/8") or true"#),
+        "TTTTTTT"
+    );
+    assert_eq!(
+        select(r#"dst.addr in cidr("10.0.0.0/8") and ("a" == "b")"#),
+        "......."
+    );
+    assert_eq!(
+        select(r#"dst.addr in cidr("10.0.0.0/8") || not (-1 == -1 or false)"#),
+        "......E"
+    );
+    assert_eq!(
+        select(r#"(dst.addr in cidr("10.0.0.0/8") and 2 == 2) or (true == !true)"#),
+        "......E"
+    );
+    // ... and what it does not fold (`!=`, a float) is evaluated in turn.
+    assert_eq!(
+        select(r#"dst.addr in cidr("10.0.0.0/8") or 1 != 2"#),
+        "TTTTTTE"
+    );
+    assert_eq!(
+        select(r#"dst.addr in cidr("10.0.0.0/8") and 1 == 1.5"#),
+        "......E"
+    );
     // A `let` value is evaluated first, used or not (expr-lang).
     assert_eq!(
         select(r#"let x = dst.addr in cidr("10.0.0.0/8"); true"#),
