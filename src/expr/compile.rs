@@ -111,6 +111,7 @@ fn extent(a: &Ast) -> Span {
         A::Member(b, _) => extent(b).to(a.span),
         A::Unary(_, x) => a.span.to(extent(x)),
         A::Binary(_, l, r) => extent(l).to(extent(r)).to(a.span),
+        A::Logic(_, items, _) => items.iter().fold(a.span, |s, x| s.to(extent(x))),
         A::Call(_, args) | A::Array(args) => args.iter().fold(a.span, |s, x| s.to(extent(x))),
         A::Let(_, v, b) => a.span.to(extent(v)).to(extent(b)),
         A::Seq(items) => items.iter().fold(a.span, |s, x| s.to(extent(x))),
@@ -187,18 +188,13 @@ fn folds_to(a: &Ast) -> Option<bool> {
     match &a.node {
         A::Bool(b) => Some(*b),
         A::Unary(UnOp::Not, x) => folds_to(x).map(|b| !b),
-        A::Binary(BinOp::And, l, r) => match (folds_to(l), folds_to(r)) {
-            (Some(true), _) => folds_to(r),
-            (_, Some(true)) => folds_to(l),
-            (Some(false), _) | (_, Some(false)) => Some(false),
-            _ => None,
-        },
-        A::Binary(BinOp::Or, l, r) => match (folds_to(l), folds_to(r)) {
-            (Some(false), _) => folds_to(r),
-            (_, Some(false)) => folds_to(l),
-            (Some(true), _) | (_, Some(true)) => Some(true),
-            _ => None,
-        },
+        // A chain folds as the left-leaning tree expr-lang has for it.
+        A::Logic(op, items, _) => {
+            let (first, rest) = items.split_first()?;
+            rest.iter().fold(folds_to(first), |acc, r| {
+                fold_step(*op == BinOp::And, acc, folds_to(r)).1
+            })
+        }
         A::Binary(BinOp::Eq, l, r) => match (&l.node, &r.node) {
             (A::Str(x), A::Str(y)) => Some(x == y),
             _ => match (int(l), int(r)) {
@@ -208,6 +204,36 @@ fn folds_to(a: &Ast) -> Option<bool> {
         },
         _ => None,
     }
+}
+
+/// One step of a folded `and` (`is_and`) or `or` chain: the left side
+/// as folded so far, the next operand's fold. Returns what happens to the
+/// chain and the fold of the result: `and`: `true and x` is `x`, `x and
+/// true` is `x`, a `false` side makes it `false`; `or` the other way.
+fn fold_step(is_and: bool, left: Option<bool>, right: Option<bool>) -> (Step, Option<bool>) {
+    let unit = Some(is_and); // true for and, false for or
+    let absorbing = Some(!is_and);
+    if left == unit {
+        (Step::OnlyRight, right)
+    } else if right == unit {
+        (Step::Keep, left)
+    } else if left == absorbing || right == absorbing {
+        (Step::Constant, absorbing)
+    } else {
+        (Step::Append, None)
+    }
+}
+
+/// What one operand does to a folded chain.
+enum Step {
+    /// The chain so far folds to the unit: the operand replaces it.
+    OnlyRight,
+    /// The operand folds to the unit: dropped.
+    Keep,
+    /// A side folds to the absorbing value: the chain is that constant.
+    Constant,
+    /// Evaluated after the others.
+    Append,
 }
 
 /// Levenshtein distance, on characters.
@@ -275,6 +301,7 @@ impl Compiler<'_> {
             A::Ident(_) | A::Member(..) => self.path(a, span),
             A::Unary(op, x) => self.unary(*op, x, span),
             A::Binary(op, l, r) => self.binary(*op, l, r, a.span, span),
+            A::Logic(op, items, ops) => self.logic(*op, items, ops, span),
             A::Call(name, args) => self.call(name, args, span),
             A::Array(items) => {
                 let mut out = Vec::new();
@@ -681,7 +708,6 @@ impl Compiler<'_> {
                 let (ln, lt, _) = self.operand(lc, "compared")?;
                 let (rn, rt, _) = self.operand(rc, "compared")?;
                 let ok = match op {
-                    BinOp::Or | BinOp::And => lt == Ty::Bool && rt == Ty::Bool,
                     BinOp::Eq | BinOp::Ne => comparable(&lt, &rt),
                     BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge => {
                         (lt.is_number() && rt.is_number()) || (lt == Ty::Str && rt == Ty::Str)
@@ -692,18 +718,6 @@ impl Compiler<'_> {
                     return Err(self.mismatch(op, &ls, &rs, at));
                 }
                 match op {
-                    BinOp::Or => match (folds_to(l), folds_to(r)) {
-                        (Some(false), _) => rn,
-                        (_, Some(false)) => ln,
-                        (Some(true), _) | (_, Some(true)) => Node::Const(Const::Bool(true)),
-                        _ => Node::Or(Box::new(ln), Box::new(rn)),
-                    },
-                    BinOp::And => match (folds_to(l), folds_to(r)) {
-                        (Some(true), _) => rn,
-                        (_, Some(true)) => ln,
-                        (Some(false), _) | (_, Some(false)) => Node::Const(Const::Bool(false)),
-                        _ => Node::And(Box::new(ln), Box::new(rn)),
-                    },
                     BinOp::Eq => cmp_node(Cmp::Eq, ln, rn),
                     BinOp::Ne => cmp_node(Cmp::Ne, ln, rn),
                     BinOp::Lt => cmp_node(Cmp::Lt, ln, rn),
@@ -717,6 +731,62 @@ impl Compiler<'_> {
                     _ => return Err(self.mismatch(op, &ls, &rs, at)),
                 }
             }
+        };
+        Ok(C {
+            val: Val::Node(self.fold(node, span)?),
+            ty: Ty::Bool,
+            span,
+        })
+    }
+
+    /// `a and b and c` (or `or`): each operand a boolean, checked and
+    /// folded in the order of the left-leaning tree expr-lang builds, then
+    /// evaluated in a loop, left to right, until one decides.
+    fn logic(
+        &mut self,
+        op: BinOp,
+        items: &[Ast],
+        ops: &[Span],
+        span: Span,
+    ) -> Result<C, ExprError> {
+        let Some((first, rest)) = items.split_first() else {
+            return Err(self.err(ErrorKind::Syntax, "empty chain".into(), span));
+        };
+        let is_and = op == BinOp::And;
+        let mut left = self.expr(first)?;
+        let mut parts: Vec<Node> = Vec::new();
+        let mut folded = folds_to(first);
+        for (item, at) in rest.iter().zip(ops) {
+            let right = self.expr(item)?;
+            let (ls, rs) = (left.clone(), right.clone());
+            let (ln, lt, _) = self.operand(left, "compared")?;
+            let (rn, rt, _) = self.operand(right, "compared")?;
+            if lt != Ty::Bool || rt != Ty::Bool {
+                return Err(self.mismatch(op, &ls, &rs, *at));
+            }
+            if parts.is_empty() {
+                parts.push(ln);
+            }
+            let (step, f) = fold_step(is_and, folded, folds_to(item));
+            match step {
+                Step::OnlyRight => parts = vec![rn],
+                Step::Keep => {}
+                Step::Constant => parts = vec![Node::Const(Const::Bool(!is_and))],
+                Step::Append => parts.push(rn),
+            }
+            folded = f;
+            // The chain so far is the left side of the next step.
+            let whole = ls.span.to(rs.span);
+            left = C {
+                val: Val::Node(Node::Const(Const::Bool(true))),
+                ty: Ty::Bool,
+                span: whole,
+            };
+        }
+        let node = match parts.len() {
+            1 => parts.pop().unwrap_or(Node::Const(Const::Bool(is_and))),
+            _ if is_and => Node::All(parts.into()),
+            _ => Node::Any(parts.into()),
         };
         Ok(C {
             val: Val::Node(self.fold(node, span)?),

@@ -111,8 +111,11 @@ pub(super) enum Node {
     /// Characters of a string, as Go counts them (expr-lang's `len`).
     Len(Box<Node>),
     Not(Box<Node>),
-    And(Box<Node>, Box<Node>),
-    Or(Box<Node>, Box<Node>),
+    /// `and` chains: true unless one is false, evaluated left to right
+    /// up to the first false.
+    All(Box<[Node]>),
+    /// `or` chains: up to the first true.
+    Any(Box<[Node]>),
     Cmp(Cmp, Box<Node>, Box<Node>),
     /// A string field against a constant: the common case, one read.
     StrField(Cmp, FieldId, FieldKind, Box<[u8]>),
@@ -255,8 +258,22 @@ impl Node {
                 matches!(self.value(schema, ev)?, V::Bool(true))
             }
             Self::Not(x) => !x.test(schema, ev)?,
-            Self::And(a, b) => a.test(schema, ev)? && b.test(schema, ev)?,
-            Self::Or(a, b) => a.test(schema, ev)? || b.test(schema, ev)?,
+            Self::All(parts) => {
+                for p in parts.iter() {
+                    if !p.test(schema, ev)? {
+                        return Ok(false);
+                    }
+                }
+                true
+            }
+            Self::Any(parts) => {
+                for p in parts.iter() {
+                    if p.test(schema, ev)? {
+                        return Ok(true);
+                    }
+                }
+                false
+            }
             Self::Cmp(op, a, b) => compare(*op, a.value(schema, ev)?, b.value(schema, ev)?),
             Self::StrField(op, id, kind, want) => match read(schema, ev, *id, *kind) {
                 V::Str(s) => match op {
@@ -317,9 +334,8 @@ impl Node {
             | Self::InRange(x, ..)
             | Self::InCidr(x, ..)
             | Self::Matches(x, _) => x.reads_fields(),
-            Self::And(a, b) | Self::Or(a, b) | Self::Cmp(_, a, b) | Self::StrOp(_, a, b) => {
-                a.reads_fields() || b.reads_fields()
-            }
+            Self::Cmp(_, a, b) | Self::StrOp(_, a, b) => a.reads_fields() || b.reads_fields(),
+            Self::All(parts) | Self::Any(parts) => parts.iter().any(Node::reads_fields),
             Self::InList(x, items) => x.reads_fields() || items.iter().any(Node::reads_fields),
             Self::Seq(parts) => parts.iter().any(Node::reads_fields),
         }
@@ -335,9 +351,8 @@ impl Node {
             | Self::InStrs(x, _)
             | Self::InRange(x, ..)
             | Self::Matches(x, _) => x.can_fail(),
-            Self::And(a, b) | Self::Or(a, b) | Self::Cmp(_, a, b) | Self::StrOp(_, a, b) => {
-                a.can_fail() || b.can_fail()
-            }
+            Self::Cmp(_, a, b) | Self::StrOp(_, a, b) => a.can_fail() || b.can_fail(),
+            Self::All(parts) | Self::Any(parts) => parts.iter().any(Node::can_fail),
             Self::InList(x, items) => x.can_fail() || items.iter().any(Node::can_fail),
             Self::Seq(parts) => parts.iter().any(Node::can_fail),
         }

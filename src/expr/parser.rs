@@ -129,6 +129,10 @@ pub(super) enum Node {
     Member(Box<Ast>, String),
     Unary(UnOp, Box<Ast>),
     Binary(BinOp, Box<Ast>, Box<Ast>),
+    /// `a and b and c` (or `or`): a chain of one of the two, flat, so that
+    /// a long one (a generated list of alternatives) nests nothing; the
+    /// spans are the operators', one fewer than the operands.
+    Logic(BinOp, Vec<Ast>, Vec<Span>),
     /// `len(...)`, `cidr(...)`: the functions filters have.
     Call(String, Vec<Ast>),
     Array(Vec<Ast>),
@@ -211,15 +215,40 @@ pub(super) const UNSUPPORTED_BUILTINS: &[&str] = &[
     "bitushr",
 ];
 
-/// Deepest nesting of parentheses, lists and operators: a hostile
-/// expression must not exhaust the stack.
-const MAX_DEPTH: usize = 200;
+/// Deepest nesting of parentheses, lists, unary operators and chains of
+/// binary ones other than `and`/`or` (which stay flat): a hostile
+/// expression must not exhaust the stack. Compiling takes up to ~10 KiB
+/// of stack per level in an unoptimized build, so 100 levels fit a test
+/// thread's 2 MiB (`expr::tests::deep_or_long_expressions_are_errors_or_work_never_a_stack_overflow`).
+const MAX_DEPTH: usize = 100;
 
 struct Parser<'a> {
     src: &'a str,
     tokens: Vec<Token>,
     pos: usize,
     depth: usize,
+}
+
+/// `left OP right` for `and`/`or`: appended to `left` when it is a chain
+/// of the same operator (`a and b and c` is one node of three).
+fn logic(op: BinOp, left: Ast, right: Ast, op_span: Span) -> Ast {
+    match left {
+        Ast {
+            node: Node::Logic(o, mut items, mut spans),
+            span,
+        } if o == op => {
+            items.push(right);
+            spans.push(op_span);
+            Ast {
+                node: Node::Logic(op, items, spans),
+                span,
+            }
+        }
+        left => Ast {
+            node: Node::Logic(op, vec![left, right], vec![op_span]),
+            span: op_span,
+        },
+    }
 }
 
 pub(super) fn parse(src: &str) -> Result<Ast, ExprError> {
@@ -332,6 +361,16 @@ impl Parser<'_> {
         if precedence == 0 && self.cur().is(Kind::Operator, "if") {
             return Err(self.unsupported(self.cur().span, "if/else"));
         }
+        // Each step of a chain (`a == b == c`) nests the tree one level
+        // deeper, as a parenthesis would, except `and`/`or`, which stay
+        // flat.
+        let entered = self.depth;
+        let r = self.chain(precedence);
+        self.depth = entered;
+        r
+    }
+
+    fn chain(&mut self, precedence: u8) -> Result<Ast, ExprError> {
         let mut left = self.primary()?;
         loop {
             let op_token = self.cur().clone();
@@ -372,9 +411,16 @@ impl Parser<'_> {
             }
             self.next();
             if op.is_comparison() {
+                self.enter()?;
                 left = self.comparison(left, op, op_token.span, prec)?;
                 continue;
             }
+            if matches!(op, BinOp::And | BinOp::Or) {
+                let right = self.expression(prec + 1)?;
+                left = logic(op, left, right, op_token.span);
+                continue;
+            }
+            self.enter()?;
             let right = if right_assoc {
                 self.expression(prec)?
             } else {
@@ -409,10 +455,7 @@ impl Parser<'_> {
             };
             root = Some(match root {
                 None => cmp,
-                Some(r) => Ast {
-                    node: Node::Binary(BinOp::And, Box::new(r), Box::new(cmp)),
-                    span,
-                },
+                Some(r) => logic(BinOp::And, r, cmp, span),
             });
             left = right;
             let t = self.cur().clone();
@@ -651,6 +694,7 @@ impl Parser<'_> {
                 if self.cur().is(Kind::Bracket, "(") {
                     return Err(self.unsupported(prop.span, "a method call"));
                 }
+                self.enter()?;
                 node = Ast {
                     node: Node::Member(Box::new(node), prop.value),
                     span: prop.span,
@@ -673,6 +717,7 @@ impl Parser<'_> {
                         node: Node::Str(name),
                         ..
                     }) => {
+                        self.enter()?;
                         node = Ast {
                             node: Node::Member(Box::new(node), name),
                             span: t.span,
@@ -707,6 +752,11 @@ mod tests {
             Node::Member(b, p) => format!("{}.{p}", show(b)),
             Node::Unary(op, x) => format!("({op:?} {})", show(x)),
             Node::Binary(op, l, r) => format!("({} {} {})", op.spelling(), show(l), show(r)),
+            Node::Logic(op, items, _) => format!(
+                "({} {})",
+                op.spelling(),
+                items.iter().map(show).collect::<Vec<_>>().join(" ")
+            ),
             Node::Call(n, args) => format!(
                 "{n}({})",
                 args.iter().map(show).collect::<Vec<_>>().join(", ")
@@ -731,7 +781,7 @@ mod tests {
     fn precedence_and_associativity_follow_expr_lang() {
         let cases = [
             ("a or b and c", "(or a (and b c))"),
-            ("a || b && c || d", "(or (or a (and b c)) d)"),
+            ("a || b && c || d", "(or a (and b c) d)"),
             ("a and b == c", "(and a (== b c))"),
             ("not a == b", "(== (Not a) b)"),
             ("!a and b", "(and (Not a) b)"),
@@ -754,7 +804,7 @@ mod tests {
             ("2 ** 3 ** 2", "(** 2 (** 3 2))"),
             (
                 "0x1F == 31 and 1_000 == 1e3 and .5 == 0.5 and 0b11 == 0o3",
-                "(and (and (and (== 31 31) (== 1000 1000.0)) (== 0.5 0.5)) (== 3 3))",
+                "(and (== 31 31) (== 1000 1000.0) (== 0.5 0.5) (== 3 3))",
             ),
             ("0123 == 123", "(== 123 123)"),
         ];

@@ -632,3 +632,53 @@ fn an_unknown_field_lists_the_nearest_twelve() {
          field09, field10 and 8 more"
     );
 }
+
+/// Whatever the nesting, compiling and evaluating never exhausts the
+/// stack (a test thread's 2 MiB, in the unoptimized build): what nests
+/// too deep is an error, and `and`/`or` chains, which stay flat, may be
+/// as long as a command line.
+#[test]
+fn deep_or_long_expressions_are_errors_or_work_never_a_stack_overflow() {
+    let schema = tcp_schema();
+    let ev = event(&schema, &events()[1]);
+    let run = |expr: &str| compile(expr, &schema).map(|p| p.eval(&schema, &ev));
+    // Long chains: fine.
+    let ors = format!("{}proc.pid == 200", "proc.pid == 1 or ".repeat(20_000));
+    assert_eq!(run(&ors), Ok(Ok(true)));
+    let ands = format!("{}true", "ok && proc.pid > 1 and ".repeat(20_000));
+    assert_eq!(run(&ands), Ok(Ok(true)));
+    let compared = format!("{}1000", "0 < ".repeat(5_000));
+    assert!(run(&compared).is_ok());
+    // Deep nesting, as deep as allowed and deeper, of each kind.
+    for (open, close) in [
+        ("!", ""),
+        ("not ", ""),
+        ("(", ")"),
+        ("-", ""),
+        ("len([", "]) > 0 == "),
+        ("(true == ", ")"),
+        ("let x = 1; ", ""),
+    ] {
+        let mut last_ok = 0;
+        for depth in [10, 50, 99, 100, 101, 200, 10_000] {
+            let expr = format!("{}ok{}", open.repeat(depth), close.repeat(depth));
+            match run(&expr) {
+                Ok(_) => last_ok = depth,
+                Err(e) if e.kind() == ErrorKind::Syntax && e.message().contains("nests deeper") => {
+                }
+                // Type errors are fine too: only the stack matters here.
+                Err(_) => last_ok = depth,
+            }
+        }
+        // Deep enough for any expression a person writes; never 10,000.
+        assert!((10..10_000).contains(&last_ok), "{open}: {last_ok}");
+    }
+    // Chains of other operators nest: deep ones are refused.
+    for op in [" == ", " in ", ".x"] {
+        let expr = format!("ok{}", format!("{op}ok").repeat(10_000));
+        let e = run(&expr).unwrap_err();
+        assert!(e.message().contains("nests deeper"), "{op}: {e}");
+    }
+    let members = format!("proc{}", ".comm".repeat(10_000));
+    assert!(run(&members).is_err());
+}
