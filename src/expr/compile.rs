@@ -12,7 +12,7 @@
 //! a number. The whole expression must be a boolean.
 
 use super::cidr::{self, Net};
-use super::eval::{Cmp, Const, Node, StrOp, is_stringy};
+use super::eval::{Cmp, Const, EvalError, Node, StrOp, is_stringy};
 use super::parser::{Ast, BinOp, Node as A, UNSUPPORTED_BUILTINS, UnOp};
 use super::pattern::Pattern;
 use super::{ErrorKind, ExprError, Span};
@@ -840,7 +840,7 @@ impl Compiler<'_> {
                         ls.span,
                     ));
                 }
-                Node::InCidr(Box::new(ln), nets.into(), at)
+                Node::InCidr(Box::new(ln), nets.into(), EvalError::at(at))
             }
             Val::Array(items) => {
                 if let Ty::Array(Some(elem)) = &rs.ty

@@ -129,7 +129,7 @@ pub(super) enum Node {
     InRange(Box<Node>, i64, i64),
     /// Fails (the whole evaluation does) when the value is not an IP
     /// address, as upstream's `CidrMatches`.
-    InCidr(Box<Node>, Box<[Net]>, Span),
+    InCidr(Box<Node>, Box<[Net]>, EvalError),
     Matches(Box<Node>, Pattern),
     StrOp(StrOp, Box<Node>, Box<Node>),
     /// Each part evaluated in turn (a `let` value that may fail, a `;`
@@ -139,10 +139,29 @@ pub(super) enum Node {
 
 /// Evaluation stopped: `ADDR in cidr(...)` met a value that is not an IP
 /// address (upstream's evaluation fails then, and the event is dropped).
+///
+/// Eight bytes, so that `Result<bool, EvalError>` comes back from every
+/// node in registers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct EvalError {
+    /// Where the `in` whose left side was not an address is written.
+    start: u32,
+    end: u32,
+}
+
+impl EvalError {
+    pub(super) fn at(span: Span) -> Self {
+        let clamp = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        Self {
+            start: clamp(span.start),
+            end: clamp(span.end),
+        }
+    }
+
     /// The `in` whose left side was not an address.
-    pub span: Span,
+    pub fn span(&self) -> Span {
+        Span::new(self.start as usize, self.end as usize)
+    }
 }
 
 /// A field's value as the expression sees it. Kinds other than numbers
@@ -223,6 +242,22 @@ fn compare(op: Cmp, a: V<'_>, b: V<'_>) -> bool {
     }
 }
 
+/// An `and` chain (`decides` false: the first false operand decides) or
+/// an `or` chain (`decides` true), left to right; leaves inline.
+#[inline(always)]
+fn chain(parts: &[Node], decides: bool, schema: &Schema, ev: &Event) -> Result<bool, EvalError> {
+    for p in parts {
+        let pass = match p.leaf(schema, ev) {
+            Some(b) => b,
+            None => p.test(schema, ev)?,
+        };
+        if pass == decides {
+            return Ok(decides);
+        }
+    }
+    Ok(!decides)
+}
+
 fn contains_bytes(hay: &[u8], needle: &[u8]) -> bool {
     needle.is_empty() || hay.windows(needle.len()).any(|w| w == needle)
 }
@@ -238,9 +273,7 @@ impl Node {
                 _ => V::I(0),
             },
             Self::Seq(parts) => {
-                let (last, rest) = parts.split_last().ok_or(EvalError {
-                    span: Span::new(0, 0),
-                })?;
+                let (last, rest) = parts.split_last().ok_or(EvalError::at(Span::new(0, 0)))?;
                 for p in rest {
                     p.value(schema, ev)?;
                 }
@@ -250,31 +283,14 @@ impl Node {
         })
     }
 
-    /// The value of a boolean node.
-    pub fn test(&self, schema: &Schema, ev: &Event) -> Result<bool, EvalError> {
-        Ok(match self {
-            Self::Const(c) => matches!(c, Const::Bool(true)),
-            Self::Field(..) | Self::Len(_) | Self::Seq(_) => {
-                matches!(self.value(schema, ev)?, V::Bool(true))
-            }
-            Self::Not(x) => !x.test(schema, ev)?,
-            Self::All(parts) => {
-                for p in parts.iter() {
-                    if !p.test(schema, ev)? {
-                        return Ok(false);
-                    }
-                }
-                true
-            }
-            Self::Any(parts) => {
-                for p in parts.iter() {
-                    if p.test(schema, ev)? {
-                        return Ok(true);
-                    }
-                }
-                false
-            }
-            Self::Cmp(op, a, b) => compare(*op, a.value(schema, ev)?, b.value(schema, ev)?),
+    /// The value of the nodes most tests are made of (a field against a
+    /// constant), without a call: `None` for the others. The `and`/`or`
+    /// loops and [`Node::test_root`] try it first, so
+    /// that `proc.comm == "x" or proc.pid > 0` costs what two `-F` rules
+    /// do rather than three calls of [`Node::test`].
+    #[inline(always)]
+    pub fn leaf(&self, schema: &Schema, ev: &Event) -> Option<bool> {
+        Some(match self {
             Self::StrField(op, id, kind, want) => match read(schema, ev, *id, *kind) {
                 V::Str(s) => match op {
                     Cmp::Eq => s == &want[..],
@@ -287,6 +303,38 @@ impl Node {
                 Some(n) => op.holds(n.cmp(want)),
                 None => false,
             },
+            Self::Const(c) => matches!(c, Const::Bool(true)),
+            _ => return None,
+        })
+    }
+
+    /// The value of the root: a leaf, or an `and`/`or` chain of leaves,
+    /// without a call of [`Node::test`] (whose frame is that of the
+    /// largest node).
+    #[inline(always)]
+    pub fn test_root(&self, schema: &Schema, ev: &Event) -> Result<bool, EvalError> {
+        match self {
+            Self::All(parts) => chain(parts, false, schema, ev),
+            Self::Any(parts) => chain(parts, true, schema, ev),
+            _ => match self.leaf(schema, ev) {
+                Some(pass) => Ok(pass),
+                None => self.test(schema, ev),
+            },
+        }
+    }
+
+    /// The value of a boolean node.
+    pub fn test(&self, schema: &Schema, ev: &Event) -> Result<bool, EvalError> {
+        Ok(match self {
+            Self::Const(c) => matches!(c, Const::Bool(true)),
+            Self::Field(..) | Self::Len(_) | Self::Seq(_) => {
+                matches!(self.value(schema, ev)?, V::Bool(true))
+            }
+            Self::Not(x) => !x.test(schema, ev)?,
+            Self::All(parts) => return chain(parts, false, schema, ev),
+            Self::Any(parts) => return chain(parts, true, schema, ev),
+            Self::Cmp(op, a, b) => compare(*op, a.value(schema, ev)?, b.value(schema, ev)?),
+            Self::StrField(..) | Self::IntField(..) => self.leaf(schema, ev).unwrap_or(false),
             Self::InList(needle, items) => {
                 let n = needle.value(schema, ev)?;
                 for i in items.iter() {
@@ -304,9 +352,9 @@ impl Node {
                 V::F(f) => f.fract() == 0.0 && f >= *lo as f64 && f <= *hi as f64,
                 v => as_i64(v).is_some_and(|n| (*lo..=*hi).contains(&n)),
             },
-            Self::InCidr(x, nets, span) => match x.value(schema, ev)? {
-                V::Str(s) => cidr::contains(nets, s).ok_or(EvalError { span: *span })?,
-                _ => return Err(EvalError { span: *span }),
+            Self::InCidr(x, nets, failed) => match x.value(schema, ev)? {
+                V::Str(s) => cidr::contains(nets, s).ok_or(*failed)?,
+                _ => return Err(*failed),
             },
             Self::Matches(x, re) => match x.value(schema, ev)? {
                 V::Str(s) => re.is_match(s),

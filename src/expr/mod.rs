@@ -160,7 +160,7 @@ impl Program {
     /// an IP address) means it does not, as upstream drops it.
     #[inline]
     pub fn eval(&self, schema: &Schema, ev: &Event) -> Result<bool, EvalError> {
-        self.root.test(schema, ev)
+        self.root.test_root(schema, ev)
     }
 
     /// The expression as written.
@@ -173,7 +173,7 @@ impl Program {
         ExprError::new(
             ErrorKind::Cidr,
             "the left side of `in cidr(...)` is not an IP address".into(),
-            e.span,
+            e.span(),
             &self.text,
         )
         .to_string()
