@@ -30,6 +30,12 @@
 #   ig-table      the same, table output
 #   ig-flush0     the same as ig with --flush-interval 0 (wake-up per event)
 #   ig-chain      the same as ig plus $IG_CHAIN_ARGS (filter, enrichment)
+#   ig-filter     the same as ig with two -F rules that keep every event
+#                 (-F 'proc.comm!=x,proc.pid>0')
+#   ig-expr       the same as ig with the -E expression of issue 30, which keeps
+#                 every event after the same two tests
+#                 (-E 'proc.comm == "x" or proc.pid > 0'); run as a pair with
+#                 ig-filter: the cost of an expression against rules
 # STORM: exec[:ARGS] | open[:ARGS] as in peerbench.py, e.g. exec, open, "open:-k 2"
 #
 # Every storm event's output line must contain the storm pattern (benchtrue for
@@ -39,7 +45,7 @@
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 BIN="$HERE/bin"
-PEERS="libbpf bcc bcc-tp bpftrace rbbase-count rbbase-json rbbase-batch ig ig-table ig-flush0 ig-chain"
+PEERS="libbpf bcc bcc-tp bpftrace rbbase-count rbbase-json rbbase-batch ig ig-table ig-flush0 ig-chain ig-filter ig-expr"
 
 peer_cmd() {  # PEER KIND -> command line on stdout
     local peer="$1" kind="$2"
@@ -72,6 +78,10 @@ peer_cmd() {  # PEER KIND -> command line on stdout
     ig-flush0:open) echo "${IG:-ig} run trace_open -o json --flush-interval 0" ;;
     ig-chain:exec) echo "${IG:-ig} run trace_exec -o json ${IG_CHAIN_ARGS:-}" ;;
     ig-chain:open) echo "${IG:-ig} run trace_open -o json ${IG_CHAIN_ARGS:-}" ;;
+    ig-filter:exec) echo "${IG:-ig} run trace_exec -o json -F 'proc.comm!=x,proc.pid>0'" ;;
+    ig-filter:open) echo "${IG:-ig} run trace_open -o json -F 'proc.comm!=x,proc.pid>0'" ;;
+    ig-expr:exec) echo "${IG:-ig} run trace_exec -o json -E 'proc.comm == \"x\" or proc.pid > 0'" ;;
+    ig-expr:open) echo "${IG:-ig} run trace_open -o json -E 'proc.comm == \"x\" or proc.pid > 0'" ;;
     *) echo "run-peer.sh: unknown peer/storm '$peer' '$kind' (peers: $PEERS)" >&2; return 2 ;;
     esac
 }

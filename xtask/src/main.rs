@@ -14,7 +14,10 @@
 //!   one interleaved run; writes `docs/benchmarks.md`. `--quick` runs only
 //!   ig for a second (the smoke run of `test`). `--reps N`, `--dur SECONDS`,
 //!   `--ig PATH` to measure a given binary instead of building the release
-//!   one (`test` passes the dist binary).
+//!   one (`test` passes the dist binary). `--peers a,b --storms s,t` runs
+//!   only those, interleaved, and prints the summary table instead of
+//!   writing the page (a comparison such as `--peers ig-filter,ig-expr
+//!   --storms open` for issue 30, recorded by hand in a `bench/*.md`).
 //! - `fuzz`    coverage-guided fuzzing of the parsers of untrusted bytes
 //!   (`fuzz/`, stable Rust): `--seconds N` per target (default 10), all
 //!   targets or those named. See docs/reliability.md.
@@ -112,7 +115,7 @@ fn main() -> Result<()> {
         Some("fuzz") => fuzz::main(&root, &args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <setup [--deps-only] | gadgets | test | bench [--quick] [--reps N] [--dur S] [--ig PATH] | dist | man | docs>"
+                "usage: cargo xtask <setup [--deps-only] | gadgets | test | bench [--quick] [--reps N] [--dur S] [--ig PATH] [--peers P,Q --storms S,T] | dist | man | docs>"
             );
             bail!("unknown or missing command")
         }
@@ -298,13 +301,27 @@ fn bench(root: &Path, args: &[String]) -> Result<()> {
     unsafe { std::env::set_var("IG_STORE", &store) };
     gadgets_named(&ig, Some(&["trace_exec", "trace_open"]))?;
     let harness = root.join("bench");
-    let (peers, storms): (Vec<&str>, Vec<&str>) = if quick {
+    let subset = flag_value(args, "--peers");
+    let subset_storms = flag_value(args, "--storms").unwrap_or_else(|| "open".into());
+    let storm_bins = || {
         run(Command::new("make").arg("-C").arg(&harness).args([
             "bin/openstorm",
             "bin/execstorm",
             "bin/benchtrue",
             "bin/benchmarker",
-        ]))?;
+        ]))
+    };
+    let (peers, storms): (Vec<&str>, Vec<&str>) = if let Some(peers) = &subset {
+        let peers: Vec<&str> = peers.split(',').collect();
+        // ig's variants need only the storms; the other peers, setup.
+        if peers.iter().all(|p| p.starts_with("ig")) {
+            storm_bins()?;
+        } else {
+            run(Command::new(harness.join("run-peer.sh")).arg("setup"))?;
+        }
+        (peers, subset_storms.split(',').collect())
+    } else if quick {
+        storm_bins()?;
         (vec!["ig"], vec!["open:-r 20000"])
     } else {
         run(Command::new(harness.join("run-peer.sh")).arg("setup"))?;
@@ -320,12 +337,16 @@ fn bench(root: &Path, args: &[String]) -> Result<()> {
                 "ig-table",
                 "ig-flush0",
                 "ig-chain",
+                "ig-filter",
+                "ig-expr",
             ],
             vec!["exec", "exec:-j 2", "open", "open:-k 2"],
         )
     };
     let results = out_dir.join(if quick {
         "smoke.jsonl"
+    } else if subset.is_some() {
+        "subset.jsonl"
     } else {
         "results.jsonl"
     });
@@ -348,6 +369,14 @@ fn bench(root: &Path, args: &[String]) -> Result<()> {
     run(&mut cmd)?;
     let text = std::fs::read_to_string(&results)
         .with_context(|| format!("reading {}", results.display()))?;
+    if subset.is_some() {
+        // Part of the matrix: the page stays as the last full run left it.
+        run(Command::new("python3")
+            .arg(harness.join("summarize.py"))
+            .arg(&results))?;
+        eprintln!("results in {}", results.display());
+        return Ok(());
+    }
     if quick {
         let ok = text.lines().any(|l| {
             l.contains("\"label\": \"ig\"") && l.contains("\"events\"") && !l.contains("\"error\"")
