@@ -373,36 +373,30 @@ impl Node {
 
     /// Whether evaluating this node reads a field of the event.
     pub fn reads_fields(&self) -> bool {
+        matches!(
+            self,
+            Self::Field(..) | Self::StrField(..) | Self::IntField(..)
+        ) || self.any_child(&Node::reads_fields)
+    }
+
+    /// Whether evaluating this node can fail (it holds an `in cidr(...)`).
+    pub fn can_fail(&self) -> bool {
+        matches!(self, Self::InCidr(..)) || self.any_child(&Node::can_fail)
+    }
+
+    /// Whether `f` holds for a node directly under this one.
+    fn any_child(&self, f: &impl Fn(&Node) -> bool) -> bool {
         match self {
-            Self::Const(_) => false,
-            Self::Field(..) | Self::StrField(..) | Self::IntField(..) => true,
+            Self::Const(_) | Self::Field(..) | Self::StrField(..) | Self::IntField(..) => false,
             Self::Len(x)
             | Self::Not(x)
             | Self::InStrs(x, _)
             | Self::InRange(x, ..)
             | Self::InCidr(x, ..)
-            | Self::Matches(x, _) => x.reads_fields(),
-            Self::Cmp(_, a, b) | Self::StrOp(_, a, b) => a.reads_fields() || b.reads_fields(),
-            Self::All(parts) | Self::Any(parts) => parts.iter().any(Node::reads_fields),
-            Self::InList(x, items) => x.reads_fields() || items.iter().any(Node::reads_fields),
-            Self::Seq(parts) => parts.iter().any(Node::reads_fields),
-        }
-    }
-
-    /// Whether evaluating this node can fail (it holds an `in cidr(...)`).
-    pub fn can_fail(&self) -> bool {
-        match self {
-            Self::Const(_) | Self::Field(..) | Self::StrField(..) | Self::IntField(..) => false,
-            Self::InCidr(..) => true,
-            Self::Len(x)
-            | Self::Not(x)
-            | Self::InStrs(x, _)
-            | Self::InRange(x, ..)
-            | Self::Matches(x, _) => x.can_fail(),
-            Self::Cmp(_, a, b) | Self::StrOp(_, a, b) => a.can_fail() || b.can_fail(),
-            Self::All(parts) | Self::Any(parts) => parts.iter().any(Node::can_fail),
-            Self::InList(x, items) => x.can_fail() || items.iter().any(Node::can_fail),
-            Self::Seq(parts) => parts.iter().any(Node::can_fail),
+            | Self::Matches(x, _) => f(x),
+            Self::Cmp(_, a, b) | Self::StrOp(_, a, b) => f(a) || f(b),
+            Self::All(parts) | Self::Any(parts) | Self::Seq(parts) => parts.iter().any(f),
+            Self::InList(x, items) => f(x) || items.iter().any(f),
         }
     }
 }

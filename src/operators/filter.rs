@@ -322,24 +322,17 @@ pub struct Filter {
 pub fn per_source_params(names: &[String]) -> Vec<ParamSpec> {
     let mut out = Vec::new();
     for ds in names {
-        out.push(ParamSpec {
-            key: format!("filter.{ds}"),
-            full_name: format!("{PARAM}.{ds}"),
-            description: format!("-F for data source {ds} only"),
-            default: String::new(),
-            ty: ParamType::String { max_len: None },
-            group: GROUP.into(),
-            alias: None,
-        });
-        out.push(ParamSpec {
-            key: format!("filter-expr.{ds}"),
-            full_name: format!("{EXPR_PARAM}.{ds}"),
-            description: format!("-E for data source {ds} only"),
-            default: String::new(),
-            ty: ParamType::String { max_len: None },
-            group: GROUP.into(),
-            alias: None,
-        });
+        for (key, full, flag) in [("filter", PARAM, "-F"), ("filter-expr", EXPR_PARAM, "-E")] {
+            out.push(ParamSpec {
+                key: format!("{key}.{ds}"),
+                full_name: format!("{full}.{ds}"),
+                description: format!("{flag} for data source {ds} only"),
+                default: String::new(),
+                ty: ParamType::String { max_len: None },
+                group: GROUP.into(),
+                alias: None,
+            });
+        }
     }
     out
 }
