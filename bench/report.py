@@ -78,7 +78,9 @@ def main():
     print("practical limit: `-count` only counts, `-json` formats JSON, `-batch` batches wake-ups).")
     print("`ig` = `ig run trace_exec|trace_open -o json` with defaults, `ig-table` = table output,")
     print("`ig-flush0` = `--flush-interval 0` (a wake-up per event), `ig-chain` = `ig` plus the")
-    print("operator chain (filter and process enrichment).\n")
+    print("operator chain (filter and process enrichment), `ig-filter` = `ig` plus two `-F` rules")
+    print("(`proc.comm!=x,proc.pid>0`), `ig-expr` = `ig` plus the `-E` expression of issue 30")
+    print("(`proc.comm == \"x\" or proc.pid > 0`); both keep every event.\n")
 
     print("## Targets (issue 4)\n")
     print("| target | measured | verdict |")
@@ -125,15 +127,23 @@ def main():
             continue
         over = a / b - 1
         print(f"| `{s}`: operator chain adds ≤ 20% reader CPU/event | {a:.2f} vs {b:.2f} s/Mev: **{over * 100:+.0f}%** | {verdict(over <= 0.20)} |")
+    for s in storms:
+        e, f = med(rows, s, "ig-expr", "cpu_per_mevent"), med(rows, s, "ig-filter", "cpu_per_mevent")
+        if e is None or f is None or f == 0:
+            continue
+        # "No more" within the repetitions' noise: interleaved runs of the
+        # same command differ by a few percent on this machine.
+        print(f"| `{s}`: -E costs no more reader CPU/event than -F (issue 30, ±5%) | {e:.2f} vs {f:.2f} s/Mev: **{(e / f - 1) * 100:+.0f}%** | {verdict(e <= f * 1.05)} |")
     print()
     # Written by hand, appended as they are: the analysis of misses
     # (bench/analysis.md; it rests on profiles, which the harness does not
     # take), the binary size (bench/size.md, measured by `cargo xtask dist`
-    # and cargo-bloat), the WASM guest cost (bench/wasm.md) and the cost of
-    # many containers (bench/containers.md, bench/containers.py). The
-    # several-gadgets scenario (bench/multi.md) is measured by its own
-    # command, `cargo xtask bench --multi`, which writes that file.
-    for part in ("analysis.md", "multi.md", "size.md", "wasm.md", "containers.md"):
+    # and cargo-bloat), the WASM guest cost (bench/wasm.md), the cost of
+    # many containers (bench/containers.md, bench/containers.py) and -E
+    # against -F (bench/filters.md). The several-gadgets scenario
+    # (bench/multi.md) is measured by its own command, `cargo xtask bench
+    # --multi`, which writes that file.
+    for part in ("analysis.md", "multi.md", "size.md", "wasm.md", "containers.md", "filters.md"):
         path = os.path.join(HERE, part)
         if os.path.exists(path):
             print(open(path).read())

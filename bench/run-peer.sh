@@ -34,6 +34,12 @@
 #                 $IG run -f multi.yaml -o json (whatever the storm)
 #   ig-three      the same three gadgets as three `ig run -o json` processes
 #                 (one process group: CPU and RSS are their sum)
+#   ig-filter     the same as ig with two -F rules that keep every event
+#                 (-F 'proc.comm!=x,proc.pid>0')
+#   ig-expr       the same as ig with the -E expression of issue 30, which keeps
+#                 every event after the same two tests
+#                 (-E 'proc.comm == "x" or proc.pid > 0'); run as a pair with
+#                 ig-filter: the cost of an expression against rules
 # STORM: exec[:ARGS] | open[:ARGS] as in peerbench.py, e.g. exec, open, "open:-k 2"
 #
 # Every storm event's output line must contain the storm pattern (benchtrue for
@@ -43,7 +49,7 @@
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 BIN="$HERE/bin"
-PEERS="libbpf bcc bcc-tp bpftrace rbbase-count rbbase-json rbbase-batch ig ig-table ig-flush0 ig-chain ig-multi ig-three"
+PEERS="libbpf bcc bcc-tp bpftrace rbbase-count rbbase-json rbbase-batch ig ig-table ig-flush0 ig-chain ig-multi ig-three ig-filter ig-expr"
 
 peer_cmd() {  # PEER KIND -> command line on stdout
     local peer="$1" kind="$2"
@@ -82,6 +88,10 @@ peer_cmd() {  # PEER KIND -> command line on stdout
     # group stops all three.
     ig-multi:*) echo "${IG:-ig} run -f $HERE/multi.yaml -o json" ;;
     ig-three:*) echo "sh -c '${IG:-ig} run trace_exec -o json & ${IG:-ig} run trace_open -o json & ${IG:-ig} run top_file -o json & wait'" ;;
+    ig-filter:exec) echo "${IG:-ig} run trace_exec -o json -F 'proc.comm!=x,proc.pid>0'" ;;
+    ig-filter:open) echo "${IG:-ig} run trace_open -o json -F 'proc.comm!=x,proc.pid>0'" ;;
+    ig-expr:exec) echo "${IG:-ig} run trace_exec -o json -E 'proc.comm == \"x\" or proc.pid > 0'" ;;
+    ig-expr:open) echo "${IG:-ig} run trace_open -o json -E 'proc.comm == \"x\" or proc.pid > 0'" ;;
     *) echo "run-peer.sh: unknown peer/storm '$peer' '$kind' (peers: $PEERS)" >&2; return 2 ;;
     esac
 }

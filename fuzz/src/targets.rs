@@ -16,7 +16,7 @@ use ig::bpf::contract::{Contract, map_key_value, map_max_entries};
 use ig::bpf::object::{ObjectInfo, check_for_aya};
 use ig::bpf::schema::schema_from_btf;
 use ig::btf::Btf;
-use ig::datasource::{FieldKind, SourceKind, ValueRef};
+use ig::datasource::{Event, FieldKind, Schema, SchemaBuilder, SourceKind, Value, ValueRef};
 use ig::image::oci::{TopLevel, parse_top_level, pick_platform};
 use ig::image::reference::Reference;
 use ig::metadata::GadgetMetadata;
@@ -28,6 +28,7 @@ pub const NAMES: &[&str] = &[
     "object",
     "btf",
     "filter",
+    "filter_expr",
     "reference",
     "wasm",
     "wasm_host",
@@ -41,6 +42,7 @@ pub fn run(name: &str, data: &[u8]) -> bool {
         "object" => object(data),
         "btf" => btf(data),
         "filter" => filter(data),
+        "filter_expr" => filter_expr(data),
         "reference" => reference(data),
         "wasm" => wasm(data),
         "wasm_host" => wasm_host(data),
@@ -258,6 +260,120 @@ pub fn filter(data: &[u8]) {
     ];
     let (kind, value) = kinds[usize::from(pick) % kinds.len()];
     let _ = ig::operators::filter::check_for_kind(text, kind, value);
+}
+
+/// Bytes of the event a `filter_expr` input carries before its text.
+pub const FILTER_EXPR_RAW: usize = 32;
+
+/// A data source with a field of every kind `-E` reads: raw ones (a C
+/// string, integers of each width and sign, a float, a boolean, bytes,
+/// nested groups) and owned ones (strings, 64-bit numbers), as the eBPF
+/// operator and the enrichments make them.
+fn filter_expr_schema() -> Schema {
+    let mut b = SchemaBuilder::new("fuzz", SourceKind::Single, FILTER_EXPR_RAW as u32);
+    let raw = [
+        ("proc", FieldKind::Struct, 0, 16, None),
+        ("proc.comm", FieldKind::CString, 0, 8, Some("proc")),
+        ("proc.pid", FieldKind::U32, 8, 4, Some("proc")),
+        ("proc.creds", FieldKind::Struct, 12, 4, Some("proc")),
+        ("proc.creds.uid", FieldKind::U32, 12, 4, Some("proc.creds")),
+        ("port", FieldKind::U16, 16, 2, None),
+        ("delta", FieldKind::I16, 18, 2, None),
+        ("u8", FieldKind::U8, 20, 1, None),
+        ("i8", FieldKind::I8, 21, 1, None),
+        ("ok", FieldKind::Bool, 22, 1, None),
+        ("pad", FieldKind::Bytes, 23, 1, None),
+        ("ratio", FieldKind::F32, 24, 4, None),
+        ("i32", FieldKind::I32, 28, 4, None),
+    ];
+    let mut ids = Vec::new();
+    for (name, kind, offset, size, parent) in raw {
+        let parent = parent.and_then(|p| ids.iter().find(|(n, _)| *n == p).map(|(_, id)| *id));
+        let id = b
+            .add_raw(name.into(), kind, offset, size, parent)
+            .expect("a valid fuzz schema");
+        ids.push((name, id));
+    }
+    let dst = b
+        .add_owned("dst".into(), FieldKind::Struct, None)
+        .expect("a valid fuzz schema");
+    b.add_owned("dst.addr".into(), FieldKind::String, Some(dst))
+        .expect("a valid fuzz schema");
+    for (name, kind) in [
+        ("error", FieldKind::String),
+        ("ts", FieldKind::U64),
+        ("i64", FieldKind::I64),
+        ("f64", FieldKind::F64),
+    ] {
+        b.add_owned(name.into(), kind, None)
+            .expect("a valid fuzz schema");
+    }
+    b.build()
+}
+
+/// `-E` text, compiled against a schema with every field kind (the
+/// parser, the type checker, constant folding, regular expressions and
+/// networks), then evaluated on the event the input's first bytes make:
+/// `pick`, then [`FILTER_EXPR_RAW`] bytes of raw event, then the text.
+/// An error must display (its caret line); an evaluation must give the
+/// same answer twice (the buffers it reuses hold nothing over).
+pub fn filter_expr(data: &[u8]) {
+    let _ = filter_expr_outcome(data);
+}
+
+/// What [`filter_expr`] got to: `None` when the text did not compile (or
+/// is not UTF-8), else the evaluation's result.
+pub fn filter_expr_outcome(data: &[u8]) -> Option<Result<bool, ig::expr::EvalError>> {
+    let (&pick, rest) = data.split_first()?;
+    let (raw, text) = rest.split_at(rest.len().min(FILTER_EXPR_RAW));
+    let text = std::str::from_utf8(text).ok()?;
+    let schema = filter_expr_schema();
+    let program = match ig::expr::compile(text, &schema) {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = e.to_string();
+            return None;
+        }
+    };
+    let mut sample = [0u8; FILTER_EXPR_RAW];
+    sample[..raw.len()].copy_from_slice(raw);
+    let mut ev = Event::new(&schema);
+    ev.set_raw(&sample);
+    // Owned values an enrichment could have set, picked by the first
+    // byte: addresses of each family, and strings that are none.
+    let addrs = [
+        "10.1.2.3",
+        "::ffff:10.0.0.1",
+        "fd00::1",
+        "",
+        "not an address",
+        "1.2.3.4%eth0",
+        "é\u{fffd}",
+    ];
+    let field = |name: &str| {
+        schema.field(
+            schema
+                .field_by_name(name)
+                .expect("a field of the fuzz schema"),
+        )
+    };
+    ev.set_str(field("dst.addr"), addrs[usize::from(pick) % addrs.len()]);
+    if pick & 0x80 == 0 {
+        ev.set_str(field("error"), text.get(..8).unwrap_or(text));
+        ev.set_value(field("ts"), Value::U64(u64::MAX - u64::from(pick)));
+        ev.set_value(field("i64"), Value::I64(i64::MIN + i64::from(pick)));
+        ev.set_value(field("f64"), Value::F64(f64::from(pick) / 3.0));
+    }
+    let first = program.eval(&schema, &ev);
+    if let Err(e) = &first {
+        let _ = program.explain(e);
+    }
+    assert_eq!(
+        first,
+        program.eval(&schema, &ev),
+        "{text:?}: two evaluations differ"
+    );
+    Some(first)
 }
 
 /// An image reference from the command line or an archive's annotation.

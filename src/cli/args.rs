@@ -60,7 +60,7 @@ pub enum Command {
     /// fails stops them all; ig exits when all have ended, at --timeout,
     /// or on Ctrl-C.
     #[command(
-        after_help = "Examples:\n  ig run trace_exec\n  ig run trace_open -o json | jq -r 'select(.proc.comm == \"cat\") | .fname'\n  ig run trace_exec --timeout 10 -o json > events.jsonl\n  ig run -f instances.yaml -o json | jq -c 'select(.instance == \"execs\")'\n  curl -s https://example.com/manifest.yaml | ig run -f -"
+        after_help = "Examples:\n  ig run trace_exec\n  ig run trace_open -o json | jq -r 'select(.proc.comm == \"cat\") | .fname'\n  ig run trace_open -E 'proc.comm in [\"cat\", \"less\"] and fname startsWith \"/etc/\"'\n  ig run trace_exec --timeout 10 -o json > events.jsonl\n  ig run -f instances.yaml -o json | jq -c 'select(.instance == \"execs\")'\n  curl -s https://example.com/manifest.yaml | ig run -f -"
     )]
     Run(RunArgs),
     /// Build, list and manage gadget images in the local store.

@@ -33,13 +33,16 @@ pub fn prescan(argv: &[OsString], cmd: &Command) -> Option<Scan> {
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
     let takes_value = |c: &Command, flag: &str| -> bool {
-        c.get_arguments().any(|a| {
-            // A boolean parameter takes its value only as `--flag=false`.
-            a.get_action().takes_values()
-                && !a.is_require_equals_set()
-                && (a.get_long().is_some_and(|l| flag == format!("--{l}"))
-                    || a.get_short().is_some_and(|s| flag == format!("-{s}")))
-        })
+        // Per data source (`--filter-expr.open`): made for the gadget's
+        // data sources, so not in `catalog` below.
+        ig::operators::filter::is_per_source_flag(flag)
+            || c.get_arguments().any(|a| {
+                // A boolean parameter takes its value only as `--flag=false`.
+                a.get_action().takes_values()
+                    && !a.is_require_equals_set()
+                    && (a.get_long().is_some_and(|l| flag == format!("--{l}"))
+                        || a.get_short().is_some_and(|s| flag == format!("-{s}")))
+            })
     };
     // The flags of the gadget-independent operators (`--filter`, `-F`,
     // `--sort`...) are known before the image is: their values are not
@@ -206,6 +209,11 @@ mod tests {
             scan("ig run -F proc.comm==x --sort -reads --enrich-process --max-entries 3 top")
                 .map(|x| x.1),
             Some("top".into())
+        );
+        // Per-data-source filter flags take a value, before the image too.
+        assert_eq!(
+            scan("ig run --filter-expr.open true --filter.open proc.pid>0 trace_open").map(|x| x.1),
+            Some("trace_open".into())
         );
         assert_eq!(scan("ig image list"), None);
         // A manifest's images are not the command line's: nothing to

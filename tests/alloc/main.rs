@@ -1,6 +1,7 @@
 //! The hot path allocates nothing per event: after a warm-up, pushing
 //! events of a real gadget through the real operator chain and printers
-//! (JSON, table and YAML, with and without a filter) performs no heap
+//! (JSON, table and YAML, with and without a filter: `-F` rules, a `-E`
+//! expression, one whose evaluation fails) performs no heap
 //! allocation. Counted with a global
 //! allocator wrapper, so this file is its own test binary.
 
@@ -135,6 +136,17 @@ fn no_heap_allocation_per_event_json_table_yaml() {
     // The chain as `ig run` builds it; the filter keeps every event, so
     // each one reaches the printer.
     let with_filter: &[(&str, &str)] = &[("filter", "proc.comm!=nobody-has-this-name")];
+    // An expression of every kind of node that keeps every event.
+    let with_expr: &[(&str, &str)] = &[(
+        "filter-expr",
+        r#"let names = ["nobody", "nothing"]; proc.comm != "nobody" and (proc.pid >= 0 or proc.comm matches "^x") and not (proc.comm startsWith "/none") and len(proc.comm) >= 0 and proc.comm not in names and proc.creds.uid in 0..4294967295 and proc.pid not in [1, 2.5, "x"] and !(proc.comm contains "zz" || proc.comm endsWith "zz")"#,
+    )];
+    // One whose evaluation fails for every event (not an IP address):
+    // the failure path drops without allocating too.
+    let failing_expr: &[(&str, &str)] = &[
+        ("filter", "proc.pid>=0"),
+        ("filter-expr", r#"proc.comm in cidr("10.0.0.0/8")"#),
+    ];
     let consumers = [
         Consumer::Print(OutputMode::Json),
         Consumer::Print(OutputMode::Columns),
@@ -146,7 +158,7 @@ fn no_heap_allocation_per_event_json_table_yaml() {
     ];
     for gadget in ["trace_open", "trace_exec"] {
         for consumer in consumers {
-            for params in [&[][..], with_filter] {
+            for params in [&[][..], with_filter, with_expr, failing_expr] {
                 let (allocs, n) = allocations_per_event(gadget, consumer, params);
                 // Flushing the output buffer to the sink every 128 KiB may
                 // allocate in std; a per-event allocation shows as >= n.

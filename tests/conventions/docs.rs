@@ -95,6 +95,77 @@ fn user_guide_jq_recipes_work_on_real_output() {
     load.join().unwrap();
 }
 
+/// The `ig run IMAGE ... -E '...'` lines of the user guide and the README,
+/// and the guide's console example of a refused expression (the command
+/// after `# `, then the lines it prints).
+fn expression_examples() -> (Vec<String>, Vec<(String, String)>) {
+    let mut runs = Vec::new();
+    let mut refused = Vec::new();
+    for doc in ["docs/user-guide.md", "README.md"] {
+        let text = std::fs::read_to_string(repo().join(doc)).unwrap();
+        let mut lines = text.lines();
+        while let Some(l) = lines.next() {
+            if l.starts_with("ig run ") && l.contains(" -E '") {
+                runs.push(l.to_owned());
+            } else if let Some(cmd) = l.strip_prefix("# ig run ").filter(|c| c.contains(" -E '")) {
+                let printed: Vec<&str> = lines.by_ref().take_while(|l| *l != "```").collect();
+                refused.push((format!("ig run {cmd}"), printed.join("\n") + "\n"));
+            }
+        }
+    }
+    (runs, refused)
+}
+
+/// Each documented expression runs on its gadget, and the documented
+/// refusal is what `ig` prints.
+#[test]
+fn documented_filter_expressions_run_and_the_refusal_is_printed_as_shown() {
+    require_root();
+    let (runs, refused) = expression_examples();
+    assert!(
+        runs.len() >= 4 && refused.len() == 1,
+        "{runs:?} {refused:?}"
+    );
+    let store = TestStore::new();
+    let mut built = Vec::new();
+    let bin = Path::new(ig_bin()).parent().unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let sh = |line: &str, built: &mut Vec<String>| {
+        // `ig run IMAGE REST` as `ig run IMAGE --timeout 1 REST`, the
+        // gadget built first.
+        let rest = line.strip_prefix("ig run ").unwrap();
+        let (image, rest) = rest.split_once(' ').unwrap();
+        if !built.iter().any(|b| b == image) {
+            store.build(&repo().join("gadgets").join(image), image);
+            built.push(image.to_owned());
+        }
+        Command::new("sh")
+            .args([
+                "-c",
+                &format!("ig run {image} --timeout 1 {}", rest.trim_start()),
+            ])
+            .env("PATH", &path)
+            .env("IG_STORE", store.path())
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap()
+    };
+    for line in &runs {
+        let out = sh(line, &mut built);
+        assert!(
+            out.status.success() && out.stderr.is_empty(),
+            "{line}: {:?}\n{}",
+            out.status,
+            text(&out.stderr)
+        );
+    }
+    for (line, printed) in &refused {
+        let out = sh(line, &mut built);
+        assert_eq!(out.status.code(), Some(1), "{line}");
+        assert_eq!(text(&out.stderr), *printed, "{line}");
+    }
+}
+
 /// The code blocks after `<!-- file: NAME -->` in the author guide.
 fn guide_files() -> Vec<(String, String)> {
     let guide = std::fs::read_to_string(repo().join("docs/author-guide.md")).unwrap();

@@ -1182,6 +1182,130 @@ fn a_bad_filter_fails_before_loading_and_lists_the_fields() {
     );
 }
 
+/// `-E`, `--filter-expr.open` and `-F` together: every one must hold, and
+/// each drops opens the others keep. The program opens four files of its
+/// directory; another program opens them too.
+#[test]
+fn filter_expressions_select_events_with_rules_and_per_source_flags() {
+    require_kernel();
+    let store = gadget_store();
+    let tmp = tempfile::tempdir().unwrap();
+    let (cat, comm) = unique_cat(tmp.path(), "igexpr");
+    let files: Vec<String> = ["keep-a", "keep-b", "drop-c", "drop-d"]
+        .iter()
+        .map(|n| {
+            let f = tmp.path().join(n);
+            std::fs::write(&f, "x").unwrap();
+            f.display().to_string()
+        })
+        .collect();
+    // Drops drop-d (and what is not in the directory).
+    let expr = format!(
+        r#"fname startsWith "{}/" and not (fname endsWith "-d") && proc.pid > 0"#,
+        tmp.path().display()
+    );
+    // Drops drop-c.
+    let per_source = r#"not (fname matches "drop-c$") and len(fname) > 0"#;
+    // Drops the other program.
+    let rule = format!("proc.comm=={comm}");
+    let mut ig = Running::start(
+        store,
+        &[
+            "trace_open",
+            "-o",
+            "json",
+            "-E",
+            &expr,
+            "--filter-expr.open",
+            per_source,
+            "-F",
+            &rule,
+        ],
+    );
+    ig.wait_for(
+        Duration::from_secs(20),
+        || {
+            let _ = Command::new(&cat).args(&files).output();
+            // The same opens by another program, which must not show.
+            let _ = Command::new("cat").args(&files).output();
+        },
+        |l| l.contains(&files[1]),
+    );
+    // One more round, so that both kept files surely showed.
+    let _ = Command::new(&cat).args(&files).output();
+    let (status, stderr, lines) = ig.interrupt_all();
+    assert!(status.success(), "{stderr}");
+    let mut seen = std::collections::BTreeSet::new();
+    for line in &lines {
+        let ev: Value = serde_json::from_str(line).unwrap();
+        assert_eq!(ev["proc"]["comm"], comm.as_str(), "only {comm}: {line}");
+        let f = ev["fname"].as_str().unwrap().to_owned();
+        assert!(
+            f == files[0] || f == files[1],
+            "only the kept files: {line}"
+        );
+        seen.insert(f);
+    }
+    assert_eq!(seen.len(), 2, "both kept files: {lines:?}");
+}
+
+/// A bad expression is one message with the expression and a caret, and
+/// ig stops before any bpf(2) call (strace).
+#[test]
+fn a_bad_filter_expression_fails_before_any_bpf_call() {
+    require_kernel();
+    let store = gadget_store();
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["-E", r#"proc.pid == "x""#],
+            "invalid operation: proc.pid == \"x\" (mismatched types uint32 and string) (at 1:10)\n | proc.pid == \"x\"\n |          ^^\n",
+        ),
+        (
+            &["--filter-expr.open", "fname matches '('"],
+            "bad regular expression \"(\"",
+        ),
+        (
+            &["-E", "proc.com == 'cat'"],
+            "unknown field proc.com (did you mean proc.comm?); the fields of data source open, nearest first: proc.comm, proc.pid",
+        ),
+        (
+            &["-E", "proc.comm == 'cat' and"],
+            "unexpected end of the expression",
+        ),
+    ];
+    let traced = |flags: &[&str]| {
+        let trace = tempfile::NamedTempFile::new().unwrap();
+        let out = Command::new("strace")
+            .args(["-f", "-qq", "-e", "trace=bpf", "-o"])
+            .arg(trace.path())
+            .arg(common::ig_bin())
+            .args(["run", "trace_open", "--timeout", "1"])
+            .args(flags)
+            .env("IG_STORE", store.path())
+            .output()
+            .expect("strace (cargo xtask setup installs it)");
+        (out, std::fs::read_to_string(trace.path()).unwrap())
+    };
+    // The trace sees loads: a good expression loads the gadget.
+    let (out, calls) = traced(&["-E", "proc.pid > 0 or true"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(calls.contains("BPF_PROG_LOAD"), "no load traced: {calls}");
+    for (flags, want) in cases {
+        let (out, calls) = traced(flags);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{flags:?}: {err}");
+        assert!(
+            err.contains("running gadget trace_open: operator filter: filter expression for data source open: ")
+                && err.contains(want),
+            "{flags:?}: {err}"
+        );
+        assert!(
+            !calls.contains("bpf("),
+            "{flags:?}: bpf calls before refusing:\n{calls}"
+        );
+    }
+}
+
 #[test]
 fn trace_open_formats_error_flags_and_time() {
     require_kernel();

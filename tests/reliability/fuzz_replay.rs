@@ -136,6 +136,41 @@ fn wasm_host_seeds_are_the_generated_programs() {
     );
 }
 
+/// The `filter_expr` seeds get where they are meant to: the valid
+/// expressions compile and evaluate (some true, some false, one failing
+/// on an address that is none), the others are the errors of each kind.
+#[test]
+fn filter_expr_seeds_compile_and_evaluate() {
+    let mut outcomes = Vec::new();
+    for f in files_of(&fuzz_dir().join("corpus/filter_expr")) {
+        let data = std::fs::read(&f).unwrap();
+        let name = f.file_name().unwrap().to_string_lossy().into_owned();
+        outcomes.push((name, targets::filter_expr_outcome(&data)));
+    }
+    let compiled: Vec<&str> = outcomes
+        .iter()
+        .filter(|(_, o)| o.is_some())
+        .map(|(n, _)| n.as_str())
+        .collect();
+    assert_eq!(
+        compiled,
+        [
+            "seed01", "seed02", "seed03", "seed04", "seed05", "seed06", "seed07", "seed08",
+            "seed13"
+        ],
+        "{outcomes:?}"
+    );
+    let got = |want: Option<bool>| {
+        outcomes
+            .iter()
+            .any(|(_, o)| o.as_ref().map(|r| r.ok()) == Some(want))
+    };
+    assert!(
+        got(Some(true)) && got(Some(false)) && got(None),
+        "{outcomes:?}"
+    );
+}
+
 /// The WASM harness gets as far as `ig run` does: guests run their
 /// callbacks on the synthetic events, fields they set and packets they
 /// emit reach the end of the chain (so the fuzz targets exercise the host

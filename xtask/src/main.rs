@@ -18,7 +18,10 @@
 //!   several-gadgets scenario (one `ig run -f` process against three `ig
 //!   run` processes) and rewrites its section (`bench/multi.md`, also
 //!   spliced into `docs/benchmarks.md`); `--note TEXT` is printed under
-//!   its table (what else loaded the machine).
+//!   its table (what else loaded the machine). `--peers a,b --storms s,t`
+//!   runs only those, interleaved, and prints the summary table instead of
+//!   writing the page (a comparison such as `--peers ig-filter,ig-expr
+//!   --storms open` for issue 30, recorded by hand in a `bench/*.md`).
 //! - `fuzz`    coverage-guided fuzzing of the parsers of untrusted bytes
 //!   (`fuzz/`, stable Rust): `--seconds N` per target (default 10), all
 //!   targets or those named. See docs/reliability.md.
@@ -122,7 +125,7 @@ fn main() -> Result<()> {
         Some("fuzz") => fuzz::main(&root, &args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <setup [--deps-only] | gadgets | test | bench [--quick] [--reps N] [--dur S] [--ig PATH] | dist | man | docs>"
+                "usage: cargo xtask <setup [--deps-only] | gadgets | test | bench [--quick] [--reps N] [--dur S] [--ig PATH] [--peers P,Q --storms S,T] | dist | man | docs>"
             );
             bail!("unknown or missing command")
         }
@@ -362,13 +365,27 @@ fn bench(root: &Path, args: &[String]) -> Result<()> {
     if args.iter().any(|a| a == "--multi") {
         return bench_multi(root, &harness, &ig, given.as_deref(), &reps, &dur, args);
     }
-    let (peers, storms): (Vec<&str>, Vec<&str>) = if quick {
+    let subset = flag_value(args, "--peers");
+    let subset_storms = flag_value(args, "--storms").unwrap_or_else(|| "open".into());
+    let storm_bins = || {
         run(Command::new("make").arg("-C").arg(&harness).args([
             "bin/openstorm",
             "bin/execstorm",
             "bin/benchtrue",
             "bin/benchmarker",
-        ]))?;
+        ]))
+    };
+    let (peers, storms): (Vec<&str>, Vec<&str>) = if let Some(peers) = &subset {
+        let peers: Vec<&str> = peers.split(',').collect();
+        // ig's variants need only the storms; the other peers, setup.
+        if peers.iter().all(|p| p.starts_with("ig")) {
+            storm_bins()?;
+        } else {
+            run(Command::new(harness.join("run-peer.sh")).arg("setup"))?;
+        }
+        (peers, subset_storms.split(',').collect())
+    } else if quick {
+        storm_bins()?;
         // ig-multi: the several-gadgets scenario (`--multi`) cannot rot.
         (vec!["ig", "ig-multi"], vec!["open:-r 20000"])
     } else {
@@ -385,12 +402,16 @@ fn bench(root: &Path, args: &[String]) -> Result<()> {
                 "ig-table",
                 "ig-flush0",
                 "ig-chain",
+                "ig-filter",
+                "ig-expr",
             ],
             vec!["exec", "exec:-j 2", "open", "open:-k 2"],
         )
     };
     let results = out_dir.join(if quick {
         "smoke.jsonl"
+    } else if subset.is_some() {
+        "subset.jsonl"
     } else {
         "results.jsonl"
     });
@@ -413,6 +434,14 @@ fn bench(root: &Path, args: &[String]) -> Result<()> {
     run(&mut cmd)?;
     let text = std::fs::read_to_string(&results)
         .with_context(|| format!("reading {}", results.display()))?;
+    if subset.is_some() {
+        // Part of the matrix: the page stays as the last full run left it.
+        run(Command::new("python3")
+            .arg(harness.join("summarize.py"))
+            .arg(&results))?;
+        eprintln!("results in {}", results.display());
+        return Ok(());
+    }
     if quick {
         let ok = |label: &str| {
             text.lines().any(|l| {

@@ -14,6 +14,7 @@ pub mod btf;
 pub mod build;
 pub mod containers;
 pub mod datasource;
+pub mod expr;
 pub mod files;
 pub mod image;
 pub mod metadata;

@@ -592,6 +592,15 @@ impl Operator for EbpfOperator {
     fn name(&self) -> &'static str {
         NAME
     }
+    fn data_source_names(&self) -> Vec<String> {
+        let c = &self.contract;
+        c.tracers
+            .iter()
+            .map(|t| t.name.clone())
+            .chain(c.iters.iter().map(|i| i.name.clone()))
+            .chain(c.map_iters.iter().map(|m| m.name.clone()))
+            .collect()
+    }
     fn priority(&self) -> Priority {
         priority::EBPF
     }

@@ -403,6 +403,9 @@ impl Operator for EbpfStats {
     fn name(&self) -> &'static str {
         NAME
     }
+    fn data_source_names(&self) -> Vec<String> {
+        vec![DATA_SOURCE.to_owned()]
+    }
     fn priority(&self) -> Priority {
         // Upstream's eBPF operator's.
         0

@@ -1,32 +1,45 @@
 //! The filter operator (priority 9000, after every enrichment, so that
-//! formatted and resolved fields can be filtered on): `-F/--filter`
-//! (`operator.filter.filter`) drops the events that do not match.
+//! formatted and resolved fields can be filtered on): drops the events
+//! that do not match `-F/--filter` rules or a `-E/--filter-expr`
+//! expression. Both may be given; an event must pass all of them.
 //!
-//! Syntax (upstream's): comma-separated rules, all of which must match;
-//! `\,` is a literal comma. A rule is `[datasource:]field OP value`, the
-//! field named by its full dotted name (`proc.comm`), OP one of `==` (or
-//! `=`), `!=`, `>`, `>=`, `<`, `<=`, `~` (the value is a regular
-//! expression, `regex` crate syntax, which is RE2's) and `!~`. Values are
-//! compared by the field's type: numbers as numbers (the value must fit
-//! the field), strings bytewise, booleans (`true`/`false`/`1`/`0`) with
-//! `==`/`!=` only; a regular expression applies to string fields only.
+//! `-F` (`operator.filter.filter`), upstream's syntax: comma-separated
+//! rules, all of which must match; `\,` is a literal comma. A rule is
+//! `[datasource:]field OP value`, the field named by its full dotted name
+//! (`proc.comm`), OP one of `==` (or `=`), `!=`, `>`, `>=`, `<`, `<=`, `~`
+//! (the value is a regular expression with Go's meaning, `expr::Pattern`,
+//! as upstream's) and `!~`. Values are compared by the field's type: numbers as
+//! numbers (the value must fit the field), strings bytewise, booleans
+//! (`true`/`false`/`1`/`0`) with `==`/`!=` only; a regular expression
+//! applies to string fields only.
+//!
+//! `-E` (`operator.filter.filter-expr`): an expression of the expr
+//! language (`crate::expr`), compiled once per data source against its
+//! final schema. With several data sources it applies to each one that
+//! has every field it names.
+//!
+//! Per data source, as upstream names them: `--filter.<ds>` and
+//! `--filter-expr.<ds>` (`operator.filter.filter.<ds>`,
+//! `operator.filter.filter-expr.<ds>`); [`per_source_params`] makes them
+//! for the data sources known before the command line is parsed.
 //!
 //! Everything is checked in `instantiate`, before anything is loaded: a
 //! syntax error, an unknown field (the error lists the fields there are),
 //! an ambiguous one (in several data sources: prefix it), a value that
-//! does not fit the field, a bad regular expression.
+//! does not fit the field, a bad regular expression, a type mismatch in
+//! an expression.
 //!
-//! Per event: each rule reads its field by index and compares; no
-//! allocation, no system call.
+//! Per event: each rule reads its field by index and compares; each
+//! expression is evaluated; no allocation, no system call. An expression
+//! whose evaluation fails (`dst.addr in cidr(...)` on a value that is not
+//! an address) drops the event, as upstream does; the first failure is
+//! logged, the number of them when the run stops.
 
-use regex::bytes::Regex;
-
-/// Bytes a compiled `~` pattern (and its lazy DFA cache) may take.
-const REGEX_SIZE_LIMIT: usize = 1 << 20;
-/// Nesting depth of groups and repetitions in a `~` pattern.
-const REGEX_NEST_LIMIT: u32 = 64;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::datasource::{Event, FieldId, FieldKind, Schema};
+use crate::expr::{ErrorKind, ExprError, Pattern, Program};
 use crate::params::{ParamSpec, ParamType, ParamValue, ParamValues};
 use crate::pipeline::{
     Flow, Handler, Instance, Operator, OperatorError, Priority, Setup, SourceId, priority,
@@ -34,6 +47,8 @@ use crate::pipeline::{
 
 const NAME: &str = "filter";
 const PARAM: &str = "operator.filter.filter";
+const EXPR_PARAM: &str = "operator.filter.filter-expr";
+const GROUP: &str = "Filtering and sorting";
 
 /// Why a `--filter` rule is refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -89,6 +104,40 @@ pub enum FilterError {
         rule: String,
         /// Why.
         reason: String,
+    },
+    /// A `--filter-expr` expression does not parse or type-check.
+    #[error("filter expression for data source {source_name}: {error}")]
+    Expr {
+        /// The data source it was given for.
+        source_name: String,
+        /// Why, with the position in the expression.
+        error: ExprError,
+    },
+    /// `--filter.<ds>` or `--filter-expr.<ds>` names no data source of the gadget.
+    #[error("{flag}: no data source {source_name} (the data sources are: {available})")]
+    NoSource {
+        /// The flag as typed.
+        flag: String,
+        /// The data source it names.
+        source_name: String,
+        /// The gadget's data sources.
+        available: String,
+    },
+    /// A rule under `--filter.<ds>` is prefixed with another data source.
+    #[error("--filter.{given} rule {rule:?} names data source {named}")]
+    OtherSource {
+        /// The data source of the flag.
+        given: String,
+        /// The rule.
+        rule: String,
+        /// The data source its prefix names.
+        named: String,
+    },
+    /// `--filter-expr` on a gadget without data sources.
+    #[error("--filter-expr {expr:?}: there is no data source to filter")]
+    NothingToFilter {
+        /// The expression.
+        expr: String,
     },
 }
 
@@ -193,7 +242,7 @@ fn parse_rule(text: &str) -> Result<Rule, FilterError> {
 #[derive(Debug)]
 enum Test {
     Str(Op, Vec<u8>),
-    Regex(Regex, bool),
+    Regex(Pattern, bool),
     Unsigned(Op, u64),
     Signed(Op, i64),
     Float(Op, f64),
@@ -214,19 +263,12 @@ fn compile(rule: &Rule, kind: FieldKind) -> Result<Test, FilterError> {
                 kind.name()
             )));
         }
-        // Bounded: a hostile or careless pattern (`(a{1000}){1000}`) must
-        // fail with a message rather than compile for seconds into
-        // hundreds of MiB. The default limits of the regex crate are ten
-        // times higher than any sensible filter needs.
-        let re = regex::bytes::RegexBuilder::new(&rule.value)
-            .size_limit(REGEX_SIZE_LIMIT)
-            .dfa_size_limit(REGEX_SIZE_LIMIT)
-            .nest_limit(REGEX_NEST_LIMIT)
-            .build()
-            .map_err(|e| FilterError::Regex {
-                rule: rule.text.clone(),
-                reason: e.to_string(),
-            })?;
+        // Go's meaning (upstream compiles it with Go's regexp), bounded
+        // in size and nesting.
+        let re = Pattern::new(&rule.value).map_err(|reason| FilterError::Regex {
+            rule: rule.text.clone(),
+            reason,
+        })?;
         return Ok(Test::Regex(re, rule.op == Op::NotMatch));
     }
     let not_a = |what: &str| {
@@ -311,6 +353,43 @@ impl Test {
 #[derive(Default)]
 pub struct Filter {
     rules: Vec<Rule>,
+    /// `--filter.<ds>`: rules for one data source.
+    source_rules: Vec<(String, Vec<Rule>)>,
+    /// `--filter-expr`, then `--filter-expr.<ds>` (`Some(ds)`).
+    exprs: Vec<(Option<String>, String)>,
+}
+
+/// `--filter.<ds>` and `--filter-expr.<ds>` for each data source in
+/// `names` (upstream's `filter.<ds>`, `filter-expr.<ds>` of the filter
+/// operator). Known only once the gadget is: the CLI adds them to the
+/// run's parameters.
+pub fn per_source_params(names: &[String]) -> Vec<ParamSpec> {
+    let mut out = Vec::new();
+    for ds in names {
+        for (key, full, flag) in [("filter", PARAM, "-F"), ("filter-expr", EXPR_PARAM, "-E")] {
+            out.push(ParamSpec {
+                key: format!("{key}.{ds}"),
+                full_name: format!("{full}.{ds}"),
+                description: format!("{flag} for data source {ds} only"),
+                default: String::new(),
+                ty: ParamType::String { max_len: None },
+                group: GROUP.into(),
+                alias: None,
+            });
+        }
+    }
+    out
+}
+
+/// Whether `flag` (`--filter.open`, `--filter-expr.open=...`) is one of
+/// [`per_source_params`]: a flag that takes a value, for the CLI's scan
+/// of the command line before the gadget is known.
+pub fn is_per_source_flag(flag: &str) -> bool {
+    flag.starts_with("--filter.") || flag.starts_with("--filter-expr.")
+}
+
+fn parse_rules(s: &str) -> Result<Vec<Rule>, FilterError> {
+    split_rules(s).iter().map(|text| parse_rule(text)).collect()
 }
 
 impl Operator for Filter {
@@ -321,28 +400,59 @@ impl Operator for Filter {
         priority::FILTER
     }
     fn params(&self) -> Vec<ParamSpec> {
-        vec![ParamSpec {
-            key: "filter".into(),
-            full_name: PARAM.into(),
-            description: "Show only events matching these rules: comma-separated \
-                          FIELD OP VALUE, OP one of == != < <= > >= ~ (regular expression) !~; \
-                          \\, is a literal comma (example: 'proc.comm==cat,error!=')"
-                .into(),
-            default: String::new(),
-            ty: ParamType::String { max_len: None },
-            group: "Filtering and sorting".into(),
-            alias: Some('F'),
-        }]
+        vec![
+            ParamSpec {
+                key: "filter".into(),
+                full_name: PARAM.into(),
+                description: "Show only events matching these rules: comma-separated \
+                              FIELD OP VALUE, OP one of == != < <= > >= ~ (regular expression) !~; \
+                              \\, is a literal comma (example: 'proc.comm==cat,error!=')"
+                    .into(),
+                default: String::new(),
+                ty: ParamType::String { max_len: None },
+                group: GROUP.into(),
+                alias: Some('F'),
+            },
+            ParamSpec {
+                key: "filter-expr".into(),
+                full_name: EXPR_PARAM.into(),
+                description: "Show only events for which this expression is true, in upstream's \
+                              expression language (https://expr-lang.org). Fields by their full names \
+                              (proc.comm, dst.port), strings \"...\" or '...', numbers; and (&&), or (||), \
+                              not (!), ( ); == != < <= > >=; in [list], in 1..9, \
+                              in cidr(\"10.0.0.0/8\", ...); matches (a regular expression), startsWith, \
+                              endsWith, contains, each also as not in, not matches...; len(s); \
+                              let name = value; expression. Checked against the gadget's fields before \
+                              anything is loaded; with -F, both must hold. Example: \
+                              -E 'proc.comm in [\"cat\", \"less\"] and not (fname startsWith \"/proc/\")'"
+                    .into(),
+                default: String::new(),
+                ty: ParamType::String { max_len: None },
+                group: GROUP.into(),
+                alias: Some('E'),
+            },
+        ]
     }
     fn apply_params(&mut self, values: &ParamValues) -> Result<(), OperatorError> {
-        let Some(ParamValue::Str(s)) = values.get(PARAM) else {
-            return Ok(());
-        };
-        self.rules = split_rules(s)
-            .iter()
-            .map(|text| parse_rule(text))
-            .collect::<Result<_, _>>()
-            .map_err(|e| OperatorError::failed(NAME, e))?;
+        let fail = |e| OperatorError::failed(NAME, e);
+        for (name, v) in values.iter() {
+            let ParamValue::Str(s) = v else {
+                continue;
+            };
+            if s.is_empty() {
+                continue;
+            }
+            if name == PARAM {
+                self.rules = parse_rules(s).map_err(fail)?;
+            } else if name == EXPR_PARAM {
+                self.exprs.insert(0, (None, s.clone()));
+            } else if let Some(ds) = name.strip_prefix(&format!("{PARAM}.")) {
+                self.source_rules
+                    .push((ds.to_owned(), parse_rules(s).map_err(fail)?));
+            } else if let Some(ds) = name.strip_prefix(&format!("{EXPR_PARAM}.")) {
+                self.exprs.push((Some(ds.to_owned()), s.clone()));
+            }
+        }
         Ok(())
     }
 
@@ -350,34 +460,174 @@ impl Operator for Filter {
         self: Box<Self>,
         setup: &mut Setup,
     ) -> Result<Option<Box<dyn Instance>>, OperatorError> {
-        if self.rules.is_empty() {
+        if self.rules.is_empty() && self.source_rules.is_empty() && self.exprs.is_empty() {
             return Ok(None);
         }
-        let mut per_source: Vec<(SourceId, Vec<(FieldId, Test)>)> = Vec::new();
-        for rule in &self.rules {
-            let (source, field) =
-                resolve(setup, rule).map_err(|e| OperatorError::failed(NAME, e))?;
-            let kind = setup.schema(source).schema().field(field).kind;
-            let test = compile(rule, kind).map_err(|e| OperatorError::failed(NAME, e))?;
-            match per_source.iter_mut().find(|(s, _)| *s == source) {
-                Some((_, tests)) => tests.push((field, test)),
-                None => per_source.push((source, vec![(field, test)])),
+        let fail = |e| OperatorError::failed(NAME, e);
+        let mut per_source: Vec<(SourceId, Filtering)> = Vec::new();
+        let mut rules: Vec<Rule> = self.rules.clone();
+        for (ds, rs) in &self.source_rules {
+            source_named(setup, ds, &format!("--filter.{ds}")).map_err(fail)?;
+            for r in rs {
+                if let Some(named) = r.source.as_ref().filter(|n| *n != ds) {
+                    return Err(fail(FilterError::OtherSource {
+                        given: ds.clone(),
+                        rule: r.text.clone(),
+                        named: named.clone(),
+                    }));
+                }
+                rules.push(Rule {
+                    source: Some(ds.clone()),
+                    ..r.clone()
+                });
             }
         }
-        for (source, tests) in per_source {
-            setup.subscribe(
-                source,
-                priority::FILTER,
-                NAME,
-                Box::new(Filtering { tests }),
-            );
+        for rule in &rules {
+            let (source, field) = resolve(setup, rule).map_err(fail)?;
+            let schema = setup.schema(source).schema();
+            let kind = schema.field(field).kind;
+            let test = compile(rule, kind).map_err(fail)?;
+            let name = schema.name.clone();
+            entry(&mut per_source, source, &name)
+                .tests
+                .push((field, test));
         }
-        Ok(Some(Box::new(Active)))
+        for (ds, text) in &self.exprs {
+            let programs = match ds {
+                Some(ds) => {
+                    let id =
+                        source_named(setup, ds, &format!("--filter-expr.{ds}")).map_err(fail)?;
+                    let schema = setup.schema(id).schema();
+                    let p = crate::expr::compile(text, schema).map_err(|error| {
+                        fail(FilterError::Expr {
+                            source_name: ds.clone(),
+                            error,
+                        })
+                    })?;
+                    vec![(id, p)]
+                }
+                None => compile_everywhere(setup, text).map_err(fail)?,
+            };
+            for (id, p) in programs {
+                let name = setup.schema(id).schema().name.clone();
+                entry(&mut per_source, id, &name).programs.push(p);
+            }
+        }
+        let mut failures = Vec::new();
+        for (source, handler) in per_source {
+            failures.push(handler.failures.clone());
+            setup.subscribe(source, priority::FILTER, NAME, Box::new(handler));
+        }
+        Ok(Some(Box::new(Active { failures })))
     }
 }
 
-struct Active;
-impl Instance for Active {}
+/// The handler of `source`, made on first use.
+fn entry<'a>(
+    per_source: &'a mut Vec<(SourceId, Filtering)>,
+    source: SourceId,
+    name: &str,
+) -> &'a mut Filtering {
+    let i = match per_source.iter().position(|(s, _)| *s == source) {
+        Some(i) => i,
+        None => {
+            per_source.push((
+                source,
+                Filtering {
+                    tests: Vec::new(),
+                    programs: Vec::new(),
+                    failures: Arc::new(Failures {
+                        source: name.to_owned(),
+                        count: AtomicU64::new(0),
+                    }),
+                },
+            ));
+            per_source.len() - 1
+        }
+    };
+    &mut per_source[i].1
+}
+
+/// The referenced data source called `name`.
+fn source_named(setup: &Setup, name: &str, flag: &str) -> Result<SourceId, FilterError> {
+    let mut names = Vec::new();
+    for id in setup.source_ids() {
+        let s = setup.schema(id).schema();
+        if s.name == name {
+            return Ok(id);
+        }
+        names.push(s.name.clone());
+    }
+    Err(FilterError::NoSource {
+        flag: flag.to_owned(),
+        source_name: name.to_owned(),
+        available: names.join(", "),
+    })
+}
+
+/// `-E` without a data source: compiled for every data source that has
+/// the fields it names. An error other than an unknown name is an error
+/// wherever it happens; unknown names are one only if no data source
+/// knows them all.
+fn compile_everywhere(setup: &Setup, text: &str) -> Result<Vec<(SourceId, Program)>, FilterError> {
+    let ids: Vec<SourceId> = setup.source_ids().collect();
+    let mut out = Vec::new();
+    let mut unknown = None;
+    for &id in &ids {
+        let schema = setup.schema(id).schema();
+        match crate::expr::compile(text, schema) {
+            Ok(p) => out.push((id, p)),
+            Err(error) if error.kind() == ErrorKind::Unknown && ids.len() > 1 => {
+                log::debug!(
+                    "filter expression {text:?} does not apply to data source {}: {}",
+                    schema.name,
+                    error.message()
+                );
+                unknown.get_or_insert(FilterError::Expr {
+                    source_name: schema.name.clone(),
+                    error,
+                });
+            }
+            Err(error) => {
+                return Err(FilterError::Expr {
+                    source_name: schema.name.clone(),
+                    error,
+                });
+            }
+        }
+    }
+    if out.is_empty() {
+        return Err(unknown.unwrap_or_else(|| FilterError::NothingToFilter {
+            expr: text.to_owned(),
+        }));
+    }
+    Ok(out)
+}
+
+/// Expression evaluations that failed on one data source.
+struct Failures {
+    source: String,
+    count: AtomicU64,
+}
+
+struct Active {
+    failures: Vec<Arc<Failures>>,
+}
+
+impl Instance for Active {
+    fn stop(&mut self) -> Result<(), OperatorError> {
+        for f in &self.failures {
+            let n = f.count.load(Ordering::Relaxed);
+            if n > 0 {
+                log::warn!(
+                    "data source {}: {n} events dropped because the filter expression could not be evaluated for them",
+                    f.source
+                );
+            }
+        }
+        Ok(())
+    }
+}
 
 /// Find the data source and field a rule names.
 fn resolve(setup: &Setup, rule: &Rule) -> Result<(SourceId, FieldId), FilterError> {
@@ -441,6 +691,8 @@ fn resolve(setup: &Setup, rule: &Rule) -> Result<(SourceId, FieldId), FilterErro
 
 struct Filtering {
     tests: Vec<(FieldId, Test)>,
+    programs: Vec<Program>,
+    failures: Arc<Failures>,
 }
 
 impl Handler for Filtering {
@@ -448,6 +700,24 @@ impl Handler for Filtering {
         for (field, test) in &self.tests {
             if !test.passes(ev.get(schema.field(*field))) {
                 return Flow::Drop;
+            }
+        }
+        for p in &self.programs {
+            match p.eval(schema, ev) {
+                Ok(true) => {}
+                Ok(false) => return Flow::Drop,
+                Err(e) => {
+                    // Counted; said once (a message per event would flood
+                    // stderr and cost a write each).
+                    if self.failures.count.fetch_add(1, Ordering::Relaxed) == 0 {
+                        log::warn!(
+                            "data source {}: the filter expression cannot be evaluated for an event, which is dropped (so are the next ones it fails for; their number is given at the end): {}",
+                            self.failures.source,
+                            p.explain(&e)
+                        );
+                    }
+                    return Flow::Drop;
+                }
             }
         }
         Flow::Continue
@@ -521,14 +791,37 @@ mod tests {
     }
 
     fn params(filter: &str) -> ParamValues {
-        ParamValues::resolve(
-            &Filter::default().params(),
-            &[("filter".into(), filter.into())],
-        )
-        .unwrap()
+        given(&[("filter", filter)])
+    }
+
+    /// Values of the filter's parameters, per-source ones of data
+    /// sources `a`, `b` and `ev` included.
+    fn given(pairs: &[(&str, &str)]) -> ParamValues {
+        let mut specs = Filter::default().params();
+        specs.extend(per_source_params(&["a".into(), "b".into(), "ev".into()]));
+        let pairs: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        ParamValues::resolve(&specs, &pairs).unwrap()
+    }
+
+    fn chain(e: &OperatorError) -> String {
+        let mut s = e.to_string();
+        let mut src = std::error::Error::source(e);
+        while let Some(x) = src {
+            s.push_str(": ");
+            s.push_str(&x.to_string());
+            src = x.source();
+        }
+        s
     }
 
     fn pids(filter: &str) -> Result<Vec<String>, String> {
+        pids_with(&[("filter", filter)])
+    }
+
+    fn pids_with(pairs: &[(&str, &str)]) -> Result<Vec<String>, String> {
         let ops: Vec<Box<dyn Operator>> = vec![
             Box::new(Producer {
                 priority: -1,
@@ -537,16 +830,7 @@ mod tests {
             }),
             Box::new(Filter::default()),
         ];
-        let col = collect(ops, &params(filter)).map_err(|e| {
-            let mut s = e.to_string();
-            let mut src = std::error::Error::source(&e);
-            while let Some(x) = src {
-                s.push_str(": ");
-                s.push_str(&x.to_string());
-                src = x.source();
-            }
-            s
-        })?;
+        let col = collect(ops, &given(pairs)).map_err(|e| chain(&e))?;
         Ok(col
             .column("proc.pid")
             .into_iter()
@@ -559,7 +843,7 @@ mod tests {
     #[test]
     fn huge_or_deeply_nested_regular_expressions_are_refused_quickly() {
         let start = std::time::Instant::now();
-        for pattern in ["(a{1000}){1000}", "\\w{500}\\w{500}", &"(".repeat(200)] {
+        for pattern in ["(a{1000}){1000}", "\\pL{1000}\\pL{1000}", &"(".repeat(200)] {
             let expr = format!("proc.comm~{pattern}");
             let e = check_for_kind(&expr, FieldKind::CString, crate::datasource::ValueRef::None)
                 .unwrap_err();
@@ -667,6 +951,196 @@ mod tests {
         // All of a, and the array of b filtered to two.
         assert_eq!(col.arrays.borrow().as_slice(), [2]);
         assert_eq!(col.seen.borrow().len(), 4 + 2);
+    }
+
+    #[test]
+    fn expressions_select_events() {
+        let cases: &[(&str, &[&str])] = &[
+            ("true", &["10", "200", "3000", "9"]),
+            (r#"proc.comm == "cat""#, &["10"]),
+            (r#"proc.comm in ["cat", "bash"]"#, &["10", "200"]),
+            (r#"proc.comm not in ["cat", "bash"]"#, &["3000", "9"]),
+            ("proc.comm matches '^ca' && !(proc.pid > 100)", &["10", "9"]),
+            ("proc.pid > 100 or delta < 0", &["10", "200", "3000"]),
+            ("ok and ratio >= 0.5", &["10", "3000"]),
+            (
+                "proc.comm contains ',' || proc.comm endsWith 'log'",
+                &["3000", "9"],
+            ),
+            ("len(proc.comm) > 3", &["200", "3000", "9"]),
+            ("proc.pid in 9..10", &["10", "9"]),
+            ("let big = 1000; proc.pid >= big", &["3000"]),
+            // -E is ANDed with every -F rule.
+            ("false", &[]),
+        ];
+        for (expr, want) in cases {
+            assert_eq!(
+                pids_with(&[("filter-expr", expr)]).unwrap(),
+                *want,
+                "{expr}"
+            );
+        }
+        assert_eq!(
+            pids_with(&[
+                ("filter", "proc.pid>9"),
+                ("filter-expr", "proc.comm startsWith 'ca'")
+            ])
+            .unwrap(),
+            ["10", "3000"]
+        );
+        // `-E` and `--filter-expr.ev` both hold.
+        assert_eq!(
+            pids_with(&[("filter-expr", "proc.pid < 1000"), ("filter-expr.ev", "ok")]).unwrap(),
+            ["10"]
+        );
+    }
+
+    #[test]
+    fn expression_errors_come_before_anything_runs() {
+        let cases: &[(&str, &str)] = &[
+            (
+                r#"proc.pid == "x""#,
+                "filter expression for data source ev: invalid operation: proc.pid == \"x\" (mismatched types uint32 and string) (at 1:10)\n | proc.pid == \"x\"\n |          ^^",
+            ),
+            (
+                "proc.com == 'cat'",
+                "unknown field proc.com (did you mean proc.comm?); the fields of data source ev, nearest first: proc.comm",
+            ),
+            ("proc.comm matches '('", "bad regular expression"),
+            ("proc.comm ==", "unexpected end of the expression"),
+        ];
+        for (expr, want) in cases {
+            let err = pids_with(&[("filter-expr", expr)]).unwrap_err();
+            assert!(err.contains(want), "{expr}: {err}");
+        }
+    }
+
+    /// An evaluation that fails drops the event and is counted.
+    #[test]
+    fn failed_evaluations_drop_and_count() {
+        let schema = schema("ev").build();
+        let program =
+            crate::expr::compile("ok or proc.comm in cidr('10.0.0.0/8')", &schema).unwrap();
+        let mut h = Filtering {
+            tests: Vec::new(),
+            programs: vec![program],
+            failures: Arc::new(Failures {
+                source: "ev".into(),
+                count: AtomicU64::new(0),
+            }),
+        };
+        let mut flows = Vec::new();
+        for s in samples() {
+            let mut ev = Event::new(&schema);
+            ev.set_raw(&s);
+            flows.push(h.on_event(&schema, &mut ev));
+        }
+        // ok is true for 10 and 3000; the others are no addresses.
+        assert_eq!(
+            flows,
+            [Flow::Continue, Flow::Drop, Flow::Continue, Flow::Drop]
+        );
+        assert_eq!(h.failures.count.load(Ordering::Relaxed), 2);
+    }
+
+    fn two_sources(a: SchemaBuilder) -> Vec<Box<dyn Operator>> {
+        vec![
+            Box::new(Producer {
+                priority: -1,
+                schema: a,
+                samples: samples(),
+            }),
+            Box::new(ArrayProducer {
+                priority: -1,
+                schema: schema("b"),
+                arrays: vec![samples()],
+            }),
+            Box::new(Filter::default()),
+        ]
+    }
+
+    #[test]
+    fn per_source_flags_filter_their_source_only() {
+        for pairs in [
+            [("filter-expr.b", "proc.pid > 100")],
+            [("filter.b", "proc.pid>100")],
+            [("operator.filter.filter-expr.b", "proc.pid > 100")],
+        ] {
+            let col = collect(two_sources(schema("a")), &given(&pairs)).unwrap();
+            // All of a, and the array of b filtered to two.
+            assert_eq!(col.arrays.borrow().as_slice(), [2], "{pairs:?}");
+            assert_eq!(col.seen.borrow().len(), 4 + 2, "{pairs:?}");
+        }
+        let err = collect(
+            two_sources(schema("a")),
+            &given(&[("filter-expr.ev", "true")]),
+        )
+        .err()
+        .unwrap();
+        assert!(
+            chain(&err)
+                .contains("--filter-expr.ev: no data source ev (the data sources are: b, a)"),
+            "{}",
+            chain(&err)
+        );
+        let err = collect(
+            two_sources(schema("a")),
+            &given(&[("filter.b", "a:proc.pid>1")]),
+        )
+        .err()
+        .unwrap();
+        assert!(
+            chain(&err).contains("--filter.b rule \"a:proc.pid>1\" names data source a"),
+            "{}",
+            chain(&err)
+        );
+    }
+
+    #[test]
+    fn an_expression_applies_to_the_sources_that_have_its_fields() {
+        // Data source a has a field b does not.
+        let with_extra = || {
+            let mut a = schema("a");
+            a.add_owned("extra".into(), FieldKind::String, None)
+                .unwrap();
+            a
+        };
+        let col = collect(
+            two_sources(with_extra()),
+            &given(&[("filter-expr", "extra == 'x'")]),
+        )
+        .unwrap();
+        // None of a (extra is empty), all of b.
+        assert_eq!(col.arrays.borrow().as_slice(), [4]);
+        assert_eq!(col.seen.borrow().len(), 4);
+        // Both have proc.pid: both filtered.
+        let col = collect(
+            two_sources(with_extra()),
+            &given(&[("filter-expr", "proc.pid < 100")]),
+        )
+        .unwrap();
+        assert_eq!(col.arrays.borrow().as_slice(), [2]);
+        assert_eq!(col.seen.borrow().len(), 2 + 2);
+        // Neither has it: the error of the first.
+        let err = collect(
+            two_sources(with_extra()),
+            &given(&[("filter-expr", "nope == 1")]),
+        )
+        .err()
+        .unwrap();
+        assert!(
+            chain(&err).contains("filter expression for data source b: unknown field nope"),
+            "{}",
+            chain(&err)
+        );
+        // A type error where the fields exist is an error.
+        let err = collect(
+            two_sources(with_extra()),
+            &given(&[("filter-expr", "proc.pid == 'x'")]),
+        )
+        .err()
+        .unwrap();
+        assert!(chain(&err).contains("mismatched types"), "{}", chain(&err));
     }
 
     #[test]

@@ -225,6 +225,12 @@ pub trait Operator {
     fn params(&self) -> Vec<ParamSpec> {
         Vec::new()
     }
+    /// Names of the data sources this operator will add, when they are
+    /// known before [`Operator::instantiate`]: per-data-source parameters
+    /// (`--filter.<ds>`) are made for them.
+    fn data_source_names(&self) -> Vec<String> {
+        Vec::new()
+    }
     /// Receive the checked values of all parameters of the run (look up
     /// your own by full name). Called once, before `instantiate`.
     fn apply_params(&mut self, _values: &ParamValues) -> Result<(), OperatorError> {

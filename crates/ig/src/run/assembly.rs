@@ -195,6 +195,17 @@ impl Assembly {
             }
         })?;
         specs.extend(configured.iter().flat_map(|o| o.params()));
+        // `--filter.<ds>` and `--filter-expr.<ds>` for the data sources
+        // known before the command line is parsed (a WASM guest's, which
+        // it makes in gadgetInit, when gadget.yaml annotates them).
+        let mut sources: Vec<String> = ebpf.iter().flat_map(Operator::data_source_names).collect();
+        sources.extend(configured.iter().flat_map(|o| o.data_source_names()));
+        if has_wasm {
+            sources.extend(metadata.datasources.keys().cloned());
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        sources.retain(|s| seen.insert(s.clone()));
+        specs.extend(crate::operators::filter::per_source_params(&sources));
         let unused = crate::params::apply_defaults(&mut specs, &metadata.param_defaults).map_err(
             |(key, source)| AssemblyError::ParamDefault {
                 file: file.clone(),

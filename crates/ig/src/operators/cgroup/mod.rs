@@ -305,6 +305,9 @@ impl Operator for CgroupOperator {
     fn name(&self) -> &'static str {
         NAME
     }
+    fn data_source_names(&self) -> Vec<String> {
+        vec![DATA_SOURCE.to_owned()]
+    }
     fn priority(&self) -> Priority {
         PRIORITY
     }
