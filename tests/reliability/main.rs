@@ -21,5 +21,6 @@ mod common;
 mod files;
 mod fuzz_replay;
 mod kernel;
+mod limits;
 mod privileges;
 mod store;

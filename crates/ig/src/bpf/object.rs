@@ -64,6 +64,16 @@ pub enum ObjectError {
         /// The size in bytes.
         size: u64,
     },
+    /// More programs than [`MAX_PROGRAMS`]: aya's memory grows with the
+    /// square of the programs in one section (2,000 no-op programs took
+    /// 124 MB before the kernel saw any).
+    #[error(
+        "the object has {count} programs; at most {MAX_PROGRAMS} can be loaded (upstream's gadgets have at most 52)"
+    )]
+    TooManyPrograms {
+        /// Functions in program sections.
+        count: usize,
+    },
     /// Symbol `symbol` (`size` bytes at offset `offset`) does not lie inside
     /// its section `section` (`section_size` bytes at address
     /// `section_address`).
@@ -141,6 +151,13 @@ pub enum ObjectError {
 /// section whole before the kernel is asked; the kernel refuses a map
 /// value this large anyway.
 pub const MAX_GLOBAL_DATA: u64 = 64 << 20;
+
+/// The most programs (functions in sections other than `.text`) an object
+/// may have: ten times what the largest of upstream's gadgets has (52, in
+/// top_cuda_memory). aya's memory grows with the square of the programs of
+/// one section: 256, 512, 1,000 and 2,000 no-op programs took 28, 31, 50
+/// and 124 MB of RSS (docs/reliability.md).
+pub const MAX_PROGRAMS: usize = 512;
 
 /// One BPF program of the object.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -267,6 +284,8 @@ impl ObjectInfo {
 ///   values without checking (undefined behaviour; a crash here).
 /// - Global data sections larger than [`MAX_GLOBAL_DATA`] in total: aya
 ///   allocates `.bss` from its declared size (an abort for a huge one).
+/// - More than [`MAX_PROGRAMS`] programs: aya's memory is quadratic in
+///   the programs of one section.
 /// - A function symbol outside its code section, a map symbol outside a
 ///   legacy `maps` section (or such a section with a load address, which
 ///   no relocatable object has): aya slices the section by the symbol
@@ -342,6 +361,22 @@ pub fn check_for_aya(data: &[u8], btf: &Btf) -> Result<(), ObjectError> {
             functions.push((idx, sym.address(), sym.address() + sym.size(), name));
         }
     }
+    let programs = functions
+        .iter()
+        .filter(|(idx, ..)| {
+            file.section_by_index(*idx)
+                .is_ok_and(|s| s.name().is_ok_and(|n| n != ".text"))
+        })
+        .count();
+    if programs > MAX_PROGRAMS {
+        return Err(ObjectError::TooManyPrograms { count: programs });
+    }
+    // By section and end, the earliest start for each end: the functions
+    // that end within 16 bytes after a relocation are found by a binary
+    // search and at most 15 steps, so an object of many functions and
+    // relocations (hostile ones overlapping included) stays near linear.
+    functions.sort_unstable_by_key(|(idx, start, end, _)| (idx.0, *end, *start));
+    functions.dedup_by(|later, first| later.0 == first.0 && later.2 == first.2);
     // A relocation of a map or global data patches an `ld_imm64`, two
     // instructions: aya writes the second without checking it exists.
     for section in file.sections() {
@@ -376,12 +411,15 @@ pub fn check_for_aya(data: &[u8], btf: &Btf) -> Result<(), ObjectError> {
                     });
                 }
             }
-            let within = functions.iter().find(|(i, start, end, _)| {
-                *i == section.index() && (*start..*end).contains(&offset)
-            });
-            if let Some((_, _, end, function)) = within
-                && offset.saturating_add(16) > *end
-            {
+            // A function of this section that holds `offset` and ends
+            // less than two instructions after it.
+            let here = section.index().0;
+            let first = functions.partition_point(|(i, _, end, _)| (i.0, *end) <= (here, offset));
+            let within = functions[first..]
+                .iter()
+                .take_while(|(i, _, end, _)| i.0 == here && *end < offset.saturating_add(16))
+                .find(|(_, start, ..)| *start <= offset);
+            if let Some((_, _, end, function)) = within {
                 return Err(ObjectError::RelocationAtEnd {
                     section: section.name().unwrap_or("?").to_owned(),
                     function: function.clone(),

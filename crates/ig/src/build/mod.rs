@@ -67,6 +67,16 @@ pub enum BuildError {
         /// What went wrong.
         message: String,
     },
+    /// `path` is larger than any reader of the image would take.
+    #[error("{path} is {size} bytes; at most {limit} are read (the image's readers take no more)")]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Its size in bytes.
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
     /// `path` is missing: every gadget needs a gadget.yaml with at least
     /// `name:`.
     #[error("{path} is missing: every gadget needs a gadget.yaml with at least `name:`")]
@@ -215,9 +225,13 @@ pub fn build(opts: &BuildOptions) -> Result<Built, BuildError> {
         .build_file
         .clone()
         .unwrap_or_else(|| dir.join("build.yaml"));
-    let bf: BuildFile = match std::fs::read_to_string(&bf_path) {
-        Ok(text) if text.trim().is_empty() => BuildFile::default(),
-        Ok(text) => {
+    let bf: BuildFile = match read_capped(&bf_path) {
+        Ok(text) if text.trim_ascii().is_empty() => BuildFile::default(),
+        Ok(bytes) => {
+            let text = String::from_utf8(bytes).map_err(|e| BuildError::BuildFile {
+                path: bf_path.clone(),
+                message: format!("not UTF-8: {e}"),
+            })?;
             crate::metadata::nesting::check_flow_depth(&text).map_err(|d| {
                 BuildError::BuildFile {
                     path: bf_path.clone(),
@@ -232,28 +246,20 @@ pub fn build(opts: &BuildOptions) -> Result<Built, BuildError> {
                 message: e.to_string(),
             })?
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && opts.build_file.is_none() => {
+        Err(Capped::Io(e))
+            if e.kind() == std::io::ErrorKind::NotFound && opts.build_file.is_none() =>
+        {
             BuildFile::default()
         }
-        Err(source) => {
-            return Err(BuildError::Read {
-                path: bf_path,
-                source,
-            });
-        }
+        Err(e) => return Err(e.at(bf_path)),
     };
     let meta_path = dir.join(bf.metadata.as_deref().unwrap_or("gadget.yaml"));
-    let metadata_yaml = match std::fs::read(&meta_path) {
+    let metadata_yaml = match read_capped(&meta_path) {
         Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        Err(Capped::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(BuildError::MissingMetadata { path: meta_path });
         }
-        Err(source) => {
-            return Err(BuildError::Read {
-                path: meta_path,
-                source,
-            });
-        }
+        Err(e) => return Err(e.at(meta_path)),
     };
     let meta_name = meta_path.display().to_string();
     let metadata = GadgetMetadata::parse(&metadata_yaml, &meta_name)?;
@@ -526,6 +532,43 @@ fn remove_dir_patiently(path: &Path, which: Sweep) -> bool {
 fn temp_dir() -> Result<crate::files::TempDir, BuildError> {
     crate::files::TempDir::new(&format!("{BUILD_DIR_PREFIX}{}-", std::process::id()))
         .map_err(|(path, source)| BuildError::Write { path, source })
+}
+
+/// Why [`read_capped`] gave no bytes.
+enum Capped {
+    Io(std::io::Error),
+    TooLarge(u64),
+}
+
+impl Capped {
+    fn at(self, path: PathBuf) -> BuildError {
+        match self {
+            Capped::Io(source) => BuildError::Read { path, source },
+            Capped::TooLarge(size) => BuildError::TooLarge {
+                path,
+                size,
+                limit: crate::image::limits::MAX_JSON,
+            },
+        }
+    }
+}
+
+/// A YAML file of the gadget, refused before it is read (and parsed) if
+/// it is larger than the image's readers take for a config: a 50 MB
+/// `description:` took 681 MB to build into an image nothing could read.
+fn read_capped(path: &Path) -> Result<Vec<u8>, Capped> {
+    use std::io::Read;
+    let limit = crate::image::limits::MAX_JSON;
+    let file = std::fs::File::open(path).map_err(Capped::Io)?;
+    let mut bytes = Vec::new();
+    file.take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(Capped::Io)?;
+    if bytes.len() as u64 > limit {
+        let size = std::fs::metadata(path).map_or(bytes.len() as u64, |m| m.len());
+        return Err(Capped::TooLarge(size));
+    }
+    Ok(bytes)
 }
 
 #[cfg(test)]

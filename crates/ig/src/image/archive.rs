@@ -38,11 +38,12 @@ use crate::files::{Destination, DestinationError, Target};
 const LAYOUT_FILE: &str = "oci-layout";
 const INDEX_FILE: &str = "index.json";
 /// Largest `index.json`, `oci-layout` or manifest read from an archive.
-const MAX_JSON: u64 = 4 << 20;
-/// Largest single blob, and largest sum of blobs: an import holds the
-/// archive in memory until every blob is verified.
-const MAX_BLOB: u64 = 1 << 30;
-const MAX_TOTAL: u64 = 2 << 30;
+const MAX_JSON: u64 = super::limits::MAX_JSON;
+/// Largest single blob (what the store reads back), and largest sum of
+/// blobs: an import holds the archive's blobs in memory until every one is
+/// verified.
+const MAX_BLOB: u64 = super::limits::MAX_LAYER;
+const MAX_TOTAL: u64 = 4 * MAX_BLOB;
 
 /// Why an OCI archive cannot be exported or imported.
 #[derive(Debug, thiserror::Error)]

@@ -121,6 +121,36 @@ pub enum ImageError {
         limit: u64,
     },
 
+    /// A built image's part is larger than readers accept.
+    #[error("the image's {what} would be {size} bytes; at most {limit} can be read back ({hint})")]
+    PartTooLarge {
+        /// Which part.
+        what: &'static str,
+        /// Its size in bytes.
+        size: u64,
+        /// The limit.
+        limit: u64,
+        /// Where the bytes come from.
+        hint: &'static str,
+    },
+
+    /// The store's `index.json` is, or would become, larger than
+    /// [`super::limits::MAX_INDEX_FILE`].
+    #[error(
+        "the store's index {} {} {size} bytes; at most {limit} are read (remove images with `ig image remove`)",
+        path.display(), if *existing { "is" } else { "would be" }
+    )]
+    IndexTooLarge {
+        /// `index.json`.
+        path: PathBuf,
+        /// Its size in bytes.
+        size: u64,
+        /// The limit.
+        limit: u64,
+        /// The file is that large now (not a write that would make it so).
+        existing: bool,
+    },
+
     /// Image `reference` has no manifest for this machine's architecture.
     #[error(
         "image {reference} has no manifest for architecture {architecture} (available: {})",

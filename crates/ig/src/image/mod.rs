@@ -7,6 +7,7 @@
 //! - [`store`]: the image-layout directory (`/var/lib/ig/oci-store`):
 //!   writing gadget images, resolving them to verified bytes, list, tag,
 //!   remove with garbage collection, safe under concurrent processes.
+//! - [`limits`]: the sizes readers and writers share.
 //! - [`created`]: the `created` annotation (honours `SOURCE_DATE_EPOCH`).
 //! - [`registry`]: pull and push against OCI registries, login checks.
 //! - [`auth`]: registry credentials in a docker-style `config.json`.
@@ -21,6 +22,7 @@ pub mod archive;
 pub mod auth;
 pub mod created;
 pub mod digest;
+pub mod limits;
 mod error;
 pub mod oci;
 pub mod reference;

@@ -102,11 +102,11 @@ const MANIFEST_TYPES: [&str; 4] = [
 ];
 
 /// Largest index or manifest accepted from a registry (what registries
-/// themselves accept).
-const MAX_MANIFEST_SIZE: u64 = 4 << 20;
-/// Largest blob accepted. Blobs stream to disk, so this bounds disk use,
-/// not memory: a gadget's object is a few hundred KiB.
-const MAX_BLOB_SIZE: u64 = 1 << 30;
+/// themselves accept, and what the store reads back).
+const MAX_MANIFEST_SIZE: u64 = super::limits::MAX_JSON;
+/// Largest blob accepted: what the store reads back. Blobs stream to
+/// disk; a gadget's object is a few hundred KiB.
+const MAX_BLOB_SIZE: u64 = super::limits::MAX_LAYER;
 /// Most blobs (configs and layers) and most bytes one pull may fetch: a
 /// descriptor may claim anything, and a hostile image should not fill
 /// the disk. A gadget image has two or three blobs per platform.

@@ -76,6 +76,7 @@ use index_file::IndexFile;
 
 use super::digest::Digest;
 use super::error::{ImageError, Mismatch};
+use super::limits::{MAX_ANNOTATIONS, MAX_INDEX_FILE, MAX_JSON, MAX_LAYER};
 use super::oci::{
     self, ANNOTATION_CREATED, ANNOTATION_REF_NAME, ARTIFACT_TYPE_GADGET, Annotations, Descriptor,
     EMPTY_JSON, IMAGE_LAYOUT_VERSION, ImageLayout, Index, MEDIA_TYPE_DOCKER_MANIFEST,
@@ -102,9 +103,6 @@ const LOCK_FILE: &str = "index.json.lock";
 const BLOBS_DIR: &str = "blobs";
 const INGEST_DIR: &str = "ingest";
 
-/// Largest index or manifest we read (what registries accept): a bigger
-/// one is not a gadget image, and reading it whole could exhaust memory.
-const MAX_MANIFEST_SIZE: u64 = 4 << 20;
 
 /// The parts of a single-platform gadget image, for [`Store::add_gadget_image`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -496,7 +494,7 @@ impl Store {
         let top = self.find_top(&index, reference)?;
         let name = reference.to_string();
 
-        let top_bytes = self.read_blob(&top, &name, Some(MAX_MANIFEST_SIZE), "manifest")?;
+        let top_bytes = self.read_blob(&top, &name, Some(MAX_JSON), "manifest")?;
         let top_parsed = oci::parse_top_level(&top.media_type, &top_bytes)
             .map_err(|e| self.json_err("image index or manifest", &top.digest, e))?;
         let (manifest_desc, manifest) = match top_parsed {
@@ -509,7 +507,7 @@ impl Store {
                         available: oci::architectures(&idx),
                     });
                 };
-                let bytes = match self.read_blob(desc, &name, Some(MAX_MANIFEST_SIZE), "manifest") {
+                let bytes = match self.read_blob(desc, &name, Some(MAX_JSON), "manifest") {
                     // A pull fetches the host's platform only.
                     Err(ImageError::MissingBlob { .. }) => {
                         return Err(ImageError::PlatformNotPulled {
@@ -537,7 +535,7 @@ impl Store {
         let config_yaml = if manifest.config.is_empty_json() {
             Vec::new()
         } else if manifest.config.media_type == MEDIA_TYPE_GADGET_CONFIG {
-            self.read_blob(&manifest.config, &name, None, "config")?
+            self.read_blob(&manifest.config, &name, Some(MAX_JSON), "config")?
         } else {
             return Err(ImageError::UnsupportedMediaType {
                 reference: name,
@@ -563,7 +561,7 @@ impl Store {
                     media_type: kind.to_owned(),
                 });
             }
-            let bytes = self.read_blob(layer, &name, None, "layer")?;
+            let bytes = self.read_blob(layer, &name, Some(MAX_LAYER), "layer")?;
             layers.insert(kind, bytes);
         }
 
@@ -758,7 +756,7 @@ impl Store {
     /// Reads a blob and checks it against its descriptor.
     pub fn read_verified(&self, desc: &Descriptor) -> Result<Vec<u8>, ImageError> {
         let _lock = self.lock_shared();
-        self.read_blob(desc, &desc.digest.to_string(), None, "blob")
+        self.read_blob(desc, &desc.digest.to_string(), Some(MAX_LAYER), "blob")
     }
 
     // ---------------------------------------------------------------- internals
@@ -852,8 +850,14 @@ impl Store {
     /// and taking it for empty would let a collection delete every blob.
     fn read_index(&self) -> Result<IndexFile, ImageError> {
         let path = self.index_path();
-        match fs::read(&path) {
-            Ok(bytes) => IndexFile::parse(&bytes).map_err(|e| ImageError::Json {
+        match read_capped(&path, MAX_INDEX_FILE) {
+            Ok(Err(size)) => Err(ImageError::IndexTooLarge {
+                path,
+                size,
+                limit: MAX_INDEX_FILE,
+                existing: true,
+            }),
+            Ok(Ok(bytes)) => IndexFile::parse(&bytes).map_err(|e| ImageError::Json {
                 what: "index",
                 path,
                 source: e,
@@ -898,7 +902,16 @@ impl Store {
     /// Replaces `index.json` atomically. Caller holds the exclusive lock.
     fn write_index(&self, index: &IndexFile) -> Result<(), ImageError> {
         let path = self.index_path();
-        fsutil::write_atomic(&self.ingest_dir(), &path, &index.to_bytes())
+        let bytes = index.to_bytes();
+        if bytes.len() as u64 > MAX_INDEX_FILE {
+            return Err(ImageError::IndexTooLarge {
+                path,
+                size: bytes.len() as u64,
+                limit: MAX_INDEX_FILE,
+                existing: false,
+            });
+        }
+        fsutil::write_atomic(&self.ingest_dir(), &path, &bytes)
             .map_err(|e| ImageError::io("writing", path, e))
     }
 
@@ -938,7 +951,7 @@ impl Store {
         let Ok(meta) = fs::metadata(&path) else {
             return Err(self.not_found(reference));
         };
-        if meta.len() > MAX_MANIFEST_SIZE {
+        if meta.len() > MAX_JSON {
             return Err(self.not_found(reference));
         }
         let bytes = fs::read(&path).map_err(|e| ImageError::io("reading", &path, e))?;
@@ -1064,7 +1077,7 @@ impl Store {
                 self.read_blob(
                     &desc,
                     reference,
-                    json.then_some(MAX_MANIFEST_SIZE),
+                    Some(if json { MAX_JSON } else { MAX_LAYER }),
                     "manifest",
                 )
             } else {
@@ -1237,7 +1250,7 @@ impl Store {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(ImageError::io("reading", path, e)),
         };
-        if meta.len() > MAX_MANIFEST_SIZE {
+        if meta.len() > MAX_JSON {
             if lenient {
                 return Ok(None);
             }
@@ -1245,7 +1258,7 @@ impl Store {
                 what: "manifest",
                 digest: digest.clone(),
                 size: meta.len(),
-                limit: MAX_MANIFEST_SIZE,
+                limit: MAX_JSON,
             });
         }
         let bytes = fs::read(&path).map_err(|e| ImageError::io("reading", &path, e))?;
@@ -1295,7 +1308,7 @@ impl Store {
             return Some(c.clone());
         }
         let bytes = self
-            .read_blob(top, "", Some(MAX_MANIFEST_SIZE), "manifest")
+            .read_blob(top, "", Some(MAX_JSON), "manifest")
             .ok()?;
         match oci::parse_top_level(&top.media_type, &bytes).ok()? {
             TopLevel::Manifest(m) => m.annotations.get(ANNOTATION_CREATED).cloned(),
@@ -1309,7 +1322,7 @@ impl Store {
                     return Some(c.clone());
                 }
                 let bytes = self
-                    .read_blob(desc, "", Some(MAX_MANIFEST_SIZE), "manifest")
+                    .read_blob(desc, "", Some(MAX_JSON), "manifest")
                     .ok()?;
                 let m: Manifest = serde_json::from_slice(&bytes).ok()?;
                 m.annotations.get(ANNOTATION_CREATED).cloned()
@@ -1385,6 +1398,31 @@ fn build_gadget_image(
     if platforms.is_empty() {
         return Err(ImageError::NoPlatforms);
     }
+    // What readers refuse is never written (see `limits`).
+    let cap = |what, size: usize, limit, hint| {
+        if size as u64 > limit {
+            return Err(ImageError::PartTooLarge {
+                what,
+                size: size as u64,
+                limit,
+                hint,
+            });
+        }
+        Ok(())
+    };
+    cap("config", config_yaml.len(), MAX_JSON, "gadget.yaml")?;
+    cap(
+        "annotations",
+        to_json(annotations).len(),
+        MAX_ANNOTATIONS,
+        "gadget.yaml's name, description and homepageURL, copied into every manifest and the store's index",
+    )?;
+    for p in platforms {
+        let layers = [Some(&p.ebpf_object), p.wasm.as_ref(), p.btfgen.as_ref()];
+        for layer in layers.into_iter().flatten() {
+            cap("layer", layer.len(), MAX_LAYER, "the eBPF object, WASM module or btfgen data")?;
+        }
+    }
     let mut sorted: Vec<&PlatformObjects> = platforms.iter().collect();
     sorted.sort_by(|a, b| a.architecture.cmp(&b.architecture));
     sorted.dedup_by(|a, b| a.architecture == b.architecture);
@@ -1429,6 +1467,7 @@ fn build_gadget_image(
             annotations: annotations.clone(),
         };
         let bytes = to_json(&manifest);
+        cap("manifest", bytes.len(), MAX_JSON, "its layers and annotations")?;
         let mut desc = Descriptor::for_bytes(MEDIA_TYPE_IMAGE_MANIFEST, &bytes);
         desc.platform = Some(Platform::linux(&p.architecture));
         desc.annotations = annotations.clone();
@@ -1445,10 +1484,33 @@ fn build_gadget_image(
         annotations: annotations.clone(),
     };
     let bytes = to_json(&index);
+    cap("index", bytes.len(), MAX_JSON, "its manifests and annotations")?;
     let mut top = Descriptor::for_bytes(MEDIA_TYPE_IMAGE_INDEX, &bytes);
     top.annotations = annotations.clone();
     blobs.push(bytes);
     Ok((top, blobs))
+}
+
+/// The file at `path` if it is at most `limit` bytes, else its size; the
+/// limit holds while reading too (a file that grows is not read past it).
+fn read_capped(path: &Path, limit: u64) -> io::Result<Result<Vec<u8>, u64>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    // Not through a link, even one planted after the store was checked.
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?;
+    let size = file.metadata()?.len();
+    if size > limit {
+        return Ok(Err(size));
+    }
+    let mut bytes = Vec::with_capacity(size as usize);
+    file.take(limit + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
+        return Ok(Err(bytes.len() as u64));
+    }
+    Ok(Ok(bytes))
 }
 
 #[cfg(test)]
