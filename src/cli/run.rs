@@ -118,13 +118,13 @@ pub fn log_notice(instance: Option<&str>, n: &Notice) {
 pub fn run(args: RunArgs, prepared: Prepared, given: &[(String, String)]) -> anyhow::Result<()> {
     let terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let mut print = PrintOptions::new(
-        args.output.into(),
+        args.output.clone().unwrap_or_default(),
         PrintTarget::Stdout(ig::output::sink::stdout()),
     );
     print.fields = args.fields.clone();
     print.terminal = terminal;
-    print.mode_given = args.output_given;
     let mut run = configure(prepared.run, &args)
+        .annotate(args.annotate.iter().flat_map(|a| a.0.iter().cloned()))
         .params(given.iter().cloned())
         .print(print)
         .on_notice(|n| log_notice(None, n));
@@ -193,6 +193,9 @@ fn read_manifest(source: &str, registry: &RegistryArgs) -> anyhow::Result<String
 /// for that instance.
 const CLI_FIELDS: &str = "operator.cli.fields";
 const CLI_OUTPUT: &str = "operator.cli.output";
+/// Upstream's `oci` operator's `annotate` of an instance spec: the
+/// instance's annotations instead of `--annotate`'s.
+const OCI_ANNOTATE: &str = "operator.oci.annotate";
 
 /// An instance of `ig run -f` that cannot run, with what would help.
 #[derive(Debug, thiserror::Error)]
@@ -233,17 +236,11 @@ fn unknown_param_hint(run: &mut GadgetRun, image: &str, unknown: &str) -> String
 fn instance_print(
     args: &RunArgs,
     params: &mut std::collections::BTreeMap<String, String>,
-) -> anyhow::Result<(ig::run::OutputMode, Option<ig::run::FieldsSpec>)> {
-    let mut mode = args.output.into();
+) -> anyhow::Result<(ig::run::OutputSpec, Option<ig::run::FieldsSpec>)> {
+    let mut mode = args.output.clone().unwrap_or_default();
     let mut fields = args.fields.clone();
     if let Some(m) = params.remove(CLI_OUTPUT) {
-        mode = <super::args::OutputArg as clap::ValueEnum>::from_str(m.trim(), false).map(Into::into).map_err(
-            |_| {
-                anyhow::anyhow!(
-                    "parameter {CLI_OUTPUT}: {m:?} is not one of columns, json, jsonpretty, yaml, pcap-ng"
-                )
-            },
-        )?;
+        mode = ig::run::OutputSpec::parse(&m).with_context(|| format!("parameter {CLI_OUTPUT}"))?;
     }
     if let Some(f) = params.remove(CLI_FIELDS) {
         fields = Some(
@@ -293,13 +290,20 @@ pub fn run_manifest(
         let (mode, fields) = instance_print(&args, &mut params).map_err(|e| failed(e, None))?;
         let mut print = PrintOptions::new(mode, PrintTarget::Stdout(stdout.clone()));
         print.fields = fields;
-        print.mode_given = args.output_given;
+        print.mode_shared = specs.len() > 1 && !spec.param_values.contains_key(CLI_OUTPUT);
         print.instance = Some((name.clone(), width));
         // A `--fields` section for a data source some instances lack is
         // for the others; the spec's own is for this gadget alone.
         print.fields_shared = specs.len() > 1 && !spec.param_values.contains_key(CLI_FIELDS);
+        let annotations = match params.remove(OCI_ANNOTATE) {
+            Some(list) => ig::run::Annotation::parse_list(&list)
+                .with_context(|| format!("parameter {OCI_ANNOTATE}"))
+                .map_err(|e| failed(e, None))?,
+            None => args.annotate.iter().flat_map(|a| a.0.clone()).collect(),
+        };
         let label = name.clone();
         let mut run = configure(new_run(store, &spec.image, &pull, None), &args)
+            .annotate(annotations)
             .params(params)
             .print(print)
             .stop_with(stop.clone())

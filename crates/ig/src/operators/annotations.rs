@@ -11,9 +11,10 @@
 //! part of the key before the first dot) and data source, said once at
 //! the start of a run.
 //!
-//! `cli.default-output-mode` is honoured for the modes ig's output has
-//! (`none`, `columns`, `json`, `jsonpretty`, `yaml`) and warned about for
-//! upstream's others.
+//! `cli.default-output-mode` and `cli.supported-output-modes` are
+//! honoured for the modes ig's output has (`output::mode`: `none`,
+//! `columns`, `json`, `jsonpretty`, `yaml`, `pcap-ng`) and warned about
+//! when they name upstream's others (`advise`, `histogram`).
 //!
 //! Field annotations are not checked: those are presentation hints
 //! (`columns.*`, `flamegraph.*`...) whose absence changes no value.
@@ -64,16 +65,20 @@ const KEYS: &[(&str, Handling)] = &[
     ("kubeipresolver.*", Handling::Missing("kubeipresolver")),
 ];
 
-/// The values of `cli.default-output-mode` ig's output acts on
-/// (`output::OutputOperator`: `none` leaves the data source unprinted
-/// unless `-o` is given, the others are its mode then). Upstream's other
-/// modes (`advise`, `histogram`) belong to operators ig does not have.
-const DEFAULT_OUTPUT_MODES: &[&str] = &["none", "columns", "json", "jsonpretty", "yaml"];
-
 /// What ig does with `key` set to `value`: the keys of [`KEYS`], and
-/// `cli.default-output-mode` honoured for the modes ig has.
+/// the output modes (`cli.default-output-mode`, the comma-separated
+/// `cli.supported-output-modes`) honoured when ig has every mode they
+/// name. Upstream's other modes (`advise`, `histogram`) belong to
+/// operators ig does not have.
 fn handling_of(key: &str, value: &str) -> Option<Handling> {
-    if key == "cli.default-output-mode" && DEFAULT_OUTPUT_MODES.contains(&value) {
+    use crate::output::mode::{DEFAULT_MODE_ANNOTATION, SUPPORTED_MODES_ANNOTATION};
+    let ours = |m: &str| crate::output::OutputMode::from_name(m.trim()).is_some();
+    let honoured = match key {
+        DEFAULT_MODE_ANNOTATION => ours(value),
+        SUPPORTED_MODES_ANNOTATION => value.split(',').filter(|m| !m.trim().is_empty()).all(ours),
+        _ => false,
+    };
+    if honoured {
         return Some(Handling::Honoured);
     }
     handling(key)
@@ -155,7 +160,7 @@ mod tests {
     #[test]
     fn advise_networkpolicys_operators_are_named_once_each() {
         let w = unknown(&schema(&[
-            ("cli.supported-output-modes", "none"),
+            ("cli.supported-output-modes", "advise"),
             ("ebpf.map.flush-on-stop", "true"),
             ("generate_networkpolicy.enable", "true"),
             ("kubenameresolver.enable", "true"),
@@ -196,6 +201,7 @@ mod tests {
         let w = unknown(&schema(&[
             ("cli.clear-screen-before", "true"),
             ("cli.default-output-mode", "none"),
+            ("cli.supported-output-modes", "none,json, pcap-ng"),
             ("description", "x"),
             ("ebpf.map.flush-on-stop", "true"),
             ("fetch-interval", "1s"),
@@ -220,7 +226,7 @@ mod tests {
         );
         // Honoured for the modes ig's output has; upstream's modes of
         // operators ig lacks are still warned about.
-        for mode in ["none", "columns", "json", "jsonpretty", "yaml"] {
+        for mode in ["none", "columns", "json", "jsonpretty", "yaml", "pcap-ng"] {
             assert_eq!(
                 handling_of("cli.default-output-mode", mode),
                 Some(Handling::Honoured),
