@@ -429,4 +429,26 @@ fn output_modes_per_data_source_and_their_supported_modes() {
     let header = out.lines().next().unwrap_or_default();
     assert!(header.contains("PID") && !header.contains("COMM"), "{out}");
     assert!(!out.contains(&comm), "{out}");
+
+    // An instance spec's operator.oci.annotate and operator.cli.output
+    // (upstream's keys), checked as --annotate is.
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("m.yaml");
+    let spec = |ann: &str| {
+        format!(
+            "apiVersion: 1\nkind: instance-spec\nimage: ops_two_sources\nname: two\nparamValues:\n  operator.oci.annotate: \"{ann}\"\n  operator.cli.output: \"cgroups:none\"\n"
+        )
+    };
+    std::fs::write(&manifest, spec("processes.comm:columns.hidden=true")).unwrap();
+    let m = manifest.to_str().unwrap();
+    let (ok, out, err, _) = run_bounded(&s, &["run", "-f", m], limit);
+    assert!(ok, "{err}");
+    let header = out.lines().next().unwrap_or_default();
+    assert!(header.contains("PID") && !header.contains("COMM"), "{out}");
+    std::fs::write(&manifest, spec("processes.nope:columns.hidden=true")).unwrap();
+    let (ok, _, err, _) = run_bounded(&s, &["run", "-f", m], limit);
+    assert!(
+        !ok && err.contains("data source processes has no field nope (its fields: pid, comm,"),
+        "{err}"
+    );
 }
