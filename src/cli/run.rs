@@ -91,6 +91,31 @@ pub fn configure(mut run: GadgetRun, args: &RunArgs) -> GadgetRun {
     run
 }
 
+/// The metrics listener `--otel-metrics-listen` asks for, serving a
+/// registry every run of this command exports to; stopped when dropped.
+pub fn metrics_listener(
+    args: &RunArgs,
+) -> anyhow::Result<
+    Option<(
+        ig::operators::otel_metrics::Registry,
+        ig::operators::otel_metrics::Listener,
+    )>,
+> {
+    if !args.otel_metrics_listen {
+        return Ok(None);
+    }
+    let registry = ig::operators::otel_metrics::Registry::new(args.otel_metrics_export_internals);
+    let addr = &args.otel_metrics_listen_address;
+    let listener = registry
+        .serve(addr)
+        .with_context(|| format!("--otel-metrics-listen-address {addr}: cannot listen"))?;
+    log::debug!(
+        "serving metrics on http://{}/metrics",
+        listener.local_addr()
+    );
+    Ok(Some((registry, listener)))
+}
+
 /// How `ig run` words a notice on stderr; `instance` names the run when
 /// there are several.
 pub fn log_notice(instance: Option<&str>, n: &Notice) {
@@ -128,6 +153,10 @@ pub fn run(args: RunArgs, prepared: Prepared, given: &[(String, String)]) -> any
         .params(given.iter().cloned())
         .print(print)
         .on_notice(|n| log_notice(None, n));
+    let metrics = metrics_listener(&args)?;
+    if let Some((registry, _)) = &metrics {
+        run = run.metrics(registry.clone());
+    }
     let stop = run.stop_handle()?;
     // The image's signature, the parameters, the privileges: all checked
     // before anything reaches the kernel.
@@ -269,6 +298,8 @@ pub fn run_manifest(
     let width = names.iter().map(String::len).max().unwrap_or(0);
     let stop = StopHandle::new().context("creating the stop handle")?;
     let stdout = ig::output::sink::stdout();
+    // One listener for every instance.
+    let metrics = metrics_listener(&args)?;
     let pull = PullOptions {
         policy: args.pull,
         registry: registry.clone(),
@@ -304,6 +335,9 @@ pub fn run_manifest(
             .print(print)
             .stop_with(stop.clone())
             .on_notice(move |n| log_notice(Some(&label), n));
+        if let Some((registry, _)) = &metrics {
+            run = run.metrics(registry.clone());
+        }
         if let Err(e) = run.check() {
             let hint = match &e {
                 ig::run::RunError::Param {

@@ -55,7 +55,8 @@ const KEYS: &[(&str, Handling)] = &[
     ("cli.*", Handling::NotImplemented("cli")),
     ("pcap.*", Handling::NotImplemented("cli")),
     ("ebpf.*", Handling::NotImplemented("ebpf")),
-    ("metrics.*", Handling::Missing("otel-metrics")),
+    // The otel-metrics operator reads them (`operators::otel_metrics`).
+    ("metrics.*", Handling::Honoured),
     (
         "generate_networkpolicy.*",
         Handling::Missing("generate_networkpolicy"),
@@ -66,9 +67,11 @@ const KEYS: &[(&str, Handling)] = &[
 
 /// The values of `cli.default-output-mode` ig's output acts on
 /// (`output::OutputOperator`: `none` leaves the data source unprinted
-/// unless `-o` is given, the others are its mode then). Upstream's other
-/// modes (`advise`, `histogram`) belong to operators ig does not have.
-const DEFAULT_OUTPUT_MODES: &[&str] = &["none", "columns", "json", "jsonpretty", "yaml"];
+/// unless `-o` is given, the others are its mode then; `histogram` prints
+/// the otel-metrics operator's rendered text). Upstream's other mode
+/// (`advise`) belongs to an operator ig does not have.
+const DEFAULT_OUTPUT_MODES: &[&str] =
+    &["none", "columns", "json", "jsonpretty", "yaml", "histogram"];
 
 /// What ig does with `key` set to `value`: the keys of [`KEYS`], and
 /// `cli.default-output-mode` honoured for the modes ig has.
@@ -173,15 +176,15 @@ mod tests {
     #[test]
     fn keys_of_one_family_make_one_warning() {
         let w = unknown(&schema(&[
-            ("metrics.collect", "true"),
-            ("metrics.print", "true"),
+            ("kubenameresolver.a", "true"),
+            ("kubenameresolver.b", "true"),
             ("zz.a", "1"),
             ("zz.b", "2"),
         ]));
         assert_eq!(w.len(), 2, "{w:?}");
         assert!(
             w[0].contains(
-                "annotations metrics.collect, metrics.print ignored: they are for upstream's otel-metrics operator"
+                "annotations kubenameresolver.a, kubenameresolver.b ignored: they are for upstream's kubenameresolver operator"
             ),
             "{w:?}"
         );
@@ -199,6 +202,7 @@ mod tests {
             ("description", "x"),
             ("ebpf.map.flush-on-stop", "true"),
             ("fetch-interval", "1s"),
+            ("metrics.print", "true"),
             ("profiles.stack-fields", "kern_stack,user_stack_raw.symbols"),
             ("views.defaults.mode", "flamegraph"),
         ]));
@@ -220,14 +224,14 @@ mod tests {
         );
         // Honoured for the modes ig's output has; upstream's modes of
         // operators ig lacks are still warned about.
-        for mode in ["none", "columns", "json", "jsonpretty", "yaml"] {
+        for mode in ["none", "columns", "json", "jsonpretty", "yaml", "histogram"] {
             assert_eq!(
                 handling_of("cli.default-output-mode", mode),
                 Some(Handling::Honoured),
                 "{mode}"
             );
         }
-        for mode in ["advise", "histogram", ""] {
+        for mode in ["advise", ""] {
             assert_eq!(
                 handling_of("cli.default-output-mode", mode),
                 Some(Handling::NotImplemented("cli")),

@@ -12,6 +12,7 @@
 pub mod fields;
 mod json;
 pub mod pcapng;
+pub mod rendered;
 pub mod sink;
 mod table;
 mod yaml;
@@ -38,6 +39,9 @@ pub enum OutputMode {
     /// Packets as pcap-ng, for tshark or Wireshark (gadgets that declare
     /// packets: `pcap.payload`); binary, so never to a terminal.
     PcapNg,
+    /// Text an operator rendered (upstream's `histogram` mode: the
+    /// otel-metrics operator's `<ds>-rendered` sources), as it is.
+    Histogram,
 }
 
 /// The data-source annotation that names how a source is printed when
@@ -46,8 +50,8 @@ pub const DEFAULT_MODE_ANNOTATION: &str = "cli.default-output-mode";
 
 /// A data source's `cli.default-output-mode`: `Some(None)` for `none`
 /// (not printed), `Some(Some(mode))` for a mode ig has, `None` when unset
-/// or a mode of upstream's that ig lacks (`advise`, `histogram`: the
-/// run's mode then; `operators::annotations` warns).
+/// or a mode of upstream's that ig lacks (`advise`: the run's mode then;
+/// `operators::annotations` warns).
 pub fn default_mode(
     annotations: &std::collections::BTreeMap<String, String>,
 ) -> Option<Option<OutputMode>> {
@@ -57,6 +61,7 @@ pub fn default_mode(
         "json" => Some(OutputMode::Json),
         "jsonpretty" => Some(OutputMode::Jsonpretty),
         "yaml" => Some(OutputMode::Yaml),
+        "histogram" => Some(OutputMode::Histogram),
         _ => return None,
     })
 }
@@ -207,10 +212,33 @@ impl Operator for OutputOperator {
         }
         for id in ids {
             let schema = setup.schema(id).schema();
-            let mode = match default_mode(&schema.annotations) {
+            let default = default_mode(&schema.annotations);
+            let mode = match default {
                 Some(m) if !self.mode_given => m,
+                // Rendered text has no columns: `-o columns` prints it
+                // as it is; other modes print its JSON.
+                Some(Some(OutputMode::Histogram)) if self.mode == OutputMode::Columns => {
+                    Some(OutputMode::Histogram)
+                }
                 _ => Some(self.mode),
             };
+            let rendered = match (mode, default) {
+                (Some(OutputMode::Histogram), _) => Some(rendered::Rendered::Text),
+                (
+                    Some(OutputMode::Json | OutputMode::Jsonpretty),
+                    Some(Some(OutputMode::Histogram)),
+                ) => Some(rendered::Rendered::Json),
+                (Some(OutputMode::Yaml), Some(Some(OutputMode::Histogram))) => {
+                    Some(rendered::Rendered::Yaml)
+                }
+                _ => None,
+            };
+            if let Some(how) = rendered {
+                let p =
+                    rendered::RenderedPrinter::new(schema, how, self.terminal, self.out.clone());
+                setup.subscribe(id, priority::OUTPUT, "cli", Box::new(p));
+                continue;
+            }
             // `cli.default-output-mode: none` (the local manager's
             // `containers`): printed only when asked with `-o`.
             let Some(mode) = mode else { continue };
@@ -238,7 +266,7 @@ impl Operator for OutputOperator {
                         None => p,
                     })
                 }
-                OutputMode::Yaml | OutputMode::PcapNg => {
+                OutputMode::Yaml | OutputMode::PcapNg | OutputMode::Histogram => {
                     let p = YamlPrinter::with_fields(schema, &selected, self.out.clone());
                     Box::new(match name {
                         Some(n) => p.with_instance(n),

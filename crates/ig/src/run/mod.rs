@@ -392,6 +392,7 @@ pub struct GadgetRun {
     prefetch: Option<LoaderPrefetch>,
     gadget_runs: Option<GadgetRuns>,
     guest_stderr: Option<StderrWriter>,
+    metrics: Option<crate::operators::otel_metrics::Registry>,
     resolved: Option<source::Resolved>,
 }
 
@@ -415,6 +416,7 @@ impl GadgetRun {
             prefetch: None,
             gadget_runs: None,
             guest_stderr: None,
+            metrics: None,
             resolved: None,
         }
     }
@@ -607,6 +609,16 @@ impl GadgetRun {
         self
     }
 
+    /// Export the metrics of data sources annotated `metrics.collect` on
+    /// `registry` (which the caller serves: `Registry::serve`), with ig's
+    /// own when the registry was made with them. Several runs may share
+    /// one registry.
+    #[must_use]
+    pub fn metrics(mut self, registry: crate::operators::otel_metrics::Registry) -> Self {
+        self.metrics = Some(registry);
+        self
+    }
+
     /// The gadget as messages name it: the image as given until it is
     /// read, then its full reference (or its name for bytes).
     pub fn name(&self) -> String {
@@ -639,6 +651,7 @@ impl GadgetRun {
     fn assemble(&mut self) -> Result<(Assembly, Vec<Box<dyn Operator>>), RunError> {
         let seams = crate::operators::Seams {
             gadget_runs: self.gadget_runs.clone().unwrap_or_default(),
+            metrics: self.metrics.clone(),
             ..crate::operators::Seams::default()
         };
         let stderr = self.guest_stderr.clone();
@@ -741,6 +754,7 @@ impl GadgetRun {
         Ok(PreparedRun {
             chain,
             stop,
+            metrics: self.metrics.clone(),
             notice: self.notice,
             timeout: self.timeout,
             flush_interval: self.flush_interval,
@@ -931,6 +945,7 @@ impl Chain {
 pub struct PreparedRun {
     chain: Chain,
     stop: StopHandle,
+    metrics: Option<crate::operators::otel_metrics::Registry>,
     notice: Option<NoticeFn>,
     timeout: Option<Duration>,
     flush_interval: Duration,
@@ -948,6 +963,7 @@ impl PreparedRun {
         let Self {
             chain,
             stop,
+            metrics,
             mut notice,
             timeout,
             flush_interval,
@@ -972,6 +988,9 @@ impl PreparedRun {
             l.add(&n);
             losses.set(l);
             consumers.notice(&n);
+            if let Some(m) = &metrics {
+                m.notice(&n);
+            }
             match &mut notice {
                 Some(f) => f(&n),
                 None => {
