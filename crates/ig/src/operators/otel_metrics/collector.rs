@@ -342,16 +342,18 @@ impl Collector {
                         continue;
                     };
                     let mut sum = 0.0;
-                    for i in 0..*slots {
-                        let Some(c) = b.get(i * width..(i + 1) * width) else {
-                            break;
-                        };
+                    for (i, (cell, c)) in cells
+                        .iter_mut()
+                        .zip(b.chunks_exact(*width))
+                        .take(*slots)
+                        .enumerate()
+                    {
                         let c = match *width {
                             8 => u64::from_ne_bytes(c.try_into().unwrap_or([0; 8])),
                             _ => u64::from(u32::from_ne_bytes(c.try_into().unwrap_or([0; 4]))),
                         };
                         if c > 0 {
-                            cells[i] += c as f64;
+                            *cell += c as f64;
                             // Upstream records 2^i for each: the sum is an
                             // upper estimate.
                             sum += c as f64 * (1u64 << i) as f64;
