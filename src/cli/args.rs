@@ -321,6 +321,35 @@ pub struct RunArgs {
     /// ending in `*` (`ghcr.io/myorg/*`). Checked before loading.
     #[arg(long, value_delimiter = ',', value_name = "LIST")]
     pub allowed_gadgets: Vec<String>,
+
+    /// Serve the metrics of data sources annotated `metrics.collect`
+    /// (Prometheus text format, `GET /metrics`) on
+    /// --otel-metrics-listen-address while the gadget runs. Name them with
+    /// --otel-metrics-name ds:name (the label otel_scope_name).
+    #[arg(long, help_heading = "OpenTelemetry Metrics")]
+    pub otel_metrics_listen: bool,
+
+    /// Address and port of the metrics listener. The default, 0.0.0.0,
+    /// listens on EVERY interface of the host: anyone who can reach it can
+    /// read the metrics; give 127.0.0.1:2224 to keep them on this machine.
+    #[arg(
+        long,
+        value_name = "ADDRESS:PORT",
+        default_value = "0.0.0.0:2224",
+        help_heading = "OpenTelemetry Metrics"
+    )]
+    pub otel_metrics_listen_address: String,
+
+    /// Also serve ig's own metrics: ig_gadgets_running,
+    /// ig_events_total{datasource} (events each data source emitted),
+    /// ig_lost_events_total{datasource} (dropped in the kernel) and
+    /// ig_output_dropped_total (dropped at the output).
+    #[arg(
+        long,
+        requires = "otel_metrics_listen",
+        help_heading = "OpenTelemetry Metrics"
+    )]
+    pub otel_metrics_export_internals: bool,
 }
 
 /// One `--annotate` value: its entries.

@@ -91,6 +91,34 @@ pub fn configure(mut run: GadgetRun, args: &RunArgs) -> GadgetRun {
     run
 }
 
+/// The registry every run of this command exports to, when
+/// `--otel-metrics-listen` asks for one.
+pub fn metrics_registry(args: &RunArgs) -> Option<ig::operators::otel_metrics::Registry> {
+    args.otel_metrics_listen
+        .then(|| ig::operators::otel_metrics::Registry::new(args.otel_metrics_export_internals))
+}
+
+/// Serve `registry` on `--otel-metrics-listen-address`; stopped when
+/// dropped. Called after the signals are blocked, so that its thread
+/// inherits the mask (a SIGINT delivered to it would kill ig).
+pub fn serve_metrics(
+    args: &RunArgs,
+    registry: Option<&ig::operators::otel_metrics::Registry>,
+) -> anyhow::Result<Option<ig::operators::otel_metrics::Listener>> {
+    let Some(registry) = registry else {
+        return Ok(None);
+    };
+    let addr = &args.otel_metrics_listen_address;
+    let listener = registry
+        .serve(addr)
+        .with_context(|| format!("--otel-metrics-listen-address {addr}: cannot listen"))?;
+    log::debug!(
+        "serving metrics on http://{}/metrics",
+        listener.local_addr()
+    );
+    Ok(Some(listener))
+}
+
 /// How `ig run` words a notice on stderr; `instance` names the run when
 /// there are several.
 pub fn log_notice(instance: Option<&str>, n: &Notice) {
@@ -128,12 +156,17 @@ pub fn run(args: RunArgs, prepared: Prepared, given: &[(String, String)]) -> any
         .params(given.iter().cloned())
         .print(print)
         .on_notice(|n| log_notice(None, n));
+    let metrics = metrics_registry(&args);
+    if let Some(registry) = &metrics {
+        run = run.metrics(registry.clone());
+    }
     let stop = run.stop_handle()?;
     // The image's signature, the parameters, the privileges: all checked
     // before anything reaches the kernel.
     let prepared = run.prepare()?;
     let signals =
         super::signals::SignalStop::install(stop).context("setting up signal handling")?;
+    let _listener = serve_metrics(&args, metrics.as_ref())?;
     // Nothing can interrupt a blocked write now: stderr, like stdout,
     // must never wait for its reader.
     super::logger::never_block();
@@ -266,6 +299,8 @@ pub fn run_manifest(
     let width = names.iter().map(String::len).max().unwrap_or(0);
     let stop = StopHandle::new().context("creating the stop handle")?;
     let stdout = ig::output::sink::stdout();
+    // One registry, and one listener, for every instance.
+    let metrics = metrics_registry(&args);
     let pull = PullOptions {
         policy: args.pull,
         registry: registry.clone(),
@@ -308,6 +343,9 @@ pub fn run_manifest(
             .print(print)
             .stop_with(stop.clone())
             .on_notice(move |n| log_notice(Some(&label), n));
+        if let Some(registry) = &metrics {
+            run = run.metrics(registry.clone());
+        }
         if let Err(e) = run.check() {
             let hint = match &e {
                 ig::run::RunError::Param {
@@ -322,6 +360,7 @@ pub fn run_manifest(
     }
     let signals =
         super::signals::SignalStop::install(stop.clone()).context("setting up signal handling")?;
+    let _listener = serve_metrics(&args, metrics.as_ref())?;
     super::logger::never_block();
     // One thread per instance (started after the signals are blocked, so
     // they inherit the mask); each says how it ended as it ends.

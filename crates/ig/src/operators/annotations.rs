@@ -56,7 +56,8 @@ const KEYS: &[(&str, Handling)] = &[
     ("cli.*", Handling::NotImplemented("cli")),
     ("pcap.*", Handling::NotImplemented("cli")),
     ("ebpf.*", Handling::NotImplemented("ebpf")),
-    ("metrics.*", Handling::Missing("otel-metrics")),
+    // The otel-metrics operator reads them (`operators::otel_metrics`).
+    ("metrics.*", Handling::Honoured),
     (
         "generate_networkpolicy.*",
         Handling::Missing("generate_networkpolicy"),
@@ -178,15 +179,15 @@ mod tests {
     #[test]
     fn keys_of_one_family_make_one_warning() {
         let w = unknown(&schema(&[
-            ("metrics.collect", "true"),
-            ("metrics.print", "true"),
+            ("kubenameresolver.a", "true"),
+            ("kubenameresolver.b", "true"),
             ("zz.a", "1"),
             ("zz.b", "2"),
         ]));
         assert_eq!(w.len(), 2, "{w:?}");
         assert!(
             w[0].contains(
-                "annotations metrics.collect, metrics.print ignored: they are for upstream's otel-metrics operator"
+                "annotations kubenameresolver.a, kubenameresolver.b ignored: they are for upstream's kubenameresolver operator"
             ),
             "{w:?}"
         );
@@ -205,6 +206,7 @@ mod tests {
             ("description", "x"),
             ("ebpf.map.flush-on-stop", "true"),
             ("fetch-interval", "1s"),
+            ("metrics.print", "true"),
             ("profiles.stack-fields", "kern_stack,user_stack_raw.symbols"),
             ("views.defaults.mode", "flamegraph"),
         ]));
@@ -226,14 +228,22 @@ mod tests {
         );
         // Honoured for the modes ig's output has; upstream's modes of
         // operators ig lacks are still warned about.
-        for mode in ["none", "columns", "json", "jsonpretty", "yaml", "pcap-ng"] {
+        for mode in [
+            "none",
+            "columns",
+            "json",
+            "jsonpretty",
+            "yaml",
+            "pcap-ng",
+            "histogram",
+        ] {
             assert_eq!(
                 handling_of("cli.default-output-mode", mode),
                 Some(Handling::Honoured),
                 "{mode}"
             );
         }
-        for mode in ["advise", "histogram", ""] {
+        for mode in ["advise", ""] {
             assert_eq!(
                 handling_of("cli.default-output-mode", mode),
                 Some(Handling::NotImplemented("cli")),

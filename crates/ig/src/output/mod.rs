@@ -13,6 +13,7 @@ pub mod fields;
 mod json;
 pub mod mode;
 pub mod pcapng;
+pub mod rendered;
 pub mod sink;
 mod table;
 mod yaml;
@@ -204,17 +205,43 @@ impl Operator for OutputOperator {
         }
         for (id, mode) in modes {
             let schema = setup.schema(id).schema();
+            // A rendered source (the otel-metrics operator's
+            // `<ds>-rendered`): its text as it is (`histogram`, or
+            // `columns`: text has no columns), or its JSON.
+            let rendered = if rendered::is_rendered(&schema.annotations) {
+                match mode {
+                    Some(OutputMode::Histogram | OutputMode::Columns) => {
+                        Some(rendered::Rendered::Text)
+                    }
+                    Some(OutputMode::Json | OutputMode::Jsonpretty) => {
+                        Some(rendered::Rendered::Json)
+                    }
+                    Some(OutputMode::Yaml) => Some(rendered::Rendered::Yaml),
+                    _ => None,
+                }
+            } else {
+                None
+            };
+            if let Some(how) = rendered {
+                let p =
+                    rendered::RenderedPrinter::new(schema, how, self.terminal, self.out.clone());
+                setup.subscribe(id, priority::OUTPUT, "cli", Box::new(p));
+                continue;
+            }
             // `none`, asked for or the source's default (the local
             // manager's `containers`): not printed.
             let Some(mode) = mode else { continue };
             let flavor = match mode {
-                OutputMode::Columns => fields::Flavor::Table,
+                OutputMode::Columns | OutputMode::Histogram => fields::Flavor::Table,
                 _ => fields::Flavor::Json,
             };
             let selected = fields::select(schema, self.fields.as_ref(), flavor).map_err(fail)?;
             let name = self.instance.as_ref().map(|(n, _)| n.as_str());
             let handler: Box<dyn crate::pipeline::Handler> = match mode {
-                OutputMode::Columns => {
+                // `histogram` on a source that carries no rendered text
+                // (one that lists the mode without being the otel-metrics
+                // operator's): its fields as a table.
+                OutputMode::Columns | OutputMode::Histogram => {
                     let p = TablePrinter::new(schema, self.out.clone())
                         .with_fields(schema, &selected)
                         .on_terminal(schema, self.terminal);

@@ -46,6 +46,10 @@ pub enum OutputMode {
     /// Packets as pcap-ng, for tshark or Wireshark (gadgets that declare
     /// packets: `pcap.payload`); binary, so never to a terminal.
     PcapNg,
+    /// Text an operator rendered, printed as it is (upstream's
+    /// `histogram`: the otel-metrics operator's `<ds>-rendered` sources,
+    /// `super::rendered`).
+    Histogram,
     /// Nothing: the data source is not printed (its events still reach
     /// every other operator and consumer).
     None,
@@ -53,12 +57,13 @@ pub enum OutputMode {
 
 impl OutputMode {
     /// Every mode ig prints, in the order `--help` lists them.
-    pub const ALL: [OutputMode; 6] = [
+    pub const ALL: [OutputMode; 7] = [
         Self::Columns,
         Self::Json,
         Self::Jsonpretty,
         Self::Yaml,
         Self::PcapNg,
+        Self::Histogram,
         Self::None,
     ];
 
@@ -70,6 +75,7 @@ impl OutputMode {
             Self::Jsonpretty => "jsonpretty",
             Self::Yaml => "yaml",
             Self::PcapNg => "pcap-ng",
+            Self::Histogram => "histogram",
             Self::None => "none",
         }
     }
@@ -223,7 +229,7 @@ impl OutputSpec {
 
 /// The modes a data source with `annotations` supports, sorted: its
 /// `cli.supported-output-modes`, else [`DEFAULT_SUPPORTED`]. Names ig
-/// has no printer for (upstream's `advise`, `histogram`) are kept.
+/// has no printer for (upstream's `advise`) are kept.
 pub fn supported(annotations: &BTreeMap<String, String>) -> Vec<String> {
     let Some(list) = annotations.get(SUPPORTED_MODES_ANNOTATION) else {
         return DEFAULT_SUPPORTED.iter().map(|s| (*s).to_owned()).collect();
@@ -274,8 +280,8 @@ pub fn resolve(
         None => supported.first().map_or("columns", String::as_str),
     };
     let mode = OutputMode::from_name(default)
-        // A default of upstream's that ig cannot print (`advise`,
-        // `histogram`; `operators::annotations` warns): the first
+        // A default of upstream's that ig cannot print (`advise`;
+        // `operators::annotations` warns): the first
         // supported mode ig has, else a table.
         .or_else(|| supported.iter().find_map(|s| OutputMode::from_name(s)))
         .unwrap_or(OutputMode::Columns);

@@ -394,6 +394,7 @@ pub struct GadgetRun {
     gadget_runs: Option<GadgetRuns>,
     guest_stderr: Option<StderrWriter>,
     annotations: Vec<Annotation>,
+    metrics: Option<crate::operators::otel_metrics::Registry>,
     resolved: Option<source::Resolved>,
 }
 
@@ -418,6 +419,7 @@ impl GadgetRun {
             gadget_runs: None,
             guest_stderr: None,
             annotations: Vec::new(),
+            metrics: None,
             resolved: None,
         }
     }
@@ -616,8 +618,19 @@ impl GadgetRun {
     /// them decide, the later ones winning, and checked against the run's
     /// final data sources, whose unknown names fail the run
     /// ([`crate::pipeline::annotate`]).
+    #[must_use]
     pub fn annotate(mut self, annotations: impl IntoIterator<Item = Annotation>) -> Self {
         self.annotations.extend(annotations);
+        self
+    }
+
+    /// Export the metrics of data sources annotated `metrics.collect` on
+    /// `registry` (which the caller serves: `Registry::serve`), with ig's
+    /// own when the registry was made with them. Several runs may share
+    /// one registry.
+    #[must_use]
+    pub fn metrics(mut self, registry: crate::operators::otel_metrics::Registry) -> Self {
+        self.metrics = Some(registry);
         self
     }
 
@@ -653,6 +666,7 @@ impl GadgetRun {
     fn assemble(&mut self) -> Result<(Assembly, Vec<Box<dyn Operator>>), RunError> {
         let seams = crate::operators::Seams {
             gadget_runs: self.gadget_runs.clone().unwrap_or_default(),
+            metrics: self.metrics.clone(),
             ..crate::operators::Seams::default()
         };
         let stderr = self.guest_stderr.clone();
@@ -755,6 +769,7 @@ impl GadgetRun {
         Ok(PreparedRun {
             chain,
             stop,
+            metrics: self.metrics.clone(),
             notice: self.notice,
             timeout: self.timeout,
             flush_interval: self.flush_interval,
@@ -966,6 +981,7 @@ impl Chain {
 pub struct PreparedRun {
     chain: Chain,
     stop: StopHandle,
+    metrics: Option<crate::operators::otel_metrics::Registry>,
     notice: Option<NoticeFn>,
     timeout: Option<Duration>,
     flush_interval: Duration,
@@ -983,6 +999,7 @@ impl PreparedRun {
         let Self {
             chain,
             stop,
+            metrics,
             mut notice,
             timeout,
             flush_interval,
@@ -1007,6 +1024,9 @@ impl PreparedRun {
             l.add(&n);
             losses.set(l);
             consumers.notice(&n);
+            if let Some(m) = &metrics {
+                m.notice(&n);
+            }
             match &mut notice {
                 Some(f) => f(&n),
                 None => {
