@@ -3,8 +3,8 @@
 //! xtask setup`), started here on 127.0.0.1 with a 1 s scrape interval
 //! and a storage directory of its own, stopped by pid; the assertions
 //! are PromQL answers from its HTTP API. `promtool check metrics` reads
-//! our exposition. The gadgets are copies of ours with `metrics.*`
-//! annotations added to their gadget.yaml (what `--annotate` will do).
+//! our exposition. The gadgets are ours as they ship, their metrics set
+//! up with `--annotate` as upstream's documentation does.
 
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
@@ -14,29 +14,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::common::{TestStore, repo, text};
+use super::common::text;
 use super::{Running, free_port, me, require_kernel};
-
-/// A store with copies of `gadgets` (name, gadget.yaml rewritten by
-/// `patch`) built into it.
-fn patched_store(
-    gadget: &str,
-    patch: impl FnOnce(&str) -> String,
-) -> (TestStore, tempfile::TempDir) {
-    require_kernel();
-    let dir = tempfile::tempdir().unwrap();
-    let src = repo().join("gadgets").join(gadget);
-    for e in std::fs::read_dir(&src).unwrap() {
-        let e = e.unwrap();
-        std::fs::copy(e.path(), dir.path().join(e.file_name())).unwrap();
-    }
-    let yaml = dir.path().join("gadget.yaml");
-    let patched = patch(&std::fs::read_to_string(&yaml).unwrap());
-    std::fs::write(&yaml, patched).unwrap();
-    let s = TestStore::new();
-    s.build(dir.path(), gadget);
-    (s, dir)
-}
 
 /// `GET path` from `addr`: the status line and the body.
 fn http_get(addr: &str, path: &str) -> (String, String) {
@@ -180,27 +159,24 @@ fn promtool_accepts(addr: &str) -> String {
 /// named copy of /bin/true runs 50 times: Prometheus says 50, exactly.
 #[test]
 fn prometheus_counts_fifty_execs_of_our_copy_of_true() {
-    let (store, _dir) = patched_store("trace_exec", |y| {
-        y.replacen(
-            "  exec:\n    fields:\n",
-            "  exec:\n    annotations:\n      metrics.collect: \"true\"\n      metrics.implicit-counter.name: execs\n      metrics.implicit-counter.description: Programs executed\n    fields:\n      proc.comm:\n        annotations:\n          metrics.type: key\n",
-            1,
-        )
-    });
+    require_kernel();
+    // Issue 23's command: our trace_exec as it ships, the metrics set up
+    // with --annotate (the value of the description carries a space).
     let port = free_port();
     let target = format!("127.0.0.1:{port}");
-    let ig = Running::start_in(
-        &store,
-        &[
-            "trace_exec",
-            "--otel-metrics-listen",
-            "--otel-metrics-listen-address",
-            &target,
-            "--otel-metrics-name",
-            "exec:demo",
-            "--otel-metrics-export-internals",
-        ],
-    );
+    let ig = Running::start(&[
+        "trace_exec",
+        "--annotate",
+        "exec:metrics.collect=true,exec:metrics.implicit-counter.name=execs,exec.proc.comm:metrics.type=key",
+        "--annotate",
+        "exec:metrics.implicit-counter.description=Programs executed",
+        "--otel-metrics-name",
+        "exec:demo",
+        "--otel-metrics-listen",
+        "--otel-metrics-listen-address",
+        &target,
+        "--otel-metrics-export-internals",
+    ]);
     let prom = Prometheus::start(&target);
     prom.wait_for("up{job=\"ig\"}", Duration::from_secs(30), |v| v == 1.0);
     let bin_dir = tempfile::tempdir().unwrap();
@@ -296,30 +272,22 @@ fn direct_writes(n: u32) {
 /// finite.
 #[test]
 fn prometheus_sees_the_blockio_histogram_of_our_direct_writes() {
-    let (store, _dir) = patched_store("profile_blockio", |y| {
-        y.replacen(
-            "      metrics.print: \"true\"\n",
-            "      metrics.print: \"true\"\n      metrics.collect: \"true\"\n",
-            1,
-        )
-    });
+    require_kernel();
     let n = 2000;
     let before = disk_completions();
     let port = free_port();
     let target = format!("127.0.0.1:{port}");
-    let ig = Running::start_in(
-        &store,
-        &[
-            "profile_blockio",
-            "--map-fetch-interval",
-            "200ms",
-            "--otel-metrics-listen",
-            "--otel-metrics-listen-address",
-            &target,
-            "--otel-metrics-name",
-            "blockio:blockio-metrics",
-        ],
-    );
+    // Upstream's documented command for this gadget.
+    let ig = Running::start(&[
+        "profile_blockio",
+        "--map-fetch-interval",
+        "200ms",
+        "--annotate=blockio:metrics.collect=true",
+        "--otel-metrics-name=blockio:blockio-metrics",
+        "--otel-metrics-listen",
+        "--otel-metrics-listen-address",
+        &target,
+    ]);
     let prom = Prometheus::start(&target);
     prom.wait_for("up{job=\"ig\"}", Duration::from_secs(30), |v| v == 1.0);
     direct_writes(n);

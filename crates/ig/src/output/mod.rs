@@ -305,7 +305,7 @@ mod tests {
             Box::new(producer("as_json", Some("json"), -2)),
             // A mode of an operator ig lacks: the run's mode.
             Box::new(producer("advised", Some("advise"), -1)),
-            Box::new(producer("histo", None, 0).supporting("json,histogram")),
+            Box::new(producer("histo", None, 0).supporting("json,advise")),
             Box::new(OutputOperator::new(spec, shared(out.clone()))),
         ];
         let mut p = Pipeline::build(ops, &Default::default()).map_err(|e| error_chain(&e))?;
@@ -372,7 +372,7 @@ mod tests {
         let e = print(OutputSpec::All(OutputMode::Columns)).unwrap_err();
         assert!(
             e.contains(
-                "data source histo cannot be printed as columns: it supports histogram, json"
+                "data source histo cannot be printed as columns: it supports advise, json"
             ),
             "{e}"
         );

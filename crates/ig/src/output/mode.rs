@@ -328,10 +328,10 @@ mod tests {
         ));
         assert_eq!(
             OutputSpec::parse("jsn").unwrap_err().to_string(),
-            "\"jsn\" is not an output mode (modes: columns, json, jsonpretty, yaml, pcap-ng, none)"
+            "\"jsn\" is not an output mode (modes: columns, json, jsonpretty, yaml, pcap-ng, histogram, none)"
         );
         assert!(matches!(
-            OutputSpec::parse("exec:histogram"),
+            OutputSpec::parse("exec:advise"),
             Err(ModeError::Unknown { .. })
         ));
         assert!(matches!(
@@ -364,8 +364,8 @@ mod tests {
         // A default ig cannot print: the first supported mode it can.
         assert_eq!(
             r(&[
-                (SUPPORTED_MODES_ANNOTATION, "histogram,json"),
-                (DEFAULT_MODE_ANNOTATION, "histogram")
+                (SUPPORTED_MODES_ANNOTATION, "advise,json"),
+                (DEFAULT_MODE_ANNOTATION, "advise")
             ]),
             Some(OutputMode::Json)
         );
