@@ -309,7 +309,8 @@ fn an_image_without_ebpf_has_no_program_layer_and_inspect_says_so() {
 /// upstream's advise_networkpolicy's `generate_networkpolicy.enable` and
 /// `kubenameresolver.enable`) are said once per run, one warning per
 /// family naming the data source and the keys, never per event; what ig
-/// reads, what upstream's ig ignores too and field annotations are not.
+/// reads, what upstream's ig ignores too and field annotations are not
+/// (the `metrics.collect` it reads says once why nothing is exported).
 #[test]
 fn annotations_for_operators_ig_lacks_are_warned_once_per_family() {
     let s = TestStore::new();
@@ -333,9 +334,8 @@ fn annotations_for_operators_ig_lacks_are_warned_once_per_family() {
             format!(
                 "warning: data source processes: annotation kubenameresolver.enable ignored: it is for upstream's kubenameresolver operator, which ig does not have{tail}"
             ),
-            format!(
-                "warning: data source processes: annotations metrics.collect, metrics.print ignored: they are for upstream's otel-metrics operator, which ig does not have{tail}"
-            ),
+            "warning: data source processes is annotated metrics.collect, but no metrics are served: --otel-metrics-listen serves them".to_owned(),
+            "warning: data source processes is annotated metrics.collect, but none of its fields is a counter, gauge or histogram (metrics.type) and it has no metrics.implicit-counter.name: nothing to export".to_owned(),
         ],
         "{err}"
     );
@@ -412,9 +412,15 @@ fn output_modes_per_data_source_and_their_supported_modes() {
         !ok && err.contains("no data source procs (the gadget has: processes, cgroups)"),
         "{err}"
     );
+    let (ok, _, err, _) = run(&["-o", "advise"]);
+    assert!(
+        !ok && err.contains("\"advise\" is not an output mode"),
+        "{err}"
+    );
+    // A mode ig has that these sources do not list.
     let (ok, _, err, _) = run(&["-o", "histogram"]);
     assert!(
-        !ok && err.contains("\"histogram\" is not an output mode"),
+        !ok && err.contains("data source processes cannot be printed as histogram"),
         "{err}"
     );
 

@@ -371,9 +371,7 @@ mod tests {
     fn unsupported_modes_and_unknown_sources_are_refused() {
         let e = print(OutputSpec::All(OutputMode::Columns)).unwrap_err();
         assert!(
-            e.contains(
-                "data source histo cannot be printed as columns: it supports advise, json"
-            ),
+            e.contains("data source histo cannot be printed as columns: it supports advise, json"),
             "{e}"
         );
         let e = print(OutputSpec::parse("nope:json").unwrap()).unwrap_err();
