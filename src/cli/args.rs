@@ -252,17 +252,31 @@ pub struct RunArgs {
     )]
     pub file: Option<String>,
 
-    /// Output format, for every data source. Without -o, a data source
-    /// annotated `cli.default-output-mode` is printed in that mode, and not
-    /// at all if it says `none` (the `containers` data source).
-    #[arg(short, long, value_enum, default_value = "columns")]
-    pub output: OutputArg,
+    /// Output mode: columns, json, jsonpretty, yaml, pcap-ng or none
+    /// (nothing on stdout; the run and its exit code are unchanged), for
+    /// every data source; or per data source, `ds:MODE,ds2:MODE` (the
+    /// others keep their default; the two forms do not mix). Without -o,
+    /// each data source is printed in its `cli.default-output-mode`
+    /// (columns unless the gadget says otherwise; the `containers` data
+    /// source: none). A data source annotated `cli.supported-output-modes`
+    /// refuses other modes. `ig image inspect IMAGE --show-datasources`
+    /// lists the data sources.
+    #[arg(short, long, value_name = "MODE|DS:MODE,...", value_parser = |s: &str| ig::output::OutputSpec::parse(s).map_err(|e| e.to_string()))]
+    pub output: Option<ig::output::OutputSpec>,
 
-    /// `-o` was given (on the command line or by the configuration): then
-    /// every data source is printed in that format, else each in its own
-    /// default (`cli.default-output-mode`). Set after parsing.
-    #[arg(skip)]
-    pub output_given: bool,
+    /// Annotate a data source (`ds:KEY=VALUE`) or one of its fields
+    /// (`ds.field:KEY=VALUE`, `exec.proc.comm`) as if gadget.yaml said so:
+    /// `--annotate exec.args:columns.hidden=true`,
+    /// `--annotate exec:metrics.collect=true`. Comma-separated, and
+    /// repeatable. The value may hold `:` and `=`; a comma inside a value
+    /// is written `\,` (and a backslash `\\`), so quote it for the shell:
+    /// `--annotate 'blockio.latency:metrics.boundaries=1\,10\,100'`.
+    /// Subjects are checked against the run's data sources and fields
+    /// after every operator added its own (`proc.creds.user`, `k8s.*`):
+    /// an unknown one is an error that lists them. In `ig run -f`, an
+    /// instance's `operator.oci.annotate` replaces these.
+    #[arg(long, value_name = "SUBJECT:KEY=VALUE,...", value_parser = parse_annotations)]
+    pub annotate: Vec<Annotations>,
 
     /// Fields to print: `a,b` exactly these (full names like proc.comm, or
     /// column names); `+a,-b` added to or removed from the defaults; per
@@ -307,6 +321,45 @@ pub struct RunArgs {
     /// ending in `*` (`ghcr.io/myorg/*`). Checked before loading.
     #[arg(long, value_delimiter = ',', value_name = "LIST")]
     pub allowed_gadgets: Vec<String>,
+
+    /// Serve the metrics of data sources annotated `metrics.collect`
+    /// (Prometheus text format, `GET /metrics`) on
+    /// --otel-metrics-listen-address while the gadget runs. Name them with
+    /// --otel-metrics-name ds:name (the label otel_scope_name).
+    #[arg(long, help_heading = "OpenTelemetry Metrics")]
+    pub otel_metrics_listen: bool,
+
+    /// Address and port of the metrics listener. The default, 0.0.0.0,
+    /// listens on EVERY interface of the host: anyone who can reach it can
+    /// read the metrics; give 127.0.0.1:2224 to keep them on this machine.
+    #[arg(
+        long,
+        value_name = "ADDRESS:PORT",
+        default_value = "0.0.0.0:2224",
+        help_heading = "OpenTelemetry Metrics"
+    )]
+    pub otel_metrics_listen_address: String,
+
+    /// Also serve ig's own metrics: ig_gadgets_running,
+    /// ig_events_total{datasource} (events each data source emitted),
+    /// ig_lost_events_total{datasource} (dropped in the kernel) and
+    /// ig_output_dropped_total (dropped at the output).
+    #[arg(
+        long,
+        requires = "otel_metrics_listen",
+        help_heading = "OpenTelemetry Metrics"
+    )]
+    pub otel_metrics_export_internals: bool,
+}
+
+/// One `--annotate` value: its entries.
+#[derive(Clone, Debug)]
+pub struct Annotations(pub Vec<ig::run::Annotation>);
+
+fn parse_annotations(s: &str) -> Result<Annotations, String> {
+    ig::run::Annotation::parse_list(s)
+        .map(Annotations)
+        .map_err(|e| e.to_string())
 }
 
 #[derive(Debug, Subcommand)]
@@ -516,34 +569,5 @@ mod tests {
         assert!(parse_ringbuf_size("1000").is_err());
         assert!(parse_ringbuf_size("2048").is_err());
         assert!(parse_ringbuf_size("x").is_err());
-    }
-}
-
-/// `-o` values: the library's [`ig::output::OutputMode`], as flags.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum OutputArg {
-    /// A table with a header, columns sized from `gadget.yaml` annotations.
-    Columns,
-    /// One JSON object per event, one per line.
-    Json,
-    /// Indented JSON, one object per event.
-    Jsonpretty,
-    /// YAML, each event a document preceded by `---`.
-    Yaml,
-    /// Packets as pcap-ng, for tshark or Wireshark (gadgets that declare
-    /// packets: `pcap.payload`); binary, so never to a terminal.
-    #[value(name = "pcap-ng")]
-    PcapNg,
-}
-
-impl From<OutputArg> for ig::output::OutputMode {
-    fn from(a: OutputArg) -> Self {
-        match a {
-            OutputArg::Columns => Self::Columns,
-            OutputArg::Json => Self::Json,
-            OutputArg::Jsonpretty => Self::Jsonpretty,
-            OutputArg::Yaml => Self::Yaml,
-            OutputArg::PcapNg => Self::PcapNg,
-        }
     }
 }

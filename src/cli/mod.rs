@@ -92,14 +92,10 @@ pub fn main() -> ExitCode {
             return clap_exit(&e);
         }
     };
-    let mut cli = match Cli::from_arg_matches(&matches) {
+    let cli = match Cli::from_arg_matches(&matches) {
         Ok(c) => c,
         Err(e) => e.exit(),
     };
-    if let (Command::Run(args), Some(m)) = (&mut cli.command, matches.subcommand_matches("run")) {
-        args.output_given =
-            m.value_source("output") == Some(clap::parser::ValueSource::CommandLine);
-    }
     logger::init(cli.verbose);
     if cli.auto_mount_filesystems
         && let Err(e) = mounts::auto_mount()

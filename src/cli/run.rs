@@ -91,6 +91,34 @@ pub fn configure(mut run: GadgetRun, args: &RunArgs) -> GadgetRun {
     run
 }
 
+/// The registry every run of this command exports to, when
+/// `--otel-metrics-listen` asks for one.
+pub fn metrics_registry(args: &RunArgs) -> Option<ig::operators::otel_metrics::Registry> {
+    args.otel_metrics_listen
+        .then(|| ig::operators::otel_metrics::Registry::new(args.otel_metrics_export_internals))
+}
+
+/// Serve `registry` on `--otel-metrics-listen-address`; stopped when
+/// dropped. Called after the signals are blocked, so that its thread
+/// inherits the mask (a SIGINT delivered to it would kill ig).
+pub fn serve_metrics(
+    args: &RunArgs,
+    registry: Option<&ig::operators::otel_metrics::Registry>,
+) -> anyhow::Result<Option<ig::operators::otel_metrics::Listener>> {
+    let Some(registry) = registry else {
+        return Ok(None);
+    };
+    let addr = &args.otel_metrics_listen_address;
+    let listener = registry
+        .serve(addr)
+        .with_context(|| format!("--otel-metrics-listen-address {addr}: cannot listen"))?;
+    log::debug!(
+        "serving metrics on http://{}/metrics",
+        listener.local_addr()
+    );
+    Ok(Some(listener))
+}
+
 /// How `ig run` words a notice on stderr; `instance` names the run when
 /// there are several.
 pub fn log_notice(instance: Option<&str>, n: &Notice) {
@@ -118,22 +146,27 @@ pub fn log_notice(instance: Option<&str>, n: &Notice) {
 pub fn run(args: RunArgs, prepared: Prepared, given: &[(String, String)]) -> anyhow::Result<()> {
     let terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let mut print = PrintOptions::new(
-        args.output.into(),
+        args.output.clone().unwrap_or_default(),
         PrintTarget::Stdout(ig::output::sink::stdout()),
     );
     print.fields = args.fields.clone();
     print.terminal = terminal;
-    print.mode_given = args.output_given;
     let mut run = configure(prepared.run, &args)
+        .annotate(args.annotate.iter().flat_map(|a| a.0.iter().cloned()))
         .params(given.iter().cloned())
         .print(print)
         .on_notice(|n| log_notice(None, n));
+    let metrics = metrics_registry(&args);
+    if let Some(registry) = &metrics {
+        run = run.metrics(registry.clone());
+    }
     let stop = run.stop_handle()?;
     // The image's signature, the parameters, the privileges: all checked
     // before anything reaches the kernel.
     let prepared = run.prepare()?;
     let signals =
         super::signals::SignalStop::install(stop).context("setting up signal handling")?;
+    let _listener = serve_metrics(&args, metrics.as_ref())?;
     // Nothing can interrupt a blocked write now: stderr, like stdout,
     // must never wait for its reader.
     super::logger::never_block();
@@ -193,6 +226,9 @@ fn read_manifest(source: &str, registry: &RegistryArgs) -> anyhow::Result<String
 /// for that instance.
 const CLI_FIELDS: &str = "operator.cli.fields";
 const CLI_OUTPUT: &str = "operator.cli.output";
+/// Upstream's `oci` operator's `annotate` of an instance spec: the
+/// instance's annotations instead of `--annotate`'s.
+const OCI_ANNOTATE: &str = "operator.oci.annotate";
 
 /// An instance of `ig run -f` that cannot run, with what would help.
 #[derive(Debug, thiserror::Error)]
@@ -233,17 +269,11 @@ fn unknown_param_hint(run: &mut GadgetRun, image: &str, unknown: &str) -> String
 fn instance_print(
     args: &RunArgs,
     params: &mut std::collections::BTreeMap<String, String>,
-) -> anyhow::Result<(ig::run::OutputMode, Option<ig::run::FieldsSpec>)> {
-    let mut mode = args.output.into();
+) -> anyhow::Result<(ig::run::OutputSpec, Option<ig::run::FieldsSpec>)> {
+    let mut mode = args.output.clone().unwrap_or_default();
     let mut fields = args.fields.clone();
     if let Some(m) = params.remove(CLI_OUTPUT) {
-        mode = <super::args::OutputArg as clap::ValueEnum>::from_str(m.trim(), false).map(Into::into).map_err(
-            |_| {
-                anyhow::anyhow!(
-                    "parameter {CLI_OUTPUT}: {m:?} is not one of columns, json, jsonpretty, yaml, pcap-ng"
-                )
-            },
-        )?;
+        mode = ig::run::OutputSpec::parse(&m).with_context(|| format!("parameter {CLI_OUTPUT}"))?;
     }
     if let Some(f) = params.remove(CLI_FIELDS) {
         fields = Some(
@@ -269,6 +299,8 @@ pub fn run_manifest(
     let width = names.iter().map(String::len).max().unwrap_or(0);
     let stop = StopHandle::new().context("creating the stop handle")?;
     let stdout = ig::output::sink::stdout();
+    // One registry, and one listener, for every instance.
+    let metrics = metrics_registry(&args);
     let pull = PullOptions {
         policy: args.pull,
         registry: registry.clone(),
@@ -293,17 +325,27 @@ pub fn run_manifest(
         let (mode, fields) = instance_print(&args, &mut params).map_err(|e| failed(e, None))?;
         let mut print = PrintOptions::new(mode, PrintTarget::Stdout(stdout.clone()));
         print.fields = fields;
-        print.mode_given = args.output_given;
+        print.mode_shared = specs.len() > 1 && !spec.param_values.contains_key(CLI_OUTPUT);
         print.instance = Some((name.clone(), width));
         // A `--fields` section for a data source some instances lack is
         // for the others; the spec's own is for this gadget alone.
         print.fields_shared = specs.len() > 1 && !spec.param_values.contains_key(CLI_FIELDS);
+        let annotations = match params.remove(OCI_ANNOTATE) {
+            Some(list) => ig::run::Annotation::parse_list(&list)
+                .with_context(|| format!("parameter {OCI_ANNOTATE}"))
+                .map_err(|e| failed(e, None))?,
+            None => args.annotate.iter().flat_map(|a| a.0.clone()).collect(),
+        };
         let label = name.clone();
         let mut run = configure(new_run(store, &spec.image, &pull, None), &args)
+            .annotate(annotations)
             .params(params)
             .print(print)
             .stop_with(stop.clone())
             .on_notice(move |n| log_notice(Some(&label), n));
+        if let Some(registry) = &metrics {
+            run = run.metrics(registry.clone());
+        }
         if let Err(e) = run.check() {
             let hint = match &e {
                 ig::run::RunError::Param {
@@ -318,6 +360,7 @@ pub fn run_manifest(
     }
     let signals =
         super::signals::SignalStop::install(stop.clone()).context("setting up signal handling")?;
+    let _listener = serve_metrics(&args, metrics.as_ref())?;
     super::logger::never_block();
     // One thread per instance (started after the signals are blocked, so
     // they inherit the mask); each says how it ended as it ends.

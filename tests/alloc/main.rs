@@ -1,8 +1,8 @@
 //! The hot path allocates nothing per event: after a warm-up, pushing
 //! events of a real gadget through the real operator chain and printers
 //! (JSON, table and YAML, with and without a filter: `-F` rules, a `-E`
-//! expression, one whose evaluation fails) performs no heap
-//! allocation. Counted with a global
+//! expression, one whose evaluation fails; metrics collected with a
+//! counter keyed by `proc.comm`) performs no heap allocation. Counted with a global
 //! allocator wrapper, so this file is its own test binary.
 
 #[path = "../common/mod.rs"]
@@ -53,10 +53,42 @@ enum Consumer {
     PrintInstance(OutputMode),
     /// A callback on the run's thread that reads a field of every event.
     Callback,
+    /// No printer: the otel-metrics operator collects an implicit counter
+    /// keyed by `proc.comm` (a copy of the gadget annotated so) into a
+    /// registry, with ig's own metrics.
+    Metrics,
+}
+
+/// A store with trace_open annotated `metrics.collect`, an implicit
+/// counter `opens` and `proc.comm` as its key.
+fn metrics_store() -> &'static common::TestStore {
+    static STORE: std::sync::OnceLock<common::TestStore> = std::sync::OnceLock::new();
+    STORE.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let src = common::repo().join("gadgets/trace_open");
+        for e in std::fs::read_dir(&src).unwrap() {
+            let e = e.unwrap();
+            std::fs::copy(e.path(), dir.path().join(e.file_name())).unwrap();
+        }
+        let yaml = dir.path().join("gadget.yaml");
+        let text = std::fs::read_to_string(&yaml).unwrap().replacen(
+            "  open:\n    fields:\n",
+            "  open:\n    annotations:\n      metrics.collect: \"true\"\n      metrics.implicit-counter.name: opens\n    fields:\n      proc.comm:\n        annotations:\n          metrics.type: key\n",
+            1,
+        );
+        std::fs::write(&yaml, text).unwrap();
+        let s = common::TestStore::new();
+        s.build(dir.path(), "trace_open");
+        s
+    })
 }
 
 fn allocations_per_event(gadget: &str, consumer: Consumer, params: &[(&str, &str)]) -> (u64, u64) {
-    let store = common::gadget_store();
+    let registry = ig::operators::otel_metrics::Registry::new(true);
+    let store = match consumer {
+        Consumer::Metrics => metrics_store(),
+        _ => common::gadget_store(),
+    };
     // The chain of the library's run (as `ig run` builds it, gadget.yaml
     // included), built but not started.
     let run = GadgetRun::from_store(store.path(), gadget)
@@ -84,6 +116,7 @@ fn allocations_per_event(gadget: &str, consumer: Consumer, params: &[(&str, &str
                 std::hint::black_box(seen);
             })
         }
+        Consumer::Metrics => run.metrics(registry.clone()),
     };
     let mut p = run.pipeline().unwrap();
     let (id, schema) = p
@@ -127,7 +160,18 @@ fn allocations_per_event(gadget: &str, consumer: Consumer, params: &[(&str, &str
         p.dispatch.event(id, &mut ev);
     }
     COUNTING.store(false, Ordering::Relaxed);
-    (ALLOCS.load(Ordering::Relaxed), n)
+    let allocs = ALLOCS.load(Ordering::Relaxed);
+    if let Consumer::Metrics = consumer {
+        // The events were counted, by comm, and reach a scrape.
+        p.dispatch.flush().unwrap();
+        let text = registry.scrape();
+        assert!(
+            text.contains("opens_total{") && text.contains(",proc_comm=\"/tmp/"),
+            "{text}"
+        );
+        assert!(text.contains("ig_events_total{"), "{text}");
+    }
+    (allocs, n)
 }
 
 #[test]
@@ -168,5 +212,14 @@ fn no_heap_allocation_per_event_json_table_yaml() {
                 );
             }
         }
+    }
+    // Metrics: 64 distinct comms (series made in the warm-up), counted
+    // per event.
+    for params in [&[][..], with_filter] {
+        let (allocs, n) = allocations_per_event("trace_open", Consumer::Metrics, params);
+        assert!(
+            allocs * 100 < n,
+            "metrics {params:?}: {allocs} allocations for {n} events"
+        );
     }
 }

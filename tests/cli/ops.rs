@@ -309,7 +309,8 @@ fn an_image_without_ebpf_has_no_program_layer_and_inspect_says_so() {
 /// upstream's advise_networkpolicy's `generate_networkpolicy.enable` and
 /// `kubenameresolver.enable`) are said once per run, one warning per
 /// family naming the data source and the keys, never per event; what ig
-/// reads, what upstream's ig ignores too and field annotations are not.
+/// reads, what upstream's ig ignores too and field annotations are not
+/// (the `metrics.collect` it reads says once why nothing is exported).
 #[test]
 fn annotations_for_operators_ig_lacks_are_warned_once_per_family() {
     let s = TestStore::new();
@@ -328,18 +329,132 @@ fn annotations_for_operators_ig_lacks_are_warned_once_per_family() {
         lines,
         [
             format!(
-                "warning: data source processes: annotation cli.supported-output-modes ignored: ig's cli operator does not implement it (upstream's does){tail}"
-            ),
-            format!(
                 "warning: data source processes: annotation generate_networkpolicy.enable ignored: it is for upstream's generate_networkpolicy operator, which ig does not have{tail}"
             ),
             format!(
                 "warning: data source processes: annotation kubenameresolver.enable ignored: it is for upstream's kubenameresolver operator, which ig does not have{tail}"
             ),
-            format!(
-                "warning: data source processes: annotations metrics.collect, metrics.print ignored: they are for upstream's otel-metrics operator, which ig does not have{tail}"
-            ),
+            "warning: data source processes is annotated metrics.collect, but no metrics are served: --otel-metrics-listen serves them".to_owned(),
+            "warning: data source processes is annotated metrics.collect, but none of its fields is a counter, gauge or histogram (metrics.type) and it has no metrics.implicit-counter.name: nothing to export".to_owned(),
         ],
+        "{err}"
+    );
+}
+
+/// `-o` per data source on a gadget with two (processes and cgroups):
+/// each gets its own mode, those not named keep their default, a mode
+/// outside a source's `cli.supported-output-modes` is refused with the
+/// ones it supports, and a bare mode does not mix with per-source ones.
+/// `--annotate` reaches the table of an operator's data source.
+#[test]
+fn output_modes_per_data_source_and_their_supported_modes() {
+    let s = TestStore::new();
+    s.build(&fixture("ops_two_sources"), "ops_two_sources");
+    let limit = Duration::from_secs(20);
+    let run = |args: &[&str]| {
+        let mut all = vec!["run", "ops_two_sources"];
+        all.extend_from_slice(args);
+        run_bounded(&s, &all, limit)
+    };
+    let comm = own_comm();
+
+    // processes as JSON (one array: a snapshot), cgroups not at all.
+    let (ok, out, err, _) = run(&["-o", "processes:json,cgroups:none"]);
+    assert!(ok, "{err}");
+    assert_eq!(out.lines().count(), 1, "{out}");
+    let rows: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["comm"] == comm.as_str()),
+        "{out}"
+    );
+
+    // processes not printed, cgroups in their default (a table).
+    let (ok, out, err, _) = run(&["-o", "processes:none"]);
+    assert!(ok, "{err}");
+    let first = out.lines().next().unwrap_or_default();
+    assert!(first.starts_with("CGROUPPATH"), "{out}");
+    assert!(!out.contains(&comm) && !out.contains("COMM"), "{out}");
+
+    // Without -o: both tables.
+    let (ok, out, err, _) = run(&[]);
+    assert!(ok, "{err}");
+    assert!(out.contains("CGROUPPATH") && out.contains("COMM"), "{out}");
+
+    // -o none: nothing.
+    let (ok, out, err, _) = run(&["-o", "none"]);
+    assert!(ok, "{err}");
+    assert_eq!(out, "");
+
+    // yaml is not among cgroups' modes.
+    let (ok, out, err, _) = run(&["-o", "yaml"]);
+    assert!(!ok && out.is_empty(), "{out}");
+    assert!(
+        err.contains(
+            "data source cgroups cannot be printed as yaml: it supports columns, json, none"
+        ),
+        "{err}"
+    );
+    let (ok, _, err, _) = run(&["-o", "cgroups:yaml"]);
+    assert!(!ok && err.contains("cannot be printed as yaml"), "{err}");
+
+    // Upstream's rule: MODE or DS:MODE,..., not both; unknown sources
+    // and modes are named.
+    let (ok, _, err, _) = run(&["-o", "json,cgroups:none"]);
+    assert!(
+        !ok && err.contains("mixes a mode for every data source"),
+        "{err}"
+    );
+    let (ok, _, err, _) = run(&["-o", "procs:json"]);
+    assert!(
+        !ok && err.contains("no data source procs (the gadget has: processes, cgroups)"),
+        "{err}"
+    );
+    let (ok, _, err, _) = run(&["-o", "advise"]);
+    assert!(
+        !ok && err.contains("\"advise\" is not an output mode"),
+        "{err}"
+    );
+    // A mode ig has that these sources do not list.
+    let (ok, _, err, _) = run(&["-o", "histogram"]);
+    assert!(
+        !ok && err.contains("data source processes cannot be printed as histogram"),
+        "{err}"
+    );
+
+    // --annotate on the process operator's field.
+    let (ok, out, err, _) = run(&[
+        "-o",
+        "cgroups:none",
+        "--annotate",
+        "processes.comm:columns.hidden=true",
+    ]);
+    assert!(ok, "{err}");
+    let header = out.lines().next().unwrap_or_default();
+    assert!(header.contains("PID") && !header.contains("COMM"), "{out}");
+    assert!(!out.contains(&comm), "{out}");
+
+    // An instance spec's operator.oci.annotate and operator.cli.output
+    // (upstream's keys), checked as --annotate is.
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("m.yaml");
+    let spec = |ann: &str| {
+        format!(
+            "apiVersion: 1\nkind: instance-spec\nimage: ops_two_sources\nname: two\nparamValues:\n  operator.oci.annotate: \"{ann}\"\n  operator.cli.output: \"cgroups:none\"\n"
+        )
+    };
+    std::fs::write(&manifest, spec("processes.comm:columns.hidden=true")).unwrap();
+    let m = manifest.to_str().unwrap();
+    let (ok, out, err, _) = run_bounded(&s, &["run", "-f", m], limit);
+    assert!(ok, "{err}");
+    let header = out.lines().next().unwrap_or_default();
+    assert!(header.contains("PID") && !header.contains("COMM"), "{out}");
+    std::fs::write(&manifest, spec("processes.nope:columns.hidden=true")).unwrap();
+    let (ok, _, err, _) = run_bounded(&s, &["run", "-f", m], limit);
+    assert!(
+        !ok && err.contains("data source processes has no field nope (its fields: pid, comm,"),
         "{err}"
     );
 }

@@ -14,6 +14,7 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+mod metrics;
 mod operators;
 
 use std::collections::BTreeMap;
@@ -88,7 +89,12 @@ impl Running {
     /// `ig run -v -o json ARGS` (`-o json` unless ARGS has `-o`), returned once the gadget is started (all
     /// its programs attached), or a panic after 20 s.
     fn start(args: &[&str]) -> Self {
-        let mut child = store()
+        Self::start_in(store(), args)
+    }
+
+    /// [`Running::start`] with the gadgets of `store`.
+    fn start_in(store: &TestStore, args: &[&str]) -> Self {
+        let mut child = store
             .ig()
             .args(["run", "-v"])
             .args(if args.contains(&"-o") {

@@ -13,6 +13,7 @@ mod compat_load;
 mod examples;
 mod instances;
 mod operators;
+mod output_modes;
 #[path = "../common/runc.rs"]
 mod runc;
 mod runtimes;

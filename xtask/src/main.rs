@@ -96,6 +96,10 @@ const PACKAGES: &[&str] = &[
     "tcpdump",
     "tshark",
     "iproute2",
+    // The metrics tests (tests/gadgets/metrics.rs) scrape `ig run
+    // --otel-metrics-listen` with a real Prometheus server, started by the
+    // test, and check the exposition with `promtool check metrics`.
+    "prometheus",
 ];
 
 fn main() -> Result<()> {

@@ -11,9 +11,10 @@
 //! part of the key before the first dot) and data source, said once at
 //! the start of a run.
 //!
-//! `cli.default-output-mode` is honoured for the modes ig's output has
-//! (`none`, `columns`, `json`, `jsonpretty`, `yaml`) and warned about for
-//! upstream's others.
+//! `cli.default-output-mode` and `cli.supported-output-modes` are
+//! honoured for the modes ig's output has (`output::mode`: `none`,
+//! `columns`, `json`, `jsonpretty`, `yaml`, `pcap-ng`) and warned about
+//! when they name upstream's others (`advise`, `histogram`).
 //!
 //! Field annotations are not checked: those are presentation hints
 //! (`columns.*`, `flamegraph.*`...) whose absence changes no value.
@@ -55,7 +56,8 @@ const KEYS: &[(&str, Handling)] = &[
     ("cli.*", Handling::NotImplemented("cli")),
     ("pcap.*", Handling::NotImplemented("cli")),
     ("ebpf.*", Handling::NotImplemented("ebpf")),
-    ("metrics.*", Handling::Missing("otel-metrics")),
+    // The otel-metrics operator reads them (`operators::otel_metrics`).
+    ("metrics.*", Handling::Honoured),
     (
         "generate_networkpolicy.*",
         Handling::Missing("generate_networkpolicy"),
@@ -64,16 +66,20 @@ const KEYS: &[(&str, Handling)] = &[
     ("kubeipresolver.*", Handling::Missing("kubeipresolver")),
 ];
 
-/// The values of `cli.default-output-mode` ig's output acts on
-/// (`output::OutputOperator`: `none` leaves the data source unprinted
-/// unless `-o` is given, the others are its mode then). Upstream's other
-/// modes (`advise`, `histogram`) belong to operators ig does not have.
-const DEFAULT_OUTPUT_MODES: &[&str] = &["none", "columns", "json", "jsonpretty", "yaml"];
-
 /// What ig does with `key` set to `value`: the keys of [`KEYS`], and
-/// `cli.default-output-mode` honoured for the modes ig has.
+/// the output modes (`cli.default-output-mode`, the comma-separated
+/// `cli.supported-output-modes`) honoured when ig has every mode they
+/// name. Upstream's other modes (`advise`, `histogram`) belong to
+/// operators ig does not have.
 fn handling_of(key: &str, value: &str) -> Option<Handling> {
-    if key == "cli.default-output-mode" && DEFAULT_OUTPUT_MODES.contains(&value) {
+    use crate::output::mode::{DEFAULT_MODE_ANNOTATION, SUPPORTED_MODES_ANNOTATION};
+    let ours = |m: &str| crate::output::OutputMode::from_name(m.trim()).is_some();
+    let honoured = match key {
+        DEFAULT_MODE_ANNOTATION => ours(value),
+        SUPPORTED_MODES_ANNOTATION => value.split(',').filter(|m| !m.trim().is_empty()).all(ours),
+        _ => false,
+    };
+    if honoured {
         return Some(Handling::Honoured);
     }
     handling(key)
@@ -155,7 +161,7 @@ mod tests {
     #[test]
     fn advise_networkpolicys_operators_are_named_once_each() {
         let w = unknown(&schema(&[
-            ("cli.supported-output-modes", "none"),
+            ("cli.supported-output-modes", "advise"),
             ("ebpf.map.flush-on-stop", "true"),
             ("generate_networkpolicy.enable", "true"),
             ("kubenameresolver.enable", "true"),
@@ -173,15 +179,15 @@ mod tests {
     #[test]
     fn keys_of_one_family_make_one_warning() {
         let w = unknown(&schema(&[
-            ("metrics.collect", "true"),
-            ("metrics.print", "true"),
+            ("kubenameresolver.a", "true"),
+            ("kubenameresolver.b", "true"),
             ("zz.a", "1"),
             ("zz.b", "2"),
         ]));
         assert_eq!(w.len(), 2, "{w:?}");
         assert!(
             w[0].contains(
-                "annotations metrics.collect, metrics.print ignored: they are for upstream's otel-metrics operator"
+                "annotations kubenameresolver.a, kubenameresolver.b ignored: they are for upstream's kubenameresolver operator"
             ),
             "{w:?}"
         );
@@ -196,9 +202,11 @@ mod tests {
         let w = unknown(&schema(&[
             ("cli.clear-screen-before", "true"),
             ("cli.default-output-mode", "none"),
+            ("cli.supported-output-modes", "none,json, pcap-ng"),
             ("description", "x"),
             ("ebpf.map.flush-on-stop", "true"),
             ("fetch-interval", "1s"),
+            ("metrics.print", "true"),
             ("profiles.stack-fields", "kern_stack,user_stack_raw.symbols"),
             ("views.defaults.mode", "flamegraph"),
         ]));
@@ -220,14 +228,22 @@ mod tests {
         );
         // Honoured for the modes ig's output has; upstream's modes of
         // operators ig lacks are still warned about.
-        for mode in ["none", "columns", "json", "jsonpretty", "yaml"] {
+        for mode in [
+            "none",
+            "columns",
+            "json",
+            "jsonpretty",
+            "yaml",
+            "pcap-ng",
+            "histogram",
+        ] {
             assert_eq!(
                 handling_of("cli.default-output-mode", mode),
                 Some(Handling::Honoured),
                 "{mode}"
             );
         }
-        for mode in ["advise", "histogram", ""] {
+        for mode in ["advise", ""] {
             assert_eq!(
                 handling_of("cli.default-output-mode", mode),
                 Some(Handling::NotImplemented("cli")),

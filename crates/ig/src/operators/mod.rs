@@ -14,6 +14,7 @@
 //! | [`filter`] | 9000 | `--filter`: drop events that do not match |
 //! | [`sort`] | 9500 | `--sort`: order array snapshots |
 //! | [`limit`] | 9600 | `--max-entries`: cut array snapshots |
+//! | [`otel_metrics`] | 9995 | `metrics.*` annotations: Prometheus metrics, histograms drawn (`metrics.print`) |
 //! | [`wasm`] | 1000 (handlers at the guest's priorities) | the image's WASM module (only when it has one) |
 //! | `output::OutputOperator` | 10000 | print (lives in `output/`) |
 //!
@@ -35,6 +36,7 @@ pub mod filter;
 pub mod formatters;
 pub mod limit;
 pub mod localmanager;
+pub mod otel_metrics;
 pub mod process;
 pub mod processinfo;
 pub mod sort;
@@ -69,6 +71,9 @@ pub struct Seams {
     /// Tells the eBPF statistics operator which processes are `ig run`s,
     /// with the CLI's own argument parser.
     pub gadget_runs: ebpfstats::GadgetRuns,
+    /// Where collected metrics are exported (`--otel-metrics-listen`);
+    /// `None`: they are only drawn (`metrics.print`).
+    pub metrics: Option<otel_metrics::Registry>,
 }
 
 /// The names `operator.<name>` may take in `gadget.yaml`: every operator
@@ -154,5 +159,6 @@ pub fn catalog_with(seams: &Seams, meta: &GadgetMetadata) -> Vec<Box<dyn Operato
         Box::new(filter::Filter::default()),
         Box::new(sort::Sort::default()),
         Box::new(limit::Limit::default()),
+        Box::new(otel_metrics::OtelMetrics::new(seams.metrics.clone())),
     ]
 }

@@ -14,7 +14,10 @@ use std::sync::Arc;
 use crate::datasource::{Event, Schema, SchemaBuilder, SchemaError};
 use crate::params::{ParamSpec, ParamValues};
 
+pub mod annotate;
 pub mod testing;
+
+pub use annotate::{AnnotateError, Annotation};
 
 /// Lower runs first. Values follow upstream so that the priorities WASM
 /// guests subscribe with keep their meaning.
@@ -262,6 +265,9 @@ pub enum OperatorError {
     /// A handler failed to flush.
     #[error(transparent)]
     Handler(#[from] HandlerError),
+    /// An annotation given at run time does not fit the run.
+    #[error(transparent)]
+    Annotate(#[from] AnnotateError),
 }
 
 impl OperatorError {
@@ -296,6 +302,9 @@ struct SourceSetup {
 pub struct Setup {
     sources: Vec<SourceSetup>,
     yield_flag: YieldFlag,
+    /// Given at run time (`--annotate`): applied to each data source as
+    /// it is declared, and again at the freeze ([`annotate`]).
+    annotations: Vec<Annotation>,
 }
 
 /// Lets a handler that was slow ask the source feeding it to hand control
@@ -316,7 +325,8 @@ impl YieldFlag {
 impl Setup {
     /// Declare a data source; later operators see it, and its id subscribes
     /// handlers.
-    pub fn add_source(&mut self, schema: SchemaBuilder) -> SourceId {
+    pub fn add_source(&mut self, mut schema: SchemaBuilder) -> SourceId {
+        apply_annotations(&self.annotations, &mut schema, false);
         self.sources.push(SourceSetup {
             schema,
             subscribers: Vec::new(),
@@ -461,20 +471,38 @@ impl Pipeline {
     /// Order the operators by (priority, name), hand them the parameter
     /// values, instantiate each, then freeze the schemas and handler chains.
     pub fn build(
+        operators: Vec<Box<dyn Operator>>,
+        params: &ParamValues,
+    ) -> Result<Self, OperatorError> {
+        Self::build_annotated(operators, params, Vec::new())
+    }
+
+    /// [`Pipeline::build`], with `annotations` given at run time
+    /// (`--annotate`) applied as if `gadget.yaml` had them and checked
+    /// against the final schemas ([`annotate`]).
+    pub fn build_annotated(
         mut operators: Vec<Box<dyn Operator>>,
         params: &ParamValues,
+        annotations: Vec<Annotation>,
     ) -> Result<Self, OperatorError> {
         operators.sort_by(|a, b| (a.priority(), a.name()).cmp(&(b.priority(), b.name())));
         for op in &mut operators {
             op.apply_params(params)?;
         }
-        let mut setup = Setup::default();
+        let mut setup = Setup {
+            annotations,
+            ..Setup::default()
+        };
         let mut instances = Vec::new();
         for op in operators {
             let name = op.name();
             if let Some(inst) = op.instantiate(&mut setup)? {
                 instances.push((name, inst));
             }
+        }
+        check_annotations(&setup)?;
+        for s in &mut setup.sources {
+            apply_annotations(&setup.annotations, &mut s.schema, true);
         }
         let warnings = unclaimed_annotations(&setup);
         let yield_flag = setup.yield_flag.clone();
@@ -553,6 +581,68 @@ impl Pipeline {
         let sources = self.instances.iter_mut().filter_map(|(_, i)| i.source());
         (sources, &mut self.dispatch)
     }
+}
+
+/// Set the run-time annotations of `schema`'s data source: on the fields
+/// it has, and for those it does not have yet as pending (claimed when an
+/// operator adds them), unless `existing_only` (the freeze, after
+/// [`check_annotations`]).
+fn apply_annotations(annotations: &[Annotation], schema: &mut SchemaBuilder, existing_only: bool) {
+    let name = schema.name().to_owned();
+    for a in annotations.iter().filter(|a| a.source == name) {
+        let Some(field) = &a.field else {
+            schema
+                .annotations_mut()
+                .insert(a.key.clone(), a.value.clone());
+            continue;
+        };
+        match schema.schema().field_by_name(field) {
+            Some(id) => {
+                schema
+                    .field_mut(id)
+                    .annotations
+                    .insert(a.key.clone(), a.value.clone());
+            }
+            None if !existing_only => schema.annotate_later(
+                field.clone(),
+                [(a.key.clone(), a.value.clone())].into_iter().collect(),
+            ),
+            None => {}
+        }
+    }
+}
+
+/// Every run-time annotation names a data source of the run (referenced
+/// or not: an operator may have consumed it) and a field it has.
+fn check_annotations(setup: &Setup) -> Result<(), AnnotateError> {
+    for a in &setup.annotations {
+        let Some(s) = setup.sources.iter().find(|s| s.schema.name() == a.source) else {
+            let known: Vec<&str> = setup.sources.iter().map(|s| s.schema.name()).collect();
+            return Err(AnnotateError::NoSource {
+                given: a.given(),
+                source_name: a.source.clone(),
+                known: known.join(", "),
+            });
+        };
+        if let Some(field) = &a.field
+            && s.schema.schema().field_by_name(field).is_none()
+        {
+            let known: Vec<&str> = s
+                .schema
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| f.name.as_str())
+                .collect();
+            return Err(AnnotateError::NoField {
+                given: a.given(),
+                source_name: a.source.clone(),
+                field: field.clone(),
+                known: known.join(", "),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// `gadget.yaml` annotations of fields that neither the gadget nor any
@@ -741,5 +831,93 @@ mod tests {
         assert!(!p.dispatch.take_yield());
         p.dispatch.event(id, &mut ev);
         assert!(!p.dispatch.take_yield());
+    }
+
+    /// An operator that adds field `later` to every source and records
+    /// what it read of the run-time annotations when it decided.
+    struct Enricher(std::rc::Rc<std::cell::RefCell<Vec<String>>>);
+
+    impl Operator for Enricher {
+        fn name(&self) -> &'static str {
+            "enricher"
+        }
+        fn priority(&self) -> Priority {
+            5
+        }
+        fn instantiate(
+            self: Box<Self>,
+            setup: &mut Setup,
+        ) -> Result<Option<Box<dyn Instance>>, OperatorError> {
+            for id in setup.all_source_ids() {
+                let s = setup.schema_mut(id);
+                let f = s.add_owned("later".into(), crate::datasource::FieldKind::U32, None)?;
+                // Set by the operator; a run-time annotation still wins.
+                s.field_mut(f)
+                    .annotations
+                    .insert("columns.width".into(), "3".into());
+                let seen = format!(
+                    "{:?} {:?}",
+                    s.schema().annotations.get("metrics.collect"),
+                    s.schema().field(f).annotation("columns.hidden")
+                );
+                self.0.borrow_mut().push(seen);
+            }
+            Ok(None)
+        }
+    }
+
+    fn annotated(list: &str) -> (Result<Pipeline, OperatorError>, Vec<String>) {
+        let seen = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+        let mut b = crate::datasource::SchemaBuilder::new("exec", SourceKind::Single, 4);
+        b.add_raw("n".into(), crate::datasource::FieldKind::U32, 0, 4, None)
+            .unwrap();
+        let ops: Vec<Box<dyn Operator>> = vec![
+            Box::new(testing::Producer {
+                priority: 0,
+                schema: b,
+                samples: Vec::new(),
+            }),
+            Box::new(Enricher(seen.clone())),
+        ];
+        let p = Pipeline::build_annotated(
+            ops,
+            &Default::default(),
+            Annotation::parse_list(list).unwrap(),
+        );
+        let seen = seen.borrow().clone();
+        (p, seen)
+    }
+
+    /// Run-time annotations reach an operator that decides after the data
+    /// source was declared, on the fields it adds itself, and win over
+    /// what operators set.
+    #[test]
+    fn run_time_annotations_are_known_before_later_operators_decide() {
+        let (p, seen) = annotated(
+            "exec:metrics.collect=true,exec.later:columns.hidden=true,exec.later:columns.width=9,exec.n:x=a:b",
+        );
+        assert_eq!(seen, [r#"Some("true") Some("true")"#]);
+        let p = p.unwrap();
+        let s = p.dispatch.schema(SourceId(0));
+        let later = s.field(s.field_by_name("later").unwrap());
+        assert_eq!(later.annotation("columns.width"), Some("9"));
+        let n = s.field(s.field_by_name("n").unwrap());
+        assert_eq!(n.annotation("x"), Some("a:b"));
+        assert!(p.warnings().is_empty(), "{:?}", p.warnings());
+    }
+
+    /// Unknown data sources and fields are errors naming the known ones,
+    /// fields operators add included.
+    #[test]
+    fn run_time_annotations_of_unknown_subjects_are_refused() {
+        let err = |l| annotated(l).0.err().expect("refused").to_string();
+        assert_eq!(
+            err("nope:k=v"),
+            "annotation \"nope:k=v\": no data source nope (the gadget's data sources: exec)"
+        );
+        assert_eq!(
+            err("exec.nope:k=v"),
+            "annotation \"exec.nope:k=v\": data source exec has no field nope (its fields: n, later)"
+        );
     }
 }

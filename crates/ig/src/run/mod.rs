@@ -59,8 +59,8 @@ pub use crate::bpf::loader::LoaderPrefetch;
 pub use crate::datasource::{Event, FieldDef, FieldKind, Schema, ValueRef};
 pub use crate::image::DEFAULT_STORE;
 pub use crate::output::sink::Stdout;
-pub use crate::output::{FieldsSpec, OutputMode};
-pub use crate::pipeline::Notice;
+pub use crate::output::{FieldsSpec, OutputMode, OutputSpec};
+pub use crate::pipeline::{Annotation, Notice};
 pub use crate::runner::{StopHandle, StopReason};
 
 use crate::image::registry::Progress;
@@ -318,8 +318,10 @@ pub struct GadgetInfo {
 
 /// How and where a run prints its events with ig's printers.
 pub struct PrintOptions {
-    /// The format.
-    pub mode: OutputMode,
+    /// The format: one for every data source, one per named data source
+    /// (the others in their `cli.default-output-mode`), or each in its
+    /// default ([`OutputSpec`]).
+    pub mode: OutputSpec,
     /// Fields to print instead of the defaults.
     pub fields: Option<FieldsSpec>,
     /// The output is a terminal: toppers may redraw the screen.
@@ -332,22 +334,21 @@ pub struct PrintOptions {
     /// for a data source this run lacks (`ds:a,b`) is another run's, not
     /// an error.
     pub fields_shared: bool,
-    /// `mode` was asked for (`-o`): every data source is printed so.
-    /// When false, a data source's `cli.default-output-mode` annotation
-    /// wins (`none`: the local manager's `containers` rows are not
-    /// printed).
-    pub mode_given: bool,
+    /// `mode` was given for several runs sharing the output: a data
+    /// source it names that this run lacks (`ds:json`) is another run's,
+    /// not an error.
+    pub mode_shared: bool,
     /// Where.
     pub target: PrintTarget,
 }
 
 impl PrintOptions {
-    /// `mode` to `target`, default fields, not a terminal, the mode as
-    /// asked for.
-    pub fn new(mode: OutputMode, target: PrintTarget) -> Self {
+    /// `mode` (an [`OutputMode`] for every data source, or an
+    /// [`OutputSpec`]) to `target`, default fields, not a terminal.
+    pub fn new(mode: impl Into<OutputSpec>, target: PrintTarget) -> Self {
         Self {
-            mode_given: true,
-            mode,
+            mode_shared: false,
+            mode: mode.into(),
             fields: None,
             terminal: false,
             instance: None,
@@ -392,6 +393,8 @@ pub struct GadgetRun {
     prefetch: Option<LoaderPrefetch>,
     gadget_runs: Option<GadgetRuns>,
     guest_stderr: Option<StderrWriter>,
+    annotations: Vec<Annotation>,
+    metrics: Option<crate::operators::otel_metrics::Registry>,
     resolved: Option<source::Resolved>,
 }
 
@@ -415,6 +418,8 @@ impl GadgetRun {
             prefetch: None,
             gadget_runs: None,
             guest_stderr: None,
+            annotations: Vec::new(),
+            metrics: None,
             resolved: None,
         }
     }
@@ -607,6 +612,28 @@ impl GadgetRun {
         self
     }
 
+    /// Annotate data sources and fields as if `gadget.yaml` had these
+    /// annotations (`ig run --annotate`; parse them with
+    /// [`Annotation::parse_list`]): set before the operators that read
+    /// them decide, the later ones winning, and checked against the run's
+    /// final data sources, whose unknown names fail the run
+    /// ([`crate::pipeline::annotate`]).
+    #[must_use]
+    pub fn annotate(mut self, annotations: impl IntoIterator<Item = Annotation>) -> Self {
+        self.annotations.extend(annotations);
+        self
+    }
+
+    /// Export the metrics of data sources annotated `metrics.collect` on
+    /// `registry` (which the caller serves: `Registry::serve`), with ig's
+    /// own when the registry was made with them. Several runs may share
+    /// one registry.
+    #[must_use]
+    pub fn metrics(mut self, registry: crate::operators::otel_metrics::Registry) -> Self {
+        self.metrics = Some(registry);
+        self
+    }
+
     /// The gadget as messages name it: the image as given until it is
     /// read, then its full reference (or its name for bytes).
     pub fn name(&self) -> String {
@@ -639,6 +666,7 @@ impl GadgetRun {
     fn assemble(&mut self) -> Result<(Assembly, Vec<Box<dyn Operator>>), RunError> {
         let seams = crate::operators::Seams {
             gadget_runs: self.gadget_runs.clone().unwrap_or_default(),
+            metrics: self.metrics.clone(),
             ..crate::operators::Seams::default()
         };
         let stderr = self.guest_stderr.clone();
@@ -741,6 +769,7 @@ impl GadgetRun {
         Ok(PreparedRun {
             chain,
             stop,
+            metrics: self.metrics.clone(),
             notice: self.notice,
             timeout: self.timeout,
             flush_interval: self.flush_interval,
@@ -839,7 +868,7 @@ impl GadgetRun {
                 prefetch: self.prefetch.clone(),
                 targets: Some(seams.targets.clone()),
             });
-            ebpf.set_metadata(patched.clone());
+            ebpf.set_metadata(annotated(&patched, &self.annotations));
         }
         ops.extend(ebpf.map(|e| Box::new(e) as Box<dyn Operator>));
         ops.extend(configured);
@@ -862,7 +891,7 @@ impl GadgetRun {
             output_dropped = Some(writer.dropped());
             ops.push(Box::new(
                 OutputOperator::new(print.mode, writer)
-                    .mode_given(print.mode_given)
+                    .spec_shared(print.mode_shared)
                     .on_terminal(print.terminal)
                     .with_fields(print.fields, print.fields_shared)
                     .with_instance(print.instance)
@@ -871,6 +900,7 @@ impl GadgetRun {
         }
         let r = self.resolved.as_ref().expect("resolved by assemble");
         Ok(Chain {
+            annotations: self.annotations.clone(),
             gadget: r.given.clone(),
             name: r.name.clone(),
             metadata,
@@ -883,6 +913,23 @@ impl GadgetRun {
             output_dropped,
         })
     }
+}
+
+/// `metadata` with the run-time annotations added, as the eBPF operator
+/// reads `gadget.yaml`: it builds its schemas from them before declaring
+/// its data sources (`ebpf.rest.*`, stack fields), so they must be there
+/// already. `Setup` applies them again to every data source.
+fn annotated(metadata: &GadgetMetadata, annotations: &[Annotation]) -> GadgetMetadata {
+    let mut m = metadata.clone();
+    for a in annotations {
+        let ds = m.datasources.entry(a.source.clone()).or_default();
+        let target = match &a.field {
+            Some(f) => &mut ds.fields.entry(f.clone()).or_default().annotations,
+            None => &mut ds.annotations,
+        };
+        target.insert(a.key.clone(), a.value.clone());
+    }
+    m
 }
 
 /// What a chain is made for.
@@ -900,6 +947,8 @@ enum Purpose {
 
 /// The operators of a run and what it needs to run them.
 struct Chain {
+    /// Given at run time, applied while the chain is built.
+    annotations: Vec<Annotation>,
     /// The gadget as the caller named it.
     gadget: String,
     /// Its full name.
@@ -917,10 +966,11 @@ struct Chain {
 impl Chain {
     fn build(self) -> Result<Pipeline, RunError> {
         let gadget = self.gadget;
-        let pipeline = Pipeline::build(self.ops, &self.values).map_err(|e| RunError::Run {
-            gadget: gadget.clone(),
-            source: e.into(),
-        })?;
+        let pipeline = Pipeline::build_annotated(self.ops, &self.values, self.annotations)
+            .map_err(|e| RunError::Run {
+                gadget: gadget.clone(),
+                source: e.into(),
+            })?;
         self.consumers.built(&pipeline);
         Ok(pipeline)
     }
@@ -931,6 +981,7 @@ impl Chain {
 pub struct PreparedRun {
     chain: Chain,
     stop: StopHandle,
+    metrics: Option<crate::operators::otel_metrics::Registry>,
     notice: Option<NoticeFn>,
     timeout: Option<Duration>,
     flush_interval: Duration,
@@ -948,6 +999,7 @@ impl PreparedRun {
         let Self {
             chain,
             stop,
+            metrics,
             mut notice,
             timeout,
             flush_interval,
@@ -972,6 +1024,9 @@ impl PreparedRun {
             l.add(&n);
             losses.set(l);
             consumers.notice(&n);
+            if let Some(m) = &metrics {
+                m.notice(&n);
+            }
             match &mut notice {
                 Some(f) => f(&n),
                 None => {
