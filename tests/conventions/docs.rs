@@ -152,11 +152,18 @@ fn documented_filter_expressions_run_and_the_refusal_is_printed_as_shown() {
     };
     for line in &runs {
         let out = sh(line, &mut built);
+        // Nothing on stderr but what a busy host may cause: the kernel
+        // dropping events of every process's opens (a compile next door
+        // made 25,000 in the second the command runs).
+        let stderr = text(&out.stderr);
+        let unexpected: Vec<&str> = stderr
+            .lines()
+            .filter(|l| !l.contains(" events lost"))
+            .collect();
         assert!(
-            out.status.success() && out.stderr.is_empty(),
-            "{line}: {:?}\n{}",
-            out.status,
-            text(&out.stderr)
+            out.status.success() && unexpected.is_empty(),
+            "{line}: {:?}\n{stderr}",
+            out.status
         );
     }
     for (line, printed) in &refused {
