@@ -40,6 +40,9 @@
 #                 every event after the same two tests
 #                 (-E 'proc.comm == "x" or proc.pid > 0'); run as a pair with
 #                 ig-filter: the cost of an expression against rules
+#   ig-metrics    the same as ig with issue 23's implicit counter keyed by
+#                 proc.comm collected and served on 127.0.0.1:22224 (nothing
+#                 scrapes it): the cost of metrics on the event path
 # STORM: exec[:ARGS] | open[:ARGS] as in peerbench.py, e.g. exec, open, "open:-k 2"
 #
 # Every storm event's output line must contain the storm pattern (benchtrue for
@@ -49,7 +52,7 @@
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 BIN="$HERE/bin"
-PEERS="libbpf bcc bcc-tp bpftrace rbbase-count rbbase-json rbbase-batch ig ig-table ig-flush0 ig-chain ig-multi ig-three ig-filter ig-expr"
+PEERS="libbpf bcc bcc-tp bpftrace rbbase-count rbbase-json rbbase-batch ig ig-table ig-flush0 ig-chain ig-multi ig-three ig-filter ig-expr ig-metrics"
 
 peer_cmd() {  # PEER KIND -> command line on stdout
     local peer="$1" kind="$2"
@@ -92,6 +95,10 @@ peer_cmd() {  # PEER KIND -> command line on stdout
     ig-filter:open) echo "${IG:-ig} run trace_open -o json -F 'proc.comm!=x,proc.pid>0'" ;;
     ig-expr:exec) echo "${IG:-ig} run trace_exec -o json -E 'proc.comm == \"x\" or proc.pid > 0'" ;;
     ig-expr:open) echo "${IG:-ig} run trace_open -o json -E 'proc.comm == \"x\" or proc.pid > 0'" ;;
+    ig-metrics:*)
+        local ds=open gadget=trace_open
+        [ "$kind" = "${kind#exec}" ] || { ds=exec; gadget=trace_exec; }
+        echo "${IG:-ig} run $gadget -o json --annotate $ds:metrics.collect=true,$ds:metrics.implicit-counter.name=events,$ds.proc.comm:metrics.type=key --otel-metrics-name $ds:bench --otel-metrics-listen --otel-metrics-listen-address 127.0.0.1:22224" ;;
     *) echo "run-peer.sh: unknown peer/storm '$peer' '$kind' (peers: $PEERS)" >&2; return 2 ;;
     esac
 }

@@ -336,3 +336,58 @@ fn profile_blockio_renders_our_direct_writes_as_json() {
     let total: u64 = iv.iter().map(|i| i["count"].as_u64().unwrap()).sum();
     assert!(total >= 500, "{total} requests: {last}");
 }
+
+/// Samples of profile_tcprtt (`-o json`, the render at the stop) while
+/// our client exchanges 200 one-byte requests and answers over loopback
+/// with our server, the gadget filtering on `--dport PORT`.
+fn tcprtt_samples(dport: impl FnOnce(u16) -> u16) -> (u64, serde_json::Value) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let ig = Running::start(&[
+        "profile_tcprtt",
+        "--map-fetch-interval",
+        "100ms",
+        "--dport",
+        &dport(port).to_string(),
+    ]);
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut b = [0u8; 1];
+        for _ in 0..200 {
+            s.read_exact(&mut b).unwrap();
+            s.write_all(&b).unwrap();
+        }
+    });
+    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    c.set_nodelay(true).unwrap();
+    let mut b = [0u8; 1];
+    for _ in 0..200 {
+        c.write_all(b"x").unwrap();
+        c.read_exact(&mut b).unwrap();
+    }
+    server.join().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let (values, stderr) = ig.stop();
+    let Some(last) = values.last().cloned() else {
+        return (0, serde_json::Value::Null);
+    };
+    assert_eq!(last["latency"]["unit"], "µs", "{last}\n{stderr}");
+    let total = last["latency"]["intervals"]
+        .as_array()
+        .map_or(0, |iv| iv.iter().map(|i| i["count"].as_u64().unwrap()).sum());
+    (total, last)
+}
+
+/// profile_tcprtt, on the `tcp_probe` tracepoint (no kprobes): our
+/// client's connection (remote port: our server's) is sampled at least
+/// once per answer it receives; with `--dport` set to a port nobody
+/// uses, nothing is (ports compare in host order, unlike upstream's).
+#[test]
+fn profile_tcprtt_samples_our_loopback_connection_and_filters_by_port() {
+    require_kernel();
+    let (ours, last) = tcprtt_samples(|server| server);
+    assert!(ours >= 200, "{ours} samples for 200 answers: {last}");
+    let unused = free_port();
+    let (none, last) = tcprtt_samples(|_| unused);
+    assert_eq!(none, 0, "samples of port {unused}: {last}");
+}
