@@ -372,9 +372,9 @@ fn tcprtt_samples(dport: impl FnOnce(u16) -> u16) -> (u64, serde_json::Value) {
         return (0, serde_json::Value::Null);
     };
     assert_eq!(last["latency"]["unit"], "µs", "{last}\n{stderr}");
-    let total = last["latency"]["intervals"]
-        .as_array()
-        .map_or(0, |iv| iv.iter().map(|i| i["count"].as_u64().unwrap()).sum());
+    let total = last["latency"]["intervals"].as_array().map_or(0, |iv| {
+        iv.iter().map(|i| i["count"].as_u64().unwrap()).sum()
+    });
     (total, last)
 }
 
