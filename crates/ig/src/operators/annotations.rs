@@ -73,7 +73,7 @@ const KEYS: &[(&str, Handling)] = &[
 /// operators ig does not have.
 fn handling_of(key: &str, value: &str) -> Option<Handling> {
     use crate::output::mode::{DEFAULT_MODE_ANNOTATION, SUPPORTED_MODES_ANNOTATION};
-    let ours = |m: &str| crate::output::OutputMode::from_name(m.trim()).is_some();
+    let ours = |m: &str| crate::output::mode::OutputMode::from_name(m.trim()).is_some();
     let honoured = match key {
         DEFAULT_MODE_ANNOTATION => ours(value),
         SUPPORTED_MODES_ANNOTATION => value.split(',').filter(|m| !m.trim().is_empty()).all(ours),
