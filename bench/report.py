@@ -143,7 +143,7 @@ def main():
     # against -F (bench/filters.md). The several-gadgets scenario
     # (bench/multi.md) is measured by its own command, `cargo xtask bench
     # --multi`, which writes that file.
-    for part in ("analysis.md", "multi.md", "size.md", "wasm.md", "containers.md", "filters.md"):
+    for part in ("analysis.md", "multi.md", "size.md", "wasm.md", "containers.md", "filters.md", "metrics.md"):
         path = os.path.join(HERE, part)
         if os.path.exists(path):
             print(open(path).read())
