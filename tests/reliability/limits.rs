@@ -46,7 +46,10 @@ fn more_programs_than_the_cap_are_refused_at_build_and_the_cap_builds() {
     gadget(&dir, 512, "many programs");
     s.build(&dir, "many512");
     let listed = text(&s.run(&["image", "list"]).stdout);
-    assert!(listed.contains("many512") && !listed.contains("many513"), "{listed}");
+    assert!(
+        listed.contains("many512") && !listed.contains("many513"),
+        "{listed}"
+    );
 }
 
 #[test]
@@ -69,7 +72,10 @@ fn build_refuses_what_readers_refuse_and_leaves_the_store_as_it_was() {
     // Larger than any config a reader takes (4 MiB).
     std::fs::write(
         dir.join("gadget.yaml"),
-        format!("name: many\ndescription: small\n# {}\n", "y".repeat(5 << 20)),
+        format!(
+            "name: many\ndescription: small\n# {}\n",
+            "y".repeat(5 << 20)
+        ),
     )
     .unwrap();
     let out = s.run(&["image", "build", dir.to_str().unwrap(), "-t", "big"]);

@@ -103,7 +103,6 @@ const LOCK_FILE: &str = "index.json.lock";
 const BLOBS_DIR: &str = "blobs";
 const INGEST_DIR: &str = "ingest";
 
-
 /// The parts of a single-platform gadget image, for [`Store::add_gadget_image`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct GadgetImage {
@@ -1307,9 +1306,7 @@ impl Store {
         if let Some(c) = top.annotations.get(ANNOTATION_CREATED) {
             return Some(c.clone());
         }
-        let bytes = self
-            .read_blob(top, "", Some(MAX_JSON), "manifest")
-            .ok()?;
+        let bytes = self.read_blob(top, "", Some(MAX_JSON), "manifest").ok()?;
         match oci::parse_top_level(&top.media_type, &bytes).ok()? {
             TopLevel::Manifest(m) => m.annotations.get(ANNOTATION_CREATED).cloned(),
             TopLevel::Index(i) => {
@@ -1321,9 +1318,7 @@ impl Store {
                 if let Some(c) = desc.annotations.get(ANNOTATION_CREATED) {
                     return Some(c.clone());
                 }
-                let bytes = self
-                    .read_blob(desc, "", Some(MAX_JSON), "manifest")
-                    .ok()?;
+                let bytes = self.read_blob(desc, "", Some(MAX_JSON), "manifest").ok()?;
                 let m: Manifest = serde_json::from_slice(&bytes).ok()?;
                 m.annotations.get(ANNOTATION_CREATED).cloned()
             }
@@ -1420,7 +1415,12 @@ fn build_gadget_image(
     for p in platforms {
         let layers = [Some(&p.ebpf_object), p.wasm.as_ref(), p.btfgen.as_ref()];
         for layer in layers.into_iter().flatten() {
-            cap("layer", layer.len(), MAX_LAYER, "the eBPF object, WASM module or btfgen data")?;
+            cap(
+                "layer",
+                layer.len(),
+                MAX_LAYER,
+                "the eBPF object, WASM module or btfgen data",
+            )?;
         }
     }
     let mut sorted: Vec<&PlatformObjects> = platforms.iter().collect();
@@ -1467,7 +1467,12 @@ fn build_gadget_image(
             annotations: annotations.clone(),
         };
         let bytes = to_json(&manifest);
-        cap("manifest", bytes.len(), MAX_JSON, "its layers and annotations")?;
+        cap(
+            "manifest",
+            bytes.len(),
+            MAX_JSON,
+            "its layers and annotations",
+        )?;
         let mut desc = Descriptor::for_bytes(MEDIA_TYPE_IMAGE_MANIFEST, &bytes);
         desc.platform = Some(Platform::linux(&p.architecture));
         desc.annotations = annotations.clone();
@@ -1484,7 +1489,12 @@ fn build_gadget_image(
         annotations: annotations.clone(),
     };
     let bytes = to_json(&index);
-    cap("index", bytes.len(), MAX_JSON, "its manifests and annotations")?;
+    cap(
+        "index",
+        bytes.len(),
+        MAX_JSON,
+        "its manifests and annotations",
+    )?;
     let mut top = Descriptor::for_bytes(MEDIA_TYPE_IMAGE_INDEX, &bytes);
     top.annotations = annotations.clone();
     blobs.push(bytes);
