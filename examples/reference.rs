@@ -1,5 +1,5 @@
 //! Writes the command reference: markdown pages (`ig_cli::cli::reference`)
-//! and man pages (clap_mangen), both from the clap definitions.
+//! and man pages (`ig man`'s), both from the clap definitions.
 //!
 //! ```sh
 //! cargo xtask docs   # = cargo run --example reference -- docs/reference target/man
@@ -22,10 +22,8 @@ fn main() -> std::io::Result<()> {
 
 /// One page per command: `ig.1`, `ig-run.1`, `ig-image-build.1`, ...
 fn man_pages(dir: &Path) -> std::io::Result<()> {
-    for (name, cmd) in ig_cli::cli::reference::man_commands() {
-        let mut out = Vec::new();
-        clap_mangen::Man::new(cmd).render(&mut out)?;
-        std::fs::write(dir.join(format!("{name}.1")), out)?;
+    for (name, roff) in ig_cli::cli::reference::man_pages() {
+        std::fs::write(dir.join(name), roff)?;
     }
     Ok(())
 }

@@ -108,6 +108,25 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+    /// Print ig's manual page (roff), or a command's: `ig man image build`.
+    ///
+    /// The pages are generated from the same definitions as `--help`, so
+    /// they say what this binary does. With --dir, every page is written
+    /// there instead (ig.1, ig-run.1, ...), for packagers and for `man`
+    /// to find them.
+    #[command(
+        after_help = "Examples:\n  ig man | man -l -\n  ig man run | man -l -\n  ig man --dir /usr/local/share/man/man1"
+    )]
+    Man {
+        /// The command whose page to print (`run`, `image build`); none:
+        /// ig's own page.
+        #[arg(value_name = "COMMAND")]
+        command: Vec<String>,
+        /// Write every page into this directory (created if missing)
+        /// instead of printing one.
+        #[arg(long, value_name = "DIR", conflicts_with = "command")]
+        dir: Option<PathBuf>,
+    },
     /// Show the configuration: the defaults of every key, or what is in
     /// effect (the file and INSPEKTOR_GADGET_* variables).
     ///
@@ -179,18 +198,38 @@ pub struct RegistryTimeout(pub Option<Duration>);
 /// `--registry-timeout`: a duration with a unit, or a bare number of
 /// seconds; 0 is no limit.
 pub fn parse_registry_timeout(s: &str) -> Result<RegistryTimeout, String> {
-    let t = s.trim();
-    let d = if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) {
-        Duration::from_secs(
-            t.parse()
-                .map_err(|_| format!("{s:?} is too many seconds"))?,
-        )
-    } else {
-        ig::params::parse_duration(t).map_err(|_| {
-            format!("invalid duration {s:?} (examples: 30s, 2m, 500ms, 0 for no limit)")
-        })?
-    };
+    let d = parse_seconds_or_duration(s)?;
     Ok(RegistryTimeout((!d.is_zero()).then_some(d)))
+}
+
+/// A timeout as upstream's `--timeout` takes it, a bare number of seconds
+/// (`10`), or a duration with a unit (`500ms`, `3s`, `1m30s`, `2h`).
+pub fn parse_seconds_or_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) {
+        return t
+            .parse()
+            .map(Duration::from_secs)
+            .map_err(|_| format!("{s:?} is too many seconds"));
+    }
+    ig::params::parse_duration(t).map_err(|e| match e {
+        ig::params::DurationError::NoUnit => format!(
+            "{s:?} is not a number of seconds; give a whole number (10) or a unit (500ms, 1.5s)"
+        ),
+        ig::params::DurationError::Invalid(why) => format!("invalid duration {s:?}: {why}"),
+    })
+}
+
+/// `--flush-interval` and other durations of ig's own: a unit is needed
+/// (`0` alone is zero).
+fn parse_interval(s: &str) -> Result<Duration, String> {
+    ig::params::parse_duration(s).map_err(|e| match e {
+        ig::params::DurationError::NoUnit => format!(
+            "{s:?} has no unit: write {t}s for seconds or {t}ms for milliseconds",
+            t = s.trim()
+        ),
+        ig::params::DurationError::Invalid(why) => format!("invalid duration {s:?}: {why}"),
+    })
 }
 
 #[derive(Debug, Args)]
@@ -284,14 +323,17 @@ pub struct RunArgs {
     #[arg(long, value_name = "FIELDS", value_parser = |s: &str| ig::output::FieldsSpec::parse(s).map_err(|e| e.to_string()))]
     pub fields: Option<ig::output::FieldsSpec>,
 
-    /// Stop after this many seconds (default: run until Ctrl-C).
-    #[arg(short, long, value_name = "SECONDS")]
-    pub timeout: Option<u64>,
+    /// Stop after this long: a number of seconds (`10`, as upstream), or a
+    /// duration with a unit (`500ms`, `3s`, `1m30s`, `2h`). 0, or no
+    /// --timeout, runs until Ctrl-C.
+    #[arg(short, long, value_name = "DURATION", value_parser = parse_seconds_or_duration)]
+    pub timeout: Option<Duration>,
 
     /// Longest an event waits before it is printed. The kernel wakes ig only
     /// when a ring buffer is a quarter full; otherwise ig reads it on this
     /// timer. `0` wakes ig on every event (lowest latency, highest overhead).
-    #[arg(long, value_name = "DURATION", default_value = "50ms", value_parser = ig::params::parse_duration)]
+    /// A unit is needed: `50ms`, `1s`.
+    #[arg(long, value_name = "DURATION", default_value = "50ms", value_parser = parse_interval)]
     pub flush_interval: Duration,
 
     /// Size of each ring buffer in bytes (a power of two, at least 4096).
@@ -558,9 +600,17 @@ mod tests {
         assert_eq!(t("500ms"), Ok(Some(Duration::from_millis(500))));
         assert_eq!(t("0"), Ok(None));
         assert_eq!(t("0s"), Ok(None));
-        for bad in ["", "soon", "-1", "1h", "99999999999999999999"] {
+        assert_eq!(t("1h"), Ok(Some(Duration::from_secs(3600))));
+        for bad in ["", "soon", "-1", "1.5", "99999999999999999999"] {
             assert!(t(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn intervals_need_a_unit() {
+        assert_eq!(parse_interval("50ms"), Ok(Duration::from_millis(50)));
+        assert_eq!(parse_interval("0"), Ok(Duration::ZERO));
+        assert!(parse_interval("5").unwrap_err().contains("no unit"));
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub mod reference;
 mod registry;
 mod run;
 mod signals;
+mod suggest;
 mod trust;
 mod version;
 
@@ -68,15 +69,17 @@ pub fn main() -> ExitCode {
         None => {}
     }
     // Phase two: parse everything.
-    let matches = match cmd.try_get_matches_from(&argv) {
+    let matches = match cmd.try_get_matches_from_mut(&argv) {
         Ok(m) => m,
         Err(e) => {
+            let e = without_trailing_tip(e, &mut cmd);
             // `--pid 1` is unknown because the image could not be read: say
             // why the image could not be read instead.
             if e.kind() == clap::error::ErrorKind::UnknownArgument
                 && let Some(Err(why)) = &prepared
             {
-                return fail(why);
+                report(why, Doing::Run);
+                return ExitCode::FAILURE;
             }
             // `ig run -f M --pid 1`: the manifest's gadgets are not read
             // yet, so their parameters are no flags.
@@ -97,6 +100,7 @@ pub fn main() -> ExitCode {
         Err(e) => e.exit(),
     };
     logger::init(cli.verbose);
+    let doing = Doing::of(&cli.command);
     if cli.auto_mount_filesystems
         && let Err(e) = mounts::auto_mount()
     {
@@ -146,10 +150,55 @@ pub fn main() -> ExitCode {
     logger::closing();
     let code = match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => fail(&e),
+        Err(e) => {
+            report(&e, doing);
+            ExitCode::FAILURE
+        }
     };
     logger::finish();
     code
+}
+
+/// clap's error for an unknown flag, fitted to ig: without the tip to pass
+/// it after `--` (clap gives it to every command with a positional
+/// argument; no command of ig takes a value that starts with `-` there)
+/// and with the command's full usage line (`ig run [OPTIONS] ...`), where
+/// clap shows only the arguments that were required or given.
+fn without_trailing_tip(e: clap::Error, cmd: &mut clap::Command) -> clap::Error {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if e.kind() != ErrorKind::UnknownArgument {
+        return e;
+    }
+    let Some(usage) = e.get(ContextKind::Usage).map(ToString::to_string) else {
+        return e;
+    };
+    // "Usage: ig image remove <REF>..." names the command: image remove.
+    let path: Vec<String> = usage
+        .trim_start()
+        .trim_start_matches("Usage:")
+        .split_whitespace()
+        .skip(1)
+        .take_while(|w| !w.starts_with(['<', '[', '-']))
+        .map(str::to_owned)
+        .collect();
+    let mut sub = cmd;
+    for name in &path {
+        match sub.find_subcommand_mut(name) {
+            Some(s) => sub = s,
+            None => return e,
+        }
+    }
+    let mut fitted = clap::Error::new(ErrorKind::UnknownArgument).with_cmd(sub);
+    for kind in [ContextKind::InvalidArg, ContextKind::SuggestedArg] {
+        if let Some(v) = e.get(kind) {
+            fitted.insert(kind, v.clone());
+        }
+    }
+    fitted.insert(
+        ContextKind::Usage,
+        ContextValue::StyledStr(sub.render_usage()),
+    );
+    fitted
 }
 
 /// What clap's `Error::exit` does (help and version on stdout, usage
@@ -166,27 +215,90 @@ fn clap_exit(e: &clap::Error) -> ExitCode {
 }
 
 fn fail(e: &anyhow::Error) -> ExitCode {
-    report(e);
+    report(e, Doing::Other);
     ExitCode::FAILURE
 }
 
+/// What the failed command was doing with an image the store lacks, which
+/// decides the cure a hint offers: `ig run` can have it built or pulled,
+/// `ig image remove` cannot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Doing {
+    /// `ig run IMAGE`: build or pull it.
+    Run,
+    /// `ig image remove`: nothing to add, only names to correct.
+    Remove,
+    /// `ig image push`: the image is tagged with the registry's name first.
+    Push,
+    /// Any other command naming an image of the store.
+    Other,
+}
+
+impl Doing {
+    fn of(c: &Command) -> Self {
+        use args::ImageCommand as I;
+        match c {
+            Command::Run(_) => Self::Run,
+            Command::Image(I::Remove { .. }) => Self::Remove,
+            Command::Image(I::Push { .. }) => Self::Push,
+            _ => Self::Other,
+        }
+    }
+}
+
 /// `error: ...` and its `hint:`, if it has one.
-fn report(e: &anyhow::Error) {
+fn report(e: &anyhow::Error, doing: Doing) {
     logger::error(&format!("{e:#}"));
-    if let Some(h) = hint(e) {
+    if let Some(h) = hint(e, doing) {
         logger::hint(&h);
     }
 }
 
+/// The hint of an image the store does not hold: the nearest names first,
+/// then what the command can do about it.
+fn not_found_hint(
+    reference: &str,
+    store: &std::path::Path,
+    doing: Doing,
+    pull_failed: bool,
+) -> Option<String> {
+    let near = ig::image::Reference::parse(reference)
+        .map(|r| suggest::nearest(store, &r))
+        .unwrap_or_default();
+    let mean = (!near.is_empty()).then(|| format!("did you mean {}?", suggest::or_list(&near)));
+    let cure = match doing {
+        // The pull's own cause has its own hint (log in, plain HTTP...).
+        Doing::Run if pull_failed => return mean,
+        Doing::Run => format!(
+            "build it with `ig image build DIR -t NAME`, pull it with `ig image pull {reference}`, or list the store with `ig image list`"
+        ),
+        Doing::Push => format!(
+            "`ig image list` lists the store; to push a local image, tag it with the registry's name first: `ig image tag LOCAL {reference}`"
+        ),
+        Doing::Remove | Doing::Other => "`ig image list` lists the store".to_owned(),
+    };
+    Some(match mean {
+        Some(m) => format!("{m} ({cure})"),
+        None => cure,
+    })
+}
+
 /// What the user can do about an error, for the errors that have a usual
 /// cure. Kept here, at the edge, so lower layers stay free of CLI wording.
-fn hint(e: &anyhow::Error) -> Option<String> {
+fn hint(e: &anyhow::Error, doing: Doing) -> Option<String> {
     use ig::build::BuildError;
     use ig::image::ImageError;
     use ig::run::{PullError, RunError};
     for cause in e.chain() {
         if let Some(run::InstanceError { hint: Some(h), .. }) = cause.downcast_ref() {
             return Some(h.clone());
+        }
+        if let Some(RunError::NotPulled {
+            reference, store, ..
+        }) = cause.downcast_ref::<RunError>()
+            && let Some(h) = not_found_hint(&reference.to_string(), store, doing, true)
+        {
+            return Some(h);
         }
         // The library's transparent wrappers hide the error they carry
         // from `chain`: look at it instead.
@@ -202,11 +314,6 @@ fn hint(e: &anyhow::Error) -> Option<String> {
                 Some(PullError::NoRegistryClient) | None => cause,
             },
         };
-        if let Some(ImageError::NotFound { reference, .. }) = cause.downcast_ref::<ImageError>() {
-            return Some(format!(
-                "build it with `ig image build DIR -t NAME`, pull it with `ig image pull {reference}`, or list the store with `ig image list`"
-            ));
-        }
         // Store errors wrapped transparently by the archive and registry
         // layers are not in the chain of their own.
         let store_error = cause.downcast_ref::<ImageError>().or_else(|| {
@@ -220,6 +327,9 @@ fn hint(e: &anyhow::Error) -> Option<String> {
             }
         });
         match store_error {
+            Some(ImageError::NotFound { reference, store }) => {
+                return not_found_hint(reference, store, doing, false);
+            }
             Some(ImageError::UnknownReferences { image, .. }) if !image.starts_with('(') => {
                 return Some(format!(
                     "if {image} is damaged, remove it with `ig image remove {image}` (pull, build or import it again to get it back), then try again"
@@ -335,6 +445,7 @@ fn dispatch(
             Ok(())
         }
         Command::Completion { shell } => completion::print(shell),
+        Command::Man { command, dir } => completion::man(&command, dir.as_deref()),
         Command::Config(_) => unreachable!("handled in main"),
     }
 }

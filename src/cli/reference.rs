@@ -1,7 +1,7 @@
 //! The command reference generated from the clap definitions: the
-//! markdown pages of `docs/reference/`, the list of man pages
-//! ([`man_commands`], rendered by `examples/reference.rs`, run by `cargo
-//! xtask man`, and by a test) and the command the completion scripts are
+//! markdown pages of `docs/reference/`, the man pages ([`man_pages`]:
+//! `ig man`, `examples/reference.rs` run by `cargo xtask man`, `cargo
+//! xtask dist`, and a test) and the command the completion scripts are
 //! generated from.
 //!
 //! The output depends only on the definitions: a fixed width, no values
@@ -125,8 +125,8 @@ fn walk(cmd: &mut clap::Command, parent: &[String], pages: &mut Vec<(String, Str
 /// One `(page name, command)` per man page, in the order of the reference:
 /// `ig`, `ig-run`, `ig-image`, `ig-image-build`, ... Each command is
 /// renamed to its page name, so that its synopsis and the pages' "SEE
-/// ALSO" names are the ones `man` finds. Rendering (clap_mangen, a
-/// build-time tool) is left to the caller.
+/// ALSO" names are the ones `man` finds. [`man_page`] and [`man_pages`]
+/// render them.
 pub fn man_commands() -> Vec<(String, clap::Command)> {
     fn walk(cmd: &clap::Command, parent: &str, out: &mut Vec<(String, clap::Command)>) {
         let name = if parent.is_empty() {
@@ -144,6 +144,34 @@ pub fn man_commands() -> Vec<(String, clap::Command)> {
     }
     let mut out = Vec::new();
     walk(&command(), "", &mut out);
+    out
+}
+
+/// The man page of the command at `path` (`[]`: `ig.1`; `["image",
+/// "build"]`: `ig-image-build.1`), as roff; `None` for no such command.
+pub fn man_page(path: &[String]) -> Option<Vec<u8>> {
+    let name = std::iter::once("ig")
+        .chain(path.iter().map(String::as_str))
+        .collect::<Vec<_>>()
+        .join("-");
+    man_commands()
+        .into_iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, cmd)| render_man(cmd))
+}
+
+/// Every man page, `(file name, roff)`: `ig.1`, `ig-run.1`, ...
+pub fn man_pages() -> Vec<(String, Vec<u8>)> {
+    man_commands()
+        .into_iter()
+        .map(|(name, cmd)| (format!("{name}.1"), render_man(cmd)))
+        .collect()
+}
+
+fn render_man(cmd: clap::Command) -> Vec<u8> {
+    let mut out = Vec::new();
+    // Writing into a Vec cannot fail.
+    let _ = clap_mangen::Man::new(cmd).render(&mut out);
     out
 }
 

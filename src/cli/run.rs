@@ -82,8 +82,9 @@ pub fn configure(mut run: GadgetRun, args: &RunArgs) -> GadgetRun {
             allowed_gadgets: args.allowed_gadgets.clone(),
         })
         .flush_interval(args.flush_interval);
-    if let Some(t) = args.timeout {
-        run = run.timeout(std::time::Duration::from_secs(t));
+    // 0 is upstream's "run until stopped".
+    if let Some(t) = args.timeout.filter(|t| !t.is_zero()) {
+        run = run.timeout(t);
     }
     if let Some(size) = args.ringbuf_size {
         run = run.ringbuf_size(size);
@@ -404,11 +405,14 @@ pub fn run_manifest(
                     stop.stop();
                 }
                 failed += 1;
-                super::report(&anyhow::Error::from(InstanceError {
-                    name,
-                    hint: None,
-                    source: anyhow::Error::from(*e),
-                }));
+                super::report(
+                    &anyhow::Error::from(InstanceError {
+                        name,
+                        hint: None,
+                        source: anyhow::Error::from(*e),
+                    }),
+                    super::Doing::Run,
+                );
             }
         }
     }

@@ -54,6 +54,127 @@ fn usage_errors_exit_2() {
     );
 }
 
+/// Issue 29: every duration takes upstream's (Go's) forms with a unit; a
+/// bare number is never silently milliseconds. `--timeout` and
+/// `--registry-timeout` keep upstream's bare seconds. Accepted values get
+/// past parsing to the missing image (exit 1); refused ones are usage
+/// errors (exit 2) that say what to write.
+#[test]
+fn durations_take_units_and_bare_numbers_are_never_milliseconds() {
+    let s = TestStore::new();
+    s.build(&minimal(), "minimal_tracer");
+    s.build(
+        &repo().join("tests/fixtures/topper_getpid"),
+        "topper_getpid",
+    );
+    let accepted: &[&[&str]] = &[
+        &["run", "absent", "-t", "3s"],
+        &["run", "absent", "--timeout", "1m30s"],
+        &["run", "absent", "--timeout", "500ms"],
+        &["run", "absent", "--timeout", "2h"],
+        &["run", "absent", "--timeout", "10"],
+        &["run", "absent", "--timeout", "0"],
+        &["run", "absent", "--flush-interval", "0"],
+        &["run", "absent", "--flush-interval", "1.5s"],
+        &["--registry-timeout", "1m30s", "run", "absent"],
+        &["--registry-timeout", "45", "run", "absent"],
+    ];
+    for args in accepted {
+        let out = s
+            .ig()
+            .args(*args)
+            .args(["--pull", "never"])
+            .output()
+            .unwrap();
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains("is not in the local store"), "{args:?}: {err}");
+    }
+    let refused: &[(&[&str], &str)] = &[
+        (
+            &["run", "absent", "--flush-interval", "5"],
+            "\"5\" has no unit: write 5s for seconds or 5ms for milliseconds",
+        ),
+        (
+            &["run", "absent", "--timeout", "1.5"],
+            "give a whole number (10) or a unit (500ms, 1.5s)",
+        ),
+        (
+            &["run", "absent", "-t", "soon"],
+            "invalid duration \"soon\"",
+        ),
+        (
+            &[
+                "run",
+                "minimal_tracer",
+                "--otel-metrics-print-interval",
+                "5",
+            ],
+            "\"5\" has no unit: write 5s for seconds or 5ms for milliseconds",
+        ),
+        (
+            &["run", "topper_getpid", "--map-fetch-interval", "5"],
+            "\"5\" has no unit: write 5s for seconds or 5ms for milliseconds",
+        ),
+    ];
+    for (args, want) in refused {
+        let out = s
+            .ig()
+            .args(*args)
+            .args(["--pull", "never"])
+            .output()
+            .unwrap();
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+    // Gadget parameters with a unit are taken (the run then stops at the
+    // missing privileges or later, never at parsing).
+    let out = s.run(&[
+        "run",
+        "topper_getpid",
+        "--map-fetch-interval",
+        "1m30s",
+        "--help",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // The same rule in an instance spec's paramValues.
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("m.yaml");
+    std::fs::write(
+        &manifest,
+        "apiVersion: 1\nkind: instance-spec\nimage: topper_getpid\nparamValues:\n  operator.oci.ebpf.map-fetch-interval: \"5\"\n",
+    )
+    .unwrap();
+    let out = s.run(&["run", "-f", manifest.to_str().unwrap(), "--pull", "never"]);
+    let err = text(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("\"5\" has no unit"), "{err}");
+    // And in the configuration file.
+    let cfg = dir.path().join("config.yaml");
+    std::fs::write(&cfg, "operator:\n  oci:\n    registry-timeout: 1m30s\n").unwrap();
+    let out = s.run(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "run",
+        "absent",
+        "--pull",
+        "never",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    std::fs::write(&cfg, "operator:\n  oci:\n    registry-timeout: soon\n").unwrap();
+    let out = s.run(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "run",
+        "absent",
+        "--pull",
+        "never",
+    ]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(text(&out.stderr).contains("soon"), "{}", text(&out.stderr));
+}
+
 #[test]
 fn build_list_tag_remove_round_trip() {
     let s = TestStore::new();
@@ -87,7 +208,7 @@ fn build_list_tag_remove_round_trip() {
     let out = s.run(&["image", "remove", "mygadget:v1"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        text(&out.stderr).contains("not found"),
+        text(&out.stderr).contains("is not in the local store"),
         "{}",
         text(&out.stderr)
     );
@@ -251,11 +372,128 @@ fn unknown_image_fails_with_a_hint() {
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);
     assert!(
-        err.contains("ghcr.io/inspektor-gadget/gadget/absent:latest not found"),
+        err.contains("ghcr.io/inspektor-gadget/gadget/absent:latest is not in the local store"),
         "{err}"
     );
     assert!(err.contains("hint: build it with `ig image build"), "{err}");
+    assert!(!err.contains("did you mean"), "nothing is near: {err}");
     assert!(!err.contains("panicked"), "{err}");
+}
+
+/// Issue 29: a typo of a stored name says the image is not in the local
+/// store and suggests the nearest names, with `--pull never` and with the
+/// default policy, whose pull fails here (no network, or the name does not
+/// exist upstream): the store comes first, then why the registry could
+/// not give it. Each command gets the cure that fits it.
+#[test]
+fn a_typo_suggests_the_nearest_stored_names() {
+    let s = TestStore::new();
+    s.build(&minimal(), "trace_exec");
+    s.build(&minimal(), "trace_open");
+    s.build(&minimal(), "something_else");
+    let out = s.run(&["run", "trace_exce", "--pull", "never"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.starts_with("error: cannot run trace_exce: image ghcr.io/inspektor-gadget/gadget/trace_exce:latest is not in the local store"),
+        "{err}"
+    );
+    assert!(
+        err.contains("hint: did you mean trace_exec? (build it with"),
+        "{err}"
+    );
+    // The default policy pulls, and the pull fails: without a network
+    // the name does not resolve, with one ghcr.io has no trace_exce.
+    let out = s.run(&["run", "trace_exce", "--registry-timeout", "10s"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.starts_with("error: image ghcr.io/inspektor-gadget/gadget/trace_exce:latest is not in the local store"),
+        "{err}"
+    );
+    assert!(err.contains(", and pulling it failed: "), "{err}");
+    assert!(err.contains("hint: did you mean trace_exec?"), "{err}");
+    // `ig image remove`: nothing to build or pull, only a name to correct.
+    let out = s.run(&["image", "remove", "trace_opne"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("is not in the local store"), "{err}");
+    assert!(err.contains("hint: did you mean trace_open?"), "{err}");
+    assert!(!err.contains("build") && !err.contains("pull"), "{err}");
+    let out = s.run(&["image", "remove", "nosuch"]);
+    let err = text(&out.stderr);
+    assert!(err.contains("is not in the local store"), "{err}");
+    assert!(
+        err.contains("hint: `ig image list` lists the store"),
+        "{err}"
+    );
+    assert!(!err.contains("build") && !err.contains("pull"), "{err}");
+    // `ig image push` of a name the store lacks: tag it first.
+    let out = s.run(&["image", "push", "localhost:5000/trace_exec:v1"]);
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("ig image tag LOCAL localhost:5000/trace_exec:v1"),
+        "{err}"
+    );
+}
+
+/// Issue 29: clap's tips must fit ig. `ig run --bogus` is an unknown flag,
+/// not a value to pass after `--`, and the usage line shows [OPTIONS].
+#[test]
+fn unknown_flags_get_no_misleading_tips() {
+    let s = TestStore::new();
+    let out = s.run(&["run", "--bogus"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(err.contains("unexpected argument '--bogus'"), "{err}");
+    assert!(!err.contains("-- --bogus"), "{err}");
+    assert!(err.contains("Usage: ig run [OPTIONS]"), "{err}");
+    let out = s.run(&["image", "remove", "--bogus"]);
+    let err = text(&out.stderr);
+    assert!(!err.contains("-- --bogus"), "{err}");
+}
+
+/// Issue 29: `ig man` prints ig's man page (a command's with its path),
+/// `--dir` writes them all; they are the pages the reference renders.
+#[test]
+fn man_prints_the_man_pages() {
+    let s = TestStore::new();
+    let out = s.run(&["man"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let page = text(&out.stdout);
+    assert!(
+        page.contains("\n.TH ig 1 ") && page.contains("ig\\-run(1)"),
+        "{page}"
+    );
+    let out = s.run(&["man", "image", "build"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("\n.TH ig-image-build 1 "),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = s.run(&["man", "nosuch"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("no command `ig nosuch`: the pages are ig, ig-run,"),
+        "{}",
+        text(&out.stderr)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let out = s.run(&["man", "--dir", dir.path().to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("ig.1")).unwrap(),
+        page
+    );
+    for p in [
+        "ig-run.1",
+        "ig-image-build.1",
+        "ig-man.1",
+        "ig-completion.1",
+    ] {
+        assert!(dir.path().join(p).is_file(), "{p}");
+    }
 }
 
 #[test]
@@ -355,7 +593,7 @@ fn bad_gadget_parameter_values_name_the_flag() {
     let out = s.run(&["run", "absent", "--pull", "never", "--pid", "1"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        text(&out.stderr).contains("not found"),
+        text(&out.stderr).contains("is not in the local store"),
         "{}",
         text(&out.stderr)
     );

@@ -167,9 +167,8 @@ fn reference_pages_match_the_clap_definitions() {
     );
 }
 
-/// Every man page `cargo xtask man` writes (one per command, from
-/// `reference::man_commands`, rendered with clap_mangen as
-/// `examples/reference.rs` does) renders with man-db without a single
+/// Every man page `cargo xtask man`, `ig man` and `cargo xtask dist` write
+/// (one per command, `reference::man_pages`) renders with man-db without a single
 /// groff warning (`--warnings=w`: every kind; groff's `all` leaves out
 /// undefined macros), and shows its name and synopsis.
 /// Held by tests that watch the host's events (the user guide's recipes)
@@ -183,14 +182,13 @@ fn man_pages_render() {
     let _quiet = HOST_EVENTS
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let pages = ig_cli::cli::reference::man_commands();
+    let pages = ig_cli::cli::reference::man_pages();
     // One page per command of the markdown reference.
     assert_eq!(pages.len(), ig_cli::cli::reference::markdown().len());
     let dir = tempfile::tempdir().unwrap();
-    for (name, cmd) in pages {
-        let mut out = Vec::new();
-        clap_mangen::Man::new(cmd).render(&mut out).unwrap();
-        let page = dir.path().join(format!("{name}.1"));
+    for (file, out) in pages {
+        let name = file.strip_suffix(".1").unwrap().to_owned();
+        let page = dir.path().join(&file);
         std::fs::write(&page, &out).unwrap();
         let man = Command::new("man")
             .args(["--warnings=w", "-l", "-P", "cat"])
@@ -254,7 +252,7 @@ fn config_file_and_variables_set_flags_the_user_did_not_give() {
         .unwrap();
     let err = text(&out.stderr);
     assert!(
-        !out.status.success() && err.contains("not found in the local store"),
+        !out.status.success() && err.contains("is not in the local store"),
         "{err}"
     );
     // The variable wins over the file, and the flag over both.
@@ -270,7 +268,7 @@ fn config_file_and_variables_set_flags_the_user_did_not_give() {
         .env("INSPEKTOR_GADGET_OPERATOR_OCI_PULL", "always")
         .output()
         .unwrap();
-    assert!(text(&out.stderr).contains("not found in the local store"));
+    assert!(text(&out.stderr).contains("is not in the local store"));
 
     // INSPEKTOR_GADGET_VERBOSE turns on debug messages.
     let dir = fixture_copy("minimal_tracer");

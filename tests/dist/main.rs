@@ -61,3 +61,87 @@ fn builds_a_gadget_without_the_repository() {
     );
     outside::build_with_the_repository_hidden(&dist());
 }
+
+/// Issue 29: `cargo xtask dist` packs
+/// `target/dist/ig-VERSION-x86_64-linux-musl.tar.gz` (the binary, the man
+/// pages, the bash/zsh/fish completions, LICENSE) with a `.sha256` that
+/// `sha256sum -c` accepts; the pages and scripts are the binary's own.
+#[test]
+fn release_archive_holds_binary_man_pages_completions_and_license() {
+    let ig = dist();
+    let dir = ig.parent().unwrap();
+    let name = format!("ig-{}-x86_64-linux-musl", env!("CARGO_PKG_VERSION"));
+    let tarball = dir.join(format!("{name}.tar.gz"));
+    assert!(tarball.is_file(), "{} is missing", tarball.display());
+    let check = Command::new("sha256sum")
+        .args(["-c", &format!("{name}.tar.gz.sha256")])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}{}",
+        text(&check.stdout),
+        text(&check.stderr)
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let x = Command::new("tar")
+        .arg("-xzf")
+        .arg(&tarball)
+        .arg("-C")
+        .arg(tmp.path())
+        .status()
+        .unwrap();
+    assert!(x.success());
+    let top = tmp.path().join(&name);
+    let listed = Command::new("tar")
+        .arg("-tzf")
+        .arg(&tarball)
+        .output()
+        .unwrap();
+    let listed = text(&listed.stdout);
+    for entry in [
+        "ig",
+        "LICENSE",
+        "man/man1/ig.1",
+        "man/man1/ig-run.1",
+        "man/man1/ig-image-build.1",
+        "man/man1/ig-man.1",
+        "completions/ig.bash",
+        "completions/_ig",
+        "completions/ig.fish",
+    ] {
+        assert!(
+            listed.lines().any(|l| l == format!("{name}/{entry}")),
+            "{entry} missing from:\n{listed}"
+        );
+    }
+    // Exactly the shipped binary, and its own pages and scripts.
+    assert_eq!(
+        std::fs::read(top.join("ig")).unwrap(),
+        std::fs::read(&ig).unwrap()
+    );
+    assert_eq!(
+        std::fs::read(top.join("LICENSE")).unwrap(),
+        std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("LICENSE")).unwrap()
+    );
+    let page = Command::new(&ig).arg("man").output().unwrap();
+    assert!(page.status.success());
+    assert_eq!(
+        std::fs::read(top.join("man/man1/ig.1")).unwrap(),
+        page.stdout
+    );
+    assert!(
+        text(&page.stdout).contains(".TH ig 1"),
+        "{}",
+        text(&page.stdout)
+    );
+    let bash = Command::new(&ig)
+        .args(["completion", "bash"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        std::fs::read(top.join("completions/ig.bash")).unwrap(),
+        bash.stdout
+    );
+}

@@ -2546,3 +2546,36 @@ fn a_stuck_ig_holds_a_runtime_at_most_two_seconds_per_exec() {
     assert!(took < Duration::from_secs(12), "ctr run took {took:?}");
     drop(p);
 }
+
+/// Issue 29: `--timeout 0` is upstream's "run until stopped" (it used to
+/// end the run at once), and `-t` takes a duration with a unit besides
+/// upstream's bare seconds (`-t 3s` used to fail with "invalid digit").
+#[test]
+fn timeout_zero_runs_until_stopped_and_units_are_taken() {
+    require_kernel();
+    let s = TestStore::new();
+    s.build(
+        &repo().join("tests/fixtures/minimal_tracer"),
+        "minimal_tracer",
+    );
+    let mut run = Running::start(&s, &["minimal_tracer", "--timeout", "0"]);
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        run.child.try_wait().unwrap().is_none(),
+        "--timeout 0 ended the run: {:?}",
+        run.child.wait()
+    );
+    let (status, err) = run.interrupt();
+    assert!(status.success(), "{status:?}: {err}");
+    for t in ["1500ms", "1s", "1"] {
+        let started = Instant::now();
+        let run = Running::start(&s, &["minimal_tracer", "-t", t]);
+        let (status, err, _) = run.wait_all(Duration::from_secs(30));
+        assert!(status.success(), "-t {t}: {status:?}: {err}");
+        assert!(
+            started.elapsed() >= Duration::from_secs(1),
+            "-t {t} ended after {:?}",
+            started.elapsed()
+        );
+    }
+}

@@ -733,7 +733,7 @@ fn run_pulls_missing_images_and_never_works_offline() {
     // Help text is wrapped: compare with single spaces.
     let words = |s: String| s.split_whitespace().collect::<Vec<_>>().join(" ");
     let help = words(env.ok(&["run", &image, "--pull", "never", "--help"]));
-    assert!(help.contains("not found in the local store"), "{help}");
+    assert!(help.contains("is not in the local store"), "{help}");
     assert!(!help.contains("--value <UINT32>"), "{help}");
 
     let out = env.run(&["run", &image, "--help"]);
@@ -866,7 +866,7 @@ fn inspect_shows_manifest_annotations_and_datasources() {
         "{cols}"
     );
     let err = env.fails(&["image", "inspect", "absent"]);
-    assert!(err.contains("not found"), "{err}");
+    assert!(err.contains("is not in the local store"), "{err}");
 }
 
 // ------------------------------------------------------------- bad input

@@ -7,7 +7,9 @@
 //! `target/dist/ig`. It is a second full build of every dependency, so it
 //! uses a target directory of its own (`target/dist-build`): a developer's
 //! `cargo test` does not wait for its lock, and its cache survives.
-//! `dist` also checks what it produced (static, under the size budget,
+//! `dist` then packs the release archive, `ig-VERSION-x86_64-linux-musl.tar.gz`
+//! (binary, man pages, completions, LICENSE) with its `.sha256` beside it
+//! (`package`). `dist` also checks what it produced (static, under the size budget,
 //! runs), so a dependency that brings in a dynamic library or a large
 //! growth fails here rather than on a user's host; `tests/dist` checks
 //! the same binary from the test side and builds a gadget with it.
@@ -84,7 +86,75 @@ pub fn dist(root: &Path) -> Result<PathBuf> {
         size as f64 / 1e6,
         started.elapsed().as_secs_f64()
     );
+    let tarball = package(root, &out)?;
+    eprintln!("dist: {} and its .sha256", tarball.display());
     Ok(out)
+}
+
+/// The release archive `target/dist/ig-VERSION-x86_64-linux-musl.tar.gz`:
+/// one directory of that name holding the binary, LICENSE, the man pages
+/// (`man/man1/`, from `ig man --dir`) and the completion scripts
+/// (`completions/`: `ig.bash`, `_ig`, `ig.fish`, from `ig completion`),
+/// all produced by the binary itself so they describe it; and beside it
+/// `<archive>.sha256`, in `sha256sum`'s format (`sha256sum -c` checks it).
+/// Returns the archive's path.
+fn package(root: &Path, ig: &Path) -> Result<PathBuf> {
+    let version = Command::new(ig).arg("--version").output()?;
+    let version = String::from_utf8_lossy(&version.stdout)
+        .trim()
+        .strip_prefix("ig ")
+        .context("`ig --version` does not say `ig VERSION`")?
+        .to_owned();
+    let name = format!("ig-{version}-x86_64-linux-musl");
+    let out_dir = root.join("target/dist");
+    let staging = out_dir.join(".staging");
+    if staging.exists() {
+        std::fs::remove_dir_all(&staging)?;
+    }
+    let top = staging.join(&name);
+    std::fs::create_dir_all(top.join("completions"))?;
+    std::fs::copy(ig, top.join("ig"))?;
+    std::fs::copy(root.join("LICENSE"), top.join("LICENSE"))?;
+    run(Command::new(ig)
+        .args(["man", "--dir"])
+        .arg(top.join("man/man1")))?;
+    for (shell, file) in [("bash", "ig.bash"), ("zsh", "_ig"), ("fish", "ig.fish")] {
+        let script = Command::new(ig).args(["completion", shell]).output()?;
+        if !script.status.success() || script.stdout.is_empty() {
+            bail!(
+                "`ig completion {shell}` failed: {}",
+                String::from_utf8_lossy(&script.stderr)
+            );
+        }
+        std::fs::write(top.join("completions").join(file), script.stdout)?;
+    }
+    let tarball = out_dir.join(format!("{name}.tar.gz"));
+    // Owner and times fixed, names sorted: the same inputs give the same
+    // archive.
+    run(Command::new("tar")
+        .arg("-C")
+        .arg(&staging)
+        .args([
+            "--sort=name",
+            "--owner=0",
+            "--group=0",
+            "--numeric-owner",
+            "--mtime=@0",
+            "-czf",
+        ])
+        .arg(&tarball)
+        .arg(&name))?;
+    std::fs::remove_dir_all(&staging)?;
+    let sum = Command::new("sha256sum")
+        .arg(format!("{name}.tar.gz"))
+        .current_dir(&out_dir)
+        .output()
+        .context("running sha256sum")?;
+    if !sum.status.success() {
+        bail!("sha256sum failed: {}", String::from_utf8_lossy(&sum.stderr));
+    }
+    std::fs::write(out_dir.join(format!("{name}.tar.gz.sha256")), sum.stdout)?;
+    Ok(tarball)
 }
 
 /// The checks a shipped binary must pass; returns its size.

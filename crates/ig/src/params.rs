@@ -31,7 +31,8 @@ pub enum ParamType {
         /// The longest value, in bytes (`None`: no limit).
         max_len: Option<usize>,
     },
-    /// `50ms`, `1s`, `2m`; a bare number is milliseconds.
+    /// `500ms`, `3s`, `1m30s`, `2h` ([`parse_duration`]); a bare number
+    /// other than `0` is refused.
     Duration,
     /// One of a fixed set of words.
     Choice(Vec<String>),
@@ -117,6 +118,13 @@ pub enum ParamError {
         /// The most allowed.
         max: usize,
     },
+    /// A duration written as a bare number (other than 0): seconds or
+    /// milliseconds would be a guess.
+    #[error("{value:?} has no unit: write {value}s for seconds or {value}ms for milliseconds")]
+    NoUnit {
+        /// The value.
+        value: String,
+    },
     /// Unknown parameter `name`.
     #[error("unknown parameter {name}")]
     Unknown {
@@ -167,9 +175,13 @@ impl ParamSpec {
                 }
                 Ok(ParamValue::Str(raw.to_owned()))
             }
-            ParamType::Duration => parse_duration(raw)
-                .map(ParamValue::Duration)
-                .map_err(|_| invalid("duration (examples: 50ms, 1s, 2m)")),
+            ParamType::Duration => match parse_duration(raw) {
+                Ok(d) => Ok(ParamValue::Duration(d)),
+                Err(DurationError::NoUnit) => Err(ParamError::NoUnit {
+                    value: raw.trim().to_owned(),
+                }),
+                Err(_) => Err(invalid("duration (examples: 500ms, 3s, 1m30s, 2h)")),
+            },
             ParamType::Choice(choices) => {
                 if choices.iter().any(|c| c == raw) {
                     Ok(ParamValue::Str(raw.to_owned()))
@@ -190,29 +202,38 @@ fn int_range(bits: u8, signed: bool) -> (i128, i128) {
     }
 }
 
-/// `50ms`, `1s`, `2m`, `500us`, `10ns`, or a bare number of milliseconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("invalid duration {s:?} (examples: 50ms, 1s, 0)"))?;
-    let secs = match unit {
-        "" | "ms" => n / 1e3,
-        "us" | "µs" => n / 1e6,
-        "ns" => n / 1e9,
-        "s" => n,
-        "m" => n * 60.0,
-        _ => {
-            return Err(format!(
-                "invalid duration unit in {s:?} (use ns, us, ms, s or m)"
-            ));
-        }
-    };
-    Duration::try_from_secs_f64(secs).map_err(|e| format!("invalid duration {s:?}: {e}"))
+/// Why a duration is refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DurationError {
+    /// A bare number other than 0: seconds or milliseconds would be a guess.
+    #[error("a duration needs a unit (500ms, 3s, 1m30s, 2h)")]
+    NoUnit,
+    /// Not a duration: humantime's reason.
+    #[error("not a duration ({0}; examples: 500ms, 3s, 1m30s, 2h)")]
+    Invalid(String),
+}
+
+/// A duration as upstream's flags take them (Go's `time.ParseDuration`:
+/// `300ms`, `1.5s`, `1m30s`, `2h`, `10µs`, a bare `0`), read by the
+/// `humantime` crate, which also takes spaces and longer unit names
+/// (`1min 30s`). A bare number other than `0` is refused
+/// ([`DurationError::NoUnit`]): Go refuses it too, and taking it as
+/// milliseconds or seconds silently would be a guess. Negative values are
+/// refused.
+pub fn parse_duration(s: &str) -> Result<Duration, DurationError> {
+    let t = s.trim();
+    let t = t.strip_prefix('+').unwrap_or(t);
+    if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        return match t.parse::<f64>() {
+            Ok(0.0) => Ok(Duration::ZERO),
+            Ok(_) => Err(DurationError::NoUnit),
+            Err(e) => Err(DurationError::Invalid(e.to_string())),
+        };
+    }
+    // Go spells micro with either sign (U+00B5, U+03BC); humantime with
+    // the first.
+    let t = t.replace('\u{3bc}', "\u{b5}");
+    humantime::parse_duration(&t).map_err(|e| DurationError::Invalid(e.to_string()))
 }
 
 /// Set the defaults a gadget chose for parameters of operators
@@ -388,7 +409,12 @@ mod tests {
             (
                 ParamType::Duration,
                 "soon",
-                Err("\"soon\" is not a duration (examples: 50ms, 1s, 2m)"),
+                Err("\"soon\" is not a duration (examples: 500ms, 3s, 1m30s, 2h)"),
+            ),
+            (
+                ParamType::Duration,
+                "5",
+                Err("\"5\" has no unit: write 5s for seconds or 5ms for milliseconds"),
             ),
             (
                 ParamType::Choice(vec!["a".into(), "b".into()]),
@@ -477,8 +503,19 @@ mod tests {
         assert_eq!(parse_duration("50ms"), Ok(Duration::from_millis(50)));
         assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
         assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
-        assert_eq!(parse_duration("250"), Ok(Duration::from_millis(250)));
-        assert!(parse_duration("5h").is_err());
-        assert!(parse_duration("-1s").is_err());
+        assert_eq!(parse_duration("0.0"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert_eq!(parse_duration("1000ms"), Ok(Duration::from_secs(1)));
+        assert_eq!(parse_duration("10µs"), Ok(Duration::from_micros(10)));
+        assert_eq!(parse_duration("10\u{3bc}s"), Ok(Duration::from_micros(10)));
+        assert_eq!(parse_duration("250"), Err(DurationError::NoUnit));
+        assert_eq!(parse_duration("1.5"), Err(DurationError::NoUnit));
+        for bad in ["", "s", "soon", "-1s", "5x", "1..5s"] {
+            assert!(
+                matches!(parse_duration(bad), Err(DurationError::Invalid(_))),
+                "{bad}"
+            );
+        }
     }
 }

@@ -44,7 +44,7 @@ pub enum ImageError {
 
     /// No `index.json` entry carries this reference. `reference` is the full
     /// normalized form, so the CLI can suggest `ig image pull <reference>`.
-    #[error("image {reference} not found in the local store {}", store.display())]
+    #[error("image {reference} is not in the local store {}", store.display())]
     NotFound {
         /// The image reference.
         reference: String,

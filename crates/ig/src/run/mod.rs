@@ -175,6 +175,19 @@ pub enum RunError {
         #[source]
         source: PullError,
     },
+    /// The image is not in the store, and the pull that `PullPolicy::Missing`
+    /// tried failed: both are said, the store first (a typo in the name is
+    /// the likelier cause than the registry).
+    #[error("image {reference} is not in the local store {}, and pulling it failed", store.display())]
+    NotPulled {
+        /// The image.
+        reference: Reference,
+        /// The store.
+        store: PathBuf,
+        /// Why the registry could not give it.
+        #[source]
+        source: PullError,
+    },
     /// The image is not in the store.
     #[error("cannot run {image}")]
     NotFound {

@@ -232,7 +232,14 @@ pub(super) fn ensure_present(
                 return Ok(());
             }
             log::debug!("{reference} is not in the store: pulling it");
-            pull_it(progress)
+            pull_it(progress).map_err(|e| match e {
+                RunError::Pull { reference, source } => RunError::NotPulled {
+                    reference,
+                    store: store.to_owned(),
+                    source,
+                },
+                other => other,
+            })
         }
         PullPolicy::Always => pull_it(progress),
     }
