@@ -8,6 +8,7 @@ pub mod args;
 mod completion;
 mod config;
 mod containers;
+mod daemon;
 mod gadget_args;
 mod image;
 mod inspect;
@@ -15,6 +16,7 @@ mod logger;
 mod mounts;
 pub mod reference;
 mod registry;
+pub mod remote;
 mod run;
 mod signals;
 mod trust;
@@ -334,6 +336,7 @@ fn dispatch(
         Command::Login(a) => registry::login(a, reg),
         Command::Logout { registry: r } => registry::logout(&r, reg),
         Command::ListContainers(a) => containers::list_containers(&a),
+        Command::Daemon(a) => daemon::command(a, store, reg),
         Command::Version => {
             logger::stdout_line(&version::text());
             Ok(())
