@@ -242,9 +242,11 @@ async fn serve(
     service: Service,
 ) -> anyhow::Result<()> {
     let runs = service.runs.clone();
+    let stopping = std::sync::Arc::new(tokio::sync::Notify::new());
+    let signalled = stopping.clone();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("handling SIGTERM")?;
     let shutdown = async move {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("a SIGTERM handler");
         tokio::select! {
             _ = term.recv() => {}
             _ = tokio::signal::ctrl_c() => {}
@@ -252,6 +254,14 @@ async fn serve(
         log::info!("stopping every run");
         // Streams end when their runs do, which lets the server drain.
         runs.stop_all();
+        signalled.notify_one();
+    };
+    // A client that keeps its connection open must not keep the daemon:
+    // the graceful drain gets a few seconds after the signal.
+    let deadline = async move {
+        stopping.notified().await;
+        tokio::time::sleep(DRAIN).await;
+        log::warn!("closing the connections clients left open");
     };
     let mut builder = tonic::transport::Server::builder();
     if let Some(tls) = tls {
@@ -260,31 +270,34 @@ async fn serve(
     let router = builder
         .add_service(BuiltInGadgetManagerServer::new(service.clone()))
         .add_service(GadgetManagerServer::new(service));
-    match &addr {
+    let served = match &addr {
         Address::Tcp(a) => {
             let listener = tokio::net::TcpListener::bind(a)
                 .await
                 .with_context(|| format!("listening on {addr}"))?;
             log::info!("listening on {addr}");
             let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-            router
-                .serve_with_incoming_shutdown(incoming, shutdown)
-                .await
-                .context("serving")?;
+            tokio::select! {
+                r = router.serve_with_incoming_shutdown(incoming, shutdown) => r,
+                () = deadline => Ok(()),
+            }
         }
         Address::Unix(path) => {
             let gid = resolve_group(group)?;
             let listener = bind_unix(path, gid)?;
             log::info!("listening on {addr} (group {gid}, mode 0660)");
             let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
-            router
-                .serve_with_incoming_shutdown(incoming, shutdown)
-                .await
-                .context("serving")?;
+            tokio::select! {
+                r = router.serve_with_incoming_shutdown(incoming, shutdown) => r,
+                () = deadline => Ok(()),
+            }
         }
-    }
-    Ok(())
+    };
+    served.context("serving")
 }
+
+/// How long connections may drain after SIGTERM.
+const DRAIN: Duration = Duration::from_secs(3);
 
 /// A group name or number as a GID.
 fn resolve_group(group: &str) -> anyhow::Result<libc::gid_t> {

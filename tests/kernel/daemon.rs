@@ -1,0 +1,374 @@
+//! `ig daemon` as its clients see it: a real daemon process on a unix
+//! socket, driven by an independent Python client (grpcio, stubs
+//! generated from our .proto in the test) and by our own tonic client;
+//! what it holds in the kernel read from its `/proc/PID/fdinfo` and
+//! checked with bpftool.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ig_api::grpc::gadget_manager_client::GadgetManagerClient;
+use ig_api::proto::{GadgetControlRequest, GadgetRunRequest, gadget_control_request};
+use ig_cli::cli::remote::{self, Address};
+
+use super::common::{gadget_store, repo, text};
+use super::{require_kernel, unique_program};
+
+/// A daemon on a socket of its own, stopped with SIGTERM when dropped.
+struct Daemon {
+    child: Child,
+    socket: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    fn start(extra: &[&str]) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("ig-daemon-")
+            .tempdir()
+            .unwrap();
+        let socket = dir.path().join("ig.socket");
+        let child = gadget_store()
+            .ig()
+            .args(["daemon", "-H", &format!("unix://{}", socket.display())])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let end = Instant::now() + Duration::from_secs(10);
+        while !socket.exists() {
+            assert!(Instant::now() < end, "the daemon made no socket in 10 s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self { child, socket, dir }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGTERM, then the exit status and stderr.
+    fn terminate(mut self) -> (std::process::ExitStatus, String) {
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let end = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                let mut err = String::new();
+                use std::io::Read as _;
+                self.child
+                    .stderr
+                    .take()
+                    .unwrap()
+                    .read_to_string(&mut err)
+                    .unwrap();
+                return (st, err);
+            }
+            assert!(Instant::now() < end, "the daemon did not exit on SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The BPF objects `pid` holds descriptors of, as `kind:id`.
+fn held_by(pid: u32) -> BTreeSet<String> {
+    let mut ids = BTreeSet::new();
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
+        return ids;
+    };
+    for e in dir {
+        let Ok(info) = std::fs::read_to_string(e.unwrap().path()) else {
+            continue;
+        };
+        for kind in ["prog", "map", "link"] {
+            let key = format!("{kind}_id:");
+            ids.extend(
+                info.lines()
+                    .filter_map(|l| l.strip_prefix(key.as_str()))
+                    .map(|v| format!("{kind}:{}", v.trim())),
+            );
+        }
+    }
+    ids
+}
+
+fn exists(object: &str) -> bool {
+    let (kind, id) = object.split_once(':').unwrap();
+    Command::new("bpftool")
+        .args([kind, "show", "id", id])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("bpftool")
+        .success()
+}
+
+/// Wait until the daemon holds no BPF object and none of `seen` exists.
+fn assert_nothing_loaded(pid: u32, seen: &BTreeSet<String>, what: &str) {
+    let end = Instant::now() + Duration::from_secs(5);
+    loop {
+        let held = held_by(pid);
+        let left: Vec<&String> = seen.iter().filter(|o| exists(o)).collect();
+        if held.is_empty() && left.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < end,
+            "{what}: the daemon holds {held:?}; still in the kernel: {left:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn threads_of(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task")).unwrap().count()
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+fn python() -> PathBuf {
+    let p = repo().join("target/tools/grpc-venv/bin/python");
+    assert!(
+        p.exists(),
+        "{} is missing: `cargo xtask setup --deps-only` (or `cargo xtask test`) installs the tests' grpcio",
+        p.display()
+    );
+    p
+}
+
+/// The Python client: GetInfo, GetGadgetInfo, RunGadget; an exec of a
+/// uniquely named program decoded from the payload layout alone; a stop
+/// ends the stream within 2 s. Nothing is left loaded afterwards.
+#[test]
+fn an_independent_python_client_runs_trace_exec() {
+    require_kernel();
+    let d = Daemon::start(&[]);
+    let marker = unique_program(d.dir.path(), "pydmn");
+    let out = Command::new(python())
+        .arg(repo().join("tests/kernel/daemon_client.py"))
+        .arg(repo().join("crates/ig-api/proto"))
+        .arg(&d.socket)
+        .arg(&marker)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the Python client failed:\n{}",
+        text(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["info_version"], "1.0");
+    let params: Vec<&str> = r["params"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    for p in ["operator.oci.ebpf.pid", "operator.oci.ebpf.comm", "operator.filter.filter"] {
+        assert!(params.contains(&p), "{p} missing from {params:?}");
+    }
+    assert_eq!(r["first_type"], 4, "the GadgetInfo event comes first");
+    let name = marker.file_name().unwrap().to_str().unwrap();
+    assert_eq!(r["seen"]["comm"], name);
+    assert!(r["seen"]["pid"].as_u64().unwrap() > 0);
+    assert_eq!(r["seq_increasing"], true);
+    let stop = r["stop_to_end_s"].as_f64().unwrap();
+    assert!(stop < 2.0, "the stream ended {stop} s after the stop request");
+    assert_nothing_loaded(d.pid(), &BTreeSet::new(), "after the stop");
+    let (status, err) = d.terminate();
+    assert!(status.success(), "daemon: {status}\n{err}");
+}
+
+/// A RunGadget whose client goes away once the run has started.
+async fn start_and_drop(socket: &Path) {
+    let ch = remote::connect(
+        &Address::Unix(socket.to_owned()),
+        None,
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
+    let mut client = GadgetManagerClient::new(ch);
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tx.send(GadgetControlRequest {
+        event: Some(gadget_control_request::Event::RunRequest(GadgetRunRequest {
+            image_name: "trace_exec".into(),
+            version: 1,
+            ..GadgetRunRequest::default()
+        })),
+    })
+    .await
+    .unwrap();
+    let mut stream = client
+        .run_gadget(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    let first = stream.message().await.unwrap().expect("a first event");
+    assert_eq!(first.r#type, ig_api::event_type::GADGET_INFO);
+    // Keep `tx` alive up to here: the client does not close its side, it
+    // disappears.
+    drop(stream);
+    drop(tx);
+}
+
+/// Clients that start a run and vanish: each run stops and unloads;
+/// after 100 of them the daemon holds no BPF object, has no more threads
+/// than before, and its RSS is within 10% of where it started.
+#[test]
+fn clients_that_vanish_leave_nothing_behind() {
+    require_kernel();
+    let d = Daemon::start(&["--events-buffer-length", "1024"]);
+    // Multi-threaded: a dropped client's connection task goes on (and
+    // closes its socket) while the test does other things.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    // One run first: what a run loads once per process (BTF parsed,
+    // allocator arenas) is in the baseline.
+    rt.block_on(start_and_drop(&d.socket));
+    // While a run is live, it holds programs: the check below is not
+    // vacuous.
+    let held_during = rt.block_on(async {
+        let ch = remote::connect(
+            &Address::Unix(d.socket.clone()),
+            None,
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+        let mut client = GadgetManagerClient::new(ch);
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tx.send(GadgetControlRequest {
+            event: Some(gadget_control_request::Event::RunRequest(GadgetRunRequest {
+                image_name: "trace_exec".into(),
+                version: 1,
+                ..GadgetRunRequest::default()
+            })),
+        })
+        .await
+        .unwrap();
+        let mut stream = client
+            .run_gadget(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+            .unwrap()
+            .into_inner();
+        stream.message().await.unwrap().expect("the GadgetInfo");
+        let held = held_by(d.pid());
+        drop(stream);
+        held
+    });
+    assert!(
+        held_during.iter().any(|o| o.starts_with("prog:")),
+        "a live run holds programs: {held_during:?}"
+    );
+    assert_nothing_loaded(d.pid(), &held_during, "one client gone");
+    std::thread::sleep(Duration::from_millis(500));
+    let threads0 = threads_of(d.pid());
+    let rss0 = rss_kib(d.pid());
+    for _ in 0..100 {
+        rt.block_on(start_and_drop(&d.socket));
+    }
+    assert_nothing_loaded(d.pid(), &held_during, "after 100 clients");
+    let end = Instant::now() + Duration::from_secs(10);
+    while threads_of(d.pid()) > threads0 && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let threads = threads_of(d.pid());
+    assert!(threads <= threads0, "threads: {threads0} before, {threads} after");
+    let rss = rss_kib(d.pid());
+    assert!(
+        rss * 10 <= rss0 * 11,
+        "RSS grew from {rss0} KiB to {rss} KiB over 100 clients"
+    );
+    let (status, err) = d.terminate();
+    assert!(status.success(), "daemon: {status}\n{err}");
+}
+
+/// SIGTERM during a run stops it cleanly: the daemon exits 0, the
+/// client's stream ends, and nothing stays loaded.
+#[test]
+fn sigterm_stops_every_run() {
+    require_kernel();
+    let d = Daemon::start(&[]);
+    // Multi-threaded: a dropped client's connection task goes on (and
+    // closes its socket) while the test does other things.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let socket = d.socket.clone();
+    let pid = d.pid();
+    let (held, ended) = rt.block_on(async move {
+        let ch = remote::connect(&Address::Unix(socket), None, Duration::from_secs(5))
+            .await
+            .unwrap();
+        let mut client = GadgetManagerClient::new(ch);
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tx.send(GadgetControlRequest {
+            event: Some(gadget_control_request::Event::RunRequest(GadgetRunRequest {
+                image_name: "trace_exec".into(),
+                version: 1,
+                ..GadgetRunRequest::default()
+            })),
+        })
+        .await
+        .unwrap();
+        let mut stream = client
+            .run_gadget(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+            .unwrap()
+            .into_inner();
+        stream.message().await.unwrap().expect("the GadgetInfo");
+        let held = held_by(pid);
+        // SAFETY: kill(2) on the test's daemon.
+        unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+        let ended = tokio::time::timeout(Duration::from_secs(5), async {
+            while let Ok(Some(_)) = stream.message().await {}
+        })
+        .await
+        .is_ok();
+        drop(tx);
+        (held, ended)
+    });
+    assert!(ended, "the stream did not end within 5 s of SIGTERM");
+    assert!(held.iter().any(|o| o.starts_with("prog:")), "{held:?}");
+    let (status, err) = d.terminate();
+    assert!(status.success(), "daemon: {status}\n{err}");
+    assert_nothing_loaded(pid, &held, "after SIGTERM");
+}
+
+/// `-G GROUP`: the socket is root:GROUP, mode 0660.
+#[test]
+fn the_socket_belongs_to_the_group() {
+    require_kernel();
+    let group = "igdaemontest";
+    let _ = Command::new("groupadd").arg(group).output();
+    let d = Daemon::start(&["-G", group]);
+    let out = Command::new("stat")
+        .args(["-c", "%a %U %G"])
+        .arg(&d.socket)
+        .output()
+        .unwrap();
+    assert_eq!(text(&out.stdout).trim(), format!("660 root {group}"));
+}
