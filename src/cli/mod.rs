@@ -10,6 +10,7 @@ mod config;
 mod containers;
 mod daemon;
 mod gadget_args;
+pub mod gadgetctl;
 mod image;
 mod inspect;
 mod logger;

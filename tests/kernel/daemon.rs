@@ -131,7 +131,9 @@ fn assert_nothing_loaded(pid: u32, seen: &BTreeSet<String>, what: &str) {
 }
 
 fn threads_of(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/task")).unwrap().count()
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .count()
 }
 
 fn rss_kib(pid: u32) -> u64 {
@@ -181,7 +183,11 @@ fn an_independent_python_client_runs_trace_exec() {
         .iter()
         .map(|p| p.as_str().unwrap())
         .collect();
-    for p in ["operator.oci.ebpf.pid", "operator.oci.ebpf.comm", "operator.filter.filter"] {
+    for p in [
+        "operator.oci.ebpf.pid",
+        "operator.oci.ebpf.comm",
+        "operator.filter.filter",
+    ] {
         assert!(params.contains(&p), "{p} missing from {params:?}");
     }
     assert_eq!(r["first_type"], 4, "the GadgetInfo event comes first");
@@ -190,7 +196,10 @@ fn an_independent_python_client_runs_trace_exec() {
     assert!(r["seen"]["pid"].as_u64().unwrap() > 0);
     assert_eq!(r["seq_increasing"], true);
     let stop = r["stop_to_end_s"].as_f64().unwrap();
-    assert!(stop < 2.0, "the stream ended {stop} s after the stop request");
+    assert!(
+        stop < 2.0,
+        "the stream ended {stop} s after the stop request"
+    );
     assert_nothing_loaded(d.pid(), &BTreeSet::new(), "after the stop");
     let (status, err) = d.terminate();
     assert!(status.success(), "daemon: {status}\n{err}");
@@ -208,11 +217,13 @@ async fn start_and_drop(socket: &Path) {
     let mut client = GadgetManagerClient::new(ch);
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     tx.send(GadgetControlRequest {
-        event: Some(gadget_control_request::Event::RunRequest(GadgetRunRequest {
-            image_name: "trace_exec".into(),
-            version: 1,
-            ..GadgetRunRequest::default()
-        })),
+        event: Some(gadget_control_request::Event::RunRequest(
+            GadgetRunRequest {
+                image_name: "trace_exec".into(),
+                version: 1,
+                ..GadgetRunRequest::default()
+            },
+        )),
     })
     .await
     .unwrap();
@@ -259,11 +270,13 @@ fn clients_that_vanish_leave_nothing_behind() {
         let mut client = GadgetManagerClient::new(ch);
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         tx.send(GadgetControlRequest {
-            event: Some(gadget_control_request::Event::RunRequest(GadgetRunRequest {
-                image_name: "trace_exec".into(),
-                version: 1,
-                ..GadgetRunRequest::default()
-            })),
+            event: Some(gadget_control_request::Event::RunRequest(
+                GadgetRunRequest {
+                    image_name: "trace_exec".into(),
+                    version: 1,
+                    ..GadgetRunRequest::default()
+                },
+            )),
         })
         .await
         .unwrap();
@@ -294,7 +307,10 @@ fn clients_that_vanish_leave_nothing_behind() {
         std::thread::sleep(Duration::from_millis(100));
     }
     let threads = threads_of(d.pid());
-    assert!(threads <= threads0, "threads: {threads0} before, {threads} after");
+    assert!(
+        threads <= threads0,
+        "threads: {threads0} before, {threads} after"
+    );
     let rss = rss_kib(d.pid());
     assert!(
         rss * 10 <= rss0 * 11,
@@ -326,11 +342,13 @@ fn sigterm_stops_every_run() {
         let mut client = GadgetManagerClient::new(ch);
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         tx.send(GadgetControlRequest {
-            event: Some(gadget_control_request::Event::RunRequest(GadgetRunRequest {
-                image_name: "trace_exec".into(),
-                version: 1,
-                ..GadgetRunRequest::default()
-            })),
+            event: Some(gadget_control_request::Event::RunRequest(
+                GadgetRunRequest {
+                    image_name: "trace_exec".into(),
+                    version: 1,
+                    ..GadgetRunRequest::default()
+                },
+            )),
         })
         .await
         .unwrap();
@@ -371,4 +389,109 @@ fn the_socket_belongs_to_the_group() {
         .output()
         .unwrap();
     assert_eq!(text(&out.stdout).trim(), format!("660 root {group}"));
+}
+
+fn ensure_user(user: &str, group: Option<&str>) {
+    if Command::new("id")
+        .arg(user)
+        .output()
+        .unwrap()
+        .status
+        .success()
+    {
+        if let Some(g) = group {
+            let _ = Command::new("usermod").args(["-a", "-G", g, user]).output();
+        }
+        return;
+    }
+    let mut c = Command::new("useradd");
+    c.args(["-M", "-N", "-s", "/usr/sbin/nologin"]);
+    if let Some(g) = group {
+        c.args(["-G", g]);
+    }
+    let out = c.arg(user).output().unwrap();
+    assert!(
+        out.status.success(),
+        "useradd {user}: {}",
+        text(&out.stderr)
+    );
+}
+
+/// `gadgetctl` as an unprivileged member of the daemon's group sees a
+/// uniquely named exec through the daemon (it cannot load BPF itself);
+/// a user outside the group is refused by the socket's mode.
+#[test]
+fn gadgetctl_as_a_group_member_sees_an_exec_and_others_are_refused() {
+    require_kernel();
+    use std::os::unix::fs::PermissionsExt as _;
+    let group = "igdaemontest";
+    let _ = Command::new("groupadd").arg(group).output();
+    ensure_user("igdmember", Some(group));
+    ensure_user("igdoutsider", None);
+    let d = Daemon::start(&["-G", group]);
+    // The test's directory: others may reach the socket, whose own mode
+    // then decides.
+    std::fs::set_permissions(d.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let marker = unique_program(d.dir.path(), "ctlgrp");
+    let name = marker.file_name().unwrap().to_str().unwrap().to_owned();
+    let address = format!("unix://{}", d.socket.display());
+    let gadgetctl = env!("CARGO_BIN_EXE_gadgetctl");
+    let child = Command::new("runuser")
+        .args([
+            "-u",
+            "igdmember",
+            "--",
+            gadgetctl,
+            "--remote-address",
+            &address,
+        ])
+        .args([
+            "run",
+            "trace_exec",
+            "-o",
+            "json",
+            "--comm",
+            &name,
+            "--timeout",
+            "6",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Exec the marker while the run starts and goes on.
+    let end = Instant::now() + Duration::from_secs(4);
+    while Instant::now() < end {
+        let _ = Command::new(&marker).status();
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "gadgetctl: {}", text(&out.stderr));
+    let lines: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(!lines.is_empty(), "no event; stderr: {}", text(&out.stderr));
+    assert!(
+        lines.iter().all(|l| l["proc"]["comm"] == name.as_str()),
+        "the daemon applied --comm: {lines:?}"
+    );
+    let out = Command::new("runuser")
+        .args([
+            "-u",
+            "igdoutsider",
+            "--",
+            gadgetctl,
+            "--remote-address",
+            &address,
+            "version",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.to_lowercase().contains("permission denied"),
+        "a non-member: {err}"
+    );
 }

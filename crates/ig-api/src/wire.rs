@@ -285,6 +285,16 @@ pub struct Decoder {
 impl Decoder {
     /// The layout `ds` as a schema and a decoder of its events.
     pub fn new(ds: &DataSource) -> Result<Self, WireError> {
+        let (b, mut d) = Self::with_builder(ds)?;
+        d.schema = Arc::new(b.build());
+        Ok(d)
+    }
+
+    /// The layout `ds` as a schema still open to fields (a client's own
+    /// operators add theirs: the pipeline's `Setup`), and the decoder.
+    /// Fields are only appended, so the decoder stays valid for the final
+    /// schema; its [`Decoder::schema`] is the layout's alone.
+    pub fn with_builder(ds: &DataSource) -> Result<(SchemaBuilder, Self), WireError> {
         let source_name = ds.name.clone();
         // The shared payload and its size first: the builder needs the
         // raw size before it takes fields.
@@ -399,14 +409,18 @@ impl Decoder {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect();
         }
-        Ok(Self {
-            schema: Arc::new(b.build()),
-            id: ds.id,
-            shared: shared.map(|p| p as usize),
-            owned,
-            swap,
-            need,
-        })
+        let schema = Arc::new(b.schema().clone());
+        Ok((
+            b,
+            Self {
+                schema,
+                id: ds.id,
+                shared: shared.map(|p| p as usize),
+                owned,
+                swap,
+                need,
+            },
+        ))
     }
 
     /// Fill `ev` (made for [`Decoder::schema`], reused from event to
