@@ -197,12 +197,21 @@ fn describe(conn: &Conn, image: &str) -> anyhow::Result<proto::GadgetInfo> {
 }
 
 fn status_error(s: tonic::Status) -> anyhow::Error {
-    match s.code() {
-        tonic::Code::Unavailable | tonic::Code::Unknown if s.message().is_empty() => {
-            anyhow::anyhow!("the daemon: {s}")
-        }
-        _ => anyhow::anyhow!("the daemon: {}", s.message()),
-    }
+    // A connection the daemon refused (a TLS alert, plain TCP against TLS)
+    // shows up on the first call as a bare "transport error": the cause is
+    // in the source chain.
+    let message = if s.message().is_empty() {
+        format!("{:?}", s.code())
+    } else {
+        s.message().to_owned()
+    };
+    let causes = match std::error::Error::source(&s).map(super::remote::causes) {
+        Some(c) if c.starts_with(&message) => c[message.len()..].to_owned(),
+        Some(c) => format!(": {c}"),
+        None => String::new(),
+    };
+    let hint = super::remote::hint(&causes);
+    anyhow::anyhow!("the daemon: {message}{causes}{hint}")
 }
 
 /// Entry point of the `gadgetctl` binary.

@@ -124,11 +124,51 @@ pub async fn connect(
     };
     match tokio::time::timeout(timeout, connecting).await {
         Ok(Ok(ch)) => Ok(ch),
-        Ok(Err(e)) => Err(anyhow::Error::new(e).context(format!("connecting to {addr}"))),
+        Ok(Err(e)) => {
+            let causes = causes(&e);
+            bail!("connecting to {addr}: {causes}{}", hint(&causes))
+        }
         Err(_) => bail!(
             "connecting to {addr}: no answer within {} s (--connection-timeout)",
             timeout.as_secs_f64()
         ),
+    }
+}
+
+/// `e` and its sources as one line, each text once (tonic's and hyper's
+/// errors repeat their source in their own text).
+pub fn causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
+
+/// What a transport failure most likely means, for the two a user meets
+/// with TLS: neither side names the cause (TLS 1.3 reports a refused client
+/// certificate after the handshake, and TLS against plain HTTP/2 is a
+/// garbled frame).
+pub fn hint(causes: &str) -> &'static str {
+    if causes.contains("broken pipe") || causes.contains("connection reset") {
+        " (the daemon closed the connection: it did not accept this client's TLS certificate, or it serves TLS and this client did not use it)"
+    } else if [
+        "frame with invalid size",
+        "InvalidContentType",
+        "invalid HTTP version",
+    ]
+    .iter()
+    .any(|m| causes.contains(m))
+    {
+        " (one side speaks TLS and the other does not: check the --tls-* flags of both)"
+    } else {
+        ""
     }
 }
 
