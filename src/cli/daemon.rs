@@ -286,7 +286,12 @@ async fn serve(
             let gid = resolve_group(group)?;
             let listener = bind_unix(path, gid)?;
             log::info!("listening on {addr} (group {gid}, mode 0660)");
-            let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
+            // Whatever `:authority` the client sends (grpc-core sends the
+            // socket's path), h2 gets one that parses.
+            let incoming = tokio_stream::StreamExt::map(
+                tokio_stream::wrappers::UnixListenerStream::new(listener),
+                |conn| conn.map(super::authority::AnyAuthority::new),
+            );
             tokio::select! {
                 r = router.serve_with_incoming_shutdown(incoming, shutdown) => r,
                 () = deadline => Ok(()),

@@ -5,6 +5,7 @@
 //! needs ("running gadget trace_exec: ...") and `hint:` lines.
 
 pub mod args;
+mod authority;
 mod completion;
 mod config;
 mod containers;

@@ -31,7 +31,9 @@ import api_pb2  # noqa: E402
 import api_pb2_grpc  # noqa: E402
 
 result = {}
-channel = grpc.insecure_channel(f"unix://{socket}", options=[("grpc.default_authority", "localhost")])
+# No grpc.default_authority: grpc-core sends the socket's path (percent-
+# encoded) as :authority, which the daemon must accept.
+channel = grpc.insecure_channel(f"unix://{socket}")
 grpc.channel_ready_future(channel).result(timeout=10)
 
 # GetInfo.
