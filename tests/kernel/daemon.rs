@@ -771,3 +771,79 @@ fn mutual_tls_accepts_the_ca_s_clients_only() {
     let (status, err) = daemon.terminate();
     assert!(status.success(), "daemon: {status}\n{err}");
 }
+
+/// The same exec printed by `ig run -o json` and by `gadgetctl run -o
+/// json` through the daemon: identical but for the time each program
+/// read. Among its fields: owned strings set to "" (`error`, the
+/// Kubernetes ones), which must not turn into `null` on the wire.
+#[test]
+fn gadgetctl_prints_what_ig_run_prints() {
+    require_kernel();
+    let d = Daemon::start(&[]);
+    let marker = unique_program(d.dir.path(), "cmpjs");
+    let name = marker.file_name().unwrap().to_str().unwrap().to_owned();
+    let args = [
+        "run",
+        "trace_exec",
+        "-o",
+        "json",
+        "--comm",
+        &name,
+        "--timeout",
+        "6",
+    ];
+    let local = gadget_store()
+        .ig()
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let remote = Command::new(env!("CARGO_BIN_EXE_gadgetctl"))
+        .args([
+            "--remote-address",
+            &format!("unix://{}", d.socket.display()),
+        ])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let end = Instant::now() + Duration::from_secs(4);
+    while Instant::now() < end {
+        let _ = Command::new(&marker).status();
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let by_pid = |out: std::process::Output, who: &str| {
+        assert!(out.status.success(), "{who}: {}", text(&out.stderr));
+        text(&out.stdout)
+            .lines()
+            .map(|l| {
+                let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+                let o = v.as_object_mut().unwrap();
+                assert!(o.remove("timestamp").is_some(), "{who}: {l}");
+                assert!(o.remove("timestamp_raw").is_some(), "{who}: {l}");
+                (v["proc"]["pid"].as_u64().unwrap(), v)
+            })
+            .collect::<std::collections::BTreeMap<u64, serde_json::Value>>()
+    };
+    let local = by_pid(local.wait_with_output().unwrap(), "ig run");
+    let remote = by_pid(remote.wait_with_output().unwrap(), "gadgetctl");
+    let both: Vec<u64> = local
+        .keys()
+        .filter(|p| remote.contains_key(p))
+        .copied()
+        .collect();
+    assert!(
+        !both.is_empty(),
+        "no exec seen by both: {local:?} / {remote:?}"
+    );
+    for pid in both {
+        assert_eq!(remote[&pid], local[&pid], "pid {pid}");
+    }
+    assert_eq!(
+        local.values().next().unwrap()["error"],
+        "",
+        "a string set to \"\""
+    );
+}

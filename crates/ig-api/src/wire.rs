@@ -6,7 +6,11 @@
 //! (`Location::Owned { slot }`) is a payload of its own, `1 + slot`
 //! (scalars in the host's byte order at their kind's size, strings
 //! without a NUL); a struct parent owned in user space is `Empty`. An
-//! [`Event`] becomes a `DataElement` whose payloads follow that layout.
+//! [`Event`] becomes a `DataElement` whose payloads follow that layout. An
+//! empty payload is the empty string or bytes, or, for scalars, a value
+//! never set; a string or bytes value never set is listed in
+//! `unset_payloads` (our addition, which upstream's clients skip: to them
+//! it is the empty string).
 //!
 //! Decoding goes the other way for any server that follows upstream's
 //! rules, not only ours: the payload the `StaticMember` fields share
@@ -450,12 +454,20 @@ impl Decoder {
         }
         let swap_needed = !self.swap.is_empty();
         for o in &self.owned {
-            // A missing or empty payload is a value nobody set: it stays
-            // unset (`set_raw` retired the previous event's).
-            let Some(bytes) = payloads.get(o.payload).filter(|b| !b.is_empty()) else {
+            // A missing payload is a value nobody set: it stays unset
+            // (`set_raw` retired the previous event's). So is an empty one,
+            // but for strings and bytes, where it is the empty value unless
+            // the sender lists it as unset (upstream's servers do not: to
+            // them an empty payload is the zero value).
+            let Some(bytes) = payloads.get(o.payload) else {
                 continue;
             };
             let def = self.schema.field(o.field);
+            if bytes.is_empty()
+                && (!string_like(def.kind) || element.unset_payloads.contains(&(o.payload as u32)))
+            {
+                continue;
+            }
             set_owned(&self.schema.name, def, bytes, swap_needed, ev)?;
         }
         Ok(())
@@ -538,13 +550,28 @@ impl Encoder {
         out.payload.truncate(n);
         out.payload[0].clear();
         out.payload[0].extend_from_slice(ev.raw());
+        out.unset_payloads.clear();
         for (slot, f) in self.slots.iter().enumerate() {
             let buf = &mut out.payload[1 + slot];
             buf.clear();
             let Some((id, kind)) = f else { continue };
-            encode_value(*kind, ev.get(schema.field(*id)), buf);
+            let v = ev.get(schema.field(*id));
+            // An empty payload is "" to upstream's clients and to ours,
+            // unless it is listed as unset.
+            if matches!(v, ValueRef::None) && string_like(*kind) {
+                out.unset_payloads.push((1 + slot) as u32);
+            }
+            encode_value(*kind, v, buf);
         }
     }
+}
+
+/// A kind whose empty payload is a value (the empty string or bytes).
+fn string_like(kind: FieldKind) -> bool {
+    matches!(
+        kind,
+        FieldKind::String | FieldKind::CString | FieldKind::Bytes
+    )
 }
 
 /// An owned value in its kind's wire form (host byte order).
@@ -769,6 +796,48 @@ mod tests {
         assert_eq!(back.get(uid), ValueRef::None);
     }
 
+    /// An owned string reads on the other side as it reads here (which
+    /// `ig run -o json` prints): one set to "" is "", one never set is
+    /// unset (`null`), one set in an earlier event and not in this one is
+    /// "" (`Event` retires it to empty). Both events are reused from event
+    /// to event, as the daemon and gadgetctl do.
+    #[test]
+    fn empty_and_unset_owned_strings_stay_apart() {
+        let s = sample();
+        let error = s.field(s.field_by_name("error").unwrap());
+        let d = Decoder::new(&data_source(0, &s)).unwrap();
+        let enc = Encoder::new(&s);
+        let mut el = DataElement::default();
+        let mut ev = Event::new(&s);
+        let mut back = Event::new(&d.schema);
+        for (set, want) in [
+            (None, ValueRef::None),
+            (Some(""), ValueRef::Str(b"")),
+            (None, ValueRef::Str(b"")),
+            (Some("x"), ValueRef::Str(b"x")),
+            (Some(""), ValueRef::Str(b"")),
+        ] {
+            ev.set_raw(&[0; 32]);
+            if let Some(v) = set {
+                ev.set_str(error, v);
+            }
+            assert_eq!(ev.get(error), want, "the source event, set to {set:?}");
+            enc.encode(&s, &ev, &mut el);
+            d.decode(&el, &mut back).unwrap();
+            assert_eq!(back.get(error), want, "set to {set:?}");
+        }
+        // From a server that does not say what it left unset (upstream's),
+        // an empty string payload is "", as upstream's clients read it.
+        let mut fresh = Event::new(&s);
+        fresh.set_raw(&[0; 32]);
+        enc.encode(&s, &fresh, &mut el);
+        assert_eq!(el.unset_payloads.len(), 1, "error is unset: {el:?}");
+        el.unset_payloads.clear();
+        let mut back = Event::new(&d.schema);
+        d.decode(&el, &mut back).unwrap();
+        assert_eq!(back.get(error), ValueRef::Str(b""));
+    }
+
     /// A layout as another server may send it: the shared payload at
     /// index 1, big-endian, a kind array, a wrong-size scalar.
     #[test]
@@ -835,6 +904,7 @@ mod tests {
         raw[0..4].copy_from_slice(&7u32.to_be_bytes());
         let el = DataElement {
             payload: vec![b"hi".to_vec(), raw, 9u16.to_be_bytes().to_vec()],
+            ..DataElement::default()
         };
         let mut ev = Event::new(&d.schema);
         d.decode(&el, &mut ev).unwrap();

@@ -241,6 +241,11 @@ pub struct Field {
 pub struct DataElement {
     #[prost(bytes = "vec", repeated, tag = "1")]
     pub payload: ::prost::alloc::vec::Vec<::prost::alloc::vec::Vec<u8>>,
+    /// Not upstream's (whose clients skip it): the payloads of string and
+    /// bytes fields that are empty because no one set the value. Any other
+    /// empty payload of such a field is the empty string. Set by ig daemon.
+    #[prost(uint32, repeated, tag = "15")]
+    pub unset_payloads: ::prost::alloc::vec::Vec<u32>,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct GadgetData {
