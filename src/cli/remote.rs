@@ -151,12 +151,15 @@ pub fn causes(e: &(dyn std::error::Error + 'static)) -> String {
     out
 }
 
-/// What a transport failure most likely means, for the two a user meets
-/// with TLS: neither side names the cause (TLS 1.3 reports a refused client
-/// certificate after the handshake, and TLS against plain HTTP/2 is a
-/// garbled frame).
+/// What a transport failure most likely means, for those a user meets
+/// with TLS, where the error rarely names the cause: TLS 1.3 reports a
+/// refused client certificate after the handshake (as an alert, or as a
+/// closed connection when the client wrote first), and TLS against plain
+/// HTTP/2 is a garbled frame.
 pub fn hint(causes: &str) -> &'static str {
-    if causes.contains("broken pipe") || causes.contains("connection reset") {
+    if causes.contains("fatal alert") && !causes.contains("invalid peer certificate") {
+        " (the daemon refused the TLS handshake: does its --tls-client-ca-file sign this client's certificate?)"
+    } else if causes.contains("broken pipe") || causes.contains("connection reset") {
         " (the daemon closed the connection: it did not accept this client's TLS certificate, or it serves TLS and this client did not use it)"
     } else if [
         "frame with invalid size",
