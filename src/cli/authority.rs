@@ -356,12 +356,15 @@ pub struct AnyAuthority<S> {
 }
 
 impl<S> AnyAuthority<S> {
-    /// Wraps a freshly accepted connection.
-    pub fn new(inner: S) -> Self {
-        Self {
-            inner,
-            rewriter: Rewriter::default(),
+    /// Wraps a freshly accepted connection; `rewrite` false passes every
+    /// byte on (TLS on a unix socket: what is read are TLS records, whose
+    /// HTTP/2 frames h2 sees only after rustls).
+    pub fn new(inner: S, rewrite: bool) -> Self {
+        let mut rewriter = Rewriter::default();
+        if !rewrite {
+            rewriter.frame = Frame::Off;
         }
+        Self { inner, rewriter }
     }
 }
 

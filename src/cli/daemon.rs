@@ -264,6 +264,8 @@ async fn serve(
         log::warn!("closing the connections clients left open");
     };
     let mut builder = tonic::transport::Server::builder();
+    // Under TLS the bytes read are records, not HTTP/2 frames.
+    let plain = tls.is_none();
     if let Some(tls) = tls {
         builder = builder.tls_config(tls).context("the TLS configuration")?;
     }
@@ -290,7 +292,7 @@ async fn serve(
             // socket's path), h2 gets one that parses.
             let incoming = tokio_stream::StreamExt::map(
                 tokio_stream::wrappers::UnixListenerStream::new(listener),
-                |conn| conn.map(super::authority::AnyAuthority::new),
+                move |conn| conn.map(|c| super::authority::AnyAuthority::new(c, plain)),
             );
             tokio::select! {
                 r = router.serve_with_incoming_shutdown(incoming, shutdown) => r,
