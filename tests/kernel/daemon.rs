@@ -425,6 +425,39 @@ fn the_socket_belongs_to_the_group() {
     assert_eq!(text(&out.stdout).trim(), format!("660 root {group}"));
 }
 
+/// Starts each of `runs` (tracers printing JSON lines), execs `marker`
+/// every 200 ms for 4 s while they start and run, and returns each one's
+/// lines once it has exited successfully.
+fn json_lines_while_exec(runs: Vec<(&str, Command)>, marker: &Path) -> Vec<Vec<serde_json::Value>> {
+    let children: Vec<(&str, Child)> = runs
+        .into_iter()
+        .map(|(who, mut c)| {
+            let child = c
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            (who, child)
+        })
+        .collect();
+    let end = Instant::now() + Duration::from_secs(4);
+    while Instant::now() < end {
+        let _ = Command::new(marker).status();
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    children
+        .into_iter()
+        .map(|(who, child)| {
+            let out = child.wait_with_output().unwrap();
+            assert!(out.status.success(), "{who}: {}", text(&out.stderr));
+            text(&out.stdout)
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect()
+        })
+        .collect()
+}
+
 fn ensure_user(user: &str, group: Option<&str>) {
     if Command::new("id")
         .arg(user)
@@ -470,42 +503,27 @@ fn gadgetctl_as_a_group_member_sees_an_exec_and_others_are_refused() {
     let name = marker.file_name().unwrap().to_str().unwrap().to_owned();
     let address = format!("unix://{}", d.socket.display());
     let gadgetctl = env!("CARGO_BIN_EXE_gadgetctl");
-    let child = Command::new("runuser")
-        .args([
-            "-u",
-            "igdmember",
-            "--",
-            gadgetctl,
-            "--remote-address",
-            &address,
-        ])
-        .args([
-            "run",
-            "trace_exec",
-            "-o",
-            "json",
-            "--comm",
-            &name,
-            "--timeout",
-            "6",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Exec the marker while the run starts and goes on.
-    let end = Instant::now() + Duration::from_secs(4);
-    while Instant::now() < end {
-        let _ = Command::new(&marker).status();
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "gadgetctl: {}", text(&out.stderr));
-    let lines: Vec<serde_json::Value> = text(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    assert!(!lines.is_empty(), "no event; stderr: {}", text(&out.stderr));
+    let mut run = Command::new("runuser");
+    run.args([
+        "-u",
+        "igdmember",
+        "--",
+        gadgetctl,
+        "--remote-address",
+        &address,
+    ])
+    .args([
+        "run",
+        "trace_exec",
+        "-o",
+        "json",
+        "--comm",
+        &name,
+        "--timeout",
+        "6",
+    ]);
+    let lines = json_lines_while_exec(vec![("gadgetctl", run)], &marker).remove(0);
+    assert!(!lines.is_empty(), "no event");
     assert!(
         lines.iter().all(|l| l["proc"]["comm"] == name.as_str()),
         "the daemon applied --comm: {lines:?}"
@@ -678,34 +696,22 @@ fn mutual_tls_accepts_the_ca_s_clients_only() {
     // The right certificate: a run through the daemon sees an exec.
     let marker = unique_program(d, "tlsexe");
     let name = marker.file_name().unwrap().to_str().unwrap().to_owned();
-    let child = gadgetctl(Some(("client", "ca")), &["--tls-server-name", "igd.test"])
-        .args([
-            "run",
-            "trace_exec",
-            "-o",
-            "json",
-            "--comm",
-            &name,
-            "--timeout",
-            "5",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let end = Instant::now() + Duration::from_secs(4);
-    while Instant::now() < end {
-        let _ = Command::new(&marker).status();
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "gadgetctl: {}", text(&out.stderr));
-    let seen = text(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .filter(|l| l["proc"]["comm"] == name.as_str())
-        .count();
-    assert!(seen > 0, "no exec over TLS; stderr: {}", text(&out.stderr));
+    let mut run = gadgetctl(Some(("client", "ca")), &["--tls-server-name", "igd.test"]);
+    run.args([
+        "run",
+        "trace_exec",
+        "-o",
+        "json",
+        "--comm",
+        &name,
+        "--timeout",
+        "5",
+    ]);
+    let lines = json_lines_while_exec(vec![("gadgetctl", run)], &marker).remove(0);
+    assert!(
+        lines.iter().any(|l| l["proc"]["comm"] == name.as_str()),
+        "no exec over TLS: {lines:?}"
+    );
     // The server's name defaults to the address's IP, which the
     // certificate carries.
     let out = gadgetctl(Some(("client", "ca")), &["version"])
@@ -802,43 +808,29 @@ fn gadgetctl_prints_what_ig_run_prints() {
         "--timeout",
         "6",
     ];
-    let local = gadget_store()
-        .ig()
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let remote = Command::new(env!("CARGO_BIN_EXE_gadgetctl"))
+    let mut local = gadget_store().ig();
+    local.args(args);
+    let mut remote = Command::new(env!("CARGO_BIN_EXE_gadgetctl"));
+    remote
         .args([
             "--remote-address",
             &format!("unix://{}", d.socket.display()),
         ])
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let end = Instant::now() + Duration::from_secs(4);
-    while Instant::now() < end {
-        let _ = Command::new(&marker).status();
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let by_pid = |out: std::process::Output, who: &str| {
-        assert!(out.status.success(), "{who}: {}", text(&out.stderr));
-        text(&out.stdout)
-            .lines()
-            .map(|l| {
-                let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+        .args(args);
+    let mut outs = json_lines_while_exec(vec![("ig run", local), ("gadgetctl", remote)], &marker);
+    let by_pid = |lines: Vec<serde_json::Value>, who: &str| {
+        lines
+            .into_iter()
+            .map(|mut v| {
                 let o = v.as_object_mut().unwrap();
-                assert!(o.remove("timestamp").is_some(), "{who}: {l}");
-                assert!(o.remove("timestamp_raw").is_some(), "{who}: {l}");
+                assert!(o.remove("timestamp").is_some(), "{who}: {v}");
+                assert!(o.remove("timestamp_raw").is_some(), "{who}: {v}");
                 (v["proc"]["pid"].as_u64().unwrap(), v)
             })
             .collect::<std::collections::BTreeMap<u64, serde_json::Value>>()
     };
-    let local = by_pid(local.wait_with_output().unwrap(), "ig run");
-    let remote = by_pid(remote.wait_with_output().unwrap(), "gadgetctl");
+    let remote = by_pid(outs.pop().unwrap(), "gadgetctl");
+    let local = by_pid(outs.pop().unwrap(), "ig run");
     let both: Vec<u64> = local
         .keys()
         .filter(|p| remote.contains_key(p))
