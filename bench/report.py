@@ -140,10 +140,11 @@ def main():
     # take), the binary size (bench/size.md, measured by `cargo xtask dist`
     # and cargo-bloat), the WASM guest cost (bench/wasm.md), the cost of
     # many containers (bench/containers.md, bench/containers.py) and -E
-    # against -F (bench/filters.md). The several-gadgets scenario
+    # against -F (bench/filters.md), events through ig daemon to gadgetctl
+    # (bench/daemon.md, peer ig-daemon). The several-gadgets scenario
     # (bench/multi.md) is measured by its own command, `cargo xtask bench
     # --multi`, which writes that file.
-    for part in ("analysis.md", "multi.md", "size.md", "wasm.md", "containers.md", "filters.md", "metrics.md"):
+    for part in ("analysis.md", "multi.md", "size.md", "wasm.md", "containers.md", "filters.md", "metrics.md", "daemon.md"):
         path = os.path.join(HERE, part)
         if os.path.exists(path):
             print(open(path).read())

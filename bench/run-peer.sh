@@ -36,6 +36,11 @@
 #                 (one process group: CPU and RSS are their sum)
 #   ig-filter     the same as ig with two -F rules that keep every event
 #                 (-F 'proc.comm!=x,proc.pid>0')
+#   ig-daemon     $IG daemon on tcp://127.0.0.1:$IG_DAEMON_PORT (--tls-insecure,
+#                 default --events-buffer-length) and $GADGETCTL (default: next
+#                 to $IG) run trace_exec|trace_open -o json through it, one process
+#                 group: the result's cpu_by_comm splits the CPU into ig (the
+#                 daemon) and gadgetctl
 #   ig-expr       the same as ig with the -E expression of issue 30, which keeps
 #                 every event after the same two tests
 #                 (-E 'proc.comm == "x" or proc.pid > 0'); run as a pair with
@@ -52,7 +57,7 @@
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 BIN="$HERE/bin"
-PEERS="libbpf bcc bcc-tp bpftrace rbbase-count rbbase-json rbbase-batch ig ig-table ig-flush0 ig-chain ig-multi ig-three ig-filter ig-expr ig-metrics"
+PEERS="libbpf bcc bcc-tp bpftrace rbbase-count rbbase-json rbbase-batch ig ig-table ig-flush0 ig-chain ig-multi ig-three ig-filter ig-expr ig-metrics ig-daemon"
 
 peer_cmd() {  # PEER KIND -> command line on stdout
     local peer="$1" kind="$2"
@@ -99,6 +104,11 @@ peer_cmd() {  # PEER KIND -> command line on stdout
         local ds=open gadget=trace_open
         [ "$kind" = "${kind#exec}" ] || { ds=exec; gadget=trace_exec; }
         echo "${IG:-ig} run $gadget -o json --annotate $ds:metrics.collect=true,$ds:metrics.implicit-counter.name=events,$ds.proc.comm:metrics.type=key --otel-metrics-name $ds:bench --otel-metrics-listen --otel-metrics-listen-address 127.0.0.1:22224" ;;
+    ig-daemon:exec|ig-daemon:open)
+        local gadget=trace_exec port="${IG_DAEMON_PORT:-17666}"
+        [ "$kind" = open ] && gadget=trace_open
+        # The daemon first; gadgetctl once the port answers.
+        echo "bash -c '${IG:-ig} daemon -H tcp://127.0.0.1:$port --tls-insecure & until (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; do sleep 0.05; done; exec ${GADGETCTL:-$(dirname "${IG:-ig}")/gadgetctl} --remote-address tcp://127.0.0.1:$port run $gadget -o json'" ;;
     *) echo "run-peer.sh: unknown peer/storm '$peer' '$kind' (peers: $PEERS)" >&2; return 2 ;;
     esac
 }

@@ -32,6 +32,7 @@ pub const NAMES: &[&str] = &[
     "reference",
     "wasm",
     "wasm_host",
+    "wire",
 ];
 
 /// Run target `name` on `data`; false for an unknown name.
@@ -46,6 +47,7 @@ pub fn run(name: &str, data: &[u8]) -> bool {
         "reference" => reference(data),
         "wasm" => wasm(data),
         "wasm_host" => wasm_host(data),
+        "wire" => wire(data),
         _ => return false,
     }
     true
@@ -1291,4 +1293,50 @@ pub fn driver_seed_programs() -> Vec<(&'static str, Vec<u8>)> {
     p.end();
     out.push(("kernel-objects", p.finish()));
     out
+}
+
+/// A gRPC client's decoding of what a daemon sends: the run's
+/// `GadgetInfo` (the first two bytes give its length, little-endian),
+/// then `GadgetData` events decoded against every data source's layout,
+/// and each field of the result read as a printer would.
+pub fn wire(data: &[u8]) {
+    use ig_api::proto::{GadgetData, GadgetDataArray, GadgetInfo};
+    use ig_api::wire::Decoder;
+    use prost::Message as _;
+    let Some((len, rest)) = data.split_first_chunk::<2>() else {
+        return;
+    };
+    let (info, events) = rest.split_at(rest.len().min(usize::from(u16::from_le_bytes(*len))));
+    let Ok(info) = GadgetInfo::decode(info) else {
+        return;
+    };
+    let decoders: Vec<Decoder> = info
+        .data_sources
+        .iter()
+        .filter_map(|ds| Decoder::new(ds).ok())
+        .collect();
+    let read_all = |d: &Decoder, ev: &Event| {
+        for f in d.schema.fields() {
+            let _ = ev.get(f);
+        }
+    };
+    for d in &decoders {
+        let mut ev = Event::new(&d.schema);
+        if let Ok(gd) = GadgetData::decode(events)
+            && let Some(el) = gd.data
+            && d.decode(&el, &mut ev).is_ok()
+        {
+            read_all(d, &ev);
+        }
+        if let Ok(arr) = GadgetDataArray::decode(events) {
+            for el in arr.data_array.iter().take(64) {
+                if d.decode(el, &mut ev).is_ok() {
+                    read_all(d, &ev);
+                }
+            }
+        }
+    }
+    for p in &info.params {
+        let _ = ig_api::wire::param_spec(p);
+    }
 }

@@ -145,6 +145,17 @@ pub enum Command {
         after_help = "Examples:\n  mkdir -p ~/.ig && ig config default > ~/.ig/config.yaml\n  INSPEKTOR_GADGET_VERBOSE=true ig config view"
     )]
     Config(ConfigCommand),
+    /// Serve gadget runs to clients over gRPC (upstream's API): gadgetctl,
+    /// or any gRPC client of the `api` package (docs/daemon.md).
+    ///
+    /// Listens on a unix socket (root:GROUP, mode 0660) or a TCP address
+    /// (mutual TLS, or --tls-insecure). Each client's run is a run of
+    /// this process, stopped when the client stops it or goes away;
+    /// SIGINT/SIGTERM stop every run, then the daemon. Needs root.
+    #[command(
+        after_help = "Examples:\n  ig daemon -G ig\n  ig daemon -H tcp://10.0.0.1:9999 --tls-key-file server.key --tls-cert-file server.crt --tls-client-ca-file ca.crt\n  gadgetctl --remote-address unix:///var/run/ig/ig.socket run trace_exec"
+    )]
+    Daemon(super::daemon::DaemonArgs),
 }
 
 /// `ig config` subcommands.

@@ -5,16 +5,20 @@
 //! needs ("running gadget trace_exec: ...") and `hint:` lines.
 
 pub mod args;
+mod authority;
 mod completion;
 mod config;
 mod containers;
+mod daemon;
 mod gadget_args;
+pub mod gadgetctl;
 mod image;
 mod inspect;
 mod logger;
 mod mounts;
 pub mod reference;
 mod registry;
+pub mod remote;
 mod run;
 mod signals;
 mod suggest;
@@ -440,6 +444,7 @@ fn dispatch(
         Command::Login(a) => registry::login(a, reg),
         Command::Logout { registry: r } => registry::logout(&r, reg),
         Command::ListContainers(a) => containers::list_containers(&a),
+        Command::Daemon(a) => daemon::command(a, store, reg),
         Command::Version => {
             logger::stdout_line(&version::text());
             Ok(())

@@ -10,6 +10,7 @@ mod attach;
 #[path = "../common/mod.rs"]
 mod common;
 mod compat_load;
+mod daemon;
 mod examples;
 mod instances;
 mod operators;

@@ -31,6 +31,7 @@ const TARGETS: &[&str] = &[
     "reference",
     "wasm",
     "wasm_host",
+    "wire",
 ];
 
 /// Largest input per target: gadget objects and images can be large, an

@@ -22,6 +22,9 @@
 //!   runs only those, interleaved, and prints the summary table instead of
 //!   writing the page (a comparison such as `--peers ig-filter,ig-expr
 //!   --storms open` for issue 30, recorded by hand in a `bench/*.md`).
+//! - `proto`   regenerate the committed Rust code of the gRPC interface
+//!   (`crates/ig-api/proto/api.proto`, no protoc needed); `--check` fails
+//!   if the committed code is stale (part of `test`).
 //! - `fuzz`    coverage-guided fuzzing of the parsers of untrusted bytes
 //!   (`fuzz/`, stable Rust): `--seconds N` per target (default 10), all
 //!   targets or those named. See docs/reliability.md.
@@ -42,6 +45,7 @@ use anyhow::{Context as _, Result, bail};
 
 mod dist;
 mod fuzz;
+mod proto;
 
 /// Debian packages: the gadget build tools (clang, llvm-strip, libbpf
 /// headers; `ig` writes vmlinux.h itself), bpftool for the tests that look
@@ -100,6 +104,8 @@ const PACKAGES: &[&str] = &[
     // --otel-metrics-listen` with a real Prometheus server, started by the
     // test, and check the exposition with `promtool check metrics`.
     "prometheus",
+    // The daemon tests' Python gRPC client lives in a venv (GRPC_PYTHON).
+    "python3-venv",
 ];
 
 fn main() -> Result<()> {
@@ -110,6 +116,7 @@ fn main() -> Result<()> {
         Some("setup") => {
             let deps_only = args.iter().any(|a| a == "--deps-only");
             system_deps()?;
+            install_grpc_python(&root)?;
             if !deps_only {
                 cargo(&["build", "--release", "--locked", "--bin", "ig"])?;
                 gadgets(&root.join("target/release/ig"))?;
@@ -127,9 +134,10 @@ fn main() -> Result<()> {
         Some("man") => dist::reference(&root),
         Some("docs") => dist::reference(&root),
         Some("fuzz") => fuzz::main(&root, &args[1..]),
+        Some("proto") => proto::main(&root, &args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <setup [--deps-only] | gadgets | test | bench [--quick] [--reps N] [--dur S] [--ig PATH] [--peers P,Q --storms S,T] | dist | man | docs>"
+                "usage: cargo xtask <setup [--deps-only] | gadgets | test | bench [--quick] [--reps N] [--dur S] [--ig PATH] [--peers P,Q --storms S,T] | dist | man | docs | proto [--check]>"
             );
             bail!("unknown or missing command")
         }
@@ -233,6 +241,43 @@ fn install_test_go(root: &Path) -> Result<()> {
         .arg(&req))
 }
 
+/// The independent gRPC client of the daemon tests (tests/kernel
+/// daemon.rs): Python's grpcio, with grpcio-tools to generate its stubs
+/// from our .proto in the test. Pinned; installed into a venv under
+/// target/ so the system's Python stays untouched.
+const GRPC_PYTHON: &[&str] = &["grpcio==1.85.1", "grpcio-tools==1.85.1"];
+
+/// Where that venv lives (tests/kernel finds `bin/python` there).
+fn grpc_venv(root: &Path) -> PathBuf {
+    root.join("target/tools/grpc-venv")
+}
+
+/// Make the venv of `GRPC_PYTHON` unless it has those versions.
+fn install_grpc_python(root: &Path) -> Result<()> {
+    let venv = grpc_venv(root);
+    let python = venv.join("bin/python");
+    let stamp = venv.join("ig-requirements.txt");
+    let wanted = GRPC_PYTHON.join("\n");
+    if python.exists() && std::fs::read_to_string(&stamp).is_ok_and(|s| s == wanted) {
+        return Ok(());
+    }
+    if venv.exists() {
+        std::fs::remove_dir_all(&venv).with_context(|| format!("removing {}", venv.display()))?;
+    }
+    run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+    run(Command::new(&python)
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+        ])
+        .args(GRPC_PYTHON))?;
+    std::fs::write(&stamp, wanted)?;
+    Ok(())
+}
+
 /// Packages, then the kernel filesystems ig and its tests use.
 fn system_deps() -> Result<()> {
     apt_install(PACKAGES)?;
@@ -294,7 +339,11 @@ fn test() -> Result<()> {
     system_deps()?;
     // tests/wasm builds a Go guest with a real Go.
     install_test_go(&repo_root())?;
+    // tests/kernel's daemon tests talk to it from Python's grpcio.
+    install_grpc_python(&repo_root())?;
     cargo(&["fmt", "--all", "--check"])?;
+    // The committed code of the gRPC interface matches its .proto.
+    proto::main(&repo_root(), &["--check".to_owned()])?;
     cargo(&[
         "clippy",
         "--workspace",

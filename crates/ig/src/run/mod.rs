@@ -321,6 +321,9 @@ pub struct GadgetInfo {
     pub name: String,
     /// `gadget.yaml`, as written.
     pub metadata: GadgetMetadata,
+    /// `gadget.yaml`'s bytes, as stored in the image (what a daemon
+    /// sends its clients).
+    pub gadget_yaml: Vec<u8>,
     /// Every parameter of the run, the image's and the operators'.
     pub params: Vec<ParamSpec>,
     /// The data sources the run produces, with their fields.
@@ -740,9 +743,15 @@ impl GadgetRun {
         let metadata = chain.metadata.clone();
         let warnings = chain.warnings.clone();
         let pipeline = chain.build()?;
+        let gadget_yaml = self
+            .resolved
+            .as_ref()
+            .map(|r| r.gadget_yaml.clone())
+            .unwrap_or_default();
         Ok(GadgetInfo {
             name,
             metadata,
+            gadget_yaml,
             params,
             sources: pipeline
                 .dispatch

@@ -1,0 +1,786 @@
+//! `ig daemon`: upstream's gRPC services (`ig_api`) on a unix socket or
+//! a TCP address, each client's run a library run (`ig::run::GadgetRun`)
+//! on a thread of its own.
+//!
+//! The tokio runtime carries only the connections. A run's thread
+//! encodes its events (`ig_api::wire`) into a bounded queue per client
+//! (`--events-buffer-length`) with `try_send`: a full queue drops the
+//! event, counts it and tells the client in a log event, and never waits,
+//! so a slow client cannot stall the run. The stream ends the run when
+//! the client asks (a stop request, or closing its side) or goes away
+//! (the response stream is dropped), and SIGINT/SIGTERM stop every run
+//! before the daemon exits. Images come from the same store, under the
+//! same pull and signature policies, as `ig run`'s.
+//!
+//! Does not own: the wire format (`ig_api`), the run (`ig::run`),
+//! addresses and the client side (`remote`).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use clap::Args;
+use ig::run::{
+    Event, EventSink, GadgetRun, Notice, PullPolicy as LibPull, RegistryConfig, Schema, StopHandle,
+    VerifyPolicy, error_chain,
+};
+use ig_api::grpc::built_in_gadget_manager_server::{
+    BuiltInGadgetManager, BuiltInGadgetManagerServer,
+};
+use ig_api::grpc::gadget_manager_server::{GadgetManager, GadgetManagerServer};
+use ig_api::proto::{
+    self, DataElement, GadgetControlRequest, GadgetData, GadgetDataArray, GadgetEvent,
+    GetGadgetInfoRequest, GetGadgetInfoResponse, InfoRequest, InfoResponse, gadget_control_request,
+};
+use ig_api::wire::{self, Encoder};
+use ig_api::{API_VERSION, INFO_VERSION, event_type, log_level};
+use prost::Message as _;
+use tokio::sync::{mpsc, oneshot};
+use tonic::{Request, Response, Status, Streaming};
+
+use super::args::{PullPolicy, RegistryArgs};
+use super::remote::{Address, DEFAULT_ADDRESS};
+
+/// `ig daemon`'s flags.
+#[derive(Debug, Args)]
+pub struct DaemonArgs {
+    /// Where to listen: unix:///PATH or tcp://IP:PORT.
+    #[arg(short = 'H', long, default_value = DEFAULT_ADDRESS, value_name = "ADDRESS")]
+    pub host: String,
+
+    /// The group (name or GID) that may use the unix socket: it is made
+    /// root:GROUP, mode 0660. Its members can run any gadget, so it is
+    /// as powerful as root.
+    #[arg(short = 'G', long, default_value = "0", value_name = "GROUP")]
+    pub group: String,
+
+    /// Events queued per client before the daemon drops them (counted,
+    /// and reported to that client): a slow client never slows a run.
+    #[arg(long, default_value_t = 16384, value_name = "EVENTS", value_parser = clap::value_parser!(u32).range(1..))]
+    pub events_buffer_length: u32,
+
+    /// The server's TLS key (PEM); with --tls-cert-file and
+    /// --tls-client-ca-file, clients must present a certificate that CA
+    /// signed (mutual TLS).
+    #[arg(long, value_name = "FILE", requires_all = ["tls_cert_file", "tls_client_ca_file"])]
+    pub tls_key_file: Option<PathBuf>,
+
+    /// The server's TLS certificate (PEM).
+    #[arg(long, value_name = "FILE", requires_all = ["tls_key_file", "tls_client_ca_file"])]
+    pub tls_cert_file: Option<PathBuf>,
+
+    /// The CA (PEM) whose certificates clients must present.
+    #[arg(long, value_name = "FILE", requires_all = ["tls_key_file", "tls_cert_file"])]
+    pub tls_client_ca_file: Option<PathBuf>,
+
+    /// Serve plain TCP without TLS: anyone who can reach the port can
+    /// run any gadget. Not needed on a unix socket.
+    #[arg(long)]
+    pub tls_insecure: bool,
+
+    /// When to download an image a client asks for from its registry.
+    #[arg(long, value_enum, default_value = "missing", value_name = "WHEN")]
+    pub pull: PullPolicy,
+
+    /// Check images' cosign signatures before loading anything
+    /// (`--verify-image=false` to skip). Default: on for images pulled
+    /// or imported, off for images built on this machine.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub verify_image: Option<bool>,
+
+    /// Public keys (PEM) to verify with: a file or the PEM text; repeat
+    /// for more.
+    #[arg(long, value_name = "FILE|PEM", allow_hyphen_values = true)]
+    pub public_keys: Vec<String>,
+
+    /// Run only these images, comma-separated (as `ig run
+    /// --allowed-gadgets`).
+    #[arg(long, value_delimiter = ',', value_name = "LIST")]
+    pub allowed_gadgets: Vec<String>,
+}
+
+/// What every run of the daemon shares.
+struct Policies {
+    store: PathBuf,
+    pull: LibPull,
+    registry: RegistryConfig,
+    verify: VerifyPolicy,
+}
+
+impl Policies {
+    fn run(&self, image: &str) -> GadgetRun {
+        GadgetRun::from_store(&self.store, image)
+            .pull(self.pull)
+            .registry(self.registry.clone())
+            .verify(self.verify.clone())
+            .gadget_runs(super::run::gadget_runs())
+    }
+}
+
+/// The runs in progress, to stop them all on SIGTERM and to wait for
+/// their threads.
+#[derive(Default)]
+struct Runs {
+    live: Mutex<HashMap<u64, StopHandle>>,
+    ended: Condvar,
+    next: AtomicU64,
+}
+
+impl Runs {
+    fn add(&self, stop: StopHandle) -> u64 {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        self.live.lock().expect("not poisoned").insert(id, stop);
+        id
+    }
+
+    fn remove(&self, id: u64) {
+        self.live.lock().expect("not poisoned").remove(&id);
+        self.ended.notify_all();
+    }
+
+    fn stop_all(&self) {
+        for s in self.live.lock().expect("not poisoned").values() {
+            s.stop();
+        }
+    }
+
+    /// Wait until every run has ended, at most `limit`.
+    fn wait(&self, limit: Duration) -> usize {
+        let live = self.live.lock().expect("not poisoned");
+        let (live, _) = self
+            .ended
+            .wait_timeout_while(live, limit, |l| !l.is_empty())
+            .expect("not poisoned");
+        live.len()
+    }
+}
+
+#[derive(Clone)]
+struct Service {
+    policies: Arc<Policies>,
+    runs: Arc<Runs>,
+    buffer: usize,
+}
+
+/// `ig daemon`.
+pub fn command(args: DaemonArgs, store: &Path, registry: &RegistryArgs) -> anyhow::Result<()> {
+    let addr = Address::parse(&args.host)?;
+    let tls = match (
+        &args.tls_key_file,
+        &args.tls_cert_file,
+        &args.tls_client_ca_file,
+    ) {
+        (Some(k), Some(c), Some(ca)) => Some(server_tls(k, c, ca)?),
+        _ => None,
+    };
+    if matches!(addr, Address::Tcp(_)) && tls.is_none() && !args.tls_insecure {
+        bail!(
+            "{addr}: refusing plain TCP without TLS: give --tls-key-file, --tls-cert-file and --tls-client-ca-file, or --tls-insecure to accept anyone who reaches the port"
+        );
+    }
+    let service = Service {
+        policies: Arc::new(Policies {
+            store: store.to_owned(),
+            pull: args.pull.into(),
+            registry: registry.config(),
+            verify: VerifyPolicy {
+                verify: args.verify_image,
+                public_keys: args.public_keys.clone(),
+                allowed_gadgets: args.allowed_gadgets.clone(),
+            },
+        }),
+        runs: Arc::new(Runs::default()),
+        buffer: args.events_buffer_length as usize,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("ig-daemon-io")
+        .enable_all()
+        .build()
+        .context("starting the daemon's I/O threads")?;
+    let runs = service.runs.clone();
+    let served = runtime.block_on(serve(addr.clone(), &args.group, tls, service));
+    // Whatever ended the server, no run outlives it.
+    runs.stop_all();
+    let left = runs.wait(Duration::from_secs(10));
+    if left > 0 {
+        log::warn!("{left} runs did not stop within 10 s");
+    }
+    runtime.shutdown_timeout(Duration::from_secs(2));
+    if let Address::Unix(path) = &addr {
+        let _ = std::fs::remove_file(path);
+    }
+    served
+}
+
+fn server_tls(
+    key: &Path,
+    cert: &Path,
+    ca: &Path,
+) -> anyhow::Result<tonic::transport::ServerTlsConfig> {
+    use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+    let read = |p: &Path, what: &str| {
+        std::fs::read(p).with_context(|| format!("reading the {what} {}", p.display()))
+    };
+    Ok(ServerTlsConfig::new()
+        .identity(Identity::from_pem(
+            read(cert, "TLS certificate")?,
+            read(key, "TLS key")?,
+        ))
+        .client_ca_root(Certificate::from_pem(read(ca, "client CA")?)))
+}
+
+async fn serve(
+    addr: Address,
+    group: &str,
+    tls: Option<tonic::transport::ServerTlsConfig>,
+    service: Service,
+) -> anyhow::Result<()> {
+    let runs = service.runs.clone();
+    let stopping = std::sync::Arc::new(tokio::sync::Notify::new());
+    let signalled = stopping.clone();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("handling SIGTERM")?;
+    let shutdown = async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        log::info!("stopping every run");
+        // Streams end when their runs do, which lets the server drain.
+        runs.stop_all();
+        signalled.notify_one();
+    };
+    // A client that keeps its connection open must not keep the daemon:
+    // the graceful drain gets a few seconds after the signal.
+    let deadline = async move {
+        stopping.notified().await;
+        tokio::time::sleep(DRAIN).await;
+        log::warn!("closing the connections clients left open");
+    };
+    let mut builder = tonic::transport::Server::builder();
+    // Under TLS the bytes read are records, not HTTP/2 frames.
+    let plain = tls.is_none();
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls).context("the TLS configuration")?;
+    }
+    let router = builder
+        .add_service(BuiltInGadgetManagerServer::new(service.clone()))
+        .add_service(GadgetManagerServer::new(service));
+    let served = match &addr {
+        Address::Tcp(a) => {
+            let listener = tokio::net::TcpListener::bind(a)
+                .await
+                .with_context(|| format!("listening on {addr}"))?;
+            log::info!("listening on {addr}");
+            let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+            tokio::select! {
+                r = router.serve_with_incoming_shutdown(incoming, shutdown) => r,
+                () = deadline => Ok(()),
+            }
+        }
+        Address::Unix(path) => {
+            let gid = resolve_group(group)?;
+            let listener = bind_unix(path, gid)?;
+            log::info!("listening on {addr} (group {gid}, mode 0660)");
+            // Whatever `:authority` the client sends (grpc-core sends the
+            // socket's path), h2 gets one that parses.
+            let incoming = tokio_stream::StreamExt::map(
+                tokio_stream::wrappers::UnixListenerStream::new(listener),
+                move |conn| conn.map(|c| super::authority::AnyAuthority::new(c, plain)),
+            );
+            tokio::select! {
+                r = router.serve_with_incoming_shutdown(incoming, shutdown) => r,
+                () = deadline => Ok(()),
+            }
+        }
+    };
+    served.context("serving")
+}
+
+/// How long connections may drain after SIGTERM.
+const DRAIN: Duration = Duration::from_secs(3);
+
+/// A group name or number as a GID.
+fn resolve_group(group: &str) -> anyhow::Result<libc::gid_t> {
+    if let Ok(n) = group.parse::<libc::gid_t>() {
+        return Ok(n);
+    }
+    let name = std::ffi::CString::new(group).context("a group name")?;
+    let mut grp: libc::group = unsafe { std::mem::zeroed() };
+    let mut buf = vec![0 as libc::c_char; 16 << 10];
+    let mut out: *mut libc::group = std::ptr::null_mut();
+    // SAFETY: getgrnam_r with valid buffers; the result points into `grp`.
+    let rc = unsafe {
+        libc::getgrnam_r(
+            name.as_ptr(),
+            &raw mut grp,
+            buf.as_mut_ptr(),
+            buf.len(),
+            &raw mut out,
+        )
+    };
+    if rc != 0 || out.is_null() {
+        bail!("-G {group}: no such group");
+    }
+    Ok(grp.gr_gid)
+}
+
+/// The daemon's unix socket, root:`gid` mode 0660. It is bound under a
+/// umask that gives nobody any access, so no one connects before its
+/// owner and mode are set. A stale socket (no daemon answers on it) is
+/// replaced; a live one is an error.
+fn bind_unix(path: &Path, gid: libc::gid_t) -> anyhow::Result<tokio::net::UnixListener> {
+    use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
+    if path == Path::new("/var/run/ig/ig.socket") {
+        let dir = Path::new("/var/run/ig");
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        std::os::unix::fs::chown(dir, Some(0), Some(gid))
+            .with_context(|| format!("chown {}", dir.display()))?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o710))?;
+    }
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.file_type().is_socket() {
+            bail!("{} exists and is not a socket", path.display());
+        }
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            bail!("{}: another daemon is listening there", path.display());
+        }
+        std::fs::remove_file(path)
+            .with_context(|| format!("removing the stale {}", path.display()))?;
+    }
+    // SAFETY: umask only changes the process's file creation mask; it is
+    // restored right after the bind. No other thread creates files now.
+    let old = unsafe { libc::umask(0o777) };
+    let bound = std::os::unix::net::UnixListener::bind(path);
+    // SAFETY: as above.
+    unsafe { libc::umask(old) };
+    let listener = bound.with_context(|| format!("binding {}", path.display()))?;
+    std::os::unix::fs::chown(path, Some(0), Some(gid))
+        .with_context(|| format!("chown 0:{gid} {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+        .with_context(|| format!("chmod 0660 {}", path.display()))?;
+    listener.set_nonblocking(true)?;
+    Ok(tokio::net::UnixListener::from_std(listener)?)
+}
+
+#[tonic::async_trait]
+impl BuiltInGadgetManager for Service {
+    async fn get_info(&self, _req: Request<InfoRequest>) -> Result<Response<InfoResponse>, Status> {
+        Ok(Response::new(InfoResponse {
+            version: INFO_VERSION.to_owned(),
+            experimental: false,
+            server_version: env!("CARGO_PKG_VERSION").to_owned(),
+        }))
+    }
+}
+
+/// Run `f` on a thread of its own (reading the store may pull, and the
+/// registry client drives a runtime of its own) and await its result.
+async fn off_runtime<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, Status> + Send + 'static,
+) -> Result<T, Status> {
+    let (tx, rx) = oneshot::channel();
+    std::thread::Builder::new()
+        .name("ig-daemon-req".into())
+        .spawn(move || {
+            let _ = tx.send(f());
+        })
+        .map_err(|e| Status::internal(format!("starting a thread: {e}")))?;
+    rx.await
+        .unwrap_or_else(|_| Err(Status::internal("the request's thread panicked")))
+}
+
+fn gadget_info(
+    info: &ig::run::GadgetInfo,
+    image: &str,
+    sources: &[Arc<Schema>],
+) -> proto::GadgetInfo {
+    proto::GadgetInfo {
+        name: info.name.clone(),
+        image_name: image.to_owned(),
+        data_sources: sources
+            .iter()
+            .enumerate()
+            .map(|(i, s)| wire::data_source(i as u32, s))
+            .collect(),
+        annotations: HashMap::new(),
+        metadata: info.gadget_yaml.clone(),
+        params: info.params.iter().map(wire::param).collect(),
+        id: String::new(),
+        extra_info: None,
+    }
+}
+
+fn param_values(values: HashMap<String, String>) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = values.into_iter().collect();
+    v.sort();
+    v
+}
+
+#[tonic::async_trait]
+impl GadgetManager for Service {
+    async fn get_gadget_info(
+        &self,
+        req: Request<GetGadgetInfoRequest>,
+    ) -> Result<Response<GetGadgetInfoResponse>, Status> {
+        let req = req.into_inner();
+        if req.version != API_VERSION {
+            return Err(Status::invalid_argument(format!(
+                "API version {} is not supported (this server speaks {API_VERSION})",
+                req.version
+            )));
+        }
+        if req.flags & 1 != 0 {
+            return Err(Status::unimplemented(
+                "gadget instances are not supported yet",
+            ));
+        }
+        let policies = self.policies.clone();
+        let info = off_runtime(move || {
+            let mut run = policies
+                .run(&req.image_name)
+                .params(param_values(req.param_values));
+            let info = run
+                .describe()
+                .map_err(|e| Status::invalid_argument(error_chain(&e)))?;
+            Ok(gadget_info(&info, &req.image_name, &info.sources))
+        })
+        .await?;
+        Ok(Response::new(GetGadgetInfoResponse {
+            gadget_info: Some(info),
+        }))
+    }
+
+    type RunGadgetStream = RunStream;
+
+    async fn run_gadget(
+        &self,
+        req: Request<Streaming<GadgetControlRequest>>,
+    ) -> Result<Response<RunStream>, Status> {
+        let mut inbound = req.into_inner();
+        let first = inbound
+            .message()
+            .await?
+            .ok_or_else(|| Status::invalid_argument("the stream ended before a run request"))?;
+        let r = match first.event {
+            Some(gadget_control_request::Event::RunRequest(r)) => r,
+            Some(gadget_control_request::Event::AttachRequest(_)) => {
+                return Err(Status::unimplemented(
+                    "gadget instances are not supported yet",
+                ));
+            }
+            _ => {
+                return Err(Status::invalid_argument(
+                    "the first message must be a run request",
+                ));
+            }
+        };
+        if r.version != API_VERSION {
+            return Err(Status::invalid_argument(format!(
+                "API version {} is not supported (this server speaks {API_VERSION})",
+                r.version
+            )));
+        }
+        let (tx, rx) = mpsc::channel(self.buffer);
+        let level = if r.log_level == 0 {
+            log_level::INFO
+        } else {
+            r.log_level
+        };
+        let policies = self.policies.clone();
+        let runs = self.runs.clone();
+        let (started_tx, started_rx) = oneshot::channel();
+        std::thread::Builder::new()
+            .name("ig-daemon-run".into())
+            .spawn(move || run_thread(r, level, &policies, &runs, tx, started_tx))
+            .map_err(|e| Status::internal(format!("starting a thread: {e}")))?;
+        let stop = started_rx
+            .await
+            .unwrap_or_else(|_| Err(Status::internal("the run's thread panicked")))?;
+        // Control messages: a stop request, or the client closing its
+        // side or going away, stops the run.
+        let control_stop = stop.clone();
+        tokio::spawn(async move {
+            loop {
+                match inbound.message().await {
+                    Ok(Some(GadgetControlRequest {
+                        event: Some(gadget_control_request::Event::StopRequest(_)),
+                    })) => break,
+                    Ok(Some(_)) => log::debug!("ignoring a control message that is not a stop"),
+                    Ok(None) | Err(_) => break,
+                }
+            }
+            control_stop.stop();
+        });
+        Ok(Response::new(RunStream { rx, stop }))
+    }
+}
+
+/// The events of one run to its client; the run stops when the stream
+/// is dropped (the client went away).
+pub struct RunStream {
+    rx: mpsc::Receiver<Result<GadgetEvent, Status>>,
+    stop: StopHandle,
+}
+
+impl tokio_stream::Stream for RunStream {
+    type Item = Result<GadgetEvent, Status>;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.rx.poll_recv(cx)
+    }
+}
+
+impl Drop for RunStream {
+    fn drop(&mut self) {
+        self.stop.stop();
+    }
+}
+
+fn log_event(level: u32, msg: String) -> GadgetEvent {
+    GadgetEvent {
+        r#type: event_type::log(level),
+        seq: 0,
+        payload: msg.into_bytes(),
+        data_source_id: 0,
+    }
+}
+
+/// The last messages of a stream, from the run's joining thread: waits a
+/// little for room, never for ever (a client that reads nothing must not
+/// hold up the daemon's exit).
+fn send_last(
+    tx: &mpsc::Sender<Result<GadgetEvent, Status>>,
+    mut item: Result<GadgetEvent, Status>,
+) {
+    for _ in 0..200 {
+        match tx.try_send(item) {
+            Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => return,
+            Err(mpsc::error::TrySendError::Full(back)) => {
+                item = back;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+}
+
+/// One client's run, on a thread of its own: describe and start it, say
+/// so to the waiting request, then wait for its end and tell the client
+/// how it ended.
+fn run_thread(
+    r: proto::GadgetRunRequest,
+    level: u32,
+    policies: &Policies,
+    runs: &Runs,
+    tx: mpsc::Sender<Result<GadgetEvent, Status>>,
+    started: oneshot::Sender<Result<StopHandle, Status>>,
+) {
+    let mut run = policies
+        .run(&r.image_name)
+        .params(param_values(r.param_values));
+    if r.timeout > 0 {
+        run = run.timeout(Duration::from_nanos(r.timeout as u64));
+    }
+    let info = match run.describe() {
+        Ok(i) => i,
+        Err(e) => {
+            let _ = started.send(Err(Status::invalid_argument(error_chain(&e))));
+            return;
+        }
+    };
+    let sink = StreamSink {
+        tx: tx.clone(),
+        info: gadget_info(&info, &r.image_name, &[]),
+        sources: Vec::new(),
+        element: DataElement::default(),
+        seq: 0,
+        dropped: 0,
+        closed: false,
+        level,
+    };
+    let handle = match run.sink(sink).spawn() {
+        Ok(h) => h,
+        Err(e) => {
+            let _ = started.send(Err(Status::internal(error_chain(&e))));
+            return;
+        }
+    };
+    let id = runs.add(handle.stop_handle());
+    let _ = started.send(Ok(handle.stop_handle()));
+    let result = handle.join();
+    runs.remove(id);
+    match result {
+        Ok(summary) => {
+            if level >= log_level::DEBUG {
+                send_last(
+                    &tx,
+                    Ok(log_event(
+                        log_level::DEBUG,
+                        format!("run ended: {:?}", summary.reason),
+                    )),
+                );
+            }
+        }
+        Err(e) => {
+            let msg = error_chain(&e);
+            send_last(&tx, Ok(log_event(log_level::ERROR, msg.clone())));
+            send_last(&tx, Err(Status::unknown(msg)));
+        }
+    }
+}
+
+/// What a run's thread hands its client, through the bounded queue.
+struct StreamSink {
+    tx: mpsc::Sender<Result<GadgetEvent, Status>>,
+    /// The run's GadgetInfo but for its data sources, filled at start.
+    info: proto::GadgetInfo,
+    /// The run's data sources (by address: what `on_event` gets) and
+    /// their encoders, in `DataSource.id` order.
+    sources: Vec<(Arc<Schema>, Encoder)>,
+    element: DataElement,
+    /// The stream's sequence number: one per data event, sent or not.
+    seq: u32,
+    /// Data events dropped since the client was last told.
+    dropped: u64,
+    closed: bool,
+    level: u32,
+}
+
+impl StreamSink {
+    fn send(&mut self, ev: GadgetEvent) -> bool {
+        match self.tx.try_send(Ok(ev)) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => false,
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                self.closed = true;
+                false
+            }
+        }
+    }
+
+    fn log(&mut self, level: u32, msg: String) -> bool {
+        level > self.level || self.send(log_event(level, msg))
+    }
+
+    /// Tell the client of drops before the next event, when there is room.
+    fn report_drops(&mut self) {
+        if self.dropped > 0 {
+            let msg = format!(
+                "{} events dropped: the client did not keep up (the daemon's --events-buffer-length)",
+                self.dropped
+            );
+            if self.log(log_level::WARN, msg) {
+                self.dropped = 0;
+            }
+        }
+    }
+
+    fn source(&self, schema: &Schema) -> Option<usize> {
+        self.sources
+            .iter()
+            .position(|(s, _)| std::ptr::eq(Arc::as_ptr(s), schema))
+            .or_else(|| self.sources.iter().position(|(s, _)| s.name == schema.name))
+    }
+
+    fn data(&mut self, source: usize, payload: Vec<u8>) {
+        self.seq = self.seq.wrapping_add(1);
+        if self.dropped > 0 {
+            self.report_drops();
+        }
+        let sent = self.send(GadgetEvent {
+            r#type: event_type::DATA,
+            seq: self.seq,
+            payload,
+            data_source_id: source as u32,
+        });
+        if !sent && !self.closed {
+            self.dropped += 1;
+        }
+    }
+}
+
+impl EventSink for StreamSink {
+    fn on_start(&mut self, sources: &[Arc<Schema>]) {
+        self.sources = sources
+            .iter()
+            .map(|s| (s.clone(), Encoder::new(s)))
+            .collect();
+        self.info.data_sources = sources
+            .iter()
+            .enumerate()
+            .map(|(i, s)| wire::data_source(i as u32, s))
+            .collect();
+        let payload = self.info.encode_to_vec();
+        // The first message of the stream: the queue is empty.
+        self.send(GadgetEvent {
+            r#type: event_type::GADGET_INFO,
+            seq: 0,
+            payload,
+            data_source_id: 0,
+        });
+    }
+
+    fn on_event(&mut self, schema: &Schema, event: &Event) {
+        let Some(i) = self.source(schema) else { return };
+        self.sources[i].1.encode(schema, event, &mut self.element);
+        let data = GadgetData {
+            node: String::new(),
+            seq: self.seq.wrapping_add(1),
+            data: Some(std::mem::take(&mut self.element)),
+        };
+        let payload = data.encode_to_vec();
+        self.element = data.data.unwrap_or_default();
+        self.data(i, payload);
+    }
+
+    fn on_array(&mut self, schema: &Schema, events: &[Event]) {
+        let Some(i) = self.source(schema) else { return };
+        let mut array = GadgetDataArray {
+            node: String::new(),
+            seq: self.seq.wrapping_add(1),
+            data_array: Vec::with_capacity(events.len()),
+        };
+        for e in events {
+            let mut el = DataElement::default();
+            self.sources[i].1.encode(schema, e, &mut el);
+            array.data_array.push(el);
+        }
+        self.data(i, array.encode_to_vec());
+    }
+
+    fn on_notice(&mut self, n: &Notice) {
+        let msg = match n {
+            Notice::Lost { source, count } => format!(
+                "data source {source}: {count} events lost in the kernel (the ring buffer was full)"
+            ),
+            Notice::OutputDropped { count } => format!("{count} events lost in the output"),
+            Notice::GuestRefused { module, count } => {
+                format!("wasm module {module}: {count} packets refused")
+            }
+            Notice::ConsumerLagged { count } => format!("{count} events lost: a consumer lagged"),
+            Notice::Warning(w) => w.clone(),
+        };
+        self.log(log_level::WARN, msg);
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_levels_travel_in_the_type() {
+        let e = log_event(log_level::WARN, "x".into());
+        assert_eq!(event_type::log_level_of(e.r#type), Some(log_level::WARN));
+        assert_eq!(event_type::log_level_of(event_type::GADGET_INFO), None);
+    }
+}

@@ -1,0 +1,712 @@
+//! `gadgetctl`: the client of `ig daemon` (upstream's tool of that
+//! name): global flags before the subcommand, `run IMAGE` with the
+//! gadget's parameters as flags (from `GetGadgetInfo`), `image inspect`,
+//! `version`. No privileges and no store: the daemon runs the gadget.
+//!
+//! The events arrive as upstream's payloads and are decoded against the
+//! run's layout (`ig_api::wire`) into a local chain of ig's own
+//! operators, run by ig's event loop: filters, sort and limit
+//! (`operator.filter.*`, `operator.sort.*`, `operator.limiter.*` are
+//! applied here, every other parameter goes to the daemon) and the
+//! printers, so output is what `ig run` prints. The gRPC stream is read
+//! by a tokio task that hands each message to the loop's source through
+//! a queue and an eventfd.
+
+use std::collections::VecDeque;
+use std::ffi::OsString;
+use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use clap::{ArgAction, FromArgMatches as _, Parser, Subcommand};
+use ig::datasource::Event;
+use ig::params::{ParamSpec, ParamValues};
+use ig::pipeline::{
+    Dispatch, Instance, Operator, OperatorError, Pipeline, Priority, Setup, Source, SourceId,
+    priority,
+};
+use ig::run::StopHandle;
+use ig_api::grpc::built_in_gadget_manager_client::BuiltInGadgetManagerClient;
+use ig_api::grpc::gadget_manager_client::GadgetManagerClient;
+use ig_api::proto::{
+    self, DataElement, GadgetControlRequest, GadgetData, GadgetDataArray, GadgetRunRequest,
+    GetGadgetInfoRequest, InfoRequest, gadget_control_request,
+};
+use ig_api::wire::{self, Decoder};
+
+use ig_api::{API_VERSION, INFO_VERSION, event_type, log_level};
+use prost::Message as _;
+
+use super::args::OutputArg;
+use super::remote::{Address, ClientTls, DEFAULT_ADDRESS};
+
+/// The client of `ig daemon`.
+#[derive(Debug, Parser)]
+#[command(name = "gadgetctl", version, max_term_width = 100)]
+pub struct Cli {
+    /// The daemon: unix:///PATH or tcp://IP:PORT.
+    #[arg(long, default_value = DEFAULT_ADDRESS, value_name = "ADDRESS")]
+    pub remote_address: String,
+
+    /// Seconds to wait for the daemon to answer.
+    #[arg(long, default_value_t = 5, value_name = "SECONDS")]
+    pub connection_timeout: u64,
+
+    /// This client's TLS key (PEM), for a daemon that requires mutual TLS.
+    #[arg(long, value_name = "FILE", requires_all = ["tls_cert_file", "tls_server_ca_file"])]
+    pub tls_key_file: Option<PathBuf>,
+
+    /// This client's TLS certificate (PEM).
+    #[arg(long, value_name = "FILE", requires_all = ["tls_key_file", "tls_server_ca_file"])]
+    pub tls_cert_file: Option<PathBuf>,
+
+    /// The CA (PEM) that signed the daemon's certificate.
+    #[arg(long, value_name = "FILE", requires_all = ["tls_key_file", "tls_cert_file"])]
+    pub tls_server_ca_file: Option<PathBuf>,
+
+    /// The name the daemon's certificate must carry [default: the
+    /// address's IP].
+    #[arg(long, value_name = "NAME")]
+    pub tls_server_name: Option<String>,
+
+    /// Show debug messages on stderr.
+    #[arg(short, long, action = ArgAction::Count)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Run a gadget on the daemon and print its events here.
+    ///
+    /// The gadget's parameters are flags (`gadgetctl run IMAGE --help`
+    /// lists them, as the daemon describes them). Filters, sort and
+    /// limit apply here; Ctrl-C stops the run.
+    #[command(
+        after_help = "Examples:\n  gadgetctl run trace_exec\n  gadgetctl --remote-address tcp://10.0.0.1:9999 --tls-key-file c.key --tls-cert-file c.crt --tls-server-ca-file ca.crt run trace_exec -o json\n  gadgetctl run trace_open -F proc.comm==cat --timeout 10"
+    )]
+    Run(RunArgs),
+    /// What the daemon knows of an image: parameters and data sources.
+    #[command(subcommand)]
+    Image(ImageCmd),
+    /// Print the version of gadgetctl and of the daemon.
+    Version,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImageCmd {
+    /// The image's GadgetInfo as the daemon describes it, as JSON.
+    Inspect {
+        /// The image.
+        image: String,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// The image (in the daemon's store, or pulled by it).
+    pub image: String,
+    /// Output format, for every data source.
+    #[arg(short, long, value_enum, default_value = "columns")]
+    pub output: OutputArg,
+    /// Fields to print (as `ig run --fields`).
+    #[arg(long, value_name = "FIELDS", value_parser = |s: &str| ig::output::FieldsSpec::parse(s).map_err(|e| e.to_string()))]
+    pub fields: Option<ig::output::FieldsSpec>,
+    /// Stop after this many seconds.
+    #[arg(long, value_name = "SECONDS")]
+    pub timeout: Option<u64>,
+}
+
+/// Parameters applied on this side: the chain's filters, sort, limit.
+fn is_client_param(full_name: &str) -> bool {
+    ["operator.filter.", "operator.sort.", "operator.limiter."]
+        .iter()
+        .any(|p| full_name.starts_with(p))
+}
+
+/// The image of `gadgetctl [GLOBALS] run IMAGE`, read before clap (its
+/// flags depend on it).
+fn prescan(argv: &[OsString]) -> Option<(Cli, String)> {
+    let args: Vec<String> = argv
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let run = args.iter().position(|a| a == "run")?;
+    let image = args[run + 1..]
+        .iter()
+        .find(|a| !a.starts_with('-'))?
+        .clone();
+    // The globals, parsed by clap with a stand-in subcommand.
+    let mut globals: Vec<String> = args[..run].to_vec();
+    globals.push("version".into());
+    let cli = Cli::try_parse_from(globals).ok()?;
+    Some((cli, image))
+}
+
+fn tls_of(cli: &Cli) -> Option<ClientTls> {
+    match (
+        &cli.tls_key_file,
+        &cli.tls_cert_file,
+        &cli.tls_server_ca_file,
+    ) {
+        (Some(k), Some(c), Some(ca)) => Some(ClientTls {
+            cert: c.clone(),
+            key: k.clone(),
+            server_ca: ca.clone(),
+            server_name: cli.tls_server_name.clone(),
+        }),
+        _ => None,
+    }
+}
+
+struct Conn {
+    rt: tokio::runtime::Runtime,
+    channel: tonic::transport::Channel,
+}
+
+fn connect(cli: &Cli) -> anyhow::Result<Conn> {
+    let addr = Address::parse(&cli.remote_address)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let tls = tls_of(cli);
+    let timeout = Duration::from_secs(cli.connection_timeout);
+    let channel = rt.block_on(super::remote::connect(&addr, tls.as_ref(), timeout))?;
+    Ok(Conn { rt, channel })
+}
+
+fn describe(conn: &Conn, image: &str) -> anyhow::Result<proto::GadgetInfo> {
+    let mut client = GadgetManagerClient::new(conn.channel.clone());
+    let r = conn
+        .rt
+        .block_on(client.get_gadget_info(GetGadgetInfoRequest {
+            image_name: image.to_owned(),
+            version: API_VERSION,
+            ..GetGadgetInfoRequest::default()
+        }))
+        .map_err(status_error)?;
+    r.into_inner()
+        .gadget_info
+        .context("the daemon sent no GadgetInfo")
+}
+
+fn status_error(s: tonic::Status) -> anyhow::Error {
+    // A connection the daemon refused (a TLS alert, plain TCP against TLS)
+    // shows up on the first call as a bare "transport error": the cause is
+    // in the source chain.
+    let message = if s.message().is_empty() {
+        format!("{:?}", s.code())
+    } else {
+        s.message().to_owned()
+    };
+    let causes = match std::error::Error::source(&s).map(super::remote::causes) {
+        Some(c) if c.starts_with(&message) => c[message.len()..].to_owned(),
+        Some(c) => format!(": {c}"),
+        None => String::new(),
+    };
+    let hint = super::remote::hint(&causes);
+    anyhow::anyhow!("the daemon: {message}{causes}{hint}")
+}
+
+/// Entry point of the `gadgetctl` binary.
+pub fn main() -> ExitCode {
+    let argv: Vec<OsString> = std::env::args_os().collect();
+    super::logger::init(0);
+    let mut cmd = <Cli as clap::CommandFactory>::command();
+    // Phase one: `run IMAGE` asks the daemon for the image's parameters,
+    // which become flags.
+    let scanned = prescan(&argv);
+    let mut specs: Vec<ParamSpec> = Vec::new();
+    let mut conn = None;
+    if let Some((cli, image)) = &scanned {
+        super::logger::init(cli.verbose);
+        match connect(cli).and_then(|c| describe(&c, image).map(|i| (c, i))) {
+            Ok((c, info)) => {
+                specs = info.params.iter().map(wire::param_spec).collect();
+                conn = Some(c);
+            }
+            Err(e) => {
+                let note = format!("The gadget's own parameters are not listed: {e:#}");
+                cmd = cmd.mut_subcommand("run", |c| c.after_long_help(note.clone()));
+                if !argv.iter().any(|a| a == "-h" || a == "--help") {
+                    return fail(&e);
+                }
+            }
+        }
+        cmd = cmd.mut_subcommand("run", |c| super::gadget_args::augment(c, &specs));
+    }
+    let matches = match cmd.try_get_matches_from(&argv) {
+        Ok(m) => m,
+        Err(e) => e.exit(),
+    };
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
+    super::logger::init(cli.verbose);
+    let result = match &cli.command {
+        Cmd::Version => version(&cli),
+        Cmd::Image(ImageCmd::Inspect { image }) => connect(&cli).and_then(|c| inspect(&c, image)),
+        Cmd::Run(args) => {
+            let given = matches
+                .subcommand_matches("run")
+                .map(|m| super::gadget_args::given(m, &specs))
+                .unwrap_or_default();
+            let conn = match conn {
+                Some(c) => Ok(c),
+                None => connect(&cli),
+            };
+            conn.and_then(|c| run(c, args, &given))
+        }
+    };
+    super::logger::closing();
+    let code = match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e),
+    };
+    super::logger::finish();
+    code
+}
+
+fn fail(e: &anyhow::Error) -> ExitCode {
+    super::logger::error(&format!("{e:#}"));
+    ExitCode::FAILURE
+}
+
+fn version(cli: &Cli) -> anyhow::Result<()> {
+    super::logger::stdout_line(&format!("gadgetctl {}", env!("CARGO_PKG_VERSION")));
+    let conn = connect(cli)?;
+    let mut client = BuiltInGadgetManagerClient::new(conn.channel.clone());
+    let info = conn
+        .rt
+        .block_on(client.get_info(InfoRequest {
+            version: INFO_VERSION.to_owned(),
+        }))
+        .map_err(status_error)?
+        .into_inner();
+    super::logger::stdout_line(&format!(
+        "daemon {} (API {})",
+        info.server_version, info.version
+    ));
+    if info.version != INFO_VERSION {
+        log::warn!(
+            "the daemon speaks API {}, gadgetctl {INFO_VERSION}: some requests may fail",
+            info.version
+        );
+    }
+    Ok(())
+}
+
+fn inspect(conn: &Conn, image: &str) -> anyhow::Result<()> {
+    let info = describe(conn, image)?;
+    let sources: Vec<serde_json::Value> = info
+        .data_sources
+        .iter()
+        .map(|ds| {
+            serde_json::json!({
+                "id": ds.id,
+                "name": ds.name,
+                "type": ds.r#type,
+                "annotations": ds.annotations,
+                "fields": ds.fields.iter().map(|f| serde_json::json!({
+                    "name": f.full_name,
+                    "kind": proto::Kind::try_from(f.kind).map_or_else(|_| f.kind.to_string(), |k| k.as_str_name().to_owned()),
+                    "payloadIndex": f.payload_index,
+                    "offs": f.offs,
+                    "size": f.size,
+                    "flags": f.flags,
+                    "tags": f.tags,
+                    "annotations": f.annotations,
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let params: Vec<serde_json::Value> = info
+        .params
+        .iter()
+        .map(|p| {
+            serde_json::json!({
+                "key": p.key, "prefix": p.prefix, "description": p.description,
+                "defaultValue": p.default_value, "typeHint": p.type_hint,
+                "possibleValues": p.possible_values,
+            })
+        })
+        .collect();
+    let out = serde_json::json!({
+        "name": info.name,
+        "imageName": info.image_name,
+        "metadata": String::from_utf8_lossy(&info.metadata),
+        "params": params,
+        "dataSources": sources,
+    });
+    super::logger::stdout_line(&serde_json::to_string_pretty(&out)?);
+    Ok(())
+}
+
+/// What the gRPC task hands the event loop.
+enum Msg {
+    Data(u32, DataElement),
+    Array(u32, Vec<DataElement>),
+}
+
+/// The queue between the gRPC task and the loop, with an eventfd that
+/// is readable while it is not empty (or the stream has ended).
+struct Inbox {
+    queue: Mutex<(VecDeque<Msg>, bool)>,
+    fd: OwnedFd,
+}
+
+impl Inbox {
+    fn new() -> anyhow::Result<Self> {
+        // SAFETY: eventfd with flags only; the descriptor is ours.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error()).context("eventfd");
+        }
+        Ok(Self {
+            queue: Mutex::new((VecDeque::new(), false)),
+            // SAFETY: a fresh descriptor we own.
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+        })
+    }
+
+    fn wake(&self) {
+        let one: u64 = 1;
+        // SAFETY: an 8-byte write to our eventfd.
+        unsafe { libc::write(self.fd.as_raw_fd(), (&raw const one).cast(), 8) };
+    }
+
+    fn push(&self, m: Msg) {
+        // Only the first event into an empty queue wakes the loop: it takes
+        // the whole queue at once, so one eventfd write per batch, not per
+        // event: gadgetctl's CPU per event fell by a quarter
+        // (bench/daemon.md).
+        let was_empty = {
+            let mut q = self.queue.lock().expect("not poisoned");
+            let was_empty = q.0.is_empty();
+            q.0.push_back(m);
+            was_empty
+        };
+        if was_empty {
+            self.wake();
+        }
+    }
+
+    fn end(&self) {
+        self.queue.lock().expect("not poisoned").1 = true;
+        self.wake();
+    }
+
+    fn clear_wake(&self) {
+        let mut n: u64 = 0;
+        // SAFETY: an 8-byte read from our non-blocking eventfd.
+        unsafe { libc::read(self.fd.as_raw_fd(), (&raw mut n).cast(), 8) };
+    }
+}
+
+/// The daemon's stream as the chain's source.
+struct Remote {
+    layouts: Vec<proto::DataSource>,
+    inbox: Arc<Inbox>,
+}
+
+struct RemoteInstance {
+    decoders: Vec<(SourceId, Decoder)>,
+    events: Vec<Option<Event>>,
+    inbox: Arc<Inbox>,
+    ended: bool,
+    bad: u64,
+}
+
+impl Operator for Remote {
+    fn name(&self) -> &'static str {
+        "remote"
+    }
+    fn priority(&self) -> Priority {
+        priority::IMAGE
+    }
+    fn instantiate(
+        self: Box<Self>,
+        setup: &mut Setup,
+    ) -> Result<Option<Box<dyn Instance>>, OperatorError> {
+        let mut decoders = Vec::new();
+        for ds in &self.layouts {
+            let (b, d) =
+                Decoder::with_builder(ds).map_err(|e| OperatorError::failed("remote", e))?;
+            decoders.push((setup.add_source(b), d));
+        }
+        Ok(Some(Box::new(RemoteInstance {
+            decoders,
+            events: Vec::new(),
+            inbox: self.inbox,
+            ended: false,
+            bad: 0,
+        })))
+    }
+}
+
+impl Instance for RemoteInstance {
+    fn source(&mut self) -> Option<&mut dyn Source> {
+        Some(self)
+    }
+}
+
+impl Source for RemoteInstance {
+    fn fds(&self) -> Vec<std::os::fd::RawFd> {
+        vec![self.inbox.fd.as_raw_fd()]
+    }
+
+    fn drain(&mut self, out: &mut Dispatch) -> Result<(), OperatorError> {
+        self.inbox.clear_wake();
+        let (msgs, ended) = {
+            let mut q = self.inbox.queue.lock().expect("not poisoned");
+            (std::mem::take(&mut q.0), q.1)
+        };
+        if self.events.len() < self.decoders.len() {
+            self.events = self
+                .decoders
+                .iter()
+                .map(|(id, _)| Some(Event::new(out.schema(*id))))
+                .collect();
+        }
+        for m in msgs {
+            let (id, elements) = match m {
+                Msg::Data(id, el) => (id, vec![el]),
+                Msg::Array(id, els) => (id, els),
+            };
+            let Some(i) = self.decoders.iter().position(|(_, d)| d.id == id) else {
+                self.bad += 1;
+                continue;
+            };
+            let (sid, d) = &self.decoders[i];
+            let is_array =
+                elements.len() != 1 || out.schema(*sid).kind == ig::datasource::SourceKind::Array;
+            if is_array {
+                let mut evs = Vec::with_capacity(elements.len());
+                for el in &elements {
+                    let mut ev = Event::new(out.schema(*sid));
+                    if d.decode(el, &mut ev).is_ok() {
+                        evs.push(ev);
+                    } else {
+                        self.bad += 1;
+                    }
+                }
+                out.array(*sid, &mut evs);
+            } else if let Some(ev) = self.events[i].as_mut() {
+                match d.decode(&elements[0], ev) {
+                    Ok(()) => out.event(*sid, ev),
+                    Err(e) => {
+                        self.bad += 1;
+                        log::debug!("an event the layout does not fit: {e}");
+                    }
+                }
+            }
+        }
+        self.ended = ended;
+        Ok(())
+    }
+
+    fn finished(&self) -> bool {
+        self.ended
+    }
+}
+
+fn run(conn: Conn, args: &RunArgs, given: &[(String, String)]) -> anyhow::Result<()> {
+    let (client_given, server_given): (Vec<_>, Vec<_>) =
+        given.iter().cloned().partition(|(k, _)| is_client_param(k));
+    let (ctl_tx, ctl_rx) = tokio::sync::mpsc::channel(4);
+    let request = GadgetControlRequest {
+        event: Some(gadget_control_request::Event::RunRequest(
+            GadgetRunRequest {
+                image_name: args.image.clone(),
+                param_values: server_given.into_iter().collect(),
+                args: Vec::new(),
+                version: API_VERSION,
+                log_level: log_level::INFO,
+                timeout: args.timeout.map_or(0, |t| {
+                    i64::try_from(t.saturating_mul(1_000_000_000)).unwrap_or(i64::MAX)
+                }),
+            },
+        )),
+    };
+    ctl_tx.try_send(request).expect("an empty channel");
+    let mut client = GadgetManagerClient::new(conn.channel.clone());
+    let mut stream = conn
+        .rt
+        .block_on(client.run_gadget(tokio_stream::wrappers::ReceiverStream::new(ctl_rx)))
+        .map_err(status_error)?
+        .into_inner();
+    // The layout comes first; logs may come before it.
+    let info = conn.rt.block_on(async {
+        loop {
+            match stream.message().await {
+                Ok(Some(ev)) if ev.r#type == event_type::GADGET_INFO => {
+                    return proto::GadgetInfo::decode(ev.payload.as_slice())
+                        .context("decoding the run's GadgetInfo");
+                }
+                Ok(Some(ev)) => log_remote(&ev),
+                Ok(None) => bail!("the daemon ended the run before it started"),
+                Err(s) => return Err(status_error(s)),
+            }
+        }
+    })?;
+    // Checked here, so that a layout we cannot use is an error before
+    // anything is printed.
+    for ds in &info.data_sources {
+        Decoder::new(ds).context("the run's layout")?;
+    }
+    let arrays: Vec<u32> = info
+        .data_sources
+        .iter()
+        .filter(|ds| ds.r#type == ig_api::source_type::ARRAY)
+        .map(|ds| ds.id)
+        .collect();
+    let inbox = Arc::new(Inbox::new()?);
+    let stop = StopHandle::new()?;
+    // The stream, on the runtime: into the inbox until it ends.
+    let task_inbox = inbox.clone();
+    let reader = conn.rt.spawn(async move {
+        let mut expected: u32 = 1;
+        let mut lost: u64 = 0;
+        let result = loop {
+            match stream.message().await {
+                Ok(Some(ev)) if ev.r#type == event_type::DATA => {
+                    if ev.seq > expected {
+                        lost += u64::from(ev.seq - expected);
+                        log::warn!(
+                            "expected seq {expected}, got {}: {} events dropped by the daemon",
+                            ev.seq,
+                            ev.seq - expected
+                        );
+                    }
+                    expected = ev.seq.wrapping_add(1);
+                    let id = ev.data_source_id;
+                    // The source's type says which message it is (an
+                    // array decodes as a GadgetData too).
+                    if arrays.contains(&id) {
+                        match GadgetDataArray::decode(ev.payload.as_slice()) {
+                            Ok(a) => task_inbox.push(Msg::Array(id, a.data_array)),
+                            Err(e) => log::warn!("an event that does not decode: {e}"),
+                        }
+                    } else {
+                        match GadgetData::decode(ev.payload.as_slice()) {
+                            Ok(GadgetData { data: Some(el), .. }) => {
+                                task_inbox.push(Msg::Data(id, el));
+                            }
+                            Ok(_) => log::warn!("an event without data"),
+                            Err(e) => log::warn!("an event that does not decode: {e}"),
+                        }
+                    }
+                }
+                Ok(Some(ev)) => log_remote(&ev),
+                Ok(None) => break Ok(lost),
+                Err(s) => break Err(status_error(s)),
+            }
+        };
+        task_inbox.end();
+        result
+    });
+    // Ctrl-C or SIGTERM: ask the daemon to stop; its stream then ends,
+    // and with it the loop.
+    let signal_stop = StopHandle::new()?;
+    let watcher_stop = signal_stop.clone();
+    conn.rt.spawn(async move {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = async {
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(mut s) => { s.recv().await; }
+                    Err(_) => std::future::pending::<()>().await,
+                }
+            } => {}
+        }
+        let _ = ctl_tx
+            .send(GadgetControlRequest {
+                event: Some(gadget_control_request::Event::StopRequest(
+                    proto::GadgetStopRequest {},
+                )),
+            })
+            .await;
+        watcher_stop.stop();
+    });
+    // The local chain: the stream as a source, then ig's filters, sort,
+    // limit and printers.
+    let mut ops: Vec<Box<dyn Operator>> = vec![Box::new(Remote {
+        layouts: info.data_sources.clone(),
+        inbox: inbox.clone(),
+    })];
+    ops.extend(
+        ig::operators::catalog()
+            .into_iter()
+            .filter(|o| matches!(o.name(), "filter" | "sort" | "limiter")),
+    );
+    let stdout = ig::output::sink::stdout();
+    let writer = ig::output::sink::shared_stdout(stdout.clone());
+    let dropped = writer.dropped();
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    ops.push(Box::new(
+        ig::output::OutputOperator::new(args.output.into(), writer)
+            .mode_given(true)
+            .on_terminal(terminal)
+            .with_fields(args.fields.clone(), false)
+            .with_boot_offset(ig::operators::formatters::boot_offset_ns()),
+    ));
+    let specs: Vec<ParamSpec> = ops.iter().flat_map(|o| o.params()).collect();
+    let values = ParamValues::resolve(&specs, &client_given)
+        .map_err(|(name, e)| anyhow::anyhow!("--{name}: {e}"))?;
+    let mut pipeline = Pipeline::build(ops, &values).context("the local chain")?;
+    pipeline.start().context("starting the local chain")?;
+    super::logger::never_block();
+    let opts = ig::runner::RunOptions {
+        timeout: None,
+        flush_interval: Duration::from_millis(50),
+        output: Some(stdout),
+        output_dropped: Some(dropped),
+        consumer_lagged: None,
+    };
+    let stop_both = stop.clone();
+    std::thread::spawn(move || {
+        // A signal stops the loop only once the daemon had 5 s to end
+        // the stream (its final events still arrive before that).
+        let mut pfd = libc::pollfd {
+            fd: signal_stop.fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: poll on one valid descriptor.
+        unsafe { libc::poll(&raw mut pfd, 1, -1) };
+        std::thread::sleep(Duration::from_secs(5));
+        stop_both.stop();
+    });
+    let reason = ig::runner::run(&mut pipeline, &stop, &opts, |n| {
+        super::run::log_notice(None, &n)
+    });
+    pipeline.stop().ok();
+    let lost = conn.rt.block_on(reader).context("the stream's task")??;
+    reason.context("running the local chain")?;
+    if lost > 0 {
+        log::warn!("events lost during this run: {lost} dropped by the daemon");
+    }
+    Ok(())
+}
+
+/// A log event of the daemon, on stderr at its level.
+fn log_remote(ev: &proto::GadgetEvent) {
+    let Some(level) = event_type::log_level_of(ev.r#type) else {
+        log::debug!("ignoring an event of type {}", ev.r#type);
+        return;
+    };
+    let msg = String::from_utf8_lossy(&ev.payload);
+    match level {
+        0..=log_level::ERROR => log::error!("daemon: {msg}"),
+        log_level::WARN => log::warn!("daemon: {msg}"),
+        log_level::INFO => log::info!("daemon: {msg}"),
+        _ => log::debug!("daemon: {msg}"),
+    }
+}
