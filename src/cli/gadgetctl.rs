@@ -40,7 +40,6 @@ use ig_api::wire::{self, Decoder};
 use ig_api::{API_VERSION, INFO_VERSION, event_type, log_level};
 use prost::Message as _;
 
-use super::args::OutputArg;
 use super::remote::{Address, ClientTls, DEFAULT_ADDRESS};
 
 /// The client of `ig daemon`.
@@ -111,9 +110,11 @@ pub enum ImageCmd {
 pub struct RunArgs {
     /// The image (in the daemon's store, or pulled by it).
     pub image: String,
-    /// Output format, for every data source.
-    #[arg(short, long, value_enum, default_value = "columns")]
-    pub output: OutputArg,
+    /// Output mode, as `ig run -o`: columns, json, jsonpretty, yaml or
+    /// none for every data source, or `ds:MODE,ds2:MODE` per data source.
+    /// Without -o, each data source in its `cli.default-output-mode`.
+    #[arg(short, long, value_name = "MODE|DS:MODE,...", value_parser = |s: &str| ig::output::OutputSpec::parse(s).map_err(|e| e.to_string()))]
+    pub output: Option<ig::output::OutputSpec>,
     /// Fields to print (as `ig run --fields`).
     #[arg(long, value_name = "FIELDS", value_parser = |s: &str| ig::output::FieldsSpec::parse(s).map_err(|e| e.to_string()))]
     pub fields: Option<ig::output::FieldsSpec>,
@@ -651,8 +652,7 @@ fn run(conn: Conn, args: &RunArgs, given: &[(String, String)]) -> anyhow::Result
     let dropped = writer.dropped();
     let terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
     ops.push(Box::new(
-        ig::output::OutputOperator::new(args.output.into(), writer)
-            .mode_given(true)
+        ig::output::OutputOperator::new(args.output.clone().unwrap_or_default(), writer)
             .on_terminal(terminal)
             .with_fields(args.fields.clone(), false)
             .with_boot_offset(ig::operators::formatters::boot_offset_ns()),
