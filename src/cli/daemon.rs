@@ -614,6 +614,7 @@ fn run_thread(
     let _ = started.send(Ok(handle.stop_handle()));
     let result = handle.join();
     runs.remove(id);
+    release_freed_memory();
     match result {
         Ok(summary) => {
             if level >= log_level::DEBUG {
@@ -631,6 +632,19 @@ fn run_thread(
             send_last(&tx, Ok(log_event(log_level::ERROR, msg.clone())));
             send_last(&tx, Err(Status::unknown(msg)));
         }
+    }
+}
+
+/// Give what a finished run freed back to the system. glibc keeps freed
+/// memory in per-thread arenas, and every run is a thread of its own, so
+/// a daemon that served many runs kept the peak of each arena it touched
+/// (100 clients that started a run and left: RSS 46 MB to 72 MB); musl's
+/// allocator, in the shipped binary, returns it by itself.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks and trims the allocator's own state.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
