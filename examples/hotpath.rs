@@ -19,7 +19,8 @@
 use std::time::Instant;
 
 use ig::datasource::Event;
-use ig::run::{GadgetBytes, GadgetRun, OutputMode, PrintOptions, PrintTarget};
+use ig::operators::otel_metrics::Registry;
+use ig::run::{Annotation, GadgetBytes, GadgetRun, OutputMode, PrintOptions, PrintTarget};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -43,24 +44,41 @@ fn main() {
     // Parameters after the event count, `full.name=value`, e.g. the bench's
     // chain: operator.filter.filter=proc.comm!=x
     // operator.processinfo.enrich-process=true
-    let given: Vec<(String, String)> = args
+    // Two are not parameters: `annotate=SPEC` is `ig run --annotate SPEC`,
+    // and `metrics=true` gives the run a metrics registry (what
+    // `--otel-metrics-listen` does, without the listener), e.g. issue 23's
+    // counter: annotate=open:metrics.collect=true,open:metrics.implicit-counter.name=events,open.proc.comm:metrics.type=key
+    // metrics=true operator.otel-metrics.otel-metrics-name=open:bench
+    let mut given: Vec<(String, String)> = args
         .iter()
         .skip(4)
         .filter_map(|a| a.split_once('='))
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
+    let annotations = given
+        .iter()
+        .filter(|(k, _)| k == "annotate")
+        .flat_map(|(_, v)| Annotation::parse_list(v).expect("annotate=SUBJECT:KEY=VALUE,..."))
+        .collect::<Vec<_>>();
+    let metrics = given.iter().any(|(k, v)| k == "metrics" && v == "true");
+    given.retain(|(k, _)| k != "annotate" && k != "metrics");
     // The chain `ig run` builds, without loading anything.
-    let mut p = GadgetRun::from_bytes(GadgetBytes {
+    let mut run = GadgetRun::from_bytes(GadgetBytes {
         object: Some(object),
         ..GadgetBytes::default()
     })
-    .params(given)
-    .print(PrintOptions::new(
-        mode,
-        PrintTarget::Writer(Box::new(devnull)),
-    ))
-    .pipeline()
-    .expect("building the pipeline");
+    .annotate(annotations);
+    if metrics {
+        run = run.metrics(Registry::new(false));
+    }
+    let mut p = run
+        .params(given)
+        .print(PrintOptions::new(
+            mode,
+            PrintTarget::Writer(Box::new(devnull)),
+        ))
+        .pipeline()
+        .expect("building the pipeline");
     let (id, schema) = p
         .dispatch
         .schemas()
