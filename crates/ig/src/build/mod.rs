@@ -557,18 +557,10 @@ impl Capped {
 /// it is larger than the image's readers take for a config: a 50 MB
 /// `description:` took 681 MB to build into an image nothing could read.
 fn read_capped(path: &Path) -> Result<Vec<u8>, Capped> {
-    use std::io::Read;
-    let limit = crate::image::limits::MAX_JSON;
     let file = std::fs::File::open(path).map_err(Capped::Io)?;
-    let mut bytes = Vec::new();
-    file.take(limit + 1)
-        .read_to_end(&mut bytes)
-        .map_err(Capped::Io)?;
-    if bytes.len() as u64 > limit {
-        let size = std::fs::metadata(path).map_or(bytes.len() as u64, |m| m.len());
-        return Err(Capped::TooLarge(size));
-    }
-    Ok(bytes)
+    crate::image::limits::read_capped(file, crate::image::limits::MAX_JSON)
+        .map_err(Capped::Io)?
+        .map_err(Capped::TooLarge)
 }
 
 #[cfg(test)]

@@ -1501,26 +1501,15 @@ fn build_gadget_image(
     Ok((top, blobs))
 }
 
-/// The file at `path` if it is at most `limit` bytes, else its size; the
-/// limit holds while reading too (a file that grows is not read past it).
+/// [`super::limits::read_capped`] of the file at `path`, opened without
+/// following a link, even one planted after the store was checked.
 fn read_capped(path: &Path, limit: u64) -> io::Result<Result<Vec<u8>, u64>> {
-    use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
-    // Not through a link, even one planted after the store was checked.
     let file = fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW)
         .open(path)?;
-    let size = file.metadata()?.len();
-    if size > limit {
-        return Ok(Err(size));
-    }
-    let mut bytes = Vec::with_capacity(size as usize);
-    file.take(limit + 1).read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > limit {
-        return Ok(Err(bytes.len() as u64));
-    }
-    Ok(Ok(bytes))
+    super::limits::read_capped(file, limit)
 }
 
 #[cfg(test)]
