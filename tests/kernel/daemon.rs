@@ -239,8 +239,16 @@ fn an_independent_python_client_runs_trace_exec() {
     assert!(status.success(), "daemon: {status}\n{err}");
 }
 
-/// A RunGadget whose client goes away once the run has started.
-async fn start_and_drop(socket: &Path) {
+/// A RunGadget of trace_exec on the daemon at `socket`, up to its first
+/// event (the GadgetInfo): the request sender (dropping it closes the
+/// client's side), the stream and that event.
+async fn start_trace_exec(
+    socket: &Path,
+) -> (
+    tokio::sync::mpsc::Sender<GadgetControlRequest>,
+    tonic::Streaming<ig_api::proto::GadgetEvent>,
+    ig_api::proto::GadgetEvent,
+) {
     let ch = remote::connect(
         &Address::Unix(socket.to_owned()),
         None,
@@ -267,6 +275,12 @@ async fn start_and_drop(socket: &Path) {
         .unwrap()
         .into_inner();
     let first = stream.message().await.unwrap().expect("a first event");
+    (tx, stream, first)
+}
+
+/// A RunGadget whose client goes away once the run has started.
+async fn start_and_drop(socket: &Path) {
+    let (tx, stream, first) = start_trace_exec(socket).await;
     assert_eq!(first.r#type, ig_api::event_type::GADGET_INFO);
     // Keep `tx` alive up to here: the client does not close its side, it
     // disappears.
@@ -294,32 +308,7 @@ fn clients_that_vanish_leave_nothing_behind() {
     // While a run is live, it holds programs: the check below is not
     // vacuous.
     let held_during = rt.block_on(async {
-        let ch = remote::connect(
-            &Address::Unix(d.socket.clone()),
-            None,
-            Duration::from_secs(5),
-        )
-        .await
-        .unwrap();
-        let mut client = GadgetManagerClient::new(ch);
-        let (tx, rx) = tokio::sync::mpsc::channel(4);
-        tx.send(GadgetControlRequest {
-            event: Some(gadget_control_request::Event::RunRequest(
-                GadgetRunRequest {
-                    image_name: "trace_exec".into(),
-                    version: 1,
-                    ..GadgetRunRequest::default()
-                },
-            )),
-        })
-        .await
-        .unwrap();
-        let mut stream = client
-            .run_gadget(tokio_stream::wrappers::ReceiverStream::new(rx))
-            .await
-            .unwrap()
-            .into_inner();
-        stream.message().await.unwrap().expect("the GadgetInfo");
+        let (_tx, stream, _) = start_trace_exec(&d.socket).await;
         let held = held_by(d.pid());
         drop(stream);
         held
@@ -370,28 +359,7 @@ fn sigterm_stops_every_run() {
     let socket = d.socket.clone();
     let pid = d.pid();
     let (held, ended) = rt.block_on(async move {
-        let ch = remote::connect(&Address::Unix(socket), None, Duration::from_secs(5))
-            .await
-            .unwrap();
-        let mut client = GadgetManagerClient::new(ch);
-        let (tx, rx) = tokio::sync::mpsc::channel(4);
-        tx.send(GadgetControlRequest {
-            event: Some(gadget_control_request::Event::RunRequest(
-                GadgetRunRequest {
-                    image_name: "trace_exec".into(),
-                    version: 1,
-                    ..GadgetRunRequest::default()
-                },
-            )),
-        })
-        .await
-        .unwrap();
-        let mut stream = client
-            .run_gadget(tokio_stream::wrappers::ReceiverStream::new(rx))
-            .await
-            .unwrap()
-            .into_inner();
-        stream.message().await.unwrap().expect("the GadgetInfo");
+        let (tx, mut stream, _) = start_trace_exec(&socket).await;
         let held = held_by(pid);
         // SAFETY: kill(2) on the test's daemon.
         unsafe { libc::kill(pid as i32, libc::SIGTERM) };
