@@ -19,4 +19,4 @@ mod value;
 pub use schema::{
     FieldDef, FieldId, FieldKind, Location, Schema, SchemaBuilder, SchemaError, SourceKind,
 };
-pub use value::{Event, Value, ValueRef, decode};
+pub use value::{Event, Value, ValueRef, c_str_len, decode};

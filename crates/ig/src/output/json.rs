@@ -518,8 +518,7 @@ fn write_raw(buf: &mut Vec<u8>, kind: FieldKind, b: &[u8]) {
         FieldKind::I32 => int(b).map(|x| push_i64(buf, i64::from(i32::from_ne_bytes(x)))),
         FieldKind::I64 => int(b).map(|x| push_i64(buf, i64::from_ne_bytes(x))),
         FieldKind::CString | FieldKind::String => {
-            let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
-            write_str(buf, &b[..end]);
+            write_str(buf, &b[..crate::datasource::c_str_len(b)]);
             Some(())
         }
         _ => None,

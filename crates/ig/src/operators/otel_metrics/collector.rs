@@ -71,10 +71,19 @@ pub(super) struct Collector {
     metrics: Vec<Metric>,
     /// Numbers per series.
     width: usize,
-    /// The key bytes of each label set → its series.
-    index: HashMap<Box<[u8]>, usize>,
+    /// The key bytes of each label set → its series. foldhash rather than
+    /// std's SipHash: the key is hashed per event and SipHash was most of
+    /// the collector's cost (bench/metrics.md). foldhash is seeded per
+    /// process, and the series cap bounds what colliding label values
+    /// chosen by a hostile process could cost.
+    index: HashMap<Box<[u8]>, usize, foldhash::fast::RandomState>,
     /// Reused for every event's key.
     key: Vec<u8>,
+    /// The previous event's series and key: consecutive events mostly
+    /// share a label set (a storm, a busy process), and comparing the
+    /// bytes is cheaper than hashing them.
+    last: Option<usize>,
+    last_key: Vec<u8>,
     /// Per series, its labels' values.
     labels: Vec<Vec<String>>,
     /// Per series, `width` numbers.
@@ -263,8 +272,10 @@ impl Collector {
             keys,
             metrics,
             width,
-            index: HashMap::new(),
+            index: HashMap::with_hasher(foldhash::fast::RandomState::default()),
             key: Vec::with_capacity(64),
+            last: None,
+            last_key: Vec::with_capacity(64),
             labels: Vec::new(),
             values: Vec::new(),
             overflow: 0,
@@ -288,8 +299,16 @@ impl Collector {
         for k in &self.keys {
             encode_key(event.get(schema.field(k.id)), &mut self.key);
         }
-        if let Some(i) = self.index.get(self.key.as_slice()) {
-            return Some(*i);
+        if let Some(i) = self.last
+            && self.key == self.last_key
+        {
+            return Some(i);
+        }
+        if let Some(&i) = self.index.get(self.key.as_slice()) {
+            // The buffers trade places: no copy, no allocation.
+            std::mem::swap(&mut self.key, &mut self.last_key);
+            self.last = Some(i);
+            return Some(i);
         }
         if self.labels.len() >= MAX_SERIES {
             self.overflow += 1;
@@ -297,6 +316,8 @@ impl Collector {
         }
         let i = self.labels.len();
         self.index.insert(self.key.as_slice().into(), i);
+        std::mem::swap(&mut self.key, &mut self.last_key);
+        self.last = Some(i);
         self.labels.push(
             self.keys
                 .iter()
