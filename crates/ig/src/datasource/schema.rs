@@ -302,6 +302,15 @@ impl Schema {
         }
     }
 
+    /// The full names of `ids`, comma-separated: for messages that list
+    /// fields (the candidates of an ambiguous column name).
+    pub fn names_of(&self, ids: &[FieldId]) -> String {
+        ids.iter()
+            .map(|&id| self.field(id).name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     /// Fields carrying `tag`, in schema order.
     pub fn fields_with_tag<'a>(&'a self, tag: &'a str) -> impl Iterator<Item = FieldId> + 'a {
         self.ids().filter(move |id| self.field(*id).has_tag(tag))
@@ -557,6 +566,7 @@ mod tests {
         assert_eq!(s.find_column("proc"), ColumnMatch::Field(proc));
         assert_eq!(s.find_column("ppid"), ColumnMatch::None);
         assert_eq!(s.find_column("same"), ColumnMatch::Ambiguous(vec![a, z]));
+        assert_eq!(s.names_of(&[a, z]), "a, z");
     }
 
     #[test]

@@ -665,11 +665,7 @@ fn resolve(setup: &Setup, rule: &Rule) -> Result<(SourceId, FieldId), FilterErro
                     rule: rule.text.clone(),
                     field: rule.field.clone(),
                     source_name: s.name.clone(),
-                    candidates: ids
-                        .iter()
-                        .map(|&f| s.field(f).name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", "),
+                    candidates: s.names_of(&ids),
                 });
             }
             ColumnMatch::None => available.extend(

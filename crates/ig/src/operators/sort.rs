@@ -211,11 +211,7 @@ impl Operator for Sort {
                         return Err(fail(SortError::AmbiguousColumn {
                             source_name: s.name.clone(),
                             field: field.clone(),
-                            candidates: ids
-                                .iter()
-                                .map(|&f| s.field(f).name.as_str())
-                                .collect::<Vec<_>>()
-                                .join(", "),
+                            candidates: s.names_of(&ids),
                         }));
                     }
                 };

@@ -203,11 +203,7 @@ fn find(schema: &Schema, name: &str) -> Result<Vec<FieldId>, FieldsError> {
         ColumnMatch::Ambiguous(ids) => Err(FieldsError::Ambiguous {
             source_name: schema.name.clone(),
             field: name.to_owned(),
-            candidates: ids
-                .iter()
-                .map(|&id| schema.field(id).name.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
+            candidates: schema.names_of(&ids),
         }),
     }
 }
