@@ -174,8 +174,10 @@ pub enum ConfigCommand {
 pub struct RegistryArgs {
     /// Credentials file (docker's config.json format) written by `ig login`
     /// and read by push, pull and run [default: /var/lib/ig/config.json;
-    /// for a registry it has no entry for, push and pull also read
-    /// ~/.docker/config.json, which `ig logout` names but never edits].
+    /// for a registry it has nothing for, push and pull also read docker's
+    /// config.json ($DOCKER_CONFIG, else ~/.docker), which `ig logout`
+    /// names but never edits]. A credential helper a file names
+    /// (credHelpers, credsStore) is run: docker-credential-NAME get.
     #[arg(long, global = true, env = "REGISTRY_AUTH_FILE", value_name = "FILE")]
     pub authfile: Option<PathBuf>,
 
@@ -447,10 +449,18 @@ pub enum ImageCommand {
     },
     /// List the images in the local store.
     #[command(visible_alias = "ls")]
+    #[command(
+        after_help = "Examples:\n  ig image list\n  ig image list -o json | jq -r '.[] | select(.Tag == \"latest\") | .Repository'"
+    )]
     List {
         /// Show full digests and repositories.
         #[arg(long)]
         no_trunc: bool,
+        /// Output format: a table, or the list as JSON (upstream's keys:
+        /// Repository, Tag, Digest, Created; full values) on one line or
+        /// indented.
+        #[arg(short, long, value_enum, default_value_t = ListFormat::Columns)]
+        output: ListFormat,
     },
     /// Remove images from the local store.
     ///
@@ -569,6 +579,17 @@ pub enum ImageCommand {
     /// names the file.
     #[command(after_help = "Example:\n  ig image prune")]
     Prune,
+}
+
+/// Output formats of `ig image list` (upstream's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ListFormat {
+    /// A table.
+    Columns,
+    /// One JSON array on one line.
+    Json,
+    /// The same array, indented.
+    Jsonpretty,
 }
 
 /// Output formats of `ig image inspect`.

@@ -190,7 +190,7 @@ fn table_text(rows: &[[String; N_COLUMNS]], watch: bool) -> String {
         h.extend(HEADER.iter().map(|s| (*s).to_owned()));
         return format_row(&h, &WATCH_WIDTHS);
     }
-    super::image::table(HEADER, rows)
+    super::table::render(HEADER, rows)
 }
 
 /// Upstream's field names (`runtime.containerName`, `k8s.podName`...), as

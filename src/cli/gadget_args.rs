@@ -47,11 +47,7 @@ pub fn prescan(argv: &[OsString], cmd: &Command) -> Option<Scan> {
     // The flags of the gadget-independent operators (`--filter`, `-F`,
     // `--sort`...) are known before the image is: their values are not
     // mistaken for the image.
-    let catalog: Vec<ParamSpec> = ig::operators::catalog()
-        .iter()
-        .flat_map(|o| o.params())
-        .collect();
-    let run_cmd = &augment(cmd.find_subcommand("run")?.clone(), &catalog);
+    let run_cmd = &with_catalog(cmd.find_subcommand("run")?.clone());
     let mut store = std::env::var_os("IG_STORE").map(PathBuf::from);
     let mut in_run = false;
     let mut i = 0;
@@ -160,6 +156,31 @@ pub fn augment(run: Command, specs: &[ParamSpec]) -> Command {
         run = run.arg(arg);
     }
     run
+}
+
+/// The `run` subcommand with the flags of the gadget-independent
+/// operators (`--filter`, `--sort`, `-c`...), which every gadget has:
+/// what `ig run --help` shows before an image is named.
+pub fn with_catalog(run: Command) -> Command {
+    let catalog: Vec<ParamSpec> = ig::operators::catalog()
+        .iter()
+        .flat_map(|o| o.params())
+        .collect();
+    augment(run, &catalog)
+}
+
+/// The `run` subcommand whose `--help` ends with `fields` (the data
+/// sources' fields) before its examples; `-h` says where to find them.
+pub fn with_fields_help(run: Command, fields: &str) -> Command {
+    let examples = run
+        .get_after_help()
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    let short = format!(
+        "The fields of each data source (for --fields, -F/--filter, --sort): --help.\n\n{examples}"
+    );
+    let long = format!("{}\n\n{examples}", fields.trim_end());
+    run.after_help(short).after_long_help(long)
 }
 
 /// The parameters the user actually gave: `(full name, raw value)`.

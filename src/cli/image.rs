@@ -1,14 +1,14 @@
 //! `ig image ...`: build, list, remove, tag, export, import; pull and
 //! push are in `registry`, inspect in `inspect`, sign in `trust`.
 
-use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context as _;
 
-use super::args::{ImageCommand, RegistryArgs};
+use super::args::{ImageCommand, ListFormat, RegistryArgs};
 use super::logger;
+use super::table;
 use ig::build::{self, BuildOptions};
 use ig::files::Target;
 use ig::image::{GadgetImage, Reference, Store, archive, created_timestamp};
@@ -141,9 +141,29 @@ pub fn image(store: &Path, registry: &RegistryArgs, cmd: ImageCommand) -> anyhow
             logger::stdout_line(&format!("Successfully built {reference}@{}", desc.digest));
             Ok(())
         }
-        ImageCommand::List { no_trunc } => {
+        ImageCommand::List { no_trunc, output } => {
             let store = Store::open_read_only(store)?;
             let images = store.list()?;
+            if output != ListFormat::Columns {
+                // Upstream's keys, full values: what scripts read.
+                let all: Vec<serde_json::Value> = images
+                    .iter()
+                    .map(|i| {
+                        serde_json::json!({
+                            "Repository": i.repository,
+                            "Tag": i.tag.clone().unwrap_or_default(),
+                            "Digest": i.digest.to_string(),
+                            "Created": i.created.clone().unwrap_or_default(),
+                        })
+                    })
+                    .collect();
+                logger::stdout_line(&if output == ListFormat::Json {
+                    serde_json::to_string(&all)?
+                } else {
+                    serde_json::to_string_pretty(&all)?
+                });
+                return Ok(());
+            }
             let rows: Vec<[String; 4]> = images
                 .iter()
                 .map(|i| {
@@ -166,7 +186,7 @@ pub fn image(store: &Path, registry: &RegistryArgs, cmd: ImageCommand) -> anyhow
                 })
                 .collect();
             logger::stdout_line(
-                table(["REPOSITORY", "TAG", "DIGEST", "CREATED"], &rows).trim_end(),
+                table::render(["REPOSITORY", "TAG", "DIGEST", "CREATED"], &rows).trim_end(),
             );
             Ok(())
         }
@@ -210,30 +230,6 @@ pub fn image(store: &Path, registry: &RegistryArgs, cmd: ImageCommand) -> anyhow
             Ok(())
         }
     }
-}
-
-/// Left-aligned columns separated by two spaces.
-pub(super) fn table<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> String {
-    let mut w: [usize; N] = header.map(str::len);
-    for r in rows {
-        for (i, c) in r.iter().enumerate() {
-            w[i] = w[i].max(c.chars().count());
-        }
-    }
-    let mut out = String::new();
-    let mut line = |cells: &mut dyn Iterator<Item = &str>| {
-        let mut l = String::new();
-        for (i, c) in cells.enumerate() {
-            let _ = write!(l, "{c:<width$}  ", width = w[i]);
-        }
-        out.push_str(l.trim_end());
-        out.push('\n');
-    };
-    line(&mut header.iter().copied());
-    for r in rows {
-        line(&mut r.iter().map(String::as_str));
-    }
-    out
 }
 
 /// Set once a signal ended the build (see [`remove_build_dirs_on_interrupt`]).

@@ -3,8 +3,9 @@
 //!
 //! Lives in the CLI because it joins two layers that must not know each
 //! other: the store (`image/`) gives the manifest and the object bytes, and
-//! `bpf/` reads the object (BTF, markers, event structs) the way `ig run`
-//! will.
+//! the library's run (`ig::run::GadgetRun::describe`) builds the operator
+//! chain the way `ig run` will, for the final schemas (the fields every
+//! operator adds included), without loading anything.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -14,13 +15,11 @@ use anyhow::Context as _;
 use serde::Serialize;
 
 use super::args::InspectFormat;
-use super::image::table;
 use super::logger;
+use super::table::render as table;
 use ig::bpf::contract::Contract;
 use ig::bpf::object::ObjectInfo;
-use ig::bpf::schema::schema_from_btf;
 use ig::btf::Btf;
-use ig::datasource::SourceKind;
 use ig::image::Store;
 use ig::image::oci::{self, TopLevel};
 use ig::metadata::GadgetMetadata;
@@ -131,15 +130,12 @@ pub fn inspect(
 
     let operators = configured_operators(&resolved.config_yaml, &reference.to_string());
     let data_sources = if show_datasources {
-        let mut ds = match resolved.ebpf_object.as_deref() {
-            Some(object) => data_sources(object, &resolved.config_yaml, &reference.to_string())?,
-            None => Vec::new(),
-        };
-        ds.extend(operator_data_sources(
-            &resolved.config_yaml,
+        Some(data_sources(
+            store.root(),
             &reference.to_string(),
-        )?);
-        Some(ds)
+            resolved.ebpf_object.as_deref(),
+            &resolved.config_yaml,
+        )?)
     } else {
         None
     };
@@ -167,39 +163,59 @@ pub fn inspect(
     Ok(())
 }
 
-/// The data sources `ig run` would create, read from the object exactly
-/// as the eBPF operator does (tracers; their fields from BTF, annotated by
-/// gadget.yaml).
-fn data_sources(object: &[u8], config: &[u8], name: &str) -> anyhow::Result<Vec<DataSource>> {
+/// The data sources `ig run` would create, with their final schemas: the
+/// run's operator chain built as for a run (the eBPF object's BTF
+/// annotated by gadget.yaml, then every operator's fields: `timestamp`,
+/// `error`, `proc.creds.user`, `runtime.*`, `k8s.*`...), nothing loaded.
+/// The same schemas as `ig run IMAGE --help` lists.
+fn data_sources(
+    store: &Path,
+    reference: &str,
+    object: Option<&[u8]>,
+    config: &[u8],
+) -> anyhow::Result<Vec<DataSource>> {
+    let mut run = ig::run::GadgetRun::from_store(store, reference)
+        .pull(ig::run::PullPolicy::Never)
+        .gadget_runs(super::run::gadget_runs())
+        .guest_stderr(logger::guest_stderr());
+    let info = run
+        .describe()
+        .with_context(|| format!("reading the data sources of {reference}"))?;
+    for w in &info.warnings {
+        log::warn!("{w}");
+    }
+    let structs = match object {
+        Some(o) => tracer_structs(o)?,
+        None => BTreeMap::new(),
+    };
+    let operators = operator_sources(config, reference)?;
+    Ok(info
+        .sources
+        .iter()
+        .map(|schema| DataSource {
+            name: schema.name.clone(),
+            struct_name: structs.get(&schema.name).cloned().unwrap_or_default(),
+            operator: operators.get(&schema.name).cloned().unwrap_or_default(),
+            annotations: schema.annotations.clone(),
+            fields: schema
+                .display_order()
+                .into_iter()
+                .map(|id| Field::of(schema.field(id)))
+                .collect(),
+        })
+        .collect())
+}
+
+/// The C struct of each tracer of the eBPF object, by data source.
+fn tracer_structs(object: &[u8]) -> anyhow::Result<BTreeMap<String, String>> {
     let info = ObjectInfo::parse(object).context("reading the eBPF object")?;
     let btf = Btf::parse(&info.btf).context("reading the object's BTF")?;
     let contract = Contract::discover(&btf).context("reading the gadget markers")?;
-    let metadata = if config.is_empty() {
-        None
-    } else {
-        Some(GadgetMetadata::parse(
-            config,
-            &format!("gadget.yaml of {name}"),
-        )?)
-    };
-    let mut out = Vec::new();
-    for t in &contract.tracers {
-        let meta = metadata.as_ref().and_then(|m| m.datasources.get(&t.name));
-        let (builder, warnings) =
-            schema_from_btf(&btf, &t.name, &t.struct_name, SourceKind::Single, meta)?;
-        for w in warnings.0 {
-            log::warn!("{w}");
-        }
-        let schema = builder.schema();
-        out.push(DataSource {
-            name: t.name.clone(),
-            struct_name: t.struct_name.clone(),
-            operator: String::new(),
-            annotations: schema.annotations.clone(),
-            fields: schema.fields().iter().map(Field::of).collect(),
-        });
-    }
-    Ok(out)
+    Ok(contract
+        .tracers
+        .into_iter()
+        .map(|t| (t.name, t.struct_name))
+        .collect())
 }
 
 /// The operators the image's gadget.yaml turns on, with its custom
@@ -215,28 +231,22 @@ fn configured_operators(config: &[u8], name: &str) -> Vec<&'static str> {
         .unwrap_or_default()
 }
 
-/// The data sources of the operators gadget.yaml turns on, as `ig run`
-/// would make them (instantiated, never started).
-fn operator_data_sources(config: &[u8], name: &str) -> anyhow::Result<Vec<DataSource>> {
+/// The operator that makes each data source of the operators gadget.yaml
+/// turns on (each instantiated alone, never started).
+fn operator_sources(config: &[u8], name: &str) -> anyhow::Result<BTreeMap<String, String>> {
     if config.is_empty() {
-        return Ok(Vec::new());
+        return Ok(BTreeMap::new());
     }
     let file = format!("gadget.yaml of {name}");
     let meta = GadgetMetadata::parse(config, &file)?.with_defaults(&file)?;
     let ops = ig::operators::from_config(&meta, &ig::operators::Seams::default())?;
-    let mut out = Vec::new();
+    let mut out = BTreeMap::new();
     for op in ops {
         let operator = op.name().to_owned();
         let p = ig::pipeline::Pipeline::build(vec![op], &ig::params::ParamValues::default())
             .with_context(|| format!("operator {operator}"))?;
         for (_, schema) in p.dispatch.schemas() {
-            out.push(DataSource {
-                name: schema.name.clone(),
-                struct_name: String::new(),
-                operator: operator.clone(),
-                annotations: schema.annotations.clone(),
-                fields: schema.fields().iter().map(Field::of).collect(),
-            });
+            out.insert(schema.name.clone(), operator.clone());
         }
     }
     Ok(out)
@@ -324,18 +334,30 @@ fn summary(r: &Report, m: &ig::image::Manifest) -> String {
     }
     if let Some(ds) = &r.data_sources {
         for d in ds {
-            if d.struct_name.is_empty() {
+            if !d.struct_name.is_empty() {
+                let _ = writeln!(s, "Data source {} (struct {}):", d.name, d.struct_name);
+            } else if !d.operator.is_empty() {
                 let _ = writeln!(s, "Data source {} (operator {}):", d.name, d.operator);
             } else {
-                let _ = writeln!(s, "Data source {} (struct {}):", d.name, d.struct_name);
+                let _ = writeln!(s, "Data source {}:", d.name);
             }
-            let rows: Vec<[String; 3]> = d
+            let rows: Vec<[String; 4]> = d
                 .fields
                 .iter()
-                .filter(|f| !f.hidden)
-                .map(|f| [f.name.clone(), f.kind.to_owned(), f.tags.join(",")])
+                .filter(|f| !f.hidden && f.kind != "struct")
+                .map(|f| {
+                    [
+                        f.name.clone(),
+                        f.kind.to_owned(),
+                        f.tags.join(","),
+                        f.annotations
+                            .get("description")
+                            .cloned()
+                            .unwrap_or_default(),
+                    ]
+                })
                 .collect();
-            for line in table(["FIELD", "TYPE", "TAGS"], &rows).lines() {
+            for line in table(["FIELD", "TYPE", "TAGS", "DESCRIPTION"], &rows).lines() {
                 let _ = writeln!(s, "  {line}");
             }
         }

@@ -10,6 +10,7 @@ mod completion;
 mod config;
 mod containers;
 mod daemon;
+mod fields;
 mod gadget_args;
 pub mod gadgetctl;
 mod image;
@@ -22,6 +23,7 @@ pub mod remote;
 mod run;
 mod signals;
 mod suggest;
+mod table;
 mod trust;
 mod version;
 
@@ -56,7 +58,7 @@ pub fn main() -> ExitCode {
     // A `--pull` value clap will refuse stops phase one: nothing is
     // pulled, and clap says what is wrong below.
     let pull = registry::PullOptions::prescan(&argv);
-    let prepared = match (&scan, &pull) {
+    let mut prepared = match (&scan, &pull) {
         (Some(s), Ok(pull)) => Some(run::prepare(&s.store, &s.image, pull, prefetch.as_ref())),
         (Some(_), Err(e)) => {
             log::debug!("not reading the image: {e}");
@@ -64,11 +66,29 @@ pub fn main() -> ExitCode {
         }
         (None, _) => None,
     };
-    match &prepared {
-        Some(Ok(p)) => cmd = cmd.mut_subcommand("run", |c| gadget_args::augment(c, &p.specs)),
+    let help = argv.iter().any(|a| a == "-h" || a == "--help");
+    match &mut prepared {
+        Some(Ok(p)) => {
+            cmd = cmd.mut_subcommand("run", |c| gadget_args::augment(c, &p.specs));
+            // `--help` ends with the fields of the final schemas, which
+            // --fields, --filter and --sort take.
+            if help {
+                let text = match p.describe() {
+                    Ok(info) => fields::help(&info.sources),
+                    Err(e) => format!("The gadget's fields are not listed: {e:#}\n"),
+                };
+                cmd = cmd.mut_subcommand("run", |c| gadget_args::with_fields_help(c, &text));
+            }
+        }
         Some(Err(e)) => {
             let note = format!("The gadget's own parameters are not listed: {e:#}");
             cmd = cmd.mut_subcommand("run", |c| c.after_long_help(note.clone()));
+        }
+        // Without an image (`ig run --help`, `ig run --filter x`): the
+        // flags of the gadget-independent operators, which every gadget
+        // has. With -f they go in each instance's spec.
+        None if !gadget_args::has_manifest(&argv) => {
+            cmd = cmd.mut_subcommand("run", gadget_args::with_catalog);
         }
         None => {}
     }

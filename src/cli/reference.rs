@@ -21,15 +21,11 @@ const WIDTH: usize = 100;
 /// image and are not listed.
 pub fn command() -> clap::Command {
     let cmd = super::args::Cli::command();
-    let catalog: Vec<ig::params::ParamSpec> = ig::operators::catalog()
-        .iter()
-        .flat_map(|o| o.params())
-        .collect();
     let names: Vec<String> = cmd
         .get_subcommands()
         .map(|s| s.get_name().to_owned())
         .collect();
-    let mut cmd = cmd.mut_subcommand("run", |c| super::gadget_args::augment(c, &catalog));
+    let mut cmd = cmd.mut_subcommand("run", super::gadget_args::with_catalog);
     // `mut_subcommand` moves the command it changes to the end; touching
     // each in its declared order puts them back in that order.
     for n in names {

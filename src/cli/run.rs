@@ -27,6 +27,14 @@ pub struct Prepared {
     pub specs: Vec<ParamSpec>,
 }
 
+impl Prepared {
+    /// The run's data sources with their final schemas, and its
+    /// parameters: nothing loaded, no privileges (for `--help`).
+    pub fn describe(&mut self) -> anyhow::Result<ig::run::GadgetInfo> {
+        Ok(self.run.describe()?)
+    }
+}
+
 /// The recognizer of `ig run` command lines for the eBPF statistics
 /// operator: ig's own parser of its arguments.
 pub fn gadget_runs() -> ig::operators::ebpfstats::GadgetRuns {

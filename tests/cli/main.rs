@@ -31,6 +31,16 @@ fn help_teaches_and_version_names_the_author_api() {
         help.contains("--output") && help.contains("Examples:") && help.contains("jq"),
         "{help}"
     );
+    // Issue 29: before an image is named, the flags every gadget has (the
+    // gadget-independent operators') are listed too.
+    for flag in [
+        "-F, --filter <STRING>",
+        "--sort <STRING>",
+        "-c, --containername <STRING>",
+        "-E, --filter-expr <STRING>",
+    ] {
+        assert!(help.contains(flag), "{flag} missing from:\n{help}");
+    }
     let out = s.run(&["version"]);
     assert!(out.status.success());
     let v = text(&out.stdout);
@@ -190,6 +200,26 @@ fn build_list_tag_remove_round_trip() {
     let row: Vec<&str> = lines[1].split_whitespace().collect();
     assert_eq!(row[..2], ["mygadget", "v1"], "{list}");
     assert_eq!(row[2].len(), 12, "short digest: {list}");
+    // Issue 29: the list as JSON, with upstream's keys and full values.
+    for (mode, lines) in [("json", 1), ("jsonpretty", 8)] {
+        let out = s.run(&["image", "list", "-o", mode]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let json = text(&out.stdout);
+        assert_eq!(json.lines().count(), lines, "{json}");
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(v.as_array().unwrap().len(), 1, "{v}");
+        assert_eq!(
+            v[0]["Repository"],
+            "ghcr.io/inspektor-gadget/gadget/mygadget"
+        );
+        assert_eq!(v[0]["Tag"], "v1");
+        assert!(
+            v[0]["Digest"].as_str().unwrap().starts_with("sha256:")
+                && v[0]["Digest"].as_str().unwrap().len() == 71,
+            "{v}"
+        );
+        assert!(v[0]["Created"].as_str().unwrap().contains('T'), "{v}");
+    }
 
     let out = s.run(&["image", "tag", "mygadget:v1", "localhost:5000/other:v2"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -528,6 +558,117 @@ fn image_list_on_a_missing_store_is_empty_not_an_error() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout).trim(), "REPOSITORY  TAG  DIGEST  CREATED");
     assert!(!s.path().exists(), "listing does not create the store");
+}
+
+/// The leaf fields `ig run IMAGE --help` lists, per data source.
+fn help_fields(help: &str) -> std::collections::BTreeMap<String, Vec<String>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut current = None;
+    for line in help.lines() {
+        if let Some(ds) = line
+            .strip_prefix("  \"")
+            .and_then(|l| l.strip_suffix("\" (data source):"))
+        {
+            current = Some(ds.to_owned());
+            out.insert(ds.to_owned(), Vec::new());
+        } else if let Some(ds) = &current
+            && line.starts_with("    ")
+            && !line.starts_with("     ")
+            && line.contains("  (")
+        {
+            let name = line.trim_start().split("  (").next().unwrap().to_owned();
+            out.get_mut(ds).unwrap().push(name);
+        } else if !line.starts_with("    ") {
+            current = None;
+        }
+    }
+    out
+}
+
+/// Issue 29: `ig run IMAGE --help` lists every field of the final schema
+/// (after the operators: `timestamp`, `error`, `proc.creds.user`,
+/// `runtime.*`, `k8s.*`), per data source, with its type, column name and
+/// description; `ig image inspect --show-datasources` shows the same
+/// schema. Nothing is loaded: no privileges needed.
+#[test]
+fn run_help_and_inspect_list_the_final_schema() {
+    let s = TestStore::new();
+    s.build(&minimal(), "minimal_tracer");
+    let out = s.run(&["run", "minimal_tracer", "--help"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let help = text(&out.stdout);
+    for want in [
+        "Available data sources / fields (what --fields, -F/--filter and --sort take",
+        "  \"minimal\" (data source):\n",
+        "\n    timestamp  (string",
+        "\n    error  (string",
+        "\n    proc.creds.user  (string",
+        "\n    proc.comm  (string, column COMM)\n",
+        "\n    runtime.containerName  (string",
+        "\n    k8s.podName  (string",
+        "\n    value  (uint32)\n      Value of the \"value\" parameter\n",
+        // The examples still end the help.
+        "Examples:",
+    ] {
+        assert!(help.contains(want), "{want:?} missing from:\n{help}");
+    }
+    let listed = help_fields(&help);
+    let mut names = listed["minimal"].clone();
+    assert!(names.is_sorted(), "sorted by name, as upstream: {names:?}");
+    // Raw values an operator replaced stay out of sight, as in tables.
+    assert!(!names.iter().any(|n| n.starts_with("__")), "{names:?}");
+
+    // `-h` stays short and says where the fields are.
+    let short = text(&s.run(&["run", "minimal_tracer", "-h"]).stdout);
+    assert!(
+        short.contains(
+            "The fields of each data source (for --fields, -F/--filter, --sort): --help."
+        ) && !short.contains("(data source):"),
+        "{short}"
+    );
+
+    // The same final schema in `ig image inspect --show-datasources`.
+    let out = s.run(&[
+        "image",
+        "inspect",
+        "minimal_tracer",
+        "--show-datasources",
+        "-o",
+        "json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ds = &v["dataSources"][0];
+    assert_eq!(ds["name"], "minimal");
+    assert_eq!(ds["structName"], "event");
+    let mut inspected: Vec<String> = ds["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["hidden"] != true && f["type"] != "struct")
+        .map(|f| f["name"].as_str().unwrap().to_owned())
+        .collect();
+    inspected.sort();
+    names.sort();
+    assert_eq!(inspected, names);
+    let user = ds["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "proc.creds.user")
+        .unwrap();
+    assert_eq!(user["type"], "string", "{user}");
+    let summary = text(
+        &s.run(&["image", "inspect", "minimal_tracer", "--show-datasources"])
+            .stdout,
+    );
+    for want in [
+        "Data source minimal (struct event):",
+        "runtime.containerName",
+        "timestamp",
+    ] {
+        assert!(summary.contains(want), "{want} in {summary}");
+    }
 }
 
 /// Two-phase parsing: the gadget's `GADGET_PARAM`s become flags of

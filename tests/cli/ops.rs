@@ -146,6 +146,84 @@ fn custom_params_are_flags_and_their_patches_configure_the_operator() {
     );
 }
 
+/// Issue 29: `--filter` and `--sort` take a column name as the table's
+/// header shows it (`NAME` for `comm` here, any case) when one field has
+/// it; two fields with one column name are an error naming both.
+#[test]
+fn filter_and_sort_take_a_unique_column_name() {
+    let s = TestStore::new();
+    s.build(&fixture("ops_custom_params"), "ops_custom_params");
+    let me = own_comm();
+    let (ok, out, err, _) = run_bounded(
+        &s,
+        &[
+            "run",
+            "ops_custom_params",
+            "--every=100ms",
+            "--reports",
+            "1",
+            "-o",
+            "json",
+            "--filter",
+            &format!("name=={me}"),
+            "--sort",
+            "-PID",
+        ],
+        Duration::from_secs(8),
+    );
+    assert!(ok, "{err}");
+    let rows: Vec<Value> = serde_json::from_str::<Value>(out.trim())
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone();
+    assert!(
+        rows.iter()
+            .any(|r| r["pid"] == u64::from(std::process::id())),
+        "{out}"
+    );
+    assert!(rows.iter().all(|r| r["comm"] == me.as_str()), "{out}");
+    let pids: Vec<u64> = rows.iter().map(|r| r["pid"].as_u64().unwrap()).collect();
+    assert!(pids.is_sorted_by(|a, b| a >= b), "descending: {pids:?}");
+
+    // A column name two fields have is refused, naming both; the full
+    // name still works.
+    for (flag, value) in [("--filter", "name==x"), ("--sort", "name")] {
+        let out = s.run(&[
+            "run",
+            "ops_custom_params",
+            "--annotate",
+            "processes.state:columns.alias=name",
+            flag,
+            value,
+        ]);
+        assert_eq!(out.status.code(), Some(1), "{flag}");
+        let err = text(&out.stderr);
+        assert!(
+            err.contains(
+                "column name name is ambiguous in data source processes: name one of comm, state"
+            ),
+            "{flag}: {err}"
+        );
+    }
+    let (ok, _, err, _) = run_bounded(
+        &s,
+        &[
+            "run",
+            "ops_custom_params",
+            "--every=100ms",
+            "--reports",
+            "1",
+            "--annotate",
+            "processes.state:columns.alias=name",
+            "--filter",
+            &format!("comm=={me}"),
+        ],
+        Duration::from_secs(8),
+    );
+    assert!(ok, "{err}");
+}
+
 /// `gadget.yaml` in a fresh directory (a gadget of operators only).
 fn gadget_dir(yaml: &str) -> tempfile::TempDir {
     let d = tempfile::tempdir().unwrap();
@@ -302,7 +380,17 @@ fn an_image_without_ebpf_has_no_program_layer_and_inspect_says_so() {
         .skip(2)
         .map(|l| l.split_whitespace().next().unwrap())
         .collect();
-    assert_eq!(fields, ["pid", "comm", "state", "mountnsid"], "{ds}");
+    // The final schema: the container enrichment's fields too.
+    for f in [
+        "pid",
+        "comm",
+        "state",
+        "mountnsid",
+        "runtime.containerName",
+        "k8s.podName",
+    ] {
+        assert!(fields.contains(&f), "{f} in {ds}");
+    }
 }
 
 /// Data-source annotations that switch on operators ig does not have (as

@@ -1165,14 +1165,14 @@ fn a_bad_filter_fails_before_loading_and_lists_the_fields() {
         "run",
         "trace_open",
         "--filter",
-        "comm==cat",
+        "cmd==cat",
         "--timeout",
         "5",
     ]);
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);
     assert!(
-        err.contains("no field comm (did you mean proc.comm?)") && err.contains("proc.pid"),
+        err.contains("no field cmd; the fields are:") && err.contains("proc.pid"),
         "{err}"
     );
     let out = store.run(&["run", "trace_open", "--filter", "fname~(", "--timeout", "5"]);

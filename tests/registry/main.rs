@@ -633,6 +633,135 @@ fn login_logout_and_a_wrong_password() {
     assert!(err.contains("requires authentication"), "{err}");
 }
 
+/// A fake `docker-credential-NAME` in `dir`: it records the server URL
+/// it was given on stdin in `dir/NAME.asked`, then answers as `script`
+/// (shell) says.
+fn fake_helper(dir: &std::path::Path, name: &str, script: &str) {
+    use std::os::unix::fs::PermissionsExt as _;
+    let path = dir.join(format!("docker-credential-{name}"));
+    let asked = dir.join(format!("{name}.asked"));
+    std::fs::write(
+        &path,
+        format!(
+            "#!/bin/sh\n[ \"$1\" = get ] || {{ echo \"unexpected: $*\" >&2; exit 9; }}\nread -r url\nprintf '%s\\n' \"$url\" >> '{}'\n{script}\n",
+            asked.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// Issue 29: credential helpers named by `credsStore` and `credHelpers`
+/// (in the credentials file given, or docker's under `$DOCKER_CONFIG`) are
+/// run, with the registry's URL on stdin, before pulling anonymously; one
+/// that has nothing for the registry means anonymous; one that fails is
+/// named in the error. Fake helpers on `PATH`, the htpasswd registry.
+#[test]
+fn credential_helpers_are_run_and_a_failing_one_is_named() {
+    let reg = Registry::start_with_auth("tester", "s3cret");
+    let host = reg.host();
+    let helpers = tempfile::tempdir().unwrap();
+    fake_helper(
+        helpers.path(),
+        "igtest",
+        &format!(
+            "if [ \"$url\" = '{host}' ]; then echo '{{\"ServerURL\":\"{host}\",\"Username\":\"tester\",\"Secret\":\"s3cret\"}}'; else echo 'credentials not found in native keychain'; exit 1; fi"
+        ),
+    );
+    fake_helper(
+        helpers.path(),
+        "empty",
+        "echo 'credentials not found in native keychain'; exit 1",
+    );
+    fake_helper(
+        helpers.path(),
+        "broken",
+        "echo 'the keyring is locked' >&2; exit 3",
+    );
+    let path = format!(
+        "{}:{}",
+        helpers.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let asked = |name: &str| {
+        std::fs::read_to_string(helpers.path().join(format!("{name}.asked"))).unwrap_or_default()
+    };
+
+    let env = Env::new();
+    let image = format!("{host}/private/minimal:v1");
+    env.store.build(&minimal(), &image);
+    let with_path =
+        |env: &Env, args: &[&str]| -> Output { output_within(env.cmd(args).env("PATH", &path)) };
+
+    // credsStore in the credentials file given: the helper logs in.
+    std::fs::write(&env.auth, r#"{"credsStore":"igtest"}"#).unwrap();
+    let out = with_path(&env, &["image", "push", &image]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        asked("igtest").lines().all(|l| l == host),
+        "{}",
+        asked("igtest")
+    );
+    assert!(!asked("igtest").is_empty(), "the helper was run");
+
+    // credHelpers wins over credsStore, for its registry only; a helper
+    // with nothing for the registry means anonymous, and the registry's
+    // 401 says so.
+    std::fs::write(
+        &env.auth,
+        format!(r#"{{"credsStore":"igtest","credHelpers":{{"{host}":"empty"}}}}"#),
+    )
+    .unwrap();
+    let out = with_path(&env, &["image", "pull", &image]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("requires authentication"), "{err}");
+    assert_eq!(asked("empty").trim(), host);
+
+    // A failing helper is an error that names it and says what it said.
+    std::fs::write(&env.auth, r#"{"credsStore":"broken"}"#).unwrap();
+    let out = with_path(&env, &["image", "pull", &image]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(&format!("the credential helper for {host}"))
+            && err.contains("docker-credential-broken get failed")
+            && err.contains("the keyring is locked"),
+        "{err}"
+    );
+    // One not on PATH too.
+    std::fs::write(&env.auth, r#"{"credsStore":"nosuchhelper"}"#).unwrap();
+    let err = env.fails(&["image", "pull", &image]);
+    assert!(
+        err.contains("cannot run docker-credential-nosuchhelper"),
+        "{err}"
+    );
+
+    // Docker's config.json under $DOCKER_CONFIG, without --authfile (ig's
+    // own /var/lib/ig/config.json has nothing for this fresh port).
+    let docker = tempfile::tempdir().unwrap();
+    std::fs::write(
+        docker.path().join("config.json"),
+        format!(r#"{{"credHelpers":{{"{host}":"igtest"}}}}"#),
+    )
+    .unwrap();
+    let pulled = TestStore::new();
+    let out = output_within(
+        pulled
+            .ig()
+            .args(["image", "pull", &image])
+            .env_remove("REGISTRY_AUTH_FILE")
+            .env("DOCKER_CONFIG", docker.path())
+            .env("PATH", &path),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("Pulled"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
 /// skopeo reads what we push and export, and we read what it copies.
 #[test]
 fn skopeo_interop_registry_and_archives() {

@@ -17,6 +17,7 @@ pub mod templates;
 mod value;
 
 pub use schema::{
-    FieldDef, FieldId, FieldKind, Location, Schema, SchemaBuilder, SchemaError, SourceKind,
+    ColumnMatch, FieldDef, FieldId, FieldKind, Location, Schema, SchemaBuilder, SchemaError,
+    SourceKind,
 };
 pub use value::{Event, Value, ValueRef, c_str_len, decode};

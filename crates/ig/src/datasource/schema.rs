@@ -164,6 +164,12 @@ impl FieldDef {
         }
     }
 
+    /// The name of its column in tables: `columns.alias`, or the full
+    /// name (tables show it upper-cased).
+    pub fn column_name(&self) -> &str {
+        self.annotation("columns.alias").unwrap_or(&self.name)
+    }
+
     /// Whether tables leave this field out by default.
     pub fn hidden_in_tables(&self) -> bool {
         self.hidden
@@ -220,6 +226,18 @@ pub enum SchemaError {
     },
 }
 
+/// What a name given on the command line is in a schema
+/// ([`Schema::find_column`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ColumnMatch {
+    /// This field: by its full name, or the only one with that column name.
+    Field(FieldId),
+    /// No field has that name or column name.
+    None,
+    /// Several fields have that column name (in display order).
+    Ambiguous(Vec<FieldId>),
+}
+
 /// The frozen description of one data source. Built by [`SchemaBuilder`]
 /// during set-up and shared read-only (`Arc<Schema>`) while running.
 #[derive(Clone, Debug, PartialEq)]
@@ -254,6 +272,43 @@ impl Schema {
             .position(|f| f.name == name)
             .and_then(|i| u16::try_from(i).ok())
             .map(FieldId)
+    }
+
+    /// The field a user names on the command line (`--fields`,
+    /// `--filter`, `--sort`): its full name (`proc.comm`), or else, in any
+    /// case, its column name as a table's header shows it (`comm`), when
+    /// exactly one visible field has it.
+    pub fn find_column(&self, name: &str) -> ColumnMatch {
+        if let Some(id) = self
+            .field_by_name(name)
+            .filter(|id| !self.field(*id).hidden)
+        {
+            return ColumnMatch::Field(id);
+        }
+        let by_column: Vec<FieldId> = self
+            .display_order()
+            .into_iter()
+            .filter(|&id| {
+                let f = self.field(id);
+                !f.hidden
+                    && f.kind != FieldKind::Struct
+                    && f.column_name().eq_ignore_ascii_case(name)
+            })
+            .collect();
+        match by_column.len() {
+            0 => ColumnMatch::None,
+            1 => ColumnMatch::Field(by_column[0]),
+            _ => ColumnMatch::Ambiguous(by_column),
+        }
+    }
+
+    /// The full names of `ids`, comma-separated: for messages that list
+    /// fields (the candidates of an ambiguous column name).
+    pub fn names_of(&self, ids: &[FieldId]) -> String {
+        ids.iter()
+            .map(|&id| self.field(id).name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     /// Fields carrying `tag`, in schema order.
@@ -482,6 +537,36 @@ mod tests {
             vec![proc, hidden, user]
         );
         assert_eq!(s.children(Some(proc)).collect::<Vec<_>>(), vec![pid]);
+    }
+
+    #[test]
+    fn columns_are_found_by_full_name_or_unique_header() {
+        let mut b = SchemaBuilder::new("exec", SourceKind::Single, 16);
+        let proc = b
+            .add_raw("proc".into(), FieldKind::Struct, 0, 8, None)
+            .unwrap();
+        let comm = b
+            .add_raw("proc.comm".into(), FieldKind::String, 0, 4, Some(proc))
+            .unwrap();
+        let ppid = b
+            .add_raw("proc.ppid".into(), FieldKind::U32, 4, 4, Some(proc))
+            .unwrap();
+        let a = b.add_owned("a".into(), FieldKind::String, None).unwrap();
+        let z = b.add_owned("z".into(), FieldKind::String, None).unwrap();
+        b.field_mut(comm)
+            .default_annotation("columns.alias", "comm");
+        b.field_mut(a).default_annotation("columns.alias", "same");
+        b.field_mut(z).default_annotation("columns.alias", "SAME");
+        let s = b.build();
+        assert_eq!(s.find_column("proc.comm"), ColumnMatch::Field(comm));
+        assert_eq!(s.find_column("comm"), ColumnMatch::Field(comm));
+        assert_eq!(s.find_column("COMM"), ColumnMatch::Field(comm));
+        // Without an alias, the header is the full name, upper-cased.
+        assert_eq!(s.find_column("PROC.PPID"), ColumnMatch::Field(ppid));
+        assert_eq!(s.find_column("proc"), ColumnMatch::Field(proc));
+        assert_eq!(s.find_column("ppid"), ColumnMatch::None);
+        assert_eq!(s.find_column("same"), ColumnMatch::Ambiguous(vec![a, z]));
+        assert_eq!(s.names_of(&[a, z]), "a, z");
     }
 
     #[test]

@@ -6,8 +6,10 @@
 //! since it holds passwords in the clear), and finding the entry for a
 //! registry host, and which file holds the credentials for a host
 //! ([`credentials_for`]: the one given, else ours, then docker's, as
-//! upstream). Does not own: prompting for a password, or checking
-//! credentials against a registry (`registry`).
+//! upstream), and which credential helper a file names for a host
+//! (`credHelpers`, `credsStore`: run by `credhelper`). Does not own:
+//! prompting for a password, or checking credentials against a registry
+//! (`registry`).
 //!
 //! Everything in the file that we do not manage (`credsStore`, other tools'
 //! keys, extra fields of an entry) is kept as it was, because docker,
@@ -22,6 +24,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Map, Value};
 
+use super::credhelper;
 use crate::files::TempFile;
 
 /// Where upstream `ig` keeps credentials.
@@ -70,6 +73,17 @@ pub enum AuthError {
         /// The file.
         path: PathBuf,
     },
+    /// The credential helper the file names for the registry failed.
+    #[error("the credential helper for {registry} (named in {}) failed", path.display())]
+    Helper {
+        /// The registry.
+        registry: String,
+        /// The file naming the helper.
+        path: PathBuf,
+        /// Why, naming the helper's program.
+        #[source]
+        source: credhelper::HelperError,
+    },
     /// A user name must not be empty or contain ':'.
     #[error("a user name must not be empty or contain ':'")]
     BadUsername,
@@ -81,25 +95,31 @@ pub fn write_path(authfile: Option<&Path>) -> PathBuf {
     authfile.map_or_else(|| PathBuf::from(DEFAULT_AUTH_FILE), Path::to_path_buf)
 }
 
-/// Docker's credentials file (`$HOME/.docker/config.json`), if it exists.
+/// Docker's credentials file (`$DOCKER_CONFIG/config.json`, else
+/// `$HOME/.docker/config.json`), if it exists.
 pub fn docker_auth_file() -> Option<PathBuf> {
-    let home = std::env::var_os("HOME")?;
-    let docker = Path::new(&home).join(".docker/config.json");
+    let docker = credhelper::docker_config_dir()?.join("config.json");
     docker.exists().then_some(docker)
 }
 
-/// The credentials for `host`, and the file they come from: with
-/// `authfile` that file alone; otherwise ig's own file, and for a registry
-/// it has no entry for, docker's `~/.docker/config.json` (as upstream ig
-/// falls back). Chosen per registry, so logging in to one registry with
-/// ig does not hide docker's credentials for the others.
+/// The credentials for `host`, and where they come from (a file, or a
+/// credential helper and the file that names it): with `authfile` that
+/// file alone; otherwise ig's own file, and for a registry it has nothing
+/// for, docker's `config.json` (as upstream ig falls back). Chosen per
+/// registry, so logging in to one registry with ig does not hide docker's
+/// credentials for the others.
+///
+/// In each file, a credential helper for the registry (`credHelpers`,
+/// else `credsStore`) is asked first, as docker does; when it has nothing
+/// for the registry, the file's own entry counts. A helper that fails is
+/// an error naming it, never a silent anonymous pull.
 pub fn credentials_for(
     host: &str,
     authfile: Option<&Path>,
-) -> Result<Option<(Credentials, PathBuf)>, AuthError> {
+) -> Result<Option<(Credentials, String)>, AuthError> {
     let own = write_path(authfile);
-    if let Some(c) = AuthFile::load(&own)?.get(host) {
-        return Ok(Some((c, own)));
+    if let Some(found) = AuthFile::load(&own)?.lookup(host)? {
+        return Ok(Some(found));
     }
     if authfile.is_some() {
         return Ok(None);
@@ -107,7 +127,7 @@ pub fn credentials_for(
     let Some(docker) = docker_auth_file() else {
         return Ok(None);
     };
-    Ok(AuthFile::load(&docker)?.get(host).map(|c| (c, docker)))
+    AuthFile::load(&docker)?.lookup(host)
 }
 
 /// A user name and password for one registry.
@@ -195,6 +215,63 @@ impl AuthFile {
             .iter()
             .filter(|(k, _)| normalize_key(k) == wanted)
             .find_map(|(_, v)| decode_entry(v))
+    }
+
+    /// The credential helper this file names for `registry`: its
+    /// `credHelpers` entry, else its `credsStore` (`pass` for
+    /// `docker-credential-pass`).
+    pub fn helper_for(&self, registry: &str) -> Option<String> {
+        let wanted = normalize_key(registry);
+        let named = |v: &Value| {
+            v.as_str()
+                .filter(|h| !h.trim().is_empty())
+                .map(str::to_owned)
+        };
+        self.root
+            .get("credHelpers")
+            .and_then(Value::as_object)
+            .and_then(|h| {
+                h.iter()
+                    .filter(|(k, _)| normalize_key(k) == wanted)
+                    .find_map(|(_, v)| named(v))
+            })
+            .or_else(|| self.root.get("credsStore").and_then(named))
+    }
+
+    /// The credentials of `registry` this file gives: from its helper
+    /// ([`AuthFile::helper_for`]), else its entry; and where they come from.
+    pub fn lookup(&self, registry: &str) -> Result<Option<(Credentials, String)>, AuthError> {
+        if let Some(helper) = self.helper_for(registry) {
+            let url = if normalize_key(registry) == "docker.io" {
+                DOCKER_HUB_KEY
+            } else {
+                registry
+            };
+            match credhelper::get(&helper, url) {
+                Ok(Some(c)) => {
+                    let from = format!(
+                        "{} (named in {})",
+                        credhelper::program(&helper),
+                        self.path.display()
+                    );
+                    return Ok(Some((c, from)));
+                }
+                Ok(None) => log::debug!(
+                    "{}: no credentials for {registry}",
+                    credhelper::program(&helper)
+                ),
+                Err(source) => {
+                    return Err(AuthError::Helper {
+                        registry: registry.to_owned(),
+                        path: self.path.clone(),
+                        source,
+                    });
+                }
+            }
+        }
+        Ok(self
+            .get(registry)
+            .map(|c| (c, self.path.display().to_string())))
     }
 
     /// Stores credentials for `registry`, replacing any entry under one of

@@ -21,6 +21,7 @@
 pub mod archive;
 pub mod auth;
 pub mod created;
+pub mod credhelper;
 pub mod digest;
 mod error;
 pub mod limits;

@@ -6,7 +6,8 @@
 //! `-F` (`operator.filter.filter`), upstream's syntax: comma-separated
 //! rules, all of which must match; `\,` is a literal comma. A rule is
 //! `[datasource:]field OP value`, the field named by its full dotted name
-//! (`proc.comm`), OP one of `==` (or `=`), `!=`, `>`, `>=`, `<`, `<=`, `~`
+//! (`proc.comm`) or, when one field has it, its column name as a table's
+//! header shows it (`comm`, any case; several: an error naming them), OP one of `==` (or `=`), `!=`, `>`, `>=`, `<`, `<=`, `~`
 //! (the value is a regular expression with Go's meaning, `expr::Pattern`,
 //! as upstream's) and `!~`. Values are compared by the field's type: numbers as
 //! numbers (the value must fit the field), strings bytewise, booleans
@@ -38,7 +39,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::datasource::{Event, FieldId, FieldKind, Schema};
+use crate::datasource::{ColumnMatch, Event, FieldId, FieldKind, Schema};
 use crate::expr::{ErrorKind, ExprError, Pattern, Program};
 use crate::params::{ParamSpec, ParamType, ParamValue, ParamValues};
 use crate::pipeline::{
@@ -62,7 +63,7 @@ pub enum FilterError {
         reason: String,
     },
     /// A rule names a field no data source has.
-    #[error("filter rule {rule:?}: no field {field}{where_}{hint}; the fields are: {available}")]
+    #[error("filter rule {rule:?}: no field {field}{where_}; the fields are: {available}")]
     UnknownField {
         /// The rule.
         rule: String,
@@ -70,10 +71,23 @@ pub enum FilterError {
         field: String,
         /// Where it was looked for.
         where_: String,
-        /// ` (did you mean proc.comm?)` when a column is called `field`.
-        hint: String,
         /// The fields there are.
         available: String,
+    },
+    /// Filter rule `rule`: several fields of `source_name` have the
+    /// column name `field`.
+    #[error(
+        "filter rule {rule:?}: column name {field} is ambiguous in data source {source_name}: name one of {candidates}"
+    )]
+    AmbiguousColumn {
+        /// The rule.
+        rule: String,
+        /// The column name.
+        field: String,
+        /// The data source.
+        source_name: String,
+        /// The fields that have it.
+        candidates: String,
     },
     /// Filter rule `rule`: field `field` is in data sources `sources`.
     #[error(
@@ -629,34 +643,40 @@ impl Instance for Active {
     }
 }
 
-/// Find the data source and field a rule names.
+/// Find the data source and field a rule names: by full name, or else by
+/// column name (`comm`, as a table's header shows it) where one field has
+/// it ([`Schema::find_column`]).
 fn resolve(setup: &Setup, rule: &Rule) -> Result<(SourceId, FieldId), FilterError> {
-    let mut found = Vec::new();
+    let mut exact = Vec::new();
+    let mut by_column = Vec::new();
     let mut available = Vec::new();
-    let mut column = None;
     for id in setup.source_ids() {
         let s = setup.schema(id).schema();
         if rule.source.as_deref().is_some_and(|n| n != s.name) {
             continue;
         }
-        match s.field_by_name(&rule.field) {
-            Some(f) => found.push((id, f, s.name.clone())),
-            None => {
-                let leaves = s
-                    .fields()
-                    .iter()
-                    .filter(|f| !f.hidden && f.kind != FieldKind::Struct);
-                for f in leaves {
-                    if f.annotation("columns.alias")
-                        .is_some_and(|a| a.eq_ignore_ascii_case(&rule.field))
-                    {
-                        column.get_or_insert_with(|| f.name.clone());
-                    }
-                    available.push(f.name.clone());
-                }
+        match s.find_column(&rule.field) {
+            ColumnMatch::Field(f) if s.field(f).name == rule.field => {
+                exact.push((id, f, s.name.clone()));
             }
+            ColumnMatch::Field(f) => by_column.push((id, f, s.name.clone())),
+            ColumnMatch::Ambiguous(ids) => {
+                return Err(FilterError::AmbiguousColumn {
+                    rule: rule.text.clone(),
+                    field: rule.field.clone(),
+                    source_name: s.name.clone(),
+                    candidates: s.names_of(&ids),
+                });
+            }
+            ColumnMatch::None => available.extend(
+                s.fields()
+                    .iter()
+                    .filter(|f| !f.hidden && f.kind != FieldKind::Struct)
+                    .map(|f| f.name.clone()),
+            ),
         }
     }
+    let found = if exact.is_empty() { by_column } else { exact };
     match found.len() {
         1 => Ok((found[0].0, found[0].1)),
         0 => Err(FilterError::UnknownField {
@@ -666,9 +686,6 @@ fn resolve(setup: &Setup, rule: &Rule) -> Result<(SourceId, FieldId), FilterErro
                 .source
                 .as_ref()
                 .map(|s| format!(" in data source {s}"))
-                .unwrap_or_default(),
-            hint: column
-                .map(|c| format!(" (did you mean {c}?)"))
                 .unwrap_or_default(),
             available: if available.is_empty() {
                 "(none: no such data source)".into()
@@ -889,6 +906,9 @@ mod tests {
             ("ok!=1", &["200", "9"]),
             ("ratio>1", &["200", "3000"]),
             ("ev:proc.pid==9", &["9"]),
+            // The column name, as the table's header shows it.
+            ("comm==cat", &["10"]),
+            ("COMM!=cat,proc.pid<100", &["9"]),
             ("proc.comm~^ca,proc.pid<100", &["10", "9"]),
         ];
         for (filter, want) in cases {
@@ -906,7 +926,6 @@ mod tests {
                 "nope==1",
                 "no field nope; the fields are: proc.comm, proc.pid, delta, ok, ratio",
             ),
-            ("comm==cat", "no field comm (did you mean proc.comm?)"),
             (
                 "other:proc.pid==1",
                 "no field proc.pid in data source other",
@@ -925,6 +944,49 @@ mod tests {
             let err = pids(filter).unwrap_err();
             assert!(err.contains(want), "{filter}: {err}");
         }
+    }
+
+    #[test]
+    fn an_ambiguous_column_name_lists_the_fields() {
+        let mut b = schema("ev");
+        let other = b
+            .add_owned("other".into(), FieldKind::String, None)
+            .unwrap();
+        b.field_mut(other)
+            .default_annotation("columns.alias", "COMM");
+        let ops: Vec<Box<dyn Operator>> = vec![
+            Box::new(Producer {
+                priority: -1,
+                schema: b,
+                samples: samples(),
+            }),
+            Box::new(Filter::default()),
+        ];
+        let err = collect(ops, &params("comm==cat")).err().unwrap();
+        let msg = std::error::Error::source(&err).unwrap().to_string();
+        assert!(
+            msg.contains(
+                "column name comm is ambiguous in data source ev: name one of proc.comm, other"
+            ),
+            "{msg}"
+        );
+        // The full name is never ambiguous.
+        let ops: Vec<Box<dyn Operator>> = vec![
+            Box::new(Producer {
+                priority: -1,
+                schema: {
+                    let mut b = schema("ev");
+                    let o = b
+                        .add_owned("other".into(), FieldKind::String, None)
+                        .unwrap();
+                    b.field_mut(o).default_annotation("columns.alias", "comm");
+                    b
+                },
+                samples: samples(),
+            }),
+            Box::new(Filter::default()),
+        ];
+        assert!(collect(ops, &params("proc.comm==cat")).is_ok());
     }
 
     #[test]

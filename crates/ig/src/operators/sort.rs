@@ -1,8 +1,10 @@
 //! The sort operator (priority 9500): `--sort` (`operator.sort.sort`)
 //! orders each array a data source emits (snapshots, toppers).
 //!
-//! Syntax (upstream's): comma-separated full field names, `-` in front for
-//! descending order: `--sort -reads,comm`. With several data sources,
+//! Syntax (upstream's): comma-separated field names, `-` in front for
+//! descending order: `--sort -reads,comm`. A name is a full field name
+//! (`proc.comm`) or, when one field has it, a column name as the table's
+//! header shows it (`comm`, any case; several: an error naming them). With several data sources,
 //! `ds:fields;ds2:fields`. Numbers compare as numbers, strings bytewise;
 //! ties keep the order the kernel gave (the sort is stable).
 //!
@@ -16,7 +18,7 @@
 
 use std::cmp::Ordering;
 
-use crate::datasource::{Event, FieldId, FieldKind, Schema, SourceKind, ValueRef};
+use crate::datasource::{ColumnMatch, Event, FieldId, FieldKind, Schema, SourceKind, ValueRef};
 use crate::params::{ParamSpec, ParamType, ParamValue, ParamValues};
 use crate::pipeline::{
     Flow, Handler, Instance, Operator, OperatorError, Priority, Setup, priority,
@@ -59,6 +61,18 @@ pub enum SortError {
         field: String,
         /// What there is instead.
         available: String,
+    },
+    /// --sort: several fields of `source_name` have the column name `field`.
+    #[error(
+        "--sort: column name {field} is ambiguous in data source {source_name}: name one of {candidates}"
+    )]
+    AmbiguousColumn {
+        /// The data source.
+        source_name: String,
+        /// The column name.
+        field: String,
+        /// The fields that have it.
+        candidates: String,
     },
     /// --sort: field `field` is `kind` and cannot be ordered.
     #[error("--sort: field {field} is {kind} and cannot be ordered")]
@@ -178,19 +192,29 @@ impl Operator for Sort {
             }
             let mut resolved = Vec::new();
             for (field, desc) in keys {
-                let f = s.field_by_name(field).ok_or_else(|| {
-                    fail(SortError::UnknownField {
-                        source_name: s.name.clone(),
-                        field: field.clone(),
-                        available: s
-                            .fields()
-                            .iter()
-                            .filter(|f| !f.hidden && f.kind != FieldKind::Struct)
-                            .map(|f| f.name.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", "),
-                    })
-                })?;
+                let f = match s.find_column(field) {
+                    ColumnMatch::Field(f) => f,
+                    ColumnMatch::None => {
+                        return Err(fail(SortError::UnknownField {
+                            source_name: s.name.clone(),
+                            field: field.clone(),
+                            available: s
+                                .fields()
+                                .iter()
+                                .filter(|f| !f.hidden && f.kind != FieldKind::Struct)
+                                .map(|f| f.name.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", "),
+                        }));
+                    }
+                    ColumnMatch::Ambiguous(ids) => {
+                        return Err(fail(SortError::AmbiguousColumn {
+                            source_name: s.name.clone(),
+                            field: field.clone(),
+                            candidates: s.names_of(&ids),
+                        }));
+                    }
+                };
                 let kind = s.field(f).kind;
                 if matches!(kind, FieldKind::Bytes | FieldKind::Struct) {
                     return Err(fail(SortError::Unordered {
@@ -265,8 +289,10 @@ mod tests {
         let mut b = SchemaBuilder::new(name, kind, 16);
         b.add_raw("comm".into(), FieldKind::CString, 0, 8, None)
             .unwrap();
-        b.add_raw("reads".into(), FieldKind::U64, 8, 8, None)
+        let reads = b
+            .add_raw("reads".into(), FieldKind::U64, 8, 8, None)
             .unwrap();
+        b.field_mut(reads).default_annotation("columns.alias", "r");
         b
     }
 
@@ -317,6 +343,8 @@ mod tests {
             ("comm", &["a200", "a9", "b10", "c10"]),
             ("comm,reads", &["a9", "a200", "b10", "c10"]),
             ("top:-comm", &["c10", "b10", "a200", "a9"]),
+            // The column name, as the table's header shows it.
+            ("-R", &["a200", "b10", "c10", "a9"]),
         ];
         for (spec, want) in cases {
             assert_eq!(sorted(spec).unwrap(), *want, "{spec}");
@@ -346,5 +374,26 @@ mod tests {
         let err = collect(ops, &params("reads")).err().unwrap();
         let msg = std::error::Error::source(&err).unwrap().to_string();
         assert!(msg.contains("emits single events"), "{msg}");
+    }
+
+    #[test]
+    fn an_ambiguous_column_name_lists_the_fields() {
+        let mut b = schema("top", SourceKind::Array);
+        let other = b.add_owned("other".into(), FieldKind::U64, None).unwrap();
+        b.field_mut(other).default_annotation("columns.alias", "R");
+        let ops: Vec<Box<dyn Operator>> = vec![
+            Box::new(ArrayProducer {
+                priority: -1,
+                schema: b,
+                arrays: vec![top()],
+            }),
+            Box::new(Sort::default()),
+        ];
+        let err = collect(ops, &params("r")).err().unwrap();
+        let msg = std::error::Error::source(&err).unwrap().to_string();
+        assert!(
+            msg.contains("column name r is ambiguous in data source top: name one of reads, other"),
+            "{msg}"
+        );
     }
 }

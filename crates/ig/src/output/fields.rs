@@ -3,7 +3,8 @@
 //! Upstream's syntax: `a,b` shows exactly these, in this order (tables;
 //! JSON keeps its nesting); `+a,-b` adds to / removes from the default set
 //! (every entry must then start with `+` or `-`). A name is a full dotted
-//! field name (`proc.comm`) or a column alias (`comm`, any case); a struct
+//! field name (`proc.comm`) or, when no other field has it, a column name as
+//! a table's header shows it (`comm`, any case: `Schema::find_column`); a struct
 //! name stands for every field under it. With several data sources,
 //! `ds:a,b;ds2:+c` (entries without `ds:` apply to the others).
 //!
@@ -12,7 +13,7 @@
 //! Selections are resolved once, when the printer is created: per event a
 //! printer walks a list of field ids.
 
-use crate::datasource::{FieldDef, FieldId, FieldKind, Schema};
+use crate::datasource::{ColumnMatch, FieldDef, FieldId, FieldKind, Schema};
 
 /// Why a `--fields` value is refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -186,25 +187,9 @@ fn find(schema: &Schema, name: &str) -> Result<Vec<FieldId>, FieldsError> {
             })
             .collect()
     };
-    if let Some(id) = schema
-        .field_by_name(name)
-        .filter(|id| !schema.field(*id).hidden)
-    {
-        return Ok(under(id));
-    }
-    let by_alias: Vec<FieldId> = order
-        .iter()
-        .copied()
-        .filter(|&id| {
-            let f = schema.field(id);
-            leaf(f)
-                && f.annotation("columns.alias")
-                    .is_some_and(|a| a.eq_ignore_ascii_case(name))
-        })
-        .collect();
-    match by_alias.len() {
-        1 => Ok(by_alias),
-        0 => Err(FieldsError::Unknown {
+    match schema.find_column(name) {
+        ColumnMatch::Field(id) => Ok(under(id)),
+        ColumnMatch::None => Err(FieldsError::Unknown {
             source_name: schema.name.clone(),
             field: name.to_owned(),
             available: order
@@ -215,14 +200,10 @@ fn find(schema: &Schema, name: &str) -> Result<Vec<FieldId>, FieldsError> {
                 .collect::<Vec<_>>()
                 .join(", "),
         }),
-        _ => Err(FieldsError::Ambiguous {
+        ColumnMatch::Ambiguous(ids) => Err(FieldsError::Ambiguous {
             source_name: schema.name.clone(),
             field: name.to_owned(),
-            candidates: by_alias
-                .iter()
-                .map(|&id| schema.field(id).name.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
+            candidates: schema.names_of(&ids),
         }),
     }
 }

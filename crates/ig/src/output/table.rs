@@ -148,10 +148,7 @@ fn columns_of(schema: &Schema, fields: &[FieldId]) -> Vec<Column> {
         .map(|&id| (id, schema.field(id)))
         .map(|(id, f)| {
             let numeric = f.kind.is_numeric();
-            let header = f
-                .annotation("columns.alias")
-                .unwrap_or(&f.name)
-                .to_uppercase();
+            let header = f.column_name().to_uppercase();
             let parse = |k: &str| f.annotation(k).and_then(|v| v.trim().parse::<usize>().ok());
             let default = if numeric {
                 DEFAULT_NUMBER_WIDTH

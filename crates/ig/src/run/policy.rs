@@ -41,7 +41,9 @@ pub enum PullPolicy {
 pub struct RegistryConfig {
     /// The credentials file (docker's `config.json` format). `None`: ig's
     /// own ([`crate::image::auth::DEFAULT_AUTH_FILE`]), then docker's
-    /// `~/.docker/config.json` for a registry ig's has no entry for.
+    /// `config.json` (`$DOCKER_CONFIG`, else `~/.docker`) for a registry
+    /// ig's has nothing for. A credential helper a file names
+    /// (`credHelpers`, `credsStore`) is run for its registries.
     pub authfile: Option<PathBuf>,
     /// Registries (`host[:port]`) reached over plain HTTP; loopback hosts
     /// always are.
@@ -77,11 +79,7 @@ impl RegistryConfig {
     pub fn client_for(&self, host: &str) -> Result<Registry, PullError> {
         let creds = crate::image::auth::credentials_for(host, self.authfile.as_deref())?;
         match &creds {
-            Some((c, path)) => log::debug!(
-                "registry {host}: user {} from {}",
-                c.username,
-                path.display()
-            ),
+            Some((c, from)) => log::debug!("registry {host}: user {} from {from}", c.username),
             None => log::debug!("registry {host}: anonymous"),
         }
         Ok(Registry::new(
