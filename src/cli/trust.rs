@@ -142,30 +142,13 @@ pub fn verify_command(store: &Path, image: &str, public_keys: &[String]) -> anyh
         }
         .into());
     }
-    match trust::verify_found(&reference.to_string(), &digest, &found.signatures, &keys) {
-        Ok(v) => {
-            logger::stdout_line(&format!("Verified {reference}@{digest}"));
-            logger::stdout_line(&format!("  key:       {}", v.key));
-            logger::stdout_line(&format!("  signature: {}", v.form.describe()));
-            logger::stdout_line(&format!("  found in:  {}", v.source));
-            if let Some(r) = &v.docker_reference {
-                logger::stdout_line(&format!("  signed as: {r}"));
-            }
-            Ok(())
-        }
-        Err(trust::TrustError::Untrusted {
-            reference,
-            digest,
-            mut reasons,
-        }) => {
-            reasons.extend(found.broken);
-            Err(trust::TrustError::Untrusted {
-                reference,
-                digest,
-                reasons,
-            }
-            .into())
-        }
-        Err(e) => Err(e.into()),
+    let v = ig::run::verify_stored_signatures(found, &reference, &digest, &keys)?;
+    logger::stdout_line(&format!("Verified {reference}@{digest}"));
+    logger::stdout_line(&format!("  key:       {}", v.key));
+    logger::stdout_line(&format!("  signature: {}", v.form.describe()));
+    logger::stdout_line(&format!("  found in:  {}", v.source));
+    if let Some(r) = &v.docker_reference {
+        logger::stdout_line(&format!("  signed as: {r}"));
     }
+    Ok(())
 }

@@ -178,14 +178,15 @@ fn verify_pulled(dst: &Env, image: &str, digest: &ig::image::Digest, public: &st
     );
 }
 
+/// What the fake serves: path to answer.
+type Served = std::sync::Mutex<std::collections::HashMap<String, Response>>;
+
 /// A registry with the referrers API (the fake, serving the bytes of a
 /// real store): the referrer is found through the API, and the tag
 /// schema's tag is never asked for.
 #[test]
 fn the_referrers_api_is_used_when_the_registry_has_one() {
-    let served: Arc<
-        std::sync::Mutex<std::collections::HashMap<String, (u16, &'static str, Vec<u8>)>>,
-    > = Arc::default();
+    let served: Arc<Served> = Arc::default();
     let map = served.clone();
     let fake = FakeRegistry::start(move |_, path| {
         map.lock().unwrap().get(path).cloned().unwrap_or((

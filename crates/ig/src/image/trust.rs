@@ -654,6 +654,16 @@ pub struct SignatureImage {
 /// Builds the signature image holding `layers` (in order, duplicates
 /// dropped).
 pub fn signature_image(layers: &[SignatureLayer]) -> SignatureImage {
+    let (manifest, mut blobs) = signature_manifest_of(layers);
+    let manifest_bytes = serde_json::to_vec(&manifest).unwrap_or_default();
+    let top = Descriptor::for_bytes(MEDIA_TYPE_IMAGE_MANIFEST, &manifest_bytes);
+    blobs.push(manifest_bytes);
+    SignatureImage { top, blobs }
+}
+
+/// The manifest of a signature image holding `layers` (in order,
+/// duplicates dropped), and its blobs: payloads, then the config.
+fn signature_manifest_of(layers: &[SignatureLayer]) -> (Manifest, Vec<Vec<u8>>) {
     let mut blobs = Vec::new();
     let mut descs: Vec<Descriptor> = Vec::new();
     for l in layers {
@@ -684,11 +694,8 @@ pub fn signature_image(layers: &[SignatureLayer]) -> SignatureImage {
         subject: None,
         annotations: Annotations::new(),
     };
-    let manifest_bytes = serde_json::to_vec(&manifest).unwrap_or_default();
     blobs.push(config_bytes);
-    let top = Descriptor::for_bytes(MEDIA_TYPE_IMAGE_MANIFEST, &manifest_bytes);
-    blobs.push(manifest_bytes);
-    SignatureImage { top, blobs }
+    (manifest, blobs)
 }
 
 /// The signature layers of a signature image: its manifest's bytes, and
@@ -700,34 +707,53 @@ pub fn signature_layers(
     manifest_bytes: &[u8],
     mut blob: impl FnMut(&Descriptor) -> Option<Vec<u8>>,
 ) -> Result<Vec<SignatureLayer>, TrustError> {
+    let manifest = signature_manifest(digest, manifest_bytes)?;
+    let mut out = Vec::new();
+    for layer in &manifest.layers {
+        out.extend(simple_signing_layer(digest, layer, &mut blob)?);
+    }
+    Ok(out)
+}
+
+/// The manifest `manifest_bytes` of the signature document `digest`.
+fn signature_manifest(digest: &Digest, manifest_bytes: &[u8]) -> Result<Manifest, TrustError> {
+    serde_json::from_slice(manifest_bytes).map_err(|e| TrustError::MalformedSignatureImage {
+        digest: digest.clone(),
+        message: format!("not an OCI manifest: {e}"),
+    })
+}
+
+/// The simple-signing signature `layer` (of the signature document
+/// `digest`) holds: `None` for a layer of another media type or without
+/// the signature annotation; an error for a payload too large or
+/// missing.
+fn simple_signing_layer(
+    digest: &Digest,
+    layer: &Descriptor,
+    blob: &mut impl FnMut(&Descriptor) -> Option<Vec<u8>>,
+) -> Result<Option<SignatureLayer>, TrustError> {
     let malformed = |message: String| TrustError::MalformedSignatureImage {
         digest: digest.clone(),
         message,
     };
-    let manifest: Manifest = serde_json::from_slice(manifest_bytes)
-        .map_err(|e| malformed(format!("not an OCI manifest: {e}")))?;
-    let mut out = Vec::new();
-    for layer in &manifest.layers {
-        let Some(signature) = layer.annotations.get(ANNOTATION_SIGNATURE) else {
-            continue;
-        };
-        if layer.media_type != MEDIA_TYPE_SIMPLE_SIGNING {
-            continue;
-        }
-        if layer.size > MAX_PAYLOAD {
-            return Err(malformed(format!(
-                "payload {} is {} bytes, more than {MAX_PAYLOAD}",
-                layer.digest, layer.size
-            )));
-        }
-        let payload =
-            blob(layer).ok_or_else(|| malformed(format!("payload {} is missing", layer.digest)))?;
-        out.push(SignatureLayer {
-            payload,
-            signature: signature.clone(),
-        });
+    let Some(signature) = layer.annotations.get(ANNOTATION_SIGNATURE) else {
+        return Ok(None);
+    };
+    if layer.media_type != MEDIA_TYPE_SIMPLE_SIGNING {
+        return Ok(None);
     }
-    Ok(out)
+    if layer.size > MAX_PAYLOAD {
+        return Err(malformed(format!(
+            "payload {} is {} bytes, more than {MAX_PAYLOAD}",
+            layer.digest, layer.size
+        )));
+    }
+    let payload =
+        blob(layer).ok_or_else(|| malformed(format!("payload {} is missing", layer.digest)))?;
+    Ok(Some(SignatureLayer {
+        payload,
+        signature: signature.clone(),
+    }))
 }
 
 /// What a successful verification found.

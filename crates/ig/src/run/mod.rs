@@ -49,12 +49,12 @@ use std::time::Duration;
 
 pub use assembly::{Assembly, AssemblyError};
 pub use consumers::{EventReceiver, EventSink, RunEvent};
-#[cfg(feature = "signing")]
-pub use policy::load_public_keys;
 pub use policy::{
     PullError, PullPolicy, RegistryConfig, SignatureError, StoredSignatures, VerifyPolicy,
     fetch_signature, pull, stored_layers, stored_signatures,
 };
+#[cfg(feature = "signing")]
+pub use policy::{load_public_keys, verify_stored_signatures};
 pub use source::GadgetBytes;
 
 pub use crate::bpf::loader::LoaderPrefetch;

@@ -616,23 +616,35 @@ fn verify_stored(
             .collect::<Vec<_>>()
             .join(", ")
     );
-    Ok(Some(
-        match trust::verify_found(&reference.to_string(), digest, &found.signatures, keys) {
+    Ok(Some(verify_stored_signatures(
+        found, reference, digest, keys,
+    )))
+}
+
+#[cfg(feature = "signing")]
+/// [`trust::verify_found`] over what [`stored_signatures`] found; the
+/// signature images it could not read are among the reasons of a refusal.
+pub fn verify_stored_signatures(
+    found: StoredSignatures,
+    reference: &Reference,
+    digest: &Digest,
+    keys: &[PublicKey],
+) -> Result<trust::Verified, trust::TrustError> {
+    match trust::verify_found(&reference.to_string(), digest, &found.signatures, keys) {
+        Err(trust::TrustError::Untrusted {
+            reference,
+            digest,
+            mut reasons,
+        }) => {
+            reasons.extend(found.broken);
             Err(trust::TrustError::Untrusted {
                 reference,
                 digest,
-                mut reasons,
-            }) => {
-                reasons.extend(found.broken);
-                Err(trust::TrustError::Untrusted {
-                    reference,
-                    digest,
-                    reasons,
-                })
-            }
-            other => other,
-        },
-    ))
+                reasons,
+            })
+        }
+        other => other,
+    }
 }
 
 #[cfg(feature = "signing")]

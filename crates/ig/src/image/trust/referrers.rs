@@ -28,9 +28,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::Deserialize;
 
-use super::{
-    ANNOTATION_SIGNATURE, MAX_PAYLOAD, MEDIA_TYPE_SIMPLE_SIGNING, SignatureLayer, TrustError,
-};
+use super::{SignatureLayer, TrustError};
 use crate::image::digest::Digest;
 use crate::image::oci::{
     Annotations, Descriptor, EMPTY_JSON, Index, MEDIA_TYPE_EMPTY_JSON, MEDIA_TYPE_IMAGE_INDEX,
@@ -252,32 +250,16 @@ pub fn referrer_signatures(
         digest: digest.clone(),
         message,
     };
-    let manifest: Manifest = serde_json::from_slice(manifest_bytes)
-        .map_err(|e| malformed(format!("not an OCI manifest: {e}")))?;
+    let manifest = super::signature_manifest(digest, manifest_bytes)?;
     let mut out = Vec::new();
     let source = format!("referrer {digest}");
     for layer in &manifest.layers {
-        let found = |signed| FoundSignature {
-            form: SignatureForm::Referrer,
-            source: source.clone(),
-            signed,
-        };
-        if layer.media_type == MEDIA_TYPE_SIMPLE_SIGNING {
-            let Some(signature) = layer.annotations.get(ANNOTATION_SIGNATURE) else {
-                continue;
-            };
-            if layer.size > MAX_PAYLOAD {
-                return Err(malformed(format!(
-                    "payload {} is {} bytes, more than {MAX_PAYLOAD}",
-                    layer.digest, layer.size
-                )));
-            }
-            let payload = blob(layer)
-                .ok_or_else(|| malformed(format!("payload {} is missing", layer.digest)))?;
-            out.push(found(Signed::Simple(SignatureLayer {
-                payload,
-                signature: signature.clone(),
-            })));
+        if let Some(l) = super::simple_signing_layer(digest, layer, &mut blob)? {
+            out.push(FoundSignature {
+                form: SignatureForm::Referrer,
+                source: source.clone(),
+                signed: Signed::Simple(l),
+            });
         } else if layer.media_type == MEDIA_TYPE_SIGSTORE_BUNDLE {
             if layer.size > MAX_BUNDLE {
                 return Err(malformed(format!(
@@ -334,23 +316,8 @@ pub struct Referrer {
 /// `application/vnd.dev.cosign.artifact.sig.v1+json`, config the same
 /// small image config as the tag form).
 pub fn referrer_signature(subject: &Descriptor, layers: &[SignatureLayer]) -> Referrer {
-    let image = super::signature_image(layers);
-    // The tag form's manifest and config, re-typed: same layers, same
-    // config bytes (last blob is the manifest, the one before the config).
-    let mut blobs = image.blobs;
-    let manifest_bytes = blobs.pop().unwrap_or_default();
-    let mut manifest: Manifest = serde_json::from_slice(&manifest_bytes).unwrap_or_else(|_| {
-        // signature_image serializes a Manifest: parsing it cannot fail.
-        Manifest {
-            schema_version: 2,
-            media_type: Some(MEDIA_TYPE_IMAGE_MANIFEST.to_owned()),
-            artifact_type: None,
-            config: Descriptor::for_bytes(ARTIFACT_TYPE_COSIGN_SIGNATURE, b""),
-            layers: Vec::new(),
-            subject: None,
-            annotations: Annotations::new(),
-        }
-    });
+    // The tag form's manifest, re-typed: same layers, same config bytes.
+    let (mut manifest, blobs) = super::signature_manifest_of(layers);
     manifest.config.media_type = ARTIFACT_TYPE_COSIGN_SIGNATURE.to_owned();
     manifest.subject = Some(subject_of(subject));
     finish(manifest, blobs, ARTIFACT_TYPE_COSIGN_SIGNATURE)
