@@ -144,6 +144,14 @@ fn every_form_travels_through_a_registry_without_the_referrers_api() {
             stored_names(&imported)
         );
     }
+    // An image without any signature: said so, exit 1.
+    let unsigned = format!("{host}/forms/unsigned:v1");
+    build_at(&src, &unsigned, 4_000);
+    let err = src.fails(&["image", "verify", &unsigned, "--public-keys", &a_pub]);
+    assert!(
+        err.contains("is not signed") && err.contains("neither the tag sha256-"),
+        "{err}"
+    );
     // `ig run` pulls the image and its referrer, and verifies before
     // loading.
     let run = Env::new();

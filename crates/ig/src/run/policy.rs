@@ -497,28 +497,28 @@ pub fn stored_signatures(
 ) -> Result<StoredSignatures, ImageError> {
     let mut out = StoredSignatures::default();
     let repository = reference.repository();
-    for sig in store.find_signatures(&repository, digest)? {
-        match stored_layers(store, &sig) {
-            Ok(found) => {
-                for l in found {
-                    let f = trust::FoundSignature {
+    let tags = store.find_signatures(&repository, digest)?;
+    let indexes = store.find_referrers(&repository, digest)?;
+    let read = tags
+        .into_iter()
+        .map(|r| (r, false))
+        .chain(indexes.into_iter().map(|r| (r, true)));
+    for (name, is_index) in read {
+        let found = if is_index {
+            stored_referrers(store, &name)
+        } else {
+            stored_layers(store, &name).map(|layers| {
+                layers
+                    .into_iter()
+                    .map(|l| trust::FoundSignature {
                         form: trust::SignatureForm::Tag,
-                        source: sig.to_string(),
+                        source: name.to_string(),
                         signed: trust::Signed::Simple(l),
-                    };
-                    if !out.signatures.iter().any(|x| x.signed == f.signed) {
-                        out.signatures.push(f);
-                    }
-                }
-            }
-            Err(e) => out
-                .broken
-                .push(format!("{sig}: {}", super::error_chain(&e))),
-        }
-        out.read.push(sig);
-    }
-    for index in store.find_referrers(&repository, digest)? {
-        match stored_referrers(store, &index) {
+                    })
+                    .collect()
+            })
+        };
+        match found {
             Ok(found) => {
                 for f in found {
                     if !out.signatures.iter().any(|x| x.signed == f.signed) {
@@ -526,11 +526,12 @@ pub fn stored_signatures(
                     }
                 }
             }
+            // One damaged signature image must not hide the others.
             Err(e) => out
                 .broken
-                .push(format!("{index}: {}", super::error_chain(&e))),
+                .push(format!("{name}: {}", super::error_chain(&e))),
         }
-        out.read.push(index);
+        out.read.push(name);
     }
     Ok(out)
 }
