@@ -367,7 +367,9 @@ pub struct RunArgs {
 
     /// Public keys (PEM `PUBLIC KEY`, such as cosign.pub) to verify with: a
     /// file, which may hold several keys, or the PEM text itself. Repeat for
-    /// more; a signature by any of them is accepted.
+    /// more; a signature by any of them is accepted. Default: upstream
+    /// Inspektor Gadget's built-in key (so its images verify with no
+    /// flag); keys given replace it, as upstream's flag does.
     #[arg(long, value_name = "FILE|PEM", allow_hyphen_values = true)]
     pub public_keys: Vec<String>,
 
@@ -506,9 +508,10 @@ pub enum ImageCommand {
     },
     /// Sign an image of the store with cosign's format.
     ///
-    /// Writes the signature image (tag `sha256-<digest>.sig` in the image's
-    /// repository) into the store; `ig image push` sends it with the image
-    /// and `cosign verify --key` accepts it. KEY is an ECDSA P-256 private
+    /// Writes the signature into the store, by default as cosign's
+    /// signature image (tag `sha256-<digest>.sig` in the image's
+    /// repository), or as an OCI 1.1 referrer (--form); `ig image push`
+    /// sends it with the image and `cosign verify --key` accepts it. KEY is an ECDSA P-256 private
     /// key in PEM (`openssl genpkey -algorithm EC -pkeyopt
     /// ec_paramgen_curve:P-256`); its public key (`openssl pkey -pubout`) is
     /// what `ig run --public-keys` needs. A key from `cosign
@@ -524,6 +527,36 @@ pub enum ImageCommand {
         /// cosign's `ENCRYPTED SIGSTORE PRIVATE KEY`).
         #[arg(long, value_name = "KEY")]
         key: PathBuf,
+        /// How the signature is stored. `tag`: cosign's default, the tag
+        /// `sha256-<digest>.sig` (what upstream signs its images with).
+        /// `referrer`: an OCI 1.1 referrer of the image (`cosign sign
+        /// --registry-referrers-mode=oci-1-1`). `bundle`: an OCI 1.1
+        /// referrer holding a sigstore bundle (`cosign sign
+        /// --new-bundle-format`, without a transparency-log entry).
+        /// `ig run` and upstream `ig` read all three.
+        #[arg(long, value_enum, default_value = "tag", value_name = "FORM")]
+        form: SignForm,
+    },
+    /// Check an image's signature in the local store, offline, as `ig run`
+    /// would (every signature the store holds for the image, in every
+    /// form), and say which key and which signature verified. Exits
+    /// non-zero when none does.
+    ///
+    /// Without --public-keys, the key is upstream Inspektor Gadget's
+    /// built-in key, as for `ig run`. Signatures of a pulled image come
+    /// with it (`ig image pull`, or the pull of `ig run`).
+    #[command(after_help = "Examples:
+  ig image verify trace_exec
+  ig image verify localhost:5000/mygadget:v1 --public-keys key.pub")]
+    Verify {
+        /// The image reference or digest prefix.
+        image: String,
+        /// Public keys (PEM `PUBLIC KEY`, such as cosign.pub): a file,
+        /// which may hold several keys, or the PEM text itself. Repeat for
+        /// more; a signature by any of them is accepted. Default: upstream
+        /// Inspektor Gadget's built-in key; keys given replace it.
+        #[arg(long, value_name = "FILE|PEM", allow_hyphen_values = true)]
+        public_keys: Vec<String>,
     },
     /// Show an image's manifest, annotations and, with --show-datasources,
     /// the data sources and fields its eBPF object produces.
@@ -652,4 +685,15 @@ mod tests {
         assert!(parse_ringbuf_size("2048").is_err());
         assert!(parse_ringbuf_size("x").is_err());
     }
+}
+
+/// `ig image sign --form`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SignForm {
+    /// cosign's tag `sha256-<digest>.sig`.
+    Tag,
+    /// An OCI 1.1 referrer (cosign simple signing).
+    Referrer,
+    /// An OCI 1.1 referrer holding a sigstore bundle (DSSE).
+    Bundle,
 }

@@ -94,7 +94,8 @@ pub struct DaemonArgs {
     pub verify_image: Option<bool>,
 
     /// Public keys (PEM) to verify with: a file or the PEM text; repeat
-    /// for more.
+    /// for more. Default: upstream Inspektor Gadget's built-in key; keys
+    /// given replace it.
     #[arg(long, value_name = "FILE|PEM", allow_hyphen_values = true)]
     pub public_keys: Vec<String>,
 

@@ -1,5 +1,6 @@
 //! `ig image ...`: build, list, remove, tag, export, import; pull and
-//! push are in `registry`, inspect in `inspect`, sign in `trust`.
+//! push are in `registry`, inspect in `inspect`, sign and verify in
+//! `trust`.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,7 +21,12 @@ pub fn image(store: &Path, registry: &RegistryArgs, cmd: ImageCommand) -> anyhow
             all_platforms,
         } => super::registry::pull_command(store, &image, all_platforms, registry),
         ImageCommand::Push { image } => super::registry::push_command(store, &image, registry),
-        ImageCommand::Sign { image, key } => super::trust::sign_command(store, &image, &key),
+        ImageCommand::Sign { image, key, form } => {
+            super::trust::sign_command(store, &image, &key, form)
+        }
+        ImageCommand::Verify { image, public_keys } => {
+            super::trust::verify_command(store, &image, &public_keys)
+        }
         ImageCommand::Inspect {
             image,
             output,
@@ -206,16 +212,20 @@ pub fn image(store: &Path, registry: &RegistryArgs, cmd: ImageCommand) -> anyhow
                 let r = Reference::parse(&i)?;
                 let removed = store.remove(&r).with_context(|| format!("removing {r}"))?;
                 logger::stdout_line(&format!("Removed {r}"));
-                // Its signature goes with the last name of the image.
+                // Its signatures (both forms) go with the last name of
+                // the image.
                 let digest = removed.digest;
-                if !store.list()?.iter().any(|i| i.digest == digest)
-                    && let Some(sig) = store.find_signature(&r.repository(), &digest)?
-                    && sig.repository() == r.repository()
-                {
-                    store
-                        .remove(&sig)
-                        .with_context(|| format!("removing the signature {sig}"))?;
-                    log::debug!("removed the signature {sig}");
+                if !store.list()?.iter().any(|i| i.digest == digest) {
+                    let sigs = store
+                        .find_signatures(&r.repository(), &digest)?
+                        .into_iter()
+                        .chain(store.find_referrers(&r.repository(), &digest)?);
+                    for sig in sigs.filter(|s| s.repository() == r.repository()) {
+                        store
+                            .remove(&sig)
+                            .with_context(|| format!("removing the signature {sig}"))?;
+                        log::debug!("removed the signature {sig}");
+                    }
                 }
             }
             Ok(())

@@ -424,7 +424,7 @@ fn hint(e: &anyhow::Error, doing: Doing) -> Option<String> {
                 ));
             }
             Some(ig::image::trust::TrustError::Untrusted { .. }) => {
-                return Some("check that --public-keys names the signer's public key; an image changed after signing must be signed again".into());
+                return Some("check that --public-keys names the signer's public key (without it, only upstream Inspektor Gadget's built-in key is trusted); an image changed after signing must be signed again".into());
             }
             _ => {}
         }

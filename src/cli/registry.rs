@@ -185,6 +185,9 @@ pub fn push_command(store: &Path, image: &str, args: &RegistryArgs) -> anyhow::R
     if let Some(sig) = &outcome.signature {
         logger::stdout_line(&format!("Pushed signature {sig}"));
     }
+    if let Some(index) = &outcome.referrers {
+        logger::stdout_line(&format!("Pushed signature referrers {index}"));
+    }
     Ok(())
 }
 

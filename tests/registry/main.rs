@@ -1658,5 +1658,6 @@ fn docker_credentials_are_used_and_logout_names_them() {
     );
 }
 
+mod forms;
 mod pull_run;
 mod trust;

@@ -221,12 +221,16 @@ fn sign_then_run_verified_and_every_bad_signature_refused_before_load() {
         err.contains("is not signed") && err.contains("hint: sign it with"),
         "{err}"
     );
-    // Verification asked for without a key.
+    // Verification asked for without a key: upstream's built-in key is
+    // the default, and it did not sign this image.
     let err = refused_before_load(
         &env,
-        &["run", "unsigned:v1", "--verify-image", "--timeout", "1"],
+        &["run", "signed:v1", "--verify-image", "--timeout", "1"],
     );
-    assert!(err.contains("no public key was given"), "{err}");
+    assert!(
+        err.contains("does not verify with the built-in key of upstream Inspektor Gadget"),
+        "{err}"
+    );
 
     // Tampered: a genuine signature by key a of a payload naming another
     // image (the unsigned one), stored as the signature of signed:v1.
@@ -403,8 +407,8 @@ fn signature_travels_with_push_and_pull_and_verifies_offline() {
     assert!(stored_names(&dst).iter().any(|n| n.ends_with(&sig_tag)));
     let err = refused_before_load(&dst, &["run", &image, "--timeout", "1"]);
     assert!(
-        err.contains("must be verified because the image was pulled")
-            && err.contains("no public key was given"),
+        err.contains("verification is on because the image was pulled")
+            && err.contains("does not verify with the built-in key of upstream Inspektor Gadget"),
         "{err}"
     );
 

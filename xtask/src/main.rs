@@ -80,6 +80,9 @@ const PACKAGES: &[&str] = &[
     // ways; strace shows that a refused image made no bpf(2) call.
     "openssl",
     "strace",
+    // The signature-format tests put cosign's exact bytes into the test
+    // registry with curl (the distribution API by hand, no ig between).
+    "curl",
     // `cargo xtask dist`: the C parts of dependencies (ring) for musl.
     "musl-tools",
     // tests/conventions and tests/dist: man pages rendered by `man`, the

@@ -9,7 +9,9 @@
 //! every image's graph against its descriptors before the store is
 //! touched, and the store then adds all images in one `index.json` write.
 //! An exported image's cosign signature (`repo:sha256-<hex>.sig`, see
-//! `trust`) is written next to it, and comes back like any named image.
+//! `trust`) and its OCI 1.1 signature referrers (the tag schema's index
+//! `repo:sha256-<hex>`) are written next to it, and come back like any
+//! named image.
 //! Does not own: the store's own layout and locking (`store`), or what
 //! each kind of destination file becomes (`crate::files::Destination`:
 //! replaced atomically, streamed to, or refused).
@@ -216,12 +218,24 @@ pub fn export(
         entries.push((r.clone(), top));
         // The image's signature travels with it, named as cosign names it
         // next to the image's repository.
-        if let Some(sig) = store.find_signature(&r.repository(), &signed)? {
-            let (sig_top, stored) = store.image_blobs(&sig)?;
+        // So do its OCI 1.1 signature referrers, as the tag schema's index.
+        let sig = store.find_signature(&r.repository(), &signed)?;
+        let sig_name = trust::signature_reference(r, &signed).map_err(ImageError::from)?;
+        let referrers = store
+            .find_referrers(&r.repository(), &signed)?
+            .into_iter()
+            .next();
+        let referrers_name = r
+            .with_tag(&trust::referrers_tag(&signed))
+            .map_err(ImageError::from)?;
+        for (stored_as, name) in [(sig, sig_name), (referrers, referrers_name)] {
+            let Some(stored_as) = stored_as else {
+                continue;
+            };
+            let (sig_top, stored) = store.image_blobs(&stored_as)?;
             for b in stored {
                 blobs.entry(b.descriptor.digest).or_insert(b.bytes);
             }
-            let name = trust::signature_reference(r, &signed).map_err(ImageError::from)?;
             if !entries.iter().any(|(e, _)| *e == name) {
                 entries.push((name, sig_top));
             }

@@ -54,11 +54,16 @@
 //! or export an image whose index names platforms it lacks, rather than
 //! hand out an index without its manifests.
 //!
-//! Signatures: after an image, a pull also fetches its cosign signature
-//! (the tag `sha256-<hex>.sig` of the same repository) in a store write of
-//! its own, so a missing signature is normal and a failed one only reported
-//! ([`SignatureFetch`]); a push sends the stored signature of the image
-//! after the image, under the pushed repository.
+//! Signatures: after an image, a pull also fetches its cosign signatures
+//! in both forms, each in a store write of its own, so a missing
+//! signature is normal and a failed one only reported
+//! ([`SignatureFetch`]): the tag `sha256-<hex>.sig` of the same
+//! repository, and the OCI 1.1 signature referrers (oci-client asks the
+//! referrers API, and on a 404 reads the tag schema's index `sha256-<hex>`,
+//! as the distribution spec 1.1 says; Debian's docker-registry 2.8 has no
+//! referrers API, so the tests go through the fallback). A push sends the
+//! stored signatures after the image, under the pushed repository: the
+//! `.sig` image, and the referrer manifests with the tag schema's index.
 
 // Without the client (feature `registry`), what is left is data: options,
 // outcomes, the progress trait.
@@ -556,11 +561,14 @@ pub struct PullOutcome {
     pub signature: SignatureFetch,
 }
 
-/// The signature (cosign's `sha256-<hex>.sig` tag) fetched after an image.
+/// The signatures fetched after an image: cosign's `sha256-<hex>.sig`
+/// tag, and the OCI 1.1 signature referrers (stored as the tag schema's
+/// index `sha256-<hex>`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SignatureFetch {
-    /// Stored under this name.
-    Stored(Reference),
+    /// Stored under these names (the signature image, the referrers
+    /// index, or both).
+    Stored(Vec<Reference>),
     /// The registry has none.
     Absent,
     /// Fetching it failed; the image itself is in the store. As upstream,
@@ -576,10 +584,25 @@ pub struct PushOutcome {
     pub digest: Digest,
     /// Where the image's signature was pushed, if the store had one.
     pub signature: Option<Reference>,
+    /// Where the referrers index of its OCI 1.1 signatures was pushed, if
+    /// the store had one.
+    pub referrers: Option<Reference>,
     /// Blobs uploaded.
     pub uploaded: usize,
     /// Blobs the registry already had.
     pub skipped: usize,
+}
+
+/// Counts of one pull's walk over documents and blobs, against its
+/// limits.
+#[derive(Debug, Default)]
+struct FetchWalk {
+    seen: BTreeSet<Digest>,
+    documents: usize,
+    blobs: usize,
+    total: u64,
+    downloaded: usize,
+    reused: usize,
 }
 
 #[cfg(feature = "registry")]
@@ -679,6 +702,22 @@ impl Registry {
                 self.push_image(store, &sig, &target, progress).await?;
                 outcome.signature = Some(target);
             }
+            // The OCI 1.1 signature referrers: their manifests (each
+            // naming the image as `subject`, which a registry with the
+            // referrers API indexes), then the tag schema's index, which
+            // registries without it need. The index replaces one the
+            // registry may already have under that tag.
+            if let Some(index) = store
+                .find_referrers(&reference.repository(), &signed)?
+                .into_iter()
+                .next()
+            {
+                let target = reference
+                    .with_tag(&trust::referrers_tag(&signed))
+                    .map_err(ImageError::from)?;
+                self.push_image(store, &index, &target, progress).await?;
+                outcome.referrers = Some(target);
+            }
             Ok(outcome)
         })
     }
@@ -702,17 +741,37 @@ impl Registry {
         image: &Reference,
         digest: &Digest,
     ) -> SignatureFetch {
-        let sig = match trust::signature_reference(image, digest) {
-            Ok(r) => r,
-            Err(e) => return SignatureFetch::Failed(e.to_string()),
-        };
-        match self
-            .pull_image(store, &sig, Platforms::All, &mut NoProgress)
-            .await
-        {
-            Ok(o) => SignatureFetch::Stored(o.reference),
-            Err(RegistryError::NotFound { .. }) => SignatureFetch::Absent,
-            Err(e) => SignatureFetch::Failed(e.to_string()),
+        let mut stored = Vec::new();
+        let mut failed = Vec::new();
+        // cosign's tag form, what upstream signs with.
+        match trust::signature_reference(image, digest) {
+            Ok(sig) => match self
+                .pull_image(store, &sig, Platforms::All, &mut NoProgress)
+                .await
+            {
+                Ok(o) => stored.push(o.reference),
+                Err(RegistryError::NotFound { .. }) => {}
+                Err(e) => failed.push(format!("tag {}: {e}", trust::signature_tag(digest))),
+            },
+            Err(e) => failed.push(e.to_string()),
+        }
+        // The OCI 1.1 referrer forms.
+        match self.pull_referrers_async(store, image, digest).await {
+            Ok(Some(r)) => stored.push(r),
+            Ok(None) => {}
+            Err(e) => failed.push(format!("referrers: {e}")),
+        }
+        if stored.is_empty() {
+            if failed.is_empty() {
+                SignatureFetch::Absent
+            } else {
+                SignatureFetch::Failed(failed.join("; "))
+            }
+        } else {
+            for f in failed {
+                log::debug!("{image}: fetching a signature failed: {f}");
+            }
+            SignatureFetch::Stored(stored)
         }
     }
 
@@ -815,44 +874,23 @@ impl Registry {
             not_fetched,
             signature: SignatureFetch::Absent,
         };
-        let mut seen = BTreeSet::from([top_digest]);
-        let (mut documents, mut blobs, mut total) = (1usize, 0usize, 0u64);
-        // Depth first; documents are parsed as they come and dropped once
-        // their children are listed, so memory holds one at a time.
-        while let Some(desc) = stack.pop() {
-            if !seen.insert(desc.digest.clone()) {
-                continue;
-            }
-            if is_document(&desc.media_type) {
-                documents += 1;
-                if documents > MAX_DOCUMENTS {
-                    return Err(RegistryError::TooManyDocuments { reference: name });
-                }
-                let bytes = self.fetch_manifest(&remote, &desc, &name).await?;
-                let (_, doc) = parse_document(&name, Some(&desc), &desc.digest, &bytes)?;
-                stack.extend(to_fetch(&name, &doc, platforms)?.into_iter().rev());
-                ingest.add(&desc, &bytes).map_err(blob_err)?;
-                outcome.downloaded += 1;
-                continue;
-            }
-            blobs += 1;
-            total = total.saturating_add(desc.size);
-            if blobs > MAX_BLOBS || total > MAX_IMAGE_SIZE {
-                return Err(RegistryError::ImageTooLarge {
-                    reference: name,
-                    blobs,
-                    bytes: total,
-                });
-            }
-            if ingest.reuse(&desc)? {
-                progress.blob_finished(&desc, false);
-                outcome.reused += 1;
-            } else {
-                self.fetch_blob(&remote, &desc, &name, &mut ingest, progress)
-                    .await?;
-                outcome.downloaded += 1;
-            }
-        }
+        let mut walk = FetchWalk {
+            seen: BTreeSet::from([top_digest]),
+            documents: 1,
+            ..FetchWalk::default()
+        };
+        self.fetch_graph(
+            &remote,
+            &name,
+            stack,
+            platforms,
+            &mut ingest,
+            progress,
+            &mut walk,
+        )
+        .await?;
+        outcome.downloaded += walk.downloaded;
+        outcome.reused += walk.reused;
 
         // A `name:tag@digest` pull is tagged `name:tag`; the digest was
         // checked above.
@@ -863,6 +901,150 @@ impl Registry {
         ingest.commit(&[(tag_as.clone(), top)], Origin::Pulled)?;
         outcome.reference = tag_as;
         Ok(outcome)
+    }
+
+    /// Fetches, depth first, the documents and blobs of `stack` (popped
+    /// from the end) and what they name (the manifests `platforms`
+    /// selects), into `ingest`, counting in `walk` against the limits of
+    /// one pull. Documents are parsed as they come and dropped once their
+    /// children are listed, so memory holds one at a time.
+    #[allow(clippy::too_many_arguments)]
+    async fn fetch_graph(
+        &self,
+        remote: &oci_client::Reference,
+        name: &str,
+        mut stack: Vec<Descriptor>,
+        platforms: Platforms,
+        ingest: &mut Ingest,
+        progress: &mut dyn Progress,
+        walk: &mut FetchWalk,
+    ) -> Result<(), RegistryError> {
+        let blob_err = |e| blob_error(name, e);
+        while let Some(desc) = stack.pop() {
+            if !walk.seen.insert(desc.digest.clone()) {
+                continue;
+            }
+            if is_document(&desc.media_type) {
+                walk.documents += 1;
+                if walk.documents > MAX_DOCUMENTS {
+                    return Err(RegistryError::TooManyDocuments {
+                        reference: name.to_owned(),
+                    });
+                }
+                let bytes = self.fetch_manifest(remote, &desc, name).await?;
+                let (_, doc) = parse_document(name, Some(&desc), &desc.digest, &bytes)?;
+                stack.extend(to_fetch(name, &doc, platforms)?.into_iter().rev());
+                ingest.add(&desc, &bytes).map_err(blob_err)?;
+                walk.downloaded += 1;
+                continue;
+            }
+            walk.blobs += 1;
+            walk.total = walk.total.saturating_add(desc.size);
+            if walk.blobs > MAX_BLOBS || walk.total > MAX_IMAGE_SIZE {
+                return Err(RegistryError::ImageTooLarge {
+                    reference: name.to_owned(),
+                    blobs: walk.blobs,
+                    bytes: walk.total,
+                });
+            }
+            if ingest.reuse(&desc)? {
+                progress.blob_finished(&desc, false);
+                walk.reused += 1;
+            } else {
+                self.fetch_blob(remote, &desc, name, ingest, progress)
+                    .await?;
+                walk.downloaded += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Fetches the signature referrers of the image `image` (top-level
+    /// digest `digest`): the registry's referrers list (the OCI 1.1
+    /// referrers API, or on registries without it the tag schema's index
+    /// `sha256-<hex>`, as oci-client falls back), keeping the entries that
+    /// may be signatures ([`trust::referrers::may_be_signature`]), then
+    /// each referrer manifest and its blobs. They are stored as the tag
+    /// schema lays them out: an index of those entries tagged
+    /// `<repository>:sha256-<hex>` ([`trust::referrers_tag`]). `None` when
+    /// the registry lists none.
+    async fn pull_referrers_async(
+        &self,
+        store: &Store,
+        image: &Reference,
+        digest: &Digest,
+    ) -> Result<Option<Reference>, RegistryError> {
+        let tagged = image
+            .with_tag(&trust::referrers_tag(digest))
+            .map_err(ImageError::from)?;
+        let name = tagged.to_string();
+        let remote = self
+            .oci_reference(&without_digest(image))
+            .clone_with_digest(digest.to_string());
+        self.client
+            .store_auth_if_needed(remote.resolve_registry(), &self.auth)
+            .await;
+        let what = format!("referrers of {}@{digest}", image.repository());
+        let list = self
+            .client
+            .pull_referrers(&remote, None)
+            .await
+            .map_err(|e| self.map_err(e, &what))?;
+        let mut entries = Vec::new();
+        for e in list.manifests {
+            if !trust::referrers::may_be_signature(e.artifact_type.as_deref())
+                || !is_document(&e.media_type)
+            {
+                continue;
+            }
+            let (Ok(d), Ok(size)) = (Digest::parse(&e.digest), u64::try_from(e.size)) else {
+                log::debug!("{what}: skipping malformed entry {}", e.digest);
+                continue;
+            };
+            let mut desc = Descriptor::for_bytes(&e.media_type, b"");
+            desc.digest = d;
+            desc.size = size;
+            desc.artifact_type = e.artifact_type;
+            entries.push(desc);
+            if entries.len() == trust::referrers::MAX_REFERRERS {
+                break;
+            }
+        }
+        if entries.is_empty() {
+            return Ok(None);
+        }
+        // Referrers only the store has (signed here) stay listed: a fetch
+        // adds, it never loses a signature.
+        let mut listed = entries.clone();
+        if store.contains(&tagged)?
+            && let Ok((old_top, old)) = store.image_blobs(&tagged)
+            && let Some(b) = old.iter().find(|b| b.descriptor.digest == old_top.digest)
+            && let Ok(old_index) = serde_json::from_slice::<oci::Index>(&b.bytes)
+        {
+            listed.extend(old_index.manifests);
+        }
+        let (top, bytes) = trust::referrers::referrers_index(&listed);
+        let mut ingest = store.ingest()?;
+        ingest.add(&top, &bytes).map_err(|e| blob_error(&name, e))?;
+        let mut walk = FetchWalk {
+            seen: BTreeSet::from([top.digest.clone()]),
+            documents: 1,
+            ..FetchWalk::default()
+        };
+        let mut stack = entries;
+        stack.reverse();
+        self.fetch_graph(
+            &remote,
+            &name,
+            stack,
+            Platforms::All,
+            &mut ingest,
+            &mut NoProgress,
+            &mut walk,
+        )
+        .await?;
+        ingest.commit(&[(tagged.clone(), top)], Origin::Pulled)?;
+        Ok(Some(tagged))
     }
 
     async fn fetch_manifest(
@@ -1013,6 +1195,7 @@ impl Registry {
         let mut outcome = PushOutcome {
             digest: top.digest.clone(),
             signature: None,
+            referrers: None,
             uploaded: 0,
             skipped: 0,
         };
@@ -1287,6 +1470,20 @@ fn to_fetch(
     platforms: Platforms,
 ) -> Result<Vec<Descriptor>, RegistryError> {
     match doc {
+        // A referrers index lists artifacts, not platforms.
+        TopLevel::Index(index)
+            if platforms == Platforms::All
+                && index.manifests.iter().all(|d| d.platform.is_none()) =>
+        {
+            if let Some(odd) = index.manifests.iter().find(|d| !is_document(&d.media_type)) {
+                return Err(RegistryError::UnsupportedMediaType {
+                    reference: name.to_owned(),
+                    what: "manifest",
+                    media_type: odd.media_type.clone(),
+                });
+            }
+            Ok(index.manifests.clone())
+        }
         TopLevel::Index(index) => {
             let arch = oci::host_architecture();
             let Some(host) = oci::pick_platform(index, arch) else {

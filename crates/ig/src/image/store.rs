@@ -34,8 +34,10 @@
 //! Each `index.json` entry written here records where the image came from
 //! (annotation [`ANNOTATION_ORIGIN`]: built, pulled or imported), which
 //! `ig run` uses to decide whether to verify signatures. Signature images
-//! (cosign's `sha256-<hex>.sig` tags, see `trust`) are ordinary entries;
-//! [`Store::find_signature`] finds the one of a digest, and `list` hides
+//! (cosign's `sha256-<hex>.sig` tags, see `trust`) and referrers indexes
+//! (the OCI 1.1 tag schema's `sha256-<hex>`, holding signatures in the
+//! referrer forms) are ordinary entries; [`Store::find_signatures`] and
+//! [`Store::find_referrers`] find those of a digest, and `list` hides
 //! them.
 //!
 //! Concurrency: every mutation takes an exclusive `flock` on
@@ -738,14 +740,30 @@ impl Store {
         repository: &str,
         digest: &Digest,
     ) -> Result<Vec<Reference>, ImageError> {
+        self.find_tagged(repository, &trust::signature_tag(digest))
+    }
+
+    /// Every stored referrers index (OCI 1.1 tag schema, tag
+    /// `sha256-<hex>`) of the image with top-level digest `digest`, in any
+    /// repository, the one of `repository` first: where the image's
+    /// signatures in the OCI 1.1 forms are kept (see
+    /// [`trust::referrers`]).
+    pub fn find_referrers(
+        &self,
+        repository: &str,
+        digest: &Digest,
+    ) -> Result<Vec<Reference>, ImageError> {
+        self.find_tagged(repository, &trust::referrers_tag(digest))
+    }
+
+    fn find_tagged(&self, repository: &str, tag: &str) -> Result<Vec<Reference>, ImageError> {
         let _lock = self.lock_shared();
         let index = self.read_index()?;
-        let tag = trust::signature_tag(digest);
         let mut found: Vec<Reference> = index
             .descriptors()
             .filter_map(|d| d.ref_name())
             .filter_map(|n| Reference::parse(n).ok())
-            .filter(|r| r.tag() == Some(tag.as_str()) && r.digest().is_none())
+            .filter(|r| r.tag() == Some(tag) && r.digest().is_none())
             .collect();
         found.sort_by_key(|r| (r.repository() != repository, r.to_string()));
         found.dedup();
@@ -1373,8 +1391,10 @@ fn is_cosign_tag(tag: &str) -> bool {
     let Some(rest) = tag.strip_prefix("sha256-") else {
         return false;
     };
+    // `sha256-<hex>` (the OCI 1.1 referrers tag schema) and cosign's
+    // `sha256-<hex>.sig`, `.att`, `.sbom`.
     let hex = rest.split('.').next().unwrap_or_default();
-    hex.len() == 64 && rest.len() > 64
+    hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// Serializes one of our JSON documents. Our types hold only strings,

@@ -34,9 +34,19 @@
 //! NaCl secretbox under a key derived from the password by scrypt) are read
 //! too, given the password.
 //!
-//! Not supported: cosign's keyless signatures (Fulcio certificates, Rekor
-//! bundles), OCI 1.1 referrers and sigstore bundles, which upstream also
-//! reads.
+//! Forms: besides the `.sig` tag, an image's signatures may be OCI 1.1
+//! referrers, cosign's simple-signing manifest or a sigstore bundle
+//! ([`referrers`]); [`verify_found`] takes them all, and says which key
+//! and which form verified.
+//!
+//! Trust root: [`UPSTREAM_PUBLIC_KEY`], the public key upstream Inspektor
+//! Gadget signs its images with, is the key `ig run` verifies with when
+//! no `--public-keys` is given (as upstream's own default; a key given
+//! replaces it, as upstream's flag does).
+//!
+//! Not supported: cosign's keyless signatures (Fulcio certificates) and
+//! the transparency-log entries (Rekor) that cosign attaches: with a key,
+//! the signature is what is checked, as upstream `ig` checks it.
 
 use std::collections::BTreeMap;
 
@@ -55,6 +65,19 @@ use serde::{Deserialize, Serialize};
 use super::digest::Digest;
 use super::oci::{Annotations, Descriptor, MEDIA_TYPE_IMAGE_MANIFEST, Manifest};
 use super::reference::Reference;
+
+pub mod referrers;
+pub use referrers::{FoundSignature, SignatureForm, Signed, referrers_tag};
+
+/// The public key upstream Inspektor Gadget signs its gadget images with
+/// (`cosign sign --key`), the default trust root of `ig run`. A public
+/// key is data, not code: it is the PEM of upstream's
+/// `pkg/resources/inspektor-gadget.pub` (which upstream embeds as the
+/// default of its `--public-keys`), copied as is into
+/// `trust/inspektor-gadget.pub`.
+pub const UPSTREAM_PUBLIC_KEY: &str = include_str!("trust/inspektor-gadget.pub");
+/// How [`UPSTREAM_PUBLIC_KEY`] is named in messages.
+pub const UPSTREAM_KEY_NAME: &str = "the built-in key of upstream Inspektor Gadget";
 
 /// Media type of a signature layer (the payload).
 pub const MEDIA_TYPE_SIMPLE_SIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
@@ -141,7 +164,7 @@ pub enum TrustError {
 
     /// Image `reference` (`digest`) is not signed.
     #[error(
-        "image {reference} ({digest}) is not signed: there is no signature {tag} for it{where_}"
+        "image {reference} ({digest}) is not signed: there is no signature for it (neither the tag {tag} nor an OCI 1.1 referrer){where_}"
     )]
     Unsigned {
         /// The image reference.
@@ -563,6 +586,29 @@ impl PublicKey {
         Ok(keys)
     }
 
+    /// [`UPSTREAM_PUBLIC_KEY`], named [`UPSTREAM_KEY_NAME`].
+    pub fn upstream() -> Vec<Self> {
+        // A constant checked by the tests: it parses.
+        let mut keys =
+            Self::all_from_pem(UPSTREAM_PUBLIC_KEY, UPSTREAM_KEY_NAME).unwrap_or_default();
+        for k in &mut keys {
+            k.name = UPSTREAM_KEY_NAME.to_owned();
+        }
+        keys
+    }
+
+    /// The key's hint in a sigstore bundle: base64 of the SHA-256 of its
+    /// DER `SubjectPublicKeyInfo`.
+    pub fn hint(&self) -> String {
+        use p256::pkcs8::EncodePublicKey as _;
+        let der = p256::PublicKey::from(&self.key)
+            .to_public_key_der()
+            .map(|d| d.as_bytes().to_vec())
+            .unwrap_or_default();
+        use sha2::Digest as _;
+        BASE64.encode(sha2::Sha256::digest(&der))
+    }
+
     /// The key as a `PUBLIC KEY` PEM block (what `--public-keys` reads).
     pub fn to_pem(&self) -> String {
         use p256::pkcs8::{EncodePublicKey as _, LineEnding};
@@ -608,6 +654,16 @@ pub struct SignatureImage {
 /// Builds the signature image holding `layers` (in order, duplicates
 /// dropped).
 pub fn signature_image(layers: &[SignatureLayer]) -> SignatureImage {
+    let (manifest, mut blobs) = signature_manifest_of(layers);
+    let manifest_bytes = serde_json::to_vec(&manifest).unwrap_or_default();
+    let top = Descriptor::for_bytes(MEDIA_TYPE_IMAGE_MANIFEST, &manifest_bytes);
+    blobs.push(manifest_bytes);
+    SignatureImage { top, blobs }
+}
+
+/// The manifest of a signature image holding `layers` (in order,
+/// duplicates dropped), and its blobs: payloads, then the config.
+fn signature_manifest_of(layers: &[SignatureLayer]) -> (Manifest, Vec<Vec<u8>>) {
     let mut blobs = Vec::new();
     let mut descs: Vec<Descriptor> = Vec::new();
     for l in layers {
@@ -638,11 +694,8 @@ pub fn signature_image(layers: &[SignatureLayer]) -> SignatureImage {
         subject: None,
         annotations: Annotations::new(),
     };
-    let manifest_bytes = serde_json::to_vec(&manifest).unwrap_or_default();
     blobs.push(config_bytes);
-    let top = Descriptor::for_bytes(MEDIA_TYPE_IMAGE_MANIFEST, &manifest_bytes);
-    blobs.push(manifest_bytes);
-    SignatureImage { top, blobs }
+    (manifest, blobs)
 }
 
 /// The signature layers of a signature image: its manifest's bytes, and
@@ -654,34 +707,53 @@ pub fn signature_layers(
     manifest_bytes: &[u8],
     mut blob: impl FnMut(&Descriptor) -> Option<Vec<u8>>,
 ) -> Result<Vec<SignatureLayer>, TrustError> {
+    let manifest = signature_manifest(digest, manifest_bytes)?;
+    let mut out = Vec::new();
+    for layer in &manifest.layers {
+        out.extend(simple_signing_layer(digest, layer, &mut blob)?);
+    }
+    Ok(out)
+}
+
+/// The manifest `manifest_bytes` of the signature document `digest`.
+fn signature_manifest(digest: &Digest, manifest_bytes: &[u8]) -> Result<Manifest, TrustError> {
+    serde_json::from_slice(manifest_bytes).map_err(|e| TrustError::MalformedSignatureImage {
+        digest: digest.clone(),
+        message: format!("not an OCI manifest: {e}"),
+    })
+}
+
+/// The simple-signing signature `layer` (of the signature document
+/// `digest`) holds: `None` for a layer of another media type or without
+/// the signature annotation; an error for a payload too large or
+/// missing.
+fn simple_signing_layer(
+    digest: &Digest,
+    layer: &Descriptor,
+    blob: &mut impl FnMut(&Descriptor) -> Option<Vec<u8>>,
+) -> Result<Option<SignatureLayer>, TrustError> {
     let malformed = |message: String| TrustError::MalformedSignatureImage {
         digest: digest.clone(),
         message,
     };
-    let manifest: Manifest = serde_json::from_slice(manifest_bytes)
-        .map_err(|e| malformed(format!("not an OCI manifest: {e}")))?;
-    let mut out = Vec::new();
-    for layer in &manifest.layers {
-        let Some(signature) = layer.annotations.get(ANNOTATION_SIGNATURE) else {
-            continue;
-        };
-        if layer.media_type != MEDIA_TYPE_SIMPLE_SIGNING {
-            continue;
-        }
-        if layer.size > MAX_PAYLOAD {
-            return Err(malformed(format!(
-                "payload {} is {} bytes, more than {MAX_PAYLOAD}",
-                layer.digest, layer.size
-            )));
-        }
-        let payload =
-            blob(layer).ok_or_else(|| malformed(format!("payload {} is missing", layer.digest)))?;
-        out.push(SignatureLayer {
-            payload,
-            signature: signature.clone(),
-        });
+    let Some(signature) = layer.annotations.get(ANNOTATION_SIGNATURE) else {
+        return Ok(None);
+    };
+    if layer.media_type != MEDIA_TYPE_SIMPLE_SIGNING {
+        return Ok(None);
     }
-    Ok(out)
+    if layer.size > MAX_PAYLOAD {
+        return Err(malformed(format!(
+            "payload {} is {} bytes, more than {MAX_PAYLOAD}",
+            layer.digest, layer.size
+        )));
+    }
+    let payload =
+        blob(layer).ok_or_else(|| malformed(format!("payload {} is missing", layer.digest)))?;
+    Ok(Some(SignatureLayer {
+        payload,
+        signature: signature.clone(),
+    }))
 }
 
 /// What a successful verification found.
@@ -689,12 +761,17 @@ pub fn signature_layers(
 pub struct Verified {
     /// Name of the key that verified ([`PublicKey::name`]).
     pub key: String,
-    /// The repository the signer named.
-    pub docker_reference: String,
+    /// The repository the signer named (simple-signing payloads only;
+    /// a bundle's statement names the digest alone).
+    pub docker_reference: Option<String>,
+    /// The form of the signature that verified.
+    pub form: SignatureForm,
+    /// Where it was found ([`FoundSignature::source`]).
+    pub source: String,
 }
 
-/// Checks that one of `layers` is a signature of `digest` by one of
-/// `keys`. On failure, the error lists why each signature was refused.
+/// Checks that one of `layers` (of the `.sig` tag form) is a signature of
+/// `digest` by one of `keys`. See [`verify_found`].
 #[cfg(feature = "signing")]
 pub fn verify(
     reference: &str,
@@ -702,19 +779,57 @@ pub fn verify(
     layers: &[SignatureLayer],
     keys: &[PublicKey],
 ) -> Result<Verified, TrustError> {
+    let found: Vec<FoundSignature> = layers
+        .iter()
+        .map(|l| FoundSignature {
+            form: SignatureForm::Tag,
+            source: signature_tag(digest),
+            signed: Signed::Simple(l.clone()),
+        })
+        .collect();
+    verify_found(reference, digest, &found, keys)
+}
+
+/// Checks that one of `signatures`, whatever its form, is a signature of
+/// `digest` by one of `keys`: the signature must verify first, and only
+/// then is what it signs read (a simple-signing payload, or a DSSE
+/// envelope's in-toto statement), and it must name `digest`. On failure,
+/// the error lists why each signature was refused.
+#[cfg(feature = "signing")]
+pub fn verify_found(
+    reference: &str,
+    digest: &Digest,
+    signatures: &[FoundSignature],
+    keys: &[PublicKey],
+) -> Result<Verified, TrustError> {
     let mut reasons = Vec::new();
     if keys.is_empty() {
         reasons.push("no public key to verify with".to_owned());
     }
-    if layers.is_empty() {
+    if signatures.is_empty() {
         reasons.push("the signature image holds no signature".to_owned());
     }
-    for (i, layer) in layers.iter().enumerate() {
+    for (i, found) in signatures.iter().enumerate() {
         let n = i + 1;
+        let label = match found.form {
+            SignatureForm::Tag => format!("signature {n}"),
+            _ => format!("signature {n} ({})", found.source),
+        };
+        let (signed_bytes, signature) = match &found.signed {
+            Signed::Simple(l) => (std::borrow::Cow::Borrowed(&l.payload[..]), &l.signature),
+            Signed::Dsse {
+                payload_type,
+                payload,
+                signature,
+            } => (
+                std::borrow::Cow::Owned(referrers::pae(payload_type, payload)),
+                signature,
+            ),
+        };
         let mut failures = Vec::new();
         let mut good = None;
         for key in keys {
-            match key.verify(&layer.payload, &layer.signature) {
+            match key.verify(&signed_bytes, signature) {
                 Ok(()) => {
                     good = Some(key);
                     break;
@@ -724,34 +839,35 @@ pub fn verify(
         }
         let Some(key) = good else {
             failures.dedup();
-            reasons.push(format!("signature {n}: {}", failures.join(", ")));
+            reasons.push(format!("{label}: {}", failures.join(", ")));
             continue;
         };
         // The signature is genuine; now what it says must be this image.
-        let claims = match parse_payload(&layer.payload) {
-            Ok(c) => c,
-            Err(e) => {
-                reasons.push(format!("signature {n}: {e}"));
-                continue;
+        let docker_reference = match &found.signed {
+            Signed::Simple(l) => match check_simple(&l.payload, digest) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    reasons.push(format!("{label} (valid, by {}): {e}", key.name));
+                    continue;
+                }
+            },
+            Signed::Dsse {
+                payload_type,
+                payload,
+                ..
+            } => {
+                if let Err(e) = referrers::check_statement(payload_type, payload, digest) {
+                    reasons.push(format!("{label} (valid, by {}): {e}", key.name));
+                    continue;
+                }
+                None
             }
         };
-        if claims.kind != PAYLOAD_TYPE {
-            reasons.push(format!(
-                "signature {n}: payload type is {:?}, not {PAYLOAD_TYPE:?}",
-                claims.kind
-            ));
-            continue;
-        }
-        if claims.digest != digest.to_string() {
-            reasons.push(format!(
-                "signature {n} (valid, by {}) signs another image: {}",
-                key.name, claims.digest
-            ));
-            continue;
-        }
         return Ok(Verified {
             key: key.name.clone(),
-            docker_reference: claims.docker_reference,
+            docker_reference,
+            form: found.form,
+            source: found.source.clone(),
         });
     }
     Err(TrustError::Untrusted {
@@ -759,6 +875,23 @@ pub fn verify(
         digest: digest.clone(),
         reasons,
     })
+}
+
+#[cfg(feature = "signing")]
+/// What a verified simple-signing payload must say: cosign's type, and
+/// `digest`. Returns the repository it names.
+fn check_simple(payload: &[u8], digest: &Digest) -> Result<String, String> {
+    let claims = parse_payload(payload)?;
+    if claims.kind != PAYLOAD_TYPE {
+        return Err(format!(
+            "payload type is {:?}, not {PAYLOAD_TYPE:?}",
+            claims.kind
+        ));
+    }
+    if claims.digest != digest.to_string() {
+        return Err(format!("signs another image: {}", claims.digest));
+    }
+    Ok(claims.docker_reference)
 }
 
 // ------------------------------------------------------------------- policy

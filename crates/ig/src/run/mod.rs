@@ -50,9 +50,11 @@ use std::time::Duration;
 pub use assembly::{Assembly, AssemblyError};
 pub use consumers::{EventReceiver, EventSink, RunEvent};
 pub use policy::{
-    PullError, PullPolicy, RegistryConfig, SignatureError, VerifyPolicy, fetch_signature, pull,
-    stored_layers,
+    PullError, PullPolicy, RegistryConfig, SignatureError, StoredSignatures, VerifyPolicy,
+    fetch_signature, pull, stored_layers, stored_signatures,
 };
+#[cfg(feature = "signing")]
+pub use policy::{load_public_keys, verify_stored_signatures};
 pub use source::GadgetBytes;
 
 pub use crate::bpf::loader::LoaderPrefetch;
@@ -100,16 +102,6 @@ pub enum RunError {
         /// Which rule.
         #[source]
         source: crate::image::trust::TrustError,
-    },
-    /// Its signature must be checked, but no key was given.
-    #[error(
-        "refusing to run {reference}: its signature must be verified because {why}, but no public key was given: give the signer's public key with --public-keys FILE, or run it unverified with --verify-image=false"
-    )]
-    NoPublicKey {
-        /// The image.
-        reference: Reference,
-        /// Why verification is on.
-        why: String,
     },
     /// Its signature must be checked, and this build of the library cannot
     /// (its feature `signing` is off).
@@ -1188,10 +1180,11 @@ mod tests {
     }
 
     /// Without the `signing` feature an image that must be verified is
-    /// refused by name; with it, the check goes on (and wants a key).
+    /// refused by name; with it, the check goes on.
     #[test]
     fn verification_needs_the_signing_feature() {
         let dir = tempfile::tempdir().unwrap();
+        crate::image::Store::open(dir.path().join("store")).unwrap();
         let image = policy::StoredImage {
             store: dir.path().join("store"),
             reference: "example.com/gadget:1".parse().unwrap(),
@@ -1210,9 +1203,17 @@ mod tests {
             &image,
         )
         .unwrap_err();
+        // With it, upstream's built-in key is the default: the check runs
+        // and finds no signature.
         let no_signing = matches!(e, RunError::NoSigning { .. });
-        let no_key = matches!(e, RunError::NoPublicKey { .. });
-        assert!(no_signing || no_key, "{}", error_chain(&e));
+        let unsigned = matches!(
+            e,
+            RunError::Unverified {
+                source: crate::image::trust::TrustError::Unsigned { .. },
+                ..
+            }
+        );
+        assert!(no_signing || unsigned, "{}", error_chain(&e));
         assert_eq!(
             no_signing,
             cfg!(not(feature = "signing")),

@@ -99,7 +99,10 @@ pub struct VerifyPolicy {
     pub verify: Option<bool>,
     /// Public keys (PEM `PUBLIC KEY`): each entry a file, which may hold
     /// several keys, or the PEM text itself. A signature by any of them is
-    /// accepted.
+    /// accepted. Empty: upstream Inspektor Gadget's built-in key
+    /// ([`trust::UPSTREAM_PUBLIC_KEY`]), for every image, as upstream;
+    /// keys given replace it (give it too, `--public-keys` of its PEM, to
+    /// trust both).
     pub public_keys: Vec<String>,
     /// Run only these images: a digest (`sha256:…`), a name (any tag, or
     /// `name:tag`) or a prefix ending in `*`. Empty: any image.
@@ -185,7 +188,7 @@ fn pull_with_client(
         );
     }
     match &outcome.signature {
-        SignatureFetch::Stored(r) => log::debug!("signature stored as {r}"),
+        SignatureFetch::Stored(r) => log::debug!("signatures stored as {}", names(r)),
         SignatureFetch::Absent => log::debug!("{} has no signature", outcome.reference),
         SignatureFetch::Failed(e) => {
             log::warn!(
@@ -195,6 +198,13 @@ fn pull_with_client(
         }
     }
     Ok(outcome)
+}
+
+fn names(r: &[Reference]) -> String {
+    r.iter()
+        .map(|r| r.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Makes sure `reference` is in the store at `store`, pulling it as
@@ -391,12 +401,6 @@ fn verify_before_load(
 ) -> Result<(), RunError> {
     let reference = &image.reference;
     let keys = load_public_keys(&policy.public_keys)?;
-    if keys.is_empty() {
-        return Err(RunError::NoPublicKey {
-            reference: reference.clone(),
-            why,
-        });
-    }
     let unverified = |source| RunError::Unverified {
         reference: reference.clone(),
         why: why.clone(),
@@ -430,7 +434,7 @@ fn verify_before_load(
         };
         match fetch_signature(&image.store, reference, digest, registry) {
             SignatureFetch::Stored(r) => {
-                log::debug!("fetched the signature {r}");
+                log::debug!("fetched the signatures {}", names(&r));
                 if let Some(before) = before {
                     merge_signatures(&image.store, &store, &sig_ref, before)?;
                 }
@@ -466,67 +470,180 @@ fn verify_before_load(
 #[cfg(feature = "signing")]
 fn log_verified(reference: &Reference, verified: &trust::Verified) {
     log::debug!(
-        "{reference}: signature verified with {} (signed as {})",
+        "{reference}: signature verified with {} ({}, {}{})",
         verified.key,
-        verified.docker_reference
+        verified.form.describe(),
+        verified.source,
+        verified
+            .docker_reference
+            .as_ref()
+            .map(|r| format!(", signed as {r}"))
+            .unwrap_or_default()
     );
 }
 
+/// Every signature the store holds for the image with top-level digest
+/// `digest`, in every form: the layers of each `sha256-<hex>.sig`
+/// signature image and the signature referrers listed by each
+/// `sha256-<hex>` referrers index, in any repository (those of
+/// `reference`'s first). Also the names read, and why any of them could
+/// not be read (one damaged signature must not hide the others).
+pub fn stored_signatures(
+    store: &Store,
+    reference: &Reference,
+    digest: &Digest,
+) -> Result<StoredSignatures, ImageError> {
+    let mut out = StoredSignatures::default();
+    let repository = reference.repository();
+    let tags = store.find_signatures(&repository, digest)?;
+    let indexes = store.find_referrers(&repository, digest)?;
+    let read = tags
+        .into_iter()
+        .map(|r| (r, false))
+        .chain(indexes.into_iter().map(|r| (r, true)));
+    for (name, is_index) in read {
+        let found = if is_index {
+            stored_referrers(store, &name)
+        } else {
+            stored_layers(store, &name).map(|layers| {
+                layers
+                    .into_iter()
+                    .map(|l| trust::FoundSignature {
+                        form: trust::SignatureForm::Tag,
+                        source: name.to_string(),
+                        signed: trust::Signed::Simple(l),
+                    })
+                    .collect()
+            })
+        };
+        match found {
+            Ok(found) => {
+                for f in found {
+                    if !out.signatures.iter().any(|x| x.signed == f.signed) {
+                        out.signatures.push(f);
+                    }
+                }
+            }
+            // One damaged signature image must not hide the others.
+            Err(e) => out
+                .broken
+                .push(format!("{name}: {}", super::error_chain(&e))),
+        }
+        out.read.push(name);
+    }
+    Ok(out)
+}
+
+/// What [`stored_signatures`] found.
+#[derive(Debug, Clone, Default)]
+pub struct StoredSignatures {
+    /// Every signature, each once.
+    pub signatures: Vec<trust::FoundSignature>,
+    /// The signature images and referrers indexes read.
+    pub read: Vec<Reference>,
+    /// Those that could not be read, and why.
+    pub broken: Vec<String>,
+}
+
+/// The signatures held by the referrers listed in the stored referrers
+/// index `index`.
+fn stored_referrers(
+    store: &Store,
+    index: &Reference,
+) -> Result<Vec<trust::FoundSignature>, SignatureError> {
+    let (top, blobs) = store
+        .image_blobs(index)
+        .map_err(|source| SignatureError::Read {
+            reference: index.clone(),
+            source,
+        })?;
+    let find = |d: &crate::image::Digest| {
+        blobs
+            .iter()
+            .find(|b| b.descriptor.digest == *d)
+            .map(|b| b.bytes.as_slice())
+    };
+    let listed: crate::image::oci::Index =
+        serde_json::from_slice(find(&top.digest).unwrap_or_default()).map_err(|e| {
+            trust::TrustError::MalformedSignatureImage {
+                digest: top.digest.clone(),
+                message: format!("not an OCI image index: {e}"),
+            }
+        })?;
+    let mut out = Vec::new();
+    for entry in listed
+        .manifests
+        .iter()
+        .take(trust::referrers::MAX_REFERRERS)
+    {
+        if !trust::referrers::may_be_signature(entry.artifact_type.as_deref()) {
+            continue;
+        }
+        let Some(manifest) = find(&entry.digest) else {
+            continue;
+        };
+        out.extend(trust::referrers::referrer_signatures(
+            &entry.digest,
+            manifest,
+            |d| find(&d.digest).map(<[u8]>::to_vec),
+        )?);
+    }
+    Ok(out)
+}
+
 #[cfg(feature = "signing")]
-/// Tries every signature the store holds for `digest` (every signature
-/// image, every layer). `None` when there is none; otherwise the first
-/// that verifies, or why each one was refused.
+/// Tries every signature the store holds for `digest` (every form, every
+/// signature image and referrer). `None` when there is none; otherwise
+/// the first that verifies, or why each one was refused.
 fn verify_stored(
     store: &Store,
     reference: &Reference,
     digest: &Digest,
     keys: &[PublicKey],
 ) -> Result<Option<Result<trust::Verified, trust::TrustError>>, RunError> {
-    let images = store.find_signatures(&reference.repository(), digest)?;
-    if images.is_empty() {
+    let found = stored_signatures(store, reference, digest)?;
+    if found.read.is_empty() {
         return Ok(None);
-    }
-    let mut layers: Vec<SignatureLayer> = Vec::new();
-    let mut broken = Vec::new();
-    for sig in &images {
-        match stored_layers(store, sig) {
-            Ok(found) => {
-                for l in found {
-                    if !layers.contains(&l) {
-                        layers.push(l);
-                    }
-                }
-            }
-            // One damaged signature image must not hide the others.
-            Err(e) => broken.push(format!("{sig}: {}", super::error_chain(&e))),
-        }
     }
     log::debug!(
         "{reference}: {} signature(s) in {}",
-        layers.len(),
-        images
+        found.signatures.len(),
+        found
+            .read
             .iter()
             .map(|r| r.to_string())
             .collect::<Vec<_>>()
             .join(", ")
     );
-    Ok(Some(
-        match trust::verify(&reference.to_string(), digest, &layers, keys) {
+    Ok(Some(verify_stored_signatures(
+        found, reference, digest, keys,
+    )))
+}
+
+#[cfg(feature = "signing")]
+/// [`trust::verify_found`] over what [`stored_signatures`] found; the
+/// signature images it could not read are among the reasons of a refusal.
+pub fn verify_stored_signatures(
+    found: StoredSignatures,
+    reference: &Reference,
+    digest: &Digest,
+    keys: &[PublicKey],
+) -> Result<trust::Verified, trust::TrustError> {
+    match trust::verify_found(&reference.to_string(), digest, &found.signatures, keys) {
+        Err(trust::TrustError::Untrusted {
+            reference,
+            digest,
+            mut reasons,
+        }) => {
+            reasons.extend(found.broken);
             Err(trust::TrustError::Untrusted {
                 reference,
                 digest,
-                mut reasons,
-            }) => {
-                reasons.extend(broken);
-                Err(trust::TrustError::Untrusted {
-                    reference,
-                    digest,
-                    reasons,
-                })
-            }
-            other => other,
-        },
-    ))
+                reasons,
+            })
+        }
+        other => other,
+    }
 }
 
 #[cfg(feature = "signing")]
@@ -558,8 +675,13 @@ fn merge_signatures(
 }
 
 #[cfg(feature = "signing")]
-/// Reads public keys: PEM text given inline, else files.
-fn load_public_keys(values: &[String]) -> Result<Vec<PublicKey>, RunError> {
+/// Reads public keys: PEM text given inline, else files. None given:
+/// upstream's built-in key ([`trust::UPSTREAM_PUBLIC_KEY`]), as upstream's
+/// `--public-keys` defaults to it; keys given replace it.
+pub fn load_public_keys(values: &[String]) -> Result<Vec<PublicKey>, RunError> {
+    if values.iter().all(|v| v.trim().is_empty()) {
+        return Ok(PublicKey::upstream());
+    }
     let mut keys = Vec::new();
     for (i, v) in values.iter().enumerate() {
         if v.contains("-----BEGIN") {

@@ -1014,6 +1014,9 @@ fn layout_version_is_checked() {
 fn cosign_tags() {
     assert!(is_cosign_tag(&format!("sha256-{}.sig", "a".repeat(64))));
     assert!(is_cosign_tag(&format!("sha256-{}.att", "a".repeat(64))));
+    // The OCI 1.1 referrers tag schema.
+    assert!(is_cosign_tag(&format!("sha256-{}", "a".repeat(64))));
+    assert!(!is_cosign_tag(&format!("sha256-{}", "g".repeat(64))));
     assert!(!is_cosign_tag("sha256-abc.sig"));
     assert!(!is_cosign_tag("latest"));
 }

@@ -262,3 +262,171 @@ fn cosign_encrypted_key_opens_with_its_password_only() {
     assert!(matches!(e, TrustError::WrongPassword { .. }), "{e}");
     assert!(e.to_string().contains("COSIGN_PASSWORD"), "{e}");
 }
+
+#[test]
+fn upstreams_key_is_built_in() {
+    let keys = PublicKey::upstream();
+    assert_eq!(keys.len(), 1);
+    assert_eq!(keys[0].name, UPSTREAM_KEY_NAME);
+    // The PEM round-trips: the constant is a P-256 public key, unchanged.
+    assert_eq!(keys[0].to_pem().trim(), UPSTREAM_PUBLIC_KEY.trim());
+}
+
+#[test]
+fn pae_is_dsse_v1() {
+    // The example of the DSSE protocol specification.
+    assert_eq!(
+        referrers::pae("http://example.com/HelloWorld", b"hello world"),
+        b"DSSEv1 29 http://example.com/HelloWorld 11 hello world"
+    );
+}
+
+/// The signatures a referrer holds, read back as the store would.
+fn read_referrer(r: &referrers::Referrer) -> Vec<FoundSignature> {
+    let blobs = r.blobs.clone();
+    referrers::referrer_signatures(&r.descriptor.digest, &r.blobs[0], |d| {
+        blobs.iter().find(|b| d.digest.matches(b)).cloned()
+    })
+    .unwrap()
+}
+
+#[test]
+fn referrer_forms_round_trip_and_verify() {
+    let (key, public) = keypair(11);
+    let keys = PublicKey::all_from_pem(&public, "k.pub").unwrap();
+    let d = digest("index");
+    let subject = Descriptor::for_bytes(crate::image::oci::MEDIA_TYPE_IMAGE_INDEX, b"index");
+    assert_eq!(subject.digest, d);
+
+    // cosign's OCI 1.1 simple-signing referrer.
+    let p = payload("r/x", &d);
+    let layer = SignatureLayer {
+        signature: key.sign(&p),
+        payload: p,
+    };
+    let r = referrers::referrer_signature(&subject, std::slice::from_ref(&layer));
+    let m: Manifest = serde_json::from_slice(&r.blobs[0]).unwrap();
+    assert_eq!(
+        m.config.media_type,
+        referrers::ARTIFACT_TYPE_COSIGN_SIGNATURE
+    );
+    assert_eq!(m.subject.as_ref().unwrap().digest, d);
+    assert_eq!(
+        r.descriptor.artifact_type.as_deref(),
+        Some(referrers::ARTIFACT_TYPE_COSIGN_SIGNATURE)
+    );
+    let found = read_referrer(&r);
+    assert_eq!(found.len(), 1);
+    let v = verify_found("r/x:v1", &d, &found, &keys).unwrap();
+    assert_eq!(v.form, SignatureForm::Referrer);
+    assert_eq!(v.docker_reference.as_deref(), Some("r/x"));
+
+    // A sigstore bundle, laid out as cosign writes it.
+    let pk = key.public_key();
+    let b = referrers::bundle(&d, &pk.hint(), |bytes| key.sign(bytes));
+    let r = referrers::referrer_bundle(&subject, b, "2026-01-01T00:00:00Z");
+    let m: Manifest = serde_json::from_slice(&r.blobs[0]).unwrap();
+    assert_eq!(
+        m.artifact_type.as_deref(),
+        Some(referrers::MEDIA_TYPE_SIGSTORE_BUNDLE)
+    );
+    assert_eq!(
+        m.config.media_type,
+        crate::image::oci::MEDIA_TYPE_EMPTY_JSON
+    );
+    assert_eq!(
+        m.layers[0].media_type,
+        referrers::MEDIA_TYPE_SIGSTORE_BUNDLE
+    );
+    assert_eq!(
+        m.annotations["dev.sigstore.bundle.predicateType"],
+        referrers::PREDICATE_TYPE_COSIGN_SIGN
+    );
+    let found = read_referrer(&r);
+    let v = verify_found("r/x:v1", &d, &found, &keys).unwrap();
+    assert_eq!((v.form, v.docker_reference), (SignatureForm::Bundle, None));
+    // Another image's digest.
+    let e = verify_found("r/x:v1", &digest("other"), &found, &keys).unwrap_err();
+    assert!(e.to_string().contains("signs another image"), "{e}");
+    // Another key.
+    let (_, other_public) = keypair(12);
+    let other = PublicKey::all_from_pem(&other_public, "o.pub").unwrap();
+    let e = verify_found("r/x:v1", &d, &found, &other).unwrap_err();
+    assert!(
+        e.to_string().contains("does not verify with o.pub #1"),
+        "{e}"
+    );
+}
+
+#[test]
+fn bundles_that_are_not_cosign_signatures_are_refused() {
+    let (key, public) = keypair(13);
+    let keys = PublicKey::all_from_pem(&public, "k.pub").unwrap();
+    let d = digest("index");
+    let bundle_of = |payload_type: &str, statement: serde_json::Value, pae: bool| {
+        let payload = serde_json::to_vec(&statement).unwrap();
+        let signed = if pae {
+            referrers::pae(payload_type, &payload)
+        } else {
+            payload.clone()
+        };
+        let doc = serde_json::json!({
+            "mediaType": referrers::MEDIA_TYPE_SIGSTORE_BUNDLE,
+            "dsseEnvelope": {
+                "payload": BASE64.encode(&payload),
+                "payloadType": payload_type,
+                "signatures": [{"sig": key.sign(&signed)}],
+            },
+        });
+        referrers::parse_bundle(&serde_json::to_vec(&doc).unwrap())
+            .unwrap()
+            .into_iter()
+            .map(|signed| FoundSignature {
+                form: SignatureForm::Bundle,
+                source: "test".into(),
+                signed,
+            })
+            .collect::<Vec<_>>()
+    };
+    let statement = |predicate: &str| {
+        serde_json::json!({
+            "_type": "https://in-toto.io/Statement/v1",
+            "subject": [{"digest": {"sha256": d.hex()}}],
+            "predicateType": predicate,
+        })
+    };
+    let good = bundle_of(
+        referrers::PAYLOAD_TYPE_IN_TOTO,
+        statement(referrers::PREDICATE_TYPE_COSIGN_SIGN),
+        true,
+    );
+    assert!(verify_found("x", &d, &good, &keys).is_ok());
+    // Signed over the payload, not its PAE: not a DSSE signature.
+    let raw = bundle_of(
+        referrers::PAYLOAD_TYPE_IN_TOTO,
+        statement(referrers::PREDICATE_TYPE_COSIGN_SIGN),
+        false,
+    );
+    assert!(verify_found("x", &d, &raw, &keys).is_err());
+    // An attestation (SBOM) is not a signature.
+    let att = bundle_of(
+        referrers::PAYLOAD_TYPE_IN_TOTO,
+        statement("https://spdx.dev/Document"),
+        true,
+    );
+    let e = verify_found("x", &d, &att, &keys).unwrap_err();
+    assert!(e.to_string().contains("attestation"), "{e}");
+    // Another payload type.
+    let other = bundle_of(
+        "text/plain",
+        statement(referrers::PREDICATE_TYPE_COSIGN_SIGN),
+        true,
+    );
+    assert!(verify_found("x", &d, &other, &keys).is_err());
+    // A message-signature bundle signs a blob, not an image.
+    let e = referrers::parse_bundle(
+        br#"{"mediaType":"application/vnd.dev.sigstore.bundle.v0.3+json","messageSignature":{}}"#,
+    )
+    .unwrap_err();
+    assert!(e.contains("no DSSE envelope"), "{e}");
+}
