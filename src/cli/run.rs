@@ -193,7 +193,7 @@ const MAX_MANIFEST: usize = 1 << 20;
 
 /// The text of the manifest at `source`: a file, an http(s) URL, or `-`
 /// for standard input.
-fn read_manifest(source: &str, registry: &RegistryArgs) -> anyhow::Result<String> {
+pub(super) fn read_manifest(source: &str, registry: &RegistryArgs) -> anyhow::Result<String> {
     use std::io::Read as _;
     let too_large = || anyhow::anyhow!("larger than {MAX_MANIFEST} bytes");
     let bytes = if source == "-" {

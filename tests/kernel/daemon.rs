@@ -115,7 +115,7 @@ impl Drop for Daemon {
 }
 
 /// The BPF objects `pid` holds descriptors of, as `kind:id`.
-fn held_by(pid: u32) -> BTreeSet<String> {
+pub(super) fn held_by(pid: u32) -> BTreeSet<String> {
     let mut ids = BTreeSet::new();
     let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
         return ids;
@@ -148,7 +148,7 @@ fn exists(object: &str) -> bool {
 }
 
 /// Wait until the daemon holds no BPF object and none of `seen` exists.
-fn assert_nothing_loaded(pid: u32, seen: &BTreeSet<String>, what: &str) {
+pub(super) fn assert_nothing_loaded(pid: u32, seen: &BTreeSet<String>, what: &str) {
     let end = Instant::now() + Duration::from_secs(5);
     loop {
         let held = held_by(pid);
