@@ -36,17 +36,17 @@ pub struct NewInstance {
 /// Checks what upstream's daemon checks, before any call: a fan-out
 /// creates all or nothing for a bad name.
 fn check(n: &NewInstance) -> anyhow::Result<()> {
-    if let Some(name) = &n.name {
-        if !manifest::is_valid_name(name) {
-            bail!(
-                "--name {name:?}: an instance name is 1 to 32 of a-z, 0-9, - and _ (upstream's rule)"
-            );
-        }
+    if let Some(name) = &n.name
+        && !manifest::is_valid_name(name)
+    {
+        bail!(
+            "--name {name:?}: an instance name is 1 to 32 of a-z, 0-9, - and _ (upstream's rule)"
+        );
     }
-    if let Some(id) = &n.id {
-        if !manifest::is_valid_id(id) {
-            bail!("--id {id:?}: an instance id is 32 lowercase hex digits");
-        }
+    if let Some(id) = &n.id
+        && !manifest::is_valid_id(id)
+    {
+        bail!("--id {id:?}: an instance id is 32 lowercase hex digits");
     }
     if let Some(t) = n.tags.iter().find(|t| t.is_empty()) {
         bail!("--tags: an empty tag {t:?}");
@@ -342,10 +342,10 @@ pub fn delete(conn: &Conn, keys: &[String]) -> anyhow::Result<()> {
             Some(id) => super::logger::stdout_line(&id),
             None => {
                 // Ambiguity is said by `resolve`; anything else is absence.
-                if let Some((_, _, l)) = lists.first() {
-                    if let Err(e) = resolve(l, key) {
-                        log::error!("{e:#}");
-                    }
+                if let Some((_, _, l)) = lists.first()
+                    && let Err(e) = resolve(l, key)
+                {
+                    log::error!("{e:#}");
                 }
                 missing.push(key.clone());
             }

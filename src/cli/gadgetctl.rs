@@ -302,7 +302,7 @@ fn connect(cli: &Cli) -> anyhow::Result<Conn> {
     }
     let Some((_, channel)) = nodes.first() else {
         return Err(first_error
-            .map_or_else(|| anyhow::anyhow!("no daemon"), |e| e)
+            .unwrap_or_else(|| anyhow::anyhow!("no daemon"))
             .context("no node could be reached"));
     };
     Ok(Conn {

@@ -47,6 +47,8 @@ struct Node {
     ns: String,
     addr: String,
     daemon: Option<Child>,
+    /// The daemon's --state-dir: its own, as a node's would be.
+    state: tempfile::TempDir,
 }
 
 impl Node {
@@ -61,6 +63,7 @@ impl Node {
             ns: ns.clone(),
             addr: format!("10.231.{n}.2"),
             daemon: None,
+            state: tempfile::tempdir().unwrap(),
         };
         ip(&[
             "link", "add", &host_if, "type", "veth", "peer", "name", &ns_if, "netns", &ns,
@@ -94,6 +97,8 @@ impl Node {
             .arg("--")
             .arg(ig_bin())
             .args(["daemon", "-H", &self.address(), "--tls-insecure"])
+            .arg("--state-dir")
+            .arg(self.state.path())
             .env("IG_STORE", store().path())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -266,7 +271,15 @@ fn fanout_combines_snapshots_before_sorting() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
     let arrays: Vec<Value> = stdout.lines().map(json).collect();
-    assert_eq!(arrays.len(), 1, "one combined array: {stdout}");
+    assert_eq!(
+        arrays.len(),
+        1,
+        "one combined array, not one per node: {:?}",
+        arrays
+            .iter()
+            .map(|a| a.as_array().map_or(0, Vec::len))
+            .collect::<Vec<_>>()
+    );
     let rows = arrays[0].as_array().unwrap();
     let pids: Vec<u64> = rows.iter().map(|r| r["pid"].as_u64().unwrap()).collect();
     assert!(
