@@ -185,15 +185,27 @@ struct InstanceRunner {
 }
 
 impl super::instances::Runner for InstanceRunner {
-    fn run(&self, config: &proto::GadgetRunRequest) -> GadgetRun {
+    fn run(&self, config: &proto::GadgetRunRequest) -> Result<GadgetRun, String> {
+        use super::run::{CLI_FIELDS, CLI_OUTPUT, OCI_ANNOTATE};
+        let mut params = config.param_values.clone();
+        // What `ig run -f` reads of a manifest for its printers: an
+        // instance prints nothing (its clients do, with their flags).
+        params.remove(CLI_FIELDS);
+        params.remove(CLI_OUTPUT);
+        let annotations = match params.remove(OCI_ANNOTATE) {
+            Some(list) => ig::run::Annotation::parse_list(&list)
+                .map_err(|e| format!("parameter {OCI_ANNOTATE}: {}", error_chain(&e)))?,
+            None => Vec::new(),
+        };
         let mut run = self
             .policies
             .run(&config.image_name)
-            .params(param_values(config.param_values.clone()));
+            .params(param_values(params))
+            .annotate(annotations);
         if config.timeout > 0 {
             run = run.timeout(Duration::from_nanos(config.timeout as u64));
         }
-        run
+        Ok(run)
     }
     fn info(&self, info: &ig::run::GadgetInfo, image: &str) -> proto::GadgetInfo {
         gadget_info(info, image, &[])

@@ -430,8 +430,10 @@ impl Instance {
 
 /// What the daemon needs to run an instance.
 pub trait Runner: Send + Sync + 'static {
-    /// The run of `config`, not started.
-    fn run(&self, config: &GadgetRunRequest) -> ig::run::GadgetRun;
+    /// The run of `config`, not started; or why `config` cannot be one.
+    /// The parameters `ig run -f` takes from a manifest for itself (its
+    /// printers, annotations) are understood as it does.
+    fn run(&self, config: &GadgetRunRequest) -> Result<ig::run::GadgetRun, String>;
     /// The instance's `GadgetInfo` but for its data sources.
     fn info(&self, info: &ig::run::GadgetInfo, image: &str) -> proto::GadgetInfo;
     /// Register a started run (SIGTERM stops it); its key.
@@ -595,6 +597,7 @@ impl Instances {
         let config = gi.gadget_config.clone().expect("checked");
         self.runner
             .run(&config)
+            .map_err(Status::invalid_argument)?
             .describe()
             .map_err(|e| Status::invalid_argument(error_chain(&e)))?;
         let spec = gi.clone();
@@ -754,7 +757,14 @@ fn check(gi: &GadgetInstance) -> Result<(), Status> {
 /// until it ends, and say why it ended in its state.
 fn run_instance(inst: &Instance, runner: &dyn Runner) {
     let config = inst.spec.gadget_config.clone().unwrap_or_default();
-    let mut run = runner.run(&config);
+    let mut run = match runner.run(&config) {
+        Ok(r) => r,
+        Err(msg) => {
+            log::error!("instance {}: {msg}", inst.spec.id);
+            inst.shared.lock().expect("not poisoned").set_error(msg);
+            return;
+        }
+    };
     let info = match run.describe() {
         Ok(i) => i,
         Err(e) => {

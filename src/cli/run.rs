@@ -225,11 +225,11 @@ pub(super) fn read_manifest(source: &str, registry: &RegistryArgs) -> anyhow::Re
 /// The parameters of upstream's `cli` operator an instance spec may set
 /// (`operator.cli.fields`, `operator.cli.output`): ig's printer settings
 /// for that instance.
-const CLI_FIELDS: &str = "operator.cli.fields";
-const CLI_OUTPUT: &str = "operator.cli.output";
+pub(super) const CLI_FIELDS: &str = "operator.cli.fields";
+pub(super) const CLI_OUTPUT: &str = "operator.cli.output";
 /// Upstream's `oci` operator's `annotate` of an instance spec: the
 /// instance's annotations instead of `--annotate`'s.
-const OCI_ANNOTATE: &str = "operator.oci.annotate";
+pub(super) const OCI_ANNOTATE: &str = "operator.oci.annotate";
 
 /// An instance of `ig run -f` that cannot run, with what would help.
 #[derive(Debug, thiserror::Error)]

@@ -344,9 +344,16 @@ fn the_instance_store_under_hostile_input() {
     let manifest = dir.path().join("two.yaml");
     std::fs::write(
         &manifest,
-        "apiVersion: 1\nkind: instance-spec\nimage: trace_exec\nname: one\ntags: [x]\n---\napiVersion: 1\nkind: instance-spec\nimage: trace_open\nname: two\n",
+        "apiVersion: 1\nkind: instance-spec\nimage: trace_exec\nname: one\ntags: [x]\nparamValues:\n  operator.cli.output: json\n  operator.oci.annotate: \"exec.args:columns.hidden=true\"\n---\napiVersion: 1\nkind: instance-spec\nimage: trace_open\nname: two\n",
     )
     .unwrap();
+    // The same manifest `ig run -f` runs (issue 27: both accept the same).
+    let out = gadget_store()
+        .ig()
+        .args(["run", "-f", manifest.to_str().unwrap(), "--timeout", "1s"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "ig run -f: {}", text(&out.stderr));
     let ids = ctl_ok(&socket, &["run", "-f", manifest.to_str().unwrap()]);
     assert_eq!(ids.lines().count(), 2, "{ids}");
     wait_status(&socket, "one", "Running");
