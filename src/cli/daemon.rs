@@ -368,6 +368,9 @@ async fn serve(
     served.context("serving")
 }
 
+/// How long an attach waits for an instance that is still starting.
+const ATTACH_WAIT: Duration = Duration::from_secs(30);
+
 /// How long connections may drain after SIGTERM.
 const DRAIN: Duration = Duration::from_secs(3);
 
@@ -601,7 +604,20 @@ impl Service {
             )));
         }
         let inst = self.instances.lookup(&a.id)?;
-        let (client, rx) = inst.attach(self.buffer)?;
+        // An instance still loading (just created, or the daemon just
+        // started) is waited for, as upstream's waiting room does.
+        let end = tokio::time::Instant::now() + ATTACH_WAIT;
+        let (client, rx) = loop {
+            match inst.attach(self.buffer) {
+                Err(s)
+                    if s.code() == tonic::Code::Unavailable
+                        && tokio::time::Instant::now() < end =>
+                {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                other => break other?,
+            }
+        };
         let detach = inst.clone();
         tokio::spawn(async move {
             loop {

@@ -311,3 +311,83 @@ fn fanout_combines_snapshots_before_sorting() {
         "every row tagged with its node"
     );
 }
+
+/// Headless instances on both nodes: `run --detach` makes the same id on
+/// each, `list` has a NODE column, `attach` tags each node's events, and
+/// `delete` removes the instance from both.
+#[test]
+fn fanout_detaches_lists_attaches_and_deletes_on_every_node() {
+    require_kernel();
+    let a = Node::new(5);
+    let b = Node::new(6);
+    let dir = tempfile::tempdir().unwrap();
+    let marker = unique_program(dir.path(), "fanh");
+    let comm = marker.file_name().unwrap().to_str().unwrap().to_owned();
+    let out = gadgetctl(&[&a, &b])
+        .args([
+            "run",
+            "trace_exec",
+            "--detach",
+            "--name",
+            "both",
+            "--comm",
+            &comm,
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let id = text(&out.stdout).trim().to_owned();
+    assert_eq!(id.len(), 32, "one id for both nodes: {id}");
+    for n in [&a, &b] {
+        assert!(
+            n.state
+                .path()
+                .join("gadgets")
+                .join(format!("{id}.gadget"))
+                .exists(),
+            "stored on {}",
+            n.addr
+        );
+    }
+    let out = gadgetctl(&[&a, &b]).arg("list").output().unwrap();
+    let table = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(table.starts_with("NODE "), "{table}");
+    for n in [&a, &b] {
+        assert!(
+            table
+                .lines()
+                .any(|l| l.starts_with(n.addr.as_str()) && l.contains(&id[..12])),
+            "{table}"
+        );
+    }
+    let mut cmd = gadgetctl(&[&a, &b]);
+    cmd.args(["attach", "both", "-o", "json"]);
+    let mut attached = Running::spawn(&mut cmd);
+    let mut nodes = std::collections::BTreeSet::new();
+    attached.wait_for(
+        Duration::from_secs(20),
+        || {
+            let _ = Command::new(&marker).status();
+        },
+        |l| {
+            let (c, n) = comm_node(&json(l));
+            if c == comm {
+                nodes.insert(n);
+            }
+            nodes.len() == 2
+        },
+    );
+    drop(attached);
+    let out = gadgetctl(&[&a, &b])
+        .args(["delete", &id[..10]])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for n in [&a, &b] {
+        let left: Vec<_> = std::fs::read_dir(n.state.path().join("gadgets"))
+            .unwrap()
+            .collect();
+        assert!(left.is_empty(), "removed from {}: {left:?}", n.addr);
+    }
+}
