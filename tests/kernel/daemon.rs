@@ -41,8 +41,10 @@ impl Daemon {
             .spawn()
             .unwrap();
         let end = Instant::now() + Duration::from_secs(10);
-        while !socket.exists() {
-            assert!(Instant::now() < end, "the daemon made no socket in 10 s");
+        // Connectable, not only there: the file exists between bind(2)
+        // and listen(2), when a connect is refused.
+        while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+            assert!(Instant::now() < end, "the daemon did not listen in 10 s");
             std::thread::sleep(Duration::from_millis(20));
         }
         Self { child, socket, dir }
