@@ -32,6 +32,9 @@ use ig::run::{
 use ig_api::grpc::built_in_gadget_manager_server::{
     BuiltInGadgetManager, BuiltInGadgetManagerServer,
 };
+use ig_api::grpc::gadget_instance_manager_server::{
+    GadgetInstanceManager, GadgetInstanceManagerServer,
+};
 use ig_api::grpc::gadget_manager_server::{GadgetManager, GadgetManagerServer};
 use ig_api::proto::{
     self, DataElement, GadgetControlRequest, GadgetData, GadgetDataArray, GadgetEvent,
@@ -44,6 +47,7 @@ use tokio::sync::{mpsc, oneshot};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::args::{PullPolicy, RegistryArgs};
+use super::instances::Instances;
 use super::remote::{Address, DEFAULT_ADDRESS};
 
 /// `ig daemon`'s flags.
@@ -103,6 +107,11 @@ pub struct DaemonArgs {
     /// --allowed-gadgets`).
     #[arg(long, value_delimiter = ',', value_name = "LIST")]
     pub allowed_gadgets: Vec<String>,
+
+    /// Where headless gadget instances are kept (DIR/gadgets/ID.gadget,
+    /// upstream's layout): they run again when the daemon starts.
+    #[arg(long, default_value = "/var/lib/ig", value_name = "DIR")]
+    pub state_dir: PathBuf,
 }
 
 /// What every run of the daemon shares.
@@ -166,6 +175,49 @@ struct Service {
     policies: Arc<Policies>,
     runs: Arc<Runs>,
     buffer: usize,
+    instances: Arc<Instances>,
+}
+
+/// What headless instances need of the daemon: its policies, its list of
+/// runs (SIGTERM stops theirs too).
+struct InstanceRunner {
+    policies: Arc<Policies>,
+    runs: Arc<Runs>,
+}
+
+impl super::instances::Runner for InstanceRunner {
+    fn run(&self, config: &proto::GadgetRunRequest) -> Result<GadgetRun, String> {
+        use super::run::{CLI_FIELDS, CLI_OUTPUT, OCI_ANNOTATE};
+        let mut params = config.param_values.clone();
+        // What `ig run -f` reads of a manifest for its printers: an
+        // instance prints nothing (its clients do, with their flags).
+        params.remove(CLI_FIELDS);
+        params.remove(CLI_OUTPUT);
+        let annotations = match params.remove(OCI_ANNOTATE) {
+            Some(list) => ig::run::Annotation::parse_list(&list)
+                .map_err(|e| format!("parameter {OCI_ANNOTATE}: {}", error_chain(&e)))?,
+            None => Vec::new(),
+        };
+        let mut run = self
+            .policies
+            .run(&config.image_name)
+            .params(param_values(params))
+            .annotate(annotations);
+        if config.timeout > 0 {
+            run = run.timeout(Duration::from_nanos(config.timeout as u64));
+        }
+        Ok(run)
+    }
+    fn info(&self, info: &ig::run::GadgetInfo, image: &str) -> proto::GadgetInfo {
+        gadget_info(info, image, &[])
+    }
+    fn started(&self, stop: StopHandle) -> u64 {
+        self.runs.add(stop)
+    }
+    fn ended(&self, key: u64) {
+        self.runs.remove(key);
+        release_freed_memory();
+    }
 }
 
 /// `ig daemon`.
@@ -184,19 +236,29 @@ pub fn command(args: DaemonArgs, store: &Path, registry: &RegistryArgs) -> anyho
             "{addr}: refusing plain TCP without TLS: give --tls-key-file, --tls-cert-file and --tls-client-ca-file, or --tls-insecure to accept anyone who reaches the port"
         );
     }
-    let service = Service {
-        policies: Arc::new(Policies {
-            store: store.to_owned(),
-            pull: args.pull.into(),
-            registry: registry.config(),
-            verify: VerifyPolicy {
-                verify: args.verify_image,
-                public_keys: args.public_keys.clone(),
-                allowed_gadgets: args.allowed_gadgets.clone(),
-            },
+    let policies = Arc::new(Policies {
+        store: store.to_owned(),
+        pull: args.pull.into(),
+        registry: registry.config(),
+        verify: VerifyPolicy {
+            verify: args.verify_image,
+            public_keys: args.public_keys.clone(),
+            allowed_gadgets: args.allowed_gadgets.clone(),
+        },
+    });
+    let runs = Arc::new(Runs::default());
+    let instances = Instances::load(
+        &args.state_dir,
+        Arc::new(InstanceRunner {
+            policies: policies.clone(),
+            runs: runs.clone(),
         }),
-        runs: Arc::new(Runs::default()),
+    )?;
+    let service = Service {
+        policies,
+        runs,
         buffer: args.events_buffer_length as usize,
+        instances: instances.clone(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -206,8 +268,10 @@ pub fn command(args: DaemonArgs, store: &Path, registry: &RegistryArgs) -> anyho
         .context("starting the daemon's I/O threads")?;
     let runs = service.runs.clone();
     let served = runtime.block_on(serve(addr.clone(), &args.group, tls, service));
-    // Whatever ended the server, no run outlives it.
+    // Whatever ended the server, no run outlives it. Instances' files
+    // stay: they run again at the next start.
     runs.stop_all();
+    instances.stop_all();
     let left = runs.wait(Duration::from_secs(10));
     if left > 0 {
         log::warn!("{left} runs did not stop within 10 s");
@@ -272,7 +336,8 @@ async fn serve(
     }
     let router = builder
         .add_service(BuiltInGadgetManagerServer::new(service.clone()))
-        .add_service(GadgetManagerServer::new(service));
+        .add_service(GadgetManagerServer::new(service.clone()))
+        .add_service(GadgetInstanceManagerServer::new(service));
     let served = match &addr {
         Address::Tcp(a) => {
             let listener = tokio::net::TcpListener::bind(a)
@@ -303,6 +368,9 @@ async fn serve(
     };
     served.context("serving")
 }
+
+/// How long an attach waits for an instance that is still starting.
+const ATTACH_WAIT: Duration = Duration::from_secs(30);
 
 /// How long connections may drain after SIGTERM.
 const DRAIN: Duration = Duration::from_secs(3);
@@ -471,10 +539,8 @@ impl GadgetManager for Service {
             .ok_or_else(|| Status::invalid_argument("the stream ended before a run request"))?;
         let r = match first.event {
             Some(gadget_control_request::Event::RunRequest(r)) => r,
-            Some(gadget_control_request::Event::AttachRequest(_)) => {
-                return Err(Status::unimplemented(
-                    "gadget instances are not supported yet",
-                ));
+            Some(gadget_control_request::Event::AttachRequest(a)) => {
+                return self.attach(a, inbound).await;
             }
             _ => {
                 return Err(Status::invalid_argument(
@@ -520,6 +586,118 @@ impl GadgetManager for Service {
             control_stop.stop();
         });
         Ok(Response::new(RunStream { rx, stop }))
+    }
+}
+
+impl Service {
+    /// A client attached to a headless instance: its layout, its kept
+    /// events, then the live ones. A stop request, or the client going
+    /// away, detaches it; the instance runs on.
+    async fn attach(
+        &self,
+        a: proto::GadgetAttachRequest,
+        mut inbound: Streaming<GadgetControlRequest>,
+    ) -> Result<Response<RunStream>, Status> {
+        if a.version != API_VERSION {
+            return Err(Status::invalid_argument(format!(
+                "API version {} is not supported (this server speaks {API_VERSION})",
+                a.version
+            )));
+        }
+        let inst = self.instances.lookup(&a.id)?;
+        // An instance still loading (just created, or the daemon just
+        // started) is waited for, as upstream's waiting room does.
+        let end = tokio::time::Instant::now() + ATTACH_WAIT;
+        let (client, rx) = loop {
+            match inst.attach(self.buffer) {
+                Err(s)
+                    if s.code() == tonic::Code::Unavailable
+                        && tokio::time::Instant::now() < end =>
+                {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                other => break other?,
+            }
+        };
+        let detach = inst.clone();
+        tokio::spawn(async move {
+            loop {
+                match inbound.message().await {
+                    Ok(
+                        Some(GadgetControlRequest {
+                            event: Some(gadget_control_request::Event::StopRequest(_)),
+                        })
+                        | None,
+                    )
+                    | Err(_) => break,
+                    Ok(Some(_)) => {}
+                }
+            }
+            detach.detach(client);
+        });
+        // A handle of its own: dropping the stream must not stop the
+        // instance.
+        let stop = StopHandle::new().map_err(|e| Status::internal(format!("eventfd: {e}")))?;
+        Ok(Response::new(RunStream { rx, stop }))
+    }
+}
+
+#[tonic::async_trait]
+impl GadgetInstanceManager for Service {
+    async fn create_gadget_instance(
+        &self,
+        req: Request<proto::CreateGadgetInstanceRequest>,
+    ) -> Result<Response<proto::CreateGadgetInstanceResponse>, Status> {
+        let instances = self.instances.clone();
+        let req = req.into_inner();
+        let gi = off_runtime(move || instances.create(req)).await?;
+        log::info!("instance {} ({}) created", gi.id, gi.name);
+        Ok(Response::new(proto::CreateGadgetInstanceResponse {
+            result: 0,
+            gadget_instance: Some(gi),
+        }))
+    }
+
+    async fn list_gadget_instances(
+        &self,
+        _req: Request<proto::ListGadgetInstancesRequest>,
+    ) -> Result<Response<proto::ListGadgetInstanceResponse>, Status> {
+        Ok(Response::new(proto::ListGadgetInstanceResponse {
+            gadget_instances: self.instances.list(),
+        }))
+    }
+
+    async fn get_gadget_instance(
+        &self,
+        req: Request<proto::GadgetInstanceId>,
+    ) -> Result<Response<proto::GadgetInstance>, Status> {
+        Ok(Response::new(
+            self.instances.get(&req.into_inner().id)?.with_state(),
+        ))
+    }
+
+    async fn remove_gadget_instance(
+        &self,
+        req: Request<proto::GadgetInstanceId>,
+    ) -> Result<Response<proto::StatusResponse>, Status> {
+        let id = req.into_inner().id;
+        let instances = self.instances.clone();
+        let shown = id.clone();
+        // As upstream: a failure is the response's result, not the call's.
+        let r = match off_runtime(move || instances.remove(&id)).await {
+            Ok(()) => {
+                log::info!("instance {shown} removed");
+                proto::StatusResponse {
+                    result: 0,
+                    message: String::new(),
+                }
+            }
+            Err(s) => proto::StatusResponse {
+                result: 1,
+                message: s.message().to_owned(),
+            },
+        };
+        Ok(Response::new(r))
     }
 }
 

@@ -40,14 +40,19 @@ use ig_api::wire::{self, Decoder};
 use ig_api::{API_VERSION, INFO_VERSION, event_type, log_level};
 use prost::Message as _;
 
-use super::remote::{Address, ClientTls, DEFAULT_ADDRESS};
+use super::remote::{ClientTls, DEFAULT_ADDRESS};
 
 /// The client of `ig daemon`.
 #[derive(Debug, Parser)]
 #[command(name = "gadgetctl", version, max_term_width = 100)]
 pub struct Cli {
-    /// The daemon: unix:///PATH or tcp://IP:PORT.
-    #[arg(long, default_value = DEFAULT_ADDRESS, value_name = "ADDRESS")]
+    /// The daemon: unix:///PATH or tcp://IP:PORT. Several,
+    /// comma-separated, run the command on each (a fan-out): events carry
+    /// a `node` field, arrays of snapshotters and toppers are combined
+    /// across nodes before sort and limit, a node that fails is named on
+    /// stderr while the others go on, and the exit code is 0 only when
+    /// every node succeeded.
+    #[arg(long, default_value = DEFAULT_ADDRESS, value_name = "ADDRESS[,ADDRESS...]")]
     pub remote_address: String,
 
     /// Seconds to wait for the daemon to answer.
@@ -90,6 +95,31 @@ pub enum Cmd {
         after_help = "Examples:\n  gadgetctl run trace_exec\n  gadgetctl --remote-address tcp://10.0.0.1:9999 --tls-key-file c.key --tls-cert-file c.crt --tls-server-ca-file ca.crt run trace_exec -o json\n  gadgetctl run trace_open -F proc.comm==cat --timeout 10"
     )]
     Run(RunArgs),
+    /// List the daemon's headless gadget instances.
+    #[command(visible_aliases = ["ls", "ps"])]
+    List {
+        /// Print one JSON object a line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Details of a headless instance (YAML), with its state on each node.
+    Show {
+        /// The instance: its id, its name, or the start of its id.
+        instance: String,
+    },
+    /// Stop and remove headless instances (their files too).
+    #[command(visible_aliases = ["del", "rm"])]
+    Delete {
+        /// The instances: ids, names, or starts of ids.
+        #[arg(required = true)]
+        instances: Vec<String>,
+    },
+    /// Print the events of a headless instance: the last ones it kept
+    /// (up to 1024), then live ones, until Ctrl-C (the instance runs on).
+    #[command(
+        after_help = "Examples:\n  gadgetctl run trace_exec --detach --name execs\n  gadgetctl attach execs -o json"
+    )]
+    Attach(AttachArgs),
     /// What the daemon knows of an image: parameters and data sources.
     #[command(subcommand)]
     Image(ImageCmd),
@@ -107,9 +137,47 @@ pub enum ImageCmd {
 }
 
 #[derive(Debug, clap::Args)]
+pub struct AttachArgs {
+    /// The instance: its id, its name, or the start of its id.
+    pub instance: String,
+    /// Output mode, as `run -o`.
+    #[arg(short, long, value_name = "MODE|DS:MODE,...", value_parser = |s: &str| ig::output::OutputSpec::parse(s).map_err(|e| e.to_string()))]
+    pub output: Option<ig::output::OutputSpec>,
+    /// Fields to print (as `ig run --fields`).
+    #[arg(long, value_name = "FIELDS", value_parser = |s: &str| ig::output::FieldsSpec::parse(s).map_err(|e| e.to_string()))]
+    pub fields: Option<ig::output::FieldsSpec>,
+}
+
+#[derive(Debug, clap::Args)]
 pub struct RunArgs {
     /// The image (in the daemon's store, or pulled by it).
-    pub image: String,
+    #[arg(required_unless_present = "file")]
+    pub image: Option<String>,
+    /// Create the instances of a manifest (upstream's instance specs, as
+    /// `ig run -f` reads them; a file or - for stdin) as headless
+    /// instances of the daemon, and print their ids.
+    #[arg(short = 'f', long, value_name = "FILE|-", conflicts_with_all = ["image", "detach"])]
+    pub file: Option<String>,
+    /// Run the gadget as a headless instance of the daemon: it keeps
+    /// running without this client, and again after the daemon
+    /// restarts. Prints its id; `gadgetctl attach`, `list`, `delete`.
+    #[arg(short, long)]
+    pub detach: bool,
+    /// The instance's name (with --detach): 1 to 32 of a-z, 0-9, -, _.
+    #[arg(long, value_name = "NAME", requires = "detach")]
+    pub name: Option<String>,
+    /// The instance's tags (with --detach), comma-separated.
+    #[arg(
+        long,
+        value_name = "TAG,...",
+        value_delimiter = ',',
+        requires = "detach"
+    )]
+    pub tags: Vec<String>,
+    /// The instance's id (with --detach): 32 lowercase hex digits
+    /// [default: random].
+    #[arg(long, value_name = "ID", requires = "detach")]
+    pub id: Option<String>,
     /// Output mode, as `ig run -o`: columns, json, jsonpretty, yaml or
     /// none for every data source, or `ds:MODE,ds2:MODE` per data source.
     /// Without -o, each data source in its `cli.default-output-mode`.
@@ -138,10 +206,33 @@ fn prescan(argv: &[OsString]) -> Option<(Cli, String)> {
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
     let run = args.iter().position(|a| a == "run")?;
-    let image = args[run + 1..]
-        .iter()
-        .find(|a| !a.starts_with('-'))?
-        .clone();
+    // The first word that is not a flag or a flag's value.
+    let mut image = None;
+    let mut rest = args[run + 1..].iter();
+    while let Some(a) = rest.next() {
+        if a == "-f" || a == "--file" || a.starts_with("--file=") {
+            return None;
+        }
+        if [
+            "-o",
+            "--output",
+            "--fields",
+            "--timeout",
+            "--name",
+            "--tags",
+            "--id",
+        ]
+        .contains(&a.as_str())
+        {
+            rest.next();
+            continue;
+        }
+        if !a.starts_with('-') {
+            image = Some(a.clone());
+            break;
+        }
+    }
+    let image = image?;
     // The globals, parsed by clap with a stand-in subcommand.
     let mut globals: Vec<String> = args[..run].to_vec();
     globals.push("version".into());
@@ -165,21 +256,74 @@ fn tls_of(cli: &Cli) -> Option<ClientTls> {
     }
 }
 
-struct Conn {
-    rt: tokio::runtime::Runtime,
+/// The daemons a command talks to: every one it could connect to.
+pub(super) struct Conn {
+    pub(super) rt: tokio::runtime::Runtime,
+    /// The first node's channel (commands that ask one daemon).
     channel: tonic::transport::Channel,
+    /// Every connected node, in `--remote-address` order.
+    pub(super) nodes: Vec<(String, tonic::transport::Channel)>,
+    /// More than one address was given: events carry their node.
+    pub(super) fanout: bool,
+    /// The nodes that could not be reached (named on stderr already).
+    pub(super) failed: Vec<String>,
 }
 
 fn connect(cli: &Cli) -> anyhow::Result<Conn> {
-    let addr = Address::parse(&cli.remote_address)?;
+    let targets = super::fanout::targets(&cli.remote_address)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()?;
     let tls = tls_of(cli);
     let timeout = Duration::from_secs(cli.connection_timeout);
-    let channel = rt.block_on(super::remote::connect(&addr, tls.as_ref(), timeout))?;
-    Ok(Conn { rt, channel })
+    // Every node at once: a dead one costs one --connection-timeout.
+    let attempts: Vec<_> = targets
+        .iter()
+        .map(|t| {
+            let (addr, tls) = (t.addr.clone(), tls.clone());
+            rt.spawn(async move { super::remote::connect(&addr, tls.as_ref(), timeout).await })
+        })
+        .collect();
+    let fanout = targets.len() > 1;
+    let mut nodes = Vec::new();
+    let mut failed = Vec::new();
+    let mut first_error = None;
+    for (t, a) in targets.into_iter().zip(attempts) {
+        match rt.block_on(a).context("the connecting task")? {
+            Ok(ch) => nodes.push((t.name, ch)),
+            Err(e) if !fanout => return Err(e),
+            Err(e) => {
+                log::error!("node {}: {e:#}", t.name);
+                failed.push(t.name);
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    let Some((_, channel)) = nodes.first() else {
+        return Err(first_error
+            .unwrap_or_else(|| anyhow::anyhow!("no daemon"))
+            .context("no node could be reached"));
+    };
+    Ok(Conn {
+        channel: channel.clone(),
+        rt,
+        nodes,
+        fanout,
+        failed,
+    })
+}
+
+/// The end of a fan-out: an error naming the nodes that failed, if any.
+pub(super) fn every_node_succeeded(total: usize, failed: &[String]) -> anyhow::Result<()> {
+    if failed.is_empty() {
+        return Ok(());
+    }
+    bail!(
+        "{} of {total} nodes failed: {}",
+        failed.len(),
+        failed.join(", ")
+    )
 }
 
 fn describe(conn: &Conn, image: &str) -> anyhow::Result<proto::GadgetInfo> {
@@ -197,7 +341,11 @@ fn describe(conn: &Conn, image: &str) -> anyhow::Result<proto::GadgetInfo> {
         .context("the daemon sent no GadgetInfo")
 }
 
-fn status_error(s: tonic::Status) -> anyhow::Error {
+pub(super) fn status_error(s: tonic::Status) -> anyhow::Error {
+    status_text(s, true)
+}
+
+fn status_text(s: tonic::Status, with_hint: bool) -> anyhow::Error {
     // A connection the daemon refused (a TLS alert, plain TCP against TLS)
     // shows up on the first call as a bare "transport error": the cause is
     // in the source chain.
@@ -211,7 +359,11 @@ fn status_error(s: tonic::Status) -> anyhow::Error {
         Some(c) => format!(": {c}"),
         None => String::new(),
     };
-    let hint = super::remote::hint(&causes);
+    let hint = if with_hint {
+        super::remote::hint(&causes)
+    } else {
+        ""
+    };
     anyhow::anyhow!("the daemon: {message}{causes}{hint}")
 }
 
@@ -254,6 +406,17 @@ pub fn main() -> ExitCode {
     let result = match &cli.command {
         Cmd::Version => version(&cli),
         Cmd::Image(ImageCmd::Inspect { image }) => connect(&cli).and_then(|c| inspect(&c, image)),
+        Cmd::List { json } => connect(&cli).and_then(|c| super::ctl_instances::list(&c, *json)),
+        Cmd::Show { instance } => {
+            connect(&cli).and_then(|c| super::ctl_instances::show(&c, instance))
+        }
+        Cmd::Delete { instances } => {
+            connect(&cli).and_then(|c| super::ctl_instances::delete(&c, instances))
+        }
+        Cmd::Attach(a) => connect(&cli).and_then(|c| attach(c, a)),
+        Cmd::Run(args) if args.file.is_some() => connect(&cli).and_then(|c| {
+            super::ctl_instances::create_from_manifest(&c, args.file.as_deref().unwrap_or("-"))
+        }),
         Cmd::Run(args) => {
             let given = matches
                 .subcommand_matches("run")
@@ -263,7 +426,13 @@ pub fn main() -> ExitCode {
                 Some(c) => Ok(c),
                 None => connect(&cli),
             };
-            conn.and_then(|c| run(c, args, &given))
+            conn.and_then(|c| {
+                if args.detach {
+                    detach(&c, args, given)
+                } else {
+                    run(c, args, &given)
+                }
+            })
         }
     };
     super::logger::closing();
@@ -283,25 +452,41 @@ fn fail(e: &anyhow::Error) -> ExitCode {
 fn version(cli: &Cli) -> anyhow::Result<()> {
     super::logger::stdout_line(&format!("gadgetctl {}", env!("CARGO_PKG_VERSION")));
     let conn = connect(cli)?;
-    let mut client = BuiltInGadgetManagerClient::new(conn.channel.clone());
-    let info = conn
-        .rt
-        .block_on(client.get_info(InfoRequest {
-            version: INFO_VERSION.to_owned(),
-        }))
-        .map_err(status_error)?
-        .into_inner();
-    super::logger::stdout_line(&format!(
-        "daemon {} (API {})",
-        info.server_version, info.version
-    ));
-    if info.version != INFO_VERSION {
-        log::warn!(
-            "the daemon speaks API {}, gadgetctl {INFO_VERSION}: some requests may fail",
-            info.version
-        );
+    let mut failed = conn.failed.clone();
+    for (name, channel) in &conn.nodes {
+        let mut client = BuiltInGadgetManagerClient::new(channel.clone());
+        let info = match conn
+            .rt
+            .block_on(client.get_info(InfoRequest {
+                version: INFO_VERSION.to_owned(),
+            }))
+            .map_err(status_error)
+        {
+            Ok(i) => i.into_inner(),
+            Err(e) if !conn.fanout => return Err(e),
+            Err(e) => {
+                log::error!("node {name}: {e:#}");
+                failed.push(name.clone());
+                continue;
+            }
+        };
+        let who = if conn.fanout {
+            format!("node {name}: daemon")
+        } else {
+            "daemon".to_owned()
+        };
+        super::logger::stdout_line(&format!(
+            "{who} {} (API {})",
+            info.server_version, info.version
+        ));
+        if info.version != INFO_VERSION {
+            log::warn!(
+                "{who} speaks API {}, gadgetctl {INFO_VERSION}: some requests may fail",
+                info.version
+            );
+        }
     }
-    Ok(())
+    every_node_succeeded(conn.nodes.len() + conn.failed.len(), &failed)
 }
 
 fn inspect(conn: &Conn, image: &str) -> anyhow::Result<()> {
@@ -350,10 +535,12 @@ fn inspect(conn: &Conn, image: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// What the gRPC task hands the event loop.
+/// What the gRPC tasks hand the event loop: the node's index first.
 enum Msg {
-    Data(u32, DataElement),
-    Array(u32, Vec<DataElement>),
+    Data(usize, u32, DataElement),
+    Array(usize, u32, Vec<DataElement>),
+    /// That node's stream ended (done or failed).
+    End(usize),
 }
 
 /// The queue between the gRPC task and the loop, with an eventfd that
@@ -411,10 +598,12 @@ impl Inbox {
     }
 }
 
-/// The daemon's stream as the chain's source.
+/// The daemons' streams as the chain's source.
 struct Remote {
     layouts: Vec<proto::DataSource>,
     inbox: Arc<Inbox>,
+    /// In a fan-out, the nodes' names: each event gets a `node` field.
+    nodes: Option<Arc<Vec<String>>>,
 }
 
 struct RemoteInstance {
@@ -423,6 +612,18 @@ struct RemoteInstance {
     inbox: Arc<Inbox>,
     ended: bool,
     bad: u64,
+    /// In a fan-out: the nodes' names, each source's `node` field, and
+    /// each array source's combiner.
+    fanout: Option<FanOut>,
+}
+
+struct FanOut {
+    names: Arc<Vec<String>>,
+    fields: Vec<ig::datasource::FieldId>,
+    /// The fields' definitions in the final schemas, taken at the first
+    /// drain (setting a value needs them; no clone per event).
+    defs: Vec<ig::datasource::FieldDef>,
+    combiners: Vec<Option<super::fanout::Combiner<Event>>>,
 }
 
 impl Operator for Remote {
@@ -437,9 +638,18 @@ impl Operator for Remote {
         setup: &mut Setup,
     ) -> Result<Option<Box<dyn Instance>>, OperatorError> {
         let mut decoders = Vec::new();
+        let mut fields = Vec::new();
+        let mut combiners = Vec::new();
         for ds in &self.layouts {
-            let (b, d) =
+            let (mut b, d) =
                 Decoder::with_builder(ds).map_err(|e| OperatorError::failed("remote", e))?;
+            if let Some(names) = &self.nodes {
+                fields.push(node_field(&mut b)?);
+                combiners.push(
+                    (ds.r#type == ig_api::source_type::ARRAY)
+                        .then(|| super::fanout::Combiner::new(names.len())),
+                );
+            }
             decoders.push((setup.add_source(b), d));
         }
         Ok(Some(Box::new(RemoteInstance {
@@ -448,8 +658,40 @@ impl Operator for Remote {
             inbox: self.inbox,
             ended: false,
             bad: 0,
+            fanout: self.nodes.map(|names| FanOut {
+                names,
+                fields,
+                defs: Vec::new(),
+                combiners,
+            }),
         })))
     }
+}
+
+/// The `node` field of a fan-out, the first column.
+fn node_field(
+    b: &mut ig::datasource::SchemaBuilder,
+) -> Result<ig::datasource::FieldId, OperatorError> {
+    let id = b
+        .add_owned(
+            super::fanout::NODE_FIELD.to_owned(),
+            ig::datasource::FieldKind::String,
+            None,
+        )
+        .map_err(|e| OperatorError::failed("remote", e))?;
+    let n = b.schema().fields().len();
+    for i in 0..n {
+        let f = b.field_mut(ig::datasource::FieldId(i as u16));
+        f.order = f.order.saturating_add(1);
+    }
+    let f = b.field_mut(id);
+    f.order = 0;
+    f.annotations.insert("columns.width".into(), "16".into());
+    f.annotations.insert(
+        "description".into(),
+        "The node (daemon) the event comes from".into(),
+    );
+    Ok(id)
 }
 
 impl Instance for RemoteInstance {
@@ -475,17 +717,30 @@ impl Source for RemoteInstance {
                 .iter()
                 .map(|(id, _)| Some(Event::new(out.schema(*id))))
                 .collect();
+            if let Some(f) = self.fanout.as_mut() {
+                f.defs = self
+                    .decoders
+                    .iter()
+                    .zip(&f.fields)
+                    .map(|((sid, _), fid)| out.schema(*sid).field(*fid).clone())
+                    .collect();
+            }
         }
         for m in msgs {
-            let (id, elements) = match m {
-                Msg::Data(id, el) => (id, vec![el]),
-                Msg::Array(id, els) => (id, els),
+            let (node, id, elements) = match m {
+                Msg::Data(node, id, el) => (node, id, vec![el]),
+                Msg::Array(node, id, els) => (node, id, els),
+                Msg::End(node) => {
+                    self.node_ended(node, out);
+                    continue;
+                }
             };
             let Some(i) = self.decoders.iter().position(|(_, d)| d.id == id) else {
                 self.bad += 1;
                 continue;
             };
             let (sid, d) = &self.decoders[i];
+            let node_field = self.fanout.as_ref().map(|f| (&f.defs[i], &f.names[node]));
             let is_array =
                 elements.len() != 1 || out.schema(*sid).kind == ig::datasource::SourceKind::Array;
             if is_array {
@@ -493,18 +748,44 @@ impl Source for RemoteInstance {
                 for el in &elements {
                     let mut ev = Event::new(out.schema(*sid));
                     if d.decode(el, &mut ev).is_ok() {
+                        if let Some((f, name)) = &node_field {
+                            ev.set_str(f, name);
+                        }
                         evs.push(ev);
                     } else {
                         self.bad += 1;
                     }
                 }
-                out.array(*sid, &mut evs);
+                let sid = *sid;
+                match self.fanout.as_mut().and_then(|f| f.combiners[i].as_mut()) {
+                    Some(c) => {
+                        for mut round in c.add(node, evs) {
+                            out.array(sid, &mut round);
+                        }
+                    }
+                    None => out.array(sid, &mut evs),
+                }
             } else if let Some(ev) = self.events[i].as_mut() {
                 match d.decode(&elements[0], ev) {
-                    Ok(()) => out.event(*sid, ev),
+                    Ok(()) => {
+                        if let Some((f, name)) = &node_field {
+                            ev.set_str(f, name);
+                        }
+                        out.event(*sid, ev);
+                    }
                     Err(e) => {
                         self.bad += 1;
                         log::debug!("an event the layout does not fit: {e}");
+                    }
+                }
+            }
+        }
+        if ended {
+            // What the combiners still hold goes out before the end.
+            if let Some(f) = self.fanout.as_mut() {
+                for (i, c) in f.combiners.iter_mut().enumerate() {
+                    if let Some(mut round) = c.as_mut().and_then(|c| c.flush()) {
+                        out.array(self.decoders[i].0, &mut round);
                     }
                 }
             }
@@ -518,50 +799,179 @@ impl Source for RemoteInstance {
     }
 }
 
+impl RemoteInstance {
+    /// A node stopped streaming: the rounds that waited for it go out.
+    fn node_ended(&mut self, node: usize, out: &mut Dispatch) {
+        let Some(f) = self.fanout.as_mut() else {
+            return;
+        };
+        for (i, c) in f.combiners.iter_mut().enumerate() {
+            if let Some(mut round) = c.as_mut().and_then(|c| c.ended(node)) {
+                out.array(self.decoders[i].0, &mut round);
+            }
+        }
+    }
+}
+
+/// One node's run as it started: its control channel, its stream, and
+/// the layout it sent first.
+struct Started {
+    node: usize,
+    ctl: tokio::sync::mpsc::Sender<GadgetControlRequest>,
+    stream: tonic::Streaming<proto::GadgetEvent>,
+    info: proto::GadgetInfo,
+}
+
+/// Start the run on one node: the request, then the layout (logs may come
+/// before it).
+async fn start_on(
+    node: usize,
+    channel: tonic::transport::Channel,
+    request: GadgetControlRequest,
+    name: Option<String>,
+) -> anyhow::Result<Started> {
+    let (ctl, ctl_rx) = tokio::sync::mpsc::channel(4);
+    ctl.try_send(request).expect("an empty channel");
+    let mut client = GadgetManagerClient::new(channel);
+    let mut stream = client
+        .run_gadget(tokio_stream::wrappers::ReceiverStream::new(ctl_rx))
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    loop {
+        match stream.message().await {
+            Ok(Some(ev)) if ev.r#type == event_type::GADGET_INFO => {
+                let info = proto::GadgetInfo::decode(ev.payload.as_slice())
+                    .context("decoding the run's GadgetInfo")?;
+                return Ok(Started {
+                    node,
+                    ctl,
+                    stream,
+                    info,
+                });
+            }
+            Ok(Some(ev)) => log_remote_of(name.as_deref(), &ev),
+            Ok(None) => bail!("the daemon ended the run before it started"),
+            Err(s) => return Err(status_error(s)),
+        }
+    }
+}
+
+fn timeout_ns(timeout: Option<u64>) -> i64 {
+    timeout.map_or(0, |t| {
+        i64::try_from(t.saturating_mul(1_000_000_000)).unwrap_or(i64::MAX)
+    })
+}
+
+/// `run --detach`: the gadget as a headless instance of every node.
+fn detach(conn: &Conn, args: &RunArgs, given: Vec<(String, String)>) -> anyhow::Result<()> {
+    super::ctl_instances::create(
+        conn,
+        &[super::ctl_instances::NewInstance {
+            image: args.image.clone().unwrap_or_default(),
+            name: args.name.clone(),
+            id: args.id.clone(),
+            tags: args.tags.clone(),
+            params: given.into_iter().collect(),
+            timeout_ns: timeout_ns(args.timeout),
+        }],
+    )
+}
+
+/// `attach`: a headless instance's events, as `run` prints them.
+fn attach(conn: Conn, args: &AttachArgs) -> anyhow::Result<()> {
+    let request = GadgetControlRequest {
+        event: Some(gadget_control_request::Event::AttachRequest(
+            proto::GadgetAttachRequest {
+                id: args.instance.clone(),
+                version: API_VERSION,
+            },
+        )),
+    };
+    stream(conn, request, args.output.clone(), args.fields.clone(), &[])
+}
+
 fn run(conn: Conn, args: &RunArgs, given: &[(String, String)]) -> anyhow::Result<()> {
     let (client_given, server_given): (Vec<_>, Vec<_>) =
         given.iter().cloned().partition(|(k, _)| is_client_param(k));
-    let (ctl_tx, ctl_rx) = tokio::sync::mpsc::channel(4);
     let request = GadgetControlRequest {
         event: Some(gadget_control_request::Event::RunRequest(
             GadgetRunRequest {
-                image_name: args.image.clone(),
+                image_name: args.image.clone().unwrap_or_default(),
                 param_values: server_given.into_iter().collect(),
                 args: Vec::new(),
                 version: API_VERSION,
                 log_level: log_level::INFO,
-                timeout: args.timeout.map_or(0, |t| {
-                    i64::try_from(t.saturating_mul(1_000_000_000)).unwrap_or(i64::MAX)
-                }),
+                timeout: timeout_ns(args.timeout),
             },
         )),
     };
-    ctl_tx.try_send(request).expect("an empty channel");
-    let mut client = GadgetManagerClient::new(conn.channel.clone());
-    let mut stream = conn
-        .rt
-        .block_on(client.run_gadget(tokio_stream::wrappers::ReceiverStream::new(ctl_rx)))
-        .map_err(status_error)?
-        .into_inner();
-    // The layout comes first; logs may come before it.
-    let info = conn.rt.block_on(async {
-        loop {
-            match stream.message().await {
-                Ok(Some(ev)) if ev.r#type == event_type::GADGET_INFO => {
-                    return proto::GadgetInfo::decode(ev.payload.as_slice())
-                        .context("decoding the run's GadgetInfo");
-                }
-                Ok(Some(ev)) => log_remote(&ev),
-                Ok(None) => bail!("the daemon ended the run before it started"),
-                Err(s) => return Err(status_error(s)),
+    stream(
+        conn,
+        request,
+        args.output.clone(),
+        args.fields.clone(),
+        &client_given,
+    )
+}
+
+/// The streams of `request` (a run or an attach) on every node, through
+/// the local chain to stdout.
+fn stream(
+    conn: Conn,
+    request: GadgetControlRequest,
+    output: Option<ig::output::OutputSpec>,
+    fields: Option<ig::output::FieldsSpec>,
+    client_given: &[(String, String)],
+) -> anyhow::Result<()> {
+    let names: Arc<Vec<String>> = Arc::new(conn.nodes.iter().map(|(n, _)| n.clone()).collect());
+    let total = names.len() + conn.failed.len();
+    let mut failed = conn.failed.clone();
+    // Every node at once.
+    let starting: Vec<_> = conn
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(i, (name, ch))| {
+            let name = conn.fanout.then(|| name.clone());
+            conn.rt
+                .spawn(start_on(i, ch.clone(), request.clone(), name))
+        })
+        .collect();
+    let mut started: Vec<Started> = Vec::new();
+    for (i, s) in starting.into_iter().enumerate() {
+        match conn.rt.block_on(s).context("the starting task")? {
+            Ok(s) => started.push(s),
+            Err(e) if !conn.fanout => return Err(e),
+            Err(e) => {
+                log::error!("node {}: {e:#}", names[i]);
+                failed.push(names[i].clone());
             }
         }
-    })?;
+    }
+    let Some(first) = started.first() else {
+        bail!("the run started on no node");
+    };
+    let info = first.info.clone();
+    let first_node = first.node;
     // Checked here, so that a layout we cannot use is an error before
     // anything is printed.
     for ds in &info.data_sources {
         Decoder::new(ds).context("the run's layout")?;
     }
+    // One chain decodes every node's events: their layouts must agree.
+    started.retain(|s| {
+        if s.info.data_sources == info.data_sources {
+            return true;
+        }
+        log::error!(
+            "node {}: its layout differs from node {}'s: is the image the same on both?",
+            names[s.node],
+            names[first_node]
+        );
+        failed.push(names[s.node].clone());
+        false
+    });
     let arrays: Vec<u32> = info
         .data_sources
         .iter()
@@ -570,51 +980,26 @@ fn run(conn: Conn, args: &RunArgs, given: &[(String, String)]) -> anyhow::Result
         .collect();
     let inbox = Arc::new(Inbox::new()?);
     let stop = StopHandle::new()?;
-    // The stream, on the runtime: into the inbox until it ends.
-    let task_inbox = inbox.clone();
-    let reader = conn.rt.spawn(async move {
-        let mut expected: u32 = 1;
-        let mut lost: u64 = 0;
-        let result = loop {
-            match stream.message().await {
-                Ok(Some(ev)) if ev.r#type == event_type::DATA => {
-                    if ev.seq > expected {
-                        lost += u64::from(ev.seq - expected);
-                        log::warn!(
-                            "expected seq {expected}, got {}: {} events dropped by the daemon",
-                            ev.seq,
-                            ev.seq - expected
-                        );
-                    }
-                    expected = ev.seq.wrapping_add(1);
-                    let id = ev.data_source_id;
-                    // The source's type says which message it is (an
-                    // array decodes as a GadgetData too).
-                    if arrays.contains(&id) {
-                        match GadgetDataArray::decode(ev.payload.as_slice()) {
-                            Ok(a) => task_inbox.push(Msg::Array(id, a.data_array)),
-                            Err(e) => log::warn!("an event that does not decode: {e}"),
-                        }
-                    } else {
-                        match GadgetData::decode(ev.payload.as_slice()) {
-                            Ok(GadgetData { data: Some(el), .. }) => {
-                                task_inbox.push(Msg::Data(id, el));
-                            }
-                            Ok(_) => log::warn!("an event without data"),
-                            Err(e) => log::warn!("an event that does not decode: {e}"),
-                        }
-                    }
-                }
-                Ok(Some(ev)) => log_remote(&ev),
-                Ok(None) => break Ok(lost),
-                Err(s) => break Err(status_error(s)),
-            }
-        };
-        task_inbox.end();
-        result
-    });
-    // Ctrl-C or SIGTERM: ask the daemon to stop; its stream then ends,
-    // and with it the loop.
+    // Each stream, on the runtime: into the inbox until it ends; the last
+    // one to end ends the inbox.
+    let streaming = Arc::new(std::sync::atomic::AtomicUsize::new(started.len()));
+    let mut controls = Vec::new();
+    let mut readers = Vec::new();
+    for s in started {
+        controls.push(s.ctl);
+        let node = s.node;
+        let reader = conn.rt.spawn(read_stream(
+            s.stream,
+            node,
+            arrays.clone(),
+            inbox.clone(),
+            streaming.clone(),
+            conn.fanout.then(|| names[node].clone()),
+        ));
+        readers.push((node, reader));
+    }
+    // Ctrl-C or SIGTERM: ask the daemons to stop; their streams then end,
+    // and with them the loop.
     let signal_stop = StopHandle::new()?;
     let watcher_stop = signal_stop.clone();
     conn.rt.spawn(async move {
@@ -627,20 +1012,23 @@ fn run(conn: Conn, args: &RunArgs, given: &[(String, String)]) -> anyhow::Result
                 }
             } => {}
         }
-        let _ = ctl_tx
-            .send(GadgetControlRequest {
-                event: Some(gadget_control_request::Event::StopRequest(
-                    proto::GadgetStopRequest {},
-                )),
-            })
-            .await;
+        for ctl_tx in controls {
+            let _ = ctl_tx
+                .send(GadgetControlRequest {
+                    event: Some(gadget_control_request::Event::StopRequest(
+                        proto::GadgetStopRequest {},
+                    )),
+                })
+                .await;
+        }
         watcher_stop.stop();
     });
-    // The local chain: the stream as a source, then ig's filters, sort,
+    // The local chain: the streams as a source, then ig's filters, sort,
     // limit and printers.
     let mut ops: Vec<Box<dyn Operator>> = vec![Box::new(Remote {
         layouts: info.data_sources.clone(),
         inbox: inbox.clone(),
+        nodes: conn.fanout.then(|| names.clone()),
     })];
     ops.extend(
         ig::operators::catalog()
@@ -652,13 +1040,13 @@ fn run(conn: Conn, args: &RunArgs, given: &[(String, String)]) -> anyhow::Result
     let dropped = writer.dropped();
     let terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
     ops.push(Box::new(
-        ig::output::OutputOperator::new(args.output.clone().unwrap_or_default(), writer)
+        ig::output::OutputOperator::new(output.unwrap_or_default(), writer)
             .on_terminal(terminal)
-            .with_fields(args.fields.clone(), false)
+            .with_fields(fields, false)
             .with_boot_offset(ig::operators::formatters::boot_offset_ns()),
     ));
     let specs: Vec<ParamSpec> = ops.iter().flat_map(|o| o.params()).collect();
-    let values = ParamValues::resolve(&specs, &client_given)
+    let values = ParamValues::resolve(&specs, client_given)
         .map_err(|(name, e)| anyhow::anyhow!("--{name}: {e}"))?;
     let mut pipeline = Pipeline::build(ops, &values).context("the local chain")?;
     pipeline.start().context("starting the local chain")?;
@@ -688,25 +1076,95 @@ fn run(conn: Conn, args: &RunArgs, given: &[(String, String)]) -> anyhow::Result
         super::run::log_notice(None, &n)
     });
     pipeline.stop().ok();
-    let lost = conn.rt.block_on(reader).context("the stream's task")??;
+    let mut lost = 0;
+    for (node, reader) in readers {
+        match conn.rt.block_on(reader).context("the stream's task")? {
+            Ok(n) => lost += n,
+            Err(e) if !conn.fanout => return Err(e),
+            // Named on stderr when it happened.
+            Err(_) => failed.push(names[node].clone()),
+        }
+    }
     reason.context("running the local chain")?;
     if lost > 0 {
         log::warn!("events lost during this run: {lost} dropped by the daemon");
     }
-    Ok(())
+    every_node_succeeded(total, &failed)
 }
 
-/// A log event of the daemon, on stderr at its level.
-fn log_remote(ev: &proto::GadgetEvent) {
+/// One node's stream into the inbox, until it ends; the count of events
+/// the daemon dropped, or how the stream failed. In a fan-out (`node`
+/// named), a failure is said on stderr at once: the other nodes go on.
+async fn read_stream(
+    mut stream: tonic::Streaming<proto::GadgetEvent>,
+    node: usize,
+    arrays: Vec<u32>,
+    inbox: Arc<Inbox>,
+    streaming: Arc<std::sync::atomic::AtomicUsize>,
+    name: Option<String>,
+) -> anyhow::Result<u64> {
+    let mut expected: u32 = 1;
+    let mut lost: u64 = 0;
+    let result = loop {
+        match stream.message().await {
+            Ok(Some(ev)) if ev.r#type == event_type::DATA => {
+                if ev.seq > expected {
+                    lost += u64::from(ev.seq - expected);
+                    log::warn!(
+                        "expected seq {expected}, got {}: {} events dropped by the daemon",
+                        ev.seq,
+                        ev.seq - expected
+                    );
+                }
+                expected = ev.seq.wrapping_add(1);
+                let id = ev.data_source_id;
+                // The source's type says which message it is (an
+                // array decodes as a GadgetData too).
+                if arrays.contains(&id) {
+                    match GadgetDataArray::decode(ev.payload.as_slice()) {
+                        Ok(a) => inbox.push(Msg::Array(node, id, a.data_array)),
+                        Err(e) => log::warn!("an event that does not decode: {e}"),
+                    }
+                } else {
+                    match GadgetData::decode(ev.payload.as_slice()) {
+                        Ok(GadgetData { data: Some(el), .. }) => {
+                            inbox.push(Msg::Data(node, id, el));
+                        }
+                        Ok(_) => log::warn!("an event without data"),
+                        Err(e) => log::warn!("an event that does not decode: {e}"),
+                    }
+                }
+            }
+            Ok(Some(ev)) => log_remote_of(name.as_deref(), &ev),
+            Ok(None) => break Ok(lost),
+            // In a fan-out, a node that dies mid-run is the likely cause:
+            // not the hints about refused connections.
+            Err(s) => break Err(status_text(s, name.is_none())),
+        }
+    };
+    if let (Some(n), Err(e)) = (&name, &result) {
+        log::error!("node {n}: {e:#}; the other nodes go on");
+    }
+    inbox.push(Msg::End(node));
+    if streaming.fetch_sub(1, std::sync::atomic::Ordering::AcqRel) == 1 {
+        inbox.end();
+    }
+    result
+}
+
+/// A log event of the daemon of `node` (in a fan-out), on stderr at its
+/// level.
+fn log_remote_of(node: Option<&str>, ev: &proto::GadgetEvent) {
     let Some(level) = event_type::log_level_of(ev.r#type) else {
         log::debug!("ignoring an event of type {}", ev.r#type);
         return;
     };
     let msg = String::from_utf8_lossy(&ev.payload);
+    let who = node.map_or_else(|| "daemon".to_owned(), |n| format!("node {n}"));
     match level {
-        0..=log_level::ERROR => log::error!("daemon: {msg}"),
-        log_level::WARN => log::warn!("daemon: {msg}"),
-        log_level::INFO => log::info!("daemon: {msg}"),
-        _ => log::debug!("daemon: {msg}"),
+        0..=log_level::ERROR => log::error!("{who}: {msg}"),
+        log_level::WARN => log::warn!("{who}: {msg}"),
+        log_level::INFO => log::info!("{who}: {msg}"),
+        _ => log::debug!("{who}: {msg}"),
     }
 }

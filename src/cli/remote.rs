@@ -159,7 +159,10 @@ pub fn causes(e: &(dyn std::error::Error + 'static)) -> String {
 pub fn hint(causes: &str) -> &'static str {
     if causes.contains("fatal alert") && !causes.contains("invalid peer certificate") {
         " (the daemon refused the TLS handshake: does its --tls-client-ca-file sign this client's certificate?)"
-    } else if causes.contains("broken pipe") || causes.contains("connection reset") {
+    } else if ["broken pipe", "connection reset", "connection closed"]
+        .iter()
+        .any(|m| causes.contains(m))
+    {
         " (the daemon closed the connection: it did not accept this client's TLS certificate, or it serves TLS and this client did not use it)"
     } else if [
         "frame with invalid size",

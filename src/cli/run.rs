@@ -201,7 +201,7 @@ const MAX_MANIFEST: usize = 1 << 20;
 
 /// The text of the manifest at `source`: a file, an http(s) URL, or `-`
 /// for standard input.
-fn read_manifest(source: &str, registry: &RegistryArgs) -> anyhow::Result<String> {
+pub(super) fn read_manifest(source: &str, registry: &RegistryArgs) -> anyhow::Result<String> {
     use std::io::Read as _;
     let too_large = || anyhow::anyhow!("larger than {MAX_MANIFEST} bytes");
     let bytes = if source == "-" {
@@ -233,11 +233,11 @@ fn read_manifest(source: &str, registry: &RegistryArgs) -> anyhow::Result<String
 /// The parameters of upstream's `cli` operator an instance spec may set
 /// (`operator.cli.fields`, `operator.cli.output`): ig's printer settings
 /// for that instance.
-const CLI_FIELDS: &str = "operator.cli.fields";
-const CLI_OUTPUT: &str = "operator.cli.output";
+pub(super) const CLI_FIELDS: &str = "operator.cli.fields";
+pub(super) const CLI_OUTPUT: &str = "operator.cli.output";
 /// Upstream's `oci` operator's `annotate` of an instance spec: the
 /// instance's annotations instead of `--annotate`'s.
-const OCI_ANNOTATE: &str = "operator.oci.annotate";
+pub(super) const OCI_ANNOTATE: &str = "operator.oci.annotate";
 
 /// An instance of `ig run -f` that cannot run, with what would help.
 #[derive(Debug, thiserror::Error)]

@@ -33,14 +33,18 @@ impl Daemon {
         let child = gadget_store()
             .ig()
             .args(["daemon", "-H", &format!("unix://{}", socket.display())])
+            .arg("--state-dir")
+            .arg(dir.path().join("state"))
             .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
         let end = Instant::now() + Duration::from_secs(10);
-        while !socket.exists() {
-            assert!(Instant::now() < end, "the daemon made no socket in 10 s");
+        // Connectable, not only there: the file exists between bind(2)
+        // and listen(2), when a connect is refused.
+        while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+            assert!(Instant::now() < end, "the daemon did not listen in 10 s");
             std::thread::sleep(Duration::from_millis(20));
         }
         Self { child, socket, dir }
@@ -62,6 +66,8 @@ impl Daemon {
         let mut child = gadget_store()
             .ig()
             .args(["daemon", "-H", &address])
+            .arg("--state-dir")
+            .arg(dir.path().join("state"))
             .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -115,7 +121,7 @@ impl Drop for Daemon {
 }
 
 /// The BPF objects `pid` holds descriptors of, as `kind:id`.
-fn held_by(pid: u32) -> BTreeSet<String> {
+pub(super) fn held_by(pid: u32) -> BTreeSet<String> {
     let mut ids = BTreeSet::new();
     let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
         return ids;
@@ -148,7 +154,7 @@ fn exists(object: &str) -> bool {
 }
 
 /// Wait until the daemon holds no BPF object and none of `seen` exists.
-fn assert_nothing_loaded(pid: u32, seen: &BTreeSet<String>, what: &str) {
+pub(super) fn assert_nothing_loaded(pid: u32, seen: &BTreeSet<String>, what: &str) {
     let end = Instant::now() + Duration::from_secs(5);
     loop {
         let held = held_by(pid);

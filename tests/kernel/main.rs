@@ -12,6 +12,8 @@ mod common;
 mod compat_load;
 mod daemon;
 mod examples;
+mod fanout;
+mod headless;
 mod instances;
 mod operators;
 mod output_modes;

@@ -28,7 +28,7 @@ use crate::metadata::GadgetMetadata;
 use crate::pipeline::Operator;
 
 pub mod annotations;
-mod calendar;
+pub mod calendar;
 pub mod cgroup;
 pub mod ebpf;
 pub mod ebpfstats;
