@@ -403,6 +403,69 @@ pub struct RunArgs {
         help_heading = "OpenTelemetry Metrics"
     )]
     pub otel_metrics_export_internals: bool,
+
+    /// Push the metrics of data sources annotated `metrics.collect` to
+    /// the OTLP exporter NAME of the config file
+    /// (`operator.otel-metrics.exporters.NAME: {exporter: otlp-http,
+    /// endpoint: http://127.0.0.1:4318, headers: {…}, insecure, interval:
+    /// 60s, temporality: cumulative|delta}`), every interval and once more
+    /// at the stop.
+    #[arg(long, value_name = "NAME", help_heading = "OpenTelemetry Metrics")]
+    pub otel_metrics_exporter: Option<String>,
+
+    /// Push every event as an OTLP log record to the exporter NAME of the
+    /// config file (`operator.otel-logs.exporters.NAME`, as for metrics;
+    /// interval: the longest a record waits, 1s by default):
+    /// `NAME` for every data source, or `ds:NAME[,ds2:NAME2]`.
+    #[arg(long, value_name = "[DS:]NAME", help_heading = "OpenTelemetry Logs")]
+    pub otel_logs_exporter: Option<String>,
+
+    /// Write every event as a line to --logs-channel (config:
+    /// operator.logs.enabled), as upstream's logs operator: JSON
+    /// `{"type":"gadget-data","seq":N,"gadget":…,"datasource":…,
+    /// "timestamp":…,"data":{…}}` or logfmt. Written by a thread of its
+    /// own: a writer that cannot keep up costs dropped lines, counted and
+    /// reported, never a slower run.
+    #[arg(long, help_heading = "Logs")]
+    pub logs_enabled: bool,
+
+    /// stdout, stderr or file (config: operator.logs.channel).
+    #[arg(long, value_name = "CHANNEL", default_value = "stderr", help_heading = "Logs")]
+    pub logs_channel: String,
+
+    /// The log file of the file channel (config: operator.logs.filename).
+    /// It is rotated by size; SIGHUP closes and reopens it by its name
+    /// (after `logrotate` moved it away).
+    #[arg(long, value_name = "FILE", help_heading = "Logs")]
+    pub logs_filename: Option<String>,
+
+    /// json or logfmt (config: operator.logs.format).
+    #[arg(long, value_name = "FORMAT", default_value = "json", help_heading = "Logs")]
+    pub logs_format: String,
+
+    /// all, or detached: only runs detached from their client, which `ig
+    /// run` never is (config: operator.logs.mode).
+    #[arg(long, value_name = "MODE", default_value = "all", help_heading = "Logs")]
+    pub logs_mode: String,
+
+    /// Rotate the log file before it passes this size (config:
+    /// operator.logs.max-size-mb).
+    #[arg(long, value_name = "MiB", default_value = "100", help_heading = "Logs")]
+    pub logs_max_size_mb: String,
+
+    /// Rotated files kept, the oldest removed first; 0 keeps all (config:
+    /// operator.logs.max-backups).
+    #[arg(long, value_name = "N", default_value = "3", help_heading = "Logs")]
+    pub logs_max_backups: String,
+
+    /// Remove rotated files older than this; 0 keeps them (config:
+    /// operator.logs.max-age-days).
+    #[arg(long, value_name = "DAYS", default_value = "0", help_heading = "Logs")]
+    pub logs_max_age_days: String,
+
+    /// Gzip rotated files (config: operator.logs.compress).
+    #[arg(long, help_heading = "Logs")]
+    pub logs_compress: bool,
 }
 
 /// One `--annotate` value: its entries.
