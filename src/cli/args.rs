@@ -132,7 +132,13 @@ pub enum Command {
     ///
     /// Keys are upstream's: `verbose`, `auto-mount-filesystems`, and
     /// `operator.oci.{authfile,insecure-registries,pull,verify-image,public-keys,allowed-gadgets}`,
-    /// and ig's own `operator.oci.registry-timeout` (a duration: `30s`).
+    /// and ig's own `operator.oci.registry-timeout` (a duration: `30s`);
+    /// `operator.otel-metrics.{otel-metrics-listen,otel-metrics-listen-address,otel-metrics-export-internals}`;
+    /// `operator.logs.{enabled,channel,filename,format,mode,max-size-mb,max-backups,max-age-days,compress}`
+    /// (flags `--logs-*`). OTLP exporters are mappings under
+    /// `operator.otel-metrics.exporters.NAME` and
+    /// `operator.otel-logs.exporters.NAME` (`exporter: otlp-http`,
+    /// `endpoint`, `headers`, `insecure`, `interval`, `temporality`).
     /// The two lists (`insecure-registries`, `allowed-gadgets`) and
     /// `public-keys` (each entry a key file or the PEM text) take a YAML
     /// list. An environment variable names a key in capitals with `.` and
@@ -430,7 +436,12 @@ pub struct RunArgs {
     pub logs_enabled: bool,
 
     /// stdout, stderr or file (config: operator.logs.channel).
-    #[arg(long, value_name = "CHANNEL", default_value = "stderr", help_heading = "Logs")]
+    #[arg(
+        long,
+        value_name = "CHANNEL",
+        default_value = "stderr",
+        help_heading = "Logs"
+    )]
     pub logs_channel: String,
 
     /// The log file of the file channel (config: operator.logs.filename).
@@ -440,12 +451,22 @@ pub struct RunArgs {
     pub logs_filename: Option<String>,
 
     /// json or logfmt (config: operator.logs.format).
-    #[arg(long, value_name = "FORMAT", default_value = "json", help_heading = "Logs")]
+    #[arg(
+        long,
+        value_name = "FORMAT",
+        default_value = "json",
+        help_heading = "Logs"
+    )]
     pub logs_format: String,
 
     /// all, or detached: only runs detached from their client, which `ig
     /// run` never is (config: operator.logs.mode).
-    #[arg(long, value_name = "MODE", default_value = "all", help_heading = "Logs")]
+    #[arg(
+        long,
+        value_name = "MODE",
+        default_value = "all",
+        help_heading = "Logs"
+    )]
     pub logs_mode: String,
 
     /// Rotate the log file before it passes this size (config:

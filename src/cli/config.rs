@@ -656,13 +656,11 @@ pub fn exporters(
             let value = match v {
                 Value::Mapping(m) => SettingValue::Map(
                     m.iter()
-                        .map(|(hk, hv)| {
-                            match (scalar(hk), scalar(hv)) {
-                                (Some(hk), Some(hv)) => Ok((hk, hv)),
-                                _ => Err(anyhow::anyhow!(
-                                    "{key}.{name}.{k}: a mapping of plain values is expected"
-                                )),
-                            }
+                        .map(|(hk, hv)| match (scalar(hk), scalar(hv)) {
+                            (Some(hk), Some(hv)) => Ok((hk, hv)),
+                            _ => Err(anyhow::anyhow!(
+                                "{key}.{name}.{k}: a mapping of plain values is expected"
+                            )),
                         })
                         .collect::<anyhow::Result<_>>()?,
                 ),
@@ -953,7 +951,28 @@ mod tests {
         };
         assert_eq!(
             strings(&c.apply(&argv("run x"), true, &|_| None).unwrap()),
-            ["ig", "--registry-timeout=30s", "run", "x", "--pull=missing"]
+            [
+                "ig",
+                "--registry-timeout=30s",
+                "run",
+                "x",
+                "--pull=missing",
+                "--logs-channel=stderr",
+                "--logs-format=json",
+                "--logs-mode=all",
+                "--logs-max-size-mb=100",
+                "--logs-max-backups=3",
+                "--logs-max-age-days=0",
+                "--otel-metrics-listen-address=0.0.0.0:2224",
+            ]
         );
+    }
+
+    #[test]
+    fn exporters_are_not_unknown_keys() {
+        let c = config(
+            "operator:\n  otel-metrics:\n    exporters:\n      col: {exporter: otlp-http, headers: {a: b}}\n  logs: {enabled: true}",
+        );
+        assert!(c.unknown_keys().is_empty(), "{:?}", c.unknown_keys());
     }
 }

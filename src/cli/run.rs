@@ -155,7 +155,11 @@ pub fn start_otlp(
             .context("--otel-metrics-exporter")?;
         let producer = ig::otlp::metrics::producer(registry.clone(), c.temporality);
         let e = Exporter::start(&c, Signal::Metrics, Some(producer), Some(registry.clone()))?;
-        log::debug!("pushing metrics to {} every {:?}", c.url(Signal::Metrics), c.interval);
+        log::debug!(
+            "pushing metrics to {} every {:?}",
+            c.url(Signal::Metrics),
+            c.interval
+        );
         otlp.exporters.push(e);
     }
     if let Some(spec) = &args.otel_logs_exporter {
@@ -224,7 +228,12 @@ pub fn finish_otlp(otlp: Otlp) {
                 e.sent()
             );
         } else {
-            log::debug!("OTLP exporter {}: {} {} sent", e.name(), e.sent(), e.items());
+            log::debug!(
+                "OTLP exporter {}: {} {} sent",
+                e.name(),
+                e.sent(),
+                e.items()
+            );
         }
     }
 }
@@ -255,7 +264,10 @@ pub fn serve_metrics(
 pub fn logs_config(args: &RunArgs) -> anyhow::Result<Option<ig::operators::logs::LogsConfig>> {
     let mut c = ig::operators::logs::LogsConfig::default();
     let flags: [(&str, Option<&str>); 9] = [
-        ("enabled", Some(if args.logs_enabled { "true" } else { "false" })),
+        (
+            "enabled",
+            Some(if args.logs_enabled { "true" } else { "false" }),
+        ),
         ("channel", Some(&args.logs_channel)),
         ("filename", args.logs_filename.as_deref()),
         ("format", Some(&args.logs_format)),
@@ -263,11 +275,15 @@ pub fn logs_config(args: &RunArgs) -> anyhow::Result<Option<ig::operators::logs:
         ("max-size-mb", Some(&args.logs_max_size_mb)),
         ("max-backups", Some(&args.logs_max_backups)),
         ("max-age-days", Some(&args.logs_max_age_days)),
-        ("compress", Some(if args.logs_compress { "true" } else { "false" })),
+        (
+            "compress",
+            Some(if args.logs_compress { "true" } else { "false" }),
+        ),
     ];
     for (key, value) in flags {
         if let Some(v) = value {
-            c.set(key, v).map_err(|e| anyhow::anyhow!("--logs-{key}: {e}"))?;
+            c.set(key, v)
+                .map_err(|e| anyhow::anyhow!("--logs-{key}: {e}"))?;
         }
     }
     if !c.enabled {
@@ -314,9 +330,7 @@ pub fn with_logs(
 }
 
 /// What SIGHUP does: reopen the log file.
-pub fn hangup(
-    writer: Option<&ig::operators::logs::LogWriter>,
-) -> Box<dyn Fn() + Send> {
+pub fn hangup(writer: Option<&ig::operators::logs::LogWriter>) -> Box<dyn Fn() + Send> {
     match writer.cloned() {
         Some(w) => Box::new(move || {
             log::debug!("SIGHUP: reopening the log file");

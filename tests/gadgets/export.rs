@@ -30,7 +30,10 @@ fn opens(n: usize) {
 /// Every line of `path` as JSON (a line that is not is a failure).
 fn json_lines(path: &Path) -> Vec<Value> {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
-    assert!(text.is_empty() || text.ends_with('\n'), "{path:?}: a cut line at the end");
+    assert!(
+        text.is_empty() || text.ends_with('\n'),
+        "{path:?}: a cut line at the end"
+    );
     text.lines()
         .map(|l| {
             serde_json::from_str(l).unwrap_or_else(|e| panic!("{path:?}: not JSON ({e}): {l}"))
@@ -111,7 +114,11 @@ fn log_files_rotate_under_a_trace_open_storm_without_losing_a_line() {
     assert!(!stderr.contains("dropped"), "{stderr}");
     let files = files_in(dir.path());
     assert!(files.len() <= 3, "{files:?}");
-    assert_eq!(files.len(), 3, "the storm rotated twice at least: {files:?}");
+    assert_eq!(
+        files.len(),
+        3,
+        "the storm rotated twice at least: {files:?}"
+    );
     let mut all = Vec::new();
     for f in &files {
         let len = std::fs::metadata(f).unwrap().len();
@@ -164,7 +171,10 @@ fn log_file_moved_then_sighup_loses_no_line() {
     assert!(!stderr.contains("dropped"), "{stderr}");
     let before = json_lines(&moved);
     let after = json_lines(&file);
-    assert!(!before.is_empty() && !after.is_empty(), "both files have lines");
+    assert!(
+        !before.is_empty() && !after.is_empty(),
+        "both files have lines"
+    );
     let (b, a) = (open_seqs(&before), open_seqs(&after));
     assert!(
         b.last() < a.first(),
@@ -231,7 +241,10 @@ impl Receiver {
             if done(&r) {
                 return r;
             }
-            assert!(Instant::now() < end, "receiver: not done in {limit:?}: {r:?}");
+            assert!(
+                Instant::now() < end,
+                "receiver: not done in {limit:?}: {r:?}"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -289,7 +302,10 @@ fn latency_points(requests: &[Value]) -> Vec<(u64, u64, Vec<u64>, String)> {
                             num(&p["time_unix_nano"]),
                             num(&p["start_time_unix_nano"]),
                             counts,
-                            h["aggregation_temporality"].as_str().unwrap_or("").to_owned(),
+                            h["aggregation_temporality"]
+                                .as_str()
+                                .unwrap_or("")
+                                .to_owned(),
                         ));
                     }
                 }
@@ -312,7 +328,9 @@ fn rendered_counts(values: &[Value], stderr: &str) -> Vec<u64> {
         .collect()
 }
 
-fn blockio_pushed(temporality: &str) -> (Vec<(u64, u64, Vec<u64>, String)>, Vec<u64>, Receiver, f64) {
+fn blockio_pushed(
+    temporality: &str,
+) -> (Vec<(u64, u64, Vec<u64>, String)>, Vec<u64>, Receiver, f64) {
     let port = free_port();
     let receiver = Receiver::start(port);
     let dir = tempfile::tempdir().unwrap();
@@ -335,7 +353,9 @@ fn blockio_pushed(temporality: &str) -> (Vec<(u64, u64, Vec<u64>, String)>, Vec<
     ]);
     direct_writes(300);
     receiver.wait("/v1/metrics", Duration::from_secs(20), |r| {
-        latency_points(r).iter().any(|p| p.2.iter().sum::<u64>() > 0)
+        latency_points(r)
+            .iter()
+            .any(|p| p.2.iter().sum::<u64>() > 0)
     });
     direct_writes(300);
     std::thread::sleep(Duration::from_millis(200));
@@ -402,7 +422,10 @@ fn otlp_delta_histograms_sum_to_the_rendered_total() {
         }
     }
     for w in points.windows(2) {
-        assert_eq!(w[1].1, w[0].0, "a delta starts where the previous one ended");
+        assert_eq!(
+            w[1].1, w[0].0,
+            "a delta starts where the previous one ended"
+        );
     }
     assert_eq!(&sum[..27], &rendered[..]);
 }
@@ -563,10 +586,18 @@ fn otlp_logs_survive_a_receiver_that_goes_away() {
     loop {
         opens(20_000);
         ig.take_output();
-        if ig.stderr.iter().any(|l| l.contains("OTLP exporter col:") && l.contains("dropped")) {
+        if ig
+            .stderr
+            .iter()
+            .any(|l| l.contains("OTLP exporter col:") && l.contains("dropped"))
+        {
             break;
         }
-        assert!(Instant::now() < storm_end, "no drop reported:\n{}", ig.stderr.join("\n"));
+        assert!(
+            Instant::now() < storm_end,
+            "no drop reported:\n{}",
+            ig.stderr.join("\n")
+        );
     }
     assert!(ig.child.try_wait().unwrap().is_none(), "ig keeps running");
     let receiver = Receiver::start(port);
@@ -586,5 +617,8 @@ fn otlp_logs_survive_a_receiver_that_goes_away() {
         std::thread::sleep(Duration::from_millis(200));
     }
     let (_, stderr) = ig.stop();
-    assert!(stderr.contains("the collector takes requests again"), "{stderr}");
+    assert!(
+        stderr.contains("the collector takes requests again"),
+        "{stderr}"
+    );
 }

@@ -54,6 +54,13 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
 
-server = HTTPServer(("127.0.0.1", int(sys.argv[1])), Handler)
+class Server(HTTPServer):
+    def handle_error(self, request, client_address):
+        # ig gave up on a slow answer (its timeout): not the test's failure.
+        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            super().handle_error(request, client_address)
+
+
+server = Server(("127.0.0.1", int(sys.argv[1])), Handler)
 print("listening", flush=True)
 server.serve_forever()

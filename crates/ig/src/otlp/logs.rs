@@ -110,7 +110,12 @@ impl LogBatcher {
     /// Records of the data source whose scope is `scope` (its `logs.name`
     /// or the gadget's image), severity `severity` (`logs.severity`),
     /// handed over at least every `max_wait`.
-    pub fn new(sender: ExportSender, scope: String, severity: Option<i32>, max_wait: Duration) -> Self {
+    pub fn new(
+        sender: ExportSender,
+        scope: String,
+        severity: Option<i32>,
+        max_wait: Duration,
+    ) -> Self {
         Self {
             sender,
             scope,

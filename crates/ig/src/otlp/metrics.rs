@@ -76,7 +76,12 @@ impl MetricsEncoder {
                 Kind::Histogram => {
                     let mut dps = Vec::new();
                     for p in &i.points {
-                        let Value::Histogram { bounds, counts, sum } = &p.value else {
+                        let Value::Histogram {
+                            bounds,
+                            counts,
+                            sum,
+                        } = &p.value
+                        else {
                             continue;
                         };
                         let (mut counts, mut sum) = (counts.clone(), *sum);

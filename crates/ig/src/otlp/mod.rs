@@ -42,6 +42,8 @@ const QUEUE: usize = 64;
 pub const SHUTDOWN_BUDGET: Duration = Duration::from_secs(5);
 /// Per request.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest the thread sends before it reads its queue again.
+const FLUSH_SLICE: Duration = Duration::from_secs(1);
 const BACKOFF_MIN: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
@@ -165,7 +167,9 @@ impl ExporterConfig {
             match settings.get(k) {
                 None => Ok(None),
                 Some(SettingValue::Text(t)) => Ok(Some(t.as_str())),
-                Some(SettingValue::Map(_)) => Err(bad(k, "a mapping, where a value is expected".into())),
+                Some(SettingValue::Map(_)) => {
+                    Err(bad(k, "a mapping, where a value is expected".into()))
+                }
             }
         };
         match text("exporter")? {
@@ -202,7 +206,12 @@ impl ExporterConfig {
             Some(t) => crate::params::parse_duration(t)
                 .ok()
                 .filter(|d| *d >= Duration::from_millis(100))
-                .ok_or_else(|| bad("interval", format!("{t:?}: a duration of at least 100ms (like 10s)")))?,
+                .ok_or_else(|| {
+                    bad(
+                        "interval",
+                        format!("{t:?}: a duration of at least 100ms (like 10s)"),
+                    )
+                })?,
         };
         let temporality = match text("temporality")? {
             None | Some("cumulative") => Temporality::Cumulative,
@@ -600,7 +609,9 @@ impl Worker {
                 dropped,
             );
         }
-        let due = self.told_at.is_none_or(|t| t.elapsed() >= Duration::from_secs(5));
+        let due = self
+            .told_at
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(5));
         if force || due {
             log::warn!(
                 "OTLP exporter {}: {} {} dropped ({dropped} in total)",
@@ -613,19 +624,25 @@ impl Worker {
         }
     }
 
-    /// Send what is held, oldest first, until one fails.
-    fn flush(&mut self, deadline: Option<Instant>) {
+    /// Send what is held, oldest first, until one fails or `deadline`
+    /// passes (no request starts after it); `last`: a request may not
+    /// outlive the deadline either (the final push).
+    fn flush(&mut self, deadline: Instant, last: bool) {
         loop {
-            if deadline.is_some_and(|d| Instant::now() >= d) {
+            if Instant::now() >= deadline {
                 return;
             }
             let Some((body, items)) = self.pending.front() else {
                 return;
             };
             let items = *items;
-            let timeout = deadline.map_or(REQUEST_TIMEOUT, |d| {
-                d.saturating_duration_since(Instant::now()).min(REQUEST_TIMEOUT)
-            });
+            let timeout = if last {
+                deadline
+                    .saturating_duration_since(Instant::now())
+                    .min(REQUEST_TIMEOUT)
+            } else {
+                REQUEST_TIMEOUT
+            };
             let result = self.client.post(&self.url, body, timeout);
             match result {
                 Ok(()) => {
@@ -692,7 +709,9 @@ impl Worker {
                 }
             }
             if self.retry_at.is_none_or(|r| now >= r) {
-                self.flush(None);
+                // A slice at a time, so that the queue is read (and a
+                // stop seen) while a slow collector takes a backlog.
+                self.flush(now + FLUSH_SLICE, false);
             }
             self.report(false);
         }
@@ -703,10 +722,10 @@ impl Worker {
         {
             self.hold(body, n);
         }
-        self.flush(Some(deadline));
+        self.flush(deadline, true);
         // One more try past a failure, if time is left.
         if !self.pending.is_empty() && Instant::now() < deadline {
-            self.flush(Some(deadline));
+            self.flush(deadline, true);
         }
         for (_, n) in self.pending.drain(..) {
             self.stats.dropped.fetch_add(n, Ordering::Relaxed);

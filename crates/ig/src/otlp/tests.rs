@@ -27,12 +27,16 @@ fn exporter_settings() {
         "headers".into(),
         SettingValue::Map(vec![("authorization".into(), "Bearer x".into())]),
     );
-    let c = ExporterConfig::parse("operator.otel-metrics", "col", &s, Duration::from_secs(60)).unwrap();
+    let c =
+        ExporterConfig::parse("operator.otel-metrics", "col", &s, Duration::from_secs(60)).unwrap();
     assert_eq!(c.url(Signal::Metrics), "http://127.0.0.1:4318/v1/metrics");
     assert_eq!(c.url(Signal::Logs), "http://127.0.0.1:4318/v1/logs");
     assert_eq!(c.interval, Duration::from_secs(2));
     assert_eq!(c.temporality, Temporality::Delta);
-    assert_eq!(c.headers, [("authorization".to_owned(), "Bearer x".to_owned())]);
+    assert_eq!(
+        c.headers,
+        [("authorization".to_owned(), "Bearer x".to_owned())]
+    );
     let c = ExporterConfig {
         endpoint: "https://otel.example/custom/path".into(),
         ..c
@@ -40,9 +44,14 @@ fn exporter_settings() {
     assert_eq!(c.url(Signal::Logs), "https://otel.example/custom/path");
 
     let grpc = settings(&[("exporter", "otlp-grpc"), ("endpoint", "localhost:4317")]);
-    let e = ExporterConfig::parse("operator.otel-metrics", "upstream", &grpc, Duration::from_secs(60))
-        .unwrap_err()
-        .to_string();
+    let e = ExporterConfig::parse(
+        "operator.otel-metrics",
+        "upstream",
+        &grpc,
+        Duration::from_secs(60),
+    )
+    .unwrap_err()
+    .to_string();
     assert_eq!(
         e,
         "operator.otel-metrics.exporters.upstream.exporter: otlp-grpc is not supported by this \
@@ -50,10 +59,15 @@ fn exporter_settings() {
     );
     let no_endpoint = settings(&[("exporter", "otlp-http")]);
     assert!(
-        ExporterConfig::parse("operator.otel-logs", "x", &no_endpoint, Duration::from_secs(1))
-            .unwrap_err()
-            .to_string()
-            .contains("endpoint: missing")
+        ExporterConfig::parse(
+            "operator.otel-logs",
+            "x",
+            &no_endpoint,
+            Duration::from_secs(1)
+        )
+        .unwrap_err()
+        .to_string()
+        .contains("endpoint: missing")
     );
 }
 
@@ -82,7 +96,11 @@ fn points(req: &proto::ExportMetricsServiceRequest) -> (Vec<u64>, u64, i32) {
     };
     let p = &h.data_points[0];
     assert_eq!(p.attributes[0].key, "proc.comm");
-    (p.bucket_counts.clone(), p.start_time_unix_nano, h.aggregation_temporality)
+    (
+        p.bucket_counts.clone(),
+        p.start_time_unix_nano,
+        h.aggregation_temporality,
+    )
 }
 
 #[test]
@@ -93,8 +111,14 @@ fn cumulative_and_delta_histograms() {
     let second = hist(vec![3, 2, 1], 10.0);
     let (c1, _) = cum.encode(std::slice::from_ref(&first), 200).unwrap();
     let (c2, _) = cum.encode(std::slice::from_ref(&second), 300).unwrap();
-    assert_eq!(points(&c1), (vec![1, 2, 0], 100, proto::TEMPORALITY_CUMULATIVE));
-    assert_eq!(points(&c2), (vec![3, 2, 1], 100, proto::TEMPORALITY_CUMULATIVE));
+    assert_eq!(
+        points(&c1),
+        (vec![1, 2, 0], 100, proto::TEMPORALITY_CUMULATIVE)
+    );
+    assert_eq!(
+        points(&c2),
+        (vec![3, 2, 1], 100, proto::TEMPORALITY_CUMULATIVE)
+    );
     let (d1, _) = del.encode(std::slice::from_ref(&first), 200).unwrap();
     let (d2, _) = del.encode(std::slice::from_ref(&second), 300).unwrap();
     assert_eq!(points(&d1), (vec![1, 2, 0], 100, proto::TEMPORALITY_DELTA));

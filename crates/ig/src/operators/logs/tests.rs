@@ -28,7 +28,10 @@ fn clock_is_rfc3339_nano() {
     assert!(s.ends_with('Z'), "{s}");
     assert_eq!(&s[4..5], "-");
     assert_eq!(&s[10..11], "T");
-    assert!(!s.trim_end_matches('Z').ends_with('0') || !s.contains('.'), "{s}");
+    assert!(
+        !s.trim_end_matches('Z').ends_with('0') || !s.contains('.'),
+        "{s}"
+    );
 }
 
 #[test]
@@ -45,6 +48,9 @@ fn settings_as_upstream_reads_them() {
     assert_eq!(c.format, Format::Logfmt);
     assert!(c.compress);
     let e = c.set("channel", "syslog").unwrap_err().to_string();
-    assert_eq!(e, "operator.logs.channel: \"syslog\": stdout, stderr or file");
+    assert_eq!(
+        e,
+        "operator.logs.channel: \"syslog\": stdout, stderr or file"
+    );
     assert!(c.set("max-size-mb", "0").is_err());
 }

@@ -434,8 +434,7 @@ impl Rotating {
         };
         for (i, (stamp, path)) in backups.iter().enumerate() {
             let old = self.max_age.is_some_and(|age| {
-                parse_backup_time(stamp)
-                    .is_some_and(|ms| now_ms - ms > age.as_millis() as i64)
+                parse_backup_time(stamp).is_some_and(|ms| now_ms - ms > age.as_millis() as i64)
             });
             if i < keep_from || old {
                 let _ = std::fs::remove_file(path);
@@ -459,7 +458,8 @@ fn gzip(path: &Path) -> std::io::Result<()> {
 /// `2006-01-02T15-04-05.000` of Unix milliseconds.
 pub(super) fn backup_time(ms: i64) -> String {
     let secs = ms.div_euclid(1000);
-    let (y, m, d) = crate::operators::calendar::civil_from_days(i128::from(secs.div_euclid(86_400)));
+    let (y, m, d) =
+        crate::operators::calendar::civil_from_days(i128::from(secs.div_euclid(86_400)));
     let sod = secs.rem_euclid(86_400);
     format!(
         "{y:04}-{m:02}-{d:02}T{:02}-{:02}-{:02}.{:03}",
@@ -539,7 +539,12 @@ mod tests {
             assert!(text.ends_with(b"\n"));
             for l in text.split(|&c| c == b'\n').filter(|l| !l.is_empty()) {
                 assert_eq!(l.len(), 1008);
-                seen.push(std::str::from_utf8(&l[..8]).unwrap().parse::<u32>().unwrap());
+                seen.push(
+                    std::str::from_utf8(&l[..8])
+                        .unwrap()
+                        .parse::<u32>()
+                        .unwrap(),
+                );
             }
         }
         seen.sort_unstable();

@@ -139,7 +139,12 @@ impl Registry {
 
     /// Every collector's instruments now.
     pub fn instruments(&self) -> Vec<Instrument> {
-        self.state().instruments.values().flatten().cloned().collect()
+        self.state()
+            .instruments
+            .values()
+            .flatten()
+            .cloned()
+            .collect()
     }
 
     /// Set what the OTLP exporter of `signal` dropped so far.
@@ -251,7 +256,7 @@ fn internal_families(s: &State) -> Vec<Family> {
     for (ds, n) in s.events.values() {
         *events.entry(ds).or_default() += n;
     }
-    vec![
+    let mut families = vec![
         Family {
             name: "ig_gadgets_running".into(),
             help: "Number of running gadgets".into(),
@@ -278,6 +283,17 @@ fn internal_families(s: &State) -> Vec<Family> {
                 .collect(),
         },
         Family {
+            name: "ig_output_dropped_total".into(),
+            help: "Events formatted but dropped because the reader of the output did not keep up"
+                .into(),
+            kind: Kind::Counter,
+            series: vec![with(None, s.output_dropped as f64)],
+        },
+    ];
+    // Only once an OTLP exporter dropped something: scrapes without
+    // exporters keep their shape.
+    if !s.otlp_dropped.is_empty() {
+        families.push(Family {
             name: "ig_otlp_dropped_total".into(),
             help: "Data points and log records an OTLP exporter dropped (queue full, collector \
                    unreachable past the retries, or refused)"
@@ -288,15 +304,9 @@ fn internal_families(s: &State) -> Vec<Family> {
                 .iter()
                 .map(|(sig, n)| with(Some(("signal", *sig)), *n as f64))
                 .collect(),
-        },
-        Family {
-            name: "ig_output_dropped_total".into(),
-            help: "Events formatted but dropped because the reader of the output did not keep up"
-                .into(),
-            kind: Kind::Counter,
-            series: vec![with(None, s.output_dropped as f64)],
-        },
-    ]
+        });
+    }
+    families
 }
 
 /// The serving thread; stops when dropped.
