@@ -426,67 +426,89 @@ pub struct RunArgs {
     #[arg(long, value_name = "[DS:]NAME", help_heading = "OpenTelemetry Logs")]
     pub otel_logs_exporter: Option<String>,
 
+    #[command(flatten)]
+    pub logs: Box<LogsArgs>,
+}
+
+/// The logs operator's flags (`operator.logs.*` in the config file).
+#[derive(Args, Clone, Debug)]
+pub struct LogsArgs {
     /// Write every event as a line to --logs-channel (config:
     /// operator.logs.enabled), as upstream's logs operator: JSON
     /// `{"type":"gadget-data","seq":N,"gadget":…,"datasource":…,
     /// "timestamp":…,"data":{…}}` or logfmt. Written by a thread of its
     /// own: a writer that cannot keep up costs dropped lines, counted and
     /// reported, never a slower run.
-    #[arg(long, help_heading = "Logs")]
-    pub logs_enabled: bool,
+    #[arg(long = "logs-enabled", help_heading = "Logs")]
+    pub enabled: bool,
 
     /// stdout, stderr or file (config: operator.logs.channel).
     #[arg(
-        long,
+        long = "logs-channel",
         value_name = "CHANNEL",
         default_value = "stderr",
         help_heading = "Logs"
     )]
-    pub logs_channel: String,
+    pub channel: String,
 
     /// The log file of the file channel (config: operator.logs.filename).
     /// It is rotated by size; SIGHUP closes and reopens it by its name
     /// (after `logrotate` moved it away).
-    #[arg(long, value_name = "FILE", help_heading = "Logs")]
-    pub logs_filename: Option<String>,
+    #[arg(long = "logs-filename", value_name = "FILE", help_heading = "Logs")]
+    pub filename: Option<String>,
 
     /// json or logfmt (config: operator.logs.format).
     #[arg(
-        long,
+        long = "logs-format",
         value_name = "FORMAT",
         default_value = "json",
         help_heading = "Logs"
     )]
-    pub logs_format: String,
+    pub format: String,
 
     /// all, or detached: only runs detached from their client, which `ig
     /// run` never is (config: operator.logs.mode).
     #[arg(
-        long,
+        long = "logs-mode",
         value_name = "MODE",
         default_value = "all",
         help_heading = "Logs"
     )]
-    pub logs_mode: String,
+    pub mode: String,
 
     /// Rotate the log file before it passes this size (config:
     /// operator.logs.max-size-mb).
-    #[arg(long, value_name = "MiB", default_value = "100", help_heading = "Logs")]
-    pub logs_max_size_mb: String,
+    #[arg(
+        long = "logs-max-size-mb",
+        value_name = "MiB",
+        default_value = "100",
+        help_heading = "Logs"
+    )]
+    pub max_size_mb: String,
 
     /// Rotated files kept, the oldest removed first; 0 keeps all (config:
     /// operator.logs.max-backups).
-    #[arg(long, value_name = "N", default_value = "3", help_heading = "Logs")]
-    pub logs_max_backups: String,
+    #[arg(
+        long = "logs-max-backups",
+        value_name = "N",
+        default_value = "3",
+        help_heading = "Logs"
+    )]
+    pub max_backups: String,
 
     /// Remove rotated files older than this; 0 keeps them (config:
     /// operator.logs.max-age-days).
-    #[arg(long, value_name = "DAYS", default_value = "0", help_heading = "Logs")]
-    pub logs_max_age_days: String,
+    #[arg(
+        long = "logs-max-age-days",
+        value_name = "DAYS",
+        default_value = "0",
+        help_heading = "Logs"
+    )]
+    pub max_age_days: String,
 
     /// Gzip rotated files (config: operator.logs.compress).
-    #[arg(long, help_heading = "Logs")]
-    pub logs_compress: bool,
+    #[arg(long = "logs-compress", help_heading = "Logs")]
+    pub compress: bool,
 }
 
 /// One `--annotate` value: its entries.

@@ -266,18 +266,18 @@ pub fn logs_config(args: &RunArgs) -> anyhow::Result<Option<ig::operators::logs:
     let flags: [(&str, Option<&str>); 9] = [
         (
             "enabled",
-            Some(if args.logs_enabled { "true" } else { "false" }),
+            Some(if args.logs.enabled { "true" } else { "false" }),
         ),
-        ("channel", Some(&args.logs_channel)),
-        ("filename", args.logs_filename.as_deref()),
-        ("format", Some(&args.logs_format)),
-        ("mode", Some(&args.logs_mode)),
-        ("max-size-mb", Some(&args.logs_max_size_mb)),
-        ("max-backups", Some(&args.logs_max_backups)),
-        ("max-age-days", Some(&args.logs_max_age_days)),
+        ("channel", Some(&args.logs.channel)),
+        ("filename", args.logs.filename.as_deref()),
+        ("format", Some(&args.logs.format)),
+        ("mode", Some(&args.logs.mode)),
+        ("max-size-mb", Some(&args.logs.max_size_mb)),
+        ("max-backups", Some(&args.logs.max_backups)),
+        ("max-age-days", Some(&args.logs.max_age_days)),
         (
             "compress",
-            Some(if args.logs_compress { "true" } else { "false" }),
+            Some(if args.logs.compress { "true" } else { "false" }),
         ),
     ];
     for (key, value) in flags {

@@ -270,9 +270,12 @@ fn exporter_config(dir: &Path, section: &str, port: u16, extra: &str) -> PathBuf
     path
 }
 
-/// Every histogram point of `latency` in the requests, in order:
-/// (time, start time, bucket counts, temporality).
-fn latency_points(requests: &[Value]) -> Vec<(u64, u64, Vec<u64>, String)> {
+/// One pushed histogram point: time, start time, bucket counts,
+/// temporality.
+type Pushed = (u64, u64, Vec<u64>, String);
+
+/// Every histogram point of `latency` in the requests, in order.
+fn latency_points(requests: &[Value]) -> Vec<Pushed> {
     let num = |v: &Value| -> u64 {
         v.as_str()
             .map(|s| s.parse().unwrap())
@@ -328,9 +331,7 @@ fn rendered_counts(values: &[Value], stderr: &str) -> Vec<u64> {
         .collect()
 }
 
-fn blockio_pushed(
-    temporality: &str,
-) -> (Vec<(u64, u64, Vec<u64>, String)>, Vec<u64>, Receiver, f64) {
+fn blockio_pushed(temporality: &str) -> (Vec<Pushed>, Vec<u64>, Receiver, f64) {
     let port = free_port();
     let receiver = Receiver::start(port);
     let dir = tempfile::tempdir().unwrap();

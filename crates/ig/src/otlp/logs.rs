@@ -94,7 +94,9 @@ enum Role {
 /// Encodes the records of one data source and hands batches over.
 pub struct LogBatcher {
     sender: ExportSender,
-    scope: String,
+    /// `ScopeLogs.scope` and `ResourceLogs.resource`, encoded.
+    scope_field: Vec<u8>,
+    resource_field: Vec<u8>,
     severity: Option<i32>,
     roles: Option<Vec<Role>>,
     has_body: bool,
@@ -116,9 +118,11 @@ impl LogBatcher {
         severity: Option<i32>,
         max_wait: Duration,
     ) -> Self {
+        let (scope_field, resource_field) = envelope(&scope);
         Self {
             sender,
-            scope,
+            scope_field,
+            resource_field,
             severity,
             roles: None,
             has_body: false,
@@ -267,39 +271,46 @@ impl LogBatcher {
         if self.count == 0 {
             return;
         }
-        let body = wrap(&self.scope, &self.records);
+        let body = wrap(&self.scope_field, &self.resource_field, &self.records);
         self.sender.send(body, self.count);
         self.records.clear();
         self.count = 0;
     }
 }
 
-/// `ExportLogsServiceRequest{resource_logs: [{resource, scope_logs:
-/// [{scope, records}]}]}` around encoded records.
-fn wrap(scope: &str, records: &[u8]) -> Vec<u8> {
+/// The fixed parts of a request, encoded once: `ScopeLogs.scope` and
+/// `ResourceLogs.resource` as fields (key, length, message).
+fn envelope(scope: &str) -> (Vec<u8>, Vec<u8>) {
     use prost::Message as _;
+    let field = |tag: u64, m: Vec<u8>| {
+        let mut f = Vec::with_capacity(m.len() + 6);
+        key(&mut f, tag, LEN);
+        varint(&mut f, m.len() as u64);
+        f.extend_from_slice(&m);
+        f
+    };
     let scope = InstrumentationScope {
         name: scope.to_owned(),
         version: String::new(),
     }
     .encode_to_vec();
     let resource = super::metrics::resource().encode_to_vec();
-    let mut scope_logs = Vec::with_capacity(records.len() + scope.len() + 8);
-    key(&mut scope_logs, 1, LEN);
-    varint(&mut scope_logs, scope.len() as u64);
-    scope_logs.extend_from_slice(&scope);
-    scope_logs.extend_from_slice(records);
-    let mut resource_logs = Vec::with_capacity(scope_logs.len() + resource.len() + 16);
-    key(&mut resource_logs, 1, LEN);
-    varint(&mut resource_logs, resource.len() as u64);
-    resource_logs.extend_from_slice(&resource);
-    key(&mut resource_logs, 2, LEN);
-    varint(&mut resource_logs, scope_logs.len() as u64);
-    resource_logs.extend_from_slice(&scope_logs);
-    let mut req = Vec::with_capacity(resource_logs.len() + 8);
+    (field(1, scope), field(1, resource))
+}
+
+/// `ExportLogsServiceRequest{resource_logs: [{resource, scope_logs:
+/// [{scope, records}]}]}` around encoded records: one allocation.
+fn wrap(scope_field: &[u8], resource_field: &[u8], records: &[u8]) -> Vec<u8> {
+    let scope_logs = scope_field.len() + records.len();
+    let resource_logs = resource_field.len() + 1 + varint_len(scope_logs as u64) + scope_logs;
+    let mut req = Vec::with_capacity(1 + varint_len(resource_logs as u64) + resource_logs);
     key(&mut req, 1, LEN);
-    varint(&mut req, resource_logs.len() as u64);
-    req.extend_from_slice(&resource_logs);
+    varint(&mut req, resource_logs as u64);
+    req.extend_from_slice(resource_field);
+    key(&mut req, 2, LEN);
+    varint(&mut req, scope_logs as u64);
+    req.extend_from_slice(scope_field);
+    req.extend_from_slice(records);
     req
 }
 

@@ -33,12 +33,15 @@ enum Prev {
     Histogram(Vec<u64>, f64),
 }
 
+/// A point: its scope, instrument and attributes.
+type PointKey = (String, String, Vec<(String, String)>);
+
 /// Turns snapshots into requests, keeping what delta needs.
 pub struct MetricsEncoder {
     temporality: Temporality,
     start: u64,
     last_push: u64,
-    prev: HashMap<(String, String, Vec<(String, String)>), Prev>,
+    prev: HashMap<PointKey, Prev>,
 }
 
 impl MetricsEncoder {

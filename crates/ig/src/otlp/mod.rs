@@ -293,6 +293,10 @@ struct Stats {
     last_error: Mutex<Option<String>>,
 }
 
+/// What the exporter's queue carries: a body and its count of items, or
+/// `None`: stop.
+type Msg = Option<(Vec<u8>, u64)>;
+
 /// Makes a metrics request body on the exporter's thread (`true`: the
 /// final one); `None`: nothing to send. The `u64` counts its items.
 pub type Producer = Box<dyn FnMut(bool) -> Option<(Vec<u8>, u64)> + Send>;
@@ -301,7 +305,7 @@ pub type Producer = Box<dyn FnMut(bool) -> Option<(Vec<u8>, u64)> + Send>;
 pub struct Exporter {
     name: String,
     signal: Signal,
-    tx: Option<SyncSender<Option<(Vec<u8>, u64)>>>,
+    tx: Option<SyncSender<Msg>>,
     stats: Arc<Stats>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -428,7 +432,7 @@ impl Drop for Exporter {
 /// What the runs hold to queue bodies (cheap to clone).
 #[derive(Clone)]
 pub struct ExportSender {
-    tx: Option<SyncSender<Option<(Vec<u8>, u64)>>>,
+    tx: Option<SyncSender<Msg>>,
     stats: Arc<Stats>,
 }
 
@@ -673,7 +677,7 @@ impl Worker {
         }
     }
 
-    fn run(mut self, rx: &Receiver<Option<(Vec<u8>, u64)>>) {
+    fn run(mut self, rx: &Receiver<Msg>) {
         let mut next_tick = Instant::now() + self.interval;
         loop {
             let now = Instant::now();

@@ -128,3 +128,46 @@ fn cumulative_and_delta_histograms() {
     let back: proto::ExportMetricsServiceRequest = prost::Message::decode(&bytes[..]).unwrap();
     assert_eq!(back, c2);
 }
+
+#[test]
+fn log_records_decode_as_otlp() {
+    use crate::datasource::{FieldKind, SchemaBuilder, SourceKind};
+    let mut b = SchemaBuilder::new("open", SourceKind::Single, 0);
+    b.add_owned("proc.comm".into(), FieldKind::String, None)
+        .unwrap();
+    b.add_owned("fd".into(), FieldKind::I64, None).unwrap();
+    let schema = b.build();
+    let mut ev = crate::datasource::Event::new(&schema);
+    let comm = schema.field(schema.field_by_name("proc.comm").unwrap());
+    let fd = schema.field(schema.field_by_name("fd").unwrap());
+    ev.set_str(comm, "cat");
+    ev.set_value(fd, crate::datasource::Value::I64(-2));
+    let (tx, rx) = std::sync::mpsc::sync_channel(4);
+    let sender = ExportSender {
+        tx: Some(tx),
+        stats: Arc::new(Stats::default()),
+    };
+    let mut batcher = LogBatcher::new(sender, "trace_open".into(), Some(9), Duration::from_secs(1));
+    batcher.record(&schema, &ev, 1_700_000_000_000_000_000);
+    batcher.record(&schema, &ev, 1_700_000_000_000_000_001);
+    batcher.hand_over();
+    let (body, n) = rx.recv().unwrap().unwrap();
+    assert_eq!(n, 2);
+    let req = logs::decode(&body).unwrap();
+    let rl = &req.resource_logs[0];
+    assert_eq!(
+        rl.resource.as_ref().unwrap().attributes[0],
+        proto::kv("service.name", "inspektor-gadget")
+    );
+    let sl = &rl.scope_logs[0];
+    assert_eq!(sl.scope.as_ref().unwrap().name, "trace_open");
+    assert_eq!(sl.log_records.len(), 2);
+    let r = &sl.log_records[1];
+    assert_eq!(r.time_unix_nano, 1_700_000_000_000_000_001);
+    assert_eq!(r.severity_number, 9);
+    assert_eq!(r.attributes[0], proto::kv("proc.comm", "cat"));
+    assert_eq!(
+        r.attributes[1].value.as_ref().unwrap().value,
+        Some(proto::any_value::Value::IntValue(-2))
+    );
+}
