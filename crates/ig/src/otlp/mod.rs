@@ -468,6 +468,8 @@ struct Client {
 
 /// Why a request failed: worth retrying or not.
 enum Failure {
+    // Made only by the HTTP client (feature registry).
+    #[cfg_attr(not(feature = "registry"), allow(dead_code))]
     Retry(String),
     Reject(String),
 }
