@@ -366,21 +366,6 @@ impl Exporter {
         &self.name
     }
 
-    /// Queue a body of `items` without waiting: a full queue drops it,
-    /// counted.
-    pub fn send(&self, body: Vec<u8>, items: u64) {
-        match &self.tx {
-            Some(tx) => {
-                if tx.try_send(Some((body, items))).is_err() {
-                    self.stats.dropped.fetch_add(items, Ordering::Relaxed);
-                }
-            }
-            None => {
-                self.stats.dropped.fetch_add(items, Ordering::Relaxed);
-            }
-        }
-    }
-
     /// A handle for the runs' threads.
     pub fn sender(&self) -> ExportSender {
         ExportSender {
@@ -437,7 +422,8 @@ pub struct ExportSender {
 }
 
 impl ExportSender {
-    /// As [`Exporter::send`].
+    /// Queue a body of `items` without waiting: a full queue (or a
+    /// stopped exporter) drops it, counted.
     pub fn send(&self, body: Vec<u8>, items: u64) {
         let dropped = match &self.tx {
             Some(tx) => match tx.try_send(Some((body, items))) {
