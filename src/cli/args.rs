@@ -132,7 +132,13 @@ pub enum Command {
     ///
     /// Keys are upstream's: `verbose`, `auto-mount-filesystems`, and
     /// `operator.oci.{authfile,insecure-registries,pull,verify-image,public-keys,allowed-gadgets}`,
-    /// and ig's own `operator.oci.registry-timeout` (a duration: `30s`).
+    /// and ig's own `operator.oci.registry-timeout` (a duration: `30s`);
+    /// `operator.otel-metrics.{otel-metrics-listen,otel-metrics-listen-address,otel-metrics-export-internals}`;
+    /// `operator.logs.{enabled,channel,filename,format,mode,max-size-mb,max-backups,max-age-days,compress}`
+    /// (flags `--logs-*`). OTLP exporters are mappings under
+    /// `operator.otel-metrics.exporters.NAME` and
+    /// `operator.otel-logs.exporters.NAME` (`exporter: otlp-http`,
+    /// `endpoint`, `headers`, `insecure`, `interval`, `temporality`).
     /// The two lists (`insecure-registries`, `allowed-gadgets`) and
     /// `public-keys` (each entry a key file or the PEM text) take a YAML
     /// list. An environment variable names a key in capitals with `.` and
@@ -407,6 +413,106 @@ pub struct RunArgs {
         help_heading = "OpenTelemetry Metrics"
     )]
     pub otel_metrics_export_internals: bool,
+
+    /// Push the metrics of data sources annotated `metrics.collect` to
+    /// the OTLP exporter NAME of the config file
+    /// (`operator.otel-metrics.exporters.NAME: {exporter: otlp-http,
+    /// endpoint: http://127.0.0.1:4318, headers: {…}, insecure, interval:
+    /// 60s, temporality: cumulative|delta}`), every interval and once more
+    /// at the stop.
+    #[arg(long, value_name = "NAME", help_heading = "OpenTelemetry Metrics")]
+    pub otel_metrics_exporter: Option<String>,
+
+    /// Push every event as an OTLP log record to the exporter NAME of the
+    /// config file (`operator.otel-logs.exporters.NAME`, as for metrics;
+    /// interval: the longest a record waits, 1s by default):
+    /// `NAME` for every data source, or `ds:NAME[,ds2:NAME2]`.
+    #[arg(long, value_name = "[DS:]NAME", help_heading = "OpenTelemetry Logs")]
+    pub otel_logs_exporter: Option<String>,
+
+    #[command(flatten)]
+    pub logs: Box<LogsArgs>,
+}
+
+/// The logs operator's flags (`operator.logs.*` in the config file).
+#[derive(Args, Clone, Debug)]
+pub struct LogsArgs {
+    /// Write every event as a line to --logs-channel (config:
+    /// operator.logs.enabled), as upstream's logs operator: JSON
+    /// `{"type":"gadget-data","seq":N,"gadget":…,"datasource":…,
+    /// "timestamp":…,"data":{…}}` or logfmt. Written by a thread of its
+    /// own: a writer that cannot keep up costs dropped lines, counted and
+    /// reported, never a slower run.
+    #[arg(long = "logs-enabled", help_heading = "Logs")]
+    pub enabled: bool,
+
+    /// stdout, stderr or file (config: operator.logs.channel).
+    #[arg(
+        long = "logs-channel",
+        value_name = "CHANNEL",
+        default_value = "stderr",
+        help_heading = "Logs"
+    )]
+    pub channel: String,
+
+    /// The log file of the file channel (config: operator.logs.filename).
+    /// It is rotated by size; SIGHUP closes and reopens it by its name
+    /// (after `logrotate` moved it away).
+    #[arg(long = "logs-filename", value_name = "FILE", help_heading = "Logs")]
+    pub filename: Option<String>,
+
+    /// json or logfmt (config: operator.logs.format).
+    #[arg(
+        long = "logs-format",
+        value_name = "FORMAT",
+        default_value = "json",
+        help_heading = "Logs"
+    )]
+    pub format: String,
+
+    /// all, or detached: only runs detached from their client, which `ig
+    /// run` never is (config: operator.logs.mode).
+    #[arg(
+        long = "logs-mode",
+        value_name = "MODE",
+        default_value = "all",
+        help_heading = "Logs"
+    )]
+    pub mode: String,
+
+    /// Rotate the log file before it passes this size (config:
+    /// operator.logs.max-size-mb).
+    #[arg(
+        long = "logs-max-size-mb",
+        value_name = "MiB",
+        default_value = "100",
+        help_heading = "Logs"
+    )]
+    pub max_size_mb: String,
+
+    /// Rotated files kept, the oldest removed first; 0 keeps all (config:
+    /// operator.logs.max-backups).
+    #[arg(
+        long = "logs-max-backups",
+        value_name = "N",
+        default_value = "3",
+        help_heading = "Logs"
+    )]
+    pub max_backups: String,
+
+    /// Remove rotated files older than this; 0 keeps them (config:
+    /// operator.logs.max-age-days).
+    #[arg(
+        long = "logs-max-age-days",
+        value_name = "DAYS",
+        default_value = "0",
+        help_heading = "Logs"
+    )]
+    pub max_age_days: String,
+
+    /// Gzip rotated files (config: operator.logs.compress).
+    #[arg(long = "logs-compress", help_heading = "Logs")]
+    pub compress: bool,
 }
 
 /// One `--annotate` value: its entries.

@@ -9,7 +9,14 @@
 //! global flags at the top (`verbose`, `auto-mount-filesystems`), the
 //! image handler's settings under `operator.oci.` (`authfile`,
 //! `insecure-registries`, `registry-timeout` (ours, in upstream's
-//! layout), `pull`, `verify-image`, `public-keys`, `allowed-gadgets`).
+//! layout), `pull`, `verify-image`, `public-keys`, `allowed-gadgets`),
+//! the metrics listener's under `operator.otel-metrics.` (upstream's
+//! global parameters: `otel-metrics-listen`, `otel-metrics-listen-address`,
+//! `otel-metrics-export-internals`) and the logs operator's under
+//! `operator.logs.` (`enabled`, `channel`, ...: flags `--logs-*`, ours,
+//! since upstream has these settings in its file only). Exporters
+//! (`operator.otel-metrics.exporters.<name>`, `operator.otel-logs.exporters.<name>`)
+//! are mappings, read whole by [`Config::exporters`].
 //! Keys are matched case-insensitively, as upstream's config library
 //! does. Keys ig does not know are ignored
 //! (a debug message names them), so upstream's files load. A known key
@@ -134,6 +141,102 @@ const SETTINGS: &[Setting] = &[
         short: None,
         kind: Kind::List,
         default: "",
+        run_only: true,
+    },
+    Setting {
+        key: "operator.logs.enabled",
+        flag: "logs-enabled",
+        short: None,
+        kind: Kind::Bool,
+        default: "false",
+        run_only: true,
+    },
+    Setting {
+        key: "operator.logs.channel",
+        flag: "logs-channel",
+        short: None,
+        kind: Kind::Text,
+        default: "stderr",
+        run_only: true,
+    },
+    Setting {
+        key: "operator.logs.filename",
+        flag: "logs-filename",
+        short: None,
+        kind: Kind::Text,
+        default: "",
+        run_only: true,
+    },
+    Setting {
+        key: "operator.logs.format",
+        flag: "logs-format",
+        short: None,
+        kind: Kind::Text,
+        default: "json",
+        run_only: true,
+    },
+    Setting {
+        key: "operator.logs.mode",
+        flag: "logs-mode",
+        short: None,
+        kind: Kind::Text,
+        default: "all",
+        run_only: true,
+    },
+    Setting {
+        key: "operator.logs.max-size-mb",
+        flag: "logs-max-size-mb",
+        short: None,
+        kind: Kind::Text,
+        default: "100",
+        run_only: true,
+    },
+    Setting {
+        key: "operator.logs.max-backups",
+        flag: "logs-max-backups",
+        short: None,
+        kind: Kind::Text,
+        default: "3",
+        run_only: true,
+    },
+    Setting {
+        key: "operator.logs.max-age-days",
+        flag: "logs-max-age-days",
+        short: None,
+        kind: Kind::Text,
+        default: "0",
+        run_only: true,
+    },
+    Setting {
+        key: "operator.logs.compress",
+        flag: "logs-compress",
+        short: None,
+        kind: Kind::Bool,
+        default: "false",
+        run_only: true,
+    },
+    Setting {
+        key: "operator.otel-metrics.otel-metrics-listen",
+        flag: "otel-metrics-listen",
+        short: None,
+        kind: Kind::Bool,
+        default: "false",
+        run_only: true,
+    },
+    Setting {
+        key: "operator.otel-metrics.otel-metrics-listen-address",
+        flag: "otel-metrics-listen-address",
+        short: None,
+        kind: Kind::Text,
+        default: "0.0.0.0:2224",
+        run_only: true,
+    },
+    Setting {
+        key: "operator.otel-metrics.otel-metrics-export-internals",
+        flag: "otel-metrics-export-internals",
+        short: None,
+        kind: Kind::Bool,
+        default: "false",
         run_only: true,
     },
 ];
@@ -328,7 +431,13 @@ impl Config {
     pub fn unknown_keys(&self) -> Vec<String> {
         let mut all = Vec::new();
         leaves(&self.file, "", &mut all);
-        all.retain(|k| !k.is_empty() && !SETTINGS.iter().any(|s| s.key.eq_ignore_ascii_case(k)));
+        all.retain(|k| {
+            let lower = k.to_ascii_lowercase();
+            !k.is_empty()
+                && !SETTINGS.iter().any(|s| s.key.eq_ignore_ascii_case(k))
+                && !lower.starts_with("operator.otel-metrics.exporters.")
+                && !lower.starts_with("operator.otel-logs.exporters.")
+        });
         all
     }
 
@@ -500,7 +609,72 @@ pub fn from_argv(argv: &[OsString], run: bool) -> anyhow::Result<Vec<OsString>> 
     for k in config.unknown_keys() {
         log::debug!("config: key {k} is not used by this ig");
     }
-    config.apply(argv, run, &process_env)
+    let out = config.apply(argv, run, &process_env);
+    let _ = LOADED.set(config);
+    out
+}
+
+/// The configuration [`from_argv`] read, for the settings that are not
+/// flags (the exporters).
+static LOADED: std::sync::OnceLock<Config> = std::sync::OnceLock::new();
+
+/// The exporters under `operator.<section>.exporters` of the loaded
+/// configuration: per name, its settings (scalars as text, `headers` as a
+/// mapping).
+pub fn exporters(
+    section: &str,
+) -> anyhow::Result<BTreeMap<String, BTreeMap<String, ig::otlp::SettingValue>>> {
+    use ig::otlp::SettingValue;
+    let mut out = BTreeMap::new();
+    let Some(config) = LOADED.get() else {
+        return Ok(out);
+    };
+    let key = format!("operator.{section}.exporters");
+    let Some(v) = lookup(&config.file, &key) else {
+        return Ok(out);
+    };
+    let scalar = |v: &Value| match v {
+        Value::Bool(b) => Some(b.to_string()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::String(s) => Some(s.clone()),
+        _ => None,
+    };
+    let Some(map) = v.as_mapping() else {
+        bail!("{key}: a mapping of exporter names is expected");
+    };
+    for (name, settings) in map {
+        let Some(name) = scalar(name) else {
+            bail!("{key}: an exporter name is not a plain value");
+        };
+        let Some(settings) = settings.as_mapping() else {
+            bail!("{key}.{name}: a mapping of settings is expected");
+        };
+        let mut s = BTreeMap::new();
+        for (k, v) in settings {
+            let Some(k) = scalar(k) else { continue };
+            let k = k.to_ascii_lowercase();
+            let value = match v {
+                Value::Mapping(m) => SettingValue::Map(
+                    m.iter()
+                        .map(|(hk, hv)| match (scalar(hk), scalar(hv)) {
+                            (Some(hk), Some(hv)) => Ok((hk, hv)),
+                            _ => Err(anyhow::anyhow!(
+                                "{key}.{name}.{k}: a mapping of plain values is expected"
+                            )),
+                        })
+                        .collect::<anyhow::Result<_>>()?,
+                ),
+                Value::Null => continue,
+                other => match scalar(other) {
+                    Some(t) => SettingValue::Text(t),
+                    None => bail!("{key}.{name}.{k}: a plain value is expected"),
+                },
+            };
+            s.insert(k, value);
+        }
+        out.insert(name, s);
+    }
+    Ok(out)
 }
 
 /// How many `-v` the arguments hold (`-v`, `-vv`, `--verbose`), for the
@@ -777,7 +951,28 @@ mod tests {
         };
         assert_eq!(
             strings(&c.apply(&argv("run x"), true, &|_| None).unwrap()),
-            ["ig", "--registry-timeout=30s", "run", "x", "--pull=missing"]
+            [
+                "ig",
+                "--registry-timeout=30s",
+                "run",
+                "x",
+                "--pull=missing",
+                "--logs-channel=stderr",
+                "--logs-format=json",
+                "--logs-mode=all",
+                "--logs-max-size-mb=100",
+                "--logs-max-backups=3",
+                "--logs-max-age-days=0",
+                "--otel-metrics-listen-address=0.0.0.0:2224",
+            ]
         );
+    }
+
+    #[test]
+    fn exporters_are_not_unknown_keys() {
+        let c = config(
+            "operator:\n  otel-metrics:\n    exporters:\n      col: {exporter: otlp-http, headers: {a: b}}\n  logs: {enabled: true}",
+        );
+        assert!(c.unknown_keys().is_empty(), "{:?}", c.unknown_keys());
     }
 }

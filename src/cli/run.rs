@@ -103,8 +103,147 @@ pub fn configure(mut run: GadgetRun, args: &RunArgs) -> GadgetRun {
 /// The registry every run of this command exports to, when
 /// `--otel-metrics-listen` asks for one.
 pub fn metrics_registry(args: &RunArgs) -> Option<ig::operators::otel_metrics::Registry> {
-    args.otel_metrics_listen
-        .then(|| ig::operators::otel_metrics::Registry::new(args.otel_metrics_export_internals))
+    let push = args.otel_metrics_exporter.is_some();
+    (args.otel_metrics_listen || push).then(|| {
+        let r = ig::operators::otel_metrics::Registry::new(args.otel_metrics_export_internals);
+        if push {
+            r.enable_otlp();
+        }
+        r
+    })
+}
+
+/// The OTLP exporters of this command: one pushing the metrics registry,
+/// and those the otel-logs operator routes records to.
+#[derive(Default)]
+pub struct Otlp {
+    exporters: Vec<ig::otlp::Exporter>,
+    routes: Vec<ig::operators::otel_logs::Route>,
+}
+
+fn exporter_config(
+    section: &str,
+    name: &str,
+    default_interval: std::time::Duration,
+) -> anyhow::Result<ig::otlp::ExporterConfig> {
+    let all = super::config::exporters(section)?;
+    let Some(settings) = all.get(name) else {
+        let known: Vec<&str> = all.keys().map(String::as_str).collect();
+        return Err(ig::otlp::OtlpError::Unknown {
+            name: name.to_owned(),
+            section: format!("operator.{section}"),
+            known: if known.is_empty() {
+                "none".into()
+            } else {
+                known.join(", ")
+            },
+        }
+        .into());
+    };
+    Ok(ig::otlp::ExporterConfig::parse(
+        &format!("operator.{section}"),
+        name,
+        settings,
+        default_interval,
+    )?)
+}
+
+/// Start the exporters `--otel-metrics-exporter` and
+/// `--otel-logs-exporter` name. Call it with the signals blocked
+/// (`signals::with_blocked`): its threads inherit the mask, so a SIGINT
+/// is never delivered to them (it would kill ig).
+pub fn start_otlp(
+    args: &RunArgs,
+    registry: Option<&ig::operators::otel_metrics::Registry>,
+) -> anyhow::Result<Otlp> {
+    use ig::otlp::{Exporter, Signal};
+    let mut otlp = Otlp::default();
+    if let (Some(name), Some(registry)) = (&args.otel_metrics_exporter, registry) {
+        let c = exporter_config("otel-metrics", name, std::time::Duration::from_secs(60))
+            .context("--otel-metrics-exporter")?;
+        let producer = ig::otlp::metrics::producer(registry.clone(), c.temporality);
+        let e = Exporter::start(&c, Signal::Metrics, Some(producer), Some(registry.clone()))?;
+        log::debug!(
+            "pushing metrics to {} every {:?}",
+            c.url(Signal::Metrics),
+            c.interval
+        );
+        otlp.exporters.push(e);
+    }
+    if let Some(spec) = &args.otel_logs_exporter {
+        let mut by_name: Vec<(String, ig::otlp::ExportSender, std::time::Duration)> = Vec::new();
+        for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (ds, name) = match part.split_once(':') {
+                Some((ds, name)) => (Some(ds.trim().to_owned()), name.trim()),
+                None => (None, part),
+            };
+            if otlp.routes.iter().any(|r| r.ds == ds) {
+                anyhow::bail!(
+                    "--otel-logs-exporter {spec}: two exporters for {}",
+                    ds.as_deref().unwrap_or("every data source")
+                );
+            }
+            let (sender, wait) = match by_name.iter().find(|(n, _, _)| n == name) {
+                Some((_, s, w)) => (s.clone(), *w),
+                None => {
+                    let c = exporter_config("otel-logs", name, std::time::Duration::from_secs(1))
+                        .context("--otel-logs-exporter")?;
+                    let e = Exporter::start(&c, Signal::Logs, None, registry.cloned())?;
+                    log::debug!("pushing log records to {}", c.url(Signal::Logs));
+                    let s = e.sender();
+                    by_name.push((name.to_owned(), s.clone(), c.interval));
+                    otlp.exporters.push(e);
+                    (s, c.interval)
+                }
+            };
+            otlp.routes.push(ig::operators::otel_logs::Route {
+                ds,
+                sender,
+                max_wait: wait,
+            });
+        }
+    }
+    Ok(otlp)
+}
+
+/// Add the otel-logs operator to `run` when records are exported.
+pub fn with_otel_logs(run: GadgetRun, otlp: &Otlp) -> GadgetRun {
+    if otlp.routes.is_empty() {
+        return run;
+    }
+    let routes = otlp.routes.clone();
+    let gadget = run.name();
+    run.operator(move || {
+        Box::new(ig::operators::otel_logs::OtelLogs::new(
+            routes.clone(),
+            gadget.clone(),
+        ))
+    })
+}
+
+/// The final push of every exporter, and what they dropped.
+pub fn finish_otlp(otlp: Otlp) {
+    let Otlp { exporters, routes } = otlp;
+    drop(routes);
+    for mut e in exporters {
+        e.shutdown();
+        let dropped = e.dropped();
+        if dropped > 0 {
+            log::warn!(
+                "OTLP exporter {}: {dropped} {} dropped in total ({} sent)",
+                e.name(),
+                e.items(),
+                e.sent()
+            );
+        } else {
+            log::debug!(
+                "OTLP exporter {}: {} {} sent",
+                e.name(),
+                e.sent(),
+                e.items()
+            );
+        }
+    }
 }
 
 /// Serve `registry` on `--otel-metrics-listen-address`; stopped when
@@ -114,7 +253,7 @@ pub fn serve_metrics(
     args: &RunArgs,
     registry: Option<&ig::operators::otel_metrics::Registry>,
 ) -> anyhow::Result<Option<ig::operators::otel_metrics::Listener>> {
-    let Some(registry) = registry else {
+    let Some(registry) = registry.filter(|_| args.otel_metrics_listen) else {
         return Ok(None);
     };
     let addr = &args.otel_metrics_listen_address;
@@ -126,6 +265,104 @@ pub fn serve_metrics(
         listener.local_addr()
     );
     Ok(Some(listener))
+}
+
+/// The logs operator's settings from `--logs-*` (and so from
+/// `operator.logs.*` in the config file); `None` when logs are off.
+pub fn logs_config(args: &RunArgs) -> anyhow::Result<Option<ig::operators::logs::LogsConfig>> {
+    let mut c = ig::operators::logs::LogsConfig::default();
+    let flags: [(&str, Option<&str>); 9] = [
+        (
+            "enabled",
+            Some(if args.logs.enabled { "true" } else { "false" }),
+        ),
+        ("channel", Some(&args.logs.channel)),
+        ("filename", args.logs.filename.as_deref()),
+        ("format", Some(&args.logs.format)),
+        ("mode", Some(&args.logs.mode)),
+        ("max-size-mb", Some(&args.logs.max_size_mb)),
+        ("max-backups", Some(&args.logs.max_backups)),
+        ("max-age-days", Some(&args.logs.max_age_days)),
+        (
+            "compress",
+            Some(if args.logs.compress { "true" } else { "false" }),
+        ),
+    ];
+    for (key, value) in flags {
+        if let Some(v) = value {
+            c.set(key, v)
+                .map_err(|e| anyhow::anyhow!("--logs-{key}: {e}"))?;
+        }
+    }
+    if !c.enabled {
+        return Ok(None);
+    }
+    c.check()?;
+    if c.mode == ig::operators::logs::Mode::Detached {
+        log::warn!(
+            "logs: mode detached logs only runs detached from their client (a daemon's): \
+             nothing of this run is logged"
+        );
+        return Ok(None);
+    }
+    Ok(Some(c))
+}
+
+/// The process's log writer, started when logs are on. Call it with the
+/// signals blocked, as [`start_otlp`].
+pub fn start_logs(
+    config: Option<&ig::operators::logs::LogsConfig>,
+) -> anyhow::Result<Option<ig::operators::logs::LogWriter>> {
+    config
+        .map(|c| ig::operators::logs::LogWriter::start(c).context("--logs-enabled"))
+        .transpose()
+}
+
+/// Add the logs operator writing to `writer` to `run`.
+pub fn with_logs(
+    run: GadgetRun,
+    writer: Option<&ig::operators::logs::LogWriter>,
+    format: ig::operators::logs::Format,
+) -> GadgetRun {
+    let Some(writer) = writer.cloned() else {
+        return run;
+    };
+    let gadget = run.name();
+    run.operator(move || {
+        Box::new(ig::operators::logs::Logs::new(
+            writer.clone(),
+            format,
+            gadget.clone(),
+        ))
+    })
+}
+
+/// What SIGHUP does: reopen the log file.
+pub fn hangup(writer: Option<&ig::operators::logs::LogWriter>) -> Box<dyn Fn() + Send> {
+    match writer.cloned() {
+        Some(w) => Box::new(move || {
+            log::debug!("SIGHUP: reopening the log file");
+            w.reopen();
+        }),
+        None => Box::new(|| log::debug!("SIGHUP: nothing to reopen")),
+    }
+}
+
+/// Write what the log writer holds, and say what it dropped.
+pub fn finish_logs(writer: Option<ig::operators::logs::LogWriter>) {
+    if let Some(mut w) = writer {
+        w.close();
+        if let Some(e) = w.take_error() {
+            log::warn!("logs: writing failed: {e}");
+        }
+        let dropped = w.dropped();
+        if dropped > 0 {
+            log::warn!(
+                "logs: {dropped} lines dropped in total ({} written)",
+                w.written()
+            );
+        }
+    }
 }
 
 /// How `ig run` words a notice on stderr; `instance` names the run when
@@ -169,17 +406,30 @@ pub fn run(args: RunArgs, prepared: Prepared, given: &[(String, String)]) -> any
     if let Some(registry) = &metrics {
         run = run.metrics(registry.clone());
     }
+    let logs = logs_config(&args)?;
+    let logs_writer = super::signals::with_blocked(|| start_logs(logs.as_ref()))?;
+    let run = with_logs(
+        run,
+        logs_writer.as_ref(),
+        logs.as_ref().map(|c| c.format).unwrap_or_default(),
+    );
+    let otlp = super::signals::with_blocked(|| start_otlp(&args, metrics.as_ref()))?;
+    let mut run = with_otel_logs(run, &otlp);
     let stop = run.stop_handle()?;
     // The image's signature, the parameters, the privileges: all checked
     // before anything reaches the kernel.
     let prepared = run.prepare()?;
     let signals =
-        super::signals::SignalStop::install(stop).context("setting up signal handling")?;
+        super::signals::SignalStop::install_with_hangup(stop, hangup(logs_writer.as_ref()))
+            .context("setting up signal handling")?;
     let _listener = serve_metrics(&args, metrics.as_ref())?;
     // Nothing can interrupt a blocked write now: stderr, like stdout,
     // must never wait for its reader.
     super::logger::never_block();
-    let summary = prepared.run()?;
+    let summary = prepared.run();
+    finish_logs(logs_writer);
+    finish_otlp(otlp);
+    let summary = summary?;
     match signals.received() {
         Some(sig) => log::debug!("stopped: signal {sig}"),
         None => log::debug!("stopped: {:?}", summary.reason),
@@ -308,8 +558,12 @@ pub fn run_manifest(
     let width = names.iter().map(String::len).max().unwrap_or(0);
     let stop = StopHandle::new().context("creating the stop handle")?;
     let stdout = ig::output::sink::stdout();
-    // One registry, and one listener, for every instance.
+    // One registry, and one listener, for every instance; one log writer.
     let metrics = metrics_registry(&args);
+    let logs = logs_config(&args)?;
+    let logs_writer = super::signals::with_blocked(|| start_logs(logs.as_ref()))?;
+    let logs_format = logs.as_ref().map(|c| c.format).unwrap_or_default();
+    let otlp = super::signals::with_blocked(|| start_otlp(&args, metrics.as_ref()))?;
     let pull = PullOptions {
         policy: args.pull,
         registry: registry.clone(),
@@ -355,6 +609,8 @@ pub fn run_manifest(
         if let Some(registry) = &metrics {
             run = run.metrics(registry.clone());
         }
+        let run = with_logs(run, logs_writer.as_ref(), logs_format);
+        let mut run = with_otel_logs(run, &otlp);
         if let Err(e) = run.check() {
             let hint = match &e {
                 ig::run::RunError::Param {
@@ -368,7 +624,8 @@ pub fn run_manifest(
         runs.push((name.clone(), run));
     }
     let signals =
-        super::signals::SignalStop::install(stop.clone()).context("setting up signal handling")?;
+        super::signals::SignalStop::install_with_hangup(stop.clone(), hangup(logs_writer.as_ref()))
+            .context("setting up signal handling")?;
     let _listener = serve_metrics(&args, metrics.as_ref())?;
     super::logger::never_block();
     // One thread per instance (started after the signals are blocked, so
@@ -424,6 +681,8 @@ pub fn run_manifest(
             }
         }
     }
+    finish_logs(logs_writer);
+    finish_otlp(otlp);
     if let Some(sig) = signals.received() {
         log::debug!("stopped: signal {sig}");
     }

@@ -1,5 +1,8 @@
-//! SIGINT and SIGTERM for `ig run`: blocked, and read by a thread of
-//! their own that stops the runs through their [`StopHandle`].
+//! SIGINT, SIGTERM and SIGHUP for `ig run`: blocked, and read by a thread
+//! of their own. SIGINT and SIGTERM stop the runs through their
+//! [`StopHandle`]; SIGHUP never stops anything: it calls the hangup
+//! action the CLI gave (reopening the log file, `operator.logs`, as
+//! `logrotate` expects), or is ignored.
 //!
 //! The library never touches signals: a run ends when its stop handle is
 //! triggered. The CLI blocks the two signals before it loads anything (so
@@ -22,11 +25,12 @@ fn stop_signals() -> libc::sigset_t {
         libc::sigemptyset(&raw mut set);
         libc::sigaddset(&raw mut set, libc::SIGINT);
         libc::sigaddset(&raw mut set, libc::SIGTERM);
+        libc::sigaddset(&raw mut set, libc::SIGHUP);
         set
     }
 }
 
-/// Block SIGINT and SIGTERM on this thread; the previous mask.
+/// Block SIGINT, SIGTERM and SIGHUP on this thread; the previous mask.
 fn block() -> std::io::Result<libc::sigset_t> {
     let set = stop_signals();
     // SAFETY: a valid sigset in, a zeroed one to receive the old mask.
@@ -44,7 +48,7 @@ fn restore(old: &libc::sigset_t) {
     unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, old, std::ptr::null_mut()) };
 }
 
-/// Run `f` with SIGINT and SIGTERM blocked on this thread, then restore
+/// Run `f` with SIGINT, SIGTERM and SIGHUP blocked on this thread, then restore
 /// the mask: threads `f` spawns keep them blocked, so a Ctrl-C is never
 /// delivered to them (it would kill ig mid-load instead of stopping it
 /// cleanly: found by the leak test's kill at the `operators:` stage).
@@ -57,7 +61,7 @@ pub fn with_blocked<T>(f: impl FnOnce() -> T) -> T {
     r
 }
 
-/// While it lives: SIGINT and SIGTERM are blocked on the thread that made
+/// While it lives: SIGINT, SIGTERM and SIGHUP are blocked on the thread that made
 /// it (and so on the threads it starts later), and the first one stops
 /// `stop`.
 pub struct SignalStop {
@@ -79,7 +83,11 @@ fn eventfd() -> std::io::Result<OwnedFd> {
 }
 
 impl SignalStop {
-    pub fn install(stop: StopHandle) -> std::io::Result<Self> {
+    /// Install; SIGHUP calls `hangup` (on the signal thread).
+    pub fn install_with_hangup(
+        stop: StopHandle,
+        hangup: Box<dyn Fn() + Send>,
+    ) -> std::io::Result<Self> {
         let old = block()?;
         let set = stop_signals();
         let undo = |e| {
@@ -127,6 +135,10 @@ impl SignalStop {
                             let n = libc::read(sfd.as_raw_fd(), (&raw mut info).cast(), size);
                             (usize::try_from(n).ok() == Some(size)).then_some(info.ssi_signo)
                         };
+                        if signo == Some(libc::SIGHUP as u32) {
+                            hangup();
+                            continue;
+                        }
                         if let Some(signo) = signo {
                             let signo = i32::try_from(signo).unwrap_or(0);
                             let _ =

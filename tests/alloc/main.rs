@@ -57,6 +57,12 @@ enum Consumer {
     /// keyed by `proc.comm` (a copy of the gadget annotated so) into a
     /// registry, with ig's own metrics.
     Metrics,
+    /// The logs operator (JSON lines) writing to a file through its
+    /// writer thread.
+    Logs,
+    /// The otel-logs operator encoding OTLP log records for an exporter
+    /// whose collector is unreachable (its batches are dropped, counted).
+    OtelLogs,
 }
 
 /// A store with trace_open annotated `metrics.collect`, an implicit
@@ -85,6 +91,8 @@ fn metrics_store() -> &'static common::TestStore {
 
 fn allocations_per_event(gadget: &str, consumer: Consumer, params: &[(&str, &str)]) -> (u64, u64) {
     let registry = ig::operators::otel_metrics::Registry::new(true);
+    let logs_dir = tempfile::tempdir().unwrap();
+    let mut exporter = None;
     let store = match consumer {
         Consumer::Metrics => metrics_store(),
         _ => common::gadget_store(),
@@ -117,6 +125,46 @@ fn allocations_per_event(gadget: &str, consumer: Consumer, params: &[(&str, &str
             })
         }
         Consumer::Metrics => run.metrics(registry.clone()),
+        Consumer::Logs => {
+            let config = ig::operators::logs::LogsConfig {
+                enabled: true,
+                channel: ig::operators::logs::Channel::File,
+                filename: logs_dir.path().join("ig.log"),
+                ..Default::default()
+            };
+            let writer = ig::operators::logs::LogWriter::start(&config).unwrap();
+            run.operator(move || {
+                Box::new(ig::operators::logs::Logs::new(
+                    writer.clone(),
+                    ig::operators::logs::Format::Json,
+                    "trace_open",
+                ))
+            })
+        }
+        Consumer::OtelLogs => {
+            let config = ig::otlp::ExporterConfig {
+                name: "alloc".into(),
+                endpoint: "http://127.0.0.1:1".into(),
+                headers: Vec::new(),
+                insecure: true,
+                interval: std::time::Duration::from_secs(1),
+                temporality: ig::otlp::Temporality::Cumulative,
+            };
+            let e = exporter.insert(
+                ig::otlp::Exporter::start(&config, ig::otlp::Signal::Logs, None, None).unwrap(),
+            );
+            let route = ig::operators::otel_logs::Route {
+                ds: None,
+                sender: e.sender(),
+                max_wait: std::time::Duration::from_secs(1),
+            };
+            run.operator(move || {
+                Box::new(ig::operators::otel_logs::OtelLogs::new(
+                    vec![route.clone()],
+                    "trace_open",
+                ))
+            })
+        }
     };
     let mut p = run.pipeline().unwrap();
     let (id, schema) = p
@@ -171,6 +219,28 @@ fn allocations_per_event(gadget: &str, consumer: Consumer, params: &[(&str, &str
         );
         assert!(text.contains("ig_events_total{"), "{text}");
     }
+    if let Consumer::Logs = consumer {
+        p.dispatch.flush().unwrap();
+        // The writer's thread writes the lines: give it a moment.
+        let file = logs_dir.path().join("ig.log");
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::fs::read(&file).map_or(0, |b| b.split(|&c| c == b'\n').count()) < n as usize
+            && std::time::Instant::now() < end
+        {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert!(
+            text.lines().count() as u64 > n,
+            "{} lines",
+            text.lines().count()
+        );
+    }
+    if let (Consumer::OtelLogs, Some(e)) = (consumer, &exporter) {
+        p.dispatch.flush().unwrap();
+        // Batches were made (and dropped: no collector there).
+        std::hint::black_box(e.dropped());
+    }
     (allocs, n)
 }
 
@@ -220,6 +290,15 @@ fn no_heap_allocation_per_event_json_table_yaml() {
         assert!(
             allocs * 100 < n,
             "metrics {params:?}: {allocs} allocations for {n} events"
+        );
+    }
+    // Log lines and OTLP log records: formatted into batches; a batch
+    // (hundreds of events) may allocate when it is handed over.
+    for consumer in [Consumer::Logs, Consumer::OtelLogs] {
+        let (allocs, n) = allocations_per_event("trace_open", consumer, &[]);
+        assert!(
+            allocs * 100 < n,
+            "{consumer:?}: {allocs} allocations for {n} events"
         );
     }
 }

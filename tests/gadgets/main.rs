@@ -14,6 +14,7 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+mod export;
 mod metrics;
 mod operators;
 

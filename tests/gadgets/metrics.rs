@@ -254,7 +254,7 @@ fn disk_completions() -> u64 {
 
 /// `dd` writing `n` 4 KiB blocks with O_DIRECT to a file of the host's
 /// root filesystem: `n` block requests at least.
-fn direct_writes(n: u32) {
+pub(super) fn direct_writes(n: u32) {
     let file = Path::new("/var/tmp").join(format!("ig-blockio-{}", me()));
     let out = Command::new("dd")
         .args(["if=/dev/zero", "bs=4k", "oflag=direct"])

@@ -44,6 +44,28 @@ const ALLOWED: &[(&str, &[&str])] = &[
             // The names of the output modes (pure), for the annotations
             // ig honours; never the printers.
             "output::mode",
+            // The logs operator's `data` is `-o json`'s object, made by the
+            // same code (`ObjectWriter`) from the same fields; the
+            // otel-logs operator's records carry those fields too.
+            "output::fields",
+            "output::json",
+            // The otel-logs operator hands its batches to an exporter.
+            "otlp",
+            "otlp::metrics",
+        ],
+    ),
+    // OTLP: its messages, the exporters' thread; the metrics registry's
+    // snapshots, the registry client's TLS set-up and error wording.
+    (
+        "otlp",
+        &[
+            "datasource",
+            "params",
+            "output::fields",
+            "operators::otel_metrics",
+            "operators::otel_metrics::exposition",
+            "image::registry",
+            "run",
         ],
     ),
     ("runner", &["output", "pipeline"]),

@@ -246,9 +246,15 @@ fn install_test_go(root: &Path) -> Result<()> {
 
 /// The independent gRPC client of the daemon tests (tests/kernel
 /// daemon.rs): Python's grpcio, with grpcio-tools to generate its stubs
-/// from our .proto in the test. Pinned; installed into a venv under
+/// from our .proto in the test; and the OTLP/HTTP receiver of the export
+/// tests (tests/gadgets export.rs): OpenTelemetry's own generated
+/// messages, `opentelemetry-proto`. Pinned; installed into a venv under
 /// target/ so the system's Python stays untouched.
-const GRPC_PYTHON: &[&str] = &["grpcio==1.85.1", "grpcio-tools==1.85.1"];
+const GRPC_PYTHON: &[&str] = &[
+    "grpcio==1.85.1",
+    "grpcio-tools==1.85.1",
+    "opentelemetry-proto==1.45.2",
+];
 
 /// Where that venv lives (tests/kernel finds `bin/python` there).
 fn grpc_venv(root: &Path) -> PathBuf {

@@ -21,6 +21,7 @@ pub mod metadata;
 pub mod names;
 pub mod netif;
 pub mod operators;
+pub mod otlp;
 pub mod output;
 pub mod params;
 pub mod pipeline;

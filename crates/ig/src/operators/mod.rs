@@ -36,6 +36,8 @@ pub mod filter;
 pub mod formatters;
 pub mod limit;
 pub mod localmanager;
+pub mod logs;
+pub mod otel_logs;
 pub mod otel_metrics;
 pub mod process;
 pub mod processinfo;

@@ -348,6 +348,35 @@ impl JsonPrinter {
     }
 }
 
+/// One event as the compact object `-o json` prints (its default fields),
+/// into a caller's buffer: what the logs operator puts under `data`.
+pub struct ObjectWriter {
+    compact: Compiled,
+    memos: Vec<MemoState>,
+}
+
+impl ObjectWriter {
+    /// The writer of `schema`'s events.
+    pub fn new(schema: &Schema) -> Self {
+        let fields = super::fields::defaults(schema, super::fields::Flavor::Json);
+        let compact = Compiled::new(schema, &plan(schema, &fields), &[]);
+        Self {
+            memos: compact.memos.iter().map(|_| MemoState::default()).collect(),
+            compact,
+        }
+    }
+
+    /// Append `ev` as one JSON object (no newline) to `buf`.
+    pub fn write(&mut self, buf: &mut Vec<u8>, schema: &Schema, ev: &Event) {
+        self.compact.write(buf, schema, ev, &mut self.memos);
+    }
+}
+
+/// Append `s` to `buf` as a JSON string.
+pub fn push_json_str(buf: &mut Vec<u8>, s: &[u8]) {
+    write_str(buf, s);
+}
+
 /// The object tree of the selected leaves: a struct appears when one of
 /// its fields is selected.
 pub(super) fn plan(schema: &Schema, fields: &[FieldId]) -> Vec<Node> {

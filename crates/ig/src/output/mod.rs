@@ -10,7 +10,7 @@
 //! order (a field an operator derived from another sits next to it).
 
 pub mod fields;
-mod json;
+pub(crate) mod json;
 pub mod mode;
 pub mod pcapng;
 pub mod rendered;

@@ -62,6 +62,8 @@ impl Metric {
 struct KeyField {
     id: FieldId,
     label: String,
+    /// The OpenTelemetry attribute key (unsanitized).
+    attr: String,
 }
 
 pub(super) struct Collector {
@@ -167,6 +169,7 @@ impl Collector {
                 keys.push(KeyField {
                     id,
                     label: exposition::sanitize(&name, true),
+                    attr: name.clone(),
                 });
                 continue;
             }
@@ -413,6 +416,44 @@ impl Collector {
         l
     }
 
+    /// The instruments, for OTLP.
+    pub(super) fn instruments(&self) -> Vec<super::Instrument> {
+        self.metrics
+            .iter()
+            .map(|m| super::Instrument {
+                scope: self.scope.clone(),
+                name: m.name.clone(),
+                description: m.help.clone(),
+                unit: m.unit.clone(),
+                kind: m.kind,
+                points: (0..self.labels.len())
+                    .map(|s| {
+                        let row = &self.values[s * self.width + m.offset..][..m.width()];
+                        super::Point {
+                            attributes: self
+                                .keys
+                                .iter()
+                                .zip(&self.labels[s])
+                                .map(|(k, v)| (k.attr.clone(), v.clone()))
+                                .collect(),
+                            value: match m.kind {
+                                Kind::Histogram => Value::Histogram {
+                                    bounds: m.bounds.clone(),
+                                    counts: row[..row.len() - 1]
+                                        .iter()
+                                        .map(|c| *c as u64)
+                                        .collect(),
+                                    sum: row[row.len() - 1],
+                                },
+                                _ => Value::Scalar(row[0]),
+                            },
+                        }
+                    })
+                    .collect(),
+            })
+            .collect()
+    }
+
     /// The families of a scrape.
     pub(super) fn families(&self) -> Vec<Family> {
         self.metrics
@@ -456,6 +497,9 @@ impl Collector {
             return;
         }
         registry.publish(*id, self.families());
+        if registry.otlp() {
+            registry.publish_instruments(*id, self.instruments());
+        }
         self.dirty = false;
         self.last_publish = Some(Instant::now());
     }

@@ -47,12 +47,46 @@ struct Shared {
     state: Mutex<State>,
     next_id: AtomicU64,
     internals: bool,
+    /// An OTLP exporter reads [`Registry::instruments`].
+    otlp: AtomicBool,
+}
+
+/// One instrument of a collector as OpenTelemetry names it, for OTLP:
+/// the instrument's own name (`execs`, not `execs_total`) and attribute
+/// keys (`proc.comm`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Instrument {
+    /// The scope (`--otel-metrics-name`).
+    pub scope: String,
+    /// The instrument's name.
+    pub name: String,
+    /// `metrics.description`.
+    pub description: String,
+    /// `metrics.unit`.
+    pub unit: String,
+    /// Its kind.
+    pub kind: Kind,
+    /// One point per label set.
+    pub points: Vec<Point>,
+}
+
+/// One point of an [`Instrument`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Point {
+    /// `(key, value)`, the data source's key fields.
+    pub attributes: Vec<(String, String)>,
+    /// Cumulative since the run started.
+    pub value: Value,
 }
 
 #[derive(Default)]
 struct State {
     /// Per collector (by [`Registry::id`]), its last snapshot.
     published: BTreeMap<u64, Vec<Family>>,
+    /// The same, as OpenTelemetry instruments (when an exporter reads them).
+    instruments: BTreeMap<u64, Vec<Instrument>>,
+    /// What OTLP exporters dropped, by signal (`metrics`, `logs`).
+    otlp_dropped: BTreeMap<&'static str, u64>,
     /// ig's own: gadgets running now.
     running: i64,
     /// Per counting handler (by id), `(data source, events)`.
@@ -86,6 +120,36 @@ impl Registry {
         // A panic while holding it cannot leave it half-updated: every
         // update is one assignment.
         self.0.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Keep OpenTelemetry instruments too, for an OTLP exporter.
+    pub fn enable_otlp(&self) {
+        self.0.otlp.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether an OTLP exporter reads the instruments.
+    pub fn otlp(&self) -> bool {
+        self.0.otlp.load(Ordering::Relaxed)
+    }
+
+    /// Replace the instruments of publisher `id`.
+    pub fn publish_instruments(&self, id: u64, instruments: Vec<Instrument>) {
+        self.state().instruments.insert(id, instruments);
+    }
+
+    /// Every collector's instruments now.
+    pub fn instruments(&self) -> Vec<Instrument> {
+        self.state()
+            .instruments
+            .values()
+            .flatten()
+            .cloned()
+            .collect()
+    }
+
+    /// Set what the OTLP exporter of `signal` dropped so far.
+    pub fn otlp_dropped(&self, signal: &'static str, total: u64) {
+        self.state().otlp_dropped.insert(signal, total);
     }
 
     /// Replace the snapshot of publisher `id`.
@@ -192,7 +256,7 @@ fn internal_families(s: &State) -> Vec<Family> {
     for (ds, n) in s.events.values() {
         *events.entry(ds).or_default() += n;
     }
-    vec![
+    let mut families = vec![
         Family {
             name: "ig_gadgets_running".into(),
             help: "Number of running gadgets".into(),
@@ -225,7 +289,24 @@ fn internal_families(s: &State) -> Vec<Family> {
             kind: Kind::Counter,
             series: vec![with(None, s.output_dropped as f64)],
         },
-    ]
+    ];
+    // Only once an OTLP exporter dropped something: scrapes without
+    // exporters keep their shape.
+    if !s.otlp_dropped.is_empty() {
+        families.push(Family {
+            name: "ig_otlp_dropped_total".into(),
+            help: "Data points and log records an OTLP exporter dropped (queue full, collector \
+                   unreachable past the retries, or refused)"
+                .into(),
+            kind: Kind::Counter,
+            series: s
+                .otlp_dropped
+                .iter()
+                .map(|(sig, n)| with(Some(("signal", *sig)), *n as f64))
+                .collect(),
+        });
+    }
+    families
 }
 
 /// The serving thread; stops when dropped.
