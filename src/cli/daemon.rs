@@ -515,8 +515,10 @@ impl GadgetManager for Service {
             let mut run = policies
                 .run(&req.image_name)
                 .params(param_values(req.param_values));
+            // Verified before any of the image is parsed.
             let info = run
-                .describe()
+                .check_trust()
+                .and_then(|()| run.describe())
                 .map_err(|e| Status::invalid_argument(error_chain(&e)))?;
             Ok(gadget_info(&info, &req.image_name, &info.sources))
         })
@@ -765,7 +767,8 @@ fn run_thread(
     if r.timeout > 0 {
         run = run.timeout(Duration::from_nanos(r.timeout as u64));
     }
-    let info = match run.describe() {
+    // Verified before any of the image is parsed.
+    let info = match run.check_trust().and_then(|()| run.describe()) {
         Ok(i) => i,
         Err(e) => {
             let _ = started.send(Err(Status::invalid_argument(error_chain(&e))));

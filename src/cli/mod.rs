@@ -160,6 +160,8 @@ pub fn main() -> ExitCode {
                         policy: args.pull,
                         registry: cli.registry.clone(),
                         allowed_gadgets: args.allowed_gadgets.clone(),
+                        verify_image: args.verify_image,
+                        public_keys: args.public_keys.clone(),
                     };
                     let image = args.image.clone().unwrap_or_default();
                     run::prepare(&cli.store, &image, &pull, prefetch.as_ref())

@@ -404,6 +404,9 @@ pub struct GadgetRun {
     annotations: Vec<Annotation>,
     metrics: Option<crate::operators::otel_metrics::Registry>,
     resolved: Option<source::Resolved>,
+    /// The resolved image passed the trust policy as it is now (set by
+    /// [`GadgetRun::check_trust`], cleared when the policy changes).
+    trusted: bool,
 }
 
 impl GadgetRun {
@@ -429,6 +432,7 @@ impl GadgetRun {
             annotations: Vec::new(),
             metrics: None,
             resolved: None,
+            trusted: false,
         }
     }
 
@@ -478,6 +482,7 @@ impl GadgetRun {
     #[must_use]
     pub fn verify(mut self, policy: VerifyPolicy) -> Self {
         self.verify = policy;
+        self.trusted = false;
         self
     }
 
@@ -670,6 +675,24 @@ impl GadgetRun {
         Ok(self.resolved.as_ref().expect("just set"))
     }
 
+    /// Reads (or pulls) the image and, for an image of a store, applies
+    /// the trust policy (allowed gadgets, signature) once: before any of
+    /// its content (`gadget.yaml`, the eBPF object, the WASM module) is
+    /// parsed, since that content is untrusted until it is verified.
+    /// [`GadgetRun::param_specs`] and every run call it; call it before
+    /// [`GadgetRun::describe`] for an image about to run.
+    pub fn check_trust(&mut self) -> Result<(), RunError> {
+        self.resolve()?;
+        if self.trusted {
+            return Ok(());
+        }
+        if let Some(stored) = self.resolved.as_ref().and_then(|r| r.stored.as_ref()) {
+            policy::check_before_load(&self.verify, self.pull, &self.registry, stored)?;
+        }
+        self.trusted = true;
+        Ok(())
+    }
+
     /// The image's operators, made on this thread.
     fn assemble(&mut self) -> Result<(Assembly, Vec<Box<dyn Operator>>), RunError> {
         let seams = crate::operators::Seams {
@@ -715,8 +738,11 @@ impl GadgetRun {
     }
 
     /// Every parameter of the run (the image's and every operator's),
-    /// with `paramDefaults` applied. Reads (or pulls) the image; no kernel.
+    /// with `paramDefaults` applied. Reads (or pulls) the image and
+    /// applies the trust policy before parsing it (what the parameters are
+    /// comes from `gadget.yaml` and the eBPF object); no kernel.
     pub fn param_specs(&mut self) -> Result<Vec<ParamSpec>, RunError> {
+        self.check_trust()?;
         let (assembly, extra) = self.assemble()?;
         let mut specs = assembly.specs;
         specs.extend(extra.iter().flat_map(|o| o.params()));
@@ -813,12 +839,9 @@ impl GadgetRun {
         let for_run = matches!(purpose, Purpose::Run | Purpose::Check);
         let consume = matches!(purpose, Purpose::Run | Purpose::Pipeline);
         if for_run {
-            self.resolve()?;
-            if let Some(stored) = self.resolved.as_ref().and_then(|r| r.stored.as_ref()) {
-                // Before anything else, and so before anything reaches
-                // the kernel.
-                policy::check_before_load(&self.verify, self.pull, &self.registry, stored)?;
-            }
+            // Before anything else, and so before anything reaches the
+            // kernel.
+            self.check_trust()?;
         }
         let (assembly, extra) = self.assemble()?;
         let Assembly {
