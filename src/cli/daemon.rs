@@ -517,8 +517,7 @@ impl GadgetManager for Service {
                 .params(param_values(req.param_values));
             // Verified before any of the image is parsed.
             let info = run
-                .check_trust()
-                .and_then(|()| run.describe())
+                .describe_trusted()
                 .map_err(|e| Status::invalid_argument(error_chain(&e)))?;
             Ok(gadget_info(&info, &req.image_name, &info.sources))
         })
@@ -768,7 +767,7 @@ fn run_thread(
         run = run.timeout(Duration::from_nanos(r.timeout as u64));
     }
     // Verified before any of the image is parsed.
-    let info = match run.check_trust().and_then(|()| run.describe()) {
+    let info = match run.describe_trusted() {
         Ok(i) => i,
         Err(e) => {
             let _ = started.send(Err(Status::invalid_argument(error_chain(&e))));

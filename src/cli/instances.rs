@@ -597,8 +597,7 @@ impl Instances {
         let config = gi.gadget_config.clone().expect("checked");
         let mut run = self.runner.run(&config).map_err(Status::invalid_argument)?;
         // Verified before any of the image is parsed.
-        run.check_trust()
-            .and_then(|()| run.describe())
+        run.describe_trusted()
             .map_err(|e| Status::invalid_argument(error_chain(&e)))?;
         let spec = gi.clone();
         let mut map = self.map.lock().expect("not poisoned");
@@ -766,7 +765,7 @@ fn run_instance(inst: &Instance, runner: &dyn Runner) {
         }
     };
     // Verified before any of the image is parsed.
-    let info = match run.check_trust().and_then(|()| run.describe()) {
+    let info = match run.describe_trusted() {
         Ok(i) => i,
         Err(e) => {
             let msg = format!("the image does not load: {}", error_chain(&e));

@@ -277,7 +277,8 @@ impl Doing {
 
 /// `error: ...` and its `hint:`, if it has one.
 fn report(e: &anyhow::Error, doing: Doing) {
-    logger::error(&format!("{e:#}"));
+    // `{e:#}`, but a cause the message before it already says is said once.
+    logger::error(&ig::run::error_chain(e.as_ref()));
     if let Some(h) = hint(e, doing) {
         logger::hint(&h);
     }

@@ -679,8 +679,8 @@ impl GadgetRun {
     /// the trust policy (allowed gadgets, signature) once: before any of
     /// its content (`gadget.yaml`, the eBPF object, the WASM module) is
     /// parsed, since that content is untrusted until it is verified.
-    /// [`GadgetRun::param_specs`] and every run call it; call it before
-    /// [`GadgetRun::describe`] for an image about to run.
+    /// [`GadgetRun::param_specs`], [`GadgetRun::describe_trusted`] and
+    /// every run call it.
     pub fn check_trust(&mut self) -> Result<(), RunError> {
         self.resolve()?;
         if self.trusted {
@@ -781,6 +781,14 @@ impl GadgetRun {
                 .chain(pipeline.warnings().iter().cloned())
                 .collect(),
         })
+    }
+
+    /// [`GadgetRun::describe`] of an image about to run: the trust
+    /// policy first ([`GadgetRun::check_trust`]), so that nothing of an
+    /// image it refuses is parsed.
+    pub fn describe_trusted(&mut self) -> Result<GadgetInfo, RunError> {
+        self.check_trust()?;
+        self.describe()
     }
 
     /// The operator chain of this run, built (schemas frozen, handlers
@@ -1145,12 +1153,22 @@ fn default_guest_stderr() -> StderrWriter {
 
 /// `e` and its sources, `: `-separated, as one line: how a program
 /// that embeds ig can show a [`RunError`] whole.
+///
+/// A cause whose text the error before it already contains is left out:
+/// errors that print their source in their own message and also return
+/// it from `source()` (`writing the archive: No space left on device (os
+/// error 28)`, then the `io::Error` itself) would say it twice.
 pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
+    let mut last = e.to_string();
+    let mut s = last.clone();
     let mut cur = e.source();
     while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
+        let text = c.to_string();
+        if !last.contains(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
+        last = text;
         cur = c.source();
     }
     s
@@ -1159,6 +1177,31 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A cause already in the message before it is said once.
+    #[test]
+    fn error_chain_says_a_repeated_cause_once() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("writing the archive to /dev/full: {0}")]
+        struct Writing(#[source] std::io::Error);
+        #[derive(Debug, thiserror::Error)]
+        #[error("exporting")]
+        struct Exporting(#[source] Writing);
+        let e = Exporting(Writing(std::io::Error::from_raw_os_error(28)));
+        assert_eq!(
+            error_chain(&e),
+            "exporting: writing the archive to /dev/full: No space left on device (os error 28)"
+        );
+        // A cause not in the message before it is said.
+        #[derive(Debug, thiserror::Error)]
+        #[error("writing")]
+        struct Plain(#[source] std::io::Error);
+        let e = Plain(std::io::Error::from_raw_os_error(28));
+        assert_eq!(
+            error_chain(&e),
+            "writing: No space left on device (os error 28)"
+        );
+    }
 
     /// Without the `wasm` feature, an image with a WASM module is refused
     /// by name, before anything runs (`cargo test -p ig
