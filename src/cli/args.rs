@@ -742,14 +742,18 @@ pub enum InspectFormat {
     Columns,
 }
 
+/// `--ringbuf-size`: a power of two that fits the kernel's u32, from a
+/// page up. Every refusal says the range.
 fn parse_ringbuf_size(s: &str) -> Result<u32, String> {
-    let n: u32 = s
+    const RANGE: &str = "a power of two from 4096 to 2147483648 (2 GiB)";
+    let n: u64 = s
         .parse()
-        .map_err(|_| format!("{s:?} is not a number of bytes"))?;
-    if n < 4096 || !n.is_power_of_two() {
-        return Err(format!("{n} is not a power of two of at least 4096"));
+        .map_err(|_| format!("{s:?} is not a number of bytes: give {RANGE}"))?;
+    match u32::try_from(n) {
+        Ok(n) if n >= 4096 && n.is_power_of_two() => Ok(n),
+        Ok(_) => Err(format!("{n} is not {RANGE}")),
+        Err(_) => Err(format!("{n} bytes is too large: give {RANGE}")),
     }
-    Ok(n)
 }
 
 #[cfg(test)]
@@ -790,6 +794,22 @@ mod tests {
         assert!(parse_ringbuf_size("1000").is_err());
         assert!(parse_ringbuf_size("2048").is_err());
         assert!(parse_ringbuf_size("x").is_err());
+        assert_eq!(parse_ringbuf_size("2147483648"), Ok(1 << 31));
+        // Beyond u32 and u64: the range, not "not a number".
+        for big in ["4294967296", "99999999999999999999"] {
+            let e = parse_ringbuf_size(big).unwrap_err();
+            assert!(e.contains("from 4096 to 2147483648"), "{e}");
+        }
+        assert!(
+            parse_ringbuf_size("4294967296")
+                .unwrap_err()
+                .contains("too large")
+        );
+        assert!(
+            parse_ringbuf_size("1000")
+                .unwrap_err()
+                .contains("is not a power of two from 4096")
+        );
     }
 }
 

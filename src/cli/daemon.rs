@@ -515,8 +515,9 @@ impl GadgetManager for Service {
             let mut run = policies
                 .run(&req.image_name)
                 .params(param_values(req.param_values));
+            // Verified before any of the image is parsed.
             let info = run
-                .describe()
+                .describe_trusted()
                 .map_err(|e| Status::invalid_argument(error_chain(&e)))?;
             Ok(gadget_info(&info, &req.image_name, &info.sources))
         })
@@ -765,7 +766,8 @@ fn run_thread(
     if r.timeout > 0 {
         run = run.timeout(Duration::from_nanos(r.timeout as u64));
     }
-    let info = match run.describe() {
+    // Verified before any of the image is parsed.
+    let info = match run.describe_trusted() {
         Ok(i) => i,
         Err(e) => {
             let _ = started.send(Err(Status::invalid_argument(error_chain(&e))));

@@ -595,10 +595,9 @@ impl Instances {
             .map_or(0, |d| d.as_secs() as i64);
         check(gi)?;
         let config = gi.gadget_config.clone().expect("checked");
-        self.runner
-            .run(&config)
-            .map_err(Status::invalid_argument)?
-            .describe()
+        let mut run = self.runner.run(&config).map_err(Status::invalid_argument)?;
+        // Verified before any of the image is parsed.
+        run.describe_trusted()
             .map_err(|e| Status::invalid_argument(error_chain(&e)))?;
         let spec = gi.clone();
         let mut map = self.map.lock().expect("not poisoned");
@@ -765,7 +764,8 @@ fn run_instance(inst: &Instance, runner: &dyn Runner) {
             return;
         }
     };
-    let info = match run.describe() {
+    // Verified before any of the image is parsed.
+    let info = match run.describe_trusted() {
         Ok(i) => i,
         Err(e) => {
             let msg = format!("the image does not load: {}", error_chain(&e));

@@ -160,6 +160,8 @@ pub fn main() -> ExitCode {
                         policy: args.pull,
                         registry: cli.registry.clone(),
                         allowed_gadgets: args.allowed_gadgets.clone(),
+                        verify_image: args.verify_image,
+                        public_keys: args.public_keys.clone(),
                     };
                     let image = args.image.clone().unwrap_or_default();
                     run::prepare(&cli.store, &image, &pull, prefetch.as_ref())
@@ -275,7 +277,8 @@ impl Doing {
 
 /// `error: ...` and its `hint:`, if it has one.
 fn report(e: &anyhow::Error, doing: Doing) {
-    logger::error(&format!("{e:#}"));
+    // `{e:#}`, but a cause the message before it already says is said once.
+    logger::error(&ig::run::error_chain(e.as_ref()));
     if let Some(h) = hint(e, doing) {
         logger::hint(&h);
     }

@@ -21,14 +21,20 @@ use ig::image::registry::{NoProgress, Platforms, Progress, Registry};
 use ig::image::{Descriptor, Digest, Reference, Store};
 use ig::run::RegistryConfig;
 
-/// What `ig run` needs before it touches the network: how to pull its
-/// image, and the `--allowed-gadgets` rules that can refuse it by name.
+/// What `ig run` needs before it touches the network or reads its image:
+/// how to pull it, and the trust policy (`--allowed-gadgets` rules, which
+/// can refuse it by name, `--verify-image` and `--public-keys`), applied
+/// before anything of the image is parsed.
 #[derive(Debug, Clone, Default)]
 pub struct PullOptions {
     pub policy: PullPolicy,
     pub registry: RegistryArgs,
     /// Raw `--allowed-gadgets` entries (parsed by `trust`).
     pub allowed_gadgets: Vec<String>,
+    /// `--verify-image` (`None`: not given).
+    pub verify_image: Option<bool>,
+    /// Raw `--public-keys` entries (files or PEM text).
+    pub public_keys: Vec<String>,
 }
 
 impl PullOptions {
@@ -52,6 +58,8 @@ impl PullOptions {
                 registry_timeout: None,
             },
             allowed_gadgets: Vec::new(),
+            verify_image: None,
+            public_keys: Vec::new(),
         };
         let mut i = 0;
         while i < args.len() {
@@ -63,13 +71,21 @@ impl PullOptions {
                 Some((f, v)) => (f, Some(v.to_owned())),
                 None => (a, None),
             };
-            if matches!(
+            // Its value only ever follows `=` (clap's require_equals).
+            if flag == "--verify-image" {
+                opts.verify_image = match value.as_deref() {
+                    None | Some("true") => Some(true),
+                    Some("false") => Some(false),
+                    Some(other) => return Err(format!("invalid --verify-image value {other:?}")),
+                };
+            } else if matches!(
                 flag,
                 "--pull"
                     | "--authfile"
                     | "--insecure-registries"
                     | "--allowed-gadgets"
                     | "--registry-timeout"
+                    | "--public-keys"
             ) {
                 let value = match value {
                     Some(v) => v,
@@ -103,6 +119,8 @@ impl PullOptions {
                             Some(super::args::parse_registry_timeout(&value)?);
                     }
                     "--allowed-gadgets" => opts.allowed_gadgets.extend(list(&value)),
+                    // One key (or file) per flag: PEM text has commas.
+                    "--public-keys" => opts.public_keys.push(value),
                     _ => opts.registry.insecure_registries.extend(list(&value)),
                 }
             }
@@ -429,6 +447,16 @@ mod tests {
         assert_eq!(o.policy, PullPolicy::Missing);
         let o = PullOptions::prescan(&argv("run x -- --pull never")).unwrap();
         assert_eq!(o.policy, PullPolicy::Missing);
+        assert_eq!(o.verify_image, None);
+        // The trust flags, read before the image is.
+        let o = PullOptions::prescan(&argv(
+            "run --public-keys /a.pub x --verify-image --public-keys=-----BEGIN,x=",
+        ))
+        .unwrap();
+        assert_eq!(o.verify_image, Some(true));
+        assert_eq!(o.public_keys, ["/a.pub", "-----BEGIN,x="]);
+        let o = PullOptions::prescan(&argv("run x --verify-image=false")).unwrap();
+        assert_eq!(o.verify_image, Some(false));
     }
 
     #[test]
@@ -438,6 +466,7 @@ mod tests {
             "run x --pull=",
             "run x --pull Always",
             "run x --pull",
+            "run x --verify-image=yes",
         ] {
             assert!(PullOptions::prescan(&argv(bad)).is_err(), "{bad}");
         }

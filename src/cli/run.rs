@@ -55,9 +55,12 @@ pub fn new_run(
     let mut run = GadgetRun::from_store(store, image)
         .pull(pull.policy.into())
         .registry(pull.registry.config())
+        // The whole trust policy, so that the image is verified before its
+        // gadget.yaml is parsed for the flags and --help.
         .verify(VerifyPolicy {
+            verify: pull.verify_image,
+            public_keys: pull.public_keys.clone(),
             allowed_gadgets: pull.allowed_gadgets.clone(),
-            ..VerifyPolicy::default()
         })
         .pull_progress(super::registry::progress("pulled"))
         .gadget_runs(gadget_runs())
@@ -568,6 +571,8 @@ pub fn run_manifest(
         policy: args.pull,
         registry: registry.clone(),
         allowed_gadgets: args.allowed_gadgets.clone(),
+        verify_image: args.verify_image,
+        public_keys: args.public_keys.clone(),
     };
     // Every instance is read and checked (image, signature, parameters,
     // privileges) before any is loaded.

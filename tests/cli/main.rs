@@ -777,6 +777,86 @@ fn deeply_nested_gadget_yaml_is_refused_at_once() {
     assert_eq!(err.lines().count(), 1, "{err}");
 }
 
+/// An image is untrusted until its signature is checked: `ig run IMAGE`
+/// and `ig run IMAGE --help` refuse an unsigned image before they parse
+/// any of it. The image's `gadget.yaml` nests 100 `[` (which parsing
+/// reports as nesting deeper than 64 levels) and its eBPF object is not
+/// ELF: the refusal must be the verification's, whether verification is
+/// asked by the flag or by the config variable. Before, the flags of the
+/// gadget were made from its `gadget.yaml` first, so the parse error was
+/// reported instead.
+#[test]
+fn an_unsigned_image_is_refused_before_its_gadget_yaml_is_parsed() {
+    let s = TestStore::new();
+    let store = ig::image::Store::open(s.path()).unwrap();
+    store
+        .add_gadget_image(
+            &ig::image::Reference::parse("hostile").unwrap(),
+            ig::image::GadgetImage {
+                config_yaml: format!("name: hostile\ndescription: {}\n", "[".repeat(100))
+                    .into_bytes(),
+                ebpf_object: b"not an ELF object".to_vec(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    const PARSED: &str = "nest deeper than 64 levels";
+    // Unverified (as asked), it is parsed: the marker is real.
+    let out = s.run(&["run", "hostile", "--verify-image=false"]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(PARSED), "{err}");
+
+    // clap wraps help text: compare words.
+    let refused = |err: &str, why: &str| {
+        let err = err.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(
+            err.contains("refusing to run ghcr.io/inspektor-gadget/gadget/hostile:latest")
+                && err.contains(why)
+                && err.contains("is not signed"),
+            "{err}"
+        );
+        assert!(!err.contains(PARSED), "parsed before verifying: {err}");
+    };
+    let out = s.run(&["run", "hostile", "--verify-image"]);
+    assert_eq!(out.status.code(), Some(1));
+    refused(&text(&out.stderr), "--verify-image is set");
+    // Another key than the built-in one, given before `run`'s image.
+    let key = s.path().join("none.pub");
+    std::fs::write(&key, "").unwrap();
+    let out = s.run(&[
+        "run",
+        "--public-keys",
+        key.to_str().unwrap(),
+        "hostile",
+        "--verify-image",
+        "--pid",
+        "1",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(!err.contains(PARSED), "parsed before verifying: {err}");
+    assert!(err.contains("none.pub"), "{err}");
+    // From the config variable, as the flag.
+    let out = s
+        .ig()
+        .env("INSPEKTOR_GADGET_OPERATOR_OCI_VERIFY_IMAGE", "true")
+        .args(["run", "hostile"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    refused(&text(&out.stderr), "--verify-image is set");
+    // `--help` lists no parameter of an image it refuses, and says why.
+    let out = s.run(&["run", "hostile", "--verify-image", "--help"]);
+    let help = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        help.contains("The gadget's own parameters are not listed"),
+        "{help}"
+    );
+    refused(&help, "--verify-image is set");
+}
+
 /// Output that could not be written is an error outside `ig run` too:
 /// `> /dev/full` gives exit 1 and one line naming the cause (before,
 /// these commands printed nothing and exited 0). A reader that went away

@@ -89,6 +89,9 @@ fn export_streams_to_devices_fifos_and_stdout_and_never_replaces_them() {
         let err = text(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{err}");
         assert!(err.contains("No space left on device"), "{err}");
+        // Said once (the chain printed the io error's text twice).
+        assert_eq!(err.matches("os error 28").count(), 1, "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
         assert!(!text(&out.stdout).contains("Exported"));
         assert_eq!(kind(dest), "char device", "{}", dest.display());
     }

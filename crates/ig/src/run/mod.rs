@@ -404,6 +404,9 @@ pub struct GadgetRun {
     annotations: Vec<Annotation>,
     metrics: Option<crate::operators::otel_metrics::Registry>,
     resolved: Option<source::Resolved>,
+    /// The resolved image passed the trust policy as it is now (set by
+    /// [`GadgetRun::check_trust`], cleared when the policy changes).
+    trusted: bool,
 }
 
 impl GadgetRun {
@@ -429,6 +432,7 @@ impl GadgetRun {
             annotations: Vec::new(),
             metrics: None,
             resolved: None,
+            trusted: false,
         }
     }
 
@@ -478,6 +482,7 @@ impl GadgetRun {
     #[must_use]
     pub fn verify(mut self, policy: VerifyPolicy) -> Self {
         self.verify = policy;
+        self.trusted = false;
         self
     }
 
@@ -670,6 +675,24 @@ impl GadgetRun {
         Ok(self.resolved.as_ref().expect("just set"))
     }
 
+    /// Reads (or pulls) the image and, for an image of a store, applies
+    /// the trust policy (allowed gadgets, signature) once: before any of
+    /// its content (`gadget.yaml`, the eBPF object, the WASM module) is
+    /// parsed, since that content is untrusted until it is verified.
+    /// [`GadgetRun::param_specs`], [`GadgetRun::describe_trusted`] and
+    /// every run call it.
+    pub fn check_trust(&mut self) -> Result<(), RunError> {
+        self.resolve()?;
+        if self.trusted {
+            return Ok(());
+        }
+        if let Some(stored) = self.resolved.as_ref().and_then(|r| r.stored.as_ref()) {
+            policy::check_before_load(&self.verify, self.pull, &self.registry, stored)?;
+        }
+        self.trusted = true;
+        Ok(())
+    }
+
     /// The image's operators, made on this thread.
     fn assemble(&mut self) -> Result<(Assembly, Vec<Box<dyn Operator>>), RunError> {
         let seams = crate::operators::Seams {
@@ -715,8 +738,11 @@ impl GadgetRun {
     }
 
     /// Every parameter of the run (the image's and every operator's),
-    /// with `paramDefaults` applied. Reads (or pulls) the image; no kernel.
+    /// with `paramDefaults` applied. Reads (or pulls) the image and
+    /// applies the trust policy before parsing it (what the parameters are
+    /// comes from `gadget.yaml` and the eBPF object); no kernel.
     pub fn param_specs(&mut self) -> Result<Vec<ParamSpec>, RunError> {
+        self.check_trust()?;
         let (assembly, extra) = self.assemble()?;
         let mut specs = assembly.specs;
         specs.extend(extra.iter().flat_map(|o| o.params()));
@@ -755,6 +781,14 @@ impl GadgetRun {
                 .chain(pipeline.warnings().iter().cloned())
                 .collect(),
         })
+    }
+
+    /// [`GadgetRun::describe`] of an image about to run: the trust
+    /// policy first ([`GadgetRun::check_trust`]), so that nothing of an
+    /// image it refuses is parsed.
+    pub fn describe_trusted(&mut self) -> Result<GadgetInfo, RunError> {
+        self.check_trust()?;
+        self.describe()
     }
 
     /// The operator chain of this run, built (schemas frozen, handlers
@@ -813,12 +847,9 @@ impl GadgetRun {
         let for_run = matches!(purpose, Purpose::Run | Purpose::Check);
         let consume = matches!(purpose, Purpose::Run | Purpose::Pipeline);
         if for_run {
-            self.resolve()?;
-            if let Some(stored) = self.resolved.as_ref().and_then(|r| r.stored.as_ref()) {
-                // Before anything else, and so before anything reaches
-                // the kernel.
-                policy::check_before_load(&self.verify, self.pull, &self.registry, stored)?;
-            }
+            // Before anything else, and so before anything reaches the
+            // kernel.
+            self.check_trust()?;
         }
         let (assembly, extra) = self.assemble()?;
         let Assembly {
@@ -1122,12 +1153,22 @@ fn default_guest_stderr() -> StderrWriter {
 
 /// `e` and its sources, `: `-separated, as one line: how a program
 /// that embeds ig can show a [`RunError`] whole.
+///
+/// A cause whose text the error before it already contains is left out:
+/// errors that print their source in their own message and also return
+/// it from `source()` (`writing the archive: No space left on device (os
+/// error 28)`, then the `io::Error` itself) would say it twice.
 pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
+    let mut last = e.to_string();
+    let mut s = last.clone();
     let mut cur = e.source();
     while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
+        let text = c.to_string();
+        if !last.contains(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
+        last = text;
         cur = c.source();
     }
     s
@@ -1136,6 +1177,31 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A cause already in the message before it is said once.
+    #[test]
+    fn error_chain_says_a_repeated_cause_once() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("writing the archive to /dev/full: {0}")]
+        struct Writing(#[source] std::io::Error);
+        #[derive(Debug, thiserror::Error)]
+        #[error("exporting")]
+        struct Exporting(#[source] Writing);
+        let e = Exporting(Writing(std::io::Error::from_raw_os_error(28)));
+        assert_eq!(
+            error_chain(&e),
+            "exporting: writing the archive to /dev/full: No space left on device (os error 28)"
+        );
+        // A cause not in the message before it is said.
+        #[derive(Debug, thiserror::Error)]
+        #[error("writing")]
+        struct Plain(#[source] std::io::Error);
+        let e = Plain(std::io::Error::from_raw_os_error(28));
+        assert_eq!(
+            error_chain(&e),
+            "writing: No space left on device (os error 28)"
+        );
+    }
 
     /// Without the `wasm` feature, an image with a WASM module is refused
     /// by name, before anything runs (`cargo test -p ig
