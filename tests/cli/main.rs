@@ -1,10 +1,12 @@
 //! CLI tests: run the real `ig` binary on temporary stores. They need clang,
 //! llvm-strip and the libbpf headers for builds (installed by `.ci/run`),
 //! but no BPF privileges: nothing here loads a program. `vmlinux.rs`
-//! checks the `vmlinux.h` builds generate from this machine's kernel BTF.
+//! checks the `vmlinux.h` builds generate from this machine's kernel BTF;
+//! `kubernetes.rs` the manifests of `deploy/kubernetes/`.
 
 #[path = "../common/mod.rs"]
 mod common;
+mod kubernetes;
 mod ops;
 mod vmlinux;
 

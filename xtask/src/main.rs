@@ -120,6 +120,7 @@ fn main() -> Result<()> {
             let deps_only = args.iter().any(|a| a == "--deps-only");
             system_deps()?;
             install_grpc_python(&root)?;
+            install_k8s_validate(&root)?;
             if !deps_only {
                 cargo(&["build", "--release", "--locked", "--bin", "ig"])?;
                 gadgets(&root.join("target/release/ig"))?;
@@ -263,17 +264,33 @@ fn grpc_venv(root: &Path) -> PathBuf {
 
 /// Make the venv of `GRPC_PYTHON` unless it has those versions.
 fn install_grpc_python(root: &Path) -> Result<()> {
-    let venv = grpc_venv(root);
+    install_venv(&grpc_venv(root), GRPC_PYTHON)
+}
+
+/// The Kubernetes schema validator tests/cli/kubernetes.rs checks
+/// deploy/kubernetes/ with (offline: the schemas ship in the wheel).
+/// Pinned, as the Kubernetes release the test names must be in it.
+const K8S_VALIDATE: &[&str] = &["kubernetes-validate==1.37.0"];
+
+/// Make the venv of `K8S_VALIDATE` (target/tools/k8s-venv, where the
+/// test finds `bin/kubernetes-validate`) unless it has that version.
+fn install_k8s_validate(root: &Path) -> Result<()> {
+    install_venv(&root.join("target/tools/k8s-venv"), K8S_VALIDATE)
+}
+
+/// A Python venv at `venv` with `packages`, remade unless it has exactly
+/// those (a stamp file records what was installed).
+fn install_venv(venv: &Path, packages: &[&str]) -> Result<()> {
     let python = venv.join("bin/python");
     let stamp = venv.join("ig-requirements.txt");
-    let wanted = GRPC_PYTHON.join("\n");
+    let wanted = packages.join("\n");
     if python.exists() && std::fs::read_to_string(&stamp).is_ok_and(|s| s == wanted) {
         return Ok(());
     }
     if venv.exists() {
-        std::fs::remove_dir_all(&venv).with_context(|| format!("removing {}", venv.display()))?;
+        std::fs::remove_dir_all(venv).with_context(|| format!("removing {}", venv.display()))?;
     }
-    run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+    run(Command::new("python3").args(["-m", "venv"]).arg(venv))?;
     run(Command::new(&python)
         .args([
             "-m",
@@ -282,7 +299,7 @@ fn install_grpc_python(root: &Path) -> Result<()> {
             "--quiet",
             "--disable-pip-version-check",
         ])
-        .args(GRPC_PYTHON))?;
+        .args(packages))?;
     std::fs::write(&stamp, wanted)?;
     Ok(())
 }
@@ -350,6 +367,8 @@ fn test() -> Result<()> {
     install_test_go(&repo_root())?;
     // tests/kernel's daemon tests talk to it from Python's grpcio.
     install_grpc_python(&repo_root())?;
+    // tests/cli validates deploy/kubernetes/ with kubernetes-validate.
+    install_k8s_validate(&repo_root())?;
     cargo(&["fmt", "--all", "--check"])?;
     // The committed code of the gRPC interface matches its .proto.
     proto::main(&repo_root(), &["--check".to_owned()])?;

@@ -9,9 +9,11 @@
 //! owner.kind,owner.name}` (hidden in tables, in JSON, as upstream's `ig`)
 //! and `runtime.{containerName,containerId,runtimeName,containerImageName,
 //! containerPid,containerImageDigest,containerStartedAt}` (tables show the
-//! name when containers are selected). `k8s.node`, `k8s.podLabels` and
-//! `k8s.owner.*` need the Kubernetes API server and stay empty. Host events
-//! (no container) get empty strings and zeros.
+//! name when containers are selected). `k8s.node` of a container's event
+//! is `NODE_NAME` (set by the DaemonSet of deploy/kubernetes from the
+//! downward API); `k8s.podLabels` and `k8s.owner.*` need the Kubernetes API
+//! server and stay empty. Host events (no container) get empty strings and
+//! zeros.
 //!
 //! Parameters (upstream's names): the selectors `-c/--containername`
 //! (= `--runtime-containername`), `--k8s-namespace`, `--k8s-podname`,
@@ -215,6 +217,10 @@ pub struct LocalManager {
     live: bool,
     /// Make the `containers` data source ([`wants_containers_source`]).
     containers_source: bool,
+    /// `k8s.node` of containers' events: `NODE_NAME`, which the
+    /// DaemonSet of deploy/kubernetes sets from the downward API
+    /// (`spec.nodeName`), as upstream's pods do. Empty when unset.
+    node: Rc<str>,
 }
 
 /// What one refresh found.
@@ -248,7 +254,15 @@ impl LocalManager {
             detect: None,
             live: true,
             containers_source: false,
+            node: std::env::var("NODE_NAME").unwrap_or_default().into(),
         }
+    }
+
+    /// The node name written to `k8s.node` (instead of `NODE_NAME`).
+    #[must_use]
+    pub fn with_node(mut self, node: &str) -> Self {
+        self.node = node.into();
+        self
     }
 
     /// Make the `containers` data source (the gadget's
@@ -515,6 +529,7 @@ impl Operator for LocalManager {
                     fields,
                     table: table.clone(),
                     last: None,
+                    node: self.node.clone(),
                 }),
             );
         }
@@ -701,7 +716,7 @@ const FIELDS: &[(&str, FieldKind, &str, &str)] = &[
     (
         "k8s.node",
         FieldKind::String,
-        "Kubernetes node (needs the API server: empty here)",
+        "Kubernetes node of the container (NODE_NAME; empty when unset)",
         "30",
     ),
     (
@@ -785,6 +800,7 @@ const FIELDS: &[(&str, FieldKind, &str, &str)] = &[
     ),
 ];
 const N_FIELDS: usize = 15;
+const NODE_FIELD: usize = 0;
 const NAME_FIELD: usize = 8;
 const HOSTNET_FIELD: usize = 4;
 const PID_FIELD: usize = 11;
@@ -801,7 +817,7 @@ fn str_of(c: &Container, i: usize) -> &str {
         10 => &c.id,
         12 => &c.image,
         13 => &c.image_digest,
-        // node, podLabels, owner: no source on a host.
+        // podLabels, owner: no source on a host (node: NODE_FIELD).
         _ => "",
     }
 }
@@ -1241,6 +1257,8 @@ struct Enriching {
     /// same version gets the same answer, and the fields are kept rather
     /// than written again.
     last: Option<(u64, u64, bool)>,
+    /// `k8s.node` of a container's event ([`LocalManager::node`]).
+    node: Rc<str>,
 }
 
 fn ns_value(ev: &Event, schema: &Schema, f: Option<FieldId>) -> u64 {
@@ -1298,6 +1316,10 @@ impl Handler for Enriching {
                 PID_FIELD => Value::U64(found.map_or(0, |c| u64::from(c.pid))),
                 STARTED_FIELD => Value::I64(found.map_or(0, |c| c.started_at)),
                 HOSTNET_FIELD => Value::Bool(found.is_some_and(|c| c.host_network)),
+                NODE_FIELD => {
+                    ev.set_str(field, found.map_or("", |_| &*self.node));
+                    continue;
+                }
                 _ => {
                     ev.set_str(field, found.map_or("", |c| str_of(c, i)));
                     continue;
@@ -1422,7 +1444,8 @@ mod tests {
     fn run(params: &[(&str, &str)], samples: Vec<Vec<u8>>) -> (Collector, MntnsFilter, u32) {
         let filter = MntnsFilter::default();
         let scans = Rc::new(Cell::new(0));
-        let lm = LocalManager::with_detector(filter.clone(), fake(scans.clone()));
+        let lm =
+            LocalManager::with_detector(filter.clone(), fake(scans.clone())).with_node("node-1");
         let specs = lm.params();
         let given: Vec<(String, String)> = params
             .iter()
@@ -1651,7 +1674,8 @@ mod tests {
             ("k8s.podName", "pod-db", ""),
             ("k8s.namespace", "ns", ""),
             ("k8s.containerName", "c-db", ""),
-            ("k8s.node", "", ""),
+            // NODE_NAME (`with_node` here) for containers only, as upstream.
+            ("k8s.node", "node-1", ""),
             ("k8s.hostnetwork", "false", "false"),
         ];
         for (field, container, host) in cases {
