@@ -222,6 +222,7 @@ impl super::instances::Runner for InstanceRunner {
 
 /// `ig daemon`.
 pub fn command(args: DaemonArgs, store: &Path, registry: &RegistryArgs) -> anyhow::Result<()> {
+    one_arena();
     let addr = Address::parse(&args.host)?;
     let tls = match (
         &args.tls_key_file,
@@ -826,6 +827,22 @@ fn release_freed_memory() {
     // SAFETY: malloc_trim only walks and trims the allocator's own state.
     unsafe {
         libc::malloc_trim(0);
+    }
+}
+
+/// One malloc arena for the whole daemon (glibc). Each run is a thread
+/// whose events are allocated there and freed on the connection's
+/// threads; with an arena per thread, 100 clients that each started a run
+/// and left grew the RSS by 20-200% even with [`release_freed_memory`]
+/// after each run (the test `clients_that_vanish_leave_nothing_behind`;
+/// with `MALLOC_ARENA_MAX=1` it stays within 10%). Small allocations
+/// still come from each thread's cache without the arena's lock.
+fn one_arena() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets the allocator's parameters; called first
+    // thing, before the daemon starts any thread of its own.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
     }
 }
 

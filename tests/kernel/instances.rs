@@ -121,11 +121,16 @@ fn three_instances_in_one_process_each_marker_once_under_its_name() {
     // Attached, all of them: each marker once.
     Command::new(&marker).status().unwrap();
     let _ = std::fs::File::open(&open_marker).unwrap();
-    ig.wait_for(Duration::from_secs(10), || {}, |l| l.contains(&marker_comm));
+    // The two instances flush on their own: either line may come first.
+    let (mut saw_exec, mut saw_open) = (false, false);
     ig.wait_for(
         Duration::from_secs(10),
         || {},
-        |l| l.contains("marker-open"),
+        |l| {
+            saw_exec |= l.contains(&marker_comm);
+            saw_open |= l.contains("marker-open");
+            saw_exec && saw_open
+        },
     );
     let held: Vec<(&str, Vec<u64>)> = ["prog", "link", "map"]
         .into_iter()
