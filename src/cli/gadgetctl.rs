@@ -9,14 +9,18 @@
 //! (`operator.filter.*`, `operator.sort.*`, `operator.limiter.*` are
 //! applied here, every other parameter goes to the daemon) and the
 //! printers, so output is what `ig run` prints. The gRPC stream is read
-//! by a tokio task that hands each message to the loop's source through
-//! a queue and an eventfd.
+//! by a tokio task that hands each data message, undecoded, to the
+//! loop's source through a queue and an eventfd; the loop reads its
+//! events in place into one reused `Event` per data source. gadgetctl
+//! asks the daemon for batches (`batch_events`: one message per batch of
+//! events) and takes upstream's one message per event as well.
 
 use std::collections::VecDeque;
 use std::ffi::OsString;
 use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -32,10 +36,10 @@ use ig::run::StopHandle;
 use ig_api::grpc::built_in_gadget_manager_client::BuiltInGadgetManagerClient;
 use ig_api::grpc::gadget_manager_client::GadgetManagerClient;
 use ig_api::proto::{
-    self, DataElement, GadgetControlRequest, GadgetData, GadgetDataArray, GadgetRunRequest,
-    GetGadgetInfoRequest, InfoRequest, gadget_control_request,
+    self, GadgetControlRequest, GadgetData, GadgetRunRequest, GetGadgetInfoRequest, InfoRequest,
+    gadget_control_request,
 };
-use ig_api::wire::{self, Decoder};
+use ig_api::wire::{self, Decoder, ElementScratch, WireError};
 
 use ig_api::{API_VERSION, INFO_VERSION, event_type, log_level};
 use prost::Message as _;
@@ -95,6 +99,53 @@ pub enum Cmd {
     Image(ImageCmd),
     /// Print the version of gadgetctl and of the daemon.
     Version,
+    /// Print a shell completion script for gadgetctl's commands and flags.
+    ///
+    /// A gadget's own parameters are not completed: the daemon describes
+    /// them per image.
+    #[command(
+        after_help = "Examples:\n  gadgetctl completion bash > /etc/bash_completion.d/gadgetctl\n  gadgetctl completion zsh > \"${fpath[1]}/_gadgetctl\""
+    )]
+    Completion {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print gadgetctl's manual page (roff), or a command's: `gadgetctl
+    /// man run`; with --dir, write every page there.
+    #[command(
+        after_help = "Examples:\n  gadgetctl man run | man -l -\n  gadgetctl man --dir /usr/local/share/man/man1"
+    )]
+    Man {
+        /// The command whose page to print (`run`, `image inspect`); none:
+        /// gadgetctl's own page.
+        #[arg(value_name = "COMMAND")]
+        command: Vec<String>,
+        /// Write every page into this directory (created if missing)
+        /// instead of printing one.
+        #[arg(long, value_name = "DIR", conflicts_with = "command")]
+        dir: Option<PathBuf>,
+    },
+}
+
+/// gadgetctl's command as its man pages and completion scripts show it:
+/// `run` with the client-side operators' flags (filters, sort, limit); a
+/// gadget's own parameters depend on the image and the daemon.
+pub fn command() -> clap::Command {
+    let specs: Vec<ParamSpec> = client_operators().iter().flat_map(|o| o.params()).collect();
+    let cmd = <Cli as clap::CommandFactory>::command()
+        .mut_subcommand("run", |c| super::gadget_args::augment(c, &specs));
+    let mut cmd = super::reference::stable(cmd);
+    cmd.build();
+    cmd
+}
+
+/// ig's operators `gadgetctl run` applies on this side.
+fn client_operators() -> Vec<Box<dyn Operator>> {
+    ig::operators::catalog()
+        .into_iter()
+        .filter(|o| matches!(o.name(), "filter" | "sort" | "limiter"))
+        .collect()
 }
 
 #[derive(Debug, Subcommand)]
@@ -118,9 +169,11 @@ pub struct RunArgs {
     /// Fields to print (as `ig run --fields`).
     #[arg(long, value_name = "FIELDS", value_parser = |s: &str| ig::output::FieldsSpec::parse(s).map_err(|e| e.to_string()))]
     pub fields: Option<ig::output::FieldsSpec>,
-    /// Stop after this many seconds.
-    #[arg(long, value_name = "SECONDS")]
-    pub timeout: Option<u64>,
+    /// Stop after this long: a number of seconds (`10`, as upstream), or
+    /// a duration with a unit (`500ms`, `3s`, `1m30s`, `2h`), as `ig run
+    /// --timeout`. 0, or no --timeout, runs until Ctrl-C.
+    #[arg(long, value_name = "DURATION", value_parser = super::args::parse_seconds_or_duration)]
+    pub timeout: Option<Duration>,
 }
 
 /// Parameters applied on this side: the chain's filters, sort, limit.
@@ -253,6 +306,13 @@ pub fn main() -> ExitCode {
     super::logger::init(cli.verbose);
     let result = match &cli.command {
         Cmd::Version => version(&cli),
+        Cmd::Completion { shell } => super::completion::print_for(*shell, command(), "gadgetctl"),
+        Cmd::Man { command: path, dir } => super::completion::man_for(
+            "gadgetctl",
+            super::reference::man_commands_of(&command()),
+            path,
+            dir.as_deref(),
+        ),
         Cmd::Image(ImageCmd::Inspect { image }) => connect(&cli).and_then(|c| inspect(&c, image)),
         Cmd::Run(args) => {
             let given = matches
@@ -350,10 +410,14 @@ fn inspect(conn: &Conn, image: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// What the gRPC task hands the event loop.
-enum Msg {
-    Data(u32, DataElement),
-    Array(u32, Vec<DataElement>),
+/// What the gRPC task hands the event loop: a data message as it came,
+/// its bytes read in place by the loop ([`wire::elements`]).
+struct Msg {
+    /// `GadgetEvent.type`: `DATA` or `DATA_BATCH`.
+    ty: u32,
+    source: u32,
+    seq: u32,
+    payload: Vec<u8>,
 }
 
 /// The queue between the gRPC task and the loop, with an eventfd that
@@ -415,12 +479,20 @@ impl Inbox {
 struct Remote {
     layouts: Vec<proto::DataSource>,
     inbox: Arc<Inbox>,
+    lost: Arc<AtomicU64>,
 }
 
 struct RemoteInstance {
     decoders: Vec<(SourceId, Decoder)>,
-    events: Vec<Option<Event>>,
+    events: Vec<Event>,
+    scratch: ElementScratch,
     inbox: Arc<Inbox>,
+    /// The queue's messages, swapped out of it (its buffer is reused).
+    taken: VecDeque<Msg>,
+    /// The next data event's sequence number, and the events the daemon
+    /// dropped (the gaps).
+    expected: u32,
+    lost: Arc<AtomicU64>,
     ended: bool,
     bad: u64,
 }
@@ -445,7 +517,11 @@ impl Operator for Remote {
         Ok(Some(Box::new(RemoteInstance {
             decoders,
             events: Vec::new(),
+            scratch: ElementScratch::default(),
             inbox: self.inbox,
+            taken: VecDeque::new(),
+            expected: 1,
+            lost: self.lost,
             ended: false,
             bad: 0,
         })))
@@ -458,6 +534,86 @@ impl Instance for RemoteInstance {
     }
 }
 
+/// The next data events start at `seq` and are `n`: a gap since
+/// `expected` is what the daemon dropped.
+fn sequence(expected: &mut u32, lost: &AtomicU64, seq: u32, n: u32) {
+    let gap = seq.wrapping_sub(*expected);
+    if gap != 0 && gap < 1 << 31 {
+        lost.fetch_add(u64::from(gap), Ordering::Relaxed);
+        log::warn!("expected seq {expected}, got {seq}: {gap} events dropped by the daemon");
+    }
+    *expected = seq.wrapping_add(n);
+}
+
+impl RemoteInstance {
+    fn message(&mut self, m: &Msg, out: &mut Dispatch) {
+        let Some(i) = self.decoders.iter().position(|(_, d)| d.id == m.source) else {
+            self.bad += 1;
+            return;
+        };
+        let (sid, d) = &self.decoders[i];
+        let sid = *sid;
+        let scratch = &mut self.scratch;
+        let mut bad = 0u64;
+        let mut fail = |e: WireError| {
+            bad += 1;
+            log::debug!("an event the layout does not fit: {e}");
+        };
+        if out.schema(sid).kind == ig::datasource::SourceKind::Array {
+            // A snapshot: a GadgetDataArray, one message, one seq.
+            sequence(&mut self.expected, &self.lost, m.seq, 1);
+            let mut evs = Vec::new();
+            for el in wire::elements(&m.payload) {
+                let mut ev = Event::new(out.schema(sid));
+                match el.and_then(|el| d.decode_bytes(el, scratch, &mut ev)) {
+                    Ok(()) => evs.push(ev),
+                    Err(e) => fail(e),
+                }
+            }
+            out.array(sid, &mut evs);
+        } else if m.ty == event_type::DATA {
+            sequence(&mut self.expected, &self.lost, m.seq, 1);
+            let ev = &mut self.events[i];
+            let mut els = wire::elements(&m.payload);
+            let decoded = match (els.next(), els.next()) {
+                (Some(Ok(el)), None) => d.decode_bytes(el, scratch, ev),
+                // Not one element: protobuf merges a repeated singular
+                // field, as prost does.
+                _ => match GadgetData::decode(m.payload.as_slice()) {
+                    Ok(GadgetData { data: Some(el), .. }) => d.decode(&el, ev),
+                    Ok(_) => Err(WireError::MissingPayload {
+                        source_name: d.schema.name.clone(),
+                        have: 0,
+                        need: 1,
+                    }),
+                    Err(_) => Err(WireError::Malformed {
+                        message: "GadgetData",
+                        what: "prost refuses it",
+                    }),
+                },
+            };
+            match decoded {
+                Ok(()) => out.event(sid, ev),
+                Err(e) => fail(e),
+            }
+        } else {
+            // A batch: consecutive events from `seq` on, each decoded into
+            // the source's one reused event.
+            let ev = &mut self.events[i];
+            let mut n: u32 = 0;
+            for el in wire::elements(&m.payload) {
+                n = n.wrapping_add(1);
+                match el.and_then(|el| d.decode_bytes(el, scratch, ev)) {
+                    Ok(()) => out.event(sid, ev),
+                    Err(e) => fail(e),
+                }
+            }
+            sequence(&mut self.expected, &self.lost, m.seq, n);
+        }
+        self.bad += bad;
+    }
+}
+
 impl Source for RemoteInstance {
     fn fds(&self) -> Vec<std::os::fd::RawFd> {
         vec![self.inbox.fd.as_raw_fd()]
@@ -465,50 +621,23 @@ impl Source for RemoteInstance {
 
     fn drain(&mut self, out: &mut Dispatch) -> Result<(), OperatorError> {
         self.inbox.clear_wake();
-        let (msgs, ended) = {
+        let ended = {
             let mut q = self.inbox.queue.lock().expect("not poisoned");
-            (std::mem::take(&mut q.0), q.1)
+            std::mem::swap(&mut q.0, &mut self.taken);
+            q.1
         };
         if self.events.len() < self.decoders.len() {
             self.events = self
                 .decoders
                 .iter()
-                .map(|(id, _)| Some(Event::new(out.schema(*id))))
+                .map(|(id, _)| Event::new(out.schema(*id)))
                 .collect();
         }
-        for m in msgs {
-            let (id, elements) = match m {
-                Msg::Data(id, el) => (id, vec![el]),
-                Msg::Array(id, els) => (id, els),
-            };
-            let Some(i) = self.decoders.iter().position(|(_, d)| d.id == id) else {
-                self.bad += 1;
-                continue;
-            };
-            let (sid, d) = &self.decoders[i];
-            let is_array =
-                elements.len() != 1 || out.schema(*sid).kind == ig::datasource::SourceKind::Array;
-            if is_array {
-                let mut evs = Vec::with_capacity(elements.len());
-                for el in &elements {
-                    let mut ev = Event::new(out.schema(*sid));
-                    if d.decode(el, &mut ev).is_ok() {
-                        evs.push(ev);
-                    } else {
-                        self.bad += 1;
-                    }
-                }
-                out.array(*sid, &mut evs);
-            } else if let Some(ev) = self.events[i].as_mut() {
-                match d.decode(&elements[0], ev) {
-                    Ok(()) => out.event(*sid, ev),
-                    Err(e) => {
-                        self.bad += 1;
-                        log::debug!("an event the layout does not fit: {e}");
-                    }
-                }
-            }
+        let mut taken = std::mem::take(&mut self.taken);
+        for m in taken.drain(..) {
+            self.message(&m, out);
         }
+        self.taken = taken;
         self.ended = ended;
         Ok(())
     }
@@ -530,9 +659,11 @@ fn run(conn: Conn, args: &RunArgs, given: &[(String, String)]) -> anyhow::Result
                 args: Vec::new(),
                 version: API_VERSION,
                 log_level: log_level::INFO,
-                timeout: args.timeout.map_or(0, |t| {
-                    i64::try_from(t.saturating_mul(1_000_000_000)).unwrap_or(i64::MAX)
-                }),
+                timeout: args
+                    .timeout
+                    .map_or(0, |t| i64::try_from(t.as_nanos()).unwrap_or(i64::MAX)),
+                // Events in batches: one message per batch, read in place.
+                batch_events: true,
             },
         )),
     };
@@ -562,51 +693,27 @@ fn run(conn: Conn, args: &RunArgs, given: &[(String, String)]) -> anyhow::Result
     for ds in &info.data_sources {
         Decoder::new(ds).context("the run's layout")?;
     }
-    let arrays: Vec<u32> = info
-        .data_sources
-        .iter()
-        .filter(|ds| ds.r#type == ig_api::source_type::ARRAY)
-        .map(|ds| ds.id)
-        .collect();
     let inbox = Arc::new(Inbox::new()?);
+    let lost = Arc::new(AtomicU64::new(0));
     let stop = StopHandle::new()?;
-    // The stream, on the runtime: into the inbox until it ends.
+    // The stream, on the runtime: data messages into the inbox as they
+    // came (the loop reads them), until it ends.
     let task_inbox = inbox.clone();
     let reader = conn.rt.spawn(async move {
-        let mut expected: u32 = 1;
-        let mut lost: u64 = 0;
         let result = loop {
             match stream.message().await {
-                Ok(Some(ev)) if ev.r#type == event_type::DATA => {
-                    if ev.seq > expected {
-                        lost += u64::from(ev.seq - expected);
-                        log::warn!(
-                            "expected seq {expected}, got {}: {} events dropped by the daemon",
-                            ev.seq,
-                            ev.seq - expected
-                        );
-                    }
-                    expected = ev.seq.wrapping_add(1);
-                    let id = ev.data_source_id;
-                    // The source's type says which message it is (an
-                    // array decodes as a GadgetData too).
-                    if arrays.contains(&id) {
-                        match GadgetDataArray::decode(ev.payload.as_slice()) {
-                            Ok(a) => task_inbox.push(Msg::Array(id, a.data_array)),
-                            Err(e) => log::warn!("an event that does not decode: {e}"),
-                        }
-                    } else {
-                        match GadgetData::decode(ev.payload.as_slice()) {
-                            Ok(GadgetData { data: Some(el), .. }) => {
-                                task_inbox.push(Msg::Data(id, el));
-                            }
-                            Ok(_) => log::warn!("an event without data"),
-                            Err(e) => log::warn!("an event that does not decode: {e}"),
-                        }
-                    }
+                Ok(Some(ev))
+                    if ev.r#type == event_type::DATA || ev.r#type == event_type::DATA_BATCH =>
+                {
+                    task_inbox.push(Msg {
+                        ty: ev.r#type,
+                        source: ev.data_source_id,
+                        seq: ev.seq,
+                        payload: ev.payload,
+                    });
                 }
                 Ok(Some(ev)) => log_remote(&ev),
-                Ok(None) => break Ok(lost),
+                Ok(None) => break Ok(()),
                 Err(s) => break Err(status_error(s)),
             }
         };
@@ -641,12 +748,9 @@ fn run(conn: Conn, args: &RunArgs, given: &[(String, String)]) -> anyhow::Result
     let mut ops: Vec<Box<dyn Operator>> = vec![Box::new(Remote {
         layouts: info.data_sources.clone(),
         inbox: inbox.clone(),
+        lost: lost.clone(),
     })];
-    ops.extend(
-        ig::operators::catalog()
-            .into_iter()
-            .filter(|o| matches!(o.name(), "filter" | "sort" | "limiter")),
-    );
+    ops.extend(client_operators());
     let stdout = ig::output::sink::stdout();
     let writer = ig::output::sink::shared_stdout(stdout.clone());
     let dropped = writer.dropped();
@@ -688,8 +792,9 @@ fn run(conn: Conn, args: &RunArgs, given: &[(String, String)]) -> anyhow::Result
         super::run::log_notice(None, &n)
     });
     pipeline.stop().ok();
-    let lost = conn.rt.block_on(reader).context("the stream's task")??;
+    conn.rt.block_on(reader).context("the stream's task")??;
     reason.context("running the local chain")?;
+    let lost = lost.load(Ordering::Relaxed);
     if lost > 0 {
         log::warn!("events lost during this run: {lost} dropped by the daemon");
     }
@@ -708,5 +813,55 @@ fn log_remote(ev: &proto::GadgetEvent) {
         log_level::WARN => log::warn!("daemon: {msg}"),
         log_level::INFO => log::info!("daemon: {msg}"),
         _ => log::debug!("daemon: {msg}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run_args(extra: &[&str]) -> Result<RunArgs, clap::Error> {
+        let argv = ["gadgetctl", "run", "trace_open"].iter().chain(extra);
+        let cli = Cli::try_parse_from(argv)?;
+        match cli.command {
+            Cmd::Run(r) => Ok(r),
+            other => panic!("not run: {other:?}"),
+        }
+    }
+
+    /// `--timeout` as `ig run` takes it (the same parser): bare seconds
+    /// as upstream, or a duration with units; 0 is until stopped.
+    #[test]
+    fn timeout_takes_what_ig_run_takes() {
+        let t = |s: &str| run_args(&["--timeout", s]).map(|r| r.timeout);
+        assert_eq!(t("10").unwrap(), Some(Duration::from_secs(10)));
+        assert_eq!(t("500ms").unwrap(), Some(Duration::from_millis(500)));
+        assert_eq!(t("3s").unwrap(), Some(Duration::from_secs(3)));
+        assert_eq!(t("1m30s").unwrap(), Some(Duration::from_secs(90)));
+        assert_eq!(t("0").unwrap(), Some(Duration::ZERO));
+        assert_eq!(run_args(&[]).unwrap().timeout, None);
+        for bad in ["1m30x", "-1", "1.5", "ten"] {
+            let e = t(bad).unwrap_err();
+            assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation, "{bad}");
+            let first = |m: String| m.lines().next().unwrap_or_default().to_owned();
+            assert_eq!(
+                first(e.to_string()),
+                first(run_ig_timeout_error(bad)),
+                "the same message as ig run's for {bad}"
+            );
+        }
+    }
+
+    /// `ig run --timeout BAD`'s message.
+    fn run_ig_timeout_error(bad: &str) -> String {
+        let ig = <super::super::args::Cli as clap::Parser>::try_parse_from([
+            "ig",
+            "run",
+            "trace_open",
+            "--timeout",
+            bad,
+        ])
+        .unwrap_err();
+        ig.to_string()
     }
 }

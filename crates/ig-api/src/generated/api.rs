@@ -80,6 +80,12 @@ pub struct GadgetRunRequest {
     /// Nanoseconds; 0 runs until stopped.
     #[prost(int64, tag = "13")]
     pub timeout: i64,
+    /// Not upstream's (whose servers skip it): the client takes the events
+    /// of single-event data sources in batches, GadgetEvents of type 256
+    /// (see GadgetEvent). ig daemon then sends them so; without it, one
+    /// GadgetData per event, as upstream's servers do.
+    #[prost(bool, tag = "100")]
+    pub batch_events: bool,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct GadgetAttachRequest {
