@@ -736,13 +736,17 @@ fn release_freed_memory() {
     }
 }
 
-/// Most events a batch, or a handover of single events, holds: a
-/// handover is one channel send and one wake-up of the connection, a
-/// batch one gRPC message (and one HTTP/2 frame or a few).
-const BATCH_EVENTS: usize = 256;
-/// A batch is closed once it holds this many bytes (trace_open's 256
-/// events are about 100 KiB).
-const BATCH_BYTES: usize = 256 << 10;
+/// Most events a handover holds: one channel send and one wake-up of
+/// the connection.
+const HANDOVER_EVENTS: usize = 256;
+/// Most events a batch holds: one gRPC message of a few HTTP/2 frames.
+/// Kept small enough (trace_open's 64 events are about 28 KiB) that the
+/// client's buffers are reused rather than mapped and unmapped per
+/// batch, as glibc does above 128 KiB (page faults were 4% of
+/// gadgetctl's samples with 256).
+const BATCH_EVENTS: usize = 64;
+/// A batch is closed once it holds this many bytes (large events).
+const BATCH_BYTES: usize = 64 << 10;
 
 /// A batch being filled (`event_type::DATA_BATCH`): a `GadgetDataArray`
 /// of consecutive events of one data source.
@@ -756,8 +760,8 @@ struct Batch {
 
 /// What a run's thread hands its client, through the bounded queue.
 ///
-/// Events are held here and handed over together: when [`BATCH_EVENTS`]
-/// are held, on the run's flush timer ([`EventSink::flush`], so that no
+/// Events are held here and handed over together: when
+/// [`HANDOVER_EVENTS`] are held, on the run's flush timer ([`EventSink::flush`], so that no
 /// event waits longer than that) and at the end. To a client that asked
 /// (`GadgetRunRequest.batch_events`, gadgetctl), consecutive events of a
 /// data source go as one `DATA_BATCH` message; to any other (upstream's
@@ -838,7 +842,7 @@ impl StreamSink {
         self.close_batch();
         self.out.push(Ok(msg));
         self.out_events += events;
-        if self.out_events >= BATCH_EVENTS {
+        if self.out_events >= HANDOVER_EVENTS {
             self.hand_over();
         }
         true
@@ -932,7 +936,10 @@ impl EventSink for StreamSink {
             wire::push_element(&self.element, &mut self.batch.bytes);
             self.batch.events += 1;
             if self.batch.events >= BATCH_EVENTS || self.batch.bytes.len() >= BATCH_BYTES {
-                self.hand_over();
+                self.close_batch();
+                if self.out_events >= HANDOVER_EVENTS {
+                    self.hand_over();
+                }
             }
             return;
         }
@@ -950,7 +957,7 @@ impl EventSink for StreamSink {
             data_source_id: source,
         }));
         self.out_events += 1;
-        if self.out_events >= BATCH_EVENTS {
+        if self.out_events >= HANDOVER_EVENTS {
             self.hand_over();
         }
     }
@@ -979,7 +986,7 @@ impl EventSink for StreamSink {
             data_source_id: i as u32,
         }));
         self.out_events += 1;
-        if self.out_events >= BATCH_EVENTS {
+        if self.out_events >= HANDOVER_EVENTS {
             self.hand_over();
         }
     }
