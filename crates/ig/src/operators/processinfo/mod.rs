@@ -174,7 +174,12 @@ impl Instance for Active {
     /// Start the kernel tracker. Without it (an older kernel, a missing
     /// capability) enrichment still works from `/proc`, only with less
     /// for processes that are gone before their events are handled.
-    fn start(&mut self) -> Result<(), OperatorError> {
+    ///
+    /// In `pre_start`, before any gadget is loaded and attached: the
+    /// tracker's exec program must run before a gadget's program on the
+    /// same tracepoint (see `tracker.bpf.c`), so that the exec record is
+    /// in the tracker's ring before the gadget's event is in the gadget's.
+    fn pre_start(&mut self) -> Result<(), OperatorError> {
         if !self.track {
             return Ok(());
         }

@@ -73,6 +73,7 @@ struct task_struct {
 
 // Helper numbers from the kernel's enum bpf_func_id (UAPI, stable).
 static void *(*bpf_map_lookup_elem)(void *map, const void *key) = (void *)1;
+static __u64 (*bpf_get_current_task)(void) = (void *)35;
 static long (*bpf_probe_read_user)(void *dst, __u32 size,
 				   const void *src) = (void *)112;
 static long (*bpf_probe_read_kernel)(void *dst, __u32 size,
@@ -232,10 +233,19 @@ static long walk_step(__u32 i, void *unused)
 	return 0;
 }
 
-SEC("tp_btf/sched_process_exec")
-int ig_proc_exec(__u64 *ctx)
+// A tracepoint program, not tp_btf like the others: BPF programs attached
+// to a tracepoint through perf run in the order they were attached, and ig
+// attaches this one before the gadget's (pre_start). A gadget that emits
+// its exec event from this same tracepoint (trace_exec does) then finds the
+// exec record already in our ring when its event is read; as a raw
+// tracepoint this program could run after a perf-attached one, and the
+// event was sometimes handled with the command line the process had before
+// its exec.
+SEC("tracepoint/sched/sched_process_exec")
+int ig_proc_exec(void *ctx)
 {
-	struct task_struct *task = (struct task_struct *)ctx[0];
+	// The task doing the exec.
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 	struct task_struct *parent = 0;
 	struct mm_struct *mm = 0;
 	struct file *exe = 0;
