@@ -39,6 +39,44 @@ def med(rows, storm, label, key):
     return statistics.median(vals) if vals else None
 
 
+HOW_TO_READ = """## How to read this
+
+- **slowdown** is what the traced host feels: the storm's operations per
+  second without a tracer (base/s) over its rate with one (traced/s).
+  1.00 means the tracer cost the workload nothing; 5 means it ran at a
+  fifth of its speed. Lower is better.
+- **capture** is the share of the storm's operations whose event the
+  tracer printed (1.0000: all). **lost** is how many drops the tracer
+  itself reported (a full ring buffer): capture below 1 with `lost` above
+  0 is loss the user was told about; capture below 1 with `lost` 0 is
+  loss nobody reported, the worse kind.
+- **cpu s/Mev** is the tracer's own CPU (its process, user and system,
+  from the kernel's scheduler accounting) per million events it printed:
+  at 100k events per second, 1 s/Mev is a tenth of a core taken from the
+  workload. It does not include what the kernel side of tracing costs the
+  traced processes; slowdown shows that.
+- **rss** is the tracer's memory during the storm, and in parentheses its
+  lifetime peak (VmHWM). **attach** is the time from launch to the first
+  marker event in the output; the harness looks every 50 ms, so
+  differences under about 0.05 s are not visible.
+- Storms: `exec` starts short processes (a few thousand per second: every
+  tool keeps up), `open` opens files as fast as one core can (hundreds of
+  thousands per second: where tools differ), `-j2`/`-k2` run two storm
+  threads on the two cores, so the tracer competes with the workload for
+  CPU.
+
+Which tool to pick, from these numbers: at exec rates every tool
+captures everything with a slowdown near 1, and the difference is the
+tracer's CPU and memory (ig's and rbbase-batch's are lowest, bcc's
+highest). At open rates ig and the rbbase baseline slow the workload 1.2
+to 2 times (medians); libbpf-tools, bcc and bpftrace five to seven and a
+half times. libbpf-tools use the least memory (2 MiB against ig's 16)
+and are the choice where a few MiB matter more than CPU per event and
+rates are low; bpftrace is the choice for a question no gadget answers
+(a one-line script), at the price of CPU per event.
+"""
+
+
 def fmt(v, spec="{:.2f}"):
     return "-" if v is None else spec.format(v)
 
@@ -81,6 +119,9 @@ def main():
     print("operator chain (filter and process enrichment), `ig-filter` = `ig` plus two `-F` rules")
     print("(`proc.comm!=x,proc.pid>0`), `ig-expr` = `ig` plus the `-E` expression of issue 30")
     print("(`proc.comm == \"x\" or proc.pid > 0`); both keep every event.\n")
+    # For users, not only for us: what the columns mean and which tool to
+    # pick (issue 31). Written by hand: keep it true to the table above.
+    print(HOW_TO_READ)
 
     print("## Targets (issue 4)\n")
     print("| target | measured | verdict |")
