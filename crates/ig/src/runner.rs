@@ -41,8 +41,11 @@ const OUTPUT_GRACE: Duration = Duration::from_millis(300);
 /// After the timeout (or a finished snapshot with one), how long the reader
 /// may take nothing before the rest of the output is given up. A slow
 /// reader that keeps reading gets everything (`--timeout 4 | jq` on a busy
-/// machine); a stopped one cannot hold ig for more than this.
-const OUTPUT_STALL: Duration = Duration::from_secs(1);
+/// machine); a stopped one cannot hold ig for more than this. Five
+/// seconds, not one: on a loaded host (CI at a load of 12 on 2 cores) a
+/// `jq` reading as fast as it could went a second without being
+/// scheduled, and the output it then got ended mid-record.
+const OUTPUT_STALL: Duration = Duration::from_secs(5);
 
 /// How long [`deliver_backlog`] waits for the reader.
 #[derive(Clone, Copy, Debug)]
