@@ -56,11 +56,19 @@ fn check(n: &NewInstance) -> anyhow::Result<()> {
 
 /// Create `new` on every node (the same id on each: one is drawn here
 /// when none is given); prints each id once created.
+///
+/// With one daemon, all or nothing: when the daemon refuses one of several
+/// (a name already taken, an image it cannot run), the ones this call
+/// created before are removed again, so a manifest can be fixed and given
+/// again as it is. In a fan-out a node that refuses is named and the
+/// others keep theirs, as for every fan-out command.
 pub fn create(conn: &Conn, new: &[NewInstance]) -> anyhow::Result<()> {
     for n in new {
         check(n)?;
     }
     let mut failed = conn.failed.clone();
+    // Ids created by this call, for the roll-back (one daemon only).
+    let mut made: Vec<String> = Vec::new();
     for n in new {
         let id = match &n.id {
             Some(id) => id.clone(),
@@ -98,7 +106,8 @@ pub fn create(conn: &Conn, new: &[NewInstance]) -> anyhow::Result<()> {
             {
                 Ok(_) => created = true,
                 Err(e) if !conn.fanout => {
-                    return Err(e.context(format!("creating an instance of {}", n.image)));
+                    let e = e.context(format!("creating an instance of {}", n.image));
+                    return Err(roll_back(conn, channel, &made, e));
                 }
                 Err(e) => {
                     log::error!("node {node}: creating an instance of {}: {e:#}", n.image);
@@ -108,11 +117,47 @@ pub fn create(conn: &Conn, new: &[NewInstance]) -> anyhow::Result<()> {
         }
         if created {
             super::logger::stdout_line(&id);
+            made.push(id);
         }
     }
     failed.sort();
     failed.dedup();
     every_node_succeeded(conn.nodes.len() + conn.failed.len(), &failed)
+}
+
+/// Remove the instances `made` (created by this call before `cause`) from
+/// the one daemon, and say so in the error.
+fn roll_back(
+    conn: &Conn,
+    channel: &tonic::transport::Channel,
+    made: &[String],
+    cause: anyhow::Error,
+) -> anyhow::Error {
+    if made.is_empty() {
+        return cause;
+    }
+    let mut client = GadgetInstanceManagerClient::new(channel.clone());
+    let mut left = Vec::new();
+    for id in made {
+        let removed = conn
+            .rt
+            .block_on(client.remove_gadget_instance(GadgetInstanceId { id: id.clone() }))
+            .is_ok_and(|r| r.into_inner().result == 0);
+        if !removed {
+            left.push(id.as_str());
+        }
+    }
+    if left.is_empty() {
+        anyhow::anyhow!(
+            "{cause:#}; nothing was kept: the {} instance(s) created before it were removed",
+            made.len()
+        )
+    } else {
+        anyhow::anyhow!(
+            "{cause:#}; of the instances created before it, {} could not be removed (`gadgetctl delete ID`)",
+            left.join(", ")
+        )
+    }
 }
 
 /// `gadgetctl run -f FILE|-`: every spec of the manifest as an instance.

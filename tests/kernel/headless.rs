@@ -359,6 +359,27 @@ fn the_instance_store_under_hostile_input() {
     wait_status(&socket, "one", "Running");
     wait_status(&socket, "two", "Running");
     let first = ids.lines().next().unwrap().to_owned();
+    // All or nothing: the daemon refuses the second spec (its name is
+    // taken), and the first, created already, is removed again.
+    let clash = dir.path().join("clash.yaml");
+    std::fs::write(
+        &clash,
+        "apiVersion: 1\nkind: instance-spec\nimage: trace_exec\nname: three\n---\napiVersion: 1\nkind: instance-spec\nimage: trace_exec\nname: two\n",
+    )
+    .unwrap();
+    let err = ctl_err(&socket, &["run", "-f", clash.to_str().unwrap()]);
+    assert!(
+        err.contains("an instance named two exists")
+            && err.contains("nothing was kept: the 1 instance(s) created before it were removed"),
+        "{err}"
+    );
+    let names: Vec<Value> = list(&socket).iter().map(|g| g["name"].clone()).collect();
+    assert!(
+        !names.contains(&Value::from("three"))
+            && names.contains(&Value::from("one"))
+            && names.contains(&Value::from("two")),
+        "one and two are left, three is not: {names:?}"
+    );
 
     // The image no longer loads (a daemon on an empty store, never
     // pulling): listed in error, the daemon still serves.
