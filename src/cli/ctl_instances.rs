@@ -298,6 +298,45 @@ pub fn resolve<'a>(list: &'a [GadgetInstance], key: &str) -> anyhow::Result<&'a 
     }
 }
 
+/// The printer settings an instance was created with
+/// (`operator.cli.output`, `operator.cli.fields` in its parameters, as
+/// `ig run -f` takes them), from the first node that has it: what
+/// `attach` prints with unless `-o`/`--fields` say otherwise. `None`s
+/// when no node lists it (attach then says why).
+pub fn stored_output(
+    conn: &Conn,
+    key: &str,
+) -> anyhow::Result<(
+    Option<ig::output::OutputSpec>,
+    Option<ig::output::FieldsSpec>,
+)> {
+    use super::run::{CLI_FIELDS, CLI_OUTPUT};
+    for (_, channel) in &conn.nodes {
+        let Ok(l) = list_of(conn, channel) else {
+            continue;
+        };
+        let Ok(g) = resolve(&l, key) else { continue };
+        let params = g
+            .gadget_config
+            .as_ref()
+            .map(|c| &c.param_values)
+            .cloned()
+            .unwrap_or_default();
+        let output = params
+            .get(CLI_OUTPUT)
+            .map(|m| ig::output::OutputSpec::parse(m))
+            .transpose()
+            .with_context(|| format!("instance {key}: its parameter {CLI_OUTPUT}"))?;
+        let fields = params
+            .get(CLI_FIELDS)
+            .map(|f| ig::output::FieldsSpec::parse(f))
+            .transpose()
+            .with_context(|| format!("instance {key}: its parameter {CLI_FIELDS}"))?;
+        return Ok((output, fields));
+    }
+    Ok((None, None))
+}
+
 /// `gadgetctl show KEY`: the instance as upstream's client shows it
 /// (YAML), with its state on each node.
 pub fn show(conn: &Conn, key: &str) -> anyhow::Result<()> {

@@ -200,10 +200,12 @@ pub enum ImageCmd {
 pub struct AttachArgs {
     /// The instance: its id, its name, or the start of its id.
     pub instance: String,
-    /// Output mode, as `run -o`.
+    /// Output mode, as `run -o` (default: the instance's own
+    /// `operator.cli.output`, else columns).
     #[arg(short, long, value_name = "MODE|DS:MODE,...", value_parser = |s: &str| ig::output::OutputSpec::parse(s).map_err(|e| e.to_string()))]
     pub output: Option<ig::output::OutputSpec>,
-    /// Fields to print (as `ig run --fields`).
+    /// Fields to print (as `ig run --fields`; default: the instance's own
+    /// `operator.cli.fields`, else the gadget's).
     #[arg(long, value_name = "FIELDS", value_parser = |s: &str| ig::output::FieldsSpec::parse(s).map_err(|e| e.to_string()))]
     pub fields: Option<ig::output::FieldsSpec>,
 }
@@ -1044,8 +1046,17 @@ fn detach(conn: &Conn, args: &RunArgs, given: Vec<(String, String)>) -> anyhow::
     )
 }
 
-/// `attach`: a headless instance's events, as `run` prints them.
+/// `attach`: a headless instance's events, as `run` prints them, in the
+/// output mode and fields the instance was created with unless `-o` and
+/// `--fields` are given.
 fn attach(conn: Conn, args: &AttachArgs) -> anyhow::Result<()> {
+    let (output, fields) = match (&args.output, &args.fields) {
+        (Some(o), Some(f)) => (Some(o.clone()), Some(f.clone())),
+        (o, f) => {
+            let (so, sf) = super::ctl_instances::stored_output(&conn, &args.instance)?;
+            (o.clone().or(so), f.clone().or(sf))
+        }
+    };
     let request = GadgetControlRequest {
         event: Some(gadget_control_request::Event::AttachRequest(
             proto::GadgetAttachRequest {
@@ -1054,7 +1065,7 @@ fn attach(conn: Conn, args: &AttachArgs) -> anyhow::Result<()> {
             },
         )),
     };
-    stream(conn, request, args.output.clone(), args.fields.clone(), &[])
+    stream(conn, request, output, fields, &[])
 }
 
 /// Keep the heap's freed memory mapped. Each data message is allocated

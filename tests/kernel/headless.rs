@@ -359,6 +359,24 @@ fn the_instance_store_under_hostile_input() {
     wait_status(&socket, "one", "Running");
     wait_status(&socket, "two", "Running");
     let first = ids.lines().next().unwrap().to_owned();
+    // attach without -o prints as the instance was made to
+    // (operator.cli.output: json): JSON lines.
+    let marker = unique_program(dir.path(), "attachout");
+    let comm = marker.file_name().unwrap().to_str().unwrap().to_owned();
+    let mut c = ctl(&socket);
+    c.args(["attach", "one"]);
+    let mut attached = Running::spawn(&mut c);
+    let line = attached.wait_for(
+        Duration::from_secs(20),
+        || {
+            let _ = Command::new(&marker).status();
+        },
+        |l| l.contains(&comm),
+    );
+    let ev: Value = serde_json::from_str(&line)
+        .unwrap_or_else(|e| panic!("attach printed the instance's JSON: {e}: {line}"));
+    assert_eq!(ev["proc"]["comm"], comm.as_str(), "{line}");
+    drop(attached);
     // All or nothing: the daemon refuses the second spec (its name is
     // taken), and the first, created already, is removed again.
     let clash = dir.path().join("clash.yaml");
