@@ -16,7 +16,7 @@ use super::eval::{Cmp, Const, EvalError, Node, StrOp, is_stringy};
 use super::parser::{Ast, BinOp, Node as A, UNSUPPORTED_BUILTINS, UnOp};
 use super::pattern::Pattern;
 use super::{ErrorKind, ExprError, Span};
-use crate::datasource::{Event, FieldKind, Schema, SchemaBuilder, SourceKind};
+use crate::datasource::{ColumnMatch, Event, FieldKind, Schema, SchemaBuilder, SourceKind};
 
 /// How many fields an unknown field's error lists.
 const SHOWN_FIELDS: usize = 12;
@@ -461,6 +461,29 @@ impl Compiler<'_> {
                 format!("{root} is a function: call it, as {root}(...)"),
                 span,
             ));
+        }
+        // Last, a column name as a table's header shows it (`comm` for
+        // `proc.comm`), as --filter, --sort and --fields take it: a full
+        // name or a variable of the expression always comes first.
+        if props.is_empty() {
+            match self.schema.find_column(root) {
+                ColumnMatch::Field(id) => {
+                    let name = self.schema.field(id).name.clone();
+                    return Ok(self.field_value(&name, span));
+                }
+                ColumnMatch::Ambiguous(ids) => {
+                    return Err(self.err(
+                        ErrorKind::Unknown,
+                        format!(
+                            "column name {root} is ambiguous in data source {}: name one of {}",
+                            self.schema.name,
+                            self.schema.names_of(&ids)
+                        ),
+                        span,
+                    ));
+                }
+                ColumnMatch::None => {}
+            }
         }
         Err(self.unknown_field(&full, span))
     }

@@ -13,7 +13,9 @@
 //! `nil`, booleans, numbers (`42`, `0x2a`, `0o52`, `0b101010`, `1_000`,
 //! `1.5`, `.5`, `1e3`), strings (`"..."`, `'...'` with escapes, raw
 //! `` `...` ``) and comments. Fields are named as the output names them:
-//! `proc.comm`, `dst.port`, `k8s.namespace` (or `proc["comm"]`).
+//! `proc.comm`, `dst.port`, `k8s.namespace` (or `proc["comm"]`), or, as
+//! `--filter` takes them, by a column name one field has (`comm`): a full
+//! name or a variable of the expression comes first.
 //!
 //! What expr-lang has and filters do not (arithmetic, the ternary and
 //! `??`, pipes, map literals, indexing, closures, builtins other than

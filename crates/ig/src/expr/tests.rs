@@ -422,9 +422,10 @@ fn errors_name_the_problem_and_mark_the_position() {
          proc.comm, proc.pid, ratio, error, dst.port, ok, proc.creds.uid, delta, dst.addr, \
          timestamp_raw, runtime.containerImageName (at 1:1)\n | proc.com == \"cat\"\n | ^^^^^^^^"
     );
-    // A column name finds its field.
+    // A column name is its field (a_column_name_stands_for_its_field);
+    // the message suggests the full name of a near one.
     assert!(
-        error("comm == 'x'")
+        error("comn == 'x'")
             .message()
             .contains("(did you mean proc.comm?)")
     );
@@ -681,4 +682,40 @@ fn deep_or_long_expressions_are_errors_or_work_never_a_stack_overflow() {
     }
     let members = format!("proc{}", ".comm".repeat(10_000));
     assert!(run(&members).is_err());
+}
+
+#[test]
+fn a_column_name_stands_for_its_field() {
+    // `comm` is proc.comm's column (its alias).
+    assert_eq!(
+        select(r#"comm == "cat" or comm == "ls""#),
+        select(r#"proc.comm == "cat" or proc.comm == "ls""#)
+    );
+    // In any case, as --filter takes it.
+    assert_eq!(select(r#"COMM startsWith "cu""#), ".TT....");
+    // A variable of the expression comes before a column.
+    assert_eq!(select(r#"let comm = "x"; comm == "x""#), "TTTTTTT");
+    // A column name two fields share: the candidates are named.
+    let mut b = SchemaBuilder::new("two", SourceKind::Single, 8);
+    for (i, parent) in ["a", "c"].into_iter().enumerate() {
+        let at = 4 * i as u32;
+        let p = b
+            .add_raw(parent.into(), FieldKind::Struct, at, 4, None)
+            .unwrap();
+        let id = b
+            .add_raw(format!("{parent}.id"), FieldKind::U32, at, 4, Some(p))
+            .unwrap();
+        b.field_mut(id)
+            .annotations
+            .insert("columns.alias".into(), "id".into());
+    }
+    let schema = b.build();
+    let e = compile("id == 1", &schema).map(|_| ()).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unknown);
+    assert!(
+        e.to_string()
+            .contains("column name id is ambiguous in data source two: name one of a.id, c.id"),
+        "{e}"
+    );
+    assert!(compile("a.id == 1", &schema).is_ok());
 }
