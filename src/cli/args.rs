@@ -403,15 +403,14 @@ pub struct RunArgs {
     )]
     pub otel_metrics_listen_address: String,
 
-    /// Also serve ig's own metrics: ig_gadgets_running,
-    /// ig_events_total{datasource} (events each data source emitted),
-    /// ig_lost_events_total{datasource} (dropped in the kernel) and
-    /// ig_output_dropped_total (dropped at the output).
-    #[arg(
-        long,
-        requires = "otel_metrics_listen",
-        help_heading = "OpenTelemetry Metrics"
-    )]
+    /// Also serve (--otel-metrics-listen) and push
+    /// (--otel-metrics-exporter, scope inspektor-gadget) ig's own
+    /// metrics: ig_gadgets_running, ig_events_total{datasource} (events
+    /// each data source emitted), ig_lost_events_total{datasource}
+    /// (dropped in the kernel), ig_output_dropped_total (dropped at the
+    /// output) and ig_otlp_dropped_total{signal} (dropped by an OTLP
+    /// exporter). Needs one of those two flags.
+    #[arg(long, help_heading = "OpenTelemetry Metrics")]
     pub otel_metrics_export_internals: bool,
 
     /// Push the metrics of data sources annotated `metrics.collect` to

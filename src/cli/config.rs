@@ -618,6 +618,22 @@ pub fn from_argv(argv: &[OsString], run: bool) -> anyhow::Result<Vec<OsString>> 
 /// flags (the exporters).
 static LOADED: std::sync::OnceLock<Config> = std::sync::OnceLock::new();
 
+/// The value of setting `key` in the loaded configuration (its
+/// `INSPEKTOR_GADGET_*` variable, then the file) and where it came from,
+/// for a command that reads the key itself rather than through a flag
+/// (`ig daemon` and `operator.logs.*`).
+pub fn setting(key: &str) -> anyhow::Result<Option<(String, String)>> {
+    let Some(s) = SETTINGS.iter().find(|s| s.key == key) else {
+        bail!("{key}: not a setting of ig's");
+    };
+    let Some(config) = LOADED.get() else {
+        return Ok(None);
+    };
+    Ok(config
+        .value(s, &process_env)?
+        .map(|(values, from)| (values.join(","), from)))
+}
+
 /// The exporters under `operator.<section>.exporters` of the loaded
 /// configuration: per name, its settings (scalars as text, `headers` as a
 /// mapping).

@@ -623,3 +623,418 @@ fn otlp_logs_survive_a_receiver_that_goes_away() {
         "{stderr}"
     );
 }
+
+/// A collector that takes every connection and reads what it is sent,
+/// but never answers. What it read so far is in `seen`.
+struct Silent {
+    port: u16,
+    seen: Arc<Mutex<Vec<u8>>>,
+}
+
+impl Silent {
+    fn start() -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s = seen.clone();
+        // Ends with the test process; its connections stay open, unanswered.
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { break };
+                let s = s.clone();
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 4096];
+                    while let Ok(n) = std::io::Read::read(&mut conn, &mut buf) {
+                        if n == 0 {
+                            break;
+                        }
+                        s.lock().unwrap().extend_from_slice(&buf[..n]);
+                    }
+                });
+            }
+        });
+        Self { port, seen }
+    }
+
+    fn has_read(&self, what: &str) -> bool {
+        String::from_utf8_lossy(&self.seen.lock().unwrap()).contains(what)
+    }
+}
+
+/// The stop with a request in flight to a collector that never answers,
+/// and two exporters to it: `ig` still exits (0) within `Running::stop`'s
+/// 10 s (the budget is 5 s in total; before, the request in flight kept
+/// its 10 s timeout, then each exporter's final push had 5 s more), and
+/// says what it dropped.
+#[test]
+fn otlp_stop_is_bounded_when_the_collector_never_answers() {
+    require_kernel();
+    let silent = Silent::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yaml");
+    let exporter = format!(
+        "    exporters:\n      col:\n        exporter: otlp-http\n        endpoint: http://127.0.0.1:{}\n        interval: 200ms\n",
+        silent.port
+    );
+    std::fs::write(
+        &config,
+        format!("operator:\n  otel-logs:\n{exporter}  otel-metrics:\n{exporter}"),
+    )
+    .unwrap();
+    let ig = Running::start(&[
+        "trace_open",
+        "-o",
+        "none",
+        "--config",
+        config.to_str().unwrap(),
+        "--otel-logs-exporter",
+        "col",
+        "--otel-metrics-exporter",
+        "col",
+    ]);
+    let end = Instant::now() + Duration::from_secs(20);
+    while !silent.has_read("POST /v1/logs") {
+        assert!(Instant::now() < end, "no request reached the collector");
+        opens(50);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The request is in flight, unanswered; more records wait behind it.
+    opens(50);
+    std::thread::sleep(Duration::from_millis(300));
+    let (_, stderr) = ig.stop();
+    assert!(
+        stderr.contains("OTLP exporter col:") && stderr.contains("dropped"),
+        "{stderr}"
+    );
+}
+
+/// The attributes of `requests`' points of metric `name` (every kind),
+/// each as its OTLP JSON value (`{"int_value": "12"}`...).
+fn metric_attributes(requests: &[Value], name: &str) -> Vec<BTreeMap<String, Value>> {
+    let mut out = Vec::new();
+    for r in requests {
+        for rm in r["request"]["resource_metrics"].as_array().unwrap() {
+            for sm in rm["scope_metrics"].as_array().unwrap() {
+                for m in sm["metrics"].as_array().unwrap() {
+                    if m["name"] != name {
+                        continue;
+                    }
+                    for kind in ["sum", "gauge", "histogram"] {
+                        for p in m[kind]["data_points"].as_array().into_iter().flatten() {
+                            out.push(
+                                p["attributes"]
+                                    .as_array()
+                                    .unwrap()
+                                    .iter()
+                                    .map(|kv| {
+                                        (kv["key"].as_str().unwrap().to_owned(), kv["value"].clone())
+                                    })
+                                    .collect(),
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The attributes of every log record, as OTLP JSON values.
+fn log_attributes(requests: &[Value]) -> Vec<BTreeMap<String, Value>> {
+    let mut out = Vec::new();
+    for r in requests {
+        for rl in r["request"]["resource_logs"].as_array().unwrap() {
+            for sl in rl["scope_logs"].as_array().unwrap() {
+                for rec in sl["log_records"].as_array().unwrap() {
+                    out.push(
+                        rec["attributes"]
+                            .as_array()
+                            .unwrap()
+                            .iter()
+                            .map(|kv| (kv["key"].as_str().unwrap().to_owned(), kv["value"].clone()))
+                            .collect(),
+                    );
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Upstream's types on the wire, read by OpenTelemetry's own decoder:
+/// metric keys and log attributes of an integer field (proc.pid) are
+/// `int_value`, of a bool (args_truncated) `bool_value`, of a string
+/// `string_value`; the pids are those of our copy of true. ig's own
+/// metrics are pushed with them.
+#[test]
+fn otlp_attributes_keep_the_fields_types() {
+    require_kernel();
+    let port = free_port();
+    let receiver = Receiver::start(port);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yaml");
+    let exporter = format!(
+        "    exporters:\n      col:\n        exporter: otlp-http\n        endpoint: http://127.0.0.1:{port}\n        interval: 300ms\n"
+    );
+    std::fs::write(
+        &config,
+        format!("operator:\n  otel-logs:\n{exporter}  otel-metrics:\n{exporter}"),
+    )
+    .unwrap();
+    let ig = Running::start(&[
+        "trace_exec",
+        "-o",
+        "none",
+        "--config",
+        config.to_str().unwrap(),
+        "--annotate",
+        "exec:metrics.collect=true,exec:metrics.implicit-counter.name=execs,exec.proc.comm:metrics.type=key,exec.proc.pid:metrics.type=key,exec.args_truncated:metrics.type=key",
+        "--otel-metrics-exporter",
+        "col",
+        "--otel-metrics-export-internals",
+        "--otel-logs-exporter",
+        "col",
+    ]);
+    let bin_dir = tempfile::tempdir().unwrap();
+    let comm = format!("iga{}", me() % 1_000_000);
+    let bin: PathBuf = bin_dir.path().join(&comm);
+    std::fs::copy("/bin/true", &bin).unwrap();
+    let mut pids = Vec::new();
+    for _ in 0..3 {
+        let mut c = Command::new(&bin).spawn().unwrap();
+        pids.push(c.id().to_string());
+        assert!(c.wait().unwrap().success());
+    }
+    pids.sort();
+    let ours = |a: &BTreeMap<String, Value>| a["proc.comm"]["string_value"] == comm.as_str();
+    let pushed = |attrs: Vec<BTreeMap<String, Value>>| -> Vec<BTreeMap<String, Value>> {
+        attrs.into_iter().filter(|a| ours(a)).collect()
+    };
+    let metrics = receiver.wait("/v1/metrics", Duration::from_secs(20), |r| {
+        pushed(metric_attributes(r, "execs")).len() >= 3
+    });
+    let logs = receiver.wait("/v1/logs", Duration::from_secs(20), |r| {
+        pushed(log_attributes(r)).len() >= 3
+    });
+    let (_, stderr) = ig.stop();
+    assert!(!stderr.contains("dropped"), "{stderr}");
+    // ig's own metrics are pushed too (--otel-metrics-export-internals).
+    let events = metric_attributes(&metrics, "ig_events");
+    assert!(
+        events
+            .iter()
+            .any(|a| a.get("datasource") == Some(&serde_json::json!({"string_value": "exec"}))),
+        "{events:?}"
+    );
+    assert!(!metric_attributes(&metrics, "ig_gadgets_running").is_empty());
+    for (what, attrs) in [
+        ("metric", pushed(metric_attributes(&metrics, "execs"))),
+        ("log record", pushed(log_attributes(&logs))),
+    ] {
+        let mut seen: Vec<String> = attrs
+            .iter()
+            .map(|a| {
+                assert_eq!(a["args_truncated"], serde_json::json!({"bool_value": false}), "{what}: {a:?}");
+                a["proc.pid"]["int_value"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("{what}: proc.pid is not an int_value: {a:?}"))
+                    .to_owned()
+            })
+            .collect();
+        seen.sort();
+        seen.dedup();
+        assert_eq!(seen, pids, "{what}");
+    }
+}
+
+/// `ig run -f`: two instances (trace_exec and trace_open) in one process
+/// with one log file and one OTLP logs exporter. Our exec marker and our
+/// open marker are in the file (whole JSON lines, each under its
+/// gadget) and at the receiver (each in its gadget's scope).
+#[test]
+fn manifest_instances_write_the_log_file_and_push_log_records() {
+    require_kernel();
+    let port = free_port();
+    let receiver = Receiver::start(port);
+    let dir = tempfile::tempdir().unwrap();
+    let config = exporter_config(dir.path(), "otel-logs", port, "        interval: 200ms\n");
+    let file = dir.path().join("ig.log");
+    let manifest = dir.path().join("instances.yaml");
+    std::fs::write(
+        &manifest,
+        "apiVersion: 1\nkind: instance-spec\nname: execs\nimage: trace_exec\n---\n\
+         apiVersion: 1\nkind: instance-spec\nname: opens\nimage: trace_open\n",
+    )
+    .unwrap();
+    let open_marker = dir.path().join(format!("mf-open-{}", me()));
+    std::fs::write(&open_marker, b"x").unwrap();
+    let bin_dir = tempfile::tempdir().unwrap();
+    let comm = format!("igm{}", me() % 1_000_000);
+    let bin: PathBuf = bin_dir.path().join(&comm);
+    std::fs::copy("/bin/true", &bin).unwrap();
+    let ig = Running::start(&[
+        "-f",
+        manifest.to_str().unwrap(),
+        "-o",
+        "none",
+        "--config",
+        config.to_str().unwrap(),
+        "--otel-logs-exporter",
+        "col",
+        "--logs-enabled",
+        "--logs-channel",
+        "file",
+        "--logs-filename",
+        file.to_str().unwrap(),
+    ]);
+    let m = open_marker.to_str().unwrap().to_owned();
+    let seen = |r: &[Value]| {
+        let recs = log_records(r);
+        let exec = recs
+            .iter()
+            .any(|(s, a)| s.contains("trace_exec") && a.get("proc.comm") == Some(&comm));
+        let open = recs
+            .iter()
+            .any(|(s, a)| s.contains("trace_open") && a.get("fname") == Some(&m));
+        exec && open
+    };
+    let end = Instant::now() + Duration::from_secs(30);
+    // The second instance may still be loading: until both arrive.
+    while !seen(&receiver.requests("/v1/logs")) {
+        assert!(Instant::now() < end, "no records of both markers");
+        assert!(Command::new(&bin).status().unwrap().success());
+        drop(std::fs::File::open(&open_marker).unwrap());
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let (_, stderr) = ig.stop();
+    assert!(!stderr.contains("dropped"), "{stderr}");
+    let lines = json_lines(&file);
+    let exec = lines.iter().any(|v| {
+        v["gadget"].as_str().unwrap().contains("trace_exec")
+            && v["datasource"] == "exec"
+            && v["data"]["proc"]["comm"] == comm.as_str()
+    });
+    let open = lines.iter().any(|v| {
+        v["gadget"].as_str().unwrap().contains("trace_open")
+            && v["datasource"] == "open"
+            && v["data"]["fname"] == m.as_str()
+    });
+    assert!(exec && open, "markers in the file: exec {exec}, open {open}");
+}
+
+/// `ig daemon` with a configuration enabling the log file and an OTLP
+/// logs exporter: a `gadgetctl run trace_exec --otel-logs-exporter col`
+/// client's marker exec is in the daemon's file and at the receiver; a
+/// client naming an exporter the daemon lacks is refused with the names
+/// it has.
+#[test]
+fn daemon_writes_the_log_file_and_pushes_what_a_client_asks_for() {
+    require_kernel();
+    let port = free_port();
+    let receiver = Receiver::start(port);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("daemon.log");
+    let config = exporter_config(
+        dir.path(),
+        "otel-logs",
+        port,
+        &format!(
+            "        interval: 200ms\n  logs:\n    enabled: true\n    channel: file\n    filename: {}\n",
+            file.display()
+        ),
+    );
+    let socket = dir.path().join("ig.socket");
+    let address = format!("unix://{}", socket.display());
+    let mut daemon = super::store()
+        .ig()
+        .args(["--config", config.to_str().unwrap(), "daemon", "-H", &address])
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let daemon_err = super::lines_of(daemon.stderr.take().unwrap());
+    let end = Instant::now() + Duration::from_secs(10);
+    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+        if let Some(st) = daemon.try_wait().unwrap() {
+            let err: Vec<String> = daemon_err.try_iter().collect();
+            panic!("the daemon exited ({st}): {}", err.join("\n"));
+        }
+        assert!(Instant::now() < end, "the daemon did not listen in 10 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let gadgetctl = env!("CARGO_BIN_EXE_gadgetctl");
+    // An exporter the daemon does not have.
+    let out = Command::new(gadgetctl)
+        .args(["--remote-address", &address, "run", "trace_exec"])
+        .args(["--otel-logs-exporter", "nope"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("nope") && err.contains("configured: col"),
+        "{err}"
+    );
+    let mut client = Command::new(gadgetctl)
+        .args(["--remote-address", &address, "run", "trace_exec", "-o", "json"])
+        .args(["--otel-logs-exporter", "col"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let bin_dir = tempfile::tempdir().unwrap();
+    let comm = format!("igd{}", me() % 1_000_000);
+    let bin: PathBuf = bin_dir.path().join(&comm);
+    std::fs::copy("/bin/true", &bin).unwrap();
+    let in_file = || {
+        std::fs::read_to_string(&file).is_ok_and(|t| {
+            t.lines().any(|l| {
+                let v: Value = serde_json::from_str(l)
+                    .unwrap_or_else(|e| panic!("not JSON ({e}): {l}"));
+                v["data"]["proc"]["comm"] == comm.as_str()
+                    && v["gadget"].as_str().unwrap().contains("trace_exec")
+            })
+        })
+    };
+    let at_receiver = || {
+        log_records(&receiver.requests("/v1/logs"))
+            .iter()
+            .any(|(s, a)| s.contains("trace_exec") && a.get("proc.comm") == Some(&comm))
+    };
+    let end = Instant::now() + Duration::from_secs(30);
+    while !(in_file() && at_receiver()) {
+        assert!(
+            client.try_wait().unwrap().is_none(),
+            "gadgetctl ended: {:?}",
+            client.wait_with_output()
+        );
+        assert!(
+            Instant::now() < end,
+            "marker: in the file {}, at the receiver {}",
+            in_file(),
+            at_receiver()
+        );
+        assert!(Command::new(&bin).status().unwrap().success());
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    // SAFETY: signals to our own children.
+    unsafe { libc::kill(client.id() as i32, libc::SIGINT) };
+    let out = client.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
+    let end = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = daemon.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < end, "the daemon did not exit on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let err: Vec<String> = daemon_err.try_iter().collect();
+    assert!(status.success(), "{status}: {}", err.join("\n"));
+    // Every line of the file whole.
+    json_lines(&file);
+}

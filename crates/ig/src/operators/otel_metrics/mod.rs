@@ -44,7 +44,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-pub use registry::{INTERNAL_SCOPE, Instrument, Listener, Point, Registry};
+pub use registry::{AttrValue, INTERNAL_SCOPE, Instrument, Listener, Point, Registry};
 
 use crate::datasource::{Event, FieldKind, Schema, SchemaBuilder, SourceKind};
 use crate::params::{ParamSpec, ParamType, ParamValue, ParamValues};

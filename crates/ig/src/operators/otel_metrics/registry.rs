@@ -70,11 +70,42 @@ pub struct Instrument {
     pub points: Vec<Point>,
 }
 
+/// An attribute's value, typed as upstream's exporter types it: integer
+/// fields (signed or not) as int64, floats as double, booleans as bool,
+/// strings as string, bytes as their base64 string.
+#[derive(Clone, Debug, PartialEq)]
+pub enum AttrValue {
+    /// Strings, and bytes in base64.
+    Str(String),
+    /// Every integer kind (an unsigned 64-bit value wraps, as upstream's).
+    Int(i64),
+    /// Floats.
+    Double(f64),
+    /// Booleans.
+    Bool(bool),
+}
+
+impl AttrValue {
+    /// The Prometheus label's text of the same value (what a scrape shows).
+    pub fn label(&self) -> String {
+        match self {
+            AttrValue::Str(s) => s.clone(),
+            AttrValue::Int(n) => n.to_string(),
+            AttrValue::Double(f) => {
+                let mut s = String::new();
+                exposition::go_float(*f, &mut s);
+                s
+            }
+            AttrValue::Bool(b) => b.to_string(),
+        }
+    }
+}
+
 /// One point of an [`Instrument`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct Point {
     /// `(key, value)`, the data source's key fields.
-    pub attributes: Vec<(String, String)>,
+    pub attributes: Vec<(String, AttrValue)>,
     /// Cumulative since the run started.
     pub value: Value,
 }
@@ -137,14 +168,15 @@ impl Registry {
         self.state().instruments.insert(id, instruments);
     }
 
-    /// Every collector's instruments now.
+    /// Every collector's instruments now, and ig's own (scope
+    /// `inspektor-gadget`) when they are exported.
     pub fn instruments(&self) -> Vec<Instrument> {
-        self.state()
-            .instruments
-            .values()
-            .flatten()
-            .cloned()
-            .collect()
+        let s = self.state();
+        let mut all: Vec<Instrument> = s.instruments.values().flatten().cloned().collect();
+        if self.0.internals {
+            all.extend(internal_instruments(&s));
+        }
+        all
     }
 
     /// Set what the OTLP exporter of `signal` dropped so far.
@@ -307,6 +339,39 @@ fn internal_families(s: &State) -> Vec<Family> {
         });
     }
     families
+}
+
+/// ig's own metrics as OpenTelemetry instruments: the families of a
+/// scrape with their instrument names (a counter's without `_total`) and
+/// their own attributes (`datasource`, `signal`; the scope is the
+/// instrument's).
+fn internal_instruments(s: &State) -> Vec<Instrument> {
+    internal_families(s)
+        .into_iter()
+        .map(|f| Instrument {
+            scope: INTERNAL_SCOPE.to_owned(),
+            name: match f.kind {
+                Kind::Counter => f.name.strip_suffix("_total").unwrap_or(&f.name).to_owned(),
+                _ => f.name.clone(),
+            },
+            description: f.help,
+            unit: String::new(),
+            kind: f.kind,
+            points: f
+                .series
+                .into_iter()
+                .map(|series| Point {
+                    attributes: series
+                        .labels
+                        .into_iter()
+                        .filter(|(k, _)| !k.starts_with("otel_scope_"))
+                        .map(|(k, v)| (k, AttrValue::Str(v)))
+                        .collect(),
+                    value: series.value,
+                })
+                .collect(),
+        })
+        .collect()
 }
 
 /// The serving thread; stops when dropped.
