@@ -206,10 +206,11 @@ impl super::instances::Runner for InstanceRunner {
                 .map_err(|e| format!("parameter {OCI_ANNOTATE}: {}", error_chain(&e)))?,
             None => Vec::new(),
         };
-        let run =
-            self.policies
-                .export
-                .apply(self.policies.run(&config.image_name), &mut params, Some(id))?;
+        let run = self.policies.export.apply(
+            self.policies.run(&config.image_name),
+            &mut params,
+            Some(id),
+        )?;
         let mut run = run.params(param_values(params)).annotate(annotations);
         if config.timeout > 0 {
             run = run.timeout(Duration::from_nanos(config.timeout as u64));

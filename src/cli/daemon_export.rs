@@ -131,8 +131,7 @@ impl DaemonExport {
             let gadget = run.name();
             let id = instance.map(str::to_owned);
             run = run.operator(move || {
-                let mut op =
-                    ig::operators::logs::Logs::new(writer.clone(), format, gadget.clone());
+                let mut op = ig::operators::logs::Logs::new(writer.clone(), format, gadget.clone());
                 if let Some(id) = &id {
                     op = op.instance_id(id.clone());
                 }
@@ -154,8 +153,8 @@ impl DaemonExport {
         }
         if let Some(spec) = params.remove(PARAM_LOGS_EXPORTER) {
             let mut routes = Vec::new();
-            for (ds, name) in super::run::logs_routes(&spec)
-                .map_err(|e| format!("{PARAM_LOGS_EXPORTER} {e}"))?
+            for (ds, name) in
+                super::run::logs_routes(&spec).map_err(|e| format!("{PARAM_LOGS_EXPORTER} {e}"))?
             {
                 let Some(e) = self.otel_logs.get(&name) else {
                     return Err(format!(
@@ -229,7 +228,8 @@ impl DaemonExport {
     pub fn finish(&self) {
         let logs = self.logs.lock().unwrap_or_else(|e| e.into_inner()).take();
         super::run::finish_logs(logs.map(|(w, _)| w));
-        let exporters = std::mem::take(&mut *self.exporters.lock().unwrap_or_else(|e| e.into_inner()));
+        let exporters =
+            std::mem::take(&mut *self.exporters.lock().unwrap_or_else(|e| e.into_inner()));
         super::run::finish_exporters(exporters);
     }
 }

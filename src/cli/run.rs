@@ -436,7 +436,14 @@ pub fn run(args: RunArgs, prepared: Prepared, given: &[(String, String)]) -> any
     print.terminal = terminal;
     let mut run = configure(prepared.run, &args)
         .annotate(args.annotate.iter().flat_map(|a| a.0.iter().cloned()))
-        .params(given.iter().cloned())
+        .params(
+            given
+                .iter()
+                .cloned()
+                .chain(super::config::param_defaults(&|k| {
+                    given.iter().any(|(n, _)| n == k)
+                })?),
+        )
         .print(print)
         .on_notice(|n| log_notice(None, n));
     let metrics = metrics_registry(&args)?;
@@ -624,6 +631,9 @@ pub fn run_manifest(
             );
         }
         let mut params = spec.param_values.clone();
+        let defaults = super::config::param_defaults(&|k| params.contains_key(k))
+            .map_err(|e| failed(e, None))?;
+        params.extend(defaults);
         let (mode, fields) = instance_print(&args, &mut params).map_err(|e| failed(e, None))?;
         let mut print = PrintOptions::new(mode, PrintTarget::Stdout(stdout.clone()));
         print.fields = fields;

@@ -722,12 +722,16 @@ fn metric_attributes(requests: &[Value], name: &str) -> Vec<BTreeMap<String, Val
                     for kind in ["sum", "gauge", "histogram"] {
                         for p in m[kind]["data_points"].as_array().into_iter().flatten() {
                             out.push(
+                                // No attributes: no key in the JSON.
                                 p["attributes"]
                                     .as_array()
-                                    .unwrap()
-                                    .iter()
+                                    .into_iter()
+                                    .flatten()
                                     .map(|kv| {
-                                        (kv["key"].as_str().unwrap().to_owned(), kv["value"].clone())
+                                        (
+                                            kv["key"].as_str().unwrap().to_owned(),
+                                            kv["value"].clone(),
+                                        )
                                     })
                                     .collect(),
                             );
@@ -750,8 +754,8 @@ fn log_attributes(requests: &[Value]) -> Vec<BTreeMap<String, Value>> {
                     out.push(
                         rec["attributes"]
                             .as_array()
-                            .unwrap()
-                            .iter()
+                            .into_iter()
+                            .flatten()
                             .map(|kv| (kv["key"].as_str().unwrap().to_owned(), kv["value"].clone()))
                             .collect(),
                     );
@@ -766,7 +770,8 @@ fn log_attributes(requests: &[Value]) -> Vec<BTreeMap<String, Value>> {
 /// metric keys and log attributes of an integer field (proc.pid) are
 /// `int_value`, of a bool (args_truncated) `bool_value`, of a string
 /// `string_value`; the pids are those of our copy of true. ig's own
-/// metrics are pushed with them.
+/// metrics are pushed with them, and the scope's name comes from the
+/// config file's `operator.otel-metrics.otel-metrics-name`.
 #[test]
 fn otlp_attributes_keep_the_fields_types() {
     require_kernel();
@@ -777,9 +782,12 @@ fn otlp_attributes_keep_the_fields_types() {
     let exporter = format!(
         "    exporters:\n      col:\n        exporter: otlp-http\n        endpoint: http://127.0.0.1:{port}\n        interval: 300ms\n"
     );
+    // The scope's name from the file (a gadget parameter's key).
     std::fs::write(
         &config,
-        format!("operator:\n  otel-logs:\n{exporter}  otel-metrics:\n{exporter}"),
+        format!(
+            "operator:\n  otel-logs:\n{exporter}  otel-metrics:\n    otel-metrics-name: exec:cfgdemo\n{exporter}"
+        ),
     )
     .unwrap();
     let ig = Running::start(&[
@@ -819,6 +827,23 @@ fn otlp_attributes_keep_the_fields_types() {
     });
     let (_, stderr) = ig.stop();
     assert!(!stderr.contains("dropped"), "{stderr}");
+    let scopes: Vec<&str> = metrics
+        .iter()
+        .flat_map(|r| r["request"]["resource_metrics"].as_array().unwrap())
+        .flat_map(|rm| rm["scope_metrics"].as_array().unwrap())
+        .filter(|sm| {
+            sm["metrics"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|m| m["name"] == "execs")
+        })
+        .map(|sm| sm["scope"]["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        !scopes.is_empty() && scopes.iter().all(|s| *s == "cfgdemo"),
+        "{scopes:?}"
+    );
     // ig's own metrics are pushed too (--otel-metrics-export-internals).
     let events = metric_attributes(&metrics, "ig_events");
     assert!(
@@ -835,7 +860,11 @@ fn otlp_attributes_keep_the_fields_types() {
         let mut seen: Vec<String> = attrs
             .iter()
             .map(|a| {
-                assert_eq!(a["args_truncated"], serde_json::json!({"bool_value": false}), "{what}: {a:?}");
+                assert_eq!(
+                    a["args_truncated"],
+                    serde_json::json!({"bool_value": false}),
+                    "{what}: {a:?}"
+                );
                 a["proc.pid"]["int_value"]
                     .as_str()
                     .unwrap_or_else(|| panic!("{what}: proc.pid is not an int_value: {a:?}"))
@@ -920,7 +949,10 @@ fn manifest_instances_write_the_log_file_and_push_log_records() {
             && v["datasource"] == "open"
             && v["data"]["fname"] == m.as_str()
     });
-    assert!(exec && open, "markers in the file: exec {exec}, open {open}");
+    assert!(
+        exec && open,
+        "markers in the file: exec {exec}, open {open}"
+    );
 }
 
 /// `ig daemon` with a configuration enabling the log file and an OTLP
@@ -948,7 +980,13 @@ fn daemon_writes_the_log_file_and_pushes_what_a_client_asks_for() {
     let address = format!("unix://{}", socket.display());
     let mut daemon = super::store()
         .ig()
-        .args(["--config", config.to_str().unwrap(), "daemon", "-H", &address])
+        .args([
+            "--config",
+            config.to_str().unwrap(),
+            "daemon",
+            "-H",
+            &address,
+        ])
         .arg("--state-dir")
         .arg(dir.path().join("state"))
         .stdout(Stdio::null())
@@ -979,7 +1017,14 @@ fn daemon_writes_the_log_file_and_pushes_what_a_client_asks_for() {
         "{err}"
     );
     let mut client = Command::new(gadgetctl)
-        .args(["--remote-address", &address, "run", "trace_exec", "-o", "json"])
+        .args([
+            "--remote-address",
+            &address,
+            "run",
+            "trace_exec",
+            "-o",
+            "json",
+        ])
         .args(["--otel-logs-exporter", "col"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -992,8 +1037,8 @@ fn daemon_writes_the_log_file_and_pushes_what_a_client_asks_for() {
     let in_file = || {
         std::fs::read_to_string(&file).is_ok_and(|t| {
             t.lines().any(|l| {
-                let v: Value = serde_json::from_str(l)
-                    .unwrap_or_else(|e| panic!("not JSON ({e}): {l}"));
+                let v: Value =
+                    serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"));
                 v["data"]["proc"]["comm"] == comm.as_str()
                     && v["gadget"].as_str().unwrap().contains("trace_exec")
             })
@@ -1023,7 +1068,11 @@ fn daemon_writes_the_log_file_and_pushes_what_a_client_asks_for() {
     // SAFETY: signals to our own children.
     unsafe { libc::kill(client.id() as i32, libc::SIGINT) };
     let out = client.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
     let end = Instant::now() + Duration::from_secs(20);
     let status = loop {

@@ -213,8 +213,7 @@ fn metric_attributes_keep_their_types() {
     let (req, _) = MetricsEncoder::new(Temporality::Delta, 1)
         .encode(&[i], 2)
         .unwrap();
-    let Some(Data::Histogram(h)) = &req.resource_metrics[0].scope_metrics[0].metrics[0].data
-    else {
+    let Some(Data::Histogram(h)) = &req.resource_metrics[0].scope_metrics[0].metrics[0].data else {
         panic!("{req:?}")
     };
     use proto::any_value::Value as V;
