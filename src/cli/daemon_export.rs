@@ -62,8 +62,8 @@ impl DaemonExport {
             .map(|c| -> anyhow::Result<_> {
                 let w = LogWriter::start(&c).context("operator.logs")?;
                 log::info!(
-                    "logs: {:?} lines of {} runs to {}",
-                    c.format,
+                    "logs: {} lines of {} runs to {}",
+                    format!("{:?}", c.format).to_lowercase(),
                     if c.mode == Mode::Detached {
                         "headless"
                     } else {

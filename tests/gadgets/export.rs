@@ -976,33 +976,7 @@ fn daemon_writes_the_log_file_and_pushes_what_a_client_asks_for() {
             file.display()
         ),
     );
-    let socket = dir.path().join("ig.socket");
-    let address = format!("unix://{}", socket.display());
-    let mut daemon = super::store()
-        .ig()
-        .args([
-            "--config",
-            config.to_str().unwrap(),
-            "daemon",
-            "-H",
-            &address,
-        ])
-        .arg("--state-dir")
-        .arg(dir.path().join("state"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let daemon_err = super::lines_of(daemon.stderr.take().unwrap());
-    let end = Instant::now() + Duration::from_secs(10);
-    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
-        if let Some(st) = daemon.try_wait().unwrap() {
-            let err: Vec<String> = daemon_err.try_iter().collect();
-            panic!("the daemon exited ({st}): {}", err.join("\n"));
-        }
-        assert!(Instant::now() < end, "the daemon did not listen in 10 s");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let (daemon, daemon_err, address) = start_daemon(dir.path(), &config);
     let gadgetctl = env!("CARGO_BIN_EXE_gadgetctl");
     // An exporter the daemon does not have.
     let out = Command::new(gadgetctl)
@@ -1073,6 +1047,47 @@ fn daemon_writes_the_log_file_and_pushes_what_a_client_asks_for() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    stop_daemon(daemon, &daemon_err);
+    // Every line of the file whole.
+    json_lines(&file);
+}
+
+/// `ig --config CONFIG daemon` on a socket in `dir`, once it accepts
+/// connections: the child, its stderr lines, its address.
+fn start_daemon(dir: &Path, config: &Path) -> (Child, std::sync::mpsc::Receiver<String>, String) {
+    let socket = dir.join("ig.socket");
+    let address = format!("unix://{}", socket.display());
+    let mut daemon = super::store()
+        .ig()
+        .args([
+            "--config",
+            config.to_str().unwrap(),
+            "daemon",
+            "-H",
+            &address,
+        ])
+        .arg("--state-dir")
+        .arg(dir.join("state"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let daemon_err = super::lines_of(daemon.stderr.take().unwrap());
+    let end = Instant::now() + Duration::from_secs(10);
+    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+        if let Some(st) = daemon.try_wait().unwrap() {
+            let err: Vec<String> = daemon_err.try_iter().collect();
+            panic!("the daemon exited ({st}): {}", err.join("\n"));
+        }
+        assert!(Instant::now() < end, "the daemon did not listen in 10 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (daemon, daemon_err, address)
+}
+
+/// SIGTERM; it must exit 0 within 20 s.
+fn stop_daemon(mut daemon: Child, err: &std::sync::mpsc::Receiver<String>) {
+    // SAFETY: a signal to our own child.
     unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
     let end = Instant::now() + Duration::from_secs(20);
     let status = loop {
@@ -1082,8 +1097,139 @@ fn daemon_writes_the_log_file_and_pushes_what_a_client_asks_for() {
         assert!(Instant::now() < end, "the daemon did not exit on SIGTERM");
         std::thread::sleep(Duration::from_millis(50));
     };
-    let err: Vec<String> = daemon_err.try_iter().collect();
+    let err: Vec<String> = err.try_iter().collect();
     assert!(status.success(), "{status}: {}", err.join("\n"));
-    // Every line of the file whole.
-    json_lines(&file);
+}
+
+/// The lines of `file` whose exec is `comm`'s.
+fn exec_lines(file: &Path, comm: &str) -> Vec<Value> {
+    let Ok(text) = std::fs::read_to_string(file) else {
+        return Vec::new();
+    };
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .filter(|v: &Value| v["data"]["proc"]["comm"] == comm)
+        .collect()
+}
+
+/// A copy of /bin/true named `stem` and our pid, in `dir`.
+fn marker_program(dir: &Path, stem: &str) -> (PathBuf, String) {
+    let comm = format!("{stem}{}", me() % 1_000_000);
+    let bin = dir.join(&comm);
+    std::fs::copy("/bin/true", &bin).unwrap();
+    (bin, comm)
+}
+
+/// `mode: detached`: a client's run is not logged, a headless instance
+/// is, its lines carrying its `instanceID`; after a `logrotate`-style
+/// move and SIGHUP the daemon (still running) writes to a new file by
+/// the name.
+#[test]
+fn daemon_logs_only_headless_instances_in_detached_mode_and_reopens_on_sighup() {
+    require_kernel();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("daemon.log");
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "operator:\n  logs:\n    enabled: true\n    channel: file\n    mode: detached\n    filename: {}\n",
+            file.display()
+        ),
+    )
+    .unwrap();
+    let (mut daemon, daemon_err, address) = start_daemon(dir.path(), &config);
+    let daemon_pid = daemon.id() as i32;
+    let gadgetctl = env!("CARGO_BIN_EXE_gadgetctl");
+    let ctl = |args: &[&str]| {
+        let out = Command::new(gadgetctl)
+            .args(["--remote-address", &address])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "gadgetctl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let bins = tempfile::tempdir().unwrap();
+    // A client's run sees our first program: printed, not logged.
+    let (client_bin, client_comm) = marker_program(bins.path(), "igc");
+    let mut client = Command::new(gadgetctl)
+        .args([
+            "--remote-address",
+            &address,
+            "run",
+            "trace_exec",
+            "-o",
+            "json",
+        ])
+        .args(["--comm", &client_comm])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let client_out = super::lines_of(client.stdout.take().unwrap());
+    let end = Instant::now() + Duration::from_secs(30);
+    loop {
+        assert!(Command::new(&client_bin).status().unwrap().success());
+        if client_out.recv_timeout(Duration::from_millis(300)).is_ok() {
+            break;
+        }
+        assert!(Instant::now() < end, "the client saw no exec");
+    }
+    // SAFETY: a signal to our own child.
+    unsafe { libc::kill(client.id() as i32, libc::SIGINT) };
+    assert!(client.wait().unwrap().success());
+    // A headless instance of the same gadget: logged, with its id.
+    let (bin, comm) = marker_program(bins.path(), "igh");
+    let id = ctl(&[
+        "run",
+        "trace_exec",
+        "--detach",
+        "--name",
+        "logged",
+        "--comm",
+        &comm,
+    ])
+    .trim()
+    .to_owned();
+    assert_eq!(id.len(), 32, "{id}");
+    let mut wait_lines = |file: &Path| {
+        let end = Instant::now() + Duration::from_secs(30);
+        loop {
+            assert!(Command::new(&bin).status().unwrap().success());
+            let lines = exec_lines(file, &comm);
+            if !lines.is_empty() {
+                return lines;
+            }
+            assert!(
+                daemon.try_wait().unwrap().is_none(),
+                "the daemon ended: {:?}",
+                daemon_err.try_iter().collect::<Vec<_>>()
+            );
+            assert!(Instant::now() < end, "no line of the instance in {file:?}");
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    };
+    for v in wait_lines(&file) {
+        assert_eq!(v["instanceID"], id.as_str(), "{v}");
+        assert!(v["gadget"].as_str().unwrap().contains("trace_exec"), "{v}");
+    }
+    assert!(
+        exec_lines(&file, &client_comm).is_empty(),
+        "a client's run is not logged in detached mode"
+    );
+    // logrotate: move, SIGHUP; the daemon writes a new file by the name.
+    let moved = dir.path().join("daemon.log.1");
+    std::fs::rename(&file, &moved).unwrap();
+    // SAFETY: a signal to our own child.
+    unsafe { libc::kill(daemon_pid, libc::SIGHUP) };
+    let after = wait_lines(&file);
+    assert!(after.iter().all(|v| v["instanceID"] == id.as_str()));
+    json_lines(&moved);
+    ctl(&["delete", &id]);
+    stop_daemon(daemon, &daemon_err);
 }
