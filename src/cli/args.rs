@@ -133,7 +133,9 @@ pub enum Command {
     /// Keys are upstream's: `verbose`, `auto-mount-filesystems`, and
     /// `operator.oci.{authfile,insecure-registries,pull,verify-image,public-keys,allowed-gadgets}`,
     /// and ig's own `operator.oci.registry-timeout` (a duration: `30s`);
-    /// `operator.otel-metrics.{otel-metrics-listen,otel-metrics-listen-address,otel-metrics-export-internals}`;
+    /// `operator.otel-metrics.{otel-metrics-listen,otel-metrics-listen-address,otel-metrics-export-internals}`
+    /// and, given to every run as its parameters unless set,
+    /// `operator.otel-metrics.{otel-metrics-name,otel-metrics-print-interval}`;
     /// `operator.logs.{enabled,channel,filename,format,mode,max-size-mb,max-backups,max-age-days,compress}`
     /// (flags `--logs-*`). OTLP exporters are mappings under
     /// `operator.otel-metrics.exporters.NAME` and
