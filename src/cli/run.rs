@@ -631,6 +631,28 @@ pub fn run_manifest(
             );
         }
         let mut params = spec.param_values.clone();
+        // A daemon's per-run choice (docs/daemon.md); here the command's.
+        for (key, flag) in [
+            (
+                super::daemon_export::PARAM_LOGS_EXPORTER,
+                "--otel-logs-exporter",
+            ),
+            (
+                super::daemon_export::PARAM_METRICS_EXPORTER,
+                "--otel-metrics-exporter",
+            ),
+        ] {
+            if params.contains_key(key) {
+                return Err(failed(
+                    anyhow::anyhow!(
+                        "parameter {key}: ig run -f exports every instance alike: \
+                         give {flag} on the command line instead"
+                    ),
+                    None,
+                )
+                .into());
+            }
+        }
         let defaults = super::config::param_defaults(&|k| params.contains_key(k))
             .map_err(|e| failed(e, None))?;
         params.extend(defaults);

@@ -880,7 +880,8 @@ fn otlp_attributes_keep_the_fields_types() {
 /// `ig run -f`: two instances (trace_exec and trace_open) in one process
 /// with one log file and one OTLP logs exporter. Our exec marker and our
 /// open marker are in the file (whole JSON lines, each under its
-/// gadget) and at the receiver (each in its gadget's scope).
+/// gadget) and at the receiver (each in its gadget's scope). A spec
+/// choosing an exporter itself (a daemon's per-run parameter) is refused.
 #[test]
 fn manifest_instances_write_the_log_file_and_push_log_records() {
     require_kernel();
@@ -896,6 +897,24 @@ fn manifest_instances_write_the_log_file_and_push_log_records() {
          apiVersion: 1\nkind: instance-spec\nname: opens\nimage: trace_open\n",
     )
     .unwrap();
+    // The daemon's per-run parameter is refused here, saying what to use.
+    let per_instance = dir.path().join("per-instance.yaml");
+    std::fs::write(
+        &per_instance,
+        "apiVersion: 1\nkind: instance-spec\nname: execs\nimage: trace_exec\n\
+         paramValues:\n  operator.otel-logs.otel-logs-exporter: col\n",
+    )
+    .unwrap();
+    let out = super::store()
+        .ig()
+        .args(["run", "-f", per_instance.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("give --otel-logs-exporter on the command line"),
+        "{err}"
+    );
     let open_marker = dir.path().join(format!("mf-open-{}", me()));
     std::fs::write(&open_marker, b"x").unwrap();
     let bin_dir = tempfile::tempdir().unwrap();
