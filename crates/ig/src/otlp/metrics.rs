@@ -71,6 +71,9 @@ impl MetricsEncoder {
         };
         let mut scopes: BTreeMap<&str, Vec<proto::Metric>> = BTreeMap::new();
         let mut points = 0u64;
+        // Only the points of this push are kept for the next: those of
+        // stopped runs leave.
+        let mut prev = std::mem::take(&mut self.prev);
         for i in instruments {
             let attrs = |a: &[(String, AttrValue)]| -> Vec<KeyValue> {
                 a.iter().map(|(k, v)| attribute(k, v)).collect()
@@ -98,7 +101,8 @@ impl MetricsEncoder {
                         if delta {
                             let key = point_key(&p.attributes);
                             let now_v = Prev::Histogram(counts.clone(), sum);
-                            if let Some(Prev::Histogram(pc, ps)) = self.prev.insert(key, now_v)
+                            self.prev.insert(key.clone(), now_v);
+                            if let Some(Prev::Histogram(pc, ps)) = prev.remove(&key)
                                 && pc.len() == counts.len()
                             {
                                 for (c, p) in counts.iter_mut().zip(&pc) {
@@ -132,7 +136,8 @@ impl MetricsEncoder {
                         };
                         if delta && counter {
                             let key = point_key(&p.attributes);
-                            if let Some(Prev::Scalar(pv)) = self.prev.insert(key, Prev::Scalar(v)) {
+                            self.prev.insert(key.clone(), Prev::Scalar(v));
+                            if let Some(Prev::Scalar(pv)) = prev.remove(&key) {
                                 v -= pv;
                             }
                         }
@@ -162,6 +167,7 @@ impl MetricsEncoder {
                 data: Some(data),
             });
         }
+        drop(prev);
         self.last_push = now;
         if points == 0 {
             return None;

@@ -492,6 +492,14 @@ impl Collector {
             .collect()
     }
 
+    /// The run stops: its instruments leave the registry once an OTLP
+    /// push has carried their last values (`Registry::retire`).
+    pub(super) fn retire(&self) {
+        if let Some((registry, id)) = &self.export {
+            registry.retire(*id);
+        }
+    }
+
     /// Hand a snapshot to the registry when something changed (at most
     /// every `PUBLISH_INTERVAL` unless `now`).
     pub(super) fn publish(&mut self, now: bool) {

@@ -434,6 +434,7 @@ impl Instance for Metrics {
     fn stop(&mut self) -> Result<(), OperatorError> {
         for c in &self.collectors {
             c.borrow_mut().publish(true);
+            c.borrow().retire();
         }
         for c in &self.counters {
             c.borrow_mut().publish();

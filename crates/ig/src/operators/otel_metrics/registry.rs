@@ -116,6 +116,9 @@ struct State {
     published: BTreeMap<u64, Vec<Family>>,
     /// The same, as OpenTelemetry instruments (when an exporter reads them).
     instruments: BTreeMap<u64, Vec<Instrument>>,
+    /// Instruments of stopped runs, until a push has taken them: a
+    /// daemon serves runs for ever, and their points must not pile up.
+    retired: Vec<Instrument>,
     /// What OTLP exporters dropped, by signal (`metrics`, `logs`).
     otlp_dropped: BTreeMap<&'static str, u64>,
     /// ig's own: gadgets running now.
@@ -169,14 +172,25 @@ impl Registry {
     }
 
     /// Every collector's instruments now, and ig's own (scope
-    /// `inspektor-gadget`) when they are exported.
+    /// `inspektor-gadget`) when they are exported; those of stopped runs
+    /// too, and then no more (`retire`): the caller is the push.
     pub fn instruments(&self) -> Vec<Instrument> {
-        let s = self.state();
+        let mut s = self.state();
         let mut all: Vec<Instrument> = s.instruments.values().flatten().cloned().collect();
+        all.append(&mut s.retired);
         if self.0.internals {
             all.extend(internal_instruments(&s));
         }
         all
+    }
+
+    /// Publisher `id` stopped: its instruments are in the next
+    /// [`Registry::instruments`], the last time.
+    pub fn retire(&self, id: u64) {
+        let mut s = self.state();
+        if let Some(i) = s.instruments.remove(&id) {
+            s.retired.extend(i);
+        }
     }
 
     /// Set what the OTLP exporter of `signal` dropped so far.
