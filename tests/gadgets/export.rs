@@ -1252,3 +1252,89 @@ fn daemon_logs_only_headless_instances_in_detached_mode_and_reopens_on_sighup() 
     ctl(&["delete", &id]);
     stop_daemon(daemon, &daemon_err);
 }
+
+/// `ig daemon` with an OTLP metrics exporter: a headless instance whose
+/// spec names it (upstream's `operator.otel-metrics.otel-metrics-exporter`,
+/// its metrics set up by `operator.oci.annotate`) pushes its counter of
+/// our program's execs under the spec's scope name: three more execs,
+/// three more counted.
+#[test]
+fn daemon_pushes_the_metrics_of_an_instance_that_names_the_exporter() {
+    require_kernel();
+    let port = free_port();
+    let receiver = Receiver::start(port);
+    let dir = tempfile::tempdir().unwrap();
+    let config = exporter_config(
+        dir.path(),
+        "otel-metrics",
+        port,
+        "        interval: 300ms\n",
+    );
+    let (daemon, daemon_err, address) = start_daemon(dir.path(), &config);
+    let bins = tempfile::tempdir().unwrap();
+    let (bin, comm) = marker_program(bins.path(), "igm");
+    let spec = dir.path().join("instance.yaml");
+    std::fs::write(
+        &spec,
+        "apiVersion: 1\nkind: instance-spec\nname: counted\nimage: trace_exec\nparamValues:\n  \
+         operator.oci.annotate: exec:metrics.collect=true,exec:metrics.implicit-counter.name=execs,exec.proc.comm:metrics.type=key\n  \
+         operator.otel-metrics.otel-metrics-exporter: col\n  \
+         operator.otel-metrics.otel-metrics-name: exec:daemondemo\n",
+    )
+    .unwrap();
+    let gadgetctl = env!("CARGO_BIN_EXE_gadgetctl");
+    let ctl = |args: &[&str]| {
+        let out = Command::new(gadgetctl)
+            .args(["--remote-address", &address])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "gadgetctl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    ctl(&["run", "-f", spec.to_str().unwrap()]);
+    // The instance loads in the background: execs until one is counted.
+    let ours =
+        |r: &[Value]| -> Vec<f64> {
+            r.iter()
+                .flat_map(|r| r["request"]["resource_metrics"].as_array().unwrap())
+                .flat_map(|rm| rm["scope_metrics"].as_array().unwrap())
+                .filter(|sm| sm["scope"]["name"] == "daemondemo")
+                .flat_map(|sm| sm["metrics"].as_array().unwrap())
+                .filter(|m| m["name"] == "execs")
+                .flat_map(|m| m["sum"]["data_points"].as_array().unwrap())
+                .filter(|p| {
+                    p["attributes"].as_array().into_iter().flatten().any(|a| {
+                        a["key"] == "proc.comm" && a["value"]["string_value"] == comm.as_str()
+                    })
+                })
+                .map(|p| p["as_double"].as_f64().unwrap_or(0.0))
+                .collect()
+        };
+    let end = Instant::now() + Duration::from_secs(30);
+    while ours(&receiver.requests("/v1/metrics")).is_empty() {
+        assert!(Instant::now() < end, "no point of our execs pushed");
+        assert!(Command::new(&bin).status().unwrap().success());
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    // Counted from here on: three more execs, exactly three more.
+    std::thread::sleep(Duration::from_secs(1));
+    let base = *ours(&receiver.requests("/v1/metrics")).last().unwrap();
+    for _ in 0..3 {
+        assert!(Command::new(&bin).status().unwrap().success());
+    }
+    let end = Instant::now() + Duration::from_secs(20);
+    let last = loop {
+        let last = *ours(&receiver.requests("/v1/metrics")).last().unwrap();
+        if last >= base + 3.0 || Instant::now() >= end {
+            break last;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(last, base + 3.0, "from {base}");
+    ctl(&["delete", "counted"]);
+    stop_daemon(daemon, &daemon_err);
+}
