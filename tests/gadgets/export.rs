@@ -1104,6 +1104,22 @@ fn start_daemon(dir: &Path, config: &Path) -> (Child, std::sync::mpsc::Receiver<
     (daemon, daemon_err, address)
 }
 
+/// `gadgetctl --remote-address ADDRESS ARGS`, which must succeed: its
+/// stdout.
+fn ctl_ok(address: &str, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_gadgetctl"))
+        .args(["--remote-address", address])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "gadgetctl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// SIGTERM; it must exit 0 within 20 s.
 fn stop_daemon(mut daemon: Child, err: &std::sync::mpsc::Receiver<String>) {
     // SAFETY: a signal to our own child.
@@ -1160,19 +1176,7 @@ fn daemon_logs_only_headless_instances_in_detached_mode_and_reopens_on_sighup() 
     let (mut daemon, daemon_err, address) = start_daemon(dir.path(), &config);
     let daemon_pid = daemon.id() as i32;
     let gadgetctl = env!("CARGO_BIN_EXE_gadgetctl");
-    let ctl = |args: &[&str]| {
-        let out = Command::new(gadgetctl)
-            .args(["--remote-address", &address])
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "gadgetctl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let ctl = |args: &[&str]| ctl_ok(&address, args);
     let bins = tempfile::tempdir().unwrap();
     // A client's run sees our first program: printed, not logged.
     let (client_bin, client_comm) = marker_program(bins.path(), "igc");
@@ -1282,19 +1286,7 @@ fn daemon_pushes_the_metrics_of_an_instance_that_names_the_exporter() {
          operator.otel-metrics.otel-metrics-name: exec:daemondemo\n",
     )
     .unwrap();
-    let gadgetctl = env!("CARGO_BIN_EXE_gadgetctl");
-    let ctl = |args: &[&str]| {
-        let out = Command::new(gadgetctl)
-            .args(["--remote-address", &address])
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "gadgetctl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
+    let ctl = |args: &[&str]| drop(ctl_ok(&address, args));
     ctl(&["run", "-f", spec.to_str().unwrap()]);
     // The instance loads in the background: execs until one is counted.
     let ours =
