@@ -1073,7 +1073,7 @@ fn daemon_writes_the_log_file_and_pushes_what_a_client_asks_for() {
 
 /// `ig --config CONFIG daemon` on a socket in `dir`, once it accepts
 /// connections: the child, its stderr lines, its address.
-fn start_daemon(dir: &Path, config: &Path) -> (Child, std::sync::mpsc::Receiver<String>, String) {
+fn start_daemon(dir: &Path, config: &Path) -> (Daemon, std::sync::mpsc::Receiver<String>, String) {
     let socket = dir.join("ig.socket");
     let address = format!("unix://{}", socket.display());
     let mut daemon = super::store()
@@ -1101,7 +1101,20 @@ fn start_daemon(dir: &Path, config: &Path) -> (Child, std::sync::mpsc::Receiver<
         assert!(Instant::now() < end, "the daemon did not listen in 10 s");
         std::thread::sleep(Duration::from_millis(20));
     }
-    (daemon, daemon_err, address)
+    (Daemon(daemon), daemon_err, address)
+}
+
+/// A daemon of a test: killed (by pid) if the test ends before
+/// `stop_daemon`.
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
 }
 
 /// `gadgetctl --remote-address ADDRESS ARGS`, which must succeed: its
@@ -1121,7 +1134,8 @@ fn ctl_ok(address: &str, args: &[&str]) -> String {
 }
 
 /// SIGTERM; it must exit 0 within 20 s.
-fn stop_daemon(mut daemon: Child, err: &std::sync::mpsc::Receiver<String>) {
+fn stop_daemon(mut daemon: Daemon, err: &std::sync::mpsc::Receiver<String>) {
+    let daemon = &mut daemon.0;
     // SAFETY: a signal to our own child.
     unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
     let end = Instant::now() + Duration::from_secs(20);
@@ -1174,7 +1188,7 @@ fn daemon_logs_only_headless_instances_in_detached_mode_and_reopens_on_sighup() 
     )
     .unwrap();
     let (mut daemon, daemon_err, address) = start_daemon(dir.path(), &config);
-    let daemon_pid = daemon.id() as i32;
+    let daemon_pid = daemon.0.id() as i32;
     let gadgetctl = env!("CARGO_BIN_EXE_gadgetctl");
     let ctl = |args: &[&str]| ctl_ok(&address, args);
     let bins = tempfile::tempdir().unwrap();
@@ -1229,7 +1243,7 @@ fn daemon_logs_only_headless_instances_in_detached_mode_and_reopens_on_sighup() 
                 return lines;
             }
             assert!(
-                daemon.try_wait().unwrap().is_none(),
+                daemon.0.try_wait().unwrap().is_none(),
                 "the daemon ended: {:?}",
                 daemon_err.try_iter().collect::<Vec<_>>()
             );
