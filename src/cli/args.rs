@@ -133,7 +133,9 @@ pub enum Command {
     /// Keys are upstream's: `verbose`, `auto-mount-filesystems`, and
     /// `operator.oci.{authfile,insecure-registries,pull,verify-image,public-keys,allowed-gadgets}`,
     /// and ig's own `operator.oci.registry-timeout` (a duration: `30s`);
-    /// `operator.otel-metrics.{otel-metrics-listen,otel-metrics-listen-address,otel-metrics-export-internals}`;
+    /// `operator.otel-metrics.{otel-metrics-listen,otel-metrics-listen-address,otel-metrics-export-internals}`
+    /// and, given to every run as its parameters unless set,
+    /// `operator.otel-metrics.{otel-metrics-name,otel-metrics-print-interval}`;
     /// `operator.logs.{enabled,channel,filename,format,mode,max-size-mb,max-backups,max-age-days,compress}`
     /// (flags `--logs-*`). OTLP exporters are mappings under
     /// `operator.otel-metrics.exporters.NAME` and
@@ -403,15 +405,14 @@ pub struct RunArgs {
     )]
     pub otel_metrics_listen_address: String,
 
-    /// Also serve ig's own metrics: ig_gadgets_running,
-    /// ig_events_total{datasource} (events each data source emitted),
-    /// ig_lost_events_total{datasource} (dropped in the kernel) and
-    /// ig_output_dropped_total (dropped at the output).
-    #[arg(
-        long,
-        requires = "otel_metrics_listen",
-        help_heading = "OpenTelemetry Metrics"
-    )]
+    /// Also serve (--otel-metrics-listen) and push
+    /// (--otel-metrics-exporter, scope inspektor-gadget) ig's own
+    /// metrics: ig_gadgets_running, ig_events_total{datasource} (events
+    /// each data source emitted), ig_lost_events_total{datasource}
+    /// (dropped in the kernel), ig_output_dropped_total (dropped at the
+    /// output) and ig_otlp_dropped_total{signal} (dropped by an OTLP
+    /// exporter). Needs one of those two flags.
+    #[arg(long, help_heading = "OpenTelemetry Metrics")]
     pub otel_metrics_export_internals: bool,
 
     /// Push the metrics of data sources annotated `metrics.collect` to

@@ -401,9 +401,18 @@ impl Config {
         s: &Setting,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> anyhow::Result<Option<(Vec<String>, String)>> {
-        let name = env_name(s.key);
+        self.value_of(s.key, s.kind, env)
+    }
+
+    fn value_of(
+        &self,
+        key: &str,
+        kind: Kind,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> anyhow::Result<Option<(Vec<String>, String)>> {
+        let name = env_name(key);
         if let Some(v) = env(&name) {
-            let values = match s.kind {
+            let values = match kind {
                 Kind::Repeated => v
                     .split(',')
                     .map(str::trim)
@@ -414,14 +423,14 @@ impl Config {
             };
             return Ok(Some((values, name)));
         }
-        let Some(v) = lookup(&self.file, s.key) else {
+        let Some(v) = lookup(&self.file, key) else {
             return Ok(None);
         };
         let from = match &self.path {
-            Some(p) => format!("{} in {}", s.key, p.display()),
-            None => s.key.to_owned(),
+            Some(p) => format!("{key} in {}", p.display()),
+            None => key.to_owned(),
         };
-        match flag_values(v, s.kind) {
+        match flag_values(v, kind) {
             Ok(values) => Ok(Some((values, from))),
             Err(what) => bail!("{from}: {what}"),
         }
@@ -435,6 +444,7 @@ impl Config {
             let lower = k.to_ascii_lowercase();
             !k.is_empty()
                 && !SETTINGS.iter().any(|s| s.key.eq_ignore_ascii_case(k))
+                && !PARAMS.iter().any(|p| p.eq_ignore_ascii_case(k))
                 && !lower.starts_with("operator.otel-metrics.exporters.")
                 && !lower.starts_with("operator.otel-logs.exporters.")
         });
@@ -617,6 +627,49 @@ pub fn from_argv(argv: &[OsString], run: bool) -> anyhow::Result<Vec<OsString>> 
 /// The configuration [`from_argv`] read, for the settings that are not
 /// flags (the exporters).
 static LOADED: std::sync::OnceLock<Config> = std::sync::OnceLock::new();
+
+/// Keys of the file that are gadget parameters of every run (the
+/// otel-metrics operator's), not flags of their own: `ig run` gives
+/// them to its runs unless the command line or an instance spec sets
+/// them ([`param_defaults`]).
+pub const PARAMS: &[&str] = &[
+    "operator.otel-metrics.otel-metrics-name",
+    "operator.otel-metrics.otel-metrics-print-interval",
+];
+
+/// The value of setting `key` in the loaded configuration (its
+/// `INSPEKTOR_GADGET_*` variable, then the file) and where it came from,
+/// for a command that reads the key itself rather than through a flag
+/// (`ig daemon` and `operator.logs.*`, the [`PARAMS`]).
+pub fn setting(key: &str) -> anyhow::Result<Option<(String, String)>> {
+    let kind = match SETTINGS.iter().find(|s| s.key == key) {
+        Some(s) => s.kind,
+        None if PARAMS.contains(&key) => Kind::Text,
+        None => bail!("{key}: not a setting of ig's"),
+    };
+    let Some(config) = LOADED.get() else {
+        return Ok(None);
+    };
+    Ok(config
+        .value_of(key, kind, &process_env)?
+        .map(|(values, from)| (values.join(","), from)))
+}
+
+/// The [`PARAMS`] the configuration sets, as `(full name, value)`, but
+/// those in `given`.
+pub fn param_defaults(given: &dyn Fn(&str) -> bool) -> anyhow::Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for key in PARAMS {
+        if given(key) {
+            continue;
+        }
+        if let Some((value, from)) = setting(key)? {
+            log::debug!("{key}={value} from {from}");
+            out.push(((*key).to_owned(), value));
+        }
+    }
+    Ok(out)
+}
 
 /// The exporters under `operator.<section>.exporters` of the loaded
 /// configuration: per name, its settings (scalars as text, `headers` as a

@@ -13,7 +13,9 @@
 //! the client asks (a stop request, or closing its side) or goes away
 //! (the response stream is dropped), and SIGINT/SIGTERM stop every run
 //! before the daemon exits. Images come from the same store, under the
-//! same pull and signature policies, as `ig run`'s.
+//! same pull and signature policies, as `ig run`'s. Log files and OTLP
+//! exporters are `daemon_export`'s: this file hands it each run and its
+//! parameters, and SIGHUP.
 //!
 //! Does not own: the wire format (`ig_api`), the run (`ig::run`),
 //! addresses and the client side (`remote`).
@@ -50,6 +52,7 @@ use tokio::sync::{mpsc, oneshot};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::args::{PullPolicy, RegistryArgs};
+use super::daemon_export::DaemonExport;
 use super::instances::Instances;
 use super::remote::{Address, DEFAULT_ADDRESS};
 
@@ -119,6 +122,8 @@ pub struct DaemonArgs {
 
 /// What every run of the daemon shares.
 struct Policies {
+    /// The log file and OTLP exporters of the configuration.
+    export: DaemonExport,
     store: PathBuf,
     pull: LibPull,
     registry: RegistryConfig,
@@ -189,7 +194,7 @@ struct InstanceRunner {
 }
 
 impl super::instances::Runner for InstanceRunner {
-    fn run(&self, config: &proto::GadgetRunRequest) -> Result<GadgetRun, String> {
+    fn run(&self, config: &proto::GadgetRunRequest, id: &str) -> Result<GadgetRun, String> {
         use super::run::{CLI_FIELDS, CLI_OUTPUT, OCI_ANNOTATE};
         let mut params = config.param_values.clone();
         // What `ig run -f` reads of a manifest for its printers: an
@@ -201,11 +206,12 @@ impl super::instances::Runner for InstanceRunner {
                 .map_err(|e| format!("parameter {OCI_ANNOTATE}: {}", error_chain(&e)))?,
             None => Vec::new(),
         };
-        let mut run = self
-            .policies
-            .run(&config.image_name)
-            .params(param_values(params))
-            .annotate(annotations);
+        let run = self.policies.export.apply(
+            self.policies.run(&config.image_name),
+            &mut params,
+            Some(id),
+        )?;
+        let mut run = run.params(param_values(params)).annotate(annotations);
         if config.timeout > 0 {
             run = run.timeout(Duration::from_nanos(config.timeout as u64));
         }
@@ -241,6 +247,7 @@ pub fn command(args: DaemonArgs, store: &Path, registry: &RegistryArgs) -> anyho
         );
     }
     let policies = Arc::new(Policies {
+        export: DaemonExport::start()?,
         store: store.to_owned(),
         pull: args.pull.into(),
         registry: registry.config(),
@@ -250,6 +257,7 @@ pub fn command(args: DaemonArgs, store: &Path, registry: &RegistryArgs) -> anyho
             allowed_gadgets: args.allowed_gadgets.clone(),
         },
     });
+    let exporting = policies.clone();
     let runs = Arc::new(Runs::default());
     let instances = Instances::load(
         &args.state_dir,
@@ -271,6 +279,7 @@ pub fn command(args: DaemonArgs, store: &Path, registry: &RegistryArgs) -> anyho
         .enable_all()
         .build()
         .context("starting the daemon's I/O threads")?;
+    runtime.spawn(reopen_on_hangup(exporting.clone()));
     let runs = service.runs.clone();
     let served = runtime.block_on(serve(addr.clone(), &args.group, tls, service));
     // Whatever ended the server, no run outlives it. Instances' files
@@ -281,6 +290,7 @@ pub fn command(args: DaemonArgs, store: &Path, registry: &RegistryArgs) -> anyho
     if left > 0 {
         log::warn!("{left} runs did not stop within 10 s");
     }
+    exporting.export.finish();
     runtime.shutdown_timeout(Duration::from_secs(2));
     if let Address::Unix(path) = &addr {
         let _ = std::fs::remove_file(path);
@@ -372,6 +382,21 @@ async fn serve(
         }
     };
     served.context("serving")
+}
+
+/// SIGHUP reopens the log file (`logrotate`) instead of ending the daemon.
+async fn reopen_on_hangup(policies: Arc<Policies>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            log::warn!("SIGHUP will not reopen the log file: {e}");
+            return;
+        }
+    };
+    while hup.recv().await.is_some() {
+        policies.export.reopen();
+    }
 }
 
 /// How long an attach waits for an instance that is still starting.
@@ -517,14 +542,18 @@ impl GadgetManager for Service {
         }
         let policies = self.policies.clone();
         let info = off_runtime(move || {
-            let mut run = policies
-                .run(&req.image_name)
-                .params(param_values(req.param_values));
+            let mut values = req.param_values;
+            DaemonExport::strip(&mut values);
+            let mut run = policies.run(&req.image_name).params(param_values(values));
             // Verified before any of the image is parsed.
             let info = run
                 .describe_trusted()
                 .map_err(|e| Status::invalid_argument(error_chain(&e)))?;
-            Ok(gadget_info(&info, &req.image_name, &info.sources))
+            let mut gi = gadget_info(&info, &req.image_name, &info.sources);
+            // The parameters the daemon takes for itself (the exporters).
+            gi.params
+                .extend(policies.export.params().iter().map(wire::param));
+            Ok(gi)
         })
         .await?;
         Ok(Response::new(GetGadgetInfoResponse {
@@ -868,9 +897,17 @@ fn run_thread(
     started: oneshot::Sender<Result<StopHandle, Status>>,
 ) {
     let batching = r.batch_events;
-    let mut run = policies
-        .run(&r.image_name)
-        .params(param_values(r.param_values));
+    let mut params = r.param_values;
+    let mut run = match policies
+        .export
+        .apply(policies.run(&r.image_name), &mut params, None)
+    {
+        Ok(run) => run.params(param_values(params)),
+        Err(e) => {
+            let _ = started.send(Err(Status::invalid_argument(e)));
+            return;
+        }
+    };
     if r.timeout > 0 {
         run = run.timeout(Duration::from_nanos(r.timeout as u64));
     }

@@ -432,10 +432,10 @@ impl Instance {
 
 /// What the daemon needs to run an instance.
 pub trait Runner: Send + Sync + 'static {
-    /// The run of `config`, not started; or why `config` cannot be one.
-    /// The parameters `ig run -f` takes from a manifest for itself (its
-    /// printers, annotations) are understood as it does.
-    fn run(&self, config: &GadgetRunRequest) -> Result<ig::run::GadgetRun, String>;
+    /// The run of instance `id`'s `config`, not started; or why `config`
+    /// cannot be one. The parameters `ig run -f` takes from a manifest
+    /// for itself (its printers, annotations) are understood as it does.
+    fn run(&self, config: &GadgetRunRequest, id: &str) -> Result<ig::run::GadgetRun, String>;
     /// The instance's `GadgetInfo` but for its data sources.
     fn info(&self, info: &ig::run::GadgetInfo, image: &str) -> proto::GadgetInfo;
     /// Register a started run (SIGTERM stops it); its key.
@@ -597,7 +597,10 @@ impl Instances {
             .map_or(0, |d| d.as_secs() as i64);
         check(gi)?;
         let config = gi.gadget_config.clone().expect("checked");
-        let mut run = self.runner.run(&config).map_err(Status::invalid_argument)?;
+        let mut run = self
+            .runner
+            .run(&config, &gi.id)
+            .map_err(Status::invalid_argument)?;
         // Verified before any of the image is parsed.
         run.describe_trusted()
             .map_err(|e| Status::invalid_argument(error_chain(&e)))?;
@@ -758,7 +761,7 @@ fn check(gi: &GadgetInstance) -> Result<(), Status> {
 /// until it ends, and say why it ended in its state.
 fn run_instance(inst: &Instance, runner: &dyn Runner) {
     let config = inst.spec.gadget_config.clone().unwrap_or_default();
-    let mut run = match runner.run(&config) {
+    let mut run = match runner.run(&config, &inst.spec.id) {
         Ok(r) => r,
         Err(msg) => {
             log::error!("instance {}: {msg}", inst.spec.id);

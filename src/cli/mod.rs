@@ -11,6 +11,7 @@ mod config;
 mod containers;
 mod ctl_instances;
 mod daemon;
+mod daemon_export;
 mod fanout;
 mod fields;
 mod gadget_args;

@@ -104,16 +104,24 @@ pub fn configure(mut run: GadgetRun, args: &RunArgs) -> GadgetRun {
 }
 
 /// The registry every run of this command exports to, when
-/// `--otel-metrics-listen` asks for one.
-pub fn metrics_registry(args: &RunArgs) -> Option<ig::operators::otel_metrics::Registry> {
+/// `--otel-metrics-listen` or `--otel-metrics-exporter` asks for one.
+pub fn metrics_registry(
+    args: &RunArgs,
+) -> anyhow::Result<Option<ig::operators::otel_metrics::Registry>> {
     let push = args.otel_metrics_exporter.is_some();
-    (args.otel_metrics_listen || push).then(|| {
+    if args.otel_metrics_export_internals && !args.otel_metrics_listen && !push {
+        anyhow::bail!(
+            "--otel-metrics-export-internals: ig's own metrics go where the others do: \
+             give --otel-metrics-listen or --otel-metrics-exporter too"
+        );
+    }
+    Ok((args.otel_metrics_listen || push).then(|| {
         let r = ig::operators::otel_metrics::Registry::new(args.otel_metrics_export_internals);
         if push {
             r.enable_otlp();
         }
         r
-    })
+    }))
 }
 
 /// The OTLP exporters of this command: one pushing the metrics registry,
@@ -124,7 +132,7 @@ pub struct Otlp {
     routes: Vec<ig::operators::otel_logs::Route>,
 }
 
-fn exporter_config(
+pub(super) fn exporter_config(
     section: &str,
     name: &str,
     default_interval: std::time::Duration,
@@ -175,17 +183,8 @@ pub fn start_otlp(
     }
     if let Some(spec) = &args.otel_logs_exporter {
         let mut by_name: Vec<(String, ig::otlp::ExportSender, std::time::Duration)> = Vec::new();
-        for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let (ds, name) = match part.split_once(':') {
-                Some((ds, name)) => (Some(ds.trim().to_owned()), name.trim()),
-                None => (None, part),
-            };
-            if otlp.routes.iter().any(|r| r.ds == ds) {
-                anyhow::bail!(
-                    "--otel-logs-exporter {spec}: two exporters for {}",
-                    ds.as_deref().unwrap_or("every data source")
-                );
-            }
+        for (ds, name) in logs_routes(spec).context("--otel-logs-exporter")? {
+            let name = name.as_str();
             let (sender, wait) = match by_name.iter().find(|(n, _, _)| n == name) {
                 Some((_, s, w)) => (s.clone(), *w),
                 None => {
@@ -209,12 +208,37 @@ pub fn start_otlp(
     Ok(otlp)
 }
 
+/// `[ds:]name,...` (`--otel-logs-exporter`, upstream's parameter
+/// `operator.otel-logs.otel-logs-exporter`): per data source (`None`:
+/// every one), the exporter's name; a data source named twice is refused.
+pub fn logs_routes(spec: &str) -> anyhow::Result<Vec<(Option<String>, String)>> {
+    let mut routes: Vec<(Option<String>, String)> = Vec::new();
+    for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (ds, name) = match part.split_once(':') {
+            Some((ds, name)) => (Some(ds.trim().to_owned()), name.trim()),
+            None => (None, part),
+        };
+        if routes.iter().any(|(d, _)| *d == ds) {
+            anyhow::bail!(
+                "{spec}: two exporters for {}",
+                ds.as_deref().unwrap_or("every data source")
+            );
+        }
+        routes.push((ds, name.to_owned()));
+    }
+    Ok(routes)
+}
+
 /// Add the otel-logs operator to `run` when records are exported.
 pub fn with_otel_logs(run: GadgetRun, otlp: &Otlp) -> GadgetRun {
-    if otlp.routes.is_empty() {
+    with_log_routes(run, otlp.routes.clone())
+}
+
+/// Add the otel-logs operator sending along `routes` (none: nothing).
+pub fn with_log_routes(run: GadgetRun, routes: Vec<ig::operators::otel_logs::Route>) -> GadgetRun {
+    if routes.is_empty() {
         return run;
     }
-    let routes = otlp.routes.clone();
     let gadget = run.name();
     run.operator(move || {
         Box::new(ig::operators::otel_logs::OtelLogs::new(
@@ -228,6 +252,16 @@ pub fn with_otel_logs(run: GadgetRun, otlp: &Otlp) -> GadgetRun {
 pub fn finish_otlp(otlp: Otlp) {
     let Otlp { exporters, routes } = otlp;
     drop(routes);
+    finish_exporters(exporters);
+}
+
+/// The final push of `exporters`, and what they dropped.
+pub fn finish_exporters(exporters: Vec<ig::otlp::Exporter>) {
+    // Every budget starts now: the stop waits SHUTDOWN_BUDGET at most in
+    // total, not that much per exporter.
+    for e in &exporters {
+        e.begin_shutdown();
+    }
     for mut e in exporters {
         e.shutdown();
         let dropped = e.dropped();
@@ -402,10 +436,17 @@ pub fn run(args: RunArgs, prepared: Prepared, given: &[(String, String)]) -> any
     print.terminal = terminal;
     let mut run = configure(prepared.run, &args)
         .annotate(args.annotate.iter().flat_map(|a| a.0.iter().cloned()))
-        .params(given.iter().cloned())
+        .params(
+            given
+                .iter()
+                .cloned()
+                .chain(super::config::param_defaults(&|k| {
+                    given.iter().any(|(n, _)| n == k)
+                })?),
+        )
         .print(print)
         .on_notice(|n| log_notice(None, n));
-    let metrics = metrics_registry(&args);
+    let metrics = metrics_registry(&args)?;
     if let Some(registry) = &metrics {
         run = run.metrics(registry.clone());
     }
@@ -562,7 +603,7 @@ pub fn run_manifest(
     let stop = StopHandle::new().context("creating the stop handle")?;
     let stdout = ig::output::sink::stdout();
     // One registry, and one listener, for every instance; one log writer.
-    let metrics = metrics_registry(&args);
+    let metrics = metrics_registry(&args)?;
     let logs = logs_config(&args)?;
     let logs_writer = super::signals::with_blocked(|| start_logs(logs.as_ref()))?;
     let logs_format = logs.as_ref().map(|c| c.format).unwrap_or_default();
@@ -590,6 +631,31 @@ pub fn run_manifest(
             );
         }
         let mut params = spec.param_values.clone();
+        // A daemon's per-run choice (docs/daemon.md); here the command's.
+        for (key, flag) in [
+            (
+                super::daemon_export::PARAM_LOGS_EXPORTER,
+                "--otel-logs-exporter",
+            ),
+            (
+                super::daemon_export::PARAM_METRICS_EXPORTER,
+                "--otel-metrics-exporter",
+            ),
+        ] {
+            if params.contains_key(key) {
+                return Err(failed(
+                    anyhow::anyhow!(
+                        "parameter {key}: ig run -f exports every instance alike: \
+                         give {flag} on the command line instead"
+                    ),
+                    None,
+                )
+                .into());
+            }
+        }
+        let defaults = super::config::param_defaults(&|k| params.contains_key(k))
+            .map_err(|e| failed(e, None))?;
+        params.extend(defaults);
         let (mode, fields) = instance_print(&args, &mut params).map_err(|e| failed(e, None))?;
         let mut print = PrintOptions::new(mode, PrintTarget::Stdout(stdout.clone()));
         print.fields = fields;

@@ -6,8 +6,10 @@
 //! is large or old enough, or at the stop.
 //!
 //! What a record holds, as upstream's otel-logs operator: the fields as
-//! attributes (by full name, the fields and values `-o json` prints;
-//! bytes as the same hex string), or, when fields are annotated
+//! attributes (by full name, the fields `-o json` prints, typed as
+//! upstream types them: integers as `int_value` (an unsigned 64-bit value
+//! wraps), floats as `double_value`, booleans as `bool_value`, strings as
+//! `string_value`, bytes as `bytes_value`), or, when fields are annotated
 //! `logs.name`, only those: `body` (the record's body), `severity` (its
 //! severity number), `timestamp` (its observed time, the value taken as
 //! microseconds as upstream does) or another name (an attribute of that
@@ -71,13 +73,10 @@ fn any_value(out: &mut Vec<u8>, v: ValueRef<'_>) -> bool {
             out.extend_from_slice(&f.to_le_bytes());
         }
         ValueRef::Bytes(b) => {
-            const HEX: &[u8; 16] = b"0123456789abcdef";
-            key(out, 1, LEN);
-            varint(out, 2 * b.len() as u64);
-            for x in b {
-                out.push(HEX[usize::from(x >> 4)]);
-                out.push(HEX[usize::from(x & 15)]);
-            }
+            // bytes_value, as upstream's otel-logs operator.
+            key(out, 7, LEN);
+            varint(out, b.len() as u64);
+            out.extend_from_slice(b);
         }
     }
     true

@@ -14,7 +14,7 @@ use super::proto::{
     NumberDataPoint, ResourceMetrics, ScopeMetrics,
 };
 use crate::operators::otel_metrics::exposition::{Kind, Value};
-use crate::operators::otel_metrics::{Instrument, Registry};
+use crate::operators::otel_metrics::{AttrValue, Instrument, Registry};
 
 /// The resource every request names (upstream's otel-logs resource).
 pub fn resource() -> proto::Resource {
@@ -71,9 +71,19 @@ impl MetricsEncoder {
         };
         let mut scopes: BTreeMap<&str, Vec<proto::Metric>> = BTreeMap::new();
         let mut points = 0u64;
+        // Only the points of this push are kept for the next: those of
+        // stopped runs leave.
+        let mut prev = std::mem::take(&mut self.prev);
         for i in instruments {
-            let attrs = |a: &[(String, String)]| -> Vec<KeyValue> {
-                a.iter().map(|(k, v)| proto::kv(k, v)).collect()
+            let attrs = |a: &[(String, AttrValue)]| -> Vec<KeyValue> {
+                a.iter().map(|(k, v)| attribute(k, v)).collect()
+            };
+            let point_key = |a: &[(String, AttrValue)]| -> PointKey {
+                (
+                    i.scope.clone(),
+                    i.name.clone(),
+                    a.iter().map(|(k, v)| (k.clone(), v.label())).collect(),
+                )
             };
             let data = match i.kind {
                 Kind::Histogram => {
@@ -89,9 +99,10 @@ impl MetricsEncoder {
                         };
                         let (mut counts, mut sum) = (counts.clone(), *sum);
                         if delta {
-                            let key = (i.scope.clone(), i.name.clone(), p.attributes.clone());
+                            let key = point_key(&p.attributes);
                             let now_v = Prev::Histogram(counts.clone(), sum);
-                            if let Some(Prev::Histogram(pc, ps)) = self.prev.insert(key, now_v)
+                            self.prev.insert(key.clone(), now_v);
+                            if let Some(Prev::Histogram(pc, ps)) = prev.remove(&key)
                                 && pc.len() == counts.len()
                             {
                                 for (c, p) in counts.iter_mut().zip(&pc) {
@@ -124,8 +135,9 @@ impl MetricsEncoder {
                             continue;
                         };
                         if delta && counter {
-                            let key = (i.scope.clone(), i.name.clone(), p.attributes.clone());
-                            if let Some(Prev::Scalar(pv)) = self.prev.insert(key, Prev::Scalar(v)) {
+                            let key = point_key(&p.attributes);
+                            self.prev.insert(key.clone(), Prev::Scalar(v));
+                            if let Some(Prev::Scalar(pv)) = prev.remove(&key) {
                                 v -= pv;
                             }
                         }
@@ -155,6 +167,7 @@ impl MetricsEncoder {
                 data: Some(data),
             });
         }
+        drop(prev);
         self.last_push = now;
         if points == 0 {
             return None;
@@ -175,6 +188,22 @@ impl MetricsEncoder {
             }],
         };
         Some((req, points))
+    }
+}
+
+/// A typed attribute.
+fn attribute(key: &str, v: &AttrValue) -> KeyValue {
+    use proto::any_value::Value as V;
+    KeyValue {
+        key: key.to_owned(),
+        value: Some(proto::AnyValue {
+            value: Some(match v {
+                AttrValue::Str(s) => V::StringValue(s.clone()),
+                AttrValue::Int(n) => V::IntValue(*n),
+                AttrValue::Double(f) => V::DoubleValue(*f),
+                AttrValue::Bool(b) => V::BoolValue(*b),
+            }),
+        }),
     }
 }
 

@@ -16,7 +16,11 @@
 //! does not fit is dropped and counted ([`Exporter::dropped`]), so memory
 //! stays bounded whatever the collector does. On stop
 //! ([`Exporter::shutdown`]) it makes a final request (metrics) and sends
-//! what it holds, for at most [`SHUTDOWN_BUDGET`].
+//! what it holds, for at most [`SHUTDOWN_BUDGET`] in total: the stop sets
+//! a deadline that also cuts a request already in flight, so a collector
+//! that takes the connection and never answers cannot hold the stop for
+//! a request's whole timeout. [`Exporter::begin_shutdown`] lets a caller
+//! with several exporters start every budget at once.
 //!
 //! `otlp-grpc` (upstream's only exporter) is refused with a message
 //! naming `otlp-http`: the gRPC stack is in the binary's daemon, not in
@@ -38,7 +42,8 @@ pub use logs::LogBatcher;
 pub const MAX_PENDING: usize = 64;
 /// Batches the runs may queue for the exporter's thread.
 const QUEUE: usize = 64;
-/// How long the final push may take.
+/// How long the stop may take, the final push included, whatever the
+/// collector does.
 pub const SHUTDOWN_BUDGET: Duration = Duration::from_secs(5);
 /// Per request.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -308,6 +313,8 @@ pub struct Exporter {
     tx: Option<SyncSender<Msg>>,
     stats: Arc<Stats>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// The stop's deadline, for the thread (cuts a request in flight).
+    stop: tokio::sync::watch::Sender<Option<Instant>>,
 }
 
 impl Exporter {
@@ -319,7 +326,8 @@ impl Exporter {
         producer: Option<Producer>,
         registry: Option<crate::operators::otel_metrics::Registry>,
     ) -> Result<Self, OtlpError> {
-        let client = Client::new(config)?;
+        let (stop, stop_rx) = tokio::sync::watch::channel(None);
+        let client = Client::new(config, stop_rx)?;
         let (tx, rx) = std::sync::mpsc::sync_channel(QUEUE);
         let stats = Arc::new(Stats::default());
         let s = stats.clone();
@@ -358,6 +366,7 @@ impl Exporter {
             tx: Some(tx),
             stats,
             thread: Some(thread),
+            stop,
         })
     }
 
@@ -394,11 +403,27 @@ impl Exporter {
         self.signal.items()
     }
 
-    /// The final request, then what is held, for at most
-    /// [`SHUTDOWN_BUDGET`]; the rest is dropped and counted, as is what
-    /// senders held elsewhere ([`Exporter::sender`]) send later.
+    /// Start the stop's budget now: [`SHUTDOWN_BUDGET`] from the first
+    /// call, for the final push and any request in flight alike. Does
+    /// not wait; [`Exporter::shutdown`] does.
+    pub fn begin_shutdown(&self) {
+        self.stop.send_if_modified(|d| {
+            if d.is_some() {
+                return false;
+            }
+            *d = Some(Instant::now() + SHUTDOWN_BUDGET);
+            true
+        });
+    }
+
+    /// The final request, then what is held, all within
+    /// [`SHUTDOWN_BUDGET`] of the first [`Exporter::begin_shutdown`] (or
+    /// of this call); the rest is dropped and counted, as is what senders
+    /// held elsewhere ([`Exporter::sender`]) send later.
     pub fn shutdown(&mut self) {
-        // Waits for room: the thread drains the queue.
+        self.begin_shutdown();
+        // Waits for room: the thread drains the queue, and none of its
+        // requests outlives the deadline.
         if let Some(tx) = self.tx.take() {
             let _ = tx.send(None);
         }
@@ -450,6 +475,8 @@ struct Client {
     http: reqwest::Client,
     #[cfg(feature = "registry")]
     headers: reqwest::header::HeaderMap,
+    /// The stop's deadline, once set.
+    stop: tokio::sync::watch::Receiver<Option<Instant>>,
 }
 
 /// Why a request failed: worth retrying or not.
@@ -462,7 +489,10 @@ enum Failure {
 
 impl Client {
     #[cfg(feature = "registry")]
-    fn new(config: &ExporterConfig) -> Result<Self, OtlpError> {
+    fn new(
+        config: &ExporterConfig,
+        stop: tokio::sync::watch::Receiver<Option<Instant>>,
+    ) -> Result<Self, OtlpError> {
         crate::image::registry::install_crypto_provider();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -497,17 +527,26 @@ impl Client {
             runtime,
             http,
             headers,
+            stop,
         })
     }
 
     #[cfg(not(feature = "registry"))]
-    fn new(config: &ExporterConfig) -> Result<Self, OtlpError> {
+    fn new(
+        config: &ExporterConfig,
+        _stop: tokio::sync::watch::Receiver<Option<Instant>>,
+    ) -> Result<Self, OtlpError> {
         Err(OtlpError::NoClient(config.name.clone()))
+    }
+
+    /// The stop's deadline, once the stop has begun.
+    fn deadline(&self) -> Option<Instant> {
+        *self.stop.borrow()
     }
 
     #[cfg(feature = "registry")]
     fn post(&self, url: &str, body: &[u8], timeout: Duration) -> Result<(), Failure> {
-        self.runtime.block_on(async {
+        let request = async {
             let r = self
                 .http
                 .post(url)
@@ -530,6 +569,36 @@ impl Client {
             } else {
                 Err(Failure::Reject(what))
             }
+        };
+        // The stop's deadline, once set, ends the request whatever the
+        // collector does (one that accepts and never answers would
+        // otherwise hold it for REQUEST_TIMEOUT).
+        let mut stop = self.stop.clone();
+        let cut = async move {
+            let deadline = match stop.wait_for(Option::is_some).await {
+                Ok(d) => *d,
+                // The exporter is gone: nothing will cut.
+                Err(_) => None,
+            };
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        self.runtime.block_on(async {
+            let mut request = std::pin::pin!(request);
+            let mut cut = std::pin::pin!(cut);
+            std::future::poll_fn(|cx| {
+                if let std::task::Poll::Ready(r) = request.as_mut().poll(cx) {
+                    return std::task::Poll::Ready(r);
+                }
+                cut.as_mut().poll(cx).map(|()| {
+                    Err(Failure::Retry(format!(
+                        "{url}: no answer within the stop's budget ({SHUTDOWN_BUDGET:?})"
+                    )))
+                })
+            })
+            .await
         })
     }
 
@@ -707,8 +776,12 @@ impl Worker {
             }
             self.report(false);
         }
-        // The final round: the last snapshot, then everything held.
-        let deadline = Instant::now() + SHUTDOWN_BUDGET;
+        // The final round: the last snapshot, then everything held, by
+        // the deadline the stop set.
+        let deadline = self
+            .client
+            .deadline()
+            .unwrap_or_else(|| Instant::now() + SHUTDOWN_BUDGET);
         if let Some(p) = &mut self.producer
             && let Some((body, n)) = p(true)
         {

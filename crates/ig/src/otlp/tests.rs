@@ -79,7 +79,10 @@ fn hist(counts: Vec<u64>, sum: f64) -> Instrument {
         unit: "us".into(),
         kind: Kind::Histogram,
         points: vec![Point {
-            attributes: vec![("proc.comm".into(), "dd".into())],
+            attributes: vec![(
+                "proc.comm".into(),
+                crate::operators::otel_metrics::AttrValue::Str("dd".into()),
+            )],
             value: Value::Histogram {
                 bounds: Arc::from(vec![1.0, 2.0]),
                 counts,
@@ -136,12 +139,23 @@ fn log_records_decode_as_otlp() {
     b.add_owned("proc.comm".into(), FieldKind::String, None)
         .unwrap();
     b.add_owned("fd".into(), FieldKind::I64, None).unwrap();
+    b.add_owned("payload".into(), FieldKind::Bytes, None)
+        .unwrap();
+    b.add_owned("ok".into(), FieldKind::Bool, None).unwrap();
     let schema = b.build();
     let mut ev = crate::datasource::Event::new(&schema);
     let comm = schema.field(schema.field_by_name("proc.comm").unwrap());
     let fd = schema.field(schema.field_by_name("fd").unwrap());
     ev.set_str(comm, "cat");
     ev.set_value(fd, crate::datasource::Value::I64(-2));
+    ev.set_bytes(
+        schema.field(schema.field_by_name("payload").unwrap()),
+        &[0, 0xff, b'a'],
+    );
+    ev.set_value(
+        schema.field(schema.field_by_name("ok").unwrap()),
+        crate::datasource::Value::Bool(true),
+    );
     let (tx, rx) = std::sync::mpsc::sync_channel(4);
     let sender = ExportSender {
         tx: Some(tx),
@@ -169,5 +183,53 @@ fn log_records_decode_as_otlp() {
     assert_eq!(
         r.attributes[1].value.as_ref().unwrap().value,
         Some(proto::any_value::Value::IntValue(-2))
+    );
+    // Upstream's types: bytes as bytes_value, booleans as bool_value.
+    let value = |k: &str| {
+        r.attributes
+            .iter()
+            .find(|a| a.key == k)
+            .and_then(|a| a.value.clone())
+            .and_then(|v| v.value)
+    };
+    assert_eq!(
+        value("payload"),
+        Some(proto::any_value::Value::BytesValue(vec![0, 0xff, b'a']))
+    );
+    assert_eq!(value("ok"), Some(proto::any_value::Value::BoolValue(true)));
+}
+
+#[test]
+fn metric_attributes_keep_their_types() {
+    use crate::operators::otel_metrics::AttrValue;
+    let mut i = hist(vec![1, 0, 0], 1.0);
+    i.points[0].attributes = vec![
+        ("comm".into(), AttrValue::Str("dd".into())),
+        ("pid".into(), AttrValue::Int(42)),
+        ("big".into(), AttrValue::Int(u64::MAX as i64)),
+        ("ratio".into(), AttrValue::Double(0.5)),
+        ("up".into(), AttrValue::Bool(false)),
+    ];
+    let (req, _) = MetricsEncoder::new(Temporality::Delta, 1)
+        .encode(&[i], 2)
+        .unwrap();
+    let Some(Data::Histogram(h)) = &req.resource_metrics[0].scope_metrics[0].metrics[0].data else {
+        panic!("{req:?}")
+    };
+    use proto::any_value::Value as V;
+    let got: Vec<(String, Option<V>)> = h.data_points[0]
+        .attributes
+        .iter()
+        .map(|a| (a.key.clone(), a.value.clone().and_then(|v| v.value)))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("comm".into(), Some(V::StringValue("dd".into()))),
+            ("pid".into(), Some(V::IntValue(42))),
+            ("big".into(), Some(V::IntValue(-1))),
+            ("ratio".into(), Some(V::DoubleValue(0.5))),
+            ("up".into(), Some(V::BoolValue(false))),
+        ]
     );
 }

@@ -8,7 +8,8 @@
 //! "data":{…}}`, where `seq` counts the events (arrays) of one data source
 //! from 0, `timestamp` is the time the line was made (RFC 3339 in UTC,
 //! nanoseconds, trailing zeros trimmed as Go's `RFC3339Nano`) and `data` is
-//! the object `-o json` prints. An empty array is
+//! the object `-o json` prints (a daemon's headless instance adds
+//! `"instanceID"` after `datasource`). An empty array is
 //! `"type":"gadget-data-empty"` without `data`; an array is one line with
 //! `"data":[…]`, or one line per element with the same `seq` when the data
 //! source is annotated `logs.array-handling: elements`. logfmt writes
@@ -239,6 +240,7 @@ pub struct Logs {
     writer: LogWriter,
     format: Format,
     gadget: String,
+    instance_id: Option<String>,
 }
 
 impl Logs {
@@ -248,7 +250,15 @@ impl Logs {
             writer,
             format,
             gadget: gadget.into(),
+            instance_id: None,
         }
+    }
+
+    /// The run is a daemon's headless instance `id`: its lines carry
+    /// upstream's `instanceID` after `datasource`.
+    pub fn instance_id(mut self, id: impl Into<String>) -> Self {
+        self.instance_id = Some(id.into());
+        self
     }
 }
 
@@ -279,12 +289,20 @@ impl Operator for Logs {
                     push_json_str(&mut head, self.gadget.as_bytes());
                     head.extend_from_slice(b",\"datasource\":");
                     push_json_str(&mut head, ds.as_bytes());
+                    if let Some(id) = &self.instance_id {
+                        head.extend_from_slice(b",\"instanceID\":");
+                        push_json_str(&mut head, id.as_bytes());
+                    }
                 }
                 Format::Logfmt => {
                     head.extend_from_slice(b" gadget=");
                     logfmt_value(&mut head, ValueRef::Str(self.gadget.as_bytes()));
                     head.extend_from_slice(b" datasource=");
                     logfmt_value(&mut head, ValueRef::Str(ds.as_bytes()));
+                    if let Some(id) = &self.instance_id {
+                        head.extend_from_slice(b" instanceID=");
+                        logfmt_value(&mut head, ValueRef::Str(id.as_bytes()));
+                    }
                 }
             }
             let handler = Logging {

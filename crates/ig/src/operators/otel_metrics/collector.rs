@@ -88,6 +88,8 @@ pub(super) struct Collector {
     last_key: Vec<u8>,
     /// Per series, its labels' values.
     labels: Vec<Vec<String>>,
+    /// Per series, the same values typed, for OTLP's attributes.
+    attrs: Vec<Vec<super::AttrValue>>,
     /// Per series, `width` numbers.
     values: Vec<f64>,
     /// Events of label sets beyond [`MAX_SERIES`].
@@ -280,6 +282,7 @@ impl Collector {
             last: None,
             last_key: Vec::with_capacity(64),
             labels: Vec::new(),
+            attrs: Vec::new(),
             values: Vec::new(),
             overflow: 0,
             overflow_warned: false,
@@ -325,6 +328,12 @@ impl Collector {
             self.keys
                 .iter()
                 .map(|k| label_value(event.get(schema.field(k.id))))
+                .collect(),
+        );
+        self.attrs.push(
+            self.keys
+                .iter()
+                .map(|k| attr_value(event.get(schema.field(k.id))))
                 .collect(),
         );
         self.values.resize(self.values.len() + self.width, 0.0);
@@ -433,7 +442,7 @@ impl Collector {
                             attributes: self
                                 .keys
                                 .iter()
-                                .zip(&self.labels[s])
+                                .zip(&self.attrs[s])
                                 .map(|(k, v)| (k.attr.clone(), v.clone()))
                                 .collect(),
                             value: match m.kind {
@@ -481,6 +490,14 @@ impl Collector {
                     .collect(),
             })
             .collect()
+    }
+
+    /// The run stops: its instruments leave the registry once an OTLP
+    /// push has carried their last values (`Registry::retire`).
+    pub(super) fn retire(&self) {
+        if let Some((registry, id)) = &self.export {
+            registry.retire(*id);
+        }
     }
 
     /// Hand a snapshot to the registry when something changed (at most
@@ -643,6 +660,21 @@ fn label_value(v: ValueRef<'_>) -> String {
         }
         ValueRef::Str(s) => String::from_utf8_lossy(s).into_owned(),
         ValueRef::Bytes(b) => base64(b),
+    }
+}
+
+/// A key's value as upstream's OTLP attributes type it (its
+/// `GetKeyValueFunc` with the otel-metrics operator's converters).
+fn attr_value(v: ValueRef<'_>) -> super::AttrValue {
+    use super::AttrValue;
+    match v {
+        ValueRef::None => AttrValue::Str(String::new()),
+        ValueRef::Bool(b) => AttrValue::Bool(b),
+        ValueRef::U64(n) => AttrValue::Int(n as i64),
+        ValueRef::I64(n) => AttrValue::Int(n),
+        ValueRef::F64(n) => AttrValue::Double(n),
+        ValueRef::Str(s) => AttrValue::Str(String::from_utf8_lossy(s).into_owned()),
+        ValueRef::Bytes(b) => AttrValue::Str(base64(b)),
     }
 }
 

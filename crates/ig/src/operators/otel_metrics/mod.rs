@@ -44,7 +44,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-pub use registry::{INTERNAL_SCOPE, Instrument, Listener, Point, Registry};
+pub use registry::{AttrValue, INTERNAL_SCOPE, Instrument, Listener, Point, Registry};
 
 use crate::datasource::{Event, FieldKind, Schema, SchemaBuilder, SourceKind};
 use crate::params::{ParamSpec, ParamType, ParamValue, ParamValues};
@@ -434,6 +434,7 @@ impl Instance for Metrics {
     fn stop(&mut self) -> Result<(), OperatorError> {
         for c in &self.collectors {
             c.borrow_mut().publish(true);
+            c.borrow().retire();
         }
         for c in &self.counters {
             c.borrow_mut().publish();

@@ -70,11 +70,42 @@ pub struct Instrument {
     pub points: Vec<Point>,
 }
 
+/// An attribute's value, typed as upstream's exporter types it: integer
+/// fields (signed or not) as int64, floats as double, booleans as bool,
+/// strings as string, bytes as their base64 string.
+#[derive(Clone, Debug, PartialEq)]
+pub enum AttrValue {
+    /// Strings, and bytes in base64.
+    Str(String),
+    /// Every integer kind (an unsigned 64-bit value wraps, as upstream's).
+    Int(i64),
+    /// Floats.
+    Double(f64),
+    /// Booleans.
+    Bool(bool),
+}
+
+impl AttrValue {
+    /// The Prometheus label's text of the same value (what a scrape shows).
+    pub fn label(&self) -> String {
+        match self {
+            AttrValue::Str(s) => s.clone(),
+            AttrValue::Int(n) => n.to_string(),
+            AttrValue::Double(f) => {
+                let mut s = String::new();
+                exposition::go_float(*f, &mut s);
+                s
+            }
+            AttrValue::Bool(b) => b.to_string(),
+        }
+    }
+}
+
 /// One point of an [`Instrument`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct Point {
     /// `(key, value)`, the data source's key fields.
-    pub attributes: Vec<(String, String)>,
+    pub attributes: Vec<(String, AttrValue)>,
     /// Cumulative since the run started.
     pub value: Value,
 }
@@ -85,6 +116,9 @@ struct State {
     published: BTreeMap<u64, Vec<Family>>,
     /// The same, as OpenTelemetry instruments (when an exporter reads them).
     instruments: BTreeMap<u64, Vec<Instrument>>,
+    /// Instruments of stopped runs, until a push has taken them: a
+    /// daemon serves runs for ever, and their points must not pile up.
+    retired: Vec<Instrument>,
     /// What OTLP exporters dropped, by signal (`metrics`, `logs`).
     otlp_dropped: BTreeMap<&'static str, u64>,
     /// ig's own: gadgets running now.
@@ -137,14 +171,26 @@ impl Registry {
         self.state().instruments.insert(id, instruments);
     }
 
-    /// Every collector's instruments now.
+    /// Every collector's instruments now, and ig's own (scope
+    /// `inspektor-gadget`) when they are exported; those of stopped runs
+    /// too, and then no more (`retire`): the caller is the push.
     pub fn instruments(&self) -> Vec<Instrument> {
-        self.state()
-            .instruments
-            .values()
-            .flatten()
-            .cloned()
-            .collect()
+        let mut s = self.state();
+        let mut all: Vec<Instrument> = s.instruments.values().flatten().cloned().collect();
+        all.append(&mut s.retired);
+        if self.0.internals {
+            all.extend(internal_instruments(&s));
+        }
+        all
+    }
+
+    /// Publisher `id` stopped: its instruments are in the next
+    /// [`Registry::instruments`], the last time.
+    pub fn retire(&self, id: u64) {
+        let mut s = self.state();
+        if let Some(i) = s.instruments.remove(&id) {
+            s.retired.extend(i);
+        }
     }
 
     /// Set what the OTLP exporter of `signal` dropped so far.
@@ -307,6 +353,39 @@ fn internal_families(s: &State) -> Vec<Family> {
         });
     }
     families
+}
+
+/// ig's own metrics as OpenTelemetry instruments: the families of a
+/// scrape with their instrument names (a counter's without `_total`) and
+/// their own attributes (`datasource`, `signal`; the scope is the
+/// instrument's).
+fn internal_instruments(s: &State) -> Vec<Instrument> {
+    internal_families(s)
+        .into_iter()
+        .map(|f| Instrument {
+            scope: INTERNAL_SCOPE.to_owned(),
+            name: match f.kind {
+                Kind::Counter => f.name.strip_suffix("_total").unwrap_or(&f.name).to_owned(),
+                _ => f.name.clone(),
+            },
+            description: f.help,
+            unit: String::new(),
+            kind: f.kind,
+            points: f
+                .series
+                .into_iter()
+                .map(|series| Point {
+                    attributes: series
+                        .labels
+                        .into_iter()
+                        .filter(|(k, _)| !k.starts_with("otel_scope_"))
+                        .map(|(k, v)| (k, AttrValue::Str(v)))
+                        .collect(),
+                    value: series.value,
+                })
+                .collect(),
+        })
+        .collect()
 }
 
 /// The serving thread; stops when dropped.

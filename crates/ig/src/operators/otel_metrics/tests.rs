@@ -243,3 +243,29 @@ fn label_sets_are_capped_with_one_warning() {
     assert_eq!(warnings.len(), 1, "{notices:?}");
     assert_eq!(r.scrape().matches("n_total{").count(), MAX_SERIES);
 }
+
+#[test]
+fn instruments_of_a_stopped_run_are_pushed_once_more_then_forgotten() {
+    use super::exposition::{Kind, Value};
+    use super::{AttrValue, Instrument, Point, Registry};
+    let r = Registry::new(false);
+    r.enable_otlp();
+    let one = |name: &str| Instrument {
+        scope: "s".into(),
+        name: name.into(),
+        description: String::new(),
+        unit: String::new(),
+        kind: Kind::Counter,
+        points: vec![Point {
+            attributes: vec![("k".into(), AttrValue::Int(1))],
+            value: Value::Scalar(3.0),
+        }],
+    };
+    r.publish_instruments(1, vec![one("a")]);
+    r.publish_instruments(2, vec![one("b")]);
+    r.retire(1);
+    let names = |v: Vec<Instrument>| v.into_iter().map(|i| i.name).collect::<Vec<_>>();
+    // The push after the stop still carries the run's last values.
+    assert_eq!(names(r.instruments()), ["b", "a"]);
+    assert_eq!(names(r.instruments()), ["b"]);
+}
