@@ -1339,4 +1339,52 @@ pub fn wire(data: &[u8]) {
     for p in &info.params {
         let _ = ig_api::wire::param_spec(p);
     }
+    wire_in_place(events);
+}
+
+/// The in-place reader (`wire::elements`, `ElementScratch`) against
+/// prost on the same bytes: a `GadgetDataArray` prost accepts reads
+/// without error and gives the same payloads and unset lists; one prost
+/// refuses fails somewhere (in the array or in an element).
+fn wire_in_place(bytes: &[u8]) {
+    /// An element as read: its payloads and its unset list.
+    type Read = (Vec<Vec<u8>>, Vec<u32>);
+    use ig_api::proto::GadgetDataArray;
+    use ig_api::wire::{ElementScratch, elements};
+    use prost::Message as _;
+    let mut scratch = ElementScratch::default();
+    let mut ours: Result<Vec<Read>, ()> = Ok(Vec::new());
+    for el in elements(bytes) {
+        let read = el.map_err(drop).and_then(|el| {
+            scratch.read(el).map_err(drop)?;
+            let payloads = scratch
+                .payloads()
+                .iter()
+                .map(|&(a, b)| el[a..b].to_vec())
+                .collect();
+            Ok((payloads, scratch.unset().to_vec()))
+        });
+        match (read, &mut ours) {
+            (Ok(e), Ok(v)) => v.push(e),
+            _ => ours = Err(()),
+        }
+    }
+    match GadgetDataArray::decode(bytes) {
+        Ok(a) => {
+            let theirs: Vec<Read> = a
+                .data_array
+                .into_iter()
+                .map(|e| (e.payload, e.unset_payloads))
+                .collect();
+            assert_eq!(
+                ours,
+                Ok(theirs),
+                "prost reads it, the in-place reader differs"
+            );
+        }
+        Err(e) => assert!(
+            ours.is_err(),
+            "prost refuses it ({e}), the in-place reader reads it"
+        ),
+    }
 }

@@ -8,34 +8,56 @@ use std::path::Path;
 use anyhow::Context as _;
 
 pub fn print(shell: clap_complete::Shell) -> anyhow::Result<()> {
+    print_for(shell, super::reference::command(), "ig")
+}
+
+/// The completion script of program `name`, whose command is `cmd`.
+pub fn print_for(
+    shell: clap_complete::Shell,
+    mut cmd: clap::Command,
+    name: &str,
+) -> anyhow::Result<()> {
     let mut script = Vec::new();
-    clap_complete::generate(shell, &mut super::reference::command(), "ig", &mut script);
+    clap_complete::generate(shell, &mut cmd, name, &mut script);
     write_stdout(&script);
     Ok(())
 }
 
 /// `ig man [COMMAND...]`, or every page into `dir`.
 pub fn man(command: &[String], dir: Option<&Path>) -> anyhow::Result<()> {
+    man_for("ig", super::reference::man_commands(), command, dir)
+}
+
+/// The man page of program `root`'s command at `command` (its pages are
+/// `pages`, from `reference::man_commands_of`), or every page into `dir`.
+pub fn man_for(
+    root: &str,
+    pages: Vec<(String, clap::Command)>,
+    command: &[String],
+    dir: Option<&Path>,
+) -> anyhow::Result<()> {
     if let Some(dir) = dir {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        for (name, roff) in super::reference::man_pages() {
-            let path = dir.join(&name);
-            std::fs::write(&path, roff).with_context(|| format!("writing {}", path.display()))?;
+        for (name, cmd) in pages {
+            let path = dir.join(format!("{name}.1"));
+            std::fs::write(&path, super::reference::render_man(cmd))
+                .with_context(|| format!("writing {}", path.display()))?;
         }
         return Ok(());
     }
-    let Some(page) = super::reference::man_page(command) else {
-        let pages: Vec<String> = super::reference::man_commands()
-            .into_iter()
-            .map(|(n, _)| n)
-            .collect();
+    let name = std::iter::once(root)
+        .chain(command.iter().map(String::as_str))
+        .collect::<Vec<_>>()
+        .join("-");
+    let names: Vec<String> = pages.iter().map(|(n, _)| n.clone()).collect();
+    let Some((_, cmd)) = pages.into_iter().find(|(n, _)| *n == name) else {
         anyhow::bail!(
-            "no command `ig {}`: the pages are {} (`ig man image build` prints ig-image-build)",
+            "no command `{root} {}`: the pages are {} (`{root} man run` prints {root}-run)",
             command.join(" "),
-            pages.join(", ")
+            names.join(", ")
         );
     };
-    write_stdout(&page);
+    write_stdout(&super::reference::render_man(cmd));
     Ok(())
 }
 

@@ -76,6 +76,9 @@ pub fn create(conn: &Conn, new: &[NewInstance]) -> anyhow::Result<()> {
                     version: API_VERSION,
                     log_level: ig_api::log_level::INFO,
                     timeout: n.timeout_ns,
+                    // Headless instances stream to attached clients one
+                    // message per event, as upstream's do.
+                    batch_events: false,
                 }),
                 tags: n.tags.clone(),
                 time_created: 0,

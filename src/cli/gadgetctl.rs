@@ -9,14 +9,18 @@
 //! (`operator.filter.*`, `operator.sort.*`, `operator.limiter.*` are
 //! applied here, every other parameter goes to the daemon) and the
 //! printers, so output is what `ig run` prints. The gRPC stream is read
-//! by a tokio task that hands each message to the loop's source through
-//! a queue and an eventfd.
+//! by a tokio task that hands each data message, undecoded, to the
+//! loop's source through a queue and an eventfd; the loop reads its
+//! events in place into one reused `Event` per data source. gadgetctl
+//! asks the daemon for batches (`batch_events`: one message per batch of
+//! events) and takes upstream's one message per event as well.
 
 use std::collections::VecDeque;
 use std::ffi::OsString;
 use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -32,10 +36,10 @@ use ig::run::StopHandle;
 use ig_api::grpc::built_in_gadget_manager_client::BuiltInGadgetManagerClient;
 use ig_api::grpc::gadget_manager_client::GadgetManagerClient;
 use ig_api::proto::{
-    self, DataElement, GadgetControlRequest, GadgetData, GadgetDataArray, GadgetRunRequest,
-    GetGadgetInfoRequest, InfoRequest, gadget_control_request,
+    self, GadgetControlRequest, GadgetData, GadgetRunRequest, GetGadgetInfoRequest, InfoRequest,
+    gadget_control_request,
 };
-use ig_api::wire::{self, Decoder};
+use ig_api::wire::{self, Decoder, ElementScratch, WireError};
 
 use ig_api::{API_VERSION, INFO_VERSION, event_type, log_level};
 use prost::Message as _;
@@ -125,6 +129,62 @@ pub enum Cmd {
     Image(ImageCmd),
     /// Print the version of gadgetctl and of the daemon.
     Version,
+    /// Print a shell completion script for gadgetctl's commands and flags.
+    ///
+    /// A gadget's own parameters are not completed: the daemon describes
+    /// them per image.
+    #[command(
+        after_help = "Examples:\n  gadgetctl completion bash > /etc/bash_completion.d/gadgetctl\n  gadgetctl completion zsh > \"${fpath[1]}/_gadgetctl\""
+    )]
+    Completion {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print gadgetctl's manual page (roff), or a command's: `gadgetctl
+    /// man run`; with --dir, write every page there.
+    #[command(
+        after_help = "Examples:\n  gadgetctl man run | man -l -\n  gadgetctl man --dir /usr/local/share/man/man1"
+    )]
+    Man {
+        /// The command whose page to print (`run`, `image inspect`); none:
+        /// gadgetctl's own page.
+        #[arg(value_name = "COMMAND")]
+        command: Vec<String>,
+        /// Write every page into this directory (created if missing)
+        /// instead of printing one.
+        #[arg(long, value_name = "DIR", conflicts_with = "command")]
+        dir: Option<PathBuf>,
+    },
+}
+
+/// gadgetctl's command as its man pages and completion scripts show it:
+/// `run` with the client-side operators' flags (filters, sort, limit); a
+/// gadget's own parameters depend on the image and the daemon.
+pub fn command() -> clap::Command {
+    let specs: Vec<ParamSpec> = client_operators().iter().flat_map(|o| o.params()).collect();
+    let cmd = <Cli as clap::CommandFactory>::command();
+    let names: Vec<String> = cmd
+        .get_subcommands()
+        .map(|s| s.get_name().to_owned())
+        .collect();
+    let mut cmd = cmd.mut_subcommand("run", |c| super::gadget_args::augment(c, &specs));
+    // `mut_subcommand` moves the command it changes to the end; touching
+    // each in its declared order puts them back.
+    for n in names {
+        cmd = cmd.mut_subcommand(n, |c| c);
+    }
+    let mut cmd = super::reference::stable(cmd);
+    cmd.build();
+    cmd
+}
+
+/// ig's operators `gadgetctl run` applies on this side.
+fn client_operators() -> Vec<Box<dyn Operator>> {
+    ig::operators::catalog()
+        .into_iter()
+        .filter(|o| matches!(o.name(), "filter" | "sort" | "limiter"))
+        .collect()
 }
 
 #[derive(Debug, Subcommand)]
@@ -186,9 +246,11 @@ pub struct RunArgs {
     /// Fields to print (as `ig run --fields`).
     #[arg(long, value_name = "FIELDS", value_parser = |s: &str| ig::output::FieldsSpec::parse(s).map_err(|e| e.to_string()))]
     pub fields: Option<ig::output::FieldsSpec>,
-    /// Stop after this many seconds.
-    #[arg(long, value_name = "SECONDS")]
-    pub timeout: Option<u64>,
+    /// Stop after this long: a number of seconds (`10`, as upstream), or
+    /// a duration with a unit (`500ms`, `3s`, `1m30s`, `2h`), as `ig run
+    /// --timeout`. 0, or no --timeout, runs until Ctrl-C.
+    #[arg(long, value_name = "DURATION", value_parser = super::args::parse_seconds_or_duration)]
+    pub timeout: Option<Duration>,
 }
 
 /// Parameters applied on this side: the chain's filters, sort, limit.
@@ -405,6 +467,13 @@ pub fn main() -> ExitCode {
     super::logger::init(cli.verbose);
     let result = match &cli.command {
         Cmd::Version => version(&cli),
+        Cmd::Completion { shell } => super::completion::print_for(*shell, command(), "gadgetctl"),
+        Cmd::Man { command: path, dir } => super::completion::man_for(
+            "gadgetctl",
+            super::reference::man_commands_of(&command()),
+            path,
+            dir.as_deref(),
+        ),
         Cmd::Image(ImageCmd::Inspect { image }) => connect(&cli).and_then(|c| inspect(&c, image)),
         Cmd::List { json } => connect(&cli).and_then(|c| super::ctl_instances::list(&c, *json)),
         Cmd::Show { instance } => {
@@ -535,10 +604,18 @@ fn inspect(conn: &Conn, image: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// What the gRPC tasks hand the event loop: the node's index first.
+/// What the gRPC tasks hand the event loop: a node's data message as it
+/// came, its bytes read in place by the loop ([`wire::elements`]), or the
+/// end of that node's stream.
 enum Msg {
-    Data(usize, u32, DataElement),
-    Array(usize, u32, Vec<DataElement>),
+    Data {
+        node: usize,
+        /// `GadgetEvent.type`: `DATA` or `DATA_BATCH`.
+        ty: u32,
+        source: u32,
+        seq: u32,
+        payload: Vec<u8>,
+    },
     /// That node's stream ended (done or failed).
     End(usize),
 }
@@ -604,12 +681,20 @@ struct Remote {
     inbox: Arc<Inbox>,
     /// In a fan-out, the nodes' names: each event gets a `node` field.
     nodes: Option<Arc<Vec<String>>>,
+    lost: Arc<AtomicU64>,
 }
 
 struct RemoteInstance {
     decoders: Vec<(SourceId, Decoder)>,
-    events: Vec<Option<Event>>,
+    events: Vec<Event>,
+    scratch: ElementScratch,
     inbox: Arc<Inbox>,
+    /// The queue's messages, swapped out of it (its buffer is reused).
+    taken: VecDeque<Msg>,
+    /// Each node's next data event's sequence number, and the events
+    /// the daemons dropped (the gaps).
+    expected: Vec<u32>,
+    lost: Arc<AtomicU64>,
     ended: bool,
     bad: u64,
     /// In a fan-out: the nodes' names, each source's `node` field, and
@@ -655,7 +740,11 @@ impl Operator for Remote {
         Ok(Some(Box::new(RemoteInstance {
             decoders,
             events: Vec::new(),
+            scratch: ElementScratch::default(),
             inbox: self.inbox,
+            taken: VecDeque::new(),
+            expected: vec![1; self.nodes.as_ref().map_or(1, |n| n.len())],
+            lost: self.lost,
             ended: false,
             bad: 0,
             fanout: self.nodes.map(|names| FanOut {
@@ -700,6 +789,123 @@ impl Instance for RemoteInstance {
     }
 }
 
+/// The next data events start at `seq` and are `n`: a gap since
+/// `expected` is what the daemon dropped.
+fn sequence(expected: &mut u32, lost: &AtomicU64, seq: u32, n: u32) {
+    let gap = seq.wrapping_sub(*expected);
+    if gap != 0 && gap < 1 << 31 {
+        lost.fetch_add(u64::from(gap), Ordering::Relaxed);
+        log::warn!("expected seq {expected}, got {seq}: {gap} events dropped by the daemon");
+    }
+    *expected = seq.wrapping_add(n);
+}
+
+impl RemoteInstance {
+    /// One data message of `node`: decoded in place, the `node` field set
+    /// in a fan-out, arrays through their combiner.
+    fn message(
+        &mut self,
+        node: usize,
+        ty: u32,
+        source: u32,
+        seq: u32,
+        payload: &[u8],
+        out: &mut Dispatch,
+    ) {
+        let Some(i) = self.decoders.iter().position(|(_, d)| d.id == source) else {
+            self.bad += 1;
+            return;
+        };
+        let (sid, d) = &self.decoders[i];
+        let sid = *sid;
+        let scratch = &mut self.scratch;
+        let expected = &mut self.expected[node];
+        let node_field = self
+            .fanout
+            .as_ref()
+            .map(|f| (&f.defs[i], f.names[node].as_str()));
+        let mut bad = 0u64;
+        let mut fail = |e: WireError| {
+            bad += 1;
+            log::debug!("an event the layout does not fit: {e}");
+        };
+        if out.schema(sid).kind == ig::datasource::SourceKind::Array {
+            // A snapshot: a GadgetDataArray, one message, one seq.
+            sequence(expected, &self.lost, seq, 1);
+            let mut evs = Vec::new();
+            for el in wire::elements(payload) {
+                let mut ev = Event::new(out.schema(sid));
+                match el.and_then(|el| d.decode_bytes(el, scratch, &mut ev)) {
+                    Ok(()) => {
+                        if let Some((f, name)) = node_field {
+                            ev.set_str(f, name);
+                        }
+                        evs.push(ev);
+                    }
+                    Err(e) => fail(e),
+                }
+            }
+            match self.fanout.as_mut().and_then(|f| f.combiners[i].as_mut()) {
+                Some(c) => {
+                    for mut round in c.add(node, evs) {
+                        out.array(sid, &mut round);
+                    }
+                }
+                None => out.array(sid, &mut evs),
+            }
+        } else if ty == event_type::DATA {
+            sequence(expected, &self.lost, seq, 1);
+            let ev = &mut self.events[i];
+            let mut els = wire::elements(payload);
+            let decoded = match (els.next(), els.next()) {
+                (Some(Ok(el)), None) => d.decode_bytes(el, scratch, ev),
+                // Not one element: protobuf merges a repeated singular
+                // field, as prost does.
+                _ => match GadgetData::decode(payload) {
+                    Ok(GadgetData { data: Some(el), .. }) => d.decode(&el, ev),
+                    Ok(_) => Err(WireError::MissingPayload {
+                        source_name: d.schema.name.clone(),
+                        have: 0,
+                        need: 1,
+                    }),
+                    Err(_) => Err(WireError::Malformed {
+                        message: "GadgetData",
+                        what: "prost refuses it",
+                    }),
+                },
+            };
+            match decoded {
+                Ok(()) => {
+                    if let Some((f, name)) = node_field {
+                        ev.set_str(f, name);
+                    }
+                    out.event(sid, ev);
+                }
+                Err(e) => fail(e),
+            }
+        } else {
+            // A batch: consecutive events from `seq` on, each decoded into
+            // the source's one reused event.
+            let ev = &mut self.events[i];
+            let mut n: u32 = 0;
+            for el in wire::elements(payload) {
+                n = n.wrapping_add(1);
+                match el.and_then(|el| d.decode_bytes(el, scratch, ev)) {
+                    Ok(()) => {
+                        if let Some((f, name)) = node_field {
+                            ev.set_str(f, name);
+                        }
+                        out.event(sid, ev);
+                    }
+                    Err(e) => fail(e),
+                }
+            }
+            sequence(expected, &self.lost, seq, n);
+        }
+        self.bad += bad;
+    }
+}
+
 impl Source for RemoteInstance {
     fn fds(&self) -> Vec<std::os::fd::RawFd> {
         vec![self.inbox.fd.as_raw_fd()]
@@ -707,15 +913,16 @@ impl Source for RemoteInstance {
 
     fn drain(&mut self, out: &mut Dispatch) -> Result<(), OperatorError> {
         self.inbox.clear_wake();
-        let (msgs, ended) = {
+        let ended = {
             let mut q = self.inbox.queue.lock().expect("not poisoned");
-            (std::mem::take(&mut q.0), q.1)
+            std::mem::swap(&mut q.0, &mut self.taken);
+            q.1
         };
         if self.events.len() < self.decoders.len() {
             self.events = self
                 .decoders
                 .iter()
-                .map(|(id, _)| Some(Event::new(out.schema(*id))))
+                .map(|(id, _)| Event::new(out.schema(*id)))
                 .collect();
             if let Some(f) = self.fanout.as_mut() {
                 f.defs = self
@@ -726,60 +933,20 @@ impl Source for RemoteInstance {
                     .collect();
             }
         }
-        for m in msgs {
-            let (node, id, elements) = match m {
-                Msg::Data(node, id, el) => (node, id, vec![el]),
-                Msg::Array(node, id, els) => (node, id, els),
-                Msg::End(node) => {
-                    self.node_ended(node, out);
-                    continue;
-                }
-            };
-            let Some(i) = self.decoders.iter().position(|(_, d)| d.id == id) else {
-                self.bad += 1;
-                continue;
-            };
-            let (sid, d) = &self.decoders[i];
-            let node_field = self.fanout.as_ref().map(|f| (&f.defs[i], &f.names[node]));
-            let is_array =
-                elements.len() != 1 || out.schema(*sid).kind == ig::datasource::SourceKind::Array;
-            if is_array {
-                let mut evs = Vec::with_capacity(elements.len());
-                for el in &elements {
-                    let mut ev = Event::new(out.schema(*sid));
-                    if d.decode(el, &mut ev).is_ok() {
-                        if let Some((f, name)) = &node_field {
-                            ev.set_str(f, name);
-                        }
-                        evs.push(ev);
-                    } else {
-                        self.bad += 1;
-                    }
-                }
-                let sid = *sid;
-                match self.fanout.as_mut().and_then(|f| f.combiners[i].as_mut()) {
-                    Some(c) => {
-                        for mut round in c.add(node, evs) {
-                            out.array(sid, &mut round);
-                        }
-                    }
-                    None => out.array(sid, &mut evs),
-                }
-            } else if let Some(ev) = self.events[i].as_mut() {
-                match d.decode(&elements[0], ev) {
-                    Ok(()) => {
-                        if let Some((f, name)) = &node_field {
-                            ev.set_str(f, name);
-                        }
-                        out.event(*sid, ev);
-                    }
-                    Err(e) => {
-                        self.bad += 1;
-                        log::debug!("an event the layout does not fit: {e}");
-                    }
-                }
+        let mut taken = std::mem::take(&mut self.taken);
+        for m in taken.drain(..) {
+            match m {
+                Msg::Data {
+                    node,
+                    ty,
+                    source,
+                    seq,
+                    payload,
+                } => self.message(node, ty, source, seq, &payload, out),
+                Msg::End(node) => self.node_ended(node, out),
             }
         }
+        self.taken = taken;
         if ended {
             // What the combiners still hold goes out before the end.
             if let Some(f) = self.fanout.as_mut() {
@@ -857,10 +1024,9 @@ async fn start_on(
     }
 }
 
-fn timeout_ns(timeout: Option<u64>) -> i64 {
-    timeout.map_or(0, |t| {
-        i64::try_from(t.saturating_mul(1_000_000_000)).unwrap_or(i64::MAX)
-    })
+/// `--timeout` as the request's nanoseconds (0: until stopped).
+fn timeout_ns(timeout: Option<Duration>) -> i64 {
+    timeout.map_or(0, |t| i64::try_from(t.as_nanos()).unwrap_or(i64::MAX))
 }
 
 /// `run --detach`: the gadget as a headless instance of every node.
@@ -891,7 +1057,23 @@ fn attach(conn: Conn, args: &AttachArgs) -> anyhow::Result<()> {
     stream(conn, request, args.output.clone(), args.fields.clone(), &[])
 }
 
+/// Keep the heap's freed memory mapped. Each data message is allocated
+/// on the gRPC task's thread and freed on the loop's; glibc gave the
+/// freed top of the heap back at once and faulted it in again for the
+/// next messages (page faults were 6% of gadgetctl's samples at 100k
+/// events/s, bench/daemon.md). musl's allocator, in the shipped binary,
+/// has no such knob.
+fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets the allocator's thresholds.
+    unsafe {
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 64 << 20);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 4 << 20);
+    }
+}
+
 fn run(conn: Conn, args: &RunArgs, given: &[(String, String)]) -> anyhow::Result<()> {
+    keep_freed_memory();
     let (client_given, server_given): (Vec<_>, Vec<_>) =
         given.iter().cloned().partition(|(k, _)| is_client_param(k));
     let request = GadgetControlRequest {
@@ -903,6 +1085,8 @@ fn run(conn: Conn, args: &RunArgs, given: &[(String, String)]) -> anyhow::Result
                 version: API_VERSION,
                 log_level: log_level::INFO,
                 timeout: timeout_ns(args.timeout),
+                // Events in batches: one message per batch, read in place.
+                batch_events: true,
             },
         )),
     };
@@ -972,13 +1156,8 @@ fn stream(
         failed.push(names[s.node].clone());
         false
     });
-    let arrays: Vec<u32> = info
-        .data_sources
-        .iter()
-        .filter(|ds| ds.r#type == ig_api::source_type::ARRAY)
-        .map(|ds| ds.id)
-        .collect();
     let inbox = Arc::new(Inbox::new()?);
+    let lost = Arc::new(AtomicU64::new(0));
     let stop = StopHandle::new()?;
     // Each stream, on the runtime: into the inbox until it ends; the last
     // one to end ends the inbox.
@@ -991,7 +1170,6 @@ fn stream(
         let reader = conn.rt.spawn(read_stream(
             s.stream,
             node,
-            arrays.clone(),
             inbox.clone(),
             streaming.clone(),
             conn.fanout.then(|| names[node].clone()),
@@ -1029,12 +1207,9 @@ fn stream(
         layouts: info.data_sources.clone(),
         inbox: inbox.clone(),
         nodes: conn.fanout.then(|| names.clone()),
+        lost: lost.clone(),
     })];
-    ops.extend(
-        ig::operators::catalog()
-            .into_iter()
-            .filter(|o| matches!(o.name(), "filter" | "sort" | "limiter")),
-    );
+    ops.extend(client_operators());
     let stdout = ig::output::sink::stdout();
     let writer = ig::output::sink::shared_stdout(stdout.clone());
     let dropped = writer.dropped();
@@ -1076,67 +1251,48 @@ fn stream(
         super::run::log_notice(None, &n)
     });
     pipeline.stop().ok();
-    let mut lost = 0;
     for (node, reader) in readers {
         match conn.rt.block_on(reader).context("the stream's task")? {
-            Ok(n) => lost += n,
+            Ok(()) => {}
             Err(e) if !conn.fanout => return Err(e),
             // Named on stderr when it happened.
             Err(_) => failed.push(names[node].clone()),
         }
     }
     reason.context("running the local chain")?;
+    let lost = lost.load(Ordering::Relaxed);
     if lost > 0 {
         log::warn!("events lost during this run: {lost} dropped by the daemon");
     }
     every_node_succeeded(total, &failed)
 }
 
-/// One node's stream into the inbox, until it ends; the count of events
-/// the daemon dropped, or how the stream failed. In a fan-out (`node`
-/// named), a failure is said on stderr at once: the other nodes go on.
+/// One node's stream into the inbox, until it ends: data messages as
+/// they came (the loop decodes them in place and counts the gaps), or how
+/// the stream failed. In a fan-out (`node` named), a failure is said on
+/// stderr at once: the other nodes go on.
 async fn read_stream(
     mut stream: tonic::Streaming<proto::GadgetEvent>,
     node: usize,
-    arrays: Vec<u32>,
     inbox: Arc<Inbox>,
     streaming: Arc<std::sync::atomic::AtomicUsize>,
     name: Option<String>,
-) -> anyhow::Result<u64> {
-    let mut expected: u32 = 1;
-    let mut lost: u64 = 0;
+) -> anyhow::Result<()> {
     let result = loop {
         match stream.message().await {
-            Ok(Some(ev)) if ev.r#type == event_type::DATA => {
-                if ev.seq > expected {
-                    lost += u64::from(ev.seq - expected);
-                    log::warn!(
-                        "expected seq {expected}, got {}: {} events dropped by the daemon",
-                        ev.seq,
-                        ev.seq - expected
-                    );
-                }
-                expected = ev.seq.wrapping_add(1);
-                let id = ev.data_source_id;
-                // The source's type says which message it is (an
-                // array decodes as a GadgetData too).
-                if arrays.contains(&id) {
-                    match GadgetDataArray::decode(ev.payload.as_slice()) {
-                        Ok(a) => inbox.push(Msg::Array(node, id, a.data_array)),
-                        Err(e) => log::warn!("an event that does not decode: {e}"),
-                    }
-                } else {
-                    match GadgetData::decode(ev.payload.as_slice()) {
-                        Ok(GadgetData { data: Some(el), .. }) => {
-                            inbox.push(Msg::Data(node, id, el));
-                        }
-                        Ok(_) => log::warn!("an event without data"),
-                        Err(e) => log::warn!("an event that does not decode: {e}"),
-                    }
-                }
+            Ok(Some(ev))
+                if ev.r#type == event_type::DATA || ev.r#type == event_type::DATA_BATCH =>
+            {
+                inbox.push(Msg::Data {
+                    node,
+                    ty: ev.r#type,
+                    source: ev.data_source_id,
+                    seq: ev.seq,
+                    payload: ev.payload,
+                });
             }
             Ok(Some(ev)) => log_remote_of(name.as_deref(), &ev),
-            Ok(None) => break Ok(lost),
+            Ok(None) => break Ok(()),
             // In a fan-out, a node that dies mid-run is the likely cause:
             // not the hints about refused connections.
             Err(s) => break Err(status_text(s, name.is_none())),
@@ -1166,5 +1322,55 @@ fn log_remote_of(node: Option<&str>, ev: &proto::GadgetEvent) {
         log_level::WARN => log::warn!("{who}: {msg}"),
         log_level::INFO => log::info!("{who}: {msg}"),
         _ => log::debug!("{who}: {msg}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run_args(extra: &[&str]) -> Result<RunArgs, clap::Error> {
+        let argv = ["gadgetctl", "run", "trace_open"].iter().chain(extra);
+        let cli = Cli::try_parse_from(argv)?;
+        match cli.command {
+            Cmd::Run(r) => Ok(r),
+            other => panic!("not run: {other:?}"),
+        }
+    }
+
+    /// `--timeout` as `ig run` takes it (the same parser): bare seconds
+    /// as upstream, or a duration with units; 0 is until stopped.
+    #[test]
+    fn timeout_takes_what_ig_run_takes() {
+        let t = |s: &str| run_args(&["--timeout", s]).map(|r| r.timeout);
+        assert_eq!(t("10").unwrap(), Some(Duration::from_secs(10)));
+        assert_eq!(t("500ms").unwrap(), Some(Duration::from_millis(500)));
+        assert_eq!(t("3s").unwrap(), Some(Duration::from_secs(3)));
+        assert_eq!(t("1m30s").unwrap(), Some(Duration::from_secs(90)));
+        assert_eq!(t("0").unwrap(), Some(Duration::ZERO));
+        assert_eq!(run_args(&[]).unwrap().timeout, None);
+        for bad in ["1m30x", "1.5", "ten"] {
+            let e = t(bad).unwrap_err();
+            assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation, "{bad}");
+            let first = |m: String| m.lines().next().unwrap_or_default().to_owned();
+            assert_eq!(
+                first(e.to_string()),
+                first(run_ig_timeout_error(bad)),
+                "the same message as ig run's for {bad}"
+            );
+        }
+    }
+
+    /// `ig run --timeout BAD`'s message.
+    fn run_ig_timeout_error(bad: &str) -> String {
+        let ig = <super::super::args::Cli as clap::Parser>::try_parse_from([
+            "ig",
+            "run",
+            "trace_open",
+            "--timeout",
+            bad,
+        ])
+        .unwrap_err();
+        ig.to_string()
     }
 }

@@ -31,6 +31,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
+use super::daemon::{Queue, QueueRx};
 use ig::run::manifest::{is_valid_id, is_valid_name};
 use ig::run::{Event, EventSink, Notice, Schema, StopHandle, error_chain};
 use ig_api::proto::{
@@ -41,7 +42,6 @@ use ig_api::wire::{self, Encoder};
 use ig_api::{API_VERSION, event_type, log_level};
 use prost::Message as _;
 use serde_json::{Map, Value, json};
-use tokio::sync::mpsc;
 use tonic::Status;
 
 /// Events kept per instance for clients that attach later (upstream's
@@ -233,6 +233,9 @@ pub fn from_protojson(bytes: &[u8]) -> Result<CreateGadgetInstanceRequest, FileE
                         version: integer(c, "version")?,
                         log_level: integer(c, "logLevel")?,
                         timeout: integer(c, "timeout")?,
+                        // Headless instances stream to attached clients one
+                        // message per event, as upstream's do.
+                        batch_events: false,
                     })
                 }
             };
@@ -303,7 +306,9 @@ struct Shared {
 
 struct Client {
     id: u64,
-    tx: mpsc::Sender<Item>,
+    /// The daemon's bounded queue of the attached client (a full one
+    /// drops; the client sees the gap in its seq).
+    tx: Queue,
     seq: u32,
 }
 
@@ -319,10 +324,7 @@ impl Shared {
             c.seq = c.seq.wrapping_add(1);
             let mut e = ev.clone();
             e.seq = c.seq;
-            !matches!(
-                c.tx.try_send(Ok(e)),
-                Err(mpsc::error::TrySendError::Closed(_))
-            )
+            c.tx.send_one(Ok(e))
         });
         if self.ring.len() == REPLAY {
             self.ring.pop_front();
@@ -338,7 +340,7 @@ impl Shared {
             data_source_id: 0,
         };
         for c in &self.clients {
-            let _ = c.tx.try_send(Ok(ev.clone()));
+            c.tx.send_one(Ok(ev.clone()));
         }
     }
 }
@@ -391,7 +393,7 @@ impl Instance {
 
     /// A client: the run's layout, the kept events, then the live ones,
     /// through a queue of `buffer` items.
-    pub fn attach(&self, buffer: usize) -> Result<(u64, mpsc::Receiver<Item>), Status> {
+    pub fn attach(&self, buffer: usize) -> Result<(u64, QueueRx), Status> {
         static NEXT: AtomicU64 = AtomicU64::new(1);
         let mut s = self.shared.lock().expect("not poisoned");
         let Some(info) = s.info.clone() else {
@@ -404,14 +406,14 @@ impl Instance {
                 Status::unavailable(format!("instance {} has not started yet", self.spec.id))
             });
         };
-        let (tx, rx) = mpsc::channel(buffer.max(s.ring.len() + 2));
-        let _ = tx.try_send(Ok(info));
+        let (tx, rx) = Queue::new(buffer.max(s.ring.len() + 2));
+        tx.send_one(Ok(info));
         let mut seq = 0u32;
         for ev in &s.ring {
             seq = seq.wrapping_add(1);
             let mut e = ev.clone();
             e.seq = seq;
-            let _ = tx.try_send(Ok(e));
+            tx.send_one(Ok(e));
         }
         let id = NEXT.fetch_add(1, Ordering::Relaxed);
         s.clients.push(Client { id, tx, seq });
@@ -933,6 +935,7 @@ mod tests {
                     version: 1,
                     log_level: 0,
                     timeout: 5_000_000_000,
+                    batch_events: false,
                 }),
                 tags: vec!["a".into(), "b".into()],
                 time_created: 1_700_000_000,

@@ -38,7 +38,7 @@ pub fn command() -> clap::Command {
 
 /// Hides the values of environment variables (`IG_STORE=/tmp/...` would
 /// otherwise appear in the help) in `cmd` and all its subcommands.
-fn stable(cmd: clap::Command) -> clap::Command {
+pub fn stable(cmd: clap::Command) -> clap::Command {
     let ids: Vec<clap::Id> = cmd.get_arguments().map(|a| a.get_id().clone()).collect();
     let mut cmd = cmd;
     for id in ids {
@@ -124,6 +124,11 @@ fn walk(cmd: &mut clap::Command, parent: &[String], pages: &mut Vec<(String, Str
 /// ALSO" names are the ones `man` finds. [`man_page`] and [`man_pages`]
 /// render them.
 pub fn man_commands() -> Vec<(String, clap::Command)> {
+    man_commands_of(&command())
+}
+
+/// [`man_commands`] of another program's command (`gadgetctl`).
+pub fn man_commands_of(root: &clap::Command) -> Vec<(String, clap::Command)> {
     fn walk(cmd: &clap::Command, parent: &str, out: &mut Vec<(String, clap::Command)>) {
         let name = if parent.is_empty() {
             cmd.get_name().to_owned()
@@ -139,7 +144,7 @@ pub fn man_commands() -> Vec<(String, clap::Command)> {
         }
     }
     let mut out = Vec::new();
-    walk(&command(), "", &mut out);
+    walk(root, "", &mut out);
     out
 }
 
@@ -164,7 +169,8 @@ pub fn man_pages() -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
-fn render_man(cmd: clap::Command) -> Vec<u8> {
+/// A command's man page, as roff.
+pub fn render_man(cmd: clap::Command) -> Vec<u8> {
     let mut out = Vec::new();
     // Writing into a Vec cannot fail.
     let _ = clap_mangen::Man::new(cmd).render(&mut out);

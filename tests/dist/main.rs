@@ -1,4 +1,5 @@
-//! The shipped binary, `target/dist/ig` from `cargo xtask dist`: static,
+//! The shipped binaries, `target/dist/ig` (and `gadgetctl` beside it)
+//! from `cargo xtask dist`: static,
 //! stripped, within its size budget, and able to build a gadget on a host
 //! without this repository. Not part of the default `cargo test` (the
 //! binary is a second full build); `cargo xtask test` builds it and then
@@ -49,6 +50,30 @@ fn static_stripped_and_small() {
         v.contains("target: x86_64-unknown-linux-musl") && v.contains("gadget author API"),
         "{v}"
     );
+    // gadgetctl too: static, stripped, and it runs.
+    let gadgetctl = ig.with_file_name("gadgetctl");
+    let ldd = Command::new("ldd").arg(&gadgetctl).output().unwrap();
+    let said = text(&ldd.stdout) + &text(&ldd.stderr);
+    assert!(
+        said.contains("not a dynamic executable") || said.contains("statically linked"),
+        "ldd gadgetctl: {said}"
+    );
+    let file = text(
+        &Command::new("file")
+            .arg(&gadgetctl)
+            .output()
+            .unwrap()
+            .stdout,
+    );
+    assert!(
+        file.contains("static") && file.contains(", stripped"),
+        "{file}"
+    );
+    let v = Command::new(&gadgetctl).arg("--version").output().unwrap();
+    assert_eq!(
+        text(&v.stdout).trim(),
+        format!("gadgetctl {}", env!("CARGO_PKG_VERSION"))
+    );
 }
 
 #[test]
@@ -66,6 +91,7 @@ fn builds_a_gadget_without_the_repository() {
 /// `target/dist/ig-VERSION-x86_64-linux-musl.tar.gz` (the binary, the man
 /// pages, the bash/zsh/fish completions, LICENSE) with a `.sha256` that
 /// `sha256sum -c` accepts; the pages and scripts are the binary's own.
+/// Issue 26: gadgetctl is in it too, with its pages and scripts.
 #[test]
 fn release_archive_holds_binary_man_pages_completions_and_license() {
     let ig = dist();
@@ -110,6 +136,13 @@ fn release_archive_holds_binary_man_pages_completions_and_license() {
         "completions/ig.bash",
         "completions/_ig",
         "completions/ig.fish",
+        "gadgetctl",
+        "man/man1/gadgetctl.1",
+        "man/man1/gadgetctl-run.1",
+        "man/man1/gadgetctl-image-inspect.1",
+        "completions/gadgetctl.bash",
+        "completions/_gadgetctl",
+        "completions/gadgetctl.fish",
     ] {
         assert!(
             listed.lines().any(|l| l == format!("{name}/{entry}")),
@@ -143,5 +176,34 @@ fn release_archive_holds_binary_man_pages_completions_and_license() {
     assert_eq!(
         std::fs::read(top.join("completions/ig.bash")).unwrap(),
         bash.stdout
+    );
+    let gadgetctl = ig.with_file_name("gadgetctl");
+    assert_eq!(
+        std::fs::read(top.join("gadgetctl")).unwrap(),
+        std::fs::read(&gadgetctl).unwrap()
+    );
+    let page = Command::new(&gadgetctl)
+        .args(["man", "run"])
+        .output()
+        .unwrap();
+    assert!(page.status.success(), "{}", text(&page.stderr));
+    assert_eq!(
+        std::fs::read(top.join("man/man1/gadgetctl-run.1")).unwrap(),
+        page.stdout
+    );
+    assert!(
+        text(&page.stdout).contains(".TH gadgetctl-run 1")
+            && text(&page.stdout).contains("timeout"),
+        "{}",
+        text(&page.stdout)
+    );
+    let zsh = Command::new(&gadgetctl)
+        .args(["completion", "zsh"])
+        .output()
+        .unwrap();
+    assert!(text(&zsh.stdout).contains("--remote-address"));
+    assert_eq!(
+        std::fs::read(top.join("completions/_gadgetctl")).unwrap(),
+        zsh.stdout
     );
 }

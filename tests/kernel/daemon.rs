@@ -230,16 +230,25 @@ fn an_independent_python_client_runs_trace_exec() {
     ] {
         assert!(params.contains(&p), "{p} missing from {params:?}");
     }
-    assert_eq!(r["first_type"], 4, "the GadgetInfo event comes first");
     let name = marker.file_name().unwrap().to_str().unwrap();
-    assert_eq!(r["seen"]["comm"], name);
-    assert!(r["seen"]["pid"].as_u64().unwrap() > 0);
-    assert_eq!(r["seq_increasing"], true);
-    let stop = r["stop_to_end_s"].as_f64().unwrap();
-    assert!(
-        stop < 2.0,
-        "the stream ended {stop} s after the stop request"
-    );
+    // Upstream's form (one GadgetData per event), then batches (type 256),
+    // which the client asked for.
+    for (run, data_type) in [("single", 0), ("batched", 256)] {
+        let r = &r[run];
+        assert_eq!(
+            r["first_type"], 4,
+            "{run}: the GadgetInfo event comes first"
+        );
+        assert_eq!(r["seen"]["comm"], name, "{run}");
+        assert!(r["seen"]["pid"].as_u64().unwrap() > 0, "{run}");
+        assert_eq!(r["data_types"], serde_json::json!([data_type]), "{run}");
+        assert_eq!(r["seq_consecutive"], true, "{run}: {r}");
+        let stop = r["stop_to_end_s"].as_f64().unwrap();
+        assert!(
+            stop < 2.0,
+            "{run}: the stream ended {stop} s after the stop request"
+        );
+    }
     assert_nothing_loaded(d.pid(), &BTreeSet::new(), "after the stop");
     let (status, err) = d.terminate();
     assert!(status.success(), "daemon: {status}\n{err}");
@@ -822,4 +831,44 @@ fn gadgetctl_prints_what_ig_run_prints() {
         "",
         "a string set to \"\""
     );
+}
+
+/// `gadgetctl run --timeout` takes what `ig run --timeout` takes: with a
+/// unit (`1500ms`) the run ends by itself, exit 0; `0` runs until
+/// stopped (still running after 4 s, Ctrl-C ends it cleanly).
+#[test]
+fn gadgetctl_timeout_takes_units_and_zero_runs_until_stopped() {
+    require_kernel();
+    let d = Daemon::start(&[]);
+    let address = format!("unix://{}", d.socket.display());
+    let gadgetctl = |timeout: &str| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_gadgetctl"));
+        c.args([
+            "--remote-address",
+            &address,
+            "run",
+            "trace_exec",
+            "-o",
+            "json",
+            "--timeout",
+            timeout,
+        ]);
+        super::Running::spawn(&mut c)
+    };
+    // Bounds a hang; not a measure of the timeout.
+    let (status, err, _) = gadgetctl("1500ms").wait_all(Duration::from_secs(30));
+    assert!(status.success(), "--timeout 1500ms: {status}\n{err}");
+    let mut forever = gadgetctl("0");
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(
+        forever.child.try_wait().unwrap().is_none(),
+        "--timeout 0 ended the run by itself"
+    );
+    let (status, err, _) = forever.interrupt_all();
+    assert!(
+        status.success(),
+        "--timeout 0, then Ctrl-C: {status}\n{err}"
+    );
+    let (status, err) = d.terminate();
+    assert!(status.success(), "daemon: {status}\n{err}");
 }

@@ -74,80 +74,105 @@ for ds in described.dataSources:
 result["described_sources"] = [ds.name for ds in described.dataSources]
 comm_field(described.dataSources[0])
 
-# RunGadget: requests come from a queue, so the client's side stays open
-# until the test sends stop.
-requests = queue.Queue()
-
-
-def request_iter():
-    while True:
-        r = requests.get()
-        if r is None:
-            return
-        yield r
-
-
-requests.put(
-    api_pb2.GadgetControlRequest(
-        runRequest=api_pb2.GadgetRunRequest(imageName="trace_exec", version=1, logLevel=4)
-    )
-)
-stream = manager.RunGadget(request_iter())
+# RunGadget, twice: as upstream's clients ask (one GadgetData per event,
+# type 0), and with batch_events (our addition: type 256, a
+# GadgetDataArray of consecutive events whose first has the message's
+# seq). Requests come from a queue, so the client's side stays open until
+# the test sends stop.
 marker_name = os.path.basename(marker)[:15]
-seen = None
-layout = None
-seqs = []
-logs = []
-stop_sent = None
-first_type = None
-spawner_stop = threading.Event()
 
 
-def spawn_markers():
-    # Exec the marker until the test has seen it (the first exec may
-    # come before the programs are attached).
-    while not spawner_stop.is_set():
-        subprocess.run([marker], check=False)
-        time.sleep(0.2)
+def run(batch):
+    requests = queue.Queue()
+
+    def request_iter():
+        while True:
+            r = requests.get()
+            if r is None:
+                return
+            yield r
+
+    requests.put(
+        api_pb2.GadgetControlRequest(
+            runRequest=api_pb2.GadgetRunRequest(
+                imageName="trace_exec", version=1, logLevel=4, batch_events=batch
+            )
+        )
+    )
+    stream = manager.RunGadget(request_iter())
+    seen = None
+    layout = None
+    seqs = []
+    types = set()
+    logs = []
+    stop_sent = None
+    first_type = None
+    spawner_stop = threading.Event()
+
+    def spawn_markers():
+        # Exec the marker until the test has seen it (the first exec may
+        # come before the programs are attached).
+        while not spawner_stop.is_set():
+            subprocess.run([marker], check=False)
+            time.sleep(0.2)
+
+    for ev in stream:
+        if first_type is None:
+            first_type = ev.type
+        if ev.type == 4:
+            info = api_pb2.GadgetInfo()
+            info.ParseFromString(ev.payload)
+            layout = {ds.id: ds for ds in info.dataSources}
+            threading.Thread(target=spawn_markers, daemon=True).start()
+        elif ev.type in (0, 256):
+            assert layout is not None, "a data event before the GadgetInfo"
+            types.add(ev.type)
+            ds = layout[ev.dataSourceID]
+            if ev.type == 0:
+                data = api_pb2.GadgetData()
+                data.ParseFromString(ev.payload)
+                elements = [data.data]
+            else:
+                batch_msg = api_pb2.GadgetDataArray()
+                batch_msg.ParseFromString(ev.payload)
+                elements = list(batch_msg.dataArray)
+                assert elements, "an empty batch"
+            for i, element in enumerate(elements):
+                seqs.append(ev.seq + i)
+                payload = element.payload[0]
+                f = comm_field(ds)
+                comm = payload[f.offs : f.offs + f.size].split(b"\0")[0].decode()
+                if comm == marker_name and seen is None:
+                    p = pid_field(ds)
+                    seen = {
+                        "comm": comm,
+                        "pid": int.from_bytes(payload[p.offs : p.offs + p.size], "little"),
+                        "source": ds.name,
+                    }
+                    spawner_stop.set()
+                    stop_sent = time.monotonic()
+                    requests.put(
+                        api_pb2.GadgetControlRequest(stopRequest=api_pb2.GadgetStopRequest())
+                    )
+        elif ev.type >> 16:
+            logs.append([ev.type >> 16, ev.payload.decode(errors="replace")])
+    ended = time.monotonic()
+    requests.put(None)
+    spawner_stop.set()
+
+    assert seen is not None, f"the marker exec never arrived; logs: {logs}"
+    return {
+        "first_type": first_type,
+        "seen": seen,
+        "data_types": sorted(types),
+        "stop_to_end_s": ended - stop_sent,
+        # Consecutive: nothing was dropped, and a batch's elements follow
+        # its seq.
+        "seq_consecutive": seqs[0] >= 1 and all(b == a + 1 for a, b in zip(seqs, seqs[1:])),
+        "logs": logs,
+    }
 
 
-for ev in stream:
-    if first_type is None:
-        first_type = ev.type
-    if ev.type == 4:
-        info = api_pb2.GadgetInfo()
-        info.ParseFromString(ev.payload)
-        layout = {ds.id: ds for ds in info.dataSources}
-        threading.Thread(target=spawn_markers, daemon=True).start()
-    elif ev.type == 0:
-        assert layout is not None, "a data event before the GadgetInfo"
-        seqs.append(ev.seq)
-        ds = layout[ev.dataSourceID]
-        data = api_pb2.GadgetData()
-        data.ParseFromString(ev.payload)
-        payload = data.data.payload[0]
-        f = comm_field(ds)
-        comm = payload[f.offs : f.offs + f.size].split(b"\0")[0].decode()
-        if comm == marker_name and seen is None:
-            p = pid_field(ds)
-            seen = {
-                "comm": comm,
-                "pid": int.from_bytes(payload[p.offs : p.offs + p.size], "little"),
-                "source": ds.name,
-            }
-            spawner_stop.set()
-            stop_sent = time.monotonic()
-            requests.put(api_pb2.GadgetControlRequest(stopRequest=api_pb2.GadgetStopRequest()))
-    elif ev.type >> 16:
-        logs.append([ev.type >> 16, ev.payload.decode(errors="replace")])
-ended = time.monotonic()
-requests.put(None)
-spawner_stop.set()
-
-assert seen is not None, f"the marker exec never arrived; logs: {logs}"
-result["first_type"] = first_type
-result["seen"] = seen
-result["stop_to_end_s"] = ended - stop_sent
-result["seq_increasing"] = all(b > a for a, b in zip(seqs, seqs[1:])) and seqs[0] >= 1
-result["logs"] = logs
+result["single"] = run(False)
+result["batched"] = run(True)
 print(json.dumps(result))

@@ -2,14 +2,14 @@
 //! the man pages and the markdown reference generated from the clap
 //! definitions.
 //!
-//! The dist binary is `ig` for `x86_64-unknown-linux-musl`, linked
-//! statically and stripped (`[profile.dist]` in Cargo.toml), copied to
-//! `target/dist/ig`. It is a second full build of every dependency, so it
+//! The dist binaries are `ig` and `gadgetctl` (the client of `ig
+//! daemon`) for `x86_64-unknown-linux-musl`, linked statically and
+//! stripped (`[profile.dist]` in Cargo.toml), copied to `target/dist/`. It is a second full build of every dependency, so it
 //! uses a target directory of its own (`target/dist-build`): a developer's
 //! `cargo test` does not wait for its lock, and its cache survives.
 //! `dist` then packs the release archive, `ig-VERSION-x86_64-linux-musl.tar.gz`
-//! (binary, man pages, completions, LICENSE) with its `.sha256` beside it
-//! (`package`). `dist` also checks what it produced (static, under the size budget,
+//! (both binaries, their man pages and completions, LICENSE) with its
+//! `.sha256` beside it (`package`). `dist` also checks what it produced (static, under the size budget,
 //! runs), so a dependency that brings in a dynamic library or a large
 //! growth fails here rather than on a user's host; `tests/dist` checks
 //! the same binary from the test side and builds a gadget with it.
@@ -67,38 +67,50 @@ pub fn dist(root: &Path) -> Result<PathBuf> {
         TARGET,
         "--bin",
         "ig",
+        "--bin",
+        "gadgetctl",
         "--target-dir",
         target_dir.to_str().context("non-UTF-8 repository path")?,
     ])?;
-    let built = target_dir.join(TARGET).join("dist/ig");
     let out_dir = root.join("target/dist");
     std::fs::create_dir_all(&out_dir)?;
+    for bin in ["ig", "gadgetctl"] {
+        let built = target_dir.join(TARGET).join("dist").join(bin);
+        // Copy through a temp name so a running `target/dist/ig` is not
+        // overwritten in place ("text file busy").
+        let tmp = out_dir.join(format!(".{bin}.tmp"));
+        std::fs::copy(&built, &tmp).with_context(|| format!("copying {}", built.display()))?;
+        std::fs::rename(&tmp, out_dir.join(bin))?;
+    }
     let out = out_dir.join("ig");
-    // Copy through a temp name so a running `target/dist/ig` is not
-    // overwritten in place ("text file busy").
-    let tmp = out_dir.join(".ig.tmp");
-    std::fs::copy(&built, &tmp).with_context(|| format!("copying {}", built.display()))?;
-    std::fs::rename(&tmp, &out)?;
-    let size = check(&out)?;
+    let size = check(&out, "version", "ig version")?;
+    let gadgetctl = out_dir.join("gadgetctl");
+    let client_size = check(&gadgetctl, "--version", "gadgetctl ")?;
+    eprintln!(
+        "dist: {} is static, stripped, {:.1} MB ({client_size} bytes)",
+        gadgetctl.display(),
+        client_size as f64 / 1e6,
+    );
     eprintln!(
         "dist: {} is static, stripped, {:.1} MB ({size} bytes); built in {:.0} s",
         out.display(),
         size as f64 / 1e6,
         started.elapsed().as_secs_f64()
     );
-    let tarball = package(root, &out)?;
+    let tarball = package(root, &out, &gadgetctl)?;
     eprintln!("dist: {} and its .sha256", tarball.display());
     Ok(out)
 }
 
 /// The release archive `target/dist/ig-VERSION-x86_64-linux-musl.tar.gz`:
-/// one directory of that name holding the binary, LICENSE, the man pages
-/// (`man/man1/`, from `ig man --dir`) and the completion scripts
-/// (`completions/`: `ig.bash`, `_ig`, `ig.fish`, from `ig completion`),
-/// all produced by the binary itself so they describe it; and beside it
-/// `<archive>.sha256`, in `sha256sum`'s format (`sha256sum -c` checks it).
-/// Returns the archive's path.
-fn package(root: &Path, ig: &Path) -> Result<PathBuf> {
+/// one directory of that name holding the binaries (`ig`, `gadgetctl`),
+/// LICENSE, the man pages (`man/man1/`, from `ig man --dir` and
+/// `gadgetctl man --dir`) and the completion scripts (`completions/`:
+/// `ig.bash`, `_ig`, `ig.fish` and gadgetctl's, from `completion`), all
+/// produced by the binaries themselves so they describe them; and beside
+/// it `<archive>.sha256`, in `sha256sum`'s format (`sha256sum -c` checks
+/// it). Returns the archive's path.
+fn package(root: &Path, ig: &Path, gadgetctl: &Path) -> Result<PathBuf> {
     let version = Command::new(ig).arg("--version").output()?;
     let version = String::from_utf8_lossy(&version.stdout)
         .trim()
@@ -113,20 +125,26 @@ fn package(root: &Path, ig: &Path) -> Result<PathBuf> {
     }
     let top = staging.join(&name);
     std::fs::create_dir_all(top.join("completions"))?;
-    std::fs::copy(ig, top.join("ig"))?;
     std::fs::copy(root.join("LICENSE"), top.join("LICENSE"))?;
-    run(Command::new(ig)
-        .args(["man", "--dir"])
-        .arg(top.join("man/man1")))?;
-    for (shell, file) in [("bash", "ig.bash"), ("zsh", "_ig"), ("fish", "ig.fish")] {
-        let script = Command::new(ig).args(["completion", shell]).output()?;
-        if !script.status.success() || script.stdout.is_empty() {
-            bail!(
-                "`ig completion {shell}` failed: {}",
-                String::from_utf8_lossy(&script.stderr)
-            );
+    for (bin, path) in [("ig", ig), ("gadgetctl", gadgetctl)] {
+        std::fs::copy(path, top.join(bin))?;
+        run(Command::new(path)
+            .args(["man", "--dir"])
+            .arg(top.join("man/man1")))?;
+        for (shell, file) in [
+            ("bash", format!("{bin}.bash")),
+            ("zsh", format!("_{bin}")),
+            ("fish", format!("{bin}.fish")),
+        ] {
+            let script = Command::new(path).args(["completion", shell]).output()?;
+            if !script.status.success() || script.stdout.is_empty() {
+                bail!(
+                    "`{bin} completion {shell}` failed: {}",
+                    String::from_utf8_lossy(&script.stderr)
+                );
+            }
+            std::fs::write(top.join("completions").join(file), script.stdout)?;
         }
-        std::fs::write(top.join("completions").join(file), script.stdout)?;
     }
     let tarball = out_dir.join(format!("{name}.tar.gz"));
     // Owner and times fixed, names sorted: the same inputs give the same
@@ -157,8 +175,10 @@ fn package(root: &Path, ig: &Path) -> Result<PathBuf> {
     Ok(tarball)
 }
 
-/// The checks a shipped binary must pass; returns its size.
-fn check(ig: &Path) -> Result<u64> {
+/// The checks a shipped binary must pass; returns its size. `version`
+/// must print `says` (gadgetctl's `version` asks the daemon: it is
+/// checked with `--version`).
+fn check(ig: &Path, version: &str, says: &str) -> Result<u64> {
     let size = std::fs::metadata(ig)?.len();
     if size > MAX_SIZE {
         bail!(
@@ -184,9 +204,8 @@ fn check(ig: &Path) -> Result<u64> {
     {
         bail!("{} is not stripped", ig.display());
     }
-    let version = Command::new(ig).arg("version").output()?;
-    if !version.status.success() || !String::from_utf8_lossy(&version.stdout).contains("ig version")
-    {
+    let version = Command::new(ig).arg(version).output()?;
+    if !version.status.success() || !String::from_utf8_lossy(&version.stdout).contains(says) {
         bail!(
             "{} version failed: {}",
             ig.display(),

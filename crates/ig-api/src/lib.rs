@@ -50,6 +50,12 @@ pub mod event_type {
     pub const JOB_ID: u32 = 3;
     /// The `GadgetInfo` of the run, sent once before any data.
     pub const GADGET_INFO: u32 = 4;
+    /// Not upstream's: a batch of consecutive events of one single-event
+    /// data source, as a `GadgetDataArray` (one `DataElement` each) whose
+    /// first event has the message's `seq`. Sent only to a client whose
+    /// run request has `batch_events` (upstream's clients would take it
+    /// for an unknown type); read with [`crate::wire::elements`].
+    pub const DATA_BATCH: u32 = 256;
     /// A log line's type is its level shifted by this.
     pub const LOG_SHIFT: u32 = 16;
 

@@ -80,6 +80,12 @@ pub struct GadgetRunRequest {
     /// Nanoseconds; 0 runs until stopped.
     #[prost(int64, tag = "13")]
     pub timeout: i64,
+    /// Not upstream's (whose servers skip it): the client takes the events
+    /// of single-event data sources in batches, GadgetEvents of type 256
+    /// (see GadgetEvent). ig daemon then sends them so; without it, one
+    /// GadgetData per event, as upstream's servers do.
+    #[prost(bool, tag = "100")]
+    pub batch_events: bool,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct GadgetAttachRequest {
@@ -93,13 +99,17 @@ pub struct GadgetStopRequest {}
 /// What the server sends on a RunGadget stream. `type` says what the
 /// payload is: 0 a data event (GadgetData or GadgetDataArray, per the
 /// data source's type), 4 the GadgetInfo (sent once, before any data),
-/// and `level << 16` a log line of that level in UTF-8.
+/// and `level << 16` a log line of that level in UTF-8. Not upstream's,
+/// and sent only to a client whose run request has batch_events: 256, a
+/// batch of consecutive events of one single-event data source, as a
+/// GadgetDataArray (one DataElement per event).
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct GadgetEvent {
     #[prost(uint32, tag = "1")]
     pub r#type: u32,
     /// Per data stream, from 1, counting events the server had to drop: a
-    /// gap tells the client how many it lost.
+    /// gap tells the client how many it lost. A batch (type 256) has the
+    /// seq of its first event; its n-th element (from 0) is seq + n.
     #[prost(uint32, tag = "2")]
     pub seq: u32,
     #[prost(bytes = "vec", tag = "3")]

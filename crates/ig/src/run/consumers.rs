@@ -46,6 +46,12 @@ pub trait EventSink: Send + 'static {
     /// A loss report or a warning.
     fn on_notice(&mut self, _notice: &Notice) {}
 
+    /// On the run's flush timer ([`super::GadgetRun::flush_interval`]),
+    /// right after the events pending at that moment, and at the end: a
+    /// sink that batches events hands on what it holds, so that no event
+    /// waits longer than the timer.
+    fn flush(&mut self) {}
+
     /// True once the consumer wants no more: the run ends
     /// ([`super::StopReason::OutputClosed`]).
     fn is_closed(&self) -> bool {
@@ -301,7 +307,11 @@ impl Handler for ConsumerHandler {
 
     fn flush(&mut self) -> Result<(), HandlerError> {
         let closed = match &self.consumer {
-            Live::Sink(s) => s.borrow().is_closed(),
+            Live::Sink(s) => {
+                let mut s = s.borrow_mut();
+                s.flush();
+                s.is_closed()
+            }
             Live::Channel(c) => c.closed.get(),
         };
         if closed {
