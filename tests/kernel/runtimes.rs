@@ -297,7 +297,7 @@ impl Pod {
 
 /// The init pid of a containerd task (from runc's state file, which
 /// `ctr run -d` has written when it returns).
-fn init_pid(id: &str) -> u32 {
+pub fn init_pid(id: &str) -> u32 {
     let state = format!("/run/containerd/runc/k8s.io/{id}/state.json");
     let v: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&state).unwrap_or_else(|e| panic!("{state}: {e}")))

@@ -149,7 +149,10 @@ pub fn image(root: &Path, tags: &[String], output: Option<&Path>) -> Result<Path
         created: commit_time(root)?,
     };
     let archive = write_archive(&files, &meta, &tags)?;
-    let out = output.map_or_else(|| dist.join(format!("ig-image-{version}.tar")), Path::to_owned);
+    let out = output.map_or_else(
+        || dist.join(format!("ig-image-{version}.tar")),
+        Path::to_owned,
+    );
     let tmp = out.with_extension("tar.tmp");
     std::fs::write(&tmp, &archive.bytes).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, &out)?;
@@ -219,7 +222,10 @@ fn revision(root: &Path) -> Result<String> {
         bail!("git rev-parse HEAD failed: not a git checkout?");
     }
     let mut rev = String::from_utf8_lossy(&head.stdout).trim().to_owned();
-    if !git(root, &["diff", "--quiet", "HEAD", "--"])?.status.success() {
+    if !git(root, &["diff", "--quiet", "HEAD", "--"])?
+        .status
+        .success()
+    {
         rev.push_str("-dirty");
     }
     Ok(rev)
@@ -291,7 +297,14 @@ fn layer_tar(files: &[(String, Vec<u8>)]) -> Result<Vec<u8>> {
     let mut entries: Vec<(String, Option<&[u8]>)> = Vec::new();
     for (path, bytes) in files {
         let mut dir = String::new();
-        for part in path.split('/').rev().skip(1).collect::<Vec<_>>().iter().rev() {
+        for part in path
+            .split('/')
+            .rev()
+            .skip(1)
+            .collect::<Vec<_>>()
+            .iter()
+            .rev()
+        {
             dir.push_str(part);
             dir.push('/');
             if !entries.iter().any(|(p, _)| *p == dir) {
@@ -478,7 +491,12 @@ mod tests {
         for bad in ["localhost/ig", "localhost:5000/ig", "ig:", "ig@sha256:00"] {
             assert!(parse(&["--tag".into(), bad.into()]).is_err(), "{bad}");
         }
-        let o = parse(&["--tag".into(), "r.example/ig:v1".into(), "--no-build".into()]).unwrap();
+        let o = parse(&[
+            "--tag".into(),
+            "r.example/ig:v1".into(),
+            "--no-build".into(),
+        ])
+        .unwrap();
         assert_eq!(o.tags, ["r.example/ig:v1"]);
         assert!(!o.build);
     }
