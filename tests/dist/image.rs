@@ -336,9 +336,13 @@ fn translate(pod: &Value, c: &Value, state: &Path, run_mask: &Path) -> Translate
             | "volumes" => {}
             // No token volume: ctr mounts none either.
             "automountServiceAccountToken" => assert_eq!(v, false),
+            // The node's pid namespace: the one containerd (started by
+            // this test) runs in, ours. Not /proc/1's: on a host where pid
+            // 1 is not readable (this sandbox's), runc cannot join it.
             "hostPID" => {
                 if v == true {
-                    t.flags.push("--with-ns=pid:/proc/1/ns/pid".into());
+                    t.flags
+                        .push(format!("--with-ns=pid:/proc/{}/ns/pid", std::process::id()));
                 }
             }
             "hostNetwork" => {
@@ -566,7 +570,19 @@ impl Drop for IgPod {
         }
         let _ = c.ctr().args(["container", "delete", &self.id]).output();
         let _ = c.ctr().args(["image", "rm", &self.image]).output();
+        // The kubelet-style pod cgroup runc made in every hierarchy.
+        if let Ok(dir) = std::fs::read_dir("/sys/fs/cgroup") {
+            for h in dir.flatten() {
+                let _ = std::fs::remove_dir(h.path().join(pod_cgroup(&self.id)));
+            }
+        }
     }
+}
+
+/// The pod's cgroup, as the kubelet makes it for a pod with requests and
+/// no limits (QoS class burstable); the container's is under it.
+fn pod_cgroup(id: &str) -> String {
+    format!("kubepods/burstable/pod{id}-uid")
 }
 
 /// `/proc/PID/status` field `key` (its value, trimmed).
@@ -657,6 +673,7 @@ fn the_daemonset_spec_runs_on_containerd_and_sees_host_and_container_execs() {
     let mut run = ctrd.ctr();
     run.args(["run", "-d"])
         .arg(format!("--log-uri=file://{}", log.display()))
+        .arg(format!("--cgroup=/{}/{id}", pod_cgroup(&id)))
         .args(&t.flags)
         .arg(&t.image)
         .arg(&id)
@@ -698,11 +715,11 @@ fn the_daemonset_spec_runs_on_containerd_and_sees_host_and_container_execs() {
     }
     assert_eq!(
         std::fs::read_link(format!("/proc/{pid}/ns/pid")).unwrap(),
-        std::fs::read_link("/proc/1/ns/pid").unwrap()
+        std::fs::read_link("/proc/self/ns/pid").unwrap()
     );
     assert_ne!(
         std::fs::read_link(format!("/proc/{pid}/ns/net")).unwrap(),
-        std::fs::read_link("/proc/1/ns/net").unwrap(),
+        std::fs::read_link("/proc/self/ns/net").unwrap(),
         "the pod's own network namespace (no hostNetwork)"
     );
 
@@ -770,7 +787,12 @@ fn the_daemonset_spec_runs_on_containerd_and_sees_host_and_container_execs() {
     assert_eq!(host["runtime"]["containerId"], "", "{host}");
     assert_eq!(host["k8s"]["node"], "", "{host}");
     let e = find(&in_pod);
-    assert_eq!(e["runtime"]["containerId"], app.id.as_str(), "{e}");
+    assert_eq!(
+        e["runtime"]["containerId"],
+        app.id.as_str(),
+        "{e}\ndaemon log:\n{}",
+        ig.log()
+    );
     assert_eq!(e["runtime"]["runtimeName"], "containerd", "{e}");
     assert_eq!(e["k8s"]["podName"], pod_name.as_str(), "{e}");
     assert_eq!(e["k8s"]["namespace"], "ns-k8simg", "{e}");
