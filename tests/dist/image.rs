@@ -553,22 +553,8 @@ impl IgPod {
 
 impl Drop for IgPod {
     fn drop(&mut self) {
+        runtimes::delete_container(&self.id);
         let c = runtimes::containerd();
-        let _ = c
-            .ctr()
-            .args(["task", "kill", "-s", "KILL", &self.id])
-            .output();
-        let end = Instant::now() + Duration::from_secs(10);
-        while c
-            .ctr()
-            .args(["task", "delete", &self.id])
-            .output()
-            .is_ok_and(|o| !o.status.success() && !text(&o.stderr).contains("not found"))
-            && Instant::now() < end
-        {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = c.ctr().args(["container", "delete", &self.id]).output();
         let _ = c.ctr().args(["image", "rm", &self.image]).output();
         // The kubelet-style pod cgroup runc made in every hierarchy.
         if let Ok(dir) = std::fs::read_dir("/sys/fs/cgroup") {

@@ -276,23 +276,28 @@ impl Pod {
 
     /// Kill and delete the container now.
     pub fn delete(&self) {
-        let c = containerd();
-        let _ = c
-            .ctr()
-            .args(["task", "kill", "-s", "KILL", &self.id])
-            .output();
-        let end = Instant::now() + Duration::from_secs(10);
-        while c
-            .ctr()
-            .args(["task", "delete", &self.id])
-            .output()
-            .is_ok_and(|o| !o.status.success())
-            && Instant::now() < end
-        {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = c.ctr().args(["container", "delete", &self.id]).output();
+        delete_container(&self.id);
     }
+}
+
+/// Kill container `id`'s task (if it runs), delete it and the container,
+/// on the binary's containerd.
+pub fn delete_container(id: &str) {
+    let c = containerd();
+    let _ = c.ctr().args(["task", "kill", "-s", "KILL", id]).output();
+    let end = Instant::now() + Duration::from_secs(10);
+    while c
+        .ctr()
+        .args(["task", "delete", id])
+        .output()
+        .is_ok_and(|o| {
+            !o.status.success() && !String::from_utf8_lossy(&o.stderr).contains("not found")
+        })
+        && Instant::now() < end
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = c.ctr().args(["container", "delete", id]).output();
 }
 
 /// The init pid of a containerd task (from runc's state file, which
