@@ -4,9 +4,21 @@
 //! without this repository. Not part of the default `cargo test` (the
 //! binary is a second full build); `cargo xtask test` builds it and then
 //! runs `cargo test --test dist`. Needs root (mount namespace).
+//! `image.rs`: the container image of `cargo xtask image`, which
+//! `cargo xtask test` builds after the dist binaries, run under containerd
+//! with the DaemonSet's spec and loaded by docker (root, BPF).
 
 #[path = "../conventions/outside.rs"]
 mod outside;
+
+mod image;
+// The container runtimes of the kernel tests (containerd, dockerd, pods
+// made with ctr): tests/dist/image.rs runs the image on them.
+#[path = "../common/runc.rs"]
+mod runc;
+#[allow(dead_code, reason = "shared with tests/kernel, which uses the rest")]
+#[path = "../kernel/runtimes.rs"]
+mod runtimes;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

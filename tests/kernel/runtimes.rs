@@ -276,28 +276,33 @@ impl Pod {
 
     /// Kill and delete the container now.
     pub fn delete(&self) {
-        let c = containerd();
-        let _ = c
-            .ctr()
-            .args(["task", "kill", "-s", "KILL", &self.id])
-            .output();
-        let end = Instant::now() + Duration::from_secs(10);
-        while c
-            .ctr()
-            .args(["task", "delete", &self.id])
-            .output()
-            .is_ok_and(|o| !o.status.success())
-            && Instant::now() < end
-        {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = c.ctr().args(["container", "delete", &self.id]).output();
+        delete_container(&self.id);
     }
+}
+
+/// Kill container `id`'s task (if it runs), delete it and the container,
+/// on the binary's containerd.
+pub fn delete_container(id: &str) {
+    let c = containerd();
+    let _ = c.ctr().args(["task", "kill", "-s", "KILL", id]).output();
+    let end = Instant::now() + Duration::from_secs(10);
+    while c
+        .ctr()
+        .args(["task", "delete", id])
+        .output()
+        .is_ok_and(|o| {
+            !o.status.success() && !String::from_utf8_lossy(&o.stderr).contains("not found")
+        })
+        && Instant::now() < end
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = c.ctr().args(["container", "delete", id]).output();
 }
 
 /// The init pid of a containerd task (from runc's state file, which
 /// `ctr run -d` has written when it returns).
-fn init_pid(id: &str) -> u32 {
+pub fn init_pid(id: &str) -> u32 {
     let state = format!("/run/containerd/runc/k8s.io/{id}/state.json");
     let v: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&state).unwrap_or_else(|e| panic!("{state}: {e}")))

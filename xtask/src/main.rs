@@ -22,6 +22,10 @@
 //!   runs only those, interleaved, and prints the summary table instead of
 //!   writing the page (a comparison such as `--peers ig-filter,ig-expr
 //!   --storms open` for issue 30, recorded by hand in a `bench/*.md`).
+//! - `image`   the container image of `deploy/kubernetes/` from the dist
+//!   binaries (`target/dist/ig-image-VERSION.tar`, for both `ctr image
+//!   import` and `docker load`): see `image.rs` or `cargo xtask image
+//!   --help`. `test` builds it after `dist`; `tests/dist/image.rs` runs it.
 //! - `proto`   regenerate the committed Rust code of the gRPC interface
 //!   (`crates/ig-api/proto/api.proto`, no protoc needed); `--check` fails
 //!   if the committed code is stale (part of `test`).
@@ -45,6 +49,7 @@ use anyhow::{Context as _, Result, bail};
 
 mod dist;
 mod fuzz;
+mod image;
 mod proto;
 
 /// Debian packages: the gadget build tools (clang, llvm-strip, libbpf
@@ -135,13 +140,14 @@ fn main() -> Result<()> {
         Some("test") => test(),
         Some("bench") => bench(&root, &args[1..]),
         Some("dist") => dist::dist(&root).map(|_| ()),
+        Some("image") => image::main(&root, &args[1..]),
         Some("man") => dist::reference(&root),
         Some("docs") => dist::reference(&root),
         Some("fuzz") => fuzz::main(&root, &args[1..]),
         Some("proto") => proto::main(&root, &args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <setup [--deps-only] | gadgets | test | bench [--quick] [--reps N] [--dur S] [--ig PATH] [--peers P,Q --storms S,T] | dist | man | docs | proto [--check]>"
+                "usage: cargo xtask <setup [--deps-only] | gadgets | test | bench [--quick] [--reps N] [--dur S] [--ig PATH] [--peers P,Q --storms S,T] | dist | image [--no-build] [--tag REF]... [--output FILE] | man | docs | proto [--check]>"
             );
             bail!("unknown or missing command")
         }
@@ -388,6 +394,9 @@ fn test() -> Result<()> {
     // The shipped static binary, built once per run, and its tests (the
     // `dist` test target is not part of the default `cargo test`).
     let shipped = dist::dist(&repo_root())?;
+    // The container image of deploy/kubernetes/ from those binaries
+    // (tests/dist/image.rs runs it under containerd and loads it in docker).
+    image::image(&repo_root(), &[], None)?;
     cargo(&["test", "--locked", "--test", "dist"])?;
     // Not a timed test: a few seconds under the harness so the benchmark
     // command cannot rot. The numbers of a real run go to docs/benchmarks.md.
