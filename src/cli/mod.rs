@@ -368,6 +368,18 @@ fn hint(e: &anyhow::Error, doing: Doing) -> Option<String> {
             Some(ImageError::UnknownReferences { .. }) => {
                 return Some("that entry of the store's index.json has no name: pull the image again by digest, or delete the entry from index.json, then try again".into());
             }
+            Some(ImageError::Json {
+                what: "index",
+                path,
+                ..
+            }) => {
+                let store = path.parent().unwrap_or(path);
+                return Some(format!(
+                    "the store's list of images is damaged: correct the JSON at the place named above or restore {} from a backup; or, to give up the store's images and start empty, remove the store: rm -r {}",
+                    path.display(),
+                    store.display()
+                ));
+            }
             Some(ImageError::IndexMissing { path, store }) => {
                 return Some(format!(
                     "restore {} from a backup; or, to give the images up and start empty, remove the store: rm -r {}",

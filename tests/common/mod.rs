@@ -186,3 +186,51 @@ pub fn full_pipe_fds() -> (std::fs::File, std::os::fd::OwnedFd) {
         )
     }
 }
+
+/// Runs `cmd` to its end (killed after `limit`) with its output collected,
+/// and returns that and its peak resident set size in KiB, as the kernel
+/// counted it for the child (`wait4`'s `ru_maxrss`): a memory bound on a
+/// real run, not a sample.
+pub fn output_and_peak_rss(cmd: &mut Command, limit: std::time::Duration) -> (Output, u64) {
+    use std::io::Read as _;
+    use std::os::unix::process::ExitStatusExt as _;
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {cmd:?}: {e}"));
+    let drain = |mut r: Box<dyn std::io::Read + Send>| {
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            let _ = r.read_to_end(&mut v);
+            v
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().unwrap()));
+    let err = drain(Box::new(child.stderr.take().unwrap()));
+    let pid = child.id() as libc::pid_t;
+    let deadline = std::time::Instant::now() + limit;
+    let (status, rss) = loop {
+        let mut status = 0;
+        // SAFETY: rusage is plain data the kernel fills.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: our own child; wait4 writes only into the two locals.
+        let r = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
+        assert!(r >= 0, "wait4: {}", std::io::Error::last_os_error());
+        if r == pid {
+            break (status, u64::try_from(usage.ru_maxrss).unwrap_or(0));
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let output = Output {
+        status: std::process::ExitStatus::from_raw(status),
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    };
+    (output, rss)
+}
