@@ -499,6 +499,38 @@ impl Drop for FakeRegistry {
 
 // ------------------------------------------------------------------ tests
 
+/// A 1 GiB layer goes to a real registry and back with a peak RSS under
+/// 100 MiB each way: a push read every blob whole before (issue 33 item
+/// 1), a pull streamed already.
+#[test]
+fn a_1_gib_layer_is_pushed_and_pulled_in_bounded_memory() {
+    let reg = Registry::start();
+    let src = Env::new();
+    let tar = src.store.dir.path().join("big.tar");
+    common::archive_with_zero_layer(&tar, 1 << 30);
+    let limit = Duration::from_secs(600);
+    let big = |env: &Env, args: &[&str]| {
+        let (out, rss) =
+            common::output_and_peak_rss(env.cmd(args).env("IG_MAX_LAYER_SIZE", "2G"), limit);
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+        assert!(rss < 100 << 10, "{args:?}: peak RSS {rss} KiB");
+    };
+    big(&src, &["image", "import", tar.to_str().unwrap()]);
+    std::fs::remove_file(&tar).unwrap();
+    let image = format!("{}/big/big:v1", reg.host());
+    src.ok(&["image", "tag", "big:v1", &image]);
+    big(&src, &["image", "push", &image]);
+    drop(src);
+    let dst = Env::new();
+    big(&dst, &["image", "pull", &image]);
+    assert!(
+        dst.listed_digest(&format!("{}/big/big", reg.host()))
+            .is_some(),
+        "{}",
+        dst.ok(&["image", "list"])
+    );
+}
+
 #[test]
 fn push_then_pull_keeps_every_digest() {
     let reg = Registry::start();

@@ -237,7 +237,7 @@ pub fn export(
             let blob = if is_document(&b.descriptor.media_type) || !b.bytes.is_empty() {
                 LayoutBlob::Bytes(b.bytes)
             } else {
-                LayoutBlob::Stored(b.descriptor.clone())
+                LayoutBlob::Stored(Box::new(b.descriptor.clone()))
             };
             blobs.entry(b.descriptor.digest).or_insert(blob);
         }
@@ -295,7 +295,7 @@ pub enum LayoutBlob {
     Bytes(Vec<u8>),
     /// In the store: streamed from its file, checked as it is read
     /// ([`Store::open_blob`]).
-    Stored(Descriptor),
+    Stored(Box<Descriptor>),
 }
 
 /// Writes the tar of an OCI layout holding `entries` (each named by its

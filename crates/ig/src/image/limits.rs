@@ -16,36 +16,34 @@ pub const MAX_JSON: u64 = 4 << 20;
 /// pushes and exports stream them. See [`max_layer`].
 pub const MAX_LAYER: u64 = 256 << 20;
 
-/// The variable that raises (or lowers) [`MAX_LAYER`]: bytes, or with a
-/// `K`, `M` or `G` suffix (powers of 1024): `IG_MAX_LAYER_SIZE=1G`.
+/// The environment variable through which the CLI raises (or lowers)
+/// [`MAX_LAYER`] ([`set_max_layer`]): bytes, or with a `K`, `M` or `G`
+/// suffix (powers of 1024), `IG_MAX_LAYER_SIZE=1G`. The library itself
+/// reads no environment.
 pub const MAX_LAYER_VAR: &str = "IG_MAX_LAYER_SIZE";
 
 /// An image's blobs together (a pull, an archive's import): they go to
 /// disk, not memory, but a hostile image should not fill the disk.
 pub const MAX_IMAGE: u64 = 4 << 30;
 
-/// The largest layer the store, pulls, imports and builds accept:
-/// [`MAX_LAYER`] unless [`MAX_LAYER_VAR`] says otherwise (read once per
-/// process; a value that is not a size is warned about and ignored).
+static LAYER_LIMIT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(MAX_LAYER);
+
+/// The largest layer the store, pulls, imports, exports, pushes and builds
+/// accept in this process: [`MAX_LAYER`] unless [`set_max_layer`] said
+/// otherwise.
 pub fn max_layer() -> u64 {
-    static LIMIT: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    *LIMIT.get_or_init(|| {
-        let Some(v) = std::env::var_os(MAX_LAYER_VAR) else {
-            return MAX_LAYER;
-        };
-        let v = v.to_string_lossy();
-        parse_size(&v).unwrap_or_else(|| {
-            log::warn!(
-                "{MAX_LAYER_VAR}={} is not a size (bytes, or a number with K, M or G); the limit stays {MAX_LAYER} bytes",
-                crate::text::Echo(&v)
-            );
-            MAX_LAYER
-        })
-    })
+    LAYER_LIMIT.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Sets [`max_layer`] for the whole process (at least 1 byte): for images
+/// whose layers are larger than the default. `ig run` holds the layers it
+/// uses in memory, so this is also how much it may hold per layer.
+pub fn set_max_layer(bytes: u64) {
+    LAYER_LIMIT.store(bytes.max(1), std::sync::atomic::Ordering::Relaxed);
 }
 
 /// `123`, `64K`, `512M`, `2G` (powers of 1024) as bytes; at least 1.
-fn parse_size(s: &str) -> Option<u64> {
+pub fn parse_size(s: &str) -> Option<u64> {
     let s = s.trim();
     let (digits, shift) = match s.as_bytes().last()? {
         b'k' | b'K' => (&s[..s.len() - 1], 10),
