@@ -240,13 +240,21 @@ pub fn output_and_peak_rss(cmd: &mut Command, limit: std::time::Duration) -> (Ou
 }
 
 /// A ustar header for a regular file `name` of `size` bytes.
-fn tar_header(name: &str, size: u64) -> [u8; 512] {
+pub fn tar_header(name: &str, size: u64) -> [u8; 512] {
+    let size = format!("{size:011o}");
+    tar_header_raw(name.as_bytes(), size.as_bytes().try_into().unwrap())
+}
+
+/// A ustar header for a regular file named by `name` (any bytes) whose
+/// size field holds `size` (a number or not), with a valid checksum: what
+/// a hostile archive can say.
+pub fn tar_header_raw(name: &[u8], size: &[u8; 11]) -> [u8; 512] {
     let mut h = [0u8; 512];
-    h[..name.len()].copy_from_slice(name.as_bytes());
+    h[..name.len()].copy_from_slice(name);
     h[100..107].copy_from_slice(b"0000644");
     h[108..115].copy_from_slice(b"0000000");
     h[116..123].copy_from_slice(b"0000000");
-    h[124..135].copy_from_slice(format!("{size:011o}").as_bytes());
+    h[124..135].copy_from_slice(size);
     h[136..147].copy_from_slice(b"00000000000");
     h[156] = b'0';
     h[257..263].copy_from_slice(b"ustar\0");
@@ -259,11 +267,13 @@ fn tar_header(name: &str, size: u64) -> [u8; 512] {
 
 fn sha256(bytes: &[u8]) -> String {
     use sha2::Digest as _;
-    let d = sha2::Sha256::digest(bytes);
-    format!(
-        "sha256:{}",
-        d.iter().map(|b| format!("{b:02x}")).collect::<String>()
-    )
+    sha256_digest(sha2::Sha256::digest(bytes).as_slice())
+}
+
+/// `sha256:HEX` of a finished SHA-256.
+fn sha256_digest(hash: &[u8]) -> String {
+    let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
 }
 
 /// An OCI archive of one image, `ghcr.io/inspektor-gadget/gadget/big:v1`,
@@ -282,13 +292,7 @@ pub fn archive_with_zero_layer(path: &Path, layer_size: u64) {
             h.update(&zeros[..n]);
             left -= n as u64;
         }
-        format!(
-            "sha256:{}",
-            h.finalize()
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<String>()
-        )
+        sha256_digest(h.finalize().as_slice())
     };
     let config = b"{}".to_vec();
     let manifest = serde_json::to_vec(&serde_json::json!({
