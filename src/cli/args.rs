@@ -10,6 +10,10 @@ use clap::{Args, Parser, Subcommand};
 ///
 /// A gadget is an eBPF program plus metadata (gadget.yaml), built into an OCI
 /// image. Build one with `ig image build DIR`, then run it with `ig run NAME`.
+///
+/// An image layer (eBPF object, WASM module) may be at most 256 MiB;
+/// IG_MAX_LAYER_SIZE=SIZE (bytes, or with K, M or G) changes that for
+/// every command (`ig run` holds the layers it uses in memory).
 #[derive(Debug, Parser)]
 #[command(name = "ig", version, propagate_version = true, max_term_width = 100)]
 pub struct Cli {

@@ -155,12 +155,18 @@ pub fn image(store: &Path, registry: &RegistryArgs, cmd: ImageCommand) -> anyhow
                 let all: Vec<serde_json::Value> = images
                     .iter()
                     .map(|i| {
-                        serde_json::json!({
+                        let mut v = serde_json::json!({
                             "Repository": i.repository,
                             "Tag": i.tag.clone().unwrap_or_default(),
                             "Digest": i.digest.to_string(),
                             "Created": i.created.clone().unwrap_or_default(),
-                        })
+                        });
+                        // Only for a damaged image: upstream's keys stay
+                        // as they are for every sound one.
+                        if let Some(p) = &i.problem {
+                            v["Problem"] = p.clone().into();
+                        }
+                        v
                     })
                     .collect();
                 logger::stdout_line(&if output == ListFormat::Json {
@@ -168,9 +174,11 @@ pub fn image(store: &Path, registry: &RegistryArgs, cmd: ImageCommand) -> anyhow
                 } else {
                     serde_json::to_string_pretty(&all)?
                 });
+                damaged_hint(&images);
                 return Ok(());
             }
-            let rows: Vec<[String; 4]> = images
+            let any_damaged = images.iter().any(|i| i.problem.is_some());
+            let rows: Vec<Vec<String>> = images
                 .iter()
                 .map(|i| {
                     let repo = if no_trunc {
@@ -183,17 +191,26 @@ pub fn image(store: &Path, registry: &RegistryArgs, cmd: ImageCommand) -> anyhow
                     } else {
                         i.digest.short().to_owned()
                     };
-                    [
+                    let mut row = vec![
                         repo,
                         i.tag.clone().unwrap_or_else(|| "<none>".into()),
                         digest,
                         i.created.clone().unwrap_or_default(),
-                    ]
+                    ];
+                    if any_damaged {
+                        row.push(i.problem.clone().unwrap_or_default());
+                    }
+                    row
                 })
                 .collect();
-            logger::stdout_line(
-                table::render(["REPOSITORY", "TAG", "DIGEST", "CREATED"], &rows).trim_end(),
-            );
+            // The PROBLEM column only when an image has one: a sound
+            // store lists as upstream's does.
+            let mut header = vec!["REPOSITORY", "TAG", "DIGEST", "CREATED"];
+            if any_damaged {
+                header.push("PROBLEM");
+            }
+            logger::stdout_line(table::render_rows(&header, &rows).trim_end());
+            damaged_hint(&images);
             Ok(())
         }
         ImageCommand::Prune => {
@@ -311,4 +328,18 @@ fn remove_build_dirs_on_interrupt() -> anyhow::Result<()> {
         })
         .context("starting the thread that cleans up after SIGINT and SIGTERM")?;
     Ok(())
+}
+
+/// After `ig image list`: what to do about images it showed as damaged.
+fn damaged_hint(images: &[ig::image::ImageSummary]) {
+    let damaged: Vec<&ig::image::ImageSummary> =
+        images.iter().filter(|i| i.problem.is_some()).collect();
+    let Some(first) = damaged.first() else {
+        return;
+    };
+    logger::hint(&format!(
+        "{} image(s) cannot be used as stored (PROBLEM); `ig image inspect {}` says more; remove a damaged image with `ig image remove NAME` and pull, build or import it again",
+        damaged.len(),
+        first.reference
+    ));
 }

@@ -136,8 +136,11 @@ fn wants_color(
 }
 
 /// `level: msg` and a newline, the level word colored when stderr gets
-/// color.
+/// color, and `msg`'s control characters escaped (`ig::text`).
 fn format_line(level: Level, msg: &str) -> String {
+    // Whatever a message quotes (a tar header, a registry's answer, a
+    // guest's stderr), it cannot drive the terminal.
+    let msg = ig::text::escape_message(msg);
     if color() {
         format!("\x1b[{}m{}:\x1b[0m {msg}\n", level.sgr(), level.word())
     } else {
@@ -296,7 +299,10 @@ pub fn finish() {
 /// of `ig run`).
 pub fn guest_stderr() -> ig::operators::wasm::StderrWriter {
     std::sync::Arc::new(|b: &[u8]| {
-        err_out().message(b);
+        // The guest is the image's code: its bytes do not drive the
+        // terminal either.
+        let text = String::from_utf8_lossy(b);
+        err_out().message(ig::text::escape_message(&text).as_bytes());
     })
 }
 

@@ -47,6 +47,20 @@ pub fn main() -> ExitCode {
     // Phase zero: settings of the config file and INSPEKTOR_GADGET_*
     // variables become flags the user did not give (see `config`).
     logger::init(config::prescan_verbosity(&argv));
+    // The layer limit, before anything reads an image (`ig run` reads
+    // its image before the arguments are parsed whole).
+    if let Some(v) = std::env::var_os(ig::image::limits::MAX_LAYER_VAR) {
+        let v = v.to_string_lossy();
+        match ig::image::limits::parse_size(&v) {
+            Some(bytes) => ig::image::limits::set_max_layer(bytes),
+            None => log::warn!(
+                "{}={} is not a size (bytes, or a number with K, M or G); layers stay limited to {} bytes",
+                ig::image::limits::MAX_LAYER_VAR,
+                ig::text::Echo(&v),
+                ig::image::limits::MAX_LAYER
+            ),
+        }
+    }
     let argv = match config::from_argv(&argv, gadget_args::prescan(&argv, &cmd).is_some()) {
         Ok(a) => a,
         Err(e) => return fail(&e),
@@ -368,6 +382,18 @@ fn hint(e: &anyhow::Error, doing: Doing) -> Option<String> {
             }
             Some(ImageError::UnknownReferences { .. }) => {
                 return Some("that entry of the store's index.json has no name: pull the image again by digest, or delete the entry from index.json, then try again".into());
+            }
+            Some(ImageError::Json {
+                what: "index",
+                path,
+                ..
+            }) => {
+                let store = path.parent().unwrap_or(path);
+                return Some(format!(
+                    "the store's list of images is damaged: correct the JSON at the place named above or restore {} from a backup; or, to give up the store's images and start empty, remove the store: rm -r {}",
+                    path.display(),
+                    store.display()
+                ));
             }
             Some(ImageError::IndexMissing { path, store }) => {
                 return Some(format!(

@@ -12,10 +12,17 @@ use tabled::settings::{Padding, Style};
 
 /// `rows` under `header`, each line ending in `\n`.
 pub fn render<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> String {
-    let mut b = Builder::with_capacity(rows.len() + 1, N);
-    b.push_record(header);
+    render_rows(&header, rows)
+}
+
+/// [`render`] for a number of columns known at run time (`ig image list`
+/// adds PROBLEM when an image is damaged). Every row has `header.len()`
+/// cells.
+pub fn render_rows<R: AsRef<[String]>>(header: &[&str], rows: &[R]) -> String {
+    let mut b = Builder::with_capacity(rows.len() + 1, header.len());
+    b.push_record(header.iter().copied());
     for r in rows {
-        b.push_record(r.iter().map(String::as_str));
+        b.push_record(r.as_ref().iter().map(String::as_str));
     }
     let mut t = b.build();
     t.with(Style::empty()).with(Padding::new(0, 2, 0, 0));

@@ -340,6 +340,13 @@ enum Reply {
     Full(Response),
     /// Nothing at all: the request is read, the connection held open.
     Silent,
+    /// A 200 without a length, then `total` bytes of `body` repeated,
+    /// as fast as the client takes them, then the connection is closed.
+    Stream {
+        content_type: &'static str,
+        body: Vec<u8>,
+        total: u64,
+    },
     /// A 200 whose headers announce `length` bytes, then `body` (shorter,
     /// or longer, than that), then nothing more while the connection is
     /// held open.
@@ -447,6 +454,23 @@ fn serve_one(
             hold();
             Ok(())
         }
+        Reply::Stream {
+            content_type,
+            body,
+            total,
+        } => {
+            write!(
+                conn,
+                "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nConnection: close\r\n\r\n"
+            )?;
+            let mut sent = 0u64;
+            while sent < total && !stop.load(Ordering::Relaxed) {
+                // A client that stopped reading ends the answer.
+                conn.write_all(&body)?;
+                sent += body.len() as u64;
+            }
+            conn.flush()
+        }
         Reply::Partial {
             content_type,
             length,
@@ -474,6 +498,38 @@ impl Drop for FakeRegistry {
 }
 
 // ------------------------------------------------------------------ tests
+
+/// A 1 GiB layer goes to a real registry and back with a peak RSS under
+/// 100 MiB each way: a push read every blob whole before (issue 33 item
+/// 1), a pull streamed already.
+#[test]
+fn a_1_gib_layer_is_pushed_and_pulled_in_bounded_memory() {
+    let reg = Registry::start();
+    let src = Env::new();
+    let tar = src.store.dir.path().join("big.tar");
+    common::archive_with_zero_layer(&tar, 1 << 30);
+    let limit = Duration::from_secs(600);
+    let big = |env: &Env, args: &[&str]| {
+        let (out, rss) =
+            common::output_and_peak_rss(env.cmd(args).env("IG_MAX_LAYER_SIZE", "2G"), limit);
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+        assert!(rss < 100 << 10, "{args:?}: peak RSS {rss} KiB");
+    };
+    big(&src, &["image", "import", tar.to_str().unwrap()]);
+    std::fs::remove_file(&tar).unwrap();
+    let image = format!("{}/big/big:v1", reg.host());
+    src.ok(&["image", "tag", "big:v1", &image]);
+    big(&src, &["image", "push", &image]);
+    drop(src);
+    let dst = Env::new();
+    big(&dst, &["image", "pull", &image]);
+    assert!(
+        dst.listed_digest(&format!("{}/big/big", reg.host()))
+            .is_some(),
+        "{}",
+        dst.ok(&["image", "list"])
+    );
+}
 
 #[test]
 fn push_then_pull_keeps_every_digest() {
@@ -1028,6 +1084,39 @@ fn bad_input_registry_answering_500() {
             && err.contains("internal error"),
         "{err}"
     );
+}
+
+/// A registry that answers a manifest request with a gigabyte: the body
+/// is counted as it arrives and refused past 4 MiB (oci-client read it
+/// whole first: 1 GiB took 1.07 GB of memory).
+#[test]
+fn bad_input_a_gigabyte_manifest_is_refused_after_4_mib_in_bounded_memory() {
+    let fake = FakeRegistry::start_with(|_, path| {
+        if path.contains("/manifests/") {
+            Reply::Stream {
+                content_type: "application/vnd.oci.image.index.v1+json",
+                body: vec![b' '; 1 << 20],
+                total: 1 << 30,
+            }
+        } else {
+            Reply::Full((200, "application/json", b"{}".to_vec()))
+        }
+    });
+    let env = Env::new();
+    env.seed();
+    let before = env.index_json();
+    let image = format!("{}/x/gadget:v1", fake.host());
+    let (out, rss_kib) =
+        common::output_and_peak_rss(&mut env.cmd(&["image", "pull", &image]), COMMAND_TIMEOUT);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("manifest of")
+            && err.contains("is larger than 4194304 bytes (reading stopped there)"),
+        "{err}"
+    );
+    assert!(rss_kib < 100 << 10, "peak RSS {rss_kib} KiB");
+    assert_eq!(before, env.index_json());
 }
 
 #[test]

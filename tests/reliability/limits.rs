@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use crate::common::{TestStore, text};
+use crate::common::{TestStore, archive_with_zero_layer, output_and_peak_rss, text};
 
 /// A gadget of `programs` no-op tracepoint programs, all in one section,
 /// and `description` as its gadget.yaml description.
@@ -107,6 +107,70 @@ fn an_oversized_index_is_refused_before_it_is_read() {
     assert!(!out.status.success());
     assert!(
         err.contains("index.json is 2147483648 bytes; at most 67108864 are read"),
+        "{err}"
+    );
+}
+
+/// Issue 33 item 1: `ig image import` held every blob of the archive in
+/// memory (a 1 GiB layer took 2.1 GB), and `ig image export` every blob of
+/// the image. Both stream now: a 1 GiB layer goes through each with a
+/// peak RSS under 100 MiB. Layers are refused past the documented
+/// limit unless `IG_MAX_LAYER_SIZE` raises it.
+#[test]
+fn a_1_gib_layer_is_imported_and_exported_in_bounded_memory() {
+    const GIB: u64 = 1 << 30;
+    let s = TestStore::new();
+    let tar = s.dir.path().join("big.tar");
+    archive_with_zero_layer(&tar, GIB);
+    let limit = std::time::Duration::from_secs(600);
+
+    // Past the default limit (256 MiB): refused from the tar header, before
+    // a byte of the layer is read.
+    let (out, rss) = output_and_peak_rss(
+        s.ig().args(["image", "import", tar.to_str().unwrap()]),
+        limit,
+    );
+    let err = text(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("is larger than 268435456 bytes"), "{err}");
+    assert!(rss < 100 << 10, "peak RSS {rss} KiB");
+
+    let (out, rss) = output_and_peak_rss(
+        s.ig()
+            .env("IG_MAX_LAYER_SIZE", "2G")
+            .args(["image", "import", tar.to_str().unwrap()]),
+        limit,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("Imported ghcr.io/inspektor-gadget/gadget/big:v1"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(rss < 100 << 10, "import: peak RSS {rss} KiB");
+    std::fs::remove_file(&tar).unwrap();
+
+    let exported = s.dir.path().join("out.tar");
+    let (out, rss) = output_and_peak_rss(
+        s.ig().env("IG_MAX_LAYER_SIZE", "2G").args([
+            "image",
+            "export",
+            "big:v1",
+            exported.to_str().unwrap(),
+        ]),
+        limit,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(rss < 100 << 10, "export: peak RSS {rss} KiB");
+    assert!(std::fs::metadata(&exported).unwrap().len() > GIB);
+    std::fs::remove_file(&exported).unwrap();
+    // Without the variable, the store's own reader refuses the layer too:
+    // what the limit says holds for every reader.
+    let out = s.run(&["image", "export", "big:v1", exported.to_str().unwrap()]);
+    let err = text(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("more than the 268435456 bytes allowed"),
         "{err}"
     );
 }

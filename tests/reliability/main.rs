@@ -11,6 +11,8 @@
 //!   stop within 1 s on SIGINT. Needs root, like tests/kernel.
 //! - `privileges`: what works without root, and the message when the
 //!   capabilities are missing.
+//! - `messages`: what bad input is told (escaped, cut, described, with
+//!   repair hints).
 //! - `files`: `ig image export` to devices, FIFOs, stdout, sockets,
 //!   directories and terminals, and links another user plants at its
 //!   temp name or its destination.
@@ -22,5 +24,6 @@ mod files;
 mod fuzz_replay;
 mod kernel;
 mod limits;
+mod messages;
 mod privileges;
 mod store;

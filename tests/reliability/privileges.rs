@@ -104,6 +104,10 @@ fn writing_a_store_of_another_user_is_refused_with_the_reason() {
     assert!(!out.status.success());
     let err = text(&out.stderr);
     assert!(err.contains("owned by uid 0"), "{err}");
+    assert!(
+        err.contains("ig writes a store only when you (uid 65534) own it"),
+        "{err}"
+    );
     let out = ig_as_nobody(&s.path(), "", &["image", "tag", "minimal", "other"]);
     assert!(
         text(&out.stderr).contains("owned by uid 0"),

@@ -379,6 +379,12 @@ fn a_store_owned_by_another_user_is_refused_with_the_reason() {
             err.contains("owned by uid 65534") && err.contains("refusing the image store"),
             "{args:?}: {err}"
         );
+        // Root is told the rule for root, not "not by you (uid 0) nor by
+        // root", which contradicts itself.
+        assert!(
+            err.contains("only when root owns it") && !err.contains("not by you"),
+            "{args:?}: {err}"
+        );
         assert!(!err.contains("panicked"), "{err}");
     }
     // The same store, owned by us again, works.

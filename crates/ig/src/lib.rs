@@ -28,4 +28,5 @@ pub mod pipeline;
 pub mod run;
 pub mod runner;
 pub mod symbols;
+pub mod text;
 pub mod version;

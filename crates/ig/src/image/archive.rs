@@ -5,9 +5,12 @@
 //! Owns: writing such a tar from images of the store (each named in
 //! `index.json` by the annotation `org.opencontainers.image.ref.name`
 //! holding its full normalized reference, as upstream does), and reading
-//! one back: every blob is checked against the digest its path names and
-//! every image's graph against its descriptors before the store is
-//! touched, and the store then adds all images in one `index.json` write.
+//! one back: every blob is streamed into an ingest session of the store
+//! (`store::Ingest`: on disk, hashed as it is written, never whole in
+//! memory) and checked against the digest its path names, every image's
+//! graph is checked against its descriptors before the store's index is
+//! touched, and the session then adds all images in one `index.json`
+//! write. An export streams each blob from its store file into the tar.
 //! An exported image's cosign signature (`repo:sha256-<hex>.sig`, see
 //! `trust`) and its OCI 1.1 signature referrers (the tag schema's index
 //! `repo:sha256-<hex>`) are written next to it, and come back like any
@@ -33,19 +36,18 @@ use super::oci::{
     MEDIA_TYPE_IMAGE_MANIFEST, TopLevel,
 };
 use super::reference::Reference;
-use super::store::Store;
+use super::store::{Ingest, Store};
 use super::trust::{self, Origin};
 use crate::files::{Destination, DestinationError, Target};
+use crate::text::{Echo, EchoBare};
 
 const LAYOUT_FILE: &str = "oci-layout";
 const INDEX_FILE: &str = "index.json";
 /// Largest `index.json`, `oci-layout` or manifest read from an archive.
 const MAX_JSON: u64 = super::limits::MAX_JSON;
-/// Largest single blob (what the store reads back), and largest sum of
-/// blobs: an import holds the archive's blobs in memory until every one is
-/// verified.
-const MAX_BLOB: u64 = super::limits::MAX_LAYER;
-const MAX_TOTAL: u64 = 4 * MAX_BLOB;
+/// Largest sum of an archive's blobs (they go to disk, not memory; this
+/// is a pull's limit on one image).
+const MAX_TOTAL: u64 = super::limits::MAX_IMAGE;
 
 /// Why an OCI archive cannot be exported or imported.
 #[derive(Debug, thiserror::Error)]
@@ -70,7 +72,7 @@ pub enum ArchiveError {
         what: String,
     },
     /// `path`: unsupported OCI image layout version `version`.
-    #[error("{}: unsupported OCI image layout version {version:?}", path.display())]
+    #[error("{}: unsupported OCI image layout version {}", path.display(), Echo(version))]
     UnsupportedLayout {
         /// The file.
         path: PathBuf,
@@ -109,7 +111,7 @@ pub enum ArchiveError {
         digest: Digest,
     },
     /// An entry of the archive is larger than allowed.
-    #[error("{}: {what} {name:?} is larger than {limit} bytes", path.display())]
+    #[error("{}: {what} {} is larger than {limit} bytes", path.display(), Echo(name))]
     TooLarge {
         /// The file.
         path: PathBuf,
@@ -121,7 +123,7 @@ pub enum ArchiveError {
         limit: u64,
     },
     /// `path`: image `reference` has unsupported media type `media_type`.
-    #[error("{}: image {reference} has unsupported media type {media_type:?}", path.display())]
+    #[error("{}: image {reference} has unsupported media type {}", path.display(), Echo(media_type))]
     UnsupportedMediaType {
         /// The file.
         path: PathBuf,
@@ -138,7 +140,7 @@ pub enum ArchiveError {
         path: PathBuf,
     },
     /// An image name in the archive is not a valid reference.
-    #[error("{}: image name {name:?}: {source}", path.display())]
+    #[error("{}: image name {}: {source}", path.display(), Echo(name))]
     BadName {
         /// The file.
         path: PathBuf,
@@ -174,15 +176,37 @@ pub struct Imported {
     pub untagged: usize,
 }
 
-/// An OCI layout read into memory, each blob verified against its path.
-#[derive(Debug, Default)]
+/// An OCI layout read from a tar: its documents parsed, every blob
+/// streamed into an ingest session of the store (never held whole in
+/// memory) and verified against the digest its path names.
+#[derive(Debug)]
 pub struct Layout {
     /// `index.json`, if the archive has one.
     pub index: Option<Index>,
     /// The `oci-layout` file's `imageLayoutVersion`.
     pub layout_version: Option<String>,
-    /// Every blob, by digest.
-    pub blobs: BTreeMap<Digest, Vec<u8>>,
+    /// Every blob's size, by digest; the bytes wait in `ingest`.
+    pub blobs: BTreeMap<Digest, u64>,
+    ingest: Ingest,
+}
+
+impl Layout {
+    /// The blob `digest` if the archive has it and it is a document
+    /// (at most [`MAX_JSON`] bytes: what gets parsed).
+    fn document(&self, digest: &Digest, path: &Path) -> Option<Result<Vec<u8>, ArchiveError>> {
+        self.blobs.get(digest)?;
+        let read = self.ingest.read_ready(digest, MAX_JSON)?;
+        Some(match read {
+            Ok(Ok(bytes)) => Ok(bytes),
+            Ok(Err(_)) => Err(ArchiveError::TooLarge {
+                path: path.to_owned(),
+                what: "manifest",
+                name: digest.to_string(),
+                limit: MAX_JSON,
+            }),
+            Err(e) => Err(e.into()),
+        })
+    }
 }
 
 /// What an export did.
@@ -205,15 +229,25 @@ pub fn export(
     target: Target<'_>,
 ) -> Result<Exported, ArchiveError> {
     let mut entries: Vec<(Reference, Descriptor)> = Vec::new();
-    let mut blobs: BTreeMap<Digest, Vec<u8>> = BTreeMap::new();
+    let mut blobs: BTreeMap<Digest, LayoutBlob> = BTreeMap::new();
+    // Documents are held (they are small and parsed); every other blob is
+    // verified now and streamed from its file into the tar later.
+    let mut add = |stored: Vec<super::store::StoredBlob>| {
+        for b in stored {
+            let blob = if is_document(&b.descriptor.media_type) || !b.bytes.is_empty() {
+                LayoutBlob::Bytes(b.bytes)
+            } else {
+                LayoutBlob::Stored(Box::new(b.descriptor.clone()))
+            };
+            blobs.entry(b.descriptor.digest).or_insert(blob);
+        }
+    };
     for r in images {
         if entries.iter().any(|(e, _)| e == r) {
             continue;
         }
-        let (top, stored) = store.image_blobs(r)?;
-        for b in stored {
-            blobs.entry(b.descriptor.digest).or_insert(b.bytes);
-        }
+        let (top, stored) = store.image_blobs_streamed(r)?;
+        add(stored);
         let signed = top.digest.clone();
         entries.push((r.clone(), top));
         // The image's signature travels with it, named as cosign names it
@@ -232,10 +266,8 @@ pub fn export(
             let Some(stored_as) = stored_as else {
                 continue;
             };
-            let (sig_top, stored) = store.image_blobs(&stored_as)?;
-            for b in stored {
-                blobs.entry(b.descriptor.digest).or_insert(b.bytes);
-            }
+            let (sig_top, stored) = store.image_blobs_streamed(&stored_as)?;
+            add(stored);
             if !entries.iter().any(|(e, _)| *e == name) {
                 entries.push((name, sig_top));
             }
@@ -245,7 +277,7 @@ pub fn export(
     let mut dest = Destination::open(target)?;
     let to_stdout = dest.is_stdout();
     let mut out = io::BufWriter::with_capacity(1 << 20, &mut dest);
-    write_layout(&entries, &blobs, &mut out)
+    write_layout(store, &entries, &blobs, &mut out)
         .and_then(|()| out.flush())
         .map_err(|source| ArchiveError::Write {
             target: target.to_string(),
@@ -256,11 +288,22 @@ pub fn export(
     Ok(Exported { to_stdout })
 }
 
+/// A blob of an archive being written.
+#[derive(Debug)]
+pub enum LayoutBlob {
+    /// Held in memory (a document).
+    Bytes(Vec<u8>),
+    /// In the store: streamed from its file, checked as it is read
+    /// ([`Store::open_blob`]).
+    Stored(Box<Descriptor>),
+}
+
 /// Writes the tar of an OCI layout holding `entries` (each named by its
-/// reference) and `blobs`.
+/// reference) and `blobs` (those of `store` streamed from their files).
 pub fn write_layout(
+    store: &Store,
     entries: &[(Reference, Descriptor)],
-    blobs: &BTreeMap<Digest, Vec<u8>>,
+    blobs: &BTreeMap<Digest, LayoutBlob>,
     out: impl Write,
 ) -> io::Result<()> {
     let mut manifests: Vec<Descriptor> = entries
@@ -295,9 +338,16 @@ pub fn write_layout(
     for alg in algorithms {
         append_dir(&mut tar, &format!("blobs/{alg}/"))?;
     }
-    for (digest, bytes) in blobs {
+    for (digest, blob) in blobs {
         let rel = digest.blob_rel_path();
-        append_file(&mut tar, &rel.to_string_lossy(), bytes)?;
+        match blob {
+            LayoutBlob::Bytes(bytes) => append_file(&mut tar, &rel.to_string_lossy(), bytes)?,
+            LayoutBlob::Stored(desc) => {
+                let reader = store.open_blob(desc).map_err(io::Error::other)?;
+                let mut h = header(tar::EntryType::Regular, 0o644, desc.size);
+                tar.append_data(&mut h, &*rel.to_string_lossy(), reader)?;
+            }
+        }
     }
     tar.into_inner()?.flush()
 }
@@ -323,14 +373,83 @@ fn append_dir<W: Write>(tar: &mut tar::Builder<W>, name: &str) -> io::Result<()>
     tar.append_data(&mut h, name, io::empty())
 }
 
-/// Reads an OCI layout tar. Blobs are verified against the digest their
-/// path names; entries that are not part of a layout are ignored. `path`
-/// is only used in errors.
-pub fn read_layout(input: impl Read, path: &Path) -> Result<Layout, ArchiveError> {
-    let io_err = |source| ArchiveError::Io {
+/// A tar reader's error about the archive's content quotes the archive
+/// (`... when getting size for NAME`, NAME an entry's name): its text is
+/// escaped whole, line breaks included, and cut ([`EchoBare`]), so an
+/// entry named with escape sequences or a forged `hint:` line shows as
+/// what it is. An error of the system (`EIO`) is kept as it is.
+fn quoting_the_archive(e: io::Error) -> io::Error {
+    if e.raw_os_error().is_some() || e.get_ref().is_none() {
+        return e;
+    }
+    io::Error::new(e.kind(), EchoBare(&e.to_string()).to_string())
+}
+
+/// What `first` (the first bytes of a file, up to a tar block) is, when
+/// it is not the start of a tar archive; `None` when it is one.
+fn not_a_tar(first: &[u8]) -> Option<&'static str> {
+    if first.is_empty() {
+        return Some("the file is empty");
+    }
+    if first.starts_with(&[0x1f, 0x8b]) {
+        return Some(
+            "it is gzip-compressed data (decompress it first: an OCI archive is a plain tar)",
+        );
+    }
+    if first.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        return Some(
+            "it is zstd-compressed data (decompress it first: an OCI archive is a plain tar)",
+        );
+    }
+    if first.len() >= 512 && first.iter().all(|&b| b == 0) {
+        // Two zero blocks end a tar: an empty archive is still a tar.
+        return None;
+    }
+    // A tar header's checksum: the sum of its bytes, the checksum field
+    // counted as spaces, written in octal at offset 148.
+    let valid_header = first.len() >= 512 && {
+        let field = &first[148..156];
+        let digits: String = field
+            .iter()
+            .map(|&b| b as char)
+            .filter(|c| ('0'..='7').contains(c))
+            .collect();
+        let sum: u32 = first[..512]
+            .iter()
+            .enumerate()
+            .map(|(i, &b)| {
+                if (148..156).contains(&i) {
+                    32
+                } else {
+                    u32::from(b)
+                }
+            })
+            .sum();
+        u32::from_str_radix(&digits, 8).is_ok_and(|want| want == sum)
+    };
+    if valid_header {
+        return None;
+    }
+    Some(if std::str::from_utf8(first).is_ok() {
+        "it is text, not a tar archive"
+    } else {
+        "its first bytes are not a tar header"
+    })
+}
+
+/// Reads an OCI layout tar into an ingest session of `store`: documents
+/// (`oci-layout`, `index.json`, at most [`MAX_JSON`] each) are parsed,
+/// every blob is streamed to disk in pieces and verified against the
+/// digest its path names as it is written (at most `limits::max_layer()` each,
+/// [`MAX_TOTAL`] in all); entries that are not part of a layout are
+/// ignored. Memory stays bounded whatever the archive holds. `path` is
+/// only used in errors. Nothing is added to the store until
+/// [`import_layout`].
+pub fn read_layout(store: &Store, input: impl Read, path: &Path) -> Result<Layout, ArchiveError> {
+    let io_err = |source: io::Error| ArchiveError::Io {
         op: "reading archive",
         path: path.to_owned(),
-        source,
+        source: quoting_the_archive(source),
     };
     let too_large = |what, name: &str, limit| ArchiveError::TooLarge {
         path: path.to_owned(),
@@ -338,9 +457,30 @@ pub fn read_layout(input: impl Read, path: &Path) -> Result<Layout, ArchiveError
         name: name.to_owned(),
         limit,
     };
-    let mut layout = Layout::default();
+    // A file that is not a tar at all is said so, before the tar reader
+    // quotes its bytes as a header's fields (`ig image import
+    // /etc/passwd` printed the file).
+    let mut input = io::BufReader::with_capacity(64 << 10, input);
+    let mut first = Vec::with_capacity(512);
+    (&mut input)
+        .take(512)
+        .read_to_end(&mut first)
+        .map_err(io_err)?;
+    if let Some(what) = not_a_tar(&first) {
+        return Err(ArchiveError::NotALayout {
+            path: path.to_owned(),
+            what: what.to_owned(),
+        });
+    }
+    let mut layout = Layout {
+        index: None,
+        layout_version: None,
+        blobs: BTreeMap::new(),
+        ingest: store.ingest()?,
+    };
     let mut total: u64 = 0;
-    let mut archive = tar::Archive::new(input);
+    let mut archive = tar::Archive::new(io::Read::chain(&first[..], input));
+    let mut buf = vec![0u8; 256 << 10];
     for entry in archive.entries().map_err(io_err)? {
         let mut entry = entry.map_err(io_err)?;
         if entry.header().entry_type() != tar::EntryType::Regular {
@@ -349,25 +489,28 @@ pub fn read_layout(input: impl Read, path: &Path) -> Result<Layout, ArchiveError
         let name = entry.path().map_err(io_err)?.to_string_lossy().into_owned();
         let name = name.trim_start_matches("./").to_owned();
         let size = entry.size();
-        let mut read = |limit: u64, what| -> Result<Vec<u8>, ArchiveError> {
-            if size > limit {
-                return Err(too_large(what, &name, limit));
+        let short = |name: &str| {
+            io_err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("entry {} is shorter than its header says", Echo(name)),
+            ))
+        };
+        let read_json = |entry: &mut tar::Entry<'_, _>| -> Result<Vec<u8>, ArchiveError> {
+            if size > MAX_JSON {
+                return Err(too_large("file", &name, MAX_JSON));
             }
-            let mut buf = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
-            (&mut entry)
-                .take(limit + 1)
-                .read_to_end(&mut buf)
+            let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+            entry
+                .take(MAX_JSON + 1)
+                .read_to_end(&mut bytes)
                 .map_err(io_err)?;
-            if buf.len() as u64 != size {
-                return Err(io_err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    format!("entry {name} is shorter than its header says"),
-                )));
+            if bytes.len() as u64 != size {
+                return Err(short(&name));
             }
-            Ok(buf)
+            Ok(bytes)
         };
         if name == LAYOUT_FILE {
-            let bytes = read(MAX_JSON, "file")?;
+            let bytes = read_json(&mut entry)?;
             let l: ImageLayout =
                 serde_json::from_slice(&bytes).map_err(|source| ArchiveError::Json {
                     path: path.to_owned(),
@@ -376,7 +519,7 @@ pub fn read_layout(input: impl Read, path: &Path) -> Result<Layout, ArchiveError
                 })?;
             layout.layout_version = Some(l.image_layout_version);
         } else if name == INDEX_FILE {
-            let bytes = read(MAX_JSON, "file")?;
+            let bytes = read_json(&mut entry)?;
             let index: Index =
                 serde_json::from_slice(&bytes).map_err(|source| ArchiveError::Json {
                     path: path.to_owned(),
@@ -388,20 +531,53 @@ pub fn read_layout(input: impl Read, path: &Path) -> Result<Layout, ArchiveError
             && let Some((alg, hex)) = rest.split_once('/')
             && let Ok(digest) = Digest::parse(&format!("{alg}:{hex}"))
         {
+            let max_blob = super::limits::max_layer();
+            if size > max_blob {
+                return Err(too_large("blob", &name, max_blob));
+            }
             total = total.saturating_add(size);
             if total > MAX_TOTAL {
                 return Err(too_large("archive", "blobs", MAX_TOTAL));
             }
-            let bytes = read(MAX_BLOB, "blob")?;
-            let actual = digest.compute_like(&bytes);
-            if actual != digest {
-                return Err(ArchiveError::Corrupt {
+            if layout.blobs.contains_key(&digest) {
+                continue;
+            }
+            // What the tar says of the blob: its path names the digest,
+            // its header the size.
+            let desc = Descriptor {
+                media_type: "application/octet-stream".to_owned(),
+                digest: digest.clone(),
+                size,
+                urls: Vec::new(),
+                annotations: Default::default(),
+                data: None,
+                platform: None,
+                artifact_type: None,
+            };
+            let corrupt = |e| match e {
+                ImageError::Unverified {
+                    mismatch: Mismatch::Size { .. },
+                    ..
+                } => short(&name),
+                ImageError::Unverified { digest, mismatch } => ArchiveError::Corrupt {
                     path: path.to_owned(),
                     digest,
-                    mismatch: Mismatch::Hash { actual },
-                });
+                    mismatch,
+                },
+                e => e.into(),
+            };
+            let mut w = layout.ingest.blob(&desc)?;
+            loop {
+                let n = match entry.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(io_err(e)),
+                };
+                w.write(&buf[..n]).map_err(corrupt)?;
             }
-            layout.blobs.insert(digest, bytes);
+            w.finish().map_err(corrupt)?;
+            layout.blobs.insert(digest, size);
         }
     }
     Ok(layout)
@@ -410,21 +586,26 @@ pub fn read_layout(input: impl Read, path: &Path) -> Result<Layout, ArchiveError
 /// Imports every named image of the OCI layout tar at `path` into `store`.
 /// Nothing is added unless every image is complete and intact.
 pub fn import_file(store: &Store, path: &Path) -> Result<Imported, ArchiveError> {
+    let not_layout = |what: &str| ArchiveError::NotALayout {
+        path: path.to_owned(),
+        what: what.to_owned(),
+    };
+    if fs::metadata(path).is_ok_and(|m| m.is_dir()) {
+        return Err(not_layout(
+            "it is a directory (ig image import reads a tar of an OCI image layout, as `ig image export` writes; make one with `tar -cf FILE.tar -C DIR .`)",
+        ));
+    }
     let file = fs::File::open(path).map_err(|source| ArchiveError::Io {
         op: "opening archive",
         path: path.to_owned(),
         source,
     })?;
-    let layout = read_layout(io::BufReader::new(file), path)?;
-    import_layout(store, layout, path)
+    let layout = read_layout(store, file, path)?;
+    import_layout(layout, path)
 }
 
-/// Checks `layout` and adds its named images to `store` at once.
-pub fn import_layout(
-    store: &Store,
-    mut layout: Layout,
-    path: &Path,
-) -> Result<Imported, ArchiveError> {
+/// Checks `layout` and adds its named images to its store at once.
+pub fn import_layout(mut layout: Layout, path: &Path) -> Result<Imported, ArchiveError> {
     let not_layout = |what: &str| ArchiveError::NotALayout {
         path: path.to_owned(),
         what: what.to_owned(),
@@ -472,17 +653,14 @@ pub fn import_layout(
         });
     }
 
-    // Walk every image in memory first: a missing or mismatched blob is
-    // reported by name and the store is not touched.
+    // Walk every image first: a missing or mismatched blob is reported by
+    // name and the store is not touched.
     let mut needed: BTreeSet<Digest> = BTreeSet::new();
     for (reference, top) in &entries {
         check_closure(&layout, top, reference, path, &mut needed)?;
     }
-    let blobs: Vec<Vec<u8>> = needed
-        .iter()
-        .filter_map(|d| layout.blobs.remove(d))
-        .collect();
-    let added = store.import_all(&entries, blobs, Origin::Imported)?;
+    layout.ingest.retain(&needed);
+    let added = layout.ingest.commit(&entries, Origin::Imported)?;
     Ok(Imported {
         images: entries
             .into_iter()
@@ -526,7 +704,7 @@ fn check_closure(
         if !seen.insert(desc.digest.clone()) {
             continue;
         }
-        let Some(bytes) = layout.blobs.get(&desc.digest) else {
+        let Some(&size) = layout.blobs.get(&desc.digest) else {
             // The empty config may be only inline in its descriptor.
             if desc.is_empty_json() && desc.digest.matches(EMPTY_JSON) {
                 continue;
@@ -537,19 +715,23 @@ fn check_closure(
                 digest: desc.digest,
             });
         };
-        if bytes.len() as u64 != desc.size {
+        if size != desc.size {
             return Err(ArchiveError::Corrupt {
                 path: path.to_owned(),
                 digest: desc.digest,
                 mismatch: Mismatch::Size {
                     expected: desc.size,
-                    actual: bytes.len() as u64,
+                    actual: size,
                 },
             });
         }
         needed.insert(desc.digest.clone());
         if is_document(&desc.media_type) {
-            let doc = oci::parse_top_level(&desc.media_type, bytes).map_err(|source| {
+            let bytes = match layout.document(&desc.digest, path) {
+                Some(read) => read?,
+                None => continue,
+            };
+            let doc = oci::parse_top_level(&desc.media_type, &bytes).map_err(|source| {
                 ArchiveError::Json {
                     path: path.to_owned(),
                     what: format!("manifest {}", desc.digest),
@@ -619,7 +801,7 @@ mod tests {
         assert_eq!(first, fs::read(&file).unwrap(), "same images, same bytes");
 
         // The layout names each image by its full reference.
-        let layout = read_layout(&first[..], &file).unwrap();
+        let layout = read_layout(&src, &first[..], &file).unwrap();
         let names: Vec<&str> = layout
             .index
             .as_ref()
@@ -662,7 +844,7 @@ mod tests {
         let file = dir.path().join("out.tar");
         export(&src, std::slice::from_ref(&a), Target::Path(&file)).unwrap();
         planted.assert_not_followed();
-        let layout = read_layout(&fs::read(&file).unwrap()[..], &file).unwrap();
+        let layout = read_layout(&src, &fs::read(&file).unwrap()[..], &file).unwrap();
         assert_eq!(layout.index.unwrap().manifests.len(), 1);
     }
 
@@ -672,8 +854,8 @@ mod tests {
         let a = add(&src, "a:v1", b"object a");
         let file = dir.path().join("out.tar");
         export(&src, std::slice::from_ref(&a), Target::Path(&file)).unwrap();
-        let good = read_layout(&fs::read(&file).unwrap()[..], &file).unwrap();
         let (_d2, dst) = store();
+        let good = read_layout(&dst, &fs::read(&file).unwrap()[..], &file).unwrap();
         let index_before = fs::read(dst.root().join("index.json")).unwrap();
 
         // A blob whose content does not match its name.
@@ -683,14 +865,14 @@ mod tests {
             ("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#),
             (&rel.to_string_lossy(), b"tampered"),
         ]);
-        let e = read_layout(&bad[..], &file).unwrap_err();
+        let e = read_layout(&dst, &bad[..], &file).unwrap_err();
         assert!(
             matches!(&e, ArchiveError::Corrupt { digest: d, .. } if d == digest),
             "{e}"
         );
 
         // A missing blob is named.
-        let mut partial = read_layout(&fs::read(&file).unwrap()[..], &file).unwrap();
+        let mut partial = read_layout(&dst, &fs::read(&file).unwrap()[..], &file).unwrap();
         let (_, top) = ((), partial.index.as_ref().unwrap().manifests[0].clone());
         let victim = partial
             .blobs
@@ -699,7 +881,7 @@ mod tests {
             .cloned()
             .unwrap();
         partial.blobs.remove(&victim);
-        let e = import_layout(&dst, partial, &file).unwrap_err();
+        let e = import_layout(partial, &file).unwrap_err();
         assert!(
             matches!(&e, ArchiveError::MissingBlob { digest, .. } if *digest == victim),
             "{e}"
@@ -724,18 +906,18 @@ mod tests {
             ),
         ] {
             let t = tar_of(&files);
-            let e = read_layout(&t[..], &file)
-                .and_then(|l| import_layout(&dst, l, &file))
+            let e = read_layout(&dst, &t[..], &file)
+                .and_then(|l| import_layout(l, &file))
                 .unwrap_err();
             assert!(e.to_string().contains(want), "{e}");
         }
-        assert!(read_layout(&b"not a tar at all, just some bytes"[..], &file).is_err());
+        assert!(read_layout(&dst, &b"not a tar at all, just some bytes"[..], &file).is_err());
         // A tar cut in the middle of a blob.
         let whole = fs::read(&file).unwrap();
         let cut = &whole[..whole.len() / 2];
         assert!(
-            read_layout(cut, &file)
-                .and_then(|l| import_layout(&dst, l, &file))
+            read_layout(&dst, cut, &file)
+                .and_then(|l| import_layout(l, &file))
                 .is_err()
         );
 
@@ -749,8 +931,8 @@ mod tests {
     fn wrong_layout_version_is_refused() {
         let (dir, dst) = store();
         let t = tar_of(&[("./oci-layout", br#"{"imageLayoutVersion":"2.0.0"}"#)]);
-        let l = read_layout(&t[..], dir.path()).unwrap();
-        let e = import_layout(&dst, l, dir.path()).unwrap_err();
+        let l = read_layout(&dst, &t[..], dir.path()).unwrap();
+        let e = import_layout(l, dir.path()).unwrap_err();
         assert!(matches!(e, ArchiveError::UnsupportedLayout { .. }), "{e}");
     }
 }

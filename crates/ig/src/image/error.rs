@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use super::digest::Digest;
 use super::reference::ReferenceError;
+use crate::text::Echo;
 
 /// How a blob failed verification.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,7 +54,7 @@ pub enum ImageError {
     },
 
     /// A digest prefix given by the user matches several images.
-    #[error("digest prefix {prefix:?} is ambiguous: it matches {}", matches.join(", "))]
+    #[error("digest prefix {} is ambiguous: it matches {}", Echo(prefix), matches.join(", "))]
     AmbiguousDigest {
         /// The prefix.
         prefix: String,
@@ -202,7 +203,10 @@ pub enum ImageError {
     },
 
     /// Image `reference`: unsupported `what` media type `media_type`.
-    #[error("image {reference}: unsupported {what} media type {media_type:?}")]
+    #[error(
+        "image {reference}: unsupported {what} media type {}",
+        Echo(media_type)
+    )]
     UnsupportedMediaType {
         /// The image reference.
         reference: String,
@@ -226,7 +230,7 @@ pub enum ImageError {
     DuplicatePlatform,
 
     /// `path`: unsupported OCI image layout version `version`.
-    #[error("{}: unsupported OCI image layout version {version:?}", path.display())]
+    #[error("{}: unsupported OCI image layout version {}", path.display(), Echo(version))]
     UnsupportedLayout {
         /// The file.
         path: PathBuf,
@@ -281,7 +285,10 @@ pub enum ImageError {
 
     /// Invalid SOURCE_DATE_EPOCH `value`: expected seconds since 1970 as an
     /// integer.
-    #[error("invalid SOURCE_DATE_EPOCH {value:?}: expected seconds since 1970 as an integer")]
+    #[error(
+        "invalid SOURCE_DATE_EPOCH {}: expected seconds since 1970 as an integer",
+        Echo(value)
+    )]
     InvalidSourceDateEpoch {
         /// The value.
         value: String,
@@ -291,9 +298,10 @@ pub enum ImageError {
     /// else: writing there could hand them our images, and running from
     /// it would load into the kernel whatever they put there.
     #[error(
-        "refusing the image store: {} is owned by uid {owner}, not by you (uid {uid}){}; use your own store (--store DIR) or chown it",
+        "refusing the image store: {} is owned by uid {owner}; ig {} a store only when {}; use your own store (--store DIR) or chown it",
         path.display(),
-        if *root_allowed { " nor by root" } else { "" }
+        if *root_allowed { "reads" } else { "writes" },
+        whose_store(*uid, *root_allowed)
     )]
     ForeignOwner {
         /// The file.
@@ -346,6 +354,16 @@ pub enum ImageError {
         /// `group` or `others`.
         who: &'static str,
     },
+}
+
+/// Who may own a store ig uses, as the refusal says it: root reading is
+/// told only about root (it is both "you" and "root").
+fn whose_store(uid: u32, root_allowed: bool) -> String {
+    match (uid, root_allowed) {
+        (0, _) => "root owns it".to_owned(),
+        (uid, true) => format!("you (uid {uid}) or root own it"),
+        (uid, false) => format!("you (uid {uid}) own it"),
+    }
 }
 
 impl ImageError {

@@ -37,5 +37,6 @@ pub use error::{ImageError, Mismatch};
 pub use oci::{Annotations, Descriptor, Index, Manifest, Platform};
 pub use reference::{Reference, ReferenceError, ReferenceErrorKind};
 pub use store::{
-    DEFAULT_STORE, GadgetImage, ImageSummary, PlatformObjects, ResolvedImage, Store, StoredBlob,
+    BlobReader, DEFAULT_STORE, GadgetImage, ImageSummary, PlatformObjects, ResolvedImage, Store,
+    StoredBlob,
 };

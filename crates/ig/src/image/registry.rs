@@ -16,9 +16,12 @@
 //! The registry client (`oci-client`) is async; each [`Registry`] drives it
 //! on a current-thread tokio runtime of its own, so callers stay
 //! synchronous and nothing else in ig needs an executor. Only its low-level
-//! calls are used (`pull_manifest_raw`, `pull_blob_stream`, `push_blob`,
-//! `push_manifest_raw`): the bytes and digests that reach the registry and
-//! the store are exactly the ones in the image, whatever their media types.
+//! calls are used (`auth`, `pull_blob_stream`, `push_blob`,
+//! `push_blob_stream`, `push_manifest_raw`): the bytes and digests that
+//! reach the registry and the store are exactly the ones in the image,
+//! whatever their media types. Manifests are fetched by our own request
+//! (`Registry::get_manifest`, with oci-client's token), whose body is
+//! counted against the 4 MiB limit as it arrives.
 //!
 //! Timeouts: a registry that stops sending is given up on, never waited
 //! for: [`RegistryOptions::timeout`] bounds connecting (with TLS), the wait
@@ -78,7 +81,7 @@ use futures_util::StreamExt as _;
 #[cfg(feature = "registry")]
 use oci_client::client::{ClientConfig, ClientProtocol};
 #[cfg(feature = "registry")]
-use oci_client::errors::{DigestError, OciDistributionError, OciErrorCode};
+use oci_client::errors::{OciDistributionError, OciErrorCode};
 #[cfg(feature = "registry")]
 use oci_client::manifest::OciDescriptor;
 #[cfg(feature = "registry")]
@@ -109,14 +112,43 @@ const MANIFEST_TYPES: [&str; 4] = [
 /// Largest index or manifest accepted from a registry (what registries
 /// themselves accept, and what the store reads back).
 const MAX_MANIFEST_SIZE: u64 = super::limits::MAX_JSON;
-/// Largest blob accepted: what the store reads back. Blobs stream to
-/// disk; a gadget's object is a few hundred KiB.
-const MAX_BLOB_SIZE: u64 = super::limits::MAX_LAYER;
 /// Most blobs (configs and layers) and most bytes one pull may fetch: a
 /// descriptor may claim anything, and a hostile image should not fill
 /// the disk. A gadget image has two or three blobs per platform.
 const MAX_BLOBS: usize = 4096;
-const MAX_IMAGE_SIZE: u64 = 4 << 30;
+const MAX_IMAGE_SIZE: u64 = super::limits::MAX_IMAGE;
+/// Blobs up to this size are pushed from memory in one piece; larger
+/// ones are streamed from their file in chunks of this size.
+#[cfg(feature = "registry")]
+const PUSH_IN_ONE_PIECE: u64 = 8 << 20;
+
+/// A stored blob as the chunks oci-client uploads, read as they are
+/// sent: at most one chunk in memory. A read error (the file changed
+/// since it was verified) ends the upload with that error.
+#[cfg(feature = "registry")]
+fn blob_stream(
+    reader: super::store::BlobReader,
+) -> impl futures_util::Stream<Item = Result<bytes::Bytes, OciDistributionError>> + Send + 'static {
+    futures_util::stream::unfold(Some(reader), |reader| async move {
+        let mut reader = reader?;
+        let mut chunk = vec![0u8; PUSH_IN_ONE_PIECE as usize];
+        let mut filled = 0;
+        while filled < chunk.len() {
+            match io::Read::read(&mut reader, &mut chunk[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Some((Err(OciDistributionError::IoError(e)), None)),
+            }
+        }
+        if filled == 0 {
+            return None;
+        }
+        chunk.truncate(filled);
+        Some((Ok(bytes::Bytes::from(chunk)), Some(reader)))
+    })
+}
+
 /// Most documents (indexes and manifests) one image may have: a gadget
 /// image has one per platform plus the index.
 const MAX_DOCUMENTS: usize = 256;
@@ -399,7 +431,10 @@ pub enum RegistryError {
     },
 
     /// `reference`: unsupported `what` media type `media_type`.
-    #[error("{reference}: unsupported {what} media type {media_type:?}")]
+    #[error(
+        "{reference}: unsupported {what} media type {}",
+        crate::text::Echo(media_type)
+    )]
     UnsupportedMediaType {
         /// The image reference.
         reference: String,
@@ -449,6 +484,20 @@ pub enum RegistryError {
         digest: Digest,
         /// The size in bytes.
         size: u64,
+        /// The limit.
+        limit: u64,
+    },
+
+    /// A registry sent a manifest larger than ig reads; the rest of it was
+    /// not read.
+    #[error(
+        "{reference}: the registry's {what} is larger than {limit} bytes (reading stopped there)"
+    )]
+    ManifestTooLarge {
+        /// The image reference.
+        reference: String,
+        /// Which manifest.
+        what: String,
         /// The limit.
         limit: u64,
     },
@@ -524,8 +573,7 @@ fn detail(message: &str) -> String {
     } else {
         // Registries answer with whole HTML pages at times: keep a line.
         let line = m.lines().next().unwrap_or(m);
-        let cut: String = line.chars().take(200).collect();
-        format!(": {cut}")
+        format!(": {}", crate::text::EchoBare(line))
     }
 }
 
@@ -614,6 +662,8 @@ pub struct Registry {
     auth: RegistryAuth,
     scheme: &'static str,
     timeout: Option<Duration>,
+    /// For manifests (`get_manifest`): the same timeouts as the client's.
+    http: reqwest::Client,
 }
 
 #[cfg(feature = "registry")]
@@ -654,6 +704,15 @@ impl Registry {
             Some(c) => RegistryAuth::Basic(c.username.clone(), c.password.clone()),
             None => RegistryAuth::Anonymous,
         };
+        let mut http =
+            reqwest::Client::builder().user_agent(concat!("ig/", env!("CARGO_PKG_VERSION")));
+        if let Some(t) = opts.timeout {
+            http = http.connect_timeout(t).read_timeout(t);
+        }
+        let http = http.build().map_err(|e| RegistryError::Client {
+            registry: registry.to_owned(),
+            source: OciDistributionError::RequestError(e),
+        })?;
         Ok(Registry {
             runtime,
             client,
@@ -661,6 +720,7 @@ impl Registry {
             auth,
             scheme: if plain { "HTTP" } else { "HTTPS" },
             timeout: opts.timeout,
+            http,
         })
     }
 
@@ -820,21 +880,8 @@ impl Registry {
             .await;
 
         let what = format!("manifest of {name}");
-        let (top_bytes, _) = self
-            .client
-            .pull_manifest_raw(&remote, &self.auth, &MANIFEST_TYPES)
-            .await
-            .map_err(|e| self.map_err(e, &what))?;
+        let top_bytes = self.get_manifest(&remote, &name, &what).await?;
         let top_digest = Digest::sha256_of(&top_bytes);
-        if top_bytes.len() as u64 > MAX_MANIFEST_SIZE {
-            return Err(RegistryError::TooLarge {
-                reference: name,
-                what: "manifest",
-                digest: top_digest,
-                size: top_bytes.len() as u64,
-                limit: MAX_MANIFEST_SIZE,
-            });
-        }
         if let Some(want) = reference.digest()
             && !want.matches(&top_bytes)
         {
@@ -1064,28 +1111,91 @@ impl Registry {
         }
         let by_digest = remote.clone_with_digest(desc.digest.to_string());
         let what = format!("manifest {} of {name}", desc.digest);
-        let (bytes, _) = self
-            .client
-            .pull_manifest_raw(&by_digest, &self.auth, &MANIFEST_TYPES)
-            .await
-            .map_err(|e| match e {
-                // oci-client checks the body against the digest it asked
-                // for and keeps the body to itself.
-                OciDistributionError::DigestError(DigestError::VerificationError {
-                    ref actual,
-                    ..
-                }) if Digest::parse(actual).is_ok() => RegistryError::Corrupt {
-                    reference: name.to_owned(),
-                    what: "manifest",
-                    digest: desc.digest.clone(),
-                    mismatch: Mismatch::Hash {
-                        actual: Digest::parse(actual).unwrap_or_else(|_| desc.digest.clone()),
-                    },
-                },
-                e => self.map_err(e, &what),
-            })?;
+        let bytes = self.get_manifest(&by_digest, name, &what).await?;
         verify(name, "manifest", desc, &bytes)?;
-        Ok(bytes.to_vec())
+        Ok(bytes)
+    }
+
+    /// `GET /v2/NAME/manifests/REF` with the body read in pieces, each
+    /// counted against [`MAX_MANIFEST_SIZE`] as it arrives: a registry
+    /// that sends a gigabyte (or never stops) is refused after 4 MiB, not
+    /// read whole first (oci-client's `pull_manifest_raw` reads every
+    /// body whole). Authentication is oci-client's (anonymous, basic, or
+    /// the bearer token it gets for this repository).
+    async fn get_manifest(
+        &self,
+        remote: &oci_client::Reference,
+        name: &str,
+        what: &str,
+    ) -> Result<Vec<u8>, RegistryError> {
+        let too_large = || RegistryError::ManifestTooLarge {
+            reference: name.to_owned(),
+            what: what.to_owned(),
+            limit: MAX_MANIFEST_SIZE,
+        };
+        let token = self
+            .client
+            .auth(remote, &self.auth, RegistryOperation::Pull)
+            .await
+            .map_err(|e| self.map_err(e, what))?;
+        let url = format!(
+            "{}://{}/v2/{}/manifests/{}",
+            self.scheme.to_ascii_lowercase(),
+            remote.resolve_registry(),
+            remote.repository(),
+            remote.digest().or(remote.tag()).unwrap_or("latest"),
+        );
+        let mut request = self
+            .http
+            .get(&url)
+            .header(reqwest::header::ACCEPT, MANIFEST_TYPES.join(", "));
+        match (token, &self.auth) {
+            (Some(token), _) => request = request.bearer_auth(token),
+            (None, RegistryAuth::Basic(user, password)) => {
+                request = request.basic_auth(user, Some(password));
+            }
+            _ => {}
+        }
+        let net = |e| self.map_err(OciDistributionError::RequestError(e), what);
+        let mut response = request.send().await.map_err(net)?;
+        let status = response.status();
+        if status == reqwest::StatusCode::UNAUTHORIZED {
+            // As oci-client says it.
+            return Err(self.map_err(OciDistributionError::UnauthorizedError { url }, what));
+        }
+        if !status.is_success() {
+            // The registry's explanation, cut: it is only for the message.
+            let mut message = Vec::new();
+            while let Ok(Some(chunk)) = response.chunk().await {
+                message.extend_from_slice(&chunk);
+                if message.len() > 64 << 10 {
+                    break;
+                }
+            }
+            let message = String::from_utf8_lossy(&message).into_owned();
+            return Err(self.map_err(
+                OciDistributionError::ServerError {
+                    code: status.as_u16(),
+                    url,
+                    message,
+                },
+                what,
+            ));
+        }
+        if response
+            .content_length()
+            .is_some_and(|n| n > MAX_MANIFEST_SIZE)
+        {
+            return Err(too_large());
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(net)? {
+            if (body.len() + chunk.len()) as u64 > MAX_MANIFEST_SIZE {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
     }
 
     /// Streams one blob into `ingest`: every chunk is hashed and written
@@ -1099,13 +1209,15 @@ impl Registry {
         ingest: &mut Ingest,
         progress: &mut dyn Progress,
     ) -> Result<(), RegistryError> {
-        if desc.size > MAX_BLOB_SIZE {
+        // Blobs stream to disk; the limit is what the store reads back.
+        let max_blob = super::limits::max_layer();
+        if desc.size > max_blob {
             return Err(RegistryError::TooLarge {
                 reference: name.to_owned(),
                 what: "blob",
                 digest: desc.digest.clone(),
                 size: desc.size,
-                limit: MAX_BLOB_SIZE,
+                limit: max_blob,
             });
         }
         let what = format!("blob {} of {name}", desc.digest);
@@ -1187,7 +1299,8 @@ impl Registry {
         progress: &mut dyn Progress,
     ) -> Result<PushOutcome, RegistryError> {
         let name = reference.to_string();
-        let (top, stored) = store.image_blobs(source)?;
+        // Layers are not held: each is read from its file as it is sent.
+        let (top, stored) = store.image_blobs_streamed(source)?;
         let remote = self.oci_reference(reference);
         self.client
             .store_auth_if_needed(remote.resolve_registry(), &self.auth)
@@ -1218,10 +1331,29 @@ impl Registry {
                 continue;
             }
             progress.blob_started(desc);
-            self.client
-                .push_blob(&remote, blob.bytes, &digest)
-                .await
-                .map_err(|e| self.map_err(e, &what))?;
+            if desc.size <= PUSH_IN_ONE_PIECE {
+                // Small: in memory, as oci-client falls back to a
+                // monolithic upload for registries that refuse chunks.
+                let bytes = if blob.bytes.is_empty() {
+                    let mut r = store.open_blob(desc)?;
+                    let mut b = Vec::with_capacity(usize::try_from(desc.size).unwrap_or(0));
+                    io::Read::read_to_end(&mut r, &mut b)
+                        .map_err(|e| ImageError::io("reading", store.blob_path(&desc.digest), e))?;
+                    b
+                } else {
+                    blob.bytes
+                };
+                self.client
+                    .push_blob(&remote, bytes, &digest)
+                    .await
+                    .map_err(|e| self.map_err(e, &what))?;
+            } else {
+                let reader = store.open_blob(desc)?;
+                self.client
+                    .push_blob_stream(&remote, blob_stream(reader), &digest, Some(desc.size))
+                    .await
+                    .map_err(|e| self.map_err(e, &what))?;
+            }
             progress.blob_progress(desc, desc.size);
             progress.blob_finished(desc, true);
             outcome.uploaded += 1;

@@ -78,7 +78,7 @@ use index_file::IndexFile;
 
 use super::digest::Digest;
 use super::error::{ImageError, Mismatch};
-use super::limits::{MAX_ANNOTATIONS, MAX_INDEX_FILE, MAX_JSON, MAX_LAYER};
+use super::limits::{MAX_ANNOTATIONS, MAX_INDEX_FILE, MAX_JSON, max_layer};
 use super::oci::{
     self, ANNOTATION_CREATED, ANNOTATION_REF_NAME, ARTIFACT_TYPE_GADGET, Annotations, Descriptor,
     EMPTY_JSON, IMAGE_LAYOUT_VERSION, ImageLayout, Index, MEDIA_TYPE_DOCKER_MANIFEST,
@@ -182,6 +182,12 @@ pub struct ImageSummary {
     pub created: Option<String>,
     /// The full reference.
     pub reference: Reference,
+    /// Why the image cannot be used, if it cannot: a blob it needs is
+    /// missing or has the wrong size, or a manifest or index is corrupt
+    /// or unreadable. Layers are not hashed here (`ig image inspect` and
+    /// `ig run` verify them), so a changed layer of the right size shows
+    /// only there.
+    pub problem: Option<String>,
 }
 
 /// A blob and the descriptor it was verified against.
@@ -562,7 +568,7 @@ impl Store {
                     media_type: kind.to_owned(),
                 });
             }
-            let bytes = self.read_blob(layer, &name, Some(MAX_LAYER), "layer")?;
+            let bytes = self.read_blob(layer, &name, Some(max_layer()), "layer")?;
             layers.insert(kind, bytes);
         }
 
@@ -667,6 +673,10 @@ impl Store {
                 tag: reference.tag().map(str::to_owned),
                 digest: desc.digest.clone(),
                 created: self.created_of(desc),
+                problem: self
+                    .walk(desc, name, Keep::Presence, &BTreeSet::new())
+                    .err()
+                    .map(|e| problem_of(&e)),
                 reference,
             });
         }
@@ -711,12 +721,57 @@ impl Store {
         &self,
         reference: &Reference,
     ) -> Result<(Descriptor, Vec<StoredBlob>, Vec<Descriptor>), ImageError> {
+        self.image_walk(reference, Keep::Bytes)
+    }
+
+    /// [`Store::image_blobs`] without holding layers in memory (an export
+    /// or a push streams them): indexes and manifests come with their
+    /// bytes (they are parsed), every other blob is verified in pieces
+    /// and comes with empty `bytes`; [`Store::open_blob`] reads it.
+    pub fn image_blobs_streamed(
+        &self,
+        reference: &Reference,
+    ) -> Result<(Descriptor, Vec<StoredBlob>), ImageError> {
+        let (top, blobs, absent) = self.image_walk(reference, Keep::Documents)?;
+        if !absent.is_empty() {
+            // The same refusal, with the platforms named.
+            return self.image_blobs(reference);
+        }
+        Ok((top, blobs))
+    }
+
+    fn image_walk(
+        &self,
+        reference: &Reference,
+        keep: Keep,
+    ) -> Result<(Descriptor, Vec<StoredBlob>, Vec<Descriptor>), ImageError> {
         let _lock = self.lock_shared();
         let index = self.read_index()?;
         let mut top = self.find_top(&index, reference)?;
-        let walk = self.walk(&top, &reference.to_string(), Keep::Bytes, &BTreeSet::new())?;
+        let walk = self.walk(&top, &reference.to_string(), keep, &BTreeSet::new())?;
         top.annotations.remove(ANNOTATION_ORIGIN);
         Ok((top, walk.blobs, walk.absent))
+    }
+
+    /// The blob `desc` names as a reader that checks its size and digest
+    /// as it goes: a file that changed since it was verified ends in an
+    /// error, never in other bytes passed on as the blob. Opened without
+    /// following a link. What an export or a push streams.
+    pub fn open_blob(&self, desc: &Descriptor) -> Result<BlobReader, ImageError> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = self.blob_path(&desc.digest);
+        let file = fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&path)
+            .map_err(|e| ImageError::io("reading", &path, e))?;
+        Ok(BlobReader {
+            file,
+            hasher: desc.digest.hasher_like(),
+            desc: desc.clone(),
+            read: 0,
+            done: false,
+        })
     }
 
     /// The stored signature image (cosign's `sha256-<hex>.sig` tag) of the
@@ -773,7 +828,7 @@ impl Store {
     /// Reads a blob and checks it against its descriptor.
     pub fn read_verified(&self, desc: &Descriptor) -> Result<Vec<u8>, ImageError> {
         let _lock = self.lock_shared();
-        self.read_blob(desc, &desc.digest.to_string(), Some(MAX_LAYER), "blob")
+        self.read_blob(desc, &desc.digest.to_string(), Some(max_layer()), "blob")
     }
 
     // ---------------------------------------------------------------- internals
@@ -1027,13 +1082,24 @@ impl Store {
                 actual: meta.len(),
             }));
         }
-        let bytes = fs::read(&path).map_err(|e| ImageError::io("reading", &path, e))?;
-        if bytes.len() as u64 != desc.size {
-            return Err(corrupt(Mismatch::Size {
-                expected: desc.size,
-                actual: bytes.len() as u64,
-            }));
-        }
+        // Never more than the descriptor's size, even if the file grew
+        // since.
+        let bytes = match read_capped(&path, desc.size) {
+            Ok(Ok(bytes)) if bytes.len() as u64 == desc.size => bytes,
+            Ok(Ok(bytes)) => {
+                return Err(corrupt(Mismatch::Size {
+                    expected: desc.size,
+                    actual: bytes.len() as u64,
+                }));
+            }
+            Ok(Err(actual)) => {
+                return Err(corrupt(Mismatch::Size {
+                    expected: desc.size,
+                    actual,
+                }));
+            }
+            Err(e) => return Err(ImageError::io("reading", &path, e)),
+        };
         let actual = desc.digest.compute_like(&bytes);
         if actual != desc.digest {
             return Err(corrupt(Mismatch::Hash { actual }));
@@ -1094,11 +1160,21 @@ impl Store {
                 self.read_blob(
                     &desc,
                     reference,
-                    Some(if json { MAX_JSON } else { MAX_LAYER }),
+                    Some(if json { MAX_JSON } else { max_layer() }),
                     "manifest",
                 )
+            } else if desc.size > max_layer() {
+                // Not read here, but no reader would take it: the same
+                // limit for every command.
+                Err(ImageError::BlobTooLarge {
+                    what: "layer",
+                    digest: desc.digest.clone(),
+                    size: desc.size,
+                    limit: max_layer(),
+                })
             } else {
-                self.check_blob_file(&desc, reference, trusted.contains(&desc.digest))
+                let sizes_only = keep == Keep::Presence || trusted.contains(&desc.digest);
+                self.check_blob_file(&desc, reference, sizes_only)
                     .map(|()| Vec::new())
             };
             let bytes = match read {
@@ -1344,6 +1420,60 @@ impl Store {
     }
 }
 
+/// A stored blob read in pieces, checked against its descriptor as it is
+/// read ([`Store::open_blob`]).
+#[derive(Debug)]
+pub struct BlobReader {
+    file: fs::File,
+    hasher: super::digest::Hasher,
+    desc: Descriptor,
+    read: u64,
+    /// The end was reached and checked.
+    done: bool,
+}
+
+impl BlobReader {
+    fn changed(&self, what: String) -> io::Error {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "blob {} changed since it was verified: {what}",
+                self.desc.digest
+            ),
+        )
+    }
+}
+
+impl io::Read for BlobReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.done {
+            return Ok(0);
+        }
+        // One byte past the size is asked for, to see a file that grew.
+        let left = (self.desc.size - self.read).saturating_add(1);
+        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        let n = self.file.read(&mut buf[..want])?;
+        if n == 0 {
+            if self.read != self.desc.size {
+                return Err(self.changed(format!("{} bytes, not {}", self.read, self.desc.size)));
+            }
+            let actual =
+                std::mem::replace(&mut self.hasher, self.desc.digest.hasher_like()).finish();
+            if actual != self.desc.digest {
+                return Err(self.changed(format!("its content hashes to {actual}")));
+            }
+            self.done = true;
+            return Ok(0);
+        }
+        self.read += n as u64;
+        if self.read > self.desc.size {
+            return Err(self.changed(format!("longer than {} bytes", self.desc.size)));
+        }
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
 /// What [`Store::walk`] keeps of the blobs it verifies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Keep {
@@ -1352,6 +1482,23 @@ enum Keep {
     /// Only indexes' and manifests' (they must be parsed); other blobs are
     /// verified in pieces and dropped.
     Documents,
+    /// As `Documents`, but other blobs are only checked to be there with
+    /// their size (`ig image list`: cheap whatever the layers' size).
+    Presence,
+}
+
+/// What is wrong with a listed image, short enough for a table cell.
+fn problem_of(e: &ImageError) -> String {
+    match e {
+        ImageError::MissingBlob { digest, .. } => format!("blob {} missing", digest.short()),
+        ImageError::DigestMismatch { digest, .. } => format!("blob {} corrupt", digest.short()),
+        ImageError::Json { .. } => "manifest unreadable (invalid JSON)".to_owned(),
+        ImageError::Io { .. } => "manifest unreadable".to_owned(),
+        ImageError::BlobTooLarge { digest, .. } => {
+            format!("blob {} too large", digest.short())
+        }
+        other => other.to_string(),
+    }
 }
 
 /// What [`Store::walk`] found.
@@ -1438,7 +1585,7 @@ fn build_gadget_image(
             cap(
                 "layer",
                 layer.len(),
-                MAX_LAYER,
+                max_layer(),
                 "the eBPF object, WASM module or btfgen data",
             )?;
         }

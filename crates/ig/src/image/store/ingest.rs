@@ -1,4 +1,4 @@
-//! Blobs arriving from elsewhere (a pull), written to disk as they stream
+//! Blobs arriving from elsewhere (a pull, an archive's import), written to disk as they stream
 //! in, then committed to the store in one step.
 //!
 //! Owns: the ingest session ([`Ingest`]): a private directory
@@ -8,7 +8,8 @@
 //! lock renames the verified files into `blobs/`, checks that every image
 //! is whole (platform manifests of an index may be absent: a pull fetches
 //! only the host's), and writes `index.json` last. Does not own: the
-//! network, or deciding what to fetch (`registry`).
+//! network, or deciding what to fetch (`registry`), or reading a tar
+//! (`archive`).
 //!
 //! Memory stays bounded whatever the image: a blob never has to be held
 //! whole, only the chunk in flight (documents, at most 4 MiB, are parsed by
@@ -163,6 +164,35 @@ impl Ingest {
                 Ok(false)
             }
         }
+    }
+
+    /// The verified copy of `digest` waiting in this session, read whole
+    /// if it is at most `limit` bytes (a document to parse: an archive's
+    /// manifests are parsed only after every blob is on disk). `None`
+    /// when it is not here; `Err(size)` when it is larger.
+    pub fn read_ready(
+        &self,
+        digest: &Digest,
+        limit: u64,
+    ) -> Option<Result<Result<Vec<u8>, u64>, ImageError>> {
+        let path = self.ready.get(digest)?;
+        Some(
+            File::open(path)
+                .and_then(|f| crate::image::limits::read_capped(f, limit))
+                .map_err(|e| ImageError::io("reading", path, e)),
+        )
+    }
+
+    /// Drops every waiting blob not in `keep` (an archive's blobs no image
+    /// it names reaches), so the commit adds only what is used.
+    pub fn retain(&mut self, keep: &BTreeSet<Digest>) {
+        self.ready.retain(|digest, path| {
+            let kept = keep.contains(digest);
+            if !kept {
+                let _ = fs::remove_file(path);
+            }
+            kept
+        });
     }
 
     /// Moves every waiting blob into the store and names `images` in

@@ -1276,3 +1276,52 @@ fn a_live_session_survives_cleanups_and_reuses_stored_blobs() {
     let img = store.resolve(&r("two")).unwrap();
     assert_eq!(img.ebpf_object.as_deref(), Some(&layer.1[..]));
 }
+
+/// What an export or a push streams is checked as it is read: a layer
+/// changed (same size, other bytes), grown or cut after the walk
+/// verified it ends the read with an error, never in its bytes.
+#[test]
+fn streamed_blobs_are_checked_as_they_are_read() {
+    use std::io::Read as _;
+    let (_dir, store) = new_store();
+    let name = r("streamed:v1");
+    store.add_gadget_image(&name, sample(1)).unwrap();
+    let (_, blobs) = store.image_blobs_streamed(&name).unwrap();
+    // Layers come without their bytes; documents with them.
+    let layer = blobs
+        .iter()
+        .find(|b| b.descriptor.media_type.contains("ebpf"))
+        .unwrap();
+    assert!(layer.bytes.is_empty());
+    assert!(blobs.iter().any(|b| !b.bytes.is_empty()));
+    let desc = layer.descriptor.clone();
+    let mut whole = Vec::new();
+    store
+        .open_blob(&desc)
+        .unwrap()
+        .read_to_end(&mut whole)
+        .unwrap();
+    assert_eq!(whole, sample(1).ebpf_object);
+
+    let path = store.blob_path(&desc.digest);
+    let mut changed = whole.clone();
+    changed[0] ^= 1;
+    for bad in [
+        changed,
+        [whole.as_slice(), b"more"].concat(),
+        whole[1..].to_vec(),
+    ] {
+        fs::write(&path, &bad).unwrap();
+        let mut out = Vec::new();
+        let e = store
+            .open_blob(&desc)
+            .unwrap()
+            .read_to_end(&mut out)
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("changed since it was verified"),
+            "{e}"
+        );
+        assert!(out.len() as u64 <= desc.size);
+    }
+}
