@@ -200,6 +200,7 @@ fn pull_with_client(
     Ok(outcome)
 }
 
+#[cfg(any(feature = "registry", feature = "signing"))]
 fn names(r: &[Reference]) -> String {
     r.iter()
         .map(|r| r.to_string())

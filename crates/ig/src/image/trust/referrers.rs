@@ -157,6 +157,7 @@ struct EnvelopeSignature {
     sig: String,
 }
 
+#[cfg(feature = "signing")]
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Statement {
@@ -166,6 +167,7 @@ struct Statement {
     predicate_type: String,
 }
 
+#[cfg(feature = "signing")]
 #[derive(Deserialize)]
 struct Subject {
     #[serde(default)]
@@ -203,6 +205,7 @@ pub fn parse_bundle(bytes: &[u8]) -> Result<Vec<Signed>, String> {
         .collect())
 }
 
+#[cfg(feature = "signing")]
 /// Checks what a verified DSSE payload says: an in-toto statement of
 /// `cosign sign` whose subjects include `digest`.
 pub(super) fn check_statement(
