@@ -24,7 +24,9 @@ pub struct Ticker {
 
 fn timespec(d: Duration) -> libc::timespec {
     libc::timespec {
-        tv_sec: libc::time_t::try_from(d.as_secs()).unwrap_or(libc::time_t::MAX),
+        // Not `libc::time_t` by name: deprecated on musl (its width is to
+        // change), which the shipped binary is built for.
+        tv_sec: d.as_secs().try_into().unwrap_or(i32::MAX.into()),
         tv_nsec: libc::c_long::from(d.subsec_nanos()),
     }
 }
