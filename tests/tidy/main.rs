@@ -12,7 +12,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("datasource", &[]),
     ("btf", &[]),
     ("metadata", &[]),
-    ("image", &["files"]),
+    // Untrusted text in messages (`text::Echo`): pure, used by every
+    // layer that echoes what an archive or a registry says.
+    ("text", &[]),
+    ("image", &["files", "text"]),
     ("params", &[]),
     ("pipeline", &["datasource", "params"]),
     ("output", &["pipeline", "datasource"]),
