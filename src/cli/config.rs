@@ -539,6 +539,11 @@ impl Config {
                 set(&mut v, s.key, typed(s, &text));
             }
         }
+        for key in PARAMS {
+            if let Some(text) = env(&env_name(key)) {
+                set(&mut v, key, Value::String(text));
+            }
+        }
         v
     }
 }
@@ -588,8 +593,15 @@ pub fn defaults() -> Value {
     let mut root = Value::Mapping(Default::default());
     // Sorted, as the keys of a mapping are in upstream's output.
     let sorted: BTreeMap<&str, &Setting> = SETTINGS.iter().map(|s| (s.key, s)).collect();
-    for (key, s) in sorted {
-        set(&mut root, key, typed(s, s.default));
+    let mut all: BTreeMap<&str, Value> = sorted
+        .into_iter()
+        .map(|(key, s)| (key, typed(s, s.default)))
+        .collect();
+    for (key, default) in PARAM_DEFAULTS {
+        all.insert(key, Value::String((*default).into()));
+    }
+    for (key, value) in all {
+        set(&mut root, key, value);
     }
     root
 }
@@ -635,6 +647,16 @@ static LOADED: std::sync::OnceLock<Config> = std::sync::OnceLock::new();
 pub const PARAMS: &[&str] = &[
     "operator.otel-metrics.otel-metrics-name",
     "operator.otel-metrics.otel-metrics-print-interval",
+];
+
+/// The [`PARAMS`]' defaults as `ig config default` shows them (the
+/// otel-metrics operator's parameter defaults).
+const PARAM_DEFAULTS: &[(&str, &str)] = &[
+    ("operator.otel-metrics.otel-metrics-name", ""),
+    (
+        "operator.otel-metrics.otel-metrics-print-interval",
+        "1000ms",
+    ),
 ];
 
 /// The value of setting `key` in the loaded configuration (its
@@ -780,6 +802,30 @@ mod tests {
             path: Some("/c.yaml".into()),
             file: Config::parse(yaml).unwrap(),
         }
+    }
+
+    /// `ig config default|view` show the keys that are parameters of
+    /// every run (the otel-metrics operator's), not only the flags.
+    #[test]
+    fn default_and_view_show_the_run_parameters_too() {
+        let d = yaml_serde::to_string(&defaults()).unwrap();
+        assert!(d.contains("otel-metrics-name: ''"), "{d}");
+        assert!(d.contains("otel-metrics-print-interval: 1000ms"), "{d}");
+        for key in PARAMS {
+            assert!(
+                PARAM_DEFAULTS.iter().any(|(k, _)| k == key),
+                "{key} has a default"
+            );
+        }
+        let env = |name: &str| {
+            (name == env_name("operator.otel-metrics.otel-metrics-print-interval"))
+                .then(|| "5s".to_owned())
+        };
+        let v = config("operator:\n  otel-metrics:\n    otel-metrics-name: open:files\n")
+            .effective(&env);
+        let text = yaml_serde::to_string(&v).unwrap();
+        assert!(text.contains("otel-metrics-name: open:files"), "{text}");
+        assert!(text.contains("otel-metrics-print-interval: 5s"), "{text}");
     }
 
     #[test]
