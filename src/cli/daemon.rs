@@ -921,9 +921,7 @@ fn run_thread(
     };
     let sink = StreamSink {
         queue: queue.clone(),
-        info: gadget_info(&info, &r.image_name, &[]),
-        sources: Vec::new(),
-        element: DataElement::default(),
+        wire: RunEncoder::new(gadget_info(&info, &r.image_name, &[])),
         out: Vec::new(),
         out_events: 0,
         batching,
@@ -1029,12 +1027,7 @@ struct Batch {
 /// but the batch's growth, and there is one channel send per handover.
 struct StreamSink {
     queue: Queue,
-    /// The run's GadgetInfo but for its data sources, filled at start.
-    info: proto::GadgetInfo,
-    /// The run's data sources (by address: what `on_event` gets) and
-    /// their encoders, in `DataSource.id` order.
-    sources: Vec<(Arc<Schema>, Encoder)>,
-    element: DataElement,
+    wire: RunEncoder,
     /// Messages not yet handed over, and the events they count for.
     out: Vec<Item>,
     out_events: usize,
@@ -1128,13 +1121,6 @@ impl StreamSink {
         }
     }
 
-    fn source(&self, schema: &Schema) -> Option<usize> {
-        self.sources
-            .iter()
-            .position(|(s, _)| std::ptr::eq(Arc::as_ptr(s), schema))
-            .or_else(|| self.sources.iter().position(|(s, _)| s.name == schema.name))
-    }
-
     /// A new data event's sequence number, and whether there is room for
     /// it; a dropped one is counted and ends the batch (whose events
     /// must be consecutive).
@@ -1155,8 +1141,34 @@ impl StreamSink {
     }
 }
 
-impl EventSink for StreamSink {
-    fn on_start(&mut self, sources: &[Arc<Schema>]) {
+/// A run's data sources as upstream's wire messages: the layout (the
+/// run's `GadgetInfo` with a `DataSource` per source) and each event's
+/// payload. Shared by a client's stream ([`StreamSink`]) and a headless
+/// instance's (`instances::InstanceSink`); what they do with the bytes
+/// (batches, a bounded queue, a replay ring) is theirs.
+pub(super) struct RunEncoder {
+    /// The run's GadgetInfo but for its data sources, filled at start.
+    info: proto::GadgetInfo,
+    /// The run's data sources (by address: what `on_event` gets) and
+    /// their encoders, in `DataSource.id` order.
+    sources: Vec<(Arc<Schema>, Encoder)>,
+    /// The last event encoded by [`RunEncoder::encode`] (its buffers are
+    /// reused from one event to the next).
+    pub(super) element: DataElement,
+}
+
+impl RunEncoder {
+    pub(super) fn new(info: proto::GadgetInfo) -> Self {
+        Self {
+            info,
+            sources: Vec::new(),
+            element: DataElement::default(),
+        }
+    }
+
+    /// The started run's sources; the encoded `GadgetInfo`, the first
+    /// message of every stream of the run.
+    pub(super) fn start(&mut self, sources: &[Arc<Schema>]) -> Vec<u8> {
         self.sources = sources
             .iter()
             .map(|s| (s.clone(), Encoder::new(s)))
@@ -1166,7 +1178,75 @@ impl EventSink for StreamSink {
             .enumerate()
             .map(|(i, s)| wire::data_source(i as u32, s))
             .collect();
-        let payload = self.info.encode_to_vec();
+        self.info.encode_to_vec()
+    }
+
+    /// The `DataSource.id` of `schema` (by address, else by name).
+    pub(super) fn source(&self, schema: &Schema) -> Option<usize> {
+        self.sources
+            .iter()
+            .position(|(s, _)| std::ptr::eq(Arc::as_ptr(s), schema))
+            .or_else(|| self.sources.iter().position(|(s, _)| s.name == schema.name))
+    }
+
+    /// `event` of source `i` into [`RunEncoder::element`].
+    pub(super) fn encode(&mut self, i: usize, schema: &Schema, event: &Event) {
+        self.sources[i].1.encode(schema, event, &mut self.element);
+    }
+
+    /// The encoded element as a `GadgetData` payload of sequence number
+    /// `seq` (the element's buffers stay for the next event).
+    pub(super) fn data_payload(&mut self, seq: u32) -> Vec<u8> {
+        let data = GadgetData {
+            node: String::new(),
+            seq,
+            data: Some(std::mem::take(&mut self.element)),
+        };
+        let payload = data.encode_to_vec();
+        self.element = data.data.unwrap_or_default();
+        payload
+    }
+
+    /// `events` of source `i` as one `GadgetDataArray` payload.
+    pub(super) fn array_payload(
+        &self,
+        i: usize,
+        schema: &Schema,
+        events: &[Event],
+        seq: u32,
+    ) -> Vec<u8> {
+        let mut array = GadgetDataArray {
+            node: String::new(),
+            seq,
+            data_array: Vec::with_capacity(events.len()),
+        };
+        for e in events {
+            let mut el = DataElement::default();
+            self.sources[i].1.encode(schema, e, &mut el);
+            array.data_array.push(el);
+        }
+        array.encode_to_vec()
+    }
+}
+
+/// A run's notice as the log line its clients get.
+pub(super) fn notice_text(n: &Notice) -> String {
+    match n {
+        Notice::Lost { source, count } => format!(
+            "data source {source}: {count} events lost in the kernel (the ring buffer was full)"
+        ),
+        Notice::OutputDropped { count } => format!("{count} events lost in the output"),
+        Notice::GuestRefused { module, count } => {
+            format!("wasm module {module}: {count} packets refused")
+        }
+        Notice::ConsumerLagged { count } => format!("{count} events lost: a consumer lagged"),
+        Notice::Warning(w) => w.clone(),
+    }
+}
+
+impl EventSink for StreamSink {
+    fn on_start(&mut self, sources: &[Arc<Schema>]) {
+        let payload = self.wire.start(sources);
         // The first message of the stream: the queue is empty.
         self.push(
             GadgetEvent {
@@ -1181,11 +1261,13 @@ impl EventSink for StreamSink {
     }
 
     fn on_event(&mut self, schema: &Schema, event: &Event) {
-        let Some(i) = self.source(schema) else { return };
+        let Some(i) = self.wire.source(schema) else {
+            return;
+        };
         if !self.admit() {
             return;
         }
-        self.sources[i].1.encode(schema, event, &mut self.element);
+        self.wire.encode(i, schema, event);
         let source = i as u32;
         if self.batching {
             if self.batch.events > 0 && self.batch.source != source {
@@ -1196,7 +1278,7 @@ impl EventSink for StreamSink {
                 self.batch.source = source;
                 self.batch.first_seq = self.seq;
             }
-            wire::push_element(&self.element, &mut self.batch.bytes);
+            wire::push_element(&self.wire.element, &mut self.batch.bytes);
             self.batch.events += 1;
             if self.batch.events >= BATCH_EVENTS || self.batch.bytes.len() >= BATCH_BYTES {
                 self.close_batch();
@@ -1206,13 +1288,7 @@ impl EventSink for StreamSink {
             }
             return;
         }
-        let data = GadgetData {
-            node: String::new(),
-            seq: self.seq,
-            data: Some(std::mem::take(&mut self.element)),
-        };
-        let payload = data.encode_to_vec();
-        self.element = data.data.unwrap_or_default();
+        let payload = self.wire.data_payload(self.seq);
         self.out.push(Ok(GadgetEvent {
             r#type: event_type::DATA,
             seq: self.seq,
@@ -1226,26 +1302,19 @@ impl EventSink for StreamSink {
     }
 
     fn on_array(&mut self, schema: &Schema, events: &[Event]) {
-        let Some(i) = self.source(schema) else { return };
+        let Some(i) = self.wire.source(schema) else {
+            return;
+        };
         // One message, one sequence number, one place in the queue.
         if !self.admit() {
             return;
         }
-        let mut array = GadgetDataArray {
-            node: String::new(),
-            seq: self.seq,
-            data_array: Vec::with_capacity(events.len()),
-        };
-        for e in events {
-            let mut el = DataElement::default();
-            self.sources[i].1.encode(schema, e, &mut el);
-            array.data_array.push(el);
-        }
+        let payload = self.wire.array_payload(i, schema, events, self.seq);
         self.close_batch();
         self.out.push(Ok(GadgetEvent {
             r#type: event_type::DATA,
             seq: self.seq,
-            payload: array.encode_to_vec(),
+            payload,
             data_source_id: i as u32,
         }));
         self.out_events += 1;
@@ -1255,18 +1324,7 @@ impl EventSink for StreamSink {
     }
 
     fn on_notice(&mut self, n: &Notice) {
-        let msg = match n {
-            Notice::Lost { source, count } => format!(
-                "data source {source}: {count} events lost in the kernel (the ring buffer was full)"
-            ),
-            Notice::OutputDropped { count } => format!("{count} events lost in the output"),
-            Notice::GuestRefused { module, count } => {
-                format!("wasm module {module}: {count} packets refused")
-            }
-            Notice::ConsumerLagged { count } => format!("{count} events lost: a consumer lagged"),
-            Notice::Warning(w) => w.clone(),
-        };
-        self.log(log_level::WARN, msg);
+        self.log(log_level::WARN, notice_text(n));
     }
 
     fn flush(&mut self) {

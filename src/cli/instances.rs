@@ -31,14 +31,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use super::daemon::{Queue, QueueRx};
+use super::daemon::{Queue, QueueRx, RunEncoder, notice_text};
 use ig::run::manifest::{is_valid_id, is_valid_name};
 use ig::run::{Event, EventSink, Notice, Schema, StopHandle, error_chain};
 use ig_api::proto::{
-    self, CreateGadgetInstanceRequest, DataElement, GadgetData, GadgetDataArray, GadgetEvent,
-    GadgetInstance, GadgetInstanceState, GadgetInstanceStatus, GadgetRunRequest,
+    self, CreateGadgetInstanceRequest, GadgetEvent, GadgetInstance, GadgetInstanceState,
+    GadgetInstanceStatus, GadgetRunRequest,
 };
-use ig_api::wire::{self, Encoder};
 use ig_api::{API_VERSION, event_type, log_level};
 use prost::Message as _;
 use serde_json::{Map, Value, json};
@@ -784,9 +783,7 @@ fn run_instance(inst: &Instance, runner: &dyn Runner) {
     template.name.clone_from(&inst.spec.name);
     let sink = InstanceSink {
         shared: inst.shared.clone(),
-        info: template,
-        sources: Vec::new(),
-        element: DataElement::default(),
+        wire: RunEncoder::new(template),
         seq: 0,
     };
     let handle = match run.sink(sink).spawn() {
@@ -828,20 +825,11 @@ fn run_instance(inst: &Instance, runner: &dyn Runner) {
 /// An instance run's events, into its ring and to its clients.
 struct InstanceSink {
     shared: Arc<Mutex<Shared>>,
-    info: proto::GadgetInfo,
-    sources: Vec<(Arc<Schema>, Encoder)>,
-    element: DataElement,
+    wire: RunEncoder,
     seq: u32,
 }
 
 impl InstanceSink {
-    fn source(&self, schema: &Schema) -> Option<usize> {
-        self.sources
-            .iter()
-            .position(|(s, _)| std::ptr::eq(Arc::as_ptr(s), schema))
-            .or_else(|| self.sources.iter().position(|(s, _)| s.name == schema.name))
-    }
-
     fn publish(&mut self, source: usize, payload: Vec<u8>) {
         self.shared
             .lock()
@@ -857,19 +845,10 @@ impl InstanceSink {
 
 impl EventSink for InstanceSink {
     fn on_start(&mut self, sources: &[Arc<Schema>]) {
-        self.sources = sources
-            .iter()
-            .map(|s| (s.clone(), Encoder::new(s)))
-            .collect();
-        self.info.data_sources = sources
-            .iter()
-            .enumerate()
-            .map(|(i, s)| wire::data_source(i as u32, s))
-            .collect();
         let ev = GadgetEvent {
             r#type: event_type::GADGET_INFO,
             seq: 0,
-            payload: self.info.encode_to_vec(),
+            payload: self.wire.start(sources),
             data_source_id: 0,
         };
         let mut s = self.shared.lock().expect("not poisoned");
@@ -880,44 +859,29 @@ impl EventSink for InstanceSink {
     }
 
     fn on_event(&mut self, schema: &Schema, event: &Event) {
-        let Some(i) = self.source(schema) else { return };
-        self.sources[i].1.encode(schema, event, &mut self.element);
-        self.seq = self.seq.wrapping_add(1);
-        let data = GadgetData {
-            node: String::new(),
-            seq: self.seq,
-            data: Some(std::mem::take(&mut self.element)),
+        let Some(i) = self.wire.source(schema) else {
+            return;
         };
-        let payload = data.encode_to_vec();
-        self.element = data.data.unwrap_or_default();
+        self.wire.encode(i, schema, event);
+        self.seq = self.seq.wrapping_add(1);
+        let payload = self.wire.data_payload(self.seq);
         self.publish(i, payload);
     }
 
     fn on_array(&mut self, schema: &Schema, events: &[Event]) {
-        let Some(i) = self.source(schema) else { return };
-        self.seq = self.seq.wrapping_add(1);
-        let mut array = GadgetDataArray {
-            node: String::new(),
-            seq: self.seq,
-            data_array: Vec::with_capacity(events.len()),
+        let Some(i) = self.wire.source(schema) else {
+            return;
         };
-        for e in events {
-            let mut el = DataElement::default();
-            self.sources[i].1.encode(schema, e, &mut el);
-            array.data_array.push(el);
-        }
-        self.publish(i, array.encode_to_vec());
+        self.seq = self.seq.wrapping_add(1);
+        let payload = self.wire.array_payload(i, schema, events, self.seq);
+        self.publish(i, payload);
     }
 
     fn on_notice(&mut self, n: &Notice) {
-        let msg = match n {
-            Notice::Warning(w) => w.clone(),
-            other => format!("{other:?}"),
-        };
         self.shared
             .lock()
             .expect("not poisoned")
-            .log(log_level::WARN, &msg);
+            .log(log_level::WARN, &notice_text(n));
     }
 }
 
