@@ -316,14 +316,7 @@ pub fn write_layout(
         })
         .collect();
     manifests.sort_by(|a, b| a.ref_name().cmp(&b.ref_name()));
-    let index = Index {
-        schema_version: 2,
-        media_type: Some(MEDIA_TYPE_IMAGE_INDEX.to_owned()),
-        artifact_type: None,
-        manifests,
-        subject: None,
-        annotations: Default::default(),
-    };
+    let index = Index::of(manifests, Default::default());
     let index_bytes = serde_json::to_vec(&index).map_err(io::Error::other)?;
     let layout_bytes = serde_json::to_vec(&ImageLayout {
         image_layout_version: IMAGE_LAYOUT_VERSION.to_owned(),

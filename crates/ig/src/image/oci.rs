@@ -219,6 +219,22 @@ pub struct Index {
     pub annotations: Annotations,
 }
 
+impl Index {
+    /// An image index of `manifests` (schema 2, its media type given),
+    /// as ig writes them: a multi-platform image, a layout's
+    /// `index.json`, a referrers index.
+    pub fn of(manifests: Vec<Descriptor>, annotations: Annotations) -> Self {
+        Self {
+            schema_version: 2,
+            media_type: Some(MEDIA_TYPE_IMAGE_INDEX.to_owned()),
+            artifact_type: None,
+            manifests,
+            subject: None,
+            annotations,
+        }
+    }
+}
+
 /// The `oci-layout` marker file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

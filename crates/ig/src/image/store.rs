@@ -1647,14 +1647,7 @@ fn build_gadget_image(
         blobs.push(bytes);
     }
 
-    let index = Index {
-        schema_version: 2,
-        media_type: Some(MEDIA_TYPE_IMAGE_INDEX.to_owned()),
-        artifact_type: None,
-        manifests,
-        subject: None,
-        annotations: annotations.clone(),
-    };
+    let index = Index::of(manifests, annotations.clone());
     let bytes = to_json(&index);
     cap(
         "index",

@@ -411,14 +411,7 @@ pub fn referrers_index(entries: &[Descriptor]) -> (Descriptor, Vec<u8>) {
             manifests.push(e.clone());
         }
     }
-    let index = Index {
-        schema_version: 2,
-        media_type: Some(MEDIA_TYPE_IMAGE_INDEX.to_owned()),
-        artifact_type: None,
-        manifests,
-        subject: None,
-        annotations: Annotations::new(),
-    };
+    let index = Index::of(manifests, Annotations::new());
     let bytes = serde_json::to_vec(&index).unwrap_or_default();
     (Descriptor::for_bytes(MEDIA_TYPE_IMAGE_INDEX, &bytes), bytes)
 }
