@@ -79,11 +79,19 @@ impl Prometheus {
             addr,
             _dir: dir,
         };
-        let end = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(&p.addr).is_err() {
+        // Prometheus listens before its storage is open and answers 503
+        // to queries until then (CI saw that once): wait for /-/ready.
+        let end = Instant::now() + Duration::from_secs(60);
+        loop {
+            let status = TcpStream::connect(&p.addr)
+                .ok()
+                .map(|_| http_get(&p.addr, "/-/ready").0);
+            if status.as_deref().is_some_and(|s| s.contains(" 200 ")) {
+                break;
+            }
             assert!(
                 Instant::now() < end,
-                "prometheus did not listen on {}",
+                "prometheus on {} not ready: {status:?}",
                 p.addr
             );
             std::thread::sleep(Duration::from_millis(100));
