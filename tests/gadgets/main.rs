@@ -12,6 +12,7 @@
 //! stderr that the gadget is `started` (every program attached), so one
 //! workload suffices and the events can be counted exactly.
 
+mod btf_subset;
 #[path = "../common/mod.rs"]
 mod common;
 mod export;

@@ -19,6 +19,10 @@
 //!   libbpf would fill the array from `values` initializers; upstream's
 //!   are empty, and so is the map aya creates.
 //!
+//! Read, not rewritten ([`core_roots`]): the names of the root types of
+//! the CO-RE relocations aya will do, so that the loader can hand aya the
+//! subset of the kernel's BTF they look up (`btf::subset`).
+//!
 //! With the kernel's BTF ([`resolve_core`], at load time), CO-RE
 //! relocations aya cannot compute: type matches (`bpf_core_type_matches`,
 //! kind 12, which aya does not know), field accesses through a flexible
@@ -587,6 +591,51 @@ pub fn needs_kernel_btf(object: &[u8]) -> bool {
         })
         .filter_map(|at| read_relo(ext, at))
         .any(|r| taken_over(&btf, &r))
+}
+
+/// `bpf_core_type_id_local`: answered from the object's own BTF.
+const TYPE_ID_LOCAL: u32 = 6;
+/// `bpf_core_type_id_kernel`: the value is a kernel type id.
+const TYPE_ID_TARGET: u32 = 7;
+
+/// The names of the root types of `object`'s CO-RE relocations: what aya
+/// looks up in the kernel's BTF, so that it can relocate against
+/// [`crate::btf::subset::kernel_subset`] of them instead of the whole BTF.
+/// Run on the object as aya will get it (after [`resolve_core`]).
+///
+/// `None` when only the whole BTF will do: a relocation whose value is a
+/// kernel type id (a subset renumbers types), a root without a name (aya's
+/// candidates would be every anonymous type of its kind), or BTF we cannot
+/// read (aya will say what is wrong with it). No relocations: no names.
+pub fn core_roots(object: &[u8]) -> Option<Vec<String>> {
+    let elf = Elf::parse(object)?;
+    let (Some(btf_sh), Some(ext_sh)) = (elf.find(object, ".BTF"), elf.find(object, ".BTF.ext"))
+    else {
+        return Some(Vec::new());
+    };
+    let btf = Btf::parse(Elf::data(object, &btf_sh)?).ok()?;
+    let ext = Elf::data(object, &ext_sh)?;
+    let mut names = std::collections::BTreeSet::new();
+    for b in ext_blocks(ext).iter().filter(|b| b.field == 24) {
+        if b.rec_size < 16 {
+            return None;
+        }
+        for (_, recs) in &b.sections {
+            for at in recs.clone().step_by(b.rec_size) {
+                let r = read_relo(ext, at)?;
+                match r.kind {
+                    TYPE_ID_LOCAL => continue,
+                    TYPE_ID_TARGET => return None,
+                    _ => {}
+                }
+                match btf.name_of(r.type_id) {
+                    Ok(n) if !n.is_empty() => names.insert(n.to_owned()),
+                    _ => return None,
+                };
+            }
+        }
+    }
+    Some(names.into_iter().collect())
 }
 
 /// The socket enricher's value struct (upstream's `types.h`): not a

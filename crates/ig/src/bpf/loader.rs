@@ -326,21 +326,6 @@ impl LoadedGadget {
                 );
             }
         }
-        let mut loader = spec
-            .prefetch
-            .and_then(LoaderPrefetch::take)
-            .unwrap_or_default();
-        for (name, value) in spec.globals {
-            loader.override_global(name, value.as_slice(), false);
-        }
-        for (name, n) in spec.max_entries {
-            loader.map_max_entries(name, *n);
-        }
-        // A replaced map's own definition is still created, unreferenced:
-        // as small as can be.
-        for (name, _) in spec.replace_maps {
-            loader.map_max_entries(name, 1);
-        }
         let mut kernel = CompatKernelBtf::default();
         let object = with_core_resolved(spec.object, spec.socket_value_btf, &mut kernel)?;
         let object = with_kconfig_resolved(object, &mut kernel)?;
@@ -355,6 +340,30 @@ impl LoadedGadget {
         // private.
         let object =
             super::compat::unpin_maps(&object, |map| Path::new(PIN_DIR).join(map).exists());
+        // Made before the loader that borrows it, from the object as aya
+        // gets it.
+        let NewLoader {
+            mut loader,
+            kernel_btf,
+        } = spec
+            .prefetch
+            .and_then(LoaderPrefetch::take)
+            .unwrap_or_else(new_loader);
+        let relocation_btf = relocation_btf(&object, kernel_btf);
+        if let Some(btf) = &relocation_btf {
+            loader.btf(Some(btf));
+        }
+        for (name, value) in spec.globals {
+            loader.override_global(name, value.as_slice(), false);
+        }
+        for (name, n) in spec.max_entries {
+            loader.map_max_entries(name, *n);
+        }
+        // A replaced map's own definition is still created, unreferenced:
+        // as small as can be.
+        for (name, _) in spec.replace_maps {
+            loader.map_max_entries(name, 1);
+        }
         let ebpf = loader.load(&object).map_err(|e| {
             if is_eperm(&e) {
                 LoadError::Permission(e)
@@ -619,7 +628,7 @@ impl LoadedGadget {
             .ok_or_else(|| format!("program {name} is not loaded"))?
             .fd()?;
         let loader = self.dispatch_loader.get_or_insert_with(|| {
-            let mut l = EbpfLoader::new();
+            let mut l = new_loader().loader;
             l.btf(None);
             l
         });
@@ -1755,6 +1764,75 @@ const PIN_DIR: &str = "/sys/fs/bpf";
 /// Where the running kernel exposes its BTF.
 const KERNEL_BTF: &str = "/sys/kernel/btf/vmlinux";
 
+/// The bytes of the kernel's BTF file: mapped read-only where the kernel
+/// allows it (Linux 6.16 and later map `/sys/kernel/btf/vmlinux`), read
+/// otherwise. Reading goes one page per system call (sysfs), ~4.5 ms for
+/// its 6 MB; mapping takes a tenth of a millisecond, pages touched included.
+enum KernelBtfBytes {
+    Mapped {
+        at: std::ptr::NonNull<u8>,
+        len: usize,
+    },
+    Read(Vec<u8>),
+}
+
+impl KernelBtfBytes {
+    fn open() -> std::io::Result<Self> {
+        use std::os::fd::AsRawFd as _;
+        let f = std::fs::File::open(KERNEL_BTF)?;
+        let len = usize::try_from(f.metadata()?.len()).unwrap_or(0);
+        if len > 0 {
+            // SAFETY: a fresh private read-only mapping of a file we hold
+            // open; the kernel's BTF never changes while the kernel runs,
+            // and the mapping is unmapped only by `drop`.
+            let at = unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    len,
+                    libc::PROT_READ,
+                    libc::MAP_PRIVATE,
+                    f.as_raw_fd(),
+                    0,
+                )
+            };
+            if at != libc::MAP_FAILED
+                && let Some(at) = std::ptr::NonNull::new(at.cast::<u8>())
+            {
+                return Ok(Self::Mapped { at, len });
+            }
+        }
+        std::fs::read(KERNEL_BTF).map(Self::Read)
+    }
+}
+
+impl std::ops::Deref for KernelBtfBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            // SAFETY: `len` readable bytes at `at`, mapped until `drop`.
+            Self::Mapped { at, len } => unsafe { std::slice::from_raw_parts(at.as_ptr(), *len) },
+            Self::Read(v) => v,
+        }
+    }
+}
+
+impl Drop for KernelBtfBytes {
+    fn drop(&mut self) {
+        if let Self::Mapped { at, len } = self {
+            // SAFETY: the mapping `open` made, unmapped once; no slice of
+            // it outlives `self` (`deref` borrows `self`).
+            unsafe { libc::munmap(at.as_ptr().cast(), *len) };
+        }
+    }
+}
+
+/// The kernel's whole BTF parsed by aya, from [`KernelBtfBytes`] (aya's
+/// `Btf::from_sys_fs` reads the file a page per system call).
+fn aya_kernel_btf() -> Result<aya::Btf, Box<dyn std::error::Error + Send + Sync>> {
+    let bytes = KernelBtfBytes::open()?;
+    Ok(aya::Btf::parse(&bytes, aya::Endianness::default())?)
+}
+
 /// The kernel's BTF as `bpf::compat` reads it (aya parses its own copy):
 /// read at most once per load, and only for a step that needs it.
 #[derive(Default)]
@@ -1769,7 +1847,7 @@ impl CompatKernelBtf {
                     needed_for,
                     source,
                 };
-            let raw = std::fs::read(KERNEL_BTF).map_err(|e| fail(Box::new(e)))?;
+            let raw = KernelBtfBytes::open().map_err(|e| fail(Box::new(e)))?;
             self.0 = Some(crate::btf::Btf::parse(&raw).map_err(|e| fail(Box::new(e)))?);
         }
         Ok(self.0.as_ref().expect("set just above"))
@@ -1902,17 +1980,15 @@ fn read_config_file(path: &Path) -> Result<Option<String>, String> {
 /// An `EbpfLoader` being made on another thread, for the next load that
 /// is handed this value ([`LoadSpec::prefetch`]).
 ///
-/// `EbpfLoader::new()` parses the whole kernel BTF (`/sys/kernel/btf/vmlinux`,
-/// about 6 MB) for CO-RE relocations: 20-40 ms, the largest user-space part
-/// of `ig run`'s start-up. Started first thing, it overlaps reading the
-/// image, building the operators and scanning /proc for containers. aya
-/// cannot share one parsed BTF between loaders (its constructor always
-/// parses), so one prefetch serves one load: the first that takes it;
-/// later ones parse on their own thread. A value, never process-wide
-/// state: runs that are not handed one are not affected by it.
+/// Making one costs little when [`new_loader`] can keep aya from parsing
+/// the kernel's BTF, and 10-40 ms of aya's parse when it cannot: started
+/// first thing, either overlaps reading the image, building the operators
+/// and scanning /proc for containers. One prefetch serves one load: the
+/// first that takes it. A value, never process-wide state: runs that are
+/// not handed one are not affected by it.
 #[derive(Clone, Default)]
 pub struct LoaderPrefetch(
-    std::sync::Arc<std::sync::Mutex<Option<std::thread::JoinHandle<EbpfLoader<'static>>>>>,
+    std::sync::Arc<std::sync::Mutex<Option<std::thread::JoinHandle<NewLoader>>>>,
 );
 
 impl std::fmt::Debug for LoaderPrefetch {
@@ -1923,18 +1999,18 @@ impl std::fmt::Debug for LoaderPrefetch {
 
 impl LoaderPrefetch {
     /// Start making a loader now, on a thread of its own (which inherits
-    /// the caller's signal mask). If no thread can be had, the load parses
-    /// itself.
+    /// the caller's signal mask). If no thread can be had, the load makes
+    /// its own.
     pub fn start() -> Self {
         let handle = std::thread::Builder::new()
-            .name("ig-kernel-btf".into())
-            .spawn(EbpfLoader::new)
+            .name("ig-loader".into())
+            .spawn(make_loader_on_this_thread)
             .ok();
         Self(std::sync::Arc::new(std::sync::Mutex::new(handle)))
     }
 
     /// The loader, if no load took it yet.
-    fn take(&self) -> Option<EbpfLoader<'static>> {
+    fn take(&self) -> Option<NewLoader> {
         let handle = self
             .0
             .lock()
@@ -1944,13 +2020,149 @@ impl LoaderPrefetch {
     }
 }
 
+/// An aya loader, and whether it holds the kernel's whole BTF (aya parsed
+/// it: the fallback of [`new_loader`]).
+struct NewLoader {
+    loader: EbpfLoader<'static>,
+    kernel_btf: bool,
+}
+
+/// An `EbpfLoader`, without aya's parse of the kernel's BTF when this
+/// process may make a mount namespace.
+///
+/// Why: `EbpfLoader::new()` always parses `/sys/kernel/btf/vmlinux` (~6
+/// MB; 10-40 ms, the largest user-space part of `ig run`'s start-up) and
+/// aya has no other constructor; yet a loader needs no kernel BTF but the
+/// one it relocates against, which [`relocation_btf`] gives it (a subset,
+/// or the whole when the object needs it). How: the loader is made on a
+/// thread of its own that enters a new mount namespace (`unshare` of
+/// `CLONE_NEWNS` applies to the calling thread only) where
+/// `/sys/kernel/btf` is an empty tmpfs, so aya finds no file; the
+/// namespace ends with the thread. Without the privilege for it (no
+/// CAP_SYS_ADMIN) aya parses as before.
+fn new_loader() -> NewLoader {
+    std::thread::Builder::new()
+        .name("ig-loader".into())
+        .spawn(make_loader_on_this_thread)
+        .ok()
+        .and_then(|h| h.join().ok())
+        .unwrap_or_else(|| NewLoader {
+            loader: EbpfLoader::new(),
+            kernel_btf: true,
+        })
+}
+
+/// [`new_loader`]'s work, on the thread it runs on (which must be one of
+/// its own: its mount namespace changes).
+fn make_loader_on_this_thread() -> NewLoader {
+    let hidden = hide_kernel_btf();
+    if let Err(e) = &hidden {
+        log::debug!(
+            "aya reads the kernel's BTF itself (the mount namespace that hides it from aya could not be made: {e})"
+        );
+    }
+    NewLoader {
+        loader: EbpfLoader::new(),
+        kernel_btf: hidden.is_err(),
+    }
+}
+
+/// Make `/sys/kernel/btf` an empty directory for this thread only: a mount
+/// namespace of its own, private (nothing propagates to the host's), with
+/// a read-only tmpfs there.
+fn hide_kernel_btf() -> std::io::Result<()> {
+    let fail = |what: &str| {
+        let e = std::io::Error::last_os_error();
+        std::io::Error::new(e.kind(), format!("{what}: {e}"))
+    };
+    // SAFETY: unshare(2) of the calling thread's mount namespace (and,
+    // implied, its filesystem attributes); no memory is involved.
+    if unsafe { libc::unshare(libc::CLONE_NEWNS) } != 0 {
+        return Err(fail("unshare(CLONE_NEWNS)"));
+    }
+    // SAFETY: mount(2) with NUL-terminated strings and null data.
+    if unsafe {
+        libc::mount(
+            std::ptr::null(),
+            c"/".as_ptr(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null(),
+        )
+    } != 0
+    {
+        return Err(fail("making / private"));
+    }
+    // SAFETY: as above.
+    if unsafe {
+        libc::mount(
+            c"none".as_ptr(),
+            c"/sys/kernel/btf".as_ptr(),
+            c"tmpfs".as_ptr(),
+            libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            std::ptr::null(),
+        )
+    } != 0
+    {
+        return Err(fail("a tmpfs on /sys/kernel/btf"));
+    }
+    Ok(())
+}
+
+/// The kernel BTF aya relocates `object` against, if the loader's own will
+/// not do: the kernel's BTF cut down to what the object's CO-RE relocations
+/// look up (`btf::subset`: aya's search of the whole BTF for each
+/// relocation's candidates is 10-18 ms of `ig run`'s start-up, against the
+/// subset well under a millisecond), or the whole when the object needs it
+/// (`compat::core_roots`) or the subset cannot be made (said at debug
+/// level) and the loader has no BTF of its own (`loader_has_btf`). `None`
+/// when the object has no relocations, or the loader's own is the whole
+/// and no subset could be made.
+fn relocation_btf(object: &[u8], loader_has_btf: bool) -> Option<aya::Btf> {
+    let whole = || {
+        if loader_has_btf {
+            return None;
+        }
+        aya_kernel_btf()
+            .map_err(|e| log::debug!("{KERNEL_BTF}: {e}"))
+            .ok()
+    };
+    let Some(roots) = super::compat::core_roots(object) else {
+        return whole();
+    };
+    if roots.is_empty() {
+        return None;
+    }
+    let subset = KernelBtfBytes::open()
+        .map_err(|e| e.to_string())
+        .and_then(|kernel| {
+            let roots: Vec<&str> = roots.iter().map(String::as_str).collect();
+            crate::btf::subset::kernel_subset(&kernel, &roots).map_err(|e| e.to_string())
+        })
+        .and_then(|subset| {
+            aya::Btf::parse(&subset, aya::Endianness::default()).map_err(|e| e.to_string())
+        });
+    match subset {
+        Ok(b) => Some(b),
+        Err(e) => {
+            log::debug!("no subset of {KERNEL_BTF} for aya ({e}): relocating against the whole");
+            whole()
+        }
+    }
+}
+
 /// The kernel's BTF, read once per load and only when a program needs it.
 fn kernel_btf_cached<'a>(
     cache: &'a mut Option<aya::Btf>,
     section: &str,
 ) -> Result<&'a aya::Btf, LoadError> {
     if cache.is_none() {
-        let b = aya::Btf::from_sys_fs().map_err(|source| LoadError::KernelBtf {
+        // aya says why the file cannot be read, when it cannot.
+        let b = match KernelBtfBytes::open() {
+            Ok(bytes) => aya::Btf::parse(&bytes, aya::Endianness::default()),
+            Err(_) => aya::Btf::from_sys_fs(),
+        }
+        .map_err(|source| LoadError::KernelBtf {
             section: section.to_owned(),
             source,
         })?;

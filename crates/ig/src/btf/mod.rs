@@ -14,7 +14,9 @@
 //! `gadget_comm comm[16]`-style members, [`Btf::is_const_void_ptr`] for marker
 //! variables and [`Btf::datasec_of`] for a variable's section entry; and
 //! [`c_header`], which writes a parsed blob as C declarations (the
-//! `vmlinux.h` of `ig image build`).
+//! `vmlinux.h` of `ig image build`), and [`subset`], which cuts the kernel's
+//! BTF down to what a set of CO-RE relocations can look at (for aya to
+//! relocate against, `docs/design/012-attach-time.md`).
 //!
 //! What it does not own: finding the `.BTF` section in an ELF file (the ELF
 //! module), loading anything into the kernel (aya), or mapping types to event
@@ -33,6 +35,7 @@
 pub mod c_header;
 mod error;
 mod parse;
+pub mod subset;
 mod types;
 
 // Also the socket enricher's value struct (`bpf::socket_enricher`); most
