@@ -478,20 +478,35 @@ impl Operator for LocalManager {
         }
         let live = self.live;
         let config = self.config;
+        // With nothing to select in the kernel, the first walk of /proc
+        // (10 ms on a quiet host, more with thousands of processes) only
+        // serves enrichment: it runs on a thread while the eBPF operator
+        // loads, and `start` takes it, before any event is read
+        // (docs/design/012-attach-time.md).
+        let early_walk = !selecting && !following && self.detect.is_none();
         let detect: Box<dyn FnMut() -> Snapshot> = match self.detect {
             Some(d) => d,
             None => {
-                let mut d = Detector::with_config(config.clone());
-                Box::new(move || {
-                    // Before the scan: what changes during it is seen at
-                    // the next check.
-                    let fingerprint = Some(d.config().state_fingerprint());
-                    Snapshot {
-                        containers: d.scan(),
-                        host_mntns: d.host_mntns(),
-                        fingerprint,
-                    }
-                })
+                let d = Detector::with_config(config.clone());
+                let mut walker = if early_walk {
+                    let h = std::thread::Builder::new()
+                        .name("ig-containers".into())
+                        .spawn(move || {
+                            let mut d = d;
+                            let snap = walk(&mut d);
+                            (d, snap)
+                        })
+                        .map_err(|e| {
+                            OperatorError::failed(
+                                NAME,
+                                format!("no thread for the first walk of /proc: {e}"),
+                            )
+                        })?;
+                    Walker::Walking(Some(h), config.clone())
+                } else {
+                    Walker::Ready(d)
+                };
+                Box::new(move || walker.next())
             }
         };
         let table = Rc::new(RefCell::new(Table {
@@ -517,9 +532,12 @@ impl Operator for LocalManager {
                 .then(|| Publisher::new(config.host.clone(), self.host)),
         }));
         // The first walk, before anything starts: the eBPF operator loads
-        // with the kernel filter already full.
-        table.borrow_mut().refresh();
-        warn_if_nothing_selected(&table.borrow());
+        // with the kernel filter already full. Without a selection it is
+        // under way on its thread (`early_walk`): `start` takes it.
+        if !early_walk {
+            table.borrow_mut().refresh();
+            warn_if_nothing_selected(&table.borrow());
+        }
         for (id, fields) in plans {
             setup.subscribe(
                 id,
@@ -542,6 +560,50 @@ impl Operator for LocalManager {
             rows,
             row: None,
         })))
+    }
+}
+
+/// The detector of a live run, or its first walk under way on a thread
+/// (with the configuration to start over from, should the walk panic).
+enum Walker {
+    Walking(
+        Option<std::thread::JoinHandle<(Detector, Snapshot)>>,
+        Config,
+    ),
+    Ready(Detector),
+}
+
+impl Walker {
+    /// The first walk's snapshot once it is done, then a walk per call.
+    fn next(&mut self) -> Snapshot {
+        match self {
+            Self::Ready(d) => walk(d),
+            Self::Walking(h, config) => {
+                let done = h.take().map(std::thread::JoinHandle::join);
+                let (d, snap) = match done {
+                    Some(Ok(done)) => done,
+                    // A panic of the walk: start over here.
+                    _ => {
+                        let mut d = Detector::with_config(config.clone());
+                        let snap = walk(&mut d);
+                        (d, snap)
+                    }
+                };
+                *self = Self::Ready(d);
+                snap
+            }
+        }
+    }
+}
+
+/// One walk of the host's containers with `d`.
+fn walk(d: &mut Detector) -> Snapshot {
+    // Before the scan: what changes during it is seen at the next check.
+    let fingerprint = Some(d.config().state_fingerprint());
+    Snapshot {
+        containers: d.scan(),
+        host_mntns: d.host_mntns(),
+        fingerprint,
     }
 }
 
@@ -1105,6 +1167,14 @@ impl Instance for Active {
     /// After the eBPF operator loaded (and attached the kernel filter):
     /// watch the runtimes, and hold them for new containers.
     fn start(&mut self) -> Result<(), OperatorError> {
+        // The first walk, if `instantiate` left it to a thread: taken
+        // before the first event is read.
+        {
+            let mut t = self.table.borrow_mut();
+            if t.refreshed.is_none() {
+                t.refresh();
+            }
+        }
         if !self.live {
             return Ok(());
         }
