@@ -51,6 +51,8 @@
 #define ARG_MAX_LEN 512
 // Most arguments read from the caller (the loop bound for the verifier).
 #define MAX_ARGS 20
+// copy_one_arg masks the offset with 0x1fff: it must change no value.
+_Static_assert(ARGS_LEN + ARG_MAX_LEN <= 0x2000, "args offsets fit the mask");
 
 struct event {
 	gadget_timestamp timestamp_raw;
@@ -181,7 +183,13 @@ static long copy_one_arg(__u32 i, void *data)
 		st->event.args_truncated = true;
 	off += n;
 	st->event.args[off - 1] = ' ';
-	c->off = off;
+	// The mask changes no value (off < ARGS_LEN + ARG_MAX_LEN) but drops
+	// the lower bound the verifier would carry from one call to the next
+	// (it grows with every argument), so the callback's states converge
+	// after a few calls instead of one per argument: 8,704 instructions
+	// processed per entry program became 3,254, ~5 ms less to load each
+	// (docs/design/012-attach-time.md).
+	c->off = off & 0x1fff;
 	c->count++;
 
 	if (idx == MAX_ARGS - 1) {
