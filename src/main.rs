@@ -11,5 +11,16 @@ fn main() -> std::process::ExitCode {
         // SAFETY: setting a default disposition, before any thread exists.
         unsafe { libc::signal(sig, libc::SIG_DFL) };
     }
+    // `ig daemon`: SIGHUP reopens its log files once its I/O runtime runs
+    // (`daemon::reopen_on_hangup`, whose handler replaces this). Until then
+    // (the config read, the store opened, headless instances made again:
+    // seconds with many) it is ignored instead of ending the daemon:
+    // logrotate sends it when it pleases. Decided here, before the
+    // arguments are parsed, to leave the smallest window; other commands
+    // keep the default (a closed terminal ends them).
+    if std::env::args_os().nth(1).is_some_and(|a| a == "daemon") {
+        // SAFETY: as above.
+        unsafe { libc::signal(libc::SIGHUP, libc::SIG_IGN) };
+    }
     ig_cli::cli::main()
 }

@@ -225,6 +225,66 @@ fn a_headless_instance_survives_kill_9_and_is_deleted_cleanly() {
     kill9(&mut daemon);
 }
 
+/// SIGHUP while the daemon starts (logrotate does not wait for it) never
+/// ends it: ignored until the handler that reopens the log files is in
+/// place, then handled. Three headless instances to make again keep the
+/// daemon starting long enough for the signals to land in that window.
+#[test]
+fn sighup_while_instances_are_made_again_does_not_end_the_daemon() {
+    require_kernel();
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("ig.socket");
+    let state = dir.path().join("state");
+    let store = gadget_store().path().to_owned();
+    let mut daemon = start_daemon(&socket, &state, &store);
+    for name in ["a", "b", "c"] {
+        ctl_ok(&socket, &["run", "trace_exec", "--detach", "--name", name]);
+    }
+    kill9(&mut daemon);
+    let _ = std::fs::remove_file(&socket);
+    let mut child = Command::new(super::common::ig_bin())
+        .env("IG_STORE", &store)
+        .args(["daemon", "-H", &format!("unix://{}", socket.display())])
+        .args([
+            "--pull",
+            "never",
+            "--state-dir",
+            state.to_str().unwrap(),
+            "-v",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as i32;
+    // From ig's first line on (main has run); before it is the process's
+    // own start, a millisecond that nothing can close. Without the fix
+    // the first SIGHUP ended the daemon until its I/O runtime was up.
+    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut err, &mut first).unwrap();
+    std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+    let end = Instant::now() + Duration::from_secs(20);
+    let mut listening_since = None;
+    loop {
+        // SAFETY: kill(2) on our child.
+        unsafe { libc::kill(pid, libc::SIGHUP) };
+        if let Some(st) = child.try_wait().unwrap() {
+            panic!("SIGHUP ended the daemon ({st}) after its line {first:?}");
+        }
+        if listening_since.is_none() && std::os::unix::net::UnixStream::connect(&socket).is_ok() {
+            listening_since = Some(Instant::now());
+        }
+        if listening_since.is_some_and(|t| t.elapsed() > Duration::from_millis(300)) {
+            break;
+        }
+        assert!(Instant::now() < end, "the daemon did not listen in 20 s");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    assert_eq!(list(&socket).len(), 3);
+    kill9(&mut child);
+}
+
 fn ctl_err(socket: &Path, args: &[&str]) -> String {
     let out: Output = ctl(socket).args(args).output().unwrap();
     assert!(!out.status.success(), "gadgetctl {args:?} succeeded");
