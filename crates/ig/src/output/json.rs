@@ -597,6 +597,23 @@ pub(super) fn push_u64(buf: &mut Vec<u8>, mut n: u64) {
     }
 }
 
+/// Whether every byte of `s` is printable ASCII other than `"` and `\\`
+/// (what a JSON string holds as is, and a terminal shows one column per
+/// byte). Eight bytes per test.
+#[inline]
+pub(super) fn plain_ascii(s: &[u8]) -> bool {
+    let mut words = s.chunks_exact(8);
+    for w in &mut words {
+        if needs_escape(u64::from_le_bytes(w.try_into().expect("eight bytes"))) {
+            return false;
+        }
+    }
+    words
+        .remainder()
+        .iter()
+        .all(|&b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+}
+
 /// Does any byte of `w` need escaping in a JSON string (control, `"`, `\\`,
 /// DEL or non-ASCII)? Eight bytes per test, with the classic "has a byte
 /// less than / equal to" bit tricks.
