@@ -736,31 +736,29 @@ fn needs_escape(w: u64) -> bool {
 /// name) are copied in one `extend_from_slice`; only the bytes that need
 /// escaping, and non-ASCII sequences, take the slow road.
 pub(crate) fn write_str(buf: &mut Vec<u8>, s: &[u8]) {
-    // Skip the plain prefix eight bytes at a time; most strings are plain
-    // to the end and leave in one copy.
+    // Most strings are plain to the end and leave in one copy.
+    write_str_after(buf, s, plain_words(s));
+}
+
+/// How many leading bytes of `s`, in whole words of eight, need no
+/// escaping (a NUL does).
+#[inline]
+fn plain_words(s: &[u8]) -> usize {
     let mut i = 0;
     while let Some(w) = s.get(i..i + 8) {
-        let w = u64::from_le_bytes(w.try_into().expect("eight bytes"));
-        if needs_escape(w) {
+        if needs_escape(u64::from_le_bytes(w.try_into().expect("eight bytes"))) {
             break;
         }
         i += 8;
     }
-    write_str_after(buf, s, i);
+    i
 }
 
 /// A C string (up to its first NUL, or all of `b`) as a JSON string: the
 /// NUL is found by the same eight-byte scan that skips plain bytes (a NUL
 /// needs escaping), so the common string is read once, not twice.
 fn write_c_str(buf: &mut Vec<u8>, b: &[u8]) {
-    let mut i = 0;
-    while let Some(w) = b.get(i..i + 8) {
-        let w = u64::from_le_bytes(w.try_into().expect("eight bytes"));
-        if needs_escape(w) {
-            break;
-        }
-        i += 8;
-    }
+    let i = plain_words(b);
     // No NUL before `i`: the string ends at the first one from there.
     let end = i + crate::datasource::c_str_len(&b[i..]);
     write_str_after(buf, &b[..end], i);
