@@ -37,9 +37,13 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(1_000_000);
     let object = std::fs::read(path).expect("reading the object");
+    // `HOTPATH_OUT=FILE` keeps the output (to compare two builds' bytes).
+    let out_path = std::env::var("HOTPATH_OUT").unwrap_or_else(|_| "/dev/null".into());
     let devnull = std::fs::OpenOptions::new()
         .write(true)
-        .open("/dev/null")
+        .create(true)
+        .truncate(true)
+        .open(&out_path)
         .unwrap();
     // Parameters after the event count, `full.name=value`, e.g. the bench's
     // chain: operator.filter.filter=proc.comm!=x

@@ -367,6 +367,18 @@ pub struct RunArgs {
     #[arg(long, value_name = "BYTES", value_parser = parse_ringbuf_size)]
     pub ringbuf_size: Option<u32>,
 
+    /// How ig's reading thread is scheduled. `realtime` (the default):
+    /// SCHED_RR at the lowest real-time priority, so that on a host whose
+    /// cores are all busy the reader gets a core as soon as events are
+    /// pending instead of waiting while the ring buffer fills and the kernel
+    /// drops events. It sleeps whenever nothing is pending, and the kernel's
+    /// real-time throttling (kernel.sched_rt_runtime_us) bounds it; without
+    /// that throttling, or without root/CAP_SYS_NICE, ig keeps its normal
+    /// priority. `inherit`: the priority ig was started with (e.g. under
+    /// `nice`). Lost events are reported either way.
+    #[arg(long, value_enum, default_value = "realtime", value_name = "POLICY")]
+    pub reader_priority: ReaderPriorityArg,
+
     /// When to download the image from its registry.
     #[arg(long, value_enum, default_value = "missing", value_name = "WHEN")]
     pub pull: PullPolicy,
@@ -745,6 +757,24 @@ pub enum InspectFormat {
     Yaml,
     /// Tables: the layers, or with --show-datasources the fields.
     Columns,
+}
+
+/// `--reader-priority`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReaderPriorityArg {
+    /// SCHED_RR priority 1 when allowed.
+    Realtime,
+    /// As started.
+    Inherit,
+}
+
+impl From<ReaderPriorityArg> for ig::run::ReaderPriority {
+    fn from(a: ReaderPriorityArg) -> Self {
+        match a {
+            ReaderPriorityArg::Realtime => Self::Realtime,
+            ReaderPriorityArg::Inherit => Self::Inherit,
+        }
+    }
 }
 
 /// `--ringbuf-size`: a power of two that fits the kernel's u32, from a

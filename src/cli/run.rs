@@ -92,7 +92,8 @@ pub fn configure(mut run: GadgetRun, args: &RunArgs) -> GadgetRun {
             public_keys: args.public_keys.clone(),
             allowed_gadgets: args.allowed_gadgets.clone(),
         })
-        .flush_interval(args.flush_interval);
+        .flush_interval(args.flush_interval)
+        .reader_priority(args.reader_priority.into());
     // 0 is upstream's "run until stopped".
     if let Some(t) = args.timeout.filter(|t| !t.is_zero()) {
         run = run.timeout(t);

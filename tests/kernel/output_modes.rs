@@ -206,3 +206,62 @@ fn annotate_refuses_unknown_subjects_naming_the_known_ones() {
     let e = run("exec");
     assert!(e.contains("expected DATASOURCE:KEY=VALUE"), "{e}");
 }
+
+/// The scheduling policy of each thread of `pid` (field 41 of
+/// `/proc/PID/task/TID/stat`: 0 normal, 2 SCHED_RR).
+fn thread_policies(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("stat")).ok())
+        .filter_map(|stat| {
+            // After the command name in parentheses, fields from 3 on.
+            let rest = &stat[stat.rfind(')')? + 2..];
+            rest.split(' ').nth(41 - 3)?.parse().ok()
+        })
+        .collect()
+}
+
+/// Whether a thread of a run of `ig run trace_exec -o none EXTRA` is
+/// ever seen in SCHED_RR while it runs (2 s).
+fn reader_runs_realtime(store: &super::common::TestStore, extra: &[&str]) -> bool {
+    let mut child = store
+        .ig()
+        .args(["run", "trace_exec", "-o", "none", "--timeout", "2"])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut seen = false;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
+        seen |= thread_policies(child.id()).contains(&(libc::SCHED_RR as u32));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    seen
+}
+
+/// `ig run` reads its ring buffers on a SCHED_RR thread by default (so a
+/// saturated host does not make it wait while the kernel drops events),
+/// and keeps the priority it was started with under
+/// `--reader-priority inherit`.
+#[test]
+fn the_reader_thread_runs_realtime_unless_told_to_inherit() {
+    require_kernel();
+    let store = gadget_store();
+    let throttled = std::fs::read_to_string("/proc/sys/kernel/sched_rt_runtime_us")
+        .unwrap()
+        .trim()
+        != "-1";
+    assert!(throttled, "this host must have real-time throttling on");
+    assert!(reader_runs_realtime(store, &[]), "default: realtime");
+    assert!(
+        !reader_runs_realtime(store, &["--reader-priority", "inherit"]),
+        "inherit: no thread in SCHED_RR"
+    );
+}

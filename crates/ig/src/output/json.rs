@@ -129,6 +129,9 @@ struct Compiled {
     lits: Vec<u8>,
     steps: Vec<Step>,
     memos: Vec<Memo>,
+    /// The most bytes the literal and raw integer steps of one event can
+    /// write (see [`Compiled::write`]), plus the literal slack.
+    bound: usize,
 }
 
 impl Compiled {
@@ -189,12 +192,14 @@ impl Compiled {
             lits: Vec::new(),
             steps: Vec::new(),
             memos: Vec::new(),
+            bound: 0,
         };
         let mut pending = Vec::new();
         walk(schema, nodes, &mut pending, &mut c, Some(first));
         c.lit(&mut pending);
         // Slack for the fixed-size copies of short literals in `write`.
         c.lits.extend_from_slice(&[0; LIT_SLACK]);
+        c.bound = c.lits.len() + LIT_SLACK + INT_MAX_LEN * c.steps.len();
         c
     }
 
@@ -235,65 +240,113 @@ impl Compiled {
         self.steps.push(Step::Lit(start..self.lits.len()));
     }
 
+    /// Append one event's object to `buf`.
+    ///
+    /// Hot path of `-o json`. `buf` is given room for [`Compiled::bound`]
+    /// bytes up front, and again after each step whose length has no bound
+    /// (strings, memoized text): literals and integers, most of the steps,
+    /// are then stored without a capacity check each.
     fn write(&self, buf: &mut Vec<u8>, schema: &Schema, ev: &Event, states: &mut [MemoState]) {
-        // The memo being filled: (state, step index where it ends, start
-        // of its text in `buf`).
-        let mut filling: Option<(usize, usize, usize)> = None;
+        buf.reserve(self.bound);
         let mut i = 0;
-        while i < self.steps.len() {
-            let s = &self.steps[i];
+        while let Some(s) = self.steps.get(i) {
             i += 1;
-            match s {
-                Step::Memo { memo, len } => {
-                    let (m, st) = (&self.memos[*memo], &mut states[*memo]);
-                    if !st.active() {
-                        continue;
-                    }
-                    let raw = ev.raw().get(m.raw.clone()).unwrap_or_default();
-                    let hit = st.valid
-                        && copy::same(&st.raw, raw)
-                        && m.owned
-                            .iter()
-                            .all(|id| ev.unchanged_since(schema.field(*id), st.generation));
-                    st.count(hit);
-                    if hit {
-                        copy::extend(buf, &st.text);
-                        i += len;
-                    } else {
-                        st.raw.clear();
-                        copy::extend(&mut st.raw, raw);
-                        st.generation = ev.generation();
-                        filling = Some((*memo, i + len, buf.len()));
-                    }
-                    continue;
+            let Step::Memo { memo, len } = *s else {
+                self.step(buf, s, schema, ev);
+                continue;
+            };
+            let (m, st) = (&self.memos[memo], &mut states[memo]);
+            let inner = i..i + len;
+            i += len;
+            if !st.active() {
+                self.steps(buf, inner, schema, ev);
+                continue;
+            }
+            let raw = ev.raw().get(m.raw.clone()).unwrap_or_default();
+            let hit = st.valid
+                && copy::same(&st.raw, raw)
+                && m.owned
+                    .iter()
+                    .all(|id| ev.unchanged_since(schema.field(*id), st.generation));
+            st.count(hit);
+            if hit {
+                copy::extend(buf, &st.text);
+                buf.reserve(self.bound);
+                continue;
+            }
+            st.raw.clear();
+            copy::extend(&mut st.raw, raw);
+            st.generation = ev.generation();
+            let start = buf.len();
+            self.steps(buf, inner, schema, ev);
+            st.text.clear();
+            copy::extend(&mut st.text, &buf[start..]);
+            st.valid = true;
+        }
+    }
+
+    /// The steps in `range` (none of them a memo: memos are top-level).
+    fn steps(&self, buf: &mut Vec<u8>, range: std::ops::Range<usize>, schema: &Schema, ev: &Event) {
+        for s in self.steps.get(range).unwrap_or_default() {
+            self.step(buf, s, schema, ev);
+        }
+    }
+
+    /// One step other than a memo. When it starts, `buf` has room for
+    /// every literal and integer of the event still to come (what
+    /// [`Compiled::write`] keeps true); when it ends, still.
+    #[inline(always)]
+    fn step(&self, buf: &mut Vec<u8>, s: &Step, schema: &Schema, ev: &Event) {
+        match s {
+            // Most literals (`,"pid":`) are short: copy a fixed 16 bytes
+            // (inlined stores; `lits` has 16 bytes of slack at the end)
+            // and count only the literal's length.
+            Step::Lit(r) if r.len() <= LIT_SLACK => {
+                let chunk: &[u8; LIT_SLACK] = self.lits[r.start..r.start + LIT_SLACK]
+                    .try_into()
+                    .expect("LIT_SLACK bytes");
+                let len = buf.len();
+                debug_assert!(buf.capacity() - len >= LIT_SLACK);
+                // SAFETY: `write` keeps room for `bound` bytes, which
+                // counts every literal and LIT_SLACK more; the `r.len()`
+                // bytes kept were written.
+                unsafe {
+                    buf.as_mut_ptr()
+                        .add(len)
+                        .cast::<[u8; LIT_SLACK]>()
+                        .write_unaligned(*chunk);
+                    buf.set_len(len + r.len());
                 }
-                // Most literals (`,"pid":`) are short: copy a fixed 16 bytes
-                // (inlined stores; `lits` has 16 bytes of slack at the end)
-                // and cut back, instead of a `memcpy` call per literal.
-                Step::Lit(r) if r.len() <= LIT_SLACK => {
-                    let at = buf.len();
-                    let chunk: &[u8; LIT_SLACK] = self.lits[r.start..r.start + LIT_SLACK]
-                        .try_into()
-                        .expect("LIT_SLACK bytes");
-                    buf.extend_from_slice(chunk);
-                    buf.truncate(at + r.len());
-                }
-                Step::Lit(r) => copy::extend(buf, &self.lits[r.clone()]),
-                Step::Raw { offset, size, kind } => match ev.raw().get(*offset..*offset + *size) {
+            }
+            Step::Lit(r) => copy::extend(buf, &self.lits[r.clone()]),
+            Step::Raw { offset, size, kind } => {
+                match ev.raw().get(*offset..*offset + *size) {
                     Some(b) => write_raw(buf, *kind, b),
                     None => buf.extend_from_slice(b"null"),
-                },
-                Step::Value(id) => write_value(buf, ev.get(schema.field(*id))),
+                }
+                // Integers and booleans are bounded (INT_MAX_LEN); strings,
+                // floats and bytes are not.
+                if !matches!(
+                    kind,
+                    FieldKind::Bool
+                        | FieldKind::U8
+                        | FieldKind::U16
+                        | FieldKind::U32
+                        | FieldKind::U64
+                        | FieldKind::I8
+                        | FieldKind::I16
+                        | FieldKind::I32
+                        | FieldKind::I64
+                ) {
+                    buf.reserve(self.bound);
+                }
             }
-            if let Some((memo, end, start)) = filling
-                && i == end
-            {
-                let st = &mut states[memo];
-                st.text.clear();
-                copy::extend(&mut st.text, &buf[start..]);
-                st.valid = true;
-                filling = None;
+            Step::Value(id) => {
+                write_value(buf, ev.get(schema.field(*id)));
+                buf.reserve(self.bound);
             }
+            // Top-level only, handled by `write`.
+            Step::Memo { .. } => {}
         }
     }
 }
@@ -547,7 +600,7 @@ fn write_raw(buf: &mut Vec<u8>, kind: FieldKind, b: &[u8]) {
         FieldKind::I32 => int(b).map(|x| push_i64(buf, i64::from(i32::from_ne_bytes(x)))),
         FieldKind::I64 => int(b).map(|x| push_i64(buf, i64::from_ne_bytes(x))),
         FieldKind::CString | FieldKind::String => {
-            write_str(buf, &b[..crate::datasource::c_str_len(b)]);
+            write_c_str(buf, b);
             Some(())
         }
         _ => None,
@@ -559,42 +612,106 @@ fn write_raw(buf: &mut Vec<u8>, kind: FieldKind, b: &[u8]) {
 }
 
 fn push_i64(buf: &mut Vec<u8>, n: i64) {
-    if n < 0 {
-        buf.push(b'-');
+    buf.reserve(INT_MAX_LEN);
+    let len = buf.len();
+    // SAFETY: room for INT_MAX_LEN bytes (a sign and 20 digits), all of
+    // those counted written.
+    unsafe {
+        let p = buf.as_mut_ptr().add(len);
+        let sign = usize::from(n < 0);
+        *p = b'-';
+        let k = put_u64(p.add(sign), n.unsigned_abs());
+        buf.set_len(len + sign + k);
     }
-    push_u64(buf, n.unsigned_abs());
 }
+
+/// The longest integer text: a sign and 20 digits.
+const INT_MAX_LEN: usize = 21;
 
 /// Append `n` in decimal (what `write!` does, without the formatting
 /// machinery: numbers are most of an event's fields).
-///
-/// Hot path: two digits per division, written straight into `buf` after a
-/// fixed-size 20-byte extend (inlined stores, no `memcpy` call) that is cut
-/// back to the number's length.
-pub(super) fn push_u64(buf: &mut Vec<u8>, mut n: u64) {
-    const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
+pub(super) fn push_u64(buf: &mut Vec<u8>, n: u64) {
+    buf.reserve(INT_MAX_LEN);
+    let len = buf.len();
+    // SAFETY: room for 20 digits; `put_u64` wrote the `k` counted.
+    unsafe {
+        let k = put_u64(buf.as_mut_ptr().add(len), n);
+        buf.set_len(len + k);
+    }
+}
+
+/// Two decimal digits per entry.
+const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
 2021222324252627282930313233343536373839\
 4041424344454647484950515253545556575859\
 6061626364656667686970717273747576777879\
 8081828384858687888990919293949596979899";
+
+/// Write the digits of `n` at `dst`; returns how many.
+///
+/// Hot path: eight digits at a time are split off with one 64-bit
+/// division and written as four pairs with 32-bit arithmetic (a
+/// nanosecond timestamp takes one such round and three pairs), instead of
+/// a 64-bit division per pair.
+///
+/// # Safety
+/// `dst` is valid for writing 20 bytes.
+#[inline]
+unsafe fn put_u64(dst: *mut u8, mut n: u64) -> usize {
+    /// Write pair `k` (0-99) at `at`.
+    #[inline(always)]
+    unsafe fn pair(at: *mut u8, k: u32) {
+        let k = k as usize * 2;
+        // SAFETY: `k < 200`; the caller's 2 bytes at `at`.
+        unsafe {
+            at.cast::<[u8; 2]>()
+                .write_unaligned([*PAIRS.get_unchecked(k), *PAIRS.get_unchecked(k + 1)]);
+        }
+    }
     let len = n.checked_ilog10().unwrap_or(0) as usize + 1;
-    let start = buf.len();
-    buf.extend_from_slice(&[0u8; 20]);
-    buf.truncate(start + len);
-    let out = &mut buf[start..];
     let mut i = len;
-    while n >= 100 {
-        let k = (n % 100) as usize * 2;
-        n /= 100;
-        out[i - 2..i].copy_from_slice(&PAIRS[k..k + 2]);
-        i -= 2;
+    // SAFETY: `len <= 20` digits are written at `dst[..len]`, from the end.
+    unsafe {
+        while n >= 100_000_000 {
+            let low = (n % 100_000_000) as u32;
+            n /= 100_000_000;
+            let (hi, lo) = (low / 10_000, low % 10_000);
+            pair(dst.add(i - 2), lo % 100);
+            pair(dst.add(i - 4), lo / 100);
+            pair(dst.add(i - 6), hi % 100);
+            pair(dst.add(i - 8), hi / 100);
+            i -= 8;
+        }
+        let mut m = n as u32;
+        while m >= 100 {
+            pair(dst.add(i - 2), m % 100);
+            m /= 100;
+            i -= 2;
+        }
+        if m >= 10 {
+            pair(dst.add(i - 2), m);
+        } else {
+            *dst.add(i - 1) = b'0' + m as u8;
+        }
     }
-    if n >= 10 {
-        let k = n as usize * 2;
-        out[i - 2..i].copy_from_slice(&PAIRS[k..k + 2]);
-    } else {
-        out[i - 1] = b'0' + n as u8;
+    len
+}
+
+/// Whether every byte of `s` is printable ASCII other than `"` and `\\`
+/// (what a JSON string holds as is, and a terminal shows one column per
+/// byte). Eight bytes per test.
+#[inline]
+pub(super) fn plain_ascii(s: &[u8]) -> bool {
+    let mut words = s.chunks_exact(8);
+    for w in &mut words {
+        if needs_escape(u64::from_le_bytes(w.try_into().expect("eight bytes"))) {
+            return false;
+        }
     }
+    words
+        .remainder()
+        .iter()
+        .all(|&b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
 }
 
 /// Does any byte of `w` need escaping in a JSON string (control, `"`, `\\`,
@@ -619,17 +736,47 @@ fn needs_escape(w: u64) -> bool {
 /// name) are copied in one `extend_from_slice`; only the bytes that need
 /// escaping, and non-ASCII sequences, take the slow road.
 pub(crate) fn write_str(buf: &mut Vec<u8>, s: &[u8]) {
-    buf.reserve(s.len() + 2);
-    buf.push(b'"');
-    // Skip the plain prefix eight bytes at a time; most strings are plain
-    // to the end and leave in one copy.
+    // Most strings are plain to the end and leave in one copy.
+    write_str_after(buf, s, plain_words(s));
+}
+
+/// How many leading bytes of `s`, in whole words of eight, need no
+/// escaping (a NUL does).
+#[inline]
+fn plain_words(s: &[u8]) -> usize {
     let mut i = 0;
     while let Some(w) = s.get(i..i + 8) {
-        let w = u64::from_le_bytes(w.try_into().expect("eight bytes"));
-        if needs_escape(w) {
+        if needs_escape(u64::from_le_bytes(w.try_into().expect("eight bytes"))) {
             break;
         }
         i += 8;
+    }
+    i
+}
+
+/// A C string (up to its first NUL, or all of `b`) as a JSON string: the
+/// NUL is found by the same eight-byte scan that skips plain bytes (a NUL
+/// needs escaping), so the common string is read once, not twice.
+fn write_c_str(buf: &mut Vec<u8>, b: &[u8]) {
+    let i = plain_words(b);
+    // No NUL before `i`: the string ends at the first one from there.
+    let end = i + crate::datasource::c_str_len(&b[i..]);
+    write_str_after(buf, &b[..end], i);
+}
+
+/// [`write_str`] of `s`, whose first `plain` bytes need no escaping.
+fn write_str_after(buf: &mut Vec<u8>, s: &[u8], plain: usize) {
+    buf.reserve(s.len() + 2);
+    buf.push(b'"');
+    let mut i = plain;
+    // A tail of under eight bytes after the plain prefix: if the string's
+    // last eight bytes (overlapping the prefix) are plain, so is the whole
+    // string, and it leaves in one copy without a byte loop.
+    if let Some(at) = s.len().checked_sub(8)
+        && at <= plain
+        && !needs_escape(u64::from_le_bytes(s[at..].try_into().expect("eight bytes")))
+    {
+        i = s.len();
     }
     let mut start = 0;
     while i < s.len() {
@@ -924,6 +1071,30 @@ mod tests {
                     plain,
                     "byte {x} at {pos}: {b:?}"
                 );
+            }
+        }
+    }
+
+    /// A C string is what `write_str` prints of its bytes up to the first
+    /// NUL, wherever the NUL and the bytes to escape sit.
+    #[test]
+    fn c_strings_stop_at_the_first_nul_and_escape_what_comes_before() {
+        for len in 0..26 {
+            for nul in (0..len).chain([usize::MAX]) {
+                for (special, at) in [(b'a', 0), (b'"', 3), (0x01, 9), (0xff, 17), (b'\\', 20)] {
+                    let mut b: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
+                    if at < len {
+                        b[at] = special;
+                    }
+                    if nul < len {
+                        b[nul] = 0;
+                    }
+                    let end = b.iter().position(|&x| x == 0).unwrap_or(b.len());
+                    let (mut fast, mut want) = (Vec::new(), Vec::new());
+                    write_c_str(&mut fast, &b);
+                    write_str(&mut want, &b[..end]);
+                    assert_eq!(fast, want, "{b:?}");
+                }
             }
         }
     }

@@ -40,6 +40,7 @@ mod assembly;
 mod consumers;
 pub mod manifest;
 mod policy;
+mod priority;
 mod source;
 
 use std::io::Write;
@@ -55,6 +56,7 @@ pub use policy::{
 };
 #[cfg(feature = "signing")]
 pub use policy::{load_public_keys, verify_stored_signatures};
+pub use priority::{Applied as ReaderPriorityApplied, ReaderPriority};
 pub use source::GadgetBytes;
 
 pub use crate::bpf::loader::LoaderPrefetch;
@@ -396,6 +398,7 @@ pub struct GadgetRun {
     print: Option<PrintOptions>,
     timeout: Option<Duration>,
     flush_interval: Duration,
+    reader_priority: ReaderPriority,
     ringbuf_size: Option<u32>,
     stop: Option<StopHandle>,
     prefetch: Option<LoaderPrefetch>,
@@ -424,6 +427,7 @@ impl GadgetRun {
             print: None,
             timeout: None,
             flush_interval: DEFAULT_FLUSH_INTERVAL,
+            reader_priority: ReaderPriority::Inherit,
             ringbuf_size: None,
             stop: None,
             prefetch: None,
@@ -577,6 +581,14 @@ impl GadgetRun {
     #[must_use]
     pub fn flush_interval(mut self, interval: Duration) -> Self {
         self.flush_interval = interval;
+        self
+    }
+
+    /// How the thread that runs the event loop (reads the ring buffers)
+    /// is scheduled; see [`ReaderPriority`]. Default: inherited.
+    #[must_use]
+    pub fn reader_priority(mut self, p: ReaderPriority) -> Self {
+        self.reader_priority = p;
         self
     }
 
@@ -821,6 +833,7 @@ impl GadgetRun {
             notice: self.notice,
             timeout: self.timeout,
             flush_interval: self.flush_interval,
+            reader_priority: self.reader_priority,
         })
     }
 
@@ -1030,6 +1043,7 @@ pub struct PreparedRun {
     notice: Option<NoticeFn>,
     timeout: Option<Duration>,
     flush_interval: Duration,
+    reader_priority: ReaderPriority,
 }
 
 impl PreparedRun {
@@ -1048,7 +1062,16 @@ impl PreparedRun {
             mut notice,
             timeout,
             flush_interval,
+            reader_priority,
         } = self;
+        // This thread runs the event loop: the reader.
+        match reader_priority.apply() {
+            priority::Applied::Inherited => {}
+            priority::Applied::Realtime => log::debug!("reader thread: SCHED_RR priority 1"),
+            priority::Applied::Declined(why) => {
+                log::debug!("reader thread: inherited priority ({why})");
+            }
+        }
         let gadget = chain.gadget.clone();
         let name = chain.name.clone();
         let fail = |e: LoopError| RunError::Run {
