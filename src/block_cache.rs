@@ -16,7 +16,7 @@
 //! and the same code on glibc (0.8 and 1.5), which keeps freed memory
 //! (bench/daemon.md). The glibc builds do not use this cache.
 //!
-//! Bounded: at most [`SLOTS`] blocks per size, so at most 4 MiB held.
+//! Bounded: at most [`SLOTS`] blocks per size and 7 MiB in all.
 //! Lock-free: each slot is one pointer, taken and filled by atomic swaps
 //! (no list, so no ABA).
 
@@ -29,8 +29,13 @@ use std::sync::atomic::{AtomicPtr, Ordering};
 const MIN_SHIFT: u32 = 13;
 const MAX_SHIFT: u32 = 18;
 const CLASSES: usize = (MAX_SHIFT - MIN_SHIFT + 1) as usize;
-/// Freed blocks kept per size.
-pub const SLOTS: usize = 8;
+/// Freed blocks kept per size, at most.
+pub const SLOTS: usize = 32;
+/// Freed blocks kept of each size, 8 KiB to 256 KiB: many of the sizes a
+/// client holds while its loop catches up (batches waiting in its queue:
+/// with 8, half of gadgetctl's batches still came from fresh pages), a
+/// few of the largest. At most 7 MiB held.
+const KEPT: [usize; CLASSES] = [SLOTS, SLOTS, SLOTS, SLOTS, 8, 8];
 
 /// The global allocator: see the module documentation.
 pub struct BlockCache {
@@ -86,7 +91,7 @@ unsafe impl GlobalAlloc for BlockCache {
             // SAFETY: the caller's contract.
             return unsafe { System.alloc(l) };
         };
-        for slot in &self.bins[c] {
+        for slot in &self.bins[c][..KEPT[c]] {
             if !slot.load(Ordering::Relaxed).is_null() {
                 let p = slot.swap(null_mut(), Ordering::Acquire);
                 if !p.is_null() {
@@ -104,7 +109,7 @@ unsafe impl GlobalAlloc for BlockCache {
             // SAFETY: allocated by System with `l` (see alloc).
             return unsafe { System.dealloc(p, l) };
         };
-        for slot in &self.bins[c] {
+        for slot in &self.bins[c][..KEPT[c]] {
             if slot.load(Ordering::Relaxed).is_null()
                 && slot
                     .compare_exchange(null_mut(), p, Ordering::Release, Ordering::Relaxed)
@@ -176,12 +181,18 @@ mod tests {
             assert_eq!(a, b);
             assert_eq!(cache.held(), 0);
             cache.dealloc(b, Layout::from_size_align(20 << 10, 8).unwrap());
-            // At most SLOTS of a size are kept.
+            // At most KEPT of a size are kept.
             let many: Vec<_> = (0..SLOTS + 3).map(|_| cache.alloc(l)).collect();
             for &p in &many {
                 cache.dealloc(p, l);
             }
-            assert_eq!(cache.held(), SLOTS);
+            assert_eq!(cache.held(), KEPT[2]);
+            let big = Layout::from_size_align(200 << 10, 8).unwrap();
+            let many: Vec<_> = (0..SLOTS).map(|_| cache.alloc(big)).collect();
+            for &p in &many {
+                cache.dealloc(p, big);
+            }
+            assert_eq!(cache.held(), KEPT[2] + KEPT[5]);
             // Zeroed blocks are zero even when reused.
             let z = cache.alloc_zeroed(l);
             assert!(
