@@ -26,7 +26,7 @@ use std::sync::Arc;
 
 use ig::datasource::{
     Event, FieldDef, FieldId, FieldKind, Location, Schema, SchemaBuilder, SchemaError, SourceKind,
-    Value, ValueRef,
+    Value, ValueRef, copy,
 };
 use ig::params::{ParamSpec, ParamType};
 
@@ -915,7 +915,7 @@ fn set_owned(
             let s = &bytes[..ig::datasource::c_str_len(bytes)];
             // The stored value is valid UTF-8: the same bytes are the same
             // string (a lossy conversion of other bytes never matches).
-            if ev.keep(def) && ev.get(def) == ValueRef::Str(s) {
+            if ev.keep(def) && matches!(ev.get(def), ValueRef::Str(old) if copy::same(old, s)) {
                 return Ok(());
             }
             // Valid UTF-8 (nearly always) is checked without the lossy
@@ -929,7 +929,9 @@ fn set_owned(
             }
         }
         FieldKind::Bytes => {
-            if !(ev.keep(def) && ev.get(def) == ValueRef::Bytes(bytes)) {
+            if !(ev.keep(def)
+                && matches!(ev.get(def), ValueRef::Bytes(old) if copy::same(old, bytes)))
+            {
                 ev.set_bytes(def, bytes);
             }
         }
@@ -1044,7 +1046,8 @@ impl Encoder {
             match v {
                 ValueRef::Str(b) | ValueRef::Bytes(b) if kind.scalar_size().is_none() => {
                     put_varint(buf, b.len() as u64);
-                    buf.extend_from_slice(b);
+                    // Short runs inline, not through musl's memcpy.
+                    copy::extend(buf, b);
                 }
                 ValueRef::None => {
                     if string_like(*kind) {
