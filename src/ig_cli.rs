@@ -6,3 +6,5 @@
 // The command line is no API: its items are documented where it helps.
 #[allow(missing_docs)]
 pub mod cli;
+
+pub mod block_cache;

@@ -1,5 +1,11 @@
 //! The `ig` binary: the command line is `ig_cli::cli`, over the `ig` library.
 
+/// The shipped static binaries: musl's allocator unmaps freed large
+/// blocks at once (see `ig_cli::block_cache`).
+#[cfg(target_env = "musl")]
+#[global_allocator]
+static ALLOC: ig_cli::block_cache::BlockCache = ig_cli::block_cache::BlockCache::new();
+
 fn main() -> std::process::ExitCode {
     // SIGINT and SIGTERM always stop `ig`. A parent may hand them down
     // ignored (a non-interactive shell does so for `cmd &`); once `ig run`

@@ -1155,6 +1155,8 @@ pub(super) struct RunEncoder {
     /// The last event encoded by [`RunEncoder::encode`] (its buffers are
     /// reused from one event to the next).
     pub(super) element: DataElement,
+    /// Scratch of [`RunEncoder::push_event`].
+    unset: Vec<u32>,
 }
 
 impl RunEncoder {
@@ -1163,6 +1165,7 @@ impl RunEncoder {
             info,
             sources: Vec::new(),
             element: DataElement::default(),
+            unset: Vec::new(),
         }
     }
 
@@ -1192,6 +1195,21 @@ impl RunEncoder {
     /// `event` of source `i` into [`RunEncoder::element`].
     pub(super) fn encode(&mut self, i: usize, schema: &Schema, event: &Event) {
         self.sources[i].1.encode(schema, event, &mut self.element);
+    }
+
+    /// `event` of source `i` appended to the batch in `buf`, as
+    /// [`RunEncoder::encode`] and `wire::push_element` would (one copy of
+    /// each value instead of two).
+    pub(super) fn push_event(
+        &mut self,
+        i: usize,
+        schema: &Schema,
+        event: &Event,
+        buf: &mut Vec<u8>,
+    ) {
+        self.sources[i]
+            .1
+            .push_event(schema, event, buf, &mut self.unset);
     }
 
     /// The encoded element as a `GadgetData` payload of sequence number
@@ -1267,7 +1285,6 @@ impl EventSink for StreamSink {
         if !self.admit() {
             return;
         }
-        self.wire.encode(i, schema, event);
         let source = i as u32;
         if self.batching {
             if self.batch.events > 0 && self.batch.source != source {
@@ -1278,7 +1295,8 @@ impl EventSink for StreamSink {
                 self.batch.source = source;
                 self.batch.first_seq = self.seq;
             }
-            wire::push_element(&self.wire.element, &mut self.batch.bytes);
+            self.wire
+                .push_event(i, schema, event, &mut self.batch.bytes);
             self.batch.events += 1;
             if self.batch.events >= BATCH_EVENTS || self.batch.bytes.len() >= BATCH_BYTES {
                 self.close_batch();
@@ -1288,6 +1306,7 @@ impl EventSink for StreamSink {
             }
             return;
         }
+        self.wire.encode(i, schema, event);
         let payload = self.wire.data_payload(self.seq);
         self.out.push(Ok(GadgetEvent {
             r#type: event_type::DATA,

@@ -802,6 +802,15 @@ fn sequence(expected: &mut u32, lost: &AtomicU64, seq: u32, n: u32) {
     *expected = seq.wrapping_add(n);
 }
 
+/// A fan-out's `node` field: kept when the previous event came from the
+/// same node (the printers reuse what they made of it, as for the values
+/// the decoder keeps).
+fn set_node(ev: &mut Event, f: &ig::datasource::FieldDef, name: &str) {
+    if !(ev.keep(f) && ev.get(f) == ig::datasource::ValueRef::Str(name.as_bytes())) {
+        ev.set_str(f, name);
+    }
+}
+
 impl RemoteInstance {
     /// One data message of `node`: decoded in place, the `node` field set
     /// in a fan-out, arrays through their combiner.
@@ -879,7 +888,7 @@ impl RemoteInstance {
             match decoded {
                 Ok(()) => {
                     if let Some((f, name)) = node_field {
-                        ev.set_str(f, name);
+                        set_node(ev, f, name);
                     }
                     out.event(sid, ev);
                 }
@@ -895,7 +904,7 @@ impl RemoteInstance {
                 match el.and_then(|el| d.decode_bytes(el, scratch, ev)) {
                     Ok(()) => {
                         if let Some((f, name)) = node_field {
-                            ev.set_str(f, name);
+                            set_node(ev, f, name);
                         }
                         out.event(sid, ev);
                     }

@@ -227,7 +227,7 @@ impl Event {
             match v {
                 Value::Bytes(buf) => {
                     buf.clear();
-                    buf.extend_from_slice(b);
+                    super::copy::extend(buf, b);
                 }
                 other => *other = Value::Bytes(b.to_vec()),
             }
@@ -240,7 +240,7 @@ impl Event {
             match v {
                 Value::Str(buf) => {
                     buf.clear();
-                    buf.push_str(s);
+                    super::copy::push_str(buf, s);
                 }
                 other => *other = Value::Str(s.to_owned()),
             }
