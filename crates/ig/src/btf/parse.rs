@@ -23,8 +23,8 @@ use super::{Btf, BtfError, TypeId};
 
 /// Size of the header fields we know. A longer `hdr_len` (a future
 /// extension) is accepted and the extra bytes skipped.
-const HEADER_LEN: usize = 24;
-const MAGIC: u16 = 0xeb9f;
+pub(super) const HEADER_LEN: usize = 24;
+pub(super) const MAGIC: u16 = 0xeb9f;
 const VERSION: u8 = 1;
 /// Size of the common part of every type record.
 const TYPE_HEADER_LEN: usize = 12;
@@ -34,25 +34,25 @@ const TYPE_HEADER_LEN: usize = 12;
 pub const MAX_NAME_LEN: usize = 4096;
 
 // Kind numbers (btf.rst, "BTF Type Encoding").
-const KIND_INT: u32 = 1;
-const KIND_PTR: u32 = 2;
-const KIND_ARRAY: u32 = 3;
-const KIND_STRUCT: u32 = 4;
-const KIND_UNION: u32 = 5;
-const KIND_ENUM: u32 = 6;
-const KIND_FWD: u32 = 7;
-const KIND_TYPEDEF: u32 = 8;
-const KIND_VOLATILE: u32 = 9;
-const KIND_CONST: u32 = 10;
-const KIND_RESTRICT: u32 = 11;
-const KIND_FUNC: u32 = 12;
-const KIND_FUNC_PROTO: u32 = 13;
-const KIND_VAR: u32 = 14;
-const KIND_DATASEC: u32 = 15;
-const KIND_FLOAT: u32 = 16;
-const KIND_DECL_TAG: u32 = 17;
-const KIND_TYPE_TAG: u32 = 18;
-const KIND_ENUM64: u32 = 19;
+pub(super) const KIND_INT: u32 = 1;
+pub(super) const KIND_PTR: u32 = 2;
+pub(super) const KIND_ARRAY: u32 = 3;
+pub(super) const KIND_STRUCT: u32 = 4;
+pub(super) const KIND_UNION: u32 = 5;
+pub(super) const KIND_ENUM: u32 = 6;
+pub(super) const KIND_FWD: u32 = 7;
+pub(super) const KIND_TYPEDEF: u32 = 8;
+pub(super) const KIND_VOLATILE: u32 = 9;
+pub(super) const KIND_CONST: u32 = 10;
+pub(super) const KIND_RESTRICT: u32 = 11;
+pub(super) const KIND_FUNC: u32 = 12;
+pub(super) const KIND_FUNC_PROTO: u32 = 13;
+pub(super) const KIND_VAR: u32 = 14;
+pub(super) const KIND_DATASEC: u32 = 15;
+pub(super) const KIND_FLOAT: u32 = 16;
+pub(super) const KIND_DECL_TAG: u32 = 17;
+pub(super) const KIND_TYPE_TAG: u32 = 18;
+pub(super) const KIND_ENUM64: u32 = 19;
 
 // INT encoding bits (bits 24..28 of the INT data word).
 const INT_SIGNED: u32 = 1;
@@ -149,7 +149,15 @@ fn section(
     Ok(start as usize..end as usize)
 }
 
-pub(super) fn parse(data: &[u8]) -> Result<Btf, BtfError> {
+/// Where a blob's two sections are, and its byte order: the header read
+/// and checked (magic, version, header length, section bounds).
+pub(super) struct Layout {
+    pub endian: Endian,
+    pub types: std::ops::Range<usize>,
+    pub strings: std::ops::Range<usize>,
+}
+
+pub(super) fn layout(data: &[u8]) -> Result<Layout, BtfError> {
     // The magic is written in the blob's byte order; read it as little
     // endian and see which way round it came out.
     let endian = match data {
@@ -187,8 +195,19 @@ pub(super) fn parse(data: &[u8]) -> Result<Btf, BtfError> {
             data_len: data.len(),
         });
     }
-    let type_range = section("type", hdr_len, type_off, type_len, data.len())?;
-    let str_range = section("string", hdr_len, str_off, str_len, data.len())?;
+    Ok(Layout {
+        endian,
+        types: section("type", hdr_len, type_off, type_len, data.len())?,
+        strings: section("string", hdr_len, str_off, str_len, data.len())?,
+    })
+}
+
+pub(super) fn parse(data: &[u8]) -> Result<Btf, BtfError> {
+    let Layout {
+        endian,
+        types: type_range,
+        strings: str_range,
+    } = layout(data)?;
 
     let strings = std::str::from_utf8(&data[str_range]).map_err(|e| BtfError::StringsNotUtf8 {
         offset: e.valid_up_to(),
@@ -214,7 +233,7 @@ pub(super) fn parse(data: &[u8]) -> Result<Btf, BtfError> {
 /// What follows the common part of a type record of `kind` with `vlen`
 /// entries, and its size in bytes; `None` for a kind BTF does not define.
 /// (vlen is at most 0xffff, so no overflow.)
-fn record_extra(kind: u32, vlen: usize) -> Option<(&'static str, usize)> {
+pub(super) fn record_extra(kind: u32, vlen: usize) -> Option<(&'static str, usize)> {
     Some(match kind {
         KIND_INT => ("int data", 4),
         KIND_ARRAY => ("array data", 12),

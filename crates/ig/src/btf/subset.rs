@@ -35,29 +35,12 @@
 use std::collections::{HashMap, HashSet};
 
 use super::BtfError;
-
-const MAGIC: u16 = 0xeb9f;
-const HEADER_LEN: usize = 24;
-
-const KIND_INT: u32 = 1;
-const KIND_PTR: u32 = 2;
-const KIND_ARRAY: u32 = 3;
-const KIND_STRUCT: u32 = 4;
-const KIND_UNION: u32 = 5;
-const KIND_ENUM: u32 = 6;
-const KIND_FWD: u32 = 7;
-const KIND_TYPEDEF: u32 = 8;
-const KIND_VOLATILE: u32 = 9;
-const KIND_CONST: u32 = 10;
-const KIND_RESTRICT: u32 = 11;
-const KIND_FUNC: u32 = 12;
-const KIND_FUNC_PROTO: u32 = 13;
-const KIND_VAR: u32 = 14;
-const KIND_DATASEC: u32 = 15;
-const KIND_FLOAT: u32 = 16;
-const KIND_DECL_TAG: u32 = 17;
-const KIND_TYPE_TAG: u32 = 18;
-const KIND_ENUM64: u32 = 19;
+use super::parse::{
+    Endian, HEADER_LEN, KIND_ARRAY, KIND_CONST, KIND_DATASEC, KIND_DECL_TAG, KIND_ENUM,
+    KIND_ENUM64, KIND_FLOAT, KIND_FUNC, KIND_FUNC_PROTO, KIND_FWD, KIND_INT, KIND_PTR,
+    KIND_RESTRICT, KIND_STRUCT, KIND_TYPE_TAG, KIND_TYPEDEF, KIND_UNION, KIND_VAR, KIND_VOLATILE,
+    MAGIC, layout, record_extra,
+};
 
 /// How far a type was reached: bit 0 by value (structs in full), bit 1
 /// through a pointer (structs as shells).
@@ -89,39 +72,15 @@ fn truncated(what: &'static str, offset: usize, needed: usize, available: usize)
 
 impl<'a> Raw<'a> {
     fn parse(data: &'a [u8]) -> Result<Self, BtfError> {
-        if data.len() < HEADER_LEN {
-            return Err(truncated("header", 0, HEADER_LEN, data.len()));
-        }
-        let magic = u16::from_le_bytes([data[0], data[1]]);
-        if magic != MAGIC {
-            return Err(BtfError::BadMagic { found: magic });
-        }
-        if data[2] != 1 {
-            return Err(BtfError::UnsupportedVersion { version: data[2] });
-        }
-        let word = |o| u32_at(data, o).unwrap_or(0);
-        let hdr_len = word(4);
-        let (type_off, type_len, str_off, str_len) = (word(8), word(12), word(16), word(20));
-        let h = hdr_len as usize;
-        if h < HEADER_LEN || h > data.len() {
-            return Err(BtfError::BadHeaderLen {
-                hdr_len,
-                min: HEADER_LEN,
-                data_len: data.len(),
+        let l = layout(data)?;
+        if l.endian == Endian::Big {
+            // As read little endian: the subset is made for the running
+            // (little-endian) kernel only.
+            return Err(BtfError::BadMagic {
+                found: MAGIC.swap_bytes(),
             });
         }
-        let section = |name, off: u32, len: u32| {
-            let start = h + off as usize;
-            data.get(start..start + len as usize)
-                .ok_or(BtfError::SectionOutOfBounds {
-                    section: name,
-                    offset: off,
-                    len,
-                    data_len: data.len(),
-                })
-        };
-        let types = section("type", type_off, type_len)?;
-        let strings = section("string", str_off, str_len)?;
+        let (types, strings) = (&data[l.types], &data[l.strings]);
         let mut offsets = Vec::with_capacity(types.len() / 20);
         let mut o = 0usize;
         while o < types.len() {
@@ -161,16 +120,7 @@ impl<'a> Raw<'a> {
 
 /// The bytes after a type's 12-byte head, by kind and `vlen`.
 fn extra_len(info: u32) -> Option<usize> {
-    let vlen = (info & 0xffff) as usize;
-    Some(match (info >> 24) & 0x1f {
-        KIND_INT | KIND_VAR | KIND_DECL_TAG => 4,
-        KIND_PTR | KIND_FWD | KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT
-        | KIND_FUNC | KIND_FLOAT | KIND_TYPE_TAG => 0,
-        KIND_ARRAY => 12,
-        KIND_STRUCT | KIND_UNION | KIND_DATASEC | KIND_ENUM64 => 12 * vlen,
-        KIND_ENUM | KIND_FUNC_PROTO => 8 * vlen,
-        _ => return None,
-    })
+    record_extra((info >> 24) & 0x1f, (info & 0xffff) as usize).map(|(_, n)| n)
 }
 
 /// A name without its `___flavor` suffix (libbpf's and aya's rule).
