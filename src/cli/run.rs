@@ -346,13 +346,24 @@ pub fn logs_config(args: &RunArgs) -> anyhow::Result<Option<ig::operators::logs:
     Ok(Some(c))
 }
 
-/// The process's log writer, started when logs are on. Call it with the
-/// signals blocked, as [`start_otlp`].
+/// The process's log writer, started when logs are on, its thread
+/// scheduled as the readers are (`priority`: a real-time reader would
+/// otherwise hand lines faster than a writer at the workload's priority
+/// gets a core to write them, and the queue would drop some). Call it
+/// with the signals blocked, as [`start_otlp`].
 pub fn start_logs(
     config: Option<&ig::operators::logs::LogsConfig>,
+    priority: ig::run::ReaderPriority,
 ) -> anyhow::Result<Option<ig::operators::logs::LogWriter>> {
     config
-        .map(|c| ig::operators::logs::LogWriter::start(c).context("--logs-enabled"))
+        .map(|c| {
+            ig::operators::logs::LogWriter::start_with(c, move || {
+                if let ig::run::ReaderPriorityApplied::Declined(why) = priority.apply() {
+                    log::debug!("log writer thread: inherited priority ({why})");
+                }
+            })
+            .context("--logs-enabled")
+        })
         .transpose()
 }
 
@@ -452,7 +463,8 @@ pub fn run(args: RunArgs, prepared: Prepared, given: &[(String, String)]) -> any
         run = run.metrics(registry.clone());
     }
     let logs = logs_config(&args)?;
-    let logs_writer = super::signals::with_blocked(|| start_logs(logs.as_ref()))?;
+    let logs_writer =
+        super::signals::with_blocked(|| start_logs(logs.as_ref(), args.reader_priority.into()))?;
     let run = with_logs(
         run,
         logs_writer.as_ref(),
@@ -606,7 +618,8 @@ pub fn run_manifest(
     // One registry, and one listener, for every instance; one log writer.
     let metrics = metrics_registry(&args)?;
     let logs = logs_config(&args)?;
-    let logs_writer = super::signals::with_blocked(|| start_logs(logs.as_ref()))?;
+    let logs_writer =
+        super::signals::with_blocked(|| start_logs(logs.as_ref(), args.reader_priority.into()))?;
     let logs_format = logs.as_ref().map(|c| c.format).unwrap_or_default();
     let otlp = super::signals::with_blocked(|| start_otlp(&args, metrics.as_ref()))?;
     let pull = PullOptions {

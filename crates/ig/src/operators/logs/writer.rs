@@ -68,6 +68,17 @@ impl LogWriter {
     /// Open the destination (creating the file, mode 0600, and its
     /// directory) and start the thread.
     pub fn start(config: &LogsConfig) -> Result<Self, LogsError> {
+        Self::start_with(config, || {})
+    }
+
+    /// [`LogWriter::start`], with `on_thread` run first on the writer's
+    /// thread: `ig run` gives it the scheduling its reader has
+    /// (`--reader-priority`), so that a reader that outruns the workload
+    /// is not outrun by the workload on the way to the file.
+    pub fn start_with(
+        config: &LogsConfig,
+        on_thread: impl FnOnce() + Send + 'static,
+    ) -> Result<Self, LogsError> {
         let mut dest = Destination::open(config)?;
         let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(QUEUE_BATCHES);
         let shared = Arc::new(Shared {
@@ -80,7 +91,10 @@ impl LogWriter {
         let s = shared.clone();
         let thread = std::thread::Builder::new()
             .name("ig-logs".into())
-            .spawn(move || dest.run(&rx, &s))
+            .spawn(move || {
+                on_thread();
+                dest.run(&rx, &s);
+            })
             .map_err(LogsError::Thread)?;
         Ok(Self {
             tx: Some(tx),
