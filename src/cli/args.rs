@@ -367,16 +367,18 @@ pub struct RunArgs {
     #[arg(long, value_name = "BYTES", value_parser = parse_ringbuf_size)]
     pub ringbuf_size: Option<u32>,
 
-    /// How ig's reading thread is scheduled. `realtime` (the default):
+    /// How ig's reading thread is scheduled. `inherit` (the default): the
+    /// priority ig was started with (e.g. under `nice`). `realtime`:
     /// SCHED_RR at the lowest real-time priority, so that on a host whose
     /// cores are all busy the reader gets a core as soon as events are
     /// pending instead of waiting while the ring buffer fills and the kernel
     /// drops events. It sleeps whenever nothing is pending, and the kernel's
     /// real-time throttling (kernel.sched_rt_runtime_us) bounds it; without
     /// that throttling, or without root/CAP_SYS_NICE, ig keeps its normal
-    /// priority. `inherit`: the priority ig was started with (e.g. under
-    /// `nice`). Lost events are reported either way.
-    #[arg(long, value_enum, default_value = "realtime", value_name = "POLICY")]
+    /// priority; the log writer thread gets the same. Not the default: on a
+    /// 2-core host it can starve other work of the same moment (our test
+    /// suite's timing-bound tests). Lost events are reported either way.
+    #[arg(long, value_enum, default_value = "inherit", value_name = "POLICY")]
     pub reader_priority: ReaderPriorityArg,
 
     /// When to download the image from its registry.

@@ -259,9 +259,13 @@ fn the_reader_thread_runs_realtime_unless_told_to_inherit() {
         .trim()
         != "-1";
     assert!(throttled, "this host must have real-time throttling on");
-    assert!(reader_runs_realtime(store, &[]), "default: realtime");
+    assert!(
+        reader_runs_realtime(store, &["--reader-priority", "realtime"]),
+        "realtime: the reader in SCHED_RR"
+    );
     assert!(
         !reader_runs_realtime(store, &["--reader-priority", "inherit"]),
         "inherit: no thread in SCHED_RR"
     );
+    assert!(!reader_runs_realtime(store, &[]), "default: inherit");
 }
