@@ -362,23 +362,26 @@ pub struct RunArgs {
     pub flush_interval: Duration,
 
     /// Size of each ring buffer in bytes (a power of two, at least 4096).
-    /// Default: what the gadget declares, but at least 4 MiB, so that a burst
-    /// of events fits while ig sleeps between wake-ups.
+    /// Default: what the gadget declares, but at least 8 MiB, so that a burst
+    /// of events fits while ig sleeps between wake-ups. Bytes, or with a
+    /// binary unit: 512K, 8M, 1G.
     #[arg(long, value_name = "BYTES", value_parser = parse_ringbuf_size)]
     pub ringbuf_size: Option<u32>,
 
-    /// How ig's reading thread is scheduled. `inherit` (the default): the
-    /// priority ig was started with (e.g. under `nice`). `realtime`:
+    /// How ig's reading thread is scheduled. `realtime` (the default):
     /// SCHED_RR at the lowest real-time priority, so that on a host whose
     /// cores are all busy the reader gets a core as soon as events are
     /// pending instead of waiting while the ring buffer fills and the kernel
-    /// drops events. It sleeps whenever nothing is pending, and the kernel's
-    /// real-time throttling (kernel.sched_rt_runtime_us) bounds it; without
-    /// that throttling, or without root/CAP_SYS_NICE, ig keeps its normal
-    /// priority; the log writer thread gets the same. Not the default: on a
-    /// 2-core host it can starve other work of the same moment (our test
-    /// suite's timing-bound tests). Lost events are reported either way.
-    #[arg(long, value_enum, default_value = "inherit", value_name = "POLICY")]
+    /// drops events. It sleeps whenever nothing is pending; a reader that
+    /// cannot keep up even so (it used most of a core for a quarter of a
+    /// second) goes back to its started priority for a second at a time,
+    /// so it holds no core against the rest of the host for longer. Without the
+    /// kernel's real-time throttling (kernel.sched_rt_runtime_us = -1) or
+    /// root/CAP_SYS_NICE, or when ig was started real-time (chrt), the
+    /// priority stays as started. `inherit`: the priority ig was started
+    /// with (e.g. under `nice`). The log writer thread is scheduled the
+    /// same. Lost events are reported either way.
+    #[arg(long, value_enum, default_value = "realtime", value_name = "POLICY")]
     pub reader_priority: ReaderPriorityArg,
 
     /// When to download the image from its registry.
@@ -782,14 +785,34 @@ impl From<ReaderPriorityArg> for ig::run::ReaderPriority {
 /// `--ringbuf-size`: a power of two that fits the kernel's u32, from a
 /// page up. Every refusal says the range.
 fn parse_ringbuf_size(s: &str) -> Result<u32, String> {
-    const RANGE: &str = "a power of two from 4096 to 2147483648 (2 GiB)";
-    let n: u64 = s
-        .parse()
-        .map_err(|_| format!("{s:?} is not a number of bytes: give {RANGE}"))?;
+    const RANGE: &str = "a power of two from 4096 to 2147483648 (4K to 2G)";
+    // A binary unit, as the sizes are powers of two: 8M, 8MiB, 512K.
+    let t = s.trim();
+    let (digits, shift) = match t.find(|c: char| !c.is_ascii_digit()) {
+        None => (t, 0),
+        Some(at) => {
+            let shift = match t[at..].to_ascii_lowercase().as_str() {
+                "k" | "kib" => 10,
+                "m" | "mib" => 20,
+                "g" | "gib" => 30,
+                _ => return Err(format!("{s:?} is not a number of bytes: give {RANGE}")),
+            };
+            (&t[..at], shift)
+        }
+    };
+    if digits.is_empty() {
+        return Err(format!("{s:?} is not a number of bytes: give {RANGE}"));
+    }
+    // All digits: what does not fit is too large, not "not a number".
+    let n: u64 = digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(1 << shift))
+        .unwrap_or(u64::MAX);
     match u32::try_from(n) {
         Ok(n) if n >= 4096 && n.is_power_of_two() => Ok(n),
-        Ok(_) => Err(format!("{n} is not {RANGE}")),
-        Err(_) => Err(format!("{n} bytes is too large: give {RANGE}")),
+        Ok(_) => Err(format!("{s} is not {RANGE}")),
+        Err(_) => Err(format!("{s} is too large: give {RANGE}")),
     }
 }
 
@@ -832,6 +855,14 @@ mod tests {
         assert!(parse_ringbuf_size("2048").is_err());
         assert!(parse_ringbuf_size("x").is_err());
         assert_eq!(parse_ringbuf_size("2147483648"), Ok(1 << 31));
+        assert_eq!(parse_ringbuf_size("8M"), Ok(8 << 20));
+        assert_eq!(parse_ringbuf_size("8MiB"), Ok(8 << 20));
+        assert_eq!(parse_ringbuf_size("512k"), Ok(512 << 10));
+        assert_eq!(parse_ringbuf_size("2G"), Ok(1 << 31));
+        assert!(parse_ringbuf_size("4G").unwrap_err().contains("too large"));
+        assert!(parse_ringbuf_size("3M").is_err());
+        assert!(parse_ringbuf_size("M").is_err());
+        assert!(parse_ringbuf_size("8MB").is_err());
         // Beyond u32 and u64: the range, not "not a number".
         for big in ["4294967296", "99999999999999999999"] {
             let e = parse_ringbuf_size(big).unwrap_err();

@@ -1252,6 +1252,7 @@ fn stream(
         output: Some(stdout),
         output_dropped: Some(dropped),
         consumer_lagged: None,
+        reader: Default::default(),
     };
     let stop_both = stop.clone();
     std::thread::spawn(move || {

@@ -356,14 +356,7 @@ pub fn start_logs(
     priority: ig::run::ReaderPriority,
 ) -> anyhow::Result<Option<ig::operators::logs::LogWriter>> {
     config
-        .map(|c| {
-            ig::operators::logs::LogWriter::start_with(c, move || {
-                if let ig::run::ReaderPriorityApplied::Declined(why) = priority.apply() {
-                    log::debug!("log writer thread: inherited priority ({why})");
-                }
-            })
-            .context("--logs-enabled")
-        })
+        .map(|c| ig::operators::logs::LogWriter::start_with(c, priority).context("--logs-enabled"))
         .transpose()
 }
 

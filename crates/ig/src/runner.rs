@@ -108,6 +108,9 @@ pub struct RunOptions {
     /// Events a consumer of the run could not take (a full channel),
     /// reported as [`Notice::ConsumerLagged`].
     pub consumer_lagged: Option<DroppedRecords>,
+    /// The reader thread's real-time priority, ticked with the loop (an
+    /// inactive one when the thread is not real-time).
+    pub reader: crate::run::ReaderGovernor,
 }
 
 /// Ends a run (or several: clones share one state) from any thread.
@@ -507,6 +510,7 @@ fn tick<F: FnMut(Notice)>(
     opts: &RunOptions,
     losses: &mut LossReports<F>,
 ) -> Result<Option<StopReason>, LoopError> {
+    opts.reader.tick(Instant::now());
     let (sources, dispatch) = p.parts();
     for s in sources {
         for n in s.tick(dispatch)? {

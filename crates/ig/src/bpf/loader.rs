@@ -17,7 +17,7 @@ use std::io::Read as _;
 use std::os::fd::{AsFd as _, AsRawFd, FromRawFd as _, OwnedFd, RawFd};
 use std::path::Path;
 
-use aya::maps::{MapData, PerCpuArray, RingBuf};
+use aya::maps::{MapData, PerCpuArray};
 use aya::programs::perf_event::{
     HardwareEvent, PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent,
 };
@@ -27,6 +27,7 @@ use aya::{Ebpf, EbpfLoader};
 
 use super::object::ObjectInfo;
 use super::programs::{Attach, PerfEventKind, ProgramPlan};
+use super::ring::Ring;
 use super::targets::TargetSet;
 use super::uprobes::{self, Missing, Probe, RootKey, UprobeSet};
 use crate::netif;
@@ -148,6 +149,21 @@ pub enum LoadError {
     MissingMap {
         /// The map.
         map: String,
+    },
+    /// Map `map` was expected to be a ring buffer.
+    #[error("map {map} is not a ring buffer")]
+    NotRingBuf {
+        /// The map.
+        map: String,
+    },
+    /// Ring buffer `map` could not be mapped for reading.
+    #[error("ring buffer {map}")]
+    Ring {
+        /// The map.
+        map: String,
+        /// Why.
+        #[source]
+        source: super::ring::RingError,
     },
     /// An operation on map `map` failed.
     #[error("map {map}")]
@@ -1055,12 +1071,16 @@ impl LoadedGadget {
 
     /// Take a ring buffer out of the object for reading.
     pub fn ring_buffer(&mut self, map: &str) -> Result<RingBuffer, LoadError> {
-        let m = self.take_map(map)?;
-        let rb = RingBuf::try_from(m).map_err(|source| LoadError::Map {
+        let aya::maps::Map::RingBuf(data) = self.take_map(map)? else {
+            return Err(LoadError::NotRingBuf {
+                map: map.to_owned(),
+            });
+        };
+        let ring = Ring::new(data).map_err(|source| LoadError::Ring {
             map: map.to_owned(),
             source,
         })?;
-        Ok(RingBuffer { rb })
+        Ok(RingBuffer { ring })
     }
 
     /// Take HASH map `map` (u64 → u32) out of the gadget as a set the
@@ -1661,7 +1681,7 @@ pub const DRAIN_SLICE: std::time::Duration = std::time::Duration::from_millis(20
 
 /// A ring buffer we read samples from.
 pub struct RingBuffer {
-    rb: RingBuf<MapData>,
+    ring: Ring,
 }
 
 impl RingBuffer {
@@ -1673,20 +1693,17 @@ impl RingBuffer {
     /// only, so `f` returns `false` to stop at once (it was slow).
     pub fn drain(&mut self, mut f: impl FnMut(&[u8]) -> bool) -> usize {
         let start = std::time::Instant::now();
-        let mut n = 0;
-        while let Some(item) = self.rb.next() {
-            let more = f(&item);
+        let mut n = 0usize;
+        self.ring.read(|sample| {
+            let more = f(sample);
             n += 1;
-            if !more || (n % 1024 == 0 && start.elapsed() >= DRAIN_SLICE) {
-                break;
-            }
-        }
-        n
+            more && !(n.is_multiple_of(1024) && start.elapsed() >= DRAIN_SLICE)
+        })
     }
 
     /// The ring buffer's descriptor, to poll.
     pub fn fd(&self) -> RawFd {
-        self.rb.as_raw_fd()
+        self.ring.fd()
     }
 }
 

@@ -8,6 +8,8 @@
 //! - [`schema`]: event struct BTF → data source schema (pure);
 //! - [`loader`]: create maps, load and attach programs, read ring buffers
 //!   (kernel);
+//! - [`ring`]: a BPF ring buffer read in place, its data mapped once
+//!   (kernel; `loader` hands it the map);
 //! - [`maps`], [`perf`]: maps by descriptor and perf rings, as a WASM
 //!   guest reaches them (kernel, raw `bpf(2)` and `perf_event_open(2)`);
 //! - [`pf`]: packet filter expressions (`--pf`) compiled with tcpdump and
@@ -38,6 +40,7 @@ pub mod perf;
 pub mod pf;
 pub mod privileges;
 pub mod programs;
+pub mod ring;
 pub mod schema;
 pub mod shared;
 pub mod socket_enricher;

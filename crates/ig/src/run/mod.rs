@@ -40,7 +40,7 @@ mod assembly;
 mod consumers;
 pub mod manifest;
 mod policy;
-mod priority;
+pub(crate) mod priority;
 mod source;
 
 use std::io::Write;
@@ -56,7 +56,7 @@ pub use policy::{
 };
 #[cfg(feature = "signing")]
 pub use policy::{load_public_keys, verify_stored_signatures};
-pub use priority::{Applied as ReaderPriorityApplied, ReaderPriority};
+pub use priority::{Applied as ReaderPriorityApplied, Governor as ReaderGovernor, ReaderPriority};
 pub use source::GadgetBytes;
 
 pub use crate::bpf::loader::LoaderPrefetch;
@@ -85,7 +85,7 @@ use crate::runner::{LoopError, RunOptions};
 
 /// Smallest ring buffer a run uses unless told otherwise
 /// ([`GadgetRun::ringbuf_size`]).
-const MIN_RINGBUF: u32 = 4 << 20;
+const MIN_RINGBUF: u32 = 8 << 20;
 
 /// Default of [`GadgetRun::flush_interval`].
 pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_millis(50);
@@ -593,7 +593,7 @@ impl GadgetRun {
     }
 
     /// Size of each ring buffer in bytes (a power of two, at least 4096).
-    /// Default: what the gadget declares, but at least 4 MiB.
+    /// Default: what the gadget declares, but at least 8 MiB.
     #[must_use]
     pub fn ringbuf_size(mut self, bytes: u32) -> Self {
         self.ringbuf_size = Some(bytes);
@@ -1065,7 +1065,8 @@ impl PreparedRun {
             reader_priority,
         } = self;
         // This thread runs the event loop: the reader.
-        match reader_priority.apply() {
+        let applied = reader_priority.apply();
+        match &applied {
             priority::Applied::Inherited => {}
             priority::Applied::Realtime => log::debug!("reader thread: SCHED_RR priority 1"),
             priority::Applied::Declined(why) => {
@@ -1085,6 +1086,7 @@ impl PreparedRun {
             output: chain.output.clone(),
             output_dropped: chain.output_dropped.clone(),
             consumer_lagged: consumers.lagged(),
+            reader: ReaderGovernor::for_applied(&applied),
         };
         let losses = std::cell::Cell::new(Losses::default());
         let mut tell = |n: Notice| {

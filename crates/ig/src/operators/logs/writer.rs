@@ -30,6 +30,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::{Channel, LogsConfig, LogsError};
+use crate::run::ReaderPriority;
+use crate::run::priority::{Applied, Governor};
 
 /// A batch is handed over when it holds this many bytes (or at the
 /// runner's flush).
@@ -68,17 +70,16 @@ impl LogWriter {
     /// Open the destination (creating the file, mode 0600, and its
     /// directory) and start the thread.
     pub fn start(config: &LogsConfig) -> Result<Self, LogsError> {
-        Self::start_with(config, || {})
+        Self::start_with(config, ReaderPriority::Inherit)
     }
 
-    /// [`LogWriter::start`], with `on_thread` run first on the writer's
-    /// thread: `ig run` gives it the scheduling its reader has
+    /// [`LogWriter::start`], the writer's thread scheduled with `priority`:
+    /// `ig run` gives it the scheduling its reader has
     /// (`--reader-priority`), so that a reader that outruns the workload
-    /// is not outrun by the workload on the way to the file.
-    pub fn start_with(
-        config: &LogsConfig,
-        on_thread: impl FnOnce() + Send + 'static,
-    ) -> Result<Self, LogsError> {
+    /// is not outrun by the workload on the way to the file. Real-time
+    /// is governed as the reader's is (given up while the writer cannot
+    /// keep up), and never held while a rotated file is compressed.
+    pub fn start_with(config: &LogsConfig, priority: ReaderPriority) -> Result<Self, LogsError> {
         let mut dest = Destination::open(config)?;
         let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(QUEUE_BATCHES);
         let shared = Arc::new(Shared {
@@ -92,8 +93,11 @@ impl LogWriter {
         let thread = std::thread::Builder::new()
             .name("ig-logs".into())
             .spawn(move || {
-                on_thread();
-                dest.run(&rx, &s);
+                let applied = priority.apply();
+                if let Applied::Declined(why) = &applied {
+                    log::debug!("log writer thread: inherited priority ({why})");
+                }
+                dest.run(&rx, &s, &Governor::for_applied(&applied));
             })
             .map_err(LogsError::Thread)?;
         Ok(Self {
@@ -195,9 +199,10 @@ impl Destination {
         })
     }
 
-    fn run(&mut self, rx: &Receiver<Batch>, shared: &Shared) {
+    fn run(&mut self, rx: &Receiver<Batch>, shared: &Shared, gov: &Governor) {
         let mut reopened = 0;
         loop {
+            gov.tick(std::time::Instant::now());
             let batch = match rx.recv_timeout(IDLE) {
                 Ok(b) => Some(b),
                 Err(RecvTimeoutError::Timeout) => None,
@@ -213,7 +218,7 @@ impl Destination {
                 }
             }
             if let Some(b) = batch {
-                self.write(b, shared);
+                self.write(b, shared, gov);
             }
         }
         if let Self::File(f) = self {
@@ -221,10 +226,10 @@ impl Destination {
         }
     }
 
-    fn write(&mut self, b: Batch, shared: &Shared) {
+    fn write(&mut self, b: Batch, shared: &Shared, gov: &Governor) {
         let r = match self {
             Self::Fd(fd) => write_fd(*fd, &b.bytes),
-            Self::File(f) => f.write(&b.bytes),
+            Self::File(f) => f.write(&b.bytes, gov),
         };
         match r {
             Ok(()) => {
@@ -332,7 +337,7 @@ impl Rotating {
     }
 
     /// Write whole lines; rotate before a line that would pass the size.
-    fn write(&mut self, mut bytes: &[u8]) -> std::io::Result<()> {
+    fn write(&mut self, mut bytes: &[u8], gov: &Governor) -> std::io::Result<()> {
         while !bytes.is_empty() {
             let room = self.max_size.saturating_sub(self.size);
             // The longest run of whole lines that fits.
@@ -351,7 +356,7 @@ impl Rotating {
             }
             if take == 0 {
                 if self.size > 0 {
-                    self.rotate()?;
+                    self.rotate(gov)?;
                     continue;
                 }
                 // A line longer than a whole file: alone in one.
@@ -372,13 +377,13 @@ impl Rotating {
     }
 
     /// The current file becomes a backup; a new one is opened.
-    fn rotate(&mut self) -> std::io::Result<()> {
+    fn rotate(&mut self, gov: &Governor) -> std::io::Result<()> {
         self.file = None;
         let backup = self.backup_name(SystemTime::now());
         std::fs::rename(&self.path, &backup)?;
         self.reopen()?;
         if self.compress {
-            gzip(&backup)?;
+            gov.relaxed(|| gzip(&backup))?;
         }
         self.prune();
         Ok(())
@@ -539,7 +544,7 @@ mod tests {
             batch.extend_from_slice(&line);
             batch.push(b'\n');
         }
-        r.write(&batch).unwrap();
+        r.write(&batch, &Governor::default()).unwrap();
         let mut files: Vec<_> = std::fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().path())
@@ -579,7 +584,7 @@ mod tests {
             batch.extend_from_slice(&line);
             batch.push(b'\n');
         }
-        r.write(&batch).unwrap();
+        r.write(&batch, &Governor::default()).unwrap();
         let gz: Vec<_> = std::fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().path())
