@@ -147,6 +147,15 @@ impl FieldDef {
         self.name.rsplit('.').next().unwrap_or(&self.name)
     }
 
+    /// Its slot among the event's owned values, if it is owned (for
+    /// [`crate::datasource::Event::keep_slots`]).
+    pub fn owned_slot(&self) -> Option<u16> {
+        match self.loc {
+            Location::Owned { slot } => Some(slot),
+            Location::Raw { .. } => None,
+        }
+    }
+
     /// Whether it carries `tag` (`type:gadget_mntns_id`...).
     pub fn has_tag(&self, tag: &str) -> bool {
         self.tags.iter().any(|t| t == tag)

@@ -126,6 +126,31 @@ impl Event {
         }
     }
 
+    /// [`Event::keep`] for the owned slots `slots` (see
+    /// [`FieldDef::owned_slot`]; one that is none keeps nothing): an
+    /// operator that fills a group of fields from one lookup keeps them in
+    /// one pass. Keeps each slot it can; returns whether it kept all.
+    pub fn keep_slots(&mut self, slots: &[u16]) -> bool {
+        let g = self.generation;
+        let mut all = true;
+        for &slot in slots {
+            match self.set_in.get_mut(usize::from(slot)) {
+                Some(s) if *s != 0 && *s + 1 == g => *s = g,
+                _ => all = false,
+            }
+        }
+        all
+    }
+
+    /// [`Event::unchanged_since`] of every owned slot of `slots`.
+    pub fn unchanged_slots_since(&self, slots: &[u16], since: u64) -> bool {
+        slots.iter().all(|&slot| {
+            let i = usize::from(slot);
+            self.set_in.get(i) == Some(&self.generation)
+                && self.written_in.get(i).is_some_and(|w| *w <= since)
+        })
+    }
+
     /// Mark an owned slot as written in this generation.
     fn mark(&mut self, slot: u16) {
         let i = usize::from(slot);

@@ -548,6 +548,7 @@ impl Operator for LocalManager {
                     table: table.clone(),
                     last: None,
                     node: self.node.clone(),
+                    slots: Vec::new(),
                 }),
             );
         }
@@ -1329,6 +1330,8 @@ struct Enriching {
     last: Option<(u64, u64, bool)>,
     /// `k8s.node` of a container's event ([`LocalManager::node`]).
     node: Rc<str>,
+    /// The owned slots of `fields.all`, found at the first event kept.
+    slots: Vec<u16>,
 }
 
 fn ns_value(ev: &Event, schema: &Schema, f: Option<FieldId>) -> u64 {
@@ -1355,11 +1358,16 @@ impl Handler for Enriching {
             if !kept {
                 return Flow::Drop;
             }
-            let mut all = true;
-            for id in f.all {
-                all &= ev.keep(schema.field(id));
+            if self.slots.is_empty() {
+                // Once: the slots of `f.all` (a field that is not owned
+                // cannot be kept, and never is).
+                self.slots = f
+                    .all
+                    .iter()
+                    .map(|id| schema.field(*id).owned_slot().unwrap_or(u16::MAX))
+                    .collect();
             }
-            if all {
+            if ev.keep_slots(&self.slots) {
                 return Flow::Continue;
             }
         }

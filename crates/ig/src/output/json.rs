@@ -65,10 +65,81 @@ enum Step {
 /// bytes and one copy instead of formatting a dozen values. An object that
 /// keeps changing turns its memo off for a while (see [`MemoState`]).
 struct Memo {
-    /// Bytes of the sample covered by its raw fields.
-    raw: std::ops::Range<usize>,
-    /// Its fields set in user space.
-    owned: Vec<FieldId>,
+    /// What of the sample its raw fields print from, in sample order.
+    key: Vec<KeyPart>,
+    /// The owned slots of its fields set in user space.
+    owned: Vec<u16>,
+}
+
+/// One part of a memo's input in the sample.
+#[derive(Clone, Debug, PartialEq)]
+enum KeyPart {
+    /// These bytes, all of them (integers, short strings the kernel pads
+    /// with NULs such as `comm`).
+    Bytes(std::ops::Range<usize>),
+    /// A long C string: its bytes up to the first NUL only. What follows
+    /// the NUL is not printed, and in a ring buffer it is whatever an
+    /// older record left there (`bpf_probe_read_user_str` does not pad),
+    /// so comparing it would make equal paths differ.
+    CStr(std::ops::Range<usize>),
+}
+
+/// C strings up to this long are compared whole (`comm` is 16 bytes and
+/// the kernel pads it); longer ones up to their NUL.
+const KEY_WHOLE_CSTR: usize = 16;
+
+impl Memo {
+    /// Whether the sample `raw` holds the input `stored` was made from
+    /// (see [`Memo::store_key`]).
+    #[inline]
+    fn same_key(&self, raw: &[u8], stored: &[u8]) -> bool {
+        let mut at = 0;
+        for p in &self.key {
+            match p {
+                KeyPart::Bytes(r) => {
+                    let (Some(cur), Some(old)) = (raw.get(r.clone()), stored.get(at..at + r.len()))
+                    else {
+                        return false;
+                    };
+                    if !copy::same(cur, old) {
+                        return false;
+                    }
+                    at += r.len();
+                }
+                KeyPart::CStr(r) => {
+                    let cur = raw.get(r.clone()).unwrap_or_default();
+                    let cur = &cur[..crate::datasource::c_str_len(cur)];
+                    // The stored text ends with a NUL, which no stored
+                    // string holds: equal bytes and a NUL after them mean
+                    // equal strings.
+                    let Some(old) = stored.get(at..=at + cur.len()) else {
+                        return false;
+                    };
+                    if old[cur.len()] != 0 || !copy::same(cur, &old[..cur.len()]) {
+                        return false;
+                    }
+                    at += cur.len() + 1;
+                }
+            }
+        }
+        at == stored.len()
+    }
+
+    /// Keep the input of the sample `raw` in `stored`, for
+    /// [`Memo::same_key`].
+    fn store_key(&self, raw: &[u8], stored: &mut Vec<u8>) {
+        stored.clear();
+        for p in &self.key {
+            match p {
+                KeyPart::Bytes(r) => copy::extend(stored, raw.get(r.clone()).unwrap_or_default()),
+                KeyPart::CStr(r) => {
+                    let cur = raw.get(r.clone()).unwrap_or_default();
+                    copy::extend(stored, &cur[..crate::datasource::c_str_len(cur)]);
+                    stored.push(0);
+                }
+            }
+        }
+    }
 }
 
 /// Memo outcomes counted before deciding whether a memo pays.
@@ -80,6 +151,7 @@ const MEMO_REST: u32 = 4096;
 #[derive(Default)]
 struct MemoState {
     valid: bool,
+    /// The input in the sample, as [`Memo::store_key`] keeps it.
     raw: Vec<u8>,
     /// The generation of the event `text` was made from.
     generation: u64,
@@ -149,10 +221,22 @@ impl Compiled {
             if let Some(f) = first {
                 pending.extend_from_slice(f);
             }
-            let top = top.is_some();
+            // At the top level, runs of members are memoized (see
+            // `segments`): the step where each run's memo starts.
+            let segs = if top.is_some() {
+                segments(schema, nodes)
+            } else {
+                Vec::new()
+            };
+            let mut memo_at = None;
             for (i, n) in nodes.iter().enumerate() {
                 if i > 0 || first.is_some() {
                     pending.push(b',');
+                }
+                if segs.iter().any(|r| r.start == i) {
+                    c.lit(pending);
+                    memo_at = Some(c.steps.len());
+                    c.steps.push(Step::Memo { memo: 0, len: 0 });
                 }
                 match n {
                     Node::Leaf { id, key, .. } => {
@@ -169,21 +253,18 @@ impl Compiled {
                             Location::Owned { .. } => Step::Value(*id),
                         });
                     }
-                    Node::Object { key, children, .. } if top => {
-                        pending.extend_from_slice(key);
-                        pending.push(b':');
-                        c.lit(pending);
-                        let at = c.steps.len();
-                        c.steps.push(Step::Memo { memo: 0, len: 0 });
-                        walk(schema, children, pending, c, None);
-                        c.lit(pending);
-                        c.memoize(at);
-                    }
                     Node::Object { key, children, .. } => {
                         pending.extend_from_slice(key);
                         pending.push(b':');
                         walk(schema, children, pending, c, None);
                     }
+                }
+                if let Some(at) = memo_at
+                    && segs.iter().any(|r| r.end == i + 1)
+                {
+                    c.lit(pending);
+                    c.memoize(schema, at);
+                    memo_at = None;
                 }
             }
             pending.push(b'}');
@@ -204,30 +285,34 @@ impl Compiled {
     }
 
     /// Make the steps after the placeholder at `at` a memoized object.
-    fn memoize(&mut self, at: usize) {
+    fn memoize(&mut self, schema: &Schema, at: usize) {
         let inner = &self.steps[at + 1..];
-        let mut lo = usize::MAX;
-        let mut hi = 0;
+        let mut parts = Vec::new();
         let mut owned = Vec::new();
         for s in inner {
             match s {
-                Step::Raw { offset, size, .. } => {
-                    lo = lo.min(*offset);
-                    hi = hi.max(offset + size);
+                Step::Raw { offset, size, kind } => {
+                    let r = *offset..offset + size;
+                    parts.push(match kind {
+                        FieldKind::CString | FieldKind::String if *size > KEY_WHOLE_CSTR => {
+                            KeyPart::CStr(r)
+                        }
+                        _ => KeyPart::Bytes(r),
+                    });
                 }
-                Step::Value(id) => owned.push(*id),
+                // A value step's field is owned (`Compiled::new`).
+                Step::Value(id) => owned.push(schema.field(*id).owned_slot().unwrap_or(u16::MAX)),
                 Step::Lit(_) | Step::Memo { .. } => {}
             }
-        }
-        if lo > hi {
-            lo = 0;
-            hi = 0;
         }
         self.steps[at] = Step::Memo {
             memo: self.memos.len(),
             len: inner.len(),
         };
-        self.memos.push(Memo { raw: lo..hi, owned });
+        self.memos.push(Memo {
+            key: key_parts(parts),
+            owned,
+        });
     }
 
     /// Turn the pending bytes into a literal step.
@@ -262,20 +347,17 @@ impl Compiled {
                 self.steps(buf, inner, schema, ev);
                 continue;
             }
-            let raw = ev.raw().get(m.raw.clone()).unwrap_or_default();
+            let raw = ev.raw();
             let hit = st.valid
-                && copy::same(&st.raw, raw)
-                && m.owned
-                    .iter()
-                    .all(|id| ev.unchanged_since(schema.field(*id), st.generation));
+                && m.same_key(raw, &st.raw)
+                && ev.unchanged_slots_since(&m.owned, st.generation);
             st.count(hit);
             if hit {
                 copy::extend(buf, &st.text);
                 buf.reserve(self.bound);
                 continue;
             }
-            st.raw.clear();
-            copy::extend(&mut st.raw, raw);
+            m.store_key(raw, &mut st.raw);
             st.generation = ev.generation();
             let start = buf.len();
             self.steps(buf, inner, schema, ev);
@@ -349,6 +431,80 @@ impl Compiled {
             Step::Memo { .. } => {}
         }
     }
+}
+
+/// The parts of a memo's key in sample order, adjacent and overlapping
+/// byte ranges merged (a struct's integers are then one comparison).
+fn key_parts(mut parts: Vec<KeyPart>) -> Vec<KeyPart> {
+    let start = |p: &KeyPart| match p {
+        KeyPart::Bytes(r) | KeyPart::CStr(r) => (r.start, r.end),
+    };
+    parts.sort_by_key(start);
+    parts.dedup();
+    let mut out: Vec<KeyPart> = Vec::new();
+    for p in parts {
+        if let (Some(KeyPart::Bytes(last)), KeyPart::Bytes(r)) = (out.last_mut(), &p)
+            && r.start <= last.end
+        {
+            last.end = last.end.max(r.end);
+            continue;
+        }
+        out.push(p);
+    }
+    out
+}
+
+/// Which runs of the top-level members `nodes` get one memo each, as
+/// ranges of indices. Consecutive events mostly differ in their
+/// timestamps only; the runs are cut so that what changes often does not
+/// spoil the memo of what does not:
+/// - each object with fields from the sample (`proc`) is a run;
+/// - consecutive objects with only user-space fields (`k8s`, `runtime`:
+///   the container of the process) are one run;
+/// - consecutive leaves are a run, cut at timestamps (a raw field tagged
+///   `type:gadget_timestamp`, and what is shown in its place: the text
+///   the formatters make of it), which are printed without a memo.
+///
+/// A run that keeps changing anyway rests (see [`MemoState`]).
+fn segments(schema: &Schema, nodes: &[Node]) -> Vec<std::ops::Range<usize>> {
+    #[derive(PartialEq, Clone, Copy)]
+    enum Kind {
+        RawObject,
+        OwnedObjects,
+        Leaves,
+        Stamp,
+    }
+    fn has_raw(schema: &Schema, nodes: &[Node]) -> bool {
+        nodes.iter().any(|n| match n {
+            Node::Leaf { id, .. } => matches!(schema.field(*id).loc, Location::Raw { .. }),
+            Node::Object { children, .. } => has_raw(schema, children),
+        })
+    }
+    let stamp_orders: Vec<u32> = schema
+        .fields_with_tag("type:gadget_timestamp")
+        .filter(|id| matches!(schema.field(*id).loc, Location::Raw { .. }))
+        .map(|id| schema.field(id).order)
+        .collect();
+    let kind = |n: &Node| match n {
+        Node::Object { children, .. } if has_raw(schema, children) => Kind::RawObject,
+        Node::Object { .. } => Kind::OwnedObjects,
+        Node::Leaf { id, .. } if stamp_orders.contains(&schema.field(*id).order) => Kind::Stamp,
+        Node::Leaf { .. } => Kind::Leaves,
+    };
+    let mut out: Vec<std::ops::Range<usize>> = Vec::new();
+    let mut prev = None;
+    for (i, n) in nodes.iter().enumerate() {
+        let k = kind(n);
+        match (k, out.last_mut()) {
+            (Kind::Stamp, _) => {}
+            (Kind::OwnedObjects | Kind::Leaves, Some(last)) if prev == Some(k) && last.end == i => {
+                last.end = i + 1;
+            }
+            _ => out.push(i..i + 1),
+        }
+        prev = Some(k);
+    }
+    out
 }
 
 impl JsonPrinter {
@@ -982,7 +1138,7 @@ mod tests {
             let want = render(&mut fresh, &fresh_cap, &mut ev);
             assert_eq!(got, want, "event {i}");
         }
-        assert_eq!(memo.memos.len(), 1, "one top-level object");
+        assert_eq!(memo.memos.len(), 2, "the object and the leaf after it");
         let hits = memo.memos[0].total_hits;
         // Before the churn nearly every event hits; the churn sends the
         // memo to rest for MEMO_REST events; after that, hits again.
@@ -990,6 +1146,57 @@ mod tests {
             (1800..7000).contains(&hits),
             "runs of one process hit, the churn does not: {hits}"
         );
+    }
+
+    /// Top-level leaves are memoized as one run, without the timestamp
+    /// before them; a long C string is compared up to its NUL (what a
+    /// ring buffer leaves after it differs from event to event), and
+    /// every event prints what a printer with no memory prints.
+    #[test]
+    fn leaf_runs_skip_timestamps_and_compare_strings_up_to_their_nul() {
+        let mut b = SchemaBuilder::new("ev", SourceKind::Single, 48);
+        let ts = b
+            .add_raw("timestamp_raw".into(), FieldKind::U64, 0, 8, None)
+            .unwrap();
+        b.field_mut(ts).tags.push("type:gadget_timestamp".into());
+        b.add_raw("fd".into(), FieldKind::U32, 8, 4, None).unwrap();
+        b.add_raw("fname".into(), FieldKind::CString, 16, 32, None)
+            .unwrap();
+        let s = b.build();
+        let cap = Capture::default();
+        let mut memo = JsonPrinter::new(&s, false, shared(cap.clone()));
+        let mut ev = Event::new(&s);
+        let n = 2000u32;
+        for i in 0..n {
+            let mut raw = vec![0u8; 48];
+            raw[..8].copy_from_slice(&u64::from(i).to_ne_bytes());
+            raw[8..12].copy_from_slice(&(3 + (i / 500)).to_ne_bytes());
+            let name: &[u8] = if (i / 7) % 5 == 0 {
+                b"/tmp/y"
+            } else {
+                b"/tmp/x"
+            };
+            raw[16..16 + name.len()].copy_from_slice(name);
+            // Stale bytes after the NUL, different every event.
+            for (k, x) in raw[16 + name.len() + 1..].iter_mut().enumerate() {
+                *x = (i as u8).wrapping_add(k as u8) | 1;
+            }
+            ev.set_raw(&raw);
+            cap.0.borrow_mut().clear();
+            memo.on_event(&s, &mut ev);
+            memo.flush().unwrap();
+            let got = String::from_utf8(cap.0.borrow().clone()).unwrap();
+            let fresh_cap = Capture::default();
+            let mut fresh = JsonPrinter::new(&s, false, shared(fresh_cap.clone()));
+            fresh.on_event(&s, &mut ev);
+            fresh.flush().unwrap();
+            let want = String::from_utf8(fresh_cap.0.borrow().clone()).unwrap();
+            assert_eq!(got, want, "event {i}");
+        }
+        assert_eq!(memo.memos.len(), 1, "fd and fname, not the timestamp");
+        let hits = memo.memos[0].total_hits;
+        // Misses: the first event, and the name changes (2 per 35 events).
+        assert!(hits > u64::from(n) * 8 / 10, "{hits} hits of {n}");
     }
 
     #[test]
