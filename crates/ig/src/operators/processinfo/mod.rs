@@ -16,13 +16,16 @@
 //!
 //! Where the answers come from: a small eBPF program of ours
 //! ([`tracker`]) reports every exec (command line and executable, read in
-//! the kernel as the exec completes), fork and exit while `ig` runs, and
-//! the operator keeps a table by pid from those records. Processes that
-//! started before `ig` are read from `/proc` once, on their first event.
-//! So a process that exits right after its exec, long gone by the time its
-//! event is printed, is still enriched; reading `/proc` alone, it would
-//! not be. If the tracker cannot start, the operator warns and reads
-//! `/proc`, keeping answers for about a second.
+//! the kernel as the exec completes) and exit while `ig` runs, and the
+//! operator keeps a table by pid from those records ([`Table`]). A fork is
+//! not reported by itself: a child that execs is told by its exec record,
+//! one that never execs by its exit record (which names the parent whose
+//! program it ran). Processes that started before `ig`, and forked
+//! children that have not exec'd yet, are read from `/proc` once, on
+//! their first event. So a process that exits right after its exec, long
+//! gone by the time its event is printed, is still enriched; reading
+//! `/proc` alone, it would not be. If the tracker cannot start, the
+//! operator warns and reads `/proc`, keeping answers for about a second.
 //!
 //! Cost: a hit is a hash lookup and two string copies into reused buffers;
 //! before each event the tracker's ring buffer is checked (two loads from
@@ -352,7 +355,6 @@ impl Table {
     /// Apply one record of the tracker.
     fn apply(&mut self, r: Record<'_>) {
         self.seq += 1;
-        self.version += 1;
         let (seq, tick) = (self.seq, self.tick);
         match r {
             Record::Exec {
@@ -375,6 +377,7 @@ impl Table {
                 e.read_at = tick;
                 e.born = seq;
                 e.exited = false;
+                self.version += 1;
             }
             Record::Fork { pid, ppid } => self.inherit(pid, ppid),
             Record::Exit { pid, forked_from } => {
@@ -398,6 +401,7 @@ impl Table {
 
     /// Give `pid` the program of `ppid`, which it was forked from.
     fn inherit(&mut self, pid: u32, ppid: u32) {
+        self.version += 1;
         let mut e = match self.entries.remove(&pid) {
             Some(mut old) => {
                 old.cmdline.clear();

@@ -2,11 +2,15 @@
 //
 // The process tracker of `ig run --enrich-process`: tells user space, as it
 // happens, which program every new process runs (exec: its command line and
-// its executable's path), which process a new one was forked from (fork) and
-// which processes ended (exit). User space keeps a table by pid from these
-// records, so enriching an event costs a table lookup instead of reading
-// /proc, and short-lived processes (gone before /proc could be read) are
-// enriched too. See src/operators/processinfo/tracker.rs for the reader and
+// its executable's path) and which processes ended (exit). User space keeps
+// a table by pid from these records, so enriching an event costs a table
+// lookup instead of reading /proc, and short-lived processes (gone before
+// /proc could be read) are enriched too.
+//
+// Two records per process, not three: a fork is kept here (ig_proc_forked)
+// until the child execs, whose record says it all, or exits, whose record
+// then names the parent it was forked from (it ran that program to the
+// end). Only when that table is full is a fork sent as a record of its own. See src/operators/processinfo/tracker.rs for the reader and
 // the record layout, which must match `struct rec` below.
 //
 // Built by build.rs with clang alone: no vmlinux.h and no libbpf headers, so
