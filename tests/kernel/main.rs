@@ -1894,38 +1894,28 @@ fn enrich_process_knows_short_lived_and_forked_processes() {
         let me = std::fs::canonicalize("/proc/self/exe").unwrap();
         assert_eq!(ev["proc"]["parent"]["exe"], me.to_str().unwrap(), "{ev}");
     }
-    let forked = events
-        .iter()
-        .find(|e| {
-            e["args"]
-                .as_str()
-                .is_some_and(|a| a.ends_with("forked-child"))
-        })
-        .unwrap_or_else(|| panic!("no event of the subshell's child in {events:?}"));
-    assert_eq!(
-        forked["proc"]["parent"]["cmdline"],
-        format!("/bin/sh -c {script}"),
-        "the forked subshell runs the shell's program: {forked}"
-    );
-    let forked = events
-        .iter()
-        .find(|e| {
-            e["args"]
-                .as_str()
-                .is_some_and(|a| a.ends_with("forked-stopped"))
-        })
-        .unwrap_or_else(|| panic!("no event of the stopped subshell's child in {events:?}"));
-    assert_eq!(
-        forked["proc"]["parent"]["cmdline"],
-        format!("/bin/sh -c {stopped}"),
-        "the subshell, gone before its child's event was read: {forked}"
-    );
     let sh_exe = std::fs::canonicalize("/bin/sh").unwrap();
-    assert_eq!(
-        forked["proc"]["parent"]["exe"],
-        sh_exe.to_str().unwrap(),
-        "{forked}"
-    );
+    // Alive when its child's event was read (or not), and surely gone.
+    for (arg, script, what) in [
+        ("forked-child", &script, "the forked subshell"),
+        (
+            "forked-stopped",
+            &stopped,
+            "the subshell gone before it was read",
+        ),
+    ] {
+        let forked = events
+            .iter()
+            .find(|e| e["args"].as_str().is_some_and(|a| a.ends_with(arg)))
+            .unwrap_or_else(|| panic!("no event of the child of {what} in {events:?}"));
+        let parent = &forked["proc"]["parent"];
+        assert_eq!(
+            parent["cmdline"],
+            format!("/bin/sh -c {script}"),
+            "{what} runs the shell's program: {forked}"
+        );
+        assert_eq!(parent["exe"], sh_exe.to_str().unwrap(), "{forked}");
+    }
     assert!(
         progs.len() >= 4,
         "ig holds the tracker's programs too: {progs:?}"
