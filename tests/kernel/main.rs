@@ -1913,13 +1913,28 @@ fn enrich_process_knows_short_lived_and_forked_processes() {
         c.wait().unwrap();
     }
     // A subshell is a fork of the shell that does not exec; the program it
-    // starts has it as parent, which runs the shell's program: the table
-    // copies it at the fork.
+    // starts has it as parent, which runs the shell's program (read from
+    // /proc if it is alive when its child's event is handled).
     let script = format!("( {} forked-child; true )", prog.display());
     let sh = Command::new("/bin/sh")
         .args(["-c", &script])
         .status()
         .unwrap();
+    assert!(sh.success());
+    // The same with ig stopped until the subshell has exited: the tracker
+    // reports no fork, so the subshell is known only by its exit record,
+    // which names the shell it was forked from (from /proc it would read
+    // nothing: it is gone).
+    let stopped = format!("( {} forked-stopped; true )", prog.display());
+    let ig_raw = i32::try_from(ig_pid).unwrap();
+    // SAFETY: signals to ig, our child, which we still hold.
+    unsafe { libc::kill(ig_raw, libc::SIGSTOP) };
+    let sh = Command::new("/bin/sh")
+        .args(["-c", &stopped])
+        .status()
+        .unwrap();
+    // SAFETY: as above.
+    unsafe { libc::kill(ig_raw, libc::SIGCONT) };
     assert!(sh.success());
     let (status, stderr, lines) = ig.interrupt_all();
     assert!(status.success(), "exit {status}: {stderr}");
@@ -1949,19 +1964,28 @@ fn enrich_process_knows_short_lived_and_forked_processes() {
         let me = std::fs::canonicalize("/proc/self/exe").unwrap();
         assert_eq!(ev["proc"]["parent"]["exe"], me.to_str().unwrap(), "{ev}");
     }
-    let forked = events
-        .iter()
-        .find(|e| {
-            e["args"]
-                .as_str()
-                .is_some_and(|a| a.ends_with("forked-child"))
-        })
-        .unwrap_or_else(|| panic!("no event of the subshell's child in {events:?}"));
-    assert_eq!(
-        forked["proc"]["parent"]["cmdline"],
-        format!("/bin/sh -c {script}"),
-        "the forked subshell runs the shell's program: {forked}"
-    );
+    let sh_exe = std::fs::canonicalize("/bin/sh").unwrap();
+    // Alive when its child's event was read (or not), and surely gone.
+    for (arg, script, what) in [
+        ("forked-child", &script, "the forked subshell"),
+        (
+            "forked-stopped",
+            &stopped,
+            "the subshell gone before it was read",
+        ),
+    ] {
+        let forked = events
+            .iter()
+            .find(|e| e["args"].as_str().is_some_and(|a| a.ends_with(arg)))
+            .unwrap_or_else(|| panic!("no event of the child of {what} in {events:?}"));
+        let parent = &forked["proc"]["parent"];
+        assert_eq!(
+            parent["cmdline"],
+            format!("/bin/sh -c {script}"),
+            "{what} runs the shell's program: {forked}"
+        );
+        assert_eq!(parent["exe"], sh_exe.to_str().unwrap(), "{forked}");
+    }
     assert!(
         progs.len() >= 4,
         "ig holds the tracker's programs too: {progs:?}"

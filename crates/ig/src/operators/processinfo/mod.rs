@@ -16,13 +16,16 @@
 //!
 //! Where the answers come from: a small eBPF program of ours
 //! ([`tracker`]) reports every exec (command line and executable, read in
-//! the kernel as the exec completes), fork and exit while `ig` runs, and
-//! the operator keeps a table by pid from those records. Processes that
-//! started before `ig` are read from `/proc` once, on their first event.
-//! So a process that exits right after its exec, long gone by the time its
-//! event is printed, is still enriched; reading `/proc` alone, it would
-//! not be. If the tracker cannot start, the operator warns and reads
-//! `/proc`, keeping answers for about a second.
+//! the kernel as the exec completes) and exit while `ig` runs, and the
+//! operator keeps a table by pid from those records ([`Table`]). A fork is
+//! not reported by itself: a child that execs is told by its exec record,
+//! one that never execs by its exit record (which names the parent whose
+//! program it ran). Processes that started before `ig`, and forked
+//! children that have not exec'd yet, are read from `/proc` once, on
+//! their first event. So a process that exits right after its exec, long
+//! gone by the time its event is printed, is still enriched; reading
+//! `/proc` alone, it would not be. If the tracker cannot start, the
+//! operator warns and reads `/proc`, keeping answers for about a second.
 //!
 //! Cost: a hit is a hash lookup and two string copies into reused buffers;
 //! before each event the tracker's ring buffer is checked (two loads from
@@ -263,6 +266,12 @@ struct Entry {
     /// Kept current by the tracker's records: no need to read `/proc`
     /// again while the process lives.
     tracked: bool,
+    /// The tracker's record (its number in [`Table::seq`]) that gave the
+    /// entry its program; 0 if it was read from `/proc`. An exit removes
+    /// the entry only if no later record gave the pid a new process.
+    born: u64,
+    /// Its process's exit has been reported.
+    exited: bool,
 }
 
 /// Hashes a pid with one multiplication. The cache is looked up twice per
@@ -292,78 +301,49 @@ impl Hasher for PidHasher {
 
 type Entries = HashMap<u32, Entry, BuildHasherDefault<PidHasher>>;
 
-/// Answers by pid, shared by the handlers of every data source.
+/// A process that exited: its entry goes [`EXIT_GRACE_TICKS`] after `tick`
+/// unless a record after `seq` (the exit's own) gave the pid a new process.
+struct Exited {
+    pid: u32,
+    tick: u64,
+    seq: u64,
+}
+
+/// The table by pid, kept by the tracker's records ([`Table::apply`]) and
+/// by `/proc` reads. Pure: no kernel, no file system.
 ///
-/// With the tracker running, the table follows the kernel: an exec record
-/// sets a process's command line and executable, a fork copies them from
-/// the parent, an exit removes the entry (a few seconds later: events of
-/// the process may still be on their way). Entries are then never stale,
-/// and `/proc` is read only for processes that started before `ig` (once
-/// each). Without the tracker, `/proc` answers are kept for [`TTL_TICKS`].
-struct Cache {
-    root: PathBuf,
+/// A process forked while `ig` runs has no record of its own until it
+/// execs (the exec record names its program) or exits (the exit record of
+/// a child that never exec'd names the parent whose program it ran). Until
+/// then a lookup finds nothing and the process, alive, is read from
+/// `/proc` once. So the usual fork-and-exec costs two records (exec,
+/// exit) and no copy of the parent's strings.
+#[derive(Default)]
+struct Table {
     entries: Entries,
     /// Advances once per [`TICK`], on the flush timer.
     tick: u64,
-    ticked_at: Instant,
-    path: String,
-    scratch: Vec<u8>,
-    tracker: Option<Tracker>,
-    lost: Option<LostCounter>,
-    /// Processes that exited, with the tick they did: removed after
-    /// [`EXIT_GRACE_TICKS`].
-    exited: VecDeque<(u32, u64)>,
+    exited: VecDeque<Exited>,
     /// Entries of removed processes, reused (with their strings' capacity)
     /// for new ones.
     spare: Vec<Entry>,
     /// Changes whenever an entry may have changed: handlers that saw the
     /// same pid at the same version keep the previous event's text.
     version: u64,
+    /// The number of the last record applied (the first is 1).
+    seq: u64,
 }
 
-/// How long the entry of a process that exited stays, in ticks.
-const EXIT_GRACE_TICKS: u64 = 2;
-
-impl Cache {
-    fn new(root: PathBuf) -> Self {
-        Self {
-            root,
-            entries: HashMap::default(),
-            tick: 0,
-            ticked_at: Instant::now(),
-            path: String::new(),
-            scratch: Vec::new(),
-            tracker: None,
-            lost: None,
-            exited: VecDeque::new(),
-            spare: Vec::new(),
-            version: 0,
-        }
-    }
-
-    fn advance(&mut self) {
-        self.sync();
-        if let Some(lost) = self.lost.as_mut()
-            && lost.take_new().unwrap_or(0) > 0
-        {
-            // Some exec, fork or exit went unreported: start over.
-            log::debug!("{NAME}: the process tracker lost records; rereading /proc");
-            self.clear();
-        }
-        if self.ticked_at.elapsed() >= TICK {
-            self.tick += 1;
-            self.ticked_at = Instant::now();
-        }
-        while let Some(&(pid, at)) = self.exited.front() {
-            if self.tick - at < EXIT_GRACE_TICKS {
-                break;
-            }
-            self.exited.pop_front();
-            if let Some(e) = self.entries.remove(&pid) {
-                self.spare.push(e);
-                self.version += 1;
-            }
-        }
+impl Table {
+    /// A fresh entry, reusing a spare one's buffers.
+    fn new_entry(spare: &mut Vec<Entry>) -> Entry {
+        let mut e = spare.pop().unwrap_or_default();
+        e.cmdline.clear();
+        e.exe.clear();
+        e.tracked = false;
+        e.born = 0;
+        e.exited = false;
+        e
     }
 
     fn clear(&mut self) {
@@ -372,32 +352,19 @@ impl Cache {
         self.exited.clear();
     }
 
-    /// A fresh entry, reusing a spare one's buffers.
-    fn new_entry(spare: &mut Vec<Entry>) -> Entry {
-        let mut e = spare.pop().unwrap_or_default();
-        e.cmdline.clear();
-        e.exe.clear();
-        e.tracked = false;
-        e
-    }
-
-    /// Apply every pending record of the tracker.
-    fn sync(&mut self) {
-        let Some(tracker) = self.tracker.as_mut() else {
-            return;
-        };
-        let (entries, exited, spare, tick, version) = (
-            &mut self.entries,
-            &mut self.exited,
-            &mut self.spare,
-            self.tick,
-            &mut self.version,
-        );
-        tracker.drain(|r| match r {
+    /// Apply one record of the tracker.
+    fn apply(&mut self, r: Record<'_>) {
+        self.seq += 1;
+        let (seq, tick) = (self.seq, self.tick);
+        match r {
             Record::Exec {
                 pid, args, path, ..
             } => {
-                let e = entries.entry(pid).or_insert_with(|| Self::new_entry(spare));
+                let spare = &mut self.spare;
+                let e = self
+                    .entries
+                    .entry(pid)
+                    .or_insert_with(|| Self::new_entry(spare));
                 e.cmdline.clear();
                 push_lossy(
                     &mut e.cmdline,
@@ -408,78 +375,193 @@ impl Cache {
                 push_path(&mut e.exe, path);
                 e.tracked = true;
                 e.read_at = tick;
-                *version += 1;
+                e.born = seq;
+                e.exited = false;
+                self.version += 1;
             }
-            Record::Fork { pid, ppid } => {
-                *version += 1;
-                let mut e = match entries.remove(&pid) {
-                    Some(mut old) => {
-                        old.cmdline.clear();
-                        old.exe.clear();
-                        old.tracked = false;
-                        old
-                    }
-                    None => Self::new_entry(spare),
-                };
-                // The child runs its parent's program until it execs. An
-                // unknown parent leaves the child untracked: read from
-                // /proc when asked.
-                if let Some(p) = entries.get(&ppid).filter(|p| p.tracked) {
-                    e.cmdline.push_str(&p.cmdline);
-                    e.exe.push_str(&p.exe);
-                    e.tracked = true;
+            Record::Fork { pid, ppid } => self.inherit(pid, ppid),
+            Record::Exit { pid, forked_from } => {
+                // A child that never exec'd: what it ran is its parent's
+                // program, unless it was read from /proc while it lived.
+                if let Some(ppid) = forked_from
+                    && !self
+                        .entries
+                        .get(&pid)
+                        .is_some_and(|e| e.tracked && !e.exited)
+                {
+                    self.inherit(pid, ppid);
                 }
-                e.read_at = tick;
-                entries.insert(pid, e);
+                if let Some(e) = self.entries.get_mut(&pid) {
+                    e.exited = true;
+                }
+                self.exited.push_back(Exited { pid, tick, seq });
             }
-            Record::Exit { pid } => exited.push_back((pid, tick)),
-        });
+        }
+    }
+
+    /// Give `pid` the program of `ppid`, which it was forked from.
+    fn inherit(&mut self, pid: u32, ppid: u32) {
+        self.version += 1;
+        let mut e = match self.entries.remove(&pid) {
+            Some(mut old) => {
+                old.cmdline.clear();
+                old.exe.clear();
+                old.tracked = false;
+                old.exited = false;
+                old
+            }
+            None => Self::new_entry(&mut self.spare),
+        };
+        // An unknown parent leaves the child untracked: read from /proc
+        // when asked.
+        if let Some(p) = self.entries.get(&ppid).filter(|p| p.tracked) {
+            e.cmdline.push_str(&p.cmdline);
+            e.exe.push_str(&p.exe);
+            e.tracked = true;
+        }
+        e.read_at = self.tick;
+        e.born = self.seq;
+        self.entries.insert(pid, e);
+    }
+
+    /// Drop the entries of processes that exited [`EXIT_GRACE_TICKS`] ago.
+    fn expire(&mut self) {
+        while let Some(x) = self.exited.front() {
+            if self.tick - x.tick < EXIT_GRACE_TICKS {
+                break;
+            }
+            let (pid, seq) = (x.pid, x.seq);
+            self.exited.pop_front();
+            // A later exec (or exit of a child that never exec'd) of a
+            // reused pid is another process: not this exit's to remove.
+            if self.entries.get(&pid).is_some_and(|e| e.born <= seq)
+                && let Some(e) = self.entries.remove(&pid)
+            {
+                self.spare.push(e);
+                self.version += 1;
+            }
+        }
+    }
+}
+
+/// Answers by pid, shared by the handlers of every data source.
+///
+/// With the tracker running, the table follows the kernel (see [`Table`]):
+/// an exec record sets a process's command line and executable, an exit
+/// removes the entry (a few seconds later: events of the process may still
+/// be on their way). Entries are then never stale, and `/proc` is read
+/// only for processes that started before `ig` and for forked children
+/// that have not exec'd (once each). Without the tracker, `/proc` answers
+/// are kept for [`TTL_TICKS`].
+struct Cache {
+    root: PathBuf,
+    table: Table,
+    ticked_at: Instant,
+    path: String,
+    scratch: Vec<u8>,
+    tracker: Option<Tracker>,
+    lost: Option<LostCounter>,
+}
+
+/// How long the entry of a process that exited stays, in ticks.
+const EXIT_GRACE_TICKS: u64 = 2;
+
+impl Cache {
+    fn new(root: PathBuf) -> Self {
+        Self {
+            root,
+            table: Table::default(),
+            ticked_at: Instant::now(),
+            path: String::new(),
+            scratch: Vec::new(),
+            tracker: None,
+            lost: None,
+        }
+    }
+
+    fn advance(&mut self) {
+        self.sync();
+        if let Some(lost) = self.lost.as_mut()
+            && lost.take_new().unwrap_or(0) > 0
+        {
+            // Some exec, fork or exit went unreported: start over.
+            log::debug!("{NAME}: the process tracker lost records; rereading /proc");
+            self.table.clear();
+        }
+        if self.ticked_at.elapsed() >= TICK {
+            self.table.tick += 1;
+            self.ticked_at = Instant::now();
+        }
+        self.table.expire();
+    }
+
+    /// Apply every pending record of the tracker.
+    fn sync(&mut self) {
+        if let Some(tracker) = self.tracker.as_mut() {
+            let table = &mut self.table;
+            tracker.drain(|r| table.apply(r));
+        }
     }
 
     /// The entry of `pid`: from the tracker's table, else read from
     /// `/proc` unless a fresh one is cached.
     fn get(&mut self, pid: u32) -> &Entry {
-        let tick = self.tick;
+        let tick = self.table.tick;
         let untracked = self.tracker.is_none();
         let fresh = move |e: &Entry| e.tracked || (untracked && tick - e.read_at <= TTL_TICKS);
-        let mut found = self.entries.get(&pid).is_some_and(fresh);
+        let mut found = self.table.entries.get(&pid).is_some_and(fresh);
         if !found && self.tracker.is_some() {
-            // Its exec or fork may be in the tracker's ring still.
+            // Its exec or exit may be in the tracker's ring still.
             self.sync();
-            found = self.entries.get(&pid).is_some_and(fresh);
+            found = self.table.entries.get(&pid).is_some_and(fresh);
         }
         if !found {
-            if !self.entries.contains_key(&pid) && self.entries.len() >= CACHE_MAX {
+            let t = &mut self.table;
+            if !t.entries.contains_key(&pid) && t.entries.len() >= CACHE_MAX {
                 let keep_tracked = self.tracker.is_some();
-                let spare = &mut self.spare;
-                self.entries.retain(|_, e| {
+                let spare = &mut t.spare;
+                t.entries.retain(|_, e| {
                     let keep = (keep_tracked && e.tracked) || tick - e.read_at <= TTL_TICKS;
                     if !keep {
                         spare.push(std::mem::take(e));
                     }
                     keep
                 });
-                if self.entries.len() >= CACHE_MAX {
-                    self.clear();
+                if t.entries.len() >= CACHE_MAX {
+                    t.clear();
                 }
             }
-            let mut e = self
+            let mut e = t
                 .entries
                 .remove(&pid)
-                .unwrap_or_else(|| Self::new_entry(&mut self.spare));
-            self.read(pid, &mut e);
-            self.version += 1;
+                .unwrap_or_else(|| Table::new_entry(&mut t.spare));
+            let alive = self.read(pid, &mut e);
             e.read_at = tick;
+            e.born = 0;
+            e.exited = false;
             // With the tracker on, whatever this process does next is
             // reported: the answer stays right.
             e.tracked = self.tracker.is_some();
-            self.entries.insert(pid, e);
+            if !alive && self.tracker.is_some() {
+                // It may have exited between the sync above and the read;
+                // if it never exec'd, its exit record names its parent.
+                self.sync();
+            }
+            let t = &mut self.table;
+            t.version += 1;
+            if t.entries.get(&pid).is_some_and(|e| e.tracked) {
+                t.spare.push(e);
+            } else {
+                t.entries.insert(pid, e);
+            }
         }
         // Just inserted or found fresh.
-        self.entries.entry(pid).or_default()
+        self.table.entries.entry(pid).or_default()
     }
 
-    fn read(&mut self, pid: u32, e: &mut Entry) {
+    /// Read `pid`'s command line and executable; false if it is gone (its
+    /// executable could not be named).
+    fn read(&mut self, pid: u32, e: &mut Entry) -> bool {
         e.cmdline.clear();
         e.exe.clear();
         self.path.clear();
@@ -493,8 +575,12 @@ impl Cache {
         }
         self.path.truncate(self.path.len() - "cmdline".len());
         self.path.push_str("exe");
-        if let Ok(target) = std::fs::read_link(&self.path) {
-            e.exe.push_str(&target.to_string_lossy());
+        match std::fs::read_link(&self.path) {
+            Ok(target) => {
+                e.exe.push_str(&target.to_string_lossy());
+                true
+            }
+            Err(_) => false,
         }
     }
 }
@@ -522,13 +608,13 @@ impl Handler for Enriching {
                 continue;
             }
             let (cmdline, exe) = (schema.field(p.cmdline), schema.field(p.exe));
-            if *last == Some((pid, cache.version)) && ev.keep(cmdline) && ev.keep(exe) {
+            if *last == Some((pid, cache.table.version)) && ev.keep(cmdline) && ev.keep(exe) {
                 continue;
             }
             let e = cache.get(pid);
             ev.set_str(cmdline, &e.cmdline);
             ev.set_str(exe, &e.exe);
-            *last = Some((pid, cache.version));
+            *last = Some((pid, cache.table.version));
         }
         Flow::Continue
     }
@@ -644,13 +730,108 @@ mod tests {
         assert_eq!(cache.get(5).cmdline, "old");
         std::fs::write(root.path().join("5/cmdline"), b"new\0").unwrap();
         assert_eq!(cache.get(5).cmdline, "old", "served from the cache");
-        cache.tick += TTL_TICKS + 1;
+        cache.table.tick += TTL_TICKS + 1;
         assert_eq!(cache.get(5).cmdline, "new", "re-read once stale");
         // The cache stays bounded.
         for pid in 1000..1000 + CACHE_MAX as u32 + 10 {
             cache.get(pid);
         }
-        assert!(cache.entries.len() <= CACHE_MAX);
+        assert!(cache.table.entries.len() <= CACHE_MAX);
+    }
+
+    fn exec<'a>(pid: u32, args: &'a [u8], path: &'a [u8]) -> Record<'a> {
+        Record::Exec {
+            pid,
+            ppid: 1,
+            args,
+            path,
+        }
+    }
+
+    fn cmdline(t: &Table, pid: u32) -> Option<&str> {
+        t.entries.get(&pid).map(|e| e.cmdline.as_str())
+    }
+
+    /// A child that never exec'd has no record until its exit, which names
+    /// the parent whose program it ran: a process gone before its events
+    /// are handled still shows that program. One read from /proc while it
+    /// lived is kept.
+    #[test]
+    fn a_child_without_a_fork_record_gets_its_parent_at_its_exit() {
+        let mut t = Table::default();
+        t.apply(exec(10, b"sh\0-c\0x\0", b"sh\0bin\0"));
+        assert_eq!(cmdline(&t, 11), None, "no fork record: nothing yet");
+        t.apply(Record::Exit {
+            pid: 11,
+            forked_from: Some(10),
+        });
+        let e = &t.entries[&11];
+        assert_eq!((e.cmdline.as_str(), e.exe.as_str()), ("sh -c x", "/bin/sh"));
+        assert!(e.tracked && e.exited);
+
+        // Read from /proc while alive (born 0): the exit keeps that answer.
+        t.entries.insert(
+            12,
+            Entry {
+                cmdline: "from proc".into(),
+                tracked: true,
+                ..Entry::default()
+            },
+        );
+        t.apply(Record::Exit {
+            pid: 12,
+            forked_from: Some(10),
+        });
+        assert_eq!(cmdline(&t, 12), Some("from proc"));
+
+        // The fork record (the kernel's table of children was full) still
+        // copies the parent's program; the exec replaces it.
+        t.apply(Record::Fork { pid: 13, ppid: 10 });
+        assert_eq!(cmdline(&t, 13), Some("sh -c x"));
+        t.apply(exec(13, b"ls\0", b"ls\0bin\0"));
+        assert_eq!(cmdline(&t, 13), Some("ls"));
+        t.apply(Record::Exit {
+            pid: 13,
+            forked_from: None,
+        });
+        assert_eq!(cmdline(&t, 13), Some("ls"), "an exec'd child keeps its own");
+    }
+
+    /// An exit removes its entry after the grace period, unless the pid
+    /// was given to a new process in between: the stale exit must not take
+    /// the new process's entry.
+    #[test]
+    fn exits_expire_entries_but_not_a_reused_pids() {
+        let mut t = Table::default();
+        t.apply(exec(20, b"old\0", b"old\0"));
+        t.apply(exec(21, b"gone\0", b"gone\0"));
+        t.apply(Record::Exit {
+            pid: 20,
+            forked_from: None,
+        });
+        t.apply(Record::Exit {
+            pid: 21,
+            forked_from: None,
+        });
+        // Pid 20 reused, within the grace period.
+        t.apply(exec(20, b"new\0", b"new\0"));
+        t.tick += EXIT_GRACE_TICKS - 1;
+        t.expire();
+        assert_eq!(cmdline(&t, 21), Some("gone"), "kept during the grace");
+        t.tick += 1;
+        t.expire();
+        assert_eq!(cmdline(&t, 21), None, "gone after the grace");
+        assert_eq!(cmdline(&t, 20), Some("new"), "the reused pid's entry stays");
+        assert!(t.exited.is_empty());
+        // The new process's own exit removes it.
+        t.apply(Record::Exit {
+            pid: 20,
+            forked_from: None,
+        });
+        t.tick += EXIT_GRACE_TICKS;
+        t.expire();
+        assert!(t.entries.is_empty(), "bounded: every exited entry went");
+        assert_eq!(t.spare.len(), 2, "their buffers are kept for reuse");
     }
 
     #[test]

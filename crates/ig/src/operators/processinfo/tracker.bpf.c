@@ -2,11 +2,15 @@
 //
 // The process tracker of `ig run --enrich-process`: tells user space, as it
 // happens, which program every new process runs (exec: its command line and
-// its executable's path), which process a new one was forked from (fork) and
-// which processes ended (exit). User space keeps a table by pid from these
-// records, so enriching an event costs a table lookup instead of reading
-// /proc, and short-lived processes (gone before /proc could be read) are
-// enriched too. See src/operators/processinfo/tracker.rs for the reader and
+// its executable's path) and which processes ended (exit). User space keeps
+// a table by pid from these records, so enriching an event costs a table
+// lookup instead of reading /proc, and short-lived processes (gone before
+// /proc could be read) are enriched too.
+//
+// Two records per process, not three: a fork is kept here (ig_proc_forked)
+// until the child execs, whose record says it all, or exits, whose record
+// then names the parent it was forked from (it ran that program to the
+// end). Only when that table is full is a fork sent as a record of its own. See src/operators/processinfo/tracker.rs for the reader and
 // the record layout, which must match `struct rec` below.
 //
 // Built by build.rs with clang alone: no vmlinux.h and no libbpf headers, so
@@ -73,6 +77,9 @@ struct task_struct {
 
 // Helper numbers from the kernel's enum bpf_func_id (UAPI, stable).
 static void *(*bpf_map_lookup_elem)(void *map, const void *key) = (void *)1;
+static long (*bpf_map_update_elem)(void *map, const void *key,
+				   const void *value, __u64 flags) = (void *)2;
+static long (*bpf_map_delete_elem)(void *map, const void *key) = (void *)3;
 static __u64 (*bpf_get_current_task)(void) = (void *)35;
 static long (*bpf_probe_read_user)(void *dst, __u32 size,
 				   const void *src) = (void *)112;
@@ -132,6 +139,24 @@ struct {
 	__u32 *key;
 	__u64 *value;
 } ig_proc_events_lost_samples SEC(".maps");
+
+// Processes forked while ig runs that have not exec'd yet: pid -> the
+// parent's pid at the fork. A fork is not reported by itself: most
+// children exec at once, and their exec record names the parent and the
+// program; a fork record would be read, applied (the parent's strings
+// copied into the child) and overwritten by the exec's for nothing. The
+// exit record of a child still here says it never exec'd, and whose child
+// it was (real_parent at the exit may be a reaper it was handed to). A
+// plain hash, not LRU: when it is full the fork is reported the old way,
+// by a fork record, rather than a pending child forgotten.
+#define FORKED_MAX 65536
+
+struct {
+	int (*type)[1]; // BPF_MAP_TYPE_HASH
+	int (*max_entries)[FORKED_MAX];
+	__u32 *key;
+	__u32 *value;
+} ig_proc_forked SEC(".maps");
 
 static void output(struct rec *r, __u64 size)
 {
@@ -297,6 +322,8 @@ int ig_proc_exec(void *ctx)
 	r->args_len = len;
 	r->path_len = w->off - len;
 	output(r, __builtin_offsetof(struct rec, data) + (w->off & (DATA_MAX - 1)));
+	// It runs a program of its own now: its exit needs no parent.
+	bpf_map_delete_elem(&ig_proc_forked, &tgid);
 	return 0;
 }
 
@@ -313,7 +340,8 @@ int ig_proc_fork(__u64 *ctx)
 	if (pid != tgid)
 		return 0;
 	READ(ptgid, parent->tgid);
-	emit_small(REC_FORK, tgid, ptgid);
+	if (bpf_map_update_elem(&ig_proc_forked, &tgid, &ptgid, 0))
+		emit_small(REC_FORK, tgid, ptgid);
 	return 0;
 }
 
@@ -322,12 +350,19 @@ int ig_proc_exit(__u64 *ctx)
 {
 	struct task_struct *task = (struct task_struct *)ctx[0];
 	int pid = 0, tgid = 0;
+	__u32 *forked, ppid = 0;
 
 	READ(pid, task->pid);
 	READ(tgid, task->tgid);
 	if (pid != tgid)
 		return 0;
-	emit_small(REC_EXIT, tgid, 0);
+	// A child that never exec'd ran its parent's program to the end.
+	forked = bpf_map_lookup_elem(&ig_proc_forked, &tgid);
+	if (forked) {
+		ppid = *forked;
+		bpf_map_delete_elem(&ig_proc_forked, &tgid);
+	}
+	emit_small(REC_EXIT, tgid, ppid);
 	return 0;
 }
 

@@ -1,6 +1,8 @@
 //! The kernel side of process enrichment: a small eBPF program of our own
 //! (`tracker.bpf.c`, compiled by `build.rs` and embedded in the binary)
-//! that reports every exec, fork and process exit through a ring buffer.
+//! that reports every exec and process exit through a ring buffer (and a
+//! fork only when its own table of forked children is full: see
+//! `tracker.bpf.c`).
 //!
 //! Owns loading that program (through `bpf::loader`, like any gadget) and
 //! decoding its records ([`Record::parse`], pure). Does not own the table
@@ -48,10 +50,14 @@ pub enum Record<'a> {
         /// each followed by a NUL.
         path: &'a [u8],
     },
-    /// Process `pid` was forked from `ppid` and runs its program.
+    /// Process `pid` was forked from `ppid` and runs its program. Sent
+    /// only when the tracker's table of pending children is full: a fork
+    /// is otherwise told by the child's exec or exit record.
     Fork { pid: u32, ppid: u32 },
-    /// Process `pid` ended.
-    Exit { pid: u32 },
+    /// Process `pid` ended. `forked_from` is its parent at its fork if it
+    /// was forked while the tracker ran and never exec'd (it ran its
+    /// parent's program to the end), else `None`.
+    Exit { pid: u32, forked_from: Option<u32> },
 }
 
 /// Size of the header of `struct rec` in `tracker.bpf.c`.
@@ -86,7 +92,10 @@ impl<'a> Record<'a> {
                 })
             }
             2 => Some(Record::Fork { pid, ppid }),
-            3 => Some(Record::Exit { pid }),
+            3 => Some(Record::Exit {
+                pid,
+                forked_from: (ppid != 0).then_some(ppid),
+            }),
             _ => None,
         }
     }
@@ -216,7 +225,17 @@ mod tests {
         );
         assert_eq!(
             Record::parse(&rec(3, 11, 0, b"", b"")),
-            Some(Record::Exit { pid: 11 })
+            Some(Record::Exit {
+                pid: 11,
+                forked_from: None
+            })
+        );
+        assert_eq!(
+            Record::parse(&rec(3, 12, 10, b"", b"")),
+            Some(Record::Exit {
+                pid: 12,
+                forked_from: Some(10)
+            })
         );
         // Lengths past the end, an unknown kind, a short header.
         assert_eq!(Record::parse(&b[..b.len() - 1]), None);
