@@ -110,7 +110,8 @@ static __always_inline void __gadget_count_lost(void *lost_samples)
  * threshold's worth if the reader has still not caught up (it may have
  * been busy, or slow to be scheduled). Waking on every record above the
  * threshold instead would send one interrupt per record while the reader
- * is on its way, which costs microseconds each.
+ * is on its way, which costs microseconds each; only past twice the
+ * threshold (half the ring, as ig sets it) does every record wake it.
  */
 static __always_inline __u64 __gadget_wakeup_flags(__u64 before, __u64 after)
 {
@@ -118,7 +119,18 @@ static __always_inline __u64 __gadget_wakeup_flags(__u64 before, __u64 after)
 
 	if (t == 0)
 		return 0;
-	if (after / t != before / t)
+	/*
+	 * From two threshold's worth on, every record wakes the reader. The
+	 * crossing test alone can miss: `after` is read after the record was
+	 * reserved, and a producer on another CPU may have reserved more in
+	 * between, so that neither producer sees the backlog cross the
+	 * multiple (each finds it past). Under a storm on every CPU that
+	 * happened at one multiple after another until the ring was full,
+	 * while the reader slept on its timer. A reader that lets the backlog
+	 * reach this far is late anyway; a wake-up per record costs the
+	 * producers little next to losing records.
+	 */
+	if (after / t != before / t || after >= 2 * t)
 		return BPF_RB_FORCE_WAKEUP;
 	return BPF_RB_NO_WAKEUP;
 }

@@ -10,8 +10,9 @@
 // Two records per process, not three: a fork is kept here (ig_proc_forked)
 // until the child execs, whose record says it all, or exits, whose record
 // then names the parent it was forked from (it ran that program to the
-// end). Only when that table is full is a fork sent as a record of its own. See src/operators/processinfo/tracker.rs for the reader and
-// the record layout, which must match `struct rec` below.
+// end). Only when that table is full is a fork sent as a record of its
+// own. See src/operators/processinfo/tracker.rs for the reader and the
+// record layout, which must match `struct rec` below.
 //
 // Built by build.rs with clang alone: no vmlinux.h and no libbpf headers, so
 // building ig needs nothing more than a clang that targets BPF. The kernel
@@ -95,6 +96,9 @@ static long (*bpf_loop)(__u32 nr_loops, void *callback_fn, void *callback_ctx,
 // Reads a kernel pointer or scalar member; 0 if the read fails.
 #define READ(dst, src) bpf_probe_read_kernel(&(dst), sizeof(dst), &(src))
 
+// enum bpf_ringbuf_output flags (UAPI).
+#define BPF_RB_NO_WAKEUP 1
+
 #define REC_EXEC 1
 #define REC_FORK 2
 #define REC_EXIT 3
@@ -163,7 +167,10 @@ static void output(struct rec *r, __u64 size)
 	__u32 zero = 0;
 	__u64 *lost;
 
-	if (!bpf_ringbuf_output(&ig_proc_events, r, size, 0))
+	// No wake-up: nobody sleeps on this ring. The reader drains it
+	// before each event it enriches, so a wake-up would only cost the
+	// process doing the exec (or fork, or exit) an interrupt.
+	if (!bpf_ringbuf_output(&ig_proc_events, r, size, BPF_RB_NO_WAKEUP))
 		return;
 	lost = bpf_map_lookup_elem(&ig_proc_events_lost_samples, &zero);
 	if (lost)
