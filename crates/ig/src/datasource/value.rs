@@ -50,8 +50,14 @@ pub enum ValueRef<'a> {
 /// reads as [`ValueRef::None`]. A handler that knows the value it would
 /// write equals the one it wrote for the previous event (same pid, same
 /// flags) calls [`Event::keep`] instead of writing it again.
-#[derive(Clone, Debug, Default)]
+#[derive(Debug, Default)]
 pub struct Event {
+    /// Which event object this is, unique in the process (0: made by
+    /// `Default`). Generations count per object, so two events may be at
+    /// the same generation: a printer that reuses the text of a previous
+    /// event checks this too (the elements of an array are distinct
+    /// events, all at their first generations).
+    id: u64,
     raw: Vec<u8>,
     owned: Vec<Value>,
     /// Per owned slot, the last generation it holds a value for (written
@@ -63,10 +69,33 @@ pub struct Event {
     generation: u64,
 }
 
+/// The next [`Event::id`]: one atomic add per event object made (at a
+/// run's start, or per element of an array), none per sample.
+static NEXT_EVENT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+fn next_event_id() -> u64 {
+    NEXT_EVENT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+impl Clone for Event {
+    /// A copy is another event object: a new id.
+    fn clone(&self) -> Self {
+        Self {
+            id: next_event_id(),
+            raw: self.raw.clone(),
+            owned: self.owned.clone(),
+            set_in: self.set_in.clone(),
+            written_in: self.written_in.clone(),
+            generation: self.generation,
+        }
+    }
+}
+
 impl Event {
     /// An empty event shaped for `schema`.
     pub fn new(schema: &Schema) -> Self {
         Self {
+            id: next_event_id(),
             raw: vec![0; schema.raw_size as usize],
             owned: vec![Value::None; schema.owned_slots()],
             set_in: vec![0; schema.owned_slots()],
@@ -94,6 +123,12 @@ impl Event {
     /// This event's generation: it advances at every [`Event::set_raw`].
     pub fn generation(&self) -> u64 {
         self.generation
+    }
+
+    /// Which event object this is (see the field's doc): with
+    /// [`Event::generation`], names one state of one event in the process.
+    pub fn id(&self) -> u64 {
+        self.id
     }
 
     /// Whether `field` (owned) holds a value that has not been written

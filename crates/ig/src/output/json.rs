@@ -153,7 +153,8 @@ struct MemoState {
     valid: bool,
     /// The input in the sample, as [`Memo::store_key`] keeps it.
     raw: Vec<u8>,
-    /// The generation of the event `text` was made from.
+    /// The event `text` was made from ([`Event::id`]) and its generation.
+    event: u64,
     generation: u64,
     text: Vec<u8>,
     hits: u32,
@@ -349,6 +350,7 @@ impl Compiled {
             }
             let raw = ev.raw();
             let hit = st.valid
+                && st.event == ev.id()
                 && m.same_key(raw, &st.raw)
                 && ev.unchanged_slots_since(&m.owned, st.generation);
             st.count(hit);
@@ -358,6 +360,7 @@ impl Compiled {
                 continue;
             }
             m.store_key(raw, &mut st.raw);
+            st.event = ev.id();
             st.generation = ev.generation();
             let start = buf.len();
             self.steps(buf, inner, schema, ev);
@@ -985,7 +988,7 @@ fn write_str_after(buf: &mut Vec<u8>, s: &[u8], plain: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::datasource::{SchemaBuilder, SourceKind};
+    use crate::datasource::{SchemaBuilder, SourceKind, Value};
     use crate::output::shared;
     use crate::output::sink::Capture;
 
@@ -1227,6 +1230,40 @@ mod tests {
         let out = String::from_utf8(cap.0.borrow().clone()).unwrap();
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();
         assert_eq!(v[1]["proc"]["pid"], 1);
+    }
+
+    /// The elements of an array are distinct events, each at its first
+    /// generations: a memo of owned fields must not take one element's
+    /// text for the next (it did: every element of a snapshot printed the
+    /// first one's values).
+    #[test]
+    fn array_elements_with_owned_fields_print_their_own_values() {
+        let mut b = SchemaBuilder::new("ev", SourceKind::Array, 0);
+        let pid = b.add_owned("pid".into(), FieldKind::U64, None).unwrap();
+        let comm = b.add_owned("comm".into(), FieldKind::String, None).unwrap();
+        let s = b.build();
+        let cap = Capture::default();
+        let mut p = JsonPrinter::new(&s, false, shared(cap.clone()));
+        for round in 0..3u64 {
+            let mut evs: Vec<Event> = (0..4u64)
+                .map(|i| {
+                    let mut e = Event::new(&s);
+                    e.set_raw(&[]);
+                    e.set_value(s.field(pid), Value::U64(round * 10 + i));
+                    e.set_str(s.field(comm), &format!("c{i}"));
+                    e
+                })
+                .collect();
+            cap.0.borrow_mut().clear();
+            p.on_array(&s, &mut evs);
+            p.flush().unwrap();
+            let out = String::from_utf8(cap.0.borrow().clone()).unwrap();
+            let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+            for i in 0..4u64 {
+                assert_eq!(v[i as usize]["pid"], round * 10 + i, "{out}");
+                assert_eq!(v[i as usize]["comm"], format!("c{i}"), "{out}");
+            }
+        }
     }
 
     #[test]
