@@ -375,7 +375,8 @@ pub struct RunArgs {
     /// drops events. It sleeps whenever nothing is pending; a reader that
     /// cannot keep up even so (it used most of a core for a quarter of a
     /// second) goes back to its started priority for a second at a time,
-    /// so it holds no core against the rest of the host for longer. Without the
+    /// so it holds a core against the rest of the host for no more than
+    /// that quarter of a second. Without the
     /// kernel's real-time throttling (kernel.sched_rt_runtime_us = -1) or
     /// root/CAP_SYS_NICE, or when ig was started real-time (chrt), the
     /// priority stays as started. `inherit`: the priority ig was started
