@@ -55,6 +55,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
             // The otel-logs operator hands its batches to an exporter.
             "otlp",
             "otlp::metrics",
+            // The log writer's thread is scheduled as the reader is.
+            "sched",
         ],
     ),
     // OTLP: its messages, the exporters' thread; the metrics registry's
@@ -71,7 +73,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "run",
         ],
     ),
-    ("runner", &["output", "pipeline"]),
+    ("runner", &["output", "pipeline", "sched"]),
     // The library's run: everything but the CLI.
     (
         "run",
@@ -86,6 +88,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "params",
             "pipeline",
             "runner",
+            "sched",
         ],
     ),
     ("expr", &["datasource"]),
@@ -94,6 +97,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("names", &[]),
     ("files", &[]),
     ("netif", &[]),
+    ("sched", &[]),
 ];
 
 fn uses(dir: &Path, out: &mut BTreeSet<String>, files: &mut Vec<String>) {

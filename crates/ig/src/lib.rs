@@ -27,6 +27,7 @@ pub mod params;
 pub mod pipeline;
 pub mod run;
 pub mod runner;
+pub mod sched;
 pub mod symbols;
 pub mod text;
 pub mod version;

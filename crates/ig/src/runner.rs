@@ -110,7 +110,7 @@ pub struct RunOptions {
     pub consumer_lagged: Option<DroppedRecords>,
     /// The reader thread's real-time priority, ticked with the loop (an
     /// inactive one when the thread is not real-time).
-    pub reader: crate::run::ReaderGovernor,
+    pub reader: crate::sched::Governor,
 }
 
 /// Ends a run (or several: clones share one state) from any thread.

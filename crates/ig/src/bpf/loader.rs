@@ -1076,11 +1076,19 @@ impl LoadedGadget {
                 map: map.to_owned(),
             });
         };
-        let ring = Ring::new(data).map_err(|source| LoadError::Ring {
-            map: map.to_owned(),
-            source,
-        })?;
-        Ok(RingBuffer { ring })
+        let size = data
+            .info()
+            .map_err(|source| LoadError::Map {
+                map: map.to_owned(),
+                source,
+            })?
+            .max_entries();
+        let ring =
+            Ring::new(data.fd().as_fd().as_raw_fd(), size).map_err(|source| LoadError::Ring {
+                map: map.to_owned(),
+                source,
+            })?;
+        Ok(RingBuffer { ring, map: data })
     }
 
     /// Take HASH map `map` (u64 → u32) out of the gadget as a set the
@@ -1681,7 +1689,9 @@ pub const DRAIN_SLICE: std::time::Duration = std::time::Duration::from_millis(20
 
 /// A ring buffer we read samples from.
 pub struct RingBuffer {
+    /// First: its mappings go before the map's descriptor closes.
     ring: Ring,
+    map: MapData,
 }
 
 impl RingBuffer {
@@ -1703,7 +1713,7 @@ impl RingBuffer {
 
     /// The ring buffer's descriptor, to poll.
     pub fn fd(&self) -> RawFd {
-        self.ring.fd()
+        self.map.fd().as_fd().as_raw_fd()
     }
 }
 

@@ -3,9 +3,9 @@
 //!
 //! Owns the two mappings of one ring buffer map (the consumer page, and the
 //! producer page with the data) and the consumer position. Does not own
-//! the map's descriptor (the caller passes aya's `MapData`, which closes it
-//! when the [`Ring`] drops), waiting for data (the event loop polls
-//! [`Ring::fd`]), or what a sample means.
+//! the map's descriptor (the loader keeps aya's map, and drops it after
+//! the [`Ring`]), waiting for data (the event loop polls the descriptor),
+//! or what a sample means. No aya here (`tests/tidy`).
 //!
 //! Why not aya's `RingBuf`: it maps the data pages twice, one copy after the
 //! other, as the kernel lays them out for itself, so that a record that
@@ -30,10 +30,8 @@
 //! (`BPF_RINGBUF_BUSY_BIT`, `BPF_RINGBUF_DISCARD_BIT`), the sample, padding
 //! to 8 bytes.
 
-use std::os::fd::{AsFd as _, AsRawFd as _, RawFd};
+use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering, fence};
-
-use aya::maps::MapData;
 
 /// Header bit: the record is reserved and not yet committed.
 const BUSY: u32 = 1 << 31;
@@ -47,9 +45,6 @@ pub const PUBLISH_EVERY: u32 = 32;
 /// Why a ring buffer could not be mapped for reading.
 #[derive(Debug, thiserror::Error)]
 pub enum RingError {
-    /// The kernel did not say how large the map is.
-    #[error("reading the ring buffer map's size")]
-    Info(#[source] aya::maps::MapError),
     /// The kernel said something no ring buffer can be.
     #[error("the ring buffer's size {0} is not a power of two of at least a page")]
     Size(u32),
@@ -121,8 +116,6 @@ pub struct Ring {
     unpublished: u32,
     /// Where a record that wraps around the end is put together.
     scratch: Vec<u8>,
-    /// Last, so that the mappings go before the descriptor.
-    map: MapData,
 }
 
 // SAFETY: the raw pointers are into mappings owned by the `Ring` itself;
@@ -130,16 +123,16 @@ pub struct Ring {
 unsafe impl Send for Ring {}
 
 impl Ring {
-    /// Map ring buffer `map` for reading.
-    pub fn new(map: MapData) -> Result<Self, RingError> {
-        let size = map.info().map_err(RingError::Info)?.max_entries();
+    /// Map the ring buffer map `fd` of `size` data bytes (its
+    /// `max_entries`) for reading. `fd` must stay open while the `Ring`
+    /// lives.
+    pub fn new(fd: RawFd, size: u32) -> Result<Self, RingError> {
         // SAFETY: sysconf has no preconditions.
         let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
         let size_usize = usize::try_from(size).map_err(|_| RingError::Size(size))?;
         if !size.is_power_of_two() || size_usize < page {
             return Err(RingError::Size(size));
         }
-        let fd = map.fd().as_fd().as_raw_fd();
         let consumer = Mapping::new(
             fd,
             page,
@@ -161,18 +154,12 @@ impl Ring {
             // Samples are at most GADGET_MAX_EVENT_SIZE (10 KiB) for the
             // gadgets we know: one allocation up front, none per record.
             scratch: Vec::with_capacity(16 << 10),
-            map,
         };
         // A map that was written before (pinned, reused) starts where its
         // last reader stopped.
         ring.pos = ring.consumer_pos().load(Ordering::Acquire);
         ring.prod = ring.producer_pos();
         Ok(ring)
-    }
-
-    /// The map's descriptor, to poll: readable while records are pending.
-    pub fn fd(&self) -> RawFd {
-        self.map.fd().as_fd().as_raw_fd()
     }
 
     fn consumer_pos(&self) -> &AtomicUsize {

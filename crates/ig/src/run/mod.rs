@@ -40,7 +40,6 @@ mod assembly;
 mod consumers;
 pub mod manifest;
 mod policy;
-pub(crate) mod priority;
 mod source;
 
 use std::io::Write;
@@ -48,6 +47,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use crate::sched::{
+    Applied as ReaderPriorityApplied, Governor as ReaderGovernor, ReaderPriority,
+};
 pub use assembly::{Assembly, AssemblyError};
 pub use consumers::{EventReceiver, EventSink, RunEvent};
 pub use policy::{
@@ -56,7 +58,6 @@ pub use policy::{
 };
 #[cfg(feature = "signing")]
 pub use policy::{load_public_keys, verify_stored_signatures};
-pub use priority::{Applied as ReaderPriorityApplied, Governor as ReaderGovernor, ReaderPriority};
 pub use source::GadgetBytes;
 
 pub use crate::bpf::loader::LoaderPrefetch;
@@ -1067,9 +1068,9 @@ impl PreparedRun {
         // This thread runs the event loop: the reader.
         let applied = reader_priority.apply();
         match &applied {
-            priority::Applied::Inherited => {}
-            priority::Applied::Realtime => log::debug!("reader thread: SCHED_RR priority 1"),
-            priority::Applied::Declined(why) => {
+            crate::sched::Applied::Inherited => {}
+            crate::sched::Applied::Realtime => log::debug!("reader thread: SCHED_RR priority 1"),
+            crate::sched::Applied::Declined(why) => {
                 log::debug!("reader thread: inherited priority ({why})");
             }
         }

@@ -30,8 +30,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::{Channel, LogsConfig, LogsError};
-use crate::run::ReaderPriority;
-use crate::run::priority::{Applied, Governor};
+use crate::sched::{Applied, Governor, ReaderPriority};
 
 /// A batch is handed over when it holds this many bytes (or at the
 /// runner's flush).

@@ -1,5 +1,8 @@
 //! How the thread that reads a run's ring buffers is scheduled
-//! ([`ReaderPriority`]), and applying that to the calling thread.
+//! ([`ReaderPriority`]), applying that to the calling thread, and keeping
+//! it only while it pays ([`Governor`]). A leaf module: the run, its event
+//! loop (`runner`) and the log writer (`operators::logs`) use it; it uses
+//! nothing of the crate.
 //!
 //! Owns the scheduling system calls on the run's own thread: one before
 //! its event loop starts, and the [`Governor`]'s while it runs. It does not
