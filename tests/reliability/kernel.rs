@@ -790,8 +790,9 @@ fn stopped_reader_case(u: &Unique, stdout: Stdio, what: &str) {
     let status = child.wait().unwrap();
     let all: Vec<String> = lines.iter().map(|(_, l)| l).collect();
     assert!(status.success(), "{what}: {status}: {all:#?}");
-    // Output backlog (4 MiB) + the ring buffer's pages (4 MiB, mapped
-    // twice) + printer buffers; a reader-sized leak would be 100s of MiB.
+    // Output backlog (4 MiB) + printer buffers (the ring buffer's pages
+    // are mapped, hence counted, from the start); a reader-sized leak
+    // would be 100s of MiB.
     assert!(
         rss_max < rss_start + 24 * 1024,
         "RSS grew from {rss_start} KiB to {rss_max} KiB with a stopped reader of {what}"
