@@ -787,29 +787,16 @@ impl From<ReaderPriorityArg> for ig::run::ReaderPriority {
 /// page up. Every refusal says the range.
 fn parse_ringbuf_size(s: &str) -> Result<u32, String> {
     const RANGE: &str = "a power of two from 4096 to 2147483648 (4K to 2G)";
-    // A binary unit, as the sizes are powers of two: 8M, 8MiB, 512K.
+    // Sizes as IG_MAX_LAYER_SIZE takes them (8M, 512K, 1G), and with
+    // "iB" too (8MiB), since these are powers of two.
     let t = s.trim();
-    let (digits, shift) = match t.find(|c: char| !c.is_ascii_digit()) {
-        None => (t, 0),
-        Some(at) => {
-            let shift = match t[at..].to_ascii_lowercase().as_str() {
-                "k" | "kib" => 10,
-                "m" | "mib" => 20,
-                "g" | "gib" => 30,
-                _ => return Err(format!("{s:?} is not a number of bytes: give {RANGE}")),
-            };
-            (&t[..at], shift)
-        }
-    };
-    if digits.is_empty() {
-        return Err(format!("{s:?} is not a number of bytes: give {RANGE}"));
-    }
-    // All digits: what does not fit is too large, not "not a number".
-    let n: u64 = digits
-        .parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(1 << shift))
-        .unwrap_or(u64::MAX);
+    let t = t
+        .strip_suffix("iB")
+        .or_else(|| t.strip_suffix("ib"))
+        .filter(|r| r.ends_with(|c: char| "kKmMgG".contains(c)))
+        .unwrap_or(t);
+    let n = ig::image::limits::parse_size(t)
+        .ok_or_else(|| format!("{s:?} is not a number of bytes: give {RANGE}"))?;
     match u32::try_from(n) {
         Ok(n) if n >= 4096 && n.is_power_of_two() => Ok(n),
         Ok(_) => Err(format!("{s} is not {RANGE}")),
