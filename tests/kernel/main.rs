@@ -631,23 +631,29 @@ fn timeout_stops_the_run_with_exit_0() {
     }
 }
 
-#[test]
-fn a_full_ring_buffer_is_reported_as_lost_events() {
-    require_kernel();
-    let store = gadget_store();
-    // 4 KiB holds a handful of events, and a 2 s flush interval lets it fill.
-    let mut ig = Running::start(
+/// `ig run trace_open -o json` with ring buffers of `size` and a flush
+/// interval of `flush`.
+fn trace_open_json_with_ring(store: &TestStore, size: &str, flush: &str) -> Running {
+    Running::start(
         store,
         &[
             "trace_open",
             "-o",
             "json",
             "--ringbuf-size",
-            "4096",
+            size,
             "--flush-interval",
-            "2s",
+            flush,
         ],
-    );
+    )
+}
+
+#[test]
+fn a_full_ring_buffer_is_reported_as_lost_events() {
+    require_kernel();
+    let store = gadget_store();
+    // 4 KiB holds a handful of events, and a 2 s flush interval lets it fill.
+    let mut ig = trace_open_json_with_ring(store, "4096", "2s");
     let tmp = tempfile::tempdir().unwrap();
     let name = tmp.path().join(format!("igflood-{}", std::process::id()));
     std::fs::write(&name, "x").unwrap();
@@ -671,18 +677,7 @@ fn a_full_ring_buffer_is_reported_as_lost_events() {
 fn records_that_wrap_around_a_small_ring_arrive_whole() {
     require_kernel();
     let store = gadget_store();
-    let mut ig = Running::start(
-        store,
-        &[
-            "trace_open",
-            "-o",
-            "json",
-            "--ringbuf-size",
-            "8K",
-            "--flush-interval",
-            "0",
-        ],
-    );
+    let mut ig = trace_open_json_with_ring(store, "8K", "0");
     let tmp = tempfile::tempdir().unwrap();
     let prefix = tmp.path().join(format!("wrap{}-", std::process::id()));
     let prefix = prefix.display().to_string();
